@@ -1,0 +1,111 @@
+// Names of the Connector API and of the labels and annotations the operator puts on what it owns.
+// Everything that names the API or selects owned objects reads from here, so a rename is one edit.
+
+export const GROUP = 'vaultpam.io';
+export const VERSION = 'v1alpha1';
+export const API_VERSION = `${GROUP}/${VERSION}`;
+export const KIND = 'Connector';
+export const LIST_KIND = 'ConnectorList';
+export const PLURAL = 'connectors';
+export const SINGULAR = 'connector';
+export const CRD_NAME = `${PLURAL}.${GROUP}`;
+export const SHORT_NAMES = ['conn', 'vpconn'] as const;
+export const CATEGORIES = ['vaultpam'] as const;
+
+/** The one field manager for every server-side apply the operator makes. */
+export const FIELD_MANAGER = 'vaultpam-connector-operator';
+export const OPERATOR_NAME = 'vaultpam-connector-operator';
+/** Finalizer that lets the operator release the control-plane record before the object goes. */
+export const FINALIZER = 'vaultpam.io/connector-cleanup';
+
+/** Label and annotation keys on objects the operator owns (StatefulSet, pod, PVC, Secret, ConfigMap). */
+export const LABELS = {
+  /** Name of the Connector resource an object belongs to. */
+  connector: 'vaultpam.io/connector',
+  /** What part of the connector the object is: workload, data, config, enrollment-token. */
+  component: 'vaultpam.io/component',
+  name: 'app.kubernetes.io/name',
+  instance: 'app.kubernetes.io/instance',
+  managedBy: 'app.kubernetes.io/managed-by',
+  partOf: 'app.kubernetes.io/part-of',
+} as const;
+
+export const LABEL_VALUES = {
+  name: 'vaultpam-connector',
+  managedBy: OPERATOR_NAME,
+  partOf: 'vaultpam',
+} as const;
+
+export const COMPONENTS = {
+  workload: 'workload',
+  data: 'data',
+  config: 'config',
+  enrollmentToken: 'enrollment-token',
+} as const;
+
+export const ANNOTATIONS = {
+  /** Connector id the child was built for, so a renamed id is noticed rather than silently reused. */
+  connectorId: 'vaultpam.io/connector-id',
+  /** Hash of the rendered configuration; a change rolls the pod. */
+  configHash: 'vaultpam.io/config-hash',
+  /** Idempotency key of the mint whose token a Secret holds (public; the token is not derivable from it). */
+  mintKey: 'vaultpam.io/mint-key',
+  /** Expiry of the token a Secret holds, RFC 3339. */
+  tokenExpiresAt: 'vaultpam.io/token-expires-at',
+  /** Recovery request a restart was made for, so a restarted operator does not restart twice. */
+  restartedFor: 'vaultpam.io/restarted-for',
+} as const;
+
+/** Labels the operator owns on pods; spec.podLabels may not set them (enforced by the CRD too). */
+export const RESERVED_POD_LABEL_KEYS: readonly string[] = [
+  LABELS.name,
+  LABELS.instance,
+  LABELS.managedBy,
+  LABELS.connector,
+];
+
+/** Selector labels of one connector's objects. */
+export function selectorLabels(connectorName: string): Record<string, string> {
+  return {
+    [LABELS.name]: LABEL_VALUES.name,
+    [LABELS.instance]: connectorName,
+    [LABELS.connector]: connectorName,
+  };
+}
+
+/** Every label an owned object carries: the selector labels plus managed-by, part-of and component. */
+export function ownedObjectLabels(
+  connectorName: string,
+  component: (typeof COMPONENTS)[keyof typeof COMPONENTS],
+): Record<string, string> {
+  return {
+    ...selectorLabels(connectorName),
+    [LABELS.managedBy]: LABEL_VALUES.managedBy,
+    [LABELS.partOf]: LABEL_VALUES.partOf,
+    [LABELS.component]: component,
+  };
+}
+
+/**
+ * metadata.name limit of a Connector (CRD rule): the name also names its StatefulSet, whose pods
+ * (`<name>-0`) and controller-revision-hash label (`<name>-<10 char hash>`) must fit in 63 chars.
+ */
+export const MAX_CONNECTOR_NAME_LENGTH = 52;
+
+/** Data directory of the agent inside the pod (PAM_AGENT_DATA_DIR). */
+export const AGENT_DATA_DIR = '/data';
+
+// Defaults the schema cannot apply (or applies only when the parent object is present).
+export const DEFAULT_STORAGE_SIZE = '1Gi';
+export const DEFAULT_TOKEN_TTL = '4h';
+export const MIN_TOKEN_TTL_SECONDS = 5 * 60;
+/** The control plane refuses longer tokens (contract: ttlSeconds <= 14400). */
+export const MAX_TOKEN_TTL_SECONDS = 4 * 60 * 60;
+export const DEFAULT_IMAGE_PULL_POLICY = 'IfNotPresent';
+export const DEFAULT_CA_KEY = 'ca.crt';
+export const DEFAULT_CREDENTIAL_KEY = 'credential';
+
+/** Pattern of a connector id (contract: Identifiers). */
+export const CONNECTOR_ID_PATTERN = /^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/;
+/** Pattern of spec.recovery.requestId. */
+export const RECOVERY_REQUEST_ID_PATTERN = /^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$/;

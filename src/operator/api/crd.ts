@@ -1,0 +1,84 @@
+// Loads the Connector CRD shipped in crds/, so the operator (which may install it) and the tests
+// read the one file that kubectl applies, never a copy.
+import { readFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { load } from 'js-yaml';
+import { CodedError } from '../../lib/errors.ts';
+import { CRD_NAME, VERSION } from './constants.ts';
+
+export const CONNECTOR_CRD_PATH = fileURLToPath(
+  new URL('../../../crds/connectors.vaultpam.io.yaml', import.meta.url),
+);
+
+/** The parts of an OpenAPI v3 schema (structural, as Kubernetes accepts it) the project reads. */
+export interface JsonSchema {
+  type?: string;
+  description?: string;
+  properties?: Record<string, JsonSchema>;
+  additionalProperties?: JsonSchema | boolean;
+  items?: JsonSchema;
+  required?: string[];
+  enum?: unknown[];
+  pattern?: string;
+  format?: string;
+  minLength?: number;
+  maxLength?: number;
+  maxItems?: number;
+  maxProperties?: number;
+  minimum?: number;
+  default?: unknown;
+  anyOf?: JsonSchema[];
+  'x-kubernetes-int-or-string'?: boolean;
+  'x-kubernetes-preserve-unknown-fields'?: boolean;
+  'x-kubernetes-validations'?: Array<{
+    rule: string;
+    message?: string;
+    messageExpression?: string;
+    optionalOldSelf?: boolean;
+  }>;
+  'x-kubernetes-list-type'?: string;
+  'x-kubernetes-list-map-keys'?: string[];
+}
+
+export interface CustomResourceDefinition {
+  apiVersion: 'apiextensions.k8s.io/v1';
+  kind: 'CustomResourceDefinition';
+  metadata: { name: string; labels?: Record<string, string> };
+  spec: {
+    group: string;
+    scope: string;
+    names: { kind: string; plural: string; singular: string; shortNames?: string[]; categories?: string[] };
+    versions: Array<{
+      name: string;
+      served: boolean;
+      storage: boolean;
+      subresources?: { status?: Record<string, never> };
+      additionalPrinterColumns?: Array<{
+        name: string;
+        type: string;
+        jsonPath: string;
+        priority?: number;
+        description?: string;
+      }>;
+      schema: { openAPIV3Schema: JsonSchema };
+    }>;
+  };
+}
+
+export async function loadConnectorCrd(path: string = CONNECTOR_CRD_PATH): Promise<CustomResourceDefinition> {
+  const text = await readFile(path, 'utf8');
+  const crd = load(text) as CustomResourceDefinition | null;
+  if (crd?.kind !== 'CustomResourceDefinition' || crd.metadata?.name !== CRD_NAME) {
+    throw new CodedError('CRD_INVALID', `${path}: expected the CustomResourceDefinition ${CRD_NAME}`);
+  }
+  return crd;
+}
+
+/** The openAPIV3Schema of the served version. */
+export function connectorSchema(crd: CustomResourceDefinition): JsonSchema {
+  const version = crd.spec.versions.find((v) => v.name === VERSION);
+  if (version === undefined) {
+    throw new CodedError('CRD_INVALID', `${CRD_NAME} has no version ${VERSION}`);
+  }
+  return version.schema.openAPIV3Schema;
+}

@@ -1,0 +1,420 @@
+// The CRD and the TypeScript types describe the same resource: these tests compare them field by
+// field, check the sample manifest against the schema, and check the schema's own hygiene
+// (descriptions for kubectl explain, bounded strings and lists so CEL cost estimates fit).
+import { readFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import test from 'ava';
+import { load } from 'js-yaml';
+import {
+  API_VERSION,
+  CRD_NAME,
+  GROUP,
+  KIND,
+  PLURAL,
+  SHORT_NAMES,
+  VERSION,
+} from '../../src/operator/api/constants.ts';
+import { connectorSchema, type JsonSchema, loadConnectorCrd } from '../../src/operator/api/crd.ts';
+import {
+  CONDITION_STATUSES,
+  CONNECTOR_MODES,
+  CONNECTOR_PHASES,
+  type Connector,
+  type ConnectorSpec,
+  type ConnectorStatus,
+  DELETION_POLICIES,
+  defaultedSpec,
+  FAILURE_CLASSES,
+  IMAGE_PULL_POLICIES,
+  RECOVERY_OUTCOMES,
+  RECOVERY_POLICIES,
+  RECOVERY_STEPS,
+  STORAGE_SOURCES,
+  TAINT_EFFECTS,
+  TOLERATION_OPERATORS,
+  WORKLOAD_KINDS,
+} from '../../src/operator/api/types.ts';
+
+const SAMPLE_PATH = fileURLToPath(new URL('../../manifests/samples/connector.yaml', import.meta.url));
+
+/** Every optional field made required, recursively: the compiler proves the sample is complete. */
+type DeepRequired<T> = T extends readonly (infer U)[]
+  ? DeepRequired<U>[]
+  : T extends object
+    ? { [K in keyof T]-?: DeepRequired<T[K]> }
+    : T;
+
+const at = '2026-01-01T00:00:00Z';
+
+const fullStatus: DeepRequired<ConnectorStatus> = {
+  observedGeneration: 3,
+  phase: 'Online',
+  mode: 'Autonomous',
+  connectorId: 'vaultpam.dc1-connector',
+  controlPlaneState: 'online',
+  lastHeartbeatTime: at,
+  identity: { certificateSerial: '0a1b', notAfter: at, fingerprintSHA256: 'ab'.repeat(32) },
+  enrollment: {
+    tokenSecretName: 'dc1-connector-enrollment',
+    tokenExpiresAt: at,
+    tokenMintedAt: at,
+    retired: true,
+    mintCount: 1,
+    lastMintKey: 'mint-1',
+  },
+  storage: {
+    volumeName: 'data',
+    source: 'PersistentVolumeClaim',
+    claimName: 'data-dc1-connector-0',
+    claimUID: '6c1a8a0e-0f1e-4c59-9d1c-3f0e5c2b7a10',
+    claimPhase: 'Bound',
+    podName: 'dc1-connector-0',
+  },
+  recovery: {
+    requestId: 'incident-4711',
+    step: 'Completed',
+    attempts: 1,
+    startedAt: at,
+    finishedAt: at,
+    outcome: 'Succeeded',
+    reason: 'reconnected without a token after the validation restart',
+    mintKey: 'recovery-incident-4711',
+    evidence: {
+      phaseBefore: 'NeedsRecovery',
+      phaseAfter: 'Online',
+      controlPlaneStateBefore: 'needs_recovery',
+      controlPlaneStateAfter: 'online',
+      proof: 'endpoint.enrolled seq 12',
+      auditEntries: [{ type: 'endpoint.enrolled', at, seq: 12 }],
+      windowStart: at,
+      windowEnd: at,
+    },
+  },
+  diagnosis: {
+    failureClass: 'IdentityLoss',
+    reason: 'the data volume was recreated empty',
+    evidence: ['claim UID changed'],
+    nextStep: 'set spec.recovery.requestId',
+    since: at,
+  },
+  conditions: [
+    {
+      type: 'Ready',
+      status: 'True',
+      observedGeneration: 3,
+      lastTransitionTime: at,
+      reason: 'Ready',
+      message: 'online',
+    },
+  ],
+};
+
+// Affinity is passed through untyped (x-kubernetes-preserve-unknown-fields), so it is not expanded.
+const fullSpec: DeepRequired<Omit<ConnectorSpec, 'affinity'>> & Pick<ConnectorSpec, 'affinity'> = {
+  controlPlane: {
+    url: 'https://vaultpam.example.com',
+    caConfigMapRef: { name: 'vaultpam-ca', key: 'ca.crt' },
+    credentialSecretRef: { name: 'vaultpam-admin', key: 'credential' },
+  },
+  connector: { id: 'dc1', org: 'acme', endpointId: 'ep-1', allowedNetworks: ['10.0.0.0/8'] },
+  image: 'vaultpam-connector:0.1.0',
+  imagePullPolicy: 'IfNotPresent',
+  imagePullSecrets: [{ name: 'pull' }],
+  resources: { limits: { memory: '256Mi' }, requests: { cpu: '50m' } },
+  nodeSelector: { 'kubernetes.io/os': 'linux' },
+  tolerations: [
+    { key: 'dedicated', operator: 'Equal', value: 'pam', effect: 'NoExecute', tolerationSeconds: 30 },
+  ],
+  affinity: { nodeAffinity: {} },
+  priorityClassName: 'high',
+  serviceAccountName: 'connector',
+  podLabels: { team: 'security' },
+  podAnnotations: { note: 'x' },
+  storage: { size: '1Gi', storageClassName: 'standard', existingClaim: 'data', ephemeral: false },
+  enrollment: { tokenTTL: '4h' },
+  recovery: { policy: 'Manual', requestId: 'r1', validateRestart: true },
+  workloadRef: { kind: 'StatefulSet', name: 'connector' },
+  deletionPolicy: 'Release',
+  paused: false,
+};
+
+/**
+ * Compares the property names of a sample value with a schema, both ways: a field the schema lacks
+ * would be pruned by the API server, a field the type lacks is one the code cannot read or write.
+ */
+function fieldMismatches(value: unknown, schema: JsonSchema, path: string): string[] {
+  if (schema['x-kubernetes-preserve-unknown-fields']) return [];
+  if (Array.isArray(value)) {
+    if (schema.items === undefined) return [`${path}: the type has a list, the schema has none`];
+    return value.flatMap((item, index) =>
+      fieldMismatches(item, schema.items as JsonSchema, `${path}[${index}]`),
+    );
+  }
+  if (value === null || typeof value !== 'object') return [];
+  const record = value as Record<string, unknown>;
+  if (schema.properties === undefined) {
+    const values = schema.additionalProperties;
+    if (typeof values !== 'object') return [`${path}: the type has an object, the schema has no properties`];
+    return Object.entries(record).flatMap(([k, v]) => fieldMismatches(v, values, `${path}.${k}`));
+  }
+  const problems: string[] = [];
+  for (const key of Object.keys(record)) {
+    const child = schema.properties[key];
+    if (child === undefined)
+      problems.push(`${path}.${key}: in the TypeScript type, missing from the CRD schema`);
+    else problems.push(...fieldMismatches(record[key], child, `${path}.${key}`));
+  }
+  for (const key of Object.keys(schema.properties)) {
+    if (!(key in record))
+      problems.push(`${path}.${key}: in the CRD schema, missing from the TypeScript type`);
+  }
+  return problems;
+}
+
+const DATE_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/;
+
+/**
+ * Structural validation as the API server does it before CEL: types, required fields, enums,
+ * patterns, lengths, formats, and fields that would be pruned. CEL rules run in the cluster tests.
+ */
+function structuralErrors(value: unknown, schema: JsonSchema, path: string): string[] {
+  // The API server validates ObjectMeta itself; the CRD only declares it an object.
+  if (path === '.metadata') return [];
+  if (schema['x-kubernetes-int-or-string']) {
+    if (typeof value === 'number' && Number.isInteger(value)) return [];
+    if (typeof value !== 'string') return [`${path}: must be an integer or a string`];
+    return schema.pattern && !new RegExp(schema.pattern).test(value)
+      ? [`${path}: "${value}" is not a quantity`]
+      : [];
+  }
+  const errors: string[] = [];
+  switch (schema.type) {
+    case 'object': {
+      if (value === null || typeof value !== 'object' || Array.isArray(value))
+        return [`${path}: must be an object`];
+      const record = value as Record<string, unknown>;
+      for (const key of schema.required ?? []) {
+        if (!(key in record)) errors.push(`${path}.${key}: required`);
+      }
+      if (schema.maxProperties !== undefined && Object.keys(record).length > schema.maxProperties) {
+        errors.push(`${path}: more than ${schema.maxProperties} entries`);
+      }
+      for (const [key, child] of Object.entries(record)) {
+        const childSchema =
+          schema.properties?.[key] ??
+          (typeof schema.additionalProperties === 'object' ? schema.additionalProperties : undefined);
+        if (childSchema !== undefined) errors.push(...structuralErrors(child, childSchema, `${path}.${key}`));
+        else if (!schema['x-kubernetes-preserve-unknown-fields'])
+          errors.push(`${path}.${key}: unknown field`);
+      }
+      break;
+    }
+    case 'array':
+      if (!Array.isArray(value)) return [`${path}: must be a list`];
+      if (schema.maxItems !== undefined && value.length > schema.maxItems)
+        errors.push(`${path}: too many items`);
+      value.forEach((item, index) => {
+        if (schema.items) errors.push(...structuralErrors(item, schema.items, `${path}[${index}]`));
+      });
+      break;
+    case 'string':
+      if (typeof value !== 'string') return [`${path}: must be a string`];
+      if (schema.maxLength !== undefined && value.length > schema.maxLength) errors.push(`${path}: too long`);
+      if (schema.minLength !== undefined && value.length < schema.minLength)
+        errors.push(`${path}: too short`);
+      if (schema.pattern !== undefined && !new RegExp(schema.pattern).test(value))
+        errors.push(`${path}: pattern`);
+      if (schema.format === 'date-time' && !DATE_TIME.test(value))
+        errors.push(`${path}: not an RFC 3339 time`);
+      break;
+    case 'integer':
+      if (!Number.isInteger(value)) return [`${path}: must be an integer`];
+      if (schema.minimum !== undefined && (value as number) < schema.minimum)
+        errors.push(`${path}: below minimum`);
+      break;
+    case 'boolean':
+      if (typeof value !== 'boolean') return [`${path}: must be true or false`];
+      break;
+    default:
+      errors.push(`${path}: schema has no type`);
+  }
+  if (schema.enum !== undefined && !schema.enum.includes(value))
+    errors.push(`${path}: "${String(value)}" not allowed`);
+  return errors;
+}
+
+async function schemas(): Promise<{ root: JsonSchema; spec: JsonSchema; status: JsonSchema }> {
+  const root = connectorSchema(await loadConnectorCrd());
+  const spec = root.properties?.spec;
+  const status = root.properties?.status;
+  if (!spec || !status) throw new Error('CRD schema lacks spec or status');
+  return { root, spec, status };
+}
+
+function child(schema: JsonSchema, ...path: string[]): JsonSchema {
+  let node = schema;
+  for (const part of path) {
+    const next = part === '[]' ? node.items : node.properties?.[part];
+    if (next === undefined) throw new Error(`schema has no ${path.join('.')}`);
+    node = next;
+  }
+  return node;
+}
+
+/** Every [path, schema] pair in a schema tree, skipping passed-through subtrees. */
+function walk(schema: JsonSchema, path: string): Array<[string, JsonSchema]> {
+  const found: Array<[string, JsonSchema]> = [[path, schema]];
+  if (schema['x-kubernetes-preserve-unknown-fields']) return found;
+  for (const [key, value] of Object.entries(schema.properties ?? {}))
+    found.push(...walk(value, `${path}.${key}`));
+  if (schema.items) found.push(...walk(schema.items, `${path}[]`));
+  if (typeof schema.additionalProperties === 'object')
+    found.push(...walk(schema.additionalProperties, `${path}{}`));
+  return found;
+}
+
+test('the CRD names the resource the way the constants do', async (t) => {
+  const crd = await loadConnectorCrd();
+  t.is(crd.metadata.name, CRD_NAME);
+  t.is(crd.spec.group, GROUP);
+  t.is(crd.spec.scope, 'Namespaced');
+  t.is(crd.spec.names.kind, KIND);
+  t.is(crd.spec.names.plural, PLURAL);
+  t.deepEqual(crd.spec.names.shortNames, [...SHORT_NAMES]);
+  t.deepEqual(crd.spec.names.categories, ['vaultpam']);
+  const [version] = crd.spec.versions;
+  t.is(version?.name, VERSION);
+  t.deepEqual(version?.subresources, { status: {} });
+  const columns = version?.additionalPrinterColumns?.map((c) => [
+    c.name,
+    c.jsonPath,
+    c.type,
+    c.priority ?? 0,
+  ]);
+  t.deepEqual(columns, [
+    ['Phase', '.status.phase', 'string', 0],
+    ['Mode', '.status.mode', 'string', 0],
+    ['Last Heartbeat', '.status.lastHeartbeatTime', 'date', 0],
+    ['Age', '.metadata.creationTimestamp', 'date', 0],
+    ['Connector ID', '.status.connectorId', 'string', 1],
+    ['Token Expiry', '.status.enrollment.tokenExpiresAt', 'date', 1],
+  ]);
+});
+
+test('every status field of the TypeScript type is in the CRD schema and the other way round', async (t) => {
+  const { status } = await schemas();
+  t.deepEqual(fieldMismatches(fullStatus, status, 'status'), []);
+  t.deepEqual(structuralErrors(fullStatus, status, 'status'), []);
+});
+
+test('every spec field of the TypeScript type is in the CRD schema and the other way round', async (t) => {
+  const { spec } = await schemas();
+  t.deepEqual(fieldMismatches(fullSpec, spec, 'spec'), []);
+  t.deepEqual(structuralErrors(fullSpec, spec, 'spec'), []);
+});
+
+test('the comparison notices a field the schema lacks and a field the type lacks', async (t) => {
+  const { status } = await schemas();
+  const { identity, ...withoutIdentity } = fullStatus;
+  const extra = { ...fullStatus, enrollment: { ...fullStatus.enrollment, tokenValue: 'x' } };
+  t.truthy(identity);
+  t.deepEqual(fieldMismatches(withoutIdentity, status, 'status'), [
+    'status.identity: in the CRD schema, missing from the TypeScript type',
+  ]);
+  t.deepEqual(fieldMismatches(extra, status, 'status'), [
+    'status.enrollment.tokenValue: in the TypeScript type, missing from the CRD schema',
+  ]);
+});
+
+test('the enumerations of the TypeScript types are the enumerations of the schema', async (t) => {
+  const { spec, status } = await schemas();
+  const pairs: Array<[readonly string[], JsonSchema]> = [
+    [IMAGE_PULL_POLICIES, child(spec, 'imagePullPolicy')],
+    [RECOVERY_POLICIES, child(spec, 'recovery', 'policy')],
+    [WORKLOAD_KINDS, child(spec, 'workloadRef', 'kind')],
+    [DELETION_POLICIES, child(spec, 'deletionPolicy')],
+    [TOLERATION_OPERATORS, child(spec, 'tolerations', '[]', 'operator')],
+    [TAINT_EFFECTS, child(spec, 'tolerations', '[]', 'effect')],
+    [CONNECTOR_PHASES, child(status, 'phase')],
+    [CONNECTOR_MODES, child(status, 'mode')],
+    [STORAGE_SOURCES, child(status, 'storage', 'source')],
+    [RECOVERY_STEPS, child(status, 'recovery', 'step')],
+    [RECOVERY_OUTCOMES, child(status, 'recovery', 'outcome')],
+    [FAILURE_CLASSES, child(status, 'diagnosis', 'failureClass')],
+    [CONDITION_STATUSES, child(status, 'conditions', '[]', 'status')],
+  ];
+  for (const [values, schema] of pairs) t.deepEqual(schema.enum, [...values]);
+});
+
+test('the sample manifest is a structurally valid Connector and defaults cleanly', async (t) => {
+  const { root } = await schemas();
+  const sample = load(await readFile(SAMPLE_PATH, 'utf8')) as Connector;
+  t.is(sample.apiVersion, API_VERSION);
+  t.is(sample.kind, KIND);
+  t.deepEqual(structuralErrors(sample, root, ''), []);
+  const defaulted = defaultedSpec(sample);
+  t.is(defaulted.connector.id, 'vaultpam.dc1-connector');
+  t.deepEqual(defaulted.storage, { kind: 'OperatorClaim', size: '1Gi', storageClassName: 'standard' });
+  t.is(defaulted.tokenTTLSeconds, 3600);
+});
+
+test('structural validation refuses what the API server would refuse or prune', async (t) => {
+  const { root } = await schemas();
+  const sample = load(await readFile(SAMPLE_PATH, 'utf8')) as Connector;
+  const broken = {
+    ...sample,
+    spec: {
+      ...sample.spec,
+      connector: { org: 'acme' },
+      imagePullPolicy: 'Sometimes',
+      storage: { size: 1 },
+      resources: { limits: { memory: 'lots' } },
+      tokenTTL: '4h',
+    },
+  };
+  t.deepEqual(structuralErrors(broken, root, '').sort(), [
+    '.spec.connector.endpointId: required',
+    '.spec.imagePullPolicy: "Sometimes" not allowed',
+    '.spec.resources.limits.memory: "lots" is not a quantity',
+    '.spec.storage.size: must be a string',
+    '.spec.tokenTTL: unknown field',
+  ]);
+});
+
+test('every validation rule has a message that names the field and at least a dozen are distinct', async (t) => {
+  const { root } = await schemas();
+  const messages: string[] = [];
+  for (const [path, schema] of walk(root, '')) {
+    for (const rule of schema['x-kubernetes-validations'] ?? []) {
+      t.truthy(rule.message, `${path}: rule ${rule.rule} has no message`);
+      const message = rule.message ?? '';
+      t.regex(message, /^(spec|metadata)[.:]/, `${path}: message should start with the field it is about`);
+      t.false(message.includes('\n'), `${path}: message must be one line`);
+      messages.push(message);
+    }
+  }
+  t.true(new Set(messages).size >= 12, `only ${new Set(messages).size} distinct messages`);
+  t.is(new Set(messages).size, messages.length, 'two rules share a message');
+});
+
+test('every spec string, list and map is bounded so CEL cost estimates fit', async (t) => {
+  const { spec } = await schemas();
+  for (const [path, schema] of walk(spec, 'spec')) {
+    if (schema.type === 'string' && schema.enum === undefined)
+      t.not(schema.maxLength, undefined, `${path}: maxLength`);
+    if (schema.type === 'array') t.not(schema.maxItems, undefined, `${path}: maxItems`);
+    if (schema.type === 'object' && typeof schema.additionalProperties === 'object') {
+      t.not(schema.maxProperties, undefined, `${path}: maxProperties`);
+    }
+  }
+});
+
+test('every spec and status field has a description for kubectl explain', async (t) => {
+  const { spec, status } = await schemas();
+  const undocumented = [...walk(spec, 'spec'), ...walk(status, 'status')]
+    .filter(([path]) => !path.endsWith('[]') && !path.endsWith('{}'))
+    .filter(([path]) => !path.startsWith('status.conditions') || path === 'status.conditions')
+    .filter(([, schema]) => !schema.description)
+    .map(([path]) => path);
+  t.deepEqual(undocumented, []);
+});
