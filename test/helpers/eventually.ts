@@ -1,0 +1,36 @@
+// Waits for a condition by polling with a bounded deadline: tests never sleep to dodge a race.
+
+export interface EventuallyOptions {
+  timeoutMs?: number;
+  intervalMs?: number;
+  /** Said in the error when the deadline passes. */
+  description?: string;
+}
+
+/**
+ * Calls `probe` until it returns a value other than undefined/false (or stops throwing) and returns
+ * that value; throws the last failure when `timeoutMs` passes.
+ */
+export async function eventually<T>(
+  probe: () => Promise<T | undefined | false> | T | undefined | false,
+  options: EventuallyOptions = {},
+): Promise<T> {
+  const timeoutMs = options.timeoutMs ?? 30_000;
+  const intervalMs = options.intervalMs ?? 100;
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  for (;;) {
+    try {
+      const value = await probe();
+      if (value !== undefined && value !== false) return value as T;
+      lastError = undefined;
+    } catch (error) {
+      lastError = error;
+    }
+    if (Date.now() >= deadline) {
+      const why = lastError instanceof Error ? `: last error: ${lastError.message}` : '';
+      throw new Error(`${options.description ?? 'condition'} not met within ${timeoutMs} ms${why}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+  }
+}
