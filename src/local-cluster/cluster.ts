@@ -40,6 +40,8 @@ export interface LocalCluster {
   serviceAccountKubeConfig(namespace: string, name: string, expirationSeconds?: number): Promise<KubeConfig>;
   /** Log file of each component, for diagnosing a failed test. */
   readonly logs: Record<'etcd' | 'kube-apiserver' | 'kube-controller-manager', string>;
+  /** Process ids of the running components (their watchdogs), for leak checks. */
+  pids(): number[];
   stop(): Promise<void>;
 }
 
@@ -251,6 +253,7 @@ export async function startLocalCluster(options: LocalClusterOptions = {}): Prom
       caPem: pki.ca.certPem,
       kubeconfigPath,
       logs,
+      pids: () => started.flatMap((child) => (child.pid === undefined || child.exit ? [] : [child.pid])),
       adminKubeConfig: () => kubeConfigFor({ server, caPem: pki.ca.certPem, user }),
       async serviceAccountKubeConfig(namespace, name, expirationSeconds = 3600) {
         const core = kubeConfigFor({ server, caPem: pki.ca.certPem, user }).makeApiClient(CoreV1Api);

@@ -1,0 +1,55 @@
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import test from 'ava';
+import { ManagedProcess } from '../../src/local-cluster/processes.ts';
+import { eventually } from '../helpers/eventually.ts';
+
+function groupAlive(pgid: number): boolean {
+  try {
+    process.kill(-pgid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+test('stop() ends the whole process group', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'managed-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const child = new ManagedProcess({
+    name: 'sleeper',
+    command: 'sleep',
+    args: ['300'],
+    logFile: join(dir, 'log'),
+  });
+  const pgid = child.pid ?? 0;
+  t.true(pgid > 0);
+  t.true(groupAlive(pgid));
+  await child.stop(2_000);
+  t.false(groupAlive(pgid));
+  t.truthy(child.exit);
+});
+
+test('a parent killed with SIGKILL leaves no child behind (the watchdog stops it)', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'orphan-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const parent = spawn(
+    process.execPath,
+    [join(import.meta.dirname, '..', 'fixtures', 'orphan-parent.ts'), dir],
+    {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
+  const pgid = await new Promise<number>((resolve) => {
+    parent.stdout.once('data', (chunk: Buffer) => resolve(Number(chunk.toString().trim())));
+  });
+  t.true(groupAlive(pgid), 'the child runs while its parent lives');
+  parent.kill('SIGKILL');
+  await eventually(() => !groupAlive(pgid), {
+    timeoutMs: 10_000,
+    description: 'orphaned child group stopped',
+  });
+  t.false(groupAlive(pgid));
+});
