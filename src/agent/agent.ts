@@ -1,0 +1,628 @@
+// The connector agent's lifecycle: load the identity or enroll exactly once, then heartbeat over
+// mTLS, renew the certificate at a fraction of its lifetime, and fail closed (one log line, a
+// termination message, a distinct exit code) when the runbook says a human or the operator must act.
+// Reconnect failures are retried with capped, jittered backoff and never make the agent use a token.
+// Everything it touches (clock, timers, randomness, the control-plane client, the key generator,
+// the logger) comes in as an argument, so tests drive it over real sockets or with fakes.
+import { readFile, stat } from 'node:fs/promises';
+import type { Clock } from '../lib/clock.ts';
+import { CodedError, errorMessage } from '../lib/errors.ts';
+import type { Logger } from '../lib/logger.ts';
+import {
+  createCsrPem,
+  generateKeyPairPem,
+  keyMatchesCertificate,
+  parseCertificateFacts,
+} from '../lib/pki.ts';
+import { backoffDelay, renewalDueAt } from './backoff.ts';
+import type { AgentConfig } from './config.ts';
+import { isTransportError } from './connection-errors.ts';
+import {
+  type AgentApi,
+  type CertificateAnswer,
+  ControlPlaneClient,
+  type ControlPlaneClientOptions,
+} from './control-plane-client.ts';
+import {
+  type AgentFailure,
+  configurationFailure,
+  EXIT_CODES,
+  enrollmentRejectedFailure,
+  enrollmentTrustFailure,
+  identityRejectedFailure,
+  identityUnusableFailure,
+  isAgentFailure,
+  scrubSecrets,
+  tokenMissingFailure,
+  tokenUnreadableFailure,
+  unreachableFailure,
+} from './failure.ts';
+import { type Readiness, readinessAt } from './health-server.ts';
+import {
+  certificateIdentityProblem,
+  type LoadedIdentity,
+  loadIdentity,
+  removeStrayTempFiles,
+  saveIdentity,
+  savePendingKey,
+} from './identity-store.ts';
+import { checkPaths, type PathHealth, type PathProber, probeTcp } from './path-checks.ts';
+import { writeTerminationMessage } from './termination-log.ts';
+
+export const DEFAULT_HEARTBEAT_INTERVAL_MS = 10_000;
+const MAX_PATH_PROBE_MS = 2_000;
+
+export interface Timers {
+  setTimeout(callback: () => void, milliseconds: number): unknown;
+  clearTimeout(handle: unknown): void;
+}
+
+export const realTimers: Timers = {
+  setTimeout: (callback, milliseconds) => setTimeout(callback, milliseconds),
+  clearTimeout: (handle) => clearTimeout(handle as NodeJS.Timeout),
+};
+
+export interface AgentDependencies {
+  config: AgentConfig;
+  logger: Logger;
+  clock: Clock;
+  timers?: Timers;
+  /** [0, 1), for backoff jitter. */
+  random?: () => number;
+  /** Builds the control-plane client; tests may wrap it to count requests. */
+  createClient?: (options: ControlPlaneClientOptions) => AgentApi;
+  probe?: PathProber;
+  /** Generates the connector's private key (PKCS#8 PEM). Defaults to EC P-256. */
+  generateKey?: () => Promise<string>;
+  agentVersion?: string;
+}
+
+export interface AgentOutcome {
+  exitCode: number;
+  failure: AgentFailure | undefined;
+}
+
+export type AgentPhase = 'starting' | 'enrolling' | 'connecting' | 'connected' | 'stopped' | 'failed';
+
+export interface AgentStatus {
+  phase: AgentPhase;
+  /** The control plane's state from the last accepted heartbeat. */
+  state: string | undefined;
+  lastAcceptedAt: Date | undefined;
+  heartbeatIntervalMs: number;
+  serial: string | undefined;
+  notAfter: Date | undefined;
+  heartbeatsAccepted: number;
+  renewals: number;
+}
+
+export interface RunningAgent {
+  /** Settles when the agent stops: clean stop (exit 0) or fail closed (exit 10-14). */
+  done: Promise<AgentOutcome>;
+  /** Stops heartbeating, closes connections and resolves with exit code 0. */
+  stop(): Promise<AgentOutcome>;
+  status(): AgentStatus;
+  readiness(): Readiness;
+}
+
+class StopRequested extends Error {}
+
+async function defaultGenerateKey(): Promise<string> {
+  return (await generateKeyPairPem('ec-p256')).privateKeyPem;
+}
+
+/** Reads the enrollment token; absent or empty file means no token. Never logs or echoes it. */
+export async function readTokenFile(tokenFile: string | undefined): Promise<string | undefined> {
+  if (!tokenFile) return undefined;
+  let text: string;
+  try {
+    text = await readFile(tokenFile, 'utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return undefined;
+    throw new CodedError(
+      'ENROLLMENT_TOKEN_UNREADABLE',
+      `cannot read the token file ${tokenFile}: ${code === 'EACCES' ? 'permission denied' : (code ?? errorMessage(error))}`,
+    );
+  }
+  const token = text.trim();
+  return token.length > 0 ? token : undefined;
+}
+
+/** True when a non-empty token file exists; only its size is looked at, never its content. */
+async function tokenFilePresent(tokenFile: string | undefined): Promise<boolean> {
+  if (!tokenFile) return false;
+  try {
+    return (await stat(tokenFile)).size > 0;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw error;
+  }
+}
+
+async function readCaFile(caFile: string | undefined): Promise<string | undefined> {
+  if (!caFile) return undefined;
+  let text: string;
+  try {
+    text = await readFile(caFile, 'utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    throw configurationFailure(
+      `--ca-file (env VAULTPAM_CA_FILE) ${caFile} cannot be read: ${code === 'ENOENT' ? 'no such file' : (code ?? errorMessage(error))}`,
+    );
+  }
+  if (!text.includes('-----BEGIN CERTIFICATE-----')) {
+    throw configurationFailure(`--ca-file (env VAULTPAM_CA_FILE) ${caFile} holds no PEM certificate`);
+  }
+  return text;
+}
+
+export function startAgent(dependencies: AgentDependencies): RunningAgent {
+  const lifecycle = new AgentLifecycle(dependencies);
+  return {
+    done: lifecycle.done,
+    stop: () => lifecycle.stop(),
+    status: () => lifecycle.status(),
+    readiness: () => lifecycle.readiness(),
+  };
+}
+
+class AgentLifecycle {
+  readonly done: Promise<AgentOutcome>;
+  private readonly config: AgentConfig;
+  private readonly logger: Logger;
+  private readonly clock: Clock;
+  private readonly timers: Timers;
+  private readonly random: () => number;
+  private readonly createClient: (options: ControlPlaneClientOptions) => AgentApi;
+  private readonly probe: PathProber;
+  private readonly generateKey: () => Promise<string>;
+  private readonly agentVersion: string;
+
+  private client: AgentApi | undefined;
+  private identity: LoadedIdentity | undefined;
+  /** A renewed identity the control plane already uses but that is not on disk yet. */
+  private unsavedIdentity: LoadedIdentity | undefined;
+  private stopping = false;
+  private wake: (() => void) | undefined;
+  private current: AgentStatus;
+
+  constructor(dependencies: AgentDependencies) {
+    this.config = dependencies.config;
+    this.logger = dependencies.logger;
+    this.clock = dependencies.clock;
+    this.timers = dependencies.timers ?? realTimers;
+    this.random = dependencies.random ?? Math.random;
+    this.createClient = dependencies.createClient ?? ((options) => new ControlPlaneClient(options));
+    this.probe = dependencies.probe ?? probeTcp;
+    this.generateKey = dependencies.generateKey ?? defaultGenerateKey;
+    this.agentVersion = dependencies.agentVersion ?? 'vaultpam-connector';
+    this.current = {
+      phase: 'starting',
+      state: undefined,
+      lastAcceptedAt: undefined,
+      heartbeatIntervalMs: this.config.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS,
+      serial: undefined,
+      notAfter: undefined,
+      heartbeatsAccepted: 0,
+      renewals: 0,
+    };
+    this.done = this.run();
+  }
+
+  status(): AgentStatus {
+    return { ...this.current };
+  }
+
+  readiness(): Readiness {
+    return readinessAt(
+      this.current.lastAcceptedAt,
+      this.current.heartbeatIntervalMs,
+      this.clock.now(),
+      this.current.state,
+    );
+  }
+
+  async stop(): Promise<AgentOutcome> {
+    if (!this.stopping) {
+      this.stopping = true;
+      this.logger.info('stopping: closing the control-plane connection');
+      this.wake?.();
+      // Destroying the sockets aborts an in-flight request; the loop sees `stopping` and ends.
+      this.client?.close();
+    }
+    return this.done;
+  }
+
+  private async run(): Promise<AgentOutcome> {
+    try {
+      await this.startAndHeartbeat();
+      return this.stopped();
+    } catch (error) {
+      if (error instanceof StopRequested || (this.stopping && !isAgentFailure(error))) return this.stopped();
+      if (isAgentFailure(error)) return this.failClosed(error);
+      this.current.phase = 'failed';
+      this.logger.error(
+        { code: 'INTERNAL_ERROR', err: scrubSecrets(errorMessage(error)) },
+        'unexpected agent error',
+      );
+      this.client?.close();
+      return { exitCode: 1, failure: undefined };
+    }
+  }
+
+  private stopped(): AgentOutcome {
+    this.current.phase = 'stopped';
+    this.client?.close();
+    this.logger.info('stopped');
+    return { exitCode: EXIT_CODES.clean, failure: undefined };
+  }
+
+  private async failClosed(failure: AgentFailure): Promise<AgentOutcome> {
+    this.current.phase = 'failed';
+    this.client?.close();
+    const reason = scrubSecrets(failure.message);
+    this.logger.error(
+      {
+        failureClass: failure.failureClass,
+        code: failure.code,
+        exitCode: failure.exitCode,
+        nextStep: failure.nextStep,
+      },
+      `fail closed: ${failure.failureClass} (${failure.code}): ${reason}. Next step: ${failure.nextStep}`,
+    );
+    try {
+      await writeTerminationMessage(this.config.terminationLog, failure);
+    } catch (error) {
+      this.logger.warn(
+        { path: this.config.terminationLog, err: errorMessage(error) },
+        'could not write the termination message file',
+      );
+    }
+    return { exitCode: failure.exitCode, failure };
+  }
+
+  private async startAndHeartbeat(): Promise<void> {
+    const caPem = await readCaFile(this.config.caFile);
+    const strays = await removeStrayTempFiles(this.config.dataDir).catch((error: unknown) => {
+      throw configurationFailure(
+        `data directory ${this.config.dataDir} (--data-dir, env PAM_AGENT_DATA_DIR) cannot be read: ${errorMessage(error)}`,
+      );
+    });
+    if (strays.length > 0) {
+      this.logger.info({ files: strays }, 'removed temporary files left by an interrupted write');
+    }
+    const loaded = await loadIdentity(this.config.dataDir, {
+      connectorId: this.config.connectorId,
+      sanUriPrefix: this.config.sanUriPrefix,
+      controlPlaneUrl: this.config.controlPlaneUrl,
+      now: this.clock.now(),
+    });
+    this.client = this.createClient({
+      baseUrl: this.config.controlPlaneUrl,
+      caPem: caPem ?? (loaded.kind === 'present' ? loaded.identity.caPem : undefined),
+      caFile: caPem
+        ? this.config.caFile
+        : loaded.kind === 'present'
+          ? `${this.config.dataDir}/identity/ca.pem`
+          : undefined,
+      requestTimeoutMs: this.config.requestTimeoutMs,
+      clock: this.clock,
+    });
+    if (loaded.kind === 'present') {
+      for (const note of loaded.notes) this.logger.warn(note);
+      this.useIdentity(loaded.identity);
+      this.logger.info(
+        {
+          connectorId: this.config.connectorId,
+          serial: loaded.identity.facts.serial,
+          notAfter: loaded.identity.metadata.notAfter,
+        },
+        'loaded the persisted identity; reconnecting over mTLS without a token',
+      );
+      if (await tokenFilePresent(this.config.tokenFile)) {
+        this.logger.info(
+          { tokenFile: this.config.tokenFile },
+          'an enrollment token file is present but not used: this connector already has an identity',
+        );
+      }
+    } else {
+      await this.enroll(loaded.pendingKeyPem);
+    }
+    this.current.phase = 'connecting';
+    await this.heartbeatLoop();
+  }
+
+  private useIdentity(identity: LoadedIdentity): void {
+    this.identity = identity;
+    this.current.serial = identity.facts.serial;
+    this.current.notAfter = identity.facts.notAfter;
+    this.client?.setIdentity({ keyPem: identity.keyPem, certPem: identity.certPem });
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // First boot
+
+  private async enroll(pendingKeyPem: string | undefined): Promise<void> {
+    this.current.phase = 'enrolling';
+    let token: string | undefined;
+    try {
+      token = await readTokenFile(this.config.tokenFile);
+    } catch (error) {
+      throw tokenUnreadableFailure(errorMessage(error));
+    }
+    if (!token) throw tokenMissingFailure(this.config.tokenFile, this.config.dataDir);
+
+    const keyPem = pendingKeyPem ?? (await this.generateKey());
+    if (!pendingKeyPem) {
+      // Persist the key before it is used, so an unwritable data directory is found before the
+      // single-use token is spent.
+      await savePendingKey(this.config.dataDir, keyPem).catch((error: unknown) => {
+        throw configurationFailure(
+          `cannot write the identity to ${this.config.dataDir} (--data-dir, env PAM_AGENT_DATA_DIR): ` +
+            `${(error as NodeJS.ErrnoException).code ?? errorMessage(error)}; mount a writable durable volume there`,
+        );
+      });
+    }
+    const csrPem = createCsrPem(keyPem, this.config.connectorId);
+    const client = this.requireClient();
+    this.logger.info(
+      { connectorId: this.config.connectorId },
+      'no identity found: enrolling once with the token',
+    );
+
+    let attempt = 0;
+    let unreachableSince: Date | undefined;
+    for (;;) {
+      this.throwIfStopping();
+      try {
+        const answer = await client.enroll({ connectorId: this.config.connectorId, token, csrPem });
+        const identity = this.identityFrom(keyPem, answer, this.clock.now().toISOString());
+        await this.persist(identity);
+        this.useIdentity(identity);
+        if (!this.config.heartbeatIntervalMs)
+          this.current.heartbeatIntervalMs = answer.heartbeatIntervalSeconds * 1000;
+        this.logger.info(
+          {
+            connectorId: this.config.connectorId,
+            serial: identity.facts.serial,
+            notAfter: identity.metadata.notAfter,
+          },
+          'enrolled: identity persisted to the data directory; the token will not be used again',
+        );
+        return;
+      } catch (error) {
+        this.throwIfStopping();
+        if (isAgentFailure(error)) throw error;
+        const coded = asCodedError(error);
+        if (!coded.temporary) {
+          throw isTransportError(coded) ? enrollmentTrustFailure(coded) : enrollmentRejectedFailure(coded);
+        }
+        attempt += 1;
+        unreachableSince ??= this.clock.now();
+        this.checkGiveUp(false, coded, unreachableSince);
+        const delay = backoffDelay(attempt, this.backoffPolicy(), this.random);
+        this.logger.warn(
+          { failureClass: 'FirstBootBootstrap', code: coded.code, attempt, retryInMs: delay },
+          `enrollment request did not reach the control plane: ${coded.message}; retrying (the token was not accepted or refused yet)`,
+        );
+        await this.sleep(delay);
+      }
+    }
+  }
+
+  /** Checks a certificate answer against the key and the connector ID before trusting it. */
+  private identityFrom(keyPem: string, answer: CertificateAnswer, enrolledAt: string): LoadedIdentity {
+    let facts: ReturnType<typeof parseCertificateFacts>;
+    try {
+      facts = parseCertificateFacts(answer.certificatePem);
+    } catch (error) {
+      throw identityUnusableFailure(
+        'CERTIFICATE_INVALID',
+        'the control plane returned an unreadable certificate',
+        error,
+      );
+    }
+    if (!keyMatchesCertificate(keyPem, answer.certificatePem)) {
+      throw identityUnusableFailure(
+        'IDENTITY_KEY_MISMATCH',
+        'private key does not match certificate: the control plane issued a certificate for another key',
+      );
+    }
+    const problem = certificateIdentityProblem(facts, this.config.connectorId, this.config.sanUriPrefix);
+    if (problem) {
+      throw identityUnusableFailure(
+        'IDENTITY_FOREIGN',
+        `the control plane issued a certificate that is not for this connector: ${problem} (check --san-uri-prefix)`,
+      );
+    }
+    return {
+      keyPem,
+      certPem: answer.certificatePem,
+      caPem: answer.caPem,
+      facts,
+      metadata: {
+        connectorId: this.config.connectorId,
+        serial: facts.serial,
+        notAfter: facts.notAfter.toISOString(),
+        enrolledAt,
+        controlPlaneUrl: this.config.controlPlaneUrl,
+      },
+    };
+  }
+
+  private async persist(identity: LoadedIdentity): Promise<void> {
+    try {
+      await saveIdentity(this.config.dataDir, identity);
+    } catch (error) {
+      throw identityUnusableFailure(
+        'IDENTITY_PERSIST_FAILED',
+        `the identity could not be written to ${this.config.dataDir}: ${(error as NodeJS.ErrnoException).code ?? errorMessage(error)}`,
+        error,
+      );
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Heartbeats and renewal
+
+  private async heartbeatLoop(): Promise<void> {
+    const client = this.requireClient();
+    let failures = 0;
+    let unreachableSince: Date | undefined;
+    let connected = false;
+    while (!this.stopping) {
+      const probeTimeout = Math.min(MAX_PATH_PROBE_MS, Math.max(50, this.current.heartbeatIntervalMs / 2));
+      const extraPaths = await checkPaths(this.config.pathChecks, probeTimeout, this.probe);
+      const paths: PathHealth[] = [
+        { name: 'tunnel', healthy: true, detail: 'mTLS session established' },
+        ...extraPaths,
+      ];
+      this.throwIfStopping();
+      let delay: number;
+      try {
+        const answer = await client.heartbeat({ paths, agentVersion: this.agentVersion });
+        const previousState = this.current.state;
+        this.current.lastAcceptedAt = this.clock.now();
+        this.current.state = answer.state;
+        this.current.heartbeatsAccepted += 1;
+        this.current.phase = 'connected';
+        if (!this.config.heartbeatIntervalMs)
+          this.current.heartbeatIntervalMs = answer.heartbeatIntervalSeconds * 1000;
+        if (!connected) {
+          this.logger.info(
+            { state: answer.state, serial: this.current.serial, failedAttempts: failures },
+            'connected: heartbeat accepted over mTLS',
+          );
+        } else if (previousState !== answer.state) {
+          this.logger.info({ state: answer.state, previousState }, 'control plane state changed');
+        }
+        const unhealthy = extraPaths.filter((path) => !path.healthy);
+        if (unhealthy.length > 0) {
+          this.logger.debug({ paths: unhealthy }, 'runtime paths unhealthy');
+        }
+        connected = true;
+        failures = 0;
+        unreachableSince = undefined;
+        delay = this.current.heartbeatIntervalMs;
+        await this.renewIfDue(client);
+      } catch (error) {
+        this.throwIfStopping();
+        if (isAgentFailure(error)) throw error;
+        const coded = asCodedError(error);
+        if (coded.code === 'CLIENT_CERTIFICATE_REJECTED' || coded.code === 'CLIENT_CERTIFICATE_REQUIRED') {
+          throw identityRejectedFailure(coded);
+        }
+        connected = false;
+        failures += 1;
+        unreachableSince ??= this.clock.now();
+        this.checkGiveUp(true, coded, unreachableSince);
+        delay = backoffDelay(failures, this.backoffPolicy(), this.random);
+        this.logger.warn(
+          { failureClass: 'Reconnect', code: coded.code, attempt: failures, retryInMs: delay },
+          `heartbeat failed: ${coded.message}; retrying with the persisted identity`,
+        );
+      }
+      await this.sleep(delay);
+    }
+  }
+
+  private async renewIfDue(client: AgentApi): Promise<void> {
+    if (this.unsavedIdentity) await this.retrySave();
+    const identity = this.identity;
+    if (!identity) return;
+    const dueAt = renewalDueAt(
+      identity.facts.notBefore,
+      identity.facts.notAfter,
+      this.config.renewAtFraction,
+    );
+    if (this.clock.now().getTime() < dueAt.getTime()) return;
+    let answer: CertificateAnswer;
+    try {
+      // The key stays: only cert.pem changes, so a crash mid-write cannot pair a key with the wrong cert.
+      answer = await client.renew({ csrPem: createCsrPem(identity.keyPem, this.config.connectorId) });
+    } catch (error) {
+      this.throwIfStopping();
+      const coded = asCodedError(error);
+      if (coded.code === 'CLIENT_CERTIFICATE_REJECTED' || coded.code === 'CLIENT_CERTIFICATE_REQUIRED') {
+        throw identityRejectedFailure(coded);
+      }
+      this.logger.warn(
+        { code: coded.code, dueAt: dueAt.toISOString(), notAfter: identity.metadata.notAfter },
+        `certificate renewal failed: ${coded.message}; retrying at the next heartbeat`,
+      );
+      return;
+    }
+    const renewed = this.identityFrom(identity.keyPem, answer, identity.metadata.enrolledAt);
+    this.useIdentity(renewed);
+    this.current.renewals += 1;
+    this.logger.info(
+      {
+        previousSerial: identity.facts.serial,
+        serial: renewed.facts.serial,
+        notAfter: renewed.metadata.notAfter,
+      },
+      'certificate renewed',
+    );
+    this.unsavedIdentity = renewed;
+    await this.retrySave();
+  }
+
+  private async retrySave(): Promise<void> {
+    const identity = this.unsavedIdentity;
+    if (!identity) return;
+    try {
+      await saveIdentity(this.config.dataDir, identity);
+      this.unsavedIdentity = undefined;
+    } catch (error) {
+      // The control plane already accepts only the new certificate; keep running on it in memory
+      // and try again at every heartbeat rather than exit and lose it.
+      this.logger.error(
+        { code: 'IDENTITY_PERSIST_FAILED', err: errorMessage(error), dataDir: this.config.dataDir },
+        'the renewed certificate could not be persisted; retrying at the next heartbeat',
+      );
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Helpers
+
+  private backoffPolicy() {
+    return { initialMs: this.config.retryInitialMs, maxMs: this.config.retryMaxMs };
+  }
+
+  private checkGiveUp(enrolled: boolean, lastError: CodedError, since: Date): void {
+    if (this.config.giveUpAfterMs <= 0) return;
+    const elapsed = this.clock.now().getTime() - since.getTime();
+    if (elapsed >= this.config.giveUpAfterMs) throw unreachableFailure(enrolled, lastError, elapsed);
+  }
+
+  private requireClient(): AgentApi {
+    if (!this.client) throw new CodedError('INTERNAL_ERROR', 'the control-plane client is not set up');
+    return this.client;
+  }
+
+  private throwIfStopping(): void {
+    if (this.stopping) throw new StopRequested('stop requested');
+  }
+
+  private sleep(milliseconds: number): Promise<void> {
+    if (this.stopping) return Promise.resolve();
+    return new Promise((resolve) => {
+      const handle = this.timers.setTimeout(() => {
+        this.wake = undefined;
+        resolve();
+      }, milliseconds);
+      this.wake = () => {
+        this.timers.clearTimeout(handle);
+        this.wake = undefined;
+        resolve();
+      };
+    });
+  }
+}
+
+function asCodedError(error: unknown): CodedError {
+  if (error instanceof CodedError) return error;
+  return new CodedError('INTERNAL_ERROR', errorMessage(error), { temporary: true, cause: error });
+}

@@ -1,0 +1,74 @@
+// Runtime paths the agent reports with each heartbeat. `tunnel` is the mTLS session itself (a
+// heartbeat that arrives proves it); extra paths are targets behind the connector, probed with a
+// plain TCP connect, so one unreachable target shows the connector as degraded, not offline.
+import { connect } from 'node:net';
+
+export interface PathCheckTarget {
+  name: string;
+  host: string;
+  port: number;
+}
+
+export interface PathHealth {
+  name: string;
+  healthy: boolean;
+  detail?: string;
+}
+
+const NAME_PATTERN = /^[a-z0-9]([a-z0-9_.-]{0,62})$/;
+
+/** Parses `name=host:port`; returns the target or a message saying what is wrong. */
+export function parsePathCheck(text: string): PathCheckTarget | string {
+  const equals = text.indexOf('=');
+  if (equals <= 0) return `"${text}" must look like name=host:port (for example db=10.0.0.5:5432)`;
+  const name = text.slice(0, equals).trim();
+  const address = text.slice(equals + 1).trim();
+  if (!NAME_PATTERN.test(name)) {
+    return `"${text}": path name "${name}" must be lowercase letters, digits, '.', '_' or '-' (at most 63)`;
+  }
+  const match = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(address);
+  const port = match?.[2] ? Number(match[2]) : Number.NaN;
+  if (!match?.[1] || !Number.isInteger(port) || port < 1 || port > 65535) {
+    return `"${text}": "${address}" must be host:port with a port from 1 to 65535`;
+  }
+  return { name, host: match[1].replace(/^\[(.*)\]$/, '$1'), port };
+}
+
+/** One TCP connect with a timeout; never throws. */
+export function probeTcp(target: PathCheckTarget, timeoutMs: number): Promise<PathHealth> {
+  return new Promise((resolve) => {
+    const socket = connect({ host: target.host, port: target.port });
+    const done = (health: PathHealth) => {
+      socket.removeAllListeners();
+      socket.on('error', () => {});
+      socket.destroy();
+      resolve(health);
+    };
+    socket.setTimeout(timeoutMs, () =>
+      done({
+        name: target.name,
+        healthy: false,
+        detail: `connect to ${target.host}:${target.port} timed out`,
+      }),
+    );
+    socket.once('connect', () => done({ name: target.name, healthy: true }));
+    socket.once('error', (error: NodeJS.ErrnoException) =>
+      done({
+        name: target.name,
+        healthy: false,
+        detail: `connect to ${target.host}:${target.port} failed: ${error.code ?? error.message}`,
+      }),
+    );
+  });
+}
+
+export type PathProber = (target: PathCheckTarget, timeoutMs: number) => Promise<PathHealth>;
+
+/** The extra paths' health, probed concurrently; `tunnel` is added by the caller that sends it. */
+export async function checkPaths(
+  targets: readonly PathCheckTarget[],
+  timeoutMs: number,
+  probe: PathProber = probeTcp,
+): Promise<PathHealth[]> {
+  return Promise.all(targets.map((target) => probe(target, timeoutMs)));
+}

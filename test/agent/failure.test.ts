@@ -1,0 +1,182 @@
+import test from 'ava';
+import { classifyConnectionError, validityMessage } from '../../src/agent/connection-errors.ts';
+import {
+  type AgentFailure,
+  EXIT_CODES,
+  enrollmentRejectedFailure,
+  enrollmentTrustFailure,
+  formatTerminationMessage,
+  identityLostFailure,
+  identityRejectedFailure,
+  identityUnusableFailure,
+  NEXT_STEPS,
+  tokenMissingFailure,
+  unreachableFailure,
+} from '../../src/agent/failure.ts';
+import { CodedError } from '../../src/lib/errors.ts';
+import { assertNoSecrets } from '../helpers/secret-scan.ts';
+
+const token = 'vpe_0123456789abcdef_QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZn';
+
+test('each failure maps to the class, exit code and next step of the runbook and the contract', (t) => {
+  const rows: Array<[AgentFailure, string, number, string]> = [
+    [
+      tokenMissingFailure('/run/token/token', '/data'),
+      'FirstBootBootstrap',
+      11,
+      NEXT_STEPS.tokenMissingOrUnknownHistory,
+    ],
+    [
+      enrollmentRejectedFailure(new CodedError('ENROLLMENT_TOKEN_EXPIRED', 'expired', { httpStatus: 401 })),
+      'FirstBootBootstrap',
+      11,
+      NEXT_STEPS.tokenExpiredOrRevoked,
+    ],
+    [
+      enrollmentRejectedFailure(new CodedError('ENROLLMENT_TOKEN_REVOKED', 'revoked', { httpStatus: 401 })),
+      'FirstBootBootstrap',
+      11,
+      NEXT_STEPS.tokenExpiredOrRevoked,
+    ],
+    [
+      enrollmentRejectedFailure(new CodedError('ENROLLMENT_TOKEN_INVALID', 'invalid', { httpStatus: 401 })),
+      'FirstBootBootstrap',
+      11,
+      NEXT_STEPS.tokenRejectedUnknownHistory,
+    ],
+    [
+      enrollmentRejectedFailure(new CodedError('CSR_INVALID', 'bad csr', { httpStatus: 400 })),
+      'FirstBootBootstrap',
+      11,
+      NEXT_STEPS.enrollmentRequestRejected,
+    ],
+    [
+      enrollmentTrustFailure(new CodedError('CA_UNTRUSTED', 'x509')),
+      'FirstBootBootstrap',
+      11,
+      NEXT_STEPS.trust,
+    ],
+    [identityLostFailure('gone'), 'IdentityLoss', 10, NEXT_STEPS.identityLost],
+    [
+      identityUnusableFailure('IDENTITY_KEY_MISMATCH', 'mismatch'),
+      'IdentityLoss',
+      13,
+      NEXT_STEPS.identityUnusable,
+    ],
+    [
+      identityRejectedFailure(new CodedError('CLIENT_CERTIFICATE_REJECTED', 'revoked', { httpStatus: 401 })),
+      'IdentityLoss',
+      13,
+      NEXT_STEPS.identityRejected,
+    ],
+    [
+      unreachableFailure(true, new CodedError('CONNECTION_REFUSED', 'refused'), 60_000),
+      'Reconnect',
+      14,
+      NEXT_STEPS.unreachable,
+    ],
+    [
+      unreachableFailure(false, new CodedError('CONNECTION_REFUSED', 'refused'), 60_000),
+      'FirstBootBootstrap',
+      14,
+      NEXT_STEPS.unreachable,
+    ],
+  ];
+  for (const [failure, failureClass, exitCode, nextStep] of rows) {
+    t.is<string>(failure.failureClass, failureClass, failure.code);
+    t.is<number>(failure.exitCode, exitCode, failure.code);
+    t.is(failure.nextStep, nextStep, failure.code);
+    t.false(failure.temporary, 'fail-closed reasons are never retried');
+  }
+  t.deepEqual(Object.values(EXIT_CODES), [0, 10, 11, 12, 13, 14]);
+});
+
+test('the token-missing next step covers both a fresh connector and a lost identity', (t) => {
+  const failure = tokenMissingFailure(undefined, '/data');
+  t.is(failure.code, 'ENROLLMENT_TOKEN_MISSING');
+  t.regex(failure.nextStep, /never paired/);
+  t.regex(failure.nextStep, /paired before/);
+  t.regex(failure.nextStep, /guided recovery/);
+  t.regex(failure.message, /no --token-file is configured/);
+});
+
+test('the termination message is one JSON object with the contract fields and no secret', (t) => {
+  const failure = enrollmentRejectedFailure(
+    new CodedError('ENROLLMENT_TOKEN_INVALID', `token ${token} is not valid`, { httpStatus: 401 }),
+  );
+  const keyPem =
+    '-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgAbCdEfGhIjKlMnOpQrStUvWxYz0123456789\n-----END PRIVATE KEY-----\n';
+  const withKey = identityUnusableFailure('IDENTITY_DAMAGED', `bad file content ${keyPem}`);
+  for (const f of [failure, withKey]) {
+    const text = formatTerminationMessage(f);
+    t.true(text.endsWith('\n'));
+    const parsed = JSON.parse(text) as Record<string, unknown>;
+    t.deepEqual(Object.keys(parsed), ['failureClass', 'code', 'reason', 'nextStep']);
+    t.is(parsed.code, f.code);
+    assertNoSecrets(t, 'termination message', text, [token, keyPem]);
+  }
+});
+
+test('a long reason is shortened to fit the kubelet termination message limit', (t) => {
+  const failure = identityLostFailure('x'.repeat(10_000));
+  const text = formatTerminationMessage(failure);
+  t.true(Buffer.byteLength(text) <= 4096);
+  t.is((JSON.parse(text) as { code: string }).code, 'IDENTITY_LOST');
+});
+
+test('connection errors read like the troubleshooting guide and say whether to retry', (t) => {
+  const context = {
+    url: 'https://cp.example:8443',
+    caFile: '/etc/vaultpam/ca.pem',
+    now: new Date('2026-01-01T00:00:00Z'),
+  };
+  const err = (code: string) => Object.assign(new Error(`raw ${code}`), { code });
+  const unknownCa = classifyConnectionError(err('UNABLE_TO_VERIFY_LEAF_SIGNATURE'), context);
+  t.is(unknownCa.code, 'CA_UNTRUSTED');
+  t.regex(unknownCa.message, /x509: certificate signed by unknown authority/);
+  t.regex(unknownCa.message, /\/etc\/vaultpam\/ca\.pem/);
+  t.false(unknownCa.temporary);
+  const selfSigned = classifyConnectionError(err('SELF_SIGNED_CERT_IN_CHAIN'), {
+    ...context,
+    caFile: undefined,
+  });
+  t.regex(selfSigned.message, /system CA roots/);
+
+  const refused = classifyConnectionError(err('ECONNREFUSED'), context);
+  t.is(refused.code, 'CONNECTION_REFUSED');
+  t.regex(refused.message, /connection refused by cp\.example:8443/);
+  t.true(refused.temporary);
+
+  const timeout = classifyConnectionError(err('REQUEST_TIMEOUT'), context);
+  t.is(timeout.code, 'CONNECTION_TIMEOUT');
+  t.regex(timeout.message, /timed out/);
+  t.true(timeout.temporary);
+  t.is(classifyConnectionError(err('ETIMEDOUT'), context).code, 'CONNECTION_TIMEOUT');
+  t.is(classifyConnectionError(err('ENOTFOUND'), context).code, 'DNS_LOOKUP_FAILED');
+  t.true(classifyConnectionError(err('ECONNRESET'), context).temporary);
+
+  const expired = classifyConnectionError(err('CERT_HAS_EXPIRED'), context, {
+    notBefore: new Date('2025-01-01T00:00:00Z'),
+    notAfter: new Date('2025-12-31T21:00:00Z'),
+  });
+  t.is(expired.code, 'SERVER_CERT_EXPIRED');
+  t.regex(expired.message, /has expired/);
+  t.regex(expired.message, /local time is 2026-01-01T00:00:00.000Z/);
+
+  const altName = classifyConnectionError(err('ERR_TLS_CERT_ALTNAME_INVALID'), context);
+  t.is(altName.code, 'SERVER_NAME_MISMATCH');
+  t.false(altName.temporary);
+});
+
+test('validity messages name clock skew with its size', (t) => {
+  const validity = {
+    notBefore: new Date('2026-01-01T02:00:00Z'),
+    notAfter: new Date('2026-01-02T00:00:00Z'),
+  };
+  const early = validityMessage('the certificate', validity, new Date('2026-01-01T00:00:00Z'));
+  t.regex(early, /not yet valid/);
+  t.regex(early, /local clock is probably 2 h 0 min behind/);
+  const late = validityMessage('the certificate', validity, new Date('2026-01-02T00:05:00Z'));
+  t.regex(late, /has expired/);
+  t.regex(late, /5 min 0 s past expiry/);
+});
