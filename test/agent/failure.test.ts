@@ -83,8 +83,8 @@ test('each failure maps to the class, exit code and next step of the runbook and
     ],
   ];
   for (const [failure, failureClass, exitCode, nextStep] of rows) {
-    t.is<string>(failure.failureClass, failureClass, failure.code);
-    t.is<number>(failure.exitCode, exitCode, failure.code);
+    t.is(String(failure.failureClass), failureClass, failure.code);
+    t.is(Number(failure.exitCode), exitCode, failure.code);
     t.is(failure.nextStep, nextStep, failure.code);
     t.false(failure.temporary, 'fail-closed reasons are never retried');
   }
