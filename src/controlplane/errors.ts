@@ -1,0 +1,37 @@
+// Every error code the control plane can answer with, and its HTTP status. api/openapi.yaml lists
+// exactly these (a test checks), and every throw goes through cpError() so a code cannot be
+// invented at a call site without appearing here.
+import { CodedError } from '../lib/errors.ts';
+
+export const ERROR_STATUS = {
+  INVALID_REQUEST: 400,
+  MALFORMED_JSON: 400,
+  TTL_TOO_LONG: 400,
+  CSR_INVALID: 400,
+  CSR_SUBJECT_MISMATCH: 400,
+  CSR_KEY_UNSUPPORTED: 400,
+  UNAUTHORIZED: 401,
+  ENROLLMENT_TOKEN_INVALID: 401,
+  ENROLLMENT_TOKEN_EXPIRED: 401,
+  ENROLLMENT_TOKEN_REVOKED: 401,
+  CLIENT_CERTIFICATE_REQUIRED: 401,
+  CLIENT_CERTIFICATE_REJECTED: 401,
+  NOT_FOUND: 404,
+  CONNECTOR_NOT_FOUND: 404,
+  METHOD_NOT_ALLOWED: 405,
+  IDEMPOTENCY_KEY_CONSUMED: 409,
+  RECOVERY_REQUIRED: 409,
+  RECOVERY_NOT_NEEDED: 409,
+  CURSOR_EXPIRED: 410,
+  BODY_TOO_LARGE: 413,
+  UNSUPPORTED_MEDIA_TYPE: 415,
+  INTERNAL_ERROR: 500,
+  SHUTTING_DOWN: 503,
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_STATUS;
+
+export function cpError(code: ErrorCode, message: string, details?: Record<string, unknown>): CodedError {
+  const status = ERROR_STATUS[code];
+  return new CodedError(code, message, { httpStatus: status, temporary: status >= 500, details });
+}

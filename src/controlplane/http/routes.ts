@@ -1,0 +1,250 @@
+// The route table: every route the control plane serves, its authentication and its handler.
+// test/controlplane/openapi.test.ts checks this table against api/openapi.yaml.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { cpError } from '../errors.ts';
+import type { ControlPlaneMetrics } from '../metrics.ts';
+import type { PeerIdentity } from '../pki.ts';
+import type { ControlPlaneService } from '../service.ts';
+import type { PathHealth } from '../state.ts';
+import { type AdminAuth, clientIdentity } from './auth.ts';
+import { readJsonBody } from './body.ts';
+import {
+  asObject,
+  invalid,
+  optionalInteger,
+  optionalString,
+  queryInteger,
+  queryTime,
+  requireCidrList,
+  requireConnectorId,
+  requireString,
+} from './validate.ts';
+
+export interface RouteContext {
+  req: IncomingMessage;
+  res: ServerResponse;
+  params: Record<string, string>;
+  query: URLSearchParams;
+  service: ControlPlaneService;
+  metrics: ControlPlaneMetrics;
+  sanUriPrefix: string;
+  /** Aborted when the client goes away (ends long-polls early). */
+  signal: AbortSignal;
+  /** Set by authenticate() on mTLS routes. */
+  peer?: PeerIdentity;
+}
+
+export interface RouteResult {
+  status: number;
+  body?: unknown;
+  /** Plain-text answer (Prometheus), instead of JSON. */
+  text?: string;
+  contentType?: string;
+}
+
+export type RouteAuth = 'public' | 'admin' | 'mtls' | 'token';
+
+export interface RouteDefinition {
+  method: 'GET' | 'PUT' | 'POST' | 'DELETE';
+  path: string;
+  auth: RouteAuth;
+  handler(context: RouteContext): Promise<RouteResult> | RouteResult;
+}
+
+const MAX_WAIT_SECONDS = 30;
+
+async function jsonBody(context: RouteContext) {
+  return asObject(await readJsonBody(context.req));
+}
+
+function connectorIdParam(context: RouteContext): string {
+  return requireConnectorId(context.params.connectorId ?? '');
+}
+
+function readPaths(value: unknown): PathHealth[] {
+  if (!Array.isArray(value) || value.length > 64)
+    throw invalid('paths', 'an array of at most 64 paths is required');
+  return value.map((entry, index) => {
+    const path = asObjectField(entry, `paths[${index}]`);
+    const name = path.name;
+    if (typeof name !== 'string' || name.length === 0 || name.length > 128) {
+      throw invalid(`paths[${index}].name`, 'a non-empty string of at most 128 characters is required');
+    }
+    if (typeof path.healthy !== 'boolean') throw invalid(`paths[${index}].healthy`, 'a boolean is required');
+    const detail = path.detail ?? '';
+    if (typeof detail !== 'string' || detail.length > 1024) {
+      throw invalid(`paths[${index}].detail`, 'a string of at most 1024 characters is required');
+    }
+    return { name, healthy: path.healthy, detail };
+  });
+}
+
+function asObjectField(value: unknown, field: string): Record<string, unknown> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    throw invalid(field, 'an object is required');
+  return value as Record<string, unknown>;
+}
+
+export const ROUTES: readonly RouteDefinition[] = [
+  {
+    method: 'GET',
+    path: '/healthz',
+    auth: 'public',
+    handler: () => ({ status: 200, body: { status: 'ok' } }),
+  },
+  {
+    method: 'GET',
+    path: '/metrics',
+    auth: 'public',
+    handler: async ({ metrics }) => ({
+      status: 200,
+      text: await metrics.registry.metrics(),
+      contentType: metrics.registry.contentType,
+    }),
+  },
+  {
+    method: 'GET',
+    path: '/v1/connectors',
+    auth: 'admin',
+    handler: ({ service }) => ({ status: 200, body: service.listConnectors() }),
+  },
+  {
+    method: 'PUT',
+    path: '/v1/connectors/{connectorId}',
+    auth: 'admin',
+    handler: async (context) => {
+      const connectorId = connectorIdParam(context);
+      const body = await jsonBody(context);
+      const config = {
+        org: requireString(body, 'org', { max: 253 }),
+        endpointId: requireString(body, 'endpointId', { max: 253 }),
+        allowedNetworks: requireCidrList(body, 'allowedNetworks'),
+      };
+      const result = context.service.ensureConnector(connectorId, config);
+      return { status: result.created ? 201 : 200, body: result.connector };
+    },
+  },
+  {
+    method: 'GET',
+    path: '/v1/connectors/{connectorId}',
+    auth: 'admin',
+    handler: (context) => ({ status: 200, body: context.service.getConnector(connectorIdParam(context)) }),
+  },
+  {
+    method: 'DELETE',
+    path: '/v1/connectors/{connectorId}',
+    auth: 'admin',
+    handler: (context) => {
+      context.service.deleteConnector(connectorIdParam(context));
+      return { status: 204 };
+    },
+  },
+  {
+    method: 'POST',
+    path: '/v1/connectors/{connectorId}/tokens',
+    auth: 'admin',
+    handler: async (context) => {
+      const connectorId = connectorIdParam(context);
+      const body = await jsonBody(context);
+      const idempotencyKey = requireString(body, 'idempotencyKey', { max: 256 });
+      const ttlSeconds = optionalInteger(body, 'ttlSeconds', 1);
+      const result = context.service.mintToken(connectorId, { idempotencyKey, ttlSeconds });
+      return { status: result.created ? 201 : 200, body: result.token };
+    },
+  },
+  {
+    method: 'DELETE',
+    path: '/v1/connectors/{connectorId}/tokens',
+    auth: 'admin',
+    handler: (context) => ({
+      status: 200,
+      body: { revoked: context.service.revokeTokens(connectorIdParam(context)) },
+    }),
+  },
+  {
+    method: 'POST',
+    path: '/v1/connectors/{connectorId}/recovery',
+    auth: 'admin',
+    handler: async (context) => {
+      const connectorId = connectorIdParam(context);
+      const body = await jsonBody(context);
+      const requestId = requireString(body, 'requestId', { max: 256 });
+      return { status: 200, body: context.service.beginRecovery(connectorId, requestId) };
+    },
+  },
+  {
+    method: 'GET',
+    path: '/v1/changes',
+    auth: 'admin',
+    handler: async ({ query, service, signal }) => {
+      const since = queryInteger(query, 'since', { min: 0, max: Number.MAX_SAFE_INTEGER, default: 0 }) ?? 0;
+      const waitSeconds =
+        queryInteger(query, 'waitSeconds', { min: 0, max: MAX_WAIT_SECONDS, default: 0 }) ?? 0;
+      return { status: 200, body: await service.waitForChanges(since, waitSeconds * 1000, signal) };
+    },
+  },
+  {
+    method: 'GET',
+    path: '/v1/audit',
+    auth: 'admin',
+    handler: ({ query, service }) => {
+      const connectorId = query.get('connectorId') || undefined;
+      if (connectorId !== undefined) requireConnectorId(connectorId);
+      const entries = service.queryAudit({
+        connectorId,
+        since: queryTime(query, 'since'),
+        until: queryTime(query, 'until'),
+        limit: queryInteger(query, 'limit', { min: 1, max: 1000, default: 100 }) ?? 100,
+        afterSeq: queryInteger(query, 'afterSeq', { min: 0, max: Number.MAX_SAFE_INTEGER }),
+      });
+      return { status: 200, body: { entries } };
+    },
+  },
+  {
+    method: 'POST',
+    path: '/v1/enroll',
+    auth: 'token',
+    handler: async (context) => {
+      const body = await jsonBody(context);
+      const connectorId = requireConnectorId(requireString(body, 'connectorId', { max: 253 }));
+      const token = requireString(body, 'token', { max: 256 });
+      const csrPem = requireString(body, 'csrPem', { max: 16 * 1024 });
+      return { status: 201, body: context.service.enroll({ connectorId, token, csrPem }) };
+    },
+  },
+  {
+    method: 'POST',
+    path: '/v1/heartbeat',
+    auth: 'mtls',
+    handler: async (context) => {
+      const peer = requirePeer(context);
+      const body = await jsonBody(context);
+      const paths = readPaths(body.paths);
+      optionalString(body, 'agentVersion', 128);
+      return { status: 200, body: context.service.heartbeat(peer, paths) };
+    },
+  },
+  {
+    method: 'POST',
+    path: '/v1/renew',
+    auth: 'mtls',
+    handler: async (context) => {
+      const peer = requirePeer(context);
+      const body = await jsonBody(context);
+      const csrPem = requireString(body, 'csrPem', { max: 16 * 1024 });
+      return { status: 200, body: context.service.renew(peer, csrPem) };
+    },
+  },
+];
+
+/** Authenticates before the body is read: admin bearer credential or connector client certificate. */
+export function authenticate(route: RouteDefinition, context: RouteContext, admin: AdminAuth): void {
+  if (route.auth === 'admin') admin.check(context.req);
+  if (route.auth === 'mtls') context.peer = clientIdentity(context.req, context.sanUriPrefix);
+}
+
+function requirePeer(context: RouteContext): PeerIdentity {
+  if (!context.peer)
+    throw cpError('CLIENT_CERTIFICATE_REQUIRED', 'this route needs a connector client certificate');
+  return context.peer;
+}

@@ -1,0 +1,71 @@
+// Prometheus metrics on a per-instance Registry (never prom-client's global one), so several
+// control planes in one test process do not share counters.
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { CONNECTOR_STATES, type ConnectorState } from './state.ts';
+
+export type EnrollmentFailureReason =
+  | 'retired'
+  | 'unknown'
+  | 'used'
+  | 'expired'
+  | 'revoked'
+  | 'wrong_connector'
+  | 'csr_invalid'
+  | 'csr_subject_mismatch'
+  | 'csr_key_unsupported';
+
+export interface ControlPlaneMetrics {
+  registry: Registry;
+  heartbeats: Counter;
+  heartbeatTimeouts: Counter;
+  enrollments: Counter;
+  enrollmentFailures: Counter<'reason'>;
+  tokensMinted: Counter;
+  certRenewals: Counter;
+  requestDuration: Histogram<'route' | 'status'>;
+}
+
+export function createMetrics(countByState: () => Map<ConnectorState, number>): ControlPlaneMetrics {
+  const registry = new Registry();
+  const registers = [registry];
+  const metrics: ControlPlaneMetrics = {
+    registry,
+    heartbeats: new Counter({ name: 'cp_heartbeats_total', help: 'Heartbeats accepted.', registers }),
+    heartbeatTimeouts: new Counter({
+      name: 'cp_tunnel_heartbeat_timeouts_total',
+      help: 'Connectors moved to offline because no heartbeat arrived within the offline threshold.',
+      registers,
+    }),
+    enrollments: new Counter({ name: 'cp_enrollments_total', help: 'Successful enrollments.', registers }),
+    enrollmentFailures: new Counter({
+      name: 'cp_enrollment_failures_total',
+      help: 'Refused enrollments by reason.',
+      labelNames: ['reason'],
+      registers,
+    }),
+    tokensMinted: new Counter({
+      name: 'cp_tokens_minted_total',
+      help: 'Enrollment tokens minted.',
+      registers,
+    }),
+    certRenewals: new Counter({ name: 'cp_cert_renewals_total', help: 'Certificates renewed.', registers }),
+    requestDuration: new Histogram({
+      name: 'cp_http_request_duration_seconds',
+      help: 'HTTP request duration by route and status.',
+      labelNames: ['route', 'status'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    }),
+  };
+  new Gauge({
+    name: 'cp_connectors',
+    help: 'Connectors by state.',
+    labelNames: ['state'],
+    registers,
+    collect() {
+      const counts = countByState();
+      for (const state of CONNECTOR_STATES) this.set({ state }, counts.get(state) ?? 0);
+    },
+  });
+  return metrics;
+}

@@ -1,0 +1,138 @@
+// The control plane's certificate authority: created on first start and kept in the data directory
+// (ca.pem, ca-key.pem with mode 0600), the HTTPS serving certificate (issued by the CA at every
+// start for the configured host names), and connector client certificates.
+import { createPrivateKey, type KeyObject, X509Certificate } from 'node:crypto';
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+import { join } from 'node:path';
+import type { PeerCertificate } from 'node:tls';
+import {
+  type CertificateFacts,
+  generateKeyPairPem,
+  issueCertificatePem,
+  normalizeSerial,
+  parseCertificateFacts,
+  verifyCsrPem,
+} from '../lib/pki.ts';
+import { cpError } from './errors.ts';
+
+const HOUR = 3_600_000;
+const CA_LIFETIME_MS = 10 * 365 * 24 * HOUR;
+const SERVING_LIFETIME_MS = 365 * 24 * HOUR;
+/** Certificates are back-dated a little so a client whose clock runs behind still accepts them. */
+const BACKDATE_MS = 5 * 60_000;
+
+export interface CertificateAuthority {
+  certPem: string;
+  certPath: string;
+  key: KeyObject;
+}
+
+function writeAtomic(path: string, content: string, mode: number): void {
+  const temporary = `${path}.tmp-${process.pid}`;
+  writeFileSync(temporary, content, { mode });
+  renameSync(temporary, path);
+}
+
+export async function loadOrCreateCa(dataDir: string, now: Date): Promise<CertificateAuthority> {
+  const certPath = join(dataDir, 'ca.pem');
+  const keyPath = join(dataDir, 'ca-key.pem');
+  if (existsSync(certPath) && existsSync(keyPath)) {
+    const certPem = readFileSync(certPath, 'utf8');
+    const key = createPrivateKey(readFileSync(keyPath, 'utf8'));
+    if (!new X509Certificate(certPem).checkPrivateKey(key)) {
+      throw cpError('INTERNAL_ERROR', `${keyPath} does not belong to ${certPath}`);
+    }
+    return { certPem, certPath, key };
+  }
+  const pair = await generateKeyPairPem('ec-p256');
+  const certPem = issueCertificatePem({
+    issuerKeyPem: pair.privateKeyPem,
+    subjectPublicKey: pair.publicKeyPem,
+    subject: [
+      { shortName: 'CN', value: 'VaultPAM reference control plane CA' },
+      { shortName: 'O', value: 'VaultPAM' },
+    ],
+    notBefore: new Date(now.getTime() - BACKDATE_MS),
+    notAfter: new Date(now.getTime() + CA_LIFETIME_MS),
+    isCa: true,
+  });
+  // Key first: a cert without its key is never left behind.
+  writeAtomic(keyPath, pair.privateKeyPem, 0o600);
+  writeAtomic(certPath, certPem, 0o644);
+  return { certPem, certPath, key: createPrivateKey(pair.privateKeyPem) };
+}
+
+export async function issueServingCertificate(
+  ca: CertificateAuthority,
+  hostnames: readonly string[],
+  now: Date,
+): Promise<{ certPem: string; keyPem: string }> {
+  const pair = await generateKeyPairPem('ec-p256');
+  const certPem = issueCertificatePem({
+    issuerKeyPem: ca.key,
+    issuerCertPem: ca.certPem,
+    subjectPublicKey: pair.publicKeyPem,
+    subject: [{ shortName: 'CN', value: hostnames[0] ?? 'localhost' }],
+    notBefore: new Date(now.getTime() - BACKDATE_MS),
+    notAfter: new Date(now.getTime() + SERVING_LIFETIME_MS),
+    sanDnsNames: hostnames.filter((name) => isIP(name) === 0),
+    sanIps: hostnames.filter((name) => isIP(name) !== 0),
+    extendedKeyUsage: ['serverAuth'],
+  });
+  return { certPem, keyPem: pair.privateKeyPem };
+}
+
+/**
+ * Checks a connector's CSR (proof of possession, key type, subject CN = connectorId) and issues its
+ * client certificate: CN=<connectorId>, SAN URI <prefix><connectorId>, clientAuth EKU.
+ */
+export function issueConnectorCertificate(
+  ca: CertificateAuthority,
+  connectorId: string,
+  csrPem: string,
+  options: { now: Date; lifetimeMs: number; sanUriPrefix: string },
+): { certificatePem: string; facts: CertificateFacts } {
+  const csr = verifyCsrPem(csrPem);
+  if (csr.subjectCommonName !== connectorId) {
+    throw cpError('CSR_SUBJECT_MISMATCH', 'the CSR subject CN must be the connectorId');
+  }
+  const certificatePem = issueCertificatePem({
+    issuerKeyPem: ca.key,
+    issuerCertPem: ca.certPem,
+    subjectPublicKey: csr.publicKey,
+    subject: [{ shortName: 'CN', value: connectorId }],
+    notBefore: new Date(options.now.getTime() - BACKDATE_MS),
+    notAfter: new Date(options.now.getTime() + options.lifetimeMs),
+    sanUris: [`${options.sanUriPrefix}${connectorId}`],
+    extendedKeyUsage: ['clientAuth'],
+  });
+  return { certificatePem, facts: parseCertificateFacts(certificatePem) };
+}
+
+export interface PeerIdentity {
+  connectorId: string;
+  serial: string;
+  notAfter: number;
+}
+
+/**
+ * The connector a TLS peer certificate names, from its SAN URI with the configured prefix; undefined
+ * when it is not a connector certificate. Chain and signature are checked by TLS (socket.authorized).
+ */
+export function peerIdentity(peer: PeerCertificate, sanUriPrefix: string): PeerIdentity | undefined {
+  const uris = (peer.subjectaltname ?? '')
+    .split(/,\s*/)
+    .filter((entry) => entry.startsWith('URI:'))
+    .map((entry) => entry.slice(4));
+  const uri = uris.find((value) => value.startsWith(sanUriPrefix));
+  if (!uri) return undefined;
+  const connectorId = uri.slice(sanUriPrefix.length);
+  const cn = peer.subject?.CN;
+  if (cn !== undefined && cn !== connectorId) return undefined;
+  return {
+    connectorId,
+    serial: normalizeSerial(peer.serialNumber),
+    notAfter: new Date(peer.valid_to).getTime(),
+  };
+}

@@ -1,0 +1,301 @@
+// Builds the reference control plane (fastify-style build vs listen): createControlPlane() opens the
+// data directory (SQLite state, CA, token key, admin credential) and returns an HTTPS server that is
+// not yet listening; startControlPlane() also listens. Only src/bin reads flags, environment and
+// signals.
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createServer, type Server } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { type Clock, systemClock } from '../lib/clock.ts';
+import { silentLogger } from '../lib/logger.ts';
+import { AdminAuth } from './http/auth.ts';
+import { sendError, sendJson, sendText } from './http/respond.ts';
+import { Router } from './http/router.ts';
+import { authenticate, ROUTES, type RouteContext, type RouteDefinition } from './http/routes.ts';
+import { type ControlPlaneMetrics, createMetrics } from './metrics.ts';
+import { issueServingCertificate, loadOrCreateCa } from './pki.ts';
+import { ControlPlaneService } from './service.ts';
+import { Store } from './store.ts';
+import { newTokenKey } from './tokens.ts';
+
+export const DEFAULTS = {
+  heartbeatIntervalSeconds: 10,
+  offlineAfterIntervals: 3,
+  certificateLifetimeSeconds: 24 * 60 * 60,
+  sanUriPrefix: 'spiffe://vaultpam.local/connector/',
+  serverHostnames: ['localhost', '127.0.0.1'],
+  host: '127.0.0.1',
+  port: 8443,
+  sweepIntervalMs: 1000,
+  flushIntervalMs: 5000,
+} as const;
+
+export interface ControlPlaneOptions {
+  dataDir: string;
+  clock?: Clock;
+  logger?: Logger;
+  heartbeatIntervalSeconds?: number;
+  /** Default: 3 heartbeat intervals. */
+  offlineAfterSeconds?: number;
+  certificateLifetimeSeconds?: number;
+  sanUriPrefix?: string;
+  /** The serving certificate's SANs. */
+  serverHostnames?: string[];
+  /**
+   * Admin bearer credentials. When omitted, <dataDir>/admin-credential is used, and generated
+   * (mode 0600) on first start.
+   */
+  adminCredentials?: string[];
+  /** How often the offline sweep runs on its own (real time; the decision uses `clock`). */
+  sweepIntervalMs?: number;
+  /** How often batched last-heartbeat times are written. */
+  flushIntervalMs?: number;
+  /** Change-feed entries kept (older cursors answer 410). */
+  changeRetention?: number;
+}
+
+export interface ControlPlane {
+  server: Server;
+  service: ControlPlaneService;
+  metrics: ControlPlaneMetrics;
+  caPem: string;
+  caPath: string;
+  /** The admin credential in effect (the first one), for tests and local development. */
+  adminCredential: string;
+  /** Where the admin credential was read from or generated into, when it came from the data dir. */
+  adminCredentialPath: string | undefined;
+  dataDir: string;
+  listen(options?: { host?: string; port?: number }): Promise<string>;
+  /** Runs the offline sweep now; returns how many connectors went offline. */
+  sweep(): number;
+  /** Writes batched heartbeat times now. */
+  flush(): number;
+  close(): Promise<void>;
+}
+
+export interface StartedControlPlane extends ControlPlane {
+  url: string;
+}
+
+function writeSecretFile(path: string, content: string): void {
+  const temporary = `${path}.tmp-${process.pid}`;
+  writeFileSync(temporary, content, { mode: 0o600 });
+  renameSync(temporary, path);
+}
+
+function loadTokenKey(dataDir: string): Buffer {
+  const path = join(dataDir, 'token-key');
+  if (existsSync(path)) return Buffer.from(readFileSync(path, 'utf8').trim(), 'base64');
+  const key = newTokenKey();
+  writeSecretFile(path, `${key.toString('base64')}\n`);
+  return key;
+}
+
+function loadAdminCredentials(
+  dataDir: string,
+  given: string[] | undefined,
+): { credentials: string[]; path: string | undefined; generated: boolean } {
+  const fromOptions = (given ?? []).map((line) => line.trim()).filter((line) => line.length > 0);
+  if (fromOptions.length > 0) return { credentials: fromOptions, path: undefined, generated: false };
+  const path = join(dataDir, 'admin-credential');
+  if (existsSync(path)) {
+    const credentials = readCredentialFile(path);
+    if (credentials.length > 0) return { credentials, path, generated: false };
+  }
+  const credential = `vpa_${randomBytes(32).toString('base64url')}`;
+  writeSecretFile(path, `${credential}\n`);
+  return { credentials: [credential], path, generated: true };
+}
+
+/** One credential per line; blank lines and lines starting with # are ignored. */
+export function readCredentialFile(path: string): string[] {
+  return readFileSync(path, 'utf8')
+    .split('\n')
+    .map((line) => line.trim())
+    .filter((line) => line.length > 0 && !line.startsWith('#'));
+}
+
+export async function createControlPlane(options: ControlPlaneOptions): Promise<ControlPlane> {
+  const clock = options.clock ?? systemClock;
+  const logger = options.logger ?? silentLogger();
+  const heartbeatIntervalSeconds = options.heartbeatIntervalSeconds ?? DEFAULTS.heartbeatIntervalSeconds;
+  const offlineAfterSeconds =
+    options.offlineAfterSeconds ?? heartbeatIntervalSeconds * DEFAULTS.offlineAfterIntervals;
+  const sanUriPrefix = options.sanUriPrefix ?? DEFAULTS.sanUriPrefix;
+  const dataDir = options.dataDir;
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+
+  const ca = await loadOrCreateCa(dataDir, clock.now());
+  const serving = await issueServingCertificate(
+    ca,
+    options.serverHostnames ?? [...DEFAULTS.serverHostnames],
+    clock.now(),
+  );
+  const admin = loadAdminCredentials(dataDir, options.adminCredentials);
+  if (admin.generated) logger.info({ path: admin.path }, 'generated an admin credential');
+  const tokenKey = loadTokenKey(dataDir);
+  const store = new Store(dataDir);
+
+  let service: ControlPlaneService | undefined;
+  const metrics = createMetrics(() => service?.countByState() ?? new Map());
+  service = new ControlPlaneService({
+    store,
+    clock,
+    logger,
+    ca,
+    tokenKey,
+    metrics,
+    heartbeatIntervalSeconds,
+    offlineAfterSeconds,
+    certificateLifetimeSeconds: options.certificateLifetimeSeconds ?? DEFAULTS.certificateLifetimeSeconds,
+    sanUriPrefix,
+    changeRetention: options.changeRetention,
+  });
+  const core = service;
+  const adminAuth = new AdminAuth(admin.credentials);
+  const router = new Router<RouteDefinition>(ROUTES);
+  let closing = false;
+
+  const handle = async (req: IncomingMessage, res: ServerResponse) => {
+    const started = process.hrtime.bigint();
+    let routeLabel = 'unmatched';
+    const abort = new AbortController();
+    res.on('close', () => abort.abort());
+    let status = 500;
+    try {
+      if (closing) res.setHeader('connection', 'close');
+      const url = new URL(req.url ?? '/', 'https://control-plane');
+      const { route, params } = router.match(req.method ?? 'GET', url.pathname);
+      routeLabel = route.path;
+      const context: RouteContext = {
+        req,
+        res,
+        params,
+        query: url.searchParams,
+        service: core,
+        metrics,
+        sanUriPrefix,
+        signal: abort.signal,
+      };
+      authenticate(route, context, adminAuth);
+      const result = await route.handler(context);
+      status = result.status;
+      if (result.text !== undefined) sendText(res, status, result.text, result.contentType ?? 'text/plain');
+      else sendJson(res, status, result.body);
+    } catch (error) {
+      // The body may be unread (auth or content-type failures): close instead of parsing leftovers.
+      if (!req.complete) res.setHeader('connection', 'close');
+      status = sendError(res, error, logger);
+    } finally {
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      metrics.requestDuration.observe({ route: routeLabel, status: String(status) }, seconds);
+      if (logger.isLevelEnabled('debug')) {
+        logger.debug(
+          { method: req.method, route: routeLabel, status, ms: Math.round(seconds * 1000) },
+          'request',
+        );
+      }
+    }
+  };
+
+  const server = createServer(
+    {
+      key: serving.keyPem,
+      cert: `${serving.certPem}${ca.certPem}`,
+      ca: [ca.certPem],
+      // Ask for a client certificate on every connection but do not require one at the TLS
+      // layer: enrollment, admin and public routes have none; mTLS routes check it per request.
+      requestCert: true,
+      rejectUnauthorized: false,
+      keepAliveTimeout: 65_000,
+      requestTimeout: 60_000,
+    },
+    (req, res) => {
+      void handle(req, res);
+    },
+  );
+  server.on('tlsClientError', (error) => logger.debug({ err: error.message }, 'TLS handshake failed'));
+
+  const timers: NodeJS.Timeout[] = [];
+  const startTimers = () => {
+    const sweepTimer = setInterval(() => {
+      try {
+        core.sweep();
+      } catch (error) {
+        logger.error({ err: (error as Error).message }, 'offline sweep failed');
+      }
+    }, options.sweepIntervalMs ?? DEFAULTS.sweepIntervalMs);
+    const flushTimer = setInterval(() => {
+      try {
+        core.flush();
+      } catch (error) {
+        logger.error({ err: (error as Error).message }, 'heartbeat flush failed');
+      }
+    }, options.flushIntervalMs ?? DEFAULTS.flushIntervalMs);
+    sweepTimer.unref();
+    flushTimer.unref();
+    timers.push(sweepTimer, flushTimer);
+  };
+
+  let closed: Promise<void> | undefined;
+  const controlPlane: ControlPlane = {
+    server,
+    service: core,
+    metrics,
+    caPem: ca.certPem,
+    caPath: ca.certPath,
+    adminCredential: admin.credentials[0] as string,
+    adminCredentialPath: admin.path,
+    dataDir,
+    async listen(listenOptions = {}) {
+      const host = listenOptions.host ?? DEFAULTS.host;
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(listenOptions.port ?? DEFAULTS.port, host, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
+      startTimers();
+      const address = server.address() as AddressInfo;
+      const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+      return `https://${shownHost}:${address.port}`;
+    },
+    sweep: () => core.sweep(),
+    flush: () => core.flush(),
+    close() {
+      closed ??= (async () => {
+        closing = true;
+        for (const timer of timers) clearInterval(timer);
+        core.releaseWaiters();
+        await new Promise<void>((resolve) => {
+          if (!server.listening) {
+            resolve();
+            return;
+          }
+          server.close(() => resolve());
+          server.closeIdleConnections();
+          // Long-polls were released above; anything still open after a moment is cut.
+          setTimeout(() => server.closeAllConnections(), 2000).unref();
+        });
+        core.flush();
+        store.close();
+        logger.info('control plane stopped');
+      })();
+      return closed;
+    },
+  };
+  return controlPlane;
+}
+
+export async function startControlPlane(
+  options: ControlPlaneOptions & { host?: string; port?: number },
+): Promise<StartedControlPlane> {
+  const controlPlane = await createControlPlane(options);
+  const url = await controlPlane.listen({ host: options.host, port: options.port });
+  (options.logger ?? silentLogger()).info({ url, caPath: controlPlane.caPath }, 'control plane listening');
+  return Object.assign(controlPlane, { url });
+}

@@ -1,0 +1,744 @@
+// The control plane's domain operations: connectors, tokens, enrollment, heartbeats, renewal,
+// recovery, the offline sweep and the change feed. HTTP-free: the routes in http/routes.ts call
+// these methods, and tests may call them directly.
+//
+// Every connector record is held in memory (10,000 records are a few MB) and written through to
+// SQLite whenever it changes in a way a client can observe: state, path health, certificate, token,
+// recovery, configuration. Those writes commit before the answer is sent, in the same transaction
+// as their audit entry and change-feed row. The one exception is the time of a routine heartbeat
+// (and a path's free-text detail): it changes on every beat, so it is kept in memory and written in
+// batches by flush() (every few seconds, and on close). Writing it per beat would cost a WAL commit
+// per heartbeat; batching keeps the heartbeat path at a map lookup, and losing a few seconds of
+// last-seen times in a crash is harmless because the offline sweep gives every connector a fresh
+// grace period after a restart.
+import type { Logger } from 'pino';
+import type { Clock } from '../lib/clock.ts';
+import type { CodedError } from '../lib/errors.ts';
+import { isCodedError } from '../lib/errors.ts';
+import { type AuditEntry, type AuditType, auditEntryJson } from './audit.ts';
+import { cpError, type ErrorCode } from './errors.ts';
+import type { ControlPlaneMetrics, EnrollmentFailureReason } from './metrics.ts';
+import { type CertificateAuthority, issueConnectorCertificate, type PeerIdentity } from './pki.ts';
+import {
+  type ConnectorRecord,
+  type ConnectorState,
+  isBootstrapClosed,
+  isOverdue,
+  onHeartbeat,
+  type PathHealth,
+  recoveryDecision,
+  renewAfter,
+} from './state.ts';
+import type { AuditQuery, ChangeRow, Store } from './store.ts';
+import {
+  deriveToken,
+  hashToken,
+  MAX_TOKEN_TTL_SECONDS,
+  newTokenId,
+  parseTokenId,
+  tokenMatchesHash,
+} from './tokens.ts';
+
+export interface ServiceOptions {
+  store: Store;
+  clock: Clock;
+  logger: Logger;
+  ca: CertificateAuthority;
+  tokenKey: Buffer;
+  metrics: ControlPlaneMetrics;
+  heartbeatIntervalSeconds: number;
+  offlineAfterSeconds: number;
+  certificateLifetimeSeconds: number;
+  sanUriPrefix: string;
+  /** How many change-feed entries are kept; older cursors answer 410 CURSOR_EXPIRED. */
+  changeRetention?: number;
+}
+
+export interface ConnectorConfig {
+  org: string;
+  endpointId: string;
+  allowedNetworks: string[];
+}
+
+export interface ConnectorJson {
+  connectorId: string;
+  org: string;
+  endpointId: string;
+  allowedNetworks: string[];
+  state: ConnectorState;
+  bootstrapRetired: boolean;
+  lastHeartbeatAt: string | null;
+  stateChangedAt: string;
+  enrolledAt: string | null;
+  paths: PathHealth[];
+  certificate: { serial: string; notBefore: string; notAfter: string; fingerprintSha256: string } | null;
+  liveToken: { tokenId: string; expiresAt: string } | null;
+  recovery: { requestId: string; startedAt: string; completedAt: string | null } | null;
+  lastEnrollmentFailure: { code: string; at: string } | null;
+  revision: number;
+}
+
+export interface ChangeJson {
+  cursor: number;
+  connectorId: string;
+  state: string;
+  at: string;
+  connector: ConnectorJson | null;
+}
+
+export interface MintedToken {
+  tokenId: string;
+  token: string;
+  expiresAt: string;
+}
+
+export interface EnrollResult {
+  certificatePem: string;
+  caPem: string;
+  serial: string;
+  notAfter: string;
+  heartbeatIntervalSeconds: number;
+}
+
+const iso = (ms: number): string => new Date(ms).toISOString();
+const isoOrNull = (ms: number | null): string | null => (ms === null ? null : iso(ms));
+
+const CHANGE_PAGE = 1000;
+
+export class ControlPlaneService {
+  readonly options: ServiceOptions;
+  private readonly store: Store;
+  private readonly connectors = new Map<string, ConnectorRecord>();
+  /** Connectors whose last-heartbeat time (or path detail) is newer in memory than on disk. */
+  private readonly dirty = new Set<string>();
+  private readonly waiters = new Set<() => void>();
+  private readonly startedAt: number;
+  private changesSincePrune = 0;
+
+  constructor(options: ServiceOptions) {
+    this.options = options;
+    this.store = options.store;
+    for (const record of this.store.loadConnectors()) this.connectors.set(record.connectorId, record);
+    this.startedAt = this.now();
+  }
+
+  private now(): number {
+    return this.options.clock.now().getTime();
+  }
+
+  private get log(): Logger {
+    return this.options.logger;
+  }
+
+  // -- views ------------------------------------------------------------------------------------
+
+  connectorJson(record: ConnectorRecord, now = this.now()): ConnectorJson {
+    const certificate = record.certificate;
+    return {
+      connectorId: record.connectorId,
+      org: record.org,
+      endpointId: record.endpointId,
+      allowedNetworks: [...record.allowedNetworks],
+      state: record.state,
+      bootstrapRetired: record.bootstrapRetired,
+      lastHeartbeatAt: isoOrNull(record.lastHeartbeatAt),
+      stateChangedAt: iso(record.stateChangedAt),
+      enrolledAt: isoOrNull(record.enrolledAt),
+      paths: record.paths.map((path) => ({ ...path })),
+      certificate: certificate
+        ? {
+            serial: certificate.serial,
+            notBefore: iso(certificate.notBefore),
+            notAfter: iso(certificate.notAfter),
+            fingerprintSha256: certificate.fingerprintSha256,
+          }
+        : null,
+      liveToken:
+        record.liveToken && record.liveToken.expiresAt > now
+          ? { tokenId: record.liveToken.tokenId, expiresAt: iso(record.liveToken.expiresAt) }
+          : null,
+      recovery: record.recovery
+        ? {
+            requestId: record.recovery.requestId,
+            startedAt: iso(record.recovery.startedAt),
+            completedAt: isoOrNull(record.recovery.completedAt),
+          }
+        : null,
+      lastEnrollmentFailure: record.lastEnrollmentFailure
+        ? { code: record.lastEnrollmentFailure.code, at: iso(record.lastEnrollmentFailure.at) }
+        : null,
+      revision: record.revision,
+    };
+  }
+
+  countByState(): Map<ConnectorState, number> {
+    const counts = new Map<ConnectorState, number>();
+    for (const record of this.connectors.values())
+      counts.set(record.state, (counts.get(record.state) ?? 0) + 1);
+    return counts;
+  }
+
+  // -- write helpers (call inside store.transaction) ---------------------------------------------
+
+  private audit(
+    type: AuditType,
+    connectorId: string | null,
+    details: Record<string, unknown>,
+    now: number,
+  ): void {
+    this.store.appendAudit(now, type, connectorId, details);
+  }
+
+  private setState(record: ConnectorRecord, state: ConnectorState, now: number, reason: string): void {
+    if (record.state === state) return;
+    this.audit('endpoint.state_changed', record.connectorId, { from: record.state, to: state, reason }, now);
+    this.log.info(
+      { connectorId: record.connectorId, from: record.state, to: state, reason },
+      'connector state changed',
+    );
+    record.state = state;
+    record.stateChangedAt = now;
+  }
+
+  /** Persists the record and publishes it on the change feed. */
+  private publish(record: ConnectorRecord, now: number): void {
+    record.revision += 1;
+    this.store.putConnector(record);
+    this.dirty.delete(record.connectorId);
+    this.appendChange(record.connectorId, record.state, now, this.connectorJson(record, now));
+  }
+
+  private appendChange(
+    connectorId: string,
+    state: string,
+    now: number,
+    connector: ConnectorJson | null,
+  ): void {
+    this.store.appendChange(connectorId, state, now, connector);
+    this.changesSincePrune += 1;
+    const retention = this.options.changeRetention ?? 100_000;
+    if (this.changesSincePrune >= Math.max(1, Math.min(1000, retention))) {
+      this.changesSincePrune = 0;
+      this.store.pruneChanges(retention);
+    }
+    // Wake long-pollers after the surrounding transaction has committed.
+    if (this.waiters.size > 0) queueMicrotask(() => this.wakeWaiters());
+  }
+
+  private wakeWaiters(): void {
+    for (const waiter of [...this.waiters]) waiter();
+  }
+
+  private revokeLiveTokens(record: ConnectorRecord, now: number, reason: string, except?: string): number {
+    let revoked = 0;
+    for (const token of this.store.liveTokens(record.connectorId)) {
+      if (token.tokenId === except) continue;
+      if (this.store.finishToken(token.tokenId, 'revoked', now)) {
+        revoked += 1;
+        this.audit('token.revoked', record.connectorId, { tokenId: token.tokenId, reason }, now);
+      }
+    }
+    if (record.liveToken && record.liveToken.tokenId !== except) record.liveToken = null;
+    return revoked;
+  }
+
+  // -- admin: connectors -------------------------------------------------------------------------
+
+  requireConnector(connectorId: string): ConnectorRecord {
+    const record = this.connectors.get(connectorId);
+    if (!record) throw cpError('CONNECTOR_NOT_FOUND', `connector ${connectorId} does not exist`);
+    return record;
+  }
+
+  getConnector(connectorId: string): ConnectorJson {
+    return this.connectorJson(this.requireConnector(connectorId));
+  }
+
+  listConnectors(): { connectors: ConnectorJson[]; cursor: number } {
+    const now = this.now();
+    const connectors = [...this.connectors.values()]
+      .sort((a, b) => (a.connectorId < b.connectorId ? -1 : 1))
+      .map((record) => this.connectorJson(record, now));
+    return { connectors, cursor: this.store.latestCursor() };
+  }
+
+  ensureConnector(
+    connectorId: string,
+    config: ConnectorConfig,
+  ): { created: boolean; connector: ConnectorJson } {
+    const now = this.now();
+    const existing = this.connectors.get(connectorId);
+    if (existing) {
+      const same =
+        existing.org === config.org &&
+        existing.endpointId === config.endpointId &&
+        JSON.stringify(existing.allowedNetworks) === JSON.stringify(config.allowedNetworks);
+      if (!same) {
+        this.store.transaction(() => {
+          const before = {
+            org: existing.org,
+            endpointId: existing.endpointId,
+            allowedNetworks: existing.allowedNetworks,
+          };
+          existing.org = config.org;
+          existing.endpointId = config.endpointId;
+          existing.allowedNetworks = [...config.allowedNetworks];
+          this.audit('connector.updated', connectorId, { before, after: config }, now);
+          this.publish(existing, now);
+        });
+      }
+      return { created: false, connector: this.connectorJson(existing, now) };
+    }
+    const record: ConnectorRecord = {
+      connectorId,
+      org: config.org,
+      endpointId: config.endpointId,
+      allowedNetworks: [...config.allowedNetworks],
+      state: 'pending',
+      bootstrapRetired: false,
+      lastHeartbeatAt: null,
+      stateChangedAt: now,
+      enrolledAt: null,
+      paths: [],
+      certificate: null,
+      liveToken: null,
+      recovery: null,
+      lastEnrollmentFailure: null,
+      revision: 0,
+      createdAt: now,
+    };
+    this.store.transaction(() => {
+      this.audit('connector.created', connectorId, { ...config }, now);
+      this.publish(record, now);
+    });
+    this.connectors.set(connectorId, record);
+    this.log.info({ connectorId }, 'connector created');
+    return { created: true, connector: this.connectorJson(record, now) };
+  }
+
+  /** Removes the record, its tokens and (by forgetting its serial) its certificate. Idempotent. */
+  deleteConnector(connectorId: string): boolean {
+    const record = this.connectors.get(connectorId);
+    if (!record) return false;
+    const now = this.now();
+    this.store.transaction(() => {
+      this.revokeLiveTokens(record, now, 'connector deleted');
+      this.store.deleteConnector(connectorId);
+      this.audit(
+        'connector.deleted',
+        connectorId,
+        { state: record.state, certificateSerial: record.certificate?.serial ?? null },
+        now,
+      );
+      this.appendChange(connectorId, 'deleted', now, null);
+    });
+    this.connectors.delete(connectorId);
+    this.dirty.delete(connectorId);
+    this.log.info({ connectorId }, 'connector deleted');
+    return true;
+  }
+
+  // -- admin: tokens -----------------------------------------------------------------------------
+
+  mintToken(
+    connectorId: string,
+    request: { ttlSeconds?: number; idempotencyKey: string },
+  ): { created: boolean; token: MintedToken } {
+    const record = this.requireConnector(connectorId);
+    const ttlSeconds = request.ttlSeconds ?? MAX_TOKEN_TTL_SECONDS;
+    if (ttlSeconds > MAX_TOKEN_TTL_SECONDS) {
+      throw cpError('TTL_TOO_LONG', `ttlSeconds must be at most ${MAX_TOKEN_TTL_SECONDS} (4 h)`, {
+        field: 'ttlSeconds',
+      });
+    }
+    const now = this.now();
+    const { tokenKey } = this.options;
+    const existing = this.store.tokenByIdempotencyKey(connectorId, request.idempotencyKey);
+    if (existing) {
+      if (existing.status === 'live' && existing.expiresAt > now) {
+        const token = deriveToken(tokenKey, connectorId, existing.idempotencyKey, existing.tokenId);
+        return {
+          created: false,
+          token: { tokenId: existing.tokenId, token, expiresAt: iso(existing.expiresAt) },
+        };
+      }
+      throw cpError(
+        'IDEMPOTENCY_KEY_CONSUMED',
+        `the token minted with this idempotency key is ${existing.status === 'live' ? 'expired' : existing.status}; use a new key`,
+        { tokenId: existing.tokenId },
+      );
+    }
+    if (isBootstrapClosed(record)) {
+      throw cpError('RECOVERY_REQUIRED', 'the connector is retired from bootstrap; begin a recovery first');
+    }
+    const tokenId = newTokenId();
+    const token = deriveToken(tokenKey, connectorId, request.idempotencyKey, tokenId);
+    const expiresAt = now + ttlSeconds * 1000;
+    this.store.transaction(() => {
+      this.revokeLiveTokens(record, now, 'superseded by a new token');
+      this.store.insertToken({
+        tokenId,
+        connectorId,
+        idempotencyKey: request.idempotencyKey,
+        tokenHash: hashToken(token),
+        createdAt: now,
+        expiresAt,
+        status: 'live',
+        finishedAt: null,
+      });
+      record.liveToken = { tokenId, expiresAt };
+      this.audit(
+        'token.minted',
+        connectorId,
+        { tokenId, expiresAt: iso(expiresAt), idempotencyKey: request.idempotencyKey },
+        now,
+      );
+      this.publish(record, now);
+    });
+    this.options.metrics.tokensMinted.inc();
+    this.log.info({ connectorId, tokenId, expiresAt: iso(expiresAt) }, 'enrollment token minted');
+    return { created: true, token: { tokenId, token, expiresAt: iso(expiresAt) } };
+  }
+
+  revokeTokens(connectorId: string): number {
+    const record = this.requireConnector(connectorId);
+    const now = this.now();
+    return this.store.transaction(() => {
+      const revoked = this.revokeLiveTokens(record, now, 'revoked by the operator');
+      if (revoked > 0) this.publish(record, now);
+      return revoked;
+    });
+  }
+
+  // -- admin: recovery ---------------------------------------------------------------------------
+
+  beginRecovery(connectorId: string, requestId: string): ConnectorJson {
+    const record = this.requireConnector(connectorId);
+    const decision = recoveryDecision(record, requestId);
+    if (decision === 'same_request') return this.connectorJson(record);
+    if (decision === 'not_needed') {
+      throw cpError(
+        'RECOVERY_NOT_NEEDED',
+        `a connector in state ${record.state} needs no recovery${record.bootstrapRetired ? '' : '; mint a token instead'}`,
+        { state: record.state },
+      );
+    }
+    const now = this.now();
+    this.store.transaction(() => {
+      const revokedTokens = this.revokeLiveTokens(record, now, 'recovery started');
+      const revokedSerial = record.certificate?.serial ?? null;
+      record.certificate = null;
+      record.recovery = { requestId, startedAt: now, completedAt: null };
+      this.audit(
+        'recovery.started',
+        connectorId,
+        { requestId, from: record.state, revokedSerial, revokedTokens },
+        now,
+      );
+      this.setState(record, 'recovering', now, 'recovery started');
+      this.publish(record, now);
+    });
+    return this.connectorJson(record, now);
+  }
+
+  // -- admin: change feed and audit --------------------------------------------------------------
+
+  changes(since: number): { changes: ChangeJson[]; cursor: number } {
+    const latest = this.store.latestCursor();
+    const oldest = this.store.oldestCursor() ?? latest + 1;
+    if (since > latest || since < oldest - 1) {
+      throw cpError(
+        'CURSOR_EXPIRED',
+        'the cursor is older than the kept changes; resync with GET /v1/connectors',
+        {
+          oldestCursor: oldest - 1,
+        },
+      );
+    }
+    const rows = this.store.changesSince(since, CHANGE_PAGE);
+    return { changes: rows.map(changeJson), cursor: rows.at(-1)?.cursor ?? since };
+  }
+
+  /** Answers at once when something is newer than `since`, else waits up to waitMs for a change. */
+  async waitForChanges(
+    since: number,
+    waitMs: number,
+    signal?: AbortSignal,
+  ): Promise<{ changes: ChangeJson[]; cursor: number }> {
+    const first = this.changes(since);
+    if (first.changes.length > 0 || waitMs <= 0) return first;
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.waiters.delete(done);
+        signal?.removeEventListener('abort', done);
+        resolve();
+      };
+      const timer = setTimeout(done, waitMs);
+      this.waiters.add(done);
+      signal?.addEventListener('abort', done);
+    });
+    return this.changes(since);
+  }
+
+  queryAudit(query: AuditQuery): AuditEntry[] {
+    return this.store.queryAudit(query).map(auditEntryJson);
+  }
+
+  // -- agent: enrollment -------------------------------------------------------------------------
+
+  private enrollmentFailure(
+    record: ConnectorRecord | undefined,
+    connectorId: string,
+    code: ErrorCode,
+    reason: EnrollmentFailureReason,
+    message: string,
+  ): CodedError {
+    const now = this.now();
+    this.options.metrics.enrollmentFailures.inc({ reason });
+    this.store.transaction(() => {
+      this.audit('gateway.enrollment_failed', connectorId, { code, reason }, now);
+      if (record) {
+        record.lastEnrollmentFailure = { code, at: now };
+        if (reason === 'retired')
+          this.setState(record, 'needs_recovery', now, 'enrollment attempted after retirement');
+        this.publish(record, now);
+      }
+    });
+    this.log.warn({ connectorId, code, reason }, 'enrollment refused');
+    return cpError(code, message);
+  }
+
+  enroll(request: { connectorId: string; token: string; csrPem: string }): EnrollResult {
+    const { connectorId } = request;
+    const record = this.connectors.get(connectorId);
+    const invalid = (reason: EnrollmentFailureReason, message = 'the enrollment token is not valid') =>
+      this.enrollmentFailure(record, connectorId, 'ENROLLMENT_TOKEN_INVALID', reason, message);
+    if (!record) throw invalid('unknown');
+    if (isBootstrapClosed(record)) {
+      throw invalid('retired', 'the connector is retired from bootstrap; its identity must be recovered');
+    }
+    const tokenId = parseTokenId(request.token);
+    const token = tokenId ? this.store.tokenById(tokenId) : undefined;
+    if (!token || !tokenMatchesHash(request.token, token.tokenHash)) throw invalid('unknown');
+    if (token.connectorId !== connectorId) throw invalid('wrong_connector');
+    if (token.status === 'used') throw invalid('used', 'the enrollment token was already used');
+    if (token.status === 'revoked') {
+      throw this.enrollmentFailure(
+        record,
+        connectorId,
+        'ENROLLMENT_TOKEN_REVOKED',
+        'revoked',
+        'the enrollment token was revoked',
+      );
+    }
+    const now = this.now();
+    if (token.expiresAt <= now) {
+      throw this.enrollmentFailure(
+        record,
+        connectorId,
+        'ENROLLMENT_TOKEN_EXPIRED',
+        'expired',
+        'the enrollment token has expired',
+      );
+    }
+    let issued: ReturnType<typeof issueConnectorCertificate>;
+    try {
+      issued = issueConnectorCertificate(this.options.ca, connectorId, request.csrPem, {
+        now: new Date(now),
+        lifetimeMs: this.options.certificateLifetimeSeconds * 1000,
+        sanUriPrefix: this.options.sanUriPrefix,
+      });
+    } catch (error) {
+      if (isCodedError(error) && error.code.startsWith('CSR_')) {
+        const reason = error.code.toLowerCase() as EnrollmentFailureReason;
+        throw this.enrollmentFailure(record, connectorId, error.code as ErrorCode, reason, error.message);
+      }
+      throw error;
+    }
+    const { facts } = issued;
+    this.store.transaction(() => {
+      // Consumed exactly once: the UPDATE only matches a live row.
+      if (!this.store.finishToken(token.tokenId, 'used', now))
+        throw cpError('ENROLLMENT_TOKEN_INVALID', 'the enrollment token is not valid');
+      record.liveToken = null;
+      record.certificate = {
+        serial: facts.serial,
+        notBefore: facts.notBefore.getTime(),
+        notAfter: facts.notAfter.getTime(),
+        fingerprintSha256: facts.fingerprintSha256,
+      };
+      record.enrolledAt = now;
+      record.lastHeartbeatAt = null;
+      record.paths = [];
+      this.audit(
+        'endpoint.enrolled',
+        connectorId,
+        {
+          tokenId: token.tokenId,
+          serial: facts.serial,
+          notAfter: facts.notAfter.toISOString(),
+          fingerprintSha256: facts.fingerprintSha256,
+          recoveryRequestId: record.state === 'recovering' ? (record.recovery?.requestId ?? null) : null,
+        },
+        now,
+      );
+      this.setState(record, 'enrolling', now, 'enrolled');
+      this.publish(record, now);
+    });
+    this.options.metrics.enrollments.inc();
+    this.log.info(
+      { connectorId, serial: facts.serial, notAfter: facts.notAfter.toISOString() },
+      'connector enrolled',
+    );
+    return {
+      certificatePem: issued.certificatePem,
+      caPem: this.options.ca.certPem,
+      serial: facts.serial,
+      notAfter: facts.notAfter.toISOString(),
+      heartbeatIntervalSeconds: this.options.heartbeatIntervalSeconds,
+    };
+  }
+
+  // -- agent: mTLS routes ------------------------------------------------------------------------
+
+  /** The connector a verified client certificate belongs to, if it is still that connector's one. */
+  authenticatePeer(peer: PeerIdentity): ConnectorRecord {
+    const record = this.connectors.get(peer.connectorId);
+    const reject = (message: string) => cpError('CLIENT_CERTIFICATE_REJECTED', message);
+    if (!record?.certificate) throw reject('the client certificate belongs to no enrolled connector');
+    if (record.certificate.serial !== peer.serial)
+      throw reject('the client certificate was replaced or revoked');
+    if (peer.notAfter <= this.now()) throw reject('the client certificate has expired');
+    return record;
+  }
+
+  heartbeat(
+    peer: PeerIdentity,
+    paths: PathHealth[],
+  ): { state: ConnectorState; heartbeatIntervalSeconds: number; renewAfter: string } {
+    const record = this.authenticatePeer(peer);
+    const now = this.now();
+    const outcome = onHeartbeat(record, paths);
+    this.options.metrics.heartbeats.inc();
+    record.lastHeartbeatAt = now;
+    record.paths = paths;
+    if (outcome.significant) {
+      this.store.transaction(() => {
+        if (outcome.retire) {
+          record.bootstrapRetired = true;
+          this.audit(
+            'endpoint.bootstrap_retired',
+            record.connectorId,
+            { serial: record.certificate?.serial },
+            now,
+          );
+          this.log.info({ connectorId: record.connectorId }, 'connector retired from bootstrap');
+        }
+        if (outcome.completeRecovery && record.recovery) {
+          record.recovery.completedAt = now;
+          this.audit('recovery.completed', record.connectorId, { requestId: record.recovery.requestId }, now);
+        }
+        this.setState(record, outcome.state, now, 'heartbeat');
+        this.publish(record, now);
+      });
+    } else {
+      this.dirty.add(record.connectorId);
+    }
+    return {
+      state: record.state,
+      heartbeatIntervalSeconds: this.options.heartbeatIntervalSeconds,
+      renewAfter: iso(renewAfter(record.certificate as NonNullable<ConnectorRecord['certificate']>)),
+    };
+  }
+
+  renew(peer: PeerIdentity, csrPem: string): Omit<EnrollResult, 'heartbeatIntervalSeconds'> {
+    const record = this.authenticatePeer(peer);
+    const now = this.now();
+    const issued = issueConnectorCertificate(this.options.ca, record.connectorId, csrPem, {
+      now: new Date(now),
+      lifetimeMs: this.options.certificateLifetimeSeconds * 1000,
+      sanUriPrefix: this.options.sanUriPrefix,
+    });
+    const { facts } = issued;
+    this.store.transaction(() => {
+      const oldSerial = record.certificate?.serial ?? null;
+      record.certificate = {
+        serial: facts.serial,
+        notBefore: facts.notBefore.getTime(),
+        notAfter: facts.notAfter.getTime(),
+        fingerprintSha256: facts.fingerprintSha256,
+      };
+      this.audit(
+        'endpoint.cert_renewed',
+        record.connectorId,
+        { oldSerial, serial: facts.serial, notAfter: facts.notAfter.toISOString() },
+        now,
+      );
+      this.publish(record, now);
+    });
+    this.options.metrics.certRenewals.inc();
+    this.log.info({ connectorId: record.connectorId, serial: facts.serial }, 'certificate renewed');
+    return {
+      certificatePem: issued.certificatePem,
+      caPem: this.options.ca.certPem,
+      serial: facts.serial,
+      notAfter: facts.notAfter.toISOString(),
+    };
+  }
+
+  // -- housekeeping ------------------------------------------------------------------------------
+
+  /** Moves overdue connectors to offline; returns how many moved. Driven by a timer and by tests. */
+  sweep(): number {
+    const now = this.now();
+    const offlineAfterMs = this.options.offlineAfterSeconds * 1000;
+    const overdue = [...this.connectors.values()].filter((record) =>
+      isOverdue(record, now, offlineAfterMs, this.startedAt),
+    );
+    if (overdue.length === 0) return 0;
+    this.store.transaction(() => {
+      for (const record of overdue) {
+        this.setState(record, 'offline', now, 'heartbeat timeout');
+        this.publish(record, now);
+      }
+    });
+    this.options.metrics.heartbeatTimeouts.inc(overdue.length);
+    for (const record of overdue) {
+      this.log.warn(
+        { connectorId: record.connectorId, lastHeartbeatAt: isoOrNull(record.lastHeartbeatAt) },
+        'connector offline: heartbeat timeout',
+      );
+    }
+    return overdue.length;
+  }
+
+  /** Writes batched last-heartbeat times to disk. */
+  flush(): number {
+    if (this.dirty.size === 0) return 0;
+    const ids = [...this.dirty];
+    this.store.transaction(() => {
+      for (const id of ids) {
+        const record = this.connectors.get(id);
+        if (record) this.store.putConnector(record);
+      }
+    });
+    this.dirty.clear();
+    return ids.length;
+  }
+
+  /** Ends every pending long-poll (they answer with what they have). */
+  releaseWaiters(): void {
+    this.wakeWaiters();
+  }
+}
+
+function changeJson(row: ChangeRow): ChangeJson {
+  return {
+    cursor: row.cursor,
+    connectorId: row.connectorId,
+    state: row.state,
+    at: iso(row.at),
+    connector: row.connector as unknown as ConnectorJson | null,
+  };
+}

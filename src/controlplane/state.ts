@@ -1,0 +1,129 @@
+// The connector state machine as pure functions of a record and the time: no I/O, no clock of its
+// own. The service applies the outcomes (persist, audit, change feed, metrics). Unit-tested with a
+// fake clock in test/controlplane/state.test.ts.
+
+export const CONNECTOR_STATES = [
+  'pending',
+  'enrolling',
+  'online',
+  'degraded',
+  'offline',
+  'needs_recovery',
+  'recovering',
+] as const;
+export type ConnectorState = (typeof CONNECTOR_STATES)[number];
+
+export interface PathHealth {
+  name: string;
+  healthy: boolean;
+  detail: string;
+}
+
+export interface CertificateRecord {
+  serial: string;
+  notBefore: number;
+  notAfter: number;
+  fingerprintSha256: string;
+}
+
+export interface ConnectorRecord {
+  connectorId: string;
+  org: string;
+  endpointId: string;
+  allowedNetworks: string[];
+  state: ConnectorState;
+  bootstrapRetired: boolean;
+  /** Epoch milliseconds; null before the first heartbeat. */
+  lastHeartbeatAt: number | null;
+  stateChangedAt: number;
+  enrolledAt: number | null;
+  paths: PathHealth[];
+  certificate: CertificateRecord | null;
+  liveToken: { tokenId: string; expiresAt: number } | null;
+  recovery: { requestId: string; startedAt: number; completedAt: number | null } | null;
+  lastEnrollmentFailure: { code: string; at: number } | null;
+  revision: number;
+  createdAt: number;
+}
+
+/** One unhealthy path is enough to call the connector degraded. */
+export function healthState(paths: readonly PathHealth[]): 'online' | 'degraded' {
+  return paths.every((path) => path.healthy) ? 'online' : 'degraded';
+}
+
+function sameHealth(a: readonly PathHealth[], b: readonly PathHealth[]): boolean {
+  return (
+    a.length === b.length && a.every((path, i) => path.name === b[i]?.name && path.healthy === b[i]?.healthy)
+  );
+}
+
+export interface HeartbeatOutcome {
+  state: ConnectorState;
+  /** First heartbeat after the first enrollment: retire the connector from bootstrap. */
+  retire: boolean;
+  /** First heartbeat after a recovery pairing: the recovery is complete. */
+  completeRecovery: boolean;
+  /**
+   * True when the record changes in a way the operator must see (state, path health, retirement),
+   * so it is persisted at once and published on the change feed. A routine beat is not significant:
+   * its time is kept in memory and written in batches.
+   */
+  significant: boolean;
+}
+
+export function onHeartbeat(record: ConnectorRecord, paths: readonly PathHealth[]): HeartbeatOutcome {
+  // needs_recovery is left only through an explicit recovery; pending and recovering have no valid
+  // certificate, so a beat there cannot happen, and if it did it would change nothing.
+  const frozen =
+    record.state === 'needs_recovery' || record.state === 'recovering' || record.state === 'pending';
+  const state = frozen ? record.state : healthState(paths);
+  const retire = record.state === 'enrolling' && !record.bootstrapRetired;
+  const completeRecovery =
+    record.state === 'enrolling' && record.recovery !== null && record.recovery.completedAt === null;
+  const significant =
+    state !== record.state || retire || completeRecovery || !sameHealth(record.paths, paths);
+  return { state, retire, completeRecovery, significant };
+}
+
+/**
+ * Whether the offline sweep moves this connector to offline: it was online or degraded and no
+ * heartbeat arrived for `offlineAfterMs`. `graceFrom` (the process start) keeps a restart of the
+ * control plane from declaring every connector offline before it had a chance to beat.
+ */
+export function isOverdue(
+  record: ConnectorRecord,
+  now: number,
+  offlineAfterMs: number,
+  graceFrom = 0,
+): boolean {
+  if (record.state !== 'online' && record.state !== 'degraded') return false;
+  const lastSeen = Math.max(record.lastHeartbeatAt ?? 0, graceFrom);
+  return now - lastSeen >= offlineAfterMs;
+}
+
+/** A retired connector may pair again only inside a recovery. */
+export function isBootstrapClosed(record: ConnectorRecord): boolean {
+  return record.bootstrapRetired && record.state !== 'recovering';
+}
+
+export type RecoveryDecision = 'same_request' | 'begin' | 'not_needed';
+
+export function recoveryDecision(record: ConnectorRecord, requestId: string): RecoveryDecision {
+  if (record.recovery?.requestId === requestId) return 'same_request';
+  switch (record.state) {
+    case 'needs_recovery':
+    case 'offline':
+    case 'recovering':
+      return 'begin';
+    case 'enrolling':
+      // Paired inside a recovery but never heartbeated: the identity may be lost again.
+      return record.bootstrapRetired ? 'begin' : 'not_needed';
+    default:
+      return 'not_needed';
+  }
+}
+
+/** Renewal threshold: two thirds into the certificate's lifetime. */
+export function renewAfter(certificate: CertificateRecord): number {
+  return certificate.notBefore + Math.floor(((certificate.notAfter - certificate.notBefore) * 2) / 3);
+}

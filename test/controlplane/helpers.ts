@@ -1,0 +1,189 @@
+// Shared setup for the control-plane tests: a control plane on a throwaway data dir on loopback,
+// an admin client, and a minimal agent that enrolls and speaks mTLS with node:https.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { type Agent, request } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { ExecutionContext } from 'ava';
+import { ControlPlaneAdminClient } from '../../src/controlplane/admin-client.ts';
+import {
+  type ControlPlaneOptions,
+  type StartedControlPlane,
+  startControlPlane,
+} from '../../src/controlplane/server.ts';
+import { FakeClock } from '../../src/lib/clock.ts';
+import { createCsrPem, generateKeyPairPem } from '../../src/lib/pki.ts';
+import { type CapturedLogs, captureLogs } from '../helpers/log-capture.ts';
+
+export interface Harness {
+  cp: StartedControlPlane;
+  admin: ControlPlaneAdminClient;
+  clock: FakeClock;
+  logs: CapturedLogs;
+  dataDir: string;
+  /** Every API response body seen by raw() and agents, for secret scans. */
+  responses: string[];
+  restart(overrides?: Partial<ControlPlaneOptions>): Promise<void>;
+}
+
+export const CONFIG = { org: 'acme', endpointId: 'ep-1', allowedNetworks: ['10.0.0.0/8'] };
+
+export async function startHarness(
+  t: ExecutionContext,
+  overrides: Partial<ControlPlaneOptions> = {},
+): Promise<Harness> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'cp-test-'));
+  // Real "now", so certificates issued on the fake clock are valid for TLS too; tests move it forward.
+  const clock = new FakeClock(Date.now());
+  const logs = captureLogs('control-plane', 'debug');
+  const options = (): ControlPlaneOptions & { port: number } => ({
+    dataDir,
+    clock,
+    logger: logs.logger,
+    port: 0,
+    sweepIntervalMs: 3_600_000,
+    ...overrides,
+  });
+  const harness = {
+    clock,
+    logs,
+    dataDir,
+    responses: [] as string[],
+  } as unknown as Harness;
+  const open = async (more: Partial<ControlPlaneOptions> = {}) => {
+    harness.cp = await startControlPlane({ ...options(), ...more });
+    harness.admin = new ControlPlaneAdminClient({
+      url: harness.cp.url,
+      caPem: harness.cp.caPem,
+      credential: harness.cp.adminCredential,
+    });
+  };
+  await open();
+  harness.restart = async (more) => {
+    harness.admin.close();
+    await harness.cp.close();
+    await open(more);
+  };
+  t.teardown(async () => {
+    harness.admin.close();
+    await harness.cp.close();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+  return harness;
+}
+
+export interface RawResponse {
+  status: number;
+  text: string;
+  json: any;
+}
+
+export interface RawOptions {
+  method?: string;
+  headers?: Record<string, string>;
+  body?: string | Buffer;
+  key?: string;
+  cert?: string;
+  ca?: string;
+  agent?: Agent;
+}
+
+/** One HTTPS request with full control over headers, body and client certificate. */
+export function raw(h: Harness, path: string, options: RawOptions = {}): Promise<RawResponse> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      `${h.cp.url}${path}`,
+      {
+        method: options.method ?? 'GET',
+        headers: options.headers ?? {},
+        ca: options.ca ?? h.cp.caPem,
+        key: options.key,
+        cert: options.cert,
+        agent: options.agent ?? false,
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (chunk: Buffer) => chunks.push(chunk));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          h.responses.push(text);
+          let json: unknown;
+          try {
+            json = text ? JSON.parse(text) : undefined;
+          } catch {
+            json = undefined;
+          }
+          resolve({ status: res.statusCode ?? 0, text, json });
+        });
+      },
+    );
+    req.on('error', reject);
+    req.end(options.body);
+  });
+}
+
+export function jsonRequest(method: string, body: unknown, extra: RawOptions = {}): RawOptions {
+  return {
+    method,
+    headers: { 'content-type': 'application/json', ...(extra.headers ?? {}) },
+    body: JSON.stringify(body),
+    ...Object.fromEntries(Object.entries(extra).filter(([k]) => k !== 'headers')),
+  };
+}
+
+export interface TestAgent {
+  connectorId: string;
+  keyPem: string;
+  certPem?: string;
+  enroll(token: string): Promise<RawResponse>;
+  heartbeat(paths?: Array<{ name: string; healthy: boolean; detail?: string }>): Promise<RawResponse>;
+  renew(): Promise<RawResponse>;
+}
+
+export async function makeAgent(h: Harness, connectorId: string): Promise<TestAgent> {
+  const key = await generateKeyPairPem('ec-p256');
+  const agent: TestAgent = {
+    connectorId,
+    keyPem: key.privateKeyPem,
+    async enroll(token) {
+      const csrPem = createCsrPem(key.privateKeyPem, connectorId);
+      const res = await raw(h, '/v1/enroll', jsonRequest('POST', { connectorId, token, csrPem }));
+      if (res.status === 201) agent.certPem = res.json.certificatePem;
+      return res;
+    },
+    heartbeat(paths = [{ name: 'tunnel', healthy: true }]) {
+      return raw(
+        h,
+        '/v1/heartbeat',
+        jsonRequest('POST', { paths }, { key: key.privateKeyPem, cert: agent.certPem }),
+      );
+    },
+    async renew() {
+      const csrPem = createCsrPem(key.privateKeyPem, connectorId);
+      const res = await raw(
+        h,
+        '/v1/renew',
+        jsonRequest('POST', { csrPem }, { key: key.privateKeyPem, cert: agent.certPem }),
+      );
+      if (res.status === 200) agent.certPem = res.json.certificatePem;
+      return res;
+    },
+  };
+  return agent;
+}
+
+/** Creates the connector, mints a token, enrolls; returns the agent (state: enrolling). */
+export async function enrolledAgent(h: Harness, connectorId: string): Promise<TestAgent> {
+  await h.admin.ensureConnector(connectorId, CONFIG);
+  const minted = await h.admin.mintToken(connectorId, { idempotencyKey: `first-${connectorId}` });
+  const agent = await makeAgent(h, connectorId);
+  const res = await agent.enroll(minted.token);
+  if (res.status !== 201) throw new Error(`enroll failed: ${res.status} ${res.text}`);
+  return agent;
+}
+
+export async function metricValue(h: Harness, name: string, labels = ''): Promise<number> {
+  const text = await h.cp.metrics.registry.metrics();
+  const line = text.split('\n').find((l) => l.startsWith(`${name}${labels ? `{${labels}}` : ''} `));
+  return line ? Number(line.split(' ').at(-1)) : 0;
+}
