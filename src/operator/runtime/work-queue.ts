@@ -1,0 +1,391 @@
+// A per-object work queue in the manner of client-go's workqueue: keys (`namespace/name`) are
+// deduplicated while they wait, at most one reconcile per key runs at a time (an add during a run
+// marks the key dirty and it runs again right after), failures back off exponentially per key, and
+// `addAfter` keeps the earliest of competing deadlines. One global FIFO (Pepr, @dot-i/k8s-operator)
+// lets one slow object hold up every other and lets two reconciles of one object race; this does not.
+// Time and timers come from an injected Scheduler so tests drive the queue without sleeping.
+import { CodedError, errorMessage } from '../../lib/errors.ts';
+import type { Logger } from '../../lib/logger.ts';
+
+export interface Scheduler {
+  /** Milliseconds on a monotonic-enough clock. */
+  now(): number;
+  setTimeout(callback: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+}
+
+/** Real timers. Unref'd: a pending requeue alone should not keep the process alive. */
+export const realScheduler: Scheduler = {
+  now: () => Date.now(),
+  setTimeout: (callback, ms) => setTimeout(callback, ms).unref(),
+  clearTimeout: (handle) => clearTimeout(handle as ReturnType<typeof setTimeout>),
+};
+
+/**
+ * A scheduler whose time moves only when told to: `advance(ms)` fires every timer that falls due,
+ * in due order, with `now()` at each timer's due time (timers set while firing fire too if due).
+ */
+export class ManualScheduler implements Scheduler {
+  private time: number;
+  private nextId = 1;
+  private readonly timers = new Map<number, { at: number; callback: () => void }>();
+
+  constructor(start = 0) {
+    this.time = start;
+  }
+
+  now(): number {
+    return this.time;
+  }
+
+  setTimeout(callback: () => void, ms: number): number {
+    const id = this.nextId++;
+    this.timers.set(id, { at: this.time + Math.max(0, ms), callback });
+    return id;
+  }
+
+  clearTimeout(handle: unknown): void {
+    this.timers.delete(handle as number);
+  }
+
+  /** Number of timers not yet fired or cleared. */
+  get pendingTimers(): number {
+    return this.timers.size;
+  }
+
+  /** Milliseconds until the next timer is due, or undefined when none is pending. */
+  nextDueIn(): number | undefined {
+    let earliest: number | undefined;
+    for (const { at } of this.timers.values())
+      earliest = earliest === undefined ? at : Math.min(earliest, at);
+    return earliest === undefined ? undefined : earliest - this.time;
+  }
+
+  advance(ms: number): void {
+    const end = this.time + ms;
+    for (;;) {
+      let due: [number, { at: number; callback: () => void }] | undefined;
+      for (const entry of this.timers) {
+        // Map order is insertion order, so equal due times fire in the order they were set.
+        if (entry[1].at <= end && (due === undefined || entry[1].at < due[1].at)) due = entry;
+      }
+      if (due === undefined) break;
+      this.timers.delete(due[0]);
+      this.time = due[1].at;
+      due[1].callback();
+    }
+    this.time = end;
+  }
+}
+
+/** What a reconcile asks of the queue when it succeeds. */
+export interface ReconcileResult {
+  /** Look at this key again after this many milliseconds (periodic checks, token expiry, ...). */
+  requeueAfterMs?: number;
+}
+
+/**
+ * Reconciles one key. Resolving means success. Throwing (or rejecting) means failure: an error with
+ * `temporary === false` (a CodedError marked permanent) is not retried until the next add; any
+ * other error is retried with per-key exponential backoff.
+ */
+export type ReconcileHandler = (
+  key: string,
+  // biome-ignore lint/suspicious/noConfusingVoidType: lets `async (key) => { ... }` handlers return nothing
+) => Promise<ReconcileResult | undefined | void> | ReconcileResult | undefined | void;
+
+export interface BackoffOptions {
+  /** Delay after the first failure; doubles with each further failure. Default 1 s. */
+  baseMs?: number;
+  /** Upper bound of the delay. Default 5 min. */
+  capMs?: number;
+}
+
+export interface WorkQueueOptions {
+  handler: ReconcileHandler;
+  logger: Logger;
+  /** Reconciles running at once, across keys. Default 4. */
+  concurrency?: number;
+  backoff?: BackoffOptions;
+  scheduler?: Scheduler;
+}
+
+export interface WorkQueueStats {
+  /** Keys due now and waiting for a free slot. */
+  depth: number;
+  /** Reconciles running. */
+  inFlight: number;
+  /** Keys waiting for a delay (requeueAfter, addAfter or backoff) to pass. */
+  delayed: number;
+  /** Keys whose last reconcile failed and that are backing off. */
+  failing: number;
+}
+
+export interface ShutdownOptions {
+  /**
+   * true (default): finish running reconciles and the keys already due (including keys that got an
+   * event while running); false: finish running reconciles only. Delayed keys are dropped either way.
+   */
+  drain?: boolean;
+}
+
+export const DEFAULT_CONCURRENCY = 4;
+export const DEFAULT_BACKOFF_BASE_MS = 1000;
+export const DEFAULT_BACKOFF_CAP_MS = 5 * 60 * 1000;
+
+/** Key of a namespaced object. */
+export function objectKey(namespace: string, name: string): string {
+  return `${namespace}/${name}`;
+}
+
+/** Splits a `namespace/name` key; throws INVALID_KEY for anything else. */
+export function splitKey(key: string): { namespace: string; name: string } {
+  const slash = key.indexOf('/');
+  if (slash <= 0 || slash === key.length - 1 || key.indexOf('/', slash + 1) !== -1) {
+    throw new CodedError('INVALID_KEY', `work queue key "${key}" is not namespace/name`);
+  }
+  return { namespace: key.slice(0, slash), name: key.slice(slash + 1) };
+}
+
+export class WorkQueue {
+  private readonly handler: ReconcileHandler;
+  private readonly logger: Logger;
+  private readonly concurrency: number;
+  private readonly baseMs: number;
+  private readonly capMs: number;
+  private readonly scheduler: Scheduler;
+
+  /** Keys due now, in arrival order; `queued` mirrors it for O(1) dedupe. */
+  private readonly ready: string[] = [];
+  private readonly queued = new Set<string>();
+  private readonly delayedKeys = new Map<string, { at: number; handle: unknown }>();
+  private readonly running = new Set<string>();
+  /** Keys added while running: they run again as soon as the current run ends. */
+  private readonly dirty = new Set<string>();
+  private readonly failures = new Map<string, number>();
+  private idleWaiters: Array<() => void> = [];
+  private stopping = false;
+
+  constructor(options: WorkQueueOptions) {
+    const concurrency = options.concurrency ?? DEFAULT_CONCURRENCY;
+    const baseMs = options.backoff?.baseMs ?? DEFAULT_BACKOFF_BASE_MS;
+    const capMs = options.backoff?.capMs ?? DEFAULT_BACKOFF_CAP_MS;
+    if (!Number.isInteger(concurrency) || concurrency < 1) {
+      throw new CodedError(
+        'INVALID_ARGUMENT',
+        `work queue concurrency must be a whole number >= 1, got ${concurrency}`,
+      );
+    }
+    if (!(baseMs > 0) || !(capMs >= baseMs)) {
+      throw new CodedError(
+        'INVALID_ARGUMENT',
+        `work queue backoff needs 0 < baseMs <= capMs, got baseMs ${baseMs} and capMs ${capMs}`,
+      );
+    }
+    this.handler = options.handler;
+    this.logger = options.logger;
+    this.concurrency = concurrency;
+    this.baseMs = baseMs;
+    this.capMs = capMs;
+    this.scheduler = options.scheduler ?? realScheduler;
+  }
+
+  /** Queues `key` to run now. Returns false once shutdown has begun (the add is ignored). */
+  add(key: string): boolean {
+    if (this.stopping) return false;
+    this.enqueue(key);
+    return true;
+  }
+
+  /**
+   * Queues `key` to run after `ms`. Of competing deadlines the earliest wins: a key already due or
+   * due sooner is left alone, a later deadline is replaced. Returns false once shutdown has begun.
+   */
+  addAfter(key: string, ms: number): boolean {
+    if (this.stopping) return false;
+    this.schedule(key, ms);
+    return true;
+  }
+
+  /** Drops everything the queue holds for `key` (waiting, delays, dirty mark, failure count). */
+  forget(key: string): void {
+    if (this.queued.delete(key)) this.ready.splice(this.ready.indexOf(key), 1);
+    this.cancelDelay(key);
+    this.dirty.delete(key);
+    this.failures.delete(key);
+  }
+
+  get depth(): number {
+    return this.ready.length;
+  }
+
+  get inFlight(): number {
+    return this.running.size;
+  }
+
+  get delayed(): number {
+    return this.delayedKeys.size;
+  }
+
+  /** Consecutive failures of `key` (0 after a success). */
+  failureCount(key: string): number {
+    return this.failures.get(key) ?? 0;
+  }
+
+  stats(): WorkQueueStats {
+    return { depth: this.depth, inFlight: this.inFlight, delayed: this.delayed, failing: this.failures.size };
+  }
+
+  /** Resolves when nothing is due and nothing runs (delayed keys may still be waiting). */
+  whenIdle(): Promise<void> {
+    if (this.isIdle()) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /** Stops taking adds and resolves when the running (and, with drain, the due) reconciles are done. */
+  shutdown(options: ShutdownOptions = {}): Promise<void> {
+    this.stopping = true;
+    for (const key of [...this.delayedKeys.keys()]) this.cancelDelay(key);
+    if (options.drain === false) {
+      this.ready.length = 0;
+      this.queued.clear();
+      this.dirty.clear();
+    }
+    const idle = this.whenIdle();
+    this.notifyIfIdle();
+    return idle;
+  }
+
+  private enqueue(key: string): void {
+    // Due now beats any pending delay for the key.
+    this.cancelDelay(key);
+    if (this.running.has(key)) {
+      this.dirty.add(key);
+      return;
+    }
+    if (this.queued.has(key)) return;
+    this.queued.add(key);
+    this.ready.push(key);
+    this.pump();
+  }
+
+  private schedule(key: string, ms: number): void {
+    if (!(ms > 0)) {
+      this.enqueue(key);
+      return;
+    }
+    if (this.queued.has(key) || this.dirty.has(key)) return;
+    const at = this.scheduler.now() + ms;
+    const existing = this.delayedKeys.get(key);
+    if (existing !== undefined && existing.at <= at) return;
+    this.cancelDelay(key);
+    const handle = this.scheduler.setTimeout(() => {
+      this.delayedKeys.delete(key);
+      if (!this.stopping) this.enqueue(key);
+    }, ms);
+    this.delayedKeys.set(key, { at, handle });
+  }
+
+  private cancelDelay(key: string): void {
+    const existing = this.delayedKeys.get(key);
+    if (existing === undefined) return;
+    this.scheduler.clearTimeout(existing.handle);
+    this.delayedKeys.delete(key);
+  }
+
+  private pump(): void {
+    while (this.running.size < this.concurrency && this.ready.length > 0) {
+      const key = this.ready.shift() as string;
+      this.queued.delete(key);
+      this.running.add(key);
+      this.run(key).catch((error: unknown) => {
+        // run() handles handler errors itself; reaching here means the queue's own bookkeeping
+        // failed, which must be seen but must not take the process down.
+        this.logger.error({ object: key, err: errorMessage(error) }, 'work queue bookkeeping failed');
+      });
+    }
+  }
+
+  private async run(key: string): Promise<void> {
+    let result: ReconcileResult | undefined;
+    let failure: { error: unknown } | undefined;
+    try {
+      // Through a promise so a handler that throws synchronously is caught the same way.
+      result = (await Promise.resolve().then(() => this.handler(key))) as ReconcileResult | undefined;
+    } catch (error) {
+      failure = { error };
+    }
+    this.running.delete(key);
+    if (failure === undefined) this.succeeded(key, result);
+    else this.failed(key, failure.error);
+    if (this.dirty.delete(key)) {
+      // An event arrived while running: run again now, even while draining, because it was
+      // accepted before shutdown began.
+      this.cancelDelay(key);
+      if (!this.queued.has(key)) {
+        this.queued.add(key);
+        this.ready.push(key);
+      }
+    }
+    this.pump();
+    this.notifyIfIdle();
+  }
+
+  private succeeded(key: string, result: ReconcileResult | undefined): void {
+    this.failures.delete(key);
+    const after = result?.requeueAfterMs;
+    if (after === undefined || this.stopping) return;
+    if (!Number.isFinite(after) || after < 0) {
+      this.logger.warn(
+        { object: key, requeueAfterMs: after },
+        'reconcile asked for an invalid requeue delay; ignored',
+      );
+      return;
+    }
+    this.schedule(key, after);
+  }
+
+  private failed(key: string, error: unknown): void {
+    const code = error instanceof CodedError ? error.code : undefined;
+    if ((error as { temporary?: unknown } | null)?.temporary === false) {
+      this.failures.delete(key);
+      this.logger.error(
+        { object: key, code, err: errorMessage(error) },
+        'reconcile failed permanently; not retried until the object changes',
+      );
+      return;
+    }
+    const attempt = (this.failures.get(key) ?? 0) + 1;
+    this.failures.set(key, attempt);
+    const retryInMs = this.backoffDelay(attempt);
+    if (this.stopping) {
+      this.logger.warn(
+        { object: key, code, attempt, err: errorMessage(error) },
+        'reconcile failed during shutdown; not retried',
+      );
+      return;
+    }
+    this.logger.warn(
+      { object: key, code, attempt, retryInMs, err: errorMessage(error) },
+      'reconcile failed; retrying with backoff',
+    );
+    this.schedule(key, retryInMs);
+  }
+
+  /** base * 2^(attempt-1), capped; computed without overflowing for large attempt counts. */
+  private backoffDelay(attempt: number): number {
+    const exponent = Math.min(attempt - 1, 52);
+    return Math.min(this.capMs, this.baseMs * 2 ** exponent);
+  }
+
+  private isIdle(): boolean {
+    return this.running.size === 0 && this.ready.length === 0;
+  }
+
+  private notifyIfIdle(): void {
+    if (!this.isIdle() || this.idleWaiters.length === 0) return;
+    const waiters = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const resolve of waiters) resolve();
+  }
+}

@@ -1,0 +1,387 @@
+// The work queue under a ManualScheduler: time moves only when a test advances it, and reconciles
+// finish only when a test resolves them, so every ordering below is deterministic.
+import test from 'ava';
+import { CodedError, isCodedError } from '../../src/lib/errors.ts';
+import { silentLogger } from '../../src/lib/logger.ts';
+import {
+  ManualScheduler,
+  objectKey,
+  type ReconcileResult,
+  splitKey,
+  WorkQueue,
+  type WorkQueueOptions,
+} from '../../src/operator/runtime/work-queue.ts';
+import { captureLogs } from '../helpers/log-capture.ts';
+
+/** Lets pending promise callbacks run until `condition` holds; fails rather than waiting forever. */
+async function until(condition: () => boolean, what: string): Promise<void> {
+  for (let turn = 0; turn < 1000; turn++) {
+    if (condition()) return;
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  throw new Error(`never happened: ${what}`);
+}
+
+interface Run {
+  key: string;
+  at: number;
+  finish(result?: ReconcileResult): void;
+  fail(error: unknown): void;
+}
+
+/** A handler whose runs the test finishes by hand, recording when each started. */
+function controlledHandler(scheduler: ManualScheduler) {
+  const runs: Run[] = [];
+  const active = new Map<string, number>();
+  let maxActive = 0;
+  let maxActivePerKey = 0;
+  const handler = (key: string) =>
+    new Promise<ReconcileResult | undefined>((resolve, reject) => {
+      const perKey = (active.get(key) ?? 0) + 1;
+      active.set(key, perKey);
+      maxActivePerKey = Math.max(maxActivePerKey, perKey);
+      maxActive = Math.max(
+        maxActive,
+        [...active.values()].reduce((a, b) => a + b, 0),
+      );
+      const done = () => active.set(key, (active.get(key) ?? 1) - 1);
+      runs.push({
+        key,
+        at: scheduler.now(),
+        finish: (result) => {
+          done();
+          resolve(result);
+        },
+        fail: (error) => {
+          done();
+          reject(error);
+        },
+      });
+    });
+  return {
+    handler,
+    runs,
+    started: (key?: string) => runs.filter((r) => key === undefined || r.key === key).length,
+    last: (key: string) => runs.filter((r) => r.key === key).at(-1) as Run,
+    maxActive: () => maxActive,
+    maxActivePerKey: () => maxActivePerKey,
+  };
+}
+
+function setup(options: Partial<WorkQueueOptions> = {}) {
+  const scheduler = new ManualScheduler(0);
+  const control = controlledHandler(scheduler);
+  const queue = new WorkQueue({
+    handler: control.handler,
+    logger: silentLogger(),
+    scheduler,
+    concurrency: 1,
+    backoff: { baseMs: 100, capMs: 800 },
+    ...options,
+  });
+  return { scheduler, queue, ...control };
+}
+
+const temporary = () => new CodedError('CONTROL_PLANE_UNAVAILABLE', 'down', { temporary: true });
+
+test('a key added many times while it waits runs once', async (t) => {
+  const { queue, runs, started, last } = setup();
+  queue.add('ns/blocker');
+  queue.add('ns/a');
+  queue.add('ns/a');
+  queue.add('ns/a');
+  t.is(queue.depth, 1);
+  await until(() => started('ns/blocker') === 1, 'blocker starts');
+  last('ns/blocker').finish();
+  await until(() => started('ns/a') === 1, 'a starts');
+  last('ns/a').finish();
+  await queue.whenIdle();
+  t.deepEqual(
+    runs.map((r) => r.key),
+    ['ns/blocker', 'ns/a'],
+  );
+});
+
+test('a key never runs twice at once; adds during a run give exactly one more run', async (t) => {
+  const { queue, started, last, maxActivePerKey } = setup({ concurrency: 4 });
+  queue.add('ns/a');
+  await until(() => started('ns/a') === 1, 'first run');
+  queue.add('ns/a');
+  queue.add('ns/a');
+  queue.add('ns/a');
+  t.is(queue.inFlight, 1);
+  t.is(queue.depth, 0, 'the dirty key is not queued beside its own run');
+  last('ns/a').finish();
+  await until(() => started('ns/a') === 2, 'dirty re-run');
+  last('ns/a').finish();
+  await queue.whenIdle();
+  t.is(started('ns/a'), 2);
+  t.is(maxActivePerKey(), 1);
+});
+
+test('concurrency bounds the reconciles running across keys', async (t) => {
+  const { queue, started, last, maxActive } = setup({ concurrency: 2 });
+  for (const name of ['a', 'b', 'c', 'd', 'e']) queue.add(objectKey('ns', name));
+  await until(() => started() === 2, 'two start');
+  t.deepEqual(queue.stats(), { depth: 3, inFlight: 2, delayed: 0, failing: 0 });
+  last('ns/a').finish();
+  await until(() => started() === 3, 'third starts after one ends');
+  t.is(last('ns/c').key, 'ns/c');
+  for (const name of ['b', 'c']) last(`ns/${name}`).finish();
+  await until(() => started() === 5, 'all started');
+  for (const name of ['d', 'e']) last(`ns/${name}`).finish();
+  await queue.whenIdle();
+  t.is(maxActive(), 2);
+});
+
+test('temporary failures back off exponentially per key up to the cap', async (t) => {
+  const { queue, scheduler, started, last } = setup();
+  queue.add('ns/a');
+  const delays: number[] = [];
+  for (let attempt = 1; attempt <= 6; attempt++) {
+    await until(() => started('ns/a') === attempt, `attempt ${attempt}`);
+    last('ns/a').fail(temporary());
+    await until(() => queue.delayed === 1, 'backoff scheduled');
+    t.is(queue.failureCount('ns/a'), attempt);
+    const due = scheduler.nextDueIn() as number;
+    delays.push(due);
+    scheduler.advance(due - 1);
+    t.is(started('ns/a'), attempt, 'not before the backoff has passed');
+    scheduler.advance(1);
+  }
+  t.deepEqual(delays, [100, 200, 400, 800, 800, 800]);
+});
+
+test('a success resets the backoff; another key keeps its own', async (t) => {
+  const { queue, scheduler, started, last } = setup({ concurrency: 2 });
+  queue.add('ns/a');
+  queue.add('ns/b');
+  await until(() => started() === 2, 'both run');
+  last('ns/a').fail(temporary());
+  last('ns/b').fail(temporary());
+  await until(() => queue.delayed === 2, 'both back off');
+  scheduler.advance(100);
+  await until(() => started() === 4, 'both retry');
+  last('ns/a').fail(temporary());
+  last('ns/b').finish();
+  await until(() => queue.delayed === 1, 'a backs off again');
+  t.is(queue.failureCount('ns/a'), 2);
+  t.is(queue.failureCount('ns/b'), 0);
+  t.is(scheduler.nextDueIn(), 200);
+  scheduler.advance(200);
+  await until(() => started('ns/a') === 3, 'a retries');
+  last('ns/a').finish();
+  await queue.whenIdle();
+  t.is(queue.failureCount('ns/a'), 0);
+  queue.add('ns/a');
+  await until(() => started('ns/a') === 4, 'a runs on a new event');
+  last('ns/a').fail(temporary());
+  await until(() => queue.delayed === 1, 'a backs off from the start');
+  t.is(scheduler.nextDueIn(), 100);
+});
+
+test('an error marked permanent is not retried until the next add', async (t) => {
+  const logs = captureLogs('queue', 'debug');
+  const { queue, scheduler, started, last } = setup({ logger: logs.logger });
+  queue.add('ns/a');
+  await until(() => started('ns/a') === 1, 'runs');
+  last('ns/a').fail(new CodedError('INVALID_SPEC', 'spec.storage: bad', { temporary: false }));
+  await queue.whenIdle();
+  t.is(queue.delayed, 0);
+  t.is(scheduler.pendingTimers, 0);
+  t.is(queue.failureCount('ns/a'), 0);
+  scheduler.advance(1_000_000);
+  t.is(started('ns/a'), 1);
+  const record = logs
+    .records()
+    .find((r) => r.msg === 'reconcile failed permanently; not retried until the object changes');
+  t.like(record, { object: 'ns/a', code: 'INVALID_SPEC', err: 'spec.storage: bad' });
+  queue.add('ns/a');
+  await until(() => started('ns/a') === 2, 'runs again on the next event');
+  last('ns/a').finish();
+  await queue.whenIdle();
+});
+
+test('an error that does not say it is permanent is retried, whatever was thrown', async (t) => {
+  const logs = captureLogs('queue', 'debug');
+  const { queue, started, last } = setup({ logger: logs.logger });
+  queue.add('ns/a');
+  await until(() => started('ns/a') === 1, 'runs');
+  last('ns/a').fail('a bare string');
+  await until(() => queue.delayed === 1, 'retry scheduled');
+  t.like(
+    logs.records().find((r) => r.msg === 'reconcile failed; retrying with backoff'),
+    { object: 'ns/a', attempt: 1, retryInMs: 100, err: 'a bare string' },
+  );
+});
+
+test('a handler that throws synchronously is contained and retried', async (t) => {
+  const scheduler = new ManualScheduler();
+  let calls = 0;
+  const queue = new WorkQueue({
+    handler: () => {
+      calls++;
+      if (calls === 1) throw new Error('boom');
+      return undefined;
+    },
+    logger: silentLogger(),
+    scheduler,
+    backoff: { baseMs: 50, capMs: 50 },
+  });
+  queue.add('ns/a');
+  await until(() => queue.delayed === 1, 'retry scheduled');
+  scheduler.advance(50);
+  await queue.whenIdle();
+  t.is(calls, 2);
+  t.is(queue.failureCount('ns/a'), 0);
+});
+
+test('requeueAfterMs brings the key back after that long', async (t) => {
+  const { queue, scheduler, started, last } = setup();
+  queue.add('ns/a');
+  await until(() => started('ns/a') === 1, 'runs');
+  last('ns/a').finish({ requeueAfterMs: 30_000 });
+  await until(() => queue.delayed === 1, 'requeue scheduled');
+  scheduler.advance(29_999);
+  t.is(started('ns/a'), 1);
+  scheduler.advance(1);
+  await until(() => started('ns/a') === 2, 'runs again');
+  t.is(last('ns/a').at, 30_000);
+  last('ns/a').finish({ requeueAfterMs: Number.NaN });
+  await queue.whenIdle();
+  t.is(queue.delayed, 0, 'an invalid delay is ignored, not turned into a tight loop');
+});
+
+test('addAfter keeps the earliest deadline', async (t) => {
+  const { queue, scheduler, started, last } = setup();
+  queue.addAfter('ns/a', 1000);
+  queue.addAfter('ns/a', 500);
+  queue.addAfter('ns/a', 900);
+  t.is(queue.delayed, 1);
+  t.is(scheduler.nextDueIn(), 500);
+  scheduler.advance(500);
+  await until(() => started('ns/a') === 1, 'runs at the earliest deadline');
+  last('ns/a').finish();
+  await queue.whenIdle();
+  scheduler.advance(10_000);
+  t.is(started('ns/a'), 1, 'the later deadlines were dropped');
+});
+
+test('add makes a delayed key due now and drops its delay', async (t) => {
+  const { queue, scheduler, started, last } = setup();
+  queue.addAfter('ns/a', 1000);
+  queue.add('ns/a');
+  await until(() => started('ns/a') === 1, 'runs now');
+  t.is(queue.delayed, 0);
+  queue.addAfter('ns/a', 0);
+  t.is(queue.depth, 0, 'a zero delay while running marks the key dirty');
+  last('ns/a').finish();
+  await until(() => started('ns/a') === 2, 'dirty re-run');
+  last('ns/a').finish();
+  await queue.whenIdle();
+  scheduler.advance(5000);
+  t.is(started('ns/a'), 2);
+});
+
+test('addAfter on a running key schedules a run after it', async (t) => {
+  const { queue, scheduler, started, last } = setup();
+  queue.add('ns/a');
+  await until(() => started('ns/a') === 1, 'runs');
+  queue.addAfter('ns/a', 300);
+  last('ns/a').finish();
+  await queue.whenIdle();
+  t.is(queue.delayed, 1);
+  scheduler.advance(300);
+  await until(() => started('ns/a') === 2, 'runs after the delay');
+  last('ns/a').finish();
+  await queue.whenIdle();
+});
+
+test('forget drops a key wherever it waits', async (t) => {
+  const { queue, scheduler, started, last } = setup();
+  queue.add('ns/blocker');
+  queue.add('ns/a');
+  queue.addAfter('ns/b', 100);
+  queue.forget('ns/a');
+  queue.forget('ns/b');
+  t.deepEqual(queue.stats(), { depth: 0, inFlight: 1, delayed: 0, failing: 0 });
+  await until(() => started('ns/blocker') === 1, 'blocker runs');
+  last('ns/blocker').finish();
+  await queue.whenIdle();
+  scheduler.advance(1000);
+  t.is(started(), 1);
+});
+
+test('shutdown drains running and due keys, refuses new adds and drops delayed keys', async (t) => {
+  const { queue, scheduler, started, last } = setup();
+  queue.add('ns/a');
+  queue.add('ns/b');
+  queue.addAfter('ns/c', 100);
+  await until(() => started('ns/a') === 1, 'a runs');
+  queue.add('ns/a'); // an event during the run, accepted before shutdown
+  let done = false;
+  const stopped = queue.shutdown().then(() => {
+    done = true;
+  });
+  t.false(queue.add('ns/d'));
+  t.false(queue.addAfter('ns/e', 10));
+  t.is(queue.delayed, 0);
+  last('ns/a').finish({ requeueAfterMs: 10 });
+  await until(() => started('ns/b') === 1, 'b drains');
+  t.false(done);
+  last('ns/b').fail(temporary());
+  await until(() => started('ns/a') === 2, 'the dirty a drains');
+  last('ns/a').finish();
+  await stopped;
+  t.true(done);
+  scheduler.advance(10_000);
+  t.deepEqual(queue.stats(), { depth: 0, inFlight: 0, delayed: 0, failing: 1 });
+  t.is(started(), 3);
+});
+
+test('shutdown without drain waits for running reconciles only', async (t) => {
+  const { queue, started, last } = setup();
+  queue.add('ns/a');
+  queue.add('ns/b');
+  await until(() => started('ns/a') === 1, 'a runs');
+  queue.add('ns/a');
+  const stopped = queue.shutdown({ drain: false });
+  last('ns/a').finish();
+  await stopped;
+  t.is(started(), 1);
+  t.is(queue.depth, 0);
+});
+
+test('the queue refuses nonsense settings and keys with a clear message', (t) => {
+  const base = { handler: () => undefined, logger: silentLogger() };
+  const bad = (options: Partial<WorkQueueOptions>) => t.throws(() => new WorkQueue({ ...base, ...options }));
+  t.regex(bad({ concurrency: 0 })?.message ?? '', /concurrency must be a whole number >= 1, got 0/);
+  t.regex(bad({ backoff: { baseMs: 0 } })?.message ?? '', /0 < baseMs <= capMs/);
+  t.regex(bad({ backoff: { baseMs: 10, capMs: 5 } })?.message ?? '', /got baseMs 10 and capMs 5/);
+  t.deepEqual(splitKey('ns/name'), { namespace: 'ns', name: 'name' });
+  for (const key of ['name', '/name', 'ns/', 'a/b/c']) {
+    t.true(
+      isCodedError(
+        t.throws(() => splitKey(key)),
+        'INVALID_KEY',
+      ),
+      key,
+    );
+  }
+});
+
+test('the manual scheduler fires due timers in order, including ones set while firing', (t) => {
+  const scheduler = new ManualScheduler(1000);
+  const fired: string[] = [];
+  scheduler.setTimeout(() => fired.push(`b@${scheduler.now()}`), 20);
+  scheduler.setTimeout(() => {
+    fired.push(`a@${scheduler.now()}`);
+    scheduler.setTimeout(() => fired.push(`c@${scheduler.now()}`), 5);
+  }, 10);
+  const cleared = scheduler.setTimeout(() => fired.push('never'), 15);
+  scheduler.clearTimeout(cleared);
+  scheduler.advance(30);
+  t.deepEqual(fired, ['a@1010', 'c@1015', 'b@1020']);
+  t.is(scheduler.now(), 1030);
+  t.is(scheduler.nextDueIn(), undefined);
+});
