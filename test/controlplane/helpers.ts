@@ -75,6 +75,7 @@ export async function startHarness(
 export interface RawResponse {
   status: number;
   text: string;
+  // biome-ignore lint/suspicious/noExplicitAny: tests read whatever shape the route answers
   json: any;
 }
 

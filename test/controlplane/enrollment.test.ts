@@ -1,0 +1,250 @@
+import test from 'ava';
+import { CONFIG, enrolledAgent, makeAgent, metricValue, startHarness } from './helpers.ts';
+
+const HOUR = 3_600_000;
+
+test('first enrollment issues a connector certificate; the first heartbeat retires bootstrap', async (t) => {
+  const h = await startHarness(t);
+  const created = await h.admin.ensureConnector('team-a.db', CONFIG);
+  t.true(created.created);
+  t.is(created.connector.state, 'pending');
+  const again = await h.admin.ensureConnector('team-a.db', CONFIG);
+  t.false(again.created);
+  t.is(again.connector.revision, created.connector.revision, 'unchanged config is not a change');
+
+  const minted = await h.admin.mintToken('team-a.db', { idempotencyKey: 'k1' });
+  t.true(minted.created);
+  t.regex(minted.token, /^vpe_[0-9a-f]{16}_[A-Za-z0-9_-]{43}$/);
+  t.is(new Date(minted.expiresAt).getTime(), h.clock.now().getTime() + 4 * HOUR, 'default TTL is 4 h');
+
+  const agent = await makeAgent(h, 'team-a.db');
+  const enrolled = await agent.enroll(minted.token);
+  t.is(enrolled.status, 201);
+  t.is(enrolled.json.heartbeatIntervalSeconds, 10);
+  t.is(enrolled.json.caPem, h.cp.caPem);
+  const { parseCertificateFacts, keyMatchesCertificate, certificateIssuedBy } = await import(
+    '../../src/lib/pki.ts'
+  );
+  const facts = parseCertificateFacts(enrolled.json.certificatePem);
+  t.is(facts.subjectCommonName, 'team-a.db');
+  t.deepEqual(facts.sanUris, ['spiffe://vaultpam.local/connector/team-a.db']);
+  t.is(facts.serial, enrolled.json.serial);
+  t.true(keyMatchesCertificate(agent.keyPem, enrolled.json.certificatePem));
+  t.true(certificateIssuedBy(enrolled.json.certificatePem, h.cp.caPem));
+  t.is(facts.notAfter.toISOString(), enrolled.json.notAfter);
+
+  let connector = await h.admin.getConnector('team-a.db');
+  t.is(connector.state, 'enrolling');
+  t.false(connector.bootstrapRetired);
+  t.is(connector.liveToken, null);
+  t.is(connector.certificate?.serial, facts.serial);
+
+  const beat = await agent.heartbeat();
+  t.is(beat.status, 200);
+  t.is(beat.json.state, 'online');
+  connector = await h.admin.getConnector('team-a.db');
+  t.is(connector.state, 'online');
+  t.true(connector.bootstrapRetired);
+  const types = (await h.admin.audit({ connectorId: 'team-a.db' })).map((e) => e.type);
+  for (const type of [
+    'connector.created',
+    'token.minted',
+    'endpoint.enrolled',
+    'endpoint.bootstrap_retired',
+  ]) {
+    t.true(types.includes(type), type);
+  }
+  t.is(await metricValue(h, 'cp_enrollments_total'), 1);
+  t.is(await metricValue(h, 'cp_tokens_minted_total'), 1);
+  t.is(await metricValue(h, 'cp_heartbeats_total'), 1);
+  t.is(await metricValue(h, 'cp_connectors', 'state="online"'), 1);
+});
+
+test('at most one live token: minting revokes the previous unused one', async (t) => {
+  const h = await startHarness(t);
+  await h.admin.ensureConnector('ns.one', CONFIG);
+  const first = await h.admin.mintToken('ns.one', { idempotencyKey: 'a' });
+  const second = await h.admin.mintToken('ns.one', { idempotencyKey: 'b' });
+  t.not(first.token, second.token);
+  t.is((await h.admin.getConnector('ns.one')).liveToken?.tokenId, second.tokenId);
+  const agent = await makeAgent(h, 'ns.one');
+  const refused = await agent.enroll(first.token);
+  t.is(refused.status, 401);
+  t.is(refused.json.error.code, 'ENROLLMENT_TOKEN_REVOKED');
+  t.is((await agent.enroll(second.token)).status, 201);
+  const revoked = (await h.admin.audit({ connectorId: 'ns.one' })).filter((e) => e.type === 'token.revoked');
+  t.is(revoked.length, 1);
+  t.is(revoked[0]?.details.tokenId, first.tokenId);
+});
+
+test('idempotent mint: same key returns the same token; a consumed key answers 409', async (t) => {
+  const h = await startHarness(t);
+  await h.admin.ensureConnector('ns.idem', CONFIG);
+  const first = await h.admin.mintToken('ns.idem', { idempotencyKey: 'req-1', ttlSeconds: 600 });
+  const retry = await h.admin.mintToken('ns.idem', { idempotencyKey: 'req-1', ttlSeconds: 600 });
+  t.true(first.created);
+  t.false(retry.created);
+  t.is(retry.token, first.token);
+  t.is(retry.expiresAt, first.expiresAt);
+  t.is(await metricValue(h, 'cp_tokens_minted_total'), 1);
+
+  const agent = await makeAgent(h, 'ns.idem');
+  t.is((await agent.enroll(first.token)).status, 201);
+  const consumed = await t.throwsAsync(h.admin.mintToken('ns.idem', { idempotencyKey: 'req-1' }));
+  t.like(consumed, { code: 'IDEMPOTENCY_KEY_CONSUMED', httpStatus: 409, temporary: false });
+
+  // A revoked key's token is consumed too.
+  await h.admin.ensureConnector('ns.idem2', CONFIG);
+  await h.admin.mintToken('ns.idem2', { idempotencyKey: 'x' });
+  t.deepEqual(await h.admin.revokeTokens('ns.idem2'), { revoked: 1 });
+  t.like(await t.throwsAsync(h.admin.mintToken('ns.idem2', { idempotencyKey: 'x' })), {
+    code: 'IDEMPOTENCY_KEY_CONSUMED',
+  });
+  t.like(await t.throwsAsync(h.admin.mintToken('ns.idem2', { idempotencyKey: 'y', ttlSeconds: 14_401 })), {
+    code: 'TTL_TOO_LONG',
+    httpStatus: 400,
+  });
+  t.like(await t.throwsAsync(h.admin.mintToken('ns.missing', { idempotencyKey: 'y' })), {
+    code: 'CONNECTOR_NOT_FOUND',
+    httpStatus: 404,
+  });
+});
+
+test('expired, revoked, reused, unknown and wrong-connector tokens each get their code', async (t) => {
+  const h = await startHarness(t);
+  await h.admin.ensureConnector('ns.tok', CONFIG);
+  await h.admin.ensureConnector('ns.other', CONFIG);
+  const agent = await makeAgent(h, 'ns.tok');
+
+  const expiring = await h.admin.mintToken('ns.tok', { idempotencyKey: 'e', ttlSeconds: 60 });
+  h.clock.advance(60_000);
+  let res = await agent.enroll(expiring.token);
+  t.is(res.status, 401);
+  t.is(res.json.error.code, 'ENROLLMENT_TOKEN_EXPIRED');
+  t.is((await h.admin.getConnector('ns.tok')).liveToken, null, 'an expired token is not shown as live');
+
+  const revoked = await h.admin.mintToken('ns.tok', { idempotencyKey: 'r' });
+  await h.admin.revokeTokens('ns.tok');
+  res = await agent.enroll(revoked.token);
+  t.is(res.json.error.code, 'ENROLLMENT_TOKEN_REVOKED');
+  t.is(res.status, 401);
+
+  res = await agent.enroll(`vpe_0123456789abcdef_${'A'.repeat(43)}`);
+  t.is(res.status, 401);
+  t.is(res.json.error.code, 'ENROLLMENT_TOKEN_INVALID');
+  res = await agent.enroll('not-a-token-at-all');
+  t.is(res.json.error.code, 'ENROLLMENT_TOKEN_INVALID');
+
+  const others = await h.admin.mintToken('ns.other', { idempotencyKey: 'o' });
+  res = await agent.enroll(others.token);
+  t.is(res.json.error.code, 'ENROLLMENT_TOKEN_INVALID', 'a token of another connector');
+
+  const good = await h.admin.mintToken('ns.tok', { idempotencyKey: 'g' });
+  t.is((await agent.enroll(good.token)).status, 201);
+  res = await agent.enroll(good.token);
+  t.is(res.status, 401);
+  t.is(res.json.error.code, 'ENROLLMENT_TOKEN_INVALID', 'a used token');
+
+  // The other connector's token was not consumed by the failed attempt.
+  const otherAgent = await makeAgent(h, 'ns.other');
+  t.is((await otherAgent.enroll(others.token)).status, 201);
+
+  const failures = (await h.admin.audit({ connectorId: 'ns.tok' })).filter(
+    (e) => e.type === 'gateway.enrollment_failed',
+  );
+  t.deepEqual(
+    failures.map((e) => e.details.reason),
+    ['expired', 'revoked', 'unknown', 'unknown', 'wrong_connector', 'used'],
+  );
+  t.is(await metricValue(h, 'cp_enrollment_failures_total', 'reason="expired"'), 1);
+  t.is((await h.admin.getConnector('ns.tok')).lastEnrollmentFailure?.code, 'ENROLLMENT_TOKEN_INVALID');
+});
+
+test('a retired connector enrolling with a token: 401, audit, metric, needs_recovery', async (t) => {
+  const h = await startHarness(t);
+  const agent = await enrolledAgent(h, 'ns.ret');
+  await agent.heartbeat();
+  t.true((await h.admin.getConnector('ns.ret')).bootstrapRetired);
+
+  const mint = await t.throwsAsync(h.admin.mintToken('ns.ret', { idempotencyKey: 'again' }));
+  t.like(mint, { code: 'RECOVERY_REQUIRED', httpStatus: 409 });
+
+  // The agent lost its data dir and retries with the old token (any token).
+  const reborn = await makeAgent(h, 'ns.ret');
+  const res = await reborn.enroll(`vpe_0123456789abcdef_${'B'.repeat(43)}`);
+  t.is(res.status, 401);
+  t.is(res.json.error.code, 'ENROLLMENT_TOKEN_INVALID');
+  const connector = await h.admin.getConnector('ns.ret');
+  t.is(connector.state, 'needs_recovery');
+  t.is(connector.lastEnrollmentFailure?.code, 'ENROLLMENT_TOKEN_INVALID');
+  const failed = (await h.admin.audit({ connectorId: 'ns.ret' })).filter(
+    (e) => e.type === 'gateway.enrollment_failed',
+  );
+  t.is(failed.length, 1);
+  t.is(failed[0]?.details.reason, 'retired');
+  t.is(await metricValue(h, 'cp_enrollment_failures_total', 'reason="retired"'), 1);
+
+  // needs_recovery is left only through an explicit recovery, not by heartbeats of the old identity.
+  const beat = await agent.heartbeat();
+  t.is(beat.status, 200);
+  t.is(beat.json.state, 'needs_recovery');
+  t.is((await h.admin.getConnector('ns.ret')).state, 'needs_recovery');
+});
+
+test('recovery: a fresh token pairs exactly once; the old identity is revoked', async (t) => {
+  const h = await startHarness(t);
+  const agent = await enrolledAgent(h, 'ns.rec');
+  await agent.heartbeat();
+  const notNeeded = await t.throwsAsync(h.admin.beginRecovery('ns.rec', 'rq-0'));
+  t.like(notNeeded, { code: 'RECOVERY_NOT_NEEDED', httpStatus: 409 });
+  await (await makeAgent(h, 'ns.rec')).enroll('vpe_x'); // -> needs_recovery
+  t.is((await h.admin.getConnector('ns.rec')).state, 'needs_recovery');
+
+  const recovering = await h.admin.beginRecovery('ns.rec', 'rq-1');
+  t.is(recovering.state, 'recovering');
+  t.is(recovering.recovery?.requestId, 'rq-1');
+  t.is(recovering.certificate, null);
+  const same = await h.admin.beginRecovery('ns.rec', 'rq-1');
+  t.is(same.revision, recovering.revision, 'the same requestId is idempotent');
+
+  const oldBeat = await agent.heartbeat();
+  t.is(oldBeat.status, 401);
+  t.is(
+    oldBeat.json.error.code,
+    'CLIENT_CERTIFICATE_REJECTED',
+    'the old certificate is useless after recovery',
+  );
+
+  const token = await h.admin.mintToken('ns.rec', { idempotencyKey: 'rq-1' });
+  const fresh = await makeAgent(h, 'ns.rec');
+  t.is((await fresh.enroll(token.token)).status, 201);
+  t.is((await h.admin.getConnector('ns.rec')).state, 'enrolling');
+  const second = await makeAgent(h, 'ns.rec');
+  const again = await second.enroll(token.token);
+  t.is(again.status, 401);
+  t.is(again.json.error.code, 'ENROLLMENT_TOKEN_INVALID', 'pairs once');
+  t.like(await t.throwsAsync(h.admin.mintToken('ns.rec', { idempotencyKey: 'rq-1b' })), {
+    code: 'RECOVERY_REQUIRED',
+  });
+
+  // The second attempt moved it back to needs_recovery; a new recovery request starts over.
+  t.is((await h.admin.getConnector('ns.rec')).state, 'needs_recovery');
+  await h.admin.beginRecovery('ns.rec', 'rq-2');
+  const token2 = await h.admin.mintToken('ns.rec', { idempotencyKey: 'rq-2' });
+  const third = await makeAgent(h, 'ns.rec');
+  t.is((await third.enroll(token2.token)).status, 201);
+  const beat = await third.heartbeat();
+  t.is(beat.json.state, 'online');
+  const connector = await h.admin.getConnector('ns.rec');
+  t.is(connector.state, 'online');
+  t.truthy(connector.recovery?.completedAt);
+  const types = (await h.admin.audit({ connectorId: 'ns.rec' })).map((e) => e.type);
+  t.true(types.includes('recovery.started'));
+  t.true(types.includes('recovery.completed'));
+  const retryMint = await t.throwsAsync(h.admin.mintToken('ns.rec', { idempotencyKey: 'rq-2' }));
+  t.like(
+    retryMint,
+    { code: 'IDEMPOTENCY_KEY_CONSUMED' },
+    'a restarted operator repeating its mint gets no second token',
+  );
+});
