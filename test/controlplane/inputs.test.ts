@@ -1,0 +1,265 @@
+import { readFileSync } from 'node:fs';
+import { request } from 'node:https';
+import test from 'ava';
+import { ControlPlaneAdminClient } from '../../src/controlplane/admin-client.ts';
+import { createCsrPem, generateKeyPairPem } from '../../src/lib/pki.ts';
+import { assertNoSecrets } from '../helpers/secret-scan.ts';
+import { CONFIG, type Harness, jsonRequest, makeAgent, raw, startHarness } from './helpers.ts';
+
+function der(pem: string): Buffer {
+  return Buffer.from(pem.replace(/-----[^-]+-----|\s/g, ''), 'base64');
+}
+
+function tlv(buffer: Buffer, offset: number): { start: number; content: number; end: number } {
+  const first = buffer[offset + 1] as number;
+  if (first < 0x80) return { start: offset, content: offset + 2, end: offset + 2 + first };
+  const count = first & 0x7f;
+  let length = 0;
+  for (let i = 0; i < count; i++) length = length * 256 + (buffer[offset + 2 + i] as number);
+  return { start: offset, content: offset + 2 + count, end: offset + 2 + count + length };
+}
+
+/** A CSR carrying key A's public key and subject but key B's signature: no proof of possession. */
+async function mismatchedCsr(commonName: string): Promise<string> {
+  const a = der(createCsrPem((await generateKeyPairPem('ec-p256')).privateKeyPem, commonName));
+  const b = der(createCsrPem((await generateKeyPairPem('ec-p256')).privateKeyPem, commonName));
+  const criA = tlv(a, tlv(a, 0).content);
+  const criB = tlv(b, tlv(b, 0).content);
+  const content = Buffer.concat([a.subarray(criA.start, criA.end), b.subarray(criB.end, tlv(b, 0).end)]);
+  const header =
+    content.length < 128
+      ? Buffer.from([0x30, content.length])
+      : Buffer.from([0x30, 0x82, content.length >> 8, content.length & 0xff]);
+  return `-----BEGIN CERTIFICATE REQUEST-----\n${Buffer.concat([header, content]).toString('base64')}\n-----END CERTIFICATE REQUEST-----\n`;
+}
+
+async function enrollBody(h: Harness, body: unknown) {
+  return raw(h, '/v1/enroll', jsonRequest('POST', body));
+}
+
+test('bad inputs each get their code, and the server keeps serving', async (t) => {
+  const h = await startHarness(t);
+  await h.admin.ensureConnector('ns.in', CONFIG);
+  const token = (await h.admin.mintToken('ns.in', { idempotencyKey: 'k' })).token;
+  const key = await generateKeyPairPem('ec-p256');
+  const goodCsr = createCsrPem(key.privateKeyPem, 'ns.in');
+  // Sent concurrently: the server must cope with them interleaved.
+  const cases: Array<
+    [string, Promise<{ status: number; json: { error: { code: string } } }>, number, string]
+  > = [
+    [
+      'malformed JSON',
+      raw(h, '/v1/enroll', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: '{"connectorId":',
+      }),
+      400,
+      'MALFORMED_JSON',
+    ],
+    [
+      'oversized body',
+      raw(h, '/v1/enroll', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ pad: 'x'.repeat(70 * 1024) }),
+      }),
+      413,
+      'BODY_TOO_LARGE',
+    ],
+    [
+      'wrong content type',
+      raw(h, '/v1/enroll', { method: 'POST', headers: { 'content-type': 'text/plain' }, body: '{}' }),
+      415,
+      'UNSUPPORTED_MEDIA_TYPE',
+    ],
+    ['not an object', enrollBody(h, [1, 2]), 400, 'INVALID_REQUEST'],
+    ['missing field', enrollBody(h, { connectorId: 'ns.in', token }), 400, 'INVALID_REQUEST'],
+    [
+      'bad connectorId',
+      enrollBody(h, { connectorId: 'NS_IN', token, csrPem: goodCsr }),
+      400,
+      'INVALID_REQUEST',
+    ],
+    ['malformed CSR', enrollBody(h, { connectorId: 'ns.in', token, csrPem: 'hello' }), 400, 'CSR_INVALID'],
+    [
+      'CSR signature from another key',
+      mismatchedCsr('ns.in').then((csrPem) => enrollBody(h, { connectorId: 'ns.in', token, csrPem })),
+      400,
+      'CSR_INVALID',
+    ],
+    [
+      'CSR CN mismatch',
+      enrollBody(h, { connectorId: 'ns.in', token, csrPem: createCsrPem(key.privateKeyPem, 'ns.other') }),
+      400,
+      'CSR_SUBJECT_MISMATCH',
+    ],
+    [
+      'weak RSA key',
+      (async () => {
+        const { generateKeyPairSync } = await import('node:crypto');
+        const weak = generateKeyPairSync('rsa', {
+          modulusLength: 1024,
+          privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
+          publicKeyEncoding: { type: 'spki', format: 'pem' },
+        });
+        return enrollBody(h, { connectorId: 'ns.in', token, csrPem: createCsrPem(weak.privateKey, 'ns.in') });
+      })(),
+      400,
+      'CSR_KEY_UNSUPPORTED',
+    ],
+    ['unknown route', raw(h, '/v2/nothing'), 404, 'NOT_FOUND'],
+    ['wrong method', raw(h, '/v1/enroll'), 405, 'METHOD_NOT_ALLOWED'],
+    [
+      'bad query parameter',
+      raw(h, '/v1/changes?waitSeconds=99', { headers: { authorization: `Bearer ${h.cp.adminCredential}` } }),
+      400,
+      'INVALID_REQUEST',
+    ],
+    [
+      'bad CIDR',
+      raw(
+        h,
+        '/v1/connectors/ns.x',
+        jsonRequest(
+          'PUT',
+          { ...CONFIG, allowedNetworks: ['10.0.0.0/33'] },
+          {
+            headers: { authorization: `Bearer ${h.cp.adminCredential}` },
+          },
+        ),
+      ),
+      400,
+      'INVALID_REQUEST',
+    ],
+  ];
+  for (const [name, pending, status, code] of cases) {
+    const res = await pending;
+    t.is(res.status, status, name);
+    t.is(res.json?.error?.code, code, name);
+  }
+  // The token was not consumed by any of the failures; the CSR failures were recorded.
+  const agent = await makeAgent(h, 'ns.in');
+  t.is((await agent.enroll(token)).status, 201);
+  t.is((await raw(h, '/healthz')).json.status, 'ok');
+  const reasons = (await h.admin.audit({ connectorId: 'ns.in' }))
+    .filter((e) => e.type === 'gateway.enrollment_failed')
+    .map((e) => String(e.details.reason))
+    .sort();
+  t.deepEqual(reasons, ['csr_invalid', 'csr_invalid', 'csr_key_unsupported', 'csr_subject_mismatch']);
+});
+
+test('admin routes answer 401 without or with a wrong credential', async (t) => {
+  const h = await startHarness(t);
+  for (const headers of [
+    {},
+    { authorization: 'Bearer wrong' },
+    { authorization: `Basic ${h.cp.adminCredential}` },
+  ]) {
+    const res = await raw(h, '/v1/connectors', { headers });
+    t.is(res.status, 401);
+    t.is(res.json.error.code, 'UNAUTHORIZED');
+  }
+  const put = await raw(
+    h,
+    '/v1/connectors/ns.x',
+    jsonRequest('PUT', CONFIG, { headers: { authorization: 'Bearer nope' } }),
+  );
+  t.is(put.status, 401);
+  const client = new ControlPlaneAdminClient({ url: h.cp.url, caPem: h.cp.caPem, credential: 'wrong' });
+  t.like(await t.throwsAsync(client.listConnectors()), {
+    code: 'UNAUTHORIZED',
+    httpStatus: 401,
+    temporary: false,
+  });
+  client.close();
+  t.is(
+    (await raw(h, '/v1/connectors', { headers: { authorization: `Bearer ${h.cp.adminCredential}` } })).status,
+    200,
+  );
+});
+
+test('configured admin credentials: any listed one works, nothing is written to the data dir', async (t) => {
+  const h = await startHarness(t, {
+    adminCredentials: ['first-credential-value', 'second-credential-value'],
+  });
+  t.is(h.cp.adminCredentialPath, undefined);
+  for (const credential of ['first-credential-value', 'second-credential-value']) {
+    t.is(
+      (await raw(h, '/v1/connectors', { headers: { authorization: `Bearer ${credential}` } })).status,
+      200,
+    );
+  }
+});
+
+test('the admin client maps network failures to a temporary CONTROL_PLANE_UNREACHABLE', async (t) => {
+  const client = new ControlPlaneAdminClient({ url: 'https://127.0.0.1:1', caPem: '', credential: 'x' });
+  t.like(await t.throwsAsync(client.getConnector('a.b')), {
+    code: 'CONTROL_PLANE_UNREACHABLE',
+    temporary: true,
+  });
+  client.close();
+});
+
+test('no log line and no API response (but the mint answer) holds a token, credential or key', async (t) => {
+  const h = await startHarness(t);
+  const responses: string[] = [];
+  // An admin client whose transport records every answer except the mint answers.
+  const recording = new ControlPlaneAdminClient({
+    url: h.cp.url,
+    caPem: h.cp.caPem,
+    credential: h.cp.adminCredential,
+    fetch: (method, url, headers, body, timeoutMs) =>
+      new Promise((resolve, reject) => {
+        const req = request(url, { method, headers, ca: h.cp.caPem, timeout: timeoutMs }, (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => {
+            const text = Buffer.concat(chunks).toString('utf8');
+            if (!(method === 'POST' && url.endsWith('/tokens'))) responses.push(text);
+            resolve({ status: res.statusCode ?? 0, body: text });
+          });
+        });
+        req.on('error', reject);
+        req.end(body);
+      }),
+  });
+  t.teardown(() => recording.close());
+  const secrets: string[] = [h.cp.adminCredential, readFileSync(`${h.dataDir}/ca-key.pem`, 'utf8')];
+  secrets.push(readFileSync(`${h.dataDir}/token-key`, 'utf8').trim());
+
+  await recording.ensureConnector('ns.s1', CONFIG);
+  const t1 = await recording.mintToken('ns.s1', { idempotencyKey: 'a' });
+  const t2 = await recording.mintToken('ns.s1', { idempotencyKey: 'b' });
+  secrets.push(t1.token, t2.token, (await recording.mintToken('ns.s1', { idempotencyKey: 'b' })).token);
+  const agent = await makeAgent(h, 'ns.s1');
+  secrets.push(agent.keyPem);
+  await agent.enroll(t1.token); // revoked
+  await agent.enroll(`${t2.token}x`); // malformed
+  await agent.enroll(t2.token); // ok
+  await agent.enroll(t2.token); // used
+  await agent.heartbeat();
+  await agent.renew();
+  await (await makeAgent(h, 'ns.s1')).enroll(t2.token); // retired
+  await recording.beginRecovery('ns.s1', 'r');
+  const t3 = await recording.mintToken('ns.s1', { idempotencyKey: 'r' });
+  secrets.push(t3.token);
+  const fresh = await makeAgent(h, 'ns.s1');
+  secrets.push(fresh.keyPem);
+  await fresh.enroll(t3.token);
+  await fresh.heartbeat([{ name: 'db', healthy: false, detail: 'down' }]);
+  await recording.getConnector('ns.s1');
+  await recording.listConnectors();
+  await recording.changes(0);
+  await recording.audit({ limit: 1000 });
+  await recording.revokeTokens('ns.s1');
+  await raw(h, '/metrics');
+  await recording.deleteConnector('ns.s1');
+  await h.cp.close();
+
+  assertNoSecrets(t, 'log lines', h.logs.text(), secrets);
+  assertNoSecrets(t, 'admin API answers', responses.join('\n'), secrets);
+  assertNoSecrets(t, 'agent API answers', h.responses.join('\n'), secrets);
+  t.true(h.logs.lines().length > 10, 'the scan saw real log output');
+  t.true(h.logs.text().includes('connector enrolled'));
+});

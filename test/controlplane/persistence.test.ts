@@ -1,0 +1,151 @@
+import { statSync } from 'node:fs';
+import test from 'ava';
+import { CONFIG, enrolledAgent, makeAgent, startHarness } from './helpers.ts';
+
+test('a restart on the same data dir keeps connectors, tokens, CA, audit, credential and cursor', async (t) => {
+  const h = await startHarness(t);
+  const agent = await enrolledAgent(h, 'ns.keep');
+  await agent.heartbeat([{ name: 'tunnel', healthy: true, detail: 'first' }]);
+  await agent.heartbeat([{ name: 'tunnel', healthy: true, detail: 'batched' }]);
+  await h.admin.ensureConnector('ns.waiting', CONFIG);
+  const pendingToken = await h.admin.mintToken('ns.waiting', { idempotencyKey: 'w1', ttlSeconds: 3600 });
+  const before = {
+    caPem: h.cp.caPem,
+    credential: h.cp.adminCredential,
+    list: await h.admin.listConnectors(),
+    audit: await h.admin.audit({ limit: 1000 }),
+  };
+  const credentialPath = h.cp.adminCredentialPath as string;
+  t.is(statSync(credentialPath).mode & 0o777, 0o600);
+  t.is(statSync(`${h.dataDir}/ca-key.pem`).mode & 0o777, 0o600);
+
+  h.clock.advance(1000);
+  await h.restart();
+
+  t.is(h.cp.caPem, before.caPem, 'same CA');
+  t.is(h.cp.adminCredential, before.credential, 'same generated admin credential');
+  const after = await h.admin.listConnectors();
+  t.is(after.cursor, before.list.cursor, 'same cursor');
+  t.deepEqual(
+    after.connectors,
+    before.list.connectors,
+    'same connectors, including the batched heartbeat time',
+  );
+  t.is(after.connectors.find((c) => c.connectorId === 'ns.keep')?.paths[0]?.detail, 'batched');
+  t.deepEqual(await h.admin.audit({ limit: 1000 }), before.audit, 'same audit log');
+
+  // The old certificate still works after the restart, the live token still pairs, and the
+  // idempotent mint still answers the same token (its key survived).
+  t.is((await agent.heartbeat()).json.state, 'online');
+  const retried = await h.admin.mintToken('ns.waiting', { idempotencyKey: 'w1' });
+  t.is(retried.token, pendingToken.token);
+  t.false(retried.created);
+  const waiting = await makeAgent(h, 'ns.waiting');
+  t.is((await waiting.enroll(pendingToken.token)).status, 201);
+  const reuse = await (await makeAgent(h, 'ns.waiting')).enroll(pendingToken.token);
+  t.is(reuse.json.error.code, 'ENROLLMENT_TOKEN_INVALID');
+
+  // The change feed continues from the old cursor without a gap.
+  const { changes } = await h.admin.changes(before.list.cursor);
+  t.true(changes.length > 0);
+  t.is(changes[0]?.cursor, before.list.cursor + 1);
+});
+
+test('a restart gives connectors a fresh offline grace period', async (t) => {
+  const h = await startHarness(t);
+  const agent = await enrolledAgent(h, 'ns.grace');
+  await agent.heartbeat();
+  h.clock.advance(25_000);
+  await h.restart();
+  h.clock.advance(25_000);
+  t.is(h.cp.sweep(), 0, '50 s since the beat, but only 25 s since the restart');
+  h.clock.advance(5_000);
+  t.is(h.cp.sweep(), 1);
+});
+
+test('the change stream resumes from a cursor and misses nothing', async (t) => {
+  const h = await startHarness(t);
+  const start = (await h.admin.listConnectors()).cursor;
+  await h.admin.ensureConnector('ns.c1', CONFIG);
+  await h.admin.ensureConnector('ns.c2', CONFIG);
+  const page1 = await h.admin.changes(start);
+  t.deepEqual(
+    page1.changes.map((c) => [c.connectorId, c.state]),
+    [
+      ['ns.c1', 'pending'],
+      ['ns.c2', 'pending'],
+    ],
+  );
+  t.is(page1.changes[0]?.connector?.org, 'acme');
+  // Changes made while "disconnected" are all there on reconnect.
+  await h.admin.ensureConnector('ns.c1', { ...CONFIG, endpointId: 'ep-2' });
+  await h.admin.deleteConnector('ns.c2');
+  const page2 = await h.admin.changes(page1.cursor);
+  t.deepEqual(
+    page2.changes.map((c) => [c.connectorId, c.state, c.connector?.endpointId ?? null]),
+    [
+      ['ns.c1', 'pending', 'ep-2'],
+      ['ns.c2', 'deleted', null],
+    ],
+  );
+  const empty = await h.admin.changes(page2.cursor);
+  t.deepEqual(empty, { changes: [], cursor: page2.cursor });
+  await t.throwsAsync(h.admin.getConnector('ns.c2'), { message: /does not exist/ });
+});
+
+test('a long-poll wakes on a change and times out empty', async (t) => {
+  const h = await startHarness(t);
+  const cursor = (await h.admin.listConnectors()).cursor;
+  const started = Date.now();
+  const waiting = h.admin.changes(cursor, 10);
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  await h.admin.ensureConnector('ns.wake', CONFIG);
+  const woke = await waiting;
+  t.true(Date.now() - started < 5000, 'answered on the change, not at the timeout');
+  t.is(woke.changes[0]?.connectorId, 'ns.wake');
+
+  const quietStart = Date.now();
+  const quiet = await h.admin.changes(woke.cursor, 1);
+  t.deepEqual(quiet.changes, []);
+  t.true(Date.now() - quietStart >= 900);
+});
+
+test('a cursor older than what is kept answers 410 CURSOR_EXPIRED', async (t) => {
+  const h = await startHarness(t, { changeRetention: 5 });
+  for (let i = 0; i < 12; i++) await h.admin.ensureConnector(`ns.r${i}`, CONFIG);
+  const error = await t.throwsAsync(h.admin.changes(0));
+  t.like(error, { code: 'CURSOR_EXPIRED', httpStatus: 410 });
+  const snapshot = await h.admin.listConnectors();
+  t.is(snapshot.connectors.length, 12);
+  t.deepEqual((await h.admin.changes(snapshot.cursor)).changes, []);
+  t.like(await t.throwsAsync(h.admin.changes(snapshot.cursor + 100)), { code: 'CURSOR_EXPIRED' });
+});
+
+test('the audit log is queryable by connector and time', async (t) => {
+  const h = await startHarness(t);
+  await h.admin.ensureConnector('ns.a1', CONFIG);
+  const middle = h.clock.advance(60_000);
+  await h.admin.ensureConnector('ns.a2', CONFIG);
+  await h.admin.mintToken('ns.a1', { idempotencyKey: 'k' });
+  t.deepEqual(
+    (await h.admin.audit({ connectorId: 'ns.a1' })).map((e) => e.type),
+    ['connector.created', 'token.minted'],
+  );
+  t.deepEqual(
+    (await h.admin.audit({ since: middle })).map((e) => [e.type, e.connectorId]),
+    [
+      ['connector.created', 'ns.a2'],
+      ['token.minted', 'ns.a1'],
+    ],
+  );
+  t.deepEqual(
+    (await h.admin.audit({ until: new Date(middle.getTime() - 1) })).map((e) => e.connectorId),
+    ['ns.a1'],
+  );
+  t.is((await h.admin.audit({ limit: 1 })).length, 1);
+  const seqs = (await h.admin.audit()).map((e) => e.seq);
+  t.deepEqual(
+    seqs,
+    [...seqs].sort((a, b) => a - b),
+  );
+});
