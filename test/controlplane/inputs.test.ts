@@ -152,7 +152,7 @@ test('bad inputs each get their code, and the server keeps serving', async (t) =
 test('admin routes answer 401 without or with a wrong credential', async (t) => {
   const h = await startHarness(t);
   for (const headers of [
-    {},
+    {} as Record<string, string>,
     { authorization: 'Bearer wrong' },
     { authorization: `Basic ${h.cp.adminCredential}` },
   ]) {
