@@ -1,0 +1,150 @@
+// The real CLI as a child process: exit codes, the termination-log file, SIGTERM, probes, and a
+// secret scan of everything it printed.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import test, { type ExecutionContext } from 'ava';
+import { identityPaths } from '../../src/agent/identity-store.ts';
+import { assertNoSecrets } from '../helpers/secret-scan.ts';
+import { tempDir } from './fixtures.ts';
+import { prepareConnector, startTestControlPlane, waitFor } from './harness.ts';
+
+const repoRoot = new URL('../../', import.meta.url).pathname;
+
+interface SpawnedAgent {
+  child: ChildProcess;
+  output(): string;
+  records(): Array<Record<string, unknown>>;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+/** Spawns the CLI; `viaNpx` runs it exactly as documented (`npx node src/bin/connector.ts`). */
+function spawnAgent(t: ExecutionContext, args: string[], { viaNpx = false } = {}): SpawnedAgent {
+  const command = viaNpx ? 'npx' : process.execPath;
+  const argv = viaNpx ? ['node', 'src/bin/connector.ts', ...args] : ['src/bin/connector.ts', ...args];
+  const child = spawn(command, argv, {
+    cwd: repoRoot,
+    env: { PATH: process.env.PATH, HOME: process.env.HOME },
+  });
+  let text = '';
+  child.stdout.on('data', (chunk: Buffer) => {
+    text += chunk.toString();
+  });
+  child.stderr.on('data', (chunk: Buffer) => {
+    text += chunk.toString();
+  });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once('exit', (code, signal) => resolve({ code, signal })),
+  );
+  t.teardown(() => {
+    if (child.exitCode === null && child.signalCode === null && child.pid) process.kill(child.pid, 'SIGKILL');
+  });
+  return {
+    child,
+    output: () => text,
+    records: () =>
+      text
+        .split('\n')
+        .filter((line) => line.startsWith('{'))
+        .map((line) => JSON.parse(line) as Record<string, unknown>),
+    exited,
+  };
+}
+
+async function healthUrl(agent: SpawnedAgent): Promise<string> {
+  const line = await waitFor('health probes line', () =>
+    agent.records().find((record) => String(record.msg).startsWith('health probes listening')),
+  );
+  return String(line.url);
+}
+
+test('the CLI enrolls, serves probes, stops with exit 0 on SIGTERM, restarts without a token, and fails closed with exit 11 once its identity is gone', async (t) => {
+  const control = await startTestControlPlane(t);
+  const connectorId = 'team-a.cli';
+  const { token, tokenFile, dataDir } = await prepareConnector(t, control, connectorId);
+  const terminationLog = join(await tempDir(t, 'vaultpam-term-'), 'termination-log');
+  const args = [
+    '--connector-id',
+    connectorId,
+    '--control-plane-url',
+    control.cp.url,
+    '--ca-file',
+    control.caFile,
+    '--token-file',
+    tokenFile,
+    '--data-dir',
+    dataDir,
+    '--termination-log',
+    terminationLog,
+    '--health-listen',
+    '127.0.0.1:0',
+    '--heartbeat-interval',
+    '100ms',
+  ];
+
+  const first = spawnAgent(t, args);
+  const firstUrl = await healthUrl(first);
+  t.is((await fetch(`${firstUrl}/healthz`)).status, 200);
+  await waitFor('ready', async () => (await fetch(`${firstUrl}/readyz`)).status === 200);
+  await waitFor('retired', async () => (await control.admin.getConnector(connectorId)).bootstrapRetired);
+  first.child.kill('SIGTERM');
+  t.deepEqual(await first.exited, { code: 0, signal: null });
+  await t.throwsAsync(readFile(terminationLog), undefined, 'no termination message on a clean stop');
+  const keyPem = await readFile(identityPaths(dataDir).key, 'utf8');
+
+  await rm(tokenFile);
+  const second = spawnAgent(t, args);
+  const secondUrl = await healthUrl(second);
+  await waitFor('ready again', async () => (await fetch(`${secondUrl}/readyz`)).status === 200);
+  t.true(second.records().some((r) => String(r.msg).startsWith('loaded the persisted identity')));
+  t.false(second.records().some((r) => String(r.msg).startsWith('enrolled')));
+  second.child.kill('SIGTERM');
+  t.deepEqual(await second.exited, { code: 0, signal: null });
+
+  // The data volume is recreated empty and the stale token is mounted again.
+  await rm(identityPaths(dataDir).dir, { recursive: true });
+  await writeFile(tokenFile, token);
+  const third = spawnAgent(t, args, { viaNpx: true });
+  t.is((await third.exited).code, 11);
+  const message = JSON.parse(await readFile(terminationLog, 'utf8')) as Record<string, string>;
+  t.is(message.failureClass, 'FirstBootBootstrap');
+  t.is(message.code, 'ENROLLMENT_TOKEN_INVALID');
+  t.is((await control.admin.getConnector(connectorId)).state, 'needs_recovery');
+  const errorLines = third.records().filter((r) => Number(r.level) >= 50);
+  t.is(errorLines.length, 1);
+  t.is(errorLines[0]?.failureClass, 'FirstBootBootstrap');
+
+  const everything = first.output() + second.output() + third.output();
+  assertNoSecrets(t, 'CLI output', everything, [token, keyPem]);
+  assertNoSecrets(t, 'termination message', JSON.stringify(message), [token, keyPem]);
+});
+
+test('a configuration error exits 12 and names the flag in the termination message', async (t) => {
+  const terminationLog = join(await tempDir(t, 'vaultpam-term-'), 'termination-log');
+  const agent = spawnAgent(t, [
+    '--connector-id',
+    'ok.id',
+    '--control-plane-url',
+    'http://insecure',
+    '--termination-log',
+    terminationLog,
+  ]);
+  t.is((await agent.exited).code, 12);
+  const message = JSON.parse(await readFile(terminationLog, 'utf8')) as Record<string, string>;
+  t.is(message.failureClass, 'Configuration');
+  t.regex(message.reason ?? '', /--control-plane-url \(env VAULTPAM_CONTROL_PLANE_URL\) must use https:\/\//);
+});
+
+test('--help prints the flags with their environment variables and exits 0', async (t) => {
+  const agent = spawnAgent(t, ['--help']);
+  t.is((await agent.exited).code, 0);
+  for (const fragment of [
+    '--token-file',
+    'VAULTPAM_TOKEN_FILE',
+    'PAM_AGENT_DATA_DIR',
+    '--path-check',
+    '--renew-at-fraction',
+  ]) {
+    t.true(agent.output().includes(fragment), fragment);
+  }
+});

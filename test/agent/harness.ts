@@ -1,0 +1,194 @@
+// End-to-end harness: the real control plane in-process on 127.0.0.1:0, its admin client, real temp
+// data directories, and the real agent with its logs captured for assertions and secret scans.
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { ExecutionContext } from 'ava';
+import { type AgentDependencies, type RunningAgent, startAgent } from '../../src/agent/agent.ts';
+import { type AgentConfig, DEFAULT_SAN_URI_PREFIX } from '../../src/agent/config.ts';
+import { type AgentApi, ControlPlaneClient } from '../../src/agent/control-plane-client.ts';
+import { ControlPlaneAdminClient } from '../../src/controlplane/admin-client.ts';
+import {
+  type ControlPlaneOptions,
+  type StartedControlPlane,
+  startControlPlane,
+} from '../../src/controlplane/server.ts';
+import type { Clock } from '../../src/lib/clock.ts';
+import { type CapturedLogs, captureLogs } from '../helpers/log-capture.ts';
+import { tempDir } from './fixtures.ts';
+
+/** Polls `condition` every `intervalMs` until it returns a truthy value or `timeoutMs` passes. */
+export async function waitFor<T>(
+  description: string,
+  condition: () => T | Promise<T>,
+  { timeoutMs = 15_000, intervalMs = 25 }: { timeoutMs?: number; intervalMs?: number } = {},
+): Promise<NonNullable<T>> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const value = await condition();
+      if (value) return value as NonNullable<T>;
+    } catch (error) {
+      last = error;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out waiting for ${description}${last ? `: ${String(last)}` : ''}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+  }
+}
+
+/** A real clock shifted by an adjustable offset, to age tokens without touching TLS validity. */
+export class ShiftedClock implements Clock {
+  offsetMs = 0;
+  now(): Date {
+    return new Date(Date.now() + this.offsetMs);
+  }
+}
+
+export interface TestControlPlane {
+  cp: StartedControlPlane;
+  admin: ControlPlaneAdminClient;
+  caFile: string;
+  dataDir: string;
+  clock: ShiftedClock;
+  options: Partial<ControlPlaneOptions>;
+}
+
+export async function startTestControlPlane(
+  t: ExecutionContext,
+  options: Partial<ControlPlaneOptions> & { port?: number } = {},
+): Promise<TestControlPlane> {
+  const dataDir = await tempDir(t, 'vaultpam-cp-');
+  const clock = new ShiftedClock();
+  const cp = await startControlPlane({
+    dataDir,
+    host: '127.0.0.1',
+    port: 0,
+    clock,
+    heartbeatIntervalSeconds: 1,
+    ...options,
+  });
+  const admin = new ControlPlaneAdminClient({ url: cp.url, caPem: cp.caPem, credential: cp.adminCredential });
+  t.teardown(async () => {
+    admin.close();
+    await cp.close();
+  });
+  const caFile = join(dataDir, 'trusted-ca.pem');
+  await writeFile(caFile, cp.caPem);
+  return { cp, admin, caFile, dataDir, clock, options };
+}
+
+/** Restarts a stopped control plane on the same port with the same data directory. */
+export async function restartControlPlane(
+  t: ExecutionContext,
+  previous: TestControlPlane,
+): Promise<StartedControlPlane> {
+  const port = Number(new URL(previous.cp.url).port);
+  const cp = await startControlPlane({
+    dataDir: previous.dataDir,
+    host: '127.0.0.1',
+    port,
+    clock: previous.clock,
+    heartbeatIntervalSeconds: 1,
+    ...previous.options,
+  });
+  t.teardown(() => cp.close());
+  return cp;
+}
+
+export const CONNECTOR_CONFIG = { org: 'acme', endpointId: 'ep-1', allowedNetworks: ['10.0.0.0/8'] };
+
+/** Creates the connector record and mints a token into `<dir>/token`; returns the token and its file. */
+export async function prepareConnector(
+  t: ExecutionContext,
+  control: TestControlPlane,
+  connectorId: string,
+): Promise<{ token: string; tokenFile: string; dataDir: string }> {
+  await control.admin.ensureConnector(connectorId, CONNECTOR_CONFIG);
+  const minted = await control.admin.mintToken(connectorId, { idempotencyKey: `key-${connectorId}` });
+  const secretDir = await tempDir(t, 'vaultpam-token-');
+  const tokenFile = join(secretDir, 'token');
+  await writeFile(tokenFile, minted.token, { mode: 0o600 });
+  const dataDir = await tempDir(t, 'vaultpam-data-');
+  await mkdir(dataDir, { recursive: true });
+  return { token: minted.token, tokenFile, dataDir };
+}
+
+export function agentConfig(
+  overrides: Partial<AgentConfig> &
+    Pick<AgentConfig, 'connectorId' | 'controlPlaneUrl' | 'dataDir' | 'terminationLog'>,
+): AgentConfig {
+  return {
+    caFile: undefined,
+    tokenFile: undefined,
+    healthListen: { host: '127.0.0.1', port: 0 },
+    heartbeatIntervalMs: 100,
+    renewAtFraction: 0.5,
+    pathChecks: [],
+    giveUpAfterMs: 0,
+    retryInitialMs: 20,
+    retryMaxMs: 200,
+    requestTimeoutMs: 5_000,
+    sanUriPrefix: DEFAULT_SAN_URI_PREFIX,
+    logLevel: 'debug',
+    ...overrides,
+  };
+}
+
+export interface RequestCounts {
+  enroll: number;
+  heartbeat: number;
+  renew: number;
+}
+
+export interface TestAgent {
+  agent: RunningAgent;
+  logs: CapturedLogs;
+  counts: RequestCounts;
+}
+
+/** Starts the real agent in-process; counts the requests it makes; stops it when the test ends. */
+export function runAgent(
+  t: ExecutionContext,
+  config: AgentConfig,
+  extra: Partial<AgentDependencies> = {},
+): TestAgent {
+  const logs = captureLogs('vaultpam-connector', 'debug');
+  const counts: RequestCounts = { enroll: 0, heartbeat: 0, renew: 0 };
+  const createClient = (options: ConstructorParameters<typeof ControlPlaneClient>[0]): AgentApi => {
+    const client = new ControlPlaneClient(options);
+    return {
+      enroll: (body) => {
+        counts.enroll += 1;
+        return client.enroll(body);
+      },
+      heartbeat: (body) => {
+        counts.heartbeat += 1;
+        return client.heartbeat(body);
+      },
+      renew: (body) => {
+        counts.renew += 1;
+        return client.renew(body);
+      },
+      setIdentity: (identity) => client.setIdentity(identity),
+      close: () => client.close(),
+    };
+  };
+  const agent = startAgent({
+    config,
+    logger: logs.logger,
+    clock: { now: () => new Date() },
+    createClient,
+    ...extra,
+  });
+  t.teardown(async () => {
+    await agent.stop();
+  });
+  return { agent, logs, counts };
+}
+
+/** Log records whose message matches. */
+export function recordsMatching(logs: CapturedLogs, pattern: RegExp): Array<Record<string, unknown>> {
+  return logs.records().filter((record) => pattern.test(String(record.msg)));
+}
