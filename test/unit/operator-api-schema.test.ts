@@ -36,6 +36,7 @@ import {
 } from '../../src/operator/api/types.ts';
 
 const SAMPLE_PATH = fileURLToPath(new URL('../../manifests/samples/connector.yaml', import.meta.url));
+const DOC_PATH = fileURLToPath(new URL('../../docs/connector-resource.md', import.meta.url));
 
 /** Every optional field made required, recursively: the compiler proves the sample is complete. */
 type DeepRequired<T> = T extends readonly (infer U)[]
@@ -417,4 +418,26 @@ test('every spec and status field has a description for kubectl explain', async 
     .filter(([, schema]) => !schema.description)
     .map(([path]) => path);
   t.deepEqual(undocumented, []);
+});
+
+test('docs/connector-resource.md quotes every validation message and names every field', async (t) => {
+  const { root, spec, status } = await schemas();
+  const doc = await readFile(DOC_PATH, 'utf8');
+  for (const [path, schema] of walk(root, '')) {
+    for (const rule of schema['x-kubernetes-validations'] ?? []) {
+      // Rules with a messageExpression are documented by an example of the message it builds.
+      if (rule.messageExpression === undefined)
+        t.true(doc.includes(rule.message ?? ''), `${path}: ${rule.message}`);
+    }
+  }
+  const leafNames = [...walk(spec, 'spec'), ...walk(status, 'status')]
+    .map(
+      ([path]) =>
+        path
+          .replace(/\[\]|\{\}/g, '')
+          .split('.')
+          .at(-1) ?? '',
+    )
+    .filter((name) => name !== 'spec' && name !== 'status');
+  for (const name of new Set(leafNames)) t.true(doc.includes(name), `field ${name} is not in the doc`);
 });

@@ -1,3 +1,4 @@
+import { readFile } from 'node:fs/promises';
 import test from 'ava';
 import { FakeClock } from '../../src/lib/clock.ts';
 import { isCodedError } from '../../src/lib/errors.ts';
@@ -294,14 +295,16 @@ test('withReady writes Ready into the list and keeps its transition time while i
   });
 });
 
-test('every exported reason is a valid, CamelCase condition reason', async (t) => {
+test('every exported reason is a valid, CamelCase condition reason, documented', async (t) => {
   const module = await import('../../src/operator/conditions.ts');
+  const doc = await readFile(new URL('../../docs/connector-resource.md', import.meta.url), 'utf8');
   const groups = Object.entries(module).filter(([name]) => name.endsWith('Reasons'));
   t.true(groups.length >= 6);
   for (const [group, reasons] of groups) {
     for (const [key, value] of Object.entries(reasons as Record<string, string>)) {
       t.is(key, value, `${group}.${key}`);
       t.regex(value, /^[A-Z][A-Za-z0-9]*$/, `${group}.${key}`);
+      t.true(doc.includes(`\`${value}\``), `${group}.${key} is not in docs/connector-resource.md`);
     }
   }
   t.is(conditionTime(new Date('2026-03-04T05:06:07.999Z')), '2026-03-04T05:06:07Z');
