@@ -1,0 +1,158 @@
+// Command-line and environment configuration of vaultpam-control-plane (flags win over VAULTPAM_CP_*
+// environment variables, which win over defaults). Pure: src/bin/control-plane.ts passes argv/env.
+import { existsSync } from 'node:fs';
+import { type FlagSpecs, parseFlags } from '../lib/cli.ts';
+import { CodedError } from '../lib/errors.ts';
+import { isLogLevel, type LogLevel } from '../lib/logger.ts';
+import { DEFAULTS, readCredentialFile } from './server.ts';
+
+export const CONTROL_PLANE_FLAGS: FlagSpecs = {
+  listen: {
+    env: 'VAULTPAM_CP_LISTEN',
+    default: `${DEFAULTS.host}:${DEFAULTS.port}`,
+    description: 'host:port to serve HTTPS on (port 0 picks a free port); loopback unless told otherwise.',
+  },
+  'data-dir': {
+    env: 'VAULTPAM_CP_DATA_DIR',
+    default: './control-plane-data',
+    description:
+      'Directory for the SQLite state, the CA (ca.pem, ca-key.pem), the token key and the admin credential.',
+  },
+  'heartbeat-interval': {
+    env: 'VAULTPAM_CP_HEARTBEAT_INTERVAL',
+    default: `${DEFAULTS.heartbeatIntervalSeconds}s`,
+    description: 'Heartbeat interval told to agents (e.g. 10s, 1m).',
+  },
+  'offline-after': {
+    env: 'VAULTPAM_CP_OFFLINE_AFTER',
+    description: 'No heartbeat for this long means offline [default: 3 heartbeat intervals].',
+  },
+  'cert-lifetime': {
+    env: 'VAULTPAM_CP_CERT_LIFETIME',
+    default: '24h',
+    description: 'Lifetime of connector client certificates.',
+  },
+  'san-uri-prefix': {
+    env: 'VAULTPAM_CP_SAN_URI_PREFIX',
+    default: DEFAULTS.sanUriPrefix,
+    description: 'Prefix of the SAN URI that binds a client certificate to its connector.',
+  },
+  'server-hostname': {
+    env: 'VAULTPAM_CP_SERVER_HOSTNAMES',
+    default: DEFAULTS.serverHostnames.join(','),
+    description: "Host names and IPs in the serving certificate's SANs (repeatable or a comma list).",
+  },
+  'admin-credential-file': {
+    env: 'VAULTPAM_CP_ADMIN_CREDENTIAL_FILE',
+    description:
+      'File with one admin bearer credential per line. When absent, <data-dir>/admin-credential is used, ' +
+      'generated (mode 0600) on first start.',
+  },
+  'log-level': {
+    env: 'VAULTPAM_CP_LOG_LEVEL',
+    default: 'info',
+    description: 'fatal, error, warn, info, debug, trace or silent.',
+  },
+};
+
+export interface ControlPlaneCommandLine {
+  help: boolean;
+  host: string;
+  port: number;
+  dataDir: string;
+  heartbeatIntervalSeconds: number;
+  offlineAfterSeconds: number;
+  certificateLifetimeSeconds: number;
+  sanUriPrefix: string;
+  serverHostnames: string[];
+  adminCredentials: string[] | undefined;
+  adminCredentialFile: string | undefined;
+  logLevel: LogLevel;
+}
+
+function configError(message: string): CodedError {
+  return new CodedError('INVALID_FLAGS', message);
+}
+
+/** Seconds from "90", "90s", "5m", "24h" or "1d". */
+export function parseDurationSeconds(flag: string, value: string): number {
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(value.trim());
+  if (!match) throw configError(`--${flag}: "${value}" is not a duration like 10s, 5m or 24h`);
+  const unit = { ms: 0.001, s: 1, m: 60, h: 3600, d: 86400 }[
+    (match[2] ?? 's') as 'ms' | 's' | 'm' | 'h' | 'd'
+  ];
+  const seconds = Number(match[1]) * unit;
+  if (!(seconds > 0)) throw configError(`--${flag}: must be more than zero`);
+  return seconds;
+}
+
+export function parseListen(value: string): { host: string; port: number } {
+  const match = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(value.trim());
+  const port = Number(match?.[3]);
+  if (!match || port > 65535) throw configError(`--listen: "${value}" is not host:port`);
+  return { host: (match[1] ?? match[2]) as string, port };
+}
+
+/** Repeated --server-hostname flags; each may be a comma list. */
+function hostnamesFrom(argv: string[], fallback: string): string[] {
+  const values: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] as string;
+    if (arg === '--server-hostname' && argv[i + 1] !== undefined) values.push(argv[++i] as string);
+    else if (arg.startsWith('--server-hostname=')) values.push(arg.slice('--server-hostname='.length));
+  }
+  const names = (values.length > 0 ? values : [fallback])
+    .flatMap((value) => value.split(','))
+    .map((name) => name.trim())
+    .filter((name) => name.length > 0);
+  if (names.length === 0) throw configError('--server-hostname: at least one name is needed');
+  return names;
+}
+
+export function parseControlPlaneCommandLine(
+  argv: string[],
+  env: NodeJS.ProcessEnv,
+): ControlPlaneCommandLine {
+  // parseArgs keeps only the last of repeated string flags, so hostnamesFrom() gathers repeated
+  // --server-hostname values from argv itself.
+  const { values, help } = parseFlags(argv, CONTROL_PLANE_FLAGS, env);
+  const get = (name: string) => values[name];
+  const { host, port } = parseListen(get('listen') as string);
+  const heartbeatIntervalSeconds = parseDurationSeconds(
+    'heartbeat-interval',
+    get('heartbeat-interval') as string,
+  );
+  const offlineRaw = get('offline-after');
+  const offlineAfterSeconds =
+    offlineRaw === undefined
+      ? heartbeatIntervalSeconds * DEFAULTS.offlineAfterIntervals
+      : parseDurationSeconds('offline-after', offlineRaw);
+  const logLevel = get('log-level') as string;
+  if (!isLogLevel(logLevel)) throw configError(`--log-level: "${logLevel}" is not a log level`);
+  const adminCredentialFile = get('admin-credential-file');
+  let adminCredentials: string[] | undefined;
+  if (adminCredentialFile !== undefined && !help) {
+    if (!existsSync(adminCredentialFile))
+      throw configError(`--admin-credential-file: ${adminCredentialFile} does not exist`);
+    adminCredentials = readCredentialFile(adminCredentialFile);
+    if (adminCredentials.length === 0)
+      throw configError(`--admin-credential-file: ${adminCredentialFile} holds no credential`);
+  }
+  const sanUriPrefix = get('san-uri-prefix') as string;
+  if (!/^[a-z][a-z0-9+.-]*:/i.test(sanUriPrefix))
+    throw configError('--san-uri-prefix: must be a URI prefix like spiffe://…/');
+  return {
+    help,
+    host,
+    port,
+    dataDir: get('data-dir') as string,
+    heartbeatIntervalSeconds,
+    offlineAfterSeconds,
+    certificateLifetimeSeconds: parseDurationSeconds('cert-lifetime', get('cert-lifetime') as string),
+    sanUriPrefix,
+    serverHostnames: hostnamesFrom(argv, get('server-hostname') as string),
+    adminCredentials,
+    adminCredentialFile,
+    logLevel,
+  };
+}

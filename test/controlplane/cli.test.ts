@@ -1,0 +1,117 @@
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import test from 'ava';
+import { ControlPlaneAdminClient } from '../../src/controlplane/admin-client.ts';
+import { parseControlPlaneCommandLine, parseDurationSeconds } from '../../src/controlplane/config.ts';
+
+const ROOT = join(import.meta.dirname, '..', '..');
+
+/**
+ * `npx node …` as a user would type it, or the test's own Node binary directly when signals must
+ * reach the program (npx ends itself on SIGTERM instead of waiting for its child's exit code).
+ */
+function run(args: string[], env: NodeJS.ProcessEnv = {}, via: 'npx' | 'node' = 'npx') {
+  const [command, prefix] = via === 'npx' ? ['npx', ['node']] : [process.execPath, []];
+  const child = spawn(command as string, [...(prefix as string[]), 'src/bin/control-plane.ts', ...args], {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (chunk: Buffer) => {
+    stdout += chunk.toString();
+  });
+  child.stderr.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString();
+  });
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  return { child, exited, stdout: () => stdout, stderr: () => stderr };
+}
+
+test('--help lists the flags and exits 0', async (t) => {
+  const proc = run(['--help']);
+  t.is(await proc.exited, 0);
+  for (const flag of [
+    '--listen',
+    '--data-dir',
+    '--heartbeat-interval',
+    '--offline-after',
+    '--cert-lifetime',
+  ]) {
+    t.true(proc.stdout().includes(flag), flag);
+  }
+  t.true(proc.stdout().includes('VAULTPAM_CP_LISTEN'));
+});
+
+test('a real start on a free port prints URL and CA path, serves, and exits 0 on SIGTERM', async (t) => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'cp-cli-'));
+  t.teardown(() => rmSync(dataDir, { recursive: true, force: true }));
+  const proc = run(
+    ['--listen', '127.0.0.1:0', '--data-dir', dataDir, '--heartbeat-interval', '5s'],
+    {
+      VAULTPAM_CP_LOG_LEVEL: 'debug',
+    },
+    'node',
+  );
+  const deadline = Date.now() + 60_000;
+  let listening: { url: string; caPath: string } | undefined;
+  while (!listening && Date.now() < deadline) {
+    for (const line of proc.stdout().split('\n')) {
+      if (line.includes('"control plane listening"')) listening = JSON.parse(line);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  if (!listening) {
+    proc.child.kill('SIGKILL');
+    t.fail(`never listened: ${proc.stderr()}`);
+    return;
+  }
+  t.regex(listening.url, /^https:\/\/127\.0\.0\.1:\d+$/);
+  t.is(listening.caPath, join(dataDir, 'ca.pem'));
+  const credential = readFileSync(join(dataDir, 'admin-credential'), 'utf8').trim();
+  t.false(proc.stdout().includes(credential), 'only the credential path is logged');
+  const client = new ControlPlaneAdminClient({
+    url: listening.url,
+    caPem: readFileSync(listening.caPath, 'utf8'),
+    credential,
+  });
+  const { created } = await client.ensureConnector('cli.smoke', {
+    org: 'o',
+    endpointId: 'e',
+    allowedNetworks: [],
+  });
+  t.true(created);
+  client.close();
+  proc.child.kill('SIGTERM');
+  t.is(await proc.exited, 0);
+  t.true(proc.stdout().includes('control plane stopped'));
+});
+
+test('flag parsing: durations, listen, repeated host names, env fallbacks, errors', (t) => {
+  t.is(parseDurationSeconds('x', '90'), 90);
+  t.is(parseDurationSeconds('x', '5m'), 300);
+  t.is(parseDurationSeconds('x', '24h'), 86_400);
+  t.throws(() => parseDurationSeconds('x', 'soon'), { message: /--x/ });
+  const parsed = parseControlPlaneCommandLine(
+    ['--server-hostname', 'a.example', '--server-hostname', 'b.example,10.1.2.3', '--listen', '[::1]:9443'],
+    { VAULTPAM_CP_HEARTBEAT_INTERVAL: '20s', VAULTPAM_CP_DATA_DIR: '/tmp/x' },
+  );
+  t.deepEqual(parsed.serverHostnames, ['a.example', 'b.example', '10.1.2.3']);
+  t.is(parsed.host, '::1');
+  t.is(parsed.port, 9443);
+  t.is(parsed.heartbeatIntervalSeconds, 20);
+  t.is(parsed.offlineAfterSeconds, 60, 'default: 3 intervals');
+  t.is(parsed.dataDir, '/tmp/x');
+  const defaults = parseControlPlaneCommandLine([], {});
+  t.is(defaults.host, '127.0.0.1');
+  t.is(defaults.port, 8443);
+  t.deepEqual(defaults.serverHostnames, ['localhost', '127.0.0.1']);
+  t.throws(() => parseControlPlaneCommandLine(['--nope'], {}), { code: 'INVALID_FLAGS' } as never);
+  t.throws(() => parseControlPlaneCommandLine(['--log-level', 'loud'], {}), { message: /log-level/ });
+  t.throws(() => parseControlPlaneCommandLine(['--admin-credential-file', '/nonexistent'], {}), {
+    message: /does not exist/,
+  });
+});
