@@ -554,6 +554,10 @@ class AgentLifecycle {
       return;
     }
     const renewed = this.identityFrom(identity.keyPem, answer, identity.metadata.enrolledAt);
+    // Persist first, so "certificate renewed" in the log means it is on disk (unless the save
+    // failed, which is logged on its own and retried).
+    this.unsavedIdentity = renewed;
+    await this.retrySave();
     this.useIdentity(renewed);
     this.current.renewals += 1;
     this.logger.info(
@@ -564,8 +568,6 @@ class AgentLifecycle {
       },
       'certificate renewed',
     );
-    this.unsavedIdentity = renewed;
-    await this.retrySave();
   }
 
   private async retrySave(): Promise<void> {
