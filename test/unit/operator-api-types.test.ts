@@ -128,6 +128,10 @@ test('defaultedSpec refuses, permanently and by field, what slipped past validat
     [{ storage: { ephemeral: true, storageClassName: 'fast' } }, 'spec.storage: ephemeral: true cannot be'],
     [{ workloadRef: { kind: 'StatefulSet', name: 'x' }, storage: {} }, 'spec.storage: workloadRef adopts'],
     [
+      { workloadRef: { kind: 'StatefulSet', name: 'x' }, image: 'i', nodeSelector: {} },
+      'spec.workloadRef: adopts an existing workload, so the operator builds no pod template; remove spec.image, spec.nodeSelector',
+    ],
+    [
       { connector: { id: 'Upper_Case', org: 'acme', endpointId: 'ep' } },
       'spec.connector.id: "Upper_Case" must be lower-case',
     ],

@@ -373,8 +373,30 @@ export function defaultedSpec(connector: Pick<Connector, 'metadata' | 'spec'>): 
   return result;
 }
 
+/** Spec fields that shape the pod the operator builds; an adopted workload has its own. */
+const POD_SETTINGS = [
+  'image',
+  'imagePullPolicy',
+  'imagePullSecrets',
+  'resources',
+  'nodeSelector',
+  'tolerations',
+  'affinity',
+  'priorityClassName',
+  'serviceAccountName',
+  'podLabels',
+  'podAnnotations',
+] as const satisfies ReadonlyArray<keyof ConnectorSpec>;
+
 function storagePlan(spec: ConnectorSpec): StoragePlan {
   if (spec.workloadRef !== undefined) {
+    const podSettings = POD_SETTINGS.filter((field) => spec[field] !== undefined);
+    if (podSettings.length > 0) {
+      throw invalidSpec(
+        'spec.workloadRef',
+        `adopts an existing workload, so the operator builds no pod template; remove spec.${podSettings.join(', spec.')}`,
+      );
+    }
     if (spec.storage !== undefined) {
       throw invalidSpec(
         'spec.storage',
