@@ -1,0 +1,102 @@
+// The enrollment token's lifecycle outside a recovery: mint one only while the connector has never
+// paired, keep at most one (the control plane revokes the previous on each mint), delete the Secret
+// as soon as its token is consumed, revoked, expired or the connector is retired, and re-mint an
+// expired one with a growing delay so a connector that cannot pair does not burn tokens.
+import type { EnrollmentStatus } from '../api/types.ts';
+import type { ControlPlaneConnector, TokenSecretFacts } from './observed.ts';
+
+export const REMINT_BASE_DELAY_MS = 60_000;
+export const REMINT_MAX_DELAY_MS = 60 * 60_000;
+
+export interface EnrollmentInput {
+  connectorUID: string;
+  record: ControlPlaneConnector | undefined;
+  tokenSecret: TokenSecretFacts | undefined;
+  previous: EnrollmentStatus | undefined;
+  now: Date;
+  tokenSecretName: string;
+}
+
+export interface EnrollmentDecision {
+  status: EnrollmentStatus;
+  mint?: { idempotencyKey: string };
+  deleteSecret: boolean;
+  /** The token in the Secret expired before the agent used it. */
+  expiredUnused: boolean;
+  requeueAfterMs?: number;
+}
+
+/** Idempotency key of the n-th enrollment mint of one Connector object (UID: a re-created object starts over). */
+export function enrollmentMintKey(connectorUID: string, n: number): string {
+  return `enroll-${connectorUID}-${n}`;
+}
+
+/** Delay before the next mint after `expiries` consecutive tokens expired unused. */
+export function remintDelayMs(expiries: number): number {
+  if (expiries <= 1) return 0;
+  return Math.min(REMINT_BASE_DELAY_MS * 2 ** (expiries - 2), REMINT_MAX_DELAY_MS);
+}
+
+/** Whether the Secret holds the token the control plane reports live. */
+export function secretHoldsLiveToken(
+  secret: TokenSecretFacts | undefined,
+  record: ControlPlaneConnector | undefined,
+): boolean {
+  if (!secret || secret.deleting || !record?.liveToken || !secret.expiresAt) return false;
+  return new Date(secret.expiresAt).getTime() === new Date(record.liveToken.expiresAt).getTime();
+}
+
+export function planEnrollment(input: EnrollmentInput): EnrollmentDecision {
+  const { record, tokenSecret, now } = input;
+  const previous = input.previous ?? {};
+  const mintCount = previous.mintCount ?? 0;
+  const retired = record?.bootstrapRetired === true;
+  const live = secretHoldsLiveToken(tokenSecret, record);
+  const status: EnrollmentStatus = { retired, mintCount };
+  if (previous.lastMintKey) status.lastMintKey = previous.lastMintKey;
+  if (previous.tokenMintedAt) status.tokenMintedAt = previous.tokenMintedAt;
+  // The last token's expiry stays visible (and drives the re-mint delay) until the connector pairs.
+  if (!retired && previous.tokenExpiresAt) status.tokenExpiresAt = previous.tokenExpiresAt;
+  const expiredUnused =
+    !retired &&
+    record?.state === 'pending' &&
+    tokenSecret?.expiresAt !== undefined &&
+    new Date(tokenSecret.expiresAt).getTime() <= now.getTime();
+
+  if (live && tokenSecret) {
+    status.tokenSecretName = tokenSecret.name;
+    if (tokenSecret.expiresAt) status.tokenExpiresAt = tokenSecret.expiresAt;
+    const expiresInMs = new Date(tokenSecret.expiresAt ?? now).getTime() - now.getTime();
+    return {
+      status,
+      deleteSecret: false,
+      expiredUnused: false,
+      requeueAfterMs: Math.max(expiresInMs, 1_000),
+    };
+  }
+  const deleteSecret = tokenSecret !== undefined && !tokenSecret.deleting;
+  // Only a connector that never paired, and is not waiting for a recovery, gets a token here.
+  if (record?.state !== 'pending' || retired) {
+    return { status, deleteSecret, expiredUnused };
+  }
+  // Every token minted so far expired or was lost unused, or the connector would have paired.
+  const expiries = mintCount;
+  const lastExpiry = previous.tokenExpiresAt ? new Date(previous.tokenExpiresAt).getTime() : undefined;
+  const earliest = lastExpiry === undefined ? now.getTime() : lastExpiry + remintDelayMs(expiries);
+  if (mintCount > 0 && earliest > now.getTime()) {
+    return { status, deleteSecret, expiredUnused: true, requeueAfterMs: earliest - now.getTime() };
+  }
+  const next = mintCount + 1;
+  const idempotencyKey = enrollmentMintKey(input.connectorUID, next);
+  return {
+    status: {
+      ...status,
+      mintCount: next,
+      lastMintKey: idempotencyKey,
+      tokenMintedAt: `${now.toISOString().slice(0, 19)}Z`,
+    },
+    mint: { idempotencyKey },
+    deleteSecret,
+    expiredUnused: expiredUnused || mintCount > 0,
+  };
+}

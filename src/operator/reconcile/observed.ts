@@ -1,0 +1,64 @@
+// What the reconciler saw on one pass: the Connector, the objects it owns or inspects, and the
+// control plane's record. The planner is a pure function of this and the time, so every field here
+// is a plain fact (no clients, no promises), and table tests build these by hand.
+import type { V1ConfigMap, V1Pod, V1StatefulSet } from '@kubernetes/client-node';
+import type { AuditEntry, Connector as ControlPlaneConnector } from '../../controlplane/admin-client.ts';
+import type { CodedError } from '../../lib/errors.ts';
+import type { Connector, DefaultedSpec } from '../api/types.ts';
+
+export type { ControlPlaneConnector };
+
+/** A PersistentVolumeClaim, reduced to what identity safety needs. */
+export interface ClaimFacts {
+  name: string;
+  uid: string;
+  phase: string;
+  deleting: boolean;
+}
+
+/** The enrollment-token Secret the operator owns, without its value. */
+export interface TokenSecretFacts {
+  name: string;
+  mintKey: string | undefined;
+  expiresAt: string | undefined;
+  deleting: boolean;
+}
+
+/** The workload that runs the connector: the operator's own StatefulSet or an adopted one. */
+export interface WorkloadFacts {
+  kind: 'StatefulSet' | 'Deployment';
+  name: string;
+  /** Desired replicas in the workload's spec. */
+  replicas: number;
+  readyReplicas: number;
+  /** Annotations on the pod template (the restart marker lives there). */
+  templateAnnotations: Record<string, string>;
+  /** The StatefulSet as read, when it is the operator's own (for diffing is not needed: SSA decides). */
+  object?: V1StatefulSet;
+}
+
+/** The control plane as seen on this pass. */
+export type ControlPlaneView =
+  | { reachable: true; record: ControlPlaneConnector | undefined }
+  | { reachable: false; error: CodedError };
+
+export interface Observed {
+  connector: Connector;
+  /** The spec with defaults, or why it is invalid (permanent: wait for a spec change). */
+  spec: { ok: true; value: DefaultedSpec } | { ok: false; error: CodedError };
+  /** The image connector pods run when spec.image is empty. */
+  defaultImage: string;
+  /** Control-plane URL and CA in effect for this connector (spec.controlPlane or the operator's own). */
+  controlPlaneUrl: string | undefined;
+  caPem: string | undefined;
+  workload: WorkloadFacts | undefined;
+  configMap: V1ConfigMap | undefined;
+  tokenSecret: TokenSecretFacts | undefined;
+  /** Pods of this connector (by label), including terminating ones. */
+  pods: V1Pod[];
+  /** Claims in the connector's namespace that its pods or spec reference, by name. */
+  claims: Map<string, ClaimFacts>;
+  controlPlane: ControlPlaneView;
+  /** Audit entries of this connector since a recovery started (read only while one runs). */
+  audit?: AuditEntry[];
+}

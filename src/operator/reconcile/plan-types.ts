@@ -1,0 +1,37 @@
+// What a reconcile pass decided: the objects to apply, the control-plane calls to make, what to
+// delete, the new status, the Events to record and when to look again. The act layer carries it
+// out in a fixed order; nothing in here has run yet.
+import type { V1ConfigMap, V1StatefulSet } from '@kubernetes/client-node';
+import type { ConnectorStatus } from '../api/types.ts';
+
+export type ControlPlaneAction =
+  | {
+      kind: 'ensureConnector';
+      connectorId: string;
+      config: { org: string; endpointId: string; allowedNetworks: string[] };
+    }
+  | { kind: 'revokeTokens'; connectorId: string }
+  | { kind: 'beginRecovery'; connectorId: string; requestId: string }
+  /** Mint (idempotent by key) and store the token in the connector's token Secret. */
+  | { kind: 'mintToken'; connectorId: string; idempotencyKey: string; ttlSeconds: number };
+
+export interface PlannedEvent {
+  type: 'Normal' | 'Warning';
+  reason: string;
+  message: string;
+}
+
+export interface Plan {
+  /** Owned objects to server-side apply (absent: leave as is). */
+  configMap?: V1ConfigMap;
+  statefulSet?: V1StatefulSet;
+  /** Replicas to set through the scale subresource of an adopted workload. */
+  scaleAdopted?: { kind: 'StatefulSet' | 'Deployment'; name: string; replicas: number };
+  controlPlane: ControlPlaneAction[];
+  /** Delete the token Secret (retired, consumed, expired or revoked). */
+  deleteTokenSecret?: string;
+  status: ConnectorStatus;
+  events: PlannedEvent[];
+  /** Look again after this long even if nothing changes (token expiry, recovery polling). */
+  requeueAfterMs?: number;
+}

@@ -1,0 +1,377 @@
+// Guided recovery, the runbook's branch 3, as a crash-safe state machine. The step in
+// status.recovery is the step being taken: it is written before its side effects happen, every
+// side effect is idempotent (scale to N, begin recovery by request id, mint by an idempotency key
+// derived from the request id), and a step advances only when its outcome is observed. A restarted
+// operator therefore resumes where it was and never repeats an effect twice: one request mints at
+// most one token, and that token pairs at most once. A failed pairing ends the attempt as Failed;
+// it does not loop.
+import { createHash } from 'node:crypto';
+import type { V1Pod } from '@kubernetes/client-node';
+import type { AuditEntry } from '../../controlplane/admin-client.ts';
+import { ANNOTATIONS } from '../api/constants.ts';
+import type {
+  AuditEntryRef,
+  RecoveryPolicy,
+  RecoveryStatus,
+  RecoveryStep,
+  StoragePlan,
+} from '../api/types.ts';
+import type { ClaimFacts, ControlPlaneConnector, TokenSecretFacts, WorkloadFacts } from './observed.ts';
+import type { ControlPlaneAction, PlannedEvent } from './plan-types.ts';
+import { agentPodFacts } from './pod-facts.ts';
+
+export const RECOVERY_POLL_MS = 2_000;
+const TERMINAL: readonly RecoveryStep[] = ['Completed', 'Failed'];
+const EVIDENCE_TYPES = new Set([
+  'endpoint.enrolled',
+  'endpoint.bootstrap_retired',
+  'gateway.enrollment_failed',
+  'endpoint.cert_renewed',
+  'recovery.started',
+  'recovery.completed',
+]);
+
+export interface RecoveryInput {
+  connectorId: string;
+  policy: RecoveryPolicy;
+  requestedId: string | undefined;
+  validateRestart: boolean;
+  storage: StoragePlan;
+  previous: RecoveryStatus | undefined;
+  record: ControlPlaneConnector | undefined;
+  /** The current diagnosis says the identity is lost (for the Automatic policy). */
+  identityLoss: boolean;
+  phaseBefore: string | undefined;
+  workload: WorkloadFacts | undefined;
+  pods: V1Pod[];
+  tokenSecret: TokenSecretFacts | undefined;
+  claims: Map<string, ClaimFacts>;
+  /** The claim the operator's StatefulSet gives its pod, when the operator owns the workload. */
+  ownClaimName: string | undefined;
+  audit: AuditEntry[] | undefined;
+  now: Date;
+}
+
+export interface RecoveryDecision {
+  status: RecoveryStatus | undefined;
+  inProgress: boolean;
+  /** Replicas the workload must have while the recovery runs. */
+  replicas?: number;
+  /** Restart marker for the pod template (validation restart). */
+  restartFor?: string;
+  controlPlane: ControlPlaneAction[];
+  deleteSecret: boolean;
+  mintKey?: string;
+  events: PlannedEvent[];
+  requeueAfterMs?: number;
+}
+
+const stamp = (now: Date) => `${now.toISOString().slice(0, 19)}Z`;
+
+export function recoveryMintKey(requestId: string): string {
+  return `recovery-${requestId}`;
+}
+
+/** One automatic recovery per incident: the incident is the control plane's state change that started it. */
+export function automaticRequestId(connectorId: string, incidentAt: string): string {
+  return `auto-${createHash('sha256').update(`${connectorId}|${incidentAt}`).digest('hex').slice(0, 16)}`;
+}
+
+function newRequest(input: RecoveryInput): string | undefined {
+  const previousId = input.previous?.requestId;
+  if (input.requestedId && input.requestedId !== previousId) return input.requestedId;
+  if (input.policy !== 'Automatic' || !input.record) return undefined;
+  const incident =
+    input.record.state === 'needs_recovery' || (input.identityLoss && input.record.bootstrapRetired);
+  if (!incident) return undefined;
+  const id = automaticRequestId(input.connectorId, input.record.stateChangedAt);
+  return id === previousId ? undefined : id;
+}
+
+function podsOf(pods: V1Pod[]) {
+  return pods.filter(
+    (p) => p.metadata?.deletionTimestamp === undefined || p.metadata?.deletionTimestamp === null,
+  );
+}
+
+const online = (record: ControlPlaneConnector | undefined) =>
+  record !== undefined &&
+  (record.state === 'online' || record.state === 'degraded') &&
+  record.bootstrapRetired;
+
+function auditRefs(audit: AuditEntry[] | undefined, since: string | undefined): AuditEntryRef[] {
+  if (!audit || !since) return [];
+  const from = new Date(since).getTime();
+  return audit
+    .filter((e) => EVIDENCE_TYPES.has(e.type) && new Date(e.at).getTime() >= from)
+    .map((e) => ({ type: e.type, at: e.at, seq: e.seq }))
+    .slice(-20);
+}
+
+function terminatedSince(pods: V1Pod[], since: string | undefined) {
+  if (!since) return undefined;
+  const from = new Date(since).getTime();
+  for (const pod of pods) {
+    const t = agentPodFacts(pod).termination;
+    if (t?.finishedAt && new Date(t.finishedAt).getTime() >= from && t.exitCode !== 0) {
+      return { pod: pod.metadata?.name ?? '', termination: t };
+    }
+  }
+  return undefined;
+}
+
+export function planRecovery(input: RecoveryInput): RecoveryDecision {
+  const { now } = input;
+  const idle: RecoveryDecision = {
+    status: input.previous,
+    inProgress: false,
+    controlPlane: [],
+    deleteSecret: false,
+    events: [],
+  };
+  let status = input.previous;
+  const events: PlannedEvent[] = [];
+
+  if (!status || TERMINAL.includes(status.step ?? 'Completed')) {
+    const requestId = newRequest(input);
+    if (!requestId) return idle;
+    status = {
+      requestId,
+      step: 'Requested',
+      attempts: 1,
+      startedAt: stamp(now),
+      evidence: {
+        ...(input.phaseBefore ? { phaseBefore: input.phaseBefore } : {}),
+        ...(input.record ? { controlPlaneStateBefore: input.record.state } : {}),
+        windowStart: stamp(now),
+      },
+    };
+    events.push({
+      type: 'Normal',
+      reason: 'RecoveryRequested',
+      message: `guided recovery ${requestId} requested`,
+    });
+    return { status, inProgress: true, controlPlane: [], deleteSecret: false, events, requeueAfterMs: 0 };
+  }
+
+  const requestId = status.requestId ?? '';
+  const advance = (step: RecoveryStep, extra: Partial<RecoveryStatus> = {}): RecoveryDecision => {
+    events.push({
+      type: 'Normal',
+      reason: 'RecoveryStep',
+      message: `recovery ${requestId}: ${status?.step} done, now ${step}`,
+    });
+    return {
+      status: { ...status, ...extra, step },
+      inProgress: true,
+      controlPlane: [],
+      deleteSecret: false,
+      events,
+      requeueAfterMs: 0,
+      ...(step === 'ScalingDown' ||
+      step === 'StorageReady' ||
+      step === 'TokensRevoked' ||
+      step === 'TokenMinted'
+        ? { replicas: 0 }
+        : { replicas: 1 }),
+    };
+  };
+  const fail = (reason: string): RecoveryDecision => {
+    events.push({
+      type: 'Warning',
+      reason: 'RecoveryFailed',
+      message: `recovery ${requestId} failed: ${reason}`,
+    });
+    return {
+      status: {
+        ...status,
+        step: 'Failed',
+        outcome: 'Failed',
+        reason,
+        finishedAt: stamp(now),
+        evidence: {
+          ...status?.evidence,
+          ...(input.record ? { controlPlaneStateAfter: input.record.state } : {}),
+          auditEntries: auditRefs(input.audit, status?.startedAt),
+          windowEnd: stamp(now),
+        },
+      },
+      inProgress: false,
+      controlPlane: [],
+      deleteSecret: false,
+      events,
+    };
+  };
+  const stay = (decision: Partial<RecoveryDecision>): RecoveryDecision => ({
+    status,
+    inProgress: true,
+    controlPlane: [],
+    deleteSecret: false,
+    events,
+    requeueAfterMs: RECOVERY_POLL_MS,
+    ...decision,
+  });
+  const live = podsOf(input.pods);
+
+  switch (status.step) {
+    case 'Requested':
+      return advance('ScalingDown');
+    case 'ScalingDown': {
+      const scaledDown =
+        input.pods.length === 0 && (input.workload === undefined || input.workload.replicas === 0);
+      return scaledDown ? advance('StorageReady') : stay({ replicas: 0 });
+    }
+    case 'StorageReady': {
+      if (input.storage.kind === 'ExistingClaim') {
+        const claim = input.claims.get(input.storage.claimName);
+        if (!claim || claim.deleting) {
+          return fail(
+            `spec.storage.existingClaim ${input.storage.claimName} does not exist: reattach the original durable storage (recreate the claim bound to the original volume), then set a new spec.recovery.requestId`,
+          );
+        }
+      }
+      return advance('TokensRevoked');
+    }
+    case 'TokensRevoked': {
+      const record = input.record;
+      if (record && record.state !== 'recovering') {
+        if (record.state === 'online' || record.state === 'degraded') {
+          return fail(
+            `not needed: the control plane reports the connector ${record.state}, so its identity is intact`,
+          );
+        }
+        if (!record.bootstrapRetired && (record.state === 'pending' || record.state === 'enrolling')) {
+          return fail(
+            'not needed: the connector never paired, so normal enrollment applies (the operator mints a token)',
+          );
+        }
+      }
+      const revoked =
+        record?.state === 'recovering' &&
+        record.recovery?.requestId === requestId &&
+        input.tokenSecret === undefined;
+      if (revoked) return advance('TokenMinted', { mintKey: recoveryMintKey(requestId) });
+      return stay({
+        replicas: 0,
+        controlPlane: [
+          { kind: 'beginRecovery', connectorId: input.connectorId, requestId },
+          { kind: 'revokeTokens', connectorId: input.connectorId },
+        ],
+        deleteSecret: input.tokenSecret !== undefined && !input.tokenSecret.deleting,
+      });
+    }
+    case 'TokenMinted': {
+      const key = recoveryMintKey(requestId);
+      if (input.tokenSecret?.mintKey === key) return advance('ScalingUp');
+      return stay({ replicas: 0, mintKey: key, requeueAfterMs: 0 });
+    }
+    case 'ScalingUp':
+      return input.workload === undefined || input.workload.replicas >= 1
+        ? advance('AwaitingOnline')
+        : stay({ replicas: 1 });
+    case 'AwaitingOnline': {
+      const record = input.record;
+      if (record?.state === 'needs_recovery') {
+        const failure = record.lastEnrollmentFailure;
+        return fail(
+          `pairing was refused${failure ? ` (${failure.code} at ${failure.at})` : ''}; the connector needs recovery again`,
+        );
+      }
+      const stopped = terminatedSince(live, status.startedAt);
+      if (stopped && !online(record)) {
+        const t = stopped.termination;
+        return fail(
+          `the agent in pod ${stopped.pod} stopped with exit code ${t.exitCode} (${[t.failureClass, t.code, t.reason].filter(Boolean).join(': ')}) instead of pairing`,
+        );
+      }
+      const expiresAt = input.tokenSecret?.expiresAt;
+      if (!online(record) && expiresAt && new Date(expiresAt).getTime() <= now.getTime()) {
+        return fail(
+          `the recovery token expired at ${expiresAt} before the connector paired; set a new spec.recovery.requestId to try again`,
+        );
+      }
+      if (!online(record)) return stay({ replicas: 1 });
+      // Retired: the token is spent; its Secret goes before the validation restart proves it is not needed.
+      if (input.tokenSecret !== undefined)
+        return stay({ replicas: 1, deleteSecret: !input.tokenSecret.deleting, requeueAfterMs: 500 });
+      const canValidate =
+        input.validateRestart && input.storage.kind !== 'EmptyDir' && input.storage.kind !== 'Adopted';
+      return canValidate
+        ? advance('ValidatingRestart')
+        : complete(input, status, events, canValidate ? undefined : skippedValidation(input));
+    }
+    case 'ValidatingRestart': {
+      const record = input.record;
+      if (record?.state === 'needs_recovery') {
+        return fail(
+          'the connector asked for a token again after the validation restart: its identity did not survive on the data volume',
+        );
+      }
+      const restarted = live.find((p) => p.metadata?.annotations?.[ANNOTATIONS.restartedFor] === requestId);
+      const facts = restarted ? agentPodFacts(restarted) : undefined;
+      if (facts?.termination?.failureClass === 'IdentityLoss') {
+        return fail(
+          `after the validation restart the agent in pod ${facts.podName} found no identity: ${facts.termination.reason ?? ''}`,
+        );
+      }
+      const startedAt = restarted?.status?.startTime
+        ? new Date(restarted.status.startTime).getTime()
+        : undefined;
+      const beatAfterRestart =
+        startedAt !== undefined &&
+        record?.lastHeartbeatAt !== null &&
+        record?.lastHeartbeatAt !== undefined &&
+        new Date(record.lastHeartbeatAt).getTime() > startedAt;
+      if (restarted && facts?.ready && online(record) && beatAfterRestart) {
+        const proof = `after the validation restart, pod ${facts.podName} (started ${new Date(startedAt ?? 0).toISOString()}) reconnected with the persisted identity (certificate ${record?.certificate?.serial ?? 'unknown'}) and heartbeat at ${record?.lastHeartbeatAt}; no token was mounted`;
+        return complete(input, status, events, proof);
+      }
+      return stay({ replicas: 1, restartFor: requestId });
+    }
+    default:
+      return idle;
+  }
+}
+
+function skippedValidation(input: RecoveryInput): string {
+  const why =
+    input.storage.kind === 'EmptyDir'
+      ? 'spec.storage.ephemeral is true, so a restart would lose the identity by design'
+      : input.storage.kind === 'Adopted'
+        ? 'the workload is adopted, so the operator does not restart it'
+        : 'spec.recovery.validateRestart is false';
+  return `connector paired with the recovery token and is ${input.record?.state} (certificate ${input.record?.certificate?.serial ?? 'unknown'}); restart validation skipped: ${why}`;
+}
+
+function complete(
+  input: RecoveryInput,
+  status: RecoveryStatus,
+  events: PlannedEvent[],
+  proof: string | undefined,
+): RecoveryDecision {
+  events.push({
+    type: 'Normal',
+    reason: 'RecoverySucceeded',
+    message: `recovery ${status.requestId} completed: the connector is ${input.record?.state}`,
+  });
+  return {
+    status: {
+      ...status,
+      step: 'Completed',
+      outcome: 'Succeeded',
+      finishedAt: stamp(input.now),
+      evidence: {
+        ...status.evidence,
+        phaseAfter: input.record?.state === 'degraded' ? 'Degraded' : 'Online',
+        ...(input.record ? { controlPlaneStateAfter: input.record.state } : {}),
+        ...(proof ? { proof } : {}),
+        auditEntries: auditRefs(input.audit, status.startedAt),
+        windowEnd: stamp(input.now),
+      },
+    },
+    inProgress: false,
+    controlPlane: [],
+    deleteSecret: false,
+    events,
+  };
+}
