@@ -100,14 +100,17 @@ async function main(): Promise<void> {
     logger.flush();
     process.exit(code);
   };
+  let signalled = false;
   onShutdownSignal(async () => {
+    signalled = true;
     logger.info('shutdown signal received');
     await running.stop();
     await health.close();
   }, exit);
   const outcome = await running.done;
   await health.close();
-  exit(outcome.exitCode);
+  // After a signal, the signal handler exits (0 for SIGTERM, 130 for SIGINT).
+  if (!signalled) exit(outcome.exitCode);
 }
 
 main().catch((error: unknown) => {
