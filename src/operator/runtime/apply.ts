@@ -1,0 +1,272 @@
+// Every write the operator makes to owned objects goes through here: server-side apply with one
+// field manager, status writes through the status subresource, deletes, and owner references.
+// Each request is counted in vaultpam_operator_kubernetes_writes_total{kind, verb} before it is sent,
+// so a test can prove that an idle operator sends no writes at all.
+import {
+  CustomObjectsApi,
+  type KubeConfig,
+  type KubernetesObject,
+  KubernetesObjectApi,
+  PatchStrategy,
+  setHeaderOptions,
+  type V1OwnerReference,
+} from '@kubernetes/client-node';
+import { CodedError, errorMessage } from '../../lib/errors.ts';
+import type { Logger } from '../../lib/logger.ts';
+import { FIELD_MANAGER } from '../api/constants.ts';
+import type { KubernetesWriteVerb, OperatorMetrics } from './metrics.ts';
+import type { ResourceType } from './resources.ts';
+import { redactSecretPatterns } from './secret-patterns.ts';
+
+export interface KubeWriterOptions {
+  kc: KubeConfig;
+  logger: Logger;
+  metrics?: OperatorMetrics;
+  /** Defaults to the operator's one field manager. */
+  fieldManager?: string;
+}
+
+export interface ApplyOptions {
+  /**
+   * Take over fields another manager set (default true: the operator owns what it applies). Pass
+   * false for objects the operator adopts but does not own, so a conflict is reported instead.
+   */
+  force?: boolean;
+}
+
+export interface DeleteOptions {
+  /** Default Background: dependents are garbage-collected after the owner is gone. */
+  propagationPolicy?: 'Background' | 'Foreground' | 'Orphan';
+  /** Delete only if the object still has this uid (not a namesake created since). */
+  uid?: string;
+}
+
+export interface ObjectRef {
+  namespace: string;
+  name: string;
+}
+
+/** The owner reference that makes `owner` the controller of an object: garbage collection and adoption follow it. */
+export function controllerOwnerReference(owner: KubernetesObject): V1OwnerReference {
+  const { apiVersion, kind } = owner;
+  const name = owner.metadata?.name;
+  const uid = owner.metadata?.uid;
+  if (!apiVersion || !kind || !name || !uid) {
+    throw new CodedError(
+      'INVALID_OWNER',
+      `an owner reference needs the owner's apiVersion, kind, metadata.name and metadata.uid; got apiVersion=${apiVersion ?? '(none)'} kind=${kind ?? '(none)'} name=${name ?? '(none)'} uid=${uid ?? '(none)'} (pass the object as read from the API server)`,
+    );
+  }
+  return { apiVersion, kind, name, uid, controller: true, blockOwnerDeletion: true };
+}
+
+function httpStatusOf(error: unknown): number | undefined {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'number' ? code : undefined;
+}
+
+/** The Status message the API server answered with, without the rest of the exception text. */
+function apiMessage(error: unknown): string {
+  const body = (error as { body?: unknown } | null)?.body;
+  let parsed: unknown = body;
+  if (typeof body === 'string') {
+    try {
+      parsed = JSON.parse(body);
+    } catch {
+      parsed = undefined;
+    }
+  }
+  const message = (parsed as { message?: unknown } | undefined)?.message;
+  return typeof message === 'string' ? message : (errorMessage(error).split('\n')[0] ?? 'unknown error');
+}
+
+/**
+ * A write failure as a coded error. Conflicts, throttling, server errors, network errors and RBAC
+ * refusals are temporary (retry with backoff: RBAC can be fixed without touching the object);
+ * an invalid object (400/422) or a missing one (404) is permanent until something changes.
+ */
+export function writeError(what: string, error: unknown): CodedError {
+  const status = httpStatusOf(error);
+  const permanent = status === 400 || status === 404 || status === 422;
+  const code =
+    status === 404
+      ? 'KUBERNETES_NOT_FOUND'
+      : status === 409
+        ? 'KUBERNETES_CONFLICT'
+        : status === 403
+          ? 'KUBERNETES_FORBIDDEN'
+          : status === 400 || status === 422
+            ? 'KUBERNETES_INVALID'
+            : 'KUBERNETES_WRITE_FAILED';
+  // Answers about Secrets could quote what was sent; the filter keeps a token or key out of the error.
+  const message = redactSecretPatterns(apiMessage(error));
+  return new CodedError(
+    code,
+    `${what} failed${status === undefined ? '' : ` (HTTP ${status})`}: ${message}`,
+    {
+      httpStatus: status ?? 503,
+      temporary: !permanent,
+    },
+  );
+}
+
+export class KubeWriter {
+  readonly fieldManager: string;
+  private readonly objects: KubernetesObjectApi;
+  private readonly customObjects: CustomObjectsApi;
+  private readonly logger: Logger;
+  private readonly metrics: OperatorMetrics | undefined;
+
+  constructor(options: KubeWriterOptions) {
+    this.fieldManager = options.fieldManager ?? FIELD_MANAGER;
+    this.objects = KubernetesObjectApi.makeApiClient(options.kc);
+    this.customObjects = options.kc.makeApiClient(CustomObjectsApi);
+    this.logger = options.logger;
+    this.metrics = options.metrics;
+  }
+
+  /**
+   * Server-side apply of `desired` (a partial object: exactly the fields the operator has an opinion
+   * on) and returns the object as stored. Applying the same intent again changes nothing, not even
+   * the resourceVersion. Fields set by other managers that `desired` does not mention are left alone.
+   */
+  async apply<T extends KubernetesObject>(desired: T, options: ApplyOptions = {}): Promise<T> {
+    const { kind, namespace, name } = this.describe(desired, 'apply');
+    const what = `server-side apply of ${kind} ${namespace}/${name}`;
+    this.count(kind, 'patch');
+    try {
+      const applied = await this.objects.patch<T>(
+        desired,
+        undefined,
+        undefined,
+        this.fieldManager,
+        options.force ?? true,
+        PatchStrategy.ServerSideApply,
+      );
+      this.logger.debug(
+        { kind, namespace, name, resourceVersion: applied.metadata?.resourceVersion },
+        'applied',
+      );
+      return applied;
+    } catch (error) {
+      throw writeError(what, error);
+    }
+  }
+
+  /**
+   * Writes the status of a custom resource through its status subresource and returns the object.
+   *
+   * Server-side apply rather than a merge patch, because status is rebuilt from observation on every
+   * pass: with apply, a field the operator stops setting is removed (a merge patch needs an explicit
+   * null for every vanished field, and one forgotten null leaves a stale fact in status), conditions
+   * merge per `type` (the CRD declares them a list map) instead of replacing the whole array, and an
+   * unchanged status is a true no-op (no new resourceVersion, so no watch event and no feedback
+   * loop). The /status endpoint ignores everything but `status`, so this can never write spec, and a
+   * status write does not bump metadata.generation.
+   */
+  async applyStatus<T extends KubernetesObject>(
+    type: ResourceType,
+    ref: ObjectRef,
+    status: object,
+  ): Promise<T> {
+    const slash = type.apiVersion.indexOf('/');
+    if (slash === -1) {
+      throw new CodedError(
+        'INVALID_ARGUMENT',
+        `applyStatus is for custom resources; ${type.kind} (${type.apiVersion}) is a core kind`,
+      );
+    }
+    this.requireRef(type.kind, ref, 'applyStatus');
+    const what = `status apply of ${type.kind} ${ref.namespace}/${ref.name}`;
+    this.count(type.kind, 'patch');
+    try {
+      const applied = (await this.customObjects.patchNamespacedCustomObjectStatus(
+        {
+          group: type.apiVersion.slice(0, slash),
+          version: type.apiVersion.slice(slash + 1),
+          plural: type.plural,
+          namespace: ref.namespace,
+          name: ref.name,
+          body: {
+            apiVersion: type.apiVersion,
+            kind: type.kind,
+            metadata: { name: ref.name, namespace: ref.namespace },
+            status,
+          },
+          fieldManager: this.fieldManager,
+          force: true,
+        },
+        setHeaderOptions('Content-Type', PatchStrategy.ServerSideApply),
+      )) as T;
+      this.logger.debug(
+        {
+          kind: type.kind,
+          namespace: ref.namespace,
+          name: ref.name,
+          resourceVersion: applied.metadata?.resourceVersion,
+        },
+        'status applied',
+      );
+      return applied;
+    } catch (error) {
+      throw writeError(what, error);
+    }
+  }
+
+  /** Deletes an object. Resolves false when it was already gone (or its uid no longer matches). */
+  async delete(type: ResourceType, ref: ObjectRef, options: DeleteOptions = {}): Promise<boolean> {
+    this.requireRef(type.kind, ref, 'delete');
+    this.count(type.kind, 'delete');
+    try {
+      await this.objects.delete(
+        {
+          apiVersion: type.apiVersion,
+          kind: type.kind,
+          metadata: { name: ref.name, namespace: ref.namespace },
+        },
+        undefined,
+        undefined,
+        undefined,
+        undefined,
+        options.propagationPolicy ?? 'Background',
+        options.uid === undefined ? undefined : { preconditions: { uid: options.uid } },
+      );
+      this.logger.debug({ kind: type.kind, namespace: ref.namespace, name: ref.name }, 'deleted');
+      return true;
+    } catch (error) {
+      const status = httpStatusOf(error);
+      // 409 with a uid precondition: the name now belongs to a different object, which is not ours to delete.
+      if (status === 404 || (status === 409 && options.uid !== undefined)) return false;
+      throw writeError(`delete of ${type.kind} ${ref.namespace}/${ref.name}`, error);
+    }
+  }
+
+  private count(kind: string, verb: KubernetesWriteVerb): void {
+    this.metrics?.countWrite(kind, verb);
+  }
+
+  private describe(
+    object: KubernetesObject,
+    operation: string,
+  ): { kind: string; namespace: string; name: string } {
+    const kind = object.kind;
+    const name = object.metadata?.name;
+    const namespace = object.metadata?.namespace;
+    if (!object.apiVersion || !kind || !name || !namespace) {
+      throw new CodedError(
+        'INVALID_OBJECT',
+        `${operation} needs apiVersion, kind, metadata.name and metadata.namespace; got apiVersion=${object.apiVersion ?? '(none)'} kind=${kind ?? '(none)'} name=${name ?? '(none)'} namespace=${namespace ?? '(none)'}`,
+      );
+    }
+    return { kind, namespace, name };
+  }
+
+  private requireRef(kind: string, ref: ObjectRef, operation: string): void {
+    if (!ref.namespace || !ref.name) {
+      throw new CodedError(
+        'INVALID_OBJECT',
+        `${operation} of ${kind} needs a namespace and a name; got namespace=${ref.namespace || '(none)'} name=${ref.name || '(none)'}`,
+      );
+    }
+  }
+}

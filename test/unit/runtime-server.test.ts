@@ -1,0 +1,175 @@
+// The operator's metrics and probe server, over a real socket on 127.0.0.1.
+import type { AddressInfo } from 'node:net';
+import test from 'ava';
+import type { ConnectorPhase } from '../../src/operator/api/types.ts';
+import type { InformerStatus } from '../../src/operator/runtime/informers.ts';
+import { createOperatorMetrics } from '../../src/operator/runtime/metrics.ts';
+import {
+  checkLiveness,
+  checkReadiness,
+  createRuntimeServer,
+  type HealthSource,
+} from '../../src/operator/runtime/server.ts';
+import { captureLogs } from '../helpers/log-capture.ts';
+
+function informer(overrides: Partial<InformerStatus> = {}): InformerStatus {
+  return {
+    resource: 'connectors.vaultpam.io',
+    state: 'watching',
+    synced: true,
+    restarts: 0,
+    failingForMs: 0,
+    ...overrides,
+  };
+}
+
+async function serve(t: import('ava').ExecutionContext, health: HealthSource, wedgedAfterMs = 60_000) {
+  const metrics = createOperatorMetrics();
+  const logs = captureLogs();
+  const server = createRuntimeServer({ metrics, health, logger: logs.logger, wedgedAfterMs });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  const { port } = server.address() as AddressInfo;
+  const get = async (path: string, method = 'GET') => {
+    const response = await fetch(`http://127.0.0.1:${port}${path}`, { method });
+    return {
+      status: response.status,
+      type: response.headers.get('content-type') ?? '',
+      text: await response.text(),
+    };
+  };
+  return { metrics, get };
+}
+
+test('liveness fails only when an informer has been failing for longer than the threshold', (t) => {
+  t.true(checkLiveness([informer(), informer({ state: 'backing-off', failingForMs: 1000 })], 5000).ok);
+  const wedged = checkLiveness(
+    [informer({ state: 'backing-off', failingForMs: 5001, lastError: 'HTTP 403' })],
+    5000,
+  );
+  t.false(wedged.ok);
+  t.is(wedged.status, 'wedged');
+  t.true(checkLiveness([], 5000).ok, 'a standby replica with no informers is alive');
+});
+
+test('readiness: the leader needs every informer synced; a standby replica is ready', (t) => {
+  t.deepEqual(checkReadiness([informer(), informer({ synced: false })], true).status, 'not-ready');
+  t.deepEqual(checkReadiness([informer()], true).status, 'ready');
+  t.deepEqual(
+    checkReadiness([informer()], undefined).status,
+    'ready',
+    'leader election off: same rule as a leader',
+  );
+  t.deepEqual(checkReadiness([informer({ synced: false, state: 'idle' })], false).status, 'standby');
+  t.true(checkReadiness([informer({ synced: false })], false).ok);
+});
+
+test('every operator metric is exposed with the vaultpam_operator_ prefix and live sources are read at scrape time', async (t) => {
+  let depth = 3;
+  let leading = true;
+  const { metrics, get } = await serve(t, { informers: () => [informer()] });
+  metrics.setWorkQueueSource(() => ({ depth, inFlight: 2, delayed: 0, failing: 0 }));
+  metrics.setLeaderSource(() => leading);
+  metrics.setConnectorPhaseSource(
+    () =>
+      new Map<ConnectorPhase, number>([
+        ['Online', 4],
+        ['NeedsRecovery', 1],
+      ]),
+  );
+  metrics.observeReconcile('success', 0.02);
+  metrics.observeReconcile('error', 0.5, 'CONTROL_PLANE_UNAVAILABLE');
+  metrics.enrollmentTokensMinted.inc();
+  metrics.recoveries.inc({ outcome: 'Succeeded' });
+  metrics.countWrite('StatefulSet', 'patch');
+  metrics.informerRestarts.inc({ resource: 'pods' });
+
+  const first = await get('/metrics');
+  t.is(first.status, 200);
+  t.true(first.type.startsWith('text/plain'));
+  for (const name of [
+    'vaultpam_operator_reconciles_total{result="success"} 1',
+    'vaultpam_operator_reconciles_total{result="error"} 1',
+    'vaultpam_operator_reconcile_errors_total{code="CONTROL_PLANE_UNAVAILABLE"} 1',
+    'vaultpam_operator_reconcile_duration_seconds_count 2',
+    'vaultpam_operator_work_queue_depth 3',
+    'vaultpam_operator_work_queue_in_flight 2',
+    'vaultpam_operator_connectors{phase="Online"} 4',
+    'vaultpam_operator_connectors{phase="NeedsRecovery"} 1',
+    'vaultpam_operator_connectors{phase="Pending"} 0',
+    'vaultpam_operator_enrollment_tokens_minted_total 1',
+    'vaultpam_operator_recoveries_total{outcome="Succeeded"} 1',
+    'vaultpam_operator_kubernetes_writes_total{kind="StatefulSet",verb="patch"} 1',
+    'vaultpam_operator_informer_restarts_total{resource="pods"} 1',
+    'vaultpam_operator_leader 1',
+  ]) {
+    t.true(first.text.includes(name), `missing: ${name}`);
+  }
+  const names = [...first.text.matchAll(/^# TYPE (\S+)/gm)].map((m) => m[1] ?? '');
+  t.true(names.length >= 12);
+  t.true(
+    names.every((name) => name.startsWith('vaultpam_operator_')),
+    names.join(', '),
+  );
+
+  depth = 0;
+  leading = false;
+  const second = await get('/metrics');
+  t.true(second.text.includes('vaultpam_operator_work_queue_depth 0'));
+  t.true(second.text.includes('vaultpam_operator_leader 0'));
+});
+
+test('totalWrites sums every write and can leave out kinds such as Lease renewals', async (t) => {
+  const metrics = createOperatorMetrics();
+  t.is(await metrics.totalWrites(), 0);
+  metrics.countWrite('Lease', 'update');
+  metrics.countWrite('Lease', 'update');
+  metrics.countWrite('ConfigMap', 'patch');
+  metrics.countWrite('Secret', 'delete');
+  t.is(await metrics.totalWrites(), 4);
+  t.is(await metrics.totalWrites({ excludeKinds: ['Lease'] }), 2);
+});
+
+test('/healthz and /readyz answer from the health source over HTTP', async (t) => {
+  let statuses = [informer({ synced: false, state: 'listing' })];
+  let leader: boolean | undefined = true;
+  const { get } = await serve(t, { informers: () => statuses, isLeader: () => leader ?? true }, 10_000);
+
+  let live = await get('/healthz');
+  t.is(live.status, 200);
+  t.is(JSON.parse(live.text).status, 'alive');
+  let ready = await get('/readyz');
+  t.is(ready.status, 503);
+  t.is(JSON.parse(ready.text).status, 'not-ready');
+  t.is(JSON.parse(ready.text).informers[0].resource, 'connectors.vaultpam.io');
+
+  statuses = [informer()];
+  ready = await get('/readyz');
+  t.is(ready.status, 200);
+  t.is(JSON.parse(ready.text).status, 'ready');
+
+  leader = false;
+  statuses = [informer({ synced: false, state: 'idle' })];
+  ready = await get('/readyz');
+  t.is(ready.status, 200);
+  t.is(JSON.parse(ready.text).status, 'standby');
+
+  statuses = [informer({ state: 'backing-off', failingForMs: 10_001, lastError: 'HTTP 403' })];
+  live = await get('/healthz');
+  t.is(live.status, 503);
+  t.is(JSON.parse(live.text).status, 'wedged');
+  t.is(JSON.parse(live.text).informers[0].lastError, 'HTTP 403');
+});
+
+test('unknown paths get 404 and other methods 405, and the server keeps serving', async (t) => {
+  const { get } = await serve(t, { informers: () => [] });
+  const missing = await get('/nope');
+  t.is(missing.status, 404);
+  t.regex(JSON.parse(missing.text).message, /\/healthz/);
+  const post = await get('/metrics', 'POST');
+  t.is(post.status, 405);
+  const head = await get('/healthz', 'HEAD');
+  t.is(head.status, 200);
+  t.is(head.text, '');
+  t.is((await get('/healthz')).status, 200);
+});
