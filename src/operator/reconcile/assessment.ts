@@ -135,13 +135,14 @@ const firstBootFailure: Rule = (input) => {
   const failure = input.record?.lastEnrollmentFailure;
   const agentSaysBootstrap =
     t?.failureClass === 'FirstBootBootstrap' && t.code !== 'ENROLLMENT_TOKEN_MISSING';
-  if (!agentSaysBootstrap && !failure && !input.tokenExpiredUnused && input.unpairedMints < 2)
-    return undefined;
+  // One expired token is routine (it is re-minted at once); a second one means pairing keeps failing.
+  const keepsExpiring = input.unpairedMints >= 2 && input.tokenExpiredUnused;
+  if (!agentSaysBootstrap && !failure && !keepsExpiring) return undefined;
   const reasons: string[] = [];
   if (agentSaysBootstrap)
     reasons.push(`the agent's enrollment failed: ${t?.code ?? ''} ${t?.reason ?? ''}`.trim());
   if (failure) reasons.push(`the control plane refused an enrollment with ${failure.code} at ${failure.at}`);
-  if (input.tokenExpiredUnused || input.unpairedMints >= 2) {
+  if (keepsExpiring) {
     reasons.push(`enrollment tokens expired unused (${Math.max(input.unpairedMints - 1, 1)} so far)`);
   }
   return {

@@ -1,0 +1,413 @@
+// Planner table tests: one case per situation of the runbook, with a fixed clock.
+import test from 'ava';
+import type { ConnectorStatus } from '../../src/operator/api/types.ts';
+import { plan } from '../../src/operator/reconcile/plan.ts';
+import { recoveryMintKey } from '../../src/operator/reconcile/recovery.ts';
+import {
+  CLAIM_UID,
+  claim,
+  connector,
+  observed,
+  pod,
+  record,
+  tokenSecret,
+  UID,
+} from '../helpers/observed-builder.ts';
+
+const NOW = new Date('2026-01-01T00:00:10Z');
+const condition = (status: ConnectorStatus, type: string) => status.conditions?.find((c) => c.type === type);
+
+test('a new Connector: the control-plane record is ensured and the StatefulSet asks for a claim', (t) => {
+  const result = plan(observed({ record: undefined, pods: [], claims: [], noWorkload: true }), NOW);
+  t.deepEqual(result.controlPlane, [
+    {
+      kind: 'ensureConnector',
+      connectorId: 'prod.edge',
+      config: { org: 'acme', endpointId: 'ep-1', allowedNetworks: ['10.0.0.0/8'] },
+    },
+  ]);
+  t.is(result.status.phase, 'Pending');
+  t.is(result.statefulSet?.spec?.replicas, 1);
+  t.is(result.statefulSet?.spec?.volumeClaimTemplates?.[0]?.metadata?.name, 'data');
+  t.deepEqual(result.statefulSet?.spec?.persistentVolumeClaimRetentionPolicy, {
+    whenDeleted: 'Retain',
+    whenScaled: 'Retain',
+  });
+  t.is(result.configMap?.data?.['connector-id'], 'prod.edge');
+  t.false(JSON.stringify(result.configMap).includes('token'), 'the ConfigMap holds configuration only');
+});
+
+test('never paired, no token: one token is minted with a key derived from the object and the count', (t) => {
+  const result = plan(
+    observed({
+      record: record({ state: 'pending', bootstrapRetired: false, lastHeartbeatAt: null, certificate: null }),
+    }),
+    NOW,
+  );
+  const mint = result.controlPlane.find((a) => a.kind === 'mintToken');
+  t.deepEqual(mint, {
+    kind: 'mintToken',
+    connectorId: 'prod.edge',
+    idempotencyKey: `enroll-${UID}-1`,
+    ttlSeconds: 14_400,
+  });
+  t.is(result.status.enrollment?.mintCount, 1);
+  t.true(result.events.some((e) => e.reason === 'TokenMinted'));
+});
+
+test('a live token in its Secret: nothing is minted and Enrolled says TokenMinted until expiry', (t) => {
+  const expiresAt = '2026-01-01T04:00:00.000Z';
+  const result = plan(
+    observed({
+      connector: connector({ status: { enrollment: { mintCount: 1 } } }),
+      record: record({
+        state: 'pending',
+        bootstrapRetired: false,
+        lastHeartbeatAt: null,
+        certificate: null,
+        liveToken: { tokenId: 'x', expiresAt },
+      }),
+      tokenSecret: tokenSecret({ expiresAt }),
+    }),
+    NOW,
+  );
+  t.false(result.controlPlane.some((a) => a.kind === 'mintToken'));
+  t.is(result.deleteTokenSecret, undefined);
+  t.is(condition(result.status, 'Enrolled')?.reason, 'TokenMinted');
+  t.is(result.status.enrollment?.tokenExpiresAt, expiresAt);
+  t.true((result.requeueAfterMs ?? 0) <= new Date(expiresAt).getTime() - NOW.getTime());
+});
+
+test('a token expired unused: its Secret is deleted and the next one is minted at once', (t) => {
+  const expired = '2026-01-01T00:00:00.000Z';
+  const result = plan(
+    observed({
+      connector: connector({ status: { enrollment: { mintCount: 1, tokenExpiresAt: expired } } }),
+      record: record({
+        state: 'pending',
+        bootstrapRetired: false,
+        lastHeartbeatAt: null,
+        certificate: null,
+        liveToken: null,
+      }),
+      tokenSecret: tokenSecret({ expiresAt: expired }),
+    }),
+    NOW,
+  );
+  t.is(result.deleteTokenSecret, 'edge-enrollment-token');
+  t.is(
+    result.controlPlane.find((a) => a.kind === 'mintToken')?.kind === 'mintToken'
+      ? (result.controlPlane.find((a) => a.kind === 'mintToken') as { idempotencyKey: string }).idempotencyKey
+      : undefined,
+    `enroll-${UID}-2`,
+  );
+  t.is(result.status.diagnosis, undefined, 'one expiry is routine');
+});
+
+test('tokens keep expiring: the re-mint waits with backoff and the diagnosis is FirstBootBootstrap', (t) => {
+  const expired = '2026-01-01T00:00:00.000Z';
+  const result = plan(
+    observed({
+      connector: connector({ status: { enrollment: { mintCount: 2, tokenExpiresAt: expired } } }),
+      record: record({
+        state: 'pending',
+        bootstrapRetired: false,
+        lastHeartbeatAt: null,
+        certificate: null,
+        liveToken: null,
+      }),
+      tokenSecret: tokenSecret({ expiresAt: expired, mintKey: `enroll-${UID}-2` }),
+    }),
+    NOW,
+  );
+  t.false(
+    result.controlPlane.some((a) => a.kind === 'mintToken'),
+    'no mint within the backoff window',
+  );
+  t.is(result.requeueAfterMs, 50_000);
+  t.is(result.status.diagnosis?.failureClass, 'FirstBootBootstrap');
+  t.regex(result.status.diagnosis?.nextStep ?? '', /trust|network|token/);
+});
+
+test('online and retired: the token Secret is deleted, Ready is True, mode Autonomous', (t) => {
+  const result = plan(observed({ tokenSecret: tokenSecret() }), NOW);
+  t.is(result.deleteTokenSecret, 'edge-enrollment-token');
+  t.true(result.events.some((e) => e.reason === 'BootstrapRetired'));
+  t.is(result.status.phase, 'Online');
+  t.is(result.status.mode, 'Autonomous');
+  t.is(condition(result.status, 'Ready')?.status, 'True');
+  t.is(condition(result.status, 'DurableStorage')?.reason, 'ClaimBound');
+  t.is(result.status.storage?.claimUID, CLAIM_UID);
+  t.is(condition(result.status, 'Reconciling'), undefined);
+});
+
+test('a pod on emptyDir: GuidedRecovery mode, DurableStorage False, a Warning names pod and volume', (t) => {
+  const result = plan(observed({ pods: [pod({ dataVolume: 'emptyDir' })], claims: [] }), NOW);
+  t.is(result.status.mode, 'GuidedRecovery');
+  const storage = condition(result.status, 'DurableStorage');
+  t.is(storage?.status, 'False');
+  t.is(storage?.reason, 'EmptyDir');
+  t.is(condition(result.status, 'Ready')?.status, 'False');
+  const warning = result.events.find((e) => e.reason === 'StorageEmptyDir');
+  t.regex(warning?.message ?? '', /edge-0/);
+  t.regex(warning?.message ?? '', /"data"/);
+});
+
+test('a replaced claim after pairing is identity loss', (t) => {
+  const result = plan(
+    observed({
+      connector: connector({
+        status: { phase: 'Online', storage: { claimUID: 'old-uid' }, enrollment: { retired: true } },
+      }),
+      record: record({ state: 'offline' }),
+      claims: [claim({ uid: 'new-uid' })],
+    }),
+    NOW,
+  );
+  t.is(condition(result.status, 'DurableStorage')?.reason, 'ClaimReplaced');
+  t.is(result.status.diagnosis?.failureClass, 'IdentityLoss');
+  t.is(result.status.mode, 'GuidedRecovery');
+  t.is(
+    result.status.storage?.claimUID,
+    'old-uid',
+    'the identity claim is remembered until a recovery moves it',
+  );
+});
+
+test('paired, identity intact, heartbeats stopped: Reconnect, no token', (t) => {
+  const result = plan(observed({ record: record({ state: 'offline' }) }), NOW);
+  t.is(result.status.phase, 'Offline');
+  t.is(result.status.diagnosis?.failureClass, 'Reconnect');
+  t.false(result.controlPlane.some((a) => a.kind === 'mintToken'));
+  t.is(condition(result.status, 'Healthy')?.reason, 'HeartbeatMissed');
+});
+
+test('needs_recovery under Manual: NeedsRecovery, Stalled until a request, no token', (t) => {
+  const failure = { code: 'ENROLLMENT_TOKEN_INVALID', at: '2026-01-01T00:00:05.000Z' };
+  const result = plan(
+    observed({ record: record({ state: 'needs_recovery', lastEnrollmentFailure: failure }) }),
+    NOW,
+  );
+  t.is(result.status.phase, 'NeedsRecovery');
+  t.is(result.status.diagnosis?.failureClass, 'IdentityLoss');
+  t.regex(result.status.diagnosis?.reason ?? '', /ENROLLMENT_TOKEN_INVALID/);
+  t.is(condition(result.status, 'Stalled')?.reason, 'RecoveryRequired');
+  t.deepEqual(result.controlPlane, []);
+});
+
+test('needs_recovery under Automatic: a recovery is requested once for the incident', (t) => {
+  const c = connector({ spec: { recovery: { policy: 'Automatic' } } });
+  const first = plan(observed({ connector: c, record: record({ state: 'needs_recovery' }) }), NOW);
+  t.is(first.status.recovery?.step, 'Requested');
+  t.regex(first.status.recovery?.requestId ?? '', /^auto-/);
+  t.is(first.status.phase, 'Recovering');
+  // The same incident after a failed attempt does not start another one.
+  const failed = {
+    ...first.status,
+    recovery: { ...first.status.recovery, step: 'Failed' as const, outcome: 'Failed' as const },
+  };
+  const again = plan(
+    observed({
+      connector: connector({ spec: c.spec, status: failed }),
+      record: record({ state: 'needs_recovery' }),
+    }),
+    NOW,
+  );
+  t.is(again.status.recovery?.step, 'Failed');
+});
+
+test('control plane unreachable: the phase is kept, Healthy Unknown, no control-plane calls', (t) => {
+  const result = plan(
+    observed({ connector: connector({ status: { phase: 'Online' } }), record: 'unreachable' }),
+    NOW,
+  );
+  t.is(result.status.phase, 'Online');
+  t.is(condition(result.status, 'Healthy')?.status, 'Unknown');
+  t.is(condition(result.status, 'Healthy')?.reason, 'ControlPlaneUnreachable');
+  t.deepEqual(result.controlPlane, []);
+});
+
+test('invalid spec: Stalled with the message, nothing applied', (t) => {
+  const o = observed();
+  const invalid = {
+    ...o,
+    spec: {
+      ok: false as const,
+      error: new (class extends Error {
+        code = 'INVALID_SPEC';
+        httpStatus = 400;
+        temporary = false;
+        details = undefined;
+        toJSON() {
+          return {};
+        }
+      })('spec.enrollment.tokenTTL: "9h" is outside 5m..4h') as never,
+    },
+  };
+  const result = plan(invalid, NOW);
+  t.is(condition(result.status, 'Stalled')?.reason, 'InvalidSpec');
+  t.regex(condition(result.status, 'Stalled')?.message ?? '', /tokenTTL/);
+  t.is(result.statefulSet, undefined);
+  t.deepEqual(result.controlPlane, []);
+});
+
+test('steady state: a second pass with the written status plans the same status (no write)', (t) => {
+  const first = plan(observed(), NOW);
+  const second = plan(
+    observed({
+      connector: connector({ status: first.status }),
+      record: record({ lastHeartbeatAt: '2026-01-01T00:00:20.000Z' }),
+    }),
+    new Date(NOW.getTime() + 20_000),
+  );
+  t.deepEqual(second.status, first.status, 'a newer heartbeat within the refresh window changes nothing');
+  t.deepEqual(second.events, []);
+  const later = plan(
+    observed({
+      connector: connector({ status: first.status }),
+      record: record({ lastHeartbeatAt: '2026-01-01T00:06:00.000Z' }),
+    }),
+    new Date('2026-01-01T00:06:01Z'),
+  );
+  t.is(later.status.lastHeartbeatTime, '2026-01-01T00:06:00Z', 'refreshed after the window');
+});
+
+test('degraded: one unhealthy path names itself', (t) => {
+  const result = plan(
+    observed({
+      record: record({
+        state: 'degraded',
+        paths: [
+          { name: 'tunnel', healthy: true, detail: '' },
+          { name: 'db', healthy: false, detail: 'connect refused' },
+        ],
+      }),
+    }),
+    NOW,
+  );
+  t.is(result.status.phase, 'Degraded');
+  t.regex(condition(result.status, 'Healthy')?.message ?? '', /db \(connect refused\)/);
+});
+
+test('guided recovery walks every step, each recorded before it is taken, and mints exactly one token', (t) => {
+  const spec = { recovery: { policy: 'Manual' as const, requestId: 'r1' } };
+  let status: ConnectorStatus = {
+    phase: 'NeedsRecovery',
+    enrollment: { retired: true },
+    storage: { claimUID: CLAIM_UID },
+  };
+  let cp = record({ state: 'needs_recovery' });
+  let now = NOW;
+  const step = (o: Parameters<typeof observed>[0]) => {
+    now = new Date(now.getTime() + 1_000);
+    const result = plan(observed({ connector: connector({ spec, status }), record: cp, ...o }), now);
+    status = result.status;
+    return result;
+  };
+
+  t.is(step({}).status.recovery?.step, 'Requested');
+  let r = step({});
+  t.is(r.status.recovery?.step, 'ScalingDown');
+  r = step({});
+  t.is(r.statefulSet?.spec?.replicas, 0, 'scaling down');
+  t.is(r.status.recovery?.step, 'ScalingDown', 'waits while a pod exists');
+  r = step({ pods: [], workloadReplicas: 0 });
+  t.is(r.status.recovery?.step, 'StorageReady');
+  r = step({ pods: [], workloadReplicas: 0 });
+  t.is(r.status.recovery?.step, 'TokensRevoked');
+  r = step({ pods: [], workloadReplicas: 0, tokenSecret: tokenSecret() });
+  t.deepEqual(
+    r.controlPlane.map((a) => a.kind),
+    ['beginRecovery', 'revokeTokens'],
+  );
+  t.is(r.deleteTokenSecret, 'edge-enrollment-token');
+  cp = record({
+    state: 'recovering',
+    bootstrapRetired: false,
+    recovery: { requestId: 'r1', startedAt: '2026-01-01T00:00:12.000Z', completedAt: null },
+  });
+  r = step({ pods: [], workloadReplicas: 0 });
+  t.is(r.status.recovery?.step, 'TokenMinted');
+  const mints: string[] = [];
+  for (let i = 0; i < 2; i++) {
+    // A crash-restarted operator replays the step: the same key, so the same token.
+    r = plan(
+      observed({ connector: connector({ spec, status }), record: cp, pods: [], workloadReplicas: 0 }),
+      now,
+    );
+    for (const a of r.controlPlane) if (a.kind === 'mintToken') mints.push(a.idempotencyKey);
+  }
+  t.deepEqual(mints, [recoveryMintKey('r1'), recoveryMintKey('r1')]);
+  t.is(r.statefulSet?.spec?.replicas, 0, 'the pod stays down until the token is in place');
+  const secret = tokenSecret({ mintKey: recoveryMintKey('r1'), expiresAt: '2026-01-01T04:00:00.000Z' });
+  r = step({ pods: [], workloadReplicas: 0, tokenSecret: secret });
+  t.is(r.status.recovery?.step, 'ScalingUp');
+  r = step({ pods: [], workloadReplicas: 0, tokenSecret: secret });
+  t.is(r.statefulSet?.spec?.replicas, 1);
+  r = step({ pods: [], workloadReplicas: 1, tokenSecret: secret });
+  t.is(r.status.recovery?.step, 'AwaitingOnline');
+  t.is(r.status.phase, 'Recovering');
+  cp = record({
+    state: 'online',
+    bootstrapRetired: true,
+    certificate: { serial: 'cd34', notBefore: '', notAfter: '', fingerprintSha256: '' },
+  });
+  r = step({ tokenSecret: secret });
+  t.is(r.deleteTokenSecret, 'edge-enrollment-token', 'the spent token goes before the validation restart');
+  r = step({});
+  t.is(r.status.recovery?.step, 'ValidatingRestart');
+  r = step({});
+  t.is(r.statefulSet?.spec?.template?.metadata?.annotations?.['vaultpam.io/restarted-for'], 'r1');
+  const restarted = pod({
+    name: 'edge-0',
+    uid: 'pod-2',
+    annotations: { 'vaultpam.io/restarted-for': 'r1' },
+    startTime: '2026-01-01T00:01:00Z',
+  });
+  cp = record({
+    state: 'online',
+    lastHeartbeatAt: '2026-01-01T00:01:05.000Z',
+    certificate: { serial: 'cd34', notBefore: '', notAfter: '', fingerprintSha256: '' },
+  });
+  r = step({ pods: [restarted], templateAnnotations: { 'vaultpam.io/restarted-for': 'r1' } });
+  t.is(r.status.recovery?.step, 'Completed');
+  t.is(r.status.recovery?.outcome, 'Succeeded');
+  t.regex(r.status.recovery?.evidence?.proof ?? '', /cd34/);
+  t.is(r.status.recovery?.evidence?.phaseBefore, 'NeedsRecovery');
+  t.is(r.status.phase, 'Online');
+  t.is(
+    r.statefulSet?.spec?.template?.metadata?.annotations?.['vaultpam.io/restarted-for'],
+    'r1',
+    'the marker stays, so the pod is not rolled again',
+  );
+  // The same request id never runs twice.
+  r = step({ pods: [restarted], templateAnnotations: { 'vaultpam.io/restarted-for': 'r1' } });
+  t.is(r.status.recovery?.step, 'Completed');
+  t.deepEqual(r.controlPlane, []);
+});
+
+test('a recovery whose token expires before pairing fails once and does not loop', (t) => {
+  const spec = { recovery: { requestId: 'r2' } };
+  const status: ConnectorStatus = {
+    recovery: {
+      requestId: 'r2',
+      step: 'AwaitingOnline',
+      attempts: 1,
+      startedAt: '2026-01-01T00:00:00Z',
+      mintKey: recoveryMintKey('r2'),
+    },
+  };
+  const expired = tokenSecret({ mintKey: recoveryMintKey('r2'), expiresAt: '2026-01-01T00:00:05.000Z' });
+  const cp = record({ state: 'recovering', bootstrapRetired: false });
+  const failed = plan(
+    observed({ connector: connector({ spec, status }), record: cp, tokenSecret: expired }),
+    NOW,
+  );
+  t.is(failed.status.recovery?.step, 'Failed');
+  t.regex(failed.status.recovery?.reason ?? '', /expired/);
+  t.true(failed.events.some((e) => e.type === 'Warning' && e.reason === 'RecoveryFailed'));
+  t.is(condition(failed.status, 'Stalled')?.reason, 'RecoveryFailed');
+  const next = plan(observed({ connector: connector({ spec, status: failed.status }), record: cp }), NOW);
+  t.is(next.status.recovery?.step, 'Failed');
+  t.false(next.controlPlane.some((a) => a.kind === 'mintToken' || a.kind === 'beginRecovery'));
+});
