@@ -1,11 +1,11 @@
-// Finds (or builds, once) the etcd, kube-apiserver and kube-controller-manager binaries that the
-// pinned wrapper module in tools/cluster describes. The build script owns the cache layout.
+// Finds (or builds, once) the etcd, kube-apiserver, kube-controller-manager and kustomize binaries
+// that the pinned wrapper module in tools/cluster describes. The build script owns the cache layout.
 import { spawn } from 'node:child_process';
 import { access, constants } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-export const CLUSTER_BINARIES = ['etcd', 'kube-apiserver', 'kube-controller-manager'] as const;
+export const CLUSTER_BINARIES = ['etcd', 'kube-apiserver', 'kube-controller-manager', 'kustomize'] as const;
 export type ClusterBinary = (typeof CLUSTER_BINARIES)[number];
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');

@@ -1,0 +1,72 @@
+# syntax=docker/dockerfile:1
+# Images of the three programs in this package, from one Dockerfile:
+#   docker build --target operator      -t vaultpam-connector-operator .   (the default target)
+#   docker build --target connector     -t vaultpam-connector .
+#   docker build --target control-plane -t vaultpam-control-plane .
+# There is no build step: Node runs the TypeScript sources directly (type stripping), so an image is
+# the sources, package.json and the production dependencies. Every image runs as uid 65532 and
+# writes nothing outside its declared volume, so it runs with readOnlyRootFilesystem.
+
+# The Node version the project pins (package.json devDependency `node`). For a reproducible release
+# build, pin the digest too: --build-arg NODE_IMAGE=node:26.10.0-bookworm-slim@sha256:<digest>.
+ARG NODE_IMAGE=node:26.10.0-bookworm-slim
+
+FROM ${NODE_IMAGE} AS dependencies
+WORKDIR /app
+COPY package.json package-lock.json ./
+# Production dependencies only, exactly as locked; no install scripts run (none of them needs one).
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
+
+FROM ${NODE_IMAGE} AS runtime
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+ENV NODE_ENV=production
+WORKDIR /app
+# Owned by root and not writable by the runtime user: the code cannot be changed at run time.
+COPY --from=dependencies /app/node_modules ./node_modules
+COPY package.json ./
+COPY src ./src
+COPY crds ./crds
+LABEL org.opencontainers.image.vendor="VaultPAM" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.source="https://github.com/vaultpam/vaultpam-connector-operator" \
+      org.opencontainers.image.documentation="https://github.com/vaultpam/vaultpam-connector-operator/blob/main/docs/install.md" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.base.name="${NODE_IMAGE}"
+USER 65532:65532
+
+# The reference connector agent. Its identity lives in /data (PAM_AGENT_DATA_DIR): mount durable
+# storage there for Autonomous mode.
+FROM runtime AS connector
+USER 0:0
+RUN mkdir -p /data && chown 65532:65532 /data && chmod 0700 /data
+USER 65532:65532
+ENV PAM_AGENT_DATA_DIR=/data
+VOLUME ["/data"]
+EXPOSE 8081
+LABEL org.opencontainers.image.title="vaultpam-connector" \
+      org.opencontainers.image.description="Reference VaultPAM connector agent: enrolls once, keeps its identity in /data, heartbeats over mTLS."
+ENTRYPOINT ["node", "src/bin/connector.ts"]
+
+# The reference control plane: SQLite state, CA and admin credential in its data volume.
+FROM runtime AS control-plane
+USER 0:0
+RUN mkdir -p /var/lib/vaultpam-control-plane \
+  && chown 65532:65532 /var/lib/vaultpam-control-plane \
+  && chmod 0700 /var/lib/vaultpam-control-plane
+USER 65532:65532
+ENV VAULTPAM_CP_DATA_DIR=/var/lib/vaultpam-control-plane \
+    VAULTPAM_CP_LISTEN=0.0.0.0:8443
+VOLUME ["/var/lib/vaultpam-control-plane"]
+EXPOSE 8443
+LABEL org.opencontainers.image.title="vaultpam-control-plane" \
+      org.opencontainers.image.description="Reference VaultPAM control plane: enrollment, connector certificates, heartbeats, audit log."
+ENTRYPOINT ["node", "src/bin/control-plane.ts"]
+
+# The operator (last, so a plain `docker build .` produces it). It needs no writable path at all.
+FROM runtime AS operator
+EXPOSE 8080
+LABEL org.opencontainers.image.title="vaultpam-connector-operator" \
+      org.opencontainers.image.description="Kubernetes operator that runs VaultPAM connectors and automates the connector runbook's guided recovery."
+ENTRYPOINT ["node", "src/bin/operator.ts"]
