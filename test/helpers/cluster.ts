@@ -27,7 +27,7 @@ export interface ClusterContext {
  */
 export function useCluster(test: TestFn<unknown>): () => ClusterContext {
   let context: ClusterContext | undefined;
-  test.before(async () => {
+  test.serial.before(async () => {
     const cluster = await startLocalCluster();
     context = { cluster, kc: cluster.adminKubeConfig() };
   });

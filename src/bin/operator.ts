@@ -1,0 +1,146 @@
+#!/usr/bin/env node
+// `vaultpam-operator`: the Connector operator. Reads flags and environment, loads the kubeconfig
+// (in-cluster ServiceAccount or KUBECONFIG), starts the operator, and stops it cleanly on SIGTERM
+// (the lease is released so a standby takes over at once).
+import { hostname } from 'node:os';
+import { KubeConfig } from '@kubernetes/client-node';
+import { type FlagSpecs, helpText, onShutdownSignal, parseFlags } from '../lib/cli.ts';
+import { CodedError, errorMessage } from '../lib/errors.ts';
+import { createLogger, isLogLevel } from '../lib/logger.ts';
+import { parseDuration } from '../operator/api/types.ts';
+import { startOperator } from '../operator/operator.ts';
+import { leaderIdentity } from '../operator/runtime/leader-election.ts';
+
+const env = (flag: string) => `VAULTPAM_OPERATOR_${flag.toUpperCase().replaceAll('-', '_')}`;
+const flags: FlagSpecs = {
+  namespace: { env: env('namespace'), description: 'Watch one namespace; all namespaces when empty.' },
+  'control-plane-url': { env: env('control-plane-url'), description: 'Default control-plane URL (https).' },
+  'control-plane-ca-file': {
+    env: env('control-plane-ca-file'),
+    description: "File with the control plane's CA bundle.",
+  },
+  'credential-secret': {
+    env: env('credential-secret'),
+    description: 'The admin credential Secret: <namespace>/<name>[/<key>] (key default "credential").',
+  },
+  'connector-image': {
+    env: env('connector-image'),
+    default: 'vaultpam/connector:0.1.0',
+    description: 'Default image of connector pods.',
+  },
+  'leader-elect': {
+    env: env('leader-elect'),
+    default: 'true',
+    description: 'Elect a leader on a Lease (true/false).',
+  },
+  'leader-election-namespace': {
+    env: env('leader-election-namespace'),
+    description: 'Namespace of the Lease (default: POD_NAMESPACE).',
+  },
+  'lease-name': {
+    env: env('lease-name'),
+    default: 'vaultpam-connector-operator',
+    description: 'Name of the Lease.',
+  },
+  listen: {
+    env: env('listen'),
+    default: '0.0.0.0:8080',
+    description: 'Address of /healthz, /readyz and /metrics.',
+  },
+  concurrency: { env: env('concurrency'), default: '4', description: 'Reconciles at once.' },
+  resync: { env: env('resync'), default: '10m', description: 'Re-reconcile every Connector this often.' },
+  'log-level': { env: 'LOG_LEVEL', default: 'info', description: 'fatal, error, warn, info, debug, trace.' },
+};
+
+function hostPort(value: string, flag: string): { host: string; port: number } {
+  const at = value.lastIndexOf(':');
+  const port = Number(value.slice(at + 1));
+  if (at < 0 || !Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new CodedError(
+      'INVALID_FLAGS',
+      `--${flag}: "${value}" is not host:port (for example 0.0.0.0:8080)`,
+    );
+  }
+  return { host: value.slice(0, at) || '0.0.0.0', port };
+}
+
+async function main(): Promise<void> {
+  const parsed = parseFlags(process.argv.slice(2), flags, process.env);
+  if (parsed.help) {
+    process.stdout.write(
+      `${helpText('vaultpam-operator', 'Runs VaultPAM connectors on Kubernetes the way the connector runbook says.', flags)}\n`,
+    );
+    return;
+  }
+  const v = parsed.values;
+  const level = v['log-level'] ?? 'info';
+  if (!isLogLevel(level)) throw new CodedError('INVALID_FLAGS', `--log-level: unknown level "${level}"`);
+  const logger = createLogger({ name: 'operator', level });
+  const kc = new KubeConfig();
+  kc.loadFromDefault();
+
+  let controlPlane: Parameters<typeof startOperator>[0]['controlPlane'];
+  if (v['control-plane-url']) {
+    const [secretNamespace, secretName, secretKey] = (v['credential-secret'] ?? '').split('/');
+    if (!secretNamespace || !secretName) {
+      throw new CodedError(
+        'INVALID_FLAGS',
+        '--credential-secret: expected <namespace>/<name>[/<key>] with --control-plane-url',
+      );
+    }
+    if (!v['control-plane-url'].startsWith('https://')) {
+      throw new CodedError(
+        'INVALID_FLAGS',
+        `--control-plane-url: "${v['control-plane-url']}" must be an https:// URL`,
+      );
+    }
+    controlPlane = {
+      url: v['control-plane-url'],
+      ...(v['control-plane-ca-file'] ? { caFile: v['control-plane-ca-file'] } : {}),
+      credentialSecret: { namespace: secretNamespace, name: secretName, key: secretKey || 'credential' },
+    };
+  }
+  const concurrency = Number(v.concurrency);
+  if (!Number.isInteger(concurrency) || concurrency < 1)
+    throw new CodedError('INVALID_FLAGS', `--concurrency: "${v.concurrency}" must be a whole number >= 1`);
+  const leaderElect = v['leader-elect'] !== 'false';
+  const leaseNamespace = v['leader-election-namespace'] ?? process.env.POD_NAMESPACE;
+  if (leaderElect && !leaseNamespace) {
+    throw new CodedError(
+      'INVALID_FLAGS',
+      '--leader-election-namespace (or POD_NAMESPACE) is required with --leader-elect=true',
+    );
+  }
+  const operator = await startOperator({
+    kc,
+    logger,
+    ...(v.namespace ? { namespace: v.namespace } : {}),
+    ...(controlPlane ? { controlPlane } : {}),
+    connectorImage: v['connector-image'] ?? 'vaultpam/connector:0.1.0',
+    concurrency,
+    resyncMs: parseDuration(v.resync ?? '10m') * 1000,
+    listen: hostPort(v.listen ?? '0.0.0.0:8080', 'listen'),
+    ...(leaderElect && leaseNamespace
+      ? {
+          leaderElection: {
+            namespace: leaseNamespace,
+            leaseName: v['lease-name'] ?? 'vaultpam-connector-operator',
+            identity: leaderIdentity(process.env.POD_NAME ?? hostname()),
+          },
+        }
+      : {}),
+  });
+  logger.info(
+    { listen: operator.address, namespace: v.namespace || 'all', leaderElection: leaderElect },
+    'operator started',
+  );
+  onShutdownSignal(async () => {
+    logger.info('stopping');
+    await operator.stop({ release: true });
+  });
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`vaultpam-operator: ${errorMessage(error)}\n`);
+  process.exit(error instanceof CodedError && error.code === 'INVALID_FLAGS' ? 2 : 1);
+});

@@ -1,0 +1,159 @@
+// Follows one control plane's change stream so the operator never polls thousands of connectors:
+// one list for a consistent snapshot and a cursor, then long-polls for changes after that cursor.
+// A client that reconnects resumes from its cursor and misses nothing; a cursor the control plane
+// no longer keeps (410 CURSOR_EXPIRED) means a fresh list. Every change is announced by connector
+// id, which the controller turns into a reconcile of the matching Connector within moments.
+import type {
+  ControlPlaneAdminClient,
+  Connector as ControlPlaneConnector,
+} from '../../controlplane/admin-client.ts';
+import { CodedError, errorMessage, isCodedError } from '../../lib/errors.ts';
+import type { Logger } from '../../lib/logger.ts';
+import { realScheduler, type Scheduler } from '../runtime/work-queue.ts';
+
+export interface FollowerOptions {
+  /** The client in effect now (the credential may be reloaded between calls). */
+  client: () => ControlPlaneAdminClient | undefined;
+  logger: Logger;
+  /** Called with the connector id of every record that changed (or was listed). */
+  onChange: (connectorId: string) => void;
+  /** Long-poll wait per request (the control plane caps it at 30 s). */
+  waitSeconds?: number;
+  scheduler?: Scheduler;
+  retryBaseMs?: number;
+  retryCapMs?: number;
+}
+
+export class ControlPlaneFollower {
+  private readonly options: FollowerOptions;
+  private readonly scheduler: Scheduler;
+  private readonly records = new Map<string, ControlPlaneConnector>();
+  private cursor: number | undefined;
+  private running = false;
+  private failures = 0;
+  private lastError: CodedError | undefined;
+  private wakeTimer: unknown;
+  private wake: (() => void) | undefined;
+
+  constructor(options: FollowerOptions) {
+    this.options = options;
+    this.scheduler = options.scheduler ?? realScheduler;
+  }
+
+  /** True once a snapshot was listed and the stream is being followed without error. */
+  synced(): boolean {
+    return this.cursor !== undefined && this.lastError === undefined;
+  }
+
+  /** Why following fails right now, if it does. */
+  error(): CodedError | undefined {
+    return this.lastError;
+  }
+
+  get(connectorId: string): ControlPlaneConnector | undefined {
+    return this.records.get(connectorId);
+  }
+
+  /** Records a fresher copy the operator just got from an admin call (keeps the newest revision). */
+  remember(record: ControlPlaneConnector): void {
+    const known = this.records.get(record.connectorId);
+    if (!known || known.revision <= record.revision) this.records.set(record.connectorId, record);
+  }
+
+  forget(connectorId: string): void {
+    this.records.delete(connectorId);
+  }
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    void this.loop();
+  }
+
+  stop(): void {
+    this.running = false;
+    if (this.wakeTimer !== undefined) this.scheduler.clearTimeout(this.wakeTimer);
+    this.wake?.();
+  }
+
+  private async loop(): Promise<void> {
+    while (this.running) {
+      const client = this.options.client();
+      try {
+        if (!client)
+          throw new CodedError(
+            'CONTROL_PLANE_CREDENTIAL_MISSING',
+            'no control-plane credential is available yet',
+            { temporary: true },
+          );
+        if (this.cursor === undefined) await this.list(client);
+        else await this.follow(client, this.cursor);
+        if (this.lastError) this.options.logger.info('following the control plane again');
+        this.failures = 0;
+        this.lastError = undefined;
+      } catch (error) {
+        if (!this.running) return;
+        if (isCodedError(error, 'CURSOR_EXPIRED')) {
+          this.options.logger.info({ cursor: this.cursor }, 'change cursor expired; listing again');
+          this.cursor = undefined;
+          continue;
+        }
+        this.failures += 1;
+        const coded = isCodedError(error)
+          ? error
+          : new CodedError('CONTROL_PLANE_UNREACHABLE', errorMessage(error), { temporary: true });
+        if (!this.lastError)
+          this.options.logger.warn(
+            { code: coded.code, err: coded.message },
+            'cannot follow the control plane; retrying',
+          );
+        this.lastError = coded;
+        // Reconciles fall back to direct reads; tell them the view is stale.
+        for (const id of this.records.keys()) this.options.onChange(id);
+        await this.sleep(
+          Math.min(
+            (this.options.retryBaseMs ?? 1_000) * 2 ** (this.failures - 1),
+            this.options.retryCapMs ?? 30_000,
+          ),
+        );
+      }
+    }
+  }
+
+  private async list(client: ControlPlaneAdminClient): Promise<void> {
+    const snapshot = await client.listConnectors();
+    const seen = new Set<string>();
+    for (const record of snapshot.connectors) {
+      seen.add(record.connectorId);
+      this.records.set(record.connectorId, record);
+      this.options.onChange(record.connectorId);
+    }
+    for (const id of [...this.records.keys()]) {
+      if (!seen.has(id)) {
+        this.records.delete(id);
+        this.options.onChange(id);
+      }
+    }
+    this.cursor = snapshot.cursor;
+  }
+
+  private async follow(client: ControlPlaneAdminClient, since: number): Promise<void> {
+    const page = await client.changes(since, this.options.waitSeconds ?? 25);
+    for (const change of page.changes) {
+      if (change.connector) this.remember(change.connector);
+      else this.records.delete(change.connectorId);
+      this.options.onChange(change.connectorId);
+    }
+    this.cursor = page.cursor;
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      this.wake = resolve;
+      this.wakeTimer = this.scheduler.setTimeout(() => {
+        this.wakeTimer = undefined;
+        resolve();
+      }, ms);
+    });
+  }
+}

@@ -1,0 +1,345 @@
+// The operator assembled: informers for Connectors and what it owns (by label), a per-key work
+// queue, the control-plane connections and their change streams, the reconciler, leader election
+// and the health/metrics server. Built from arguments only (src/bin/operator.ts reads the
+// environment), so tests start real operators in-process against a real API server.
+import { readFile } from 'node:fs/promises';
+import type { Server } from 'node:http';
+import {
+  AppsV1Api,
+  type KubeConfig,
+  PatchStrategy,
+  setHeaderOptions,
+  type V1ConfigMap,
+  type V1PersistentVolumeClaim,
+  type V1Pod,
+  type V1Secret,
+  type V1StatefulSet,
+} from '@kubernetes/client-node';
+import { type Clock, systemClock } from '../lib/clock.ts';
+import type { Logger } from '../lib/logger.ts';
+import { COMPONENTS, LABEL_VALUES, LABELS } from './api/constants.ts';
+import type { Connector, ConnectorPhase } from './api/types.ts';
+import { defaultConnectorId } from './api/types.ts';
+import { InformerClusterReader } from './cluster-reader.ts';
+import { type ControlPlaneConnection, ControlPlaneConnections } from './control-plane/connections.ts';
+import { ConnectorReconciler } from './reconciler.ts';
+import { KubeWriter } from './runtime/apply.ts';
+import { CredentialSource } from './runtime/credential.ts';
+import { EventRecorder } from './runtime/events.ts';
+import { Informer } from './runtime/informers.ts';
+import { LeaderElector } from './runtime/leader-election.ts';
+import { createOperatorMetrics, type OperatorMetrics } from './runtime/metrics.ts';
+import { RESOURCE_TYPES } from './runtime/resources.ts';
+import { createRuntimeServer } from './runtime/server.ts';
+import { objectKey, WorkQueue } from './runtime/work-queue.ts';
+
+export interface OperatorOptions {
+  kc: KubeConfig;
+  logger: Logger;
+  clock?: Clock;
+  /** Watch one namespace; all when omitted. */
+  namespace?: string;
+  /** The operator's default control plane. */
+  controlPlane?: {
+    url: string;
+    caPem?: string;
+    caFile?: string;
+    credentialSecret: { namespace: string; name: string; key: string };
+  };
+  connectorImage: string;
+  concurrency?: number;
+  resyncMs?: number;
+  /** Leader election; omitted: this replica acts alone. */
+  leaderElection?: {
+    namespace: string;
+    leaseName: string;
+    identity: string;
+    leaseDurationMs?: number;
+    renewDeadlineMs?: number;
+    retryPeriodMs?: number;
+  };
+  /** Health and metrics listener; omitted: none. */
+  listen?: { host: string; port: number };
+  backoff?: { baseMs?: number; capMs?: number };
+}
+
+export interface RunningOperator {
+  readonly metrics: OperatorMetrics;
+  /** The address /healthz, /readyz and /metrics listen on. */
+  readonly address: { host: string; port: number } | undefined;
+  isLeader(): boolean;
+  /** Waits until the informers have synced. */
+  ready(): Promise<void>;
+  /** Stops acting at once; with release, hands the lease to a successor immediately. */
+  stop(options?: { release?: boolean }): Promise<void>;
+}
+
+const ownedSelector = `${LABELS.managedBy}=${LABEL_VALUES.managedBy}`;
+
+export async function startOperator(options: OperatorOptions): Promise<RunningOperator> {
+  const { kc, logger } = options;
+  const clock = options.clock ?? systemClock;
+  const metrics = createOperatorMetrics();
+  const identity = options.leaderElection?.identity ?? 'vaultpam-connector-operator';
+  const ns = options.namespace ? { namespace: options.namespace } : {};
+  const resyncPeriodMs = options.resyncMs ?? 10 * 60_000;
+
+  const connectors = new Informer<Connector>({
+    kc,
+    logger,
+    metrics,
+    type: RESOURCE_TYPES.connector,
+    resyncPeriodMs,
+    ...ns,
+  });
+  const owned = {
+    statefulSets: new Informer<V1StatefulSet>({
+      kc,
+      logger,
+      metrics,
+      type: RESOURCE_TYPES.statefulSet,
+      labelSelector: ownedSelector,
+      ...ns,
+    }),
+    configMaps: new Informer<V1ConfigMap>({
+      kc,
+      logger,
+      metrics,
+      type: RESOURCE_TYPES.configMap,
+      labelSelector: ownedSelector,
+      ...ns,
+    }),
+    secrets: new Informer<V1Secret>({
+      kc,
+      logger,
+      metrics,
+      type: RESOURCE_TYPES.secret,
+      labelSelector: `${LABELS.component}=${COMPONENTS.enrollmentToken}`,
+      ...ns,
+    }),
+    pods: new Informer<V1Pod>({
+      kc,
+      logger,
+      metrics,
+      type: RESOURCE_TYPES.pod,
+      labelSelector: `${LABELS.name}=${LABEL_VALUES.name}`,
+      ...ns,
+    }),
+    claims: new Informer<V1PersistentVolumeClaim>({
+      kc,
+      logger,
+      metrics,
+      type: RESOURCE_TYPES.persistentVolumeClaim,
+      labelSelector: ownedSelector,
+      ...ns,
+    }),
+  };
+
+  // Which Connector a control-plane connector id belongs to, kept current from the Connector informer.
+  const keyByConnectorId = new Map<string, string>();
+  const connectorIdOf = (c: Connector) =>
+    c.status?.connectorId ??
+    c.spec?.connector?.id ??
+    defaultConnectorId(c.metadata.namespace ?? '', c.metadata.name ?? '');
+
+  let queue: WorkQueue | undefined;
+  const enqueue = (key: string) => queue?.add(key);
+  const connections = new ControlPlaneConnections({
+    logger,
+    onChange: (_connection, connectorId) => {
+      const key = keyByConnectorId.get(connectorId);
+      if (key) enqueue(key);
+    },
+  });
+
+  let credential: CredentialSource | undefined;
+  let defaultConnection: ControlPlaneConnection | undefined;
+  if (options.controlPlane) {
+    const cp = options.controlPlane;
+    const caPem = cp.caPem ?? (cp.caFile ? await readFile(cp.caFile, 'utf8') : '');
+    credential = new CredentialSource({
+      kc,
+      logger,
+      metrics,
+      namespace: cp.credentialSecret.namespace,
+      name: cp.credentialSecret.name,
+      key: cp.credentialSecret.key,
+      onChange: () => {
+        // A new credential: every Connector on the default control plane should be looked at again.
+        for (const key of keyByConnectorId.values()) enqueue(key);
+      },
+    });
+    defaultConnection = connections.registerDefault({
+      url: cp.url,
+      caPem,
+      credential: () => credential?.current(),
+    });
+  }
+
+  const writer = new KubeWriter({ kc, logger, metrics });
+  const recorder = new EventRecorder({ kc, logger, identity, metrics, clock });
+  const apps = kc.makeApiClient(AppsV1Api);
+  const reconciler = new ConnectorReconciler({
+    clock,
+    logger,
+    reader: new InformerClusterReader(kc, owned),
+    connections,
+    defaultConnection,
+    defaultImage: options.connectorImage,
+    writer,
+    recorder,
+    metrics,
+    getConnector: (namespace, name) => connectors.get(namespace, name),
+    async scale(kind, namespace, name, replicas) {
+      metrics.countWrite(kind, 'patch');
+      const body = { spec: { replicas } };
+      const headers = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
+      if (kind === 'StatefulSet')
+        await apps.patchNamespacedStatefulSetScale({ namespace, name, body }, headers);
+      else await apps.patchNamespacedDeploymentScale({ namespace, name, body }, headers);
+    },
+  });
+
+  const keyOf = (c: Connector) => objectKey(c.metadata.namespace ?? '', c.metadata.name ?? '');
+  connectors.addHandlers({
+    onAdd: (c) => {
+      keyByConnectorId.set(connectorIdOf(c), keyOf(c));
+      enqueue(keyOf(c));
+    },
+    onUpdate: (c) => {
+      keyByConnectorId.set(connectorIdOf(c), keyOf(c));
+      enqueue(keyOf(c));
+    },
+    onDelete: (c) => {
+      keyByConnectorId.delete(connectorIdOf(c));
+      enqueue(keyOf(c));
+    },
+  });
+  // An owned object's event wakes the Connector named in its label.
+  const wakeOwner = (object: { metadata?: { namespace?: string; labels?: Record<string, string> } }) => {
+    const name = object.metadata?.labels?.[LABELS.connector];
+    if (name && object.metadata?.namespace) enqueue(objectKey(object.metadata.namespace, name));
+  };
+  for (const informer of Object.values(owned)) {
+    (informer as Informer<V1Pod>).addHandlers({ onAdd: wakeOwner, onUpdate: wakeOwner, onDelete: wakeOwner });
+  }
+  metrics.setConnectorPhaseSource(() => {
+    const counts = new Map<ConnectorPhase, number>();
+    for (const c of connectors.list()) {
+      const phase = c.status?.phase;
+      if (phase) counts.set(phase, (counts.get(phase) ?? 0) + 1);
+    }
+    return counts;
+  });
+
+  const informers = [connectors, ...Object.values(owned)];
+  for (const informer of informers) informer.start();
+  credential?.start();
+
+  // The leader's work: process the queue and follow the control planes. Standbys keep warm caches.
+  const lead = () => {
+    const workQueue = new WorkQueue({
+      logger,
+      concurrency: options.concurrency ?? 4,
+      ...(options.backoff ? { backoff: options.backoff } : {}),
+      handler: async (key) => {
+        const started = performance.now();
+        try {
+          const result = await reconciler.reconcile(key);
+          metrics.observeReconcile(
+            result.requeueAfterMs !== undefined ? 'requeue' : 'success',
+            (performance.now() - started) / 1000,
+          );
+          return result;
+        } catch (error) {
+          metrics.observeReconcile(
+            'error',
+            (performance.now() - started) / 1000,
+            (error as { code?: string }).code ?? 'UNKNOWN',
+          );
+          throw error;
+        }
+      },
+    });
+    queue = workQueue;
+    metrics.setWorkQueueSource(() => workQueue.stats());
+    connections.start();
+    for (const c of connectors.list()) enqueue(keyOf(c));
+    return workQueue;
+  };
+  const stopLeading = async () => {
+    const current = queue;
+    queue = undefined;
+    connections.stop();
+    await current?.shutdown({ drain: false });
+  };
+
+  let elector: LeaderElector | undefined;
+  if (options.leaderElection) {
+    const le = options.leaderElection;
+    elector = new LeaderElector({
+      kc,
+      logger,
+      metrics,
+      clock,
+      namespace: le.namespace,
+      name: le.leaseName,
+      identity: le.identity,
+      ...(le.leaseDurationMs ? { leaseDurationMs: le.leaseDurationMs } : {}),
+      ...(le.renewDeadlineMs ? { renewDeadlineMs: le.renewDeadlineMs } : {}),
+      ...(le.retryPeriodMs ? { retryPeriodMs: le.retryPeriodMs } : {}),
+      onStartedLeading: async (signal) => {
+        await Promise.all(informers.map((i) => i.waitForSync(signal)));
+        if (signal.aborted) return;
+        logger.info('leading: reconciling Connectors');
+        lead();
+        await new Promise<void>((resolve) =>
+          signal.addEventListener('abort', () => resolve(), { once: true }),
+        );
+        await stopLeading();
+      },
+      onStoppedLeading: () => logger.warn('leadership ended: stopped acting'),
+    });
+    metrics.setLeaderSource(() => elector?.isLeader() ?? false);
+    elector.start();
+  } else {
+    metrics.setLeaderSource(() => true);
+    void Promise.all(informers.map((i) => i.waitForSync())).then(
+      () => lead(),
+      (error) => logger.error({ err: (error as Error).message }, 'informers did not sync'),
+    );
+  }
+
+  let server: Server | undefined;
+  let address: RunningOperator['address'];
+  if (options.listen) {
+    server = createRuntimeServer({
+      metrics,
+      logger,
+      health: {
+        informers: () => [...informers.map((i) => i.status()), ...(credential ? [credential.status()] : [])],
+        ...(elector ? { isLeader: () => elector?.isLeader() ?? false } : {}),
+      },
+    });
+    const listening = server;
+    await new Promise<void>((resolve) =>
+      listening.listen(options.listen?.port, options.listen?.host, resolve),
+    );
+    const bound = listening.address();
+    if (bound && typeof bound === 'object') address = { host: bound.address, port: bound.port };
+  }
+
+  return {
+    metrics,
+    address,
+    isLeader: () => (elector ? elector.isLeader() : true),
+    ready: () => Promise.all(informers.map((i) => i.waitForSync())).then(() => undefined),
+    async stop(stopOptions = {}) {
+      if (elector) await elector.stop({ release: stopOptions.release ?? true });
+      await stopLeading();
+      for (const informer of informers) informer.stop();
+      credential?.stop();
+      await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
+    },
+  };
+}

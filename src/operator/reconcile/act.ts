@@ -1,0 +1,105 @@
+// Act: carry out a plan, in an order that keeps every invariant: the control-plane record exists
+// before a token is minted for it; a stale token Secret is gone before a fresh one is written; the
+// configuration exists before the workload that mounts it. Every step is idempotent (server-side
+// apply, delete of what may already be gone, mint by idempotency key), so a pass that fails half
+// way is simply repeated.
+
+import { CodedError } from '../../lib/errors.ts';
+import type { Logger } from '../../lib/logger.ts';
+import type { Connector, DefaultedSpec } from '../api/types.ts';
+import type { ControlPlaneConnection } from '../control-plane/connections.ts';
+import type { KubeWriter } from '../runtime/apply.ts';
+import type { EventRecorder } from '../runtime/events.ts';
+import type { OperatorMetrics } from '../runtime/metrics.ts';
+import { RESOURCE_TYPES } from '../runtime/resources.ts';
+import { desiredTokenSecret } from './desired-objects.ts';
+import type { Plan } from './plan-types.ts';
+
+export interface ActContext {
+  writer: KubeWriter;
+  recorder: EventRecorder;
+  metrics: OperatorMetrics;
+  logger: Logger;
+  /** Scales an adopted workload through its scale subresource. */
+  scale(kind: 'StatefulSet' | 'Deployment', namespace: string, name: string, replicas: number): Promise<void>;
+}
+
+export async function act(
+  ctx: ActContext,
+  connector: Connector,
+  spec: DefaultedSpec,
+  plan: Plan,
+  connection: ControlPlaneConnection | undefined,
+): Promise<void> {
+  const namespace = spec.namespace;
+  const client = connection?.client();
+  if (plan.controlPlane.length > 0 && !client) {
+    throw new CodedError('CONTROL_PLANE_CREDENTIAL_MISSING', 'cannot call the control plane: no credential', {
+      temporary: true,
+    });
+  }
+  const mints = plan.controlPlane.filter((a) => a.kind === 'mintToken');
+  for (const action of plan.controlPlane) {
+    if (!client || action.kind === 'mintToken') continue;
+    switch (action.kind) {
+      case 'ensureConnector': {
+        const { connector: record } = await client.ensureConnector(action.connectorId, action.config);
+        connection?.follower.remember(record);
+        break;
+      }
+      case 'beginRecovery':
+        connection?.follower.remember(await client.beginRecovery(action.connectorId, action.requestId));
+        break;
+      case 'revokeTokens':
+        await client.revokeTokens(action.connectorId);
+        break;
+    }
+  }
+  if (plan.deleteTokenSecret) {
+    await ctx.writer.delete(RESOURCE_TYPES.secret, { namespace, name: plan.deleteTokenSecret });
+  }
+  for (const mint of mints) {
+    if (!client || mint.kind !== 'mintToken') continue;
+    const minted = await client.mintToken(mint.connectorId, {
+      idempotencyKey: mint.idempotencyKey,
+      ttlSeconds: mint.ttlSeconds,
+    });
+    // The token goes from the control plane's answer straight into the Secret; it is logged nowhere.
+    await ctx.writer.apply(
+      desiredTokenSecret(connector, spec, {
+        value: minted.token,
+        mintKey: mint.idempotencyKey,
+        expiresAt: minted.expiresAt,
+      }),
+    );
+    if (minted.created) ctx.metrics.enrollmentTokensMinted.inc();
+    ctx.logger.info(
+      { tokenId: minted.tokenId, expiresAt: minted.expiresAt, created: minted.created },
+      'enrollment token stored in its Secret',
+    );
+  }
+  if (plan.configMap) await ctx.writer.apply(plan.configMap);
+  if (plan.statefulSet) await ctx.writer.apply(plan.statefulSet);
+  if (plan.scaleAdopted) {
+    await ctx.scale(plan.scaleAdopted.kind, namespace, plan.scaleAdopted.name, plan.scaleAdopted.replicas);
+  }
+}
+
+/** Records the plan's Events on the Connector; the recorder never throws. */
+export async function recordEvents(ctx: ActContext, connector: Connector, plan: Plan): Promise<void> {
+  const subject = {
+    apiVersion: connector.apiVersion,
+    kind: connector.kind,
+    name: connector.metadata.name ?? '',
+    namespace: connector.metadata.namespace ?? '',
+    ...(connector.metadata.uid ? { uid: connector.metadata.uid } : {}),
+  };
+  for (const event of plan.events) {
+    await ctx.recorder.record(subject, {
+      type: event.type,
+      reason: event.reason,
+      action: 'Reconcile',
+      note: event.message,
+    });
+  }
+}

@@ -1,0 +1,289 @@
+// Observe: read what is, for one Connector, into plain facts (observed.ts). Owned objects come from
+// the informers' caches; what the operator does not own (an adopted workload and its pods, an
+// existing claim, a Connector's own control-plane CA and credential) is read from the API; the
+// control plane's record comes from the change-stream follower, or a direct read while the stream
+// is down. Nothing here writes.
+import type {
+  V1ConfigMap,
+  V1Deployment,
+  V1PersistentVolumeClaim,
+  V1Pod,
+  V1Secret,
+  V1StatefulSet,
+} from '@kubernetes/client-node';
+import type { AuditEntry, Connector as ControlPlaneConnector } from '../../controlplane/admin-client.ts';
+import { CodedError, errorMessage, isCodedError } from '../../lib/errors.ts';
+import { ANNOTATIONS } from '../api/constants.ts';
+import { type Connector, type DefaultedSpec, defaultedSpec } from '../api/types.ts';
+import { StalledReasons } from '../conditions.ts';
+import type { ControlPlaneConnection, ControlPlaneConnections } from '../control-plane/connections.ts';
+import { childNames } from './desired-objects.ts';
+import type { ClaimFacts, ControlPlaneView, Observed, TokenSecretFacts, WorkloadFacts } from './observed.ts';
+
+/** Where observe reads from; the controller implements it over informers and the API. */
+export interface ClusterReader {
+  ownedStatefulSet(namespace: string, name: string): V1StatefulSet | undefined;
+  ownedConfigMap(namespace: string, name: string): V1ConfigMap | undefined;
+  ownedSecret(namespace: string, name: string): V1Secret | undefined;
+  ownedPods(namespace: string, connectorName: string): V1Pod[];
+  ownedClaims(namespace: string, connectorName: string): V1PersistentVolumeClaim[];
+  readClaim(namespace: string, name: string): Promise<V1PersistentVolumeClaim | undefined>;
+  readWorkload(
+    namespace: string,
+    kind: 'StatefulSet' | 'Deployment',
+    name: string,
+  ): Promise<V1StatefulSet | V1Deployment | undefined>;
+  listPods(namespace: string, labelSelector: string): Promise<V1Pod[]>;
+  readSecret(namespace: string, name: string): Promise<V1Secret | undefined>;
+  readConfigMap(namespace: string, name: string): Promise<V1ConfigMap | undefined>;
+}
+
+export interface ObserveContext {
+  reader: ClusterReader;
+  connections: ControlPlaneConnections;
+  /** The operator's default control plane, if configured. */
+  defaultConnection: ControlPlaneConnection | undefined;
+  defaultImage: string;
+}
+
+function claimFacts(claim: V1PersistentVolumeClaim): ClaimFacts {
+  return {
+    name: claim.metadata?.name ?? '',
+    uid: claim.metadata?.uid ?? '',
+    phase: claim.status?.phase ?? 'Pending',
+    deleting: Boolean(claim.metadata?.deletionTimestamp),
+  };
+}
+
+function tokenSecretFacts(secret: V1Secret | undefined): TokenSecretFacts | undefined {
+  if (!secret?.metadata?.name) return undefined;
+  const annotations = secret.metadata.annotations ?? {};
+  return {
+    name: secret.metadata.name,
+    mintKey: annotations[ANNOTATIONS.mintKey],
+    expiresAt: annotations[ANNOTATIONS.tokenExpiresAt],
+    deleting: Boolean(secret.metadata.deletionTimestamp),
+  };
+}
+
+function selectorString(matchLabels: Record<string, string> | undefined): string {
+  return Object.entries(matchLabels ?? {})
+    .map(([key, value]) => `${key}=${value}`)
+    .join(',');
+}
+
+/** The connection a Connector uses: its own spec.controlPlane, else the operator's default. */
+export async function resolveConnection(
+  ctx: ObserveContext,
+  spec: DefaultedSpec,
+): Promise<{ connection: ControlPlaneConnection } | { error: CodedError }> {
+  const ref = spec.controlPlane;
+  if (!ref) {
+    if (ctx.defaultConnection) return { connection: ctx.defaultConnection };
+    return {
+      error: new CodedError(
+        StalledReasons.ControlPlaneConfigInvalid,
+        'spec.controlPlane is not set and the operator has no default control plane (--control-plane-url); set one of them',
+      ),
+    };
+  }
+  const secret = await ctx.reader.readSecret(spec.namespace, ref.credentialSecretRef.name);
+  const encoded = secret?.data?.[ref.credentialSecretRef.key];
+  if (!encoded) {
+    return {
+      error: new CodedError(
+        StalledReasons.ControlPlaneConfigInvalid,
+        `spec.controlPlane.credentialSecretRef: Secret ${spec.namespace}/${ref.credentialSecretRef.name} ${secret ? `has no key "${ref.credentialSecretRef.key}"` : 'does not exist'}; create it with the control-plane admin credential`,
+        { temporary: true },
+      ),
+    };
+  }
+  let caPem = ctx.defaultConnection?.caPem ?? '';
+  if (ref.caConfigMapRef) {
+    const configMap = await ctx.reader.readConfigMap(spec.namespace, ref.caConfigMapRef.name);
+    const ca = configMap?.data?.[ref.caConfigMapRef.key];
+    if (!ca) {
+      return {
+        error: new CodedError(
+          StalledReasons.ControlPlaneConfigInvalid,
+          `spec.controlPlane.caConfigMapRef: ConfigMap ${spec.namespace}/${ref.caConfigMapRef.name} ${configMap ? `has no key "${ref.caConfigMapRef.key}"` : 'does not exist'}; it must hold the control plane's CA bundle`,
+          { temporary: true },
+        ),
+      };
+    }
+    caPem = ca;
+  }
+  const credential = Buffer.from(encoded, 'base64').toString('utf8').replace(/\s+$/, '');
+  return { connection: ctx.connections.forSettings(ref.url, caPem, credential) };
+}
+
+async function controlPlaneView(
+  connection: ControlPlaneConnection,
+  connectorId: string,
+): Promise<ControlPlaneView> {
+  const follower = connection.follower;
+  if (follower.synced()) return { reachable: true, record: follower.get(connectorId) };
+  const client = connection.client();
+  if (!client) {
+    return {
+      reachable: false,
+      error: new CodedError(
+        'CONTROL_PLANE_CREDENTIAL_MISSING',
+        'the control-plane credential Secret is missing or empty',
+        { temporary: true },
+      ),
+    };
+  }
+  try {
+    const record = await client.getConnector(connectorId);
+    follower.remember(record);
+    return { reachable: true, record };
+  } catch (error) {
+    if (isCodedError(error, 'CONNECTOR_NOT_FOUND')) return { reachable: true, record: undefined };
+    return {
+      reachable: false,
+      error: isCodedError(error)
+        ? error
+        : new CodedError('CONTROL_PLANE_UNREACHABLE', errorMessage(error), { temporary: true }),
+    };
+  }
+}
+
+async function auditForRecovery(
+  connection: ControlPlaneConnection,
+  connector: Connector,
+  connectorId: string,
+): Promise<AuditEntry[] | undefined> {
+  const recovery = connector.status?.recovery;
+  if (!recovery?.startedAt || (recovery.step !== 'AwaitingOnline' && recovery.step !== 'ValidatingRestart'))
+    return undefined;
+  try {
+    return await connection.client()?.audit({ connectorId, since: recovery.startedAt, limit: 200 });
+  } catch {
+    // Evidence is best effort: the recovery's own outcome does not depend on it.
+    return undefined;
+  }
+}
+
+export interface Observation {
+  observed: Observed;
+  connection: ControlPlaneConnection | undefined;
+}
+
+export async function observe(ctx: ObserveContext, connector: Connector): Promise<Observation> {
+  const namespace = connector.metadata.namespace ?? '';
+  const name = connector.metadata.name ?? '';
+  const names = childNames(name);
+  let spec: Observed['spec'];
+  try {
+    spec = { ok: true, value: defaultedSpec(connector) };
+  } catch (error) {
+    spec = {
+      ok: false,
+      error: isCodedError(error) ? error : new CodedError('INVALID_SPEC', errorMessage(error)),
+    };
+  }
+  const base: Omit<Observed, 'controlPlane' | 'workload' | 'pods' | 'claims'> = {
+    connector,
+    spec,
+    defaultImage: ctx.defaultImage,
+    controlPlaneUrl: undefined,
+    caPem: undefined,
+    configMap: ctx.reader.ownedConfigMap(namespace, names.configMap),
+    tokenSecret: tokenSecretFacts(ctx.reader.ownedSecret(namespace, names.tokenSecret)),
+  };
+  if (!spec.ok) {
+    return {
+      observed: {
+        ...base,
+        workload: undefined,
+        pods: [],
+        claims: new Map(),
+        controlPlane: { reachable: false, error: spec.error },
+      },
+      connection: undefined,
+    };
+  }
+  const value = spec.value;
+
+  // Workload and pods: the operator's own StatefulSet, or the adopted workload and its pods.
+  let workload: WorkloadFacts | undefined;
+  let pods: V1Pod[];
+  if (value.workloadRef) {
+    const adopted = await ctx.reader.readWorkload(namespace, value.workloadRef.kind, value.workloadRef.name);
+    if (adopted) {
+      workload = {
+        kind: value.workloadRef.kind,
+        name: value.workloadRef.name,
+        replicas: adopted.spec?.replicas ?? 1,
+        readyReplicas: adopted.status?.readyReplicas ?? 0,
+        templateAnnotations: adopted.spec?.template?.metadata?.annotations ?? {},
+        ...(value.workloadRef.kind === 'StatefulSet' ? { object: adopted as V1StatefulSet } : {}),
+      };
+    }
+    const selector = selectorString(adopted?.spec?.selector?.matchLabels);
+    pods = adopted && selector ? await ctx.reader.listPods(namespace, selector) : [];
+  } else {
+    const sts = ctx.reader.ownedStatefulSet(namespace, names.statefulSet);
+    if (sts) {
+      workload = {
+        kind: 'StatefulSet',
+        name: names.statefulSet,
+        replicas: sts.spec?.replicas ?? 1,
+        readyReplicas: sts.status?.readyReplicas ?? 0,
+        templateAnnotations: sts.spec?.template?.metadata?.annotations ?? {},
+        object: sts,
+      };
+    }
+    pods = ctx.reader.ownedPods(namespace, name);
+  }
+
+  // Claims: those the connector's pods mount, the StatefulSet's own, and an existing claim.
+  const claims = new Map<string, ClaimFacts>();
+  for (const claim of ctx.reader.ownedClaims(namespace, name))
+    claims.set(claim.metadata?.name ?? '', claimFacts(claim));
+  const wanted = new Set<string>();
+  for (const pod of pods)
+    for (const v of pod.spec?.volumes ?? [])
+      if (v.persistentVolumeClaim) wanted.add(v.persistentVolumeClaim.claimName);
+  if (value.storage.kind === 'ExistingClaim') wanted.add(value.storage.claimName);
+  for (const claimName of wanted) {
+    if (claims.has(claimName)) continue;
+    const claim = await ctx.reader.readClaim(namespace, claimName);
+    if (claim) claims.set(claimName, claimFacts(claim));
+  }
+
+  const resolved = await resolveConnection(ctx, value);
+  if ('error' in resolved) {
+    return {
+      observed: {
+        ...base,
+        workload,
+        pods,
+        claims,
+        controlPlane: { reachable: false, error: resolved.error },
+      },
+      connection: undefined,
+    };
+  }
+  const connection = resolved.connection;
+  const controlPlane = await controlPlaneView(connection, value.connector.id);
+  const audit = controlPlane.reachable
+    ? await auditForRecovery(connection, connector, value.connector.id)
+    : undefined;
+  return {
+    observed: {
+      ...base,
+      controlPlaneUrl: connection.url,
+      caPem: connection.caPem,
+      workload,
+      pods,
+      claims,
+      controlPlane,
+      ...(audit ? { audit } : {}),
+    },
+    connection,
+  };
+}
+
+export type { ControlPlaneConnector };

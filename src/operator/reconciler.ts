@@ -1,0 +1,199 @@
+// One skeleton for every reconcile (Cluster API, Tailscale's operator): get (gone: done); deleting:
+// finalize until done; finalizer missing: add it and return; otherwise observe, plan, act, and
+// write the status once at the end, only if it changed, with observedGeneration. Errors come in two
+// kinds: temporary ones are retried with backoff, permanent ones stall until something changes.
+import { isDeepStrictEqual } from 'node:util';
+import type { Clock } from '../lib/clock.ts';
+import { CodedError, errorMessage, isCodedError } from '../lib/errors.ts';
+import type { Logger } from '../lib/logger.ts';
+import { FINALIZER } from './api/constants.ts';
+import type { Condition, Connector, ConnectorStatus } from './api/types.ts';
+import { defaultedSpec } from './api/types.ts';
+import {
+  clearReconciling,
+  markReconciling,
+  markStalled,
+  ReconcilingReasons,
+  StalledReasons,
+  withReady,
+} from './conditions.ts';
+import { type ActContext, act, recordEvents } from './reconcile/act.ts';
+import { type ObserveContext, observe, resolveConnection } from './reconcile/observe.ts';
+import { plan } from './reconcile/plan.ts';
+import { RESOURCE_TYPES } from './runtime/resources.ts';
+import type { ReconcileResult } from './runtime/work-queue.ts';
+import { splitKey } from './runtime/work-queue.ts';
+
+export interface ReconcilerContext extends ObserveContext, ActContext {
+  clock: Clock;
+  logger: Logger;
+  /** The Connector as the informer last saw it. */
+  getConnector(namespace: string, name: string): Connector | undefined;
+}
+
+/** Control-plane answers that no retry can fix: stall with the reason until the spec or credential changes. */
+const STALLING_CODES: Record<string, string> = {
+  UNAUTHORIZED: StalledReasons.ControlPlaneUnauthorized,
+  TTL_TOO_LONG: StalledReasons.ControlPlaneRejected,
+  INVALID_REQUEST: StalledReasons.ControlPlaneRejected,
+  RECOVERY_REQUIRED: StalledReasons.ControlPlaneRejected,
+  [StalledReasons.ControlPlaneConfigInvalid]: StalledReasons.ControlPlaneConfigInvalid,
+};
+
+/** The status after a failed act: observed facts kept, progress records unchanged, the error in a condition. */
+export function statusAfterError(
+  previous: ConnectorStatus,
+  planned: ConnectorStatus,
+  error: CodedError,
+  now: Date,
+  generation: number | undefined,
+): ConnectorStatus {
+  const status: ConnectorStatus = { ...planned };
+  // Counters and the recovery record advance only when their step's effects happened.
+  if (previous.enrollment)
+    status.enrollment = {
+      ...planned.enrollment,
+      mintCount: previous.enrollment.mintCount ?? 0,
+      ...(previous.enrollment.lastMintKey ? { lastMintKey: previous.enrollment.lastMintKey } : {}),
+    };
+  if (previous.recovery) status.recovery = previous.recovery;
+  else delete status.recovery;
+  const g = generation !== undefined ? { observedGeneration: generation } : {};
+  let conditions: Condition[] = planned.conditions ?? [];
+  const stall = STALLING_CODES[error.code];
+  if (stall || !error.temporary) {
+    conditions = markStalled(
+      clearReconciling(conditions),
+      {
+        reason: stall ?? StalledReasons.ControlPlaneRejected,
+        message: `${error.code}: ${error.message}`,
+        ...g,
+      },
+      now,
+    );
+  } else {
+    conditions = markReconciling(
+      conditions,
+      { reason: ReconcilingReasons.RetryingAfterError, message: `${error.code}: ${error.message}`, ...g },
+      now,
+    );
+  }
+  status.conditions = withReady(conditions, generation, now);
+  return status;
+}
+
+function asCoded(error: unknown): CodedError {
+  if (isCodedError(error)) return error;
+  return new CodedError('RECONCILE_FAILED', errorMessage(error), { temporary: true, cause: error });
+}
+
+export class ConnectorReconciler {
+  private readonly ctx: ReconcilerContext;
+
+  constructor(ctx: ReconcilerContext) {
+    this.ctx = ctx;
+  }
+
+  async reconcile(key: string): Promise<ReconcileResult> {
+    const { namespace, name } = splitKey(key);
+    const connector = this.ctx.getConnector(namespace, name);
+    if (!connector) return {};
+    const log = this.ctx.logger.child({ connector: key });
+    if (connector.metadata.deletionTimestamp) return this.finalize(connector, log);
+    if (!(connector.metadata.finalizers ?? []).includes(FINALIZER)) {
+      await this.ctx.writer.apply({
+        apiVersion: connector.apiVersion,
+        kind: connector.kind,
+        metadata: { name, namespace, finalizers: [FINALIZER] },
+      });
+      log.debug('finalizer added');
+      return {};
+    }
+
+    const now = this.ctx.clock.now();
+    const { observed, connection } = await observe(this.ctx, connector);
+    const planned = plan(observed, now);
+    let failure: CodedError | undefined;
+    if (observed.spec.ok) {
+      try {
+        await act(this.ctx, connector, observed.spec.value, planned, connection);
+      } catch (error) {
+        failure = asCoded(error);
+      }
+    }
+    if (!failure && !observed.controlPlane.reachable && observed.spec.ok)
+      failure = observed.controlPlane.error;
+    const previous = connector.status ?? {};
+    const status = failure
+      ? statusAfterError(previous, planned.status, failure, now, connector.metadata.generation)
+      : planned.status;
+    if (!isDeepStrictEqual(normalise(previous), normalise(status))) {
+      await this.ctx.writer.applyStatus(RESOURCE_TYPES.connector, { namespace, name }, status);
+      log.debug({ phase: status.phase }, 'status written');
+    }
+    if (!failure) {
+      await recordEvents(this.ctx, connector, planned);
+      return planned.requeueAfterMs === undefined ? {} : { requeueAfterMs: planned.requeueAfterMs };
+    }
+    await recordEvents(this.ctx, connector, {
+      ...planned,
+      events: [
+        {
+          type: 'Warning',
+          reason: failure.temporary ? 'ReconcileError' : 'ReconcileStalled',
+          message: `${failure.code}: ${failure.message}`,
+        },
+      ],
+    });
+    log.warn({ code: failure.code, err: failure.message, temporary: failure.temporary }, 'reconcile failed');
+    throw failure;
+  }
+
+  /** Deleting: revoke live tokens, release (or keep) the control-plane record, then let go of the object. */
+  private async finalize(connector: Connector, log: Logger): Promise<ReconcileResult> {
+    if (!(connector.metadata.finalizers ?? []).includes(FINALIZER)) return {};
+    let spec: ReturnType<typeof defaultedSpec> | undefined;
+    try {
+      spec = defaultedSpec(connector);
+    } catch {
+      spec = undefined;
+    }
+    if (spec) {
+      const resolved = await resolveConnection(this.ctx, spec);
+      if ('error' in resolved) throw resolved.error;
+      const client = resolved.connection.client();
+      if (!client)
+        throw new CodedError(
+          'CONTROL_PLANE_CREDENTIAL_MISSING',
+          'cannot release the connector: no control-plane credential',
+          { temporary: true },
+        );
+      try {
+        await client.revokeTokens(spec.connector.id);
+        if (spec.deletionPolicy === 'Release') {
+          await client.deleteConnector(spec.connector.id);
+          resolved.connection.follower.forget(spec.connector.id);
+        }
+      } catch (error) {
+        if (!isCodedError(error, 'CONNECTOR_NOT_FOUND')) throw asCoded(error);
+      }
+      log.info(
+        { deletionPolicy: spec.deletionPolicy },
+        spec.deletionPolicy === 'Release'
+          ? 'released the connector in the control plane'
+          : 'revoked tokens; kept the control-plane record',
+      );
+    }
+    await this.ctx.writer.apply({
+      apiVersion: connector.apiVersion,
+      kind: connector.kind,
+      metadata: { name: connector.metadata.name, namespace: connector.metadata.namespace },
+    });
+    return {};
+  }
+}
+
+/** Status as compared for "did anything change": JSON round trip drops undefined and Date objects. */
+function normalise(status: ConnectorStatus): unknown {
+  return JSON.parse(JSON.stringify(status ?? {}));
+}

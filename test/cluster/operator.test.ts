@@ -1,0 +1,157 @@
+// The operator against the real API server and the real control plane, running as its
+// ServiceAccount with the shipped RBAC: what it creates, what it writes into status, when it
+// deletes the token, that it stays quiet when nothing changes, and what its finalizer does.
+import { AppsV1Api, CoreV1Api, EventsV1Api } from '@kubernetes/client-node';
+import test from 'ava';
+import type { Connector } from '../../src/operator/api/types.ts';
+import { createTestNamespace, useCluster } from '../helpers/cluster.ts';
+import { eventually } from '../helpers/eventually.ts';
+import { connectors, type OperatorEnvironment, startOperatorEnvironment } from '../helpers/operator-env.ts';
+import { assertNoSecrets } from '../helpers/secret-scan.ts';
+import { runAgentFromSecret } from '../helpers/simulated-pod.ts';
+
+const cluster = useCluster(test);
+let env: OperatorEnvironment;
+
+test.serial.before(async () => {
+  env = await startOperatorEnvironment(cluster());
+  await env.startOperator();
+});
+test.after.always(async () => {
+  await env?.stop();
+});
+
+const spec = { connector: { org: 'acme', endpointId: 'ep-1', allowedNetworks: ['10.0.0.0/8'] } };
+const condition = (c: Connector, type: string) => c.status?.conditions?.find((x) => x.type === type);
+
+test.serial(
+  'apply a Connector: ConfigMap, StatefulSet with a claim, token Secret, Pending status',
+  async (t) => {
+    const { kc } = cluster();
+    const namespace = await createTestNamespace(kc, 'op');
+    const api = connectors(kc);
+    await api.create(namespace, { metadata: { name: 'edge', namespace }, spec });
+    const core = kc.makeApiClient(CoreV1Api);
+    const apps = kc.makeApiClient(AppsV1Api);
+
+    const secret = await eventually(
+      () => core.readNamespacedSecret({ namespace, name: 'edge-enrollment-token' }),
+      {
+        description: 'token Secret',
+      },
+    );
+    const token = Buffer.from(secret.data?.token ?? '', 'base64').toString();
+    t.regex(token, /^vpe_[0-9a-f]{16}_/);
+    t.truthy(secret.metadata?.annotations?.['vaultpam.io/token-expires-at']);
+    t.is(secret.metadata?.ownerReferences?.[0]?.kind, 'Connector');
+
+    const configMap = await core.readNamespacedConfigMap({ namespace, name: 'edge-config' });
+    t.is(configMap.data?.['connector-id'], `${namespace}.edge`);
+    t.is(configMap.data?.['ca.crt'], env.controlPlane.caPem);
+    const sts = await apps.readNamespacedStatefulSet({ namespace, name: 'edge' });
+    t.is(sts.spec?.replicas, 1);
+    t.is(sts.spec?.volumeClaimTemplates?.[0]?.spec?.resources?.requests?.storage, '1Gi');
+    t.true(sts.spec?.template?.spec?.containers?.[0]?.securityContext?.readOnlyRootFilesystem);
+    await eventually(() => core.readNamespacedPersistentVolumeClaim({ namespace, name: 'data-edge-0' }), {
+      description: 'the StatefulSet controller creates the claim',
+    });
+
+    const record = await env.admin.getConnector(`${namespace}.edge`);
+    t.is(record.state, 'pending');
+    t.deepEqual(record.allowedNetworks, ['10.0.0.0/8']);
+    t.truthy(record.liveToken);
+
+    const connector = await eventually(
+      async () => {
+        const c = await api.get(namespace, 'edge');
+        return condition(c, 'Enrolled')?.reason === 'TokenMinted' ? c : undefined;
+      },
+      { description: 'status shows the minted token' },
+    );
+    t.is(connector.status?.phase, 'Pending');
+    t.is(connector.status?.observedGeneration, connector.metadata.generation);
+    t.true(connector.metadata.finalizers?.includes('vaultpam.io/connector-cleanup'));
+    t.is(connector.status?.enrollment?.tokenSecretName, 'edge-enrollment-token');
+
+    // The token is in the Secret and nowhere else the operator writes.
+    const events = await kc.makeApiClient(EventsV1Api).listNamespacedEvent({ namespace });
+    assertNoSecrets(
+      t,
+      'status, ConfigMap, StatefulSet and Events',
+      JSON.stringify([connector, configMap, sts, events.items]),
+      [token],
+    );
+  },
+);
+
+test.serial(
+  'the agent pairs: status goes Online, bootstrap retires, the token Secret is deleted',
+  async (t) => {
+    const { kc } = cluster();
+    const namespace = await createTestNamespace(kc, 'pair');
+    const api = connectors(kc);
+    await api.create(namespace, { metadata: { name: 'edge', namespace }, spec });
+    const core = kc.makeApiClient(CoreV1Api);
+    await eventually(() => core.readNamespacedSecret({ namespace, name: 'edge-enrollment-token' }), {
+      description: 'token Secret',
+    });
+    const pod = await runAgentFromSecret({
+      kc,
+      namespace,
+      secretName: 'edge-enrollment-token',
+      connectorId: `${namespace}.edge`,
+      controlPlaneUrl: env.controlPlane.url,
+      caPem: env.controlPlane.caPem,
+    });
+    t.teardown(() => pod.stop());
+
+    const online = await eventually(
+      async () => {
+        const c = await api.get(namespace, 'edge');
+        return c.status?.phase === 'Online' && c.status.enrollment?.retired ? c : undefined;
+      },
+      { description: 'Connector Online and retired' },
+    );
+    t.is(condition(online, 'Enrolled')?.reason, 'BootstrapRetired');
+    t.is(condition(online, 'Healthy')?.status, 'True');
+    t.truthy(online.status?.identity?.certificateSerial);
+    t.truthy(online.status?.lastHeartbeatTime);
+    await eventually(
+      async () => {
+        try {
+          await core.readNamespacedSecret({ namespace, name: 'edge-enrollment-token' });
+          return false;
+        } catch (error) {
+          return (error as { code?: number }).code === 404;
+        }
+      },
+      { description: 'token Secret deleted on retirement' },
+    );
+    const record = await env.admin.getConnector(`${namespace}.edge`);
+    t.is(record.liveToken, null);
+  },
+);
+
+test.serial('deleting a Connector revokes and releases it in the control plane', async (t) => {
+  const { kc } = cluster();
+  const namespace = await createTestNamespace(kc, 'del');
+  const api = connectors(kc);
+  await api.create(namespace, { metadata: { name: 'edge', namespace }, spec });
+  await eventually(() => env.admin.getConnector(`${namespace}.edge`).then((r) => r.liveToken !== null), {
+    description: 'record with a live token',
+  });
+  await api.delete(namespace, 'edge');
+  await eventually(
+    async () => {
+      try {
+        await api.get(namespace, 'edge');
+        return false;
+      } catch (error) {
+        return (error as { code?: number }).code === 404;
+      }
+    },
+    { description: 'Connector gone after the finalizer ran' },
+  );
+  const error = await t.throwsAsync(() => env.admin.getConnector(`${namespace}.edge`));
+  t.is((error as { code?: string }).code, 'CONNECTOR_NOT_FOUND');
+});
