@@ -3,6 +3,7 @@
 // (descriptions for kubectl explain, bounded strings and lists so CEL cost estimates fit).
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
+import { dumpYaml } from '@kubernetes/client-node';
 import test from 'ava';
 import { load } from 'js-yaml';
 import {
@@ -14,7 +15,12 @@ import {
   SHORT_NAMES,
   VERSION,
 } from '../../src/operator/api/constants.ts';
-import { connectorSchema, type JsonSchema, loadConnectorCrd } from '../../src/operator/api/crd.ts';
+import {
+  connectorSchema,
+  type JsonSchema,
+  loadConnectorCrd,
+  loadConnectorCrdModel,
+} from '../../src/operator/api/crd.ts';
 import {
   CONDITION_STATUSES,
   CONNECTOR_MODES,
@@ -440,4 +446,15 @@ test('docs/connector-resource.md quotes every validation message and names every
     )
     .filter((name) => name !== 'spec' && name !== 'status');
   for (const name of new Set(leafNames)) t.true(doc.includes(name), `field ${name} is not in the doc`);
+});
+
+test('the client model of the CRD serializes back to the file, validation rules and enums included', async (t) => {
+  const raw = await loadConnectorCrd();
+  // dumpYaml serializes the way the API client does before sending.
+  t.deepEqual(load(dumpYaml(await loadConnectorCrdModel())), raw);
+  // The plain YAML would lose its rules on the way: the reason loadConnectorCrdModel exists.
+  const lossy = load(dumpYaml(raw)) as typeof raw;
+  const spec = connectorSchema(lossy).properties?.spec;
+  t.is(spec?.['x-kubernetes-validations'], undefined);
+  t.is(spec?.properties?.imagePullPolicy?.enum, undefined);
 });
