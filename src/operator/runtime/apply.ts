@@ -11,9 +11,10 @@ import {
   setHeaderOptions,
   type V1OwnerReference,
 } from '@kubernetes/client-node';
-import { CodedError, errorMessage } from '../../lib/errors.ts';
+import { CodedError } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/logger.ts';
 import { FIELD_MANAGER } from '../api/constants.ts';
+import { apiErrorMessage, httpStatusOf } from './api-errors.ts';
 import type { KubernetesWriteVerb, OperatorMetrics } from './metrics.ts';
 import type { ResourceType } from './resources.ts';
 import { redactSecretPatterns } from './secret-patterns.ts';
@@ -60,26 +61,6 @@ export function controllerOwnerReference(owner: KubernetesObject): V1OwnerRefere
   return { apiVersion, kind, name, uid, controller: true, blockOwnerDeletion: true };
 }
 
-function httpStatusOf(error: unknown): number | undefined {
-  const code = (error as { code?: unknown } | null)?.code;
-  return typeof code === 'number' ? code : undefined;
-}
-
-/** The Status message the API server answered with, without the rest of the exception text. */
-function apiMessage(error: unknown): string {
-  const body = (error as { body?: unknown } | null)?.body;
-  let parsed: unknown = body;
-  if (typeof body === 'string') {
-    try {
-      parsed = JSON.parse(body);
-    } catch {
-      parsed = undefined;
-    }
-  }
-  const message = (parsed as { message?: unknown } | undefined)?.message;
-  return typeof message === 'string' ? message : (errorMessage(error).split('\n')[0] ?? 'unknown error');
-}
-
 /**
  * A write failure as a coded error. Conflicts, throttling, server errors, network errors and RBAC
  * refusals are temporary (retry with backoff: RBAC can be fixed without touching the object);
@@ -99,7 +80,7 @@ export function writeError(what: string, error: unknown): CodedError {
             ? 'KUBERNETES_INVALID'
             : 'KUBERNETES_WRITE_FAILED';
   // Answers about Secrets could quote what was sent; the filter keeps a token or key out of the error.
-  const message = redactSecretPatterns(apiMessage(error));
+  const message = redactSecretPatterns(apiErrorMessage(error));
   return new CodedError(
     code,
     `${what} failed${status === undefined ? '' : ` (HTTP ${status})`}: ${message}`,

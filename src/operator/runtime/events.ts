@@ -20,6 +20,7 @@ import {
 import { type Clock, systemClock } from '../../lib/clock.ts';
 import { errorMessage } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/logger.ts';
+import { apiErrorMessage, httpStatusOf } from './api-errors.ts';
 import type { OperatorMetrics } from './metrics.ts';
 import { findSecretPattern } from './secret-patterns.ts';
 
@@ -180,8 +181,8 @@ export class EventRecorder {
             namespace: subject.namespace,
             name: subject.name,
             reason: event.reason,
-            status: (error as { code?: unknown } | null)?.code,
-            err: errorMessage(error).split('\n')[0],
+            status: httpStatusOf(error),
+            err: apiErrorMessage(error),
           },
           'recording an event failed',
         );
@@ -254,7 +255,7 @@ export class EventRecorder {
         return;
       } catch (error) {
         // The Event expired (the API server keeps them about an hour): start a new one below.
-        if ((error as { code?: unknown } | null)?.code !== 404) throw error;
+        if (httpStatusOf(error) !== 404) throw error;
         this.series.delete(seriesKey);
       }
     }

@@ -13,6 +13,7 @@
 import { type KubeConfig, type KubernetesObject, KubernetesObjectApi, Watch } from '@kubernetes/client-node';
 import { CodedError, errorMessage } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/logger.ts';
+import { describeApiError, httpStatusOf } from './api-errors.ts';
 import type { OperatorMetrics } from './metrics.ts';
 import { collectionPath, type ResourceType, resourceName, toModel, withTypeMeta } from './resources.ts';
 import { realScheduler, type Scheduler } from './work-queue.ts';
@@ -74,12 +75,6 @@ interface RawWatchObject {
   metadata?: { name?: string; namespace?: string; resourceVersion?: string };
   code?: number;
   message?: string;
-}
-
-function statusCodeOf(error: unknown): number | undefined {
-  const { code, statusCode } = (error ?? {}) as { code?: unknown; statusCode?: unknown };
-  if (typeof statusCode === 'number') return statusCode;
-  return typeof code === 'number' ? code : undefined;
 }
 
 export class Informer<T extends KubernetesObject> {
@@ -384,7 +379,7 @@ export class Informer<T extends KubernetesObject> {
   private onWatchEnd(error: unknown, delivered: boolean, connectedAt: number): void {
     const lasted = this.scheduler.now() - connectedAt;
     if (lasted >= this.capMs) this.attempts = 0;
-    if (statusCodeOf(error) === 410) {
+    if (httpStatusOf(error) === 410) {
       this.resourceVersion = undefined;
       this.connectNow();
       return;
@@ -403,11 +398,11 @@ export class Informer<T extends KubernetesObject> {
   private fail(error: unknown): void {
     this.attempts += 1;
     this.failingSince ??= this.scheduler.now();
-    this.lastError = errorMessage(error);
+    this.lastError = describeApiError(error);
     this.metrics?.informerWatchErrors.inc({ resource: this.resource });
     const retryInMs = Math.min(this.capMs, this.baseMs * 2 ** Math.min(this.attempts - 1, 30));
     this.logger.warn(
-      { attempt: this.attempts, retryInMs, status: statusCodeOf(error), err: this.lastError },
+      { attempt: this.attempts, retryInMs, status: httpStatusOf(error), err: this.lastError },
       'informer list/watch failed; restarting with backoff',
     );
     this.currentState = 'backing-off';

@@ -15,6 +15,7 @@ import { CoordinationV1Api, type KubeConfig, type V1Lease, V1MicroTime } from '@
 import { type Clock, systemClock } from '../../lib/clock.ts';
 import { CodedError, errorMessage } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/logger.ts';
+import { apiErrorMessage, httpStatusOf } from './api-errors.ts';
 import type { OperatorMetrics } from './metrics.ts';
 import { realScheduler, type Scheduler } from './work-queue.ts';
 
@@ -64,11 +65,6 @@ export const DEFAULT_RETRY_PERIOD_MS = 2_000;
 /** Identity of one operator process: the pod name plus a random suffix, so a restarted pod is a new holder. */
 export function leaderIdentity(podName: string): string {
   return `${podName}_${randomBytes(5).toString('hex')}`;
-}
-
-function statusCodeOf(error: unknown): number | undefined {
-  const code = (error as { code?: unknown } | null)?.code;
-  return typeof code === 'number' ? code : undefined;
 }
 
 export class LeaderElector {
@@ -174,7 +170,7 @@ export class LeaderElector {
       .catch((error: unknown) => {
         // Not fatal: a leader keeps trying until its renew deadline passes; a candidate just retries.
         this.logger.warn(
-          { status: statusCodeOf(error), err: errorMessage(error), leading: this.leading },
+          { status: httpStatusOf(error), err: apiErrorMessage(error), leading: this.leading },
           this.leading ? 'lease renewal failed; retrying' : 'lease acquire attempt failed; retrying',
         );
       })
@@ -226,7 +222,7 @@ export class LeaderElector {
     try {
       lease = await this.api.readNamespacedLease({ namespace: this.namespace, name: this.name });
     } catch (error) {
-      if (statusCodeOf(error) !== 404) throw error;
+      if (httpStatusOf(error) !== 404) throw error;
       return this.create();
     }
     const spec = lease.spec ?? {};
@@ -261,7 +257,7 @@ export class LeaderElector {
       this.observe(updated);
       return true;
     } catch (error) {
-      if (statusCodeOf(error) === 409) return false; // another candidate wrote first
+      if (httpStatusOf(error) === 409) return false; // another candidate wrote first
       throw error;
     }
   }
@@ -289,7 +285,7 @@ export class LeaderElector {
       this.observe(created);
       return true;
     } catch (error) {
-      if (statusCodeOf(error) === 409) return false; // another candidate created it first
+      if (httpStatusOf(error) === 409) return false; // another candidate created it first
       throw error;
     }
   }
@@ -338,7 +334,7 @@ export class LeaderElector {
     } catch (error) {
       // The lease will expire on its own; a failed release only delays the successor.
       this.logger.warn(
-        { status: statusCodeOf(error), err: errorMessage(error) },
+        { status: httpStatusOf(error), err: apiErrorMessage(error) },
         'releasing the lease failed',
       );
     }

@@ -1,0 +1,93 @@
+// How the runtime reads client-node errors, and how a failed write becomes a coded error.
+import { ApiException } from '@kubernetes/client-node';
+import test from 'ava';
+import { apiErrorMessage, describeApiError, httpStatusOf } from '../../src/operator/runtime/api-errors.ts';
+import { controllerOwnerReference, writeError } from '../../src/operator/runtime/apply.ts';
+
+function apiException(code: number, message: string): ApiException<string> {
+  const body = JSON.stringify({ kind: 'Status', status: 'Failure', message, code });
+  return new ApiException(
+    code,
+    `HTTP-Code: ${code}\nMessage: Unknown API Status Code!\nBody: ${body}\nHeaders: {}`,
+    body,
+    {},
+  );
+}
+
+test('an ApiException is reduced to its HTTP status and the Status message', (t) => {
+  const error = apiException(403, 'configmaps is forbidden: User "x" cannot list resource "configmaps"');
+  t.is(httpStatusOf(error), 403);
+  t.is(apiErrorMessage(error), 'configmaps is forbidden: User "x" cannot list resource "configmaps"');
+  t.is(
+    describeApiError(error),
+    'HTTP 403: configmaps is forbidden: User "x" cannot list resource "configmaps"',
+  );
+});
+
+test('watch errors carry statusCode; transport errors keep their cause', (t) => {
+  t.is(httpStatusOf(Object.assign(new Error('Gone'), { statusCode: 410 })), 410);
+  t.is(httpStatusOf(Object.assign(new Error('reset'), { code: 'ECONNRESET' })), undefined);
+  const fetchFailure = new TypeError('fetch failed', {
+    cause: new Error('connect ECONNREFUSED 127.0.0.1:1'),
+  });
+  t.is(describeApiError(fetchFailure), 'fetch failed: connect ECONNREFUSED 127.0.0.1:1');
+});
+
+test('write failures are classified: conflicts and refusals are temporary, invalid or missing objects permanent', (t) => {
+  const cases: Array<[number, string, boolean]> = [
+    [409, 'KUBERNETES_CONFLICT', true],
+    [403, 'KUBERNETES_FORBIDDEN', true],
+    [500, 'KUBERNETES_WRITE_FAILED', true],
+    [429, 'KUBERNETES_WRITE_FAILED', true],
+    [422, 'KUBERNETES_INVALID', false],
+    [400, 'KUBERNETES_INVALID', false],
+    [404, 'KUBERNETES_NOT_FOUND', false],
+  ];
+  for (const [status, code, temporary] of cases) {
+    const error = writeError('server-side apply of ConfigMap ns/a', apiException(status, 'why'));
+    t.is(error.code, code, `HTTP ${status}`);
+    t.is(error.temporary, temporary, `HTTP ${status}`);
+    t.is(error.httpStatus, status);
+    t.is(error.message, `server-side apply of ConfigMap ns/a failed (HTTP ${status}): why`);
+  }
+  const network = writeError('delete of Secret ns/b', new TypeError('fetch failed'));
+  t.is(network.code, 'KUBERNETES_WRITE_FAILED');
+  t.true(network.temporary);
+});
+
+test('a write error never repeats a token the API server quoted back', (t) => {
+  const token = `vpe_${'0123456789abcdef'}_${'A'.repeat(43)}`;
+  const error = writeError(
+    'server-side apply of Secret ns/t',
+    apiException(422, `data[token]: Invalid value: "${token}"`),
+  );
+  t.false(error.message.includes(token));
+  t.true(error.message.includes('vpe_[REDACTED]'));
+});
+
+test('an owner reference needs a uid and names what is missing', (t) => {
+  const error = t.throws(() =>
+    controllerOwnerReference({
+      apiVersion: 'vaultpam.io/v1alpha1',
+      kind: 'Connector',
+      metadata: { name: 'c' },
+    }),
+  );
+  t.is((error as { code?: string }).code, 'INVALID_OWNER');
+  t.regex(error?.message ?? '', /uid=\(none\)/);
+  t.deepEqual(
+    controllerOwnerReference({
+      apiVersion: 'vaultpam.io/v1alpha1',
+      kind: 'Connector',
+      metadata: { name: 'c', uid: 'u1' },
+    }),
+    {
+      apiVersion: 'vaultpam.io/v1alpha1',
+      kind: 'Connector',
+      name: 'c',
+      uid: 'u1',
+      controller: true,
+      blockOwnerDeletion: true,
+    },
+  );
+});
