@@ -260,7 +260,9 @@ export class EventRecorder {
       }
     }
     const namespace = subject.namespace;
-    const eventName = `${subject.name}.${randomBytes(8).toString('hex')}`.slice(-253);
+    // <name>.<16 hex>, the name cut so the whole stays a valid DNS subdomain (at most 253 characters).
+    const base = subject.name.slice(0, 253 - 17).replace(/[^a-z0-9]+$/, '') || 'object';
+    const eventName = `${base}.${randomBytes(8).toString('hex')}`;
     const body: EventsV1Event = {
       apiVersion: 'events.k8s.io/v1',
       kind: 'Event',

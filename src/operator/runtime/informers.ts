@@ -255,7 +255,12 @@ export class Informer<T extends KubernetesObject> {
         (phase, object) => {
           if (session !== this.session) return;
           delivered = true;
-          this.onWatchEvent(phase, object as RawWatchObject);
+          try {
+            this.onWatchEvent(phase, object as RawWatchObject);
+          } catch (error) {
+            // client-node's Watch would swallow this silently; an object we cannot read must be seen.
+            this.logger.error({ phase, err: errorMessage(error) }, 'could not process a watch event');
+          }
         },
         (error) => {
           if (session !== this.session) return;
