@@ -5,8 +5,7 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ApiextensionsV1Api, type V1CustomResourceDefinition } from '@kubernetes/client-node';
-import * as yaml from 'js-yaml';
+import { ApiextensionsV1Api, loadAllYaml, type V1CustomResourceDefinition } from '@kubernetes/client-node';
 import { helpText, onShutdownSignal, parseFlags } from '../lib/cli.ts';
 import { createLogger, isLogLevel } from '../lib/logger.ts';
 import { startLocalCluster } from '../local-cluster/cluster.ts';
@@ -41,8 +40,11 @@ onShutdownSignal(async () => {
 });
 
 const api = cluster.adminKubeConfig().makeApiClient(ApiextensionsV1Api);
-for (const file of (await readdir(join(repoRoot, 'crds'))).filter((f) => f.endsWith('.yaml'))) {
-  for (const doc of yaml.loadAll(await readFile(join(repoRoot, 'crds', file), 'utf8'))) {
+for (const file of (await readdir(join(repoRoot, 'crds'))).filter(
+  (f) => f.endsWith('.yaml') && f !== 'kustomization.yaml',
+)) {
+  // client-node's loader keeps the x-kubernetes-* validation keys that a plain YAML parse would lose.
+  for (const doc of loadAllYaml(await readFile(join(repoRoot, 'crds', file), 'utf8'))) {
     await api.createCustomResourceDefinition({ body: doc as V1CustomResourceDefinition });
     log.info({ file }, 'installed CRD');
   }

@@ -116,7 +116,10 @@ export class ConnectorReconciler {
     let failure: CodedError | undefined;
     if (observed.spec.ok) {
       try {
-        await act(this.ctx, connector, observed.spec.value, planned, connection);
+        await act(this.ctx, connector, observed.spec.value, planned, connection, {
+          configMap: observed.configMap,
+          statefulSet: observed.workload?.object,
+        });
       } catch (error) {
         failure = asCoded(error);
       }

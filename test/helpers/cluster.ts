@@ -7,10 +7,10 @@ import {
   ApiextensionsV1Api,
   CoreV1Api,
   type KubeConfig,
+  loadAllYaml,
   type V1CustomResourceDefinition,
 } from '@kubernetes/client-node';
 import type { TestFn } from 'ava';
-import * as yaml from 'js-yaml';
 import { type LocalCluster, startLocalCluster } from '../../src/local-cluster/cluster.ts';
 import { eventually } from './eventually.ts';
 
@@ -50,12 +50,18 @@ export async function createTestNamespace(kc: KubeConfig, prefix = 't'): Promise
   return name;
 }
 
-/** The CRDs in crds/, parsed. */
+/**
+ * The CRDs in crds/, as client-node models. client-node's own loader maps the YAML's JSON names
+ * (`x-kubernetes-validations`, `enum`, ...) onto its model fields; a plain YAML parse would hand the
+ * typed API objects whose validation keys its serializer silently drops.
+ */
 export async function loadCrds(): Promise<V1CustomResourceDefinition[]> {
   const dir = join(repoRoot, 'crds');
-  const names = (await readdir(dir)).filter((name) => name.endsWith('.yaml') || name.endsWith('.yml'));
+  const names = (await readdir(dir)).filter(
+    (name) => (name.endsWith('.yaml') || name.endsWith('.yml')) && !name.startsWith('kustomization'),
+  );
   const documents = await Promise.all(
-    names.map(async (name) => yaml.loadAll(await readFile(join(dir, name), 'utf8'))),
+    names.map(async (name) => loadAllYaml(await readFile(join(dir, name), 'utf8'))),
   );
   return documents.flat().filter((doc): doc is V1CustomResourceDefinition => {
     return (

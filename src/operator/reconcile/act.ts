@@ -4,6 +4,7 @@
 // apply, delete of what may already be gone, mint by idempotency key), so a pass that fails half
 // way is simply repeated.
 
+import type { KubernetesObject } from '@kubernetes/client-node';
 import { CodedError } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/logger.ts';
 import type { Connector, DefaultedSpec } from '../api/types.ts';
@@ -13,6 +14,7 @@ import type { EventRecorder } from '../runtime/events.ts';
 import type { OperatorMetrics } from '../runtime/metrics.ts';
 import { RESOURCE_TYPES } from '../runtime/resources.ts';
 import { desiredTokenSecret } from './desired-objects.ts';
+import { driftOf } from './drift.ts';
 import type { Plan } from './plan-types.ts';
 
 export interface ActContext {
@@ -30,6 +32,7 @@ export async function act(
   spec: DefaultedSpec,
   plan: Plan,
   connection: ControlPlaneConnection | undefined,
+  live: { configMap?: object | undefined; statefulSet?: object | undefined } = {},
 ): Promise<void> {
   const namespace = spec.namespace;
   const client = connection?.client();
@@ -78,11 +81,26 @@ export async function act(
       'enrollment token stored in its Secret',
     );
   }
-  if (plan.configMap) await ctx.writer.apply(plan.configMap);
-  if (plan.statefulSet) await ctx.writer.apply(plan.statefulSet);
+  await applyIfChanged(ctx, plan.configMap, live.configMap);
+  await applyIfChanged(ctx, plan.statefulSet, live.statefulSet);
   if (plan.scaleAdopted) {
     await ctx.scale(plan.scaleAdopted.kind, namespace, plan.scaleAdopted.name, plan.scaleAdopted.replicas);
   }
+}
+
+async function applyIfChanged(
+  ctx: ActContext,
+  desired: KubernetesObject | undefined,
+  live: object | undefined,
+): Promise<void> {
+  if (!desired) return;
+  const drift = driftOf(desired, live);
+  if (drift === undefined) return;
+  ctx.logger.debug(
+    { kind: desired.kind, name: desired.metadata?.name, field: drift },
+    'applying: field differs',
+  );
+  await ctx.writer.apply(desired);
 }
 
 /** Records the plan's Events on the Connector; the recorder never throws. */

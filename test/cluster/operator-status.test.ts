@@ -1,0 +1,101 @@
+// Status follows the control plane, and an operator with nothing to do writes nothing.
+import test from 'ava';
+import type { Connector } from '../../src/operator/api/types.ts';
+import type { RunningOperator } from '../../src/operator/operator.ts';
+import { createTestNamespace, useCluster } from '../helpers/cluster.ts';
+import { eventually } from '../helpers/eventually.ts';
+import { connectors, type OperatorEnvironment, startOperatorEnvironment } from '../helpers/operator-env.ts';
+import { runAgentFromSecret } from '../helpers/simulated-pod.ts';
+
+const cluster = useCluster(test);
+let env: OperatorEnvironment;
+let operator: RunningOperator;
+
+test.serial.before(async () => {
+  env = await startOperatorEnvironment(cluster());
+  // A short resync makes the operator look at every Connector often: it must still write nothing.
+  operator = await env.startOperator({ resyncMs: 500 });
+});
+test.after.always(async () => {
+  await env?.stop();
+});
+
+const spec = { connector: { org: 'acme', endpointId: 'ep-1', allowedNetworks: ['10.0.0.0/8'] } };
+const condition = (c: Connector, type: string) => c.status?.conditions?.find((x) => x.type === type);
+
+async function onlineConnector(namespace: string) {
+  const { kc } = cluster();
+  const api = connectors(kc);
+  await api.create(namespace, { metadata: { name: 'edge', namespace }, spec });
+  await eventually(() => api.get(namespace, 'edge').then((c) => c.status?.enrollment?.tokenSecretName !== undefined), {
+    description: 'token minted',
+  });
+  const pod = await runAgentFromSecret({
+    kc,
+    namespace,
+    secretName: 'edge-enrollment-token',
+    connectorId: `${namespace}.edge`,
+    controlPlaneUrl: env.controlPlane.url,
+    caPem: env.controlPlane.caPem,
+  });
+  await eventually(() => api.get(namespace, 'edge').then((c) => c.status?.phase === 'Online' && c.status.enrollment?.retired && !c.status.enrollment.tokenSecretName), {
+    description: 'Online, retired, token gone',
+  });
+  return { api, pod };
+}
+
+test.serial('an idle operator makes no writes while heartbeats arrive and resyncs run', async (t) => {
+  const namespace = await createTestNamespace(cluster().kc, 'idle');
+  const { pod } = await onlineConnector(namespace);
+  t.teardown(() => pod.stop());
+  const countWrites = () => operator.metrics.totalWrites({ excludeKinds: ['Lease'] });
+  const reconciles = async () => (await operator.metrics.registry.getSingleMetric('vaultpam_operator_reconciles_total')?.get())?.values.reduce((sum, v) => sum + v.value, 0) ?? 0;
+  // Let the last transition settle (heartbeat time, events), then count.
+  await eventually(
+    async () => {
+      const before = await countWrites();
+      await new Promise((resolve) => setTimeout(resolve, 1_500));
+      return (await countWrites()) === before;
+    },
+    { description: 'writes settle', timeoutMs: 20_000 },
+  );
+  const writesBefore = await countWrites();
+  const reconcilesBefore = await reconciles();
+  const beatsBefore = pod.agent.status().heartbeatsAccepted;
+  await new Promise((resolve) => setTimeout(resolve, 4_000));
+  t.true(pod.agent.status().heartbeatsAccepted - beatsBefore >= 5, 'heartbeats kept arriving');
+  t.true((await reconciles()) - reconcilesBefore >= 4, 'the operator kept reconciling');
+  t.is(await countWrites(), writesBefore, 'and wrote nothing');
+});
+
+test.serial('status follows the control plane: Offline with a Reconnect diagnosis, then Online again', async (t) => {
+  const { kc } = cluster();
+  const namespace = await createTestNamespace(kc, 'flap');
+  const { api, pod } = await onlineConnector(namespace);
+  const dataDir = pod.dataDir;
+  await pod.agent.stop();
+  const offline = await eventually(
+    () => api.get(namespace, 'edge').then((c) => (c.status?.phase === 'Offline' ? c : undefined)),
+    { description: 'Offline after missed heartbeats' },
+  );
+  t.is(offline.status?.diagnosis?.failureClass, 'Reconnect');
+  t.is(condition(offline, 'Healthy')?.reason, 'HeartbeatMissed');
+  t.is(condition(offline, 'Ready')?.status, 'False');
+
+  // Same identity, no token: the connector reconnects by itself.
+  const restarted = await runAgentFromSecret({
+    kc,
+    namespace,
+    secretName: 'edge-enrollment-token',
+    connectorId: `${namespace}.edge`,
+    controlPlaneUrl: env.controlPlane.url,
+    caPem: env.controlPlane.caPem,
+    dataDir,
+  });
+  t.teardown(() => restarted.stop());
+  const back = await eventually(() => api.get(namespace, 'edge').then((c) => (c.status?.phase === 'Online' ? c : undefined)), {
+    description: 'Online again',
+  });
+  t.is(back.status?.diagnosis, undefined);
+  t.is(back.status?.identity?.certificateSerial, offline.status?.identity?.certificateSerial, 'same identity, no re-pairing');
+});
