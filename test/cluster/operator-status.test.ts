@@ -27,9 +27,12 @@ async function onlineConnector(namespace: string) {
   const { kc } = cluster();
   const api = connectors(kc);
   await api.create(namespace, { metadata: { name: 'edge', namespace }, spec });
-  await eventually(() => api.get(namespace, 'edge').then((c) => c.status?.enrollment?.tokenSecretName !== undefined), {
-    description: 'token minted',
-  });
+  await eventually(
+    () => api.get(namespace, 'edge').then((c) => c.status?.enrollment?.tokenSecretName !== undefined),
+    {
+      description: 'token minted',
+    },
+  );
   const pod = await runAgentFromSecret({
     kc,
     namespace,
@@ -38,9 +41,20 @@ async function onlineConnector(namespace: string) {
     controlPlaneUrl: env.controlPlane.url,
     caPem: env.controlPlane.caPem,
   });
-  await eventually(() => api.get(namespace, 'edge').then((c) => c.status?.phase === 'Online' && c.status.enrollment?.retired && !c.status.enrollment.tokenSecretName), {
-    description: 'Online, retired, token gone',
-  });
+  await eventually(
+    () =>
+      api
+        .get(namespace, 'edge')
+        .then(
+          (c) =>
+            c.status?.phase === 'Online' &&
+            c.status.enrollment?.retired &&
+            !c.status.enrollment.tokenSecretName,
+        ),
+    {
+      description: 'Online, retired, token gone',
+    },
+  );
   return { api, pod };
 }
 
@@ -49,7 +63,10 @@ test.serial('an idle operator makes no writes while heartbeats arrive and resync
   const { pod } = await onlineConnector(namespace);
   t.teardown(() => pod.stop());
   const countWrites = () => operator.metrics.totalWrites({ excludeKinds: ['Lease'] });
-  const reconciles = async () => (await operator.metrics.registry.getSingleMetric('vaultpam_operator_reconciles_total')?.get())?.values.reduce((sum, v) => sum + v.value, 0) ?? 0;
+  const reconciles = async () =>
+    (
+      await operator.metrics.registry.getSingleMetric('vaultpam_operator_reconciles_total')?.get()
+    )?.values.reduce((sum, v) => sum + v.value, 0) ?? 0;
   // Let the last transition settle (heartbeat time, events), then count.
   await eventually(
     async () => {
@@ -68,34 +85,44 @@ test.serial('an idle operator makes no writes while heartbeats arrive and resync
   t.is(await countWrites(), writesBefore, 'and wrote nothing');
 });
 
-test.serial('status follows the control plane: Offline with a Reconnect diagnosis, then Online again', async (t) => {
-  const { kc } = cluster();
-  const namespace = await createTestNamespace(kc, 'flap');
-  const { api, pod } = await onlineConnector(namespace);
-  const dataDir = pod.dataDir;
-  await pod.agent.stop();
-  const offline = await eventually(
-    () => api.get(namespace, 'edge').then((c) => (c.status?.phase === 'Offline' ? c : undefined)),
-    { description: 'Offline after missed heartbeats' },
-  );
-  t.is(offline.status?.diagnosis?.failureClass, 'Reconnect');
-  t.is(condition(offline, 'Healthy')?.reason, 'HeartbeatMissed');
-  t.is(condition(offline, 'Ready')?.status, 'False');
+test.serial(
+  'status follows the control plane: Offline with a Reconnect diagnosis, then Online again',
+  async (t) => {
+    const { kc } = cluster();
+    const namespace = await createTestNamespace(kc, 'flap');
+    const { api, pod } = await onlineConnector(namespace);
+    const dataDir = pod.dataDir;
+    await pod.agent.stop();
+    const offline = await eventually(
+      () => api.get(namespace, 'edge').then((c) => (c.status?.phase === 'Offline' ? c : undefined)),
+      { description: 'Offline after missed heartbeats' },
+    );
+    t.is(offline.status?.diagnosis?.failureClass, 'Reconnect');
+    t.is(condition(offline, 'Healthy')?.reason, 'HeartbeatMissed');
+    t.is(condition(offline, 'Ready')?.status, 'False');
 
-  // Same identity, no token: the connector reconnects by itself.
-  const restarted = await runAgentFromSecret({
-    kc,
-    namespace,
-    secretName: 'edge-enrollment-token',
-    connectorId: `${namespace}.edge`,
-    controlPlaneUrl: env.controlPlane.url,
-    caPem: env.controlPlane.caPem,
-    dataDir,
-  });
-  t.teardown(() => restarted.stop());
-  const back = await eventually(() => api.get(namespace, 'edge').then((c) => (c.status?.phase === 'Online' ? c : undefined)), {
-    description: 'Online again',
-  });
-  t.is(back.status?.diagnosis, undefined);
-  t.is(back.status?.identity?.certificateSerial, offline.status?.identity?.certificateSerial, 'same identity, no re-pairing');
-});
+    // Same identity, no token: the connector reconnects by itself.
+    const restarted = await runAgentFromSecret({
+      kc,
+      namespace,
+      secretName: 'edge-enrollment-token',
+      connectorId: `${namespace}.edge`,
+      controlPlaneUrl: env.controlPlane.url,
+      caPem: env.controlPlane.caPem,
+      dataDir,
+    });
+    t.teardown(() => restarted.stop());
+    const back = await eventually(
+      () => api.get(namespace, 'edge').then((c) => (c.status?.phase === 'Online' ? c : undefined)),
+      {
+        description: 'Online again',
+      },
+    );
+    t.is(back.status?.diagnosis, undefined);
+    t.is(
+      back.status?.identity?.certificateSerial,
+      offline.status?.identity?.certificateSerial,
+      'same identity, no re-pairing',
+    );
+  },
+);
