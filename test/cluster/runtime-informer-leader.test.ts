@@ -188,6 +188,36 @@ test.serial('an informer lists, caches and follows the labelled objects of one n
   t.false(seen.includes('add late'), 'a stopped informer delivers nothing');
 });
 
+test.serial('the first list is read page by page and every page reaches the cache', async (t) => {
+  const { kc } = cluster();
+  const core = kc.makeApiClient(CoreV1Api);
+  const namespace = await createTestNamespace(kc, 'page');
+  const names = ['p1', 'p2', 'p3', 'p4', 'p5'];
+  for (const name of names)
+    await core.createNamespacedConfigMap({ namespace, body: configMap(name, { app: 'pg' }) });
+  const added: string[] = [];
+  const informer = new Informer<V1ConfigMap>({
+    kc,
+    type: RESOURCE_TYPES.configMap,
+    namespace,
+    labelSelector: 'app=pg',
+    pageSize: 2,
+    logger: captureLogs().logger,
+  });
+  informer.addHandlers({ onAdd: (cm) => void added.push(cm.metadata?.name ?? '') });
+  informer.start();
+  t.teardown(() => informer.stop());
+  await informer.waitForSync(AbortSignal.timeout(30_000));
+  t.deepEqual(added.sort(), names, 'three pages of at most two objects each');
+  t.deepEqual(
+    informer
+      .list()
+      .map((cm) => cm.metadata?.name)
+      .sort(),
+    names,
+  );
+});
+
 test.serial(
   'a handler that throws or rejects is logged and never stops delivery to the others',
   async (t) => {
