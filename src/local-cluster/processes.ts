@@ -12,13 +12,22 @@ process.once('exit', () => {
   for (const child of live) child.killGroup('SIGKILL');
 });
 
-// The watchdog: runs the command, forwards TERM/INT, and stops the command when the parent pid is gone.
+// The watchdog: runs the command, forwards TERM/INT to it (once: the command alone gets the signal,
+// as a container's main process does), notices at once when it exits, and stops it when the
+// parent pid is gone. WATCH_PARENT is removed from the command's environment so it only sees what
+// it was given; 2>/dev/null keeps bash's job reports ("Terminated") out of the command's log.
 const WATCHDOG = [
+  'parent="$WATCH_PARENT"; unset WATCH_PARENT',
   '"$@" & child=$!',
-  'trap \'kill -TERM "$child" 2>/dev/null; wait "$child"; exit $?\' TERM INT',
-  'while kill -0 "$WATCH_PARENT" 2>/dev/null && kill -0 "$child" 2>/dev/null; do sleep 1; done',
+  'tick=',
+  'trap \'kill -TERM "$child" $tick 2>/dev/null; wait "$child" 2>/dev/null; s=$?; wait $tick 2>/dev/null; exit $s\' TERM INT',
+  'while kill -0 "$parent" 2>/dev/null && kill -0 "$child" 2>/dev/null; do',
+  '  sleep 1 & tick=$!',
+  '  wait -n "$child" "$tick" 2>/dev/null',
+  '  kill "$tick" 2>/dev/null',
+  'done',
   'if kill -0 "$child" 2>/dev/null; then kill -TERM "$child"; fi',
-  'wait "$child"',
+  'wait "$child" 2>/dev/null',
 ].join('\n');
 
 export interface ManagedProcessOptions {
@@ -27,6 +36,13 @@ export interface ManagedProcessOptions {
   args: string[];
   logFile: string;
   env?: NodeJS.ProcessEnv;
+  /** Working directory of the command; the parent's when omitted. */
+  cwd?: string;
+}
+
+export interface ProcessExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
 }
 
 export class ManagedProcess {
@@ -34,15 +50,24 @@ export class ManagedProcess {
   readonly logFile: string;
   private readonly child: ChildProcess;
   private readonly log: WriteStream;
-  private exitInfo: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+  private exitInfo: ProcessExit | undefined;
   private readonly exited: Promise<void>;
+  private readonly outputClosed: Promise<void>;
+  private logFailure: Error | undefined;
+  /** Resolves once the process has exited (it never rejects), with how it exited. */
+  readonly whenExited: Promise<ProcessExit>;
 
   constructor(options: ManagedProcessOptions) {
     this.name = options.name;
     this.logFile = options.logFile;
     this.log = createWriteStream(options.logFile, { flags: 'a' });
+    // A log file that cannot be written must not take the parent down; it is reported by logError.
+    this.log.on('error', (error) => {
+      this.logFailure = error;
+    });
     this.child = spawn('bash', ['-c', WATCHDOG, 'watchdog', options.command, ...options.args], {
       detached: true,
+      ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...(options.env ?? process.env), WATCH_PARENT: String(process.pid) },
     });
@@ -52,6 +77,9 @@ export class ManagedProcess {
       this.exitInfo = { code: code as number | null, signal: signal as NodeJS.Signals | null };
       live.delete(this);
     });
+    // 'close' comes after 'exit' once stdout and stderr are drained into the log.
+    this.outputClosed = once(this.child, 'close').then(() => {});
+    this.whenExited = this.exited.then(() => this.exitInfo as ProcessExit);
     live.add(this);
   }
 
@@ -60,12 +88,31 @@ export class ManagedProcess {
   }
 
   /** Whether the process has exited, with how. */
-  get exit(): { code: number | null; signal: NodeJS.Signals | null } | undefined {
+  get exit(): ProcessExit | undefined {
     return this.exitInfo;
   }
 
+  /** Why the log file could not be written, if it could not. */
+  get logError(): Error | undefined {
+    return this.logFailure;
+  }
+
   killGroup(signal: NodeJS.Signals): void {
+    if (this.exitInfo) return;
+    this.signalGroup(signal);
+  }
+
+  private signalWatchdog(signal: NodeJS.Signals): void {
     if (this.child.pid === undefined || this.exitInfo) return;
+    try {
+      process.kill(this.child.pid, signal);
+    } catch {
+      // The watchdog already exited: the exit handler takes it from here.
+    }
+  }
+
+  private signalGroup(signal: NodeJS.Signals): void {
+    if (this.child.pid === undefined) return;
     try {
       process.kill(-this.child.pid, signal);
     } catch {
@@ -73,16 +120,31 @@ export class ManagedProcess {
     }
   }
 
-  /** SIGTERM to the whole group, then SIGKILL if it is still there after `graceMs`. */
+  /**
+   * SIGTERM to the command (through the watchdog, which forwards it once), then SIGKILL to the
+   * whole group if it is still there after `graceMs`. Also the way to
+   * release a process that exited by itself: whatever it left in its group is killed and the log
+   * file is closed once its output is drained.
+   */
   async stop(graceMs = 5_000): Promise<void> {
     if (!this.exitInfo) {
-      this.killGroup('SIGTERM');
+      this.signalWatchdog('SIGTERM');
       const timer = setTimeout(() => this.killGroup('SIGKILL'), graceMs);
       await this.exited;
       clearTimeout(timer);
     }
     // The watchdog is gone; make sure nothing else of the group survived it.
-    this.killGroup('SIGKILL');
-    await new Promise<void>((resolve) => this.log.end(resolve));
+    this.signalGroup('SIGKILL');
+    let drainTimer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      this.outputClosed,
+      new Promise<void>((resolve) => {
+        drainTimer = setTimeout(resolve, 2_000);
+      }),
+    ]);
+    clearTimeout(drainTimer);
+    this.child.stdout?.unpipe(this.log);
+    this.child.stderr?.unpipe(this.log);
+    if (!this.log.writableEnded) await new Promise<void>((resolve) => this.log.end(resolve));
   }
 }
