@@ -411,3 +411,24 @@ test('a recovery whose token expires before pairing fails once and does not loop
   t.is(next.status.recovery?.step, 'Failed');
   t.false(next.controlPlane.some((a) => a.kind === 'mintToken' || a.kind === 'beginRecovery'));
 });
+
+test('a record from the change stream still calls an expired token live: the planner trusts the expiry', (t) => {
+  // Found in the cluster test: the follower's copy keeps liveToken until the next change.
+  const expired = '2026-01-01T00:00:00.000Z';
+  const result = plan(
+    observed({
+      connector: connector({ status: { enrollment: { mintCount: 1, tokenExpiresAt: expired } } }),
+      record: record({
+        state: 'pending',
+        bootstrapRetired: false,
+        lastHeartbeatAt: null,
+        certificate: null,
+        liveToken: { tokenId: 'x', expiresAt: expired },
+      }),
+      tokenSecret: tokenSecret({ expiresAt: expired }),
+    }),
+    NOW,
+  );
+  t.is(result.deleteTokenSecret, 'edge-enrollment-token');
+  t.true(result.controlPlane.some((a) => a.kind === 'mintToken' && a.idempotencyKey === `enroll-${UID}-2`));
+});

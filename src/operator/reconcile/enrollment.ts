@@ -37,13 +37,18 @@ export function remintDelayMs(expiries: number): number {
   return Math.min(REMINT_BASE_DELAY_MS * 2 ** (expiries - 2), REMINT_MAX_DELAY_MS);
 }
 
-/** Whether the Secret holds the token the control plane reports live. */
+/**
+ * Whether the Secret holds the token the control plane reports live, and that token has not expired
+ * yet (the record may come from the change stream, where "live" was true when it was sent).
+ */
 export function secretHoldsLiveToken(
   secret: TokenSecretFacts | undefined,
   record: ControlPlaneConnector | undefined,
+  now: Date,
 ): boolean {
   if (!secret || secret.deleting || !record?.liveToken || !secret.expiresAt) return false;
-  return new Date(secret.expiresAt).getTime() === new Date(record.liveToken.expiresAt).getTime();
+  const expiresAt = new Date(secret.expiresAt).getTime();
+  return expiresAt === new Date(record.liveToken.expiresAt).getTime() && expiresAt > now.getTime();
 }
 
 export function planEnrollment(input: EnrollmentInput): EnrollmentDecision {
@@ -51,7 +56,7 @@ export function planEnrollment(input: EnrollmentInput): EnrollmentDecision {
   const previous = input.previous ?? {};
   const mintCount = previous.mintCount ?? 0;
   const retired = record?.bootstrapRetired === true;
-  const live = secretHoldsLiveToken(tokenSecret, record);
+  const live = secretHoldsLiveToken(tokenSecret, record, now);
   const status: EnrollmentStatus = { retired, mintCount };
   if (previous.lastMintKey) status.lastMintKey = previous.lastMintKey;
   if (previous.tokenMintedAt) status.tokenMintedAt = previous.tokenMintedAt;

@@ -282,7 +282,7 @@ export function plan(observed: Observed, now: Date): Plan {
     conditions,
     {
       type: CONDITION_TYPES.Enrolled,
-      ...enrolledCondition(record, observed, enrollment.expiredUnused),
+      ...enrolledCondition(record, observed, enrollment.expiredUnused, now),
       ...g,
     },
     now,
@@ -361,6 +361,7 @@ function enrolledCondition(
   record: ControlPlaneConnector | undefined,
   observed: Observed,
   expiredUnused: boolean,
+  now: Date,
 ) {
   if (!observed.controlPlane.reachable) {
     return {
@@ -390,7 +391,7 @@ function enrolledCondition(
       message: `paired at ${record.enrolledAt}; waiting for the first heartbeat`,
     };
   }
-  if (secretHoldsLiveToken(observed.tokenSecret, record)) {
+  if (secretHoldsLiveToken(observed.tokenSecret, record, now)) {
     return {
       status: 'False' as const,
       reason: EnrolledReasons.TokenMinted,
