@@ -1,0 +1,638 @@
+// The install manifests work on a real API server: the base and every overlay are rendered by the
+// pinned kustomize, applied server-side (pruning what the previous render had and this one lacks, as
+// `kubectl apply --prune`, Argo CD and Flux do), and read back. The operator's ServiceAccount is then
+// asked, with SelfSubjectAccessReviews made with its own token, for every permission the operator
+// needs (granted) and for meaningful ones it must not have (denied). No kubelet runs here, so the
+// operator pods are admitted (which proves the restricted Pod Security Standard) but never start.
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import {
+  AppsV1Api,
+  AuthorizationV1Api,
+  CoordinationV1Api,
+  CoreV1Api,
+  type KubeConfig,
+  type KubernetesObject,
+  KubernetesObjectApi,
+  PatchStrategy,
+  PolicyV1Api,
+  RbacAuthorizationV1Api,
+  type V1Deployment,
+} from '@kubernetes/client-node';
+import test, { type ExecutionContext } from 'ava';
+import * as yaml from 'js-yaml';
+import { ensureClusterBinaries } from '../../src/local-cluster/binaries.ts';
+import { createTestNamespace, repoRoot, useCluster } from '../helpers/cluster.ts';
+import { eventually } from '../helpers/eventually.ts';
+
+const run = promisify(execFile);
+const cluster = useCluster(test);
+
+const OPERATOR_NAMESPACE = 'vaultpam-system';
+const SERVICE_ACCOUNT = 'vaultpam-connector-operator';
+const DEPLOYMENT = 'vaultpam-connector-operator';
+const LEASE = 'vaultpam-connector-operator';
+const CREDENTIAL_SECRET = 'vaultpam-operator-credential';
+/** The namespace kustomize/components/namespaced scopes the operator to. */
+const WATCHED_NAMESPACE = 'vaultpam';
+/** Any namespace where Connectors may live in a cluster-wide install. */
+const TEAM_NAMESPACE = 'team-a';
+const FIELD_MANAGER = 'install-manifests-test';
+
+let kustomize = '';
+test.before(async () => {
+  kustomize = join(await ensureClusterBinaries(), 'kustomize');
+});
+
+function statusCodeOf(error: unknown): number | undefined {
+  return (error as { code?: number }).code;
+}
+
+async function render(path: string): Promise<KubernetesObject[]> {
+  const { stdout } = await run(kustomize, ['build', path], { cwd: repoRoot, maxBuffer: 16 * 1024 * 1024 });
+  return yaml
+    .loadAll(stdout)
+    .filter((doc): doc is KubernetesObject => typeof doc === 'object' && doc !== null);
+}
+
+function identity(object: KubernetesObject): string {
+  const namespace = object.metadata?.namespace ? `${object.metadata.namespace}/` : '';
+  return `${object.apiVersion} ${object.kind} ${namespace}${object.metadata?.name}`;
+}
+
+function find(objects: KubernetesObject[], kind: string, name: string): KubernetesObject | undefined {
+  return objects.find((o) => o.kind === kind && o.metadata?.name === name);
+}
+
+let installed: KubernetesObject[] = [];
+
+/**
+ * Renders `path`, applies every object server-side, deletes what the previous install had and this
+ * render lacks, and returns the rendered objects.
+ */
+async function install(kc: KubeConfig, path: string): Promise<KubernetesObject[]> {
+  const objects = await render(path);
+  const client = KubernetesObjectApi.makeApiClient(kc);
+  for (const object of objects) {
+    await client.patch(object, undefined, undefined, FIELD_MANAGER, true, PatchStrategy.ServerSideApply);
+  }
+  const keep = new Set(objects.map(identity));
+  for (const stale of installed.filter((o) => !keep.has(identity(o)))) {
+    await client.delete(stale).catch((error: unknown) => {
+      if (statusCodeOf(error) !== 404) throw error;
+    });
+  }
+  installed = objects;
+  return objects;
+}
+
+async function readBack(kc: KubeConfig, object: KubernetesObject): Promise<KubernetesObject> {
+  const header = {
+    apiVersion: object.apiVersion ?? '',
+    kind: object.kind ?? '',
+    metadata: { name: object.metadata?.name ?? '', namespace: object.metadata?.namespace ?? '' },
+  };
+  return KubernetesObjectApi.makeApiClient(kc).read(header);
+}
+
+async function deployment(kc: KubeConfig): Promise<V1Deployment> {
+  return kc
+    .makeApiClient(AppsV1Api)
+    .readNamespacedDeployment({ name: DEPLOYMENT, namespace: OPERATOR_NAMESPACE });
+}
+
+/** The ConfigMap the Deployment reads its settings from (its name carries kustomize's content hash). */
+async function operatorSettings(kc: KubeConfig): Promise<Record<string, string>> {
+  const current = await deployment(kc);
+  const name = current.spec?.template.spec?.containers[0]?.envFrom?.[0]?.configMapRef?.name ?? '';
+  const configMap = await kc
+    .makeApiClient(CoreV1Api)
+    .readNamespacedConfigMap({ name, namespace: OPERATOR_NAMESPACE });
+  return configMap.data ?? {};
+}
+
+function envOf(current: V1Deployment): Record<string, string | undefined> {
+  const env = current.spec?.template.spec?.containers[0]?.env ?? [];
+  return Object.fromEntries(env.map((e) => [e.name, e.value]));
+}
+
+async function ensureNamespace(kc: KubeConfig, name: string): Promise<void> {
+  await kc
+    .makeApiClient(CoreV1Api)
+    .createNamespace({ body: { metadata: { name } } })
+    .catch((error: unknown) => {
+      if (statusCodeOf(error) !== 409) throw error;
+    });
+}
+
+// --- access reviews -------------------------------------------------------------------------------
+
+interface Access {
+  verb: string;
+  resource: string;
+  group?: string;
+  subresource?: string;
+  /** Omitted: the request spans all namespaces (what a cluster-wide informer does). */
+  namespace?: string;
+  name?: string;
+}
+
+function describe(access: Access): string {
+  const resource = `${access.group ? `${access.group}/` : ''}${access.resource}${access.subresource ? `/${access.subresource}` : ''}`;
+  const where = access.namespace ? `in ${access.namespace}` : 'cluster-wide';
+  return `${access.verb} ${resource}${access.name ? ` named ${access.name}` : ''} ${where}`;
+}
+
+async function isAllowed(kc: KubeConfig, access: Access): Promise<boolean> {
+  const review = await kc.makeApiClient(AuthorizationV1Api).createSelfSubjectAccessReview({
+    body: {
+      apiVersion: 'authorization.k8s.io/v1',
+      kind: 'SelfSubjectAccessReview',
+      spec: { resourceAttributes: { ...access, group: access.group ?? '' } },
+    },
+  });
+  return review.status?.allowed === true;
+}
+
+/**
+ * Asks every review and returns the ones whose answer differs from the expectation. RBAC changes
+ * reach the authorizer's cache shortly after they are written, so this polls (bounded) until all
+ * answers match at once, then hands back whatever still differs for the assertion to show.
+ */
+async function accessMismatches(kc: KubeConfig, expected: Array<[Access, boolean]>): Promise<string[]> {
+  const check = async () => {
+    const answers = await Promise.all(expected.map(([access]) => isAllowed(kc, access)));
+    return expected
+      .filter(([, allowed], index) => answers[index] !== allowed)
+      .map(([access, allowed]) => `${describe(access)}: expected ${allowed ? 'allowed' : 'denied'}`);
+  };
+  const deadline = Date.now() + 15_000;
+  let mismatches = await check();
+  while (mismatches.length > 0 && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    mismatches = await check();
+  }
+  return mismatches;
+}
+
+const verbs = (list: string[], access: Omit<Access, 'verb'>): Access[] =>
+  list.map((verb) => ({ ...access, verb }));
+
+/** Everything the operator does in a namespace that holds Connectors. */
+function connectorNamespaceAccess(namespace: string | undefined): Access[] {
+  const at = namespace === undefined ? {} : { namespace };
+  return [
+    ...verbs(['get', 'list', 'watch', 'patch', 'update'], {
+      group: 'vaultpam.io',
+      resource: 'connectors',
+      ...at,
+    }),
+    ...verbs(['get', 'patch', 'update'], {
+      group: 'vaultpam.io',
+      resource: 'connectors',
+      subresource: 'status',
+      ...at,
+    }),
+    { verb: 'update', group: 'vaultpam.io', resource: 'connectors', subresource: 'finalizers', ...at },
+    ...verbs(['get', 'list', 'watch', 'create', 'patch', 'update', 'delete'], {
+      group: 'apps',
+      resource: 'statefulsets',
+      ...at,
+    }),
+    ...verbs(['get', 'patch', 'update'], {
+      group: 'apps',
+      resource: 'statefulsets',
+      subresource: 'scale',
+      ...at,
+    }),
+    ...verbs(['get', 'patch', 'update'], {
+      group: 'apps',
+      resource: 'deployments',
+      subresource: 'scale',
+      ...at,
+    }),
+    ...verbs(['get', 'list', 'watch'], { group: 'apps', resource: 'deployments', ...at }),
+    ...verbs(['get', 'list', 'watch', 'delete'], { resource: 'pods', ...at }),
+    ...verbs(['get', 'list', 'watch'], { resource: 'persistentvolumeclaims', ...at }),
+    ...verbs(['get', 'list', 'watch', 'create', 'patch', 'update', 'delete'], { resource: 'secrets', ...at }),
+    ...verbs(['get', 'list', 'watch', 'create', 'patch', 'update', 'delete'], {
+      resource: 'configmaps',
+      ...at,
+    }),
+    ...verbs(['create', 'patch'], { group: 'events.k8s.io', resource: 'events', ...at }),
+  ];
+}
+
+/** What the operator does in its own namespace: leader election and reading its credential. */
+const operatorNamespaceAccess: Access[] = [
+  { verb: 'create', group: 'coordination.k8s.io', resource: 'leases', namespace: OPERATOR_NAMESPACE },
+  ...verbs(['get', 'update'], {
+    group: 'coordination.k8s.io',
+    resource: 'leases',
+    namespace: OPERATOR_NAMESPACE,
+    name: LEASE,
+  }),
+  ...verbs(['get', 'list', 'watch'], {
+    resource: 'secrets',
+    namespace: OPERATOR_NAMESPACE,
+    name: CREDENTIAL_SECRET,
+  }),
+];
+
+/** Never needed, in any install. */
+const neverAccess: Access[] = [
+  ...verbs(['get', 'list'], { resource: 'nodes' }),
+  ...verbs(['create', 'update', 'bind', 'escalate'], {
+    group: 'rbac.authorization.k8s.io',
+    resource: 'clusterroles',
+  }),
+  { verb: 'create', group: 'rbac.authorization.k8s.io', resource: 'rolebindings', namespace: TEAM_NAMESPACE },
+  { verb: 'create', group: 'apiextensions.k8s.io', resource: 'customresourcedefinitions' },
+  { verb: 'delete', resource: 'namespaces', name: TEAM_NAMESPACE },
+  // Leases elsewhere: leader election lives in the operator namespace only, under one name.
+  ...verbs(['get', 'create', 'update'], {
+    group: 'coordination.k8s.io',
+    resource: 'leases',
+    namespace: 'kube-system',
+  }),
+  { verb: 'create', group: 'coordination.k8s.io', resource: 'leases', namespace: TEAM_NAMESPACE },
+  {
+    verb: 'update',
+    group: 'coordination.k8s.io',
+    resource: 'leases',
+    namespace: OPERATOR_NAMESPACE,
+    name: 'other',
+  },
+  {
+    verb: 'delete',
+    group: 'coordination.k8s.io',
+    resource: 'leases',
+    namespace: OPERATOR_NAMESPACE,
+    name: LEASE,
+  },
+  // Pods are observed and deleted, never created or entered.
+  { verb: 'create', resource: 'pods', namespace: TEAM_NAMESPACE },
+  { verb: 'create', resource: 'pods', subresource: 'exec', namespace: TEAM_NAMESPACE },
+  { verb: 'create', resource: 'pods', subresource: 'attach', namespace: TEAM_NAMESPACE },
+  { verb: 'create', resource: 'serviceaccounts', subresource: 'token', namespace: TEAM_NAMESPACE },
+  // Adopted Deployments are scaled, never created, changed or deleted.
+  ...verbs(['create', 'patch', 'update', 'delete'], {
+    group: 'apps',
+    resource: 'deployments',
+    namespace: TEAM_NAMESPACE,
+  }),
+  // Claims come from StatefulSets or from the user; the operator never creates or deletes one.
+  ...verbs(['create', 'delete'], { resource: 'persistentvolumeclaims', namespace: TEAM_NAMESPACE }),
+  // Connectors belong to their authors: the operator neither creates nor deletes them.
+  ...verbs(['create', 'delete'], { group: 'vaultpam.io', resource: 'connectors', namespace: TEAM_NAMESPACE }),
+  { verb: 'create', group: 'authentication.k8s.io', resource: 'tokenreviews' },
+];
+
+async function expectAccess(t: ExecutionContext, kc: KubeConfig, expected: Array<[Access, boolean]>) {
+  t.deepEqual(await accessMismatches(kc, expected), [], 'every access review answers as the install intends');
+}
+
+const operatorKubeConfig = () =>
+  cluster().cluster.serviceAccountKubeConfig(OPERATOR_NAMESPACE, SERVICE_ACCOUNT);
+
+// --- tests (serial: each one installs an overlay over the previous one, as an upgrade would) ----
+
+test.serial(
+  'the base renders with the real kustomize and every rendered object exists after apply',
+  async (t) => {
+    const { kc } = cluster();
+    const objects = await install(kc, 'kustomize/base');
+    const kinds = new Set(objects.map((o) => o.kind));
+    for (const kind of [
+      'Namespace',
+      'CustomResourceDefinition',
+      'ServiceAccount',
+      'ClusterRole',
+      'ClusterRoleBinding',
+      'Role',
+      'RoleBinding',
+      'ConfigMap',
+      'Deployment',
+      'PodDisruptionBudget',
+      'Service',
+    ]) {
+      t.true(kinds.has(kind), `the base renders a ${kind}`);
+    }
+    t.false(kinds.has('Secret'), 'no Secret is shipped: the credential is created by hand');
+    for (const object of objects) {
+      const live = await readBack(kc, object);
+      t.is(identity(live), identity(object), `${identity(object)} exists`);
+      t.like(
+        live.metadata?.labels ?? {},
+        object.metadata?.labels ?? {},
+        `${identity(object)} carries its labels`,
+      );
+    }
+    const crd = find(objects, 'CustomResourceDefinition', 'connectors.vaultpam.io');
+    t.truthy(crd, 'the base renders the Connector CRD');
+    const established = await eventually(
+      async () => {
+        const live = (await readBack(kc, crd ?? {})) as {
+          status?: { conditions?: Array<{ type: string; status: string }> };
+        };
+        return live.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True');
+      },
+      { description: 'the Connector CRD is established' },
+    );
+    t.true(established);
+    const live = await deployment(kc);
+    t.is(live.spec?.replicas, 2);
+    t.is(envOf(live).VAULTPAM_OPERATOR_LEADER_ELECT, 'true', 'leader election is on');
+  },
+);
+
+test.serial(
+  'the operator pod template passes the restricted Pod Security Standard its namespace enforces',
+  async (t) => {
+    const { kc } = cluster();
+    const core = kc.makeApiClient(CoreV1Api);
+    // The ReplicaSet controller creates the pods through admission; a pod the namespace's
+    // restricted policy refuses is never created.
+    const pods = await eventually(
+      async () => {
+        const list = await core.listNamespacedPod({
+          namespace: OPERATOR_NAMESPACE,
+          labelSelector:
+            'app.kubernetes.io/name=vaultpam-connector-operator,app.kubernetes.io/component=operator',
+        });
+        return list.items.length === 2 && list.items;
+      },
+      { description: 'two operator pods admitted in vaultpam-system' },
+    );
+    for (const pod of pods) {
+      t.is(pod.spec?.serviceAccountName, SERVICE_ACCOUNT);
+      t.is(pod.spec?.securityContext?.runAsNonRoot, true);
+      t.is(pod.spec?.securityContext?.seccompProfile?.type, 'RuntimeDefault');
+      const container = pod.spec?.containers[0];
+      t.is(container?.securityContext?.readOnlyRootFilesystem, true);
+      t.is(container?.securityContext?.allowPrivilegeEscalation, false);
+      t.deepEqual(container?.securityContext?.capabilities?.drop, ['ALL']);
+      t.is(container?.livenessProbe?.httpGet?.path, '/healthz');
+      t.is(container?.readinessProbe?.httpGet?.path, '/readyz');
+      t.is(container?.ports?.[0]?.containerPort, 8080);
+    }
+    // The policy is really enforced there: a pod without those settings is refused.
+    const refused = await core
+      .createNamespacedPod({
+        namespace: OPERATOR_NAMESPACE,
+        dryRun: 'All',
+        body: {
+          metadata: { name: 'not-restricted' },
+          spec: { containers: [{ name: 'c', image: 'busybox:1.37' }] },
+        },
+      })
+      .then(
+        () => undefined,
+        (error: unknown) => error,
+      );
+    t.is(statusCodeOf(refused), 403, 'a pod that is not restricted is refused in vaultpam-system');
+    const status = JSON.parse(String((refused as { body?: unknown }).body)) as { message?: string };
+    t.regex(status.message ?? '', /violates PodSecurity "restricted/);
+  },
+);
+
+test.serial(
+  'the dev overlay: one replica, debug logs, dev images pulled always, no PodDisruptionBudget',
+  async (t) => {
+    const { kc } = cluster();
+    const objects = await install(kc, 'kustomize/overlays/dev');
+    t.falsy(find(objects, 'PodDisruptionBudget', DEPLOYMENT), 'dev renders no PodDisruptionBudget');
+    const live = await deployment(kc);
+    t.is(live.spec?.replicas, 1);
+    const container = live.spec?.template.spec?.containers[0];
+    t.is(container?.image, 'ghcr.io/vaultpam/vaultpam-connector-operator:dev');
+    t.is(container?.imagePullPolicy, 'Always');
+    t.is(envOf(live).VAULTPAM_OPERATOR_LEADER_ELECT, 'true', 'leader election stays on with one replica');
+    t.like(await operatorSettings(kc), {
+      VAULTPAM_OPERATOR_LOG_LEVEL: 'debug',
+      VAULTPAM_OPERATOR_CONNECTOR_IMAGE: 'ghcr.io/vaultpam/vaultpam-connector:dev',
+    });
+    const pdb = await kc
+      .makeApiClient(PolicyV1Api)
+      .readNamespacedPodDisruptionBudget({ name: DEPLOYMENT, namespace: OPERATOR_NAMESPACE })
+      .then(
+        () => 200,
+        (error: unknown) => statusCodeOf(error),
+      );
+    t.is(pdb, 404, "the base's PodDisruptionBudget is pruned when switching to dev");
+  },
+);
+
+test.serial(
+  'the production overlay: two spread replicas, limits, PodDisruptionBudget, PriorityClass',
+  async (t) => {
+    const { kc } = cluster();
+    await install(kc, 'kustomize/overlays/production');
+    const live = await deployment(kc);
+    t.is(live.spec?.replicas, 2);
+    const spec = live.spec?.template.spec;
+    const container = spec?.containers[0];
+    t.is(container?.image, 'ghcr.io/vaultpam/vaultpam-connector-operator:0.1.0');
+    t.truthy(container?.resources?.limits?.cpu, 'a CPU limit');
+    t.truthy(container?.resources?.limits?.memory, 'a memory limit');
+    t.truthy(container?.resources?.requests?.memory, 'a memory request');
+    t.is(spec?.priorityClassName, 'vaultpam-connector-operator');
+    await t.notThrowsAsync(
+      readBack(kc, {
+        apiVersion: 'scheduling.k8s.io/v1',
+        kind: 'PriorityClass',
+        metadata: { name: DEPLOYMENT },
+      }),
+      'the PriorityClass the pods name exists',
+    );
+    t.true(
+      spec?.topologySpreadConstraints?.some((c) => c.topologyKey === 'kubernetes.io/hostname') ?? false,
+      'replicas spread across nodes',
+    );
+    const pdb = await kc
+      .makeApiClient(PolicyV1Api)
+      .readNamespacedPodDisruptionBudget({ name: DEPLOYMENT, namespace: OPERATOR_NAMESPACE });
+    t.is(pdb.spec?.minAvailable, 1);
+    t.deepEqual(
+      pdb.spec?.selector?.matchLabels,
+      live.spec?.selector.matchLabels,
+      'the PodDisruptionBudget selects the operator pods',
+    );
+    const settings = await operatorSettings(kc);
+    t.is(settings.VAULTPAM_OPERATOR_LOG_LEVEL, 'info');
+    t.false('VAULTPAM_OPERATOR_NAMESPACE' in settings, 'no watch namespace: all namespaces');
+    t.false('VAULTPAM_OPERATOR_NAMESPACE' in envOf(live), 'no watch namespace: all namespaces');
+  },
+);
+
+test.serial(
+  'install/vaultpam-connector-operator.yaml is the production overlay as it renders now',
+  async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), 'vaultpam-render-'));
+    t.teardown(() => rm(dir, { recursive: true, force: true }));
+    const fresh = join(dir, 'install.yaml');
+    await run('bash', [join(repoRoot, 'tools', 'render-install.sh'), fresh], {
+      env: { ...process.env, KUSTOMIZE: kustomize },
+    });
+    const committed = await readFile(join(repoRoot, 'install', 'vaultpam-connector-operator.yaml'), 'utf8');
+    const rendered = await readFile(fresh, 'utf8');
+    const committedLines = committed.split('\n');
+    const firstDifference = rendered.split('\n').findIndex((line, index) => line !== committedLines[index]);
+    t.true(
+      committed === rendered,
+      `install/vaultpam-connector-operator.yaml is stale (first difference at line ${firstDifference + 1}); ` +
+        'run tools/render-install.sh and commit the result',
+    );
+    t.deepEqual(
+      yaml.loadAll(committed).map((doc) => identity(doc as KubernetesObject)),
+      (await render('kustomize/overlays/production')).map(identity),
+    );
+  },
+);
+
+test.serial(
+  'as the operator ServiceAccount (cluster-wide install), every needed permission is granted',
+  async (t) => {
+    const { kc } = cluster();
+    await install(kc, 'kustomize/overlays/production');
+    const operator = await operatorKubeConfig();
+    const needed = [
+      ...connectorNamespaceAccess(undefined),
+      ...connectorNamespaceAccess(TEAM_NAMESPACE),
+      ...operatorNamespaceAccess,
+    ];
+    await expectAccess(
+      t,
+      operator,
+      needed.map((access) => [access, true]),
+    );
+    // The leader-election calls themselves, as the operator makes them: read, create, read, replace.
+    const leases = operator.makeApiClient(CoordinationV1Api);
+    const missing = await leases.readNamespacedLease({ name: LEASE, namespace: OPERATOR_NAMESPACE }).then(
+      () => 200,
+      (error: unknown) => statusCodeOf(error),
+    );
+    t.is(missing, 404, 'reading the not-yet-created Lease is allowed (404, not 403)');
+    const spec = { holderIdentity: 'install-test', leaseDurationSeconds: 15 };
+    await leases.createNamespacedLease({
+      namespace: OPERATOR_NAMESPACE,
+      body: { metadata: { name: LEASE }, spec },
+    });
+    const lease = await leases.readNamespacedLease({ name: LEASE, namespace: OPERATOR_NAMESPACE });
+    const renewed = await leases.replaceNamespacedLease({
+      name: LEASE,
+      namespace: OPERATOR_NAMESPACE,
+      body: { ...lease, spec: { ...lease.spec, holderIdentity: 'install-test-2' } },
+    });
+    t.is(renewed.spec?.holderIdentity, 'install-test-2');
+  },
+);
+
+test.serial(
+  'as the operator ServiceAccount (cluster-wide install), nothing beyond them is granted',
+  async (t) => {
+    const { kc } = cluster();
+    await install(kc, 'kustomize/overlays/production');
+    const operator = await operatorKubeConfig();
+    await expectAccess(
+      t,
+      operator,
+      neverAccess.map((access) => [access, false]),
+    );
+    // The same answers hold for real requests, not only for reviews.
+    const core = operator.makeApiClient(CoreV1Api);
+    await t.notThrowsAsync(core.listSecretForAllNamespaces({ limit: 1 }), 'token Secrets in any namespace');
+    const nodes = await core.listNode().then(
+      () => 200,
+      (error: unknown) => statusCodeOf(error),
+    );
+    t.is(nodes, 403, 'listing nodes is forbidden');
+  },
+);
+
+test.serial('the namespaced overlay: Roles in the watched namespace and no cluster-wide grant', async (t) => {
+  const { kc } = cluster();
+  await ensureNamespace(kc, WATCHED_NAMESPACE);
+  const objects = await install(kc, 'kustomize/overlays/namespaced');
+  t.falsy(find(objects, 'ClusterRole', 'vaultpam-connector-operator'), 'no ClusterRole for the operator');
+  t.falsy(find(objects, 'ClusterRoleBinding', 'vaultpam-connector-operator'), 'no ClusterRoleBinding');
+  const rbac = kc.makeApiClient(RbacAuthorizationV1Api);
+  const role = await rbac.readNamespacedRole({
+    name: 'vaultpam-connector-operator-connectors',
+    namespace: WATCHED_NAMESPACE,
+  });
+  const clusterRole = yaml
+    .loadAll(await readFile(join(repoRoot, 'manifests', 'rbac.yaml'), 'utf8'))
+    .find((doc) => (doc as KubernetesObject).kind === 'ClusterRole') as { rules: unknown[] };
+  t.is(
+    role.rules?.length,
+    clusterRole.rules.length,
+    'the Role carries the same rules as the cluster-wide install',
+  );
+  const clusterBinding = await rbac.readClusterRoleBinding({ name: 'vaultpam-connector-operator' }).then(
+    () => 200,
+    (error: unknown) => statusCodeOf(error),
+  );
+  t.is(clusterBinding, 404, "the cluster-wide install's ClusterRoleBinding is pruned");
+  t.like(await operatorSettings(kc), { VAULTPAM_OPERATOR_NAMESPACE: WATCHED_NAMESPACE });
+
+  const operator = await operatorKubeConfig();
+  const otherNamespace = await createTestNamespace(kc, 'other');
+  await expectAccess(t, operator, [
+    ...connectorNamespaceAccess(WATCHED_NAMESPACE).map((access): [Access, boolean] => [access, true]),
+    ...operatorNamespaceAccess.map((access): [Access, boolean] => [access, true]),
+    // Outside the watched namespace, nothing: not across all namespaces, not in another one.
+    ...connectorNamespaceAccess(undefined).map((access): [Access, boolean] => [access, false]),
+    ...connectorNamespaceAccess(otherNamespace).map((access): [Access, boolean] => [access, false]),
+    // In its own namespace, only its credential Secret.
+    [{ verb: 'get', resource: 'secrets', namespace: OPERATOR_NAMESPACE, name: 'someone-elses' }, false],
+    [{ verb: 'list', resource: 'secrets', namespace: OPERATOR_NAMESPACE }, false],
+    ...neverAccess.map((access): [Access, boolean] => [access, false]),
+  ]);
+  const core = operator.makeApiClient(CoreV1Api);
+  // The credential informer lists and watches its one Secret by name; that works, a plain list does not.
+  await t.notThrowsAsync(
+    core.listNamespacedSecret({
+      namespace: OPERATOR_NAMESPACE,
+      fieldSelector: `metadata.name=${CREDENTIAL_SECRET}`,
+    }),
+  );
+  const allSecrets = await core.listNamespacedSecret({ namespace: OPERATOR_NAMESPACE }).then(
+    () => 200,
+    (error: unknown) => statusCodeOf(error),
+  );
+  t.is(allSecrets, 403, 'other Secrets in the operator namespace are not readable');
+  await t.notThrowsAsync(core.listNamespacedConfigMap({ namespace: WATCHED_NAMESPACE }));
+  const elsewhere = await core.listNamespacedConfigMap({ namespace: otherNamespace }).then(
+    () => 200,
+    (error: unknown) => statusCodeOf(error),
+  );
+  t.is(elsewhere, 403, 'configmaps outside the watched namespace are forbidden');
+});
+
+test.serial('every sample Connector in manifests/samples is accepted by the installed CRD', async (t) => {
+  const { kc } = cluster();
+  const namespace = await createTestNamespace(kc, 'samples');
+  const client = KubernetesObjectApi.makeApiClient(kc);
+  const names = [
+    'connector.yaml',
+    'connector-existing-claim.yaml',
+    'connector-ephemeral.yaml',
+    'connector-adopt.yaml',
+  ];
+  for (const name of names) {
+    const sample = yaml.load(
+      await readFile(join(repoRoot, 'manifests', 'samples', name), 'utf8'),
+    ) as KubernetesObject;
+    t.is(sample.kind, 'Connector', `${name} is a Connector`);
+    const created = await client.create(
+      { ...sample, metadata: { ...sample.metadata, namespace } },
+      undefined,
+      'All',
+    );
+    t.is(created.metadata?.name, sample.metadata?.name, `${name} passes the CRD's schema and CEL rules`);
+  }
+});
