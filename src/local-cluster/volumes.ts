@@ -6,7 +6,18 @@
 // directory, a `..data` symlink swapped in one rename, and one symlink per top-level entry, so a
 // reader never sees half an update.
 import { randomBytes } from 'node:crypto';
-import { chmod, lstat, mkdir, readdir, readlink, rename, rm, symlink, writeFile } from 'node:fs/promises';
+import {
+  chmod,
+  lstat,
+  mkdir,
+  readdir,
+  readlink,
+  realpath,
+  rename,
+  rm,
+  symlink,
+  writeFile,
+} from 'node:fs/promises';
 import { dirname, isAbsolute, join, normalize, relative, resolve, sep } from 'node:path';
 import type {
   V1ConfigMap,
@@ -212,6 +223,13 @@ export class PodVolumes {
       if (type === 'DirectoryOrCreate' || type === '') await mkdir(path, { recursive: true });
       else if (!(await lstat(path).catch(() => undefined))) {
         throw new MountError(`${what}: hostPath ${path} (type ${type}) does not exist`);
+      }
+      // A symlink under the root must not lead out of it.
+      const real = await realpath(path);
+      if (!isUnder(await realpath(this.root), real)) {
+        throw new MountError(
+          `${what}: hostPath ${volume.hostPath.path} resolves to ${real}, outside the local pod runner's root ${this.root}`,
+        );
       }
       return path;
     }
