@@ -456,6 +456,7 @@ test.serial(
       .makeApiClient(PolicyV1Api)
       .readNamespacedPodDisruptionBudget({ name: DEPLOYMENT, namespace: OPERATOR_NAMESPACE });
     t.is(pdb.spec?.minAvailable, 1);
+    t.is(pdb.spec?.unhealthyPodEvictionPolicy, 'AlwaysAllow', 'a drain is not blocked by an unready replica');
     t.deepEqual(
       pdb.spec?.selector?.matchLabels,
       live.spec?.selector.matchLabels,

@@ -4,8 +4,8 @@
 // right entry point, a non-root user in every target, OCI labels, and a build context that ships
 // only what the images need.
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { readdir, readFile } from 'node:fs/promises';
+import { join, posix, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import test from 'ava';
 
@@ -245,4 +245,27 @@ test('.dockerignore sends only the sources, the CRDs and the package manifests',
   for (const path of copiedFromContext) {
     t.true(allowed.includes(path), `${path} is copied, so .dockerignore must let it through`);
   }
+});
+
+test('no program in the images imports a file that .dockerignore leaves out', async (t) => {
+  const excluded = (await readFile(join(repoRoot, '.dockerignore'), 'utf8'))
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l.startsWith('src/'))
+    .map((l) => l.replace(/\/$/, ''));
+  t.true(excluded.length > 0, '.dockerignore leaves development-only parts of src/ out');
+  const isExcluded = (path: string) => excluded.some((e) => path === e || path.startsWith(`${e}/`));
+  const shipped = (await readdir(join(repoRoot, 'src'), { recursive: true }))
+    .map((p) => `src/${p.split(sep).join('/')}`)
+    .filter((p) => p.endsWith('.ts') && !isExcluded(p));
+  t.true(shipped.includes('src/bin/connector.ts'), 'the agent entry point is shipped');
+  const broken: string[] = [];
+  for (const file of shipped) {
+    const source = await readFile(join(repoRoot, file), 'utf8');
+    for (const match of source.matchAll(/(?:from|import)\s*\(?\s*'(\.{1,2}\/[^']+)'/g)) {
+      const target = posix.normalize(posix.join(posix.dirname(file), match[1] ?? ''));
+      if (isExcluded(target) || !existsSync(join(repoRoot, target))) broken.push(`${file} imports ${target}`);
+    }
+  }
+  t.deepEqual(broken, [], 'every relative import of a shipped file is shipped too');
 });
