@@ -343,6 +343,25 @@ function timeAsn1(date: Date): forge.asn1.Asn1 {
     : asn1.create(asn1.Class.UNIVERSAL, asn1.Type.GENERALIZEDTIME, false, asn1.dateToGeneralizedTime(date));
 }
 
+const issuerCache = new Map<string, { attributes: ForgeAttribute[]; keyIdentifier: Buffer }>();
+
+/** The issuer Name (copied from the issuer certificate's subject) and key identifier, cached per CA. */
+function issuerFacts(issuerCertPem: string): { attributes: ForgeAttribute[]; keyIdentifier: Buffer } {
+  let facts = issuerCache.get(issuerCertPem);
+  if (!facts) {
+    const issuer = new X509Certificate(issuerCertPem);
+    const tbsParts = (asn1.fromDer(toBinary(issuer.raw)).value as forge.asn1.Asn1[])[0]
+      ?.value as forge.asn1.Asn1[];
+    facts = {
+      attributes: pki.RDNAttributesAsArray(tbsParts[5] as forge.asn1.Asn1),
+      keyIdentifier: keyIdentifier(issuer.publicKey),
+    };
+    if (issuerCache.size > 16) issuerCache.clear();
+    issuerCache.set(issuerCertPem, facts);
+  }
+  return facts;
+}
+
 /** Builds and signs an X.509 v3 certificate; returns PEM. */
 export function issueCertificatePem(options: IssueCertificateOptions): string {
   const signer = signerFor(options.issuerKeyPem);
@@ -350,19 +369,13 @@ export function issueCertificatePem(options: IssueCertificateOptions): string {
     typeof options.subjectPublicKey === 'string'
       ? createPublicKey(options.subjectPublicKey)
       : options.subjectPublicKey;
-  const issuerPublicKey = options.issuerCertPem
-    ? new X509Certificate(options.issuerCertPem).publicKey
-    : createPublicKey(signer.key);
   const holder = pki.createCertificate();
   holder.setSubject(options.subject.map((a) => ({ ...a })));
+  let issuerKeyId: Buffer | undefined;
   if (options.issuerCertPem) {
-    const issuerDer = new X509Certificate(options.issuerCertPem).raw;
-    const issuerCert = asn1.fromDer(toBinary(issuerDer));
-    // The issuer Name is copied byte for byte from the issuer certificate's subject.
-    const tbsParts = (issuerCert.value as forge.asn1.Asn1[])[0]?.value as forge.asn1.Asn1[];
-    holder.issuer.attributes = pki.RDNAttributesAsArray(
-      tbsParts[5] as forge.asn1.Asn1,
-    ) as typeof holder.issuer.attributes;
+    const issuer = issuerFacts(options.issuerCertPem);
+    holder.issuer.attributes = issuer.attributes as typeof holder.issuer.attributes;
+    issuerKeyId = issuer.keyIdentifier;
   } else {
     holder.setIssuer(options.subject.map((a) => ({ ...a })));
   }
@@ -386,12 +399,7 @@ export function issueCertificatePem(options: IssueCertificateOptions): string {
       ),
     },
   ];
-  if (options.issuerCertPem) {
-    extensions.push({
-      name: 'authorityKeyIdentifier',
-      keyIdentifier: toBinary(keyIdentifier(issuerPublicKey)),
-    });
-  }
+  if (issuerKeyId) extensions.push({ name: 'authorityKeyIdentifier', keyIdentifier: toBinary(issuerKeyId) });
   if (options.extendedKeyUsage?.length) {
     const eku: Record<string, unknown> = { name: 'extKeyUsage' };
     for (const usage of options.extendedKeyUsage) eku[usage] = true;
