@@ -637,3 +637,52 @@ test.serial('every sample Connector in manifests/samples is accepted by the inst
     t.is(created.metadata?.name, sample.metadata?.name, `${name} passes the CRD's schema and CEL rules`);
   }
 });
+
+test.serial('the settings fixed in the Deployment agree with the RBAC names and the Service', async (t) => {
+  const objects = await render('kustomize/base');
+  const operator = find(objects, 'Deployment', DEPLOYMENT) as V1Deployment | undefined;
+  const role = find(objects, 'Role', 'vaultpam-connector-operator') as
+    | { metadata: { namespace: string }; rules: Array<{ resources: string[]; resourceNames?: string[] }> }
+    | undefined;
+  const service = find(objects, 'Service', 'vaultpam-connector-operator-metrics') as
+    | { spec: { ports: Array<{ targetPort: string | number }>; selector: Record<string, string> } }
+    | undefined;
+  if (!operator || !role || !service) {
+    t.fail('the base renders the operator Deployment, its Role and its metrics Service');
+    return;
+  }
+  const env = envOf(operator);
+  const named = (resource: string) =>
+    role.rules.filter((r) => r.resources.includes(resource)).flatMap((r) => r.resourceNames ?? []);
+  t.is(role.metadata.namespace, OPERATOR_NAMESPACE);
+  t.deepEqual(
+    named('leases'),
+    [env.VAULTPAM_OPERATOR_LEASE_NAME],
+    'the Role names the Lease the operator uses',
+  );
+  const [secretNamespace, secretName, secretKey] = (env.VAULTPAM_OPERATOR_CREDENTIAL_SECRET ?? '').split('/');
+  t.is(secretNamespace, '$(POD_NAMESPACE)', "the credential Secret is in the operator's own namespace");
+  t.deepEqual(named('secrets'), [secretName], 'the Role names the credential Secret the operator reads');
+  t.is(secretKey, 'credential', 'the key docs/install.md tells users to create');
+
+  const container = operator.spec?.template.spec?.containers[0];
+  const port = container?.ports?.find((p) => p.name === 'metrics');
+  t.is(
+    env.VAULTPAM_OPERATOR_LISTEN,
+    `0.0.0.0:${port?.containerPort}`,
+    'the operator listens on its container port',
+  );
+  t.is(container?.livenessProbe?.httpGet?.port, 'metrics');
+  t.is(container?.readinessProbe?.httpGet?.port, 'metrics');
+  t.is(service.spec.ports[0]?.targetPort, 'metrics');
+  t.deepEqual(
+    service.spec.selector,
+    operator.spec?.selector.matchLabels,
+    'the Service selects the operator pods',
+  );
+  const downward = Object.fromEntries(
+    (container?.env ?? []).map((e) => [e.name, e.valueFrom?.fieldRef?.fieldPath]),
+  );
+  t.is(downward.POD_NAME, 'metadata.name', 'leader-election identity from the downward API');
+  t.is(downward.POD_NAMESPACE, 'metadata.namespace');
+});
