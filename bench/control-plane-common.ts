@@ -230,3 +230,43 @@ export function flag(name: string, fallback: number): number {
   if (!Number.isFinite(value) || value <= 0) throw new Error(`--${name} must be a positive number`);
   return value;
 }
+
+/** Cumulative bucket counts of cp_http_request_duration_seconds for one route and status. */
+export function durationBuckets(metricsText: string, route: string, status = '200'): Map<number, number> {
+  const buckets = new Map<number, number>();
+  const pattern = /^cp_http_request_duration_seconds_bucket\{([^}]*)\} (\d+)/gm;
+  for (const [, labels, value] of metricsText.matchAll(pattern)) {
+    if (!labels?.includes(`route="${route}"`) || !labels.includes(`status="${status}"`)) continue;
+    const le = /le="([^"]+)"/.exec(labels)?.[1];
+    buckets.set(le === '+Inf' ? Number.POSITIVE_INFINITY : Number(le), Number(value));
+  }
+  return buckets;
+}
+
+/**
+ * Server-side handler time percentiles between two scrapes, as bucket upper bounds in ms (the
+ * control plane's own histogram: time from request to answer inside the process, without the
+ * client's or the network's queueing).
+ */
+export function serverPercentiles(
+  before: string,
+  after: string,
+  route: string,
+): { p50: string; p99: string } {
+  const a = durationBuckets(before, route);
+  const b = durationBuckets(after, route);
+  const bounds = [...b.keys()].sort((x, y) => x - y);
+  const delta = bounds.map((le) => [le, (b.get(le) ?? 0) - (a.get(le) ?? 0)] as const);
+  const total = delta.at(-1)?.[1] ?? 0;
+  const at = (p: number) => {
+    const bound = delta.find(([, count]) => count >= total * p)?.[0];
+    return bound === undefined ? 'n/a' : bound === Number.POSITIVE_INFINITY ? '>30000' : `<=${bound * 1000}`;
+  };
+  return { p50: at(0.5), p99: at(0.99) };
+}
+
+/** A gauge's value from Prometheus text, e.g. nodejs_eventloop_lag_p99_seconds. */
+export function gauge(metricsText: string, name: string): number | undefined {
+  const match = new RegExp(`^${name}(?:\\{[^}]*\\})? ([0-9.eE+-]+)`, 'm').exec(metricsText);
+  return match ? Number(match[1]) : undefined;
+}

@@ -10,12 +10,15 @@
 // Traffic goes to 127.0.0.1 only; every phase is bounded in time and the script stops by itself.
 import { readFileSync } from 'node:fs';
 import { Agent } from 'node:https';
+import { loadavg } from 'node:os';
 import {
   type EnrolledConnector,
   enrollConnectors,
   flag,
+  gauge,
   post,
   prepareConnectors,
+  serverPercentiles,
   startControlPlaneProcess,
   summarize,
   type Target,
@@ -188,6 +191,7 @@ async function main(): Promise<void> {
       const intervalSeconds = connectors / rate;
       const startAt = Date.now() + 1000;
       const cpuBefore = cpuSeconds(pid);
+      const metricsBefore = (await post(target, '/metrics', undefined, { method: 'GET' })).body;
       const phase = await Promise.all(
         children.map((child) => {
           child.send({ type: 'phase', startAt, intervalSeconds, durationSeconds } satisfies PhaseMessage);
@@ -195,6 +199,9 @@ async function main(): Promise<void> {
         }),
       );
       const cpu = (cpuSeconds(pid) - cpuBefore) / durationSeconds;
+      const metricsAfter = (await post(target, '/metrics', undefined, { method: 'GET' })).body;
+      const server = serverPercentiles(metricsBefore, metricsAfter, '/v1/heartbeat');
+      const lagP99 = gauge(metricsAfter, 'nodejs_eventloop_lag_p99_seconds');
       const latencies = phase.flatMap((p) => p.latencies);
       const errors = phase.reduce((n, p) => n + p.errors, 0);
       const summary = summarize(latencies);
@@ -207,7 +214,11 @@ async function main(): Promise<void> {
         p95ms: summary.p95,
         p99ms: summary.p99,
         maxMs: summary.max,
+        serverP50ms: server.p50,
+        serverP99ms: server.p99,
+        eventLoopLagP99ms: lagP99 === undefined ? 'n/a' : Math.round(lagP99 * 1000),
         controlPlaneCpuPercent: Math.round(cpu * 100),
+        loadAverage1m: Number(loadavg()[0]?.toFixed(1)),
         controlPlaneRssMiB: rssMiB(pid),
       };
       results.push(row);

@@ -38,6 +38,7 @@ async function main(): Promise<void> {
     sanUriPrefix: config.sanUriPrefix,
     serverHostnames: config.serverHostnames,
     adminCredentials: config.adminCredentials,
+    processMetrics: true,
   });
   logger.info(
     {

@@ -1,6 +1,6 @@
 // Prometheus metrics on a per-instance Registry (never prom-client's global one), so several
 // control planes in one test process do not share counters.
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import { CONNECTOR_STATES, type ConnectorState } from './state.ts';
 
 export type EnrollmentFailureReason =
@@ -25,8 +25,16 @@ export interface ControlPlaneMetrics {
   requestDuration: Histogram<'route' | 'status'>;
 }
 
-export function createMetrics(countByState: () => Map<ConnectorState, number>): ControlPlaneMetrics {
+/**
+ * `processMetrics` adds prom-client's process and Node metrics (CPU, memory, event-loop lag, GC) to
+ * this registry; the CLI turns it on, tests that start many control planes in one process do not.
+ */
+export function createMetrics(
+  countByState: () => Map<ConnectorState, number>,
+  options: { processMetrics?: boolean } = {},
+): ControlPlaneMetrics {
   const registry = new Registry();
+  if (options.processMetrics) collectDefaultMetrics({ register: registry });
   const registers = [registry];
   const metrics: ControlPlaneMetrics = {
     registry,

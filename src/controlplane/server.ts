@@ -55,6 +55,8 @@ export interface ControlPlaneOptions {
   flushIntervalMs?: number;
   /** Change-feed entries kept (older cursors answer 410). */
   changeRetention?: number;
+  /** Also export process and Node.js metrics (event-loop lag, memory, GC) on /metrics. */
+  processMetrics?: boolean;
 }
 
 export interface ControlPlane {
@@ -140,7 +142,9 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
   const store = new Store(dataDir);
 
   let service: ControlPlaneService | undefined;
-  const metrics = createMetrics(() => service?.countByState() ?? new Map());
+  const metrics = createMetrics(() => service?.countByState() ?? new Map(), {
+    processMetrics: options.processMetrics,
+  });
   service = new ControlPlaneService({
     store,
     clock,
