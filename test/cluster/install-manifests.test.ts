@@ -412,7 +412,7 @@ test.serial(
     t.is(container?.imagePullPolicy, 'Always');
     t.is(envOf(live).VAULTPAM_OPERATOR_LEADER_ELECT, 'true', 'leader election stays on with one replica');
     t.like(await operatorSettings(kc), {
-      VAULTPAM_OPERATOR_LOG_LEVEL: 'debug',
+      LOG_LEVEL: 'debug',
       VAULTPAM_OPERATOR_CONNECTOR_IMAGE: 'ghcr.io/vaultpam/vaultpam-connector:dev',
     });
     const pdb = await kc
@@ -463,7 +463,7 @@ test.serial(
       'the PodDisruptionBudget selects the operator pods',
     );
     const settings = await operatorSettings(kc);
-    t.is(settings.VAULTPAM_OPERATOR_LOG_LEVEL, 'info');
+    t.is(settings.LOG_LEVEL, 'info');
     t.false('VAULTPAM_OPERATOR_NAMESPACE' in settings, 'no watch namespace: all namespaces');
     t.false('VAULTPAM_OPERATOR_NAMESPACE' in envOf(live), 'no watch namespace: all namespaces');
   },
@@ -685,4 +685,29 @@ test.serial('the settings fixed in the Deployment agree with the RBAC names and 
   );
   t.is(downward.POD_NAME, 'metadata.name', 'leader-election identity from the downward API');
   t.is(downward.POD_NAMESPACE, 'metadata.namespace');
+});
+
+test.serial('every setting the manifests pass to the operator is one the operator reads', async (t) => {
+  const { stdout } = await run(process.execPath, [join(repoRoot, 'src', 'bin', 'operator.ts'), '--help'], {
+    cwd: repoRoot,
+  });
+  const known = new Set([...stdout.matchAll(/\(env (\w+)\)/g)].map((m) => m[1]));
+  t.true(known.size > 5, 'the operator lists the environment variable of each flag in --help');
+  // Read by the operator directly rather than through a flag.
+  for (const name of ['POD_NAME', 'POD_NAMESPACE']) known.add(name);
+  const unknown = new Set<string>();
+  for (const overlay of ['kustomize/base', 'kustomize/overlays/dev', 'kustomize/overlays/namespaced']) {
+    const objects = await render(overlay);
+    const operator = find(objects, 'Deployment', DEPLOYMENT) as V1Deployment | undefined;
+    const settings = objects.find((o) => o.kind === 'ConfigMap') as
+      | { data?: Record<string, string> }
+      | undefined;
+    const names = [
+      ...(operator?.spec?.template.spec?.containers[0]?.env ?? []).map((e) => e.name),
+      ...Object.keys(settings?.data ?? {}),
+    ];
+    t.true(names.length > 5, `${overlay} sets the operator's settings`);
+    for (const name of names) if (!known.has(name)) unknown.add(`${overlay}: ${name}`);
+  }
+  t.deepEqual([...unknown], [], 'a variable the operator does not read would be silently ignored');
 });
