@@ -186,18 +186,34 @@ async function main(): Promise<void> {
         ` (enrollment ${ready.map((r) => r.enrollRate.toFixed(0)).join(' + ')} /s per client process; ${failures} failures)`,
     );
     console.log(`warm-up heartbeat (new mTLS connection): ${JSON.stringify(ready[0]?.warmup)}`);
-    const results: Array<Record<string, unknown>> = [];
-    for (const rate of rates) {
-      const intervalSeconds = connectors / rate;
+    const runPhase = (rate: number, seconds: number) => {
       const startAt = Date.now() + 1000;
-      const cpuBefore = cpuSeconds(pid);
-      const metricsBefore = (await post(target, '/metrics', undefined, { method: 'GET' })).body;
-      const phase = await Promise.all(
+      return Promise.all(
         children.map((child) => {
-          child.send({ type: 'phase', startAt, intervalSeconds, durationSeconds } satisfies PhaseMessage);
+          child.send({
+            type: 'phase',
+            startAt,
+            intervalSeconds: connectors / rate,
+            durationSeconds: seconds,
+          } satisfies PhaseMessage);
           return nextMessage<PhaseResult>(child);
         }),
       );
+    };
+    // Settle: the warm-up takes long enough for the first connections to sit idle past the server's
+    // keep-alive timeout (65 s) and be closed; one unmeasured interval at the first rate reconnects
+    // them, so the measured phases see what a running fleet (beating every interval) looks like.
+    const firstRate = rates[0] ?? 1000;
+    const settle = await runPhase(firstRate, connectors / firstRate);
+    console.log(
+      `settle: one interval at ${firstRate}/s, ${settle.reduce((n, p) => n + p.errors, 0)} errors (reconnects)`,
+    );
+    const results: Array<Record<string, unknown>> = [];
+    for (const rate of rates) {
+      const intervalSeconds = connectors / rate;
+      const cpuBefore = cpuSeconds(pid);
+      const metricsBefore = (await post(target, '/metrics', undefined, { method: 'GET' })).body;
+      const phase = await runPhase(rate, durationSeconds);
       const cpu = (cpuSeconds(pid) - cpuBefore) / durationSeconds;
       const metricsAfter = (await post(target, '/metrics', undefined, { method: 'GET' })).body;
       const server = serverPercentiles(metricsBefore, metricsAfter, '/v1/heartbeat');

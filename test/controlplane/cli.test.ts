@@ -27,12 +27,23 @@ function run(args: string[], env: NodeJS.ProcessEnv = {}, via: 'npx' | 'node' = 
   child.stderr.on('data', (chunk: Buffer) => {
     stderr += chunk.toString();
   });
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  return { child, exited, stdout: () => stdout, stderr: () => stderr };
+  let running = true;
+  const exited = new Promise<number | null>((resolve) =>
+    child.on('exit', (code) => {
+      running = false;
+      resolve(code);
+    }),
+  );
+  // Never leave a control plane behind, whatever the test's outcome.
+  const cleanup = () => {
+    if (running) child.kill('SIGKILL');
+  };
+  return { child, exited, cleanup, stdout: () => stdout, stderr: () => stderr };
 }
 
 test('--help lists the flags and exits 0', async (t) => {
   const proc = run(['--help']);
+  t.teardown(proc.cleanup);
   t.is(await proc.exited, 0);
   for (const flag of [
     '--listen',
@@ -56,6 +67,7 @@ test('a real start on a free port prints URL and CA path, serves, and exits 0 on
     },
     'node',
   );
+  t.teardown(proc.cleanup);
   const deadline = Date.now() + 60_000;
   let listening: { url: string; caPath: string } | undefined;
   while (!listening && Date.now() < deadline) {
