@@ -33,6 +33,9 @@ export const DEFAULTS = {
   flushIntervalMs: 5000,
 } as const;
 
+/** Records written per transaction by the periodic heartbeat flush. */
+const FLUSH_SLICE = 1000;
+
 export interface ControlPlaneOptions {
   dataDir: string;
   clock?: Clock;
@@ -232,12 +235,23 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
         logger.error({ err: (error as Error).message }, 'offline sweep failed');
       }
     }, options.sweepIntervalMs ?? DEFAULTS.sweepIntervalMs);
-    const flushTimer = setInterval(() => {
+    let flushing = false;
+    const flushSlices = () => {
+      // One slice per turn of the event loop, so requests keep being served in between.
       try {
-        core.flush();
+        if (core.flushBatch(FLUSH_SLICE) > 0 && core.pendingFlush() > 0 && !closing) {
+          setImmediate(flushSlices);
+          return;
+        }
       } catch (error) {
         logger.error({ err: (error as Error).message }, 'heartbeat flush failed');
       }
+      flushing = false;
+    };
+    const flushTimer = setInterval(() => {
+      if (flushing) return;
+      flushing = true;
+      flushSlices();
     }, options.flushIntervalMs ?? DEFAULTS.flushIntervalMs);
     sweepTimer.unref();
     flushTimer.unref();
