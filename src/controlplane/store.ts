@@ -8,7 +8,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
-import type { ConnectorRecord, ConnectorState } from './state.ts';
+import type { ConnectorRecord } from './state.ts';
 
 const MIGRATIONS: string[] = [
   `CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -317,4 +317,3 @@ export class Store {
   }
 }
 
-export type { ConnectorState };
