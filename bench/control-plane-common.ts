@@ -36,7 +36,10 @@ export async function startControlPlaneProcess(extraArgs: string[] = []): Promis
   );
   let output = '';
   const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`control plane did not start: ${output}`)), 60_000);
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL'); // never leave a control plane behind
+      reject(new Error(`control plane did not start: ${output}`));
+    }, 60_000);
     // Read (and drop, once started) the log lines so the pipe never fills and blocks the server.
     child.stdout?.on('data', (chunk: Buffer) => {
       if (output.length > 100_000) return;
