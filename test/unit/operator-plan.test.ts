@@ -432,3 +432,67 @@ test('a record from the change stream still calls an expired token live: the pla
   t.is(result.deleteTokenSecret, 'edge-enrollment-token');
   t.true(result.controlPlane.some((a) => a.kind === 'mintToken' && a.idempotencyKey === `enroll-${UID}-2`));
 });
+
+test('a recovery waits while a just-stopped connector still looks online, and fails only if it stays online', (t) => {
+  // Found end to end: the control plane marks a silent connector offline only after missed heartbeats.
+  const spec = { recovery: { requestId: 'r3' } };
+  const status = (startedAt: string): ConnectorStatus => ({
+    recovery: { requestId: 'r3', step: 'TokensRevoked', attempts: 1, startedAt },
+  });
+  const cp = record({ state: 'online' });
+  const waiting = plan(
+    observed({
+      connector: connector({ spec, status: status('2026-01-01T00:00:05Z') }),
+      record: cp,
+      pods: [],
+      workloadReplicas: 0,
+    }),
+    NOW,
+  );
+  t.is(waiting.status.recovery?.step, 'TokensRevoked');
+  t.deepEqual(waiting.controlPlane, [], 'no recovery is begun while the control plane says online');
+  t.is(waiting.statefulSet?.spec?.replicas, 0);
+  const late = plan(
+    observed({
+      connector: connector({ spec, status: status('2025-12-31T23:50:00Z') }),
+      record: cp,
+      pods: [],
+      workloadReplicas: 0,
+    }),
+    NOW,
+  );
+  t.is(late.status.recovery?.step, 'Failed');
+  t.regex(late.status.recovery?.reason ?? '', /still reports the connector online/);
+});
+
+test('a pod killed by a signal or probe during recovery does not fail it; a fail-closed exit does', (t) => {
+  const spec = { recovery: { requestId: 'r4' } };
+  const status: ConnectorStatus = {
+    recovery: { requestId: 'r4', step: 'AwaitingOnline', attempts: 1, startedAt: '2026-01-01T00:00:00Z' },
+  };
+  const cp = record({ state: 'recovering', bootstrapRetired: false });
+  const secret = tokenSecret({ mintKey: recoveryMintKey('r4') });
+  const killed = pod({ terminated: { exitCode: 143, finishedAt: '2026-01-01T00:00:05Z' } });
+  const waiting = plan(
+    observed({ connector: connector({ spec, status }), record: cp, pods: [killed], tokenSecret: secret }),
+    NOW,
+  );
+  t.is(waiting.status.recovery?.step, 'AwaitingOnline');
+  const refused = pod({
+    terminated: {
+      exitCode: 11,
+      finishedAt: '2026-01-01T00:00:05Z',
+      message: JSON.stringify({
+        failureClass: 'FirstBootBootstrap',
+        code: 'ENROLLMENT_TOKEN_REVOKED',
+        reason: 'revoked',
+      }),
+    },
+  });
+  const failed = plan(
+    observed({ connector: connector({ spec, status }), record: cp, pods: [refused], tokenSecret: secret }),
+    NOW,
+  );
+  t.is(failed.status.recovery?.step, 'Failed');
+  t.regex(failed.status.recovery?.reason ?? '', /ENROLLMENT_TOKEN_REVOKED/);
+});

@@ -194,6 +194,12 @@ export function desiredStatefulSet(
           { name: 'enrollment-token', mountPath: TOKEN_MOUNT, readOnly: true },
           { name: 'tmp', mountPath: '/tmp' },
         ],
+        // A slow start (cold node, loaded host) is the startup probe's business, not a liveness kill.
+        startupProbe: {
+          httpGet: { path: '/healthz', port: 'health' },
+          periodSeconds: 2,
+          failureThreshold: 30,
+        },
         livenessProbe: {
           httpGet: { path: '/healthz', port: 'health' },
           periodSeconds: 10,

@@ -12,6 +12,7 @@ import type {
   V1StatefulSet,
 } from '@kubernetes/client-node';
 import type { AuditEntry, Connector as ControlPlaneConnector } from '../../controlplane/admin-client.ts';
+import type { Clock } from '../../lib/clock.ts';
 import { CodedError, errorMessage, isCodedError } from '../../lib/errors.ts';
 import { ANNOTATIONS } from '../api/constants.ts';
 import { type Connector, type DefaultedSpec, defaultedSpec } from '../api/types.ts';
@@ -44,6 +45,7 @@ export interface ObserveContext {
   /** The operator's default control plane, if configured. */
   defaultConnection: ControlPlaneConnection | undefined;
   defaultImage: string;
+  clock: Clock;
 }
 
 function claimFacts(claim: V1PersistentVolumeClaim): ClaimFacts {
@@ -117,12 +119,37 @@ export async function resolveConnection(
   return { connection: ctx.connections.forSettings(ref.url, caPem, credential) };
 }
 
+/**
+ * Routine heartbeats are not in the change stream (only state changes are), so a cached record's
+ * lastHeartbeatAt ages. It is read afresh while a recovery runs (its steps wait for heartbeats) and
+ * when the cached time is older than the status refresh window; at most once per resync otherwise.
+ */
+const STALE_HEARTBEAT_MS = 4 * 60_000;
+
+function needsFreshRecord(
+  connector: Connector,
+  cached: ControlPlaneConnector | undefined,
+  now: Date,
+): boolean {
+  const step = connector.status?.recovery?.step;
+  if (step && step !== 'Completed' && step !== 'Failed') return true;
+  if (!cached || (cached.state !== 'online' && cached.state !== 'degraded')) return false;
+  return (
+    !cached.lastHeartbeatAt || now.getTime() - new Date(cached.lastHeartbeatAt).getTime() > STALE_HEARTBEAT_MS
+  );
+}
+
 async function controlPlaneView(
   connection: ControlPlaneConnection,
   connectorId: string,
+  connector: Connector,
+  now: Date,
 ): Promise<ControlPlaneView> {
   const follower = connection.follower;
-  if (follower.synced()) return { reachable: true, record: follower.get(connectorId) };
+  if (follower.synced()) {
+    const cached = follower.get(connectorId);
+    if (!needsFreshRecord(connector, cached, now)) return { reachable: true, record: cached };
+  }
   const client = connection.client();
   if (!client) {
     return {
@@ -267,7 +294,7 @@ export async function observe(ctx: ObserveContext, connector: Connector): Promis
     };
   }
   const connection = resolved.connection;
-  const controlPlane = await controlPlaneView(connection, value.connector.id);
+  const controlPlane = await controlPlaneView(connection, value.connector.id, connector, ctx.clock.now());
   const audit = controlPlane.reachable
     ? await auditForRecovery(connection, connector, value.connector.id)
     : undefined;

@@ -32,25 +32,59 @@ function containerStatus(pod: V1Pod): V1ContainerStatus | undefined {
   );
 }
 
-/** Parses the agent's termination message; anything that is not the agent's JSON is kept as the reason. */
+const MAX_REASON = 300;
+
+function fromAgentJson(parsed: Record<string, unknown>): Omit<AgentTermination, 'exitCode'> {
+  const result: Omit<AgentTermination, 'exitCode'> = {};
+  if (
+    typeof parsed.failureClass === 'string' &&
+    (FAILURE_CLASSES as readonly string[]).includes(parsed.failureClass)
+  ) {
+    result.failureClass = parsed.failureClass as FailureClass;
+  }
+  if (typeof parsed.code === 'string') result.code = parsed.code;
+  const reason =
+    typeof parsed.reason === 'string'
+      ? parsed.reason
+      : typeof parsed.msg === 'string'
+        ? parsed.msg
+        : undefined;
+  if (reason) result.reason = reason.slice(0, MAX_REASON);
+  if (typeof parsed.nextStep === 'string') result.nextStep = parsed.nextStep;
+  return result;
+}
+
+function parseObject(text: string): Record<string, unknown> | undefined {
+  try {
+    const parsed: unknown = JSON.parse(text);
+    return parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed)
+      ? (parsed as Record<string, unknown>)
+      : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Parses the agent's termination message. With terminationMessagePolicy FallbackToLogsOnError the
+ * message may instead be the tail of the log, whose last JSON line with a failure class is the
+ * agent's fail-closed line; anything else is kept, shortened, as the reason.
+ */
 export function parseTerminationMessage(message: string | undefined): Omit<AgentTermination, 'exitCode'> {
   if (!message) return {};
-  try {
-    const parsed = JSON.parse(message) as Record<string, unknown>;
-    const result: Omit<AgentTermination, 'exitCode'> = {};
-    if (
-      typeof parsed.failureClass === 'string' &&
-      (FAILURE_CLASSES as readonly string[]).includes(parsed.failureClass)
-    ) {
-      result.failureClass = parsed.failureClass as FailureClass;
-    }
-    if (typeof parsed.code === 'string') result.code = parsed.code;
-    if (typeof parsed.reason === 'string') result.reason = parsed.reason;
-    if (typeof parsed.nextStep === 'string') result.nextStep = parsed.nextStep;
-    return result;
-  } catch {
-    return { reason: message.slice(0, 512) };
+  const whole = parseObject(message);
+  if (whole) return fromAgentJson(whole);
+  const lines = message
+    .split('\n')
+    .map((line) => line.trim())
+    .filter(Boolean)
+    .reverse();
+  for (const line of lines) {
+    const parsed = parseObject(line);
+    if (parsed && (typeof parsed.failureClass === 'string' || typeof parsed.code === 'string'))
+      return fromAgentJson(parsed);
   }
+  return { reason: (lines[0] ?? message).slice(0, MAX_REASON) };
 }
 
 export function agentPodFacts(pod: V1Pod): AgentPodFacts {

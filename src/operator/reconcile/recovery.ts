@@ -21,6 +21,8 @@ import type { ControlPlaneAction, PlannedEvent } from './plan-types.ts';
 import { agentPodFacts } from './pod-facts.ts';
 
 export const RECOVERY_POLL_MS = 2_000;
+/** How long a scaled-down connector may still look online before a recovery calls itself not needed. */
+export const ONLINE_GRACE_MS = 5 * 60_000;
 const TERMINAL: readonly RecoveryStep[] = ['Completed', 'Failed'];
 const EVIDENCE_TYPES = new Set([
   'endpoint.enrolled',
@@ -113,7 +115,10 @@ function terminatedSince(pods: V1Pod[], since: string | undefined) {
   const from = new Date(since).getTime();
   for (const pod of pods) {
     const t = agentPodFacts(pod).termination;
-    if (t?.finishedAt && new Date(t.finishedAt).getTime() >= from && t.exitCode !== 0) {
+    // Only a fail-closed exit (10-13: the agent refused to go on) ends a recovery; a pod killed by a
+    // signal or a probe (143, 137) is restarted by Kubernetes and may still pair.
+    const failedClosed = t !== undefined && t.exitCode >= 10 && t.exitCode <= 13;
+    if (t?.finishedAt && failedClosed && new Date(t.finishedAt).getTime() >= from) {
       return { pod: pod.metadata?.name ?? '', termination: t };
     }
   }
@@ -236,8 +241,13 @@ export function planRecovery(input: RecoveryInput): RecoveryDecision {
       const record = input.record;
       if (record && record.state !== 'recovering') {
         if (record.state === 'online' || record.state === 'degraded') {
+          // No pod runs now, so "online" is either the control plane not having noticed yet (it
+          // marks a silent connector offline after a few missed heartbeats) or a connector alive
+          // elsewhere with its identity. Wait out the first; only the second means "not needed".
+          const since = new Date(status.startedAt ?? now).getTime();
+          if (now.getTime() - since < ONLINE_GRACE_MS) return stay({ replicas: 0 });
           return fail(
-            `not needed: the control plane reports the connector ${record.state}, so its identity is intact`,
+            `not needed: the control plane still reports the connector ${record.state} ${Math.round(ONLINE_GRACE_MS / 60_000)} minutes after its pod stopped, so its identity is intact (is another copy of it running?)`,
           );
         }
         if (!record.bootstrapRetired && (record.state === 'pending' || record.state === 'enrolling')) {
