@@ -20,9 +20,10 @@ function run(command: string, args: string[], capture = false): Promise<{ code: 
   });
 }
 
-function count(output: string, pattern: RegExp): number {
+/** Sums the numbers a pattern captures, or (lines) counts its matches. */
+function count(output: string, pattern: RegExp, lines = false): number {
   let total = 0;
-  for (const match of output.matchAll(pattern)) total += Number(match[1]);
+  for (const match of output.matchAll(pattern)) total += lines ? 1 : Number(match[1]);
   return total;
 }
 
@@ -46,13 +47,21 @@ const { code, output } = await run('npx', ['ava', ...avaArgs], true);
 // ava's closing lines read "12 tests passed", "1 test failed", "2 tests skipped", "1 uncaught exception"...
 // Strip colour escapes (ESC [ ... m) before matching.
 const plain = output.replace(new RegExp(`${String.fromCharCode(27)}\\[[0-9;]*m`, 'g'), '');
-const passed = count(plain, /^\s*(\d+) tests? passed/gm);
+// ava prints one line per test (✔ passed, ✘ [fail] / ✘ [timeout] failed) and, when all pass, a
+// summary "N tests passed"; when something fails its summary counts only the failures.
+const passLines = count(plain, /^\s*✔.*$/gm, true);
+const failLines = count(plain, /^\s*✘ \[(?:fail|timeout)\].*$/gm, true);
+const passed = Math.max(passLines, count(plain, /^\s*(\d+) tests? passed/gm));
 const failed =
-  count(plain, /^\s*(\d+) tests? failed/gm) +
-  count(plain, /^\s*(\d+) uncaught exceptions?/gm) +
-  count(plain, /^\s*(\d+) unhandled rejections?/gm) +
-  count(plain, /^\s*(\d+) tests? remained pending/gm) +
-  (code !== 0 && passed > 0 && !/tests? failed/.test(plain) ? 1 : 0);
+  Math.max(
+    failLines,
+    count(plain, /^\s*(\d+) tests? failed/gm) +
+      count(plain, /^\s*(\d+) uncaught exceptions?/gm) +
+      count(plain, /^\s*(\d+) unhandled rejections?/gm) +
+      count(plain, /^\s*(\d+) hooks? failed/gm) +
+      count(plain, /^\s*(\d+) tests? remained pending/gm),
+  ) +
+  (code !== 0 && failLines === 0 && !/tests? failed|hooks? failed|uncaught|unhandled/.test(plain) ? 1 : 0);
 const skipped = count(plain, /^\s*(\d+) tests? skipped/gm) + count(plain, /^\s*(\d+) known failures?/gm);
 process.stdout.write(`\n${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}\n`);
 process.exit(code !== 0 ? code : failed > 0 ? 1 : 0);

@@ -275,6 +275,7 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
   };
 
   let elector: LeaderElector | undefined;
+  let stopping = false;
   if (options.leaderElection) {
     const le = options.leaderElection;
     elector = new LeaderElector({
@@ -298,7 +299,10 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
         );
         await stopLeading();
       },
-      onStoppedLeading: () => logger.warn('leadership ended: stopped acting'),
+      onStoppedLeading: () =>
+        stopping
+          ? logger.info('stopped leading: shutting down')
+          : logger.warn('leadership lost: stopped acting'),
     });
     metrics.setLeaderSource(() => elector?.isLeader() ?? false);
     elector.start();
@@ -335,6 +339,7 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
     isLeader: () => (elector ? elector.isLeader() : true),
     ready: () => Promise.all(informers.map((i) => i.waitForSync())).then(() => undefined),
     async stop(stopOptions = {}) {
+      stopping = true;
       if (elector) await elector.stop({ release: stopOptions.release ?? true });
       await stopLeading();
       for (const informer of informers) informer.stop();

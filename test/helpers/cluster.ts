@@ -1,20 +1,8 @@
 // One real Kubernetes control plane per test file (ava runs each file in its own process), started
 // before the file's tests and stopped after them, even when a test fails.
-import { readdir, readFile } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import {
-  ApiextensionsV1Api,
-  CoreV1Api,
-  type KubeConfig,
-  loadAllYaml,
-  type V1CustomResourceDefinition,
-} from '@kubernetes/client-node';
+import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
 import type { TestFn } from 'ava';
 import { type LocalCluster, startLocalCluster } from '../../src/local-cluster/cluster.ts';
-import { eventually } from './eventually.ts';
-
-export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 export interface ClusterContext {
   cluster: LocalCluster;
@@ -50,42 +38,5 @@ export async function createTestNamespace(kc: KubeConfig, prefix = 't'): Promise
   return name;
 }
 
-/**
- * The CRDs in crds/, as client-node models. client-node's own loader maps the YAML's JSON names
- * (`x-kubernetes-validations`, `enum`, ...) onto its model fields; a plain YAML parse would hand the
- * typed API objects whose validation keys its serializer silently drops.
- */
-export async function loadCrds(): Promise<V1CustomResourceDefinition[]> {
-  const dir = join(repoRoot, 'crds');
-  const names = (await readdir(dir)).filter(
-    (name) => (name.endsWith('.yaml') || name.endsWith('.yml')) && !name.startsWith('kustomization'),
-  );
-  const documents = await Promise.all(
-    names.map(async (name) => loadAllYaml(await readFile(join(dir, name), 'utf8'))),
-  );
-  return documents.flat().filter((doc): doc is V1CustomResourceDefinition => {
-    return (
-      typeof doc === 'object' &&
-      doc !== null &&
-      (doc as { kind?: string }).kind === 'CustomResourceDefinition'
-    );
-  });
-}
-
-/** Applies every CRD in crds/ and waits until each one is Established. */
-export async function installCrds(kc: KubeConfig): Promise<V1CustomResourceDefinition[]> {
-  const api = kc.makeApiClient(ApiextensionsV1Api);
-  const crds = await loadCrds();
-  for (const crd of crds) await api.createCustomResourceDefinition({ body: crd });
-  for (const crd of crds) {
-    const name = crd.metadata?.name ?? '';
-    await eventually(
-      async () => {
-        const current = await api.readCustomResourceDefinition({ name });
-        return current.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True');
-      },
-      { description: `CRD ${name} established` },
-    );
-  }
-  return crds;
-}
+// Installing the CRDs is the same code the local run uses.
+export { installCrds, repoRoot } from '../../src/local-cluster/install.ts';

@@ -2,27 +2,24 @@
 // CRD, the operator's namespace, ServiceAccount and RBAC from manifests/, a real control plane over
 // HTTPS with its admin credential in the operator's credential Secret, and operators started
 // in-process as that ServiceAccount, so every API call they make is authorized by the shipped RBAC.
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   CoreV1Api,
   CustomObjectsApi,
   type KubeConfig,
-  type KubernetesObject,
-  KubernetesObjectApi,
   PatchStrategy,
   setHeaderOptions,
 } from '@kubernetes/client-node';
-import * as yaml from 'js-yaml';
 import { ControlPlaneAdminClient } from '../../src/controlplane/admin-client.ts';
 import { type StartedControlPlane, startControlPlane } from '../../src/controlplane/server.ts';
 import type { Clock } from '../../src/lib/clock.ts';
 import { type Logger, silentLogger } from '../../src/lib/logger.ts';
+import { installCrds, installOperatorAccess } from '../../src/local-cluster/install.ts';
 import type { Connector } from '../../src/operator/api/types.ts';
 import { type OperatorOptions, type RunningOperator, startOperator } from '../../src/operator/operator.ts';
 import type { ClusterContext } from './cluster.ts';
-import { installCrds, repoRoot } from './cluster.ts';
 
 export const OPERATOR_NAMESPACE = 'vaultpam-system';
 export const OPERATOR_SERVICE_ACCOUNT = 'vaultpam-connector-operator';
@@ -48,28 +45,13 @@ export interface OperatorEnvironment {
   stop(): Promise<void>;
 }
 
-async function applyManifestFile(kc: KubeConfig, file: string): Promise<void> {
-  const api = KubernetesObjectApi.makeApiClient(kc);
-  const docs = yaml.loadAll(await readFile(join(repoRoot, 'manifests', file), 'utf8')) as KubernetesObject[];
-  for (const doc of docs.filter(Boolean)) {
-    try {
-      await api.create(doc);
-    } catch (error) {
-      if ((error as { code?: number }).code !== 409) throw error;
-    }
-  }
-}
-
 export async function startOperatorEnvironment(
   cluster: ClusterContext,
   options: { heartbeatIntervalSeconds?: number; logger?: Logger } = {},
 ): Promise<OperatorEnvironment> {
   const { kc } = cluster;
-  await installCrds(kc).catch((error: unknown) => {
-    if ((error as { code?: number }).code !== 409) throw error;
-  });
-  for (const file of ['namespace.yaml', 'serviceaccount.yaml', 'rbac.yaml'])
-    await applyManifestFile(kc, file);
+  await installCrds(kc);
+  await installOperatorAccess(kc);
 
   const dataDir = await mkdtemp(join(tmpdir(), 'vaultpam-cp-'));
   const clock = new ShiftedClock();

@@ -1,0 +1,237 @@
+#!/usr/bin/env node
+// `npm start`: the whole system on this machine, on its embedded defaults. A real Kubernetes control
+// plane (etcd, kube-apiserver, kube-controller-manager) on loopback with the CRD and the operator's
+// RBAC installed; the reference control plane over HTTPS; the operator running as its
+// ServiceAccount; the local pod runner standing in for kubelet; and a sample Connector that pairs and
+// goes Online. It prints what `kubectl get connectors` would show and keeps running until Ctrl-C
+// (or, with --exit-when-online, stops once the Connector is Online).
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
+import { startControlPlane } from '../controlplane/server.ts';
+import { type FlagSpecs, helpText, onShutdownSignal, parseFlags } from '../lib/cli.ts';
+import { CodedError, errorMessage } from '../lib/errors.ts';
+import { createLogger, isLogLevel } from '../lib/logger.ts';
+import { startLocalCluster } from '../local-cluster/cluster.ts';
+import { installCrds, installOperatorAccess } from '../local-cluster/install.ts';
+import { PodRunner } from '../local-cluster/pod-runner.ts';
+import type { Connector } from '../operator/api/types.ts';
+import { startOperator } from '../operator/operator.ts';
+
+const flags: FlagSpecs = {
+  'work-dir': {
+    env: 'VAULTPAM_LOCAL_DIR',
+    description: 'Where state, logs and kubeconfig go (kept after stop); a temporary directory when empty.',
+  },
+  'exit-when-online': {
+    boolean: true,
+    description: 'Stop everything and exit 0 once the sample Connector is Online.',
+  },
+  timeout: {
+    default: '300',
+    description: 'Seconds to wait for the sample Connector to go Online before giving up (exit 1).',
+  },
+  'log-level': {
+    env: 'LOG_LEVEL',
+    default: 'warn',
+    description: 'Log level of the components (the progress lines are always printed).',
+  },
+};
+
+const OPERATOR_NAMESPACE = 'vaultpam-system';
+const DEMO_NAMESPACE = 'vaultpam-demo';
+const CREDENTIAL_SECRET = 'vaultpam-operator-credential';
+
+/** The sample Connector: durable storage (a claim the local provisioner binds), the operator's control plane. */
+const sample = (): Omit<Connector, 'status'> => ({
+  apiVersion: 'vaultpam.io/v1alpha1',
+  kind: 'Connector',
+  metadata: { name: 'dc1-connector', namespace: DEMO_NAMESPACE },
+  spec: {
+    connector: { org: 'acme', endpointId: 'dc1-linux-fleet', allowedNetworks: ['10.20.0.0/16'] },
+    image: 'vaultpam-connector:local',
+    storage: { size: '1Gi' },
+    enrollment: { tokenTTL: '1h' },
+    recovery: { policy: 'Manual' },
+  },
+});
+
+const say = (line: string) => process.stdout.write(`${line}\n`);
+
+function table(c: Connector): string {
+  const s = c.status ?? {};
+  const rows = [
+    ['NAME', 'PHASE', 'MODE', 'LAST HEARTBEAT', 'CONNECTOR ID'],
+    [c.metadata.name ?? '', s.phase ?? '', s.mode ?? '', s.lastHeartbeatTime ?? '', s.connectorId ?? ''],
+  ];
+  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
+  return rows
+    .map((r) =>
+      r
+        .map((cell, i) => cell.padEnd((widths[i] ?? 0) + 3))
+        .join('')
+        .trimEnd(),
+    )
+    .join('\n');
+}
+
+async function main(): Promise<number> {
+  const parsed = parseFlags(process.argv.slice(2), flags, process.env);
+  if (parsed.help) {
+    say(
+      helpText(
+        'vaultpam-local-run',
+        'Runs the whole system locally and brings a sample Connector Online.',
+        flags,
+      ),
+    );
+    return 0;
+  }
+  const level = parsed.values['log-level'] ?? 'warn';
+  if (!isLogLevel(level)) throw new CodedError('INVALID_FLAGS', `--log-level: unknown level "${level}"`);
+  const timeoutSeconds = Number(parsed.values.timeout);
+  if (!(timeoutSeconds > 0))
+    throw new CodedError(
+      'INVALID_FLAGS',
+      `--timeout: "${parsed.values.timeout}" must be a positive number of seconds`,
+    );
+  const logger = createLogger({ name: 'local-run', level });
+  const given = parsed.values['work-dir'];
+  const workDir = given ?? (await mkdtemp(join(tmpdir(), 'vaultpam-local-')));
+  await mkdir(workDir, { recursive: true });
+
+  const stops: Array<() => Promise<void>> = [];
+  const stopAll = async () => {
+    for (const stop of stops.reverse())
+      await stop().catch((error: unknown) => logger.warn({ err: errorMessage(error) }, 'stop failed'));
+    stops.length = 0;
+    if (!given) await rm(workDir, { recursive: true, force: true });
+  };
+  onShutdownSignal(async () => {
+    say('stopping…');
+    await stopAll();
+  });
+
+  try {
+    say(
+      '1/5 starting a local Kubernetes control plane (the first run builds it from Go modules: about 12 minutes)',
+    );
+    const cluster = await startLocalCluster({
+      workDir: join(workDir, 'cluster'),
+      removeOnStop: false,
+      onProgress: (line) => logger.info(line),
+    });
+    stops.push(() => cluster.stop());
+    const kc = cluster.adminKubeConfig();
+    await installCrds(kc);
+    await installOperatorAccess(kc);
+    say(`    kube-apiserver ${cluster.server}; kubeconfig ${cluster.kubeconfigPath}`);
+
+    say('2/5 starting the reference control plane');
+    const controlPlane = await startControlPlane({
+      dataDir: join(workDir, 'control-plane'),
+      host: '127.0.0.1',
+      port: 0,
+      logger: logger.child({ component: 'control-plane' }),
+    });
+    stops.push(() => controlPlane.close());
+    const core = kc.makeApiClient(CoreV1Api);
+    await core.createNamespacedSecret({
+      namespace: OPERATOR_NAMESPACE,
+      body: {
+        metadata: { name: CREDENTIAL_SECRET },
+        stringData: { credential: controlPlane.adminCredential },
+      },
+    });
+    await writeFile(join(workDir, 'control-plane-ca.crt'), controlPlane.caPem);
+    say(`    ${controlPlane.url} (CA ${controlPlane.caPath})`);
+
+    say('3/5 starting the operator as its ServiceAccount (least RBAC from manifests/)');
+    const operatorKc = await cluster.serviceAccountKubeConfig(
+      OPERATOR_NAMESPACE,
+      'vaultpam-connector-operator',
+      24 * 3600,
+    );
+    const operator = await startOperator({
+      kc: operatorKc,
+      logger: logger.child({ component: 'operator' }),
+      controlPlane: {
+        url: controlPlane.url,
+        caPem: controlPlane.caPem,
+        credentialSecret: { namespace: OPERATOR_NAMESPACE, name: CREDENTIAL_SECRET, key: 'credential' },
+      },
+      connectorImage: 'vaultpam-connector:local',
+      leaderElection: {
+        namespace: OPERATOR_NAMESPACE,
+        leaseName: 'vaultpam-connector-operator',
+        identity: 'local-run',
+      },
+      listen: { host: '127.0.0.1', port: 0 },
+    });
+    stops.push(() => operator.stop());
+    say(`    metrics and probes on http://127.0.0.1:${operator.address?.port}/metrics`);
+
+    say('4/5 starting the local pod runner (runs connector pods as local processes)');
+    const runner = new PodRunner({
+      kubeConfig: kc,
+      rootDir: join(workDir, 'pods'),
+      logger: logger.child({ component: 'pod-runner' }),
+      baseEnv: { PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin' },
+    });
+    await runner.start();
+    stops.push(() => runner.stop());
+
+    say(`5/5 applying the sample Connector ${DEMO_NAMESPACE}/dc1-connector`);
+    await core.createNamespace({ body: { metadata: { name: DEMO_NAMESPACE } } });
+    const api = kc.makeApiClient(CustomObjectsApi);
+    const ref = {
+      group: 'vaultpam.io',
+      version: 'v1alpha1',
+      namespace: DEMO_NAMESPACE,
+      plural: 'connectors',
+    };
+    await api.createNamespacedCustomObject({ ...ref, body: sample() });
+
+    const deadline = Date.now() + timeoutSeconds * 1000;
+    let lastPhase = '';
+    for (;;) {
+      const c = (await api.getNamespacedCustomObject({ ...ref, name: 'dc1-connector' })) as Connector;
+      const phase = c.status?.phase ?? 'Pending';
+      if (phase !== lastPhase) {
+        say(`    phase ${phase}${c.status?.mode ? `, mode ${c.status.mode}` : ''}`);
+        lastPhase = phase;
+      }
+      if (phase === 'Online') {
+        say(`\n${table(c)}\n`);
+        say(`The sample Connector is Online. kubeconfig: ${cluster.kubeconfigPath}`);
+        break;
+      }
+      if (Date.now() > deadline)
+        throw new CodedError(
+          'TIMEOUT',
+          `the sample Connector did not go Online within ${timeoutSeconds} s (last phase ${phase})`,
+        );
+      await new Promise((done) => setTimeout(done, 500));
+    }
+    if (parsed.booleans['exit-when-online']) {
+      await stopAll();
+      return 0;
+    }
+    say('Everything keeps running; Ctrl-C stops it.');
+    return -1;
+  } catch (error) {
+    await stopAll();
+    throw error;
+  }
+}
+
+main().then(
+  (code) => {
+    if (code >= 0) process.exit(code);
+  },
+  (error: unknown) => {
+    process.stderr.write(`vaultpam-local-run: ${errorMessage(error)}\n`);
+    process.exit(1);
+  },
+);
