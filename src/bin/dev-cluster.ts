@@ -1,16 +1,13 @@
 #!/usr/bin/env node
-// `vaultpam-dev-cluster`: starts the local Kubernetes control plane (etcd, kube-apiserver,
-// kube-controller-manager built from the pinned Go modules), installs the CRDs from crds/, prints
-// the kubeconfig path, and keeps running until SIGTERM/SIGINT, when it stops every process.
-// With --run-pods (the default) it also runs the local pod runner, so connector pods really run
-// as local processes (see docs/local-pod-runner.md).
-import { readdir, readFile } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { ApiextensionsV1Api, loadAllYaml, type V1CustomResourceDefinition } from '@kubernetes/client-node';
+// `vaultpam-dev-cluster` (`npm run dev-cluster`): starts the local Kubernetes control plane (etcd,
+// kube-apiserver, kube-controller-manager built from the pinned Go modules) and the local pod runner,
+// installs the CRDs from crds/, prints the kubeconfig path, and keeps running until SIGTERM/SIGINT,
+// when it stops every process. `npm start` runs the whole system on top of the same pieces.
+import { join } from 'node:path';
 import { helpText, onShutdownSignal, parseFlags } from '../lib/cli.ts';
 import { createLogger, isLogLevel } from '../lib/logger.ts';
 import { startLocalCluster } from '../local-cluster/cluster.ts';
+import { installCrds } from '../local-cluster/install.ts';
 import { PodRunner } from '../local-cluster/pod-runner.ts';
 
 const flags = {
@@ -37,7 +34,6 @@ if (parsed.help) {
 const level = parsed.values['log-level'] ?? 'info';
 if (!isLogLevel(level)) throw new Error(`--log-level: unknown level "${level}"`);
 const log = createLogger({ name: 'dev-cluster', level });
-const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 const runPodsText = parsed.values['run-pods'] ?? 'true';
 if (runPodsText !== 'true' && runPodsText !== 'false') {
@@ -68,15 +64,8 @@ onShutdownSignal(async () => {
 });
 await podRunner?.start();
 
-const api = cluster.adminKubeConfig().makeApiClient(ApiextensionsV1Api);
-for (const file of (await readdir(join(repoRoot, 'crds'))).filter(
-  (f) => f.endsWith('.yaml') && f !== 'kustomization.yaml',
-)) {
-  // client-node's loader keeps the x-kubernetes-* validation keys that a plain YAML parse would lose.
-  for (const doc of loadAllYaml(await readFile(join(repoRoot, 'crds', file), 'utf8'))) {
-    await api.createCustomResourceDefinition({ body: doc as V1CustomResourceDefinition });
-    log.info({ file }, 'installed CRD');
-  }
+for (const crd of await installCrds(cluster.adminKubeConfig())) {
+  log.info({ crd: crd.metadata?.name }, 'installed CRD');
 }
 log.info(
   { kubeconfig: cluster.kubeconfigPath, server: cluster.server, runPods: podRunner !== undefined },
