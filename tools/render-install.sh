@@ -6,7 +6,6 @@
 #
 # Usage: tools/render-install.sh [output-file]   (default: install/vaultpam-connector-operator.yaml; - for stdout)
 # kustomize: $KUSTOMIZE if set, else the pinned build from tools/cluster/build.sh (built once, cached).
-# Needs the project's node_modules (npm ci) for biome, which formats the output.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -24,10 +23,9 @@ render() {
 # Before applying, read docs/install.md: the operator needs its control-plane credential Secret.
 #   kubectl apply --server-side -f install/vaultpam-connector-operator.yaml
 HEADER
-  # Render from inside the repository so the output does not depend on where it is checked out, and
-  # format it as the repository formats YAML (biome check covers this file too).
-  (cd "$root" && "$kustomize" build kustomize/overlays/production) |
-    (cd "$root" && npx --no-install biome format --stdin-file-path=install/vaultpam-connector-operator.yaml)
+  # Render from inside the repository so the output does not depend on where it is checked out. The
+  # output is kustomize's own formatting; no formatter rewrites it, so a re-render is byte-identical.
+  (cd "$root" && "$kustomize" build kustomize/overlays/production)
 }
 
 if [[ "$out" == "-" ]]; then

@@ -58,12 +58,10 @@ test.serial(
       description: 'new leader acted',
     });
     t.true((await reconcileCount(second.metrics as never)) > 0);
-    const lease = await kc
-      .makeApiClient((await import('@kubernetes/client-node')).CoordinationV1Api)
-      .readNamespacedLease({
-        namespace: 'vaultpam-system',
-        name: 'vaultpam-connector-operator',
-      });
+    const lease = await kc.makeApiClient(CoordinationV1Api).readNamespacedLease({
+      namespace: 'vaultpam-system',
+      name: 'vaultpam-connector-operator',
+    });
     t.is(lease.spec?.holderIdentity, 'operator-2');
     t.true((lease.spec?.leaseTransitions ?? 0) >= 1);
   },

@@ -5,7 +5,6 @@ import type { RunningOperator } from '../../src/operator/operator.ts';
 import { createTestNamespace, useCluster } from '../helpers/cluster.ts';
 import { eventually } from '../helpers/eventually.ts';
 import { connectors, type OperatorEnvironment, startOperatorEnvironment } from '../helpers/operator-env.ts';
-import { runAgentFromSecret } from '../helpers/simulated-pod.ts';
 
 const cluster = useCluster(test);
 let env: OperatorEnvironment;
@@ -34,14 +33,7 @@ async function onlineConnector(namespace: string) {
       description: 'token minted',
     },
   );
-  const pod = await runAgentFromSecret({
-    kc,
-    namespace,
-    secretName: 'edge-enrollment-token',
-    connectorId: `${namespace}.edge`,
-    controlPlaneUrl: env.controlPlane.url,
-    caPem: env.controlPlane.caPem,
-  });
+  const pod = await env.runAgent(namespace, 'edge');
   await eventually(
     () =>
       api
@@ -116,15 +108,7 @@ test.serial(
     t.is(condition(offline, 'Ready')?.status, 'False');
 
     // Same identity, no token: the connector reconnects by itself.
-    const restarted = await runAgentFromSecret({
-      kc,
-      namespace,
-      secretName: 'edge-enrollment-token',
-      connectorId: `${namespace}.edge`,
-      controlPlaneUrl: env.controlPlane.url,
-      caPem: env.controlPlane.caPem,
-      dataDir,
-    });
+    const restarted = await env.runAgent(namespace, 'edge', dataDir);
     t.teardown(() => restarted.stop());
     const back = await eventually(
       () => api.get(namespace, 'edge').then((c) => (c.status?.phase === 'Online' ? c : undefined)),

@@ -7,7 +7,6 @@ import type { Connector } from '../../src/operator/api/types.ts';
 import { createTestNamespace, useCluster } from '../helpers/cluster.ts';
 import { eventually } from '../helpers/eventually.ts';
 import { connectors, type OperatorEnvironment, startOperatorEnvironment } from '../helpers/operator-env.ts';
-import { runAgentFromSecret } from '../helpers/simulated-pod.ts';
 
 const cluster = useCluster(test);
 let env: OperatorEnvironment;
@@ -126,14 +125,7 @@ test.serial('a claim replaced after pairing is reported as identity loss', async
   await eventually(() => core.readNamespacedSecret({ namespace, name: 'edge-enrollment-token' }), {
     description: 'token',
   });
-  const agent = await runAgentFromSecret({
-    kc,
-    namespace,
-    secretName: 'edge-enrollment-token',
-    connectorId: `${namespace}.edge`,
-    controlPlaneUrl: env.controlPlane.url,
-    caPem: env.controlPlane.caPem,
-  });
+  const agent = await env.runAgent(namespace, 'edge');
   const paired = await eventually(
     () =>
       api

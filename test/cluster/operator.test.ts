@@ -8,7 +8,6 @@ import { createTestNamespace, useCluster } from '../helpers/cluster.ts';
 import { eventually } from '../helpers/eventually.ts';
 import { connectors, type OperatorEnvironment, startOperatorEnvironment } from '../helpers/operator-env.ts';
 import { assertNoSecrets } from '../helpers/secret-scan.ts';
-import { runAgentFromSecret } from '../helpers/simulated-pod.ts';
 
 const cluster = useCluster(test);
 let env: OperatorEnvironment;
@@ -95,14 +94,7 @@ test.serial(
     await eventually(() => core.readNamespacedSecret({ namespace, name: 'edge-enrollment-token' }), {
       description: 'token Secret',
     });
-    const pod = await runAgentFromSecret({
-      kc,
-      namespace,
-      secretName: 'edge-enrollment-token',
-      connectorId: `${namespace}.edge`,
-      controlPlaneUrl: env.controlPlane.url,
-      caPem: env.controlPlane.caPem,
-    });
+    const pod = await env.runAgent(namespace, 'edge');
     t.teardown(() => pod.stop());
 
     const online = await eventually(

@@ -56,6 +56,18 @@ export function record(overrides: Partial<ControlPlaneConnector> = {}): ControlP
   };
 }
 
+/** A connector that never paired: no heartbeat, no certificate. */
+export function pendingRecord(overrides: Partial<ControlPlaneConnector> = {}): ControlPlaneConnector {
+  return record({
+    state: 'pending',
+    bootstrapRetired: false,
+    lastHeartbeatAt: null,
+    certificate: null,
+    enrolledAt: null,
+    ...overrides,
+  });
+}
+
 export interface PodOptions {
   dataVolume?: 'claim' | 'emptyDir' | 'none';
   claimName?: string;

@@ -20,6 +20,7 @@ import { installCrds, installOperatorAccess } from '../../src/local-cluster/inst
 import type { Connector } from '../../src/operator/api/types.ts';
 import { type OperatorOptions, type RunningOperator, startOperator } from '../../src/operator/operator.ts';
 import type { ClusterContext } from './cluster.ts';
+import { runAgentFromSecret, type SimulatedPod } from './simulated-pod.ts';
 
 export const OPERATOR_NAMESPACE = 'vaultpam-system';
 export const OPERATOR_SERVICE_ACCOUNT = 'vaultpam-connector-operator';
@@ -42,6 +43,8 @@ export interface OperatorEnvironment {
   /** Kubeconfig of the operator's ServiceAccount (a real TokenRequest token). */
   operatorKubeConfig: KubeConfig;
   startOperator(overrides?: Partial<OperatorOptions>): Promise<RunningOperator>;
+  /** Plays the pod of Connector `name`: the real agent with the token its Secret holds (if any). */
+  runAgent(namespace: string, name: string, dataDir?: string): Promise<SimulatedPod>;
   stop(): Promise<void>;
 }
 
@@ -119,6 +122,17 @@ export async function startOperatorEnvironment(
       });
       running.push(operator);
       return operator;
+    },
+    runAgent(namespace, name, dataDir) {
+      return runAgentFromSecret({
+        kc,
+        namespace,
+        secretName: `${name}-enrollment-token`,
+        connectorId: `${namespace}.${name}`,
+        controlPlaneUrl: controlPlane.url,
+        caPem: controlPlane.caPem,
+        ...(dataDir ? { dataDir } : {}),
+      });
     },
     async stop() {
       for (const operator of running) await operator.stop().catch(() => {});

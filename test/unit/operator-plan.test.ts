@@ -8,6 +8,7 @@ import {
   claim,
   connector,
   observed,
+  pendingRecord,
   pod,
   record,
   tokenSecret,
@@ -40,7 +41,7 @@ test('a new Connector: the control-plane record is ensured and the StatefulSet a
 test('never paired, no token: one token is minted with a key derived from the object and the count', (t) => {
   const result = plan(
     observed({
-      record: record({ state: 'pending', bootstrapRetired: false, lastHeartbeatAt: null, certificate: null }),
+      record: pendingRecord({}),
     }),
     NOW,
   );
@@ -60,13 +61,7 @@ test('a live token in its Secret: nothing is minted and Enrolled says TokenMinte
   const result = plan(
     observed({
       connector: connector({ status: { enrollment: { mintCount: 1 } } }),
-      record: record({
-        state: 'pending',
-        bootstrapRetired: false,
-        lastHeartbeatAt: null,
-        certificate: null,
-        liveToken: { tokenId: 'x', expiresAt },
-      }),
+      record: pendingRecord({ liveToken: { tokenId: 'x', expiresAt } }),
       tokenSecret: tokenSecret({ expiresAt }),
     }),
     NOW,
@@ -83,13 +78,7 @@ test('a token expired unused: its Secret is deleted and the next one is minted a
   const result = plan(
     observed({
       connector: connector({ status: { enrollment: { mintCount: 1, tokenExpiresAt: expired } } }),
-      record: record({
-        state: 'pending',
-        bootstrapRetired: false,
-        lastHeartbeatAt: null,
-        certificate: null,
-        liveToken: null,
-      }),
+      record: pendingRecord({ liveToken: null }),
       tokenSecret: tokenSecret({ expiresAt: expired }),
     }),
     NOW,
@@ -109,13 +98,7 @@ test('tokens keep expiring: the re-mint waits with backoff and the diagnosis is 
   const result = plan(
     observed({
       connector: connector({ status: { enrollment: { mintCount: 2, tokenExpiresAt: expired } } }),
-      record: record({
-        state: 'pending',
-        bootstrapRetired: false,
-        lastHeartbeatAt: null,
-        certificate: null,
-        liveToken: null,
-      }),
+      record: pendingRecord({ liveToken: null }),
       tokenSecret: tokenSecret({ expiresAt: expired, mintKey: `enroll-${UID}-2` }),
     }),
     NOW,
@@ -418,13 +401,7 @@ test('a record from the change stream still calls an expired token live: the pla
   const result = plan(
     observed({
       connector: connector({ status: { enrollment: { mintCount: 1, tokenExpiresAt: expired } } }),
-      record: record({
-        state: 'pending',
-        bootstrapRetired: false,
-        lastHeartbeatAt: null,
-        certificate: null,
-        liveToken: { tokenId: 'x', expiresAt: expired },
-      }),
+      record: pendingRecord({ liveToken: { tokenId: 'x', expiresAt: expired } }),
       tokenSecret: tokenSecret({ expiresAt: expired }),
     }),
     NOW,
