@@ -9,6 +9,12 @@ import type { V1ConfigMap, V1Container, V1Pod, V1Secret } from '@kubernetes/clie
 /** What a container image runs as on this machine. */
 export interface LocalCommand {
   command: string;
+  /**
+   * Host-side arguments placed before `args` and never mapped (the program's own script path):
+   * a checkout under, say, /tmp must not be mistaken for a path inside the pod's /tmp mount.
+   */
+  hostArgs?: string[];
+  /** The container's arguments, mapped like the pod spec's values. */
   args: string[];
   /** Extra environment for the process (applied before the pod's own env). */
   env?: Record<string, string>;
@@ -56,7 +62,7 @@ export const resolveConnectorCommand: ResolveCommand = (container) => {
   for (const [flag, env, value] of defaults) {
     if (!hasFlag(args, flag) && !hasEnv(container, env)) args.push(`--${flag}=${value}`);
   }
-  return { command: process.execPath, args: [CONNECTOR_SCRIPT, ...args] };
+  return { command: process.execPath, hostArgs: [CONNECTOR_SCRIPT], args };
 };
 
 /** Longest mount first, so a mount inside another mount wins for paths under it. */
@@ -271,6 +277,9 @@ export function buildLaunch(input: {
   for (const [name, value] of Object.entries({ ...input.local.env, ...input.env })) {
     env[name] = finish(value, false);
   }
-  const args = input.local.args.map((arg) => finish(expandVariables(arg, input.env), true));
+  const args = [
+    ...(input.local.hostArgs ?? []),
+    ...input.local.args.map((arg) => finish(expandVariables(arg, input.env), true)),
+  ];
   return { command: input.local.command, args, env, mappedPorts: [...mapped] };
 }

@@ -89,6 +89,13 @@ function asCoded(error: unknown): CodedError {
 
 export class ConnectorReconciler {
   private readonly ctx: ReconcilerContext;
+  /**
+   * The status this operator last wrote per Connector, and the resourceVersion of the cached object
+   * it was planned from. The informer may not have delivered that write yet when the next pass runs;
+   * planning from the older cached status would regress carried-over progress (a recovery step) and
+   * write again for nothing.
+   */
+  private readonly written = new Map<string, { basedOn: string; status: ConnectorStatus }>();
 
   constructor(ctx: ReconcilerContext) {
     this.ctx = ctx;
@@ -96,8 +103,12 @@ export class ConnectorReconciler {
 
   async reconcile(key: string): Promise<ReconcileResult> {
     const { namespace, name } = splitKey(key);
-    const connector = this.ctx.getConnector(namespace, name);
-    if (!connector) return {};
+    const cached = this.ctx.getConnector(namespace, name);
+    if (!cached) {
+      this.written.delete(key);
+      return {};
+    }
+    const connector = this.withOwnStatus(key, cached);
     const log = this.ctx.logger.child({ connector: key });
     if (connector.metadata.deletionTimestamp) return this.finalize(connector, log);
     if (!(connector.metadata.finalizers ?? []).includes(FINALIZER)) {
@@ -132,6 +143,7 @@ export class ConnectorReconciler {
       : planned.status;
     if (!isDeepStrictEqual(normalise(previous), normalise(status))) {
       await this.ctx.writer.applyStatus(RESOURCE_TYPES.connector, { namespace, name }, status);
+      this.written.set(key, { basedOn: cached.metadata.resourceVersion ?? '', status });
       log.debug({ phase: status.phase }, 'status written');
     }
     if (!failure) {
@@ -150,6 +162,16 @@ export class ConnectorReconciler {
     });
     log.warn({ code: failure.code, err: failure.message, temporary: failure.temporary }, 'reconcile failed');
     throw failure;
+  }
+
+  /** The cached Connector, with the status this operator wrote if the cache has not caught up yet. */
+  private withOwnStatus(key: string, cached: Connector): Connector {
+    const mine = this.written.get(key);
+    if (!mine) return cached;
+    if (cached.metadata.resourceVersion === mine.basedOn) return { ...cached, status: mine.status };
+    // The cache has moved on (our write or anyone's): it is the truth again.
+    this.written.delete(key);
+    return cached;
   }
 
   /** Deleting: revoke live tokens, release (or keep) the control-plane record, then let go of the object. */

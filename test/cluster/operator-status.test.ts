@@ -53,7 +53,7 @@ async function onlineConnector(namespace: string) {
 
 test.serial('an idle operator makes no writes while heartbeats arrive and resyncs run', async (t) => {
   const namespace = await createTestNamespace(cluster().kc, 'idle');
-  const { pod } = await onlineConnector(namespace);
+  const { api, pod } = await onlineConnector(namespace);
   t.teardown(() => pod.stop());
   const writesByKind = async () =>
     Object.fromEntries(
@@ -80,14 +80,16 @@ test.serial('an idle operator makes no writes while heartbeats arrive and resync
   const kindsBefore = await writesByKind();
   const reconcilesBefore = await reconciles();
   const beatsBefore = pod.agent.status().heartbeatsAccepted;
+  const statusBefore = JSON.stringify((await api.get(namespace, 'edge')).status);
   await new Promise((resolve) => setTimeout(resolve, 4_000));
+  const statusAfter = JSON.stringify((await api.get(namespace, 'edge')).status);
   t.true(pod.agent.status().heartbeatsAccepted - beatsBefore >= 5, 'heartbeats kept arriving');
   t.true((await reconciles()) - reconcilesBefore >= 4, 'the operator kept reconciling');
   const after = await writesByKind();
   t.is(
     await countWrites(),
     writesBefore,
-    `and wrote nothing (writes by kind before ${JSON.stringify(kindsBefore)}, after ${JSON.stringify(after)})`,
+    `and wrote nothing (writes by kind before ${JSON.stringify(kindsBefore)}, after ${JSON.stringify(after)}; status before ${statusBefore}, after ${statusAfter})`,
   );
 });
 

@@ -93,6 +93,18 @@ test('paths under a mount are mapped in arguments (also --flag=value) and env; o
   t.deepEqual(launch.args, ['--data-dir=/host/claims/u1', '--health-listen=127.0.0.1:40001']);
   t.deepEqual(launch.env, { DIR: '/host/claims/u1', LISTEN: '127.0.0.1:40001', OTHER: '/etc/x' });
   t.deepEqual(launch.mappedPorts, [8081]);
+  // Found in CI: a checkout under /tmp put the agent's own script path "inside" the pod's /tmp mount.
+  const fromTmp = buildLaunch({
+    local: {
+      command: '/usr/bin/node',
+      hostArgs: ['/tmp/checkout/src/bin/connector.ts'],
+      args: ['--cache=/tmp/x'],
+    },
+    env: {},
+    mounts: [{ mountPath: '/tmp', hostPath: '/host/pods/p/volumes/tmp' }],
+    ports: new Map(),
+  });
+  t.deepEqual(fromTmp.args, ['/tmp/checkout/src/bin/connector.ts', '--cache=/host/pods/p/volumes/tmp/x']);
 });
 
 test('listen ports are rewritten only as whole ports in listen addresses', (t) => {
@@ -157,8 +169,8 @@ test('connector images run the agent with its container-path defaults made expli
     pod,
   );
   t.is(explicit?.command, process.execPath);
-  t.regex(explicit?.args[0] ?? '', /src\/bin\/connector\.ts$/);
-  t.deepEqual(explicit?.args.slice(1), [
+  t.regex(explicit?.hostArgs?.[0] ?? '', /src\/bin\/connector\.ts$/);
+  t.deepEqual(explicit?.args, [
     '--connector-id=c1',
     '--data-dir=/var/pam',
     '--termination-log=/dev/termination-log',

@@ -1,0 +1,175 @@
+// How long a control-plane transition takes to reach a Connector's status, and how many API writes
+// the operator makes at steady state. Runs the real pieces on loopback: a local Kubernetes control
+// plane, the reference control plane, the operator (as its ServiceAccount) and N in-process agents.
+// Prints figures; asserts nothing. Usage: node bench/operator-status-latency.ts [connectors=40]
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CoreV1Api, CustomObjectsApi, Watch } from '@kubernetes/client-node';
+import { type RunningAgent, startAgent } from '../src/agent/agent.ts';
+import { DEFAULT_SAN_URI_PREFIX } from '../src/agent/config.ts';
+import { ControlPlaneAdminClient } from '../src/controlplane/admin-client.ts';
+import { startControlPlane } from '../src/controlplane/server.ts';
+import { systemClock } from '../src/lib/clock.ts';
+import { silentLogger } from '../src/lib/logger.ts';
+import { startLocalCluster } from '../src/local-cluster/cluster.ts';
+import { installCrds, installOperatorAccess } from '../src/local-cluster/install.ts';
+import type { Connector } from '../src/operator/api/types.ts';
+import { startOperator } from '../src/operator/operator.ts';
+
+const count = Number(process.argv[2] ?? 40);
+const namespace = 'bench';
+const ref = { group: 'vaultpam.io', version: 'v1alpha1', namespace, plural: 'connectors' };
+const say = (line: string) => process.stdout.write(`${line}\n`);
+const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
+const percentile = (values: number[], p: number) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? Number.NaN;
+};
+
+const dir = await mkdtemp(join(tmpdir(), 'vaultpam-bench-'));
+const cluster = await startLocalCluster();
+const kc = cluster.adminKubeConfig();
+await installCrds(kc);
+await installOperatorAccess(kc);
+const controlPlane = await startControlPlane({
+  dataDir: join(dir, 'cp'),
+  host: '127.0.0.1',
+  port: 0,
+  heartbeatIntervalSeconds: 2,
+});
+const core = kc.makeApiClient(CoreV1Api);
+await core.createNamespacedSecret({
+  namespace: 'vaultpam-system',
+  body: {
+    metadata: { name: 'vaultpam-operator-credential' },
+    stringData: { credential: controlPlane.adminCredential },
+  },
+});
+await core.createNamespace({ body: { metadata: { name: namespace } } });
+const operator = await startOperator({
+  kc: await cluster.serviceAccountKubeConfig('vaultpam-system', 'vaultpam-connector-operator'),
+  logger: silentLogger(),
+  controlPlane: {
+    url: controlPlane.url,
+    caPem: controlPlane.caPem,
+    credentialSecret: {
+      namespace: 'vaultpam-system',
+      name: 'vaultpam-operator-credential',
+      key: 'credential',
+    },
+  },
+  connectorImage: 'vaultpam-connector:bench',
+  concurrency: 4,
+});
+const caFile = join(dir, 'ca.crt');
+await writeFile(caFile, controlPlane.caPem);
+const api = kc.makeApiClient(CustomObjectsApi);
+
+// Watch phases as they are written: the time each Connector's status first shows a phase.
+const seen = new Map<string, Map<string, number>>();
+const watch = await new Watch(kc).watch(
+  `/apis/vaultpam.io/v1alpha1/namespaces/${namespace}/connectors`,
+  {},
+  (_type, c: Connector) => {
+    const phase = c.status?.phase;
+    if (!phase) return;
+    const phases = seen.get(c.metadata.name ?? '') ?? new Map<string, number>();
+    if (!phases.has(phase)) phases.set(phase, Date.now());
+    seen.set(c.metadata.name ?? '', phases);
+  },
+  () => {},
+);
+
+const names = Array.from({ length: count }, (_, i) => `c${i}`);
+const started = Date.now();
+for (const name of names) {
+  await api.createNamespacedCustomObject({
+    ...ref,
+    body: {
+      apiVersion: 'vaultpam.io/v1alpha1',
+      kind: 'Connector',
+      metadata: { name, namespace },
+      spec: { connector: { org: 'acme', endpointId: name } },
+    },
+  });
+}
+// Each "pod": the agent with the token the operator put in its Secret.
+const agents: RunningAgent[] = [];
+for (const name of names) {
+  let token: string | undefined;
+  while (!token) {
+    const secret = await core
+      .readNamespacedSecret({ namespace, name: `${name}-enrollment-token` })
+      .catch(() => undefined);
+    token = secret?.data?.token;
+    if (!token) await sleep(100);
+  }
+  const tokenFile = join(dir, `${name}.token`);
+  await writeFile(tokenFile, Buffer.from(token, 'base64'), { mode: 0o600 });
+  agents.push(
+    startAgent({
+      clock: systemClock,
+      logger: silentLogger(),
+      config: {
+        connectorId: `${namespace}.${name}`,
+        controlPlaneUrl: controlPlane.url,
+        caFile,
+        tokenFile,
+        dataDir: join(dir, name),
+        terminationLog: join(dir, `${name}.term`),
+        healthListen: { host: '127.0.0.1', port: 0 },
+        heartbeatIntervalMs: 2_000,
+        renewAtFraction: 0.5,
+        pathChecks: [],
+        giveUpAfterMs: 0,
+        retryInitialMs: 200,
+        retryMaxMs: 2_000,
+        requestTimeoutMs: 10_000,
+        sanUriPrefix: DEFAULT_SAN_URI_PREFIX,
+        logLevel: 'silent',
+      },
+    }),
+  );
+}
+while (names.some((n) => !seen.get(n)?.has('Online'))) await sleep(100);
+say(`${count} Connectors created, paired and Online in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+
+// Steady state: count the operator's API writes (Lease renewals aside) over 30 s of heartbeats.
+await sleep(5_000);
+const writesBefore = await operator.metrics.totalWrites({ excludeKinds: ['Lease'] });
+await sleep(30_000);
+const steadyWrites = (await operator.metrics.totalWrites({ excludeKinds: ['Lease'] })) - writesBefore;
+say(`steady state: ${steadyWrites} API writes in 30 s with ${count} connectors heartbeating every 2 s`);
+
+// Transition latency: stop every agent; the control plane marks each offline after 3 missed beats.
+await Promise.all(agents.map((a) => a.stop()));
+while (names.some((n) => !seen.get(n)?.has('Offline'))) await sleep(100);
+const latencies: number[] = [];
+for (const name of names) {
+  const record = await controlPlaneRecord(`${namespace}.${name}`);
+  latencies.push((seen.get(name)?.get('Offline') ?? 0) - new Date(record.stateChangedAt).getTime());
+}
+say(
+  `control plane offline -> status Offline: p50 ${percentile(latencies, 50)} ms, p95 ${percentile(latencies, 95)} ms, max ${Math.max(...latencies)} ms (target: within 2,000 ms)`,
+);
+
+async function controlPlaneRecord(id: string) {
+  const client = new ControlPlaneAdminClient({
+    url: controlPlane.url,
+    caPem: controlPlane.caPem,
+    credential: controlPlane.adminCredential,
+  });
+  try {
+    return await client.getConnector(id);
+  } finally {
+    client.close();
+  }
+}
+
+watch.abort();
+await operator.stop();
+await controlPlane.close();
+await cluster.stop();
+await rm(dir, { recursive: true, force: true });
+process.exit(0);
