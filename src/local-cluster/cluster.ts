@@ -56,6 +56,7 @@ async function waitFor(
 ) {
   const deadline = Date.now() + timeoutMs;
   let delay = 50;
+  lastAnswer = '';
   while (Date.now() < deadline) {
     if (process.exit) {
       const log = await readFile(process.logFile, 'utf8').catch(() => '');
@@ -69,9 +70,12 @@ async function waitFor(
   }
   const log = await readFile(process.logFile, 'utf8').catch(() => '');
   throw new Error(
-    `${what} did not happen within ${timeoutMs} ms; ${process.name} log tail:\n${log.slice(-3000)}`,
+    `${what} did not happen within ${timeoutMs} ms; last answer: ${lastAnswer || 'none'}; ${process.name} log tail:\n${log.slice(-3000)}`,
   );
 }
+
+/** What the last readiness probe heard (status and the start of the body), for a failure message. */
+let lastAnswer = '';
 
 function httpGetOk(url: string): Promise<boolean> {
   return new Promise((resolve) => {
@@ -94,12 +98,21 @@ function httpsGetOk(
       url,
       { timeout: 2_000, ca: tls.ca, cert: tls.cert, key: tls.key, rejectUnauthorized: !tls.insecure },
       (res) => {
-        res.resume();
-        resolve(res.statusCode === 200);
+        let body = '';
+        res.on('data', (chunk: Buffer) => {
+          body = (body + chunk.toString()).slice(0, 2_000);
+        });
+        res.on('end', () => {
+          lastAnswer = `${res.statusCode}: ${body}`;
+          resolve(res.statusCode === 200);
+        });
       },
     );
-    req.on('error', () => resolve(false));
-    req.on('timeout', () => req.destroy());
+    req.on('error', (error) => {
+      lastAnswer = error.message;
+      resolve(false);
+    });
+    req.on('timeout', () => req.destroy(new Error('no answer within 2 s')));
     req.end();
   });
 }
@@ -186,7 +199,7 @@ export async function startLocalCluster(options: LocalClusterOptions = {}): Prom
     await waitFor(
       'kube-apiserver /readyz',
       () =>
-        httpsGetOk(`${server}/readyz`, {
+        httpsGetOk(`${server}/readyz?verbose`, {
           ca: pki.ca.certPem,
           cert: pki.admin.certPem,
           key: pki.admin.keyPem,

@@ -147,6 +147,14 @@ export class ConnectorReconciler {
       log.debug({ phase: status.phase }, 'status written');
     }
     if (!failure) {
+      const outcome = status.recovery?.outcome;
+      if (
+        outcome &&
+        previous.recovery?.outcome === undefined &&
+        status.recovery?.requestId === previous.recovery?.requestId
+      ) {
+        this.ctx.metrics.recoveries.inc({ outcome: outcome === 'Succeeded' ? 'succeeded' : 'failed' });
+      }
       await recordEvents(this.ctx, connector, planned);
       return planned.requeueAfterMs === undefined ? {} : { requeueAfterMs: planned.requeueAfterMs };
     }

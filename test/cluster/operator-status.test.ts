@@ -67,6 +67,12 @@ test.serial('an idle operator makes no writes while heartbeats arrive and resync
     (
       await operator.metrics.registry.getSingleMetric('vaultpam_operator_reconciles_total')?.get()
     )?.values.reduce((sum, v) => sum + v.value, 0) ?? 0;
+  // The StatefulSet controller creates the pod and its claim in its own time (slowly on a loaded
+  // machine); the world must be still before "nothing changes" can be measured.
+  await eventually(
+    () => api.get(namespace, 'edge').then((c) => c.status?.storage?.podName && c.status.storage.claimUID),
+    { description: 'pod and claim observed', timeoutMs: 60_000 },
+  );
   // Let the last transition settle (heartbeat time, events), then count.
   await eventually(
     async () => {

@@ -147,3 +147,31 @@ test.serial('deleting a Connector revokes and releases it in the control plane',
   const error = await t.throwsAsync(() => env.admin.getConnector(`${namespace}.edge`));
   t.is((error as { code?: string }).code, 'CONNECTOR_NOT_FOUND');
 });
+
+test.serial('deletionPolicy Retain keeps the control-plane record but revokes its token', async (t) => {
+  const { kc } = cluster();
+  const namespace = await createTestNamespace(kc, 'keep');
+  const api = connectors(kc);
+  await api.create(namespace, {
+    metadata: { name: 'edge', namespace },
+    spec: { ...spec, deletionPolicy: 'Retain' },
+  });
+  await eventually(() => env.admin.getConnector(`${namespace}.edge`).then((r) => r.liveToken !== null), {
+    description: 'record with a live token',
+  });
+  await api.delete(namespace, 'edge');
+  await eventually(
+    async () => {
+      try {
+        await api.get(namespace, 'edge');
+        return false;
+      } catch (error) {
+        return (error as { code?: number }).code === 404;
+      }
+    },
+    { description: 'Connector gone after the finalizer ran' },
+  );
+  const record = await env.admin.getConnector(`${namespace}.edge`);
+  t.is(record.liveToken, null, 'no live token outlives the Connector');
+  t.is(record.org, 'acme', 'the configuration is kept in the control plane');
+});

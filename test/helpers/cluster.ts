@@ -16,7 +16,19 @@ export interface ClusterContext {
 export function useCluster(test: TestFn<unknown>): () => ClusterContext {
   let context: ClusterContext | undefined;
   test.serial.before(async () => {
-    const cluster = await startLocalCluster();
+    let cluster: LocalCluster;
+    try {
+      cluster = await startLocalCluster();
+    } catch (first) {
+      // Free ports are probed, then bound by the component: another test process can take one in
+      // between. One fresh attempt (new ports, new directory) tells that race from a real failure.
+      cluster = await startLocalCluster().catch((second: unknown) => {
+        throw new AggregateError(
+          [first, second],
+          `the local cluster did not start twice: ${(second as Error).message}`,
+        );
+      });
+    }
     context = { cluster, kc: cluster.adminKubeConfig() };
   });
   test.after.always(async () => {

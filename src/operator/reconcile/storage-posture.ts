@@ -197,7 +197,8 @@ function claimPosture(
     return {
       ...base,
       ...(claim ? { claim } : {}),
-      durable: false,
+      // A template's claim that is not created yet is still the durable storage the pod will get.
+      durable: !claim && !input.fromPod,
       status: input.fromPod ? 'False' : 'Unknown',
       reason: input.fromPod ? DurableStorageReasons.ClaimLost : DurableStorageReasons.ClaimPending,
       message: claim
