@@ -477,3 +477,21 @@ test('a pod killed by a signal or probe during recovery does not fail it; a fail
   t.is(failed.status.recovery?.step, 'Failed');
   t.regex(failed.status.recovery?.reason ?? '', /ENROLLMENT_TOKEN_REVOKED/);
 });
+
+test('an adopted workload is scaled through its scale subresource during a recovery, never rebuilt', (t) => {
+  const spec = {
+    workloadRef: { kind: 'Deployment' as const, name: 'legacy' },
+    recovery: { requestId: 'r5' },
+  };
+  const status: ConnectorStatus = {
+    recovery: { requestId: 'r5', step: 'ScalingDown', attempts: 1, startedAt: '2026-01-01T00:00:00Z' },
+  };
+  const result = plan(
+    observed({ connector: connector({ spec, status }), record: record({ state: 'needs_recovery' }) }),
+    NOW,
+  );
+  t.deepEqual(result.scaleAdopted, { kind: 'Deployment', name: 'legacy', replicas: 0 });
+  t.is(result.statefulSet, undefined, 'the operator builds no workload of its own');
+  const idle = plan(observed({ connector: connector({ spec: { workloadRef: spec.workloadRef } }) }), NOW);
+  t.is(idle.scaleAdopted, undefined, 'outside a recovery the adopted workload is left alone');
+});
