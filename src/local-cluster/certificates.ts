@@ -1,10 +1,11 @@
 // The PKI of a local test cluster: one CA that signs the API server's serving certificate and the
 // client certificates (admin, controller-manager), plus the service-account signing key pair.
 // Keys are generated natively (node:crypto); certificates are built and signed with node-forge.
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { generateKeyPairSync } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import forge from 'node-forge';
+import { randomSerialHex } from '../lib/pki.ts';
 
 export interface KeyAndCertificate {
   keyPem: string;
@@ -58,8 +59,9 @@ function signCertificate(
 ): string {
   const cert = forge.pki.createCertificate();
   cert.publicKey = forge.pki.publicKeyFromPem(subjectPublicKeyPem);
-  // A positive serial: the leading nibble is kept below 8 so DER does not read it as negative.
-  cert.serialNumber = `0${randomBytes(15).toString('hex')}`;
+  // Positive and minimally encoded: Go's x509 (the API server) refuses a serial with a redundant
+  // leading zero byte, which the earlier odd-length hex produced about one time in sixteen.
+  cert.serialNumber = randomSerialHex();
   const notBefore = new Date(Date.now() - 60_000);
   cert.validity.notBefore = notBefore;
   cert.validity.notAfter = new Date(notBefore.getTime() + request.validDays * 86_400_000);
