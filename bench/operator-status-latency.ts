@@ -72,7 +72,9 @@ const seen = new Map<string, Map<string, number>>();
 let polling = true;
 const poller = (async () => {
   while (polling) {
-    const list = (await api.listNamespacedCustomObject({ ...ref })) as { items: Connector[] };
+    const list = (await api.listNamespacedCustomObject({ ...ref }).catch(() => ({ items: [] }))) as {
+      items: Connector[];
+    };
     const now = Date.now();
     for (const c of list.items) {
       const phase = c.status?.phase;

@@ -6,6 +6,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
   ApiextensionsV1Api,
+  CustomObjectsApi,
   type KubeConfig,
   type KubernetesObject,
   KubernetesObjectApi,
@@ -46,12 +47,29 @@ export async function installCrds(kc: KubeConfig, timeoutMs = 30_000): Promise<V
     const name = crd.metadata?.name ?? '';
     for (;;) {
       const current = await api.readCustomResourceDefinition({ name });
-      if (current.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True')) break;
+      const established = current.status?.conditions?.some(
+        (c) => c.type === 'Established' && c.status === 'True',
+      );
+      // Established is not yet served: right after it, requests may still get 429 "storage is
+      // (re)initializing". A successful list means the resource is usable.
+      if (established && (await listable(kc, crd))) break;
       if (Date.now() > deadline) throw new Error(`CRD ${name} was not Established within ${timeoutMs} ms`);
       await new Promise((done) => setTimeout(done, 100));
     }
   }
   return crds;
+}
+
+async function listable(kc: KubeConfig, crd: V1CustomResourceDefinition): Promise<boolean> {
+  const version = crd.spec.versions.find((v) => v.served)?.name ?? '';
+  try {
+    await kc
+      .makeApiClient(CustomObjectsApi)
+      .listClusterCustomObject({ group: crd.spec.group, version, plural: crd.spec.names.plural, limit: 1 });
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** The operator's namespace, ServiceAccount and RBAC from manifests/. */
