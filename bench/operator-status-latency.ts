@@ -143,12 +143,27 @@ say(`${count} agents started; waiting for every Connector to go Online`);
 await waitForPhase('Online');
 say(`${count} Connectors created, paired and Online in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 
-// Steady state: count the operator's API writes (Lease renewals aside) over 30 s of heartbeats.
+// Steady state: once the StatefulSet controller has made every pod and claim (the world is still),
+// count the operator's API writes (Lease renewals aside) over 30 s of heartbeats.
+for (;;) {
+  const list = (await api.listNamespacedCustomObject({ ...ref })) as { items: Connector[] };
+  if (list.items.every((c) => c.status?.storage?.claimUID && c.status.storage.podName)) break;
+  await sleep(500);
+}
 await sleep(5_000);
+const kinds = async () =>
+  Object.fromEntries(
+    (await operator.metrics.kubernetesWrites.get()).values
+      .filter((v) => v.labels.kind !== 'Lease')
+      .map((v) => [`${v.labels.kind}/${v.labels.verb}`, v.value]),
+  );
+const kindsBefore = await kinds();
 const writesBefore = await operator.metrics.totalWrites({ excludeKinds: ['Lease'] });
 await sleep(30_000);
 const steadyWrites = (await operator.metrics.totalWrites({ excludeKinds: ['Lease'] })) - writesBefore;
 say(`steady state: ${steadyWrites} API writes in 30 s with ${count} connectors heartbeating every 2 s`);
+if (steadyWrites > 0)
+  say(`  writes by kind before ${JSON.stringify(kindsBefore)}, after ${JSON.stringify(await kinds())}`);
 
 // Transition latency: stop every agent; the control plane marks each offline after 3 missed beats.
 await Promise.all(agents.map((a) => a.stop()));
