@@ -6,14 +6,18 @@ import test from 'ava';
 import type { Connector } from '../../src/operator/api/types.ts';
 import { createTestNamespace, useCluster } from '../helpers/cluster.ts';
 import { eventually } from '../helpers/eventually.ts';
+import { captureLogs } from '../helpers/log-capture.ts';
 import { connectors, type OperatorEnvironment, startOperatorEnvironment } from '../helpers/operator-env.ts';
 import { assertNoSecrets } from '../helpers/secret-scan.ts';
 
 const cluster = useCluster(test);
 let env: OperatorEnvironment;
 
+// Every log line of the operator and the control plane, at debug level, to scan for secrets.
+const logs = captureLogs('operator-test', 'debug');
+
 test.serial.before(async () => {
-  env = await startOperatorEnvironment(cluster());
+  env = await startOperatorEnvironment(cluster(), { logger: logs.logger });
   await env.startOperator();
 });
 test.after.always(async () => {
@@ -80,6 +84,11 @@ test.serial(
       JSON.stringify([connector, configMap, sts, events.items]),
       [token],
     );
+    t.true(logs.lines().length > 10, 'the operator logged at debug level');
+    assertNoSecrets(t, 'operator and control-plane logs', logs.text(), [
+      token,
+      env.controlPlane.adminCredential,
+    ]);
   },
 );
 
