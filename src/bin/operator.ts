@@ -64,6 +64,21 @@ function hostPort(value: string, flag: string): { host: string; port: number } {
   return { host: value.slice(0, at) || '0.0.0.0', port };
 }
 
+/** In a pod: its ServiceAccount; elsewhere: KUBECONFIG or ~/.kube/config, with an error that says which. */
+function loadKubeConfig(): KubeConfig {
+  const kc = new KubeConfig();
+  try {
+    kc.loadFromDefault();
+  } catch (error) {
+    const where = process.env.KUBECONFIG ? `KUBECONFIG=${process.env.KUBECONFIG}` : 'the default kubeconfig';
+    throw new CodedError(
+      'KUBECONFIG_INVALID',
+      `cannot load ${where}: ${errorMessage(error)}; point KUBECONFIG at a readable kubeconfig, or run in a pod with a ServiceAccount`,
+    );
+  }
+  return kc;
+}
+
 async function main(): Promise<void> {
   const parsed = parseFlags(process.argv.slice(2), flags, process.env);
   if (parsed.help) {
@@ -76,8 +91,6 @@ async function main(): Promise<void> {
   const level = v['log-level'] ?? 'info';
   if (!isLogLevel(level)) throw new CodedError('INVALID_FLAGS', `--log-level: unknown level "${level}"`);
   const logger = createLogger({ name: 'operator', level });
-  const kc = new KubeConfig();
-  kc.loadFromDefault();
 
   let controlPlane: Parameters<typeof startOperator>[0]['controlPlane'];
   if (v['control-plane-url']) {
@@ -111,6 +124,15 @@ async function main(): Promise<void> {
       '--leader-election-namespace (or POD_NAMESPACE) is required with --leader-elect=true',
     );
   }
+  const listen = hostPort(v.listen ?? '0.0.0.0:8080', 'listen');
+  let resyncMs: number;
+  try {
+    resyncMs = parseDuration(v.resync ?? '10m') * 1000;
+  } catch (error) {
+    throw new CodedError('INVALID_FLAGS', `--resync: ${errorMessage(error)}`);
+  }
+  // Every flag is checked before anything touches the cluster.
+  const kc = loadKubeConfig();
   const operator = await startOperator({
     kc,
     logger,
@@ -118,8 +140,8 @@ async function main(): Promise<void> {
     ...(controlPlane ? { controlPlane } : {}),
     connectorImage: v['connector-image'] ?? 'vaultpam/connector:0.1.0',
     concurrency,
-    resyncMs: parseDuration(v.resync ?? '10m') * 1000,
-    listen: hostPort(v.listen ?? '0.0.0.0:8080', 'listen'),
+    resyncMs,
+    listen,
     ...(leaderElect && leaseNamespace
       ? {
           leaderElection: {

@@ -1,0 +1,55 @@
+// The operator's command line: --help lists every flag, and bad flags fail at once with a message
+// that names the flag and says what it needs (exit 2), before anything is started.
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import test from 'ava';
+import { repoRoot } from '../../src/local-cluster/install.ts';
+
+const operator = join(repoRoot, 'src', 'bin', 'operator.ts');
+const run = (...args: string[]) =>
+  spawnSync(process.execPath, [operator, ...args], {
+    encoding: 'utf8',
+    env: { PATH: process.env.PATH ?? '', KUBECONFIG: '/nonexistent' },
+    timeout: 30_000,
+  });
+
+test('--help lists the flags with their environment variables', (t) => {
+  const result = run('--help');
+  t.is(result.status, 0);
+  for (const flag of [
+    '--control-plane-url',
+    '--credential-secret',
+    '--connector-image',
+    '--leader-elect',
+    '--concurrency',
+  ]) {
+    t.true(result.stdout.includes(flag), flag);
+  }
+  t.true(result.stdout.includes('VAULTPAM_OPERATOR_CONTROL_PLANE_URL'));
+});
+
+test('bad flags are refused by name with what they need', (t) => {
+  const cases: Array<[string[], RegExp]> = [
+    [
+      ['--control-plane-url', 'http://cp.example', '--credential-secret', 'ns/name'],
+      /--control-plane-url: .* must be an https:\/\/ URL/,
+    ],
+    [['--control-plane-url', 'https://cp.example'], /--credential-secret: expected <namespace>\/<name>/],
+    [['--concurrency', '0', '--leader-elect', 'false'], /--concurrency: "0" must be a whole number >= 1/],
+    [['--leader-elect', 'true'], /--leader-election-namespace \(or POD_NAMESPACE\) is required/],
+    [['--listen', 'nowhere', '--leader-elect', 'false'], /--listen: "nowhere" is not host:port/],
+    [['--resync', 'soon', '--leader-elect', 'false'], /--resync: /],
+    [['--no-such-flag'], /no-such-flag/],
+  ];
+  for (const [args, message] of cases) {
+    const result = run(...args);
+    t.is(result.status, 2, `${args.join(' ')}: ${result.stderr}`);
+    t.regex(result.stderr, message);
+  }
+});
+
+test('an unreadable kubeconfig is named in the error', (t) => {
+  const result = run('--leader-elect', 'false');
+  t.is(result.status, 1);
+  t.regex(result.stderr, /cannot load KUBECONFIG=\/nonexistent: .*point KUBECONFIG at a readable kubeconfig/);
+});
