@@ -4,6 +4,7 @@
 // previous status are the recovery procedure's progress record and the enrollment counters, which
 // is what makes both crash-safe.
 import type { V1Pod, V1PodSpec } from '@kubernetes/client-node';
+import { ANNOTATIONS } from '../api/constants.ts';
 import type { Condition, ConnectorStatus, DefaultedSpec } from '../api/types.ts';
 import {
   CONDITION_TYPES,
@@ -147,7 +148,6 @@ export function plan(observed: Observed, now: Date): Plan {
     pods: observed.pods,
     tokenSecret: observed.tokenSecret,
     claims: observed.claims,
-    ownClaimName: spec.storage.kind === 'OperatorClaim' ? names.claim : undefined,
     audit: observed.audit,
     now,
   });
@@ -211,7 +211,7 @@ export function plan(observed: Observed, now: Date): Plan {
   let scaleAdopted: Plan['scaleAdopted'];
   const replicas = recovery.inProgress && recovery.replicas !== undefined ? recovery.replicas : 1;
   const restartedFor =
-    recovery.restartFor ?? observed.workload?.templateAnnotations['vaultpam.io/restarted-for'];
+    recovery.restartFor ?? observed.workload?.templateAnnotations[ANNOTATIONS.restartedFor];
   if (!paused) {
     configMap = desiredConfigMap(connector, spec, { url: observed.controlPlaneUrl, caPem: observed.caPem });
     if (spec.workloadRef) {

@@ -48,8 +48,6 @@ export interface RecoveryInput {
   pods: V1Pod[];
   tokenSecret: TokenSecretFacts | undefined;
   claims: Map<string, ClaimFacts>;
-  /** The claim the operator's StatefulSet gives its pod, when the operator owns the workload. */
-  ownClaimName: string | undefined;
   audit: AuditEntry[] | undefined;
   now: Date;
 }
@@ -308,7 +306,7 @@ export function planRecovery(input: RecoveryInput): RecoveryDecision {
         input.validateRestart && input.storage.kind !== 'EmptyDir' && input.storage.kind !== 'Adopted';
       return canValidate
         ? advance('ValidatingRestart')
-        : complete(input, status, events, canValidate ? undefined : skippedValidation(input));
+        : complete(input, status, events, skippedValidation(input));
     }
     case 'ValidatingRestart': {
       const record = input.record;
