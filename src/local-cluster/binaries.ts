@@ -18,7 +18,12 @@ const buildScript = join(repoRoot, 'tools', 'cluster', 'build.sh');
 export async function ensureClusterBinaries(
   onProgress: (line: string) => void = (line) => process.stderr.write(`${line}\n`),
 ): Promise<string> {
-  const child = spawn('bash', [buildScript], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // Go's official install puts it in /usr/local/go/bin, which not every shell has on PATH.
+  const path = [process.env.PATH ?? '', '/usr/local/go/bin'].filter(Boolean).join(':');
+  const child = spawn('bash', [buildScript], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, PATH: path },
+  });
   let stdout = '';
   let stderrTail = '';
   child.stdout.on('data', (chunk: Buffer) => {
@@ -32,7 +37,7 @@ export async function ensureClusterBinaries(
   const code = await new Promise<number | null>((done) => child.on('close', done));
   if (code !== 0) {
     throw new Error(
-      `building the local cluster binaries failed (${buildScript}, exit ${code}):\n${stderrTail}`,
+      `building the local cluster binaries failed (${buildScript}, exit ${code}; it needs Go 1.26 or newer and the Go module proxy):\n${stderrTail}`,
     );
   }
   const dir = stdout.trim().split('\n').at(-1) ?? '';
