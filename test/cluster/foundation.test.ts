@@ -15,7 +15,7 @@ import {
 import test from 'ava';
 import * as yaml from 'js-yaml';
 import { createTestNamespace, installCrds, repoRoot, useCluster } from '../helpers/cluster.ts';
-import { eventually } from '../helpers/eventually.ts';
+import { eventually, isGone } from '../helpers/eventually.ts';
 
 const cluster = useCluster(test);
 
@@ -101,17 +101,10 @@ test.serial('deleting an owner garbage-collects its dependents (the controller-m
     },
   });
   await core.deleteNamespacedConfigMap({ namespace, name: 'owner', propagationPolicy: 'Background' });
-  await eventually(
-    async () => {
-      try {
-        await core.readNamespacedConfigMap({ namespace, name: 'dependent' });
-        return false;
-      } catch (error) {
-        return statusCodeOf(error) === 404;
-      }
-    },
-    { description: 'dependent ConfigMap garbage-collected', timeoutMs: 60_000 },
-  );
+  await eventually(() => isGone(() => core.readNamespacedConfigMap({ namespace, name: 'dependent' })), {
+    description: 'dependent ConfigMap garbage-collected',
+    timeoutMs: 60_000,
+  });
   t.pass();
 });
 

@@ -5,7 +5,7 @@ import { AppsV1Api, CoreV1Api, EventsV1Api } from '@kubernetes/client-node';
 import test from 'ava';
 import type { Connector } from '../../src/operator/api/types.ts';
 import { createTestNamespace, useCluster } from '../helpers/cluster.ts';
-import { eventually } from '../helpers/eventually.ts';
+import { eventually, isGone } from '../helpers/eventually.ts';
 import { connectors, type OperatorEnvironment, startOperatorEnvironment } from '../helpers/operator-env.ts';
 
 const cluster = useCluster(test);
@@ -21,14 +21,6 @@ test.after.always(async () => {
 
 const connectorSpec = { org: 'acme', endpointId: 'ep-1', allowedNetworks: [] };
 const condition = (c: Connector, type: string) => c.status?.conditions?.find((x) => x.type === type);
-const notFound = async (read: () => Promise<unknown>) => {
-  try {
-    await read();
-    return false;
-  } catch (error) {
-    return (error as { code?: number }).code === 404;
-  }
-};
 
 test.serial(
   'ephemeral by choice: the pod mounts an emptyDir, mode GuidedRecovery, Ready not blocked by it',
@@ -109,7 +101,7 @@ test.serial(
     t.true(warning.note?.includes('"state"'));
     // Adopted: the operator created no StatefulSet of its own.
     t.true(
-      await notFound(() =>
+      await isGone(() =>
         kc.makeApiClient(AppsV1Api).readNamespacedStatefulSet({ namespace, name: 'legacy' }),
       ),
     );

@@ -5,7 +5,7 @@ import { AppsV1Api, CoreV1Api, EventsV1Api } from '@kubernetes/client-node';
 import test from 'ava';
 import type { Connector } from '../../src/operator/api/types.ts';
 import { createTestNamespace, useCluster } from '../helpers/cluster.ts';
-import { eventually } from '../helpers/eventually.ts';
+import { eventually, isGone } from '../helpers/eventually.ts';
 import { captureLogs } from '../helpers/log-capture.ts';
 import { connectors, type OperatorEnvironment, startOperatorEnvironment } from '../helpers/operator-env.ts';
 import { assertNoSecrets } from '../helpers/secret-scan.ts';
@@ -118,14 +118,7 @@ test.serial(
     t.truthy(online.status?.identity?.certificateSerial);
     t.truthy(online.status?.lastHeartbeatTime);
     await eventually(
-      async () => {
-        try {
-          await core.readNamespacedSecret({ namespace, name: 'edge-enrollment-token' });
-          return false;
-        } catch (error) {
-          return (error as { code?: number }).code === 404;
-        }
-      },
+      () => isGone(() => core.readNamespacedSecret({ namespace, name: 'edge-enrollment-token' })),
       { description: 'token Secret deleted on retirement' },
     );
     const record = await env.admin.getConnector(`${namespace}.edge`);
@@ -142,17 +135,9 @@ test.serial('deleting a Connector revokes and releases it in the control plane',
     description: 'record with a live token',
   });
   await api.delete(namespace, 'edge');
-  await eventually(
-    async () => {
-      try {
-        await api.get(namespace, 'edge');
-        return false;
-      } catch (error) {
-        return (error as { code?: number }).code === 404;
-      }
-    },
-    { description: 'Connector gone after the finalizer ran' },
-  );
+  await eventually(() => isGone(() => api.get(namespace, 'edge')), {
+    description: 'Connector gone after the finalizer ran',
+  });
   const error = await t.throwsAsync(() => env.admin.getConnector(`${namespace}.edge`));
   t.is((error as { code?: string }).code, 'CONNECTOR_NOT_FOUND');
 });
@@ -169,17 +154,9 @@ test.serial('deletionPolicy Retain keeps the control-plane record but revokes it
     description: 'record with a live token',
   });
   await api.delete(namespace, 'edge');
-  await eventually(
-    async () => {
-      try {
-        await api.get(namespace, 'edge');
-        return false;
-      } catch (error) {
-        return (error as { code?: number }).code === 404;
-      }
-    },
-    { description: 'Connector gone after the finalizer ran' },
-  );
+  await eventually(() => isGone(() => api.get(namespace, 'edge')), {
+    description: 'Connector gone after the finalizer ran',
+  });
   const record = await env.admin.getConnector(`${namespace}.edge`);
   t.is(record.liveToken, null, 'no live token outlives the Connector');
   t.is(record.org, 'acme', 'the configuration is kept in the control plane');
