@@ -56,7 +56,7 @@ export async function startControlPlaneProcess(extraArgs: string[] = []): Promis
   return {
     url,
     caPem: readFileSync(join(dataDir, 'ca.pem'), 'utf8'),
-    credential: readFileSync(join(dataDir, 'admin-credential'), 'utf8').trim(),
+    credential: readFileSync(join(dataDir, 'initial-admin-credential'), 'utf8').trim(),
     child,
     async stop() {
       child.kill('SIGTERM');

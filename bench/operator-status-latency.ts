@@ -9,7 +9,7 @@ import { CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
 import { type RunningAgent, startAgent } from '../src/agent/agent.ts';
 import { DEFAULT_SAN_URI_PREFIX } from '../src/agent/config.ts';
 import { ControlPlaneAdminClient } from '../src/controlplane/admin-client.ts';
-import { startControlPlane } from '../src/controlplane/server.ts';
+import { startControlPlane, usableAdminCredential } from '../src/controlplane/server.ts';
 import { systemClock } from '../src/lib/clock.ts';
 import { silentLogger } from '../src/lib/logger.ts';
 import { startLocalCluster } from '../src/local-cluster/cluster.ts';
@@ -43,7 +43,7 @@ await core.createNamespacedSecret({
   namespace: 'vaultpam-system',
   body: {
     metadata: { name: 'vaultpam-operator-credential' },
-    stringData: { credential: controlPlane.adminCredential },
+    stringData: { credential: usableAdminCredential(controlPlane) },
   },
 });
 await core.createNamespace({ body: { metadata: { name: namespace } } });
@@ -197,7 +197,7 @@ async function controlPlaneRecord(id: string) {
   const client = new ControlPlaneAdminClient({
     url: controlPlane.url,
     caPem: controlPlane.caPem,
-    credential: controlPlane.adminCredential,
+    credential: usableAdminCredential(controlPlane),
   });
   try {
     return await client.getConnector(id);

@@ -74,11 +74,11 @@ export function validityMessage(whose: string, validity: PeerValidity, now: Date
   const local = `local time is ${now.toISOString()}`;
   if (now.getTime() < validity.notBefore.getTime()) {
     const skew = describeDuration(validity.notBefore.getTime() - now.getTime());
-    return `${whose} is not yet valid (${range}, ${local}): the local clock is probably ${skew} behind; check time sync (timedatectl, NTP)`;
+    return `certificate has expired or is not yet valid: ${whose} is not yet valid (${range}, ${local}): the local clock is probably ${skew} behind; check time sync (timedatectl, NTP)`;
   }
   if (now.getTime() > validity.notAfter.getTime()) {
     const ago = describeDuration(now.getTime() - validity.notAfter.getTime());
-    return `${whose} has expired (${range}, ${local}, ${ago} past expiry); if the date looks wrong, the local clock is skewed: check time sync`;
+    return `certificate has expired or is not yet valid: ${whose} has expired (${range}, ${local}, ${ago} past expiry); if the date looks wrong, the local clock is skewed: check time sync`;
   }
   return `${whose} is ${range} and ${local}; the peer judged it outside its validity, so one of the two clocks is skewed`;
 }
@@ -101,14 +101,14 @@ export function classifyConnectionError(
     return new CodedError(
       'CA_UNTRUSTED',
       `x509: certificate signed by unknown authority: the control plane at ${host} presented a certificate ` +
-        `that ${trustSource(context.caFile)} does not trust (${code})`,
+        `that ${trustSource(context.caFile)} does not trust (${code}: ${raw})`,
       { ...options, temporary: false },
     );
   }
   if (code === 'CERT_HAS_EXPIRED' || code === 'CERT_NOT_YET_VALID') {
     const detail = peer
       ? validityMessage(`the control plane certificate of ${host}`, peer, context.now)
-      : `the control plane certificate of ${host} ${code === 'CERT_HAS_EXPIRED' ? 'has expired' : 'is not yet valid'} (local time is ${context.now.toISOString()}; check the local clock)`;
+      : `certificate has expired or is not yet valid: the control plane certificate of ${host} ${code === 'CERT_HAS_EXPIRED' ? 'has expired' : 'is not yet valid'} (local time is ${context.now.toISOString()}; check the local clock)`;
     return new CodedError(
       code === 'CERT_HAS_EXPIRED' ? 'SERVER_CERT_EXPIRED' : 'SERVER_CERT_NOT_YET_VALID',
       detail,
@@ -128,13 +128,17 @@ export function classifyConnectionError(
   }
   if (typeof code === 'string' && code.startsWith('ERR_SSL_')) {
     // The server refused our side of the handshake (for example our client certificate).
-    return new CodedError('TLS_HANDSHAKE_FAILED', `tls handshake with ${host} failed: ${raw}`, {
-      ...options,
-      temporary: true,
-    });
+    return new CodedError(
+      'TLS_HANDSHAKE_FAILED',
+      `tls handshake failed: ${host} refused the handshake: ${raw}`,
+      {
+        ...options,
+        temporary: true,
+      },
+    );
   }
   if (code === 'REQUEST_TIMEOUT') {
-    return new CodedError('CONNECTION_TIMEOUT', `connection to ${host} timed out: ${raw}`, {
+    return new CodedError('CONNECTION_TIMEOUT', `connection timed out reaching ${host}: ${raw}`, {
       ...options,
       temporary: true,
     });
@@ -148,10 +152,14 @@ export function classifyConnectionError(
     );
   }
   if (networkCode === 'CONNECTION_TIMEOUT') {
-    return new CodedError(networkCode, `connection to ${host} timed out: check routing and firewalls`, {
-      ...options,
-      temporary: true,
-    });
+    return new CodedError(
+      networkCode,
+      `connection timed out reaching ${host}: check routing, DNS and firewalls`,
+      {
+        ...options,
+        temporary: true,
+      },
+    );
   }
   if (networkCode === 'DNS_LOOKUP_FAILED') {
     return new CodedError(networkCode, `cannot resolve ${host}: ${raw}`, { ...options, temporary: true });

@@ -218,7 +218,7 @@ export function certificateIdentityProblem(
   const expectedUri = `${sanUriPrefix}${connectorId}`;
   if (!facts.sanUris.includes(expectedUri)) {
     const found = facts.sanUris.length > 0 ? facts.sanUris.join(', ') : 'no URI SAN';
-    return `certificate SAN does not match: expected URI ${expectedUri}, the certificate has ${found}`;
+    return `certificate SAN does not match expected pattern: expected URI ${expectedUri}, the certificate has ${found}`;
   }
   if (facts.subjectCommonName !== connectorId) {
     return `certificate subject CN is "${facts.subjectCommonName ?? ''}", expected "${connectorId}"`;
@@ -258,8 +258,8 @@ export async function loadIdentity(
     ].filter((p): p is string => p !== undefined);
     if (missing.length > 0) {
       throw identityLostFailure(
-        `this connector enrolled before (${paths.metadata} exists) but ${missing.join(' and ')} ` +
-          `${missing.length === 1 ? 'is' : 'are'} missing: the identity is lost and the agent will not re-enroll`,
+        `no such file: ${missing.join(', ')}: this connector enrolled before (${paths.metadata} exists), so ` +
+          'its identity is lost and the agent will not re-enroll',
       );
     }
   } else if (certRead.kind === 'missing' || keyRead.kind === 'missing' || caRead.kind === 'missing') {

@@ -9,7 +9,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
-import { startControlPlane } from '../controlplane/server.ts';
+import { startControlPlane, usableAdminCredential } from '../controlplane/server.ts';
 import { type FlagSpecs, helpText, onShutdownSignal, parseFlags } from '../lib/cli.ts';
 import { CodedError, errorMessage } from '../lib/errors.ts';
 import { createLogger, isLogLevel } from '../lib/logger.ts';
@@ -141,7 +141,7 @@ async function main(): Promise<number> {
       namespace: OPERATOR_NAMESPACE,
       body: {
         metadata: { name: CREDENTIAL_SECRET },
-        stringData: { credential: controlPlane.adminCredential },
+        stringData: { credential: usableAdminCredential(controlPlane) },
       },
     });
     await writeFile(join(workDir, 'control-plane-ca.crt'), controlPlane.caPem);

@@ -45,8 +45,9 @@ export const CONTROL_PLANE_FLAGS: FlagSpecs = {
   'admin-credential-file': {
     env: 'VAULTPAM_CP_ADMIN_CREDENTIAL_FILE',
     description:
-      'File with one admin bearer credential per line. When absent, <data-dir>/admin-credential is used, ' +
-      'generated (mode 0600) on first start.',
+      'File with one admin bearer credential per line, or its hash as sha256:<hex>. When absent, the ' +
+      'hashes in <data-dir>/admin-credential.sha256 are used; on first start a credential is generated ' +
+      'and handed over once in <data-dir>/initial-admin-credential (mode 0600).',
   },
   'log-level': {
     env: 'VAULTPAM_CP_LOG_LEVEL',

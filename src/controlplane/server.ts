@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { type Clock, systemClock } from '../lib/clock.ts';
 import { silentLogger } from '../lib/logger.ts';
-import { AdminAuth } from './http/auth.ts';
+import { AdminAuth, credentialHashLine, isCredentialHash } from './http/auth.ts';
 import { sendError, sendJson, sendText } from './http/respond.ts';
 import { Router } from './http/router.ts';
 import { authenticate, ROUTES, type RouteContext, type RouteDefinition } from './http/routes.ts';
@@ -48,8 +48,10 @@ export interface ControlPlaneOptions {
   /** The serving certificate's SANs. */
   serverHostnames?: string[];
   /**
-   * Admin bearer credentials. When omitted, <dataDir>/admin-credential is used, and generated
-   * (mode 0600) on first start.
+   * Admin bearer credentials, or `sha256:<hex>` hashes of them. When omitted, the hashes in
+   * <dataDir>/admin-credential.sha256 are used; on first start a credential is generated, only its
+   * hash is kept there, and the credential itself is handed over once in
+   * <dataDir>/initial-admin-credential (mode 0600), which the control plane never reads back.
    */
   adminCredentials?: string[];
   /** How often the offline sweep runs on its own (real time; the decision uses `clock`). */
@@ -68,9 +70,12 @@ export interface ControlPlane {
   metrics: ControlPlaneMetrics;
   caPem: string;
   caPath: string;
-  /** The admin credential in effect (the first one), for tests and local development. */
-  adminCredential: string;
-  /** Where the admin credential was read from or generated into, when it came from the data dir. */
+  /**
+   * A usable admin credential, for tests and local development: the first configured one that is
+   * not a hash, or the generated one while its hand-over file still exists; undefined otherwise.
+   */
+  adminCredential: string | undefined;
+  /** The hand-over file of a generated credential, while it exists. */
   adminCredentialPath: string | undefined;
   dataDir: string;
   listen(options?: { host?: string; port?: number }): Promise<string>;
@@ -79,6 +84,21 @@ export interface ControlPlane {
   /** Writes batched heartbeat times now. */
   flush(): number;
   close(): Promise<void>;
+}
+
+/**
+ * The admin credential a caller in the same process (local run, tests, benchmarks) uses; throws a
+ * clear error when the control plane knows only hashes.
+ */
+export function usableAdminCredential(
+  controlPlane: Pick<ControlPlane, 'adminCredential' | 'dataDir'>,
+): string {
+  if (controlPlane.adminCredential !== undefined) return controlPlane.adminCredential;
+  throw new Error(
+    `the control plane in ${controlPlane.dataDir} holds only hashes of its admin credentials (configured as ` +
+      `sha256: lines, or ${INITIAL_ADMIN_CREDENTIAL_FILE} was deleted after hand-over): pass a credential ` +
+      'with --admin-credential-file',
+  );
 }
 
 export interface StartedControlPlane extends ControlPlane {
@@ -99,20 +119,44 @@ function loadTokenKey(dataDir: string): Buffer {
   return key;
 }
 
-function loadAdminCredentials(
-  dataDir: string,
-  given: string[] | undefined,
-): { credentials: string[]; path: string | undefined; generated: boolean } {
+interface AdminCredentials {
+  /** Credentials or their `sha256:` hashes: what AdminAuth checks against. */
+  lines: string[];
+  /** A usable credential, when one is known (see ControlPlane.adminCredential). */
+  credential: string | undefined;
+  /** The hand-over file of a generated credential, while it exists. */
+  handOverPath: string | undefined;
+  generated: boolean;
+}
+
+export const ADMIN_CREDENTIAL_HASH_FILE = 'admin-credential.sha256';
+export const INITIAL_ADMIN_CREDENTIAL_FILE = 'initial-admin-credential';
+
+function loadAdminCredentials(dataDir: string, given: string[] | undefined): AdminCredentials {
   const fromOptions = (given ?? []).map((line) => line.trim()).filter((line) => line.length > 0);
-  if (fromOptions.length > 0) return { credentials: fromOptions, path: undefined, generated: false };
-  const path = join(dataDir, 'admin-credential');
-  if (existsSync(path)) {
-    const credentials = readCredentialFile(path);
-    if (credentials.length > 0) return { credentials, path, generated: false };
+  if (fromOptions.length > 0) {
+    const credential = fromOptions.find((line) => !isCredentialHash(line));
+    return { lines: fromOptions, credential, handOverPath: undefined, generated: false };
   }
+  const hashPath = join(dataDir, ADMIN_CREDENTIAL_HASH_FILE);
+  const handOverPath = join(dataDir, INITIAL_ADMIN_CREDENTIAL_FILE);
+  if (existsSync(hashPath)) {
+    const lines = readCredentialFile(hashPath);
+    if (lines.length > 0) {
+      const handedOver = existsSync(handOverPath) ? readCredentialFile(handOverPath)[0] : undefined;
+      return {
+        lines,
+        credential: handedOver,
+        handOverPath: handedOver === undefined ? undefined : handOverPath,
+        generated: false,
+      };
+    }
+  }
+  // The hand-over file first, the hash file last: a start that dies in between generates afresh.
   const credential = `vpa_${randomBytes(32).toString('base64url')}`;
-  writeSecretFile(path, `${credential}\n`);
-  return { credentials: [credential], path, generated: true };
+  writeSecretFile(handOverPath, `${credential}\n`);
+  writeSecretFile(hashPath, `${credentialHashLine(credential)}\n`);
+  return { lines: [credentialHashLine(credential)], credential, handOverPath, generated: true };
 }
 
 /** One credential per line; blank lines and lines starting with # are ignored. */
@@ -140,7 +184,12 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
     clock.now(),
   );
   const admin = loadAdminCredentials(dataDir, options.adminCredentials);
-  if (admin.generated) logger.info({ path: admin.path }, 'generated an admin credential');
+  if (admin.generated) {
+    logger.info(
+      { path: admin.handOverPath },
+      'generated an admin credential: hand it to the operator, then delete the file (only its hash is kept)',
+    );
+  }
   const tokenKey = loadTokenKey(dataDir);
   const store = new Store(dataDir);
 
@@ -162,7 +211,7 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
     changeRetention: options.changeRetention,
   });
   const core = service;
-  const adminAuth = new AdminAuth(admin.credentials);
+  const adminAuth = new AdminAuth(admin.lines);
   const router = new Router<RouteDefinition>(ROUTES);
   let closing = false;
 
@@ -265,8 +314,8 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
     metrics,
     caPem: ca.certPem,
     caPath: ca.certPath,
-    adminCredential: admin.credentials[0] as string,
-    adminCredentialPath: admin.path,
+    adminCredential: admin.credential,
+    adminCredentialPath: admin.handOverPath,
     dataDir,
     async listen(listenOptions = {}) {
       const host = listenOptions.host ?? DEFAULTS.host;

@@ -529,7 +529,7 @@ export class ControlPlaneService {
         connectorId,
         'ENROLLMENT_TOKEN_REVOKED',
         'revoked',
-        'the enrollment token was revoked',
+        'enrolment token revoked: the token was revoked before it was used; generate a new token',
       );
     }
     const now = this.now();
@@ -605,11 +605,12 @@ export class ControlPlaneService {
   /** The connector a verified client certificate belongs to, if it is still that connector's one. */
   authenticatePeer(peer: PeerIdentity): ConnectorRecord {
     const record = this.connectors.get(peer.connectorId);
-    const reject = (message: string) => cpError('CLIENT_CERTIFICATE_REJECTED', message);
+    const reject = (message: string) =>
+      cpError('CLIENT_CERTIFICATE_REJECTED', `client certificate rejected: ${message}`);
     if (!record?.certificate) throw reject('the client certificate belongs to no enrolled connector');
     if (record.certificate.serial !== peer.serial)
       throw reject('the client certificate was replaced or revoked');
-    if (peer.notAfter <= this.now()) throw reject('the client certificate has expired');
+    if (peer.notAfter <= this.now()) throw reject('certificate has expired or is not yet valid');
     return record;
   }
 

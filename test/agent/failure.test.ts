@@ -163,6 +163,9 @@ test('connection errors read like the troubleshooting guide and say whether to r
   t.regex(expired.message, /has expired/);
   t.regex(expired.message, /local time is 2026-01-01T00:00:00.000Z/);
 
+  const future = classifyConnectionError(err('CERT_NOT_YET_VALID'), context);
+  t.is(future.code, 'SERVER_CERT_NOT_YET_VALID');
+
   const altName = classifyConnectionError(err('ERR_TLS_CERT_ALTNAME_INVALID'), context);
   t.is(altName.code, 'SERVER_NAME_MISMATCH');
   t.false(altName.temporary);
@@ -179,4 +182,54 @@ test('validity messages name clock skew with its size', (t) => {
   const late = validityMessage('the certificate', validity, new Date('2026-01-02T00:05:00Z'));
   t.regex(late, /has expired/);
   t.regex(late, /5 min 0 s past expiry/);
+});
+
+test("every log fragment of the runbook and the troubleshooting guide is in the agent's wording", (t) => {
+  const context = {
+    url: 'https://cp.example:8443',
+    caFile: '/etc/vaultpam/ca.pem',
+    now: new Date('2026-01-01T00:00:00Z'),
+  };
+  // Node's own messages for these codes, as the TLS and socket layers raise them.
+  const raised: Record<string, string> = {
+    UNABLE_TO_VERIFY_LEAF_SIGNATURE: 'unable to verify the first certificate',
+    UNABLE_TO_GET_ISSUER_CERT_LOCALLY: 'unable to get local issuer certificate',
+    ECONNREFUSED: 'connect ECONNREFUSED 127.0.0.1:8443',
+    ETIMEDOUT: 'connect ETIMEDOUT 10.0.0.1:8443',
+    REQUEST_TIMEOUT: 'no answer within 30 s',
+    ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED: 'tlsv13 alert certificate required',
+    CERT_HAS_EXPIRED: 'certificate has expired',
+    CERT_NOT_YET_VALID: 'certificate is not yet valid',
+  };
+  const fragments: Array<[string, string]> = [
+    ['UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'x509: certificate signed by unknown authority'],
+    ['UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'unable to get local issuer certificate'],
+    ['ECONNREFUSED', 'connection refused'],
+    ['ETIMEDOUT', 'connection timed out'],
+    ['REQUEST_TIMEOUT', 'connection timed out'],
+    ['ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED', 'tls handshake failed'],
+    ['CERT_HAS_EXPIRED', 'certificate has expired or is not yet valid'],
+    ['CERT_NOT_YET_VALID', 'certificate has expired or is not yet valid'],
+  ];
+  for (const [code, fragment] of fragments) {
+    const error = Object.assign(new Error(raised[code]), { code });
+    t.true(classifyConnectionError(error, context).message.includes(fragment), `${code} says "${fragment}"`);
+  }
+  const retired = enrollmentRejectedFailure(
+    new CodedError('ENROLLMENT_TOKEN_INVALID', 'the enrollment token is not valid', { httpStatus: 401 }),
+  );
+  t.true(retired.message.includes('401 ENROLLMENT_TOKEN_INVALID'));
+  const revoked = enrollmentRejectedFailure(
+    new CodedError(
+      'ENROLLMENT_TOKEN_REVOKED',
+      'enrolment token revoked: the token was revoked before it was used',
+      {
+        httpStatus: 401,
+      },
+    ),
+  );
+  t.true(
+    revoked.message.includes('enrolment token revoked'),
+    'the control plane wording reaches the log line',
+  );
 });

@@ -11,6 +11,7 @@ import {
   type ControlPlaneOptions,
   type StartedControlPlane,
   startControlPlane,
+  usableAdminCredential,
 } from '../../src/controlplane/server.ts';
 import type { Clock } from '../../src/lib/clock.ts';
 import { type CapturedLogs, captureLogs } from '../helpers/log-capture.ts';
@@ -69,7 +70,11 @@ export async function startTestControlPlane(
     heartbeatIntervalSeconds: 1,
     ...options,
   });
-  const admin = new ControlPlaneAdminClient({ url: cp.url, caPem: cp.caPem, credential: cp.adminCredential });
+  const admin = new ControlPlaneAdminClient({
+    url: cp.url,
+    caPem: cp.caPem,
+    credential: usableAdminCredential(cp),
+  });
   t.teardown(async () => {
     admin.close();
     await cp.close();

@@ -173,7 +173,11 @@ test.serial('a token that expires unused is deleted and a fresh one minted', asy
   );
   t.regex(second.metadata?.annotations?.['vaultpam.io/mint-key'] ?? '', /-2$/);
   t.not(second.data?.token, first.data?.token);
-  const c = await api.get(namespace, 'edge');
+  // The Secret is applied before the status that counts it is written: wait for the count, not a race.
+  const c = await eventually(
+    () => api.get(namespace, 'edge').then((x) => (x.status?.enrollment?.mintCount === 2 ? x : undefined)),
+    { description: 'status counts the second mint' },
+  );
   t.is(c.status?.enrollment?.mintCount, 2);
   const record = await env.admin.getConnector(`${namespace}.edge`);
   t.truthy(record.liveToken, 'exactly one live token again');

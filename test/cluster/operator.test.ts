@@ -3,6 +3,7 @@
 // deletes the token, that it stays quiet when nothing changes, and what its finalizer does.
 import { AppsV1Api, CoreV1Api, EventsV1Api } from '@kubernetes/client-node';
 import test from 'ava';
+import { usableAdminCredential } from '../../src/controlplane/server.ts';
 import type { Connector } from '../../src/operator/api/types.ts';
 import { createTestNamespace, useCluster } from '../helpers/cluster.ts';
 import { eventually, isGone } from '../helpers/eventually.ts';
@@ -87,7 +88,7 @@ test.serial(
     t.true(logs.lines().length > 10, 'the operator logged at debug level');
     assertNoSecrets(t, 'operator and control-plane logs', logs.text(), [
       token,
-      env.controlPlane.adminCredential,
+      usableAdminCredential(env.controlPlane),
     ]);
   },
 );

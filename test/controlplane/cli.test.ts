@@ -83,7 +83,7 @@ test('a real start on a free port prints URL and CA path, serves, and exits 0 on
   }
   t.regex(listening.url, /^https:\/\/127\.0\.0\.1:\d+$/);
   t.is(listening.caPath, join(dataDir, 'ca.pem'));
-  const credential = readFileSync(join(dataDir, 'admin-credential'), 'utf8').trim();
+  const credential = readFileSync(join(dataDir, 'initial-admin-credential'), 'utf8').trim();
   t.false(proc.stdout().includes(credential), 'only the credential path is logged');
   const client = new ControlPlaneAdminClient({
     url: listening.url,

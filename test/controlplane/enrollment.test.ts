@@ -128,6 +128,7 @@ test('expired, revoked, reused, unknown and wrong-connector tokens each get thei
   res = await agent.enroll(revoked.token);
   t.is(res.json.error.code, 'ENROLLMENT_TOKEN_REVOKED');
   t.is(res.status, 401);
+  t.regex(res.json.error.message, /enrolment token revoked/, "the runbook's log fragment");
 
   res = await agent.enroll(`vpe_0123456789abcdef_${'A'.repeat(43)}`);
   t.is(res.status, 401);

@@ -113,6 +113,7 @@ test('mTLS routes: no certificate, a foreign CA, an expired certificate, a non-c
   const none = await raw(h, '/v1/heartbeat', jsonRequest('POST', { paths: [] }));
   t.is(none.status, 401);
   t.is(none.json.error.code, 'CLIENT_CERTIFICATE_REQUIRED');
+  t.regex(none.json.error.message, /^client certificate required/, "the troubleshooting guide's wording");
 
   // A certificate with the right names from another CA.
   const otherCaKey = await generateKeyPairPem('ec-p256');
@@ -142,6 +143,10 @@ test('mTLS routes: no certificate, a foreign CA, an expired certificate, a non-c
   );
   t.is(foreign.status, 401);
   t.is(foreign.json.error.code, 'CLIENT_CERTIFICATE_REJECTED');
+  t.regex(
+    foreign.json.error.message,
+    /^client certificate rejected: certificate signed by unknown authority/,
+  );
 
   // Signed by the right CA but without the connector SAN URI.
   const { readFileSync } = await import('node:fs');
@@ -162,13 +167,33 @@ test('mTLS routes: no certificate, a foreign CA, an expired certificate, a non-c
   );
   t.is(notConnector.json.error.code, 'CLIENT_CERTIFICATE_REJECTED');
 
+  // Issued by the right CA, but its real notAfter has passed: TLS verification refuses it.
+  const lapsed = issueCertificatePem({
+    issuerKeyPem: caKey,
+    issuerCertPem: h.cp.caPem,
+    subjectPublicKey: (await import('node:crypto')).createPublicKey(agent.keyPem),
+    subject: [{ shortName: 'CN', value: 'ns.tls' }],
+    notBefore: new Date(now.getTime() - 2 * 3_600_000),
+    notAfter: new Date(now.getTime() - 3_600_000),
+    sanUris: ['spiffe://vaultpam.local/connector/ns.tls'],
+    extendedKeyUsage: ['clientAuth'],
+  });
+  const tlsExpired = await raw(
+    h,
+    '/v1/heartbeat',
+    jsonRequest('POST', { paths: [] }, { key: agent.keyPem, cert: lapsed }),
+  );
+  t.is(tlsExpired.status, 401);
+  t.is(tlsExpired.json.error.code, 'CLIENT_CERTIFICATE_REJECTED');
+  t.regex(tlsExpired.json.error.message, /certificate has expired or is not yet valid \(CERT_HAS_EXPIRED\)/);
+
   // The control plane's own clock says the certificate has expired.
   t.is((await agent.heartbeat()).status, 200);
   h.clock.advance(3_600_000);
   const expired = await agent.heartbeat();
   t.is(expired.status, 401);
   t.is(expired.json.error.code, 'CLIENT_CERTIFICATE_REJECTED');
-  t.regex(expired.json.error.message, /expired/);
+  t.regex(expired.json.error.message, /certificate has expired or is not yet valid/);
   t.is((await raw(h, '/healthz')).status, 200, 'the server keeps serving');
 
   // Enrolling a second agent for an unknown connector with a real cert does not grant anything.

@@ -10,6 +10,7 @@ import {
   type ControlPlaneOptions,
   type StartedControlPlane,
   startControlPlane,
+  usableAdminCredential,
 } from '../../src/controlplane/server.ts';
 import { FakeClock } from '../../src/lib/clock.ts';
 import { createCsrPem, generateKeyPairPem } from '../../src/lib/pki.ts';
@@ -51,11 +52,14 @@ export async function startHarness(
     responses: [] as string[],
   } as unknown as Harness;
   const open = async (more: Partial<ControlPlaneOptions> = {}) => {
+    // After a restart whose hand-over file was deleted, the control plane knows only the hash: keep
+    // using the credential the first start handed over.
+    const known = harness.cp?.adminCredential;
     harness.cp = await startControlPlane({ ...options(), ...more });
     harness.admin = new ControlPlaneAdminClient({
       url: harness.cp.url,
       caPem: harness.cp.caPem,
-      credential: harness.cp.adminCredential,
+      credential: harness.cp.adminCredential ?? known ?? usableAdminCredential(harness.cp),
     });
   };
   await open();

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { request } from 'node:https';
 import test from 'ava';
 import { ControlPlaneAdminClient } from '../../src/controlplane/admin-client.ts';
+import { usableAdminCredential } from '../../src/controlplane/server.ts';
 import { createCsrPem, generateKeyPairPem } from '../../src/lib/pki.ts';
 import { assertNoSecrets } from '../helpers/secret-scan.ts';
 import { CONFIG, type Harness, jsonRequest, makeAgent, raw, startHarness } from './helpers.ts';
@@ -208,7 +209,7 @@ test('no log line and no API response (but the mint answer) holds a token, crede
   const recording = new ControlPlaneAdminClient({
     url: h.cp.url,
     caPem: h.cp.caPem,
-    credential: h.cp.adminCredential,
+    credential: usableAdminCredential(h.cp),
     fetch: (method, url, headers, body, timeoutMs) =>
       new Promise((resolve, reject) => {
         const req = request(url, { method, headers, ca: h.cp.caPem, timeout: timeoutMs }, (res) => {
@@ -225,7 +226,7 @@ test('no log line and no API response (but the mint answer) holds a token, crede
       }),
   });
   t.teardown(() => recording.close());
-  const secrets: string[] = [h.cp.adminCredential, readFileSync(`${h.dataDir}/ca-key.pem`, 'utf8')];
+  const secrets: string[] = [usableAdminCredential(h.cp), readFileSync(`${h.dataDir}/ca-key.pem`, 'utf8')];
   secrets.push(readFileSync(`${h.dataDir}/token-key`, 'utf8').trim());
 
   await recording.ensureConnector('ns.s1', CONFIG);

@@ -1,6 +1,12 @@
-import { statSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import test from 'ava';
-import { CONFIG, enrolledAgent, makeAgent, startHarness } from './helpers.ts';
+import {
+  ADMIN_CREDENTIAL_HASH_FILE,
+  INITIAL_ADMIN_CREDENTIAL_FILE,
+  usableAdminCredential,
+} from '../../src/controlplane/server.ts';
+import { CONFIG, enrolledAgent, makeAgent, raw, startHarness } from './helpers.ts';
 
 test('a restart on the same data dir keeps connectors, tokens, CA, audit, credential and cursor', async (t) => {
   const h = await startHarness(t);
@@ -148,4 +154,65 @@ test('the audit log is queryable by connector and time', async (t) => {
     seqs,
     [...seqs].sort((a, b) => a - b),
   );
+});
+
+/** Every file under dir (SQLite database, WAL, keys, ...) as raw bytes, with its path. */
+function filesUnder(dir: string): Array<[string, Buffer]> {
+  return readdirSync(dir, { recursive: true, withFileTypes: true })
+    .filter((entry) => entry.isFile())
+    .map((entry) => {
+      const path = join(entry.parentPath, entry.name);
+      return [path, readFileSync(path)] as [string, Buffer];
+    });
+}
+
+test('only a hash of the generated admin credential is kept; it still works once the hand-over file is gone', async (t) => {
+  const h = await startHarness(t);
+  const credential = usableAdminCredential(h.cp);
+  const handOver = join(h.dataDir, INITIAL_ADMIN_CREDENTIAL_FILE);
+  t.is(h.cp.adminCredentialPath, handOver);
+  t.is(statSync(handOver).mode & 0o777, 0o600);
+  t.regex(readFileSync(join(h.dataDir, ADMIN_CREDENTIAL_HASH_FILE), 'utf8'), /^sha256:[0-9a-f]{64}\n$/);
+
+  // The operator has the credential now; the hand-over file is deleted and the control plane restarts.
+  rmSync(handOver);
+  await h.restart();
+  t.is(h.cp.adminCredential, undefined);
+  t.is(h.cp.adminCredentialPath, undefined);
+  t.throws(() => usableAdminCredential(h.cp), { message: /holds only hashes .*initial-admin-credential/ });
+  t.is((await h.admin.listConnectors()).connectors.length, 0, 'the handed-over credential still works');
+  for (const [path, bytes] of filesUnder(h.dataDir)) {
+    t.false(bytes.includes(credential), `${path} does not hold the admin credential`);
+  }
+});
+
+test('configured credential files may hold sha256 hashes only', async (t) => {
+  const { createHash } = await import('node:crypto');
+  const credential = 'a-credential-only-its-owner-knows';
+  const h = await startHarness(t, {
+    adminCredentials: [`sha256:${createHash('sha256').update(credential).digest('hex')}`, 'plain-second-one'],
+  });
+  t.is(h.cp.adminCredential, 'plain-second-one', 'the first usable (non-hash) line');
+  const res = await raw(h, '/v1/connectors', { headers: { authorization: `Bearer ${credential}` } });
+  t.is(res.status, 200);
+  const wrong = await raw(h, '/v1/connectors', { headers: { authorization: 'Bearer sha256:whatever' } });
+  t.is(wrong.status, 401);
+});
+
+test('the database and every file in the data dir hold token hashes, never a token', async (t) => {
+  const h = await startHarness(t);
+  await h.admin.ensureConnector('ns.used', CONFIG);
+  await h.admin.ensureConnector('ns.live', CONFIG);
+  const used = await h.admin.mintToken('ns.used', { idempotencyKey: 'u' });
+  const live = await h.admin.mintToken('ns.live', { idempotencyKey: 'l' });
+  const revokedFirst = await h.admin.mintToken('ns.live', { idempotencyKey: 'l0' });
+  t.is((await (await makeAgent(h, 'ns.used')).enroll(used.token)).status, 201);
+  h.cp.flush();
+  const tokens = [used.token, live.token, revokedFirst.token];
+  const secretPart = (token: string) => token.slice(token.lastIndexOf('_') + 1);
+  for (const [path, bytes] of filesUnder(h.dataDir)) {
+    for (const token of tokens) {
+      t.false(bytes.includes(secretPart(token)), `${path} does not hold a token's secret part`);
+    }
+  }
 });

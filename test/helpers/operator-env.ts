@@ -13,7 +13,11 @@ import {
   setHeaderOptions,
 } from '@kubernetes/client-node';
 import { ControlPlaneAdminClient } from '../../src/controlplane/admin-client.ts';
-import { type StartedControlPlane, startControlPlane } from '../../src/controlplane/server.ts';
+import {
+  type StartedControlPlane,
+  startControlPlane,
+  usableAdminCredential,
+} from '../../src/controlplane/server.ts';
 import type { Clock } from '../../src/lib/clock.ts';
 import { type Logger, silentLogger } from '../../src/lib/logger.ts';
 import { installCrds, installOperatorAccess } from '../../src/local-cluster/install.ts';
@@ -69,7 +73,7 @@ export async function startOperatorEnvironment(
   const admin = new ControlPlaneAdminClient({
     url: controlPlane.url,
     caPem: controlPlane.caPem,
-    credential: controlPlane.adminCredential,
+    credential: usableAdminCredential(controlPlane),
   });
   const core = kc.makeApiClient(CoreV1Api);
   await core
@@ -77,7 +81,7 @@ export async function startOperatorEnvironment(
       namespace: OPERATOR_NAMESPACE,
       body: {
         metadata: { name: CREDENTIAL_SECRET },
-        stringData: { credential: controlPlane.adminCredential },
+        stringData: { credential: usableAdminCredential(controlPlane) },
       },
     })
     .catch((error: unknown) => {

@@ -8,11 +8,33 @@ import { type PeerIdentity, peerIdentity } from '../pki.ts';
 
 const sha256 = (value: string): Buffer => createHash('sha256').update(value).digest();
 
+const HASH_LINE = /^sha256:([0-9a-f]{64})$/i;
+
+/**
+ * The stored form of one credential line: a line `sha256:<64 hex digits>` is already a hash (so a
+ * credential file may hold hashes only); any other line is the credential itself, hashed here.
+ */
+export function credentialHash(line: string): Buffer {
+  const hashed = HASH_LINE.exec(line);
+  return hashed ? Buffer.from(hashed[1] as string, 'hex') : sha256(line);
+}
+
+/** True when the line is a hash rather than a usable credential. */
+export function isCredentialHash(line: string): boolean {
+  return HASH_LINE.test(line);
+}
+
+/** The line written to a hash file for a credential. */
+export function credentialHashLine(credential: string): string {
+  return `sha256:${sha256(credential).toString('hex')}`;
+}
+
 export class AdminAuth {
   private readonly hashes: Buffer[];
 
-  constructor(credentials: readonly string[]) {
-    this.hashes = credentials.map(sha256);
+  /** `lines`: credentials or `sha256:<hex>` hashes of them. */
+  constructor(lines: readonly string[]) {
+    this.hashes = lines.map(credentialHash);
   }
 
   /** Throws 401 UNAUTHORIZED unless the request carries one of the admin credentials. */
@@ -25,6 +47,24 @@ export class AdminAuth {
     for (const hash of this.hashes) ok = timingSafeEqual(presented, hash) || ok;
     if (!match || !ok) throw cpError('UNAUTHORIZED', 'a valid admin bearer credential is required');
   }
+}
+
+// The wording the enrollment troubleshooting guide teaches people to look for, by OpenSSL verify code.
+const UNKNOWN_AUTHORITY = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'CERT_SIGNATURE_FAILURE',
+]);
+
+function rejectionWording(reason: string): string {
+  if (UNKNOWN_AUTHORITY.has(reason)) return `certificate signed by unknown authority (${reason})`;
+  if (reason === 'CERT_HAS_EXPIRED' || reason === 'CERT_NOT_YET_VALID') {
+    return `certificate has expired or is not yet valid (${reason})`;
+  }
+  return `the certificate is not valid for this control plane (${reason})`;
 }
 
 /** Per-connection cache: the peer certificate does not change within a TLS connection. */
@@ -44,14 +84,18 @@ export function clientIdentity(req: IncomingMessage, sanUriPrefix: string): Peer
 function resolveIdentity(socket: TLSSocket, sanUriPrefix: string): PeerIdentity | Error {
   const peer = typeof socket.getPeerCertificate === 'function' ? socket.getPeerCertificate() : undefined;
   if (!peer || Object.keys(peer).length === 0) {
-    return cpError('CLIENT_CERTIFICATE_REQUIRED', 'this route needs a connector client certificate (mTLS)');
+    return cpError(
+      'CLIENT_CERTIFICATE_REQUIRED',
+      'client certificate required: this route needs a connector client certificate (mTLS)',
+    );
   }
   if (!socket.authorized) {
+    const reason = String(socket.authorizationError ?? 'unknown');
     return cpError(
       'CLIENT_CERTIFICATE_REJECTED',
-      'the client certificate is not valid for this control plane',
+      `client certificate rejected: ${rejectionWording(reason)}`,
       {
-        reason: String(socket.authorizationError ?? 'unknown'),
+        reason,
       },
     );
   }

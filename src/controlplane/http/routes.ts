@@ -245,6 +245,9 @@ export function authenticate(route: RouteDefinition, context: RouteContext, admi
 
 function requirePeer(context: RouteContext): PeerIdentity {
   if (!context.peer)
-    throw cpError('CLIENT_CERTIFICATE_REQUIRED', 'this route needs a connector client certificate');
+    throw cpError(
+      'CLIENT_CERTIFICATE_REQUIRED',
+      'client certificate required: this route needs a connector client certificate (mTLS)',
+    );
   return context.peer;
 }
