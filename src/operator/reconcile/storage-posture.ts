@@ -3,7 +3,7 @@
 // restart (Autonomous); emptyDir, a generic ephemeral volume or no volume at all means the next
 // restart loses it (GuidedRecovery). A claim whose UID changed since the identity was written is
 // identity loss, even though a claim of the same name is bound.
-import type { V1Container, V1Pod, V1PodSpec, V1Volume } from '@kubernetes/client-node';
+import type { V1Container, V1Pod, V1PodSpec, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
 import { AGENT_DATA_DIR } from '../api/constants.ts';
 import type { ConnectorMode, StorageSource } from '../api/types.ts';
 import { DurableStorageReasons } from '../conditions.ts';
@@ -36,12 +36,27 @@ export function agentContainer(spec: V1PodSpec | undefined): V1Container | undef
   );
 }
 
-/** The agent's data directory: PAM_AGENT_DATA_DIR as set in the container, else the default /data. */
+/**
+ * The agent's data directory: PAM_AGENT_DATA_DIR as set in the container, else the default /data.
+ * When the variable is listed twice the last entry wins, as in the kubelet.
+ */
 export function dataDirOf(container: V1Container): string {
-  return container.env?.find((e) => e.name === DATA_DIR_ENV && e.value)?.value ?? AGENT_DATA_DIR;
+  return container.env?.findLast((e) => e.name === DATA_DIR_ENV)?.value || AGENT_DATA_DIR;
 }
 
 const normalise = (path: string) => (path.length > 1 ? path.replace(/\/+$/, '') : path);
+
+/**
+ * The agent container's mounts at the data directory or at a parent of it, closest first. One
+ * matcher for pod volumes and claim-template mounts, so both see the same mount.
+ */
+function dataDirMounts(container: V1Container | undefined, dataDir: string): V1VolumeMount[] {
+  return (container?.volumeMounts ?? [])
+    .map((m) => ({ m, path: normalise(m.mountPath) }))
+    .filter(({ path }) => dataDir === path || dataDir.startsWith(path === '/' ? '/' : `${path}/`))
+    .sort((a, b) => b.path.length - a.path.length)
+    .map(({ m }) => m);
+}
 
 /** The volume mounted at the data directory or at the closest parent of it. */
 export function dataVolumeOf(spec: V1PodSpec | undefined): {
@@ -52,13 +67,7 @@ export function dataVolumeOf(spec: V1PodSpec | undefined): {
   const container = agentContainer(spec);
   if (!container) return { dataDir: AGENT_DATA_DIR };
   const dataDir = normalise(dataDirOf(container));
-  const mounts = (container.volumeMounts ?? [])
-    .filter((m) => {
-      const mountPath = normalise(m.mountPath);
-      return dataDir === mountPath || dataDir.startsWith(mountPath === '/' ? '/' : `${mountPath}/`);
-    })
-    .sort((a, b) => b.mountPath.length - a.mountPath.length);
-  const mount = mounts[0];
+  const mount = dataDirMounts(container, dataDir)[0];
   if (!mount) return { dataDir };
   const volume = spec?.volumes?.find((v) => v.name === mount.name);
   return volume ? { volume, mountPath: mount.mountPath, dataDir } : { mountPath: mount.mountPath, dataDir };
@@ -176,11 +185,7 @@ export function storagePosture(input: PostureInput): StoragePosture {
 }
 
 function agentMountName(spec: V1PodSpec | undefined, dataDir: string): string | undefined {
-  const container = agentContainer(spec);
-  const mounts = (container?.volumeMounts ?? [])
-    .filter((m) => normalise(m.mountPath) === dataDir || dataDir.startsWith(`${normalise(m.mountPath)}/`))
-    .sort((a, b) => b.mountPath.length - a.mountPath.length);
-  return mounts[0]?.name;
+  return dataDirMounts(agentContainer(spec), dataDir)[0]?.name;
 }
 
 function claimPosture(
