@@ -1,7 +1,33 @@
+import { request } from 'node:https';
 import test from 'ava';
-import { CONFIG, enrolledAgent, makeAgent, metricValue, startHarness } from './helpers.ts';
+import { CONFIG, enrolledAgent, type Harness, makeAgent, metricValue, startHarness } from './helpers.ts';
 
 const HOUR = 3_600_000;
+
+/** GET over the real HTTPS socket, with the answer's headers (raw() keeps only status and body). */
+function scrape(h: Harness, path: string): Promise<{ status: number; contentType: string; text: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request(`${h.cp.url}${path}`, { ca: h.cp.caPem, agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (chunk: Buffer) => chunks.push(chunk));
+      res.on('end', () =>
+        resolve({
+          status: res.statusCode ?? 0,
+          contentType: String(res.headers['content-type']),
+          text: Buffer.concat(chunks).toString('utf8'),
+        }),
+      );
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** The value of one sample in Prometheus text format; undefined when the series is absent. */
+function sample(text: string, series: string): number | undefined {
+  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+  return line === undefined ? undefined : Number(line.slice(series.length + 1));
+}
 
 test('first enrollment issues a connector certificate; the first heartbeat retires bootstrap', async (t) => {
   const h = await startHarness(t);
@@ -248,4 +274,76 @@ test('recovery: a fresh token pairs exactly once; the old identity is revoked', 
     { code: 'IDEMPOTENCY_KEY_CONSUMED' },
     'a restarted operator repeating its mint gets no second token',
   );
+});
+
+test('/metrics over HTTPS: Prometheus text with the heartbeat timeouts and refused enrollments caused', async (t) => {
+  const h = await startHarness(t, { heartbeatIntervalSeconds: 10 });
+  const before = await scrape(h, '/metrics');
+  t.is(before.status, 200);
+  t.is(before.contentType, 'text/plain; version=0.0.4; charset=utf-8');
+  t.true(before.text.includes('# TYPE cp_tunnel_heartbeat_timeouts_total counter'));
+  t.true(before.text.includes('# TYPE cp_enrollment_failures_total counter'));
+  // Nothing happened yet: so the values read afterwards are the ones this test caused.
+  t.is(sample(before.text, 'cp_tunnel_heartbeat_timeouts_total'), 0);
+  t.is(sample(before.text, 'cp_enrollment_failures_total{reason="unknown"}'), undefined);
+
+  // One connector goes offline: its heartbeats stop for the 3 intervals the sweep waits for.
+  const agent = await enrolledAgent(h, 'ns.met');
+  t.is((await agent.heartbeat()).json.state, 'online');
+  h.clock.advance(30_000);
+  t.is(h.cp.sweep(), 1);
+  // Two enrollments with a token nobody minted, one with a revoked token.
+  await h.admin.ensureConnector('ns.met2', CONFIG);
+  const stranger = await makeAgent(h, 'ns.met2');
+  for (const letter of ['A', 'B']) {
+    t.is((await stranger.enroll(`vpe_0123456789abcdef_${letter.repeat(43)}`)).status, 401);
+  }
+  const revoked = await h.admin.mintToken('ns.met2', { idempotencyKey: 'r' });
+  await h.admin.revokeTokens('ns.met2');
+  t.is((await stranger.enroll(revoked.token)).json.error.code, 'ENROLLMENT_TOKEN_REVOKED');
+
+  const after = await scrape(h, '/metrics');
+  t.is(after.status, 200);
+  t.is(after.contentType, 'text/plain; version=0.0.4; charset=utf-8');
+  t.is(sample(after.text, 'cp_tunnel_heartbeat_timeouts_total'), 1);
+  t.is(sample(after.text, 'cp_enrollment_failures_total{reason="unknown"}'), 2);
+  t.is(sample(after.text, 'cp_enrollment_failures_total{reason="revoked"}'), 1);
+  t.is(sample(after.text, 'cp_enrollments_total'), 1);
+  t.is(sample(after.text, 'cp_connectors{state="offline"}'), 1);
+});
+
+test('concurrent enrollments with one token: exactly one wins, the others are refused as used', async (t) => {
+  const h = await startHarness(t);
+  await h.admin.ensureConnector('ns.race', CONFIG);
+  const minted = await h.admin.mintToken('ns.race', { idempotencyKey: 'race' });
+  // Each contender has its own key and CSR, as separate agents racing on one token would.
+  const agents = await Promise.all(Array.from({ length: 8 }, () => makeAgent(h, 'ns.race')));
+  // Each enroll opens its own TLS connection (agent: false), so the requests overlap on the server.
+  const answers = await Promise.all(agents.map((agent) => agent.enroll(minted.token)));
+
+  const won = answers.filter((res) => res.status === 201);
+  t.is(won.length, 1, `statuses: ${answers.map((res) => res.status).join(',')}`);
+  for (const res of answers.filter((r) => r.status !== 201)) {
+    t.is(res.status, 401);
+    t.is(res.json?.error?.code, 'ENROLLMENT_TOKEN_INVALID');
+  }
+  const serial = won[0]?.json.serial;
+  const connector = await h.admin.getConnector('ns.race');
+  t.is(connector.state, 'enrolling');
+  t.is(connector.certificate?.serial, serial, "the winner's certificate is the connector's one");
+  const entries = await h.admin.audit({ connectorId: 'ns.race' });
+  const enrolled = entries.filter((e) => e.type === 'endpoint.enrolled');
+  t.is(enrolled.length, 1);
+  t.is(enrolled[0]?.details.serial, serial);
+  t.deepEqual(
+    entries.filter((e) => e.type === 'gateway.enrollment_failed').map((e) => e.details.reason),
+    Array(7).fill('used'),
+  );
+  t.is(await metricValue(h, 'cp_enrollments_total'), 1);
+  t.is(await metricValue(h, 'cp_enrollment_failures_total', 'reason="used"'), 7);
+
+  // Only the winner holds a working identity.
+  const winner = agents.find((agent) => agent.certPem !== undefined);
+  t.is(agents.filter((agent) => agent.certPem !== undefined).length, 1);
+  t.is((await winner?.heartbeat())?.status, 200);
 });

@@ -1,7 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { request } from 'node:https';
+import type { Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import test from 'ava';
 import { ControlPlaneAdminClient } from '../../src/controlplane/admin-client.ts';
+import { BODY_LIMIT_BYTES } from '../../src/controlplane/http/body.ts';
 import { usableAdminCredential } from '../../src/controlplane/server.ts';
 import { createCsrPem, generateKeyPairPem } from '../../src/lib/pki.ts';
 import { assertNoSecrets } from '../helpers/secret-scan.ts';
@@ -148,6 +151,103 @@ test('bad inputs each get their code, and the server keeps serving', async (t) =
     .map((e) => String(e.details.reason))
     .sort();
   t.deepEqual(reasons, ['csr_invalid', 'csr_invalid', 'csr_key_unsupported', 'csr_subject_mismatch']);
+});
+
+interface Upload {
+  status: number;
+  // biome-ignore lint/suspicious/noExplicitAny: the error body as the route answers it
+  json: any;
+  connection: string | undefined;
+  /** Bytes handed to the socket before it closed (what the client managed to send). */
+  sent: number;
+  /** Bytes the server read off its side of the connection, TLS framing included. */
+  serverRead: number;
+}
+
+/**
+ * Streams `total` bytes of body to /v1/enroll in 64 KiB writes, honouring backpressure, and stops
+ * writing as soon as the connection closes. Without `declareLength` the body is chunked (no
+ * Content-Length), so the server learns the size only by reading.
+ */
+async function upload(h: Harness, total: number, declareLength: boolean): Promise<Upload> {
+  // The server-side socket of this upload: its byte count shows how much the server really read,
+  // independent of how much the kernel buffers on either side absorbed.
+  const serverRead = new Promise<number>((resolve) => {
+    h.cp.server.once('secureConnection', (socket: TLSSocket) => {
+      socket.once('close', () => resolve(socket.bytesRead));
+    });
+  });
+  const headers: Record<string, string> = { 'content-type': 'application/json' };
+  if (declareLength) headers['content-length'] = String(total);
+  const req = request(`${h.cp.url}/v1/enroll`, { method: 'POST', headers, ca: h.cp.caPem, agent: false });
+  // Once the server cuts the connection, pending writes fail with EPIPE/ECONNRESET: expected here.
+  req.on('error', () => {});
+  // A server that stops reading but keeps the connection open would stall the writes for good:
+  // fail within seconds (the answer below rejects) rather than at the test timeout.
+  req.setTimeout(10_000, () => req.destroy());
+  const response = new Promise<Omit<Upload, 'sent' | 'serverRead'>>((resolve, reject) => {
+    let answered = false;
+    req.once('response', (res) => {
+      answered = true;
+      const chunks: Buffer[] = [];
+      res.on('data', (chunk: Buffer) => chunks.push(chunk));
+      res.once('error', reject);
+      res.once('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        h.responses.push(text);
+        resolve({ status: res.statusCode ?? 0, json: JSON.parse(text), connection: res.headers.connection });
+      });
+    });
+    // A started answer that is cut short fails through res 'error'; this is for no answer at all.
+    req.once('close', () => {
+      if (!answered) reject(new Error('the connection closed without an answer'));
+    });
+  });
+  response.catch(() => {}); // awaited below; this only stops an early rejection being unhandled
+  const socket = await new Promise<Socket>((resolve) => req.once('socket', resolve));
+  let closed = false;
+  socket.once('close', () => {
+    closed = true;
+  });
+  const chunk = Buffer.alloc(64 * 1024, 'x');
+  let sent = 0;
+  while (sent < total && !closed) {
+    const size = Math.min(chunk.length, total - sent);
+    sent += size;
+    if (!req.write(chunk.subarray(0, size))) {
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          req.off('drain', done);
+          socket.off('close', done);
+          resolve();
+        };
+        req.once('drain', done);
+        socket.once('close', done);
+      });
+    }
+  }
+  if (!closed) req.end();
+  return { ...(await response), sent, serverRead: await serverRead };
+}
+
+test('an oversized upload is answered 413 and cut off near the limit; the server keeps serving', async (t) => {
+  const h = await startHarness(t);
+  const total = 10 * 1024 * 1024;
+  for (const declareLength of [false, true]) {
+    const name = declareLength ? 'Content-Length over the limit' : 'chunked, no Content-Length';
+    const result = await upload(h, total, declareLength);
+    t.is(result.status, 413, name);
+    t.is(result.json?.error?.code, 'BODY_TOO_LARGE', name);
+    t.is(result.connection, 'close', `${name}: the answer says the connection ends`);
+    t.true(result.sent < total, `${name}: the connection ended after ${result.sent} of ${total} bytes`);
+    // The limit plus what is in flight in TLS records and socket buffers when reading stops; a
+    // server that drains the upload reads all 10 MiB.
+    t.true(
+      result.serverRead < 16 * BODY_LIMIT_BYTES,
+      `${name}: the server read ${result.serverRead} bytes (limit ${BODY_LIMIT_BYTES})`,
+    );
+  }
+  t.is((await raw(h, '/healthz')).json.status, 'ok');
 });
 
 test('admin routes answer 401 without or with a wrong credential', async (t) => {

@@ -1,5 +1,10 @@
 // Reads a JSON request body: content type must be application/json, at most `limit` bytes
 // (64 KiB by the contract), and it must parse. Each failure has its own code.
+//
+// An oversized body is not drained: reading stops once the limit is passed (or at once, when the
+// declared Content-Length is over it), so a client cannot make the server read an unbounded upload.
+// The caller answers the error; because the request is then incomplete, the server answers with
+// `Connection: close` and Node destroys the socket once that answer is flushed.
 import type { IncomingMessage } from 'node:http';
 import { cpError } from '../errors.ts';
 
@@ -11,30 +16,67 @@ export function isJsonContentType(header: string | undefined): boolean {
   return mediaType === 'application/json';
 }
 
+function tooLarge(limit: number) {
+  return cpError('BODY_TOO_LARGE', `the body must be at most ${limit} bytes`);
+}
+
 export async function readJsonBody(req: IncomingMessage, limit = BODY_LIMIT_BYTES): Promise<unknown> {
   if (!isJsonContentType(req.headers['content-type'])) {
     req.resume();
     throw cpError('UNSUPPORTED_MEDIA_TYPE', 'the body must be application/json');
   }
   const declared = Number(req.headers['content-length']);
-  if (Number.isFinite(declared) && declared > limit) {
-    req.resume();
-    throw cpError('BODY_TOO_LARGE', `the body must be at most ${limit} bytes`);
-  }
-  const chunks: Buffer[] = [];
-  let size = 0;
-  let tooLarge = false;
-  for await (const chunk of req) {
-    const buffer = chunk as Buffer;
-    size += buffer.length;
-    if (size > limit) tooLarge = true;
-    if (!tooLarge) chunks.push(buffer);
-  }
-  if (tooLarge) throw cpError('BODY_TOO_LARGE', `the body must be at most ${limit} bytes`);
-  const text = Buffer.concat(chunks).toString('utf8');
+  // Not a byte of it is read: the connection is closed after the answer instead.
+  if (Number.isFinite(declared) && declared > limit) throw tooLarge(limit);
+  const text = (await readLimited(req, limit)).toString('utf8');
   try {
     return JSON.parse(text);
   } catch {
     throw cpError('MALFORMED_JSON', 'the body is not valid JSON');
   }
+}
+
+/**
+ * The body, or BODY_TOO_LARGE as soon as more than `limit` bytes arrived. Listeners rather than
+ * `for await`: leaving an async iterator early destroys the request and with it the socket, before
+ * the 413 could be written.
+ */
+function readLimited(req: IncomingMessage, limit: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const stop = () => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onError);
+      req.off('close', onClose);
+    };
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) {
+        stop();
+        // Paused, the request's buffer fills and the HTTP parser stops reading the socket.
+        req.pause();
+        reject(tooLarge(limit));
+        return;
+      }
+      chunks.push(chunk);
+    };
+    const onEnd = () => {
+      stop();
+      resolve(Buffer.concat(chunks, size));
+    };
+    const onError = (error: Error) => {
+      stop();
+      reject(error);
+    };
+    const onClose = () => {
+      stop();
+      reject(new Error('the request closed before its body was complete'));
+    };
+    req.on('data', onData);
+    req.once('end', onEnd);
+    req.once('error', onError);
+    req.once('close', onClose);
+  });
 }
