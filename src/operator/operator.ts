@@ -17,6 +17,7 @@ import {
 } from '@kubernetes/client-node';
 import { type Clock, systemClock } from '../lib/clock.ts';
 import type { Logger } from '../lib/logger.ts';
+import { AdoptionWatches } from './adoption-watches.ts';
 import { COMPONENTS, LABEL_VALUES, LABELS } from './api/constants.ts';
 import type { Connector, ConnectorPhase } from './api/types.ts';
 import { defaultConnectorId } from './api/types.ts';
@@ -176,6 +177,7 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
     });
   }
 
+  const adoption = new AdoptionWatches({ kc, logger, metrics, onChange: (key) => enqueue(key) });
   const writer = new KubeWriter({ kc, logger, metrics });
   const recorder = new EventRecorder({ kc, logger, identity, metrics, clock });
   const apps = kc.makeApiClient(AppsV1Api);
@@ -190,6 +192,7 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
     recorder,
     metrics,
     getConnector: (namespace, name) => connectors.get(namespace, name),
+    adoption,
     async scale(kind, namespace, name, replicas) {
       metrics.countWrite(kind, 'patch');
       const body = { spec: { replicas } };
@@ -271,6 +274,8 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
     const current = queue;
     queue = undefined;
     connections.stop();
+    // A new leader sets the watches up again as it reconciles adopting Connectors.
+    adoption.stop();
     await current?.shutdown({ drain: false });
   };
 

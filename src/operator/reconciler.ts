@@ -6,6 +6,7 @@ import { isDeepStrictEqual } from 'node:util';
 import type { Clock } from '../lib/clock.ts';
 import { CodedError, errorMessage, isCodedError } from '../lib/errors.ts';
 import type { Logger } from '../lib/logger.ts';
+import type { AdoptionWatches } from './adoption-watches.ts';
 import { FINALIZER } from './api/constants.ts';
 import type { Condition, Connector, ConnectorStatus } from './api/types.ts';
 import { defaultedSpec } from './api/types.ts';
@@ -19,6 +20,7 @@ import {
 } from './conditions.ts';
 import { type ActContext, act, recordEvents } from './reconcile/act.ts';
 import { type ObserveContext, observe, resolveConnection } from './reconcile/observe.ts';
+import type { Observed } from './reconcile/observed.ts';
 import { plan } from './reconcile/plan.ts';
 import { RESOURCE_TYPES } from './runtime/resources.ts';
 import type { ReconcileResult } from './runtime/work-queue.ts';
@@ -29,6 +31,8 @@ export interface ReconcilerContext extends ObserveContext, ActContext {
   logger: Logger;
   /** The Connector as the informer last saw it. */
   getConnector(namespace: string, name: string): Connector | undefined;
+  /** Narrow watches on adopted workloads and their pods (absent: they are seen on resync only). */
+  adoption?: Pick<AdoptionWatches, 'ensure' | 'release'>;
 }
 
 /** Control-plane answers that no retry can fix: stall with the reason until the spec or credential changes. */
@@ -106,11 +110,15 @@ export class ConnectorReconciler {
     const cached = this.ctx.getConnector(namespace, name);
     if (!cached) {
       this.written.delete(key);
+      this.ctx.adoption?.release(key);
       return {};
     }
     const connector = this.withOwnStatus(key, cached);
     const log = this.ctx.logger.child({ connector: key });
-    if (connector.metadata.deletionTimestamp) return this.finalize(connector, log);
+    if (connector.metadata.deletionTimestamp) {
+      this.ctx.adoption?.release(key);
+      return this.finalize(connector, log);
+    }
     if (!(connector.metadata.finalizers ?? []).includes(FINALIZER)) {
       await this.ctx.writer.apply({
         apiVersion: connector.apiVersion,
@@ -123,6 +131,7 @@ export class ConnectorReconciler {
 
     const now = this.ctx.clock.now();
     const { observed, connection } = await observe(this.ctx, connector);
+    this.followAdoptedWorkload(key, namespace, observed);
     const planned = plan(observed, now);
     let failure: CodedError | undefined;
     if (observed.spec.ok) {
@@ -155,21 +164,35 @@ export class ConnectorReconciler {
       ) {
         this.ctx.metrics.recoveries.inc({ outcome: outcome === 'Succeeded' ? 'succeeded' : 'failed' });
       }
-      await recordEvents(this.ctx, connector, planned);
+      await recordEvents(this.ctx, connector, [...planned.events, ...(planned.transitions ?? [])]);
       return planned.requeueAfterMs === undefined ? {} : { requeueAfterMs: planned.requeueAfterMs };
     }
-    await recordEvents(this.ctx, connector, {
-      ...planned,
-      events: [
-        {
-          type: 'Warning',
-          reason: failure.temporary ? 'ReconcileError' : 'ReconcileStalled',
-          message: `${failure.code}: ${failure.message}`,
-        },
-      ],
-    });
+    // The planned actions did not all happen: only what the written status says changed, and the error.
+    await recordEvents(this.ctx, connector, [
+      ...(planned.transitions ?? []),
+      {
+        type: 'Warning',
+        reason: failure.temporary ? 'ReconcileError' : 'ReconcileStalled',
+        message: `${failure.code}: ${failure.message}`,
+      },
+    ]);
     log.warn({ code: failure.code, err: failure.message, temporary: failure.temporary }, 'reconcile failed');
     throw failure;
+  }
+
+  /** Keeps the narrow watches on an adopted workload in step with spec.workloadRef. */
+  private followAdoptedWorkload(key: string, namespace: string, observed: Observed): void {
+    const ref = observed.spec.ok ? observed.spec.value.workloadRef : undefined;
+    if (!ref) {
+      this.ctx.adoption?.release(key);
+      return;
+    }
+    this.ctx.adoption?.ensure(key, {
+      namespace,
+      kind: ref.kind,
+      name: ref.name,
+      podSelector: observed.workload?.podSelector,
+    });
   }
 
   /** The cached Connector, with the status this operator wrote if the cache has not caught up yet. */
@@ -210,12 +233,14 @@ export class ConnectorReconciler {
       } catch (error) {
         if (!isCodedError(error, 'CONNECTOR_NOT_FOUND')) throw asCoded(error);
       }
-      log.info(
-        { deletionPolicy: spec.deletionPolicy },
-        spec.deletionPolicy === 'Release'
-          ? 'released the connector in the control plane'
-          : 'revoked tokens; kept the control-plane record',
-      );
+      const released = spec.deletionPolicy === 'Release';
+      const message = released
+        ? `revoked live tokens and released ${spec.connector.id} in the control plane`
+        : `revoked live tokens; kept the control-plane record of ${spec.connector.id} (deletionPolicy Retain)`;
+      log.info({ deletionPolicy: spec.deletionPolicy }, message);
+      await recordEvents(this.ctx, connector, [
+        { type: 'Normal', reason: released ? 'ConnectorReleased' : 'ConnectorRetained', message },
+      ]);
     }
     await this.ctx.writer.apply({
       apiVersion: connector.apiVersion,

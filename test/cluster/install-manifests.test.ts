@@ -185,43 +185,25 @@ const verbs = (list: string[], access: Omit<Access, 'verb'>): Access[] =>
 function connectorNamespaceAccess(namespace: string | undefined): Access[] {
   const at = namespace === undefined ? {} : { namespace };
   return [
-    ...verbs(['get', 'list', 'watch', 'patch', 'update'], {
+    ...verbs(['get', 'list', 'watch', 'patch'], {
       group: 'vaultpam.io',
       resource: 'connectors',
       ...at,
     }),
-    ...verbs(['get', 'patch', 'update'], {
-      group: 'vaultpam.io',
-      resource: 'connectors',
-      subresource: 'status',
-      ...at,
-    }),
+    { verb: 'patch', group: 'vaultpam.io', resource: 'connectors', subresource: 'status', ...at },
     { verb: 'update', group: 'vaultpam.io', resource: 'connectors', subresource: 'finalizers', ...at },
-    ...verbs(['get', 'list', 'watch', 'create', 'patch', 'update', 'delete'], {
+    ...verbs(['get', 'list', 'watch', 'create', 'patch'], {
       group: 'apps',
       resource: 'statefulsets',
       ...at,
     }),
-    ...verbs(['get', 'patch', 'update'], {
-      group: 'apps',
-      resource: 'statefulsets',
-      subresource: 'scale',
-      ...at,
-    }),
-    ...verbs(['get', 'patch', 'update'], {
-      group: 'apps',
-      resource: 'deployments',
-      subresource: 'scale',
-      ...at,
-    }),
+    { verb: 'patch', group: 'apps', resource: 'statefulsets', subresource: 'scale', ...at },
+    { verb: 'patch', group: 'apps', resource: 'deployments', subresource: 'scale', ...at },
     ...verbs(['get', 'list', 'watch'], { group: 'apps', resource: 'deployments', ...at }),
-    ...verbs(['get', 'list', 'watch', 'delete'], { resource: 'pods', ...at }),
+    ...verbs(['get', 'list', 'watch'], { resource: 'pods', ...at }),
     ...verbs(['get', 'list', 'watch'], { resource: 'persistentvolumeclaims', ...at }),
-    ...verbs(['get', 'list', 'watch', 'create', 'patch', 'update', 'delete'], { resource: 'secrets', ...at }),
-    ...verbs(['get', 'list', 'watch', 'create', 'patch', 'update', 'delete'], {
-      resource: 'configmaps',
-      ...at,
-    }),
+    ...verbs(['get', 'list', 'watch', 'create', 'patch', 'delete'], { resource: 'secrets', ...at }),
+    ...verbs(['get', 'list', 'watch', 'create', 'patch'], { resource: 'configmaps', ...at }),
     ...verbs(['create', 'patch'], { group: 'events.k8s.io', resource: 'events', ...at }),
   ];
 }
@@ -273,8 +255,9 @@ const neverAccess: Access[] = [
     namespace: OPERATOR_NAMESPACE,
     name: LEASE,
   },
-  // Pods are observed and deleted, never created or entered.
+  // Pods are observed, never created, deleted or entered.
   { verb: 'create', resource: 'pods', namespace: TEAM_NAMESPACE },
+  { verb: 'delete', resource: 'pods', namespace: TEAM_NAMESPACE },
   { verb: 'create', resource: 'pods', subresource: 'exec', namespace: TEAM_NAMESPACE },
   { verb: 'create', resource: 'pods', subresource: 'attach', namespace: TEAM_NAMESPACE },
   { verb: 'create', resource: 'serviceaccounts', subresource: 'token', namespace: TEAM_NAMESPACE },
@@ -286,8 +269,23 @@ const neverAccess: Access[] = [
   }),
   // Claims come from StatefulSets or from the user; the operator never creates or deletes one.
   ...verbs(['create', 'delete'], { resource: 'persistentvolumeclaims', namespace: TEAM_NAMESPACE }),
-  // Connectors belong to their authors: the operator neither creates nor deletes them.
-  ...verbs(['create', 'delete'], { group: 'vaultpam.io', resource: 'connectors', namespace: TEAM_NAMESPACE }),
+  // Connectors belong to their authors: the operator neither creates, replaces nor deletes them.
+  ...verbs(['create', 'update', 'delete'], {
+    group: 'vaultpam.io',
+    resource: 'connectors',
+    namespace: TEAM_NAMESPACE,
+  }),
+  {
+    verb: 'update',
+    group: 'vaultpam.io',
+    resource: 'connectors',
+    subresource: 'status',
+    namespace: TEAM_NAMESPACE,
+  },
+  // Every write is a server-side apply (patch): no full updates; owned objects go with their owner.
+  ...verbs(['update', 'delete'], { group: 'apps', resource: 'statefulsets', namespace: TEAM_NAMESPACE }),
+  ...verbs(['update', 'delete'], { resource: 'configmaps', namespace: TEAM_NAMESPACE }),
+  { verb: 'update', resource: 'secrets', namespace: TEAM_NAMESPACE },
   { verb: 'create', group: 'authentication.k8s.io', resource: 'tokenreviews' },
 ];
 

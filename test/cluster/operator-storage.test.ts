@@ -1,11 +1,11 @@
 // Storage posture and token lifecycle against the real API server: the operator judges what backs
 // the data directory from the pods that exist (the StatefulSet controller creates them; nothing
-// runs them here), notices a replaced claim, adopts a user's workload, and re-mints an expired token.
-import { AppsV1Api, CoreV1Api, EventsV1Api } from '@kubernetes/client-node';
+// runs them here), notices a replaced claim, and re-mints an expired token (adoption has its own file).
+import { AppsV1Api, CoreV1Api } from '@kubernetes/client-node';
 import test from 'ava';
 import type { Connector } from '../../src/operator/api/types.ts';
 import { createTestNamespace, useCluster } from '../helpers/cluster.ts';
-import { eventually, isGone } from '../helpers/eventually.ts';
+import { eventually } from '../helpers/eventually.ts';
 import { connectors, type OperatorEnvironment, startOperatorEnvironment } from '../helpers/operator-env.ts';
 
 const cluster = useCluster(test);
@@ -41,70 +41,6 @@ test.serial(
     t.is(condition(c, 'DurableStorage')?.reason, 'EphemeralByChoice');
     const sts = await kc.makeApiClient(AppsV1Api).readNamespacedStatefulSet({ namespace, name: 'edge' });
     t.is(sts.spec?.volumeClaimTemplates, undefined);
-  },
-);
-
-test.serial(
-  'an adopted Deployment on emptyDir: DurableStorage False and a Warning naming pod and volume',
-  async (t) => {
-    const { kc } = cluster();
-    const namespace = await createTestNamespace(kc, 'adopt');
-    const core = kc.makeApiClient(CoreV1Api);
-    await eventually(() => core.readNamespacedServiceAccount({ namespace, name: 'default' }), {
-      description: 'default SA',
-    });
-    await kc.makeApiClient(AppsV1Api).createNamespacedDeployment({
-      namespace,
-      body: {
-        metadata: { name: 'legacy-connector' },
-        spec: {
-          replicas: 1,
-          selector: { matchLabels: { app: 'legacy-connector' } },
-          template: {
-            metadata: { labels: { app: 'legacy-connector' } },
-            spec: {
-              containers: [
-                {
-                  name: 'connector',
-                  image: 'vaultpam-connector:legacy',
-                  env: [{ name: 'PAM_AGENT_DATA_DIR', value: '/var/lib/vaultpam' }],
-                  volumeMounts: [{ name: 'state', mountPath: '/var/lib/vaultpam' }],
-                },
-              ],
-              volumes: [{ name: 'state', emptyDir: {} }],
-            },
-          },
-        },
-      },
-    });
-    const api = connectors(kc);
-    await api.create(namespace, {
-      metadata: { name: 'legacy', namespace },
-      spec: { connector: connectorSpec, workloadRef: { kind: 'Deployment', name: 'legacy-connector' } },
-    });
-    const c = await eventually(
-      () => api.get(namespace, 'legacy').then((x) => (x.status?.storage?.podName ? x : undefined)),
-      { description: 'posture of the adopted pod' },
-    );
-    t.is(condition(c, 'DurableStorage')?.reason, 'EmptyDir');
-    t.is(c.status?.mode, 'GuidedRecovery');
-    const podName = c.status?.storage?.podName ?? '';
-    t.regex(podName, /^legacy-connector-/);
-    const warning = await eventually(
-      async () => {
-        const events = await kc.makeApiClient(EventsV1Api).listNamespacedEvent({ namespace });
-        return events.items.find((e) => e.type === 'Warning' && e.reason === 'StorageEmptyDir');
-      },
-      { description: 'Warning Event' },
-    );
-    t.true(warning.note?.includes(podName));
-    t.true(warning.note?.includes('"state"'));
-    // Adopted: the operator created no StatefulSet of its own.
-    t.true(
-      await isGone(() =>
-        kc.makeApiClient(AppsV1Api).readNamespacedStatefulSet({ namespace, name: 'legacy' }),
-      ),
-    );
   },
 );
 

@@ -28,6 +28,12 @@ test.after.always(async () => {
 const spec = { connector: { org: 'acme', endpointId: 'ep-1', allowedNetworks: ['10.0.0.0/8'] } };
 const condition = (c: Connector, type: string) => c.status?.conditions?.find((x) => x.type === type);
 
+/** The Event with this reason recorded for the Connector "edge" in the namespace, if there is one. */
+async function connectorEvent(namespace: string, reason: string) {
+  const list = await cluster().kc.makeApiClient(EventsV1Api).listNamespacedEvent({ namespace });
+  return list.items.find((e) => e.regarding?.name === 'edge' && e.reason === reason);
+}
+
 test.serial(
   'apply a Connector: ConfigMap, StatefulSet with a claim, token Secret, Pending status',
   async (t) => {
@@ -55,7 +61,26 @@ test.serial(
     const sts = await apps.readNamespacedStatefulSet({ namespace, name: 'edge' });
     t.is(sts.spec?.replicas, 1);
     t.is(sts.spec?.volumeClaimTemplates?.[0]?.spec?.resources?.requests?.storage, '1Gi');
-    t.true(sts.spec?.template?.spec?.containers?.[0]?.securityContext?.readOnlyRootFilesystem);
+    const podSpec = sts.spec?.template?.spec;
+    const agent = podSpec?.containers?.find((c) => c.name === 'connector');
+    t.true(agent?.securityContext?.readOnlyRootFilesystem);
+    t.is(agent?.securityContext?.allowPrivilegeEscalation, false);
+    t.deepEqual(agent?.securityContext?.capabilities?.drop, ['ALL']);
+    t.true(podSpec?.securityContext?.runAsNonRoot);
+    t.is(agent?.env?.find((e) => e.name === 'PAM_AGENT_DATA_DIR')?.value, '/data');
+    const dataMount = agent?.volumeMounts?.find((m) => m.mountPath === '/data');
+    t.is(sts.spec?.volumeClaimTemplates?.[0]?.metadata?.name, dataMount?.name, '/data is the claim template');
+    t.false(
+      (podSpec?.volumes ?? []).some((v) => v.name === dataMount?.name),
+      'no pod volume shadows the claim at /data',
+    );
+    const tokenVolume = podSpec?.volumes?.find((v) => v.secret?.secretName === 'edge-enrollment-token');
+    t.true(tokenVolume?.secret?.optional, 'the token Secret is an optional mount: the pod starts without it');
+    t.true(agent?.volumeMounts?.some((m) => m.name === tokenVolume?.name && m.readOnly));
+    t.is(agent?.readinessProbe?.httpGet?.path, '/readyz');
+    t.is(agent?.livenessProbe?.httpGet?.path, '/healthz');
+    t.is(agent?.startupProbe?.httpGet?.path, '/healthz');
+    t.false(podSpec?.automountServiceAccountToken, 'the agent gets no Kubernetes credential');
     await eventually(() => core.readNamespacedPersistentVolumeClaim({ namespace, name: 'data-edge-0' }), {
       description: 'the StatefulSet controller creates the claim',
     });
@@ -124,6 +149,33 @@ test.serial(
     );
     const record = await env.admin.getConnector(`${namespace}.edge`);
     t.is(record.liveToken, null);
+
+    // Every transition left an Event on the Connector, in order.
+    const reasons = await eventually(
+      async () => {
+        const list = await kc.makeApiClient(EventsV1Api).listNamespacedEvent({ namespace });
+        const mine = list.items
+          .filter((e) => e.regarding?.kind === 'Connector' && e.regarding.name === 'edge')
+          .sort((a, b) => String(a.eventTime ?? '').localeCompare(String(b.eventTime ?? '')))
+          .map((e) => e.reason ?? '');
+        return mine.includes('PhaseOnline') && mine.includes('BootstrapRetired') ? mine : undefined;
+      },
+      { description: 'phase and retirement Events' },
+    );
+    t.true(reasons.includes('PhasePending'), reasons.join(', '));
+    t.true(reasons.includes('TokenMinted'), reasons.join(', '));
+    t.true(reasons.indexOf('PhasePending') < reasons.indexOf('PhaseOnline'), reasons.join(', '));
+
+    // The operator never writes spec: its field manager owns status and the finalizer, nothing else.
+    const managed = (await api.get(namespace, 'edge')).metadata.managedFields ?? [];
+    const operatorFields = managed.filter((m) => m.manager === 'vaultpam-connector-operator');
+    t.true(operatorFields.length > 0, 'the operator applied something');
+    for (const entry of operatorFields) {
+      t.false(
+        JSON.stringify(entry.fieldsV1 ?? {}).includes('"f:spec"'),
+        `${entry.subresource ?? 'main'} has no spec`,
+      );
+    }
   },
 );
 
@@ -141,6 +193,10 @@ test.serial('deleting a Connector revokes and releases it in the control plane',
   });
   const error = await t.throwsAsync(() => env.admin.getConnector(`${namespace}.edge`));
   t.is((error as { code?: string }).code, 'CONNECTOR_NOT_FOUND');
+  const released = await eventually(() => connectorEvent(namespace, 'ConnectorReleased'), {
+    description: 'ConnectorReleased Event',
+  });
+  t.regex(released.note ?? '', new RegExp(`released ${namespace}\\.edge in the control plane`));
 });
 
 test.serial('deletionPolicy Retain keeps the control-plane record but revokes its token', async (t) => {
@@ -161,4 +217,8 @@ test.serial('deletionPolicy Retain keeps the control-plane record but revokes it
   const record = await env.admin.getConnector(`${namespace}.edge`);
   t.is(record.liveToken, null, 'no live token outlives the Connector');
   t.is(record.org, 'acme', 'the configuration is kept in the control plane');
+  const retained = await eventually(() => connectorEvent(namespace, 'ConnectorRetained'), {
+    description: 'ConnectorRetained Event',
+  });
+  t.regex(retained.note ?? '', /deletionPolicy Retain/);
 });

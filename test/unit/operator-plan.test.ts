@@ -135,7 +135,8 @@ test('a pod on emptyDir: GuidedRecovery mode, DurableStorage False, a Warning na
   t.is(storage?.status, 'False');
   t.is(storage?.reason, 'EmptyDir');
   t.is(condition(result.status, 'Ready')?.status, 'False');
-  const warning = result.events.find((e) => e.reason === 'StorageEmptyDir');
+  const warning = result.transitions?.find((e) => e.reason === 'StorageEmptyDir');
+  t.is(warning?.type, 'Warning');
   t.regex(warning?.message ?? '', /edge-0/);
   t.regex(warning?.message ?? '', /"data"/);
 });
@@ -249,6 +250,7 @@ test('steady state: a second pass with the written status plans the same status 
   );
   t.deepEqual(second.status, first.status, 'a newer heartbeat within the refresh window changes nothing');
   t.deepEqual(second.events, []);
+  t.deepEqual(second.transitions, [], 'nothing changed, so no Event either');
   const later = plan(
     observed({
       connector: connector({ status: first.status }),

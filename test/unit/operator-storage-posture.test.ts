@@ -955,3 +955,46 @@ test("the operator's StatefulSet template before its claim exists: the planner s
   t.is(result.status.storage?.claimName, 'data-edge-0');
   t.is(result.status.storage?.podName, undefined);
 });
+
+test('an adopted StatefulSet with no pod yet: its own claim <template>-<statefulset>-0 is judged', (t) => {
+  const base = observed({
+    connector: connector({ spec: { workloadRef: { kind: 'StatefulSet', name: 'legacy-db' } } }),
+    pods: [],
+    claims: [claim({ name: 'state-legacy-db-0', uid: 'adopted-claim-uid' })],
+  });
+  const result = plan(
+    {
+      ...base,
+      workload: {
+        kind: 'StatefulSet',
+        name: 'legacy-db',
+        replicas: 1,
+        readyReplicas: 0,
+        templateAnnotations: {},
+        object: {
+          metadata: { name: 'legacy-db' },
+          spec: {
+            serviceName: 'legacy-db',
+            selector: { matchLabels: { app: 'legacy-db' } },
+            volumeClaimTemplates: [{ metadata: { name: 'state' } }],
+            template: {
+              spec: {
+                containers: [
+                  { name: 'connector', image: 'x', volumeMounts: [{ name: 'state', mountPath: '/data' }] },
+                ],
+              },
+            },
+          },
+        },
+      },
+    },
+    NOW,
+  );
+  t.is(durableStorage(result.status)?.reason, 'ClaimBound');
+  t.is(
+    result.status.storage?.claimName,
+    'state-legacy-db-0',
+    'named after the adopted StatefulSet, not the Connector',
+  );
+  t.is(result.status.mode, 'Autonomous');
+});

@@ -15,7 +15,7 @@ import type { OperatorMetrics } from '../runtime/metrics.ts';
 import { RESOURCE_TYPES } from '../runtime/resources.ts';
 import { desiredTokenSecret } from './desired-objects.ts';
 import { driftOf } from './drift.ts';
-import type { Plan } from './plan-types.ts';
+import type { Plan, PlannedEvent } from './plan-types.ts';
 
 export interface ActContext {
   writer: KubeWriter;
@@ -104,7 +104,11 @@ async function applyIfChanged(
 }
 
 /** Records the plan's Events on the Connector; the recorder never throws. */
-export async function recordEvents(ctx: ActContext, connector: Connector, plan: Plan): Promise<void> {
+export async function recordEvents(
+  ctx: ActContext,
+  connector: Connector,
+  events: readonly PlannedEvent[],
+): Promise<void> {
   const subject = {
     apiVersion: connector.apiVersion,
     kind: connector.kind,
@@ -112,7 +116,7 @@ export async function recordEvents(ctx: ActContext, connector: Connector, plan: 
     namespace: connector.metadata.namespace ?? '',
     ...(connector.metadata.uid ? { uid: connector.metadata.uid } : {}),
   };
-  for (const event of plan.events) {
+  for (const event of events) {
     await ctx.recorder.record(subject, {
       type: event.type,
       reason: event.reason,

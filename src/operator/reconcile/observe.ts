@@ -238,6 +238,7 @@ export async function observe(ctx: ObserveContext, connector: Connector): Promis
   let pods: V1Pod[];
   if (value.workloadRef) {
     const adopted = await ctx.reader.readWorkload(namespace, value.workloadRef.kind, value.workloadRef.name);
+    const selector = selectorString(adopted?.spec?.selector?.matchLabels);
     if (adopted) {
       workload = {
         kind: value.workloadRef.kind,
@@ -245,10 +246,10 @@ export async function observe(ctx: ObserveContext, connector: Connector): Promis
         replicas: adopted.spec?.replicas ?? 1,
         readyReplicas: adopted.status?.readyReplicas ?? 0,
         templateAnnotations: adopted.spec?.template?.metadata?.annotations ?? {},
+        ...(selector ? { podSelector: selector } : {}),
         ...(value.workloadRef.kind === 'StatefulSet' ? { object: adopted as V1StatefulSet } : {}),
       };
     }
-    const selector = selectorString(adopted?.spec?.selector?.matchLabels);
     pods = adopted && selector ? await ctx.reader.listPods(namespace, selector) : [];
   } else {
     const sts = ctx.reader.ownedStatefulSet(namespace, names.statefulSet);
@@ -274,6 +275,12 @@ export async function observe(ctx: ObserveContext, connector: Connector): Promis
     for (const v of pod.spec?.volumes ?? [])
       if (v.persistentVolumeClaim) wanted.add(v.persistentVolumeClaim.claimName);
   if (value.storage.kind === 'ExistingClaim') wanted.add(value.storage.claimName);
+  // An adopted StatefulSet's claims carry the user's labels, not ours: read the first replica's by name,
+  // so its posture is known before (or without) a pod.
+  if (value.workloadRef?.kind === 'StatefulSet' && workload?.object) {
+    for (const template of workload.object.spec?.volumeClaimTemplates ?? [])
+      if (template.metadata?.name) wanted.add(`${template.metadata.name}-${workload.name}-0`);
+  }
   for (const claimName of wanted) {
     if (claims.has(claimName)) continue;
     const claim = await ctx.reader.readClaim(namespace, claimName);

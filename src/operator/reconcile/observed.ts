@@ -33,6 +33,8 @@ export interface WorkloadFacts {
   readyReplicas: number;
   /** Annotations on the pod template (the restart marker lives there). */
   templateAnnotations: Record<string, string>;
+  /** The workload's pod selector as a label selector string (adopted workloads). */
+  podSelector?: string;
   /** The StatefulSet as read, when it is the operator's own (for diffing is not needed: SSA decides). */
   object?: V1StatefulSet;
 }

@@ -31,7 +31,13 @@ export interface Plan {
   /** Delete the token Secret (retired, consumed, expired or revoked). */
   deleteTokenSecret?: string;
   status: ConnectorStatus;
+  /** Events for actions this plan takes (recorded only once they happened). */
   events: PlannedEvent[];
+  /**
+   * Events for what changed since the stored status (phase, mode, storage, diagnosis): recorded
+   * whenever the status is written, even when an action failed.
+   */
+  transitions?: PlannedEvent[];
   /** Look again after this long even if nothing changes (token expiry, recovery polling). */
   requeueAfterMs?: number;
 }

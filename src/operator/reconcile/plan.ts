@@ -27,6 +27,7 @@ import type { ControlPlaneAction, Plan, PlannedEvent } from './plan-types.ts';
 import { agentPodFacts } from './pod-facts.ts';
 import { planRecovery } from './recovery.ts';
 import { currentPod, modeOf, type StoragePosture, storagePosture } from './storage-posture.ts';
+import { transitionEvents } from './transition-events.ts';
 
 /** The heartbeat time in the status is refreshed at most this often while nothing else changes. */
 export const HEARTBEAT_REFRESH_MS = 5 * 60_000;
@@ -65,8 +66,10 @@ function postureFor(observed: Observed, spec: DefaultedSpec, pod: V1Pod | undefi
     ...(pod?.metadata?.name ? { podName: pod.metadata.name } : {}),
     fromPod: pod !== undefined,
     claims: observed.claims,
+    // Claims of a StatefulSet's template are named <template>-<statefulset>-0: the adopted one's name
+    // when a StatefulSet is adopted, the operator's own otherwise.
     claimForTemplateVolume: (mount) =>
-      claimTemplates.has(mount) ? `${mount}-${names.statefulSet}-0` : undefined,
+      claimTemplates.has(mount) ? `${mount}-${observed.workload?.name ?? names.statefulSet}-0` : undefined,
     identityClaimUID: previous?.claimUID,
     ephemeralByChoice: spec.storage.kind === 'EmptyDir',
   });
@@ -325,18 +328,7 @@ export function plan(observed: Observed, now: Date): Plan {
   conditions = withReady(conditions, generation, now);
   status.conditions = conditions;
 
-  // ---- events on transitions ----
-  if (previous.phase && previous.phase !== phase) {
-    const warn = phase === 'Offline' || phase === 'NeedsRecovery' || phase === 'Degraded';
-    events.push({
-      type: warn ? 'Warning' : 'Normal',
-      reason: `Phase${phase}`,
-      message: `phase ${previous.phase} -> ${phase}${diagnosis ? `: ${diagnosis.reason}` : ''}`,
-    });
-  }
-  if (posture.status === 'False' && previous.storage?.source !== posture.source) {
-    events.push({ type: 'Warning', reason: `Storage${posture.reason}`, message: posture.message });
-  }
+  const transitions = transitionEvents({ previous, phase, mode, posture, diagnosis });
 
   const requeues = [
     enrollment.requeueAfterMs,
@@ -347,6 +339,7 @@ export function plan(observed: Observed, now: Date): Plan {
     controlPlane,
     status,
     events,
+    transitions,
     requeueAfterMs: Math.min(...requeues.filter((r): r is number => r !== undefined)),
   };
   if (configMap) result.configMap = configMap;
