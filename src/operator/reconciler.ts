@@ -111,6 +111,7 @@ export class ConnectorReconciler {
     if (!cached) {
       this.written.delete(key);
       this.ctx.adoption?.release(key);
+      this.ctx.connections.release(key);
       return {};
     }
     const connector = this.withOwnStatus(key, cached);

@@ -34,6 +34,8 @@ function legacyDeployment(volume: Record<string, unknown>): V1Deployment {
     metadata: { name: 'legacy-connector' },
     spec: {
       replicas: 1,
+      // A connector on a ReadWriteOnce claim is replaced, not rolled: the old pod goes first.
+      strategy: { type: 'Recreate' },
       selector: { matchLabels: { app: 'legacy-connector' } },
       template: {
         metadata: { labels: { app: 'legacy-connector' } },
@@ -118,15 +120,19 @@ test.serial(
       },
       setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
     );
-    // The old pod is not deleted here (there is no kubelet to stop it), so the operator sees both for
-    // a while; it must judge the newest one.
     const onClaim = await eventually(
       () =>
         api
           .get(namespace, 'legacy')
           .then((c) => (c.status?.storage?.source === 'PersistentVolumeClaim' ? c : undefined)),
       { description: 'the replacement pod on the claim', ...WITHIN_WATCH },
-    );
+    ).catch(async (error: Error) => {
+      const pods = await core.listNamespacedPod({ namespace });
+      const last = await api.get(namespace, 'legacy');
+      throw new Error(
+        `${error.message}; pods: ${pods.items.map((p) => `${p.metadata?.name}@${p.metadata?.creationTimestamp?.toISOString()}`).join(', ')}; storage: ${JSON.stringify(last.status?.storage)}`,
+      );
+    });
     t.is(onClaim.status?.storage?.claimName, 'legacy-state');
     t.not(onClaim.status?.storage?.podName, firstPod);
   },

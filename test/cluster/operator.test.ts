@@ -151,20 +151,25 @@ test.serial(
     t.is(record.liveToken, null);
 
     // Every transition left an Event on the Connector, in order.
+    let seen: string[] = [];
     const reasons = await eventually(
       async () => {
         const list = await kc.makeApiClient(EventsV1Api).listNamespacedEvent({ namespace });
-        const mine = list.items
+        seen = list.items
           .filter((e) => e.regarding?.kind === 'Connector' && e.regarding.name === 'edge')
-          .sort((a, b) => String(a.eventTime ?? '').localeCompare(String(b.eventTime ?? '')))
+          .sort((a, b) => new Date(a.eventTime ?? 0).getTime() - new Date(b.eventTime ?? 0).getTime())
           .map((e) => e.reason ?? '');
-        return mine.includes('PhaseOnline') && mine.includes('BootstrapRetired') ? mine : undefined;
+        // The pairing spends the token, so the Secret goes then (TokenConsumed), before retirement.
+        return seen.includes('PhaseOnline') && seen.includes('TokenConsumed') ? seen : undefined;
       },
-      { description: 'phase and retirement Events' },
-    );
+      { description: 'phase and token Events' },
+    ).catch((error: Error) => {
+      throw new Error(`${error.message}; Events seen: ${seen.join(', ')}`);
+    });
     t.true(reasons.includes('PhasePending'), reasons.join(', '));
     t.true(reasons.includes('TokenMinted'), reasons.join(', '));
-    t.true(reasons.indexOf('PhasePending') < reasons.indexOf('PhaseOnline'), reasons.join(', '));
+    t.true(reasons.indexOf('PhasePending') < reasons.indexOf('PhaseEnrolling'), reasons.join(', '));
+    t.true(reasons.indexOf('PhaseEnrolling') < reasons.indexOf('PhaseOnline'), reasons.join(', '));
 
     // The operator never writes spec: its field manager owns status and the finalizer, nothing else.
     const managed = (await api.get(namespace, 'edge')).metadata.managedFields ?? [];

@@ -116,6 +116,34 @@ test('tokens keep expiring: the re-mint waits with backoff and the diagnosis is 
   t.regex(result.status.diagnosis?.nextStep ?? '', /trust|network|token/);
 });
 
+test('why the token Secret goes: spent by the pairing, or no longer live without a pairing', (t) => {
+  const paired = plan(
+    observed({
+      record: record({ state: 'enrolling', bootstrapRetired: false, lastHeartbeatAt: null }),
+      tokenSecret: tokenSecret(),
+    }),
+    NOW,
+  );
+  t.is(paired.deleteTokenSecret, 'edge-enrollment-token');
+  t.deepEqual(
+    paired.events.map((e) => e.reason),
+    ['TokenConsumed'],
+  );
+  const revoked = plan(
+    observed({
+      connector: connector({ status: { enrollment: { mintCount: 1 } } }),
+      record: pendingRecord({ liveToken: null }),
+      tokenSecret: tokenSecret({ expiresAt: '2026-01-01T04:00:00.000Z' }),
+    }),
+    NOW,
+  );
+  t.true(
+    revoked.events.some((e) => e.reason === 'TokenSecretDeleted'),
+    revoked.events.map((e) => e.reason).join(),
+  );
+  t.false(revoked.events.some((e) => e.reason === 'TokenConsumed'));
+});
+
 test('online and retired: the token Secret is deleted, Ready is True, mode Autonomous', (t) => {
   const result = plan(observed({ tokenSecret: tokenSecret() }), NOW);
   t.is(result.deleteTokenSecret, 'edge-enrollment-token');

@@ -883,6 +883,20 @@ test('the pod that counts: a running, non-terminating pod first, then any non-te
   t.is(currentPod([]), undefined);
 });
 
+test('among pods that do not run, the newest counts: a rollout moves to the new template', (t) => {
+  const at = (name: string, iso: string) => {
+    const p = { ...pod({ name }), status: { phase: 'Pending' } };
+    p.metadata = { ...p.metadata, creationTimestamp: new Date(iso) };
+    return p;
+  };
+  const old = at('legacy-aaaa', '2026-01-01T00:00:00Z');
+  const fresh = at('legacy-bbbb', '2026-01-01T00:05:00Z');
+  t.is(currentPod([old, fresh])?.metadata?.name, 'legacy-bbbb');
+  t.is(currentPod([fresh, old])?.metadata?.name, 'legacy-bbbb', 'whatever the list order');
+  const runningOld = { ...old, status: { phase: 'Running' } };
+  t.is(currentPod([runningOld, fresh])?.metadata?.name, 'legacy-aaaa', 'a running pod still wins');
+});
+
 // Through the planner: the posture is what status.mode, status.storage and DurableStorage show.
 const NOW = new Date('2026-01-01T00:00:10Z');
 const durableStorage = (status: { conditions?: { type: string; status: string; reason: string }[] }) =>

@@ -2,6 +2,9 @@
 // that is reloaded when it changes) and any a Connector names in spec.controlPlane (CA from a
 // ConfigMap, credential from a Secret in the Connector's namespace). Each distinct (URL, CA,
 // credential) gets one client and one change-stream follower, shared by every Connector that uses it.
+// A Connector's own connection is closed once no Connector uses it any more (the Connector was
+// deleted, moved to another control plane, or its credential was rotated), so a stale credential
+// does not keep long-polling the change stream.
 import { createHash } from 'node:crypto';
 import { ControlPlaneAdminClient } from '../../controlplane/admin-client.ts';
 import type { Logger } from '../../lib/logger.ts';
@@ -72,6 +75,8 @@ export class ControlPlaneConnections {
   private readonly logger: Logger;
   private readonly onChange: (connectionKey: string, connectorId: string) => void;
   private readonly byKey = new Map<string, Connection>();
+  /** Which connection each Connector (namespace/name) uses, for those that name their own. */
+  private readonly users = new Map<string, string>();
   private running = false;
 
   constructor(options: { logger: Logger; onChange: (connectionKey: string, connectorId: string) => void }) {
@@ -84,10 +89,42 @@ export class ControlPlaneConnections {
     return this.obtain('default', settings);
   }
 
-  /** A control plane a Connector names: keyed by URL, CA and credential, so equal settings share one. */
-  forSettings(url: string, caPem: string, credential: string): ControlPlaneConnection {
+  /**
+   * A control plane the Connector `user` (namespace/name) names: keyed by URL, CA and credential, so
+   * equal settings share one. The connection it used before, if different, is closed when unused.
+   */
+  forSettings(user: string, url: string, caPem: string, credential: string): ControlPlaneConnection {
     const key = `${url}|${digest(caPem)}|${digest(credential)}`;
-    return this.obtain(key, { url, caPem, credential: () => credential });
+    const connection = this.obtain(key, { url, caPem, credential: () => credential });
+    const before = this.users.get(user);
+    this.users.set(user, key);
+    if (before !== undefined && before !== key) this.closeIfUnused(before);
+    return connection;
+  }
+
+  /** The Connector `user` no longer names a control plane of its own (deleted, or uses the default). */
+  release(user: string): void {
+    const before = this.users.get(user);
+    if (before === undefined) return;
+    this.users.delete(user);
+    this.closeIfUnused(before);
+  }
+
+  /** Connections open now (the default included), for tests and metrics. */
+  size(): number {
+    return this.byKey.size;
+  }
+
+  private closeIfUnused(key: string): void {
+    for (const used of this.users.values()) if (used === key) return;
+    const connection = this.byKey.get(key);
+    if (!connection) return;
+    connection.close();
+    this.byKey.delete(key);
+    this.logger.debug(
+      { controlPlane: connection.url },
+      'closed a control-plane connection no Connector uses',
+    );
   }
 
   get(key: string): ControlPlaneConnection | undefined {

@@ -18,6 +18,7 @@ import { ANNOTATIONS } from '../api/constants.ts';
 import { type Connector, type DefaultedSpec, defaultedSpec } from '../api/types.ts';
 import { StalledReasons } from '../conditions.ts';
 import type { ControlPlaneConnection, ControlPlaneConnections } from '../control-plane/connections.ts';
+import { objectKey } from '../runtime/work-queue.ts';
 import { childNames } from './desired-objects.ts';
 import type { ClaimFacts, ControlPlaneView, Observed, TokenSecretFacts, WorkloadFacts } from './observed.ts';
 
@@ -80,7 +81,9 @@ export async function resolveConnection(
   spec: DefaultedSpec,
 ): Promise<{ connection: ControlPlaneConnection } | { error: CodedError }> {
   const ref = spec.controlPlane;
+  const user = objectKey(spec.namespace, spec.name);
   if (!ref) {
+    ctx.connections.release(user);
     if (ctx.defaultConnection) return { connection: ctx.defaultConnection };
     return {
       error: new CodedError(
@@ -116,7 +119,7 @@ export async function resolveConnection(
     caPem = ca;
   }
   const credential = Buffer.from(encoded, 'base64').toString('utf8').replace(/\s+$/, '');
-  return { connection: ctx.connections.forSettings(ref.url, caPem, credential) };
+  return { connection: ctx.connections.forSettings(user, ref.url, caPem, credential) };
 }
 
 /**

@@ -88,6 +88,29 @@ function identityClaimUID(
   return previous;
 }
 
+/** Why the token Secret goes: retirement, a token spent by the pairing, or one no longer live. */
+function tokenSecretDeletedEvent(secretName: string, retired: boolean, paired: boolean): PlannedEvent {
+  if (retired) {
+    return {
+      type: 'Normal',
+      reason: 'BootstrapRetired',
+      message: `bootstrap retired: deleted the enrollment token Secret ${secretName}; restarts use the persisted identity only`,
+    };
+  }
+  if (paired) {
+    return {
+      type: 'Normal',
+      reason: 'TokenConsumed',
+      message: `the agent paired with its token: deleted the enrollment token Secret ${secretName}; the token cannot be used again`,
+    };
+  }
+  return {
+    type: 'Normal',
+    reason: 'TokenSecretDeleted',
+    message: `deleted the enrollment token Secret ${secretName}: its token is no longer live`,
+  };
+}
+
 export function plan(observed: Observed, now: Date): Plan {
   const connector = observed.connector;
   const previous: ConnectorStatus = connector.status ?? {};
@@ -197,13 +220,7 @@ export function plan(observed: Observed, now: Date): Plan {
     }
     if (enrollment.deleteSecret) {
       deleteTokenSecret = names.tokenSecret;
-      events.push({
-        type: 'Normal',
-        reason: retired ? 'BootstrapRetired' : 'TokenSecretDeleted',
-        message: retired
-          ? `bootstrap retired: deleted the enrollment token Secret ${names.tokenSecret}; restarts use the persisted identity only`
-          : `deleted the enrollment token Secret ${names.tokenSecret}: its token is no longer live`,
-      });
+      events.push(tokenSecretDeletedEvent(names.tokenSecret, retired, Boolean(record?.certificate)));
     }
   }
 

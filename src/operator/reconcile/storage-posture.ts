@@ -264,5 +264,9 @@ export function modeOf(posture: StoragePosture): ConnectorMode | undefined {
 /** The pod whose mount counts: a running, non-terminating pod first, then any non-terminating one. */
 export function currentPod(pods: V1Pod[]): V1Pod | undefined {
   const live = pods.filter((p) => !p.metadata?.deletionTimestamp);
-  return live.find((p) => p.status?.phase === 'Running') ?? live[0];
+  // A running pod is what backs the identity now. Otherwise the newest: during a rollout of an
+  // adopted Deployment the new pod has the template the workload is moving to.
+  const created = (p: V1Pod) => new Date(p.metadata?.creationTimestamp ?? 0).getTime();
+  const newestFirst = [...live].sort((a, b) => created(b) - created(a));
+  return newestFirst.find((p) => p.status?.phase === 'Running') ?? newestFirst[0];
 }
