@@ -1,10 +1,23 @@
-// Two operator replicas: only the Lease holder acts; when the leader dies without releasing the
-// Lease, the standby takes over after it expires and carries on from the cluster's state alone.
+// The operator binary leads, serves its probes and, on SIGTERM, releases its Lease and exits 0. Two
+// operator replicas: only the Lease holder acts; when the leader dies without releasing the Lease,
+// the standby takes over after it expires and carries on from the cluster's state alone.
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { get } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { CoordinationV1Api, CoreV1Api } from '@kubernetes/client-node';
 import test from 'ava';
 import { createTestNamespace, useCluster } from '../helpers/cluster.ts';
 import { eventually } from '../helpers/eventually.ts';
-import { connectors, type OperatorEnvironment, startOperatorEnvironment } from '../helpers/operator-env.ts';
+import {
+  CREDENTIAL_SECRET,
+  connectors,
+  LEASE_NAME,
+  OPERATOR_NAMESPACE,
+  type OperatorEnvironment,
+  startOperatorEnvironment,
+} from '../helpers/operator-env.ts';
 
 const cluster = useCluster(test);
 let env: OperatorEnvironment;
@@ -26,6 +39,87 @@ async function reconcileCount(metrics: {
   const metric = await metrics.registry.getSingleMetric('vaultpam_operator_reconciles_total')?.get();
   return metric?.values.reduce((sum, v) => sum + v.value, 0) ?? 0;
 }
+
+function httpStatus(url: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    get(url, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    }).on('error', reject);
+  });
+}
+
+// First in the file: no in-process operator holds the Lease yet.
+test.serial(
+  'the operator binary leads, serves probes, and on SIGTERM releases its Lease and exits 0',
+  async (t) => {
+    const { kc } = cluster();
+    const dir = await mkdtemp(join(tmpdir(), 'operator-bin-'));
+    t.teardown(() => rm(dir, { recursive: true, force: true }));
+    const kubeconfig = join(dir, 'kubeconfig');
+    await writeFile(kubeconfig, env.operatorKubeConfig.exportConfig(), { mode: 0o600 });
+    const caFile = join(dir, 'control-plane-ca.pem');
+    await writeFile(caFile, env.controlPlane.caPem);
+    const child = spawn(
+      process.execPath,
+      [
+        'src/bin/operator.ts',
+        `--control-plane-url=${env.controlPlane.url}`,
+        `--control-plane-ca-file=${caFile}`,
+        `--credential-secret=${OPERATOR_NAMESPACE}/${CREDENTIAL_SECRET}`,
+        `--leader-election-namespace=${OPERATOR_NAMESPACE}`,
+        '--listen=127.0.0.1:0',
+      ],
+      {
+        env: { PATH: process.env.PATH ?? '', KUBECONFIG: kubeconfig, POD_NAME: 'binary-replica' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => {
+      output += chunk.toString();
+    });
+    child.stderr.on('data', (chunk: Buffer) => {
+      output += chunk.toString();
+    });
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    t.teardown(() => {
+      if (child.exitCode === null) child.kill('SIGKILL');
+    });
+
+    const started = await eventually(
+      () => {
+        const line = output.split('\n').find((l) => l.includes('"operator started"'));
+        return line ? (JSON.parse(line) as { listen: { host: string; port: number } }) : undefined;
+      },
+      { description: `the operator started (output so far: ${output.slice(-500)})` },
+    );
+    const base = `http://${started.listen.host}:${started.listen.port}`;
+    t.is(await httpStatus(`${base}/healthz`), 200);
+    const leases = kc.makeApiClient(CoordinationV1Api);
+    await eventually(
+      async () =>
+        (
+          await leases.readNamespacedLease({ namespace: OPERATOR_NAMESPACE, name: LEASE_NAME })
+        ).spec?.holderIdentity?.startsWith('binary-replica_'),
+      { description: 'the binary holds the Lease (identity: pod name and a random suffix)' },
+    );
+    await eventually(async () => (await httpStatus(`${base}/readyz`)) === 200, { description: 'ready' });
+
+    child.kill('SIGTERM');
+    const code = await Promise.race([
+      exited,
+      new Promise<string>((resolve) => setTimeout(() => resolve('still running after 15 s'), 15_000)),
+    ]);
+    t.is(code, 0, output.slice(-2000));
+    const lease = await leases.readNamespacedLease({ namespace: OPERATOR_NAMESPACE, name: LEASE_NAME });
+    t.falsy(
+      lease.spec?.holderIdentity,
+      'the Lease was released, so a successor need not wait for it to expire',
+    );
+    t.regex(output, /"stopping"/);
+  },
+);
 
 test.serial(
   'a standby replica does nothing while the leader holds the lease; killing the leader hands over',

@@ -5,6 +5,7 @@ import { AppsV1Api, CoreV1Api, EventsV1Api } from '@kubernetes/client-node';
 import test from 'ava';
 import { usableAdminCredential } from '../../src/controlplane/server.ts';
 import type { Connector } from '../../src/operator/api/types.ts';
+import type { RunningOperator } from '../../src/operator/operator.ts';
 import { createTestNamespace, useCluster } from '../helpers/cluster.ts';
 import { eventually, isGone } from '../helpers/eventually.ts';
 import { captureLogs } from '../helpers/log-capture.ts';
@@ -13,13 +14,14 @@ import { assertNoSecrets } from '../helpers/secret-scan.ts';
 
 const cluster = useCluster(test);
 let env: OperatorEnvironment;
+let operator: RunningOperator;
 
 // Every log line of the operator and the control plane, at debug level, to scan for secrets.
 const logs = captureLogs('operator-test', 'debug');
 
 test.serial.before(async () => {
   env = await startOperatorEnvironment(cluster(), { logger: logs.logger });
-  await env.startOperator();
+  operator = await env.startOperator();
 });
 test.after.always(async () => {
   await env?.stop();
@@ -101,6 +103,20 @@ test.serial(
     t.is(connector.status?.observedGeneration, connector.metadata.generation);
     t.true(connector.metadata.finalizers?.includes('vaultpam.io/connector-cleanup'));
     t.is(connector.status?.enrollment?.tokenSecretName, 'edge-enrollment-token');
+
+    // The metrics follow what the operator did and saw.
+    // (the phase gauge reads the informer cache, which may trail the read above by a moment).
+    const sample = (scrape: string, name: string) =>
+      Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(scrape)?.[1] ?? 'NaN');
+    const scrape = await eventually(
+      async () => {
+        const text = await operator.metrics.registry.metrics();
+        return sample(text, 'vaultpam_operator_connectors\\{phase="Pending"\\}') >= 1 ? text : undefined;
+      },
+      { description: 'the Pending Connector counted by phase' },
+    );
+    t.true(sample(scrape, 'vaultpam_operator_enrollment_tokens_minted_total') >= 1, 'the mint was counted');
+    t.true(sample(scrape, 'vaultpam_operator_work_queue_depth') >= 0, 'the queue depth is exposed');
 
     // The token is in the Secret and nowhere else the operator writes.
     const events = await kc.makeApiClient(EventsV1Api).listNamespacedEvent({ namespace });

@@ -80,7 +80,7 @@ test('every operator metric is exposed with the vaultpam_operator_ prefix and li
   metrics.observeReconcile('success', 0.02);
   metrics.observeReconcile('error', 0.5, 'CONTROL_PLANE_UNAVAILABLE');
   metrics.enrollmentTokensMinted.inc();
-  metrics.recoveries.inc({ outcome: 'Succeeded' });
+  metrics.recoveries.inc({ outcome: 'succeeded' });
   metrics.countWrite('StatefulSet', 'patch');
   metrics.informerRestarts.inc({ resource: 'pods' });
 
@@ -98,7 +98,7 @@ test('every operator metric is exposed with the vaultpam_operator_ prefix and li
     'vaultpam_operator_connectors{phase="NeedsRecovery"} 1',
     'vaultpam_operator_connectors{phase="Pending"} 0',
     'vaultpam_operator_enrollment_tokens_minted_total 1',
-    'vaultpam_operator_recoveries_total{outcome="Succeeded"} 1',
+    'vaultpam_operator_recoveries_total{outcome="succeeded"} 1',
     'vaultpam_operator_kubernetes_writes_total{kind="StatefulSet",verb="patch"} 1',
     'vaultpam_operator_informer_restarts_total{resource="pods"} 1',
     'vaultpam_operator_leader 1',
