@@ -1,7 +1,6 @@
 // The operator binary leads, serves its probes and, on SIGTERM, releases its Lease and exits 0. Two
 // operator replicas: only the Lease holder acts; when the leader dies without releasing the Lease,
 // the standby takes over after it expires and carries on from the cluster's state alone.
-import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { get } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -18,6 +17,7 @@ import {
   type OperatorEnvironment,
   startOperatorEnvironment,
 } from '../helpers/operator-env.ts';
+import { runProgram } from '../helpers/program.ts';
 
 const cluster = useCluster(test);
 let env: OperatorEnvironment;
@@ -60,39 +60,27 @@ test.serial(
     await writeFile(kubeconfig, env.operatorKubeConfig.exportConfig(), { mode: 0o600 });
     const caFile = join(dir, 'control-plane-ca.pem');
     await writeFile(caFile, env.controlPlane.caPem);
-    const child = spawn(
-      process.execPath,
+    const program = runProgram(
+      t,
+      'src/bin/operator.ts',
       [
-        'src/bin/operator.ts',
         `--control-plane-url=${env.controlPlane.url}`,
         `--control-plane-ca-file=${caFile}`,
         `--credential-secret=${OPERATOR_NAMESPACE}/${CREDENTIAL_SECRET}`,
         `--leader-election-namespace=${OPERATOR_NAMESPACE}`,
         '--listen=127.0.0.1:0',
       ],
-      {
-        env: { PATH: process.env.PATH ?? '', KUBECONFIG: kubeconfig, POD_NAME: 'binary-replica' },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
+      { env: { PATH: process.env.PATH ?? '', KUBECONFIG: kubeconfig, POD_NAME: 'binary-replica' } },
     );
-    let output = '';
-    child.stdout.on('data', (chunk: Buffer) => {
-      output += chunk.toString();
-    });
-    child.stderr.on('data', (chunk: Buffer) => {
-      output += chunk.toString();
-    });
-    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-    t.teardown(() => {
-      if (child.exitCode === null) child.kill('SIGKILL');
-    });
-
     const started = await eventually(
       () => {
-        const line = output.split('\n').find((l) => l.includes('"operator started"'));
+        const line = program
+          .output()
+          .split('\n')
+          .find((l) => l.includes('"operator started"'));
         return line ? (JSON.parse(line) as { listen: { host: string; port: number } }) : undefined;
       },
-      { description: `the operator started (output so far: ${output.slice(-500)})` },
+      { description: 'the operator started' },
     );
     const base = `http://${started.listen.host}:${started.listen.port}`;
     t.is(await httpStatus(`${base}/healthz`), 200);
@@ -106,18 +94,18 @@ test.serial(
     );
     await eventually(async () => (await httpStatus(`${base}/readyz`)) === 200, { description: 'ready' });
 
-    child.kill('SIGTERM');
+    program.child.kill('SIGTERM');
     const code = await Promise.race([
-      exited,
+      program.closed,
       new Promise<string>((resolve) => setTimeout(() => resolve('still running after 15 s'), 15_000)),
     ]);
-    t.is(code, 0, output.slice(-2000));
+    t.is(code, 0, program.output().slice(-2000));
     const lease = await leases.readNamespacedLease({ namespace: OPERATOR_NAMESPACE, name: LEASE_NAME });
     t.falsy(
       lease.spec?.holderIdentity,
       'the Lease was released, so a successor need not wait for it to expire',
     );
-    t.regex(output, /"stopping"/);
+    t.regex(program.output(), /"stopping"/);
   },
 );
 

@@ -1,30 +1,19 @@
 // The README's main command works as written: `npm start` (here with --exit-when-online so it ends)
 // brings up the cluster, control plane, operator and pod runner, and a sample Connector goes Online.
-import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import test from 'ava';
 import { repoRoot } from '../../src/local-cluster/install.ts';
+import { runProgram } from '../helpers/program.ts';
 
 test('npm start brings the sample Connector Online and stops cleanly', async (t) => {
-  const child = spawn(
-    process.execPath,
-    [join(repoRoot, 'src', 'bin', 'local-run.ts'), '--exit-when-online', '--timeout', '150'],
-    {
-      cwd: repoRoot,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
+  const program = runProgram(
+    t,
+    join(repoRoot, 'src', 'bin', 'local-run.ts'),
+    ['--exit-when-online', '--timeout', '150'],
+    { cwd: repoRoot, killWith: 'SIGTERM' },
   );
-  let output = '';
-  child.stdout.on('data', (chunk: Buffer) => {
-    output += chunk.toString();
-  });
-  child.stderr.on('data', (chunk: Buffer) => {
-    output += chunk.toString();
-  });
-  t.teardown(() => {
-    if (child.exitCode === null) child.kill('SIGTERM');
-  });
-  const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+  const code = await program.closed;
+  const output = program.output();
   t.is(code, 0, output);
   t.regex(output, /dc1-connector\s+Online\s+Autonomous/);
   t.regex(output, /The sample Connector is Online/);
