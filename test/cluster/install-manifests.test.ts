@@ -20,6 +20,7 @@ import {
   PatchStrategy,
   PolicyV1Api,
   RbacAuthorizationV1Api,
+  setHeaderOptions,
   type V1Deployment,
 } from '@kubernetes/client-node';
 import test, { type ExecutionContext } from 'ava';
@@ -527,6 +528,38 @@ test.serial(
       body: { ...lease, spec: { ...lease.spec, holderIdentity: 'install-test-2' } },
     });
     t.is(renewed.spec?.holderIdentity, 'install-test-2');
+
+    // An adopted Deployment is read and scaled as a recovery does it: a merge patch of its scale
+    // subresource, the one write the operator makes to a workload it does not own.
+    await ensureNamespace(kc, TEAM_NAMESPACE);
+    await kc.makeApiClient(AppsV1Api).createNamespacedDeployment({
+      namespace: TEAM_NAMESPACE,
+      body: {
+        metadata: { name: 'adopted' },
+        spec: {
+          replicas: 1,
+          selector: { matchLabels: { app: 'adopted' } },
+          template: {
+            metadata: { labels: { app: 'adopted' } },
+            spec: { containers: [{ name: 'connector', image: 'vaultpam/connector:0.1.0' }] },
+          },
+        },
+      },
+    });
+    const apps = operator.makeApiClient(AppsV1Api);
+    t.is(
+      (await apps.readNamespacedDeployment({ namespace: TEAM_NAMESPACE, name: 'adopted' })).spec?.replicas,
+      1,
+    );
+    await apps.patchNamespacedDeploymentScale(
+      { namespace: TEAM_NAMESPACE, name: 'adopted', body: { spec: { replicas: 0 } } },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    );
+    // (The Scale answer omits a zero replica count, so read the Deployment back as admin.)
+    const after = await kc
+      .makeApiClient(AppsV1Api)
+      .readNamespacedDeployment({ namespace: TEAM_NAMESPACE, name: 'adopted' });
+    t.is(after.spec?.replicas, 0);
   },
 );
 
