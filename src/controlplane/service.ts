@@ -516,7 +516,9 @@ export class ControlPlaneService {
       this.enrollmentFailure(record, connectorId, 'ENROLLMENT_TOKEN_INVALID', reason, message);
     if (!record) throw invalid('unknown');
     if (isBootstrapClosed(record)) {
-      throw invalid('retired', 'the connector is retired from bootstrap; its identity must be recovered');
+      // The same answer as an unknown token: enrollment does not tell a caller which connectors exist
+      // or are retired. The audit entry, the metric and needs_recovery carry the reason.
+      throw invalid('retired');
     }
     const tokenId = parseTokenId(request.token);
     const token = tokenId ? this.store.tokenById(tokenId) : undefined;

@@ -201,6 +201,10 @@ test('a retired connector enrolling with a token: 401, audit, metric, needs_reco
   const res = await reborn.enroll(`vpe_0123456789abcdef_${'B'.repeat(43)}`);
   t.is(res.status, 401);
   t.is(res.json.error.code, 'ENROLLMENT_TOKEN_INVALID');
+  const stranger = await (await makeAgent(h, 'ns.never-existed')).enroll(
+    `vpe_0123456789abcdef_${'B'.repeat(43)}`,
+  );
+  t.deepEqual(res.json.error, stranger.json.error, 'the answer does not tell a retired connector from none');
   const connector = await h.admin.getConnector('ns.ret');
   t.is(connector.state, 'needs_recovery');
   t.is(connector.lastEnrollmentFailure?.code, 'ENROLLMENT_TOKEN_INVALID');
