@@ -60,7 +60,7 @@ const operator = await startOperator({
     },
   },
   connectorImage: 'vaultpam-connector:bench',
-  concurrency: 4,
+  concurrency: Number(process.env.BENCH_CONCURRENCY) || 4,
 });
 const caFile = join(dir, 'ca.crt');
 await writeFile(caFile, controlPlane.caPem);

@@ -165,11 +165,11 @@ export class ConnectorReconciler {
       ) {
         this.ctx.metrics.recoveries.inc({ outcome: outcome === 'Succeeded' ? 'succeeded' : 'failed' });
       }
-      await recordEvents(this.ctx, connector, [...planned.events, ...(planned.transitions ?? [])]);
+      recordEvents(this.ctx, connector, [...planned.events, ...(planned.transitions ?? [])]);
       return planned.requeueAfterMs === undefined ? {} : { requeueAfterMs: planned.requeueAfterMs };
     }
     // The planned actions did not all happen: only what the written status says changed, and the error.
-    await recordEvents(this.ctx, connector, [
+    recordEvents(this.ctx, connector, [
       ...(planned.transitions ?? []),
       {
         type: 'Warning',
@@ -239,7 +239,7 @@ export class ConnectorReconciler {
         ? `revoked live tokens and released ${spec.connector.id} in the control plane`
         : `revoked live tokens; kept the control-plane record of ${spec.connector.id} (deletionPolicy Retain)`;
       log.info({ deletionPolicy: spec.deletionPolicy }, message);
-      await recordEvents(this.ctx, connector, [
+      recordEvents(this.ctx, connector, [
         { type: 'Normal', reason: released ? 'ConnectorReleased' : 'ConnectorRetained', message },
       ]);
     }

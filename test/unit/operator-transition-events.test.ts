@@ -68,9 +68,14 @@ test('phases a person should look at are Warnings, and the message says from wha
       },
     }),
   );
-  const phase = events.find((e) => e.reason === 'PhaseOffline');
+  t.deepEqual(
+    events.map((e) => e.reason),
+    ['PhaseOffline'],
+    'the diagnosis found with the phase change rides on its Event: one write per transition',
+  );
+  const phase = events[0];
   t.is(phase?.type, 'Warning');
-  t.is(phase?.message, 'phase Online -> Offline: no heartbeat for 30 s');
+  t.is(phase?.message, 'phase Online -> Offline: no heartbeat for 30 s; next step: restore reachability');
   for (const quiet of ['Online', 'Enrolling', 'Recovering'] as const) {
     const back = transitionEvents(
       input({ previous: { phase: 'Offline', mode: 'Autonomous' }, phase: quiet }),
@@ -101,7 +106,7 @@ test('a storage posture that is not durable is a Warning naming the pod, once pe
   t.deepEqual(reasons(again), [], 'the same posture again is not news');
 });
 
-test('a replaced claim keeps its source but is news: Warning, mode change, and the pod is named', (t) => {
+test('a replaced claim keeps its source but is news: one Warning with the mode change, naming the pod', (t) => {
   const events = transitionEvents(
     input({
       previous: { phase: 'Online', mode: 'Autonomous', conditions: [storageCondition(bound)] },
@@ -112,15 +117,15 @@ test('a replaced claim keeps its source but is news: Warning, mode change, and t
   );
   t.deepEqual(
     events.map((e) => `${e.type} ${e.reason}`),
-    ['Warning ModeGuidedRecovery', 'Warning StorageClaimReplaced'],
+    ['Warning StorageClaimReplaced'],
   );
-  const storage = events.find((e) => e.reason === 'StorageClaimReplaced');
+  const storage = events[0];
+  t.regex(storage?.message ?? '', /^mode Autonomous -> GuidedRecovery: the claim data-edge-0 was replaced/);
   t.regex(
     storage?.message ?? '',
     /\(pod edge-0\)$/,
     'the posture message did not name the pod, so it is added',
   );
-  t.regex(events[0]?.message ?? '', /^mode Autonomous -> GuidedRecovery: /);
 });
 
 test('back to durable storage is a Normal mode Event and no storage Warning', (t) => {

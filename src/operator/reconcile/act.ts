@@ -103,12 +103,13 @@ async function applyIfChanged(
   await ctx.writer.apply(desired);
 }
 
-/** Records the plan's Events on the Connector; the recorder never throws. */
-export async function recordEvents(
-  ctx: ActContext,
-  connector: Connector,
-  events: readonly PlannedEvent[],
-): Promise<void> {
+/**
+ * Hands the plan's Events to the recorder without waiting for their writes (as client-go's event
+ * broadcaster does): an Event is a courtesy, so a burst of transitions (every connector going
+ * Offline when a network link drops) must not hold reconcile slots while Events are written. The
+ * recorder never rejects, orders repeats of one Event, and rate-limits per Connector.
+ */
+export function recordEvents(ctx: ActContext, connector: Connector, events: readonly PlannedEvent[]): void {
   const subject = {
     apiVersion: connector.apiVersion,
     kind: connector.kind,
@@ -117,7 +118,7 @@ export async function recordEvents(
     ...(connector.metadata.uid ? { uid: connector.metadata.uid } : {}),
   };
   for (const event of events) {
-    await ctx.recorder.record(subject, {
+    void ctx.recorder.record(subject, {
       type: event.type,
       reason: event.reason,
       action: 'Reconcile',

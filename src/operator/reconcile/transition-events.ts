@@ -24,26 +24,36 @@ function postureWithPod(posture: StoragePosture): string {
   return `${posture.message} (pod ${posture.podName})`;
 }
 
+/** The diagnosis when it is new or changed since the stored status. */
+function changedDiagnosis(input: TransitionInput): Diagnosis | undefined {
+  const { previous, diagnosis } = input;
+  if (!diagnosis?.failureClass) return undefined;
+  const before = previous.diagnosis;
+  if (before?.failureClass === diagnosis.failureClass && before.reason === diagnosis.reason) return undefined;
+  return diagnosis;
+}
+
+const nextStepOf = (diagnosis: Diagnosis | undefined) =>
+  diagnosis?.nextStep ? `; next step: ${diagnosis.nextStep}` : '';
+
 function phaseEvent(input: TransitionInput): PlannedEvent | undefined {
   const { previous, phase, diagnosis } = input;
   if (previous.phase === phase) return undefined;
   const change = previous.phase ? `phase ${previous.phase} -> ${phase}` : `phase ${phase}`;
+  // A diagnosis that comes with the phase change rides on this Event (one write per transition).
+  const next = nextStepOf(changedDiagnosis(input));
   return {
     type: WARNING_PHASES.has(phase) ? 'Warning' : 'Normal',
     reason: `Phase${phase}`,
-    message: `${change}${diagnosis?.reason ? `: ${diagnosis.reason}` : ''}`,
+    message: `${change}${diagnosis?.reason ? `: ${diagnosis.reason}` : ''}${next}`,
   };
 }
 
-function modeEvent(input: TransitionInput): PlannedEvent | undefined {
-  const { previous, mode, posture } = input;
-  // The first mode is reported by the storage Event when it is not durable; a change is news.
+function modeChange(input: TransitionInput): string | undefined {
+  const { previous, mode } = input;
+  // The first mode is news only through the storage Event (when it is not durable).
   if (!mode || !previous.mode || previous.mode === mode) return undefined;
-  return {
-    type: mode === 'GuidedRecovery' ? 'Warning' : 'Normal',
-    reason: `Mode${mode}`,
-    message: `mode ${previous.mode} -> ${mode}: ${postureWithPod(posture)}`,
-  };
+  return `mode ${previous.mode} -> ${mode}`;
 }
 
 function storageEvent(input: TransitionInput): PlannedEvent | undefined {
@@ -51,24 +61,44 @@ function storageEvent(input: TransitionInput): PlannedEvent | undefined {
   if (posture.status !== 'False') return undefined;
   const before = findCondition(previous.conditions, CONDITION_TYPES.DurableStorage);
   if (before?.status === 'False' && before.reason === posture.reason) return undefined;
-  return { type: 'Warning', reason: `Storage${posture.reason}`, message: postureWithPod(posture) };
-}
-
-function diagnosisEvent(input: TransitionInput): PlannedEvent | undefined {
-  const { previous, diagnosis } = input;
-  if (!diagnosis?.failureClass) return undefined;
-  const before = previous.diagnosis;
-  if (before?.failureClass === diagnosis.failureClass && before.reason === diagnosis.reason) return undefined;
-  const next = diagnosis.nextStep ? `; next step: ${diagnosis.nextStep}` : '';
+  const mode = modeChange(input);
   return {
     type: 'Warning',
-    reason: `Diagnosed${diagnosis.failureClass}`,
-    message: `${diagnosis.reason ?? diagnosis.failureClass}${next}`,
+    reason: `Storage${posture.reason}`,
+    message: `${mode ? `${mode}: ` : ''}${postureWithPod(posture)}`,
   };
 }
 
+function modeEvent(input: TransitionInput): PlannedEvent | undefined {
+  const change = modeChange(input);
+  if (!change || !input.mode) return undefined;
+  return {
+    type: input.mode === 'GuidedRecovery' ? 'Warning' : 'Normal',
+    reason: `Mode${input.mode}`,
+    message: `${change}: ${postureWithPod(input.posture)}`,
+  };
+}
+
+function diagnosisEvent(input: TransitionInput): PlannedEvent | undefined {
+  const diagnosis = changedDiagnosis(input);
+  if (!diagnosis?.failureClass) return undefined;
+  return {
+    type: 'Warning',
+    reason: `Diagnosed${diagnosis.failureClass}`,
+    message: `${diagnosis.reason ?? diagnosis.failureClass}${nextStepOf(diagnosis)}`,
+  };
+}
+
+/**
+ * At most one Event per kind of change, and no more than needed: Events are writes, and a network
+ * drop turns every connector Offline at once. A diagnosis found with a phase change goes into the
+ * phase Event; a mode change caused by a storage posture goes into the storage Event.
+ */
 export function transitionEvents(input: TransitionInput): PlannedEvent[] {
-  return [phaseEvent(input), modeEvent(input), storageEvent(input), diagnosisEvent(input)].filter(
-    (event): event is PlannedEvent => event !== undefined,
-  );
+  const phase = phaseEvent(input);
+  const storage = storageEvent(input);
+  const events = [phase, storage];
+  if (!storage) events.push(modeEvent(input));
+  if (!phase) events.push(diagnosisEvent(input));
+  return events.filter((event): event is PlannedEvent => event !== undefined);
 }
