@@ -40,6 +40,8 @@ export const DurableStorageReasons = {
   EphemeralByChoice: 'EphemeralByChoice',
   /** Unknown: no pod runs, so there is no mount to look at. */
   NoRunningPod: 'NoRunningPod',
+  /** Unknown: an adopted pod has several containers and none is recognisably the agent. */
+  AgentContainerUnknown: 'AgentContainerUnknown',
   /** Unknown: the adopted workload mounts something the operator cannot classify. */
   UnrecognizedVolume: 'UnrecognizedVolume',
 } as const;

@@ -821,6 +821,52 @@ const cases: Case[] = [
     },
   },
   {
+    name: 'several containers, none named connector nor setting the env: the only one mounting /data is the agent',
+    input: {
+      podSpec: {
+        containers: [
+          { name: 'vaultpam', image: 'x', volumeMounts: [{ name: 'state', mountPath: '/data' }] },
+          { name: 'metrics', image: 'y' },
+        ],
+        volumes: [{ name: 'state', emptyDir: {} }],
+      },
+      podName: 'legacy-7d9f8c6b5-x2k4q',
+    },
+    expected: {
+      source: 'EmptyDir',
+      status: 'False',
+      reason: DurableStorageReasons.EmptyDir,
+      durable: false,
+      mode: 'GuidedRecovery',
+      volumeName: 'state',
+      podName: 'legacy-7d9f8c6b5-x2k4q',
+      message: ['/data in pod legacy-7d9f8c6b5-x2k4q', 'emptyDir "state"'],
+    },
+  },
+  {
+    name: 'several look-alike containers: Unknown AgentContainerUnknown, no mode, and how to make it tell',
+    input: {
+      podSpec: {
+        containers: [
+          { name: 'vaultpam', image: 'x', volumeMounts: [{ name: 'state', mountPath: '/data' }] },
+          { name: 'backup', image: 'y', volumeMounts: [{ name: 'state', mountPath: '/data' }] },
+        ],
+        volumes: [claimVolume('state', 'legacy-data')],
+      },
+      podName: 'legacy-7d9f8c6b5-x2k4q',
+      claims: claimsOf(claim({ name: 'legacy-data' })),
+    },
+    expected: {
+      source: 'Unknown',
+      status: 'Unknown',
+      reason: DurableStorageReasons.AgentContainerUnknown,
+      durable: false,
+      mode: undefined,
+      podName: 'legacy-7d9f8c6b5-x2k4q',
+      message: ['pod legacy-7d9f8c6b5-x2k4q', 'name it "connector" or set PAM_AGENT_DATA_DIR'],
+    },
+  },
+  {
     name: 'an adopted Deployment pod with one container of another name and no env: that container counts',
     input: {
       podSpec: podSpec({

@@ -26,13 +26,19 @@ export interface StoragePosture {
   podName?: string;
 }
 
-/** The container that runs the agent: the one named `connector`, else the one that sets the data dir. */
+/**
+ * The container that runs the agent: the one named `connector`, else the one that sets the data
+ * dir, else the only container, else the only one that mounts something at the default data dir.
+ * Undefined when none of these tells (an adopted pod with several look-alike containers).
+ */
 export function agentContainer(spec: V1PodSpec | undefined): V1Container | undefined {
   const containers = spec?.containers ?? [];
+  const mountingDefault = containers.filter((c) => dataDirMounts(c, AGENT_DATA_DIR).length > 0);
   return (
     containers.find((c) => c.name === AGENT_CONTAINER_NAME) ??
     containers.find((c) => c.env?.some((e) => e.name === DATA_DIR_ENV)) ??
-    (containers.length === 1 ? containers[0] : undefined)
+    (containers.length === 1 ? containers[0] : undefined) ??
+    (mountingDefault.length === 1 ? mountingDefault[0] : undefined)
   );
 }
 
@@ -104,6 +110,17 @@ export function storagePosture(input: PostureInput): StoragePosture {
       status: 'Unknown',
       reason: DurableStorageReasons.NoRunningPod,
       message: 'no pod or workload template to inspect yet',
+    };
+  }
+  if (!agentContainer(input.podSpec)) {
+    // Saying "nothing is mounted" here would be a guess presented as a fact.
+    return {
+      ...base,
+      source: 'Unknown',
+      durable: false,
+      status: 'Unknown',
+      reason: DurableStorageReasons.AgentContainerUnknown,
+      message: `cannot tell which container of ${where} is the connector agent: name it "${AGENT_CONTAINER_NAME}" or set ${DATA_DIR_ENV} in it`,
     };
   }
   // In a StatefulSet template the data mount names a claim template, not a pod volume.
