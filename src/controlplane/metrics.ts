@@ -22,6 +22,8 @@ export interface ControlPlaneMetrics {
   enrollmentFailures: Counter<'reason'>;
   tokensMinted: Counter;
   certRenewals: Counter;
+  /** Refused-enrollment audit entries not written because one source sent too many. */
+  auditSuppressed: Counter;
   requestDuration: Histogram<'route' | 'status'>;
 }
 
@@ -57,6 +59,11 @@ export function createMetrics(
       registers,
     }),
     certRenewals: new Counter({ name: 'cp_cert_renewals_total', help: 'Certificates renewed.', registers }),
+    auditSuppressed: new Counter({
+      name: 'cp_audit_suppressed_total',
+      help: 'gateway.enrollment_failed audit entries not written because too many came for one connector (or for unknown ones).',
+      registers,
+    }),
     requestDuration: new Histogram({
       name: 'cp_http_request_duration_seconds',
       help: 'HTTP request duration by route and status.',

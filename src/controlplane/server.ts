@@ -60,6 +60,8 @@ export interface ControlPlaneOptions {
   flushIntervalMs?: number;
   /** Change-feed entries kept (older cursors answer 410). */
   changeRetention?: number;
+  /** Refused enrollments audited per connector (see ServiceOptions.enrollmentAuditLimit). */
+  enrollmentAuditLimit?: { burst: number; refillEveryMs: number };
   /** Also export process and Node.js metrics (event-loop lag, memory, GC) on /metrics. */
   processMetrics?: boolean;
 }
@@ -209,6 +211,7 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
     certificateLifetimeSeconds: options.certificateLifetimeSeconds ?? DEFAULTS.certificateLifetimeSeconds,
     sanUriPrefix,
     changeRetention: options.changeRetention,
+    ...(options.enrollmentAuditLimit ? { enrollmentAuditLimit: options.enrollmentAuditLimit } : {}),
   });
   const core = service;
   const adminAuth = new AdminAuth(admin.lines);

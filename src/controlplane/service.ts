@@ -15,6 +15,7 @@ import type { Logger } from 'pino';
 import type { Clock } from '../lib/clock.ts';
 import type { CodedError } from '../lib/errors.ts';
 import { isCodedError } from '../lib/errors.ts';
+import { PerKeyRateLimiter } from '../lib/rate-limiter.ts';
 import { type AuditEntry, type AuditType, auditEntryJson } from './audit.ts';
 import { cpError, type ErrorCode } from './errors.ts';
 import type { ControlPlaneMetrics, EnrollmentFailureReason } from './metrics.ts';
@@ -52,6 +53,11 @@ export interface ServiceOptions {
   sanUriPrefix: string;
   /** How many change-feed entries are kept; older cursors answer 410 CURSOR_EXPIRED. */
   changeRetention?: number;
+  /**
+   * Refused enrollments audited per connector (all unknown connectors share one budget): a burst,
+   * then one per refill period. Default 20, then one every 3 s.
+   */
+  enrollmentAuditLimit?: { burst: number; refillEveryMs: number };
 }
 
 export interface ConnectorConfig {
@@ -114,10 +120,21 @@ export class ControlPlaneService {
   private readonly waiters = new Set<() => void>();
   private readonly startedAt: number;
   private changesSincePrune = 0;
+  /**
+   * The enrollment endpoint is unauthenticated: without a bound, anyone who can reach it could grow
+   * the append-only audit log without limit. The metric still counts every refusal.
+   */
+  private readonly failureAudits: PerKeyRateLimiter;
 
   constructor(options: ServiceOptions) {
     this.options = options;
     this.store = options.store;
+    this.failureAudits = new PerKeyRateLimiter({
+      burst: options.enrollmentAuditLimit?.burst ?? 20,
+      refillEveryMs: options.enrollmentAuditLimit?.refillEveryMs ?? 3_000,
+      clock: options.clock,
+      maxKeys: 10_000,
+    });
     for (const record of this.store.loadConnectors()) this.connectors.set(record.connectorId, record);
     this.startedAt = this.now();
   }
@@ -496,8 +513,11 @@ export class ControlPlaneService {
   ): CodedError {
     const now = this.now();
     this.options.metrics.enrollmentFailures.inc({ reason });
+    // Unknown connector ids share one budget, so inventing ids does not buy more entries.
+    const audited = this.failureAudits.tryTake(record ? `connector:${connectorId}` : 'unknown-connectors');
+    if (!audited) this.options.metrics.auditSuppressed.inc();
     this.store.transaction(() => {
-      this.audit('gateway.enrollment_failed', connectorId, { code, reason }, now);
+      if (audited) this.audit('gateway.enrollment_failed', connectorId, { code, reason }, now);
       if (record) {
         record.lastEnrollmentFailure = { code, at: now };
         if (reason === 'retired')
@@ -505,7 +525,8 @@ export class ControlPlaneService {
         this.publish(record, now);
       }
     });
-    this.log.warn({ connectorId, code, reason }, 'enrollment refused');
+    if (audited) this.log.warn({ connectorId, code, reason }, 'enrollment refused');
+    else this.log.debug({ connectorId, code, reason }, 'enrollment refused (audit budget spent)');
     return cpError(code, message);
   }
 

@@ -8,7 +8,16 @@ import { BODY_LIMIT_BYTES } from '../../src/controlplane/http/body.ts';
 import { usableAdminCredential } from '../../src/controlplane/server.ts';
 import { createCsrPem, generateKeyPairPem } from '../../src/lib/pki.ts';
 import { assertNoSecrets } from '../helpers/secret-scan.ts';
-import { CONFIG, type Harness, jsonRequest, makeAgent, raw, startHarness } from './helpers.ts';
+import {
+  CONFIG,
+  enrolledAgent,
+  type Harness,
+  jsonRequest,
+  makeAgent,
+  metricValue,
+  raw,
+  startHarness,
+} from './helpers.ts';
 
 function der(pem: string): Buffer {
   return Buffer.from(pem.replace(/-----[^-]+-----|\s/g, ''), 'base64');
@@ -363,4 +372,34 @@ test('no log line and no API response (but the mint answer) holds a token, crede
   assertNoSecrets(t, 'agent API answers', h.responses.join('\n'), secrets);
   t.true(h.logs.lines().length > 10, 'the scan saw real log output');
   t.true(h.logs.text().includes('connector enrolled'));
+});
+
+test('refused enrollments are audited within a budget per connector; unknown ids share one', async (t) => {
+  const h = await startHarness(t, { enrollmentAuditLimit: { burst: 3, refillEveryMs: 3_600_000 } });
+  const junk = `vpe_0123456789abcdef_${'C'.repeat(43)}`;
+  // Ten invented connector ids: one shared budget of three entries.
+  for (let i = 0; i < 10; i++) {
+    const res = await (await makeAgent(h, `ns.invented-${i}`)).enroll(junk);
+    t.is(res.json.error.code, 'ENROLLMENT_TOKEN_INVALID');
+  }
+  const audited = (await h.admin.audit({ limit: 1000 })).filter(
+    (e) => e.type === 'gateway.enrollment_failed',
+  );
+  t.is(audited.length, 3);
+  t.is(
+    await metricValue(h, 'cp_enrollment_failures_total', 'reason="unknown"'),
+    10,
+    'every refusal is counted',
+  );
+  t.is(await metricValue(h, 'cp_audit_suppressed_total'), 7);
+
+  // A real connector has a budget of its own, and a spent budget never skips the state change.
+  const agent = await enrolledAgent(h, 'ns.real');
+  await agent.heartbeat();
+  for (let i = 0; i < 5; i++) await (await makeAgent(h, 'ns.real')).enroll(junk);
+  const forReal = (await h.admin.audit({ connectorId: 'ns.real' })).filter(
+    (e) => e.type === 'gateway.enrollment_failed',
+  );
+  t.is(forReal.length, 3);
+  t.is((await h.admin.getConnector('ns.real')).state, 'needs_recovery');
 });

@@ -20,6 +20,7 @@ import {
 import { type Clock, systemClock } from '../../lib/clock.ts';
 import { errorMessage } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/logger.ts';
+import { evictOldest, PerKeyRateLimiter } from '../../lib/rate-limiter.ts';
 import { apiErrorMessage, httpStatusOf } from './api-errors.ts';
 import type { OperatorMetrics } from './metrics.ts';
 import { findSecretPattern } from './secret-patterns.ts';
@@ -72,43 +73,6 @@ export interface EventRecorderOptions {
   seriesWindowMs?: number;
   /** Series and rate-limit buckets remembered at most (least recently used forgotten). Default 4096. */
   maxTracked?: number;
-}
-
-/** A token bucket per key, driven by an injected clock. */
-export class PerKeyRateLimiter {
-  private readonly burst: number;
-  private readonly refillEveryMs: number;
-  private readonly clock: Clock;
-  private readonly maxKeys: number;
-  private readonly buckets = new Map<string, { tokens: number; at: number }>();
-
-  constructor(options: { burst: number; refillEveryMs: number; clock: Clock; maxKeys: number }) {
-    this.burst = options.burst;
-    this.refillEveryMs = options.refillEveryMs;
-    this.clock = options.clock;
-    this.maxKeys = options.maxKeys;
-  }
-
-  /** Takes one token for `key`; false when the bucket is empty. */
-  tryTake(key: string): boolean {
-    const now = this.clock.now().getTime();
-    const bucket = this.buckets.get(key) ?? { tokens: this.burst, at: now };
-    const refilled = Math.min(this.burst, bucket.tokens + Math.max(0, now - bucket.at) / this.refillEveryMs);
-    const allowed = refilled >= 1;
-    // Re-insert so Map order is least-recently-used first.
-    this.buckets.delete(key);
-    this.buckets.set(key, { tokens: allowed ? refilled - 1 : refilled, at: now });
-    evictOldest(this.buckets, this.maxKeys);
-    return allowed;
-  }
-}
-
-function evictOldest<V>(map: Map<string, V>, max: number): void {
-  while (map.size > max) {
-    const oldest = map.keys().next();
-    if (oldest.done) return;
-    map.delete(oldest.value);
-  }
 }
 
 /** Cuts `text` to at most `maxBytes` of UTF-8 without splitting a character. */
