@@ -223,14 +223,17 @@ export class ControlPlaneClient implements AgentApi {
 }
 
 function httpError(path: string, status: number, body: unknown): CodedError {
-  const error = (body as { error?: { code?: unknown; message?: unknown } } | undefined)?.error;
+  const error = (body as { error?: { code?: unknown; message?: unknown; details?: unknown } } | undefined)
+    ?.error;
   const code = typeof error?.code === 'string' ? error.code : `HTTP_${status}`;
   const message =
     typeof error?.message === 'string'
       ? error.message
       : `the control plane answered ${path} with HTTP ${status}`;
   const temporary = status >= 500 || status === 429 || status === 408;
-  return new CodedError(code, message, { httpStatus: status, temporary, details: { path } });
+  const given =
+    error?.details && typeof error.details === 'object' ? (error.details as Record<string, unknown>) : {};
+  return new CodedError(code, message, { httpStatus: status, temporary, details: { ...given, path } });
 }
 
 function badAnswer(route: string, what: string): CodedError {

@@ -129,6 +129,14 @@ export function enrollmentRejectedFailure(error: CodedError): AgentFailure {
     case 'ENROLLMENT_TOKEN_REVOKED':
       return new AgentFailure(error.code, reason, { ...base, nextStep: NEXT_STEPS.tokenExpiredOrRevoked });
     case 'ENROLLMENT_TOKEN_INVALID':
+      // The control plane says so only to the holder of this connector's own spent token.
+      if (error.details?.previouslyPaired === true) {
+        return new AgentFailure(error.code, reason, {
+          failureClass: 'IdentityLoss',
+          exitCode: EXIT_CODES.identityLoss,
+          nextStep: NEXT_STEPS.identityLost,
+        });
+      }
       return new AgentFailure(error.code, reason, {
         ...base,
         nextStep: NEXT_STEPS.tokenRejectedUnknownHistory,

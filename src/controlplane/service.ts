@@ -510,6 +510,7 @@ export class ControlPlaneService {
     code: ErrorCode,
     reason: EnrollmentFailureReason,
     message: string,
+    details?: Record<string, unknown>,
   ): CodedError {
     const now = this.now();
     this.options.metrics.enrollmentFailures.inc({ reason });
@@ -527,7 +528,7 @@ export class ControlPlaneService {
     });
     if (audited) this.log.warn({ connectorId, code, reason }, 'enrollment refused');
     else this.log.debug({ connectorId, code, reason }, 'enrollment refused (audit budget spent)');
-    return cpError(code, message);
+    return cpError(code, message, details);
   }
 
   enroll(request: { connectorId: string; token: string; csrPem: string }): EnrollResult {
@@ -537,9 +538,24 @@ export class ControlPlaneService {
       this.enrollmentFailure(record, connectorId, 'ENROLLMENT_TOKEN_INVALID', reason, message);
     if (!record) throw invalid('unknown');
     if (isBootstrapClosed(record)) {
-      // The same answer as an unknown token: enrollment does not tell a caller which connectors exist
-      // or are retired. The audit entry, the metric and needs_recovery carry the reason.
-      throw invalid('retired');
+      // Whoever presents this connector's own (spent) token is the connector that lost its identity
+      // and fell back to bootstrap (the runbook's branch 3): tell it so, since holding the token
+      // proves it already knows. Anyone else gets the same answer as an unknown token, so the
+      // endpoint does not tell which connectors exist or are retired.
+      const presentedId = parseTokenId(request.token);
+      const presented = presentedId ? this.store.tokenById(presentedId) : undefined;
+      const own =
+        presented?.connectorId === connectorId && tokenMatchesHash(request.token, presented.tokenHash);
+      if (!own) throw invalid('retired');
+      throw this.enrollmentFailure(
+        record,
+        connectorId,
+        'ENROLLMENT_TOKEN_INVALID',
+        'retired',
+        'the enrollment token is not valid: this connector paired before, so its token cannot pair it again; ' +
+          'its persisted identity is lost and must be recovered',
+        { previouslyPaired: true },
+      );
     }
     const tokenId = parseTokenId(request.token);
     const token = tokenId ? this.store.tokenById(tokenId) : undefined;

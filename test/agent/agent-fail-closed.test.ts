@@ -98,7 +98,7 @@ test('an empty data directory and no token: FirstBootBootstrap ENROLLMENT_TOKEN_
   t.deepEqual(counts, { enroll: 0, heartbeat: 0, renew: 0 });
 });
 
-test('identity deleted and the stale token presented: exit 11, one enroll request, control plane needs_recovery', async (t) => {
+test('identity deleted and the stale token presented: IdentityLoss exit 10, one enroll request, control plane needs_recovery', async (t) => {
   const control = await startTestControlPlane(t);
   const connectorId = 'team-a.lost-dir';
   const { token, config, keyPem } = await enrolledConnector(t, control, connectorId);
@@ -110,11 +110,12 @@ test('identity deleted and the stale token presented: exit 11, one enroll reques
     await agent.done,
     logs,
     config,
-    { exitCode: 11, failureClass: 'FirstBootBootstrap', code: 'ENROLLMENT_TOKEN_INVALID' },
+    { exitCode: 10, failureClass: 'IdentityLoss', code: 'ENROLLMENT_TOKEN_INVALID' },
     [token, keyPem],
   );
-  t.regex(message.reason, /401 ENROLLMENT_TOKEN_INVALID/);
-  t.regex(message.nextStep, /paired before.*guided recovery/s);
+  // The runbook's branch 3: "401 ENROLLMENT_TOKEN_INVALID after a previously successful pairing".
+  t.regex(message.reason, /401 ENROLLMENT_TOKEN_INVALID: .*paired before/);
+  t.regex(message.nextStep, /^Durable identity loss: .*reattach the original data directory/s);
   t.is(counts.enroll, 1, 'the rejected token is never retried');
   const connector = await control.admin.getConnector(connectorId);
   t.is(connector.state, 'needs_recovery');

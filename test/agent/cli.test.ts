@@ -58,7 +58,7 @@ async function healthUrl(agent: SpawnedAgent): Promise<string> {
   return String(line.url);
 }
 
-test('the CLI enrolls, serves probes, stops with exit 0 on SIGTERM, restarts without a token, and fails closed with exit 11 once its identity is gone', async (t) => {
+test('the CLI enrolls, serves probes, stops with exit 0 on SIGTERM, restarts without a token, and fails closed with exit 10 once its identity is gone', async (t) => {
   const control = await startTestControlPlane(t);
   const connectorId = 'team-a.cli';
   const { token, tokenFile, dataDir } = await prepareConnector(t, control, connectorId);
@@ -105,14 +105,14 @@ test('the CLI enrolls, serves probes, stops with exit 0 on SIGTERM, restarts wit
   await rm(identityPaths(dataDir).dir, { recursive: true });
   await writeFile(tokenFile, token);
   const third = spawnAgent(t, args, { viaNpx: true });
-  t.is((await third.exited).code, 11);
+  t.is((await third.exited).code, 10, 'the control plane told it it paired before: durable identity loss');
   const message = JSON.parse(await readFile(terminationLog, 'utf8')) as Record<string, string>;
-  t.is(message.failureClass, 'FirstBootBootstrap');
+  t.is(message.failureClass, 'IdentityLoss');
   t.is(message.code, 'ENROLLMENT_TOKEN_INVALID');
   t.is((await control.admin.getConnector(connectorId)).state, 'needs_recovery');
   const errorLines = third.records().filter((r) => Number(r.level) >= 50);
   t.is(errorLines.length, 1);
-  t.is(errorLines[0]?.failureClass, 'FirstBootBootstrap');
+  t.is(errorLines[0]?.failureClass, 'IdentityLoss');
 
   const everything = first.output() + second.output() + third.output();
   assertNoSecrets(t, 'CLI output', everything, [token, keyPem]);

@@ -233,3 +233,27 @@ test("every log fragment of the runbook and the troubleshooting guide is in the 
     'the control plane wording reaches the log line',
   );
 });
+
+test('a refused token the control plane says this connector paired with before is IdentityLoss, exit 10', (t) => {
+  const fallback = enrollmentRejectedFailure(
+    new CodedError(
+      'ENROLLMENT_TOKEN_INVALID',
+      'the enrollment token is not valid: this connector paired before',
+      {
+        httpStatus: 401,
+        details: { previouslyPaired: true, path: '/v1/enroll' },
+      },
+    ),
+  );
+  t.is(fallback.failureClass, 'IdentityLoss');
+  t.is(fallback.exitCode, EXIT_CODES.identityLoss);
+  t.is(fallback.nextStep, NEXT_STEPS.identityLost);
+  const unknown = enrollmentRejectedFailure(
+    new CodedError('ENROLLMENT_TOKEN_INVALID', 'the enrollment token is not valid', {
+      httpStatus: 401,
+      details: { path: '/v1/enroll' },
+    }),
+  );
+  t.is(unknown.failureClass, 'FirstBootBootstrap');
+  t.is(unknown.exitCode, EXIT_CODES.firstBootBootstrap);
+});

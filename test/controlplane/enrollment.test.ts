@@ -351,3 +351,33 @@ test('concurrent enrollments with one token: exactly one wins, the others are re
   t.is(agents.filter((agent) => agent.certPem !== undefined).length, 1);
   t.is((await winner?.heartbeat())?.status, 200);
 });
+
+test('a retired connector presenting its own spent token is told it paired before; the audit says retired', async (t) => {
+  const h = await startHarness(t);
+  await h.admin.ensureConnector('ns.fallback', CONFIG);
+  const minted = await h.admin.mintToken('ns.fallback', { idempotencyKey: 'first' });
+  const agent = await makeAgent(h, 'ns.fallback');
+  t.is((await agent.enroll(minted.token)).status, 201);
+  await agent.heartbeat();
+  t.true((await h.admin.getConnector('ns.fallback')).bootstrapRetired);
+
+  // The data directory was lost; the agent falls back to the bootstrap token it still has.
+  const reborn = await makeAgent(h, 'ns.fallback');
+  const res = await reborn.enroll(minted.token);
+  t.is(res.status, 401);
+  t.is(res.json.error.code, 'ENROLLMENT_TOKEN_INVALID');
+  t.deepEqual(res.json.error.details, { previouslyPaired: true });
+  t.regex(res.json.error.message, /paired before/);
+  t.is((await h.admin.getConnector('ns.fallback')).state, 'needs_recovery');
+  const failed = (await h.admin.audit({ connectorId: 'ns.fallback' })).filter(
+    (e) => e.type === 'gateway.enrollment_failed',
+  );
+  t.is(failed.at(-1)?.details.reason, 'retired');
+
+  // Another connector's genuine token says nothing about this one.
+  await h.admin.ensureConnector('ns.other', CONFIG);
+  const foreign = await h.admin.mintToken('ns.other', { idempotencyKey: 'x' });
+  const probe = await (await makeAgent(h, 'ns.fallback')).enroll(foreign.token);
+  t.is(probe.json.error.code, 'ENROLLMENT_TOKEN_INVALID');
+  t.is(probe.json.error.details, undefined);
+});
