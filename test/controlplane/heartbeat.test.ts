@@ -126,21 +126,26 @@ test('mTLS routes: no certificate, a foreign CA, an expired certificate, a non-c
     notAfter: new Date(now.getTime() + 3_600_000),
     isCa: true,
   });
-  const forged = issueCertificatePem({
-    issuerKeyPem: otherCaKey.privateKeyPem,
-    issuerCertPem: otherCa,
-    subjectPublicKey: (await import('node:crypto')).createPublicKey(agent.keyPem),
-    subject: [{ shortName: 'CN', value: 'ns.tls' }],
-    notBefore: now,
-    notAfter: new Date(now.getTime() + 3_600_000),
-    sanUris: ['spiffe://vaultpam.local/connector/ns.tls'],
-    extendedKeyUsage: ['clientAuth'],
-  });
-  const foreign = await raw(
-    h,
-    '/v1/heartbeat',
-    jsonRequest('POST', { paths: [] }, { key: agent.keyPem, cert: forged }),
-  );
+  // Client certificates for the agent's key, varied one way each from a valid connector certificate.
+  const { createPublicKey } = await import('node:crypto');
+  const { readFileSync } = await import('node:fs');
+  const caKey = readFileSync(`${h.dataDir}/ca-key.pem`, 'utf8');
+  const hour = 3_600_000;
+  const clientCert = (options: { issuer?: 'other'; noSan?: boolean; validFrom?: number; validTo?: number }) =>
+    issueCertificatePem({
+      issuerKeyPem: options.issuer === 'other' ? otherCaKey.privateKeyPem : caKey,
+      issuerCertPem: options.issuer === 'other' ? otherCa : h.cp.caPem,
+      subjectPublicKey: createPublicKey(agent.keyPem),
+      subject: [{ shortName: 'CN', value: 'ns.tls' }],
+      notBefore: new Date(now.getTime() + (options.validFrom ?? 0)),
+      notAfter: new Date(now.getTime() + (options.validTo ?? hour)),
+      ...(options.noSan ? {} : { sanUris: ['spiffe://vaultpam.local/connector/ns.tls'] }),
+      extendedKeyUsage: ['clientAuth'],
+    });
+  const heartbeatWith = (cert: string) =>
+    raw(h, '/v1/heartbeat', jsonRequest('POST', { paths: [] }, { key: agent.keyPem, cert }));
+
+  const foreign = await heartbeatWith(clientCert({ issuer: 'other' }));
   t.is(foreign.status, 401);
   t.is(foreign.json.error.code, 'CLIENT_CERTIFICATE_REJECTED');
   t.regex(
@@ -149,40 +154,11 @@ test('mTLS routes: no certificate, a foreign CA, an expired certificate, a non-c
   );
 
   // Signed by the right CA but without the connector SAN URI.
-  const { readFileSync } = await import('node:fs');
-  const caKey = readFileSync(`${h.dataDir}/ca-key.pem`, 'utf8');
-  const plain = issueCertificatePem({
-    issuerKeyPem: caKey,
-    issuerCertPem: h.cp.caPem,
-    subjectPublicKey: (await import('node:crypto')).createPublicKey(agent.keyPem),
-    subject: [{ shortName: 'CN', value: 'ns.tls' }],
-    notBefore: now,
-    notAfter: new Date(now.getTime() + 3_600_000),
-    extendedKeyUsage: ['clientAuth'],
-  });
-  const notConnector = await raw(
-    h,
-    '/v1/heartbeat',
-    jsonRequest('POST', { paths: [] }, { key: agent.keyPem, cert: plain }),
-  );
+  const notConnector = await heartbeatWith(clientCert({ noSan: true }));
   t.is(notConnector.json.error.code, 'CLIENT_CERTIFICATE_REJECTED');
 
   // Issued by the right CA, but its real notAfter has passed: TLS verification refuses it.
-  const lapsed = issueCertificatePem({
-    issuerKeyPem: caKey,
-    issuerCertPem: h.cp.caPem,
-    subjectPublicKey: (await import('node:crypto')).createPublicKey(agent.keyPem),
-    subject: [{ shortName: 'CN', value: 'ns.tls' }],
-    notBefore: new Date(now.getTime() - 2 * 3_600_000),
-    notAfter: new Date(now.getTime() - 3_600_000),
-    sanUris: ['spiffe://vaultpam.local/connector/ns.tls'],
-    extendedKeyUsage: ['clientAuth'],
-  });
-  const tlsExpired = await raw(
-    h,
-    '/v1/heartbeat',
-    jsonRequest('POST', { paths: [] }, { key: agent.keyPem, cert: lapsed }),
-  );
+  const tlsExpired = await heartbeatWith(clientCert({ validFrom: -2 * hour, validTo: -hour }));
   t.is(tlsExpired.status, 401);
   t.is(tlsExpired.json.error.code, 'CLIENT_CERTIFICATE_REJECTED');
   t.regex(tlsExpired.json.error.message, /certificate has expired or is not yet valid \(CERT_HAS_EXPIRED\)/);
