@@ -209,7 +209,12 @@ test('the database and every file in the data dir hold token hashes, never a tok
   t.is((await (await makeAgent(h, 'ns.used')).enroll(used.token)).status, 201);
   h.cp.flush();
   const tokens = [used.token, live.token, revokedFirst.token];
-  const secretPart = (token: string) => token.slice(token.lastIndexOf('_') + 1);
+  // vpe_<16 hex>_<secret>; the secret is base64url, so it may itself contain '_'.
+  const secretPart = (token: string) => {
+    const secret = /^vpe_[0-9a-f]{16}_(.{43})$/.exec(token)?.[1];
+    if (!secret) throw new Error('unexpected token format');
+    return secret;
+  };
   for (const [path, bytes] of filesUnder(h.dataDir)) {
     for (const token of tokens) {
       t.false(bytes.includes(secretPart(token)), `${path} does not hold a token's secret part`);
