@@ -94,12 +94,15 @@ function asCoded(error: unknown): CodedError {
 export class ConnectorReconciler {
   private readonly ctx: ReconcilerContext;
   /**
-   * The status this operator last wrote per Connector, and the resourceVersion of the cached object
-   * it was planned from. The informer may not have delivered that write yet when the next pass runs;
-   * planning from the older cached status would regress carried-over progress (a recovery step) and
-   * write again for nothing.
+   * The status this operator last wrote per Connector, the resourceVersion that write produced, and
+   * that of the cached object it was planned from. The informer may not have delivered that write
+   * yet when the next pass runs; planning from the older cached status would regress carried-over
+   * progress (the mint counter, a recovery step), repeat a side effect, and write again for nothing.
    */
-  private readonly written = new Map<string, { basedOn: string; status: ConnectorStatus }>();
+  private readonly written = new Map<
+    string,
+    { basedOn: string; writtenAs: string; status: ConnectorStatus }
+  >();
 
   constructor(ctx: ReconcilerContext) {
     this.ctx = ctx;
@@ -152,8 +155,16 @@ export class ConnectorReconciler {
       ? statusAfterError(previous, planned.status, failure, now, connector.metadata.generation)
       : planned.status;
     if (!isDeepStrictEqual(normalise(previous), normalise(status))) {
-      await this.ctx.writer.applyStatus(RESOURCE_TYPES.connector, { namespace, name }, status);
-      this.written.set(key, { basedOn: cached.metadata.resourceVersion ?? '', status });
+      const applied = await this.ctx.writer.applyStatus<Connector>(
+        RESOURCE_TYPES.connector,
+        { namespace, name },
+        status,
+      );
+      this.written.set(key, {
+        basedOn: cached.metadata.resourceVersion ?? '',
+        writtenAs: applied.metadata?.resourceVersion ?? '',
+        status,
+      });
       log.debug({ phase: status.phase }, 'status written');
     }
     if (!failure) {
@@ -200,8 +211,9 @@ export class ConnectorReconciler {
   private withOwnStatus(key: string, cached: Connector): Connector {
     const mine = this.written.get(key);
     if (!mine) return cached;
-    if (cached.metadata.resourceVersion === mine.basedOn) return { ...cached, status: mine.status };
-    // The cache has moved on (our write or anyone's): it is the truth again.
+    if (!cacheCaughtUp(cached.metadata.resourceVersion ?? '', mine))
+      return { ...cached, status: mine.status };
+    // The cache holds our write or a later one: it is the truth again.
     this.written.delete(key);
     return cached;
   }
@@ -250,6 +262,23 @@ export class ConnectorReconciler {
     });
     return {};
   }
+}
+
+/**
+ * Whether a cached object reflects our last status write. Several passes can write before the
+ * informer delivers the first of those writes, so "the cache changed" is not enough: the cache may
+ * show an earlier write of ours (or someone's spec change from before our write), whose status is
+ * older than ours. Resource versions are etcd revisions, integers that only grow, on the API servers
+ * this operator runs against; for one that is not, seeing our own version (or anything but the
+ * version we planned from) has to do.
+ */
+export function cacheCaughtUp(cachedVersion: string, mine: { basedOn: string; writtenAs: string }): boolean {
+  if (cachedVersion === mine.writtenAs) return true;
+  const integer = /^\d+$/;
+  if (integer.test(cachedVersion) && integer.test(mine.writtenAs)) {
+    return BigInt(cachedVersion) > BigInt(mine.writtenAs);
+  }
+  return cachedVersion !== mine.basedOn;
 }
 
 /** Status as compared for "did anything change": JSON round trip drops undefined and Date objects. */
