@@ -143,6 +143,7 @@ export class ConnectorReconciler {
         await act(this.ctx, connector, observed.spec.value, planned, connection, {
           configMap: observed.configMap,
           statefulSet: observed.workload?.object,
+          ...(observed.tokenSecret?.uid ? { tokenSecretUID: observed.tokenSecret.uid } : {}),
         });
       } catch (error) {
         failure = asCoded(error);

@@ -143,6 +143,7 @@ export function claim(overrides: Partial<ClaimFacts> = {}): ClaimFacts {
 export function tokenSecret(overrides: Partial<TokenSecretFacts> = {}): TokenSecretFacts {
   return {
     name: 'edge-enrollment-token',
+    uid: 'secret-uid-1',
     mintKey: `enroll-${UID}-1`,
     expiresAt: '2026-01-01T04:00:00.000Z',
     deleting: false,

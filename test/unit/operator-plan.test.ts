@@ -116,6 +116,41 @@ test('tokens keep expiring: the re-mint waits with backoff and the diagnosis is 
   t.regex(result.status.diagnosis?.nextStep ?? '', /trust|network|token/);
 });
 
+test('a cached token Secret older than the last recorded mint is left alone until the cache catches up', (t) => {
+  // The operator just replaced an expired token (mint #2); the Secret informer still shows #1.
+  const expired = '2026-01-01T00:00:00.000Z';
+  const result = plan(
+    observed({
+      connector: connector({
+        status: { enrollment: { mintCount: 2, lastMintKey: `enroll-${UID}-2`, tokenExpiresAt: expired } },
+      }),
+      record: pendingRecord({ liveToken: { tokenId: 'fresh', expiresAt: '2026-01-01T04:00:10.000Z' } }),
+      tokenSecret: tokenSecret({ expiresAt: expired, mintKey: `enroll-${UID}-1` }),
+    }),
+    NOW,
+  );
+  t.is(result.deleteTokenSecret, undefined, 'the fresh Secret of the same name is not deleted');
+  t.false(
+    result.controlPlane.some((a) => a.kind === 'mintToken'),
+    'and no third token is minted',
+  );
+  t.is(result.status.enrollment?.mintCount, 2);
+  t.is(result.requeueAfterMs, 1_000);
+  // Once the cache shows mint #2, the usual rules apply again.
+  const caughtUp = plan(
+    observed({
+      connector: connector({
+        status: { enrollment: { mintCount: 2, lastMintKey: `enroll-${UID}-2`, tokenExpiresAt: expired } },
+      }),
+      record: pendingRecord({ liveToken: { tokenId: 'fresh', expiresAt: '2026-01-01T04:00:10.000Z' } }),
+      tokenSecret: tokenSecret({ expiresAt: '2026-01-01T04:00:10.000Z', mintKey: `enroll-${UID}-2` }),
+    }),
+    NOW,
+  );
+  t.is(caughtUp.deleteTokenSecret, undefined);
+  t.is(caughtUp.status.enrollment?.tokenSecretName, 'edge-enrollment-token', 'the live token is reported');
+});
+
 test('why the token Secret goes: spent by the pairing, or no longer live without a pairing', (t) => {
   const paired = plan(
     observed({

@@ -32,7 +32,7 @@ export async function act(
   spec: DefaultedSpec,
   plan: Plan,
   connection: ControlPlaneConnection | undefined,
-  live: { configMap?: object | undefined; statefulSet?: object | undefined } = {},
+  live: { configMap?: object | undefined; statefulSet?: object | undefined; tokenSecretUID?: string } = {},
 ): Promise<void> {
   const namespace = spec.namespace;
   const client = connection?.client();
@@ -59,7 +59,13 @@ export async function act(
     }
   }
   if (plan.deleteTokenSecret) {
-    await ctx.writer.delete(RESOURCE_TYPES.secret, { namespace, name: plan.deleteTokenSecret });
+    // Only the Secret the plan judged: when the cache still shows a Secret this operator has just
+    // replaced (a re-mint a moment ago), the name already belongs to the fresh token, which stays.
+    await ctx.writer.delete(
+      RESOURCE_TYPES.secret,
+      { namespace, name: plan.deleteTokenSecret },
+      live.tokenSecretUID ? { uid: live.tokenSecretUID } : {},
+    );
   }
   for (const mint of mints) {
     if (!client || mint.kind !== 'mintToken') continue;

@@ -7,6 +7,8 @@ import type { ControlPlaneConnector, TokenSecretFacts } from './observed.ts';
 
 export const REMINT_BASE_DELAY_MS = 60_000;
 export const REMINT_MAX_DELAY_MS = 60 * 60_000;
+/** How soon to look again while the Secret informer catches up with a Secret just written. */
+export const SECRET_CATCH_UP_MS = 1_000;
 
 export interface EnrollmentInput {
   connectorUID: string;
@@ -29,6 +31,29 @@ export interface EnrollmentDecision {
 /** Idempotency key of the n-th enrollment mint of one Connector object (UID: a re-created object starts over). */
 export function enrollmentMintKey(connectorUID: string, n: number): string {
   return `enroll-${connectorUID}-${n}`;
+}
+
+/** The mint number of an enrollment idempotency key of this Connector, if it is one. */
+function enrollmentMintNumber(connectorUID: string, key: string | undefined): number | undefined {
+  const prefix = enrollmentMintKey(connectorUID, 0).slice(0, -1);
+  if (!key?.startsWith(prefix)) return undefined;
+  const n = Number(key.slice(prefix.length));
+  return Number.isInteger(n) && n > 0 ? n : undefined;
+}
+
+/**
+ * True when the cached token Secret is older than the last mint this operator recorded: the Secret
+ * informer has not delivered the replacement yet. Judging the old Secret would delete the fresh one
+ * or mint yet another token.
+ */
+export function tokenSecretBehind(
+  connectorUID: string,
+  secret: TokenSecretFacts | undefined,
+  lastMintKey: string | undefined,
+): boolean {
+  const seen = enrollmentMintNumber(connectorUID, secret?.mintKey);
+  const last = enrollmentMintNumber(connectorUID, lastMintKey);
+  return seen !== undefined && last !== undefined && seen < last;
 }
 
 /** Delay before the next mint after `expiries` consecutive tokens expired unused. */
@@ -68,6 +93,9 @@ export function planEnrollment(input: EnrollmentInput): EnrollmentDecision {
     tokenSecret?.expiresAt !== undefined &&
     new Date(tokenSecret.expiresAt).getTime() <= now.getTime();
 
+  if (tokenSecretBehind(input.connectorUID, tokenSecret, previous.lastMintKey)) {
+    return { status, deleteSecret: false, expiredUnused: false, requeueAfterMs: SECRET_CATCH_UP_MS };
+  }
   if (live && tokenSecret) {
     status.tokenSecretName = tokenSecret.name;
     if (tokenSecret.expiresAt) status.tokenExpiresAt = tokenSecret.expiresAt;

@@ -63,6 +63,7 @@ function tokenSecretFacts(secret: V1Secret | undefined): TokenSecretFacts | unde
   const annotations = secret.metadata.annotations ?? {};
   return {
     name: secret.metadata.name,
+    uid: secret.metadata.uid,
     mintKey: annotations[ANNOTATIONS.mintKey],
     expiresAt: annotations[ANNOTATIONS.tokenExpiresAt],
     deleting: Boolean(secret.metadata.deletionTimestamp),

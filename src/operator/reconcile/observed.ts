@@ -19,6 +19,8 @@ export interface ClaimFacts {
 /** The enrollment-token Secret the operator owns, without its value. */
 export interface TokenSecretFacts {
   name: string;
+  /** The Secret object judged: a delete is for this one only, not a newer one of the same name. */
+  uid: string | undefined;
   mintKey: string | undefined;
   expiresAt: string | undefined;
   deleting: boolean;
