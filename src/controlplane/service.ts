@@ -537,16 +537,15 @@ export class ControlPlaneService {
     const invalid = (reason: EnrollmentFailureReason, message = 'the enrollment token is not valid') =>
       this.enrollmentFailure(record, connectorId, 'ENROLLMENT_TOKEN_INVALID', reason, message);
     if (!record) throw invalid('unknown');
+    const tokenId = parseTokenId(request.token);
+    const stored = tokenId ? this.store.tokenById(tokenId) : undefined;
+    const token = stored && tokenMatchesHash(request.token, stored.tokenHash) ? stored : undefined;
     if (isBootstrapClosed(record)) {
       // Whoever presents this connector's own (spent) token is the connector that lost its identity
       // and fell back to bootstrap (the runbook's branch 3): tell it so, since holding the token
       // proves it already knows. Anyone else gets the same answer as an unknown token, so the
       // endpoint does not tell which connectors exist or are retired.
-      const presentedId = parseTokenId(request.token);
-      const presented = presentedId ? this.store.tokenById(presentedId) : undefined;
-      const own =
-        presented?.connectorId === connectorId && tokenMatchesHash(request.token, presented.tokenHash);
-      if (!own) throw invalid('retired');
+      if (token?.connectorId !== connectorId) throw invalid('retired');
       throw this.enrollmentFailure(
         record,
         connectorId,
@@ -557,9 +556,7 @@ export class ControlPlaneService {
         { previouslyPaired: true },
       );
     }
-    const tokenId = parseTokenId(request.token);
-    const token = tokenId ? this.store.tokenById(tokenId) : undefined;
-    if (!token || !tokenMatchesHash(request.token, token.tokenHash)) throw invalid('unknown');
+    if (!token) throw invalid('unknown');
     if (token.connectorId !== connectorId) throw invalid('wrong_connector');
     if (token.status === 'used') throw invalid('used', 'the enrollment token was already used');
     if (token.status === 'revoked') {
