@@ -162,8 +162,18 @@ const RULES: readonly Rule[] = [
   firstBootFailure,
 ];
 
+/**
+ * Heartbeats arrive and the agent runs ready: the connector is well, whatever its container said
+ * when it last stopped (a pod's lastState outlives the incident it describes), so no diagnosis.
+ */
+function connectorWell(input: DiagnosisInput): boolean {
+  const state = input.record?.state;
+  return (state === 'online' || state === 'degraded') && input.agent?.ready === true;
+}
+
 /** The runbook's failure class for what is observed, or undefined when nothing is wrong. */
 export function diagnose(input: DiagnosisInput): Omit<Diagnosis, 'since'> | undefined {
+  if (connectorWell(input)) return undefined;
   for (const rule of RULES) {
     const diagnosis = rule(input);
     if (diagnosis) return diagnosis;

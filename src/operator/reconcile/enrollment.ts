@@ -17,6 +17,8 @@ export interface EnrollmentInput {
   previous: EnrollmentStatus | undefined;
   now: Date;
   tokenSecretName: string;
+  /** spec.paused: report what the Secret and record say, decide nothing (no mint, no delete). */
+  paused?: boolean;
 }
 
 export interface EnrollmentDecision {
@@ -93,6 +95,15 @@ export function planEnrollment(input: EnrollmentInput): EnrollmentDecision {
     tokenSecret?.expiresAt !== undefined &&
     new Date(tokenSecret.expiresAt).getTime() <= now.getTime();
 
+  // Paused: gate before deciding. The counters stay as they are, because a mint that is not made
+  // must not be counted, and no Event may announce it.
+  if (input.paused) {
+    if (live && tokenSecret) {
+      status.tokenSecretName = tokenSecret.name;
+      if (tokenSecret.expiresAt) status.tokenExpiresAt = tokenSecret.expiresAt;
+    }
+    return { status, deleteSecret: false, expiredUnused };
+  }
   if (tokenSecretBehind(input.connectorUID, tokenSecret, previous.lastMintKey)) {
     return { status, deleteSecret: false, expiredUnused: false, requeueAfterMs: SECRET_CATCH_UP_MS };
   }

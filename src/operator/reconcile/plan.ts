@@ -5,7 +5,7 @@
 // is what makes both crash-safe.
 import type { V1Pod, V1PodSpec } from '@kubernetes/client-node';
 import { ANNOTATIONS } from '../api/constants.ts';
-import type { Condition, ConnectorStatus, DefaultedSpec } from '../api/types.ts';
+import type { Condition, ConnectorStatus, DefaultedSpec, RecoveryStatus } from '../api/types.ts';
 import {
   CONDITION_TYPES,
   clearReconciling,
@@ -25,7 +25,7 @@ import { planEnrollment, secretHoldsLiveToken } from './enrollment.ts';
 import type { ControlPlaneConnector, Observed } from './observed.ts';
 import type { ControlPlaneAction, Plan, PlannedEvent } from './plan-types.ts';
 import { agentPodFacts } from './pod-facts.ts';
-import { planRecovery } from './recovery.ts';
+import { planRecovery, type RecoveryDecision } from './recovery.ts';
 import { currentPod, modeOf, type StoragePosture, storagePosture } from './storage-posture.ts';
 import { transitionEvents } from './transition-events.ts';
 
@@ -151,6 +151,7 @@ export function plan(observed: Observed, now: Date): Plan {
     previous: previous.enrollment,
     now,
     tokenSecretName: names.tokenSecret,
+    paused: spec.paused,
   });
   const rawDiagnosis = diagnose({
     record,
@@ -160,28 +161,31 @@ export function plan(observed: Observed, now: Date): Plan {
     recoveryPolicy: spec.recovery.policy,
     tokenExpiredUnused: enrollment.expiredUnused,
   });
-  const recovery = planRecovery({
-    connectorId: spec.connector.id,
-    policy: spec.recovery.policy,
-    requestedId: spec.recovery.requestId,
-    validateRestart: spec.recovery.validateRestart,
-    storage: spec.storage,
-    previous: previous.recovery,
-    record,
-    identityLoss: isIdentityLoss(rawDiagnosis),
-    phaseBefore: previous.phase,
-    workload: observed.workload,
-    pods: observed.pods,
-    tokenSecret: observed.tokenSecret,
-    claims: observed.claims,
-    audit: observed.audit,
-    now,
-  });
+  // Paused: a recovery under way holds its step; none starts, none advances.
+  const recovery = spec.paused
+    ? heldRecovery(previous.recovery)
+    : planRecovery({
+        connectorId: spec.connector.id,
+        policy: spec.recovery.policy,
+        requestedId: spec.recovery.requestId,
+        validateRestart: spec.recovery.validateRestart,
+        storage: spec.storage,
+        previous: previous.recovery,
+        record,
+        identityLoss: isIdentityLoss(rawDiagnosis),
+        phaseBefore: previous.phase,
+        workload: observed.workload,
+        pods: observed.pods,
+        tokenSecret: observed.tokenSecret,
+        claims: observed.claims,
+        audit: observed.audit,
+        now,
+      });
   events.push(...recovery.events);
 
   // ---- control-plane calls ----
   const controlPlane: ControlPlaneAction[] = [];
-  if (observed.controlPlane.reachable && (!record || !sameConfig(record, spec))) {
+  if (!spec.paused && observed.controlPlane.reachable && (!record || !sameConfig(record, spec))) {
     controlPlane.push({
       kind: 'ensureConnector',
       connectorId: spec.connector.id,
@@ -249,9 +253,14 @@ export function plan(observed: Observed, now: Date): Plan {
   }
 
   // ---- status ----
-  const phase = observed.controlPlane.reachable
-    ? phaseOf(record, recovery.inProgress)
-    : (previous.phase ?? 'Pending');
+  // The agent's fail-closed exit (or a replaced claim) proves the identity is gone before the
+  // control plane's heartbeat timeout can: show NeedsRecovery at once, not Online or Offline.
+  const identityLost = !recovery.inProgress && isIdentityLoss(rawDiagnosis);
+  const phase = !observed.controlPlane.reachable
+    ? (previous.phase ?? 'Pending')
+    : identityLost
+      ? 'NeedsRecovery'
+      : phaseOf(record, recovery.inProgress);
   const diagnosis = withSince(recovery.inProgress ? undefined : rawDiagnosis, previous.diagnosis, now);
   const mode = modeOf(posture);
   const lastHeartbeatTime = heartbeatToShow(record?.lastHeartbeatAt, previous.lastHeartbeatTime);
@@ -302,14 +311,18 @@ export function plan(observed: Observed, now: Date): Plan {
     conditions,
     {
       type: CONDITION_TYPES.Enrolled,
-      ...enrolledCondition(record, observed, enrollment.expiredUnused, now),
+      ...enrolledCondition(record, observed, enrollment.expiredUnused, identityLost, now),
       ...g,
     },
     now,
   );
   conditions = setCondition(
     conditions,
-    { type: CONDITION_TYPES.Healthy, ...healthyCondition(observed, record, recovery.inProgress), ...g },
+    {
+      type: CONDITION_TYPES.Healthy,
+      ...healthyCondition(observed, record, recovery.inProgress, identityLost),
+      ...g,
+    },
     now,
   );
   conditions = clearStalled(conditions);
@@ -324,7 +337,7 @@ export function plan(observed: Observed, now: Date): Plan {
       now,
     );
   } else if (
-    record?.state === 'needs_recovery' &&
+    (record?.state === 'needs_recovery' || identityLost) &&
     spec.recovery.policy === 'Manual' &&
     !recovery.inProgress
   ) {
@@ -362,15 +375,27 @@ export function plan(observed: Observed, now: Date): Plan {
   if (configMap) result.configMap = configMap;
   if (statefulSet) result.statefulSet = statefulSet;
   if (scaleAdopted) result.scaleAdopted = scaleAdopted;
-  if (deleteTokenSecret && !paused) result.deleteTokenSecret = deleteTokenSecret;
-  if (paused) result.controlPlane = [];
+  if (deleteTokenSecret) result.deleteTokenSecret = deleteTokenSecret;
   return result;
+}
+
+/** A paused Connector's recovery: the recorded step stays, nothing is planned for it. */
+function heldRecovery(previous: RecoveryStatus | undefined): RecoveryDecision {
+  const step = previous?.step;
+  return {
+    status: previous,
+    inProgress: step !== undefined && step !== 'Completed' && step !== 'Failed',
+    controlPlane: [],
+    deleteSecret: false,
+    events: [],
+  };
 }
 
 function enrolledCondition(
   record: ControlPlaneConnector | undefined,
   observed: Observed,
   expiredUnused: boolean,
+  identityLost: boolean,
   now: Date,
 ) {
   if (!observed.controlPlane.reachable) {
@@ -380,7 +405,7 @@ function enrolledCondition(
       message: observed.controlPlane.error.message,
     };
   }
-  if (record?.state === 'needs_recovery') {
+  if (record?.state === 'needs_recovery' || identityLost) {
     return {
       status: 'False' as const,
       reason: EnrolledReasons.NeedsRecovery,
@@ -422,12 +447,20 @@ function healthyCondition(
   observed: Observed,
   record: ControlPlaneConnector | undefined,
   recovering: boolean,
+  identityLost: boolean,
 ) {
   if (!observed.controlPlane.reachable) {
     return {
       status: 'Unknown' as const,
       reason: HealthyReasons.ControlPlaneUnreachable,
       message: observed.controlPlane.error.message,
+    };
+  }
+  if (identityLost && record?.state !== 'needs_recovery') {
+    return {
+      status: 'False' as const,
+      reason: HealthyReasons.NeedsRecovery,
+      message: `the agent failed closed without its identity; the control plane still reports ${record?.state ?? 'no record'} until its heartbeat timeout`,
     };
   }
   if (recovering || record?.state === 'recovering') {

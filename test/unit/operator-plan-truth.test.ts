@@ -1,0 +1,194 @@
+// Planner table tests for "status tells the truth": a paused Connector plans nothing it will not
+// do, an agent's fail-closed exit shows NeedsRecovery at once, and a diagnosis only describes a
+// connector that is not well.
+import test from 'ava';
+import type { ConnectorStatus, RecoveryStatus } from '../../src/operator/api/types.ts';
+import { plan } from '../../src/operator/reconcile/plan.ts';
+import {
+  connector,
+  observed,
+  pendingRecord,
+  pod,
+  record,
+  tokenSecret,
+  UID,
+} from '../helpers/observed-builder.ts';
+
+const NOW = new Date('2026-01-01T00:00:10Z');
+const condition = (status: ConnectorStatus, type: string) => status.conditions?.find((c) => c.type === type);
+const termination = (failureClass: string, code: string, exitCode = 10) => ({
+  exitCode,
+  message: JSON.stringify({ failureClass, code, reason: 'no identity in /data' }),
+  finishedAt: '2026-01-01T00:00:05Z',
+});
+
+// ---- paused: every phase, nothing planned but the observation ----
+
+const midRecovery: RecoveryStatus = {
+  requestId: 'r1',
+  step: 'TokensRevoked',
+  attempts: 1,
+  startedAt: '2026-01-01T00:00:00Z',
+};
+
+const pausedCases: Array<{
+  title: string;
+  record: ReturnType<typeof record> | undefined;
+  status?: ConnectorStatus;
+  secret?: ReturnType<typeof tokenSecret>;
+  policy?: 'Manual' | 'Automatic';
+  requestId?: string;
+}> = [
+  { title: 'no record yet', record: undefined },
+  { title: 'pending, never minted', record: pendingRecord() },
+  {
+    title: 'pending, its token expired unused',
+    record: pendingRecord(),
+    status: { enrollment: { mintCount: 1, lastMintKey: `enroll-${UID}-1`, retired: false } },
+    secret: tokenSecret({ expiresAt: '2026-01-01T00:00:00.000Z' }),
+  },
+  {
+    title: 'pending, a cached Secret older than the last mint',
+    record: pendingRecord(),
+    status: { enrollment: { mintCount: 2, lastMintKey: `enroll-${UID}-2`, retired: false } },
+    secret: tokenSecret(),
+  },
+  { title: 'online and retired with a leftover Secret', record: record(), secret: tokenSecret() },
+  { title: 'offline', record: record({ state: 'offline' }) },
+  {
+    title: 'needs_recovery under Automatic',
+    record: record({ state: 'needs_recovery' }),
+    policy: 'Automatic',
+  },
+  {
+    title: 'needs_recovery with a new requestId',
+    record: record({ state: 'needs_recovery' }),
+    requestId: 'r9',
+  },
+  {
+    title: 'a recovery in progress',
+    record: record({ state: 'needs_recovery' }),
+    status: { phase: 'Recovering', recovery: midRecovery },
+    requestId: 'r1',
+  },
+];
+
+for (const c of pausedCases) {
+  test(`paused, ${c.title}: no call, no write, no Event, counters and recovery unchanged`, (t) => {
+    const previous: ConnectorStatus = c.status ?? {};
+    const result = plan(
+      observed({
+        connector: connector({
+          spec: {
+            paused: true,
+            recovery: {
+              policy: c.policy ?? 'Manual',
+              ...(c.requestId ? { requestId: c.requestId } : {}),
+            },
+          },
+          status: previous,
+        }),
+        record: c.record,
+        ...(c.secret ? { tokenSecret: c.secret } : {}),
+      }),
+      NOW,
+    );
+    t.deepEqual(result.controlPlane, [], 'no control-plane call');
+    t.is(result.configMap, undefined);
+    t.is(result.statefulSet, undefined);
+    t.is(result.scaleAdopted, undefined);
+    t.is(result.deleteTokenSecret, undefined);
+    t.deepEqual(result.events, [], 'no Event announces an action');
+    t.is(result.status.enrollment?.mintCount ?? 0, previous.enrollment?.mintCount ?? 0);
+    t.is(result.status.enrollment?.lastMintKey, previous.enrollment?.lastMintKey);
+    t.deepEqual(result.status.recovery, previous.recovery, 'no recovery starts or advances');
+    t.true((result.requeueAfterMs ?? 0) >= 60_000, `no busy requeue (${result.requeueAfterMs} ms)`);
+    t.is(condition(result.status, 'Reconciling'), undefined, 'not reconciling while paused');
+  });
+}
+
+test('paused: the status still reports what is observed (phase, heartbeat, storage)', (t) => {
+  const result = plan(
+    observed({ connector: connector({ spec: { paused: true } }), record: record({ state: 'offline' }) }),
+    NOW,
+  );
+  t.is(result.status.phase, 'Offline');
+  t.is(result.status.diagnosis?.failureClass, 'Reconnect');
+  t.is(condition(result.status, 'DurableStorage')?.status, 'True');
+});
+
+// ---- identity loss proven by the agent: NeedsRecovery at once ----
+
+for (const state of ['online', 'offline'] as const) {
+  test(`Manual, retired, agent failed closed without identity while the control plane says ${state}: NeedsRecovery and Stalled`, (t) => {
+    const result = plan(
+      observed({
+        record: record({ state }),
+        pods: [
+          pod({
+            dataVolume: 'emptyDir',
+            terminated: termination('FirstBootBootstrap', 'ENROLLMENT_TOKEN_MISSING', 11),
+            restartCount: 3,
+          }),
+        ],
+      }),
+      NOW,
+    );
+    t.is(result.status.phase, 'NeedsRecovery');
+    t.is(result.status.diagnosis?.failureClass, 'IdentityLoss');
+    t.is(condition(result.status, 'Stalled')?.reason, 'RecoveryRequired');
+    t.is(condition(result.status, 'Ready')?.status, 'False');
+    t.is(condition(result.status, 'Enrolled')?.reason, 'NeedsRecovery');
+    t.is(condition(result.status, 'Healthy')?.status, 'False');
+    t.false(
+      result.controlPlane.some((a) => a.kind === 'mintToken'),
+      'no token is retried without a request',
+    );
+  });
+}
+
+test('Automatic, agent failed closed without identity while still online: a recovery starts at once', (t) => {
+  const result = plan(
+    observed({
+      connector: connector({ spec: { recovery: { policy: 'Automatic' } } }),
+      record: record({ state: 'online' }),
+      pods: [pod({ terminated: termination('IdentityLoss', 'IDENTITY_MISSING') })],
+    }),
+    NOW,
+  );
+  t.is(result.status.recovery?.step, 'Requested');
+  t.is(result.status.phase, 'Recovering');
+});
+
+// ---- a diagnosis describes a connector that is not well ----
+
+test('online with a ready agent: an old fail-closed exit in lastState is history, no diagnosis', (t) => {
+  const stale = {
+    failureClass: 'IdentityLoss' as const,
+    reason: 'old',
+    evidence: [],
+    nextStep: 'set spec.recovery.requestId',
+    since: '2026-01-01T00:00:00Z',
+  };
+  const result = plan(
+    observed({
+      connector: connector({ status: { phase: 'Recovering', diagnosis: stale } }),
+      record: record({ state: 'online' }),
+      pods: [
+        pod({
+          running: true,
+          ready: true,
+          restartCount: 1,
+          terminated: termination('IdentityLoss', 'IDENTITY_MISSING'),
+        }),
+      ],
+    }),
+    NOW,
+  );
+  t.is(result.status.phase, 'Online');
+  t.is(result.status.diagnosis, undefined);
+  t.false(
+    (result.transitions ?? []).some((e) => /requestId/.test(e.message)),
+    'the phase Event carries no recovery advice',
+  );
+});
