@@ -2,6 +2,8 @@
 // mTLS, renew the certificate at a fraction of its lifetime, and fail closed (one log line, a
 // termination message, a distinct exit code) when the runbook says a human or the operator must act.
 // Reconnect failures are retried with capped, jittered backoff and never make the agent use a token.
+// The one exception is an identity the control plane itself refused: it is remembered on disk, and a
+// token mounted after that refusal (a guided recovery's) replaces it once; the old one is moved aside.
 // Everything it touches (clock, timers, randomness, the control-plane client, the key generator,
 // the logger) comes in as an argument, so tests drive it over real sockets or with fakes.
 import { readFile, stat } from 'node:fs/promises';
@@ -32,6 +34,7 @@ import {
   identityRejectedFailure,
   identityUnusableFailure,
   isAgentFailure,
+  isIdentityRefusedByControlPlane,
   scrubSecrets,
   tokenMissingFailure,
   tokenUnreadableFailure,
@@ -42,9 +45,13 @@ import {
   certificateIdentityProblem,
   type LoadedIdentity,
   loadIdentity,
+  readRejection,
+  recordRejection,
   removeStrayTempFiles,
   saveIdentity,
   savePendingKey,
+  setAsideIdentity,
+  tokenFingerprint,
 } from './identity-store.ts';
 import { checkPaths, type PathHealth, type PathProber, probeTcp } from './path-checks.ts';
 import { writeTerminationMessage } from './termination-log.ts';
@@ -106,6 +113,15 @@ export interface RunningAgent {
 }
 
 class StopRequested extends Error {}
+
+/** The control plane refused the identity and a token mounted since then may replace it (once). */
+class ReplaceRefusedIdentity extends Error {
+  readonly refusal: CodedError;
+  constructor(refusal: CodedError) {
+    super('replace the refused identity');
+    this.refusal = refusal;
+  }
+}
 
 async function defaultGenerateKey(): Promise<string> {
   return (await generateKeyPairPem('ec-p256')).privateKeyPem;
@@ -183,6 +199,8 @@ class AgentLifecycle {
   private identity: LoadedIdentity | undefined;
   /** A renewed identity the control plane already uses but that is not on disk yet. */
   private unsavedIdentity: LoadedIdentity | undefined;
+  /** A refused identity was moved aside and replaced in this process; never twice. */
+  private replacedRefusedIdentity = false;
   private stopping = false;
   private wake: (() => void) | undefined;
   private current: AgentStatus;
@@ -329,8 +347,103 @@ class AgentLifecycle {
     } else {
       await this.enroll(loaded.pendingKeyPem);
     }
-    this.current.phase = 'connecting';
-    await this.heartbeatLoop();
+    for (;;) {
+      this.current.phase = 'connecting';
+      try {
+        await this.heartbeatLoop();
+        return;
+      } catch (error) {
+        if (!(error instanceof ReplaceRefusedIdentity)) throw error;
+        await this.replaceRefusedIdentity(error.refusal);
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // An identity the control plane refused
+
+  /**
+   * What to do when the control plane refuses the client certificate. Only its own verdict (the
+   * certificate belongs to no enrolled connector, or was replaced or revoked) is remembered, in
+   * identity/rejection.json with a fingerprint of the token mounted at the time. A token that was
+   * not mounted at an earlier refusal of this identity was minted after it was reported (the
+   * operator mints none while a refused identity is diagnosed, so it is a guided recovery's): that
+   * one replaces the identity. Anything else fails closed with IDENTITY_REJECTED, as before.
+   */
+  private async onCertificateRefused(error: CodedError): Promise<never> {
+    const identity = this.identity;
+    if (!identity || this.replacedRefusedIdentity || !isIdentityRefusedByControlPlane(error)) {
+      throw identityRejectedFailure(error);
+    }
+    const serial = identity.facts.serial;
+    let fingerprint: string | undefined;
+    try {
+      const token = await readTokenFile(this.config.tokenFile);
+      fingerprint = token ? tokenFingerprint(serial, token) : undefined;
+    } catch (readError) {
+      this.logger.warn(
+        { tokenFile: this.config.tokenFile, err: errorMessage(readError) },
+        'the enrollment token file cannot be read; it cannot replace the refused identity',
+      );
+    }
+    const earlier = await readRejection(this.config.dataDir, serial);
+    if (earlier && fingerprint && !earlier.tokensSeen.includes(fingerprint)) {
+      throw new ReplaceRefusedIdentity(error);
+    }
+    try {
+      await recordRejection(this.config.dataDir, {
+        serial,
+        code: error.code,
+        message: error.message,
+        token: fingerprint,
+        now: this.clock.now(),
+      });
+    } catch (writeError) {
+      this.logger.warn(
+        { dataDir: this.config.dataDir, err: errorMessage(writeError) },
+        'could not record the refusal of the identity in the data directory',
+      );
+    }
+    if (fingerprint) {
+      this.logger.warn(
+        { serial, tokenFile: this.config.tokenFile },
+        earlier
+          ? 'an enrollment token is present, but it was already mounted when the control plane refused this identity before: it is not used'
+          : 'an enrollment token is present, but it was mounted before the control plane first refused this identity: it is not used (only a token mounted after the refusal, such as a guided recovery mints, replaces the identity)',
+      );
+    }
+    throw identityRejectedFailure(error);
+  }
+
+  /** Moves the refused identity aside (never deletes it) and pairs exactly once with the new token. */
+  private async replaceRefusedIdentity(refusal: CodedError): Promise<void> {
+    this.replacedRefusedIdentity = true;
+    const refused = this.identity;
+    let movedTo: string;
+    try {
+      movedTo = await setAsideIdentity(this.config.dataDir, this.clock.now());
+    } catch (error) {
+      throw configurationFailure(
+        `cannot move the refused identity aside in ${this.config.dataDir} (--data-dir, env PAM_AGENT_DATA_DIR): ` +
+          `${(error as NodeJS.ErrnoException).code ?? errorMessage(error)}; mount a writable durable volume there`,
+      );
+    }
+    this.identity = undefined;
+    this.unsavedIdentity = undefined;
+    this.current.serial = undefined;
+    this.current.notAfter = undefined;
+    this.client?.setIdentity(undefined);
+    this.logger.warn(
+      {
+        connectorId: this.config.connectorId,
+        refusedSerial: refused?.facts.serial,
+        movedTo,
+        code: refusal.code,
+        reason: refusal.message,
+      },
+      `identity refused by the control plane and a new enrollment token is present: moved the refused identity to ${movedTo} and pairing once with the token`,
+    );
+    await this.enroll(undefined);
   }
 
   private useIdentity(identity: LoadedIdentity): void {
@@ -508,10 +621,10 @@ class AgentLifecycle {
         await this.renewIfDue(client);
       } catch (error) {
         this.throwIfStopping();
-        if (isAgentFailure(error)) throw error;
+        if (isAgentFailure(error) || error instanceof ReplaceRefusedIdentity) throw error;
         const coded = asCodedError(error);
         if (coded.code === 'CLIENT_CERTIFICATE_REJECTED' || coded.code === 'CLIENT_CERTIFICATE_REQUIRED') {
-          throw identityRejectedFailure(coded);
+          await this.onCertificateRefused(coded);
         }
         connected = false;
         failures += 1;
@@ -545,7 +658,7 @@ class AgentLifecycle {
       this.throwIfStopping();
       const coded = asCodedError(error);
       if (coded.code === 'CLIENT_CERTIFICATE_REJECTED' || coded.code === 'CLIENT_CERTIFICATE_REQUIRED') {
-        throw identityRejectedFailure(coded);
+        await this.onCertificateRefused(coded);
       }
       this.logger.warn(
         { code: coded.code, dueAt: dueAt.toISOString(), notAfter: identity.metadata.notAfter },

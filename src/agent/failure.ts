@@ -53,9 +53,11 @@ export const NEXT_STEPS = {
     'bundle copied from another connector) or reattach the original data directory; if the identity is ' +
     'gone for good, follow guided recovery and pair exactly once with a fresh token.',
   identityRejected:
-    'The control plane no longer accepts this identity (it was revoked by a recovery or replaced by a newer ' +
-    'pairing): follow guided recovery (scale to zero, clear the identity directory, mint one fresh token, ' +
-    'pair exactly once on durable storage).',
+    'The control plane no longer accepts this identity (revoked by a recovery, replaced by a newer pairing, ' +
+    'or the connector was deleted and created again, e.g. a claim kept after deletionPolicy Release): follow ' +
+    'guided recovery (scale to zero, mint one fresh token, pair exactly once on durable storage). A token ' +
+    'mounted after this refusal makes the agent move the refused identity aside (identity.rejected-<time>) and ' +
+    'pair once with it; a token that was already mounted is not used.',
   unreachable:
     'Normal reconnect failure: restore outbound HTTPS reachability to the control plane (DNS, firewall, ' +
     'proxy), confirm the identity bundle is still on durable storage, restart the connector once and ' +
@@ -174,6 +176,20 @@ export function identityUnusableFailure(code: string, message: string, cause?: u
     nextStep: NEXT_STEPS.identityUnusable,
     cause,
   });
+}
+
+/**
+ * Whether a refused client certificate is the control plane's own verdict on this identity: it
+ * belongs to no enrolled connector, or it was replaced or revoked. Not a TLS-level judgement (an
+ * unknown CA or validity dates, which clock skew can cause: those answers carry the TLS verify
+ * reason in details.reason), not the control plane's date check, and not a missing certificate.
+ * The control plane gives all of these one code, CLIENT_CERTIFICATE_REJECTED, so the verdict is
+ * told apart by its documented wording (docs/control-plane.md, "mTLS").
+ */
+export function isIdentityRefusedByControlPlane(error: CodedError): boolean {
+  if (error.code !== 'CLIENT_CERTIFICATE_REJECTED' || error.httpStatus !== 401) return false;
+  if (error.details?.reason !== undefined || error.details?.transport === true) return false;
+  return /belongs to no enrolled connector|was replaced or revoked/.test(error.message);
 }
 
 export function identityRejectedFailure(error: CodedError): AgentFailure {

@@ -3,8 +3,10 @@
 // rename, fsync of the directory), so a crash leaves either the old or the new file, never half of
 // one. Loading classifies what it finds the way the runbook does: nothing (first boot), a usable
 // identity, a lost identity (enrolled before, files gone) or an unusable one (unreadable, damaged,
-// mismatched, another connector's). It never falls back to enrolling by itself.
-import { randomBytes } from 'node:crypto';
+// mismatched, another connector's). It never falls back to enrolling by itself. An identity the
+// control plane refused is remembered (rejection.json, with fingerprints of the tokens mounted at
+// each refusal) and, when a guided recovery mounts a new token, moved aside whole, never deleted.
+import { createHash, randomBytes } from 'node:crypto';
 import { chmod, mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { errorMessage } from '../lib/errors.ts';
@@ -22,6 +24,8 @@ export interface IdentityPaths {
   cert: string;
   ca: string;
   metadata: string;
+  /** Written when the control plane refuses this identity (see recordRejection). */
+  rejection: string;
 }
 
 export function identityPaths(dataDir: string): IdentityPaths {
@@ -32,6 +36,7 @@ export function identityPaths(dataDir: string): IdentityPaths {
     cert: join(dir, 'cert.pem'),
     ca: join(dir, 'ca.pem'),
     metadata: join(dir, 'identity.json'),
+    rejection: join(dir, 'rejection.json'),
   };
 }
 
@@ -318,4 +323,99 @@ export async function loadIdentity(
     notes.push(`rebuilt ${paths.metadata} from ${paths.cert} (serial ${facts.serial})`);
   }
   return { kind: 'present', identity: { keyPem, certPem, caPem, metadata, facts }, notes };
+}
+
+// -------------------------------------------------------------------------------------------------
+// An identity the control plane refused
+
+/**
+ * identity/rejection.json: the control plane refused the identity with this serial. Public facts
+ * only; a token is recorded as a salted, truncated SHA-256 fingerprint, never as itself.
+ */
+export interface IdentityRejection {
+  serial: string;
+  firstRejectedAt: string;
+  lastRejectedAt: string;
+  /** The control plane's error code and message of the last refusal. */
+  code: string;
+  message: string;
+  /** Fingerprints of the enrollment tokens that were mounted when the identity was refused. */
+  tokensSeen: string[];
+}
+
+const MAX_TOKENS_SEEN = 16;
+
+/** A fingerprint that tells one token from another without revealing it (salted with the serial). */
+export function tokenFingerprint(serial: string, token: string): string {
+  return `sha256:${createHash('sha256').update(`${serial}\n${token}`).digest('hex').slice(0, 16)}`;
+}
+
+/** The recorded refusal of the identity with `serial`, if any (a damaged or other serial's record counts as none). */
+export async function readRejection(dataDir: string, serial: string): Promise<IdentityRejection | undefined> {
+  let text: string;
+  try {
+    text = await readFile(identityPaths(dataDir).rejection, 'utf8');
+  } catch {
+    return undefined;
+  }
+  try {
+    const value = JSON.parse(text) as Partial<IdentityRejection>;
+    if (value.serial !== serial || !Array.isArray(value.tokensSeen)) return undefined;
+    return {
+      serial,
+      firstRejectedAt: String(value.firstRejectedAt ?? ''),
+      lastRejectedAt: String(value.lastRejectedAt ?? ''),
+      code: String(value.code ?? ''),
+      message: String(value.message ?? ''),
+      tokensSeen: value.tokensSeen.filter((t): t is string => typeof t === 'string'),
+    };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Records (or adds to) the refusal of the identity with `serial`; `token` is the fingerprint mounted now. */
+export async function recordRejection(
+  dataDir: string,
+  refusal: { serial: string; code: string; message: string; token: string | undefined; now: Date },
+): Promise<IdentityRejection> {
+  const previous = await readRejection(dataDir, refusal.serial);
+  const at = refusal.now.toISOString();
+  const tokensSeen = [...(previous?.tokensSeen ?? [])];
+  if (refusal.token && !tokensSeen.includes(refusal.token)) tokensSeen.push(refusal.token);
+  const rejection: IdentityRejection = {
+    serial: refusal.serial,
+    firstRejectedAt: previous?.firstRejectedAt || at,
+    lastRejectedAt: at,
+    code: refusal.code,
+    message: refusal.message,
+    tokensSeen: tokensSeen.slice(-MAX_TOKENS_SEEN),
+  };
+  await writeFileAtomic(identityPaths(dataDir).rejection, `${JSON.stringify(rejection, null, 2)}\n`, 0o644);
+  return rejection;
+}
+
+/**
+ * Moves the whole identity directory to `identity.rejected-<time>` next to it (a rename: files,
+ * modes and the rejection record go with it; nothing is deleted) and returns the new path.
+ */
+export async function setAsideIdentity(dataDir: string, now: Date): Promise<string> {
+  const { dir } = identityPaths(dataDir);
+  const stamp = now.toISOString().replace(/[-:]/g, '');
+  let target = join(dataDir, `identity.rejected-${stamp}`);
+  try {
+    await rename(dir, target);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code !== 'EEXIST' && code !== 'ENOTEMPTY') throw error;
+    target = `${target}-${randomBytes(3).toString('hex')}`;
+    await rename(dir, target);
+  }
+  const directoryHandle = await open(dataDir, 'r');
+  try {
+    await directoryHandle.sync();
+  } finally {
+    await directoryHandle.close();
+  }
+  return target;
 }

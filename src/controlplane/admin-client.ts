@@ -7,7 +7,22 @@ import { CodedError } from '../lib/errors.ts';
 import type { AuditEntry } from './audit.ts';
 import type { ChangeJson, ConnectorConfig, ConnectorJson, MintedToken } from './service.ts';
 
-export type { AuditEntry, ChangeJson as Change, ConnectorConfig, ConnectorJson as Connector, MintedToken };
+export type { AuditEntry, ConnectorConfig, MintedToken };
+
+/**
+ * A connector as the admin API answers it. `ownerUid` is optional here because a control plane
+ * that predates record ownership does not send it; this one always does (null: nobody owns it).
+ */
+export type Connector = Omit<ConnectorJson, 'ownerUid'> & { ownerUid?: string | null };
+export type Change = Omit<ChangeJson, 'connector'> & { connector: Connector | null };
+
+/**
+ * The UID of the Kubernetes Connector making the call. When given, the control plane changes the
+ * record only if that Connector owns it or nobody does, else 409 CONNECTOR_ID_CONFLICT.
+ */
+export interface OwnerOption {
+  ownerUid?: string;
+}
 
 export interface HttpResponse {
   status: number;
@@ -117,72 +132,91 @@ export class ControlPlaneAdminClient {
     return { status: response.status, data: data as T };
   }
 
-  private static connectorPath(connectorId: string): string {
-    return `/v1/connectors/${encodeURIComponent(connectorId)}`;
+  /**
+   * The path of a connector (or of `suffix` below it), with `?ownerUid=` when the caller names its
+   * owner: the admin mutations other than PUT take the owner as a query parameter.
+   */
+  private static connectorPath(connectorId: string, suffix = '', ownerUid?: string): string {
+    const query = ownerUid === undefined ? '' : `?${new URLSearchParams({ ownerUid })}`;
+    return `/v1/connectors/${encodeURIComponent(connectorId)}${suffix}${query}`;
   }
 
-  /** Creates or updates the record; `created` tells which. */
+  /**
+   * Creates or updates the record; `created` tells which. With `ownerUid`, a new record is owned by
+   * that Connector and an unowned one is claimed; another Connector's answers 409 CONNECTOR_ID_CONFLICT.
+   */
   async ensureConnector(
     connectorId: string,
     config: ConnectorConfig,
-  ): Promise<{ created: boolean; connector: ConnectorJson }> {
-    const { status, data } = await this.call<ConnectorJson>(
+    options: OwnerOption = {},
+  ): Promise<{ created: boolean; connector: Connector }> {
+    const body = options.ownerUid === undefined ? config : { ...config, ownerUid: options.ownerUid };
+    const { status, data } = await this.call<Connector>(
       'PUT',
       ControlPlaneAdminClient.connectorPath(connectorId),
-      config,
+      body,
     );
     return { created: status === 201, connector: data };
   }
 
-  async getConnector(connectorId: string): Promise<ConnectorJson> {
-    return (await this.call<ConnectorJson>('GET', ControlPlaneAdminClient.connectorPath(connectorId))).data;
+  async getConnector(connectorId: string): Promise<Connector> {
+    return (await this.call<Connector>('GET', ControlPlaneAdminClient.connectorPath(connectorId))).data;
   }
 
-  async listConnectors(): Promise<{ connectors: ConnectorJson[]; cursor: number }> {
-    return (await this.call<{ connectors: ConnectorJson[]; cursor: number }>('GET', '/v1/connectors')).data;
+  async listConnectors(): Promise<{ connectors: Connector[]; cursor: number }> {
+    return (await this.call<{ connectors: Connector[]; cursor: number }>('GET', '/v1/connectors')).data;
   }
 
-  async deleteConnector(connectorId: string): Promise<void> {
-    await this.call('DELETE', ControlPlaneAdminClient.connectorPath(connectorId));
+  async deleteConnector(connectorId: string, options: OwnerOption = {}): Promise<void> {
+    await this.call('DELETE', ControlPlaneAdminClient.connectorPath(connectorId, '', options.ownerUid));
+  }
+
+  /**
+   * Leaves the record without an owner (identity and certificate kept) so that a new Connector with
+   * the same id can claim it; for a Connector deleted with deletionPolicy Retain.
+   */
+  async disownConnector(connectorId: string, ownerUid: string): Promise<void> {
+    await this.call('DELETE', ControlPlaneAdminClient.connectorPath(connectorId, '/owner', ownerUid));
   }
 
   /** Mints (201, created) or returns the live token of this idempotency key (200). */
   async mintToken(
     connectorId: string,
-    request: { idempotencyKey: string; ttlSeconds?: number },
+    request: { idempotencyKey: string; ttlSeconds?: number } & OwnerOption,
   ): Promise<MintedToken & { created: boolean }> {
+    const { ownerUid, ...body } = request;
     const { status, data } = await this.call<MintedToken>(
       'POST',
-      `${ControlPlaneAdminClient.connectorPath(connectorId)}/tokens`,
-      request,
+      ControlPlaneAdminClient.connectorPath(connectorId, '/tokens', ownerUid),
+      body,
     );
     return { ...data, created: status === 201 };
   }
 
-  async revokeTokens(connectorId: string): Promise<{ revoked: number }> {
+  async revokeTokens(connectorId: string, options: OwnerOption = {}): Promise<{ revoked: number }> {
     return (
       await this.call<{ revoked: number }>(
         'DELETE',
-        `${ControlPlaneAdminClient.connectorPath(connectorId)}/tokens`,
+        ControlPlaneAdminClient.connectorPath(connectorId, '/tokens', options.ownerUid),
       )
     ).data;
   }
 
-  async beginRecovery(connectorId: string, requestId: string): Promise<ConnectorJson> {
+  async beginRecovery(connectorId: string, requestId: string, options: OwnerOption = {}): Promise<Connector> {
     return (
-      await this.call<ConnectorJson>(
+      await this.call<Connector>(
         'POST',
-        `${ControlPlaneAdminClient.connectorPath(connectorId)}/recovery`,
+        ControlPlaneAdminClient.connectorPath(connectorId, '/recovery', options.ownerUid),
         { requestId },
       )
     ).data;
   }
 
   /** Changes after `since`; waits up to waitSeconds (0..30) when there are none yet. */
-  async changes(since: number, waitSeconds = 0): Promise<{ changes: ChangeJson[]; cursor: number }> {
+  async changes(since: number, waitSeconds = 0): Promise<{ changes: Change[]; cursor: number }> {
     const query = new URLSearchParams({ since: String(since), waitSeconds: String(waitSeconds) });
     return (
-      await this.call<{ changes: ChangeJson[]; cursor: number }>(
+      await this.call<{ changes: Change[]; cursor: number }>(
         'GET',
         `/v1/changes?${query}`,
         undefined,

@@ -7,6 +7,8 @@ export const AUDIT_TYPES = [
   'connector.created',
   'connector.updated',
   'connector.deleted',
+  'connector.claimed',
+  'connector.disowned',
   'token.minted',
   'token.revoked',
   'endpoint.enrolled',

@@ -128,6 +128,14 @@ export function parseControlPlaneCommandLine(
     offlineRaw === undefined
       ? heartbeatIntervalSeconds * DEFAULTS.offlineAfterIntervals
       : parseDurationSeconds('offline-after', offlineRaw);
+  if (offlineAfterSeconds < heartbeatIntervalSeconds) {
+    // Every healthy connector would be declared offline between two of its heartbeats.
+    throw configError(
+      `--offline-after (${offlineRaw}) is shorter than --heartbeat-interval (${get('heartbeat-interval')}): ` +
+        'connectors would go offline between two heartbeats; give at least the interval ' +
+        `(the default is ${DEFAULTS.offlineAfterIntervals} intervals)`,
+    );
+  }
   const logLevel = get('log-level') as string;
   if (!isLogLevel(logLevel)) throw configError(`--log-level: "${logLevel}" is not a log level`);
   const adminCredentialFile = get('admin-credential-file');

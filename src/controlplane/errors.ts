@@ -5,6 +5,7 @@ import { CodedError } from '../lib/errors.ts';
 
 export const ERROR_STATUS = {
   INVALID_REQUEST: 400,
+  MALFORMED_REQUEST: 400,
   MALFORMED_JSON: 400,
   TTL_TOO_LONG: 400,
   CSR_INVALID: 400,
@@ -19,12 +20,16 @@ export const ERROR_STATUS = {
   NOT_FOUND: 404,
   CONNECTOR_NOT_FOUND: 404,
   METHOD_NOT_ALLOWED: 405,
+  REQUEST_TIMEOUT: 408,
   IDEMPOTENCY_KEY_CONSUMED: 409,
+  CONNECTOR_ID_CONFLICT: 409,
   RECOVERY_REQUIRED: 409,
   RECOVERY_NOT_NEEDED: 409,
   CURSOR_EXPIRED: 410,
   BODY_TOO_LARGE: 413,
   UNSUPPORTED_MEDIA_TYPE: 415,
+  RENEWAL_RATE_LIMITED: 429,
+  HEADERS_TOO_LARGE: 431,
   INTERNAL_ERROR: 500,
 } as const;
 
@@ -32,5 +37,10 @@ export type ErrorCode = keyof typeof ERROR_STATUS;
 
 export function cpError(code: ErrorCode, message: string, details?: Record<string, unknown>): CodedError {
   const status = ERROR_STATUS[code];
-  return new CodedError(code, message, { httpStatus: status, temporary: status >= 500, details });
+  // 429: the same request succeeds later; 5xx: the server may be back later.
+  return new CodedError(code, message, {
+    httpStatus: status,
+    temporary: status >= 500 || status === 429,
+    details,
+  });
 }

@@ -24,6 +24,8 @@ export interface ControlPlaneMetrics {
   certRenewals: Counter;
   /** Refused-enrollment audit entries not written because one source sent too many. */
   auditSuppressed: Counter;
+  /** Writes a budget declined (budgets.ts), by budget name: a bounded label set. */
+  budgetExceeded: Counter<'budget'>;
   requestDuration: Histogram<'route' | 'status'>;
 }
 
@@ -62,6 +64,12 @@ export function createMetrics(
     auditSuppressed: new Counter({
       name: 'cp_audit_suppressed_total',
       help: 'gateway.enrollment_failed audit entries not written because too many came for one connector (or for unknown ones).',
+      registers,
+    }),
+    budgetExceeded: new Counter({
+      name: 'cp_budget_exceeded_total',
+      help: 'Writes not made because a caller without an admin credential spent a write budget, by budget.',
+      labelNames: ['budget'],
       registers,
     }),
     requestDuration: new Histogram({

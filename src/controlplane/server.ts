@@ -10,8 +10,12 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { type Clock, systemClock } from '../lib/clock.ts';
+import { errorMessage } from '../lib/errors.ts';
 import { silentLogger } from '../lib/logger.ts';
+import type { WriteBudgets } from './budgets.ts';
+import { cpError } from './errors.ts';
 import { AdminAuth, credentialHashLine, isCredentialHash } from './http/auth.ts';
+import { answerClientError } from './http/client-error.ts';
 import { sendError, sendJson, sendText } from './http/respond.ts';
 import { Router } from './http/router.ts';
 import { authenticate, ROUTES, type RouteContext, type RouteDefinition } from './http/routes.ts';
@@ -35,6 +39,18 @@ export const DEFAULTS = {
 
 /** Records written per transaction by the periodic heartbeat flush. */
 const FLUSH_SLICE = 1000;
+
+/** The status label of a request whose client left before the answer (nginx's convention). */
+const CLIENT_GONE = 499;
+
+/** The request target as a URL; a target no URL parser accepts is the client's error, not a 500. */
+function requestUrl(req: IncomingMessage): URL {
+  try {
+    return new URL(req.url ?? '/', 'https://control-plane');
+  } catch {
+    throw cpError('MALFORMED_REQUEST', 'the request target is not a valid path');
+  }
+}
 
 export interface ControlPlaneOptions {
   dataDir: string;
@@ -60,8 +76,8 @@ export interface ControlPlaneOptions {
   flushIntervalMs?: number;
   /** Change-feed entries kept (older cursors answer 410). */
   changeRetention?: number;
-  /** Refused enrollments audited per connector (see ServiceOptions.enrollmentAuditLimit). */
-  enrollmentAuditLimit?: { burst: number; refillEveryMs: number };
+  /** What callers without an admin credential may make it write (defaults in budgets.ts). */
+  budgets?: Partial<WriteBudgets>;
   /** Also export process and Node.js metrics (event-loop lag, memory, GC) on /metrics. */
   processMetrics?: boolean;
 }
@@ -211,7 +227,7 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
     certificateLifetimeSeconds: options.certificateLifetimeSeconds ?? DEFAULTS.certificateLifetimeSeconds,
     sanUriPrefix,
     changeRetention: options.changeRetention,
-    ...(options.enrollmentAuditLimit ? { enrollmentAuditLimit: options.enrollmentAuditLimit } : {}),
+    budgets: options.budgets,
   });
   const core = service;
   const adminAuth = new AdminAuth(admin.lines);
@@ -226,7 +242,7 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
     let status = 500;
     try {
       if (closing) res.setHeader('connection', 'close');
-      const url = new URL(req.url ?? '/', 'https://control-plane');
+      const url = requestUrl(req);
       const { route, params } = router.match(req.method ?? 'GET', url.pathname);
       routeLabel = route.path;
       const context: RouteContext = {
@@ -245,6 +261,13 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
       if (result.text !== undefined) sendText(res, status, result.text, result.contentType ?? 'text/plain');
       else sendJson(res, status, result.body);
     } catch (error) {
+      if (req.socket.destroyed) {
+        // The client went away (an aborted upload, a dropped connection): nobody to answer, and an
+        // error line each would let any client write the log at will.
+        status = CLIENT_GONE;
+        logger.debug({ route: routeLabel, err: errorMessage(error) }, 'client went away');
+        return;
+      }
       // The body may be unread (auth or content-type failures): close instead of parsing leftovers.
       if (!req.complete) res.setHeader('connection', 'close');
       status = sendError(res, error, logger);
@@ -277,6 +300,7 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
     },
   );
   server.on('tlsClientError', (error) => logger.debug({ err: error.message }, 'TLS handshake failed'));
+  server.on('clientError', (error, socket) => answerClientError(error, socket, logger));
 
   const timers: NodeJS.Timeout[] = [];
   const startTimers = () => {

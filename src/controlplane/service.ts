@@ -15,14 +15,15 @@ import type { Logger } from 'pino';
 import type { Clock } from '../lib/clock.ts';
 import type { CodedError } from '../lib/errors.ts';
 import { isCodedError } from '../lib/errors.ts';
-import { PerKeyRateLimiter } from '../lib/rate-limiter.ts';
 import { type AuditEntry, type AuditType, auditEntryJson } from './audit.ts';
+import { WriteBudget, type WriteBudgets } from './budgets.ts';
 import { cpError, type ErrorCode } from './errors.ts';
 import type { ControlPlaneMetrics, EnrollmentFailureReason } from './metrics.ts';
 import { type CertificateAuthority, issueConnectorCertificate, type PeerIdentity } from './pki.ts';
 import {
   type ConnectorRecord,
   type ConnectorState,
+  type HeartbeatOutcome,
   isBootstrapClosed,
   isOverdue,
   onHeartbeat,
@@ -30,7 +31,7 @@ import {
   recoveryDecision,
   renewAfter,
 } from './state.ts';
-import type { AuditQuery, ChangeRow, Store } from './store.ts';
+import type { AuditQuery, ChangeRow, Store, TokenRow } from './store.ts';
 import {
   deriveToken,
   hashToken,
@@ -53,11 +54,8 @@ export interface ServiceOptions {
   sanUriPrefix: string;
   /** How many change-feed entries are kept; older cursors answer 410 CURSOR_EXPIRED. */
   changeRetention?: number;
-  /**
-   * Refused enrollments audited per connector (all unknown connectors share one budget): a burst,
-   * then one per refill period. Default 20, then one every 3 s.
-   */
-  enrollmentAuditLimit?: { burst: number; refillEveryMs: number };
+  /** What callers without an admin credential may make it write (see budgets.ts for the defaults). */
+  budgets?: Partial<WriteBudgets>;
 }
 
 export interface ConnectorConfig {
@@ -81,6 +79,8 @@ export interface ConnectorJson {
   liveToken: { tokenId: string; expiresAt: string } | null;
   recovery: { requestId: string; startedAt: string; completedAt: string | null } | null;
   lastEnrollmentFailure: { code: string; at: string } | null;
+  /** The UID of the Kubernetes Connector that owns the record; null when nobody does. */
+  ownerUid: string | null;
   revision: number;
 }
 
@@ -120,21 +120,12 @@ export class ControlPlaneService {
   private readonly waiters = new Set<() => void>();
   private readonly startedAt: number;
   private changesSincePrune = 0;
-  /**
-   * The enrollment endpoint is unauthenticated: without a bound, anyone who can reach it could grow
-   * the append-only audit log without limit. The metric still counts every refusal.
-   */
-  private readonly failureAudits: PerKeyRateLimiter;
+  private readonly budget: WriteBudget;
 
   constructor(options: ServiceOptions) {
     this.options = options;
     this.store = options.store;
-    this.failureAudits = new PerKeyRateLimiter({
-      burst: options.enrollmentAuditLimit?.burst ?? 20,
-      refillEveryMs: options.enrollmentAuditLimit?.refillEveryMs ?? 3_000,
-      clock: options.clock,
-      maxKeys: 10_000,
-    });
+    this.budget = new WriteBudget(options.clock, options.metrics.budgetExceeded, options.budgets);
     for (const record of this.store.loadConnectors()) this.connectors.set(record.connectorId, record);
     this.startedAt = this.now();
   }
@@ -184,6 +175,7 @@ export class ControlPlaneService {
       lastEnrollmentFailure: record.lastEnrollmentFailure
         ? { code: record.lastEnrollmentFailure.code, at: iso(record.lastEnrollmentFailure.at) }
         : null,
+      ownerUid: record.ownerUid,
       revision: record.revision,
     };
   }
@@ -267,6 +259,26 @@ export class ControlPlaneService {
     return record;
   }
 
+  /**
+   * One record, one owning Connector: a caller that names its owner UID may change only a record
+   * that it owns or that nobody owns. The answer does not say who the owner is.
+   */
+  private checkOwner(record: ConnectorRecord, ownerUid: string | undefined): void {
+    if (ownerUid === undefined || record.ownerUid === null || record.ownerUid === ownerUid) return;
+    throw cpError(
+      'CONNECTOR_ID_CONFLICT',
+      `the connector id ${record.connectorId} is owned by another Connector; give this one another connector id`,
+      { connectorId: record.connectorId },
+    );
+  }
+
+  /** The record, when the caller (naming its owner UID, or not) may change it. */
+  private requireOwned(connectorId: string, ownerUid: string | undefined): ConnectorRecord {
+    const record = this.requireConnector(connectorId);
+    this.checkOwner(record, ownerUid);
+    return record;
+  }
+
   getConnector(connectorId: string): ConnectorJson {
     return this.connectorJson(this.requireConnector(connectorId));
   }
@@ -279,30 +291,45 @@ export class ControlPlaneService {
     return { connectors, cursor: this.store.latestCursor() };
   }
 
+  /**
+   * Creates the record (owned by `ownerUid`, when given) or brings its configuration up to date. A
+   * record nobody owns is claimed by the first caller that names an owner; one owned by another
+   * Connector answers 409 CONNECTOR_ID_CONFLICT and changes nothing.
+   */
   ensureConnector(
     connectorId: string,
     config: ConnectorConfig,
+    ownerUid?: string,
   ): { created: boolean; connector: ConnectorJson } {
     const now = this.now();
     const existing = this.connectors.get(connectorId);
     if (existing) {
+      this.checkOwner(existing, ownerUid);
+      const claim = ownerUid !== undefined && existing.ownerUid === null;
       const same =
         existing.org === config.org &&
         existing.endpointId === config.endpointId &&
         JSON.stringify(existing.allowedNetworks) === JSON.stringify(config.allowedNetworks);
-      if (!same) {
+      if (!same || claim) {
         this.store.transaction(() => {
-          const before = {
-            org: existing.org,
-            endpointId: existing.endpointId,
-            allowedNetworks: existing.allowedNetworks,
-          };
-          existing.org = config.org;
-          existing.endpointId = config.endpointId;
-          existing.allowedNetworks = [...config.allowedNetworks];
-          this.audit('connector.updated', connectorId, { before, after: config }, now);
+          if (claim) {
+            existing.ownerUid = ownerUid;
+            this.audit('connector.claimed', connectorId, { ownerUid }, now);
+          }
+          if (!same) {
+            const before = {
+              org: existing.org,
+              endpointId: existing.endpointId,
+              allowedNetworks: existing.allowedNetworks,
+            };
+            existing.org = config.org;
+            existing.endpointId = config.endpointId;
+            existing.allowedNetworks = [...config.allowedNetworks];
+            this.audit('connector.updated', connectorId, { before, after: config }, now);
+          }
           this.publish(existing, now);
         });
+        if (claim) this.log.info({ connectorId, ownerUid }, 'connector claimed');
       }
       return { created: false, connector: this.connectorJson(existing, now) };
     }
@@ -321,11 +348,12 @@ export class ControlPlaneService {
       liveToken: null,
       recovery: null,
       lastEnrollmentFailure: null,
+      ownerUid: ownerUid ?? null,
       revision: 0,
       createdAt: now,
     };
     this.store.transaction(() => {
-      this.audit('connector.created', connectorId, { ...config }, now);
+      this.audit('connector.created', connectorId, { ...config, ownerUid: record.ownerUid }, now);
       this.publish(record, now);
     });
     this.connectors.set(connectorId, record);
@@ -334,9 +362,10 @@ export class ControlPlaneService {
   }
 
   /** Removes the record, its tokens and (by forgetting its serial) its certificate. Idempotent. */
-  deleteConnector(connectorId: string): boolean {
+  deleteConnector(connectorId: string, ownerUid?: string): boolean {
     const record = this.connectors.get(connectorId);
     if (!record) return false;
+    this.checkOwner(record, ownerUid);
     const now = this.now();
     this.store.transaction(() => {
       this.revokeLiveTokens(record, now, 'connector deleted');
@@ -355,13 +384,33 @@ export class ControlPlaneService {
     return true;
   }
 
+  /**
+   * Leaves the record without an owner, identity and certificate intact, so that a new Connector
+   * with the same id can claim it (a Connector deleted with deletionPolicy Retain). False when
+   * nobody owned it (nothing changes); 409 CONNECTOR_ID_CONFLICT when another Connector does.
+   */
+  disownConnector(connectorId: string, ownerUid: string): boolean {
+    const record = this.requireConnector(connectorId);
+    if (record.ownerUid === null) return false;
+    this.checkOwner(record, ownerUid);
+    const now = this.now();
+    this.store.transaction(() => {
+      record.ownerUid = null;
+      this.audit('connector.disowned', connectorId, { ownerUid }, now);
+      this.publish(record, now);
+    });
+    this.log.info({ connectorId, ownerUid }, 'connector disowned');
+    return true;
+  }
+
   // -- admin: tokens -----------------------------------------------------------------------------
 
   mintToken(
     connectorId: string,
     request: { ttlSeconds?: number; idempotencyKey: string },
+    ownerUid?: string,
   ): { created: boolean; token: MintedToken } {
-    const record = this.requireConnector(connectorId);
+    const record = this.requireOwned(connectorId, ownerUid);
     const ttlSeconds = request.ttlSeconds ?? MAX_TOKEN_TTL_SECONDS;
     if (ttlSeconds > MAX_TOKEN_TTL_SECONDS) {
       throw cpError('TTL_TOO_LONG', `ttlSeconds must be at most ${MAX_TOKEN_TTL_SECONDS} (4 h)`, {
@@ -417,8 +466,8 @@ export class ControlPlaneService {
     return { created: true, token: { tokenId, token, expiresAt: iso(expiresAt) } };
   }
 
-  revokeTokens(connectorId: string): number {
-    const record = this.requireConnector(connectorId);
+  revokeTokens(connectorId: string, ownerUid?: string): number {
+    const record = this.requireOwned(connectorId, ownerUid);
     const now = this.now();
     return this.store.transaction(() => {
       const revoked = this.revokeLiveTokens(record, now, 'revoked by the operator');
@@ -429,8 +478,8 @@ export class ControlPlaneService {
 
   // -- admin: recovery ---------------------------------------------------------------------------
 
-  beginRecovery(connectorId: string, requestId: string): ConnectorJson {
-    const record = this.requireConnector(connectorId);
+  beginRecovery(connectorId: string, requestId: string, ownerUid?: string): ConnectorJson {
+    const record = this.requireOwned(connectorId, ownerUid);
     const decision = recoveryDecision(record, requestId);
     if (decision === 'same_request') return this.connectorJson(record);
     if (decision === 'not_needed') {
@@ -504,80 +553,75 @@ export class ControlPlaneService {
 
   // -- agent: enrollment -------------------------------------------------------------------------
 
-  private enrollmentFailure(
-    record: ConnectorRecord | undefined,
+  /**
+   * Refuses an enrollment from a caller that proved nothing: an unknown connector, a token that is
+   * no token of this connector (made up, or another connector's). The enrollment endpoint has no
+   * other authentication, so such a caller may change nothing: no state, no revision, no change-feed
+   * row, no lastEnrollmentFailure. It is counted, and audited within a budget; the answer is the
+   * unknown token's, so it learns neither whether the connector exists nor whether it is retired.
+   */
+  private refuseAnonymous(
     connectorId: string,
-    code: ErrorCode,
+    existing: boolean,
     reason: EnrollmentFailureReason,
-    message: string,
-    details?: Record<string, unknown>,
   ): CodedError {
+    const code = 'ENROLLMENT_TOKEN_INVALID';
+    this.options.metrics.enrollmentFailures.inc({ reason });
+    const audited = this.budget.anonymousAudit(connectorId, existing);
+    if (audited) this.audit('gateway.enrollment_failed', connectorId, { code, reason }, this.now());
+    this.logRefusal(audited, { connectorId, code, reason });
+    return cpError(code, 'the enrollment token is not valid');
+  }
+
+  /**
+   * Refuses an enrollment from a caller holding one of this connector's own tokens (spent, revoked
+   * or expired), which proves it is that connector's deployment: the one refusal that may touch the
+   * record. A retired connector moves to needs_recovery (always written and audited); otherwise
+   * lastEnrollmentFailure is recorded within a per-connector budget, so a crash-looping agent does
+   * not flood the change feed.
+   */
+  private refuseProven(record: ConnectorRecord, refusal: Refusal): CodedError {
+    const { code, reason, message, details } = refusal;
+    const { connectorId } = record;
     const now = this.now();
     this.options.metrics.enrollmentFailures.inc({ reason });
-    // Unknown connector ids share one budget, so inventing ids does not buy more entries.
-    const audited = this.failureAudits.tryTake(record ? `connector:${connectorId}` : 'unknown-connectors');
-    if (!audited) this.options.metrics.auditSuppressed.inc();
+    const needsRecovery = reason === 'retired' && record.state !== 'needs_recovery';
+    const audited = needsRecovery || this.budget.take('provenAudit', connectorId);
+    const recorded = needsRecovery || this.budget.take('failureRecord', connectorId);
     this.store.transaction(() => {
       if (audited) this.audit('gateway.enrollment_failed', connectorId, { code, reason }, now);
-      if (record) {
-        record.lastEnrollmentFailure = { code, at: now };
-        if (reason === 'retired')
-          this.setState(record, 'needs_recovery', now, 'enrollment attempted after retirement');
-        this.publish(record, now);
-      }
+      if (!recorded) return;
+      record.lastEnrollmentFailure = { code, at: now };
+      if (needsRecovery)
+        this.setState(record, 'needs_recovery', now, 'enrollment attempted after retirement');
+      this.publish(record, now);
     });
-    if (audited) this.log.warn({ connectorId, code, reason }, 'enrollment refused');
-    else this.log.debug({ connectorId, code, reason }, 'enrollment refused (audit budget spent)');
+    this.logRefusal(audited, { connectorId, code, reason });
     return cpError(code, message, details);
+  }
+
+  /** One warning per audited refusal: the log grows no faster than the audit log. */
+  private logRefusal(audited: boolean, fields: { connectorId: string; code: string; reason: string }): void {
+    if (audited) {
+      this.log.warn(fields, 'enrollment refused');
+      return;
+    }
+    this.options.metrics.auditSuppressed.inc();
+    this.log.debug(fields, 'enrollment refused (audit budget spent)');
   }
 
   enroll(request: { connectorId: string; token: string; csrPem: string }): EnrollResult {
     const { connectorId } = request;
     const record = this.connectors.get(connectorId);
-    const invalid = (reason: EnrollmentFailureReason, message = 'the enrollment token is not valid') =>
-      this.enrollmentFailure(record, connectorId, 'ENROLLMENT_TOKEN_INVALID', reason, message);
-    if (!record) throw invalid('unknown');
     const tokenId = parseTokenId(request.token);
     const stored = tokenId ? this.store.tokenById(tokenId) : undefined;
     const token = stored && tokenMatchesHash(request.token, stored.tokenHash) ? stored : undefined;
-    if (isBootstrapClosed(record)) {
-      // Whoever presents this connector's own (spent) token is the connector that lost its identity
-      // and fell back to bootstrap (the runbook's branch 3): tell it so, since holding the token
-      // proves it already knows. Anyone else gets the same answer as an unknown token, so the
-      // endpoint does not tell which connectors exist or are retired.
-      if (token?.connectorId !== connectorId) throw invalid('retired');
-      throw this.enrollmentFailure(
-        record,
-        connectorId,
-        'ENROLLMENT_TOKEN_INVALID',
-        'retired',
-        'the enrollment token is not valid: this connector paired before, so its token cannot pair it again; ' +
-          'its persisted identity is lost and must be recovered',
-        { previouslyPaired: true },
-      );
-    }
-    if (!token) throw invalid('unknown');
-    if (token.connectorId !== connectorId) throw invalid('wrong_connector');
-    if (token.status === 'used') throw invalid('used', 'the enrollment token was already used');
-    if (token.status === 'revoked') {
-      throw this.enrollmentFailure(
-        record,
-        connectorId,
-        'ENROLLMENT_TOKEN_REVOKED',
-        'revoked',
-        'enrolment token revoked: the token was revoked before it was used; generate a new token',
-      );
-    }
+    if (!record || !token) throw this.refuseAnonymous(connectorId, record !== undefined, 'unknown');
+    if (token.connectorId !== connectorId) throw this.refuseAnonymous(connectorId, true, 'wrong_connector');
+    // From here on the caller holds one of this connector's own tokens.
     const now = this.now();
-    if (token.expiresAt <= now) {
-      throw this.enrollmentFailure(
-        record,
-        connectorId,
-        'ENROLLMENT_TOKEN_EXPIRED',
-        'expired',
-        'the enrollment token has expired',
-      );
-    }
+    const refusal = ownTokenRefusal(record, token, now);
+    if (refusal) throw this.refuseProven(record, refusal);
     let issued: ReturnType<typeof issueConnectorCertificate>;
     try {
       issued = issueConnectorCertificate(this.options.ca, connectorId, request.csrPem, {
@@ -588,7 +632,7 @@ export class ControlPlaneService {
     } catch (error) {
       if (isCodedError(error) && error.code.startsWith('CSR_')) {
         const reason = error.code.toLowerCase() as EnrollmentFailureReason;
-        throw this.enrollmentFailure(record, connectorId, error.code as ErrorCode, reason, error.message);
+        throw this.refuseProven(record, { code: error.code as ErrorCode, reason, message: error.message });
       }
       throw error;
     }
@@ -659,8 +703,11 @@ export class ControlPlaneService {
     const outcome = onHeartbeat(record, paths);
     this.options.metrics.heartbeats.inc();
     record.lastHeartbeatAt = now;
-    record.paths = paths;
-    if (outcome.significant) {
+    if (outcome.significant && !this.mayPublishHeartbeat(record, outcome)) {
+      // Over the health-change budget: it is alive, and its new health waits for a later beat.
+      this.dirty.add(record.connectorId);
+    } else if (outcome.significant) {
+      record.paths = paths;
       this.store.transaction(() => {
         if (outcome.retire) {
           record.bootstrapRetired = true;
@@ -680,6 +727,7 @@ export class ControlPlaneService {
         this.publish(record, now);
       });
     } else {
+      record.paths = paths;
       this.dirty.add(record.connectorId);
     }
     return {
@@ -689,8 +737,26 @@ export class ControlPlaneService {
     };
   }
 
+  /**
+   * Whether a significant heartbeat is published now. Retirement, a completed recovery and coming
+   * back from offline happen once per incident and always are; health changes (a flapping path,
+   * or an agent renaming its paths every beat) are bounded per connector, so one connector cannot
+   * flood the change feed and push the others' history out of it.
+   */
+  private mayPublishHeartbeat(record: ConnectorRecord, outcome: HeartbeatOutcome): boolean {
+    if (outcome.retire || outcome.completeRecovery || record.state === 'offline') return true;
+    return this.budget.take('healthChange', record.connectorId);
+  }
+
   renew(peer: PeerIdentity, csrPem: string): Omit<EnrollResult, 'heartbeatIntervalSeconds'> {
     const record = this.authenticatePeer(peer);
+    // Each renewal issues a certificate and writes an audit entry and a change: bounded per connector.
+    if (!this.budget.take('renewal', record.connectorId)) {
+      throw cpError(
+        'RENEWAL_RATE_LIMITED',
+        'the certificate was renewed too often; renew later (the current certificate stays valid)',
+      );
+    }
     const now = this.now();
     const issued = issueConnectorCertificate(this.options.ca, record.connectorId, csrPem, {
       now: new Date(now),
@@ -789,12 +855,60 @@ export class ControlPlaneService {
   }
 }
 
+/** Why an enrollment is refused, and what the caller is told. */
+interface Refusal {
+  code: ErrorCode;
+  reason: EnrollmentFailureReason;
+  message: string;
+  details?: Record<string, unknown>;
+}
+
+/** Why one of the connector's own tokens cannot pair it now; undefined when it can. */
+function ownTokenRefusal(record: ConnectorRecord, token: TokenRow, now: number): Refusal | undefined {
+  if (isBootstrapClosed(record)) {
+    // The connector that lost its identity and fell back to its bootstrap token (the runbook's
+    // branch 3): tell it so, since holding the token proves it already knows.
+    return {
+      code: 'ENROLLMENT_TOKEN_INVALID',
+      reason: 'retired',
+      message:
+        'the enrollment token is not valid: this connector paired before, so its token cannot pair it again; ' +
+        'its persisted identity is lost and must be recovered',
+      details: { previouslyPaired: true },
+    };
+  }
+  if (token.status === 'used') {
+    return {
+      code: 'ENROLLMENT_TOKEN_INVALID',
+      reason: 'used',
+      message: 'the enrollment token was already used',
+    };
+  }
+  if (token.status === 'revoked') {
+    return {
+      code: 'ENROLLMENT_TOKEN_REVOKED',
+      reason: 'revoked',
+      message: 'enrolment token revoked: the token was revoked before it was used; generate a new token',
+    };
+  }
+  if (token.expiresAt <= now) {
+    return {
+      code: 'ENROLLMENT_TOKEN_EXPIRED',
+      reason: 'expired',
+      message: 'the enrollment token has expired',
+    };
+  }
+  return undefined;
+}
+
 function changeJson(row: ChangeRow): ChangeJson {
+  const connector = row.connector as unknown as ConnectorJson | null;
   return {
     cursor: row.cursor,
     connectorId: row.connectorId,
     state: row.state,
     at: iso(row.at),
-    connector: row.connector as unknown as ConnectorJson | null,
+    // Rows written before records had owners lack the field: they were unowned then.
+    connector: connector && { ...connector, ownerUid: connector.ownerUid ?? null },
   };
 }

@@ -42,6 +42,11 @@ export interface ConnectorRecord {
   liveToken: { tokenId: string; expiresAt: number } | null;
   recovery: { requestId: string; startedAt: number; completedAt: number | null } | null;
   lastEnrollmentFailure: { code: string; at: number } | null;
+  /**
+   * The UID of the Kubernetes Connector that owns this record, or null (created by a client that
+   * names no owner, or disowned when its Connector was deleted with deletionPolicy Retain).
+   */
+  ownerUid: string | null;
   revision: number;
   createdAt: number;
 }

@@ -45,6 +45,9 @@ const MIGRATIONS: string[] = [
    );
    CREATE INDEX audit_connector ON audit (connector_id, at);
    CREATE INDEX audit_at ON audit (at);`,
+  // 2: record ownership, a column of its own so that the owner is a fact the database can be asked
+  // about. Existing records get NULL, i.e. unowned: the first Connector naming itself on PUT claims them.
+  'ALTER TABLE connectors ADD COLUMN owner_uid TEXT',
 ];
 
 export type TokenStatus = 'live' | 'used' | 'revoked';
@@ -173,15 +176,17 @@ export class Store {
   // -- connectors -------------------------------------------------------------------------------
 
   loadConnectors(): ConnectorRecord[] {
-    return (this.sql('SELECT record FROM connectors ORDER BY id').all() as Row[]).map(
-      (row) => JSON.parse(String(row.record)) as ConnectorRecord,
-    );
+    // The owner column is the truth: records written before it existed have no ownerUid in their JSON.
+    return (this.sql('SELECT record, owner_uid FROM connectors ORDER BY id').all() as Row[]).map((row) => ({
+      ...(JSON.parse(String(row.record)) as ConnectorRecord),
+      ownerUid: row.owner_uid === null ? null : String(row.owner_uid),
+    }));
   }
 
   putConnector(record: ConnectorRecord): void {
     this.sql(
-      'INSERT INTO connectors (id, state, record) VALUES (?, ?, ?) ON CONFLICT(id) DO UPDATE SET state = excluded.state, record = excluded.record',
-    ).run(record.connectorId, record.state, JSON.stringify(record));
+      'INSERT INTO connectors (id, state, owner_uid, record) VALUES (?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET state = excluded.state, owner_uid = excluded.owner_uid, record = excluded.record',
+    ).run(record.connectorId, record.state, record.ownerUid, JSON.stringify(record));
   }
 
   deleteConnector(connectorId: string): void {

@@ -248,8 +248,6 @@ export function verifyCsrPem(csrPem: string): CsrFacts {
     throw invalid('csrPem is missing parts of a PKCS#10 request');
   }
   const algorithm = asn1.derToOid(String(algorithmOidNode.value));
-  const hash = HASH_OF_SIGNATURE_OID[algorithm];
-  if (!hash) throw invalid(`unsupported CSR signature algorithm ${algorithm}`);
   let publicKey: KeyObject;
   try {
     publicKey = createPublicKey({ key: derOf(spkiNode), format: 'der', type: 'spki' });
@@ -279,6 +277,10 @@ export function verifyCsrPem(csrPem: string): CsrFacts {
       httpStatus: 400,
     });
   }
+  // Looked up only now: a key of another type (Ed25519 signs with its own algorithm) is answered
+  // with CSR_KEY_UNSUPPORTED above, not with an unknown signature algorithm.
+  const hash = HASH_OF_SIGNATURE_OID[algorithm];
+  if (!hash) throw invalid(`unsupported CSR signature algorithm ${algorithm}`);
   // BIT STRING content: first byte is the number of unused bits.
   const signatureBytes = Buffer.from(signatureNode.value as string, 'binary');
   if (signatureBytes[0] !== 0) throw invalid('malformed CSR signature');

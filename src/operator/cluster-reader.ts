@@ -5,6 +5,7 @@ import {
   AppsV1Api,
   CoreV1Api,
   type KubeConfig,
+  StorageV1Api,
   type V1ConfigMap,
   type V1Deployment,
   type V1PersistentVolumeClaim,
@@ -41,11 +42,13 @@ export class InformerClusterReader implements ClusterReader {
   private readonly informers: OwnedInformers;
   private readonly core: CoreV1Api;
   private readonly apps: AppsV1Api;
+  private readonly storage: StorageV1Api;
 
   constructor(kc: KubeConfig, informers: OwnedInformers) {
     this.informers = informers;
     this.core = kc.makeApiClient(CoreV1Api);
     this.apps = kc.makeApiClient(AppsV1Api);
+    this.storage = kc.makeApiClient(StorageV1Api);
   }
 
   ownedStatefulSet(namespace: string, name: string) {
@@ -87,5 +90,9 @@ export class InformerClusterReader implements ClusterReader {
   }
   readConfigMap(namespace: string, name: string) {
     return orUndefined(this.core.readNamespacedConfigMap({ namespace, name }));
+  }
+  /** Read only when a claim should grow (storage-expansion.ts), so no informer: a handful of reads. */
+  readStorageClass(name: string) {
+    return orUndefined(this.storage.readStorageClass({ name }));
   }
 }

@@ -95,7 +95,6 @@ export const ReadyReasons = {
 
 /** kstatus Reconciling: the operator is working towards the desired state. */
 export const ReconcilingReasons = {
-  Progressing: 'Progressing',
   /** Creating or updating owned objects (ConfigMap, StatefulSet, claim). */
   ApplyingResources: 'ApplyingResources',
   /** The workload is rolling out or scaling. */
@@ -108,6 +107,8 @@ export const ReconcilingReasons = {
   RetryingAfterError: 'RetryingAfterError',
   /** Deleting: releasing the control-plane record before removing the finalizer. */
   Finalizing: 'Finalizing',
+  /** The claim grows to spec.storage.size: asked, being resized, or waiting to be Bound first. */
+  ExpandingStorage: 'ExpandingStorage',
 } as const;
 
 /** kstatus Stalled: the operator cannot make progress without a change from a person. */
@@ -132,6 +133,8 @@ export const StalledReasons = {
   ConnectorIdConflict: 'ConnectorIdConflict',
   /** spec.existingClaim names a claim that does not exist. */
   ClaimNotFound: 'ClaimNotFound',
+  /** spec.storage.size grew, but the claim's StorageClass does not allow volume expansion. */
+  StorageExpansionUnsupported: 'StorageExpansionUnsupported',
 } as const;
 
 /** What a caller says about one condition; the module decides lastTransitionTime. */

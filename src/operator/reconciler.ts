@@ -11,11 +11,13 @@ import { FINALIZER } from './api/constants.ts';
 import type { Condition, Connector, ConnectorStatus } from './api/types.ts';
 import { defaultedSpec } from './api/types.ts';
 import {
+  CONDITION_TYPES,
   clearReconciling,
   markReconciling,
   markStalled,
   ReconcilingReasons,
   StalledReasons,
+  setCondition,
   withReady,
 } from './conditions.ts';
 import { type ActContext, act, recordEvents } from './reconcile/act.ts';
@@ -42,9 +44,34 @@ const STALLING_CODES: Record<string, string> = {
   INVALID_REQUEST: StalledReasons.ControlPlaneRejected,
   RECOVERY_REQUIRED: StalledReasons.ControlPlaneRejected,
   [StalledReasons.ControlPlaneConfigInvalid]: StalledReasons.ControlPlaneConfigInvalid,
+  // Kubernetes refused an object built from the spec: the spec must change (spec-fields.ts).
+  [StalledReasons.InvalidSpec]: StalledReasons.InvalidSpec,
+  // Another Connector owns the control-plane record of this connector id.
+  CONNECTOR_ID_CONFLICT: StalledReasons.ConnectorIdConflict,
 };
 
 /** The status after a failed act: observed facts kept, progress records unchanged, the error in a condition. */
+/** The status of a Connector being deleted: Reconciling and Ready say Finalizing, the rest stays. */
+export function finalizingStatus(connector: Connector, now: Date): ConnectorStatus {
+  const previous = connector.status ?? {};
+  const generation = connector.metadata.generation;
+  const g = generation !== undefined ? { observedGeneration: generation } : {};
+  const message = `the Connector is being deleted: revoking live tokens and ${connector.spec?.deletionPolicy === 'Retain' ? 'keeping' : 'releasing'} the control-plane record before the finalizer is removed`;
+  const conditions = markReconciling(
+    previous.conditions,
+    { reason: ReconcilingReasons.Finalizing, message, ...g },
+    now,
+  );
+  return {
+    ...previous,
+    conditions: setCondition(
+      conditions,
+      { type: CONDITION_TYPES.Ready, status: 'False', reason: ReconcilingReasons.Finalizing, message, ...g },
+      now,
+    ),
+  };
+}
+
 export function statusAfterError(
   previous: ConnectorStatus,
   planned: ConnectorStatus,
@@ -124,11 +151,22 @@ export class ConnectorReconciler {
       return this.finalize(connector, log);
     }
     if (!(connector.metadata.finalizers ?? []).includes(FINALIZER)) {
-      await this.ctx.writer.apply({
-        apiVersion: connector.apiVersion,
-        kind: connector.kind,
-        metadata: { name, namespace, finalizers: [FINALIZER] },
-      });
+      try {
+        await this.ctx.writer.apply({
+          apiVersion: connector.apiVersion,
+          kind: connector.kind,
+          metadata: { name, namespace, finalizers: [FINALIZER] },
+        });
+      } catch (error) {
+        // The cache had not seen the deletion yet: the API server refuses a new finalizer on an
+        // object being deleted (422) or already gone (404). Nothing to hold it for; the watch
+        // delivers the deletion next.
+        if (isCodedError(error, 'KUBERNETES_INVALID') || isCodedError(error, 'KUBERNETES_NOT_FOUND')) {
+          log.debug({ code: error.code }, 'not adding the finalizer: the Connector is being deleted');
+          return {};
+        }
+        throw error;
+      }
       log.debug('finalizer added');
       return {};
     }
@@ -208,6 +246,26 @@ export class ConnectorReconciler {
     });
   }
 
+  /**
+   * Says in status that the Connector is being deleted, once: a deleting connector is not Online
+   * and not Ready, whatever the last pass saw (kubectl, kstatus, Argo CD and Flux read this).
+   */
+  private async markFinalizing(connector: Connector): Promise<void> {
+    const previous = connector.status ?? {};
+    const reconciling = previous.conditions?.find((c) => c.type === 'Reconciling');
+    if (reconciling?.reason === ReconcilingReasons.Finalizing) return;
+    try {
+      await this.ctx.writer.applyStatus(
+        RESOURCE_TYPES.connector,
+        { namespace: connector.metadata.namespace ?? '', name: connector.metadata.name ?? '' },
+        finalizingStatus(connector, this.ctx.clock.now()),
+      );
+    } catch (error) {
+      // Gone already: nothing left to describe.
+      if (!isCodedError(error, 'KUBERNETES_NOT_FOUND')) throw error;
+    }
+  }
+
   /** The cached Connector, with the status this operator wrote if the cache has not caught up yet. */
   private withOwnStatus(key: string, cached: Connector): Connector {
     const mine = this.written.get(key);
@@ -222,6 +280,7 @@ export class ConnectorReconciler {
   /** Deleting: revoke live tokens, release (or keep) the control-plane record, then let go of the object. */
   private async finalize(connector: Connector, log: Logger): Promise<ReconcileResult> {
     if (!(connector.metadata.finalizers ?? []).includes(FINALIZER)) return {};
+    await this.markFinalizing(connector);
     let spec: ReturnType<typeof defaultedSpec> | undefined;
     try {
       spec = defaultedSpec(connector);
@@ -238,19 +297,30 @@ export class ConnectorReconciler {
           'cannot release the connector: no control-plane credential',
           { temporary: true },
         );
+      // Only the record this Connector owns is revoked, released or disowned: a Connector that lost
+      // the connector id to another one (ConnectorIdConflict) leaves that one's record alone.
+      const owner = { ownerUid: connector.metadata.uid ?? '' };
+      let notOurs = false;
       try {
-        await client.revokeTokens(spec.connector.id);
+        await client.revokeTokens(spec.connector.id, owner);
         if (spec.deletionPolicy === 'Release') {
-          await client.deleteConnector(spec.connector.id);
+          await client.deleteConnector(spec.connector.id, owner);
           resolved.connection.follower.forget(spec.connector.id);
+        } else {
+          // Retain keeps the identity and lets go of the record, so a new Connector with the same
+          // id (reattaching the claim) can claim it.
+          await client.disownConnector(spec.connector.id, owner.ownerUid);
         }
       } catch (error) {
-        if (!isCodedError(error, 'CONNECTOR_NOT_FOUND')) throw asCoded(error);
+        if (isCodedError(error, 'CONNECTOR_ID_CONFLICT')) notOurs = true;
+        else if (!isCodedError(error, 'CONNECTOR_NOT_FOUND')) throw asCoded(error);
       }
       const released = spec.deletionPolicy === 'Release';
-      const message = released
-        ? `revoked live tokens and released ${spec.connector.id} in the control plane`
-        : `revoked live tokens; kept the control-plane record of ${spec.connector.id} (deletionPolicy Retain)`;
+      const message = notOurs
+        ? `left the control-plane record of ${spec.connector.id} alone: another Connector owns it`
+        : released
+          ? `revoked live tokens and released ${spec.connector.id} in the control plane`
+          : `revoked live tokens; kept the control-plane record of ${spec.connector.id} and let go of it, so a new Connector with that id can claim it (deletionPolicy Retain)`;
       log.info({ deletionPolicy: spec.deletionPolicy }, message);
       recordEvents(this.ctx, connector, [
         { type: 'Normal', reason: released ? 'ConnectorReleased' : 'ConnectorRetained', message },

@@ -11,10 +11,10 @@ import { assertNoSecrets } from '../helpers/secret-scan.ts';
 import { makeCa } from './fixtures.ts';
 import {
   agentConfig,
+  enrolledConnector,
   prepareConnector,
   runAgent,
   startTestControlPlane,
-  type TestControlPlane,
   waitFor,
 } from './harness.ts';
 
@@ -52,23 +52,6 @@ async function expectFailClosed(
   assertNoSecrets(t, 'agent logs', logs.text(), secrets);
   assertNoSecrets(t, 'termination message', text, secrets);
   return message;
-}
-
-async function enrolledConnector(t: ExecutionContext, control: TestControlPlane, connectorId: string) {
-  const prepared = await prepareConnector(t, control, connectorId);
-  const config = agentConfig({
-    connectorId,
-    controlPlaneUrl: control.cp.url,
-    caFile: control.caFile,
-    tokenFile: prepared.tokenFile,
-    dataDir: prepared.dataDir,
-    terminationLog: join(prepared.dataDir, 'termination-log'),
-  });
-  const first = runAgent(t, config);
-  await waitFor('retired', async () => (await control.admin.getConnector(connectorId)).bootstrapRetired);
-  t.is((await first.agent.stop()).exitCode, 0);
-  const keyPem = await readFile(identityPaths(prepared.dataDir).key, 'utf8');
-  return { ...prepared, config, keyPem };
 }
 
 test('an empty data directory and no token: FirstBootBootstrap ENROLLMENT_TOKEN_MISSING, exit 11, no request', async (t) => {

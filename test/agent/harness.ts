@@ -1,11 +1,12 @@
 // End-to-end harness: the real control plane in-process on 127.0.0.1:0, its admin client, real temp
 // data directories, and the real agent with its logs captured for assertions and secret scans.
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ExecutionContext } from 'ava';
 import { type AgentDependencies, type RunningAgent, startAgent } from '../../src/agent/agent.ts';
 import { type AgentConfig, DEFAULT_SAN_URI_PREFIX } from '../../src/agent/config.ts';
 import { type AgentApi, ControlPlaneClient } from '../../src/agent/control-plane-client.ts';
+import { identityPaths } from '../../src/agent/identity-store.ts';
 import { ControlPlaneAdminClient } from '../../src/controlplane/admin-client.ts';
 import {
   type ControlPlaneOptions,
@@ -196,4 +197,31 @@ export function runAgent(
 /** Log records whose message matches. */
 export function recordsMatching(logs: CapturedLogs, pattern: RegExp): Array<Record<string, unknown>> {
   return logs.records().filter((record) => pattern.test(String(record.msg)));
+}
+
+/** The agent configuration of a prepared connector: its token file and data directory, the termination log in it. */
+export function configFor(
+  control: TestControlPlane,
+  connectorId: string,
+  files: { tokenFile: string; dataDir: string },
+): AgentConfig {
+  return agentConfig({
+    connectorId,
+    controlPlaneUrl: control.cp.url,
+    caFile: control.caFile,
+    tokenFile: files.tokenFile,
+    dataDir: files.dataDir,
+    terminationLog: join(files.dataDir, 'termination-log'),
+  });
+}
+
+/** A connector paired by a real agent, which is then stopped: its identity is on disk, its token spent. */
+export async function enrolledConnector(t: ExecutionContext, control: TestControlPlane, connectorId: string) {
+  const prepared = await prepareConnector(t, control, connectorId);
+  const config = configFor(control, connectorId, prepared);
+  const first = runAgent(t, config);
+  await waitFor('retired', async () => (await control.admin.getConnector(connectorId)).bootstrapRetired);
+  t.is((await first.agent.stop()).exitCode, 0);
+  const keyPem = await readFile(identityPaths(prepared.dataDir).key, 'utf8');
+  return { ...prepared, config, keyPem };
 }

@@ -2,13 +2,19 @@
 // with its own message, each forbidden change is refused on update, the allowed changes pass, the
 // schema defaults appear, and a fully populated status survives the status subresource unpruned.
 import { readFile } from 'node:fs/promises';
+import { type RequestOptions, request } from 'node:https';
 import { join } from 'node:path';
 import { ApiextensionsV1Api, CustomObjectsApi } from '@kubernetes/client-node';
 import test from 'ava';
 import * as yaml from 'js-yaml';
 import { CRD_NAME, GROUP, PLURAL, VERSION } from '../../src/operator/api/constants.ts';
 import { loadConnectorCrdModel } from '../../src/operator/api/crd.ts';
-import type { Connector, ConnectorSpec, ConnectorStatus } from '../../src/operator/api/types.ts';
+import {
+  type Connector,
+  type ConnectorSpec,
+  type ConnectorStatus,
+  defaultedSpec,
+} from '../../src/operator/api/types.ts';
 import { createTestNamespace, repoRoot, useCluster } from '../helpers/cluster.ts';
 import { eventually } from '../helpers/eventually.ts';
 
@@ -80,6 +86,202 @@ async function refusal(write: Promise<unknown>): Promise<{ code: number; message
     return { code: code ?? 0, message: parsed?.message ?? String(error) };
   }
   throw new Error('the API server accepted a write that should have been refused');
+}
+
+/** UTF-16 code units: 127 emoji are 127 code points (within maxLength) but 254 units. */
+const emoji = (count: number) => '\u{1F600}'.repeat(count);
+
+/**
+ * What Kubernetes refuses later, when the operator applies the StatefulSet built from the spec (or
+ * the control plane refuses the registration): each must be refused at admission, naming the field.
+ */
+function syntaxCases(): Array<[string, () => ConnectorSpec, string, string?]> {
+  const cp = (change: Partial<NonNullable<ConnectorSpec['controlPlane']>>) => ({
+    ...validSpec(),
+    controlPlane: { url: 'https://cp.example.com', credentialSecretRef: { name: 'admin' }, ...change },
+  });
+  const toleration = (t: NonNullable<ConnectorSpec['tolerations']>[number]) => ({
+    ...validSpec(),
+    tolerations: [t],
+  });
+  return [
+    [
+      'a name with a dot, which no StatefulSet may have',
+      validSpec,
+      "metadata.name: Invalid value: metadata.name must be a DNS label (lower-case letters, digits and '-'",
+      'dc1.connector',
+    ],
+    [
+      'an endpoint id longer than the control plane accepts in UTF-16 code units',
+      () => ({ ...validSpec(), connector: { org: 'acme', endpointId: emoji(127) } }),
+      'spec.connector.endpointId must be at most 253 UTF-16 code units',
+    ],
+    [
+      'an org longer than the control plane accepts in UTF-16 code units',
+      () => ({ ...validSpec(), connector: { org: `${'o'.repeat(252)}${emoji(1)}`, endpointId: 'ep' } }),
+      'spec.connector.org must be at most 253 UTF-16 code units',
+    ],
+    [
+      'a CA ConfigMap name with upper case',
+      () => cp({ caConfigMapRef: { name: 'VaultPAM-CA' } }),
+      'spec.controlPlane.caConfigMapRef.name must be a ConfigMap name, a DNS subdomain',
+    ],
+    [
+      'a CA ConfigMap key with a slash',
+      () => cp({ caConfigMapRef: { name: 'ca', key: 'certs/ca.crt' } }),
+      'spec.controlPlane.caConfigMapRef.key must be a ConfigMap key',
+    ],
+    [
+      'a credential Secret name with an underscore',
+      () => cp({ credentialSecretRef: { name: 'vaultpam_admin' } }),
+      'spec.controlPlane.credentialSecretRef.name must be a Secret name, a DNS subdomain',
+    ],
+    [
+      'a credential Secret key of two dots',
+      () => cp({ credentialSecretRef: { name: 'admin', key: '..' } }),
+      'spec.controlPlane.credentialSecretRef.key must be a Secret key',
+    ],
+    [
+      'an image with a space',
+      () => ({ ...validSpec(), image: 'vaultpam connector:1.0' }),
+      'spec.image must not contain whitespace',
+    ],
+    [
+      'an image that is no reference (upper-case path)',
+      () => ({ ...validSpec(), image: 'registry.example.com/VaultPAM/connector:1.0' }),
+      'spec.image must be an image reference [registry[:port]/]path[:tag][@digest]',
+    ],
+    [
+      'an image pull secret name with a space',
+      () => ({ ...validSpec(), imagePullSecrets: [{ name: 'registry pull' }] }),
+      'spec.imagePullSecrets[0].name: Invalid value: "registry pull": spec.imagePullSecrets: name must be a Secret name',
+    ],
+    [
+      'a negative CPU request',
+      () => ({ ...validSpec(), resources: { requests: { cpu: '-500m' } } }),
+      'spec.resources.requests[cpu]: Invalid value: "-500m": spec.resources.requests: "-500m" is not a quantity greater than zero',
+    ],
+    [
+      'a zero memory limit, as an integer',
+      () => ({ ...validSpec(), resources: { limits: { memory: 0 } } }),
+      'spec.resources.limits: "0" is not a quantity greater than zero',
+    ],
+    [
+      'a resource value that is no quantity',
+      () => ({ ...validSpec(), resources: { limits: { memory: '256 MiB' } } }),
+      'spec.resources.limits: "256 MiB" is not a quantity greater than zero',
+    ],
+    [
+      'a resource name that is not a container resource',
+      () => ({ ...validSpec(), resources: { limits: { gpu: '1' } } }),
+      'spec.resources.limits: "gpu" is not a container resource name',
+    ],
+    [
+      'a request larger than its limit',
+      () => ({ ...validSpec(), resources: { requests: { memory: '1Gi' }, limits: { memory: '512Mi' } } }),
+      'spec.resources: the request for memory is larger than its limit',
+    ],
+    [
+      'a node selector value with a space',
+      () => ({ ...validSpec(), nodeSelector: { 'kubernetes.io/os': 'linux os' } }),
+      'spec.nodeSelector[kubernetes.io/os]: Invalid value: "linux os": spec.nodeSelector: "linux os" is not a label value',
+    ],
+    [
+      'a node selector key with two slashes',
+      () => ({ ...validSpec(), nodeSelector: { 'a/b/c': 'x' } }),
+      'spec.nodeSelector: "a/b/c" is not a label key',
+    ],
+    [
+      'a toleration key with a space',
+      () => toleration({ key: 'dedicated node', operator: 'Exists' }),
+      'spec.tolerations[0]: Invalid value: spec.tolerations: key must be a label key',
+    ],
+    [
+      'a toleration value with a space',
+      () => toleration({ key: 'dedicated', value: 'pam team' }),
+      'spec.tolerations: value must be a label value',
+    ],
+    [
+      'a toleration without key or operator Exists',
+      () => toleration({ operator: 'Equal', value: 'x' }),
+      'spec.tolerations: a toleration without a key matches every taint and needs operator: Exists',
+    ],
+    [
+      'a toleration with operator Exists and a value',
+      () => toleration({ key: 'dedicated', operator: 'Exists', value: 'pam' }),
+      'spec.tolerations: operator Exists matches any value, so value must be empty',
+    ],
+    [
+      'a toleration with tolerationSeconds and no NoExecute effect',
+      () => toleration({ key: 'dedicated', effect: 'NoSchedule', tolerationSeconds: 30 }),
+      'spec.tolerations: tolerationSeconds applies only to effect NoExecute',
+    ],
+    [
+      'a priority class name that is no DNS subdomain',
+      () => ({ ...validSpec(), priorityClassName: 'High_Priority' }),
+      'spec.priorityClassName must be a PriorityClass name, a DNS subdomain',
+    ],
+    [
+      'a service account name that is no DNS subdomain',
+      () => ({ ...validSpec(), serviceAccountName: 'connector sa' }),
+      'spec.serviceAccountName must be a ServiceAccount name, a DNS subdomain',
+    ],
+    [
+      'a pod label value with a space',
+      () => ({ ...validSpec(), podLabels: { team: 'platform security' } }),
+      'spec.podLabels[team]: Invalid value: "platform security": spec.podLabels: "platform security" is not a label value',
+    ],
+    [
+      'a pod label key with a space',
+      () => ({ ...validSpec(), podLabels: { 'owner team': 'x' } }),
+      'spec.podLabels: "owner team" is not a label key',
+    ],
+    [
+      'a pod label key with a name over 63 characters',
+      () => ({ ...validSpec(), podLabels: { [`example.com/${'n'.repeat(64)}`]: 'x' } }),
+      `spec.podLabels: "example.com/${'n'.repeat(64)}" is not a label key`,
+    ],
+    [
+      'a pod annotation key with two slashes',
+      () => ({ ...validSpec(), podAnnotations: { 'example.com/a/b': 'x' } }),
+      'spec.podAnnotations: "example.com/a/b" is not an annotation key',
+    ],
+    [
+      '256 KiB of pod annotations',
+      () => ({
+        ...validSpec(),
+        podAnnotations: Object.fromEntries(
+          Array.from({ length: 64 }, (_, i) => [`note-${i}`, 'x'.repeat(4096)]),
+        ),
+      }),
+      'spec.podAnnotations: keys and values must take at most 261120 bytes (255 KiB)',
+    ],
+    [
+      'a storage size of 100m (a tenth of a byte)',
+      () => ({ ...validSpec(), storage: { size: '100m' } }),
+      'spec.storage.size must be a whole number of bytes',
+    ],
+    [
+      'a storage class name with upper case',
+      () => ({ ...validSpec(), storage: { storageClassName: 'Fast' } }),
+      'spec.storage.storageClassName must be a StorageClass name, a DNS subdomain',
+    ],
+    [
+      'an existing claim name with an underscore',
+      () => ({ ...validSpec(), storage: { existingClaim: 'old_data' } }),
+      'spec.storage.existingClaim must be a PersistentVolumeClaim name, a DNS subdomain',
+    ],
+    [
+      'an adopted StatefulSet name with a dot',
+      () => ({ ...validSpec(), workloadRef: { kind: 'StatefulSet', name: 'legacy.v2' } }),
+      'spec.workloadRef.name must be a StatefulSet name, a DNS label',
+    ],
+    [
+      'an adopted Deployment name with upper case',
+      () => ({ ...validSpec(), workloadRef: { kind: 'Deployment', name: 'Legacy' } }),
+      'spec.workloadRef.name must be a Deployment name, a DNS subdomain',
+    ],
+  ];
 }
 
 const createCases: Array<[string, () => ConnectorSpec, string, string?]> = [
@@ -176,9 +378,11 @@ const createCases: Array<[string, () => ConnectorSpec, string, string?]> = [
   [
     'a name too long for the StatefulSet it names',
     validSpec,
-    'metadata.name must be at most 52 characters',
+    // Pointed at the field (fieldPath), not at the root, whose error read "<nil>: Invalid value".
+    'metadata.name: Invalid value: metadata.name must be at most 52 characters',
     'n'.repeat(53),
   ],
+  ...syntaxCases(),
   [
     'an unknown recovery policy',
     () => ({ ...validSpec(), recovery: { policy: 'Sometimes' as 'Manual' } }),
@@ -196,6 +400,9 @@ for (const [what, spec, expected, name] of createCases) {
     const { code, message } = await refusal(create(spec(), name));
     t.is(code, 422);
     t.true(message.includes(expected), `expected "${expected}" in: ${message}`);
+    // Each rule's error names its field; the one error Kubernetes itself leaves without a field is
+    // its note that CEL rules were skipped because the object failed the schema.
+    t.notRegex(message, /<nil>: Invalid value: (?!null: some validation rules were not checked)/);
   });
 }
 
@@ -305,6 +512,207 @@ test('allows the changes that keep the identity: ephemeral to durable, growing, 
   t.is(again.spec.recovery?.requestId, 'incident-2');
   t.true(again.spec.paused);
 });
+
+test('accepts every checked field when it is valid, at the edges Kubernetes allows', async (t) => {
+  const digest = `sha256:${'0123456789abcdef'.repeat(4)}`;
+  const full: ConnectorSpec = {
+    controlPlane: {
+      url: 'https://cp.example.com',
+      caConfigMapRef: { name: 'vaultpam-ca.v2', key: 'ca_bundle.pem' },
+      credentialSecretRef: { name: 'vaultpam-admin', key: '.credential' },
+    },
+    // 253 UTF-16 code units: 251 letters and one emoji (two units), the control plane's limit.
+    connector: { org: `${'o'.repeat(251)}${emoji(1)}`, endpointId: 'dc1 linux fleet (ünïcode)' },
+    image: `registry.example.com:5000/vaultpam/connector_agent:1.2.3@${digest}`,
+    imagePullSecrets: [{ name: 'registry-pull.v1' }],
+    resources: {
+      requests: { cpu: '50m', memory: 67108864 },
+      limits: { cpu: 1, memory: '256Mi', 'ephemeral-storage': '1Gi', 'example.com/gpu': '1' },
+    },
+    nodeSelector: { 'kubernetes.io/os': 'linux', 'node.example.com/pool': '' },
+    tolerations: [
+      {
+        key: 'example.com/dedicated',
+        operator: 'Equal',
+        value: 'pam',
+        effect: 'NoExecute',
+        tolerationSeconds: 30,
+      },
+      { operator: 'Exists' },
+    ],
+    priorityClassName: 'system-node-critical',
+    serviceAccountName: 'vaultpam.connector',
+    podLabels: {
+      team: 'platform-security',
+      [`${'p'.repeat(200)}.example.com/${'n'.repeat(63)}`]: 'v'.repeat(63),
+    },
+    podAnnotations: {
+      'Example.COM/Owner': 'x'.repeat(4096),
+      note: '',
+      ...Object.fromEntries(Array.from({ length: 62 }, (_, i) => [`n${i}`, 'y'.repeat(4096)])),
+    },
+    storage: { size: '1.5Gi', storageClassName: 'fast-ssd' },
+  };
+  // A name of 52 characters, the longest whose StatefulSet's pods and revisions fit.
+  const created = await create(full, `c${'n'.repeat(49)}-${counter}`.slice(0, 52)).catch(
+    (error: { body?: unknown }) => {
+      throw new Error(String(error.body ?? error));
+    },
+  );
+  t.deepEqual(created.spec.podLabels, full.podLabels);
+  t.notThrows(() => defaultedSpec(created), 'the operator takes what admission took');
+  for (const variant of [
+    { storage: { existingClaim: 'data-dc1.v2' } },
+    { storage: { ephemeral: true, size: '1000m' } },
+    { workloadRef: { kind: 'StatefulSet' as const, name: 'n'.repeat(63) } },
+    { workloadRef: { kind: 'Deployment' as const, name: 'legacy.v2' } },
+    { image: 'localhost:5000/connector' },
+    { image: `connector@${digest}` },
+    { connector: { org: 'acme', endpointId: `${'e'.repeat(251)}${emoji(1)}` } },
+  ]) {
+    await t.notThrowsAsync(
+      create({ ...validSpec(), ...variant }).catch((error: { body?: unknown }) => {
+        throw new Error(String(error.body ?? error));
+      }),
+      JSON.stringify(variant).slice(0, 80),
+    );
+  }
+});
+
+test('the operator refuses exactly what the API server refuses (defaultedSpec against admission)', async (t) => {
+  await setup();
+  const digest = `sha256:${'ab'.repeat(32)}`;
+  const variants: ConnectorSpec[] = [
+    ...[
+      '1Gi',
+      '1.5Gi',
+      '1000m',
+      '100m',
+      '0.5Ki',
+      '1.5k',
+      '1e3',
+      '0',
+      '-1Gi',
+      '7Ei',
+      '8Ei',
+      '1.5Pi',
+      '999999999999999',
+    ].map((size) => ({ ...validSpec(), storage: { size } })),
+    ...[
+      'busybox',
+      'a/b/c:1',
+      `x@${digest}`,
+      'localhost:5000/a',
+      'Team/app',
+      'a:b:c',
+      'a b',
+      'host:port/x',
+      '[::1]/x',
+    ].map((image) => ({ ...validSpec(), image })),
+    ...[
+      'a',
+      'example.com/a',
+      'Example.com/a',
+      'a/b/c',
+      '-a',
+      `${'p'.repeat(254)}/a`,
+      `${'p'.repeat(253)}/a`,
+    ].flatMap((key) => [
+      { ...validSpec(), podLabels: { [key]: 'v' } },
+      { ...validSpec(), podAnnotations: { [key]: 'v' } },
+    ]),
+    ...['', 'a', 'a-b_c.d', '-a', 'a b', 'v'.repeat(63)].map((value) => ({
+      ...validSpec(),
+      podLabels: { k: value },
+    })),
+    ...['cpu', 'hugepages-2Mi', 'hugepages-x', 'example.com/gpu', 'gpu', 'storage'].map((name) => ({
+      ...validSpec(),
+      resources: { limits: { [name]: '1' } },
+    })),
+    ...[emoji(126), `${emoji(126)}e`, `${emoji(126)}ee`].map((endpointId) => ({
+      ...validSpec(),
+      connector: { org: 'acme', endpointId },
+    })),
+  ];
+  const disagreements: string[] = [];
+  for (const spec of variants) {
+    const name = uniqueName('same');
+    const admitted = await api
+      .createNamespacedCustomObject({
+        ...ref(),
+        dryRun: 'All',
+        body: { apiVersion: `${GROUP}/${VERSION}`, kind: 'Connector', metadata: { name }, spec },
+      })
+      .then(
+        () => true,
+        () => false,
+      );
+    let used = true;
+    try {
+      defaultedSpec({ metadata: { namespace, name }, spec });
+    } catch {
+      used = false;
+    }
+    if (admitted !== used)
+      disagreements.push(`${JSON.stringify(spec).slice(0, 160)}: admission ${admitted}, operator ${used}`);
+  }
+  t.deepEqual(disagreements, []);
+});
+
+test('the name rules judge creation only, so an update passes them', async (t) => {
+  // On update oldSelf is set and the name rules pass at once: a Connector stored before a rule
+  // existed stays updatable (its finalizer can be removed).
+  const created = await create(validSpec());
+  const updated = await update(created, (s) => {
+    s.paused = true;
+  });
+  t.true(updated.spec.paused);
+});
+
+test('the wide Token Expiry column shows the live token expiry, not <invalid>', async (t) => {
+  const created = await create(validSpec());
+  const expiresAt = new Date(Date.now() + 3_600_000).toISOString().replace(/\.\d+Z$/, 'Z');
+  await api.replaceNamespacedCustomObjectStatus({
+    ...ref(),
+    name: created.metadata.name ?? '',
+    body: { ...created, status: { lastHeartbeatTime: expiresAt, enrollment: { tokenExpiresAt: expiresAt } } },
+  });
+  const table = await tableOf(created.metadata.name ?? '');
+  const cell = (name: string) =>
+    table.rows[0]?.cells[table.columnDefinitions.findIndex((c) => c.name === name)];
+  t.is(cell('Token Expiry'), expiresAt);
+  // What a date column makes of a future time, and why Token Expiry is not one.
+  t.is(cell('Last Heartbeat'), '<invalid>');
+});
+
+/** The object as the API server prints it for kubectl get (a meta.k8s.io Table). */
+async function tableOf(name: string): Promise<{
+  columnDefinitions: Array<{ name: string }>;
+  rows: Array<{ cells: unknown[] }>;
+}> {
+  const { kc } = cluster();
+  const options: RequestOptions = {};
+  await kc.applyToHTTPSOptions(options);
+  const url = new URL(
+    `${kc.getCurrentCluster()?.server}/apis/${GROUP}/${VERSION}/namespaces/${namespace}/${PLURAL}/${name}`,
+  );
+  const headers = { ...(options.headers ?? {}), Accept: 'application/json;as=Table;v=v1;g=meta.k8s.io' };
+  return new Promise((resolve, reject) => {
+    request(url, { ...options, headers }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => {
+        body += chunk;
+      });
+      res.on('end', () => {
+        if (res.statusCode !== 200) reject(new Error(`HTTP ${res.statusCode}: ${body}`));
+        else resolve(JSON.parse(body));
+      });
+    })
+      .on('error', reject)
+      .end();
+  });
+}
 
 test('the schema fills in its defaults and the sample manifest is accepted', async (t) => {
   const created = await create(validSpec());

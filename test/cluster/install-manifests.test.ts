@@ -202,12 +202,19 @@ function connectorNamespaceAccess(namespace: string | undefined): Access[] {
     { verb: 'patch', group: 'apps', resource: 'deployments', subresource: 'scale', ...at },
     ...verbs(['get', 'list', 'watch'], { group: 'apps', resource: 'deployments', ...at }),
     ...verbs(['get', 'list', 'watch'], { resource: 'pods', ...at }),
-    ...verbs(['get', 'list', 'watch'], { resource: 'persistentvolumeclaims', ...at }),
+    // patch: a larger spec.storage.size grows the StatefulSet's claim.
+    ...verbs(['get', 'list', 'watch', 'patch'], { resource: 'persistentvolumeclaims', ...at }),
     ...verbs(['get', 'list', 'watch', 'create', 'patch', 'delete'], { resource: 'secrets', ...at }),
     ...verbs(['get', 'list', 'watch', 'create', 'patch'], { resource: 'configmaps', ...at }),
     ...verbs(['create', 'patch'], { group: 'events.k8s.io', resource: 'events', ...at }),
   ];
 }
+
+/**
+ * Cluster-scoped, in every install (the namespaced one too): the StorageClass of a claim that should
+ * grow is read by name, to check allowVolumeExpansion first.
+ */
+const storageClassAccess: Access[] = [{ verb: 'get', group: 'storage.k8s.io', resource: 'storageclasses' }];
 
 /** What the operator does in its own namespace: leader election and reading its credential. */
 const operatorNamespaceAccess: Access[] = [
@@ -268,8 +275,16 @@ const neverAccess: Access[] = [
     resource: 'deployments',
     namespace: TEAM_NAMESPACE,
   }),
-  // Claims come from StatefulSets or from the user; the operator never creates or deletes one.
-  ...verbs(['create', 'delete'], { resource: 'persistentvolumeclaims', namespace: TEAM_NAMESPACE }),
+  // Claims come from StatefulSets or from the user; the operator never creates, replaces or deletes one.
+  ...verbs(['create', 'update', 'delete'], {
+    resource: 'persistentvolumeclaims',
+    namespace: TEAM_NAMESPACE,
+  }),
+  // StorageClasses are read by name only: never listed, watched or changed.
+  ...verbs(['list', 'watch', 'create', 'patch', 'update', 'delete'], {
+    group: 'storage.k8s.io',
+    resource: 'storageclasses',
+  }),
   // Connectors belong to their authors: the operator neither creates, replaces nor deletes them.
   ...verbs(['create', 'update', 'delete'], {
     group: 'vaultpam.io',
@@ -503,6 +518,7 @@ test.serial(
       ...connectorNamespaceAccess(undefined),
       ...connectorNamespaceAccess(TEAM_NAMESPACE),
       ...operatorNamespaceAccess,
+      ...storageClassAccess,
     ];
     await expectAccess(
       t,
@@ -585,65 +601,70 @@ test.serial(
   },
 );
 
-test.serial('the namespaced overlay: Roles in the watched namespace and no cluster-wide grant', async (t) => {
-  const { kc } = cluster();
-  await ensureNamespace(kc, WATCHED_NAMESPACE);
-  const objects = await install(kc, 'kustomize/overlays/namespaced');
-  t.falsy(find(objects, 'ClusterRole', 'vaultpam-connector-operator'), 'no ClusterRole for the operator');
-  t.falsy(find(objects, 'ClusterRoleBinding', 'vaultpam-connector-operator'), 'no ClusterRoleBinding');
-  const rbac = kc.makeApiClient(RbacAuthorizationV1Api);
-  const role = await rbac.readNamespacedRole({
-    name: 'vaultpam-connector-operator-connectors',
-    namespace: WATCHED_NAMESPACE,
-  });
-  const clusterRole = yaml
-    .loadAll(await readFile(join(repoRoot, 'manifests', 'rbac.yaml'), 'utf8'))
-    .find((doc) => (doc as KubernetesObject).kind === 'ClusterRole') as { rules: unknown[] };
-  t.is(
-    role.rules?.length,
-    clusterRole.rules.length,
-    'the Role carries the same rules as the cluster-wide install',
-  );
-  const clusterBinding = await rbac.readClusterRoleBinding({ name: 'vaultpam-connector-operator' }).then(
-    () => 200,
-    (error: unknown) => statusCodeOf(error),
-  );
-  t.is(clusterBinding, 404, "the cluster-wide install's ClusterRoleBinding is pruned");
-  t.like(await operatorSettings(kc), { VAULTPAM_OPERATOR_NAMESPACE: WATCHED_NAMESPACE });
+test.serial(
+  'the namespaced overlay: Roles in the watched namespace; cluster-wide only the StorageClass read',
+  async (t) => {
+    const { kc } = cluster();
+    await ensureNamespace(kc, WATCHED_NAMESPACE);
+    const objects = await install(kc, 'kustomize/overlays/namespaced');
+    t.falsy(find(objects, 'ClusterRole', 'vaultpam-connector-operator'), 'no ClusterRole for the operator');
+    t.falsy(find(objects, 'ClusterRoleBinding', 'vaultpam-connector-operator'), 'no ClusterRoleBinding');
+    const rbac = kc.makeApiClient(RbacAuthorizationV1Api);
+    const role = await rbac.readNamespacedRole({
+      name: 'vaultpam-connector-operator-connectors',
+      namespace: WATCHED_NAMESPACE,
+    });
+    const clusterRole = yaml
+      .loadAll(await readFile(join(repoRoot, 'manifests', 'rbac.yaml'), 'utf8'))
+      .find((doc) => (doc as KubernetesObject).kind === 'ClusterRole') as { rules: unknown[] };
+    t.is(
+      role.rules?.length,
+      clusterRole.rules.length,
+      'the Role carries the same rules as the cluster-wide install',
+    );
+    const clusterBinding = await rbac.readClusterRoleBinding({ name: 'vaultpam-connector-operator' }).then(
+      () => 200,
+      (error: unknown) => statusCodeOf(error),
+    );
+    t.is(clusterBinding, 404, "the cluster-wide install's ClusterRoleBinding is pruned");
+    t.like(await operatorSettings(kc), { VAULTPAM_OPERATOR_NAMESPACE: WATCHED_NAMESPACE });
 
-  const operator = await operatorKubeConfig();
-  const otherNamespace = await createTestNamespace(kc, 'other');
-  await expectAccess(t, operator, [
-    ...connectorNamespaceAccess(WATCHED_NAMESPACE).map((access): [Access, boolean] => [access, true]),
-    ...operatorNamespaceAccess.map((access): [Access, boolean] => [access, true]),
-    // Outside the watched namespace, nothing: not across all namespaces, not in another one.
-    ...connectorNamespaceAccess(undefined).map((access): [Access, boolean] => [access, false]),
-    ...connectorNamespaceAccess(otherNamespace).map((access): [Access, boolean] => [access, false]),
-    // In its own namespace, only its credential Secret.
-    [{ verb: 'get', resource: 'secrets', namespace: OPERATOR_NAMESPACE, name: 'someone-elses' }, false],
-    [{ verb: 'list', resource: 'secrets', namespace: OPERATOR_NAMESPACE }, false],
-    ...neverAccess.map((access): [Access, boolean] => [access, false]),
-  ]);
-  const core = operator.makeApiClient(CoreV1Api);
-  // The credential informer lists and watches its one Secret by name; that works, a plain list does not.
-  await t.notThrowsAsync(
-    core.listNamespacedSecret({
-      namespace: OPERATOR_NAMESPACE,
-      fieldSelector: `metadata.name=${CREDENTIAL_SECRET}`,
-    }),
-  );
-  const allSecrets = await core.listNamespacedSecret({ namespace: OPERATOR_NAMESPACE }).then(
-    () => 200,
-    (error: unknown) => statusCodeOf(error),
-  );
-  t.is(allSecrets, 403, 'other Secrets in the operator namespace are not readable');
-  await t.notThrowsAsync(core.listNamespacedConfigMap({ namespace: WATCHED_NAMESPACE }));
-  const elsewhere = await core.listNamespacedConfigMap({ namespace: otherNamespace }).then(
-    () => 200,
-    (error: unknown) => statusCodeOf(error),
-  );
-  t.is(elsewhere, 403, 'configmaps outside the watched namespace are forbidden');
-});
+    const operator = await operatorKubeConfig();
+    const otherNamespace = await createTestNamespace(kc, 'other');
+    await expectAccess(t, operator, [
+      ...connectorNamespaceAccess(WATCHED_NAMESPACE).map((access): [Access, boolean] => [access, true]),
+      ...operatorNamespaceAccess.map((access): [Access, boolean] => [access, true]),
+      // The one cluster-wide grant: reading a StorageClass by name (cluster-scoped, so no Role can).
+      ...storageClassAccess.map((access): [Access, boolean] => [access, true]),
+      // Outside the watched namespace, nothing: not across all namespaces, not in another one.
+      ...connectorNamespaceAccess(undefined).map((access): [Access, boolean] => [access, false]),
+      ...connectorNamespaceAccess(otherNamespace).map((access): [Access, boolean] => [access, false]),
+      // In its own namespace, only its credential Secret.
+      [{ verb: 'get', resource: 'secrets', namespace: OPERATOR_NAMESPACE, name: 'someone-elses' }, false],
+      [{ verb: 'list', resource: 'secrets', namespace: OPERATOR_NAMESPACE }, false],
+      ...neverAccess.map((access): [Access, boolean] => [access, false]),
+    ]);
+    const core = operator.makeApiClient(CoreV1Api);
+    // The credential informer lists and watches its one Secret by name; that works, a plain list does not.
+    await t.notThrowsAsync(
+      core.listNamespacedSecret({
+        namespace: OPERATOR_NAMESPACE,
+        fieldSelector: `metadata.name=${CREDENTIAL_SECRET}`,
+      }),
+    );
+    const allSecrets = await core.listNamespacedSecret({ namespace: OPERATOR_NAMESPACE }).then(
+      () => 200,
+      (error: unknown) => statusCodeOf(error),
+    );
+    t.is(allSecrets, 403, 'other Secrets in the operator namespace are not readable');
+    await t.notThrowsAsync(core.listNamespacedConfigMap({ namespace: WATCHED_NAMESPACE }));
+    const elsewhere = await core.listNamespacedConfigMap({ namespace: otherNamespace }).then(
+      () => 200,
+      (error: unknown) => statusCodeOf(error),
+    );
+    t.is(elsewhere, 403, 'configmaps outside the watched namespace are forbidden');
+  },
+);
 
 test.serial('every sample Connector in manifests/samples is accepted by the installed CRD', async (t) => {
   const { kc } = cluster();

@@ -127,3 +127,25 @@ test('flag parsing: durations, listen, repeated host names, env fallbacks, error
     message: /does not exist/,
   });
 });
+
+test('--offline-after shorter than --heartbeat-interval is refused, naming both flags and values', async (t) => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'cp-cli-'));
+  t.teardown(() => rmSync(dataDir, { recursive: true, force: true }));
+  const proc = run(['--data-dir', dataDir, '--heartbeat-interval', '10s', '--offline-after', '5s']);
+  t.teardown(proc.cleanup);
+  t.is(await proc.exited, 2);
+  t.regex(proc.stderr(), /--offline-after \(5s\) is shorter than --heartbeat-interval \(10s\)/);
+  t.false(proc.stdout().includes('listening'), 'it never started');
+
+  // From the environment as well, and the boundary: equal to the interval is accepted.
+  t.throws(
+    () =>
+      parseControlPlaneCommandLine([], {
+        VAULTPAM_CP_HEARTBEAT_INTERVAL: '1m',
+        VAULTPAM_CP_OFFLINE_AFTER: '59s',
+      }),
+    { code: 'INVALID_FLAGS', message: /--offline-after \(59s\) .*--heartbeat-interval \(1m\)/ } as never,
+  );
+  const equal = parseControlPlaneCommandLine(['--heartbeat-interval', '10s', '--offline-after', '10s'], {});
+  t.is(equal.offlineAfterSeconds, 10);
+});

@@ -187,16 +187,17 @@ test('expired, revoked, reused, unknown and wrong-connector tokens each get thei
   t.is((await h.admin.getConnector('ns.tok')).lastEnrollmentFailure?.code, 'ENROLLMENT_TOKEN_INVALID');
 });
 
-test('a retired connector enrolling with a token: 401, audit, metric, needs_recovery', async (t) => {
+test('a retired connector: another token changes nothing; its own spent token moves it to needs_recovery', async (t) => {
   const h = await startHarness(t);
   const agent = await enrolledAgent(h, 'ns.ret');
   await agent.heartbeat();
-  t.true((await h.admin.getConnector('ns.ret')).bootstrapRetired);
+  const retired = await h.admin.getConnector('ns.ret');
+  t.true(retired.bootstrapRetired);
 
   const mint = await t.throwsAsync(h.admin.mintToken('ns.ret', { idempotencyKey: 'again' }));
   t.like(mint, { code: 'RECOVERY_REQUIRED', httpStatus: 409 });
 
-  // The agent lost its data dir and retries with the old token (any token).
+  // A token that is not this connector's proves nothing: refused, audited, and nothing changes.
   const reborn = await makeAgent(h, 'ns.ret');
   const res = await reborn.enroll(`vpe_0123456789abcdef_${'B'.repeat(43)}`);
   t.is(res.status, 401);
@@ -205,14 +206,25 @@ test('a retired connector enrolling with a token: 401, audit, metric, needs_reco
     `vpe_0123456789abcdef_${'B'.repeat(43)}`,
   );
   t.deepEqual(res.json.error, stranger.json.error, 'the answer does not tell a retired connector from none');
+  const untouched = await h.admin.getConnector('ns.ret');
+  t.is(untouched.state, 'online');
+  t.is(untouched.revision, retired.revision);
+  t.is(untouched.lastEnrollmentFailure, null);
+  t.is(await metricValue(h, 'cp_enrollment_failures_total', 'reason="unknown"'), 2);
+
+  // The agent lost its data dir and falls back to the token it paired with: that is the connector.
+  const fallback = await reborn.enroll(agent.pairedWith as string);
+  t.deepEqual(fallback.json.error.details, { previouslyPaired: true });
   const connector = await h.admin.getConnector('ns.ret');
   t.is(connector.state, 'needs_recovery');
   t.is(connector.lastEnrollmentFailure?.code, 'ENROLLMENT_TOKEN_INVALID');
   const failed = (await h.admin.audit({ connectorId: 'ns.ret' })).filter(
     (e) => e.type === 'gateway.enrollment_failed',
   );
-  t.is(failed.length, 1);
-  t.is(failed[0]?.details.reason, 'retired');
+  t.deepEqual(
+    failed.map((e) => e.details.reason),
+    ['unknown', 'retired'],
+  );
   t.is(await metricValue(h, 'cp_enrollment_failures_total', 'reason="retired"'), 1);
 
   // needs_recovery is left only through an explicit recovery, not by heartbeats of the old identity.
@@ -228,7 +240,7 @@ test('recovery: a fresh token pairs exactly once; the old identity is revoked', 
   await agent.heartbeat();
   const notNeeded = await t.throwsAsync(h.admin.beginRecovery('ns.rec', 'rq-0'));
   t.like(notNeeded, { code: 'RECOVERY_NOT_NEEDED', httpStatus: 409 });
-  await (await makeAgent(h, 'ns.rec')).enroll('vpe_x'); // -> needs_recovery
+  await (await makeAgent(h, 'ns.rec')).enroll(agent.pairedWith as string); // -> needs_recovery
   t.is((await h.admin.getConnector('ns.rec')).state, 'needs_recovery');
 
   const recovering = await h.admin.beginRecovery('ns.rec', 'rq-1');

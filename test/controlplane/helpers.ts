@@ -1,9 +1,10 @@
 // Shared setup for the control-plane tests: a control plane on a throwaway data dir on loopback,
 // an admin client, and a minimal agent that enrolls and speaks mTLS with node:https.
 import { mkdtempSync, rmSync } from 'node:fs';
-import { type Agent, request } from 'node:https';
+import { Agent, request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { connect } from 'node:tls';
 import type { ExecutionContext } from 'ava';
 import { ControlPlaneAdminClient } from '../../src/controlplane/admin-client.ts';
 import {
@@ -140,6 +141,8 @@ export interface TestAgent {
   connectorId: string;
   keyPem: string;
   certPem?: string;
+  /** The token it paired with (set by enrolledAgent): once retired, its own spent token. */
+  pairedWith?: string;
   enroll(token: string): Promise<RawResponse>;
   heartbeat(paths?: Array<{ name: string; healthy: boolean; detail?: string }>): Promise<RawResponse>;
   renew(): Promise<RawResponse>;
@@ -184,6 +187,7 @@ export async function enrolledAgent(h: Harness, connectorId: string): Promise<Te
   const agent = await makeAgent(h, connectorId);
   const res = await agent.enroll(minted.token);
   if (res.status !== 201) throw new Error(`enroll failed: ${res.status} ${res.text}`);
+  agent.pairedWith = minted.token;
   return agent;
 }
 
@@ -191,4 +195,55 @@ export async function metricValue(h: Harness, name: string, labels = ''): Promis
   const text = await h.cp.metrics.registry.metrics();
   const line = text.split('\n').find((l) => l.startsWith(`${name}${labels ? `{${labels}}` : ''} `));
   return line ? Number(line.split(' ').at(-1)) : 0;
+}
+
+export function adminHeaders(h: Harness): Record<string, string> {
+  return { authorization: `Bearer ${h.cp.adminCredential}` };
+}
+
+/**
+ * Sends `count` requests built by `build(i)` over kept-alive connections, `concurrency` at a time
+ * (a flood from one client, fast enough for thousands in a test); returns every answer in order.
+ */
+export async function flood(
+  h: Harness,
+  count: number,
+  build: (i: number) => { path: string; options: RawOptions },
+  concurrency = 8,
+): Promise<RawResponse[]> {
+  const agent = new Agent({ ca: h.cp.caPem, keepAlive: true, maxSockets: concurrency });
+  const answers: RawResponse[] = new Array(count);
+  let next = 0;
+  const worker = async () => {
+    while (next < count) {
+      const i = next++;
+      const { path, options } = build(i);
+      answers[i] = await raw(h, path, { ...options, agent });
+    }
+  };
+  try {
+    await Promise.all(Array.from({ length: concurrency }, worker));
+  } finally {
+    agent.destroy();
+  }
+  return answers;
+}
+
+/**
+ * Writes bytes on a fresh TLS connection and returns all the server answered until it closed; with
+ * `abort`, the client drops the connection right after writing instead (an upload cut off).
+ */
+export function rawTls(h: Harness, bytes: string, abort = false): Promise<string> {
+  const { hostname, port } = new URL(h.cp.url);
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    const socket = connect({ host: hostname, port: Number(port), ca: h.cp.caPem }, () =>
+      socket.write(bytes, () => {
+        if (abort) setTimeout(() => socket.destroy(), 20);
+      }),
+    );
+    socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+    socket.on('error', reject);
+    socket.on('close', () => resolve(Buffer.concat(chunks).toString('utf8')));
+  });
 }

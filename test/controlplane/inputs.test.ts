@@ -3,6 +3,7 @@ import { request } from 'node:https';
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import test from 'ava';
+import forge from 'node-forge';
 import { ControlPlaneAdminClient } from '../../src/controlplane/admin-client.ts';
 import { BODY_LIMIT_BYTES } from '../../src/controlplane/http/body.ts';
 import { usableAdminCredential } from '../../src/controlplane/server.ts';
@@ -151,6 +152,9 @@ test('bad inputs each get their code, and the server keeps serving', async (t) =
     t.is(res.status, status, name);
     t.is(res.json?.error?.code, code, name);
   }
+  // A 405 names the route's methods and does not echo the caller's path.
+  const wrongMethod = await raw(h, `/v1/connectors/${'a'.repeat(200)}/tokens`, { method: 'PATCH' });
+  t.is(wrongMethod.json.error.message, 'PATCH is not allowed here; use POST or DELETE');
   // The token was not consumed by any of the failures; the CSR failures were recorded.
   const agent = await makeAgent(h, 'ns.in');
   t.is((await agent.enroll(token)).status, 201);
@@ -375,7 +379,7 @@ test('no log line and no API response (but the mint answer) holds a token, crede
 });
 
 test('refused enrollments are audited within a budget per connector; unknown ids share one', async (t) => {
-  const h = await startHarness(t, { enrollmentAuditLimit: { burst: 3, refillEveryMs: 3_600_000 } });
+  const h = await startHarness(t, { budgets: { anonymousAudit: { burst: 3, refillEveryMs: 3_600_000 } } });
   const junk = `vpe_0123456789abcdef_${'C'.repeat(43)}`;
   // Ten invented connector ids: one shared budget of three entries.
   for (let i = 0; i < 10; i++) {
@@ -393,13 +397,74 @@ test('refused enrollments are audited within a budget per connector; unknown ids
   );
   t.is(await metricValue(h, 'cp_audit_suppressed_total'), 7);
 
-  // A real connector has a budget of its own, and a spent budget never skips the state change.
+  // A real connector has a budget of its own; junk tokens change nothing about it.
   const agent = await enrolledAgent(h, 'ns.real');
   await agent.heartbeat();
   for (let i = 0; i < 5; i++) await (await makeAgent(h, 'ns.real')).enroll(junk);
-  const forReal = (await h.admin.audit({ connectorId: 'ns.real' })).filter(
-    (e) => e.type === 'gateway.enrollment_failed',
-  );
-  t.is(forReal.length, 3);
+  const forReal = () =>
+    h.admin
+      .audit({ connectorId: 'ns.real' })
+      .then((entries) => entries.filter((e) => e.type === 'gateway.enrollment_failed'));
+  t.is((await forReal()).length, 3);
+  t.is((await h.admin.getConnector('ns.real')).state, 'online');
+
+  // Its own spent token is evidence: a spent budget never skips that state change or its entry.
+  await (await makeAgent(h, 'ns.real')).enroll(agent.pairedWith as string);
   t.is((await h.admin.getConnector('ns.real')).state, 'needs_recovery');
+  t.deepEqual(
+    (await forReal()).map((e) => e.details.reason),
+    ['unknown', 'unknown', 'unknown', 'retired'],
+  );
+});
+
+/**
+ * A well-formed PKCS#10 CSR for an Ed25519 key, signed with it (Ed25519 signs the message itself:
+ * no digest, algorithm 1.3.101.112). Built by hand: the project's CSR builder refuses Ed25519.
+ */
+async function ed25519Csr(commonName: string): Promise<string> {
+  const { generateKeyPairSync, sign } = await import('node:crypto');
+  const { asn1, pki } = forge;
+  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+  const node = (der: Buffer) => asn1.fromDer(der.toString('binary'));
+  const seq = (items: forge.asn1.Asn1[]) =>
+    asn1.create(asn1.Class.UNIVERSAL, asn1.Type.SEQUENCE, true, items);
+  const holder = pki.createCertificate();
+  holder.setSubject([{ shortName: 'CN', value: commonName }]);
+  const info = seq([
+    asn1.create(asn1.Class.UNIVERSAL, asn1.Type.INTEGER, false, asn1.integerToDer(0).getBytes()),
+    pki.distinguishedNameToAsn1(holder.subject),
+    node(publicKey.export({ type: 'spki', format: 'der' })),
+    asn1.create(asn1.Class.CONTEXT_SPECIFIC, 0, true, []),
+  ]);
+  const infoDer = Buffer.from(asn1.toDer(info).getBytes(), 'binary');
+  const signature = sign(null, infoDer, privateKey);
+  const csr = seq([
+    info,
+    seq([asn1.create(asn1.Class.UNIVERSAL, asn1.Type.OID, false, asn1.oidToDer('1.3.101.112').getBytes())]),
+    asn1.create(asn1.Class.UNIVERSAL, asn1.Type.BITSTRING, false, `\0${signature.toString('binary')}`),
+  ]);
+  const base64 = Buffer.from(asn1.toDer(csr).getBytes(), 'binary').toString('base64');
+  return `-----BEGIN CERTIFICATE REQUEST-----\n${base64}\n-----END CERTIFICATE REQUEST-----\n`;
+}
+
+test('an Ed25519 CSR answers CSR_KEY_UNSUPPORTED, on enrollment and on renewal', async (t) => {
+  const h = await startHarness(t);
+  await h.admin.ensureConnector('ns.ed', CONFIG);
+  const { token } = await h.admin.mintToken('ns.ed', { idempotencyKey: 'k' });
+  const refused = await enrollBody(h, { connectorId: 'ns.ed', token, csrPem: await ed25519Csr('ns.ed') });
+  t.is(refused.status, 400);
+  t.is(refused.json.error.code, 'CSR_KEY_UNSUPPORTED');
+  t.regex(refused.json.error.message, /ed25519 is not supported; use RSA or EC/);
+  t.is(await metricValue(h, 'cp_enrollment_failures_total', 'reason="csr_key_unsupported"'), 1);
+
+  // The token was not consumed; the agent pairs with a supported key and then renews.
+  const agent = await makeAgent(h, 'ns.ed');
+  t.is((await agent.enroll(token)).status, 201);
+  const renewal = await raw(
+    h,
+    '/v1/renew',
+    jsonRequest('POST', { csrPem: await ed25519Csr('ns.ed') }, { key: agent.keyPem, cert: agent.certPem }),
+  );
+  t.is(renewal.status, 400);
+  t.is(renewal.json.error.code, 'CSR_KEY_UNSUPPORTED');
 });

@@ -120,3 +120,23 @@ test('the contract page names the same routes, codes, states and audit types', (
   const stateEnum = doc.components.schemas.ConnectorState?.enum;
   t.deepEqual(stateEnum, [...CONNECTOR_STATES]);
 });
+
+test("docs/control-plane.md's table of what an unauthenticated caller can cause covers every route and cites real tests", (t) => {
+  const page = readFileSync(join(ROOT, 'docs/control-plane.md'), 'utf8');
+  const start = page.indexOf('## What an unauthenticated caller can cause');
+  const table = page.slice(start, page.indexOf('### Write budgets', start));
+  t.true(start > 0);
+  for (const route of ROUTES)
+    t.true(table.includes(`\`${route.method} ${route.path}\``), `${route.method} ${route.path}`);
+  const citations = [...table.matchAll(/`([a-z-]+\.test\.ts)` › "([^"]+)"((?: and › "[^"]+")*)/g)];
+  t.true(citations.length >= 10);
+  for (const [, file, title, more] of citations) {
+    const source = readFileSync(join(ROOT, 'test/controlplane', file as string), 'utf8');
+    for (const cited of [title, ...[...(more ?? '').matchAll(/› "([^"]+)"/g)].map((m) => m[1])]) {
+      t.true(
+        [`'${cited}'`, `"${cited}"`, `\`${cited}\``].some((q) => source.includes(q)),
+        `${file}: ${cited}`,
+      );
+    }
+  }
+});

@@ -1,5 +1,6 @@
 import { readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
 import test from 'ava';
 import {
   ADMIN_CREDENTIAL_HASH_FILE,
@@ -220,4 +221,58 @@ test('the database and every file in the data dir hold token hashes, never a tok
       t.false(bytes.includes(secretPart(token)), `${path} does not hold a token's secret part`);
     }
   }
+});
+
+test('a database from before record ownership opens: its records are unowned until a PUT claims them', async (t) => {
+  const h = await startHarness(t);
+  const agent = await enrolledAgent(h, 'ns.old');
+  await agent.heartbeat();
+  const { cursor } = await h.admin.listConnectors();
+  await h.cp.close();
+
+  // Turn the database back into what the previous release wrote: schema version 1, no owner column,
+  // no ownerUid in the stored records and change-feed snapshots.
+  const db = new DatabaseSync(join(h.dataDir, 'control-plane.sqlite'));
+  const strip = (json: string) => {
+    const { ownerUid: _dropped, ...rest } = JSON.parse(json) as Record<string, unknown>;
+    return JSON.stringify(rest);
+  };
+  for (const row of db.prepare('SELECT id, record FROM connectors').all()) {
+    db.prepare('UPDATE connectors SET record = ? WHERE id = ?').run(
+      strip(String(row.record)),
+      String(row.id),
+    );
+  }
+  for (const row of db.prepare('SELECT cursor, connector FROM changes WHERE connector IS NOT NULL').all()) {
+    db.prepare('UPDATE changes SET connector = ? WHERE cursor = ?').run(
+      strip(String(row.connector)),
+      Number(row.cursor),
+    );
+  }
+  db.exec('ALTER TABLE connectors DROP COLUMN owner_uid');
+  db.exec('PRAGMA user_version = 1');
+  const mentions = db
+    .prepare(
+      "SELECT (SELECT COUNT(*) FROM connectors WHERE record LIKE '%ownerUid%') + (SELECT COUNT(*) FROM changes WHERE connector LIKE '%ownerUid%') AS n",
+    )
+    .get();
+  t.is(Number(mentions?.n), 0);
+  db.close();
+
+  await h.restart();
+  const loaded = await h.admin.getConnector('ns.old');
+  t.is(loaded.ownerUid, null);
+  t.is(loaded.state, 'online');
+  t.is((await h.admin.changes(0)).changes.at(-1)?.connector?.ownerUid, null, 'old feed rows too');
+  t.is((await agent.heartbeat()).status, 200);
+  const claimed = await h.admin.ensureConnector('ns.old', CONFIG, { ownerUid: 'uid-new' });
+  t.is(claimed.connector.ownerUid, 'uid-new');
+  t.is((await h.admin.changes(cursor)).changes.at(-1)?.connector?.ownerUid, 'uid-new');
+
+  await h.restart();
+  t.is((await h.admin.getConnector('ns.old')).ownerUid, 'uid-new', 'the owner survives a restart');
+  const reopened = new DatabaseSync(join(h.dataDir, 'control-plane.sqlite'), { readOnly: true });
+  t.is(Number(reopened.prepare('PRAGMA user_version').get()?.user_version), 2);
+  t.is(reopened.prepare('SELECT owner_uid FROM connectors WHERE id = ?').get('ns.old')?.owner_uid, 'uid-new');
+  reopened.close();
 });

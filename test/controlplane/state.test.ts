@@ -29,6 +29,7 @@ function record(overrides: Partial<ConnectorRecord> = {}): ConnectorRecord {
     liveToken: null,
     recovery: null,
     lastEnrollmentFailure: null,
+    ownerUid: null,
     revision: 1,
     createdAt: T0,
     ...overrides,

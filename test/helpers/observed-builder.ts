@@ -52,6 +52,7 @@ export function record(overrides: Partial<ControlPlaneConnector> = {}): ControlP
     recovery: null,
     lastEnrollmentFailure: null,
     revision: 7,
+    ownerUid: UID,
     ...overrides,
   };
 }

@@ -40,6 +40,7 @@ import {
   TOLERATION_OPERATORS,
   WORKLOAD_KINDS,
 } from '../../src/operator/api/types.ts';
+import { PATTERNS } from '../../src/operator/api/validation.ts';
 
 const SAMPLE_PATH = fileURLToPath(new URL('../../manifests/samples/connector.yaml', import.meta.url));
 const DOC_PATH = fileURLToPath(new URL('../../docs/connector-resource.md', import.meta.url));
@@ -189,10 +190,7 @@ function structuralErrors(value: unknown, schema: JsonSchema, path: string): str
   if (path === '.metadata') return [];
   if (schema['x-kubernetes-int-or-string']) {
     if (typeof value === 'number' && Number.isInteger(value)) return [];
-    if (typeof value !== 'string') return [`${path}: must be an integer or a string`];
-    return schema.pattern && !new RegExp(schema.pattern).test(value)
-      ? [`${path}: "${value}" is not a quantity`]
-      : [];
+    return typeof value === 'string' ? [] : [`${path}: must be an integer or a string`];
   }
   const errors: string[] = [];
   switch (schema.type) {
@@ -304,7 +302,8 @@ test('the CRD names the resource the way the constants do', async (t) => {
     ['Last Heartbeat', '.status.lastHeartbeatTime', 'date', 0],
     ['Age', '.metadata.creationTimestamp', 'date', 0],
     ['Connector ID', '.status.connectorId', 'string', 1],
-    ['Token Expiry', '.status.enrollment.tokenExpiresAt', 'date', 1],
+    // A date column shows the age of a time, and a future expiry renders as <invalid>.
+    ['Token Expiry', '.status.enrollment.tokenExpiresAt', 'string', 1],
   ]);
 });
 
@@ -375,14 +374,14 @@ test('structural validation refuses what the API server would refuse or prune', 
       connector: { org: 'acme' },
       imagePullPolicy: 'Sometimes',
       storage: { size: 1 },
-      resources: { limits: { memory: 'lots' } },
+      resources: { limits: { memory: true } },
       tokenTTL: '4h',
     },
   };
   t.deepEqual(structuralErrors(broken, root, '').sort(), [
     '.spec.connector.endpointId: required',
     '.spec.imagePullPolicy: "Sometimes" not allowed',
-    '.spec.resources.limits.memory: "lots" is not a quantity',
+    '.spec.resources.limits.memory: must be an integer or a string',
     '.spec.storage.size: must be a string',
     '.spec.tokenTTL: unknown field',
   ]);
@@ -402,6 +401,24 @@ test('every validation rule has a message that names the field and at least a do
   }
   t.true(new Set(messages).size >= 12, `only ${new Set(messages).size} distinct messages`);
   t.is(new Set(messages).size, messages.length, 'two rules share a message');
+});
+
+test('the CRD quotes each pattern the operator checks verbatim, and no other', async (t) => {
+  const { root } = await schemas();
+  const rules = walk(root, '').flatMap(([, schema]) =>
+    (schema['x-kubernetes-validations'] ?? []).flatMap((rule) => [rule.rule, rule.messageExpression ?? '']),
+  );
+  const quoted = new Set(rules.flatMap((rule) => [...rule.matchAll(/r'([^']*)'/g)].map((m) => m[1] ?? '')));
+  const known = new Set<string>([...Object.values(PATTERNS), '\\s']);
+  for (const [name, pattern] of Object.entries(PATTERNS))
+    t.true(quoted.has(pattern), `PATTERNS.${name} is not quoted in the CRD`);
+  t.deepEqual(
+    [...quoted].filter((pattern) => !known.has(pattern)),
+    [],
+    'a pattern in the CRD that validation.ts does not check',
+  );
+  // A pattern with a backslash is a raw string, so what the file shows is what RE2 reads.
+  for (const rule of rules) t.notRegex(rule, /matches\('[^']*\\/, rule);
 });
 
 test('every spec string, list and map is bounded so CEL cost estimates fit', async (t) => {

@@ -192,3 +192,79 @@ test('online with a ready agent: an old fail-closed exit in lastState is history
     'the phase Event carries no recovery advice',
   );
 });
+
+// ---- objects with a child's name that this Connector does not control ----
+
+test('a foreign ConfigMap with the child name: Stalled OwnershipConflict naming it, nothing planned', (t) => {
+  const result = plan(
+    {
+      ...observed({ record: undefined, noWorkload: true, pods: [] }),
+      configMap: undefined,
+      foreign: [{ kind: 'ConfigMap', name: 'edge-config' }],
+    },
+    NOW,
+  );
+  const stalled = condition(result.status, 'Stalled');
+  t.is(stalled?.reason, 'OwnershipConflict');
+  t.regex(stalled?.message ?? '', /ConfigMap prod\/edge-config/);
+  t.deepEqual(result.controlPlane, [], 'no record ensured and no token minted');
+  t.is(result.configMap, undefined);
+  t.is(result.statefulSet, undefined);
+  t.is(result.deleteTokenSecret, undefined);
+  t.is(condition(result.status, 'Ready')?.status, 'False');
+  t.true(result.events.some((e) => e.reason === 'OwnershipConflict' && e.type === 'Warning'));
+});
+
+test('a foreign token Secret controlled by another Connector is named with its controller', (t) => {
+  const result = plan(
+    {
+      ...observed({ record: pendingRecord() }),
+      foreign: [{ kind: 'Secret', name: 'edge-enrollment-token', controller: 'Connector/other' }],
+    },
+    NOW,
+  );
+  t.regex(condition(result.status, 'Stalled')?.message ?? '', /controlled by Connector\/other/);
+  t.false(result.controlPlane.some((a) => a.kind === 'mintToken'));
+});
+
+// ---- the last heartbeat agrees with the messages that name it ----
+
+test('lastHeartbeatTime: refreshed every few minutes while heartbeats arrive, exact once they stop', (t) => {
+  const shown = '2026-01-01T00:00:00Z';
+  const online = plan(
+    observed({
+      connector: connector({ status: { lastHeartbeatTime: shown } }),
+      record: record({ state: 'online', lastHeartbeatAt: '2026-01-01T00:03:00.000Z' }),
+    }),
+    NOW,
+  );
+  t.is(online.status.lastHeartbeatTime, shown, 'no status write per heartbeat while online');
+  const offline = plan(
+    observed({
+      connector: connector({ status: { lastHeartbeatTime: shown } }),
+      record: record({ state: 'offline', lastHeartbeatAt: '2026-01-01T00:03:00.000Z' }),
+    }),
+    NOW,
+  );
+  t.is(offline.status.lastHeartbeatTime, '2026-01-01T00:03:00Z');
+  t.regex(offline.status.diagnosis?.reason ?? '', /2026-01-01T00:03:00/);
+});
+
+// ---- one control-plane record, one owning Connector ----
+
+test('a record owned by another Connector: Stalled ConnectorIdConflict, no call, no token', (t) => {
+  const result = plan(observed({ record: pendingRecord({ ownerUid: 'another-connector-uid' }) }), NOW);
+  t.is(condition(result.status, 'Stalled')?.reason, 'ConnectorIdConflict');
+  t.notRegex(condition(result.status, 'Stalled')?.message ?? '', /another-connector-uid/);
+  t.deepEqual(result.controlPlane, []);
+  t.is(result.statefulSet, undefined);
+});
+
+test('a record nobody owns (retained by a deleted Connector) is claimed by the ensure call', (t) => {
+  const result = plan(observed({ record: record({ ownerUid: null }) }), NOW);
+  t.deepEqual(
+    result.controlPlane.map((a) => a.kind),
+    ['ensureConnector'],
+  );
+  t.is(condition(result.status, 'Stalled'), undefined);
+});

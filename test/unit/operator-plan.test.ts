@@ -424,6 +424,11 @@ test('guided recovery walks every step, each recorded before it is taken, and mi
   r = step({ pods: [restarted], templateAnnotations: { 'vaultpam.io/restarted-for': 'r1' } });
   t.is(r.status.recovery?.step, 'Completed');
   t.is(r.status.recovery?.outcome, 'Succeeded');
+  t.is(
+    r.events.find((e) => e.reason === 'RecoverySucceeded')?.priority,
+    'always',
+    'an outcome passes the Event rate limit',
+  );
   t.regex(r.status.recovery?.evidence?.proof ?? '', /cd34/);
   t.is(r.status.recovery?.evidence?.phaseBefore, 'NeedsRecovery');
   t.is(r.status.phase, 'Online');
@@ -458,6 +463,7 @@ test('a recovery whose token expires before pairing fails once and does not loop
   t.is(failed.status.recovery?.step, 'Failed');
   t.regex(failed.status.recovery?.reason ?? '', /expired/);
   t.true(failed.events.some((e) => e.type === 'Warning' && e.reason === 'RecoveryFailed'));
+  t.is(failed.events.find((e) => e.reason === 'RecoveryFailed')?.priority, 'always');
   t.is(condition(failed.status, 'Stalled')?.reason, 'RecoveryFailed');
   const next = plan(observed({ connector: connector({ spec, status: failed.status }), record: cp }), NOW);
   t.is(next.status.recovery?.step, 'Failed');

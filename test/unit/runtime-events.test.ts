@@ -1,11 +1,17 @@
 // The Event recorder's pure parts: the secret filter that is the last line of defence, the
-// per-object rate limiter, note truncation, and the promise that record() never throws.
+// per-object rate limiter, note truncation, and the promise that record() never throws; and, against a
+// stand-in events API, that phase and outcome Events pass the rate limit and steps beyond it are folded.
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { KubeConfig } from '@kubernetes/client-node';
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { FakeClock } from '../../src/lib/clock.ts';
+import { silentLogger } from '../../src/lib/logger.ts';
 import { PerKeyRateLimiter } from '../../src/lib/rate-limiter.ts';
-import { EventRecorder, truncateUtf8 } from '../../src/operator/runtime/events.ts';
+import { storagePosture } from '../../src/operator/reconcile/storage-posture.ts';
+import { transitionEvents } from '../../src/operator/reconcile/transition-events.ts';
+import { EventRecorder, FOLDED_REASON, truncateUtf8 } from '../../src/operator/runtime/events.ts';
 import { createOperatorMetrics } from '../../src/operator/runtime/metrics.ts';
 import { findSecretPattern, redactSecretPatterns } from '../../src/operator/runtime/secret-patterns.ts';
 import { captureLogs } from '../helpers/log-capture.ts';
@@ -132,4 +138,135 @@ test('record() never throws: an unreachable API server is logged and counted, an
       .some((r) => String(r.msg).includes('matched a secret pattern') && r.pattern === 'enrollment-token'),
   );
   assertNoSecrets(t, 'recorder logs', logs.text(), [token]);
+});
+
+// --- priority and folding, against a stand-in events API that records every request ---------------
+
+interface EventsRequest {
+  method: string;
+  body: { reason?: string; note?: string; series?: { count: number } };
+}
+
+/** A local HTTP server answering the events.k8s.io calls the recorder makes, and a KubeConfig for it. */
+async function fakeEventsApi(t: ExecutionContext): Promise<{ kc: KubeConfig; requests: EventsRequest[] }> {
+  const requests: EventsRequest[] = [];
+  const server = createServer((req, res) => {
+    let data = '';
+    req.on('data', (chunk) => {
+      data += chunk;
+    });
+    req.on('end', () => {
+      const body = JSON.parse(data || '{}') as EventsRequest['body'];
+      requests.push({ method: req.method ?? '', body });
+      res.writeHead(req.method === 'POST' ? 201 : 200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ apiVersion: 'events.k8s.io/v1', kind: 'Event', ...body }));
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  const { port } = server.address() as AddressInfo;
+  const kc = new KubeConfig();
+  kc.loadFromOptions({
+    clusters: [{ name: 'fake', server: `http://127.0.0.1:${port}`, skipTLSVerify: true }],
+    users: [{ name: 'fake' }],
+    contexts: [{ name: 'fake', cluster: 'fake', user: 'fake' }],
+    currentContext: 'fake',
+  });
+  return { kc, requests };
+}
+
+const connectorSubject = {
+  apiVersion: 'vaultpam.io/v1alpha1',
+  kind: 'Connector',
+  name: 'edge',
+  namespace: 'prod',
+  uid: 'u-edge',
+};
+const step = (n: number) => ({
+  type: 'Normal' as const,
+  reason: 'RecoveryStep',
+  action: 'Reconcile',
+  note: `recovery r1: step ${n} done, now step ${n + 1}`,
+});
+const phaseOnline = {
+  type: 'Normal' as const,
+  reason: 'PhaseOnline',
+  action: 'Reconcile',
+  note: 'phase Recovering -> Online',
+  priority: 'always' as const,
+};
+const created = (requests: EventsRequest[]) =>
+  requests.filter((r) => r.method === 'POST').map((r) => r.body.reason);
+
+test('phase and outcome Events are recorded after a burst of step Events has used up the rate limit', async (t) => {
+  const { kc, requests } = await fakeEventsApi(t);
+  const clock = new FakeClock();
+  const recorder = new EventRecorder({ kc, logger: silentLogger(), identity: 'operator-0', clock });
+  for (let n = 1; n <= 12; n++) await recorder.record(connectorSubject, step(n));
+  t.is(created(requests).length, 10, 'the burst of 10 is used up by steps');
+  await recorder.record(connectorSubject, {
+    type: 'Normal',
+    reason: 'RecoverySucceeded',
+    action: 'Reconcile',
+    note: 'recovery r1 completed: the connector is online',
+    priority: 'always',
+  });
+  await recorder.record(connectorSubject, phaseOnline);
+  const reasons = created(requests);
+  t.true(reasons.includes('RecoverySucceeded'), 'the outcome is recorded');
+  t.true(reasons.includes('PhaseOnline'), 'the final phase is recorded');
+  // The two steps beyond the budget are not lost without trace: one summary names them.
+  const summaries = requests.filter((r) => r.body.reason === FOLDED_REASON);
+  t.is(summaries.length, 1);
+  t.regex(summaries[0]?.body.note ?? '', /^2 event\(s\) .*RecoveryStep x2.*step 12 done/);
+  t.true(
+    reasons.indexOf(FOLDED_REASON) < reasons.indexOf('RecoverySucceeded'),
+    'the summary comes before the outcome, as the folded steps happened before it',
+  );
+  // A repeat of the final phase (a flapping connector) is still written: a series update.
+  await recorder.record(connectorSubject, phaseOnline);
+  t.is(requests.at(-1)?.method, 'PATCH');
+  t.is(requests.at(-1)?.body.series?.count, 2);
+});
+
+test('step Events beyond the rate limit stay bounded: folded into one summary per token, never one write each', async (t) => {
+  const { kc, requests } = await fakeEventsApi(t);
+  const clock = new FakeClock();
+  const metrics = createOperatorMetrics();
+  const recorder = new EventRecorder({ kc, logger: silentLogger(), identity: 'operator-0', clock, metrics });
+  for (let n = 1; n <= 100; n++) await recorder.record(connectorSubject, step(n));
+  t.is(requests.length, 10, '100 distinct steps in a burst: 10 writes');
+  // One token comes back after 30 s: it publishes one summary of everything held back, and the
+  // step recorded with it, instead of that step alone.
+  clock.advance(30_000);
+  await recorder.record(connectorSubject, step(101));
+  t.is(requests.length, 11);
+  t.is(requests[10]?.body.reason, FOLDED_REASON);
+  t.regex(requests[10]?.body.note ?? '', /^91 event\(s\) .*RecoveryStep x91.*step 101 done/);
+  // No token, nothing written; another object has its own budget.
+  await recorder.record(connectorSubject, step(102));
+  t.is(requests.length, 11);
+  await recorder.record({ ...connectorSubject, name: 'other', uid: 'u-other' }, step(1));
+  t.is(requests.length, 12);
+  const suppressed = await metrics.eventsSuppressed.get();
+  t.is(suppressed.values.find((v) => v.labels.reason === 'rate_limited')?.value, 91);
+});
+
+test('a phase change is planned with priority always (outcomes too: test/unit/operator-plan.test.ts)', (t) => {
+  const [phase] = transitionEvents({
+    previous: { phase: 'Recovering' },
+    phase: 'Online',
+    mode: 'Autonomous',
+    posture: storagePosture({
+      podSpec: undefined,
+      fromPod: false,
+      claims: new Map(),
+      claimForTemplateVolume: () => undefined,
+      identityClaimUID: undefined,
+      ephemeralByChoice: false,
+    }),
+    diagnosis: undefined,
+  });
+  t.is(phase?.reason, 'PhaseOnline');
+  t.is(phase?.priority, 'always');
 });

@@ -22,14 +22,16 @@ export class Router<R extends { method: string; path: string }> {
 
   match(method: string, pathname: string): Match<R> {
     const parts = pathname.split('/');
-    let pathMatched = false;
+    const allowed: string[] = [];
     for (const candidate of this.compiled) {
       const params = matchSegments(candidate.segments, parts);
       if (!params) continue;
-      pathMatched = true;
       if (candidate.method === method) return { route: candidate.route, params };
+      allowed.push(candidate.method);
     }
-    if (pathMatched) throw cpError('METHOD_NOT_ALLOWED', `${method} is not allowed on ${pathname}`);
+    // Names the route's methods, not the caller's path: messages never echo input.
+    if (allowed.length > 0)
+      throw cpError('METHOD_NOT_ALLOWED', `${method} is not allowed here; use ${allowed.join(' or ')}`);
     throw cpError('NOT_FOUND', 'no such route');
   }
 }

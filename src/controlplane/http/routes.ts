@@ -14,6 +14,7 @@ import {
   optionalInteger,
   optionalString,
   queryInteger,
+  queryString,
   queryTime,
   requireCidrList,
   requireConnectorId,
@@ -59,6 +60,14 @@ async function jsonBody(context: RouteContext) {
 
 function connectorIdParam(context: RouteContext): string {
   return requireConnectorId(context.params.connectorId ?? '');
+}
+
+/** A Kubernetes object UID is 36 characters; the contract allows other owners up to this length. */
+const OWNER_UID_MAX = 128;
+
+/** The `ownerUid` query parameter of an admin mutation: the Connector that asks (optional). */
+function ownerUidQuery(context: RouteContext): string | undefined {
+  return queryString(context.query, 'ownerUid', OWNER_UID_MAX);
 }
 
 function readPaths(value: unknown): PathHealth[] {
@@ -120,7 +129,8 @@ export const ROUTES: readonly RouteDefinition[] = [
         endpointId: requireString(body, 'endpointId', { max: 253 }),
         allowedNetworks: requireCidrList(body, 'allowedNetworks'),
       };
-      const result = context.service.ensureConnector(connectorId, config);
+      const ownerUid = optionalString(body, 'ownerUid', OWNER_UID_MAX);
+      const result = context.service.ensureConnector(connectorId, config, ownerUid);
       return { status: result.created ? 201 : 200, body: result.connector };
     },
   },
@@ -135,7 +145,19 @@ export const ROUTES: readonly RouteDefinition[] = [
     path: '/v1/connectors/{connectorId}',
     auth: 'admin',
     handler: (context) => {
-      context.service.deleteConnector(connectorIdParam(context));
+      context.service.deleteConnector(connectorIdParam(context), ownerUidQuery(context));
+      return { status: 204 };
+    },
+  },
+  {
+    method: 'DELETE',
+    path: '/v1/connectors/{connectorId}/owner',
+    auth: 'admin',
+    handler: (context) => {
+      const connectorId = connectorIdParam(context);
+      const ownerUid = ownerUidQuery(context);
+      if (ownerUid === undefined) throw invalid('ownerUid', 'the query parameter is required');
+      context.service.disownConnector(connectorId, ownerUid);
       return { status: 204 };
     },
   },
@@ -148,7 +170,11 @@ export const ROUTES: readonly RouteDefinition[] = [
       const body = await jsonBody(context);
       const idempotencyKey = requireString(body, 'idempotencyKey', { max: 256 });
       const ttlSeconds = optionalInteger(body, 'ttlSeconds', 1);
-      const result = context.service.mintToken(connectorId, { idempotencyKey, ttlSeconds });
+      const result = context.service.mintToken(
+        connectorId,
+        { idempotencyKey, ttlSeconds },
+        ownerUidQuery(context),
+      );
       return { status: result.created ? 201 : 200, body: result.token };
     },
   },
@@ -158,7 +184,7 @@ export const ROUTES: readonly RouteDefinition[] = [
     auth: 'admin',
     handler: (context) => ({
       status: 200,
-      body: { revoked: context.service.revokeTokens(connectorIdParam(context)) },
+      body: { revoked: context.service.revokeTokens(connectorIdParam(context), ownerUidQuery(context)) },
     }),
   },
   {
@@ -169,7 +195,10 @@ export const ROUTES: readonly RouteDefinition[] = [
       const connectorId = connectorIdParam(context);
       const body = await jsonBody(context);
       const requestId = requireString(body, 'requestId', { max: 256 });
-      return { status: 200, body: context.service.beginRecovery(connectorId, requestId) };
+      return {
+        status: 200,
+        body: context.service.beginRecovery(connectorId, requestId, ownerUidQuery(context)),
+      };
     },
   },
   {

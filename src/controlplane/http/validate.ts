@@ -84,6 +84,15 @@ export function queryInteger(
   return value;
 }
 
+/** String query parameter of 1..max characters, or undefined when absent. */
+export function queryString(params: URLSearchParams, name: string, max: number): string | undefined {
+  const raw = params.get(name);
+  if (raw === null) return undefined;
+  if (raw.length === 0 || raw.length > max)
+    throw invalid(name, `a non-empty string of at most ${max} characters is required`);
+  return raw;
+}
+
 /** RFC 3339 time query parameter as epoch milliseconds, or undefined. */
 export function queryTime(params: URLSearchParams, name: string): number | undefined {
   const raw = params.get(name);

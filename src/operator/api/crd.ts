@@ -35,6 +35,8 @@ export interface JsonSchema {
     rule: string;
     message?: string;
     messageExpression?: string;
+    /** Where the error points, relative to the schema node (e.g. `.metadata.name` from the root). */
+    fieldPath?: string;
     optionalOldSelf?: boolean;
   }>;
   'x-kubernetes-list-type'?: string;

@@ -15,6 +15,7 @@ import {
   MAX_TOKEN_TTL_SECONDS,
   MIN_TOKEN_TTL_SECONDS,
 } from './constants.ts';
+import { specProblem } from './validation.ts';
 
 // Enumerations are const arrays so the test can compare them with the schema's enums.
 export const IMAGE_PULL_POLICIES = ['Always', 'IfNotPresent', 'Never'] as const;
@@ -306,7 +307,9 @@ export function defaultConnectorId(namespace: string, name: string): string {
  * Applies the defaults the schema cannot: the connector id from namespace and name, the token TTL
  * parsed to seconds, the storage plan. Objects created before a schema default existed, or read
  * without defaulting, get the same result. Throws INVALID_SPEC (permanent) for what the CRD's
- * rules would refuse, so a connector that slipped past validation stalls with a clear message.
+ * rules would refuse (the syntax rules are in validation.ts), so a connector that slipped past
+ * validation, e.g. stored before a rule existed, stalls with a clear message before it mints a token
+ * for a pod Kubernetes would refuse.
  */
 export function defaultedSpec(connector: Pick<Connector, 'metadata' | 'spec'>): DefaultedSpec {
   const namespace = connector.metadata.namespace;
@@ -315,6 +318,8 @@ export function defaultedSpec(connector: Pick<Connector, 'metadata' | 'spec'>): 
     throw invalidSpec('metadata', 'a Connector needs metadata.namespace and metadata.name');
   }
   const spec = connector.spec;
+  const problem = specProblem(name, spec);
+  if (problem !== undefined) throw invalidSpec(...problem);
   const ttl = spec.enrollment?.tokenTTL ?? DEFAULT_TOKEN_TTL;
   let tokenTTLSeconds: number;
   try {

@@ -16,6 +16,7 @@ import { RESOURCE_TYPES } from '../runtime/resources.ts';
 import { desiredTokenSecret } from './desired-objects.ts';
 import { driftOf } from './drift.ts';
 import type { Plan, PlannedEvent } from './plan-types.ts';
+import { invalidSpecFromRefusal } from './spec-fields.ts';
 
 export interface ActContext {
   writer: KubeWriter;
@@ -36,25 +37,37 @@ export async function act(
 ): Promise<void> {
   const namespace = spec.namespace;
   const client = connection?.client();
+  // Every call that changes the control-plane record names this Connector as its owner: the control
+  // plane refuses it (409 CONNECTOR_ID_CONFLICT) when another Connector owns the same connector id.
+  const owner = { ownerUid: connector.metadata.uid ?? '' };
   if (plan.controlPlane.length > 0 && !client) {
     throw new CodedError('CONTROL_PLANE_CREDENTIAL_MISSING', 'cannot call the control plane: no credential', {
       temporary: true,
     });
   }
   const mints = plan.controlPlane.filter((a) => a.kind === 'mintToken');
+  // No side effect before its precondition: a token is minted only for a workload Kubernetes will
+  // accept. A dry run of what this pass applies finds a refusal (a label or quantity the CRD could
+  // not check) before the token exists, and names the Connector field to fix.
+  if (mints.length > 0) {
+    await applyOwned(ctx, plan.configMap, undefined, { dryRun: true });
+    await applyOwned(ctx, plan.statefulSet, undefined, { dryRun: true });
+  }
   for (const action of plan.controlPlane) {
     if (!client || action.kind === 'mintToken') continue;
     switch (action.kind) {
       case 'ensureConnector': {
-        const { connector: record } = await client.ensureConnector(action.connectorId, action.config);
+        const { connector: record } = await client.ensureConnector(action.connectorId, action.config, owner);
         connection?.follower.remember(record);
         break;
       }
       case 'beginRecovery':
-        connection?.follower.remember(await client.beginRecovery(action.connectorId, action.requestId));
+        connection?.follower.remember(
+          await client.beginRecovery(action.connectorId, action.requestId, owner),
+        );
         break;
       case 'revokeTokens':
-        await client.revokeTokens(action.connectorId);
+        await client.revokeTokens(action.connectorId, owner);
         break;
     }
   }
@@ -72,6 +85,7 @@ export async function act(
     const minted = await client.mintToken(mint.connectorId, {
       idempotencyKey: mint.idempotencyKey,
       ttlSeconds: mint.ttlSeconds,
+      ...owner,
     });
     // The token goes from the control plane's answer straight into the Secret; it is logged nowhere.
     await ctx.writer.apply(
@@ -81,32 +95,56 @@ export async function act(
         expiresAt: minted.expiresAt,
       }),
     );
+    // The follower learns of the mint from the change stream a moment later; until then a pass
+    // would judge the fresh Secret against a record without a live token (revoked, delete it).
+    // One read per mint keeps the record as new as the Secret.
+    connection?.follower.remember(await client.getConnector(mint.connectorId));
     if (minted.created) ctx.metrics.enrollmentTokensMinted.inc();
     ctx.logger.info(
       { tokenId: minted.tokenId, expiresAt: minted.expiresAt, created: minted.created },
       'enrollment token stored in its Secret',
     );
   }
-  await applyIfChanged(ctx, plan.configMap, live.configMap);
-  await applyIfChanged(ctx, plan.statefulSet, live.statefulSet);
+  await applyOwned(ctx, plan.configMap, live.configMap);
+  await applyOwned(ctx, plan.statefulSet, live.statefulSet);
+  if (plan.expandClaim) {
+    // The claim the StatefulSet made grows; its template cannot (storage-expansion.ts).
+    const { name, uid, size } = plan.expandClaim;
+    await ctx.writer.mergePatch(
+      RESOURCE_TYPES.persistentVolumeClaim,
+      { namespace, name, uid },
+      { spec: { resources: { requests: { storage: size } } } },
+    );
+  }
   if (plan.scaleAdopted) {
     await ctx.scale(plan.scaleAdopted.kind, namespace, plan.scaleAdopted.name, plan.scaleAdopted.replicas);
   }
 }
 
-async function applyIfChanged(
+/**
+ * Applies an owned object when it differs from the live one (or, as a dry run, always), and turns
+ * Kubernetes' refusal of it into InvalidSpec naming the Connector field it came from.
+ */
+async function applyOwned(
   ctx: ActContext,
   desired: KubernetesObject | undefined,
   live: object | undefined,
+  options: { dryRun?: boolean } = {},
 ): Promise<void> {
   if (!desired) return;
-  const drift = driftOf(desired, live);
-  if (drift === undefined) return;
-  ctx.logger.debug(
-    { kind: desired.kind, name: desired.metadata?.name, field: drift },
-    'applying: field differs',
-  );
-  await ctx.writer.apply(desired);
+  if (!options.dryRun) {
+    const drift = driftOf(desired, live);
+    if (drift === undefined) return;
+    ctx.logger.debug(
+      { kind: desired.kind, name: desired.metadata?.name, field: drift },
+      'applying: field differs',
+    );
+  }
+  try {
+    await ctx.writer.apply(desired, options);
+  } catch (error) {
+    throw invalidSpecFromRefusal(desired.kind ?? 'object', error) ?? error;
+  }
 }
 
 /**
@@ -129,6 +167,7 @@ export function recordEvents(ctx: ActContext, connector: Connector, events: read
       reason: event.reason,
       action: 'Reconcile',
       note: event.message,
+      ...(event.priority ? { priority: event.priority } : {}),
     });
   }
 }

@@ -111,6 +111,41 @@ const agentLostIdentity: Rule = (input) => {
   };
 };
 
+/**
+ * A connector that never paired (its record is pending) whose agent found an identity in the data
+ * directory and stopped because the control plane refused it (IDENTITY_REJECTED, exit 13): the
+ * identity belongs to no enrolled connector, typically because the claim is that of a Connector
+ * deleted with deletionPolicy Release (which deleted the record and its certificate) and this one
+ * reuses it. The agent does not use a token while that identity is there, so an enrollment token
+ * cannot help; a guided recovery (whose token the agent pairs with, moving the refused identity
+ * aside) does.
+ */
+export function refusedIdentityOfNeverPaired(
+  record: ControlPlaneConnector | undefined,
+  agent: AgentPodFacts | undefined,
+): boolean {
+  const t = agent?.termination;
+  if (!t || !record || record.bootstrapRetired || record.state !== 'pending') return false;
+  return (
+    t.code === 'IDENTITY_REJECTED' && (t.failureClass === undefined || t.failureClass === 'IdentityLoss')
+  );
+}
+
+const refusedIdentity: Rule = (input) => {
+  if (!refusedIdentityOfNeverPaired(input.record, input.agent)) return undefined;
+  return {
+    failureClass: 'IdentityLoss',
+    reason:
+      'the data directory holds an identity the control plane does not accept (its certificate belongs to no enrolled connector), typically the claim of a Connector deleted with deletionPolicy Release; the agent does not replace it with a bootstrap token, so no token is held for it',
+    evidence: [
+      ...agentEvidence(input.agent),
+      `control plane: ${input.record?.connectorId} is ${input.record?.state} and has no certificate since ${input.record?.stateChangedAt}`,
+      ...storageEvidence(input.posture),
+    ],
+    nextStep: `${recoveryNextStep(input.recoveryPolicy)}; the agent moves the refused identity aside (identity.rejected-<time> in the data directory) and pairs once with the recovery's token`,
+  };
+};
+
 /** Runbook branch 2: paired before, identity intact, heartbeats stopped. */
 const reconnectFailure: Rule = (input) => {
   if (!retired(input) || input.record?.state !== 'offline') return undefined;
@@ -158,6 +193,7 @@ const RULES: readonly Rule[] = [
   controlPlaneNeedsRecovery,
   claimReplaced,
   agentLostIdentity,
+  refusedIdentity,
   reconnectFailure,
   firstBootFailure,
 ];

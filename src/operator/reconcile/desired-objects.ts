@@ -5,6 +5,7 @@ import { createHash } from 'node:crypto';
 import type {
   V1ConfigMap,
   V1OwnerReference,
+  V1PersistentVolumeClaim,
   V1PodSpec,
   V1Secret,
   V1StatefulSet,
@@ -122,6 +123,18 @@ export interface StatefulSetInputs {
   configHash: string;
   /** Recovery request a validation restart was made for; changing it rolls the pod exactly once. */
   restartedFor: string | undefined;
+  /**
+   * The volumeClaimTemplates of the live StatefulSet, when it exists. Kubernetes refuses any change
+   * to them after creation (the whole update fails), so they are kept exactly as they are: a larger
+   * spec.storage.size grows the claim itself instead (storage-expansion.ts).
+   */
+  liveClaimTemplates?: V1PersistentVolumeClaim[] | undefined;
+}
+
+/** A claim template as the live StatefulSet has it: plain JSON, without the status the server adds. */
+function keptClaimTemplate(template: V1PersistentVolumeClaim): V1PersistentVolumeClaim {
+  const { status: _status, ...rest } = JSON.parse(JSON.stringify(template)) as V1PersistentVolumeClaim;
+  return rest;
 }
 
 export function desiredStatefulSet(
@@ -230,9 +243,13 @@ export function desiredStatefulSet(
   if (raw.serviceAccountName) podSpec.serviceAccountName = raw.serviceAccountName;
   if (raw.imagePullSecrets) podSpec.imagePullSecrets = raw.imagePullSecrets;
 
+  const kept = inputs.liveClaimTemplates?.length
+    ? inputs.liveClaimTemplates.map(keptClaimTemplate)
+    : undefined;
   const claimTemplates =
-    spec.storage.kind === 'OperatorClaim'
-      ? [
+    spec.storage.kind !== 'OperatorClaim'
+      ? undefined
+      : (kept ?? [
           {
             apiVersion: 'v1',
             kind: 'PersistentVolumeClaim',
@@ -243,8 +260,7 @@ export function desiredStatefulSet(
               ...(spec.storage.storageClassName ? { storageClassName: spec.storage.storageClassName } : {}),
             },
           },
-        ]
-      : undefined;
+        ]);
   const statefulSet: V1StatefulSet = {
     apiVersion: 'apps/v1',
     kind: 'StatefulSet',

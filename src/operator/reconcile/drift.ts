@@ -31,8 +31,22 @@ export function asJson(value: unknown): unknown {
   return value === undefined ? undefined : JSON.parse(JSON.stringify(value));
 }
 
+/**
+ * Fields Kubernetes lets set only when the object is created, by kind. A difference there is never a
+ * reason to write: the write would be refused, whole. A StatefulSet's volumeClaimTemplates are kept as
+ * the live object has them (desired-objects.ts); a larger spec.storage.size grows the claim instead.
+ */
+const CREATION_ONLY: Record<string, readonly string[]> = { StatefulSet: ['volumeClaimTemplates'] };
+
 /** The path of the first field that needs writing, or undefined when the live object already matches. */
 export function driftOf(desired: object, live: object | undefined): string | undefined {
   if (!live) return '(absent)';
-  return firstDifference(asJson(desired), asJson(live));
+  const compared = asJson(desired) as { kind?: string; spec?: Record<string, unknown> };
+  const creationOnly = CREATION_ONLY[compared.kind ?? ''] ?? [];
+  if (compared.spec && creationOnly.length > 0) {
+    compared.spec = Object.fromEntries(
+      Object.entries(compared.spec).filter(([field]) => !creationOnly.includes(field)),
+    );
+  }
+  return firstDifference(compared, asJson(live));
 }

@@ -19,6 +19,12 @@ export interface EnrollmentInput {
   tokenSecretName: string;
   /** spec.paused: report what the Secret and record say, decide nothing (no mint, no delete). */
   paused?: boolean;
+  /**
+   * The agent stopped because the control plane refused the identity in its data directory
+   * (assessment.ts, refusedIdentityOfNeverPaired): it does not use a token while that identity is
+   * there, so none is minted or kept; a guided recovery mints the one that replaces it.
+   */
+  identityRefused?: boolean;
 }
 
 export interface EnrollmentDecision {
@@ -27,6 +33,10 @@ export interface EnrollmentDecision {
   deleteSecret: boolean;
   /** The token in the Secret expired before the agent used it. */
   expiredUnused: boolean;
+  /** The token in the Secret was revoked in the control plane before the agent used it. */
+  revokedUnused?: boolean;
+  /** Revoke the live token in the control plane: nobody can use it (identityRefused). */
+  revoke?: boolean;
   requeueAfterMs?: number;
 }
 
@@ -107,6 +117,16 @@ export function planEnrollment(input: EnrollmentInput): EnrollmentDecision {
   if (tokenSecretBehind(input.connectorUID, tokenSecret, previous.lastMintKey)) {
     return { status, deleteSecret: false, expiredUnused: false, requeueAfterMs: SECRET_CATCH_UP_MS };
   }
+  // A token the agent will not use is not held: revoke it, delete its Secret, mint none.
+  if (input.identityRefused && !retired && record?.state === 'pending') {
+    delete status.tokenExpiresAt;
+    return {
+      status,
+      deleteSecret: tokenSecret !== undefined && !tokenSecret.deleting,
+      expiredUnused: false,
+      ...(record.liveToken ? { revoke: true } : {}),
+    };
+  }
   if (live && tokenSecret) {
     status.tokenSecretName = tokenSecret.name;
     if (tokenSecret.expiresAt) status.tokenExpiresAt = tokenSecret.expiresAt;
@@ -122,6 +142,18 @@ export function planEnrollment(input: EnrollmentInput): EnrollmentDecision {
   // Only a connector that never paired, and is not waiting for a recovery, gets a token here.
   if (record?.state !== 'pending' || retired) {
     return { status, deleteSecret, expiredUnused };
+  }
+  // A token the control plane no longer reports live before its own expiry was revoked there (an
+  // admin's act): its life ended now, so the re-mint backoff counts from now, not from the expiry
+  // it will never reach.
+  const revokedUnused =
+    deleteSecret &&
+    !expiredUnused &&
+    tokenSecret?.expiresAt !== undefined &&
+    new Date(tokenSecret.expiresAt).getTime() > now.getTime();
+  if (revokedUnused) {
+    status.tokenExpiresAt = `${now.toISOString().slice(0, 19)}Z`;
+    return { status, deleteSecret, expiredUnused: false, revokedUnused, requeueAfterMs: SECRET_CATCH_UP_MS };
   }
   // Every token minted so far expired or was lost unused, or the connector would have paired.
   const expiries = mintCount;

@@ -10,6 +10,7 @@ import type {
   V1Pod,
   V1Secret,
   V1StatefulSet,
+  V1StorageClass,
 } from '@kubernetes/client-node';
 import type { AuditEntry, Connector as ControlPlaneConnector } from '../../controlplane/admin-client.ts';
 import type { Clock } from '../../lib/clock.ts';
@@ -20,7 +21,17 @@ import { StalledReasons } from '../conditions.ts';
 import type { ControlPlaneConnection, ControlPlaneConnections } from '../control-plane/connections.ts';
 import { objectKey } from '../runtime/work-queue.ts';
 import { childNames } from './desired-objects.ts';
-import type { ClaimFacts, ControlPlaneView, Observed, TokenSecretFacts, WorkloadFacts } from './observed.ts';
+import type {
+  ClaimFacts,
+  ControlPlaneView,
+  ForeignObject,
+  Observed,
+  StorageClassFacts,
+  TokenSecretFacts,
+  WorkloadFacts,
+} from './observed.ts';
+import { controlledBy, foreignObject } from './ownership.ts';
+import { RESIZE_CONDITIONS, sizeToGrowTo } from './storage-expansion.ts';
 
 /** Where observe reads from; the controller implements it over informers and the API. */
 export interface ClusterReader {
@@ -38,6 +49,7 @@ export interface ClusterReader {
   listPods(namespace: string, labelSelector: string): Promise<V1Pod[]>;
   readSecret(namespace: string, name: string): Promise<V1Secret | undefined>;
   readConfigMap(namespace: string, name: string): Promise<V1ConfigMap | undefined>;
+  readStorageClass(name: string): Promise<V1StorageClass | undefined>;
 }
 
 export interface ObserveContext {
@@ -50,12 +62,41 @@ export interface ObserveContext {
 }
 
 function claimFacts(claim: V1PersistentVolumeClaim): ClaimFacts {
-  return {
+  const facts: ClaimFacts = {
     name: claim.metadata?.name ?? '',
     uid: claim.metadata?.uid ?? '',
     phase: claim.status?.phase ?? 'Pending',
     deleting: Boolean(claim.metadata?.deletionTimestamp),
   };
+  // What growing it needs (storage-expansion.ts).
+  const requested = claim.spec?.resources?.requests?.storage;
+  const capacity = claim.status?.capacity?.storage;
+  if (requested) facts.requested = String(requested);
+  if (capacity) facts.capacity = String(capacity);
+  if (claim.spec?.storageClassName) facts.storageClassName = claim.spec.storageClassName;
+  const resizing = (claim.status?.conditions ?? []).filter(
+    (c) => c.status === 'True' && RESIZE_CONDITIONS.has(c.type),
+  );
+  if (resizing.length > 0)
+    facts.resizeConditions = resizing.map((c) => ({
+      type: c.type,
+      ...(c.message ? { message: c.message } : {}),
+    }));
+  return facts;
+}
+
+/** The StorageClass of the operator's claim, read only while spec.storage.size asks for more than it has. */
+async function storageClassToGrow(
+  reader: ClusterReader,
+  spec: DefaultedSpec,
+  claim: ClaimFacts | undefined,
+): Promise<StorageClassFacts | undefined> {
+  const className = claim?.storageClassName;
+  if (!className || claim.phase !== 'Bound' || !sizeToGrowTo(spec.storage, claim)) return undefined;
+  const storageClass = await reader.readStorageClass(className);
+  return storageClass
+    ? { name: className, allowVolumeExpansion: storageClass.allowVolumeExpansion === true }
+    : undefined;
 }
 
 function tokenSecretFacts(secret: V1Secret | undefined): TokenSecretFacts | undefined {
@@ -196,6 +237,64 @@ async function auditForRecovery(
   }
 }
 
+function statefulSetFacts(name: string, sts: V1StatefulSet): WorkloadFacts {
+  return {
+    kind: 'StatefulSet',
+    name,
+    replicas: sts.spec?.replicas ?? 1,
+    readyReplicas: sts.status?.readyReplicas ?? 0,
+    templateAnnotations: sts.spec?.template?.metadata?.annotations ?? {},
+    object: sts,
+  };
+}
+
+/**
+ * Whether this pass may mint a token: never paired, a recovery asked for or under way, or the
+ * control plane says one is needed. Only then is an uncached token Secret name read from the API.
+ */
+function mayMint(connector: Connector, spec: DefaultedSpec, view: ControlPlaneView): boolean {
+  const recovery = connector.status?.recovery;
+  if (recovery?.step && recovery.step !== 'Completed' && recovery.step !== 'Failed') return true;
+  if (spec.recovery.requestId && spec.recovery.requestId !== recovery?.requestId) return true;
+  if (!view.reachable) return false;
+  const record = view.record;
+  return !record?.bootstrapRetired || record.state === 'needs_recovery';
+}
+
+/**
+ * The objects with this Connector's child names, from the cache or (when the cache does not hold
+ * them: they are not ours, or were just created) from the API, and those of them it does not control.
+ */
+async function readChildren(
+  ctx: ObserveContext,
+  connector: Connector,
+  spec: DefaultedSpec,
+  cached: { configMap: V1ConfigMap | undefined; statefulSet: V1StatefulSet | undefined; mayMint: boolean },
+): Promise<{ configMap?: V1ConfigMap; statefulSet?: V1StatefulSet; foreign: ForeignObject[] }> {
+  const uid = connector.metadata.uid ?? '';
+  const names = childNames(spec.name);
+  const ns = spec.namespace;
+  const configMap = cached.configMap ?? (await ctx.reader.readConfigMap(ns, names.configMap));
+  const statefulSet = spec.workloadRef
+    ? undefined
+    : (cached.statefulSet ??
+      ((await ctx.reader.readWorkload(ns, 'StatefulSet', names.statefulSet)) as V1StatefulSet | undefined));
+  const secret =
+    ctx.reader.ownedSecret(ns, names.tokenSecret) ??
+    (cached.mayMint ? await ctx.reader.readSecret(ns, names.tokenSecret) : undefined);
+  const foreign = [
+    foreignObject('ConfigMap', configMap, uid),
+    foreignObject('StatefulSet', statefulSet, uid),
+    foreignObject('Secret', secret, uid),
+  ].filter((f): f is ForeignObject => f !== undefined);
+  const result: { configMap?: V1ConfigMap; statefulSet?: V1StatefulSet; foreign: ForeignObject[] } = {
+    foreign,
+  };
+  if (configMap && controlledBy(configMap, uid)) result.configMap = configMap;
+  if (statefulSet && controlledBy(statefulSet, uid)) result.statefulSet = statefulSet;
+  return result;
+}
+
 export interface Observation {
   observed: Observed;
   connection: ControlPlaneConnection | undefined;
@@ -257,16 +356,8 @@ export async function observe(ctx: ObserveContext, connector: Connector): Promis
     pods = adopted && selector ? await ctx.reader.listPods(namespace, selector) : [];
   } else {
     const sts = ctx.reader.ownedStatefulSet(namespace, names.statefulSet);
-    if (sts) {
-      workload = {
-        kind: 'StatefulSet',
-        name: names.statefulSet,
-        replicas: sts.spec?.replicas ?? 1,
-        readyReplicas: sts.status?.readyReplicas ?? 0,
-        templateAnnotations: sts.spec?.template?.metadata?.annotations ?? {},
-        object: sts,
-      };
-    }
+    if (sts && controlledBy(sts, connector.metadata.uid ?? ''))
+      workload = statefulSetFacts(names.statefulSet, sts);
     pods = ctx.reader.ownedPods(namespace, name);
   }
 
@@ -290,6 +381,7 @@ export async function observe(ctx: ObserveContext, connector: Connector): Promis
     const claim = await ctx.reader.readClaim(namespace, claimName);
     if (claim) claims.set(claimName, claimFacts(claim));
   }
+  const storageClass = await storageClassToGrow(ctx.reader, value, claims.get(names.claim));
 
   const resolved = await resolveConnection(ctx, value);
   if ('error' in resolved) {
@@ -300,6 +392,7 @@ export async function observe(ctx: ObserveContext, connector: Connector): Promis
         pods,
         claims,
         controlPlane: { reachable: false, error: resolved.error },
+        ...(storageClass ? { storageClass } : {}),
       },
       connection: undefined,
     };
@@ -309,9 +402,19 @@ export async function observe(ctx: ObserveContext, connector: Connector): Promis
   const audit = controlPlane.reachable
     ? await auditForRecovery(connection, connector, value.connector.id)
     : undefined;
+  const children = await readChildren(ctx, connector, value, {
+    configMap: base.configMap,
+    statefulSet: value.workloadRef ? undefined : workload?.object,
+    mayMint: mayMint(connector, value, controlPlane),
+  });
+  if (!value.workloadRef && !workload && children.statefulSet) {
+    workload = statefulSetFacts(names.statefulSet, children.statefulSet);
+  }
   return {
     observed: {
       ...base,
+      configMap: children.configMap,
+      ...(children.foreign.length > 0 ? { foreign: children.foreign } : {}),
       controlPlaneUrl: connection.url,
       caPem: connection.caPem,
       workload,
@@ -319,6 +422,7 @@ export async function observe(ctx: ObserveContext, connector: Connector): Promis
       claims,
       controlPlane,
       ...(audit ? { audit } : {}),
+      ...(storageClass ? { storageClass } : {}),
     },
     connection,
   };

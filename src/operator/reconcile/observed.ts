@@ -8,12 +8,27 @@ import type { Connector, DefaultedSpec } from '../api/types.ts';
 
 export type { ControlPlaneConnector };
 
-/** A PersistentVolumeClaim, reduced to what identity safety needs. */
+/** A PersistentVolumeClaim, reduced to what identity safety and growing it (storage-expansion.ts) need. */
 export interface ClaimFacts {
   name: string;
   uid: string;
   phase: string;
   deleting: boolean;
+  /** spec.resources.requests.storage: the size asked for. */
+  requested?: string;
+  /** status.capacity.storage: the size the bound volume has (absent until bound). */
+  capacity?: string;
+  /** spec.storageClassName (empty or absent: no class, so Kubernetes cannot expand it). */
+  storageClassName?: string;
+  /** Conditions with status True that tell of a resize (Resizing, FileSystemResizePending, *ResizeError). */
+  resizeConditions?: { type: string; message?: string }[];
+}
+
+/** The StorageClass of the operator's claim, read only when that claim should grow. */
+export interface StorageClassFacts {
+  name: string;
+  /** `allowVolumeExpansion: true`: Kubernetes admits a larger request on its claims. */
+  allowVolumeExpansion: boolean;
 }
 
 /** The enrollment-token Secret the operator owns, without its value. */
@@ -46,6 +61,14 @@ export type ControlPlaneView =
   | { reachable: true; record: ControlPlaneConnector | undefined }
   | { reachable: false; error: CodedError };
 
+/** An object that has the name one of this Connector's children must have, but is not controlled by it. */
+export interface ForeignObject {
+  kind: 'ConfigMap' | 'StatefulSet' | 'Secret';
+  name: string;
+  /** Who controls it instead (kind/name of its controller owner), if anyone. */
+  controller?: string;
+}
+
 export interface Observed {
   connector: Connector;
   /** The spec with defaults, or why it is invalid (permanent: wait for a spec change). */
@@ -63,6 +86,16 @@ export interface Observed {
   /** Claims in the connector's namespace that its pods or spec reference, by name. */
   claims: Map<string, ClaimFacts>;
   controlPlane: ControlPlaneView;
+  /**
+   * Objects with a child's name that this Connector does not control: the operator never writes
+   * them (it would take over a user's object), and stalls with OwnershipConflict instead.
+   */
+  foreign?: ForeignObject[];
   /** Audit entries of this connector since a recovery started (read only while one runs). */
   audit?: AuditEntry[];
+  /**
+   * The StorageClass of the operator's own claim, read only while spec.storage.size asks for more
+   * than the claim has; absent then means the class does not exist.
+   */
+  storageClass?: StorageClassFacts;
 }

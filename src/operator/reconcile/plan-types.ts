@@ -3,6 +3,7 @@
 // out in a fixed order; nothing in here has run yet.
 import type { V1ConfigMap, V1StatefulSet } from '@kubernetes/client-node';
 import type { ConnectorStatus } from '../api/types.ts';
+import type { EventPriority } from '../runtime/events.ts';
 
 export type ControlPlaneAction =
   | {
@@ -19,6 +20,12 @@ export interface PlannedEvent {
   type: 'Normal' | 'Warning';
   reason: string;
   message: string;
+  /**
+   * `always` for Events that must never be dropped: a phase change and an outcome (a recovery
+   * succeeded or failed). The recorder writes them past its per-object rate limit; the rest are
+   * steps, limited and folded beyond the budget (runtime/events.ts, docs/operator-runtime.md).
+   */
+  priority?: EventPriority;
 }
 
 export interface Plan {
@@ -30,6 +37,8 @@ export interface Plan {
   controlPlane: ControlPlaneAction[];
   /** Delete the token Secret (retired, consumed, expired or revoked). */
   deleteTokenSecret?: string;
+  /** Grow the operator's own claim (that uid only) to spec.storage.size (storage-expansion.ts). */
+  expandClaim?: { name: string; uid: string; size: string };
   status: ConnectorStatus;
   /** Events for actions this plan takes (recorded only once they happened). */
   events: PlannedEvent[];

@@ -3,7 +3,7 @@
 // in the status are rebuilt from the world on every pass; the only things carried over from the
 // previous status are the recovery procedure's progress record and the enrollment counters, which
 // is what makes both crash-safe.
-import type { V1Pod, V1PodSpec } from '@kubernetes/client-node';
+import type { V1Pod, V1PodSpec, V1StatefulSet } from '@kubernetes/client-node';
 import { ANNOTATIONS } from '../api/constants.ts';
 import type { Condition, ConnectorStatus, DefaultedSpec, RecoveryStatus } from '../api/types.ts';
 import {
@@ -19,18 +19,22 @@ import {
   setCondition,
   withReady,
 } from '../conditions.ts';
-import { diagnose, isIdentityLoss, phaseOf, withSince } from './assessment.ts';
+import { diagnose, isIdentityLoss, phaseOf, refusedIdentityOfNeverPaired, withSince } from './assessment.ts';
 import { childNames, configHash, desiredConfigMap, desiredStatefulSet } from './desired-objects.ts';
-import { planEnrollment, secretHoldsLiveToken } from './enrollment.ts';
+import { type EnrollmentDecision, planEnrollment, secretHoldsLiveToken } from './enrollment.ts';
 import type { ControlPlaneConnector, Observed } from './observed.ts';
+import { ownershipConflictMessage } from './ownership.ts';
 import type { ControlPlaneAction, Plan, PlannedEvent } from './plan-types.ts';
-import { agentPodFacts } from './pod-facts.ts';
+import { type AgentPodFacts, agentPodFacts } from './pod-facts.ts';
 import { planRecovery, type RecoveryDecision } from './recovery.ts';
+import { planStorageExpansion } from './storage-expansion.ts';
 import { currentPod, modeOf, type StoragePosture, storagePosture } from './storage-posture.ts';
 import { transitionEvents } from './transition-events.ts';
 
 /** The heartbeat time in the status is refreshed at most this often while nothing else changes. */
 export const HEARTBEAT_REFRESH_MS = 5 * 60_000;
+/** Look again this often while something the operator does not watch blocks the Connector. */
+export const BLOCKED_RECHECK_MS = 15_000;
 /** Look again this often at steady state, even without events (control-plane drift, expiry). */
 export const STEADY_RESYNC_MS = 10 * 60_000;
 
@@ -44,13 +48,20 @@ function sameConfig(record: ControlPlaneConnector, spec: DefaultedSpec): boolean
   );
 }
 
-/** The heartbeat time to show: the control plane's, but only refreshed every few minutes. */
+/**
+ * The heartbeat time to show: the control plane's. While heartbeats keep arriving it is refreshed
+ * at most every few minutes (one status write per heartbeat would load the API server for
+ * nothing); once they stop (offline, needs recovery) it is exact, so it agrees with every message
+ * that names the last heartbeat.
+ */
 export function heartbeatToShow(
   latest: string | null | undefined,
   shown: string | undefined,
+  beating: boolean,
 ): string | undefined {
   if (!latest) return shown;
-  if (shown && new Date(latest).getTime() - new Date(shown).getTime() < HEARTBEAT_REFRESH_MS) return shown;
+  if (beating && shown && new Date(latest).getTime() - new Date(shown).getTime() < HEARTBEAT_REFRESH_MS)
+    return shown;
   return stamp(new Date(latest));
 }
 
@@ -142,6 +153,11 @@ export function plan(observed: Observed, now: Date): Plan {
   const agent = pod ? agentPodFacts(pod) : undefined;
   const posture = postureFor(observed, spec, pod);
   const retired = record?.bootstrapRetired ?? previous.enrollment?.retired ?? false;
+  // Gate before deciding: paused, or an object with a child's name that is not ours, means this
+  // pass observes and reports only. Nothing is minted, written or counted.
+  const blocker = blockingReason(observed, spec);
+  const holding = spec.paused || blocker !== undefined;
+  const identityRefused = refusedIdentityOfNeverPaired(record, agent);
 
   // ---- enrollment and recovery decisions ----
   const enrollment = planEnrollment({
@@ -151,7 +167,8 @@ export function plan(observed: Observed, now: Date): Plan {
     previous: previous.enrollment,
     now,
     tokenSecretName: names.tokenSecret,
-    paused: spec.paused,
+    paused: holding,
+    identityRefused,
   });
   const rawDiagnosis = diagnose({
     record,
@@ -162,7 +179,7 @@ export function plan(observed: Observed, now: Date): Plan {
     tokenExpiredUnused: enrollment.expiredUnused,
   });
   // Paused: a recovery under way holds its step; none starts, none advances.
-  const recovery = spec.paused
+  const recovery = holding
     ? heldRecovery(previous.recovery)
     : planRecovery({
         connectorId: spec.connector.id,
@@ -173,6 +190,7 @@ export function plan(observed: Observed, now: Date): Plan {
         previous: previous.recovery,
         record,
         identityLoss: isIdentityLoss(rawDiagnosis),
+        identityRefused,
         phaseBefore: previous.phase,
         workload: observed.workload,
         pods: observed.pods,
@@ -185,7 +203,10 @@ export function plan(observed: Observed, now: Date): Plan {
 
   // ---- control-plane calls ----
   const controlPlane: ControlPlaneAction[] = [];
-  if (!spec.paused && observed.controlPlane.reachable && (!record || !sameConfig(record, spec))) {
+  // An unowned record (retained by a deleted Connector, or from before ownership) is claimed by the
+  // same idempotent PUT that registers the configuration.
+  const unowned = record !== undefined && record.ownerUid === null;
+  if (!holding && observed.controlPlane.reachable && (!record || unowned || !sameConfig(record, spec))) {
     controlPlane.push({
       kind: 'ensureConnector',
       connectorId: spec.connector.id,
@@ -209,6 +230,7 @@ export function plan(observed: Observed, now: Date): Plan {
     }
     if (recovery.deleteSecret) deleteTokenSecret = names.tokenSecret;
   } else if (observed.controlPlane.reachable) {
+    if (enrollment.revoke) controlPlane.push({ kind: 'revokeTokens', connectorId: spec.connector.id });
     if (enrollment.mint) {
       controlPlane.push({
         kind: 'mintToken',
@@ -229,7 +251,7 @@ export function plan(observed: Observed, now: Date): Plan {
   }
 
   // ---- owned objects ----
-  const paused = spec.paused;
+  const paused = holding;
   let configMap: Plan['configMap'];
   let statefulSet: Plan['statefulSet'];
   let scaleAdopted: Plan['scaleAdopted'];
@@ -248,6 +270,7 @@ export function plan(observed: Observed, now: Date): Plan {
         replicas,
         configHash: configHash(configMap),
         restartedFor,
+        liveClaimTemplates: observed.workload?.object?.spec?.volumeClaimTemplates,
       });
     }
   }
@@ -263,7 +286,11 @@ export function plan(observed: Observed, now: Date): Plan {
       : phaseOf(record, recovery.inProgress);
   const diagnosis = withSince(recovery.inProgress ? undefined : rawDiagnosis, previous.diagnosis, now);
   const mode = modeOf(posture);
-  const lastHeartbeatTime = heartbeatToShow(record?.lastHeartbeatAt, previous.lastHeartbeatTime);
+  const lastHeartbeatTime = heartbeatToShow(
+    record?.lastHeartbeatAt,
+    previous.lastHeartbeatTime,
+    record?.state === 'online' || record?.state === 'degraded',
+  );
   const recoveryDone = recovery.status?.step === 'Completed' && previous.recovery?.step !== 'Completed';
   const claimUID = identityClaimUID(posture, retired, previous.storage?.claimUID, recoveryDone);
 
@@ -311,7 +338,7 @@ export function plan(observed: Observed, now: Date): Plan {
     conditions,
     {
       type: CONDITION_TYPES.Enrolled,
-      ...enrolledCondition(record, observed, enrollment.expiredUnused, identityLost, now),
+      ...enrolledCondition(record, observed, enrollment, agent, identityLost, now),
       ...g,
     },
     now,
@@ -326,7 +353,10 @@ export function plan(observed: Observed, now: Date): Plan {
     now,
   );
   conditions = clearStalled(conditions);
-  if (recovery.status?.step === 'Failed' && spec.recovery.requestId === recovery.status.requestId) {
+  if (blocker) {
+    conditions = markStalled(conditions, { ...blocker, ...g }, now);
+    events.push({ type: 'Warning', ...blocker });
+  } else if (recovery.status?.step === 'Failed' && spec.recovery.requestId === recovery.status.requestId) {
     conditions = markStalled(
       conditions,
       {
@@ -351,7 +381,21 @@ export function plan(observed: Observed, now: Date): Plan {
       now,
     );
   }
-  const reconciling = reconcilingCondition(observed, record, recovery.inProgress, paused);
+  // ---- growing the claim when spec.storage.size grew (storage-expansion.ts) ----
+  const expansion = planStorageExpansion({
+    storage: spec.storage,
+    claim: observed.claims.get(names.claim),
+    storageClass: observed.storageClass,
+    previousConditions: previous.conditions,
+    holding: paused,
+  });
+  events.push(...expansion.events);
+  if (expansion.stalled && !conditions.some((c) => c.type === CONDITION_TYPES.Stalled))
+    conditions = markStalled(conditions, { ...expansion.stalled, ...g }, now);
+  const reconciling =
+    // NeedsRecovery waits for a person or a recovery: not progress the operator is making.
+    reconcilingCondition(observed, record, recovery.inProgress, paused || identityLost) ??
+    expansion.reconciling;
   conditions = reconciling
     ? markReconciling(conditions, { ...reconciling, ...g }, now)
     : clearReconciling(conditions);
@@ -361,6 +405,9 @@ export function plan(observed: Observed, now: Date): Plan {
   const transitions = transitionEvents({ previous, phase, mode, posture, diagnosis });
 
   const requeues = [
+    // What blocks the pass (a user's object, a missing workload or claim) may change without any
+    // event the operator watches (it only watches its own labelled objects): look again soon.
+    blocker ? BLOCKED_RECHECK_MS : undefined,
     enrollment.requeueAfterMs,
     recovery.inProgress ? recovery.requeueAfterMs : undefined,
     STEADY_RESYNC_MS,
@@ -376,7 +423,52 @@ export function plan(observed: Observed, now: Date): Plan {
   if (statefulSet) result.statefulSet = statefulSet;
   if (scaleAdopted) result.scaleAdopted = scaleAdopted;
   if (deleteTokenSecret) result.deleteTokenSecret = deleteTokenSecret;
+  if (expansion.expandClaim) result.expandClaim = expansion.expandClaim;
   return result;
+}
+
+/**
+ * What stops this pass from deciding anything, before anything is decided: an object with a child's
+ * name that is not ours, an adopted workload or existing claim that does not exist. Minting a token
+ * (or scaling, or creating a workload) for a connector that cannot run would be a side effect
+ * before its precondition.
+ */
+function blockingReason(
+  observed: Observed,
+  spec: DefaultedSpec,
+): { reason: string; message: string } | undefined {
+  const foreign = observed.foreign ?? [];
+  if (foreign.length > 0) {
+    return {
+      reason: StalledReasons.OwnershipConflict,
+      message: ownershipConflictMessage(spec.namespace, foreign),
+    };
+  }
+  const record = observed.controlPlane.reachable ? observed.controlPlane.record : undefined;
+  const owner = record?.ownerUid;
+  if (typeof owner === 'string' && owner !== observed.connector.metadata.uid) {
+    return {
+      reason: StalledReasons.ConnectorIdConflict,
+      message: `connector id ${spec.connector.id} belongs to another Connector in the control plane; give this Connector another spec.connector.id, or delete the other one (with deletionPolicy Retain to hand its record over)`,
+    };
+  }
+  if (spec.workloadRef && !observed.workload) {
+    const { kind, name } = spec.workloadRef;
+    return {
+      reason: StalledReasons.WorkloadNotFound,
+      message: `spec.workloadRef: ${kind} ${spec.namespace}/${name} does not exist; create it (with its consent to adoption) or fix the name`,
+    };
+  }
+  const step = observed.connector.status?.recovery?.step;
+  const recovering = step !== undefined && step !== 'Completed' && step !== 'Failed';
+  // During a recovery the StorageReady step reports a missing claim itself, as the attempt's outcome.
+  if (spec.storage.kind === 'ExistingClaim' && !recovering && !observed.claims.has(spec.storage.claimName)) {
+    return {
+      reason: StalledReasons.ClaimNotFound,
+      message: `spec.storage.existingClaim: PersistentVolumeClaim ${spec.namespace}/${spec.storage.claimName} does not exist; create it (or restore the original identity volume under that name)`,
+    };
+  }
+  return undefined;
 }
 
 /** A paused Connector's recovery: the recorded step stays, nothing is planned for it. */
@@ -394,7 +486,8 @@ function heldRecovery(previous: RecoveryStatus | undefined): RecoveryDecision {
 function enrolledCondition(
   record: ControlPlaneConnector | undefined,
   observed: Observed,
-  expiredUnused: boolean,
+  enrollment: Pick<EnrollmentDecision, 'expiredUnused' | 'revokedUnused'>,
+  agent: AgentPodFacts | undefined,
   identityLost: boolean,
   now: Date,
 ) {
@@ -426,6 +519,21 @@ function enrolledCondition(
       message: `paired at ${record.enrolledAt}; waiting for the first heartbeat`,
     };
   }
+  const refusal = agent?.termination;
+  if (refusal?.failureClass === 'FirstBootBootstrap' && refusal.code !== 'ENROLLMENT_TOKEN_MISSING') {
+    return {
+      status: 'False' as const,
+      reason: EnrolledReasons.EnrollmentRejected,
+      message: `the agent's enrollment was refused: ${[refusal.code, refusal.reason].filter(Boolean).join(': ')}`,
+    };
+  }
+  if (enrollment.revokedUnused) {
+    return {
+      status: 'False' as const,
+      reason: EnrolledReasons.TokenRevoked,
+      message: `the token in Secret ${observed.tokenSecret?.name} was revoked in the control plane before the agent used it; its Secret is deleted and a fresh token is minted`,
+    };
+  }
   if (secretHoldsLiveToken(observed.tokenSecret, record, now)) {
     return {
       status: 'False' as const,
@@ -433,7 +541,7 @@ function enrolledCondition(
       message: `a single-use token waits in Secret ${observed.tokenSecret?.name} until ${observed.tokenSecret?.expiresAt}`,
     };
   }
-  if (expiredUnused) {
+  if (enrollment.expiredUnused) {
     return {
       status: 'False' as const,
       reason: EnrolledReasons.TokenExpired,
@@ -460,7 +568,10 @@ function healthyCondition(
     return {
       status: 'False' as const,
       reason: HealthyReasons.NeedsRecovery,
-      message: `the agent failed closed without its identity; the control plane still reports ${record?.state ?? 'no record'} until its heartbeat timeout`,
+      message:
+        record?.state === 'pending'
+          ? 'the agent failed closed: its data directory holds an identity the control plane does not accept'
+          : `the agent failed closed without its identity; the control plane still reports ${record?.state ?? 'no record'} until its heartbeat timeout`,
     };
   }
   if (recovering || record?.state === 'recovering') {
@@ -508,6 +619,22 @@ function healthyCondition(
   }
 }
 
+/**
+ * Why a StatefulSet has not finished rolling out, if it has not: its controller has not seen the
+ * latest spec, or some replicas still run an older revision (the rule kstatus applies to it).
+ */
+export function rolloutInProgress(sts: V1StatefulSet | undefined): string | undefined {
+  if (!sts) return undefined;
+  const generation = sts.metadata?.generation;
+  const status = sts.status;
+  if (generation !== undefined && (status?.observedGeneration ?? 0) < generation)
+    return `the StatefulSet controller has not observed generation ${generation} yet`;
+  const replicas = sts.spec?.replicas ?? 1;
+  if (replicas > 0 && status?.updateRevision && status.currentRevision !== status.updateRevision)
+    return `rolling out revision ${status.updateRevision}: ${status.updatedReplicas ?? 0} of ${replicas} replicas updated`;
+  return undefined;
+}
+
 function reconcilingCondition(
   observed: Observed,
   record: ControlPlaneConnector | undefined,
@@ -522,6 +649,8 @@ function reconcilingCondition(
     };
   if (!observed.workload && !observed.connector.spec.workloadRef)
     return { reason: ReconcilingReasons.ApplyingResources, message: 'creating the workload' };
+  const rollout = rolloutInProgress(observed.workload?.object);
+  if (rollout) return { reason: ReconcilingReasons.RollingOut, message: rollout };
   if (!record || record.state === 'pending' || record.state === 'enrolling') {
     return {
       reason: ReconcilingReasons.Enrolling,

@@ -43,6 +43,12 @@ export interface RecoveryInput {
   record: ControlPlaneConnector | undefined;
   /** The current diagnosis says the identity is lost (for the Automatic policy). */
   identityLoss: boolean;
+  /**
+   * The agent of a connector that never paired stopped because the control plane refused the
+   * identity in its data directory (assessment.ts, refusedIdentityOfNeverPaired): a recovery is
+   * what fixes it, although the record is pending.
+   */
+  identityRefused?: boolean;
   phaseBefore: string | undefined;
   workload: WorkloadFacts | undefined;
   pods: V1Pod[];
@@ -82,8 +88,11 @@ function newRequest(input: RecoveryInput): string | undefined {
   if (input.requestedId && input.requestedId !== previousId) return input.requestedId;
   if (input.policy !== 'Automatic' || !input.record) return undefined;
   const incident =
-    input.record.state === 'needs_recovery' || (input.identityLoss && input.record.bootstrapRetired);
+    input.record.state === 'needs_recovery' ||
+    (input.identityLoss && (input.record.bootstrapRetired || input.identityRefused === true));
   if (!incident) return undefined;
+  // A pending record does not change state while its agent is refused, so this id is stable for the
+  // incident, and a failed attempt is not repeated.
   const id = automaticRequestId(input.connectorId, input.record.stateChangedAt);
   return id === previousId ? undefined : id;
 }
@@ -144,7 +153,13 @@ export function planRecovery(input: RecoveryInput): RecoveryDecision {
       attempts: 1,
       startedAt: stamp(now),
       evidence: {
-        ...(input.phaseBefore ? { phaseBefore: input.phaseBefore } : {}),
+        // The status shows NeedsRecovery whenever the diagnosis is identity loss (plan.ts), even
+        // when the previous status, written before the diagnosis, did not yet.
+        ...(input.identityLoss
+          ? { phaseBefore: 'NeedsRecovery' }
+          : input.phaseBefore
+            ? { phaseBefore: input.phaseBefore }
+            : {}),
         ...(input.record ? { controlPlaneStateBefore: input.record.state } : {}),
         windowStart: stamp(now),
       },
@@ -184,6 +199,7 @@ export function planRecovery(input: RecoveryInput): RecoveryDecision {
       type: 'Warning',
       reason: 'RecoveryFailed',
       message: `recovery ${requestId} failed: ${reason}`,
+      priority: 'always',
     });
     return {
       status: {
@@ -249,6 +265,17 @@ export function planRecovery(input: RecoveryInput): RecoveryDecision {
           );
         }
         if (!record.bootstrapRetired && (record.state === 'pending' || record.state === 'enrolling')) {
+          if (record.state === 'pending' && refusedIdentityRecovery(input, status)) {
+            // The control plane begins recoveries of paired connectors only (a pending record has
+            // no certificate to revoke): revoke the live token, delete its Secret, then mint.
+            if (record.liveToken === null && input.tokenSecret === undefined)
+              return advance('TokenMinted', { mintKey: recoveryMintKey(requestId) });
+            return stay({
+              replicas: 0,
+              controlPlane: [{ kind: 'revokeTokens', connectorId: input.connectorId }],
+              deleteSecret: input.tokenSecret !== undefined && !input.tokenSecret.deleting,
+            });
+          }
           return fail(
             'not needed: the connector never paired, so normal enrollment applies (the operator mints a token)',
           );
@@ -341,6 +368,18 @@ export function planRecovery(input: RecoveryInput): RecoveryDecision {
   }
 }
 
+/**
+ * Whether this recovery of a never-paired connector is for an identity the control plane refused:
+ * the agent says so now, or (its pod is scaled away by now) the recovery was requested while the
+ * status showed NeedsRecovery for the pending record, which only that diagnosis does.
+ */
+function refusedIdentityRecovery(input: RecoveryInput, status: RecoveryStatus): boolean {
+  if (input.identityRefused) return true;
+  return (
+    status.evidence?.phaseBefore === 'NeedsRecovery' && status.evidence.controlPlaneStateBefore === 'pending'
+  );
+}
+
 function skippedValidation(input: RecoveryInput): string {
   const why =
     input.storage.kind === 'EmptyDir'
@@ -361,6 +400,7 @@ function complete(
     type: 'Normal',
     reason: 'RecoverySucceeded',
     message: `recovery ${status.requestId} completed: the connector is ${input.record?.state}`,
+    priority: 'always',
   });
   return {
     status: {

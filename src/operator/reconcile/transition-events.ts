@@ -46,6 +46,7 @@ function phaseEvent(input: TransitionInput): PlannedEvent | undefined {
     type: WARNING_PHASES.has(phase) ? 'Warning' : 'Normal',
     reason: `Phase${phase}`,
     message: `${change}${diagnosis?.reason ? `: ${diagnosis.reason}` : ''}${next}`,
+    priority: 'always',
   };
 }
 

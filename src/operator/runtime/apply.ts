@@ -33,6 +33,11 @@ export interface ApplyOptions {
    * false for objects the operator adopts but does not own, so a conflict is reported instead.
    */
   force?: boolean;
+  /**
+   * Ask the API server to validate and admit the object without storing it: the check that the
+   * workload can be applied before a token is minted for it.
+   */
+  dryRun?: boolean;
 }
 
 export interface DeleteOptions {
@@ -81,14 +86,41 @@ export function writeError(what: string, error: unknown): CodedError {
             : 'KUBERNETES_WRITE_FAILED';
   // Answers about Secrets could quote what was sent; the filter keeps a token or key out of the error.
   const message = redactSecretPatterns(apiErrorMessage(error));
+  const causes = status === 400 || status === 422 ? refusalCauses(error) : [];
   return new CodedError(
     code,
     `${what} failed${status === undefined ? '' : ` (HTTP ${status})`}: ${message}`,
     {
       httpStatus: status ?? 503,
       temporary: !permanent,
+      ...(causes.length > 0 ? { details: { causes } } : {}),
     },
   );
+}
+
+/** One field the API server refused, from a metav1.Status answer's details. */
+export interface ApiRefusalCause {
+  field: string;
+  message: string;
+}
+
+/** The field causes of a 400/422 answer, redacted like the message (they may quote a value). */
+function refusalCauses(error: unknown): ApiRefusalCause[] {
+  const body = (error as { body?: unknown } | null)?.body;
+  let parsed: unknown = body;
+  if (typeof body === 'string') {
+    try {
+      parsed = JSON.parse(body);
+    } catch {
+      return [];
+    }
+  }
+  const causes = (parsed as { details?: { causes?: unknown } } | undefined)?.details?.causes;
+  if (!Array.isArray(causes)) return [];
+  return causes.slice(0, 20).map((cause: { field?: unknown; message?: unknown }) => ({
+    field: typeof cause.field === 'string' ? cause.field : '',
+    message: redactSecretPatterns(typeof cause.message === 'string' ? cause.message : ''),
+  }));
 }
 
 export class KubeWriter {
@@ -113,13 +145,13 @@ export class KubeWriter {
    */
   async apply<T extends KubernetesObject>(desired: T, options: ApplyOptions = {}): Promise<T> {
     const { kind, namespace, name } = this.describe(desired, 'apply');
-    const what = `server-side apply of ${kind} ${namespace}/${name}`;
-    this.count(kind, 'patch');
+    const what = `server-side apply${options.dryRun ? ' (dry run)' : ''} of ${kind} ${namespace}/${name}`;
+    this.count(kind, options.dryRun ? 'dry-run' : 'patch');
     try {
       const applied = await this.objects.patch<T>(
         desired,
         undefined,
-        undefined,
+        options.dryRun ? 'All' : undefined,
         this.fieldManager,
         options.force ?? true,
         PatchStrategy.ServerSideApply,
@@ -191,6 +223,41 @@ export class KubeWriter {
       return applied;
     } catch (error) {
       throw writeError(what, error);
+    }
+  }
+
+  /**
+   * A JSON merge patch of fields of an existing object the operator does not create, with the uid
+   * it judged as a precondition: a missing object is a 404 (an apply would create a half object),
+   * and a namesake created since is refused (a different uid cannot be written). Used for the size
+   * a StatefulSet's claim asks for; under the operator's field manager, like every write.
+   */
+  async mergePatch<T extends KubernetesObject>(
+    type: ResourceType,
+    ref: ObjectRef & { uid: string },
+    patch: Omit<T, 'apiVersion' | 'kind' | 'metadata'>,
+  ): Promise<T> {
+    this.requireRef(type.kind, ref, 'mergePatch');
+    this.count(type.kind, 'patch');
+    const body = {
+      ...patch,
+      apiVersion: type.apiVersion,
+      kind: type.kind,
+      metadata: { name: ref.name, namespace: ref.namespace, uid: ref.uid },
+    } as T;
+    try {
+      const patched = await this.objects.patch<T>(
+        body,
+        undefined,
+        undefined,
+        this.fieldManager,
+        undefined,
+        PatchStrategy.MergePatch,
+      );
+      this.logger.debug({ kind: type.kind, namespace: ref.namespace, name: ref.name }, 'merge-patched');
+      return patched;
+    } catch (error) {
+      throw writeError(`merge patch of ${type.kind} ${ref.namespace}/${ref.name}`, error);
     }
   }
 

@@ -4,6 +4,8 @@
 //   Event's `series.count` instead of creating a new object each time.
 // - Writes are rate-limited per object (token bucket), so a flapping connector cannot flood the API
 //   server; a repeat dropped by the limiter is still counted into the next series update.
+// - Events that must never be lost (priority `always`: phase changes and outcomes) bypass the rate
+//   limit; other Events beyond the budget are folded into one summary Event, not dropped silently.
 // - record() never throws into the caller: an Event is a courtesy, never a reason to fail a reconcile.
 //   Failures are logged and counted.
 // - A note that matches a secret pattern (enrollment token, PEM private key) is replaced with a
@@ -44,6 +46,15 @@ export interface EventSubject {
   resourceVersion?: string;
 }
 
+/**
+ * `always`: the Event is written whatever the per-object rate limit says, and does not use its
+ * budget. For what a person must be able to rely on seeing: a phase change and an outcome (a guided
+ * recovery succeeded or failed). These happen once per change of state, never in a loop without
+ * one, so they cannot flood the API server; dropping one would hide where the connector ended up.
+ * Absent: a step, which is rate-limited, and folded into a summary Event beyond the budget.
+ */
+export type EventPriority = 'always';
+
 export interface EventInput {
   type: EventType;
   /** Why, in UpperCamelCase: `TokenMinted`, `RecoveryStarted`. */
@@ -52,7 +63,11 @@ export interface EventInput {
   action: string;
   /** Human-readable message. Never put secrets here; the filter is the last defence, not the first. */
   note: string;
+  priority?: EventPriority;
 }
+
+/** Reason of the summary Event that step Events beyond the rate limit are folded into. */
+export const FOLDED_REASON = 'EventsFolded';
 
 export interface RateLimit {
   /** Writes an object may get in a burst. Default 10. */
@@ -94,6 +109,13 @@ interface Series {
   lastObservedMs: number;
 }
 
+/** Step Events of one object that the rate limit held back since its last summary. */
+interface Folded {
+  count: number;
+  byReason: Map<string, number>;
+  last: EventInput;
+}
+
 export class EventRecorder {
   private readonly api: EventsV1Api;
   private readonly logger: Logger;
@@ -104,6 +126,7 @@ export class EventRecorder {
   private readonly seriesWindowMs: number;
   private readonly maxTracked: number;
   private readonly series = new Map<string, Series>();
+  private readonly folded = new Map<string, Folded>();
   /** One write at a time per series key, so two quick repeats cannot both create an Event. */
   private readonly chains = new Map<string, Promise<void>>();
 
@@ -159,6 +182,7 @@ export class EventRecorder {
   }
 
   private sanitize(subject: EventSubject, input: EventInput): EventInput {
+    const priority = input.priority === undefined ? {} : { priority: input.priority };
     const secret =
       findSecretPattern(input.note) ?? findSecretPattern(input.reason) ?? findSecretPattern(input.action);
     if (secret !== undefined) {
@@ -173,13 +197,20 @@ export class EventRecorder {
         },
         'an event message matched a secret pattern; it was replaced with a redaction notice (fix the caller)',
       );
-      return { type: input.type, reason: 'MessageRedacted', action: 'Redact', note: REDACTED_NOTE };
+      return {
+        type: input.type,
+        reason: 'MessageRedacted',
+        action: 'Redact',
+        note: REDACTED_NOTE,
+        ...priority,
+      };
     }
     return {
       type: input.type,
       reason: input.reason.slice(0, MAX_REASON_LENGTH),
       action: input.action.slice(0, MAX_REASON_LENGTH),
       note: truncateUtf8(input.note, MAX_NOTE_BYTES - 1),
+      ...priority,
     };
   }
 
@@ -192,15 +223,29 @@ export class EventRecorder {
     const nowMs = this.clock.now().getTime();
     const existing = this.series.get(seriesKey);
     const repeat = existing !== undefined && nowMs - existing.lastObservedMs < this.seriesWindowMs;
-    if (!this.limiter.tryTake(subjectKey)) {
-      // Still counted, so the next series update that gets through tells the true number.
-      if (repeat) existing.count += 1;
-      this.metrics?.eventsSuppressed.inc({ reason: 'rate_limited' });
-      this.logger.debug(
-        { kind: subject.kind, namespace: subject.namespace, name: subject.name, reason: event.reason },
-        'event dropped by the per-object rate limit',
-      );
-      return;
+    if (event.priority === 'always') {
+      // Never limited. Held-back step Events are published first (they happened before this one),
+      // free: an `always` Event is bounded by changes of state, so this is too.
+      await this.publishFolded(subject, subjectKey, nowMs);
+    } else {
+      const allowed = this.limiter.tryTake(subjectKey);
+      if (!allowed && repeat) {
+        // Still counted, so the next series update that gets through tells the true number.
+        existing.count += 1;
+      } else if (!allowed || this.folded.has(subjectKey)) {
+        // Beyond the budget, or while Events of this object are being folded: into the summary.
+        // A token that comes while some are held back publishes the summary, this Event included.
+        this.fold(subjectKey, event);
+        if (allowed) return this.publishFolded(subject, subjectKey, nowMs);
+      }
+      if (!allowed) {
+        this.metrics?.eventsSuppressed.inc({ reason: 'rate_limited' });
+        this.logger.debug(
+          { kind: subject.kind, namespace: subject.namespace, name: subject.name, reason: event.reason },
+          'event held back by the per-object rate limit',
+        );
+        return;
+      }
     }
     if (repeat) {
       existing.count += 1;
@@ -223,6 +268,52 @@ export class EventRecorder {
         this.series.delete(seriesKey);
       }
     }
+    const eventName = await this.create(subject, event, nowMs);
+    this.touch(seriesKey, { eventName, namespace: subject.namespace, count: 1, lastObservedMs: nowMs });
+  }
+
+  /** Counts a step Event the rate limit held back, for the object's next summary Event. */
+  private fold(subjectKey: string, event: EventInput): void {
+    const folded = this.folded.get(subjectKey) ?? { count: 0, byReason: new Map(), last: event };
+    folded.count += 1;
+    folded.byReason.set(event.reason, (folded.byReason.get(event.reason) ?? 0) + 1);
+    folded.last = event;
+    this.folded.delete(subjectKey);
+    this.folded.set(subjectKey, folded);
+    evictOldest(this.folded, this.maxTracked);
+  }
+
+  /**
+   * Writes one summary Event of the step Events held back since the last summary (a new Event
+   * each time: its note names how many, of which reasons, and the last one in full).
+   */
+  private async publishFolded(subject: EventSubject, subjectKey: string, nowMs: number): Promise<void> {
+    const folded = this.folded.get(subjectKey);
+    if (folded === undefined) return;
+    this.folded.delete(subjectKey);
+    const reasons = [...folded.byReason].map(([reason, count]) => `${reason} x${count}`).join(', ');
+    const summary: EventInput = {
+      type: 'Normal',
+      reason: FOLDED_REASON,
+      action: 'RateLimit',
+      note: truncateUtf8(
+        `${folded.count} event(s) beyond this object's rate limit were folded into this one (${reasons}); the last: ${folded.last.reason}: ${folded.last.note}`,
+        MAX_NOTE_BYTES - 1,
+      ),
+    };
+    try {
+      await this.create(subject, summary, nowMs);
+    } catch (error) {
+      this.metrics?.eventsSuppressed.inc({ reason: 'failed' });
+      this.logger.warn(
+        { kind: subject.kind, namespace: subject.namespace, name: subject.name, err: apiErrorMessage(error) },
+        'recording the summary of folded events failed',
+      );
+    }
+  }
+
+  /** Creates a new Event object and returns its name. */
+  private async create(subject: EventSubject, event: EventInput, nowMs: number): Promise<string> {
     const namespace = subject.namespace;
     // <name>.<16 hex>, the name cut so the whole stays a valid DNS subdomain (at most 253 characters).
     const base = subject.name.slice(0, 253 - 17).replace(/[^a-z0-9]+$/, '') || 'object';
@@ -249,7 +340,7 @@ export class EventRecorder {
     };
     this.metrics?.countWrite('Event', 'create');
     await this.api.createNamespacedEvent({ namespace, body });
-    this.touch(seriesKey, { eventName, namespace, count: 1, lastObservedMs: nowMs });
+    return eventName;
   }
 
   private touch(key: string, series: Series): void {

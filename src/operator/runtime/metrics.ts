@@ -9,7 +9,7 @@ import type { WorkQueueStats } from './work-queue.ts';
 export const RECONCILE_RESULTS = ['success', 'requeue', 'error'] as const;
 export type ReconcileResultLabel = (typeof RECONCILE_RESULTS)[number];
 
-export const KUBERNETES_WRITE_VERBS = ['create', 'update', 'patch', 'delete'] as const;
+export const KUBERNETES_WRITE_VERBS = ['create', 'update', 'patch', 'delete', 'dry-run'] as const;
 export type KubernetesWriteVerb = (typeof KUBERNETES_WRITE_VERBS)[number];
 
 /** Why an Event the operator wanted to emit was not written as asked. */

@@ -1,0 +1,55 @@
+// When Kubernetes refuses an object the operator built from a Connector, the person who must act
+// edits the Connector, not the StatefulSet: this maps the refused field of an owned object back to
+// the Connector field it came from, so the InvalidSpec message names what to change.
+import { CodedError, isCodedError } from '../../lib/errors.ts';
+import type { ApiRefusalCause } from '../runtime/apply.ts';
+
+/** Field path prefixes of owned objects, most specific first, and the Connector field each comes from. */
+const SOURCES: ReadonlyArray<readonly [RegExp, string]> = [
+  [/^spec\.template\.metadata\.labels/, 'spec.podLabels'],
+  [/^spec\.template\.metadata\.annotations/, 'spec.podAnnotations'],
+  [/^spec\.template\.spec\.containers\[\d+\]\.image/, 'spec.image'],
+  [/^spec\.template\.spec\.containers\[\d+\]\.imagePullPolicy/, 'spec.imagePullPolicy'],
+  [/^spec\.template\.spec\.containers\[\d+\]\.resources/, 'spec.resources'],
+  [/^spec\.template\.spec\.priorityClassName/, 'spec.priorityClassName'],
+  [/^spec\.template\.spec\.serviceAccountName/, 'spec.serviceAccountName'],
+  [/^spec\.template\.spec\.nodeSelector/, 'spec.nodeSelector'],
+  [/^spec\.template\.spec\.tolerations/, 'spec.tolerations'],
+  [/^spec\.template\.spec\.affinity/, 'spec.affinity'],
+  [/^spec\.template\.spec\.imagePullSecrets/, 'spec.imagePullSecrets'],
+  [/^spec\.template\.spec\.volumes/, 'spec.storage'],
+  [/^spec\.volumeClaimTemplates/, 'spec.storage'],
+  [/^metadata\.(name|labels)/, 'metadata.name'],
+  [/^data/, 'spec.connector'],
+];
+
+/** The Connector field a refused owned-object field comes from, if known. */
+export function connectorFieldFor(ownedField: string): string | undefined {
+  return SOURCES.find(([pattern]) => pattern.test(ownedField))?.[1];
+}
+
+/**
+ * An API refusal (400/422) of an owned object as a permanent InvalidSpec error naming the
+ * Connector field to fix; undefined for any other error.
+ */
+export function invalidSpecFromRefusal(kind: string, error: unknown): CodedError | undefined {
+  if (!isCodedError(error, 'KUBERNETES_INVALID')) return undefined;
+  const status = error.httpStatus;
+  const causes = (error.details?.causes ?? []) as ApiRefusalCause[];
+  const named = causes.map((cause) => {
+    const field = cause.field ?? '';
+    const source = connectorFieldFor(field);
+    const what = (cause.message ?? 'is invalid').replace(/\s+/g, ' ').slice(0, 300);
+    return source ? `${source} (${kind} ${field}): ${what}` : `${kind} ${field || 'object'}: ${what}`;
+  });
+  const fields = [...new Set(causes.map((c) => connectorFieldFor(c.field ?? '')).filter(Boolean))];
+  const message =
+    named.length > 0
+      ? `Kubernetes refuses the ${kind} built from this Connector: ${named.join('; ')}; fix ${fields.length > 0 ? fields.join(', ') : 'the spec'}`
+      : `Kubernetes refuses the ${kind} built from this Connector (HTTP ${status}); check the spec`;
+  return new CodedError('InvalidSpec', message, {
+    httpStatus: 422,
+    temporary: false,
+    details: { fields },
+  });
+}

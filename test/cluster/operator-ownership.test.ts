@@ -1,0 +1,205 @@
+// The operator never takes what is not its own, and mints nothing before the workload can be
+// applied: on the real API server, as its ServiceAccount, with the real control plane.
+import { AppsV1Api, CoreV1Api } from '@kubernetes/client-node';
+import test from 'ava';
+import type { Connector } from '../../src/operator/api/types.ts';
+import { createTestNamespace, useCluster } from '../helpers/cluster.ts';
+import { eventually } from '../helpers/eventually.ts';
+import { connectors, type OperatorEnvironment, startOperatorEnvironment } from '../helpers/operator-env.ts';
+
+const cluster = useCluster(test);
+let env: OperatorEnvironment;
+
+test.serial.before(async () => {
+  env = await startOperatorEnvironment(cluster());
+  await env.startOperator();
+});
+test.after.always(async () => {
+  await env?.stop();
+});
+
+const spec = { connector: { org: 'acme', endpointId: 'ep-1', allowedNetworks: ['10.0.0.0/8'] } };
+const stalled = (c: Connector) =>
+  c.status?.conditions?.find((x) => x.type === 'Stalled' && x.status === 'True');
+
+async function stalledWith(namespace: string, reason: string): Promise<Connector> {
+  const api = connectors(cluster().kc);
+  return eventually(
+    async () => {
+      const c = await api.get(namespace, 'edge');
+      return stalled(c)?.reason === reason ? c : undefined;
+    },
+    { description: `Connector ${namespace}/edge Stalled ${reason}`, timeoutMs: 30_000 },
+  );
+}
+
+async function controlPlaneRecord(connectorId: string) {
+  return env.admin.getConnector(connectorId).catch(() => undefined);
+}
+
+test('a user ConfigMap with the child name is never taken over; once it is gone the Connector proceeds', async (t) => {
+  const { kc } = cluster();
+  const namespace = await createTestNamespace(kc, 'own-cm');
+  const core = kc.makeApiClient(CoreV1Api);
+  await core.createNamespacedConfigMap({
+    namespace,
+    body: { metadata: { name: 'edge-config' }, data: { mine: 'keep me' } },
+  });
+  await connectors(kc).create(namespace, { metadata: { name: 'edge', namespace }, spec });
+
+  const c = await stalledWith(namespace, 'OwnershipConflict');
+  t.regex(stalled(c)?.message ?? '', new RegExp(`ConfigMap ${namespace}/edge-config`));
+  const configMap = await core.readNamespacedConfigMap({ namespace, name: 'edge-config' });
+  t.deepEqual(configMap.data, { mine: 'keep me' }, 'the user data is untouched');
+  t.is(configMap.metadata?.ownerReferences, undefined, 'no owner reference was added');
+  t.is(
+    configMap.metadata?.managedFields?.some((f) => f.manager === 'vaultpam-connector-operator'),
+    false,
+    'the operator never wrote it',
+  );
+  const secret = await core
+    .readNamespacedSecret({ namespace, name: 'edge-enrollment-token' })
+    .catch(() => undefined);
+  t.is(secret, undefined, 'no token Secret');
+  t.is(await controlPlaneRecord(`${namespace}.edge`), undefined, 'no control-plane record, no token');
+
+  await core.deleteNamespacedConfigMap({ namespace, name: 'edge-config' });
+  await eventually(
+    () => core.readNamespacedSecret({ namespace, name: 'edge-enrollment-token' }).catch(() => undefined),
+    { description: 'the token Secret once the name is free', timeoutMs: 30_000 },
+  );
+  const after = await connectors(kc).get(namespace, 'edge');
+  t.is(stalled(after), undefined, 'no longer stalled');
+  const owned = await core.readNamespacedConfigMap({ namespace, name: 'edge-config' });
+  t.is(owned.metadata?.ownerReferences?.[0]?.uid, after.metadata.uid);
+});
+
+test('a user Secret with the token Secret name keeps its data and no token is minted', async (t) => {
+  const { kc } = cluster();
+  const namespace = await createTestNamespace(kc, 'own-secret');
+  const core = kc.makeApiClient(CoreV1Api);
+  await core.createNamespacedSecret({
+    namespace,
+    body: { metadata: { name: 'edge-enrollment-token' }, stringData: { password: 'app-db-password' } },
+  });
+  await connectors(kc).create(namespace, { metadata: { name: 'edge', namespace }, spec });
+  const c = await stalledWith(namespace, 'OwnershipConflict');
+  t.regex(stalled(c)?.message ?? '', new RegExp(`Secret ${namespace}/edge-enrollment-token`));
+  const secret = await core.readNamespacedSecret({ namespace, name: 'edge-enrollment-token' });
+  t.deepEqual(Object.keys(secret.data ?? {}), ['password']);
+  t.is(Buffer.from(secret.data?.password ?? '', 'base64').toString(), 'app-db-password');
+  t.is(secret.metadata?.ownerReferences, undefined);
+  t.is(c.status?.enrollment?.mintCount ?? 0, 0, 'no mint counted');
+  const record = await controlPlaneRecord(`${namespace}.edge`);
+  t.is(record?.liveToken ?? null, null, 'no live token in the control plane');
+});
+
+test('a StatefulSet of someone else with the workload name is left alone', async (t) => {
+  const { kc } = cluster();
+  const namespace = await createTestNamespace(kc, 'own-sts');
+  const apps = kc.makeApiClient(AppsV1Api);
+  await apps.createNamespacedStatefulSet({
+    namespace,
+    body: {
+      metadata: { name: 'edge' },
+      spec: {
+        replicas: 3,
+        serviceName: 'edge',
+        selector: { matchLabels: { app: 'theirs' } },
+        template: {
+          metadata: { labels: { app: 'theirs' } },
+          spec: { containers: [{ name: 'db', image: 'postgres:17' }] },
+        },
+      },
+    },
+  });
+  await connectors(kc).create(namespace, { metadata: { name: 'edge', namespace }, spec });
+  const c = await stalledWith(namespace, 'OwnershipConflict');
+  t.regex(stalled(c)?.message ?? '', new RegExp(`StatefulSet ${namespace}/edge`));
+  const sts = await apps.readNamespacedStatefulSet({ namespace, name: 'edge' });
+  t.is(sts.spec?.replicas, 3);
+  t.is(sts.spec?.template?.spec?.containers?.[0]?.name, 'db');
+  t.is(sts.metadata?.ownerReferences, undefined);
+});
+
+test('a spec admission accepts but Kubernetes refuses: InvalidSpec names the field, and no token is minted', async (t) => {
+  const { kc } = cluster();
+  const namespace = await createTestNamespace(kc, 'refused');
+  // spec.affinity is passed through as is (the CRD preserves it), so only the StatefulSet's own
+  // validation can refuse this operator.
+  await connectors(kc).create(namespace, {
+    metadata: { name: 'edge', namespace },
+    spec: {
+      ...spec,
+      affinity: {
+        nodeAffinity: {
+          requiredDuringSchedulingIgnoredDuringExecution: {
+            nodeSelectorTerms: [{ matchExpressions: [{ key: 'zone', operator: 'Near', values: ['a'] }] }],
+          },
+        },
+      },
+    } as Connector['spec'],
+  });
+  const c = await stalledWith(namespace, 'InvalidSpec');
+  t.regex(stalled(c)?.message ?? '', /spec\.affinity/);
+  t.notRegex(stalled(c)?.message ?? '', /ControlPlaneRejected/);
+  const core = kc.makeApiClient(CoreV1Api);
+  const secret = await core
+    .readNamespacedSecret({ namespace, name: 'edge-enrollment-token' })
+    .catch(() => undefined);
+  t.is(secret, undefined, 'no token Secret');
+  const record = await controlPlaneRecord(`${namespace}.edge`);
+  t.is(record?.liveToken ?? null, null, 'no token minted in the control plane');
+  t.is(c.status?.enrollment?.mintCount ?? 0, 0);
+});
+
+test('two Connectors with one connector id: the second mints nothing; a Retain delete of the first hands the record over', async (t) => {
+  const { kc } = cluster();
+  const first = await createTestNamespace(kc, 'id-a');
+  const second = await createTestNamespace(kc, 'id-b');
+  const core = kc.makeApiClient(CoreV1Api);
+  const api = connectors(kc);
+  const shared = { ...spec, connector: { ...spec.connector, id: `shared.${first}` } };
+  await api.create(first, {
+    metadata: { name: 'edge', namespace: first },
+    spec: { ...shared, deletionPolicy: 'Retain' },
+  });
+  const firstSecret = await eventually(
+    () =>
+      core.readNamespacedSecret({ namespace: first, name: 'edge-enrollment-token' }).catch(() => undefined),
+    { description: 'the first Connector token Secret', timeoutMs: 30_000 },
+  );
+  const owned = await env.admin.getConnector(`shared.${first}`);
+  t.is(owned.ownerUid, (await api.get(first, 'edge')).metadata.uid);
+
+  await api.create(second, { metadata: { name: 'edge', namespace: second }, spec: shared });
+  const c = await stalledWith(second, 'ConnectorIdConflict');
+  t.regex(stalled(c)?.message ?? '', /belongs to another Connector/);
+  t.is(
+    await core
+      .readNamespacedSecret({ namespace: second, name: 'edge-enrollment-token' })
+      .catch(() => undefined),
+    undefined,
+    'no token for the second claimant',
+  );
+  const still = await env.admin.getConnector(`shared.${first}`);
+  t.is(
+    still.liveToken?.expiresAt,
+    firstSecret.metadata?.annotations?.['vaultpam.io/token-expires-at'],
+    'the first Connector token was not revoked by the second',
+  );
+
+  await api.delete(first, 'edge');
+  await eventually(async () => ((await api.get(first, 'edge').catch(() => undefined)) ? undefined : true), {
+    description: 'the first Connector gone',
+    timeoutMs: 30_000,
+  });
+  // The second Connector looks again while it is blocked, claims the retained record and proceeds.
+  await eventually(
+    () =>
+      core.readNamespacedSecret({ namespace: second, name: 'edge-enrollment-token' }).catch(() => undefined),
+    { description: 'the second Connector token Secret after the hand-over', timeoutMs: 60_000 },
+  );
+  const handedOver = await env.admin.getConnector(`shared.${first}`);
+  t.is(handedOver.ownerUid, (await api.get(second, 'edge')).metadata.uid);
+});

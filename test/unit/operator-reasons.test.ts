@@ -1,0 +1,182 @@
+// Every condition reason docs/connector-resource.md promises is produced by the code: each one has
+// a scenario here that makes the operator write it, and the test fails when the docs list a reason
+// no scenario produces (a documented reason that is never set misleads whoever alerts on it).
+// DurableStorage reasons have their own table in operator-storage-posture.test.ts.
+import { readFileSync } from 'node:fs';
+import test from 'ava';
+import { CodedError } from '../../src/lib/errors.ts';
+import type { Connector, ConnectorStatus } from '../../src/operator/api/types.ts';
+import { DurableStorageReasons, withReady } from '../../src/operator/conditions.ts';
+import { plan } from '../../src/operator/reconcile/plan.ts';
+import { finalizingStatus, statusAfterError } from '../../src/operator/reconciler.ts';
+import {
+  claim,
+  connector,
+  observed,
+  pendingRecord,
+  pod,
+  record,
+  tokenSecret,
+  UID,
+} from '../helpers/observed-builder.ts';
+
+const NOW = new Date('2026-01-01T00:00:10Z');
+
+/** The reasons the docs list for each condition type, from the Conditions table. */
+function documentedReasons(): Map<string, Set<string>> {
+  const doc = readFileSync(new URL('../../docs/connector-resource.md', import.meta.url), 'utf8');
+  const section = doc.slice(doc.indexOf('## Conditions'), doc.indexOf('## Events'));
+  const result = new Map<string, Set<string>>();
+  let type = '';
+  for (const line of section.split('\n')) {
+    const cells = line.split('|').map((c) => c.trim());
+    if (cells.length < 5 || cells[1] === 'type' || cells[1]?.startsWith('-')) continue;
+    const named = /^`(\w+)`$/.exec(cells[1] ?? '');
+    if (named?.[1]) type = named[1];
+    if (!type) continue;
+    const reasons = result.get(type) ?? new Set<string>();
+    // Reasons are the CamelCase words in backticks; field names and paths are not.
+    for (const match of (cells[3] ?? '').matchAll(/`([A-Z][A-Za-z]+)`/g)) reasons.add(match[1] ?? '');
+    result.set(type, reasons);
+  }
+  return result;
+}
+
+const connectorOf = (status?: ConnectorStatus, spec: Partial<Connector['spec']> = {}) =>
+  connector({ spec, ...(status ? { status } : {}) });
+const planned = (options: Parameters<typeof observed>[0]) => plan(observed(options), NOW).status;
+const afterError = (code: string, temporary = false) =>
+  statusAfterError({}, planned({}), new CodedError(code, 'refused', { temporary }), NOW, 1);
+const termination = (failureClass: string, code: string, exitCode: number) => ({
+  exitCode,
+  message: JSON.stringify({ failureClass, code, reason: 'x' }),
+});
+
+/** spec.storage.size grown past the claim's request, its StorageClass able to expand it or not. */
+function grownClaim(allowVolumeExpansion: boolean): ConnectorStatus {
+  const o = observed({
+    connector: connectorOf(undefined, { storage: { size: '2Gi', storageClassName: 'fast' } }),
+    claims: [claim({ requested: '1Gi', capacity: '1Gi', storageClassName: 'fast' })],
+  });
+  return plan({ ...o, storageClass: { name: 'fast', allowVolumeExpansion } }, NOW).status;
+}
+
+/** One scenario per documented reason: the status in which the operator writes it. */
+const SCENARIOS: Record<string, () => ConnectorStatus> = {
+  'Enrolled/Enrolled': () => planned({ record: pendingRecord({ state: 'enrolling', enrolledAt: 'x' }) }),
+  'Enrolled/BootstrapRetired': () => planned({}),
+  'Enrolled/AwaitingEnrollment': () => planned({ record: undefined }),
+  'Enrolled/TokenMinted': () =>
+    planned({
+      record: pendingRecord({ liveToken: { tokenId: 't', expiresAt: '2026-01-01T04:00:00.000Z' } }),
+      tokenSecret: tokenSecret(),
+      connector: connectorOf({ enrollment: { mintCount: 1, lastMintKey: `enroll-${UID}-1` } }),
+    }),
+  'Enrolled/TokenExpired': () =>
+    planned({
+      record: pendingRecord(),
+      tokenSecret: tokenSecret({ expiresAt: '2026-01-01T00:00:00.000Z' }),
+      connector: connectorOf({ enrollment: { mintCount: 1, lastMintKey: `enroll-${UID}-1` } }),
+    }),
+  'Enrolled/TokenRevoked': () =>
+    planned({
+      record: pendingRecord(),
+      tokenSecret: tokenSecret(),
+      connector: connectorOf({ enrollment: { mintCount: 1, lastMintKey: `enroll-${UID}-1` } }),
+    }),
+  'Enrolled/EnrollmentRejected': () =>
+    planned({
+      record: pendingRecord(),
+      pods: [pod({ terminated: termination('FirstBootBootstrap', 'CA_UNTRUSTED', 11) })],
+    }),
+  'Enrolled/NeedsRecovery': () => planned({ record: record({ state: 'needs_recovery' }) }),
+  'Healthy/HeartbeatOk': () => planned({}),
+  'Healthy/PathUnhealthy': () =>
+    planned({ record: record({ state: 'degraded', paths: [{ name: 'ssh', healthy: false, detail: '' }] }) }),
+  'Healthy/HeartbeatMissed': () => planned({ record: record({ state: 'offline' }) }),
+  'Healthy/NeedsRecovery': () => planned({ record: record({ state: 'needs_recovery' }) }),
+  'Healthy/Recovering': () => planned({ record: record({ state: 'recovering' }) }),
+  'Healthy/NeverConnected': () => planned({ record: pendingRecord() }),
+  'Healthy/ControlPlaneUnreachable': () => planned({ record: 'unreachable' }),
+  'Reconciling/ApplyingResources': () => planned({ noWorkload: true }),
+  'Reconciling/RollingOut': () => {
+    const o = observed({});
+    const sts = o.workload?.object;
+    if (sts) {
+      sts.metadata = { ...sts.metadata, generation: 2 };
+      sts.status = { replicas: 1, observedGeneration: 1 };
+    }
+    return plan(o, NOW).status;
+  },
+  'Reconciling/ExpandingStorage': () => grownClaim(true),
+  'Reconciling/Enrolling': () => planned({ record: pendingRecord() }),
+  'Reconciling/Recovering': () =>
+    planned({
+      record: record({ state: 'needs_recovery' }),
+      connector: connectorOf(undefined, { recovery: { requestId: 'r1' } }),
+    }),
+  'Reconciling/RetryingAfterError': () => afterError('CONTROL_PLANE_UNREACHABLE', true),
+  'Reconciling/Finalizing': () =>
+    finalizingStatus({ ...connectorOf(planned({})), metadata: { ...connector().metadata } }, NOW),
+  'Stalled/InvalidSpec': () => afterError('InvalidSpec'),
+  'Stalled/RecoveryFailed': () =>
+    planned({
+      record: record({ state: 'needs_recovery' }),
+      connector: connectorOf(
+        { recovery: { requestId: 'r1', step: 'Failed', outcome: 'Failed', reason: 'x' } },
+        { recovery: { requestId: 'r1' } },
+      ),
+    }),
+  'Stalled/RecoveryRequired': () => planned({ record: record({ state: 'needs_recovery' }) }),
+  'Stalled/ControlPlaneConfigInvalid': () => afterError('ControlPlaneConfigInvalid'),
+  'Stalled/ControlPlaneUnauthorized': () => afterError('UNAUTHORIZED'),
+  'Stalled/ControlPlaneRejected': () => afterError('TTL_TOO_LONG'),
+  'Stalled/WorkloadNotFound': () =>
+    planned({
+      noWorkload: true,
+      connector: connectorOf(undefined, { workloadRef: { kind: 'Deployment', name: 'gone' } }),
+    }),
+  'Stalled/OwnershipConflict': () =>
+    plan({ ...observed({}), foreign: [{ kind: 'ConfigMap', name: 'edge-config' }] }, NOW).status,
+  'Stalled/StorageExpansionUnsupported': () => grownClaim(false),
+  'Stalled/ConnectorIdConflict': () => afterError('CONNECTOR_ID_CONFLICT'),
+  'Stalled/ClaimNotFound': () =>
+    planned({
+      claims: [],
+      connector: connectorOf(undefined, { storage: { existingClaim: 'original-data' } }),
+    }),
+  'Ready/Ready': () => planned({}),
+  // Before the first pass has observed Healthy, Enrolled and DurableStorage.
+  'Ready/NotObserved': () => ({ conditions: withReady([], 1, NOW) }),
+};
+
+test('every documented condition reason (but DurableStorage) has a scenario, and each scenario produces it', (t) => {
+  const documented = documentedReasons();
+  t.true(documented.size >= 5, 'the Conditions table was found');
+  const problems: string[] = [];
+  for (const [type, reasons] of documented) {
+    if (type === 'DurableStorage') continue;
+    for (const reason of reasons) {
+      const key = `${type}/${reason}`;
+      const scenario = SCENARIOS[key];
+      if (!scenario) {
+        problems.push(`${key} is documented but no scenario produces it`);
+        continue;
+      }
+      const condition = scenario().conditions?.find((c) => c.type === type);
+      if (condition?.reason !== reason)
+        problems.push(`${key}: the scenario wrote ${condition?.reason ?? 'no condition'}`);
+    }
+  }
+  t.deepEqual(problems, []);
+  const covered = new Set(
+    [...documented].flatMap(([type, reasons]) => [...reasons].map((r) => `${type}/${r}`)),
+  );
+  for (const key of Object.keys(SCENARIOS))
+    t.true(covered.has(key), `${key} has a scenario but is not documented`);
+});
+
+test('the documented DurableStorage reasons are exactly the exported constants', (t) => {
+  const documented = documentedReasons().get('DurableStorage') ?? new Set();
+  t.deepEqual([...documented].sort(), Object.values(DurableStorageReasons).sort());
+});
