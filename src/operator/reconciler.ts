@@ -151,21 +151,9 @@ export class ConnectorReconciler {
       return this.finalize(connector, log);
     }
     if (!(connector.metadata.finalizers ?? []).includes(FINALIZER)) {
-      try {
-        await this.ctx.writer.apply({
-          apiVersion: connector.apiVersion,
-          kind: connector.kind,
-          metadata: { name, namespace, finalizers: [FINALIZER] },
-        });
-      } catch (error) {
-        // The cache had not seen the deletion yet: the API server refuses a new finalizer on an
-        // object being deleted (422) or already gone (404). Nothing to hold it for; the watch
-        // delivers the deletion next.
-        if (isCodedError(error, 'KUBERNETES_INVALID') || isCodedError(error, 'KUBERNETES_NOT_FOUND')) {
-          log.debug({ code: error.code }, 'not adding the finalizer: the Connector is being deleted');
-          return {};
-        }
-        throw error;
+      if (!(await this.applyFinalizers(connector, [FINALIZER]))) {
+        log.debug('not adding the finalizer: the Connector is being deleted or gone');
+        return {};
       }
       log.debug('finalizer added');
       return {};
@@ -194,11 +182,19 @@ export class ConnectorReconciler {
       ? statusAfterError(previous, planned.status, failure, now, connector.metadata.generation)
       : planned.status;
     if (!isDeepStrictEqual(normalise(previous), normalise(status))) {
-      const applied = await this.ctx.writer.applyStatus<Connector>(
-        RESOURCE_TYPES.connector,
-        { namespace, name },
-        status,
-      );
+      let applied: Connector;
+      try {
+        applied = await this.ctx.writer.applyStatus<Connector>(
+          RESOURCE_TYPES.connector,
+          { namespace, name },
+          status,
+        );
+      } catch (error) {
+        // Deleted since the cache saw it: there is no status left to write, and nothing failed.
+        if (!isCodedError(error, 'KUBERNETES_NOT_FOUND')) throw error;
+        log.debug('status not written: the Connector is gone');
+        return {};
+      }
       this.written.set(key, {
         basedOn: cached.metadata.resourceVersion ?? '',
         writtenAs: applied.metadata?.resourceVersion ?? '',
@@ -326,12 +322,34 @@ export class ConnectorReconciler {
         { type: 'Normal', reason: released ? 'ConnectorReleased' : 'ConnectorRetained', message },
       ]);
     }
-    await this.ctx.writer.apply({
-      apiVersion: connector.apiVersion,
-      kind: connector.kind,
-      metadata: { name: connector.metadata.name, namespace: connector.metadata.namespace },
-    });
+    await this.applyFinalizers(connector, []);
     return {};
+  }
+
+  /**
+   * Sets this operator's finalizers on the Connector (server-side apply of metadata.finalizers
+   * only). Resolves false when the Connector is going or gone: the cache may lag a deletion, and
+   * then the API server refuses a new finalizer on an object being deleted (422), or, the object
+   * gone, apply would create it and fails on its missing spec (422) or answers 404. Nothing is left
+   * to hold; the watch delivers the deletion.
+   */
+  private async applyFinalizers(connector: Connector, finalizers: string[]): Promise<boolean> {
+    try {
+      await this.ctx.writer.apply({
+        apiVersion: connector.apiVersion,
+        kind: connector.kind,
+        metadata: {
+          name: connector.metadata.name,
+          namespace: connector.metadata.namespace,
+          ...(finalizers.length > 0 ? { finalizers } : {}),
+        },
+      });
+      return true;
+    } catch (error) {
+      if (isCodedError(error, 'KUBERNETES_INVALID') || isCodedError(error, 'KUBERNETES_NOT_FOUND'))
+        return false;
+      throw error;
+    }
   }
 }
 

@@ -238,8 +238,34 @@ test.serial('deletionPolicy Retain keeps the control-plane record but revokes it
   const record = await env.admin.getConnector(`${namespace}.edge`);
   t.is(record.liveToken, null, 'no live token outlives the Connector');
   t.is(record.org, 'acme', 'the configuration is kept in the control plane');
+  t.is(record.ownerUid, null, 'the record is let go of, so a new Connector of the id can claim it');
   const retained = await eventually(() => connectorEvent(namespace, 'ConnectorRetained'), {
     description: 'ConnectorRetained Event',
   });
   t.regex(retained.note ?? '', /deletionPolicy Retain/);
+});
+
+test.serial('a Connector deleted right after it was created goes away without error log lines', async (t) => {
+  const { kc } = cluster();
+  const namespace = await createTestNamespace(kc, 'quick');
+  const api = connectors(kc);
+  const from = logs.lines().length;
+  // Deleted before the operator's cache has seen its finalizer: the next pass must not try to add
+  // the finalizer to an object being deleted (the API server refuses that with 422).
+  for (let i = 0; i < 5; i += 1) {
+    await api.create(namespace, { metadata: { name: `gone-${i}`, namespace }, spec });
+    await api.delete(namespace, `gone-${i}`);
+  }
+  for (let i = 0; i < 5; i += 1) {
+    await eventually(() => isGone(() => api.get(namespace, `gone-${i}`)), {
+      description: `Connector gone-${i} gone`,
+    });
+  }
+  await new Promise((resolve) => setTimeout(resolve, 1_000));
+  const errors = logs
+    .lines()
+    .slice(from)
+    .map((line) => JSON.parse(line) as { level: number; msg?: string; err?: string })
+    .filter((record) => record.level >= 50);
+  t.deepEqual(errors, [], 'no error-level line');
 });
