@@ -10,19 +10,23 @@ export function httpStatusOf(error: unknown): number | undefined {
   return typeof statusCode === 'number' ? statusCode : undefined;
 }
 
+/** The metav1.Status an API error carries as its body, parsed; undefined when it is not JSON. */
+export function apiStatusOf(
+  error: unknown,
+): { message?: unknown; details?: { causes?: unknown } } | undefined {
+  const body = (error as { body?: unknown } | null)?.body;
+  if (typeof body !== 'string') return (body ?? undefined) as ReturnType<typeof apiStatusOf>;
+  try {
+    return JSON.parse(body);
+  } catch {
+    // Not JSON (a proxy's HTML page, an empty body).
+    return undefined;
+  }
+}
+
 /** The API server's Status message, or the first line of the error's own message. */
 export function apiErrorMessage(error: unknown): string {
-  const body = (error as { body?: unknown } | null)?.body;
-  let parsed: unknown = body;
-  if (typeof body === 'string') {
-    try {
-      parsed = JSON.parse(body);
-    } catch {
-      // Not JSON (a proxy's HTML page, an empty body): fall back to the error's own message.
-      parsed = undefined;
-    }
-  }
-  const message = (parsed as { message?: unknown } | undefined)?.message;
+  const message = apiStatusOf(error)?.message;
   if (typeof message === 'string' && message !== '') return message;
   const cause = (error as { cause?: unknown } | null)?.cause;
   const first = errorMessage(error).split('\n')[0] ?? '';

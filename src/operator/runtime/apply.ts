@@ -14,7 +14,7 @@ import {
 import { CodedError } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/logger.ts';
 import { FIELD_MANAGER } from '../api/constants.ts';
-import { apiErrorMessage, httpStatusOf } from './api-errors.ts';
+import { apiErrorMessage, apiStatusOf, httpStatusOf } from './api-errors.ts';
 import type { KubernetesWriteVerb, OperatorMetrics } from './metrics.ts';
 import type { ResourceType } from './resources.ts';
 import { redactSecretPatterns } from './secret-patterns.ts';
@@ -106,16 +106,7 @@ export interface ApiRefusalCause {
 
 /** The field causes of a 400/422 answer, redacted like the message (they may quote a value). */
 function refusalCauses(error: unknown): ApiRefusalCause[] {
-  const body = (error as { body?: unknown } | null)?.body;
-  let parsed: unknown = body;
-  if (typeof body === 'string') {
-    try {
-      parsed = JSON.parse(body);
-    } catch {
-      return [];
-    }
-  }
-  const causes = (parsed as { details?: { causes?: unknown } } | undefined)?.details?.causes;
+  const causes = apiStatusOf(error)?.details?.causes;
   if (!Array.isArray(causes)) return [];
   return causes.slice(0, 20).map((cause: { field?: unknown; message?: unknown }) => ({
     field: typeof cause.field === 'string' ? cause.field : '',
