@@ -161,6 +161,8 @@ async function main(): Promise<number> {
         caPem: controlPlane.caPem,
         credentialSecret: { namespace: OPERATOR_NAMESPACE, name: CREDENTIAL_SECRET, key: 'credential' },
       },
+      // ClusterControlPlanes keep their Secret here, as in a real install (POD_NAMESPACE).
+      clusterResourceNamespace: OPERATOR_NAMESPACE,
       connectorImage: 'vaultpam-connector:local',
       leaderElection: {
         namespace: OPERATOR_NAMESPACE,

@@ -14,6 +14,11 @@ import { leaderIdentity } from '../operator/runtime/leader-election.ts';
 const env = (flag: string) => `VAULTPAM_OPERATOR_${flag.toUpperCase().replaceAll('-', '_')}`;
 const flags: FlagSpecs = {
   namespace: { env: env('namespace'), description: 'Watch one namespace; all namespaces when empty.' },
+  'cluster-resource-namespace': {
+    env: env('cluster-resource-namespace'),
+    description:
+      "Namespace of ClusterControlPlanes' credential Secrets and CA ConfigMaps (default: POD_NAMESPACE). Unused with --namespace.",
+  },
   'control-plane-url': { env: env('control-plane-url'), description: 'Default control-plane URL (https).' },
   'control-plane-ca-file': {
     env: env('control-plane-ca-file'),
@@ -133,10 +138,12 @@ async function main(): Promise<void> {
   }
   // Every flag is checked before anything touches the cluster.
   const kc = loadKubeConfig();
+  const clusterResourceNamespace = v['cluster-resource-namespace'] || process.env.POD_NAMESPACE;
   const operator = await startOperator({
     kc,
     logger,
     ...(v.namespace ? { namespace: v.namespace } : {}),
+    ...(clusterResourceNamespace ? { clusterResourceNamespace } : {}),
     ...(controlPlane ? { controlPlane } : {}),
     connectorImage: v['connector-image'] ?? 'vaultpam/connector:0.1.0',
     concurrency,

@@ -5,9 +5,28 @@
 import { Agent, request } from 'node:https';
 import { CodedError } from '../lib/errors.ts';
 import type { AuditEntry } from './audit.ts';
-import type { ChangeJson, ConnectorConfig, ConnectorJson, MintedToken } from './service.ts';
+import type {
+  ChangeJson,
+  ConnectorConfig,
+  ConnectorJson,
+  MintedToken,
+  RecoveryCheckJson,
+} from './service.ts';
 
 export type { AuditEntry, ConnectorConfig, MintedToken };
+
+/**
+ * The answer to a recovery dry run. `dryRun` is false when the control plane predates the dry run:
+ * it ignored the parameter and began the recovery (it answers a refusal the same either way).
+ */
+export type RecoveryCheck = Omit<RecoveryCheckJson, 'dryRun' | 'state'> & { dryRun: boolean; state: string };
+
+/**
+ * An error answer of the control plane (HTTP status >= 400). Its code and message are the server's
+ * words: whoever shows them treats them as data, bounded, stripped of control characters and
+ * redacted (src/operator/reconcile/untrusted-text.ts), never as text the operator vouches for.
+ */
+export class ControlPlaneAnswerError extends CodedError {}
 
 /**
  * A connector as the admin API answers it. `ownerUid` is optional here because a control plane
@@ -122,8 +141,11 @@ export class ControlPlaneAdminClient {
       const error = (data as { error?: { code?: unknown; message?: unknown; details?: unknown } } | undefined)
         ?.error;
       const code = typeof error?.code === 'string' ? error.code : `HTTP_${response.status}`;
-      const message = typeof error?.message === 'string' ? error.message : `HTTP ${response.status}`;
-      throw new CodedError(code, message, {
+      const said = typeof error?.message === 'string' ? error.message : `HTTP ${response.status}`;
+      // Something at the URL that echoes the request (a proxy's error page, a debugging server)
+      // must not carry the credential into an error message, a status or a log.
+      const message = this.credential.length > 0 ? said.split(this.credential).join('[REDACTED]') : said;
+      throw new ControlPlaneAnswerError(code, message, {
         httpStatus: response.status,
         temporary: response.status >= 500,
         details: (error?.details as Record<string, unknown> | undefined) ?? undefined,
@@ -136,8 +158,14 @@ export class ControlPlaneAdminClient {
    * The path of a connector (or of `suffix` below it), with `?ownerUid=` when the caller names its
    * owner: the admin mutations other than PUT take the owner as a query parameter.
    */
-  private static connectorPath(connectorId: string, suffix = '', ownerUid?: string): string {
-    const query = ownerUid === undefined ? '' : `?${new URLSearchParams({ ownerUid })}`;
+  private static connectorPath(
+    connectorId: string,
+    suffix = '',
+    ownerUid?: string,
+    extra: Record<string, string> = {},
+  ): string {
+    const params = new URLSearchParams(ownerUid === undefined ? extra : { ownerUid, ...extra });
+    const query = params.size > 0 ? `?${params}` : '';
     return `/v1/connectors/${encodeURIComponent(connectorId)}${suffix}${query}`;
   }
 
@@ -157,6 +185,14 @@ export class ControlPlaneAdminClient {
       body,
     );
     return { created: status === 201, connector: data };
+  }
+
+  /**
+   * Proves the credential without changing anything: 200 {ok: true} for an admin credential, 401
+   * UNAUTHORIZED otherwise. The operator checks each ControlPlane resource with it.
+   */
+  async whoami(): Promise<{ ok: boolean }> {
+    return (await this.call<{ ok: boolean }>('GET', '/v1/admin/whoami')).data;
   }
 
   async getConnector(connectorId: string): Promise<Connector> {
@@ -210,6 +246,33 @@ export class ControlPlaneAdminClient {
         { requestId },
       )
     ).data;
+  }
+
+  /**
+   * Asks whether a recovery by `requestId` may begin, changing nothing (`?dryRun=true`): resolves
+   * when the control plane would begin it (or has, by this requestId), and throws its refusal as
+   * beginRecovery would (409 RECOVERY_NOT_NEEDED, 409 CONNECTOR_ID_CONFLICT, 404 ...). A control
+   * plane that predates the dry run ignores the parameter and begins the recovery, answering the
+   * connector: that is reported as allowed with `dryRun: false` (a refusal reads the same either way).
+   */
+  async checkRecovery(
+    connectorId: string,
+    requestId: string,
+    options: OwnerOption = {},
+  ): Promise<RecoveryCheck> {
+    const { data } = await this.call<Partial<RecoveryCheckJson> & { state?: string }>(
+      'POST',
+      ControlPlaneAdminClient.connectorPath(connectorId, '/recovery', options.ownerUid, { dryRun: 'true' }),
+      { requestId },
+    );
+    const sameRequest = data?.sameRequest === true;
+    return {
+      dryRun: data?.dryRun === true,
+      allowed: true,
+      requestId,
+      state: String(data?.state ?? ''),
+      sameRequest,
+    };
   }
 
   /** Changes after `since`; waits up to waitSeconds (0..30) when there are none yet. */

@@ -84,6 +84,16 @@ export interface ConnectorJson {
   revision: number;
 }
 
+/** The answer to a dry run of beginRecovery: it would begin (or has begun, by this requestId). */
+export interface RecoveryCheckJson {
+  dryRun: true;
+  allowed: true;
+  requestId: string;
+  state: ConnectorState;
+  /** A recovery of this requestId has begun already; beginning it again changes nothing. */
+  sameRequest: boolean;
+}
+
 export interface ChangeJson {
   cursor: number;
   connectorId: string;
@@ -478,10 +488,13 @@ export class ControlPlaneService {
 
   // -- admin: recovery ---------------------------------------------------------------------------
 
-  beginRecovery(connectorId: string, requestId: string, ownerUid?: string): ConnectorJson {
-    const record = this.requireOwned(connectorId, ownerUid);
+  /**
+   * Whether a recovery by `requestId` may begin: 'begin', 'same_request' (begun already, idempotent),
+   * or 409 RECOVERY_NOT_NEEDED. beginRecovery and its dry run (checkRecovery) answer alike because
+   * both ask here.
+   */
+  private recoveryAllowed(record: ConnectorRecord, requestId: string): 'begin' | 'same_request' {
     const decision = recoveryDecision(record, requestId);
-    if (decision === 'same_request') return this.connectorJson(record);
     if (decision === 'not_needed') {
       throw cpError(
         'RECOVERY_NOT_NEEDED',
@@ -489,6 +502,29 @@ export class ControlPlaneService {
         { state: record.state },
       );
     }
+    return decision;
+  }
+
+  /**
+   * The dry run of beginRecovery (`?dryRun=true`): the same ownership check and the same refusals,
+   * and nothing written (no state, revision, token, audit entry or change). The operator asks it
+   * before it scales a connector down, so a recovery that would be refused never stops a workload.
+   */
+  checkRecovery(connectorId: string, requestId: string, ownerUid?: string): RecoveryCheckJson {
+    const record = this.requireOwned(connectorId, ownerUid);
+    const decision = this.recoveryAllowed(record, requestId);
+    return {
+      dryRun: true,
+      allowed: true,
+      requestId,
+      state: record.state,
+      sameRequest: decision === 'same_request',
+    };
+  }
+
+  beginRecovery(connectorId: string, requestId: string, ownerUid?: string): ConnectorJson {
+    const record = this.requireOwned(connectorId, ownerUid);
+    if (this.recoveryAllowed(record, requestId) === 'same_request') return this.connectorJson(record);
     const now = this.now();
     this.store.transaction(() => {
       const revokedTokens = this.revokeLiveTokens(record, now, 'recovery started');

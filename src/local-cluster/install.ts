@@ -33,7 +33,10 @@ export async function createAll(kc: KubeConfig, objects: KubernetesObject[]): Pr
   }
 }
 
-/** Installs every CRD in crds/ and waits until each is Established. */
+/**
+ * Installs every CRD in crds/ (Connector, ControlPlane, ClusterControlPlane: each file there) and
+ * waits until each is Established.
+ */
 export async function installCrds(kc: KubeConfig, timeoutMs = 30_000): Promise<V1CustomResourceDefinition[]> {
   const dir = join(repoRoot, 'crds');
   const files = (await readdir(dir)).filter((f) => f.endsWith('.yaml') && !f.startsWith('kustomization'));
@@ -72,9 +75,9 @@ async function listable(kc: KubeConfig, crd: V1CustomResourceDefinition): Promis
   }
 }
 
-/** The operator's namespace, ServiceAccount and RBAC from manifests/. */
+/** The operator's namespace, ServiceAccount and RBAC, and the aggregated roles for people, from manifests/. */
 export async function installOperatorAccess(kc: KubeConfig): Promise<void> {
-  for (const file of ['namespace.yaml', 'serviceaccount.yaml', 'rbac.yaml']) {
+  for (const file of ['namespace.yaml', 'serviceaccount.yaml', 'rbac.yaml', 'user-roles.yaml']) {
     await createAll(kc, await loadManifests(join(repoRoot, 'manifests', file)));
   }
 }

@@ -1,6 +1,8 @@
 // The ClusterReader the reconciler observes through: owned objects from the informers' caches (no
 // API round trip, no load on the API server at 10,000 connectors), and what the operator does not
-// own read from the API when a Connector needs it.
+// own read from the API when a Connector needs it. Secrets are never cached: the operator may not
+// list or watch them, so its own token Secret and the credential Secrets that control-plane
+// resources name are read by name (get), only when they matter.
 import {
   AppsV1Api,
   CoreV1Api,
@@ -10,7 +12,6 @@ import {
   type V1Deployment,
   type V1PersistentVolumeClaim,
   type V1Pod,
-  type V1Secret,
   type V1StatefulSet,
 } from '@kubernetes/client-node';
 import { LABELS } from './api/constants.ts';
@@ -20,7 +21,6 @@ import type { Informer } from './runtime/informers.ts';
 export interface OwnedInformers {
   statefulSets: Informer<V1StatefulSet>;
   configMaps: Informer<V1ConfigMap>;
-  secrets: Informer<V1Secret>;
   pods: Informer<V1Pod>;
   claims: Informer<V1PersistentVolumeClaim>;
 }
@@ -56,9 +56,6 @@ export class InformerClusterReader implements ClusterReader {
   }
   ownedConfigMap(namespace: string, name: string) {
     return this.informers.configMaps.get(namespace, name);
-  }
-  ownedSecret(namespace: string, name: string) {
-    return this.informers.secrets.get(namespace, name);
   }
   ownedPods(namespace: string, connectorName: string) {
     return this.informers.pods

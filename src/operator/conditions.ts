@@ -127,6 +127,8 @@ export const StalledReasons = {
   ControlPlaneRejected: 'ControlPlaneRejected',
   /** spec.workloadRef names a workload that does not exist. */
   WorkloadNotFound: 'WorkloadNotFound',
+  /** The workload spec.workloadRef names does not carry vaultpam.io/adopted-by: <this Connector>. */
+  AdoptionNotConsented: 'AdoptionNotConsented',
   /** An object with the operator's child name exists and belongs to someone else. */
   OwnershipConflict: 'OwnershipConflict',
   /** The connector id is already used by another Connector resource. */

@@ -1,7 +1,9 @@
-// The operator assembled: informers for Connectors and what it owns (by label), a per-key work
-// queue, the control-plane connections and their change streams, the reconciler, leader election
-// and the health/metrics server. Built from arguments only (src/bin/operator.ts reads the
-// environment), so tests start real operators in-process against a real API server.
+// The operator assembled: informers for Connectors, for the ControlPlane and ClusterControlPlane
+// resources they name, and for what it owns (by label; Secrets are not among them: the operator
+// neither lists nor watches Secrets), a per-key work queue, the control-plane registry, connections
+// and their change streams, the reconciler, leader election and the health/metrics server. Built
+// from arguments only (src/bin/operator.ts reads the environment), so tests start real operators
+// in-process against a real API server.
 import { readFile } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import {
@@ -12,17 +14,19 @@ import {
   type V1ConfigMap,
   type V1PersistentVolumeClaim,
   type V1Pod,
-  type V1Secret,
   type V1StatefulSet,
 } from '@kubernetes/client-node';
 import { type Clock, systemClock } from '../lib/clock.ts';
 import type { Logger } from '../lib/logger.ts';
 import { AdoptionWatches } from './adoption-watches.ts';
-import { COMPONENTS, LABEL_VALUES, LABELS } from './api/constants.ts';
+import { LABEL_VALUES, LABELS } from './api/constants.ts';
+import type { ControlPlaneResource } from './api/control-planes.ts';
 import type { Connector, ConnectorPhase } from './api/types.ts';
 import { defaultConnectorId } from './api/types.ts';
 import { InformerClusterReader } from './cluster-reader.ts';
 import { type ControlPlaneConnection, ControlPlaneConnections } from './control-plane/connections.ts';
+import { ControlPlaneRegistry } from './control-plane/registry.ts';
+import { type ControlPlaneId, controlPlaneKeyOf } from './control-plane/status.ts';
 import { ConnectorReconciler } from './reconciler.ts';
 import { KubeWriter } from './runtime/apply.ts';
 import { CredentialSource } from './runtime/credential.ts';
@@ -40,6 +44,12 @@ export interface OperatorOptions {
   clock?: Clock;
   /** Watch one namespace; all when omitted. */
   namespace?: string;
+  /**
+   * Where ClusterControlPlanes keep their credential Secret and CA ConfigMap: the operator's own
+   * namespace (cert-manager's --cluster-resource-namespace). Without it, or with `namespace` set (a
+   * namespaced install reads nothing cluster-wide), ClusterControlPlanes are not used.
+   */
+  clusterResourceNamespace?: string;
   /** The operator's default control plane. */
   controlPlane?: {
     url: string;
@@ -85,6 +95,7 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
   const ns = options.namespace ? { namespace: options.namespace } : {};
   const resyncPeriodMs = options.resyncMs ?? 10 * 60_000;
 
+  const keyOf = (c: Connector) => objectKey(c.metadata.namespace ?? '', c.metadata.name ?? '');
   const connectors = new Informer<Connector>({
     kc,
     logger,
@@ -110,14 +121,6 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
       labelSelector: ownedSelector,
       ...ns,
     }),
-    secrets: new Informer<V1Secret>({
-      kc,
-      logger,
-      metrics,
-      type: RESOURCE_TYPES.secret,
-      labelSelector: `${LABELS.component}=${COMPONENTS.enrollmentToken}`,
-      ...ns,
-    }),
     pods: new Informer<V1Pod>({
       kc,
       logger,
@@ -134,6 +137,30 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
       labelSelector: ownedSelector,
       ...ns,
     }),
+  };
+
+  // The control planes Connectors may name. They are few (one per team or cluster), so both kinds
+  // are cached whole; ClusterControlPlanes only where the operator may read cluster-wide.
+  const clusterResources = options.namespace === undefined ? options.clusterResourceNamespace : undefined;
+  const controlPlaneInformers = {
+    namespaced: new Informer<ControlPlaneResource>({
+      kc,
+      logger,
+      metrics,
+      type: RESOURCE_TYPES.controlPlane,
+      resyncPeriodMs,
+      ...ns,
+    }),
+    cluster:
+      clusterResources === undefined
+        ? undefined
+        : new Informer<ControlPlaneResource>({
+            kc,
+            logger,
+            metrics,
+            type: RESOURCE_TYPES.clusterControlPlane,
+            resyncPeriodMs,
+          }),
   };
 
   // Which Connector a control-plane connector id belongs to, kept current from the Connector informer.
@@ -179,13 +206,47 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
 
   const adoption = new AdoptionWatches({ kc, logger, metrics, onChange: (key) => enqueue(key) });
   const writer = new KubeWriter({ kc, logger, metrics });
+  const reader = new InformerClusterReader(kc, owned);
+  const controlPlanes = new ControlPlaneRegistry({
+    logger: logger.child({ component: 'control-planes' }),
+    clock,
+    writer,
+    reader,
+    connections,
+    get: (id: ControlPlaneId) =>
+      id.kind === 'ControlPlane'
+        ? controlPlaneInformers.namespaced.get(id.namespace ?? '', id.name)
+        : controlPlaneInformers.cluster?.get('', id.name),
+    list: () => [
+      ...controlPlaneInformers.namespaced.list(),
+      ...(controlPlaneInformers.cluster?.list() ?? []),
+    ],
+    // Control planes are few and change rarely: a scan of the cached Connectors is cheap enough.
+    wake: (key) => {
+      for (const c of connectors.list()) if (controlPlaneKeyOf(c) === key) enqueue(keyOf(c));
+    },
+    ...(clusterResources !== undefined
+      ? { clusterResourceNamespace: clusterResources }
+      : {
+          clusterResourcesDisabledBecause: options.namespace
+            ? `this operator watches only namespace ${options.namespace} and reads nothing cluster-wide`
+            : 'the operator has no --cluster-resource-namespace to read their Secrets from',
+        }),
+  });
+  for (const informer of [controlPlaneInformers.namespaced, controlPlaneInformers.cluster]) {
+    informer?.addHandlers({
+      onAdd: (cp) => controlPlanes.changed(cp),
+      onUpdate: (cp) => controlPlanes.changed(cp),
+      onDelete: (cp) => controlPlanes.deleted(cp),
+    });
+  }
   const recorder = new EventRecorder({ kc, logger, identity, metrics, clock });
   const apps = kc.makeApiClient(AppsV1Api);
   const reconciler = new ConnectorReconciler({
     clock,
     logger,
-    reader: new InformerClusterReader(kc, owned),
-    connections,
+    reader,
+    controlPlanes,
     defaultConnection,
     defaultImage: options.connectorImage,
     writer,
@@ -203,7 +264,6 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
     },
   });
 
-  const keyOf = (c: Connector) => objectKey(c.metadata.namespace ?? '', c.metadata.name ?? '');
   connectors.addHandlers({
     onAdd: (c) => {
       keyByConnectorId.set(connectorIdOf(c), keyOf(c));
@@ -235,7 +295,12 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
     return counts;
   });
 
-  const informers = [connectors, ...Object.values(owned)];
+  const informers = [
+    connectors,
+    ...Object.values(owned),
+    controlPlaneInformers.namespaced,
+    ...(controlPlaneInformers.cluster ? [controlPlaneInformers.cluster] : []),
+  ];
   for (const informer of informers) informer.start();
   credential?.start();
 
@@ -267,12 +332,14 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
     queue = workQueue;
     metrics.setWorkQueueSource(() => workQueue.stats());
     connections.start();
+    controlPlanes.start();
     for (const c of connectors.list()) enqueue(keyOf(c));
     return workQueue;
   };
   const stopLeading = async () => {
     const current = queue;
     queue = undefined;
+    controlPlanes.stop();
     connections.stop();
     // A new leader sets the watches up again as it reconciles adopting Connectors.
     adoption.stop();

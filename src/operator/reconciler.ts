@@ -20,10 +20,12 @@ import {
   setCondition,
   withReady,
 } from './conditions.ts';
+import type { ControlPlaneRegistry } from './control-plane/registry.ts';
 import { type ActContext, act, recordEvents } from './reconcile/act.ts';
 import { type ObserveContext, observe, resolveConnection } from './reconcile/observe.ts';
 import type { Observed } from './reconcile/observed.ts';
 import { plan } from './reconcile/plan.ts';
+import { cleanedError, errorMessageText, errorText, untrustedCode } from './reconcile/untrusted-text.ts';
 import { RESOURCE_TYPES } from './runtime/resources.ts';
 import type { ReconcileResult } from './runtime/work-queue.ts';
 import { splitKey } from './runtime/work-queue.ts';
@@ -35,6 +37,7 @@ export interface ReconcilerContext extends ObserveContext, ActContext {
   getConnector(namespace: string, name: string): Connector | undefined;
   /** Narrow watches on adopted workloads and their pods (absent: they are seen on resync only). */
   adoption?: Pick<AdoptionWatches, 'ensure' | 'release'>;
+  controlPlanes: Pick<ControlPlaneRegistry, 'resolve' | 'suspect'>;
 }
 
 /** Control-plane answers that no retry can fix: stall with the reason until the spec or credential changes. */
@@ -91,21 +94,20 @@ export function statusAfterError(
   else delete status.recovery;
   const g = generation !== undefined ? { observedGeneration: generation } : {};
   let conditions: Condition[] = planned.conditions ?? [];
-  const stall = STALLING_CODES[error.code];
+  // The code is looked up as data (a code such as "__proto__" finds nothing), and the message goes
+  // into the condition bounded, on one line and redacted: the control plane chose its words.
+  const stall = Object.hasOwn(STALLING_CODES, error.code) ? STALLING_CODES[error.code] : undefined;
+  const message = errorText(error);
   if (stall || !error.temporary) {
     conditions = markStalled(
       clearReconciling(conditions),
-      {
-        reason: stall ?? StalledReasons.ControlPlaneRejected,
-        message: `${error.code}: ${error.message}`,
-        ...g,
-      },
+      { reason: stall ?? StalledReasons.ControlPlaneRejected, message, ...g },
       now,
     );
   } else {
     conditions = markReconciling(
       conditions,
-      { reason: ReconcilingReasons.RetryingAfterError, message: `${error.code}: ${error.message}`, ...g },
+      { reason: ReconcilingReasons.RetryingAfterError, message, ...g },
       now,
     );
   }
@@ -141,7 +143,6 @@ export class ConnectorReconciler {
     if (!cached) {
       this.written.delete(key);
       this.ctx.adoption?.release(key);
-      this.ctx.connections.release(key);
       return {};
     }
     const connector = this.withOwnStatus(key, cached);
@@ -220,11 +221,18 @@ export class ConnectorReconciler {
       {
         type: 'Warning',
         reason: failure.temporary ? 'ReconcileError' : 'ReconcileStalled',
-        message: `${failure.code}: ${failure.message}`,
+        message: errorText(failure),
       },
     ]);
-    log.warn({ code: failure.code, err: failure.message, temporary: failure.temporary }, 'reconcile failed');
-    throw failure;
+    // Refused by a control-plane resource: its credential may have been rotated; check it now
+    // rather than at its next periodic check (its status and every Connector of it follow).
+    if (failure.code === 'UNAUTHORIZED' && connection && connection.key !== 'default')
+      this.ctx.controlPlanes.suspect(connection.key);
+    log.warn(
+      { code: untrustedCode(failure.code), err: errorMessageText(failure), temporary: failure.temporary },
+      'reconcile failed',
+    );
+    throw cleanedError(failure);
   }
 
   /** Keeps the narrow watches on an adopted workload in step with spec.workloadRef. */
@@ -283,8 +291,14 @@ export class ConnectorReconciler {
     } catch {
       spec = undefined;
     }
-    if (spec) {
-      const resolved = await resolveConnection(this.ctx, spec);
+    const resolved = spec ? await resolveConnection(this.ctx, spec) : undefined;
+    // A Connector that never reached its control plane (its status names no control-plane state)
+    // has no record there to release: a control plane that is missing or not Ready does not hold
+    // up its deletion. One that did reach it waits for it, as its record may hold live tokens.
+    const neverReached =
+      resolved !== undefined && 'error' in resolved && connector.status?.controlPlaneState === undefined;
+    if (neverReached) log.info('nothing to release: the Connector never reached a control plane');
+    if (spec && resolved && !neverReached) {
       if ('error' in resolved) throw resolved.error;
       const client = resolved.connection.client();
       if (!client)

@@ -96,10 +96,6 @@ const emoji = (count: number) => '\u{1F600}'.repeat(count);
  * the control plane refuses the registration): each must be refused at admission, naming the field.
  */
 function syntaxCases(): Array<[string, () => ConnectorSpec, string, string?]> {
-  const cp = (change: Partial<NonNullable<ConnectorSpec['controlPlane']>>) => ({
-    ...validSpec(),
-    controlPlane: { url: 'https://cp.example.com', credentialSecretRef: { name: 'admin' }, ...change },
-  });
   const toleration = (t: NonNullable<ConnectorSpec['tolerations']>[number]) => ({
     ...validSpec(),
     tolerations: [t],
@@ -122,24 +118,21 @@ function syntaxCases(): Array<[string, () => ConnectorSpec, string, string?]> {
       'spec.connector.org must be at most 253 UTF-16 code units',
     ],
     [
-      'a CA ConfigMap name with upper case',
-      () => cp({ caConfigMapRef: { name: 'VaultPAM-CA' } }),
-      'spec.controlPlane.caConfigMapRef.name must be a ConfigMap name, a DNS subdomain',
+      'a control-plane reference whose name is no object name',
+      () => ({ ...validSpec(), controlPlaneRef: { name: 'Prod_CP' } }),
+      'spec.controlPlaneRef.name must be the name of a ControlPlane or ClusterControlPlane, a DNS subdomain',
     ],
     [
-      'a CA ConfigMap key with a slash',
-      () => cp({ caConfigMapRef: { name: 'ca', key: 'certs/ca.crt' } }),
-      'spec.controlPlane.caConfigMapRef.key must be a ConfigMap key',
-    ],
-    [
-      'a credential Secret name with an underscore',
-      () => cp({ credentialSecretRef: { name: 'vaultpam_admin' } }),
-      'spec.controlPlane.credentialSecretRef.name must be a Secret name, a DNS subdomain',
-    ],
-    [
-      'a credential Secret key of two dots',
-      () => cp({ credentialSecretRef: { name: 'admin', key: '..' } }),
-      'spec.controlPlane.credentialSecretRef.key must be a Secret key',
+      // The field that made the operator anyone's deputy: a URL and a Secret of the author's choosing.
+      'a control-plane URL and credential Secret in the Connector (spec.controlPlane was removed)',
+      () => ({
+        ...validSpec(),
+        controlPlane: {
+          url: 'https://cp.example.com',
+          credentialSecretRef: { name: 'app-db', key: 'password' },
+        },
+      }),
+      'spec.controlPlane: Invalid value: spec.controlPlane was removed: a Connector no longer carries a URL or credential; ask an admin for a ControlPlane in this namespace or a ClusterControlPlane and set spec.controlPlaneRef',
     ],
     [
       'an image with a space',
@@ -286,12 +279,9 @@ function syntaxCases(): Array<[string, () => ConnectorSpec, string, string?]> {
 
 const createCases: Array<[string, () => ConnectorSpec, string, string?]> = [
   [
-    'an http control-plane URL',
-    () => ({
-      ...validSpec(),
-      controlPlane: { url: 'http://cp.example.com', credentialSecretRef: { name: 'admin' } },
-    }),
-    'spec.controlPlane.url must be an absolute https:// URL such as https://vaultpam.example.com',
+    'a control-plane reference of an unknown kind',
+    () => ({ ...validSpec(), controlPlaneRef: { kind: 'Issuer' as 'ControlPlane', name: 'prod' } }),
+    'spec.controlPlaneRef.kind: Unsupported value: "Issuer"',
   ],
   [
     'a connector id with upper case and underscores',
@@ -456,6 +446,14 @@ const updateCases: Array<[string, () => ConnectorSpec, (spec: ConnectorSpec) => 
     'spec.storage.size cannot shrink',
   ],
   [
+    'moving a connector to another control plane',
+    () => ({ ...validSpec(), controlPlaneRef: { kind: 'ControlPlane', name: 'prod-cp' } }),
+    (s) => {
+      s.controlPlaneRef = { kind: 'ClusterControlPlane', name: 'prod-cp' };
+    },
+    'spec.controlPlaneRef cannot be added, changed or removed after creation',
+  ],
+  [
     'adopting a workload after creation',
     validSpec,
     (s) => {
@@ -516,11 +514,7 @@ test('allows the changes that keep the identity: ephemeral to durable, growing, 
 test('accepts every checked field when it is valid, at the edges Kubernetes allows', async (t) => {
   const digest = `sha256:${'0123456789abcdef'.repeat(4)}`;
   const full: ConnectorSpec = {
-    controlPlane: {
-      url: 'https://cp.example.com',
-      caConfigMapRef: { name: 'vaultpam-ca.v2', key: 'ca_bundle.pem' },
-      credentialSecretRef: { name: 'vaultpam-admin', key: '.credential' },
-    },
+    controlPlaneRef: { kind: 'ClusterControlPlane', name: `vaultpam.${'c'.repeat(244)}` },
     // 253 UTF-16 code units: 251 letters and one emoji (two units), the control plane's limit.
     connector: { org: `${'o'.repeat(251)}${emoji(1)}`, endpointId: 'dc1 linux fleet (ünïcode)' },
     image: `registry.example.com:5000/vaultpam/connector_agent:1.2.3@${digest}`,
@@ -633,6 +627,11 @@ test('the operator refuses exactly what the API server refuses (defaultedSpec ag
       ...validSpec(),
       connector: { org: 'acme', endpointId },
     })),
+    ...['prod', 'a.b-c', 'Prod', 'a_b', `${'c'.repeat(253)}`].map((name) => ({
+      ...validSpec(),
+      controlPlaneRef: { name },
+    })),
+    { ...validSpec(), controlPlane: {} },
   ];
   const disagreements: string[] = [];
   for (const spec of variants) {
@@ -721,6 +720,8 @@ test('the schema fills in its defaults and the sample manifest is accepted', asy
   t.is(created.spec.deletionPolicy, 'Release');
   t.false(created.spec.paused);
   t.is(created.spec.storage, undefined, 'storage defaults are the operator’s, so existingClaim stays usable');
+  const named = await create({ ...validSpec(), controlPlaneRef: { name: 'prod' } });
+  t.deepEqual(named.spec.controlPlaneRef, { kind: 'ControlPlane', name: 'prod' });
 
   const sample = yaml.load(
     await readFile(join(repoRoot, 'manifests', 'samples', 'connector.yaml'), 'utf8'),

@@ -27,7 +27,7 @@ import test, { type ExecutionContext } from 'ava';
 import * as yaml from 'js-yaml';
 import { ensureClusterBinaries } from '../../src/local-cluster/binaries.ts';
 import { createTestNamespace, repoRoot, useCluster } from '../helpers/cluster.ts';
-import { eventually } from '../helpers/eventually.ts';
+import { eventually, settled } from '../helpers/eventually.ts';
 
 const run = promisify(execFile);
 const cluster = useCluster(test);
@@ -170,13 +170,7 @@ async function accessMismatches(kc: KubeConfig, expected: Array<[Access, boolean
       .filter(([, allowed], index) => answers[index] !== allowed)
       .map(([access, allowed]) => `${describe(access)}: expected ${allowed ? 'allowed' : 'denied'}`);
   };
-  const deadline = Date.now() + 15_000;
-  let mismatches = await check();
-  while (mismatches.length > 0 && Date.now() < deadline) {
-    await new Promise((resolve) => setTimeout(resolve, 200));
-    mismatches = await check();
-  }
-  return mismatches;
+  return settled(check);
 }
 
 const verbs = (list: string[], access: Omit<Access, 'verb'>): Access[] =>
@@ -191,6 +185,9 @@ function connectorNamespaceAccess(namespace: string | undefined): Access[] {
       resource: 'connectors',
       ...at,
     }),
+    // The ControlPlanes Connectors name: watched, checked, their status written.
+    ...verbs(['get', 'list', 'watch'], { group: 'vaultpam.io', resource: 'controlplanes', ...at }),
+    { verb: 'patch', group: 'vaultpam.io', resource: 'controlplanes', subresource: 'status', ...at },
     { verb: 'patch', group: 'vaultpam.io', resource: 'connectors', subresource: 'status', ...at },
     { verb: 'update', group: 'vaultpam.io', resource: 'connectors', subresource: 'finalizers', ...at },
     ...verbs(['get', 'list', 'watch', 'create', 'patch'], {
@@ -204,7 +201,8 @@ function connectorNamespaceAccess(namespace: string | undefined): Access[] {
     ...verbs(['get', 'list', 'watch'], { resource: 'pods', ...at }),
     // patch: a larger spec.storage.size grows the StatefulSet's claim.
     ...verbs(['get', 'list', 'watch', 'patch'], { resource: 'persistentvolumeclaims', ...at }),
-    ...verbs(['get', 'list', 'watch', 'create', 'patch', 'delete'], { resource: 'secrets', ...at }),
+    // Secrets by name only: the token Secret and the credential Secrets control planes name.
+    ...verbs(['get', 'create', 'patch', 'delete'], { resource: 'secrets', ...at }),
     ...verbs(['get', 'list', 'watch', 'create', 'patch'], { resource: 'configmaps', ...at }),
     ...verbs(['create', 'patch'], { group: 'events.k8s.io', resource: 'events', ...at }),
   ];
@@ -215,6 +213,12 @@ function connectorNamespaceAccess(namespace: string | undefined): Access[] {
  * grow is read by name, to check allowVolumeExpansion first.
  */
 const storageClassAccess: Access[] = [{ verb: 'get', group: 'storage.k8s.io', resource: 'storageclasses' }];
+
+/** Cluster-wide installs only: ClusterControlPlanes are cluster-scoped (their Secrets are read with get). */
+const clusterControlPlaneAccess: Access[] = [
+  ...verbs(['get', 'list', 'watch'], { group: 'vaultpam.io', resource: 'clustercontrolplanes' }),
+  { verb: 'patch', group: 'vaultpam.io', resource: 'clustercontrolplanes', subresource: 'status' },
+];
 
 /** What the operator does in its own namespace: leader election and reading its credential. */
 const operatorNamespaceAccess: Access[] = [
@@ -234,6 +238,19 @@ const operatorNamespaceAccess: Access[] = [
 
 /** Never needed, in any install. */
 const neverAccess: Access[] = [
+  // Secrets are read by name: listing or watching them would hand the operator every Secret there is.
+  ...verbs(['list', 'watch'], { resource: 'secrets' }),
+  ...verbs(['list', 'watch'], { resource: 'secrets', namespace: TEAM_NAMESPACE }),
+  // Control planes are the admins'; the operator only reads them and writes their status.
+  ...verbs(['create', 'update', 'patch', 'delete'], {
+    group: 'vaultpam.io',
+    resource: 'controlplanes',
+    namespace: TEAM_NAMESPACE,
+  }),
+  ...verbs(['create', 'update', 'patch', 'delete'], {
+    group: 'vaultpam.io',
+    resource: 'clustercontrolplanes',
+  }),
   ...verbs(['get', 'list'], { resource: 'nodes' }),
   ...verbs(['create', 'update', 'bind', 'escalate'], {
     group: 'rbac.authorization.k8s.io',
@@ -345,6 +362,15 @@ test.serial(
         `${identity(object)} carries its labels`,
       );
     }
+    for (const name of ['controlplanes.vaultpam.io', 'clustercontrolplanes.vaultpam.io'])
+      t.truthy(find(objects, 'CustomResourceDefinition', name), `the base renders ${name}`);
+    for (const name of [
+      'vaultpam-connector-viewer',
+      'vaultpam-connector-editor',
+      'vaultpam-controlplane-admin',
+      'vaultpam-clustercontrolplane-admin',
+    ])
+      t.truthy(find(objects, 'ClusterRole', name), `the base renders the role ${name}`);
     const crd = find(objects, 'CustomResourceDefinition', 'connectors.vaultpam.io');
     t.truthy(crd, 'the base renders the Connector CRD');
     const established = await eventually(
@@ -519,6 +545,7 @@ test.serial(
       ...connectorNamespaceAccess(TEAM_NAMESPACE),
       ...operatorNamespaceAccess,
       ...storageClassAccess,
+      ...clusterControlPlaneAccess,
     ];
     await expectAccess(
       t,
@@ -592,7 +619,23 @@ test.serial(
     );
     // The same answers hold for real requests, not only for reviews.
     const core = operator.makeApiClient(CoreV1Api);
-    await t.notThrowsAsync(core.listSecretForAllNamespaces({ limit: 1 }), 'token Secrets in any namespace');
+    const statusOf = (request: Promise<unknown>) =>
+      request.then(
+        () => 200,
+        (error: unknown) => statusCodeOf(error),
+      );
+    t.is(await statusOf(core.listSecretForAllNamespaces({ limit: 1 })), 403, 'no Secret list cluster-wide');
+    await ensureNamespace(kc, TEAM_NAMESPACE);
+    t.is(
+      await statusOf(core.listNamespacedSecret({ namespace: TEAM_NAMESPACE, limit: 1 })),
+      403,
+      'no Secret list in a namespace',
+    );
+    t.is(
+      await statusOf(core.readNamespacedSecret({ namespace: TEAM_NAMESPACE, name: 'absent' })),
+      404,
+      'a Secret is read by name (404, not 403)',
+    );
     const nodes = await core.listNode().then(
       () => 200,
       (error: unknown) => statusCodeOf(error),
@@ -636,6 +679,8 @@ test.serial(
       ...operatorNamespaceAccess.map((access): [Access, boolean] => [access, true]),
       // The one cluster-wide grant: reading a StorageClass by name (cluster-scoped, so no Role can).
       ...storageClassAccess.map((access): [Access, boolean] => [access, true]),
+      // No ClusterControlPlanes: the namespaced operator uses its namespace's ControlPlanes only.
+      ...clusterControlPlaneAccess.map((access): [Access, boolean] => [access, false]),
       // Outside the watched namespace, nothing: not across all namespaces, not in another one.
       ...connectorNamespaceAccess(undefined).map((access): [Access, boolean] => [access, false]),
       ...connectorNamespaceAccess(otherNamespace).map((access): [Access, boolean] => [access, false]),
@@ -666,29 +711,35 @@ test.serial(
   },
 );
 
-test.serial('every sample Connector in manifests/samples is accepted by the installed CRD', async (t) => {
-  const { kc } = cluster();
-  const namespace = await createTestNamespace(kc, 'samples');
-  const client = KubernetesObjectApi.makeApiClient(kc);
-  const names = [
-    'connector.yaml',
-    'connector-existing-claim.yaml',
-    'connector-ephemeral.yaml',
-    'connector-adopt.yaml',
-  ];
-  for (const name of names) {
-    const sample = yaml.load(
-      await readFile(join(repoRoot, 'manifests', 'samples', name), 'utf8'),
-    ) as KubernetesObject;
-    t.is(sample.kind, 'Connector', `${name} is a Connector`);
-    const created = await client.create(
-      { ...sample, metadata: { ...sample.metadata, namespace } },
-      undefined,
-      'All',
-    );
-    t.is(created.metadata?.name, sample.metadata?.name, `${name} passes the CRD's schema and CEL rules`);
-  }
-});
+test.serial(
+  'every sample in manifests/samples (Connectors and control planes) is accepted by the installed CRDs',
+  async (t) => {
+    const { kc } = cluster();
+    const namespace = await createTestNamespace(kc, 'samples');
+    const client = KubernetesObjectApi.makeApiClient(kc);
+    const names: Array<[string, string]> = [
+      ['connector.yaml', 'Connector'],
+      ['connector-existing-claim.yaml', 'Connector'],
+      ['connector-ephemeral.yaml', 'Connector'],
+      ['connector-adopt.yaml', 'Connector'],
+      ['controlplane.yaml', 'ControlPlane'],
+      ['clustercontrolplane.yaml', 'ClusterControlPlane'],
+    ];
+    for (const [name, kind] of names) {
+      const sample = yaml.load(
+        await readFile(join(repoRoot, 'manifests', 'samples', name), 'utf8'),
+      ) as KubernetesObject;
+      t.is(sample.kind, kind, `${name} is a ${kind}`);
+      const scoped = kind === 'ClusterControlPlane' ? {} : { namespace };
+      const created = await client.create(
+        { ...sample, metadata: { ...sample.metadata, ...scoped } },
+        undefined,
+        'All',
+      );
+      t.is(created.metadata?.name, sample.metadata?.name, `${name} passes the CRD's schema and CEL rules`);
+    }
+  },
+);
 
 test.serial('the settings fixed in the Deployment agree with the RBAC names and the Service', async (t) => {
   const objects = await render('kustomize/base');

@@ -1,6 +1,10 @@
 // An adopted workload (spec.workloadRef) is watched narrowly: its object by name and its pods by its
 // own selector. The operator here resyncs only every 60 s, so each change below reaching the status
 // within 20 s proves that a watch, not a resync, woke the Connector.
+//
+// And the operator is nobody's deputy: it adopts only a workload that consents (the label
+// vaultpam.io/adopted-by naming the Connector), asks the control plane before a recovery scales
+// anything, and gives an adopted workload back the replicas it had when an attempt fails.
 import {
   AppsV1Api,
   CoreV1Api,
@@ -29,11 +33,19 @@ test.after.always(async () => {
 const condition = (c: Connector, type: string) => c.status?.conditions?.find((x) => x.type === type);
 const WITHIN_WATCH = { timeoutMs: 20_000 };
 
-function legacyDeployment(volume: Record<string, unknown>): V1Deployment {
+function legacyDeployment(
+  volume: Record<string, unknown>,
+  options: { replicas?: number; adoptedBy?: string | null } = {},
+): V1Deployment {
+  // The workload's consent to adoption by the Connector "legacy" (null: none).
+  const adoptedBy = options.adoptedBy === undefined ? 'legacy' : options.adoptedBy;
   return {
-    metadata: { name: 'legacy-connector' },
+    metadata: {
+      name: 'legacy-connector',
+      ...(adoptedBy === null ? {} : { labels: { 'vaultpam.io/adopted-by': adoptedBy } }),
+    },
     spec: {
-      replicas: 1,
+      replicas: options.replicas ?? 1,
       // A connector on a ReadWriteOnce claim is replaced, not rolled: the old pod goes first.
       strategy: { type: 'Recreate' },
       selector: { matchLabels: { app: 'legacy-connector' } },
@@ -55,16 +67,65 @@ function legacyDeployment(volume: Record<string, unknown>): V1Deployment {
   };
 }
 
+/** A namespace whose default ServiceAccount exists (the ReplicaSet controller needs it for pods). */
+async function adoptionNamespace(prefix: string): Promise<string> {
+  const { kc } = cluster();
+  const namespace = await createTestNamespace(kc, prefix);
+  await eventually(
+    () => kc.makeApiClient(CoreV1Api).readNamespacedServiceAccount({ namespace, name: 'default' }),
+    { description: 'default ServiceAccount' },
+  );
+  return namespace;
+}
+
+/**
+ * The Deployment's replicas and generation. Every write of its spec (a scale through the scale
+ * subresource too) raises the generation, so an unchanged generation proves it was never scaled;
+ * managedFields cannot tell: a scale write leaves spec.replicas owned by no manager.
+ */
+async function deploymentFacts(namespace: string) {
+  const d = await cluster()
+    .kc.makeApiClient(AppsV1Api)
+    .readNamespacedDeployment({ namespace, name: 'legacy-connector' });
+  return { replicas: d.spec?.replicas, generation: d.metadata?.generation };
+}
+
+/**
+ * A namespace with the Deployment legacy-connector (3 replicas, emptyDir) and then the Connector
+ * "legacy" adopting it; returns the Deployment as created.
+ */
+async function adoption(
+  prefix: string,
+  deployment: { replicas?: number; adoptedBy?: string | null },
+  spec: Partial<Connector['spec']>,
+) {
+  const { kc } = cluster();
+  const namespace = await adoptionNamespace(prefix);
+  const apps = kc.makeApiClient(AppsV1Api);
+  const api = connectors(kc);
+  await apps.createNamespacedDeployment({
+    namespace,
+    body: legacyDeployment({ emptyDir: {} }, { replicas: 3, ...deployment }),
+  });
+  const created = await deploymentFacts(namespace);
+  await api.create(namespace, {
+    metadata: { name: 'legacy', namespace },
+    spec: {
+      connector: { org: 'acme', endpointId: 'ep-1', allowedNetworks: [] },
+      workloadRef: { kind: 'Deployment', name: 'legacy-connector' },
+      ...spec,
+    },
+  });
+  return { namespace, apps, api, created };
+}
+
 test.serial(
   'a workload created after its Connector, and a pod replaced onto other storage, reach the status by watch',
   async (t) => {
     const { kc } = cluster();
-    const namespace = await createTestNamespace(kc, 'adoptwatch');
+    const namespace = await adoptionNamespace('adoptwatch');
     const core = kc.makeApiClient(CoreV1Api);
     const apps = kc.makeApiClient(AppsV1Api);
-    await eventually(() => core.readNamespacedServiceAccount({ namespace, name: 'default' }), {
-      description: 'default ServiceAccount',
-    });
     const api = connectors(kc);
     // The Connector first: its first passes find no workload at all.
     await api.create(namespace, {
@@ -135,5 +196,163 @@ test.serial(
     });
     t.is(onClaim.status?.storage?.claimName, 'legacy-state');
     t.not(onClaim.status?.storage?.podName, firstPod);
+  },
+);
+
+test.serial(
+  'the reproduction: a Deployment that did not consent is not adopted: Stalled AdoptionNotConsented, still 3 replicas, no record, no token',
+  async (t) => {
+    const { kc } = cluster();
+    const { namespace, apps, api } = await adoption(
+      'noconsent',
+      { adoptedBy: null },
+      { recovery: { requestId: 'incident-1' } },
+    );
+
+    const stalled = await eventually(
+      () =>
+        api
+          .get(namespace, 'legacy')
+          .then((c) => (condition(c, 'Stalled')?.reason === 'AdoptionNotConsented' ? c : undefined)),
+      { description: 'Stalled AdoptionNotConsented' },
+    );
+    const message = condition(stalled, 'Stalled')?.message ?? '';
+    t.true(
+      message.includes(
+        `kubectl -n ${namespace} label deployment legacy-connector vaultpam.io/adopted-by=legacy`,
+      ),
+      message,
+    );
+    t.is(stalled.status?.recovery, undefined, 'no recovery started');
+    t.is(stalled.status?.storage?.podName, undefined, 'nothing about the workload is reported');
+    const event = await eventually(
+      async () => {
+        const events = await kc.makeApiClient(EventsV1Api).listNamespacedEvent({ namespace });
+        return events.items.find((e) => e.reason === 'AdoptionNotConsented');
+      },
+      { description: 'a Warning Event' },
+    );
+    t.is(event.type, 'Warning');
+
+    // Several passes later (blocked Connectors are looked at every 15 s; the watch wakes it too),
+    // still nothing: the Deployment untouched, no record, no token.
+    await apps.patchNamespacedDeployment(
+      { namespace, name: 'legacy-connector', body: { metadata: { annotations: { poke: 'x' } } } },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    );
+    const before = await deploymentFacts(namespace);
+    await new Promise((resolve) => setTimeout(resolve, 3_000));
+    t.deepEqual(await deploymentFacts(namespace), before);
+    t.is(before.replicas, 3);
+    t.like(await t.throwsAsync(env.admin.getConnector(`${namespace}.legacy`)), {
+      code: 'CONNECTOR_NOT_FOUND',
+    });
+    t.true(
+      await isGone(() =>
+        kc.makeApiClient(CoreV1Api).readNamespacedSecret({ namespace, name: 'legacy-enrollment-token' }),
+      ),
+      'no token Secret',
+    );
+  },
+);
+
+test.serial(
+  'with consent, a recovery of a connector that never paired fails before scaling, with the control plane reason; the Deployment was never scaled',
+  async (t) => {
+    const { kc } = cluster();
+    const { namespace, apps, api, created } = await adoption(
+      'neverpaired',
+      { adoptedBy: null },
+      { recovery: { requestId: 'incident-2' } },
+    );
+    await eventually(
+      () =>
+        api
+          .get(namespace, 'legacy')
+          .then((c) => condition(c, 'Stalled')?.reason === 'AdoptionNotConsented' || undefined),
+      { description: 'not adopted yet' },
+    );
+    // The workload's owner consents: the watch on it wakes the Connector.
+    await apps.patchNamespacedDeployment(
+      {
+        namespace,
+        name: 'legacy-connector',
+        body: { metadata: { labels: { 'vaultpam.io/adopted-by': 'legacy' } } },
+      },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    );
+    const failed = await eventually(
+      () => api.get(namespace, 'legacy').then((c) => (c.status?.recovery?.step === 'Failed' ? c : undefined)),
+      { description: 'the recovery ends Failed', ...WITHIN_WATCH },
+    );
+    t.is(
+      failed.status?.recovery?.reason,
+      'the control plane refused the recovery, so nothing was scaled: RECOVERY_NOT_NEEDED: a connector in state pending needs no recovery; mint a token instead',
+    );
+    t.is(condition(failed, 'Stalled')?.reason, 'RecoveryFailed');
+    t.is(failed.status?.recovery?.evidence?.replicasBefore, 3);
+    const after = await deploymentFacts(namespace);
+    t.is(after.replicas, 3);
+    t.is(after.generation, created.generation, 'the spec was never changed: never scaled');
+    // Not a recovery, but a first pairing: normal enrollment mints its token.
+    await eventually(
+      () => kc.makeApiClient(CoreV1Api).readNamespacedSecret({ namespace, name: 'legacy-enrollment-token' }),
+      { description: 'an enrollment token for the first pairing' },
+    );
+  },
+);
+
+test.serial(
+  'a recovery that fails after scaling down (its token expires) gives the adopted Deployment back its 3 replicas',
+  async (t) => {
+    const { kc } = cluster();
+    const { namespace, api, created } = await adoption('restore', {}, { enrollment: { tokenTTL: '5m' } });
+    // Pair once (the real agent, playing the pod with the operator's token), then go silent.
+    await eventually(
+      () => kc.makeApiClient(CoreV1Api).readNamespacedSecret({ namespace, name: 'legacy-enrollment-token' }),
+      { description: 'token' },
+    );
+    const pod = await env.runAgent(namespace, 'legacy');
+    await eventually(
+      () =>
+        api
+          .get(namespace, 'legacy')
+          .then((c) => (c.status?.phase === 'Online' && c.status.enrollment?.retired ? c : undefined)),
+      { description: 'paired and online' },
+    );
+    await pod.stop();
+    await eventually(
+      () => api.get(namespace, 'legacy').then((c) => c.status?.controlPlaneState === 'offline' || undefined),
+      { description: 'offline' },
+    );
+
+    await api.patchSpec(namespace, 'legacy', { spec: { recovery: { requestId: 'incident-3' } } });
+    const waiting = await eventually(
+      () =>
+        api
+          .get(namespace, 'legacy')
+          .then((c) => (c.status?.recovery?.step === 'AwaitingOnline' ? c : undefined)),
+      { description: 'scaled down, token minted, scaled up to pair', timeoutMs: 60_000 },
+    );
+    t.is(waiting.status?.recovery?.evidence?.replicasBefore, 3);
+    const paired = await deploymentFacts(namespace);
+    t.is(paired.replicas, 1, 'one replica to pair once');
+    t.true((paired.generation ?? 0) > (created.generation ?? 0), 'its spec was changed: scaled');
+
+    // Nobody pairs; the recovery token expires (a shifted clock for operator and control plane).
+    env.clock.offsetMs += 6 * 60_000;
+    t.teardown(() => {
+      env.clock.offsetMs -= 6 * 60_000;
+    });
+    const failed = await eventually(
+      () => api.get(namespace, 'legacy').then((c) => (c.status?.recovery?.step === 'Failed' ? c : undefined)),
+      { description: 'the recovery fails', timeoutMs: 30_000 },
+    );
+    t.regex(failed.status?.recovery?.reason ?? '', /recovery token expired/);
+    const restored = await eventually(
+      () => deploymentFacts(namespace).then((d) => (d.replicas === 3 ? d : undefined)),
+      { description: 'the 3 replicas it had' },
+    );
+    t.is(restored.replicas, 3);
   },
 );

@@ -293,6 +293,19 @@ test('admin routes answer 401 without or with a wrong credential', async (t) => 
   );
 });
 
+test('whoami proves an admin credential and writes nothing', async (t) => {
+  const h = await startHarness(t);
+  await h.admin.ensureConnector('ns.x', CONFIG);
+  const { cursor } = await h.admin.listConnectors();
+  const auditBefore = (await h.admin.audit({ limit: 1000 })).length;
+  t.deepEqual(await h.admin.whoami(), { ok: true });
+  const wrong = new ControlPlaneAdminClient({ url: h.cp.url, caPem: h.cp.caPem, credential: 'wrong' });
+  t.like(await t.throwsAsync(wrong.whoami()), { code: 'UNAUTHORIZED', httpStatus: 401, temporary: false });
+  wrong.close();
+  t.deepEqual((await h.admin.changes(cursor)).changes, [], 'no change');
+  t.is((await h.admin.audit({ limit: 1000 })).length, auditBefore, 'no audit entry');
+});
+
 test('configured admin credentials: any listed one works, nothing is written to the data dir', async (t) => {
   const h = await startHarness(t, {
     adminCredentials: ['first-credential-value', 'second-credential-value'],

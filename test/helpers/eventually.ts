@@ -45,3 +45,21 @@ export async function isGone(read: () => Promise<unknown>): Promise<boolean> {
     throw error;
   }
 }
+
+/**
+ * Calls `check`, which returns what is still wrong, until it returns nothing or `timeoutMs` passes,
+ * and returns what it returned last (for the assertion to show). For answers that settle a moment
+ * after a write, such as RBAC reaching the authorizer's cache or ClusterRole aggregation.
+ */
+export async function settled<T>(
+  check: () => Promise<T[]>,
+  options: { timeoutMs?: number; intervalMs?: number } = {},
+): Promise<T[]> {
+  const deadline = Date.now() + (options.timeoutMs ?? 15_000);
+  let remaining = await check();
+  while (remaining.length > 0 && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, options.intervalMs ?? 200));
+    remaining = await check();
+  }
+  return remaining;
+}

@@ -10,7 +10,13 @@ import {
   desiredConfigMap,
   desiredStatefulSet,
 } from '../../src/operator/reconcile/desired-objects.ts';
-import type { ClaimFacts, Observed, TokenSecretFacts } from '../../src/operator/reconcile/observed.ts';
+import type {
+  ClaimFacts,
+  Observed,
+  RecoveryCheck,
+  TokenSecretFacts,
+  WorkloadFacts,
+} from '../../src/operator/reconcile/observed.ts';
 
 export const UID = '1b4e28ba-2fa1-11d2-883f-0016d3cca427';
 export const CLAIM_UID = 'c1a1m-0000-0000-0000-000000000001';
@@ -161,6 +167,10 @@ export interface ObservedOptions {
   workloadReplicas?: number;
   noWorkload?: boolean;
   templateAnnotations?: Record<string, string>;
+  /** Overrides of the workload facts (an adopted workload: kind, name, consented, adoptedBy). */
+  workload?: Partial<WorkloadFacts>;
+  /** The control plane's dry-run answer for a recovery at step Checking. */
+  recoveryCheck?: RecoveryCheck;
 }
 
 export function observed(options: ObservedOptions = {}): Observed {
@@ -190,6 +200,7 @@ export function observed(options: ObservedOptions = {}): Observed {
           readyReplicas: 1,
           templateAnnotations: options.templateAnnotations ?? {},
           object: sts,
+          ...options.workload,
         },
     configMap,
     ...(options.tokenSecret ? { tokenSecret: options.tokenSecret } : { tokenSecret: undefined }),
@@ -204,5 +215,6 @@ export function observed(options: ObservedOptions = {}): Observed {
             }),
           }
         : { reachable: true, record: recordOption },
+    ...(options.recoveryCheck ? { recoveryCheck: options.recoveryCheck } : {}),
   };
 }

@@ -21,6 +21,7 @@ import {
 import type { Clock } from '../../src/lib/clock.ts';
 import { type Logger, silentLogger } from '../../src/lib/logger.ts';
 import { installCrds, installOperatorAccess } from '../../src/local-cluster/install.ts';
+import type { ControlPlaneResource, ControlPlaneSpec } from '../../src/operator/api/control-planes.ts';
 import type { Connector } from '../../src/operator/api/types.ts';
 import { type OperatorOptions, type RunningOperator, startOperator } from '../../src/operator/operator.ts';
 import type { ClusterContext } from './cluster.ts';
@@ -110,6 +111,7 @@ export async function startOperatorEnvironment(
           caPem: controlPlane.caPem,
           credentialSecret: { namespace: OPERATOR_NAMESPACE, name: CREDENTIAL_SECRET, key: 'credential' },
         },
+        clusterResourceNamespace: OPERATOR_NAMESPACE,
         connectorImage: 'vaultpam-connector:test',
         resyncMs: 60_000,
         backoff: { baseMs: 200, capMs: 2_000 },
@@ -175,4 +177,50 @@ export function connectors(kc: KubeConfig) {
         setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
       ),
   };
+}
+
+/** ControlPlane (namespace given) and ClusterControlPlane (namespace undefined) helpers for tests. */
+export function controlPlaneResources(kc: KubeConfig) {
+  const api = kc.makeApiClient(CustomObjectsApi);
+  const ref = (namespace: string | undefined) => ({
+    group: 'vaultpam.io',
+    version: 'v1alpha1',
+    plural: namespace === undefined ? 'clustercontrolplanes' : 'controlplanes',
+  });
+  const kind = (namespace: string | undefined) =>
+    namespace === undefined ? 'ClusterControlPlane' : 'ControlPlane';
+  return {
+    create: (namespace: string | undefined, name: string, spec: ControlPlaneSpec) => {
+      const body = { apiVersion: 'vaultpam.io/v1alpha1', kind: kind(namespace), metadata: { name }, spec };
+      return (
+        namespace === undefined
+          ? api.createClusterCustomObject({ ...ref(namespace), body })
+          : api.createNamespacedCustomObject({ ...ref(namespace), namespace, body })
+      ) as Promise<ControlPlaneResource>;
+    },
+    get: (namespace: string | undefined, name: string) =>
+      (namespace === undefined
+        ? api.getClusterCustomObject({ ...ref(namespace), name })
+        : api.getNamespacedCustomObject({
+            ...ref(namespace),
+            namespace,
+            name,
+          })) as Promise<ControlPlaneResource>,
+    /** A merge patch (spec changes, or an annotation that asks for a check now). */
+    patch: (namespace: string | undefined, name: string, body: object) => {
+      const headers = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
+      return namespace === undefined
+        ? api.patchClusterCustomObject({ ...ref(namespace), name, body }, headers)
+        : api.patchNamespacedCustomObject({ ...ref(namespace), namespace, name, body }, headers);
+    },
+    delete: (namespace: string | undefined, name: string) =>
+      namespace === undefined
+        ? api.deleteClusterCustomObject({ ...ref(namespace), name })
+        : api.deleteNamespacedCustomObject({ ...ref(namespace), namespace, name }),
+  };
+}
+
+/** The Ready condition of a control-plane resource, if written. */
+export function readyOf(object: ControlPlaneResource) {
+  return object.status?.conditions?.find((c) => c.type === 'Ready');
 }

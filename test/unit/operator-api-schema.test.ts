@@ -8,6 +8,8 @@ import test from 'ava';
 import { load } from 'js-yaml';
 import {
   API_VERSION,
+  CLUSTER_CONTROL_PLANE,
+  CONTROL_PLANE,
   CRD_NAME,
   GROUP,
   KIND,
@@ -16,15 +18,22 @@ import {
   VERSION,
 } from '../../src/operator/api/constants.ts';
 import {
+  type ControlPlaneResource,
+  defaultedControlPlaneSpec,
+} from '../../src/operator/api/control-planes.ts';
+import {
+  CONTROL_PLANE_CRD_PATHS,
   connectorSchema,
   type JsonSchema,
   loadConnectorCrd,
   loadConnectorCrdModel,
+  loadCrd,
 } from '../../src/operator/api/crd.ts';
 import {
   CONDITION_STATUSES,
   CONNECTOR_MODES,
   CONNECTOR_PHASES,
+  CONTROL_PLANE_REF_KINDS,
   type Connector,
   type ConnectorSpec,
   type ConnectorStatus,
@@ -92,6 +101,7 @@ const fullStatus: DeepRequired<ConnectorStatus> = {
       phaseAfter: 'Online',
       controlPlaneStateBefore: 'needs_recovery',
       controlPlaneStateAfter: 'online',
+      replicasBefore: 1,
       proof: 'endpoint.enrolled seq 12',
       auditEntries: [{ type: 'endpoint.enrolled', at, seq: 12 }],
       windowStart: at,
@@ -118,12 +128,11 @@ const fullStatus: DeepRequired<ConnectorStatus> = {
 };
 
 // Affinity is passed through untyped (x-kubernetes-preserve-unknown-fields), so it is not expanded.
-const fullSpec: DeepRequired<Omit<ConnectorSpec, 'affinity'>> & Pick<ConnectorSpec, 'affinity'> = {
-  controlPlane: {
-    url: 'https://vaultpam.example.com',
-    caConfigMapRef: { name: 'vaultpam-ca', key: 'ca.crt' },
-    credentialSecretRef: { name: 'vaultpam-admin', key: 'credential' },
-  },
+// spec.controlPlane is only a removed field's tombstone (passed through, refused by a rule).
+const fullSpec: DeepRequired<Omit<ConnectorSpec, 'affinity' | 'controlPlane'>> &
+  Pick<ConnectorSpec, 'affinity' | 'controlPlane'> = {
+  controlPlaneRef: { kind: 'ClusterControlPlane', name: 'vaultpam' },
+  controlPlane: {},
   connector: { id: 'dc1', org: 'acme', endpointId: 'ep-1', allowedNetworks: ['10.0.0.0/8'] },
   image: 'vaultpam-connector:0.1.0',
   imagePullPolicy: 'IfNotPresent',
@@ -248,6 +257,15 @@ function structuralErrors(value: unknown, schema: JsonSchema, path: string): str
   return errors;
 }
 
+/** The ControlPlane and ClusterControlPlane CRDs, in that order. */
+function controlPlaneCrds() {
+  return Promise.all(
+    [CONTROL_PLANE, CLUSTER_CONTROL_PLANE].map((names) =>
+      loadCrd(CONTROL_PLANE_CRD_PATHS[names.kind], names.crdName),
+    ),
+  );
+}
+
 async function schemas(): Promise<{ root: JsonSchema; spec: JsonSchema; status: JsonSchema }> {
   const root = connectorSchema(await loadConnectorCrd());
   const spec = root.properties?.spec;
@@ -335,6 +353,7 @@ test('the comparison notices a field the schema lacks and a field the type lacks
 test('the enumerations of the TypeScript types are the enumerations of the schema', async (t) => {
   const { spec, status } = await schemas();
   const pairs: Array<[readonly string[], JsonSchema]> = [
+    [CONTROL_PLANE_REF_KINDS, child(spec, 'controlPlaneRef', 'kind')],
     [IMAGE_PULL_POLICIES, child(spec, 'imagePullPolicy')],
     [RECOVERY_POLICIES, child(spec, 'recovery', 'policy')],
     [WORKLOAD_KINDS, child(spec, 'workloadRef', 'kind')],
@@ -403,15 +422,18 @@ test('every validation rule has a message that names the field and at least a do
   t.is(new Set(messages).size, messages.length, 'two rules share a message');
 });
 
-test('the CRD quotes each pattern the operator checks verbatim, and no other', async (t) => {
+test('the CRDs quote each pattern the operator checks verbatim, and no other', async (t) => {
   const { root } = await schemas();
-  const rules = walk(root, '').flatMap(([, schema]) =>
-    (schema['x-kubernetes-validations'] ?? []).flatMap((rule) => [rule.rule, rule.messageExpression ?? '']),
+  const roots = [root, ...(await controlPlaneCrds()).map(connectorSchema)];
+  const rules = roots.flatMap((schema) =>
+    walk(schema, '').flatMap(([, node]) =>
+      (node['x-kubernetes-validations'] ?? []).flatMap((rule) => [rule.rule, rule.messageExpression ?? '']),
+    ),
   );
   const quoted = new Set(rules.flatMap((rule) => [...rule.matchAll(/r'([^']*)'/g)].map((m) => m[1] ?? '')));
   const known = new Set<string>([...Object.values(PATTERNS), '\\s']);
   for (const [name, pattern] of Object.entries(PATTERNS))
-    t.true(quoted.has(pattern), `PATTERNS.${name} is not quoted in the CRD`);
+    t.true(quoted.has(pattern), `PATTERNS.${name} is not quoted in the CRDs`);
   t.deepEqual(
     [...quoted].filter((pattern) => !known.has(pattern)),
     [],
@@ -474,4 +496,112 @@ test('the client model of the CRD serializes back to the file, validation rules 
   const spec = connectorSchema(lossy).properties?.spec;
   t.is(spec?.['x-kubernetes-validations'], undefined);
   t.is(spec?.properties?.imagePullPolicy?.enum, undefined);
+});
+
+// ---- ControlPlane and ClusterControlPlane ----
+
+const CONTROL_PLANE_DOC = fileURLToPath(new URL('../../docs/control-planes.md', import.meta.url));
+
+const fullControlPlane: DeepRequired<Pick<ControlPlaneResource, 'spec' | 'status'>> = {
+  spec: {
+    url: 'https://vaultpam.example.com',
+    caConfigMapRef: { name: 'vaultpam-ca', key: 'ca.crt' },
+    credentialSecretRef: { name: 'vaultpam-admin', key: 'credential' },
+  },
+  status: {
+    observedGeneration: 2,
+    lastCheckTime: at,
+    conditions: [
+      {
+        type: 'Ready',
+        status: 'True',
+        observedGeneration: 2,
+        lastTransitionTime: at,
+        reason: 'Reachable',
+        message: 'ok',
+      },
+    ],
+  },
+};
+
+/** A schema without its descriptions: the two kinds differ only in where their Secret lives. */
+function withoutDescriptions(schema: unknown): unknown {
+  if (Array.isArray(schema)) return schema.map(withoutDescriptions);
+  if (schema === null || typeof schema !== 'object') return schema;
+  return Object.fromEntries(
+    Object.entries(schema)
+      .filter(([key]) => key !== 'description')
+      .map(([key, value]) => [key, withoutDescriptions(value)]),
+  );
+}
+
+test('the control-plane CRDs name their kinds as the constants do and print URL, Ready and Age', async (t) => {
+  const crds = await controlPlaneCrds();
+  for (const [crd, names, scope] of [
+    [crds[0], CONTROL_PLANE, 'Namespaced'],
+    [crds[1], CLUSTER_CONTROL_PLANE, 'Cluster'],
+  ] as const) {
+    t.is(crd?.metadata.name, names.crdName);
+    t.is(crd?.spec.group, GROUP);
+    t.is(crd?.spec.scope, scope);
+    t.like(crd?.spec.names, { kind: names.kind, plural: names.plural, singular: names.singular });
+    t.deepEqual(crd?.spec.names.shortNames, [...names.shortNames]);
+    const version = crd?.spec.versions[0];
+    t.is(version?.name, VERSION);
+    t.deepEqual(version?.subresources, { status: {} });
+    t.deepEqual(
+      version?.additionalPrinterColumns?.filter((c) => !c.priority).map((c) => [c.name, c.jsonPath]),
+      [
+        ['URL', '.spec.url'],
+        ['Ready', '.status.conditions[?(@.type=="Ready")].status'],
+        ['Age', '.metadata.creationTimestamp'],
+      ],
+    );
+  }
+});
+
+test('ControlPlane and ClusterControlPlane share one schema, which is the TypeScript type', async (t) => {
+  const [namespaced, cluster] = (await controlPlaneCrds()).map(connectorSchema);
+  t.deepEqual(withoutDescriptions(namespaced), withoutDescriptions(cluster));
+  const root = namespaced as JsonSchema;
+  const child = (name: string) => root.properties?.[name] as JsonSchema;
+  t.deepEqual(fieldMismatches(fullControlPlane.spec, child('spec'), 'spec'), []);
+  t.deepEqual(fieldMismatches(fullControlPlane.status, child('status'), 'status'), []);
+  t.deepEqual(structuralErrors(fullControlPlane, root, ''), []);
+  t.deepEqual(structuralErrors({ spec: { url: 'https://x' } }, root, ''), [
+    '.spec.credentialSecretRef: required',
+  ]);
+  const undocumented = [...walk(child('spec'), 'spec'), ...walk(child('status'), 'status')]
+    .filter(([path]) => !path.endsWith('[]') && !path.startsWith('status.conditions['))
+    .filter(([, schema]) => !schema.description)
+    .map(([path]) => path);
+  t.deepEqual(undocumented, [], 'kubectl explain has a description for every field');
+  for (const [path, schema] of walk(child('spec'), 'spec'))
+    if (schema.type === 'string') t.not(schema.maxLength, undefined, `${path}: maxLength`);
+});
+
+test('every control-plane validation rule names its field and docs/control-planes.md quotes it', async (t) => {
+  const doc = await readFile(CONTROL_PLANE_DOC, 'utf8');
+  const messages = walk(connectorSchema((await controlPlaneCrds())[0] as never), '').flatMap(([, schema]) =>
+    (schema['x-kubernetes-validations'] ?? []).map((rule) => rule.message ?? ''),
+  );
+  t.is(messages.length, 5);
+  for (const message of messages) {
+    t.regex(message, /^spec\./);
+    t.true(doc.includes(message), message);
+  }
+});
+
+test('the control-plane samples are structurally valid and default cleanly', async (t) => {
+  const [namespaced, cluster] = (await controlPlaneCrds()).map(connectorSchema);
+  for (const [file, schema] of [
+    ['controlplane.yaml', namespaced],
+    ['clustercontrolplane.yaml', cluster],
+  ] as const) {
+    const sample = load(
+      await readFile(fileURLToPath(new URL(`../../manifests/samples/${file}`, import.meta.url)), 'utf8'),
+    ) as ControlPlaneResource;
+    t.deepEqual(structuralErrors(sample, schema as JsonSchema, ''), [], file);
+    t.like(defaultedControlPlaneSpec(sample.spec), { credentialSecretRef: { key: 'credential' } }, file);
+  }
 });

@@ -79,11 +79,7 @@ test('defaultedSpec applies every default to a minimal spec', (t) => {
 test('defaultedSpec keeps what the spec sets and fills in reference keys', (t) => {
   const spec = defaultedSpec(
     connector({
-      controlPlane: {
-        url: 'https://cp.example.com',
-        caConfigMapRef: { name: 'ca' },
-        credentialSecretRef: { name: 'admin', key: 'token' },
-      },
+      controlPlaneRef: { name: 'prod' },
       connector: { id: 'custom', org: 'acme', endpointId: 'ep-1', allowedNetworks: ['10.0.0.0/8'] },
       image: 'vaultpam-connector:1',
       imagePullPolicy: 'Always',
@@ -93,11 +89,7 @@ test('defaultedSpec keeps what the spec sets and fills in reference keys', (t) =
       paused: true,
     }),
   );
-  t.deepEqual(spec.controlPlane, {
-    url: 'https://cp.example.com',
-    caConfigMapRef: { name: 'ca', key: 'ca.crt' },
-    credentialSecretRef: { name: 'admin', key: 'token' },
-  });
+  t.deepEqual(spec.controlPlaneRef, { kind: 'ControlPlane', name: 'prod' }, 'kind defaults to ControlPlane');
   t.is(spec.connector.id, 'custom');
   t.deepEqual(spec.connector.allowedNetworks, ['10.0.0.0/8']);
   t.is(spec.image, 'vaultpam-connector:1');
@@ -168,7 +160,7 @@ test('defaultedSpec accepts each checked field at the edge Kubernetes allows', (
   const edges: Array<Partial<ConnectorSpec>> = [
     // 253 UTF-16 code units, as the control plane counts; any characters.
     { connector: { org: `${'o'.repeat(251)}😀`, endpointId: 'dc1 linux fleet / ünïcode' } },
-    { controlPlane: { url: 'https://cp', credentialSecretRef: { name: 'a.b-c', key: '.credential_1' } } },
+    { controlPlaneRef: { kind: 'ClusterControlPlane', name: `a.b-c.${'d'.repeat(247)}` } },
     { image: `registry.example.com:5000/vaultpam/connector_agent:1.2.3@sha256:${'a'.repeat(64)}` },
     { imagePullSecrets: [{ name: 'registry-pull.v1' }] },
     { resources: { requests: { cpu: '50m', memory: 67108864 }, limits: { cpu: 1, 'example.com/gpu': '1' } } },
@@ -197,23 +189,11 @@ test('defaultedSpec refuses what the CRD syntax rules refuse, naming the field',
       'spec.connector.endpointId: is longer than',
     ],
     [{ connector: { org: '😀'.repeat(127), endpointId: 'ep' } }, 'spec.connector.org: is longer than'],
+    [{ controlPlaneRef: { name: 'Prod_CP' } }, 'spec.controlPlaneRef.name: "Prod_CP" is not a DNS subdomain'],
+    // A Connector stored before spec.controlPlane was removed is refused by name, never used.
     [
-      { controlPlane: { url: 'https://x', credentialSecretRef: { name: 'Admin' } } },
-      'spec.controlPlane.credentialSecretRef.name: "Admin" is not a DNS subdomain',
-    ],
-    [
-      { controlPlane: { url: 'https://x', credentialSecretRef: { name: 'a', key: '..x' } } },
-      'spec.controlPlane.credentialSecretRef.key: "..x" is not a ConfigMap or Secret key',
-    ],
-    [
-      {
-        controlPlane: {
-          url: 'https://x',
-          caConfigMapRef: { name: 'ca', key: 'a/b' },
-          credentialSecretRef: { name: 'a' },
-        },
-      },
-      'spec.controlPlane.caConfigMapRef.key: "a/b"',
+      { controlPlane: { url: 'https://x', credentialSecretRef: { name: 'app-db', key: 'password' } } },
+      'spec.controlPlane: this field was removed: a Connector no longer carries a URL or credential; ask an admin for a ControlPlane in this namespace or a ClusterControlPlane and set spec.controlPlaneRef',
     ],
     [{ image: 'vaultpam connector:1' }, 'spec.image: "vaultpam connector:1" contains whitespace'],
     [{ image: 'Vaultpam/Connector:1' }, 'spec.image: "Vaultpam/Connector:1" is not an image reference'],

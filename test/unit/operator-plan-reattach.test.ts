@@ -228,7 +228,12 @@ test('a recovery of the refused identity revokes and mints without beginRecovery
   let r = step({ pods: [refusedPod()], tokenSecret: tokenSecret() });
   t.is(r.status.recovery?.step, 'Requested');
   t.deepEqual(r.controlPlane, [], 'no enrollment decisions while a recovery runs');
-  t.is(step({ pods: [refusedPod()] }).status.recovery?.step, 'ScalingDown');
+  t.is(step({ pods: [refusedPod()] }).status.recovery?.step, 'Checking');
+  // The control plane's dry run would answer RECOVERY_NOT_NEEDED for the pending record, and this
+  // recovery asks it to begin nothing: the agent's refusal is the precondition, so no dry run.
+  r = step({ pods: [refusedPod()] });
+  t.is(r.status.recovery?.step, 'ScalingDown');
+  t.regex(r.events.find((e) => e.reason === 'RecoveryStep')?.message ?? '', /no dry run/);
   t.is(step({ pods: [], workloadReplicas: 0 }).status.recovery?.step, 'StorageReady');
   t.is(step({ pods: [], workloadReplicas: 0 }).status.recovery?.step, 'TokensRevoked');
   // The pod is gone, so the refusal is known from the evidence recorded when it was requested.

@@ -359,6 +359,11 @@ test('guided recovery walks every step, each recorded before it is taken, and mi
 
   t.is(step({}).status.recovery?.step, 'Requested');
   let r = step({});
+  t.is(r.status.recovery?.step, 'Checking');
+  t.is(r.statefulSet?.spec?.replicas, 1, 'nothing is scaled before the control plane is asked');
+  r = step({});
+  t.is(r.status.recovery?.step, 'Checking', 'waits for the dry run');
+  r = step({ recoveryCheck: { requestId: 'r1', allowed: true } });
   t.is(r.status.recovery?.step, 'ScalingDown');
   r = step({});
   t.is(r.statefulSet?.spec?.replicas, 0, 'scaling down');
@@ -557,12 +562,20 @@ test('an adopted workload is scaled through its scale subresource during a recov
   const status: ConnectorStatus = {
     recovery: { requestId: 'r5', step: 'ScalingDown', attempts: 1, startedAt: '2026-01-01T00:00:00Z' },
   };
+  const adopted = { kind: 'Deployment' as const, name: 'legacy', consented: true, adoptedBy: 'edge' };
   const result = plan(
-    observed({ connector: connector({ spec, status }), record: record({ state: 'needs_recovery' }) }),
+    observed({
+      connector: connector({ spec, status }),
+      record: record({ state: 'needs_recovery' }),
+      workload: adopted,
+    }),
     NOW,
   );
   t.deepEqual(result.scaleAdopted, { kind: 'Deployment', name: 'legacy', replicas: 0 });
   t.is(result.statefulSet, undefined, 'the operator builds no workload of its own');
-  const idle = plan(observed({ connector: connector({ spec: { workloadRef: spec.workloadRef } }) }), NOW);
+  const idle = plan(
+    observed({ connector: connector({ spec: { workloadRef: spec.workloadRef } }), workload: adopted }),
+    NOW,
+  );
   t.is(idle.scaleAdopted, undefined, 'outside a recovery the adopted workload is left alone');
 });

@@ -136,6 +136,11 @@ const SCENARIOS: Record<string, () => ConnectorStatus> = {
       noWorkload: true,
       connector: connectorOf(undefined, { workloadRef: { kind: 'Deployment', name: 'gone' } }),
     }),
+  'Stalled/AdoptionNotConsented': () =>
+    planned({
+      connector: connectorOf(undefined, { workloadRef: { kind: 'Deployment', name: 'legacy' } }),
+      workload: { kind: 'Deployment', name: 'legacy', consented: false },
+    }),
   'Stalled/OwnershipConflict': () =>
     plan({ ...observed({}), foreign: [{ kind: 'ConfigMap', name: 'edge-config' }] }, NOW).status,
   'Stalled/StorageExpansionUnsupported': () => grownClaim(false),

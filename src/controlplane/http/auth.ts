@@ -50,7 +50,9 @@ export class AdminAuth {
 }
 
 // The wording the enrollment troubleshooting guide teaches people to look for, by OpenSSL verify code.
-const UNKNOWN_AUTHORITY = new Set([
+// (The operator reads the same codes as "this CA does not vouch for the server" when it checks a
+// ControlPlane.)
+export const UNKNOWN_AUTHORITY: ReadonlySet<string> = new Set([
   'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
   'UNABLE_TO_GET_ISSUER_CERT',
   'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',

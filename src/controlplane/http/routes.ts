@@ -13,6 +13,7 @@ import {
   invalid,
   optionalInteger,
   optionalString,
+  queryBoolean,
   queryInteger,
   queryString,
   queryTime,
@@ -112,6 +113,14 @@ export const ROUTES: readonly RouteDefinition[] = [
     }),
   },
   {
+    // The cheapest proof that a credential is an admin credential: the operator checks each of its
+    // ControlPlane resources with it. Reads and writes nothing; authentication is the whole answer.
+    method: 'GET',
+    path: '/v1/admin/whoami',
+    auth: 'admin',
+    handler: () => ({ status: 200, body: { ok: true } }),
+  },
+  {
     method: 'GET',
     path: '/v1/connectors',
     auth: 'admin',
@@ -195,10 +204,12 @@ export const ROUTES: readonly RouteDefinition[] = [
       const connectorId = connectorIdParam(context);
       const body = await jsonBody(context);
       const requestId = requireString(body, 'requestId', { max: 256 });
-      return {
-        status: 200,
-        body: context.service.beginRecovery(connectorId, requestId, ownerUidQuery(context)),
-      };
+      const ownerUid = ownerUidQuery(context);
+      // ?dryRun=true: the same validation and refusals, nothing written (service.checkRecovery).
+      const answer = queryBoolean(context.query, 'dryRun')
+        ? context.service.checkRecovery(connectorId, requestId, ownerUid)
+        : context.service.beginRecovery(connectorId, requestId, ownerUid);
+      return { status: 200, body: answer };
     },
   },
   {

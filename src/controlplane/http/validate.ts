@@ -84,6 +84,14 @@ export function queryInteger(
   return value;
 }
 
+/** Boolean query parameter: `true` or `false`; absent (or empty) is false. */
+export function queryBoolean(params: URLSearchParams, name: string): boolean {
+  const raw = params.get(name);
+  if (raw === null || raw === '' || raw === 'false') return false;
+  if (raw === 'true') return true;
+  throw invalid(name, 'must be true or false');
+}
+
 /** String query parameter of 1..max characters, or undefined when absent. */
 export function queryString(params: URLSearchParams, name: string, max: number): string | undefined {
   const raw = params.get(name);

@@ -12,6 +12,28 @@ export const CRD_NAME = `${PLURAL}.${GROUP}`;
 export const SHORT_NAMES = ['conn', 'vpconn'] as const;
 export const CATEGORIES = ['vaultpam'] as const;
 
+/**
+ * The admin-defined control-plane resources a Connector names in spec.controlPlaneRef (cert-manager's
+ * Issuer / ClusterIssuer split): a namespaced ControlPlane serves Connectors of its own namespace,
+ * a ClusterControlPlane serves every namespace and keeps its Secret in the operator's namespace.
+ */
+export const CONTROL_PLANE = {
+  kind: 'ControlPlane',
+  listKind: 'ControlPlaneList',
+  plural: 'controlplanes',
+  singular: 'controlplane',
+  crdName: `controlplanes.${GROUP}`,
+  shortNames: ['vpcp'],
+} as const;
+export const CLUSTER_CONTROL_PLANE = {
+  kind: 'ClusterControlPlane',
+  listKind: 'ClusterControlPlaneList',
+  plural: 'clustercontrolplanes',
+  singular: 'clustercontrolplane',
+  crdName: `clustercontrolplanes.${GROUP}`,
+  shortNames: ['vpccp'],
+} as const;
+
 /** The one field manager for every server-side apply the operator makes. */
 export const FIELD_MANAGER = 'vaultpam-connector-operator';
 export const OPERATOR_NAME = 'vaultpam-connector-operator';
@@ -55,6 +77,13 @@ export const ANNOTATIONS = {
   /** Recovery request a restart was made for, so a restarted operator does not restart twice. */
   restartedFor: 'vaultpam.io/restarted-for',
 } as const;
+
+/**
+ * The label by which a workload consents to adoption: `vaultpam.io/adopted-by: <Connector name>` on
+ * the StatefulSet or Deployment that spec.workloadRef names. A label, so only someone who may edit
+ * the workload can give it (reconcile/adoption-consent.ts).
+ */
+export const ADOPTED_BY_LABEL = 'vaultpam.io/adopted-by';
 
 /** Labels the operator owns on pods; spec.podLabels may not set them (enforced by the CRD too). */
 export const RESERVED_POD_LABEL_KEYS: readonly string[] = [

@@ -1,15 +1,19 @@
-// Loads the Connector CRD shipped in crds/, so the operator (which may install it) and the tests
-// read the one file that kubectl applies, never a copy.
+// Loads the CRDs shipped in crds/ (Connector, ControlPlane, ClusterControlPlane), so the operator
+// (which may install them) and the tests read the one file that kubectl applies, never a copy.
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { loadYaml, type V1CustomResourceDefinition } from '@kubernetes/client-node';
 import { load } from 'js-yaml';
 import { CodedError } from '../../lib/errors.ts';
-import { CRD_NAME, VERSION } from './constants.ts';
+import { CLUSTER_CONTROL_PLANE, CONTROL_PLANE, CRD_NAME, VERSION } from './constants.ts';
 
-export const CONNECTOR_CRD_PATH = fileURLToPath(
-  new URL('../../../crds/connectors.vaultpam.io.yaml', import.meta.url),
-);
+const crdPath = (name: string) => fileURLToPath(new URL(`../../../crds/${name}.yaml`, import.meta.url));
+export const CONNECTOR_CRD_PATH = crdPath(CRD_NAME);
+/** The two control-plane CRDs, by the kind each defines. */
+export const CONTROL_PLANE_CRD_PATHS = {
+  [CONTROL_PLANE.kind]: crdPath(CONTROL_PLANE.crdName),
+  [CLUSTER_CONTROL_PLANE.kind]: crdPath(CLUSTER_CONTROL_PLANE.crdName),
+} as const;
 
 /** The parts of an OpenAPI v3 schema (structural, as Kubernetes accepts it) the project reads. */
 export interface JsonSchema {
@@ -68,20 +72,25 @@ export interface CustomResourceDefinition {
   };
 }
 
-export async function loadConnectorCrd(path: string = CONNECTOR_CRD_PATH): Promise<CustomResourceDefinition> {
+/** The CustomResourceDefinition in `path`, which must be the one named `name`. */
+export async function loadCrd(path: string, name: string): Promise<CustomResourceDefinition> {
   const text = await readFile(path, 'utf8');
   const crd = load(text) as CustomResourceDefinition | null;
-  if (crd?.kind !== 'CustomResourceDefinition' || crd.metadata?.name !== CRD_NAME) {
-    throw new CodedError('CRD_INVALID', `${path}: expected the CustomResourceDefinition ${CRD_NAME}`);
+  if (crd?.kind !== 'CustomResourceDefinition' || crd.metadata?.name !== name) {
+    throw new CodedError('CRD_INVALID', `${path}: expected the CustomResourceDefinition ${name}`);
   }
   return crd;
 }
 
-/** The openAPIV3Schema of the served version. */
+export function loadConnectorCrd(path: string = CONNECTOR_CRD_PATH): Promise<CustomResourceDefinition> {
+  return loadCrd(path, CRD_NAME);
+}
+
+/** The openAPIV3Schema of the served version (of any of the project's CRDs). */
 export function connectorSchema(crd: CustomResourceDefinition): JsonSchema {
   const version = crd.spec.versions.find((v) => v.name === VERSION);
   if (version === undefined) {
-    throw new CodedError('CRD_INVALID', `${CRD_NAME} has no version ${VERSION}`);
+    throw new CodedError('CRD_INVALID', `${crd.metadata.name} has no version ${VERSION}`);
   }
   return version.schema.openAPIV3Schema;
 }

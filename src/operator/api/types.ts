@@ -6,8 +6,6 @@ import { CodedError } from '../../lib/errors.ts';
 import {
   type API_VERSION,
   CONNECTOR_ID_PATTERN,
-  DEFAULT_CA_KEY,
-  DEFAULT_CREDENTIAL_KEY,
   DEFAULT_IMAGE_PULL_POLICY,
   DEFAULT_STORAGE_SIZE,
   DEFAULT_TOKEN_TTL,
@@ -52,6 +50,7 @@ export const STORAGE_SOURCES = [
 export type StorageSource = (typeof STORAGE_SOURCES)[number];
 export const RECOVERY_STEPS = [
   'Requested',
+  'Checking',
   'ScalingDown',
   'StorageReady',
   'TokensRevoked',
@@ -84,10 +83,18 @@ export interface SecretKeyRef {
   key?: string;
 }
 
+export const CONTROL_PLANE_REF_KINDS = ['ControlPlane', 'ClusterControlPlane'] as const;
+export type ControlPlaneRefKind = (typeof CONTROL_PLANE_REF_KINDS)[number];
+
+/**
+ * The control plane a Connector pairs with: an admin-defined ControlPlane in the Connector's own
+ * namespace or a ClusterControlPlane. The Connector names it only; URL, CA and credential live in
+ * that resource, so whoever writes Connectors cannot point the operator's credential anywhere.
+ */
 export interface ControlPlaneRef {
-  url: string;
-  caConfigMapRef?: ConfigMapKeyRef;
-  credentialSecretRef: SecretKeyRef;
+  /** Defaults to ControlPlane. */
+  kind?: ControlPlaneRefKind;
+  name: string;
 }
 
 export interface ConnectorConfig {
@@ -143,7 +150,12 @@ export interface WorkloadRef {
 }
 
 export interface ConnectorSpec {
-  controlPlane?: ControlPlaneRef;
+  controlPlaneRef?: ControlPlaneRef;
+  /**
+   * Removed: a Connector no longer carries a URL or a credential reference. The CRD refuses it; it
+   * is typed only so that an object stored before the removal is recognised and refused by name.
+   */
+  controlPlane?: Record<string, unknown>;
   connector: ConnectorConfig;
   image?: string;
   imagePullPolicy?: ImagePullPolicy;
@@ -202,6 +214,12 @@ export interface RecoveryEvidence {
   phaseAfter?: string;
   controlPlaneStateBefore?: string;
   controlPlaneStateAfter?: string;
+  /**
+   * Replicas the workload had before the recovery scaled it down, recorded with the request: a
+   * recovery that fails or is abandoned after scaling down scales it back to this many (the
+   * operator's own StatefulSet to its one replica).
+   */
+  replicasBefore?: number;
   /** The log line or audit entry that proves the reconnect. */
   proof?: string;
   auditEntries?: AuditEntryRef[];
@@ -283,10 +301,8 @@ export type StoragePlan =
 export interface DefaultedSpec {
   namespace: string;
   name: string;
-  controlPlane?: Required<Pick<ControlPlaneRef, 'url'>> & {
-    caConfigMapRef?: Required<ConfigMapKeyRef>;
-    credentialSecretRef: Required<SecretKeyRef>;
-  };
+  /** Absent: the operator's default control plane (its --control-plane-url flags). */
+  controlPlaneRef?: Required<ControlPlaneRef>;
   connector: Required<Omit<ConnectorConfig, 'allowedNetworks'>> & { allowedNetworks: string[] };
   image?: string;
   imagePullPolicy: ImagePullPolicy;
@@ -359,21 +375,11 @@ export function defaultedSpec(connector: Pick<Connector, 'metadata' | 'spec'>): 
   if (spec.recovery?.requestId !== undefined) result.recovery.requestId = spec.recovery.requestId;
   if (spec.image !== undefined) result.image = spec.image;
   if (spec.workloadRef !== undefined) result.workloadRef = { ...spec.workloadRef };
-  if (spec.controlPlane !== undefined) {
-    const cp = spec.controlPlane;
-    result.controlPlane = {
-      url: cp.url,
-      credentialSecretRef: {
-        name: cp.credentialSecretRef.name,
-        key: cp.credentialSecretRef.key ?? DEFAULT_CREDENTIAL_KEY,
-      },
+  if (spec.controlPlaneRef !== undefined) {
+    result.controlPlaneRef = {
+      kind: spec.controlPlaneRef.kind ?? 'ControlPlane',
+      name: spec.controlPlaneRef.name,
     };
-    if (cp.caConfigMapRef !== undefined) {
-      result.controlPlane.caConfigMapRef = {
-        name: cp.caConfigMapRef.name,
-        key: cp.caConfigMapRef.key ?? DEFAULT_CA_KEY,
-      };
-    }
   }
   return result;
 }

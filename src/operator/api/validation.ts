@@ -6,7 +6,7 @@
 // admission refuses when an object was stored before a rule existed.
 import { Buffer } from 'node:buffer';
 import { MAX_CONNECTOR_NAME_LENGTH } from './constants.ts';
-import type { ConnectorSpec, Quantity } from './types.ts';
+import type { ConfigMapKeyRef, ConnectorSpec, Quantity, SecretKeyRef } from './types.ts';
 
 const DNS_LABEL_PART = '[a-z0-9]([-a-z0-9]*[a-z0-9])?';
 const SUBDOMAIN = `${DNS_LABEL_PART}(\\.${DNS_LABEL_PART})*`;
@@ -274,6 +274,41 @@ function controlPlaneLengthProblem(field: string, value: string): SpecProblem | 
     : undefined;
 }
 
+/** Why spec.controlPlane is refused, in the operator's words (the CRD's message says the same). */
+export const CONTROL_PLANE_REMOVED =
+  'this field was removed: a Connector no longer carries a URL or credential; ask an admin for a ControlPlane in this namespace or a ClusterControlPlane and set spec.controlPlaneRef';
+
+/**
+ * An absolute https URL with a host, as the CRD's `isURL(self) && url(self).getScheme() == 'https'
+ * && url(self).getHostname() != ''` reads it: the admin credential and enrollment tokens travel over it.
+ */
+export function isHttpsUrl(text: string): boolean {
+  try {
+    const url = new URL(text);
+    return url.protocol === 'https:' && url.hostname !== '';
+  } catch {
+    return false;
+  }
+}
+
+/** The first problem the CRD of a ControlPlane or ClusterControlPlane would report for its spec. */
+export function controlPlaneSpecProblem(spec: {
+  url?: unknown;
+  caConfigMapRef?: ConfigMapKeyRef;
+  credentialSecretRef?: SecretKeyRef;
+}): SpecProblem | undefined {
+  if (typeof spec.url !== 'string' || !isHttpsUrl(spec.url))
+    return ['spec.url', 'is not an absolute https:// URL such as https://vaultpam.example.com'];
+  if (spec.credentialSecretRef?.name === undefined)
+    return ['spec.credentialSecretRef.name', 'is required: the Secret with the admin credential'];
+  return (
+    nameProblem('spec.credentialSecretRef.name', spec.credentialSecretRef.name) ??
+    keyProblem('spec.credentialSecretRef.key', spec.credentialSecretRef.key) ??
+    nameProblem('spec.caConfigMapRef.name', spec.caConfigMapRef?.name) ??
+    keyProblem('spec.caConfigMapRef.key', spec.caConfigMapRef?.key)
+  );
+}
+
 /**
  * The first problem the CRD's syntax rules would report for this Connector, or undefined: its name,
  * what it sends the control plane, the names and keys it refers to, the pod's labels, annotations,
@@ -291,10 +326,9 @@ export function specProblem(name: string, spec: ConnectorSpec): SpecProblem | un
         : undefined,
     () => controlPlaneLengthProblem('spec.connector.org', spec.connector.org),
     () => controlPlaneLengthProblem('spec.connector.endpointId', spec.connector.endpointId),
-    () => nameProblem('spec.controlPlane.caConfigMapRef.name', controlPlane?.caConfigMapRef?.name),
-    () => keyProblem('spec.controlPlane.caConfigMapRef.key', controlPlane?.caConfigMapRef?.key),
-    () => nameProblem('spec.controlPlane.credentialSecretRef.name', controlPlane?.credentialSecretRef.name),
-    () => keyProblem('spec.controlPlane.credentialSecretRef.key', controlPlane?.credentialSecretRef.key),
+    // Stored before the field was removed (the CRD refuses it now): never used, refused by name.
+    () => (controlPlane === undefined ? undefined : ['spec.controlPlane', CONTROL_PLANE_REMOVED]),
+    () => nameProblem('spec.controlPlaneRef.name', spec.controlPlaneRef?.name),
     () => imageProblem(spec.image),
     ...(spec.imagePullSecrets ?? []).map(
       (secret, index) => () => nameProblem(`spec.imagePullSecrets[${index}].name`, secret.name),

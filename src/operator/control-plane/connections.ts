@@ -1,11 +1,10 @@
 // The control planes the operator talks to: its own default (from flags, credential from a Secret
-// that is reloaded when it changes) and any a Connector names in spec.controlPlane (CA from a
-// ConfigMap, credential from a Secret in the Connector's namespace). Each distinct (URL, CA,
-// credential) gets one client and one change-stream follower, shared by every Connector that uses it.
-// A Connector's own connection is closed once no Connector uses it any more (the Connector was
-// deleted, moved to another control plane, or its credential was rotated), so a stale credential
-// does not keep long-polling the change stream.
-import { createHash } from 'node:crypto';
+// that is reloaded when it changes) and one per ControlPlane or ClusterControlPlane resource that a
+// Connector uses. Connections are keyed by that resource, not by Connector: every Connector of one
+// control plane shares its one client and change-stream follower, so 10,000 Connectors on one
+// ClusterControlPlane make one long-poll, not 10,000. A connection is replaced when its resource's
+// URL or CA changes and closed when the resource goes; a changed credential needs neither, since
+// the credential is read afresh on every call (the client is rebuilt when it differs).
 import { ControlPlaneAdminClient } from '../../controlplane/admin-client.ts';
 import type { Logger } from '../../lib/logger.ts';
 import { ControlPlaneFollower } from './follower.ts';
@@ -24,8 +23,6 @@ export interface ConnectionSettings {
   /** Current credential; a function so a reloaded Secret takes effect on the next call. */
   credential: () => string | undefined;
 }
-
-const digest = (text: string) => createHash('sha256').update(text).digest('hex').slice(0, 16);
 
 class Connection implements ControlPlaneConnection {
   readonly key: string;
@@ -75,8 +72,6 @@ export class ControlPlaneConnections {
   private readonly logger: Logger;
   private readonly onChange: (connectionKey: string, connectorId: string) => void;
   private readonly byKey = new Map<string, Connection>();
-  /** Which connection each Connector (namespace/name) uses, for those that name their own. */
-  private readonly users = new Map<string, string>();
   private running = false;
 
   constructor(options: { logger: Logger; onChange: (connectionKey: string, connectorId: string) => void }) {
@@ -90,41 +85,27 @@ export class ControlPlaneConnections {
   }
 
   /**
-   * A control plane the Connector `user` (namespace/name) names: keyed by URL, CA and credential, so
-   * equal settings share one. The connection it used before, if different, is closed when unused.
+   * The connection of control-plane resource `key` (e.g. `ControlPlane/team-a/prod`), shared by every
+   * Connector that names it. A connection made for another URL or CA is closed and replaced.
    */
-  forSettings(user: string, url: string, caPem: string, credential: string): ControlPlaneConnection {
-    const key = `${url}|${digest(caPem)}|${digest(credential)}`;
-    const connection = this.obtain(key, { url, caPem, credential: () => credential });
-    const before = this.users.get(user);
-    this.users.set(user, key);
-    if (before !== undefined && before !== key) this.closeIfUnused(before);
-    return connection;
+  forResource(key: string, settings: ConnectionSettings): ControlPlaneConnection {
+    const current = this.byKey.get(key);
+    if (current && (current.url !== settings.url || current.caPem !== settings.caPem)) this.close(key);
+    return this.obtain(key, settings);
   }
 
-  /** The Connector `user` no longer names a control plane of its own (deleted, or uses the default). */
-  release(user: string): void {
-    const before = this.users.get(user);
-    if (before === undefined) return;
-    this.users.delete(user);
-    this.closeIfUnused(before);
+  /** The resource went away (or can no longer be used): its client and follower stop. */
+  close(key: string): void {
+    const connection = this.byKey.get(key);
+    if (!connection) return;
+    connection.close();
+    this.byKey.delete(key);
+    this.logger.debug({ controlPlane: key }, 'closed a control-plane connection');
   }
 
   /** Connections open now (the default included), for tests and metrics. */
   size(): number {
     return this.byKey.size;
-  }
-
-  private closeIfUnused(key: string): void {
-    for (const used of this.users.values()) if (used === key) return;
-    const connection = this.byKey.get(key);
-    if (!connection) return;
-    connection.close();
-    this.byKey.delete(key);
-    this.logger.debug(
-      { controlPlane: connection.url },
-      'closed a control-plane connection no Connector uses',
-    );
   }
 
   get(key: string): ControlPlaneConnection | undefined {
@@ -137,6 +118,7 @@ export class ControlPlaneConnections {
     for (const connection of this.byKey.values()) connection.follower.start();
   }
 
+  /** Stops following; connections stay known (a new leader starts them again). */
   stop(): void {
     this.running = false;
     for (const connection of this.byKey.values()) connection.close();

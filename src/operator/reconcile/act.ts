@@ -117,7 +117,11 @@ export async function act(
     );
   }
   if (plan.scaleAdopted) {
-    await ctx.scale(plan.scaleAdopted.kind, namespace, plan.scaleAdopted.name, plan.scaleAdopted.replicas);
+    // Last, after every other effect of the pass: the plan asks for it only for a workload that
+    // consented to adoption, and only during a recovery (down, up to pair, back to what it had).
+    const { kind, name, replicas } = plan.scaleAdopted;
+    ctx.logger.info({ kind, namespace, name, replicas }, 'scaling the adopted workload');
+    await ctx.scale(kind, namespace, name, replicas);
   }
 }
 

@@ -1,8 +1,9 @@
 // Observe: read what is, for one Connector, into plain facts (observed.ts). Owned objects come from
 // the informers' caches; what the operator does not own (an adopted workload and its pods, an
-// existing claim, a Connector's own control-plane CA and credential) is read from the API; the
-// control plane's record comes from the change-stream follower, or a direct read while the stream
-// is down. Nothing here writes.
+// existing claim) and its token Secret (token-secret.ts) are read from the API by name; the control
+// plane is the one spec.controlPlaneRef names (control-plane/registry.ts) or the operator's default,
+// and its record comes from the change-stream follower, or a direct read while the stream is down.
+// Nothing here writes.
 import type {
   V1ConfigMap,
   V1Deployment,
@@ -15,11 +16,12 @@ import type {
 import type { AuditEntry, Connector as ControlPlaneConnector } from '../../controlplane/admin-client.ts';
 import type { Clock } from '../../lib/clock.ts';
 import { CodedError, errorMessage, isCodedError } from '../../lib/errors.ts';
-import { ANNOTATIONS } from '../api/constants.ts';
+import { ADOPTED_BY_LABEL } from '../api/constants.ts';
 import { type Connector, type DefaultedSpec, defaultedSpec } from '../api/types.ts';
 import { StalledReasons } from '../conditions.ts';
-import type { ControlPlaneConnection, ControlPlaneConnections } from '../control-plane/connections.ts';
-import { objectKey } from '../runtime/work-queue.ts';
+import type { ControlPlaneConnection } from '../control-plane/connections.ts';
+import type { ControlPlaneRegistry } from '../control-plane/registry.ts';
+import { adoptionConsented } from './adoption-consent.ts';
 import { childNames } from './desired-objects.ts';
 import type {
   ClaimFacts,
@@ -27,17 +29,17 @@ import type {
   ForeignObject,
   Observed,
   StorageClassFacts,
-  TokenSecretFacts,
   WorkloadFacts,
 } from './observed.ts';
 import { controlledBy, foreignObject } from './ownership.ts';
+import { checkRecovery } from './recovery-check.ts';
 import { RESIZE_CONDITIONS, sizeToGrowTo } from './storage-expansion.ts';
+import { observeTokenSecret, tokenSecretMayMatter } from './token-secret.ts';
 
 /** Where observe reads from; the controller implements it over informers and the API. */
 export interface ClusterReader {
   ownedStatefulSet(namespace: string, name: string): V1StatefulSet | undefined;
   ownedConfigMap(namespace: string, name: string): V1ConfigMap | undefined;
-  ownedSecret(namespace: string, name: string): V1Secret | undefined;
   ownedPods(namespace: string, connectorName: string): V1Pod[];
   ownedClaims(namespace: string, connectorName: string): V1PersistentVolumeClaim[];
   readClaim(namespace: string, name: string): Promise<V1PersistentVolumeClaim | undefined>;
@@ -54,7 +56,8 @@ export interface ClusterReader {
 
 export interface ObserveContext {
   reader: ClusterReader;
-  connections: ControlPlaneConnections;
+  /** The ControlPlane and ClusterControlPlane resources Connectors name. */
+  controlPlanes: Pick<ControlPlaneRegistry, 'resolve'>;
   /** The operator's default control plane, if configured. */
   defaultConnection: ControlPlaneConnection | undefined;
   defaultImage: string;
@@ -99,69 +102,28 @@ async function storageClassToGrow(
     : undefined;
 }
 
-function tokenSecretFacts(secret: V1Secret | undefined): TokenSecretFacts | undefined {
-  if (!secret?.metadata?.name) return undefined;
-  const annotations = secret.metadata.annotations ?? {};
-  return {
-    name: secret.metadata.name,
-    uid: secret.metadata.uid,
-    mintKey: annotations[ANNOTATIONS.mintKey],
-    expiresAt: annotations[ANNOTATIONS.tokenExpiresAt],
-    deleting: Boolean(secret.metadata.deletionTimestamp),
-  };
-}
-
 function selectorString(matchLabels: Record<string, string> | undefined): string {
   return Object.entries(matchLabels ?? {})
     .map(([key, value]) => `${key}=${value}`)
     .join(',');
 }
 
-/** The connection a Connector uses: its own spec.controlPlane, else the operator's default. */
+/**
+ * The connection a Connector uses: the control plane its spec.controlPlaneRef names (only a Ready
+ * one yields a connection), else the operator's default.
+ */
 export async function resolveConnection(
-  ctx: ObserveContext,
+  ctx: Pick<ObserveContext, 'controlPlanes' | 'defaultConnection'>,
   spec: DefaultedSpec,
 ): Promise<{ connection: ControlPlaneConnection } | { error: CodedError }> {
-  const ref = spec.controlPlane;
-  const user = objectKey(spec.namespace, spec.name);
-  if (!ref) {
-    ctx.connections.release(user);
-    if (ctx.defaultConnection) return { connection: ctx.defaultConnection };
-    return {
-      error: new CodedError(
-        StalledReasons.ControlPlaneConfigInvalid,
-        'spec.controlPlane is not set and the operator has no default control plane (--control-plane-url); set one of them',
-      ),
-    };
-  }
-  const secret = await ctx.reader.readSecret(spec.namespace, ref.credentialSecretRef.name);
-  const encoded = secret?.data?.[ref.credentialSecretRef.key];
-  if (!encoded) {
-    return {
-      error: new CodedError(
-        StalledReasons.ControlPlaneConfigInvalid,
-        `spec.controlPlane.credentialSecretRef: Secret ${spec.namespace}/${ref.credentialSecretRef.name} ${secret ? `has no key "${ref.credentialSecretRef.key}"` : 'does not exist'}; create it with the control-plane admin credential`,
-        { temporary: true },
-      ),
-    };
-  }
-  let caPem = ctx.defaultConnection?.caPem ?? '';
-  if (ref.caConfigMapRef) {
-    const configMap = await ctx.reader.readConfigMap(spec.namespace, ref.caConfigMapRef.name);
-    const ca = configMap?.data?.[ref.caConfigMapRef.key];
-    if (!ca) {
-      return {
-        error: new CodedError(
-          StalledReasons.ControlPlaneConfigInvalid,
-          `spec.controlPlane.caConfigMapRef: ConfigMap ${spec.namespace}/${ref.caConfigMapRef.name} ${configMap ? `has no key "${ref.caConfigMapRef.key}"` : 'does not exist'}; it must hold the control plane's CA bundle`,
-          { temporary: true },
-        ),
-      };
-    }
-    caPem = ca;
-  }
-  const credential = Buffer.from(encoded, 'base64').toString('utf8').replace(/\s+$/, '');
-  return { connection: ctx.connections.forSettings(user, ref.url, caPem, credential) };
+  if (spec.controlPlaneRef) return ctx.controlPlanes.resolve(spec);
+  if (ctx.defaultConnection) return { connection: ctx.defaultConnection };
+  return {
+    error: new CodedError(
+      StalledReasons.ControlPlaneConfigInvalid,
+      'spec.controlPlaneRef is not set and the operator has no default control plane (--control-plane-url); name a ControlPlane or ClusterControlPlane an admin created in spec.controlPlaneRef',
+    ),
+  };
 }
 
 /**
@@ -249,19 +211,6 @@ function statefulSetFacts(name: string, sts: V1StatefulSet): WorkloadFacts {
 }
 
 /**
- * Whether this pass may mint a token: never paired, a recovery asked for or under way, or the
- * control plane says one is needed. Only then is an uncached token Secret name read from the API.
- */
-function mayMint(connector: Connector, spec: DefaultedSpec, view: ControlPlaneView): boolean {
-  const recovery = connector.status?.recovery;
-  if (recovery?.step && recovery.step !== 'Completed' && recovery.step !== 'Failed') return true;
-  if (spec.recovery.requestId && spec.recovery.requestId !== recovery?.requestId) return true;
-  if (!view.reachable) return false;
-  const record = view.record;
-  return !record?.bootstrapRetired || record.state === 'needs_recovery';
-}
-
-/**
  * The objects with this Connector's child names, from the cache or (when the cache does not hold
  * them: they are not ours, or were just created) from the API, and those of them it does not control.
  */
@@ -269,7 +218,11 @@ async function readChildren(
   ctx: ObserveContext,
   connector: Connector,
   spec: DefaultedSpec,
-  cached: { configMap: V1ConfigMap | undefined; statefulSet: V1StatefulSet | undefined; mayMint: boolean },
+  cached: {
+    configMap: V1ConfigMap | undefined;
+    statefulSet: V1StatefulSet | undefined;
+    tokenSecret: ForeignObject | undefined;
+  },
 ): Promise<{ configMap?: V1ConfigMap; statefulSet?: V1StatefulSet; foreign: ForeignObject[] }> {
   const uid = connector.metadata.uid ?? '';
   const names = childNames(spec.name);
@@ -279,13 +232,10 @@ async function readChildren(
     ? undefined
     : (cached.statefulSet ??
       ((await ctx.reader.readWorkload(ns, 'StatefulSet', names.statefulSet)) as V1StatefulSet | undefined));
-  const secret =
-    ctx.reader.ownedSecret(ns, names.tokenSecret) ??
-    (cached.mayMint ? await ctx.reader.readSecret(ns, names.tokenSecret) : undefined);
   const foreign = [
     foreignObject('ConfigMap', configMap, uid),
     foreignObject('StatefulSet', statefulSet, uid),
-    foreignObject('Secret', secret, uid),
+    cached.tokenSecret,
   ].filter((f): f is ForeignObject => f !== undefined);
   const result: { configMap?: V1ConfigMap; statefulSet?: V1StatefulSet; foreign: ForeignObject[] } = {
     foreign,
@@ -320,7 +270,7 @@ export async function observe(ctx: ObserveContext, connector: Connector): Promis
     controlPlaneUrl: undefined,
     caPem: undefined,
     configMap: ctx.reader.ownedConfigMap(namespace, names.configMap),
-    tokenSecret: tokenSecretFacts(ctx.reader.ownedSecret(namespace, names.tokenSecret)),
+    tokenSecret: undefined,
   };
   if (!spec.ok) {
     return {
@@ -341,16 +291,23 @@ export async function observe(ctx: ObserveContext, connector: Connector): Promis
   let pods: V1Pod[];
   if (value.workloadRef) {
     const adopted = await ctx.reader.readWorkload(namespace, value.workloadRef.kind, value.workloadRef.name);
-    const selector = selectorString(adopted?.spec?.selector?.matchLabels);
+    // A workload that has not consented is not looked into: its labels only (adoption-consent.ts).
+    const consented = adoptionConsented(adopted?.metadata?.labels, name);
+    const selector = consented ? selectorString(adopted?.spec?.selector?.matchLabels) : '';
     if (adopted) {
+      const adoptedBy = adopted.metadata?.labels?.[ADOPTED_BY_LABEL];
       workload = {
         kind: value.workloadRef.kind,
         name: value.workloadRef.name,
         replicas: adopted.spec?.replicas ?? 1,
         readyReplicas: adopted.status?.readyReplicas ?? 0,
-        templateAnnotations: adopted.spec?.template?.metadata?.annotations ?? {},
+        templateAnnotations: consented ? (adopted.spec?.template?.metadata?.annotations ?? {}) : {},
+        consented,
+        ...(adoptedBy !== undefined ? { adoptedBy } : {}),
         ...(selector ? { podSelector: selector } : {}),
-        ...(value.workloadRef.kind === 'StatefulSet' ? { object: adopted as V1StatefulSet } : {}),
+        ...(consented && value.workloadRef.kind === 'StatefulSet'
+          ? { object: adopted as V1StatefulSet }
+          : {}),
       };
     }
     pods = adopted && selector ? await ctx.reader.listPods(namespace, selector) : [];
@@ -383,11 +340,22 @@ export async function observe(ctx: ObserveContext, connector: Connector): Promis
   }
   const storageClass = await storageClassToGrow(ctx.reader, value, claims.get(names.claim));
 
+  // The token Secret, read by name on a pass where it may exist or matter (token-secret.ts).
+  const tokenSecret = (view: ControlPlaneView) =>
+    observeTokenSecret(
+      (ns, secretName) => ctx.reader.readSecret(ns, secretName),
+      connector,
+      value,
+      tokenSecretMayMatter(connector, value, view),
+    );
   const resolved = await resolveConnection(ctx, value);
   if ('error' in resolved) {
+    // No control plane to judge a token with; a recovery under way still sees its Secret.
+    const token = await tokenSecret({ reachable: false, error: resolved.error });
     return {
       observed: {
         ...base,
+        tokenSecret: token.facts,
         workload,
         pods,
         claims,
@@ -402,10 +370,14 @@ export async function observe(ctx: ObserveContext, connector: Connector): Promis
   const audit = controlPlane.reachable
     ? await auditForRecovery(connection, connector, value.connector.id)
     : undefined;
+  const recoveryCheck = controlPlane.reachable
+    ? await checkRecovery(connection, connector, value.connector.id)
+    : undefined;
+  const token = await tokenSecret(controlPlane);
   const children = await readChildren(ctx, connector, value, {
     configMap: base.configMap,
     statefulSet: value.workloadRef ? undefined : workload?.object,
-    mayMint: mayMint(connector, value, controlPlane),
+    tokenSecret: token.foreign,
   });
   if (!value.workloadRef && !workload && children.statefulSet) {
     workload = statefulSetFacts(names.statefulSet, children.statefulSet);
@@ -413,6 +385,7 @@ export async function observe(ctx: ObserveContext, connector: Connector): Promis
   return {
     observed: {
       ...base,
+      tokenSecret: token.facts,
       configMap: children.configMap,
       ...(children.foreign.length > 0 ? { foreign: children.foreign } : {}),
       controlPlaneUrl: connection.url,
@@ -422,6 +395,7 @@ export async function observe(ctx: ObserveContext, connector: Connector): Promis
       claims,
       controlPlane,
       ...(audit ? { audit } : {}),
+      ...(recoveryCheck ? { recoveryCheck } : {}),
       ...(storageClass ? { storageClass } : {}),
     },
     connection,

@@ -50,11 +50,27 @@ export interface WorkloadFacts {
   readyReplicas: number;
   /** Annotations on the pod template (the restart marker lives there). */
   templateAnnotations: Record<string, string>;
-  /** The workload's pod selector as a label selector string (adopted workloads). */
+  /** The workload's pod selector as a label selector string (adopted, consenting workloads). */
   podSelector?: string;
+  /**
+   * Adopted workloads only: whether the workload consents to adoption by this Connector (its label
+   * vaultpam.io/adopted-by names it, adoption-consent.ts). Without consent nothing but its labels
+   * is read: no pod selector, pods, template or claims.
+   */
+  consented?: boolean;
+  /** Adopted workloads only: the value of its vaultpam.io/adopted-by label, if any. */
+  adoptedBy?: string;
   /** The StatefulSet as read, when it is the operator's own (for diffing is not needed: SSA decides). */
   object?: V1StatefulSet;
 }
+
+/**
+ * The control plane's answer to a recovery's dry run (recovery-check.ts): it would begin the
+ * recovery, or its refusal. Code and message are cleaned (untrusted-text.ts).
+ */
+export type RecoveryCheck =
+  | { requestId: string; allowed: true }
+  | { requestId: string; allowed: false; code: string; message: string };
 
 /** The control plane as seen on this pass. */
 export type ControlPlaneView =
@@ -75,7 +91,7 @@ export interface Observed {
   spec: { ok: true; value: DefaultedSpec } | { ok: false; error: CodedError };
   /** The image connector pods run when spec.image is empty. */
   defaultImage: string;
-  /** Control-plane URL and CA in effect for this connector (spec.controlPlane or the operator's own). */
+  /** Control-plane URL and CA in effect for this connector (its spec.controlPlaneRef's or the operator's default). */
   controlPlaneUrl: string | undefined;
   caPem: string | undefined;
   workload: WorkloadFacts | undefined;
@@ -93,6 +109,8 @@ export interface Observed {
   foreign?: ForeignObject[];
   /** Audit entries of this connector since a recovery started (read only while one runs). */
   audit?: AuditEntry[];
+  /** The control plane's dry-run answer for the recovery whose recorded step is Checking. */
+  recoveryCheck?: RecoveryCheck;
   /**
    * The StorageClass of the operator's own claim, read only while spec.storage.size asks for more
    * than the claim has; absent then means the class does not exist.

@@ -5,9 +5,9 @@
 // decided, and the planner stalls with OwnershipConflict naming them.
 //
 // The informers only see objects that carry the operator's labels, so a name missing from the cache
-// is read from the API before the operator would create it. The token Secret is read only when a
-// mint may be planned: after retirement it is normally absent, and reading it on every pass would
-// cost one GET per connector per resync for nothing.
+// is read from the API before the operator would create it. The token Secret has no informer at all
+// (the operator does not list or watch Secrets): it is read by name only on a pass where it may
+// exist or matter (token-secret.ts), and judged here like the others.
 import type { KubernetesObject } from '@kubernetes/client-node';
 import type { ForeignObject } from './observed.ts';
 

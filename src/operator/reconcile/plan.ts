@@ -4,7 +4,7 @@
 // previous status are the recovery procedure's progress record and the enrollment counters, which
 // is what makes both crash-safe.
 import type { V1Pod, V1PodSpec, V1StatefulSet } from '@kubernetes/client-node';
-import { ANNOTATIONS } from '../api/constants.ts';
+import { ADOPTED_BY_LABEL, ANNOTATIONS } from '../api/constants.ts';
 import type { Condition, ConnectorStatus, DefaultedSpec, RecoveryStatus } from '../api/types.ts';
 import {
   CONDITION_TYPES,
@@ -19,6 +19,7 @@ import {
   setCondition,
   withReady,
 } from '../conditions.ts';
+import { adoptionNotConsentedMessage } from './adoption-consent.ts';
 import { diagnose, isIdentityLoss, phaseOf, refusedIdentityOfNeverPaired, withSince } from './assessment.ts';
 import { childNames, configHash, desiredConfigMap, desiredStatefulSet } from './desired-objects.ts';
 import { type EnrollmentDecision, planEnrollment, secretHoldsLiveToken } from './enrollment.ts';
@@ -30,6 +31,7 @@ import { planRecovery, type RecoveryDecision } from './recovery.ts';
 import { planStorageExpansion } from './storage-expansion.ts';
 import { currentPod, modeOf, type StoragePosture, storagePosture } from './storage-posture.ts';
 import { transitionEvents } from './transition-events.ts';
+import { errorMessageText, untrustedRecord } from './untrusted-text.ts';
 
 /** The heartbeat time in the status is refreshed at most this often while nothing else changes. */
 export const HEARTBEAT_REFRESH_MS = 5 * 60_000;
@@ -148,7 +150,8 @@ export function plan(observed: Observed, now: Date): Plan {
   }
   const spec = observed.spec.value;
   const names = childNames(spec.name);
-  const record = observed.controlPlane.reachable ? observed.controlPlane.record : undefined;
+  // The record's free text (path details, the last enrollment failure) is the server's words.
+  const record = observed.controlPlane.reachable ? untrustedRecord(observed.controlPlane.record) : undefined;
   const pod = currentPod(observed.pods);
   const agent = pod ? agentPodFacts(pod) : undefined;
   const posture = postureFor(observed, spec, pod);
@@ -197,6 +200,7 @@ export function plan(observed: Observed, now: Date): Plan {
         tokenSecret: observed.tokenSecret,
         claims: observed.claims,
         audit: observed.audit,
+        check: observed.recoveryCheck,
         now,
       });
   events.push(...recovery.events);
@@ -261,8 +265,11 @@ export function plan(observed: Observed, now: Date): Plan {
   if (!paused) {
     configMap = desiredConfigMap(connector, spec, { url: observed.controlPlaneUrl, caPem: observed.caPem });
     if (spec.workloadRef) {
-      if (observed.workload && observed.workload.replicas !== replicas && recovery.inProgress) {
-        scaleAdopted = { kind: spec.workloadRef.kind, name: spec.workloadRef.name, replicas };
+      // An adopted workload is scaled only when a recovery asks for a number: down, up to pair, or
+      // back to the replicas it had when an attempt that scaled it ends. Otherwise it is the user's.
+      const wanted = recovery.replicas;
+      if (observed.workload && wanted !== undefined && observed.workload.replicas !== wanted) {
+        scaleAdopted = { kind: spec.workloadRef.kind, name: spec.workloadRef.name, replicas: wanted };
       }
     } else {
       statefulSet = desiredStatefulSet(connector, spec, {
@@ -429,9 +436,10 @@ export function plan(observed: Observed, now: Date): Plan {
 
 /**
  * What stops this pass from deciding anything, before anything is decided: an object with a child's
- * name that is not ours, an adopted workload or existing claim that does not exist. Minting a token
- * (or scaling, or creating a workload) for a connector that cannot run would be a side effect
- * before its precondition.
+ * name that is not ours, an adopted workload that does not exist or has not consented to adoption,
+ * an existing claim that does not exist. Minting a token (or scaling, or creating a workload) for a
+ * connector that cannot run would be a side effect before its precondition, and scaling a workload
+ * that did not consent would make the operator the deputy of whoever wrote the Connector.
  */
 function blockingReason(
   observed: Observed,
@@ -456,7 +464,20 @@ function blockingReason(
     const { kind, name } = spec.workloadRef;
     return {
       reason: StalledReasons.WorkloadNotFound,
-      message: `spec.workloadRef: ${kind} ${spec.namespace}/${name} does not exist; create it (with its consent to adoption) or fix the name`,
+      message: `spec.workloadRef: ${kind} ${spec.namespace}/${name} does not exist; create it (labelled ${ADOPTED_BY_LABEL}=${spec.name}, its consent to adoption) or fix the name`,
+    };
+  }
+  const adopted = observed.workload;
+  if (spec.workloadRef && adopted && adopted.consented !== true) {
+    return {
+      reason: StalledReasons.AdoptionNotConsented,
+      message: adoptionNotConsentedMessage({
+        namespace: spec.namespace,
+        kind: spec.workloadRef.kind,
+        name: spec.workloadRef.name,
+        connectorName: spec.name,
+        adoptedBy: adopted.adoptedBy,
+      }),
     };
   }
   const step = observed.connector.status?.recovery?.step;
@@ -495,7 +516,7 @@ function enrolledCondition(
     return {
       status: 'Unknown' as const,
       reason: HealthyReasons.ControlPlaneUnreachable,
-      message: observed.controlPlane.error.message,
+      message: errorMessageText(observed.controlPlane.error),
     };
   }
   if (record?.state === 'needs_recovery' || identityLost) {
@@ -561,7 +582,7 @@ function healthyCondition(
     return {
       status: 'Unknown' as const,
       reason: HealthyReasons.ControlPlaneUnreachable,
-      message: observed.controlPlane.error.message,
+      message: errorMessageText(observed.controlPlane.error),
     };
   }
   if (identityLost && record?.state !== 'needs_recovery') {

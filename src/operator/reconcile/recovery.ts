@@ -5,6 +5,12 @@
 // operator therefore resumes where it was and never repeats an effect twice: one request mints at
 // most one token, and that token pairs at most once. A failed pairing ends the attempt as Failed;
 // it does not loop.
+//
+// No side effect before its precondition: the first step, Checking, asks the control plane whether
+// it would begin this recovery (a dry run, recovery-check.ts) and a refusal ends the attempt before
+// anything is scaled. What a recovery scales it gives back: the replicas the workload had are
+// recorded with the request, and an attempt that fails or is abandoned after scaling down scales
+// the workload back to them (the operator's own StatefulSet to its one replica).
 import { createHash } from 'node:crypto';
 import type { V1Pod } from '@kubernetes/client-node';
 import type { AuditEntry } from '../../controlplane/admin-client.ts';
@@ -16,14 +22,33 @@ import type {
   RecoveryStep,
   StoragePlan,
 } from '../api/types.ts';
-import type { ClaimFacts, ControlPlaneConnector, TokenSecretFacts, WorkloadFacts } from './observed.ts';
+import type {
+  ClaimFacts,
+  ControlPlaneConnector,
+  RecoveryCheck,
+  TokenSecretFacts,
+  WorkloadFacts,
+} from './observed.ts';
 import type { ControlPlaneAction, PlannedEvent } from './plan-types.ts';
 import { agentPodFacts } from './pod-facts.ts';
+import { untrustedCode, untrustedText } from './untrusted-text.ts';
 
 export const RECOVERY_POLL_MS = 2_000;
 /** How long a scaled-down connector may still look online before a recovery calls itself not needed. */
 export const ONLINE_GRACE_MS = 5 * 60_000;
 const TERMINAL: readonly RecoveryStep[] = ['Completed', 'Failed'];
+/** Steps that hold the workload at zero replicas (recorded before they are taken). */
+const SCALED_DOWN: readonly RecoveryStep[] = ['ScalingDown', 'StorageReady', 'TokensRevoked', 'TokenMinted'];
+/** Steps that run the one pod that pairs (and, after pairing, proves the identity persists). */
+const SCALED_UP: readonly RecoveryStep[] = ['ScalingUp', 'AwaitingOnline', 'ValidatingRestart'];
+/**
+ * Steps before the control plane is asked to begin the recovery: a request withdrawn or replaced
+ * now is abandoned. From TokensRevoked on the control plane may have revoked the identity, and only
+ * the recovery's pairing gives the connector one again, so the attempt runs to its end.
+ */
+const ABANDONABLE: readonly RecoveryStep[] = ['Requested', 'Checking', 'ScalingDown', 'StorageReady'];
+/** Ids of recoveries the operator started by itself (policy Automatic), as automaticRequestId makes them. */
+const AUTOMATIC_ID = /^auto-[0-9a-f]{16}$/;
 const EVIDENCE_TYPES = new Set([
   'endpoint.enrolled',
   'endpoint.bootstrap_retired',
@@ -55,13 +80,19 @@ export interface RecoveryInput {
   tokenSecret: TokenSecretFacts | undefined;
   claims: Map<string, ClaimFacts>;
   audit: AuditEntry[] | undefined;
+  /** The control plane's dry-run answer while the recorded step is Checking (recovery-check.ts). */
+  check?: RecoveryCheck | undefined;
   now: Date;
 }
 
 export interface RecoveryDecision {
   status: RecoveryStatus | undefined;
   inProgress: boolean;
-  /** Replicas the workload must have while the recovery runs. */
+  /**
+   * Replicas the workload must have now: 0 while scaled down, 1 to pair, and back to the replicas it
+   * had when an attempt that scaled it down ends. Undefined: the recovery asks nothing of the
+   * workload (an adopted one is left as it is; the operator's own StatefulSet keeps its replica).
+   */
   replicas?: number;
   /** Restart marker for the pod template (validation restart). */
   restartFor?: string;
@@ -161,6 +192,9 @@ export function planRecovery(input: RecoveryInput): RecoveryDecision {
             ? { phaseBefore: input.phaseBefore }
             : {}),
         ...(input.record ? { controlPlaneStateBefore: input.record.state } : {}),
+        // What a failed or abandoned attempt scales the workload back to. Recorded with the
+        // request, in a pass that scales nothing, so a replayed pass cannot record the zero it set.
+        ...(input.workload ? { replicasBefore: input.workload.replicas } : {}),
         windowStart: stamp(now),
       },
     };
@@ -173,12 +207,15 @@ export function planRecovery(input: RecoveryInput): RecoveryDecision {
   }
 
   const requestId = status.requestId ?? '';
-  const advance = (step: RecoveryStep, extra: Partial<RecoveryStatus> = {}): RecoveryDecision => {
+  // An attempt that scaled the workload down gives back what it found when it ends.
+  const restore = restoredReplicas(status);
+  const advance = (step: RecoveryStep, extra: Partial<RecoveryStatus> = {}, why = ''): RecoveryDecision => {
     events.push({
       type: 'Normal',
       reason: 'RecoveryStep',
-      message: `recovery ${requestId}: ${status?.step} done, now ${step}`,
+      message: `recovery ${requestId}: ${status?.step} done, now ${step}${why ? ` (${why})` : ''}`,
     });
+    const replicas = replicasDuring(step);
     return {
       status: { ...status, ...extra, step },
       inProgress: true,
@@ -186,12 +223,7 @@ export function planRecovery(input: RecoveryInput): RecoveryDecision {
       deleteSecret: false,
       events,
       requeueAfterMs: 0,
-      ...(step === 'ScalingDown' ||
-      step === 'StorageReady' ||
-      step === 'TokensRevoked' ||
-      step === 'TokenMinted'
-        ? { replicas: 0 }
-        : { replicas: 1 }),
+      ...(replicas !== undefined ? { replicas } : {}),
     };
   };
   const fail = (reason: string): RecoveryDecision => {
@@ -202,6 +234,7 @@ export function planRecovery(input: RecoveryInput): RecoveryDecision {
       priority: 'always',
     });
     return {
+      ...(restore !== undefined ? { replicas: restore } : {}),
       status: {
         ...status,
         step: 'Failed',
@@ -232,9 +265,42 @@ export function planRecovery(input: RecoveryInput): RecoveryDecision {
   });
   const live = podsOf(input.pods);
 
+  const abandoned = abandonment(input, status);
+  if (abandoned) {
+    const back = restore !== undefined ? `; the workload is scaled back to ${restore} replica(s)` : '';
+    return fail(`abandoned before the control plane began it: ${abandoned}${back}`);
+  }
+
   switch (status.step) {
     case 'Requested':
-      return advance('ScalingDown');
+      return advance('Checking');
+    case 'Checking': {
+      const record = input.record;
+      // The control plane begins recoveries of paired connectors only, and answers
+      // RECOVERY_NOT_NEEDED for a pending record. The recovery of an identity it refused on a
+      // never-paired connector asks it for nothing of the kind (no beginRecovery: revoke, mint, pair
+      // once), so its precondition is the refusal itself, which the agent reported: no dry run.
+      if (record?.state === 'pending' && refusedIdentityRecovery(input, status)) {
+        return advance(
+          'ScalingDown',
+          {},
+          'no dry run: the agent of this never-paired connector stopped on an identity the control plane refuses, and this recovery only revokes, mints and pairs once',
+        );
+      }
+      const check = input.check?.requestId === requestId ? input.check : undefined;
+      if (!check) return stay({});
+      if (check.allowed) return advance('ScalingDown');
+      const stillOnline = record?.state === 'online' || record?.state === 'degraded';
+      if (check.code === 'RECOVERY_NOT_NEEDED' && stillOnline && input.identityLoss) {
+        // The agent failed closed (or its claim was replaced), so it sends no heartbeat; the control
+        // plane marks it offline after a few missed ones. Wait for that without touching the workload.
+        const since = new Date(status.startedAt ?? now).getTime();
+        if (now.getTime() - since < ONLINE_GRACE_MS) return stay({});
+      }
+      return fail(
+        `the control plane refused the recovery, so nothing was scaled: ${check.code}: ${check.message}`,
+      );
+    }
     case 'ScalingDown': {
       const scaledDown =
         input.pods.length === 0 && (input.workload === undefined || input.workload.replicas === 0);
@@ -309,14 +375,15 @@ export function planRecovery(input: RecoveryInput): RecoveryDecision {
       if (record?.state === 'needs_recovery') {
         const failure = record.lastEnrollmentFailure;
         return fail(
-          `pairing was refused${failure ? ` (${failure.code} at ${failure.at})` : ''}; the connector needs recovery again`,
+          `pairing was refused${failure ? ` (${untrustedCode(failure.code)} at ${untrustedText(failure.at, 64)})` : ''}; the connector needs recovery again`,
         );
       }
       const stopped = terminatedSince(live, status.startedAt);
       if (stopped && !online(record)) {
         const t = stopped.termination;
         return fail(
-          `the agent in pod ${stopped.pod} stopped with exit code ${t.exitCode} (${[t.failureClass, t.code, t.reason].filter(Boolean).join(': ')}) instead of pairing`,
+          // The termination message is whatever the container wrote (an adopted image is anyone's).
+          `the agent in pod ${stopped.pod} stopped with exit code ${t.exitCode} (${untrustedText([t.failureClass, t.code, t.reason].filter(Boolean).join(': '))}) instead of pairing`,
         );
       }
       const expiresAt = input.tokenSecret?.expiresAt;
@@ -421,5 +488,42 @@ function complete(
     controlPlane: [],
     deleteSecret: false,
     events,
+    // Paired: the workload runs as it did before the recovery (an adopted one with its replicas).
+    ...(status.step !== undefined && SCALED_UP.includes(status.step)
+      ? { replicas: restoredReplicasOf(status) }
+      : {}),
   };
+}
+
+/** The replicas a step holds the workload at, if it asks for any (Requested and Checking do not). */
+function replicasDuring(step: RecoveryStep): number | undefined {
+  if (SCALED_DOWN.includes(step)) return 0;
+  if (SCALED_UP.includes(step)) return 1;
+  return undefined;
+}
+
+/** What the workload is given back: the replicas recorded with the request (1 when none were). */
+function restoredReplicasOf(status: RecoveryStatus): number {
+  return status.evidence?.replicasBefore ?? 1;
+}
+
+/** The replicas to give back if the attempt ends now: only once it has scaled the workload. */
+function restoredReplicas(status: RecoveryStatus): number | undefined {
+  const step = status.step;
+  const scaled = step !== undefined && (SCALED_DOWN.includes(step) || SCALED_UP.includes(step));
+  return scaled ? restoredReplicasOf(status) : undefined;
+}
+
+/**
+ * Why a recovery the spec asked for is abandoned, if it is: spec.recovery.requestId removed or
+ * set to another request before the control plane began this one. A recovery the operator
+ * started by itself (policy Automatic) was not asked by the spec, so the spec cannot withdraw it.
+ */
+function abandonment(input: RecoveryInput, status: RecoveryStatus): string | undefined {
+  const step = status.step;
+  const id = status.requestId ?? '';
+  if (step === undefined || !ABANDONABLE.includes(step) || AUTOMATIC_ID.test(id)) return undefined;
+  if (input.requestedId === undefined) return 'spec.recovery.requestId was removed';
+  if (input.requestedId !== id) return `spec.recovery.requestId was replaced by ${input.requestedId}`;
+  return undefined;
 }

@@ -180,28 +180,36 @@ export class KubeWriter {
         `applyStatus is for custom resources; ${type.kind} (${type.apiVersion}) is a core kind`,
       );
     }
-    this.requireRef(type.kind, ref, 'applyStatus');
-    const what = `status apply of ${type.kind} ${ref.namespace}/${ref.name}`;
+    // A cluster-scoped resource (ClusterControlPlane) has no namespace; its ref's namespace is ignored.
+    const namespaced = type.namespaced;
+    if (namespaced) this.requireRef(type.kind, ref, 'applyStatus');
+    else if (!ref.name) this.requireRef(type.kind, { namespace: '-', name: ref.name }, 'applyStatus');
+    const what = `status apply of ${type.kind} ${namespaced ? `${ref.namespace}/` : ''}${ref.name}`;
     this.count(type.kind, 'patch');
+    const request = {
+      group: type.apiVersion.slice(0, slash),
+      version: type.apiVersion.slice(slash + 1),
+      plural: type.plural,
+      name: ref.name,
+      body: {
+        apiVersion: type.apiVersion,
+        kind: type.kind,
+        metadata: { name: ref.name, ...(namespaced ? { namespace: ref.namespace } : {}) },
+        status,
+      },
+      fieldManager: this.fieldManager,
+      force: true,
+    };
+    const headers = setHeaderOptions('Content-Type', PatchStrategy.ServerSideApply);
     try {
-      const applied = (await this.customObjects.patchNamespacedCustomObjectStatus(
-        {
-          group: type.apiVersion.slice(0, slash),
-          version: type.apiVersion.slice(slash + 1),
-          plural: type.plural,
-          namespace: ref.namespace,
-          name: ref.name,
-          body: {
-            apiVersion: type.apiVersion,
-            kind: type.kind,
-            metadata: { name: ref.name, namespace: ref.namespace },
-            status,
-          },
-          fieldManager: this.fieldManager,
-          force: true,
-        },
-        setHeaderOptions('Content-Type', PatchStrategy.ServerSideApply),
-      )) as T;
+      const applied = (
+        namespaced
+          ? await this.customObjects.patchNamespacedCustomObjectStatus(
+              { ...request, namespace: ref.namespace },
+              headers,
+            )
+          : await this.customObjects.patchClusterCustomObjectStatus(request, headers)
+      ) as T;
       this.logger.debug(
         {
           kind: type.kind,

@@ -6,7 +6,7 @@ import type { KubernetesObject } from '@kubernetes/client-node';
 // methods and KubernetesObjectApi use, so objects from a watch stream converted with it have the same
 // shape (Date timestamps, model classes) as objects from a list or a read.
 import { ObjectSerializer } from '@kubernetes/client-node/dist/serializer.js';
-import { API_VERSION, KIND, PLURAL } from '../api/constants.ts';
+import { API_VERSION, CLUSTER_CONTROL_PLANE, CONTROL_PLANE, KIND, PLURAL } from '../api/constants.ts';
 
 export interface ResourceType {
   /** `v1`, `apps/v1`, `vaultpam.io/v1alpha1`. */
@@ -25,6 +25,20 @@ export const RESOURCE_TYPES = {
     kind: KIND,
     plural: PLURAL,
     namespaced: true,
+    model: 'KubernetesObject',
+  },
+  controlPlane: {
+    apiVersion: API_VERSION,
+    kind: CONTROL_PLANE.kind,
+    plural: CONTROL_PLANE.plural,
+    namespaced: true,
+    model: 'KubernetesObject',
+  },
+  clusterControlPlane: {
+    apiVersion: API_VERSION,
+    kind: CLUSTER_CONTROL_PLANE.kind,
+    plural: CLUSTER_CONTROL_PLANE.plural,
+    namespaced: false,
     model: 'KubernetesObject',
   },
   secret: { apiVersion: 'v1', kind: 'Secret', plural: 'secrets', namespaced: true, model: 'V1Secret' },

@@ -1,0 +1,292 @@
+// The ControlPlane and ClusterControlPlane resources as the operator uses them. Each one is checked
+// (check.ts) when it appears or changes, and again every few minutes (sooner while it is not Ready,
+// so a Secret created after its ControlPlane is picked up within half a minute); its status is
+// written only when what the check found changed (status.ts). Connectors that name it resolve it
+// here: only a Ready control plane yields a connection, so a Connector whose control plane is
+// missing or not Ready makes no call at all. Every Connector that names a control plane is woken
+// when what the check found changes, or when the resource goes.
+//
+// Checks run and statuses are written only by the leader (start/stop follow leadership); a standby
+// only remembers which resources changed, so that it checks them once it leads.
+import { isDeepStrictEqual } from 'node:util';
+import type { Clock } from '../../lib/clock.ts';
+import { CodedError, errorMessage, isCodedError } from '../../lib/errors.ts';
+import type { Logger } from '../../lib/logger.ts';
+import type { ControlPlaneResource } from '../api/control-planes.ts';
+import type { DefaultedSpec } from '../api/types.ts';
+import { StalledReasons } from '../conditions.ts';
+import type { KubeWriter } from '../runtime/apply.ts';
+import { RESOURCE_TYPES } from '../runtime/resources.ts';
+import { realScheduler, type Scheduler } from '../runtime/work-queue.ts';
+import { type CheckDeps, type CheckOutcome, checkControlPlane } from './check.ts';
+import type { ControlPlaneConnection, ControlPlaneConnections } from './connections.ts';
+import {
+  type ControlPlaneId,
+  controlPlaneKey,
+  controlPlaneStatus,
+  describeControlPlane,
+  referencedControlPlane,
+} from './status.ts';
+
+/** How often a Ready control plane is checked again. */
+export const READY_RECHECK_MS = 5 * 60_000;
+/** How often one that is not Ready is checked again (a Secret or server may appear at any time). */
+export const NOT_READY_RECHECK_MS = 30_000;
+/** A Connector's refused call asks for a check at most this often per control plane. */
+const SUSPECT_MIN_INTERVAL_MS = 30_000;
+
+export interface ControlPlaneRegistryOptions {
+  logger: Logger;
+  clock: Clock;
+  writer: Pick<KubeWriter, 'applyStatus'>;
+  reader: Pick<CheckDeps, 'readSecret' | 'readConfigMap'>;
+  connections: ControlPlaneConnections;
+  /** The cached resource (from the informers), if it exists. */
+  get(id: ControlPlaneId): ControlPlaneResource | undefined;
+  /** Every cached resource. */
+  list(): ControlPlaneResource[];
+  /** Wakes every Connector whose spec.controlPlaneRef names this key. */
+  wake(key: string): void;
+  /**
+   * Where ClusterControlPlanes keep their Secret and CA (the operator's namespace). Absent: this
+   * operator does not use ClusterControlPlanes (a namespaced install holds no cluster-wide reads).
+   */
+  clusterResourceNamespace?: string;
+  /** Why ClusterControlPlanes are not used, for the Connector's message. */
+  clusterResourcesDisabledBecause?: string;
+  whoami?: CheckDeps['whoami'];
+  scheduler?: Scheduler;
+}
+
+interface Entry {
+  id: ControlPlaneId;
+  /** generation and annotations of the object last checked: anything else (our status) is no change. */
+  checkedSignature?: string;
+  outcome?: CheckOutcome;
+  checkedAt?: number;
+  inFlight?: Promise<CheckOutcome>;
+  timer?: unknown;
+}
+
+const signature = (object: ControlPlaneResource) =>
+  `${object.metadata.generation ?? ''}|${JSON.stringify(object.metadata.annotations ?? {})}`;
+
+/** What Connectors care about in an outcome; a change wakes them. Held in memory only. */
+const effect = (outcome: CheckOutcome | undefined) =>
+  JSON.stringify([outcome?.status, outcome?.reason, outcome?.settings ?? null]);
+
+export function idOf(object: ControlPlaneResource): ControlPlaneId {
+  return object.kind === 'ClusterControlPlane'
+    ? { kind: 'ClusterControlPlane', name: object.metadata.name ?? '' }
+    : { kind: 'ControlPlane', namespace: object.metadata.namespace ?? '', name: object.metadata.name ?? '' };
+}
+
+const configInvalid = (message: string) =>
+  new CodedError(StalledReasons.ControlPlaneConfigInvalid, message, { temporary: false });
+
+export class ControlPlaneRegistry {
+  private readonly options: ControlPlaneRegistryOptions;
+  private readonly scheduler: Scheduler;
+  private readonly entries = new Map<string, Entry>();
+  private running = false;
+
+  constructor(options: ControlPlaneRegistryOptions) {
+    this.options = options;
+    this.scheduler = options.scheduler ?? realScheduler;
+  }
+
+  /** Informer add/update: a new or changed resource is checked (at once while leading). */
+  changed(object: ControlPlaneResource): void {
+    const id = idOf(object);
+    const entry = this.entry(id);
+    if (entry.checkedSignature === signature(object)) return;
+    if (this.running) void this.check(controlPlaneKey(id));
+  }
+
+  /** Informer delete: its connection closes and the Connectors that name it learn it is gone. */
+  deleted(object: ControlPlaneResource): void {
+    const key = controlPlaneKey(idOf(object));
+    const entry = this.entries.get(key);
+    if (entry?.timer !== undefined) this.scheduler.clearTimeout(entry.timer);
+    this.entries.delete(key);
+    this.options.connections.close(key);
+    this.options.wake(key);
+  }
+
+  /** Leading: check every known resource, then keep checking. */
+  start(): void {
+    this.running = true;
+    for (const object of this.options.list()) {
+      const id = idOf(object);
+      this.entry(id);
+      void this.check(controlPlaneKey(id));
+    }
+  }
+
+  /** No longer leading: no more checks or writes; a new leader checks afresh. */
+  stop(): void {
+    this.running = false;
+    for (const entry of this.entries.values()) {
+      if (entry.timer !== undefined) this.scheduler.clearTimeout(entry.timer);
+      entry.timer = undefined;
+      delete entry.checkedSignature;
+    }
+  }
+
+  /**
+   * A Connector's call was refused (401): the credential may have been rotated in the Secret or in
+   * the control plane. Check again soon, rather than at the next periodic check.
+   */
+  suspect(key: string): void {
+    const entry = this.entries.get(key);
+    if (!entry || !this.running || entry.inFlight) return;
+    if (entry.checkedAt !== undefined && this.scheduler.now() - entry.checkedAt < SUSPECT_MIN_INTERVAL_MS)
+      return;
+    void this.check(key);
+  }
+
+  /**
+   * The connection a Connector's spec.controlPlaneRef leads to, or why there is none (permanent:
+   * the Connector is woken when the control plane changes). Call only for a spec with a ref.
+   */
+  async resolve(
+    spec: DefaultedSpec,
+  ): Promise<{ connection: ControlPlaneConnection } | { error: CodedError }> {
+    const id = referencedControlPlane(spec);
+    if (!id) throw new CodedError('INVALID_ARGUMENT', 'resolve() needs a spec with controlPlaneRef');
+    const named = describeControlPlane(id);
+    if (id.kind === 'ClusterControlPlane' && this.options.clusterResourceNamespace === undefined) {
+      return {
+        error: configInvalid(
+          `spec.controlPlaneRef: ${named} cannot be used: ${this.options.clusterResourcesDisabledBecause ?? 'this operator uses no ClusterControlPlanes'}; ask an admin for a ControlPlane in namespace ${spec.namespace}`,
+        ),
+      };
+    }
+    const object = this.options.get(id);
+    if (!object) {
+      return {
+        error: configInvalid(
+          `spec.controlPlaneRef: ${named} does not exist; ask an admin to create it (or fix the name)`,
+        ),
+      };
+    }
+    const key = controlPlaneKey(id);
+    const entry = this.entry(id);
+    const outcome =
+      entry.outcome && entry.checkedSignature === signature(object) ? entry.outcome : await this.check(key);
+    if (outcome.status !== 'True' || !outcome.settings) {
+      return {
+        error: configInvalid(
+          `spec.controlPlaneRef: ${named} is not Ready (${outcome.reason}: ${outcome.message}); the operator makes no call to it until it is`,
+        ),
+      };
+    }
+    const connection = this.options.connections.forResource(key, {
+      url: outcome.settings.url,
+      caPem: outcome.settings.caPem,
+      // Always the credential of the latest check: a rotated Secret takes effect with no new connection.
+      credential: () => this.entries.get(key)?.outcome?.settings?.credential,
+    });
+    return { connection };
+  }
+
+  private entry(id: ControlPlaneId): Entry {
+    const key = controlPlaneKey(id);
+    let entry = this.entries.get(key);
+    if (!entry) {
+      entry = { id };
+      this.entries.set(key, entry);
+    }
+    return entry;
+  }
+
+  /** One check per resource at a time; callers during a check share its outcome. */
+  private check(key: string): Promise<CheckOutcome> {
+    const entry = this.entries.get(key);
+    if (!entry) return Promise.resolve({ status: 'Unknown', reason: 'CheckFailed', message: 'gone' });
+    entry.inFlight ??= this.runCheck(entry).finally(() => {
+      entry.inFlight = undefined;
+      // A change that arrived during the check is checked now.
+      const latest = this.options.get(entry.id);
+      if (
+        this.running &&
+        latest &&
+        this.entries.get(key) === entry &&
+        signature(latest) !== entry.checkedSignature
+      )
+        void this.check(key);
+    });
+    return entry.inFlight;
+  }
+
+  private async runCheck(entry: Entry): Promise<CheckOutcome> {
+    const key = controlPlaneKey(entry.id);
+    const object = this.options.get(entry.id);
+    if (!object) return { status: 'False', reason: 'CheckFailed', message: 'the resource is gone' };
+    const secretNamespace =
+      entry.id.kind === 'ControlPlane'
+        ? (entry.id.namespace ?? '')
+        : (this.options.clusterResourceNamespace ?? '');
+    const outcome = await checkControlPlane(
+      {
+        readSecret: (namespace, name) => this.options.reader.readSecret(namespace, name),
+        readConfigMap: (namespace, name) => this.options.reader.readConfigMap(namespace, name),
+        ...(this.options.whoami ? { whoami: this.options.whoami } : {}),
+      },
+      { secretNamespace, spec: object.spec },
+    );
+    const before = entry.outcome;
+    entry.outcome = outcome;
+    entry.checkedSignature = signature(object);
+    entry.checkedAt = this.scheduler.now();
+    if (!this.running) return outcome;
+    await this.writeStatus(entry.id, object, outcome);
+    if (effect(before) !== effect(outcome)) {
+      // A control plane that cannot be used keeps no follower long-polling it with a bad credential.
+      if (outcome.status !== 'True') this.options.connections.close(key);
+      this.options.logger.info(
+        { controlPlane: describeControlPlane(entry.id), ready: outcome.status, reason: outcome.reason },
+        'control plane checked',
+      );
+      this.options.wake(key);
+    }
+    this.schedule(key, entry, outcome.status === 'True' ? READY_RECHECK_MS : NOT_READY_RECHECK_MS);
+    return outcome;
+  }
+
+  private schedule(key: string, entry: Entry, delayMs: number): void {
+    if (entry.timer !== undefined) this.scheduler.clearTimeout(entry.timer);
+    entry.timer = this.scheduler.setTimeout(() => {
+      entry.timer = undefined;
+      if (this.running && this.entries.get(key) === entry) void this.check(key);
+    }, delayMs);
+  }
+
+  /** Writes the status only when it differs from the stored one (status.ts decides lastCheckTime). */
+  private async writeStatus(
+    id: ControlPlaneId,
+    object: ControlPlaneResource,
+    outcome: CheckOutcome,
+  ): Promise<void> {
+    const next = controlPlaneStatus(
+      object.status,
+      outcome,
+      object.metadata.generation,
+      this.options.clock.now(),
+    );
+    // Compared as data: the API server hands maps back with their keys sorted.
+    if (isDeepStrictEqual(JSON.parse(JSON.stringify(next)), object.status ?? {})) return;
+    const type =
+      id.kind === 'ControlPlane' ? RESOURCE_TYPES.controlPlane : RESOURCE_TYPES.clusterControlPlane;
+    try {
+      await this.options.writer.applyStatus(type, { namespace: id.namespace ?? '', name: id.name }, next);
+    } catch (error) {
+      // Gone since it was read: its delete event follows. Anything else is retried by the next check.
+      if (!isCodedError(error, 'KUBERNETES_NOT_FOUND'))
+        this.options.logger.warn(
+          { controlPlane: describeControlPlane(id), err: errorMessage(error) },
+          'could not write the control plane status',
+        );
+    }
+  }
+}

@@ -1,0 +1,135 @@
+// What a server says is data. The control plane (or whatever answers at the URL a Connector names)
+// chooses the words of its error answers, and an agent's heartbeat chooses its path details; the
+// operator copies such text into conditions, the recovery reason, the diagnosis, Events and logs.
+// Before it does, the text passes through here, once: its length bounded (a status write the API
+// server refuses for a too-long field would stall the Connector), control characters removed (a
+// newline or an ANSI escape forges lines in `kubectl describe` and in terminals; bidi controls make
+// text read differently from what it is) and anything that looks like a token or credential
+// redacted (a server that echoes the request would otherwise publish the admin credential).
+import { ControlPlaneAnswerError } from '../../controlplane/admin-client.ts';
+import { CodedError } from '../../lib/errors.ts';
+import { redactSecretPatterns } from '../runtime/secret-patterns.ts';
+import type { ControlPlaneConnector } from './observed.ts';
+
+/** What the operator quotes of one message from a server, at most. */
+export const UNTRUSTED_TEXT_MAX = 300;
+/** The operator's own messages (with a Kubernetes refusal's causes) are longer, but bounded too. */
+const OWN_TEXT_MAX = 2048;
+/** Nothing beyond this much is looked at: whatever is cut here would be cut by the bound anyway. */
+const INPUT_MAX = 16 * 1024;
+
+// Terminal escape sequences, removed whole so that no "[31m" remains: CSI (ESC [ or the C1 CSI),
+// OSC (ESC ] ... BEL or ESC \) and two-character escapes.
+const ESCAPE_SEQUENCES =
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
+  /\u001b\[[0-?]*[ -/]*[@-~]?|\u009b[0-?]*[ -/]*[@-~]?|\u001b\][^\u0007\u001b]*(?:\u0007|\u001b\\)?|\u001b[@-_]?/g;
+// Line breaks of every kind become spaces, so words stay apart.
+const LINE_BREAKS = /[\t\n\v\f\r\u0085\u2028\u2029]/g;
+// C0, DEL and C1 controls (\p{Cc}); format characters (\p{Cf}: bidi embeddings, overrides and
+// isolates, zero-width characters, which also hide a token from the redaction); lone surrogates.
+const INVISIBLE = /[\p{Cc}\p{Cf}\p{Cs}]/gu;
+
+// Credential shapes beyond the project's own secrets (redactSecretPatterns: enrollment tokens and
+// private keys), each replaced with [REDACTED] and its label kept so the message still reads.
+const CREDENTIALS: ReadonlyArray<readonly [RegExp, string]> = [
+  // An Authorization header's value, with its scheme (Basic, Bearer, ...) if it has one.
+  [/\b(authorization["']?\s*[:=]\s*["']?)(?:[A-Za-z]+\s+)?[^\s"',;]+/gi, '$1[REDACTED]'],
+  // A bearer token on its own.
+  [/\b(bearer)\s+[A-Za-z0-9._~+/=-]{8,}/gi, '$1 [REDACTED]'],
+  // key=value, key: value, "key":"value" for keys that name a secret (x-api-key, client_secret, ...),
+  // but not an object's name: "ns/edge-enrollment-token: ..." is a path, not a key.
+  [
+    /(?<![\w./-])((?:[\w-]*[-_])?(?:token|secret|password|passwd|pwd|credential|api[-_]?key|access[-_]?key|private[-_]?key|session|cookie)["']?\s*[:=]\s*["']?)[^\s"',;&]{4,}/gi,
+    '$1[REDACTED]',
+  ],
+  // A JSON Web Token.
+  [/\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*/g, '[REDACTED]'],
+  // Credentials in a URL: scheme://user:password@host.
+  [/\b([a-z][a-z0-9+.-]*:\/\/)[^\s/@:]+:[^\s/@]+@/gi, '$1[REDACTED]@'],
+];
+// A long run of random-looking characters (upper and lower case and digits, as generated keys and
+// credentials are) is redacted even without a label. Hex (serials, fingerprints) and UUIDs, which
+// the operator shows on purpose, have no upper case and pass.
+const OPAQUE_RUN = /[A-Za-z0-9+/_=-]{32,}/g;
+const looksRandom = (run: string) => /[A-Z]/.test(run) && /[a-z]/.test(run) && /[0-9]/.test(run);
+
+/** Text from a server as the operator may show it: one line, printable, redacted, at most `max` characters. */
+export function untrustedText(value: unknown, max = UNTRUSTED_TEXT_MAX): string {
+  let text = typeof value === 'string' ? value : value === undefined || value === null ? '' : String(value);
+  text = text
+    .slice(0, INPUT_MAX)
+    .replace(ESCAPE_SEQUENCES, '')
+    .replace(LINE_BREAKS, ' ')
+    .replace(INVISIBLE, '');
+  text = redactSecretPatterns(text);
+  for (const [pattern, replacement] of CREDENTIALS) text = text.replace(pattern, replacement);
+  text = text.replace(OPAQUE_RUN, (run) => (looksRandom(run) ? '[REDACTED]' : run));
+  text = text.replace(/ {2,}/g, ' ').trim();
+  return bounded(text, max);
+}
+
+/** An error code from a server: kept when it looks like one (UPPER_SNAKE, CamelCase), else named as unrecognised. */
+export function untrustedCode(value: unknown): string {
+  return typeof value === 'string' && /^[A-Za-z][A-Za-z0-9_.-]{0,63}$/.test(value)
+    ? value
+    : 'UNRECOGNIZED_CODE';
+}
+
+/**
+ * `CODE: message` of an error for a condition, an Event or a log line. The control plane's answers
+ * are quoted within UNTRUSTED_TEXT_MAX; the operator's own errors (an invalid spec with the API
+ * server's causes, a missing Secret) keep more, cleaned the same way.
+ */
+export function errorText(error: CodedError): string {
+  return `${untrustedCode(error.code)}: ${errorMessageText(error)}`;
+}
+
+/**
+ * The error as it may leave the reconciler (the work queue logs what it is handed): the same code
+ * and kind (temporary or not), its message cleaned as errorText cleans it. The original stays the
+ * cause, which nothing logs.
+ */
+export function cleanedError(error: CodedError): CodedError {
+  return new CodedError(untrustedCode(error.code), errorMessageText(error), {
+    httpStatus: error.httpStatus,
+    temporary: error.temporary,
+    cause: error,
+  });
+}
+
+/** The message of an error, as errorText shows it (without the code). */
+export function errorMessageText(error: CodedError): string {
+  const serverSaid = error instanceof ControlPlaneAnswerError;
+  return untrustedText(error.message, serverSaid ? UNTRUSTED_TEXT_MAX : OWN_TEXT_MAX);
+}
+
+/**
+ * The control plane's record with the free text the operator quotes cleaned: path names and
+ * details (written by an agent, kept by the control plane), the last enrollment failure's code and
+ * time, and the state (shown in status, where the schema allows 64 characters).
+ */
+export function untrustedRecord(
+  record: ControlPlaneConnector | undefined,
+): ControlPlaneConnector | undefined {
+  if (!record) return undefined;
+  const failure = record.lastEnrollmentFailure;
+  return {
+    ...record,
+    state: untrustedText(record.state, 64) as ControlPlaneConnector['state'],
+    paths: (Array.isArray(record.paths) ? record.paths : []).map((path) => ({
+      ...path,
+      name: untrustedText(path.name, 128),
+      detail: untrustedText(path.detail, UNTRUSTED_TEXT_MAX),
+    })),
+    lastEnrollmentFailure: failure
+      ? { code: untrustedCode(failure.code), at: untrustedText(failure.at, 64) }
+      : null,
+  };
+}
+
+/** Cuts at a code point (never half a surrogate pair), marking the cut. */
+function bounded(text: string, max: number): string {
+  const points = Array.from(text);
+  if (points.length <= max) return text;
+  return `${points.slice(0, Math.max(0, max - 1)).join('')}…`;
+}

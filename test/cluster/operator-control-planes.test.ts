@@ -1,0 +1,524 @@
+// The operator is nobody's deputy: a Connector names an admin-defined ControlPlane or
+// ClusterControlPlane and can no longer point the operator's credential (or any Secret of its
+// namespace) at a URL of its author's choosing. Against a real API server, with the operator running
+// as its ServiceAccount under the shipped RBAC, the reference control plane, and a user's own https
+// server with a self-signed certificate standing in for the attacker's.
+import { createServer, type Server } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import {
+  ApiextensionsV1Api,
+  AuthorizationV1Api,
+  CoreV1Api,
+  CustomObjectsApi,
+  EventsV1Api,
+  PatchStrategy,
+  RbacAuthorizationV1Api,
+  setHeaderOptions,
+} from '@kubernetes/client-node';
+import test from 'ava';
+import { usableAdminCredential } from '../../src/controlplane/server.ts';
+import type { Connector } from '../../src/operator/api/types.ts';
+import { selfSignedCertificate } from '../helpers/certificates.ts';
+import { createTestNamespace, useCluster } from '../helpers/cluster.ts';
+import { eventually, isGone } from '../helpers/eventually.ts';
+import { captureLogs } from '../helpers/log-capture.ts';
+import {
+  connectors,
+  controlPlaneResources,
+  OPERATOR_NAMESPACE,
+  type OperatorEnvironment,
+  readyOf,
+  startOperatorEnvironment,
+} from '../helpers/operator-env.ts';
+import { assertNoSecrets } from '../helpers/secret-scan.ts';
+
+const cluster = useCluster(test);
+let env: OperatorEnvironment;
+const logs = captureLogs('operator-control-planes', 'debug');
+
+/** The database password a user would like the operator to send them. */
+const DB_PASSWORD = 'app-db-password-7f3a9c1e5b';
+
+/** The user's server: records every request, and answers with an error that echoes what it got. */
+interface UserServer {
+  url: string;
+  certPem: string;
+  requests: Array<{ method: string; path: string; authorization: string | undefined }>;
+  close(): Promise<void>;
+}
+
+async function startUserServer(): Promise<UserServer> {
+  const { certPem, keyPem } = await selfSignedCertificate({ commonName: '127.0.0.1', sanIps: ['127.0.0.1'] });
+  const requests: UserServer['requests'] = [];
+  const server: Server = createServer({ key: keyPem, cert: certPem }, (req, res) => {
+    requests.push({
+      method: req.method ?? '',
+      path: req.url ?? '',
+      authorization: req.headers.authorization,
+    });
+    res.writeHead(400, { 'content-type': 'application/json' });
+    res.end(
+      JSON.stringify({ error: { code: 'GOTCHA', message: `thanks for ${req.headers.authorization}` } }),
+    );
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `https://127.0.0.1:${port}`,
+    certPem,
+    requests,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+let userServer: UserServer;
+
+test.serial.before(async () => {
+  env = await startOperatorEnvironment(cluster(), { logger: logs.logger });
+  await env.startOperator();
+  userServer = await startUserServer();
+});
+test.after.always(async () => {
+  await userServer?.close();
+  await env?.stop();
+});
+
+const connectorSpec = { connector: { org: 'acme', endpointId: 'ep-1' } };
+/** The HTTP status an API request is answered with: 200 or the error's code. */
+const answerOf = (request: Promise<unknown>) =>
+  request.then(
+    () => 200,
+    (error: { code?: number }) => error.code ?? 0,
+  );
+const condition = (c: Connector, type: string) => c.status?.conditions?.find((x) => x.type === type);
+
+async function createSecret(namespace: string, name: string, data: Record<string, string>) {
+  await cluster()
+    .kc.makeApiClient(CoreV1Api)
+    .createNamespacedSecret({ namespace, body: { metadata: { name }, stringData: data } });
+}
+
+async function createConfigMap(namespace: string, name: string, data: Record<string, string>) {
+  await cluster()
+    .kc.makeApiClient(CoreV1Api)
+    .createNamespacedConfigMap({ namespace, body: { metadata: { name }, data } });
+}
+
+/** Whether `user` may do `verb` on `resource` in `namespace`, asked of the API server's authorizer. */
+async function userMay(
+  user: string,
+  verb: string,
+  resource: string,
+  namespace: string | undefined,
+  group = 'vaultpam.io',
+) {
+  const review = await cluster()
+    .kc.makeApiClient(AuthorizationV1Api)
+    .createSubjectAccessReview({
+      body: {
+        apiVersion: 'authorization.k8s.io/v1',
+        kind: 'SubjectAccessReview',
+        spec: { user, resourceAttributes: { verb, group, resource, ...(namespace ? { namespace } : {}) } },
+      },
+    });
+  return review.status?.allowed === true;
+}
+
+/** Everything the operator published about a namespace: statuses and Events, as text. */
+async function published(namespace: string): Promise<string> {
+  const { kc } = cluster();
+  const events = await kc.makeApiClient(EventsV1Api).listNamespacedEvent({ namespace });
+  const list = (plural: 'connectors' | 'controlplanes') =>
+    kc
+      .makeApiClient(CustomObjectsApi)
+      .listNamespacedCustomObject({ group: 'vaultpam.io', version: 'v1alpha1', namespace, plural });
+  return JSON.stringify([events.items, await list('connectors'), await list('controlplanes')]);
+}
+
+test.serial(
+  'a Connector cannot make the operator send a Secret of its namespace to a server of its choosing',
+  async (t) => {
+    const { kc } = cluster();
+    const namespace = await createTestNamespace(kc, 'deputy');
+    await createSecret(namespace, 'app-db', { password: DB_PASSWORD });
+    await createConfigMap(namespace, 'user-ca', { 'ca.crt': userServer.certPem });
+    // The Connector's author holds `edit` in the namespace, as Connector authors do.
+    await kc.makeApiClient(RbacAuthorizationV1Api).createNamespacedRoleBinding({
+      namespace,
+      body: {
+        metadata: { name: 'mallory-edit' },
+        roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'edit' },
+        subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name: 'mallory' }],
+      },
+    });
+
+    // 1. The old way is refused at admission, for everyone, with the new way named.
+    const refused = await connectors(kc)
+      .create(namespace, {
+        metadata: { name: 'exfiltrate', namespace },
+        spec: {
+          ...connectorSpec,
+          controlPlane: {
+            url: userServer.url,
+            caConfigMapRef: { name: 'user-ca' },
+            credentialSecretRef: { name: 'app-db', key: 'password' },
+          },
+        },
+      })
+      .then(
+        () => undefined,
+        (error: { code?: number; body?: string }) => error,
+      );
+    t.is(refused?.code, 422, 'spec.controlPlane is refused at admission');
+    t.true(
+      String(refused?.body).includes(
+        'spec.controlPlane was removed: a Connector no longer carries a URL or credential; ask an admin for a ControlPlane in this namespace or a ClusterControlPlane and set spec.controlPlaneRef',
+      ),
+      String(refused?.body),
+    );
+
+    // 2. Defining where the operator sends a credential takes `admin`: `edit` may write Connectors
+    // (aggregated vaultpam-connector-editor) but no ControlPlane, and no ClusterControlPlane.
+    t.true(
+      await eventually(() => userMay('mallory', 'create', 'connectors', namespace), {
+        description: 'edit aggregates the Connector editor role',
+      }),
+    );
+    t.false(
+      await userMay('mallory', 'create', 'controlplanes', namespace),
+      'edit cannot create ControlPlanes',
+    );
+    t.false(
+      await userMay('mallory', 'update', 'controlplanes', namespace),
+      'edit cannot change ControlPlanes',
+    );
+    t.false(
+      await userMay('mallory', 'create', 'clustercontrolplanes', undefined),
+      'nor ClusterControlPlanes',
+    );
+
+    // 3. A Connector can only name a ControlPlane of its own namespace: one elsewhere is "missing".
+    const elsewhere = await createTestNamespace(kc, 'other-team');
+    await createSecret(elsewhere, 'cp-admin', { credential: usableAdminCredential(env.controlPlane) });
+    await createConfigMap(elsewhere, 'cp-ca', { 'ca.crt': env.controlPlane.caPem });
+    await controlPlaneResources(kc).create(elsewhere, 'shared', {
+      url: env.controlPlane.url,
+      caConfigMapRef: { name: 'cp-ca' },
+      credentialSecretRef: { name: 'cp-admin' },
+    });
+    await connectors(kc).create(namespace, {
+      metadata: { name: 'borrower', namespace },
+      spec: { ...connectorSpec, controlPlaneRef: { name: 'shared' } },
+    });
+    const stalled = await eventually(
+      () =>
+        connectors(kc)
+          .get(namespace, 'borrower')
+          .then((c) => condition(c, 'Stalled')),
+      { description: 'the Connector stalls' },
+    );
+    t.is(stalled.reason, 'ControlPlaneConfigInvalid');
+    t.is(
+      stalled.message,
+      `ControlPlaneConfigInvalid: spec.controlPlaneRef: ControlPlane ${namespace}/shared does not exist; ask an admin to create it (or fix the name)`,
+    );
+    t.deepEqual(userServer.requests, [], "the user's server heard nothing from the operator");
+    const core = kc.makeApiClient(CoreV1Api);
+    t.true(
+      await isGone(() => core.readNamespacedSecret({ namespace, name: 'borrower-enrollment-token' })),
+      'no token minted',
+    );
+
+    // 4. An admin of the namespace may point a ControlPlane at any server, with any Secret of the
+    // namespace (which they can read anyway). Even then, what the server answers, echoing the
+    // credential, reaches no status, Event or log line, and a Connector on it makes no call.
+    await controlPlaneResources(kc).create(namespace, 'user-server', {
+      url: userServer.url,
+      caConfigMapRef: { name: 'user-ca' },
+      credentialSecretRef: { name: 'app-db', key: 'password' },
+    });
+    const ready = await eventually(
+      () =>
+        controlPlaneResources(kc)
+          .get(namespace, 'user-server')
+          .then((cp) => readyOf(cp)),
+      { description: 'the ControlPlane is checked' },
+    );
+    t.like(ready, { status: 'False', reason: 'Unreachable' }, ready.message);
+    t.regex(
+      ready.message,
+      /answered GET \/v1\/admin\/whoami with HTTP 400 GOTCHA \(thanks for Bearer \[REDACTED\]\)/,
+    );
+    await connectors(kc).patchSpec(namespace, 'borrower', {
+      spec: { controlPlaneRef: { name: 'user-server' } },
+    });
+    await eventually(
+      () =>
+        connectors(kc)
+          .get(namespace, 'borrower')
+          .then((c) =>
+            condition(c, 'Stalled')?.message.includes(
+              `ControlPlane ${namespace}/user-server is not Ready (Unreachable:`,
+            ),
+          ),
+      { description: 'the Connector stalls on the not-Ready ControlPlane' },
+    );
+    t.deepEqual(
+      [...new Set(userServer.requests.map((r) => `${r.method} ${r.path}`))],
+      ['GET /v1/admin/whoami'],
+      'only the check, never a Connector call',
+    );
+    assertNoSecrets(t, 'statuses and Events', await published(namespace), [DB_PASSWORD]);
+    assertNoSecrets(t, 'operator log', logs.text(), [DB_PASSWORD]);
+  },
+);
+
+test.serial(
+  'a ControlPlane reports Ready truthfully against the reference control plane: Reachable, Unauthorized, CredentialMissing',
+  async (t) => {
+    const { kc } = cluster();
+    const core = kc.makeApiClient(CoreV1Api);
+    const cps = controlPlaneResources(kc);
+    const namespace = await createTestNamespace(kc, 'cp-status');
+    const credential = usableAdminCredential(env.controlPlane);
+    await createSecret(namespace, 'cp-admin', { credential });
+    await createConfigMap(namespace, 'cp-ca', { 'ca.crt': env.controlPlane.caPem });
+    await cps.create(namespace, 'reference', {
+      url: env.controlPlane.url,
+      caConfigMapRef: { name: 'cp-ca' },
+      credentialSecretRef: { name: 'cp-admin' },
+    });
+    const reachable = await eventually(
+      () => cps.get(namespace, 'reference').then((cp) => readyOf(cp) && cp),
+      {
+        description: 'Ready',
+      },
+    );
+    t.like(readyOf(reachable), { status: 'True', reason: 'Reachable', observedGeneration: 1 });
+    t.is(reachable.status?.observedGeneration, 1);
+    t.truthy(reachable.status?.lastCheckTime);
+
+    // A wrong credential: Unauthorized, once the ControlPlane is touched (or at the next check).
+    await core.replaceNamespacedSecret({
+      namespace,
+      name: 'cp-admin',
+      body: { metadata: { name: 'cp-admin' }, stringData: { credential: 'not-an-admin-credential' } },
+    });
+    await cps.patch(namespace, 'reference', { metadata: { annotations: { 'vaultpam.io/recheck': '1' } } });
+    const unauthorized = await eventually(
+      () =>
+        cps.get(namespace, 'reference').then((cp) => readyOf(cp)?.reason === 'Unauthorized' && readyOf(cp)),
+      { description: 'Unauthorized' },
+    );
+    t.is(unauthorized.status, 'False');
+    t.regex(
+      unauthorized.message,
+      /refused the admin credential in key "credential" of Secret cp-admin \(HTTP 401 UNAUTHORIZED\)/,
+    );
+
+    await core.deleteNamespacedSecret({ namespace, name: 'cp-admin' });
+    await cps.patch(namespace, 'reference', { metadata: { annotations: { 'vaultpam.io/recheck': '2' } } });
+    const missing = await eventually(
+      () =>
+        cps
+          .get(namespace, 'reference')
+          .then((cp) => readyOf(cp)?.reason === 'CredentialMissing' && readyOf(cp)),
+      { description: 'CredentialMissing' },
+    );
+    t.is(
+      missing.message,
+      `spec.credentialSecretRef: Secret ${namespace}/cp-admin does not exist; create it with the control plane's admin credential under that key`,
+    );
+
+    // Recreated: Ready again within the not-Ready recheck (30 s), with no touch at all.
+    await createSecret(namespace, 'cp-admin', { credential });
+    await eventually(() => cps.get(namespace, 'reference').then((cp) => readyOf(cp)?.status === 'True'), {
+      description: 'Ready again after the Secret is back',
+      timeoutMs: 45_000,
+    });
+
+    // A ClusterControlPlane reads its Secret and CA from the operator's namespace, not a Connector's.
+    const name = `shared-${namespace}`.slice(0, 60);
+    await createSecret(OPERATOR_NAMESPACE, name, { credential });
+    await createConfigMap(OPERATOR_NAMESPACE, name, { 'ca.crt': env.controlPlane.caPem });
+    t.teardown(async () => {
+      await cps.delete(undefined, name).catch(() => {});
+      await core.deleteNamespacedSecret({ namespace: OPERATOR_NAMESPACE, name }).catch(() => {});
+      await core.deleteNamespacedConfigMap({ namespace: OPERATOR_NAMESPACE, name }).catch(() => {});
+    });
+    await cps.create(undefined, name, {
+      url: env.controlPlane.url,
+      caConfigMapRef: { name },
+      credentialSecretRef: { name },
+    });
+    const clusterWide = await eventually(() => cps.get(undefined, name).then((cp) => readyOf(cp)), {
+      description: 'the ClusterControlPlane is checked',
+    });
+    t.like(clusterWide, { status: 'True', reason: 'Reachable' });
+    assertNoSecrets(t, 'statuses and Events', await published(namespace), [credential]);
+    assertNoSecrets(t, 'ClusterControlPlane', JSON.stringify(await cps.get(undefined, name)), [credential]);
+    assertNoSecrets(t, 'operator log', logs.text(), [credential]);
+  },
+);
+
+test.serial(
+  'a Connector on a namespaced ControlPlane stalls until it exists, then pairs, goes Online and loses its token',
+  async (t) => {
+    const { kc } = cluster();
+    const namespace = await createTestNamespace(kc, 'cp-life');
+    const api = connectors(kc);
+    await api.create(namespace, {
+      metadata: { name: 'edge', namespace },
+      spec: { ...connectorSpec, controlPlaneRef: { kind: 'ControlPlane', name: 'team' } },
+    });
+    const stalled = await eventually(() => api.get(namespace, 'edge').then((c) => condition(c, 'Stalled')), {
+      description: 'stalled on the missing ControlPlane',
+    });
+    t.is(stalled.reason, 'ControlPlaneConfigInvalid');
+    t.regex(stalled.message, new RegExp(`ControlPlane ${namespace}/team does not exist`));
+
+    // The ControlPlane appears: the Connector is woken by it (no resync in between) and a token is minted.
+    await createSecret(namespace, 'team-admin', { credential: usableAdminCredential(env.controlPlane) });
+    await createConfigMap(namespace, 'team-ca', { 'ca.crt': env.controlPlane.caPem });
+    await controlPlaneResources(kc).create(namespace, 'team', {
+      url: env.controlPlane.url,
+      caConfigMapRef: { name: 'team-ca' },
+      credentialSecretRef: { name: 'team-admin' },
+    });
+    const minted = await eventually(
+      () => api.get(namespace, 'edge').then((c) => (c.status?.enrollment?.tokenSecretName ? c : undefined)),
+      { description: 'token minted', timeoutMs: 20_000 },
+    );
+    t.is(condition(minted, 'Stalled'), undefined, 'no longer stalled');
+    const configMap = await kc
+      .makeApiClient(CoreV1Api)
+      .readNamespacedConfigMap({ namespace, name: 'edge-config' });
+    t.is(configMap.data?.['ca.crt'], env.controlPlane.caPem, "the agent trusts the ControlPlane's CA");
+
+    const pod = await env.runAgent(namespace, 'edge');
+    t.teardown(() => pod.stop());
+    const online = await eventually(
+      () =>
+        api
+          .get(namespace, 'edge')
+          .then(
+            (c) =>
+              c.status?.phase === 'Online' &&
+              c.status.enrollment?.retired &&
+              !c.status.enrollment.tokenSecretName &&
+              c,
+          ),
+      { description: 'Online, retired, token Secret gone' },
+    );
+    t.is(online.status?.connectorId, `${namespace}.edge`);
+    t.true(
+      await eventually(async () => (await env.admin.getConnector(`${namespace}.edge`)).bootstrapRetired),
+    );
+    const core = kc.makeApiClient(CoreV1Api);
+    t.true(
+      await isGone(() => core.readNamespacedSecret({ namespace, name: 'edge-enrollment-token' })),
+      'the token Secret was found by name and deleted, without any Secret watch',
+    );
+  },
+);
+
+test.serial(
+  'a Connector stored with spec.controlPlane before the upgrade is not used, and can still be updated and deleted',
+  async (t) => {
+    const { kc } = cluster();
+    const crds = kc.makeApiClient(ApiextensionsV1Api);
+    const namespace = await createTestNamespace(kc, 'legacy');
+    await createSecret(namespace, 'app-db', { password: DB_PASSWORD });
+    await createConfigMap(namespace, 'user-ca', { 'ca.crt': userServer.certPem });
+    const heardBefore = userServer.requests.length;
+    const rulePath =
+      '/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties/controlPlane/x-kubernetes-validations';
+    const crd = await crds.readCustomResourceDefinition({ name: 'connectors.vaultpam.io' });
+    const rules =
+      crd.spec.versions[0]?.schema?.openAPIV3Schema?.properties?.spec?.properties?.controlPlane
+        ?.x_kubernetes_validations;
+    t.truthy(rules, 'the live CRD refuses spec.controlPlane');
+    const jsonPatch = setHeaderOptions('Content-Type', PatchStrategy.JsonPatch);
+    const restore = () =>
+      crds.patchCustomResourceDefinition(
+        { name: 'connectors.vaultpam.io', body: [{ op: 'add', path: rulePath, value: rules }] },
+        jsonPatch,
+      );
+    // The CRD as an older release had it: the field admitted. A Connector is stored with it.
+    await crds.patchCustomResourceDefinition(
+      { name: 'connectors.vaultpam.io', body: [{ op: 'remove', path: rulePath }] },
+      jsonPatch,
+    );
+    let restored = false;
+    t.teardown(async () => {
+      if (!restored) await restore().catch(() => {});
+    });
+    const legacySpec = {
+      ...connectorSpec,
+      controlPlane: {
+        url: userServer.url,
+        caConfigMapRef: { name: 'user-ca' },
+        credentialSecretRef: { name: 'app-db', key: 'password' },
+      },
+    };
+    await eventually(
+      () =>
+        connectors(kc)
+          .create(namespace, { metadata: { name: 'legacy', namespace }, spec: legacySpec })
+          .then(() => true),
+      { description: 'stored under the old schema' },
+    );
+    await restore();
+    restored = true;
+    await eventually(
+      async () =>
+        (await answerOf(
+          connectors(kc).create(namespace, { metadata: { name: 'newer', namespace }, spec: legacySpec }),
+        )) === 422,
+      { description: 'the rule is back' },
+    );
+
+    const stalled = await eventually(
+      () =>
+        connectors(kc)
+          .get(namespace, 'legacy')
+          .then((c) => condition(c, 'Stalled')),
+      { description: 'the operator refuses it' },
+    );
+    t.is(stalled.reason, 'InvalidSpec');
+    t.true(stalled.message.startsWith('spec.controlPlane: this field was removed'), stalled.message);
+    // The field cannot be changed (say, to another server)...
+    const changed = connectors(kc).patchSpec(namespace, 'legacy', {
+      spec: { controlPlane: { url: 'https://elsewhere.example' } },
+    });
+    t.is(await answerOf(changed), 422, 'spec.controlPlane cannot be changed');
+    // ...but updates that leave it as it was pass, so nothing is trapped; the finalizer can go.
+    await connectors(kc).patchSpec(namespace, 'legacy', {
+      metadata: { labels: { team: 'a' } },
+      spec: { paused: true },
+    });
+    // The migration docs/install.md gives: drop the field and name a ControlPlane, in one patch.
+    await connectors(kc).patchSpec(namespace, 'legacy', {
+      spec: { paused: false, controlPlane: null, controlPlaneRef: { name: 'not-yet' } },
+    });
+    const migrated = await eventually(
+      () =>
+        connectors(kc)
+          .get(namespace, 'legacy')
+          .then((c) => (condition(c, 'Stalled')?.reason === 'ControlPlaneConfigInvalid' ? c : undefined)),
+      { description: 'now waiting for its ControlPlane' },
+    );
+    t.is(migrated.spec.controlPlane, undefined);
+    // It never reached a control plane, so a missing one does not hold up its deletion.
+    await connectors(kc).delete(namespace, 'legacy');
+    await eventually(() => isGone(() => connectors(kc).get(namespace, 'legacy')), {
+      description: 'deleted, finalizer removed',
+    });
+    t.is(userServer.requests.length, heardBefore, "the user's server heard nothing");
+    assertNoSecrets(t, 'operator log', logs.text(), [DB_PASSWORD]);
+  },
+);

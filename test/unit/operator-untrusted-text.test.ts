@@ -1,0 +1,222 @@
+// What a server says is data: hostile strings from a control plane (or whatever answers at its URL)
+// come out of untrusted-text.ts bounded, on one printable line, and without anything that looks
+// like a token or credential, whatever they were made of.
+import test from 'ava';
+import { ControlPlaneAnswerError } from '../../src/controlplane/admin-client.ts';
+import { CodedError } from '../../src/lib/errors.ts';
+import { plan } from '../../src/operator/reconcile/plan.ts';
+import {
+  cleanedError,
+  errorText,
+  UNTRUSTED_TEXT_MAX,
+  untrustedCode,
+  untrustedRecord,
+  untrustedText,
+} from '../../src/operator/reconcile/untrusted-text.ts';
+import { statusAfterError } from '../../src/operator/reconciler.ts';
+import { observed, record } from '../helpers/observed-builder.ts';
+
+const NOW = new Date('2026-01-01T00:00:10Z');
+
+const TOKEN = `vpe_0123456789abcdef_${'A1b2C3d4E5'.repeat(4)}xyz`;
+const CREDENTIAL = 'q7Zr9Kx2Lw4Mn8Pv1Bt6Hs3Jd5Fg0Yc2Xe7Ua9Wi4';
+const KEY = '-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----';
+const JWT = 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhZG1pbiJ9.c2lnbmF0dXJlLXBhcnQ';
+
+/** Nothing a terminal, kubectl or a bidi-aware viewer would act on, and no line break. */
+function assertPrintable(t: import('ava').ExecutionContext, text: string, what: string) {
+  t.false(/[\p{Cc}\p{Cf}\p{Cs}\u2028\u2029]/u.test(text), `${what}: ${JSON.stringify(text)}`);
+}
+
+test('control characters, escape sequences and bidi controls are removed; line breaks become spaces', (t) => {
+  const cases: Array<[string, string, string]> = [
+    [
+      'newline forging a second condition line',
+      'refused\nStalled: True\r\nReady: True',
+      'refused Stalled: True Ready: True',
+    ],
+    ['ANSI colour and cursor movement', '\u001b[31mred\u001b[0m \u001b[2J\u001b[1;1Hcleared', 'red cleared'],
+    ['OSC title and hyperlink', '\u001b]0;pwned\u0007title \u001b]8;;https://evil\u001b\\link', 'title link'],
+    ['C1 CSI', '\u009b31mred', 'red'],
+    ['NUL, DEL and C1 controls', 'a\u0000b\u007fc\u0085d\u009fe', 'abc de'],
+    [
+      'bidi override that reverses what follows',
+      'ok \u202etxt.exe\u202c done \u2066x\u2069',
+      'ok txt.exe done x',
+    ],
+    ['zero-width and BOM characters', 'in\u200bvis\u200dible\ufeff', 'invisible'],
+    ['lone surrogate', 'half \ud800 pair', 'half pair'],
+    ['tabs and runs of spaces', '\ta \t   b  ', 'a b'],
+  ];
+  for (const [what, input, expected] of cases) {
+    const output = untrustedText(input);
+    t.is(output, expected, what);
+    assertPrintable(t, output, what);
+  }
+  t.is(untrustedText('emoji 🙂 and accents é stay'), 'emoji 🙂 and accents é stay');
+});
+
+test('tokens, keys and credentials are redacted, also when control characters were hiding them', (t) => {
+  const hostile = [
+    `here is the token ${TOKEN} you sent`,
+    `echo: Authorization: Bearer ${CREDENTIAL}`,
+    `authorization=Basic ${CREDENTIAL}`,
+    `{"credential":"${CREDENTIAL}"}`,
+    `password=${CREDENTIAL}&user=x`,
+    `api_key: ${CREDENTIAL}`,
+    `session ${JWT}`,
+    `proxy https://admin:${CREDENTIAL}@cp.example/v1`,
+    `bare ${CREDENTIAL} in the middle`,
+    `key ${KEY}`,
+    // Split by characters that are stripped: the pieces join up before the redaction looks.
+    `split ${TOKEN.slice(0, 20)}\u200b${TOKEN.slice(20)}`,
+    `split ${CREDENTIAL.slice(0, 10)}\u0000${CREDENTIAL.slice(10)}`,
+  ];
+  for (const input of hostile) {
+    const output = untrustedText(input, 10_000);
+    for (const secret of [
+      TOKEN,
+      CREDENTIAL,
+      JWT,
+      'MIIEvQIBADANBgkqhkiG9w0BAQEFAASC',
+      CREDENTIAL.slice(0, 20),
+    ])
+      t.false(output.includes(secret), `${JSON.stringify(input)} -> ${output}`);
+    t.regex(output, /REDACTED/, input);
+  }
+  // What the operator shows on purpose survives: ids, serials, fingerprints, UUIDs, codes, times.
+  const publicFacts =
+    'connector team-a.edge-1 (1b4e28ba-2fa1-11d2-883f-0016d3cca427) serial 4f2a9c0e1b7d3a5f6e8c9b0a1d2e3f4a5b6c7d8e, fingerprint ab12cd34ef56ab12cd34ef56ab12cd34ef56ab12cd34ef56ab12cd34ef56ab12 ENROLLMENT_TOKEN_INVALID at 2026-01-01T00:00:00.000Z; mint a token instead';
+  t.is(untrustedText(publicFacts, 10_000), publicFacts);
+});
+
+test('length is bounded after redaction, at a code point, with the cut marked', (t) => {
+  const long = 'x'.repeat(100_000);
+  const output = untrustedText(long);
+  t.is(Array.from(output).length, UNTRUSTED_TEXT_MAX);
+  t.true(output.endsWith('…'));
+  // A token straddling the bound is redacted whole before the cut, not left half visible.
+  const straddling = `${'y '.repeat(140)}${TOKEN}`;
+  t.false(untrustedText(straddling).includes(TOKEN.slice(0, 24)));
+  // The cut never splits a surrogate pair.
+  const emoji = untrustedText('🙂'.repeat(400), 10);
+  t.is(emoji, `${'🙂'.repeat(9)}…`);
+  t.false(/[\ud800-\udfff](?![\udc00-\udfff])/.test(emoji.replace(/[\ud800-\udbff][\udc00-\udfff]/g, '')));
+  t.is(untrustedText(undefined), '');
+  t.is(untrustedText({ toString: () => 'object\nsays' }), 'object says');
+});
+
+test('codes: kept when they look like codes, else not repeated', (t) => {
+  t.is(untrustedCode('RECOVERY_NOT_NEEDED'), 'RECOVERY_NOT_NEEDED');
+  t.is(untrustedCode('InvalidSpec'), 'InvalidSpec');
+  t.is(untrustedCode('HTTP_502'), 'HTTP_502');
+  for (const hostile of ['RECOVERY\nNOT', '\u001b[31mX', 'A'.repeat(65), '', 42, TOKEN.replace(/_/g, ' ')])
+    t.is(untrustedCode(hostile), 'UNRECOGNIZED_CODE', JSON.stringify(hostile));
+});
+
+test("errorText quotes the control plane's words within the bound, the operator's own at more length", (t) => {
+  const hostile = new ControlPlaneAnswerError(
+    'RECOVERY_NOT_NEEDED',
+    `nope\n\u001b[2J${'z'.repeat(1000)} Bearer ${CREDENTIAL}`,
+    { httpStatus: 409 },
+  );
+  const text = errorText(hostile);
+  t.true(text.startsWith('RECOVERY_NOT_NEEDED: nope z'));
+  t.true(Array.from(text).length <= 'RECOVERY_NOT_NEEDED: '.length + UNTRUSTED_TEXT_MAX);
+  assertPrintable(t, text, 'errorText');
+  const own = new CodedError('InvalidSpec', `Kubernetes refuses the StatefulSet: ${'cause; '.repeat(80)}`);
+  t.true(errorText(own).length > UNTRUSTED_TEXT_MAX, 'an invalid spec keeps its causes');
+  t.is(errorText(new CodedError('\nForged: True', 'x')), 'UNRECOGNIZED_CODE: x');
+});
+
+test('the record: path details, the enrollment failure and the state are cleaned', (t) => {
+  const clean = untrustedRecord(
+    record({
+      state: 'online\u001b[0m'.padEnd(200, '!') as 'online',
+      paths: [{ name: 'db\nforged', healthy: false, detail: `refused ${TOKEN}\r\n${'d'.repeat(5000)}` }],
+      lastEnrollmentFailure: { code: 'X\nY', at: '2026-01-01T00:00:00Z\u202e' },
+    }),
+  );
+  t.true((clean?.state.length ?? 0) <= 64);
+  t.is(clean?.paths[0]?.name, 'db forged');
+  t.false(clean?.paths[0]?.detail.includes(TOKEN));
+  t.true((clean?.paths[0]?.detail.length ?? 0) <= UNTRUSTED_TEXT_MAX);
+  t.deepEqual(clean?.lastEnrollmentFailure, { code: 'UNRECOGNIZED_CODE', at: '2026-01-01T00:00:00Z' });
+  t.is(untrustedRecord(undefined), undefined);
+  const ordinary = record();
+  t.deepEqual(untrustedRecord(ordinary), ordinary, 'an ordinary record is unchanged');
+});
+
+test('statusAfterError: a hostile control-plane answer reaches the condition bounded, printable and redacted', (t) => {
+  const hostile = new ControlPlaneAnswerError(
+    'TTL_TOO_LONG',
+    `refused\nStalled: False\u001b[8m ${TOKEN} Authorization: Bearer ${CREDENTIAL} ${'x'.repeat(5000)}`,
+    { httpStatus: 400 },
+  );
+  const status = statusAfterError({}, plan(observed({}), NOW).status, hostile, NOW, 1);
+  const stalled = status.conditions?.find((c) => c.type === 'Stalled');
+  t.is(stalled?.reason, 'ControlPlaneRejected');
+  const message = stalled?.message ?? '';
+  assertPrintable(t, message, 'Stalled');
+  t.true(message.startsWith('TTL_TOO_LONG: refused Stalled: False vpe_[REDACTED]'), message);
+  t.false(message.includes(CREDENTIAL));
+  t.true(Array.from(message).length <= 'TTL_TOO_LONG: '.length + UNTRUSTED_TEXT_MAX);
+  const ready = status.conditions?.find((c) => c.type === 'Ready');
+  t.false(ready?.message.includes(TOKEN), 'Ready quotes the cleaned message');
+  // A code is looked up as data: "__proto__" or "constructor" is no stall reason of its own.
+  for (const code of ['__proto__', 'constructor', 'toString']) {
+    const odd = statusAfterError(
+      {},
+      plan(observed({}), NOW).status,
+      new ControlPlaneAnswerError(code, 'x'),
+      NOW,
+      1,
+    );
+    t.is(odd.conditions?.find((c) => c.type === 'Stalled')?.reason, 'ControlPlaneRejected', code);
+  }
+});
+
+test('plan: an unreachable control plane and an agent path detail are quoted cleaned in the conditions', (t) => {
+  const unreachable = observed({ record: 'unreachable' });
+  const hostile = new ControlPlaneAnswerError(
+    'HTTP_502',
+    `<html>\n<title>Bad Gateway</title>\u001b[0m ${TOKEN}`,
+  );
+  const result = plan({ ...unreachable, controlPlane: { reachable: false, error: hostile } }, NOW);
+  const healthy = result.status.conditions?.find((c) => c.type === 'Healthy');
+  t.is(healthy?.reason, 'ControlPlaneUnreachable');
+  t.is(healthy?.message, '<html> <title>Bad Gateway</title> vpe_[REDACTED]');
+  const degraded = plan(
+    observed({
+      record: record({
+        state: 'degraded',
+        paths: [{ name: 'db', healthy: false, detail: `down\r\n\u202eStalled ${'y'.repeat(2000)}` }],
+      }),
+    }),
+    NOW,
+  );
+  const message = degraded.status.conditions?.find((c) => c.type === 'Healthy')?.message ?? '';
+  assertPrintable(t, message, 'PathUnhealthy');
+  t.true(message.startsWith('unhealthy path(s): db (down Stalled y'), message);
+  t.true(message.length < 400);
+});
+
+test('cleanedError: what the reconciler hands the work queue (which logs it) keeps code and kind, not the hostile words', (t) => {
+  const hostile = new ControlPlaneAnswerError('HTTP_503', `busy\n${TOKEN} ${'w'.repeat(900)}`, {
+    httpStatus: 503,
+    temporary: true,
+  });
+  const cleaned = cleanedError(hostile);
+  t.like(cleaned, { code: 'HTTP_503', httpStatus: 503, temporary: true });
+  t.false(cleaned.message.includes(TOKEN));
+  t.false(cleaned.message.includes('\n'));
+  t.true(cleaned.message.length <= UNTRUSTED_TEXT_MAX);
+  t.is(cleaned.cause, hostile);
+  t.is(cleanedError(new CodedError('\u001b[2J', 'x', { temporary: false })).code, 'UNRECOGNIZED_CODE');
+});
+
+test("an object's name that ends in a secret-sounding word is not taken for a key", (t) => {
+  const text = 'apply of Secret prod/edge-enrollment-token: refused by the API server';
+  t.is(untrustedText(text), text);
+  t.is(untrustedText('x-api-key: Zq81abcd'), 'x-api-key: [REDACTED]');
+});
