@@ -54,6 +54,12 @@ const flags: FlagSpecs = {
   },
   concurrency: { env: env('concurrency'), default: '4', description: 'Reconciles at once.' },
   resync: { env: env('resync'), default: '10m', description: 'Re-reconcile every Connector this often.' },
+  'release-timeout': {
+    env: env('release-timeout'),
+    default: '5m',
+    description:
+      "How long a deleted Connector's finalizer retries releasing its control-plane record (from its deletionTimestamp) before it is removed anyway and a ReleaseAbandoned Event says what was left.",
+  },
   'log-level': { env: 'LOG_LEVEL', default: 'info', description: 'fatal, error, warn, info, debug, trace.' },
 };
 
@@ -136,6 +142,12 @@ async function main(): Promise<void> {
   } catch (error) {
     throw new CodedError('INVALID_FLAGS', `--resync: ${errorMessage(error)}`);
   }
+  let releaseTimeoutMs: number;
+  try {
+    releaseTimeoutMs = parseDuration(v['release-timeout'] ?? '5m') * 1000;
+  } catch (error) {
+    throw new CodedError('INVALID_FLAGS', `--release-timeout: ${errorMessage(error)}`);
+  }
   // Every flag is checked before anything touches the cluster.
   const kc = loadKubeConfig();
   const clusterResourceNamespace = v['cluster-resource-namespace'] || process.env.POD_NAMESPACE;
@@ -148,6 +160,7 @@ async function main(): Promise<void> {
     connectorImage: v['connector-image'] ?? 'vaultpam/connector:0.1.0',
     concurrency,
     resyncMs,
+    releaseTimeoutMs,
     listen,
     ...(leaderElect && leaseNamespace
       ? {

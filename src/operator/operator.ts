@@ -72,6 +72,12 @@ export interface OperatorOptions {
   /** Health and metrics listener; omitted: none. */
   listen?: { host: string; port: number };
   backoff?: { baseMs?: number; capMs?: number };
+  /**
+   * How long a Connector's finalizer retries releasing its control-plane record, counted from its
+   * deletionTimestamp, before removing itself anyway (a ReleaseAbandoned Event, metric and warn log
+   * say what was left). Default 5 minutes.
+   */
+  releaseTimeoutMs?: number;
 }
 
 export interface RunningOperator {
@@ -254,6 +260,7 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
     metrics,
     getConnector: (namespace, name) => connectors.get(namespace, name),
     adoption,
+    ...(options.releaseTimeoutMs !== undefined ? { releaseTimeoutMs: options.releaseTimeoutMs } : {}),
     async scale(kind, namespace, name, replicas) {
       metrics.countWrite(kind, 'patch');
       const body = { spec: { replicas } };

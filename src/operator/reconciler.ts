@@ -7,9 +7,9 @@ import type { Clock } from '../lib/clock.ts';
 import { CodedError, errorMessage, isCodedError } from '../lib/errors.ts';
 import type { Logger } from '../lib/logger.ts';
 import type { AdoptionWatches } from './adoption-watches.ts';
-import { FINALIZER } from './api/constants.ts';
-import type { Condition, Connector, ConnectorStatus } from './api/types.ts';
-import { defaultedSpec } from './api/types.ts';
+import { ANNOTATIONS, DEFAULT_RELEASE_TIMEOUT_MS, FINALIZER } from './api/constants.ts';
+import type { Condition, Connector, ConnectorStatus, DeletionPolicy } from './api/types.ts';
+import { defaultConnectorId, defaultedSpec } from './api/types.ts';
 import {
   CONDITION_TYPES,
   clearReconciling,
@@ -20,15 +20,22 @@ import {
   setCondition,
   withReady,
 } from './conditions.ts';
+import type { ReleaseHandle } from './control-plane/connections.ts';
 import type { ControlPlaneRegistry } from './control-plane/registry.ts';
+import {
+  type ControlPlaneId,
+  controlPlaneKey,
+  describeControlPlane,
+  referencedControlPlane,
+} from './control-plane/status.ts';
 import { type ActContext, act, recordEvents } from './reconcile/act.ts';
-import { type ObserveContext, observe, resolveConnection } from './reconcile/observe.ts';
+import { type ObserveContext, observe } from './reconcile/observe.ts';
 import type { Observed } from './reconcile/observed.ts';
 import { plan } from './reconcile/plan.ts';
 import { cleanedError, errorMessageText, errorText, untrustedCode } from './reconcile/untrusted-text.ts';
 import { RESOURCE_TYPES } from './runtime/resources.ts';
 import type { ReconcileResult } from './runtime/work-queue.ts';
-import { splitKey } from './runtime/work-queue.ts';
+import { objectKey, splitKey } from './runtime/work-queue.ts';
 
 export interface ReconcilerContext extends ObserveContext, ActContext {
   clock: Clock;
@@ -37,8 +44,21 @@ export interface ReconcilerContext extends ObserveContext, ActContext {
   getConnector(namespace: string, name: string): Connector | undefined;
   /** Narrow watches on adopted workloads and their pods (absent: they are seen on resync only). */
   adoption?: Pick<AdoptionWatches, 'ensure' | 'release'>;
-  controlPlanes: Pick<ControlPlaneRegistry, 'resolve' | 'suspect'>;
+  controlPlanes: Pick<ControlPlaneRegistry, 'resolve' | 'suspect' | 'forRelease'>;
+  /**
+   * How long a finalizer retries releasing the control-plane record, counted from the Connector's
+   * deletionTimestamp (so a restart does not reset it), before it removes itself anyway and says
+   * what it left behind. Default 5 minutes (--release-timeout).
+   */
+  releaseTimeoutMs?: number;
 }
+
+/** Retries of a release that failed: 1 s doubling to 30 s, never past the release deadline. */
+const RELEASE_RETRY_BASE_MS = 1_000;
+const RELEASE_RETRY_CAP_MS = 30_000;
+
+/** Thrown by the guarded writer of a pass that learns mid-way that its Connector is being deleted. */
+const DELETING = 'CONNECTOR_DELETING';
 
 /** Control-plane answers that no retry can fix: stall with the reason until the spec or credential changes. */
 const STALLING_CODES: Record<string, string> = {
@@ -53,13 +73,76 @@ const STALLING_CODES: Record<string, string> = {
   CONNECTOR_ID_CONFLICT: StalledReasons.ConnectorIdConflict,
 };
 
-/** The status after a failed act: observed facts kept, progress records unchanged, the error in a condition. */
-/** The status of a Connector being deleted: Reconciling and Ready say Finalizing, the rest stays. */
-export function finalizingStatus(connector: Connector, now: Date): ConnectorStatus {
+/** What a finalizer needs to release a Connector's record, read without the rest of its spec. */
+export interface ReleaseTarget {
+  connectorId: string;
+  deletionPolicy: DeletionPolicy;
+  /** The control plane spec.controlPlaneRef names; undefined: the operator's default. */
+  controlPlane: ControlPlaneId | undefined;
+}
+
+/**
+ * The connector id, deletion policy and control plane of a Connector being deleted. From the
+ * defaulted spec when the current rules accept it; otherwise from the raw fields (a stored spec that
+ * newer rules refuse is still released): the connector id the status recorded, else the spec's,
+ * else the default one.
+ */
+export function releaseTarget(connector: Connector): ReleaseTarget {
+  try {
+    const spec = defaultedSpec(connector);
+    return {
+      connectorId: spec.connector.id,
+      deletionPolicy: spec.deletionPolicy,
+      controlPlane: referencedControlPlane(spec),
+    };
+  } catch {
+    const namespace = connector.metadata.namespace ?? '';
+    const raw = connector.spec as Partial<Connector['spec']> | undefined;
+    const ref = raw?.controlPlaneRef;
+    const rawId = raw?.connector?.id;
+    return {
+      connectorId:
+        connector.status?.connectorId ??
+        (typeof rawId === 'string' && rawId
+          ? rawId
+          : defaultConnectorId(namespace, connector.metadata.name ?? '')),
+      deletionPolicy: raw?.deletionPolicy === 'Retain' ? 'Retain' : 'Release',
+      controlPlane: ref?.name
+        ? ref.kind === 'ClusterControlPlane'
+          ? { kind: 'ClusterControlPlane', name: ref.name }
+          : { kind: 'ControlPlane', namespace, name: ref.name }
+        : undefined,
+    };
+  }
+}
+
+/** When the finalizer stops trying to release: metadata.deletionTimestamp plus the release timeout. */
+export function releaseDeadline(connector: Connector, releaseTimeoutMs: number): number {
+  const since = connector.metadata.deletionTimestamp;
+  const at = since ? new Date(since as unknown as string).getTime() : Number.NaN;
+  return (Number.isFinite(at) ? at : Date.now()) + releaseTimeoutMs;
+}
+
+const describeTarget = (target: ReleaseTarget) =>
+  target.controlPlane ? describeControlPlane(target.controlPlane) : "the operator's default control plane";
+
+/** The status of a Connector being deleted: phase Terminating; Reconciling and Ready say Finalizing, the rest stays. */
+export function finalizingStatus(
+  connector: Connector,
+  now: Date,
+  release: { target?: ReleaseTarget; deadline?: number; lastError?: string } = {},
+): ConnectorStatus {
   const previous = connector.status ?? {};
   const generation = connector.metadata.generation;
   const g = generation !== undefined ? { observedGeneration: generation } : {};
-  const message = `the Connector is being deleted: revoking live tokens and ${connector.spec?.deletionPolicy === 'Retain' ? 'keeping' : 'releasing'} the control-plane record before the finalizer is removed`;
+  const target = release.target ?? releaseTarget(connector);
+  const where = `the control-plane record of ${target.connectorId} in ${describeTarget(target)}`;
+  const bound =
+    release.deadline !== undefined
+      ? `; if that cannot be done by ${new Date(release.deadline).toISOString()}, the finalizer is removed anyway and the record left behind`
+      : '';
+  const last = release.lastError ? ` (last attempt: ${release.lastError})` : '';
+  const message = `the Connector is being deleted: revoking live tokens and ${target.deletionPolicy === 'Retain' ? 'keeping' : 'releasing'} ${where} before the finalizer is removed${bound}${last}`;
   const conditions = markReconciling(
     previous.conditions,
     { reason: ReconcilingReasons.Finalizing, message, ...g },
@@ -67,6 +150,7 @@ export function finalizingStatus(connector: Connector, now: Date): ConnectorStat
   );
   return {
     ...previous,
+    phase: 'Terminating',
     conditions: setCondition(
       conditions,
       { type: CONDITION_TYPES.Ready, status: 'False', reason: ReconcilingReasons.Finalizing, message, ...g },
@@ -75,6 +159,7 @@ export function finalizingStatus(connector: Connector, now: Date): ConnectorStat
   };
 }
 
+/** The status after a failed act: observed facts kept, progress records unchanged, the error in a condition. */
 export function statusAfterError(
   previous: ConnectorStatus,
   planned: ConnectorStatus,
@@ -115,6 +200,11 @@ export function statusAfterError(
   return status;
 }
 
+/** Kubernetes refused to create something because the namespace is being deleted (NamespaceLifecycle). */
+function isNamespaceTerminating(error: CodedError): boolean {
+  return error.code === 'KUBERNETES_FORBIDDEN' && /because it is being terminated/.test(error.message);
+}
+
 function asCoded(error: unknown): CodedError {
   if (isCodedError(error)) return error;
   return new CodedError('RECONCILE_FAILED', errorMessage(error), { temporary: true, cause: error });
@@ -133,6 +223,15 @@ export class ConnectorReconciler {
     { basedOn: string; writtenAs: string; status: ConnectorStatus }
   >();
 
+  /** Failed release attempts per Connector being deleted, and the last error (for its status). */
+  private readonly releaseAttempts = new Map<string, number>();
+  private readonly releaseErrors = new Map<string, string>();
+  /**
+   * The uid of a Connector whose finalizer this operator removed, until the cache says it is gone:
+   * a pass on the stale cached object must not release again or leave a second trace.
+   */
+  private readonly finalized = new Map<string, string>();
+
   constructor(ctx: ReconcilerContext) {
     this.ctx = ctx;
   }
@@ -142,6 +241,8 @@ export class ConnectorReconciler {
     const cached = this.ctx.getConnector(namespace, name);
     if (!cached) {
       this.written.delete(key);
+      this.forgetRelease(key);
+      this.finalized.delete(key);
       this.ctx.adoption?.release(key);
       return {};
     }
@@ -164,10 +265,12 @@ export class ConnectorReconciler {
     const { observed, connection } = await observe(this.ctx, connector);
     this.followAdoptedWorkload(key, namespace, observed);
     const planned = plan(observed, now);
+    // Observing took time: a deletion seen since then is finalized, and nothing is applied.
+    if (this.deleting(namespace, name)) return this.reconcile(key);
     let failure: CodedError | undefined;
     if (observed.spec.ok) {
       try {
-        await act(this.ctx, connector, observed.spec.value, planned, connection, {
+        await act(this.guarded(namespace, name), connector, observed.spec.value, planned, connection, {
           configMap: observed.configMap,
           statefulSet: observed.workload?.object,
           ...(observed.tokenSecret?.uid ? { tokenSecretUID: observed.tokenSecret.uid } : {}),
@@ -175,6 +278,15 @@ export class ConnectorReconciler {
       } catch (error) {
         failure = asCoded(error);
       }
+    }
+    if (failure?.code === DELETING) {
+      log.debug('the Connector is being deleted: nothing more is applied; finalizing');
+      return this.reconcile(key);
+    }
+    if (failure && isNamespaceTerminating(failure)) {
+      // The namespace is being deleted and the Connector's deletion is on its way: wait for it.
+      log.debug('the namespace is being deleted: nothing is created in it');
+      return { requeueAfterMs: RELEASE_RETRY_BASE_MS };
     }
     if (!failure && !observed.controlPlane.reachable && observed.spec.ok)
       failure = observed.controlPlane.error;
@@ -235,6 +347,47 @@ export class ConnectorReconciler {
     throw cleanedError(failure);
   }
 
+  /** Whether the cache now shows the Connector being deleted (or gone). */
+  private deleting(namespace: string, name: string): boolean {
+    const latest = this.ctx.getConnector(namespace, name);
+    return !latest || Boolean(latest.metadata.deletionTimestamp);
+  }
+
+  /**
+   * The act context of one pass, whose writes (apply, merge patch, delete, scale; not status) are
+   * refused once the cache shows the Connector being deleted: a pass that began before the deletion
+   * was seen creates and applies nothing after it is (the finalizer takes over).
+   */
+  private guarded(namespace: string, name: string): ActContext {
+    const refuse = () => {
+      if (this.deleting(namespace, name))
+        throw new CodedError(DELETING, 'the Connector is being deleted: nothing is applied', {
+          temporary: true,
+        });
+    };
+    const writer = this.ctx.writer;
+    const guardedWriter = new Proxy(writer, {
+      get(target, property, receiver) {
+        const value = Reflect.get(target, property, receiver);
+        if (typeof value !== 'function') return value;
+        if (property === 'apply' || property === 'mergePatch' || property === 'delete')
+          return (...args: unknown[]) => {
+            refuse();
+            return value.apply(target, args);
+          };
+        return value.bind(target);
+      },
+    });
+    return {
+      ...this.ctx,
+      writer: guardedWriter,
+      scale: (kind, ns, workload, replicas) => {
+        refuse();
+        return this.ctx.scale(kind, ns, workload, replicas);
+      },
+    };
+  }
+
   /** Keeps the narrow watches on an adopted workload in step with spec.workloadRef. */
   private followAdoptedWorkload(key: string, namespace: string, observed: Observed): void {
     const ref = observed.spec.ok ? observed.spec.value.workloadRef : undefined;
@@ -251,22 +404,38 @@ export class ConnectorReconciler {
   }
 
   /**
-   * Says in status that the Connector is being deleted, once: a deleting connector is not Online
-   * and not Ready, whatever the last pass saw (kubectl, kstatus, Argo CD and Flux read this).
+   * Says in status that the Connector is being deleted (phase Terminating, Reconciling and Ready
+   * Finalizing), whatever the last pass saw: a deleting connector is not Online and not Ready
+   * (kubectl, kstatus, Argo CD and Flux read this). Written before the control plane is called, so
+   * it holds even while the control plane cannot be reached; again only when its message changes.
    */
-  private async markFinalizing(connector: Connector): Promise<void> {
+  private async markFinalizing(connector: Connector, status: ConnectorStatus): Promise<void> {
     const previous = connector.status ?? {};
-    const reconciling = previous.conditions?.find((c) => c.type === 'Reconciling');
-    if (reconciling?.reason === ReconcilingReasons.Finalizing) return;
+    const before = previous.conditions?.find((c) => c.type === 'Reconciling');
+    const after = status.conditions?.find((c) => c.type === 'Reconciling');
+    if (
+      previous.phase === status.phase &&
+      before?.reason === after?.reason &&
+      before?.message === after?.message
+    )
+      return;
     try {
       await this.ctx.writer.applyStatus(
         RESOURCE_TYPES.connector,
         { namespace: connector.metadata.namespace ?? '', name: connector.metadata.name ?? '' },
-        finalizingStatus(connector, this.ctx.clock.now()),
+        status,
       );
     } catch (error) {
-      // Gone already: nothing left to describe.
-      if (!isCodedError(error, 'KUBERNETES_NOT_FOUND')) throw error;
+      // Gone already: nothing left to describe. Any other refusal (an older CRD without the phase
+      // Terminating, an API server that cannot be reached) does not hold up the release.
+      if (!isCodedError(error, 'KUBERNETES_NOT_FOUND'))
+        this.ctx.logger.warn(
+          {
+            connector: `${connector.metadata.namespace}/${connector.metadata.name}`,
+            err: errorMessage(error),
+          },
+          'could not say in status that the Connector is being deleted',
+        );
     }
   }
 
@@ -281,63 +450,180 @@ export class ConnectorReconciler {
     return cached;
   }
 
-  /** Deleting: revoke live tokens, release (or keep) the control-plane record, then let go of the object. */
+  /**
+   * Deleting: revoke live tokens, release (or keep) the control-plane record, then let go of the
+   * object. Bounded: a release that fails is retried with backoff until the release deadline
+   * (deletionTimestamp + release timeout); then, or at once when the skip-release annotation asks,
+   * the finalizer is removed anyway and what was left behind is said (Event, metric, warn log).
+   */
   private async finalize(connector: Connector, log: Logger): Promise<ReconcileResult> {
     if (!(connector.metadata.finalizers ?? []).includes(FINALIZER)) return {};
-    await this.markFinalizing(connector);
-    let spec: ReturnType<typeof defaultedSpec> | undefined;
+    const key = objectKey(connector.metadata.namespace ?? '', connector.metadata.name ?? '');
+    if (this.finalized.get(key) === (connector.metadata.uid ?? '')) return {};
+    const target = releaseTarget(connector);
+    const deadline = releaseDeadline(connector, this.ctx.releaseTimeoutMs ?? DEFAULT_RELEASE_TIMEOUT_MS);
+    const now = this.ctx.clock.now();
+    const lastError = this.releaseErrors.get(key);
+    await this.markFinalizing(
+      connector,
+      finalizingStatus(connector, now, { target, deadline, ...(lastError ? { lastError } : {}) }),
+    );
+    if (connector.metadata.annotations?.[ANNOTATIONS.skipRelease] === 'true')
+      return this.abandon(
+        connector,
+        target,
+        log,
+        'skipped',
+        `the annotation ${ANNOTATIONS.skipRelease} asked to skip it`,
+      );
     try {
-      spec = defaultedSpec(connector);
-    } catch {
-      spec = undefined;
-    }
-    const resolved = spec ? await resolveConnection(this.ctx, spec) : undefined;
-    // A Connector that never reached its control plane (its status names no control-plane state)
-    // has no record there to release: a control plane that is missing or not Ready does not hold
-    // up its deletion. One that did reach it waits for it, as its record may hold live tokens.
-    const neverReached =
-      resolved !== undefined && 'error' in resolved && connector.status?.controlPlaneState === undefined;
-    if (neverReached) log.info('nothing to release: the Connector never reached a control plane');
-    if (spec && resolved && !neverReached) {
-      if ('error' in resolved) throw resolved.error;
-      const client = resolved.connection.client();
-      if (!client)
-        throw new CodedError(
-          'CONTROL_PLANE_CREDENTIAL_MISSING',
-          'cannot release the connector: no control-plane credential',
-          { temporary: true },
+      await this.release(connector, target, log);
+    } catch (error) {
+      const failure = asCoded(error);
+      const remaining = deadline - now.getTime();
+      if (remaining <= 0)
+        return this.abandon(
+          connector,
+          target,
+          log,
+          'timeout',
+          `the release timeout passed (last attempt: ${errorText(failure)})`,
         );
-      // Only the record this Connector owns is revoked, released or disowned: a Connector that lost
-      // the connector id to another one (ConnectorIdConflict) leaves that one's record alone.
-      const owner = { ownerUid: connector.metadata.uid ?? '' };
-      let notOurs = false;
-      try {
-        await client.revokeTokens(spec.connector.id, owner);
-        if (spec.deletionPolicy === 'Release') {
-          await client.deleteConnector(spec.connector.id, owner);
-          resolved.connection.follower.forget(spec.connector.id);
-        } else {
-          // Retain keeps the identity and lets go of the record, so a new Connector with the same
-          // id (reattaching the claim) can claim it.
-          await client.disownConnector(spec.connector.id, owner.ownerUid);
-        }
-      } catch (error) {
-        if (isCodedError(error, 'CONNECTOR_ID_CONFLICT')) notOurs = true;
-        else if (!isCodedError(error, 'CONNECTOR_NOT_FOUND')) throw asCoded(error);
-      }
-      const released = spec.deletionPolicy === 'Release';
-      const message = notOurs
-        ? `left the control-plane record of ${spec.connector.id} alone: another Connector owns it`
-        : released
-          ? `revoked live tokens and released ${spec.connector.id} in the control plane`
-          : `revoked live tokens; kept the control-plane record of ${spec.connector.id} and let go of it, so a new Connector with that id can claim it (deletionPolicy Retain)`;
-      log.info({ deletionPolicy: spec.deletionPolicy }, message);
-      recordEvents(this.ctx, connector, [
-        { type: 'Normal', reason: released ? 'ConnectorReleased' : 'ConnectorRetained', message },
-      ]);
+      const attempt = (this.releaseAttempts.get(key) ?? 0) + 1;
+      this.releaseAttempts.set(key, attempt);
+      this.releaseErrors.set(key, errorText(failure));
+      const retryInMs = Math.min(
+        RELEASE_RETRY_CAP_MS,
+        RELEASE_RETRY_BASE_MS * 2 ** Math.min(attempt - 1, 20),
+        Math.max(remaining, 1),
+      );
+      log.warn(
+        {
+          code: untrustedCode(failure.code),
+          err: errorMessageText(failure),
+          attempt,
+          retryInMs,
+          abandonAt: new Date(deadline).toISOString(),
+        },
+        'could not release the connector; retrying until the release timeout',
+      );
+      if (failure.code === 'UNAUTHORIZED' && target.controlPlane)
+        this.ctx.controlPlanes.suspect(controlPlaneKey(target.controlPlane));
+      await this.markFinalizing(
+        connector,
+        finalizingStatus(connector, now, { target, deadline, lastError: errorText(failure) }),
+      );
+      return { requeueAfterMs: retryInMs };
     }
-    await this.applyFinalizers(connector, []);
+    await this.letGo(connector);
     return {};
+  }
+
+  /** Removes the finalizer, once per Connector object. */
+  private async letGo(connector: Connector): Promise<void> {
+    const key = objectKey(connector.metadata.namespace ?? '', connector.metadata.name ?? '');
+    this.forgetRelease(key);
+    await this.applyFinalizers(connector, []);
+    this.finalized.set(key, connector.metadata.uid ?? '');
+  }
+
+  /** The client a release uses: the named control plane's (even after it went), or the default's. */
+  private async releaseHandle(target: ReleaseTarget): Promise<ReleaseHandle | { error: CodedError }> {
+    if (target.controlPlane) return this.ctx.controlPlanes.forRelease(target.controlPlane);
+    const connection = this.ctx.defaultConnection;
+    const client = connection?.client();
+    if (connection && client)
+      return { client, fromMemory: false, forget: (id) => connection.follower.forget(id), close: () => {} };
+    return {
+      error: new CodedError(
+        'CONTROL_PLANE_CREDENTIAL_MISSING',
+        connection
+          ? "the operator's default control-plane credential Secret is missing or empty"
+          : 'spec.controlPlaneRef is not set and the operator has no default control plane',
+        { temporary: true },
+      ),
+    };
+  }
+
+  /** Revokes live tokens and releases (or disowns) the record; throws what kept it from doing so. */
+  private async release(connector: Connector, target: ReleaseTarget, log: Logger): Promise<void> {
+    const handle = await this.releaseHandle(target);
+    if ('error' in handle) {
+      // A Connector that never reached its control plane (its status names no control-plane state)
+      // has no record there to release: a control plane that is missing or not Ready does not hold
+      // up its deletion. One that did reach it waits for it, as its record may hold live tokens.
+      if (connector.status?.controlPlaneState === undefined) {
+        log.info('nothing to release: the Connector never reached a control plane');
+        return;
+      }
+      throw handle.error;
+    }
+    // Only the record this Connector owns is revoked, released or disowned: a Connector that lost
+    // the connector id to another one (ConnectorIdConflict) leaves that one's record alone.
+    const owner = { ownerUid: connector.metadata.uid ?? '' };
+    const id = target.connectorId;
+    let notOurs = false;
+    try {
+      await handle.client.revokeTokens(id, owner);
+      if (target.deletionPolicy === 'Release') {
+        await handle.client.deleteConnector(id, owner);
+        handle.forget(id);
+      } else {
+        // Retain keeps the identity and lets go of the record, so a new Connector with the same
+        // id (reattaching the claim) can claim it.
+        await handle.client.disownConnector(id, owner.ownerUid);
+      }
+    } catch (error) {
+      if (isCodedError(error, 'CONNECTOR_ID_CONFLICT')) notOurs = true;
+      else if (!isCodedError(error, 'CONNECTOR_NOT_FOUND')) throw asCoded(error);
+    } finally {
+      handle.close();
+    }
+    const released = target.deletionPolicy === 'Release';
+    const message = notOurs
+      ? `left the control-plane record of ${id} alone: another Connector owns it`
+      : released
+        ? `revoked live tokens and released ${id} in the control plane`
+        : `revoked live tokens; kept the control-plane record of ${id} and let go of it, so a new Connector with that id can claim it (deletionPolicy Retain)`;
+    log.info(
+      { deletionPolicy: target.deletionPolicy, ...(handle.fromMemory ? { credential: 'last used' } : {}) },
+      message,
+    );
+    recordEvents(this.ctx, connector, [
+      { type: 'Normal', reason: released ? 'ConnectorReleased' : 'ConnectorRetained', message },
+    ]);
+  }
+
+  /** Lets go of the Connector without releasing its record, and says what was left behind. */
+  private async abandon(
+    connector: Connector,
+    target: ReleaseTarget,
+    log: Logger,
+    reason: 'timeout' | 'skipped',
+    why: string,
+  ): Promise<ReconcileResult> {
+    const action = target.deletionPolicy === 'Release' ? 'delete' : 'disown';
+    const message = `removed the finalizer without releasing: ${why}. The control-plane record of ${target.connectorId} in ${describeTarget(target)} is left as it was, live tokens included (deletionPolicy ${target.deletionPolicy} was asked): revoke its tokens and ${action} it by hand`;
+    log.warn(
+      {
+        connectorId: target.connectorId,
+        controlPlane: describeTarget(target),
+        deletionPolicy: target.deletionPolicy,
+        reason,
+      },
+      message,
+    );
+    this.ctx.metrics.releasesAbandoned.inc({ deletion_policy: target.deletionPolicy, reason });
+    recordEvents(this.ctx, connector, [
+      { type: 'Warning', reason: 'ReleaseAbandoned', message, priority: 'always' },
+    ]);
+    await this.letGo(connector);
+    return {};
+  }
+
+  private forgetRelease(key: string): void {
+    this.releaseAttempts.delete(key);
+    this.releaseErrors.delete(key);
   }
 
   /**
@@ -360,7 +646,12 @@ export class ConnectorReconciler {
       });
       return true;
     } catch (error) {
-      if (isCodedError(error, 'KUBERNETES_INVALID') || isCodedError(error, 'KUBERNETES_NOT_FOUND'))
+      // In a namespace being deleted, apply to a Connector gone meanwhile is a create, refused (403).
+      if (
+        isCodedError(error, 'KUBERNETES_INVALID') ||
+        isCodedError(error, 'KUBERNETES_NOT_FOUND') ||
+        (isCodedError(error) && isNamespaceTerminating(error))
+      )
         return false;
       throw error;
     }

@@ -446,14 +446,6 @@ const updateCases: Array<[string, () => ConnectorSpec, (spec: ConnectorSpec) => 
     'spec.storage.size cannot shrink',
   ],
   [
-    'moving a connector to another control plane',
-    () => ({ ...validSpec(), controlPlaneRef: { kind: 'ControlPlane', name: 'prod-cp' } }),
-    (s) => {
-      s.controlPlaneRef = { kind: 'ClusterControlPlane', name: 'prod-cp' };
-    },
-    'spec.controlPlaneRef cannot be added, changed or removed after creation',
-  ],
-  [
     'adopting a workload after creation',
     validSpec,
     (s) => {

@@ -284,7 +284,23 @@ test('a server that echoes the credential does not get it into the status messag
   const outcome = await checkControlPlane(d, { secretNamespace: 'ns', spec });
   t.is(outcome.reason, 'Unreachable');
   t.false(outcome.message.includes(CREDENTIAL), outcome.message);
-  t.regex(outcome.message, /Bearer \[REDACTED\] and vpe_\[REDACTED\]/);
+  t.regex(outcome.message, /Authorization: \[REDACTED\] and vpe_\[REDACTED\]/);
+});
+
+test('a server cannot forge lines or hide text in the status message', async (t) => {
+  const { deps: d } = deps({
+    secrets: { 'ns/admin': secret({ credential: CREDENTIAL }) },
+    whoami: async () => {
+      throw new CodedError('BAD\nCODE', `fine\n\u001b[31mReady: True\u202e${'x'.repeat(1000)}`, {
+        httpStatus: 400,
+      });
+    },
+  });
+  const outcome = await checkControlPlane(d, { secretNamespace: 'ns', spec });
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: looking for control characters is the point
+  t.notRegex(outcome.message, /[\u0000-\u001f\u007f-\u009f\u202e]/);
+  t.regex(outcome.message, /UNRECOGNIZED_CODE/);
+  t.true(outcome.message.length < 600, `${outcome.message.length} characters`);
 });
 
 // ---- status ----

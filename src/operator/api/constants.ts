@@ -76,7 +76,15 @@ export const ANNOTATIONS = {
   tokenExpiresAt: 'vaultpam.io/token-expires-at',
   /** Recovery request a restart was made for, so a restarted operator does not restart twice. */
   restartedFor: 'vaultpam.io/restarted-for',
+  /**
+   * On a Connector, `"true"`: its finalizer releases nothing and goes at once, leaving the
+   * control-plane record as it is (a Warning Event, a metric and a log line name it).
+   */
+  skipRelease: 'vaultpam.io/skip-release',
 } as const;
+
+/** How long a finalizer tries to release a Connector's record, counted from its deletionTimestamp. */
+export const DEFAULT_RELEASE_TIMEOUT_MS = 5 * 60_000;
 
 /**
  * The label by which a workload consents to adoption: `vaultpam.io/adopted-by: <Connector name>` on

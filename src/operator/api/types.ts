@@ -35,6 +35,7 @@ export const CONNECTOR_PHASES = [
   'Degraded',
   'NeedsRecovery',
   'Recovering',
+  'Terminating',
 ] as const;
 export type ConnectorPhase = (typeof CONNECTOR_PHASES)[number];
 export const CONNECTOR_MODES = ['Autonomous', 'GuidedRecovery'] as const;

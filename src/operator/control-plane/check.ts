@@ -20,9 +20,9 @@ import {
   type DefaultedControlPlaneSpec,
   defaultedControlPlaneSpec,
 } from '../api/control-planes.ts';
+import { untrustedCode, untrustedText } from '../reconcile/untrusted-text.ts';
 import { describeApiError } from '../runtime/api-errors.ts';
 import { decodeCredential } from '../runtime/credential.ts';
-import { redactSecretPatterns } from '../runtime/secret-patterns.ts';
 
 /** What a control plane is used with while it is Ready. */
 export interface ControlPlaneSettings {
@@ -54,8 +54,6 @@ export interface CheckTarget {
 }
 
 const CHECK_TIMEOUT_MS = 10_000;
-/** What a message may quote of a server's answer. */
-const QUOTE_MAX = 300;
 
 async function defaultWhoami(settings: ControlPlaneSettings): Promise<void> {
   const client = new ControlPlaneAdminClient({ ...settings, timeoutMs: CHECK_TIMEOUT_MS });
@@ -72,10 +70,12 @@ const notReady = (reason: ControlPlaneReason, message: string): CheckOutcome => 
   message,
 });
 
-/** Text from elsewhere, safe to publish: short, and without the credential or anything secret-looking. */
+/**
+ * Text from elsewhere, safe to publish: the credential cut out first (whatever its shape), then the
+ * one cleaning every server text gets (untrusted-text.ts: bounded, one printable line, redacted).
+ */
 function quote(text: string, credential: string): string {
-  const clean = redactSecretPatterns(credential ? text.replaceAll(credential, '[REDACTED]') : text);
-  return clean.length > QUOTE_MAX ? `${clean.slice(0, QUOTE_MAX)}…` : clean;
+  return untrustedText(credential ? text.replaceAll(credential, '[REDACTED]') : text);
 }
 
 /** A PEM bundle of one or more certificates that all parse; the problem otherwise. */
@@ -170,7 +170,7 @@ function callFailure(error: unknown, spec: DefaultedControlPlaneSpec, credential
   if (isCodedError(error) && error.code !== 'CONTROL_PLANE_UNREACHABLE') {
     return notReady(
       ControlPlaneReasons.Unreachable,
-      `${spec.url} answered GET /v1/admin/whoami with HTTP ${error.httpStatus} ${error.code} (${quote(error.message, credential)}); is spec.url the admin API of a VaultPAM control plane?`,
+      `${spec.url} answered GET /v1/admin/whoami with HTTP ${error.httpStatus} ${untrustedCode(error.code)} (${quote(error.message, credential)}); is spec.url the admin API of a VaultPAM control plane?`,
     );
   }
   return notReady(ControlPlaneReasons.Unreachable, quote(errorMessage(error), credential));

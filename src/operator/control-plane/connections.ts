@@ -5,6 +5,12 @@
 // ClusterControlPlane make one long-poll, not 10,000. A connection is replaced when its resource's
 // URL or CA changes and closed when the resource goes; a changed credential needs neither, since
 // the credential is read afresh on every call (the client is rebuilt when it differs).
+//
+// A finalizer must not depend on what the deletion removes (a namespace deletion removes a
+// ControlPlane and its credential Secret as well as the Connectors that use it). So the URL, CA and
+// credential a connection last used are kept in memory after its Secret empties or its resource
+// goes, and `forRelease` hands out a client built from them: used only to revoke, release or disown
+// the records of Connectors being deleted, never to reconcile.
 import { ControlPlaneAdminClient } from '../../controlplane/admin-client.ts';
 import type { Logger } from '../../lib/logger.ts';
 import { ControlPlaneFollower } from './follower.ts';
@@ -15,6 +21,22 @@ export interface ControlPlaneConnection {
   readonly caPem: string;
   client(): ControlPlaneAdminClient | undefined;
   readonly follower: ControlPlaneFollower;
+}
+
+/** A client for releasing the records of Connectors being deleted; close it when done. */
+export interface ReleaseHandle {
+  readonly client: ControlPlaneAdminClient;
+  /** True when built from the credential a connection last used (its Secret or resource is gone). */
+  readonly fromMemory: boolean;
+  /** Stops following a released record (a live connection only). */
+  forget(connectorId: string): void;
+  close(): void;
+}
+
+interface Remembered {
+  url: string;
+  caPem: string;
+  credential: string;
 }
 
 export interface ConnectionSettings {
@@ -31,6 +53,8 @@ class Connection implements ControlPlaneConnection {
   readonly follower: ControlPlaneFollower;
   private readonly credential: () => string | undefined;
   private current: { credential: string; client: ControlPlaneAdminClient } | undefined;
+  /** The credential this connection last used, kept when its source empties (see forRelease). */
+  lastCredential: string | undefined;
 
   constructor(
     key: string,
@@ -52,6 +76,7 @@ class Connection implements ControlPlaneConnection {
   client(): ControlPlaneAdminClient | undefined {
     const credential = this.credential();
     if (!credential) return undefined;
+    this.lastCredential = credential;
     if (this.current?.credential !== credential) {
       this.current?.client.close();
       this.current = {
@@ -72,6 +97,8 @@ export class ControlPlaneConnections {
   private readonly logger: Logger;
   private readonly onChange: (connectionKey: string, connectorId: string) => void;
   private readonly byKey = new Map<string, Connection>();
+  /** What closed connections last used, for releases after their resource or Secret went. */
+  private readonly remembered = new Map<string, Remembered>();
   private running = false;
 
   constructor(options: { logger: Logger; onChange: (connectionKey: string, connectorId: string) => void }) {
@@ -98,6 +125,7 @@ export class ControlPlaneConnections {
   close(key: string): void {
     const connection = this.byKey.get(key);
     if (!connection) return;
+    this.remember(connection);
     connection.close();
     this.byKey.delete(key);
     this.logger.debug({ controlPlane: key }, 'closed a control-plane connection');
@@ -112,6 +140,24 @@ export class ControlPlaneConnections {
     return this.byKey.get(key);
   }
 
+  /**
+   * A client to release the records of Connectors being deleted with: the live connection's, or
+   * (its credential source empty, or the connection closed since) one built from the URL, CA and
+   * credential it last used. Undefined when this operator never held a credential for `key`.
+   */
+  forRelease(key: string): ReleaseHandle | undefined {
+    const live = this.byKey.get(key);
+    const client = live?.client();
+    if (live && client)
+      return { client, fromMemory: false, forget: (id) => live.follower.forget(id), close: () => {} };
+    const memory = live?.lastCredential
+      ? { url: live.url, caPem: live.caPem, credential: live.lastCredential }
+      : this.remembered.get(key);
+    if (!memory) return undefined;
+    const own = new ControlPlaneAdminClient(memory);
+    return { client: own, fromMemory: true, forget: () => {}, close: () => own.close() };
+  }
+
   /** Starts following every known control plane, and any registered later. */
   start(): void {
     this.running = true;
@@ -121,7 +167,19 @@ export class ControlPlaneConnections {
   /** Stops following; connections stay known (a new leader starts them again). */
   stop(): void {
     this.running = false;
-    for (const connection of this.byKey.values()) connection.close();
+    for (const connection of this.byKey.values()) {
+      this.remember(connection);
+      connection.close();
+    }
+  }
+
+  private remember(connection: Connection): void {
+    if (connection.lastCredential)
+      this.remembered.set(connection.key, {
+        url: connection.url,
+        caPem: connection.caPem,
+        credential: connection.lastCredential,
+      });
   }
 
   private obtain(key: string, settings: ConnectionSettings): Connection {

@@ -19,7 +19,7 @@ import type { KubeWriter } from '../runtime/apply.ts';
 import { RESOURCE_TYPES } from '../runtime/resources.ts';
 import { realScheduler, type Scheduler } from '../runtime/work-queue.ts';
 import { type CheckDeps, type CheckOutcome, checkControlPlane } from './check.ts';
-import type { ControlPlaneConnection, ControlPlaneConnections } from './connections.ts';
+import type { ControlPlaneConnection, ControlPlaneConnections, ReleaseHandle } from './connections.ts';
 import {
   type ControlPlaneId,
   controlPlaneKey,
@@ -188,6 +188,43 @@ export class ControlPlaneRegistry {
       credential: () => this.entries.get(key)?.outcome?.settings?.credential,
     });
     return { connection };
+  }
+
+  /**
+   * A client to release a deleted Connector's record with, for the control plane `id`: that of the
+   * Ready resource, or else the one its connection last used, even after the resource or its Secret
+   * went (a namespace deletion removes them along with the Connector). Why there is none otherwise.
+   */
+  async forRelease(id: ControlPlaneId): Promise<ReleaseHandle | { error: CodedError }> {
+    const key = controlPlaneKey(id);
+    const object = this.options.get(id);
+    const clusterUsable =
+      id.kind !== 'ClusterControlPlane' || this.options.clusterResourceNamespace !== undefined;
+    if (object && clusterUsable) {
+      const entry = this.entry(id);
+      const outcome =
+        entry.outcome && entry.checkedSignature === signature(object) ? entry.outcome : await this.check(key);
+      if (outcome.status === 'True' && outcome.settings) {
+        const settings = outcome.settings;
+        this.options.connections.forResource(key, {
+          url: settings.url,
+          caPem: settings.caPem,
+          credential: () => this.entries.get(key)?.outcome?.settings?.credential,
+        });
+      }
+    }
+    const handle = this.options.connections.forRelease(key);
+    if (handle) return handle;
+    const named = describeControlPlane(id);
+    return {
+      error: new CodedError(
+        'CONTROL_PLANE_CREDENTIAL_MISSING',
+        object
+          ? `${named} is not Ready and this operator holds no credential it used for it`
+          : `${named} is gone and this operator holds no credential it used for it`,
+        { temporary: true },
+      ),
+    };
   }
 
   private entry(id: ControlPlaneId): Entry {

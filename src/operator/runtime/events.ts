@@ -162,16 +162,20 @@ export class EventRecorder {
       .then(() => this.write(subject, subjectKey, seriesKey, event))
       .catch((error: unknown) => {
         this.metrics?.eventsSuppressed.inc({ reason: 'failed' });
-        this.logger.warn(
+        const message = apiErrorMessage(error);
+        // Kubernetes accepts nothing new in a namespace being deleted, and its Events go with it:
+        // expected while Connectors are finalized there, so not a warning.
+        const terminating = httpStatusOf(error) === 403 && /because it is being terminated/.test(message);
+        this.logger[terminating ? 'debug' : 'warn'](
           {
             kind: subject.kind,
             namespace: subject.namespace,
             name: subject.name,
             reason: event.reason,
             status: httpStatusOf(error),
-            err: apiErrorMessage(error),
+            err: message,
           },
-          'recording an event failed',
+          terminating ? 'event not recorded: the namespace is being deleted' : 'recording an event failed',
         );
       })
       .finally(() => {

@@ -26,6 +26,8 @@ export interface OperatorMetrics {
   readonly informerRestarts: Counter<'resource'>;
   readonly informerWatchErrors: Counter<'resource'>;
   readonly eventsSuppressed: Counter<'reason'>;
+  /** Finalizers removed without releasing the control-plane record (release timeout or skip annotation). */
+  readonly releasesAbandoned: Counter<'deletion_policy' | 'reason'>;
   /** Counts one write request to the Kubernetes API. Every write the operator makes goes through here. */
   countWrite(kind: string, verb: KubernetesWriteVerb): void;
   /** Records one finished reconcile: its result, duration and (for errors) the error code. */
@@ -100,6 +102,12 @@ export function createOperatorMetrics(): OperatorMetrics {
     labelNames: ['reason'],
     registers,
   });
+  const releasesAbandoned = new Counter({
+    name: 'vaultpam_operator_connector_releases_abandoned_total',
+    help: 'Connectors whose finalizer was removed without releasing their control-plane record, by the deletion policy asked and why (timeout: the release timeout passed; skipped: the vaultpam.io/skip-release annotation).',
+    labelNames: ['deletion_policy', 'reason'],
+    registers,
+  });
   new Gauge({
     name: 'vaultpam_operator_work_queue_depth',
     help: 'Keys due now and waiting for a free reconcile slot.',
@@ -146,6 +154,7 @@ export function createOperatorMetrics(): OperatorMetrics {
     informerRestarts,
     informerWatchErrors,
     eventsSuppressed,
+    releasesAbandoned,
     countWrite(kind, verb) {
       kubernetesWrites.inc({ kind, verb });
     },
