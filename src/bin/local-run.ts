@@ -9,15 +9,20 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
-import { startControlPlane, usableAdminCredential } from '../controlplane/server.ts';
+import {
+  type StartedControlPlane,
+  startControlPlane,
+  usableAdminCredential,
+} from '../controlplane/server.ts';
 import { type FlagSpecs, helpText, onShutdownSignal, parseFlags } from '../lib/cli.ts';
 import { CodedError, errorMessage } from '../lib/errors.ts';
 import { createLogger, isLogLevel } from '../lib/logger.ts';
-import { startLocalCluster } from '../local-cluster/cluster.ts';
+import { type LocalCluster, startLocalCluster } from '../local-cluster/cluster.ts';
 import { installCrds, installOperatorAccess } from '../local-cluster/install.ts';
 import { PodRunner } from '../local-cluster/pod-runner.ts';
+import { signalAllManaged } from '../local-cluster/processes.ts';
 import type { Connector } from '../operator/api/types.ts';
-import { startOperator } from '../operator/operator.ts';
+import { type RunningOperator, startOperator } from '../operator/operator.ts';
 
 const flags: FlagSpecs = {
   'work-dir': {
@@ -42,6 +47,8 @@ const flags: FlagSpecs = {
 const OPERATOR_NAMESPACE = 'vaultpam-system';
 const DEMO_NAMESPACE = 'vaultpam-demo';
 const CREDENTIAL_SECRET = 'vaultpam-operator-credential';
+/** Bound of each stop step (the cluster bounds each of its components itself). */
+const STEP_TIMEOUT_MS = 10_000;
 
 /** The sample Connector: durable storage (a claim the local provisioner binds), the operator's control plane. */
 const sample = (): Omit<Connector, 'status'> => ({
@@ -101,41 +108,91 @@ async function main(): Promise<number> {
   const workDir = given ?? (await mkdtemp(join(tmpdir(), 'vaultpam-local-')));
   await mkdir(workDir, { recursive: true });
 
-  const stops: Array<() => Promise<void>> = [];
-  const stopAll = async () => {
-    for (const stop of stops.reverse())
-      await stop().catch((error: unknown) => logger.warn({ err: errorMessage(error) }, 'stop failed'));
-    stops.length = 0;
-    if (!given) await rm(workDir, { recursive: true, force: true });
+  // What runs, stopped in dependency order: the operator and the pod runner (they use the API
+  // server and the control plane), the control plane, then the cluster (controller-manager,
+  // kube-apiserver, etcd). Each step is bounded; past its bound it is reported and skipped, and
+  // whatever is left is killed with SIGKILL when this process exits (ManagedProcess's exit hook).
+  let operator: RunningOperator | undefined;
+  let runner: PodRunner | undefined;
+  let controlPlane: StartedControlPlane | undefined;
+  let cluster: LocalCluster | undefined;
+  let stopping: Promise<void> | undefined;
+  const step = async (what: string, stop: () => Promise<void>) => {
+    say(`stopping ${what}…`);
+    let timer: NodeJS.Timeout | undefined;
+    const outcome = await Promise.race([
+      stop().then(
+        () => 'stopped' as const,
+        (error: unknown) => {
+          say(`    stopping ${what} failed: ${errorMessage(error)}`);
+          return 'failed' as const;
+        },
+      ),
+      new Promise<'late'>((resolve) => {
+        timer = setTimeout(() => resolve('late'), STEP_TIMEOUT_MS);
+      }),
+    ]);
+    clearTimeout(timer);
+    if (outcome === 'late')
+      say(`    ${what} did not stop within ${STEP_TIMEOUT_MS / 1000} s; moving on (it is killed on exit)`);
   };
-  onShutdownSignal(async () => {
-    say('stopping…');
-    await stopAll();
-  });
+  const stopAll = () => {
+    stopping ??= (async () => {
+      const [op, pods, cp, running] = [operator, runner, controlPlane, cluster];
+      if (op) await step('the operator', () => op.stop());
+      if (pods) await step('the local pod runner', () => pods.stop());
+      if (cp) await step('the reference control plane', () => cp.close());
+      if (running) {
+        // The cluster bounds each component itself (SIGTERM, SIGKILL after 5 s) and names it.
+        await running
+          .stop({ graceMs: 5_000, onStopping: (component) => say(`stopping ${component}…`) })
+          .catch((error: unknown) => say(`    stopping the cluster failed: ${errorMessage(error)}`));
+      }
+      // Anything a late step left running (its process group) goes now.
+      signalAllManaged('SIGKILL');
+      if (!given) await rm(workDir, { recursive: true, force: true });
+      say('stopped');
+    })();
+    return stopping;
+  };
+  let signalled = false;
+  onShutdownSignal(
+    async () => {
+      signalled = true;
+      say('stopping (Ctrl-C again to kill everything at once)…');
+      await stopAll();
+    },
+    process.exit,
+    {
+      onRepeat: () => {
+        say('killing every process now');
+        signalAllManaged('SIGKILL');
+        process.exit(130);
+      },
+    },
+  );
 
   try {
     say(
       '1/5 starting a local Kubernetes control plane (the first run builds it from Go modules: about 12 minutes)',
     );
-    const cluster = await startLocalCluster({
+    cluster = await startLocalCluster({
       workDir: join(workDir, 'cluster'),
       removeOnStop: false,
       onProgress: (line) => logger.info(line),
     });
-    stops.push(() => cluster.stop());
     const kc = cluster.adminKubeConfig();
     await installCrds(kc);
     await installOperatorAccess(kc);
     say(`    kube-apiserver ${cluster.server}; kubeconfig ${cluster.kubeconfigPath}`);
 
     say('2/5 starting the reference control plane');
-    const controlPlane = await startControlPlane({
+    controlPlane = await startControlPlane({
       dataDir: join(workDir, 'control-plane'),
       host: '127.0.0.1',
       port: 0,
       logger: logger.child({ component: 'control-plane' }),
     });
-    stops.push(() => controlPlane.close());
     const core = kc.makeApiClient(CoreV1Api);
     await core.createNamespacedSecret({
       namespace: OPERATOR_NAMESPACE,
@@ -153,7 +210,7 @@ async function main(): Promise<number> {
       'vaultpam-connector-operator',
       24 * 3600,
     );
-    const operator = await startOperator({
+    operator = await startOperator({
       kc: operatorKc,
       logger: logger.child({ component: 'operator' }),
       controlPlane: {
@@ -171,18 +228,16 @@ async function main(): Promise<number> {
       },
       listen: { host: '127.0.0.1', port: 0 },
     });
-    stops.push(() => operator.stop());
     say(`    metrics and probes on http://127.0.0.1:${operator.address?.port}/metrics`);
 
     say('4/5 starting the local pod runner (runs connector pods as local processes)');
-    const runner = new PodRunner({
+    runner = new PodRunner({
       kubeConfig: kc,
       rootDir: join(workDir, 'pods'),
       logger: logger.child({ component: 'pod-runner' }),
       baseEnv: { PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin' },
     });
     await runner.start();
-    stops.push(() => runner.stop());
 
     say(`5/5 applying the sample Connector ${DEMO_NAMESPACE}/dc1-connector`);
     await core.createNamespace({ body: { metadata: { name: DEMO_NAMESPACE } } });
@@ -224,6 +279,9 @@ async function main(): Promise<number> {
     return -1;
   } catch (error) {
     await stopAll();
+    // A failure caused by the stop itself (a request to a component that just stopped) is no error:
+    // the signal handler exits once the stop is done.
+    if (signalled) return -1;
     throw error;
   }
 }

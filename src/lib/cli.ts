@@ -57,20 +57,44 @@ export function parseFlags(
   return { values, booleans, help: parsed.values.help === true };
 }
 
-/** Runs `stop` once on the first SIGTERM or SIGINT, then exits with `code`. */
+export interface ShutdownSignalOptions {
+  /**
+   * Called on a SIGTERM or SIGINT that arrives while `stop` runs (the user insists). Default: exit
+   * at once with 130 (SIGINT) or 143, which still runs the 'exit' handlers (ManagedProcess kills
+   * its process groups there), unlike the signal's default action.
+   */
+  onRepeat?: (signal: NodeJS.Signals) => void;
+  /**
+   * A repeat within this many ms of the first signal is ignored (default 1000): one Ctrl-C under
+   * `npm start` arrives twice, from the terminal and forwarded by npm.
+   */
+  repeatAfterMs?: number;
+}
+
+/**
+ * Runs `stop` once on the first SIGTERM or SIGINT, then exits with `code`. The handlers stay
+ * installed while it runs, so a second signal never takes the default action (which would end
+ * this process without its 'exit' handlers); it calls `onRepeat` instead.
+ */
 export function onShutdownSignal(
   stop: () => Promise<void>,
   exit: (code: number) => void = process.exit,
+  options: ShutdownSignalOptions = {},
 ): void {
-  let stopping = false;
+  let firstAt: number | undefined;
+  const repeatAfterMs = options.repeatAfterMs ?? 1_000;
+  const onRepeat = options.onRepeat ?? ((signal) => exit(signal === 'SIGINT' ? 130 : 143));
   const handler = (signal: NodeJS.Signals) => {
-    if (stopping) return;
-    stopping = true;
+    if (firstAt !== undefined) {
+      if (performance.now() - firstAt >= repeatAfterMs) onRepeat(signal);
+      return;
+    }
+    firstAt = performance.now();
     stop().then(
       () => exit(signal === 'SIGINT' ? 130 : 0),
       () => exit(1),
     );
   };
-  process.once('SIGTERM', handler);
-  process.once('SIGINT', handler);
+  process.on('SIGTERM', handler);
+  process.on('SIGINT', handler);
 }

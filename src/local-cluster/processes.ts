@@ -7,15 +7,20 @@ import { createWriteStream, type WriteStream } from 'node:fs';
 
 const live = new Set<ManagedProcess>();
 
+/** Signals the process group of every ManagedProcess still running, synchronously. */
+export function signalAllManaged(signal: NodeJS.Signals = 'SIGKILL'): void {
+  for (const child of live) child.killGroup(signal);
+}
+
 // Last resort for an abrupt exit of this process: signal every group synchronously.
-process.once('exit', () => {
-  for (const child of live) child.killGroup('SIGKILL');
-});
+process.once('exit', () => signalAllManaged('SIGKILL'));
 
 // The watchdog: runs the command, forwards TERM/INT to it (once: the command alone gets the signal,
 // as a container's main process does), notices at once when it exits, and stops it when the
-// parent pid is gone. WATCH_PARENT is removed from the command's environment so it only sees what
-// it was given; 2>/dev/null keeps bash's job reports ("Terminated") out of the command's log.
+// parent pid is gone (SIGTERM, then SIGKILL to the whole group after 10 s: a command that hangs in
+// its shutdown, as kube-apiserver does once etcd is gone, must not outlive its parent for long).
+// WATCH_PARENT is removed from the command's environment so it only sees what it was given;
+// 2>/dev/null keeps bash's job reports ("Terminated") out of the command's log.
 const WATCHDOG = [
   'parent="$WATCH_PARENT"; unset WATCH_PARENT',
   '"$@" & child=$!',
@@ -26,7 +31,11 @@ const WATCHDOG = [
   '  wait -n "$child" "$tick" 2>/dev/null',
   '  kill "$tick" 2>/dev/null',
   'done',
-  'if kill -0 "$child" 2>/dev/null; then kill -TERM "$child"; fi',
+  'if kill -0 "$child" 2>/dev/null; then',
+  '  kill -TERM "$child"; n=0',
+  '  while kill -0 "$child" 2>/dev/null && [ "$n" -lt 50 ]; do sleep 0.2; n=$((n+1)); done',
+  '  if kill -0 "$child" 2>/dev/null; then kill -KILL 0; fi',
+  'fi',
   'wait "$child" 2>/dev/null',
 ].join('\n');
 

@@ -56,3 +56,32 @@ test('a parent killed with SIGKILL leaves no child behind (the watchdog stops it
   });
   t.false(groupAlive(pgid));
 });
+
+test('an orphaned command that ignores SIGTERM is killed after 10 s (the watchdog bounds its wait)', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'orphan-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const parent = spawn(
+    process.execPath,
+    [join(import.meta.dirname, '..', 'fixtures', 'orphan-parent.ts'), dir, 'ignore-term'],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  const pgid = await new Promise<number>((resolve) => {
+    parent.stdout.once('data', (chunk: Buffer) => resolve(Number(chunk.toString().trim())));
+  });
+  t.teardown(() => {
+    try {
+      process.kill(-pgid, 'SIGKILL');
+    } catch {
+      // Already gone, as it should be.
+    }
+  });
+  t.true(groupAlive(pgid));
+  parent.kill('SIGKILL');
+  const killedAt = Date.now();
+  await eventually(() => !groupAlive(pgid), {
+    timeoutMs: 20_000,
+    intervalMs: 200,
+    description: 'orphaned group killed despite ignoring SIGTERM',
+  });
+  t.true(Date.now() - killedAt >= 8_000, 'the command had its SIGTERM grace first');
+});
