@@ -352,7 +352,13 @@ test.serial(
     const restored = await eventually(
       () => deploymentFacts(namespace).then((d) => (d.replicas === 3 ? d : undefined)),
       { description: 'the 3 replicas it had' },
-    );
+    ).catch(async (error: Error) => {
+      const state = {
+        deployment: await deploymentFacts(namespace),
+        status: (await api.get(namespace, 'legacy')).status,
+      };
+      throw new Error(`${error.message}; ${JSON.stringify(state)}`);
+    });
     t.is(restored.replicas, 3);
   },
 );

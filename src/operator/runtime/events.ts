@@ -163,9 +163,7 @@ export class EventRecorder {
       .catch((error: unknown) => {
         this.metrics?.eventsSuppressed.inc({ reason: 'failed' });
         const message = apiErrorMessage(error);
-        // Kubernetes accepts nothing new in a namespace being deleted, and its Events go with it:
-        // expected while Connectors are finalized there, so not a warning.
-        const terminating = httpStatusOf(error) === 403 && /because it is being terminated/.test(message);
+        const terminating = refusedByTerminatingNamespace(error);
         this.logger[terminating ? 'debug' : 'warn'](
           {
             kind: subject.kind,
@@ -309,7 +307,7 @@ export class EventRecorder {
       await this.create(subject, summary, nowMs);
     } catch (error) {
       this.metrics?.eventsSuppressed.inc({ reason: 'failed' });
-      this.logger.warn(
+      this.logger[refusedByTerminatingNamespace(error) ? 'debug' : 'warn'](
         { kind: subject.kind, namespace: subject.namespace, name: subject.name, err: apiErrorMessage(error) },
         'recording the summary of folded events failed',
       );
@@ -352,4 +350,12 @@ export class EventRecorder {
     this.series.set(key, series);
     evictOldest(this.series, this.maxTracked);
   }
+}
+
+/**
+ * Kubernetes accepts nothing new in a namespace being deleted, and its Events go with it: expected
+ * while Connectors are finalized there, so not a warning.
+ */
+function refusedByTerminatingNamespace(error: unknown): boolean {
+  return httpStatusOf(error) === 403 && /because it is being terminated/.test(apiErrorMessage(error));
 }
