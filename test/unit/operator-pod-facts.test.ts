@@ -37,3 +37,22 @@ test('unknown text is kept short, and an unknown failure class is ignored', (t) 
     { code: 'CONFIG_INVALID' },
   );
 });
+
+test('a termination message cannot forge lines, hide text or publish a secret', (t) => {
+  const hostile = parseTerminationMessage(
+    JSON.stringify({
+      failureClass: 'IdentityLoss',
+      code: 'IDENTITY_MISSING\nPhase: Online',
+      reason: `lost\n\u001b[32mReady: True\u202e token vpe_${'a'.repeat(16)}_${'B9c'.repeat(15)}`,
+      nextStep: `do nothing\r\n${'x'.repeat(5_000)}`,
+    }),
+  );
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: looking for control characters is the point
+  const control = /[\u0000-\u001f\u007f-\u009f\u202e]/;
+  t.notRegex(hostile.reason ?? '', control);
+  t.notRegex(hostile.nextStep ?? '', control);
+  t.false((hostile.reason ?? '').includes('vpe_aaaa'), hostile.reason);
+  t.is(hostile.code, 'UNRECOGNIZED_CODE');
+  t.true((hostile.nextStep ?? '').length <= 600);
+  t.is(hostile.failureClass, 'IdentityLoss');
+});

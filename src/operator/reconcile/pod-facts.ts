@@ -5,6 +5,7 @@ import type { V1ContainerStatus, V1Pod } from '@kubernetes/client-node';
 import type { FailureClass } from '../api/types.ts';
 import { FAILURE_CLASSES } from '../api/types.ts';
 import { AGENT_CONTAINER_NAME } from './storage-posture.ts';
+import { untrustedCode, untrustedText } from './untrusted-text.ts';
 
 export interface AgentTermination {
   exitCode: number;
@@ -32,7 +33,11 @@ function containerStatus(pod: V1Pod): V1ContainerStatus | undefined {
   );
 }
 
+// A termination message is written by whatever runs in the container (an adopted workload's pod is
+// anyone's), and it reaches the diagnosis, conditions and Events: it is cleaned like any text from
+// elsewhere (bounded, one printable line, secrets redacted).
 const MAX_REASON = 300;
+const MAX_NEXT_STEP = 600;
 
 function fromAgentJson(parsed: Record<string, unknown>): Omit<AgentTermination, 'exitCode'> {
   const result: Omit<AgentTermination, 'exitCode'> = {};
@@ -42,15 +47,15 @@ function fromAgentJson(parsed: Record<string, unknown>): Omit<AgentTermination, 
   ) {
     result.failureClass = parsed.failureClass as FailureClass;
   }
-  if (typeof parsed.code === 'string') result.code = parsed.code;
+  if (typeof parsed.code === 'string') result.code = untrustedCode(parsed.code);
   const reason =
     typeof parsed.reason === 'string'
       ? parsed.reason
       : typeof parsed.msg === 'string'
         ? parsed.msg
         : undefined;
-  if (reason) result.reason = reason.slice(0, MAX_REASON);
-  if (typeof parsed.nextStep === 'string') result.nextStep = parsed.nextStep;
+  if (reason) result.reason = untrustedText(reason, MAX_REASON);
+  if (typeof parsed.nextStep === 'string') result.nextStep = untrustedText(parsed.nextStep, MAX_NEXT_STEP);
   return result;
 }
 
@@ -84,7 +89,7 @@ export function parseTerminationMessage(message: string | undefined): Omit<Agent
     if (parsed && (typeof parsed.failureClass === 'string' || typeof parsed.code === 'string'))
       return fromAgentJson(parsed);
   }
-  return { reason: (lines[0] ?? message).slice(0, MAX_REASON) };
+  return { reason: untrustedText(lines[0] ?? message, MAX_REASON) };
 }
 
 export function agentPodFacts(pod: V1Pod): AgentPodFacts {
