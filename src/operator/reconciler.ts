@@ -589,8 +589,16 @@ export class ConnectorReconciler {
       { deletionPolicy: target.deletionPolicy, ...(handle.fromMemory ? { credential: 'last used' } : {}) },
       message,
     );
+    // The last Event of the Connector's life, and the record of what happened to its identity:
+    // never held back by the rate limit (a stalled Connector may have spent its budget, and no later
+    // token would ever publish a folded summary for an object that is gone).
     recordEvents(this.ctx, connector, [
-      { type: 'Normal', reason: released ? 'ConnectorReleased' : 'ConnectorRetained', message },
+      {
+        type: 'Normal',
+        reason: released ? 'ConnectorReleased' : 'ConnectorRetained',
+        message,
+        priority: 'always',
+      },
     ]);
   }
 
