@@ -522,3 +522,20 @@ test.serial(
     assertNoSecrets(t, 'operator log', logs.text(), [DB_PASSWORD]);
   },
 );
+
+test.serial(
+  'a ControlPlane URL with a user name or password is refused at admission (kubectl get would show it)',
+  async (t) => {
+    const { kc } = cluster();
+    const namespace = await createTestNamespace(kc, 'cp-userinfo');
+    const error = await t.throwsAsync(() =>
+      controlPlaneResources(kc).create(namespace, 'leaky', {
+        url: 'https://admin:hunter2@127.0.0.1:8443',
+        credentialSecretRef: { name: 'cp-admin' },
+      }),
+    );
+    const body = String((error as { body?: unknown }).body ?? '');
+    t.is((error as { code?: number }).code, 422);
+    t.regex(body, /spec.url must not carry a user name or password/);
+  },
+);

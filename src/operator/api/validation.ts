@@ -299,6 +299,9 @@ export function controlPlaneSpecProblem(spec: {
 }): SpecProblem | undefined {
   if (typeof spec.url !== 'string' || !isHttpsUrl(spec.url))
     return ['spec.url', 'is not an absolute https:// URL such as https://vaultpam.example.com'];
+  // Shown by kubectl get: a password in it would be published to every reader of the resource.
+  if (/^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/?#]*@/.test(spec.url))
+    return ['spec.url', 'must not carry a user name or password; the credential belongs in the Secret'];
   if (spec.credentialSecretRef?.name === undefined)
     return ['spec.credentialSecretRef.name', 'is required: the Secret with the admin credential'];
   return (
