@@ -3,82 +3,23 @@
 // pairs on durable storage, loses its identity when its claim is replaced, is diagnosed, and a
 // guided recovery (scale to zero, revoke, mint one token, pair once, validate a restart without a
 // token) brings it back; restarting the operator half way repeats no side effect.
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { CoreV1Api } from '@kubernetes/client-node';
 import test from 'ava';
-import { silentLogger } from '../../src/lib/logger.ts';
-import { crashBackoffFrom } from '../../src/local-cluster/crash-backoff.ts';
-import { PodRunner } from '../../src/local-cluster/pod-runner.ts';
-import type { Connector } from '../../src/operator/api/types.ts';
 import type { RunningOperator } from '../../src/operator/operator.ts';
 import { createTestNamespace, useCluster } from '../helpers/cluster.ts';
-import { eventually } from '../helpers/eventually.ts';
-import { connectors, type OperatorEnvironment, startOperatorEnvironment } from '../helpers/operator-env.ts';
+import { connectors } from '../helpers/operator-env.ts';
+import { useRunningPods } from '../helpers/running-pods.ts';
 
 const cluster = useCluster(test);
-let env: OperatorEnvironment;
-let runner: PodRunner;
-let runnerRoot: string;
-
-test.serial.before(async () => {
-  env = await startOperatorEnvironment(cluster());
-  runnerRoot = await mkdtemp(join(tmpdir(), 'vaultpam-pods-'));
-  runner = new PodRunner({
-    kubeConfig: cluster().kc,
-    rootDir: runnerRoot,
-    logger: silentLogger(),
-    crashBackoff: crashBackoffFrom(500, 3_000),
-    probePeriodMs: 300,
-    resyncPeriodMs: 1_000,
-    leaseRenewMs: 2_000,
-  });
-  await runner.start();
-});
-test.after.always(async () => {
-  await runner?.stop();
-  await env?.stop();
-  if (runnerRoot) await rm(runnerRoot, { recursive: true, force: true });
-});
+const system = useRunningPods(test, cluster);
 
 const spec = { connector: { org: 'acme', endpointId: 'ep-1', allowedNetworks: ['10.0.0.0/8'] } };
-const LONG = { timeoutMs: 90_000, intervalMs: 250 };
-
-async function waitForStatus(
-  namespace: string,
-  name: string,
-  description: string,
-  predicate: (c: Connector) => boolean,
-) {
-  const api = connectors(cluster().kc);
-  let last: Connector | undefined;
-  try {
-    return await eventually(
-      () =>
-        api.get(namespace, name).then((c) => {
-          last = c;
-          return predicate(c) ? c : undefined;
-        }),
-      { ...LONG, description },
-    );
-  } catch (error) {
-    // Say what the world looked like, so a failure can be read without re-running it.
-    const pod = await cluster()
-      .kc.makeApiClient(CoreV1Api)
-      .readNamespacedPod({ namespace, name: `${name}-0` })
-      .catch(() => undefined);
-    const logs = await runner.getLogs(namespace, `${name}-0`, { allInstances: true }).catch(() => '');
-    throw new Error(
-      `${(error as Error).message}\nstatus: ${JSON.stringify(last?.status)}\npod: ${JSON.stringify(pod?.status?.containerStatuses)}\nlogs: ${logs.slice(-3000)}`,
-    );
-  }
-}
 
 test.serial(
   'identity lost with its claim, diagnosed, and recovered once; a restarted operator repeats nothing',
   async (t) => {
     const { kc } = cluster();
+    const { env, runner, waitForStatus } = system();
     const core = kc.makeApiClient(CoreV1Api);
     const api = connectors(kc);
     let operator: RunningOperator = await env.startOperator({ resyncMs: 2_000 });

@@ -32,6 +32,7 @@ import type {
   WorkloadFacts,
 } from './observed.ts';
 import { controlledBy, foreignObject } from './ownership.ts';
+import { recoveryUnderway } from './recovery.ts';
 import { checkRecovery } from './recovery-check.ts';
 import { RESIZE_CONDITIONS, sizeToGrowTo } from './storage-expansion.ts';
 import { observeTokenSecret, tokenSecretMayMatter } from './token-secret.ts';
@@ -139,7 +140,7 @@ function needsFreshRecord(
   now: Date,
 ): boolean {
   const step = connector.status?.recovery?.step;
-  if (step && step !== 'Completed' && step !== 'Failed') return true;
+  if (recoveryUnderway(step)) return true;
   if (!cached || (cached.state !== 'online' && cached.state !== 'degraded')) return false;
   return (
     !cached.lastHeartbeatAt || now.getTime() - new Date(cached.lastHeartbeatAt).getTime() > STALE_HEARTBEAT_MS
@@ -218,11 +219,9 @@ async function readChildren(
   ctx: ObserveContext,
   connector: Connector,
   spec: DefaultedSpec,
-  cached: {
-    configMap: V1ConfigMap | undefined;
-    statefulSet: V1StatefulSet | undefined;
-    tokenSecret: ForeignObject | undefined;
-  },
+  cached: { configMap: V1ConfigMap | undefined; statefulSet: V1StatefulSet | undefined },
+  /** The token Secret is judged where it is read (token-secret.ts): a foreign one, if any. */
+  foreignTokenSecret: ForeignObject | undefined,
 ): Promise<{ configMap?: V1ConfigMap; statefulSet?: V1StatefulSet; foreign: ForeignObject[] }> {
   const uid = connector.metadata.uid ?? '';
   const names = childNames(spec.name);
@@ -235,7 +234,7 @@ async function readChildren(
   const foreign = [
     foreignObject('ConfigMap', configMap, uid),
     foreignObject('StatefulSet', statefulSet, uid),
-    cached.tokenSecret,
+    foreignTokenSecret,
   ].filter((f): f is ForeignObject => f !== undefined);
   const result: { configMap?: V1ConfigMap; statefulSet?: V1StatefulSet; foreign: ForeignObject[] } = {
     foreign,
@@ -374,11 +373,13 @@ export async function observe(ctx: ObserveContext, connector: Connector): Promis
     ? await checkRecovery(connection, connector, value.connector.id)
     : undefined;
   const token = await tokenSecret(controlPlane);
-  const children = await readChildren(ctx, connector, value, {
-    configMap: base.configMap,
-    statefulSet: value.workloadRef ? undefined : workload?.object,
-    tokenSecret: token.foreign,
-  });
+  const children = await readChildren(
+    ctx,
+    connector,
+    value,
+    { configMap: base.configMap, statefulSet: value.workloadRef ? undefined : workload?.object },
+    token.foreign,
+  );
   if (!value.workloadRef && !workload && children.statefulSet) {
     workload = statefulSetFacts(names.statefulSet, children.statefulSet);
   }

@@ -27,7 +27,7 @@ import type { ControlPlaneConnector, Observed } from './observed.ts';
 import { ownershipConflictMessage } from './ownership.ts';
 import type { ControlPlaneAction, Plan, PlannedEvent } from './plan-types.ts';
 import { type AgentPodFacts, agentPodFacts } from './pod-facts.ts';
-import { planRecovery, type RecoveryDecision } from './recovery.ts';
+import { planRecovery, type RecoveryDecision, recoveryUnderway } from './recovery.ts';
 import { planStorageExpansion } from './storage-expansion.ts';
 import { currentPod, modeOf, type StoragePosture, storagePosture } from './storage-posture.ts';
 import { transitionEvents } from './transition-events.ts';
@@ -481,7 +481,7 @@ function blockingReason(
     };
   }
   const step = observed.connector.status?.recovery?.step;
-  const recovering = step !== undefined && step !== 'Completed' && step !== 'Failed';
+  const recovering = recoveryUnderway(step);
   // During a recovery the StorageReady step reports a missing claim itself, as the attempt's outcome.
   if (spec.storage.kind === 'ExistingClaim' && !recovering && !observed.claims.has(spec.storage.claimName)) {
     return {
@@ -497,7 +497,7 @@ function heldRecovery(previous: RecoveryStatus | undefined): RecoveryDecision {
   const step = previous?.step;
   return {
     status: previous,
-    inProgress: step !== undefined && step !== 'Completed' && step !== 'Failed',
+    inProgress: recoveryUnderway(step),
     controlPlane: [],
     deleteSecret: false,
     events: [],

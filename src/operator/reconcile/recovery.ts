@@ -37,6 +37,11 @@ export const RECOVERY_POLL_MS = 2_000;
 /** How long a scaled-down connector may still look online before a recovery calls itself not needed. */
 export const ONLINE_GRACE_MS = 5 * 60_000;
 const TERMINAL: readonly RecoveryStep[] = ['Completed', 'Failed'];
+
+/** Whether a recorded recovery step is one of an attempt still under way (not Completed or Failed). */
+export function recoveryUnderway(step: RecoveryStep | undefined): boolean {
+  return step !== undefined && !TERMINAL.includes(step);
+}
 /** Steps that hold the workload at zero replicas (recorded before they are taken). */
 const SCALED_DOWN: readonly RecoveryStep[] = ['ScalingDown', 'StorageReady', 'TokensRevoked', 'TokenMinted'];
 /** Steps that run the one pod that pairs (and, after pairing, proves the identity persists). */

@@ -12,9 +12,7 @@ import { CONDITION_TYPES, ReconcilingReasons } from '../conditions.ts';
 import { childNames } from './desired-objects.ts';
 import type { ControlPlaneView, ForeignObject, TokenSecretFacts } from './observed.ts';
 import { controlledBy, foreignObject } from './ownership.ts';
-
-const inProgress = (step: string | undefined) =>
-  step !== undefined && step !== 'Completed' && step !== 'Failed';
+import { recoveryUnderway } from './recovery.ts';
 
 /**
  * Whether this pass reads the token Secret. Every place the planner uses token-Secret facts is one
@@ -35,7 +33,7 @@ export function tokenSecretMayMatter(
   view: ControlPlaneView,
 ): boolean {
   const status = connector.status ?? {};
-  if (inProgress(status.recovery?.step)) return true;
+  if (recoveryUnderway(status.recovery?.step)) return true;
   if (spec.recovery.requestId !== undefined && spec.recovery.requestId !== status.recovery?.requestId)
     return true;
   if (status.enrollment?.retired !== true || status.enrollment.tokenSecretName !== undefined) return true;
