@@ -312,7 +312,8 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
   credential?.start();
 
   // The leader's work: process the queue and follow the control planes. Standbys keep warm caches.
-  const lead = () => {
+  // `term`: aborted when this replica stops leading; a pass still running then writes nothing more.
+  const lead = (term?: AbortSignal) => {
     const workQueue = new WorkQueue({
       logger,
       concurrency: options.concurrency ?? 4,
@@ -320,7 +321,7 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
       handler: async (key) => {
         const started = performance.now();
         try {
-          const result = await reconciler.reconcile(key);
+          const result = await reconciler.reconcile(key, term);
           metrics.observeReconcile(
             result.requeueAfterMs !== undefined ? 'requeue' : 'success',
             (performance.now() - started) / 1000,
@@ -372,7 +373,7 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
         await Promise.all(informers.map((i) => i.waitForSync(signal)));
         if (signal.aborted) return;
         logger.info('leading: reconciling Connectors');
-        lead();
+        lead(signal);
         await new Promise<void>((resolve) =>
           signal.addEventListener('abort', () => resolve(), { once: true }),
         );

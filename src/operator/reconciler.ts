@@ -59,6 +59,7 @@ const RELEASE_RETRY_CAP_MS = 30_000;
 
 /** Thrown by the guarded writer of a pass that learns mid-way that its Connector is being deleted. */
 const DELETING = 'CONNECTOR_DELETING';
+const TERM_ENDED = 'LEADERSHIP_TERM_ENDED';
 
 /** Control-plane answers that no retry can fix: stall with the reason until the spec or credential changes. */
 const STALLING_CODES: Record<string, string> = {
@@ -236,7 +237,11 @@ export class ConnectorReconciler {
     this.ctx = ctx;
   }
 
-  async reconcile(key: string): Promise<ReconcileResult> {
+  /**
+   * One pass over a Connector. `term` is the leadership term it runs in: once aborted (another
+   * replica may lead now), the pass applies and writes nothing more.
+   */
+  async reconcile(key: string, term?: AbortSignal): Promise<ReconcileResult> {
     const { namespace, name } = splitKey(key);
     const cached = this.ctx.getConnector(namespace, name);
     if (!cached) {
@@ -266,11 +271,12 @@ export class ConnectorReconciler {
     this.followAdoptedWorkload(key, namespace, observed);
     const planned = plan(observed, now);
     // Observing took time: a deletion seen since then is finalized, and nothing is applied.
-    if (this.deleting(namespace, name)) return this.reconcile(key);
+    if (this.deleting(namespace, name)) return this.reconcile(key, term);
+    if (term?.aborted) return this.termEnded(log);
     let failure: CodedError | undefined;
     if (observed.spec.ok) {
       try {
-        await act(this.guarded(namespace, name), connector, observed.spec.value, planned, connection, {
+        await act(this.guarded(namespace, name, term), connector, observed.spec.value, planned, connection, {
           configMap: observed.configMap,
           statefulSet: observed.workload?.object,
           ...(observed.tokenSecret?.uid ? { tokenSecretUID: observed.tokenSecret.uid } : {}),
@@ -281,8 +287,9 @@ export class ConnectorReconciler {
     }
     if (failure?.code === DELETING) {
       log.debug('the Connector is being deleted: nothing more is applied; finalizing');
-      return this.reconcile(key);
+      return this.reconcile(key, term);
     }
+    if (failure?.code === TERM_ENDED || term?.aborted) return this.termEnded(log);
     if (failure && isNamespaceTerminating(failure)) {
       // The namespace is being deleted and the Connector's deletion is on its way: wait for it.
       log.debug('the namespace is being deleted: nothing is created in it');
@@ -347,6 +354,15 @@ export class ConnectorReconciler {
     throw cleanedError(failure);
   }
 
+  /**
+   * The leadership term of a pass ended while it ran: another replica may lead now and act on the
+   * same Connector, so this pass stops without writing its status (the next leader plans afresh).
+   */
+  private termEnded(log: Logger): ReconcileResult {
+    log.debug('leadership ended during the pass: nothing more is applied or written');
+    return {};
+  }
+
   /** Whether the cache now shows the Connector being deleted (or gone). */
   private deleting(namespace: string, name: string): boolean {
     const latest = this.ctx.getConnector(namespace, name);
@@ -355,11 +371,16 @@ export class ConnectorReconciler {
 
   /**
    * The act context of one pass, whose writes (apply, merge patch, delete, scale; not status) are
-   * refused once the cache shows the Connector being deleted: a pass that began before the deletion
-   * was seen creates and applies nothing after it is (the finalizer takes over).
+   * refused once the cache shows the Connector being deleted (a pass that began before the deletion
+   * was seen creates and applies nothing after it is: the finalizer takes over) or once the pass's
+   * leadership term has ended.
    */
-  private guarded(namespace: string, name: string): ActContext {
+  private guarded(namespace: string, name: string, term: AbortSignal | undefined): ActContext {
     const refuse = () => {
+      if (term?.aborted)
+        throw new CodedError(TERM_ENDED, 'this replica stopped leading: nothing is applied', {
+          temporary: true,
+        });
       if (this.deleting(namespace, name))
         throw new CodedError(DELETING, 'the Connector is being deleted: nothing is applied', {
           temporary: true,

@@ -541,3 +541,71 @@ test.serial(
     t.false(signals[1]?.aborted);
   },
 );
+
+test.serial(
+  "a term regained after a lost renewal begins only once the previous term's work has stopped",
+  async (t) => {
+    // Found by a flaky adoption test: a leader that lost a renewal under load regained the lease
+    // while a pass of its first term was still running, and the second term's pass ran beside it;
+    // the old pass's scale landed after the new one's and undid it.
+    const { kc: adminKc } = cluster();
+    const namespace = await createTestNamespace(adminKc, 'terms');
+    const { kc, proxy } = await throughProxy(t, adminKc);
+    const leases = adminKc.makeApiClient(CoordinationV1Api);
+    const signals: AbortSignal[] = [];
+    let firstTermFinished = false;
+    let firstFinishedBeforeSecondBegan: boolean | undefined;
+    let finishFirstTerm: () => void = () => undefined;
+    const elector = new LeaderElector({
+      kc,
+      namespace,
+      name: 'operator-leader',
+      identity: leaderIdentity('operator-y'),
+      logger: captureLogs().logger,
+      leaseDurationMs: 3000,
+      renewDeadlineMs: 1000,
+      retryPeriodMs: 200,
+      onStartedLeading: (signal) => {
+        signals.push(signal);
+        if (signals.length === 1) {
+          // The first term's work winds down only when the test says so (a long pass in flight).
+          return new Promise<void>((resolve) => {
+            finishFirstTerm = () => {
+              firstTermFinished = true;
+              resolve();
+            };
+          });
+        }
+        firstFinishedBeforeSecondBegan = firstTermFinished;
+        return undefined;
+      },
+    });
+    t.teardown(() => {
+      finishFirstTerm();
+      return elector.stop();
+    });
+    elector.start();
+    await eventually(() => elector.isLeader(), { description: 'leading' });
+
+    proxy.cut();
+    await eventually(() => signals[0]?.aborted, { description: 'the first term ends at the renew deadline' });
+    proxy.resume();
+    await eventually(() => elector.isLeader(), { description: 'the lease is held again' });
+    // It renews the lease it holds again, yet its second term waits for the first one's work.
+    const renewed = String(
+      (await leases.readNamespacedLease({ namespace, name: 'operator-leader' })).spec?.renewTime,
+    );
+    await eventually(
+      async () =>
+        String((await leases.readNamespacedLease({ namespace, name: 'operator-leader' })).spec?.renewTime) !==
+        renewed,
+      { description: 'a renewal in the regained lease' },
+    );
+    t.is(signals.length, 1, 'no second term while the first one still runs');
+
+    finishFirstTerm();
+    await eventually(() => signals.length === 2, { description: 'the second term begins' });
+    t.true(firstFinishedBeforeSecondBegan);
+    t.false(signals[1]?.aborted);
+  },
+);

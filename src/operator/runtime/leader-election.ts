@@ -83,7 +83,7 @@ export class LeaderElector {
   private running = false;
   private leading = false;
   private leadership: AbortController | undefined;
-  private work: Promise<void> | undefined;
+  private work: Promise<void> = Promise.resolve();
   private tickTimer: unknown;
   private deadlineTimer: unknown;
   private attempt: Promise<void> | undefined;
@@ -191,8 +191,11 @@ export class LeaderElector {
     const leadership = new AbortController();
     this.leadership = leadership;
     this.logger.info('became the leader');
-    this.work = Promise.resolve()
-      .then(() => this.options.onStartedLeading(leadership.signal))
+    // A term begins only once the previous term's work has stopped: after a lost renewal the old
+    // term may still be finishing passes it began, and two terms acting on one object at once would
+    // undo each other's writes (a scale planned before the loss landing after the new term's).
+    this.work = this.work
+      .then(() => (leadership.signal.aborted ? undefined : this.options.onStartedLeading(leadership.signal)))
       .catch((error: unknown) => {
         this.logger.error({ err: errorMessage(error) }, 'leader work failed');
       });
