@@ -119,6 +119,23 @@ test('a key never runs twice at once; adds during a run give exactly one more ru
   t.is(maxActivePerKey(), 1);
 });
 
+test('a run that asks to requeue at once while an event arrived starts one more run, not two at once', async (t) => {
+  // Found by a flaky adoption test: a recovery step returns requeueAfterMs 0 and, under load, an
+  // event for the same Connector arrives during the pass. The requeue started the next run, and the
+  // event's re-run was queued beside it: two passes of one Connector at once, undoing each other.
+  const { queue, started, last, maxActivePerKey } = setup({ concurrency: 4 });
+  queue.add('ns/a');
+  await until(() => started('ns/a') === 1, 'first run');
+  queue.add('ns/a');
+  last('ns/a').finish({ requeueAfterMs: 0 });
+  await until(() => started('ns/a') >= 2, 'the next run');
+  t.is(queue.inFlight, 1, 'one run of the key at a time');
+  last('ns/a').finish();
+  await queue.whenIdle();
+  t.is(maxActivePerKey(), 1);
+  t.is(started('ns/a'), 2, 'the requeue and the event share one run, which began after both');
+});
+
 test('concurrency bounds the reconciles running across keys', async (t) => {
   const { queue, started, last, maxActive } = setup({ concurrency: 2 });
   for (const name of ['a', 'b', 'c', 'd', 'e']) queue.add(objectKey('ns', name));

@@ -297,6 +297,11 @@ export class WorkQueue {
     while (this.running.size < this.concurrency && this.ready.length > 0) {
       const key = this.ready.shift() as string;
       this.queued.delete(key);
+      if (this.running.has(key)) {
+        // Never two runs of one key at once: it runs again when the current run ends.
+        this.dirty.add(key);
+        continue;
+      }
       this.running.add(key);
       this.run(key).catch((error: unknown) => {
         // run() handles handler errors itself; reaching here means the queue's own bookkeeping
@@ -318,7 +323,9 @@ export class WorkQueue {
     this.running.delete(key);
     if (failure === undefined) this.succeeded(key, result);
     else this.failed(key, failure.error);
-    if (this.dirty.delete(key)) {
+    // A requeue at once (requeueAfterMs 0) may have started the key's next run already: that run
+    // began after the event, so it covers it, and a second one beside it must not start.
+    if (this.dirty.delete(key) && !this.running.has(key)) {
       // An event arrived while running: run again now, even while draining, because it was
       // accepted before shutdown began.
       this.cancelDelay(key);
