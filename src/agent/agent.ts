@@ -17,8 +17,9 @@ import {
   parseCertificateFacts,
 } from '../lib/pki.ts';
 import { backoffDelay, renewalDueAt } from './backoff.ts';
+import { isCertificateRefusal, judgeCertificateRefusal } from './certificate-refusal.ts';
 import type { AgentConfig } from './config.ts';
-import { isTransportError } from './connection-errors.ts';
+import { describeDuration, isTransportError } from './connection-errors.ts';
 import {
   type AgentApi,
   type CertificateAnswer,
@@ -31,10 +32,10 @@ import {
   EXIT_CODES,
   enrollmentRejectedFailure,
   enrollmentTrustFailure,
+  identityLostFailure,
   identityRejectedFailure,
   identityUnusableFailure,
   isAgentFailure,
-  isIdentityRefusedByControlPlane,
   scrubSecrets,
   tokenMissingFailure,
   tokenUnreadableFailure,
@@ -42,15 +43,22 @@ import {
 } from './failure.ts';
 import { type Readiness, readinessAt } from './health-server.ts';
 import {
-  certificateIdentityProblem,
+  certificateNamesFailure,
+  changedIdentityFiles,
+  type IdentityFileStamps,
+  type IdentityLoadResult,
+  identityPaths,
+  issuedByCaBundle,
   type LoadedIdentity,
   loadIdentity,
   readRejection,
   recordRejection,
   removeStrayTempFiles,
+  repairIdentityPermissions,
   saveIdentity,
   savePendingKey,
   setAsideIdentity,
+  stampIdentityFiles,
   tokenFingerprint,
 } from './identity-store.ts';
 import { checkPaths, type PathHealth, type PathProber, probeTcp } from './path-checks.ts';
@@ -197,13 +205,23 @@ class AgentLifecycle {
 
   private client: AgentApi | undefined;
   private identity: LoadedIdentity | undefined;
+  /** The identity files as this agent last loaded or wrote them, to notice changes made by others. */
+  private identityFiles: IdentityFileStamps | undefined;
   /** A renewed identity the control plane already uses but that is not on disk yet. */
   private unsavedIdentity: LoadedIdentity | undefined;
   /** A refused identity was moved aside and replaced in this process; never twice. */
   private replacedRefusedIdentity = false;
+  /** The control plane's renewAfter from the last heartbeat answer, for the certificate of that serial. */
+  private renewAfter: { serial: string; at: Date } | undefined;
+  /** When this process received its current certificate (enrolled or renewed), for that serial. */
+  private certificateReceived: { serial: string; at: Date } | undefined;
+  /** The serial each outage warning was given for: once per certificate, not at every failed heartbeat. */
+  private outageWarned: { renewalDue?: string; expired?: string } = {};
   private stopping = false;
   private wake: (() => void) | undefined;
   private current: AgentStatus;
+  /** The readiness /readyz (or a caller) was last given, to log its loss once. */
+  private lastReportedReady: boolean | undefined;
 
   constructor(dependencies: AgentDependencies) {
     this.config = dependencies.config;
@@ -233,11 +251,24 @@ class AgentLifecycle {
   }
 
   readiness(): Readiness {
-    return readinessAt(
+    const readiness = readinessAt(
       this.current.lastAcceptedAt,
       this.current.heartbeatIntervalMs,
       this.clock.now(),
       this.current.state,
+    );
+    this.logReadinessLost(readiness);
+    return readiness;
+  }
+
+  /** A /readyz that turns 503 says why in the log too, once per loss (a hung request logs nothing yet). */
+  private logReadinessLost(readiness: Readiness): void {
+    const wasReady = this.lastReportedReady;
+    this.lastReportedReady = readiness.ready;
+    if (wasReady !== true || readiness.ready) return;
+    this.logger.warn(
+      { lastHeartbeatAt: readiness.lastHeartbeatAt, phase: this.current.phase },
+      `not ready: ${readiness.detail}; /readyz answers 503 until a heartbeat is accepted`,
     );
   }
 
@@ -310,26 +341,21 @@ class AgentLifecycle {
     if (strays.length > 0) {
       this.logger.info({ files: strays }, 'removed temporary files left by an interrupted write');
     }
-    const loaded = await loadIdentity(this.config.dataDir, {
-      connectorId: this.config.connectorId,
-      sanUriPrefix: this.config.sanUriPrefix,
-      controlPlaneUrl: this.config.controlPlaneUrl,
-      now: this.clock.now(),
-    });
+    const loaded = await this.loadIdentityFromDisk();
+    // The control plane is verified with --ca-file, else the identity's ca.pem, else the system roots.
+    const identityCaPem = loaded.kind === 'present' ? loaded.identity.caPem : undefined;
     this.client = this.createClient({
       baseUrl: this.config.controlPlaneUrl,
-      caPem: caPem ?? (loaded.kind === 'present' ? loaded.identity.caPem : undefined),
-      caFile: caPem
-        ? this.config.caFile
-        : loaded.kind === 'present'
-          ? `${this.config.dataDir}/identity/ca.pem`
-          : undefined,
+      caPem: caPem ?? identityCaPem,
+      caFile: caPem ? this.config.caFile : identityCaPem ? identityPaths(this.config.dataDir).ca : undefined,
       requestTimeoutMs: this.config.requestTimeoutMs,
       clock: this.clock,
     });
     if (loaded.kind === 'present') {
       for (const note of loaded.notes) this.logger.warn(note);
       this.useIdentity(loaded.identity);
+      await this.recordIdentityFiles();
+      this.warnIfCaMissing(loaded.identity);
       this.logger.info(
         {
           connectorId: this.config.connectorId,
@@ -363,18 +389,30 @@ class AgentLifecycle {
   // An identity the control plane refused
 
   /**
-   * What to do when the control plane refuses the client certificate. Only its own verdict (the
-   * certificate belongs to no enrolled connector, or was replaced or revoked) is remembered, in
-   * identity/rejection.json with a fingerprint of the token mounted at the time. A token that was
-   * not mounted at an earlier refusal of this identity was minted after it was reported (the
-   * operator mints none while a refused identity is diagnosed, so it is a guided recovery's): that
-   * one replaces the identity. Anything else fails closed with IDENTITY_REJECTED, as before.
+   * What to do when the control plane refuses the client certificate: each cause fails closed its
+   * own way (certificate-refusal.ts). Only a refusal that makes the identity useless for good
+   * (revoked, replaced, unknown, truly expired, a CA the control plane no longer trusts) is
+   * remembered, in identity/rejection.json with a fingerprint of the token mounted at the time. A
+   * token that was not mounted at an earlier refusal of this identity was minted after it was
+   * reported (the operator mints none while a refused identity is diagnosed, so it is a guided
+   * recovery's): that one replaces the identity. Clock skew and configuration never do.
    */
   private async onCertificateRefused(error: CodedError): Promise<never> {
     const identity = this.identity;
-    if (!identity || this.replacedRefusedIdentity || !isIdentityRefusedByControlPlane(error)) {
-      throw identityRejectedFailure(error);
-    }
+    if (!identity) throw identityRejectedFailure(error);
+    const verdict = judgeCertificateRefusal(error, {
+      identity: {
+        connectorId: this.config.connectorId,
+        serial: identity.facts.serial,
+        notBefore: identity.facts.notBefore,
+        notAfter: identity.facts.notAfter,
+        issuedBy: identity.metadata.controlPlaneUrl,
+      },
+      controlPlaneUrl: this.config.controlPlaneUrl,
+      sanUriPrefix: this.config.sanUriPrefix,
+      now: this.clock.now(),
+    });
+    if (this.replacedRefusedIdentity || !verdict.replaceable) throw verdict.failure;
     const serial = identity.facts.serial;
     let fingerprint: string | undefined;
     try {
@@ -412,7 +450,7 @@ class AgentLifecycle {
           : 'an enrollment token is present, but it was mounted before the control plane first refused this identity: it is not used (only a token mounted after the refusal, such as a guided recovery mints, replaces the identity)',
       );
     }
-    throw identityRejectedFailure(error);
+    throw verdict.failure;
   }
 
   /** Moves the refused identity aside (never deletes it) and pairs exactly once with the new token. */
@@ -454,6 +492,78 @@ class AgentLifecycle {
   }
 
   // ---------------------------------------------------------------------------------------------
+  // The identity on disk
+
+  /** Repairs loose file modes (each repair logged), then loads and verifies the bundle. */
+  private async loadIdentityFromDisk(): Promise<IdentityLoadResult> {
+    for (const warning of await repairIdentityPermissions(this.config.dataDir)) this.logger.warn(warning);
+    return loadIdentity(this.config.dataDir, {
+      connectorId: this.config.connectorId,
+      sanUriPrefix: this.config.sanUriPrefix,
+      controlPlaneUrl: this.config.controlPlaneUrl,
+      now: this.clock.now(),
+    });
+  }
+
+  /** Notes what the identity files look like now; called after loading them and after every own save. */
+  private async recordIdentityFiles(): Promise<void> {
+    this.identityFiles = await stampIdentityFiles(this.config.dataDir);
+  }
+
+  /** ca.pem can be given again by the control plane: say so, and how the server is verified meanwhile. */
+  private warnIfCaMissing(identity: LoadedIdentity): void {
+    if (identity.caPem !== undefined) return;
+    const caPath = identityPaths(this.config.dataDir).ca;
+    const trust = this.config.caFile
+      ? `--ca-file ${this.config.caFile}`
+      : 'the system CA roots (no --ca-file given)';
+    this.logger.warn(
+      { path: caPath },
+      `no such file: ${caPath} (the CA bundle): verifying the control plane with ${trust} and restoring ` +
+        `${caPath} from the control plane's next certificate answer (renewing at once)`,
+    );
+  }
+
+  /**
+   * Before each use of the identity: a cheap look at its files. When one changed since the agent
+   * loaded or wrote it, the bundle is verified again and fails closed the way a start would (key or
+   * certificate gone: exit 10; replaced by something that does not verify: exit 13). A replacement
+   * that verifies is used, as a restart would use it; a missing ca.pem is restored, not a failure.
+   */
+  private async checkIdentityFilesUnchanged(): Promise<void> {
+    const recorded = this.identityFiles;
+    if (!recorded || !this.identity || this.unsavedIdentity) return;
+    const changed = changedIdentityFiles(
+      this.config.dataDir,
+      recorded,
+      await stampIdentityFiles(this.config.dataDir),
+    );
+    if (changed.length === 0) return;
+    this.logger.warn(
+      { files: changed },
+      `identity files changed on disk: ${changed.join(', ')}; verifying them again`,
+    );
+    const loaded = await this.loadIdentityFromDisk();
+    if (loaded.kind === 'absent') {
+      throw identityLostFailure(
+        `no such file: ${identityPaths(this.config.dataDir).metadata}: the identity this agent was running ` +
+          'on was removed from disk while it ran, and the agent will not re-enroll',
+      );
+    }
+    for (const note of loaded.notes) this.logger.warn(note);
+    const previous = this.identity;
+    if (loaded.identity.certPem !== previous.certPem || loaded.identity.keyPem !== previous.keyPem) {
+      this.logger.warn(
+        { previousSerial: previous.facts.serial, serial: loaded.identity.facts.serial },
+        'the identity files were replaced by another identity of this connector that verifies: using it',
+      );
+    }
+    this.useIdentity(loaded.identity);
+    this.warnIfCaMissing(loaded.identity);
+    await this.recordIdentityFiles();
+  }
+
+  // ---------------------------------------------------------------------------------------------
   // First boot
 
   private async enroll(pendingKeyPem: string | undefined): Promise<void> {
@@ -488,11 +598,20 @@ class AgentLifecycle {
     let unreachableSince: Date | undefined;
     for (;;) {
       this.throwIfStopping();
+      const triedAt = this.clock.now();
       try {
         const answer = await client.enroll({ connectorId: this.config.connectorId, token, csrPem });
-        const identity = this.identityFrom(keyPem, answer, this.clock.now().toISOString());
+        const identity = this.identityFrom(keyPem, answer, this.clock.now().toISOString(), {
+          checkNames: false,
+        });
+        // A certificate that names this connector under another SAN prefix is still its own, and the
+        // token is spent: keep it, so fixing --san-uri-prefix is all a restart needs (exit 12 below).
+        const namesFailure = this.issuedNamesFailure(identity);
+        if (namesFailure && namesFailure.exitCode !== EXIT_CODES.configuration) throw namesFailure;
         await this.persist(identity);
+        if (namesFailure) throw namesFailure;
         this.useIdentity(identity);
+        this.noteCertificateReceived(identity);
         if (!this.config.heartbeatIntervalMs)
           this.current.heartbeatIntervalMs = answer.heartbeatIntervalSeconds * 1000;
         this.logger.info(
@@ -512,9 +631,12 @@ class AgentLifecycle {
           throw isTransportError(coded) ? enrollmentTrustFailure(coded) : enrollmentRejectedFailure(coded);
         }
         attempt += 1;
-        unreachableSince ??= this.clock.now();
+        unreachableSince ??= triedAt;
         this.checkGiveUp(false, coded, unreachableSince);
-        const delay = backoffDelay(attempt, this.backoffPolicy(), this.random);
+        const delay = this.delayWithinGiveUp(
+          backoffDelay(attempt, this.backoffPolicy(), this.random),
+          unreachableSince,
+        );
         this.logger.warn(
           { failureClass: 'FirstBootBootstrap', code: coded.code, attempt, retryInMs: delay },
           `enrollment request did not reach the control plane: ${coded.message}; retrying (the token was not accepted or refused yet)`,
@@ -525,7 +647,12 @@ class AgentLifecycle {
   }
 
   /** Checks a certificate answer against the key and the connector ID before trusting it. */
-  private identityFrom(keyPem: string, answer: CertificateAnswer, enrolledAt: string): LoadedIdentity {
+  private identityFrom(
+    keyPem: string,
+    answer: CertificateAnswer,
+    enrolledAt: string,
+    { checkNames = true }: { checkNames?: boolean } = {},
+  ): LoadedIdentity {
     let facts: ReturnType<typeof parseCertificateFacts>;
     try {
       facts = parseCertificateFacts(answer.certificatePem);
@@ -542,14 +669,15 @@ class AgentLifecycle {
         'private key does not match certificate: the control plane issued a certificate for another key',
       );
     }
-    const problem = certificateIdentityProblem(facts, this.config.connectorId, this.config.sanUriPrefix);
-    if (problem) {
+    // Nothing is written from a certificate that does not verify, not even the control plane's.
+    if (!issuedByCaBundle(answer.certificatePem, answer.caPem)) {
       throw identityUnusableFailure(
-        'IDENTITY_FOREIGN',
-        `the control plane issued a certificate that is not for this connector: ${problem} (check --san-uri-prefix)`,
+        'IDENTITY_UNTRUSTED',
+        'certificate chain does not verify: the certificate the control plane issued is not signed by the CA ' +
+          'it returned with it',
       );
     }
-    return {
+    const identity: LoadedIdentity = {
       keyPem,
       certPem: answer.certificatePem,
       caPem: answer.caPem,
@@ -562,11 +690,20 @@ class AgentLifecycle {
         controlPlaneUrl: this.config.controlPlaneUrl,
       },
     };
+    const namesFailure = checkNames ? this.issuedNamesFailure(identity) : undefined;
+    if (namesFailure) throw namesFailure;
+    return identity;
+  }
+
+  /** Whether an issued certificate names this connector (CN, SAN URI under --san-uri-prefix). */
+  private issuedNamesFailure(identity: LoadedIdentity): AgentFailure | undefined {
+    return certificateNamesFailure(identity.facts, this.config, 'the certificate the control plane issued');
   }
 
   private async persist(identity: LoadedIdentity): Promise<void> {
     try {
       await saveIdentity(this.config.dataDir, identity);
+      await this.recordIdentityFiles();
     } catch (error) {
       throw identityUnusableFailure(
         'IDENTITY_PERSIST_FAILED',
@@ -585,6 +722,7 @@ class AgentLifecycle {
     let unreachableSince: Date | undefined;
     let connected = false;
     while (!this.stopping) {
+      await this.checkIdentityFilesUnchanged();
       const probeTimeout = Math.min(MAX_PATH_PROBE_MS, Math.max(50, this.current.heartbeatIntervalMs / 2));
       const extraPaths = await checkPaths(this.config.pathChecks, probeTimeout, this.probe);
       const paths: PathHealth[] = [
@@ -593,6 +731,7 @@ class AgentLifecycle {
       ];
       this.throwIfStopping();
       let delay: number;
+      const triedAt = this.clock.now();
       try {
         const answer = await client.heartbeat({ paths, agentVersion: this.agentVersion });
         const previousState = this.current.state;
@@ -618,23 +757,26 @@ class AgentLifecycle {
         failures = 0;
         unreachableSince = undefined;
         delay = this.current.heartbeatIntervalMs;
+        this.noteRenewAfter(answer.renewAfter);
         await this.renewIfDue(client);
       } catch (error) {
         this.throwIfStopping();
         if (isAgentFailure(error) || error instanceof ReplaceRefusedIdentity) throw error;
         const coded = asCodedError(error);
-        if (coded.code === 'CLIENT_CERTIFICATE_REJECTED' || coded.code === 'CLIENT_CERTIFICATE_REQUIRED') {
-          await this.onCertificateRefused(coded);
-        }
+        if (isCertificateRefusal(coded)) await this.onCertificateRefused(coded);
         connected = false;
         failures += 1;
-        unreachableSince ??= this.clock.now();
+        unreachableSince ??= triedAt;
         this.checkGiveUp(true, coded, unreachableSince);
-        delay = backoffDelay(failures, this.backoffPolicy(), this.random);
+        delay = this.delayWithinGiveUp(
+          backoffDelay(failures, this.backoffPolicy(), this.random),
+          unreachableSince,
+        );
         this.logger.warn(
           { failureClass: 'Reconnect', code: coded.code, attempt: failures, retryInMs: delay },
           `heartbeat failed: ${coded.message}; retrying with the persisted identity`,
         );
+        this.warnAboutCertificateWhileUnreachable();
       }
       await this.sleep(delay);
     }
@@ -644,12 +786,17 @@ class AgentLifecycle {
     if (this.unsavedIdentity) await this.retrySave();
     const identity = this.identity;
     if (!identity) return;
-    const dueAt = renewalDueAt(
-      identity.facts.notBefore,
-      identity.facts.notAfter,
-      this.config.renewAtFraction,
+    const dueAt = this.renewalDueFor(identity);
+    // A missing ca.pem is restored from a certificate answer, so renewal is due at once then.
+    const caMissing = identity.caPem === undefined;
+    const now = this.clock.now();
+    const due = now.getTime() >= dueAt.getTime();
+    if (!caMissing && !due) return;
+    const why = due ? `due since ${dueAt.toISOString()}` : 'early, to restore the missing CA bundle';
+    this.logger.info(
+      { serial: identity.facts.serial, dueAt: dueAt.toISOString(), notAfter: identity.metadata.notAfter },
+      `renewing the certificate (${why}, ${timeLeft(identity.facts.notAfter, now)})`,
     );
-    if (this.clock.now().getTime() < dueAt.getTime()) return;
     let answer: CertificateAnswer;
     try {
       // The key stays: only cert.pem changes, so a crash mid-write cannot pair a key with the wrong cert.
@@ -657,9 +804,7 @@ class AgentLifecycle {
     } catch (error) {
       this.throwIfStopping();
       const coded = asCodedError(error);
-      if (coded.code === 'CLIENT_CERTIFICATE_REJECTED' || coded.code === 'CLIENT_CERTIFICATE_REQUIRED') {
-        await this.onCertificateRefused(coded);
-      }
+      if (isCertificateRefusal(coded)) await this.onCertificateRefused(coded);
       this.logger.warn(
         { code: coded.code, dueAt: dueAt.toISOString(), notAfter: identity.metadata.notAfter },
         `certificate renewal failed: ${coded.message}; retrying at the next heartbeat`,
@@ -671,7 +816,14 @@ class AgentLifecycle {
     // failed, which is logged on its own and retried).
     this.unsavedIdentity = renewed;
     await this.retrySave();
+    if (caMissing && !this.unsavedIdentity) {
+      this.logger.info(
+        { path: identityPaths(this.config.dataDir).ca },
+        `restored ${identityPaths(this.config.dataDir).ca} from the control plane`,
+      );
+    }
     this.useIdentity(renewed);
+    this.noteCertificateReceived(renewed);
     this.current.renewals += 1;
     this.logger.info(
       {
@@ -680,6 +832,57 @@ class AgentLifecycle {
         notAfter: renewed.metadata.notAfter,
       },
       'certificate renewed',
+    );
+  }
+
+  /** When the current certificate is due for renewal (backoff.ts renewalDueAt says how). */
+  private renewalDueFor(identity: LoadedIdentity): Date {
+    const serial = identity.facts.serial;
+    return renewalDueAt(identity.facts.notBefore, identity.facts.notAfter, this.config.renewAtFraction, {
+      ...(this.certificateReceived?.serial === serial ? { receivedAt: this.certificateReceived.at } : {}),
+      ...(this.renewAfter?.serial === serial ? { renewAfter: this.renewAfter.at } : {}),
+    });
+  }
+
+  /** Remembers the control plane's renewAfter for the certificate it just accepted. */
+  private noteRenewAfter(renewAfter: string | undefined): void {
+    const at = renewAfter === undefined ? undefined : new Date(renewAfter);
+    const serial = this.current.serial;
+    this.renewAfter = at && serial !== undefined && !Number.isNaN(at.getTime()) ? { serial, at } : undefined;
+  }
+
+  private noteCertificateReceived(identity: LoadedIdentity): void {
+    this.certificateReceived = { serial: identity.facts.serial, at: this.clock.now() };
+  }
+
+  /**
+   * While the control plane cannot be reached the certificate cannot be renewed: say so once when
+   * renewal falls due and once when the certificate expires, with the time left, so an outage
+   * that outlives the certificate is seen coming.
+   */
+  private warnAboutCertificateWhileUnreachable(): void {
+    const identity = this.identity;
+    if (!identity) return;
+    const { serial, notAfter } = identity.facts;
+    const now = this.clock.now();
+    if (now.getTime() >= notAfter.getTime()) {
+      if (this.outageWarned.expired === serial) return;
+      this.outageWarned = { renewalDue: serial, expired: serial };
+      this.logger.warn(
+        { serial, notAfter: notAfter.toISOString() },
+        `certificate has expired or is not yet valid: this connector's certificate expired at ${notAfter.toISOString()} ` +
+          `while the control plane was unreachable (${timeLeft(notAfter, now)}); the control plane cannot renew an ` +
+          'expired certificate, so once it is reachable it refuses it and the connector needs a guided recovery ' +
+          "(unless this node's clock is wrong: check time sync)",
+      );
+      return;
+    }
+    const dueAt = this.renewalDueFor(identity);
+    if (now.getTime() < dueAt.getTime() || this.outageWarned.renewalDue === serial) return;
+    this.outageWarned = { ...this.outageWarned, renewalDue: serial };
+    this.logger.warn(
+      { serial, dueAt: dueAt.toISOString(), notAfter: notAfter.toISOString() },
+      `certificate renewal due since ${dueAt.toISOString()}: the control plane is unreachable; the certificate ${timeLeft(notAfter, now)}`,
     );
   }
 
@@ -696,6 +899,9 @@ class AgentLifecycle {
         { code: 'IDENTITY_PERSIST_FAILED', err: errorMessage(error), dataDir: this.config.dataDir },
         'the renewed certificate could not be persisted; retrying at the next heartbeat',
       );
+    } finally {
+      // The agent's own writes are not a change on disk to verify again.
+      await this.recordIdentityFiles();
     }
   }
 
@@ -706,10 +912,25 @@ class AgentLifecycle {
     return { initialMs: this.config.retryInitialMs, maxMs: this.config.retryMaxMs };
   }
 
+  /**
+   * `since` is the start of the first failed try of the outage, not the moment it failed: a try that
+   * hangs until the request timeout counts toward --give-up-after from its first second.
+   */
   private checkGiveUp(enrolled: boolean, lastError: CodedError, since: Date): void {
     if (this.config.giveUpAfterMs <= 0) return;
     const elapsed = this.clock.now().getTime() - since.getTime();
     if (elapsed >= this.config.giveUpAfterMs) throw unreachableFailure(enrolled, lastError, elapsed);
+  }
+
+  /**
+   * The backoff delay, cut so the next try starts by the give-up deadline at the latest: the agent
+   * then gives up when that try fails, within --give-up-after plus one request timeout of the first
+   * try, whatever --retry-max says.
+   */
+  private delayWithinGiveUp(delay: number, since: Date): number {
+    if (this.config.giveUpAfterMs <= 0) return delay;
+    const left = since.getTime() + this.config.giveUpAfterMs - this.clock.now().getTime();
+    return Math.max(0, Math.min(delay, left));
   }
 
   private requireClient(): AgentApi {
@@ -735,6 +956,12 @@ class AgentLifecycle {
       };
     });
   }
+}
+
+/** "expires in 2 h 3 min", or "expired 5 min 0 s ago". */
+function timeLeft(notAfter: Date, now: Date): string {
+  const left = notAfter.getTime() - now.getTime();
+  return left > 0 ? `expires in ${describeDuration(left)}` : `expired ${describeDuration(left)} ago`;
 }
 
 function asCodedError(error: unknown): CodedError {

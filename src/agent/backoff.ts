@@ -1,6 +1,6 @@
 // Capped exponential backoff with jitter for reconnect attempts. Equal jitter: half the delay is
 // fixed and half is random, so a fleet that lost the control plane at once does not come back in
-// lockstep, and no attempt is ever immediate.
+// lockstep, and no attempt is ever immediate. Also when the certificate is due for renewal.
 
 export interface BackoffPolicy {
   initialMs: number;
@@ -14,8 +14,36 @@ export function backoffDelay(attempt: number, policy: BackoffPolicy, random: () 
   return Math.round(ceiling / 2 + random() * (ceiling / 2));
 }
 
-/** When a certificate should be renewed: after `fraction` of its lifetime. */
-export function renewalDueAt(notBefore: Date, notAfter: Date, fraction: number): Date {
-  const lifetime = notAfter.getTime() - notBefore.getTime();
-  return new Date(notBefore.getTime() + lifetime * fraction);
+export interface RenewalHints {
+  /**
+   * When this agent received the certificate (enrolled or renewed in this process): its issuance, as
+   * near as the agent can tell. notBefore is no substitute: control planes back-date it against
+   * clock skew (the reference one by 5 minutes), and a fraction of a back-dated window falls at or
+   * before issuance for short lifetimes, which renewed at every heartbeat.
+   */
+  receivedAt?: Date;
+  /** The control plane's renewAfter for this certificate, from its heartbeat answer. */
+  renewAfter?: Date;
+}
+
+/**
+ * When a certificate should be renewed. The control plane's renewAfter when it gave one: it issued
+ * the certificate, knows the lifetime it granted and its renewal budget, and may want a renewal
+ * sooner (say before its CA changes). A renewAfter at or before the certificate was received would
+ * renew it at every heartbeat and is not followed. Otherwise after `fraction` of the lifetime,
+ * counted from when the certificate was received (or from notBefore for one loaded from disk).
+ */
+export function renewalDueAt(
+  notBefore: Date,
+  notAfter: Date,
+  fraction: number,
+  hints: RenewalHints = {},
+): Date {
+  const received = hints.receivedAt?.getTime();
+  const issuedAt =
+    received !== undefined && received > notBefore.getTime() && received < notAfter.getTime()
+      ? received
+      : notBefore.getTime();
+  if (hints.renewAfter && hints.renewAfter.getTime() > issuedAt) return hints.renewAfter;
+  return new Date(issuedAt + (notAfter.getTime() - issuedAt) * fraction);
 }

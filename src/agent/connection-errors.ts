@@ -1,7 +1,23 @@
 // Turns the errors node:https raises (socket, DNS, TLS verification) into coded errors whose message
-// is the one clear line the enrollment troubleshooting guide teaches people to look for. Trust
-// failures are permanent (retrying cannot fix a wrong CA bundle); network failures are temporary.
+// is the one clear line the enrollment troubleshooting guide teaches people to look for, and begins
+// with the guide's own fragment ("connection refused to", "connection timed out after 30s",
+// "tls handshake failed:", "client certificate rejected:", "x509: certificate signed by unknown
+// authority", "certificate chain incomplete", ...). OpenSSL's raw text (source paths, "\n") never
+// reaches a message. Trust failures are permanent (retrying cannot fix a wrong CA bundle); network
+// and handshake failures are temporary.
+import type { X509Certificate } from 'node:crypto';
+import { DEFAULT_MIN_VERSION } from 'node:tls';
 import { CodedError, errorMessage } from '../lib/errors.ts';
+
+/** How far a request got, in the order it gets there; named in timeouts and resets. */
+export const REQUEST_PHASES = [
+  'resolving the host name',
+  'connecting',
+  'tls handshake',
+  'waiting for the answer',
+  'reading the answer',
+] as const;
+export type RequestPhase = (typeof REQUEST_PHASES)[number];
 
 export interface ConnectionContext {
   /** The control plane URL being reached. */
@@ -10,12 +26,37 @@ export interface ConnectionContext {
   caFile: string | undefined;
   /** Local time, to compare with validity dates (clock skew). */
   now: Date;
+  /** The deadline of one whole request (DNS, connect, TLS, answer), named in timeouts. */
+  requestTimeoutMs?: number;
+  /** How far the failed request got, when known. */
+  phase?: RequestPhase;
+  /** Whether the request presented a client certificate (the agent has one only after pairing). */
+  clientCertificate?: boolean;
+  /** False when the request went out on a kept-alive connection that had served others. */
+  freshConnection?: boolean;
 }
 
 /** Validity of the certificate the server presented, when it could be read. */
 export interface PeerValidity {
   notBefore: Date;
   notAfter: Date;
+}
+
+/** The certificates the server sent (leaf first) and the CA certificates the agent trusts. */
+export interface PresentedChain {
+  sent: X509Certificate[];
+  trusted: X509Certificate[];
+}
+
+/**
+ * What a second, unverified handshake with the server told about it, read only after a failure to
+ * explain it: the validity dates it claims, the chain it sends, the newest TLS version it speaks.
+ */
+export interface ServerFacts {
+  validity?: PeerValidity;
+  chain?: PresentedChain;
+  /** e.g. "TLSv1.1", from a handshake that allowed every version. */
+  tlsVersion?: string;
 }
 
 const UNKNOWN_CA_CODES = new Set([
@@ -80,104 +121,370 @@ export function validityMessage(whose: string, validity: PeerValidity, now: Date
     const ago = describeDuration(now.getTime() - validity.notAfter.getTime());
     return `certificate has expired or is not yet valid: ${whose} has expired (${range}, ${local}, ${ago} past expiry); if the date looks wrong, the local clock is skewed: check time sync`;
   }
-  return `${whose} is ${range} and ${local}; the peer judged it outside its validity, so one of the two clocks is skewed`;
+  return `certificate has expired or is not yet valid: ${whose} is ${range} and ${local}; the peer judged it outside its validity, so one of the two clocks is skewed`;
 }
 
 /**
- * Classifies a transport-level error (no HTTP answer was received). `peer` is the server certificate's
- * validity when the caller could read it, used for expiry and not-yet-valid errors.
+ * Classifies a transport-level error (no HTTP answer was received). `facts` is what an unverified
+ * handshake told about the server, when the caller read it (validity dates, chain, TLS version).
  */
 export function classifyConnectionError(
   error: unknown,
   context: ConnectionContext,
-  peer?: PeerValidity,
+  facts: ServerFacts = {},
 ): CodedError {
   if (error instanceof CodedError) return error;
   const code = (error as { code?: unknown } | null)?.code;
-  const raw = errorMessage(error);
+  const raw = plainCause(errorMessage(error));
   const host = hostOf(context.url);
-  const options = { cause: error, details: { host, transport: true } };
+  const options = { cause: error, details: { host, transport: true, ...phaseDetail(context) } };
+  const permanent = (coded: string, message: string) =>
+    new CodedError(coded, message, { ...options, temporary: false });
+  const temporary = (coded: string, message: string) =>
+    new CodedError(coded, message, { ...options, temporary: true });
+
   if (typeof code === 'string' && UNKNOWN_CA_CODES.has(code)) {
-    return new CodedError(
+    const incomplete = facts.chain ? chainIncompleteMessage(facts.chain, host, context.caFile) : undefined;
+    if (incomplete) return permanent('CA_CHAIN_INCOMPLETE', incomplete);
+    return permanent(
       'CA_UNTRUSTED',
       `x509: certificate signed by unknown authority: the control plane at ${host} presented a certificate ` +
-        `that ${trustSource(context.caFile)} does not trust (${code}: ${raw})`,
-      { ...options, temporary: false },
+        `that ${trustSource(context.caFile)} does not trust (${code}: ${raw})` +
+        (facts.chain ? `: ${chainSummary(facts.chain)}` : ''),
     );
   }
   if (code === 'CERT_HAS_EXPIRED' || code === 'CERT_NOT_YET_VALID') {
-    const detail = peer
-      ? validityMessage(`the control plane certificate of ${host}`, peer, context.now)
+    const detail = facts.validity
+      ? validityMessage(`the control plane certificate of ${host}`, facts.validity, context.now)
       : `certificate has expired or is not yet valid: the control plane certificate of ${host} ${code === 'CERT_HAS_EXPIRED' ? 'has expired' : 'is not yet valid'} (local time is ${context.now.toISOString()}; check the local clock)`;
-    return new CodedError(
+    return permanent(
       code === 'CERT_HAS_EXPIRED' ? 'SERVER_CERT_EXPIRED' : 'SERVER_CERT_NOT_YET_VALID',
       detail,
-      {
-        ...options,
-        temporary: false,
-      },
     );
   }
   if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') {
-    return new CodedError(
+    return permanent(
       'SERVER_NAME_MISMATCH',
-      `the control plane certificate is not valid for ${host}: ${raw}; use the host name the certificate ` +
-        'names in --control-plane-url',
-      { ...options, temporary: false },
+      `tls handshake failed: certificate verify failed: the control plane certificate is not valid for ${host}: ` +
+        `${raw}; use the host name the certificate names in --control-plane-url`,
     );
   }
-  if (typeof code === 'string' && code.startsWith('ERR_SSL_')) {
-    // The server refused our side of the handshake (for example our client certificate).
-    return new CodedError(
-      'TLS_HANDSHAKE_FAILED',
-      `tls handshake failed: ${host} refused the handshake: ${raw}`,
-      {
-        ...options,
-        temporary: true,
-      },
-    );
-  }
-  if (code === 'REQUEST_TIMEOUT') {
-    return new CodedError('CONNECTION_TIMEOUT', `connection timed out reaching ${host}: ${raw}`, {
-      ...options,
-      temporary: true,
-    });
-  }
+  const handshake = handshakeFailure(error, code, context, facts);
+  if (handshake) return temporary(handshake.code, handshake.message);
+  if (code === 'REQUEST_TIMEOUT') return temporary('CONNECTION_TIMEOUT', timeoutMessage(host, context, raw));
+
   const networkCode = typeof code === 'string' ? TEMPORARY_NETWORK_CODES[code] : undefined;
   if (networkCode === 'CONNECTION_REFUSED') {
-    return new CodedError(
+    return temporary(
       networkCode,
-      `connection refused by ${host}: the control plane is not listening there or a firewall rejects the connection`,
-      { ...options, temporary: true },
+      `connection refused to ${host}: the control plane is not listening there or a firewall rejects the connection`,
     );
   }
   if (networkCode === 'CONNECTION_TIMEOUT') {
-    return new CodedError(
-      networkCode,
-      `connection timed out reaching ${host}: check routing, DNS and firewalls`,
-      {
-        ...options,
-        temporary: true,
-      },
-    );
+    return temporary(networkCode, `connection timed out reaching ${host}: check routing, DNS and firewalls`);
   }
-  if (networkCode === 'DNS_LOOKUP_FAILED') {
-    return new CodedError(networkCode, `cannot resolve ${host}: ${raw}`, { ...options, temporary: true });
-  }
+  if (networkCode === 'DNS_LOOKUP_FAILED') return temporary(networkCode, `cannot resolve ${host}: ${raw}`);
   if (networkCode) {
-    return new CodedError(
+    return temporary(
       networkCode,
       `${networkCode.toLowerCase().replace(/_/g, ' ')} talking to ${host}: ${raw}`,
-      {
-        ...options,
-        temporary: true,
-      },
     );
   }
-  return new CodedError('CONNECTION_FAILED', `request to ${host} failed: ${raw}`, {
-    ...options,
-    temporary: true,
+  return temporary('CONNECTION_FAILED', `request to ${host} failed: ${raw}`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Timeouts
+
+function phaseDetail(context: ConnectionContext): { phase?: RequestPhase } {
+  return context.phase ? { phase: context.phase } : {};
+}
+
+/** "30s", "0.25s": the guide's way of writing a timeout. */
+export function secondsText(milliseconds: number): string {
+  return `${Number((milliseconds / 1000).toFixed(3))}s`;
+}
+
+const TIMEOUT_HINTS: Record<RequestPhase, string> = {
+  'resolving the host name': 'while resolving the host name: check DNS',
+  connecting:
+    'while connecting: the TCP connection was never answered (packets dropped by a firewall, a wrong address or route)',
+  'tls handshake':
+    "during the tls handshake: the port accepts TCP connections but never completes a TLS handshake (is it the control plane's HTTPS port? a proxy?)",
+  'waiting for the answer': 'waiting for the answer: the control plane took the request but did not answer',
+  'reading the answer': 'while reading the answer: the control plane stopped sending it',
+};
+
+function timeoutMessage(host: string, context: ConnectionContext, raw: string): string {
+  if (context.requestTimeoutMs === undefined) return `connection timed out reaching ${host}: ${raw}`;
+  const head = `connection timed out after ${secondsText(context.requestTimeoutMs)} reaching ${host}`;
+  return context.phase ? `${head} ${TIMEOUT_HINTS[context.phase]}` : head;
+}
+
+// ---------------------------------------------------------------------------------------------
+// TLS handshake failures and alerts
+
+/** OpenSSL's text, e.g. "...:error:0A000418:SSL routines:ssl3_read_bytes:tlsv1 alert unknown ca:../ssl/x.c:918:SSL alert number 48\n". */
+const OPENSSL_ERROR = /error:[0-9A-Fa-f]+:[^:]*:[^:]*:([^:]+):/;
+const OPENSSL_ALERT_NUMBER = /SSL alert number (\d+)/;
+
+interface OpenSslFailure {
+  /** OpenSSL's reason, e.g. "wrong version number" or "tlsv1 alert unknown ca". */
+  reason: string;
+  /** The TLS alert the peer sent, when it sent one. */
+  alert: number | undefined;
+}
+
+/** TLS alert numbers (RFC 8446 6.2) by OpenSSL's name for them. */
+const ALERT_NUMBERS: Record<string, number> = {
+  'handshake failure': 40,
+  'bad certificate': 42,
+  'unsupported certificate': 43,
+  'certificate revoked': 44,
+  'certificate expired': 45,
+  'certificate unknown': 46,
+  'unknown ca': 48,
+  'access denied': 49,
+  'protocol version': 70,
+  'certificate required': 116,
+};
+
+/** OpenSSL's reason and alert, from its text or else from node's code (ERR_SSL_TLSV1_ALERT_UNKNOWN_CA). */
+function openSslFailure(message: string, code?: unknown): OpenSslFailure | undefined {
+  const reason =
+    OPENSSL_ERROR.exec(message)?.[1]?.trim() ??
+    (typeof code === 'string' && code.startsWith('ERR_SSL_')
+      ? code.slice('ERR_SSL_'.length).toLowerCase().replace(/_/g, ' ')
+      : undefined);
+  if (!reason) return undefined;
+  const number = OPENSSL_ALERT_NUMBER.exec(message)?.[1];
+  const alert =
+    number !== undefined
+      ? Number(number)
+      : / alert /.test(reason)
+        ? ALERT_NUMBERS[alertName(reason)]
+        : undefined;
+  return { reason, alert };
+}
+
+/** One plain line from an error message: OpenSSL's reason only, no source paths or control characters. */
+export function plainCause(message: string): string {
+  const openssl = openSslFailure(message);
+  const text = openssl ? openssl.reason : message;
+  return (
+    text
+      // Node's advice to its own users, not to the agent's.
+      .replace(/;?\s*if the root CA is installed locally, try running Node\.js with --use-system-ca/, '')
+      .replace(/\S*\.(?:c|cc|h):\d+:?/g, '')
+      .replace(/\\n/g, ' ')
+      .replace(/\p{Cc}+/gu, ' ')
+      .replace(/\s+/g, ' ')
+      .trim() || 'no detail'
+  );
+}
+
+/** Alerts in which a server refuses the client certificate (RFC 8446 6.2), worded as the guide does. */
+const CLIENT_CERTIFICATE_ALERTS: Record<number, string> = {
+  42: "bad certificate: the server refused this connector's certificate",
+  43: 'unsupported certificate: the server does not accept this kind of certificate (key usage, extended key usage or key type)',
+  44: "certificate revoked: the server says this connector's certificate was revoked",
+  45: "certificate expired: the server judged this connector's certificate expired (compare its notAfter with the server's clock and the local clock)",
+  46: "certificate unknown: the server refused this connector's certificate",
+  48: "certificate signed by unknown authority: the server does not trust the CA that issued this connector's certificate",
+  49: "access denied: the server refused this connector's certificate",
+};
+const ALERT_CERTIFICATE_REQUIRED = 116;
+const ALERT_HANDSHAKE_FAILURE = 40;
+const ALERT_PROTOCOL_VERSION = 70;
+
+const NOT_TLS_REASONS =
+  /wrong version number|packet length too long|http request|unknown protocol|record layer failure/;
+const NO_COMMON_VERSION_REASONS = /unsupported protocol|no protocols available|alert protocol version/;
+const CLOSED_CODES = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED']);
+
+/** The coded failure of a TLS handshake (or a TLS alert right after it), undefined when it is none. */
+function handshakeFailure(
+  error: unknown,
+  code: unknown,
+  context: ConnectionContext,
+  facts: ServerFacts,
+): { code: string; message: string } | undefined {
+  const host = hostOf(context.url);
+  const openssl = openSslFailure(errorMessage(error), code);
+  if (openssl) return opensslHandshakeFailure(openssl, host, context, facts);
+  if (typeof code === 'string' && CLOSED_CODES.has(code)) return closedDuringHandshake(host, context);
+  return undefined;
+}
+
+function opensslHandshakeFailure(
+  { reason, alert }: OpenSslFailure,
+  host: string,
+  context: ConnectionContext,
+  facts: ServerFacts,
+): { code: string; message: string } {
+  const failed = (message: string) => ({
+    code: 'TLS_HANDSHAKE_FAILED',
+    message: `tls handshake failed: ${message}`,
   });
+  if (alert === ALERT_CERTIFICATE_REQUIRED || /certificate required/.test(reason)) {
+    return {
+      code: 'TLS_CLIENT_CERTIFICATE_REQUIRED',
+      message:
+        `client certificate required: the server at ${host} asks for a client certificate` +
+        (context.clientCertificate
+          ? ' and did not take the one this connector presented'
+          : ' and this agent has none to present (it has one only after pairing: the enrollment endpoint must not require one)'),
+    };
+  }
+  const refusal = alert === undefined ? undefined : CLIENT_CERTIFICATE_ALERTS[alert];
+  if (refusal) {
+    return {
+      code: 'TLS_CLIENT_CERTIFICATE_REJECTED',
+      message: `client certificate rejected: ${refusal} (TLS alert from ${host}: ${alertName(reason)})`,
+    };
+  }
+  if (NOT_TLS_REASONS.test(reason)) {
+    return failed(
+      `the server at ${host} does not speak TLS (plain HTTP port?): use the control plane's HTTPS port in --control-plane-url`,
+    );
+  }
+  if (alert === ALERT_PROTOCOL_VERSION || NO_COMMON_VERSION_REASONS.test(reason)) {
+    const offered = facts.tlsVersion
+      ? `the server at ${host} offers ${facts.tlsVersion} at most`
+      : `the server at ${host} refuses the TLS versions this agent offers`;
+    return failed(
+      `no TLS version in common: ${offered} and this agent requires ${DEFAULT_MIN_VERSION} or later`,
+    );
+  }
+  if (alert === ALERT_HANDSHAKE_FAILURE) {
+    return failed(
+      `the server at ${host} aborted the handshake (alert handshake failure): no cipher suite or signature algorithm in common` +
+        (context.clientCertificate
+          ? ''
+          : ', or it requires a client certificate, which this agent has only after pairing'),
+    );
+  }
+  if (alert !== undefined)
+    return failed(`the server at ${host} sent the TLS alert "${alertName(reason)}" (${alert})`);
+  if (/unexpected eof/.test(reason)) {
+    return closedDuringHandshake(host, { ...context, phase: 'tls handshake' }) ?? failed(reason);
+  }
+  return failed(`${reason} talking to ${host}`);
+}
+
+/** "tlsv1 alert unknown ca" -> "unknown ca". */
+function alertName(reason: string): string {
+  return reason.replace(/^(?:sslv3|tlsv1|tlsv13|ssl\/tls) alert /, '');
+}
+
+/**
+ * The server closed the connection during the handshake, or on a fresh connection right after it,
+ * before answering: a TLS 1.3 server that refuses the client certificate after the handshake (as
+ * node's own servers do) looks exactly like this.
+ */
+function closedDuringHandshake(
+  host: string,
+  context: ConnectionContext,
+): { code: string; message: string } | undefined {
+  const refusedCertificate = context.clientCertificate
+    ? ": it probably refused this connector's client certificate (check the server's logs)"
+    : ': is it a TLS port?';
+  if (context.phase === 'tls handshake') {
+    return {
+      code: 'TLS_HANDSHAKE_FAILED',
+      message: `tls handshake failed: the server at ${host} closed the connection during the handshake${refusedCertificate}`,
+    };
+  }
+  if (context.phase === 'waiting for the answer' && context.freshConnection && context.clientCertificate) {
+    return {
+      code: 'TLS_HANDSHAKE_FAILED',
+      message: `tls handshake failed: the server at ${host} closed the connection right after the handshake, before answering${refusedCertificate}`,
+    };
+  }
+  return undefined;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Unknown issuer: an incomplete chain or an unrelated CA
+
+/** "CN=Inter\nO=Acme" -> "CN=Inter, O=Acme". */
+function nameText(distinguishedName: string): string {
+  return distinguishedName.split('\n').join(', ');
+}
+
+/** The organization-level parts of a name (O and DC), which a CA and its intermediates share. */
+function organizationOf(distinguishedName: string): string[] {
+  return distinguishedName.split('\n').filter((part) => /^(?:O|DC)=/.test(part));
+}
+
+function sameOrganization(a: string, b: string): boolean {
+  const ours = organizationOf(a);
+  const theirs = new Set(organizationOf(b));
+  return ours.length > 0 && ours.length === theirs.size && ours.every((part) => theirs.has(part));
+}
+
+function subjectsText(certificates: X509Certificate[]): string {
+  const names = certificates.map((certificate) => nameText(certificate.subject));
+  const shown = names.slice(0, 5).join('; ');
+  return names.length > 5 ? `${shown}; and ${names.length - 5} more` : shown;
+}
+
+/** What the server sent and the CA file holds, for a person to compare (an unknown authority). */
+function chainSummary(chain: PresentedChain): string {
+  const top = chain.sent.at(-1);
+  if (!top) return 'the server sent no certificate';
+  const issuer = nameText(top.issuer);
+  const holds = chain.trusted.length > 0 ? `; the CA file holds ${subjectsText(chain.trusted)}` : '';
+  const sameName = chain.trusted.some((ca) => ca.subject === top.issuer);
+  const hint =
+    top.subject === top.issuer
+      ? ''
+      : sameName
+        ? `; the CA file has a CA named ${issuer}, but not the one that signed (another key: was the CA regenerated?)`
+        : `; if ${issuer} is an intermediate CA, the chain is incomplete instead: the server must send it, or add it to the CA file`;
+  return `the server sent ${chain.sent.length} certificate(s) ending at one issued by ${issuer}${holds}${hint}`;
+}
+
+/**
+ * The guide's "certificate chain incomplete" when the names say so: the server's chain stops at a
+ * certificate whose issuer is not in the CA file (by name) and is not a root the server sent, while
+ * the CA file holds a CA of the same organization under another name (the missing intermediate's
+ * parent, most likely). A CA file holding the issuer's very name (another key: a regenerated CA) or
+ * a CA of another organization is the plain unknown authority.
+ */
+export function chainIncompleteMessage(
+  chain: PresentedChain,
+  host: string,
+  caFile: string | undefined,
+): string | undefined {
+  const top = chain.sent.at(-1);
+  if (!top || !caFile || chain.trusted.length === 0) return undefined;
+  if (top.subject === top.issuer) return undefined;
+  if (chain.trusted.some((ca) => ca.subject === top.issuer)) return undefined;
+  if (!chain.trusted.some((ca) => sameOrganization(ca.subject, top.issuer))) return undefined;
+  return (
+    `certificate chain incomplete: unable to get local issuer certificate: the server at ${host} sent ` +
+    `${chain.sent.length} certificate(s) ending at one issued by ${nameText(top.issuer)}, which is not in ` +
+    `${caFile} (it holds ${subjectsText(chain.trusted)}): the server must send its intermediate, or add it to the CA file`
+  );
+}
+
+/**
+ * Which fact about the server would explain a failed request, for the client to read with an
+ * unverified handshake before classifying: the validity dates, the chain, or the TLS version.
+ */
+export function serverFactsToRead(error: unknown): keyof ServerFacts | undefined {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (code === 'CERT_HAS_EXPIRED' || code === 'CERT_NOT_YET_VALID') return 'validity';
+  if (typeof code === 'string' && UNKNOWN_CA_CODES.has(code)) return 'chain';
+  const openssl = openSslFailure(errorMessage(error), code);
+  if (
+    openssl &&
+    (openssl.alert === ALERT_PROTOCOL_VERSION || NO_COMMON_VERSION_REASONS.test(openssl.reason))
+  ) {
+    return 'tlsVersion';
+  }
+  return undefined;
 }
 
 /** True for errors raised before any HTTP answer arrived (socket, DNS, TLS). */

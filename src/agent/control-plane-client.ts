@@ -3,11 +3,31 @@
 // certificate. One keep-alive HTTPS agent per identity, so the mTLS session is reused between
 // heartbeats. Error bodies become CodedErrors with the control plane's own code; transport errors
 // are classified by connection-errors.ts. Request bodies (which hold the token) never reach an error.
+// One deadline bounds each whole request (DNS, TCP connect, TLS handshake, the answer): node's own
+// request timeout counts only socket idle time after the connect, so a host that drops packets
+// would otherwise hold a request for the kernel's connect timeout (about two minutes).
+import { X509Certificate } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
 import { type Agent, Agent as HttpsAgent, request as httpsRequest } from 'node:https';
-import { connect as tlsConnect } from 'node:tls';
+import { isIP, type Socket } from 'node:net';
+import {
+  type ConnectionOptions,
+  type DetailedPeerCertificate,
+  type TLSSocket,
+  connect as tlsConnect,
+} from 'node:tls';
 import type { Clock } from '../lib/clock.ts';
 import { CodedError } from '../lib/errors.ts';
-import { classifyConnectionError, type PeerValidity } from './connection-errors.ts';
+import {
+  type ConnectionContext,
+  classifyConnectionError,
+  type PeerValidity,
+  type PresentedChain,
+  REQUEST_PHASES,
+  type RequestPhase,
+  type ServerFacts,
+  serverFactsToRead,
+} from './connection-errors.ts';
 import type { PathHealth } from './path-checks.ts';
 
 const MAX_ANSWER_BYTES = 256 * 1024;
@@ -38,7 +58,8 @@ export interface HeartbeatRequest {
 export interface HeartbeatAnswer {
   state: string;
   heartbeatIntervalSeconds: number;
-  renewAfter: string;
+  /** When the control plane wants the certificate renewed (ISO time); a control plane may give none. */
+  renewAfter?: string;
 }
 
 export interface ClientIdentity {
@@ -69,6 +90,8 @@ export class ControlPlaneClient implements AgentApi {
   private readonly options: ControlPlaneClientOptions;
   private readonly base: URL;
   private agent: Agent;
+  /** Whether requests present a client certificate (after pairing). */
+  private clientCertificate = false;
 
   constructor(options: ControlPlaneClientOptions) {
     this.options = options;
@@ -80,6 +103,7 @@ export class ControlPlaneClient implements AgentApi {
   setIdentity(identity: ClientIdentity | undefined): void {
     this.agent.destroy();
     this.agent = this.createAgent(identity);
+    this.clientCertificate = identity !== undefined;
   }
 
   close(): void {
@@ -96,12 +120,13 @@ export class ControlPlaneClient implements AgentApi {
 
   async heartbeat(body: HeartbeatRequest): Promise<HeartbeatAnswer> {
     const answer = await this.post('/v1/heartbeat', body, [200]);
-    if (typeof answer.state !== 'string' || typeof answer.renewAfter !== 'string') {
-      throw badAnswer('heartbeat', 'state and renewAfter must be strings');
+    if (typeof answer.state !== 'string') throw badAnswer('heartbeat', 'state must be a string');
+    if (answer.renewAfter !== undefined && typeof answer.renewAfter !== 'string') {
+      throw badAnswer('heartbeat', 'renewAfter must be a string when given');
     }
     return {
       state: answer.state,
-      renewAfter: answer.renewAfter,
+      ...(answer.renewAfter === undefined ? {} : { renewAfter: answer.renewAfter }),
       heartbeatIntervalSeconds: positiveNumber(answer, 'heartbeat'),
     };
   }
@@ -123,6 +148,19 @@ export class ControlPlaneClient implements AgentApi {
     const url = new URL(path, this.base);
     const payload = JSON.stringify(body);
     return new Promise((resolve, reject) => {
+      const progress = new RequestProgress(this.base);
+      let response: IncomingMessage | undefined;
+      let settled = false;
+      // The first of answer, error and deadline decides; later events of a destroyed request are ignored.
+      const settle = (): boolean => {
+        if (settled) return false;
+        settled = true;
+        clearTimeout(deadline);
+        return true;
+      };
+      const fail = (error: unknown) => {
+        if (settle()) this.classify(error, progress).then(reject, reject);
+      };
       const request = httpsRequest(
         url,
         {
@@ -134,92 +172,212 @@ export class ControlPlaneClient implements AgentApi {
             accept: 'application/json',
           },
         },
-        (response) => {
+        (answer) => {
+          response = answer;
+          progress.reach('reading the answer');
           const chunks: Buffer[] = [];
           let size = 0;
-          response.on('data', (chunk: Buffer) => {
+          answer.on('data', (chunk: Buffer) => {
             size += chunk.length;
             if (size > MAX_ANSWER_BYTES) {
-              response.destroy(
+              answer.destroy(
                 new CodedError('BAD_RESPONSE', `answer to ${path} exceeds ${MAX_ANSWER_BYTES} bytes`),
               );
               return;
             }
             chunks.push(chunk);
           });
-          response.on('error', (error) => reject(this.transportError(error)));
-          response.on('end', () => {
-            const status = response.statusCode ?? 0;
-            const text = Buffer.concat(chunks).toString('utf8');
-            let parsed: unknown;
-            try {
-              parsed = text.length > 0 ? JSON.parse(text) : {};
-            } catch {
-              parsed = undefined;
-            }
-            if (okStatuses.includes(status)) {
-              if (typeof parsed === 'object' && parsed !== null) resolve(parsed as Record<string, unknown>);
-              else reject(badAnswer(path, `HTTP ${status} with a body that is not a JSON object`));
-              return;
-            }
-            reject(httpError(path, status, parsed));
+          answer.on('error', fail);
+          answer.on('end', () => {
+            if (!settle()) return;
+            const status = answer.statusCode ?? 0;
+            const parsed = parseJson(Buffer.concat(chunks).toString('utf8'));
+            if (!okStatuses.includes(status)) reject(httpError(path, status, parsed));
+            else if (typeof parsed === 'object' && parsed !== null)
+              resolve(parsed as Record<string, unknown>);
+            else reject(badAnswer(path, `HTTP ${status} with a body that is not a JSON object`));
           });
         },
       );
-      request.setTimeout(this.options.requestTimeoutMs, () => {
-        const error = Object.assign(new Error(`no answer within ${this.options.requestTimeoutMs} ms`), {
+      const deadline = setTimeout(() => {
+        if (!settle()) return;
+        const timedOut = Object.assign(new Error(`no answer within ${this.options.requestTimeoutMs} ms`), {
           code: 'REQUEST_TIMEOUT',
         });
-        request.destroy(error);
-      });
-      request.on('error', (error) => {
-        this.classify(error).then(reject, reject);
-      });
+        reject(classifyConnectionError(timedOut, this.context(progress)));
+        response?.destroy(timedOut);
+        request.destroy(timedOut);
+      }, this.options.requestTimeoutMs);
+      request.on('socket', (socket) => progress.follow(socket, request.reusedSocket));
+      request.on('error', fail);
       request.end(payload);
     });
   }
 
-  private transportError(error: unknown): CodedError {
-    return classifyConnectionError(error, {
+  private context(progress?: RequestProgress): ConnectionContext {
+    return {
       url: this.options.baseUrl,
       caFile: this.options.caFile,
       now: this.options.clock.now(),
-    });
+      requestTimeoutMs: this.options.requestTimeoutMs,
+      clientCertificate: this.clientCertificate,
+      ...(progress ? { phase: progress.phase, freshConnection: progress.freshConnection } : {}),
+    };
   }
 
-  /** Classifies a request error; for validity failures, reads the server certificate's dates first. */
-  private async classify(error: unknown): Promise<CodedError> {
-    const code = (error as { code?: unknown }).code;
-    let peer: PeerValidity | undefined;
-    if (code === 'CERT_HAS_EXPIRED' || code === 'CERT_NOT_YET_VALID') {
-      peer = await this.peerValidity().catch(() => undefined);
+  /** Classifies a request error; for TLS failures, first reads from the server what explains them. */
+  private async classify(error: unknown, progress: RequestProgress): Promise<CodedError> {
+    const context = this.context(progress);
+    const facts = await this.serverFacts(error).catch((): ServerFacts => ({}));
+    return classifyConnectionError(error, context, facts);
+  }
+
+  private async serverFacts(error: unknown): Promise<ServerFacts> {
+    switch (serverFactsToRead(error)) {
+      case 'validity':
+        return { validity: await this.peerValidity() };
+      case 'chain':
+        return { chain: await this.presentedChain() };
+      case 'tlsVersion':
+        return { tlsVersion: await this.serverTlsVersion() };
+      default:
+        return {};
     }
-    return classifyConnectionError(
-      error,
-      { url: this.options.baseUrl, caFile: this.options.caFile, now: this.options.clock.now() },
-      peer,
-    );
   }
 
-  /** Handshake without verification, only to read the validity dates the server certificate claims. */
+  /** The validity dates the server certificate claims. */
   private peerValidity(): Promise<PeerValidity> {
-    return new Promise((resolve, reject) => {
-      const socket = tlsConnect({
-        host: this.base.hostname.replace(/^\[(.*)\]$/, '$1'),
-        port: Number(this.base.port || 443),
-        servername: /^[\d.]+$|:/.test(this.base.hostname) ? undefined : this.base.hostname,
-        rejectUnauthorized: false,
-      });
-      socket.setTimeout(this.options.requestTimeoutMs, () => socket.destroy(new Error('timeout')));
-      socket.once('secureConnect', () => {
-        const peer = socket.getPeerCertificate();
-        socket.destroy();
-        if (!peer?.valid_from) reject(new Error('no peer certificate'));
-        else resolve({ notBefore: new Date(peer.valid_from), notAfter: new Date(peer.valid_to) });
-      });
-      socket.once('error', reject);
+    return this.inspectServer({}, (socket) => {
+      const peer = socket.getPeerCertificate();
+      if (!peer?.valid_from) throw new Error('no peer certificate');
+      return { notBefore: new Date(peer.valid_from), notAfter: new Date(peer.valid_to) };
     });
   }
+
+  /** The certificates the server sends, beside the CA certificates this agent trusts. */
+  private presentedChain(): Promise<PresentedChain> {
+    const trusted = this.options.caPem ? certificatesIn(this.options.caPem) : [];
+    // With the CA file as the only store, node can add nothing to the chain but its certificates.
+    const store = this.options.caPem ? { ca: this.options.caPem } : {};
+    return this.inspectServer(store, (socket) => ({
+      sent: sentCertificates(socket.getPeerCertificate(true), trusted),
+      trusted,
+    }));
+  }
+
+  /** The TLS version the server settles on when every version is allowed. */
+  private serverTlsVersion(): Promise<string> {
+    return this.inspectServer({ minVersion: 'TLSv1', ciphers: 'DEFAULT@SECLEVEL=0' }, (socket) => {
+      const version = socket.getProtocol();
+      if (!version) throw new Error('no protocol negotiated');
+      return version;
+    });
+  }
+
+  /**
+   * A handshake without verification, only to read what the server presents after a verified one
+   * failed; bounded by the request timeout like any request.
+   */
+  private inspectServer<T>(options: ConnectionOptions, read: (socket: TLSSocket) => T): Promise<T> {
+    return new Promise((resolve, reject) => {
+      const host = bareHostname(this.base);
+      const socket = tlsConnect({
+        host,
+        port: Number(this.base.port || 443),
+        servername: isIP(host) ? undefined : host,
+        rejectUnauthorized: false,
+        ...options,
+      });
+      const deadline = setTimeout(
+        () => socket.destroy(new Error('no handshake in time')),
+        this.options.requestTimeoutMs,
+      );
+      socket.on('error', (error) => {
+        clearTimeout(deadline);
+        reject(error);
+      });
+      socket.once('secureConnect', () => {
+        clearTimeout(deadline);
+        try {
+          resolve(read(socket));
+        } catch (error) {
+          reject(error);
+        } finally {
+          socket.destroy();
+        }
+      });
+    });
+  }
+}
+
+/** Follows one request through its phases, so a timeout or a reset can say where it stopped. */
+class RequestProgress {
+  phase: RequestPhase;
+  /** False when the request went out on a kept-alive connection. */
+  freshConnection = true;
+
+  constructor(base: URL) {
+    this.phase = isIP(bareHostname(base)) ? 'connecting' : 'resolving the host name';
+  }
+
+  /** Moves forward only: a late event never takes the phase back. */
+  reach(phase: RequestPhase): void {
+    if (REQUEST_PHASES.indexOf(phase) > REQUEST_PHASES.indexOf(this.phase)) this.phase = phase;
+  }
+
+  follow(socket: Socket, reused: boolean): void {
+    if (reused) {
+      this.freshConnection = false;
+      this.reach('waiting for the answer');
+      return;
+    }
+    socket.once('lookup', () => this.reach('connecting'));
+    socket.once('connect', () => this.reach('tls handshake'));
+    socket.once('secureConnect', () => this.reach('waiting for the answer'));
+  }
+}
+
+/** The host name without the brackets of an IPv6 literal. */
+function bareHostname(url: URL): string {
+  return url.hostname.replace(/^\[(.*)\]$/, '$1');
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return text.length > 0 ? JSON.parse(text) : {};
+  } catch {
+    return undefined;
+  }
+}
+
+/** Every certificate of a PEM bundle that parses. */
+function certificatesIn(pem: string): X509Certificate[] {
+  const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  return blocks.flatMap((block) => {
+    try {
+      return [new X509Certificate(block)];
+    } catch {
+      return [];
+    }
+  });
+}
+
+/**
+ * The chain as the server sent it, leaf first. Node links each certificate to its issuer and may
+ * append one from its store (here: the CA file) at the end; that one was not sent.
+ */
+function sentCertificates(peer: DetailedPeerCertificate, trusted: X509Certificate[]): X509Certificate[] {
+  const trustedPrints = new Set(trusted.map((certificate) => certificate.fingerprint256));
+  const sent: X509Certificate[] = [];
+  const seen = new Set<string>();
+  for (let current: DetailedPeerCertificate | undefined = peer; current?.raw; ) {
+    if (seen.has(current.fingerprint256)) break;
+    seen.add(current.fingerprint256);
+    if (sent.length > 0 && trustedPrints.has(current.fingerprint256)) break;
+    sent.push(new X509Certificate(current.raw));
+    current = current.issuerCertificate;
+  }
+  return sent;
 }
 
 function httpError(path: string, status: number, body: unknown): CodedError {

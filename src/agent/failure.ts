@@ -58,10 +58,46 @@ export const NEXT_STEPS = {
     'guided recovery (scale to zero, mint one fresh token, pair exactly once on durable storage). A token ' +
     'mounted after this refusal makes the agent move the refused identity aside (identity.rejected-<time>) and ' +
     'pair once with it; a token that was already mounted is not used.',
+  identityExpired:
+    "This connector's certificate has expired (for example during an outage longer than its lifetime), and " +
+    'the control plane cannot renew an expired certificate: follow guided recovery (scale to zero, mint one ' +
+    'fresh token, pair exactly once on durable storage). A token mounted after this refusal makes the agent ' +
+    'move the expired identity aside (identity.rejected-<time>) and pair once with it; a token that was ' +
+    'already mounted is not used.',
+  identityUntrusted:
+    "The control plane no longer trusts the CA that issued this connector's certificate (its CA was " +
+    "replaced). If that was a mistake, restore the control plane's CA and restart the connector; otherwise " +
+    'follow guided recovery (scale to zero, mint one fresh token, pair exactly once on durable storage): a ' +
+    'token mounted after this refusal makes the agent move the identity aside (identity.rejected-<time>) and ' +
+    'pair once with it.',
+  clockSkew:
+    'Clock skew, not identity loss: fix time synchronisation (NTP or chrony; check with timedatectl status) ' +
+    'on this node or on the control plane, whichever is wrong, then restart the connector once. Keep the ' +
+    'identity in the data directory: do not clear it, do not mint a token, do not start a guided recovery.',
+  controlPlaneMismatch:
+    'Point --control-plane-url (env VAULTPAM_CONTROL_PLANE_URL) back at the control plane recorded in ' +
+    'identity/identity.json, which issued this identity, and restart the connector. If the connector really ' +
+    'moved to another control plane, pair it there: move the identity directory aside and mount a fresh ' +
+    'token of the new control plane.',
+  clientCertificateNotReceived:
+    'A TLS-terminating proxy, ingress or load balancer between the agent and the control plane drops the ' +
+    'client certificate: configure TLS passthrough to the control plane (or point --control-plane-url at it ' +
+    'directly) and restart the connector. The identity is intact: do not clear it.',
+  sanUriPrefixMismatch:
+    "The agent's --san-uri-prefix (env VAULTPAM_SAN_URI_PREFIX) and the control plane's SAN URI prefix " +
+    "disagree: give the control plane back the prefix this connector's certificate was issued under and " +
+    "restart the connector. If the control plane's prefix changed for good, this identity cannot be used " +
+    'with it: move the identity directory aside, set --san-uri-prefix to the new prefix and pair once with ' +
+    'a fresh token.',
   unreachable:
     'Normal reconnect failure: restore outbound HTTPS reachability to the control plane (DNS, firewall, ' +
     'proxy), confirm the identity bundle is still on durable storage, restart the connector once and ' +
     'validate it returns to Online without a new enrollment token.',
+  firstBootUnreachable:
+    'Never paired: the control plane could not be reached to pair. Restore outbound HTTPS from the connector ' +
+    'to the control plane (DNS, firewall, proxy, --control-plane-url, --ca-file) and start the connector ' +
+    'again. The enrollment token is still unused unless an answer was lost on the way; if it expired or was ' +
+    'spent meanwhile, mint a fresh one (Regenerate token). The agent pairs exactly once.',
   configuration: 'Fix the flag or environment variable named in the reason and start the connector again.',
 } as const;
 
@@ -178,30 +214,84 @@ export function identityUnusableFailure(code: string, message: string, cause?: u
   });
 }
 
-/**
- * Whether a refused client certificate is the control plane's own verdict on this identity: it
- * belongs to no enrolled connector, or it was replaced or revoked. Not a TLS-level judgement (an
- * unknown CA or validity dates, which clock skew can cause: those answers carry the TLS verify
- * reason in details.reason), not the control plane's date check, and not a missing certificate.
- * The control plane gives all of these one code, CLIENT_CERTIFICATE_REJECTED, so the verdict is
- * told apart by its documented wording (docs/control-plane.md, "mTLS").
- */
-export function isIdentityRefusedByControlPlane(error: CodedError): boolean {
-  if (error.code !== 'CLIENT_CERTIFICATE_REJECTED' || error.httpStatus !== 401) return false;
-  if (error.details?.reason !== undefined || error.details?.transport === true) return false;
-  return /belongs to no enrolled connector|was replaced or revoked/.test(error.message);
-}
+// The control plane refusing this connector's client certificate: one constructor per cause
+// (certificate-refusal.ts tells the causes apart and words the reason). Only the causes that make
+// the identity useless for good are IdentityLoss; clock skew and configuration leave it intact.
 
-export function identityRejectedFailure(error: CodedError): AgentFailure {
+/**
+ * Revoked, replaced by a newer certificate, or belonging to no enrolled connector; `verdict` says
+ * which, e.g. "this connector's certificate (serial 0A1B) was revoked by guided recovery r-7".
+ * Without a verdict (an answer the agent cannot place) it reads as the control plane's refusal.
+ */
+export function identityRejectedFailure(error: CodedError, verdict?: string): AgentFailure {
+  const answer = `${error.httpStatus} ${error.code}: ${error.message}`;
   return new AgentFailure(
     'IDENTITY_REJECTED',
-    `the control plane refused this connector's certificate: ${error.httpStatus} ${error.code}: ${error.message}`,
+    verdict ? `${verdict}: ${answer}` : `the control plane refused this connector's certificate: ${answer}`,
     {
       failureClass: 'IdentityLoss',
       exitCode: EXIT_CODES.identityUnusable,
       nextStep: NEXT_STEPS.identityRejected,
     },
   );
+}
+
+/** Expired by the control plane's clock and by this node's: no renewal can save it. */
+export function identityExpiredFailure(reason: string): AgentFailure {
+  return new AgentFailure('IDENTITY_EXPIRED', reason, {
+    failureClass: 'IdentityLoss',
+    exitCode: EXIT_CODES.identityUnusable,
+    nextStep: NEXT_STEPS.identityExpired,
+  });
+}
+
+/** The control plane (at the URL the identity was issued by) no longer trusts the CA that issued it. */
+export function identityUntrustedFailure(reason: string): AgentFailure {
+  return new AgentFailure('IDENTITY_UNTRUSTED', reason, {
+    failureClass: 'IdentityLoss',
+    exitCode: EXIT_CODES.identityUnusable,
+    nextStep: NEXT_STEPS.identityUntrusted,
+  });
+}
+
+/**
+ * The two clocks disagree about the certificate's validity. The identity is intact, so this is not
+ * IdentityLoss (which would make the operator start a recovery) but a Reconnect failure with its own
+ * exit code 14: a restart after the clocks are fixed reconnects with the same identity.
+ */
+export function clockSkewFailure(reason: string): AgentFailure {
+  return new AgentFailure('CLOCK_SKEW', reason, {
+    failureClass: 'Reconnect',
+    exitCode: EXIT_CODES.controlPlaneUnreachable,
+    nextStep: NEXT_STEPS.clockSkew,
+  });
+}
+
+/** The identity was issued by another control plane than the one --control-plane-url names. */
+export function controlPlaneMismatchFailure(reason: string): AgentFailure {
+  return new AgentFailure('CONTROL_PLANE_MISMATCH', reason, {
+    failureClass: 'Configuration',
+    exitCode: EXIT_CODES.configuration,
+    nextStep: NEXT_STEPS.controlPlaneMismatch,
+  });
+}
+
+/** The agent presented its certificate and the control plane received none: a proxy took it off. */
+export function clientCertificateNotReceivedFailure(reason: string): AgentFailure {
+  return new AgentFailure('CLIENT_CERTIFICATE_NOT_RECEIVED', reason, {
+    failureClass: 'Configuration',
+    exitCode: EXIT_CODES.configuration,
+    nextStep: NEXT_STEPS.clientCertificateNotReceived,
+  });
+}
+
+/** The control plane expects another SAN URI prefix than the one this connector's certificate carries. */
+export function sanUriPrefixMismatchFailure(reason: string): AgentFailure {
+  return new AgentFailure('SAN_URI_PREFIX_MISMATCH', reason, {
+    failureClass: 'Configuration',
+    exitCode: EXIT_CODES.configuration,
+    nextStep: NEXT_STEPS.sanUriPrefixMismatch,
+  });
 }
 
 export function unreachableFailure(enrolled: boolean, lastError: CodedError, forMs: number): AgentFailure {
@@ -212,7 +302,8 @@ export function unreachableFailure(enrolled: boolean, lastError: CodedError, for
     {
       failureClass: enrolled ? 'Reconnect' : 'FirstBootBootstrap',
       exitCode: EXIT_CODES.controlPlaneUnreachable,
-      nextStep: NEXT_STEPS.unreachable,
+      // Never paired: there is no identity to confirm, only a pairing to make once it can reach it.
+      nextStep: enrolled ? NEXT_STEPS.unreachable : NEXT_STEPS.firstBootUnreachable,
     },
   );
 }

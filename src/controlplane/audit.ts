@@ -13,6 +13,7 @@ export const AUDIT_TYPES = [
   'token.revoked',
   'endpoint.enrolled',
   'gateway.enrollment_failed',
+  'endpoint.certificate_refused',
   'endpoint.bootstrap_retired',
   'endpoint.cert_renewed',
   'endpoint.state_changed',

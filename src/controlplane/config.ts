@@ -30,7 +30,8 @@ export const CONTROL_PLANE_FLAGS: FlagSpecs = {
   'cert-lifetime': {
     env: 'VAULTPAM_CP_CERT_LIFETIME',
     default: '24h',
-    description: 'Lifetime of connector client certificates.',
+    description:
+      'Lifetime of connector client certificates; at least 9 heartbeat intervals and 5 minutes, so agents can renew in time.',
   },
   'san-uri-prefix': {
     env: 'VAULTPAM_CP_SAN_URI_PREFIX',
@@ -84,6 +85,36 @@ export function parseDurationSeconds(flag: string, value: string): number {
   ];
   const seconds = Number(match[1]) * unit;
   if (!(seconds > 0)) throw configError(`--${flag}: must be more than zero`);
+  return seconds;
+}
+
+/**
+ * The shortest certificate lifetime the CLI accepts: the larger of 9 heartbeat intervals and 5
+ * minutes. An agent renews at renewAfter, two thirds into the lifetime, so 9 intervals leave it 3
+ * heartbeats to renew before expiry (the patience --offline-after has by default), enough to retry
+ * when one try fails (a control plane restarting, a slow network). 5 minutes keeps renewals of one
+ * connector at most one per 3 min 20 s, well inside its renewal budget (5, then one a minute), so a
+ * retry is never refused as too frequent. Code and tests may start a control plane with less.
+ */
+export const MIN_CERT_LIFETIME_INTERVALS = 9;
+export const MIN_CERT_LIFETIME_SECONDS = 300;
+
+export function minimumCertificateLifetimeSeconds(heartbeatIntervalSeconds: number): number {
+  return Math.max(MIN_CERT_LIFETIME_INTERVALS * heartbeatIntervalSeconds, MIN_CERT_LIFETIME_SECONDS);
+}
+
+/** The --cert-lifetime in seconds, refused when agents could not renew in time (see above). */
+function certificateLifetime(value: string, interval: { seconds: number; text: string }): number {
+  const seconds = parseDurationSeconds('cert-lifetime', value);
+  const minimum = minimumCertificateLifetimeSeconds(interval.seconds);
+  if (seconds < minimum) {
+    throw configError(
+      `--cert-lifetime (VAULTPAM_CP_CERT_LIFETIME) of ${value} is too short for agents to renew in time: ` +
+        `the minimum is ${minimum}s, the larger of ${MIN_CERT_LIFETIME_INTERVALS} heartbeat intervals ` +
+        `(--heartbeat-interval ${interval.text}) and ${MIN_CERT_LIFETIME_SECONDS / 60} minutes, which leaves ` +
+        `${MIN_CERT_LIFETIME_INTERVALS / 3} heartbeats between renewAfter (two thirds into the lifetime) and expiry`,
+    );
+  }
   return seconds;
 }
 
@@ -157,7 +188,10 @@ export function parseControlPlaneCommandLine(
     dataDir: get('data-dir') as string,
     heartbeatIntervalSeconds,
     offlineAfterSeconds,
-    certificateLifetimeSeconds: parseDurationSeconds('cert-lifetime', get('cert-lifetime') as string),
+    certificateLifetimeSeconds: certificateLifetime(get('cert-lifetime') as string, {
+      seconds: heartbeatIntervalSeconds,
+      text: get('heartbeat-interval') as string,
+    }),
     sanUriPrefix,
     serverHostnames: hostnamesFrom(argv, get('server-hostname') as string),
     adminCredentials,

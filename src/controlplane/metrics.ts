@@ -22,8 +22,10 @@ export interface ControlPlaneMetrics {
   enrollmentFailures: Counter<'reason'>;
   tokensMinted: Counter;
   certRenewals: Counter;
-  /** Refused-enrollment audit entries not written because one source sent too many. */
+  /** Refused-enrollment and refused-certificate audit entries not written because one source sent too many. */
   auditSuppressed: Counter;
+  /** Refused client certificates, by error code: a bounded label set. */
+  certificateRefusals: Counter<'code'>;
   /** Writes a budget declined (budgets.ts), by budget name: a bounded label set. */
   budgetExceeded: Counter<'budget'>;
   requestDuration: Histogram<'route' | 'status'>;
@@ -63,7 +65,13 @@ export function createMetrics(
     certRenewals: new Counter({ name: 'cp_cert_renewals_total', help: 'Certificates renewed.', registers }),
     auditSuppressed: new Counter({
       name: 'cp_audit_suppressed_total',
-      help: 'gateway.enrollment_failed audit entries not written because too many came for one connector (or for unknown ones).',
+      help: 'gateway.enrollment_failed and endpoint.certificate_refused audit entries not written because too many came for one connector (or for unknown ones).',
+      registers,
+    }),
+    certificateRefusals: new Counter({
+      name: 'cp_client_certificate_refusals_total',
+      help: 'Client certificates refused on the mTLS routes, by error code (CLIENT_CERTIFICATE_*).',
+      labelNames: ['code'],
       registers,
     }),
     budgetExceeded: new Counter({

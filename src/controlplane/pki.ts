@@ -113,7 +113,25 @@ export function issueConnectorCertificate(
 export interface PeerIdentity {
   connectorId: string;
   serial: string;
+  notBefore: number;
   notAfter: number;
+  /** Where the certificate was presented from, for the log line of a refusal. */
+  remoteAddress?: string;
+}
+
+/** The connector id a certificate's SAN URI names after the configured prefix, if any. */
+export function sanConnectorId(peer: PeerCertificate, sanUriPrefix: string): string | undefined {
+  const uri = (peer.subjectaltname ?? '')
+    .split(/,\s*/)
+    .filter((entry) => entry.startsWith('URI:'))
+    .map((entry) => entry.slice(4))
+    .find((value) => value.startsWith(sanUriPrefix));
+  return uri?.slice(sanUriPrefix.length);
+}
+
+/** A TLS peer certificate's validity dates, in epoch milliseconds. */
+export function peerValidity(peer: PeerCertificate): { notBefore: number; notAfter: number } {
+  return { notBefore: new Date(peer.valid_from).getTime(), notAfter: new Date(peer.valid_to).getTime() };
 }
 
 /**
@@ -121,18 +139,9 @@ export interface PeerIdentity {
  * when it is not a connector certificate. Chain and signature are checked by TLS (socket.authorized).
  */
 export function peerIdentity(peer: PeerCertificate, sanUriPrefix: string): PeerIdentity | undefined {
-  const uris = (peer.subjectaltname ?? '')
-    .split(/,\s*/)
-    .filter((entry) => entry.startsWith('URI:'))
-    .map((entry) => entry.slice(4));
-  const uri = uris.find((value) => value.startsWith(sanUriPrefix));
-  if (!uri) return undefined;
-  const connectorId = uri.slice(sanUriPrefix.length);
+  const connectorId = sanConnectorId(peer, sanUriPrefix);
+  if (connectorId === undefined) return undefined;
   const cn = peer.subject?.CN;
   if (cn !== undefined && cn !== connectorId) return undefined;
-  return {
-    connectorId,
-    serial: normalizeSerial(peer.serialNumber),
-    notAfter: new Date(peer.valid_to).getTime(),
-  };
+  return { connectorId, serial: normalizeSerial(peer.serialNumber), ...peerValidity(peer) };
 }

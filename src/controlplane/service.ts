@@ -17,18 +17,29 @@ import type { CodedError } from '../lib/errors.ts';
 import { isCodedError } from '../lib/errors.ts';
 import { type AuditEntry, type AuditType, auditEntryJson } from './audit.ts';
 import { WriteBudget, type WriteBudgets } from './budgets.ts';
+import {
+  type CertificateRefusal,
+  outsideValidity,
+  type PresentedCertificate,
+  revokedCertificate,
+  supersededCertificate,
+  unknownCertificate,
+} from './certificate-refusal.ts';
 import { cpError, type ErrorCode } from './errors.ts';
 import type { ControlPlaneMetrics, EnrollmentFailureReason } from './metrics.ts';
 import { type CertificateAuthority, issueConnectorCertificate, type PeerIdentity } from './pki.ts';
 import {
+  type CertificateVerdict,
   type ConnectorRecord,
   type ConnectorState,
   type HeartbeatOutcome,
   isBootstrapClosed,
   isOverdue,
+  judgeCertificate,
   onHeartbeat,
   type PathHealth,
   recoveryDecision,
+  rememberRevoked,
   renewAfter,
 } from './state.ts';
 import type { AuditQuery, ChangeRow, Store, TokenRow } from './store.ts';
@@ -355,6 +366,7 @@ export class ControlPlaneService {
       enrolledAt: null,
       paths: [],
       certificate: null,
+      revokedCertificates: [],
       liveToken: null,
       recovery: null,
       lastEnrollmentFailure: null,
@@ -529,6 +541,14 @@ export class ControlPlaneService {
     this.store.transaction(() => {
       const revokedTokens = this.revokeLiveTokens(record, now, 'recovery started');
       const revokedSerial = record.certificate?.serial ?? null;
+      if (revokedSerial !== null) {
+        // Remembered, so the old identity is told it was revoked rather than that nobody knows it.
+        record.revokedCertificates = rememberRevoked(record.revokedCertificates, {
+          serial: revokedSerial,
+          revokedAt: now,
+          requestId,
+        });
+      }
       record.certificate = null;
       record.recovery = { requestId, startedAt: now, completedAt: null };
       this.audit(
@@ -683,6 +703,7 @@ export class ControlPlaneService {
         notBefore: facts.notBefore.getTime(),
         notAfter: facts.notAfter.getTime(),
         fingerprintSha256: facts.fingerprintSha256,
+        issuedAt: now,
       };
       record.enrolledAt = now;
       record.lastHeartbeatAt = null;
@@ -718,16 +739,48 @@ export class ControlPlaneService {
 
   // -- agent: mTLS routes ------------------------------------------------------------------------
 
-  /** The connector a verified client certificate belongs to, if it is still that connector's one. */
+  /**
+   * The connector a client certificate of this CA belongs to, if it is that connector's current one
+   * and valid by the control plane's clock; otherwise the refusal says which of those it is not.
+   */
   authenticatePeer(peer: PeerIdentity): ConnectorRecord {
-    const record = this.connectors.get(peer.connectorId);
-    const reject = (message: string) =>
-      cpError('CLIENT_CERTIFICATE_REJECTED', `client certificate rejected: ${message}`);
-    if (!record?.certificate) throw reject('the client certificate belongs to no enrolled connector');
-    if (record.certificate.serial !== peer.serial)
-      throw reject('the client certificate was replaced or revoked');
-    if (peer.notAfter <= this.now()) throw reject('certificate has expired or is not yet valid');
-    return record;
+    const now = this.now();
+    const judged = judgeCertificate(this.connectors.get(peer.connectorId), peer, now);
+    if (judged.verdict === 'current') return judged.record;
+    throw this.refuseCertificate(refusalOf(judged, peer, now));
+  }
+
+  /**
+   * Refuses a client certificate. Its sender proved nothing, so no connector changes: the refusal is
+   * counted by code, and audited (`endpoint.certificate_refused`) and logged at warn within the
+   * budget of refusals that prove nothing, the one refused enrollments use (per connector, with
+   * unknown connectors and certificates of other CAs sharing one bucket, and a total), so a flood
+   * grows neither the audit log nor the log. The log line is the answer's message, in the
+   * troubleshooting guide's wording, with the facts to find the sender; never the certificate.
+   */
+  refuseCertificate(refusal: CertificateRefusal): CodedError {
+    const { code, message, details, certificate } = refusal;
+    this.options.metrics.certificateRefusals.inc({ code });
+    // Only a certificate of this CA proves which connector it names; another CA's is anyone's claim.
+    const connectorId = certificate.issuedHere ? certificate.connectorId : null;
+    const audited = this.budget.anonymousAudit(
+      connectorId ?? '',
+      connectorId !== null && this.connectors.has(connectorId),
+    );
+    const fields = {
+      code,
+      connectorId: certificate.connectorId,
+      serial: certificate.serial,
+      remoteAddress: certificate.remoteAddress,
+    };
+    if (audited) {
+      this.audit('endpoint.certificate_refused', connectorId, refusalAuditDetails(refusal), this.now());
+      this.log.warn(fields, message);
+    } else {
+      this.options.metrics.auditSuppressed.inc();
+      this.log.debug(fields, `${message} (audit budget spent)`);
+    }
+    return cpError(code, message, details);
   }
 
   heartbeat(
@@ -807,6 +860,7 @@ export class ControlPlaneService {
         notBefore: facts.notBefore.getTime(),
         notAfter: facts.notAfter.getTime(),
         fingerprintSha256: facts.fingerprintSha256,
+        issuedAt: now,
       };
       this.audit(
         'endpoint.cert_renewed',
@@ -935,6 +989,47 @@ function ownTokenRefusal(record: ConnectorRecord, token: TokenRow, now: number):
     };
   }
   return undefined;
+}
+
+/** The refusal a record-level verdict on a certificate of this CA gets. */
+function refusalOf(
+  judged: Exclude<CertificateVerdict, { verdict: 'current' }>,
+  peer: PeerIdentity,
+  now: number,
+): CertificateRefusal {
+  const presented: PresentedCertificate = {
+    connectorId: peer.connectorId,
+    issuedHere: true,
+    serial: peer.serial,
+    remoteAddress: peer.remoteAddress ?? null,
+  };
+  switch (judged.verdict) {
+    case 'revoked':
+      return revokedCertificate(judged.revocation, presented);
+    case 'unknown':
+      return unknownCertificate(presented);
+    case 'superseded':
+      return supersededCertificate(judged.current.issuedAt, presented);
+    case 'not_yet_valid':
+      return outsideValidity('CLIENT_CERTIFICATE_NOT_YET_VALID', peer, now, presented);
+    case 'expired':
+      return outsideValidity('CLIENT_CERTIFICATE_EXPIRED', peer, now, presented);
+  }
+}
+
+/** Public facts only: the code, the serial and sender, the dates or revocation, never the certificate. */
+function refusalAuditDetails(refusal: CertificateRefusal): Record<string, unknown> {
+  const { certificate } = refusal;
+  return {
+    code: refusal.code,
+    serial: certificate.serial,
+    remoteAddress: certificate.remoteAddress,
+    // A name another CA's certificate claims is kept apart from the entry's connectorId.
+    ...(!certificate.issuedHere && certificate.connectorId !== null
+      ? { claimedConnectorId: certificate.connectorId }
+      : {}),
+    ...refusal.details,
+  };
 }
 
 function changeJson(row: ChangeRow): ChangeJson {

@@ -21,10 +21,31 @@ export interface PathHealth {
 
 export interface CertificateRecord {
   serial: string;
+  /** Back-dated a few minutes for clock skew (pki.ts), so it is not when the certificate was issued. */
   notBefore: number;
   notAfter: number;
   fingerprintSha256: string;
+  /**
+   * When the control plane issued it: the lifetime it granted runs from here. Records written before
+   * this field existed read it as notBefore (store.ts).
+   */
+  issuedAt: number;
 }
+
+/** A certificate taken from its connector before it expired, remembered so its refusal can say so. */
+export interface RevokedCertificate {
+  serial: string;
+  revokedAt: number;
+  /** The guided recovery that revoked it. */
+  requestId: string | null;
+}
+
+/**
+ * Revoked serials remembered per connector. Each recovery adds one; a serial older than the last
+ * eight recoveries is still refused, only as belonging to no enrolled connector (by then it has
+ * usually expired, and TLS refuses it as expired before the record is asked).
+ */
+export const REVOKED_CERTIFICATES_KEPT = 8;
 
 export interface ConnectorRecord {
   connectorId: string;
@@ -39,6 +60,8 @@ export interface ConnectorRecord {
   enrolledAt: number | null;
   paths: PathHealth[];
   certificate: CertificateRecord | null;
+  /** The newest REVOKED_CERTIFICATES_KEPT revoked certificates, oldest first. */
+  revokedCertificates: RevokedCertificate[];
   liveToken: { tokenId: string; expiresAt: number } | null;
   recovery: { requestId: string; startedAt: number; completedAt: number | null } | null;
   lastEnrollmentFailure: { code: string; at: number } | null;
@@ -128,7 +151,49 @@ export function recoveryDecision(record: ConnectorRecord, requestId: string): Re
   }
 }
 
-/** Renewal threshold: two thirds into the certificate's lifetime. */
+/**
+ * Renewal threshold: two thirds into the lifetime the control plane granted, counted from issuance.
+ * Counted from the back-dated notBefore instead, a lifetime under about 2.5 minutes would be "renew
+ * now" at issuance and a 5-minute one renewed after 1.7 minutes.
+ */
 export function renewAfter(certificate: CertificateRecord): number {
-  return certificate.notBefore + Math.floor(((certificate.notAfter - certificate.notBefore) * 2) / 3);
+  return certificate.issuedAt + Math.floor(((certificate.notAfter - certificate.issuedAt) * 2) / 3);
+}
+
+/** The revoked list with `certificate` added, keeping the newest REVOKED_CERTIFICATES_KEPT. */
+export function rememberRevoked(
+  revoked: readonly RevokedCertificate[],
+  certificate: RevokedCertificate,
+): RevokedCertificate[] {
+  return [...revoked, certificate].slice(-REVOKED_CERTIFICATES_KEPT);
+}
+
+/** What the control plane knows about a client certificate its CA issued, by the record it names. */
+export type CertificateVerdict =
+  | { verdict: 'current'; record: ConnectorRecord }
+  | { verdict: 'revoked'; revocation: RevokedCertificate }
+  | { verdict: 'unknown' }
+  | { verdict: 'superseded'; current: CertificateRecord }
+  | { verdict: 'not_yet_valid' }
+  | { verdict: 'expired' };
+
+/**
+ * Judges a certificate of this CA (already verified by TLS) against the record of the connector it
+ * names, in this order: a revoked serial (also once the record holds a newer certificate), no record
+ * or no certificate, another serial than the current one, then the validity dates by the control
+ * plane's clock (which may differ from the system clock TLS judged by).
+ */
+export function judgeCertificate(
+  record: ConnectorRecord | undefined,
+  presented: { serial: string; notBefore: number; notAfter: number },
+  now: number,
+): CertificateVerdict {
+  const revocation = record?.revokedCertificates.find((entry) => entry.serial === presented.serial);
+  if (revocation) return { verdict: 'revoked', revocation };
+  if (!record?.certificate) return { verdict: 'unknown' };
+  if (record.certificate.serial !== presented.serial)
+    return { verdict: 'superseded', current: record.certificate };
+  if (presented.notBefore > now) return { verdict: 'not_yet_valid' };
+  if (presented.notAfter <= now) return { verdict: 'expired' };
+  return { verdict: 'current', record };
 }

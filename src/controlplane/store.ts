@@ -8,7 +8,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
-import type { ConnectorRecord } from './state.ts';
+import type { CertificateRecord, ConnectorRecord } from './state.ts';
 
 const MIGRATIONS: string[] = [
   `CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -88,6 +88,26 @@ export interface AuditQuery {
 }
 
 type Row = Record<string, unknown>;
+
+/** A record as an earlier release may have written it: without the fields added to the JSON since. */
+type StoredRecord = Omit<ConnectorRecord, 'revokedCertificates' | 'certificate'> & {
+  revokedCertificates?: ConnectorRecord['revokedCertificates'];
+  certificate: (Omit<CertificateRecord, 'issuedAt'> & { issuedAt?: number }) | null;
+};
+
+/**
+ * Fills in what older records lack: no revoked certificate remembered (their revoked ones are then
+ * refused as unknown), and the issue time read as notBefore, which makes the first renewAfter early
+ * by the back-dating at most (the renewal that follows records the real one).
+ */
+function withLaterFields(stored: StoredRecord): ConnectorRecord {
+  const { certificate } = stored;
+  return {
+    ...stored,
+    revokedCertificates: stored.revokedCertificates ?? [],
+    certificate: certificate && { ...certificate, issuedAt: certificate.issuedAt ?? certificate.notBefore },
+  };
+}
 
 function tokenFromRow(row: Row): TokenRow {
   return {
@@ -178,7 +198,7 @@ export class Store {
   loadConnectors(): ConnectorRecord[] {
     // The owner column is the truth: records written before it existed have no ownerUid in their JSON.
     return (this.sql('SELECT record, owner_uid FROM connectors ORDER BY id').all() as Row[]).map((row) => ({
-      ...(JSON.parse(String(row.record)) as ConnectorRecord),
+      ...withLaterFields(JSON.parse(String(row.record)) as StoredRecord),
       ownerUid: row.owner_uid === null ? null : String(row.owner_uid),
     }));
   }

@@ -212,7 +212,7 @@ test('an identity the control plane revoked (recovery begun): IdentityLoss exit 
     { exitCode: 13, failureClass: 'IdentityLoss', code: 'IDENTITY_REJECTED' },
     [token, keyPem],
   );
-  t.regex(message.reason, /CLIENT_CERTIFICATE_REJECTED/);
+  t.regex(message.reason, /was revoked by guided recovery req-1 .*401 CLIENT_CERTIFICATE_REVOKED/);
   t.is(counts.enroll, 0);
 });
 

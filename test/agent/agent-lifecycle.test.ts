@@ -220,7 +220,7 @@ test('with the control plane down at start, the agent retries with backoff, neve
   );
   const failures = recordsMatching(second.logs, /^heartbeat failed/);
   t.true(failures.every((r) => r.code === 'CONNECTION_REFUSED' && r.failureClass === 'Reconnect'));
-  t.regex(String(failures[0]?.msg), /connection refused by 127\.0\.0\.1:\d+/);
+  t.regex(String(failures[0]?.msg), /connection refused to 127\.0\.0\.1:\d+/);
   const delays = failures.map((r) => Number(r.retryInMs));
   t.true(
     delays.every((d) => d >= 10 && d <= 80),

@@ -2,12 +2,15 @@
 // of a connector that was deleted (deletionPolicy Release) and created again holds the old identity.
 // The agent fails closed and remembers the refusal; a token mounted after it (a guided recovery's)
 // makes it move the identity aside, never delete it, and pair exactly once; a token that was already
-// mounted, a TLS-level refusal or a missing token never does.
+// mounted, a missing token or an identity of another control plane never does. A CA the control
+// plane no longer trusts is such a refusal too; clock skew and the other causes are in
+// refusal-causes.test.ts.
 import { readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import test, { type ExecutionContext } from 'ava';
+import { type RefusalCause, refusalCause } from '../../src/agent/certificate-refusal.ts';
 import type { AgentConfig } from '../../src/agent/config.ts';
-import { isIdentityRefusedByControlPlane, type TerminationMessage } from '../../src/agent/failure.ts';
+import type { TerminationMessage } from '../../src/agent/failure.ts';
 import { identityPaths, saveIdentity, tokenFingerprint } from '../../src/agent/identity-store.ts';
 import { CodedError } from '../../src/lib/errors.ts';
 import { parseCertificateFacts } from '../../src/lib/pki.ts';
@@ -54,51 +57,47 @@ async function rejection(dataDir: string) {
   };
 }
 
-test('only the control plane refusing the certificate itself counts, not TLS or its date check', (t) => {
-  const refusal = (message: string, details?: Record<string, unknown>) =>
-    new CodedError('CLIENT_CERTIFICATE_REJECTED', message, {
+test('an older control plane answers every cause with CLIENT_CERTIFICATE_REJECTED: its verify code and wording tell them apart', (t) => {
+  const rejected = (message: string, details?: Record<string, unknown>) =>
+    new CodedError('CLIENT_CERTIFICATE_REJECTED', `client certificate rejected: ${message}`, {
       httpStatus: 401,
       ...(details ? { details } : {}),
     });
-  t.true(
-    isIdentityRefusedByControlPlane(
-      refusal('client certificate rejected: the client certificate belongs to no enrolled connector'),
-    ),
-  );
-  t.true(
-    isIdentityRefusedByControlPlane(
-      refusal('client certificate rejected: the client certificate was replaced or revoked'),
-    ),
-  );
-  t.false(
-    isIdentityRefusedByControlPlane(
-      refusal('client certificate rejected: certificate has expired or is not yet valid (CERT_HAS_EXPIRED)', {
+  const rows: Array<[CodedError, RefusalCause]> = [
+    [rejected('the client certificate belongs to no enrolled connector'), 'unknown'],
+    [rejected('the client certificate was replaced or revoked'), 'replacedOrRevoked'],
+    [
+      rejected('certificate has expired or is not yet valid (CERT_HAS_EXPIRED)', {
         reason: 'CERT_HAS_EXPIRED',
       }),
-    ),
-    'TLS validity (clock skew)',
-  );
-  t.false(
-    isIdentityRefusedByControlPlane(
-      refusal('client certificate rejected: certificate has expired or is not yet valid'),
-    ),
-    "the control plane's own date check",
-  );
-  t.false(
-    isIdentityRefusedByControlPlane(
-      refusal(
-        'client certificate rejected: certificate signed by unknown authority (UNABLE_TO_GET_ISSUER_CERT)',
-        {
-          reason: 'UNABLE_TO_GET_ISSUER_CERT',
-        },
-      ),
-    ),
-  );
-  t.false(
-    isIdentityRefusedByControlPlane(
+      'expired',
+    ],
+    [
+      rejected('certificate has expired or is not yet valid (CERT_NOT_YET_VALID)', {
+        reason: 'CERT_NOT_YET_VALID',
+      }),
+      'notYetValid',
+    ],
+    [rejected('certificate has expired or is not yet valid'), 'expired'],
+    [
+      rejected('certificate signed by unknown authority (UNABLE_TO_GET_ISSUER_CERT)', {
+        reason: 'UNABLE_TO_GET_ISSUER_CERT',
+      }),
+      'untrusted',
+    ],
+    [
+      new CodedError('CLIENT_CERTIFICATE_REJECTED', 'the client certificate is not a connector certificate', {
+        httpStatus: 401,
+      }),
+      'sanMismatch',
+    ],
+    [rejected('something new'), 'unrecognized'],
+    [
       new CodedError('CLIENT_CERTIFICATE_REQUIRED', 'client certificate required', { httpStatus: 401 }),
-    ),
-  );
+      'required',
+    ],
+  ];
+  for (const [error, cause] of rows) t.is(refusalCause(error), cause, error.message);
 });
 
 test('a kept claim after a Release delete: refused with the token already mounted, then a recovery token pairs once and the old identity is kept aside', async (t) => {
@@ -213,40 +212,86 @@ test('a token refused after the identity was moved aside stops the agent: one pa
   t.is(entries.length, 1, 'the refused identity is kept aside, not deleted');
 });
 
-test('a TLS-level refusal (certificate of an unknown CA) never replaces the identity, even with a new token', async (t) => {
-  const control = await startTestControlPlane(t);
-  const connectorId = 'team-a.foreign-ca';
-  const prepared = await prepareConnector(t, control, connectorId);
-  // A well-formed identity for this connector, but issued by a CA the control plane does not know.
+/** A well-formed identity for this connector, issued by a CA the control plane does not know. */
+async function identityOfAnotherCa(dataDir: string, connectorId: string, controlPlaneUrl: string) {
   const otherCa = await makeCa('Another CA');
   const { keyPem, certPem } = await issueConnectorCert(otherCa, { connectorId });
   const facts = parseCertificateFacts(certPem);
-  await saveIdentity(prepared.dataDir, {
+  await saveIdentity(dataDir, {
     keyPem,
     certPem,
-    caPem: control.cp.caPem,
+    caPem: otherCa.certPem,
     metadata: {
       connectorId,
       serial: facts.serial,
       notAfter: facts.notAfter.toISOString(),
       enrolledAt: new Date().toISOString(),
-      controlPlaneUrl: control.cp.url,
+      controlPlaneUrl,
     },
   });
-  // Even a forged earlier refusal that has not seen this token does not make it replace anything.
-  await writeFile(
-    identityPaths(prepared.dataDir).rejection,
-    JSON.stringify({ serial: facts.serial, tokensSeen: [], code: 'X', message: 'x' }),
+  return { keyPem, serial: facts.serial };
+}
+
+test("the control plane's CA changed: IDENTITY_UNTRUSTED, exit 13; the token already mounted is not used, a recovery's token replaces the identity", async (t) => {
+  const control = await startTestControlPlane(t);
+  const connectorId = 'team-a.foreign-ca';
+  const prepared = await prepareConnector(t, control, connectorId);
+  const config = configFor(control, connectorId, prepared);
+  const old = await identityOfAnotherCa(prepared.dataDir, connectorId, control.cp.url);
+
+  const first = runAgent(t, config);
+  t.is((await first.agent.done).exitCode, 13);
+  const message = await termination(config);
+  t.is(message.code, 'IDENTITY_UNTRUSTED');
+  t.is(message.failureClass, 'IdentityLoss');
+  t.regex(
+    message.reason,
+    /^client certificate rejected: certificate signed by unknown authority: the control plane at https:\/\/127\.0\.0\.1:\d+ no longer trusts the CA/,
   );
-  const { agent, counts } = runAgent(t, configFor(control, connectorId, prepared));
-  const outcome = await agent.done;
-  t.is(outcome.exitCode, 13);
-  t.is(outcome.failure?.code, 'IDENTITY_REJECTED');
-  t.regex(outcome.failure?.message ?? '', /unknown authority/);
-  t.is(counts.enroll, 0);
+  t.regex(message.nextStep, /restore the control plane's CA/);
+  t.is(first.counts.enroll, 0, 'the token mounted before the refusal is not used');
+  t.is((await rejection(prepared.dataDir)).code, 'CLIENT_CERTIFICATE_UNTRUSTED');
+  t.not((await control.admin.getConnector(connectorId)).liveToken, null, 'the token was not spent');
+
+  await control.admin.revokeTokens(connectorId);
+  const recoveryToken = await mintInto(control, connectorId, prepared.tokenFile, 'recovery-ca-1');
+  const second = runAgent(t, config);
+  await waitFor('online', async () => (await control.admin.getConnector(connectorId)).state === 'online');
+  t.is(second.counts.enroll, 1, 'paired exactly once');
+  const aside = (await readdir(prepared.dataDir)).filter((n) => n.startsWith('identity.rejected-'));
+  t.is(aside.length, 1);
+  t.is(await readFile(join(prepared.dataDir, aside[0] ?? '', 'key.pem'), 'utf8'), old.keyPem, 'kept aside');
+  t.is((await second.agent.stop()).exitCode, 0);
+  assertNoSecrets(t, 'agent logs', first.logs.text() + second.logs.text(), [
+    prepared.token,
+    recoveryToken,
+    old.keyPem,
+  ]);
+});
+
+test('an identity issued by another control plane than --control-plane-url: CONTROL_PLANE_MISMATCH, exit 12, never replaced', async (t) => {
+  const control = await startTestControlPlane(t);
+  const connectorId = 'team-a.other-control-plane';
+  const prepared = await prepareConnector(t, control, connectorId);
+  const config = configFor(control, connectorId, prepared);
+  await identityOfAnotherCa(prepared.dataDir, connectorId, 'https://old-control-plane.example:8443');
+  for (const attempt of [1, 2]) {
+    const { agent, counts } = runAgent(t, config);
+    t.is((await agent.done).exitCode, 12, `start ${attempt}`);
+    t.is(counts.enroll, 0, `start ${attempt}: no token is used`);
+    const message = await termination(config);
+    t.is(message.code, 'CONTROL_PLANE_MISMATCH');
+    t.is(String(message.failureClass), 'Configuration');
+    t.regex(message.reason, /issued by the control plane at https:\/\/old-control-plane\.example:8443/);
+    t.regex(message.reason, /but this agent points at https:\/\/127\.0\.0\.1:\d+/);
+    t.regex(message.nextStep, /--control-plane-url/);
+    // A token minted after the first refusal does not make it give the identity up either.
+    await control.admin.revokeTokens(connectorId);
+    await mintInto(control, connectorId, prepared.tokenFile, `after-mismatch-${attempt}`);
+  }
+  await t.throwsAsync(readFile(identityPaths(prepared.dataDir).rejection, 'utf8'), { code: 'ENOENT' });
   t.deepEqual(
     (await readdir(prepared.dataDir)).filter((n) => n.startsWith('identity.rejected-')),
     [],
   );
-  t.is((await control.admin.getConnector(connectorId)).liveToken !== null, true, 'the token was not spent');
 });

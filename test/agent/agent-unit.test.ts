@@ -282,7 +282,9 @@ test('renewal waits for the fraction, a failed renewal is retried at the next he
     renewAtFraction: 0.5,
     heartbeatIntervalMs: 60_000,
   });
-  client.heartbeatScript = [accepted];
+  // A control plane that gives no renewAfter: the fraction decides (its renewAfter would win).
+  const { renewAfter: _none, ...withoutRenewAfter } = accepted;
+  client.heartbeatScript = [withoutRenewAfter];
   client.renewScript = [new CodedError('HTTP_503', 'busy', { httpStatus: 503, temporary: true }), 'issue'];
   const agent = start();
   const serialBefore = await waitFor('loaded', () => agent.status().serial);

@@ -139,7 +139,7 @@ test('connection refused names the host and is temporary', async (t) => {
   t.teardown(() => c.close());
   const error = await rejection(c.heartbeat(heartbeat));
   t.is(error.code, 'CONNECTION_REFUSED');
-  t.regex(error.message, /connection refused by 127\.0\.0\.1:\d+/);
+  t.regex(error.message, /^connection refused to 127\.0\.0\.1:\d+/);
   t.true(error.temporary);
 });
 

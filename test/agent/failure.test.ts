@@ -1,20 +1,30 @@
+import { readFile } from 'node:fs/promises';
 import test from 'ava';
+import { judgeCertificateRefusal } from '../../src/agent/certificate-refusal.ts';
 import { classifyConnectionError, validityMessage } from '../../src/agent/connection-errors.ts';
 import {
   type AgentFailure,
+  clientCertificateNotReceivedFailure,
+  clockSkewFailure,
+  controlPlaneMismatchFailure,
   EXIT_CODES,
   enrollmentRejectedFailure,
   enrollmentTrustFailure,
   formatTerminationMessage,
+  identityExpiredFailure,
   identityLostFailure,
   identityRejectedFailure,
+  identityUntrustedFailure,
   identityUnusableFailure,
   NEXT_STEPS,
+  sanUriPrefixMismatchFailure,
+  type TerminationMessage,
   tokenMissingFailure,
   unreachableFailure,
 } from '../../src/agent/failure.ts';
 import { CodedError } from '../../src/lib/errors.ts';
 import { assertNoSecrets } from '../helpers/secret-scan.ts';
+import { configFor, prepareConnector, runAgent, startTestControlPlane } from './harness.ts';
 
 const token = 'vpe_0123456789abcdef_QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZn';
 
@@ -79,8 +89,19 @@ test('each failure maps to the class, exit code and next step of the runbook and
       unreachableFailure(false, new CodedError('CONNECTION_REFUSED', 'refused'), 60_000),
       'FirstBootBootstrap',
       14,
-      NEXT_STEPS.unreachable,
+      NEXT_STEPS.firstBootUnreachable,
     ],
+    [identityExpiredFailure('expired'), 'IdentityLoss', 13, NEXT_STEPS.identityExpired],
+    [identityUntrustedFailure('foreign CA'), 'IdentityLoss', 13, NEXT_STEPS.identityUntrusted],
+    [clockSkewFailure('skew'), 'Reconnect', 14, NEXT_STEPS.clockSkew],
+    [controlPlaneMismatchFailure('other'), 'Configuration', 12, NEXT_STEPS.controlPlaneMismatch],
+    [
+      clientCertificateNotReceivedFailure('proxy'),
+      'Configuration',
+      12,
+      NEXT_STEPS.clientCertificateNotReceived,
+    ],
+    [sanUriPrefixMismatchFailure('prefix'), 'Configuration', 12, NEXT_STEPS.sanUriPrefixMismatch],
   ];
   for (const [failure, failureClass, exitCode, nextStep] of rows) {
     t.is(String(failure.failureClass), failureClass, failure.code);
@@ -144,7 +165,7 @@ test('connection errors read like the troubleshooting guide and say whether to r
 
   const refused = classifyConnectionError(err('ECONNREFUSED'), context);
   t.is(refused.code, 'CONNECTION_REFUSED');
-  t.regex(refused.message, /connection refused by cp\.example:8443/);
+  t.regex(refused.message, /^connection refused to cp\.example:8443/);
   t.true(refused.temporary);
 
   const timeout = classifyConnectionError(err('REQUEST_TIMEOUT'), context);
@@ -156,8 +177,7 @@ test('connection errors read like the troubleshooting guide and say whether to r
   t.true(classifyConnectionError(err('ECONNRESET'), context).temporary);
 
   const expired = classifyConnectionError(err('CERT_HAS_EXPIRED'), context, {
-    notBefore: new Date('2025-01-01T00:00:00Z'),
-    notAfter: new Date('2025-12-31T21:00:00Z'),
+    validity: { notBefore: new Date('2025-01-01T00:00:00Z'), notAfter: new Date('2025-12-31T21:00:00Z') },
   });
   t.is(expired.code, 'SERVER_CERT_EXPIRED');
   t.regex(expired.message, /has expired/);
@@ -207,7 +227,7 @@ test("every log fragment of the runbook and the troubleshooting guide is in the 
     ['ECONNREFUSED', 'connection refused'],
     ['ETIMEDOUT', 'connection timed out'],
     ['REQUEST_TIMEOUT', 'connection timed out'],
-    ['ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED', 'tls handshake failed'],
+    ['ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED', 'client certificate required'],
     ['CERT_HAS_EXPIRED', 'certificate has expired or is not yet valid'],
     ['CERT_NOT_YET_VALID', 'certificate has expired or is not yet valid'],
   ];
@@ -256,4 +276,199 @@ test('a refused token the control plane says this connector paired with before i
   );
   t.is(unknown.failureClass, 'FirstBootBootstrap');
   t.is(unknown.exitCode, EXIT_CODES.firstBootBootstrap);
+});
+
+test('each refusal of the certificate gets its own code, class and next step, and only an identity gone for good may be replaced', (t) => {
+  const now = new Date('2026-03-01T10:00:00Z');
+  const context = {
+    identity: {
+      connectorId: 'team-a.db',
+      serial: '3fac27e0',
+      notBefore: new Date('2026-03-01T09:25:00Z'),
+      notAfter: new Date('2026-03-01T10:30:00Z'),
+      issuedBy: 'https://cp.example:8443',
+    },
+    controlPlaneUrl: 'https://cp.example:8443/',
+    sanUriPrefix: 'spiffe://vaultpam.local/connector/',
+    now,
+  };
+  const answer = (code: string, message: string, details?: Record<string, unknown>) =>
+    new CodedError(code, message, { httpStatus: 401, ...(details ? { details } : {}) });
+  const dates = (notAfter: string, serverTime: string) => ({
+    notBefore: '2026-03-01T09:25:00.000Z',
+    notAfter,
+    serverTime,
+  });
+  const rows: Array<[CodedError, string, string, number, string, boolean, RegExp]> = [
+    [
+      answer('CLIENT_CERTIFICATE_REVOKED', 'client certificate rejected: revoked by guided recovery r-1', {
+        revokedAt: '2026-03-01T09:50:00.000Z',
+        requestId: 'r-1',
+      }),
+      'IDENTITY_REJECTED',
+      'IdentityLoss',
+      13,
+      NEXT_STEPS.identityRejected,
+      true,
+      /^this connector's certificate \(serial 3fac27e0\) was revoked by guided recovery r-1 at 2026-03-01T09:50:00\.000Z/,
+    ],
+    [
+      answer('CLIENT_CERTIFICATE_SUPERSEDED', 'client certificate rejected: replaced'),
+      'IDENTITY_REJECTED',
+      'IdentityLoss',
+      13,
+      NEXT_STEPS.identityRejected,
+      true,
+      /was replaced by a newer certificate/,
+    ],
+    [
+      answer(
+        'CLIENT_CERTIFICATE_UNKNOWN',
+        'client certificate rejected: the client certificate belongs to no enrolled connector',
+      ),
+      'IDENTITY_REJECTED',
+      'IdentityLoss',
+      13,
+      NEXT_STEPS.identityRejected,
+      true,
+      /belongs to no enrolled connector/,
+    ],
+    [
+      answer(
+        'CLIENT_CERTIFICATE_EXPIRED',
+        'expired',
+        dates('2026-03-01T10:30:00.000Z', '2026-03-01T12:03:00.000Z'),
+      ),
+      'CLOCK_SKEW',
+      'Reconnect',
+      14,
+      NEXT_STEPS.clockSkew,
+      false,
+      /^certificate has expired or is not yet valid: clock skew: the control plane's clock is 2 h 3 min ahead of this node's/,
+    ],
+    [
+      answer(
+        'CLIENT_CERTIFICATE_NOT_YET_VALID',
+        'not yet valid',
+        dates('2026-03-01T10:30:00.000Z', '2026-03-01T07:00:00.000Z'),
+      ),
+      'CLOCK_SKEW',
+      'Reconnect',
+      14,
+      NEXT_STEPS.clockSkew,
+      false,
+      /the control plane's clock is 3 h 0 min behind this node's/,
+    ],
+    [
+      // Both clocks agree it expired (an outage longer than its lifetime).
+      answer(
+        'CLIENT_CERTIFICATE_EXPIRED',
+        'expired',
+        dates('2026-03-01T09:30:00.000Z', '2026-03-01T10:00:01.000Z'),
+      ),
+      'IDENTITY_EXPIRED',
+      'IdentityLoss',
+      13,
+      NEXT_STEPS.identityExpired,
+      true,
+      /expired at 2026-03-01T09:30:00\.000Z, 30 min 0 s ago by this node's clock as by the control plane's/,
+    ],
+    [
+      // An older control plane's date check, without its time: the skew is bounded by the dates.
+      answer(
+        'CLIENT_CERTIFICATE_REJECTED',
+        'client certificate rejected: certificate has expired or is not yet valid',
+      ),
+      'CLOCK_SKEW',
+      'Reconnect',
+      14,
+      NEXT_STEPS.clockSkew,
+      false,
+      /the control plane's clock is at least 30 min 0 s ahead of this node's/,
+    ],
+    [
+      answer(
+        'CLIENT_CERTIFICATE_UNTRUSTED',
+        'client certificate rejected: certificate signed by unknown authority',
+        {
+          reason: 'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+        },
+      ),
+      'IDENTITY_UNTRUSTED',
+      'IdentityLoss',
+      13,
+      NEXT_STEPS.identityUntrusted,
+      true,
+      /^client certificate rejected: certificate signed by unknown authority: .*no longer trusts the CA/,
+    ],
+    [
+      answer(
+        'CLIENT_CERTIFICATE_REQUIRED',
+        'client certificate required: this route needs a connector client certificate (mTLS)',
+      ),
+      'CLIENT_CERTIFICATE_NOT_RECEIVED',
+      'Configuration',
+      12,
+      NEXT_STEPS.clientCertificateNotReceived,
+      false,
+      /^client certificate required: .*drops it/,
+    ],
+    [
+      answer(
+        'CLIENT_CERTIFICATE_REJECTED',
+        'client certificate rejected: certificate SAN does not match expected pattern: expected a URI SAN spiffe://corp/c/<connector id>',
+        { expectedSanUriPrefix: 'spiffe://corp/c/' },
+      ),
+      'SAN_URI_PREFIX_MISMATCH',
+      'Configuration',
+      12,
+      NEXT_STEPS.sanUriPrefixMismatch,
+      false,
+      /^client certificate rejected: certificate SAN does not match expected pattern: the control plane expects URI SANs under spiffe:\/\/corp\/c\/, and this connector's certificate \(serial 3fac27e0\) carries spiffe:\/\/vaultpam\.local\/connector\/team-a\.db/,
+    ],
+    [
+      answer('CLIENT_CERTIFICATE_REJECTED', 'client certificate rejected: something new'),
+      'IDENTITY_REJECTED',
+      'IdentityLoss',
+      13,
+      NEXT_STEPS.identityRejected,
+      false,
+      /^the control plane refused this connector's certificate: 401 CLIENT_CERTIFICATE_REJECTED/,
+    ],
+  ];
+  for (const [error, code, failureClass, exitCode, nextStep, replaceable, reason] of rows) {
+    const verdict = judgeCertificateRefusal(error, context);
+    t.is(verdict.failure.code, code, error.code);
+    t.is(String(verdict.failure.failureClass), failureClass, error.code);
+    t.is(Number(verdict.failure.exitCode), exitCode, error.code);
+    t.is(verdict.failure.nextStep, nextStep, error.code);
+    t.is(verdict.replaceable, replaceable, error.code);
+    t.regex(verdict.failure.message, reason);
+  }
+  // The same foreign CA from another control plane than the identity's is a configuration error.
+  const elsewhere = judgeCertificateRefusal(
+    answer('CLIENT_CERTIFICATE_UNTRUSTED', 'untrusted', { reason: 'UNABLE_TO_VERIFY_LEAF_SIGNATURE' }),
+    { ...context, controlPlaneUrl: 'https://staging-cp.example:8443' },
+  );
+  t.is(elsewhere.failure.code, 'CONTROL_PLANE_MISMATCH');
+  t.is(Number(elsewhere.failure.exitCode), 12);
+  t.false(elsewhere.replaceable);
+});
+
+test('a first boot that never reaches the control plane gives up with the first-boot next step, not the reconnect one', async (t) => {
+  const control = await startTestControlPlane(t);
+  const connectorId = 'team-a.never-reached';
+  const prepared = await prepareConnector(t, control, connectorId);
+  const config = { ...configFor(control, connectorId, prepared), giveUpAfterMs: 100, retryMaxMs: 40 };
+  await control.cp.close();
+  const { agent, logs } = runAgent(t, config);
+  const outcome = await agent.done;
+  t.is(outcome.exitCode, 14);
+  const message = JSON.parse(await readFile(config.terminationLog, 'utf8')) as TerminationMessage;
+  t.is(message.failureClass, 'FirstBootBootstrap');
+  t.is(message.code, 'CONTROL_PLANE_UNREACHABLE');
+  t.is(message.nextStep, NEXT_STEPS.firstBootUnreachable);
+  t.regex(message.nextStep, /^Never paired/);
+  t.notRegex(message.nextStep, /identity bundle is still on durable storage/);
+  assertNoSecrets(t, 'agent logs', logs.text(), [prepared.token]);
 });

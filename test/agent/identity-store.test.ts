@@ -1,15 +1,19 @@
-import { chmod, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { X509Certificate } from 'node:crypto';
+import { chmod, chown, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { DEFAULT_SAN_URI_PREFIX } from '../../src/agent/config.ts';
 import { EXIT_CODES, isAgentFailure } from '../../src/agent/failure.ts';
 import {
+  changedIdentityFiles,
   type IdentityExpectations,
   identityPaths,
   loadIdentity,
   removeStrayTempFiles,
+  repairIdentityPermissions,
   saveIdentity,
   savePendingKey,
+  stampIdentityFiles,
   writeFileAtomic,
 } from '../../src/agent/identity-store.ts';
 import { parseCertificateFacts } from '../../src/lib/pki.ts';
@@ -143,8 +147,9 @@ test('damaged files are an unusable identity (exit 13) naming the file', async (
   const cases: Array<[keyof ReturnType<typeof identityPaths>, string, RegExp]> = [
     ['metadata', '{ not json', /identity\.json is damaged: it is not valid JSON/],
     ['metadata', '{"connectorId":"team-a.conn-1"}', /field "serial" is missing/],
-    ['cert', 'garbage', /cert\.pem is damaged: it does not hold a PEM X\.509 certificate/],
-    ['key', 'garbage', /key\.pem is damaged: it does not hold a PEM private key/],
+    ['cert', 'garbage', /cert\.pem is damaged: not a readable PEM X\.509 certificate/],
+    ['key', 'garbage', /key\.pem is damaged: not a readable PEM private key/],
+    ['ca', 'garbage', /ca\.pem is damaged: not a readable PEM certificate bundle/],
   ];
   for (const [file, content, pattern] of cases) {
     const dataDir = await tempDir(t);
@@ -190,21 +195,28 @@ test("another connector's identity is foreign: by identity.json and by the certi
   t.regex(bySan.message, /team-b\.other/);
 });
 
-test('an expired certificate is unusable and the message compares with local time', async (t) => {
+test('a certificate outside its validity by the local clock loads in both directions, with a warning saying how far off', async (t) => {
   const dataDir = await tempDir(t);
-  await saveValidIdentity(dataDir);
-  const failure = await loadFailure(dataDir, expectations({ now: new Date(Date.now() + 3 * 86_400_000) }));
-  t.is(failure.code, 'IDENTITY_EXPIRED');
-  t.regex(failure.message, /has expired .*local time is/);
-});
-
-test('a not-yet-valid certificate loads with a clock-skew note', async (t) => {
-  const dataDir = await tempDir(t);
-  await saveValidIdentity(dataDir);
-  const loaded = await loadIdentity(dataDir, expectations({ now: new Date(Date.now() - 3_600_000) }));
-  if (loaded.kind !== 'present') return t.fail('identity not loaded');
-  t.is(loaded.notes.length, 1);
-  t.regex(loaded.notes[0] ?? '', /not yet valid .*local clock is probably .* behind/);
+  const { facts } = await saveValidIdentity(dataDir);
+  const { cert } = identityPaths(dataDir);
+  // The local clock 3 h 2 min past the certificate's notAfter: the control plane's clock decides.
+  const late = new Date(facts.notAfter.getTime() + (3 * 60 + 2) * 60_000);
+  const expired = await loadIdentity(dataDir, expectations({ now: late }));
+  if (expired.kind !== 'present') return t.fail('identity not loaded');
+  t.deepEqual(expired.notes, [
+    `certificate has expired or is not yet valid: this connector's certificate ${cert} expired 3 h 2 min ago ` +
+      `by the local clock (valid from ${facts.notBefore.toISOString()} to ${facts.notAfter.toISOString()}, ` +
+      `local time ${late.toISOString()}); trying the control plane, whose clock decides (if the local clock ` +
+      'is wrong, fix time sync: timedatectl, NTP)',
+  ]);
+  const early = new Date(facts.notBefore.getTime() - 61 * 60_000);
+  const notYetValid = await loadIdentity(dataDir, expectations({ now: early }));
+  if (notYetValid.kind !== 'present') return t.fail('identity not loaded');
+  t.is(notYetValid.notes.length, 1);
+  t.regex(
+    notYetValid.notes[0] ?? '',
+    /^certificate has expired or is not yet valid: this connector's certificate .*cert\.pem becomes valid only in 1 h 1 min by the local clock .*whose clock decides/,
+  );
 });
 
 test.serial(
@@ -260,4 +272,205 @@ test('a crash between cert.pem and identity.json is repaired from the certificat
   t.regex(loaded.notes[0] ?? '', /rebuilt .*identity\.json/);
   const onDisk = JSON.parse(await readFile(identityPaths(dataDir).metadata, 'utf8')) as { serial: string };
   t.is(onDisk.serial, serial);
+});
+
+test('only ca.pem missing is not identity loss: the identity loads without it and nothing is written', async (t) => {
+  const dataDir = await tempDir(t);
+  const saved = await saveValidIdentity(dataDir);
+  const paths = identityPaths(dataDir);
+  await rm(paths.ca);
+  const metadataBefore = await readFile(paths.metadata, 'utf8');
+  const loaded = await loadIdentity(dataDir, expectations());
+  if (loaded.kind !== 'present') return t.fail('identity not loaded');
+  t.is(loaded.identity.caPem, undefined);
+  t.is(loaded.identity.facts.serial, saved.facts.serial);
+  t.is(await readFile(paths.metadata, 'utf8'), metadataBefore);
+  t.deepEqual((await readdir(paths.dir)).sort(), ['cert.pem', 'identity.json', 'key.pem']);
+});
+
+test('a truncated key or certificate is damaged, not a key mismatch', async (t) => {
+  for (const file of ['key', 'cert'] as const) {
+    const dataDir = await tempDir(t);
+    await saveValidIdentity(dataDir);
+    const path = identityPaths(dataDir)[file];
+    const text = await readFile(path, 'utf8');
+    // What a full disk or an interrupted copy leaves: the first half of the PEM, header included.
+    await writeFile(path, text.slice(0, Math.floor(text.length / 2)));
+    const failure = await loadFailure(dataDir);
+    t.is(failure.code, 'IDENTITY_DAMAGED', file);
+    t.is(failure.exitCode, EXIT_CODES.identityUnusable);
+    const what = file === 'key' ? 'not a readable PEM private key' : 'not a readable PEM X.509 certificate';
+    t.is(failure.message, `${path} is damaged: ${what}`);
+  }
+});
+
+/** Replaces cert.pem, then checks the refusal and that identity.json was left exactly as it was. */
+async function expectCertificateRefused(
+  t: ExecutionContext,
+  certPem: string,
+  expected: { code: string; message: RegExp },
+) {
+  const dataDir = await tempDir(t);
+  await saveValidIdentity(dataDir);
+  const paths = identityPaths(dataDir);
+  const metadataBefore = await readFile(paths.metadata, 'utf8');
+  await writeFile(paths.cert, certPem);
+  const failure = await loadFailure(dataDir);
+  t.is(failure.code, expected.code);
+  t.is(failure.exitCode, EXIT_CODES.identityUnusable);
+  t.regex(failure.message, expected.message);
+  t.is(await readFile(paths.metadata, 'utf8'), metadataBefore, 'identity.json unchanged');
+  return { dataDir, paths };
+}
+
+test('a certificate re-signed by another CA is untrusted, and identity.json is not rebuilt from it', async (t) => {
+  const otherCa = await makeCa('Another CA');
+  const probe = await tempDir(t);
+  const { keyPem } = await saveValidIdentity(probe);
+  // Same key, same names: only the signature says it is not the control plane's certificate.
+  const resigned = await issueConnectorCert(otherCa, { connectorId, keyPem });
+  const dataDir = await tempDir(t);
+  await saveValidIdentity(dataDir);
+  const paths = identityPaths(dataDir);
+  await writeFile(paths.key, keyPem);
+  await writeFile(paths.cert, resigned.certPem);
+  const metadataBefore = await readFile(paths.metadata, 'utf8');
+  const failure = await loadFailure(dataDir);
+  t.is(failure.code, 'IDENTITY_UNTRUSTED');
+  t.is(failure.failureClass, 'IdentityLoss');
+  t.is(failure.exitCode, EXIT_CODES.identityUnusable);
+  t.true(
+    failure.message.startsWith(
+      `certificate chain does not verify: ${paths.cert} is not signed by the CA in ${paths.ca}`,
+    ),
+    failure.message,
+  );
+  t.is(await readFile(paths.metadata, 'utf8'), metadataBefore, 'identity.json unchanged');
+});
+
+test('a tampered certificate: altered after signing is untrusted, signed by the CA for another key is a mismatch', async (t) => {
+  const probe = await tempDir(t);
+  const { certPem } = await saveValidIdentity(probe);
+  // One character of the subject and SAN changed in the signed bytes, the signature left as it was.
+  const der = new X509Certificate(certPem).raw;
+  const altered = Buffer.from(der.toString('latin1').replaceAll('conn-1', 'conn-9'), 'latin1');
+  t.notDeepEqual(altered, der);
+  const alteredPem = `-----BEGIN CERTIFICATE-----\n${altered.toString('base64')}\n-----END CERTIFICATE-----\n`;
+  await expectCertificateRefused(t, alteredPem, {
+    code: 'IDENTITY_UNTRUSTED',
+    message: /^certificate chain does not verify: .*cert\.pem is not signed by the CA in .*ca\.pem/,
+  });
+  // Re-signed with the control plane's own CA key, but for another key than key.pem.
+  const forAnotherKey = await issueConnectorCert(ca, { connectorId });
+  await expectCertificateRefused(t, forAnotherKey.certPem, {
+    code: 'IDENTITY_KEY_MISMATCH',
+    message: /^private key does not match certificate/,
+  });
+});
+
+test("a SAN naming this connector under another prefix is the agent's --san-uri-prefix: Configuration, exit 12", async (t) => {
+  const dataDir = await tempDir(t);
+  await saveValidIdentity(dataDir);
+  const otherPrefix = 'spiffe://vaultpam.local/connector/';
+  const failure = await loadFailure(dataDir, expectations({ sanUriPrefix: 'spiffe://pam.example/agents/' }));
+  t.is(failure.code, 'CONFIGURATION_INVALID');
+  t.is(failure.failureClass, 'Configuration');
+  t.is(failure.exitCode, EXIT_CODES.configuration);
+  t.is(
+    failure.message,
+    `certificate SAN does not match expected pattern: the certificate names ${otherPrefix}${connectorId} but ` +
+      `--san-uri-prefix expects spiffe://pam.example/agents/${connectorId}: set --san-uri-prefix / ` +
+      "VAULTPAM_SAN_URI_PREFIX to the control plane's prefix",
+  );
+  t.regex(failure.nextStep, /flag or environment variable/);
+
+  // A connector ID that merely ends like this one ("a.team-a.conn-1") is another connector's.
+  const copied = await tempDir(t);
+  await saveValidIdentity(copied);
+  const foreign = await issueConnectorCert(ca, { connectorId: `a.${connectorId}` });
+  await writeFile(identityPaths(copied).key, foreign.keyPem);
+  await writeFile(identityPaths(copied).cert, foreign.certPem);
+  const bySan = await loadFailure(copied);
+  t.is(bySan.code, 'IDENTITY_FOREIGN');
+  t.is(bySan.exitCode, EXIT_CODES.identityUnusable);
+  t.true(bySan.message.startsWith('certificate SAN does not match expected pattern: '), bySan.message);
+});
+
+test.serial(
+  'loose modes are repaired and reported with the path, the old mode and the new one',
+  async (t) => {
+    const dataDir = await tempDir(t);
+    await saveValidIdentity(dataDir);
+    const paths = identityPaths(dataDir);
+    await chmod(paths.dir, 0o777);
+    await chmod(paths.key, 0o644);
+    await chmod(paths.cert, 0o666);
+    await chmod(paths.metadata, 0o664);
+    const warnings = await repairIdentityPermissions(dataDir);
+    t.deepEqual(warnings, [
+      `permission of ${paths.dir} was 0777, set to 0700: the identity directory was writable by other users, who could replace its files`,
+      `permission of ${paths.key} was 0644, set to 0600: the private key was readable by other users; if anyone else could read it, treat the key as exposed (guided recovery pairs a new one)`,
+      `permission of ${paths.cert} was 0666, set to 0644: the file was writable by other users, who could replace it`,
+      `permission of ${paths.metadata} was 0664, set to 0644: the file was writable by other users, who could replace it`,
+    ]);
+    t.is((await stat(paths.dir)).mode & 0o777, 0o700);
+    t.is((await stat(paths.key)).mode & 0o777, 0o600);
+    t.is((await stat(paths.cert)).mode & 0o777, 0o644);
+    t.is((await stat(paths.metadata)).mode & 0o777, 0o644);
+    t.is((await stat(paths.ca)).mode & 0o777, 0o644, 'a right mode is left alone');
+    t.deepEqual(await repairIdentityPermissions(dataDir), [], 'nothing left to repair');
+
+    await chmod(paths.key, 0o666);
+    t.regex((await repairIdentityPermissions(dataDir))[0] ?? '', /key\.pem was 0666, set to 0600/);
+  },
+);
+
+// Root may chmod any file, so the refusal needs a file of another user and a process that is not
+// root while it tries: as root the test hands the key to uid 1234 and runs the repair as uid 65534.
+const asRoot = process.getuid?.() === 0;
+(asRoot ? test.serial : test.skip)(
+  "a loose key the agent cannot repair (another user's file) is refused: IDENTITY_PERMISSIONS, exit 13",
+  async (t) => {
+    const dataDir = await tempDir(t);
+    await saveValidIdentity(dataDir);
+    const paths = identityPaths(dataDir);
+    await chmod(dataDir, 0o755);
+    await chmod(paths.dir, 0o755);
+    await chmod(paths.key, 0o644);
+    await chown(paths.key, 1234, 1234);
+    process.seteuid?.(65534);
+    let failure: unknown;
+    try {
+      await repairIdentityPermissions(dataDir);
+    } catch (error) {
+      failure = error;
+    } finally {
+      process.seteuid?.(0);
+    }
+    if (!isAgentFailure(failure)) return t.fail(`expected a refusal, got ${String(failure)}`);
+    t.is(failure.code, 'IDENTITY_PERMISSIONS');
+    t.is(failure.failureClass, 'IdentityLoss');
+    t.is(failure.exitCode, EXIT_CODES.identityUnusable);
+    t.true(
+      failure.message.startsWith(
+        `permission of ${paths.key} is 0644 and cannot be set to 0600 (EPERM; owned by uid 1234`,
+      ),
+      failure.message,
+    );
+    t.is((await stat(paths.key)).mode & 0o777, 0o644, 'left as it was');
+  },
+);
+
+test('the stamps of the identity files change when a file is rewritten or deleted, not when left alone', async (t) => {
+  const dataDir = await tempDir(t);
+  const { certPem } = await saveValidIdentity(dataDir);
+  const paths = identityPaths(dataDir);
+  const first = await stampIdentityFiles(dataDir);
+  t.deepEqual(changedIdentityFiles(dataDir, first, await stampIdentityFiles(dataDir)), []);
+  await writeFile(paths.cert, certPem.replace('\n', '\n\n'));
+  await rm(paths.key);
+  t.deepEqual(changedIdentityFiles(dataDir, first, await stampIdentityFiles(dataDir)), [
+    paths.key,
+    paths.cert,
+  ]);
 });

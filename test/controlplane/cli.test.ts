@@ -149,3 +149,34 @@ test('--offline-after shorter than --heartbeat-interval is refused, naming both 
   const equal = parseControlPlaneCommandLine(['--heartbeat-interval', '10s', '--offline-after', '10s'], {});
   t.is(equal.offlineAfterSeconds, 10);
 });
+
+test('a --cert-lifetime too short to renew in time is refused at start, naming the flag, its variable and the minimum', async (t) => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'cp-cli-'));
+  t.teardown(() => rmSync(dataDir, { recursive: true, force: true }));
+  const proc = run(['--data-dir', dataDir, '--heartbeat-interval', '10s', '--cert-lifetime', '2m']);
+  t.teardown(proc.cleanup);
+  t.is(await proc.exited, 2);
+  t.regex(
+    proc.stderr(),
+    /--cert-lifetime \(VAULTPAM_CP_CERT_LIFETIME\) of 2m is too short for agents to renew in time: the minimum is 300s, the larger of 9 heartbeat intervals \(--heartbeat-interval 10s\) and 5 minutes/,
+  );
+  t.false(proc.stdout().includes('listening'), 'it never started');
+
+  // From the environment, with a long heartbeat interval: 9 intervals are the minimum then.
+  t.throws(
+    () =>
+      parseControlPlaneCommandLine([], {
+        VAULTPAM_CP_HEARTBEAT_INTERVAL: '1m',
+        VAULTPAM_CP_CERT_LIFETIME: '8m',
+      }),
+    { code: 'INVALID_FLAGS', message: /of 8m is too short .*the minimum is 540s/ } as never,
+  );
+  // The boundaries are accepted, and so is the default.
+  t.is(parseControlPlaneCommandLine(['--cert-lifetime', '5m'], {}).certificateLifetimeSeconds, 300);
+  t.is(
+    parseControlPlaneCommandLine(['--heartbeat-interval', '1m', '--cert-lifetime', '9m'], {})
+      .certificateLifetimeSeconds,
+    540,
+  );
+  t.is(parseControlPlaneCommandLine([], {}).certificateLifetimeSeconds, 86_400);
+});

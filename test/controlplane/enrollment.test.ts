@@ -254,7 +254,7 @@ test('recovery: a fresh token pairs exactly once; the old identity is revoked', 
   t.is(oldBeat.status, 401);
   t.is(
     oldBeat.json.error.code,
-    'CLIENT_CERTIFICATE_REJECTED',
+    'CLIENT_CERTIFICATE_REVOKED',
     'the old certificate is useless after recovery',
   );
 

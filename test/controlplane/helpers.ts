@@ -1,6 +1,7 @@
 // Shared setup for the control-plane tests: a control plane on a throwaway data dir on loopback,
 // an admin client, and a minimal agent that enrolls and speaks mTLS with node:https.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { createPublicKey } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { Agent, request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,7 +15,7 @@ import {
   usableAdminCredential,
 } from '../../src/controlplane/server.ts';
 import { FakeClock } from '../../src/lib/clock.ts';
-import { createCsrPem, generateKeyPairPem } from '../../src/lib/pki.ts';
+import { createCsrPem, generateKeyPairPem, issueCertificatePem } from '../../src/lib/pki.ts';
 import { type CapturedLogs, captureLogs } from '../helpers/log-capture.ts';
 
 export interface Harness {
@@ -246,4 +247,61 @@ export function rawTls(h: Harness, bytes: string, abort = false): Promise<string
     socket.on('error', reject);
     socket.on('close', () => resolve(Buffer.concat(chunks).toString('utf8')));
   });
+}
+
+export interface CraftedCertificateOptions {
+  /** Signed by a CA of its own instead of the control plane's. */
+  issuer?: 'other';
+  /** Without the connector SAN URI. */
+  noSan?: boolean;
+  /** Validity bounds in milliseconds from now (default: from now for an hour). */
+  validFrom?: number;
+  validTo?: number;
+}
+
+/**
+ * A client certificate for `keyPem` made like the control plane's connector certificates, with its
+ * real CA key from the data directory, and varied one way: another CA, no SAN URI, other dates.
+ */
+export async function craftedCertificate(
+  h: Harness,
+  keyPem: string,
+  connectorId: string,
+  options: CraftedCertificateOptions = {},
+): Promise<string> {
+  const now = Date.now();
+  const issuer = options.issuer === 'other' ? await otherCa() : caOf(h);
+  return issueCertificatePem({
+    issuerKeyPem: issuer.keyPem,
+    issuerCertPem: issuer.certPem,
+    subjectPublicKey: createPublicKey(keyPem),
+    subject: [{ shortName: 'CN', value: connectorId }],
+    notBefore: new Date(now + (options.validFrom ?? 0)),
+    notAfter: new Date(now + (options.validTo ?? 3_600_000)),
+    ...(options.noSan ? {} : { sanUris: [`spiffe://vaultpam.local/connector/${connectorId}`] }),
+    extendedKeyUsage: ['clientAuth'],
+  });
+}
+
+function caOf(h: Harness): { keyPem: string; certPem: string } {
+  return { keyPem: readFileSync(join(h.dataDir, 'ca-key.pem'), 'utf8'), certPem: h.cp.caPem };
+}
+
+async function otherCa(): Promise<{ keyPem: string; certPem: string }> {
+  const key = await generateKeyPairPem('ec-p256');
+  const now = Date.now();
+  const certPem = issueCertificatePem({
+    issuerKeyPem: key.privateKeyPem,
+    subjectPublicKey: key.publicKeyPem,
+    subject: [{ shortName: 'CN', value: 'another CA' }],
+    notBefore: new Date(now - 60_000),
+    notAfter: new Date(now + 3_600_000),
+    isCa: true,
+  });
+  return { keyPem: key.privateKeyPem, certPem };
+}
+
+/** A heartbeat with the given client certificate and the agent's key. */
+export function heartbeatWith(h: Harness, agent: TestAgent, cert: string, body: unknown = { paths: [] }) {
+  return raw(h, '/v1/heartbeat', jsonRequest('POST', body, { key: agent.keyPem, cert }));
 }

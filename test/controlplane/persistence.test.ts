@@ -276,3 +276,42 @@ test('a database from before record ownership opens: its records are unowned unt
   t.is(reopened.prepare('SELECT owner_uid FROM connectors WHERE id = ?').get('ns.old')?.owner_uid, 'uid-new');
   reopened.close();
 });
+
+test('records from before revoked certificates and issue times were kept open: heartbeats work, the next recovery is remembered', async (t) => {
+  const h = await startHarness(t, { heartbeatIntervalSeconds: 10 });
+  const agent = await enrolledAgent(h, 'ns.older');
+  await agent.heartbeat();
+  await h.cp.close();
+
+  // What the previous release wrote: no revokedCertificates, no certificate.issuedAt.
+  const db = new DatabaseSync(join(h.dataDir, 'control-plane.sqlite'));
+  const row = db.prepare('SELECT record FROM connectors WHERE id = ?').get('ns.older');
+  const { revokedCertificates: _list, ...record } = JSON.parse(String(row?.record)) as Record<
+    string,
+    unknown
+  >;
+  const { issuedAt: _issuedAt, ...certificate } = record.certificate as Record<string, unknown>;
+  db.prepare('UPDATE connectors SET record = ? WHERE id = ?').run(
+    JSON.stringify({ ...record, certificate }),
+    'ns.older',
+  );
+  db.close();
+
+  await h.restart();
+  const beat = await agent.heartbeat();
+  t.is(beat.status, 200);
+  // Without an issue time, two thirds from notBefore: as before, never later than from issuance.
+  const notBefore = Number(certificate.notBefore);
+  const notAfter = Number(certificate.notAfter);
+  t.is(
+    beat.json.renewAfter,
+    new Date(notBefore + Math.floor(((notAfter - notBefore) * 2) / 3)).toISOString(),
+  );
+
+  h.clock.advance(60_000);
+  t.is(h.cp.sweep(), 1);
+  await h.admin.beginRecovery('ns.older', 'rq-old');
+  const refused = await agent.heartbeat();
+  t.is(refused.json.error.code, 'CLIENT_CERTIFICATE_REVOKED');
+  t.is(refused.json.error.details.requestId, 'rq-old');
+});

@@ -1,11 +1,15 @@
 import test from 'ava';
 import {
+  type CertificateVerdict,
   type ConnectorRecord,
   healthState,
   isBootstrapClosed,
   isOverdue,
+  judgeCertificate,
   onHeartbeat,
+  REVOKED_CERTIFICATES_KEPT,
   recoveryDecision,
+  rememberRevoked,
   renewAfter,
 } from '../../src/controlplane/state.ts';
 import { FakeClock } from '../../src/lib/clock.ts';
@@ -25,7 +29,8 @@ function record(overrides: Partial<ConnectorRecord> = {}): ConnectorRecord {
     stateChangedAt: T0,
     enrolledAt: T0,
     paths: [{ name: 'tunnel', healthy: true, detail: '' }],
-    certificate: { serial: 'aa', notBefore: T0, notAfter: T0 + 3_000, fingerprintSha256: 'ff' },
+    certificate: { serial: 'aa', notBefore: T0, notAfter: T0 + 3_000, fingerprintSha256: 'ff', issuedAt: T0 },
+    revokedCertificates: [],
     liveToken: null,
     recovery: null,
     lastEnrollmentFailure: null,
@@ -135,6 +140,52 @@ test('recovery decisions', (t) => {
   t.is(recoveryDecision(done, 'r1'), 'same_request');
 });
 
-test('renewal is due two thirds into the lifetime', (t) => {
-  t.is(renewAfter({ serial: 'a', notBefore: 0, notAfter: 3_000, fingerprintSha256: '' }), 2_000);
+test('renewal is due two thirds into the granted lifetime, counted from issuance, not the back-dated notBefore', (t) => {
+  const backdate = 5 * 60_000;
+  const certificate = (lifetimeMs: number) => ({
+    serial: 'a',
+    notBefore: T0 - backdate,
+    notAfter: T0 + lifetimeMs,
+    fingerprintSha256: '',
+    issuedAt: T0,
+  });
+  t.is(renewAfter(certificate(3_000)), T0 + 2_000, 'a 3-second certificate: 2 s after issuance, not at once');
+  t.is(renewAfter(certificate(300_000)), T0 + 200_000);
+  t.is(renewAfter(certificate(86_400_000)), T0 + 57_600_000);
+});
+
+test('a certificate is judged by its record: revoked, unknown, superseded, then its dates by the given clock', (t) => {
+  const peer = (serial: string, notBefore = T0 - 1_000, notAfter = T0 + 3_000) => ({
+    serial,
+    notBefore,
+    notAfter,
+  });
+  const revoked = { serial: 'old', revokedAt: T0 - 500, requestId: 'rq-1' };
+  const recovered = record({ revokedCertificates: [revoked] });
+  const cases: Array<[string, Parameters<typeof judgeCertificate>, CertificateVerdict['verdict']]> = [
+    ['the current certificate', [record(), peer('aa'), T0], 'current'],
+    ['a revoked serial, with a newer certificate on record', [recovered, peer('old'), T0], 'revoked'],
+    [
+      'a revoked serial while the recovery has no certificate yet',
+      [record({ certificate: null, revokedCertificates: [revoked] }), peer('old'), T0],
+      'revoked',
+    ],
+    ['no record', [undefined, peer('aa'), T0], 'unknown'],
+    ['a record without a certificate', [record({ certificate: null }), peer('aa'), T0], 'unknown'],
+    ['another serial than the current one', [record(), peer('bb'), T0], 'superseded'],
+    ['revoked wins over expired', [recovered, peer('old', T0 - 9_000, T0 - 1), T0], 'revoked'],
+    ['before notBefore', [record(), peer('aa', T0 + 1, T0 + 3_000), T0], 'not_yet_valid'],
+    ['at notAfter', [record(), peer('aa'), T0 + 3_000], 'expired'],
+  ];
+  for (const [name, args, verdict] of cases) t.is(judgeCertificate(...args).verdict, verdict, name);
+  t.deepEqual(judgeCertificate(recovered, peer('old'), T0), { verdict: 'revoked', revocation: revoked });
+});
+
+test('revoked certificates are remembered up to a bound, newest kept', (t) => {
+  let remembered: ReturnType<typeof rememberRevoked> = [];
+  for (let i = 0; i < REVOKED_CERTIFICATES_KEPT + 3; i++)
+    remembered = rememberRevoked(remembered, { serial: `s${i}`, revokedAt: T0 + i, requestId: `rq-${i}` });
+  t.is(remembered.length, REVOKED_CERTIFICATES_KEPT);
+  t.is(remembered[0]?.serial, 's3');
+  t.is(remembered.at(-1)?.serial, `s${REVOKED_CERTIFICATES_KEPT + 2}`);
 });

@@ -182,6 +182,51 @@ test("a retired connector's own spent token: needs_recovery once, later refusals
   t.is(later.lastEnrollmentFailure?.at, h.clock.now().toISOString());
 });
 
+test('a flood of refused client certificates is logged and audited within the anonymous budget and changes nothing', async (t) => {
+  const h = await startHarness(t);
+  const agent = await enrolledAgent(h, 'ns.flooded');
+  await agent.heartbeat();
+  const stale = agent.certPem as string;
+  t.is((await agent.renew()).status, 200);
+  const foreign = await foreignCertificate('ns.flooded', agent.keyPem);
+  const before = await h.admin.getConnector('ns.flooded');
+  const { cursor } = await h.admin.listConnectors();
+  const loudBefore = loudLines(h).length;
+
+  const count = 300;
+  const answers = await flood(h, 2 * count, (i) => ({
+    path: '/v1/heartbeat',
+    options: jsonRequest('POST', { paths: [] }, { key: agent.keyPem, cert: i % 2 === 0 ? stale : foreign }),
+  }));
+  t.is(answers.filter((res) => res.json.error.code === 'CLIENT_CERTIFICATE_SUPERSEDED').length, count);
+  t.is(answers.filter((res) => res.json.error.code === 'CLIENT_CERTIFICATE_UNTRUSTED').length, count);
+
+  // The replaced certificate of this CA spends the connector's bucket (20); another CA's certificate
+  // only claims the connector and spends the bucket shared by unknown callers (20).
+  const refused = (await h.admin.audit({ limit: 1000 })).filter(
+    (e) => e.type === 'endpoint.certificate_refused',
+  );
+  t.is(refused.filter((e) => e.connectorId === 'ns.flooded').length, 20);
+  t.is(refused.filter((e) => e.connectorId === null).length, 20);
+  const warnings = loudLines(h).slice(loudBefore);
+  t.is(warnings.length, refused.length, 'one warning per audited refusal');
+  t.true(
+    warnings.every(
+      (line) => Number(line.level) === 40 && String(line.msg).startsWith('client certificate rejected: '),
+    ),
+  );
+  t.is(await metricValue(h, 'cp_audit_suppressed_total'), 2 * count - 40);
+  t.is(
+    await metricValue(h, 'cp_client_certificate_refusals_total', 'code="CLIENT_CERTIFICATE_SUPERSEDED"'),
+    count,
+  );
+
+  const after = await h.admin.getConnector('ns.flooded');
+  t.is(after.revision, before.revision);
+  t.deepEqual((await h.admin.changes(cursor)).changes, []);
+  t.is((await agent.heartbeat()).status, 200, 'the current certificate still works');
+});
+
 /** A client certificate for the connector's name from a CA the control plane does not know. */
 async function foreignCertificate(connectorId: string, keyPem: string): Promise<string> {
   const { createPrivateKey, createPublicKey } = await import('node:crypto');
@@ -240,7 +285,7 @@ test('every route refuses a caller without the admin credential or the current c
       t.is(res.status, route.auth === 'public' ? 200 : 401, what);
       if (route.auth === 'admin') t.is(res.json.error.code, 'UNAUTHORIZED', what);
       if (route.auth === 'mtls')
-        t.regex(res.json.error.code, /^CLIENT_CERTIFICATE_(REQUIRED|REJECTED)$/, what);
+        t.regex(res.json.error.code, /^CLIENT_CERTIFICATE_(REQUIRED|UNTRUSTED|SUPERSEDED)$/, what);
       checked += 1;
     }
   }
@@ -251,9 +296,13 @@ test('every route refuses a caller without the admin credential or the current c
   t.is(after.state, 'online');
   t.deepEqual(after.paths, before.paths);
   t.deepEqual((await h.admin.changes(cursor)).changes, []);
-  // The enrollments were refused as unknown tokens: audited, nothing else.
+  // The enrollments were refused as unknown tokens and the certificates as another CA's or replaced:
+  // audited (within budgets) and logged once each at warn, nothing else.
   const newEntries = (await h.admin.audit({ limit: 1000 })).slice(auditBefore);
-  t.deepEqual([...new Set(newEntries.map((e) => e.type))], ['gateway.enrollment_failed']);
+  t.deepEqual([...new Set(newEntries.map((e) => e.type))].sort(), [
+    'endpoint.certificate_refused',
+    'gateway.enrollment_failed',
+  ]);
   t.is(loudLines(h).length - loudBefore, newEntries.length);
   t.is((await agent.heartbeat()).status, 200, 'the current certificate still works');
 });

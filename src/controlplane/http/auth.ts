@@ -1,10 +1,19 @@
-// Admin bearer credentials (held only as SHA-256 hashes, compared in constant time) and the mTLS
-// client-certificate check for agent routes.
+// Admin bearer credentials (held only as SHA-256 hashes, compared in constant time) and the
+// TLS-level client-certificate checks for agent routes (the record-level ones are the service's).
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
-import type { TLSSocket } from 'node:tls';
+import type { PeerCertificate, TLSSocket } from 'node:tls';
+import { normalizeSerial } from '../../lib/pki.ts';
+import {
+  type CertificateRefusal,
+  notConnectorCertificate,
+  outsideValidity,
+  type PresentedCertificate,
+  untrustedCertificate,
+} from '../certificate-refusal.ts';
 import { cpError } from '../errors.ts';
-import { type PeerIdentity, peerIdentity } from '../pki.ts';
+import { type PeerIdentity, peerIdentity, peerValidity, sanConnectorId } from '../pki.ts';
+import { CONNECTOR_ID_PATTERN } from './validate.ts';
 
 const sha256 = (value: string): Buffer => createHash('sha256').update(value).digest();
 
@@ -49,61 +58,95 @@ export class AdminAuth {
   }
 }
 
-// The wording the enrollment troubleshooting guide teaches people to look for, by OpenSSL verify code.
-// (The operator reads the same codes as "this CA does not vouch for the server" when it checks a
-// ControlPlane.)
-export const UNKNOWN_AUTHORITY: ReadonlySet<string> = new Set([
-  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
-  'UNABLE_TO_GET_ISSUER_CERT',
-  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
-  'SELF_SIGNED_CERT_IN_CHAIN',
-  'DEPTH_ZERO_SELF_SIGNED_CERT',
-  'CERT_SIGNATURE_FAILURE',
-]);
+// The operator reads these verify codes as "this CA does not vouch for the server" when it checks a
+// ControlPlane (src/operator/control-plane/check.ts imports them from here).
+export { UNKNOWN_AUTHORITY } from '../certificate-refusal.ts';
 
-function rejectionWording(reason: string): string {
-  if (UNKNOWN_AUTHORITY.has(reason)) return `certificate signed by unknown authority (${reason})`;
-  if (reason === 'CERT_HAS_EXPIRED' || reason === 'CERT_NOT_YET_VALID') {
-    return `certificate has expired or is not yet valid (${reason})`;
-  }
-  return `the certificate is not valid for this control plane (${reason})`;
+/** The answer to a request without a client certificate: nothing was presented, so nothing is refused. */
+export function clientCertificateRequired(): Error {
+  return cpError(
+    'CLIENT_CERTIFICATE_REQUIRED',
+    'client certificate required: this route needs a connector client certificate (mTLS)',
+  );
 }
 
-/** Per-connection cache: the peer certificate does not change within a TLS connection. */
-const identities = new WeakMap<TLSSocket, PeerIdentity | Error>();
+/** What a client certificate is, as far as TLS and its names tell (the record is asked later). */
+export type ClientCertificate =
+  | { kind: 'none' }
+  | { kind: 'refused'; refusal: CertificateRefusal }
+  | { kind: 'connector'; identity: PeerIdentity };
 
-export function clientIdentity(req: IncomingMessage, sanUriPrefix: string): PeerIdentity {
+/**
+ * Per-connection cache of accepted identities: the peer certificate does not change within a TLS
+ * connection. Refusals are not cached: their message carries the control plane's time.
+ */
+const identities = new WeakMap<TLSSocket, PeerIdentity>();
+
+/** `now`: the control plane's clock, named in the refusal of a certificate outside its validity. */
+export function clientCertificate(
+  req: IncomingMessage,
+  sanUriPrefix: string,
+  now: number,
+): ClientCertificate {
   const socket = req.socket as TLSSocket;
-  let identity = identities.get(socket);
-  if (identity === undefined) {
-    identity = resolveIdentity(socket, sanUriPrefix);
-    identities.set(socket, identity);
-  }
-  if (identity instanceof Error) throw identity;
-  return identity;
+  const cached = identities.get(socket);
+  if (cached) return { kind: 'connector', identity: cached };
+  const judged = judgeClientCertificate(socket, sanUriPrefix, now);
+  if (judged.kind === 'connector') identities.set(socket, judged.identity);
+  return judged;
 }
 
-function resolveIdentity(socket: TLSSocket, sanUriPrefix: string): PeerIdentity | Error {
+/** The TLS-level checks, in order: none presented, not trusted or outside its dates, not a connector's. */
+function judgeClientCertificate(socket: TLSSocket, sanUriPrefix: string, now: number): ClientCertificate {
   const peer = typeof socket.getPeerCertificate === 'function' ? socket.getPeerCertificate() : undefined;
-  if (!peer || Object.keys(peer).length === 0) {
-    return cpError(
-      'CLIENT_CERTIFICATE_REQUIRED',
-      'client certificate required: this route needs a connector client certificate (mTLS)',
-    );
-  }
+  if (!peer || Object.keys(peer).length === 0) return { kind: 'none' };
+  const remoteAddress = socket.remoteAddress ?? null;
   if (!socket.authorized) {
-    const reason = String(socket.authorizationError ?? 'unknown');
-    return cpError(
-      'CLIENT_CERTIFICATE_REJECTED',
-      `client certificate rejected: ${rejectionWording(reason)}`,
-      {
-        reason,
-      },
-    );
+    const verifyCode = String(socket.authorizationError ?? 'unknown');
+    return { kind: 'refused', refusal: tlsRefusal(peer, sanUriPrefix, verifyCode, now, remoteAddress) };
   }
   const identity = peerIdentity(peer, sanUriPrefix);
-  return (
-    identity ??
-    cpError('CLIENT_CERTIFICATE_REJECTED', 'the client certificate is not a connector certificate')
-  );
+  if (!identity) {
+    const presented = presentedCertificate(peer, sanUriPrefix, true, remoteAddress);
+    return { kind: 'refused', refusal: notConnectorCertificate(sanUriPrefix, presented) };
+  }
+  return { kind: 'connector', identity: { ...identity, remoteAddress: remoteAddress ?? undefined } };
+}
+
+const DATE_CODES: Record<string, 'CLIENT_CERTIFICATE_EXPIRED' | 'CLIENT_CERTIFICATE_NOT_YET_VALID'> = {
+  CERT_HAS_EXPIRED: 'CLIENT_CERTIFICATE_EXPIRED',
+  CERT_NOT_YET_VALID: 'CLIENT_CERTIFICATE_NOT_YET_VALID',
+};
+
+/**
+ * TLS refused the certificate. OpenSSL judges the dates only after it built the chain to a trusted
+ * CA and verified the signatures, so a date refusal comes from a certificate of this CA.
+ */
+function tlsRefusal(
+  peer: PeerCertificate,
+  sanUriPrefix: string,
+  verifyCode: string,
+  now: number,
+  remoteAddress: string | null,
+): CertificateRefusal {
+  const dateCode = DATE_CODES[verifyCode];
+  const presented = presentedCertificate(peer, sanUriPrefix, dateCode !== undefined, remoteAddress);
+  if (dateCode) return outsideValidity(dateCode, peerValidity(peer), now, presented, verifyCode);
+  return untrustedCertificate(verifyCode, presented);
+}
+
+/** The refused certificate's public facts; a SAN that is not a connector id is not repeated. */
+function presentedCertificate(
+  peer: PeerCertificate,
+  sanUriPrefix: string,
+  issuedHere: boolean,
+  remoteAddress: string | null,
+): PresentedCertificate {
+  const named = sanConnectorId(peer, sanUriPrefix);
+  return {
+    connectorId: named !== undefined && CONNECTOR_ID_PATTERN.test(named) ? named : null,
+    issuedHere,
+    serial: typeof peer.serialNumber === 'string' ? normalizeSerial(peer.serialNumber) : null,
+    remoteAddress,
+  };
 }

@@ -1,12 +1,11 @@
 // The route table: every route the control plane serves, its authentication and its handler.
 // test/controlplane/openapi.test.ts checks this table against api/openapi.yaml.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { cpError } from '../errors.ts';
 import type { ControlPlaneMetrics } from '../metrics.ts';
 import type { PeerIdentity } from '../pki.ts';
 import type { ControlPlaneService } from '../service.ts';
 import type { PathHealth } from '../state.ts';
-import { type AdminAuth, clientIdentity } from './auth.ts';
+import { type AdminAuth, clientCertificate, clientCertificateRequired } from './auth.ts';
 import { readJsonBody } from './body.ts';
 import {
   asObject,
@@ -280,14 +279,23 @@ export const ROUTES: readonly RouteDefinition[] = [
 /** Authenticates before the body is read: admin bearer credential or connector client certificate. */
 export function authenticate(route: RouteDefinition, context: RouteContext, admin: AdminAuth): void {
   if (route.auth === 'admin') admin.check(context.req);
-  if (route.auth === 'mtls') context.peer = clientIdentity(context.req, context.sanUriPrefix);
+  if (route.auth === 'mtls') context.peer = authenticateConnector(context);
+}
+
+/**
+ * The connector whose current certificate the caller presented, judged before the body is read: by
+ * TLS and the certificate's names (auth.ts), then by the connector's record (the service). The
+ * service logs and audits a refusal within a budget; a request without a certificate refuses nothing.
+ */
+function authenticateConnector({ req, service, sanUriPrefix }: RouteContext): PeerIdentity {
+  const presented = clientCertificate(req, sanUriPrefix, service.options.clock.now().getTime());
+  if (presented.kind === 'none') throw clientCertificateRequired();
+  if (presented.kind === 'refused') throw service.refuseCertificate(presented.refusal);
+  service.authenticatePeer(presented.identity);
+  return presented.identity;
 }
 
 function requirePeer(context: RouteContext): PeerIdentity {
-  if (!context.peer)
-    throw cpError(
-      'CLIENT_CERTIFICATE_REQUIRED',
-      'client certificate required: this route needs a connector client certificate (mTLS)',
-    );
+  if (!context.peer) throw clientCertificateRequired();
   return context.peer;
 }

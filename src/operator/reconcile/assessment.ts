@@ -5,7 +5,7 @@
 import type { ConnectorPhase, Diagnosis, FailureClass, RecoveryPolicy } from '../api/types.ts';
 import { DurableStorageReasons } from '../conditions.ts';
 import type { ControlPlaneConnector } from './observed.ts';
-import type { AgentPodFacts } from './pod-facts.ts';
+import type { AgentPodFacts, AgentTermination } from './pod-facts.ts';
 import type { StoragePosture } from './storage-posture.ts';
 
 const PHASE_OF_STATE: Record<string, ConnectorPhase> = {
@@ -64,6 +64,31 @@ function storageEvidence(posture: StoragePosture): string[] {
 
 const retired = (input: DiagnosisInput) => input.record?.bootstrapRetired === true;
 
+/**
+ * The agent's codes for an identity the control plane refused for good (docs/connector-agent.md,
+ * "An identity the control plane refuses"): revoked, replaced or unknown; expired by both clocks;
+ * issued by a CA the control plane no longer trusts. For these, and only these, the agent moves the
+ * identity aside and pairs once with a token mounted after the refusal, so a guided recovery helps.
+ */
+const REFUSED_IDENTITY_CODES: Readonly<Record<string, string>> = {
+  IDENTITY_REJECTED:
+    'its certificate was revoked, replaced by a newer one, or belongs to no enrolled connector',
+  IDENTITY_EXPIRED:
+    'its certificate expired (by the control plane clock and the node clock alike) and cannot be renewed',
+  IDENTITY_UNTRUSTED: 'its certificate was issued by a CA the control plane no longer trusts',
+};
+
+/**
+ * Whether the agent stopped because the control plane refused its identity for good. The agent
+ * also says IDENTITY_UNTRUSTED when its own bundle fails the chain check at load (a tampered
+ * cert.pem, nothing the control plane said): only the control plane's refusal reads, in the
+ * troubleshooting guide's words, "client certificate rejected".
+ */
+function refusedForGood(t: AgentTermination | undefined): boolean {
+  if (t?.code === undefined || !Object.hasOwn(REFUSED_IDENTITY_CODES, t.code)) return false;
+  return t.code !== 'IDENTITY_UNTRUSTED' || (t.reason ?? '').startsWith('client certificate rejected');
+}
+
 /** Runbook branch 3: the control plane says the connector needs recovery. */
 const controlPlaneNeedsRecovery: Rule = (input) => {
   if (input.record?.state !== 'needs_recovery') return undefined;
@@ -93,7 +118,62 @@ const claimReplaced: Rule = (input) => {
   };
 };
 
-/** A paired connector's agent started without its identity and stopped (it fails closed). */
+/**
+ * The control plane refuses the connector's certificate because the two clocks disagree about its
+ * validity (the agent's CLOCK_SKEW, exit 14, class Reconnect). The identity is intact: a recovery
+ * would throw away what a time fix saves, so this is never identity loss, paired or not.
+ */
+const clockSkew: Rule = (input) => {
+  if (input.agent?.termination?.code !== 'CLOCK_SKEW') return undefined;
+  return {
+    failureClass: 'Reconnect',
+    reason:
+      "the control plane refuses the connector's certificate as expired or not yet valid by its clock while the node's clock says it is valid: the clocks are skewed (the evidence says by how much); the identity is intact",
+    evidence: [...agentEvidence(input.agent), ...storageEvidence(input.posture)],
+    nextStep:
+      'fix time synchronisation (NTP or chrony; timedatectl status) on the node running the pod or on the control plane, whichever is wrong, then restart the pod once; keep the data directory as it is: no recovery and no new token are needed',
+  };
+};
+
+/**
+ * The agent stopped on a configuration problem between it and the control plane (exit 12), found
+ * when the control plane refused its certificate: the identity is intact, the path or the settings
+ * are wrong. Not identity loss.
+ */
+const CONNECTION_CONFIGURATION: Readonly<Record<string, { reason: string; nextStep: string }>> = {
+  CONTROL_PLANE_MISMATCH: {
+    reason:
+      'the identity in the data directory was issued by another control plane than the one the agent is pointed at',
+    nextStep:
+      "point the Connector at the control plane that issued the identity (the agent's reason names both URLs) and restart the pod once; if the connector moved to the other control plane for good, move the identity directory on the claim aside and pair once with a fresh token",
+  },
+  CLIENT_CERTIFICATE_NOT_RECEIVED: {
+    reason:
+      'the control plane receives no client certificate from the agent: a TLS-terminating proxy, ingress or load balancer between them drops it',
+    nextStep:
+      'configure TLS passthrough to the control plane for the agent (or point it at the control plane directly) and restart the pod once; the identity is intact: no recovery and no new token are needed',
+  },
+  SAN_URI_PREFIX_MISMATCH: {
+    reason:
+      "the control plane expects another SAN URI prefix than the one the connector's certificate carries (certificate SAN does not match expected pattern)",
+    nextStep:
+      "give the control plane back the SAN URI prefix the connector's certificate was issued under and restart the pod once; if the prefix changed for good, set the agent's --san-uri-prefix to match, move the identity directory on the claim aside and pair once with a fresh token",
+  },
+};
+
+const connectionConfiguration: Rule = (input) => {
+  const code = input.agent?.termination?.code;
+  if (code === undefined || !Object.hasOwn(CONNECTION_CONFIGURATION, code)) return undefined;
+  const known = CONNECTION_CONFIGURATION[code] as { reason: string; nextStep: string };
+  return {
+    failureClass: 'Reconnect',
+    reason: `${known.reason}; the identity is intact`,
+    evidence: [...agentEvidence(input.agent), ...storageEvidence(input.posture)],
+    nextStep: known.nextStep,
+  };
+};
+
+/** A paired connector's agent started without its identity, or had it refused for good, and stopped. */
 const agentLostIdentity: Rule = (input) => {
   const t = input.agent?.termination;
   if (!retired(input) || !t) return undefined;
@@ -102,10 +182,12 @@ const agentLostIdentity: Rule = (input) => {
     t.code === 'ENROLLMENT_TOKEN_MISSING' ||
     t.failureClass === 'FirstBootBootstrap';
   if (!lost) return undefined;
+  const refused = refusedForGood(t) ? REFUSED_IDENTITY_CODES[t.code ?? ''] : undefined;
   return {
     failureClass: 'IdentityLoss',
-    reason:
-      'the connector paired before, but its agent found no usable identity in the data directory and failed closed',
+    reason: refused
+      ? `the connector paired before, but the control plane no longer accepts its identity (${t.code}): ${refused}`
+      : 'the connector paired before, but its agent found no usable identity in the data directory and failed closed',
     evidence: [...agentEvidence(input.agent), ...storageEvidence(input.posture)],
     nextStep: recoveryNextStep(input.recoveryPolicy),
   };
@@ -113,12 +195,12 @@ const agentLostIdentity: Rule = (input) => {
 
 /**
  * A connector that never paired (its record is pending) whose agent found an identity in the data
- * directory and stopped because the control plane refused it (IDENTITY_REJECTED, exit 13): the
- * identity belongs to no enrolled connector, typically because the claim is that of a Connector
+ * directory and stopped because the control plane refused it for good (IDENTITY_REJECTED,
+ * IDENTITY_EXPIRED or IDENTITY_UNTRUSTED, exit 13): typically the claim is that of a Connector
  * deleted with deletionPolicy Release (which deleted the record and its certificate) and this one
- * reuses it. The agent does not use a token while that identity is there, so an enrollment token
- * cannot help; a guided recovery (whose token the agent pairs with, moving the refused identity
- * aside) does.
+ * reuses it, perhaps long after its certificate expired. The agent does not use a token while that
+ * identity is there, so an enrollment token cannot help; a guided recovery (whose token the agent
+ * pairs with, moving the refused identity aside) does.
  */
 export function refusedIdentityOfNeverPaired(
   record: ControlPlaneConnector | undefined,
@@ -126,17 +208,19 @@ export function refusedIdentityOfNeverPaired(
 ): boolean {
   const t = agent?.termination;
   if (!t || !record || record.bootstrapRetired || record.state !== 'pending') return false;
-  return (
-    t.code === 'IDENTITY_REJECTED' && (t.failureClass === undefined || t.failureClass === 'IdentityLoss')
-  );
+  return refusedForGood(t) && (t.failureClass === undefined || t.failureClass === 'IdentityLoss');
 }
 
 const refusedIdentity: Rule = (input) => {
   if (!refusedIdentityOfNeverPaired(input.record, input.agent)) return undefined;
+  const code = input.agent?.termination?.code ?? '';
+  const why =
+    code === 'IDENTITY_REJECTED'
+      ? 'its certificate belongs to no enrolled connector'
+      : (REFUSED_IDENTITY_CODES[code] ?? 'its certificate is refused');
   return {
     failureClass: 'IdentityLoss',
-    reason:
-      'the data directory holds an identity the control plane does not accept (its certificate belongs to no enrolled connector), typically the claim of a Connector deleted with deletionPolicy Release; the agent does not replace it with a bootstrap token, so no token is held for it',
+    reason: `the data directory holds an identity the control plane does not accept (${why}), typically the claim of a Connector deleted with deletionPolicy Release; the agent does not replace it with a bootstrap token, so no token is held for it`,
     evidence: [
       ...agentEvidence(input.agent),
       `control plane: ${input.record?.connectorId} is ${input.record?.state} and has no certificate since ${input.record?.stateChangedAt}`,
@@ -192,6 +276,8 @@ const firstBootFailure: Rule = (input) => {
 const RULES: readonly Rule[] = [
   controlPlaneNeedsRecovery,
   claimReplaced,
+  clockSkew,
+  connectionConfiguration,
   agentLostIdentity,
   refusedIdentity,
   reconnectFailure,

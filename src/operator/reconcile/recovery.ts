@@ -159,7 +159,9 @@ function terminatedSince(pods: V1Pod[], since: string | undefined) {
   for (const pod of pods) {
     const t = agentPodFacts(pod).termination;
     // Only a fail-closed exit (10-13: the agent refused to go on) ends a recovery; a pod killed by a
-    // signal or a probe (143, 137) is restarted by Kubernetes and may still pair.
+    // signal or a probe (143, 137) is restarted by Kubernetes and may still pair, and so may an agent
+    // that exits 14 (the control plane unreachable, or CLOCK_SKEW: the identity is intact and a
+    // restart once the clocks agree brings it online; the token's expiry bounds the wait).
     const failedClosed = t !== undefined && t.exitCode >= 10 && t.exitCode <= 13;
     if (t?.finishedAt && failedClosed && new Date(t.finishedAt).getTime() >= from) {
       return { pod: pod.metadata?.name ?? '', termination: t };

@@ -1,0 +1,266 @@
+// Each cause of the control plane refusing the connector's certificate, set up for real against the
+// real control plane: a guided recovery revoking it, a renewal replacing it, the control plane's
+// clock ahead or behind, a TLS-terminating proxy in between, the control plane's SAN prefix changed.
+// Each fails closed with its own code, exit code and next step; only the causes that make the
+// identity useless for good record the refusal (and let a later token replace the identity).
+import { readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { createServer as createHttpsServer, Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import test, { type ExecutionContext } from 'ava';
+import type { AgentConfig } from '../../src/agent/config.ts';
+import { ControlPlaneClient } from '../../src/agent/control-plane-client.ts';
+import { NEXT_STEPS, type TerminationMessage } from '../../src/agent/failure.ts';
+import { identityPaths } from '../../src/agent/identity-store.ts';
+import { startControlPlane } from '../../src/controlplane/server.ts';
+import { createCsrPem, parseCertificateFacts } from '../../src/lib/pki.ts';
+import { selfSignedCertificate } from '../helpers/certificates.ts';
+import { assertNoSecrets } from '../helpers/secret-scan.ts';
+import { tempDir } from './fixtures.ts';
+import {
+  agentConfig,
+  enrolledConnector,
+  prepareConnector,
+  recordsMatching,
+  runAgent,
+  startTestControlPlane,
+  type TestControlPlane,
+  waitFor,
+} from './harness.ts';
+
+const HOUR = 3_600_000;
+
+async function termination(config: AgentConfig): Promise<TerminationMessage> {
+  return JSON.parse(await readFile(config.terminationLog, 'utf8')) as TerminationMessage;
+}
+
+async function rejectionCode(dataDir: string): Promise<string | undefined> {
+  try {
+    return (JSON.parse(await readFile(identityPaths(dataDir).rejection, 'utf8')) as { code: string }).code;
+  } catch {
+    return undefined;
+  }
+}
+
+async function setAside(dataDir: string): Promise<string[]> {
+  return (await readdir(dataDir)).filter((name) => name.startsWith('identity.rejected-'));
+}
+
+/** The identity files' content, to show a refusal left them as they were. */
+async function identitySnapshot(dataDir: string): Promise<string[]> {
+  const paths = identityPaths(dataDir);
+  return Promise.all([paths.key, paths.cert, paths.ca, paths.metadata].map((p) => readFile(p, 'utf8')));
+}
+
+/** The identity is as it was, nothing recorded against it, nothing moved aside. */
+async function assertIdentityKept(t: ExecutionContext, dataDir: string, before: string[]): Promise<void> {
+  t.deepEqual(await identitySnapshot(dataDir), before, 'the identity files are untouched');
+  t.is(await rejectionCode(dataDir), undefined, 'no refusal is recorded against the identity');
+  t.deepEqual(await setAside(dataDir), [], 'nothing is moved aside');
+}
+
+/** Lets a paired connector go offline on the control plane's clock, so a recovery may begin. */
+async function offline(control: TestControlPlane, connectorId: string): Promise<void> {
+  control.clock.offsetMs = 60_000;
+  await waitFor('offline', async () => {
+    control.cp.sweep();
+    return (await control.admin.getConnector(connectorId)).state === 'offline';
+  });
+}
+
+test('revoked by a guided recovery: IDENTITY_REJECTED names the recovery; its token, mounted afterwards, replaces the identity once', async (t) => {
+  const control = await startTestControlPlane(t);
+  const connectorId = 'team-a.revoked';
+  const paired = await enrolledConnector(t, control, connectorId);
+  await rm(paired.tokenFile);
+  await offline(control, connectorId);
+  await control.admin.beginRecovery(connectorId, 'req-7');
+
+  const first = runAgent(t, paired.config);
+  t.is((await first.agent.done).exitCode, 13);
+  const message = await termination(paired.config);
+  t.is(message.code, 'IDENTITY_REJECTED');
+  t.is(message.failureClass, 'IdentityLoss');
+  t.regex(
+    message.reason,
+    /^this connector's certificate \(serial [0-9a-fA-F]+\) was revoked by guided recovery req-7 at /,
+  );
+  t.regex(message.reason, /401 CLIENT_CERTIFICATE_REVOKED/);
+  t.is(message.nextStep, NEXT_STEPS.identityRejected);
+  t.is(await rejectionCode(paired.dataDir), 'CLIENT_CERTIFICATE_REVOKED');
+
+  const minted = await control.admin.mintToken(connectorId, { idempotencyKey: 'recovery-req-7' });
+  await writeFile(paired.tokenFile, minted.token, { mode: 0o600 });
+  const second = runAgent(t, paired.config);
+  await waitFor('paired again and heartbeating', () => second.agent.status().heartbeatsAccepted > 0);
+  t.is(second.counts.enroll, 1, 'paired exactly once');
+  t.is((await setAside(paired.dataDir)).length, 1, 'the revoked identity is kept aside');
+  t.is((await second.agent.stop()).exitCode, 0);
+  assertNoSecrets(t, 'agent logs', first.logs.text() + second.logs.text(), [
+    paired.token,
+    minted.token,
+    paired.keyPem,
+  ]);
+});
+
+test('replaced by a newer certificate (renewed by another copy): IDENTITY_REJECTED says so', async (t) => {
+  const control = await startTestControlPlane(t);
+  const connectorId = 'team-a.superseded';
+  const paired = await enrolledConnector(t, control, connectorId);
+  // Another copy of this identity renews: the control plane now holds a certificate this disk lacks.
+  const copy = new ControlPlaneClient({
+    baseUrl: control.cp.url,
+    caPem: control.cp.caPem,
+    caFile: undefined,
+    requestTimeoutMs: 5_000,
+    clock: { now: () => new Date() },
+  });
+  copy.setIdentity({
+    keyPem: paired.keyPem,
+    certPem: await readFile(identityPaths(paired.dataDir).cert, 'utf8'),
+  });
+  await copy.renew({ csrPem: createCsrPem(paired.keyPem, connectorId) });
+  copy.close();
+
+  const { agent, counts } = runAgent(t, paired.config);
+  t.is((await agent.done).exitCode, 13);
+  const message = await termination(paired.config);
+  t.is(message.code, 'IDENTITY_REJECTED');
+  t.regex(message.reason, /was replaced by a newer certificate at .*401 CLIENT_CERTIFICATE_SUPERSEDED/);
+  t.is(await rejectionCode(paired.dataDir), 'CLIENT_CERTIFICATE_SUPERSEDED');
+  t.is(counts.enroll, 0);
+});
+
+for (const [direction, offsetMs, refusal] of [
+  ['ahead of', 2 * HOUR, 'CLIENT_CERTIFICATE_EXPIRED'],
+  ['behind', -2 * HOUR, 'CLIENT_CERTIFICATE_NOT_YET_VALID'],
+] as const) {
+  test(`the control plane's clock ${direction} this node's: CLOCK_SKEW, exit 14, the identity kept; with the clocks agreeing it reconnects`, async (t) => {
+    // One-hour certificates: two hours apart, the clocks disagree about the validity either way.
+    const control = await startTestControlPlane(t, { certificateLifetimeSeconds: 3600 });
+    const connectorId = `team-a.skew-${offsetMs > 0 ? 'ahead' : 'behind'}`;
+    const paired = await enrolledConnector(t, control, connectorId);
+    const before = await identitySnapshot(paired.dataDir);
+    const serial = parseCertificateFacts(before[1] ?? '').serial;
+    control.clock.offsetMs = offsetMs;
+
+    const { agent, logs, counts } = runAgent(t, paired.config);
+    const outcome = await agent.done;
+    t.is(outcome.exitCode, 14);
+    const message = await termination(paired.config);
+    t.is(message.failureClass, 'Reconnect', 'not IdentityLoss: the operator must not start a recovery');
+    t.is(message.code, 'CLOCK_SKEW');
+    t.regex(
+      message.reason,
+      new RegExp(
+        `^certificate has expired or is not yet valid: clock skew: the control plane's clock is (2 h 0 min|1 h 59 min) ${direction} this node's`,
+      ),
+    );
+    t.regex(message.reason, new RegExp(refusal));
+    t.regex(message.reason, /the identity is intact/);
+    t.is(message.nextStep, NEXT_STEPS.clockSkew);
+    t.regex(message.nextStep, /timedatectl/);
+    t.is(recordsMatching(logs, /^fail closed: Reconnect \(CLOCK_SKEW\)/).length, 1);
+    t.is(counts.enroll, 0);
+    await assertIdentityKept(t, paired.dataDir, before);
+
+    control.clock.offsetMs = 0;
+    const again = runAgent(t, paired.config);
+    await waitFor('reconnected', () => again.agent.status().heartbeatsAccepted > 0);
+    t.is(again.agent.status().serial, serial, 'the same identity');
+    t.is(again.counts.enroll, 0);
+    t.is((await again.agent.stop()).exitCode, 0);
+  });
+}
+
+/** A TLS-terminating HTTPS proxy in front of the control plane: it forwards requests, not certificates. */
+async function tlsTerminatingProxy(t: ExecutionContext, upstream: string, upstreamCaPem: string) {
+  const serving = await selfSignedCertificate({ commonName: 'proxy', sanIps: ['127.0.0.1'] });
+  const forward = new HttpsAgent({ ca: upstreamCaPem });
+  const server = createHttpsServer({ key: serving.keyPem, cert: serving.certPem }, (req, res) => {
+    const target = new URL(req.url ?? '/', upstream);
+    const outbound = httpsRequest(
+      target,
+      { method: req.method, headers: { ...req.headers, host: target.host }, agent: forward },
+      (answer) => {
+        res.writeHead(answer.statusCode ?? 502, answer.headers);
+        answer.pipe(res);
+      },
+    );
+    outbound.on('error', () => res.writeHead(502).end());
+    req.pipe(outbound);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => {
+    forward.destroy();
+    server.closeAllConnections();
+    server.close();
+  });
+  return { url: `https://127.0.0.1:${(server.address() as AddressInfo).port}`, caPem: serving.certPem };
+}
+
+test('a TLS-terminating proxy drops the client certificate: CLIENT_CERTIFICATE_NOT_RECEIVED, Configuration exit 12, the identity kept', async (t) => {
+  const control = await startTestControlPlane(t);
+  const connectorId = 'team-a.behind-proxy';
+  const prepared = await prepareConnector(t, control, connectorId);
+  const proxy = await tlsTerminatingProxy(t, control.cp.url, control.cp.caPem);
+  const proxyCaFile = join(await tempDir(t), 'proxy-ca.pem');
+  await writeFile(proxyCaFile, proxy.caPem);
+  const config = agentConfig({
+    connectorId,
+    controlPlaneUrl: proxy.url,
+    caFile: proxyCaFile,
+    tokenFile: prepared.tokenFile,
+    dataDir: prepared.dataDir,
+    terminationLog: join(prepared.dataDir, 'termination-log'),
+  });
+  // Pairing needs no client certificate and passes; the first heartbeat arrives without one.
+  const { agent, logs, counts } = runAgent(t, config);
+  t.is((await agent.done).exitCode, 12);
+  t.is(counts.enroll, 1);
+  const message = await termination(config);
+  t.is(message.code, 'CLIENT_CERTIFICATE_NOT_RECEIVED');
+  t.is(String(message.failureClass), 'Configuration');
+  t.regex(
+    message.reason,
+    /^client certificate required: the control plane at https:\/\/127\.0\.0\.1:\d+ received no client certificate/,
+  );
+  t.regex(message.reason, /401 CLIENT_CERTIFICATE_REQUIRED/);
+  t.is(message.nextStep, NEXT_STEPS.clientCertificateNotReceived);
+  t.regex(message.nextStep, /TLS passthrough/);
+  t.is(await rejectionCode(prepared.dataDir), undefined);
+  t.deepEqual(await setAside(prepared.dataDir), []);
+  t.truthy(await stat(identityPaths(prepared.dataDir).key), 'the identity stays');
+  assertNoSecrets(t, 'agent logs', logs.text(), [prepared.token]);
+});
+
+test("the control plane's SAN URI prefix changed: SAN_URI_PREFIX_MISMATCH, Configuration exit 12, with the guide's fragment", async (t) => {
+  const control = await startTestControlPlane(t);
+  const connectorId = 'team-a.san-prefix';
+  const paired = await enrolledConnector(t, control, connectorId);
+  const before = await identitySnapshot(paired.dataDir);
+  const port = Number(new URL(control.cp.url).port);
+  await control.cp.close();
+  const renamed = await startControlPlane({
+    dataDir: control.dataDir,
+    host: '127.0.0.1',
+    port,
+    clock: control.clock,
+    heartbeatIntervalSeconds: 1,
+    sanUriPrefix: 'spiffe://other.example/connector/',
+  });
+  t.teardown(() => renamed.close());
+
+  const { agent } = runAgent(t, paired.config);
+  t.is((await agent.done).exitCode, 12);
+  const message = await termination(paired.config);
+  t.is(message.code, 'SAN_URI_PREFIX_MISMATCH');
+  t.is(String(message.failureClass), 'Configuration');
+  t.regex(
+    message.reason,
+    /^client certificate rejected: certificate SAN does not match expected pattern: the control plane expects URI SANs under spiffe:\/\/other\.example\/connector\//,
+  );
+  t.regex(message.reason, /carries spiffe:\/\/vaultpam\.local\/connector\/team-a\.san-prefix/);
+  t.is(message.nextStep, NEXT_STEPS.sanUriPrefixMismatch);
+  await assertIdentityKept(t, paired.dataDir, before);
+});

@@ -1,0 +1,202 @@
+// Issue 12, item 9: handshake failures read "tls handshake failed: <plain cause>" and TLS alerts
+// about the client certificate read like the guide ("client certificate required", "client
+// certificate rejected: ..."), never with OpenSSL's raw text (source paths, a literal "\n"). Real
+// servers: a plain HTTP port, a TLS server that offers only old versions, node mTLS servers, and
+// `openssl s_server` (which sends the alerts node's servers never send).
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { createSecureContext } from 'node:tls';
+import test from 'ava';
+import { assertNoSecrets } from '../helpers/secret-scan.ts';
+import { issueConnectorCert, makeCa, type TestCa } from './fixtures.ts';
+import { agentConfig, prepareConnector, runAgent, startTestControlPlane } from './harness.ts';
+import {
+  clientFor,
+  endsWithin,
+  heartbeat,
+  isPlainLine,
+  opensslAvailable,
+  opensslVerifyingServer,
+  plainHttpPort,
+  rejection,
+  serverCertificate,
+  tlsPort,
+  urlOf,
+} from './transport-servers.ts';
+
+let serverCa: TestCa;
+let clientCa: TestCa;
+test.before(async () => {
+  serverCa = await makeCa('Handshake Server CA');
+  clientCa = await makeCa('Handshake Client CA');
+});
+
+/** Whether this OpenSSL still lets a server offer TLS 1.1 (at security level 0). */
+function oldTlsAvailable(): boolean {
+  try {
+    createSecureContext({ minVersion: 'TLSv1', maxVersion: 'TLSv1.1', ciphers: 'DEFAULT@SECLEVEL=0' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const ENDS_WITHIN_MS = 20_000;
+
+test('a plain HTTP port: "tls handshake failed: ... does not speak TLS (plain HTTP port?)", no OpenSSL text', async (t) => {
+  const port = await plainHttpPort(t);
+  const client = clientFor(t, urlOf(port), { caPem: serverCa.certPem });
+  const error = await rejection(client.heartbeat(heartbeat));
+  t.is(error.code, 'TLS_HANDSHAKE_FAILED');
+  t.true(error.temporary);
+  t.true(
+    error.message.startsWith(
+      `tls handshake failed: the server at 127.0.0.1:${port} does not speak TLS (plain HTTP port?)`,
+    ),
+    error.message,
+  );
+  t.true(isPlainLine(error.message), error.message);
+});
+
+test('first boot against a plain HTTP port: the termination message is one plain line', async (t) => {
+  const control = await startTestControlPlane(t);
+  const connectorId = 'team-a.plain-http';
+  const prepared = await prepareConnector(t, control, connectorId);
+  const port = await plainHttpPort(t);
+  const config = agentConfig({
+    connectorId,
+    controlPlaneUrl: urlOf(port),
+    caFile: control.caFile,
+    tokenFile: prepared.tokenFile,
+    dataDir: prepared.dataDir,
+    terminationLog: join(prepared.dataDir, 'termination-log'),
+    giveUpAfterMs: 200,
+    retryInitialMs: 10,
+    retryMaxMs: 40,
+  });
+  const { agent, logs } = runAgent(t, config);
+  const outcome = await endsWithin(agent.done, ENDS_WITHIN_MS, 'the agent');
+  t.is(outcome.exitCode, 14);
+  const text = await readFile(config.terminationLog, 'utf8');
+  const reason = (JSON.parse(text) as { reason: string }).reason;
+  t.regex(
+    reason,
+    /last error TLS_HANDSHAKE_FAILED: tls handshake failed: the server at .* does not speak TLS/,
+  );
+  t.true(isPlainLine(reason), reason);
+  t.true(
+    logs.records().every((record) => isPlainLine(String(record.msg))),
+    'no OpenSSL text in any log line either',
+  );
+  assertNoSecrets(t, 'termination message', text, [prepared.token]);
+});
+
+(oldTlsAvailable() ? test : test.skip)(
+  'a server that offers only TLS 1.1: "tls handshake failed: no TLS version in common", naming the version it offers',
+  async (t) => {
+    const port = await tlsPort(t, {
+      ...(await serverCertificate(serverCa)),
+      minVersion: 'TLSv1',
+      maxVersion: 'TLSv1.1',
+      ciphers: 'DEFAULT@SECLEVEL=0',
+    });
+    const client = clientFor(t, urlOf(port), { caPem: serverCa.certPem });
+    const error = await rejection(client.heartbeat(heartbeat));
+    t.is(error.code, 'TLS_HANDSHAKE_FAILED');
+    t.is(
+      error.message,
+      `tls handshake failed: no TLS version in common: the server at 127.0.0.1:${port} offers TLSv1.1 at most ` +
+        'and this agent requires TLSv1.2 or later',
+    );
+  },
+);
+
+test('a server that requires a client certificate, before pairing: "client certificate required"', async (t) => {
+  const port = await tlsPort(t, {
+    ...(await serverCertificate(serverCa)),
+    requestCert: true,
+    rejectUnauthorized: true,
+    ca: clientCa.certPem,
+  });
+  const client = clientFor(t, urlOf(port), { caPem: serverCa.certPem });
+  const error = await rejection(client.heartbeat(heartbeat));
+  t.is(error.code, 'TLS_CLIENT_CERTIFICATE_REQUIRED');
+  t.true(
+    error.message.startsWith(
+      `client certificate required: the server at 127.0.0.1:${port} asks for a client certificate and this agent has none`,
+    ),
+    error.message,
+  );
+  t.true(isPlainLine(error.message), error.message);
+});
+
+test('a node mTLS server that refuses the client certificate closes the connection: "tls handshake failed" naming the certificate', async (t) => {
+  const port = await tlsPort(t, {
+    ...(await serverCertificate(serverCa)),
+    requestCert: true,
+    rejectUnauthorized: true,
+    ca: clientCa.certPem,
+  });
+  const foreignCa = await makeCa('Some Other Client CA');
+  const identity = await issueConnectorCert(foreignCa, { connectorId: 'team-a.foreign' });
+  const client = clientFor(t, urlOf(port), { caPem: serverCa.certPem });
+  client.setIdentity(identity);
+  const error = await rejection(client.heartbeat(heartbeat));
+  t.is(error.code, 'TLS_HANDSHAKE_FAILED');
+  t.regex(
+    error.message,
+    new RegExp(
+      `^tls handshake failed: the server at 127\\.0\\.0\\.1:${port} closed the connection .*it probably refused this connector's client certificate`,
+    ),
+  );
+  assertNoSecrets(t, 'error message', error.message, [identity.keyPem]);
+});
+
+const withOpenssl = opensslAvailable() ? test : test.skip;
+
+withOpenssl(
+  'a TLS alert "unknown ca" for the client certificate: "client certificate rejected: certificate signed by unknown authority"',
+  async (t) => {
+    const server = await serverCertificate(serverCa);
+    const port = await opensslVerifyingServer(
+      t,
+      { certPem: server.cert, keyPem: server.key },
+      clientCa.certPem,
+    );
+    const foreignCa = await makeCa('Unknown Client CA');
+    const client = clientFor(t, urlOf(port), { caPem: serverCa.certPem });
+    client.setIdentity(await issueConnectorCert(foreignCa, { connectorId: 'team-a.unknown-ca' }));
+    const error = await rejection(client.heartbeat(heartbeat));
+    t.is(error.code, 'TLS_CLIENT_CERTIFICATE_REJECTED');
+    t.true(
+      error.message.startsWith('client certificate rejected: certificate signed by unknown authority'),
+      error.message,
+    );
+    t.regex(error.message, new RegExp(`TLS alert from 127\\.0\\.0\\.1:${port}: unknown ca`));
+    t.true(isPlainLine(error.message), error.message);
+  },
+);
+
+withOpenssl(
+  'a TLS alert "certificate expired" for the client certificate: "client certificate rejected: certificate expired"',
+  async (t) => {
+    const server = await serverCertificate(serverCa);
+    const port = await opensslVerifyingServer(
+      t,
+      { certPem: server.cert, keyPem: server.key },
+      clientCa.certPem,
+    );
+    const client = clientFor(t, urlOf(port), { caPem: serverCa.certPem });
+    client.setIdentity(
+      await issueConnectorCert(clientCa, {
+        connectorId: 'team-a.expired',
+        notBefore: new Date(Date.now() - 7_200_000),
+        notAfter: new Date(Date.now() - 3_600_000),
+      }),
+    );
+    const error = await rejection(client.heartbeat(heartbeat));
+    t.is(error.code, 'TLS_CLIENT_CERTIFICATE_REJECTED');
+    t.true(error.message.startsWith('client certificate rejected: certificate expired'), error.message);
+    t.true(isPlainLine(error.message), error.message);
+  },
+);
