@@ -672,7 +672,7 @@ class AgentLifecycle {
     // Nothing is written from a certificate that does not verify, not even the control plane's.
     if (!issuedByCaBundle(answer.certificatePem, answer.caPem)) {
       throw identityUnusableFailure(
-        'IDENTITY_UNTRUSTED',
+        'IDENTITY_CHAIN_INVALID',
         'certificate chain does not verify: the certificate the control plane issued is not signed by the CA ' +
           'it returned with it',
       );

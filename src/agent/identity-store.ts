@@ -335,7 +335,7 @@ function verifyBundle(
     const caCertificates = readCaBundle(bundle.caPem, paths.ca);
     if (!chainsToBundle(bundle.certPem, caCertificates)) {
       throw identityUnusableFailure(
-        'IDENTITY_UNTRUSTED',
+        'IDENTITY_CHAIN_INVALID',
         `certificate chain does not verify: ${paths.cert} is not signed by the CA in ${paths.ca} ` +
           `(its issuer is "${facts.issuer.replace(/\n/g, ', ')}"): the certificate was replaced or altered`,
       );

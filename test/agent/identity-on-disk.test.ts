@@ -191,7 +191,7 @@ for (const file of ['key', 'cert'] as const) {
   });
 }
 
-test('a running agent whose certificate is replaced by one another CA signed fails closed: IDENTITY_UNTRUSTED, exit 13', async (t) => {
+test('a running agent whose certificate is replaced by one another CA signed fails closed: IDENTITY_CHAIN_INVALID, exit 13', async (t) => {
   const control = await startTestControlPlane(t);
   const connectorId = 'team-a.replaced-cert';
   const { config, token, keyPem } = await enrolledConnector(t, control, connectorId);
@@ -207,7 +207,7 @@ test('a running agent whose certificate is replaced by one another CA signed fai
     await agent.done,
     logs,
     config,
-    { exitCode: 13, failureClass: 'IdentityLoss', code: 'IDENTITY_UNTRUSTED' },
+    { exitCode: 13, failureClass: 'IdentityLoss', code: 'IDENTITY_CHAIN_INVALID' },
     [token, keyPem],
   );
   t.true(

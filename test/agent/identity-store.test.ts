@@ -336,7 +336,7 @@ test('a certificate re-signed by another CA is untrusted, and identity.json is n
   await writeFile(paths.cert, resigned.certPem);
   const metadataBefore = await readFile(paths.metadata, 'utf8');
   const failure = await loadFailure(dataDir);
-  t.is(failure.code, 'IDENTITY_UNTRUSTED');
+  t.is(failure.code, 'IDENTITY_CHAIN_INVALID');
   t.is(failure.failureClass, 'IdentityLoss');
   t.is(failure.exitCode, EXIT_CODES.identityUnusable);
   t.true(
@@ -357,7 +357,7 @@ test('a tampered certificate: altered after signing is untrusted, signed by the 
   t.notDeepEqual(altered, der);
   const alteredPem = `-----BEGIN CERTIFICATE-----\n${altered.toString('base64')}\n-----END CERTIFICATE-----\n`;
   await expectCertificateRefused(t, alteredPem, {
-    code: 'IDENTITY_UNTRUSTED',
+    code: 'IDENTITY_CHAIN_INVALID',
     message: /^certificate chain does not verify: .*cert\.pem is not signed by the CA in .*ca\.pem/,
   });
   // Re-signed with the control plane's own CA key, but for another key than key.pem.

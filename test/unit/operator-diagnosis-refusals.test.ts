@@ -167,8 +167,8 @@ test('a never-paired connector whose reattached identity expired or is of a fore
   );
   t.not(skewed.status.phase, 'NeedsRecovery');
   t.is(skewed.status.diagnosis?.failureClass, 'Reconnect');
-  // The same code for a bundle that failed the agent's own chain check at load: no refusal by the
-  // control plane, so no token of a recovery would replace it (the agent never got that far).
+  // A bundle that failed the agent's own chain check at load: no refusal by the control plane, so
+  // no token of a recovery would replace it (the agent never got that far).
   const tampered = plan(
     observed({
       record: pendingRecord(),
@@ -176,7 +176,7 @@ test('a never-paired connector whose reattached identity expired or is of a fore
         stopped(
           13,
           'IdentityLoss',
-          'IDENTITY_UNTRUSTED',
+          'IDENTITY_CHAIN_INVALID',
           'certificate chain does not verify: cert.pem is not signed',
         ),
       ],

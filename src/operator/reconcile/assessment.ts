@@ -79,14 +79,12 @@ const REFUSED_IDENTITY_CODES: Readonly<Record<string, string>> = {
 };
 
 /**
- * Whether the agent stopped because the control plane refused its identity for good. The agent
- * also says IDENTITY_UNTRUSTED when its own bundle fails the chain check at load (a tampered
- * cert.pem, nothing the control plane said): only the control plane's refusal reads, in the
- * troubleshooting guide's words, "client certificate rejected".
+ * Whether the agent stopped because the control plane refused its identity for good. (A bundle
+ * that fails the agent's own chain check at load, a tampered cert.pem, is IDENTITY_CHAIN_INVALID:
+ * nothing the control plane said.)
  */
 function refusedForGood(t: AgentTermination | undefined): boolean {
-  if (t?.code === undefined || !Object.hasOwn(REFUSED_IDENTITY_CODES, t.code)) return false;
-  return t.code !== 'IDENTITY_UNTRUSTED' || (t.reason ?? '').startsWith('client certificate rejected');
+  return t?.code !== undefined && Object.hasOwn(REFUSED_IDENTITY_CODES, t.code);
 }
 
 /** Runbook branch 3: the control plane says the connector needs recovery. */
