@@ -169,13 +169,18 @@ export function statusAfterError(
   generation: number | undefined,
 ): ConnectorStatus {
   const status: ConnectorStatus = { ...planned };
-  // Counters and the recovery record advance only when their step's effects happened.
-  if (previous.enrollment)
+  // Counters and the recovery record advance only when their step's effects happened: the mint
+  // count, key and time stay as the last written status had them (none, before any status).
+  if (planned.enrollment) {
+    const { lastMintKey: _key, tokenMintedAt: _at, ...rest } = planned.enrollment;
+    const before = previous.enrollment;
     status.enrollment = {
-      ...planned.enrollment,
-      mintCount: previous.enrollment.mintCount ?? 0,
-      ...(previous.enrollment.lastMintKey ? { lastMintKey: previous.enrollment.lastMintKey } : {}),
+      ...rest,
+      mintCount: before?.mintCount ?? 0,
+      ...(before?.lastMintKey ? { lastMintKey: before.lastMintKey } : {}),
+      ...(before?.tokenMintedAt ? { tokenMintedAt: before.tokenMintedAt } : {}),
     };
+  }
   if (previous.recovery) status.recovery = previous.recovery;
   else delete status.recovery;
   const g = generation !== undefined ? { observedGeneration: generation } : {};

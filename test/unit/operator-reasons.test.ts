@@ -2,13 +2,13 @@
 // a scenario here that makes the operator write it, and the test fails when the docs list a reason
 // no scenario produces (a documented reason that is never set misleads whoever alerts on it).
 // DurableStorage reasons have their own table in operator-storage-posture.test.ts.
-import { readFileSync } from 'node:fs';
 import test from 'ava';
 import { CodedError } from '../../src/lib/errors.ts';
 import type { Connector, ConnectorStatus } from '../../src/operator/api/types.ts';
 import { DurableStorageReasons, withReady } from '../../src/operator/conditions.ts';
 import { plan } from '../../src/operator/reconcile/plan.ts';
 import { finalizingStatus, statusAfterError } from '../../src/operator/reconciler.ts';
+import { documentedReasons } from '../helpers/documented-reasons.ts';
 import {
   claim,
   connector,
@@ -21,26 +21,6 @@ import {
 } from '../helpers/observed-builder.ts';
 
 const NOW = new Date('2026-01-01T00:00:10Z');
-
-/** The reasons the docs list for each condition type, from the Conditions table. */
-function documentedReasons(): Map<string, Set<string>> {
-  const doc = readFileSync(new URL('../../docs/connector-resource.md', import.meta.url), 'utf8');
-  const section = doc.slice(doc.indexOf('## Conditions'), doc.indexOf('## Events'));
-  const result = new Map<string, Set<string>>();
-  let type = '';
-  for (const line of section.split('\n')) {
-    const cells = line.split('|').map((c) => c.trim());
-    if (cells.length < 5 || cells[1] === 'type' || cells[1]?.startsWith('-')) continue;
-    const named = /^`(\w+)`$/.exec(cells[1] ?? '');
-    if (named?.[1]) type = named[1];
-    if (!type) continue;
-    const reasons = result.get(type) ?? new Set<string>();
-    // Reasons are the CamelCase words in backticks; field names and paths are not.
-    for (const match of (cells[3] ?? '').matchAll(/`([A-Z][A-Za-z]+)`/g)) reasons.add(match[1] ?? '');
-    result.set(type, reasons);
-  }
-  return result;
-}
 
 const connectorOf = (status?: ConnectorStatus, spec: Partial<Connector['spec']> = {}) =>
   connector({ spec, ...(status ? { status } : {}) });
@@ -98,6 +78,7 @@ const SCENARIOS: Record<string, () => ConnectorStatus> = {
   'Healthy/Recovering': () => planned({ record: record({ state: 'recovering' }) }),
   'Healthy/NeverConnected': () => planned({ record: pendingRecord() }),
   'Healthy/ControlPlaneUnreachable': () => planned({ record: 'unreachable' }),
+  'Enrolled/ControlPlaneUnreachable': () => planned({ record: 'unreachable' }),
   'Reconciling/ApplyingResources': () => planned({ noWorkload: true }),
   'Reconciling/RollingOut': () => {
     const o = observed({});

@@ -87,6 +87,17 @@ function refusedForGood(t: AgentTermination | undefined): boolean {
   return t?.code !== undefined && Object.hasOwn(REFUSED_IDENTITY_CODES, t.code);
 }
 
+/**
+ * A container's last termination that ended before the connector's last pairing describes an older
+ * incident: a pod whose first start found no token yet (ENROLLMENT_TOKEN_MISSING) and then paired
+ * keeps that exit in lastState for the rest of its life, and must not read as identity loss when
+ * the connector later goes offline (a partition, a paused process).
+ */
+function endedBeforePairing(t: AgentTermination, record: ControlPlaneConnector | undefined): boolean {
+  if (!t.finishedAt || !record?.enrolledAt) return false;
+  return new Date(t.finishedAt).getTime() < new Date(record.enrolledAt).getTime();
+}
+
 /** Runbook branch 3: the control plane says the connector needs recovery. */
 const controlPlaneNeedsRecovery: Rule = (input) => {
   if (input.record?.state !== 'needs_recovery') return undefined;
@@ -174,7 +185,7 @@ const connectionConfiguration: Rule = (input) => {
 /** A paired connector's agent started without its identity, or had it refused for good, and stopped. */
 const agentLostIdentity: Rule = (input) => {
   const t = input.agent?.termination;
-  if (!retired(input) || !t) return undefined;
+  if (!retired(input) || !t || endedBeforePairing(t, input.record)) return undefined;
   const lost =
     t.failureClass === 'IdentityLoss' ||
     t.code === 'ENROLLMENT_TOKEN_MISSING' ||
