@@ -49,6 +49,13 @@ export interface LocalCluster {
    * 2 s). `onStopping` hears the name of each component as its stop begins.
    */
   stop(options?: ClusterStopOptions): Promise<void>;
+  /**
+   * Stops kube-apiserver and etcd (in that order), waits `downMs`, and starts them again on the
+   * same ports and the same etcd data, as a control-plane node reboot does; kube-controller-manager
+   * stays up and reconnects. Resolves once the API server is ready again. For tests of clients that
+   * must survive it (watches, leader election).
+   */
+  restartApiServer(options?: { downMs?: number; graceMs?: number }): Promise<void>;
 }
 
 export interface ClusterStopOptions {
@@ -175,64 +182,72 @@ export async function startLocalCluster(options: LocalClusterOptions = {}): Prom
 
   try {
     const etcdUrl = `http://127.0.0.1:${etcdPort}`;
-    const etcd = new ManagedProcess({
-      name: 'etcd',
-      command: join(binDir, 'etcd'),
-      logFile: logs.etcd,
-      args: [
-        '--name=local',
-        `--data-dir=${join(workDir, 'etcd')}`,
-        `--listen-client-urls=${etcdUrl}`,
-        `--advertise-client-urls=${etcdUrl}`,
-        `--listen-peer-urls=http://127.0.0.1:${etcdPeerPort}`,
-        `--initial-advertise-peer-urls=http://127.0.0.1:${etcdPeerPort}`,
-        `--initial-cluster=local=http://127.0.0.1:${etcdPeerPort}`,
-        // A throwaway test store: durability across power loss buys nothing here.
-        '--unsafe-no-fsync',
-        '--log-level=warn',
-      ],
-    });
+    const startEtcd = () =>
+      new ManagedProcess({
+        name: 'etcd',
+        command: join(binDir, 'etcd'),
+        logFile: logs.etcd,
+        args: [
+          '--name=local',
+          `--data-dir=${join(workDir, 'etcd')}`,
+          `--listen-client-urls=${etcdUrl}`,
+          `--advertise-client-urls=${etcdUrl}`,
+          `--listen-peer-urls=http://127.0.0.1:${etcdPeerPort}`,
+          `--initial-advertise-peer-urls=http://127.0.0.1:${etcdPeerPort}`,
+          `--initial-cluster=local=http://127.0.0.1:${etcdPeerPort}`,
+          // A throwaway test store: durability across power loss buys nothing here.
+          '--unsafe-no-fsync',
+          '--log-level=warn',
+        ],
+      });
+    const etcdReady = (etcd: ManagedProcess) =>
+      waitFor('etcd health', () => httpGetOk(`${etcdUrl}/health`), readyTimeoutMs, etcd);
+    const etcd = startEtcd();
     started.push(etcd);
-    await waitFor('etcd health', () => httpGetOk(`${etcdUrl}/health`), readyTimeoutMs, etcd);
+    await etcdReady(etcd);
     progress(`etcd ready on ${etcdUrl}`);
 
-    const apiServer = new ManagedProcess({
-      name: 'kube-apiserver',
-      command: join(binDir, 'kube-apiserver'),
-      logFile: logs['kube-apiserver'],
-      args: [
-        `--etcd-servers=${etcdUrl}`,
-        '--bind-address=127.0.0.1',
-        '--advertise-address=127.0.0.1',
-        `--secure-port=${apiPort}`,
-        `--tls-cert-file=${files.apiServerCert}`,
-        `--tls-private-key-file=${files.apiServerKey}`,
-        `--client-ca-file=${files.caCert}`,
-        '--authorization-mode=RBAC',
-        `--service-account-issuer=https://kubernetes.default.svc.cluster.local`,
-        `--service-account-key-file=${files.serviceAccountPublicKey}`,
-        `--service-account-signing-key-file=${files.serviceAccountKey}`,
-        `--service-cluster-ip-range=${SERVICE_CLUSTER_IP_RANGE}`,
-        `--cert-dir=${join(workDir, 'apiserver-certs')}`,
-        '--allow-privileged=true',
-        // The kubernetes Service endpoint cannot point at loopback; nothing here needs it.
-        '--endpoint-reconciler-type=none',
-        '--profiling=false',
-        '--v=1',
-      ],
-    });
+    const startApiServer = () =>
+      new ManagedProcess({
+        name: 'kube-apiserver',
+        command: join(binDir, 'kube-apiserver'),
+        logFile: logs['kube-apiserver'],
+        args: [
+          `--etcd-servers=${etcdUrl}`,
+          '--bind-address=127.0.0.1',
+          '--advertise-address=127.0.0.1',
+          `--secure-port=${apiPort}`,
+          `--tls-cert-file=${files.apiServerCert}`,
+          `--tls-private-key-file=${files.apiServerKey}`,
+          `--client-ca-file=${files.caCert}`,
+          '--authorization-mode=RBAC',
+          `--service-account-issuer=https://kubernetes.default.svc.cluster.local`,
+          `--service-account-key-file=${files.serviceAccountPublicKey}`,
+          `--service-account-signing-key-file=${files.serviceAccountKey}`,
+          `--service-cluster-ip-range=${SERVICE_CLUSTER_IP_RANGE}`,
+          `--cert-dir=${join(workDir, 'apiserver-certs')}`,
+          '--allow-privileged=true',
+          // The kubernetes Service endpoint cannot point at loopback; nothing here needs it.
+          '--endpoint-reconciler-type=none',
+          '--profiling=false',
+          '--v=1',
+        ],
+      });
+    const apiServerReady = (apiServer: ManagedProcess) =>
+      waitFor(
+        'kube-apiserver /readyz',
+        () =>
+          httpsGetOk(`${server}/readyz?verbose`, {
+            ca: pki.ca.certPem,
+            cert: pki.admin.certPem,
+            key: pki.admin.keyPem,
+          }),
+        readyTimeoutMs,
+        apiServer,
+      );
+    const apiServer = startApiServer();
     started.push(apiServer);
-    await waitFor(
-      'kube-apiserver /readyz',
-      () =>
-        httpsGetOk(`${server}/readyz?verbose`, {
-          ca: pki.ca.certPem,
-          cert: pki.admin.certPem,
-          key: pki.admin.keyPem,
-        }),
-      readyTimeoutMs,
-      apiServer,
-    );
+    await apiServerReady(apiServer);
     progress(`kube-apiserver ready on ${server}`);
 
     const kubeconfigPath = join(workDir, 'admin.kubeconfig');
@@ -311,6 +326,23 @@ export async function startLocalCluster(options: LocalClusterOptions = {}): Prom
         });
       },
       stop: stopAll,
+      async restartApiServer(restartOptions = {}) {
+        if (stopping) throw new Error('the cluster is stopping');
+        for (const name of ['kube-apiserver', 'etcd']) {
+          const running = started.find((child) => child.name === name);
+          if (!running) continue;
+          await running.stop(restartOptions.graceMs ?? 5_000);
+          started.splice(started.indexOf(running), 1);
+        }
+        if (restartOptions.downMs) await new Promise((resolve) => setTimeout(resolve, restartOptions.downMs));
+        const etcdAgain = startEtcd();
+        started.push(etcdAgain);
+        await etcdReady(etcdAgain);
+        const apiServerAgain = startApiServer();
+        started.push(apiServerAgain);
+        await apiServerReady(apiServerAgain);
+        progress(`kube-apiserver and etcd restarted on ${server}`);
+      },
     };
   } catch (error) {
     await stopAll().catch(() => {});

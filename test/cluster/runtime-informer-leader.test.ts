@@ -609,3 +609,35 @@ test.serial(
     t.false(signals[1]?.aborted);
   },
 );
+
+test.serial(
+  'after kube-apiserver and etcd restart on the same data, objects are kept and an informer follows changes again',
+  async (t) => {
+    // The premise of the runbook's "API server restarted during a recovery": the harness can
+    // restart them (LocalCluster.restartApiServer) and a watch made before resumes after it.
+    const { kc, cluster: local } = cluster();
+    const core = kc.makeApiClient(CoreV1Api);
+    const namespace = await createTestNamespace(kc, 'restart');
+    await core.createNamespacedConfigMap({ namespace, body: configMap('kept', { app: 'x' }, { v: '1' }) });
+    const informer = new Informer<V1ConfigMap>({
+      kc,
+      type: RESOURCE_TYPES.configMap,
+      namespace,
+      labelSelector: 'app=x',
+      logger: captureLogs().logger,
+    });
+    informer.start();
+    t.teardown(() => informer.stop());
+    await informer.waitForSync(AbortSignal.timeout(30_000));
+
+    await local.restartApiServer({ downMs: 1_000 });
+    const kept = await core.readNamespacedConfigMap({ namespace, name: 'kept' });
+    t.is(kept.data?.v, '1', 'etcd kept its data');
+    await core.createNamespacedConfigMap({ namespace, body: configMap('later', { app: 'x' }, { v: '2' }) });
+    await eventually(() => informer.get(namespace, 'later'), {
+      description: 'the informer sees an object created after the restart',
+      timeoutMs: 60_000,
+    });
+    t.truthy(informer.get(namespace, 'kept'));
+  },
+);
