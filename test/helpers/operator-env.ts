@@ -14,6 +14,7 @@ import {
 } from '@kubernetes/client-node';
 import { ControlPlaneAdminClient } from '../../src/controlplane/admin-client.ts';
 import {
+  createControlPlane,
   type StartedControlPlane,
   startControlPlane,
   usableAdminCredential,
@@ -42,6 +43,7 @@ export class ShiftedClock implements Clock {
 
 export interface OperatorEnvironment {
   cluster: ClusterContext;
+  /** The control plane now running (a new instance after startControlPlaneAgain()). */
   controlPlane: StartedControlPlane;
   admin: ControlPlaneAdminClient;
   clock: ShiftedClock;
@@ -50,6 +52,13 @@ export interface OperatorEnvironment {
   startOperator(overrides?: Partial<OperatorOptions>): Promise<RunningOperator>;
   /** Plays the pod of Connector `name`: the real agent with the token its Secret holds (if any). */
   runAgent(namespace: string, name: string, dataDir?: string): Promise<SimulatedPod>;
+  /**
+   * Stops the control plane as its process stops: it stops listening, ends long-polls, closes every
+   * connection and writes its state; the port is closed, so callers get connection refused.
+   */
+  stopControlPlane(): Promise<void>;
+  /** Starts it again on the same port and data directory (same CA, state, admin credential). */
+  startControlPlaneAgain(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -63,14 +72,15 @@ export async function startOperatorEnvironment(
 
   const dataDir = await mkdtemp(join(tmpdir(), 'vaultpam-cp-'));
   const clock = new ShiftedClock();
-  const controlPlane = await startControlPlane({
+  const controlPlaneOptions = {
     dataDir,
     host: '127.0.0.1',
-    port: 0,
     clock,
     heartbeatIntervalSeconds: options.heartbeatIntervalSeconds ?? 1,
     logger: options.logger ?? silentLogger(),
-  });
+  };
+  let controlPlane = await startControlPlane({ ...controlPlaneOptions, port: 0 });
+  const controlPlanePort = Number(new URL(controlPlane.url).port);
   const admin = new ControlPlaneAdminClient({
     url: controlPlane.url,
     caPem: controlPlane.caPem,
@@ -96,7 +106,9 @@ export async function startOperatorEnvironment(
   let counter = 0;
   return {
     cluster,
-    controlPlane,
+    get controlPlane() {
+      return controlPlane;
+    },
     admin,
     clock,
     operatorKubeConfig,
@@ -139,6 +151,24 @@ export async function startOperatorEnvironment(
         caPem: controlPlane.caPem,
         ...(dataDir ? { dataDir } : {}),
       });
+    },
+    async stopControlPlane() {
+      await controlPlane.close();
+    },
+    async startControlPlaneAgain() {
+      // The port was free a moment ago; another socket may take it meanwhile (EADDRINUSE): retry briefly.
+      for (let attempt = 1; ; attempt += 1) {
+        const next = await createControlPlane(controlPlaneOptions);
+        try {
+          const url = await next.listen({ host: controlPlaneOptions.host, port: controlPlanePort });
+          controlPlane = Object.assign(next, { url });
+          return;
+        } catch (error) {
+          await next.close();
+          if ((error as NodeJS.ErrnoException).code !== 'EADDRINUSE' || attempt >= 20) throw error;
+          await new Promise((resolve) => setTimeout(resolve, 250));
+        }
+      }
     },
     async stop() {
       for (const operator of running) await operator.stop().catch(() => {});

@@ -271,7 +271,11 @@ const firstBootFailure: Rule = (input) => {
     reasons.push(`the agent's enrollment failed: ${t?.code ?? ''} ${t?.reason ?? ''}`.trim());
   if (failure) reasons.push(`the control plane refused an enrollment with ${failure.code} at ${failure.at}`);
   if (keepsExpiring) {
-    reasons.push(`enrollment tokens expired unused (${Math.max(input.unpairedMints - 1, 1)} so far)`);
+    // Every token minted for the first pairing ended unused (enrollment.ts counts a revoked one as
+    // an expiry for the re-mint backoff): the count is the mints so far.
+    reasons.push(
+      `enrollment tokens expired or were revoked before the agent used them (${input.unpairedMints} so far)`,
+    );
   }
   return {
     failureClass: 'FirstBootBootstrap',
