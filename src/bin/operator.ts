@@ -47,6 +47,23 @@ const flags: FlagSpecs = {
     default: 'vaultpam-connector-operator',
     description: 'Name of the Lease.',
   },
+  'leader-election-lease-duration': {
+    env: env('leader-election-lease-duration'),
+    default: '15s',
+    description:
+      'How long candidates wait for a Lease that is no longer renewed: a leader that died without releasing it is replaced after this.',
+  },
+  'leader-election-renew-deadline': {
+    env: env('leader-election-renew-deadline'),
+    default: '10s',
+    description:
+      'The leader stops acting once it could not renew the Lease for this long (less than the lease duration).',
+  },
+  'leader-election-retry-period': {
+    env: env('leader-election-retry-period'),
+    default: '2s',
+    description: 'Time between Lease renewals and acquire attempts (less than the renew deadline).',
+  },
   listen: {
     env: env('listen'),
     default: '0.0.0.0:8080',
@@ -148,6 +165,23 @@ async function main(): Promise<void> {
   } catch (error) {
     throw new CodedError('INVALID_FLAGS', `--release-timeout: ${errorMessage(error)}`);
   }
+  const durationMs = (flag: string): number => {
+    try {
+      return parseDuration(v[flag] ?? '') * 1000;
+    } catch (error) {
+      throw new CodedError('INVALID_FLAGS', `--${flag}: ${errorMessage(error)}`);
+    }
+  };
+  const leaseDurationMs = durationMs('leader-election-lease-duration');
+  const renewDeadlineMs = durationMs('leader-election-renew-deadline');
+  const retryPeriodMs = durationMs('leader-election-retry-period');
+  // The leader must stop acting before a candidate may take the Lease over.
+  if (!(retryPeriodMs > 0 && renewDeadlineMs > retryPeriodMs && leaseDurationMs > renewDeadlineMs)) {
+    throw new CodedError(
+      'INVALID_FLAGS',
+      `leader election needs 0 < --leader-election-retry-period < --leader-election-renew-deadline < --leader-election-lease-duration, got ${retryPeriodMs / 1000} s, ${renewDeadlineMs / 1000} s and ${leaseDurationMs / 1000} s`,
+    );
+  }
   // Every flag is checked before anything touches the cluster.
   const kc = loadKubeConfig();
   const clusterResourceNamespace = v['cluster-resource-namespace'] || process.env.POD_NAMESPACE;
@@ -168,6 +202,9 @@ async function main(): Promise<void> {
             namespace: leaseNamespace,
             leaseName: v['lease-name'] ?? 'vaultpam-connector-operator',
             identity: leaderIdentity(process.env.POD_NAME ?? hostname()),
+            leaseDurationMs,
+            renewDeadlineMs,
+            retryPeriodMs,
           },
         }
       : {}),

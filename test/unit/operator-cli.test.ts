@@ -39,6 +39,21 @@ test('bad flags are refused by name with what they need', (t) => {
     [['--leader-elect', 'true'], /--leader-election-namespace \(or POD_NAMESPACE\) is required/],
     [['--listen', 'nowhere', '--leader-elect', 'false'], /--listen: "nowhere" is not host:port/],
     [['--resync', 'soon', '--leader-elect', 'false'], /--resync: /],
+    [
+      ['--leader-election-retry-period', 'often', '--leader-elect', 'false'],
+      /--leader-election-retry-period: /,
+    ],
+    [
+      [
+        '--leader-election-lease-duration',
+        '5s',
+        '--leader-election-renew-deadline',
+        '5s',
+        '--leader-elect',
+        'false',
+      ],
+      /--leader-election-renew-deadline < --leader-election-lease-duration, got 2 s, 5 s and 5 s/,
+    ],
     [['--no-such-flag'], /no-such-flag/],
   ];
   for (const [args, message] of cases) {
