@@ -18,6 +18,7 @@ import {
 } from '../lib/pki.ts';
 import { backoffDelay, renewalDueAt } from './backoff.ts';
 import { isCertificateRefusal, judgeCertificateRefusal } from './certificate-refusal.ts';
+import { ControlPlaneClockOffset } from './clock-offset.ts';
 import type { AgentConfig } from './config.ts';
 import { describeDuration, isTransportError } from './connection-errors.ts';
 import {
@@ -42,11 +43,14 @@ import {
   unreachableFailure,
 } from './failure.ts';
 import { type Readiness, readinessAt } from './health-server.ts';
+import { recordedSerial, tokenWrittenAfterCertificate } from './identity-replacement.ts';
 import {
+  certificateIsOlder,
   certificateNamesFailure,
   changedIdentityFiles,
   type IdentityFileStamps,
   type IdentityLoadResult,
+  identityDirectoryWriteProblem,
   identityPaths,
   issuedByCaBundle,
   type LoadedIdentity,
@@ -55,6 +59,7 @@ import {
   recordRejection,
   removeStrayTempFiles,
   repairIdentityPermissions,
+  saveCertificate,
   saveIdentity,
   savePendingKey,
   setAsideIdentity,
@@ -122,13 +127,35 @@ export interface RunningAgent {
 
 class StopRequested extends Error {}
 
+/**
+ * A certificate the control plane accepts (and, for a renewal, the only one it accepts) that could not
+ * be written yet: the agent runs on it from memory and saves it at every heartbeat and at shutdown.
+ */
+interface UnsavedCertificate {
+  identity: LoadedIdentity;
+  /** The serial cert.pem holds meanwhile, which the control plane no longer accepts after a renewal. */
+  serialOnDisk: string;
+  /** 'renewed': logged as "certificate renewed" once saved; 'restored': written back over an older copy. */
+  origin: 'renewed' | 'restored';
+  /** ca.pem was missing: saving it restores ca.pem too. */
+  restoresCa: boolean;
+  failedSaves: number;
+}
+
 /** The control plane refused the identity and a token mounted since then may replace it (once). */
 class ReplaceRefusedIdentity extends Error {
   readonly refusal: CodedError;
-  constructor(refusal: CodedError) {
+  /** Why the mounted token may replace it, when that is not an earlier refusal of this identity. */
+  readonly evidence: string | undefined;
+  constructor(refusal: CodedError, evidence?: string) {
     super('replace the refused identity');
     this.refusal = refusal;
+    this.evidence = evidence;
   }
+}
+
+function isIdentityLost(error: unknown): error is AgentFailure {
+  return isAgentFailure(error) && error.code === 'IDENTITY_LOST';
 }
 
 async function defaultGenerateKey(): Promise<string> {
@@ -207,14 +234,18 @@ class AgentLifecycle {
   private identity: LoadedIdentity | undefined;
   /** The identity files as this agent last loaded or wrote them, to notice changes made by others. */
   private identityFiles: IdentityFileStamps | undefined;
-  /** A renewed identity the control plane already uses but that is not on disk yet. */
-  private unsavedIdentity: LoadedIdentity | undefined;
+  /** A certificate the control plane already uses (renewed, or written back) that is not on disk yet. */
+  private unsavedIdentity: UnsavedCertificate | undefined;
+  /** Why renewal is held back (the identity directory takes no write), per serial, to warn once. */
+  private renewalHeldBack: { serial: string; code: string } | undefined;
   /** A refused identity was moved aside and replaced in this process; never twice. */
   private replacedRefusedIdentity = false;
   /** The control plane's renewAfter from the last heartbeat answer, for the certificate of that serial. */
   private renewAfter: { serial: string; at: Date } | undefined;
   /** When this process received its current certificate (enrolled or renewed), for that serial. */
   private certificateReceived: { serial: string; at: Date } | undefined;
+  /** How far the control plane's clock is from this node's: its renewAfter and dates are on its clock. */
+  private readonly controlPlaneClock = new ControlPlaneClockOffset();
   /** The serial each outage warning was given for: once per certificate, not at every failed heartbeat. */
   private outageWarned: { renewalDue?: string; expired?: string } = {};
   private stopping = false;
@@ -286,8 +317,10 @@ class AgentLifecycle {
   private async run(): Promise<AgentOutcome> {
     try {
       await this.startAndHeartbeat();
+      await this.saveBeforeExit();
       return this.stopped();
     } catch (error) {
+      await this.saveBeforeExit();
       if (error instanceof StopRequested || (this.stopping && !isAgentFailure(error))) return this.stopped();
       if (isAgentFailure(error)) return this.failClosed(error);
       this.current.phase = 'failed';
@@ -341,7 +374,7 @@ class AgentLifecycle {
     if (strays.length > 0) {
       this.logger.info({ files: strays }, 'removed temporary files left by an interrupted write');
     }
-    const loaded = await this.loadIdentityFromDisk();
+    const loaded = await this.loadIdentityOrReplaceLost();
     // The control plane is verified with --ca-file, else the identity's ca.pem, else the system roots.
     const identityCaPem = loaded.kind === 'present' ? loaded.identity.caPem : undefined;
     this.client = this.createClient({
@@ -379,8 +412,11 @@ class AgentLifecycle {
         await this.heartbeatLoop();
         return;
       } catch (error) {
+        // Lost while running (key or certificate deleted): remembered, so a later start can tell a
+        // recovery's token from one that was already mounted.
+        if (isIdentityLost(error)) await this.onIdentityLost(error, { atStart: false });
         if (!(error instanceof ReplaceRefusedIdentity)) throw error;
-        await this.replaceRefusedIdentity(error.refusal);
+        await this.replaceRefusedIdentity(error.refusal, error.evidence);
       }
     }
   }
@@ -414,25 +450,63 @@ class AgentLifecycle {
     });
     if (this.replacedRefusedIdentity || !verdict.replaceable) throw verdict.failure;
     const serial = identity.facts.serial;
-    let fingerprint: string | undefined;
+    const fingerprint = await this.mountedTokenFingerprint(serial, 'the refused identity');
+    const earlier = await readRejection(this.config.dataDir, serial);
+    const unseen = fingerprint !== undefined && !earlier?.tokensSeen.includes(fingerprint);
+    if (earlier && unseen) throw new ReplaceRefusedIdentity(error);
+    // Revoked by a guided recovery: beginning it revoked every older token, so a token written after
+    // this certificate can only be the recovery's. It is used at this first refusal already.
+    const recovery = verdict.recoveryRequestId;
+    const afterCertificate =
+      unseen && recovery !== undefined
+        ? await tokenWrittenAfterCertificate(this.config.tokenFile, this.config.dataDir)
+        : false;
+    if (afterCertificate) {
+      throw new ReplaceRefusedIdentity(
+        error,
+        `guided recovery ${recovery} revoked the certificate and every older token, and the token was written after the certificate, so it is the recovery's`,
+      );
+    }
+    await this.recordRefusal(serial, error.code, error.message, fingerprint);
+    if (fingerprint) {
+      this.logger.warn(
+        { serial, tokenFile: this.config.tokenFile },
+        earlier
+          ? 'an enrollment token is present, but it was already mounted when the control plane refused this identity before: it is not used'
+          : recovery !== undefined
+            ? `an enrollment token is present, but it was written before this connector's certificate, which guided recovery ${recovery} revoked: it cannot be that recovery's token (beginning the recovery revoked every older token), so it is not used; mount the token the recovery mints`
+            : 'an enrollment token is present, but it was mounted before the control plane first refused this identity: it is not used (only a token mounted after the refusal, such as a guided recovery mints, replaces the identity)',
+      );
+    }
+    throw verdict.failure;
+  }
+
+  /** The fingerprint of the mounted token (never the token), or undefined when none can be read. */
+  private async mountedTokenFingerprint(serial: string, identity: string): Promise<string | undefined> {
     try {
       const token = await readTokenFile(this.config.tokenFile);
-      fingerprint = token ? tokenFingerprint(serial, token) : undefined;
+      return token ? tokenFingerprint(serial, token) : undefined;
     } catch (readError) {
       this.logger.warn(
         { tokenFile: this.config.tokenFile, err: errorMessage(readError) },
-        'the enrollment token file cannot be read; it cannot replace the refused identity',
+        `the enrollment token file cannot be read; it cannot replace ${identity}`,
       );
+      return undefined;
     }
-    const earlier = await readRejection(this.config.dataDir, serial);
-    if (earlier && fingerprint && !earlier.tokensSeen.includes(fingerprint)) {
-      throw new ReplaceRefusedIdentity(error);
-    }
+  }
+
+  /** Remembers in identity/rejection.json that this identity cannot be used, and which token was mounted. */
+  private async recordRefusal(
+    serial: string,
+    code: string,
+    message: string,
+    fingerprint: string | undefined,
+  ): Promise<void> {
     try {
       await recordRejection(this.config.dataDir, {
         serial,
-        code: error.code,
-        message: error.message,
+        code,
+        message,
         token: fingerprint,
         now: this.clock.now(),
       });
@@ -442,30 +516,74 @@ class AgentLifecycle {
         'could not record the refusal of the identity in the data directory',
       );
     }
+  }
+
+  /**
+   * Loads the identity; one that is lost (identity.json present, key or certificate gone) may be
+   * replaced by a token mounted after the loss was first reported, as a refused one may.
+   */
+  private async loadIdentityOrReplaceLost(): Promise<IdentityLoadResult> {
+    try {
+      return await this.loadIdentityFromDisk();
+    } catch (error) {
+      if (!isIdentityLost(error)) throw error;
+      await this.onIdentityLost(error, { atStart: true });
+      return { kind: 'absent', pendingKeyPem: undefined };
+    }
+  }
+
+  /**
+   * IDENTITY_LOST is remembered like a refusal for good: identity/rejection.json (keyed by the serial
+   * identity.json records) gets the fingerprint of the token mounted when the loss is reported. At a
+   * later start, a token that was not mounted at any earlier report was minted after it (a guided
+   * recovery's): what is left of the identity is moved aside in one rename and the agent pairs once.
+   * Otherwise it fails closed, saying why a mounted token is not used. Returns only after moving aside.
+   */
+  private async onIdentityLost(failure: AgentFailure, { atStart }: { atStart: boolean }): Promise<void> {
+    // Without identity.json the next start is a first boot: there is nothing to remember a token against.
+    const serial = await recordedSerial(this.config.dataDir);
+    if (serial === undefined) throw failure;
+    const fingerprint = await this.mountedTokenFingerprint(serial, 'the lost identity');
+    const earlier = await readRejection(this.config.dataDir, serial);
+    const unseen = fingerprint !== undefined && !earlier?.tokensSeen.includes(fingerprint);
+    if (atStart && earlier && unseen && !this.replacedRefusedIdentity) {
+      this.replacedRefusedIdentity = true;
+      const movedTo = await this.moveIdentityAside('lost');
+      this.logger.warn(
+        { connectorId: this.config.connectorId, lostSerial: serial, movedTo, reason: failure.message },
+        `identity lost and a new enrollment token is present (mounted after the loss was first reported): moved what is left of the identity to ${movedTo} and pairing once with the token`,
+      );
+      return;
+    }
+    await this.recordRefusal(serial, failure.code, failure.message, fingerprint);
     if (fingerprint) {
       this.logger.warn(
         { serial, tokenFile: this.config.tokenFile },
         earlier
-          ? 'an enrollment token is present, but it was already mounted when the control plane refused this identity before: it is not used'
-          : 'an enrollment token is present, but it was mounted before the control plane first refused this identity: it is not used (only a token mounted after the refusal, such as a guided recovery mints, replaces the identity)',
+          ? 'an enrollment token is present, but it was already mounted when this identity was reported lost before: it is not used; a token mounted after that report (such as a guided recovery mints) makes the agent move the identity directory aside and pair once'
+          : 'an enrollment token is present, but it was mounted before this identity was first reported lost: it is not used (it may be the spent bootstrap token); a token mounted after this report (such as a guided recovery mints) makes the agent move the identity directory aside and pair once, or move it aside yourself (never delete it)',
       );
     }
-    throw verdict.failure;
+    throw failure;
   }
 
-  /** Moves the refused identity aside (never deletes it) and pairs exactly once with the new token. */
-  private async replaceRefusedIdentity(refusal: CodedError): Promise<void> {
-    this.replacedRefusedIdentity = true;
-    const refused = this.identity;
-    let movedTo: string;
+  /** Renames the whole identity directory to identity.rejected-<time>: nothing is deleted. */
+  private async moveIdentityAside(what: 'refused' | 'lost'): Promise<string> {
     try {
-      movedTo = await setAsideIdentity(this.config.dataDir, this.clock.now());
+      return await setAsideIdentity(this.config.dataDir, this.clock.now());
     } catch (error) {
       throw configurationFailure(
-        `cannot move the refused identity aside in ${this.config.dataDir} (--data-dir, env PAM_AGENT_DATA_DIR): ` +
+        `cannot move the ${what} identity aside in ${this.config.dataDir} (--data-dir, env PAM_AGENT_DATA_DIR): ` +
           `${(error as NodeJS.ErrnoException).code ?? errorMessage(error)}; mount a writable durable volume there`,
       );
     }
+  }
+
+  /** Moves the refused identity aside (never deletes it) and pairs exactly once with the new token. */
+  private async replaceRefusedIdentity(refusal: CodedError, evidence?: string): Promise<void> {
+    this.replacedRefusedIdentity = true;
+    const refused = this.identity;
+    const movedTo = await this.moveIdentityAside('refused');
     this.identity = undefined;
     this.unsavedIdentity = undefined;
     this.current.serial = undefined;
@@ -479,7 +597,7 @@ class AgentLifecycle {
         code: refusal.code,
         reason: refusal.message,
       },
-      `identity refused by the control plane and a new enrollment token is present: moved the refused identity to ${movedTo} and pairing once with the token`,
+      `identity refused by the control plane and a new enrollment token is present${evidence ? ` (${evidence})` : ''}: moved the refused identity to ${movedTo} and pairing once with the token`,
     );
     await this.enroll(undefined);
   }
@@ -552,6 +670,10 @@ class AgentLifecycle {
     }
     for (const note of loaded.notes) this.logger.warn(note);
     const previous = this.identity;
+    if (isOlderCertificateOfSameKey(loaded.identity, previous)) {
+      await this.writeBackCurrentCertificate(previous, loaded.identity);
+      return;
+    }
     if (loaded.identity.certPem !== previous.certPem || loaded.identity.keyPem !== previous.keyPem) {
       this.logger.warn(
         { previousSerial: previous.facts.serial, serial: loaded.identity.facts.serial },
@@ -561,6 +683,32 @@ class AgentLifecycle {
     this.useIdentity(loaded.identity);
     this.warnIfCaMissing(loaded.identity);
     await this.recordIdentityFiles();
+  }
+
+  /**
+   * A backup or snapshot copied back over the live identity brings an older certificate of the same
+   * key: the control plane accepts only the newest, so using it would get the connector refused as
+   * replaced. The current certificate (and its identity.json) is written back instead, atomically.
+   */
+  private async writeBackCurrentCertificate(current: LoadedIdentity, older: LoadedIdentity): Promise<void> {
+    const { cert } = identityPaths(this.config.dataDir);
+    this.unsavedIdentity = {
+      identity: current,
+      serialOnDisk: older.facts.serial,
+      origin: 'restored',
+      restoresCa: false,
+      failedSaves: 0,
+    };
+    const saved = await this.saveUnsavedCertificate();
+    const replaced =
+      `${cert} was replaced by an older certificate of this identity (serial ${older.facts.serial}, valid ` +
+      `until ${older.facts.notAfter.toISOString()})`;
+    this.logger.warn(
+      { serial: current.facts.serial, olderSerial: older.facts.serial },
+      saved
+        ? `${replaced}; restored the current one (serial ${current.facts.serial})`
+        : `${replaced}; the current one (serial ${current.facts.serial}) could not be written back yet: running on it from memory`,
+    );
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -601,6 +749,7 @@ class AgentLifecycle {
       const triedAt = this.clock.now();
       try {
         const answer = await client.enroll({ connectorId: this.config.connectorId, token, csrPem });
+        this.noteControlPlaneClock(answer.serverDate);
         const identity = this.identityFrom(keyPem, answer, this.clock.now().toISOString(), {
           checkNames: false,
         });
@@ -639,7 +788,7 @@ class AgentLifecycle {
         );
         this.logger.warn(
           { failureClass: 'FirstBootBootstrap', code: coded.code, attempt, retryInMs: delay },
-          `enrollment request did not reach the control plane: ${coded.message}; retrying (the token was not accepted or refused yet)`,
+          enrollmentRetryMessage(coded),
         );
         await this.sleep(delay);
       }
@@ -736,6 +885,7 @@ class AgentLifecycle {
         const answer = await client.heartbeat({ paths, agentVersion: this.agentVersion });
         const previousState = this.current.state;
         this.current.lastAcceptedAt = this.clock.now();
+        this.noteControlPlaneClock(answer.serverDate);
         this.current.state = answer.state;
         this.current.heartbeatsAccepted += 1;
         this.current.phase = 'connected';
@@ -783,7 +933,7 @@ class AgentLifecycle {
   }
 
   private async renewIfDue(client: AgentApi): Promise<void> {
-    if (this.unsavedIdentity) await this.retrySave();
+    await this.saveUnsavedCertificate();
     const identity = this.identity;
     if (!identity) return;
     const dueAt = this.renewalDueFor(identity);
@@ -792,10 +942,11 @@ class AgentLifecycle {
     const now = this.clock.now();
     const due = now.getTime() >= dueAt.getTime();
     if (!caMissing && !due) return;
+    if (await this.renewalHeldBackByDisk(identity, now)) return;
     const why = due ? `due since ${dueAt.toISOString()}` : 'early, to restore the missing CA bundle';
     this.logger.info(
       { serial: identity.facts.serial, dueAt: dueAt.toISOString(), notAfter: identity.metadata.notAfter },
-      `renewing the certificate (${why}, ${timeLeft(identity.facts.notAfter, now)})`,
+      `renewing the certificate (${why}, ${timeLeft(this.controlPlaneClock.toLocal(identity.facts.notAfter), now)})`,
     );
     let answer: CertificateAnswer;
     try {
@@ -811,37 +962,73 @@ class AgentLifecycle {
       );
       return;
     }
+    this.noteControlPlaneClock(answer.serverDate);
     const renewed = this.identityFrom(identity.keyPem, answer, identity.metadata.enrolledAt);
-    // Persist first, so "certificate renewed" in the log means it is on disk (unless the save
-    // failed, which is logged on its own and retried).
-    this.unsavedIdentity = renewed;
-    await this.retrySave();
-    if (caMissing && !this.unsavedIdentity) {
-      this.logger.info(
-        { path: identityPaths(this.config.dataDir).ca },
-        `restored ${identityPaths(this.config.dataDir).ca} from the control plane`,
-      );
-    }
+    // The control plane now accepts only the renewed certificate: use it, and save it before saying
+    // "certificate renewed" (a save that fails is retried at every heartbeat and at shutdown).
+    this.unsavedIdentity = {
+      identity: renewed,
+      serialOnDisk: identity.facts.serial,
+      origin: 'renewed',
+      restoresCa: caMissing,
+      failedSaves: 0,
+    };
     this.useIdentity(renewed);
     this.noteCertificateReceived(renewed);
+    await this.saveUnsavedCertificate();
     this.current.renewals += 1;
-    this.logger.info(
-      {
-        previousSerial: identity.facts.serial,
-        serial: renewed.facts.serial,
-        notAfter: renewed.metadata.notAfter,
-      },
-      'certificate renewed',
+  }
+
+  /**
+   * A renewal makes the control plane accept only the new certificate, so one that cannot be saved
+   * is lost with the process, and the identity with it. Renew only when the identity directory takes
+   * a write; otherwise keep the current certificate and say why, once per certificate and cause.
+   */
+  private async renewalHeldBackByDisk(identity: LoadedIdentity, now: Date): Promise<boolean> {
+    const bytes = identity.certPem.length + (identity.caPem?.length ?? 8192) + 1024;
+    const problem = await identityDirectoryWriteProblem(this.config.dataDir, bytes);
+    const serial = identity.facts.serial;
+    const dir = identityPaths(this.config.dataDir).dir;
+    if (!problem) {
+      if (this.renewalHeldBack)
+        this.logger.info({ path: dir }, `${dir} takes writes again: renewing the certificate`);
+      this.renewalHeldBack = undefined;
+      return false;
+    }
+    if (this.renewalHeldBack?.serial === serial && this.renewalHeldBack.code === problem.code) return true;
+    this.renewalHeldBack = { serial, code: problem.code };
+    this.logger.warn(
+      { path: dir, code: problem.code, serial, notAfter: identity.facts.notAfter.toISOString() },
+      `certificate renewal held back: the identity directory ${dir} cannot be written (${problem.code} creating ` +
+        `${problem.path}): the control plane would accept only the renewed certificate, which could not be saved; ` +
+        `keeping the current one (serial ${serial}), which ${timeLeft(this.controlPlaneClock.toLocal(identity.facts.notAfter), now)}; make ${dir} ` +
+        'writable by the connector user (read-only mount, full volume, ownership): the renewal follows at the ' +
+        'next heartbeat after that',
     );
+    return true;
   }
 
   /** When the current certificate is due for renewal (backoff.ts renewalDueAt says how). */
   private renewalDueFor(identity: LoadedIdentity): Date {
     const serial = identity.facts.serial;
-    return renewalDueAt(identity.facts.notBefore, identity.facts.notAfter, this.config.renewAtFraction, {
-      ...(this.certificateReceived?.serial === serial ? { receivedAt: this.certificateReceived.at } : {}),
-      ...(this.renewAfter?.serial === serial ? { renewAfter: this.renewAfter.at } : {}),
-    });
+    // renewAfter and the certificate's dates are on the control plane's clock: on this node's, with a
+    // skewed clock, they fell due at once (node ahead: renewal at every heartbeat) or never (behind).
+    const local = (time: Date) => this.controlPlaneClock.toLocal(time);
+    return renewalDueAt(
+      local(identity.facts.notBefore),
+      local(identity.facts.notAfter),
+      this.config.renewAtFraction,
+      {
+        ...(this.certificateReceived?.serial === serial ? { receivedAt: this.certificateReceived.at } : {}),
+        ...(this.renewAfter?.serial === serial ? { renewAfter: local(this.renewAfter.at) } : {}),
+      },
+    );
+  }
+
+  /** Measures the control plane's clock from an answer's Date; warns once when it is far from this node's. */
+  private noteControlPlaneClock(serverDate: Date | undefined): void {
+    const warning = this.controlPlaneClock.observe(serverDate, this.clock.now());
+    if (warning) this.logger.warn({ offsetMs: this.controlPlaneClock.milliseconds }, warning);
   }
 
   /** Remembers the control plane's renewAfter for the certificate it just accepted. */
@@ -865,13 +1052,14 @@ class AgentLifecycle {
     if (!identity) return;
     const { serial, notAfter } = identity.facts;
     const now = this.clock.now();
-    if (now.getTime() >= notAfter.getTime()) {
+    const localNotAfter = this.controlPlaneClock.toLocal(notAfter);
+    if (now.getTime() >= localNotAfter.getTime()) {
       if (this.outageWarned.expired === serial) return;
       this.outageWarned = { renewalDue: serial, expired: serial };
       this.logger.warn(
         { serial, notAfter: notAfter.toISOString() },
         `certificate has expired or is not yet valid: this connector's certificate expired at ${notAfter.toISOString()} ` +
-          `while the control plane was unreachable (${timeLeft(notAfter, now)}); the control plane cannot renew an ` +
+          `while the control plane was unreachable (${timeLeft(localNotAfter, now)}); the control plane cannot renew an ` +
           'expired certificate, so once it is reachable it refuses it and the connector needs a guided recovery ' +
           "(unless this node's clock is wrong: check time sync)",
       );
@@ -882,27 +1070,86 @@ class AgentLifecycle {
     this.outageWarned = { ...this.outageWarned, renewalDue: serial };
     this.logger.warn(
       { serial, dueAt: dueAt.toISOString(), notAfter: notAfter.toISOString() },
-      `certificate renewal due since ${dueAt.toISOString()}: the control plane is unreachable; the certificate ${timeLeft(notAfter, now)}`,
+      `certificate renewal due since ${dueAt.toISOString()}: the control plane is unreachable; the certificate ${timeLeft(localNotAfter, now)}`,
     );
   }
 
-  private async retrySave(): Promise<void> {
-    const identity = this.unsavedIdentity;
-    if (!identity) return;
+  /**
+   * Saves the certificate the control plane already uses but that is not on disk yet. "certificate
+   * renewed" is logged only once it is on disk; a failure is logged at error level and retried at
+   * the next heartbeat and at shutdown, while the agent runs on the certificate from memory.
+   */
+  private async saveUnsavedCertificate(): Promise<boolean> {
+    const unsaved = this.unsavedIdentity;
+    if (!unsaved) return true;
+    const { identity } = unsaved;
     try {
-      await saveIdentity(this.config.dataDir, identity);
-      this.unsavedIdentity = undefined;
+      await saveCertificate(this.config.dataDir, identity);
     } catch (error) {
-      // The control plane already accepts only the new certificate; keep running on it in memory
-      // and try again at every heartbeat rather than exit and lose it.
+      unsaved.failedSaves += 1;
+      const code = (error as NodeJS.ErrnoException).code ?? errorMessage(error);
       this.logger.error(
-        { code: 'IDENTITY_PERSIST_FAILED', err: errorMessage(error), dataDir: this.config.dataDir },
-        'the renewed certificate could not be persisted; retrying at the next heartbeat',
+        {
+          code: 'IDENTITY_PERSIST_FAILED',
+          err: errorMessage(error),
+          dataDir: this.config.dataDir,
+          serial: identity.facts.serial,
+          serialOnDisk: unsaved.serialOnDisk,
+          failedSaves: unsaved.failedSaves,
+        },
+        `${unsaved.origin === 'renewed' ? 'renewed certificate' : 'current certificate'} not saved: ${code} writing ` +
+          `${identityPaths(this.config.dataDir).cert}: the control plane accepts serial ${identity.facts.serial}, ` +
+          `not serial ${unsaved.serialOnDisk} on disk; running on it from memory and saving it again at the next ` +
+          'heartbeat and at shutdown',
       );
+      return false;
     } finally {
       // The agent's own writes are not a change on disk to verify again.
       await this.recordIdentityFiles();
     }
+    this.unsavedIdentity = undefined;
+    this.logSaved(unsaved);
+    return true;
+  }
+
+  private logSaved(unsaved: UnsavedCertificate): void {
+    const paths = identityPaths(this.config.dataDir);
+    if (unsaved.restoresCa) {
+      this.logger.info({ path: paths.ca }, `restored ${paths.ca} from the control plane`);
+    }
+    const fields = {
+      previousSerial: unsaved.serialOnDisk,
+      serial: unsaved.identity.facts.serial,
+      notAfter: unsaved.identity.metadata.notAfter,
+      ...(unsaved.failedSaves > 0 ? { failedSaves: unsaved.failedSaves } : {}),
+    };
+    if (unsaved.origin === 'renewed') this.logger.info(fields, 'certificate renewed');
+    // A write-back that worked at once is reported by writeBackCurrentCertificate.
+    else if (unsaved.failedSaves > 0) {
+      this.logger.info(fields, `restored the current certificate (serial ${fields.serial}) to ${paths.cert}`);
+    }
+  }
+
+  /**
+   * At shutdown (and before failing closed), one last try to save a certificate that is only in
+   * memory. When it fails, say at error level what is lost with the process.
+   */
+  private async saveBeforeExit(): Promise<void> {
+    const unsaved = this.unsavedIdentity;
+    if (!unsaved || (await this.saveUnsavedCertificate())) return;
+    const { cert } = identityPaths(this.config.dataDir);
+    this.logger.error(
+      {
+        code: 'IDENTITY_PERSIST_FAILED',
+        serial: unsaved.identity.facts.serial,
+        serialOnDisk: unsaved.serialOnDisk,
+        notAfter: unsaved.identity.metadata.notAfter,
+      },
+      `exiting with the current certificate not saved: serial ${unsaved.identity.facts.serial} (valid until ` +
+        `${unsaved.identity.metadata.notAfter}) is lost with this process; ${cert} holds serial ` +
+        `${unsaved.serialOnDisk}, which the control plane no longer accepts (replaced by serial ` +
+        `${unsaved.identity.facts.serial}): the next start is refused and this connector needs a guided recovery`,
+    );
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -962,6 +1209,33 @@ class AgentLifecycle {
 function timeLeft(notAfter: Date, now: Date): string {
   const left = notAfter.getTime() - now.getTime();
   return left > 0 ? `expires in ${describeDuration(left)}` : `expired ${describeDuration(left)} ago`;
+}
+
+/** The same key with an older certificate than the one in use: a copy of an earlier state of this identity. */
+function isOlderCertificateOfSameKey(candidate: LoadedIdentity, current: LoadedIdentity): boolean {
+  return (
+    candidate.keyPem === current.keyPem &&
+    candidate.facts.serial !== current.facts.serial &&
+    certificateIsOlder(candidate.facts, current.facts)
+  );
+}
+
+/**
+ * A failed enrollment try that is retried, worded by how far it got: a request that was sent and not
+ * answered may have spent the token (then the retry is refused and the agent fails closed).
+ */
+function enrollmentRetryMessage(error: CodedError): string {
+  const phase = error.details?.phase;
+  if (isTransportError(error) && (phase === 'waiting for the answer' || phase === 'reading the answer')) {
+    return (
+      `enrollment request sent, but no answer came: ${error.message}; retrying (if the control plane paired ` +
+      'this connector meanwhile, the token is spent and the retry is refused)'
+    );
+  }
+  if (!isTransportError(error)) {
+    return `enrollment request answered with a temporary error: ${error.message}; retrying`;
+  }
+  return `enrollment request did not reach the control plane: ${error.message}; retrying (the token was not accepted or refused yet)`;
 }
 
 function asCodedError(error: unknown): CodedError {

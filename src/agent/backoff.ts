@@ -27,11 +27,15 @@ export interface RenewalHints {
 }
 
 /**
- * When a certificate should be renewed. The control plane's renewAfter when it gave one: it issued
- * the certificate, knows the lifetime it granted and its renewal budget, and may want a renewal
- * sooner (say before its CA changes). A renewAfter at or before the certificate was received would
- * renew it at every heartbeat and is not followed. Otherwise after `fraction` of the lifetime,
- * counted from when the certificate was received (or from notBefore for one loaded from disk).
+ * When a certificate should be renewed. All times are on one clock, this node's (the agent converts
+ * the control plane's renewAfter and the certificate's dates with the measured clock offset first).
+ * The control plane's renewAfter when it gave one: it issued the certificate, knows the lifetime it
+ * granted and its renewal budget, and may want a renewal sooner (say before its CA changes). A
+ * renewAfter at or before the certificate was received would renew it at every heartbeat and is not
+ * followed, wherever the receipt falls. Otherwise after `fraction` of the lifetime, counted from when
+ * the certificate was received (or from notBefore for one loaded from disk). A receipt outside the
+ * validity means the clocks still disagree by more than the lifetime: the fraction of the lifetime
+ * then counts from the receipt, never from before it (which renewed at every heartbeat).
  */
 export function renewalDueAt(
   notBefore: Date,
@@ -40,10 +44,10 @@ export function renewalDueAt(
   hints: RenewalHints = {},
 ): Date {
   const received = hints.receivedAt?.getTime();
-  const issuedAt =
-    received !== undefined && received > notBefore.getTime() && received < notAfter.getTime()
-      ? received
-      : notBefore.getTime();
-  if (hints.renewAfter && hints.renewAfter.getTime() > issuedAt) return hints.renewAfter;
-  return new Date(issuedAt + (notAfter.getTime() - issuedAt) * fraction);
+  const start = notBefore.getTime();
+  const end = notAfter.getTime();
+  if (hints.renewAfter && hints.renewAfter.getTime() > (received ?? start)) return hints.renewAfter;
+  if (received === undefined) return new Date(start + (end - start) * fraction);
+  if (received > start && received < end) return new Date(received + (end - received) * fraction);
+  return new Date(received + (end - start) * fraction);
 }

@@ -96,6 +96,12 @@ export interface RefusalVerdict {
   failure: AgentFailure;
   /** The identity can never be used again, so a token mounted after this refusal may replace it. */
   replaceable: boolean;
+  /**
+   * The guided recovery that revoked the certificate (CLIENT_CERTIFICATE_REVOKED with a requestId).
+   * Beginning it revoked the certificate and every older token, so a mounted token that can still
+   * pair was minted for it: it may replace the identity at once, even at this first refusal.
+   */
+  recoveryRequestId?: string;
 }
 
 /** The agent's answer to a refusal of its certificate: how it fails closed, and whether a new token may replace it. */
@@ -105,11 +111,14 @@ export function judgeCertificateRefusal(error: CodedError, context: RefusalConte
     case 'revoked':
     case 'superseded':
     case 'unknown':
-    case 'replacedOrRevoked':
+    case 'replacedOrRevoked': {
+      const requestId = cause === 'revoked' ? detail(error, 'requestId') : undefined;
       return {
         failure: identityRejectedFailure(error, verdictOnIdentity(cause, error, context.identity)),
         replaceable: true,
+        ...(requestId ? { recoveryRequestId: requestId } : {}),
       };
+    }
     case 'expired':
     case 'notYetValid':
       return validityVerdict(cause, error, context);
@@ -204,11 +213,19 @@ function validityVerdict(
     };
   }
   const judged = cause === 'expired' ? 'expired' : 'not yet valid';
+  // Which clock is wrong is not known here. Only a certificate not yet valid is intact either way;
+  // one the control plane calls expired is gone if the control plane's clock is the right one.
+  const outcome =
+    cause === 'expired'
+      ? "if the control plane's clock is right, the certificate has expired and a guided recovery follows " +
+        "once the clock is fixed; if this node's clock is right, the identity is intact"
+      : 'the identity is intact';
   return {
     failure: clockSkewFailure(
       `certificate has expired or is not yet valid: clock skew: ${clockDifference(cause, validity, now, serverTime)}; ` +
         `the control plane judges ${certificate} ${judged}, ${localJudgement(validity, now)} (${times}); ` +
-        `the identity is intact ${answerOf(error)}`,
+        `${outcome} ${answerOf(error)}`,
+      { controlPlaneJudgesExpired: cause === 'expired' },
     ),
     replaceable: false,
   };
@@ -283,8 +300,8 @@ export function sameControlPlane(a: string, b: string): boolean {
 function notReceived(error: CodedError, context: RefusalContext): AgentFailure {
   return clientCertificateNotReceivedFailure(
     `client certificate required: the control plane at ${context.controlPlaneUrl} received no client ` +
-      `certificate, although this agent presented ${certificateOf(context.identity)}: something between ` +
-      `them (a TLS-terminating proxy, ingress or load balancer) drops it ${answerOf(error)}`,
+      `certificate, although this agent had ${certificateOf(context.identity)} to present: something between ` +
+      `them (a TLS-terminating proxy, ingress or load balancer) does not ask for it or drops it ${answerOf(error)}`,
   );
 }
 

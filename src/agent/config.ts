@@ -2,6 +2,7 @@
 // mistake is reported with the flag or variable that caused it before anything else happens.
 import { parseArgs } from 'node:util';
 import type { FlagSpecs } from '../lib/cli.ts';
+import { parseDurationMs } from '../lib/duration.ts';
 import { isLogLevel, type LogLevel } from '../lib/logger.ts';
 import { type AgentFailure, configurationFailure } from './failure.ts';
 import { type PathCheckTarget, parsePathCheck } from './path-checks.ts';
@@ -111,19 +112,71 @@ export interface AgentConfig {
 
 export type ParsedCommandLine = { help: true } | { help: false; config: AgentConfig };
 
-/** "10s", "250ms", "15m", "1h", or a bare number of seconds. */
+/** Milliseconds of "10s", "250ms", "15m", "1h30m" or a bare number of seconds (src/lib/duration.ts). */
 export function parseDuration(text: string): number | undefined {
-  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
-  if (!match?.[1]) return undefined;
-  const value = Number(match[1]);
-  const unit = match[2] ?? 's';
-  const factor = unit === 'ms' ? 1 : unit === 's' ? 1000 : unit === 'm' ? 60_000 : 3_600_000;
-  return Math.round(value * factor);
+  return parseDurationMs(text);
 }
 
 function source(flag: string): string {
   const env = AGENT_FLAGS[flag]?.env;
   return env ? `--${flag} (env ${env})` : `--${flag}`;
+}
+
+/**
+ * parseArgs' complaint as one line naming the flag: its own text spans several lines (a literal "\n"
+ * in the termination message) and talks about "options".
+ */
+function commandLineProblem(error: unknown): string {
+  const { code, message } = error as { code?: string; message?: string };
+  const text = String(message ?? error);
+  const flag = /'(-{1,2}[^' <]+)/.exec(text)?.[1];
+  const named = flag?.startsWith('--') && AGENT_FLAGS[flag.slice(2)] ? source(flag.slice(2)) : flag;
+  if (code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' && named) {
+    if (/ambiguous/.test(text)) {
+      return (
+        `${named} has no value: the argument after it begins with "-" and reads as a flag (a duration or ` +
+        `number cannot be negative; a value that really begins with "-" is written ${flag}=<value>)`
+      );
+    }
+    if (/does not take an argument/.test(text)) return `${named} takes no value`;
+    return `${named} has no value`;
+  }
+  if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' && flag) return `unknown flag ${flag}`;
+  if (code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL') {
+    return `unexpected argument ${/'([^']*)'/.exec(text)?.[0] ?? ''}: the agent takes flags only`;
+  }
+  return text.split('\n')[0] ?? text;
+}
+
+/**
+ * The URL as it may be shown: a user name, password, query or fragment (which could hold a
+ * credential or a token) replaced, so a refused URL is never echoed with its secret parts.
+ */
+function shownUrl(text: string): string {
+  return text.replace(/\/\/[^/?#]*@/, '//[redacted]@').replace(/[?#].*$/s, '?[redacted]');
+}
+
+/**
+ * A control plane URL carries no secret: it is logged at start and written to identity.json. A user
+ * name or password, a query or a fragment is refused (the agent authenticates with its token and its
+ * certificate, and the control plane's API takes neither).
+ */
+function controlPlaneUrlProblems(url: URL, text: string): string[] {
+  const problems: string[] = [];
+  const shown = shownUrl(text);
+  if (url.username !== '' || url.password !== '') {
+    problems.push(
+      `${source('control-plane-url')} ${shown} must not carry a user name or password: the URL is logged and ` +
+        'written to identity.json, and the agent authenticates with its token and certificate; use https://host:port',
+    );
+  }
+  if (url.search !== '' || url.hash !== '' || /[?#]/.test(text)) {
+    problems.push(
+      `${source('control-plane-url')} ${shown} must not carry a query or a fragment: the URL is logged and ` +
+        'written to identity.json, and a token belongs in --token-file; use https://host:port',
+    );
+  }
+  return problems;
 }
 
 /** The termination log path as far as it can be known, to report a configuration error there. */
@@ -147,7 +200,7 @@ export function parseAgentCommandLine(argv: string[], env: NodeJS.ProcessEnv): P
     }
     parsed = parseArgs({ args: argv, options, strict: true, allowPositionals: false });
   } catch (error) {
-    throw configurationFailure(`${(error as Error).message}; run with --help to list the flags`);
+    throw configurationFailure(`${commandLineProblem(error)}; run with --help to list the flags`);
   }
   if (parsed.values.help === true) return { help: true };
   const raw: Record<string, string | undefined> = {};
@@ -211,7 +264,7 @@ export function validateAgentConfig(
       url = new URL(controlPlaneUrl);
     } catch {
       problems.push(
-        `${source('control-plane-url')} "${controlPlaneUrl}" is not a URL; use https://host:port`,
+        `${source('control-plane-url')} "${shownUrl(controlPlaneUrl)}" is not a URL; use https://host:port`,
       );
     }
     if (url && url.protocol !== 'https:') {
@@ -219,6 +272,7 @@ export function validateAgentConfig(
         `${source('control-plane-url')} must use https:// (got ${url.protocol}//); the agent speaks mTLS`,
       );
     }
+    if (url) problems.push(...controlPlaneUrlProblems(url, controlPlaneUrl));
   }
 
   const dataDir = required('data-dir');

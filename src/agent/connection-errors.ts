@@ -34,6 +34,8 @@ export interface ConnectionContext {
   clientCertificate?: boolean;
   /** False when the request went out on a kept-alive connection that had served others. */
   freshConnection?: boolean;
+  /** The issuer (X509Certificate.issuer) of this connector's own certificate, once it has one. */
+  clientCertificateIssuer?: string;
 }
 
 /** Validity of the certificate the server presented, when it could be read. */
@@ -91,8 +93,11 @@ function hostOf(url: string): string {
   }
 }
 
-function trustSource(caFile: string | undefined): string {
-  return caFile ? `the CA file ${caFile}` : 'the system CA roots (no --ca-file given)';
+/** What verified the server, as the subject of a sentence; `verb` agrees with it ("does" / "do"). */
+function trustSource(caFile: string | undefined): { name: string; verb: 'does' | 'do' } {
+  return caFile
+    ? { name: `the CA file ${caFile}`, verb: 'does' }
+    : { name: 'the system CA roots (no --ca-file given)', verb: 'do' };
 }
 
 /** Human wording of a clock difference, e.g. "3 h 2 min". */
@@ -115,7 +120,12 @@ export function validityMessage(whose: string, validity: PeerValidity, now: Date
   const local = `local time is ${now.toISOString()}`;
   if (now.getTime() < validity.notBefore.getTime()) {
     const skew = describeDuration(validity.notBefore.getTime() - now.getTime());
-    return `certificate has expired or is not yet valid: ${whose} is not yet valid (${range}, ${local}): the local clock is probably ${skew} behind; check time sync (timedatectl, NTP)`;
+    // Either clock may be the wrong one: this node's, or the one of the host that issued it.
+    return (
+      `certificate has expired or is not yet valid: ${whose} is not yet valid (${range}, ${local}): either ` +
+      `this node's clock is ${skew} behind, or the certificate was issued by a clock ${skew} ahead; check time ` +
+      'sync on both (timedatectl, NTP)'
+    );
   }
   if (now.getTime() > validity.notAfter.getTime()) {
     const ago = describeDuration(now.getTime() - validity.notAfter.getTime());
@@ -146,28 +156,26 @@ export function classifyConnectionError(
   if (typeof code === 'string' && UNKNOWN_CA_CODES.has(code)) {
     const incomplete = facts.chain ? chainIncompleteMessage(facts.chain, host, context.caFile) : undefined;
     if (incomplete) return permanent('CA_CHAIN_INCOMPLETE', incomplete);
+    const trust = trustSource(context.caFile);
     return permanent(
       'CA_UNTRUSTED',
       `x509: certificate signed by unknown authority: the control plane at ${host} presented a certificate ` +
-        `that ${trustSource(context.caFile)} does not trust (${code}: ${raw})` +
-        (facts.chain ? `: ${chainSummary(facts.chain)}` : ''),
+        `that ${trust.name} ${trust.verb} not trust (${code}: ${raw})` +
+        (facts.chain ? `: ${chainSummary(facts.chain)}` : '') +
+        (facts.chain ? ownIssuerHint(facts.chain, context) : ''),
     );
   }
   if (code === 'CERT_HAS_EXPIRED' || code === 'CERT_NOT_YET_VALID') {
     const detail = facts.validity
       ? validityMessage(`the control plane certificate of ${host}`, facts.validity, context.now)
-      : `certificate has expired or is not yet valid: the control plane certificate of ${host} ${code === 'CERT_HAS_EXPIRED' ? 'has expired' : 'is not yet valid'} (local time is ${context.now.toISOString()}; check the local clock)`;
+      : `certificate has expired or is not yet valid: the control plane certificate of ${host} ${code === 'CERT_HAS_EXPIRED' ? 'has expired' : 'is not yet valid'} (local time is ${context.now.toISOString()}; check this node's clock and the issuer's)`;
     return permanent(
       code === 'CERT_HAS_EXPIRED' ? 'SERVER_CERT_EXPIRED' : 'SERVER_CERT_NOT_YET_VALID',
       detail,
     );
   }
   if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') {
-    return permanent(
-      'SERVER_NAME_MISMATCH',
-      `tls handshake failed: certificate verify failed: the control plane certificate is not valid for ${host}: ` +
-        `${raw}; use the host name the certificate names in --control-plane-url`,
-    );
+    return permanent('SERVER_NAME_MISMATCH', nameMismatchMessage(error, context.url));
   }
   const handshake = handshakeFailure(error, code, context, facts);
   if (handshake) return temporary(handshake.code, handshake.message);
@@ -191,6 +199,44 @@ export function classifyConnectionError(
     );
   }
   return temporary('CONNECTION_FAILED', `request to ${host} failed: ${raw}`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Host name mismatch
+
+/** "DNS:cp.example, IP Address:10.0.0.1" (node's subjectaltname) -> the DNS and IP names it lists. */
+function hostNamesOf(subjectAltName: unknown): string[] {
+  if (typeof subjectAltName !== 'string') return [];
+  return subjectAltName
+    .split(/,\s*/)
+    .map((entry) => /^(DNS|IP Address):(.+)$/.exec(entry.trim()))
+    .filter((match): match is RegExpExecArray => match !== null)
+    .map((match) => `${match[1] === 'DNS' ? 'DNS' : 'IP'}:${match[2]}`);
+}
+
+/**
+ * Which names the control plane's certificate carries and which one was asked for, instead of
+ * node's "IP: 127.0.0.1 is not in the cert's list:" (which lists only the names of the asked kind,
+ * often none).
+ */
+function nameMismatchMessage(error: unknown, url: string): string {
+  let asked: string;
+  try {
+    asked = new URL(url).hostname.replace(/^\[(.*)\]$/, '$1');
+  } catch {
+    asked = hostOf(url);
+  }
+  const peer = (error as { cert?: { subjectaltname?: unknown; subject?: { CN?: unknown } } }).cert;
+  const names = hostNamesOf(peer?.subjectaltname);
+  const commonName = typeof peer?.subject?.CN === 'string' ? peer.subject.CN : undefined;
+  const carries =
+    names.length > 0
+      ? `it names ${names.join(', ')}`
+      : `it names no DNS or IP subject alternative name${commonName ? ` (only CN=${commonName}, which is not matched against host names)` : ''}`;
+  return (
+    `tls handshake failed: certificate verify failed: the control plane certificate is not valid for ${asked}, ` +
+    `the host --control-plane-url asks for: ${carries}`
+  );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -443,6 +489,20 @@ function chainSummary(chain: PresentedChain): string {
         ? `; the CA file has a CA named ${issuer}, but not the one that signed (another key: was the CA regenerated?)`
         : `; if ${issuer} is an intermediate CA, the chain is incomplete instead: the server must send it, or add it to the CA file`;
   return `the server sent ${chain.sent.length} certificate(s) ending at one issued by ${issuer}${holds}${hint}`;
+}
+
+/**
+ * The control plane's chain ends at the CA that issued this connector's own certificate: the agent
+ * trusts the wrong bundle for a control plane it paired with (typically identity/ca.pem lost and no
+ * --ca-file), so say which CA to trust and where it was.
+ */
+function ownIssuerHint(chain: PresentedChain, context: ConnectionContext): string {
+  const top = chain.sent.at(-1);
+  if (!top || !context.clientCertificateIssuer || top.issuer !== context.clientCertificateIssuer) return '';
+  const own = "; that issuer is the CA that issued this connector's own certificate (identity/cert.pem)";
+  return context.caFile
+    ? `${own}, which ${context.caFile} does not hold: point --ca-file (env VAULTPAM_CA_FILE) at the CA that issued the control plane's certificate`
+    : `${own}: set --ca-file (env VAULTPAM_CA_FILE) to the CA that issued the control plane's certificate, or restore identity/ca.pem`;
 }
 
 /**

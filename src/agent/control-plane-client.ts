@@ -44,6 +44,8 @@ export interface CertificateAnswer {
   caPem: string;
   serial: string;
   notAfter: string;
+  /** The control plane's clock when it answered (its HTTP Date header, whole seconds), when it sent one. */
+  serverDate?: Date;
 }
 
 export interface EnrollAnswer extends CertificateAnswer {
@@ -60,6 +62,8 @@ export interface HeartbeatAnswer {
   heartbeatIntervalSeconds: number;
   /** When the control plane wants the certificate renewed (ISO time); a control plane may give none. */
   renewAfter?: string;
+  /** The control plane's clock when it answered (its HTTP Date header, whole seconds), when it sent one. */
+  serverDate?: Date;
 }
 
 export interface ClientIdentity {
@@ -92,6 +96,8 @@ export class ControlPlaneClient implements AgentApi {
   private agent: Agent;
   /** Whether requests present a client certificate (after pairing). */
   private clientCertificate = false;
+  /** The issuer of that certificate, to recognise a control plane chain ending at it. */
+  private clientCertificateIssuer: string | undefined;
 
   constructor(options: ControlPlaneClientOptions) {
     this.options = options;
@@ -104,6 +110,7 @@ export class ControlPlaneClient implements AgentApi {
     this.agent.destroy();
     this.agent = this.createAgent(identity);
     this.clientCertificate = identity !== undefined;
+    this.clientCertificateIssuer = identity ? issuerOf(identity.certPem) : undefined;
   }
 
   close(): void {
@@ -111,15 +118,16 @@ export class ControlPlaneClient implements AgentApi {
   }
 
   async enroll(body: EnrollRequest): Promise<EnrollAnswer> {
-    const answer = await this.post('/v1/enroll', body, [201, 200]);
+    const { body: answer, date } = await this.post('/v1/enroll', body, [201, 200]);
     return {
       ...certificateAnswer(answer, 'enroll'),
       heartbeatIntervalSeconds: positiveNumber(answer, 'enroll'),
+      ...serverDate(date),
     };
   }
 
   async heartbeat(body: HeartbeatRequest): Promise<HeartbeatAnswer> {
-    const answer = await this.post('/v1/heartbeat', body, [200]);
+    const { body: answer, date } = await this.post('/v1/heartbeat', body, [200]);
     if (typeof answer.state !== 'string') throw badAnswer('heartbeat', 'state must be a string');
     if (answer.renewAfter !== undefined && typeof answer.renewAfter !== 'string') {
       throw badAnswer('heartbeat', 'renewAfter must be a string when given');
@@ -128,11 +136,13 @@ export class ControlPlaneClient implements AgentApi {
       state: answer.state,
       ...(answer.renewAfter === undefined ? {} : { renewAfter: answer.renewAfter }),
       heartbeatIntervalSeconds: positiveNumber(answer, 'heartbeat'),
+      ...serverDate(date),
     };
   }
 
   async renew(body: { csrPem: string }): Promise<CertificateAnswer> {
-    return certificateAnswer(await this.post('/v1/renew', body, [200, 201]), 'renew');
+    const { body: answer, date } = await this.post('/v1/renew', body, [200, 201]);
+    return { ...certificateAnswer(answer, 'renew'), ...serverDate(date) };
   }
 
   private createAgent(identity: ClientIdentity | undefined): Agent {
@@ -144,7 +154,7 @@ export class ControlPlaneClient implements AgentApi {
     });
   }
 
-  private post(path: string, body: unknown, okStatuses: number[]): Promise<Record<string, unknown>> {
+  private post(path: string, body: unknown, okStatuses: number[]): Promise<Answer> {
     const url = new URL(path, this.base);
     const payload = JSON.stringify(body);
     return new Promise((resolve, reject) => {
@@ -194,7 +204,7 @@ export class ControlPlaneClient implements AgentApi {
             const parsed = parseJson(Buffer.concat(chunks).toString('utf8'));
             if (!okStatuses.includes(status)) reject(httpError(path, status, parsed));
             else if (typeof parsed === 'object' && parsed !== null)
-              resolve(parsed as Record<string, unknown>);
+              resolve({ body: parsed as Record<string, unknown>, date: answer.headers.date });
             else reject(badAnswer(path, `HTTP ${status} with a body that is not a JSON object`));
           });
         },
@@ -221,6 +231,7 @@ export class ControlPlaneClient implements AgentApi {
       now: this.options.clock.now(),
       requestTimeoutMs: this.options.requestTimeoutMs,
       clientCertificate: this.clientCertificate,
+      ...(this.clientCertificateIssuer ? { clientCertificateIssuer: this.clientCertificateIssuer } : {}),
       ...(progress ? { phase: progress.phase, freshConnection: progress.freshConnection } : {}),
     };
   }
@@ -310,6 +321,18 @@ export class ControlPlaneClient implements AgentApi {
   }
 }
 
+/** A successful answer: its JSON body and its HTTP Date header (the control plane's clock). */
+interface Answer {
+  body: Record<string, unknown>;
+  date: string | undefined;
+}
+
+/** The Date header as a time, when there is one that parses. */
+function serverDate(header: string | undefined): { serverDate?: Date } {
+  const date = header === undefined ? undefined : new Date(header);
+  return date && !Number.isNaN(date.getTime()) ? { serverDate: date } : {};
+}
+
 /** Follows one request through its phases, so a timeout or a reset can say where it stopped. */
 class RequestProgress {
   phase: RequestPhase;
@@ -345,6 +368,14 @@ function bareHostname(url: URL): string {
 function parseJson(text: string): unknown {
   try {
     return text.length > 0 ? JSON.parse(text) : {};
+  } catch {
+    return undefined;
+  }
+}
+
+function issuerOf(certPem: string): string | undefined {
+  try {
+    return new X509Certificate(certPem).issuer;
   } catch {
     return undefined;
   }

@@ -42,12 +42,26 @@ export const NEXT_STEPS = {
     'Fix the enrollment request problem named in the reason (connector ID, key or CSR), then generate a ' +
     'fresh enrollment token and retry pairing once.',
   trust:
-    'Fix the trust problem: point --ca-file at the CA bundle that issued the control plane certificate ' +
-    '(and check the local clock if the reason mentions validity dates), then retry pairing.',
+    'Fix the trust problem: point --ca-file (env VAULTPAM_CA_FILE) at the CA bundle that issued the control ' +
+    'plane certificate, then start the connector again; the token was not sent, so it is still usable.',
+  serverNameMismatch:
+    'Use the host name the control plane certificate names (listed in the reason) in --control-plane-url ' +
+    '(env VAULTPAM_CONTROL_PLANE_URL), or have the control plane certificate issued for the name the agent ' +
+    'uses, then start the connector again; the token was not sent, so it is still usable.',
+  chainIncomplete:
+    'The server must send its intermediate CA certificate with its own (configure the full chain on the ' +
+    'control plane or the proxy in front of it), or add the intermediate to the CA file (--ca-file, env ' +
+    'VAULTPAM_CA_FILE), then start the connector again; the token was not sent, so it is still usable.',
+  serverCertificateDates:
+    "Renew the control plane certificate, or fix this node's clock if its date is wrong (timedatectl " +
+    'status, NTP), whichever the dates in the reason point at; then start the connector again. The token ' +
+    'was not sent, so it is still usable.',
   identityLost:
     'Durable identity loss: scale the connector to zero, reattach the original data directory if it still ' +
     'exists; otherwise follow guided recovery (revoke the stale token, mint one fresh token, ensure durable ' +
-    'storage is mounted, pair exactly once). Do not retry the bootstrap token.',
+    'storage is mounted, pair exactly once). Do not retry the bootstrap token. While identity/identity.json ' +
+    'is still there, a token mounted after this report makes the agent move the identity directory aside ' +
+    '(identity.rejected-<time>, never deleted) and pair once with it; a token already mounted now is not used.',
   identityUnusable:
     'The local identity bundle cannot be used: fix the file named in the reason (permissions, ownership, a ' +
     'bundle copied from another connector) or reattach the original data directory; if the identity is ' +
@@ -74,6 +88,13 @@ export const NEXT_STEPS = {
     'Clock skew, not identity loss: fix time synchronisation (NTP or chrony; check with timedatectl status) ' +
     'on this node or on the control plane, whichever is wrong, then restart the connector once. Keep the ' +
     'identity in the data directory: do not clear it, do not mint a token, do not start a guided recovery.',
+  clockSkewExpired:
+    'The clocks disagree: fix time synchronisation (NTP or chrony; check with timedatectl status) on the ' +
+    'node or the control plane, whichever is wrong, then restart the connector once, keeping the identity ' +
+    "in the data directory. If this node's clock was the wrong one, the control plane's verdict stands: the " +
+    'certificate has expired, the restart reports IDENTITY_EXPIRED and a guided recovery follows (its token ' +
+    "replaces the identity, which is kept aside). If the control plane's clock was wrong, the restart " +
+    'reconnects with the same identity.',
   controlPlaneMismatch:
     'Point --control-plane-url (env VAULTPAM_CONTROL_PLANE_URL) back at the control plane recorded in ' +
     'identity/identity.json, which issued this identity, and restart the connector. If the connector really ' +
@@ -187,12 +208,20 @@ export function enrollmentRejectedFailure(error: CodedError): AgentFailure {
   }
 }
 
+/** The next step of each trust failure while pairing: each has its own fix, not always --ca-file. */
+const TRUST_NEXT_STEPS: Readonly<Record<string, string>> = {
+  SERVER_NAME_MISMATCH: NEXT_STEPS.serverNameMismatch,
+  CA_CHAIN_INCOMPLETE: NEXT_STEPS.chainIncomplete,
+  SERVER_CERT_EXPIRED: NEXT_STEPS.serverCertificateDates,
+  SERVER_CERT_NOT_YET_VALID: NEXT_STEPS.serverCertificateDates,
+};
+
 /** A TLS trust failure while pairing: nothing was sent, but retrying cannot fix it. */
 export function enrollmentTrustFailure(error: CodedError): AgentFailure {
   return new AgentFailure(error.code, `enrollment impossible: ${error.message}`, {
     failureClass: 'FirstBootBootstrap',
     exitCode: EXIT_CODES.firstBootBootstrap,
-    nextStep: NEXT_STEPS.trust,
+    nextStep: TRUST_NEXT_STEPS[error.code] ?? NEXT_STEPS.trust,
   });
 }
 
@@ -255,15 +284,21 @@ export function identityUntrustedFailure(reason: string): AgentFailure {
 }
 
 /**
- * The two clocks disagree about the certificate's validity. The identity is intact, so this is not
- * IdentityLoss (which would make the operator start a recovery) but a Reconnect failure with its own
- * exit code 14: a restart after the clocks are fixed reconnects with the same identity.
+ * The two clocks disagree about the certificate's validity. Which one is wrong is not known here, so
+ * this is not IdentityLoss (which would make the operator start a recovery at once) but a Reconnect
+ * failure with its own exit code 14: a restart after the clocks are fixed reconnects with the same
+ * identity, or, when the control plane's clock was right about an expiry, reports IDENTITY_EXPIRED.
  */
-export function clockSkewFailure(reason: string): AgentFailure {
+export function clockSkewFailure(
+  reason: string,
+  { controlPlaneJudgesExpired = false }: { controlPlaneJudgesExpired?: boolean } = {},
+): AgentFailure {
   return new AgentFailure('CLOCK_SKEW', reason, {
     failureClass: 'Reconnect',
     exitCode: EXIT_CODES.controlPlaneUnreachable,
-    nextStep: NEXT_STEPS.clockSkew,
+    // "Never a recovery" only when no clock calls the certificate expired: if the control plane's
+    // clock is the right one, an expired certificate cannot be renewed.
+    nextStep: controlPlaneJudgesExpired ? NEXT_STEPS.clockSkewExpired : NEXT_STEPS.clockSkew,
   });
 }
 
@@ -276,7 +311,7 @@ export function controlPlaneMismatchFailure(reason: string): AgentFailure {
   });
 }
 
-/** The agent presented its certificate and the control plane received none: a proxy took it off. */
+/** The agent had a certificate to present and the control plane received none: a proxy in between never asked for it or took it off. */
 export function clientCertificateNotReceivedFailure(reason: string): AgentFailure {
   return new AgentFailure('CLIENT_CERTIFICATE_NOT_RECEIVED', reason, {
     failureClass: 'Configuration',

@@ -8,7 +8,14 @@ export const READY_WITHIN_INTERVALS = 3;
 export interface Readiness {
   ready: boolean;
   lastHeartbeatAt: string | null;
+  /**
+   * The state as this agent sees it: the control plane's state while heartbeats are accepted in
+   * time; once they are not, "not ready" with the state the control plane gave at the last accepted
+   * heartbeat and when (that state is no longer confirmed: a 503 never says "online").
+   */
   state: string | null;
+  /** The control plane's state from the last accepted heartbeat, however old. */
+  lastReportedState: string | null;
   detail: string;
 }
 
@@ -19,19 +26,34 @@ export function readinessAt(
   now: Date,
   state: string | undefined,
 ): Readiness {
+  const lastReportedState = state ?? null;
   if (!lastAcceptedAt) {
-    return { ready: false, lastHeartbeatAt: null, state: state ?? null, detail: 'no heartbeat accepted yet' };
+    return {
+      ready: false,
+      lastHeartbeatAt: null,
+      state: 'not ready (no heartbeat accepted yet)',
+      lastReportedState,
+      detail: 'no heartbeat accepted yet',
+    };
   }
   const age = now.getTime() - lastAcceptedAt.getTime();
   const limit = READY_WITHIN_INTERVALS * intervalMs;
+  const lastHeartbeatAt = lastAcceptedAt.toISOString();
+  if (age <= limit) {
+    return {
+      ready: true,
+      lastHeartbeatAt,
+      state: lastReportedState,
+      lastReportedState,
+      detail: 'last heartbeat accepted in time',
+    };
+  }
   return {
-    ready: age <= limit,
-    lastHeartbeatAt: lastAcceptedAt.toISOString(),
-    state: state ?? null,
-    detail:
-      age <= limit
-        ? 'last heartbeat accepted in time'
-        : `last heartbeat accepted ${Math.round(age / 1000)} s ago, more than ${READY_WITHIN_INTERVALS} intervals`,
+    ready: false,
+    lastHeartbeatAt,
+    state: `not ready (${lastReportedState ?? 'no state'} as of the last accepted heartbeat, ${lastHeartbeatAt})`,
+    lastReportedState,
+    detail: `last heartbeat accepted ${Math.round(age / 1000)} s ago, more than ${READY_WITHIN_INTERVALS} intervals`,
   };
 }
 

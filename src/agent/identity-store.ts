@@ -4,9 +4,10 @@
 // one. Loading verifies the bundle as a whole (the certificate signed by ca.pem, the key its own, the
 // names this connector's) and classifies what it finds the way the runbook does: nothing (first
 // boot), a usable identity, a lost identity (enrolled before, key or certificate gone) or an unusable
-// one (unreadable, damaged, untrusted, mismatched, another connector's). A missing ca.pem alone is
-// not a loss: the control plane gives it again. Loose file modes are repaired and reported. It never
-// falls back to enrolling by itself. An identity the
+// one (unreadable, damaged, untrusted, mismatched, another connector's). A missing, damaged or
+// replaced ca.pem alone is not a loss: the control plane gives it again; a damaged identity.json is
+// rebuilt from a certificate that verifies. What is set aside is renamed, never deleted. Loose file
+// modes are repaired and reported. It never falls back to enrolling by itself. An identity the
 // control plane refused is remembered (rejection.json, with fingerprints of the tokens mounted at
 // each refusal) and, when a guided recovery mounts a new token, moved aside whole, never deleted.
 import { createHash, createPrivateKey, randomBytes, X509Certificate } from 'node:crypto';
@@ -93,10 +94,15 @@ export interface IdentityExpectations {
   now: Date;
 }
 
+/** The temporary file a write of `path` goes through; a crash leaves it for removeStrayTempFiles. */
+function temporaryPathFor(path: string): string {
+  return `${path}${TEMP_MARKER}${process.pid}-${randomBytes(4).toString('hex')}`;
+}
+
 /** Writes `data` to `path` so that readers see the old content or the new, never a mix. */
 export async function writeFileAtomic(path: string, data: string, mode: number): Promise<void> {
   const directory = join(path, '..');
-  const temporary = `${path}${TEMP_MARKER}${process.pid}-${randomBytes(4).toString('hex')}`;
+  const temporary = temporaryPathFor(path);
   const handle = await open(temporary, 'wx', mode);
   try {
     try {
@@ -112,11 +118,46 @@ export async function writeFileAtomic(path: string, data: string, mode: number):
     await unlink(temporary).catch(() => {});
     throw error;
   }
-  const directoryHandle = await open(directory, 'r');
+  await syncDirectory(directory);
+}
+
+/** Like writeFileAtomic, but leaves the file (its inode, its times) alone when it already holds `data`. */
+async function writeFileIfChanged(path: string, data: string, mode: number): Promise<void> {
+  const current = await readFile(path, 'utf8').catch(() => undefined);
+  if (current !== data) await writeFileAtomic(path, data, mode);
+}
+
+export interface WriteProblem {
+  /** The file that could not be created or written. */
+  path: string;
+  /** The errno code (EACCES, EROFS, ENOSPC, EPERM, ...). */
+  code: string;
+}
+
+/**
+ * Whether the identity directory takes a write of `bytes` bytes right now: a temporary file named
+ * the way writeFileAtomic names them is created, written, fsynced and removed. Asked before a
+ * renewal, because the control plane accepts only the newest certificate: one it issues that cannot
+ * be saved is lost with the process, and the identity with it.
+ */
+export async function identityDirectoryWriteProblem(
+  dataDir: string,
+  bytes: number,
+): Promise<WriteProblem | undefined> {
+  const temporary = temporaryPathFor(identityPaths(dataDir).cert);
   try {
-    await directoryHandle.sync();
-  } finally {
-    await directoryHandle.close();
+    const handle = await open(temporary, 'wx', 0o600);
+    try {
+      await handle.writeFile(Buffer.alloc(bytes, 0x20));
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await unlink(temporary);
+    return undefined;
+  } catch (error) {
+    await unlink(temporary).catch(() => {});
+    return { path: temporary, code: (error as NodeJS.ErrnoException).code ?? errorMessage(error) };
   }
 }
 
@@ -156,14 +197,29 @@ export interface IdentityToSave {
 }
 
 /**
- * Persists an enrolled or renewed identity. identity.json is written last: a crash before it leaves
- * a key and certificate that loading can still vouch for (it rebuilds identity.json from them).
+ * Persists an enrolled identity, in the order key, ca.pem, cert.pem, identity.json: a certificate on
+ * disk implies its key and CA were written before it, and a crash before identity.json leaves a key
+ * and certificate that loading can still vouch for (it rebuilds identity.json from them). The key
+ * written before the enrollment request is not written again.
  */
 export async function saveIdentity(dataDir: string, identity: IdentityToSave): Promise<void> {
   const paths = await ensureIdentityDirectory(dataDir);
-  await writeFileAtomic(paths.key, identity.keyPem, KEY_FILE_MODE);
-  await writeFileAtomic(paths.cert, identity.certPem, 0o644);
-  if (identity.caPem !== undefined) await writeFileAtomic(paths.ca, identity.caPem, 0o644);
+  await writeFileIfChanged(paths.key, identity.keyPem, KEY_FILE_MODE);
+  await saveCertificate(dataDir, identity);
+}
+
+/**
+ * Persists a certificate for the key already on disk (a renewal, or the current certificate written
+ * back over an older one): ca.pem only when its content changed, then cert.pem, then identity.json.
+ * key.pem is never touched, so a crash cannot pair a key with the wrong certificate.
+ */
+export async function saveCertificate(
+  dataDir: string,
+  identity: Omit<IdentityToSave, 'keyPem'>,
+): Promise<void> {
+  const paths = identityPaths(dataDir);
+  if (identity.caPem !== undefined) await writeFileIfChanged(paths.ca, identity.caPem, 0o644);
+  await writeFileIfChanged(paths.cert, identity.certPem, 0o644);
   await writeMetadata(paths, identity.metadata);
 }
 
@@ -188,10 +244,11 @@ async function readIdentityFile(path: string, what: string): Promise<ReadOutcome
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') return { kind: 'missing' };
     if (code === 'EACCES' || code === 'EPERM') {
+      const isKey = what === 'private key';
       throw identityUnusableFailure(
-        what === 'private key' ? 'IDENTITY_KEY_UNREADABLE' : 'IDENTITY_FILE_UNREADABLE',
+        isKey ? 'IDENTITY_KEY_UNREADABLE' : 'IDENTITY_FILE_UNREADABLE',
         `permission denied reading ${path} (${what}): the connector user must be able to read it ` +
-          `(for the key: owner-only, mode 0600)`,
+          (isKey ? '(its owner, mode 0600: readable by the owner only)' : '(its owner, mode 0644)'),
         error,
       );
     }
@@ -207,21 +264,48 @@ function damaged(path: string, what: string, cause?: unknown): AgentFailure {
   return identityUnusableFailure('IDENTITY_DAMAGED', `${path} is damaged: ${what}`, cause);
 }
 
-function parseMetadata(text: string, path: string): IdentityMetadata {
+type MetadataRead = { kind: 'ok'; metadata: IdentityMetadata } | { kind: 'damaged'; what: string };
+
+/** identity.json parsed, or what is wrong with it (a damaged one is rebuilt, not fatal: see loadIdentity). */
+function parseMetadata(text: string): MetadataRead {
+  if (text.trim() === '') return { kind: 'damaged', what: 'it is empty' };
   let value: unknown;
   try {
     value = JSON.parse(text);
-  } catch (error) {
-    throw damaged(path, 'it is not valid JSON', error);
+  } catch {
+    return { kind: 'damaged', what: 'it is not valid JSON' };
   }
-  if (typeof value !== 'object' || value === null) throw damaged(path, 'it is not a JSON object');
+  if (typeof value !== 'object' || value === null)
+    return { kind: 'damaged', what: 'it is not a JSON object' };
   const record = value as Record<string, unknown>;
   for (const field of ['connectorId', 'serial', 'notAfter', 'enrolledAt', 'controlPlaneUrl'] as const) {
     if (typeof record[field] !== 'string' || record[field] === '') {
-      throw damaged(path, `field "${field}" is missing or not a string`);
+      return { kind: 'damaged', what: `field "${field}" is missing or not a string` };
     }
   }
-  return record as unknown as IdentityMetadata;
+  return { kind: 'ok', metadata: record as unknown as IdentityMetadata };
+}
+
+const PEM_PRIVATE_KEY_HEADER = /-----BEGIN [A-Z ]*PRIVATE KEY-----/;
+const PEM_CERTIFICATE_HEADER = '-----BEGIN CERTIFICATE-----';
+
+/** A file that holds a PEM certificate and no private key. */
+function holdsOnlyCertificate(text: string): boolean {
+  return text.includes(PEM_CERTIFICATE_HEADER) && !PEM_PRIVATE_KEY_HEADER.test(text);
+}
+
+/** A file that holds a PEM private key and no certificate. */
+function holdsOnlyPrivateKey(text: string): boolean {
+  return PEM_PRIVATE_KEY_HEADER.test(text) && !text.includes(PEM_CERTIFICATE_HEADER);
+}
+
+/** A file of the other kind (a certificate in key.pem, a key in cert.pem) is misplaced, not damaged. */
+function misplacedFile(path: string, holds: string, expected: string, cause: unknown): AgentFailure {
+  return identityUnusableFailure(
+    'IDENTITY_DAMAGED',
+    `${path} holds ${holds}, not ${expected}: a file was copied to the wrong name (key.pem and cert.pem swapped?)`,
+    cause,
+  );
 }
 
 /** A key that does not parse (truncated, garbled) is damaged, not "another key". */
@@ -229,6 +313,7 @@ function validatePrivateKey(keyPem: string, path: string): void {
   try {
     createPrivateKey(keyPem);
   } catch (error) {
+    if (holdsOnlyCertificate(keyPem)) throw misplacedFile(path, 'a certificate', 'a private key', error);
     throw damaged(path, 'not a readable PEM private key', error);
   }
 }
@@ -237,21 +322,40 @@ function readCertificateFacts(certPem: string, path: string): CertificateFacts {
   try {
     return parseCertificateFacts(certPem);
   } catch (error) {
+    if (holdsOnlyPrivateKey(certPem)) throw misplacedFile(path, 'a private key', 'a certificate', error);
     throw damaged(path, 'not a readable PEM X.509 certificate', error);
   }
 }
 
+/** key.pem and cert.pem swapped: one message for both files, which says how to put them back. */
+function swappedFilesFailure(
+  paths: IdentityPaths,
+  keyPem: string,
+  certPem: string,
+): AgentFailure | undefined {
+  if (!holdsOnlyCertificate(keyPem) || !holdsOnlyPrivateKey(certPem)) return undefined;
+  return identityUnusableFailure(
+    'IDENTITY_DAMAGED',
+    `${paths.key} holds a certificate and ${paths.cert} a private key: the two files were swapped; ` +
+      'swap them back (the key belongs in key.pem, mode 0600)',
+  );
+}
+
 const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g;
 
-/** The certificates of a CA bundle, each checked to parse: one bad block makes the bundle damaged. */
-function readCaBundle(caPem: string, path: string): string[] {
+/**
+ * The certificates of a CA bundle, each checked to parse, or undefined when the bundle is damaged:
+ * no certificate, a block that does not parse, or a block cut off (a truncated file).
+ */
+function caBundleCertificates(caPem: string): string[] | undefined {
   const blocks = caPem.match(PEM_CERTIFICATE) ?? [];
-  if (blocks.length === 0) throw damaged(path, 'not a readable PEM certificate bundle');
+  if (blocks.length === 0 || blocks.length !== caPem.split(PEM_CERTIFICATE_HEADER).length - 1)
+    return undefined;
   for (const block of blocks) {
     try {
       new X509Certificate(block);
-    } catch (error) {
-      throw damaged(path, 'not a readable PEM certificate bundle', error);
+    } catch {
+      return undefined;
     }
   }
   return blocks;
@@ -319,37 +423,111 @@ export function issuedByCaBundle(certPem: string, caPem: string): boolean {
 }
 
 /**
+ * What loading makes of ca.pem. It is not identity (the control plane gives it with every
+ * certificate), so a damaged one, or one replaced by another CA while cert.pem is still the
+ * certificate identity.json records, is set aside and restored rather than fatal.
+ */
+type CaBundleVerdict =
+  | { kind: 'verified' }
+  | { kind: 'missing' }
+  | { kind: 'damaged' | 'replaced'; finding: string };
+
+/**
  * Verifies the bundle as a whole before anything is written from it: each file readable, the
- * certificate signed by the CA in ca.pem (when ca.pem is there), the key its own, and the names
- * this connector's. Validity dates are not a reason to stop here: the local clock may be the one
- * that is wrong, so they only produce a warning (localValidityWarning) and the control plane decides.
+ * certificate signed by the CA in ca.pem (when ca.pem is there and readable), the names this
+ * connector's, the key its own. When cert.pem does not verify against ca.pem, what changed decides:
+ * cert.pem still the certificate identity.json records (serial) with its key means ca.pem changed;
+ * anything else is a certificate replaced or altered. Validity dates are not a reason to stop here:
+ * the local clock may be the one that is wrong, so they only produce a warning
+ * (localValidityWarning) and the control plane decides.
  */
 function verifyBundle(
   paths: IdentityPaths,
   bundle: { keyPem: string; certPem: string; caPem: string | undefined },
   expect: IdentityExpectations,
-): CertificateFacts {
+  recordedSerial: string | undefined,
+): { facts: CertificateFacts; ca: CaBundleVerdict } {
+  const swapped = swappedFilesFailure(paths, bundle.keyPem, bundle.certPem);
+  if (swapped) throw swapped;
   validatePrivateKey(bundle.keyPem, paths.key);
   const facts = readCertificateFacts(bundle.certPem, paths.cert);
-  if (bundle.caPem !== undefined) {
-    const caCertificates = readCaBundle(bundle.caPem, paths.ca);
-    if (!chainsToBundle(bundle.certPem, caCertificates)) {
-      throw identityUnusableFailure(
-        'IDENTITY_CHAIN_INVALID',
-        `certificate chain does not verify: ${paths.cert} is not signed by the CA in ${paths.ca} ` +
-          `(its issuer is "${facts.issuer.replace(/\n/g, ', ')}"): the certificate was replaced or altered`,
-      );
-    }
-  }
-  if (!keyMatchesCertificate(bundle.keyPem, bundle.certPem)) {
+  const keyMatches = keyMatchesCertificate(bundle.keyPem, bundle.certPem);
+  const ca = judgeCaBundle(paths, bundle, facts, keyMatches && recordedSerial === facts.serial);
+  // Names before the key: a certificate of another connector is foreign, whatever key it is for.
+  const namesFailure = certificateNamesFailure(facts, expect, `the certificate ${paths.cert}`);
+  if (namesFailure?.code === 'IDENTITY_FOREIGN') throw namesFailure;
+  if (!keyMatches) {
     throw identityUnusableFailure(
       'IDENTITY_KEY_MISMATCH',
       `private key does not match certificate: ${paths.key} is not the key ${paths.cert} was issued for`,
     );
   }
-  const namesFailure = certificateNamesFailure(facts, expect, `the certificate ${paths.cert}`);
   if (namesFailure) throw namesFailure;
-  return facts;
+  return { facts, ca };
+}
+
+/** Judges ca.pem against cert.pem; throws IDENTITY_CHAIN_INVALID when it is cert.pem that changed. */
+function judgeCaBundle(
+  paths: IdentityPaths,
+  bundle: { certPem: string; caPem: string | undefined },
+  facts: CertificateFacts,
+  certIsTheRecordedOne: boolean,
+): CaBundleVerdict {
+  if (bundle.caPem === undefined) return { kind: 'missing' };
+  const caCertificates = caBundleCertificates(bundle.caPem);
+  if (!caCertificates) {
+    return { kind: 'damaged', finding: `${paths.ca} is damaged: not a readable PEM certificate bundle` };
+  }
+  if (chainsToBundle(bundle.certPem, caCertificates)) return { kind: 'verified' };
+  const issuer = facts.issuer.replace(/\n/g, ', ');
+  if (certIsTheRecordedOne) {
+    return {
+      kind: 'replaced',
+      finding:
+        `${paths.ca} was replaced: it does not hold the CA that signed ${paths.cert} (issuer "${issuer}"), and ${paths.cert} is the ` +
+        `certificate ${paths.metadata} records (serial ${facts.serial}) with its own key, so it is ${paths.ca} ` +
+        'that changed (replaced by another CA bundle)',
+    };
+  }
+  throw identityUnusableFailure(
+    'IDENTITY_CHAIN_INVALID',
+    `certificate chain does not verify: ${paths.cert} is not signed by the CA in ${paths.ca} ` +
+      `(its issuer is "${issuer}"): the certificate was replaced or altered`,
+  );
+}
+
+/** Renames `path` to `<path>.<label>-<time>` next to it (never over another file) and returns the new path. */
+async function setAsideFile(path: string, label: string, now: Date): Promise<string> {
+  const stamp = now.toISOString().replace(/[-:]/g, '');
+  let target = `${path}.${label}-${stamp}`;
+  if (
+    await stat(target).then(
+      () => true,
+      () => false,
+    )
+  )
+    target = `${target}-${randomBytes(3).toString('hex')}`;
+  await rename(path, target);
+  await syncDirectory(join(path, '..'));
+  return target;
+}
+
+async function syncDirectory(directory: string): Promise<void> {
+  const handle = await open(directory, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Whether certificate `a` is older than `b`: issued earlier (notBefore), or, issued in the same
+ * second, expiring earlier. The control plane accepts only the newest certificate of a connector.
+ */
+export function certificateIsOlder(a: CertificateFacts, b: CertificateFacts): boolean {
+  const issued = a.notBefore.getTime() - b.notBefore.getTime();
+  return issued < 0 || (issued === 0 && a.notAfter.getTime() < b.notAfter.getTime());
 }
 
 /**
@@ -381,8 +559,11 @@ export function localValidityWarning(
 /**
  * Loads and verifies the identity bundle. Returns `absent` when the disk shows no enrollment, or the
  * usable identity; throws an AgentFailure (exit 10 lost, exit 13 unusable, exit 12 for a
- * --san-uri-prefix that disagrees with the certificate) for anything else. identity.json is only
- * ever rewritten from a certificate that verified against ca.pem.
+ * --san-uri-prefix that disagrees with the certificate) for anything else. A key and a certificate
+ * that match are an identity (never a first boot), whatever else is missing. A damaged or replaced
+ * ca.pem and a damaged identity.json are set aside (renamed, kept) once the rest verifies.
+ * identity.json is only ever rewritten from a certificate that verified against ca.pem and is not
+ * older than the one it records.
  */
 export async function loadIdentity(
   dataDir: string,
@@ -395,28 +576,27 @@ export async function loadIdentity(
   const certRead = await readIdentityFile(paths.cert, 'certificate');
   const caRead = await readIdentityFile(paths.ca, 'CA bundle');
 
-  let metadata: IdentityMetadata | undefined;
-  if (metadataRead.kind === 'ok') {
-    metadata = parseMetadata(metadataRead.text, paths.metadata);
-    if (metadata.connectorId !== expect.connectorId) {
-      throw identityUnusableFailure(
-        'IDENTITY_FOREIGN',
-        `${paths.metadata} belongs to connector "${metadata.connectorId}", but this agent is "${expect.connectorId}": ` +
-          'the data directory was mounted on the wrong connector',
-      );
-    }
+  const recorded = metadataRead.kind === 'ok' ? parseMetadata(metadataRead.text) : undefined;
+  const metadata = recorded?.kind === 'ok' ? recorded.metadata : undefined;
+  if (metadata && metadata.connectorId !== expect.connectorId) {
+    throw identityUnusableFailure(
+      'IDENTITY_FOREIGN',
+      `${paths.metadata} belongs to connector "${metadata.connectorId}", but this agent is "${expect.connectorId}": ` +
+        'the data directory was mounted on the wrong connector',
+    );
+  }
+  if (keyRead.kind === 'missing' || certRead.kind === 'missing') {
     // ca.pem alone is not identity: the control plane gives it again with every certificate.
-    const missing = [
-      keyRead.kind === 'missing' ? paths.key : undefined,
-      certRead.kind === 'missing' ? paths.cert : undefined,
-    ].filter((p): p is string => p !== undefined);
-    if (missing.length > 0) {
+    if (metadataRead.kind === 'ok') {
+      const missing = [
+        keyRead.kind === 'missing' ? paths.key : undefined,
+        certRead.kind === 'missing' ? paths.cert : undefined,
+      ];
       throw identityLostFailure(
-        `no such file: ${missing.join(', ')}: this connector enrolled before (${paths.metadata} exists), so ` +
-          'its identity is lost and the agent will not re-enroll',
+        `no such file: ${missing.filter((p) => p !== undefined).join(', ')}: this connector enrolled before ` +
+          `(${paths.metadata} exists), so its identity is lost and the agent will not re-enroll`,
       );
     }
-  } else if (certRead.kind === 'missing' || keyRead.kind === 'missing' || caRead.kind === 'missing') {
     // No record of an enrollment. A lone key is one generated for an enrollment that did not finish.
     if (keyRead.kind === 'ok') {
       validatePrivateKey(keyRead.text, paths.key);
@@ -425,35 +605,120 @@ export async function loadIdentity(
     return { kind: 'absent', pendingKeyPem: undefined };
   }
 
-  // Key and certificate are present from here on; ca.pem may be missing (restored by the agent).
-  const keyPem = (keyRead as { text: string }).text;
-  const certPem = (certRead as { text: string }).text;
-  const caPem = caRead.kind === 'ok' ? caRead.text : undefined;
-  const facts = verifyBundle(paths, { keyPem, certPem, caPem }, expect);
+  // Key and certificate are present from here on: an enrollment finished (cert.pem is written after
+  // the token was spent), so they are this connector's identity even without ca.pem and identity.json.
+  const keyPem = keyRead.text;
+  const certPem = certRead.text;
+  const caText = caRead.kind === 'ok' ? caRead.text : undefined;
+  const { facts, ca } = verifyBundle(paths, { keyPem, certPem, caPem: caText }, expect, metadata?.serial);
   const skew = localValidityWarning(paths.cert, facts, expect.now);
   if (skew) notes.push(skew);
+  const caPem = await settleCaBundle(paths, ca, caText, expect.now, notes);
+  if (recorded?.kind === 'damaged') await setAsideDamagedMetadata(paths, recorded.what, expect.now, notes);
+  const current = await settleMetadata(
+    paths,
+    { recorded: metadata, facts, chainVerified: caPem !== undefined, expect },
+    notes,
+  );
+  return { kind: 'present', identity: { keyPem, certPem, caPem, metadata: current, facts }, notes };
+}
 
-  if (!metadata || metadata.serial !== facts.serial || metadata.notAfter !== facts.notAfter.toISOString()) {
-    // A crash between writing cert.pem and identity.json: the certificate is the truth.
-    metadata = {
-      connectorId: expect.connectorId,
-      serial: facts.serial,
-      notAfter: facts.notAfter.toISOString(),
-      enrolledAt: metadata?.enrolledAt ?? facts.notBefore.toISOString(),
-      controlPlaneUrl: metadata?.controlPlaneUrl ?? expect.controlPlaneUrl,
-    };
-    if (caPem !== undefined) {
-      await writeMetadata(paths, metadata);
-      notes.push(`rebuilt ${paths.metadata} from ${paths.cert} (serial ${facts.serial})`);
-    } else {
-      // Without ca.pem the chain is unverified: nothing is written until the control plane's answer.
-      notes.push(
-        `${paths.metadata} does not match ${paths.cert} (serial ${facts.serial}); it is rewritten once ` +
-          `${paths.ca} is restored`,
-      );
-    }
+/** Moves an identity file aside; one that cannot be moved means the data directory is not writable. */
+async function setAsideOrFail(path: string, label: string, now: Date): Promise<string> {
+  try {
+    return await setAsideFile(path, label, now);
+  } catch (error) {
+    throw configurationFailure(
+      `cannot move ${path} aside: ${(error as NodeJS.ErrnoException).code ?? errorMessage(error)}; the identity ` +
+        'directory must be writable by the connector user: mount a writable durable volume there',
+    );
   }
-  return { kind: 'present', identity: { keyPem, certPem, caPem, metadata, facts }, notes };
+}
+
+/**
+ * ca.pem as the identity uses it: a damaged or replaced one is moved aside (kept, never deleted) and,
+ * like a missing one, restored from the control plane by the agent; undefined until then.
+ */
+async function settleCaBundle(
+  paths: IdentityPaths,
+  verdict: CaBundleVerdict,
+  caText: string | undefined,
+  now: Date,
+  notes: string[],
+): Promise<string | undefined> {
+  if (verdict.kind === 'verified') return caText;
+  if (verdict.kind === 'missing') return undefined;
+  const aside = await setAsideOrFail(paths.ca, verdict.kind, now);
+  notes.push(
+    `${verdict.finding}: moved it to ${aside}; it is restored from the control plane like a missing one ` +
+      '(the CA bundle is not identity: the control plane gives it again with every certificate)',
+  );
+  return undefined;
+}
+
+/** A damaged identity.json is moved aside (kept) and rebuilt from the certificate, as a missing one is. */
+async function setAsideDamagedMetadata(
+  paths: IdentityPaths,
+  what: string,
+  now: Date,
+  notes: string[],
+): Promise<void> {
+  const aside = await setAsideOrFail(paths.metadata, 'damaged', now);
+  notes.push(`${paths.metadata} is damaged: ${what}: moved it to ${aside}; it is rebuilt from ${paths.cert}`);
+}
+
+/**
+ * identity.json for the certificate that loaded. After a crash between cert.pem and identity.json
+ * the certificate is the truth, but it is written from only when the certificate verified against
+ * ca.pem, and never when the certificate is older than the one identity.json records (a backup
+ * copied back over a renewed certificate: the record is all that tells a newer one existed).
+ */
+async function settleMetadata(
+  paths: IdentityPaths,
+  found: {
+    recorded: IdentityMetadata | undefined;
+    facts: CertificateFacts;
+    chainVerified: boolean;
+    expect: IdentityExpectations;
+  },
+  notes: string[],
+): Promise<IdentityMetadata> {
+  const { recorded, facts } = found;
+  const notAfter = facts.notAfter.toISOString();
+  if (recorded && recorded.serial === facts.serial && recorded.notAfter === notAfter) return recorded;
+  const fromCertificate: IdentityMetadata = {
+    connectorId: found.expect.connectorId,
+    serial: facts.serial,
+    notAfter,
+    enrolledAt: recorded?.enrolledAt ?? facts.notBefore.toISOString(),
+    controlPlaneUrl: recorded?.controlPlaneUrl ?? found.expect.controlPlaneUrl,
+  };
+  if (recorded && facts.notAfter.getTime() < new Date(recorded.notAfter).getTime()) {
+    notes.push(
+      `${paths.cert} holds serial ${facts.serial} (valid until ${notAfter}), older than serial ${recorded.serial} ` +
+        `(valid until ${recorded.notAfter}) that ${paths.metadata} records: ${paths.metadata} is kept, not ` +
+        'rebuilt from an older certificate (a backup copied back over a renewed one?); the control plane ' +
+        'accepts only the newest certificate of a connector',
+    );
+    return fromCertificate;
+  }
+  if (found.chainVerified) {
+    await writeMetadata(paths, fromCertificate);
+    notes.push(`rebuilt ${paths.metadata} from ${paths.cert} (serial ${facts.serial})`);
+  } else if (!recorded) {
+    notes.push(
+      `${paths.metadata} is missing: ${paths.key} and ${paths.cert} match each other and name this connector ` +
+        `(serial ${facts.serial}), so they are its identity and no enrollment token is used; ${paths.metadata} is ` +
+        `rebuilt once ${paths.ca} is restored from the control plane`,
+    );
+  } else {
+    // Without ca.pem the chain is unverified: nothing is written until the control plane's answer.
+    notes.push(
+      `${paths.metadata} does not match ${paths.cert} (serial ${facts.serial}); it is rewritten once ` +
+        `${paths.ca} is restored`,
+    );
+  }
+  return fromCertificate;
 }
 
 // -------------------------------------------------------------------------------------------------

@@ -75,7 +75,13 @@ async function main(): Promise<void> {
       host: config.healthListen.host,
       port: config.healthListen.port,
       readiness: () =>
-        agent?.readiness() ?? { ready: false, lastHeartbeatAt: null, state: null, detail: 'starting' },
+        agent?.readiness() ?? {
+          ready: false,
+          lastHeartbeatAt: null,
+          state: 'not ready (starting)',
+          lastReportedState: null,
+          detail: 'starting',
+        },
     });
   } catch (error) {
     return failBeforeStart(

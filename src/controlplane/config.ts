@@ -2,6 +2,7 @@
 // environment variables, which win over defaults). Pure: src/bin/control-plane.ts passes argv/env.
 import { existsSync } from 'node:fs';
 import { type FlagSpecs, parseFlags } from '../lib/cli.ts';
+import { parseDurationMs } from '../lib/duration.ts';
 import { CodedError } from '../lib/errors.ts';
 import { isLogLevel, type LogLevel } from '../lib/logger.ts';
 import { DEFAULTS, readCredentialFile } from './server.ts';
@@ -76,14 +77,13 @@ function configError(message: string): CodedError {
   return new CodedError('INVALID_FLAGS', message);
 }
 
-/** Seconds from "90", "90s", "5m", "24h" or "1d". */
+/** Seconds from "90", "90s", "5m", "24h", "1d" or "4m59s" (the shared grammar of src/lib/duration.ts). */
 export function parseDurationSeconds(flag: string, value: string): number {
-  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(value.trim());
-  if (!match) throw configError(`--${flag}: "${value}" is not a duration like 10s, 5m or 24h`);
-  const unit = { ms: 0.001, s: 1, m: 60, h: 3600, d: 86400 }[
-    (match[2] ?? 's') as 'ms' | 's' | 'm' | 'h' | 'd'
-  ];
-  const seconds = Number(match[1]) * unit;
+  const milliseconds = parseDurationMs(value);
+  if (milliseconds === undefined) {
+    throw configError(`--${flag}: "${value}" is not a duration like 10s, 5m, 24h or 1h30m`);
+  }
+  const seconds = milliseconds / 1000;
   if (!(seconds > 0)) throw configError(`--${flag}: must be more than zero`);
   return seconds;
 }

@@ -240,6 +240,10 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
     const abort = new AbortController();
     res.on('close', () => abort.abort());
     let status = 500;
+    // Every answer's Date is this control plane's clock, the one its renewAfter, certificate dates
+    // and refusals use (node would write the process's own time): an agent compares it with its own
+    // clock to schedule renewal on this clock and to notice skew.
+    res.setHeader('date', clock.now().toUTCString());
     try {
       if (closing) res.setHeader('connection', 'close');
       const url = requestUrl(req);

@@ -148,3 +148,63 @@ test('--help prints the flags with their environment variables and exits 0', asy
     t.true(agent.output().includes(fragment), fragment);
   }
 });
+
+test('a --control-plane-url with a password or a token in it is refused at start: exit 12 naming the flag, the secret parts never echoed', async (t) => {
+  const dir = await tempDir(t, 'vaultpam-term-');
+  const password = 'S3cretPassw0rd';
+  const token = 'vpe_0123456789abcdef_QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVph';
+  for (const [index, url] of [
+    `https://admin:${password}@127.0.0.1:8443/?token=${token}`,
+    `https://127.0.0.1:8443/#${token}`,
+  ].entries()) {
+    const terminationLog = join(dir, 'termination-log');
+    const agent = spawnAgent(t, [
+      '--connector-id',
+      'ok.id',
+      '--control-plane-url',
+      url,
+      '--data-dir',
+      join(dir, 'data'),
+      '--termination-log',
+      terminationLog,
+    ]);
+    t.is((await agent.exited).code, 12, `URL ${index + 1} (its secret parts are not printed)`);
+    const message = JSON.parse(await readFile(terminationLog, 'utf8')) as Record<string, string>;
+    t.is(message.code, 'CONFIGURATION_INVALID');
+    t.regex(
+      message.reason ?? '',
+      /--control-plane-url \(env VAULTPAM_CONTROL_PLANE_URL\) https:\/\/\S+ must not carry/,
+    );
+    t.false(
+      agent.records().some((record) => record.msg === 'starting'),
+      'it never started, so the URL was never logged',
+    );
+    assertNoSecrets(t, 'CLI output', agent.output(), [password, token]);
+    assertNoSecrets(t, 'termination message', JSON.stringify(message), [password, token]);
+  }
+});
+
+test('a flag followed by a value that begins with a dash is one clean line naming the flag, exit 12', async (t) => {
+  const terminationLog = join(await tempDir(t, 'vaultpam-term-'), 'termination-log');
+  const agent = spawnAgent(t, [
+    '--connector-id',
+    'ok.id',
+    '--control-plane-url',
+    'https://127.0.0.1:8443',
+    '--request-timeout',
+    '-1s',
+    '--termination-log',
+    terminationLog,
+  ]);
+  t.is((await agent.exited).code, 12);
+  const message = JSON.parse(await readFile(terminationLog, 'utf8')) as Record<string, string>;
+  const reason = message.reason ?? '';
+  t.true(
+    reason.startsWith(
+      '--request-timeout (env VAULTPAM_REQUEST_TIMEOUT) has no value: the argument after it begins with "-"',
+    ),
+    reason,
+  );
+  t.false(/\n|\\n/.test(reason), 'one line, no literal \\n');
+  t.notRegex(reason, /ambiguous|Did you forget/);
+});

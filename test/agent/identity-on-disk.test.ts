@@ -236,14 +236,17 @@ test('a running agent whose ca.pem is deleted restores it from the control plane
 });
 
 test("the agent's own renewal is not taken for a change of its identity files", async (t) => {
-  const control = await startTestControlPlane(t);
+  // Six-minute certificates: renewAfter falls 4 minutes in, within the control plane's 5-minute
+  // back-dating, so the renewed certificate passes TLS with both clocks moved forward.
+  const control = await startTestControlPlane(t, { certificateLifetimeSeconds: 360 });
   const connectorId = 'team-a.own-writes';
   const { config } = await enrolledConnector(t, control, connectorId);
   const clock = new ShiftedClock();
   const { agent, logs } = runAgent(t, config, { clock });
   await connected(agent);
-  // 17 hours later by the agent's clock, past the control plane's renewAfter of a 24 h certificate.
-  clock.offsetMs = 17 * 3_600_000;
+  // 4.5 minutes later on both clocks (the agent follows the control plane's), past its renewAfter.
+  clock.offsetMs = 270_000;
+  control.clock.offsetMs = clock.offsetMs;
   await waitFor('a renewal', () => agent.status().renewals >= 1);
   await connected(agent, agent.status().heartbeatsAccepted + 2);
   t.deepEqual(recordsMatching(logs, /^identity files changed on disk/), []);

@@ -11,6 +11,7 @@ import {
   loadIdentity,
   removeStrayTempFiles,
   repairIdentityPermissions,
+  saveCertificate,
   saveIdentity,
   savePendingKey,
   stampIdentityFiles,
@@ -143,13 +144,11 @@ test('identity.json present but key or certificate missing is durable identity l
   }
 });
 
-test('damaged files are an unusable identity (exit 13) naming the file', async (t) => {
+test('a damaged key or certificate is an unusable identity (exit 13) naming the file', async (t) => {
+  // A damaged identity.json or ca.pem is set aside and rebuilt or restored instead (tests below).
   const cases: Array<[keyof ReturnType<typeof identityPaths>, string, RegExp]> = [
-    ['metadata', '{ not json', /identity\.json is damaged: it is not valid JSON/],
-    ['metadata', '{"connectorId":"team-a.conn-1"}', /field "serial" is missing/],
     ['cert', 'garbage', /cert\.pem is damaged: not a readable PEM X\.509 certificate/],
     ['key', 'garbage', /key\.pem is damaged: not a readable PEM private key/],
-    ['ca', 'garbage', /ca\.pem is damaged: not a readable PEM certificate bundle/],
   ];
   for (const [file, content, pattern] of cases) {
     const dataDir = await tempDir(t);
@@ -474,3 +473,276 @@ test('the stamps of the identity files change when a file is rewritten or delete
     paths.cert,
   ]);
 });
+
+// -------------------------------------------------------------------------------------------------
+// What can be rebuilt or restored is, and what is set aside is kept (issue 12, identity on disk)
+
+/** The names in the identity directory that start with `prefix` (files set aside). */
+async function setAside(dataDir: string, prefix: string): Promise<string[]> {
+  return (await readdir(identityPaths(dataDir).dir)).filter((name) => name.startsWith(prefix));
+}
+
+test('a damaged identity.json (empty, not JSON, a field missing) is moved aside and rebuilt from the certificate that verifies', async (t) => {
+  const cases: Array<[string, string]> = [
+    ['', 'it is empty'],
+    ['{ not json', 'it is not valid JSON'],
+    ['{"connectorId":"team-a.conn-1"}', 'field "serial" is missing or not a string'],
+  ];
+  for (const [content, what] of cases) {
+    const dataDir = await tempDir(t);
+    const { facts } = await saveValidIdentity(dataDir);
+    const paths = identityPaths(dataDir);
+    await writeFile(paths.metadata, content);
+    const loaded = await loadIdentity(dataDir, expectations());
+    if (loaded.kind !== 'present') return t.fail('identity not loaded');
+    const [aside] = await setAside(dataDir, 'identity.json.damaged-');
+    if (!aside) return t.fail(`${what}: nothing set aside`);
+    t.is(await readFile(join(paths.dir, aside), 'utf8'), content, 'kept as it was');
+    t.deepEqual(loaded.notes, [
+      `${paths.metadata} is damaged: ${what}: moved it to ${join(paths.dir, aside)}; it is rebuilt from ${paths.cert}`,
+      `rebuilt ${paths.metadata} from ${paths.cert} (serial ${facts.serial})`,
+    ]);
+    const rebuilt = JSON.parse(await readFile(paths.metadata, 'utf8')) as {
+      serial: string;
+      connectorId: string;
+    };
+    t.is(rebuilt.serial, facts.serial);
+    t.is(rebuilt.connectorId, connectorId);
+  }
+});
+
+test('a damaged identity.json with a certificate that does not verify fails on the certificate and stays where it is', async (t) => {
+  const dataDir = await tempDir(t);
+  const { keyPem } = await saveValidIdentity(dataDir);
+  const paths = identityPaths(dataDir);
+  await writeFile(paths.metadata, '');
+  await writeFile(
+    paths.cert,
+    (await issueConnectorCert(await makeCa('Another CA'), { connectorId, keyPem })).certPem,
+  );
+  const failure = await loadFailure(dataDir);
+  t.is(failure.code, 'IDENTITY_CHAIN_INVALID');
+  t.is(await readFile(paths.metadata, 'utf8'), '');
+  t.deepEqual(await setAside(dataDir, 'identity.json.'), []);
+});
+
+test('a damaged (truncated) ca.pem is moved aside and the identity loads without it, as with a missing one', async (t) => {
+  const dataDir = await tempDir(t);
+  const saved = await saveValidIdentity(dataDir);
+  const paths = identityPaths(dataDir);
+  const truncated = ca.certPem.slice(0, Math.floor(ca.certPem.length / 2));
+  await writeFile(paths.ca, truncated);
+  const metadataBefore = await readFile(paths.metadata, 'utf8');
+  const loaded = await loadIdentity(dataDir, expectations());
+  if (loaded.kind !== 'present') return t.fail('identity not loaded');
+  t.is(loaded.identity.caPem, undefined, 'restored by the agent from the control plane');
+  t.is(loaded.identity.facts.serial, saved.facts.serial);
+  const [aside] = await setAside(dataDir, 'ca.pem.damaged-');
+  if (!aside) return t.fail('ca.pem not set aside');
+  t.is(await readFile(join(paths.dir, aside), 'utf8'), truncated, 'kept, not deleted');
+  await t.throwsAsync(stat(paths.ca), { code: 'ENOENT' });
+  t.regex(
+    loaded.notes[0] ?? '',
+    new RegExp(
+      `^${paths.ca} is damaged: not a readable PEM certificate bundle: moved it to ${paths.ca}\\.damaged-\\S+; it is restored from the control plane`,
+    ),
+  );
+  t.is(await readFile(paths.metadata, 'utf8'), metadataBefore);
+});
+
+test('ca.pem replaced by another CA while cert.pem is the one identity.json records: ca.pem is what changed, moved aside', async (t) => {
+  const dataDir = await tempDir(t);
+  const saved = await saveValidIdentity(dataDir);
+  const paths = identityPaths(dataDir);
+  // The guide's "add your root CA" done by replacing the bundle instead of adding to it.
+  const root = await makeCa('Corporate Root CA');
+  await writeFile(paths.ca, root.certPem);
+  const loaded = await loadIdentity(dataDir, expectations());
+  if (loaded.kind !== 'present') return t.fail('identity not loaded');
+  t.is(loaded.identity.caPem, undefined);
+  const [aside] = await setAside(dataDir, 'ca.pem.replaced-');
+  if (!aside) return t.fail('ca.pem not set aside');
+  t.is(await readFile(join(paths.dir, aside), 'utf8'), root.certPem);
+  t.true(
+    (loaded.notes[0] ?? '').startsWith(
+      `${paths.ca} was replaced: it does not hold the CA that signed ${paths.cert} (issuer "CN=Test CA"), and ` +
+        `${paths.cert} is the certificate ${paths.metadata} records (serial ${saved.facts.serial}) with its own key, ` +
+        `so it is ${paths.ca} that changed`,
+    ),
+    loaded.notes[0],
+  );
+  t.false((loaded.notes[0] ?? '').includes('the certificate was replaced or altered'));
+});
+
+test('key.pem and cert.pem without ca.pem and identity.json are an identity, not a first boot, and nothing is written yet', async (t) => {
+  const dataDir = await tempDir(t);
+  const saved = await saveValidIdentity(dataDir);
+  const paths = identityPaths(dataDir);
+  await rm(paths.ca);
+  await rm(paths.metadata);
+  const loaded = await loadIdentity(dataDir, expectations());
+  if (loaded.kind !== 'present') return t.fail(`loaded as ${loaded.kind}: a token would be spent`);
+  t.is(loaded.identity.keyPem, saved.keyPem);
+  t.is(loaded.identity.caPem, undefined);
+  t.is(loaded.identity.metadata.serial, saved.facts.serial);
+  t.deepEqual(loaded.notes, [
+    `${paths.metadata} is missing: ${paths.key} and ${paths.cert} match each other and name this connector ` +
+      `(serial ${saved.facts.serial}), so they are its identity and no enrollment token is used; ${paths.metadata} ` +
+      `is rebuilt once ${paths.ca} is restored from the control plane`,
+  ]);
+  t.deepEqual(
+    (await readdir(paths.dir)).sort(),
+    ['cert.pem', 'key.pem'],
+    'identity.json waits for a verified chain',
+  );
+});
+
+test('identity.json is never rebuilt from a certificate older than the one it records', async (t) => {
+  const dataDir = await tempDir(t);
+  const { keyPem } = await saveValidIdentity(dataDir);
+  const paths = identityPaths(dataDir);
+  const older = await issueConnectorCert(ca, {
+    connectorId,
+    keyPem,
+    notBefore: new Date(Date.now() - 7_200_000),
+    notAfter: new Date(Date.now() + 3_600_000),
+  });
+  const metadataBefore = await readFile(paths.metadata, 'utf8');
+  const recorded = JSON.parse(metadataBefore) as { serial: string; notAfter: string };
+  await writeFile(paths.cert, older.certPem);
+  const loaded = await loadIdentity(dataDir, expectations());
+  if (loaded.kind !== 'present') return t.fail('identity not loaded');
+  t.is(await readFile(paths.metadata, 'utf8'), metadataBefore, 'identity.json kept');
+  const olderSerial = parseCertificateFacts(older.certPem).serial;
+  t.true(
+    (loaded.notes[0] ?? '').startsWith(
+      `${paths.cert} holds serial ${olderSerial} (valid until ${parseCertificateFacts(older.certPem).notAfter.toISOString()}), ` +
+        `older than serial ${recorded.serial} (valid until ${recorded.notAfter}) that ${paths.metadata} records: ` +
+        `${paths.metadata} is kept, not rebuilt from an older certificate`,
+    ),
+    loaded.notes[0],
+  );
+});
+
+test('an enrollment is written key, ca.pem, cert.pem, identity.json: a ca.pem that cannot be written leaves no cert.pem', async (t) => {
+  const dataDir = await tempDir(t);
+  const { keyPem, certPem } = await issueConnectorCert(ca, { connectorId });
+  await savePendingKey(dataDir, keyPem);
+  const paths = identityPaths(dataDir);
+  // A directory where ca.pem goes: the rename over it fails (EISDIR), as a full disk would fail the write.
+  await mkdir(paths.ca);
+  const facts = parseCertificateFacts(certPem);
+  await t.throwsAsync(
+    saveIdentity(dataDir, {
+      keyPem,
+      certPem,
+      caPem: ca.certPem,
+      metadata: {
+        connectorId,
+        serial: facts.serial,
+        notAfter: facts.notAfter.toISOString(),
+        enrolledAt: new Date().toISOString(),
+        controlPlaneUrl: 'https://cp.example',
+      },
+    }),
+  );
+  await t.throwsAsync(stat(paths.cert), { code: 'ENOENT' }, 'no certificate on disk without its CA');
+  await t.throwsAsync(stat(paths.metadata), { code: 'ENOENT' });
+});
+
+test('saving a renewed certificate rewrites cert.pem and identity.json only; ca.pem only when its content changed', async (t) => {
+  const dataDir = await tempDir(t);
+  const { keyPem } = await saveValidIdentity(dataDir);
+  const paths = identityPaths(dataDir);
+  const inode = async (path: string) => (await stat(path)).ino;
+  const before = { key: await inode(paths.key), ca: await inode(paths.ca), cert: await inode(paths.cert) };
+  const renewed = await issueConnectorCert(ca, { connectorId, keyPem });
+  const facts = parseCertificateFacts(renewed.certPem);
+  const metadata = {
+    connectorId,
+    serial: facts.serial,
+    notAfter: facts.notAfter.toISOString(),
+    enrolledAt: '2026-01-01T00:00:00.000Z',
+    controlPlaneUrl: 'https://cp.example',
+  };
+  await saveCertificate(dataDir, { certPem: renewed.certPem, caPem: ca.certPem, metadata });
+  t.is(await inode(paths.key), before.key, 'key.pem untouched');
+  t.is(await inode(paths.ca), before.ca, 'ca.pem untouched: same content');
+  t.not(await inode(paths.cert), before.cert);
+  t.is(await readFile(paths.cert, 'utf8'), renewed.certPem);
+  const bundle = `${ca.certPem}${(await makeCa('Next CA')).certPem}`;
+  await saveCertificate(dataDir, { certPem: renewed.certPem, caPem: bundle, metadata });
+  t.is(await readFile(paths.ca, 'utf8'), bundle, 'a changed CA bundle is written');
+});
+
+test('key.pem and cert.pem swapped, or one of them holding the other kind, is said as such, not "damaged"', async (t) => {
+  const dataDir = await tempDir(t);
+  const { keyPem, certPem } = await saveValidIdentity(dataDir);
+  const paths = identityPaths(dataDir);
+  await writeFile(paths.key, certPem);
+  await writeFile(paths.cert, keyPem);
+  const swapped = await loadFailure(dataDir);
+  t.is(swapped.exitCode, EXIT_CODES.identityUnusable);
+  t.is(
+    swapped.message,
+    `${paths.key} holds a certificate and ${paths.cert} a private key: the two files were swapped; swap them ` +
+      'back (the key belongs in key.pem, mode 0600)',
+  );
+  await writeFile(paths.cert, certPem);
+  t.is(
+    (await loadFailure(dataDir)).message,
+    `${paths.key} holds a certificate, not a private key: a file was copied to the wrong name (key.pem and cert.pem swapped?)`,
+  );
+  await writeFile(paths.key, keyPem);
+  await writeFile(paths.cert, keyPem);
+  t.is(
+    (await loadFailure(dataDir)).message,
+    `${paths.cert} holds a private key, not a certificate: a file was copied to the wrong name (key.pem and cert.pem swapped?)`,
+  );
+});
+
+test("another connector's cert.pem (same CA, its own key) is foreign, not a key mismatch", async (t) => {
+  const dataDir = await tempDir(t);
+  await saveValidIdentity(dataDir);
+  const paths = identityPaths(dataDir);
+  await writeFile(paths.cert, (await issueConnectorCert(ca, { connectorId: 'team-b.other' })).certPem);
+  const failure = await loadFailure(dataDir);
+  t.is(failure.code, 'IDENTITY_FOREIGN');
+  t.true(
+    failure.message.startsWith(
+      `certificate SAN does not match expected pattern: expected URI ${DEFAULT_SAN_URI_PREFIX}${connectorId}, the certificate ${paths.cert} has ${DEFAULT_SAN_URI_PREFIX}team-b.other`,
+    ),
+    failure.message,
+  );
+});
+
+test.serial(
+  "a certificate the connector user may not read names the mode a certificate needs, not the key's",
+  async (t) => {
+    const dataDir = await tempDir(t);
+    await saveValidIdentity(dataDir);
+    const { key, cert, dir } = identityPaths(dataDir);
+    await chmod(dataDir, 0o755);
+    await chmod(dir, 0o755);
+    const asRoot = process.getuid?.() === 0;
+    if (asRoot) {
+      // The agent runs as uid 65534 and owns the key; cert.pem stays root's, owner-only.
+      await chown(key, 65534, 65534);
+      await chmod(cert, 0o600);
+      process.seteuid?.(65534);
+    } else {
+      await chmod(cert, 0o000);
+    }
+    let failure: Awaited<ReturnType<typeof loadFailure>>;
+    try {
+      failure = await loadFailure(dataDir);
+    } finally {
+      if (asRoot) process.seteuid?.(0);
+    }
+    t.is(failure.code, 'IDENTITY_FILE_UNREADABLE');
+    t.is(
+      failure.message,
+      `permission denied reading ${cert} (certificate): the connector user must be able to read it (its owner, mode 0644)`,
+    );
+  },
+);

@@ -31,6 +31,7 @@ test('healthz is always ok; readyz follows the readiness function', async (t) =>
       ready,
       lastHeartbeatAt: ready ? '2026-01-01T00:00:00.000Z' : null,
       state: ready ? 'online' : null,
+      lastReportedState: ready ? 'online' : null,
       detail: ready ? 'fine' : 'no heartbeat accepted yet',
     }),
   });

@@ -157,9 +157,21 @@ for (const [direction, offsetMs, refusal] of [
       ),
     );
     t.regex(message.reason, new RegExp(refusal));
-    t.regex(message.reason, /the identity is intact/);
-    t.is(message.nextStep, NEXT_STEPS.clockSkew);
+    t.regex(
+      message.reason,
+      offsetMs > 0 ? /if this node's clock is right, the identity is intact/ : /the identity is intact/,
+    );
+    // Only a certificate the control plane calls expired may be gone, if the control plane's clock
+    // is the right one: the next step says so instead of promising "never a recovery".
+    t.is(message.nextStep, offsetMs > 0 ? NEXT_STEPS.clockSkewExpired : NEXT_STEPS.clockSkew);
     t.regex(message.nextStep, /timedatectl/);
+    if (offsetMs > 0) {
+      t.regex(
+        message.reason,
+        /if the control plane's clock is right, the certificate has expired and a guided recovery follows once the clock is fixed/,
+      );
+      t.notRegex(message.nextStep, /do not start a guided recovery/);
+    }
     t.is(recordsMatching(logs, /^fail closed: Reconnect \(CLOCK_SKEW\)/).length, 1);
     t.is(counts.enroll, 0);
     await assertIdentityKept(t, paired.dataDir, before);
@@ -226,6 +238,9 @@ test('a TLS-terminating proxy drops the client certificate: CLIENT_CERTIFICATE_N
     /^client certificate required: the control plane at https:\/\/127\.0\.0\.1:\d+ received no client certificate/,
   );
   t.regex(message.reason, /401 CLIENT_CERTIFICATE_REQUIRED/);
+  // The proxy never asked for the certificate: the agent had one to present, it did not present it.
+  t.regex(message.reason, /although this agent had this connector's certificate \(serial \w+\) to present/);
+  t.notRegex(message.reason, /agent presented/);
   t.is(message.nextStep, NEXT_STEPS.clientCertificateNotReceived);
   t.regex(message.nextStep, /TLS passthrough/);
   t.is(await rejectionCode(prepared.dataDir), undefined);

@@ -58,7 +58,9 @@ test('a one-minute certificate is not renewed at every heartbeat: none in the fi
 });
 
 test("the control plane's renewAfter decides, not --renew-at-fraction: renewed once when it falls due, then not again", async (t) => {
-  const control = await startTestControlPlane(t, { certificateLifetimeSeconds: 3600 });
+  // Six-minute certificates: time can then move past renewAfter (4 min in) on both clocks without
+  // leaving the control plane's 5-minute back-dating, so the renewed certificate passes TLS too.
+  const control = await startTestControlPlane(t, { certificateLifetimeSeconds: 360 });
   const connectorId = 'team-a.renew-after';
   const prepared = await prepareConnector(t, control, connectorId);
   const clock = new ShiftedClock();
@@ -71,10 +73,12 @@ test("the control plane's renewAfter decides, not --renew-at-fraction: renewed o
     await readFile(identityPaths(prepared.dataDir).cert, 'utf8'),
   );
   const fractionPoint = notBefore.getTime() + 0.99 * (notAfter.getTime() - notBefore.getTime());
-  // This node's clock moves five minutes past renewAfter, still well before the fraction's point.
-  const moveTo = renewAfter.getTime() + 5 * 60_000;
+  // Time moves 30 seconds past renewAfter, on both clocks (they stay in step: the agent follows the
+  // control plane's clock), still well before the fraction's point.
+  const moveTo = renewAfter.getTime() + 30_000;
   t.true(moveTo < fractionPoint, 'the fraction alone would not renew yet');
   clock.offsetMs = moveTo - Date.now();
+  control.clock.offsetMs = clock.offsetMs;
 
   await waitFor('renewed', () => agent.status().renewals >= 1);
   const renewing = recordsMatching(logs, /^renewing the certificate/);
@@ -89,8 +93,8 @@ test("the control plane's renewAfter decides, not --renew-at-fraction: renewed o
   const renewedAt = logs.records().findIndex((r) => String(r.msg) === 'certificate renewed');
   t.true(renewedAt > logs.records().indexOf(renewing[0] ?? {}), 'the attempt is logged before the result');
 
-  // The renewed certificate's renewAfter (on the control plane's clock) lies before this node
-  // received it: not followed, so no renewal at every heartbeat; the fraction counts from receipt.
+  // The renewed certificate's renewAfter lies two thirds into its new lifetime: no renewal at every
+  // heartbeat.
   const heartbeats = agent.status().heartbeatsAccepted;
   await waitFor('five more heartbeats', () => agent.status().heartbeatsAccepted >= heartbeats + 5);
   t.is(agent.status().renewals, 1);
@@ -115,9 +119,16 @@ test('renewalDueAt: renewAfter when it follows issuance, else the fraction count
     'a renewAfter before receipt would renew at every heartbeat: the fraction instead',
   );
   t.is(due({}), at('01:02:30').toISOString(), 'loaded from disk: from notBefore');
+  // A receipt outside the validity: the clocks still disagree (no offset known). Never due before
+  // the receipt, which renewed at every heartbeat, and a renewAfter before it is not followed either.
   t.is(
     due({ receivedAt: at('02:00:00') }),
-    at('01:02:30').toISOString(),
-    'a receipt after expiry is ignored',
+    at('02:07:30').toISOString(),
+    'a receipt after expiry: half of the lifetime counted from the receipt',
+  );
+  t.is(
+    due({ receivedAt: at('02:00:00'), renewAfter: at('01:06:40') }),
+    at('02:07:30').toISOString(),
+    'a renewAfter before a receipt outside the validity is not followed',
   );
 });

@@ -55,5 +55,6 @@ test('ready while the last accepted heartbeat is within three intervals', (t) =>
   t.false(late.ready);
   t.regex(late.detail, /more than 3 intervals/);
   t.is(late.lastHeartbeatAt, '2026-01-01T00:00:00.000Z');
-  t.is(late.state, 'online');
+  t.is(late.state, 'not ready (online as of the last accepted heartbeat, 2026-01-01T00:00:00.000Z)');
+  t.is(late.lastReportedState, 'online');
 });

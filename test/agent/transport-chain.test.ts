@@ -82,7 +82,7 @@ test('a leaf-only server of an unrelated organization stays "x509: certificate s
   t.regex(error.message, /CN=Elsewhere Inc Issuing CA 1/, 'the facts are there for a person to compare');
 });
 
-test('first boot against a server sending only its leaf: exit 11, CA_CHAIN_INCOMPLETE with the trust next step, token unused', async (t) => {
+test('first boot against a server sending only its leaf: exit 11, CA_CHAIN_INCOMPLETE with its own next step (send the intermediate), token unused', async (t) => {
   const control = await startTestControlPlane(t);
   const connectorId = 'team-a.chain';
   const prepared = await prepareConnector(t, control, connectorId);
@@ -100,7 +100,8 @@ test('first boot against a server sending only its leaf: exit 11, CA_CHAIN_INCOM
   t.is(outcome.exitCode, 11);
   t.is(outcome.failure?.failureClass, 'FirstBootBootstrap');
   t.is(outcome.failure?.code, 'CA_CHAIN_INCOMPLETE');
-  t.is(outcome.failure?.nextStep, NEXT_STEPS.trust);
+  t.is(outcome.failure?.nextStep, NEXT_STEPS.chainIncomplete);
+  t.regex(String(outcome.failure?.nextStep), /^The server must send its intermediate/);
   t.regex(String(outcome.failure?.message), /^enrollment impossible: certificate chain incomplete: /);
   t.false((await control.admin.getConnector(connectorId)).bootstrapRetired, 'the token was never sent');
   assertNoSecrets(t, 'agent logs', logs.text(), [prepared.token]);

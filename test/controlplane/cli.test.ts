@@ -180,3 +180,25 @@ test('a --cert-lifetime too short to renew in time is refused at start, naming t
   );
   t.is(parseControlPlaneCommandLine([], {}).certificateLifetimeSeconds, 86_400);
 });
+
+test('--cert-lifetime takes compound durations: 4m59s is refused as too short (not as "not a duration"), 5m30s is accepted', async (t) => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'cp-cli-'));
+  t.teardown(() => rmSync(dataDir, { recursive: true, force: true }));
+  const proc = run(
+    ['--data-dir', dataDir, '--heartbeat-interval', '10s', '--cert-lifetime', '4m59s'],
+    {},
+    'node',
+  );
+  t.teardown(proc.cleanup);
+  t.is(await proc.exited, 2);
+  t.regex(
+    proc.stderr(),
+    /--cert-lifetime \(VAULTPAM_CP_CERT_LIFETIME\) of 4m59s is too short .*the minimum is 300s/,
+  );
+  t.notRegex(proc.stderr(), /not a duration/);
+  t.is(parseControlPlaneCommandLine(['--cert-lifetime', '5m30s'], {}).certificateLifetimeSeconds, 330);
+  t.is(parseControlPlaneCommandLine(['--cert-lifetime', '1h30m'], {}).certificateLifetimeSeconds, 5400);
+  t.is(parseDurationSeconds('x', '1d'), 86_400);
+  t.throws(() => parseDurationSeconds('x', '30s5m'), { message: /not a duration like/ });
+  t.throws(() => parseDurationSeconds('x', '-1s'), { message: /not a duration like/ });
+});

@@ -140,7 +140,7 @@ const clockSkew: Rule = (input) => {
       "the control plane refuses the connector's certificate as expired or not yet valid by its clock while the node's clock says it is valid: the clocks are skewed (the evidence says by how much); the identity is intact",
     evidence: [...agentEvidence(input.agent), ...storageEvidence(input.posture)],
     nextStep:
-      'fix time synchronisation (NTP or chrony; timedatectl status) on the node running the pod or on the control plane, whichever is wrong, then restart the pod once; keep the data directory as it is: no recovery and no new token are needed',
+      "fix time synchronisation (NTP or chrony; timedatectl status) on the node running the pod or on the control plane, whichever is wrong, then restart the pod once; keep the data directory as it is. If it was the node's clock and the control plane judged the certificate expired, the restarted agent then reports the expiry and a guided recovery follows; otherwise no recovery and no new token are needed",
   };
 };
 

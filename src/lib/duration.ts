@@ -1,0 +1,30 @@
+// The one duration grammar of the agent's and the control plane's flags: a bare number of seconds
+// ("90", "1.5"), or one or more number-unit pairs, largest unit first ("250ms", "10s", "5m", "24h",
+// "1d", "1h30m", "4m59s"). Negative values and units out of order are not durations.
+
+const UNIT_MS = { d: 86_400_000, h: 3_600_000, m: 60_000, s: 1000, ms: 1 } as const;
+type Unit = keyof typeof UNIT_MS;
+const UNIT_ORDER: readonly Unit[] = ['d', 'h', 'm', 's', 'ms'];
+
+const BARE_SECONDS = /^\d+(?:\.\d+)?$/;
+// "ms" before "m", so "250ms" is not read as 250 minutes and a stray "s".
+const PART = /(\d+(?:\.\d+)?)(ms|d|h|m|s)/y;
+
+/** Milliseconds of a duration, or undefined when the text is not one. */
+export function parseDurationMs(text: string): number | undefined {
+  const trimmed = text.trim();
+  if (BARE_SECONDS.test(trimmed)) return Math.round(Number(trimmed) * 1000);
+  if (trimmed.length === 0) return undefined;
+  let total = 0;
+  let lastUnit = -1;
+  PART.lastIndex = 0;
+  while (PART.lastIndex < trimmed.length) {
+    const match = PART.exec(trimmed);
+    if (!match?.[1] || !match[2]) return undefined;
+    const order = UNIT_ORDER.indexOf(match[2] as Unit);
+    if (order <= lastUnit) return undefined;
+    lastUnit = order;
+    total += Number(match[1]) * UNIT_MS[match[2] as Unit];
+  }
+  return Math.round(total);
+}
