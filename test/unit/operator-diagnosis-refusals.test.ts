@@ -42,7 +42,8 @@ const rows: Row[] = [
     pod: stopped(14, 'Reconnect', 'CLOCK_SKEW', SKEW_REASON),
     failureClass: 'Reconnect',
     reason: /the clocks are skewed .*the identity is intact/,
-    nextStep: /^fix time synchronisation .*keep the data directory as it is.*otherwise no recovery and no new token are needed/,
+    nextStep:
+      /^fix time synchronisation .*keep the data directory as it is.*otherwise no recovery and no new token are needed/,
     identityLoss: false,
   },
   {
