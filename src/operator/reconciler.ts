@@ -172,7 +172,7 @@ export function statusAfterError(
   // Counters and the recovery record advance only when their step's effects happened: the mint
   // count, key and time stay as the last written status had them (none, before any status).
   if (planned.enrollment) {
-    const { lastMintKey: _key, tokenMintedAt: _at, ...rest } = planned.enrollment;
+    const { lastMintKey: key, tokenMintedAt: _at, ...rest } = planned.enrollment;
     const before = previous.enrollment;
     status.enrollment = {
       ...rest,
@@ -180,6 +180,16 @@ export function statusAfterError(
       ...(before?.lastMintKey ? { lastMintKey: before.lastMintKey } : {}),
       ...(before?.tokenMintedAt ? { tokenMintedAt: before.tokenMintedAt } : {}),
     };
+    // The key this pass minted with (an enrollment mint, or a recovery's at TokenMinted) is spent: an
+    // earlier pass minted with it and stopped before storing the token. Remembered, so the next
+    // enrollment mint counts on from it, and a recovery ends instead of asking for it for good.
+    const asked =
+      key && key !== before?.lastMintKey
+        ? key
+        : planned.recovery?.step === 'TokenMinted'
+          ? planned.recovery.mintKey
+          : undefined;
+    if (error.code === 'IDEMPOTENCY_KEY_CONSUMED' && asked) status.enrollment.consumedMintKey = asked;
   }
   if (previous.recovery) status.recovery = previous.recovery;
   else delete status.recovery;

@@ -78,6 +78,7 @@ const fullStatus: DeepRequired<ConnectorStatus> = {
     retired: true,
     mintCount: 1,
     lastMintKey: 'mint-1',
+    consumedMintKey: 'mint-2',
   },
   storage: {
     volumeName: 'data',
@@ -96,6 +97,7 @@ const fullStatus: DeepRequired<ConnectorStatus> = {
     outcome: 'Succeeded',
     reason: 'reconnected without a token after the validation restart',
     mintKey: 'recovery-incident-4711',
+    handledRequestIds: ['incident-4690', 'auto-0123456789abcdef'],
     evidence: {
       phaseBefore: 'NeedsRecovery',
       phaseAfter: 'Online',

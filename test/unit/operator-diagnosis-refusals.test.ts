@@ -216,3 +216,25 @@ test('during a recovery, clock skew (exit 14) does not fail it: the identity is 
   t.is(misconfigured.status.recovery?.step, 'Failed', 'a fail-closed configuration exit ends the attempt');
   t.regex(misconfigured.status.recovery?.reason ?? '', /CLIENT_CERTIFICATE_NOT_RECEIVED/);
 });
+
+test('paired, then the identity lost before the first heartbeat: FirstBootBootstrap, said so; an exit from before the pairing says nothing', (t) => {
+  const enrolling = record({
+    state: 'enrolling',
+    bootstrapRetired: false,
+    enrolledAt: '2026-01-01T00:00:02Z',
+  });
+  const lost = plan(
+    observed({ record: enrolling, pods: [stopped(11, 'FirstBootBootstrap', 'ENROLLMENT_TOKEN_MISSING')] }),
+    NOW,
+  ).status;
+  t.is(lost.diagnosis?.failureClass, 'FirstBootBootstrap');
+  t.regex(lost.diagnosis?.reason ?? '', /lost the identity before its first heartbeat/);
+  t.regex(lost.diagnosis?.nextStep ?? '', /mints a fresh enrollment token/);
+
+  const earlier = record({ state: 'enrolling', bootstrapRetired: false, enrolledAt: '2026-01-01T00:00:08Z' });
+  const before = plan(
+    observed({ record: earlier, pods: [stopped(11, 'FirstBootBootstrap', 'ENROLLMENT_TOKEN_MISSING')] }),
+    NOW,
+  ).status;
+  t.is(before.diagnosis, undefined);
+});

@@ -225,6 +225,54 @@ test('a replaced claim after pairing is identity loss', (t) => {
   );
 });
 
+test('the pass that completes a recovery on a replaced claim reports that claim as the durable storage', (t) => {
+  // Found end to end (test/e2e/runbook-crashes.test.ts): the status write that said Completed and
+  // Online still said the claim was replaced (DurableStorage and Ready False, mode GuidedRecovery),
+  // judged against the claim the identity was lost with, until the next pass.
+  const spec = { recovery: { policy: 'Manual' as const, requestId: 'r1' } };
+  const result = plan(
+    observed({
+      connector: connector({
+        spec,
+        status: {
+          phase: 'Recovering',
+          enrollment: { retired: true },
+          storage: { claimUID: 'old-uid' },
+          recovery: {
+            requestId: 'r1',
+            step: 'ValidatingRestart',
+            attempts: 1,
+            startedAt: '2026-01-01T00:00:00Z',
+            mintKey: recoveryMintKey('r1'),
+          },
+        },
+      }),
+      record: record({
+        state: 'online',
+        lastHeartbeatAt: '2026-01-01T00:00:08.000Z',
+        certificate: { serial: 'cd34', notBefore: '', notAfter: '', fingerprintSha256: '' },
+      }),
+      pods: [
+        pod({
+          uid: 'pod-2',
+          annotations: { 'vaultpam.io/restarted-for': 'r1' },
+          startTime: '2026-01-01T00:00:05Z',
+        }),
+      ],
+      claims: [claim({ uid: 'new-uid' })],
+      templateAnnotations: { 'vaultpam.io/restarted-for': 'r1' },
+    }),
+    NOW,
+  );
+  t.is(result.status.recovery?.step, 'Completed');
+  t.is(result.status.phase, 'Online');
+  t.is(result.status.storage?.claimUID, 'new-uid', 'the recovery moved the identity to the new claim');
+  t.is(result.status.mode, 'Autonomous');
+  t.is(condition(result.status, 'DurableStorage')?.reason, 'ClaimBound');
+  t.is(condition(result.status, 'Ready')?.status, 'True');
+  t.false(result.transitions?.some((e) => e.reason === 'StorageClaimReplaced') ?? false);
+});
+
 test('paired, identity intact, heartbeats stopped: Reconnect, no token', (t) => {
   const result = plan(observed({ record: record({ state: 'offline' }) }), NOW);
   t.is(result.status.phase, 'Offline');

@@ -193,6 +193,14 @@ export interface EnrollmentStatus {
   retired?: boolean;
   mintCount?: number;
   lastMintKey?: string;
+  /**
+   * A mint key the control plane refused as consumed (IDEMPOTENCY_KEY_CONSUMED) in the last pass: a
+   * pass minted with it and stopped before storing the token (the Secret write or the answer was
+   * lost, or the operator stopped), and the token was revoked or expired unused. An enrollment key
+   * the next mint counts on from (kept until mintCount has passed it); a recovery's key ends that
+   * recovery as Failed at TokenMinted.
+   */
+  consumedMintKey?: string;
 }
 
 export interface StorageStatus {
@@ -238,6 +246,12 @@ export interface RecoveryStatus {
   reason?: string;
   mintKey?: string;
   evidence?: RecoveryEvidence;
+  /**
+   * Request ids handled before this record's (from the spec or automatic), oldest first, at most
+   * HANDLED_REQUEST_IDS_KEPT: with requestId, the ids that never run again. Carried into each new
+   * recovery record.
+   */
+  handledRequestIds?: string[];
 }
 
 export interface Diagnosis {

@@ -4,6 +4,7 @@
 // through the runbook's situations one by one.
 import type { ConnectorPhase, Diagnosis, FailureClass, RecoveryPolicy } from '../api/types.ts';
 import { DurableStorageReasons } from '../conditions.ts';
+import { pairingLost } from './enrollment.ts';
 import type { ControlPlaneConnector } from './observed.ts';
 import type { AgentPodFacts, AgentTermination } from './pod-facts.ts';
 import type { StoragePosture } from './storage-posture.ts';
@@ -257,6 +258,21 @@ const reconnectFailure: Rule = (input) => {
 };
 
 /** Runbook branch 1: never paired; the token, trust or network is the problem. */
+/**
+ * Paired, then lost the identity before the first heartbeat retired bootstrap (an emptyDir pod
+ * gone, a claim replaced in between): still the first-boot branch, and a fresh token pairs it.
+ */
+const pairingLostBeforeFirstHeartbeat: Rule = (input) => {
+  if (!pairingLost(input.record, input.agent)) return undefined;
+  return {
+    failureClass: 'FirstBootBootstrap',
+    reason: `the connector paired at ${input.record?.enrolledAt}, but its agent lost the identity before its first heartbeat retired bootstrap`,
+    evidence: [...agentEvidence(input.agent), ...storageEvidence(input.posture)],
+    nextStep:
+      'the operator mints a fresh enrollment token and the agent pairs again on its next start; mount durable storage so the identity survives restarts',
+  };
+};
+
 const firstBootFailure: Rule = (input) => {
   if (retired(input) || input.record?.state === 'enrolling') return undefined;
   const t = input.agent?.termination;
@@ -294,6 +310,7 @@ const RULES: readonly Rule[] = [
   agentLostIdentity,
   refusedIdentity,
   reconnectFailure,
+  pairingLostBeforeFirstHeartbeat,
   firstBootFailure,
 ];
 

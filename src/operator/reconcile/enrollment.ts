@@ -4,6 +4,7 @@
 // expired one with a growing delay so a connector that cannot pair does not burn tokens.
 import type { EnrollmentStatus } from '../api/types.ts';
 import type { ControlPlaneConnector, TokenSecretFacts } from './observed.ts';
+import type { AgentPodFacts } from './pod-facts.ts';
 
 export const REMINT_BASE_DELAY_MS = 60_000;
 export const REMINT_MAX_DELAY_MS = 60 * 60_000;
@@ -25,6 +26,11 @@ export interface EnrollmentInput {
    * there, so none is minted or kept; a guided recovery mints the one that replaces it.
    */
   identityRefused?: boolean;
+  /**
+   * The agent lost the identity it paired with before its first heartbeat (pairingLost): bootstrap
+   * is not retired, so a fresh token pairs it again, as for a connector that never paired.
+   */
+  pairingLost?: boolean;
 }
 
 export interface EnrollmentDecision {
@@ -68,6 +74,33 @@ export function tokenSecretBehind(
   return seen !== undefined && last !== undefined && seen < last;
 }
 
+/**
+ * Whether the agent lost the identity it paired with before its first heartbeat: the record is
+ * enrolling and not retired, and the agent of the current pod is stopped (not running, not ready),
+ * its last exit after that pairing and without an identity (FirstBootBootstrap: no token, or only
+ * the spent one, or the answer with its certificate lost; IdentityLoss IDENTITY_LOST: an identity
+ * file without its key). Its data directory went with the pod (emptyDir) or the claim was replaced
+ * in between. Bootstrap
+ * retires at the first heartbeat only, so this is still the runbook's first-boot branch: the
+ * control plane mints for the record (and refuses a recovery: RECOVERY_NOT_NEEDED), and the agent
+ * pairs again with a fresh token. An exit from before the pairing (a first start that waited for
+ * its token, kept in lastState) says nothing about the identity.
+ */
+export function pairingLost(
+  record: ControlPlaneConnector | undefined,
+  agent: AgentPodFacts | undefined,
+): boolean {
+  if (!record || record.bootstrapRetired || record.state !== 'enrolling' || !record.enrolledAt) return false;
+  const t = agent?.termination;
+  // A running agent is still at something (pairing, retrying the control plane): wait for it.
+  if (!agent || agent.running || agent.ready || !t?.finishedAt) return false;
+  if (new Date(t.finishedAt).getTime() < new Date(record.enrolledAt).getTime()) return false;
+  return (
+    t.failureClass === 'FirstBootBootstrap' ||
+    (t.failureClass === 'IdentityLoss' && t.code === 'IDENTITY_LOST')
+  );
+}
+
 /** Delay before the next mint after `expiries` consecutive tokens expired unused. */
 export function remintDelayMs(expiries: number): number {
   if (expiries <= 1) return 0;
@@ -97,11 +130,17 @@ export function planEnrollment(input: EnrollmentInput): EnrollmentDecision {
   const status: EnrollmentStatus = { retired, mintCount };
   if (previous.lastMintKey) status.lastMintKey = previous.lastMintKey;
   if (previous.tokenMintedAt) status.tokenMintedAt = previous.tokenMintedAt;
+  // A key the control plane refused as consumed is remembered until the counter has passed it.
+  const consumed = enrollmentMintNumber(input.connectorUID, previous.consumedMintKey);
+  if (consumed !== undefined && consumed > mintCount) status.consumedMintKey = previous.consumedMintKey;
   // The last token's expiry stays visible (and drives the re-mint delay) until the connector pairs.
   if (!retired && previous.tokenExpiresAt) status.tokenExpiresAt = previous.tokenExpiresAt;
-  const expiredUnused =
+  // Waiting for a token: never paired, or paired and lost that identity before the first heartbeat.
+  const unpaired =
     !retired &&
-    record?.state === 'pending' &&
+    (record?.state === 'pending' || (record?.state === 'enrolling' && input.pairingLost === true));
+  const expiredUnused =
+    unpaired &&
     tokenSecret?.expiresAt !== undefined &&
     new Date(tokenSecret.expiresAt).getTime() <= now.getTime();
 
@@ -139,14 +178,16 @@ export function planEnrollment(input: EnrollmentInput): EnrollmentDecision {
     };
   }
   const deleteSecret = tokenSecret !== undefined && !tokenSecret.deleting;
-  // Only a connector that never paired, and is not waiting for a recovery, gets a token here.
-  if (record?.state !== 'pending' || retired) {
+  // Only a connector that never paired (or lost the pairing before its first heartbeat), and is not
+  // waiting for a recovery, gets a token here.
+  if (!unpaired || !record) {
     return { status, deleteSecret, expiredUnused };
   }
   // A token the control plane no longer reports live before its own expiry was revoked there (an
   // admin's act): its life ended now, so the re-mint backoff counts from now, not from the expiry
-  // it will never reach.
+  // it will never reach. (An enrolling record's token may have been spent by the lost pairing.)
   const revokedUnused =
+    record.state === 'pending' &&
     deleteSecret &&
     !expiredUnused &&
     tokenSecret?.expiresAt !== undefined &&
@@ -155,17 +196,45 @@ export function planEnrollment(input: EnrollmentInput): EnrollmentDecision {
     status.tokenExpiresAt = `${now.toISOString().slice(0, 19)}Z`;
     return { status, deleteSecret, expiredUnused: false, revokedUnused, requeueAfterMs: SECRET_CATCH_UP_MS };
   }
-  // Every token minted so far expired or was lost unused, or the connector would have paired.
-  const expiries = mintCount;
-  const lastExpiry = previous.tokenExpiresAt ? new Date(previous.tokenExpiresAt).getTime() : undefined;
+  // A Secret holding a later mint than the status counts proves that mint was made: a pass that
+  // minted and stored it failed afterwards (or the operator died before writing the status), which
+  // leaves the counter as it was. Its key is spent once its token expires, so the next mint counts
+  // on from it rather than asking for that key again (refused for good: IDEMPOTENCY_KEY_CONSUMED).
+  // A key the control plane refused as consumed (statusAfterError records it) proves the same of a
+  // mint whose Secret was never stored, once its token was revoked or expired.
+  const minted = Math.max(
+    mintCount,
+    enrollmentMintNumber(input.connectorUID, tokenSecret?.mintKey) ?? 0,
+    consumed ?? 0,
+  );
+  // Every token minted so far expired or was lost unused (or paired an identity that was lost), or
+  // the connector would have paired.
+  const expiries = minted;
+  // A token the control plane no longer reports live ended by now at the latest, whatever expiry it
+  // was minted with: revoked while no Secret showed it (a pass that deleted the revoked token's
+  // Secret did not get to write its status), it must not hold the next mint back until that expiry.
+  // One spent by a pairing whose identity was lost ended at that pairing. The end is written down, so
+  // the backoff counts from a fixed time (counted from each pass's now, it would never be reached).
+  let lastExpiry = previous.tokenExpiresAt ? new Date(previous.tokenExpiresAt).getTime() : undefined;
+  if (lastExpiry !== undefined && !record.liveToken) {
+    const pairedAt =
+      record.state === 'enrolling' && record.enrolledAt ? new Date(record.enrolledAt).getTime() : NaN;
+    const ended = Number.isNaN(pairedAt) ? now.getTime() : Math.min(pairedAt, now.getTime());
+    if (lastExpiry > ended) {
+      status.tokenExpiresAt = `${new Date(ended).toISOString().slice(0, 19)}Z`;
+      lastExpiry = new Date(status.tokenExpiresAt).getTime();
+    }
+  }
   const earliest = lastExpiry === undefined ? now.getTime() : lastExpiry + remintDelayMs(expiries);
-  if (mintCount > 0 && earliest > now.getTime()) {
+  if (minted > 0 && earliest > now.getTime()) {
     return { status, deleteSecret, expiredUnused: true, requeueAfterMs: earliest - now.getTime() };
   }
-  const next = mintCount + 1;
+  const next = minted + 1;
   const idempotencyKey = enrollmentMintKey(input.connectorUID, next);
   return {
     status: {
+      // consumedMintKey stays until a written status counts past it: a pass whose mint is not made
+      // (preempted by a recovery, or failed) keeps the counter where it was, and the key with it.
       ...status,
       mintCount: next,
       lastMintKey: idempotencyKey,

@@ -5,7 +5,13 @@
 // is what makes both crash-safe.
 import type { V1Pod, V1PodSpec, V1StatefulSet } from '@kubernetes/client-node';
 import { ADOPTED_BY_LABEL, ANNOTATIONS } from '../api/constants.ts';
-import type { Condition, ConnectorStatus, DefaultedSpec, RecoveryStatus } from '../api/types.ts';
+import type {
+  Condition,
+  ConnectorStatus,
+  DefaultedSpec,
+  EnrollmentStatus,
+  RecoveryStatus,
+} from '../api/types.ts';
 import {
   CONDITION_TYPES,
   clearReconciling,
@@ -22,7 +28,7 @@ import {
 import { adoptionNotConsentedMessage } from './adoption-consent.ts';
 import { diagnose, isIdentityLoss, phaseOf, refusedIdentityOfNeverPaired, withSince } from './assessment.ts';
 import { childNames, configHash, desiredConfigMap, desiredStatefulSet } from './desired-objects.ts';
-import { type EnrollmentDecision, planEnrollment, secretHoldsLiveToken } from './enrollment.ts';
+import { type EnrollmentDecision, pairingLost, planEnrollment, secretHoldsLiveToken } from './enrollment.ts';
 import type { ControlPlaneConnector, Observed } from './observed.ts';
 import { ownershipConflictMessage } from './ownership.ts';
 import type { ControlPlaneAction, Plan, PlannedEvent } from './plan-types.ts';
@@ -67,13 +73,17 @@ export function heartbeatToShow(
   return stamp(new Date(latest));
 }
 
-function postureFor(observed: Observed, spec: DefaultedSpec, pod: V1Pod | undefined): StoragePosture {
+function postureFor(
+  observed: Observed,
+  spec: DefaultedSpec,
+  pod: V1Pod | undefined,
+  identityClaimUID = observed.connector.status?.storage?.claimUID,
+): StoragePosture {
   const template = observed.workload?.object?.spec?.template?.spec as V1PodSpec | undefined;
   const names = childNames(spec.name);
   const claimTemplates = new Set(
     observed.workload?.object?.spec?.volumeClaimTemplates?.map((t) => t.metadata?.name ?? '') ?? [],
   );
-  const previous = observed.connector.status?.storage;
   return storagePosture({
     podSpec: pod?.spec ?? template,
     ...(pod?.metadata?.name ? { podName: pod.metadata.name } : {}),
@@ -83,7 +93,7 @@ function postureFor(observed: Observed, spec: DefaultedSpec, pod: V1Pod | undefi
     // when a StatefulSet is adopted, the operator's own otherwise.
     claimForTemplateVolume: (mount) =>
       claimTemplates.has(mount) ? `${mount}-${observed.workload?.name ?? names.statefulSet}-0` : undefined,
-    identityClaimUID: previous?.claimUID,
+    identityClaimUID,
     ephemeralByChoice: spec.storage.kind === 'EmptyDir',
   });
 }
@@ -99,6 +109,26 @@ function identityClaimUID(
   if (!retired) return current ?? previous;
   if (!previous || recoveryDone) return current ?? previous;
   return previous;
+}
+
+/** The enrollment status of a pass whose planned mint is not made: the mint counters as they were. */
+function unmintedEnrollment(
+  status: EnrollmentStatus,
+  previous: EnrollmentStatus | undefined,
+): EnrollmentStatus {
+  const { lastMintKey: _key, tokenMintedAt: _at, ...rest } = status;
+  return {
+    ...rest,
+    mintCount: previous?.mintCount ?? 0,
+    ...(previous?.lastMintKey ? { lastMintKey: previous.lastMintKey } : {}),
+    ...(previous?.tokenMintedAt ? { tokenMintedAt: previous.tokenMintedAt } : {}),
+  };
+}
+
+/** The enrollment status of a pass that deletes the token Secret: it names no Secret. */
+function withoutTokenSecret(status: EnrollmentStatus): EnrollmentStatus {
+  const { tokenSecretName: _name, ...rest } = status;
+  return rest;
 }
 
 /** Why the token Secret goes: retirement, a token spent by the pairing, or one no longer live. */
@@ -161,6 +191,7 @@ export function plan(observed: Observed, now: Date): Plan {
   const blocker = blockingReason(observed, spec);
   const holding = spec.paused || blocker !== undefined;
   const identityRefused = refusedIdentityOfNeverPaired(record, agent);
+  const lostPairing = pairingLost(record, agent);
 
   // ---- enrollment and recovery decisions ----
   const enrollment = planEnrollment({
@@ -172,6 +203,7 @@ export function plan(observed: Observed, now: Date): Plan {
     tokenSecretName: names.tokenSecret,
     paused: holding,
     identityRefused,
+    pairingLost: lostPairing,
   });
   const rawDiagnosis = diagnose({
     record,
@@ -201,9 +233,16 @@ export function plan(observed: Observed, now: Date): Plan {
         claims: observed.claims,
         audit: observed.audit,
         check: observed.recoveryCheck,
+        consumedMintKey: previous.enrollment?.consumedMintKey,
         now,
       });
   events.push(...recovery.events);
+  // A recovery in progress mints its own one token (recovery.mintKey), so an enrollment mint it
+  // preempts is not made, and is not counted either: the counters stay as they were.
+  const enrollmentStatus =
+    recovery.inProgress && enrollment.mint
+      ? unmintedEnrollment(enrollment.status, previous.enrollment)
+      : enrollment.status;
 
   // ---- control-plane calls ----
   const controlPlane: ControlPlaneAction[] = [];
@@ -245,12 +284,14 @@ export function plan(observed: Observed, now: Date): Plan {
       events.push({
         type: 'Normal',
         reason: 'TokenMinted',
-        message: `minted enrollment token #${enrollment.status.mintCount} (expires within ${spec.tokenTTLSeconds} s) into Secret ${names.tokenSecret}`,
+        message: `minted enrollment token #${enrollment.status.mintCount} (expires within ${spec.tokenTTLSeconds} s) into Secret ${names.tokenSecret}${lostPairing ? ': the agent lost the identity it paired with before its first heartbeat, and pairs again' : ''}`,
       });
     }
     if (enrollment.deleteSecret) {
       deleteTokenSecret = names.tokenSecret;
-      events.push(tokenSecretDeletedEvent(names.tokenSecret, retired, Boolean(record?.certificate)));
+      // A token that expired unused was not spent by the pairing, even when the record has paired.
+      const paired = Boolean(record?.certificate) && !enrollment.expiredUnused;
+      events.push(tokenSecretDeletedEvent(names.tokenSecret, retired, paired));
     }
   }
 
@@ -292,20 +333,26 @@ export function plan(observed: Observed, now: Date): Plan {
       ? 'NeedsRecovery'
       : phaseOf(record, recovery.inProgress);
   const diagnosis = withSince(recovery.inProgress ? undefined : rawDiagnosis, previous.diagnosis, now);
-  const mode = modeOf(posture);
+  const recoveryDone = recovery.status?.step === 'Completed' && previous.recovery?.step !== 'Completed';
+  const claimUID = identityClaimUID(posture, retired, previous.storage?.claimUID, recoveryDone);
+  // The pass that completes a recovery moves the identity to the claim it paired on, so the storage
+  // it reports (mode, DurableStorage, Ready) is judged against that claim: the replaced one is gone.
+  const shownPosture =
+    recoveryDone && claimUID !== previous.storage?.claimUID
+      ? postureFor(observed, spec, pod, claimUID)
+      : posture;
+  const mode = modeOf(shownPosture);
   const lastHeartbeatTime = heartbeatToShow(
     record?.lastHeartbeatAt,
     previous.lastHeartbeatTime,
     record?.state === 'online' || record?.state === 'degraded',
   );
-  const recoveryDone = recovery.status?.step === 'Completed' && previous.recovery?.step !== 'Completed';
-  const claimUID = identityClaimUID(posture, retired, previous.storage?.claimUID, recoveryDone);
 
   const status: ConnectorStatus = {
     observedGeneration: generation ?? 0,
     phase,
     connectorId: spec.connector.id,
-    enrollment: enrollment.status,
+    enrollment: deleteTokenSecret ? withoutTokenSecret(enrollmentStatus) : enrollmentStatus,
     storage: {
       ...(posture.volumeName ? { volumeName: posture.volumeName } : {}),
       source: posture.source,
@@ -334,9 +381,9 @@ export function plan(observed: Observed, now: Date): Plan {
     conditions,
     {
       type: CONDITION_TYPES.DurableStorage,
-      status: posture.status,
-      reason: posture.reason,
-      message: posture.message,
+      status: shownPosture.status,
+      reason: shownPosture.reason,
+      message: shownPosture.message,
       ...g,
     },
     now,
@@ -345,7 +392,7 @@ export function plan(observed: Observed, now: Date): Plan {
     conditions,
     {
       type: CONDITION_TYPES.Enrolled,
-      ...enrolledCondition(record, observed, enrollment, agent, identityLost, now),
+      ...enrolledCondition(record, observed, enrollment, agent, identityLost, lostPairing, now),
       ...g,
     },
     now,
@@ -409,7 +456,7 @@ export function plan(observed: Observed, now: Date): Plan {
   conditions = withReady(conditions, generation, now);
   status.conditions = conditions;
 
-  const transitions = transitionEvents({ previous, phase, mode, posture, diagnosis });
+  const transitions = transitionEvents({ previous, phase, mode, posture: shownPosture, diagnosis });
 
   const requeues = [
     // What blocks the pass (a user's object, a missing workload or claim) may change without any
@@ -510,6 +557,7 @@ function enrolledCondition(
   enrollment: Pick<EnrollmentDecision, 'expiredUnused' | 'revokedUnused'>,
   agent: AgentPodFacts | undefined,
   identityLost: boolean,
+  lostPairing: boolean,
   now: Date,
 ) {
   if (!observed.controlPlane.reachable) {
@@ -531,6 +579,18 @@ function enrolledCondition(
       status: 'True' as const,
       reason: EnrolledReasons.BootstrapRetired,
       message: `paired at ${record.enrolledAt}; bootstrap retired, restarts use the persisted identity only`,
+    };
+  }
+  if (record?.state === 'enrolling' && lostPairing) {
+    // Not retired yet: the control plane mints for the record, and the agent pairs again.
+    const waiting = secretHoldsLiveToken(observed.tokenSecret, record, now);
+    const lost = `the agent paired at ${record.enrolledAt} but lost that identity before its first heartbeat (bootstrap is not retired, so it pairs again with a fresh token)`;
+    return {
+      status: 'False' as const,
+      reason: waiting ? EnrolledReasons.TokenMinted : EnrolledReasons.AwaitingEnrollment,
+      message: waiting
+        ? `${lost}; a single-use token waits in Secret ${observed.tokenSecret?.name} until ${observed.tokenSecret?.expiresAt}`
+        : `${lost}; a fresh token is minted`,
     };
   }
   if (record?.state === 'enrolling') {

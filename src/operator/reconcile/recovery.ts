@@ -87,6 +87,11 @@ export interface RecoveryInput {
   audit: AuditEntry[] | undefined;
   /** The control plane's dry-run answer while the recorded step is Checking (recovery-check.ts). */
   check?: RecoveryCheck | undefined;
+  /**
+   * A mint key the control plane refused as consumed in the last pass (status.enrollment
+   * consumedMintKey): at TokenMinted, this recovery's token was minted and is spent unstored.
+   */
+  consumedMintKey?: string | undefined;
   now: Date;
 }
 
@@ -119,9 +124,46 @@ export function automaticRequestId(connectorId: string, incidentAt: string): str
   return `auto-${createHash('sha256').update(`${connectorId}|${incidentAt}`).digest('hex').slice(0, 16)}`;
 }
 
-function newRequest(input: RecoveryInput): string | undefined {
+/** How many request ids handled before the current one a recovery record remembers. */
+export const HANDLED_REQUEST_IDS_KEPT = 16;
+
+/**
+ * The request ids this Connector handled, oldest first: those the recovery record remembers, then
+ * its own. A request id runs once, ever: none of these starts a recovery again.
+ */
+function handledRequestIds(previous: RecoveryStatus | undefined): string[] {
+  return [...(previous?.handledRequestIds ?? []), ...(previous?.requestId ? [previous.requestId] : [])];
+}
+
+/**
+ * What a new recovery record remembers: the ids handled before it (without its own), the newest
+ * HANDLED_REQUEST_IDS_KEPT. The newest id the spec asked for is kept however many automatic
+ * recoveries came after it: it may still be in the spec, and must not run again when it would fall out.
+ */
+function rememberedIds(handled: readonly string[], requestId: string): { handledRequestIds?: string[] } {
+  const ids = handled.filter((id) => id !== requestId);
+  let kept = ids.slice(-HANDLED_REQUEST_IDS_KEPT);
+  const lastAsked = ids.findLast((id) => !AUTOMATIC_ID.test(id));
+  if (lastAsked !== undefined && !kept.includes(lastAsked)) kept = [lastAsked, ...kept.slice(1)];
+  return kept.length > 0 ? { handledRequestIds: kept } : {};
+}
+
+type NewRequest =
+  | { kind: 'run'; requestId: string }
+  /** spec.recovery.requestId went back to an id handled before: reported, not run again. */
+  | { kind: 'handledBefore'; requestId: string };
+
+function newRequest(input: RecoveryInput, handled: readonly string[]): NewRequest | undefined {
   const previousId = input.previous?.requestId;
-  if (input.requestedId && input.requestedId !== previousId) return input.requestedId;
+  const asked = input.requestedId;
+  if (asked && asked !== previousId) {
+    if (!handled.includes(asked)) return { kind: 'run', requestId: asked };
+    // The newest id the spec asked for, still in the spec after automatic recoveries replaced its
+    // record, is the same request, answered already: nothing to say again. An older one is the spec
+    // set back to it, which the status answers (it is not run again).
+    const lastAsked = handled.findLast((id) => !AUTOMATIC_ID.test(id));
+    if (asked !== lastAsked) return { kind: 'handledBefore', requestId: asked };
+  }
   if (input.policy !== 'Automatic' || !input.record) return undefined;
   const incident =
     input.record.state === 'needs_recovery' ||
@@ -130,7 +172,41 @@ function newRequest(input: RecoveryInput): string | undefined {
   // A pending record does not change state while its agent is refused, so this id is stable for the
   // incident, and a failed attempt is not repeated.
   const id = automaticRequestId(input.connectorId, input.record.stateChangedAt);
-  return id === previousId ? undefined : id;
+  return handled.includes(id) ? undefined : { kind: 'run', requestId: id };
+}
+
+/**
+ * The record of a request id the spec set back to after it was handled: it ends Failed at once,
+ * without running (no step, no scaling, no control-plane call), and says why.
+ */
+function notRunAgain(input: RecoveryInput, requestId: string, handled: readonly string[]): RecoveryDecision {
+  const began =
+    input.record?.recovery?.requestId === requestId
+      ? `; the control plane already began recovery ${requestId} at ${untrustedText(input.record.recovery.startedAt, 64)}`
+      : '';
+  const reason = `request id ${requestId} was handled before${began}: a request id runs once per Connector, so it was not run again`;
+  return {
+    status: {
+      requestId,
+      step: 'Failed',
+      attempts: 0,
+      outcome: 'Failed',
+      reason,
+      finishedAt: stamp(input.now),
+      ...rememberedIds(handled, requestId),
+    },
+    inProgress: false,
+    controlPlane: [],
+    deleteSecret: false,
+    events: [
+      {
+        type: 'Warning',
+        reason: 'RecoveryFailed',
+        message: `recovery ${requestId} not run: ${reason}`,
+        priority: 'always',
+      },
+    ],
+  };
 }
 
 function podsOf(pods: V1Pod[]) {
@@ -183,8 +259,11 @@ export function planRecovery(input: RecoveryInput): RecoveryDecision {
   const events: PlannedEvent[] = [];
 
   if (!status || TERMINAL.includes(status.step ?? 'Completed')) {
-    const requestId = newRequest(input);
-    if (!requestId) return idle;
+    const handled = handledRequestIds(input.previous);
+    const request = newRequest(input, handled);
+    if (!request) return idle;
+    if (request.kind === 'handledBefore') return notRunAgain(input, request.requestId, handled);
+    const { requestId } = request;
     status = {
       requestId,
       step: 'Requested',
@@ -204,6 +283,7 @@ export function planRecovery(input: RecoveryInput): RecoveryDecision {
         ...(input.workload ? { replicasBefore: input.workload.replicas } : {}),
         windowStart: stamp(now),
       },
+      ...rememberedIds(handled, requestId),
     };
     events.push({
       type: 'Normal',
@@ -283,6 +363,15 @@ export function planRecovery(input: RecoveryInput): RecoveryDecision {
       return advance('Checking');
     case 'Checking': {
       const record = input.record;
+      // The control plane keeps the id of the last recovery it began, and treats that id as the same
+      // request forever after (dry run allowed, beginRecovery a no-op, its token key spent). This
+      // attempt has not begun it yet, so that id is an earlier attempt's: running it again would
+      // scale the connector down and wait at TokensRevoked (or TokenMinted) for good.
+      if (record?.recovery?.requestId === requestId) {
+        return fail(
+          `the control plane already began recovery ${requestId} at ${untrustedText(record.recovery.startedAt, 64)}, so this request id is spent; set a new spec.recovery.requestId`,
+        );
+      }
       // The control plane begins recoveries of paired connectors only, and answers
       // RECOVERY_NOT_NEEDED for a pending record. The recovery of an identity it refused on a
       // never-paired connector asks it for nothing of the kind (no beginRecovery: revoke, mint, pair
@@ -298,7 +387,13 @@ export function planRecovery(input: RecoveryInput): RecoveryDecision {
       if (!check) return stay({});
       if (check.allowed) return advance('ScalingDown');
       const stillOnline = record?.state === 'online' || record?.state === 'degraded';
-      if (check.code === 'RECOVERY_NOT_NEEDED' && stillOnline && input.identityLoss) {
+      // Requested on a proven identity loss, and no agent runs ready since: a pass between two pod
+      // instances of an agent that keeps failing closed (its pod recreated, the new agent not
+      // stopped yet) has no termination to show, but the loss has not gone away. Only an agent
+      // that runs ready again (heartbeats, the identity intact after all) makes it "not needed".
+      const lossStands =
+        status.evidence?.phaseBefore === 'NeedsRecovery' && !live.some((p) => agentPodFacts(p).ready);
+      if (check.code === 'RECOVERY_NOT_NEEDED' && stillOnline && (input.identityLoss || lossStands)) {
         // The agent failed closed (or its claim was replaced), so it sends no heartbeat; the control
         // plane marks it offline after a few missed ones. Wait for that without touching the workload.
         const since = new Date(status.startedAt ?? now).getTime();
@@ -371,6 +466,13 @@ export function planRecovery(input: RecoveryInput): RecoveryDecision {
     case 'TokenMinted': {
       const key = recoveryMintKey(requestId);
       if (input.tokenSecret?.mintKey === key) return advance('ScalingUp');
+      // A pass minted the one token and stopped before storing it; by now it is revoked or expired,
+      // and the control plane refuses its key for good. One request mints one token: end here.
+      if (input.consumedMintKey === key) {
+        return fail(
+          'its one token was minted by a pass that stopped before storing it in the token Secret, and the control plane now refuses its key as consumed (the token was revoked or expired unused)',
+        );
+      }
       return stay({ replicas: 0, mintKey: key, requeueAfterMs: 0 });
     }
     case 'ScalingUp':
@@ -418,9 +520,12 @@ export function planRecovery(input: RecoveryInput): RecoveryDecision {
       }
       const restarted = live.find((p) => p.metadata?.annotations?.[ANNOTATIONS.restartedFor] === requestId);
       const facts = restarted ? agentPodFacts(restarted) : undefined;
-      if (facts?.termination?.failureClass === 'IdentityLoss') {
+      // An agent that starts with an empty data directory and no token (its Secret went when the
+      // connector paired) says ENROLLMENT_TOKEN_MISSING: the identity did not persist either.
+      const t = facts?.termination;
+      if (facts && t && (t.failureClass === 'IdentityLoss' || t.code === 'ENROLLMENT_TOKEN_MISSING')) {
         return fail(
-          `after the validation restart the agent in pod ${facts.podName} found no identity: ${facts.termination.reason ?? ''}`,
+          `after the validation restart the agent in pod ${facts.podName} found no identity: ${t.reason ?? t.code ?? ''}`,
         );
       }
       const startedAt = restarted?.status?.startTime
