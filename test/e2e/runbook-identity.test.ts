@@ -14,6 +14,7 @@ import {
   AppsV1Api,
   AuthorizationV1Api,
   CoreV1Api,
+  CustomObjectsApi,
   EventsV1Api,
   type EventsV1Event,
   PatchStrategy,
@@ -21,30 +22,57 @@ import {
   type V1Container,
   type V1Deployment,
   type V1Pod,
+  type V1Secret,
   type V1StatefulSet,
   Watch,
 } from '@kubernetes/client-node';
 import test, { type ExecutionContext } from 'ava';
 import type { AuditEntry } from '../../src/controlplane/admin-client.ts';
+import { usableAdminCredential } from '../../src/controlplane/server.ts';
 import { claimDirectory } from '../../src/local-cluster/volumes.ts';
+import { COMPONENTS, LABELS } from '../../src/operator/api/constants.ts';
 import type { Connector, ConnectorSpec } from '../../src/operator/api/types.ts';
 import type { RunningOperator } from '../../src/operator/operator.ts';
+import { Informer } from '../../src/operator/runtime/informers.ts';
+import { RESOURCE_TYPES } from '../../src/operator/runtime/resources.ts';
 import { createTestNamespace, useCluster } from '../helpers/cluster.ts';
 import { eventually, isGone } from '../helpers/eventually.ts';
+import { captureLogs } from '../helpers/log-capture.ts';
 import { connectors, OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT } from '../helpers/operator-env.ts';
 import { LONG, useRunningPods } from '../helpers/running-pods.ts';
+import { assertNoSecrets } from '../helpers/secret-scan.ts';
 
 const cluster = useCluster(test);
 const system = useRunningPods(test, cluster);
 let operator: RunningOperator;
 let fileStartedAt = 0;
 
+// Scenario 15 reads what every scenario left behind: the operator's log lines, and every token the
+// operator ever stored (a watch on the token Secrets collects each value as it appears).
+const operatorLogs = captureLogs('operator', 'debug');
+const tokensSeen = new Set<string>();
+let tokenSecrets: Informer<V1Secret> | undefined;
+
 test.serial.before(async () => {
   fileStartedAt = Date.now();
+  tokenSecrets = new Informer<V1Secret>({
+    kc: cluster().kc,
+    type: RESOURCE_TYPES.secret,
+    labelSelector: `${LABELS.component}=${COMPONENTS.enrollmentToken}`,
+    logger: captureLogs().logger,
+  });
+  const collect = (secret: V1Secret) => {
+    for (const value of Object.values(secret.data ?? {}))
+      tokensSeen.add(Buffer.from(value, 'base64').toString());
+  };
+  tokenSecrets.addHandlers({ onAdd: collect, onUpdate: collect });
+  tokenSecrets.start();
+  await tokenSecrets.waitForSync(AbortSignal.timeout(30_000));
   // The operator's own resync (60 s here, 10 min by default) is longer than any wait below: every
   // reaction comes from a watch, the control plane's change stream or a recovery step's requeue.
-  operator = await system().env.startOperator();
+  operator = await system().env.startOperator({ logger: operatorLogs.logger });
 });
+test.after.always(() => tokenSecrets?.stop());
 test.after.always((t) => {
   t.log(`runbook-identity: all scenarios took ${seconds(Date.now() - fileStartedAt)} in total`);
 });
@@ -1543,5 +1571,56 @@ test.serial(
     const enrolledIds = all.lines.filter((l) => l.msg?.startsWith(ENROLLED)).map((l) => l.connectorId);
     t.deepEqual(enrolledIds, [connectorId, connectorId], 'both pairings as the same connector');
     t.log(`scenario 14 took ${seconds(Date.now() - startedAt)}`);
+  },
+);
+
+/** Every file under `dir` whose name passes `keep`, recursively (a missing directory holds none). */
+async function filesUnder(dir: string, keep: (name: string) => boolean): Promise<string[]> {
+  const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
+  const found: string[] = [];
+  for (const entry of entries) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) found.push(...(await filesUnder(path, keep)));
+    else if (keep(entry.name)) found.push(path);
+  }
+  return found;
+}
+
+test.serial(
+  'After all of the above: no token, credential or private key in any object, Event, status, log line or termination message',
+  async (t) => {
+    const { kc } = cluster();
+    const { env, root } = system();
+    // The secrets: every token the operator stored in this run, every connector key still on a
+    // claim (kept or moved aside), and the control plane's admin credential.
+    const keyFiles = await filesUnder(join(root, 'claims'), (name) => name === 'key.pem');
+    const keys = await Promise.all(keyFiles.map((path) => readFile(path, 'utf8')));
+    const secrets = [...tokensSeen, ...keys, usableAdminCredential(env.controlPlane)];
+    t.true(tokensSeen.size >= 8, `tokens collected from the scenarios: ${tokensSeen.size}`);
+    t.true(keys.length >= 2, `connector keys found on claims: ${keys.length}`);
+
+    // Every log line of every agent container that ran (pod directories outlive their pods) and
+    // of the operator.
+    const agentLogs = await filesUnder(join(root, 'pods'), (name) => name.endsWith('.log'));
+    t.true(agentLogs.length >= 10, `agent logs found: ${agentLogs.length}`);
+    for (const path of agentLogs) assertNoSecrets(t, path, await readFile(path, 'utf8'), secrets);
+    t.true(operatorLogs.lines().length > 100, 'the operator logged');
+    assertNoSecrets(t, 'the operator log', operatorLogs.text(), secrets);
+
+    // Every object that can carry what the operator or an agent said: Connectors (status),
+    // ConfigMaps, Events, Pods (termination messages), in every namespace still there.
+    const core = kc.makeApiClient(CoreV1Api);
+    const everywhere = {
+      connectors: await kc
+        .makeApiClient(CustomObjectsApi)
+        .listClusterCustomObject({ group: 'vaultpam.io', version: 'v1alpha1', plural: 'connectors' }),
+      configMaps: await core.listConfigMapForAllNamespaces(),
+      events: await kc.makeApiClient(EventsV1Api).listEventForAllNamespaces(),
+      pods: await core.listPodForAllNamespaces(),
+    };
+    for (const [kind, list] of Object.entries(everywhere))
+      assertNoSecrets(t, `the ${kind} of the cluster`, JSON.stringify(list), secrets);
+    // The control plane's audit of every connector.
+    assertNoSecrets(t, 'the audit log', JSON.stringify(await env.admin.audit({})), secrets);
   },
 );
