@@ -24,19 +24,14 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { get } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import {
-  CoordinationV1Api,
-  CoreV1Api,
-  EventsV1Api,
-  type EventsV1Event,
-  Watch,
-} from '@kubernetes/client-node';
+import { CoordinationV1Api, CoreV1Api, Watch } from '@kubernetes/client-node';
 import test, { type ExecutionContext } from 'ava';
 import type { AuditEntry } from '../../src/controlplane/admin-client.ts';
 import { usableAdminCredential } from '../../src/controlplane/server.ts';
 import { repoRoot } from '../../src/local-cluster/install.ts';
-import type { Connector, RecoveryStep } from '../../src/operator/api/types.ts';
+import { type Connector, RECOVERY_STEPS, type RecoveryStep } from '../../src/operator/api/types.ts';
 import { createTestNamespace, useCluster } from '../helpers/cluster.ts';
+import { connectorEvents, tallyEvents } from '../helpers/connector-events.ts';
 import { eventually, isGone } from '../helpers/eventually.ts';
 import { CREDENTIAL_SECRET, connectors, LEASE_NAME, OPERATOR_NAMESPACE } from '../helpers/operator-env.ts';
 import { type RunningProgram, runProgram } from '../helpers/program.ts';
@@ -69,18 +64,10 @@ test.after.always(async (t) => {
 
 const spec = { connector: { org: 'acme', endpointId: 'ep-1', allowedNetworks: ['10.0.0.0/8'] } };
 const NAME = 'edge';
-/** The steps of a guided recovery before Completed, in order (docs/connector-resource.md). */
-const STEPS: readonly RecoveryStep[] = [
-  'Requested',
-  'Checking',
-  'ScalingDown',
-  'StorageReady',
-  'TokensRevoked',
-  'TokenMinted',
-  'ScalingUp',
-  'AwaitingOnline',
-  'ValidatingRestart',
-];
+/** The steps of a guided recovery before Completed and Failed, in order (docs/connector-resource.md). */
+const STEPS: readonly RecoveryStep[] = RECOVERY_STEPS.filter(
+  (step) => step !== 'Completed' && step !== 'Failed',
+);
 const TOKEN_PATTERN = /vpe_[0-9a-f]{16}_/;
 
 const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
@@ -293,30 +280,6 @@ async function auditOf(connectorId: string): Promise<AuditEntry[]> {
 const describeAudit = (audit: AuditEntry[]) =>
   audit.map((e) => `${e.seq} ${e.at} ${e.type} ${JSON.stringify(e.details)}`).join('\n');
 
-async function connectorEvents(namespace: string, name: string): Promise<EventsV1Event[]> {
-  const list = await cluster().kc.makeApiClient(EventsV1Api).listNamespacedEvent({ namespace });
-  return list.items.filter((e) => e.regarding?.kind === 'Connector' && e.regarding.name === name);
-}
-
-/**
- * How often each reason was recorded: each Event with its series count, plus the Events the
- * per-Connector rate limit folded into EventsFolded summaries.
- */
-function tally(events: EventsV1Event[]): Record<string, number> {
-  const counts: Record<string, number> = {};
-  const add = (reason: string, n: number) => {
-    counts[reason] = (counts[reason] ?? 0) + n;
-  };
-  for (const event of events) {
-    add(event.reason ?? '', event.series?.count ?? 1);
-    if (event.reason === 'EventsFolded') {
-      const folded = /folded into this one \((.*?)\); the last:/.exec(event.note ?? '')?.[1] ?? '';
-      for (const m of folded.matchAll(/([A-Za-z]+) x(\d+)/g)) add(m[1] ?? '', Number(m[2]));
-    }
-  }
-  return counts;
-}
-
 // ---------------------------------------------------------------------------------------------
 // The story every test shares: a connector pairs on its claim, loses the claim, is diagnosed.
 
@@ -404,11 +367,11 @@ async function assertRecoveredOnce(
   // Events are written without holding up a pass: wait for the outcome's, then count.
   const counts = await eventually(
     async () => {
-      const c = tally(await connectorEvents(namespace, NAME));
+      const c = tallyEvents(await connectorEvents(cluster().kc, namespace, NAME));
       return (c.RecoverySucceeded ?? 0) > 0 ? c : undefined;
     },
     { timeoutMs: 20_000, description: 'a RecoverySucceeded Event' },
-  ).catch(async () => tally(await connectorEvents(namespace, NAME)));
+  ).catch(async () => tallyEvents(await connectorEvents(cluster().kc, namespace, NAME)));
   const now = await api().get(namespace, NAME);
   try {
     const recovery = done.status?.recovery;

@@ -36,6 +36,7 @@ import type { RunningOperator } from '../../src/operator/operator.ts';
 import { Informer } from '../../src/operator/runtime/informers.ts';
 import { RESOURCE_TYPES } from '../../src/operator/runtime/resources.ts';
 import { createTestNamespace, useCluster } from '../helpers/cluster.ts';
+import { connectorEvents, tallyEvents } from '../helpers/connector-events.ts';
 import { eventually, isGone } from '../helpers/eventually.ts';
 import { captureLogs } from '../helpers/log-capture.ts';
 import { connectors, OPERATOR_NAMESPACE, OPERATOR_SERVICE_ACCOUNT } from '../helpers/operator-env.ts';
@@ -112,29 +113,6 @@ const entries = (audit: AuditEntry[], type: string, after = 0) =>
 const lastSeq = (audit: AuditEntry[]) => audit.at(-1)?.seq ?? 0;
 
 /** Events regarding the Connector `name` in its namespace. */
-async function connectorEvents(namespace: string, name: string): Promise<EventsV1Event[]> {
-  const list = await cluster().kc.makeApiClient(EventsV1Api).listNamespacedEvent({ namespace });
-  return list.items.filter((e) => e.regarding?.kind === 'Connector' && e.regarding.name === name);
-}
-
-/**
- * How often each reason was recorded: each Event with its series count, plus the step Events the
- * per-Connector rate limit folded into EventsFolded summaries ("... (RecoveryStep x3, ...); the last: ...").
- */
-function tally(events: EventsV1Event[]): Record<string, number> {
-  const counts: Record<string, number> = {};
-  const add = (reason: string, n: number) => {
-    counts[reason] = (counts[reason] ?? 0) + n;
-  };
-  for (const event of events) {
-    add(event.reason ?? '', event.series?.count ?? 1);
-    if (event.reason === 'EventsFolded') {
-      const folded = /folded into this one \((.*?)\); the last:/.exec(event.note ?? '')?.[1] ?? '';
-      for (const m of folded.matchAll(/([A-Za-z]+) x(\d+)/g)) add(m[1] ?? '', Number(m[2]));
-    }
-  }
-  return counts;
-}
 
 /** Counts recorded since `before` (both tallies of the same Connector). */
 function since(after: Record<string, number>, before: Record<string, number>): Record<string, number> {
@@ -158,9 +136,9 @@ async function eventsWith(
   try {
     return await eventually(
       async () => {
-        const events = await connectorEvents(namespace, name);
+        const events = await connectorEvents(cluster().kc, namespace, name);
         seen = events;
-        last = since(tally(events), before);
+        last = since(tallyEvents(events), before);
         return reasons.every((r) => (last[r] ?? 0) > 0) ? { events, counts: last } : undefined;
       },
       { timeoutMs: 20_000, description: `Events ${reasons.join(', ')}` },
@@ -401,10 +379,10 @@ test.serial(
     // Events: one token minted, the Secret deleted once (retired or consumed), Online once, no Warning.
     const { events, counts } = await eventsWith(namespace, 'edge', ['TokenMinted', 'PhaseOnline']);
     await eventually(async () => {
-      const c = tally(await connectorEvents(namespace, 'edge'));
+      const c = tallyEvents(await connectorEvents(cluster().kc, namespace, 'edge'));
       return (c.BootstrapRetired ?? 0) + (c.TokenConsumed ?? 0) > 0;
     });
-    const final = tally(await connectorEvents(namespace, 'edge'));
+    const final = tallyEvents(await connectorEvents(cluster().kc, namespace, 'edge'));
     t.is(counts.TokenMinted, 1, JSON.stringify(final));
     t.is(final.PhaseOnline, 1);
     t.is((final.BootstrapRetired ?? 0) + (final.TokenConsumed ?? 0), 1, JSON.stringify(final));
@@ -443,7 +421,7 @@ test.serial(
     const claimUID = online.status?.storage?.claimUID;
     t.truthy(serial);
     const baseline = lastSeq(await auditOf(connectorId));
-    const eventsBefore = tally(await connectorEvents(namespace, 'edge'));
+    const eventsBefore = tallyEvents(await connectorEvents(cluster().kc, namespace, 'edge'));
     const phases = recordPhases(t, namespace, 'edge');
 
     /** Online again after `what` at `at`: a heartbeat after it, with the same certificate, no token anywhere. */
@@ -624,7 +602,7 @@ test.serial(
     t.is(condition(ready, 'Ready')?.reason, 'Ready', 'EphemeralByChoice does not hold Ready back');
     const serial = online.status?.identity?.certificateSerial;
     const baseline = lastSeq(await auditOf(connectorId));
-    const eventsBefore = tally(await connectorEvents(namespace, 'lab'));
+    const eventsBefore = tallyEvents(await connectorEvents(cluster().kc, namespace, 'lab'));
     const recoveredBefore = await recoveriesSucceeded();
     const lastBeat = (await env.admin.getConnector(connectorId)).lastHeartbeatAt;
 
@@ -863,7 +841,7 @@ test.serial(
       const previousId = before.status?.recovery?.requestId;
       const serial = before.status?.identity?.certificateSerial;
       const baseline = lastSeq(await auditOf(connectorId));
-      const eventsBefore = tally(await connectorEvents(namespace, 'lab'));
+      const eventsBefore = tallyEvents(await connectorEvents(cluster().kc, namespace, 'lab'));
       const recoveredBefore = await recoveriesSucceeded();
       const exitsBefore = await failClosedExits();
       const at = Date.now();
@@ -947,7 +925,7 @@ test.serial(
     const begun = entries(audit, 'recovery.started').map((e) => e.details.requestId);
     t.deepEqual(begun, [first.requestId, second.requestId, third.requestId]);
     // Each RecoveryRequested Event written on its own (the rate limit may fold some) names one of them.
-    const notes = (await connectorEvents(namespace, 'lab'))
+    const notes = (await connectorEvents(cluster().kc, namespace, 'lab'))
       .filter((e) => e.reason === 'RecoveryRequested')
       .map((e) => e.note ?? '');
     t.true(notes.length >= 1);
@@ -976,7 +954,7 @@ test.serial(
     const oldClaim = online.status?.storage?.claimUID;
     t.truthy(oldClaim);
     const baseline = lastSeq(await auditOf(connectorId));
-    const eventsBefore = tally(await connectorEvents(namespace, 'edge'));
+    const eventsBefore = tallyEvents(await connectorEvents(cluster().kc, namespace, 'edge'));
     const recoveredBefore = await recoveriesSucceeded();
     const phases = recordPhases(t, namespace, 'edge');
 
@@ -1271,7 +1249,7 @@ test.serial(
     t.is(entries(audit, 'token.minted').length, 1);
     t.is(entries(audit, 'endpoint.enrolled').length, 1);
     const baseline = lastSeq(audit);
-    const eventsBefore = tally(await connectorEvents(namespace, 'legacy'));
+    const eventsBefore = tallyEvents(await connectorEvents(cluster().kc, namespace, 'legacy'));
     const generationBefore = (await apps().readNamespacedDeployment({ namespace, name: ADOPTED })).metadata
       ?.generation;
 
@@ -1400,7 +1378,7 @@ test.serial(
     });
     t.like(condition(online, 'DurableStorage'), { status: 'True', reason: 'ClaimBound' });
     const baseline = lastSeq(await auditOf(connectorId));
-    const eventsBefore = tally(await connectorEvents(namespace, 'legacy'));
+    const eventsBefore = tallyEvents(await connectorEvents(cluster().kc, namespace, 'legacy'));
 
     const before = await core().readNamespacedPod({ namespace, name: 'legacy-connector-0' });
     const at = Date.now();
@@ -1426,7 +1404,7 @@ test.serial(
     for (const type of ['token.minted', 'endpoint.enrolled', 'recovery.started', 'gateway.enrollment_failed'])
       t.deepEqual(entries(audit, type, baseline), [], `no ${type} after the restart`);
     await sleep(1_000);
-    const counts = since(tally(await connectorEvents(namespace, 'legacy')), eventsBefore);
+    const counts = since(tallyEvents(await connectorEvents(cluster().kc, namespace, 'legacy')), eventsBefore);
     t.log(`Events since the first boot: ${JSON.stringify(counts)}`);
     for (const reason of ['TokenMinted', 'PhaseNeedsRecovery', 'RecoveryRequested', 'DiagnosedIdentityLoss'])
       t.is(counts[reason], undefined, `no ${reason}`);
