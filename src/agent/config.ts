@@ -1,13 +1,14 @@
 // The agent's configuration from flags and environment: parsed and validated here, purely, so every
 // mistake is reported with the flag or variable that caused it before anything else happens.
 import { parseArgs } from 'node:util';
+import { CONNECTOR_ID_PATTERN } from '../contract/agent-process.ts';
 import type { FlagSpecs } from '../lib/cli.ts';
 import { parseDurationMs } from '../lib/duration.ts';
 import { isLogLevel, type LogLevel } from '../lib/logger.ts';
 import { type AgentFailure, configurationFailure } from './failure.ts';
 import { type PathCheckTarget, parsePathCheck } from './path-checks.ts';
 
-export const CONNECTOR_ID_PATTERN = /^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/;
+export { CONNECTOR_ID_PATTERN };
 export const DEFAULT_SAN_URI_PREFIX = 'spiffe://vaultpam.local/connector/';
 
 export const AGENT_FLAGS: FlagSpecs = {

@@ -1,24 +1,12 @@
 // Why the agent stopped, in the runbook's words: the failure class, a stable code, the exit code the
 // process contract assigns, and the runbook's next step. The operator reads the termination message
 // and the exit code to diagnose a connector, so both are derived here and nowhere else.
+import { type AgentFailureClass, EXIT_CODES, type ExitCode } from '../contract/agent-process.ts';
 import { CodedError, type CodedErrorOptions } from '../lib/errors.ts';
 
-/**
- * The runbook's three failure classes, plus Configuration for a process that could not even start
- * (exit 12), which belongs to none of them.
- */
-export type FailureClass = 'FirstBootBootstrap' | 'Reconnect' | 'IdentityLoss' | 'Configuration';
-
-export const EXIT_CODES = {
-  clean: 0,
-  identityLoss: 10,
-  firstBootBootstrap: 11,
-  configuration: 12,
-  identityUnusable: 13,
-  controlPlaneUnreachable: 14,
-} as const;
-
-export type ExitCode = (typeof EXIT_CODES)[keyof typeof EXIT_CODES];
+/** The classes and exit codes are the process contract's (src/contract/agent-process.ts). */
+export type FailureClass = AgentFailureClass;
+export { EXIT_CODES, type ExitCode };
 
 /** Runbook next steps, worded for a Kubernetes operator or a human reading the pod's last state. */
 export const NEXT_STEPS = {

@@ -1,9 +1,10 @@
 // Field checks for request bodies and query strings. Each failure is 400 INVALID_REQUEST naming
 // the field (never echoing its value, which may be a secret).
 import { isIP } from 'node:net';
+import { CONNECTOR_ID_PATTERN } from '../../contract/agent-process.ts';
 import { cpError } from '../errors.ts';
 
-export const CONNECTOR_ID_PATTERN = /^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/;
+export { CONNECTOR_ID_PATTERN };
 
 export type Json = Record<string, unknown>;
 

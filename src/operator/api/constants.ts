@@ -1,5 +1,6 @@
 // Names of the Connector API and of the labels and annotations the operator puts on what it owns.
 // Everything that names the API or selects owned objects reads from here, so a rename is one edit.
+import { CONNECTOR_ID_PATTERN } from '../../contract/agent-process.ts';
 
 export const GROUP = 'vaultpam.io';
 export const VERSION = 'v1alpha1';
@@ -142,7 +143,7 @@ export const DEFAULT_IMAGE_PULL_POLICY = 'IfNotPresent';
 export const DEFAULT_CA_KEY = 'ca.crt';
 export const DEFAULT_CREDENTIAL_KEY = 'credential';
 
-/** Pattern of a connector id (contract: Identifiers). */
-export const CONNECTOR_ID_PATTERN = /^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/;
+/** Pattern of a connector id: the process contract's (src/contract/agent-process.ts). */
+export { CONNECTOR_ID_PATTERN };
 /** Pattern of spec.recovery.requestId. */
 export const RECOVERY_REQUEST_ID_PATTERN = /^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$/;

@@ -2,6 +2,7 @@
 // crds/connectors.vaultpam.io.yaml (a unit test compares the two recursively). Times are RFC 3339
 // strings, as they travel in JSON; the operator never holds a Date in a status.
 import type { V1Affinity, V1ObjectMeta } from '@kubernetes/client-node';
+import { RUNBOOK_FAILURE_CLASSES, type RunbookFailureClass } from '../../contract/agent-process.ts';
 import { CodedError } from '../../lib/errors.ts';
 import {
   type API_VERSION,
@@ -65,8 +66,9 @@ export const RECOVERY_STEPS = [
 export type RecoveryStep = (typeof RECOVERY_STEPS)[number];
 export const RECOVERY_OUTCOMES = ['Succeeded', 'Failed'] as const;
 export type RecoveryOutcome = (typeof RECOVERY_OUTCOMES)[number];
-export const FAILURE_CLASSES = ['FirstBootBootstrap', 'Reconnect', 'IdentityLoss'] as const;
-export type FailureClass = (typeof FAILURE_CLASSES)[number];
+/** The runbook's failure classes a diagnosis names: the process contract's. */
+export const FAILURE_CLASSES = RUNBOOK_FAILURE_CLASSES;
+export type FailureClass = RunbookFailureClass;
 export const CONDITION_STATUSES = ['True', 'False', 'Unknown'] as const;
 export type ConditionStatus = (typeof CONDITION_STATUSES)[number];
 

@@ -13,6 +13,7 @@
 // the workload back to them (the operator's own StatefulSet to its one replica).
 import { createHash } from 'node:crypto';
 import type { V1Pod } from '@kubernetes/client-node';
+import { isFailClosedExit } from '../../contract/agent-process.ts';
 import type { AuditEntry } from '../../controlplane/admin-client.ts';
 import { ANNOTATIONS } from '../api/constants.ts';
 import type {
@@ -238,7 +239,7 @@ function terminatedSince(pods: V1Pod[], since: string | undefined) {
     // signal or a probe (143, 137) is restarted by Kubernetes and may still pair, and so may an agent
     // that exits 14 (the control plane unreachable, or CLOCK_SKEW: the identity is intact and a
     // restart once the clocks agree brings it online; the token's expiry bounds the wait).
-    const failedClosed = t !== undefined && t.exitCode >= 10 && t.exitCode <= 13;
+    const failedClosed = t !== undefined && isFailClosedExit(t.exitCode);
     if (t?.finishedAt && failedClosed && new Date(t.finishedAt).getTime() >= from) {
       return { pod: pod.metadata?.name ?? '', termination: t };
     }
