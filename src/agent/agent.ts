@@ -8,6 +8,7 @@
 // the logger) comes in as an argument, so tests drive it over real sockets or with fakes.
 import { readFile, stat } from 'node:fs/promises';
 import type { Clock } from '../lib/clock.ts';
+import { describeDuration } from '../lib/duration.ts';
 import { CodedError, errorMessage } from '../lib/errors.ts';
 import type { Logger } from '../lib/logger.ts';
 import {
@@ -20,7 +21,7 @@ import { backoffDelay, renewalDueAt } from './backoff.ts';
 import { isCertificateRefusal, judgeCertificateRefusal } from './certificate-refusal.ts';
 import { ControlPlaneClockOffset } from './clock-offset.ts';
 import type { AgentConfig } from './config.ts';
-import { describeDuration, isTransportError } from './connection-errors.ts';
+import { isTransportError } from './connection-errors.ts';
 import {
   type AgentApi,
   type CertificateAnswer,

@@ -6,8 +6,9 @@
 // configuration leave the identity intact and never make the agent give it up; only the causes that
 // make it useless for good let a token mounted after the refusal (a guided recovery's) replace it.
 // Exit codes and next steps come from failure.ts; this file only tells the causes apart and words them.
+
+import { describeDuration } from '../lib/duration.ts';
 import type { CodedError } from '../lib/errors.ts';
-import { describeDuration } from './connection-errors.ts';
 import {
   type AgentFailure,
   clientCertificateNotReceivedFailure,

@@ -3,7 +3,7 @@
 // and the certificate's dates are times on its clock: compared with this node's clock as they are,
 // an agent ahead renewed at every heartbeat and one behind never renewed. The agent converts them to
 // its own clock with this offset instead.
-import { describeDuration } from './connection-errors.ts';
+import { describeDuration } from '../lib/duration.ts';
 
 /**
  * Below this the difference cannot be told from the Date header's whole seconds and the network

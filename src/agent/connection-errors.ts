@@ -7,6 +7,7 @@
 // and handshake failures are temporary.
 import type { X509Certificate } from 'node:crypto';
 import { DEFAULT_MIN_VERSION } from 'node:tls';
+import { describeDuration } from '../lib/duration.ts';
 import { CodedError, errorMessage } from '../lib/errors.ts';
 
 /** How far a request got, in the order it gets there; named in timeouts and resets. */
@@ -98,17 +99,6 @@ function trustSource(caFile: string | undefined): { name: string; verb: 'does' |
   return caFile
     ? { name: `the CA file ${caFile}`, verb: 'does' }
     : { name: 'the system CA roots (no --ca-file given)', verb: 'do' };
-}
-
-/** Human wording of a clock difference, e.g. "3 h 2 min". */
-export function describeDuration(milliseconds: number): string {
-  const totalSeconds = Math.round(Math.abs(milliseconds) / 1000);
-  const hours = Math.floor(totalSeconds / 3600);
-  const minutes = Math.floor((totalSeconds % 3600) / 60);
-  const seconds = totalSeconds % 60;
-  if (hours > 0) return `${hours} h ${minutes} min`;
-  if (minutes > 0) return `${minutes} min ${seconds} s`;
-  return `${seconds} s`;
 }
 
 /**

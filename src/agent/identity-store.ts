@@ -14,6 +14,7 @@ import { createHash, createPrivateKey, randomBytes, X509Certificate } from 'node
 import type { Stats } from 'node:fs';
 import { chmod, mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
+import { describeDuration } from '../lib/duration.ts';
 import { errorMessage } from '../lib/errors.ts';
 import {
   type CertificateFacts,
@@ -21,7 +22,6 @@ import {
   keyMatchesCertificate,
   parseCertificateFacts,
 } from '../lib/pki.ts';
-import { describeDuration } from './connection-errors.ts';
 import {
   type AgentFailure,
   configurationFailure,

@@ -1,5 +1,6 @@
-// The one duration grammar of the agent's and the control plane's flags: a bare number of seconds
-// ("90", "1.5"), or one or more number-unit pairs, largest unit first ("250ms", "10s", "5m", "24h",
+// The one duration grammar of the agent's and the control plane's flags, and the one wording of a
+// duration in their messages. The grammar: a bare number of seconds ("90", "1.5"), or one or more
+// number-unit pairs, largest unit first ("250ms", "10s", "5m", "24h",
 // "1d", "1h30m", "4m59s"). Negative values and units out of order are not durations.
 
 const UNIT_MS = { d: 86_400_000, h: 3_600_000, m: 60_000, s: 1000, ms: 1 } as const;
@@ -27,4 +28,15 @@ export function parseDurationMs(text: string): number | undefined {
     total += Number(match[1]) * UNIT_MS[match[2] as Unit];
   }
   return Math.round(total);
+}
+
+/** Human wording of a duration or clock difference (its sign ignored), e.g. "3 h 2 min". */
+export function describeDuration(milliseconds: number): string {
+  const totalSeconds = Math.round(Math.abs(milliseconds) / 1000);
+  const hours = Math.floor(totalSeconds / 3600);
+  const minutes = Math.floor((totalSeconds % 3600) / 60);
+  const seconds = totalSeconds % 60;
+  if (hours > 0) return `${hours} h ${minutes} min`;
+  if (minutes > 0) return `${minutes} min ${seconds} s`;
+  return `${seconds} s`;
 }

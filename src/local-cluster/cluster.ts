@@ -69,6 +69,8 @@ const STOP_ORDER = ['kube-controller-manager', 'kube-apiserver', 'etcd'];
 const SERVICE_CLUSTER_IP_RANGE = '10.96.0.0/16';
 const SERVICE_CLUSTER_IP = '10.96.0.1';
 
+const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
 async function waitFor(
   what: string,
   probe: () => Promise<boolean>,
@@ -86,7 +88,7 @@ async function waitFor(
       );
     }
     if (await probe().catch(() => false)) return;
-    await new Promise((resolve) => setTimeout(resolve, delay));
+    await pause(delay);
     delay = Math.min(delay * 2, 500);
   }
   const log = await readFile(process.logFile, 'utf8').catch(() => '');
@@ -334,7 +336,7 @@ export async function startLocalCluster(options: LocalClusterOptions = {}): Prom
           await running.stop(restartOptions.graceMs ?? 5_000);
           started.splice(started.indexOf(running), 1);
         }
-        if (restartOptions.downMs) await new Promise((resolve) => setTimeout(resolve, restartOptions.downMs));
+        if (restartOptions.downMs) await pause(restartOptions.downMs);
         const etcdAgain = startEtcd();
         started.push(etcdAgain);
         await etcdReady(etcdAgain);
