@@ -1,7 +1,7 @@
 // The local cluster's lifecycle: it starts from the cached binaries and leaves nothing behind.
 import { access } from 'node:fs/promises';
 import test from 'ava';
-import { startLocalCluster } from '../../src/local-cluster/cluster.ts';
+import { startTestCluster } from '../helpers/cluster.ts';
 
 function alive(pid: number): boolean {
   try {
@@ -13,7 +13,7 @@ function alive(pid: number): boolean {
 }
 
 test('stop() ends every component process and removes the work directory', async (t) => {
-  const cluster = await startLocalCluster();
+  const cluster = await startTestCluster();
   t.teardown(() => cluster.stop());
   const pids = cluster.pids();
   t.is(pids.length, 3, 'etcd, kube-apiserver and kube-controller-manager run');

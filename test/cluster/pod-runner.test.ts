@@ -21,7 +21,7 @@ import {
 } from '@kubernetes/client-node';
 import test from 'ava';
 import { FakeClock } from '../../src/lib/clock.ts';
-import { type LocalCluster, startLocalCluster } from '../../src/local-cluster/cluster.ts';
+import type { LocalCluster } from '../../src/local-cluster/cluster.ts';
 import {
   buildLaunch,
   expandVariables,
@@ -37,6 +37,7 @@ import {
 } from '../../src/local-cluster/crash-backoff.ts';
 import { PodRunner } from '../../src/local-cluster/pod-runner.ts';
 import { buildPodStatus, type PodView, podPhase } from '../../src/local-cluster/pod-status.ts';
+import { startTestCluster } from '../helpers/cluster.ts';
 import { eventually } from '../helpers/eventually.ts';
 import { captureLogs } from '../helpers/log-capture.ts';
 import { assertNoSecrets } from '../helpers/secret-scan.ts';
@@ -266,7 +267,7 @@ const ctx = () => {
 };
 
 test.before(async () => {
-  const cluster = await startLocalCluster();
+  const cluster = await startTestCluster();
   const kc = cluster.adminKubeConfig();
   const root = await mkdtemp(join(tmpdir(), 'pod-runner-'));
   const logs = captureLogs('pod-runner', 'info');

@@ -10,25 +10,31 @@ export interface ClusterContext {
 }
 
 /**
+ * Starts a local cluster for a test file. Free ports are probed, then bound by the component:
+ * another test process can take one in between. One fresh attempt (new ports, new directory) tells
+ * that race from a real failure.
+ */
+export async function startTestCluster(): Promise<LocalCluster> {
+  try {
+    return await startLocalCluster();
+  } catch (first) {
+    return startLocalCluster().catch((second: unknown) => {
+      throw new AggregateError(
+        [first, second],
+        `the local cluster did not start twice: ${(second as Error).message}`,
+      );
+    });
+  }
+}
+
+/**
  * Registers before/after hooks on `test` that start a local cluster for this file. Returns a getter
  * for the running cluster (valid inside tests).
  */
 export function useCluster(test: TestFn<unknown>): () => ClusterContext {
   let context: ClusterContext | undefined;
   test.serial.before(async () => {
-    let cluster: LocalCluster;
-    try {
-      cluster = await startLocalCluster();
-    } catch (first) {
-      // Free ports are probed, then bound by the component: another test process can take one in
-      // between. One fresh attempt (new ports, new directory) tells that race from a real failure.
-      cluster = await startLocalCluster().catch((second: unknown) => {
-        throw new AggregateError(
-          [first, second],
-          `the local cluster did not start twice: ${(second as Error).message}`,
-        );
-      });
-    }
+    const cluster = await startTestCluster();
     context = { cluster, kc: cluster.adminKubeConfig() };
   });
   test.after.always(async () => {
