@@ -6,15 +6,15 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
+import { startLocalCluster } from '../dev/local-cluster/cluster.ts';
+import { installCrds, installOperatorAccess } from '../dev/local-cluster/install.ts';
 import { type RunningAgent, startAgent } from '../src/agent/agent.ts';
 import { DEFAULT_SAN_URI_PREFIX } from '../src/agent/config.ts';
-import { ControlPlaneAdminClient } from '../src/controlplane/admin-client.ts';
 import { startControlPlane, usableAdminCredential } from '../src/controlplane/server.ts';
 import { systemClock } from '../src/lib/clock.ts';
 import { silentLogger } from '../src/lib/logger.ts';
-import { startLocalCluster } from '../src/local-cluster/cluster.ts';
-import { installCrds, installOperatorAccess } from '../src/local-cluster/install.ts';
 import type { Connector } from '../src/operator/api/types.ts';
+import { ControlPlaneAdminClient } from '../src/operator/control-plane/admin-client.ts';
 import { startOperator } from '../src/operator/operator.ts';
 
 const count = Number(process.argv[2] ?? 40);

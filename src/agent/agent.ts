@@ -4,12 +4,13 @@
 // Reconnect failures are retried with capped, jittered backoff and never make the agent use a token.
 // The one exception is an identity the control plane itself refused: it is remembered on disk, and a
 // token mounted after that refusal (a guided recovery's) replaces it once; the old one is moved aside.
-// Everything it touches (clock, timers, randomness, the control-plane client, the key generator,
-// the logger) comes in as an argument, so tests drive it over real sockets or with fakes.
+// Everything it touches (the clock and its timers, randomness, the control-plane client, the key
+// generator, the logger) comes in as an argument, so tests drive it over real sockets or with fakes.
 import { readFile, stat } from 'node:fs/promises';
+import { type BackoffPolicy, backoffDelay } from '../lib/backoff.ts';
 import type { Clock } from '../lib/clock.ts';
 import { describeDuration } from '../lib/duration.ts';
-import { CodedError, errorMessage } from '../lib/errors.ts';
+import { asCodedError, CodedError, errorMessage } from '../lib/errors.ts';
 import type { Logger } from '../lib/logger.ts';
 import {
   createCsrPem,
@@ -17,7 +18,6 @@ import {
   keyMatchesCertificate,
   parseCertificateFacts,
 } from '../lib/pki.ts';
-import { backoffDelay, renewalDueAt } from './backoff.ts';
 import { isCertificateRefusal, judgeCertificateRefusal } from './certificate-refusal.ts';
 import { ControlPlaneClockOffset } from './clock-offset.ts';
 import type { AgentConfig } from './config.ts';
@@ -68,26 +68,17 @@ import {
   tokenFingerprint,
 } from './identity-store.ts';
 import { checkPaths, type PathHealth, type PathProber, probeTcp } from './path-checks.ts';
+import { renewalDueAt } from './renewal-timing.ts';
 import { writeTerminationMessage } from './termination-log.ts';
 
 export const DEFAULT_HEARTBEAT_INTERVAL_MS = 10_000;
 const MAX_PATH_PROBE_MS = 2_000;
 
-export interface Timers {
-  setTimeout(callback: () => void, milliseconds: number): unknown;
-  clearTimeout(handle: unknown): void;
-}
-
-export const realTimers: Timers = {
-  setTimeout: (callback, milliseconds) => setTimeout(callback, milliseconds),
-  clearTimeout: (handle) => clearTimeout(handle as NodeJS.Timeout),
-};
-
 export interface AgentDependencies {
   config: AgentConfig;
   logger: Logger;
+  /** The time and the timers of every wait (backoff, heartbeat interval, renewal). */
   clock: Clock;
-  timers?: Timers;
   /** [0, 1), for backoff jitter. */
   random?: () => number;
   /** Builds the control-plane client; tests may wrap it to count requests. */
@@ -224,7 +215,6 @@ class AgentLifecycle {
   private readonly config: AgentConfig;
   private readonly logger: Logger;
   private readonly clock: Clock;
-  private readonly timers: Timers;
   private readonly random: () => number;
   private readonly createClient: (options: ControlPlaneClientOptions) => AgentApi;
   private readonly probe: PathProber;
@@ -259,7 +249,6 @@ class AgentLifecycle {
     this.config = dependencies.config;
     this.logger = dependencies.logger;
     this.clock = dependencies.clock;
-    this.timers = dependencies.timers ?? realTimers;
     this.random = dependencies.random ?? Math.random;
     this.createClient = dependencies.createClient ?? ((options) => new ControlPlaneClient(options));
     this.probe = dependencies.probe ?? probeTcp;
@@ -776,17 +765,14 @@ class AgentLifecycle {
       } catch (error) {
         this.throwIfStopping();
         if (isAgentFailure(error)) throw error;
-        const coded = asCodedError(error);
+        const coded = asCodedError(error, 'INTERNAL_ERROR');
         if (!coded.temporary) {
           throw isTransportError(coded) ? enrollmentTrustFailure(coded) : enrollmentRejectedFailure(coded);
         }
         attempt += 1;
         unreachableSince ??= triedAt;
         this.checkGiveUp(false, coded, unreachableSince);
-        const delay = this.delayWithinGiveUp(
-          backoffDelay(attempt, this.backoffPolicy(), this.random),
-          unreachableSince,
-        );
+        const delay = this.delayWithinGiveUp(backoffDelay(attempt, this.backoffPolicy()), unreachableSince);
         this.logger.warn(
           { failureClass: 'FirstBootBootstrap', code: coded.code, attempt, retryInMs: delay },
           enrollmentRetryMessage(coded),
@@ -913,16 +899,13 @@ class AgentLifecycle {
       } catch (error) {
         this.throwIfStopping();
         if (isAgentFailure(error) || error instanceof ReplaceRefusedIdentity) throw error;
-        const coded = asCodedError(error);
+        const coded = asCodedError(error, 'INTERNAL_ERROR');
         if (isCertificateRefusal(coded)) await this.onCertificateRefused(coded);
         connected = false;
         failures += 1;
         unreachableSince ??= triedAt;
         this.checkGiveUp(true, coded, unreachableSince);
-        delay = this.delayWithinGiveUp(
-          backoffDelay(failures, this.backoffPolicy(), this.random),
-          unreachableSince,
-        );
+        delay = this.delayWithinGiveUp(backoffDelay(failures, this.backoffPolicy()), unreachableSince);
         this.logger.warn(
           { failureClass: 'Reconnect', code: coded.code, attempt: failures, retryInMs: delay },
           `heartbeat failed: ${coded.message}; retrying with the persisted identity`,
@@ -955,7 +938,7 @@ class AgentLifecycle {
       answer = await client.renew({ csrPem: createCsrPem(identity.keyPem, this.config.connectorId) });
     } catch (error) {
       this.throwIfStopping();
-      const coded = asCodedError(error);
+      const coded = asCodedError(error, 'INTERNAL_ERROR');
       if (isCertificateRefusal(coded)) await this.onCertificateRefused(coded);
       this.logger.warn(
         { code: coded.code, dueAt: dueAt.toISOString(), notAfter: identity.metadata.notAfter },
@@ -1009,7 +992,7 @@ class AgentLifecycle {
     return true;
   }
 
-  /** When the current certificate is due for renewal (backoff.ts renewalDueAt says how). */
+  /** When the current certificate is due for renewal (renewal-timing.ts says how). */
   private renewalDueFor(identity: LoadedIdentity): Date {
     const serial = identity.facts.serial;
     // renewAfter and the certificate's dates are on the control plane's clock: on this node's, with a
@@ -1156,8 +1139,14 @@ class AgentLifecycle {
   // ---------------------------------------------------------------------------------------------
   // Helpers
 
-  private backoffPolicy() {
-    return { initialMs: this.config.retryInitialMs, maxMs: this.config.retryMaxMs };
+  /** Jittered, so a fleet that lost the control plane at once does not come back in lockstep. */
+  private backoffPolicy(): BackoffPolicy {
+    return {
+      baseMs: this.config.retryInitialMs,
+      capMs: this.config.retryMaxMs,
+      jitter: 'equal',
+      random: this.random,
+    };
   }
 
   /**
@@ -1193,12 +1182,12 @@ class AgentLifecycle {
   private sleep(milliseconds: number): Promise<void> {
     if (this.stopping) return Promise.resolve();
     return new Promise((resolve) => {
-      const handle = this.timers.setTimeout(() => {
+      const handle = this.clock.setTimeout(() => {
         this.wake = undefined;
         resolve();
       }, milliseconds);
       this.wake = () => {
-        this.timers.clearTimeout(handle);
+        this.clock.clearTimeout(handle);
         this.wake = undefined;
         resolve();
       };
@@ -1237,9 +1226,4 @@ function enrollmentRetryMessage(error: CodedError): string {
     return `enrollment request answered with a temporary error: ${error.message}; retrying`;
   }
   return `enrollment request did not reach the control plane: ${error.message}; retrying (the token was not accepted or refused yet)`;
-}
-
-function asCodedError(error: unknown): CodedError {
-  if (error instanceof CodedError) return error;
-  return new CodedError('INTERNAL_ERROR', errorMessage(error), { temporary: true, cause: error });
 }

@@ -1,9 +1,10 @@
 // The agent's configuration from flags and environment: parsed and validated here, purely, so every
 // mistake is reported with the flag or variable that caused it before anything else happens.
-import { parseArgs } from 'node:util';
 import { CONNECTOR_ID_PATTERN } from '../contract/agent-process.ts';
-import type { FlagSpecs } from '../lib/cli.ts';
-import { parseDurationMs } from '../lib/duration.ts';
+import { bestEffortFlagValue, type FlagSpecs, flagName, type ParsedFlags, parseFlags } from '../lib/cli.ts';
+import { parseDurationField } from '../lib/duration.ts';
+import { isCodedError } from '../lib/errors.ts';
+import { type HostPort, parseHostPort } from '../lib/host-port.ts';
 import { isLogLevel, type LogLevel } from '../lib/logger.ts';
 import { type AgentFailure, configurationFailure } from './failure.ts';
 import { type PathCheckTarget, parsePathCheck } from './path-checks.ts';
@@ -50,9 +51,10 @@ export const AGENT_FLAGS: FlagSpecs = {
   },
   'path-check': {
     env: 'VAULTPAM_PATH_CHECKS',
+    multiple: true,
     description:
       'Extra runtime path name=host:port probed by TCP connect before each heartbeat; repeatable ' +
-      '(env: comma-separated).',
+      '(or a comma list).',
   },
   'give-up-after': {
     env: 'VAULTPAM_GIVE_UP_AFTER',
@@ -86,11 +88,6 @@ export const AGENT_FLAGS: FlagSpecs = {
   },
 };
 
-export interface ListenAddress {
-  host: string;
-  port: number;
-}
-
 export interface AgentConfig {
   connectorId: string;
   controlPlaneUrl: string;
@@ -98,7 +95,7 @@ export interface AgentConfig {
   tokenFile: string | undefined;
   dataDir: string;
   terminationLog: string;
-  healthListen: ListenAddress;
+  healthListen: HostPort;
   /** Undefined: use the interval the control plane answers with. */
   heartbeatIntervalMs: number | undefined;
   renewAtFraction: number;
@@ -113,40 +110,8 @@ export interface AgentConfig {
 
 export type ParsedCommandLine = { help: true } | { help: false; config: AgentConfig };
 
-/** Milliseconds of "10s", "250ms", "15m", "1h30m" or a bare number of seconds (src/lib/duration.ts). */
-export function parseDuration(text: string): number | undefined {
-  return parseDurationMs(text);
-}
-
 function source(flag: string): string {
-  const env = AGENT_FLAGS[flag]?.env;
-  return env ? `--${flag} (env ${env})` : `--${flag}`;
-}
-
-/**
- * parseArgs' complaint as one line naming the flag: its own text spans several lines (a literal "\n"
- * in the termination message) and talks about "options".
- */
-function commandLineProblem(error: unknown): string {
-  const { code, message } = error as { code?: string; message?: string };
-  const text = String(message ?? error);
-  const flag = /'(-{1,2}[^' <]+)/.exec(text)?.[1];
-  const named = flag?.startsWith('--') && AGENT_FLAGS[flag.slice(2)] ? source(flag.slice(2)) : flag;
-  if (code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' && named) {
-    if (/ambiguous/.test(text)) {
-      return (
-        `${named} has no value: the argument after it begins with "-" and reads as a flag (a duration or ` +
-        `number cannot be negative; a value that really begins with "-" is written ${flag}=<value>)`
-      );
-    }
-    if (/does not take an argument/.test(text)) return `${named} takes no value`;
-    return `${named} has no value`;
-  }
-  if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' && flag) return `unknown flag ${flag}`;
-  if (code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL') {
-    return `unexpected argument ${/'([^']*)'/.exec(text)?.[0] ?? ''}: the agent takes flags only`;
-  }
-  return text.split('\n')[0] ?? text;
+  return flagName(AGENT_FLAGS, flag);
 }
 
 /**
@@ -182,45 +147,20 @@ function controlPlaneUrlProblems(url: URL, text: string): string[] {
 
 /** The termination log path as far as it can be known, to report a configuration error there. */
 export function terminationLogFrom(argv: string[], env: NodeJS.ProcessEnv): string {
-  const index = argv.findIndex((arg) => arg === '--termination-log' || arg.startsWith('--termination-log='));
-  const arg = index >= 0 ? argv[index] : undefined;
-  if (arg?.includes('=')) return arg.slice(arg.indexOf('=') + 1);
-  if (arg !== undefined && argv[index + 1]) return argv[index + 1] as string;
-  return env.VAULTPAM_TERMINATION_LOG || '/dev/termination-log';
+  return bestEffortFlagValue(argv, AGENT_FLAGS, 'termination-log', env) ?? '/dev/termination-log';
 }
 
 /** Parses argv and env into a validated configuration; throws an AgentFailure (exit 12) naming the flag. */
 export function parseAgentCommandLine(argv: string[], env: NodeJS.ProcessEnv): ParsedCommandLine {
-  let parsed: ReturnType<typeof parseArgs>;
+  let parsed: ParsedFlags;
   try {
-    const options: Record<string, { type: 'string' | 'boolean'; multiple?: boolean }> = {
-      help: { type: 'boolean' },
-    };
-    for (const name of Object.keys(AGENT_FLAGS)) {
-      options[name] = name === 'path-check' ? { type: 'string', multiple: true } : { type: 'string' };
-    }
-    parsed = parseArgs({ args: argv, options, strict: true, allowPositionals: false });
+    parsed = parseFlags(argv, AGENT_FLAGS, env);
   } catch (error) {
-    throw configurationFailure(`${commandLineProblem(error)}; run with --help to list the flags`);
+    if (isCodedError(error, 'INVALID_FLAGS')) throw configurationFailure(error.message);
+    throw error;
   }
-  if (parsed.values.help === true) return { help: true };
-  const raw: Record<string, string | undefined> = {};
-  for (const [name, spec] of Object.entries(AGENT_FLAGS)) {
-    if (name === 'path-check') continue;
-    const value = parsed.values[name];
-    raw[name] =
-      (typeof value === 'string' ? value : undefined) ??
-      (spec.env ? env[spec.env] : undefined) ??
-      spec.default;
-  }
-  const flagChecks = parsed.values['path-check'];
-  const pathCheckTexts = Array.isArray(flagChecks)
-    ? flagChecks.filter((v): v is string => typeof v === 'string')
-    : (env.VAULTPAM_PATH_CHECKS ?? '')
-        .split(',')
-        .map((v) => v.trim())
-        .filter((v) => v.length > 0);
-  return { help: false, config: validateAgentConfig(raw, pathCheckTexts) };
+  if (parsed.help) return { help: true };
+  return { help: false, config: validateAgentConfig(parsed.values, parsed.lists['path-check'] ?? []) };
 }
 
 /** Validates raw flag values (already merged with env and defaults). Collects every problem at once. */
@@ -239,15 +179,10 @@ export function validateAgentConfig(
     return value ? value : undefined;
   };
   const duration = (flag: string, { allowZero }: { allowZero: boolean }): number => {
-    const text = raw[flag] ?? '';
-    const value = parseDuration(text);
-    if (value === undefined || (!allowZero && value <= 0)) {
-      problems.push(
-        `${source(flag)} must be a duration like 10s, 250ms or 5m${allowZero ? ' (0 disables)' : ''}, got "${text}"`,
-      );
-      return 0;
-    }
-    return value;
+    const value = parseDurationField(raw[flag] ?? '', source(flag), { allowZero });
+    if (typeof value === 'number') return value;
+    problems.push(value.problem);
+    return 0;
   };
 
   const connectorId = required('connector-id');
@@ -279,16 +214,12 @@ export function validateAgentConfig(
   const dataDir = required('data-dir');
   const terminationLog = required('termination-log');
 
-  let healthListen: ListenAddress = { host: '0.0.0.0', port: 8081 };
+  let healthListen: HostPort = { host: '0.0.0.0', port: 8081 };
   const listenText = required('health-listen');
   if (listenText) {
-    const match = /^(.*):(\d{1,5})$/.exec(listenText);
-    const port = match?.[2] ? Number(match[2]) : Number.NaN;
-    if (!match?.[1] || !Number.isInteger(port) || port > 65535) {
-      problems.push(`${source('health-listen')} must be host:port (port 0-65535), got "${listenText}"`);
-    } else {
-      healthListen = { host: match[1].replace(/^\[(.*)\]$/, '$1'), port };
-    }
+    const address = parseHostPort(listenText, source('health-listen'), { minPort: 0 });
+    if ('problem' in address) problems.push(address.problem);
+    else healthListen = address;
   }
 
   const intervalText = optional('heartbeat-interval');

@@ -9,6 +9,7 @@ import type { X509Certificate } from 'node:crypto';
 import { DEFAULT_MIN_VERSION } from 'node:tls';
 import { describeDuration } from '../lib/duration.ts';
 import { CodedError, errorMessage } from '../lib/errors.ts';
+import { UNKNOWN_AUTHORITY_CODES } from '../lib/tls-verify-codes.ts';
 
 /** How far a request got, in the order it gets there; named in timeouts and resets. */
 export const REQUEST_PHASES = [
@@ -61,16 +62,6 @@ export interface ServerFacts {
   /** e.g. "TLSv1.1", from a handshake that allowed every version. */
   tlsVersion?: string;
 }
-
-const UNKNOWN_CA_CODES = new Set([
-  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
-  'SELF_SIGNED_CERT_IN_CHAIN',
-  'DEPTH_ZERO_SELF_SIGNED_CERT',
-  'UNABLE_TO_GET_ISSUER_CERT',
-  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
-  'CERT_SIGNATURE_FAILURE',
-  'CERT_UNTRUSTED',
-]);
 
 const TEMPORARY_NETWORK_CODES: Record<string, string> = {
   ECONNREFUSED: 'CONNECTION_REFUSED',
@@ -143,7 +134,7 @@ export function classifyConnectionError(
   const temporary = (coded: string, message: string) =>
     new CodedError(coded, message, { ...options, temporary: true });
 
-  if (typeof code === 'string' && UNKNOWN_CA_CODES.has(code)) {
+  if (typeof code === 'string' && UNKNOWN_AUTHORITY_CODES.has(code)) {
     const incomplete = facts.chain ? chainIncompleteMessage(facts.chain, host, context.caFile) : undefined;
     if (incomplete) return permanent('CA_CHAIN_INCOMPLETE', incomplete);
     const trust = trustSource(context.caFile);
@@ -526,7 +517,7 @@ export function chainIncompleteMessage(
 export function serverFactsToRead(error: unknown): keyof ServerFacts | undefined {
   const code = (error as { code?: unknown } | null)?.code;
   if (code === 'CERT_HAS_EXPIRED' || code === 'CERT_NOT_YET_VALID') return 'validity';
-  if (typeof code === 'string' && UNKNOWN_CA_CODES.has(code)) return 'chain';
+  if (typeof code === 'string' && UNKNOWN_AUTHORITY_CODES.has(code)) return 'chain';
   const openssl = openSslFailure(errorMessage(error), code);
   if (
     openssl &&

@@ -7,8 +7,7 @@
 // request timeout counts only socket idle time after the connect, so a host that drops packets
 // would otherwise hold a request for the kernel's connect timeout (about two minutes).
 import { X509Certificate } from 'node:crypto';
-import type { IncomingMessage } from 'node:http';
-import { type Agent, Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { type Agent, Agent as HttpsAgent } from 'node:https';
 import { isIP, type Socket } from 'node:net';
 import {
   type ConnectionOptions,
@@ -16,8 +15,16 @@ import {
   type TLSSocket,
   connect as tlsConnect,
 } from 'node:tls';
+import type {
+  EnrollRequest,
+  HeartbeatRequest,
+  HeartbeatResponse,
+  IssuedCertificate,
+  RenewRequest,
+} from '../contract/control-plane-api.generated.ts';
 import type { Clock } from '../lib/clock.ts';
 import { CodedError } from '../lib/errors.ts';
+import { answerError, type JsonAnswer, requestJson } from '../lib/https-json.ts';
 import {
   type ConnectionContext,
   classifyConnectionError,
@@ -28,22 +35,13 @@ import {
   type ServerFacts,
   serverFactsToRead,
 } from './connection-errors.ts';
-import type { PathHealth } from './path-checks.ts';
 
-const MAX_ANSWER_BYTES = 256 * 1024;
+// The requests are the contract's own types (the token in EnrollRequest is a secret: only ever in
+// that request body). The answers are checked field by field as they arrive (certificateAnswer,
+// positiveNumber), so they are declared here with what the agent adds: the control plane's clock.
+export type { EnrollRequest, HeartbeatRequest, RenewRequest };
 
-export interface EnrollRequest {
-  connectorId: string;
-  /** A secret: only ever in this request body. */
-  token: string;
-  csrPem: string;
-}
-
-export interface CertificateAnswer {
-  certificatePem: string;
-  caPem: string;
-  serial: string;
-  notAfter: string;
+export interface CertificateAnswer extends IssuedCertificate {
   /** The control plane's clock when it answered (its HTTP Date header, whole seconds), when it sent one. */
   serverDate?: Date;
 }
@@ -52,15 +50,12 @@ export interface EnrollAnswer extends CertificateAnswer {
   heartbeatIntervalSeconds: number;
 }
 
-export interface HeartbeatRequest {
-  paths: PathHealth[];
-  agentVersion?: string;
-}
-
-export interface HeartbeatAnswer {
+/**
+ * A heartbeat answer. `state` stays a string: a newer control plane may name a state this agent does
+ * not know. `renewAfter` is optional: a control plane may give none.
+ */
+export interface HeartbeatAnswer extends Omit<HeartbeatResponse, 'state' | 'renewAfter'> {
   state: string;
-  heartbeatIntervalSeconds: number;
-  /** When the control plane wants the certificate renewed (ISO time); a control plane may give none. */
   renewAfter?: string;
   /** The control plane's clock when it answered (its HTTP Date header, whole seconds), when it sent one. */
   serverDate?: Date;
@@ -85,7 +80,7 @@ export interface ControlPlaneClientOptions {
 export interface AgentApi {
   enroll(body: EnrollRequest): Promise<EnrollAnswer>;
   heartbeat(body: HeartbeatRequest): Promise<HeartbeatAnswer>;
-  renew(body: { csrPem: string }): Promise<CertificateAnswer>;
+  renew(body: RenewRequest): Promise<CertificateAnswer>;
   setIdentity(identity: ClientIdentity | undefined): void;
   close(): void;
 }
@@ -140,7 +135,7 @@ export class ControlPlaneClient implements AgentApi {
     };
   }
 
-  async renew(body: { csrPem: string }): Promise<CertificateAnswer> {
+  async renew(body: RenewRequest): Promise<CertificateAnswer> {
     const { body: answer, date } = await this.post('/v1/renew', body, [200, 201]);
     return { ...certificateAnswer(answer, 'renew'), ...serverDate(date) };
   }
@@ -154,74 +149,37 @@ export class ControlPlaneClient implements AgentApi {
     });
   }
 
-  private post(path: string, body: unknown, okStatuses: number[]): Promise<Answer> {
-    const url = new URL(path, this.base);
-    const payload = JSON.stringify(body);
-    return new Promise((resolve, reject) => {
-      const progress = new RequestProgress(this.base);
-      let response: IncomingMessage | undefined;
-      let settled = false;
-      // The first of answer, error and deadline decides; later events of a destroyed request are ignored.
-      const settle = (): boolean => {
-        if (settled) return false;
-        settled = true;
-        clearTimeout(deadline);
-        return true;
-      };
-      const fail = (error: unknown) => {
-        if (settle()) this.classify(error, progress).then(reject, reject);
-      };
-      const request = httpsRequest(
-        url,
-        {
-          method: 'POST',
-          agent: this.agent,
-          headers: {
-            'content-type': 'application/json',
-            'content-length': Buffer.byteLength(payload),
-            accept: 'application/json',
-          },
-        },
-        (answer) => {
-          response = answer;
-          progress.reach('reading the answer');
-          const chunks: Buffer[] = [];
-          let size = 0;
-          answer.on('data', (chunk: Buffer) => {
-            size += chunk.length;
-            if (size > MAX_ANSWER_BYTES) {
-              answer.destroy(
-                new CodedError('BAD_RESPONSE', `answer to ${path} exceeds ${MAX_ANSWER_BYTES} bytes`),
-              );
-              return;
-            }
-            chunks.push(chunk);
-          });
-          answer.on('error', fail);
-          answer.on('end', () => {
-            if (!settle()) return;
-            const status = answer.statusCode ?? 0;
-            const parsed = parseJson(Buffer.concat(chunks).toString('utf8'));
-            if (!okStatuses.includes(status)) reject(httpError(path, status, parsed));
-            else if (typeof parsed === 'object' && parsed !== null)
-              resolve({ body: parsed as Record<string, unknown>, date: answer.headers.date });
-            else reject(badAnswer(path, `HTTP ${status} with a body that is not a JSON object`));
-          });
-        },
-      );
-      const deadline = setTimeout(() => {
-        if (!settle()) return;
-        const timedOut = Object.assign(new Error(`no answer within ${this.options.requestTimeoutMs} ms`), {
-          code: 'REQUEST_TIMEOUT',
-        });
-        reject(classifyConnectionError(timedOut, this.context(progress)));
-        response?.destroy(timedOut);
-        request.destroy(timedOut);
-      }, this.options.requestTimeoutMs);
-      request.on('socket', (socket) => progress.follow(socket, request.reusedSocket));
-      request.on('error', fail);
-      request.end(payload);
-    });
+  private async post(path: string, body: unknown, okStatuses: number[]): Promise<Answer> {
+    const progress = new RequestProgress(this.base);
+    let answer: JsonAnswer;
+    try {
+      answer = await requestJson({
+        method: 'POST',
+        url: new URL(path, this.base),
+        agent: this.agent,
+        body,
+        timeoutMs: this.options.requestTimeoutMs,
+        onSocket: (socket, reused) => progress.follow(socket, reused),
+        onAnswer: () => progress.reach('reading the answer'),
+      });
+    } catch (error) {
+      // A request that ran out of time is explained by the phase it reached; no server to ask.
+      if ((error as { code?: unknown } | null)?.code === 'REQUEST_TIMEOUT') {
+        throw classifyConnectionError(error, this.context(progress));
+      }
+      throw await this.classify(error, progress);
+    }
+    if (!okStatuses.includes(answer.status)) {
+      throw answerError(answer.status, answer.json, {
+        fallbackMessage: `the control plane answered ${path} with HTTP ${answer.status}`,
+        details: { path },
+      });
+    }
+    if (typeof answer.json !== 'object' || answer.json === null) {
+      throw badAnswer(path, `HTTP ${answer.status} with a body that is not a JSON object`);
+    }
+    const date = answer.headers.date;
+    return { body: answer.json as Record<string, unknown>, date };
   }
 
   private context(progress?: RequestProgress): ConnectionContext {
@@ -365,14 +323,6 @@ function bareHostname(url: URL): string {
   return url.hostname.replace(/^\[(.*)\]$/, '$1');
 }
 
-function parseJson(text: string): unknown {
-  try {
-    return text.length > 0 ? JSON.parse(text) : {};
-  } catch {
-    return undefined;
-  }
-}
-
 function issuerOf(certPem: string): string | undefined {
   try {
     return new X509Certificate(certPem).issuer;
@@ -409,20 +359,6 @@ function sentCertificates(peer: DetailedPeerCertificate, trusted: X509Certificat
     current = current.issuerCertificate;
   }
   return sent;
-}
-
-function httpError(path: string, status: number, body: unknown): CodedError {
-  const error = (body as { error?: { code?: unknown; message?: unknown; details?: unknown } } | undefined)
-    ?.error;
-  const code = typeof error?.code === 'string' ? error.code : `HTTP_${status}`;
-  const message =
-    typeof error?.message === 'string'
-      ? error.message
-      : `the control plane answered ${path} with HTTP ${status}`;
-  const temporary = status >= 500 || status === 429 || status === 408;
-  const given =
-    error?.details && typeof error.details === 'object' ? (error.details as Record<string, unknown>) : {};
-  return new CodedError(code, message, { httpStatus: status, temporary, details: { ...given, path } });
 }
 
 function badAnswer(route: string, what: string): CodedError {

@@ -1,7 +1,13 @@
 // Why the agent stopped, in the runbook's words: the failure class, a stable code, the exit code the
 // process contract assigns, and the runbook's next step. The operator reads the termination message
 // and the exit code to diagnose a connector, so both are derived here and nowhere else.
-import { type AgentFailureClass, EXIT_CODES, type ExitCode } from '../contract/agent-process.ts';
+import {
+  type AgentFailureClass,
+  EXIT_CODES,
+  type ExitCode,
+  TERMINATION_MESSAGE_MAX_BYTES,
+  type TerminationMessage,
+} from '../contract/agent-process.ts';
 import { CodedError, type CodedErrorOptions } from '../lib/errors.ts';
 
 /** The classes and exit codes are the process contract's (src/contract/agent-process.ts). */
@@ -331,13 +337,6 @@ export function unreachableFailure(enrolled: boolean, lastError: CodedError, for
   );
 }
 
-export interface TerminationMessage {
-  failureClass: FailureClass;
-  code: string;
-  reason: string;
-  nextStep: string;
-}
-
 // Defence in depth: reasons are built from our own wording and control-plane error messages, which
 // never hold secrets by contract; these patterns catch a token or PEM block if that ever breaks.
 const TOKEN_PATTERN = /vpe_[0-9a-f]{16}_[A-Za-z0-9_-]+/g;
@@ -360,6 +359,6 @@ export function terminationMessageOf(failure: AgentFailure): TerminationMessage 
 export function formatTerminationMessage(failure: AgentFailure): string {
   const message = terminationMessageOf(failure);
   const text = JSON.stringify(message);
-  if (Buffer.byteLength(text) <= 4000) return `${text}\n`;
+  if (Buffer.byteLength(text) <= TERMINATION_MESSAGE_MAX_BYTES) return `${text}\n`;
   return `${JSON.stringify({ ...message, reason: `${message.reason.slice(0, 1500)}…` })}\n`;
 }

@@ -22,6 +22,7 @@ import {
   keyMatchesCertificate,
   parseCertificateFacts,
 } from '../lib/pki.ts';
+import { syncDirectory, TEMP_MARKER, temporaryPathFor, writeFileAtomic } from '../lib/write-file-atomic.ts';
 import {
   type AgentFailure,
   configurationFailure,
@@ -31,7 +32,6 @@ import {
 
 export const KEY_FILE_MODE = 0o600;
 const DIRECTORY_MODE = 0o700;
-const TEMP_MARKER = '.tmp-';
 
 export interface IdentityPaths {
   dir: string;
@@ -94,37 +94,10 @@ export interface IdentityExpectations {
   now: Date;
 }
 
-/** The temporary file a write of `path` goes through; a crash leaves it for removeStrayTempFiles. */
-function temporaryPathFor(path: string): string {
-  return `${path}${TEMP_MARKER}${process.pid}-${randomBytes(4).toString('hex')}`;
-}
-
-/** Writes `data` to `path` so that readers see the old content or the new, never a mix. */
-export async function writeFileAtomic(path: string, data: string, mode: number): Promise<void> {
-  const directory = join(path, '..');
-  const temporary = temporaryPathFor(path);
-  const handle = await open(temporary, 'wx', mode);
-  try {
-    try {
-      await handle.writeFile(data);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    // open() honours the umask; the key file must be exactly 0600 whatever the umask is.
-    await chmod(temporary, mode);
-    await rename(temporary, path);
-  } catch (error) {
-    await unlink(temporary).catch(() => {});
-    throw error;
-  }
-  await syncDirectory(directory);
-}
-
 /** Like writeFileAtomic, but leaves the file (its inode, its times) alone when it already holds `data`. */
 async function writeFileIfChanged(path: string, data: string, mode: number): Promise<void> {
   const current = await readFile(path, 'utf8').catch(() => undefined);
-  if (current !== data) await writeFileAtomic(path, data, mode);
+  if (current !== data) await writeFileAtomic(path, data, { mode });
 }
 
 export interface WriteProblem {
@@ -185,7 +158,7 @@ async function ensureIdentityDirectory(dataDir: string): Promise<IdentityPaths> 
 /** Persists a freshly generated key before it is used in an enrollment request. */
 export async function savePendingKey(dataDir: string, keyPem: string): Promise<void> {
   const paths = await ensureIdentityDirectory(dataDir);
-  await writeFileAtomic(paths.key, keyPem, KEY_FILE_MODE);
+  await writeFileAtomic(paths.key, keyPem, { mode: KEY_FILE_MODE });
 }
 
 export interface IdentityToSave {
@@ -231,7 +204,7 @@ async function writeMetadata(paths: IdentityPaths, metadata: IdentityMetadata): 
     enrolledAt: metadata.enrolledAt,
     controlPlaneUrl: metadata.controlPlaneUrl,
   };
-  await writeFileAtomic(paths.metadata, `${JSON.stringify(ordered, null, 2)}\n`, 0o644);
+  await writeFileAtomic(paths.metadata, `${JSON.stringify(ordered, null, 2)}\n`, { mode: 0o644 });
 }
 
 type ReadOutcome = { kind: 'ok'; text: string } | { kind: 'missing' };
@@ -510,15 +483,6 @@ async function setAsideFile(path: string, label: string, now: Date): Promise<str
   await rename(path, target);
   await syncDirectory(join(path, '..'));
   return target;
-}
-
-async function syncDirectory(directory: string): Promise<void> {
-  const handle = await open(directory, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
 }
 
 /**
@@ -909,7 +873,9 @@ export async function recordRejection(
     message: refusal.message,
     tokensSeen: tokensSeen.slice(-MAX_TOKENS_SEEN),
   };
-  await writeFileAtomic(identityPaths(dataDir).rejection, `${JSON.stringify(rejection, null, 2)}\n`, 0o644);
+  await writeFileAtomic(identityPaths(dataDir).rejection, `${JSON.stringify(rejection, null, 2)}\n`, {
+    mode: 0o644,
+  });
   return rejection;
 }
 
@@ -929,11 +895,6 @@ export async function setAsideIdentity(dataDir: string, now: Date): Promise<stri
     target = `${target}-${randomBytes(3).toString('hex')}`;
     await rename(dir, target);
   }
-  const directoryHandle = await open(dataDir, 'r');
-  try {
-    await directoryHandle.sync();
-  } finally {
-    await directoryHandle.close();
-  }
+  await syncDirectory(dataDir);
   return target;
 }

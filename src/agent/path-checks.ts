@@ -2,11 +2,10 @@
 // heartbeat that arrives proves it); extra paths are targets behind the connector, probed with a
 // plain TCP connect, so one unreachable target shows the connector as degraded, not offline.
 import { connect } from 'node:net';
+import { type HostPort, parseHostPort } from '../lib/host-port.ts';
 
-export interface PathCheckTarget {
+export interface PathCheckTarget extends HostPort {
   name: string;
-  host: string;
-  port: number;
 }
 
 export interface PathHealth {
@@ -26,12 +25,9 @@ export function parsePathCheck(text: string): PathCheckTarget | string {
   if (!NAME_PATTERN.test(name)) {
     return `"${text}": path name "${name}" must be lowercase letters, digits, '.', '_' or '-' (at most 63)`;
   }
-  const match = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(address);
-  const port = match?.[2] ? Number(match[2]) : Number.NaN;
-  if (!match?.[1] || !Number.isInteger(port) || port < 1 || port > 65535) {
-    return `"${text}": "${address}" must be host:port with a port from 1 to 65535`;
-  }
-  return { name, host: match[1].replace(/^\[(.*)\]$/, '$1'), port };
+  const target = parseHostPort(address, `"${text}"`, { minPort: 1 });
+  if ('problem' in target) return target.problem;
+  return { name, ...target };
 }
 
 /** One TCP connect with a timeout; never throws. */

@@ -4,10 +4,11 @@
 // (the lease is released so a standby takes over at once).
 import { hostname } from 'node:os';
 import { KubeConfig } from '@kubernetes/client-node';
-import { type FlagSpecs, helpText, onShutdownSignal, parseFlags } from '../lib/cli.ts';
-import { CodedError, errorMessage } from '../lib/errors.ts';
+import { type FlagSpecs, flagError, helpText, onShutdownSignal, parseFlags } from '../lib/cli.ts';
+import { parseDurationField } from '../lib/duration.ts';
+import { CodedError, errorMessage, isCodedError } from '../lib/errors.ts';
+import { parseHostPort } from '../lib/host-port.ts';
 import { createLogger, isLogLevel } from '../lib/logger.ts';
-import { parseDuration } from '../operator/api/types.ts';
 import { startOperator } from '../operator/operator.ts';
 import { leaderIdentity } from '../operator/runtime/leader-election.ts';
 
@@ -80,16 +81,11 @@ const flags: FlagSpecs = {
   'log-level': { env: 'LOG_LEVEL', default: 'info', description: 'fatal, error, warn, info, debug, trace.' },
 };
 
-function hostPort(value: string, flag: string): { host: string; port: number } {
-  const at = value.lastIndexOf(':');
-  const port = Number(value.slice(at + 1));
-  if (at < 0 || !Number.isInteger(port) || port < 0 || port > 65535) {
-    throw new CodedError(
-      'INVALID_FLAGS',
-      `--${flag}: "${value}" is not host:port (for example 0.0.0.0:8080)`,
-    );
-  }
-  return { host: value.slice(0, at) || '0.0.0.0', port };
+/** A duration flag in milliseconds (src/lib/duration.ts), or INVALID_FLAGS naming it. */
+function durationFlag(value: string | undefined, flag: string): number {
+  const milliseconds = parseDurationField(value ?? '', `--${flag}`, { allowZero: false });
+  if (typeof milliseconds !== 'number') throw flagError(milliseconds.problem);
+  return milliseconds;
 }
 
 /** In a pod: its ServiceAccount; elsewhere: KUBECONFIG or ~/.kube/config, with an error that says which. */
@@ -117,23 +113,17 @@ async function main(): Promise<void> {
   }
   const v = parsed.values;
   const level = v['log-level'] ?? 'info';
-  if (!isLogLevel(level)) throw new CodedError('INVALID_FLAGS', `--log-level: unknown level "${level}"`);
+  if (!isLogLevel(level)) throw flagError(`--log-level: unknown level "${level}"`);
   const logger = createLogger({ name: 'operator', level });
 
   let controlPlane: Parameters<typeof startOperator>[0]['controlPlane'];
   if (v['control-plane-url']) {
     const [secretNamespace, secretName, secretKey] = (v['credential-secret'] ?? '').split('/');
     if (!secretNamespace || !secretName) {
-      throw new CodedError(
-        'INVALID_FLAGS',
-        '--credential-secret: expected <namespace>/<name>[/<key>] with --control-plane-url',
-      );
+      throw flagError('--credential-secret: expected <namespace>/<name>[/<key>] with --control-plane-url');
     }
     if (!v['control-plane-url'].startsWith('https://')) {
-      throw new CodedError(
-        'INVALID_FLAGS',
-        `--control-plane-url: "${v['control-plane-url']}" must be an https:// URL`,
-      );
+      throw flagError(`--control-plane-url: "${v['control-plane-url']}" must be an https:// URL`);
     }
     controlPlane = {
       url: v['control-plane-url'],
@@ -143,42 +133,22 @@ async function main(): Promise<void> {
   }
   const concurrency = Number(v.concurrency);
   if (!Number.isInteger(concurrency) || concurrency < 1)
-    throw new CodedError('INVALID_FLAGS', `--concurrency: "${v.concurrency}" must be a whole number >= 1`);
+    throw flagError(`--concurrency: "${v.concurrency}" must be a whole number >= 1`);
   const leaderElect = v['leader-elect'] !== 'false';
   const leaseNamespace = v['leader-election-namespace'] ?? process.env.POD_NAMESPACE;
   if (leaderElect && !leaseNamespace) {
-    throw new CodedError(
-      'INVALID_FLAGS',
-      '--leader-election-namespace (or POD_NAMESPACE) is required with --leader-elect=true',
-    );
+    throw flagError('--leader-election-namespace (or POD_NAMESPACE) is required with --leader-elect=true');
   }
-  const listen = hostPort(v.listen ?? '0.0.0.0:8080', 'listen');
-  let resyncMs: number;
-  try {
-    resyncMs = parseDuration(v.resync ?? '10m') * 1000;
-  } catch (error) {
-    throw new CodedError('INVALID_FLAGS', `--resync: ${errorMessage(error)}`);
-  }
-  let releaseTimeoutMs: number;
-  try {
-    releaseTimeoutMs = parseDuration(v['release-timeout'] ?? '5m') * 1000;
-  } catch (error) {
-    throw new CodedError('INVALID_FLAGS', `--release-timeout: ${errorMessage(error)}`);
-  }
-  const durationMs = (flag: string): number => {
-    try {
-      return parseDuration(v[flag] ?? '') * 1000;
-    } catch (error) {
-      throw new CodedError('INVALID_FLAGS', `--${flag}: ${errorMessage(error)}`);
-    }
-  };
-  const leaseDurationMs = durationMs('leader-election-lease-duration');
-  const renewDeadlineMs = durationMs('leader-election-renew-deadline');
-  const retryPeriodMs = durationMs('leader-election-retry-period');
+  const listen = parseHostPort(v.listen ?? '0.0.0.0:8080', '--listen', { minPort: 0 });
+  if ('problem' in listen) throw flagError(listen.problem);
+  const resyncMs = durationFlag(v.resync, 'resync');
+  const releaseTimeoutMs = durationFlag(v['release-timeout'], 'release-timeout');
+  const leaseDurationMs = durationFlag(v['leader-election-lease-duration'], 'leader-election-lease-duration');
+  const renewDeadlineMs = durationFlag(v['leader-election-renew-deadline'], 'leader-election-renew-deadline');
+  const retryPeriodMs = durationFlag(v['leader-election-retry-period'], 'leader-election-retry-period');
   // The leader must stop acting before a candidate may take the Lease over.
   if (!(retryPeriodMs > 0 && renewDeadlineMs > retryPeriodMs && leaseDurationMs > renewDeadlineMs)) {
-    throw new CodedError(
-      'INVALID_FLAGS',
+    throw flagError(
       `leader election needs 0 < --leader-election-retry-period < --leader-election-renew-deadline < --leader-election-lease-duration, got ${retryPeriodMs / 1000} s, ${renewDeadlineMs / 1000} s and ${leaseDurationMs / 1000} s`,
     );
   }
@@ -221,5 +191,5 @@ async function main(): Promise<void> {
 
 main().catch((error: unknown) => {
   process.stderr.write(`vaultpam-operator: ${errorMessage(error)}\n`);
-  process.exit(error instanceof CodedError && error.code === 'INVALID_FLAGS' ? 2 : 1);
+  process.exit(isCodedError(error, 'INVALID_FLAGS') ? 2 : 1);
 });

@@ -36,3 +36,20 @@ export type ExitCode = (typeof EXIT_CODES)[keyof typeof EXIT_CODES];
 export function isFailClosedExit(exitCode: number): boolean {
   return exitCode >= EXIT_CODES.identityLoss && exitCode <= EXIT_CODES.identityUnusable;
 }
+
+/**
+ * The agent's termination message (the container's terminationMessagePath), one JSON object that
+ * Kubernetes keeps in the pod's last state: what a person or the operator reads after the agent
+ * stopped. `reason` holds no secret (the agent scrubs it); a reader still treats every field as
+ * untrusted text, since a workload the operator adopted may run anything.
+ */
+export interface TerminationMessage {
+  failureClass: AgentFailureClass;
+  /** The agent's code for the cause (docs/connector-agent.md), e.g. IDENTITY_MISSING. */
+  code: string;
+  reason: string;
+  nextStep: string;
+}
+
+/** Kubernetes keeps at most 4096 bytes of a termination message; the agent stays under this. */
+export const TERMINATION_MESSAGE_MAX_BYTES = 4000;

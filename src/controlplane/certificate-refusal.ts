@@ -4,18 +4,15 @@
 // revoked one and a replaced one call for different steps, and only some of them for a new
 // identity, so the agent branches on the code and the details, never on the text
 // (docs/control-plane.md, "mTLS").
+
+import { UNKNOWN_AUTHORITY_CODES } from '../lib/tls-verify-codes.ts';
 import type { ErrorCode } from './errors.ts';
 import type { RevokedCertificate } from './state.ts';
 
-export type CertificateRefusalCode = Extract<
-  ErrorCode,
-  | 'CLIENT_CERTIFICATE_UNTRUSTED'
-  | 'CLIENT_CERTIFICATE_EXPIRED'
-  | 'CLIENT_CERTIFICATE_NOT_YET_VALID'
-  | 'CLIENT_CERTIFICATE_REVOKED'
-  | 'CLIENT_CERTIFICATE_SUPERSEDED'
-  | 'CLIENT_CERTIFICATE_UNKNOWN'
-  | 'CLIENT_CERTIFICATE_REJECTED'
+/** The contract's codes for a presented certificate refused (REQUIRED: none was presented). */
+export type CertificateRefusalCode = Exclude<
+  Extract<ErrorCode, `CLIENT_CERTIFICATE_${string}`>,
+  'CLIENT_CERTIFICATE_REQUIRED'
 >;
 
 /** What is known about a refused certificate and its sender: for the log line and the audit entry. */
@@ -46,23 +43,12 @@ export interface Validity {
 const REJECTED = 'client certificate rejected';
 const iso = (ms: number): string => new Date(ms).toISOString();
 
-// OpenSSL verify codes that mean the certificate does not chain to the trusted CA: the guide's
-// "certificate signed by unknown authority".
-export const UNKNOWN_AUTHORITY: ReadonlySet<string> = new Set([
-  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
-  'UNABLE_TO_GET_ISSUER_CERT',
-  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
-  'SELF_SIGNED_CERT_IN_CHAIN',
-  'DEPTH_ZERO_SELF_SIGNED_CERT',
-  'CERT_SIGNATURE_FAILURE',
-]);
-
 /** TLS refused the chain for another reason than its dates: the control plane's CA does not vouch for it. */
 export function untrustedCertificate(
   verifyCode: string,
   certificate: PresentedCertificate,
 ): CertificateRefusal {
-  const cause = UNKNOWN_AUTHORITY.has(verifyCode)
+  const cause = UNKNOWN_AUTHORITY_CODES.has(verifyCode)
     ? `certificate signed by unknown authority (${verifyCode})`
     : `the certificate chain is not valid for this control plane (${verifyCode})`;
   return {

@@ -1,9 +1,9 @@
 // Command-line and environment configuration of vaultpam-control-plane (flags win over VAULTPAM_CP_*
 // environment variables, which win over defaults). Pure: src/bin/control-plane.ts passes argv/env.
 import { existsSync } from 'node:fs';
-import { type FlagSpecs, parseFlags } from '../lib/cli.ts';
-import { parseDurationMs } from '../lib/duration.ts';
-import { CodedError } from '../lib/errors.ts';
+import { type FlagSpecs, flagError, parseFlags } from '../lib/cli.ts';
+import { parseDurationField } from '../lib/duration.ts';
+import { parseHostPort } from '../lib/host-port.ts';
 import { isLogLevel, type LogLevel } from '../lib/logger.ts';
 import { DEFAULTS, readCredentialFile } from './server.ts';
 
@@ -41,6 +41,7 @@ export const CONTROL_PLANE_FLAGS: FlagSpecs = {
   },
   'server-hostname': {
     env: 'VAULTPAM_CP_SERVER_HOSTNAMES',
+    multiple: true,
     default: DEFAULTS.serverHostnames.join(','),
     description: "Host names and IPs in the serving certificate's SANs (repeatable or a comma list).",
   },
@@ -73,19 +74,11 @@ export interface ControlPlaneCommandLine {
   logLevel: LogLevel;
 }
 
-function configError(message: string): CodedError {
-  return new CodedError('INVALID_FLAGS', message);
-}
-
 /** Seconds from "90", "90s", "5m", "24h", "1d" or "4m59s" (the shared grammar of src/lib/duration.ts). */
 export function parseDurationSeconds(flag: string, value: string): number {
-  const milliseconds = parseDurationMs(value);
-  if (milliseconds === undefined) {
-    throw configError(`--${flag}: "${value}" is not a duration like 10s, 5m, 24h or 1h30m`);
-  }
-  const seconds = milliseconds / 1000;
-  if (!(seconds > 0)) throw configError(`--${flag}: must be more than zero`);
-  return seconds;
+  const milliseconds = parseDurationField(value, `--${flag}`, { allowZero: false });
+  if (typeof milliseconds !== 'number') throw flagError(milliseconds.problem);
+  return milliseconds / 1000;
 }
 
 /**
@@ -108,7 +101,7 @@ function certificateLifetime(value: string, interval: { seconds: number; text: s
   const seconds = parseDurationSeconds('cert-lifetime', value);
   const minimum = minimumCertificateLifetimeSeconds(interval.seconds);
   if (seconds < minimum) {
-    throw configError(
+    throw flagError(
       `--cert-lifetime (VAULTPAM_CP_CERT_LIFETIME) of ${value} is too short for agents to renew in time: ` +
         `the minimum is ${minimum}s, the larger of ${MIN_CERT_LIFETIME_INTERVALS} heartbeat intervals ` +
         `(--heartbeat-interval ${interval.text}) and ${MIN_CERT_LIFETIME_SECONDS / 60} minutes, which leaves ` +
@@ -118,38 +111,16 @@ function certificateLifetime(value: string, interval: { seconds: number; text: s
   return seconds;
 }
 
-export function parseListen(value: string): { host: string; port: number } {
-  const match = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(value.trim());
-  const port = Number(match?.[3]);
-  if (!match || port > 65535) throw configError(`--listen: "${value}" is not host:port`);
-  return { host: (match[1] ?? match[2]) as string, port };
-}
-
-/** Repeated --server-hostname flags; each may be a comma list. */
-function hostnamesFrom(argv: string[], fallback: string): string[] {
-  const values: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i] as string;
-    if (arg === '--server-hostname' && argv[i + 1] !== undefined) values.push(argv[++i] as string);
-    else if (arg.startsWith('--server-hostname=')) values.push(arg.slice('--server-hostname='.length));
-  }
-  const names = (values.length > 0 ? values : [fallback])
-    .flatMap((value) => value.split(','))
-    .map((name) => name.trim())
-    .filter((name) => name.length > 0);
-  if (names.length === 0) throw configError('--server-hostname: at least one name is needed');
-  return names;
-}
-
 export function parseControlPlaneCommandLine(
   argv: string[],
   env: NodeJS.ProcessEnv,
 ): ControlPlaneCommandLine {
-  // parseArgs keeps only the last of repeated string flags, so hostnamesFrom() gathers repeated
-  // --server-hostname values from argv itself.
-  const { values, help } = parseFlags(argv, CONTROL_PLANE_FLAGS, env);
+  const { values, lists, help } = parseFlags(argv, CONTROL_PLANE_FLAGS, env);
   const get = (name: string) => values[name];
-  const { host, port } = parseListen(get('listen') as string);
+  const listen = parseHostPort(get('listen') as string, '--listen', { minPort: 0 });
+  if ('problem' in listen) throw flagError(listen.problem);
+  const serverHostnames = lists['server-hostname'] ?? [];
+  if (serverHostnames.length === 0) throw flagError('--server-hostname: at least one name is needed');
   const heartbeatIntervalSeconds = parseDurationSeconds(
     'heartbeat-interval',
     get('heartbeat-interval') as string,
@@ -161,30 +132,30 @@ export function parseControlPlaneCommandLine(
       : parseDurationSeconds('offline-after', offlineRaw);
   if (offlineAfterSeconds < heartbeatIntervalSeconds) {
     // Every healthy connector would be declared offline between two of its heartbeats.
-    throw configError(
+    throw flagError(
       `--offline-after (${offlineRaw}) is shorter than --heartbeat-interval (${get('heartbeat-interval')}): ` +
         'connectors would go offline between two heartbeats; give at least the interval ' +
         `(the default is ${DEFAULTS.offlineAfterIntervals} intervals)`,
     );
   }
   const logLevel = get('log-level') as string;
-  if (!isLogLevel(logLevel)) throw configError(`--log-level: "${logLevel}" is not a log level`);
+  if (!isLogLevel(logLevel)) throw flagError(`--log-level: "${logLevel}" is not a log level`);
   const adminCredentialFile = get('admin-credential-file');
   let adminCredentials: string[] | undefined;
   if (adminCredentialFile !== undefined && !help) {
     if (!existsSync(adminCredentialFile))
-      throw configError(`--admin-credential-file: ${adminCredentialFile} does not exist`);
+      throw flagError(`--admin-credential-file: ${adminCredentialFile} does not exist`);
     adminCredentials = readCredentialFile(adminCredentialFile);
     if (adminCredentials.length === 0)
-      throw configError(`--admin-credential-file: ${adminCredentialFile} holds no credential`);
+      throw flagError(`--admin-credential-file: ${adminCredentialFile} holds no credential`);
   }
   const sanUriPrefix = get('san-uri-prefix') as string;
   if (!/^[a-z][a-z0-9+.-]*:/i.test(sanUriPrefix))
-    throw configError('--san-uri-prefix: must be a URI prefix like spiffe://…/');
+    throw flagError('--san-uri-prefix: must be a URI prefix like spiffe://…/');
   return {
     help,
-    host,
-    port,
+    host: listen.host,
+    port: listen.port,
     dataDir: get('data-dir') as string,
     heartbeatIntervalSeconds,
     offlineAfterSeconds,
@@ -193,7 +164,7 @@ export function parseControlPlaneCommandLine(
       text: get('heartbeat-interval') as string,
     }),
     sanUriPrefix,
-    serverHostnames: hostnamesFrom(argv, get('server-hostname') as string),
+    serverHostnames,
     adminCredentials,
     adminCredentialFile,
     logLevel,

@@ -1,7 +1,10 @@
-// Every error code the control plane can answer with, and its HTTP status. api/openapi.yaml lists
-// exactly these (a test checks), and every throw goes through cpError() so a code cannot be
-// invented at a call site without appearing here.
+// Every error code the control plane can answer with, and its HTTP status. The codes are the
+// contract's (ErrorCode, generated from api/openapi.yaml): the table must name each of them and no
+// other, or it does not compile. Every throw goes through cpError() so a code cannot be invented at
+// a call site.
+import type { ErrorCode as ContractErrorCode } from '../contract/control-plane-api.generated.ts';
 import { CodedError } from '../lib/errors.ts';
+import { isRetryableStatus } from '../lib/https-json.ts';
 
 export const ERROR_STATUS = {
   INVALID_REQUEST: 400,
@@ -37,16 +40,15 @@ export const ERROR_STATUS = {
   RENEWAL_RATE_LIMITED: 429,
   HEADERS_TOO_LARGE: 431,
   INTERNAL_ERROR: 500,
-} as const;
+} as const satisfies Record<ContractErrorCode, number>;
 
 export type ErrorCode = keyof typeof ERROR_STATUS;
 
 export function cpError(code: ErrorCode, message: string, details?: Record<string, unknown>): CodedError {
   const status = ERROR_STATUS[code];
-  // 429: the same request succeeds later; 5xx: the server may be back later.
   return new CodedError(code, message, {
     httpStatus: status,
-    temporary: status >= 500 || status === 429,
+    temporary: isRetryableStatus(status),
     details,
   });
 }

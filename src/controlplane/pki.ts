@@ -2,7 +2,7 @@
 // (ca.pem, ca-key.pem with mode 0600), the HTTPS serving certificate (issued by the CA at every
 // start for the configured host names), and connector client certificates.
 import { createPrivateKey, type KeyObject, X509Certificate } from 'node:crypto';
-import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 import type { PeerCertificate } from 'node:tls';
@@ -14,6 +14,7 @@ import {
   parseCertificateFacts,
   verifyCsrPem,
 } from '../lib/pki.ts';
+import { writeFileAtomic } from '../lib/write-file-atomic.ts';
 import { cpError } from './errors.ts';
 
 const HOUR = 3_600_000;
@@ -26,12 +27,6 @@ export interface CertificateAuthority {
   certPem: string;
   certPath: string;
   key: KeyObject;
-}
-
-function writeAtomic(path: string, content: string, mode: number): void {
-  const temporary = `${path}.tmp-${process.pid}`;
-  writeFileSync(temporary, content, { mode });
-  renameSync(temporary, path);
 }
 
 export async function loadOrCreateCa(dataDir: string, now: Date): Promise<CertificateAuthority> {
@@ -58,8 +53,8 @@ export async function loadOrCreateCa(dataDir: string, now: Date): Promise<Certif
     isCa: true,
   });
   // Key first: a cert without its key is never left behind.
-  writeAtomic(keyPath, pair.privateKeyPem, 0o600);
-  writeAtomic(certPath, certPem, 0o644);
+  await writeFileAtomic(keyPath, pair.privateKeyPem, { mode: 0o600 });
+  await writeFileAtomic(certPath, certPem, { mode: 0o644 });
   return { certPem, certPath, key: createPrivateKey(pair.privateKeyPem) };
 }
 

@@ -3,7 +3,7 @@
 // not yet listening; startControlPlane() also listens. Only src/bin reads flags, environment and
 // signals.
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -12,6 +12,7 @@ import type { Logger } from 'pino';
 import { type Clock, systemClock } from '../lib/clock.ts';
 import { errorMessage } from '../lib/errors.ts';
 import { silentLogger } from '../lib/logger.ts';
+import { writeFileAtomic } from '../lib/write-file-atomic.ts';
 import type { WriteBudgets } from './budgets.ts';
 import { cpError } from './errors.ts';
 import { AdminAuth, credentialHashLine, isCredentialHash } from './http/auth.ts';
@@ -123,17 +124,11 @@ export interface StartedControlPlane extends ControlPlane {
   url: string;
 }
 
-function writeSecretFile(path: string, content: string): void {
-  const temporary = `${path}.tmp-${process.pid}`;
-  writeFileSync(temporary, content, { mode: 0o600 });
-  renameSync(temporary, path);
-}
-
-function loadTokenKey(dataDir: string): Buffer {
+async function loadTokenKey(dataDir: string): Promise<Buffer> {
   const path = join(dataDir, 'token-key');
   if (existsSync(path)) return Buffer.from(readFileSync(path, 'utf8').trim(), 'base64');
   const key = newTokenKey();
-  writeSecretFile(path, `${key.toString('base64')}\n`);
+  await writeFileAtomic(path, `${key.toString('base64')}\n`, { mode: 0o600 });
   return key;
 }
 
@@ -150,7 +145,7 @@ interface AdminCredentials {
 export const ADMIN_CREDENTIAL_HASH_FILE = 'admin-credential.sha256';
 export const INITIAL_ADMIN_CREDENTIAL_FILE = 'initial-admin-credential';
 
-function loadAdminCredentials(dataDir: string, given: string[] | undefined): AdminCredentials {
+async function loadAdminCredentials(dataDir: string, given: string[] | undefined): Promise<AdminCredentials> {
   const fromOptions = (given ?? []).map((line) => line.trim()).filter((line) => line.length > 0);
   if (fromOptions.length > 0) {
     const credential = fromOptions.find((line) => !isCredentialHash(line));
@@ -172,8 +167,8 @@ function loadAdminCredentials(dataDir: string, given: string[] | undefined): Adm
   }
   // The hand-over file first, the hash file last: a start that dies in between generates afresh.
   const credential = `vpa_${randomBytes(32).toString('base64url')}`;
-  writeSecretFile(handOverPath, `${credential}\n`);
-  writeSecretFile(hashPath, `${credentialHashLine(credential)}\n`);
+  await writeFileAtomic(handOverPath, `${credential}\n`, { mode: 0o600 });
+  await writeFileAtomic(hashPath, `${credentialHashLine(credential)}\n`, { mode: 0o600 });
   return { lines: [credentialHashLine(credential)], credential, handOverPath, generated: true };
 }
 
@@ -201,14 +196,14 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
     options.serverHostnames ?? [...DEFAULTS.serverHostnames],
     clock.now(),
   );
-  const admin = loadAdminCredentials(dataDir, options.adminCredentials);
+  const admin = await loadAdminCredentials(dataDir, options.adminCredentials);
   if (admin.generated) {
     logger.info(
       { path: admin.handOverPath },
       'generated an admin credential: hand it to the operator, then delete the file (only its hash is kept)',
     );
   }
-  const tokenKey = loadTokenKey(dataDir);
+  const tokenKey = await loadTokenKey(dataDir);
   const store = new Store(dataDir);
 
   let service: ControlPlaneService | undefined;

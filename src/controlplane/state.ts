@@ -1,6 +1,7 @@
 // The connector state machine as pure functions of a record and the time: no I/O, no clock of its
-// own. The service applies the outcomes (persist, audit, change feed, metrics). Unit-tested with a
-// fake clock in test/controlplane/state.test.ts.
+// own. The service's parts apply the outcomes through the record repository (records.ts: persist,
+// audit, change feed), then count them. Unit-tested with a fake clock in test/controlplane/state.test.ts.
+import type { ErrorCode } from './errors.ts';
 
 export const CONNECTOR_STATES = [
   'pending',
@@ -64,7 +65,7 @@ export interface ConnectorRecord {
   revokedCertificates: RevokedCertificate[];
   liveToken: { tokenId: string; expiresAt: number } | null;
   recovery: { requestId: string; startedAt: number; completedAt: number | null } | null;
-  lastEnrollmentFailure: { code: string; at: number } | null;
+  lastEnrollmentFailure: { code: ErrorCode; at: number } | null;
   /**
    * The UID of the Kubernetes Connector that owns this record, or null (created by a client that
    * names no owner, or disowned when its Connector was deleted with deletionPolicy Retain).
@@ -73,6 +74,18 @@ export interface ConnectorRecord {
   revision: number;
   createdAt: number;
 }
+
+type DeepReadonly<T> = T extends readonly (infer E)[]
+  ? readonly DeepReadonly<E>[]
+  : T extends object
+    ? { readonly [K in keyof T]: DeepReadonly<T[K]> }
+    : T;
+
+/**
+ * A record as the repository holds it (records.ts): read-only all the way down, so that changing
+ * one can only mean staging a copy, which the repository swaps in once its write has committed.
+ */
+export type LiveRecord = DeepReadonly<ConnectorRecord>;
 
 /** One unhealthy path is enough to call the connector degraded. */
 export function healthState(paths: readonly PathHealth[]): 'online' | 'degraded' {
@@ -99,7 +112,7 @@ export interface HeartbeatOutcome {
   significant: boolean;
 }
 
-export function onHeartbeat(record: ConnectorRecord, paths: readonly PathHealth[]): HeartbeatOutcome {
+export function onHeartbeat(record: LiveRecord, paths: readonly PathHealth[]): HeartbeatOutcome {
   // needs_recovery is left only through an explicit recovery; pending and recovering have no valid
   // certificate, so a beat there cannot happen, and if it did it would change nothing.
   const frozen =
@@ -118,25 +131,20 @@ export function onHeartbeat(record: ConnectorRecord, paths: readonly PathHealth[
  * heartbeat arrived for `offlineAfterMs`. `graceFrom` (the process start) keeps a restart of the
  * control plane from declaring every connector offline before it had a chance to beat.
  */
-export function isOverdue(
-  record: ConnectorRecord,
-  now: number,
-  offlineAfterMs: number,
-  graceFrom = 0,
-): boolean {
+export function isOverdue(record: LiveRecord, now: number, offlineAfterMs: number, graceFrom = 0): boolean {
   if (record.state !== 'online' && record.state !== 'degraded') return false;
   const lastSeen = Math.max(record.lastHeartbeatAt ?? 0, graceFrom);
   return now - lastSeen >= offlineAfterMs;
 }
 
 /** A retired connector may pair again only inside a recovery. */
-export function isBootstrapClosed(record: ConnectorRecord): boolean {
+export function isBootstrapClosed(record: LiveRecord): boolean {
   return record.bootstrapRetired && record.state !== 'recovering';
 }
 
 export type RecoveryDecision = 'same_request' | 'begin' | 'not_needed';
 
-export function recoveryDecision(record: ConnectorRecord, requestId: string): RecoveryDecision {
+export function recoveryDecision(record: LiveRecord, requestId: string): RecoveryDecision {
   if (record.recovery?.requestId === requestId) return 'same_request';
   switch (record.state) {
     case 'needs_recovery':
@@ -156,7 +164,7 @@ export function recoveryDecision(record: ConnectorRecord, requestId: string): Re
  * Counted from the back-dated notBefore instead, a lifetime under about 2.5 minutes would be "renew
  * now" at issuance and a 5-minute one renewed after 1.7 minutes.
  */
-export function renewAfter(certificate: CertificateRecord): number {
+export function renewAfter(certificate: Readonly<CertificateRecord>): number {
   return certificate.issuedAt + Math.floor(((certificate.notAfter - certificate.issuedAt) * 2) / 3);
 }
 
@@ -170,10 +178,10 @@ export function rememberRevoked(
 
 /** What the control plane knows about a client certificate its CA issued, by the record it names. */
 export type CertificateVerdict =
-  | { verdict: 'current'; record: ConnectorRecord }
+  | { verdict: 'current'; record: LiveRecord }
   | { verdict: 'revoked'; revocation: RevokedCertificate }
   | { verdict: 'unknown' }
-  | { verdict: 'superseded'; current: CertificateRecord }
+  | { verdict: 'superseded'; current: Readonly<CertificateRecord> }
   | { verdict: 'not_yet_valid' }
   | { verdict: 'expired' };
 
@@ -184,7 +192,7 @@ export type CertificateVerdict =
  * plane's clock (which may differ from the system clock TLS judged by).
  */
 export function judgeCertificate(
-  record: ConnectorRecord | undefined,
+  record: LiveRecord | undefined,
   presented: { serial: string; notBefore: number; notAfter: number },
   now: number,
 ): CertificateVerdict {

@@ -1,6 +1,7 @@
 // SQLite storage (node:sqlite DatabaseSync, WAL). Synchronous on purpose: Node runs one handler at
 // a time, so a read-check-write sequence inside transaction() is atomic with respect to every other
-// request, and the transaction makes it atomic on disk.
+// request, and the transaction makes it atomic on disk. Connector rows are written only by the
+// record repository (records.ts), which swaps its in-memory records only after a commit.
 //
 // Durability: WAL with synchronous=NORMAL. A committed transaction survives a crash or kill of the
 // process; after a power loss the last few transactions may be lost (SQLite's documented trade-off),
@@ -8,7 +9,8 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
-import type { CertificateRecord, ConnectorRecord } from './state.ts';
+import type { AuditType } from './audit.ts';
+import type { CertificateRecord, ConnectorRecord, ConnectorState, LiveRecord } from './state.ts';
 
 const MIGRATIONS: string[] = [
   `CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -66,7 +68,8 @@ export interface TokenRow {
 export interface ChangeRow {
   cursor: number;
   connectorId: string;
-  state: string;
+  /** The connector's state after the change, or `deleted`. */
+  state: ConnectorState | 'deleted';
   at: number;
   connector: ConnectorRecord | null;
 }
@@ -203,7 +206,7 @@ export class Store {
     }));
   }
 
-  putConnector(record: ConnectorRecord): void {
+  putConnector(record: LiveRecord): void {
     this.sql(
       'INSERT INTO connectors (id, state, owner_uid, record) VALUES (?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET state = excluded.state, owner_uid = excluded.owner_uid, record = excluded.record',
     ).run(record.connectorId, record.state, record.ownerUid, JSON.stringify(record));
@@ -260,7 +263,12 @@ export class Store {
 
   // -- changes ----------------------------------------------------------------------------------
 
-  appendChange(connectorId: string, state: string, at: number, connector: unknown | null): number {
+  appendChange(
+    connectorId: string,
+    state: ChangeRow['state'],
+    at: number,
+    connector: unknown | null,
+  ): number {
     const result = this.sql(
       'INSERT INTO changes (connector_id, state, at, connector) VALUES (?, ?, ?, ?)',
     ).run(connectorId, state, at, connector === null ? null : JSON.stringify(connector));
@@ -273,7 +281,7 @@ export class Store {
     ).map((row) => ({
       cursor: Number(row.cursor),
       connectorId: String(row.connector_id),
-      state: String(row.state),
+      state: String(row.state) as ChangeRow['state'],
       at: Number(row.at),
       connector: row.connector === null ? null : (JSON.parse(String(row.connector)) as ConnectorRecord),
     }));
@@ -299,7 +307,7 @@ export class Store {
 
   appendAudit(
     at: number,
-    type: string,
+    type: AuditType,
     connectorId: string | null,
     details: Record<string, unknown>,
   ): number {

@@ -1,5 +1,11 @@
-// Small shared helpers for the CLI entry points in src/bin: parse flags with node:util,
-// fall back to environment variables, and install one SIGTERM/SIGINT handler.
+// Small shared helpers for the CLI entry points in src/bin: parse flags, fall back to environment
+// variables, and install one SIGTERM/SIGINT handler.
+//
+// Flags are parsed with node:util's parseArgs rather than a library (commander, yargs): it is part of
+// Node, so the three programs gain no dependency, and it already does what they need: strict
+// checking of unknown flags, `--flag value` and `--flag=value`, and repeated flags (`multiple`).
+// What it lacks, environment fallback and messages that name the flag and its variable, is the
+// little code below. docs/architecture.md ("src/lib: the kernel") records the choice.
 import { type ParseArgsOptionsConfig, parseArgs } from 'node:util';
 import { CodedError } from './errors.ts';
 
@@ -9,9 +15,33 @@ export interface FlagSpec {
   default?: string;
   description: string;
   boolean?: boolean;
+  /**
+   * The flag may be given more than once; each occurrence, the environment variable and the default
+   * may also be a comma-separated list. Its values are in `lists`.
+   */
+  multiple?: boolean;
 }
 
 export type FlagSpecs = Record<string, FlagSpec>;
+
+export interface ParsedFlags {
+  values: Record<string, string | undefined>;
+  /** The values of `multiple` flags, trimmed, without empty entries. */
+  lists: Record<string, string[]>;
+  booleans: Record<string, boolean>;
+  help: boolean;
+}
+
+/** A bad flag value: the programs exit 2 (the agent: 12, its configuration exit) on it. */
+export function flagError(message: string): CodedError {
+  return new CodedError('INVALID_FLAGS', message);
+}
+
+/** `--name (env VARIABLE)`, how a message names a flag that has an environment variable. */
+export function flagName(specs: FlagSpecs, name: string): string {
+  const env = specs[name]?.env;
+  return env ? `--${name} (env ${env})` : `--${name}`;
+}
 
 export function helpText(program: string, summary: string, specs: FlagSpecs): string {
   const lines = [`Usage: ${program} [flags]`, '', summary, '', 'Flags:'];
@@ -24,37 +54,96 @@ export function helpText(program: string, summary: string, specs: FlagSpecs): st
   return lines.join('\n');
 }
 
-/**
- * Parses argv against specs. Flags win over environment variables, which win over defaults.
- * Unknown flags are an error that names the flag.
- */
-export function parseFlags(
-  argv: string[],
-  specs: FlagSpecs,
-  env: NodeJS.ProcessEnv,
-): { values: Record<string, string | undefined>; booleans: Record<string, boolean>; help: boolean } {
+function optionsOf(specs: FlagSpecs): ParseArgsOptionsConfig {
   const options: ParseArgsOptionsConfig = { help: { type: 'boolean' } };
   for (const [name, spec] of Object.entries(specs)) {
-    options[name] = { type: spec.boolean ? 'boolean' : 'string' };
+    options[name] = spec.boolean ? { type: 'boolean' } : { type: 'string', multiple: spec.multiple === true };
   }
+  return options;
+}
+
+/**
+ * parseArgs' complaint as one line naming the flag and its variable: its own text spans several lines
+ * and talks about "options".
+ */
+function commandLineProblem(error: unknown, specs: FlagSpecs): string {
+  const { code, message } = error as { code?: string; message?: string };
+  const text = String(message ?? error);
+  const flag = /'(-{1,2}[^' <]+)/.exec(text)?.[1];
+  const named = flag?.startsWith('--') && specs[flag.slice(2)] ? flagName(specs, flag.slice(2)) : flag;
+  if (code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' && named) {
+    if (/ambiguous/.test(text)) {
+      return (
+        `${named} has no value: the argument after it begins with "-" and reads as a flag (a duration or ` +
+        `number cannot be negative; a value that really begins with "-" is written ${flag}=<value>)`
+      );
+    }
+    if (/does not take an argument/.test(text)) return `${named} takes no value`;
+    return `${named} has no value`;
+  }
+  if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' && flag) return `unknown flag ${flag}`;
+  if (code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL') {
+    return `unexpected argument ${/'([^']*)'/.exec(text)?.[0] ?? ''}: only flags are taken`;
+  }
+  return text.split('\n')[0] ?? text;
+}
+
+function commaList(values: readonly string[]): string[] {
+  return values
+    .flatMap((value) => value.split(','))
+    .map((value) => value.trim())
+    .filter((value) => value.length > 0);
+}
+
+/**
+ * Parses argv against specs. Flags win over environment variables, which win over defaults. A bad
+ * command line (an unknown flag, a flag without its value) is INVALID_FLAGS, one line naming the flag.
+ */
+export function parseFlags(argv: string[], specs: FlagSpecs, env: NodeJS.ProcessEnv): ParsedFlags {
   let parsed: ReturnType<typeof parseArgs>;
   try {
-    parsed = parseArgs({ args: argv, options, strict: true, allowPositionals: false });
+    parsed = parseArgs({ args: argv, options: optionsOf(specs), strict: true, allowPositionals: false });
   } catch (error) {
-    throw new CodedError('INVALID_FLAGS', `${(error as Error).message}; run with --help to list the flags`);
+    throw flagError(`${commandLineProblem(error, specs)}; run with --help to list the flags`);
   }
   const values: Record<string, string | undefined> = {};
+  const lists: Record<string, string[]> = {};
   const booleans: Record<string, boolean> = {};
   for (const [name, spec] of Object.entries(specs)) {
     const raw = parsed.values[name];
+    const fromEnv = spec.env ? env[spec.env] : undefined;
     if (spec.boolean) {
-      const fromEnv = spec.env ? env[spec.env] : undefined;
       booleans[name] = raw === true || (raw === undefined && (fromEnv === 'true' || fromEnv === '1'));
+    } else if (spec.multiple) {
+      const given = (raw as string[] | undefined) ?? [fromEnv ?? spec.default].filter((v) => v !== undefined);
+      lists[name] = commaList(given);
     } else {
-      values[name] = (raw as string | undefined) ?? (spec.env ? env[spec.env] : undefined) ?? spec.default;
+      values[name] = (raw as string | undefined) ?? fromEnv ?? spec.default;
     }
   }
-  return { values, booleans, help: parsed.values.help === true };
+  return { values, lists, booleans, help: parsed.values.help === true };
+}
+
+/**
+ * One flag's value as far as it can be read from a command line that may be invalid (unknown flags,
+ * missing values elsewhere): the agent needs its termination log path to report exactly that.
+ */
+export function bestEffortFlagValue(
+  argv: string[],
+  specs: FlagSpecs,
+  name: string,
+  env: NodeJS.ProcessEnv,
+): string | undefined {
+  const { values } = parseArgs({
+    args: argv,
+    options: optionsOf(specs),
+    strict: false,
+    allowPositionals: true,
+  });
+  const raw = values[name];
+  const spec = specs[name];
+  const given = typeof raw === 'string' && raw !== '' ? raw : undefined;
+  return given ?? (spec?.env ? env[spec.env] || undefined : undefined) ?? spec?.default;
 }
 
 export interface ShutdownSignalOptions {

@@ -1,7 +1,9 @@
-// The one duration grammar of the agent's and the control plane's flags, and the one wording of a
-// duration in their messages. The grammar: a bare number of seconds ("90", "1.5"), or one or more
-// number-unit pairs, largest unit first ("250ms", "10s", "5m", "24h",
-// "1d", "1h30m", "4m59s"). Negative values and units out of order are not durations.
+// The one duration grammar of every flag of the three programs and of the Connector's
+// spec.enrollment.tokenTTL, and the one wording of a duration in messages. The grammar: a bare number
+// of seconds ("90", "1.5"), or one or more number-unit pairs, largest unit first ("250ms", "10s",
+// "5m", "24h", "1d", "1h30m", "4m59s"). Negative values and units out of order are not durations.
+// The CRD's tokenTTL pattern (whole h, m and s, in that order) is a narrower spelling of the same
+// grammar, so every value the API server accepts reads here as the API server reads it.
 
 const UNIT_MS = { d: 86_400_000, h: 3_600_000, m: 60_000, s: 1000, ms: 1 } as const;
 type Unit = keyof typeof UNIT_MS;
@@ -28,6 +30,24 @@ export function parseDurationMs(text: string): number | undefined {
     total += Number(match[1]) * UNIT_MS[match[2] as Unit];
   }
   return Math.round(total);
+}
+
+const EXAMPLES = '10s, 250ms, 5m or 1h30m';
+
+/**
+ * Milliseconds of a duration setting, or a message naming `field` (a flag, a variable) and what it
+ * takes. `allowZero` for settings where 0 switches something off.
+ */
+export function parseDurationField(
+  text: string,
+  field: string,
+  { allowZero }: { allowZero: boolean },
+): number | { problem: string } {
+  const milliseconds = parseDurationMs(text);
+  const expected = `${field}: must be a duration like ${EXAMPLES}${allowZero ? ' (0 disables)' : ', more than 0'}`;
+  if (milliseconds === undefined) return { problem: `${expected}; "${text}" is not a duration like these` };
+  if (milliseconds === 0 && !allowZero) return { problem: `${expected}; "${text}" is zero` };
+  return milliseconds;
 }
 
 /** Human wording of a duration or clock difference (its sign ignored), e.g. "3 h 2 min". */

@@ -38,6 +38,15 @@ export function isCodedError(value: unknown, code?: string): value is CodedError
   return value instanceof CodedError && (code === undefined || value.code === code);
 }
 
+/**
+ * Any thrown value as a CodedError: a CodedError as it is, anything else (a socket error, a bug)
+ * as a temporary error with `code`, its message and the original as the cause.
+ */
+export function asCodedError(error: unknown, code: string): CodedError {
+  if (error instanceof CodedError) return error;
+  return new CodedError(code, errorMessage(error), { temporary: true, cause: error });
+}
+
 /** Message of any thrown value, for logs; never includes a stack or request body. */
 export function errorMessage(error: unknown): string {
   if (error instanceof Error) return error.message;

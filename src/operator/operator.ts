@@ -16,7 +16,7 @@ import {
   type V1Pod,
   type V1StatefulSet,
 } from '@kubernetes/client-node';
-import { type Clock, systemClock } from '../lib/clock.ts';
+import { backgroundClock, type Clock } from '../lib/clock.ts';
 import type { Logger } from '../lib/logger.ts';
 import { AdoptionWatches } from './adoption-watches.ts';
 import { LABEL_VALUES, LABELS } from './api/constants.ts';
@@ -95,7 +95,7 @@ const ownedSelector = `${LABELS.managedBy}=${LABEL_VALUES.managedBy}`;
 
 export async function startOperator(options: OperatorOptions): Promise<RunningOperator> {
   const { kc, logger } = options;
-  const clock = options.clock ?? systemClock;
+  const clock = options.clock ?? backgroundClock;
   const metrics = createOperatorMetrics();
   const identity = options.leaderElection?.identity ?? 'vaultpam-connector-operator';
   const ns = options.namespace ? { namespace: options.namespace } : {};

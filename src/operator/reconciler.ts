@@ -8,18 +8,9 @@ import { CodedError, errorMessage, isCodedError } from '../lib/errors.ts';
 import type { Logger } from '../lib/logger.ts';
 import type { AdoptionWatches } from './adoption-watches.ts';
 import { ANNOTATIONS, DEFAULT_RELEASE_TIMEOUT_MS, FINALIZER } from './api/constants.ts';
-import type { Condition, Connector, ConnectorStatus, DeletionPolicy } from './api/types.ts';
+import type { Connector, ConnectorStatus, DeletionPolicy } from './api/types.ts';
 import { defaultConnectorId, defaultedSpec } from './api/types.ts';
-import {
-  CONDITION_TYPES,
-  clearReconciling,
-  markReconciling,
-  markStalled,
-  ReconcilingReasons,
-  StalledReasons,
-  setCondition,
-  withReady,
-} from './conditions.ts';
+import { CONDITION_TYPES, markReconciling, ReconcilingReasons, setCondition } from './conditions.ts';
 import type { ReleaseHandle } from './control-plane/connections.ts';
 import type { ControlPlaneRegistry } from './control-plane/registry.ts';
 import {
@@ -31,6 +22,7 @@ import {
 import { type ActContext, act, recordEvents } from './reconcile/act.ts';
 import { type ObserveContext, observe } from './reconcile/observe.ts';
 import type { Observed } from './reconcile/observed.ts';
+import { eventsOfSteps, statusOfPass } from './reconcile/pass-status.ts';
 import { plan } from './reconcile/plan.ts';
 import { cleanedError, errorMessageText, errorText, untrustedCode } from './reconcile/untrusted-text.ts';
 import { RESOURCE_TYPES } from './runtime/resources.ts';
@@ -60,19 +52,6 @@ const RELEASE_RETRY_CAP_MS = 30_000;
 /** Thrown by the guarded writer of a pass that learns mid-way that its Connector is being deleted. */
 const DELETING = 'CONNECTOR_DELETING';
 const TERM_ENDED = 'LEADERSHIP_TERM_ENDED';
-
-/** Control-plane answers that no retry can fix: stall with the reason until the spec or credential changes. */
-const STALLING_CODES: Record<string, string> = {
-  UNAUTHORIZED: StalledReasons.ControlPlaneUnauthorized,
-  TTL_TOO_LONG: StalledReasons.ControlPlaneRejected,
-  INVALID_REQUEST: StalledReasons.ControlPlaneRejected,
-  RECOVERY_REQUIRED: StalledReasons.ControlPlaneRejected,
-  [StalledReasons.ControlPlaneConfigInvalid]: StalledReasons.ControlPlaneConfigInvalid,
-  // Kubernetes refused an object built from the spec: the spec must change (spec-fields.ts).
-  [StalledReasons.InvalidSpec]: StalledReasons.InvalidSpec,
-  // Another Connector owns the control-plane record of this connector id.
-  CONNECTOR_ID_CONFLICT: StalledReasons.ConnectorIdConflict,
-};
 
 /** What a finalizer needs to release a Connector's record, read without the rest of its spec. */
 export interface ReleaseTarget {
@@ -160,62 +139,6 @@ export function finalizingStatus(
   };
 }
 
-/** The status after a failed act: observed facts kept, progress records unchanged, the error in a condition. */
-export function statusAfterError(
-  previous: ConnectorStatus,
-  planned: ConnectorStatus,
-  error: CodedError,
-  now: Date,
-  generation: number | undefined,
-): ConnectorStatus {
-  const status: ConnectorStatus = { ...planned };
-  // Counters and the recovery record advance only when their step's effects happened: the mint
-  // count, key and time stay as the last written status had them (none, before any status).
-  if (planned.enrollment) {
-    const { lastMintKey: key, tokenMintedAt: _at, ...rest } = planned.enrollment;
-    const before = previous.enrollment;
-    status.enrollment = {
-      ...rest,
-      mintCount: before?.mintCount ?? 0,
-      ...(before?.lastMintKey ? { lastMintKey: before.lastMintKey } : {}),
-      ...(before?.tokenMintedAt ? { tokenMintedAt: before.tokenMintedAt } : {}),
-    };
-    // The key this pass minted with (an enrollment mint, or a recovery's at TokenMinted) is spent: an
-    // earlier pass minted with it and stopped before storing the token. Remembered, so the next
-    // enrollment mint counts on from it, and a recovery ends instead of asking for it for good.
-    const asked =
-      key && key !== before?.lastMintKey
-        ? key
-        : planned.recovery?.step === 'TokenMinted'
-          ? planned.recovery.mintKey
-          : undefined;
-    if (error.code === 'IDEMPOTENCY_KEY_CONSUMED' && asked) status.enrollment.consumedMintKey = asked;
-  }
-  if (previous.recovery) status.recovery = previous.recovery;
-  else delete status.recovery;
-  const g = generation !== undefined ? { observedGeneration: generation } : {};
-  let conditions: Condition[] = planned.conditions ?? [];
-  // The code is looked up as data (a code such as "__proto__" finds nothing), and the message goes
-  // into the condition bounded, on one line and redacted: the control plane chose its words.
-  const stall = Object.hasOwn(STALLING_CODES, error.code) ? STALLING_CODES[error.code] : undefined;
-  const message = errorText(error);
-  if (stall || !error.temporary) {
-    conditions = markStalled(
-      clearReconciling(conditions),
-      { reason: stall ?? StalledReasons.ControlPlaneRejected, message, ...g },
-      now,
-    );
-  } else {
-    conditions = markReconciling(
-      conditions,
-      { reason: ReconcilingReasons.RetryingAfterError, message, ...g },
-      now,
-    );
-  }
-  status.conditions = withReady(conditions, generation, now);
-  return status;
-}
-
 /** Kubernetes refused to create something because the namespace is being deleted (NamespaceLifecycle). */
 function isNamespaceTerminating(error: CodedError): boolean {
   return error.code === 'KUBERNETES_FORBIDDEN' && /because it is being terminated/.test(error.message);
@@ -288,18 +211,22 @@ export class ConnectorReconciler {
     // Observing took time: a deletion seen since then is finalized, and nothing is applied.
     if (this.deleting(namespace, name)) return this.reconcile(key, term);
     if (term?.aborted) return this.termEnded(log);
-    let failure: CodedError | undefined;
-    if (observed.spec.ok) {
-      try {
-        await act(this.guarded(namespace, name, term), connector, observed.spec.value, planned, connection, {
-          configMap: observed.configMap,
-          statefulSet: observed.workload?.object,
-          ...(observed.tokenSecret?.uid ? { tokenSecretUID: observed.tokenSecret.uid } : {}),
-        });
-      } catch (error) {
-        failure = asCoded(error);
-      }
-    }
+    // An invalid spec plans no action: its one step, the report, stands.
+    const acted = observed.spec.ok
+      ? await act(
+          this.guarded(namespace, name, term),
+          connector,
+          observed.spec.value,
+          planned.steps,
+          connection,
+          {
+            configMap: observed.configMap,
+            statefulSet: observed.workload?.object,
+            ...(observed.tokenSecret?.uid ? { tokenSecretUID: observed.tokenSecret.uid } : {}),
+          },
+        )
+      : { ran: planned.steps.length };
+    let failure = acted.error === undefined ? undefined : asCoded(acted.error);
     if (failure?.code === DELETING) {
       log.debug('the Connector is being deleted: nothing more is applied; finalizing');
       return this.reconcile(key, term);
@@ -313,9 +240,14 @@ export class ConnectorReconciler {
     if (!failure && !observed.controlPlane.reachable && observed.spec.ok)
       failure = observed.controlPlane.error;
     const previous = connector.status ?? {};
-    const status = failure
-      ? statusAfterError(previous, planned.status, failure, now, connector.metadata.generation)
-      : planned.status;
+    const status = statusOfPass(
+      planned,
+      { ran: acted.ran, ...(failure ? { error: failure } : {}) },
+      now,
+      connector.metadata.generation,
+    );
+    // What the steps that ran did, and what changed since the stored status.
+    const events = [...eventsOfSteps(planned.steps, acted.ran), ...planned.transitions];
     if (!isDeepStrictEqual(normalise(previous), normalise(status))) {
       let applied: Connector;
       try {
@@ -346,12 +278,12 @@ export class ConnectorReconciler {
       ) {
         this.ctx.metrics.recoveries.inc({ outcome: outcome === 'Succeeded' ? 'succeeded' : 'failed' });
       }
-      recordEvents(this.ctx, connector, [...planned.events, ...(planned.transitions ?? [])]);
+      recordEvents(this.ctx, connector, events);
       return planned.requeueAfterMs === undefined ? {} : { requeueAfterMs: planned.requeueAfterMs };
     }
-    // The planned actions did not all happen: only what the written status says changed, and the error.
+    // The steps after the one that failed did not run: their Events are not recorded, the error is.
     recordEvents(this.ctx, connector, [
-      ...(planned.transitions ?? []),
+      ...events,
       {
         type: 'Warning',
         reason: failure.temporary ? 'ReconcileError' : 'ReconcileStalled',

@@ -1,11 +1,10 @@
-// The agent lifecycle with injected fakes: a FakeClock, timers the test fires by hand, fixed jitter
+// The agent lifecycle with injected fakes: a FakeClock whose timers the test fires, fixed jitter
 // and a scripted control-plane client. Real files and real certificates; no network, no waiting
 // on wall-clock time for backoff, give-up or renewal.
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import test, { type ExecutionContext } from 'ava';
-import { startAgent, type Timers } from '../../src/agent/agent.ts';
-import { backoffDelay } from '../../src/agent/backoff.ts';
+import { startAgent } from '../../src/agent/agent.ts';
 import type { AgentConfig } from '../../src/agent/config.ts';
 import type {
   AgentApi,
@@ -16,6 +15,7 @@ import type {
   HeartbeatRequest,
 } from '../../src/agent/control-plane-client.ts';
 import { identityPaths, saveIdentity } from '../../src/agent/identity-store.ts';
+import { backoffDelay } from '../../src/lib/backoff.ts';
 import { FakeClock } from '../../src/lib/clock.ts';
 import { CodedError } from '../../src/lib/errors.ts';
 import { issueCertificatePem, parseCertificateFacts, verifyCsrPem } from '../../src/lib/pki.ts';
@@ -32,30 +32,21 @@ test.before(async () => {
   ca = await makeCa('Unit CA');
 });
 
-/** Timers that only fire when the test says so; firing advances the fake clock by the delay. */
-class ManualTimers implements Timers {
-  private next = 0;
-  pending: Array<{ id: number; callback: () => void; milliseconds: number }> = [];
+/** A fake clock that records every delay the agent waits for. */
+class RecordingClock extends FakeClock {
   delays: number[] = [];
 
-  setTimeout(callback: () => void, milliseconds: number): unknown {
-    const id = ++this.next;
-    this.pending.push({ id, callback, milliseconds });
+  override setTimeout(callback: () => void, milliseconds: number): number {
     this.delays.push(milliseconds);
-    return id;
+    return super.setTimeout(callback, milliseconds);
   }
 
-  clearTimeout(handle: unknown): void {
-    this.pending = this.pending.filter((timer) => timer.id !== handle);
-  }
-
-  /** Waits until the agent schedules its next wake-up, then fires it at the right fake time. */
-  async fire(clock: FakeClock): Promise<number> {
-    const timer = await waitFor('a scheduled timer', () => this.pending[0], { intervalMs: 2 });
-    this.pending.shift();
-    clock.advance(timer.milliseconds);
-    timer.callback();
-    return timer.milliseconds;
+  /** Waits until the agent schedules its next wake-up, then moves the clock to it. */
+  async fire(): Promise<number> {
+    await waitFor('a scheduled timer', () => this.pendingTimers > 0, { intervalMs: 2 });
+    const due = this.nextDueIn() ?? 0;
+    this.advance(due);
+    return due;
   }
 }
 
@@ -135,7 +126,7 @@ const accepted: HeartbeatAnswer = {
 
 async function setup(t: ExecutionContext, overrides: Partial<AgentConfig> = {}, { enrolled = true } = {}) {
   const dataDir = await tempDir(t);
-  const clock = new FakeClock(Date.now());
+  const clock = new RecordingClock(Date.now());
   if (enrolled) {
     const { keyPem, certPem } = await issueConnectorCert(ca, {
       connectorId,
@@ -169,7 +160,6 @@ async function setup(t: ExecutionContext, overrides: Partial<AgentConfig> = {}, 
     retryMaxMs: 8000,
     ...overrides,
   });
-  const timers = new ManualTimers();
   const client = new ScriptedClient(clock);
   const logs = captureLogs('unit', 'debug');
   const start = () => {
@@ -177,7 +167,6 @@ async function setup(t: ExecutionContext, overrides: Partial<AgentConfig> = {}, 
       config,
       logger: logs.logger,
       clock,
-      timers,
       random: () => 0.5,
       createClient: () => client,
       probe: async (target) => ({ name: target.name, healthy: false, detail: 'probe says down' }),
@@ -185,19 +174,16 @@ async function setup(t: ExecutionContext, overrides: Partial<AgentConfig> = {}, 
     t.teardown(() => agent.stop());
     return agent;
   };
-  return { clock, timers, client, logs, config, start, dataDir };
+  return { clock, client, logs, config, start, dataDir };
 }
 
 test('reconnect failures back off exponentially with jitter, then the control-plane interval takes over', async (t) => {
-  const { clock, timers, client, logs, start } = await setup(t);
+  const { clock, client, logs, start } = await setup(t);
   client.heartbeatScript = [refused(), refused(), refused(), accepted];
   const agent = start();
-  for (let i = 0; i < 4; i++) await timers.fire(clock);
-  const policy = { initialMs: 1000, maxMs: 8000 };
-  t.deepEqual(
-    timers.delays.slice(0, 4),
-    [1, 2, 3].map((n) => backoffDelay(n, policy, () => 0.5)).concat(10_000),
-  );
+  for (let i = 0; i < 4; i++) await clock.fire();
+  const policy = { baseMs: 1000, capMs: 8000, jitter: 'equal', random: () => 0.5 } as const;
+  t.deepEqual(clock.delays.slice(0, 4), [1, 2, 3].map((n) => backoffDelay(n, policy)).concat(10_000));
   t.is(client.calls.enroll, 0, 'a reconnect failure never uses the token');
   t.is(agent.status().phase, 'connected');
   t.true(agent.readiness().ready);
@@ -220,12 +206,12 @@ test('heartbeats carry the tunnel and every extra path with its health', async (
 });
 
 test('the give-up time is measured on the injected clock and ends with exit 14', async (t) => {
-  const { clock, timers, client, start } = await setup(t, { giveUpAfterMs: 10_000 });
+  const { clock, client, start } = await setup(t, { giveUpAfterMs: 10_000 });
   client.heartbeatScript = [refused()];
   const agent = start();
   const startedAt = clock.now().getTime();
   while (agent.status().phase !== 'failed') {
-    await Promise.race([timers.fire(clock), agent.done]);
+    await Promise.race([clock.fire(), agent.done]);
   }
   const outcome = await agent.done;
   t.is(outcome.exitCode, 14);
@@ -236,14 +222,14 @@ test('the give-up time is measured on the injected clock and ends with exit 14',
 });
 
 test('first boot: a 5xx enrollment answer is retried, then the identity is persisted and used', async (t) => {
-  const { clock, timers, client, logs, start, dataDir } = await setup(t, {}, { enrolled: false });
+  const { clock, client, logs, start, dataDir } = await setup(t, {}, { enrolled: false });
   client.enrollScript = [
     new CodedError('HTTP_503', 'restarting', { httpStatus: 503, temporary: true }),
     'issue',
   ];
   client.heartbeatScript = [accepted];
   const agent = start();
-  await timers.fire(clock);
+  await clock.fire();
   await waitFor('connected', () => agent.status().phase === 'connected');
   t.is(client.calls.enroll, 2);
   const metadata = JSON.parse(await readFile(identityPaths(dataDir).metadata, 'utf8')) as { serial: string };
@@ -253,18 +239,18 @@ test('first boot: a 5xx enrollment answer is retried, then the identity is persi
 });
 
 test('first boot: after a temporary failure, a refused token stops everything (exactly two requests)', async (t) => {
-  const { clock, timers, client, start } = await setup(t, {}, { enrolled: false });
+  const { clock, client, start } = await setup(t, {}, { enrolled: false });
   client.enrollScript = [
     new CodedError('HTTP_502', 'bad gateway', { httpStatus: 502, temporary: true }),
     new CodedError('ENROLLMENT_TOKEN_INVALID', 'the enrollment token was already used', { httpStatus: 401 }),
   ];
   const agent = start();
-  await timers.fire(clock);
+  await clock.fire();
   const outcome = await agent.done;
   t.is(outcome.exitCode, 11);
   t.is(outcome.failure?.code, 'ENROLLMENT_TOKEN_INVALID');
   t.is(client.calls.enroll, 2);
-  t.is(timers.pending.length, 0, 'nothing left scheduled');
+  t.is(clock.pendingTimers, 0, 'nothing left scheduled');
 });
 
 test('a rejected client certificate fails closed with exit 13', async (t) => {
@@ -278,7 +264,7 @@ test('a rejected client certificate fails closed with exit 13', async (t) => {
 });
 
 test('renewal waits for the fraction, a failed renewal is retried at the next heartbeat, and the result is persisted', async (t) => {
-  const { clock, timers, client, logs, start, dataDir } = await setup(t, {
+  const { clock, client, logs, start, dataDir } = await setup(t, {
     renewAtFraction: 0.5,
     heartbeatIntervalMs: 60_000,
   });
@@ -292,9 +278,9 @@ test('renewal waits for the fraction, a failed renewal is retried at the next he
   const dueAt = (agent.status().notAfter?.getTime() ?? 0) - 1_800_000;
   while (clock.now().getTime() < dueAt) {
     t.is(client.calls.renew, 0);
-    await timers.fire(clock);
+    await clock.fire();
   }
-  await timers.fire(clock);
+  await clock.fire();
   await waitFor('renewed', () => agent.status().renewals === 1);
   t.is(client.calls.renew, 2, 'one failed attempt, one retry at the next heartbeat');
   t.is(logs.records().filter((r) => String(r.msg).startsWith('certificate renewal failed')).length, 1);

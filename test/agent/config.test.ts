@@ -1,5 +1,5 @@
 import test from 'ava';
-import { parseAgentCommandLine, parseDuration, terminationLogFrom } from '../../src/agent/config.ts';
+import { parseAgentCommandLine, terminationLogFrom } from '../../src/agent/config.ts';
 import { EXIT_CODES, isAgentFailure } from '../../src/agent/failure.ts';
 
 const required = ['--connector-id', 'ns.conn-1', '--control-plane-url', 'https://cp.example:8443/'];
@@ -138,16 +138,6 @@ test('an unknown flag is a configuration error that points at --help', (t) => {
 
 test('--help is recognised before validation', (t) => {
   t.deepEqual(parseAgentCommandLine(['--help'], {}), { help: true });
-});
-
-test('durations accept units and bare seconds', (t) => {
-  t.is(parseDuration('10s'), 10_000);
-  t.is(parseDuration('250ms'), 250);
-  t.is(parseDuration('1.5'), 1500);
-  t.is(parseDuration('2m'), 120_000);
-  t.is(parseDuration('1h'), 3_600_000);
-  t.is(parseDuration('-1s'), undefined);
-  t.is(parseDuration('ten'), undefined);
 });
 
 test('the termination log path is found even when the rest of the command line is invalid', (t) => {

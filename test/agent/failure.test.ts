@@ -18,10 +18,10 @@ import {
   identityUnusableFailure,
   NEXT_STEPS,
   sanUriPrefixMismatchFailure,
-  type TerminationMessage,
   tokenMissingFailure,
   unreachableFailure,
 } from '../../src/agent/failure.ts';
+import type { TerminationMessage } from '../../src/contract/agent-process.ts';
 import { CodedError } from '../../src/lib/errors.ts';
 import { assertNoSecrets } from '../helpers/secret-scan.ts';
 import { configFor, prepareConnector, runAgent, startTestControlPlane } from './harness.ts';

@@ -7,14 +7,14 @@ import { type AgentDependencies, type RunningAgent, startAgent } from '../../src
 import { type AgentConfig, DEFAULT_SAN_URI_PREFIX } from '../../src/agent/config.ts';
 import { type AgentApi, ControlPlaneClient } from '../../src/agent/control-plane-client.ts';
 import { identityPaths } from '../../src/agent/identity-store.ts';
-import { ControlPlaneAdminClient } from '../../src/controlplane/admin-client.ts';
 import {
   type ControlPlaneOptions,
   type StartedControlPlane,
   startControlPlane,
   usableAdminCredential,
 } from '../../src/controlplane/server.ts';
-import type { Clock } from '../../src/lib/clock.ts';
+import { ShiftedClock, systemClock } from '../../src/lib/clock.ts';
+import { ControlPlaneAdminClient } from '../../src/operator/control-plane/admin-client.ts';
 import { type CapturedLogs, captureLogs } from '../helpers/log-capture.ts';
 import { tempDir } from './fixtures.ts';
 
@@ -37,14 +37,6 @@ export async function waitFor<T>(
       throw new Error(`timed out waiting for ${description}${last ? `: ${String(last)}` : ''}`);
     }
     await new Promise((resolve) => setTimeout(resolve, intervalMs));
-  }
-}
-
-/** A real clock shifted by an adjustable offset, to age tokens without touching TLS validity. */
-export class ShiftedClock implements Clock {
-  offsetMs = 0;
-  now(): Date {
-    return new Date(Date.now() + this.offsetMs);
   }
 }
 
@@ -184,7 +176,7 @@ export function runAgent(
   const agent = startAgent({
     config,
     logger: logs.logger,
-    clock: { now: () => new Date() },
+    clock: systemClock,
     createClient,
     ...extra,
   });

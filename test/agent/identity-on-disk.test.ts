@@ -7,8 +7,9 @@ import { chmod, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import test, { type ExecutionContext } from 'ava';
 import type { AgentOutcome } from '../../src/agent/agent.ts';
 import type { AgentConfig } from '../../src/agent/config.ts';
-import type { TerminationMessage } from '../../src/agent/failure.ts';
 import { identityPaths } from '../../src/agent/identity-store.ts';
+import type { TerminationMessage } from '../../src/contract/agent-process.ts';
+import { ShiftedClock } from '../../src/lib/clock.ts';
 import { parseCertificateFacts } from '../../src/lib/pki.ts';
 import type { CapturedLogs } from '../helpers/log-capture.ts';
 import { assertNoSecrets } from '../helpers/secret-scan.ts';
@@ -19,7 +20,6 @@ import {
   prepareConnector,
   recordsMatching,
   runAgent,
-  ShiftedClock,
   startTestControlPlane,
   waitFor,
 } from './harness.ts';
@@ -60,7 +60,7 @@ test("a certificate expired by the agent's clock only is tried: the control plan
   const cert = identityPaths(config.dataDir).cert;
   // The agent's clock two days ahead: its 24 h certificate looks expired by a day and some minutes.
   const { agent, logs, counts } = runAgent(t, config, {
-    clock: { now: () => new Date(Date.now() + 2 * 86_400_000) },
+    clock: new ShiftedClock(2 * 86_400_000),
   });
   await connected(agent);
   const warning = recordsMatching(logs, /^certificate has expired or is not yet valid: /)[0];

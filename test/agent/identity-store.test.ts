@@ -15,7 +15,6 @@ import {
   saveIdentity,
   savePendingKey,
   stampIdentityFiles,
-  writeFileAtomic,
 } from '../../src/agent/identity-store.ts';
 import { parseCertificateFacts } from '../../src/lib/pki.ts';
 import { issueConnectorCert, makeCa, type TestCa, tempDir } from './fixtures.ts';
@@ -110,16 +109,6 @@ test('a crash between write and rename leaves the previous bundle intact and loa
     'key.pem.tmp-4242-cafebabe',
   ]);
   t.deepEqual((await readdir(paths.dir)).sort(), ['ca.pem', 'cert.pem', 'identity.json', 'key.pem']);
-});
-
-test('an atomic write replaces the whole file and leaves no temporary file', async (t) => {
-  const dir = await tempDir(t);
-  const path = join(dir, 'f.txt');
-  await writeFileAtomic(path, 'first', 0o600);
-  await writeFileAtomic(path, 'second', 0o644);
-  t.is(await readFile(path, 'utf8'), 'second');
-  t.is((await stat(path)).mode & 0o777, 0o644);
-  t.deepEqual(await readdir(dir), ['f.txt']);
 });
 
 test('a lone pending key (enrollment never finished) is a first boot that reuses the key', async (t) => {

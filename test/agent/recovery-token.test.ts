@@ -9,8 +9,8 @@ import { readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import test from 'ava';
 import type { AgentConfig } from '../../src/agent/config.ts';
-import type { TerminationMessage } from '../../src/agent/failure.ts';
 import { identityPaths, tokenFingerprint } from '../../src/agent/identity-store.ts';
+import type { TerminationMessage } from '../../src/contract/agent-process.ts';
 import { parseCertificateFacts } from '../../src/lib/pki.ts';
 import { assertNoSecrets } from '../helpers/secret-scan.ts';
 import {

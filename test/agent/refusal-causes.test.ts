@@ -10,9 +10,11 @@ import { join } from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import type { AgentConfig } from '../../src/agent/config.ts';
 import { ControlPlaneClient } from '../../src/agent/control-plane-client.ts';
-import { NEXT_STEPS, type TerminationMessage } from '../../src/agent/failure.ts';
+import { NEXT_STEPS } from '../../src/agent/failure.ts';
 import { identityPaths } from '../../src/agent/identity-store.ts';
+import type { TerminationMessage } from '../../src/contract/agent-process.ts';
 import { startControlPlane } from '../../src/controlplane/server.ts';
+import { systemClock } from '../../src/lib/clock.ts';
 import { createCsrPem, parseCertificateFacts } from '../../src/lib/pki.ts';
 import { selfSignedCertificate } from '../helpers/certificates.ts';
 import { assertNoSecrets } from '../helpers/secret-scan.ts';
@@ -113,7 +115,7 @@ test('replaced by a newer certificate (renewed by another copy): IDENTITY_REJECT
     caPem: control.cp.caPem,
     caFile: undefined,
     requestTimeoutMs: 5_000,
-    clock: { now: () => new Date() },
+    clock: systemClock,
   });
   copy.setIdentity({
     keyPem: paired.keyPem,

@@ -11,12 +11,12 @@ import {
   type ControlPlaneClientOptions,
   type HeartbeatAnswer,
 } from '../../src/agent/control-plane-client.ts';
+import { ShiftedClock } from '../../src/lib/clock.ts';
 import {
   configFor,
   prepareConnector,
   recordsMatching,
   runAgent,
-  ShiftedClock,
   startTestControlPlane,
   waitFor,
 } from './harness.ts';

@@ -5,8 +5,9 @@
 // (the control plane cannot renew it). A guided recovery's token then replaces it exactly once.
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import test from 'ava';
-import { NEXT_STEPS, type TerminationMessage } from '../../src/agent/failure.ts';
+import { NEXT_STEPS } from '../../src/agent/failure.ts';
 import { identityPaths } from '../../src/agent/identity-store.ts';
+import type { TerminationMessage } from '../../src/contract/agent-process.ts';
 import { assertNoSecrets } from '../helpers/secret-scan.ts';
 import {
   configFor,

@@ -4,7 +4,6 @@
 // issuance), and each renewal attempt is logged with the time it fell due and the time left.
 import { readFile } from 'node:fs/promises';
 import test from 'ava';
-import { renewalDueAt } from '../../src/agent/backoff.ts';
 import {
   type AgentApi,
   ControlPlaneClient,
@@ -12,13 +11,14 @@ import {
   type HeartbeatAnswer,
 } from '../../src/agent/control-plane-client.ts';
 import { identityPaths } from '../../src/agent/identity-store.ts';
+import { renewalDueAt } from '../../src/agent/renewal-timing.ts';
+import { ShiftedClock } from '../../src/lib/clock.ts';
 import { parseCertificateFacts } from '../../src/lib/pki.ts';
 import {
   configFor,
   prepareConnector,
   recordsMatching,
   runAgent,
-  ShiftedClock,
   startTestControlPlane,
   waitFor,
 } from './harness.ts';

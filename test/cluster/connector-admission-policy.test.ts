@@ -24,7 +24,7 @@ import {
 } from '@kubernetes/client-node';
 import test from 'ava';
 import * as yaml from 'js-yaml';
-import { ensureClusterBinaries } from '../../src/local-cluster/binaries.ts';
+import { ensureClusterBinaries } from '../../dev/local-cluster/binaries.ts';
 import { FINALIZER, GROUP, PLURAL, VERSION } from '../../src/operator/api/constants.ts';
 import { createTestNamespace, installCrds, repoRoot, useCluster } from '../helpers/cluster.ts';
 import { eventually } from '../helpers/eventually.ts';

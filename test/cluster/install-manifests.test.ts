@@ -25,7 +25,7 @@ import {
 } from '@kubernetes/client-node';
 import test, { type ExecutionContext } from 'ava';
 import * as yaml from 'js-yaml';
-import { ensureClusterBinaries } from '../../src/local-cluster/binaries.ts';
+import { ensureClusterBinaries } from '../../dev/local-cluster/binaries.ts';
 import { createTestNamespace, repoRoot, useCluster } from '../helpers/cluster.ts';
 import { eventually, settled } from '../helpers/eventually.ts';
 

@@ -14,8 +14,8 @@ import {
   setHeaderOptions,
 } from '@kubernetes/client-node';
 import test, { type ExecutionContext } from 'ava';
+import { LocalProvisioner, PROVISIONER_NAME } from '../../dev/local-cluster/local-provisioner.ts';
 import { silentLogger } from '../../src/lib/logger.ts';
-import { LocalProvisioner, PROVISIONER_NAME } from '../../src/local-cluster/local-provisioner.ts';
 import { FIELD_MANAGER } from '../../src/operator/api/constants.ts';
 import type { Connector } from '../../src/operator/api/types.ts';
 import { createTestNamespace, useCluster } from '../helpers/cluster.ts';

@@ -20,8 +20,7 @@ import {
   type V1StatefulSet,
 } from '@kubernetes/client-node';
 import test from 'ava';
-import { FakeClock } from '../../src/lib/clock.ts';
-import type { LocalCluster } from '../../src/local-cluster/cluster.ts';
+import type { LocalCluster } from '../../dev/local-cluster/cluster.ts';
 import {
   buildLaunch,
   expandVariables,
@@ -29,14 +28,15 @@ import {
   resolveConnectorCommand,
   resolveEnvironment,
   rewritePorts,
-} from '../../src/local-cluster/container-spec.ts';
+} from '../../dev/local-cluster/container-spec.ts';
 import {
   crashBackoffFrom,
   KUBELET_CRASH_BACKOFF,
   nextRestartDelay,
-} from '../../src/local-cluster/crash-backoff.ts';
-import { PodRunner } from '../../src/local-cluster/pod-runner.ts';
-import { buildPodStatus, type PodView, podPhase } from '../../src/local-cluster/pod-status.ts';
+} from '../../dev/local-cluster/crash-backoff.ts';
+import { PodRunner } from '../../dev/local-cluster/pod-runner.ts';
+import { buildPodStatus, type PodView, podPhase } from '../../dev/local-cluster/pod-status.ts';
+import { FakeClock } from '../../src/lib/clock.ts';
 import { startTestCluster } from '../helpers/cluster.ts';
 import { eventually } from '../helpers/eventually.ts';
 import { captureLogs } from '../helpers/log-capture.ts';

@@ -4,7 +4,7 @@
 // for their namespace only; ClusterControlPlanes take an explicit binding; no role reads Secrets.
 import { AuthorizationV1Api, type KubeConfig, RbacAuthorizationV1Api } from '@kubernetes/client-node';
 import test from 'ava';
-import { installCrds, installOperatorAccess } from '../../src/local-cluster/install.ts';
+import { installCrds, installOperatorAccess } from '../../dev/local-cluster/install.ts';
 import { createTestNamespace, useCluster } from '../helpers/cluster.ts';
 import { settled } from '../helpers/eventually.ts';
 

@@ -3,8 +3,8 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
-import { ControlPlaneAdminClient } from '../../src/controlplane/admin-client.ts';
 import { parseControlPlaneCommandLine, parseDurationSeconds } from '../../src/controlplane/config.ts';
+import { ControlPlaneAdminClient } from '../../src/operator/control-plane/admin-client.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 

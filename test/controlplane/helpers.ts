@@ -7,7 +7,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from 'node:tls';
 import type { ExecutionContext } from 'ava';
-import { ControlPlaneAdminClient } from '../../src/controlplane/admin-client.ts';
 import {
   type ControlPlaneOptions,
   type StartedControlPlane,
@@ -16,6 +15,7 @@ import {
 } from '../../src/controlplane/server.ts';
 import { FakeClock } from '../../src/lib/clock.ts';
 import { createCsrPem, generateKeyPairPem, issueCertificatePem } from '../../src/lib/pki.ts';
+import { ControlPlaneAdminClient } from '../../src/operator/control-plane/admin-client.ts';
 import { type CapturedLogs, captureLogs } from '../helpers/log-capture.ts';
 
 export interface Harness {

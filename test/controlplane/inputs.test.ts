@@ -4,10 +4,10 @@ import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import test from 'ava';
 import forge from 'node-forge';
-import { ControlPlaneAdminClient } from '../../src/controlplane/admin-client.ts';
 import { BODY_LIMIT_BYTES } from '../../src/controlplane/http/body.ts';
 import { usableAdminCredential } from '../../src/controlplane/server.ts';
 import { createCsrPem, generateKeyPairPem } from '../../src/lib/pki.ts';
+import { ControlPlaneAdminClient } from '../../src/operator/control-plane/admin-client.ts';
 import { assertNoSecrets } from '../helpers/secret-scan.ts';
 import {
   CONFIG,

@@ -2,7 +2,10 @@
 // it before it scales a connector down, so it must answer exactly what beginning would answer and
 // write nothing at all, whatever it is asked.
 import test from 'ava';
-import { ControlPlaneAdminClient, ControlPlaneAnswerError } from '../../src/controlplane/admin-client.ts';
+import {
+  ControlPlaneAdminClient,
+  ControlPlaneAnswerError,
+} from '../../src/operator/control-plane/admin-client.ts';
 import { CONFIG, enrolledAgent, type Harness, jsonRequest, makeAgent, raw, startHarness } from './helpers.ts';
 
 const OWNER = '1b4e28ba-2fa1-11d2-883f-0016d3cca427';

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import test from 'ava';
-import { repoRoot } from '../../src/local-cluster/install.ts';
+import { repoRoot } from '../../dev/local-cluster/install.ts';
 import type { Connector } from '../../src/operator/api/types.ts';
 import { eventually, isGone } from '../helpers/eventually.ts';
 import { runProgram } from '../helpers/program.ts';
@@ -16,7 +16,7 @@ import { runProgram } from '../helpers/program.ts';
 test.serial('npm start brings the sample Connector Online and stops cleanly', async (t) => {
   const program = runProgram(
     t,
-    join(repoRoot, 'src', 'bin', 'local-run.ts'),
+    join(repoRoot, 'dev', 'bin', 'local-run.ts'),
     ['--exit-when-online', '--timeout', '150'],
     { cwd: repoRoot, killWith: 'SIGTERM' },
   );
@@ -46,7 +46,7 @@ test.serial(
     t.teardown(() => rm(workDir, { recursive: true, force: true }));
     const program = runProgram(
       t,
-      join(repoRoot, 'src', 'bin', 'local-run.ts'),
+      join(repoRoot, 'dev', 'bin', 'local-run.ts'),
       ['--work-dir', workDir, '--timeout', '150'],
       { cwd: repoRoot },
     );

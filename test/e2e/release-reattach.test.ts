@@ -7,7 +7,7 @@
 import { readdir } from 'node:fs/promises';
 import { AppsV1Api, CoreV1Api } from '@kubernetes/client-node';
 import test from 'ava';
-import { claimDirectory } from '../../src/local-cluster/volumes.ts';
+import { claimDirectory } from '../../dev/local-cluster/volumes.ts';
 import { createTestNamespace, useCluster } from '../helpers/cluster.ts';
 import { eventually } from '../helpers/eventually.ts';
 import { connectors } from '../helpers/operator-env.ts';

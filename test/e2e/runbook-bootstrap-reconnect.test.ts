@@ -24,8 +24,8 @@ import {
   Watch,
 } from '@kubernetes/client-node';
 import test, { type ExecutionContext } from 'ava';
+import type { PodRunner } from '../../dev/local-cluster/pod-runner.ts';
 import type { AuditEntry } from '../../src/controlplane/audit.ts';
-import type { PodRunner } from '../../src/local-cluster/pod-runner.ts';
 import type { Condition, Connector, ConnectorStatus } from '../../src/operator/api/types.ts';
 import { createTestNamespace, useCluster } from '../helpers/cluster.ts';
 import { eventually } from '../helpers/eventually.ts';

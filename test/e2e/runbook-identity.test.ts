@@ -27,11 +27,11 @@ import {
   Watch,
 } from '@kubernetes/client-node';
 import test, { type ExecutionContext } from 'ava';
-import type { AuditEntry } from '../../src/controlplane/admin-client.ts';
+import { claimDirectory } from '../../dev/local-cluster/volumes.ts';
 import { usableAdminCredential } from '../../src/controlplane/server.ts';
-import { claimDirectory } from '../../src/local-cluster/volumes.ts';
 import { COMPONENTS, LABELS } from '../../src/operator/api/constants.ts';
 import type { Connector, ConnectorSpec } from '../../src/operator/api/types.ts';
+import type { AuditEntry } from '../../src/operator/control-plane/admin-client.ts';
 import type { RunningOperator } from '../../src/operator/operator.ts';
 import { Informer } from '../../src/operator/runtime/informers.ts';
 import { RESOURCE_TYPES } from '../../src/operator/runtime/resources.ts';

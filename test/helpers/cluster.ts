@@ -2,7 +2,7 @@
 // before the file's tests and stopped after them, even when a test fails.
 import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
 import type { TestFn } from 'ava';
-import { type LocalCluster, startLocalCluster } from '../../src/local-cluster/cluster.ts';
+import { type LocalCluster, startLocalCluster } from '../../dev/local-cluster/cluster.ts';
 
 export interface ClusterContext {
   cluster: LocalCluster;
@@ -57,4 +57,4 @@ export async function createTestNamespace(kc: KubeConfig, prefix = 't'): Promise
 }
 
 // Installing the CRDs is the same code the local run uses.
-export { installCrds, repoRoot } from '../../src/local-cluster/install.ts';
+export { installCrds, repoRoot } from '../../dev/local-cluster/install.ts';

@@ -3,25 +3,26 @@
 // and tokens, and an agent that behaves as docs/connector-agent.md says (pairs once with a token,
 // reconnects with a persisted identity, fails closed with its termination message). The operator's
 // pass is modelled as the reconciler runs it: observe (as observe.ts does, including when the token
-// Secret is read), plan, act in act.ts's order (where a step can fail, or the operator die before
-// writing the status), then write the status (statusAfterError when acting failed).
+// Secret is read), plan, act the plan's steps in order (where an effect can fail, or the operator
+// die before writing the status), then write the status of the steps that ran (pass-status.ts).
 //
 // Everything is plain data driven by Step values, so fast-check can generate, shrink and print
 // sequences of them. The world keeps a ledger of what really happened (tokens minted, pairings,
 // recoveries begun) for the properties to compare the status with.
 import type { V1ConfigMap, V1Pod, V1StatefulSet } from '@kubernetes/client-node';
-import type { AuditEntry, Connector as CpConnector } from '../../src/controlplane/admin-client.ts';
 import { CodedError } from '../../src/lib/errors.ts';
 import { ANNOTATIONS } from '../../src/operator/api/constants.ts';
 import type { Connector, ConnectorStatus, RecoveryPolicy } from '../../src/operator/api/types.ts';
 import { defaultedSpec } from '../../src/operator/api/types.ts';
+import type { AuditEntry, Connector as CpConnector } from '../../src/operator/control-plane/admin-client.ts';
 import { childNames } from '../../src/operator/reconcile/desired-objects.ts';
 import type { Observed, RecoveryCheck, TokenSecretFacts } from '../../src/operator/reconcile/observed.ts';
+import { statusOfPass, statusOfSteps } from '../../src/operator/reconcile/pass-status.ts';
 import { plan } from '../../src/operator/reconcile/plan.ts';
-import type { Plan } from '../../src/operator/reconcile/plan-types.ts';
+import type { Plan, PlannedAction } from '../../src/operator/reconcile/plan-types.ts';
 import { tokenSecretMayMatter } from '../../src/operator/reconcile/token-secret.ts';
-import { statusAfterError } from '../../src/operator/reconciler.ts';
 import { pod as podObject } from './observed-builder.ts';
+import { type PlanView, viewOf } from './plan-view.ts';
 
 export const WORLD_UID = '1b4e28ba-2fa1-11d2-883f-0016d3cca427';
 const NAME = 'edge';
@@ -47,7 +48,7 @@ export interface WorldOptions {
 export type Step =
   /** One reconcile pass that acts completely and writes its status. */
   | { kind: 'reconcile' }
-  /** A pass whose act throws at its effect number `at` (those before it happened): statusAfterError. */
+  /** A pass whose act throws at its effect number `at` (those before it happened): statusOfPass. */
   | { kind: 'reconcileFails'; at: number }
   /**
    * The operator dies during a pass after `at` effects, before writing the status: a restarted
@@ -702,7 +703,8 @@ export interface Pass {
   now: Date;
   truth: Truth;
   observed: Observed;
-  plan: Plan;
+  /** What the pass planned, as the planner tests read it. */
+  plan: PlanView;
   previous: ConnectorStatus;
   /** The effects of act that happened, in order. */
   applied: string[];
@@ -732,82 +734,83 @@ interface Effect {
   run: () => void;
 }
 
-/** The effects act.ts carries out for a plan, in its order. */
-function effectsOf(w: World, observed: Observed, p: Plan): Effect[] {
-  const effects: Effect[] = [];
+/**
+ * The effects act.ts carries out for one step of a plan: a mint is two (the control plane mints,
+ * then the Secret is written), a dry run none (it changes nothing, and the world's Kubernetes
+ * accepts every object).
+ */
+function effectsOf(w: World, observed: Observed, p: Plan, action: PlannedAction | undefined): Effect[] {
+  if (!action) return [];
   const forRecovery = (() => {
-    const planned = p.status.recovery;
+    const planned = statusOfSteps(p.steps).recovery;
     return planned?.step && planned.step !== 'Completed' && planned.step !== 'Failed'
       ? planned.requestId
       : undefined;
   })();
-  for (const action of p.controlPlane) {
-    switch (action.kind) {
-      case 'ensureConnector':
-        effects.push({ name: 'ensureConnector', run: () => ensureConnector(w) });
-        break;
-      case 'beginRecovery':
-        effects.push({ name: 'beginRecovery', run: () => beginRecovery(w, action.requestId) });
-        break;
-      case 'revokeTokens':
-        effects.push({
-          name: 'revokeTokens',
-          run: () => revokeLive(w, requireRecord(w)),
-        });
-        break;
-      case 'mintToken':
-        break;
+  switch (action.kind) {
+    case 'dryRun':
+    case 'expandClaim':
+      return [];
+    case 'ensureConnector':
+      return [{ name: 'ensureConnector', run: () => ensureConnector(w) }];
+    case 'beginRecovery':
+      return [{ name: 'beginRecovery', run: () => beginRecovery(w, action.requestId) }];
+    case 'revokeTokens':
+      return [{ name: 'revokeTokens', run: () => revokeLive(w, requireRecord(w)) }];
+    case 'deleteTokenSecret': {
+      const judged = observed.tokenSecret?.uid;
+      return [
+        {
+          name: 'deleteTokenSecret',
+          run: () => {
+            if (w.secret && (judged === undefined || w.secret.uid === judged)) w.secret = undefined;
+          },
+        },
+      ];
+    }
+    case 'mintToken': {
+      let minted: TokenRow | undefined;
+      return [
+        {
+          name: `mint ${action.idempotencyKey}`,
+          run: () => {
+            minted = mintToken(w, action.idempotencyKey, action.ttlSeconds, forRecovery);
+          },
+        },
+        {
+          name: 'storeTokenSecret',
+          run: () => {
+            if (!minted) return;
+            w.secret = {
+              uid: w.secret?.uid ?? newId(w, 'secret'),
+              key: action.idempotencyKey,
+              tokenId: minted.id,
+              expiresAt: iso(minted.expiresAt),
+            };
+          },
+        },
+      ];
+    }
+    case 'applyConfigMap': {
+      const configMap = action.object;
+      return [{ name: 'applyConfigMap', run: () => (w.configMap = structuredClone(configMap)) }];
+    }
+    case 'applyStatefulSet': {
+      const sts = action.object;
+      return [{ name: 'applyStatefulSet', run: () => (w.statefulSet = structuredClone(sts)) }];
+    }
+    case 'scaleAdopted': {
+      const replicas = action.replicas;
+      return [
+        {
+          name: `scaleAdopted ${replicas}`,
+          run: () => {
+            if (w.adopted) w.adopted.replicas = replicas;
+          },
+        },
+      ];
     }
   }
-  if (p.deleteTokenSecret) {
-    const judged = observed.tokenSecret?.uid;
-    effects.push({
-      name: 'deleteTokenSecret',
-      run: () => {
-        if (w.secret && (judged === undefined || w.secret.uid === judged)) w.secret = undefined;
-      },
-    });
-  }
-  for (const action of p.controlPlane) {
-    if (action.kind !== 'mintToken') continue;
-    let minted: TokenRow | undefined;
-    effects.push({
-      name: `mint ${action.idempotencyKey}`,
-      run: () => {
-        minted = mintToken(w, action.idempotencyKey, action.ttlSeconds, forRecovery);
-      },
-    });
-    effects.push({
-      name: 'storeTokenSecret',
-      run: () => {
-        if (!minted) return;
-        w.secret = {
-          uid: w.secret?.uid ?? newId(w, 'secret'),
-          key: action.idempotencyKey,
-          tokenId: minted.id,
-          expiresAt: iso(minted.expiresAt),
-        };
-      },
-    });
-  }
-  if (p.configMap) {
-    const configMap = p.configMap;
-    effects.push({ name: 'applyConfigMap', run: () => (w.configMap = structuredClone(configMap)) });
-  }
-  if (p.statefulSet) {
-    const sts = p.statefulSet;
-    effects.push({ name: 'applyStatefulSet', run: () => (w.statefulSet = structuredClone(sts)) });
-  }
-  if (p.scaleAdopted) {
-    const replicas = p.scaleAdopted.replicas;
-    effects.push({
-      name: `scaleAdopted ${replicas}`,
-      run: () => {
-        if (w.adopted) w.adopted.replicas = replicas;
-      },
-    });
-  }
-  return effects;
 }
 
 export function reconcile(w: World, step: Step, mode: PassOptions = {}): Pass {
@@ -823,39 +826,49 @@ export function reconcile(w: World, step: Step, mode: PassOptions = {}): Pass {
     ? { twins: [observe(w), observe(w)] as [Observed, Observed], observedJson: observationJson(observed) }
     : {};
   const p = plan(observed, now);
+  const view = viewOf(p);
   const previous = structuredClone(w.status ?? {});
   const applied: string[] = [];
   let error: CodedError | undefined;
-  const effects = effectsOf(w, observed, p);
-  for (const [i, effect] of effects.entries()) {
-    if (mode.dieAt === i)
-      return { step, now, truth, observed, plan: p, previous, applied, outcome: 'crashed', ...twins };
-    if (mode.failAt === i) {
-      error = new CodedError('KUBERNETES_UNAVAILABLE', `injected failure at ${effect.name}`, {
-        temporary: true,
-      });
-      break;
+  // Effects are numbered across the whole pass, as failAt and dieAt count them.
+  let effectNumber = 0;
+  let ran = 0;
+  steps: for (const planned of p.steps) {
+    for (const effect of effectsOf(w, observed, p, planned.action)) {
+      const i = effectNumber++;
+      if (mode.dieAt === i)
+        return { step, now, truth, observed, plan: view, previous, applied, outcome: 'crashed', ...twins };
+      if (mode.failAt === i) {
+        error = new CodedError('KUBERNETES_UNAVAILABLE', `injected failure at ${effect.name}`, {
+          temporary: true,
+        });
+        break steps;
+      }
+      try {
+        effect.run();
+        applied.push(effect.name);
+      } catch (thrown) {
+        if (!(thrown instanceof CodedError)) throw thrown;
+        error = thrown;
+        break steps;
+      }
     }
-    try {
-      effect.run();
-      applied.push(effect.name);
-    } catch (thrown) {
-      if (!(thrown instanceof CodedError)) throw thrown;
-      error = thrown;
-      break;
-    }
+    ran++;
   }
   if (!error && !observed.controlPlane.reachable) error = observed.controlPlane.error;
-  const written = error
-    ? statusAfterError(previous, p.status, error, now, observed.connector.metadata.generation)
-    : p.status;
+  const written = statusOfPass(
+    p,
+    { ran, ...(error ? { error } : {}) },
+    now,
+    observed.connector.metadata.generation,
+  );
   w.status = structuredClone(written);
   return {
     step,
     now,
     truth,
     observed,
-    plan: p,
+    plan: view,
     previous,
     applied,
     outcome: error ? 'failed' : 'ok',

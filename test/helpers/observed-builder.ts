@@ -1,10 +1,10 @@
 // Builds Observed values for planner table tests: a realistic default (a Connector with a bound
 // claim, a running pod, a reachable control plane) that each case changes in one or two places.
 import type { V1Pod } from '@kubernetes/client-node';
-import type { Connector as ControlPlaneConnector } from '../../src/controlplane/admin-client.ts';
 import { CodedError } from '../../src/lib/errors.ts';
 import type { Connector, ConnectorStatus } from '../../src/operator/api/types.ts';
 import { defaultedSpec } from '../../src/operator/api/types.ts';
+import type { Connector as ControlPlaneConnector } from '../../src/operator/control-plane/admin-client.ts';
 import {
   childNames,
   desiredConfigMap,

@@ -12,18 +12,18 @@ import {
   PatchStrategy,
   setHeaderOptions,
 } from '@kubernetes/client-node';
-import { ControlPlaneAdminClient } from '../../src/controlplane/admin-client.ts';
+import { installCrds, installOperatorAccess } from '../../dev/local-cluster/install.ts';
 import {
   createControlPlane,
   type StartedControlPlane,
   startControlPlane,
   usableAdminCredential,
 } from '../../src/controlplane/server.ts';
-import type { Clock } from '../../src/lib/clock.ts';
+import { backgroundClock, ShiftedClock } from '../../src/lib/clock.ts';
 import { type Logger, silentLogger } from '../../src/lib/logger.ts';
-import { installCrds, installOperatorAccess } from '../../src/local-cluster/install.ts';
 import type { ControlPlaneResource, ControlPlaneSpec } from '../../src/operator/api/control-planes.ts';
 import type { Connector } from '../../src/operator/api/types.ts';
+import { ControlPlaneAdminClient } from '../../src/operator/control-plane/admin-client.ts';
 import { type OperatorOptions, type RunningOperator, startOperator } from '../../src/operator/operator.ts';
 import type { ClusterContext } from './cluster.ts';
 import { runAgentFromSecret, type SimulatedPod } from './simulated-pod.ts';
@@ -32,14 +32,6 @@ export const OPERATOR_NAMESPACE = 'vaultpam-system';
 export const OPERATOR_SERVICE_ACCOUNT = 'vaultpam-connector-operator';
 export const CREDENTIAL_SECRET = 'vaultpam-operator-credential';
 export const LEASE_NAME = 'vaultpam-connector-operator';
-
-/** A real clock with an adjustable offset: ages tokens without breaking TLS validity checks. */
-export class ShiftedClock implements Clock {
-  offsetMs = 0;
-  now(): Date {
-    return new Date(Date.now() + this.offsetMs);
-  }
-}
 
 export interface OperatorEnvironment {
   cluster: ClusterContext;
@@ -71,7 +63,8 @@ export async function startOperatorEnvironment(
   await installOperatorAccess(kc);
 
   const dataDir = await mkdtemp(join(tmpdir(), 'vaultpam-cp-'));
-  const clock = new ShiftedClock();
+  // Background timers, as the operator's own default: a stopped operator's late timer holds no test open.
+  const clock = new ShiftedClock(0, backgroundClock);
   const controlPlaneOptions = {
     dataDir,
     host: '127.0.0.1',

@@ -1,6 +1,6 @@
 import { X509Certificate } from 'node:crypto';
 import test from 'ava';
-import { createClusterPki } from '../../src/local-cluster/certificates.ts';
+import { createClusterPki } from '../../dev/local-cluster/certificates.ts';
 
 test('every certificate of the local cluster has a minimally encoded positive serial (Go refuses others)', (t) => {
   // Found in CI: about one start in sixteen failed with "x509: malformed serial number".

@@ -247,25 +247,47 @@ test('.dockerignore sends only the sources, the CRDs and the package manifests',
   }
 });
 
-test('no program in the images imports a file that .dockerignore leaves out', async (t) => {
-  const excluded = (await readFile(join(repoRoot, '.dockerignore'), 'utf8'))
+/** Every .ts file under src/, the whole of what the images ship of the code. */
+async function shippedSources(): Promise<string[]> {
+  return (await readdir(join(repoRoot, 'src'), { recursive: true }))
+    .map((p) => `src/${p.split(sep).join('/')}`)
+    .filter((p) => p.endsWith('.ts'));
+}
+
+test('the images ship src/ whole, and nothing in src/ imports a file outside it', async (t) => {
+  const ignored = (await readFile(join(repoRoot, '.dockerignore'), 'utf8'))
     .split('\n')
     .map((l) => l.trim())
-    .filter((l) => l.startsWith('src/'))
-    .map((l) => l.replace(/\/$/, ''));
-  t.true(excluded.length > 0, '.dockerignore leaves development-only parts of src/ out');
-  const isExcluded = (path: string) => excluded.some((e) => path === e || path.startsWith(`${e}/`));
-  const shipped = (await readdir(join(repoRoot, 'src'), { recursive: true }))
-    .map((p) => `src/${p.split(sep).join('/')}`)
-    .filter((p) => p.endsWith('.ts') && !isExcluded(p));
+    .filter((l) => l !== '' && !l.startsWith('#') && !l.startsWith('!') && l !== '*');
+  t.deepEqual(ignored, [], 'no exceptions inside the allowed folders: the layout says what ships');
+  const shipped = await shippedSources();
   t.true(shipped.includes('src/bin/connector.ts'), 'the agent entry point is shipped');
   const broken: string[] = [];
   for (const file of shipped) {
     const source = await readFile(join(repoRoot, file), 'utf8');
     for (const match of source.matchAll(/(?:from|import)\s*\(?\s*'(\.{1,2}\/[^']+)'/g)) {
       const target = posix.normalize(posix.join(posix.dirname(file), match[1] ?? ''));
-      if (isExcluded(target) || !existsSync(join(repoRoot, target))) broken.push(`${file} imports ${target}`);
+      // package.json is shipped beside src/ (the version the programs report comes from it).
+      const shippedTarget = target.startsWith('src/') || target === 'package.json';
+      if (!shippedTarget || !existsSync(join(repoRoot, target))) broken.push(`${file} imports ${target}`);
     }
   }
   t.deepEqual(broken, [], 'every relative import of a shipped file is shipped too');
+});
+
+test('the production dependencies are exactly the packages the programs in src/ load', async (t) => {
+  const manifest = JSON.parse(await readFile(join(repoRoot, 'package.json'), 'utf8')) as {
+    dependencies: Record<string, string>;
+  };
+  const loaded = new Set<string>();
+  for (const file of await shippedSources()) {
+    const source = await readFile(join(repoRoot, file), 'utf8');
+    for (const match of source.matchAll(/^(?:import|export)\b[^;]*?\bfrom\s+'([^.'][^']*)'/gm)) {
+      const specifier = match[1] ?? '';
+      if (specifier.startsWith('node:')) continue;
+      const parts = specifier.split('/');
+      loaded.add(specifier.startsWith('@') ? parts.slice(0, 2).join('/') : (parts[0] ?? ''));
+    }
+  }
+  t.deepEqual([...loaded].sort(), Object.keys(manifest.dependencies).sort());
 });

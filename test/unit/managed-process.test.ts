@@ -3,7 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
-import { ManagedProcess } from '../../src/local-cluster/processes.ts';
+import { ManagedProcess } from '../../dev/local-cluster/processes.ts';
 import { eventually } from '../helpers/eventually.ts';
 
 function groupAlive(pgid: number): boolean {

@@ -5,13 +5,7 @@ import {
   RESERVED_POD_LABEL_KEYS,
   selectorLabels,
 } from '../../src/operator/api/constants.ts';
-import {
-  type Connector,
-  type ConnectorSpec,
-  defaultedSpec,
-  formatDuration,
-  parseDuration,
-} from '../../src/operator/api/types.ts';
+import { type Connector, type ConnectorSpec, defaultedSpec } from '../../src/operator/api/types.ts';
 import {
   compareQuantities,
   isAnnotationKey,
@@ -33,32 +27,25 @@ function connector(spec: Partial<ConnectorSpec> = {}, name = 'dc1'): Pick<Connec
   };
 }
 
-test('parseDuration reads hours, minutes and seconds in order', (t) => {
-  t.is(parseDuration('4h'), 14400);
-  t.is(parseDuration('30m'), 1800);
-  t.is(parseDuration('1h30m'), 5400);
-  t.is(parseDuration('90s'), 90);
-  t.is(parseDuration('1h2m3s'), 3723);
-  t.is(parseDuration('0s'), 0);
-});
-
-test('parseDuration refuses what the CRD refuses, naming the grammar', (t) => {
-  for (const bad of ['', '4', '30m1h', '1d', '1.5h', '-5m', '4H', ' 4h', '1234567h']) {
-    const error = t.throws(() => parseDuration(bad), undefined, bad);
-    t.true(isCodedError(error, 'INVALID_DURATION'), bad);
-    t.regex(error?.message ?? '', /e\.g\. 30m, 4h or 1h30m/);
+test('defaultedSpec reads tokenTTL in the CRD spelling: hours, minutes and seconds in order', (t) => {
+  for (const [ttl, seconds] of [
+    ['4h', 14400],
+    ['30m', 1800],
+    ['1h30m', 5400],
+    ['300s', 300],
+    ['1h2m3s', 3723],
+  ] as const) {
+    t.is(defaultedSpec(connector({ enrollment: { tokenTTL: ttl } })).tokenTTLSeconds, seconds, ttl);
   }
 });
 
-test('formatDuration writes the shortest form and round-trips', (t) => {
-  t.is(formatDuration(14400), '4h');
-  t.is(formatDuration(5400), '1h30m');
-  t.is(formatDuration(61), '1m1s');
-  t.is(formatDuration(0), '0s');
-  for (const seconds of [1, 59, 60, 3599, 3600, 3661, 14400])
-    t.is(parseDuration(formatDuration(seconds)), seconds);
-  t.throws(() => formatDuration(1.5));
-  t.throws(() => formatDuration(-1));
+test('defaultedSpec refuses a tokenTTL the CRD refuses, naming the grammar', (t) => {
+  // Each is a duration to the flags' grammar, but not in the CRD's spelling of the field.
+  for (const bad of ['', '3600', '30m1h', '1d', '1.5h', '-5m', '4H', ' 4h', '1234567h', '3600000ms']) {
+    const error = t.throws(() => defaultedSpec(connector({ enrollment: { tokenTTL: bad } })), undefined, bad);
+    t.true(isCodedError(error, 'INVALID_SPEC'), bad);
+    t.regex(error?.message ?? '', /^spec\.enrollment\.tokenTTL: .*e\.g\. 30m, 4h or 1h30m$/, bad);
+  }
 });
 
 test('defaultedSpec applies every default to a minimal spec', (t) => {

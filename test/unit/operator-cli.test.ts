@@ -3,7 +3,7 @@
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import test from 'ava';
-import { repoRoot } from '../../src/local-cluster/install.ts';
+import { repoRoot } from '../../dev/local-cluster/install.ts';
 
 const operator = join(repoRoot, 'src', 'bin', 'operator.ts');
 const run = (...args: string[]) =>

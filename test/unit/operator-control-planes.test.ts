@@ -3,6 +3,7 @@
 // carries the credential, and how the registry checks, writes, wakes and resolves.
 import type { V1ConfigMap, V1Secret } from '@kubernetes/client-node';
 import test from 'ava';
+import { FakeClock } from '../../src/lib/clock.ts';
 import { CodedError, isCodedError } from '../../src/lib/errors.ts';
 import { silentLogger } from '../../src/lib/logger.ts';
 import type { ControlPlaneResource, ControlPlaneStatus } from '../../src/operator/api/control-planes.ts';
@@ -26,7 +27,6 @@ import {
   LAST_CHECK_REFRESH_MS,
   referencedControlPlane,
 } from '../../src/operator/control-plane/status.ts';
-import { ManualScheduler } from '../../src/operator/runtime/work-queue.ts';
 import { selfSignedCertificate } from '../helpers/certificates.ts';
 
 const CREDENTIAL = 'cp-admin-credential-0123456789';
@@ -347,11 +347,11 @@ function registryWorld(initial: ControlPlaneResource[]) {
   const woken: string[] = [];
   let answer: () => Promise<void> = async () => {};
   let whoamiCalls = 0;
-  const scheduler = new ManualScheduler();
+  const clock = new FakeClock(NOW);
   const connections = new ControlPlaneConnections({ logger: silentLogger(), onChange: () => {} });
   const registry = new ControlPlaneRegistry({
     logger: silentLogger(),
-    clock: { now: () => new Date(NOW.getTime() + scheduler.now()) },
+    clock,
     writer: {
       applyStatus: async (_type, ref, status) => {
         writes.push({ name: ref.name, status: status as ControlPlaneStatus });
@@ -373,12 +373,11 @@ function registryWorld(initial: ControlPlaneResource[]) {
     get: (id) => objects.get(`${id.kind}/${id.namespace ?? ''}/${id.name}`),
     list: () => [...objects.values()],
     wake: (key) => woken.push(key),
-    scheduler,
   });
   return {
     registry,
     connections,
-    scheduler,
+    clock,
     objects,
     writes,
     woken,
@@ -420,7 +419,7 @@ test('the registry checks on start, writes status once, wakes Connectors and han
   t.is(world.whoamiCalls(), 1, 'resolving uses the last check');
 
   // The periodic check that finds nothing new writes nothing.
-  world.scheduler.advance(READY_RECHECK_MS);
+  world.clock.advance(READY_RECHECK_MS);
   await settle();
   t.is(world.whoamiCalls(), 2);
   t.is(world.writes.length, 1);
@@ -430,7 +429,7 @@ test('the registry checks on start, writes status once, wakes Connectors and han
   world.setAnswer(async () => {
     throw new CodedError('UNAUTHORIZED', 'no', { httpStatus: 401 });
   });
-  world.scheduler.advance(READY_RECHECK_MS);
+  world.clock.advance(READY_RECHECK_MS);
   await settle();
   t.is(world.writes.length, 2);
   t.like(world.writes[1]?.status.conditions?.[0], { status: 'False', reason: 'Unauthorized' });
@@ -446,7 +445,7 @@ test('the registry checks on start, writes status once, wakes Connectors and han
   );
   // Not Ready: checked again within half a minute.
   world.setAnswer(async () => {});
-  world.scheduler.advance(NOT_READY_RECHECK_MS);
+  world.clock.advance(NOT_READY_RECHECK_MS);
   await settle();
   t.like(world.writes[2]?.status.conditions?.[0], { status: 'True' });
 });
@@ -498,7 +497,7 @@ test('a standby checks nothing and writes nothing until it leads', async (t) => 
   await settle();
   t.is(world.whoamiCalls(), 1);
   world.registry.stop();
-  world.scheduler.advance(READY_RECHECK_MS * 2);
+  world.clock.advance(READY_RECHECK_MS * 2);
   await settle();
   t.is(world.whoamiCalls(), 1, 'no periodic checks after losing the lead');
 });

@@ -5,9 +5,9 @@
 // longer trusts is identity loss, for a paired connector and for a never-paired one alike.
 import test from 'ava';
 import type { ConnectorStatus, FailureClass } from '../../src/operator/api/types.ts';
-import { plan } from '../../src/operator/reconcile/plan.ts';
 import { recoveryMintKey } from '../../src/operator/reconcile/recovery.ts';
 import { connector, observed, pendingRecord, pod, record, tokenSecret } from '../helpers/observed-builder.ts';
+import { planView } from '../helpers/plan-view.ts';
 
 const NOW = new Date('2026-01-01T00:00:10Z');
 
@@ -98,7 +98,7 @@ const rows: Row[] = [
 
 for (const row of rows) {
   test(`a paired connector whose agent stopped on ${row.situation}: ${row.failureClass}${row.identityLoss ? ', a recovery under Automatic' : ', no recovery even under Automatic'}`, (t) => {
-    const result = plan(
+    const result = planView(
       observed({
         connector: connector({ spec: { recovery: { policy: 'Automatic' } } }),
         record: record({ state: 'offline' }),
@@ -107,7 +107,7 @@ for (const row of rows) {
       NOW,
     );
     // A recovery in progress hides the diagnosis; plan again with Manual to read it.
-    const manual = plan(observed({ record: record({ state: 'offline' }), pods: [row.pod] }), NOW);
+    const manual = planView(observed({ record: record({ state: 'offline' }), pods: [row.pod] }), NOW);
     const diagnosis = manual.status.diagnosis;
     t.is(diagnosis?.failureClass, row.failureClass);
     t.regex(diagnosis?.reason ?? '', row.reason);
@@ -129,7 +129,7 @@ for (const row of rows) {
 }
 
 test("clock skew's evidence carries how far off the clock is", (t) => {
-  const result = plan(
+  const result = planView(
     observed({
       record: record({ state: 'offline' }),
       pods: [stopped(14, 'Reconnect', 'CLOCK_SKEW', SKEW_REASON)],
@@ -144,7 +144,7 @@ test('a never-paired connector whose reattached identity expired or is of a fore
     ['IDENTITY_EXPIRED', 'certificate has expired or is not yet valid: expired 3 days ago'],
     ['IDENTITY_UNTRUSTED', UNTRUSTED_REASON],
   ] as const) {
-    const result = plan(
+    const result = planView(
       observed({
         record: pendingRecord({ liveToken: { tokenId: 't1', expiresAt: '2026-01-01T04:00:00.000Z' } }),
         pods: [stopped(13, 'IdentityLoss', code, reason)],
@@ -162,7 +162,7 @@ test('a never-paired connector whose reattached identity expired or is of a fore
       `${code}: the token the agent will not use is revoked`,
     );
   }
-  const skewed = plan(
+  const skewed = planView(
     observed({ record: pendingRecord(), pods: [stopped(14, 'Reconnect', 'CLOCK_SKEW', SKEW_REASON)] }),
     NOW,
   );
@@ -170,7 +170,7 @@ test('a never-paired connector whose reattached identity expired or is of a fore
   t.is(skewed.status.diagnosis?.failureClass, 'Reconnect');
   // A bundle that failed the agent's own chain check at load: no refusal by the control plane, so
   // no token of a recovery would replace it (the agent never got that far).
-  const tampered = plan(
+  const tampered = planView(
     observed({
       record: pendingRecord(),
       pods: [
@@ -194,7 +194,7 @@ test('during a recovery, clock skew (exit 14) does not fail it: the identity is 
   };
   const cp = record({ state: 'recovering', bootstrapRetired: false });
   const secret = tokenSecret({ mintKey: recoveryMintKey('r9') });
-  const skewed = plan(
+  const skewed = planView(
     observed({
       connector: connector({ spec, status }),
       record: cp,
@@ -204,7 +204,7 @@ test('during a recovery, clock skew (exit 14) does not fail it: the identity is 
     NOW,
   );
   t.is(skewed.status.recovery?.step, 'AwaitingOnline');
-  const misconfigured = plan(
+  const misconfigured = planView(
     observed({
       connector: connector({ spec, status }),
       record: cp,
@@ -223,7 +223,7 @@ test('paired, then the identity lost before the first heartbeat: FirstBootBootst
     bootstrapRetired: false,
     enrolledAt: '2026-01-01T00:00:02Z',
   });
-  const lost = plan(
+  const lost = planView(
     observed({ record: enrolling, pods: [stopped(11, 'FirstBootBootstrap', 'ENROLLMENT_TOKEN_MISSING')] }),
     NOW,
   ).status;
@@ -232,7 +232,7 @@ test('paired, then the identity lost before the first heartbeat: FirstBootBootst
   t.regex(lost.diagnosis?.nextStep ?? '', /mints a fresh enrollment token/);
 
   const earlier = record({ state: 'enrolling', bootstrapRetired: false, enrolledAt: '2026-01-01T00:00:08Z' });
-  const before = plan(
+  const before = planView(
     observed({ record: earlier, pods: [stopped(11, 'FirstBootBootstrap', 'ENROLLMENT_TOKEN_MISSING')] }),
     NOW,
   ).status;

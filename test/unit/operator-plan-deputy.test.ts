@@ -4,7 +4,7 @@
 import test from 'ava';
 import type { ConnectorStatus, RecoveryStatus } from '../../src/operator/api/types.ts';
 import type { WorkloadFacts } from '../../src/operator/reconcile/observed.ts';
-import { BLOCKED_RECHECK_MS, plan } from '../../src/operator/reconcile/plan.ts';
+import { BLOCKED_RECHECK_MS } from '../../src/operator/reconcile/plan.ts';
 import {
   automaticRequestId,
   ONLINE_GRACE_MS,
@@ -13,6 +13,7 @@ import {
   recoveryMintKey,
 } from '../../src/operator/reconcile/recovery.ts';
 import { connector, observed, pendingRecord, record, tokenSecret } from '../helpers/observed-builder.ts';
+import { planView } from '../helpers/plan-view.ts';
 
 const NOW = new Date('2026-01-01T00:00:10Z');
 const condition = (status: ConnectorStatus, type: string) => status.conditions?.find((c) => c.type === type);
@@ -45,7 +46,7 @@ const recovering = (step: RecoveryStatus['step'], extra: Partial<RecoveryStatus>
 
 test('the reproduction: an adopted Deployment without consent and a recovery request: Stalled, nothing planned', (t) => {
   for (const cp of [undefined, pendingRecord(), record({ state: 'needs_recovery' })]) {
-    const result = plan(
+    const result = planView(
       observed({
         connector: connector({ spec: { workloadRef, recovery: { requestId: 'r1' } } }),
         record: cp,
@@ -83,7 +84,7 @@ test('the reproduction: an adopted Deployment without consent and a recovery req
 });
 
 test('a consent label naming another Connector is no consent, and the message says so', (t) => {
-  const result = plan(
+  const result = planView(
     observed({
       connector: connector({ spec: { workloadRef } }),
       workload: { ...notConsented, adoptedBy: 'other-connector' },
@@ -97,7 +98,7 @@ test('a consent label naming another Connector is no consent, and the message sa
 });
 
 test('with consent the same Connector is planned as any other: record, token, recovery', (t) => {
-  const fresh = plan(
+  const fresh = planView(
     observed({ connector: connector({ spec: { workloadRef } }), record: undefined, workload: consented }),
     NOW,
   );
@@ -106,7 +107,7 @@ test('with consent the same Connector is planned as any other: record, token, re
     ['ensureConnector'],
   );
   t.is(condition(fresh.status, 'Stalled'), undefined);
-  const pending = plan(
+  const pending = planView(
     observed({
       connector: connector({ spec: { workloadRef } }),
       record: pendingRecord(),
@@ -118,7 +119,7 @@ test('with consent the same Connector is planned as any other: record, token, re
 });
 
 test('consent withdrawn during a recovery: the recovery holds its step and the workload is not touched', (t) => {
-  const result = plan(
+  const result = planView(
     observed({
       connector: connector({
         spec: { workloadRef, recovery: { requestId: 'r1' } },
@@ -140,7 +141,7 @@ test('a new recovery records the replicas it found and asks before scaling: Requ
   const spec = { workloadRef, recovery: { requestId: 'r1' } };
   let status: ConnectorStatus = {};
   const pass = (extra: Parameters<typeof observed>[0] = {}) => {
-    const result = plan(
+    const result = planView(
       observed({
         connector: connector({ spec, status }),
         record: record({ state: 'needs_recovery' }),
@@ -173,7 +174,7 @@ test('a new recovery records the replicas it found and asks before scaling: Requ
 
 test('a refusal by the control plane ends the recovery Failed with its reason, before anything is scaled', (t) => {
   const spec = { workloadRef, recovery: { requestId: 'r1' } };
-  const result = plan(
+  const result = planView(
     observed({
       connector: connector({ spec, status: recovering('Checking') }),
       record: pendingRecord(),
@@ -201,7 +202,7 @@ test('a refusal by the control plane ends the recovery Failed with its reason, b
   );
   t.true(result.events.some((e) => e.reason === 'RecoveryFailed' && e.priority === 'always'));
   // The operator's own StatefulSet keeps its replica too.
-  const own = plan(
+  const own = planView(
     observed({
       connector: connector({ spec: { recovery: { requestId: 'r1' } }, status: recovering('Checking') }),
       record: record({ state: 'online' }),
@@ -248,7 +249,7 @@ test('still online while the agent has failed closed: Checking waits for the con
 test('an attempt that fails after scaling down gives the adopted workload back the replicas it had', (t) => {
   const spec = { workloadRef, recovery: { requestId: 'r1' } };
   const expired = tokenSecret({ mintKey: recoveryMintKey('r1'), expiresAt: '2026-01-01T00:00:05.000Z' });
-  const result = plan(
+  const result = planView(
     observed({
       connector: connector({
         spec,
@@ -264,7 +265,7 @@ test('an attempt that fails after scaling down gives the adopted workload back t
   t.regex(result.status.recovery?.reason ?? '', /expired/);
   t.deepEqual(result.scaleAdopted, { kind: 'Deployment', name: 'legacy', replicas: 3 });
   // The next pass (Failed recorded) leaves the workload as it is.
-  const next = plan(
+  const next = planView(
     observed({
       connector: connector({ spec, status: result.status }),
       record: record({ state: 'recovering', bootstrapRetired: false }),
@@ -278,7 +279,7 @@ test('an attempt that fails after scaling down gives the adopted workload back t
 test('a failure while scaled down gives back the recorded replicas; the operator StatefulSet gets its one', (t) => {
   const spec = { workloadRef, recovery: { requestId: 'r1' } };
   const cp = record({ state: 'pending', bootstrapRetired: false, certificate: null });
-  const adopted = plan(
+  const adopted = planView(
     observed({
       connector: connector({ spec, status: recovering('TokensRevoked') }),
       record: cp,
@@ -290,7 +291,7 @@ test('a failure while scaled down gives back the recorded replicas; the operator
   t.is(adopted.status.recovery?.step, 'Failed');
   t.regex(adopted.status.recovery?.reason ?? '', /never paired/);
   t.deepEqual(adopted.scaleAdopted, { kind: 'Deployment', name: 'legacy', replicas: 3 });
-  const own = plan(
+  const own = planView(
     observed({
       connector: connector({
         spec: { storage: { existingClaim: 'original-data' }, recovery: { requestId: 'r1' } },
@@ -306,7 +307,7 @@ test('a failure while scaled down gives back the recorded replicas; the operator
   t.is(own.status.recovery?.step, 'Failed');
   t.is(own.statefulSet?.spec?.replicas, 1);
   // A recovery recorded before replicasBefore existed gives back one replica.
-  const old = plan(
+  const old = planView(
     observed({
       connector: connector({ spec, status: recovering('TokensRevoked', { evidence: {} }) }),
       record: cp,
@@ -320,7 +321,7 @@ test('a failure while scaled down gives back the recorded replicas; the operator
 
 test('a completed recovery of an adopted workload runs it with the replicas it had', (t) => {
   const spec = { workloadRef, recovery: { requestId: 'r1' } };
-  const result = plan(
+  const result = planView(
     observed({
       connector: connector({ spec, status: recovering('AwaitingOnline') }),
       record: record({ state: 'online' }),
@@ -334,7 +335,7 @@ test('a completed recovery of an adopted workload runs it with the replicas it h
 
 test('a request withdrawn or replaced before the control plane began it is abandoned, the workload given back', (t) => {
   const base = { workloadRef };
-  const withdrawn = plan(
+  const withdrawn = planView(
     observed({
       connector: connector({ spec: base, status: recovering('ScalingDown') }),
       record: record({ state: 'needs_recovery' }),
@@ -356,7 +357,7 @@ test('a request withdrawn or replaced before the control plane began it is aband
   );
 
   const spec = { ...base, recovery: { requestId: 'r2' } };
-  const replaced = plan(
+  const replaced = planView(
     observed({
       connector: connector({ spec, status: recovering('StorageReady') }),
       record: record({ state: 'needs_recovery' }),
@@ -368,7 +369,7 @@ test('a request withdrawn or replaced before the control plane began it is aband
   t.is(replaced.status.recovery?.step, 'Failed');
   t.regex(replaced.status.recovery?.reason ?? '', /replaced by r2/);
   t.deepEqual(replaced.scaleAdopted, { kind: 'Deployment', name: 'legacy', replicas: 3 });
-  const next = plan(
+  const next = planView(
     observed({
       connector: connector({ spec, status: replaced.status }),
       record: record({ state: 'needs_recovery' }),
@@ -380,7 +381,7 @@ test('a request withdrawn or replaced before the control plane began it is aband
   t.is(next.status.recovery?.step, 'Requested');
 
   // Before scaling: abandoned, nothing to give back.
-  const early = plan(
+  const early = planView(
     observed({
       connector: connector({ spec: base, status: recovering('Checking') }),
       record: record({ state: 'needs_recovery' }),
@@ -392,7 +393,7 @@ test('a request withdrawn or replaced before the control plane began it is aband
   t.is(early.scaleAdopted, undefined);
 
   // Once the control plane may have revoked the identity, only the recovery's pairing restores it.
-  const begun = plan(
+  const begun = planView(
     observed({
       connector: connector({
         spec: base,
@@ -407,7 +408,7 @@ test('a request withdrawn or replaced before the control plane began it is aband
   t.is(begun.status.recovery?.step, 'TokenMinted', 'runs on');
   // A recovery the operator started by itself is not the spec's to withdraw.
   const auto = automaticRequestId('prod.edge', '2025-12-31T23:00:00.000Z');
-  const automatic = plan(
+  const automatic = planView(
     observed({
       connector: connector({
         spec: { ...base, recovery: { policy: 'Automatic' } },

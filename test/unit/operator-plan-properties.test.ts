@@ -11,8 +11,6 @@ import fc from 'fast-check';
 import type { ConnectorStatus, RecoveryStep } from '../../src/operator/api/types.ts';
 import { enrollmentMintKey, secretHoldsLiveToken } from '../../src/operator/reconcile/enrollment.ts';
 import type { Observed } from '../../src/operator/reconcile/observed.ts';
-import { plan } from '../../src/operator/reconcile/plan.ts';
-import type { Plan } from '../../src/operator/reconcile/plan-types.ts';
 import { recoveryMintKey } from '../../src/operator/reconcile/recovery.ts';
 import {
   apply,
@@ -35,6 +33,7 @@ import {
   documentedReasons,
 } from '../helpers/documented-reasons.ts';
 import { connector, observed, record, tokenSecret } from '../helpers/observed-builder.ts';
+import { type PlanView, planView } from '../helpers/plan-view.ts';
 
 // ---- generating runs ----
 
@@ -166,7 +165,7 @@ function property(checks: Check[], extra: { twins?: boolean } = {}) {
 
 // ---- the properties ----
 
-const mintsOf = (p: Plan) => p.controlPlane.filter((a) => a.kind === 'mintToken');
+const mintsOf = (p: PlanView) => p.controlPlane.filter((a) => a.kind === 'mintToken');
 
 /**
  * At most one live token per connector; no mint after retirement outside a recovery. Seen failing
@@ -243,9 +242,14 @@ const ACTION_EVENTS = new Set([
   'StorageExpansionRequested',
 ]);
 
+/** Words in which a condition or next step says the operator acts next (not that it waits). */
+const PROMISES = [/a fresh (one|token) is minted/, /starts automatically \(once for this incident\)/];
+
 /**
  * Paused (or blocked: a foreign object, a workload without consent): no action at all, nothing
- * counted. Seen failing with plan.ts ignoring spec.paused, and planEnrollment counting while paused.
+ * counted, and nothing in the status that says an action comes next. Seen failing with plan.ts
+ * ignoring spec.paused, planEnrollment counting while paused, and Enrolled saying "a fresh one is
+ * minted" of an expired token while paused.
  */
 const nothingWhilePaused: Check = ({ pass }) => {
   if (!pass) return undefined;
@@ -274,6 +278,9 @@ const nothingWhilePaused: Check = ({ pass }) => {
     return `${why}, yet the mint counter moved from ${was.mintCount}/${was.lastMintKey} to ${now.mintCount}/${now.lastMintKey}`;
   if (!isDeepStrictEqual(p.status.recovery, previous.recovery))
     return `${why}, yet the recovery record moved from ${previous.recovery?.step} to ${p.status.recovery?.step}`;
+  const said = [...(p.status.conditions ?? []).map((c) => c.message), p.status.diagnosis?.nextStep ?? ''];
+  const promise = said.find((m) => PROMISES.some((words) => words.test(m)));
+  if (promise) return `${why}, yet the status says the operator is about to act: ${promise}`;
   return undefined;
 };
 
@@ -356,7 +363,7 @@ function scrambled(status: ConnectorStatus | undefined): ConnectorStatus | undef
   return s;
 }
 
-const withoutTransitions = (p: Plan) => ({ ...p, transitions: undefined });
+const withoutTransitions = (p: PlanView) => ({ ...p, transitions: undefined });
 const json = observationJson;
 
 /**
@@ -371,14 +378,14 @@ const functionOfWorld: Check = ({ pass }) => {
   if (!pass?.twins || !pass.observedJson) return undefined;
   const [twin, other] = pass.twins;
   if (json(pass.observed) !== pass.observedJson) return 'plan() changed its input';
-  const again = plan(twin, pass.now);
+  const again = planView(twin, pass.now);
   if (!isDeepStrictEqual(again, pass.plan)) return 'planning equal inputs twice gave different plans';
   const variant: Observed = {
     ...other,
     connector: { ...other.connector, status: scrambled(other.connector.status) },
     configMap: undefined,
   };
-  const different = plan(variant, pass.now);
+  const different = planView(variant, pass.now);
   if (!isDeepStrictEqual(withoutTransitions(different), withoutTransitions(pass.plan))) {
     const fields = Object.keys(withoutTransitions(pass.plan)).filter(
       (k) =>
@@ -506,7 +513,7 @@ test('property: one request id mints at most one token, pairs at most once, and 
   t.pass();
 });
 
-test('property: no action at all while paused or blocked, and nothing counted', (t) => {
+test('property: no action at all while paused or blocked, nothing counted, and nothing promised', (t) => {
   fc.assert(property([nothingWhilePaused]), params);
   t.pass();
 });
@@ -572,7 +579,7 @@ test('found, fixed: a pass that deletes the token Secret does not name it in the
   // Found as: a recovery at TokensRevoked deletes the Secret of an earlier recovery's live token,
   // while the status, built from the live token, named that Secret as holding it.
   const expiresAt = '2026-01-01T04:00:00.000Z';
-  const result = plan(
+  const result = planView(
     observed({
       connector: connector({
         spec: { recovery: { requestId: 'r2' } },
@@ -603,8 +610,9 @@ test('found, fixed: a pass that deletes the token Secret does not name it in the
 });
 
 test('found: a failed pass keeps the lastMintKey and tokenMintedAt of the mint it did not make', (t) => {
-  // statusAfterError (reconciler.ts) restores mintCount, and lastMintKey only when the previous
-  // status had one; tokenMintedAt it never restores. Here the mint failed before it was made.
+  // The status after the failure (then statusAfterError, reconciler.ts) restored mintCount, and
+  // lastMintKey only when the previous status had one; tokenMintedAt never. Here the mint failed
+  // before it was made; the mint's status change is now written only once the mint ran.
   t.notThrows(() =>
     example({}, [{ kind: 'reconcile' }, { kind: 'reconcileFails', at: 0 }], [claimsOnlyWhatRan]),
   );
@@ -612,7 +620,8 @@ test('found: a failed pass keeps the lastMintKey and tokenMintedAt of the mint i
 
 test('found: a failed first pass (no stored status yet) counts the mint it did not make', (t) => {
   // The operator died after creating the record and before writing any status; the next pass's
-  // mint failed: statusAfterError keeps the whole planned enrollment when the stored status has none.
+  // mint failed: statusAfterError (since replaced by pass-status.ts) kept the whole planned
+  // enrollment when the stored status had none.
   t.notThrows(() =>
     example(
       {},
@@ -749,7 +758,7 @@ test('found, fixed: a mint whose Secret was never stored, once its token is revo
   // the mint, statusAfterError (reconciler.ts) kept mintCount 0, and every pass asks for the spent
   // key 1: IDEMPOTENCY_KEY_CONSUMED forever. Needs the failed key to be counted (or the refusal).
   // Now the pass the control plane refuses records the key (status.enrollment.consumedMintKey, by
-  // statusAfterError), and the next mint counts on from it: key 2.
+  // pass-status.ts), and the next mint counts on from it: key 2.
   t.notThrows(() =>
     endsOnline(exampleOptions({}), [
       { kind: 'reconcile' },
@@ -860,7 +869,7 @@ test('found, fixed: a recovery whose one token was minted but never stored waits
   // The operator died after minting recovery-r1 and before storing its Secret; the token expired
   // before the next pass, and every pass asked for recovery-r1 again: IDEMPOTENCY_KEY_CONSUMED, the
   // workload held at zero. The refused key is now recorded (status.enrollment.consumedMintKey, by
-  // statusAfterError) and the attempt ends Failed at TokenMinted, scaling the workload back.
+  // pass-status.ts) and the attempt ends Failed at TokenMinted, scaling the workload back.
   t.notThrows(() =>
     endsOnline(exampleOptions({}), [
       { kind: 'settle', rounds: 2 },

@@ -7,7 +7,6 @@ import test from 'ava';
 import type { ConnectorStatus } from '../../src/operator/api/types.ts';
 import { refusedIdentityOfNeverPaired } from '../../src/operator/reconcile/assessment.ts';
 import { planEnrollment } from '../../src/operator/reconcile/enrollment.ts';
-import { plan } from '../../src/operator/reconcile/plan.ts';
 import { agentPodFacts } from '../../src/operator/reconcile/pod-facts.ts';
 import { automaticRequestId, planRecovery, recoveryMintKey } from '../../src/operator/reconcile/recovery.ts';
 import {
@@ -19,6 +18,7 @@ import {
   tokenSecret,
   UID,
 } from '../helpers/observed-builder.ts';
+import { planView } from '../helpers/plan-view.ts';
 
 const NOW = new Date('2026-01-01T00:00:10Z');
 const condition = (status: ConnectorStatus, type: string) => status.conditions?.find((c) => c.type === type);
@@ -71,7 +71,7 @@ test('only a pending record whose agent was refused its identity counts', (t) =>
 });
 
 test('a refused identity on a never-paired connector: NeedsRecovery, IdentityLoss, Stalled, the token revoked and its Secret deleted', (t) => {
-  const result = plan(
+  const result = planView(
     observed({
       connector: connector({ status: minted }),
       record: pendingRecord({ liveToken }),
@@ -105,7 +105,7 @@ test('a refused identity on a never-paired connector: NeedsRecovery, IdentityLos
 test('once the token is gone nothing more is planned, pass after pass', (t) => {
   let status: ConnectorStatus = minted;
   for (let i = 0; i < 3; i++) {
-    const result = plan(
+    const result = planView(
       observed({ connector: connector({ status }), record: pendingRecord(), pods: [refusedPod()] }),
       new Date(NOW.getTime() + i * 3_600_000),
     );
@@ -132,13 +132,13 @@ test('the enrollment plan alone: no mint and the Secret goes while the identity 
   t.is(refused.mint, undefined);
   t.true(refused.deleteSecret);
   t.true(refused.revoke);
-  // Paused decides nothing, refused or not.
+  // Held (paused, blocked) decides nothing, refused or not.
   const paused = planEnrollment({
     ...base,
     record: pendingRecord({ liveToken }),
     tokenSecret: tokenSecret(),
     identityRefused: true,
-    paused: true,
+    held: true,
   });
   t.false(paused.deleteSecret);
   t.falsy(paused.revoke);
@@ -154,7 +154,7 @@ test('the enrollment plan alone: no mint and the Secret goes while the identity 
 });
 
 test('an ordinary first boot on an empty claim still gets its token', (t) => {
-  const result = plan(
+  const result = planView(
     observed({
       record: pendingRecord(),
       pods: [
@@ -176,7 +176,7 @@ test('an ordinary first boot on an empty claim still gets its token', (t) => {
 });
 
 test('paused: the refusal is reported, nothing revoked or deleted', (t) => {
-  const result = plan(
+  const result = planView(
     observed({
       connector: connector({ spec: { paused: true }, status: minted }),
       record: pendingRecord({ liveToken }),
@@ -193,7 +193,7 @@ test('paused: the refusal is reported, nothing revoked or deleted', (t) => {
 test('Automatic: one recovery per incident, its id stable while the record stays pending', (t) => {
   const c = connector({ spec: { recovery: { policy: 'Automatic' } }, status: minted });
   const cp = pendingRecord({ stateChangedAt: '2026-01-01T00:00:00.000Z' });
-  const first = plan(observed({ connector: c, record: cp, pods: [refusedPod()] }), NOW);
+  const first = planView(observed({ connector: c, record: cp, pods: [refusedPod()] }), NOW);
   const id = automaticRequestId('prod.edge', '2026-01-01T00:00:00.000Z');
   t.is(first.status.recovery?.requestId, id);
   t.is(first.status.recovery?.step, 'Requested');
@@ -205,7 +205,7 @@ test('Automatic: one recovery per incident, its id stable while the record stays
     ...first.status,
     recovery: { ...first.status.recovery, step: 'Failed', outcome: 'Failed' },
   };
-  const again = plan(
+  const again = planView(
     observed({ connector: connector({ spec: c.spec, status: failed }), record: cp, pods: [refusedPod()] }),
     NOW,
   );
@@ -221,7 +221,7 @@ test('a recovery of the refused identity revokes and mints without beginRecovery
   let now = NOW;
   const step = (o: Parameters<typeof observed>[0]) => {
     now = new Date(now.getTime() + 1_000);
-    const result = plan(observed({ connector: connector({ spec, status }), record: cp, ...o }), now);
+    const result = planView(observed({ connector: connector({ spec, status }), record: cp, ...o }), now);
     status = result.status;
     return result;
   };
@@ -307,7 +307,7 @@ test('a recovery asked of a never-paired connector without a refused identity st
 });
 
 test('a refused identity of a paired connector is still the lost-identity rule (record not pending)', (t) => {
-  const result = plan(observed({ record: record({ state: 'offline' }), pods: [refusedPod()] }), NOW);
+  const result = planView(observed({ record: record({ state: 'offline' }), pods: [refusedPod()] }), NOW);
   t.is(result.status.diagnosis?.failureClass, 'IdentityLoss');
   t.regex(result.status.diagnosis?.reason ?? '', /paired before/);
   t.deepEqual(result.controlPlane, []);

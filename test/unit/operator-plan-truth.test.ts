@@ -3,7 +3,6 @@
 // connector that is not well.
 import test from 'ava';
 import type { ConnectorStatus, RecoveryStatus } from '../../src/operator/api/types.ts';
-import { plan } from '../../src/operator/reconcile/plan.ts';
 import {
   connector,
   observed,
@@ -13,6 +12,7 @@ import {
   tokenSecret,
   UID,
 } from '../helpers/observed-builder.ts';
+import { planView } from '../helpers/plan-view.ts';
 
 const NOW = new Date('2026-01-01T00:00:10Z');
 const condition = (status: ConnectorStatus, type: string) => status.conditions?.find((c) => c.type === type);
@@ -76,7 +76,7 @@ const pausedCases: Array<{
 for (const c of pausedCases) {
   test(`paused, ${c.title}: no call, no write, no Event, counters and recovery unchanged`, (t) => {
     const previous: ConnectorStatus = c.status ?? {};
-    const result = plan(
+    const result = planView(
       observed({
         connector: connector({
           spec: {
@@ -108,7 +108,7 @@ for (const c of pausedCases) {
 }
 
 test('paused: the status still reports what is observed (phase, heartbeat, storage)', (t) => {
-  const result = plan(
+  const result = planView(
     observed({ connector: connector({ spec: { paused: true } }), record: record({ state: 'offline' }) }),
     NOW,
   );
@@ -121,7 +121,7 @@ test('paused: the status still reports what is observed (phase, heartbeat, stora
 
 for (const state of ['online', 'offline'] as const) {
   test(`Manual, retired, agent failed closed without identity while the control plane says ${state}: NeedsRecovery and Stalled`, (t) => {
-    const result = plan(
+    const result = planView(
       observed({
         record: record({ state }),
         pods: [
@@ -148,7 +148,7 @@ for (const state of ['online', 'offline'] as const) {
 }
 
 test('Automatic, agent failed closed without identity while still online: a recovery starts at once', (t) => {
-  const result = plan(
+  const result = planView(
     observed({
       connector: connector({ spec: { recovery: { policy: 'Automatic' } } }),
       record: record({ state: 'online' }),
@@ -170,7 +170,7 @@ test('online with a ready agent: an old fail-closed exit in lastState is history
     nextStep: 'set spec.recovery.requestId',
     since: '2026-01-01T00:00:00Z',
   };
-  const result = plan(
+  const result = planView(
     observed({
       connector: connector({ status: { phase: 'Recovering', diagnosis: stale } }),
       record: record({ state: 'online' }),
@@ -196,7 +196,7 @@ test('online with a ready agent: an old fail-closed exit in lastState is history
 // ---- objects with a child's name that this Connector does not control ----
 
 test('a foreign ConfigMap with the child name: Stalled OwnershipConflict naming it, nothing planned', (t) => {
-  const result = plan(
+  const result = planView(
     {
       ...observed({ record: undefined, noWorkload: true, pods: [] }),
       configMap: undefined,
@@ -216,7 +216,7 @@ test('a foreign ConfigMap with the child name: Stalled OwnershipConflict naming 
 });
 
 test('a foreign token Secret controlled by another Connector is named with its controller', (t) => {
-  const result = plan(
+  const result = planView(
     {
       ...observed({ record: pendingRecord() }),
       foreign: [{ kind: 'Secret', name: 'edge-enrollment-token', controller: 'Connector/other' }],
@@ -231,7 +231,7 @@ test('a foreign token Secret controlled by another Connector is named with its c
 
 test('lastHeartbeatTime: refreshed every few minutes while heartbeats arrive, exact once they stop', (t) => {
   const shown = '2026-01-01T00:00:00Z';
-  const online = plan(
+  const online = planView(
     observed({
       connector: connector({ status: { lastHeartbeatTime: shown } }),
       record: record({ state: 'online', lastHeartbeatAt: '2026-01-01T00:03:00.000Z' }),
@@ -239,7 +239,7 @@ test('lastHeartbeatTime: refreshed every few minutes while heartbeats arrive, ex
     NOW,
   );
   t.is(online.status.lastHeartbeatTime, shown, 'no status write per heartbeat while online');
-  const offline = plan(
+  const offline = planView(
     observed({
       connector: connector({ status: { lastHeartbeatTime: shown } }),
       record: record({ state: 'offline', lastHeartbeatAt: '2026-01-01T00:03:00.000Z' }),
@@ -253,7 +253,7 @@ test('lastHeartbeatTime: refreshed every few minutes while heartbeats arrive, ex
 // ---- one control-plane record, one owning Connector ----
 
 test('a record owned by another Connector: Stalled ConnectorIdConflict, no call, no token', (t) => {
-  const result = plan(observed({ record: pendingRecord({ ownerUid: 'another-connector-uid' }) }), NOW);
+  const result = planView(observed({ record: pendingRecord({ ownerUid: 'another-connector-uid' }) }), NOW);
   t.is(condition(result.status, 'Stalled')?.reason, 'ConnectorIdConflict');
   t.notRegex(condition(result.status, 'Stalled')?.message ?? '', /another-connector-uid/);
   t.deepEqual(result.controlPlane, []);
@@ -261,7 +261,7 @@ test('a record owned by another Connector: Stalled ConnectorIdConflict, no call,
 });
 
 test('a record nobody owns (retained by a deleted Connector) is claimed by the ensure call', (t) => {
-  const result = plan(observed({ record: record({ ownerUid: null }) }), NOW);
+  const result = planView(observed({ record: record({ ownerUid: null }) }), NOW);
   t.deepEqual(
     result.controlPlane.map((a) => a.kind),
     ['ensureConnector'],

@@ -1,7 +1,6 @@
 // Planner table tests: one case per situation of the runbook, with a fixed clock.
 import test from 'ava';
 import type { ConnectorStatus } from '../../src/operator/api/types.ts';
-import { plan } from '../../src/operator/reconcile/plan.ts';
 import { recoveryMintKey } from '../../src/operator/reconcile/recovery.ts';
 import {
   CLAIM_UID,
@@ -14,12 +13,13 @@ import {
   tokenSecret,
   UID,
 } from '../helpers/observed-builder.ts';
+import { planView } from '../helpers/plan-view.ts';
 
 const NOW = new Date('2026-01-01T00:00:10Z');
 const condition = (status: ConnectorStatus, type: string) => status.conditions?.find((c) => c.type === type);
 
 test('a new Connector: the control-plane record is ensured and the StatefulSet asks for a claim', (t) => {
-  const result = plan(observed({ record: undefined, pods: [], claims: [], noWorkload: true }), NOW);
+  const result = planView(observed({ record: undefined, pods: [], claims: [], noWorkload: true }), NOW);
   t.deepEqual(result.controlPlane, [
     {
       kind: 'ensureConnector',
@@ -36,14 +36,14 @@ test('a new Connector: the control-plane record is ensured and the StatefulSet a
   });
   t.is(result.configMap?.data?.['connector-id'], 'prod.edge');
   // Found in CI: before the StatefulSet controller creates the claim, the mode is the template's.
-  const beforeClaim = plan(observed({ record: undefined, pods: [], claims: [] }), NOW);
+  const beforeClaim = planView(observed({ record: undefined, pods: [], claims: [] }), NOW);
   t.is(beforeClaim.status.mode, 'Autonomous');
   t.is(condition(beforeClaim.status, 'DurableStorage')?.status, 'Unknown');
   t.false(JSON.stringify(result.configMap).includes('token'), 'the ConfigMap holds configuration only');
 });
 
 test('never paired, no token: one token is minted with a key derived from the object and the count', (t) => {
-  const result = plan(
+  const result = planView(
     observed({
       record: pendingRecord({}),
     }),
@@ -62,7 +62,7 @@ test('never paired, no token: one token is minted with a key derived from the ob
 
 test('a live token in its Secret: nothing is minted and Enrolled says TokenMinted until expiry', (t) => {
   const expiresAt = '2026-01-01T04:00:00.000Z';
-  const result = plan(
+  const result = planView(
     observed({
       connector: connector({ status: { enrollment: { mintCount: 1 } } }),
       record: pendingRecord({ liveToken: { tokenId: 'x', expiresAt } }),
@@ -79,7 +79,7 @@ test('a live token in its Secret: nothing is minted and Enrolled says TokenMinte
 
 test('a token expired unused: its Secret is deleted and the next one is minted at once', (t) => {
   const expired = '2026-01-01T00:00:00.000Z';
-  const result = plan(
+  const result = planView(
     observed({
       connector: connector({ status: { enrollment: { mintCount: 1, tokenExpiresAt: expired } } }),
       record: pendingRecord({ liveToken: null }),
@@ -99,7 +99,7 @@ test('a token expired unused: its Secret is deleted and the next one is minted a
 
 test('tokens keep expiring: the re-mint waits with backoff and the diagnosis is FirstBootBootstrap', (t) => {
   const expired = '2026-01-01T00:00:00.000Z';
-  const result = plan(
+  const result = planView(
     observed({
       connector: connector({ status: { enrollment: { mintCount: 2, tokenExpiresAt: expired } } }),
       record: pendingRecord({ liveToken: null }),
@@ -119,7 +119,7 @@ test('tokens keep expiring: the re-mint waits with backoff and the diagnosis is 
 test('a cached token Secret older than the last recorded mint is left alone until the cache catches up', (t) => {
   // The operator just replaced an expired token (mint #2); the Secret informer still shows #1.
   const expired = '2026-01-01T00:00:00.000Z';
-  const result = plan(
+  const result = planView(
     observed({
       connector: connector({
         status: { enrollment: { mintCount: 2, lastMintKey: `enroll-${UID}-2`, tokenExpiresAt: expired } },
@@ -137,7 +137,7 @@ test('a cached token Secret older than the last recorded mint is left alone unti
   t.is(result.status.enrollment?.mintCount, 2);
   t.is(result.requeueAfterMs, 1_000);
   // Once the cache shows mint #2, the usual rules apply again.
-  const caughtUp = plan(
+  const caughtUp = planView(
     observed({
       connector: connector({
         status: { enrollment: { mintCount: 2, lastMintKey: `enroll-${UID}-2`, tokenExpiresAt: expired } },
@@ -152,7 +152,7 @@ test('a cached token Secret older than the last recorded mint is left alone unti
 });
 
 test('why the token Secret goes: spent by the pairing, or no longer live without a pairing', (t) => {
-  const paired = plan(
+  const paired = planView(
     observed({
       record: record({ state: 'enrolling', bootstrapRetired: false, lastHeartbeatAt: null }),
       tokenSecret: tokenSecret(),
@@ -164,7 +164,7 @@ test('why the token Secret goes: spent by the pairing, or no longer live without
     paired.events.map((e) => e.reason),
     ['TokenConsumed'],
   );
-  const revoked = plan(
+  const revoked = planView(
     observed({
       connector: connector({ status: { enrollment: { mintCount: 1 } } }),
       record: pendingRecord({ liveToken: null }),
@@ -180,7 +180,7 @@ test('why the token Secret goes: spent by the pairing, or no longer live without
 });
 
 test('online and retired: the token Secret is deleted, Ready is True, mode Autonomous', (t) => {
-  const result = plan(observed({ tokenSecret: tokenSecret() }), NOW);
+  const result = planView(observed({ tokenSecret: tokenSecret() }), NOW);
   t.is(result.deleteTokenSecret, 'edge-enrollment-token');
   t.true(result.events.some((e) => e.reason === 'BootstrapRetired'));
   t.is(result.status.phase, 'Online');
@@ -192,7 +192,7 @@ test('online and retired: the token Secret is deleted, Ready is True, mode Auton
 });
 
 test('a pod on emptyDir: GuidedRecovery mode, DurableStorage False, a Warning names pod and volume', (t) => {
-  const result = plan(observed({ pods: [pod({ dataVolume: 'emptyDir' })], claims: [] }), NOW);
+  const result = planView(observed({ pods: [pod({ dataVolume: 'emptyDir' })], claims: [] }), NOW);
   t.is(result.status.mode, 'GuidedRecovery');
   const storage = condition(result.status, 'DurableStorage');
   t.is(storage?.status, 'False');
@@ -205,7 +205,7 @@ test('a pod on emptyDir: GuidedRecovery mode, DurableStorage False, a Warning na
 });
 
 test('a replaced claim after pairing is identity loss', (t) => {
-  const result = plan(
+  const result = planView(
     observed({
       connector: connector({
         status: { phase: 'Online', storage: { claimUID: 'old-uid' }, enrollment: { retired: true } },
@@ -230,7 +230,7 @@ test('the pass that completes a recovery on a replaced claim reports that claim 
   // Online still said the claim was replaced (DurableStorage and Ready False, mode GuidedRecovery),
   // judged against the claim the identity was lost with, until the next pass.
   const spec = { recovery: { policy: 'Manual' as const, requestId: 'r1' } };
-  const result = plan(
+  const result = planView(
     observed({
       connector: connector({
         spec,
@@ -274,7 +274,7 @@ test('the pass that completes a recovery on a replaced claim reports that claim 
 });
 
 test('paired, identity intact, heartbeats stopped: Reconnect, no token', (t) => {
-  const result = plan(observed({ record: record({ state: 'offline' }) }), NOW);
+  const result = planView(observed({ record: record({ state: 'offline' }) }), NOW);
   t.is(result.status.phase, 'Offline');
   t.is(result.status.diagnosis?.failureClass, 'Reconnect');
   t.false(result.controlPlane.some((a) => a.kind === 'mintToken'));
@@ -283,7 +283,7 @@ test('paired, identity intact, heartbeats stopped: Reconnect, no token', (t) => 
 
 test('needs_recovery under Manual: NeedsRecovery, Stalled until a request, no token', (t) => {
   const failure = { code: 'ENROLLMENT_TOKEN_INVALID', at: '2026-01-01T00:00:05.000Z' };
-  const result = plan(
+  const result = planView(
     observed({ record: record({ state: 'needs_recovery', lastEnrollmentFailure: failure }) }),
     NOW,
   );
@@ -296,7 +296,7 @@ test('needs_recovery under Manual: NeedsRecovery, Stalled until a request, no to
 
 test('needs_recovery under Automatic: a recovery is requested once for the incident', (t) => {
   const c = connector({ spec: { recovery: { policy: 'Automatic' } } });
-  const first = plan(observed({ connector: c, record: record({ state: 'needs_recovery' }) }), NOW);
+  const first = planView(observed({ connector: c, record: record({ state: 'needs_recovery' }) }), NOW);
   t.is(first.status.recovery?.step, 'Requested');
   t.regex(first.status.recovery?.requestId ?? '', /^auto-/);
   t.is(first.status.phase, 'Recovering');
@@ -305,7 +305,7 @@ test('needs_recovery under Automatic: a recovery is requested once for the incid
     ...first.status,
     recovery: { ...first.status.recovery, step: 'Failed' as const, outcome: 'Failed' as const },
   };
-  const again = plan(
+  const again = planView(
     observed({
       connector: connector({ spec: c.spec, status: failed }),
       record: record({ state: 'needs_recovery' }),
@@ -316,7 +316,7 @@ test('needs_recovery under Automatic: a recovery is requested once for the incid
 });
 
 test('control plane unreachable: the phase is kept, Healthy Unknown, no control-plane calls', (t) => {
-  const result = plan(
+  const result = planView(
     observed({ connector: connector({ status: { phase: 'Online' } }), record: 'unreachable' }),
     NOW,
   );
@@ -343,7 +343,7 @@ test('invalid spec: Stalled with the message, nothing applied', (t) => {
       })('spec.enrollment.tokenTTL: "9h" is outside 5m..4h') as never,
     },
   };
-  const result = plan(invalid, NOW);
+  const result = planView(invalid, NOW);
   t.is(condition(result.status, 'Stalled')?.reason, 'InvalidSpec');
   t.regex(condition(result.status, 'Stalled')?.message ?? '', /tokenTTL/);
   t.is(result.statefulSet, undefined);
@@ -351,8 +351,8 @@ test('invalid spec: Stalled with the message, nothing applied', (t) => {
 });
 
 test('steady state: a second pass with the written status plans the same status (no write)', (t) => {
-  const first = plan(observed(), NOW);
-  const second = plan(
+  const first = planView(observed(), NOW);
+  const second = planView(
     observed({
       connector: connector({ status: first.status }),
       record: record({ lastHeartbeatAt: '2026-01-01T00:00:20.000Z' }),
@@ -362,7 +362,7 @@ test('steady state: a second pass with the written status plans the same status 
   t.deepEqual(second.status, first.status, 'a newer heartbeat within the refresh window changes nothing');
   t.deepEqual(second.events, []);
   t.deepEqual(second.transitions, [], 'nothing changed, so no Event either');
-  const later = plan(
+  const later = planView(
     observed({
       connector: connector({ status: first.status }),
       record: record({ lastHeartbeatAt: '2026-01-01T00:06:00.000Z' }),
@@ -373,7 +373,7 @@ test('steady state: a second pass with the written status plans the same status 
 });
 
 test('degraded: one unhealthy path names itself', (t) => {
-  const result = plan(
+  const result = planView(
     observed({
       record: record({
         state: 'degraded',
@@ -400,7 +400,7 @@ test('guided recovery walks every step, each recorded before it is taken, and mi
   let now = NOW;
   const step = (o: Parameters<typeof observed>[0]) => {
     now = new Date(now.getTime() + 1_000);
-    const result = plan(observed({ connector: connector({ spec, status }), record: cp, ...o }), now);
+    const result = planView(observed({ connector: connector({ spec, status }), record: cp, ...o }), now);
     status = result.status;
     return result;
   };
@@ -436,7 +436,7 @@ test('guided recovery walks every step, each recorded before it is taken, and mi
   const mints: string[] = [];
   for (let i = 0; i < 2; i++) {
     // A crash-restarted operator replays the step: the same key, so the same token.
-    r = plan(
+    r = planView(
       observed({ connector: connector({ spec, status }), record: cp, pods: [], workloadReplicas: 0 }),
       now,
     );
@@ -509,7 +509,7 @@ test('a recovery whose token expires before pairing fails once and does not loop
   };
   const expired = tokenSecret({ mintKey: recoveryMintKey('r2'), expiresAt: '2026-01-01T00:00:05.000Z' });
   const cp = record({ state: 'recovering', bootstrapRetired: false });
-  const failed = plan(
+  const failed = planView(
     observed({ connector: connector({ spec, status }), record: cp, tokenSecret: expired }),
     NOW,
   );
@@ -518,7 +518,7 @@ test('a recovery whose token expires before pairing fails once and does not loop
   t.true(failed.events.some((e) => e.type === 'Warning' && e.reason === 'RecoveryFailed'));
   t.is(failed.events.find((e) => e.reason === 'RecoveryFailed')?.priority, 'always');
   t.is(condition(failed.status, 'Stalled')?.reason, 'RecoveryFailed');
-  const next = plan(observed({ connector: connector({ spec, status: failed.status }), record: cp }), NOW);
+  const next = planView(observed({ connector: connector({ spec, status: failed.status }), record: cp }), NOW);
   t.is(next.status.recovery?.step, 'Failed');
   t.false(next.controlPlane.some((a) => a.kind === 'mintToken' || a.kind === 'beginRecovery'));
 });
@@ -526,7 +526,7 @@ test('a recovery whose token expires before pairing fails once and does not loop
 test('a record from the change stream still calls an expired token live: the planner trusts the expiry', (t) => {
   // Found in the cluster test: the follower's copy keeps liveToken until the next change.
   const expired = '2026-01-01T00:00:00.000Z';
-  const result = plan(
+  const result = planView(
     observed({
       connector: connector({ status: { enrollment: { mintCount: 1, tokenExpiresAt: expired } } }),
       record: pendingRecord({ liveToken: { tokenId: 'x', expiresAt: expired } }),
@@ -545,7 +545,7 @@ test('a recovery waits while a just-stopped connector still looks online, and fa
     recovery: { requestId: 'r3', step: 'TokensRevoked', attempts: 1, startedAt },
   });
   const cp = record({ state: 'online' });
-  const waiting = plan(
+  const waiting = planView(
     observed({
       connector: connector({ spec, status: status('2026-01-01T00:00:05Z') }),
       record: cp,
@@ -557,7 +557,7 @@ test('a recovery waits while a just-stopped connector still looks online, and fa
   t.is(waiting.status.recovery?.step, 'TokensRevoked');
   t.deepEqual(waiting.controlPlane, [], 'no recovery is begun while the control plane says online');
   t.is(waiting.statefulSet?.spec?.replicas, 0);
-  const late = plan(
+  const late = planView(
     observed({
       connector: connector({ spec, status: status('2025-12-31T23:50:00Z') }),
       record: cp,
@@ -578,7 +578,7 @@ test('a pod killed by a signal or probe during recovery does not fail it; a fail
   const cp = record({ state: 'recovering', bootstrapRetired: false });
   const secret = tokenSecret({ mintKey: recoveryMintKey('r4') });
   const killed = pod({ terminated: { exitCode: 143, finishedAt: '2026-01-01T00:00:05Z' } });
-  const waiting = plan(
+  const waiting = planView(
     observed({ connector: connector({ spec, status }), record: cp, pods: [killed], tokenSecret: secret }),
     NOW,
   );
@@ -594,7 +594,7 @@ test('a pod killed by a signal or probe during recovery does not fail it; a fail
       }),
     },
   });
-  const failed = plan(
+  const failed = planView(
     observed({ connector: connector({ spec, status }), record: cp, pods: [refused], tokenSecret: secret }),
     NOW,
   );
@@ -611,7 +611,7 @@ test('an adopted workload is scaled through its scale subresource during a recov
     recovery: { requestId: 'r5', step: 'ScalingDown', attempts: 1, startedAt: '2026-01-01T00:00:00Z' },
   };
   const adopted = { kind: 'Deployment' as const, name: 'legacy', consented: true, adoptedBy: 'edge' };
-  const result = plan(
+  const result = planView(
     observed({
       connector: connector({ spec, status }),
       record: record({ state: 'needs_recovery' }),
@@ -621,7 +621,7 @@ test('an adopted workload is scaled through its scale subresource during a recov
   );
   t.deepEqual(result.scaleAdopted, { kind: 'Deployment', name: 'legacy', replicas: 0 });
   t.is(result.statefulSet, undefined, 'the operator builds no workload of its own');
-  const idle = plan(
+  const idle = planView(
     observed({ connector: connector({ spec: { workloadRef: spec.workloadRef } }), workload: adopted }),
     NOW,
   );

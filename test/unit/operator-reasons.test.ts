@@ -6,8 +6,8 @@ import test from 'ava';
 import { CodedError } from '../../src/lib/errors.ts';
 import type { Connector, ConnectorStatus } from '../../src/operator/api/types.ts';
 import { DurableStorageReasons, withReady } from '../../src/operator/conditions.ts';
-import { plan } from '../../src/operator/reconcile/plan.ts';
-import { finalizingStatus, statusAfterError } from '../../src/operator/reconciler.ts';
+import { withError } from '../../src/operator/reconcile/pass-status.ts';
+import { finalizingStatus } from '../../src/operator/reconciler.ts';
 import { documentedReasons } from '../helpers/documented-reasons.ts';
 import {
   claim,
@@ -19,14 +19,15 @@ import {
   tokenSecret,
   UID,
 } from '../helpers/observed-builder.ts';
+import { planView } from '../helpers/plan-view.ts';
 
 const NOW = new Date('2026-01-01T00:00:10Z');
 
 const connectorOf = (status?: ConnectorStatus, spec: Partial<Connector['spec']> = {}) =>
   connector({ spec, ...(status ? { status } : {}) });
-const planned = (options: Parameters<typeof observed>[0]) => plan(observed(options), NOW).status;
+const planned = (options: Parameters<typeof observed>[0]) => planView(observed(options), NOW).status;
 const afterError = (code: string, temporary = false) =>
-  statusAfterError({}, planned({}), new CodedError(code, 'refused', { temporary }), NOW, 1);
+  withError(planned({}), new CodedError(code, 'refused', { temporary }), NOW, 1);
 const termination = (failureClass: string, code: string, exitCode: number) => ({
   exitCode,
   message: JSON.stringify({ failureClass, code, reason: 'x' }),
@@ -38,7 +39,7 @@ function grownClaim(allowVolumeExpansion: boolean): ConnectorStatus {
     connector: connectorOf(undefined, { storage: { size: '2Gi', storageClassName: 'fast' } }),
     claims: [claim({ requested: '1Gi', capacity: '1Gi', storageClassName: 'fast' })],
   });
-  return plan({ ...o, storageClass: { name: 'fast', allowVolumeExpansion } }, NOW).status;
+  return planView({ ...o, storageClass: { name: 'fast', allowVolumeExpansion } }, NOW).status;
 }
 
 /** One scenario per documented reason: the status in which the operator writes it. */
@@ -87,7 +88,7 @@ const SCENARIOS: Record<string, () => ConnectorStatus> = {
       sts.metadata = { ...sts.metadata, generation: 2 };
       sts.status = { replicas: 1, observedGeneration: 1 };
     }
-    return plan(o, NOW).status;
+    return planView(o, NOW).status;
   },
   'Reconciling/ExpandingStorage': () => grownClaim(true),
   'Reconciling/Enrolling': () => planned({ record: pendingRecord() }),
@@ -123,7 +124,7 @@ const SCENARIOS: Record<string, () => ConnectorStatus> = {
       workload: { kind: 'Deployment', name: 'legacy', consented: false },
     }),
   'Stalled/OwnershipConflict': () =>
-    plan({ ...observed({}), foreign: [{ kind: 'ConfigMap', name: 'edge-config' }] }, NOW).status,
+    planView({ ...observed({}), foreign: [{ kind: 'ConfigMap', name: 'edge-config' }] }, NOW).status,
   'Stalled/StorageExpansionUnsupported': () => grownClaim(false),
   'Stalled/ConnectorIdConflict': () => afterError('CONNECTOR_ID_CONFLICT'),
   'Stalled/ClaimNotFound': () =>

@@ -8,9 +8,9 @@ import { defaultedSpec } from '../../src/operator/api/types.ts';
 import { desiredStatefulSet } from '../../src/operator/reconcile/desired-objects.ts';
 import { driftOf } from '../../src/operator/reconcile/drift.ts';
 import type { ClaimFacts, Observed, StorageClassFacts } from '../../src/operator/reconcile/observed.ts';
-import { plan } from '../../src/operator/reconcile/plan.ts';
 import { sizeToGrowTo } from '../../src/operator/reconcile/storage-expansion.ts';
 import { CLAIM_UID, claim, connector, observed } from '../helpers/observed-builder.ts';
+import { planView } from '../helpers/plan-view.ts';
 
 const NOW = new Date('2026-01-01T00:00:10Z');
 const condition = (status: ConnectorStatus, type: string) => status.conditions?.find((c) => c.type === type);
@@ -72,7 +72,7 @@ test('sizes are compared by value, whatever their suffix', (t) => {
 
 test('a larger size grows the claim; the StatefulSet keeps the claim template it was created with', (t) => {
   const o = grown();
-  const result = plan(o, NOW);
+  const result = planView(o, NOW);
   t.deepEqual(result.expandClaim, { name: 'data-edge-0', uid: CLAIM_UID, size: '2Gi' });
   const template = result.statefulSet?.spec?.volumeClaimTemplates?.[0];
   t.is(template?.spec?.resources?.requests?.storage, '1Gi', 'the template keeps its size');
@@ -107,7 +107,7 @@ test('drift never asks to write a StatefulSet for its claim templates: Kubernete
 });
 
 test('a StorageClass without allowVolumeExpansion: Stalled naming the class and the fix, nothing patched, one Warning', (t) => {
-  const result = plan(grown({ storageClass: { name: 'fast', allowVolumeExpansion: false } }), NOW);
+  const result = planView(grown({ storageClass: { name: 'fast', allowVolumeExpansion: false } }), NOW);
   t.is(result.expandClaim, undefined);
   const stalled = condition(result.status, 'Stalled');
   t.is(stalled?.reason, 'StorageExpansionUnsupported');
@@ -119,7 +119,7 @@ test('a StorageClass without allowVolumeExpansion: Stalled naming the class and 
   const warnings = result.events.filter((e) => e.reason === 'StorageExpansionUnsupported');
   t.is(warnings.length, 1);
   t.is(warnings[0]?.type, 'Warning');
-  const again = plan(
+  const again = planView(
     grown({ storageClass: { name: 'fast', allowVolumeExpansion: false }, status: result.status }),
     NOW,
   );
@@ -131,35 +131,35 @@ test('a StorageClass without allowVolumeExpansion: Stalled naming the class and 
 });
 
 test('a missing StorageClass, or a claim without one, cannot grow either', (t) => {
-  const missing = plan(grown({ storageClass: undefined }), NOW);
+  const missing = planView(grown({ storageClass: undefined }), NOW);
   t.is(missing.expandClaim, undefined);
   t.regex(condition(missing.status, 'Stalled')?.message ?? '', /StorageClass fast does not exist/);
-  const classless = plan(grown({ claim: { storageClassName: undefined }, storageClass: undefined }), NOW);
+  const classless = planView(grown({ claim: { storageClassName: undefined }, storageClass: undefined }), NOW);
   t.is(classless.expandClaim, undefined);
   t.regex(condition(classless.status, 'Stalled')?.message ?? '', /has no StorageClass/);
 });
 
 test('an expansion under way is reported as it is; one that finished is reported once', (t) => {
-  const waiting = plan(grown({ claim: { requested: '2Gi', capacity: '1Gi' } }), NOW);
+  const waiting = planView(grown({ claim: { requested: '2Gi', capacity: '1Gi' } }), NOW);
   t.is(waiting.expandClaim, undefined, 'asked already: no second patch');
   t.is(condition(waiting.status, 'Reconciling')?.reason, 'ExpandingStorage');
   t.regex(
     condition(waiting.status, 'Reconciling')?.message ?? '',
     /asks for 2Gi and has 1Gi: waiting for the storage provider/,
   );
-  const resizing = plan(
+  const resizing = planView(
     grown({ claim: { requested: '2Gi', capacity: '1Gi', resizeConditions: [{ type: 'Resizing' }] } }),
     NOW,
   );
   t.regex(condition(resizing.status, 'Reconciling')?.message ?? '', /being resized from 1Gi to 2Gi/);
-  const fileSystem = plan(
+  const fileSystem = planView(
     grown({
       claim: { requested: '2Gi', capacity: '1Gi', resizeConditions: [{ type: 'FileSystemResizePending' }] },
     }),
     NOW,
   );
   t.regex(condition(fileSystem.status, 'Reconciling')?.message ?? '', /FileSystemResizePending/);
-  const failing = plan(
+  const failing = planView(
     grown({
       claim: {
         requested: '2Gi',
@@ -171,21 +171,21 @@ test('an expansion under way is reported as it is; one that finished is reported
   );
   t.regex(condition(failing.status, 'Reconciling')?.message ?? '', /failed \(ControllerResizeError: quota/);
 
-  const done = plan(grown({ claim: { requested: '2Gi', capacity: '2Gi' }, status: waiting.status }), NOW);
+  const done = planView(grown({ claim: { requested: '2Gi', capacity: '2Gi' }, status: waiting.status }), NOW);
   t.is(condition(done.status, 'Reconciling'), undefined);
   t.true(done.events.some((e) => e.reason === 'StorageExpanded' && /grown to 2Gi/.test(e.message)));
-  const later = plan(grown({ claim: { requested: '2Gi', capacity: '2Gi' }, status: done.status }), NOW);
+  const later = planView(grown({ claim: { requested: '2Gi', capacity: '2Gi' }, status: done.status }), NOW);
   t.false(later.events.some((e) => e.reason === 'StorageExpanded'));
 });
 
 test('a claim that is not Bound yet is grown once bound, never patched before', (t) => {
-  const result = plan(grown({ claim: { phase: 'Pending', capacity: undefined } }), NOW);
+  const result = planView(grown({ claim: { phase: 'Pending', capacity: undefined } }), NOW);
   t.is(result.expandClaim, undefined);
   t.regex(condition(result.status, 'Reconciling')?.message ?? '', /is Pending.*grown once bound/);
 });
 
 test('nothing shrinks, an existing claim is never touched, and a paused Connector only observes', (t) => {
-  const smaller = plan(grown({ size: '500Mi' }), NOW);
+  const smaller = planView(grown({ size: '500Mi' }), NOW);
   t.is(smaller.expandClaim, undefined);
   t.is(condition(smaller.status, 'Reconciling'), undefined);
   t.is(condition(smaller.status, 'Stalled'), undefined);
@@ -195,11 +195,11 @@ test('nothing shrinks, an existing claim is never touched, and a paused Connecto
     claims: [claim({ name: 'mine', requested: '1Gi', capacity: '1Gi', storageClassName: 'fast' })],
     pods: [],
   });
-  const result = plan({ ...existing, storageClass: { name: 'fast', allowVolumeExpansion: true } }, NOW);
+  const result = planView({ ...existing, storageClass: { name: 'fast', allowVolumeExpansion: true } }, NOW);
   t.is(result.expandClaim, undefined);
   t.false(result.events.some((e) => e.reason.startsWith('StorageExpansion')));
 
-  const paused = plan(grown({ paused: true }), NOW);
+  const paused = planView(grown({ paused: true }), NOW);
   t.is(paused.expandClaim, undefined);
   t.false(paused.events.some((e) => e.reason.startsWith('Storage')));
 });

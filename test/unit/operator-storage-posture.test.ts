@@ -5,7 +5,6 @@ import test from 'ava';
 import type { ConnectorMode, StorageSource } from '../../src/operator/api/types.ts';
 import { DurableStorageReasons } from '../../src/operator/conditions.ts';
 import type { ClaimFacts } from '../../src/operator/reconcile/observed.ts';
-import { plan } from '../../src/operator/reconcile/plan.ts';
 import {
   currentPod,
   modeOf,
@@ -13,6 +12,7 @@ import {
   storagePosture,
 } from '../../src/operator/reconcile/storage-posture.ts';
 import { CLAIM_UID, claim, connector, observed, pod } from '../helpers/observed-builder.ts';
+import { planView } from '../helpers/plan-view.ts';
 
 interface SpecOptions {
   containerName?: string;
@@ -955,7 +955,7 @@ test('an adopted Deployment pod: the planner reports its claim, pod and mode', (
     pods: [deploymentPod],
     claims: [claim({ name: 'legacy-data', uid: 'legacy-uid' })],
   });
-  const result = plan(
+  const result = planView(
     {
       ...base,
       workload: {
@@ -988,7 +988,7 @@ test('an adopted Deployment with no pod yet: DurableStorage Unknown NoRunningPod
     pods: [],
     claims: [],
   });
-  const result = plan(
+  const result = planView(
     {
       ...base,
       workload: {
@@ -1008,7 +1008,7 @@ test('an adopted Deployment with no pod yet: DurableStorage Unknown NoRunningPod
 });
 
 test("the operator's StatefulSet template before its claim exists: the planner says Autonomous, ClaimPending", (t) => {
-  const result = plan(observed({ pods: [], claims: [] }), NOW);
+  const result = planView(observed({ pods: [], claims: [] }), NOW);
   t.is(result.status.mode, 'Autonomous');
   t.is(durableStorage(result.status)?.status, 'Unknown');
   t.is(durableStorage(result.status)?.reason, 'ClaimPending');
@@ -1022,7 +1022,7 @@ test('an adopted StatefulSet with no pod yet: its own claim <template>-<stateful
     pods: [],
     claims: [claim({ name: 'state-legacy-db-0', uid: 'adopted-claim-uid' })],
   });
-  const result = plan(
+  const result = planView(
     {
       ...base,
       workload: {

@@ -1,10 +1,10 @@
-// The work queue under a ManualScheduler: time moves only when a test advances it, and reconciles
+// The work queue under a FakeClock: time moves only when a test advances it, and reconciles
 // finish only when a test resolves them, so every ordering below is deterministic.
 import test from 'ava';
+import { FakeClock } from '../../src/lib/clock.ts';
 import { CodedError, isCodedError } from '../../src/lib/errors.ts';
 import { silentLogger } from '../../src/lib/logger.ts';
 import {
-  ManualScheduler,
   objectKey,
   type ReconcileResult,
   splitKey,
@@ -30,7 +30,7 @@ interface Run {
 }
 
 /** A handler whose runs the test finishes by hand, recording when each started. */
-function controlledHandler(scheduler: ManualScheduler) {
+function controlledHandler(clock: FakeClock) {
   const runs: Run[] = [];
   const active = new Map<string, number>();
   let maxActive = 0;
@@ -47,7 +47,7 @@ function controlledHandler(scheduler: ManualScheduler) {
       const done = () => active.set(key, (active.get(key) ?? 1) - 1);
       runs.push({
         key,
-        at: scheduler.now(),
+        at: clock.now().getTime(),
         finish: (result) => {
           done();
           resolve(result);
@@ -69,17 +69,17 @@ function controlledHandler(scheduler: ManualScheduler) {
 }
 
 function setup(options: Partial<WorkQueueOptions> = {}) {
-  const scheduler = new ManualScheduler(0);
-  const control = controlledHandler(scheduler);
+  const clock = new FakeClock(0);
+  const control = controlledHandler(clock);
   const queue = new WorkQueue({
     handler: control.handler,
     logger: silentLogger(),
-    scheduler,
+    clock,
     concurrency: 1,
     backoff: { baseMs: 100, capMs: 800 },
     ...options,
   });
-  return { scheduler, queue, ...control };
+  return { clock, queue, ...control };
 }
 
 const temporary = () => new CodedError('CONTROL_PLANE_UNAVAILABLE', 'down', { temporary: true });
@@ -152,7 +152,7 @@ test('concurrency bounds the reconciles running across keys', async (t) => {
 });
 
 test('temporary failures back off exponentially per key up to the cap', async (t) => {
-  const { queue, scheduler, started, last } = setup();
+  const { queue, clock, started, last } = setup();
   queue.add('ns/a');
   const delays: number[] = [];
   for (let attempt = 1; attempt <= 6; attempt++) {
@@ -160,32 +160,32 @@ test('temporary failures back off exponentially per key up to the cap', async (t
     last('ns/a').fail(temporary());
     await until(() => queue.delayed === 1, 'backoff scheduled');
     t.is(queue.failureCount('ns/a'), attempt);
-    const due = scheduler.nextDueIn() as number;
+    const due = clock.nextDueIn() as number;
     delays.push(due);
-    scheduler.advance(due - 1);
+    clock.advance(due - 1);
     t.is(started('ns/a'), attempt, 'not before the backoff has passed');
-    scheduler.advance(1);
+    clock.advance(1);
   }
   t.deepEqual(delays, [100, 200, 400, 800, 800, 800]);
 });
 
 test('a success resets the backoff; another key keeps its own', async (t) => {
-  const { queue, scheduler, started, last } = setup({ concurrency: 2 });
+  const { queue, clock, started, last } = setup({ concurrency: 2 });
   queue.add('ns/a');
   queue.add('ns/b');
   await until(() => started() === 2, 'both run');
   last('ns/a').fail(temporary());
   last('ns/b').fail(temporary());
   await until(() => queue.delayed === 2, 'both back off');
-  scheduler.advance(100);
+  clock.advance(100);
   await until(() => started() === 4, 'both retry');
   last('ns/a').fail(temporary());
   last('ns/b').finish();
   await until(() => queue.delayed === 1, 'a backs off again');
   t.is(queue.failureCount('ns/a'), 2);
   t.is(queue.failureCount('ns/b'), 0);
-  t.is(scheduler.nextDueIn(), 200);
-  scheduler.advance(200);
+  t.is(clock.nextDueIn(), 200);
+  clock.advance(200);
   await until(() => started('ns/a') === 3, 'a retries');
   last('ns/a').finish();
   await queue.whenIdle();
@@ -194,20 +194,20 @@ test('a success resets the backoff; another key keeps its own', async (t) => {
   await until(() => started('ns/a') === 4, 'a runs on a new event');
   last('ns/a').fail(temporary());
   await until(() => queue.delayed === 1, 'a backs off from the start');
-  t.is(scheduler.nextDueIn(), 100);
+  t.is(clock.nextDueIn(), 100);
 });
 
 test('an error marked permanent is not retried until the next add', async (t) => {
   const logs = captureLogs('queue', 'debug');
-  const { queue, scheduler, started, last } = setup({ logger: logs.logger });
+  const { queue, clock, started, last } = setup({ logger: logs.logger });
   queue.add('ns/a');
   await until(() => started('ns/a') === 1, 'runs');
   last('ns/a').fail(new CodedError('INVALID_SPEC', 'spec.storage: bad', { temporary: false }));
   await queue.whenIdle();
   t.is(queue.delayed, 0);
-  t.is(scheduler.pendingTimers, 0);
+  t.is(clock.pendingTimers, 0);
   t.is(queue.failureCount('ns/a'), 0);
-  scheduler.advance(1_000_000);
+  clock.advance(1_000_000);
   t.is(started('ns/a'), 1);
   const record = logs
     .records()
@@ -233,7 +233,7 @@ test('an error that does not say it is permanent is retried, whatever was thrown
 });
 
 test('a handler that throws synchronously is contained and retried', async (t) => {
-  const scheduler = new ManualScheduler();
+  const clock = new FakeClock(0);
   let calls = 0;
   const queue = new WorkQueue({
     handler: () => {
@@ -242,26 +242,26 @@ test('a handler that throws synchronously is contained and retried', async (t) =
       return undefined;
     },
     logger: silentLogger(),
-    scheduler,
+    clock,
     backoff: { baseMs: 50, capMs: 50 },
   });
   queue.add('ns/a');
   await until(() => queue.delayed === 1, 'retry scheduled');
-  scheduler.advance(50);
+  clock.advance(50);
   await queue.whenIdle();
   t.is(calls, 2);
   t.is(queue.failureCount('ns/a'), 0);
 });
 
 test('requeueAfterMs brings the key back after that long', async (t) => {
-  const { queue, scheduler, started, last } = setup();
+  const { queue, clock, started, last } = setup();
   queue.add('ns/a');
   await until(() => started('ns/a') === 1, 'runs');
   last('ns/a').finish({ requeueAfterMs: 30_000 });
   await until(() => queue.delayed === 1, 'requeue scheduled');
-  scheduler.advance(29_999);
+  clock.advance(29_999);
   t.is(started('ns/a'), 1);
-  scheduler.advance(1);
+  clock.advance(1);
   await until(() => started('ns/a') === 2, 'runs again');
   t.is(last('ns/a').at, 30_000);
   last('ns/a').finish({ requeueAfterMs: Number.NaN });
@@ -270,22 +270,22 @@ test('requeueAfterMs brings the key back after that long', async (t) => {
 });
 
 test('addAfter keeps the earliest deadline', async (t) => {
-  const { queue, scheduler, started, last } = setup();
+  const { queue, clock, started, last } = setup();
   queue.addAfter('ns/a', 1000);
   queue.addAfter('ns/a', 500);
   queue.addAfter('ns/a', 900);
   t.is(queue.delayed, 1);
-  t.is(scheduler.nextDueIn(), 500);
-  scheduler.advance(500);
+  t.is(clock.nextDueIn(), 500);
+  clock.advance(500);
   await until(() => started('ns/a') === 1, 'runs at the earliest deadline');
   last('ns/a').finish();
   await queue.whenIdle();
-  scheduler.advance(10_000);
+  clock.advance(10_000);
   t.is(started('ns/a'), 1, 'the later deadlines were dropped');
 });
 
 test('add makes a delayed key due now and drops its delay', async (t) => {
-  const { queue, scheduler, started, last } = setup();
+  const { queue, clock, started, last } = setup();
   queue.addAfter('ns/a', 1000);
   queue.add('ns/a');
   await until(() => started('ns/a') === 1, 'runs now');
@@ -296,26 +296,26 @@ test('add makes a delayed key due now and drops its delay', async (t) => {
   await until(() => started('ns/a') === 2, 'dirty re-run');
   last('ns/a').finish();
   await queue.whenIdle();
-  scheduler.advance(5000);
+  clock.advance(5000);
   t.is(started('ns/a'), 2);
 });
 
 test('addAfter on a running key schedules a run after it', async (t) => {
-  const { queue, scheduler, started, last } = setup();
+  const { queue, clock, started, last } = setup();
   queue.add('ns/a');
   await until(() => started('ns/a') === 1, 'runs');
   queue.addAfter('ns/a', 300);
   last('ns/a').finish();
   await queue.whenIdle();
   t.is(queue.delayed, 1);
-  scheduler.advance(300);
+  clock.advance(300);
   await until(() => started('ns/a') === 2, 'runs after the delay');
   last('ns/a').finish();
   await queue.whenIdle();
 });
 
 test('forget drops a key wherever it waits', async (t) => {
-  const { queue, scheduler, started, last } = setup();
+  const { queue, clock, started, last } = setup();
   queue.add('ns/blocker');
   queue.add('ns/a');
   queue.addAfter('ns/b', 100);
@@ -325,12 +325,12 @@ test('forget drops a key wherever it waits', async (t) => {
   await until(() => started('ns/blocker') === 1, 'blocker runs');
   last('ns/blocker').finish();
   await queue.whenIdle();
-  scheduler.advance(1000);
+  clock.advance(1000);
   t.is(started(), 1);
 });
 
 test('shutdown drains running and due keys, refuses new adds and drops delayed keys', async (t) => {
-  const { queue, scheduler, started, last } = setup();
+  const { queue, clock, started, last } = setup();
   queue.add('ns/a');
   queue.add('ns/b');
   queue.addAfter('ns/c', 100);
@@ -351,7 +351,7 @@ test('shutdown drains running and due keys, refuses new adds and drops delayed k
   last('ns/a').finish();
   await stopped;
   t.true(done);
-  scheduler.advance(10_000);
+  clock.advance(10_000);
   t.deepEqual(queue.stats(), { depth: 0, inFlight: 0, delayed: 0, failing: 1 });
   t.is(started(), 3);
 });
@@ -385,20 +385,4 @@ test('the queue refuses nonsense settings and keys with a clear message', (t) =>
       key,
     );
   }
-});
-
-test('the manual scheduler fires due timers in order, including ones set while firing', (t) => {
-  const scheduler = new ManualScheduler(1000);
-  const fired: string[] = [];
-  scheduler.setTimeout(() => fired.push(`b@${scheduler.now()}`), 20);
-  scheduler.setTimeout(() => {
-    fired.push(`a@${scheduler.now()}`);
-    scheduler.setTimeout(() => fired.push(`c@${scheduler.now()}`), 5);
-  }, 10);
-  const cleared = scheduler.setTimeout(() => fired.push('never'), 15);
-  scheduler.clearTimeout(cleared);
-  scheduler.advance(30);
-  t.deepEqual(fired, ['a@1010', 'c@1015', 'b@1020']);
-  t.is(scheduler.now(), 1030);
-  t.is(scheduler.nextDueIn(), undefined);
 });

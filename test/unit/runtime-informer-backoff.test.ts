@@ -1,13 +1,13 @@
-// The informer's restart policy, with time driven by a ManualScheduler: an API server that refuses
+// The informer's restart policy, with time driven by a FakeClock: an API server that refuses
 // connections (a real closed port) makes every attempt fail, and each restart waits twice as long as
 // the one before, up to the cap. Nothing here sleeps; the test advances time itself.
 import { KubeConfig, type V1ConfigMap } from '@kubernetes/client-node';
 import test from 'ava';
+import { FakeClock } from '../../src/lib/clock.ts';
 import { Informer } from '../../src/operator/runtime/informers.ts';
 import { createOperatorMetrics } from '../../src/operator/runtime/metrics.ts';
 import { RESOURCE_TYPES } from '../../src/operator/runtime/resources.ts';
 import { checkLiveness } from '../../src/operator/runtime/server.ts';
-import { ManualScheduler } from '../../src/operator/runtime/work-queue.ts';
 import { eventually } from '../helpers/eventually.ts';
 import { captureLogs } from '../helpers/log-capture.ts';
 
@@ -23,7 +23,7 @@ function unreachableKubeConfig(): KubeConfig {
 }
 
 test('restarts back off exponentially up to the cap, are counted, and stop() cancels the pending one', async (t) => {
-  const scheduler = new ManualScheduler();
+  const clock = new FakeClock();
   const metrics = createOperatorMetrics();
   const logs = captureLogs();
   const informer = new Informer<V1ConfigMap>({
@@ -32,7 +32,7 @@ test('restarts back off exponentially up to the cap, are counted, and stop() can
     namespace: 'default',
     logger: logs.logger,
     metrics,
-    scheduler,
+    clock,
     restartBackoff: { baseMs: 100, capMs: 500 },
   });
   t.teardown(() => informer.stop());
@@ -42,24 +42,24 @@ test('restarts back off exponentially up to the cap, are counted, and stop() can
   const delays: number[] = [];
   for (let attempt = 1; attempt <= 5; attempt += 1) {
     // Each attempt fails on the refused connection and leaves exactly one restart timer behind.
-    const due = await eventually(() => (scheduler.pendingTimers === 1 ? scheduler.nextDueIn() : undefined), {
+    const due = await eventually(() => (clock.pendingTimers === 1 ? clock.nextDueIn() : undefined), {
       description: `failure ${attempt} scheduled a restart`,
     });
     delays.push(due);
     t.is(informer.status().state, 'backing-off');
     t.is(informer.status().restarts, attempt - 1);
-    scheduler.advance(due);
+    clock.advance(due);
   }
   t.deepEqual(delays, [100, 200, 400, 500, 500]);
 
-  await eventually(() => scheduler.pendingTimers === 1, { description: 'sixth failure scheduled' });
+  await eventually(() => clock.pendingTimers === 1, { description: 'sixth failure scheduled' });
   const status = informer.status();
   t.is(status.restarts, 5);
   t.false(status.synced);
   t.is(
     status.failingForMs,
     100 + 200 + 400 + 500 + 500,
-    'failing since the first failure, in scheduler time',
+    'failing since the first failure, on the injected clock',
   );
   t.regex(status.lastError ?? '', /ECONNREFUSED|fetch failed/);
   t.false(checkLiveness([status], 1000).ok, 'failing longer than the threshold reads as wedged');
@@ -74,7 +74,7 @@ test('restarts back off exponentially up to the cap, are counted, and stop() can
   );
 
   informer.stop();
-  t.is(scheduler.pendingTimers, 0, 'stop() cancels the pending restart');
+  t.is(clock.pendingTimers, 0, 'stop() cancels the pending restart');
   t.is(informer.status().state, 'stopped');
   const rejected = await t.throwsAsync(sync);
   t.is((rejected as { code?: string }).code, 'INFORMER_STOPPED');

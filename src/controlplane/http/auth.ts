@@ -58,10 +58,6 @@ export class AdminAuth {
   }
 }
 
-// The operator reads these verify codes as "this CA does not vouch for the server" when it checks a
-// ControlPlane (src/operator/control-plane/check.ts imports them from here).
-export { UNKNOWN_AUTHORITY } from '../certificate-refusal.ts';
-
 /** The answer to a request without a client certificate: nothing was presented, so nothing is refused. */
 export function clientCertificateRequired(): Error {
   return cpError(

@@ -1,30 +1,28 @@
-// TypeScript shape of the ControlPlane and ClusterControlPlane resources, field for field the CRDs
-// in crds/ (a unit test compares them). An admin defines where a control plane is and which
-// credential the operator presents to it; a Connector only names one (spec.controlPlaneRef). This is
-// cert-manager's Issuer / ClusterIssuer split, and it is what keeps the operator from being anyone's
-// deputy: whoever may write Connectors cannot send the operator's requests, or a Secret of their
-// namespace, to a URL of their choosing.
+// The ControlPlane and ClusterControlPlane resources as the operator reads them; the types of their
+// spec and status are generated from crds/controlplanes.vaultpam.io.yaml (crd-types.generated.ts),
+// which ClusterControlPlane's schema equals (a unit test holds them equal). An admin defines where a
+// control plane is and which credential the operator presents to it; a Connector only names one
+// (spec.controlPlaneRef). This is cert-manager's Issuer / ClusterIssuer split, and it is what keeps
+// the operator from being anyone's deputy: whoever may write Connectors cannot send the operator's
+// requests, or a Secret of their namespace, to a URL of their choosing.
 import type { V1ObjectMeta } from '@kubernetes/client-node';
 import { CodedError } from '../../lib/errors.ts';
 import { type API_VERSION, DEFAULT_CA_KEY, DEFAULT_CREDENTIAL_KEY } from './constants.ts';
-import type { Condition, ConfigMapKeyRef, ControlPlaneRefKind, SecretKeyRef } from './types.ts';
+import type {
+  ConfigMapKeyRef,
+  ControlPlaneRefKind,
+  ControlPlaneSpec,
+  ControlPlaneStatus,
+  SecretKeyRef,
+} from './crd-types.generated.ts';
 import { controlPlaneSpecProblem } from './validation.ts';
 
-export interface ControlPlaneSpec {
-  /** HTTPS base URL of the control plane's admin API. */
-  url: string;
-  /** CA bundle of the control plane's serving certificate; absent: the system trust store. */
-  caConfigMapRef?: ConfigMapKeyRef;
-  /** The admin credential the operator presents (Authorization: Bearer). */
-  credentialSecretRef: SecretKeyRef;
-}
-
-export interface ControlPlaneStatus {
-  observedGeneration?: number;
-  /** When the operator last checked the control plane and wrote what it found. */
-  lastCheckTime?: string;
-  conditions?: Condition[];
-}
+export type {
+  ConfigMapKeyRef,
+  ControlPlaneSpec,
+  ControlPlaneStatus,
+  SecretKeyRef,
+} from './crd-types.generated.ts';
 
 export interface ControlPlaneResource {
   apiVersion: typeof API_VERSION;

@@ -1,8 +1,11 @@
-// TypeScript shape of the Connector resource, field for field the CRD in
-// crds/connectors.vaultpam.io.yaml (a unit test compares the two recursively). Times are RFC 3339
+// The Connector resource as the operator reads it. The types of its spec and status are generated
+// from the CRD's schema (crd-types.generated.ts, written by `npm run generate` from
+// crds/connectors.vaultpam.io.yaml), so they are what the API server validates and prunes by; this
+// module adds the object around them and the defaults the schema cannot apply. Times are RFC 3339
 // strings, as they travel in JSON; the operator never holds a Date in a status.
-import type { V1Affinity, V1ObjectMeta } from '@kubernetes/client-node';
-import { RUNBOOK_FAILURE_CLASSES, type RunbookFailureClass } from '../../contract/agent-process.ts';
+import type { V1ObjectMeta } from '@kubernetes/client-node';
+import { RUNBOOK_FAILURE_CLASSES } from '../../contract/agent-process.ts';
+import { parseDurationMs } from '../../lib/duration.ts';
 import { CodedError } from '../../lib/errors.ts';
 import {
   type API_VERSION,
@@ -14,280 +17,62 @@ import {
   MAX_TOKEN_TTL_SECONDS,
   MIN_TOKEN_TTL_SECONDS,
 } from './constants.ts';
+import type {
+  ConnectorConfig,
+  ConnectorSpec,
+  ConnectorStatus,
+  ControlPlaneRef,
+  DeletionPolicy,
+  FailureClass,
+  ImagePullPolicy,
+  RecoveryPolicy,
+  WorkloadRef,
+} from './crd-types.generated.ts';
 import { specProblem } from './validation.ts';
 
-// Enumerations are const arrays so the test can compare them with the schema's enums.
-export const IMAGE_PULL_POLICIES = ['Always', 'IfNotPresent', 'Never'] as const;
-export type ImagePullPolicy = (typeof IMAGE_PULL_POLICIES)[number];
-export const RECOVERY_POLICIES = ['Manual', 'Automatic'] as const;
-export type RecoveryPolicy = (typeof RECOVERY_POLICIES)[number];
-export const WORKLOAD_KINDS = ['StatefulSet', 'Deployment'] as const;
-export type WorkloadKind = (typeof WORKLOAD_KINDS)[number];
-export const DELETION_POLICIES = ['Release', 'Retain'] as const;
-export type DeletionPolicy = (typeof DELETION_POLICIES)[number];
-export const TOLERATION_OPERATORS = ['Exists', 'Equal'] as const;
-export const TAINT_EFFECTS = ['NoSchedule', 'PreferNoSchedule', 'NoExecute'] as const;
-
-export const CONNECTOR_PHASES = [
-  'Pending',
-  'Enrolling',
-  'Online',
-  'Offline',
-  'Degraded',
-  'NeedsRecovery',
-  'Recovering',
-  'Terminating',
-] as const;
-export type ConnectorPhase = (typeof CONNECTOR_PHASES)[number];
-export const CONNECTOR_MODES = ['Autonomous', 'GuidedRecovery'] as const;
-export type ConnectorMode = (typeof CONNECTOR_MODES)[number];
-export const STORAGE_SOURCES = [
-  'PersistentVolumeClaim',
-  'EmptyDir',
-  'Ephemeral',
-  'HostPath',
-  'None',
-  'Unknown',
-] as const;
-export type StorageSource = (typeof STORAGE_SOURCES)[number];
-export const RECOVERY_STEPS = [
-  'Requested',
-  'Checking',
-  'ScalingDown',
-  'StorageReady',
-  'TokensRevoked',
-  'TokenMinted',
-  'ScalingUp',
-  'AwaitingOnline',
-  'ValidatingRestart',
-  'Completed',
-  'Failed',
-] as const;
-export type RecoveryStep = (typeof RECOVERY_STEPS)[number];
-export const RECOVERY_OUTCOMES = ['Succeeded', 'Failed'] as const;
-export type RecoveryOutcome = (typeof RECOVERY_OUTCOMES)[number];
-/** The runbook's failure classes a diagnosis names: the process contract's. */
-export const FAILURE_CLASSES = RUNBOOK_FAILURE_CLASSES;
-export type FailureClass = RunbookFailureClass;
-export const CONDITION_STATUSES = ['True', 'False', 'Unknown'] as const;
-export type ConditionStatus = (typeof CONDITION_STATUSES)[number];
-
-// ---- spec ----
-
-export interface ConfigMapKeyRef {
-  name: string;
-  /** Defaults to ca.crt. */
-  key?: string;
-}
-
-export interface SecretKeyRef {
-  name: string;
-  /** Defaults to credential. */
-  key?: string;
-}
-
-export const CONTROL_PLANE_REF_KINDS = ['ControlPlane', 'ClusterControlPlane'] as const;
-export type ControlPlaneRefKind = (typeof CONTROL_PLANE_REF_KINDS)[number];
+export type {
+  AuditEntryRef,
+  Condition,
+  ConditionStatus,
+  ConnectorConfig,
+  ConnectorMode,
+  ConnectorPhase,
+  ConnectorSpec,
+  ConnectorStatus,
+  ControlPlaneRef,
+  ControlPlaneRefKind,
+  DeletionPolicy,
+  Diagnosis,
+  EnrollmentSpec,
+  EnrollmentStatus,
+  FailureClass,
+  IdentityStatus,
+  ImagePullPolicy,
+  LocalObjectReference,
+  Quantity,
+  RecoveryEvidence,
+  RecoveryOutcome,
+  RecoveryPolicy,
+  RecoverySpec,
+  RecoveryStatus,
+  RecoveryStep,
+  ResourceRequirements,
+  StorageSource,
+  StorageSpec,
+  StorageStatus,
+  TaintEffect,
+  Toleration,
+  TolerationOperator,
+  WorkloadKind,
+  WorkloadRef,
+} from './crd-types.generated.ts';
+export { CONNECTOR_PHASES, RECOVERY_STEPS } from './crd-types.generated.ts';
 
 /**
- * The control plane a Connector pairs with: an admin-defined ControlPlane in the Connector's own
- * namespace or a ClusterControlPlane. The Connector names it only; URL, CA and credential live in
- * that resource, so whoever writes Connectors cannot point the operator's credential anywhere.
+ * The runbook's failure classes a diagnosis names: the process contract's. `satisfies` refuses a
+ * class the CRD's enum lacks; the unit test of the schema holds the two lists equal.
  */
-export interface ControlPlaneRef {
-  /** Defaults to ControlPlane. */
-  kind?: ControlPlaneRefKind;
-  name: string;
-}
-
-export interface ConnectorConfig {
-  /** Defaults to `<namespace>.<name>`; set only at creation. */
-  id?: string;
-  org: string;
-  endpointId: string;
-  allowedNetworks?: string[];
-}
-
-export interface LocalObjectReference {
-  name: string;
-}
-
-/** A quantity: an integer or a string such as `500m` or `256Mi`. */
-export type Quantity = number | string;
-
-export interface ResourceRequirements {
-  limits?: Record<string, Quantity>;
-  requests?: Record<string, Quantity>;
-}
-
-export interface Toleration {
-  key?: string;
-  operator?: (typeof TOLERATION_OPERATORS)[number];
-  value?: string;
-  effect?: (typeof TAINT_EFFECTS)[number];
-  tolerationSeconds?: number;
-}
-
-export interface StorageSpec {
-  /** Quantity; the operator defaults it to 1Gi for a claim it creates. */
-  size?: string;
-  storageClassName?: string;
-  existingClaim?: string;
-  ephemeral?: boolean;
-}
-
-export interface EnrollmentSpec {
-  /** Duration such as `30m`, `4h`, `1h30m`; 5m..4h, default 4h. */
-  tokenTTL?: string;
-}
-
-export interface RecoverySpec {
-  policy?: RecoveryPolicy;
-  requestId?: string;
-  validateRestart?: boolean;
-}
-
-export interface WorkloadRef {
-  kind: WorkloadKind;
-  name: string;
-}
-
-export interface ConnectorSpec {
-  controlPlaneRef?: ControlPlaneRef;
-  /**
-   * Removed: a Connector no longer carries a URL or a credential reference. The CRD refuses it; it
-   * is typed only so that an object stored before the removal is recognised and refused by name.
-   */
-  controlPlane?: Record<string, unknown>;
-  connector: ConnectorConfig;
-  image?: string;
-  imagePullPolicy?: ImagePullPolicy;
-  imagePullSecrets?: LocalObjectReference[];
-  resources?: ResourceRequirements;
-  nodeSelector?: Record<string, string>;
-  tolerations?: Toleration[];
-  /** Passed through to the pod as is (the schema preserves unknown fields here). */
-  affinity?: V1Affinity;
-  priorityClassName?: string;
-  serviceAccountName?: string;
-  podLabels?: Record<string, string>;
-  podAnnotations?: Record<string, string>;
-  storage?: StorageSpec;
-  enrollment?: EnrollmentSpec;
-  recovery?: RecoverySpec;
-  workloadRef?: WorkloadRef;
-  deletionPolicy?: DeletionPolicy;
-  paused?: boolean;
-}
-
-// ---- status ----
-
-export interface IdentityStatus {
-  certificateSerial?: string;
-  notAfter?: string;
-  fingerprintSHA256?: string;
-}
-
-export interface EnrollmentStatus {
-  tokenSecretName?: string;
-  tokenExpiresAt?: string;
-  tokenMintedAt?: string;
-  retired?: boolean;
-  mintCount?: number;
-  lastMintKey?: string;
-  /**
-   * A mint key the control plane refused as consumed (IDEMPOTENCY_KEY_CONSUMED) in the last pass: a
-   * pass minted with it and stopped before storing the token (the Secret write or the answer was
-   * lost, or the operator stopped), and the token was revoked or expired unused. An enrollment key
-   * the next mint counts on from (kept until mintCount has passed it); a recovery's key ends that
-   * recovery as Failed at TokenMinted.
-   */
-  consumedMintKey?: string;
-}
-
-export interface StorageStatus {
-  volumeName?: string;
-  source?: StorageSource;
-  claimName?: string;
-  claimUID?: string;
-  claimPhase?: string;
-  podName?: string;
-}
-
-export interface AuditEntryRef {
-  type: string;
-  at: string;
-  seq: number;
-}
-
-export interface RecoveryEvidence {
-  phaseBefore?: string;
-  phaseAfter?: string;
-  controlPlaneStateBefore?: string;
-  controlPlaneStateAfter?: string;
-  /**
-   * Replicas the workload had before the recovery scaled it down, recorded with the request: a
-   * recovery that fails or is abandoned after scaling down scales it back to this many (the
-   * operator's own StatefulSet to its one replica).
-   */
-  replicasBefore?: number;
-  /** The log line or audit entry that proves the reconnect. */
-  proof?: string;
-  auditEntries?: AuditEntryRef[];
-  windowStart?: string;
-  windowEnd?: string;
-}
-
-export interface RecoveryStatus {
-  requestId?: string;
-  step?: RecoveryStep;
-  attempts?: number;
-  startedAt?: string;
-  finishedAt?: string;
-  outcome?: RecoveryOutcome;
-  reason?: string;
-  mintKey?: string;
-  evidence?: RecoveryEvidence;
-  /**
-   * Request ids handled before this record's (from the spec or automatic), oldest first, at most
-   * HANDLED_REQUEST_IDS_KEPT: with requestId, the ids that never run again. Carried into each new
-   * recovery record.
-   */
-  handledRequestIds?: string[];
-}
-
-export interface Diagnosis {
-  failureClass?: FailureClass;
-  reason?: string;
-  evidence?: string[];
-  nextStep?: string;
-  since?: string;
-}
-
-/** metav1.Condition as JSON. */
-export interface Condition {
-  type: string;
-  status: ConditionStatus;
-  observedGeneration?: number;
-  lastTransitionTime: string;
-  reason: string;
-  message: string;
-}
-
-export interface ConnectorStatus {
-  observedGeneration?: number;
-  phase?: ConnectorPhase;
-  mode?: ConnectorMode;
-  connectorId?: string;
-  controlPlaneState?: string;
-  lastHeartbeatTime?: string;
-  identity?: IdentityStatus;
-  enrollment?: EnrollmentStatus;
-  storage?: StorageStatus;
-  recovery?: RecoveryStatus;
-  diagnosis?: Diagnosis;
-  conditions?: Condition[];
-}
+export const FAILURE_CLASSES = RUNBOOK_FAILURE_CLASSES satisfies readonly FailureClass[];
 
 export interface Connector {
   apiVersion: typeof API_VERSION;
@@ -354,12 +139,14 @@ export function defaultedSpec(connector: Pick<Connector, 'metadata' | 'spec'>): 
   const problem = specProblem(name, spec);
   if (problem !== undefined) throw invalidSpec(...problem);
   const ttl = spec.enrollment?.tokenTTL ?? DEFAULT_TOKEN_TTL;
-  let tokenTTLSeconds: number;
-  try {
-    tokenTTLSeconds = parseDuration(ttl);
-  } catch (error) {
-    throw invalidSpec('spec.enrollment.tokenTTL', (error as Error).message);
+  const ttlMs = TOKEN_TTL_PATTERN.test(ttl) ? parseDurationMs(ttl) : undefined;
+  if (ttlMs === undefined) {
+    throw invalidSpec(
+      'spec.enrollment.tokenTTL',
+      `"${ttl}" is not a duration; write hours, minutes and seconds in that order, e.g. 30m, 4h or 1h30m`,
+    );
   }
+  const tokenTTLSeconds = ttlMs / 1000;
   if (tokenTTLSeconds < MIN_TOKEN_TTL_SECONDS || tokenTTLSeconds > MAX_TOKEN_TTL_SECONDS) {
     throw invalidSpec('spec.enrollment.tokenTTL', `"${ttl}" is outside 5m..4h`);
   }
@@ -462,36 +249,10 @@ function invalidSpec(field: string, problem: string): CodedError {
   });
 }
 
-const DURATION_PATTERN = /^(?:(\d{1,6})h)?(?:(\d{1,6})m)?(?:(\d{1,6})s)?$/;
-
 /**
- * Parses the CRD's duration grammar (`4h`, `30m`, `1h30m`, `90s`: hours, minutes, seconds, in that
- * order, as Go's time.ParseDuration reads them) to whole seconds.
+ * The CRD's spelling of spec.enrollment.tokenTTL (crds/connectors.vaultpam.io.yaml): whole hours,
+ * minutes and seconds, in that order, not empty. A narrower spelling of the one duration grammar
+ * (src/lib/duration.ts), which reads the value; test/unit/lib-duration.test.ts keeps the two and the
+ * CRD in agreement.
  */
-export function parseDuration(text: string): number {
-  const match = DURATION_PATTERN.exec(text);
-  if (text === '' || match === null) {
-    throw new CodedError(
-      'INVALID_DURATION',
-      `"${text}" is not a duration; write hours, minutes and seconds in that order, e.g. 30m, 4h or 1h30m`,
-      { httpStatus: 422, temporary: false },
-    );
-  }
-  const [, hours, minutes, seconds] = match;
-  return Number(hours ?? 0) * 3600 + Number(minutes ?? 0) * 60 + Number(seconds ?? 0);
-}
-
-/** Formats seconds in the same grammar, shortest form (`14400` -> `4h`, `5400` -> `1h30m`). */
-export function formatDuration(totalSeconds: number): string {
-  if (!Number.isInteger(totalSeconds) || totalSeconds < 0) {
-    throw new CodedError(
-      'INVALID_DURATION',
-      `${totalSeconds} is not a whole, non-negative number of seconds`,
-    );
-  }
-  if (totalSeconds === 0) return '0s';
-  const hours = Math.floor(totalSeconds / 3600);
-  const minutes = Math.floor((totalSeconds % 3600) / 60);
-  const seconds = totalSeconds % 60;
-  return `${hours ? `${hours}h` : ''}${minutes ? `${minutes}m` : ''}${seconds ? `${seconds}s` : ''}`;
-}
+export const TOKEN_TTL_PATTERN = /^(?=.)(?:\d{1,6}h)?(?:\d{1,6}m)?(?:\d{1,6}s)?$/;

@@ -6,7 +6,7 @@
 // admission refuses when an object was stored before a rule existed.
 import { Buffer } from 'node:buffer';
 import { MAX_CONNECTOR_NAME_LENGTH } from './constants.ts';
-import type { ConfigMapKeyRef, ConnectorSpec, Quantity, SecretKeyRef } from './types.ts';
+import type { ConfigMapKeyRef, ConnectorSpec, Quantity, SecretKeyRef } from './crd-types.generated.ts';
 
 const DNS_LABEL_PART = '[a-z0-9]([-a-z0-9]*[a-z0-9])?';
 const SUBDOMAIN = `${DNS_LABEL_PART}(\\.${DNS_LABEL_PART})*`;

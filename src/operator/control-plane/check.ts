@@ -9,10 +9,9 @@
 // cannot move it into a status.
 import { X509Certificate } from 'node:crypto';
 import type { V1ConfigMap, V1Secret } from '@kubernetes/client-node';
-import { ControlPlaneAdminClient } from '../../controlplane/admin-client.ts';
-// OpenSSL verify codes that mean "the CA bundle does not vouch for this server".
-import { UNKNOWN_AUTHORITY } from '../../controlplane/http/auth.ts';
 import { errorMessage, isCodedError } from '../../lib/errors.ts';
+// OpenSSL verify codes that mean "the CA bundle does not vouch for this server".
+import { UNKNOWN_AUTHORITY_CODES } from '../../lib/tls-verify-codes.ts';
 import {
   type ControlPlaneReason,
   ControlPlaneReasons,
@@ -23,6 +22,7 @@ import {
 import { untrustedCode, untrustedText } from '../reconcile/untrusted-text.ts';
 import { describeApiError } from '../runtime/api-errors.ts';
 import { decodeCredential } from '../runtime/credential.ts';
+import { ControlPlaneAdminClient } from './admin-client.ts';
 
 /** What a control plane is used with while it is Ready. */
 export interface ControlPlaneSettings {
@@ -158,7 +158,7 @@ function callFailure(error: unknown, spec: DefaultedControlPlaneSpec, credential
   }
   const cause = (error as { cause?: { code?: unknown } }).cause;
   const tlsCode = typeof cause?.code === 'string' ? cause.code : undefined;
-  if (tlsCode !== undefined && UNKNOWN_AUTHORITY.has(tlsCode)) {
+  if (tlsCode !== undefined && UNKNOWN_AUTHORITY_CODES.has(tlsCode)) {
     const trust = spec.caConfigMapRef
       ? `the CA in ConfigMap ${spec.caConfigMapRef.name}`
       : 'the system trust store';

@@ -11,8 +11,9 @@
 // credential a connection last used are kept in memory after its Secret empties or its resource
 // goes, and `forRelease` hands out a client built from them: used only to revoke, release or disown
 // the records of Connectors being deleted, never to reconcile.
-import { ControlPlaneAdminClient } from '../../controlplane/admin-client.ts';
+
 import type { Logger } from '../../lib/logger.ts';
+import { ControlPlaneAdminClient } from './admin-client.ts';
 import { ControlPlaneFollower } from './follower.ts';
 
 export interface ControlPlaneConnection {

@@ -3,13 +3,12 @@
 // A client that reconnects resumes from its cursor and misses nothing; a cursor the control plane
 // no longer keeps (410 CURSOR_EXPIRED) means a fresh list. Every change is announced by connector
 // id, which the controller turns into a reconcile of the matching Connector within moments.
-import type {
-  ControlPlaneAdminClient,
-  Connector as ControlPlaneConnector,
-} from '../../controlplane/admin-client.ts';
-import { CodedError, errorMessage, isCodedError } from '../../lib/errors.ts';
+
+import { type BackoffPolicy, backoffDelay } from '../../lib/backoff.ts';
+import { backgroundClock, type Clock } from '../../lib/clock.ts';
+import { asCodedError, CodedError, isCodedError } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/logger.ts';
-import { realScheduler, type Scheduler } from '../runtime/work-queue.ts';
+import type { ControlPlaneAdminClient, Connector as ControlPlaneConnector } from './admin-client.ts';
 
 export interface FollowerOptions {
   /** The client in effect now (the credential may be reloaded between calls). */
@@ -19,14 +18,17 @@ export interface FollowerOptions {
   onChange: (connectorId: string) => void;
   /** Long-poll wait per request (the control plane caps it at 30 s). */
   waitSeconds?: number;
-  scheduler?: Scheduler;
+  clock?: Clock;
+  /** Delay after the first failure, doubling up to retryCapMs. Default 1 s. */
   retryBaseMs?: number;
+  /** Default 30 s. */
   retryCapMs?: number;
 }
 
 export class ControlPlaneFollower {
   private readonly options: FollowerOptions;
-  private readonly scheduler: Scheduler;
+  private readonly clock: Clock;
+  private readonly backoff: BackoffPolicy;
   private readonly records = new Map<string, ControlPlaneConnector>();
   private cursor: number | undefined;
   private running = false;
@@ -37,7 +39,8 @@ export class ControlPlaneFollower {
 
   constructor(options: FollowerOptions) {
     this.options = options;
-    this.scheduler = options.scheduler ?? realScheduler;
+    this.clock = options.clock ?? backgroundClock;
+    this.backoff = { baseMs: options.retryBaseMs ?? 1_000, capMs: options.retryCapMs ?? 30_000 };
   }
 
   /** True once a snapshot was listed and the stream is being followed without error. */
@@ -72,7 +75,7 @@ export class ControlPlaneFollower {
 
   stop(): void {
     this.running = false;
-    if (this.wakeTimer !== undefined) this.scheduler.clearTimeout(this.wakeTimer);
+    if (this.wakeTimer !== undefined) this.clock.clearTimeout(this.wakeTimer);
     this.wake?.();
   }
 
@@ -99,9 +102,7 @@ export class ControlPlaneFollower {
           continue;
         }
         this.failures += 1;
-        const coded = isCodedError(error)
-          ? error
-          : new CodedError('CONTROL_PLANE_UNREACHABLE', errorMessage(error), { temporary: true });
+        const coded = asCodedError(error, 'CONTROL_PLANE_UNREACHABLE');
         if (!this.lastError)
           this.options.logger.warn(
             { code: coded.code, err: coded.message },
@@ -110,12 +111,7 @@ export class ControlPlaneFollower {
         this.lastError = coded;
         // Reconciles fall back to direct reads; tell them the view is stale.
         for (const id of this.records.keys()) this.options.onChange(id);
-        await this.sleep(
-          Math.min(
-            (this.options.retryBaseMs ?? 1_000) * 2 ** (this.failures - 1),
-            this.options.retryCapMs ?? 30_000,
-          ),
-        );
+        await this.sleep(backoffDelay(this.failures, this.backoff));
       }
     }
   }
@@ -150,7 +146,7 @@ export class ControlPlaneFollower {
   private sleep(ms: number): Promise<void> {
     return new Promise((resolve) => {
       this.wake = resolve;
-      this.wakeTimer = this.scheduler.setTimeout(() => {
+      this.wakeTimer = this.clock.setTimeout(() => {
         this.wakeTimer = undefined;
         resolve();
       }, ms);

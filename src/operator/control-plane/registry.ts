@@ -17,7 +17,6 @@ import type { DefaultedSpec } from '../api/types.ts';
 import { StalledReasons } from '../conditions.ts';
 import type { KubeWriter } from '../runtime/apply.ts';
 import { RESOURCE_TYPES } from '../runtime/resources.ts';
-import { realScheduler, type Scheduler } from '../runtime/work-queue.ts';
 import { type CheckDeps, type CheckOutcome, checkControlPlane } from './check.ts';
 import type { ControlPlaneConnection, ControlPlaneConnections, ReleaseHandle } from './connections.ts';
 import {
@@ -37,6 +36,7 @@ const SUSPECT_MIN_INTERVAL_MS = 30_000;
 
 export interface ControlPlaneRegistryOptions {
   logger: Logger;
+  /** The time and the timers of the periodic checks. */
   clock: Clock;
   writer: Pick<KubeWriter, 'applyStatus'>;
   reader: Pick<CheckDeps, 'readSecret' | 'readConfigMap'>;
@@ -55,7 +55,6 @@ export interface ControlPlaneRegistryOptions {
   /** Why ClusterControlPlanes are not used, for the Connector's message. */
   clusterResourcesDisabledBecause?: string;
   whoami?: CheckDeps['whoami'];
-  scheduler?: Scheduler;
 }
 
 interface Entry {
@@ -86,13 +85,11 @@ const configInvalid = (message: string) =>
 
 export class ControlPlaneRegistry {
   private readonly options: ControlPlaneRegistryOptions;
-  private readonly scheduler: Scheduler;
   private readonly entries = new Map<string, Entry>();
   private running = false;
 
   constructor(options: ControlPlaneRegistryOptions) {
     this.options = options;
-    this.scheduler = options.scheduler ?? realScheduler;
   }
 
   /** Informer add/update: a new or changed resource is checked (at once while leading). */
@@ -107,7 +104,7 @@ export class ControlPlaneRegistry {
   deleted(object: ControlPlaneResource): void {
     const key = controlPlaneKey(idOf(object));
     const entry = this.entries.get(key);
-    if (entry?.timer !== undefined) this.scheduler.clearTimeout(entry.timer);
+    if (entry?.timer !== undefined) this.options.clock.clearTimeout(entry.timer);
     this.entries.delete(key);
     this.options.connections.close(key);
     this.options.wake(key);
@@ -127,7 +124,7 @@ export class ControlPlaneRegistry {
   stop(): void {
     this.running = false;
     for (const entry of this.entries.values()) {
-      if (entry.timer !== undefined) this.scheduler.clearTimeout(entry.timer);
+      if (entry.timer !== undefined) this.options.clock.clearTimeout(entry.timer);
       entry.timer = undefined;
       delete entry.checkedSignature;
     }
@@ -140,7 +137,10 @@ export class ControlPlaneRegistry {
   suspect(key: string): void {
     const entry = this.entries.get(key);
     if (!entry || !this.running || entry.inFlight) return;
-    if (entry.checkedAt !== undefined && this.scheduler.now() - entry.checkedAt < SUSPECT_MIN_INTERVAL_MS)
+    if (
+      entry.checkedAt !== undefined &&
+      this.options.clock.now().getTime() - entry.checkedAt < SUSPECT_MIN_INTERVAL_MS
+    )
       return;
     void this.check(key);
   }
@@ -275,7 +275,7 @@ export class ControlPlaneRegistry {
     const before = entry.outcome;
     entry.outcome = outcome;
     entry.checkedSignature = signature(object);
-    entry.checkedAt = this.scheduler.now();
+    entry.checkedAt = this.options.clock.now().getTime();
     if (!this.running) return outcome;
     await this.writeStatus(entry.id, object, outcome);
     if (effect(before) !== effect(outcome)) {
@@ -292,8 +292,8 @@ export class ControlPlaneRegistry {
   }
 
   private schedule(key: string, entry: Entry, delayMs: number): void {
-    if (entry.timer !== undefined) this.scheduler.clearTimeout(entry.timer);
-    entry.timer = this.scheduler.setTimeout(() => {
+    if (entry.timer !== undefined) this.options.clock.clearTimeout(entry.timer);
+    entry.timer = this.options.clock.setTimeout(() => {
       entry.timer = undefined;
       if (this.running && this.entries.get(key) === entry) void this.check(key);
     }, delayMs);

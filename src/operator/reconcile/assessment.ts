@@ -37,17 +37,27 @@ export interface DiagnosisInput {
   unpairedMints: number;
   recoveryPolicy: RecoveryPolicy;
   tokenExpiredUnused: boolean;
+  /**
+   * Why the operator acts on nothing this pass (gates.ts heldBecause: paused, blocked), if it does
+   * not: a next step that says the operator mints or recovers says that it waits for this.
+   */
+  held?: string | undefined;
 }
 
-type Rule = (input: DiagnosisInput) => Omit<Diagnosis, 'since'> | undefined;
+export type Rule = (input: DiagnosisInput) => Omit<Diagnosis, 'since'> | undefined;
 
 const RECOVERY_STEPS =
   'scale to zero, reattach the original durable storage or provision a new claim, revoke the stale token, mint one fresh single-use token, pair once, then validate a restart without a token';
 
-function recoveryNextStep(policy: RecoveryPolicy): string {
-  return policy === 'Automatic'
-    ? `a guided recovery starts automatically (once for this incident): ${RECOVERY_STEPS}`
-    : `set spec.recovery.requestId to a new value to run a guided recovery: ${RECOVERY_STEPS}`;
+function recoveryNextStep(input: DiagnosisInput): string {
+  return input.recoveryPolicy === 'Automatic'
+    ? `a guided recovery starts automatically (once for this incident${input.held ? `; not while ${input.held}` : ''}): ${RECOVERY_STEPS}`
+    : `set spec.recovery.requestId to a new value to run a guided recovery${waitsWhileHeld(input)}: ${RECOVERY_STEPS}`;
+}
+
+/** " (not while <why>)" for a next step the operator takes, when it acts on nothing this pass. */
+function waitsWhileHeld(input: DiagnosisInput): string {
+  return input.held ? ` (not while ${input.held})` : '';
 }
 
 function agentEvidence(agent: AgentPodFacts | undefined): string[] {
@@ -113,7 +123,7 @@ const controlPlaneNeedsRecovery: Rule = (input) => {
       ...agentEvidence(input.agent),
       ...storageEvidence(input.posture),
     ],
-    nextStep: recoveryNextStep(input.recoveryPolicy),
+    nextStep: recoveryNextStep(input),
   };
 };
 
@@ -124,7 +134,7 @@ const claimReplaced: Rule = (input) => {
     failureClass: 'IdentityLoss',
     reason: input.posture.message,
     evidence: [...storageEvidence(input.posture), ...agentEvidence(input.agent)],
-    nextStep: `try to reattach the original volume first; if it is gone, ${recoveryNextStep(input.recoveryPolicy)}`,
+    nextStep: `try to reattach the original volume first; if it is gone, ${recoveryNextStep(input)}`,
   };
 };
 
@@ -199,7 +209,7 @@ const agentLostIdentity: Rule = (input) => {
       ? `the connector paired before, but the control plane no longer accepts its identity (${t.code}): ${refused}`
       : 'the connector paired before, but its agent found no usable identity in the data directory and failed closed',
     evidence: [...agentEvidence(input.agent), ...storageEvidence(input.posture)],
-    nextStep: recoveryNextStep(input.recoveryPolicy),
+    nextStep: recoveryNextStep(input),
   };
 };
 
@@ -236,7 +246,7 @@ const refusedIdentity: Rule = (input) => {
       `control plane: ${input.record?.connectorId} is ${input.record?.state} and has no certificate since ${input.record?.stateChangedAt}`,
       ...storageEvidence(input.posture),
     ],
-    nextStep: `${recoveryNextStep(input.recoveryPolicy)}; the agent moves the refused identity aside (identity.rejected-<time> in the data directory) and pairs once with the recovery's token`,
+    nextStep: `${recoveryNextStep(input)}; the agent moves the refused identity aside (identity.rejected-<time> in the data directory) and pairs once with the recovery's token`,
   };
 };
 
@@ -257,7 +267,6 @@ const reconnectFailure: Rule = (input) => {
   };
 };
 
-/** Runbook branch 1: never paired; the token, trust or network is the problem. */
 /**
  * Paired, then lost the identity before the first heartbeat retired bootstrap (an emptyDir pod
  * gone, a claim replaced in between): still the first-boot branch, and a fresh token pairs it.
@@ -268,11 +277,11 @@ const pairingLostBeforeFirstHeartbeat: Rule = (input) => {
     failureClass: 'FirstBootBootstrap',
     reason: `the connector paired at ${input.record?.enrolledAt}, but its agent lost the identity before its first heartbeat retired bootstrap`,
     evidence: [...agentEvidence(input.agent), ...storageEvidence(input.posture)],
-    nextStep:
-      'the operator mints a fresh enrollment token and the agent pairs again on its next start; mount durable storage so the identity survives restarts',
+    nextStep: `the operator mints a fresh enrollment token${waitsWhileHeld(input)} and the agent pairs again on its next start; mount durable storage so the identity survives restarts`,
   };
 };
 
+/** Runbook branch 1: never paired; the token, trust or network is the problem. */
 const firstBootFailure: Rule = (input) => {
   if (retired(input) || input.record?.state === 'enrolling') return undefined;
   const t = input.agent?.termination;
@@ -297,12 +306,12 @@ const firstBootFailure: Rule = (input) => {
     failureClass: 'FirstBootBootstrap',
     reason: `the connector never paired: ${reasons.join('; ')}`,
     evidence: [...agentEvidence(input.agent), ...storageEvidence(input.posture)],
-    nextStep:
-      'fix the trust (CA bundle), network or token problem the evidence names; the operator mints a fresh token when one expires or is revoked, and the agent retries pairing on its next start',
+    nextStep: `fix the trust (CA bundle), network or token problem the evidence names; the operator mints a fresh token when one expires or is revoked${waitsWhileHeld(input)}, and the agent retries pairing on its next start`,
   };
 };
 
-const RULES: readonly Rule[] = [
+/** The failure-class chain, in order: the first rule that matches gives the diagnosis. */
+export const DIAGNOSIS_RULES: readonly Rule[] = [
   controlPlaneNeedsRecovery,
   claimReplaced,
   clockSkew,
@@ -326,7 +335,7 @@ function connectorWell(input: DiagnosisInput): boolean {
 /** The runbook's failure class for what is observed, or undefined when nothing is wrong. */
 export function diagnose(input: DiagnosisInput): Omit<Diagnosis, 'since'> | undefined {
   if (connectorWell(input)) return undefined;
-  for (const rule of RULES) {
+  for (const rule of DIAGNOSIS_RULES) {
     const diagnosis = rule(input);
     if (diagnosis) return diagnosis;
   }

@@ -2,8 +2,13 @@
 // paired, keep at most one (the control plane revokes the previous on each mint), delete the Secret
 // as soon as its token is consumed, revoked, expired or the connector is retired, and re-mint an
 // expired one with a growing delay so a connector that cannot pair does not burn tokens.
+//
+// Two parts: planEnrollment decides (held by the pass's gates, it decides nothing), and
+// enrollmentSteps turns the decision into the steps act.ts runs, each with the status it sets and
+// the Event that says what it did.
 import type { EnrollmentStatus } from '../api/types.ts';
 import type { ControlPlaneConnector, TokenSecretFacts } from './observed.ts';
+import type { PlannedEvent, PlanStep } from './plan-types.ts';
 import type { AgentPodFacts } from './pod-facts.ts';
 
 export const REMINT_BASE_DELAY_MS = 60_000;
@@ -18,8 +23,11 @@ export interface EnrollmentInput {
   previous: EnrollmentStatus | undefined;
   now: Date;
   tokenSecretName: string;
-  /** spec.paused: report what the Secret and record say, decide nothing (no mint, no delete). */
-  paused?: boolean;
+  /**
+   * Paused, blocked, or the control plane not answering (gates.ts): report what the Secret and
+   * record say, decide nothing (no mint, no delete, nothing counted).
+   */
+  held?: boolean;
   /**
    * The agent stopped because the control plane refused the identity in its data directory
    * (assessment.ts, refusedIdentityOfNeverPaired): it does not use a token while that identity is
@@ -34,8 +42,10 @@ export interface EnrollmentInput {
 }
 
 export interface EnrollmentDecision {
+  /** The enrollment status as it stands, before any step of this decision runs. */
   status: EnrollmentStatus;
-  mint?: { idempotencyKey: string };
+  /** Mint with this key; `status` is the enrollment status once the token is stored. */
+  mint?: { idempotencyKey: string; status: EnrollmentStatus };
   deleteSecret: boolean;
   /** The token in the Secret expired before the agent used it. */
   expiredUnused: boolean;
@@ -144,9 +154,9 @@ export function planEnrollment(input: EnrollmentInput): EnrollmentDecision {
     tokenSecret?.expiresAt !== undefined &&
     new Date(tokenSecret.expiresAt).getTime() <= now.getTime();
 
-  // Paused: gate before deciding. The counters stay as they are, because a mint that is not made
+  // Held: gate before deciding. The counters stay as they are, because a mint that is not made
   // must not be counted, and no Event may announce it.
-  if (input.paused) {
+  if (input.held) {
     if (live && tokenSecret) {
       status.tokenSecretName = tokenSecret.name;
       if (tokenSecret.expiresAt) status.tokenExpiresAt = tokenSecret.expiresAt;
@@ -200,7 +210,7 @@ export function planEnrollment(input: EnrollmentInput): EnrollmentDecision {
   // minted and stored it failed afterwards (or the operator died before writing the status), which
   // leaves the counter as it was. Its key is spent once its token expires, so the next mint counts
   // on from it rather than asking for that key again (refused for good: IDEMPOTENCY_KEY_CONSUMED).
-  // A key the control plane refused as consumed (statusAfterError records it) proves the same of a
+  // A key the control plane refused as consumed (pass-status.ts records it) proves the same of a
   // mint whose Secret was never stored, once its token was revoked or expired.
   const minted = Math.max(
     mintCount,
@@ -232,16 +242,109 @@ export function planEnrollment(input: EnrollmentInput): EnrollmentDecision {
   const next = minted + 1;
   const idempotencyKey = enrollmentMintKey(input.connectorUID, next);
   return {
-    status: {
-      // consumedMintKey stays until a written status counts past it: a pass whose mint is not made
-      // (preempted by a recovery, or failed) keeps the counter where it was, and the key with it.
-      ...status,
-      mintCount: next,
-      lastMintKey: idempotencyKey,
-      tokenMintedAt: `${now.toISOString().slice(0, 19)}Z`,
+    status,
+    mint: {
+      idempotencyKey,
+      status: {
+        // consumedMintKey stays until a written status counts past it: a pass whose mint is not made
+        // (preempted by a recovery, or failed) keeps the counter where it was, and the key with it.
+        ...status,
+        mintCount: next,
+        lastMintKey: idempotencyKey,
+        tokenMintedAt: `${now.toISOString().slice(0, 19)}Z`,
+      },
     },
-    mint: { idempotencyKey },
     deleteSecret,
     expiredUnused: expiredUnused || mintCount > 0,
+  };
+}
+
+/** The enrollment status of a pass that deletes the token Secret: it names no Secret. */
+export function withoutTokenSecret(status: EnrollmentStatus): EnrollmentStatus {
+  const { tokenSecretName: _name, ...rest } = status;
+  return rest;
+}
+
+/** The step that deletes the token Secret, and the enrollment status once it is gone. */
+export function deleteTokenSecretStep(
+  name: string,
+  enrollment: EnrollmentStatus,
+  events: PlannedEvent[] = [],
+): PlanStep {
+  return {
+    action: { kind: 'deleteTokenSecret', name },
+    status: { enrollment: withoutTokenSecret(enrollment) },
+    events,
+  };
+}
+
+export interface EnrollmentStepsInput {
+  decision: EnrollmentDecision;
+  connectorId: string;
+  ttlSeconds: number;
+  tokenSecretName: string;
+  /** Bootstrap retired, by the record or (while it cannot be read) the stored status. */
+  retired: boolean;
+  /** The record holds a certificate: the agent paired. */
+  paired: boolean;
+  pairingLost: boolean;
+}
+
+/** The decision as steps, in act order: revoke, delete the Secret, mint into a fresh one. */
+export function enrollmentSteps(input: EnrollmentStepsInput): PlanStep[] {
+  const { decision, connectorId, tokenSecretName } = input;
+  const steps: PlanStep[] = [];
+  if (decision.revoke) steps.push({ action: { kind: 'revokeTokens', connectorId } });
+  if (decision.deleteSecret) {
+    // A token that expired unused was not spent by the pairing, even when the record has paired.
+    const paired = input.paired && !decision.expiredUnused;
+    steps.push(
+      deleteTokenSecretStep(tokenSecretName, decision.status, [
+        tokenSecretDeletedEvent(tokenSecretName, input.retired, paired),
+      ]),
+    );
+  }
+  const mint = decision.mint;
+  if (mint) {
+    steps.push({
+      action: {
+        kind: 'mintToken',
+        connectorId,
+        idempotencyKey: mint.idempotencyKey,
+        ttlSeconds: input.ttlSeconds,
+      },
+      status: { enrollment: mint.status },
+      events: [
+        {
+          type: 'Normal',
+          reason: 'TokenMinted',
+          message: `minted enrollment token #${mint.status.mintCount} (expires within ${input.ttlSeconds} s) into Secret ${tokenSecretName}${input.pairingLost ? ': the agent lost the identity it paired with before its first heartbeat, and pairs again' : ''}`,
+        },
+      ],
+    });
+  }
+  return steps;
+}
+
+/** Why the token Secret goes: retirement, a token spent by the pairing, or one no longer live. */
+function tokenSecretDeletedEvent(secretName: string, retired: boolean, paired: boolean): PlannedEvent {
+  if (retired) {
+    return {
+      type: 'Normal',
+      reason: 'BootstrapRetired',
+      message: `bootstrap retired: deleted the enrollment token Secret ${secretName}; restarts use the persisted identity only`,
+    };
+  }
+  if (paired) {
+    return {
+      type: 'Normal',
+      reason: 'TokenConsumed',
+      message: `the agent paired with its token: deleted the enrollment token Secret ${secretName}; the token cannot be used again`,
+    };
+  }
+  return {
+    type: 'Normal',
+    reason: 'TokenSecretDeleted',
+    message: `deleted the enrollment token Secret ${secretName}: its token is no longer live`,
   };
 }

@@ -13,12 +13,12 @@ import type {
   V1StatefulSet,
   V1StorageClass,
 } from '@kubernetes/client-node';
-import type { AuditEntry, Connector as ControlPlaneConnector } from '../../controlplane/admin-client.ts';
 import type { Clock } from '../../lib/clock.ts';
 import { CodedError, errorMessage, isCodedError } from '../../lib/errors.ts';
 import { ADOPTED_BY_LABEL } from '../api/constants.ts';
 import { type Connector, type DefaultedSpec, defaultedSpec } from '../api/types.ts';
 import { StalledReasons } from '../conditions.ts';
+import type { AuditEntry, Connector as ControlPlaneConnector } from '../control-plane/admin-client.ts';
 import type { ControlPlaneConnection } from '../control-plane/connections.ts';
 import type { ControlPlaneRegistry } from '../control-plane/registry.ts';
 import { adoptionConsented } from './adoption-consent.ts';

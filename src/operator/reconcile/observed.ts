@@ -2,9 +2,9 @@
 // control plane's record. The planner is a pure function of this and the time, so every field here
 // is a plain fact (no clients, no promises), and table tests build these by hand.
 import type { V1ConfigMap, V1Pod, V1StatefulSet } from '@kubernetes/client-node';
-import type { AuditEntry, Connector as ControlPlaneConnector } from '../../controlplane/admin-client.ts';
 import type { CodedError } from '../../lib/errors.ts';
 import type { Connector, DefaultedSpec } from '../api/types.ts';
+import type { AuditEntry, Connector as ControlPlaneConnector } from '../control-plane/admin-client.ts';
 
 export type { ControlPlaneConnector };
 

@@ -1,6 +1,7 @@
-// What a reconcile pass decided: the objects to apply, the control-plane calls to make, what to
-// delete, the new status, the Events to record and when to look again. The act layer carries it
-// out in a fixed order; nothing in here has run yet.
+// What a reconcile pass decided, as ordered steps: each an action (or none), the status fields it
+// sets, and the Events that say what it did. The act layer runs the steps in the plan's order and
+// stops at the first that fails; a step's status change and Events count only once its action ran
+// (pass-status.ts). Nothing in here has run yet.
 import type { V1ConfigMap, V1StatefulSet } from '@kubernetes/client-node';
 import type { ConnectorStatus } from '../api/types.ts';
 import type { EventPriority } from '../runtime/events.ts';
@@ -16,6 +17,23 @@ export type ControlPlaneAction =
   /** Mint (idempotent by key) and store the token in the connector's token Secret. */
   | { kind: 'mintToken'; connectorId: string; idempotencyKey: string; ttlSeconds: number };
 
+export type PlannedAction =
+  /**
+   * Ask Kubernetes whether it accepts an owned object, writing nothing: a refusal becomes
+   * InvalidSpec naming the Connector field, before a token exists for a workload that cannot run.
+   */
+  | { kind: 'dryRun'; object: V1ConfigMap | V1StatefulSet }
+  | ControlPlaneAction
+  /** Delete the token Secret (retired, consumed, expired or revoked): only the one the plan judged. */
+  | { kind: 'deleteTokenSecret'; name: string }
+  /** Server-side apply of an owned object, when a field the operator sets differs (drift.ts). */
+  | { kind: 'applyConfigMap'; object: V1ConfigMap }
+  | { kind: 'applyStatefulSet'; object: V1StatefulSet }
+  /** Grow the operator's own claim (that uid only) to spec.storage.size (storage-expansion.ts). */
+  | { kind: 'expandClaim'; name: string; uid: string; size: string }
+  /** Replicas to set through the scale subresource of an adopted workload. */
+  | { kind: 'scaleAdopted'; workloadKind: 'StatefulSet' | 'Deployment'; name: string; replicas: number };
+
 export interface PlannedEvent {
   type: 'Normal' | 'Warning';
   reason: string;
@@ -28,25 +46,32 @@ export interface PlannedEvent {
   priority?: EventPriority;
 }
 
+/**
+ * Status fields a step sets, each as a whole value: a later step that sets the same field gives it
+ * the value it has once both ran, so the status of the steps that ran is their changes in order.
+ */
+export type StatusChange = Partial<ConnectorStatus>;
+
+export interface PlanStep {
+  /** The side effect; absent: a step that only reports or records. */
+  action?: PlannedAction;
+  /** Written only when this step and every step before it ran. */
+  status?: StatusChange;
+  /** Recorded only when this step and every step before it ran. */
+  events?: PlannedEvent[];
+}
+
 export interface Plan {
-  /** Owned objects to server-side apply (absent: leave as is). */
-  configMap?: V1ConfigMap;
-  statefulSet?: V1StatefulSet;
-  /** Replicas to set through the scale subresource of an adopted workload. */
-  scaleAdopted?: { kind: 'StatefulSet' | 'Deployment'; name: string; replicas: number };
-  controlPlane: ControlPlaneAction[];
-  /** Delete the token Secret (retired, consumed, expired or revoked). */
-  deleteTokenSecret?: string;
-  /** Grow the operator's own claim (that uid only) to spec.storage.size (storage-expansion.ts). */
-  expandClaim?: { name: string; uid: string; size: string };
-  status: ConnectorStatus;
-  /** Events for actions this plan takes (recorded only once they happened). */
-  events: PlannedEvent[];
+  /**
+   * In the order they run. The first is the report (observed facts, conditions, the carried-over
+   * records as they stood); a step without an action commits once every step before it ran.
+   */
+  steps: PlanStep[];
   /**
    * Events for what changed since the stored status (phase, mode, storage, diagnosis): recorded
    * whenever the status is written, even when an action failed.
    */
-  transitions?: PlannedEvent[];
+  transitions: PlannedEvent[];
   /** Look again after this long even if nothing changes (token expiry, recovery polling). */
   requeueAfterMs?: number;
 }

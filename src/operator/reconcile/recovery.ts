@@ -11,18 +11,26 @@
 // anything is scaled. What a recovery scales it gives back: the replicas the workload had are
 // recorded with the request, and an attempt that fails or is abandoned after scaling down scales
 // the workload back to them (the operator's own StatefulSet to its one replica).
+//
+// Gated before it decides: while the pass is held (paused, blocked) or the control plane cannot be
+// asked, a recovery under way holds its step and none starts (recoveryPhase). recoverySteps turns a
+// decision into the steps act.ts runs.
 import { createHash } from 'node:crypto';
+import { isDeepStrictEqual } from 'node:util';
 import type { V1Pod } from '@kubernetes/client-node';
 import { isFailClosedExit } from '../../contract/agent-process.ts';
-import type { AuditEntry } from '../../controlplane/admin-client.ts';
 import { ANNOTATIONS } from '../api/constants.ts';
 import type {
   AuditEntryRef,
+  EnrollmentStatus,
   RecoveryPolicy,
   RecoveryStatus,
   RecoveryStep,
   StoragePlan,
 } from '../api/types.ts';
+import type { AuditEntry } from '../control-plane/admin-client.ts';
+import { deleteTokenSecretStep } from './enrollment.ts';
+import { type Gates, held } from './gates.ts';
 import type {
   ClaimFacts,
   ControlPlaneConnector,
@@ -30,7 +38,7 @@ import type {
   TokenSecretFacts,
   WorkloadFacts,
 } from './observed.ts';
-import type { ControlPlaneAction, PlannedEvent } from './plan-types.ts';
+import type { ControlPlaneAction, PlannedEvent, PlanStep } from './plan-types.ts';
 import { agentPodFacts } from './pod-facts.ts';
 import { untrustedCode, untrustedText } from './untrusted-text.ts';
 
@@ -245,6 +253,97 @@ function terminatedSince(pods: V1Pod[], since: string | undefined) {
     }
   }
   return undefined;
+}
+
+/**
+ * The recovery of this pass under its gates. Held (paused, blocked) or without an answer from the
+ * control plane, a recovery under way keeps its step and the replicas that step holds the workload
+ * at, and none starts: no step is taken, no Event announces one.
+ */
+export function recoveryPhase(input: RecoveryInput, gates: Gates): RecoveryDecision {
+  if (!held(gates) && gates.controlPlaneReachable) return planRecovery(input);
+  const step = input.previous?.step;
+  const underway = recoveryUnderway(step);
+  const replicas = underway && step ? replicasDuring(step) : undefined;
+  return {
+    status: input.previous,
+    inProgress: underway,
+    controlPlane: [],
+    deleteSecret: false,
+    events: [],
+    ...(replicas !== undefined ? { replicas } : {}),
+  };
+}
+
+export interface RecoveryStepsInput {
+  decision: RecoveryDecision;
+  /** The recovery record as the stored status has it. */
+  previous: RecoveryStatus | undefined;
+  connectorId: string;
+  ttlSeconds: number;
+  tokenSecretName: string;
+  /** The enrollment status as it stands (the token Secret a delete removes from it). */
+  enrollment: EnrollmentStatus;
+  /** The adopted workload, when there is one that consented: scaled when the recovery asks. */
+  adopted?: { kind: 'StatefulSet' | 'Deployment'; name: string; replicas: number } | undefined;
+}
+
+export interface RecoverySteps {
+  /** The token's steps, in act order: begin the recovery, revoke, delete the Secret, mint. */
+  tokens: PlanStep[];
+  /**
+   * Last in the pass, after the workload is applied: the recovery record and its Events (with the
+   * scaling of an adopted workload it asks for), so a step is recorded only once every effect of
+   * the pass that took it happened (the replicas given back when an attempt ends among them).
+   */
+  record: PlanStep[];
+}
+
+/** The token steps of a recovery in progress, and the step that records where it is. */
+export function recoverySteps(input: RecoveryStepsInput): RecoverySteps {
+  const { decision, connectorId } = input;
+  const tokens: PlanStep[] = [];
+  if (decision.inProgress) {
+    for (const call of decision.controlPlane) tokens.push({ action: call });
+    if (decision.deleteSecret) tokens.push(deleteTokenSecretStep(input.tokenSecretName, input.enrollment));
+    if (decision.mintKey) {
+      tokens.push({
+        action: {
+          kind: 'mintToken',
+          connectorId,
+          idempotencyKey: decision.mintKey,
+          ttlSeconds: input.ttlSeconds,
+        },
+      });
+    }
+  }
+  // An adopted workload is scaled only when a recovery asks for a number: down, up to pair, or back
+  // to the replicas it had when an attempt that scaled it ends. Otherwise it is the user's.
+  const adopted = input.adopted;
+  const wanted = decision.replicas;
+  const scale =
+    adopted && wanted !== undefined && adopted.replicas !== wanted
+      ? {
+          action: {
+            kind: 'scaleAdopted' as const,
+            workloadKind: adopted.kind,
+            name: adopted.name,
+            replicas: wanted,
+          },
+        }
+      : {};
+  const changed = !isDeepStrictEqual(decision.status, input.previous);
+  const record: PlanStep[] =
+    changed || decision.events.length > 0 || 'action' in scale
+      ? [
+          {
+            ...scale,
+            ...(changed && decision.status ? { status: { recovery: decision.status } } : {}),
+            events: decision.events,
+          },
+        ]
+      : [];
+  return { tokens, record };
 }
 
 export function planRecovery(input: RecoveryInput): RecoveryDecision {

@@ -13,7 +13,7 @@ import type { Condition, StoragePlan } from '../api/types.ts';
 import { compareQuantities, parseQuantity } from '../api/validation.ts';
 import { CONDITION_TYPES, findCondition, ReconcilingReasons, StalledReasons } from '../conditions.ts';
 import type { ClaimFacts, StorageClassFacts } from './observed.ts';
-import type { PlannedEvent } from './plan-types.ts';
+import type { PlannedEvent, PlanStep } from './plan-types.ts';
 
 /** Claim conditions (status True) that tell of a resize under way or failing. */
 export const RESIZE_CONDITIONS: ReadonlySet<string> = new Set([
@@ -31,18 +31,19 @@ export interface ExpansionInput {
   storageClass: StorageClassFacts | undefined;
   /** The conditions of the stored status: whether an expansion or a refusal was reported already. */
   previousConditions: readonly Condition[] | undefined;
-  /** Paused (or otherwise holding): observe and report only. */
-  holding: boolean;
+  /** Paused or blocked (gates.ts): observe and report only. */
+  held: boolean;
 }
 
 export interface ExpansionDecision {
-  /** Raise this claim's request to `size` (the claim judged, by uid). */
-  expandClaim?: { name: string; uid: string; size: string };
+  /** Raise the claim's request to spec.storage.size (the claim judged, by uid), and say so. */
+  step?: PlanStep;
   /** Reconciling=True while the claim grows (when nothing more telling holds). */
   reconciling?: { reason: string; message: string };
   /** Stalled=True: the claim cannot grow until a person changes something. */
   stalled?: { reason: string; message: string };
-  events: PlannedEvent[];
+  /** Events that report what is, announcing no action. */
+  notices: PlannedEvent[];
 }
 
 /** -1, 0 or 1 as size `a` is less than, equal to or more than `b` (by value: 2048Mi is 2Gi). */
@@ -95,8 +96,8 @@ export function expansionInProgress(claim: ClaimFacts): string | undefined {
 
 export function planStorageExpansion(input: ExpansionInput): ExpansionDecision {
   const { claim } = input;
-  const events: PlannedEvent[] = [];
-  if (input.holding || !claim) return { events };
+  const notices: PlannedEvent[] = [];
+  if (input.held || !claim) return { notices };
   const expanding = (message: string) => ({ reason: ReconcilingReasons.ExpandingStorage, message });
   const size = sizeToGrowTo(input.storage, claim);
   if (size) {
@@ -105,43 +106,47 @@ export function planStorageExpansion(input: ExpansionInput): ExpansionDecision {
         reconciling: expanding(
           `spec.storage.size asks for ${size}; claim ${claim.name} (${claim.requested}) is ${claim.phase}, and Kubernetes grows only a Bound claim: it is grown once bound`,
         ),
-        events,
+        notices,
       };
     }
     const refused = refusal(claim, input.storageClass, size);
     if (refused) {
       const before = findCondition(input.previousConditions, CONDITION_TYPES.Stalled);
       if (before?.reason !== StalledReasons.StorageExpansionUnsupported) {
-        events.push({
+        notices.push({
           type: 'Warning',
           reason: StalledReasons.StorageExpansionUnsupported,
           message: refused,
         });
       }
-      return { stalled: { reason: StalledReasons.StorageExpansionUnsupported, message: refused }, events };
+      return { stalled: { reason: StalledReasons.StorageExpansionUnsupported, message: refused }, notices };
     }
-    events.push({
-      type: 'Normal',
-      reason: 'StorageExpansionRequested',
-      message: `growing claim ${claim.name} from ${claim.requested} to ${size} (StorageClass ${claim.storageClassName} allows volume expansion)`,
-    });
     return {
-      expandClaim: { name: claim.name, uid: claim.uid, size },
+      step: {
+        action: { kind: 'expandClaim', name: claim.name, uid: claim.uid, size },
+        events: [
+          {
+            type: 'Normal',
+            reason: 'StorageExpansionRequested',
+            message: `growing claim ${claim.name} from ${claim.requested} to ${size} (StorageClass ${claim.storageClassName} allows volume expansion)`,
+          },
+        ],
+      },
       reconciling: expanding(
         `asked to grow claim ${claim.name} from ${claim.requested} to ${size}; waiting for the storage provider`,
       ),
-      events,
+      notices,
     };
   }
   const progress = expansionInProgress(claim);
-  if (progress) return { reconciling: expanding(progress), events };
+  if (progress) return { reconciling: expanding(progress), notices };
   const before = findCondition(input.previousConditions, CONDITION_TYPES.Reconciling);
   if (before?.reason === ReconcilingReasons.ExpandingStorage && claim.capacity) {
-    events.push({
+    notices.push({
       type: 'Normal',
       reason: 'StorageExpanded',
       message: `claim ${claim.name} has grown to ${claim.capacity}`,
     });
   }
-  return { events };
+  return { notices };
 }

@@ -6,8 +6,9 @@
 // newline or an ANSI escape forges lines in `kubectl describe` and in terminals; bidi controls make
 // text read differently from what it is) and anything that looks like a token or credential
 // redacted (a server that echoes the request would otherwise publish the admin credential).
-import { ControlPlaneAnswerError } from '../../controlplane/admin-client.ts';
+
 import { CodedError } from '../../lib/errors.ts';
+import { ControlPlaneAnswerError } from '../control-plane/admin-client.ts';
 import { redactSecretPatterns } from '../runtime/secret-patterns.ts';
 import type { ControlPlaneConnector } from './observed.ts';
 

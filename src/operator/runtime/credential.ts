@@ -3,12 +3,12 @@
 // rotated credential takes effect without restarting the operator. The value is held in memory only;
 // it is never logged, put in an error or handed to anything but `current()` and `onChange`.
 import type { KubeConfig, V1Secret } from '@kubernetes/client-node';
+import type { Clock } from '../../lib/clock.ts';
 import { CodedError } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/logger.ts';
 import { Informer, type InformerStatus, type RestartBackoff } from './informers.ts';
 import type { OperatorMetrics } from './metrics.ts';
 import { RESOURCE_TYPES } from './resources.ts';
-import type { Scheduler } from './work-queue.ts';
 
 export interface CredentialSourceOptions {
   kc: KubeConfig;
@@ -21,7 +21,7 @@ export interface CredentialSourceOptions {
   /** Called with the new value (undefined when the Secret or key went away) each time it changes. */
   onChange?(value: string | undefined): void;
   metrics?: OperatorMetrics;
-  scheduler?: Scheduler;
+  clock?: Clock;
   restartBackoff?: RestartBackoff;
 }
 
@@ -64,7 +64,7 @@ export class CredentialSource {
       fieldSelector: `metadata.name=${options.name}`,
       logger: options.logger,
       ...(options.metrics === undefined ? {} : { metrics: options.metrics }),
-      ...(options.scheduler === undefined ? {} : { scheduler: options.scheduler }),
+      ...(options.clock === undefined ? {} : { clock: options.clock }),
       ...(options.restartBackoff === undefined ? {} : { restartBackoff: options.restartBackoff }),
     });
     this.informer.addHandlers({

@@ -11,12 +11,13 @@
 // exponential backoff; handlers that throw or reject are logged and never reach the caller; stop()
 // ends everything; `hasSynced()` and a periodic resync are built in.
 import { type KubeConfig, type KubernetesObject, KubernetesObjectApi, Watch } from '@kubernetes/client-node';
+import { type BackoffPolicy, backoffDelay, checkBackoffPolicy } from '../../lib/backoff.ts';
+import { backgroundClock, type Clock } from '../../lib/clock.ts';
 import { CodedError, errorMessage } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/logger.ts';
 import { describeApiError, httpStatusOf } from './api-errors.ts';
 import type { OperatorMetrics } from './metrics.ts';
 import { collectionPath, type ResourceType, resourceName, toModel, withTypeMeta } from './resources.ts';
-import { realScheduler, type Scheduler } from './work-queue.ts';
 
 export interface InformerHandlers<T extends KubernetesObject> {
   onAdd?(object: T): void | Promise<void>;
@@ -45,8 +46,8 @@ export interface InformerOptions {
   resyncPeriodMs?: number;
   restartBackoff?: RestartBackoff;
   metrics?: OperatorMetrics;
-  /** Timers for restarts and resyncs; real timers when omitted. */
-  scheduler?: Scheduler;
+  /** Time and timers for restarts and resyncs; the system clock when omitted. */
+  clock?: Clock;
   /** Objects per list page. Default 500. */
   pageSize?: number;
 }
@@ -85,11 +86,10 @@ export class Informer<T extends KubernetesObject> {
   private readonly labelSelector: string | undefined;
   private readonly fieldSelector: string | undefined;
   private readonly resyncPeriodMs: number;
-  private readonly baseMs: number;
-  private readonly capMs: number;
+  private readonly backoff: BackoffPolicy;
   private readonly pageSize: number;
   private readonly metrics: OperatorMetrics | undefined;
-  private readonly scheduler: Scheduler;
+  private readonly clock: Clock;
   private readonly objectApi: KubernetesObjectApi;
   private readonly watcher: Watch;
   private readonly handlers: InformerHandlers<T>[] = [];
@@ -119,17 +119,14 @@ export class Informer<T extends KubernetesObject> {
     this.labelSelector = options.labelSelector;
     this.fieldSelector = options.fieldSelector;
     this.resyncPeriodMs = options.resyncPeriodMs ?? 0;
-    this.baseMs = options.restartBackoff?.baseMs ?? DEFAULT_RESTART_BASE_MS;
-    this.capMs = options.restartBackoff?.capMs ?? DEFAULT_RESTART_CAP_MS;
+    this.backoff = {
+      baseMs: options.restartBackoff?.baseMs ?? DEFAULT_RESTART_BASE_MS,
+      capMs: options.restartBackoff?.capMs ?? DEFAULT_RESTART_CAP_MS,
+    };
     this.pageSize = options.pageSize ?? DEFAULT_PAGE_SIZE;
     this.metrics = options.metrics;
-    this.scheduler = options.scheduler ?? realScheduler;
-    if (!(this.baseMs > 0) || !(this.capMs >= this.baseMs)) {
-      throw new CodedError(
-        'INVALID_ARGUMENT',
-        `informer ${this.resource}: restartBackoff needs 0 < baseMs <= capMs, got baseMs ${this.baseMs} and capMs ${this.capMs}`,
-      );
-    }
+    this.clock = options.clock ?? backgroundClock;
+    checkBackoffPolicy(`informer ${this.resource}: restartBackoff`, this.backoff);
     if (!(this.resyncPeriodMs >= 0)) {
       throw new CodedError(
         'INVALID_ARGUMENT',
@@ -166,8 +163,8 @@ export class Informer<T extends KubernetesObject> {
     }
     this.currentState = 'stopped';
     this.session += 1;
-    this.scheduler.clearTimeout(this.restartTimer);
-    this.scheduler.clearTimeout(this.resyncTimer);
+    this.clock.clearTimeout(this.restartTimer);
+    this.clock.clearTimeout(this.resyncTimer);
     this.restartTimer = undefined;
     this.resyncTimer = undefined;
     this.abortWatch?.();
@@ -223,7 +220,7 @@ export class Informer<T extends KubernetesObject> {
       state: this.currentState,
       synced: this.synced,
       restarts: this.restartCount,
-      failingForMs: this.failingSince === undefined ? 0 : this.scheduler.now() - this.failingSince,
+      failingForMs: this.failingSince === undefined ? 0 : this.clock.now().getTime() - this.failingSince,
       ...(this.lastError === undefined ? {} : { lastError: this.lastError }),
     };
   }
@@ -241,7 +238,7 @@ export class Informer<T extends KubernetesObject> {
         if (session !== this.session) return;
       }
       this.currentState = 'connecting';
-      const connectedAt = this.scheduler.now();
+      const connectedAt = this.clock.now().getTime();
       let delivered = false;
       const params: Record<string, string | boolean> = {
         allowWatchBookmarks: true,
@@ -382,8 +379,8 @@ export class Informer<T extends KubernetesObject> {
   }
 
   private onWatchEnd(error: unknown, delivered: boolean, connectedAt: number): void {
-    const lasted = this.scheduler.now() - connectedAt;
-    if (lasted >= this.capMs) this.attempts = 0;
+    const lasted = this.clock.now().getTime() - connectedAt;
+    if (lasted >= this.backoff.capMs) this.attempts = 0;
     if (httpStatusOf(error) === 410) {
       this.resourceVersion = undefined;
       this.connectNow();
@@ -391,7 +388,7 @@ export class Informer<T extends KubernetesObject> {
     }
     const routine =
       error === null || error === undefined || (error as { name?: unknown }).name === 'TimeoutError';
-    if (routine && (delivered || lasted >= this.baseMs || this.resourceVersion === undefined)) {
+    if (routine && (delivered || lasted >= this.backoff.baseMs || this.resourceVersion === undefined)) {
       // Watches end by design (server timeouts, client inactivity timeout): resume where we were.
       this.logger.debug({ lastedMs: lasted }, 'watch ended; reconnecting');
       this.connectNow();
@@ -402,17 +399,17 @@ export class Informer<T extends KubernetesObject> {
 
   private fail(error: unknown): void {
     this.attempts += 1;
-    this.failingSince ??= this.scheduler.now();
+    this.failingSince ??= this.clock.now().getTime();
     this.lastError = describeApiError(error);
     this.metrics?.informerWatchErrors.inc({ resource: this.resource });
-    const retryInMs = Math.min(this.capMs, this.baseMs * 2 ** Math.min(this.attempts - 1, 30));
+    const retryInMs = backoffDelay(this.attempts, this.backoff);
     this.logger.warn(
       { attempt: this.attempts, retryInMs, status: httpStatusOf(error), err: this.lastError },
       'informer list/watch failed; restarting with backoff',
     );
     this.currentState = 'backing-off';
     this.session += 1;
-    this.restartTimer = this.scheduler.setTimeout(() => {
+    this.restartTimer = this.clock.setTimeout(() => {
       this.restartTimer = undefined;
       if (this.currentState === 'stopped') return;
       this.restartCount += 1;
@@ -423,7 +420,7 @@ export class Informer<T extends KubernetesObject> {
 
   private scheduleResync(): void {
     if (this.resyncPeriodMs <= 0) return;
-    this.resyncTimer = this.scheduler.setTimeout(() => {
+    this.resyncTimer = this.clock.setTimeout(() => {
       this.resyncTimer = undefined;
       if (this.currentState === 'stopped') return;
       if (this.synced) for (const object of this.list()) this.deliver('update', object, object);

@@ -12,12 +12,11 @@
 // so a successor takes over on its next retry instead of waiting for expiry.
 import { randomBytes } from 'node:crypto';
 import { CoordinationV1Api, type KubeConfig, type V1Lease, V1MicroTime } from '@kubernetes/client-node';
-import { type Clock, systemClock } from '../../lib/clock.ts';
+import { backgroundClock, type Clock } from '../../lib/clock.ts';
 import { CodedError, errorMessage } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/logger.ts';
 import { apiErrorMessage, httpStatusOf } from './api-errors.ts';
 import type { OperatorMetrics } from './metrics.ts';
-import { realScheduler, type Scheduler } from './work-queue.ts';
 
 export interface LeaderElectionOptions {
   kc: KubeConfig;
@@ -44,10 +43,8 @@ export interface LeaderElectionOptions {
   /** Called when a different holder is first observed. */
   onNewLeader?(identity: string): void;
   metrics?: OperatorMetrics;
-  /** Wall clock for the lease's acquireTime/renewTime. */
+  /** The lease's acquireTime/renewTime, the time that expiry is measured with, and timers. */
   clock?: Clock;
-  /** Timers and the monotonic time that expiry is measured with. */
-  scheduler?: Scheduler;
 }
 
 export interface StopOptions {
@@ -78,7 +75,6 @@ export class LeaderElector {
   private readonly retryPeriodMs: number;
   private readonly options: LeaderElectionOptions;
   private readonly clock: Clock;
-  private readonly scheduler: Scheduler;
 
   private running = false;
   private leading = false;
@@ -87,7 +83,7 @@ export class LeaderElector {
   private tickTimer: unknown;
   private deadlineTimer: unknown;
   private attempt: Promise<void> | undefined;
-  /** resourceVersion of the lease as last seen, and when (scheduler time) it was first seen. */
+  /** resourceVersion of the lease as last seen, and when (on our clock) it was first seen. */
   private observedVersion: string | undefined;
   private observedAt = 0;
   private observedHolder: string | undefined;
@@ -100,8 +96,7 @@ export class LeaderElector {
     this.leaseDurationMs = options.leaseDurationMs ?? DEFAULT_LEASE_DURATION_MS;
     this.renewDeadlineMs = options.renewDeadlineMs ?? DEFAULT_RENEW_DEADLINE_MS;
     this.retryPeriodMs = options.retryPeriodMs ?? DEFAULT_RETRY_PERIOD_MS;
-    this.clock = options.clock ?? systemClock;
-    this.scheduler = options.scheduler ?? realScheduler;
+    this.clock = options.clock ?? backgroundClock;
     this.logger = options.logger.child({ lease: `${this.namespace}/${this.name}`, identity: this.identity });
     if (!options.identity)
       throw new CodedError('INVALID_ARGUMENT', 'leader election needs a non-empty identity');
@@ -144,7 +139,7 @@ export class LeaderElector {
   async stop(options: StopOptions = {}): Promise<void> {
     if (!this.running) return;
     this.running = false;
-    this.scheduler.clearTimeout(this.tickTimer);
+    this.clock.clearTimeout(this.tickTimer);
     this.tickTimer = undefined;
     const wasLeading = this.leading;
     this.endLeadership('stopping');
@@ -176,13 +171,13 @@ export class LeaderElector {
       })
       .finally(() => {
         this.attempt = undefined;
-        if (this.running) this.tickTimer = this.scheduler.setTimeout(() => this.tick(), this.retryPeriodMs);
+        if (this.running) this.tickTimer = this.clock.setTimeout(() => this.tick(), this.retryPeriodMs);
       });
   }
 
   private onHeld(): void {
-    this.scheduler.clearTimeout(this.deadlineTimer);
-    this.deadlineTimer = this.scheduler.setTimeout(
+    this.clock.clearTimeout(this.deadlineTimer);
+    this.deadlineTimer = this.clock.setTimeout(
       () => this.endLeadership(`no successful renewal for ${this.renewDeadlineMs} ms`),
       this.renewDeadlineMs,
     );
@@ -202,7 +197,7 @@ export class LeaderElector {
   }
 
   private endLeadership(reason: string): void {
-    this.scheduler.clearTimeout(this.deadlineTimer);
+    this.clock.clearTimeout(this.deadlineTimer);
     this.deadlineTimer = undefined;
     if (!this.leading) return;
     this.leading = false;
@@ -232,7 +227,11 @@ export class LeaderElector {
     const holder = spec.holderIdentity ?? '';
     this.observe(lease);
     const validForMs = (spec.leaseDurationSeconds ?? Math.ceil(this.leaseDurationMs / 1000)) * 1000;
-    if (holder !== '' && holder !== this.identity && this.observedAt + validForMs > this.scheduler.now()) {
+    if (
+      holder !== '' &&
+      holder !== this.identity &&
+      this.observedAt + validForMs > this.clock.now().getTime()
+    ) {
       return false;
     }
     const now = new V1MicroTime(this.clock.now().getTime());
@@ -297,7 +296,7 @@ export class LeaderElector {
     const version = lease.metadata?.resourceVersion;
     if (version !== this.observedVersion) {
       this.observedVersion = version;
-      this.observedAt = this.scheduler.now();
+      this.observedAt = this.clock.now().getTime();
     }
     const holder = lease.spec?.holderIdentity || undefined;
     if (holder !== this.observedHolder) {

@@ -3,80 +3,11 @@
 // marks the key dirty and it runs again right after), failures back off exponentially per key, and
 // `addAfter` keeps the earliest of competing deadlines. One global FIFO (Pepr, @dot-i/k8s-operator)
 // lets one slow object hold up every other and lets two reconciles of one object race; this does not.
-// Time and timers come from an injected Scheduler so tests drive the queue without sleeping.
+// Time and timers come from an injected Clock so tests drive the queue without sleeping.
+import { type BackoffPolicy, backoffDelay, checkBackoffPolicy } from '../../lib/backoff.ts';
+import { backgroundClock, type Clock } from '../../lib/clock.ts';
 import { CodedError, errorMessage } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/logger.ts';
-
-export interface Scheduler {
-  /** Milliseconds on a monotonic-enough clock. */
-  now(): number;
-  setTimeout(callback: () => void, ms: number): unknown;
-  clearTimeout(handle: unknown): void;
-}
-
-/** Real timers. Unref'd: a pending requeue alone should not keep the process alive. */
-export const realScheduler: Scheduler = {
-  now: () => Date.now(),
-  setTimeout: (callback, ms) => setTimeout(callback, ms).unref(),
-  clearTimeout: (handle) => clearTimeout(handle as ReturnType<typeof setTimeout>),
-};
-
-/**
- * A scheduler whose time moves only when told to: `advance(ms)` fires every timer that falls due,
- * in due order, with `now()` at each timer's due time (timers set while firing fire too if due).
- */
-export class ManualScheduler implements Scheduler {
-  private time: number;
-  private nextId = 1;
-  private readonly timers = new Map<number, { at: number; callback: () => void }>();
-
-  constructor(start = 0) {
-    this.time = start;
-  }
-
-  now(): number {
-    return this.time;
-  }
-
-  setTimeout(callback: () => void, ms: number): number {
-    const id = this.nextId++;
-    this.timers.set(id, { at: this.time + Math.max(0, ms), callback });
-    return id;
-  }
-
-  clearTimeout(handle: unknown): void {
-    this.timers.delete(handle as number);
-  }
-
-  /** Number of timers not yet fired or cleared. */
-  get pendingTimers(): number {
-    return this.timers.size;
-  }
-
-  /** Milliseconds until the next timer is due, or undefined when none is pending. */
-  nextDueIn(): number | undefined {
-    let earliest: number | undefined;
-    for (const { at } of this.timers.values())
-      earliest = earliest === undefined ? at : Math.min(earliest, at);
-    return earliest === undefined ? undefined : earliest - this.time;
-  }
-
-  advance(ms: number): void {
-    const end = this.time + ms;
-    for (;;) {
-      let due: [number, { at: number; callback: () => void }] | undefined;
-      for (const entry of this.timers) {
-        // Map order is insertion order, so equal due times fire in the order they were set.
-        if (entry[1].at <= end && (due === undefined || entry[1].at < due[1].at)) due = entry;
-      }
-      if (due === undefined) break;
-      this.timers.delete(due[0]);
-      this.time = due[1].at;
-      due[1].callback();
-    }
-    this.time = end;
-  }
-}
 
 /** What a reconcile asks of the queue when it succeeds. */
 export interface ReconcileResult {
@@ -107,7 +38,7 @@ export interface WorkQueueOptions {
   /** Reconciles running at once, across keys. Default 4. */
   concurrency?: number;
   backoff?: BackoffOptions;
-  scheduler?: Scheduler;
+  clock?: Clock;
 }
 
 export interface WorkQueueStats {
@@ -151,9 +82,8 @@ export class WorkQueue {
   private readonly handler: ReconcileHandler;
   private readonly logger: Logger;
   private readonly concurrency: number;
-  private readonly baseMs: number;
-  private readonly capMs: number;
-  private readonly scheduler: Scheduler;
+  private readonly backoff: BackoffPolicy;
+  private readonly clock: Clock;
 
   /** Keys due now, in arrival order; `queued` mirrors it for O(1) dedupe. */
   private readonly ready: string[] = [];
@@ -168,26 +98,22 @@ export class WorkQueue {
 
   constructor(options: WorkQueueOptions) {
     const concurrency = options.concurrency ?? DEFAULT_CONCURRENCY;
-    const baseMs = options.backoff?.baseMs ?? DEFAULT_BACKOFF_BASE_MS;
-    const capMs = options.backoff?.capMs ?? DEFAULT_BACKOFF_CAP_MS;
+    const backoff = {
+      baseMs: options.backoff?.baseMs ?? DEFAULT_BACKOFF_BASE_MS,
+      capMs: options.backoff?.capMs ?? DEFAULT_BACKOFF_CAP_MS,
+    };
     if (!Number.isInteger(concurrency) || concurrency < 1) {
       throw new CodedError(
         'INVALID_ARGUMENT',
         `work queue concurrency must be a whole number >= 1, got ${concurrency}`,
       );
     }
-    if (!(baseMs > 0) || !(capMs >= baseMs)) {
-      throw new CodedError(
-        'INVALID_ARGUMENT',
-        `work queue backoff needs 0 < baseMs <= capMs, got baseMs ${baseMs} and capMs ${capMs}`,
-      );
-    }
+    checkBackoffPolicy('work queue backoff', backoff);
     this.handler = options.handler;
     this.logger = options.logger;
     this.concurrency = concurrency;
-    this.baseMs = baseMs;
-    this.capMs = capMs;
-    this.scheduler = options.scheduler ?? realScheduler;
+    this.backoff = backoff;
+    this.clock = options.clock ?? backgroundClock;
   }
 
   /** Queues `key` to run now. Returns false once shutdown has begun (the add is ignored). */
@@ -275,11 +201,11 @@ export class WorkQueue {
       return;
     }
     if (this.queued.has(key) || this.dirty.has(key)) return;
-    const at = this.scheduler.now() + ms;
+    const at = this.clock.now().getTime() + ms;
     const existing = this.delayedKeys.get(key);
     if (existing !== undefined && existing.at <= at) return;
     this.cancelDelay(key);
-    const handle = this.scheduler.setTimeout(() => {
+    const handle = this.clock.setTimeout(() => {
       this.delayedKeys.delete(key);
       if (!this.stopping) this.enqueue(key);
     }, ms);
@@ -289,7 +215,7 @@ export class WorkQueue {
   private cancelDelay(key: string): void {
     const existing = this.delayedKeys.get(key);
     if (existing === undefined) return;
-    this.scheduler.clearTimeout(existing.handle);
+    this.clock.clearTimeout(existing.handle);
     this.delayedKeys.delete(key);
   }
 
@@ -364,7 +290,7 @@ export class WorkQueue {
     }
     const attempt = (this.failures.get(key) ?? 0) + 1;
     this.failures.set(key, attempt);
-    const retryInMs = this.backoffDelay(attempt);
+    const retryInMs = backoffDelay(attempt, this.backoff);
     if (this.stopping) {
       this.logger.warn(
         { object: key, code, attempt, err: errorMessage(error) },
@@ -377,12 +303,6 @@ export class WorkQueue {
       'reconcile failed; retrying with backoff',
     );
     this.schedule(key, retryInMs);
-  }
-
-  /** base * 2^(attempt-1), capped; computed without overflowing for large attempt counts. */
-  private backoffDelay(attempt: number): number {
-    const exponent = Math.min(attempt - 1, 52);
-    return Math.min(this.capMs, this.baseMs * 2 ** exponent);
   }
 
   private isIdle(): boolean {

@@ -11,9 +11,9 @@ import {
   V1MicroTime,
   type V1NodeCondition,
 } from '@kubernetes/client-node';
-import type { Clock } from '../lib/clock.ts';
-import { errorMessage } from '../lib/errors.ts';
-import type { Logger } from '../lib/logger.ts';
+import type { Clock } from '../../src/lib/clock.ts';
+import { errorMessage } from '../../src/lib/errors.ts';
+import type { Logger } from '../../src/lib/logger.ts';
 import { LOCAL_POD_IP } from './container-spec.ts';
 import { isoSeconds } from './pod-status.ts';
 

@@ -22,9 +22,9 @@ import {
   type V1Secret,
   VersionApi,
 } from '@kubernetes/client-node';
-import { type Clock, systemClock } from '../lib/clock.ts';
-import { CodedError, errorMessage } from '../lib/errors.ts';
-import type { Logger } from '../lib/logger.ts';
+import { type Clock, systemClock } from '../../src/lib/clock.ts';
+import { CodedError, errorMessage } from '../../src/lib/errors.ts';
+import type { Logger } from '../../src/lib/logger.ts';
 import type { EventType } from './container-runtime.ts';
 import { type ResolveCommand, resolveConnectorCommand } from './container-spec.ts';
 import { type CrashBackoffPolicy, KUBELET_CRASH_BACKOFF } from './crash-backoff.ts';

@@ -5,8 +5,8 @@
 // then deletes the directory and the volume, as reclaimPolicy Delete promises.
 import { rm } from 'node:fs/promises';
 import type { CoreV1Api, V1PersistentVolume, V1PersistentVolumeClaim } from '@kubernetes/client-node';
-import { errorMessage } from '../lib/errors.ts';
-import type { Logger } from '../lib/logger.ts';
+import { errorMessage } from '../../src/lib/errors.ts';
+import type { Logger } from '../../src/lib/logger.ts';
 import { claimDirectory, isUnder } from './volumes.ts';
 
 export const PROVISIONER_NAME = 'vaultpam.io/local-pod-runner';

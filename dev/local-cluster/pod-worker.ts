@@ -11,9 +11,9 @@ import {
   type V1Container,
   type V1Pod,
 } from '@kubernetes/client-node';
-import type { Clock } from '../lib/clock.ts';
-import { errorMessage } from '../lib/errors.ts';
-import type { Logger } from '../lib/logger.ts';
+import type { Clock } from '../../src/lib/clock.ts';
+import { errorMessage } from '../../src/lib/errors.ts';
+import type { Logger } from '../../src/lib/logger.ts';
 import { ContainerRuntime, type EventType } from './container-runtime.ts';
 import {
   buildLaunch,

@@ -13,16 +13,16 @@ import {
   type StartedControlPlane,
   startControlPlane,
   usableAdminCredential,
-} from '../controlplane/server.ts';
-import { type FlagSpecs, helpText, onShutdownSignal, parseFlags } from '../lib/cli.ts';
-import { CodedError, errorMessage } from '../lib/errors.ts';
-import { createLogger, isLogLevel } from '../lib/logger.ts';
+} from '../../src/controlplane/server.ts';
+import { type FlagSpecs, flagError, helpText, onShutdownSignal, parseFlags } from '../../src/lib/cli.ts';
+import { CodedError, errorMessage } from '../../src/lib/errors.ts';
+import { createLogger, isLogLevel } from '../../src/lib/logger.ts';
+import type { Connector } from '../../src/operator/api/types.ts';
+import { type RunningOperator, startOperator } from '../../src/operator/operator.ts';
 import { type LocalCluster, startLocalCluster } from '../local-cluster/cluster.ts';
 import { installCrds, installOperatorAccess } from '../local-cluster/install.ts';
 import { PodRunner } from '../local-cluster/pod-runner.ts';
 import { signalAllManaged } from '../local-cluster/processes.ts';
-import type { Connector } from '../operator/api/types.ts';
-import { type RunningOperator, startOperator } from '../operator/operator.ts';
 
 const flags: FlagSpecs = {
   'work-dir': {
@@ -96,13 +96,10 @@ async function main(): Promise<number> {
     return 0;
   }
   const level = parsed.values['log-level'] ?? 'warn';
-  if (!isLogLevel(level)) throw new CodedError('INVALID_FLAGS', `--log-level: unknown level "${level}"`);
+  if (!isLogLevel(level)) throw flagError(`--log-level: unknown level "${level}"`);
   const timeoutSeconds = Number(parsed.values.timeout);
   if (!(timeoutSeconds > 0))
-    throw new CodedError(
-      'INVALID_FLAGS',
-      `--timeout: "${parsed.values.timeout}" must be a positive number of seconds`,
-    );
+    throw flagError(`--timeout: "${parsed.values.timeout}" must be a positive number of seconds`);
   const logger = createLogger({ name: 'local-run', level });
   const given = parsed.values['work-dir'];
   const workDir = given ?? (await mkdtemp(join(tmpdir(), 'vaultpam-local-')));

@@ -5,8 +5,8 @@ import { mkdir, open, readFile, writeFile } from 'node:fs/promises';
 import { constants } from 'node:os';
 import { join } from 'node:path';
 import type { V1Container, V1Pod, V1Probe } from '@kubernetes/client-node';
-import type { Clock } from '../lib/clock.ts';
-import type { Logger } from '../lib/logger.ts';
+import type { Clock, TimerHandle } from '../../src/lib/clock.ts';
+import type { Logger } from '../../src/lib/logger.ts';
 import { type HostMount, mapArgument, type ProcessLaunch } from './container-spec.ts';
 import { type BackoffStreak, type CrashBackoffPolicy, nextRestartDelay } from './crash-backoff.ts';
 import { type ContainerView, isoSeconds, type TerminatedInfo } from './pod-status.ts';
@@ -67,7 +67,7 @@ export class ContainerRuntime {
   private restartCount: number;
   private everStarted = false;
   private backoffUntil = 0;
-  private backoffTimer: NodeJS.Timeout | undefined;
+  private backoffTimer: TimerHandle | undefined;
   private streak: BackoffStreak = { restarts: 0 };
   private halted = false;
 
@@ -270,8 +270,8 @@ export class ContainerRuntime {
         message: `back-off ${backoffText} restarting failed container=${this.name} pod=${pod.metadata?.name}_${pod.metadata?.namespace}(${pod.metadata?.uid})`,
       };
       this.options.onEvent('Warning', 'BackOff', 'Back-off restarting failed container');
-      if (this.backoffTimer) clearTimeout(this.backoffTimer);
-      this.backoffTimer = setTimeout(() => this.options.onChange(), delayMs);
+      if (this.backoffTimer !== undefined) this.options.clock.clearTimeout(this.backoffTimer);
+      this.backoffTimer = this.options.clock.setTimeout(() => this.options.onChange(), delayMs);
     }
     this.options.onChange();
   }
@@ -282,7 +282,7 @@ export class ContainerRuntime {
    */
   async halt(graceMs: number): Promise<void> {
     this.halted = true;
-    if (this.backoffTimer) clearTimeout(this.backoffTimer);
+    if (this.backoffTimer !== undefined) this.options.clock.clearTimeout(this.backoffTimer);
     const instance = this.instance;
     if (!instance) return;
     for (const probe of instance.probes.values()) probe.stop();

@@ -9,6 +9,7 @@ import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
+import { backoffDelay } from '../../src/lib/backoff.ts';
 import { ensureClusterBinaries } from './binaries.ts';
 import { type ClusterPki, createClusterPki, writeClusterPki } from './certificates.ts';
 import { kubeConfigFor, writeKubeconfig } from './kubeconfig.ts';
@@ -70,6 +71,8 @@ const SERVICE_CLUSTER_IP_RANGE = '10.96.0.0/16';
 const SERVICE_CLUSTER_IP = '10.96.0.1';
 
 const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+/** A component's readiness is polled often at first (most start in well under a second), then every 500 ms. */
+const READINESS_POLL = { baseMs: 50, capMs: 500 };
 
 async function waitFor(
   what: string,
@@ -78,7 +81,7 @@ async function waitFor(
   process: ManagedProcess,
 ) {
   const deadline = Date.now() + timeoutMs;
-  let delay = 50;
+  let attempt = 0;
   lastAnswer = '';
   while (Date.now() < deadline) {
     if (process.exit) {
@@ -88,8 +91,8 @@ async function waitFor(
       );
     }
     if (await probe().catch(() => false)) return;
-    await pause(delay);
-    delay = Math.min(delay * 2, 500);
+    attempt += 1;
+    await pause(backoffDelay(attempt, READINESS_POLL));
   }
   const log = await readFile(process.logFile, 'utf8').catch(() => '');
   throw new Error(

@@ -5,7 +5,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import forge from 'node-forge';
-import { randomSerialHex } from '../lib/pki.ts';
+import { randomSerialHex } from '../../src/lib/pki.ts';
 
 export interface KeyAndCertificate {
   keyPem: string;

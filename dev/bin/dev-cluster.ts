@@ -4,8 +4,8 @@
 // installs the CRDs from crds/, prints the kubeconfig path, and keeps running until SIGTERM/SIGINT,
 // when it stops every process. `npm start` runs the whole system on top of the same pieces.
 import { join } from 'node:path';
-import { helpText, onShutdownSignal, parseFlags } from '../lib/cli.ts';
-import { createLogger, isLogLevel } from '../lib/logger.ts';
+import { helpText, onShutdownSignal, parseFlags } from '../../src/lib/cli.ts';
+import { createLogger, isLogLevel } from '../../src/lib/logger.ts';
 import { startLocalCluster } from '../local-cluster/cluster.ts';
 import { installCrds } from '../local-cluster/install.ts';
 import { PodRunner } from '../local-cluster/pod-runner.ts';

@@ -2,7 +2,7 @@
 // the one place where the runner takes a liberty a kubelet does not need: the process sees the
 // host's filesystem and network, so container paths and listen ports in its arguments and
 // environment are rewritten to the host directories and loopback ports that stand in for them.
-import { dirname, join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { V1ConfigMap, V1Container, V1Pod, V1Secret } from '@kubernetes/client-node';
 
@@ -30,7 +30,7 @@ export interface HostMount {
 }
 
 export const CONNECTOR_IMAGE_MARKER = 'vaultpam-connector';
-const CONNECTOR_SCRIPT = resolve(dirname(fileURLToPath(import.meta.url)), '..', 'bin', 'connector.ts');
+const CONNECTOR_SCRIPT = fileURLToPath(new URL('../../src/bin/connector.ts', import.meta.url));
 
 function hasFlag(args: readonly string[], flag: string): boolean {
   return args.some((arg) => arg === `--${flag}` || arg.startsWith(`--${flag}=`));

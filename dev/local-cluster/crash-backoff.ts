@@ -1,6 +1,8 @@
 // The restart delay of a container that keeps exiting, shaped like the kubelet's CrashLoopBackOff:
-// it starts at `initialMs`, doubles with every restart up to `maxMs`, and starts over once a
-// container has run for `resetAfterMs` without exiting. Pure, so it is tested without waiting.
+// it starts at `initialMs`, doubles with every restart up to `maxMs` (the one exponential backoff of
+// src/lib/backoff.ts), and starts over once a container has run for `resetAfterMs` without exiting.
+// Pure, so it is tested without waiting.
+import { backoffDelay } from '../../src/lib/backoff.ts';
 
 export interface CrashBackoffPolicy {
   /** Delay before the first restart (kubelet: 10 s). */
@@ -42,6 +44,6 @@ export function nextRestartDelay(
   ranForMs: number,
 ): { delayMs: number; streak: BackoffStreak } {
   const restarts = ranForMs >= policy.resetAfterMs ? 0 : streak.restarts;
-  const delayMs = Math.min(policy.initialMs * 2 ** restarts, policy.maxMs);
+  const delayMs = backoffDelay(restarts + 1, { baseMs: policy.initialMs, capMs: policy.maxMs });
   return { delayMs, streak: { restarts: restarts + 1 } };
 }

@@ -1,18 +1,5 @@
-// Capped exponential backoff with jitter for reconnect attempts. Equal jitter: half the delay is
-// fixed and half is random, so a fleet that lost the control plane at once does not come back in
-// lockstep, and no attempt is ever immediate. Also when the certificate is due for renewal.
-
-export interface BackoffPolicy {
-  initialMs: number;
-  maxMs: number;
-}
-
-/** Delay before retry number `attempt` (1 for the first retry). `random` returns [0, 1). */
-export function backoffDelay(attempt: number, policy: BackoffPolicy, random: () => number): number {
-  const exponent = Math.max(0, Math.min(attempt - 1, 30));
-  const ceiling = Math.min(policy.maxMs, policy.initialMs * 2 ** exponent);
-  return Math.round(ceiling / 2 + random() * (ceiling / 2));
-}
+// When the agent renews its certificate: the control plane's renewAfter when it gave a usable one,
+// otherwise a fraction of the lifetime counted from when the certificate was received.
 
 export interface RenewalHints {
   /**

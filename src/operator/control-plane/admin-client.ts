@@ -1,19 +1,34 @@
-// Typed client for the control plane's admin API, for the operator and the tests. Speaks node:https
-// with the control plane's CA (a private CA, so no global trust store), keeps connections alive,
-// and maps every error answer to a CodedError carrying the server's code; 5xx answers and network
-// failures are `temporary` (retry with backoff), everything else is permanent.
-import { Agent, request } from 'node:https';
-import { CodedError } from '../lib/errors.ts';
-import type { AuditEntry } from './audit.ts';
+// The operator's client for the control plane's admin API (also used by the tests). It speaks only
+// the contract (src/contract/control-plane-api.generated.ts, generated from api/openapi.yaml), so a
+// real VaultPAM control plane can stand where the reference one does. Requests go through the one
+// HTTPS JSON helper (src/lib/https-json.ts) with the control plane's CA (a private CA, so no global
+// trust store) over kept-alive connections; every error answer becomes a CodedError carrying the
+// server's code. Network failures and answers worth retrying (5xx, 429, 408) are `temporary` (retry
+// with backoff); everything else is permanent.
+import { Agent } from 'node:https';
 import type {
-  ChangeJson,
+  AuditEntry as AuditEntryJson,
+  Change as ChangeJson,
   ConnectorConfig,
-  ConnectorJson,
+  Connector as ConnectorJson,
   MintedToken,
-  RecoveryCheckJson,
-} from './service.ts';
+  RecoveryCheck as RecoveryCheckJson,
+} from '../../contract/control-plane-api.generated.ts';
+import { CodedError } from '../../lib/errors.ts';
+import { answerError, requestJson } from '../../lib/https-json.ts';
 
-export type { AuditEntry, ConnectorConfig, MintedToken };
+/** The list of every connector is the admin API's largest answer: about 1 KiB per connector. */
+const ADMIN_MAX_ANSWER_BYTES = 64 * 1024 * 1024;
+
+export type { ConnectorConfig, MintedToken };
+
+// The answers as this client receives them. Where the contract lists codes or types (the last
+// enrollment refusal's code, an audit entry's type), a control plane newer than this operator may
+// send one it does not know, and a hostile one anything at all: those fields are plain strings here,
+// and whoever shows them treats them as untrusted text (src/operator/reconcile/untrusted-text.ts).
+
+/** An audit entry; `type` is the contract's vocabulary or a newer one. */
+export type AuditEntry = Omit<AuditEntryJson, 'type'> & { type: string };
 
 /**
  * The answer to a recovery dry run. `dryRun` is false when the control plane predates the dry run:
@@ -32,7 +47,10 @@ export class ControlPlaneAnswerError extends CodedError {}
  * A connector as the admin API answers it. `ownerUid` is optional here because a control plane
  * that predates record ownership does not send it; this one always does (null: nobody owns it).
  */
-export type Connector = Omit<ConnectorJson, 'ownerUid'> & { ownerUid?: string | null };
+export type Connector = Omit<ConnectorJson, 'ownerUid' | 'lastEnrollmentFailure'> & {
+  ownerUid?: string | null;
+  lastEnrollmentFailure: { code: string; at: string } | null;
+};
 export type Change = Omit<ChangeJson, 'connector'> & { connector: Connector | null };
 
 /**
@@ -90,8 +108,18 @@ export class ControlPlaneAdminClient {
     } else {
       const agent = new Agent({ ca: options.caPem, keepAlive: true, maxSockets: 16 });
       this.agent = agent;
-      this.transport = (method, url, headers, body, timeoutMs) =>
-        httpsRequest(agent, method, url, headers, body, timeoutMs);
+      this.transport = async (method, url, headers, body, timeoutMs) => {
+        const { status, text } = await requestJson({
+          method,
+          url,
+          agent,
+          headers,
+          body,
+          timeoutMs,
+          maxAnswerBytes: ADMIN_MAX_ANSWER_BYTES,
+        });
+        return { status, body: text };
+      };
     }
   }
 
@@ -138,17 +166,10 @@ export class ControlPlaneAdminClient {
       data = undefined;
     }
     if (response.status >= 400) {
-      const error = (data as { error?: { code?: unknown; message?: unknown; details?: unknown } } | undefined)
-        ?.error;
-      const code = typeof error?.code === 'string' ? error.code : `HTTP_${response.status}`;
-      const said = typeof error?.message === 'string' ? error.message : `HTTP ${response.status}`;
-      // Something at the URL that echoes the request (a proxy's error page, a debugging server)
-      // must not carry the credential into an error message, a status or a log.
-      const message = this.credential.length > 0 ? said.split(this.credential).join('[REDACTED]') : said;
-      throw new ControlPlaneAnswerError(code, message, {
-        httpStatus: response.status,
-        temporary: response.status >= 500,
-        details: (error?.details as Record<string, unknown> | undefined) ?? undefined,
+      throw answerError(response.status, data, {
+        fallbackMessage: `HTTP ${response.status}`,
+        redact: [this.credential],
+        errorClass: ControlPlaneAnswerError,
       });
     }
     return { status: response.status, data: data as T };
@@ -298,27 +319,4 @@ export class ControlPlaneAdminClient {
     const suffix = params.size > 0 ? `?${params}` : '';
     return (await this.call<{ entries: AuditEntry[] }>('GET', `/v1/audit${suffix}`)).data.entries;
   }
-}
-
-function httpsRequest(
-  agent: Agent,
-  method: string,
-  url: string,
-  headers: Record<string, string>,
-  body: string | undefined,
-  timeoutMs: number,
-): Promise<HttpResponse> {
-  return new Promise((resolve, reject) => {
-    const req = request(url, { method, agent, headers, timeout: timeoutMs }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (chunk: Buffer) => chunks.push(chunk));
-      res.on('end', () =>
-        resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }),
-      );
-      res.on('error', reject);
-    });
-    req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
-    req.on('error', reject);
-    req.end(body);
-  });
 }

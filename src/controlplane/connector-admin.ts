@@ -1,0 +1,142 @@
+// Admin operations on connector records: create or bring up to date, read, list, delete, and give up
+// ownership (see ownership.ts).
+
+import { checkOwner } from './ownership.ts';
+import type { ServiceContext } from './service-context.ts';
+import type { ConnectorRecord } from './state.ts';
+import { revokeLiveTokens } from './token-admin.ts';
+import { type ConnectorConfig, type ConnectorJson, connectorJson } from './views.ts';
+
+export class ConnectorAdmin {
+  private readonly context: ServiceContext;
+
+  constructor(context: ServiceContext) {
+    this.context = context;
+  }
+
+  get(connectorId: string): ConnectorJson {
+    return connectorJson(this.context.records.require(connectorId), this.context.now());
+  }
+
+  list(): { connectors: ConnectorJson[]; cursor: number } {
+    const { records, store } = this.context;
+    const now = this.context.now();
+    const connectors = [...records.all()]
+      .sort((a, b) => (a.connectorId < b.connectorId ? -1 : 1))
+      .map((record) => connectorJson(record, now));
+    return { connectors, cursor: store.latestCursor() };
+  }
+
+  /**
+   * Creates the record (owned by `ownerUid`, when given) or brings its configuration up to date. A
+   * record nobody owns is claimed by the first caller that names an owner; one owned by another
+   * Connector answers 409 CONNECTOR_ID_CONFLICT and changes nothing.
+   */
+  ensure(
+    connectorId: string,
+    config: ConnectorConfig,
+    ownerUid?: string,
+  ): { created: boolean; connector: ConnectorJson } {
+    const { records, log } = this.context;
+    const now = this.context.now();
+    const existing = records.get(connectorId);
+    if (existing) {
+      checkOwner(existing, ownerUid);
+      const claim = ownerUid !== undefined && existing.ownerUid === null;
+      const same =
+        existing.org === config.org &&
+        existing.endpointId === config.endpointId &&
+        JSON.stringify(existing.allowedNetworks) === JSON.stringify(config.allowedNetworks);
+      if (same && !claim) return { created: false, connector: connectorJson(existing, now) };
+      const updated = records.commit((tx) =>
+        tx.update(connectorId, now, (draft) => {
+          if (claim) {
+            draft.ownerUid = ownerUid;
+            tx.audit('connector.claimed', connectorId, { ownerUid }, now);
+            tx.afterCommit(() => log.info({ connectorId, ownerUid }, 'connector claimed'));
+          }
+          if (!same) {
+            const before = {
+              org: draft.org,
+              endpointId: draft.endpointId,
+              allowedNetworks: draft.allowedNetworks,
+            };
+            draft.org = config.org;
+            draft.endpointId = config.endpointId;
+            draft.allowedNetworks = [...config.allowedNetworks];
+            tx.audit('connector.updated', connectorId, { before, after: config }, now);
+          }
+        }),
+      );
+      return { created: false, connector: connectorJson(updated, now) };
+    }
+    const record: ConnectorRecord = {
+      connectorId,
+      org: config.org,
+      endpointId: config.endpointId,
+      allowedNetworks: [...config.allowedNetworks],
+      state: 'pending',
+      bootstrapRetired: false,
+      lastHeartbeatAt: null,
+      stateChangedAt: now,
+      enrolledAt: null,
+      paths: [],
+      certificate: null,
+      revokedCertificates: [],
+      liveToken: null,
+      recovery: null,
+      lastEnrollmentFailure: null,
+      ownerUid: ownerUid ?? null,
+      revision: 0,
+      createdAt: now,
+    };
+    const created = records.commit((tx) => {
+      tx.audit('connector.created', connectorId, { ...config, ownerUid: record.ownerUid }, now);
+      return tx.create(record, now);
+    });
+    log.info({ connectorId }, 'connector created');
+    return { created: true, connector: connectorJson(created, now) };
+  }
+
+  /** Removes the record, its tokens and (by forgetting its serial) its certificate. Idempotent. */
+  delete(connectorId: string, ownerUid?: string): boolean {
+    const { records, store, log } = this.context;
+    const record = records.get(connectorId);
+    if (!record) return false;
+    checkOwner(record, ownerUid);
+    const now = this.context.now();
+    records.commit((tx) => {
+      revokeLiveTokens(store, tx, connectorId, now, 'connector deleted');
+      tx.remove(connectorId, now);
+      tx.audit(
+        'connector.deleted',
+        connectorId,
+        { state: record.state, certificateSerial: record.certificate?.serial ?? null },
+        now,
+      );
+    });
+    log.info({ connectorId }, 'connector deleted');
+    return true;
+  }
+
+  /**
+   * Leaves the record without an owner, identity and certificate intact, so that a new Connector
+   * with the same id can claim it (a Connector deleted with deletionPolicy Retain). False when
+   * nobody owned it (nothing changes); 409 CONNECTOR_ID_CONFLICT when another Connector does.
+   */
+  disown(connectorId: string, ownerUid: string): boolean {
+    const { records, log } = this.context;
+    const record = records.require(connectorId);
+    if (record.ownerUid === null) return false;
+    checkOwner(record, ownerUid);
+    const now = this.context.now();
+    records.commit((tx) =>
+      tx.update(connectorId, now, (draft) => {
+        draft.ownerUid = null;
+        tx.audit('connector.disowned', connectorId, { ownerUid }, now);
+      }),
+    );
+    log.info({ connectorId, ownerUid }, 'connector disowned');
+    return true;
+  }
+}

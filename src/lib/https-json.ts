@@ -1,0 +1,183 @@
+// The one way this package sends a JSON request over HTTPS and reads the answer: the operator's
+// admin client and the agent's client both go through here, so they agree on the deadline, the
+// answer size limit, what an error answer means and which ones are worth retrying.
+//
+// Built on node:https rather than undici (weighed for issue 9): the agent explains a failed request
+// by the phase it reached (DNS, TCP connect, TLS handshake, waiting for the answer), which needs the
+// request's own socket and its `reusedSocket` flag; node:https hands both out per request, undici's
+// dispatcher hides them. node:https is also already there: no dependency for two small clients.
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
+import { type Agent, request as httpsRequest } from 'node:https';
+import type { Socket } from 'node:net';
+import { CodedError, type CodedErrorOptions } from './errors.ts';
+
+/** Answers larger than this are refused unless the caller sets its own limit: most are a few KiB. */
+export const DEFAULT_MAX_ANSWER_BYTES = 256 * 1024;
+
+export interface JsonRequest {
+  method: string;
+  url: URL | string;
+  agent: Agent;
+  headers?: Record<string, string>;
+  /** Sent as the body, serialised; already serialised text is sent as it is. */
+  body?: unknown;
+  /** One deadline for the whole request: name lookup, connect, handshake and the full answer. */
+  timeoutMs: number;
+  /** The largest answer accepted (DEFAULT_MAX_ANSWER_BYTES when not given). */
+  maxAnswerBytes?: number;
+  /** The request's socket, as soon as it has one (`reused`: a kept-alive connection). */
+  onSocket?: (socket: Socket, reused: boolean) => void;
+  /** The answer's status line and headers arrived; its body is being read. */
+  onAnswer?: (answer: IncomingMessage) => void;
+}
+
+export interface JsonAnswer {
+  status: number;
+  headers: IncomingHttpHeaders;
+  /** The body as text ('' when empty). */
+  text: string;
+  /** The body parsed as JSON, or undefined when it is empty or not JSON. */
+  json: unknown;
+}
+
+/**
+ * Sends one request and resolves with whatever HTTP status comes back (turning an error status into
+ * an error is answerError's job, so each caller decides which statuses it expects). Rejects with the
+ * transport's own error (its `code`, such as ECONNREFUSED or a TLS code, intact for the caller to
+ * explain), with code REQUEST_TIMEOUT when the deadline passes first, or with BAD_RESPONSE for an
+ * answer over MAX_ANSWER_BYTES.
+ */
+export function requestJson(options: JsonRequest): Promise<JsonAnswer> {
+  const payload =
+    options.body === undefined
+      ? undefined
+      : typeof options.body === 'string'
+        ? options.body
+        : JSON.stringify(options.body);
+  const headers: Record<string, string | number> = { accept: 'application/json', ...options.headers };
+  if (payload !== undefined) {
+    headers['content-type'] ??= 'application/json';
+    headers['content-length'] = Buffer.byteLength(payload);
+  }
+  const maxAnswerBytes = options.maxAnswerBytes ?? DEFAULT_MAX_ANSWER_BYTES;
+  return new Promise((resolve, reject) => {
+    let answer: IncomingMessage | undefined;
+    let settled = false;
+    // The first of answer, error and deadline decides; later events of a destroyed request are ignored.
+    const settle = (): boolean => {
+      if (settled) return false;
+      settled = true;
+      clearTimeout(deadline);
+      return true;
+    };
+    const fail = (error: unknown) => {
+      if (settle()) reject(error);
+    };
+    const request = httpsRequest(
+      options.url,
+      { method: options.method, agent: options.agent, headers },
+      (res) => {
+        answer = res;
+        options.onAnswer?.(res);
+        const chunks: Buffer[] = [];
+        let size = 0;
+        res.on('data', (chunk: Buffer) => {
+          size += chunk.length;
+          if (size > maxAnswerBytes) {
+            res.destroy(
+              new CodedError(
+                'BAD_RESPONSE',
+                `the answer to ${pathOf(options.url)} exceeds ${maxAnswerBytes} bytes`,
+              ),
+            );
+            return;
+          }
+          chunks.push(chunk);
+        });
+        res.on('error', fail);
+        res.on('end', () => {
+          if (!settle()) return;
+          const text = Buffer.concat(chunks).toString('utf8');
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, text, json: parseJson(text) });
+        });
+      },
+    );
+    const deadline = setTimeout(() => {
+      const timedOut = Object.assign(new Error(`no answer within ${options.timeoutMs} ms`), {
+        code: 'REQUEST_TIMEOUT',
+      });
+      fail(timedOut);
+      answer?.destroy(timedOut);
+      request.destroy(timedOut);
+    }, options.timeoutMs);
+    request.on('socket', (socket) => options.onSocket?.(socket, request.reusedSocket));
+    request.on('error', fail);
+    request.end(payload);
+  });
+}
+
+/**
+ * Whether an error answer may succeed when retried later: the server's own trouble (5xx), a rate
+ * limit (429) or a request the server gave up waiting for (408). Every other status is permanent.
+ */
+export function isRetryableStatus(status: number): boolean {
+  return status >= 500 || status === 429 || status === 408;
+}
+
+export interface AnswerErrorOptions {
+  /** What to say when the answer carries no message of its own. */
+  fallbackMessage: string;
+  /** Strings that must never be repeated in the error (e.g. the credential the request carried). */
+  redact?: readonly string[];
+  /** Public facts added to the answer's own details. */
+  details?: Record<string, unknown>;
+  /** The error class to build (a subclass marks the server's words as such for whoever shows them). */
+  errorClass?: new (
+    code: string,
+    message: string,
+    options: CodedErrorOptions,
+  ) => CodedError;
+}
+
+/**
+ * The error for an error answer of this API (`{error: {code, message, details?}}`), keeping the
+ * server's code and words (HTTP_<status> when it sent none) and whether a retry may help.
+ */
+export function answerError(status: number, body: unknown, options: AnswerErrorOptions): CodedError {
+  const error = (body as { error?: { code?: unknown; message?: unknown; details?: unknown } } | undefined)
+    ?.error;
+  const code = typeof error?.code === 'string' ? error.code : `HTTP_${status}`;
+  const said = typeof error?.message === 'string' ? error.message : options.fallbackMessage;
+  const given =
+    error?.details && typeof error.details === 'object'
+      ? (error.details as Record<string, unknown>)
+      : undefined;
+  const details = options.details ? { ...given, ...options.details } : given;
+  const ErrorClass = options.errorClass ?? CodedError;
+  return new ErrorClass(code, redact(said, options.redact ?? []), {
+    httpStatus: status,
+    temporary: isRetryableStatus(status),
+    ...(details ? { details } : {}),
+  });
+}
+
+/** Something at the URL that echoes the request (a proxy's error page) must not carry a secret on. */
+function redact(text: string, secrets: readonly string[]): string {
+  return secrets.reduce(
+    (result, secret) => (secret.length > 0 ? result.split(secret).join('[REDACTED]') : result),
+    text,
+  );
+}
+
+function parseJson(text: string): unknown {
+  if (text.length === 0) return undefined;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+function pathOf(url: URL | string): string {
+  return typeof url === 'string' ? new URL(url).pathname : url.pathname;
+}

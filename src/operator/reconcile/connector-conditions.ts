@@ -1,0 +1,302 @@
+// The conditions phase: what the pass's decisions mean as DurableStorage, Enrolled, Healthy,
+// Stalled, Reconciling and Ready, written through conditions.ts (the one owner of
+// status.conditions). Held by the gates, no condition says a token is minted or work is under way.
+import type { V1StatefulSet } from '@kubernetes/client-node';
+import type { Condition, ConnectorStatus, DefaultedSpec, RecoveryStatus } from '../api/types.ts';
+import {
+  CONDITION_TYPES,
+  clearReconciling,
+  clearStalled,
+  EnrolledReasons,
+  HealthyReasons,
+  markReconciling,
+  markStalled,
+  ReconcilingReasons,
+  StalledReasons,
+  setCondition,
+  withReady,
+} from '../conditions.ts';
+import { type EnrollmentDecision, secretHoldsLiveToken } from './enrollment.ts';
+import { type Gates, held, heldBecause } from './gates.ts';
+import type { ControlPlaneConnector, Observed } from './observed.ts';
+import type { AgentPodFacts } from './pod-facts.ts';
+import type { ExpansionDecision } from './storage-expansion.ts';
+import type { StoragePosture } from './storage-posture.ts';
+import { errorMessageText } from './untrusted-text.ts';
+
+export interface ConditionsInput {
+  observed: Observed;
+  spec: DefaultedSpec;
+  gates: Gates;
+  /** The stored status: the conditions to update, and the recovery request under way. */
+  previous: ConnectorStatus;
+  generation: number | undefined;
+  record: ControlPlaneConnector | undefined;
+  agent: AgentPodFacts | undefined;
+  /** The storage shown this pass (after a completed recovery, judged against the claim it paired on). */
+  posture: StoragePosture;
+  enrollment: Pick<EnrollmentDecision, 'expiredUnused' | 'revokedUnused'>;
+  /** The agent proved the identity lost (assessment.ts), outside a recovery. */
+  identityLost: boolean;
+  lostPairing: boolean;
+  recovery: { inProgress: boolean; status: RecoveryStatus | undefined };
+  /** The diagnosis' next step, for RecoveryRequired. */
+  nextStep: string | undefined;
+  expansion: Pick<ExpansionDecision, 'stalled' | 'reconciling'>;
+  now: Date;
+}
+
+export function connectorConditions(input: ConditionsInput): Condition[] {
+  const { record, observed, now, recovery, gates } = input;
+  const g = input.generation !== undefined ? { observedGeneration: input.generation } : {};
+  let conditions: Condition[] = [...(input.previous.conditions ?? [])];
+  conditions = setCondition(
+    conditions,
+    {
+      type: CONDITION_TYPES.DurableStorage,
+      status: input.posture.status,
+      reason: input.posture.reason,
+      message: input.posture.message,
+      ...g,
+    },
+    now,
+  );
+  conditions = setCondition(
+    conditions,
+    { type: CONDITION_TYPES.Enrolled, ...enrolledCondition(input), ...g },
+    now,
+  );
+  conditions = setCondition(
+    conditions,
+    {
+      type: CONDITION_TYPES.Healthy,
+      ...healthyCondition(observed, record, recovery.inProgress, input.identityLost),
+      ...g,
+    },
+    now,
+  );
+  conditions = clearStalled(conditions);
+  const stalled = stalledCondition(input);
+  if (stalled) conditions = markStalled(conditions, { ...stalled, ...g }, now);
+  else if (input.expansion.stalled)
+    conditions = markStalled(conditions, { ...input.expansion.stalled, ...g }, now);
+  const reconciling =
+    // NeedsRecovery waits for a person or a recovery: not progress the operator is making.
+    (held(gates) || input.identityLost
+      ? undefined
+      : reconcilingCondition(observed, record, recovery.inProgress, input.previous.recovery?.requestId)) ??
+    input.expansion.reconciling;
+  conditions = reconciling
+    ? markReconciling(conditions, { ...reconciling, ...g }, now)
+    : clearReconciling(conditions);
+  return withReady(conditions, input.generation, now);
+}
+
+/** Stalled, first match wins: a blocker, the recovery the spec asked for failed, a recovery required. */
+function stalledCondition(input: ConditionsInput): { reason: string; message: string } | undefined {
+  const { gates, recovery, spec, record } = input;
+  if (gates.blocker) return gates.blocker;
+  if (recovery.status?.step === 'Failed' && spec.recovery.requestId === recovery.status.requestId) {
+    return {
+      reason: StalledReasons.RecoveryFailed,
+      message: `${recovery.status.reason ?? 'the recovery failed'}; set a new spec.recovery.requestId to try again`,
+    };
+  }
+  if (
+    (record?.state === 'needs_recovery' || input.identityLost) &&
+    spec.recovery.policy === 'Manual' &&
+    !recovery.inProgress
+  ) {
+    return {
+      reason: StalledReasons.RecoveryRequired,
+      message: input.nextStep ?? 'set spec.recovery.requestId to run a guided recovery',
+    };
+  }
+  return undefined;
+}
+
+function enrolledCondition(input: ConditionsInput) {
+  const { record, observed, enrollment, agent, now } = input;
+  // What the operator does next, or that it waits: a held pass mints nothing.
+  const hold = heldBecause(input.gates);
+  const freshToken = (what: string) =>
+    hold ? `no fresh ${what} is minted while ${hold}` : `a fresh ${what} is minted`;
+  if (!observed.controlPlane.reachable) {
+    return {
+      status: 'Unknown' as const,
+      reason: HealthyReasons.ControlPlaneUnreachable,
+      message: errorMessageText(observed.controlPlane.error),
+    };
+  }
+  if (record?.state === 'needs_recovery' || input.identityLost) {
+    return {
+      status: 'False' as const,
+      reason: EnrolledReasons.NeedsRecovery,
+      message: 'the persisted identity is lost; a guided recovery must mint a new token',
+    };
+  }
+  if (record?.bootstrapRetired) {
+    return {
+      status: 'True' as const,
+      reason: EnrolledReasons.BootstrapRetired,
+      message: `paired at ${record.enrolledAt}; bootstrap retired, restarts use the persisted identity only`,
+    };
+  }
+  if (record?.state === 'enrolling' && input.lostPairing) {
+    // Not retired yet: the control plane mints for the record, and the agent pairs again.
+    const waiting = secretHoldsLiveToken(observed.tokenSecret, record, now);
+    const lost = `the agent paired at ${record.enrolledAt} but lost that identity before its first heartbeat (bootstrap is not retired, so it pairs again with a fresh token)`;
+    return {
+      status: 'False' as const,
+      reason: waiting ? EnrolledReasons.TokenMinted : EnrolledReasons.AwaitingEnrollment,
+      message: waiting
+        ? `${lost}; a single-use token waits in Secret ${observed.tokenSecret?.name} until ${observed.tokenSecret?.expiresAt}`
+        : `${lost}; ${freshToken('token')}`,
+    };
+  }
+  if (record?.state === 'enrolling') {
+    return {
+      status: 'True' as const,
+      reason: EnrolledReasons.Enrolled,
+      message: `paired at ${record.enrolledAt}; waiting for the first heartbeat`,
+    };
+  }
+  const refusal = agent?.termination;
+  if (refusal?.failureClass === 'FirstBootBootstrap' && refusal.code !== 'ENROLLMENT_TOKEN_MISSING') {
+    return {
+      status: 'False' as const,
+      reason: EnrolledReasons.EnrollmentRejected,
+      message: `the agent's enrollment was refused: ${[refusal.code, refusal.reason].filter(Boolean).join(': ')}`,
+    };
+  }
+  if (enrollment.revokedUnused) {
+    return {
+      status: 'False' as const,
+      reason: EnrolledReasons.TokenRevoked,
+      message: `the token in Secret ${observed.tokenSecret?.name} was revoked in the control plane before the agent used it; its Secret is deleted and a fresh token is minted`,
+    };
+  }
+  if (secretHoldsLiveToken(observed.tokenSecret, record, now)) {
+    return {
+      status: 'False' as const,
+      reason: EnrolledReasons.TokenMinted,
+      message: `a single-use token waits in Secret ${observed.tokenSecret?.name} until ${observed.tokenSecret?.expiresAt}`,
+    };
+  }
+  if (enrollment.expiredUnused) {
+    return {
+      status: 'False' as const,
+      reason: EnrolledReasons.TokenExpired,
+      message: `the enrollment token expired before the connector paired; ${freshToken('one')}`,
+    };
+  }
+  return { status: 'False' as const, reason: EnrolledReasons.AwaitingEnrollment, message: 'not paired yet' };
+}
+
+function healthyCondition(
+  observed: Observed,
+  record: ControlPlaneConnector | undefined,
+  recovering: boolean,
+  identityLost: boolean,
+) {
+  if (!observed.controlPlane.reachable) {
+    return {
+      status: 'Unknown' as const,
+      reason: HealthyReasons.ControlPlaneUnreachable,
+      message: errorMessageText(observed.controlPlane.error),
+    };
+  }
+  if (identityLost && record?.state !== 'needs_recovery') {
+    return {
+      status: 'False' as const,
+      reason: HealthyReasons.NeedsRecovery,
+      message:
+        record?.state === 'pending'
+          ? 'the agent failed closed: its data directory holds an identity the control plane does not accept'
+          : `the agent failed closed without its identity; the control plane still reports ${record?.state ?? 'no record'} until its heartbeat timeout`,
+    };
+  }
+  if (recovering || record?.state === 'recovering') {
+    return {
+      status: 'False' as const,
+      reason: HealthyReasons.Recovering,
+      message: 'a guided recovery is in progress',
+    };
+  }
+  switch (record?.state) {
+    case 'online':
+      return {
+        status: 'True' as const,
+        reason: HealthyReasons.HeartbeatOk,
+        message: `heartbeats arrive; every path healthy`,
+      };
+    case 'degraded': {
+      const bad = record.paths
+        .filter((p) => !p.healthy)
+        .map((p) => (p.detail ? `${p.name} (${p.detail})` : p.name));
+      return {
+        status: 'False' as const,
+        reason: HealthyReasons.PathUnhealthy,
+        message: `unhealthy path(s): ${bad.join(', ')}`,
+      };
+    }
+    case 'offline':
+      return {
+        status: 'False' as const,
+        reason: HealthyReasons.HeartbeatMissed,
+        message: `no heartbeat since ${record.lastHeartbeatAt ?? 'pairing'}`,
+      };
+    case 'needs_recovery':
+      return {
+        status: 'False' as const,
+        reason: HealthyReasons.NeedsRecovery,
+        message: 'the control plane reports needs_recovery',
+      };
+    default:
+      return {
+        status: 'Unknown' as const,
+        reason: HealthyReasons.NeverConnected,
+        message: 'no heartbeat yet',
+      };
+  }
+}
+
+/**
+ * Why a StatefulSet has not finished rolling out, if it has not: its controller has not seen the
+ * latest spec, or some replicas still run an older revision (the rule kstatus applies to it).
+ */
+export function rolloutInProgress(sts: V1StatefulSet | undefined): string | undefined {
+  if (!sts) return undefined;
+  const generation = sts.metadata?.generation;
+  const status = sts.status;
+  if (generation !== undefined && (status?.observedGeneration ?? 0) < generation)
+    return `the StatefulSet controller has not observed generation ${generation} yet`;
+  const replicas = sts.spec?.replicas ?? 1;
+  if (replicas > 0 && status?.updateRevision && status.currentRevision !== status.updateRevision)
+    return `rolling out revision ${status.updateRevision}: ${status.updatedReplicas ?? 0} of ${replicas} replicas updated`;
+  return undefined;
+}
+
+function reconcilingCondition(
+  observed: Observed,
+  record: ControlPlaneConnector | undefined,
+  recovering: boolean,
+  requestId: string | undefined,
+) {
+  if (recovering)
+    return {
+      reason: ReconcilingReasons.Recovering,
+      message: `guided recovery ${requestId ?? ''} in progress`,
+    };
+  if (!observed.workload && !observed.connector.spec.workloadRef)
+    return { reason: ReconcilingReasons.ApplyingResources, message: 'creating the workload' };
+  const rollout = rolloutInProgress(observed.workload?.object);
+  if (rollout) return { reason: ReconcilingReasons.RollingOut, message: rollout };
+  if (!record || record.state === 'pending' || record.state === 'enrolling') {
+    return {
+      reason: ReconcilingReasons.Enrolling,
+      message: 'waiting for the connector to pair and send its first heartbeat',
+    };
+  }
+  return undefined;
+}

@@ -1,0 +1,94 @@
+// What a pass writes and records once act.ts ran its steps: the status changes and Events of the
+// steps that ran, in their order, and, when a step failed (or the control plane could not be
+// asked), the error in a condition. A step that did not run changes nothing: the progress records
+// it would have advanced (mint counter, recovery step) stay as the stored status had them.
+import type { CodedError } from '../../lib/errors.ts';
+import type { Condition, ConnectorStatus } from '../api/types.ts';
+import {
+  clearReconciling,
+  markReconciling,
+  markStalled,
+  ReconcilingReasons,
+  StalledReasons,
+  withReady,
+} from '../conditions.ts';
+import type { Plan, PlannedEvent, PlanStep } from './plan-types.ts';
+import { errorText } from './untrusted-text.ts';
+
+/** How far a pass got: the steps that ran (a prefix of the plan's), and what stopped it. */
+export interface PassOutcome {
+  ran: number;
+  error?: CodedError;
+}
+
+/** Control-plane answers that no retry can fix: stall with the reason until the spec or credential changes. */
+const STALLING_CODES: Record<string, string> = {
+  UNAUTHORIZED: StalledReasons.ControlPlaneUnauthorized,
+  TTL_TOO_LONG: StalledReasons.ControlPlaneRejected,
+  INVALID_REQUEST: StalledReasons.ControlPlaneRejected,
+  RECOVERY_REQUIRED: StalledReasons.ControlPlaneRejected,
+  [StalledReasons.ControlPlaneConfigInvalid]: StalledReasons.ControlPlaneConfigInvalid,
+  // Kubernetes refused an object built from the spec: the spec must change (spec-fields.ts).
+  [StalledReasons.InvalidSpec]: StalledReasons.InvalidSpec,
+  // Another Connector owns the control-plane record of this connector id.
+  CONNECTOR_ID_CONFLICT: StalledReasons.ConnectorIdConflict,
+};
+
+/** The status the first `ran` steps leave: their changes, each field as the last of them set it. */
+export function statusOfSteps(steps: readonly PlanStep[], ran = steps.length): ConnectorStatus {
+  let status: ConnectorStatus = {};
+  for (const step of steps.slice(0, ran)) if (step.status) status = { ...status, ...step.status };
+  return status;
+}
+
+/** The Events of the first `ran` steps, in order. */
+export function eventsOfSteps(steps: readonly PlanStep[], ran = steps.length): PlannedEvent[] {
+  return steps.slice(0, ran).flatMap((step) => step.events ?? []);
+}
+
+/** The status a pass writes: that of the steps that ran, and the error that stopped the rest. */
+export function statusOfPass(
+  plan: Plan,
+  outcome: PassOutcome,
+  now: Date,
+  generation: number | undefined,
+): ConnectorStatus {
+  const status = statusOfSteps(plan.steps, outcome.ran);
+  if (!outcome.error) return status;
+  // A mint refused because its key is spent: an earlier pass minted with it and stopped before
+  // storing the token. Remembered, so the next enrollment mint counts on from it, and a recovery
+  // ends instead of asking for it for good.
+  const failed = plan.steps[outcome.ran]?.action;
+  if (outcome.error.code === 'IDEMPOTENCY_KEY_CONSUMED' && failed?.kind === 'mintToken' && status.enrollment)
+    status.enrollment = { ...status.enrollment, consumedMintKey: failed.idempotencyKey };
+  return withError(status, outcome.error, now, generation);
+}
+
+/** The error in a condition: Stalled when no retry can fix it, else Reconciling RetryingAfterError. */
+export function withError(
+  status: ConnectorStatus,
+  error: CodedError,
+  now: Date,
+  generation: number | undefined,
+): ConnectorStatus {
+  const g = generation !== undefined ? { observedGeneration: generation } : {};
+  let conditions: Condition[] = status.conditions ?? [];
+  // The code is looked up as data (a code such as "__proto__" finds nothing), and the message goes
+  // into the condition bounded, on one line and redacted: the control plane chose its words.
+  const stall = Object.hasOwn(STALLING_CODES, error.code) ? STALLING_CODES[error.code] : undefined;
+  const message = errorText(error);
+  if (stall || !error.temporary) {
+    conditions = markStalled(
+      clearReconciling(conditions),
+      { reason: stall ?? StalledReasons.ControlPlaneRejected, message, ...g },
+      now,
+    );
+  } else {
+    conditions = markReconciling(
+      conditions,
+      { reason: ReconcilingReasons.RetryingAfterError, message, ...g },
+      now,
+    );
+  }
+  return { ...status, conditions: withReady(conditions, generation, now) };
+}

@@ -1,0 +1,56 @@
+// The workload phase: the ConfigMap and the operator's StatefulSet to apply (an adopted workload is
+// the user's: only a recovery scales it, recovery.ts), and the claim to grow when spec.storage.size
+// grew (storage-expansion.ts). Held (paused, blocked), it writes nothing.
+import { ANNOTATIONS } from '../api/constants.ts';
+import type { Connector, DefaultedSpec } from '../api/types.ts';
+import { childNames, configHash, desiredConfigMap, desiredStatefulSet } from './desired-objects.ts';
+import { type Gates, held } from './gates.ts';
+import type { Observed } from './observed.ts';
+import type { PlanStep } from './plan-types.ts';
+import type { RecoveryDecision } from './recovery.ts';
+import { type ExpansionDecision, planStorageExpansion } from './storage-expansion.ts';
+
+export interface WorkloadPhase {
+  /** In act order: the ConfigMap, the StatefulSet, the claim's growth. */
+  steps: PlanStep[];
+  /** Dry runs of the objects these steps apply: what a mint checks first (plan.ts). */
+  dryRuns: PlanStep[];
+  expansion: ExpansionDecision;
+}
+
+export function workloadPhase(
+  observed: Observed,
+  spec: DefaultedSpec,
+  gates: Gates,
+  recovery: Pick<RecoveryDecision, 'inProgress' | 'replicas' | 'restartFor'>,
+): WorkloadPhase {
+  const connector: Connector = observed.connector;
+  const names = childNames(spec.name);
+  const expansion = planStorageExpansion({
+    storage: spec.storage,
+    claim: observed.claims.get(names.claim),
+    storageClass: observed.storageClass,
+    previousConditions: connector.status?.conditions,
+    held: held(gates),
+  });
+  if (held(gates)) return { steps: [], dryRuns: [], expansion };
+  const configMap = desiredConfigMap(connector, spec, {
+    url: observed.controlPlaneUrl,
+    caPem: observed.caPem,
+  });
+  const steps: PlanStep[] = [{ action: { kind: 'applyConfigMap', object: configMap } }];
+  const dryRuns: PlanStep[] = [{ action: { kind: 'dryRun', object: configMap } }];
+  if (!spec.workloadRef) {
+    const statefulSet = desiredStatefulSet(connector, spec, {
+      image: spec.image ?? observed.defaultImage,
+      replicas: recovery.inProgress && recovery.replicas !== undefined ? recovery.replicas : 1,
+      configHash: configHash(configMap),
+      restartedFor: recovery.restartFor ?? observed.workload?.templateAnnotations[ANNOTATIONS.restartedFor],
+      liveClaimTemplates: observed.workload?.object?.spec?.volumeClaimTemplates,
+    });
+    steps.push({ action: { kind: 'applyStatefulSet', object: statefulSet } });
+    dryRuns.push({ action: { kind: 'dryRun', object: statefulSet } });
+  }
+  if (expansion.step) steps.push(expansion.step);
+  return { steps, dryRuns, expansion };
+}

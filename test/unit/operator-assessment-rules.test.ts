@@ -1,0 +1,307 @@
+// The failure-class chain of assessment.ts, rule by rule: each rule on its own (one row where it
+// matches, and the neighbouring situation where it does not), then the order of the chain (a row
+// per pair of rules that can both match: the first one wins), then what the chain says while the
+// pass is held. The planner tests walk through whole situations; these pin each rule down.
+import test from 'ava';
+import type { FailureClass } from '../../src/operator/api/types.ts';
+import {
+  DIAGNOSIS_RULES,
+  type DiagnosisInput,
+  diagnose,
+  type Rule,
+} from '../../src/operator/reconcile/assessment.ts';
+import type { AgentPodFacts, AgentTermination } from '../../src/operator/reconcile/pod-facts.ts';
+import type { StoragePosture } from '../../src/operator/reconcile/storage-posture.ts';
+import { pendingRecord, record } from '../helpers/observed-builder.ts';
+
+const BOUND: StoragePosture = {
+  source: 'PersistentVolumeClaim',
+  durable: true,
+  status: 'True',
+  reason: 'ClaimBound',
+  message: 'claim data-edge-0 is bound',
+  claimName: 'data-edge-0',
+};
+const REPLACED: StoragePosture = {
+  ...BOUND,
+  status: 'False',
+  reason: 'ClaimReplaced',
+  message: 'claim data-edge-0 was recreated after pairing (new UID): the identity on the old one is gone',
+};
+
+/** An agent that stopped after the pairing (2025-12-31T23:00Z) with this termination. */
+function stopped(termination: Omit<AgentTermination, 'exitCode'> & { exitCode?: number }): AgentPodFacts {
+  return {
+    podName: 'edge-0',
+    podUID: 'pod-edge-0',
+    running: false,
+    ready: false,
+    restartCount: 2,
+    termination: { exitCode: 13, finishedAt: '2026-01-01T00:00:05Z', ...termination },
+  };
+}
+const readyAgent: AgentPodFacts = {
+  podName: 'edge-0',
+  podUID: 'p',
+  running: true,
+  ready: true,
+  restartCount: 0,
+};
+
+function input(overrides: Partial<DiagnosisInput>): DiagnosisInput {
+  return {
+    record: record(),
+    agent: undefined,
+    posture: BOUND,
+    unpairedMints: 0,
+    recoveryPolicy: 'Manual',
+    tokenExpiredUnused: false,
+    ...overrides,
+  };
+}
+
+const enrolling = pendingRecord({ state: 'enrolling', enrolledAt: '2025-12-31T23:00:00.000Z' });
+
+function rule(name: string): Rule {
+  const found = DIAGNOSIS_RULES.find((r) => r.name === name);
+  if (!found) throw new Error(`no rule ${name}`);
+  return found;
+}
+
+test('the chain, in order', (t) => {
+  t.deepEqual(
+    DIAGNOSIS_RULES.map((r) => r.name),
+    [
+      'controlPlaneNeedsRecovery',
+      'claimReplaced',
+      'clockSkew',
+      'connectionConfiguration',
+      'agentLostIdentity',
+      'refusedIdentity',
+      'reconnectFailure',
+      'pairingLostBeforeFirstHeartbeat',
+      'firstBootFailure',
+    ],
+  );
+});
+
+interface RuleRow {
+  rule: string;
+  /** A situation the rule matches. */
+  matches: Partial<DiagnosisInput>;
+  failureClass: FailureClass;
+  reason: RegExp;
+  /** The nearest situation it does not match. */
+  not: Partial<DiagnosisInput>;
+}
+
+const RULE_ROWS: RuleRow[] = [
+  {
+    rule: 'controlPlaneNeedsRecovery',
+    matches: {
+      record: record({
+        state: 'needs_recovery',
+        lastEnrollmentFailure: { code: 'IDENTITY_EXPECTED', at: '2026-01-01T00:00:01Z' },
+      }),
+    },
+    failureClass: 'IdentityLoss',
+    reason: /tried to enroll again \(IDENTITY_EXPECTED at 2026-01-01T00:00:01Z\)/,
+    not: { record: record({ state: 'offline' }) },
+  },
+  {
+    rule: 'claimReplaced',
+    matches: { posture: REPLACED },
+    failureClass: 'IdentityLoss',
+    reason: /recreated after pairing/,
+    not: { posture: REPLACED, record: pendingRecord() },
+  },
+  {
+    rule: 'clockSkew',
+    matches: { agent: stopped({ exitCode: 14, failureClass: 'Reconnect', code: 'CLOCK_SKEW' }) },
+    failureClass: 'Reconnect',
+    reason: /clocks are skewed/,
+    not: { agent: stopped({ exitCode: 14, failureClass: 'Reconnect', code: 'CONTROL_PLANE_UNREACHABLE' }) },
+  },
+  {
+    rule: 'connectionConfiguration',
+    matches: {
+      agent: stopped({ exitCode: 12, failureClass: 'Reconnect', code: 'CLIENT_CERTIFICATE_NOT_RECEIVED' }),
+    },
+    failureClass: 'Reconnect',
+    reason: /TLS-terminating proxy.*; the identity is intact/,
+    not: { agent: stopped({ exitCode: 12, failureClass: 'Reconnect', code: '__proto__' }) },
+  },
+  {
+    rule: 'agentLostIdentity',
+    matches: { agent: stopped({ failureClass: 'IdentityLoss', code: 'IDENTITY_REJECTED' }) },
+    failureClass: 'IdentityLoss',
+    reason: /no longer accepts its identity \(IDENTITY_REJECTED\)/,
+    // An exit from before the pairing describes an older incident.
+    not: {
+      agent: stopped({
+        failureClass: 'IdentityLoss',
+        code: 'IDENTITY_REJECTED',
+        finishedAt: '2025-12-31T22:00:00Z',
+      }),
+    },
+  },
+  {
+    rule: 'refusedIdentity',
+    matches: {
+      record: pendingRecord(),
+      agent: stopped({ failureClass: 'IdentityLoss', code: 'IDENTITY_EXPIRED' }),
+    },
+    failureClass: 'IdentityLoss',
+    reason: /holds an identity the control plane does not accept/,
+    not: { record: pendingRecord(), agent: stopped({ failureClass: 'IdentityLoss', code: 'IDENTITY_LOST' }) },
+  },
+  {
+    rule: 'reconnectFailure',
+    matches: { record: record({ state: 'offline' }) },
+    failureClass: 'Reconnect',
+    reason: /no heartbeat since 2026-01-01T00:00:00.000Z/,
+    not: { record: record({ state: 'online' }) },
+  },
+  {
+    rule: 'pairingLostBeforeFirstHeartbeat',
+    matches: {
+      record: enrolling,
+      agent: stopped({ exitCode: 11, failureClass: 'FirstBootBootstrap', code: 'ENROLLMENT_TOKEN_MISSING' }),
+    },
+    failureClass: 'FirstBootBootstrap',
+    reason: /lost the identity before its first heartbeat/,
+    // A running agent is still at something: wait for it.
+    not: { record: enrolling, agent: { ...readyAgent, ready: false } },
+  },
+  {
+    rule: 'firstBootFailure',
+    matches: { record: pendingRecord(), unpairedMints: 2, tokenExpiredUnused: true },
+    failureClass: 'FirstBootBootstrap',
+    reason: /never paired: enrollment tokens expired or were revoked before the agent used them \(2 so far\)/,
+    // One expired token is routine: it is re-minted at once.
+    not: { record: pendingRecord(), unpairedMints: 1, tokenExpiredUnused: true },
+  },
+];
+
+for (const row of RULE_ROWS) {
+  test(`rule ${row.rule}: matches its situation, and not the nearest other`, (t) => {
+    const found = rule(row.rule)(input(row.matches));
+    t.is(found?.failureClass, row.failureClass);
+    t.regex(found?.reason ?? '', row.reason);
+    t.true((found?.nextStep ?? '').length > 0, 'a next step');
+    t.is(rule(row.rule)(input(row.not)), undefined);
+  });
+}
+
+interface OrderRow {
+  title: string;
+  situation: Partial<DiagnosisInput>;
+  /** The rules that match it, first the one that wins. */
+  both: [string, string];
+  failureClass: FailureClass;
+}
+
+const ORDER_ROWS: OrderRow[] = [
+  {
+    title: 'the control plane saying needs_recovery wins over a clock skew the agent reported',
+    situation: {
+      record: record({ state: 'needs_recovery' }),
+      agent: stopped({ exitCode: 14, failureClass: 'Reconnect', code: 'CLOCK_SKEW' }),
+    },
+    both: ['controlPlaneNeedsRecovery', 'clockSkew'],
+    failureClass: 'IdentityLoss',
+  },
+  {
+    title: 'a replaced claim wins over a clock skew: the identity went with the old claim',
+    situation: {
+      posture: REPLACED,
+      agent: stopped({ exitCode: 14, failureClass: 'Reconnect', code: 'CLOCK_SKEW' }),
+    },
+    both: ['claimReplaced', 'clockSkew'],
+    failureClass: 'IdentityLoss',
+  },
+  {
+    title: 'a clock skew wins over an agent that failed closed: the identity is intact',
+    situation: { agent: stopped({ exitCode: 14, failureClass: 'IdentityLoss', code: 'CLOCK_SKEW' }) },
+    both: ['clockSkew', 'agentLostIdentity'],
+    failureClass: 'Reconnect',
+  },
+  {
+    title: 'a connection setting wins over an agent that failed closed: the identity is intact',
+    situation: {
+      agent: stopped({ exitCode: 12, failureClass: 'IdentityLoss', code: 'CONTROL_PLANE_MISMATCH' }),
+    },
+    both: ['connectionConfiguration', 'agentLostIdentity'],
+    failureClass: 'Reconnect',
+  },
+  {
+    title: 'a lost identity wins over an offline connector that would reconnect',
+    situation: {
+      record: record({ state: 'offline' }),
+      agent: stopped({ failureClass: 'IdentityLoss', code: 'IDENTITY_LOST' }),
+    },
+    both: ['agentLostIdentity', 'reconnectFailure'],
+    failureClass: 'IdentityLoss',
+  },
+  {
+    title: 'a refused identity wins over tokens that keep expiring: no token helps',
+    situation: {
+      record: pendingRecord(),
+      agent: stopped({ failureClass: 'IdentityLoss', code: 'IDENTITY_REJECTED' }),
+      unpairedMints: 3,
+      tokenExpiredUnused: true,
+    },
+    both: ['refusedIdentity', 'firstBootFailure'],
+    failureClass: 'IdentityLoss',
+  },
+];
+
+for (const row of ORDER_ROWS) {
+  test(`order: ${row.title}`, (t) => {
+    const situation = input(row.situation);
+    const [first, second] = row.both;
+    t.truthy(rule(first)(situation), `${first} matches`);
+    t.truthy(rule(second)(situation), `${second} matches`);
+    t.true(
+      DIAGNOSIS_RULES.indexOf(rule(first)) < DIAGNOSIS_RULES.indexOf(rule(second)),
+      `${first} comes before ${second}`,
+    );
+    t.deepEqual(diagnose(situation), rule(first)(situation), 'the first match is the diagnosis');
+    t.is(diagnose(situation)?.failureClass, row.failureClass);
+  });
+}
+
+test('before the chain: heartbeats arrive and the agent runs ready, so no rule applies', (t) => {
+  // An old termination in the pod's lastState is history.
+  const well = input({
+    record: record({ state: 'degraded' }),
+    agent: {
+      ...readyAgent,
+      termination: { exitCode: 13, failureClass: 'IdentityLoss', code: 'IDENTITY_LOST' },
+    },
+  });
+  t.truthy(rule('agentLostIdentity')(well), 'the rule alone would match');
+  t.is(diagnose(well), undefined);
+  t.is(diagnose(input({ record: record({ state: 'online' }), agent: readyAgent })), undefined);
+});
+
+test('held: a next step the operator takes says it waits, one a person takes does not change', (t) => {
+  const lost = { record: record({ state: 'needs_recovery' }) };
+  for (const recoveryPolicy of ['Manual', 'Automatic'] as const) {
+    const acting = diagnose(input({ ...lost, recoveryPolicy }));
+    const paused = diagnose(input({ ...lost, recoveryPolicy, held: 'spec.paused is true' }));
+    t.false(acting?.nextStep?.includes('not while'), recoveryPolicy);
+    t.regex(paused?.nextStep ?? '', /not while spec\.paused is true/, recoveryPolicy);
+    t.is(paused?.reason, acting?.reason, 'what was observed is the same');
+  }
+  const expiring = { record: pendingRecord(), unpairedMints: 2, tokenExpiredUnused: true };
+  t.regex(
+    diagnose(input({ ...expiring, held: 'the Connector is Stalled (OwnershipConflict)' }))?.nextStep ?? '',
+    /mints a fresh token when one expires or is revoked \(not while the Connector is Stalled \(OwnershipConflict\)\)/,
+  );
+  const reconnect = diagnose(input({ record: record({ state: 'offline' }), held: 'spec.paused is true' }));
+  t.false(
+    reconnect?.nextStep?.includes('not while'),
+    'a person restores the network: nothing waits on the operator',
+  );
+});

@@ -1,0 +1,834 @@
+// The planner's phases one at a time, each with the gates as an input (plan.ts puts them together):
+// the gates themselves, enrollment, recovery, workload, conditions and the report, then the order
+// the plan gives their steps and what a pass writes when a step fails (pass-status.ts). Storage
+// posture has its own table (operator-storage-posture.test.ts), the failure-class chain its own
+// (operator-assessment-rules.test.ts).
+import test from 'ava';
+import { CodedError } from '../../src/lib/errors.ts';
+import type { ConnectorStatus, RecoveryStatus } from '../../src/operator/api/types.ts';
+import {
+  type ConditionsInput,
+  connectorConditions,
+} from '../../src/operator/reconcile/connector-conditions.ts';
+import {
+  type EnrollmentDecision,
+  enrollmentMintKey,
+  enrollmentSteps,
+  planEnrollment,
+} from '../../src/operator/reconcile/enrollment.ts';
+import { type Gates, gatesOf } from '../../src/operator/reconcile/gates.ts';
+import type { Observed } from '../../src/operator/reconcile/observed.ts';
+import { eventsOfSteps, statusOfPass } from '../../src/operator/reconcile/pass-status.ts';
+import { plan } from '../../src/operator/reconcile/plan.ts';
+import type { PlannedAction } from '../../src/operator/reconcile/plan-types.ts';
+import {
+  type RecoveryDecision,
+  type RecoveryInput,
+  recoveryMintKey,
+  recoveryPhase,
+  recoverySteps,
+} from '../../src/operator/reconcile/recovery.ts';
+import { postureFor, reportPhase } from '../../src/operator/reconcile/report.ts';
+import { workloadPhase } from '../../src/operator/reconcile/workload.ts';
+import {
+  claim,
+  connector,
+  observed,
+  pendingRecord,
+  pod,
+  record,
+  tokenSecret,
+  UID,
+} from '../helpers/observed-builder.ts';
+import { viewOf } from '../helpers/plan-view.ts';
+
+const NOW = new Date('2026-01-01T00:00:10Z');
+const OPEN: Gates = { paused: false, controlPlaneReachable: true };
+const PAUSED: Gates = { ...OPEN, paused: true };
+const BLOCKED: Gates = { ...OPEN, blocker: { reason: 'OwnershipConflict', message: 'not ours' } };
+const UNREACHABLE: Gates = { ...OPEN, controlPlaneReachable: false };
+const HELD: [string, Gates][] = [
+  ['paused', PAUSED],
+  ['blocked', BLOCKED],
+  ['unreachable', UNREACHABLE],
+];
+
+const specOf = (o: Observed) => {
+  if (!o.spec.ok) throw new Error('expected a valid spec');
+  return o.spec.value;
+};
+const recovering = (step: RecoveryStatus['step'], extra: Partial<RecoveryStatus> = {}): RecoveryStatus => ({
+  requestId: 'r1',
+  step,
+  attempts: 1,
+  startedAt: '2026-01-01T00:00:00Z',
+  evidence: { phaseBefore: 'NeedsRecovery', replicasBefore: 2 },
+  ...extra,
+});
+
+// ---- gates ----
+
+interface GateRow {
+  title: string;
+  observed: Observed;
+  blocker: string | undefined;
+  paused?: boolean;
+  reachable?: boolean;
+}
+
+const adopted = { spec: { workloadRef: { kind: 'Deployment' as const, name: 'legacy' } } };
+const GATE_ROWS: GateRow[] = [
+  { title: 'nothing holds a plain Connector', observed: observed(), blocker: undefined },
+  {
+    title: 'spec.paused',
+    observed: observed({ connector: connector({ spec: { paused: true } }) }),
+    blocker: undefined,
+    paused: true,
+  },
+  {
+    title: 'an unreachable control plane is no blocker',
+    observed: observed({ record: 'unreachable' }),
+    blocker: undefined,
+    reachable: false,
+  },
+  {
+    title: 'a child name held by an object that is not ours',
+    observed: { ...observed(), foreign: [{ kind: 'ConfigMap', name: 'edge-config' }] },
+    blocker: 'OwnershipConflict',
+  },
+  {
+    title: 'a record another Connector owns',
+    observed: observed({ record: record({ ownerUid: 'another-uid' }) }),
+    blocker: 'ConnectorIdConflict',
+  },
+  {
+    title: 'an adopted workload that does not exist',
+    observed: observed({ connector: connector(adopted), noWorkload: true }),
+    blocker: 'WorkloadNotFound',
+  },
+  {
+    title: 'an adopted workload without consent',
+    observed: observed({ connector: connector(adopted), workload: { kind: 'Deployment', consented: false } }),
+    blocker: 'AdoptionNotConsented',
+  },
+  {
+    title: 'an existing claim that does not exist',
+    observed: observed({
+      connector: connector({ spec: { storage: { existingClaim: 'kept' } } }),
+      claims: [],
+    }),
+    blocker: 'ClaimNotFound',
+  },
+  {
+    title: 'a missing existing claim during a recovery is the recovery’s to report',
+    observed: observed({
+      connector: connector({
+        spec: { storage: { existingClaim: 'kept' } },
+        status: { recovery: recovering('StorageReady') },
+      }),
+      claims: [],
+    }),
+    blocker: undefined,
+  },
+  {
+    title: 'first match wins: a foreign object before a record of another Connector',
+    observed: {
+      ...observed({ record: record({ ownerUid: 'another-uid' }) }),
+      foreign: [{ kind: 'Secret', name: 'edge-enrollment-token' }],
+    },
+    blocker: 'OwnershipConflict',
+  },
+];
+
+for (const row of GATE_ROWS) {
+  test(`gates: ${row.title}`, (t) => {
+    const gates = gatesOf(row.observed, specOf(row.observed));
+    t.is(gates.blocker?.reason, row.blocker);
+    t.is(gates.paused, row.paused ?? false);
+    t.is(gates.controlPlaneReachable, row.reachable ?? true);
+  });
+}
+
+// ---- enrollment ----
+
+const base = { connectorUID: UID, now: NOW, tokenSecretName: 'edge-enrollment-token' };
+const stepsOf = (decision: EnrollmentDecision, extra: { retired?: boolean; paired?: boolean } = {}) =>
+  enrollmentSteps({
+    decision,
+    connectorId: 'prod.edge',
+    ttlSeconds: 300,
+    tokenSecretName: 'edge-enrollment-token',
+    retired: extra.retired ?? false,
+    paired: extra.paired ?? false,
+    pairingLost: false,
+  });
+
+interface EnrollmentRow {
+  title: string;
+  decision: EnrollmentDecision;
+  retired?: boolean;
+  paired?: boolean;
+  actions: string[];
+  events: string[];
+}
+
+const ENROLLMENT_ROWS: EnrollmentRow[] = [
+  {
+    title: 'never paired, no token: one mint, counted by its step',
+    decision: planEnrollment({
+      ...base,
+      record: pendingRecord(),
+      tokenSecret: undefined,
+      previous: undefined,
+    }),
+    actions: ['mintToken'],
+    events: ['TokenMinted'],
+  },
+  {
+    title: 'a live token waits: nothing to do',
+    decision: planEnrollment({
+      ...base,
+      record: pendingRecord({ liveToken: { tokenId: 't', expiresAt: '2026-01-01T04:00:00.000Z' } }),
+      tokenSecret: tokenSecret(),
+      previous: { mintCount: 1, lastMintKey: enrollmentMintKey(UID, 1) },
+    }),
+    actions: [],
+    events: [],
+  },
+  {
+    title: 'retired: the spent token’s Secret goes, and the Event says bootstrap retired',
+    decision: planEnrollment({
+      ...base,
+      record: record(),
+      tokenSecret: tokenSecret(),
+      previous: { mintCount: 1 },
+    }),
+    retired: true,
+    paired: true,
+    actions: ['deleteTokenSecret'],
+    events: ['BootstrapRetired'],
+  },
+  {
+    title: 'paired, not yet retired: the token was consumed',
+    decision: planEnrollment({
+      ...base,
+      record: record({ state: 'enrolling', bootstrapRetired: false }),
+      tokenSecret: tokenSecret(),
+      previous: { mintCount: 1 },
+    }),
+    paired: true,
+    actions: ['deleteTokenSecret'],
+    events: ['TokenConsumed'],
+  },
+  {
+    title: 'an expired token: its Secret goes first, then the fresh mint',
+    decision: planEnrollment({
+      ...base,
+      record: pendingRecord(),
+      tokenSecret: tokenSecret({ expiresAt: '2026-01-01T00:00:00.000Z' }),
+      previous: {
+        mintCount: 1,
+        lastMintKey: enrollmentMintKey(UID, 1),
+        tokenExpiresAt: '2026-01-01T00:00:00Z',
+      },
+    }),
+    actions: ['deleteTokenSecret', 'mintToken'],
+    events: ['TokenSecretDeleted', 'TokenMinted'],
+  },
+  {
+    title: 'an identity the control plane refuses: revoke and delete, mint none',
+    decision: planEnrollment({
+      ...base,
+      record: pendingRecord({ liveToken: { tokenId: 't', expiresAt: '2026-01-01T04:00:00.000Z' } }),
+      tokenSecret: tokenSecret(),
+      previous: { mintCount: 1 },
+      identityRefused: true,
+    }),
+    actions: ['revokeTokens', 'deleteTokenSecret'],
+    events: ['TokenSecretDeleted'],
+  },
+];
+
+for (const row of ENROLLMENT_ROWS) {
+  test(`enrollment: ${row.title}`, (t) => {
+    const steps = stepsOf(row.decision, row);
+    t.deepEqual(
+      steps.map((s) => s.action?.kind),
+      row.actions,
+    );
+    t.deepEqual(
+      eventsOfSteps(steps).map((e) => e.reason),
+      row.events,
+    );
+    t.is(
+      row.decision.status.mintCount,
+      row.decision.status.mintCount,
+      'the report counts no mint of this pass',
+    );
+    const mint = steps.find((s) => s.action?.kind === 'mintToken');
+    if (mint) {
+      t.is(mint.status?.enrollment?.mintCount, (row.decision.status.mintCount ?? 0) + 1);
+      t.is(mint.status?.enrollment?.lastMintKey, row.decision.mint?.idempotencyKey);
+    }
+    const deleted = steps.find((s) => s.action?.kind === 'deleteTokenSecret');
+    if (deleted) t.is(deleted.status?.enrollment?.tokenSecretName, undefined, 'the Secret is named no more');
+  });
+}
+
+test('enrollment held: no mint, no delete, no revoke, nothing counted, and the same report', (t) => {
+  const situation = {
+    ...base,
+    record: pendingRecord({ liveToken: null }),
+    tokenSecret: tokenSecret({ expiresAt: '2026-01-01T00:00:00.000Z' }),
+    previous: { mintCount: 1, lastMintKey: enrollmentMintKey(UID, 1) },
+  };
+  const open = planEnrollment(situation);
+  t.truthy(open.mint, 'open, it would mint');
+  const held = planEnrollment({ ...situation, held: true });
+  t.deepEqual(stepsOf(held), []);
+  t.is(held.status.mintCount, 1);
+  t.is(held.status.lastMintKey, enrollmentMintKey(UID, 1));
+  t.true(held.expiredUnused, 'what is observed is still said');
+});
+
+// ---- recovery ----
+
+function recoveryInput(overrides: Partial<RecoveryInput>): RecoveryInput {
+  return {
+    connectorId: 'prod.edge',
+    policy: 'Manual',
+    requestedId: 'r1',
+    validateRestart: false,
+    storage: { kind: 'OperatorClaim', size: '1Gi' },
+    previous: undefined,
+    record: record({ state: 'needs_recovery' }),
+    identityLoss: true,
+    phaseBefore: 'NeedsRecovery',
+    workload: undefined,
+    pods: [],
+    tokenSecret: undefined,
+    claims: new Map(),
+    audit: undefined,
+    now: NOW,
+    ...overrides,
+  };
+}
+
+for (const [why, gates] of HELD) {
+  test(`recovery ${why}: a recovery under way holds its step and its replicas, none starts`, (t) => {
+    const atScalingDown = recoveryPhase(recoveryInput({ previous: recovering('ScalingDown') }), gates);
+    t.is(atScalingDown.status?.step, 'ScalingDown');
+    t.true(atScalingDown.inProgress);
+    t.is(atScalingDown.replicas, 0, 'the workload stays scaled down');
+    t.deepEqual(atScalingDown.events, []);
+    t.deepEqual(atScalingDown.controlPlane, []);
+    const asked = recoveryPhase(recoveryInput({}), gates);
+    t.is(asked.status, undefined, 'no recovery starts');
+    t.false(asked.inProgress);
+    t.deepEqual(asked.events, []);
+  });
+}
+
+test('recovery open: a request starts, and the step records it', (t) => {
+  const decision = recoveryPhase(recoveryInput({}), OPEN);
+  t.is(decision.status?.step, 'Requested');
+  const { tokens, record: last } = recoverySteps({
+    decision,
+    previous: undefined,
+    connectorId: 'prod.edge',
+    ttlSeconds: 300,
+    tokenSecretName: 'edge-enrollment-token',
+    enrollment: { retired: true, mintCount: 1 },
+  });
+  t.deepEqual(tokens, []);
+  t.is(last.length, 1);
+  t.is(last[0]?.status?.recovery?.step, 'Requested');
+  t.deepEqual(
+    last[0]?.events?.map((e) => e.reason),
+    ['RecoveryRequested'],
+  );
+});
+
+interface RecoveryStepsRow {
+  title: string;
+  decision: Partial<RecoveryDecision>;
+  previous: RecoveryStatus | undefined;
+  adopted?: { kind: 'StatefulSet' | 'Deployment'; name: string; replicas: number };
+  tokens: string[];
+  record: { action?: PlannedAction['kind']; step?: RecoveryStatus['step']; events: string[] } | undefined;
+}
+
+const revoking = recovering('TokensRevoked');
+const RECOVERY_STEPS_ROWS: RecoveryStepsRow[] = [
+  {
+    title: 'TokensRevoked: begin, revoke, delete the Secret; the record stays',
+    decision: {
+      status: revoking,
+      inProgress: true,
+      controlPlane: [
+        { kind: 'beginRecovery', connectorId: 'prod.edge', requestId: 'r1' },
+        { kind: 'revokeTokens', connectorId: 'prod.edge' },
+      ],
+      deleteSecret: true,
+      replicas: 0,
+    },
+    previous: revoking,
+    tokens: ['beginRecovery', 'revokeTokens', 'deleteTokenSecret'],
+    record: undefined,
+  },
+  {
+    title: 'TokenMinted: the one mint of the request',
+    decision: {
+      status: recovering('TokenMinted'),
+      inProgress: true,
+      mintKey: recoveryMintKey('r1'),
+      replicas: 0,
+    },
+    previous: recovering('TokenMinted'),
+    tokens: ['mintToken'],
+    record: undefined,
+  },
+  {
+    title: 'an adopted workload is scaled by the step that records the recovery',
+    decision: {
+      status: recovering('ScalingDown'),
+      inProgress: true,
+      replicas: 0,
+      events: [{ type: 'Normal', reason: 'RecoveryStep', message: 'Checking done, now ScalingDown' }],
+    },
+    previous: recovering('Checking'),
+    adopted: { kind: 'Deployment', name: 'legacy', replicas: 2 },
+    tokens: [],
+    record: { action: 'scaleAdopted', step: 'ScalingDown', events: ['RecoveryStep'] },
+  },
+  {
+    title: 'an ended attempt gives the adopted workload back its replicas',
+    decision: {
+      status: recovering('Failed', { outcome: 'Failed' }),
+      inProgress: false,
+      replicas: 2,
+      events: [{ type: 'Warning', reason: 'RecoveryFailed', message: 'failed' }],
+    },
+    previous: recovering('AwaitingOnline'),
+    adopted: { kind: 'Deployment', name: 'legacy', replicas: 1 },
+    tokens: [],
+    record: { action: 'scaleAdopted', step: 'Failed', events: ['RecoveryFailed'] },
+  },
+  {
+    title: 'an ended attempt makes no token step, whatever it asked before',
+    decision: {
+      status: recovering('Completed'),
+      inProgress: false,
+      deleteSecret: true,
+      mintKey: 'stale',
+      events: [{ type: 'Normal', reason: 'RecoverySucceeded', message: 'done' }],
+    },
+    previous: recovering('AwaitingOnline'),
+    tokens: [],
+    record: { step: 'Completed', events: ['RecoverySucceeded'] },
+  },
+  {
+    title: 'no recovery: nothing',
+    decision: { status: undefined, inProgress: false },
+    previous: undefined,
+    tokens: [],
+    record: undefined,
+  },
+];
+
+for (const row of RECOVERY_STEPS_ROWS) {
+  test(`recovery steps: ${row.title}`, (t) => {
+    const decision: RecoveryDecision = {
+      status: undefined,
+      inProgress: false,
+      controlPlane: [],
+      deleteSecret: false,
+      events: [],
+      ...row.decision,
+    };
+    const steps = recoverySteps({
+      decision,
+      previous: row.previous,
+      connectorId: 'prod.edge',
+      ttlSeconds: 300,
+      tokenSecretName: 'edge-enrollment-token',
+      enrollment: { retired: true, mintCount: 1, tokenSecretName: 'edge-enrollment-token' },
+      adopted: row.adopted,
+    });
+    t.deepEqual(
+      steps.tokens.map((s) => s.action?.kind),
+      row.tokens,
+    );
+    const last = steps.record[0];
+    if (!row.record) {
+      t.deepEqual(steps.record, []);
+      return;
+    }
+    t.is(steps.record.length, 1);
+    t.is(last?.action?.kind, row.record.action);
+    t.is(last?.status?.recovery?.step, row.record.step);
+    t.deepEqual(
+      last?.events?.map((e) => e.reason),
+      row.record.events,
+    );
+  });
+}
+
+// ---- workload ----
+
+test('workload open: the ConfigMap, then the StatefulSet, each with its dry run', (t) => {
+  const o = observed();
+  const phase = workloadPhase(o, specOf(o), OPEN, { inProgress: false });
+  t.deepEqual(
+    phase.steps.map((s) => s.action?.kind),
+    ['applyConfigMap', 'applyStatefulSet'],
+  );
+  t.deepEqual(
+    phase.dryRuns.map((s) => (s.action?.kind === 'dryRun' ? s.action.object.kind : undefined)),
+    ['ConfigMap', 'StatefulSet'],
+  );
+});
+
+test('workload: a recovery’s replicas and restart marker reach the StatefulSet; an ended one leaves its one replica', (t) => {
+  const o = observed();
+  const sts = (recovery: Parameters<typeof workloadPhase>[3]) => {
+    const step = workloadPhase(o, specOf(o), OPEN, recovery).steps.find(
+      (s) => s.action?.kind === 'applyStatefulSet',
+    );
+    return step?.action?.kind === 'applyStatefulSet' ? step.action.object : undefined;
+  };
+  t.is(sts({ inProgress: true, replicas: 0 })?.spec?.replicas, 0);
+  t.is(sts({ inProgress: false, replicas: 2 })?.spec?.replicas, 1);
+  t.is(
+    sts({ inProgress: true, replicas: 1, restartFor: 'r1' })?.spec?.template?.metadata?.annotations?.[
+      'vaultpam.io/restarted-for'
+    ],
+    'r1',
+  );
+});
+
+test('workload of an adopted workload: the ConfigMap only (the workload is the user’s)', (t) => {
+  const o = observed({ connector: connector(adopted), workload: { kind: 'Deployment', consented: true } });
+  t.deepEqual(
+    workloadPhase(o, specOf(o), OPEN, { inProgress: false }).steps.map((s) => s.action?.kind),
+    ['applyConfigMap'],
+  );
+});
+
+test('workload: a claim to grow is the last step, with the Event that says so', (t) => {
+  const o = {
+    ...observed({
+      connector: connector({ spec: { storage: { size: '2Gi', storageClassName: 'fast' } } }),
+      claims: [claim({ requested: '1Gi', capacity: '1Gi', storageClassName: 'fast' })],
+    }),
+    storageClass: { name: 'fast', allowVolumeExpansion: true },
+  };
+  const steps = workloadPhase(o, specOf(o), OPEN, { inProgress: false }).steps;
+  const last = steps.at(-1);
+  t.is(last?.action?.kind, 'expandClaim');
+  t.deepEqual(
+    last?.events?.map((e) => e.reason),
+    ['StorageExpansionRequested'],
+  );
+  const paused = workloadPhase(o, specOf(o), PAUSED, { inProgress: false });
+  t.deepEqual(paused.steps, []);
+  t.is(paused.expansion.step, undefined);
+});
+
+for (const [why, gates] of HELD.filter(([why]) => why !== 'unreachable')) {
+  test(`workload ${why}: nothing is written`, (t) => {
+    const o = observed();
+    const phase = workloadPhase(o, specOf(o), gates, { inProgress: true, replicas: 0 });
+    t.deepEqual(phase.steps, []);
+    t.deepEqual(phase.dryRuns, []);
+  });
+}
+
+test('workload with the control plane unreachable: still applied, at the replicas a held recovery keeps', (t) => {
+  const o = observed({ record: 'unreachable' });
+  const held = recoveryPhase(recoveryInput({ previous: recovering('TokenMinted') }), UNREACHABLE);
+  const sts = workloadPhase(o, specOf(o), UNREACHABLE, held).steps.find(
+    (s) => s.action?.kind === 'applyStatefulSet',
+  );
+  t.is(sts?.action?.kind === 'applyStatefulSet' ? sts.action.object.spec?.replicas : undefined, 0);
+});
+
+// ---- conditions ----
+
+function conditionsOf(overrides: Partial<ConditionsInput>) {
+  const o = overrides.observed ?? observed();
+  const input: ConditionsInput = {
+    observed: o,
+    spec: specOf(o),
+    gates: OPEN,
+    previous: {},
+    generation: 1,
+    record: o.controlPlane.reachable ? o.controlPlane.record : undefined,
+    agent: undefined,
+    posture: postureFor(o, specOf(o), o.pods[0]),
+    enrollment: { expiredUnused: false },
+    identityLost: false,
+    lostPairing: false,
+    recovery: { inProgress: false, status: undefined },
+    nextStep: undefined,
+    expansion: {},
+    now: NOW,
+    ...overrides,
+  };
+  const conditions = connectorConditions(input);
+  return (type: string) => conditions.find((c) => c.type === type);
+}
+
+interface ConditionRow {
+  title: string;
+  input: Partial<ConditionsInput>;
+  expect: Record<string, string | undefined>;
+}
+
+const needsRecovery = observed({ record: record({ state: 'needs_recovery' }) });
+const CONDITION_ROWS: ConditionRow[] = [
+  {
+    title: 'online and bound: Ready, no Reconciling, no Stalled',
+    input: {},
+    expect: { Ready: 'Ready', Healthy: 'HeartbeatOk', Enrolled: 'BootstrapRetired', Reconciling: undefined },
+  },
+  {
+    title: 'a blocker stalls first, and Reconciling goes',
+    input: { gates: BLOCKED, observed: observed({ record: pendingRecord() }) },
+    expect: { Stalled: 'OwnershipConflict', Ready: 'OwnershipConflict', Reconciling: undefined },
+  },
+  {
+    title: 'paused: no Reconciling',
+    input: { gates: PAUSED, observed: observed({ record: pendingRecord() }) },
+    expect: { Stalled: undefined, Reconciling: undefined },
+  },
+  {
+    title: 'the recovery the spec asked for failed: Stalled RecoveryFailed',
+    input: {
+      observed: observed({ connector: connector({ spec: { recovery: { requestId: 'r1' } } }) }),
+      recovery: { inProgress: false, status: recovering('Failed', { reason: 'refused' }) },
+    },
+    expect: { Stalled: 'RecoveryFailed' },
+  },
+  {
+    title: 'needs recovery under Manual: Stalled RecoveryRequired, with the next step',
+    input: { observed: needsRecovery, nextStep: 'set spec.recovery.requestId' },
+    expect: { Stalled: 'RecoveryRequired', Enrolled: 'NeedsRecovery', Healthy: 'NeedsRecovery' },
+  },
+  {
+    title: 'needs recovery under Automatic: no stall, a recovery starts by itself',
+    input: {
+      observed: observed({
+        connector: connector({ spec: { recovery: { policy: 'Automatic' } } }),
+        record: record({ state: 'needs_recovery' }),
+      }),
+    },
+    expect: { Stalled: undefined },
+  },
+  {
+    title: 'a recovery in progress: Reconciling Recovering, Healthy Recovering',
+    input: { recovery: { inProgress: true, status: recovering('ScalingDown') } },
+    expect: { Reconciling: 'Recovering', Healthy: 'Recovering' },
+  },
+  {
+    title: 'the control plane unreachable: Enrolled and Healthy Unknown',
+    input: { observed: observed({ record: 'unreachable' }) },
+    expect: { Enrolled: 'ControlPlaneUnreachable', Healthy: 'ControlPlaneUnreachable' },
+  },
+  {
+    title: 'a claim that cannot grow stalls only when nothing else does',
+    input: { expansion: { stalled: { reason: 'StorageExpansionUnsupported', message: 'no' } } },
+    expect: { Stalled: 'StorageExpansionUnsupported' },
+  },
+];
+
+for (const row of CONDITION_ROWS) {
+  test(`conditions: ${row.title}`, (t) => {
+    const condition = conditionsOf(row.input);
+    for (const [type, reason] of Object.entries(row.expect)) t.is(condition(type)?.reason, reason, type);
+  });
+}
+
+test('conditions held: an expired token says no fresh one is minted while the pass is held', (t) => {
+  const expired = {
+    observed: observed({
+      record: pendingRecord(),
+      tokenSecret: tokenSecret({ expiresAt: '2026-01-01T00:00:00Z' }),
+    }),
+    enrollment: { expiredUnused: true },
+  };
+  t.is(
+    conditionsOf(expired)('Enrolled')?.message,
+    'the enrollment token expired before the connector paired; a fresh one is minted',
+  );
+  t.is(
+    conditionsOf({ ...expired, gates: PAUSED })('Enrolled')?.message,
+    'the enrollment token expired before the connector paired; no fresh one is minted while spec.paused is true',
+  );
+  t.regex(
+    conditionsOf({ ...expired, gates: BLOCKED })('Enrolled')?.message ?? '',
+    /no fresh one is minted while the Connector is Stalled \(OwnershipConflict\)$/,
+  );
+});
+
+// ---- report ----
+
+test('report: the phase is the previous one while the control plane cannot be asked, else its state, Recovering, or NeedsRecovery', (t) => {
+  const phaseOf = (o: Observed, recovery: Partial<RecoveryDecision> = {}, lost = false) => {
+    const spec = specOf(o);
+    const decision: RecoveryDecision = {
+      status: undefined,
+      inProgress: false,
+      controlPlane: [],
+      deleteSecret: false,
+      events: [],
+      ...recovery,
+    };
+    return reportPhase({
+      observed: o,
+      spec,
+      gates: gatesOf(o, spec),
+      record: o.controlPlane.reachable ? o.controlPlane.record : undefined,
+      agent: undefined,
+      pod: o.pods[0],
+      posture: postureFor(o, spec, o.pods[0]),
+      retired: true,
+      lostPairing: false,
+      enrollment: planEnrollment({ ...base, record: undefined, tokenSecret: undefined, previous: undefined }),
+      diagnosis: lost
+        ? { failureClass: 'IdentityLoss', reason: 'lost', evidence: [], nextStep: 'recover' }
+        : undefined,
+      recovery: decision,
+      expansion: { notices: [] },
+      now: NOW,
+    }).status.phase;
+  };
+  const before: ConnectorStatus = { phase: 'Online' };
+  t.is(phaseOf(observed({ connector: connector({ status: before }), record: 'unreachable' })), 'Online');
+  t.is(phaseOf(observed({ record: record({ state: 'offline' }) })), 'Offline');
+  t.is(phaseOf(observed(), { inProgress: true, status: recovering('ScalingDown') }), 'Recovering');
+  t.is(phaseOf(observed(), {}, true), 'NeedsRecovery');
+  t.is(phaseOf(observed(), { inProgress: true, status: recovering('ScalingDown') }, true), 'Recovering');
+});
+
+// ---- the plan's order, and what a pass writes ----
+
+test('plan order: report, dry runs, record, tokens, workload; no reordering left to act', (t) => {
+  const first = plan(observed({ record: pendingRecord({ ownerUid: null }), pods: [] }), NOW);
+  t.is(first.steps[0]?.action, undefined, 'the report comes first');
+  t.deepEqual(viewOf(first).order, [
+    'dryRun',
+    'dryRun',
+    'ensureConnector',
+    'mintToken',
+    'applyConfigMap',
+    'applyStatefulSet',
+  ]);
+  // Retired, the Secret goes: no mint, so no dry run either.
+  t.deepEqual(viewOf(plan(observed({ tokenSecret: tokenSecret() }), NOW)).order, [
+    'deleteTokenSecret',
+    'applyConfigMap',
+    'applyStatefulSet',
+  ]);
+});
+
+test('plan order: a recovery records its step after the workload it scales', (t) => {
+  const planned = plan(
+    observed({
+      connector: connector({
+        spec: { recovery: { requestId: 'r1' } },
+        status: { recovery: recovering('Checking') },
+      }),
+      record: record({ state: 'offline' }),
+      recoveryCheck: { requestId: 'r1', allowed: true },
+    }),
+    NOW,
+  );
+  const kinds = planned.steps.map((s, i) => (i === 0 ? 'report' : (s.action?.kind ?? 'record')));
+  t.deepEqual(kinds, ['report', 'applyConfigMap', 'applyStatefulSet', 'record']);
+  t.is(planned.steps.at(-1)?.status?.recovery?.step, 'ScalingDown');
+});
+
+for (const [why, held] of [
+  ['paused', { spec: { paused: true } }],
+  ['blocked', { spec: { workloadRef: { kind: 'Deployment' as const, name: 'legacy' } } }],
+] as const) {
+  test(`plan ${why}: the report and what it notices, no action`, (t) => {
+    const planned = plan(
+      observed({
+        connector: connector({ ...held, status: { recovery: recovering('ScalingDown') } }),
+        record: pendingRecord(),
+        workload: { kind: 'Deployment', consented: false },
+      }),
+      NOW,
+    );
+    t.deepEqual(
+      planned.steps.filter((s) => s.action !== undefined),
+      [],
+    );
+    t.false(
+      eventsOfSteps(planned.steps).some((e) => /^(Token|Recovery|StorageExpansionRequested)/.test(e.reason)),
+    );
+    t.is(viewOf(planned).status.recovery?.step, 'ScalingDown', 'the recovery holds its step');
+  });
+}
+
+test('a pass that fails at its mint writes the report and the key the control plane refused, nothing of the mint', (t) => {
+  const planned = plan(observed({ record: pendingRecord(), pods: [] }), NOW);
+  const mintAt = planned.steps.findIndex((s) => s.action?.kind === 'mintToken');
+  const refused = new CodedError('IDEMPOTENCY_KEY_CONSUMED', 'spent', { httpStatus: 409 });
+  const status = statusOfPass(planned, { ran: mintAt, error: refused }, NOW, 1);
+  t.is(status.enrollment?.mintCount, 0);
+  t.is(status.enrollment?.lastMintKey, undefined);
+  t.is(status.enrollment?.consumedMintKey, enrollmentMintKey(UID, 1));
+  t.is(status.conditions?.find((c) => c.type === 'Stalled')?.reason, 'ControlPlaneRejected');
+  t.deepEqual(eventsOfSteps(planned.steps, mintAt), [], 'no Event of the mint');
+  // Another error at the mint records no key.
+  const other = statusOfPass(
+    planned,
+    { ran: mintAt, error: new CodedError('HTTP_503', 'busy', { temporary: true }) },
+    NOW,
+    1,
+  );
+  t.is(other.enrollment?.consumedMintKey, undefined);
+  t.is(other.conditions?.find((c) => c.type === 'Reconciling')?.reason, 'RetryingAfterError');
+});
+
+test('a pass that fails after its mint counts the mint that ran, and records its Event', (t) => {
+  const planned = plan(observed({ record: pendingRecord(), pods: [] }), NOW);
+  const applyAt = planned.steps.findIndex((s) => s.action?.kind === 'applyStatefulSet');
+  const status = statusOfPass(
+    planned,
+    { ran: applyAt, error: new CodedError('HTTP_503', 'x', { temporary: true }) },
+    NOW,
+    1,
+  );
+  t.is(status.enrollment?.mintCount, 1);
+  t.is(status.enrollment?.lastMintKey, enrollmentMintKey(UID, 1));
+  t.deepEqual(
+    eventsOfSteps(planned.steps, applyAt).map((e) => e.reason),
+    ['TokenMinted'],
+  );
+});
+
+test('a pass whose workload apply fails does not record the recovery step it took', (t) => {
+  const o = observed({
+    connector: connector({
+      spec: { recovery: { requestId: 'r1' } },
+      status: { recovery: recovering('Checking') },
+    }),
+    record: record({ state: 'offline' }),
+    pods: [pod()],
+    recoveryCheck: { requestId: 'r1', allowed: true },
+  });
+  const planned = plan(o, NOW);
+  const applyAt = planned.steps.findIndex((s) => s.action?.kind === 'applyStatefulSet');
+  const failed = statusOfPass(
+    planned,
+    { ran: applyAt, error: new CodedError('HTTP_503', 'x', { temporary: true }) },
+    NOW,
+    1,
+  );
+  t.is(failed.recovery?.step, 'Checking');
+  t.is(statusOfPass(planned, { ran: planned.steps.length }, NOW, 1).recovery?.step, 'ScalingDown');
+});
