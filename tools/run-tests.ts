@@ -1,5 +1,6 @@
-// The one test command (`npm test`): type-check, lint, build or reuse the local cluster binaries,
-// then run every ava test file. It ends with a plain "N passed, N failed" line so any CI reader
+// The one test command (`npm test`): type-check, lint, build or reuse the local cluster binaries
+// and the GitOps checkers (tools/ecosystem: Argo CD's Lua interpreter, kstatus), then run every ava
+// test file. It ends with a plain "N passed, N failed" line so any CI reader
 // can count the results, and exits non-zero when anything failed.
 import { spawn } from 'node:child_process';
 
@@ -31,6 +32,7 @@ const steps: Array<[string, string[]]> = [
   ['npx', ['tsc', '-p', 'tsconfig.json', '--noEmit']],
   ['npx', ['biome', 'check', '.']],
   ['bash', ['tools/cluster/build.sh']],
+  ['bash', ['tools/ecosystem/build.sh']],
 ];
 for (const [command, args] of steps) {
   process.stdout.write(`\n> ${command} ${args.join(' ')}\n`);
