@@ -3,8 +3,9 @@
 // write the status once at the end, only if it changed, with observedGeneration. Errors come in two
 // kinds: temporary ones are retried with backoff, permanent ones stall until something changes.
 import { isDeepStrictEqual } from 'node:util';
+import { type BackoffPolicy, backoffDelay } from '../lib/backoff.ts';
 import type { Clock } from '../lib/clock.ts';
-import { CodedError, errorMessage, isCodedError } from '../lib/errors.ts';
+import { asCodedError, CodedError, errorMessage, isCodedError } from '../lib/errors.ts';
 import type { Logger } from '../lib/logger.ts';
 import type { AdoptionWatches } from './adoption-watches.ts';
 import { ANNOTATIONS, DEFAULT_RELEASE_TIMEOUT_MS, FINALIZER } from './api/constants.ts';
@@ -46,8 +47,7 @@ export interface ReconcilerContext extends ObserveContext, ActContext {
 }
 
 /** Retries of a release that failed: 1 s doubling to 30 s, never past the release deadline. */
-const RELEASE_RETRY_BASE_MS = 1_000;
-const RELEASE_RETRY_CAP_MS = 30_000;
+const RELEASE_RETRY: BackoffPolicy = { baseMs: 1_000, capMs: 30_000 };
 
 /** Thrown by the guarded writer of a pass that learns mid-way that its Connector is being deleted. */
 const DELETING = 'CONNECTOR_DELETING';
@@ -130,6 +130,8 @@ export function finalizingStatus(
   );
   return {
     ...previous,
+    // The deletion bumped the generation; this status describes it, as its conditions say.
+    ...g,
     phase: 'Terminating',
     conditions: setCondition(
       conditions,
@@ -145,8 +147,7 @@ function isNamespaceTerminating(error: CodedError): boolean {
 }
 
 function asCoded(error: unknown): CodedError {
-  if (isCodedError(error)) return error;
-  return new CodedError('RECONCILE_FAILED', errorMessage(error), { temporary: true, cause: error });
+  return asCodedError(error, 'RECONCILE_FAILED');
 }
 
 export class ConnectorReconciler {
@@ -235,7 +236,7 @@ export class ConnectorReconciler {
     if (failure && isNamespaceTerminating(failure)) {
       // The namespace is being deleted and the Connector's deletion is on its way: wait for it.
       log.debug('the namespace is being deleted: nothing is created in it');
-      return { requeueAfterMs: RELEASE_RETRY_BASE_MS };
+      return { requeueAfterMs: RELEASE_RETRY.baseMs };
     }
     if (!failure && !observed.controlPlane.reachable && observed.spec.ok)
       failure = observed.controlPlane.error;
@@ -460,11 +461,7 @@ export class ConnectorReconciler {
       const attempt = (this.releaseAttempts.get(key) ?? 0) + 1;
       this.releaseAttempts.set(key, attempt);
       this.releaseErrors.set(key, errorText(failure));
-      const retryInMs = Math.min(
-        RELEASE_RETRY_CAP_MS,
-        RELEASE_RETRY_BASE_MS * 2 ** Math.min(attempt - 1, 20),
-        Math.max(remaining, 1),
-      );
+      const retryInMs = Math.min(backoffDelay(attempt, RELEASE_RETRY), Math.max(remaining, 1));
       log.warn(
         {
           code: untrustedCode(failure.code),

@@ -46,7 +46,7 @@ const EXPECTED: Record<string, string> = {
   'degraded-offline': 'InProgress', // Ready=False without Stalled
   'degraded-needs-recovery-manual': 'Failed', // demanded: NeedsRecovery, policy Manual
   'degraded-needs-recovery-claim-replaced': 'Failed', // demanded: NeedsRecovery, policy Manual
-  'degraded-needs-recovery-automatic-failed': 'InProgress', // Ready=False without Stalled
+  'degraded-needs-recovery-automatic-failed': 'Failed', // Stalled RecoveryFailed: it runs once per incident
   'progressing-recovering-requested': 'InProgress', // demanded: recovering
   'progressing-recovering-scaling-down': 'InProgress', // demanded: recovering
   'degraded-stalled-recovery-failed': 'Failed', // demanded: Stalled

@@ -305,3 +305,13 @@ test('held: a next step the operator takes says it waits, one a person takes doe
     'a person restores the network: nothing waits on the operator',
   );
 });
+
+test('Automatic, after this incident’s one automatic recovery failed: the next step asks for a guided recovery, it does not promise one', (t) => {
+  const lost = { record: record({ state: 'needs_recovery' }), recoveryPolicy: 'Automatic' as const };
+  t.regex(diagnose(input(lost))?.nextStep ?? '', /starts automatically/);
+  const failed =
+    diagnose(input({ ...lost, automaticRecoveryFailed: 'auto-0123456789abcdef' }))?.nextStep ?? '';
+  t.notRegex(failed, /starts automatically/);
+  t.regex(failed, /the automatic recovery auto-0123456789abcdef of this incident failed/);
+  t.regex(failed, /set spec\.recovery\.requestId to a new value to run a guided recovery/);
+});

@@ -22,6 +22,7 @@ import { eventsOfSteps, statusOfPass } from '../../src/operator/reconcile/pass-s
 import { plan } from '../../src/operator/reconcile/plan.ts';
 import type { PlannedAction } from '../../src/operator/reconcile/plan-types.ts';
 import {
+  automaticRequestId,
   type RecoveryDecision,
   type RecoveryInput,
   recoveryMintKey,
@@ -648,6 +649,57 @@ for (const row of CONDITION_ROWS) {
     for (const [type, reason] of Object.entries(row.expect)) t.is(condition(type)?.reason, reason, type);
   });
 }
+
+test('conditions: the automatic recovery of this incident failed: Stalled RecoveryFailed (it runs once), not a silent wait', (t) => {
+  const o = observed({
+    connector: connector({ spec: { recovery: { policy: 'Automatic' } } }),
+    record: record({ state: 'needs_recovery' }),
+  });
+  const incident = o.controlPlane.reachable ? (o.controlPlane.record?.stateChangedAt ?? '') : '';
+  const id = automaticRequestId(specOf(o).connector.id, incident);
+  const failed = recovering('Failed', { requestId: id, reason: 'the agent did not pair' });
+  const condition = conditionsOf({ observed: o, recovery: { inProgress: false, status: failed } });
+  t.is(condition('Stalled')?.reason, 'RecoveryFailed');
+  t.regex(
+    condition('Stalled')?.message ?? '',
+    new RegExp(`automatic recovery ${id} failed: the agent did not pair`),
+  );
+  t.regex(condition('Stalled')?.message ?? '', /set spec\.recovery\.requestId to a new value/);
+  // An automatic recovery of an earlier incident says nothing about this one.
+  const earlier = recovering('Failed', {
+    requestId: automaticRequestId(specOf(o).connector.id, '2020-01-01T00:00:00Z'),
+  });
+  t.is(conditionsOf({ observed: o, recovery: { inProgress: false, status: earlier } })('Stalled'), undefined);
+});
+
+test('conditions: a stall is never reported beside Reconciling (kstatus would read InProgress, hiding it)', (t) => {
+  const condition = conditionsOf({
+    expansion: {
+      stalled: { reason: 'StorageExpansionUnsupported', message: 'no' },
+      reconciling: { reason: 'ExpandingStorage', message: 'growing' },
+    },
+  });
+  t.is(condition('Stalled')?.status, 'True');
+  t.is(condition('Reconciling'), undefined);
+});
+
+test('conditions: a recovery’s first pass names its request id in Reconciling', (t) => {
+  const condition = conditionsOf({
+    previous: {},
+    recovery: { inProgress: true, status: recovering('Requested', { requestId: 'req-42' }) },
+  });
+  t.is(condition('Reconciling')?.message, 'guided recovery req-42 in progress');
+});
+
+test('conditions: RecoveryFailed says the way on once, whatever the recorded reason already says', (t) => {
+  const o = observed({ connector: connector({ spec: { recovery: { requestId: 'r1' } } }) });
+  const reason = 'request r1 was handled before; set a new spec.recovery.requestId to try again';
+  const message =
+    conditionsOf({ observed: o, recovery: { inProgress: false, status: recovering('Failed', { reason }) } })(
+      'Stalled',
+    )?.message ?? '';
+  t.is(message.split('spec.recovery.requestId').length - 1, 1, message);
+});
 
 test('conditions held: an expired token says no fresh one is minted while the pass is held', (t) => {
   const expired = {

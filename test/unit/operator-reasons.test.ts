@@ -167,3 +167,15 @@ test('the documented DurableStorage reasons are exactly the exported constants',
   const documented = documentedReasons().get('DurableStorage') ?? new Set();
   t.deepEqual([...documented].sort(), Object.values(DurableStorageReasons).sort());
 });
+
+test('Finalizing: the status describes the generation the deletion made, at the top as in its conditions', (t) => {
+  const base = connector();
+  const deleting = {
+    ...base,
+    metadata: { ...base.metadata, generation: 2 },
+    status: { observedGeneration: 1, phase: 'Online' as const },
+  };
+  const status = finalizingStatus(deleting, NOW);
+  t.is(status.observedGeneration, 2);
+  t.true((status.conditions ?? []).every((c) => c.observedGeneration === 2));
+});

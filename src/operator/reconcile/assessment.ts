@@ -42,6 +42,8 @@ export interface DiagnosisInput {
    * not: a next step that says the operator mints or recovers says that it waits for this.
    */
   held?: string | undefined;
+  /** The request id of this incident's automatic recovery when it ended Failed (it runs once). */
+  automaticRecoveryFailed?: string | undefined;
 }
 
 export type Rule = (input: DiagnosisInput) => Omit<Diagnosis, 'since'> | undefined;
@@ -50,9 +52,12 @@ const RECOVERY_STEPS =
   'scale to zero, reattach the original durable storage or provision a new claim, revoke the stale token, mint one fresh single-use token, pair once, then validate a restart without a token';
 
 function recoveryNextStep(input: DiagnosisInput): string {
-  return input.recoveryPolicy === 'Automatic'
-    ? `a guided recovery starts automatically (once for this incident${input.held ? `; not while ${input.held}` : ''}): ${RECOVERY_STEPS}`
-    : `set spec.recovery.requestId to a new value to run a guided recovery${waitsWhileHeld(input)}: ${RECOVERY_STEPS}`;
+  const guided = `set spec.recovery.requestId to a new value to run a guided recovery${waitsWhileHeld(input)}: ${RECOVERY_STEPS}`;
+  if (input.recoveryPolicy !== 'Automatic') return guided;
+  if (input.automaticRecoveryFailed) {
+    return `the automatic recovery ${input.automaticRecoveryFailed} of this incident failed (status.recovery says why) and runs once per incident: ${guided}`;
+  }
+  return `a guided recovery starts automatically (once for this incident${input.held ? `; not while ${input.held}` : ''}): ${RECOVERY_STEPS}`;
 }
 
 /** " (not while <why>)" for a next step the operator takes, when it acts on nothing this pass. */

@@ -20,6 +20,7 @@ import { type EnrollmentDecision, secretHoldsLiveToken } from './enrollment.ts';
 import { type Gates, held, heldBecause } from './gates.ts';
 import type { ControlPlaneConnector, Observed } from './observed.ts';
 import type { AgentPodFacts } from './pod-facts.ts';
+import { failedAutomaticRecovery } from './recovery.ts';
 import type { ExpansionDecision } from './storage-expansion.ts';
 import type { StoragePosture } from './storage-posture.ts';
 import { errorMessageText } from './untrusted-text.ts';
@@ -76,37 +77,57 @@ export function connectorConditions(input: ConditionsInput): Condition[] {
     now,
   );
   conditions = clearStalled(conditions);
-  const stalled = stalledCondition(input);
+  const stalled = stalledCondition(input) ?? input.expansion.stalled;
   if (stalled) conditions = markStalled(conditions, { ...stalled, ...g }, now);
-  else if (input.expansion.stalled)
-    conditions = markStalled(conditions, { ...input.expansion.stalled, ...g }, now);
-  const reconciling =
-    // NeedsRecovery waits for a person or a recovery: not progress the operator is making.
-    (held(gates) || input.identityLost
-      ? undefined
-      : reconcilingCondition(observed, record, recovery.inProgress, input.previous.recovery?.requestId)) ??
-    input.expansion.reconciling;
+  // A stalled Connector waits for a change: no progress to report. kstatus reads Reconciling before
+  // Stalled, so both True at once would hide the stall from Flux and kstatus (InProgress, not Failed).
+  // NeedsRecovery waits for a person or a recovery: not progress the operator is making either.
+  const reconciling = stalled
+    ? undefined
+    : ((held(gates) || input.identityLost
+        ? undefined
+        : reconcilingCondition(observed, record, recovery.inProgress, recovery.status?.requestId)) ??
+      input.expansion.reconciling);
   conditions = reconciling
     ? markReconciling(conditions, { ...reconciling, ...g }, now)
     : clearReconciling(conditions);
   return withReady(conditions, input.generation, now);
 }
 
-/** Stalled, first match wins: a blocker, the recovery the spec asked for failed, a recovery required. */
+/** A recovery's failure reason, with the one way on (said once, whatever the reason already says). */
+function failedRecoveryMessage(reason: string | undefined, wayOn: string): string {
+  const said = reason ?? 'the recovery failed';
+  return said.includes('spec.recovery.requestId') ? said : `${said}; ${wayOn}`;
+}
+
+/**
+ * Stalled, first match wins: a blocker; the recovery the spec asked for failed; the automatic
+ * recovery of this incident failed (it runs once per incident); a recovery required.
+ */
 function stalledCondition(input: ConditionsInput): { reason: string; message: string } | undefined {
   const { gates, recovery, spec, record } = input;
   if (gates.blocker) return gates.blocker;
   if (recovery.status?.step === 'Failed' && spec.recovery.requestId === recovery.status.requestId) {
     return {
       reason: StalledReasons.RecoveryFailed,
-      message: `${recovery.status.reason ?? 'the recovery failed'}; set a new spec.recovery.requestId to try again`,
+      message: failedRecoveryMessage(
+        recovery.status.reason,
+        'set a new spec.recovery.requestId to try again',
+      ),
     };
   }
-  if (
-    (record?.state === 'needs_recovery' || input.identityLost) &&
-    spec.recovery.policy === 'Manual' &&
-    !recovery.inProgress
-  ) {
+  const needsRecovery = record?.state === 'needs_recovery' || input.identityLost;
+  const automatic = failedAutomaticRecovery(spec.connector.id, record, recovery.status);
+  if (needsRecovery && automatic && !recovery.inProgress) {
+    return {
+      reason: StalledReasons.RecoveryFailed,
+      message: failedRecoveryMessage(
+        `the automatic recovery ${automatic.requestId} failed: ${automatic.reason ?? 'no reason recorded'}`,
+        'it runs once per incident: set spec.recovery.requestId to a new value to run a guided recovery',
+      ),
+    };
+  }
+  if (needsRecovery && spec.recovery.policy === 'Manual' && !recovery.inProgress) {
     return {
       reason: StalledReasons.RecoveryRequired,
       message: input.nextStep ?? 'set spec.recovery.requestId to run a guided recovery',
@@ -286,7 +307,7 @@ function reconcilingCondition(
   if (recovering)
     return {
       reason: ReconcilingReasons.Recovering,
-      message: `guided recovery ${requestId ?? ''} in progress`,
+      message: requestId ? `guided recovery ${requestId} in progress` : 'a guided recovery is in progress',
     };
   if (!observed.workload && !observed.connector.spec.workloadRef)
     return { reason: ReconcilingReasons.ApplyingResources, message: 'creating the workload' };

@@ -6,6 +6,8 @@
 // Two parts: planEnrollment decides (held by the pass's gates, it decides nothing), and
 // enrollmentSteps turns the decision into the steps act.ts runs, each with the status it sets and
 // the Event that says what it did.
+
+import { backoffDelay } from '../../lib/backoff.ts';
 import type { EnrollmentStatus } from '../api/types.ts';
 import type { ControlPlaneConnector, TokenSecretFacts } from './observed.ts';
 import type { PlannedEvent, PlanStep } from './plan-types.ts';
@@ -114,7 +116,7 @@ export function pairingLost(
 /** Delay before the next mint after `expiries` consecutive tokens expired unused. */
 export function remintDelayMs(expiries: number): number {
   if (expiries <= 1) return 0;
-  return Math.min(REMINT_BASE_DELAY_MS * 2 ** (expiries - 2), REMINT_MAX_DELAY_MS);
+  return backoffDelay(expiries - 1, { baseMs: REMINT_BASE_DELAY_MS, capMs: REMINT_MAX_DELAY_MS });
 }
 
 /**

@@ -14,7 +14,7 @@ import type {
   V1StorageClass,
 } from '@kubernetes/client-node';
 import type { Clock } from '../../lib/clock.ts';
-import { CodedError, errorMessage, isCodedError } from '../../lib/errors.ts';
+import { asCodedError, CodedError, errorMessage, isCodedError } from '../../lib/errors.ts';
 import { ADOPTED_BY_LABEL } from '../api/constants.ts';
 import { type Connector, type DefaultedSpec, defaultedSpec } from '../api/types.ts';
 import { StalledReasons } from '../conditions.ts';
@@ -177,9 +177,7 @@ async function controlPlaneView(
     if (isCodedError(error, 'CONNECTOR_NOT_FOUND')) return { reachable: true, record: undefined };
     return {
       reachable: false,
-      error: isCodedError(error)
-        ? error
-        : new CodedError('CONTROL_PLANE_UNREACHABLE', errorMessage(error), { temporary: true }),
+      error: asCodedError(error, 'CONTROL_PLANE_UNREACHABLE'),
     };
   }
 }

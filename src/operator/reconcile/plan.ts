@@ -25,7 +25,7 @@ import { type Gates, gatesOf, held, heldBecause } from './gates.ts';
 import type { ControlPlaneConnector, Observed } from './observed.ts';
 import type { Plan, PlannedEvent, PlanStep } from './plan-types.ts';
 import { agentPodFacts } from './pod-facts.ts';
-import { recoveryPhase, recoverySteps } from './recovery.ts';
+import { failedAutomaticRecovery, recoveryPhase, recoverySteps } from './recovery.ts';
 import { postureFor, reportPhase } from './report.ts';
 import { currentPod } from './storage-posture.ts';
 import { untrustedRecord } from './untrusted-text.ts';
@@ -72,6 +72,7 @@ export function plan(observed: Observed, now: Date): Plan {
     recoveryPolicy: spec.recovery.policy,
     tokenExpiredUnused: enrollment.expiredUnused,
     held: heldBecause(gates),
+    automaticRecoveryFailed: failedAutomaticRecovery(spec.connector.id, record, previous.recovery)?.requestId,
   });
   const recovery = recoveryPhase(
     {

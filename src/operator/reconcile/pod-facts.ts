@@ -2,6 +2,7 @@
 // restarted, and what it said when it last stopped (the agent writes a JSON termination message:
 // failure class, code, reason, next step; see docs/control-plane-contract.md).
 import type { V1ContainerStatus, V1Pod } from '@kubernetes/client-node';
+import type { TerminationMessage } from '../../contract/agent-process.ts';
 import type { FailureClass } from '../api/types.ts';
 import { FAILURE_CLASSES } from '../api/types.ts';
 import { AGENT_CONTAINER_NAME } from './storage-posture.ts';
@@ -39,7 +40,13 @@ function containerStatus(pod: V1Pod): V1ContainerStatus | undefined {
 const MAX_REASON = 300;
 const MAX_NEXT_STEP = 600;
 
-function fromAgentJson(parsed: Record<string, unknown>): Omit<AgentTermination, 'exitCode'> {
+/**
+ * The fields of the agent's termination message (the contract's TerminationMessage, so a field the
+ * contract renames stops compiling here), plus `msg`: a log line's text under FallbackToLogsOnError.
+ */
+type TerminationFields = Partial<Record<keyof TerminationMessage | 'msg', unknown>>;
+
+function fromAgentJson(parsed: TerminationFields): Omit<AgentTermination, 'exitCode'> {
   const result: Omit<AgentTermination, 'exitCode'> = {};
   if (
     typeof parsed.failureClass === 'string' &&

@@ -133,6 +133,19 @@ export function automaticRequestId(connectorId: string, incidentAt: string): str
   return `auto-${createHash('sha256').update(`${connectorId}|${incidentAt}`).digest('hex').slice(0, 16)}`;
 }
 
+/**
+ * The automatic recovery of the current incident, when it ended Failed: it runs once per incident,
+ * so until someone asks for a guided recovery nothing more happens, and status must say so.
+ */
+export function failedAutomaticRecovery(
+  connectorId: string,
+  record: { stateChangedAt: string } | undefined,
+  recovery: RecoveryStatus | undefined,
+): RecoveryStatus | undefined {
+  if (!record || recovery?.step !== 'Failed') return undefined;
+  return recovery.requestId === automaticRequestId(connectorId, record.stateChangedAt) ? recovery : undefined;
+}
+
 /** How many request ids handled before the current one a recovery record remembers. */
 export const HANDLED_REQUEST_IDS_KEPT = 16;
 
