@@ -1,61 +1,8 @@
 // Local probes for the kubelet: /healthz says the process is alive, /readyz says the control plane
-// accepted a heartbeat recently (within three intervals, the control plane's own offline rule).
+// accepted a heartbeat recently (readiness.ts has the rule).
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-
-export const READY_WITHIN_INTERVALS = 3;
-
-export interface Readiness {
-  ready: boolean;
-  lastHeartbeatAt: string | null;
-  /**
-   * The state as this agent sees it: the control plane's state while heartbeats are accepted in
-   * time; once they are not, "not ready" with the state the control plane gave at the last accepted
-   * heartbeat and when (that state is no longer confirmed: a 503 never says "online").
-   */
-  state: string | null;
-  /** The control plane's state from the last accepted heartbeat, however old. */
-  lastReportedState: string | null;
-  detail: string;
-}
-
-/** Pure readiness rule: last accepted heartbeat no older than 3 intervals. */
-export function readinessAt(
-  lastAcceptedAt: Date | undefined,
-  intervalMs: number,
-  now: Date,
-  state: string | undefined,
-): Readiness {
-  const lastReportedState = state ?? null;
-  if (!lastAcceptedAt) {
-    return {
-      ready: false,
-      lastHeartbeatAt: null,
-      state: 'not ready (no heartbeat accepted yet)',
-      lastReportedState,
-      detail: 'no heartbeat accepted yet',
-    };
-  }
-  const age = now.getTime() - lastAcceptedAt.getTime();
-  const limit = READY_WITHIN_INTERVALS * intervalMs;
-  const lastHeartbeatAt = lastAcceptedAt.toISOString();
-  if (age <= limit) {
-    return {
-      ready: true,
-      lastHeartbeatAt,
-      state: lastReportedState,
-      lastReportedState,
-      detail: 'last heartbeat accepted in time',
-    };
-  }
-  return {
-    ready: false,
-    lastHeartbeatAt,
-    state: `not ready (${lastReportedState ?? 'no state'} as of the last accepted heartbeat, ${lastHeartbeatAt})`,
-    lastReportedState,
-    detail: `last heartbeat accepted ${Math.round(age / 1000)} s ago, more than ${READY_WITHIN_INTERVALS} intervals`,
-  };
-}
+import type { Readiness } from './readiness.ts';
 
 export interface HealthServer {
   url: string;

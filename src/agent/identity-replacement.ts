@@ -1,10 +1,10 @@
 // Facts the agent reads, without trusting the token, before it lets a mounted enrollment token
 // replace an identity that cannot be used again (refused by the control plane for good, or lost
 // from disk): which identity identity.json records, and whether the token file was written after
-// this connector's certificate. Only ever metadata: the token itself is read by agent.ts and only
-// fingerprinted (identity-store.ts tokenFingerprint).
+// this connector's certificate. Only ever metadata: the token itself is read by token-file.ts and only
+// fingerprinted (identity-rejection.ts tokenFingerprint).
 import { readFile, stat } from 'node:fs/promises';
-import { identityPaths } from './identity-store.ts';
+import { identityPaths } from './identity-files.ts';
 
 /** The serial identity.json records, when it is there and readable: the key of the identity's rejection record. */
 export async function recordedSerial(dataDir: string): Promise<string | undefined> {

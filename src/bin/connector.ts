@@ -4,12 +4,12 @@
 import packageJson from '../../package.json' with { type: 'json' };
 import { startAgent } from '../agent/agent.ts';
 import { AGENT_FLAGS, parseAgentCommandLine, terminationLogFrom } from '../agent/config.ts';
+import { reportFailClosed } from '../agent/fail-closed.ts';
 import { type AgentFailure, configurationFailure, isAgentFailure } from '../agent/failure.ts';
 import { type HealthServer, startHealthServer } from '../agent/health-server.ts';
-import { writeTerminationMessage } from '../agent/termination-log.ts';
 import { helpText, onShutdownSignal } from '../lib/cli.ts';
 import { systemClock } from '../lib/clock.ts';
-import { errorMessage } from '../lib/errors.ts';
+import { errorMessage, fsErrorCode } from '../lib/errors.ts';
 import { createLogger, type Logger } from '../lib/logger.ts';
 
 const PROGRAM = 'vaultpam-connector';
@@ -23,21 +23,7 @@ async function failBeforeStart(
   terminationLog: string,
   failure: AgentFailure,
 ): Promise<never> {
-  logger.error(
-    {
-      failureClass: failure.failureClass,
-      code: failure.code,
-      exitCode: failure.exitCode,
-      nextStep: failure.nextStep,
-    },
-    `fail closed: ${failure.failureClass} (${failure.code}): ${failure.message}. Next step: ${failure.nextStep}`,
-  );
-  await writeTerminationMessage(terminationLog, failure).catch((error: unknown) =>
-    logger.warn(
-      { path: terminationLog, err: errorMessage(error) },
-      'could not write the termination message file',
-    ),
-  );
+  await reportFailClosed(failure, logger, terminationLog);
   logger.flush();
   process.exit(failure.exitCode);
 }
@@ -89,7 +75,7 @@ async function main(): Promise<void> {
       config.terminationLog,
       configurationFailure(
         `--health-listen (env VAULTPAM_HEALTH_LISTEN) ${config.healthListen.host}:${config.healthListen.port} ` +
-          `cannot be used: ${(error as NodeJS.ErrnoException).code ?? errorMessage(error)}`,
+          `cannot be used: ${fsErrorCode(error)}`,
       ),
     );
   }

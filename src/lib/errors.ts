@@ -47,6 +47,11 @@ export function asCodedError(error: unknown, code: string): CodedError {
   return new CodedError(code, errorMessage(error), { temporary: true, cause: error });
 }
 
+/** A file system error's code (ENOENT, EACCES, ...), else its message: the short cause a person can act on. */
+export function fsErrorCode(error: unknown): string {
+  return (error as NodeJS.ErrnoException | null)?.code ?? errorMessage(error);
+}
+
 /** Message of any thrown value, for logs; never includes a stack or request body. */
 export function errorMessage(error: unknown): string {
   if (error instanceof Error) return error.message;

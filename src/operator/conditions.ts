@@ -163,10 +163,10 @@ const TYPE_ORDER: readonly string[] = [
 ];
 
 /**
- * Condition time as metav1.Time serializes it: RFC 3339, whole seconds, UTC. Sub-second digits
- * would make two reconciles in the same second disagree for no reason.
+ * A time in status (conditions, recovery, enrollment) as metav1.Time serializes it: RFC 3339, whole
+ * seconds, UTC. Sub-second digits would make two reconciles in the same second disagree for no reason.
  */
-export function conditionTime(now: Date): string {
+export function statusTime(now: Date): string {
   return `${now.toISOString().slice(0, 19)}Z`;
 }
 
@@ -204,7 +204,7 @@ export function setCondition(
     lastTransitionTime:
       existing !== undefined && existing.status === input.status
         ? existing.lastTransitionTime
-        : conditionTime(now),
+        : statusTime(now),
     reason: input.reason,
     message:
       input.message.length > MAX_MESSAGE_LENGTH ? input.message.slice(0, MAX_MESSAGE_LENGTH) : input.message,

@@ -3,9 +3,9 @@
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import test, { type ExecutionContext } from 'ava';
-import type { AgentOutcome } from '../../src/agent/agent.ts';
 import type { AgentConfig } from '../../src/agent/config.ts';
-import { identityPaths } from '../../src/agent/identity-store.ts';
+import { identityPaths } from '../../src/agent/identity-files.ts';
+import type { AgentOutcome } from '../../src/agent/lifecycle.ts';
 import type { CapturedLogs } from '../helpers/log-capture.ts';
 import { assertNoSecrets } from '../helpers/secret-scan.ts';
 import { makeCa } from './fixtures.ts';

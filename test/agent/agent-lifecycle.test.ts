@@ -5,7 +5,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import test from 'ava';
 import { startHealthServer } from '../../src/agent/health-server.ts';
-import { identityPaths } from '../../src/agent/identity-store.ts';
+import { identityPaths } from '../../src/agent/identity-files.ts';
 import { parseCertificateFacts } from '../../src/lib/pki.ts';
 import { assertNoSecrets } from '../helpers/secret-scan.ts';
 import {

@@ -14,7 +14,8 @@ import type {
   HeartbeatAnswer,
   HeartbeatRequest,
 } from '../../src/agent/control-plane-client.ts';
-import { identityPaths, saveIdentity } from '../../src/agent/identity-store.ts';
+import { identityPaths } from '../../src/agent/identity-files.ts';
+import { saveIdentity } from '../../src/agent/identity-write.ts';
 import { backoffDelay } from '../../src/lib/backoff.ts';
 import { FakeClock } from '../../src/lib/clock.ts';
 import { CodedError } from '../../src/lib/errors.ts';

@@ -4,7 +4,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import test, { type ExecutionContext } from 'ava';
-import { identityPaths } from '../../src/agent/identity-store.ts';
+import { identityPaths } from '../../src/agent/identity-files.ts';
 import { assertNoSecrets } from '../helpers/secret-scan.ts';
 import { tempDir } from './fixtures.ts';
 import { prepareConnector, startTestControlPlane, waitFor } from './harness.ts';
@@ -18,7 +18,7 @@ interface SpawnedAgent {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-/** Spawns the CLI; `viaNpx` runs it exactly as documented (`npx node src/bin/connector.ts`). */
+/** Spawns the CLI; `viaNpx` runs it through `npx node src/bin/connector.ts`, as people still do (docs/local-run.md). */
 function spawnAgent(t: ExecutionContext, args: string[], { viaNpx = false } = {}): SpawnedAgent {
   const command = viaNpx ? 'npx' : process.execPath;
   const argv = viaNpx ? ['node', 'src/bin/connector.ts', ...args] : ['src/bin/connector.ts', ...args];

@@ -6,7 +6,7 @@ import type { ExecutionContext } from 'ava';
 import { type AgentDependencies, type RunningAgent, startAgent } from '../../src/agent/agent.ts';
 import { type AgentConfig, DEFAULT_SAN_URI_PREFIX } from '../../src/agent/config.ts';
 import { type AgentApi, ControlPlaneClient } from '../../src/agent/control-plane-client.ts';
-import { identityPaths } from '../../src/agent/identity-store.ts';
+import { identityPaths } from '../../src/agent/identity-files.ts';
 import {
   type ControlPlaneOptions,
   type StartedControlPlane,

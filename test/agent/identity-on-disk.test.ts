@@ -5,9 +5,9 @@
 // again at the next heartbeat and fail closed with the class a start would give them.
 import { chmod, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import test, { type ExecutionContext } from 'ava';
-import type { AgentOutcome } from '../../src/agent/agent.ts';
 import type { AgentConfig } from '../../src/agent/config.ts';
-import { identityPaths } from '../../src/agent/identity-store.ts';
+import { identityPaths } from '../../src/agent/identity-files.ts';
+import type { AgentOutcome } from '../../src/agent/lifecycle.ts';
 import type { TerminationMessage } from '../../src/contract/agent-process.ts';
 import { ShiftedClock } from '../../src/lib/clock.ts';
 import { parseCertificateFacts } from '../../src/lib/pki.ts';

@@ -12,7 +12,7 @@ import test, { type ExecutionContext } from 'ava';
 import type { AgentDependencies } from '../../src/agent/agent.ts';
 import type { AgentConfig } from '../../src/agent/config.ts';
 import { type AgentApi, ControlPlaneClient } from '../../src/agent/control-plane-client.ts';
-import { identityPaths } from '../../src/agent/identity-store.ts';
+import { identityPaths } from '../../src/agent/identity-files.ts';
 import { parseCertificateFacts } from '../../src/lib/pki.ts';
 import { assertNoSecrets } from '../helpers/secret-scan.ts';
 import { makeCa } from './fixtures.ts';

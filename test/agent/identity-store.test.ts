@@ -4,18 +4,17 @@ import { join } from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import { DEFAULT_SAN_URI_PREFIX } from '../../src/agent/config.ts';
 import { EXIT_CODES, isAgentFailure } from '../../src/agent/failure.ts';
+import { changedIdentityFiles, stampIdentityFiles } from '../../src/agent/identity-changes.ts';
+import { type IdentityExpectations, identityPaths } from '../../src/agent/identity-files.ts';
+import { loadIdentity } from '../../src/agent/identity-load.ts';
+import { repairIdentityPermissions } from '../../src/agent/identity-modes.ts';
+import { setAsideIdentity } from '../../src/agent/identity-repair.ts';
 import {
-  changedIdentityFiles,
-  type IdentityExpectations,
-  identityPaths,
-  loadIdentity,
   removeStrayTempFiles,
-  repairIdentityPermissions,
   saveCertificate,
   saveIdentity,
   savePendingKey,
-  stampIdentityFiles,
-} from '../../src/agent/identity-store.ts';
+} from '../../src/agent/identity-write.ts';
 import { parseCertificateFacts } from '../../src/lib/pki.ts';
 import { issueConnectorCert, makeCa, type TestCa, tempDir } from './fixtures.ts';
 
@@ -498,6 +497,24 @@ test('a damaged identity.json (empty, not JSON, a field missing) is moved aside 
     t.is(rebuilt.serial, facts.serial);
     t.is(rebuilt.connectorId, connectorId);
   }
+});
+
+test('what is set aside never lands on another: the identity directory set aside twice at one instant, next to an empty directory of that name', async (t) => {
+  const dataDir = await tempDir(t);
+  const now = new Date('2026-03-04T05:06:07.089Z');
+  const stamped = join(dataDir, 'identity.rejected-20260304T050607.089Z');
+  await mkdir(stamped);
+  const { keyPem: firstKey } = await saveValidIdentity(dataDir);
+  const first = await setAsideIdentity(dataDir, now);
+  const { keyPem: secondKey } = await saveValidIdentity(dataDir);
+  const second = await setAsideIdentity(dataDir, now);
+  t.not(first, stamped, 'an empty directory with the name is not replaced either');
+  t.not(first, second);
+  for (const path of [first, second]) t.true(path.startsWith(`${stamped}-`), path);
+  t.deepEqual(await readdir(stamped), []);
+  t.is(await readFile(join(first, 'key.pem'), 'utf8'), firstKey);
+  t.is(await readFile(join(second, 'key.pem'), 'utf8'), secondKey);
+  await t.throwsAsync(stat(identityPaths(dataDir).dir), { code: 'ENOENT' });
 });
 
 test('a damaged identity.json with a certificate that does not verify fails on the certificate and stays where it is', async (t) => {

@@ -11,7 +11,7 @@ import test, { type ExecutionContext } from 'ava';
 import type { AgentConfig } from '../../src/agent/config.ts';
 import { ControlPlaneClient } from '../../src/agent/control-plane-client.ts';
 import { NEXT_STEPS } from '../../src/agent/failure.ts';
-import { identityPaths } from '../../src/agent/identity-store.ts';
+import { identityPaths } from '../../src/agent/identity-files.ts';
 import type { TerminationMessage } from '../../src/contract/agent-process.ts';
 import { startControlPlane } from '../../src/controlplane/server.ts';
 import { systemClock } from '../../src/lib/clock.ts';

@@ -6,7 +6,7 @@
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import test from 'ava';
 import { NEXT_STEPS } from '../../src/agent/failure.ts';
-import { identityPaths } from '../../src/agent/identity-store.ts';
+import { identityPaths } from '../../src/agent/identity-files.ts';
 import type { TerminationMessage } from '../../src/contract/agent-process.ts';
 import { assertNoSecrets } from '../helpers/secret-scan.ts';
 import {

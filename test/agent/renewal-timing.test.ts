@@ -10,7 +10,7 @@ import {
   type ControlPlaneClientOptions,
   type HeartbeatAnswer,
 } from '../../src/agent/control-plane-client.ts';
-import { identityPaths } from '../../src/agent/identity-store.ts';
+import { identityPaths } from '../../src/agent/identity-files.ts';
 import { renewalDueAt } from '../../src/agent/renewal-timing.ts';
 import { ShiftedClock } from '../../src/lib/clock.ts';
 import { parseCertificateFacts } from '../../src/lib/pki.ts';

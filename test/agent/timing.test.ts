@@ -1,5 +1,5 @@
 import test from 'ava';
-import { readinessAt } from '../../src/agent/health-server.ts';
+import { readinessAt } from '../../src/agent/readiness.ts';
 import { renewalDueAt } from '../../src/agent/renewal-timing.ts';
 import { FakeClock } from '../../src/lib/clock.ts';
 

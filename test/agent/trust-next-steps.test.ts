@@ -7,7 +7,7 @@ import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import { NEXT_STEPS } from '../../src/agent/failure.ts';
-import { identityPaths } from '../../src/agent/identity-store.ts';
+import { identityPaths } from '../../src/agent/identity-files.ts';
 import { generateKeyPairPem, issueCertificatePem } from '../../src/lib/pki.ts';
 import { assertNoSecrets } from '../helpers/secret-scan.ts';
 import { makeCa, type TestCa, tempDir } from './fixtures.ts';

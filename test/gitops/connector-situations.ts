@@ -14,7 +14,7 @@ import type { Observed } from '../../src/operator/reconcile/observed.ts';
 import { statusOfPass } from '../../src/operator/reconcile/pass-status.ts';
 import { plan } from '../../src/operator/reconcile/plan.ts';
 import type { PlannedAction } from '../../src/operator/reconcile/plan-types.ts';
-import { recoveryMintKey } from '../../src/operator/reconcile/recovery.ts';
+import { recoveryMintKey } from '../../src/operator/reconcile/recovery-requests.ts';
 import { invalidSpecFromRefusal } from '../../src/operator/reconcile/spec-fields.ts';
 import { finalizingStatus } from '../../src/operator/reconciler.ts';
 import { writeError } from '../../src/operator/runtime/apply.ts';

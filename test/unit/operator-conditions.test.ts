@@ -7,7 +7,6 @@ import {
   CONDITION_TYPES,
   clearReconciling,
   clearStalled,
-  conditionTime,
   DurableStorageReasons,
   deriveReady,
   EnrolledReasons,
@@ -21,6 +20,7 @@ import {
   removeCondition,
   StalledReasons,
   setCondition,
+  statusTime,
   withReady,
 } from '../../src/operator/conditions.ts';
 
@@ -307,5 +307,5 @@ test('every exported reason is a valid, CamelCase condition reason, documented',
       t.true(doc.includes(`\`${value}\``), `${group}.${key} is not in docs/connector-resource.md`);
     }
   }
-  t.is(conditionTime(new Date('2026-03-04T05:06:07.999Z')), '2026-03-04T05:06:07Z');
+  t.is(statusTime(new Date('2026-03-04T05:06:07.999Z')), '2026-03-04T05:06:07Z');
 });

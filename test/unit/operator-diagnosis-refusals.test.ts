@@ -5,7 +5,7 @@
 // longer trusts is identity loss, for a paired connector and for a never-paired one alike.
 import test from 'ava';
 import type { ConnectorStatus, FailureClass } from '../../src/operator/api/types.ts';
-import { recoveryMintKey } from '../../src/operator/reconcile/recovery.ts';
+import { recoveryMintKey } from '../../src/operator/reconcile/recovery-requests.ts';
 import { connector, observed, pendingRecord, pod, record, tokenSecret } from '../helpers/observed-builder.ts';
 import { planView } from '../helpers/plan-view.ts';
 

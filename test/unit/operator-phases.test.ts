@@ -21,14 +21,10 @@ import type { Observed } from '../../src/operator/reconcile/observed.ts';
 import { eventsOfSteps, statusOfPass } from '../../src/operator/reconcile/pass-status.ts';
 import { plan } from '../../src/operator/reconcile/plan.ts';
 import type { PlannedAction } from '../../src/operator/reconcile/plan-types.ts';
-import {
-  automaticRequestId,
-  type RecoveryDecision,
-  type RecoveryInput,
-  recoveryMintKey,
-  recoveryPhase,
-  recoverySteps,
-} from '../../src/operator/reconcile/recovery.ts';
+import { recoveryPhase } from '../../src/operator/reconcile/recovery.ts';
+import { recoverySteps } from '../../src/operator/reconcile/recovery-plan-steps.ts';
+import { automaticRequestId, recoveryMintKey } from '../../src/operator/reconcile/recovery-requests.ts';
+import type { RecoveryDecision, RecoveryInput } from '../../src/operator/reconcile/recovery-types.ts';
 import { postureFor, reportPhase } from '../../src/operator/reconcile/report.ts';
 import { workloadPhase } from '../../src/operator/reconcile/workload.ts';
 import {

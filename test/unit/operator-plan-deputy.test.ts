@@ -5,13 +5,9 @@ import test from 'ava';
 import type { ConnectorStatus, RecoveryStatus } from '../../src/operator/api/types.ts';
 import type { WorkloadFacts } from '../../src/operator/reconcile/observed.ts';
 import { BLOCKED_RECHECK_MS } from '../../src/operator/reconcile/plan.ts';
-import {
-  automaticRequestId,
-  ONLINE_GRACE_MS,
-  planRecovery,
-  RECOVERY_POLL_MS,
-  recoveryMintKey,
-} from '../../src/operator/reconcile/recovery.ts';
+import { ONLINE_GRACE_MS, planRecovery } from '../../src/operator/reconcile/recovery-machine.ts';
+import { RECOVERY_POLL_MS } from '../../src/operator/reconcile/recovery-outcomes.ts';
+import { automaticRequestId, recoveryMintKey } from '../../src/operator/reconcile/recovery-requests.ts';
 import { connector, observed, pendingRecord, record, tokenSecret } from '../helpers/observed-builder.ts';
 import { planView } from '../helpers/plan-view.ts';
 

@@ -11,7 +11,7 @@ import fc from 'fast-check';
 import type { ConnectorStatus, RecoveryStep } from '../../src/operator/api/types.ts';
 import { enrollmentMintKey, secretHoldsLiveToken } from '../../src/operator/reconcile/enrollment.ts';
 import type { Observed } from '../../src/operator/reconcile/observed.ts';
-import { recoveryMintKey } from '../../src/operator/reconcile/recovery.ts';
+import { recoveryMintKey } from '../../src/operator/reconcile/recovery-requests.ts';
 import {
   apply,
   describe,

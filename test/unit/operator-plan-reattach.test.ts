@@ -8,7 +8,8 @@ import type { ConnectorStatus } from '../../src/operator/api/types.ts';
 import { refusedIdentityOfNeverPaired } from '../../src/operator/reconcile/assessment.ts';
 import { planEnrollment } from '../../src/operator/reconcile/enrollment.ts';
 import { agentPodFacts } from '../../src/operator/reconcile/pod-facts.ts';
-import { automaticRequestId, planRecovery, recoveryMintKey } from '../../src/operator/reconcile/recovery.ts';
+import { planRecovery } from '../../src/operator/reconcile/recovery-machine.ts';
+import { automaticRequestId, recoveryMintKey } from '../../src/operator/reconcile/recovery-requests.ts';
 import {
   connector,
   observed,

@@ -1,7 +1,7 @@
 // Planner table tests: one case per situation of the runbook, with a fixed clock.
 import test from 'ava';
 import type { ConnectorStatus } from '../../src/operator/api/types.ts';
-import { recoveryMintKey } from '../../src/operator/reconcile/recovery.ts';
+import { recoveryMintKey } from '../../src/operator/reconcile/recovery-requests.ts';
 import {
   CLAIM_UID,
   claim,

@@ -7,7 +7,8 @@
 import type { V1Pod } from '@kubernetes/client-node';
 import test from 'ava';
 import type { RecoveryStatus } from '../../src/operator/api/types.ts';
-import { ONLINE_GRACE_MS, planRecovery, type RecoveryInput } from '../../src/operator/reconcile/recovery.ts';
+import { ONLINE_GRACE_MS, planRecovery } from '../../src/operator/reconcile/recovery-machine.ts';
+import type { RecoveryInput } from '../../src/operator/reconcile/recovery-types.ts';
 import { record } from '../helpers/observed-builder.ts';
 
 const STARTED = '2026-01-01T00:00:00Z';

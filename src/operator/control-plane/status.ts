@@ -3,7 +3,7 @@
 import { isDeepStrictEqual } from 'node:util';
 import type { ControlPlaneStatus } from '../api/control-planes.ts';
 import type { Connector, ControlPlaneRefKind, DefaultedSpec } from '../api/types.ts';
-import { CONDITION_TYPES, setCondition } from '../conditions.ts';
+import { CONDITION_TYPES, setCondition, statusTime } from '../conditions.ts';
 import type { CheckOutcome } from './check.ts';
 
 /**
@@ -59,8 +59,6 @@ export function controlPlaneKeyOf(connector: Pick<Connector, 'metadata' | 'spec'
   );
 }
 
-const stamp = (now: Date) => `${now.toISOString().slice(0, 19)}Z`;
-
 /**
  * The status a check outcome becomes: the Ready condition (lastTransitionTime kept unless it flips),
  * observedGeneration, and lastCheckTime, which moves with every change and otherwise at most every
@@ -93,6 +91,6 @@ export function controlPlaneStatus(
   next.lastCheckTime =
     unchanged && last !== undefined && now.getTime() - last < LAST_CHECK_REFRESH_MS
       ? (previous?.lastCheckTime as string)
-      : stamp(now);
+      : statusTime(now);
   return next;
 }

@@ -3,7 +3,7 @@
 // that matches wins (cert-manager's trigger policies are the model), and the table tests walk
 // through the runbook's situations one by one.
 import type { ConnectorPhase, Diagnosis, FailureClass, RecoveryPolicy } from '../api/types.ts';
-import { DurableStorageReasons } from '../conditions.ts';
+import { DurableStorageReasons, statusTime } from '../conditions.ts';
 import { pairingLost } from './enrollment.ts';
 import type { ControlPlaneConnector } from './observed.ts';
 import type { AgentPodFacts, AgentTermination } from './pod-facts.ts';
@@ -355,9 +355,7 @@ export function withSince(
 ): Diagnosis | undefined {
   if (!diagnosis) return undefined;
   const since =
-    previous?.failureClass === diagnosis.failureClass && previous?.since
-      ? previous.since
-      : `${now.toISOString().slice(0, 19)}Z`;
+    previous?.failureClass === diagnosis.failureClass && previous?.since ? previous.since : statusTime(now);
   return { ...diagnosis, since };
 }
 

@@ -20,7 +20,7 @@ import { type EnrollmentDecision, secretHoldsLiveToken } from './enrollment.ts';
 import { type Gates, held, heldBecause } from './gates.ts';
 import type { ControlPlaneConnector, Observed } from './observed.ts';
 import type { AgentPodFacts } from './pod-facts.ts';
-import { failedAutomaticRecovery } from './recovery.ts';
+import { failedAutomaticRecovery } from './recovery-requests.ts';
 import type { ExpansionDecision } from './storage-expansion.ts';
 import type { StoragePosture } from './storage-posture.ts';
 import { errorMessageText } from './untrusted-text.ts';

@@ -9,6 +9,7 @@
 
 import { backoffDelay } from '../../lib/backoff.ts';
 import type { EnrollmentStatus } from '../api/types.ts';
+import { statusTime } from '../conditions.ts';
 import type { ControlPlaneConnector, TokenSecretFacts } from './observed.ts';
 import type { PlannedEvent, PlanStep } from './plan-types.ts';
 import type { AgentPodFacts } from './pod-facts.ts';
@@ -205,7 +206,7 @@ export function planEnrollment(input: EnrollmentInput): EnrollmentDecision {
     tokenSecret?.expiresAt !== undefined &&
     new Date(tokenSecret.expiresAt).getTime() > now.getTime();
   if (revokedUnused) {
-    status.tokenExpiresAt = `${now.toISOString().slice(0, 19)}Z`;
+    status.tokenExpiresAt = statusTime(now);
     return { status, deleteSecret, expiredUnused: false, revokedUnused, requeueAfterMs: SECRET_CATCH_UP_MS };
   }
   // A Secret holding a later mint than the status counts proves that mint was made: a pass that
@@ -233,7 +234,7 @@ export function planEnrollment(input: EnrollmentInput): EnrollmentDecision {
       record.state === 'enrolling' && record.enrolledAt ? new Date(record.enrolledAt).getTime() : NaN;
     const ended = Number.isNaN(pairedAt) ? now.getTime() : Math.min(pairedAt, now.getTime());
     if (lastExpiry > ended) {
-      status.tokenExpiresAt = `${new Date(ended).toISOString().slice(0, 19)}Z`;
+      status.tokenExpiresAt = statusTime(new Date(ended));
       lastExpiry = new Date(status.tokenExpiresAt).getTime();
     }
   }
@@ -253,7 +254,7 @@ export function planEnrollment(input: EnrollmentInput): EnrollmentDecision {
         ...status,
         mintCount: next,
         lastMintKey: idempotencyKey,
-        tokenMintedAt: `${now.toISOString().slice(0, 19)}Z`,
+        tokenMintedAt: statusTime(now),
       },
     },
     deleteSecret,

@@ -8,7 +8,7 @@ import { StalledReasons } from '../conditions.ts';
 import { adoptionNotConsentedMessage } from './adoption-consent.ts';
 import type { Observed } from './observed.ts';
 import { ownershipConflictMessage } from './ownership.ts';
-import { recoveryUnderway } from './recovery.ts';
+import { recoveryUnderway } from './recovery-stages.ts';
 
 export interface Blocker {
   reason: string;

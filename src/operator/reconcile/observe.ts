@@ -32,8 +32,8 @@ import type {
   WorkloadFacts,
 } from './observed.ts';
 import { controlledBy, foreignObject } from './ownership.ts';
-import { recoveryUnderway } from './recovery.ts';
 import { checkRecovery } from './recovery-check.ts';
+import { recoveryUnderway } from './recovery-stages.ts';
 import { RESIZE_CONDITIONS, sizeToGrowTo } from './storage-expansion.ts';
 import { observeTokenSecret, tokenSecretMayMatter } from './token-secret.ts';
 

@@ -2,7 +2,7 @@
 // control plane is asked whether it would begin this recovery (its dry run: nothing is written), so
 // a recovery it would refuse (a connector that never paired, one online with its identity, a record
 // another Connector owns) ends before any workload stops. Asked on the passes whose recorded step
-// is Checking (recovery.ts decides with the answer); like every observation, it writes nothing.
+// is Checking (recovery-machine.ts decides with the answer); like every observation, it writes nothing.
 import { isCodedError } from '../../lib/errors.ts';
 import type { Connector } from '../api/types.ts';
 import type { ControlPlaneConnection } from '../control-plane/connections.ts';

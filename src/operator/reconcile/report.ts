@@ -6,6 +6,7 @@
 // stored status (transition-events.ts).
 import type { V1Pod, V1PodSpec } from '@kubernetes/client-node';
 import type { ConnectorStatus, DefaultedSpec, Diagnosis } from '../api/types.ts';
+import { statusTime } from '../conditions.ts';
 import { isIdentityLoss, phaseOf, withSince } from './assessment.ts';
 import { connectorConditions } from './connector-conditions.ts';
 import { childNames } from './desired-objects.ts';
@@ -14,15 +15,13 @@ import type { Gates } from './gates.ts';
 import type { ControlPlaneConnector, Observed } from './observed.ts';
 import type { PlannedEvent } from './plan-types.ts';
 import type { AgentPodFacts } from './pod-facts.ts';
-import type { RecoveryDecision } from './recovery.ts';
+import type { RecoveryDecision } from './recovery-types.ts';
 import type { ExpansionDecision } from './storage-expansion.ts';
 import { modeOf, type StoragePosture, storagePosture } from './storage-posture.ts';
 import { transitionEvents } from './transition-events.ts';
 
 /** The heartbeat time in the status is refreshed at most this often while nothing else changes. */
 export const HEARTBEAT_REFRESH_MS = 5 * 60_000;
-
-const stamp = (now: Date) => `${now.toISOString().slice(0, 19)}Z`;
 
 export interface ReportInput {
   observed: Observed;
@@ -136,7 +135,7 @@ export function heartbeatToShow(
   if (!latest) return shown;
   if (beating && shown && new Date(latest).getTime() - new Date(shown).getTime() < HEARTBEAT_REFRESH_MS)
     return shown;
-  return stamp(new Date(latest));
+  return statusTime(new Date(latest));
 }
 
 /** What backs the data directory of the pod (or, without one, of the workload's template). */

@@ -12,7 +12,7 @@ import { CONDITION_TYPES, ReconcilingReasons } from '../conditions.ts';
 import { childNames } from './desired-objects.ts';
 import type { ControlPlaneView, ForeignObject, TokenSecretFacts } from './observed.ts';
 import { controlledBy, foreignObject } from './ownership.ts';
-import { recoveryUnderway } from './recovery.ts';
+import { recoveryUnderway } from './recovery-stages.ts';
 
 /**
  * Whether this pass reads the token Secret. Every place the planner uses token-Secret facts is one

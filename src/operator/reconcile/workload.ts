@@ -7,7 +7,7 @@ import { childNames, configHash, desiredConfigMap, desiredStatefulSet } from './
 import { type Gates, held } from './gates.ts';
 import type { Observed } from './observed.ts';
 import type { PlanStep } from './plan-types.ts';
-import type { RecoveryDecision } from './recovery.ts';
+import type { RecoveryDecision } from './recovery-types.ts';
 import { type ExpansionDecision, planStorageExpansion } from './storage-expansion.ts';
 
 export interface WorkloadPhase {

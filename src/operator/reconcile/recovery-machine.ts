@@ -1,0 +1,260 @@
+// The recovery's step machine: for the step recorded in status.recovery, what this pass observes
+// decides whether it advances, stays (and does what the step asks again), fails or completes. The
+// step is written before its side effects, every side effect is idempotent, and a step advances
+// only when its outcome is observed, so a restarted operator resumes where it was.
+import type { V1Pod } from '@kubernetes/client-node';
+import { ANNOTATIONS } from '../api/constants.ts';
+import type { RecoveryStatus } from '../api/types.ts';
+import type { ControlPlaneConnector } from './observed.ts';
+import { agentPodFacts } from './pod-facts.ts';
+import { failedClosedSince, restartProof, skippedValidationProof } from './recovery-evidence.ts';
+import { idle, outcomesOf, type StepOutcomes } from './recovery-outcomes.ts';
+import { abandonment, recoveryMintKey, startRecovery } from './recovery-requests.ts';
+import { recoveryUnderway, restoredReplicas } from './recovery-stages.ts';
+import type { RecoveryDecision, RecoveryInput } from './recovery-types.ts';
+import { untrustedCode, untrustedText } from './untrusted-text.ts';
+
+/** How long a scaled-down connector may still look online before a recovery calls itself not needed. */
+export const ONLINE_GRACE_MS = 5 * 60_000;
+
+/** What a step decides from: the pass's input, the attempt's record, its live pods, its outcomes. */
+interface Attempt {
+  input: RecoveryInput;
+  status: RecoveryStatus;
+  requestId: string;
+  live: V1Pod[];
+  to: StepOutcomes;
+}
+
+/** The recovery this pass decides, ungated (recovery.ts gates it). */
+export function planRecovery(input: RecoveryInput): RecoveryDecision {
+  const status = input.previous;
+  if (!status || !recoveryUnderway(status.step)) return startRecovery(input);
+  const to = outcomesOf(input, status);
+  const abandoned = abandonment(input, status);
+  if (abandoned) {
+    const restore = restoredReplicas(status);
+    const back = restore !== undefined ? `; the workload is scaled back to ${restore} replica(s)` : '';
+    return to.fail(`abandoned before the control plane began it: ${abandoned}${back}`);
+  }
+  const attempt: Attempt = { input, status, requestId: status.requestId ?? '', live: podsOf(input.pods), to };
+  switch (status.step) {
+    case 'Requested':
+      return to.advance('Checking');
+    case 'Checking':
+      return checking(attempt);
+    case 'ScalingDown': {
+      const scaledDown =
+        input.pods.length === 0 && (input.workload === undefined || input.workload.replicas === 0);
+      return scaledDown ? to.advance('StorageReady') : to.stay({ replicas: 0 });
+    }
+    case 'StorageReady': {
+      if (input.storage.kind === 'ExistingClaim') {
+        const claim = input.claims.get(input.storage.claimName);
+        if (!claim || claim.deleting) {
+          return to.fail(
+            `spec.storage.existingClaim ${input.storage.claimName} does not exist: reattach the original durable storage (recreate the claim bound to the original volume), then set a new spec.recovery.requestId`,
+          );
+        }
+      }
+      return to.advance('TokensRevoked');
+    }
+    case 'TokensRevoked':
+      return tokensRevoked(attempt);
+    case 'TokenMinted': {
+      const key = recoveryMintKey(attempt.requestId);
+      if (input.tokenSecret?.mintKey === key) return to.advance('ScalingUp');
+      // A pass minted the one token and stopped before storing it; by now it is revoked or expired,
+      // and the control plane refuses its key for good. One request mints one token: end here.
+      if (input.consumedMintKey === key) {
+        return to.fail(
+          'its one token was minted by a pass that stopped before storing it in the token Secret, and the control plane now refuses its key as consumed (the token was revoked or expired unused)',
+        );
+      }
+      return to.stay({ replicas: 0, mintKey: key, requeueAfterMs: 0 });
+    }
+    case 'ScalingUp':
+      return input.workload === undefined || input.workload.replicas >= 1
+        ? to.advance('AwaitingOnline')
+        : to.stay({ replicas: 1 });
+    case 'AwaitingOnline':
+      return awaitingOnline(attempt);
+    case 'ValidatingRestart':
+      return validatingRestart(attempt);
+    default:
+      return idle(input);
+  }
+}
+
+function checking({ input, status, requestId, live, to }: Attempt): RecoveryDecision {
+  const { record, now } = input;
+  // The control plane keeps the id of the last recovery it began, and treats that id as the same
+  // request forever after (dry run allowed, beginRecovery a no-op, its token key spent). This
+  // attempt has not begun it yet, so that id is an earlier attempt's: running it again would
+  // scale the connector down and wait at TokensRevoked (or TokenMinted) for good.
+  if (record?.recovery?.requestId === requestId) {
+    return to.fail(
+      `the control plane already began recovery ${requestId} at ${untrustedText(record.recovery.startedAt, 64)}, so this request id is spent; set a new spec.recovery.requestId`,
+    );
+  }
+  // The control plane begins recoveries of paired connectors only, and answers
+  // RECOVERY_NOT_NEEDED for a pending record. The recovery of an identity it refused on a
+  // never-paired connector asks it for nothing of the kind (no beginRecovery: revoke, mint, pair
+  // once), so its precondition is the refusal itself, which the agent reported: no dry run.
+  if (record?.state === 'pending' && refusedIdentityRecovery(input, status)) {
+    return to.advance(
+      'ScalingDown',
+      {},
+      'no dry run: the agent of this never-paired connector stopped on an identity the control plane refuses, and this recovery only revokes, mints and pairs once',
+    );
+  }
+  const check = input.check?.requestId === requestId ? input.check : undefined;
+  if (!check) return to.stay({});
+  if (check.allowed) return to.advance('ScalingDown');
+  const stillOnline = record?.state === 'online' || record?.state === 'degraded';
+  // Requested on a proven identity loss, and no agent runs ready since: a pass between two pod
+  // instances of an agent that keeps failing closed (its pod recreated, the new agent not
+  // stopped yet) has no termination to show, but the loss has not gone away. Only an agent
+  // that runs ready again (heartbeats, the identity intact after all) makes it "not needed".
+  const lossStands =
+    status.evidence?.phaseBefore === 'NeedsRecovery' && !live.some((p) => agentPodFacts(p).ready);
+  if (check.code === 'RECOVERY_NOT_NEEDED' && stillOnline && (input.identityLoss || lossStands)) {
+    // The agent failed closed (or its claim was replaced), so it sends no heartbeat; the control
+    // plane marks it offline after a few missed ones. Wait for that without touching the workload.
+    const since = new Date(status.startedAt ?? now).getTime();
+    if (now.getTime() - since < ONLINE_GRACE_MS) return to.stay({});
+  }
+  return to.fail(
+    `the control plane refused the recovery, so nothing was scaled: ${check.code}: ${check.message}`,
+  );
+}
+
+function tokensRevoked({ input, status, requestId, to }: Attempt): RecoveryDecision {
+  const { record, now } = input;
+  if (record && record.state !== 'recovering') {
+    if (record.state === 'online' || record.state === 'degraded') {
+      // No pod runs now, so "online" is either the control plane not having noticed yet (it
+      // marks a silent connector offline after a few missed heartbeats) or a connector alive
+      // elsewhere with its identity. Wait out the first; only the second means "not needed".
+      const since = new Date(status.startedAt ?? now).getTime();
+      if (now.getTime() - since < ONLINE_GRACE_MS) return to.stay({ replicas: 0 });
+      return to.fail(
+        `not needed: the control plane still reports the connector ${record.state} ${Math.round(ONLINE_GRACE_MS / 60_000)} minutes after its pod stopped, so its identity is intact (is another copy of it running?)`,
+      );
+    }
+    if (!record.bootstrapRetired && (record.state === 'pending' || record.state === 'enrolling')) {
+      if (record.state === 'pending' && refusedIdentityRecovery(input, status)) {
+        // The control plane begins recoveries of paired connectors only (a pending record has
+        // no certificate to revoke): revoke the live token, delete its Secret, then mint.
+        if (record.liveToken === null && input.tokenSecret === undefined)
+          return to.advance('TokenMinted', { mintKey: recoveryMintKey(requestId) });
+        return to.stay({
+          replicas: 0,
+          controlPlane: [{ kind: 'revokeTokens', connectorId: input.connectorId }],
+          deleteSecret: input.tokenSecret !== undefined && !input.tokenSecret.deleting,
+        });
+      }
+      return to.fail(
+        'not needed: the connector never paired, so normal enrollment applies (the operator mints a token)',
+      );
+    }
+  }
+  const revoked =
+    record?.state === 'recovering' &&
+    record.recovery?.requestId === requestId &&
+    input.tokenSecret === undefined;
+  if (revoked) return to.advance('TokenMinted', { mintKey: recoveryMintKey(requestId) });
+  return to.stay({
+    replicas: 0,
+    controlPlane: [
+      { kind: 'beginRecovery', connectorId: input.connectorId, requestId },
+      { kind: 'revokeTokens', connectorId: input.connectorId },
+    ],
+    deleteSecret: input.tokenSecret !== undefined && !input.tokenSecret.deleting,
+  });
+}
+
+function awaitingOnline({ input, status, live, to }: Attempt): RecoveryDecision {
+  const { record, now } = input;
+  if (record?.state === 'needs_recovery') {
+    const failure = record.lastEnrollmentFailure;
+    return to.fail(
+      `pairing was refused${failure ? ` (${untrustedCode(failure.code)} at ${untrustedText(failure.at, 64)})` : ''}; the connector needs recovery again`,
+    );
+  }
+  const stopped = failedClosedSince(live, status.startedAt);
+  if (stopped && !online(record)) {
+    const t = stopped.termination;
+    return to.fail(
+      // The termination message is whatever the container wrote (an adopted image is anyone's).
+      `the agent in pod ${stopped.pod} stopped with exit code ${t.exitCode} (${untrustedText([t.failureClass, t.code, t.reason].filter(Boolean).join(': '))}) instead of pairing`,
+    );
+  }
+  const expiresAt = input.tokenSecret?.expiresAt;
+  if (!online(record) && expiresAt && new Date(expiresAt).getTime() <= now.getTime()) {
+    return to.fail(
+      `the recovery token expired at ${expiresAt} before the connector paired; set a new spec.recovery.requestId to try again`,
+    );
+  }
+  if (!online(record)) return to.stay({ replicas: 1 });
+  // Retired: the token is spent; its Secret goes before the validation restart proves it is not needed.
+  if (input.tokenSecret !== undefined)
+    return to.stay({ replicas: 1, deleteSecret: !input.tokenSecret.deleting, requeueAfterMs: 500 });
+  const canValidate =
+    input.validateRestart && input.storage.kind !== 'EmptyDir' && input.storage.kind !== 'Adopted';
+  return canValidate ? to.advance('ValidatingRestart') : to.complete(skippedValidationProof(input));
+}
+
+function validatingRestart({ input, requestId, live, to }: Attempt): RecoveryDecision {
+  const { record } = input;
+  if (record?.state === 'needs_recovery') {
+    return to.fail(
+      'the connector asked for a token again after the validation restart: its identity did not survive on the data volume',
+    );
+  }
+  const restarted = live.find((p) => p.metadata?.annotations?.[ANNOTATIONS.restartedFor] === requestId);
+  const facts = restarted ? agentPodFacts(restarted) : undefined;
+  // An agent that starts with an empty data directory and no token (its Secret went when the
+  // connector paired) says ENROLLMENT_TOKEN_MISSING: the identity did not persist either.
+  const t = facts?.termination;
+  if (facts && t && (t.failureClass === 'IdentityLoss' || t.code === 'ENROLLMENT_TOKEN_MISSING')) {
+    return to.fail(
+      `after the validation restart the agent in pod ${facts.podName} found no identity: ${t.reason ?? t.code ?? ''}`,
+    );
+  }
+  const startedAt = restarted?.status?.startTime ? new Date(restarted.status.startTime).getTime() : undefined;
+  const beatAfterRestart =
+    startedAt !== undefined &&
+    record?.lastHeartbeatAt !== null &&
+    record?.lastHeartbeatAt !== undefined &&
+    new Date(record.lastHeartbeatAt).getTime() > startedAt;
+  if (restarted && facts?.ready && online(record) && beatAfterRestart) {
+    return to.complete(restartProof(facts.podName, startedAt, record));
+  }
+  return to.stay({ replicas: 1, restartFor: requestId });
+}
+
+/**
+ * Whether this recovery of a never-paired connector is for an identity the control plane refused:
+ * the agent says so now, or (its pod is scaled away by now) the recovery was requested while the
+ * status showed NeedsRecovery for the pending record, which only that diagnosis does.
+ */
+function refusedIdentityRecovery(input: RecoveryInput, status: RecoveryStatus): boolean {
+  if (input.identityRefused) return true;
+  return (
+    status.evidence?.phaseBefore === 'NeedsRecovery' && status.evidence.controlPlaneStateBefore === 'pending'
+  );
+}
+
+/** The pods that count: one being deleted is on its way out. */
+function podsOf(pods: V1Pod[]) {
+  return pods.filter(
+    (p) => p.metadata?.deletionTimestamp === undefined || p.metadata?.deletionTimestamp === null,
+  );
+}
+
+/** Paired and heartbeating: what a recovery's pairing waits for. */
+const online = (record: ControlPlaneConnector | undefined) =>
+  record !== undefined &&
+  (record.state === 'online' || record.state === 'degraded') &&
+  record.bootstrapRetired;

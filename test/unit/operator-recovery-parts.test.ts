@@ -1,0 +1,266 @@
+// The guided recovery's parts one at a time (recovery.ts puts them together, and the planner tables
+// and the property tests hold the whole to the runbook): what each recorded step means, which
+// request runs and what the handled-id memory keeps, what the spec may withdraw, the evidence of
+// the window, and what an ending attempt gives back.
+import test from 'ava';
+import { EXIT_CODES } from '../../src/contract/agent-process.ts';
+import { RECOVERY_STEPS, type RecoveryStatus, type RecoveryStep } from '../../src/operator/api/types.ts';
+import type { AuditEntry } from '../../src/operator/control-plane/admin-client.ts';
+import {
+  auditRefs,
+  closingEvidence,
+  failedClosedSince,
+  openingEvidence,
+} from '../../src/operator/reconcile/recovery-evidence.ts';
+import { outcomesOf } from '../../src/operator/reconcile/recovery-outcomes.ts';
+import {
+  abandonment,
+  automaticRequestId,
+  HANDLED_REQUEST_IDS_KEPT,
+  startRecovery,
+} from '../../src/operator/reconcile/recovery-requests.ts';
+import {
+  abandonable,
+  recoveryUnderway,
+  replicasDuring,
+  restoredReplicas,
+} from '../../src/operator/reconcile/recovery-stages.ts';
+import type { RecoveryInput } from '../../src/operator/reconcile/recovery-types.ts';
+import { pod, record } from '../helpers/observed-builder.ts';
+
+const NOW = new Date('2026-01-01T00:10:00Z');
+const STARTED = '2026-01-01T00:00:00Z';
+
+function input(overrides: Partial<RecoveryInput> = {}): RecoveryInput {
+  return {
+    connectorId: 'prod.edge',
+    policy: 'Manual',
+    requestedId: undefined,
+    validateRestart: true,
+    storage: { kind: 'OperatorClaim', size: '1Gi' },
+    previous: undefined,
+    record: record({ state: 'needs_recovery' }),
+    identityLoss: true,
+    phaseBefore: 'NeedsRecovery',
+    workload: undefined,
+    pods: [],
+    tokenSecret: undefined,
+    claims: new Map(),
+    audit: undefined,
+    now: NOW,
+    ...overrides,
+  };
+}
+
+function at(step: RecoveryStep, overrides: Partial<RecoveryStatus> = {}): RecoveryStatus {
+  return {
+    requestId: 'r1',
+    step,
+    attempts: 1,
+    startedAt: STARTED,
+    evidence: { phaseBefore: 'NeedsRecovery', replicasBefore: 3, windowStart: STARTED },
+    ...overrides,
+  };
+}
+
+// ---- stages ----
+
+/** Each step: under way, the replicas it holds the workload at, withdrawable by the spec, given back at an end. */
+const STAGES: Record<RecoveryStep, [boolean, number | undefined, boolean, number | undefined]> = {
+  Requested: [true, undefined, true, undefined],
+  Checking: [true, undefined, true, undefined],
+  ScalingDown: [true, 0, true, 3],
+  StorageReady: [true, 0, true, 3],
+  TokensRevoked: [true, 0, false, 3],
+  TokenMinted: [true, 0, false, 3],
+  ScalingUp: [true, 1, false, 3],
+  AwaitingOnline: [true, 1, false, 3],
+  ValidatingRestart: [true, 1, false, 3],
+  Completed: [false, undefined, false, undefined],
+  Failed: [false, undefined, false, undefined],
+};
+
+test('stages: every step the CRD allows says whether it is under way, what it holds, whether the spec can withdraw it, what an end gives back', (t) => {
+  t.deepEqual(Object.keys(STAGES), [...RECOVERY_STEPS], 'a step the CRD gains must be placed here');
+  for (const step of RECOVERY_STEPS) {
+    const [underway, held, withdrawable, givenBack] = STAGES[step];
+    t.is(recoveryUnderway(step), underway, `${step}: under way`);
+    t.is(replicasDuring(step), held, `${step}: replicas held`);
+    t.is(abandonable(step), withdrawable, `${step}: withdrawable`);
+    t.is(restoredReplicas(at(step)), givenBack, `${step}: replicas given back`);
+  }
+  t.false(recoveryUnderway(undefined), 'no record: nothing under way');
+  t.is(restoredReplicas(at('TokenMinted', { evidence: {} })), 1, 'none recorded: the one replica');
+});
+
+// ---- requests and the handled-id memory ----
+
+test(`requests: a new record remembers the newest ${HANDLED_REQUEST_IDS_KEPT} ids handled before, and the newest one the spec asked for however many automatic ones followed`, (t) => {
+  const automatic = Array.from({ length: HANDLED_REQUEST_IDS_KEPT }, (_, i) =>
+    automaticRequestId('prod.edge', `2025-12-${String(i + 10).padStart(2, '0')}T00:00:00Z`),
+  );
+  const previous: RecoveryStatus = {
+    ...at('Failed'),
+    requestId: automatic.at(-1) ?? '',
+    handledRequestIds: ['asked-1', ...automatic.slice(0, -1)],
+  };
+  const started = startRecovery(input({ previous, requestedId: 'asked-2' }));
+  t.is(started.status?.requestId, 'asked-2');
+  t.is(started.status?.step, 'Requested');
+  t.deepEqual(started.status?.handledRequestIds, ['asked-1', ...automatic.slice(1)]);
+
+  const plain = Array.from({ length: HANDLED_REQUEST_IDS_KEPT + 1 }, (_, i) => `asked-${i}`);
+  const withoutAutomatic = startRecovery(
+    input({
+      previous: { ...at('Failed'), requestId: plain.at(-1) ?? '', handledRequestIds: plain.slice(0, -1) },
+      requestedId: 'asked-new',
+    }),
+  );
+  t.deepEqual(withoutAutomatic.status?.handledRequestIds, plain.slice(-HANDLED_REQUEST_IDS_KEPT));
+});
+
+test('requests: the spec set back to an id handled before runs nothing and says so; the newest asked id left in the spec stays quiet', (t) => {
+  const auto = automaticRequestId('prod.edge', '2025-12-31T23:00:00.000Z');
+  const previous: RecoveryStatus = { ...at('Completed'), requestId: auto, handledRequestIds: ['r1', 'r2'] };
+  const setBack = startRecovery(input({ previous, requestedId: 'r1' }));
+  t.like(setBack.status, { requestId: 'r1', step: 'Failed', outcome: 'Failed', attempts: 0 });
+  t.deepEqual(setBack.status?.handledRequestIds, ['r2', auto]);
+  t.deepEqual(
+    setBack.events.map((e) => e.reason),
+    ['RecoveryFailed'],
+  );
+  t.false(setBack.inProgress);
+  t.is(setBack.replicas, undefined, 'nothing is scaled');
+  t.deepEqual(setBack.controlPlane, []);
+
+  const quiet = startRecovery(input({ previous, requestedId: 'r2' }));
+  t.is(quiet.status, previous, 'the same request, answered already');
+  t.deepEqual(quiet.events, []);
+});
+
+test('requests: the spec withdraws only a request it asked for, and only before the control plane began it', (t) => {
+  t.is(
+    abandonment(input({ requestedId: undefined }), at('StorageReady')),
+    'spec.recovery.requestId was removed',
+  );
+  t.is(
+    abandonment(input({ requestedId: 'r2' }), at('Checking')),
+    'spec.recovery.requestId was replaced by r2',
+  );
+  t.is(abandonment(input({ requestedId: 'r1' }), at('ScalingDown')), undefined, 'still asked for');
+  t.is(
+    abandonment(input({ requestedId: undefined }), at('TokensRevoked')),
+    undefined,
+    'begun: runs to its end',
+  );
+  const auto = automaticRequestId('prod.edge', '2025-12-31T23:00:00.000Z');
+  t.is(
+    abandonment(input({ requestedId: undefined }), at('Requested', { requestId: auto })),
+    undefined,
+    'an automatic recovery was not the spec’s to withdraw',
+  );
+});
+
+// ---- evidence ----
+
+function entry(seq: number, type: string, at: string): AuditEntry {
+  return { seq, type, at, connectorId: 'prod.edge', details: {} };
+}
+
+test('evidence: the audit of the window is the recovery’s own entries since it started, the newest 20', (t) => {
+  const during = Array.from({ length: 25 }, (_, i) =>
+    entry(i + 2, 'endpoint.enrolled', new Date(Date.parse(STARTED) + (i + 1) * 1_000).toISOString()),
+  );
+  const audit = [
+    entry(1, 'endpoint.enrolled', '2025-12-31T23:59:59Z'),
+    ...during.slice(0, 10),
+    entry(100, 'endpoint.state_changed', '2026-01-01T00:00:11Z'),
+    entry(101, 'token.minted', '2026-01-01T00:00:11Z'),
+    ...during.slice(10),
+  ];
+  t.deepEqual(
+    auditRefs(audit, STARTED).map((e) => e.seq),
+    during.slice(-20).map((e) => e.seq),
+  );
+  t.deepEqual(auditRefs(audit, undefined), [], 'no start, no window');
+  t.deepEqual(auditRefs(undefined, STARTED), [], 'no audit read');
+});
+
+test('evidence: only an agent that failed closed after the attempt started ends it', (t) => {
+  const after = '2026-01-01T00:05:00Z';
+  const stopped = (exitCode: number, finishedAt = after) => [pod({ terminated: { exitCode, finishedAt } })];
+  t.like(failedClosedSince(stopped(EXIT_CODES.identityLoss), STARTED), { pod: 'edge-0' });
+  t.like(failedClosedSince(stopped(EXIT_CODES.identityUnusable), STARTED), {
+    termination: { exitCode: EXIT_CODES.identityUnusable },
+  });
+  t.is(
+    failedClosedSince(stopped(EXIT_CODES.identityLoss, '2025-12-31T23:00:00Z'), STARTED),
+    undefined,
+    'before it',
+  );
+  t.is(failedClosedSince(stopped(143), STARTED), undefined, 'killed: Kubernetes restarts it');
+  t.is(
+    failedClosedSince(stopped(EXIT_CODES.controlPlaneUnreachable), STARTED),
+    undefined,
+    'unreachable or clock skew: may still pair',
+  );
+  t.is(failedClosedSince(stopped(EXIT_CODES.identityLoss), undefined), undefined, 'no start recorded');
+});
+
+test('evidence: the request records what was before, the end what is after and the window', (t) => {
+  const opening = openingEvidence(
+    input({
+      identityLoss: true,
+      phaseBefore: 'Offline',
+      workload: { kind: 'Deployment', name: 'edge', replicas: 2, readyReplicas: 2, templateAnnotations: {} },
+    }),
+  );
+  t.deepEqual(opening, {
+    phaseBefore: 'NeedsRecovery',
+    controlPlaneStateBefore: 'needs_recovery',
+    replicasBefore: 2,
+    windowStart: '2026-01-01T00:10:00Z',
+  });
+  t.deepEqual(openingEvidence(input({ identityLoss: false, phaseBefore: 'Offline', record: undefined })), {
+    phaseBefore: 'Offline',
+    windowStart: '2026-01-01T00:10:00Z',
+  });
+  const closing = closingEvidence(input({ record: record({ state: 'online' }) }), at('AwaitingOnline'), {
+    phaseAfter: 'Online',
+    proof: 'paired',
+  });
+  t.like(closing, {
+    phaseBefore: 'NeedsRecovery',
+    replicasBefore: 3,
+    windowStart: STARTED,
+    phaseAfter: 'Online',
+    controlPlaneStateAfter: 'online',
+    proof: 'paired',
+    windowEnd: '2026-01-01T00:10:00Z',
+  });
+});
+
+// ---- outcomes ----
+
+test('outcomes: an attempt gives back the replicas recorded with the request only once it scaled the workload', (t) => {
+  const beforeScaling = outcomesOf(input(), at('Checking')).fail('refused');
+  t.is(beforeScaling.replicas, undefined, 'nothing was scaled, nothing is given back');
+  t.like(beforeScaling.status, { step: 'Failed', outcome: 'Failed', reason: 'refused' });
+  t.false(beforeScaling.inProgress);
+  t.is(outcomesOf(input(), at('TokenMinted')).fail('expired').replicas, 3);
+  const paired = outcomesOf(input({ record: record({ state: 'degraded' }) }), at('AwaitingOnline')).complete(
+    'p',
+  );
+  t.is(paired.replicas, 3);
+  t.like(paired.status, { step: 'Completed', outcome: 'Succeeded', evidence: { phaseAfter: 'Degraded' } });
+  t.deepEqual(
+    [...beforeScaling.events, ...paired.events].map((e) => [e.reason, e.priority]),
+    [
+      ['RecoveryFailed', 'always'],
+      ['RecoverySucceeded', 'always'],
+    ],
+    'an outcome Event is never held back',
+  );
+  const advanced = outcomesOf(input(), at('Checking')).advance('ScalingDown');
+  t.like(advanced, { replicas: 0, inProgress: true, requeueAfterMs: 0, status: { step: 'ScalingDown' } });
+});
