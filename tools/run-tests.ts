@@ -32,7 +32,13 @@ const steps: Array<[string, string[]]> = [
   ['npx', ['tsc', '-p', 'tsconfig.json', '--noEmit']],
   ['npx', ['biome', 'check', '.']],
   ['bash', ['tools/cluster/build.sh']],
+  // kubectl of the cluster's version (npm start prints commands with it; the e2e tests run them).
+  ['bash', ['tools/kubectl/build.sh']],
   ['bash', ['tools/ecosystem/build.sh']],
+  // promtool and promql-metrics for the monitoring tests (test/monitoring/).
+  ['bash', ['tools/promtool/build.sh']],
+  // helm, and the Prometheus Operator CRDs the chart's monitoring objects meet, for test/chart/.
+  ['bash', ['tools/helm/build.sh']],
 ];
 for (const [command, args] of steps) {
   process.stdout.write(`\n> ${command} ${args.join(' ')}\n`);

@@ -4,7 +4,8 @@
 // installs the CRDs from crds/, prints the kubeconfig path, and keeps running until SIGTERM/SIGINT,
 // when it stops every process. `npm start` runs the whole system on top of the same pieces.
 import { join } from 'node:path';
-import { helpText, onShutdownSignal, parseFlags } from '../../src/lib/cli.ts';
+import { stopOnSignalOrOrphaned } from '../../src/bin/shutdown.ts';
+import { helpText, parseFlags } from '../../src/lib/cli.ts';
 import { createLogger, isLogLevel } from '../../src/lib/logger.ts';
 import { startLocalCluster } from '../local-cluster/cluster.ts';
 import { installCrds } from '../local-cluster/install.ts';
@@ -53,7 +54,7 @@ const podRunner =
         baseEnv: { PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin' },
       })
     : undefined;
-onShutdownSignal(async () => {
+stopOnSignalOrOrphaned(async () => {
   // Pods first, so no connector process outlives the API it reports to.
   if (podRunner) {
     log.info('stopping the local pod runner');

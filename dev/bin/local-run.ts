@@ -4,25 +4,37 @@
 // RBAC installed; the reference control plane over HTTPS; the operator running as its
 // ServiceAccount; the local pod runner standing in for kubelet; and a sample Connector that pairs and
 // goes Online. It prints what `kubectl get connectors` would show and keeps running until Ctrl-C
-// (or, with --exit-when-online, stops once the Connector is Online).
+// (or, with --exit-when-online, stops once the Connector is Online). The first run builds the
+// Kubernetes binaries and a matching kubectl from Go modules and says what it builds meanwhile; at
+// the end it prints the kubectl commands that work against this system (kubeconfig, kubectl and the
+// kubectl-vaultpam plugin included) and prepares manifests/samples/ so each sample applies as is.
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
+import { stopOnSignalOrOrphaned } from '../../src/bin/shutdown.ts';
 import {
   type StartedControlPlane,
   startControlPlane,
   usableAdminCredential,
 } from '../../src/controlplane/server.ts';
-import { type FlagSpecs, flagError, helpText, onShutdownSignal, parseFlags } from '../../src/lib/cli.ts';
+import { type FlagSpecs, flagError, helpText, parseFlags } from '../../src/lib/cli.ts';
 import { CodedError, errorMessage } from '../../src/lib/errors.ts';
 import { createLogger, isLogLevel } from '../../src/lib/logger.ts';
 import type { Connector } from '../../src/operator/api/types.ts';
 import { type RunningOperator, startOperator } from '../../src/operator/operator.ts';
+import { buildReportingProgress, describeLocalRunBuild } from '../local-cluster/binaries.ts';
+import { listWords } from '../local-cluster/build-progress.ts';
 import { type LocalCluster, startLocalCluster } from '../local-cluster/cluster.ts';
 import { installCrds, installOperatorAccess } from '../local-cluster/install.ts';
+import {
+  type PreparedSamples,
+  prepareSamples,
+  SAMPLE_CONTROL_PLANE_URL,
+} from '../local-cluster/local-samples.ts';
 import { PodRunner } from '../local-cluster/pod-runner.ts';
 import { signalAllManaged } from '../local-cluster/processes.ts';
+import { shellWord, writeToolBin } from '../local-cluster/tool-bin.ts';
 
 const flags: FlagSpecs = {
   'work-dir': {
@@ -81,6 +93,23 @@ function table(c: Connector): string {
         .trimEnd(),
     )
     .join('\n');
+}
+
+/** What to type next: the kubectl commands that work against this run, and the samples. */
+function howToLook(options: { kubeconfig: string; binDir: string; samples: PreparedSamples }): string[] {
+  const env = `KUBECONFIG=${shellWord(options.kubeconfig)} PATH=${shellWord(options.binDir)}:$PATH`;
+  return [
+    `kubectl (built to match this cluster) and the kubectl-vaultpam plugin are in ${options.binDir}:`,
+    `    ${env} kubectl get connectors -A`,
+    `    ${env} kubectl vaultpam status -A`,
+    'or, for this shell:',
+    `    export ${env}`,
+    'Samples: each Connector sample in manifests/samples/ applies as it is, e.g.',
+    '    kubectl apply -f manifests/samples/connector.yaml',
+    `The namespace ${listWords(options.samples.namespaces)} and the CA ConfigMaps and credential Secrets the samples name exist,`,
+    `and ${listWords(options.samples.controlPlanes)} point at this control plane.`,
+    `Every sample with this control plane's URL in place of ${SAMPLE_CONTROL_PLANE_URL}: ${options.samples.dir}/`,
+  ];
 }
 
 async function main(): Promise<number> {
@@ -153,7 +182,7 @@ async function main(): Promise<number> {
     return stopping;
   };
   let signalled = false;
-  onShutdownSignal(
+  stopOnSignalOrOrphaned(
     async () => {
       signalled = true;
       say('stopping (Ctrl-C again to kill everything at once)…');
@@ -170,9 +199,15 @@ async function main(): Promise<number> {
   );
 
   try {
-    say(
-      '1/5 starting a local Kubernetes control plane (the first run builds it from Go modules: about 12 minutes)',
-    );
+    say('1/5 starting a local Kubernetes control plane');
+    const [, kubectlDir = ''] = await buildReportingProgress({
+      say,
+      heading:
+        `    the first run builds ${describeLocalRunBuild()} from Go modules, once: ` +
+        'about 12 minutes on 2 cores; later runs start in seconds',
+    });
+    const binDir = join(workDir, 'bin');
+    await writeToolBin(binDir, { kubectl: join(kubectlDir, 'kubectl') });
     cluster = await startLocalCluster({
       workDir: join(workDir, 'cluster'),
       removeOnStop: false,
@@ -246,6 +281,15 @@ async function main(): Promise<number> {
       plural: 'connectors',
     };
     await api.createNamespacedCustomObject({ ...ref, body: sample() });
+    const samples = await prepareSamples(kc, {
+      controlPlane: {
+        url: controlPlane.url,
+        caPem: controlPlane.caPem,
+        credential: usableAdminCredential(controlPlane),
+      },
+      clusterResourceNamespace: OPERATOR_NAMESPACE,
+      outDir: join(workDir, 'samples'),
+    });
 
     const deadline = Date.now() + timeoutSeconds * 1000;
     let lastPhase = '';
@@ -258,7 +302,8 @@ async function main(): Promise<number> {
       }
       if (phase === 'Online') {
         say(`\n${table(c)}\n`);
-        say(`The sample Connector is Online. kubeconfig: ${cluster.kubeconfigPath}`);
+        say(`The sample Connector is Online. kubeconfig: ${cluster.kubeconfigPath}\n`);
+        for (const line of howToLook({ kubeconfig: cluster.kubeconfigPath, binDir, samples })) say(line);
         break;
       }
       if (Date.now() > deadline)

@@ -24,6 +24,11 @@ export interface LocalClusterOptions {
   /** How long to wait for each component to become ready. */
   readyTimeoutMs?: number;
   onProgress?: (line: string) => void;
+  /**
+   * Extra kube-controller-manager flags, after the defaults (a later flag wins), e.g. a benchmark's
+   * `--kube-api-qps`/`--kube-api-burst`.
+   */
+  controllerManagerArgs?: readonly string[];
 }
 
 export interface LocalCluster {
@@ -294,6 +299,7 @@ export async function startLocalCluster(options: LocalClusterOptions = {}): Prom
         // Fast garbage collection and StatefulSet sync keep the tests short.
         '--concurrent-gc-syncs=5',
         '--v=1',
+        ...(options.controllerManagerArgs ?? []),
       ],
     });
     started.push(controllerManager);

@@ -7,10 +7,11 @@ import { AGENT_FLAGS, parseAgentCommandLine, terminationLogFrom } from '../agent
 import { reportFailClosed } from '../agent/fail-closed.ts';
 import { type AgentFailure, configurationFailure, isAgentFailure } from '../agent/failure.ts';
 import { type HealthServer, startHealthServer } from '../agent/health-server.ts';
-import { helpText, onShutdownSignal } from '../lib/cli.ts';
+import { helpText } from '../lib/cli.ts';
 import { systemClock } from '../lib/clock.ts';
 import { errorMessage, fsErrorCode } from '../lib/errors.ts';
 import { createLogger, type Logger } from '../lib/logger.ts';
+import { stopOnSignalOrOrphaned } from './shutdown.ts';
 
 const PROGRAM = 'vaultpam-connector';
 const SUMMARY =
@@ -93,7 +94,7 @@ async function main(): Promise<void> {
     process.exit(code);
   };
   let signalled = false;
-  onShutdownSignal(async () => {
+  stopOnSignalOrOrphaned(async () => {
     signalled = true;
     logger.info('shutdown signal received');
     await running.stop();

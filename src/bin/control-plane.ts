@@ -3,9 +3,10 @@
 // reads argv and the environment, listens on a socket and handles signals.
 import { CONTROL_PLANE_FLAGS, parseControlPlaneCommandLine } from '../controlplane/config.ts';
 import { startControlPlane } from '../controlplane/server.ts';
-import { helpText, onShutdownSignal } from '../lib/cli.ts';
+import { helpText } from '../lib/cli.ts';
 import { errorMessage, isCodedError } from '../lib/errors.ts';
 import { createLogger } from '../lib/logger.ts';
+import { stopOnSignalOrOrphaned } from './shutdown.ts';
 
 const PROGRAM = 'vaultpam-control-plane';
 const SUMMARY =
@@ -49,7 +50,7 @@ async function main(): Promise<void> {
     },
     'configuration',
   );
-  onShutdownSignal(
+  stopOnSignalOrOrphaned(
     async () => {
       logger.info('shutdown signal received');
       await controlPlane.close();

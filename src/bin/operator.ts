@@ -4,13 +4,14 @@
 // (the lease is released so a standby takes over at once).
 import { hostname } from 'node:os';
 import { KubeConfig } from '@kubernetes/client-node';
-import { type FlagSpecs, flagError, helpText, onShutdownSignal, parseFlags } from '../lib/cli.ts';
+import { type FlagSpecs, flagError, helpText, parseFlags } from '../lib/cli.ts';
 import { parseDurationField } from '../lib/duration.ts';
 import { CodedError, errorMessage, isCodedError } from '../lib/errors.ts';
 import { parseHostPort } from '../lib/host-port.ts';
 import { createLogger, isLogLevel } from '../lib/logger.ts';
 import { startOperator } from '../operator/operator.ts';
 import { leaderIdentity } from '../operator/runtime/leader-election.ts';
+import { stopOnSignalOrOrphaned } from './shutdown.ts';
 
 const env = (flag: string) => `VAULTPAM_OPERATOR_${flag.toUpperCase().replaceAll('-', '_')}`;
 const flags: FlagSpecs = {
@@ -183,7 +184,7 @@ async function main(): Promise<void> {
     { listen: operator.address, namespace: v.namespace || 'all', leaderElection: leaderElect },
     'operator started',
   );
-  onShutdownSignal(async () => {
+  stopOnSignalOrOrphaned(async () => {
     logger.info('stopping');
     await operator.stop({ release: true });
   });

@@ -20,6 +20,8 @@ export interface FlagSpec {
    * may also be a comma-separated list. Its values are in `lists`.
    */
   multiple?: boolean;
+  /** A one-letter alias (`-n` for `--namespace`), as kubectl and its plugins spell their common flags. */
+  short?: string;
 }
 
 export type FlagSpecs = Record<string, FlagSpec>;
@@ -30,6 +32,16 @@ export interface ParsedFlags {
   lists: Record<string, string[]>;
   booleans: Record<string, boolean>;
   help: boolean;
+  /** The arguments that are not flags, in order (only with `allowPositionals`). */
+  positionals: string[];
+}
+
+export interface ParseFlagsOptions {
+  /**
+   * Take arguments that are not flags (a command and its object, `status NAME`) instead of refusing
+   * them, and `-h` as well as `--help`: a command-line tool's shape rather than a daemon's.
+   */
+  allowPositionals?: boolean;
 }
 
 /** A bad flag value: the programs exit 2 (the agent: 12, its configuration exit) on it. */
@@ -48,16 +60,22 @@ export function helpText(program: string, summary: string, specs: FlagSpecs): st
   for (const [name, spec] of Object.entries(specs)) {
     const env = spec.env ? ` (env ${spec.env})` : '';
     const def = spec.default !== undefined ? ` [default: ${spec.default}]` : '';
-    lines.push(`  --${name}${spec.boolean ? '' : ' <value>'}\n      ${spec.description}${env}${def}`);
+    const short = spec.short ? `-${spec.short}, ` : '';
+    lines.push(`  ${short}--${name}${spec.boolean ? '' : ' <value>'}\n      ${spec.description}${env}${def}`);
   }
   lines.push('  --help\n      Print this help and exit.');
   return lines.join('\n');
 }
 
-function optionsOf(specs: FlagSpecs): ParseArgsOptionsConfig {
-  const options: ParseArgsOptionsConfig = { help: { type: 'boolean' } };
+function optionsOf(specs: FlagSpecs, shortHelp = false): ParseArgsOptionsConfig {
+  const options: ParseArgsOptionsConfig = {
+    help: shortHelp ? { type: 'boolean', short: 'h' } : { type: 'boolean' },
+  };
   for (const [name, spec] of Object.entries(specs)) {
-    options[name] = spec.boolean ? { type: 'boolean' } : { type: 'string', multiple: spec.multiple === true };
+    const short = spec.short ? { short: spec.short } : {};
+    options[name] = spec.boolean
+      ? { type: 'boolean', ...short }
+      : { type: 'string', multiple: spec.multiple === true, ...short };
   }
   return options;
 }
@@ -69,7 +87,10 @@ function optionsOf(specs: FlagSpecs): ParseArgsOptionsConfig {
 function commandLineProblem(error: unknown, specs: FlagSpecs): string {
   const { code, message } = error as { code?: string; message?: string };
   const text = String(message ?? error);
-  const flag = /'(-{1,2}[^' <]+)/.exec(text)?.[1];
+  // parseArgs quotes a flag with an alias as '-n, --namespace <value>': name the long spelling.
+  const quoted = /'(-[^']*)'/.exec(text)?.[1] ?? '';
+  const spellings = quoted.split(/[ ,]+/).filter((word) => word.startsWith('-'));
+  const flag = spellings.find((word) => word.startsWith('--')) ?? spellings[0];
   const named = flag?.startsWith('--') && specs[flag.slice(2)] ? flagName(specs, flag.slice(2)) : flag;
   if (code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' && named) {
     if (/ambiguous/.test(text)) {
@@ -99,10 +120,21 @@ function commaList(values: readonly string[]): string[] {
  * Parses argv against specs. Flags win over environment variables, which win over defaults. A bad
  * command line (an unknown flag, a flag without its value) is INVALID_FLAGS, one line naming the flag.
  */
-export function parseFlags(argv: string[], specs: FlagSpecs, env: NodeJS.ProcessEnv): ParsedFlags {
+export function parseFlags(
+  argv: string[],
+  specs: FlagSpecs,
+  env: NodeJS.ProcessEnv,
+  options: ParseFlagsOptions = {},
+): ParsedFlags {
+  const allowPositionals = options.allowPositionals === true;
   let parsed: ReturnType<typeof parseArgs>;
   try {
-    parsed = parseArgs({ args: argv, options: optionsOf(specs), strict: true, allowPositionals: false });
+    parsed = parseArgs({
+      args: argv,
+      options: optionsOf(specs, allowPositionals),
+      strict: true,
+      allowPositionals,
+    });
   } catch (error) {
     throw flagError(`${commandLineProblem(error, specs)}; run with --help to list the flags`);
   }
@@ -121,7 +153,7 @@ export function parseFlags(argv: string[], specs: FlagSpecs, env: NodeJS.Process
       values[name] = (raw as string | undefined) ?? fromEnv ?? spec.default;
     }
   }
-  return { values, lists, booleans, help: parsed.values.help === true };
+  return { values, lists, booleans, help: parsed.values.help === true, positionals: parsed.positionals };
 }
 
 /**

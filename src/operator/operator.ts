@@ -301,6 +301,7 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
     }
     return counts;
   });
+  metrics.setConnectorSource(() => connectors.list());
 
   const informers = [
     connectors,

@@ -17,6 +17,7 @@ import {
   type KubeConfig,
   type KubernetesObject,
   KubernetesObjectApi,
+  loadAllYaml,
   PatchStrategy,
   PolicyV1Api,
   RbacAuthorizationV1Api,
@@ -54,9 +55,11 @@ function statusCodeOf(error: unknown): number | undefined {
 
 async function render(path: string): Promise<KubernetesObject[]> {
   const { stdout } = await run(kustomize, ['build', path], { cwd: repoRoot, maxBuffer: 16 * 1024 * 1024 });
-  return yaml
-    .loadAll(stdout)
-    .filter((doc): doc is KubernetesObject => typeof doc === 'object' && doc !== null);
+  // loadAllYaml, not a plain YAML parse: client-node's serializer maps the CRDs' x-kubernetes-* schema
+  // keys only on objects it loaded, and drops them (the CEL rules among them) from plain ones.
+  return (loadAllYaml(stdout) as Array<KubernetesObject | null>).filter(
+    (doc): doc is KubernetesObject => typeof doc === 'object' && doc !== null,
+  );
 }
 
 function identity(object: KubernetesObject): string {

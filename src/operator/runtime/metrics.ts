@@ -2,8 +2,16 @@
 // prom-client's global one) so two operators in one test process never share a counter. Gauges that
 // mirror live state (queue depth, connectors by phase, leadership) read their source at scrape time
 // instead of being pushed, so they cannot drift from what they describe.
+//
+// The per-connector gauges (vaultpam_operator_connector_*, labels namespace and name) are the facts
+// alerts need about one Connector: its phase, why it is Stalled, its live token's mint time and
+// expiry, its certificate's expiry. They are read from the Connector informer's cache at scrape time
+// too, so a deleted Connector's series are gone at the next scrape, and every replica (leader and
+// warm standby) exports the same values (alerts take max by namespace and name). Each is one series
+// per Connector at most: the phase and the Stalled reason are labels of the one series that holds
+// 1, not one series per possible value.
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { CONNECTOR_PHASES, type ConnectorPhase } from '../api/types.ts';
+import { CONNECTOR_PHASES, type Connector, type ConnectorPhase } from '../api/types.ts';
 import type { WorkQueueStats } from './work-queue.ts';
 
 export const RECONCILE_RESULTS = ['success', 'requeue', 'error'] as const;
@@ -14,6 +22,48 @@ export type KubernetesWriteVerb = (typeof KUBERNETES_WRITE_VERBS)[number];
 
 /** Why an Event the operator wanted to emit was not written as asked. */
 export type EventSuppression = 'rate_limited' | 'redacted' | 'failed';
+
+/** What the per-connector gauges show of one Connector. Times are seconds since the epoch. */
+export interface ConnectorMetricFacts {
+  namespace: string;
+  name: string;
+  phase?: ConnectorPhase;
+  /** The reason of the Stalled condition while it is True. */
+  stalledReason?: string;
+  /** The live enrollment token (one a Secret holds now), not the last one's end kept in status. */
+  liveToken?: { expiresAt: number; mintedAt?: number };
+  certificateNotAfter?: number;
+}
+
+/** An RFC 3339 time as seconds since the epoch; undefined when absent or unreadable. */
+function epochSeconds(time: string | undefined): number | undefined {
+  if (!time) return undefined;
+  const ms = Date.parse(time);
+  return Number.isNaN(ms) ? undefined : ms / 1000;
+}
+
+/** The facts the per-connector gauges show, read from a Connector's status. */
+export function connectorMetricFacts(connector: Connector): ConnectorMetricFacts {
+  const status = connector.status ?? {};
+  const facts: ConnectorMetricFacts = {
+    namespace: connector.metadata.namespace ?? '',
+    name: connector.metadata.name ?? '',
+  };
+  if (status.phase) facts.phase = status.phase;
+  const stalled = status.conditions?.find((c) => c.type === 'Stalled' && c.status === 'True');
+  if (stalled) facts.stalledReason = stalled.reason;
+  // tokenExpiresAt outlives the token until the connector pairs (it drives the re-mint backoff);
+  // the token is live only while status names the Secret that holds it.
+  const enrollment = status.enrollment;
+  const tokenExpiresAt = enrollment?.tokenSecretName ? epochSeconds(enrollment.tokenExpiresAt) : undefined;
+  if (tokenExpiresAt !== undefined) {
+    const mintedAt = epochSeconds(enrollment?.tokenMintedAt);
+    facts.liveToken = { expiresAt: tokenExpiresAt, ...(mintedAt !== undefined ? { mintedAt } : {}) };
+  }
+  const notAfter = epochSeconds(status.identity?.notAfter);
+  if (notAfter !== undefined) facts.certificateNotAfter = notAfter;
+  return facts;
+}
 
 export interface OperatorMetrics {
   readonly registry: Registry;
@@ -38,6 +88,8 @@ export interface OperatorMetrics {
   setConnectorPhaseSource(source: () => ReadonlyMap<ConnectorPhase, number>): void;
   /** Where the leader gauge reads from at scrape time (true: this replica leads). */
   setLeaderSource(source: () => boolean): void;
+  /** Where the per-connector gauges read from at scrape time: every Connector the operator sees. */
+  setConnectorSource(source: () => Iterable<Connector>): void;
   /** Sum of kubernetesWrites over every label set, optionally leaving out some kinds (e.g. Lease renewals). */
   totalWrites(options?: { excludeKinds?: readonly string[] }): Promise<number>;
 }
@@ -48,6 +100,7 @@ export function createOperatorMetrics(): OperatorMetrics {
   let workQueueSource: (() => WorkQueueStats) | undefined;
   let phaseSource: (() => ReadonlyMap<ConnectorPhase, number>) | undefined;
   let leaderSource: (() => boolean) | undefined;
+  let connectorSource: (() => Iterable<Connector>) | undefined;
 
   const reconciles = new Counter({
     name: 'vaultpam_operator_reconciles_total',
@@ -55,6 +108,9 @@ export function createOperatorMetrics(): OperatorMetrics {
     labelNames: ['result'],
     registers,
   });
+  // Every result exported from the start (at 0), so rate() sees the first error as an increase
+  // rather than as a series that appeared.
+  for (const result of RECONCILE_RESULTS) reconciles.inc({ result }, 0);
   const reconcileErrors = new Counter({
     name: 'vaultpam_operator_reconcile_errors_total',
     help: 'Failed reconciles by error code.',
@@ -143,6 +199,8 @@ export function createOperatorMetrics(): OperatorMetrics {
     },
   });
 
+  registerConnectorGauges(registers, () => connectorSource?.() ?? []);
+
   return {
     registry,
     reconciles,
@@ -172,6 +230,9 @@ export function createOperatorMetrics(): OperatorMetrics {
     setLeaderSource(source) {
       leaderSource = source;
     },
+    setConnectorSource(source) {
+      connectorSource = source;
+    },
     async totalWrites(options = {}) {
       const excluded = new Set(options.excludeKinds ?? []);
       const { values } = await kubernetesWrites.get();
@@ -180,4 +241,74 @@ export function createOperatorMetrics(): OperatorMetrics {
         .reduce((sum, sample) => sum + sample.value, 0);
     },
   };
+}
+
+/**
+ * The per-connector gauges. Each gauge, when scraped, resets and sets one series per Connector that
+ * has the fact, so nothing outlives the Connector or the fact. The informer replaces a Connector's
+ * object on every change, so the facts are remembered per object (a WeakMap): a scrape of five
+ * gauges reads each status once, and a changed Connector is read afresh.
+ */
+function registerConnectorGauges(registers: Registry[], source: () => Iterable<Connector>): void {
+  const remembered = new WeakMap<Connector, ConnectorMetricFacts>();
+  function* facts(): Iterable<ConnectorMetricFacts> {
+    for (const connector of source()) {
+      let f = remembered.get(connector);
+      if (!f) {
+        f = connectorMetricFacts(connector);
+        remembered.set(connector, f);
+      }
+      yield f;
+    }
+  }
+  const key = (f: ConnectorMetricFacts) => ({ namespace: f.namespace, name: f.name });
+  const gauge = (
+    name: string,
+    help: string,
+    labelNames: string[],
+    series: (f: ConnectorMetricFacts) => [Record<string, string>, number] | undefined,
+  ) =>
+    new Gauge({
+      name,
+      help,
+      labelNames,
+      registers,
+      collect() {
+        this.reset();
+        for (const f of facts()) {
+          const one = series(f);
+          if (one) this.set(one[0], one[1]);
+        }
+      },
+    });
+  gauge(
+    'vaultpam_operator_connector_phase',
+    'Always 1: one series per Connector, its status phase in the phase label.',
+    ['namespace', 'name', 'phase'],
+    (f) => (f.phase ? [{ ...key(f), phase: f.phase }, 1] : undefined),
+  );
+  gauge(
+    'vaultpam_operator_connector_stalled',
+    'Always 1: one series per Connector whose Stalled condition is True, its reason in the reason label.',
+    ['namespace', 'name', 'reason'],
+    (f) => (f.stalledReason ? [{ ...key(f), reason: f.stalledReason }, 1] : undefined),
+  );
+  gauge(
+    'vaultpam_operator_connector_token_expiry_timestamp_seconds',
+    'Expiry of the live enrollment token (while its Secret exists), seconds since the epoch.',
+    ['namespace', 'name'],
+    (f) => (f.liveToken ? [key(f), f.liveToken.expiresAt] : undefined),
+  );
+  gauge(
+    'vaultpam_operator_connector_token_minted_timestamp_seconds',
+    'When the live enrollment token (while its Secret exists) was minted, seconds since the epoch.',
+    ['namespace', 'name'],
+    (f) => (f.liveToken?.mintedAt !== undefined ? [key(f), f.liveToken.mintedAt] : undefined),
+  );
+  gauge(
+    'vaultpam_operator_connector_certificate_expiry_timestamp_seconds',
+    "Expiry (notAfter) of the connector's current client certificate, seconds since the epoch.",
+    ['namespace', 'name'],
+    (f) => (f.certificateNotAfter !== undefined ? [key(f), f.certificateNotAfter] : undefined),
+  );
 }

@@ -1,0 +1,167 @@
+// The control plane a Connector pairs with, reached the way the operator reaches it (the same
+// ControlPlane or ClusterControlPlane resource: URL, CA ConfigMap, credential Secret; or, for a
+// Connector without spec.controlPlaneRef, the operator's default given here by flags), but with the
+// person's own rights: the credential Secret is read with their kubeconfig, so the plugin can do
+// only what they may. When they may not read it, the answer says so and the caller goes on with
+// what the cluster shows.
+import { readFile } from 'node:fs/promises';
+import { errorMessage } from '../lib/errors.ts';
+import { CLUSTER_CONTROL_PLANE, CONTROL_PLANE } from '../operator/api/constants.ts';
+import { type DefaultedControlPlaneSpec, defaultedControlPlaneSpec } from '../operator/api/control-planes.ts';
+import type { Condition, Connector } from '../operator/api/types.ts';
+import { ControlPlaneAdminClient } from '../operator/control-plane/admin-client.ts';
+import { caBundleProblem } from '../operator/control-plane/check.ts';
+import { decodeCredential } from '../operator/runtime/credential.ts';
+import { type KubeApi, readable } from './kube-api.ts';
+import type { DefaultControlPlaneFlags } from './options.ts';
+
+/** Which control plane, as the Connector names it, and what the operator last found there. */
+export interface ControlPlaneSource {
+  kind: 'ControlPlane' | 'ClusterControlPlane' | 'default';
+  /** `namespace/name` or `name` of the resource; absent for the default. */
+  name?: string;
+  url?: string;
+  /** The resource's Ready condition, as the operator's check wrote it. */
+  ready?: Pick<Condition, 'status' | 'reason' | 'message'>;
+}
+
+export type ControlPlaneAccess =
+  | { source: ControlPlaneSource; client: ControlPlaneAdminClient; credential: string }
+  | { source: ControlPlaneSource; unavailable: string };
+
+export interface AccessInput {
+  api: KubeApi;
+  connector: Connector;
+  operatorNamespace: string;
+  defaults: DefaultControlPlaneFlags;
+}
+
+const DEFAULT_FLAGS_HINT =
+  '--control-plane-url, --control-plane-ca-file and --credential-secret (or VAULTPAM_CONTROL_PLANE_URL, VAULTPAM_CONTROL_PLANE_CA_FILE and VAULTPAM_CREDENTIAL_SECRET), the values the operator runs with';
+
+interface Located {
+  source: ControlPlaneSource;
+  spec?: DefaultedControlPlaneSpec;
+  /** Where its Secret and ConfigMap live. */
+  secretNamespace?: string;
+  caPem?: string;
+  unavailable?: string;
+}
+
+/** The resource the Connector names, or the default's flags. */
+async function locate(input: AccessInput): Promise<Located> {
+  const { api, connector, operatorNamespace, defaults } = input;
+  const namespace = connector.metadata.namespace ?? '';
+  const ref = connector.spec.controlPlaneRef;
+  if (!ref) {
+    const source: ControlPlaneSource = { kind: 'default', ...(defaults.url ? { url: defaults.url } : {}) };
+    if (!defaults.url || !defaults.credentialSecret) {
+      return {
+        source,
+        unavailable: `this Connector uses the operator's default control plane, which the plugin cannot see from the cluster; give ${DEFAULT_FLAGS_HINT}`,
+      };
+    }
+    let caPem = '';
+    if (defaults.caFile) {
+      try {
+        caPem = await readFile(defaults.caFile, 'utf8');
+      } catch (error) {
+        return {
+          source,
+          unavailable: `--control-plane-ca-file: cannot read ${defaults.caFile}: ${errorMessage(error)}`,
+        };
+      }
+    }
+    const { namespace: secretNamespace, name, key } = defaults.credentialSecret;
+    return {
+      source,
+      spec: { url: defaults.url, credentialSecretRef: { name, key } },
+      secretNamespace,
+      caPem,
+    };
+  }
+  const cluster = ref.kind === CLUSTER_CONTROL_PLANE.kind;
+  const kind = cluster ? CLUSTER_CONTROL_PLANE.kind : CONTROL_PLANE.kind;
+  const source: ControlPlaneSource = { kind, name: cluster ? ref.name : `${namespace}/${ref.name}` };
+  const read = await readable(() => api.getControlPlane(cluster ? undefined : namespace, ref.name));
+  if (!read.ok) return { source, unavailable: `cannot read ${kind} ${source.name}: ${read.why}` };
+  if (!read.value) return { source, unavailable: `${kind} ${source.name} does not exist` };
+  const ready = read.value.status?.conditions?.find((c) => c.type === 'Ready');
+  source.url = read.value.spec?.url;
+  if (ready) source.ready = { status: ready.status, reason: ready.reason, message: ready.message };
+  try {
+    const spec = defaultedControlPlaneSpec(read.value.spec);
+    return { source, spec, secretNamespace: cluster ? operatorNamespace : namespace };
+  } catch (error) {
+    return { source, unavailable: `${kind} ${source.name} cannot be used: ${errorMessage(error)}` };
+  }
+}
+
+/** The credential from its Secret, read with the person's rights, or why it cannot be had. */
+async function readCredential(
+  api: KubeApi,
+  namespace: string,
+  ref: DefaultedControlPlaneSpec['credentialSecretRef'],
+): Promise<{ credential: string } | { unavailable: string }> {
+  const where = `Secret ${namespace}/${ref.name}`;
+  const read = await readable(() => api.readSecret(namespace, ref.name));
+  if (!read.ok) {
+    return {
+      unavailable:
+        read.status === 403
+          ? `you may not read the credential ${where} (${read.why}), so the control plane was not asked; this shows what the cluster shows (reading it takes get on that Secret, which a namespace admin has)`
+          : `cannot read the credential ${where}: ${read.why}`,
+    };
+  }
+  const credential = decodeCredential(read.value, ref.key);
+  if (credential === undefined) {
+    return {
+      unavailable: `the credential ${where} ${read.value ? `has no key "${ref.key}" (or it is empty)` : 'does not exist'}`,
+    };
+  }
+  return { credential };
+}
+
+/** The CA bundle from the ConfigMap the spec names ('' for the system trust store), or why not. */
+async function readCa(
+  api: KubeApi,
+  namespace: string,
+  ref: DefaultedControlPlaneSpec['caConfigMapRef'],
+): Promise<{ caPem: string } | { unavailable: string }> {
+  if (!ref) return { caPem: '' };
+  const where = `ConfigMap ${namespace}/${ref.name}`;
+  const read = await readable(() => api.readConfigMap(namespace, ref.name));
+  if (!read.ok) return { unavailable: `cannot read the CA ${where}: ${read.why}` };
+  const caPem = read.value?.data?.[ref.key];
+  if (!caPem)
+    return { unavailable: `the CA ${where} ${read.value ? `has no key "${ref.key}"` : 'does not exist'}` };
+  const problem = caBundleProblem(caPem);
+  return problem ? { unavailable: `key "${ref.key}" of the CA ${where} ${problem}` } : { caPem };
+}
+
+/** An admin client for the Connector's control plane, or why the plugin cannot have one. */
+export async function controlPlaneAccess(input: AccessInput): Promise<ControlPlaneAccess> {
+  const located = await locate(input);
+  const { source } = located;
+  if (located.unavailable || !located.spec || located.secretNamespace === undefined) {
+    return { source, unavailable: located.unavailable ?? 'the control plane cannot be located' };
+  }
+  const ca =
+    located.caPem !== undefined
+      ? { caPem: located.caPem }
+      : await readCa(input.api, located.secretNamespace, located.spec.caConfigMapRef);
+  if ('unavailable' in ca) return { source, unavailable: ca.unavailable };
+  const credential = await readCredential(
+    input.api,
+    located.secretNamespace,
+    located.spec.credentialSecretRef,
+  );
+  if ('unavailable' in credential) return { source, unavailable: credential.unavailable };
+  const client = new ControlPlaneAdminClient({
+    url: located.spec.url,
+    caPem: ca.caPem,
+    credential: credential.credential,
+    timeoutMs: 10_000,
+  });
+  return { source, client, credential: credential.credential };
+}

@@ -1,0 +1,420 @@
+// What `status` shows: one row per Connector (phase, mode, last heartbeat, token expiry, diagnosis,
+// recovery step), and for one Connector the full report: conditions with their ages, the owned
+// objects and their state, the pod and its last termination, the control plane's view (state,
+// certificate expiry) and the last audit entries. Built as plain data first (what -o json and -o
+// yaml print), then as text. Text that came from the control plane or a pod is already cleaned
+// (untrusted-text) when it gets here; audit details are cleaned here.
+import { ADOPTED_BY_LABEL } from '../operator/api/constants.ts';
+import type { Connector, RecoveryStatus } from '../operator/api/types.ts';
+import { untrustedText } from '../operator/reconcile/untrusted-text.ts';
+import type { ConnectorFacts, PodFacts } from './connector-facts.ts';
+import { indent, table } from './output.ts';
+import { age, relativeTime } from './time-text.ts';
+
+export interface ConnectorSummary {
+  namespace: string;
+  name: string;
+  phase: string;
+  mode: string;
+  lastHeartbeatTime?: string;
+  /** retired, live (with tokenExpiresAt), expired, or none. */
+  token: 'retired' | 'live' | 'expired' | 'none';
+  tokenExpiresAt?: string;
+  diagnosis?: string;
+  recoveryRequestId?: string;
+  recoveryStep?: string;
+  connectorId?: string;
+  controlPlane: string;
+  ready?: string;
+  createdAt?: string;
+}
+
+export function summarize(connector: Connector, now: Date): ConnectorSummary {
+  const status = connector.status ?? {};
+  const enrollment = status.enrollment ?? {};
+  const expiresAt = enrollment.tokenExpiresAt;
+  const token = enrollment.retired
+    ? 'retired'
+    : expiresAt
+      ? new Date(expiresAt).getTime() > now.getTime()
+        ? 'live'
+        : 'expired'
+      : 'none';
+  const ref = connector.spec?.controlPlaneRef;
+  const ready = status.conditions?.find((c) => c.type === 'Ready');
+  return {
+    namespace: connector.metadata.namespace ?? '',
+    name: connector.metadata.name ?? '',
+    phase: status.phase ?? '',
+    mode: status.mode ?? '',
+    ...(status.lastHeartbeatTime ? { lastHeartbeatTime: status.lastHeartbeatTime } : {}),
+    token,
+    ...(expiresAt && !enrollment.retired ? { tokenExpiresAt: expiresAt } : {}),
+    ...(status.diagnosis?.failureClass ? { diagnosis: status.diagnosis.failureClass } : {}),
+    ...(status.recovery?.requestId ? { recoveryRequestId: status.recovery.requestId } : {}),
+    ...(status.recovery?.step ? { recoveryStep: status.recovery.step } : {}),
+    ...(status.connectorId ? { connectorId: status.connectorId } : {}),
+    controlPlane: ref ? `${ref.kind ?? 'ControlPlane'}/${ref.name}` : 'default',
+    ...(ready ? { ready: `${ready.status}${ready.status === 'True' ? '' : ` (${ready.reason})`}` } : {}),
+    ...(connector.metadata.creationTimestamp
+      ? { createdAt: new Date(connector.metadata.creationTimestamp).toISOString() }
+      : {}),
+  };
+}
+
+function tokenText(summary: ConnectorSummary, now: Date): string {
+  if (summary.token === 'retired') return 'retired';
+  if (!summary.tokenExpiresAt) return '-';
+  const when = relativeTime(summary.tokenExpiresAt, now);
+  return summary.token === 'expired' ? `expired ${when}` : when;
+}
+
+/** The table of `status` without a name: one line per Connector. */
+export function summaryTable(
+  summaries: readonly ConnectorSummary[],
+  now: Date,
+  options: { allNamespaces: boolean; wide: boolean },
+): string {
+  const headers = [
+    ...(options.allNamespaces ? ['NAMESPACE'] : []),
+    'NAME',
+    'PHASE',
+    'MODE',
+    'LAST HEARTBEAT',
+    'TOKEN EXPIRY',
+    'DIAGNOSIS',
+    'RECOVERY',
+    'AGE',
+    ...(options.wide ? ['CONNECTOR ID', 'CONTROL PLANE', 'READY'] : []),
+  ];
+  const rows = summaries.map((s) => [
+    ...(options.allNamespaces ? [s.namespace] : []),
+    s.name,
+    s.phase || '<none>',
+    s.mode || '<none>',
+    s.lastHeartbeatTime ? age(s.lastHeartbeatTime, now) : '<none>',
+    tokenText(s, now),
+    s.diagnosis ?? '-',
+    s.recoveryStep ? `${s.recoveryStep} (${s.recoveryRequestId})` : '-',
+    age(s.createdAt, now),
+    ...(options.wide ? [s.connectorId ?? '<none>', s.controlPlane, s.ready ?? '<none>'] : []),
+  ]);
+  return table(headers, rows);
+}
+
+export interface ObjectState {
+  kind: string;
+  name: string;
+  state: string;
+}
+
+export interface StatusReport {
+  summary: ConnectorSummary;
+  conditions: Array<{ type: string; status: string; reason: string; age: string; message: string }>;
+  diagnosis?: NonNullable<Connector['status']>['diagnosis'];
+  recovery?: RecoveryStatus;
+  objects: ObjectState[];
+  pod?: {
+    name: string;
+    phase: string;
+    node?: string;
+    agent: string;
+    ready: boolean;
+    restarts: number;
+    lastTermination?: string;
+  };
+  podsUnreadable?: string;
+  controlPlane: {
+    source: string;
+    url?: string;
+    ready?: string;
+    /** Why its view is missing. */
+    notAsked?: string;
+    state?: string;
+    bootstrapRetired?: boolean;
+    lastHeartbeatAt?: string | null;
+    certificate?: { serial: string; notAfter: string; expires: string } | null;
+    liveTokenExpiresAt?: string | null;
+    lastEnrollmentFailure?: string | null;
+  };
+  audit: Array<{ seq: number; at: string; type: string; details: string }>;
+}
+
+function objectStates(facts: ConnectorFacts): ObjectState[] {
+  const { connector } = facts;
+  const status = connector.status ?? {};
+  const states: ObjectState[] = [];
+  if (facts.workload.ok) {
+    const w = facts.workload.value;
+    const object = w?.object;
+    const replicas = object?.spec?.replicas ?? 0;
+    const ready = object?.status?.readyReplicas ?? 0;
+    const consented = object?.metadata?.labels?.[ADOPTED_BY_LABEL] === connector.metadata.name;
+    const adoption = w?.adopted
+      ? consented
+        ? 'adopted, '
+        : `adopted without consent (no ${ADOPTED_BY_LABEL}=${connector.metadata.name} label), `
+      : '';
+    states.push({
+      kind: w?.kind ?? 'StatefulSet',
+      name: w?.name ?? connector.metadata.name ?? '',
+      state: object ? `${adoption}${ready}/${replicas} ready` : 'does not exist',
+    });
+  } else {
+    states.push({ kind: 'workload', name: '-', state: `not readable: ${facts.workload.why}` });
+  }
+  if (facts.configMap) {
+    const name = facts.configMap.ok ? facts.configMap.value?.name : undefined;
+    states.push({
+      kind: 'ConfigMap',
+      name: name ?? `${connector.metadata.name}-config`,
+      state: facts.configMap.ok
+        ? name
+          ? 'present'
+          : 'does not exist'
+        : `not readable: ${facts.configMap.why}`,
+    });
+  }
+  if (facts.claim) {
+    const claim = facts.claim.ok ? facts.claim.value : undefined;
+    const paired = status.storage?.claimUID;
+    states.push({
+      kind: 'PersistentVolumeClaim',
+      name: claim?.name ?? status.storage?.claimName ?? '-',
+      state: !facts.claim.ok
+        ? `not readable: ${facts.claim.why}`
+        : claim
+          ? `${claim.phase}, UID ${claim.uid}${paired ? (paired === claim.uid ? ' (the one the identity is on)' : ` (NOT ${paired}, the one the identity was on)`) : ''}`
+          : 'does not exist',
+    });
+  }
+  const tokenSecret = status.enrollment?.tokenSecretName;
+  states.push({
+    kind: 'Secret',
+    name: tokenSecret ?? `${connector.metadata.name}-enrollment-token`,
+    state: tokenSecret
+      ? `holds the enrollment token until ${status.enrollment?.tokenExpiresAt ?? '?'} (never read here)`
+      : status.enrollment?.retired
+        ? 'none: deleted once bootstrap retired'
+        : 'none',
+  });
+  return states;
+}
+
+function podOf(facts: ConnectorFacts): PodFacts | undefined {
+  if (!facts.pods.ok) return undefined;
+  const pods = facts.pods.value ?? [];
+  const named = facts.connector.status?.storage?.podName;
+  return pods.find((p) => p.name === named) ?? pods.find((p) => !p.deleting) ?? pods[0];
+}
+
+function terminationText(pod: PodFacts): string | undefined {
+  const t = pod.agent.termination;
+  if (!t) return undefined;
+  const what = [t.failureClass, t.code].filter(Boolean).join(' ');
+  return `exit ${t.exitCode}${what ? ` ${what}` : ''}${t.finishedAt ? ` at ${t.finishedAt}` : ''}${t.reason ? `: ${t.reason}` : ''}`;
+}
+
+export function statusReport(facts: ConnectorFacts): StatusReport {
+  const now = facts.at;
+  const status = facts.connector.status ?? {};
+  const view = facts.controlPlane;
+  const record = view.record;
+  const pod = podOf(facts);
+  const lastTermination = pod ? terminationText(pod) : undefined;
+  const source = view.source;
+  return {
+    summary: summarize(facts.connector, now),
+    conditions: (status.conditions ?? []).map((c) => ({
+      type: c.type,
+      status: c.status,
+      reason: c.reason,
+      age: age(c.lastTransitionTime, now),
+      message: c.message,
+    })),
+    ...(status.diagnosis ? { diagnosis: status.diagnosis } : {}),
+    ...(status.recovery ? { recovery: status.recovery } : {}),
+    objects: objectStates(facts),
+    ...(pod
+      ? {
+          pod: {
+            name: pod.name,
+            phase: pod.phase,
+            ...(pod.nodeName ? { node: pod.nodeName } : {}),
+            agent: pod.agentState,
+            ready: pod.agent.ready,
+            restarts: pod.agent.restartCount,
+            ...(lastTermination ? { lastTermination } : {}),
+          },
+        }
+      : {}),
+    ...(facts.pods.ok ? {} : { podsUnreadable: facts.pods.why }),
+    controlPlane: {
+      source: source.kind === 'default' ? "the operator's default" : `${source.kind} ${source.name}`,
+      ...(source.url ? { url: source.url } : {}),
+      ...(source.ready ? { ready: `${source.ready.status} (${source.ready.reason})` } : {}),
+      ...(view.unavailable ? { notAsked: view.unavailable } : {}),
+      ...(record
+        ? {
+            state: record.state,
+            bootstrapRetired: record.bootstrapRetired,
+            lastHeartbeatAt: record.lastHeartbeatAt,
+            certificate: record.certificate
+              ? {
+                  serial: record.certificate.serial,
+                  notAfter: record.certificate.notAfter,
+                  expires: relativeTime(record.certificate.notAfter, now),
+                }
+              : null,
+            liveTokenExpiresAt: record.liveToken?.expiresAt ?? null,
+            lastEnrollmentFailure: record.lastEnrollmentFailure
+              ? `${record.lastEnrollmentFailure.code} at ${record.lastEnrollmentFailure.at}`
+              : null,
+          }
+        : {}),
+    },
+    audit: (view.audit ?? []).map((e) => ({
+      seq: e.seq,
+      at: e.at,
+      type: untrustedText(e.type, 64),
+      details: untrustedText(JSON.stringify(e.details ?? {})),
+    })),
+  };
+}
+
+/** `Label:` padded to a column, as kubectl describe aligns values; no label continues the one above. */
+function line(label: string, value: string): string {
+  return `${(label ? `${label}:` : '').padEnd(20)}${value}`;
+}
+
+/** The report as text, the way `kubectl describe` lays a resource out. */
+export function statusReportText(report: StatusReport, now: Date): string {
+  const s = report.summary;
+  const out: string[] = [];
+  out.push(`Connector ${s.namespace}/${s.name}`);
+  out.push(
+    indent(
+      [
+        line('Connector ID', s.connectorId ?? '<none>'),
+        line('Phase', s.phase || '<none>'),
+        line('Mode', s.mode || '<none>'),
+        line(
+          'Last heartbeat',
+          s.lastHeartbeatTime ? `${s.lastHeartbeatTime} (${age(s.lastHeartbeatTime, now)} ago)` : '<none>',
+        ),
+        line('Token', tokenText(s, now)),
+        line('Control plane', s.controlPlane),
+      ].join('\n'),
+    ),
+  );
+  const d = report.diagnosis;
+  out.push('', 'Diagnosis:');
+  if (d?.failureClass) {
+    out.push(
+      indent(
+        [
+          line('Failure class', d.failureClass),
+          line('Reason', d.reason ?? ''),
+          ...(d.evidence ?? []).map((e, i) => line(i === 0 ? 'Evidence' : '', e)),
+          line('Next step', d.nextStep ?? ''),
+          line('Since', d.since ? `${d.since} (${age(d.since, now)} ago)` : '<unknown>'),
+        ].join('\n'),
+      ),
+    );
+  } else {
+    out.push('  none');
+  }
+  const r = report.recovery;
+  out.push('', 'Recovery:');
+  if (r?.requestId) {
+    out.push(
+      indent(
+        [
+          line('Request', r.requestId),
+          line('Step', `${r.step ?? ''}${r.outcome ? ` (${r.outcome})` : ''}`),
+          ...(r.reason ? [line('Reason', r.reason)] : []),
+          ...(r.startedAt ? [line('Started', r.startedAt)] : []),
+          ...(r.finishedAt ? [line('Finished', r.finishedAt)] : []),
+        ].join('\n'),
+      ),
+    );
+  } else {
+    out.push('  none');
+  }
+  out.push('', 'Conditions:');
+  out.push(
+    indent(
+      report.conditions.length > 0
+        ? table(
+            ['TYPE', 'STATUS', 'REASON', 'AGE', 'MESSAGE'],
+            report.conditions.map((c) => [c.type, c.status, c.reason, c.age, c.message]),
+          )
+        : 'none written yet',
+    ),
+  );
+  out.push('', 'Owned objects:');
+  out.push(
+    indent(
+      table(
+        ['KIND', 'NAME', 'STATE'],
+        report.objects.map((o) => [o.kind, o.name, o.state]),
+      ),
+    ),
+  );
+  out.push('', 'Pod:');
+  if (report.pod) {
+    const p = report.pod;
+    out.push(
+      indent(
+        [
+          line('Name', `${p.name}${p.node ? ` on ${p.node}` : ''}`),
+          line('Phase', p.phase),
+          line('Agent', `${p.agent}, ${p.ready ? 'ready' : 'not ready'}, ${p.restarts} restart(s)`),
+          line('Last termination', p.lastTermination ?? 'none'),
+        ].join('\n'),
+      ),
+    );
+  } else {
+    out.push(`  ${report.podsUnreadable ? `not readable: ${report.podsUnreadable}` : 'none'}`);
+  }
+  const cp = report.controlPlane;
+  out.push('', "Control plane's view:");
+  const cpLines = [
+    line(
+      'Control plane',
+      `${cp.source}${cp.url ? ` (${cp.url})` : ''}${cp.ready ? `, Ready ${cp.ready}` : ''}`,
+    ),
+  ];
+  if (cp.notAsked) {
+    cpLines.push(line('Not asked', cp.notAsked));
+  } else {
+    cpLines.push(
+      line('State', cp.state ?? '<none>'),
+      line('Bootstrap retired', String(cp.bootstrapRetired ?? false)),
+      line('Last heartbeat', cp.lastHeartbeatAt ?? 'never'),
+      line(
+        'Certificate',
+        cp.certificate
+          ? `serial ${cp.certificate.serial}, expires ${cp.certificate.notAfter} (${cp.certificate.expires})`
+          : 'none',
+      ),
+      line('Live token', cp.liveTokenExpiresAt ? `expires ${cp.liveTokenExpiresAt}` : 'none'),
+      line('Last refusal', cp.lastEnrollmentFailure ?? 'none'),
+    );
+  }
+  out.push(indent(cpLines.join('\n')));
+  out.push('', 'Last audit entries:');
+  out.push(
+    indent(
+      report.audit.length > 0
+        ? table(
+            ['SEQ', 'TIME', 'TYPE', 'DETAILS'],
+            report.audit.map((e) => [String(e.seq), e.at, e.type, e.details]),
+          )
+        : cp.notAsked
+          ? 'not asked (see above)'
+          : 'none',
+    ),
+  );
+  return `${out.join('\n')}\n`;
+}

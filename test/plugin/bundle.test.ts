@@ -1,0 +1,78 @@
+// The report bundle's two pieces: the .tar.gz (read back by the real tar) and the redaction every
+// file passes through.
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import test from 'ava';
+import { redactBundleText } from '../../src/plugin/redaction.ts';
+import { tarGz } from '../../src/plugin/tar-gz.ts';
+
+const run = promisify(execFile);
+
+test('the archive is a gzipped ustar that the real tar lists and extracts byte for byte', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'plugin-tar-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const big = 'x'.repeat(1500);
+  const entries = [
+    { path: 'bundle/README.txt', content: 'hello\n' },
+    { path: 'bundle/logs/edge-0/connector.log', content: big },
+    { path: 'bundle/empty.txt', content: '' },
+    { path: 'bundle/utf8.txt', content: 'naïve – ✓\n' },
+    { path: `bundle-${'p'.repeat(60)}/objects/${'n'.repeat(70)}.yaml`, content: 'long path\n' },
+  ];
+  const file = join(dir, 'out.tar.gz');
+  await writeFile(file, tarGz(entries, new Date('2026-03-01T12:00:00Z')));
+  const { stdout } = await run('tar', ['-tzvf', file]);
+  t.regex(stdout, /bundle\/logs\/edge-0\/connector\.log/);
+  t.regex(stdout, /1500 2026-03-01/);
+  await run('tar', ['-xzf', file, '-C', dir]);
+  for (const entry of entries) t.is(await readFile(join(dir, entry.path), 'utf8'), entry.content);
+});
+
+test('redaction: known values, tokens, keys and credential shapes go; YAML, certificates and ids stay', (t) => {
+  const credential = 'adm_9f8e7d6c5b4a3f2e1d0c';
+  const token = `vpe_0123456789abcdef_${'A'.repeat(20)}b${'c'.repeat(22)}`;
+  const text = [
+    'metadata:',
+    '  name: edge',
+    '  uid: 4b1c0e9a-0000-4000-8000-000000000001',
+    `  note: the credential ${credential} leaked`,
+    `log: minted ${token}`,
+    'headers: { Authorization: Bearer abcdefghijklmnop }',
+    '  password: hunter2hunter2',
+    'url: https://user:pa55word@cp.example/',
+    'random: Zx9Qw8Er7Ty6Ui5Op4As3Df2Gh1Jk0LmNb',
+    'fingerprint: 3f2a9c0d1e4b5a6f7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b',
+    '-----BEGIN PRIVATE KEY-----',
+    'MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7',
+    '-----END PRIVATE KEY-----',
+    'ca.crt: |',
+    '  -----BEGIN CERTIFICATE-----',
+    '  MIIBszCCAVmgAwIBAgIUSomeBase64ThatLooksRandom0123456789',
+    '  -----END CERTIFICATE-----',
+    '  tokenSecretName: edge-enrollment-token',
+    '  secret:',
+    '    secretName: edge-enrollment-token',
+  ].join('\n');
+  const out = redactBundleText(text, [credential]);
+  t.false(out.includes(credential));
+  t.false(out.includes(token));
+  t.false(out.includes('abcdefghijklmnop'));
+  t.false(out.includes('hunter2hunter2'));
+  t.false(out.includes('pa55word'));
+  t.false(out.includes('Zx9Qw8Er7Ty6Ui5Op4As3Df2Gh1Jk0LmNb'));
+  t.false(out.includes('MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7'));
+  t.true(out.includes('  uid: 4b1c0e9a-0000-4000-8000-000000000001'), 'UIDs stay');
+  t.true(out.includes('fingerprint: 3f2a9c0d1e4b'), 'hex fingerprints stay');
+  t.true(
+    out.includes('  MIIBszCCAVmgAwIBAgIUSomeBase64ThatLooksRandom0123456789'),
+    'a certificate, which is public, stays',
+  );
+  t.true(out.includes('  tokenSecretName: edge-enrollment-token'), 'a field that names a Secret stays');
+  t.true(
+    out.includes('  secret:\n    secretName: edge-enrollment-token'),
+    'YAML keys do not swallow the next line',
+  );
+});

@@ -1,0 +1,138 @@
+// When `recover` refuses and which request id it uses; when `token` refuses and which mint keys it
+// tries (the operator's own scheme, so the two never hold different live tokens).
+import test from 'ava';
+import type { ConnectorStatus } from '../../src/operator/api/types.ts';
+import type { Connector as RecordJson } from '../../src/operator/control-plane/admin-client.ts';
+import { mintKeys, tokenRefusal } from '../../src/plugin/commands/token.ts';
+import { defaultRequestId, recoveryRefusal } from '../../src/plugin/recovery-request.ts';
+import { cond, connector, NOW, ONLINE_STATUS, UID } from './facts-fixtures.ts';
+
+const NEEDS_RECOVERY: ConnectorStatus = {
+  ...ONLINE_STATUS,
+  phase: 'NeedsRecovery',
+  controlPlaneState: 'needs_recovery',
+  diagnosis: { failureClass: 'IdentityLoss', reason: 'lost', nextStep: 'set spec.recovery.requestId' },
+  conditions: [cond('Stalled', 'True', 'RecoveryRequired')],
+};
+
+test('the default request id is the time it was asked, and a valid id', (t) => {
+  t.is(defaultRequestId(NOW), 'recover-20260301-120000');
+});
+
+test('recover: allowed for an identity lost, refused with the reason everywhere else', (t) => {
+  const refuse = (status: ConnectorStatus, spec = {}, id = 'r9') =>
+    recoveryRefusal(connector(status, spec), id, 'kubectl vaultpam');
+  t.is(refuse(NEEDS_RECOVERY), undefined);
+  t.is(
+    refuse({ ...ONLINE_STATUS, diagnosis: { failureClass: 'IdentityLoss' }, phase: 'Offline' }),
+    undefined,
+  );
+  t.regex(refuse(ONLINE_STATUS) ?? '', /^no recovery is needed: the connector is Online/);
+  t.regex(
+    refuse({
+      ...ONLINE_STATUS,
+      phase: 'Offline',
+      diagnosis: { failureClass: 'Reconnect', nextStep: 'restore HTTPS' },
+    }) ?? '',
+    /identity intact \(Reconnect\), and a recovery would replace a working identity; the runbook's step: restore HTTPS/,
+  );
+  t.regex(
+    refuse({ phase: 'Pending', enrollment: { mintCount: 1 } }) ?? '',
+    /has not paired yet \(Pending\); the operator mints tokens for its first pairing/,
+  );
+  t.regex(
+    refuse({ ...NEEDS_RECOVERY, recovery: { requestId: 'r1', step: 'ScalingDown', startedAt: 'T' } }) ?? '',
+    /a recovery is running: request r1 at step ScalingDown since T; follow it with kubectl vaultpam status edge -n team-a/,
+  );
+  t.regex(
+    refuse(NEEDS_RECOVERY, { recovery: { requestId: 'r2' } }) ?? '',
+    /already asked for \(spec.recovery.requestId=r2\)/,
+  );
+  t.regex(refuse(NEEDS_RECOVERY, { paused: true }) ?? '', /spec.paused is true/);
+  t.regex(
+    refuse(
+      { ...NEEDS_RECOVERY, recovery: { requestId: 'r1', step: 'Failed', handledRequestIds: ['r0'] } },
+      {},
+      'r0',
+    ) ?? '',
+    /request id r0 was handled before, and a request id runs once, ever/,
+  );
+  t.is(
+    refuse(
+      { ...NEEDS_RECOVERY, recovery: { requestId: 'r1', step: 'Failed' } },
+      { recovery: { requestId: 'r1' } },
+      'r2',
+    ),
+    undefined,
+    'after a failed attempt, a new id runs another',
+  );
+  t.regex(
+    refuse({
+      ...NEEDS_RECOVERY,
+      conditions: [cond('Stalled', 'True', 'AdoptionNotConsented', 'label it')],
+    }) ?? '',
+    /Stalled \(AdoptionNotConsented\): label it/,
+  );
+});
+
+const record = (overrides: Partial<RecordJson> = {}): RecordJson =>
+  ({
+    connectorId: 'team-a.edge',
+    state: 'pending',
+    bootstrapRetired: false,
+    enrolledAt: null,
+    ownerUid: UID,
+    ...overrides,
+  }) as RecordJson;
+
+test("token: the operator's last key first (its live token comes back), then the next ones", (t) => {
+  t.deepEqual(mintKeys(connector({ enrollment: { mintCount: 2, lastMintKey: `enroll-${UID}-2` } })), [
+    `enroll-${UID}-2`,
+    `enroll-${UID}-3`,
+    `enroll-${UID}-4`,
+    `enroll-${UID}-5`,
+  ]);
+  t.deepEqual(mintKeys(connector({})), [`enroll-${UID}-1`, `enroll-${UID}-2`, `enroll-${UID}-3`]);
+  t.is(
+    mintKeys(connector({ enrollment: { mintCount: 1, consumedMintKey: `enroll-${UID}-3` } }))[0],
+    `enroll-${UID}-3`,
+    'a key refused as consumed counts',
+  );
+  t.deepEqual(
+    mintKeys(connector({ recovery: { requestId: 'r1', step: 'ScalingUp', mintKey: 'recovery-r1' } })),
+    ['recovery-r1'],
+  );
+});
+
+test('token: refused for a retired, a paired or a foreign record, and before a recovery mints', (t) => {
+  const c = connector({});
+  t.is(tokenRefusal(c, record(), 'vaultpam'), undefined);
+  t.regex(
+    tokenRefusal(c, record({ bootstrapRetired: true, state: 'online' }), 'vaultpam') ?? '',
+    /RECOVERY_REQUIRED.*vaultpam recover edge -n team-a/,
+  );
+  t.regex(
+    tokenRefusal(c, record({ state: 'enrolling', enrolledAt: 'T' }), 'vaultpam') ?? '',
+    /paired at T and waits for its first heartbeat/,
+  );
+  t.regex(
+    tokenRefusal(c, record({ ownerUid: 'someone-else' }), 'vaultpam') ?? '',
+    /owned by another Connector/,
+  );
+  t.regex(
+    tokenRefusal(
+      connector({ recovery: { requestId: 'r1', step: 'ScalingDown' } }),
+      record({ state: 'needs_recovery' }),
+      'vaultpam',
+    ) ?? '',
+    /recovery r1 is at step ScalingDown; its one token is minted at TokenMinted/,
+  );
+  t.is(
+    tokenRefusal(
+      connector({ recovery: { requestId: 'r1', step: 'ScalingUp', mintKey: 'recovery-r1' } }),
+      record({ state: 'recovering', bootstrapRetired: true }),
+      'vaultpam',
+    ),
+    undefined,
+  );
+});
