@@ -1,0 +1,737 @@
+// The scale benchmark (issue 11): the operator measured as it runs in production, beside the
+// machine's own write floor. One command: `npx node bench/scale.ts --connectors 100`.
+//
+// Separate processes: the local Kubernetes control plane (etcd, kube-apiserver,
+// kube-controller-manager with its client rate limits raised), the reference control plane
+// (src/bin/control-plane.ts), the operator (src/bin/operator.ts, with its ServiceAccount's
+// kubeconfig, so its RSS and CPU are its own) and the fleet simulator (bench/fleet-simulator.ts: N
+// agents over real mTLS and a node that marks pods Running). This process orchestrates, runs the
+// floor and watches Connectors. Figures go to bench/results/scale-<N>.json and .md; nothing is
+// asserted on time. Every process it started is stopped on exit, on failure and on Ctrl-C.
+// Traffic goes to loopback only, and every wait is bounded.
+import { type ChildProcess, fork, spawn } from 'node:child_process';
+import { createWriteStream, readFileSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { CoreV1Api, CustomObjectsApi, type KubeConfig, VersionApi, Watch } from '@kubernetes/client-node';
+import { type LocalCluster, startLocalCluster } from '../dev/local-cluster/cluster.ts';
+import { installCrds, installOperatorAccess } from '../dev/local-cluster/install.ts';
+import { freePort } from '../dev/local-cluster/ports.ts';
+import { signalAllManaged } from '../dev/local-cluster/processes.ts';
+import { silentLogger } from '../src/lib/logger.ts';
+import { type Connector, defaultedSpec } from '../src/operator/api/types.ts';
+import { ControlPlaneAdminClient } from '../src/operator/control-plane/admin-client.ts';
+import {
+  configHash,
+  desiredConfigMap,
+  desiredStatefulSet,
+  desiredTokenSecret,
+} from '../src/operator/reconcile/desired-objects.ts';
+import { KubeWriter } from '../src/operator/runtime/apply.ts';
+import { EventRecorder } from '../src/operator/runtime/events.ts';
+import { RESOURCE_TYPES } from '../src/operator/runtime/resources.ts';
+import { type ControlPlaneProcess, post, ROOT, startControlPlaneProcess } from './control-plane-common.ts';
+import type { FleetCommand, FleetConfig, FleetStats } from './fleet-simulator.ts';
+
+const { values: args } = parseArgs({
+  options: {
+    connectors: { type: 'string', default: '100' },
+    'steady-seconds': { type: 'string', default: '60' },
+    'offline-fraction': { type: 'string', default: '0.1' },
+    'floor-concurrency': { type: 'string', default: '16' },
+    'apply-concurrency': { type: 'string', default: '32' },
+    'operator-concurrency': { type: 'string', default: '4' },
+    'kcm-qps': { type: 'string', default: '200' },
+    'kcm-burst': { type: 'string', default: '300' },
+    'timeout-seconds': { type: 'string', default: '900' },
+    out: { type: 'string', default: join(import.meta.dirname, 'results') },
+  },
+});
+const positive = (name: keyof typeof args) => {
+  const value = Number(args[name]);
+  if (!(value > 0)) throw new Error(`--${name} must be a positive number, got ${args[name]}`);
+  return value;
+};
+const N = Math.floor(positive('connectors'));
+const steadySeconds = positive('steady-seconds');
+const offlineFraction = positive('offline-fraction');
+const floorConcurrency = positive('floor-concurrency');
+const applyConcurrency = positive('apply-concurrency');
+const operatorConcurrency = positive('operator-concurrency');
+const kcmQps = positive('kcm-qps');
+const kcmBurst = positive('kcm-burst');
+const timeoutMs = positive('timeout-seconds') * 1000;
+
+const NAMESPACE = 'bench';
+const FLOOR_NAMESPACE = 'bench-floor';
+const MIX_FLOOR_NAMESPACE = 'bench-floor-mix';
+const OPERATOR_NAMESPACE = 'vaultpam-system';
+const CREDENTIAL_SECRET = 'vaultpam-operator-credential';
+const HEARTBEAT_SECONDS = 10;
+/** The control plane's default: offline after 3 missed heartbeat intervals. */
+const OFFLINE_AFTER_SECONDS = 3 * HEARTBEAT_SECONDS;
+const IMAGE = 'vaultpam-connector:bench';
+/** The plain floor: one of each object the operator writes. */
+const BASIC_MIX: FloorMix = { statusPatches: 1, events: 1, dryRuns: false, secretDelete: false };
+const FLOOR_PHASES = ['Pending', 'Enrolling', 'Online', 'Offline'];
+
+const connectorRef = (namespace: string) => ({
+  group: 'vaultpam.io',
+  version: 'v1alpha1',
+  namespace,
+  plural: 'connectors',
+});
+
+const say = (line: string) => process.stdout.write(`${line}\n`);
+const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
+const round = (value: number, digits = 1) => Math.round(value * 10 ** digits) / 10 ** digits;
+const percentile = (values: number[], p: number) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] ?? NaN;
+};
+async function pool<T>(items: readonly T[], concurrency: number, work: (item: T) => Promise<void>) {
+  let next = 0;
+  const run = async () => {
+    while (next < items.length) await work(items[next++] as T);
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, run));
+}
+async function until(what: string, deadlineMs: number, check: () => boolean | Promise<boolean>) {
+  const deadline = Date.now() + deadlineMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${deadlineMs / 1000} s waiting for ${what}`);
+    await sleep(100);
+  }
+}
+
+// ---- processes, and stopping every one of them ------------------------------------------------
+
+const work = await mkdtemp(join(tmpdir(), 'vaultpam-scale-'));
+let cluster: LocalCluster | undefined;
+let controlPlane: ControlPlaneProcess | undefined;
+const children: ChildProcess[] = [];
+let cleaning: Promise<void> | undefined;
+
+async function stopChild(child: ChildProcess, graceMs = 5_000) {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((done) => child.once('exit', done));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+  await exited;
+  clearTimeout(timer);
+}
+function cleanup(): Promise<void> {
+  cleaning ??= (async () => {
+    await Promise.all(children.map((child) => stopChild(child)));
+    if (controlPlane) await Promise.race([controlPlane.stop(), sleep(8_000)]);
+    if (cluster) await cluster.stop({ graceMs: 3_000 }).catch(() => {});
+    signalAllManaged('SIGKILL');
+    await rm(work, { recursive: true, force: true });
+  })();
+  return cleaning;
+}
+let interrupted = false;
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    if (interrupted) {
+      signalAllManaged('SIGKILL');
+      for (const child of children) child.kill('SIGKILL');
+      controlPlane?.child.kill('SIGKILL');
+      process.exit(130);
+    }
+    interrupted = true;
+    say(`\n${signal}: stopping every process this benchmark started (again to kill at once)…`);
+    void cleanup().then(() => process.exit(130));
+  });
+}
+
+/** CPU seconds (user + system) and resident memory of one process, from /proc. */
+async function processUsage(pid: number) {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the command (which may hold spaces) start at state, field 3; utime/stime are 14/15.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const ticks = Number(fields[11]) + Number(fields[12]);
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
+  return { cpuSeconds: ticks / 100, rssMiB: kb('VmRSS') / 1024, peakRssMiB: kb('VmHWM') / 1024 };
+}
+
+/** Sum of a Prometheus counter's samples whose labels pass `keep`. */
+function counterSum(text: string, name: string, keep: (labels: string) => boolean = () => true) {
+  let sum = 0;
+  for (const [, labels = '', value] of text.matchAll(new RegExp(`^${name}(?:\\{([^}]*)\\})? (\\S+)`, 'gm')))
+    if (keep(labels)) sum += Number(value);
+  return sum;
+}
+function countersByLabels(text: string, name: string) {
+  const out: Record<string, number> = {};
+  for (const [, labels = '', value] of text.matchAll(new RegExp(`^${name}\\{([^}]*)\\} (\\S+)`, 'gm')))
+    if (Number(value) > 0) out[labels.replaceAll('"', '')] = Number(value);
+  return out;
+}
+
+try {
+  const started = Date.now();
+  say(`scale benchmark: ${N} connectors, ${cpus().length} cores; work dir ${work}`);
+  say(
+    '1/7 local Kubernetes control plane (a cold first run builds its binaries from Go modules, about 12 min)',
+  );
+  cluster = await startLocalCluster({
+    workDir: join(work, 'cluster'),
+    removeOnStop: false,
+    controllerManagerArgs: [`--kube-api-qps=${kcmQps}`, `--kube-api-burst=${kcmBurst}`],
+  });
+  const admin = cluster.adminKubeConfig();
+  await installCrds(admin);
+  await installOperatorAccess(admin);
+  const core = admin.makeApiClient(CoreV1Api);
+  const objects = admin.makeApiClient(CustomObjectsApi);
+  const kubeVersion = (await admin.makeApiClient(VersionApi).getCode()).gitVersion;
+
+  say('2/7 reference control plane (its own process, heartbeat interval 10 s)');
+  controlPlane = await startControlPlaneProcess(['--heartbeat-interval', `${HEARTBEAT_SECONDS}s`]);
+  const cp = controlPlane;
+  const caFile = join(work, 'control-plane-ca.pem');
+  await writeFile(caFile, cp.caPem);
+  await core.createNamespacedSecret({
+    namespace: OPERATOR_NAMESPACE,
+    body: { metadata: { name: CREDENTIAL_SECRET }, stringData: { credential: cp.credential } },
+  });
+  for (const name of [NAMESPACE, FLOOR_NAMESPACE])
+    await core.createNamespace({ body: { metadata: { name } } });
+
+  // ---- the floor: the operator's writes for N connectors, no operator logic ----------------------
+  say(`3/7 floor: the objects the operator writes for ${N} connectors, ${floorConcurrency} at a time`);
+  const floor = await runFloor(admin, cp, FLOOR_NAMESPACE, BASIC_MIX);
+  say(`    ${floor.seconds} s (${floor.writes} writes, ${round(floor.writes / floor.seconds)} writes/s)`);
+  await deleteNamespace(core, FLOOR_NAMESPACE);
+
+  // ---- the operator, as its ServiceAccount, in its own process ----------------------------------
+  say('4/7 operator (its own process, its ServiceAccount kubeconfig, leader election on)');
+  const operatorKubeconfig = join(work, 'operator.kubeconfig');
+  const operatorKc = await cluster.serviceAccountKubeConfig(
+    OPERATOR_NAMESPACE,
+    'vaultpam-connector-operator',
+    24 * 3600,
+  );
+  await writeFile(operatorKubeconfig, operatorKc.exportConfig(), { mode: 0o600 });
+  const operatorPort = await freePort();
+  const operatorLog = join(work, 'operator.log');
+  const operator = spawn(
+    process.execPath,
+    [
+      join(ROOT, 'src/bin/operator.ts'),
+      `--control-plane-url=${cp.url}`,
+      `--control-plane-ca-file=${caFile}`,
+      `--credential-secret=${OPERATOR_NAMESPACE}/${CREDENTIAL_SECRET}`,
+      `--connector-image=${IMAGE}`,
+      `--leader-election-namespace=${OPERATOR_NAMESPACE}`,
+      `--listen=127.0.0.1:${operatorPort}`,
+      `--concurrency=${operatorConcurrency}`,
+      '--log-level=warn',
+    ],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, KUBECONFIG: operatorKubeconfig, POD_NAMESPACE: OPERATOR_NAMESPACE },
+    },
+  );
+  children.push(operator);
+  const logStream = createWriteStream(operatorLog);
+  operator.stdout?.pipe(logStream);
+  operator.stderr?.pipe(logStream);
+  const operatorPid = operator.pid ?? 0;
+  const operatorUrl = `http://127.0.0.1:${operatorPort}`;
+  const operatorMetrics = async () => (await fetch(`${operatorUrl}/metrics`)).text();
+  await until('the operator to be ready', 60_000, async () => {
+    if (operator.exitCode !== null)
+      throw new Error(
+        `the operator exited ${operator.exitCode}: ${readFileSync(operatorLog, 'utf8').slice(-2000)}`,
+      );
+    return (await fetch(`${operatorUrl}/readyz`).catch(() => undefined))?.status === 200;
+  });
+
+  const usageAtReady = await processUsage(operatorPid);
+
+  // ---- the fleet: N agents over mTLS and a node ------------------------------------------------
+  say('5/7 fleet simulator (its own process: agents over mTLS, and a node that runs no process)');
+  const fleetConfig: FleetConfig = {
+    kubeconfig: cluster.kubeconfigPath,
+    namespace: NAMESPACE,
+    controlPlaneUrl: cp.url,
+    caFile,
+    nodeName: 'bench-node',
+    enrollConcurrency: 8,
+  };
+  const fleet = fork(join(import.meta.dirname, 'fleet-simulator.ts'), [], {
+    env: { ...process.env, BENCH_FLEET: JSON.stringify(fleetConfig) },
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  children.push(fleet);
+  let fleetStats: FleetStats | undefined;
+  let fleetReady = false;
+  fleet.on('message', (message: { type: string }) => {
+    if (message.type === 'stats') fleetStats = message as FleetStats;
+    if (message.type === 'ready') fleetReady = true;
+  });
+  const command = (message: FleetCommand) => fleet.send(message);
+  await until('the fleet simulator to start', 60_000, () => {
+    if (fleet.exitCode !== null) throw new Error(`the fleet simulator exited ${fleet.exitCode}`);
+    return fleetReady;
+  });
+
+  // ---- the observer: when each Connector first shows each phase ---------------------------------
+  const seen = new Map<string, Map<string, number>>();
+  const phaseNow = new Map<string, string>();
+  const watch = new Watch(admin);
+  let watching = true;
+  const observe = async (): Promise<void> => {
+    if (!watching) return;
+    await watch
+      .watch(
+        `/apis/vaultpam.io/v1alpha1/namespaces/${NAMESPACE}/connectors`,
+        {},
+        (_type, object: Connector) => {
+          const name = object.metadata.name ?? '';
+          const phase = object.status?.phase;
+          if (!phase) return;
+          phaseNow.set(name, phase);
+          const phases = seen.get(name) ?? new Map<string, number>();
+          if (!phases.has(phase)) phases.set(phase, Date.now());
+          seen.set(name, phases);
+        },
+        () => void (watching && setTimeout(observe, 200)),
+      )
+      .catch(() => void (watching && setTimeout(observe, 1_000)));
+  };
+  await observe();
+
+  // ---- (1) apply N Connectors at once -> all Online ---------------------------------------------
+  say(
+    `6/7 applying ${N} Connectors at once (${applyConcurrency} requests in flight), waiting for all Online`,
+  );
+  const names = Array.from({ length: N }, (_, i) => `c${String(i).padStart(5, '0')}`);
+  const metricsBeforeApply = await operatorMetrics();
+  const cpuBeforeApply = await processUsage(operatorPid);
+  const applyStarted = Date.now();
+  await pool(names, applyConcurrency, async (name) => {
+    await objects.createNamespacedCustomObject({
+      ...connectorRef(NAMESPACE),
+      body: {
+        apiVersion: 'vaultpam.io/v1alpha1',
+        kind: 'Connector',
+        metadata: { name, namespace: NAMESPACE },
+        spec: { connector: { org: 'acme', endpointId: name } },
+      },
+    });
+  });
+  const appliedSeconds = (Date.now() - applyStarted) / 1000;
+  let lastReport = Date.now();
+  await until('every Connector to go Online', timeoutMs, () => {
+    const online = names.filter((n) => seen.get(n)?.has('Online')).length;
+    if (Date.now() - lastReport > 15_000 && !interrupted) {
+      lastReport = Date.now();
+      say(
+        `    ${online}/${N} Online after ${round((Date.now() - applyStarted) / 1000)} s; fleet ${JSON.stringify(fleetStats)}`,
+      );
+    }
+    return online === N;
+  });
+  const onlineSeconds =
+    (Math.max(...names.map((n) => seen.get(n)?.get('Online') ?? 0)) - applyStarted) / 1000;
+  const metricsAtOnline = await operatorMetrics();
+  const cpuAtOnline = await processUsage(operatorPid);
+  const convergenceWrites = diffWrites(metricsBeforeApply, metricsAtOnline);
+  say(`    all Online in ${round(onlineSeconds)} s (${round(onlineSeconds / floor.seconds)}x the floor)`);
+
+  // ---- (2), (3) steady state -------------------------------------------------------------------
+  // The world settles first: every pod Running, then no operator write for 10 s (at most 3 min).
+  await until(
+    'every connector pod to be marked Ready',
+    timeoutMs,
+    () => (fleetStats?.podsMarkedReady ?? 0) >= N,
+  );
+  const settleDeadline = Date.now() + 180_000;
+  let quietSince = Date.now();
+  let lastWrites = writesTotal(await operatorMetrics());
+  while (Date.now() - quietSince < 10_000 && Date.now() < settleDeadline) {
+    await sleep(1_000);
+    const writes = writesTotal(await operatorMetrics());
+    if (writes !== lastWrites) quietSince = Date.now();
+    lastWrites = writes;
+  }
+  say(
+    `7/7 steady state: measuring ${steadySeconds} s with ${N} connectors heartbeating every ${HEARTBEAT_SECONDS} s`,
+  );
+  const cpMetrics = async () => (await post(cp, '/metrics', undefined, { method: 'GET' })).body;
+  const steadyBefore = {
+    operator: await operatorMetrics(),
+    cp: await cpMetrics(),
+    usage: await processUsage(operatorPid),
+    heartbeats: fleetStats?.heartbeats ?? 0,
+    at: Date.now(),
+  };
+  await sleep(steadySeconds * 1000);
+  const steadyAfter = {
+    operator: await operatorMetrics(),
+    cp: await cpMetrics(),
+    usage: await processUsage(operatorPid),
+    heartbeats: fleetStats?.heartbeats ?? 0,
+    at: Date.now(),
+  };
+  const minutes = (steadyAfter.at - steadyBefore.at) / 60_000;
+  const steadyWrites = diffWrites(steadyBefore.operator, steadyAfter.operator);
+  const steadyNonLease = Object.entries(steadyWrites)
+    .filter(([labels]) => !labels.includes('kind=Lease'))
+    .reduce((sum, [, value]) => sum + value, 0);
+  const cpRequests = (text: string, keep: (labels: string) => boolean) =>
+    counterSum(text, 'cp_http_request_duration_seconds_count', keep);
+  const agentRoute = (labels: string) => /route="\/v1\/(heartbeat|enroll|renew)"/.test(labels);
+  const isMetrics = (labels: string) => labels.includes('route="/metrics"');
+  const cpAll =
+    cpRequests(steadyAfter.cp, (l) => !isMetrics(l)) - cpRequests(steadyBefore.cp, (l) => !isMetrics(l));
+  const cpOperator =
+    cpRequests(steadyAfter.cp, (l) => !isMetrics(l) && !agentRoute(l)) -
+    cpRequests(steadyBefore.cp, (l) => !isMetrics(l) && !agentRoute(l));
+  const steady = {
+    seconds: round((steadyAfter.at - steadyBefore.at) / 1000),
+    operatorRssMiB: round(steadyAfter.usage.rssMiB),
+    operatorRssAtStartMiB: round(usageAtReady.rssMiB),
+    operatorPeakRssMiB: round(steadyAfter.usage.peakRssMiB),
+    operatorCpuPercentOfCore: round(
+      ((steadyAfter.usage.cpuSeconds - steadyBefore.usage.cpuSeconds) * 100) /
+        ((steadyAfter.at - steadyBefore.at) / 1000),
+      2,
+    ),
+    apiWritesPerMinute: round(steadyNonLease / minutes, 2),
+    leaseWritesPerMinute: round(
+      Object.entries(steadyWrites)
+        .filter(([labels]) => labels.includes('kind=Lease'))
+        .reduce((sum, [, value]) => sum + value, 0) / minutes,
+      2,
+    ),
+    writesByKind: steadyWrites,
+    heartbeatsPerMinute: round((steadyAfter.heartbeats - steadyBefore.heartbeats) / minutes),
+    controlPlaneRequestsPerMinute: round(cpAll / minutes),
+    controlPlaneRequestsFromOperatorPerMinute: round(cpOperator / minutes, 2),
+  };
+  say(`    ${JSON.stringify(steady)}`);
+
+  // ---- (4) a burst: 10 % of the fleet goes silent at once -> Offline ------------------------------
+  const silentCount = Math.max(1, Math.ceil(N * offlineFraction));
+  const silent = names.slice(0, silentCount);
+  say(
+    `    burst: ${silentCount} agents go silent at once; the control plane marks them offline after ${OFFLINE_AFTER_SECONDS} s`,
+  );
+  command({ type: 'silence', ids: silent.map((n) => `${NAMESPACE}.${n}`) });
+  const silencedAt = Date.now();
+  await until(`${silentCount} Connectors to show Offline`, OFFLINE_AFTER_SECONDS * 1000 + timeoutMs, () =>
+    silent.every((n) => (seen.get(n)?.get('Offline') ?? 0) > silencedAt),
+  );
+  const adminClient = new ControlPlaneAdminClient({
+    url: cp.url,
+    caPem: cp.caPem,
+    credential: cp.credential,
+  });
+  const latencies: number[] = [];
+  try {
+    for (const name of silent) {
+      const record = await adminClient.getConnector(`${NAMESPACE}.${name}`);
+      latencies.push((seen.get(name)?.get('Offline') ?? NaN) - new Date(record.stateChangedAt).getTime());
+    }
+  } finally {
+    adminClient.close();
+  }
+  const stillOnline = names.slice(silentCount).filter((n) => phaseNow.get(n) !== 'Online').length;
+  const burst = {
+    silent: silentCount,
+    p50Ms: percentile(latencies, 50),
+    p99Ms: percentile(latencies, 99),
+    maxMs: Math.max(...latencies),
+    othersNotOnline: stillOnline,
+  };
+  say(`    control plane offline -> status Offline: ${JSON.stringify(burst)}`);
+  watching = false;
+  command({ type: 'stop' });
+
+  // ---- the second floor: the operator's own write mix, once the operator and fleet are stopped ---
+  await Promise.all(children.map((child) => stopChild(child)));
+  const mix = mixOf(convergenceWrites);
+  say(`    floor with the operator's write mix (${JSON.stringify(mix)}), after stopping the operator`);
+  await core.createNamespace({ body: { metadata: { name: MIX_FLOOR_NAMESPACE } } });
+  const mixFloor = await runFloor(admin, cp, MIX_FLOOR_NAMESPACE, mix);
+  say(
+    `    ${mixFloor.seconds} s (${mixFloor.writes} writes, ${round(mixFloor.writes / mixFloor.seconds)} writes/s)`,
+  );
+
+  // ---- results ---------------------------------------------------------------------------------
+  const result = {
+    benchmark: 'bench/scale.ts',
+    date: new Date().toISOString(),
+    connectors: N,
+    machine: { cores: cpus().length, cpu: cpus()[0]?.model ?? 'unknown' },
+    versions: { node: process.version, kubernetes: kubeVersion },
+    settings: {
+      heartbeatSeconds: HEARTBEAT_SECONDS,
+      offlineAfterSeconds: OFFLINE_AFTER_SECONDS,
+      operatorConcurrency,
+      floorConcurrency,
+      applyConcurrency,
+      controllerManager: { kubeApiQps: kcmQps, kubeApiBurst: kcmBurst, defaults: { qps: 20, burst: 30 } },
+    },
+    floor,
+    mixFloor,
+    convergence: {
+      applySeconds: round(appliedSeconds, 2),
+      allOnlineSeconds: round(onlineSeconds, 2),
+      ratioToFloor: round(onlineSeconds / floor.seconds, 2),
+      ratioToMixFloor: round(onlineSeconds / mixFloor.seconds, 2),
+      operatorCpuSeconds: round(cpuAtOnline.cpuSeconds - cpuBeforeApply.cpuSeconds, 2),
+      operatorWrites: convergenceWrites,
+      operatorWritesPerConnector: round(
+        Object.entries(convergenceWrites)
+          .filter(([labels]) => !labels.includes('kind=Lease'))
+          .reduce((sum, [, value]) => sum + value, 0) / N,
+        2,
+      ),
+    },
+    steady,
+    burst,
+    fleet: fleetStats,
+    notYetMeasured: [
+      '1 % of the fleet flapping: status latency p50/p99 (item 4)',
+      'guided recovery, request -> Online, median of 10, and 100 at once (item 5)',
+      'operator restart: time until every Connector is reconciled again, and its writes (item 6)',
+      'control plane alone: heartbeats/s and p99, enrollments/s, RSS at 10,000 agents (item 7; bench/control-plane-heartbeats.ts has a standalone figure)',
+      'N = 1,000 and 10,000',
+    ],
+    totalSeconds: round((Date.now() - started) / 1000),
+  };
+  await mkdir(args.out ?? '', { recursive: true });
+  const base = join(args.out ?? '', `scale-${N}`);
+  await writeFile(`${base}.json`, `${JSON.stringify(result, null, 2)}\n`);
+  const table = markdown(result);
+  await writeFile(`${base}.md`, table);
+  say(`\n${table}`);
+  say(`figures written to ${base}.json and ${base}.md`);
+} catch (error) {
+  // After Ctrl-C, a request to a component that is stopping fails: that is no failure of the run.
+  if (interrupted) await new Promise(() => {});
+  process.stderr.write(`scale benchmark failed: ${error instanceof Error ? error.stack : String(error)}\n`);
+  process.exitCode = 1;
+}
+await cleanup();
+process.exit(process.exitCode ?? 0);
+
+function writesTotal(text: string) {
+  return counterSum(text, 'vaultpam_operator_kubernetes_writes_total', (l) => !l.includes('kind="Lease"'));
+}
+function diffWrites(before: string, after: string) {
+  const a = countersByLabels(before, 'vaultpam_operator_kubernetes_writes_total');
+  const b = countersByLabels(after, 'vaultpam_operator_kubernetes_writes_total');
+  const out: Record<string, number> = {};
+  for (const [labels, value] of Object.entries(b)) {
+    const delta = value - (a[labels] ?? 0);
+    if (delta > 0) out[labels] = delta;
+  }
+  return out;
+}
+
+/** What one connector's share of a floor writes, by kind (each status patch and Event differs). */
+interface FloorMix {
+  statusPatches: number;
+  events: number;
+  dryRuns: boolean;
+  secretDelete: boolean;
+}
+
+/** The operator's writes per connector during convergence, as a floor mix (Lease renewals aside). */
+function mixOf(writes: Record<string, number>): FloorMix {
+  const per = (labels: string) => (writes[labels] ?? 0) / N;
+  return {
+    statusPatches: Math.max(1, Math.round(per('kind=Connector,verb=patch'))),
+    events: Math.round(per('kind=Event,verb=create')),
+    dryRuns: per('kind=StatefulSet,verb=dry-run') >= 0.5,
+    secretDelete: per('kind=Secret,verb=delete') >= 0.5,
+  };
+}
+function mixWrites(mix: FloorMix): number {
+  return 1 + mix.statusPatches + 3 + mix.events + (mix.dryRuns ? 2 : 0) + (mix.secretDelete ? 1 : 0);
+}
+
+/**
+ * A floor: for each of N connectors, the writes the operator makes to bring one up, through the
+ * operator's own client code (KubeWriter's server-side apply, the EventRecorder) and the operator's
+ * own object builders, with no decisions: create the Connector, apply its status (`mix.statusPatches`
+ * different ones), dry-run and apply its ConfigMap and StatefulSet, apply its token Secret (and
+ * delete it, when the mix says so), record `mix.events` Events. `floorConcurrency` connectors at a
+ * time, in a namespace of its own that the operator must not be watching.
+ */
+async function runFloor(kc: KubeConfig, cp: ControlPlaneProcess, namespace: string, mix: FloorMix) {
+  const writer = new KubeWriter({ kc, logger: silentLogger() });
+  const events = new EventRecorder({ kc, logger: silentLogger(), identity: 'bench-floor' });
+  const objects = kc.makeApiClient(CustomObjectsApi);
+  const names = Array.from({ length: N }, (_, i) => `f${String(i).padStart(5, '0')}`);
+  const started = Date.now();
+  await pool(names, floorConcurrency, async (name) => {
+    const connector = (await objects.createNamespacedCustomObject({
+      ...connectorRef(namespace),
+      body: {
+        apiVersion: 'vaultpam.io/v1alpha1',
+        kind: 'Connector',
+        metadata: { name, namespace },
+        spec: { connector: { org: 'acme', endpointId: name } },
+      },
+    })) as Connector;
+    const spec = defaultedSpec(connector);
+    const subject = {
+      apiVersion: 'vaultpam.io/v1alpha1',
+      kind: 'Connector',
+      name,
+      namespace,
+      ...(connector.metadata.uid ? { uid: connector.metadata.uid } : {}),
+    };
+    for (let i = 0; i < mix.statusPatches; i += 1) {
+      await writer.applyStatus(
+        RESOURCE_TYPES.connector,
+        { namespace, name },
+        {
+          phase: FLOOR_PHASES[i % FLOOR_PHASES.length],
+          connectorId: spec.connector.id,
+          observedGeneration: i + 1,
+        },
+      );
+    }
+    const configMap = desiredConfigMap(connector, spec, { url: cp.url, caPem: cp.caPem });
+    const statefulSet = desiredStatefulSet(connector, spec, {
+      image: IMAGE,
+      replicas: 1,
+      configHash: configHash(configMap),
+      restartedFor: undefined,
+    });
+    if (mix.dryRuns) {
+      await writer.apply(configMap, { dryRun: true });
+      await writer.apply(statefulSet, { dryRun: true });
+    }
+    await writer.apply(
+      desiredTokenSecret(connector, spec, {
+        value: 'floor-token-not-a-secret',
+        mintKey: 'floor',
+        expiresAt: new Date(Date.now() + 3_600_000).toISOString(),
+      }),
+    );
+    await writer.apply(configMap);
+    await writer.apply(statefulSet);
+    for (let i = 0; i < mix.events; i += 1) {
+      await events.record(subject, {
+        type: 'Normal',
+        reason: `Floor${i}`,
+        action: 'Floor',
+        note: `floor event ${i}`,
+        priority: 'always',
+      });
+    }
+    if (mix.secretDelete)
+      await writer.delete(RESOURCE_TYPES.secret, { namespace, name: `${name}-enrollment-token` });
+  });
+  const seconds = round((Date.now() - started) / 1000, 2);
+  return { seconds, writes: N * mixWrites(mix), concurrency: floorConcurrency, mix };
+}
+
+/** Deletes a namespace and waits until it is gone. */
+async function deleteNamespace(core: CoreV1Api, name: string) {
+  await core.deleteNamespace({ name });
+  await until(`namespace ${name} to be gone`, timeoutMs, async () => {
+    try {
+      await core.readNamespace({ name });
+      return false;
+    } catch {
+      return true;
+    }
+  });
+}
+
+interface ResultForTable {
+  date: string;
+  connectors: number;
+  machine: { cores: number; cpu: string };
+  versions: { node: string; kubernetes: string };
+  settings: {
+    operatorConcurrency: number;
+    floorConcurrency: number;
+    controllerManager: { kubeApiQps: number; kubeApiBurst: number };
+  };
+  floor: { seconds: number; writes: number };
+  mixFloor: { seconds: number; writes: number };
+  convergence: {
+    allOnlineSeconds: number;
+    ratioToFloor: number;
+    ratioToMixFloor: number;
+    operatorWritesPerConnector: number;
+  };
+  steady: {
+    seconds: number;
+    operatorRssMiB: number;
+    operatorRssAtStartMiB: number;
+    operatorPeakRssMiB: number;
+    operatorCpuPercentOfCore: number;
+    apiWritesPerMinute: number;
+    leaseWritesPerMinute: number;
+    heartbeatsPerMinute: number;
+    controlPlaneRequestsPerMinute: number;
+    controlPlaneRequestsFromOperatorPerMinute: number;
+  };
+  burst: { silent: number; p50Ms: number; p99Ms: number; maxMs: number };
+  notYetMeasured: string[];
+}
+
+function markdown(r: ResultForTable): string {
+  const rows: Array<[string, string, string]> = [
+    [
+      `(1) apply ${r.connectors} Connectors at once -> all Online`,
+      `${r.convergence.allOnlineSeconds} s`,
+      `floor ${r.floor.seconds} s (${r.floor.writes} writes): ${r.convergence.ratioToFloor}x; floor with the operator's write mix ${r.mixFloor.seconds} s (${r.mixFloor.writes} writes): ${r.convergence.ratioToMixFloor}x; operator writes/connector ${r.convergence.operatorWritesPerConnector} (Lease aside)`,
+    ],
+    [
+      '(2) operator RSS at steady state',
+      `${r.steady.operatorRssMiB} MiB`,
+      `peak ${r.steady.operatorPeakRssMiB} MiB; ${r.steady.operatorRssAtStartMiB} MiB when ready with no Connector`,
+    ],
+    [
+      '(2) operator CPU at steady state',
+      `${r.steady.operatorCpuPercentOfCore} % of a core`,
+      `over ${r.steady.seconds} s`,
+    ],
+    [
+      '(3) operator API writes at steady state',
+      `${r.steady.apiWritesPerMinute} /min`,
+      `Lease renewals aside (${r.steady.leaseWritesPerMinute} /min); ${r.steady.heartbeatsPerMinute} heartbeats/min`,
+    ],
+    [
+      '(3) control-plane requests at steady state',
+      `${r.steady.controlPlaneRequestsPerMinute} /min`,
+      `of which from the operator: ${r.steady.controlPlaneRequestsFromOperatorPerMinute} /min`,
+    ],
+    [
+      `(4) burst: ${r.burst.silent} agents (10 %) silent -> status Offline`,
+      `p50 ${r.burst.p50Ms} ms, p99 ${r.burst.p99Ms} ms`,
+      `max ${r.burst.maxMs} ms, from the control plane's stateChangedAt`,
+    ],
+  ];
+  return [
+    `# Scale benchmark, ${r.connectors} connectors`,
+    '',
+    `${r.date}; ${r.machine.cores} cores (${r.machine.cpu}); Node ${r.versions.node}; Kubernetes ${r.versions.kubernetes};`,
+    `operator --concurrency ${r.settings.operatorConcurrency}; floor ${r.settings.floorConcurrency} at a time;`,
+    `kube-controller-manager --kube-api-qps ${r.settings.controllerManager.kubeApiQps} --kube-api-burst ${r.settings.controllerManager.kubeApiBurst} (defaults 20/30).`,
+    '',
+    '| figure | value | beside it |',
+    '| --- | --- | --- |',
+    ...rows.map((row) => `| ${row.join(' | ')} |`),
+    '',
+    'Not yet measured:',
+    ...r.notYetMeasured.map((item) => `- ${item}`),
+    '',
+  ].join('\n');
+}
