@@ -95,13 +95,36 @@ function table(c: Connector): string {
     .join('\n');
 }
 
+/** Where the plugin finds the operator's default control plane: none of it is a secret value. */
+interface PluginControlPlane {
+  url: string;
+  caFile: string;
+  /** <namespace>/<name> of the credential Secret, which the plugin reads with the kubeconfig's rights. */
+  credentialSecret: string;
+}
+
 /** What to type next: the kubectl commands that work against this run, and the samples. */
-function howToLook(options: { kubeconfig: string; binDir: string; samples: PreparedSamples }): string[] {
-  const env = `KUBECONFIG=${shellWord(options.kubeconfig)} PATH=${shellWord(options.binDir)}:$PATH`;
+function howToLook(options: {
+  kubeconfig: string;
+  binDir: string;
+  samples: PreparedSamples;
+  controlPlane: PluginControlPlane;
+}): string[] {
+  // The sample uses the operator's default control plane, which the plugin cannot find from the
+  // cluster: the plugin's own variables (src/plugin/options.ts) tell it, as the operator's flags do.
+  const cp = options.controlPlane;
+  const env = [
+    `KUBECONFIG=${shellWord(options.kubeconfig)}`,
+    `PATH=${shellWord(options.binDir)}:$PATH`,
+    `VAULTPAM_CONTROL_PLANE_URL=${shellWord(cp.url)}`,
+    `VAULTPAM_CONTROL_PLANE_CA_FILE=${shellWord(cp.caFile)}`,
+    `VAULTPAM_CREDENTIAL_SECRET=${shellWord(cp.credentialSecret)}`,
+  ].join(' ');
   return [
     `kubectl (built to match this cluster) and the kubectl-vaultpam plugin are in ${options.binDir}:`,
     `    ${env} kubectl get connectors -A`,
     `    ${env} kubectl vaultpam status -A`,
+    `    ${env} kubectl vaultpam status dc1-connector -n ${DEMO_NAMESPACE}`,
     'or, for this shell:',
     `    export ${env}`,
     'Samples: each Connector sample in manifests/samples/ applies as it is, e.g.',
@@ -233,7 +256,8 @@ async function main(): Promise<number> {
         stringData: { credential: usableAdminCredential(controlPlane) },
       },
     });
-    await writeFile(join(workDir, 'control-plane-ca.crt'), controlPlane.caPem);
+    const caFile = join(workDir, 'control-plane-ca.crt');
+    await writeFile(caFile, controlPlane.caPem);
     say(`    ${controlPlane.url} (CA ${controlPlane.caPath})`);
 
     say('3/5 starting the operator as its ServiceAccount (least RBAC from manifests/)');
@@ -303,7 +327,18 @@ async function main(): Promise<number> {
       if (phase === 'Online') {
         say(`\n${table(c)}\n`);
         say(`The sample Connector is Online. kubeconfig: ${cluster.kubeconfigPath}\n`);
-        for (const line of howToLook({ kubeconfig: cluster.kubeconfigPath, binDir, samples })) say(line);
+        const pluginControlPlane = {
+          url: controlPlane.url,
+          caFile,
+          credentialSecret: `${OPERATOR_NAMESPACE}/${CREDENTIAL_SECRET}`,
+        };
+        for (const line of howToLook({
+          kubeconfig: cluster.kubeconfigPath,
+          binDir,
+          samples,
+          controlPlane: pluginControlPlane,
+        }))
+          say(line);
         break;
       }
       if (Date.now() > deadline)

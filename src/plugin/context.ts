@@ -11,11 +11,14 @@ import type { Printer } from './output.ts';
 export const EXIT = {
   /** Done; for diagnose: healthy. */
   ok: 0,
-  /** The answer is no: diagnose found it unhealthy, a recovery failed or was refused, a token refused. */
+  /**
+   * The answer is no: diagnose found it unhealthy, a recovery failed or was refused, a token
+   * refused, the Connector does not exist (the API server answered: there is none, as kubectl get's 1).
+   */
   no: 1,
   /** The command line is wrong. */
   usage: 2,
-  /** Could not look: no kubeconfig, the API server refused or failed, the Connector does not exist. */
+  /** Could not look: no kubeconfig, the API server refused or failed. */
   cannot: 3,
 } as const;
 
@@ -54,7 +57,7 @@ export async function readConnector(ctx: CommandContext, name: string): Promise<
     if (httpStatusOf(error) === 404) {
       throw new CodedError(
         'NOT_FOUND',
-        `Connector ${ctx.namespace}/${name} not found (${ctx.io.program} status -n ${ctx.namespace} lists them)`,
+        `connector ${ctx.namespace}/${name} not found (${ctx.io.program} status -n ${ctx.namespace} lists them)`,
       );
     }
     throw apiFailure(`read Connector ${ctx.namespace}/${name}`, error);

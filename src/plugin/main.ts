@@ -4,6 +4,7 @@
 // the streams, so tests run the same code.
 import { helpText } from '../lib/cli.ts';
 import { errorMessage, isCodedError } from '../lib/errors.ts';
+import { untrustedText } from '../operator/reconcile/untrusted-text.ts';
 import { diagnoseCommand } from './commands/diagnose.ts';
 import { recoverCommand } from './commands/recover.ts';
 import { reportCommand } from './commands/report.ts';
@@ -64,16 +65,29 @@ export function usage(program: string, command?: Command): string {
         `  ${spec.short ? `-${spec.short}, ` : ''}--${name}\n      ${spec.description}${spec.env ? ` (env ${spec.env})` : ''}`,
     ),
     '',
-    'Exit codes: 0 done (diagnose: healthy); 1 the answer is no (unhealthy, refused, recovery failed); 2 bad command line; 3 could not look.',
+    'Exit codes: 0 done (diagnose: healthy); 1 the answer is no (unhealthy, refused, recovery failed, no such Connector); 2 bad command line; 3 could not look.',
   ];
   return lines.join('\n');
 }
 
-function exitCodeOf(error: unknown): number {
+/** The exit code of what went wrong: a refusal and a Connector that does not exist are answers (1). */
+export function exitCodeOf(error: unknown): number {
   if (!isCodedError(error)) return EXIT.cannot;
   if (error.code === 'INVALID_FLAGS') return EXIT.usage;
-  if (error.code === 'REFUSED') return EXIT.no;
+  if (error.code === 'REFUSED' || error.code === 'NOT_FOUND') return EXIT.no;
   return EXIT.cannot;
+}
+
+/** Longest error line printed: room for an API server's causes, bounded all the same. */
+const ERROR_TEXT_MAX = 4096;
+
+/**
+ * The one line on stderr. Error messages quote what the person typed (a flag's value, a name) and
+ * what the cluster said; both are cleaned here as cluster text is (untrustedText), so an escape
+ * sequence typed or pasted into an argument never reaches the terminal as one.
+ */
+export function errorLine(error: unknown): string {
+  return `error: ${untrustedText(errorMessage(error), ERROR_TEXT_MAX)}\n`;
 }
 
 export async function runPlugin(argv: string[], io: PluginIO): Promise<number> {
@@ -88,7 +102,7 @@ export async function runPlugin(argv: string[], io: PluginIO): Promise<number> {
     const ctx: CommandContext = { io, options, api: new KubeApi(target.kc), namespace: target.namespace };
     return await RUN[options.command](ctx);
   } catch (error) {
-    io.stderr.write(`error: ${errorMessage(error)}\n`);
+    io.stderr.write(errorLine(error));
     return exitCodeOf(error);
   }
 }

@@ -7,7 +7,17 @@
 // variable in every complaint.
 import { type FlagSpecs, flagError, parseFlags } from '../lib/cli.ts';
 import { parseDurationField } from '../lib/duration.ts';
+import { isCodedError } from '../lib/errors.ts';
 import { RECOVERY_REQUEST_ID_PATTERN } from '../operator/api/constants.ts';
+import { untrustedText } from '../operator/reconcile/untrusted-text.ts';
+
+/**
+ * What the person typed, as an error message may quote it: cleaned as cluster text is, so a value
+ * with a terminal escape (`--request-id $'id\x1b[31m'`) is not replayed to the terminal.
+ */
+function typed(value: unknown): string {
+  return untrustedText(value, 200);
+}
 
 export const COMMANDS = ['status', 'diagnose', 'recover', 'token', 'report'] as const;
 export type Command = (typeof COMMANDS)[number];
@@ -130,7 +140,7 @@ function credentialSecretFlag(value: string | undefined): DefaultControlPlaneFla
   const [namespace, name, key, ...rest] = value.split('/');
   if (!namespace || !name || rest.length > 0) {
     throw flagError(
-      `--credential-secret (env VAULTPAM_CREDENTIAL_SECRET): "${value}" must be <namespace>/<name>[/<key>], e.g. vaultpam-system/vaultpam-operator-credential`,
+      `--credential-secret (env VAULTPAM_CREDENTIAL_SECRET): "${typed(value)}" must be <namespace>/<name>[/<key>], e.g. vaultpam-system/vaultpam-operator-credential`,
     );
   }
   return { namespace, name, key: key || 'credential' };
@@ -139,8 +149,18 @@ function credentialSecretFlag(value: string | undefined): DefaultControlPlaneFla
 function wholeNumber(value: string | undefined, flag: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 1)
-    throw flagError(`--${flag}: "${value}" must be a whole number of at least 1`);
+    throw flagError(`--${flag}: "${typed(value)}" must be a whole number of at least 1`);
   return n;
+}
+
+/** The shared parser's answer; its complaints (which quote the flag as typed) cleaned. */
+function cleanedFlags<T>(parse: () => T): T {
+  try {
+    return parse();
+  } catch (error) {
+    if (isCodedError(error, 'INVALID_FLAGS')) throw flagError(untrustedText(error.message, 2048));
+    throw error;
+  }
 }
 
 /**
@@ -149,7 +169,7 @@ function wholeNumber(value: string | undefined, flag: string): number {
  */
 export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv): ParsedCommandLine {
   // A first pass with every flag finds the command; the second holds the line to that command's flags.
-  const first = parseFlags(argv, allFlags(), env, { allowPositionals: true });
+  const first = cleanedFlags(() => parseFlags(argv, allFlags(), env, { allowPositionals: true }));
   const [command, ...objects] = first.positionals;
   if (command === undefined || command === 'help') {
     const about = objects[0];
@@ -157,15 +177,17 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv): Parsed
   }
   if (!isCommand(command)) {
     throw flagError(
-      `unknown command "${command}"; the commands are ${COMMANDS.join(', ')} (run with --help)`,
+      `unknown command "${typed(command)}"; the commands are ${COMMANDS.join(', ')} (run with --help)`,
     );
   }
-  const parsed = parseFlags(argv, flagsOf(command), env, { allowPositionals: true });
+  const parsed = cleanedFlags(() => parseFlags(argv, flagsOf(command), env, { allowPositionals: true }));
   if (parsed.help) return { help: true, command };
   const v = parsed.values;
   const name = objects[0];
   if (objects.length > 1) {
-    throw flagError(`${command} takes one Connector name; got ${objects.length}: ${objects.join(' ')}`);
+    throw flagError(
+      `${command} takes one Connector name; got ${objects.length}: ${typed(objects.join(' '))}`,
+    );
   }
   if (command !== 'status' && name === undefined) {
     throw flagError(`${command} needs the Connector's name: ${command} NAME [-n NAMESPACE]`);
@@ -177,20 +199,22 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv): Parsed
   const output = (v.output ?? 'table') as OutputFormat;
   if (!FORMATS[command].includes(output)) {
     throw flagError(
-      `-o/--output: "${v.output}" is not a format of ${command}; use ${FORMATS[command].join(', ')}`,
+      `-o/--output: "${typed(v.output)}" is not a format of ${command}; use ${FORMATS[command].join(', ')}`,
     );
   }
   const requestId = v['request-id'];
   if (requestId !== undefined && !RECOVERY_REQUEST_ID_PATTERN.test(requestId)) {
     throw flagError(
-      `--request-id: "${requestId}" must be 1 to 63 letters, digits, '.', '_' or '-', starting and ending with a letter or digit, e.g. incident-4711`,
+      `--request-id: "${typed(requestId)}" must be 1 to 63 letters, digits, '.', '_' or '-', starting and ending with a letter or digit, e.g. incident-4711`,
     );
   }
   const timeoutMs = parseDurationField(v.timeout ?? '15m', '--timeout', { allowZero: false });
-  if (typeof timeoutMs !== 'number') throw flagError(timeoutMs.problem);
+  if (typeof timeoutMs !== 'number') throw flagError(untrustedText(timeoutMs.problem, 2048));
   const url = v['control-plane-url'];
   if (url !== undefined && !url.startsWith('https://')) {
-    throw flagError(`--control-plane-url (env VAULTPAM_CONTROL_PLANE_URL): "${url}" must be an https:// URL`);
+    throw flagError(
+      `--control-plane-url (env VAULTPAM_CONTROL_PLANE_URL): "${typed(url)}" must be an https:// URL`,
+    );
   }
   const credentialSecret = credentialSecretFlag(v['credential-secret']);
   return {

@@ -4,19 +4,7 @@
 // one under way or already asked, a Connector the operator will not act on, an id used before.
 import type { Connector } from '../operator/api/types.ts';
 import { recoveryUnderway } from '../operator/reconcile/recovery-stages.ts';
-
-/** Stalls that hold every decision of the operator (a recovery too) until someone fixes them. */
-const BLOCKING_STALLS = new Set([
-  'InvalidSpec',
-  'ControlPlaneConfigInvalid',
-  'ControlPlaneUnauthorized',
-  'ControlPlaneRejected',
-  'WorkloadNotFound',
-  'AdoptionNotConsented',
-  'OwnershipConflict',
-  'ConnectorIdConflict',
-  'ClaimNotFound',
-]);
+import { stalledRefusal } from './stalled.ts';
 
 /** `recover-20261124-010856`: a request id from the time it was asked (UTC), valid by the CRD's pattern. */
 export function defaultRequestId(now: Date): string {
@@ -59,10 +47,11 @@ export function recoveryRefusal(
   ) {
     return `a recovery is already asked for (spec.recovery.requestId=${asked}) and the operator has not started it yet; follow it with ${follow}`;
   }
-  const stalled = status.conditions?.find((c) => c.type === 'Stalled' && c.status === 'True');
-  if (stalled && BLOCKING_STALLS.has(stalled.reason)) {
-    return `the Connector is Stalled (${stalled.reason}): ${stalled.message}; the operator starts no recovery until that is fixed`;
-  }
+  const stalled = stalledRefusal(connector, {
+    blockingOnly: true,
+    meanwhile: 'starts no recovery until that is fixed',
+  });
+  if (stalled) return stalled;
   if (usedRequestIds(connector).has(requestId)) {
     return `request id ${requestId} was handled before, and a request id runs once, ever; give a new one with --request-id`;
   }

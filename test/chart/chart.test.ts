@@ -488,6 +488,67 @@ test("the chart's checks refuse combinations the schema cannot express, naming t
   }
 });
 
+// The operator's variables operator.extraSettings refuses, and why; every other one it reads is safe.
+const REFUSED_EXTRA_SETTINGS: Record<string, RegExp> = {
+  LOG_LEVEL: /set it with operator\.logLevel instead/,
+  VAULTPAM_OPERATOR_CONNECTOR_IMAGE: /set it with operator\.connectorImage instead/,
+  VAULTPAM_OPERATOR_CONCURRENCY: /set it with operator\.concurrency instead/,
+  VAULTPAM_OPERATOR_RESYNC: /set it with operator\.resync instead/,
+  VAULTPAM_OPERATOR_CONTROL_PLANE_URL: /set it with controlPlane\.url instead/,
+  VAULTPAM_OPERATOR_CONTROL_PLANE_CA_FILE: /set it with controlPlane\.ca instead/,
+  VAULTPAM_OPERATOR_NAMESPACE: /set it with namespaced\.enabled and namespaced\.namespace instead/,
+  VAULTPAM_OPERATOR_CREDENTIAL_SECRET: /the chart sets .* in the Deployment/,
+  VAULTPAM_OPERATOR_LEADER_ELECT: /the chart sets .* in the Deployment/,
+  VAULTPAM_OPERATOR_LEASE_NAME: /the chart sets .* in the Deployment/,
+  VAULTPAM_OPERATOR_LISTEN: /the chart sets .* in the Deployment/,
+  VAULTPAM_OPERATOR_LEADER_ELECTION_NAMESPACE: /in the release namespace only/,
+  VAULTPAM_OPERATOR_CLUSTER_RESOURCE_NAMESPACE: /in the release namespace only/,
+};
+
+test("operator.extraSettings accepts exactly the operator's variables the chart neither sets nor cannot grant", async (t) => {
+  const help = spawnSync(process.execPath, [operatorEntry, '--help'], { encoding: 'utf8', timeout: 30_000 });
+  const known = [...help.stdout.matchAll(/\(env ([A-Z0-9_]+)\)/g)].map((match) => match[1] ?? '');
+  t.true(known.includes('VAULTPAM_OPERATOR_RELEASE_TIMEOUT'), 'the operator lists its variables');
+  for (const name of Object.keys(REFUSED_EXTRA_SETTINGS))
+    t.true(known.includes(name), `${name} is the operator's`);
+  const schema = JSON.parse(await readFile(join(CHART_DIR, 'values.schema.json'), 'utf8'));
+  const declared = Object.keys(schema.properties.operator.properties.extraSettings.properties);
+  t.deepEqual(declared.toSorted(), known.toSorted(), "the schema names exactly the operator's variables");
+  const accepted: string[] = [];
+  for (const name of known) {
+    // A duration: the safe ones are all durations; the refused ones are refused whatever the value.
+    const result = await helm(templateArgs({ setJson: [`operator.extraSettings={"${name}":"45s"}`] }));
+    if (result.code === 0) {
+      accepted.push(name);
+      continue;
+    }
+    const reason = REFUSED_EXTRA_SETTINGS[name];
+    t.truthy(reason, `${name} is refused only if listed: ${result.stderr}`);
+    t.regex(
+      result.stderr,
+      new RegExp(`operator\\.extraSettings\\.${name}: `),
+      `${name}: the message names it`,
+    );
+    if (reason) t.regex(result.stderr, reason, `${name}: the message says why and the fix`);
+  }
+  const safe = known.filter((name) => !(name in REFUSED_EXTRA_SETTINGS));
+  t.deepEqual(accepted.toSorted(), safe.toSorted(), 'the accepted names are the safe ones');
+  t.true(
+    safe.length >= 4,
+    `the leader-election durations and the release timeout are safe (${safe.join(', ')})`,
+  );
+
+  const misspelt = await helm(
+    templateArgs({ setJson: ['operator.extraSettings={"VAULTPAM_OPERATOR_WATCH_NAMESPACE":"team-a"}'] }),
+  );
+  t.not(misspelt.code, 0, 'a misspelt name is refused');
+  t.regex(misspelt.stderr, SCHEMA);
+  t.regex(
+    misspelt.stderr,
+    /at '\/operator\/extraSettings': additional properties 'VAULTPAM_OPERATOR_WATCH_NAMESPACE' not allowed/,
+  );
+});
+
 test('the labels Helm adds are the only labels the drift comparison sets aside', async (t) => {
   const chart = await templateChart();
   const deployment = chart.find((o) => o.kind === 'Deployment');

@@ -141,6 +141,16 @@ test.serial(
     const status = await shell(printedCommand(output, 'kubectl vaultpam status -A'), env);
     t.is(status.code, 0, status.stderr);
     t.regex(status.stdout, /vaultpam-demo\s+dc1-connector\s+Online/, 'the plugin answers through kubectl');
+    // The sample uses the operator's default control plane: the printed variables let the plugin ask it.
+    const one = await shell(
+      printedCommand(output, 'kubectl vaultpam status dc1-connector -n vaultpam-demo'),
+      env,
+    );
+    t.is(one.code, 0, one.stderr);
+    const view = one.stdout.slice(one.stdout.indexOf("Control plane's view:"));
+    t.regex(view, /^Control plane's view:/, one.stdout);
+    t.notRegex(view, /Not asked/, `the plugin asked the control plane: ${view}`);
+    t.regex(view, /Last heartbeat:?\s+\d{4}-\d\d-\d\dT/, `the control plane's record: ${view}`);
     const exportLine = printedCommand(output, 'export KUBECONFIG=');
     const version = await shell(`${exportLine}; kubectl version -o json`, env);
     t.is(version.code, 0, version.stderr);

@@ -382,7 +382,7 @@ test.serial(
 );
 
 test.serial(
-  'token: an adopted workload gets the live token the operator minted, printed once to stdout',
+  'token: an adopted workload gets the live token the operator minted, on stdout alone',
   async (t) => {
     const { kc } = cluster();
     const { env } = system();
@@ -426,6 +426,7 @@ test.serial(
       run.stderr,
       /The live enrollment token of connector .* \(mint key enroll-[0-9a-f-]+-1\), single use, expires /,
     );
+    t.regex(run.stderr, /It is the live token, also in Secret adopted-enrollment-token/);
     const mintsAfter = (await env.admin.audit({ connectorId })).filter(
       (e) => e.type === 'token.minted',
     ).length;
@@ -480,7 +481,20 @@ test.serial(
       stdout: readme,
       stderr: '',
     });
-    t.regex(readme, /Secret healthy-enrollment-token \(never collected: it holds the enrollment token/);
+    // Retired: the operator deleted the token Secret, so the bundle says there is none.
+    t.regex(
+      readme,
+      /No live enrollment token Secret \(status\.enrollment\.tokenSecretName is empty: bootstrap is retired/,
+    );
+    t.false(readme.includes('never collected: it holds the live enrollment token'));
+    const adoptedTop = tops.find((d) => d.includes('-adopted-'));
+    t.regex(
+      await readFile(join(out, adoptedTop ?? '', 'README.txt'), 'utf8'),
+      /Secret adopted-enrollment-token \(never collected: it holds the live enrollment token, until /,
+    );
+    const nosuch = await plugin(['status', 'nosuch', '-n', namespace]);
+    t.is(nosuch.code, 1, 'a Connector that does not exist is an answer, not "could not look"');
+    t.regex(nosuch.stderr, new RegExp(`^error: connector ${namespace}/nosuch not found`));
     t.regex(
       readme,
       /operator logs \(no operator pod \(app.kubernetes.io\/name=vaultpam-connector-operator\) in namespace vaultpam-system/,

@@ -3,7 +3,7 @@
 import test from 'ava';
 import type { ConnectorStatus } from '../../src/operator/api/types.ts';
 import type { Connector as RecordJson } from '../../src/operator/control-plane/admin-client.ts';
-import { mintKeys, tokenRefusal } from '../../src/plugin/commands/token.ts';
+import { mintKeys, tokenNotice, tokenRefusal, tokenStallRefusal } from '../../src/plugin/commands/token.ts';
 import { defaultRequestId, recoveryRefusal } from '../../src/plugin/recovery-request.ts';
 import { cond, connector, NOW, ONLINE_STATUS, UID } from './facts-fixtures.ts';
 
@@ -135,4 +135,84 @@ test('token: refused for a retired, a paired or a foreign record, and before a r
     ),
     undefined,
   );
+});
+
+test('token: refused for a Stalled Connector, whatever the stall, as the operator mints nothing then', (t) => {
+  const stalled = (reason: string) =>
+    connector(
+      { conditions: [cond('Stalled', 'True', reason, `why ${reason}`)] },
+      {
+        workloadRef: { kind: 'Deployment', name: 'legacy' },
+      },
+    );
+  // The tester's case: the workload is gone and the record was disowned by another Connector's
+  // Retain delete; the record's owner is empty, so the old owner check let it through.
+  const workloadGone = stalled('WorkloadNotFound');
+  const said = tokenRefusal(workloadGone, record({ ownerUid: null as never }), 'vaultpam') ?? '';
+  t.regex(
+    said,
+    /Stalled \(WorkloadNotFound\): why WorkloadNotFound; the operator mints nothing while it is Stalled/,
+  );
+  t.is(tokenStallRefusal(workloadGone), said, 'the command refuses it before asking the control plane');
+  for (const reason of ['RecoveryRequired', 'RecoveryFailed', 'StorageExpansionUnsupported', 'InvalidSpec']) {
+    t.regex(tokenRefusal(stalled(reason), record(), 'vaultpam') ?? '', new RegExp(`Stalled \\(${reason}\\)`));
+  }
+  t.is(
+    tokenRefusal(connector({ conditions: [cond('Stalled', 'False', 'NotStalled')] }), record(), 'vaultpam'),
+    undefined,
+    'Stalled=False is no stall',
+  );
+  t.regex(
+    tokenRefusal(
+      connector({ conditions: [cond('Stalled', 'True', 'WorkloadNotFound', 'gone\u001b[31m red')] }),
+      record(),
+      'vaultpam',
+    ) ?? '',
+    /gone red/,
+    "the condition's message is cleaned of terminal escapes",
+  );
+});
+
+test('token: refused unless the record is owned by exactly this Connector (none, empty, another)', (t) => {
+  const c = connector({});
+  for (const ownerUid of [null, '', undefined]) {
+    t.regex(
+      tokenRefusal(c, record({ ownerUid: ownerUid as never }), 'vaultpam') ?? '',
+      /the control plane's record team-a\.edge is not owned by this Connector; the operator claims it on its next pass once nothing blocks it/,
+      `ownerUid ${String(ownerUid)}`,
+    );
+  }
+  t.regex(
+    tokenRefusal(c, record({ ownerUid: 'someone-else' }), 'vaultpam') ?? '',
+    /owned by another Connector/,
+  );
+  const noUid = connector({});
+  delete noUid.metadata.uid;
+  t.regex(
+    tokenRefusal(noUid, record(), 'vaultpam') ?? '',
+    /owned by another Connector/,
+    'no UID owns nothing',
+  );
+  t.is(tokenRefusal(c, record({ ownerUid: UID }), 'vaultpam'), undefined);
+});
+
+test("token: stderr says the token is the live one, in the operator's Secret too, and printed again", (t) => {
+  const notice = tokenNotice({
+    connectorId: 'team-a.edge',
+    name: 'edge',
+    key: `enroll-${UID}-1`,
+    created: false,
+    expiresAt: '2026-03-01T13:00:00Z',
+    now: NOW,
+  });
+  t.regex(
+    notice,
+    /^The live enrollment token of connector team-a\.edge \(mint key enroll-.*-1\), single use, expires 2026-03-01T13:00:00Z/,
+  );
+  t.regex(
+    notice,
+    /It is the live token, also in Secret edge-enrollment-token \(anyone who may read that Secret can see it\)/,
+  );
+  t.regex(notice, /running this again prints the same token while it is live/);
+  t.false(/printed once|kept nowhere else/.test(notice), 'no claim that it exists nowhere else');
 });

@@ -108,7 +108,12 @@ stop on them.
 {{- end -}}
 {{- $deployment := list "VAULTPAM_OPERATOR_CREDENTIAL_SECRET" "VAULTPAM_OPERATOR_LEADER_ELECT" "VAULTPAM_OPERATOR_LEASE_NAME" "VAULTPAM_OPERATOR_LISTEN" -}}
 {{- $values := dict "VAULTPAM_OPERATOR_CONNECTOR_IMAGE" "operator.connectorImage" "LOG_LEVEL" "operator.logLevel" "VAULTPAM_OPERATOR_CONCURRENCY" "operator.concurrency" "VAULTPAM_OPERATOR_RESYNC" "operator.resync" "VAULTPAM_OPERATOR_CONTROL_PLANE_URL" "controlPlane.url" "VAULTPAM_OPERATOR_CONTROL_PLANE_CA_FILE" "controlPlane.ca" "VAULTPAM_OPERATOR_NAMESPACE" "namespaced.enabled and namespaced.namespace" -}}
+{{- /* The Role that grants Leases and Secrets is in the release namespace only. */ -}}
+{{- $ungranted := list "VAULTPAM_OPERATOR_LEADER_ELECTION_NAMESPACE" "VAULTPAM_OPERATOR_CLUSTER_RESOURCE_NAMESPACE" -}}
 {{- range $name, $value := .Values.operator.extraSettings -}}
+{{- if has $name $ungranted -}}
+{{- fail (printf "operator.extraSettings.%s: the chart grants the operator its Lease and the Secrets it reads in the release namespace only, so the operator could not use another namespace; remove it from extraSettings (the release namespace is used)" $name) -}}
+{{- end -}}
 {{- if has $name $deployment -}}
 {{- fail (printf "operator.extraSettings.%s: the chart sets %s in the Deployment because other objects depend on it (RBAC resource names, probes, the metrics Service); remove it from extraSettings" $name $name) -}}
 {{- end -}}

@@ -8,6 +8,7 @@ import { writeFile } from 'node:fs/promises';
 import type { V1ObjectMeta } from '@kubernetes/client-node';
 import { errorMessage } from '../../lib/errors.ts';
 import { selectorLabels } from '../../operator/api/constants.ts';
+import type { Connector } from '../../operator/api/types.ts';
 import { childNames } from '../../operator/reconcile/desired-objects.ts';
 import { describeApiError } from '../../operator/runtime/api-errors.ts';
 import { type ConnectorFacts, gatherFacts } from '../connector-facts.ts';
@@ -38,6 +39,8 @@ function stamp(now: Date): string {
 interface Collector {
   add(path: string, content: string): void;
   missing(what: string, why: string): void;
+  /** A line for README.txt about what there was to collect. */
+  note(line: string): void;
 }
 
 async function collectObjects(ctx: CommandContext, facts: ConnectorFacts, out: Collector): Promise<void> {
@@ -64,10 +67,36 @@ async function collectObjects(ctx: CommandContext, facts: ConnectorFacts, out: C
       (error: unknown) => out.missing(`PersistentVolumeClaim ${name}`, describeApiError(error)),
     );
   }
-  out.missing(
-    `Secret ${childNames(connector.metadata.name ?? '').tokenSecret}`,
-    'never collected: it holds the enrollment token; its name and expiry are in status.txt',
-  );
+  const tokenSecret = tokenSecretNote(connector);
+  if (tokenSecret.live) out.missing(tokenSecret.what, tokenSecret.why);
+  else out.note(tokenSecret.line);
+}
+
+type TokenSecretNote = { live: true; what: string; why: string } | { live: false; line: string };
+
+/**
+ * What README.txt says of the enrollment token Secret: "never collected" only when the operator's
+ * status shows a live one (status.enrollment.tokenSecretName); otherwise that there is none, so the
+ * bundle does not claim a token exists that does not.
+ */
+export function tokenSecretNote(connector: Connector): TokenSecretNote {
+  const enrollment = connector.status?.enrollment;
+  const secret = enrollment?.tokenSecretName;
+  if (secret) {
+    return {
+      live: true,
+      what: `Secret ${secret}`,
+      why: `never collected: it holds the live enrollment token, until ${enrollment?.tokenExpiresAt ?? '?'}; its name and expiry are in status.txt`,
+    };
+  }
+  const name = childNames(connector.metadata.name ?? '').tokenSecret;
+  const why = enrollment?.retired
+    ? `bootstrap is retired and the operator deleted Secret ${name}`
+    : `no live token is minted into Secret ${name}`;
+  return {
+    live: false,
+    line: `No live enrollment token Secret (status.enrollment.tokenSecretName is empty: ${why}).`,
+  };
 }
 
 async function collectPodsAndLogs(ctx: CommandContext, facts: ConnectorFacts, out: Collector): Promise<void> {
@@ -184,9 +213,11 @@ export async function reportCommand(ctx: CommandContext): Promise<number> {
   const top = `vaultpam-report-${ctx.namespace}-${name}-${stamp(now)}`;
   const files: Array<{ path: string; content: string }> = [];
   const missing: Array<[string, string]> = [];
+  const notes: string[] = [];
   const out: Collector = {
     add: (path, content) => files.push({ path, content }),
     missing: (what, why) => missing.push([what, why]),
+    note: (line) => notes.push(line),
   };
   const report = statusReport(facts);
   out.add('status.txt', statusReportText(report, facts.at));
@@ -215,6 +246,7 @@ export async function reportCommand(ctx: CommandContext): Promise<number> {
     '',
     'Not collected:',
     ...(missing.length > 0 ? missing.map(([what, why]) => `  ${what} (${why})`) : ['  nothing']),
+    ...(notes.length > 0 ? ['', ...notes] : []),
     '',
   ].join('\n');
   const entries: TarEntry[] = [

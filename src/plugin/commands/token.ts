@@ -3,9 +3,11 @@
 // is minted the way the operator mints (the same admin call, the same idempotency keys and the
 // Connector's UID as the record's owner), so the plugin and the operator never hold two different
 // live tokens: the key of the operator's last mint returns the token already live, and a new key is
-// the one the operator would take next. The token goes to stdout once and nowhere else: not to
-// stderr, a log or a file. Operator-owned workloads are refused: the operator mints their tokens
-// into the Secret their pod mounts, and a second token would only revoke that one.
+// the one the operator would take next. That live token is also in the operator's Secret
+// <name>-enrollment-token, and a second call prints it again while it is live; the plugin writes it
+// to stdout only: not to stderr, a log or a file. Operator-owned workloads are refused: the operator
+// mints their tokens into the Secret their pod mounts, and a second token would only revoke that
+// one. So is whatever the operator would refuse: a Stalled Connector, a record it does not own.
 import { CodedError, errorMessage, isCodedError } from '../../lib/errors.ts';
 import { type Connector, defaultedSpec } from '../../operator/api/types.ts';
 import type { Connector as RecordJson } from '../../operator/control-plane/admin-client.ts';
@@ -15,6 +17,7 @@ import { untrustedText } from '../../operator/reconcile/untrusted-text.ts';
 import { type CommandContext, EXIT, readConnector, refusal } from '../context.ts';
 import { controlPlaneAccess } from '../control-plane-access.ts';
 import { serialize } from '../output.ts';
+import { stalledRefusal } from '../stalled.ts';
 import { relativeTime } from '../time-text.ts';
 
 /** The mint number in an enrollment key of this Connector (`enroll-<uid>-<n>`), if it is one. */
@@ -45,12 +48,25 @@ export function mintKeys(connector: Connector): string[] {
   return keys;
 }
 
+/** The operator mints nothing for a Connector that is Stalled, whatever the reason: neither does this. */
+export function tokenStallRefusal(connector: Connector): string | undefined {
+  return stalledRefusal(connector, { blockingOnly: false, meanwhile: 'mints nothing while it is Stalled' });
+}
+
 /** Why no token is minted for this record, or undefined when one may be. */
 export function tokenRefusal(connector: Connector, record: RecordJson, program: string): string | undefined {
   const { namespace, name } = connector.metadata;
   const recovery = connector.status?.recovery;
-  if (record.ownerUid && record.ownerUid !== connector.metadata.uid) {
-    return `the control plane's record ${record.connectorId} is owned by another Connector (ConnectorIdConflict)`;
+  const stalled = tokenStallRefusal(connector);
+  if (stalled) return stalled;
+  // The operator mints only for a record whose owner is exactly this Connector's UID: an unowned
+  // record (disowned by another Connector's Retain delete) is claimed first, on its next pass.
+  const uid = connector.metadata.uid;
+  if (!record.ownerUid) {
+    return `the control plane's record ${untrustedText(record.connectorId, 253)} is not owned by this Connector; the operator claims it on its next pass once nothing blocks it (${program} status ${name} -n ${namespace} shows what it waits for)`;
+  }
+  if (!uid || record.ownerUid !== uid) {
+    return `the control plane's record ${untrustedText(record.connectorId, 253)} is owned by another Connector (ConnectorIdConflict)`;
   }
   if (recoveryUnderway(recovery?.step)) {
     return recovery?.mintKey
@@ -64,6 +80,28 @@ export function tokenRefusal(connector: Connector, record: RecordJson, program: 
     return `the connector paired at ${record.enrolledAt ?? '?'} and waits for its first heartbeat (state ${untrustedText(record.state, 64)}); it needs no token`;
   }
   return undefined;
+}
+
+export interface MintedToken {
+  connectorId: string;
+  /** The Connector's name: the operator's token Secret is named after it. */
+  name: string;
+  key: string;
+  created: boolean;
+  expiresAt: string;
+  now: Date;
+}
+
+/**
+ * What stderr says beside the token (never the token itself). It is the live token, so it is said
+ * where else it is: the operator's Secret holds it, and the same key returns it while it is live.
+ */
+export function tokenNotice(minted: MintedToken): string {
+  const { connectorId, name, key, expiresAt } = minted;
+  return (
+    `${minted.created ? 'Minted' : 'The live'} enrollment token of connector ${connectorId} (mint key ${key}), single use, expires ${expiresAt} (${relativeTime(expiresAt, minted.now)}).\n` +
+    `It is the live token, also in Secret ${name}-enrollment-token (anyone who may read that Secret can see it); running this again prints the same token while it is live. Put it in the file the adopted agent reads (--token-file, VAULTPAM_TOKEN_FILE) and start it.\n`
+  );
 }
 
 export async function tokenCommand(ctx: CommandContext): Promise<number> {
@@ -81,6 +119,10 @@ export async function tokenCommand(ctx: CommandContext): Promise<number> {
       'spec.paused is true: the operator holds the tokens as they are; set spec.paused to false first',
     );
   }
+  // Before the control plane is asked: a stall (a missing workload, a refused credential) is the
+  // answer, not whatever the control plane says next.
+  const stalled = tokenStallRefusal(connector);
+  if (stalled) throw refusal(`no token for ${where}: ${stalled}`);
   let spec: ReturnType<typeof defaultedSpec>;
   try {
     spec = defaultedSpec(connector);
@@ -139,10 +181,7 @@ export async function tokenCommand(ctx: CommandContext): Promise<number> {
         } else {
           io.stdout.write(`${minted.token}\n`);
         }
-        io.stderr.write(
-          `${minted.created ? 'Minted' : 'The live'} enrollment token of connector ${connectorId} (mint key ${key}), single use, expires ${minted.expiresAt} (${relativeTime(minted.expiresAt, io.now())}).\n` +
-            'It was printed once, to stdout, and is kept nowhere else: put it in the file the adopted agent reads (--token-file, VAULTPAM_TOKEN_FILE) and start it.\n',
-        );
+        io.stderr.write(tokenNotice({ ...minted, connectorId, key, name, now: io.now() }));
         return EXIT.ok;
       } catch (error) {
         if (isCodedError(error) && error.code === 'IDEMPOTENCY_KEY_CONSUMED') continue;

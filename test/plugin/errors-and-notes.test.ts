@@ -1,0 +1,113 @@
+// What the plugin says when something is wrong or absent: a Connector that does not exist is an
+// answer (exit 1), not "could not look" (3); what the person typed is cleaned before an error
+// quotes it; and the report's README speaks of the enrollment token Secret only when one is live.
+import test from 'ava';
+import { CodedError } from '../../src/lib/errors.ts';
+import { reportCommand, tokenSecretNote } from '../../src/plugin/commands/report.ts';
+import { statusCommand } from '../../src/plugin/commands/status.ts';
+import { type CommandContext, EXIT } from '../../src/plugin/context.ts';
+import type { KubeApi } from '../../src/plugin/kube-api.ts';
+import { errorLine, exitCodeOf } from '../../src/plugin/main.ts';
+import { parseCommandLine } from '../../src/plugin/options.ts';
+import { redactBundleText } from '../../src/plugin/redaction.ts';
+import { connector, NOW, ONLINE_STATUS } from './facts-fixtures.ts';
+
+const ESC = '\u001b';
+
+/** A context whose API server answers 404 for every Connector, as a real one does for a missing name. */
+function missingConnectorContext(command: 'status' | 'report'): CommandContext {
+  const parsed = parseCommandLine([command, 'nosuch', '-n', 'ns'], {});
+  if (parsed.help) throw new Error('asked for help');
+  const notFound = Object.assign(new Error('HTTP-Code: 404 Message: Not Found'), { code: 404 });
+  const api = {
+    getConnector: async () => {
+      throw notFound;
+    },
+  } as unknown as KubeApi;
+  const sink = { write: () => true };
+  return {
+    io: { stdout: sink, stderr: sink, env: {}, program: 'kubectl vaultpam', now: () => NOW },
+    options: parsed.options,
+    api,
+    namespace: 'ns',
+  } as CommandContext;
+}
+
+test('a Connector that does not exist: "connector ns/nosuch not found", exit 1', async (t) => {
+  for (const [command, run] of [
+    ['status', statusCommand],
+    ['report', reportCommand],
+  ] as const) {
+    const error = await t.throwsAsync(run(missingConnectorContext(command)));
+    t.is(exitCodeOf(error), EXIT.no, `${command}: the API server answered; there is none`);
+    t.regex(
+      errorLine(error),
+      /^error: connector ns\/nosuch not found \(kubectl vaultpam status -n ns lists them\)\n$/,
+    );
+  }
+  t.is(exitCodeOf(new CodedError('API_ERROR', 'HTTP 403')), EXIT.cannot, 'a refusal to look is still 3');
+  t.is(exitCodeOf(new Error('ECONNREFUSED')), EXIT.cannot);
+});
+
+test('what the person typed is cleaned of terminal escapes before an error quotes it', (t) => {
+  const problem = (argv: string[]) => {
+    try {
+      parseCommandLine(argv, {});
+    } catch (error) {
+      return { message: (error as Error).message, line: errorLine(error), code: exitCodeOf(error) };
+    }
+    throw new Error(`${argv.join(' ')} was accepted`);
+  };
+  for (const argv of [
+    ['recover', 'edge', '--request-id', `id${ESC}[31m`],
+    [`st${ESC}]0;owned${String.fromCharCode(7)}atus`],
+    ['status', '-o', `ya${ESC}[2Jml`],
+    ['status', `--bogus${ESC}[31m`],
+    ['report', 'edge', '--tail', `5${ESC}[1A`],
+    ['status', '--control-plane-url', `http://x${ESC}[31m`],
+    ['status', 'a', `b${ESC}[31m`],
+    ['recover', 'edge', '--timeout', `9${ESC}[31mq`],
+  ]) {
+    const { message, line, code } = problem(argv);
+    t.is(code, EXIT.usage, argv.join(' '));
+    t.false(message.includes(ESC), `${JSON.stringify(argv)}: ${JSON.stringify(message)}`);
+    t.false(line.includes(ESC));
+    t.false(
+      [...line.slice(0, -1)].some((ch) => (ch.codePointAt(0) ?? 0) < 0x20 || ch === '\u007f'),
+      `no control character in ${JSON.stringify(line)}`,
+    );
+  }
+  t.regex(problem(['recover', 'edge', '--request-id', `id${ESC}[31m`]).message, /--request-id: "id" must be/);
+  // The last gate: whatever an error says (a name echoed by the API server too) leaves as one line.
+  t.is(
+    errorLine(new Error(`Connector ns/a${ESC}[31mb\nforged: line`)),
+    'error: Connector ns/ab forged: line\n',
+  );
+});
+
+test('report README: "never collected" for a live token Secret, else that there is none', (t) => {
+  const live = tokenSecretNote(
+    connector({
+      phase: 'Pending',
+      enrollment: { tokenSecretName: 'edge-enrollment-token', tokenExpiresAt: '2026-03-01T13:00:00Z' },
+    }),
+  );
+  t.deepEqual(live, {
+    live: true,
+    what: 'Secret edge-enrollment-token',
+    why: 'never collected: it holds the live enrollment token, until 2026-03-01T13:00:00Z; its name and expiry are in status.txt',
+  });
+  const retired = tokenSecretNote(connector(ONLINE_STATUS));
+  t.false(retired.live);
+  t.regex(
+    retired.live ? '' : retired.line,
+    /^No live enrollment token Secret \(status\.enrollment\.tokenSecretName is empty: bootstrap is retired and the operator deleted Secret edge-enrollment-token\)\.$/,
+  );
+  const never = tokenSecretNote(connector({}));
+  t.regex(never.live ? '' : never.line, /no live token is minted/);
+  t.false(JSON.stringify(retired).includes('holds the'), 'no claim of a token that does not exist');
+  // README.txt passes the bundle's redaction: the lines must come through it as they are.
+  for (const note of [live.live ? `${live.what} (${live.why})` : '', retired.live ? '' : retired.line]) {
+    t.is(redactBundleText(note, []), note);
+  }
+});
