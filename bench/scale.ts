@@ -11,11 +11,18 @@
 // Traffic goes to loopback only, and every wait is bounded.
 import { type ChildProcess, fork, spawn } from 'node:child_process';
 import { createWriteStream, readFileSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { CoreV1Api, CustomObjectsApi, type KubeConfig, VersionApi, Watch } from '@kubernetes/client-node';
+import {
+  CoreV1Api,
+  CustomObjectsApi,
+  EventsV1Api,
+  type KubeConfig,
+  VersionApi,
+  Watch,
+} from '@kubernetes/client-node';
 import { type LocalCluster, startLocalCluster } from '../dev/local-cluster/cluster.ts';
 import { installCrds, installOperatorAccess } from '../dev/local-cluster/install.ts';
 import { freePort } from '../dev/local-cluster/ports.ts';
@@ -47,6 +54,7 @@ const { values: args } = parseArgs({
     'kcm-burst': { type: 'string', default: '300' },
     'timeout-seconds': { type: 'string', default: '900' },
     out: { type: 'string', default: join(import.meta.dirname, 'results') },
+    'heap-snapshots': { type: 'string' },
   },
 });
 const positive = (name: keyof typeof args) => {
@@ -219,9 +227,14 @@ try {
   await writeFile(operatorKubeconfig, operatorKc.exportConfig(), { mode: 0o600 });
   const operatorPort = await freePort();
   const operatorLog = join(work, 'operator.log');
+  // --heap-snapshots <dir>: the operator writes a heap snapshot there on SIGUSR2, which this sends
+  // when it is ready with no Connector and after the steady-state window (after its figures).
+  const heapSnapshots = args['heap-snapshots'];
+  if (heapSnapshots) await mkdir(heapSnapshots, { recursive: true });
   const operator = spawn(
     process.execPath,
     [
+      ...(heapSnapshots ? ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${heapSnapshots}`] : []),
       join(ROOT, 'src/bin/operator.ts'),
       `--control-plane-url=${cp.url}`,
       `--control-plane-ca-file=${caFile}`,
@@ -253,6 +266,22 @@ try {
   });
 
   const usageAtReady = await processUsage(operatorPid);
+  const heapSnapshot = async (when: string) => {
+    if (!heapSnapshots) return;
+    const before = (await readdir(heapSnapshots)).length;
+    operator.kill('SIGUSR2');
+    await until(`the operator's heap snapshot (${when})`, 120_000, async () => {
+      const files = await readdir(heapSnapshots);
+      // Written under its final name as it goes: wait until its size stops changing.
+      if (files.length <= before) return false;
+      const newest = files.sort().at(-1) ?? '';
+      const size = (await stat(join(heapSnapshots, newest))).size;
+      await sleep(1_000);
+      return size > 0 && size === (await stat(join(heapSnapshots, newest))).size;
+    });
+    say(`    heap snapshot (${when}) written to ${heapSnapshots}`);
+  };
+  await heapSnapshot('ready, no Connector');
 
   // ---- the fleet: N agents over mTLS and a node ------------------------------------------------
   say('5/7 fleet simulator (its own process: agents over mTLS, and a node that runs no process)');
@@ -286,6 +315,20 @@ try {
   const phaseNow = new Map<string, string>();
   const watch = new Watch(admin);
   let watching = true;
+  // Every status the watch shows, per Connector, until it first shows Online: how many status
+  // writes the way to Online took, and what each changed (the fields, the conditions' reasons).
+  const statusHistory = new Map<string, Array<{ at: number; changed: string[] }>>();
+  const lastStatus = new Map<string, Connector['status']>();
+  const recordStatusWrite = (name: string, object: Connector) => {
+    const before = lastStatus.get(name);
+    const after = object.status;
+    if (after === undefined || JSON.stringify(before) === JSON.stringify(after)) return;
+    lastStatus.set(name, after);
+    if (seen.get(name)?.has('Online')) return;
+    const history = statusHistory.get(name) ?? [];
+    history.push({ at: Date.now(), changed: statusDiff(before, after) });
+    statusHistory.set(name, history);
+  };
   const observe = async (): Promise<void> => {
     if (!watching) return;
     await watch
@@ -294,6 +337,7 @@ try {
         {},
         (_type, object: Connector) => {
           const name = object.metadata.name ?? '';
+          recordStatusWrite(name, object);
           const phase = object.status?.phase;
           if (!phase) return;
           phaseNow.set(name, phase);
@@ -328,6 +372,19 @@ try {
   });
   const appliedSeconds = (Date.now() - applyStarted) / 1000;
   let lastReport = Date.now();
+  // The operator's work queue, sampled every second on the way to Online: [seconds, depth, in flight].
+  const queueDepthSamples: Array<[number, number, number]> = [];
+  const sampler = setInterval(() => {
+    void operatorMetrics()
+      .then((text) =>
+        queueDepthSamples.push([
+          round((Date.now() - applyStarted) / 1000),
+          counterSum(text, 'vaultpam_operator_work_queue_depth'),
+          counterSum(text, 'vaultpam_operator_work_queue_in_flight'),
+        ]),
+      )
+      .catch(() => {});
+  }, 1_000);
   await until('every Connector to go Online', timeoutMs, () => {
     const online = names.filter((n) => seen.get(n)?.has('Online')).length;
     if (Date.now() - lastReport > 15_000 && !interrupted) {
@@ -338,11 +395,80 @@ try {
     }
     return online === N;
   });
+  clearInterval(sampler);
   const onlineSeconds =
     (Math.max(...names.map((n) => seen.get(n)?.get('Online') ?? 0)) - applyStarted) / 1000;
   const metricsAtOnline = await operatorMetrics();
   const cpuAtOnline = await processUsage(operatorPid);
   const convergenceWrites = diffWrites(metricsBeforeApply, metricsAtOnline);
+  // The Events of the way to Online, by reason; the status writes, and what they changed.
+  const eventReasons: Record<string, number> = {};
+  {
+    const events = await admin.makeApiClient(EventsV1Api).listNamespacedEvent({ namespace: NAMESPACE });
+    for (const event of events.items)
+      if (event.regarding?.kind === 'Connector')
+        eventReasons[event.reason ?? ''] = (eventReasons[event.reason ?? ''] ?? 0) + 1;
+  }
+  const statusWritesToOnline = names.map((n) => statusHistory.get(n)?.length ?? 0);
+  const statusChanges: Record<string, number> = {};
+  for (const history of statusHistory.values())
+    for (const entry of history) {
+      const what = entry.changed.join(' + ');
+      statusChanges[what] = (statusChanges[what] ?? 0) + 1;
+    }
+  // The control plane's transition to online -> the Connector's status Online, per connector: how
+  // long a connector whose record changed waited for its pass.
+  const recordToOnline: number[] = [];
+  {
+    const reader = new ControlPlaneAdminClient({ url: cp.url, caPem: cp.caPem, credential: cp.credential });
+    try {
+      await pool(names, 8, async (name) => {
+        const record = await reader.getConnector(`${NAMESPACE}.${name}`);
+        if (record.state === 'online')
+          recordToOnline.push(
+            (seen.get(name)?.get('Online') ?? Number.NaN) - new Date(record.stateChangedAt).getTime(),
+          );
+      });
+    } finally {
+      reader.close();
+    }
+  }
+  const statusPath = {
+    statusWritesPerConnector: {
+      mean: round(statusWritesToOnline.reduce((a, b) => a + b, 0) / N, 2),
+      min: Math.min(...statusWritesToOnline),
+      max: Math.max(...statusWritesToOnline),
+    },
+    statusChanges,
+    eventReasons,
+    firstConnector: statusHistory.get(names[0] ?? '')?.map((e) => ({
+      afterApplyMs: e.at - applyStarted,
+      changed: e.changed,
+    })),
+    recordOnlineToStatusOnlineMs: {
+      count: recordToOnline.length,
+      p50: percentile(recordToOnline, 50),
+      p99: percentile(recordToOnline, 99),
+      max: Math.max(...recordToOnline),
+    },
+    reconciles: {
+      count:
+        counterSum(metricsAtOnline, 'vaultpam_operator_reconcile_duration_seconds_count') -
+        counterSum(metricsBeforeApply, 'vaultpam_operator_reconcile_duration_seconds_count'),
+      meanSeconds: round(
+        (counterSum(metricsAtOnline, 'vaultpam_operator_reconcile_duration_seconds_sum') -
+          counterSum(metricsBeforeApply, 'vaultpam_operator_reconcile_duration_seconds_sum')) /
+          Math.max(
+            1,
+            counterSum(metricsAtOnline, 'vaultpam_operator_reconcile_duration_seconds_count') -
+              counterSum(metricsBeforeApply, 'vaultpam_operator_reconcile_duration_seconds_count'),
+          ),
+        3,
+      ),
+    },
+    queueDepthSamples,
+  };
+  say(`    status path: ${JSON.stringify(statusPath)}`);
   say(`    all Online in ${round(onlineSeconds)} s (${round(onlineSeconds / floor.seconds)}x the floor)`);
 
   // ---- (2), (3) steady state -------------------------------------------------------------------
@@ -417,6 +543,7 @@ try {
     controlPlaneRequestsFromOperatorPerMinute: round(cpOperator / minutes, 2),
   };
   say(`    ${JSON.stringify(steady)}`);
+  await heapSnapshot(`steady state, ${N} Connectors`);
 
   // ---- (4) a burst: 10 % of the fleet goes silent at once -> Offline ------------------------------
   const silentCount = Math.max(1, Math.ceil(N * offlineFraction));
@@ -496,6 +623,7 @@ try {
         2,
       ),
     },
+    statusPath,
     steady,
     burst,
     fleet: fleetStats,
@@ -523,6 +651,34 @@ try {
 }
 await cleanup();
 process.exit(process.exitCode ?? 0);
+
+/** What a status write changed: its top-level fields, and for conditions the types whose reason or status changed. */
+function statusDiff(before: Connector['status'], after: Connector['status']): string[] {
+  const a = (before ?? {}) as Record<string, unknown>;
+  const b = (after ?? {}) as Record<string, unknown>;
+  const out: string[] = [];
+  for (const field of new Set([...Object.keys(a), ...Object.keys(b)])) {
+    if (field === 'conditions') continue;
+    if (JSON.stringify(a[field]) === JSON.stringify(b[field])) continue;
+    if (field === 'phase') out.push(`phase=${String(b[field])}`);
+    else if (field === 'storage' || field === 'enrollment') {
+      const x = (a[field] ?? {}) as Record<string, unknown>;
+      const y = (b[field] ?? {}) as Record<string, unknown>;
+      for (const sub of new Set([...Object.keys(x), ...Object.keys(y)]))
+        if (JSON.stringify(x[sub]) !== JSON.stringify(y[sub])) out.push(`${field}.${sub}`);
+    } else out.push(field);
+  }
+  type C = { type: string; status: string; reason?: string; message?: string };
+  const ca = new Map(((before?.conditions ?? []) as C[]).map((c) => [c.type, c]));
+  for (const c of (after?.conditions ?? []) as C[]) {
+    const p = ca.get(c.type);
+    if (!p) out.push(`+${c.type}=${c.status}/${c.reason ?? ''}`);
+    else if (p.status !== c.status || p.reason !== c.reason)
+      out.push(`${c.type}=${c.status}/${c.reason ?? ''}`);
+    else if (p.message !== c.message) out.push(`${c.type}.message(${c.reason ?? ''})`);
+  }
+  return out.length > 0 ? out.sort() : ['(condition fields other than status, reason, message)'];
+}
 
 function writesTotal(text: string) {
   return counterSum(text, 'vaultpam_operator_kubernetes_writes_total', (l) => !l.includes('kind="Lease"'));

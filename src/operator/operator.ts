@@ -180,9 +180,12 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
   const enqueue = (key: string) => queue?.add(key);
   const connections = new ControlPlaneConnections({
     logger,
-    onChange: (_connection, connectorId) => {
+    // A record changed in the control plane (paired, online, offline, ...): news the status must
+    // show soon, so the Connector runs before the keys that informer events and resyncs queued. A
+    // (re)list reports every record at once and is no news: it queues like a resync.
+    onChange: (_connection, connectorId, cause) => {
       const key = keyByConnectorId.get(connectorId);
-      if (key) enqueue(key);
+      if (key) queue?.add(key, cause === 'change' ? 'urgent' : 'normal');
     },
   });
 

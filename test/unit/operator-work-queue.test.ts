@@ -136,6 +136,66 @@ test('a run that asks to requeue at once while an event arrived starts one more 
   t.is(started('ns/a'), 2, 'the requeue and the event share one run, which began after both');
 });
 
+test('an urgent key runs before every normal key, however long they waited; a waiting key moves up', async (t) => {
+  // The scale benchmark (docs/performance.md, "The queue"): with one FIFO, a Connector whose
+  // control-plane record had just changed waited behind every other Connector's echo passes.
+  const { queue, runs, started, last } = setup();
+  queue.add('ns/blocker');
+  await until(() => started('ns/blocker') === 1, 'blocker starts');
+  for (const name of ['a', 'b', 'c']) queue.add(objectKey('ns', name));
+  queue.add('ns/d', 'urgent');
+  queue.add('ns/c', 'urgent');
+  queue.add('ns/c');
+  t.is(queue.depth, 4, 'both lanes count, and a key waits once');
+  last('ns/blocker').finish();
+  for (const key of ['ns/d', 'ns/c', 'ns/a', 'ns/b']) {
+    await until(() => started(key) === 1, `${key} starts`);
+    last(key).finish();
+  }
+  await queue.whenIdle();
+  t.deepEqual(
+    runs.map((r) => r.key),
+    ['ns/blocker', 'ns/d', 'ns/c', 'ns/a', 'ns/b'],
+  );
+});
+
+test('an urgent add during a run gives one more run, ahead of the normal keys', async (t) => {
+  const { queue, runs, started, last, maxActivePerKey } = setup();
+  queue.add('ns/x');
+  await until(() => started('ns/x') === 1, 'x starts');
+  queue.add('ns/a');
+  queue.add('ns/x', 'urgent');
+  queue.add('ns/x');
+  t.is(queue.depth, 1, 'the dirty key is not queued beside its own run');
+  last('ns/x').finish();
+  await until(() => started('ns/x') === 2, 'x runs again');
+  last('ns/x').finish();
+  await until(() => started('ns/a') === 1, 'a starts');
+  last('ns/a').finish();
+  await queue.whenIdle();
+  t.deepEqual(
+    runs.map((r) => r.key),
+    ['ns/x', 'ns/x', 'ns/a'],
+  );
+  t.is(maxActivePerKey(), 1);
+});
+
+test('forget and shutdown without drain empty the urgent lane too', async (t) => {
+  const { queue, started, last } = setup();
+  queue.add('ns/blocker');
+  await until(() => started('ns/blocker') === 1, 'blocker starts');
+  queue.add('ns/a', 'urgent');
+  queue.add('ns/b', 'urgent');
+  queue.forget('ns/a');
+  t.is(queue.depth, 1);
+  const stopped = queue.shutdown({ drain: false });
+  t.is(queue.depth, 0);
+  last('ns/blocker').finish();
+  await stopped;
+  t.is(started('ns/a') + started('ns/b'), 0);
+  t.false(queue.add('ns/c', 'urgent'));
+});
+
 test('concurrency bounds the reconciles running across keys', async (t) => {
   const { queue, started, last, maxActive } = setup({ concurrency: 2 });
   for (const name of ['a', 'b', 'c', 'd', 'e']) queue.add(objectKey('ns', name));

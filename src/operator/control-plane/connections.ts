@@ -14,7 +14,7 @@
 
 import type { Logger } from '../../lib/logger.ts';
 import { ControlPlaneAdminClient } from './admin-client.ts';
-import { ControlPlaneFollower } from './follower.ts';
+import { type ChangeCause, ControlPlaneFollower } from './follower.ts';
 
 export interface ControlPlaneConnection {
   readonly key: string;
@@ -61,7 +61,7 @@ class Connection implements ControlPlaneConnection {
     key: string,
     settings: ConnectionSettings,
     logger: Logger,
-    onChange: (connectionKey: string, connectorId: string) => void,
+    onChange: (connectionKey: string, connectorId: string, cause: ChangeCause) => void,
   ) {
     this.key = key;
     this.url = settings.url;
@@ -70,7 +70,7 @@ class Connection implements ControlPlaneConnection {
     this.follower = new ControlPlaneFollower({
       client: () => this.client(),
       logger: logger.child({ controlPlane: settings.url }),
-      onChange: (connectorId) => onChange(key, connectorId),
+      onChange: (connectorId, cause) => onChange(key, connectorId, cause),
     });
   }
 
@@ -96,13 +96,16 @@ class Connection implements ControlPlaneConnection {
 
 export class ControlPlaneConnections {
   private readonly logger: Logger;
-  private readonly onChange: (connectionKey: string, connectorId: string) => void;
+  private readonly onChange: (connectionKey: string, connectorId: string, cause: ChangeCause) => void;
   private readonly byKey = new Map<string, Connection>();
   /** What closed connections last used, for releases after their resource or Secret went. */
   private readonly remembered = new Map<string, Remembered>();
   private running = false;
 
-  constructor(options: { logger: Logger; onChange: (connectionKey: string, connectorId: string) => void }) {
+  constructor(options: {
+    logger: Logger;
+    onChange: (connectionKey: string, connectorId: string, cause: ChangeCause) => void;
+  }) {
     this.logger = options.logger;
     this.onChange = options.onChange;
   }

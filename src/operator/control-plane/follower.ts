@@ -10,12 +10,18 @@ import { asCodedError, CodedError, isCodedError } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/logger.ts';
 import type { ControlPlaneAdminClient, Connector as ControlPlaneConnector } from './admin-client.ts';
 
+/** Why the follower reports a record: one record's change, or all of them at once (see onChange). */
+export type ChangeCause = 'change' | 'relist';
+
 export interface FollowerOptions {
   /** The client in effect now (the credential may be reloaded between calls). */
   client: () => ControlPlaneAdminClient | undefined;
   logger: Logger;
-  /** Called with the connector id of every record that changed (or was listed). */
-  onChange: (connectorId: string) => void;
+  /**
+   * Called with the connector id of every record that changed (`change`: from the change stream), or
+   * that a (re)list delivered or a failure made stale (`relist`: every record at once, no news).
+   */
+  onChange: (connectorId: string, cause: ChangeCause) => void;
   /** Long-poll wait per request (the control plane caps it at 30 s). */
   waitSeconds?: number;
   clock?: Clock;
@@ -110,7 +116,7 @@ export class ControlPlaneFollower {
           );
         this.lastError = coded;
         // Reconciles fall back to direct reads; tell them the view is stale.
-        for (const id of this.records.keys()) this.options.onChange(id);
+        for (const id of this.records.keys()) this.options.onChange(id, 'relist');
         await this.sleep(backoffDelay(this.failures, this.backoff));
       }
     }
@@ -122,12 +128,12 @@ export class ControlPlaneFollower {
     for (const record of snapshot.connectors) {
       seen.add(record.connectorId);
       this.records.set(record.connectorId, record);
-      this.options.onChange(record.connectorId);
+      this.options.onChange(record.connectorId, 'relist');
     }
     for (const id of [...this.records.keys()]) {
       if (!seen.has(id)) {
         this.records.delete(id);
-        this.options.onChange(id);
+        this.options.onChange(id, 'relist');
       }
     }
     this.cursor = snapshot.cursor;
@@ -138,7 +144,7 @@ export class ControlPlaneFollower {
     for (const change of page.changes) {
       if (change.connector) this.remember(change.connector);
       else this.records.delete(change.connectorId);
-      this.options.onChange(change.connectorId);
+      this.options.onChange(change.connectorId, 'change');
     }
     this.cursor = page.cursor;
   }

@@ -3,6 +3,13 @@
 // marks the key dirty and it runs again right after), failures back off exponentially per key, and
 // `addAfter` keeps the earliest of competing deadlines. One global FIFO (Pepr, @dot-i/k8s-operator)
 // lets one slow object hold up every other and lets two reconciles of one object race; this does not.
+// Keys due now wait in two lanes: `add(key, 'urgent')` (news from outside Kubernetes that a status
+// must show soon: a control-plane record changed) runs before every `normal` key (informer events,
+// including the echo of the operator's own writes, resyncs, requeues). In one FIFO a connector whose
+// agent had just paired waited behind every other connector's echo passes: at 100 Connectors applied
+// at once the queue held 96 keys for 20 s and a record's change took p50 5.6 s to reach the status
+// (docs/performance.md, "The queue"). Urgent keys are deduplicated like the others, so the urgent lane
+// holds at most one entry per object and cannot grow without bound.
 // Time and timers come from an injected Clock so tests drive the queue without sleeping.
 import { type BackoffPolicy, backoffDelay, checkBackoffPolicy } from '../../lib/backoff.ts';
 import { backgroundClock, type Clock } from '../../lib/clock.ts';
@@ -40,6 +47,9 @@ export interface WorkQueueOptions {
   backoff?: BackoffOptions;
   clock?: Clock;
 }
+
+/** Which lane a key due now waits in (see the header): urgent keys run before normal ones. */
+export type QueuePriority = 'urgent' | 'normal';
 
 export interface WorkQueueStats {
   /** Keys due now and waiting for a free slot. */
@@ -85,13 +95,14 @@ export class WorkQueue {
   private readonly backoff: BackoffPolicy;
   private readonly clock: Clock;
 
-  /** Keys due now, in arrival order; `queued` mirrors it for O(1) dedupe. */
+  /** Keys due now, in arrival order, per lane; `queued` mirrors both (with the lane) for O(1) dedupe. */
+  private readonly urgent: string[] = [];
   private readonly ready: string[] = [];
-  private readonly queued = new Set<string>();
+  private readonly queued = new Map<string, QueuePriority>();
   private readonly delayedKeys = new Map<string, { at: number; handle: unknown }>();
   private readonly running = new Set<string>();
-  /** Keys added while running: they run again as soon as the current run ends. */
-  private readonly dirty = new Set<string>();
+  /** Keys added while running: they run again as soon as the current run ends, in this lane. */
+  private readonly dirty = new Map<string, QueuePriority>();
   private readonly failures = new Map<string, number>();
   private idleWaiters: Array<() => void> = [];
   private stopping = false;
@@ -116,10 +127,14 @@ export class WorkQueue {
     this.clock = options.clock ?? backgroundClock;
   }
 
-  /** Queues `key` to run now. Returns false once shutdown has begun (the add is ignored). */
-  add(key: string): boolean {
+  /**
+   * Queues `key` to run now, in the normal lane or (`urgent`) ahead of every normal key; a key
+   * already waiting in the normal lane moves up. Returns false once shutdown has begun (the add is
+   * ignored).
+   */
+  add(key: string, priority: QueuePriority = 'normal'): boolean {
     if (this.stopping) return false;
-    this.enqueue(key);
+    this.enqueue(key, priority);
     return true;
   }
 
@@ -135,14 +150,14 @@ export class WorkQueue {
 
   /** Drops everything the queue holds for `key` (waiting, delays, dirty mark, failure count). */
   forget(key: string): void {
-    if (this.queued.delete(key)) this.ready.splice(this.ready.indexOf(key), 1);
+    this.unqueue(key);
     this.cancelDelay(key);
     this.dirty.delete(key);
     this.failures.delete(key);
   }
 
   get depth(): number {
-    return this.ready.length;
+    return this.urgent.length + this.ready.length;
   }
 
   get inFlight(): number {
@@ -173,6 +188,7 @@ export class WorkQueue {
     this.stopping = true;
     for (const key of [...this.delayedKeys.keys()]) this.cancelDelay(key);
     if (options.drain === false) {
+      this.urgent.length = 0;
       this.ready.length = 0;
       this.queued.clear();
       this.dirty.clear();
@@ -182,17 +198,32 @@ export class WorkQueue {
     return idle;
   }
 
-  private enqueue(key: string): void {
+  private enqueue(key: string, priority: QueuePriority = 'normal'): void {
     // Due now beats any pending delay for the key.
     this.cancelDelay(key);
     if (this.running.has(key)) {
-      this.dirty.add(key);
+      if (this.dirty.get(key) !== 'urgent') this.dirty.set(key, priority);
       return;
     }
-    if (this.queued.has(key)) return;
-    this.queued.add(key);
-    this.ready.push(key);
+    const waiting = this.queued.get(key);
+    if (waiting === 'urgent' || waiting === priority) return;
+    // Waiting in the normal lane and now urgent: it moves up.
+    if (waiting !== undefined) this.unqueue(key);
+    this.push(key, priority);
     this.pump();
+  }
+
+  private push(key: string, priority: QueuePriority): void {
+    this.queued.set(key, priority);
+    (priority === 'urgent' ? this.urgent : this.ready).push(key);
+  }
+
+  private unqueue(key: string): void {
+    const lane = this.queued.get(key);
+    if (lane === undefined) return;
+    this.queued.delete(key);
+    const keys = lane === 'urgent' ? this.urgent : this.ready;
+    keys.splice(keys.indexOf(key), 1);
   }
 
   private schedule(key: string, ms: number): void {
@@ -220,12 +251,13 @@ export class WorkQueue {
   }
 
   private pump(): void {
-    while (this.running.size < this.concurrency && this.ready.length > 0) {
-      const key = this.ready.shift() as string;
+    while (this.running.size < this.concurrency && this.urgent.length + this.ready.length > 0) {
+      const key = (this.urgent.length > 0 ? this.urgent.shift() : this.ready.shift()) as string;
+      const priority = this.queued.get(key) ?? 'normal';
       this.queued.delete(key);
       if (this.running.has(key)) {
         // Never two runs of one key at once: it runs again when the current run ends.
-        this.dirty.add(key);
+        if (this.dirty.get(key) !== 'urgent') this.dirty.set(key, priority);
         continue;
       }
       this.running.add(key);
@@ -251,13 +283,16 @@ export class WorkQueue {
     else this.failed(key, failure.error);
     // A requeue at once (requeueAfterMs 0) may have started the key's next run already: that run
     // began after the event, so it covers it, and a second one beside it must not start.
-    if (this.dirty.delete(key) && !this.running.has(key)) {
-      // An event arrived while running: run again now, even while draining, because it was
-      // accepted before shutdown began.
+    const again = this.dirty.get(key);
+    this.dirty.delete(key);
+    if (again !== undefined && !this.running.has(key)) {
+      // An event arrived while running: run again now, in the lane it asked for, even while
+      // draining, because it was accepted before shutdown began.
       this.cancelDelay(key);
-      if (!this.queued.has(key)) {
-        this.queued.add(key);
-        this.ready.push(key);
+      const waiting = this.queued.get(key);
+      if (waiting !== 'urgent' && waiting !== again) {
+        if (waiting !== undefined) this.unqueue(key);
+        this.push(key, again);
       }
     }
     this.pump();
@@ -306,7 +341,7 @@ export class WorkQueue {
   }
 
   private isIdle(): boolean {
-    return this.running.size === 0 && this.ready.length === 0;
+    return this.running.size === 0 && this.urgent.length === 0 && this.ready.length === 0;
   }
 
   private notifyIfIdle(): void {
