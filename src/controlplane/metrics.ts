@@ -3,16 +3,18 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import { CONNECTOR_STATES, type ConnectorState } from './state.ts';
 
-export type EnrollmentFailureReason =
-  | 'retired'
-  | 'unknown'
-  | 'used'
-  | 'expired'
-  | 'revoked'
-  | 'wrong_connector'
-  | 'csr_invalid'
-  | 'csr_subject_mismatch'
-  | 'csr_key_unsupported';
+export const ENROLLMENT_FAILURE_REASONS = [
+  'retired',
+  'unknown',
+  'used',
+  'expired',
+  'revoked',
+  'wrong_connector',
+  'csr_invalid',
+  'csr_subject_mismatch',
+  'csr_key_unsupported',
+] as const;
+export type EnrollmentFailureReason = (typeof ENROLLMENT_FAILURE_REASONS)[number];
 
 export interface ControlPlaneMetrics {
   registry: Registry;
@@ -88,6 +90,9 @@ export function createMetrics(
       registers,
     }),
   };
+  // Every reason is exported from the start at 0, so rate() and increase() count the first refusal
+  // after a restart too (a series that appears at 1 reads as no increase).
+  for (const reason of ENROLLMENT_FAILURE_REASONS) metrics.enrollmentFailures.inc({ reason }, 0);
   new Gauge({
     name: 'cp_connectors',
     help: 'Connectors by state.',
