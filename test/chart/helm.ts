@@ -2,7 +2,7 @@
 // script (instant when its cache is warm), which also writes the ServiceMonitor and PrometheusRule
 // CRDs generated from the Prometheus operator's API types. Plus the two renderings the tests compare:
 // the chart through `helm template` and the kustomize overlays through the pinned kustomize.
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -12,6 +12,7 @@ import { type KubernetesObject, loadYaml } from '@kubernetes/client-node';
 import * as yaml from 'js-yaml';
 import { ensureClusterBinaries } from '../../dev/local-cluster/binaries.ts';
 import { repoRoot } from '../helpers/cluster.ts';
+import { builtToolDirectory, type ProgramResult, runProgram } from '../helpers/go-tools.ts';
 
 export const CHART_DIR = join(repoRoot, 'charts', 'vaultpam-connector-operator');
 /** The namespace the kustomize install hard-codes; the chart installs into the release namespace. */
@@ -19,54 +20,27 @@ export const RELEASE_NAMESPACE = 'vaultpam-system';
 export const RELEASE_NAME = 'vaultpam-connector-operator';
 
 const buildScript = join(repoRoot, 'tools', 'helm', 'build.sh');
-let built: Promise<string> | undefined;
-
 /** The directory holding helm, controller-gen and monitoring-crds/ (built once per process). */
 export function helmTools(): Promise<string> {
-  built ??= promisify(execFile)('bash', [buildScript], {
-    env: { ...process.env, PATH: [process.env.PATH ?? '', '/usr/local/go/bin'].filter(Boolean).join(':') },
-    maxBuffer: 16 * 1024 * 1024,
-  }).then(({ stdout }) => {
-    const dir = stdout.trim().split('\n').at(-1) ?? '';
-    if (!dir) throw new Error(`${buildScript} printed no directory`);
-    return dir;
-  });
-  return built;
+  return builtToolDirectory(buildScript);
 }
 
-export interface HelmResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
+export type HelmResult = ProgramResult;
 
 /** Runs the real helm; a non-zero exit is returned, not thrown (the tests read helm's refusals). */
 export async function helm(args: string[]): Promise<HelmResult> {
   const binary = join(await helmTools(), 'helm');
-  return new Promise((resolve, reject) => {
-    // HELM_* homes in a throwaway place: no repository list or cache of the machine's user is read.
-    const home = join(tmpdir(), `vaultpam-helm-home-${process.pid}`);
-    const child = spawn(binary, args, {
-      cwd: repoRoot,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: {
-        ...process.env,
-        HELM_CACHE_HOME: join(home, 'cache'),
-        HELM_CONFIG_HOME: join(home, 'config'),
-        HELM_DATA_HOME: join(home, 'data'),
-        NO_COLOR: '1',
-      },
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => {
-      stdout += chunk.toString();
-    });
-    child.stderr.on('data', (chunk: Buffer) => {
-      stderr += chunk.toString();
-    });
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code: code ?? 1, stdout, stderr }));
+  // HELM_* homes in a throwaway place: no repository list or cache of the machine's user is read.
+  const home = join(tmpdir(), `vaultpam-helm-home-${process.pid}`);
+  return runProgram(binary, args, {
+    cwd: repoRoot,
+    env: {
+      ...process.env,
+      HELM_CACHE_HOME: join(home, 'cache'),
+      HELM_CONFIG_HOME: join(home, 'config'),
+      HELM_DATA_HOME: join(home, 'data'),
+      NO_COLOR: '1',
+    },
   });
 }
 

@@ -1,25 +1,14 @@
 // The GitOps ecosystem checkers, built from tools/ecosystem (Go: Argo CD's Lua interpreter and the
 // kstatus library) by its build script, which is instant when its cache is warm and prints the
 // directory that holds them.
-import { execFile, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
+import { builtToolDirectory, runProgram } from '../helpers/go-tools.ts';
 
 const buildScript = fileURLToPath(new URL('../../tools/ecosystem/build.sh', import.meta.url));
 
-let built: Promise<string> | undefined;
-
 /** The directory holding lua-health and kstatus (built once per process if the cache is cold). */
 export function ecosystemBinaries(): Promise<string> {
-  built ??= promisify(execFile)('bash', [buildScript], {
-    env: { ...process.env, PATH: [process.env.PATH ?? '', '/usr/local/go/bin'].filter(Boolean).join(':') },
-    maxBuffer: 16 * 1024 * 1024,
-  }).then(({ stdout }) => {
-    const dir = stdout.trim().split('\n').at(-1) ?? '';
-    if (!dir) throw new Error(`${buildScript} printed no directory`);
-    return dir;
-  });
-  return built;
+  return builtToolDirectory(buildScript);
 }
 
 export interface HealthResult {
@@ -38,7 +27,7 @@ export async function luaHealth(
   const args = ['-script', script];
   if (options.openLibs) args.push('-open-libs');
   if (options.resource) args.push('-resource');
-  const { stdout } = await run(`${dir}/lua-health`, [...args, ...inputs], undefined, options.cwd);
+  const { stdout } = await succeeded(`${dir}/lua-health`, [...args, ...inputs], { cwd: options.cwd });
   return lines(stdout) as HealthResult[];
 }
 
@@ -54,7 +43,7 @@ export interface KstatusResult {
 /** What kstatus computes for each object (written to it as JSON). */
 export async function kstatus(objects: object[]): Promise<KstatusResult[]> {
   const dir = await ecosystemBinaries();
-  const { stdout } = await run(`${dir}/kstatus`, [], JSON.stringify(objects));
+  const { stdout } = await succeeded(`${dir}/kstatus`, [], { input: JSON.stringify(objects) });
   return lines(stdout) as KstatusResult[];
 }
 
@@ -64,34 +53,16 @@ const lines = (text: string) =>
     .filter((line) => line.trim())
     .map((line) => JSON.parse(line) as unknown);
 
-function run(
+/** Runs a checker that must succeed: its output, or an error with what it said. */
+async function succeeded(
   command: string,
   args: string[],
-  input: string | undefined,
-  cwd?: string,
-): Promise<{ stdout: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, {
-      // No input: no pipe, so a program that exits before reading cannot break it (EPIPE).
-      stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
-      ...(cwd ? { cwd } : {}),
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout?.on('data', (chunk: Buffer) => {
-      stdout += chunk.toString();
-    });
-    child.stderr?.on('data', (chunk: Buffer) => {
-      stderr += chunk.toString();
-    });
-    child.on('error', reject);
-    child.on('close', (code) =>
-      code === 0 ? resolve({ stdout }) : reject(new Error(`${command} exited ${code}: ${stderr}`)),
-    );
-    if (input !== undefined && child.stdin) {
-      // A program that exits early is reported by its exit code above, not by a broken pipe.
-      child.stdin.on('error', () => {});
-      child.stdin.end(input);
-    }
+  options: { input?: string; cwd?: string | undefined },
+) {
+  const result = await runProgram(command, args, {
+    ...(options.input !== undefined ? { input: options.input } : {}),
+    ...(options.cwd ? { cwd: options.cwd } : {}),
   });
+  if (result.code !== 0) throw new Error(`${command} exited ${result.code}: ${result.stderr}`);
+  return result;
 }
