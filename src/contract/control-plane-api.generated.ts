@@ -6,6 +6,10 @@ export type Time = string;
  * The UID of the Kubernetes Connector that owns (or asks to own) a record.
  */
 export type OwnerUid = string;
+/**
+ * A Kubernetes namespace name.
+ */
+export type Namespace = string;
 export type ErrorCode =
   | 'INVALID_REQUEST'
   | 'MALFORMED_REQUEST'
@@ -44,6 +48,10 @@ export type ConnectorState =
   'pending' | 'enrolling' | 'online' | 'degraded' | 'offline' | 'needs_recovery' | 'recovering';
 export type EnsureConnectorRequest = ConnectorConfig & {
   ownerUid?: OwnerUid;
+  /**
+   * The namespace of the Connector named by ownerUid. Required to claim a record that was handed over to a namespace: only that namespace's Connector claims it.
+   */
+  ownerNamespace?: Namespace;
 };
 export type EnrollResponse = IssuedCertificate & {
   heartbeatIntervalSeconds: number;
@@ -56,6 +64,7 @@ export interface ControlPlaneSchemas {
   ConnectorId?: ConnectorId;
   Time?: Time;
   OwnerUid?: OwnerUid;
+  Namespace?: Namespace;
   ErrorCode?: ErrorCode;
   ErrorBody?: ErrorBody;
   ConnectorState?: ConnectorState;
@@ -154,6 +163,10 @@ export interface Connector {
    * The UID of the Kubernetes Connector that owns the record; null when nobody does.
    */
   ownerUid: OwnerUid | null;
+  /**
+   * While nobody owns the record: the namespace whose Connector alone may claim it, as its last owner let go of it (deletionPolicy Retain); null otherwise.
+   */
+  handoverNamespace: Namespace | null;
   /**
    * Increases with every change published on the change stream.
    */

@@ -1,7 +1,7 @@
 // Admin operations on connector records: create or bring up to date, read, list, delete, and give up
 // ownership (see ownership.ts).
 
-import { checkOwner } from './ownership.ts';
+import { checkClaim, checkOwner } from './ownership.ts';
 import type { ServiceContext } from './service-context.ts';
 import type { ConnectorRecord } from './state.ts';
 import { revokeLiveTokens } from './token-admin.ts';
@@ -28,21 +28,24 @@ export class ConnectorAdmin {
   }
 
   /**
-   * Creates the record (owned by `ownerUid`, when given) or brings its configuration up to date. A
-   * record nobody owns is claimed by the first caller that names an owner; one owned by another
-   * Connector answers 409 CONNECTOR_ID_CONFLICT and changes nothing.
+   * Creates the record (owned by `owner.uid`, when given) or brings its configuration up to date. A
+   * record nobody owns is claimed by the first caller that names an owner, of the namespace it was
+   * handed over to if it was; one owned by another Connector, or handed over to another namespace,
+   * answers 409 CONNECTOR_ID_CONFLICT and changes nothing.
    */
   ensure(
     connectorId: string,
     config: ConnectorConfig,
-    ownerUid?: string,
+    owner: { uid?: string; namespace?: string } = {},
   ): { created: boolean; connector: ConnectorJson } {
     const { records, log } = this.context;
     const now = this.context.now();
     const existing = records.get(connectorId);
+    const ownerUid = owner.uid;
     if (existing) {
-      checkOwner(existing, ownerUid);
       const claim = ownerUid !== undefined && existing.ownerUid === null;
+      if (claim) checkClaim(existing, owner.namespace);
+      else checkOwner(existing, ownerUid);
       const same =
         existing.org === config.org &&
         existing.endpointId === config.endpointId &&
@@ -52,7 +55,13 @@ export class ConnectorAdmin {
         tx.update(connectorId, now, (draft) => {
           if (claim) {
             draft.ownerUid = ownerUid;
-            tx.audit('connector.claimed', connectorId, { ownerUid }, now);
+            draft.handoverNamespace = null;
+            tx.audit(
+              'connector.claimed',
+              connectorId,
+              { ownerUid, ownerNamespace: owner.namespace ?? null },
+              now,
+            );
             tx.afterCommit(() => log.info({ connectorId, ownerUid }, 'connector claimed'));
           }
           if (!same) {
@@ -87,6 +96,7 @@ export class ConnectorAdmin {
       recovery: null,
       lastEnrollmentFailure: null,
       ownerUid: ownerUid ?? null,
+      handoverNamespace: null,
       revision: 0,
       createdAt: now,
     };
@@ -121,10 +131,11 @@ export class ConnectorAdmin {
 
   /**
    * Leaves the record without an owner, identity and certificate intact, so that a new Connector
-   * with the same id can claim it (a Connector deleted with deletionPolicy Retain). False when
-   * nobody owned it (nothing changes); 409 CONNECTOR_ID_CONFLICT when another Connector does.
+   * with the same id can claim it (a Connector deleted with deletionPolicy Retain): one of
+   * `handoverNamespace` only, when given. False when nobody owned it (nothing changes);
+   * 409 CONNECTOR_ID_CONFLICT when another Connector does.
    */
-  disown(connectorId: string, ownerUid: string): boolean {
+  disown(connectorId: string, ownerUid: string, handoverNamespace?: string): boolean {
     const { records, log } = this.context;
     const record = records.require(connectorId);
     if (record.ownerUid === null) return false;
@@ -133,10 +144,16 @@ export class ConnectorAdmin {
     records.commit((tx) =>
       tx.update(connectorId, now, (draft) => {
         draft.ownerUid = null;
-        tx.audit('connector.disowned', connectorId, { ownerUid }, now);
+        draft.handoverNamespace = handoverNamespace ?? null;
+        tx.audit(
+          'connector.disowned',
+          connectorId,
+          { ownerUid, handoverNamespace: handoverNamespace ?? null },
+          now,
+        );
       }),
     );
-    log.info({ connectorId, ownerUid }, 'connector disowned');
+    log.info({ connectorId, ownerUid, handoverNamespace }, 'connector disowned');
     return true;
   }
 }

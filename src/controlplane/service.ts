@@ -90,17 +90,17 @@ export class ControlPlaneService {
   ensureConnector(
     connectorId: string,
     config: ConnectorConfig,
-    ownerUid?: string,
+    owner: { uid?: string; namespace?: string } = {},
   ): { created: boolean; connector: ConnectorJson } {
-    return this.connectors.ensure(connectorId, config, ownerUid);
+    return this.connectors.ensure(connectorId, config, owner);
   }
 
   deleteConnector(connectorId: string, ownerUid?: string): boolean {
     return this.connectors.delete(connectorId, ownerUid);
   }
 
-  disownConnector(connectorId: string, ownerUid: string): boolean {
-    return this.connectors.disown(connectorId, ownerUid);
+  disownConnector(connectorId: string, ownerUid: string, handoverNamespace?: string): boolean {
+    return this.connectors.disown(connectorId, ownerUid, handoverNamespace);
   }
 
   mintToken(

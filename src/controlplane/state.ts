@@ -71,6 +71,12 @@ export interface ConnectorRecord {
    * names no owner, or disowned when its Connector was deleted with deletionPolicy Retain).
    */
   ownerUid: string | null;
+  /**
+   * Set when the owner let go of the record (deletionPolicy Retain): only a Connector of this
+   * namespace may claim it, and until one does no Connector naming an owner may change it. Null
+   * while owned, and for records nobody owned or released before the field existed.
+   */
+  handoverNamespace: string | null;
   revision: number;
   createdAt: number;
 }

@@ -93,21 +93,24 @@ export interface AuditQuery {
 type Row = Record<string, unknown>;
 
 /** A record as an earlier release may have written it: without the fields added to the JSON since. */
-type StoredRecord = Omit<ConnectorRecord, 'revokedCertificates' | 'certificate'> & {
+type StoredRecord = Omit<ConnectorRecord, 'revokedCertificates' | 'certificate' | 'handoverNamespace'> & {
   revokedCertificates?: ConnectorRecord['revokedCertificates'];
+  handoverNamespace?: string | null;
   certificate: (Omit<CertificateRecord, 'issuedAt'> & { issuedAt?: number }) | null;
 };
 
 /**
  * Fills in what older records lack: no revoked certificate remembered (their revoked ones are then
- * refused as unknown), and the issue time read as notBefore, which makes the first renewAfter early
- * by the back-dating at most (the renewal that follows records the real one).
+ * refused as unknown), the issue time read as notBefore, which makes the first renewAfter early
+ * by the back-dating at most (the renewal that follows records the real one), and no handover
+ * namespace (a record disowned before it existed stays claimable as it was then).
  */
 function withLaterFields(stored: StoredRecord): ConnectorRecord {
   const { certificate } = stored;
   return {
     ...stored,
     revokedCertificates: stored.revokedCertificates ?? [],
+    handoverNamespace: stored.handoverNamespace ?? null,
     certificate: certificate && { ...certificate, issuedAt: certificate.issuedAt ?? certificate.notBefore },
   };
 }

@@ -61,6 +61,7 @@ export function connectorJson(record: LiveRecord, now: number): ConnectorJson {
       ? { code: record.lastEnrollmentFailure.code, at: iso(record.lastEnrollmentFailure.at) }
       : null,
     ownerUid: record.ownerUid,
+    handoverNamespace: record.handoverNamespace,
     revision: record.revision,
   };
 }
@@ -72,7 +73,11 @@ export function changeJson(row: ChangeRow): ChangeJson {
     connectorId: row.connectorId,
     state: row.state,
     at: iso(row.at),
-    // Rows written before records had owners lack the field: they were unowned then.
-    connector: connector && { ...connector, ownerUid: connector.ownerUid ?? null },
+    // Rows written before records had owners, or handovers, lack the fields: there were none then.
+    connector: connector && {
+      ...connector,
+      ownerUid: connector.ownerUid ?? null,
+      handoverNamespace: connector.handoverNamespace ?? null,
+    },
   };
 }

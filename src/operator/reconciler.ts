@@ -11,6 +11,7 @@ import type { AdoptionWatches } from './adoption-watches.ts';
 import { ANNOTATIONS, DEFAULT_RELEASE_TIMEOUT_MS, FINALIZER } from './api/constants.ts';
 import type { Connector, ConnectorStatus, DeletionPolicy } from './api/types.ts';
 import { defaultConnectorId, defaultedSpec } from './api/types.ts';
+import { isDnsLabel } from './api/validation.ts';
 import { CONDITION_TYPES, markReconciling, ReconcilingReasons, setCondition } from './conditions.ts';
 import type { ReleaseHandle } from './control-plane/connections.ts';
 import type { ControlPlaneRegistry } from './control-plane/registry.ts';
@@ -57,6 +58,8 @@ const TERM_ENDED = 'LEADERSHIP_TERM_ENDED';
 export interface ReleaseTarget {
   connectorId: string;
   deletionPolicy: DeletionPolicy;
+  /** With Retain: the namespace whose Connector may claim the record (spec.handoverNamespace, else its own). */
+  handoverNamespace: string;
   /** The control plane spec.controlPlaneRef names; undefined: the operator's default. */
   controlPlane: ControlPlaneId | undefined;
 }
@@ -73,6 +76,7 @@ export function releaseTarget(connector: Connector): ReleaseTarget {
     return {
       connectorId: spec.connector.id,
       deletionPolicy: spec.deletionPolicy,
+      handoverNamespace: spec.handoverNamespace,
       controlPlane: referencedControlPlane(spec),
     };
   } catch {
@@ -87,6 +91,11 @@ export function releaseTarget(connector: Connector): ReleaseTarget {
           ? rawId
           : defaultConnectorId(namespace, connector.metadata.name ?? '')),
       deletionPolicy: raw?.deletionPolicy === 'Retain' ? 'Retain' : 'Release',
+      // A stored value the rules now refuse hands over to nobody else: the Connector's own namespace.
+      handoverNamespace:
+        typeof raw?.handoverNamespace === 'string' && isDnsLabel(raw.handoverNamespace)
+          ? raw.handoverNamespace
+          : namespace,
       controlPlane: ref?.name
         ? ref.kind === 'ClusterControlPlane'
           ? { kind: 'ClusterControlPlane', name: ref.name }
@@ -536,7 +545,7 @@ export class ConnectorReconciler {
       } else {
         // Retain keeps the identity and lets go of the record, so a new Connector with the same
         // id (reattaching the claim) can claim it.
-        await handle.client.disownConnector(id, owner.ownerUid);
+        await handle.client.disownConnector(id, owner.ownerUid, target.handoverNamespace);
       }
     } catch (error) {
       if (isCodedError(error, 'CONNECTOR_ID_CONFLICT')) notOurs = true;
@@ -546,10 +555,10 @@ export class ConnectorReconciler {
     }
     const released = target.deletionPolicy === 'Release';
     const message = notOurs
-      ? `left the control-plane record of ${id} alone: another Connector owns it`
+      ? `left the control-plane record of ${id} alone: this Connector does not own it`
       : released
         ? `revoked live tokens and released ${id} in the control plane`
-        : `revoked live tokens; kept the control-plane record of ${id} and let go of it, so a new Connector with that id can claim it (deletionPolicy Retain)`;
+        : `revoked live tokens; kept the control-plane record of ${id} and let go of it, so a new Connector with that id in namespace ${target.handoverNamespace} can claim it (deletionPolicy Retain)`;
     log.info(
       { deletionPolicy: target.deletionPolicy, ...(handle.fromMemory ? { credential: 'last used' } : {}) },
       message,

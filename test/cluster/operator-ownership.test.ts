@@ -153,7 +153,7 @@ test('a spec admission accepts but Kubernetes refuses: InvalidSpec names the fie
   t.is(c.status?.enrollment?.mintCount ?? 0, 0);
 });
 
-test('two Connectors with one connector id: the second mints nothing; a Retain delete of the first hands the record over', async (t) => {
+test('two Connectors with one connector id: the second mints nothing; a Retain delete of the first hands the record over to the namespace it names', async (t) => {
   const { kc } = cluster();
   const first = await createTestNamespace(kc, 'id-a');
   const second = await createTestNamespace(kc, 'id-b');
@@ -162,7 +162,7 @@ test('two Connectors with one connector id: the second mints nothing; a Retain d
   const shared = { ...spec, connector: { ...spec.connector, id: `shared.${first}` } };
   await api.create(first, {
     metadata: { name: 'edge', namespace: first },
-    spec: { ...shared, deletionPolicy: 'Retain' },
+    spec: { ...shared, deletionPolicy: 'Retain', handoverNamespace: second },
   });
   const firstSecret = await eventually(
     () =>
@@ -202,4 +202,99 @@ test('two Connectors with one connector id: the second mints nothing; a Retain d
   );
   const handedOver = await env.admin.getConnector(`shared.${first}`);
   t.is(handedOver.ownerUid, (await api.get(second, 'edge')).metadata.uid);
+});
+
+test('a Retain delete keeps the record for its own namespace: a Connector of another namespace naming the id stays Stalled, changes nothing, and its deletion leaves the record', async (t) => {
+  const { kc } = cluster();
+  const owner = await createTestNamespace(kc, 'keep-a');
+  const squatter = await createTestNamespace(kc, 'keep-b');
+  const core = kc.makeApiClient(CoreV1Api);
+  const api = connectors(kc);
+  const id = `kept.${owner}`;
+  const shared = { ...spec, connector: { ...spec.connector, id } };
+  await api.create(owner, {
+    metadata: { name: 'edge', namespace: owner },
+    spec: { ...shared, deletionPolicy: 'Retain' },
+  });
+  await eventually(
+    () =>
+      core.readNamespacedSecret({ namespace: owner, name: 'edge-enrollment-token' }).catch(() => undefined),
+    { description: 'the owner token Secret', timeoutMs: 30_000 },
+  );
+  await api.delete(owner, 'edge');
+  await eventually(async () => ((await api.get(owner, 'edge').catch(() => undefined)) ? undefined : true), {
+    description: 'the owner Connector gone',
+    timeoutMs: 30_000,
+  });
+  const kept = await env.admin.getConnector(id);
+  t.like(kept, { ownerUid: null, handoverNamespace: owner, liveToken: null });
+
+  // Another namespace names the id, with a recovery requested from the start: nothing happens.
+  await api.create(squatter, {
+    metadata: { name: 'edge', namespace: squatter },
+    spec: { ...shared, recovery: { requestId: 'take-it' } },
+  });
+  const c = await stalledWith(squatter, 'ConnectorIdConflict');
+  t.regex(stalled(c)?.message ?? '', /for a Connector of another namespace to claim, not this one/);
+  t.false(
+    (stalled(c)?.message ?? '').includes(`namespace ${owner}`),
+    'where the record went is not revealed',
+  );
+  t.is(
+    await core
+      .readNamespacedSecret({ namespace: squatter, name: 'edge-enrollment-token' })
+      .catch(() => undefined),
+    undefined,
+    'no token for the other namespace',
+  );
+  const untouched = await env.admin.getConnector(id);
+  t.is(untouched.revision, kept.revision, 'the record did not change: no claim, mint or recovery');
+  t.is(untouched.recovery, kept.recovery);
+
+  // Its deletion (deletionPolicy Release) does not delete the record it never owned.
+  await api.delete(squatter, 'edge');
+  await eventually(
+    async () => ((await api.get(squatter, 'edge').catch(() => undefined)) ? undefined : true),
+    {
+      description: 'the other Connector gone',
+      timeoutMs: 30_000,
+    },
+  );
+  t.like(await env.admin.getConnector(id), {
+    ownerUid: null,
+    handoverNamespace: owner,
+    revision: kept.revision,
+  });
+
+  // A Connector of the owner's namespace claims it, paired as it was: no token is minted.
+  await api.create(owner, { metadata: { name: 'again', namespace: owner }, spec: shared });
+  const claimed = await eventually(
+    async () => {
+      const record = await env.admin.getConnector(id);
+      return record.ownerUid ? record : undefined;
+    },
+    { description: 'the record claimed from its own namespace', timeoutMs: 30_000 },
+  );
+  t.is(claimed.ownerUid, (await api.get(owner, 'again')).metadata.uid);
+  t.is(claimed.handoverNamespace, null);
+});
+
+test('spec.handoverNamespace is refused at admission without deletionPolicy Retain, and when it is not a namespace name', async (t) => {
+  const { kc } = cluster();
+  const namespace = await createTestNamespace(kc, 'handover-admission');
+  const api = connectors(kc);
+  const release = await t.throwsAsync(
+    api.create(namespace, {
+      metadata: { name: 'edge', namespace },
+      spec: { ...spec, handoverNamespace: 'other' },
+    }),
+  );
+  t.regex(release?.message ?? '', /spec.handoverNamespace applies only with deletionPolicy Retain/);
+  const malformed = await t.throwsAsync(
+    api.create(namespace, {
+      metadata: { name: 'edge', namespace },
+      spec: { ...spec, deletionPolicy: 'Retain', handoverNamespace: 'Not_A_Namespace' },
+    }),
+  );
+  t.regex(malformed?.message ?? '', /spec.handoverNamespace must be a namespace name/);
 });

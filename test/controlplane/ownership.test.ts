@@ -1,6 +1,7 @@
 // One control-plane record, one owning Connector: the record knows its owner's UID, a Connector
 // with another UID (any namespace, same connector id) can change nothing about it, and a record
-// given up (deletionPolicy Retain) can be claimed by a new Connector.
+// given up (deletionPolicy Retain) can be claimed by a new Connector, of the namespace it was
+// handed over to only.
 import test from 'ava';
 import { CONFIG, enrolledAgent, type Harness, jsonRequest, makeAgent, raw, startHarness } from './helpers.ts';
 
@@ -97,7 +98,7 @@ test('disowning keeps the identity; a new Connector with the same id claims the 
   );
   t.deepEqual(
     disowned.map((e) => e.details),
-    [{ ownerUid: UID_A }],
+    [{ ownerUid: UID_A, handoverNamespace: null }],
   );
 
   // A new Connector (new UID) with the same id reattaches the retained record.
@@ -120,6 +121,155 @@ test('disowning keeps the identity; a new Connector with the same id claims the 
   t.like(await t.throwsAsync(h.admin.beginRecovery('team-a.edge', 'rq', { ownerUid: UID_B })), {
     code: 'RECOVERY_NOT_NEEDED',
   });
+});
+
+test('a record handed over to a namespace: only a Connector of it claims; until then no Connector naming an owner changes it', async (t) => {
+  const h = await startHarness(t);
+  const UID_C = '0f8fad5b-d9cb-469f-a165-70867728950e';
+  await h.admin.ensureConnector('shared.edge', CONFIG, { ownerUid: UID_A, ownerNamespace: 'team-a' });
+  const minted = await h.admin.mintToken('shared.edge', { idempotencyKey: 'first', ownerUid: UID_A });
+  const agent = await makeAgent(h, 'shared.edge');
+  t.is((await agent.enroll(minted.token)).status, 201);
+  t.is((await agent.heartbeat()).json.state, 'online');
+
+  // team-a's Connector is deleted with deletionPolicy Retain: the record is kept for team-a.
+  await h.admin.disownConnector('shared.edge', UID_A, 'team-a');
+  const kept = await h.admin.getConnector('shared.edge');
+  t.like(kept, { ownerUid: null, handoverNamespace: 'team-a', state: 'online' });
+  const before = await snapshot(h, 'shared.edge');
+
+  // A Connector of another namespace naming the id (a squatter on a shared control plane) can
+  // neither claim the record nor change it by any other call: not mint, recover, revoke or delete.
+  const attempts: Array<[string, () => Promise<unknown>]> = [
+    [
+      'claim from team-b',
+      () => h.admin.ensureConnector('shared.edge', CONFIG, { ownerUid: UID_B, ownerNamespace: 'team-b' }),
+    ],
+    ['claim naming no namespace', () => h.admin.ensureConnector('shared.edge', CONFIG, { ownerUid: UID_B })],
+    ['mint', () => h.admin.mintToken('shared.edge', { idempotencyKey: 'squat', ownerUid: UID_B })],
+    ['recovery', () => h.admin.beginRecovery('shared.edge', 'squat', { ownerUid: UID_B })],
+    ['recovery dry run', () => h.admin.checkRecovery('shared.edge', 'squat', { ownerUid: UID_B })],
+    ['revoke', () => h.admin.revokeTokens('shared.edge', { ownerUid: UID_B })],
+    ['delete', () => h.admin.deleteConnector('shared.edge', { ownerUid: UID_B })],
+  ];
+  for (const [name, call] of attempts) {
+    const error = await t.throwsAsync(call(), undefined, name);
+    t.like(error, { code: 'CONNECTOR_ID_CONFLICT', httpStatus: 409, temporary: false }, name);
+    t.false(error?.message.includes('team-a'), `${name}: where the record went is not revealed`);
+  }
+  t.deepEqual(await snapshot(h, 'shared.edge'), before, 'nothing changed: record, change feed, audit');
+  t.is((await agent.heartbeat()).status, 200, 'the agent keeps its identity');
+
+  // The handover survives a restart of the control plane (it is part of the stored record).
+  await h.restart();
+  t.is((await h.admin.getConnector('shared.edge')).handoverNamespace, 'team-a');
+  t.like(
+    await t.throwsAsync(
+      h.admin.ensureConnector('shared.edge', CONFIG, { ownerUid: UID_B, ownerNamespace: 'team-b' }),
+    ),
+    { code: 'CONNECTOR_ID_CONFLICT' },
+  );
+
+  // team-a's new Connector claims it; the handover is done with and the identity carries on.
+  const claimed = await h.admin.ensureConnector('shared.edge', CONFIG, {
+    ownerUid: UID_C,
+    ownerNamespace: 'team-a',
+  });
+  t.like(claimed.connector, { ownerUid: UID_C, handoverNamespace: null, state: 'online' });
+  t.deepEqual(claimed.connector.certificate, kept.certificate);
+  const audit = await h.admin.audit({ connectorId: 'shared.edge' });
+  t.like(audit.at(-1), { type: 'connector.claimed', details: { ownerUid: UID_C, ownerNamespace: 'team-a' } });
+  t.like(
+    audit.find((e) => e.type === 'connector.disowned'),
+    { details: { ownerUid: UID_A, handoverNamespace: 'team-a' } },
+  );
+
+  // Handed over across namespaces by its owner: team-b's Connector may then claim it, team-a's not.
+  await h.admin.disownConnector('shared.edge', UID_C, 'team-b');
+  t.like(
+    await t.throwsAsync(
+      h.admin.ensureConnector('shared.edge', CONFIG, { ownerUid: UID_A, ownerNamespace: 'team-a' }),
+    ),
+    { code: 'CONNECTOR_ID_CONFLICT' },
+  );
+  t.like(
+    (await h.admin.ensureConnector('shared.edge', CONFIG, { ownerUid: UID_B, ownerNamespace: 'team-b' }))
+      .connector,
+    {
+      ownerUid: UID_B,
+      handoverNamespace: null,
+    },
+  );
+});
+
+test('a record disowned without a namespace (as before handovers) is claimed by a Connector of any namespace', async (t) => {
+  const h = await startHarness(t);
+  await h.admin.ensureConnector('old.edge', CONFIG, { ownerUid: UID_A });
+  await h.admin.disownConnector('old.edge', UID_A);
+  t.is((await h.admin.getConnector('old.edge')).handoverNamespace, null);
+  await h.admin.mintToken('old.edge', { idempotencyKey: 'k', ownerUid: UID_B });
+  t.is(
+    (await h.admin.ensureConnector('old.edge', CONFIG, { ownerUid: UID_B, ownerNamespace: 'anywhere' }))
+      .connector.ownerUid,
+    UID_B,
+  );
+});
+
+test('ownerNamespace and handoverNamespace are validated as namespace names, by field', async (t) => {
+  const h = await startHarness(t);
+  const headers = { authorization: `Bearer ${h.cp.adminCredential}` };
+  await h.admin.ensureConnector('ns.n', CONFIG, { ownerUid: UID_A });
+  const cases: Array<
+    [string, string, Promise<{ status: number; json: { error: { code: string; details?: unknown } } }>]
+  > = [
+    [
+      'ownerNamespace',
+      'upper case',
+      raw(
+        h,
+        '/v1/connectors/ns.n',
+        jsonRequest('PUT', { ...CONFIG, ownerUid: UID_A, ownerNamespace: 'Team-A' }, { headers }),
+      ),
+    ],
+    [
+      'ownerNamespace',
+      'too long',
+      raw(
+        h,
+        '/v1/connectors/ns.n',
+        jsonRequest('PUT', { ...CONFIG, ownerUid: UID_A, ownerNamespace: 'n'.repeat(64) }, { headers }),
+      ),
+    ],
+    [
+      'ownerNamespace',
+      'not a string',
+      raw(
+        h,
+        '/v1/connectors/ns.n',
+        jsonRequest('PUT', { ...CONFIG, ownerUid: UID_A, ownerNamespace: 3 }, { headers }),
+      ),
+    ],
+    [
+      'handoverNamespace',
+      'a dot',
+      raw(h, `/v1/connectors/ns.n/owner?ownerUid=${UID_A}&handoverNamespace=a.b`, {
+        method: 'DELETE',
+        headers,
+      }),
+    ],
+    [
+      'handoverNamespace',
+      'empty',
+      raw(h, `/v1/connectors/ns.n/owner?ownerUid=${UID_A}&handoverNamespace=`, { method: 'DELETE', headers }),
+    ],
+  ];
+  for (const [field, name, pending] of cases) {
+    const res = await pending;
+    t.is(res.status, 400, name);
+    t.is(res.json.error.code, 'INVALID_REQUEST', name);
+    t.deepEqual(res.json.error.details, { field }, name);
+  }
+  t.like(await h.admin.getConnector('ns.n'), { ownerUid: UID_A, handoverNamespace: null }, 'nothing changed');
 });
 
 test('ownerUid is validated: named field, at most 128 characters, required to disown', async (t) => {

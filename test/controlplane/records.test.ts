@@ -44,6 +44,7 @@ function newRecord(connectorId: string): ConnectorRecord {
     recovery: null,
     lastEnrollmentFailure: null,
     ownerUid: null,
+    handoverNamespace: null,
     revision: 0,
     createdAt: T0,
   };

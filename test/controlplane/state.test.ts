@@ -35,6 +35,7 @@ function record(overrides: Partial<ConnectorRecord> = {}): ConnectorRecord {
     recovery: null,
     lastEnrollmentFailure: null,
     ownerUid: null,
+    handoverNamespace: null,
     revision: 1,
     createdAt: T0,
     ...overrides,

@@ -268,3 +268,31 @@ test('a record nobody owns (retained by a deleted Connector) is claimed by the e
   );
   t.is(condition(result.status, 'Stalled'), undefined);
 });
+
+test('a record kept for another namespace (deletionPolicy Retain): Stalled ConnectorIdConflict, no claim, no token, no recovery', (t) => {
+  const requested = connector({ spec: { recovery: { requestId: 'take-it' } } });
+  for (const state of ['online', 'needs_recovery'] as const) {
+    const result = planView(
+      observed({
+        connector: requested,
+        record: record({ state, ownerUid: null, handoverNamespace: 'team-a' }),
+      }),
+      NOW,
+    );
+    t.is(condition(result.status, 'Stalled')?.reason, 'ConnectorIdConflict', state);
+    t.regex(
+      condition(result.status, 'Stalled')?.message ?? '',
+      /for a Connector of another namespace to claim/,
+    );
+    t.notRegex(condition(result.status, 'Stalled')?.message ?? '', /team-a/, 'where it went is not said');
+    t.deepEqual(result.controlPlane, [], `${state}: no claim, mint, revoke or recovery`);
+    t.is(result.statefulSet, undefined);
+  }
+  // Kept for this Connector's own namespace ('prod'): claimed by the ensure call.
+  const own = planView(observed({ record: record({ ownerUid: null, handoverNamespace: 'prod' }) }), NOW);
+  t.deepEqual(
+    own.controlPlane.map((a) => a.kind),
+    ['ensureConnector'],
+  );
+  t.is(condition(own.status, 'Stalled'), undefined);
+});

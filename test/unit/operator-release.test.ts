@@ -76,6 +76,7 @@ test('the release target comes from the defaulted spec, or from the raw fields w
   t.deepEqual(releaseTarget(doomed({ connector: { org: 'acme', endpointId: 'ep' } })), {
     connectorId: 'doomed.edge',
     deletionPolicy: 'Release',
+    handoverNamespace: 'doomed',
     controlPlane: undefined,
   });
   // A stored spec that the current rules refuse (a token TTL out of range) is still released.
@@ -84,6 +85,7 @@ test('the release target comes from the defaulted spec, or from the raw fields w
       connector: { org: 'acme', endpointId: 'ep', id: 'kept-id' },
       enrollment: { tokenTTL: '99h' },
       deletionPolicy: 'Retain',
+      handoverNamespace: 'next-home',
       controlPlaneRef: { kind: 'ControlPlane', name: 'own' },
     },
     { connectorId: 'recorded-id' },
@@ -91,8 +93,24 @@ test('the release target comes from the defaulted spec, or from the raw fields w
   t.deepEqual(releaseTarget(refused), {
     connectorId: 'recorded-id',
     deletionPolicy: 'Retain',
+    handoverNamespace: 'next-home',
     controlPlane: { kind: 'ControlPlane', namespace: 'doomed', name: 'own' },
   });
+  // A stored handover namespace the rules refuse hands the record to nobody else.
+  const malformed = doomed({
+    connector: { org: 'acme', endpointId: 'ep' },
+    enrollment: { tokenTTL: '99h' },
+    deletionPolicy: 'Retain',
+    handoverNamespace: 'Not.A.Namespace',
+  });
+  t.is(releaseTarget(malformed).handoverNamespace, 'doomed');
+  // The defaulted spec names it when set, and the Connector's own namespace otherwise.
+  const named = doomed({
+    connector: { org: 'acme', endpointId: 'ep' },
+    deletionPolicy: 'Retain',
+    handoverNamespace: 'team-b',
+  });
+  t.is(releaseTarget(named).handoverNamespace, 'team-b');
 });
 
 test('the release deadline counts from the deletionTimestamp; the status says Terminating and names it', (t) => {

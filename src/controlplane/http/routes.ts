@@ -10,6 +10,7 @@ import { readJsonBody } from './body.ts';
 import {
   asObject,
   invalid,
+  namespaceName,
   optionalInteger,
   optionalString,
   queryBoolean,
@@ -137,8 +138,11 @@ export const ROUTES: readonly RouteDefinition[] = [
         endpointId: requireString(body, 'endpointId', { max: 253 }),
         allowedNetworks: requireCidrList(body, 'allowedNetworks'),
       };
-      const ownerUid = optionalString(body, 'ownerUid', OWNER_UID_MAX);
-      const result = context.service.ensureConnector(connectorId, config, ownerUid);
+      const owner = {
+        uid: optionalString(body, 'ownerUid', OWNER_UID_MAX),
+        namespace: namespaceName(optionalString(body, 'ownerNamespace', 63), 'ownerNamespace'),
+      };
+      const result = context.service.ensureConnector(connectorId, config, owner);
       return { status: result.created ? 201 : 200, body: result.connector };
     },
   },
@@ -165,7 +169,11 @@ export const ROUTES: readonly RouteDefinition[] = [
       const connectorId = connectorIdParam(context);
       const ownerUid = ownerUidQuery(context);
       if (ownerUid === undefined) throw invalid('ownerUid', 'the query parameter is required');
-      context.service.disownConnector(connectorId, ownerUid);
+      const handoverNamespace = namespaceName(
+        queryString(context.query, 'handoverNamespace', 63),
+        'handoverNamespace',
+      );
+      context.service.disownConnector(connectorId, ownerUid, handoverNamespace);
       return { status: 204 };
     },
   },

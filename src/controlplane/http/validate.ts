@@ -45,6 +45,15 @@ export function optionalInteger(body: Json, field: string, min: number): number 
   return value;
 }
 
+/** A Kubernetes namespace name (an RFC 1123 label): where the owner of a record lives. */
+export const NAMESPACE_PATTERN = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+
+export function namespaceName(value: string | undefined, field: string): string | undefined {
+  if (value !== undefined && !NAMESPACE_PATTERN.test(value))
+    throw invalid(field, 'must be a Kubernetes namespace name: at most 63 lowercase letters, digits and -');
+  return value;
+}
+
 export function requireConnectorId(value: string): string {
   if (!CONNECTOR_ID_PATTERN.test(value))
     throw invalid('connectorId', `must match ${CONNECTOR_ID_PATTERN.source}`);

@@ -44,11 +44,13 @@ export type RecoveryCheck = Omit<RecoveryCheckJson, 'dryRun' | 'state'> & { dryR
 export class ControlPlaneAnswerError extends CodedError {}
 
 /**
- * A connector as the admin API answers it. `ownerUid` is optional here because a control plane
- * that predates record ownership does not send it; this one always does (null: nobody owns it).
+ * A connector as the admin API answers it. `ownerUid` and `handoverNamespace` are optional here
+ * because a control plane that predates record ownership or handovers does not send them; this one
+ * always does (null: nobody owns it; not handed over).
  */
-export type Connector = Omit<ConnectorJson, 'ownerUid' | 'lastEnrollmentFailure'> & {
+export type Connector = Omit<ConnectorJson, 'ownerUid' | 'handoverNamespace' | 'lastEnrollmentFailure'> & {
   ownerUid?: string | null;
+  handoverNamespace?: string | null;
   lastEnrollmentFailure: { code: string; at: string } | null;
 };
 export type Change = Omit<ChangeJson, 'connector'> & { connector: Connector | null };
@@ -59,6 +61,11 @@ export type Change = Omit<ChangeJson, 'connector'> & { connector: Connector | nu
  */
 export interface OwnerOption {
   ownerUid?: string;
+}
+
+/** The owning Connector's UID and namespace: a record handed over to a namespace is claimed only from it. */
+export interface ClaimOption extends OwnerOption {
+  ownerNamespace?: string;
 }
 
 export interface HttpResponse {
@@ -192,14 +199,20 @@ export class ControlPlaneAdminClient {
 
   /**
    * Creates or updates the record; `created` tells which. With `ownerUid`, a new record is owned by
-   * that Connector and an unowned one is claimed; another Connector's answers 409 CONNECTOR_ID_CONFLICT.
+   * that Connector and an unowned one is claimed (one handed over to a namespace only with that
+   * `ownerNamespace`); another Connector's, or one handed over elsewhere, answers 409
+   * CONNECTOR_ID_CONFLICT.
    */
   async ensureConnector(
     connectorId: string,
     config: ConnectorConfig,
-    options: OwnerOption = {},
+    options: ClaimOption = {},
   ): Promise<{ created: boolean; connector: Connector }> {
-    const body = options.ownerUid === undefined ? config : { ...config, ownerUid: options.ownerUid };
+    const body = {
+      ...config,
+      ...(options.ownerUid === undefined ? {} : { ownerUid: options.ownerUid }),
+      ...(options.ownerNamespace === undefined ? {} : { ownerNamespace: options.ownerNamespace }),
+    };
     const { status, data } = await this.call<Connector>(
       'PUT',
       ControlPlaneAdminClient.connectorPath(connectorId),
@@ -230,10 +243,19 @@ export class ControlPlaneAdminClient {
 
   /**
    * Leaves the record without an owner (identity and certificate kept) so that a new Connector with
-   * the same id can claim it; for a Connector deleted with deletionPolicy Retain.
+   * the same id can claim it; for a Connector deleted with deletionPolicy Retain. With
+   * `handoverNamespace`, only a Connector of that namespace can.
    */
-  async disownConnector(connectorId: string, ownerUid: string): Promise<void> {
-    await this.call('DELETE', ControlPlaneAdminClient.connectorPath(connectorId, '/owner', ownerUid));
+  async disownConnector(connectorId: string, ownerUid: string, handoverNamespace?: string): Promise<void> {
+    await this.call(
+      'DELETE',
+      ControlPlaneAdminClient.connectorPath(
+        connectorId,
+        '/owner',
+        ownerUid,
+        handoverNamespace === undefined ? {} : { handoverNamespace },
+      ),
+    );
   }
 
   /** Mints (201, created) or returns the live token of this idempotency key (200). */

@@ -129,7 +129,10 @@ async function callControlPlane(
   const owner = { ownerUid: connector.metadata.uid ?? '' };
   switch (action.kind) {
     case 'ensureConnector': {
-      const { connector: record } = await client.ensureConnector(action.connectorId, action.config, owner);
+      const { connector: record } = await client.ensureConnector(action.connectorId, action.config, {
+        ...owner,
+        ownerNamespace: connector.metadata.namespace,
+      });
       connection?.follower.remember(record);
       return;
     }
