@@ -95,9 +95,14 @@ export class WorkQueue {
   private readonly backoff: BackoffPolicy;
   private readonly clock: Clock;
 
-  /** Keys due now, in arrival order, per lane; `queued` mirrors both (with the lane) for O(1) dedupe. */
-  private readonly urgent: string[] = [];
-  private readonly ready: string[] = [];
+  /**
+   * Keys due now, in arrival order, per lane; `queued` mirrors both (with the lane) for O(1) dedupe.
+   * Sets keep insertion order, so taking the oldest key and moving a waiting key up to the urgent
+   * lane are both O(1): with arrays (`shift`, `splice`) each cost the lane's length, which at
+   * 10,000 due keys made every pass pay for the whole queue.
+   */
+  private readonly urgent = new Set<string>();
+  private readonly ready = new Set<string>();
   private readonly queued = new Map<string, QueuePriority>();
   private readonly delayedKeys = new Map<string, { at: number; handle: unknown }>();
   private readonly running = new Set<string>();
@@ -157,7 +162,7 @@ export class WorkQueue {
   }
 
   get depth(): number {
-    return this.urgent.length + this.ready.length;
+    return this.urgent.size + this.ready.size;
   }
 
   get inFlight(): number {
@@ -188,8 +193,8 @@ export class WorkQueue {
     this.stopping = true;
     for (const key of [...this.delayedKeys.keys()]) this.cancelDelay(key);
     if (options.drain === false) {
-      this.urgent.length = 0;
-      this.ready.length = 0;
+      this.urgent.clear();
+      this.ready.clear();
       this.queued.clear();
       this.dirty.clear();
     }
@@ -215,15 +220,14 @@ export class WorkQueue {
 
   private push(key: string, priority: QueuePriority): void {
     this.queued.set(key, priority);
-    (priority === 'urgent' ? this.urgent : this.ready).push(key);
+    (priority === 'urgent' ? this.urgent : this.ready).add(key);
   }
 
   private unqueue(key: string): void {
     const lane = this.queued.get(key);
     if (lane === undefined) return;
     this.queued.delete(key);
-    const keys = lane === 'urgent' ? this.urgent : this.ready;
-    keys.splice(keys.indexOf(key), 1);
+    (lane === 'urgent' ? this.urgent : this.ready).delete(key);
   }
 
   private schedule(key: string, ms: number): void {
@@ -251,8 +255,10 @@ export class WorkQueue {
   }
 
   private pump(): void {
-    while (this.running.size < this.concurrency && this.urgent.length + this.ready.length > 0) {
-      const key = (this.urgent.length > 0 ? this.urgent.shift() : this.ready.shift()) as string;
+    while (this.running.size < this.concurrency && this.urgent.size + this.ready.size > 0) {
+      const lane = this.urgent.size > 0 ? this.urgent : this.ready;
+      const key = lane.values().next().value as string;
+      lane.delete(key);
       const priority = this.queued.get(key) ?? 'normal';
       this.queued.delete(key);
       if (this.running.has(key)) {
@@ -341,7 +347,7 @@ export class WorkQueue {
   }
 
   private isIdle(): boolean {
-    return this.running.size === 0 && this.urgent.length === 0 && this.ready.length === 0;
+    return this.running.size === 0 && this.urgent.size === 0 && this.ready.size === 0;
   }
 
   private notifyIfIdle(): void {
