@@ -99,6 +99,8 @@ test('every operator metric is exposed with the vaultpam_operator_ prefix and li
     'vaultpam_operator_connectors{phase="Pending"} 0',
     'vaultpam_operator_enrollment_tokens_minted_total 1',
     'vaultpam_operator_recoveries_total{outcome="succeeded"} 1',
+    // Exported at 0 before its first increment, so increase() counts the first failed recovery.
+    'vaultpam_operator_recoveries_total{outcome="failed"} 0',
     'vaultpam_operator_kubernetes_writes_total{kind="StatefulSet",verb="patch"} 1',
     'vaultpam_operator_informer_restarts_total{resource="pods"} 1',
     'vaultpam_operator_leader 1',

@@ -134,6 +134,9 @@ export function createOperatorMetrics(): OperatorMetrics {
     labelNames: ['outcome'],
     registers,
   });
+  // Both outcomes from the start: a series born at its first increment makes increase() miss that
+  // one (it has no earlier sample), and the first failed recovery after a restart is the one to see.
+  for (const outcome of ['succeeded', 'failed']) recoveries.inc({ outcome }, 0);
   const kubernetesWrites = new Counter({
     name: 'vaultpam_operator_kubernetes_writes_total',
     help: 'Write requests sent to the Kubernetes API, by object kind and verb (server-side apply counts as patch).',
