@@ -35,6 +35,7 @@ import {
 import { PodRunner } from '../local-cluster/pod-runner.ts';
 import { signalAllManaged } from '../local-cluster/processes.ts';
 import { shellWord, writeToolBin } from '../local-cluster/tool-bin.ts';
+import { readableDestination } from './readable-log.ts';
 
 const flags: FlagSpecs = {
   'work-dir': {
@@ -53,6 +54,12 @@ const flags: FlagSpecs = {
     env: 'LOG_LEVEL',
     default: 'warn',
     description: 'Log level of the components (the progress lines are always printed).',
+  },
+  'log-format': {
+    env: 'LOG_FORMAT',
+    default: 'text',
+    description:
+      "How the components' log lines are printed: text (one readable line each) or json (as the programs write them).",
   },
 };
 
@@ -152,7 +159,14 @@ async function main(): Promise<number> {
   const timeoutSeconds = Number(parsed.values.timeout);
   if (!(timeoutSeconds > 0))
     throw flagError(`--timeout: "${parsed.values.timeout}" must be a positive number of seconds`);
-  const logger = createLogger({ name: 'local-run', level });
+  const format = parsed.values['log-format'] ?? 'text';
+  if (format !== 'text' && format !== 'json')
+    throw flagError(`--log-format: unknown format "${format}"; use text or json`);
+  const logger = createLogger({
+    name: 'local-run',
+    level,
+    ...(format === 'text' ? { destination: readableDestination() } : {}),
+  });
   const given = parsed.values['work-dir'];
   const workDir = given ?? (await mkdtemp(join(tmpdir(), 'vaultpam-local-')));
   await mkdir(workDir, { recursive: true });
