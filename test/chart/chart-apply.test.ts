@@ -291,11 +291,19 @@ const checks: Record<
   },
   'admission-policy-values.yaml': async (t, kc) => {
     const api = kc.makeApiClient(CustomObjectsApi);
-    const connector = (name: string, image: string) => ({
+    const connector = (name: string, image: string, id?: string) => ({
       apiVersion: `${GROUP}/${VERSION}`,
       kind: 'Connector',
       metadata: { name, namespace: CONNECTOR_NAMESPACE },
-      spec: { image, connector: { org: 'acme', endpointId: name, allowedNetworks: ['10.20.0.0/16'] } },
+      spec: {
+        image,
+        connector: {
+          org: 'acme',
+          endpointId: name,
+          allowedNetworks: ['10.20.0.0/16'],
+          ...(id ? { id } : {}),
+        },
+      },
     });
     const dryRunCreate = (body: object) =>
       api
@@ -334,6 +342,20 @@ const checks: Record<
     t.regex(refusal.message, new RegExp(`ConfigMap ${RELEASE_NAMESPACE}/vaultpam-connector-admission`));
     const mirrored = await dryRunCreate(connector('mirrored', 'registry.example.com/mirror/connector:0.1.0'));
     t.is(mirrored.code, 201, `an image from the listed mirror is admitted: ${mirrored.message}`);
+
+    // allowedConnectorIds from the values: the listed id of another namespace passes, another is refused.
+    const image = 'ghcr.io/vaultpam/vaultpam-connector:0.1.0';
+    const handedOver = await dryRunCreate(connector('handed-over', image, 'team-b.dc2-connector'));
+    t.is(handedOver.code, 201, `the listed connector id is admitted: ${handedOver.message}`);
+    const squatted = await dryRunCreate(connector('squatter', image, 'team-b.edge'));
+    t.is(squatted.code, 422, 'a connector id of another namespace that is not listed is refused');
+    t.regex(squatted.message, /spec\.connector\.id "team-b\.edge" is not allowed in namespace team-a/);
+    t.regex(
+      squatted.message,
+      new RegExp(
+        `"team-a/team-b\\.edge" to allowedConnectorIds in the ConfigMap ${RELEASE_NAMESPACE}/vaultpam-connector-admission`,
+      ),
+    );
   },
 };
 

@@ -3,7 +3,8 @@
 // lists patched in), applied server-side next to the Connector CRD, and then every rule is played:
 // images from allowed registries or repositories pass and others are refused with a message that
 // names the field, the value and how to allow it; an absent spec.image passes; serviceAccountName and
-// existingClaim pass only when allowed; an update is judged only on a value it sets or changes, so a
+// existingClaim pass only when allowed; spec.connector.id passes when absent, of the Connector's own
+// namespace (<namespace>.) or listed; an update is judged only on a value it sets or changes, so a
 // tightened list never blocks the operator's finalizer; and without its parameters the policy refuses
 // everything. Bindings take effect asynchronously, so every change of policy or parameters is followed
 // by polling until its effect is observed before anything is asserted.
@@ -41,18 +42,22 @@ const FIELD_MANAGER = 'connector-admission-policy-test';
 const ALLOWED_REPOSITORY = 'ghcr.io/vaultpam/vaultpam-connector';
 const MIRROR = 'registry.example.com/mirror/';
 const REFUSED_IMAGE = 'evil.example.com/connector:1.0';
+/** Connector ids of another namespace, listed in the test parameters: for this one, and for all. */
+const HANDED_OVER_ID = 'team-b.handed-over';
+const SHARED_ID = 'shared.edge';
 
 interface Params {
   allowedImagePrefixes?: string;
   allowedServiceAccountNames?: string;
   allowedExistingClaims?: string;
+  allowedConnectorIds?: string;
 }
 
 interface ConnectorBody {
   apiVersion: string;
   kind: string;
   metadata: { name: string; namespace: string; finalizers?: string[]; resourceVersion?: string };
-  spec: Record<string, unknown> & { storage?: Record<string, unknown> };
+  spec: Record<string, unknown> & { storage?: Record<string, unknown>; connector: Record<string, unknown> };
 }
 
 // --- rendering and applying ------------------------------------------------------------------------
@@ -123,6 +128,7 @@ const testParams = (): Params => ({
   allowedImagePrefixes: `${ALLOWED_REPOSITORY}\n${MIRROR}`,
   allowedServiceAccountNames: `${namespace}/connector-sa, shared-sa`,
   allowedExistingClaims: `${namespace}/restored-identity`,
+  allowedConnectorIds: `${namespace}/${HANDED_OVER_ID}\n${SHARED_ID}`,
 });
 
 /**
@@ -257,6 +263,7 @@ test.serial(
       allowedImagePrefixes: ALLOWED_REPOSITORY,
       allowedServiceAccountNames: '',
       allowedExistingClaims: '',
+      allowedConnectorIds: '',
     });
 
     const production = await renderOverlay(['kustomize/overlays/production'], {
@@ -491,6 +498,95 @@ test.serial(
     t.is(paused.spec.image, mirrored, 'another field changes; the grandfathered image stays');
     const changed = await refusalOf(mergePatch(created.metadata.name, { spec: { image: `${mirrored}-2` } }));
     t.true(byPolicy(changed), 'changing the image is judged by the tightened list');
+
+    await api().deleteNamespacedCustomObject({ ...ref(), name: created.metadata.name });
+    const released = await mergePatch(created.metadata.name, { metadata: { finalizers: null } });
+    t.deepEqual(released.metadata.finalizers ?? [], [], 'the finalizer is removed from a deleting Connector');
+    await eventually(
+      async () =>
+        (await refusalOf(api().getNamespacedCustomObject({ ...ref(), name: created.metadata.name })))
+          ?.code === 404,
+      { description: 'the Connector is gone' },
+    );
+  },
+);
+
+test.serial(
+  "spec.connector.id: absent, of the Connector's own namespace or listed is admitted; another namespace's is refused, naming the field, the namespace, the prefix and how to allow it",
+  async (t) => {
+    await setup();
+    const withId = (id: string) => connector((spec) => Object.assign(spec.connector, { id }));
+
+    const plain = await create(connector());
+    t.false('id' in plain.spec.connector, 'no spec.connector.id: the operator uses <namespace>.<name>');
+    const own = await create(withId(`${namespace}.custom-edge`));
+    t.is(own.spec.connector.id, `${namespace}.custom-edge`, "an id under the namespace's own prefix");
+    t.is((await create(withId(HANDED_OVER_ID))).spec.connector.id, HANDED_OVER_ID, 'listed as namespace/id');
+    t.is(
+      (await create(withId(SHARED_ID))).spec.connector.id,
+      SHARED_ID,
+      'listed as an id for every namespace',
+    );
+
+    const squatter = withId('team-a.edge');
+    const refusal = await refusalOf(create(squatter));
+    t.is(refusal?.code, 422);
+    t.is(
+      refusal?.message,
+      `connectors.vaultpam.io "${squatter.metadata.name}" is forbidden: ` +
+        `ValidatingAdmissionPolicy '${POLICY}' with binding '${POLICY}' denied request: ` +
+        `spec.connector.id "team-a.edge" is not allowed in namespace ${namespace}: the ids of this namespace ` +
+        `start with "${namespace}.", and any other may be the id of a Connector in another namespace, whose ` +
+        'control-plane record this one would take on a control plane they share; leave spec.connector.id out ' +
+        `(the default is ${namespace}.${squatter.metadata.name}) or start it with "${namespace}.", or ask a ` +
+        `cluster admin to add "${namespace}/team-a.edge" to allowedConnectorIds in the ConfigMap ` +
+        `${PARAMS_NAMESPACE}/${PARAMS}`,
+    );
+    for (const id of [
+      // The namespace's name without the '.' boundary: a namespace whose name extends this one's.
+      `${namespace}0.edge`,
+      // The namespace's name alone is not under its prefix.
+      namespace,
+      // An entry matches the whole id, not an id that ends with it.
+      `x${HANDED_OVER_ID}`,
+    ]) {
+      const refused = await refusalOf(create(withId(id)));
+      t.true(byPolicy(refused), `${id} is refused by the policy: ${refused?.message}`);
+      t.true(refused?.message.includes(`spec.connector.id "${id}" is not allowed in namespace ${namespace}`));
+    }
+
+    // Listed for this namespace only, and under the test namespace's prefix: both refused elsewhere.
+    const other = await createTestNamespace(cluster().kc, 'vap-ids');
+    for (const id of [HANDED_OVER_ID, `${namespace}.custom-edge`]) {
+      const elsewhere = withId(id);
+      elsewhere.metadata.namespace = other;
+      const refused = await refusalOf(
+        api().createNamespacedCustomObject({ ...ref(), namespace: other, body: elsewhere }),
+      );
+      t.true(byPolicy(refused), `${id} is refused in ${other}: ${refused?.message}`);
+      t.true(refused?.message.includes(`add "${other}/${id}" to allowedConnectorIds`), refused?.message);
+    }
+  },
+);
+
+test.serial(
+  'a tightened allowedConnectorIds does not block updates that leave the id alone: the finalizer is added and removed, another field changes',
+  async (t) => {
+    await setup();
+    const handedOver = () => connector((spec) => Object.assign(spec.connector, { id: HANDED_OVER_ID }));
+    const created = await create(handedOver());
+    await applyParams({ ...testParams(), allowedConnectorIds: '' });
+    t.teardown(async () => {
+      await applyParams(testParams());
+      await untilPolicy(handedOver, false, `${HANDED_OVER_ID} is allowed again`);
+    });
+    await untilPolicy(handedOver, true, `${HANDED_OVER_ID} is no longer allowed for new Connectors`);
+
+    const finalized = await mergePatch(created.metadata.name, { metadata: { finalizers: [FINALIZER] } });
+    t.deepEqual(finalized.metadata.finalizers, [FINALIZER], 'the finalizer is added');
+    const paused = await mergePatch(created.metadata.name, { spec: { paused: true } });
+    t.is(paused.spec.paused, true, 'another field changes');
+    t.is(paused.spec.connector.id, HANDED_OVER_ID, 'the grandfathered id stays');
 
     await api().deleteNamespacedCustomObject({ ...ref(), name: created.metadata.name });
     const released = await mergePatch(created.metadata.name, { metadata: { finalizers: null } });
