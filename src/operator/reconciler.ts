@@ -11,7 +11,6 @@ import type { AdoptionWatches } from './adoption-watches.ts';
 import { ANNOTATIONS, DEFAULT_RELEASE_TIMEOUT_MS, FINALIZER } from './api/constants.ts';
 import type { Connector, ConnectorStatus, DeletionPolicy } from './api/types.ts';
 import { defaultConnectorId, defaultedSpec } from './api/types.ts';
-import { isDnsLabel } from './api/validation.ts';
 import { CONDITION_TYPES, markReconciling, ReconcilingReasons, setCondition } from './conditions.ts';
 import type { ReleaseHandle } from './control-plane/connections.ts';
 import type { ControlPlaneRegistry } from './control-plane/registry.ts';
@@ -58,7 +57,11 @@ const TERM_ENDED = 'LEADERSHIP_TERM_ENDED';
 export interface ReleaseTarget {
   connectorId: string;
   deletionPolicy: DeletionPolicy;
-  /** With Retain: the namespace whose Connector may claim the record (spec.handoverNamespace, else its own). */
+  /**
+   * With Retain: the namespace whose Connector alone may claim the record, the deleted Connector's
+   * own. Not a spec field on purpose: a handover to another namespace could push an identity its
+   * author controls onto a Connector there whose author never asked for it.
+   */
   handoverNamespace: string;
   /** The control plane spec.controlPlaneRef names; undefined: the operator's default. */
   controlPlane: ControlPlaneId | undefined;
@@ -76,7 +79,7 @@ export function releaseTarget(connector: Connector): ReleaseTarget {
     return {
       connectorId: spec.connector.id,
       deletionPolicy: spec.deletionPolicy,
-      handoverNamespace: spec.handoverNamespace,
+      handoverNamespace: spec.namespace,
       controlPlane: referencedControlPlane(spec),
     };
   } catch {
@@ -91,11 +94,7 @@ export function releaseTarget(connector: Connector): ReleaseTarget {
           ? rawId
           : defaultConnectorId(namespace, connector.metadata.name ?? '')),
       deletionPolicy: raw?.deletionPolicy === 'Retain' ? 'Retain' : 'Release',
-      // A stored value the rules now refuse hands over to nobody else: the Connector's own namespace.
-      handoverNamespace:
-        typeof raw?.handoverNamespace === 'string' && isDnsLabel(raw.handoverNamespace)
-          ? raw.handoverNamespace
-          : namespace,
+      handoverNamespace: namespace,
       controlPlane: ref?.name
         ? ref.kind === 'ClusterControlPlane'
           ? { kind: 'ClusterControlPlane', name: ref.name }
@@ -539,19 +538,28 @@ export class ConnectorReconciler {
     const owner = { ownerUid: connector.metadata.uid ?? '' };
     const id = target.connectorId;
     let notOurs = false;
+    /** The control plane kept the record but cannot say for whom (it predates handovers). */
+    let keptForAnyone = false;
     try {
-      await handle.client.revokeTokens(id, owner);
-      if (target.deletionPolicy === 'Release') {
-        await handle.client.deleteConnector(id, owner);
-        handle.forget(id);
-      } else {
-        // Retain keeps the identity and lets go of the record, so a new Connector with the same
-        // id (reattaching the claim) can claim it.
-        await handle.client.disownConnector(id, owner.ownerUid, target.handoverNamespace);
+      try {
+        await handle.client.revokeTokens(id, owner);
+        if (target.deletionPolicy === 'Release') {
+          await handle.client.deleteConnector(id, owner);
+          handle.forget(id);
+        } else {
+          // Retain keeps the identity and lets go of the record, for a new Connector of this
+          // namespace with the same id (reattaching the claim) to claim.
+          await handle.client.disownConnector(id, owner.ownerUid, target.handoverNamespace);
+          keptForAnyone = (await handle.client.getConnector(id)).handoverNamespace === undefined;
+        }
+      } catch (error) {
+        if (!isCodedError(error, 'CONNECTOR_ID_CONFLICT')) throw error;
+        // A Retain release retried after its disown went through (an answer lost, a restart) is
+        // refused now that nobody owns the record: it is done, not someone else's.
+        notOurs = !(target.deletionPolicy === 'Retain' && (await this.keptFor(handle, id, target)));
       }
     } catch (error) {
-      if (isCodedError(error, 'CONNECTOR_ID_CONFLICT')) notOurs = true;
-      else if (!isCodedError(error, 'CONNECTOR_NOT_FOUND')) throw asCoded(error);
+      if (!isCodedError(error, 'CONNECTOR_NOT_FOUND')) throw asCoded(error);
     } finally {
       handle.close();
     }
@@ -560,8 +568,10 @@ export class ConnectorReconciler {
       ? `left the control-plane record of ${id} alone: this Connector does not own it`
       : released
         ? `revoked live tokens and released ${id} in the control plane`
-        : `revoked live tokens; kept the control-plane record of ${id} and let go of it, so a new Connector with that id in namespace ${target.handoverNamespace} can claim it (deletionPolicy Retain)`;
-    log.info(
+        : keptForAnyone
+          ? `revoked live tokens; kept the control-plane record of ${id} and let go of it, but that control plane does not record for which namespace (it predates handovers): a Connector of any namespace naming ${id} can claim it; delete the record there if none should (deletionPolicy Retain)`
+          : `revoked live tokens; kept the control-plane record of ${id} and let go of it, so a new Connector with that id in namespace ${target.handoverNamespace} can claim it, and none of another namespace (deletionPolicy Retain)`;
+    log[keptForAnyone ? 'warn' : 'info'](
       { deletionPolicy: target.deletionPolicy, ...(handle.fromMemory ? { credential: 'last used' } : {}) },
       message,
     );
@@ -570,12 +580,18 @@ export class ConnectorReconciler {
     // token would ever publish a folded summary for an object that is gone).
     recordEvents(this.ctx, connector, [
       {
-        type: 'Normal',
+        type: keptForAnyone ? 'Warning' : 'Normal',
         reason: released ? 'ConnectorReleased' : 'ConnectorRetained',
         message,
         priority: 'always',
       },
     ]);
+  }
+
+  /** Whether the record is already let go of for the target's namespace, as a Retain release leaves it. */
+  private async keptFor(handle: ReleaseHandle, id: string, target: ReleaseTarget): Promise<boolean> {
+    const record = await handle.client.getConnector(id).catch(() => undefined);
+    return record?.ownerUid === null && record.handoverNamespace === target.handoverNamespace;
   }
 
   /** Lets go of the Connector without releasing its record, and says what was left behind. */

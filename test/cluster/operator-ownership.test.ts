@@ -4,6 +4,7 @@ import { AppsV1Api, CoreV1Api } from '@kubernetes/client-node';
 import test from 'ava';
 import type { Connector } from '../../src/operator/api/types.ts';
 import { createTestNamespace, useCluster } from '../helpers/cluster.ts';
+import { connectorEvents } from '../helpers/connector-events.ts';
 import { eventually } from '../helpers/eventually.ts';
 import { connectors, type OperatorEnvironment, startOperatorEnvironment } from '../helpers/operator-env.ts';
 
@@ -153,7 +154,7 @@ test('a spec admission accepts but Kubernetes refuses: InvalidSpec names the fie
   t.is(c.status?.enrollment?.mintCount ?? 0, 0);
 });
 
-test('two Connectors with one connector id: the second mints nothing; a Retain delete of the first hands the record over to the namespace it names', async (t) => {
+test('two Connectors of two namespaces with one connector id: the second mints nothing, and a Retain delete of the first does not hand it the record', async (t) => {
   const { kc } = cluster();
   const first = await createTestNamespace(kc, 'id-a');
   const second = await createTestNamespace(kc, 'id-b');
@@ -162,7 +163,7 @@ test('two Connectors with one connector id: the second mints nothing; a Retain d
   const shared = { ...spec, connector: { ...spec.connector, id: `shared.${first}` } };
   await api.create(first, {
     metadata: { name: 'edge', namespace: first },
-    spec: { ...shared, deletionPolicy: 'Retain', handoverNamespace: second },
+    spec: { ...shared, deletionPolicy: 'Retain' },
   });
   const firstSecret = await eventually(
     () =>
@@ -175,6 +176,11 @@ test('two Connectors with one connector id: the second mints nothing; a Retain d
   await api.create(second, { metadata: { name: 'edge', namespace: second }, spec: shared });
   const c = await stalledWith(second, 'ConnectorIdConflict');
   t.regex(stalled(c)?.message ?? '', /belongs to another Connector/);
+  // A blocked Connector shows nothing of the other one's record: not its state, heartbeat or identity.
+  t.is(c.status?.controlPlaneState, undefined);
+  t.is(c.status?.identity, undefined);
+  t.is(c.status?.lastHeartbeatTime, undefined);
+  t.is(c.status?.phase, 'Pending');
   t.is(
     await core
       .readNamespacedSecret({ namespace: second, name: 'edge-enrollment-token' })
@@ -194,14 +200,25 @@ test('two Connectors with one connector id: the second mints nothing; a Retain d
     description: 'the first Connector gone',
     timeoutMs: 30_000,
   });
-  // The second Connector looks again while it is blocked, claims the retained record and proceeds.
+  // The record is kept for the first namespace: the second Connector looks again and stays blocked.
+  await stalledWith(second, 'ConnectorIdConflict');
   await eventually(
-    () =>
-      core.readNamespacedSecret({ namespace: second, name: 'edge-enrollment-token' }).catch(() => undefined),
-    { description: 'the second Connector token Secret after the hand-over', timeoutMs: 60_000 },
+    async () => {
+      const again = await api.get(second, 'edge');
+      return /for a Connector of another namespace to claim/.test(stalled(again)?.message ?? '')
+        ? true
+        : undefined;
+    },
+    { description: 'the second Connector told the record was kept for another namespace', timeoutMs: 30_000 },
   );
-  const handedOver = await env.admin.getConnector(`shared.${first}`);
-  t.is(handedOver.ownerUid, (await api.get(second, 'edge')).metadata.uid);
+  const kept = await env.admin.getConnector(`shared.${first}`);
+  t.like(kept, { ownerUid: null, handoverNamespace: first });
+  t.is(
+    await core
+      .readNamespacedSecret({ namespace: second, name: 'edge-enrollment-token' })
+      .catch(() => undefined),
+    undefined,
+  );
 });
 
 test('a Retain delete keeps the record for its own namespace: a Connector of another namespace naming the id stays Stalled, changes nothing, and its deletion leaves the record', async (t) => {
@@ -279,22 +296,33 @@ test('a Retain delete keeps the record for its own namespace: a Connector of ano
   t.is(claimed.handoverNamespace, null);
 });
 
-test('spec.handoverNamespace is refused at admission without deletionPolicy Retain, and when it is not a namespace name', async (t) => {
+test('a Retain release retried after its disown went through says the record was kept, not that it was not ours', async (t) => {
   const { kc } = cluster();
-  const namespace = await createTestNamespace(kc, 'handover-admission');
+  const namespace = await createTestNamespace(kc, 'retain-retry');
   const api = connectors(kc);
-  const release = await t.throwsAsync(
-    api.create(namespace, {
-      metadata: { name: 'edge', namespace },
-      spec: { ...spec, handoverNamespace: 'other' },
-    }),
+  const id = `${namespace}.edge`;
+  await api.create(namespace, {
+    metadata: { name: 'edge', namespace },
+    spec: { ...spec, deletionPolicy: 'Retain' },
+  });
+  const uid = await eventually(
+    async () => {
+      const record = await controlPlaneRecord(id);
+      return record?.ownerUid ?? undefined;
+    },
+    { description: 'the record owned', timeoutMs: 30_000 },
   );
-  t.regex(release?.message ?? '', /spec.handoverNamespace applies only with deletionPolicy Retain/);
-  const malformed = await t.throwsAsync(
-    api.create(namespace, {
-      metadata: { name: 'edge', namespace },
-      spec: { ...spec, deletionPolicy: 'Retain', handoverNamespace: 'Not_A_Namespace' },
-    }),
+  // The disown of an earlier attempt went through but its answer was lost (or the operator restarted).
+  await env.admin.disownConnector(id, uid, namespace);
+  await api.delete(namespace, 'edge');
+  const event = await eventually(
+    async () => (await connectorEvents(kc, namespace, 'edge')).find((e) => e.reason === 'ConnectorRetained'),
+    { description: 'the ConnectorRetained Event', timeoutMs: 30_000 },
   );
-  t.regex(malformed?.message ?? '', /spec.handoverNamespace must be a namespace name/);
+  t.is(event.type, 'Normal');
+  t.regex(
+    event.note ?? '',
+    new RegExp(`kept the control-plane record of ${id.replaceAll('.', '\\.')} and let go of it`),
+  );
+  t.notRegex(event.note ?? '', /does not own it/);
 });

@@ -120,6 +120,15 @@ test('token: refused for a retired, a paired or a foreign record, and before a r
     /owned by another Connector/,
   );
   t.regex(
+    tokenRefusal(c, record({ ownerUid: null, handoverNamespace: 'team-b' }), 'vaultpam') ?? '',
+    /kept by a Connector of another namespace .*no Connector of this namespace can claim it/,
+  );
+  t.regex(
+    tokenRefusal(c, record({ ownerUid: null, handoverNamespace: 'team-a' }), 'vaultpam') ?? '',
+    /the operator claims it on its next pass/,
+    'kept for this namespace: claimed by the operator',
+  );
+  t.regex(
     tokenRefusal(
       connector({ recovery: { requestId: 'r1', step: 'ScalingDown' } }),
       record({ state: 'needs_recovery' }),
@@ -185,6 +194,15 @@ test('token: refused unless the record is owned by exactly this Connector (none,
   t.regex(
     tokenRefusal(c, record({ ownerUid: 'someone-else' }), 'vaultpam') ?? '',
     /owned by another Connector/,
+  );
+  t.regex(
+    tokenRefusal(c, record({ ownerUid: null, handoverNamespace: 'team-b' }), 'vaultpam') ?? '',
+    /kept by a Connector of another namespace .*no Connector of this namespace can claim it/,
+  );
+  t.regex(
+    tokenRefusal(c, record({ ownerUid: null, handoverNamespace: 'team-a' }), 'vaultpam') ?? '',
+    /the operator claims it on its next pass/,
+    'kept for this namespace: claimed by the operator',
   );
   const noUid = connector({});
   delete noUid.metadata.uid;

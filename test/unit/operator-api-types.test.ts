@@ -59,7 +59,6 @@ test('defaultedSpec applies every default to a minimal spec', (t) => {
     tokenTTLSeconds: 14400,
     recovery: { policy: 'Manual', validateRestart: true },
     deletionPolicy: 'Release',
-    handoverNamespace: 'pam',
     paused: false,
   });
 });
@@ -178,11 +177,6 @@ test('defaultedSpec refuses what the CRD syntax rules refuse, naming the field',
     ],
     [{ connector: { org: '😀'.repeat(127), endpointId: 'ep' } }, 'spec.connector.org: is longer than'],
     [{ controlPlaneRef: { name: 'Prod_CP' } }, 'spec.controlPlaneRef.name: "Prod_CP" is not a DNS subdomain'],
-    [
-      { deletionPolicy: 'Retain', handoverNamespace: 'team.b' },
-      'spec.handoverNamespace: "team.b" is not a DNS label',
-    ],
-    [{ handoverNamespace: 'team-b' }, 'spec.handoverNamespace: applies only with deletionPolicy Retain'],
     // A Connector stored before spec.controlPlane was removed is refused by name, never used.
     [
       { controlPlane: { url: 'https://x', credentialSecretRef: { name: 'app-db', key: 'password' } } },

@@ -260,6 +260,22 @@ test('a record owned by another Connector: Stalled ConnectorIdConflict, no call,
   t.is(result.statefulSet, undefined);
 });
 
+test('a record owned by another Connector shows nothing of it: not its state, heartbeat, identity or paths', (t) => {
+  const theirs = record({
+    ownerUid: 'another-connector-uid',
+    state: 'degraded',
+    lastHeartbeatAt: '2026-01-01T00:00:09.000Z',
+    paths: [{ name: 'db-10.0.0.7', healthy: false, detail: 'their internal host 10.0.0.7 refused' }],
+  });
+  const result = planView(observed({ record: theirs }), NOW);
+  t.is(condition(result.status, 'Stalled')?.reason, 'ConnectorIdConflict');
+  t.is(result.status.phase, 'Pending');
+  for (const field of ['controlPlaneState', 'identity', 'lastHeartbeatTime'] as const)
+    t.is(result.status[field], undefined, field);
+  const shown = JSON.stringify({ status: result.status, events: result.events });
+  t.notRegex(shown, /10\.0\.0\.7|Degraded|degraded/, 'no path detail or state of the other connector');
+});
+
 test('a record nobody owns (retained by a deleted Connector) is claimed by the ensure call', (t) => {
   const result = planView(observed({ record: record({ ownerUid: null }) }), NOW);
   t.deepEqual(

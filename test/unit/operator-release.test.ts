@@ -85,7 +85,6 @@ test('the release target comes from the defaulted spec, or from the raw fields w
       connector: { org: 'acme', endpointId: 'ep', id: 'kept-id' },
       enrollment: { tokenTTL: '99h' },
       deletionPolicy: 'Retain',
-      handoverNamespace: 'next-home',
       controlPlaneRef: { kind: 'ControlPlane', name: 'own' },
     },
     { connectorId: 'recorded-id' },
@@ -93,24 +92,20 @@ test('the release target comes from the defaulted spec, or from the raw fields w
   t.deepEqual(releaseTarget(refused), {
     connectorId: 'recorded-id',
     deletionPolicy: 'Retain',
-    handoverNamespace: 'next-home',
+    handoverNamespace: 'doomed',
     controlPlane: { kind: 'ControlPlane', namespace: 'doomed', name: 'own' },
   });
-  // A stored handover namespace the rules refuse hands the record to nobody else.
-  const malformed = doomed({
-    connector: { org: 'acme', endpointId: 'ep' },
-    enrollment: { tokenTTL: '99h' },
-    deletionPolicy: 'Retain',
-    handoverNamespace: 'Not.A.Namespace',
-  });
-  t.is(releaseTarget(malformed).handoverNamespace, 'doomed');
-  // The defaulted spec names it when set, and the Connector's own namespace otherwise.
-  const named = doomed({
-    connector: { org: 'acme', endpointId: 'ep' },
-    deletionPolicy: 'Retain',
-    handoverNamespace: 'team-b',
-  });
-  t.is(releaseTarget(named).handoverNamespace, 'team-b');
+  // The record is kept for the Connector's own namespace only, whatever the stored spec says.
+  t.is(
+    releaseTarget(
+      doomed({
+        connector: { org: 'acme', endpointId: 'ep' },
+        deletionPolicy: 'Retain',
+        handoverNamespace: 'team-b',
+      } as never),
+    ).handoverNamespace,
+    'doomed',
+  );
 });
 
 test('the release deadline counts from the deletionTimestamp; the status says Terminating and names it', (t) => {

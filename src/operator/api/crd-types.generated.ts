@@ -27,7 +27,7 @@ export type RecoveryPolicy = 'Manual' | 'Automatic';
  */
 export type WorkloadKind = 'StatefulSet' | 'Deployment';
 /**
- * What deleting the Connector does in the control plane: Release (default) revokes its tokens and deletes its record; Retain keeps the record, for a new Connector of the same connector id in the namespace handoverNamespace names to claim.
+ * What deleting the Connector does in the control plane: Release (default) revokes its tokens and deletes its record; Retain keeps the record, for a new Connector of the same connector id in this namespace to claim (no other namespace can).
  */
 export type DeletionPolicy = 'Release' | 'Retain';
 /**
@@ -149,10 +149,6 @@ export interface ConnectorSpec {
   recovery?: RecoverySpec;
   workloadRef?: WorkloadRef;
   deletionPolicy?: DeletionPolicy;
-  /**
-   * With deletionPolicy Retain: the namespace whose Connector may claim the retained record (and the identity it certifies) once this Connector is deleted. Defaults to this Connector's own namespace; no Connector of any other namespace can claim it.
-   */
-  handoverNamespace?: string;
   /**
    * When true the operator observes and reports status but takes no action.
    */

@@ -113,8 +113,6 @@ export interface DefaultedSpec {
   recovery: { policy: RecoveryPolicy; requestId?: string; validateRestart: boolean };
   workloadRef?: WorkloadRef;
   deletionPolicy: DeletionPolicy;
-  /** Whose Connector may claim the record a Retain delete leaves: spec.handoverNamespace, else this namespace. */
-  handoverNamespace: string;
   paused: boolean;
 }
 
@@ -176,7 +174,6 @@ export function defaultedSpec(connector: Pick<Connector, 'metadata' | 'spec'>): 
       validateRestart: spec.recovery?.validateRestart ?? true,
     },
     deletionPolicy: spec.deletionPolicy ?? 'Release',
-    handoverNamespace: spec.handoverNamespace ?? namespace,
     paused: spec.paused ?? false,
   };
   if (spec.recovery?.requestId !== undefined) result.recovery.requestId = spec.recovery.requestId;

@@ -347,14 +347,6 @@ export function specProblem(name: string, spec: ConnectorSpec): SpecProblem | un
     () => nameProblem('spec.storage.storageClassName', storage?.storageClassName),
     () => nameProblem('spec.storage.existingClaim', storage?.existingClaim),
     () => nameProblem('spec.workloadRef.name', workloadRef?.name, workloadRef?.kind === 'StatefulSet'),
-    () => nameProblem('spec.handoverNamespace', spec.handoverNamespace, true),
-    () =>
-      spec.handoverNamespace !== undefined && spec.deletionPolicy !== 'Retain'
-        ? [
-            'spec.handoverNamespace',
-            'applies only with deletionPolicy Retain (Release deletes the record, so there is nothing to hand over); set deletionPolicy: Retain or remove it',
-          ]
-        : undefined,
   ];
   for (const check of checks) {
     const problem = check();

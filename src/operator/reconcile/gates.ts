@@ -65,7 +65,7 @@ function blockingReason(observed: Observed, spec: DefaultedSpec): Blocker | unde
   if (typeof owner === 'string' && owner !== observed.connector.metadata.uid) {
     return {
       reason: StalledReasons.ConnectorIdConflict,
-      message: `connector id ${spec.connector.id} belongs to another Connector in the control plane; give this Connector another spec.connector.id, or delete the other one (with deletionPolicy Retain and, when it is in another namespace, spec.handoverNamespace: ${spec.namespace}, to hand its record over)`,
+      message: `connector id ${spec.connector.id} belongs to another Connector in the control plane; give this Connector another spec.connector.id, or delete the other one (with deletionPolicy Retain, when it is in this namespace, to hand its record over)`,
     };
   }
   // A record let go of for another namespace is not ours to claim (nor to mint or recover for): the
@@ -74,7 +74,7 @@ function blockingReason(observed: Observed, spec: DefaultedSpec): Blocker | unde
   if (typeof handover === 'string' && handover !== spec.namespace) {
     return {
       reason: StalledReasons.ConnectorIdConflict,
-      message: `connector id ${spec.connector.id} was kept by a Connector deleted with deletionPolicy Retain for a Connector of another namespace to claim, not this one; give this Connector another spec.connector.id, or have the record handed over to namespace ${spec.namespace} (a Connector of that id in the namespace it was kept for, deleted with deletionPolicy Retain and spec.handoverNamespace: ${spec.namespace})`,
+      message: `connector id ${spec.connector.id} was kept by a Connector deleted with deletionPolicy Retain for a Connector of another namespace to claim, not this one; give this Connector another spec.connector.id (a kept record and its identity stay in the namespace of the Connector that had them)`,
     };
   }
   if (spec.workloadRef && !observed.workload) {

@@ -46,8 +46,15 @@ export function plan(observed: Observed, now: Date): Plan {
   const spec = observed.spec.value;
   const names = childNames(spec.name);
   const gates = gatesOf(observed, spec);
-  // The record's free text (path details, the last enrollment failure) is the server's words.
-  const record = observed.controlPlane.reachable ? untrustedRecord(observed.controlPlane.record) : undefined;
+  // The record's free text (path details, the last enrollment failure) is the server's words. A
+  // record this Connector may not claim (another Connector's, or one kept for another namespace) is
+  // not its to show: planned as if there were none, its state, heartbeats, identity and path details
+  // stay out of this Connector's status and Events, which its namespace's readers see.
+  const othersRecord = gates.blocker?.reason === StalledReasons.ConnectorIdConflict;
+  const record =
+    observed.controlPlane.reachable && !othersRecord
+      ? untrustedRecord(observed.controlPlane.record)
+      : undefined;
   const pod = currentPod(observed.pods);
   const agent = pod ? agentPodFacts(pod) : undefined;
   const posture = postureFor(observed, spec, pod);

@@ -62,6 +62,10 @@ export function tokenRefusal(connector: Connector, record: RecordJson, program: 
   // The operator mints only for a record whose owner is exactly this Connector's UID: an unowned
   // record (disowned by another Connector's Retain delete) is claimed first, on its next pass.
   const uid = connector.metadata.uid;
+  const keptFor = record.handoverNamespace;
+  if (!record.ownerUid && keptFor && keptFor !== namespace) {
+    return `the control plane's record ${untrustedText(record.connectorId, 253)} was kept by a Connector of another namespace deleted with deletionPolicy Retain; no Connector of this namespace can claim it: give this Connector another spec.connector.id (ConnectorIdConflict)`;
+  }
   if (!record.ownerUid) {
     return `the control plane's record ${untrustedText(record.connectorId, 253)} is not owned by this Connector; the operator claims it on its next pass once nothing blocks it (${program} status ${name} -n ${namespace} shows what it waits for)`;
   }
