@@ -33,6 +33,11 @@ export interface LocalClusterOptions {
 
 export interface LocalCluster {
   readonly server: string;
+  /**
+   * etcd's client URL (plain HTTP on loopback), for tests that must act on etcd itself: compacting
+   * its history is how a watch from an old resourceVersion meets a real 410 Gone.
+   */
+  readonly etcdUrl: string;
   readonly workDir: string;
   readonly caPem: string;
   /** Admin kubeconfig file (system:masters). */
@@ -314,6 +319,7 @@ export async function startLocalCluster(options: LocalClusterOptions = {}): Prom
     const user = { kind: 'certificate', certPem: pki.admin.certPem, keyPem: pki.admin.keyPem } as const;
     return {
       server,
+      etcdUrl,
       workDir,
       caPem: pki.ca.certPem,
       kubeconfigPath,

@@ -3,13 +3,14 @@
 // (in-cluster ServiceAccount or KUBECONFIG), starts the operator, and stops it cleanly on SIGTERM
 // (the lease is released so a standby takes over at once).
 import { hostname } from 'node:os';
-import { KubeConfig } from '@kubernetes/client-node';
 import { type FlagSpecs, flagError, helpText, parseFlags } from '../lib/cli.ts';
 import { parseDurationField } from '../lib/duration.ts';
 import { CodedError, errorMessage, isCodedError } from '../lib/errors.ts';
 import { parseHostPort } from '../lib/host-port.ts';
 import { createLogger, isLogLevel } from '../lib/logger.ts';
 import { startOperator } from '../operator/operator.ts';
+import { loadKubeClient } from '../operator/runtime/kube-access.ts';
+import type { KubeClient } from '../operator/runtime/kube-client.ts';
 import { leaderIdentity } from '../operator/runtime/leader-election.ts';
 import { stopOnSignalOrOrphaned } from './shutdown.ts';
 
@@ -89,11 +90,14 @@ function durationFlag(value: string | undefined, flag: string): number {
   return milliseconds;
 }
 
-/** In a pod: its ServiceAccount; elsewhere: KUBECONFIG or ~/.kube/config, with an error that says which. */
-function loadKubeConfig(): KubeConfig {
-  const kc = new KubeConfig();
+/**
+ * KUBECONFIG or ~/.kube/config when there is one, else the pod's ServiceAccount, with an error that
+ * says which. The operator's own client serves them; a kubeconfig with an exec plugin, an
+ * auth-provider or a proxy loads client-node for it (src/operator/runtime/kube-fallback.ts).
+ */
+async function loadKubernetesClient(): Promise<KubeClient> {
   try {
-    kc.loadFromDefault();
+    return await loadKubeClient();
   } catch (error) {
     const where = process.env.KUBECONFIG ? `KUBECONFIG=${process.env.KUBECONFIG}` : 'the default kubeconfig';
     throw new CodedError(
@@ -101,7 +105,6 @@ function loadKubeConfig(): KubeConfig {
       `cannot load ${where}: ${errorMessage(error)}; point KUBECONFIG at a readable kubeconfig, or run in a pod with a ServiceAccount`,
     );
   }
-  return kc;
 }
 
 async function main(): Promise<void> {
@@ -154,10 +157,11 @@ async function main(): Promise<void> {
     );
   }
   // Every flag is checked before anything touches the cluster.
-  const kc = loadKubeConfig();
+  const kube = await loadKubernetesClient();
+  logger.info({ server: kube.server.origin, credentials: kube.description }, 'Kubernetes client loaded');
   const clusterResourceNamespace = v['cluster-resource-namespace'] || process.env.POD_NAMESPACE;
   const operator = await startOperator({
-    kc,
+    kc: kube,
     logger,
     ...(v.namespace ? { namespace: v.namespace } : {}),
     ...(clusterResourceNamespace ? { clusterResourceNamespace } : {}),

@@ -1,13 +1,15 @@
 // The one way this package sends a JSON request over HTTPS and reads the answer: the operator's
-// admin client and the agent's client both go through here, so they agree on the deadline, the
-// answer size limit, what an error answer means and which ones are worth retrying.
+// admin client, the agent's client and the operator's Kubernetes client all go through here, so
+// they agree on the deadline, the answer size limit, what an error answer means and which ones are
+// worth retrying. `requestStream` is the same request with the answer handed over as it arrives,
+// for answers that do not end (a Kubernetes watch).
 //
 // Built on node:https rather than undici (weighed for issue 9): the agent explains a failed request
 // by the phase it reached (DNS, TCP connect, TLS handshake, waiting for the answer), which needs the
 // request's own socket and its `reusedSocket` flag; node:https hands both out per request, undici's
 // dispatcher hides them. node:https is also already there: no dependency for two small clients.
-import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
-import { type Agent, request as httpsRequest } from 'node:https';
+import type { Agent, IncomingHttpHeaders, IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import type { Socket } from 'node:net';
 import { CodedError, type CodedErrorOptions } from './errors.ts';
 
@@ -17,6 +19,7 @@ export const DEFAULT_MAX_ANSWER_BYTES = 256 * 1024;
 export interface JsonRequest {
   method: string;
   url: URL | string;
+  /** TLS settings and connection reuse (an https.Agent, or a proxying agent built on http.Agent). */
   agent: Agent;
   headers?: Record<string, string>;
   /** Sent as the body, serialised; already serialised text is sent as it is. */
@@ -48,17 +51,7 @@ export interface JsonAnswer {
  * answer over MAX_ANSWER_BYTES.
  */
 export function requestJson(options: JsonRequest): Promise<JsonAnswer> {
-  const payload =
-    options.body === undefined
-      ? undefined
-      : typeof options.body === 'string'
-        ? options.body
-        : JSON.stringify(options.body);
-  const headers: Record<string, string | number> = { accept: 'application/json', ...options.headers };
-  if (payload !== undefined) {
-    headers['content-type'] ??= 'application/json';
-    headers['content-length'] = Buffer.byteLength(payload);
-  }
+  const { payload, headers } = encode(options);
   const maxAnswerBytes = options.maxAnswerBytes ?? DEFAULT_MAX_ANSWER_BYTES;
   return new Promise((resolve, reject) => {
     let answer: IncomingMessage | undefined;
@@ -114,6 +107,113 @@ export function requestJson(options: JsonRequest): Promise<JsonAnswer> {
     request.on('error', fail);
     request.end(payload);
   });
+}
+
+export interface StreamRequest {
+  method: string;
+  url: URL | string;
+  agent: Agent;
+  headers?: Record<string, string>;
+  body?: unknown;
+  /** The deadline for the answer's status line and headers; the body then takes as long as it takes. */
+  timeoutMs: number;
+}
+
+export interface StreamAnswer {
+  status: number;
+  headers: IncomingHttpHeaders;
+  /** The body as it arrives; the caller reads it (or `readAnswer` it) and ends it with `abort`. */
+  body: IncomingMessage;
+  /** Ends the request and its answer (no more data or end events); safe to call more than once. */
+  abort(reason?: Error): void;
+}
+
+/**
+ * Sends one request and resolves as soon as the answer's status line and headers arrive, whatever
+ * the status, with the body still to be read. Rejects as requestJson does (the transport's own
+ * error, or REQUEST_TIMEOUT when the headers do not arrive in time).
+ */
+export function requestStream(options: StreamRequest): Promise<StreamAnswer> {
+  const { payload, headers } = encode(options);
+  return new Promise((resolve, reject) => {
+    let settled = false;
+    const request = httpsRequest(
+      options.url,
+      { method: options.method, agent: options.agent, headers },
+      (res) => {
+        if (settled) {
+          res.destroy();
+          return;
+        }
+        settled = true;
+        clearTimeout(deadline);
+        const abort = (reason?: Error) => {
+          res.destroy(reason);
+          request.destroy(reason);
+        };
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: res, abort });
+      },
+    );
+    const deadline = setTimeout(() => {
+      const timedOut = Object.assign(new Error(`no answer within ${options.timeoutMs} ms`), {
+        code: 'REQUEST_TIMEOUT',
+      });
+      request.destroy(timedOut);
+    }, options.timeoutMs);
+    request.on('error', (error) => {
+      // After the answer arrived, errors belong to the body the caller reads.
+      if (settled) return;
+      settled = true;
+      clearTimeout(deadline);
+      reject(error);
+    });
+    request.end(payload);
+  });
+}
+
+/** Reads a streamed answer's whole body (at most `maxAnswerBytes`, else BAD_RESPONSE), e.g. an error answer. */
+export function readAnswer(
+  answer: StreamAnswer,
+  maxAnswerBytes = DEFAULT_MAX_ANSWER_BYTES,
+): Promise<{ text: string; json: unknown }> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    answer.body.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > maxAnswerBytes) {
+        const tooLarge = new CodedError('BAD_RESPONSE', `the answer exceeds ${maxAnswerBytes} bytes`);
+        answer.abort(tooLarge);
+        reject(tooLarge);
+        return;
+      }
+      chunks.push(chunk);
+    });
+    answer.body.on('error', reject);
+    answer.body.on('end', () => {
+      const text = Buffer.concat(chunks).toString('utf8');
+      resolve({ text, json: parseJson(text) });
+    });
+  });
+}
+
+/** The body serialised (text is sent as it is) and the headers that go with it. */
+function encode(options: { body?: unknown; headers?: Record<string, string> }): {
+  payload: string | undefined;
+  headers: Record<string, string | number>;
+} {
+  const payload =
+    options.body === undefined
+      ? undefined
+      : typeof options.body === 'string'
+        ? options.body
+        : JSON.stringify(options.body);
+  const headers: Record<string, string | number> = { accept: 'application/json', ...options.headers };
+  if (payload !== undefined) {
+    headers['content-type'] ??= 'application/json';
+    headers['content-length'] = Buffer.byteLength(payload);
+  }
+  return { payload, headers };
 }
 
 /**

@@ -4,9 +4,10 @@
 // adopting Connector gets two narrow watches in its namespace: the workload by name (a field
 // selector) and its pods by the workload's own selector. Any event wakes that Connector, so a pod
 // rescheduled onto emptyDir is noticed at once, not at the next resync.
-import type { KubeConfig, KubernetesObject } from '@kubernetes/client-node';
+import type { KubernetesObject } from '@kubernetes/client-node';
 import type { Logger } from '../lib/logger.ts';
 import { Informer } from './runtime/informers.ts';
+import type { KubeAccess } from './runtime/kube-access.ts';
 import type { OperatorMetrics } from './runtime/metrics.ts';
 import { RESOURCE_TYPES } from './runtime/resources.ts';
 
@@ -19,7 +20,7 @@ export interface AdoptionTarget {
 }
 
 export interface AdoptionWatchesOptions {
-  kc: KubeConfig;
+  kc: KubeAccess;
   logger: Logger;
   metrics?: OperatorMetrics;
   /** Called with the Connector's key on any event of its workload or pods. */

@@ -3,20 +3,21 @@
 // own read from the API when a Connector needs it. Secrets are never cached: the operator may not
 // list or watch them, so its own token Secret and the credential Secrets that control-plane
 // resources name are read by name (get), only when they matter.
-import {
-  AppsV1Api,
-  CoreV1Api,
-  type KubeConfig,
-  StorageV1Api,
-  type V1ConfigMap,
-  type V1Deployment,
-  type V1PersistentVolumeClaim,
-  type V1Pod,
-  type V1StatefulSet,
+import type {
+  V1ConfigMap,
+  V1Deployment,
+  V1PersistentVolumeClaim,
+  V1Pod,
+  V1Secret,
+  V1StatefulSet,
+  V1StorageClass,
 } from '@kubernetes/client-node';
 import { LABELS } from './api/constants.ts';
 import type { ClusterReader } from './reconcile/observe.ts';
 import type { Informer } from './runtime/informers.ts';
+import { type KubeAccess, kubeClientOf } from './runtime/kube-access.ts';
+import type { KubeClient } from './runtime/kube-client.ts';
+import { RESOURCE_TYPES } from './runtime/resources.ts';
 
 export interface OwnedInformers {
   statefulSets: Informer<V1StatefulSet>;
@@ -40,15 +41,11 @@ async function orUndefined<T>(read: Promise<T>): Promise<T | undefined> {
 
 export class InformerClusterReader implements ClusterReader {
   private readonly informers: OwnedInformers;
-  private readonly core: CoreV1Api;
-  private readonly apps: AppsV1Api;
-  private readonly storage: StorageV1Api;
+  private readonly kube: KubeClient;
 
-  constructor(kc: KubeConfig, informers: OwnedInformers) {
+  constructor(kc: KubeAccess, informers: OwnedInformers) {
     this.informers = informers;
-    this.core = kc.makeApiClient(CoreV1Api);
-    this.apps = kc.makeApiClient(AppsV1Api);
-    this.storage = kc.makeApiClient(StorageV1Api);
+    this.kube = kubeClientOf(kc);
   }
 
   ownedStatefulSet(namespace: string, name: string) {
@@ -68,7 +65,9 @@ export class InformerClusterReader implements ClusterReader {
       .filter((c) => c.metadata?.labels?.[LABELS.connector] === connectorName);
   }
   readClaim(namespace: string, name: string) {
-    return orUndefined(this.core.readNamespacedPersistentVolumeClaim({ namespace, name }));
+    return orUndefined(
+      this.kube.get<V1PersistentVolumeClaim>(RESOURCE_TYPES.persistentVolumeClaim, { namespace, name }),
+    );
   }
   readWorkload(
     namespace: string,
@@ -76,20 +75,20 @@ export class InformerClusterReader implements ClusterReader {
     name: string,
   ): Promise<V1StatefulSet | V1Deployment | undefined> {
     return kind === 'StatefulSet'
-      ? orUndefined(this.apps.readNamespacedStatefulSet({ namespace, name }))
-      : orUndefined(this.apps.readNamespacedDeployment({ namespace, name }));
+      ? orUndefined(this.kube.get<V1StatefulSet>(RESOURCE_TYPES.statefulSet, { namespace, name }))
+      : orUndefined(this.kube.get<V1Deployment>(RESOURCE_TYPES.deployment, { namespace, name }));
   }
   async listPods(namespace: string, labelSelector: string) {
-    return (await this.core.listNamespacedPod({ namespace, labelSelector })).items;
+    return (await this.kube.list<V1Pod>(RESOURCE_TYPES.pod, { namespace, labelSelector })).items ?? [];
   }
   readSecret(namespace: string, name: string) {
-    return orUndefined(this.core.readNamespacedSecret({ namespace, name }));
+    return orUndefined(this.kube.get<V1Secret>(RESOURCE_TYPES.secret, { namespace, name }));
   }
   readConfigMap(namespace: string, name: string) {
-    return orUndefined(this.core.readNamespacedConfigMap({ namespace, name }));
+    return orUndefined(this.kube.get<V1ConfigMap>(RESOURCE_TYPES.configMap, { namespace, name }));
   }
   /** Read only when a claim should grow (storage-expansion.ts), so no informer: a handful of reads. */
   readStorageClass(name: string) {
-    return orUndefined(this.storage.readStorageClass({ name }));
+    return orUndefined(this.kube.get<V1StorageClass>(RESOURCE_TYPES.storageClass, { name }));
   }
 }

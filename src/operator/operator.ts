@@ -6,16 +6,7 @@
 // in-process against a real API server.
 import { readFile } from 'node:fs/promises';
 import type { Server } from 'node:http';
-import {
-  AppsV1Api,
-  type KubeConfig,
-  PatchStrategy,
-  setHeaderOptions,
-  type V1ConfigMap,
-  type V1PersistentVolumeClaim,
-  type V1Pod,
-  type V1StatefulSet,
-} from '@kubernetes/client-node';
+import type { V1ConfigMap, V1PersistentVolumeClaim, V1Pod, V1StatefulSet } from '@kubernetes/client-node';
 import { backgroundClock, type Clock } from '../lib/clock.ts';
 import type { Logger } from '../lib/logger.ts';
 import { AdoptionWatches } from './adoption-watches.ts';
@@ -32,6 +23,7 @@ import { KubeWriter } from './runtime/apply.ts';
 import { CredentialSource } from './runtime/credential.ts';
 import { EventRecorder } from './runtime/events.ts';
 import { Informer } from './runtime/informers.ts';
+import { type KubeAccess, kubeClientOf } from './runtime/kube-access.ts';
 import { LeaderElector } from './runtime/leader-election.ts';
 import { createOperatorMetrics, type OperatorMetrics } from './runtime/metrics.ts';
 import { RESOURCE_TYPES } from './runtime/resources.ts';
@@ -39,7 +31,11 @@ import { createRuntimeServer } from './runtime/server.ts';
 import { objectKey, WorkQueue } from './runtime/work-queue.ts';
 
 export interface OperatorOptions {
-  kc: KubeConfig;
+  /**
+   * The operator's Kubernetes client (src/bin/operator.ts loads it), or a client-node KubeConfig to
+   * build it from (kube-access.ts).
+   */
+  kc: KubeAccess;
   logger: Logger;
   clock?: Clock;
   /** Watch one namespace; all when omitted. */
@@ -94,7 +90,9 @@ export interface RunningOperator {
 const ownedSelector = `${LABELS.managedBy}=${LABEL_VALUES.managedBy}`;
 
 export async function startOperator(options: OperatorOptions): Promise<RunningOperator> {
-  const { kc, logger } = options;
+  const { logger } = options;
+  // One client, so every informer, writer and the elector share its connections.
+  const kc = kubeClientOf(options.kc);
   const clock = options.clock ?? backgroundClock;
   const metrics = createOperatorMetrics();
   const identity = options.leaderElection?.identity ?? 'vaultpam-connector-operator';
@@ -250,7 +248,6 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
     });
   }
   const recorder = new EventRecorder({ kc, logger, identity, metrics, clock });
-  const apps = kc.makeApiClient(AppsV1Api);
   const reconciler = new ConnectorReconciler({
     clock,
     logger,
@@ -266,11 +263,13 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
     ...(options.releaseTimeoutMs !== undefined ? { releaseTimeoutMs: options.releaseTimeoutMs } : {}),
     async scale(kind, namespace, name, replicas) {
       metrics.countWrite(kind, 'patch');
-      const body = { spec: { replicas } };
-      const headers = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
-      if (kind === 'StatefulSet')
-        await apps.patchNamespacedStatefulSetScale({ namespace, name, body }, headers);
-      else await apps.patchNamespacedDeploymentScale({ namespace, name, body }, headers);
+      const type = kind === 'StatefulSet' ? RESOURCE_TYPES.statefulSet : RESOURCE_TYPES.deployment;
+      await kc.patch(
+        type,
+        { namespace, name },
+        { spec: { replicas } },
+        { patch: 'merge', subresource: 'scale' },
+      );
     },
   });
 

@@ -8,7 +8,6 @@ import { ApiextensionsV1Api, CustomObjectsApi } from '@kubernetes/client-node';
 import test from 'ava';
 import * as yaml from 'js-yaml';
 import { CRD_NAME, GROUP, PLURAL, VERSION } from '../../src/operator/api/constants.ts';
-import { loadConnectorCrdModel } from '../../src/operator/api/crd.ts';
 import {
   type Connector,
   type ConnectorSpec,
@@ -16,6 +15,7 @@ import {
   defaultedSpec,
 } from '../../src/operator/api/types.ts';
 import { createTestNamespace, repoRoot, useCluster } from '../helpers/cluster.ts';
+import { loadConnectorCrdModel } from '../helpers/crd-model.ts';
 import { eventually } from '../helpers/eventually.ts';
 
 const cluster = useCluster(test);

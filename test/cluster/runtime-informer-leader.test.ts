@@ -9,6 +9,7 @@ import {
   CoordinationV1Api,
   CoreV1Api,
   KubeConfig,
+  type KubernetesObject,
   RbacAuthorizationV1Api,
   type V1ConfigMap,
 } from '@kubernetes/client-node';
@@ -140,7 +141,11 @@ test.serial('an informer lists, caches and follows the labelled objects of one n
   const listed = informer.get(namespace, 'before');
   t.is(listed?.kind, 'ConfigMap', 'listed objects carry their kind');
   t.is(listed?.apiVersion, 'v1');
-  t.true(listed?.metadata?.creationTimestamp instanceof Date, 'listed objects are in client-node model form');
+  t.is(
+    typeof listed?.metadata?.creationTimestamp,
+    'string',
+    "listed objects are the API server's JSON (timestamps as it sent them)",
+  );
   t.is(informer.get(namespace, 'unlabelled'), undefined, 'the label selector applies');
   t.deepEqual(seen, ['add before']);
 
@@ -148,9 +153,10 @@ test.serial('an informer lists, caches and follows the labelled objects of one n
   const watched = await eventually(() => informer.get(namespace, 'after'), {
     description: 'watch sees the new object',
   });
-  t.true(
-    watched.metadata?.creationTimestamp instanceof Date,
-    'watched objects have the same model form as listed ones',
+  t.is(
+    typeof watched.metadata?.creationTimestamp,
+    'string',
+    'watched objects have the same form as listed ones',
   );
   t.is(watched.kind, 'ConfigMap');
 
@@ -333,6 +339,60 @@ test.serial(
     t.is(informer.status().failingForMs, 0);
     t.true(logs.records().some((r) => r.msg === 'informer list/watch failed; restarting with backoff'));
     t.true(informer.hasSynced(), 'synced stays true across restarts');
+  },
+);
+
+test.serial(
+  'an informer whose version etcd compacted away meanwhile gets 410 Gone, relists and sees what it missed',
+  async (t) => {
+    const { kc: adminKc, cluster: local } = cluster();
+    const core = adminKc.makeApiClient(CoreV1Api);
+    const namespace = await createTestNamespace(adminKc, 'gone');
+    const { kc, proxy } = await throughProxy(t, adminKc);
+    const logs = captureLogs();
+    // Events: the API server keeps no watch cache for them, so their watches are etcd's own.
+    const informer = new Informer<KubernetesObject>({
+      kc,
+      type: RESOURCE_TYPES.event,
+      namespace,
+      logger: logs.logger,
+      restartBackoff: { baseMs: 100, capMs: 400 },
+    });
+    const added: string[] = [];
+    informer.addHandlers({ onAdd: (event) => void added.push(event.metadata?.name ?? '') });
+    const event = (name: string) =>
+      core.createNamespacedEvent({
+        namespace,
+        body: {
+          metadata: { name },
+          involvedObject: { kind: 'ConfigMap', name: 'x', namespace },
+          reason: 'Tested',
+          message: name,
+          type: 'Normal',
+        },
+      });
+    informer.start();
+    t.teardown(() => informer.stop());
+    await informer.waitForSync(AbortSignal.timeout(30_000));
+    await event('before');
+    await eventually(() => added.includes('before'), { description: 'the watch works' });
+
+    proxy.cut();
+    await event('missed');
+    // Compacted up to a later write, so the revision right after 'before' is gone whatever came between.
+    const later = await event('later');
+    const compaction = await fetch(`${local.etcdUrl}/v3/kv/compaction`, {
+      method: 'POST',
+      body: JSON.stringify({ revision: Number(later.metadata?.resourceVersion), physical: true }),
+    });
+    t.is(compaction.status, 200);
+    proxy.resume();
+
+    await eventually(() => added.includes('missed'), { description: 'the relisted informer has it' });
+    t.true(
+      logs.records().some((r) => r.msg === 'watch resourceVersion expired; relisting'),
+      'the 410 Gone was met and answered with a relist',
+    );
   },
 );
 

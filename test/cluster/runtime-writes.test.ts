@@ -35,7 +35,6 @@ const WIDGET: ResourceType = {
   kind: 'Widget',
   plural: 'widgets',
   namespaced: true,
-  model: 'KubernetesObject',
 };
 
 interface Widget extends KubernetesObject {

@@ -28,11 +28,11 @@ import {
   connectorSchema,
   type JsonSchema,
   loadConnectorCrd,
-  loadConnectorCrdModel,
   loadCrd,
 } from '../../src/operator/api/crd.ts';
 import { type Connector, defaultedSpec } from '../../src/operator/api/types.ts';
 import { PATTERNS } from '../../src/operator/api/validation.ts';
+import { loadConnectorCrdModel } from '../helpers/crd-model.ts';
 
 const SAMPLE_PATH = fileURLToPath(new URL('../../manifests/samples/connector.yaml', import.meta.url));
 const DOC_PATH = fileURLToPath(new URL('../../docs/connector-resource.md', import.meta.url));

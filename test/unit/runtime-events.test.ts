@@ -2,7 +2,7 @@
 // per-object rate limiter, note truncation, and the promise that record() never throws; and, against a
 // stand-in events API, that phase and outcome Events pass the rate limit and steps beyond it are folded.
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
-import { createServer } from 'node:http';
+import { createServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { KubeConfig } from '@kubernetes/client-node';
 import test, { type ExecutionContext } from 'ava';
@@ -14,6 +14,7 @@ import { transitionEvents } from '../../src/operator/reconcile/transition-events
 import { EventRecorder, FOLDED_REASON, truncateUtf8 } from '../../src/operator/runtime/events.ts';
 import { createOperatorMetrics } from '../../src/operator/runtime/metrics.ts';
 import { findSecretPattern, redactSecretPatterns } from '../../src/operator/runtime/secret-patterns.ts';
+import { selfSignedCertificate } from '../helpers/certificates.ts';
 import { captureLogs } from '../helpers/log-capture.ts';
 import { assertNoSecrets } from '../helpers/secret-scan.ts';
 
@@ -147,10 +148,11 @@ interface EventsRequest {
   body: { reason?: string; note?: string; series?: { count: number } };
 }
 
-/** A local HTTP server answering the events.k8s.io calls the recorder makes, and a KubeConfig for it. */
+/** A local HTTPS server answering the events.k8s.io calls the recorder makes, and a KubeConfig for it. */
 async function fakeEventsApi(t: ExecutionContext): Promise<{ kc: KubeConfig; requests: EventsRequest[] }> {
   const requests: EventsRequest[] = [];
-  const server = createServer((req, res) => {
+  const { certPem, keyPem } = await selfSignedCertificate({ sanIps: ['127.0.0.1'] });
+  const server = createServer({ cert: certPem, key: keyPem }, (req, res) => {
     let data = '';
     req.on('data', (chunk) => {
       data += chunk;
@@ -163,11 +165,24 @@ async function fakeEventsApi(t: ExecutionContext): Promise<{ kc: KubeConfig; req
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  t.teardown(
+    () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  );
   const { port } = server.address() as AddressInfo;
   const kc = new KubeConfig();
   kc.loadFromOptions({
-    clusters: [{ name: 'fake', server: `http://127.0.0.1:${port}`, skipTLSVerify: true }],
+    clusters: [
+      {
+        name: 'fake',
+        server: `https://127.0.0.1:${port}`,
+        caData: Buffer.from(certPem).toString('base64'),
+        skipTLSVerify: false,
+      },
+    ],
     users: [{ name: 'fake' }],
     contexts: [{ name: 'fake', cluster: 'fake', user: 'fake' }],
     currentContext: 'fake',

@@ -2,7 +2,6 @@
 // (which may install them) and the tests read the one file that kubectl applies, never a copy.
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import { loadYaml, type V1CustomResourceDefinition } from '@kubernetes/client-node';
 import { load } from 'js-yaml';
 import { CodedError } from '../../lib/errors.ts';
 import { CLUSTER_CONTROL_PLANE, CONTROL_PLANE, CRD_NAME, VERSION } from './constants.ts';
@@ -93,18 +92,4 @@ export function connectorSchema(crd: CustomResourceDefinition): JsonSchema {
     throw new CodedError('CRD_INVALID', `${crd.metadata.name} has no version ${VERSION}`);
   }
   return version.schema.openAPIV3Schema;
-}
-
-/**
- * The CRD as a @kubernetes/client-node model, ready for ApiextensionsV1Api. Always send this, never
- * the plain parsed YAML: the client's serializer writes model properties (`_enum`,
- * `x_kubernetes_validations`, `x_kubernetes_int_or_string`, ...) under their JSON names and silently
- * drops plain keys such as `enum` and `x-kubernetes-validations`, which installs a CRD without
- * its validation.
- */
-export async function loadConnectorCrdModel(
-  path: string = CONNECTOR_CRD_PATH,
-): Promise<V1CustomResourceDefinition> {
-  await loadConnectorCrd(path);
-  return loadYaml<V1CustomResourceDefinition>(await readFile(path, 'utf8'));
 }

@@ -2,25 +2,21 @@
 // field manager, status writes through the status subresource, deletes, and owner references.
 // Each request is counted in vaultpam_operator_kubernetes_writes_total{kind, verb} before it is sent,
 // so a test can prove that an idle operator sends no writes at all.
-import {
-  CustomObjectsApi,
-  type KubeConfig,
-  type KubernetesObject,
-  KubernetesObjectApi,
-  PatchStrategy,
-  setHeaderOptions,
-  type V1OwnerReference,
-} from '@kubernetes/client-node';
+import type { KubernetesObject, V1OwnerReference } from '@kubernetes/client-node';
 import { CodedError } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/logger.ts';
 import { FIELD_MANAGER } from '../api/constants.ts';
 import { apiErrorMessage, apiStatusOf, httpStatusOf } from './api-errors.ts';
+import { type KubeAccess, kubeClientOf } from './kube-access.ts';
+import type { KubeClient } from './kube-client.ts';
+import { KubeApiError } from './kube-errors.ts';
 import type { KubernetesWriteVerb, OperatorMetrics } from './metrics.ts';
 import type { ResourceType } from './resources.ts';
 import { redactSecretPatterns } from './secret-patterns.ts';
 
 export interface KubeWriterOptions {
-  kc: KubeConfig;
+  /** The operator's client, or a client-node KubeConfig to build it from (kube-access.ts). */
+  kc: KubeAccess;
   logger: Logger;
   metrics?: OperatorMetrics;
   /** Defaults to the operator's one field manager. */
@@ -87,13 +83,19 @@ export function writeError(what: string, error: unknown): CodedError {
   // Answers about Secrets could quote what was sent; the filter keeps a token or key out of the error.
   const message = redactSecretPatterns(apiErrorMessage(error));
   const causes = status === 400 || status === 422 ? refusalCauses(error) : [];
+  // A 429's Retry-After: when the API server is willing to hear from us again.
+  const retryAfterMs = error instanceof KubeApiError ? error.retryAfterMs : undefined;
+  const details = {
+    ...(causes.length > 0 ? { causes } : {}),
+    ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
+  };
   return new CodedError(
     code,
     `${what} failed${status === undefined ? '' : ` (HTTP ${status})`}: ${message}`,
     {
       httpStatus: status ?? 503,
       temporary: !permanent,
-      ...(causes.length > 0 ? { details: { causes } } : {}),
+      ...(Object.keys(details).length > 0 ? { details } : {}),
     },
   );
 }
@@ -116,15 +118,13 @@ function refusalCauses(error: unknown): ApiRefusalCause[] {
 
 export class KubeWriter {
   readonly fieldManager: string;
-  private readonly objects: KubernetesObjectApi;
-  private readonly customObjects: CustomObjectsApi;
+  private readonly kube: KubeClient;
   private readonly logger: Logger;
   private readonly metrics: OperatorMetrics | undefined;
 
   constructor(options: KubeWriterOptions) {
     this.fieldManager = options.fieldManager ?? FIELD_MANAGER;
-    this.objects = KubernetesObjectApi.makeApiClient(options.kc);
-    this.customObjects = options.kc.makeApiClient(CustomObjectsApi);
+    this.kube = kubeClientOf(options.kc);
     this.logger = options.logger;
     this.metrics = options.metrics;
   }
@@ -139,14 +139,15 @@ export class KubeWriter {
     const what = `server-side apply${options.dryRun ? ' (dry run)' : ''} of ${kind} ${namespace}/${name}`;
     this.count(kind, options.dryRun ? 'dry-run' : 'patch');
     try {
-      const applied = await this.objects.patch<T>(
-        desired,
-        undefined,
-        options.dryRun ? 'All' : undefined,
-        this.fieldManager,
-        options.force ?? true,
-        PatchStrategy.ServerSideApply,
-      );
+      const type = await this.kube.resourceType(desired.apiVersion ?? '', kind);
+      const applied = await this.kube.patch<T>(type, { namespace, name }, desired, {
+        patch: 'apply',
+        query: {
+          fieldManager: this.fieldManager,
+          force: options.force ?? true,
+          ...(options.dryRun ? { dryRun: 'All' } : {}),
+        },
+      });
       this.logger.debug(
         { kind, namespace, name, resourceVersion: applied.metadata?.resourceVersion },
         'applied',
@@ -186,30 +187,19 @@ export class KubeWriter {
     else if (!ref.name) this.requireRef(type.kind, { namespace: '-', name: ref.name }, 'applyStatus');
     const what = `status apply of ${type.kind} ${namespaced ? `${ref.namespace}/` : ''}${ref.name}`;
     this.count(type.kind, 'patch');
-    const request = {
-      group: type.apiVersion.slice(0, slash),
-      version: type.apiVersion.slice(slash + 1),
-      plural: type.plural,
-      name: ref.name,
-      body: {
-        apiVersion: type.apiVersion,
-        kind: type.kind,
-        metadata: { name: ref.name, ...(namespaced ? { namespace: ref.namespace } : {}) },
-        status,
-      },
-      fieldManager: this.fieldManager,
-      force: true,
+    const body = {
+      apiVersion: type.apiVersion,
+      kind: type.kind,
+      metadata: { name: ref.name, ...(namespaced ? { namespace: ref.namespace } : {}) },
+      status,
     };
-    const headers = setHeaderOptions('Content-Type', PatchStrategy.ServerSideApply);
     try {
-      const applied = (
-        namespaced
-          ? await this.customObjects.patchNamespacedCustomObjectStatus(
-              { ...request, namespace: ref.namespace },
-              headers,
-            )
-          : await this.customObjects.patchClusterCustomObjectStatus(request, headers)
-      ) as T;
+      const applied = await this.kube.patch<T>(
+        type,
+        { name: ref.name, ...(namespaced ? { namespace: ref.namespace } : {}) },
+        body,
+        { patch: 'apply', subresource: 'status', query: { fieldManager: this.fieldManager, force: true } },
+      );
       this.logger.debug(
         {
           kind: type.kind,
@@ -245,14 +235,10 @@ export class KubeWriter {
       metadata: { name: ref.name, namespace: ref.namespace, uid: ref.uid },
     } as T;
     try {
-      const patched = await this.objects.patch<T>(
-        body,
-        undefined,
-        undefined,
-        this.fieldManager,
-        undefined,
-        PatchStrategy.MergePatch,
-      );
+      const patched = await this.kube.patch<T>(type, ref, body, {
+        patch: 'merge',
+        query: { fieldManager: this.fieldManager },
+      });
       this.logger.debug({ kind: type.kind, namespace: ref.namespace, name: ref.name }, 'merge-patched');
       return patched;
     } catch (error) {
@@ -265,19 +251,10 @@ export class KubeWriter {
     this.requireRef(type.kind, ref, 'delete');
     this.count(type.kind, 'delete');
     try {
-      await this.objects.delete(
-        {
-          apiVersion: type.apiVersion,
-          kind: type.kind,
-          metadata: { name: ref.name, namespace: ref.namespace },
-        },
-        undefined,
-        undefined,
-        undefined,
-        undefined,
-        options.propagationPolicy ?? 'Background',
-        options.uid === undefined ? undefined : { preconditions: { uid: options.uid } },
-      );
+      await this.kube.delete(type, ref, {
+        propagationPolicy: options.propagationPolicy ?? 'Background',
+        ...(options.uid === undefined ? {} : { preconditions: { uid: options.uid } }),
+      });
       this.logger.debug({ kind: type.kind, namespace: ref.namespace, name: ref.name }, 'deleted');
       return true;
     } catch (error) {

@@ -2,16 +2,18 @@
 // whenever the Secret changes (an informer on that single Secret, selected by metadata.name), so a
 // rotated credential takes effect without restarting the operator. The value is held in memory only;
 // it is never logged, put in an error or handed to anything but `current()` and `onChange`.
-import type { KubeConfig, V1Secret } from '@kubernetes/client-node';
+import type { V1Secret } from '@kubernetes/client-node';
 import type { Clock } from '../../lib/clock.ts';
 import { CodedError } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/logger.ts';
 import { Informer, type InformerStatus, type RestartBackoff } from './informers.ts';
+import type { KubeAccess } from './kube-access.ts';
 import type { OperatorMetrics } from './metrics.ts';
 import { RESOURCE_TYPES } from './resources.ts';
 
 export interface CredentialSourceOptions {
-  kc: KubeConfig;
+  /** The operator's client, or a client-node KubeConfig to build it from (kube-access.ts). */
+  kc: KubeAccess;
   namespace: string;
   /** Secret name. */
   name: string;

@@ -11,20 +11,17 @@
 // - A note that matches a secret pattern (enrollment token, PEM private key) is replaced with a
 //   redaction notice and a warning is logged (without the note): a last line of defence.
 import { randomBytes } from 'node:crypto';
-import {
-  EventsV1Api,
-  type EventsV1Event,
-  type KubeConfig,
-  PatchStrategy,
-  setHeaderOptions,
-  V1MicroTime,
-} from '@kubernetes/client-node';
+import type { EventsV1Event } from '@kubernetes/client-node';
 import { type Clock, systemClock } from '../../lib/clock.ts';
 import { errorMessage } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/logger.ts';
 import { evictOldest, PerKeyRateLimiter } from '../../lib/rate-limiter.ts';
 import { apiErrorMessage, httpStatusOf } from './api-errors.ts';
+import { type KubeAccess, kubeClientOf } from './kube-access.ts';
+import type { KubeClient } from './kube-client.ts';
+import { microTime } from './kube-time.ts';
 import type { OperatorMetrics } from './metrics.ts';
+import { RESOURCE_TYPES } from './resources.ts';
 import { findSecretPattern } from './secret-patterns.ts';
 
 export const REPORTING_CONTROLLER = 'vaultpam.io/connector-operator';
@@ -77,7 +74,8 @@ export interface RateLimit {
 }
 
 export interface EventRecorderOptions {
-  kc: KubeConfig;
+  /** The operator's client, or a client-node KubeConfig to build it from (kube-access.ts). */
+  kc: KubeAccess;
   logger: Logger;
   /** reportingInstance: the operator's identity (pod name + suffix). */
   identity: string;
@@ -117,7 +115,7 @@ interface Folded {
 }
 
 export class EventRecorder {
-  private readonly api: EventsV1Api;
+  private readonly kube: KubeClient;
   private readonly logger: Logger;
   private readonly identity: string;
   private readonly metrics: OperatorMetrics | undefined;
@@ -131,7 +129,7 @@ export class EventRecorder {
   private readonly chains = new Map<string, Promise<void>>();
 
   constructor(options: EventRecorderOptions) {
-    this.api = options.kc.makeApiClient(EventsV1Api);
+    this.kube = kubeClientOf(options.kc);
     this.logger = options.logger;
     this.identity = options.identity;
     this.metrics = options.metrics;
@@ -255,13 +253,11 @@ export class EventRecorder {
       this.touch(seriesKey, existing);
       this.metrics?.countWrite('Event', 'patch');
       try {
-        await this.api.patchNamespacedEvent(
-          {
-            namespace: existing.namespace,
-            name: existing.eventName,
-            body: { series: { count: existing.count, lastObservedTime: new V1MicroTime(nowMs) } },
-          },
-          setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+        await this.kube.patch(
+          RESOURCE_TYPES.event,
+          { namespace: existing.namespace, name: existing.eventName },
+          { series: { count: existing.count, lastObservedTime: microTime(nowMs) } },
+          { patch: 'merge' },
         );
         return;
       } catch (error) {
@@ -320,11 +316,12 @@ export class EventRecorder {
     // <name>.<16 hex>, the name cut so the whole stays a valid DNS subdomain (at most 253 characters).
     const base = subject.name.slice(0, 253 - 17).replace(/[^a-z0-9]+$/, '') || 'object';
     const eventName = `${base}.${randomBytes(8).toString('hex')}`;
-    const body: EventsV1Event = {
+    // The JSON the API server takes: eventTime is a MicroTime string, where the model type says Date.
+    const body: Omit<EventsV1Event, 'eventTime'> & { eventTime: string } = {
       apiVersion: 'events.k8s.io/v1',
       kind: 'Event',
       metadata: { name: eventName, namespace },
-      eventTime: new V1MicroTime(nowMs),
+      eventTime: microTime(nowMs),
       reportingController: REPORTING_CONTROLLER,
       reportingInstance: this.identity,
       type: event.type,
@@ -341,7 +338,7 @@ export class EventRecorder {
       },
     };
     this.metrics?.countWrite('Event', 'create');
-    await this.api.createNamespacedEvent({ namespace, body });
+    await this.kube.create(RESOURCE_TYPES.event, body);
     return eventName;
   }
 

@@ -1,23 +1,27 @@
 // A typed informer: lists one kind of object (optionally one namespace, label and field selector),
 // keeps a read cache, watches for changes and calls add/update/delete handlers.
 //
-// It is built on client-node 2.x's Watch (the streaming half of its informer) and
-// KubernetesObjectApi (paginated lists), not on its ListWatch, because ListWatch has the defects this
-// project exists to avoid: a watch error makes it stop for good (it only calls the error callbacks),
-// a handler that throws during a relist becomes an unhandled rejection (which ends the process) and
-// during a watch is swallowed by the line parser together with the resourceVersion update, a stop()
-// during its reconnect delay still opens a new watch, and it has no notion of "synced" or resync.
-// Here every list or watch failure is counted, logged and followed by a restart with capped
-// exponential backoff; handlers that throw or reject are logged and never reach the caller; stop()
-// ends everything; `hasSynced()` and a periodic resync are built in.
-import { type KubeConfig, type KubernetesObject, KubernetesObjectApi, Watch } from '@kubernetes/client-node';
+// It is built on the operator's own client (kube-client.ts: paginated lists and watches), not on
+// client-node's ListWatch, which has the defects this project exists to avoid: a watch error makes it
+// stop for good (it only calls the error callbacks), a handler that throws during a relist becomes an
+// unhandled rejection (which ends the process) and during a watch is swallowed by the line parser
+// together with the resourceVersion update, a stop() during its reconnect delay still opens a new
+// watch, and it has no notion of "synced" or resync. Here every list or watch failure is counted,
+// logged and followed by a restart with capped exponential backoff (at least as long as a 429's
+// Retry-After asks); handlers that throw or reject are logged and never reach the caller; stop() ends
+// everything; `hasSynced()` and a periodic resync are built in.
+import type { KubernetesObject } from '@kubernetes/client-node';
 import { type BackoffPolicy, backoffDelay, checkBackoffPolicy } from '../../lib/backoff.ts';
 import { backgroundClock, type Clock } from '../../lib/clock.ts';
 import { CodedError, errorMessage } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/logger.ts';
 import { describeApiError, httpStatusOf } from './api-errors.ts';
+import { type KubeAccess, kubeClientOf } from './kube-access.ts';
+import type { KubeClient } from './kube-client.ts';
+import { KubeApiError } from './kube-errors.ts';
+import type { WatchStream } from './kube-watch.ts';
 import type { OperatorMetrics } from './metrics.ts';
-import { collectionPath, type ResourceType, resourceName, toModel, withTypeMeta } from './resources.ts';
+import { type ResourceType, resourceName, withTypeMeta } from './resources.ts';
 
 export interface InformerHandlers<T extends KubernetesObject> {
   onAdd?(object: T): void | Promise<void>;
@@ -35,7 +39,8 @@ export interface RestartBackoff {
 }
 
 export interface InformerOptions {
-  kc: KubeConfig;
+  /** The operator's client, or a client-node KubeConfig to build it from (kube-access.ts). */
+  kc: KubeAccess;
   type: ResourceType;
   logger: Logger;
   /** Watch one namespace; all namespaces when omitted. */
@@ -90,8 +95,7 @@ export class Informer<T extends KubernetesObject> {
   private readonly pageSize: number;
   private readonly metrics: OperatorMetrics | undefined;
   private readonly clock: Clock;
-  private readonly objectApi: KubernetesObjectApi;
-  private readonly watcher: Watch;
+  private readonly kube: KubeClient;
   private readonly handlers: InformerHandlers<T>[] = [];
 
   /** namespace ('' for cluster-scoped) -> name -> object. */
@@ -133,8 +137,7 @@ export class Informer<T extends KubernetesObject> {
         `informer ${this.resource}: resyncPeriodMs must be 0 (off) or a positive number, got ${this.resyncPeriodMs}`,
       );
     }
-    this.objectApi = KubernetesObjectApi.makeApiClient(options.kc);
-    this.watcher = new Watch(options.kc);
+    this.kube = kubeClientOf(options.kc);
   }
 
   /** Registers handlers; objects already cached are not replayed (register before start). */
@@ -240,37 +243,46 @@ export class Informer<T extends KubernetesObject> {
       this.currentState = 'connecting';
       const connectedAt = this.clock.now().getTime();
       let delivered = false;
-      const params: Record<string, string | boolean> = {
-        allowWatchBookmarks: true,
-        resourceVersion: this.resourceVersion ?? '',
-      };
-      if (this.labelSelector !== undefined) params.labelSelector = this.labelSelector;
-      if (this.fieldSelector !== undefined) params.fieldSelector = this.fieldSelector;
-      const controller = await this.watcher.watch(
-        collectionPath(this.type, this.namespace),
-        params,
-        (phase, object) => {
-          if (session !== this.session) return;
-          delivered = true;
-          try {
-            this.onWatchEvent(phase, object as RawWatchObject);
-          } catch (error) {
-            // client-node's Watch would swallow this silently; an object we cannot read must be seen.
-            this.logger.error({ phase, err: errorMessage(error) }, 'could not process a watch event');
-          }
-        },
-        (error) => {
-          if (session !== this.session) return;
-          this.abortWatch = undefined;
-          this.onWatchEnd(error, delivered, connectedAt);
-        },
-      );
-      if (session !== this.session) {
-        // Stopped, or the watch already ended and a new session began while it was being opened.
-        controller.abort();
+      let watch: WatchStream;
+      try {
+        watch = await this.kube.watch(
+          this.type,
+          {
+            ...(this.namespace !== undefined ? { namespace: this.namespace } : {}),
+            ...(this.labelSelector !== undefined ? { labelSelector: this.labelSelector } : {}),
+            ...(this.fieldSelector !== undefined ? { fieldSelector: this.fieldSelector } : {}),
+            resourceVersion: this.resourceVersion ?? '',
+            allowWatchBookmarks: true,
+          },
+          {
+            onEvent: (phase, object) => {
+              if (session !== this.session) return;
+              delivered = true;
+              try {
+                this.onWatchEvent(phase, object as RawWatchObject);
+              } catch (error) {
+                // An object we cannot read must be seen, not swallowed.
+                this.logger.error({ phase, err: errorMessage(error) }, 'could not process a watch event');
+              }
+            },
+            onEnd: (error) => {
+              if (session !== this.session) return;
+              this.abortWatch = undefined;
+              this.onWatchEnd(error, delivered, connectedAt);
+            },
+          },
+        );
+      } catch (error) {
+        // A watch the server refused (410 Gone for a version too old, 403, ...) ends like one that broke.
+        if (session === this.session) this.onWatchEnd(error, false, connectedAt);
         return;
       }
-      this.abortWatch = () => controller.abort();
+      if (session !== this.session) {
+        // Stopped, or a new session began while the watch was being opened.
+        watch.abort();
+        return;
+      }
+      this.abortWatch = () => watch.abort();
       this.currentState = 'watching';
       this.failingSince = undefined;
     } catch (error) {
@@ -284,21 +296,16 @@ export class Informer<T extends KubernetesObject> {
     let continueToken: string | undefined;
     let listVersion = '';
     do {
-      const page = await this.objectApi.list<T>(
-        this.type.apiVersion,
-        this.type.kind,
-        this.namespace,
-        undefined,
-        undefined,
-        undefined,
-        this.fieldSelector,
-        this.labelSelector,
-        this.pageSize,
-        continueToken,
-      );
+      const page = await this.kube.list<T>(this.type, {
+        ...(this.namespace !== undefined ? { namespace: this.namespace } : {}),
+        ...(this.fieldSelector !== undefined ? { fieldSelector: this.fieldSelector } : {}),
+        ...(this.labelSelector !== undefined ? { labelSelector: this.labelSelector } : {}),
+        limit: this.pageSize,
+        ...(continueToken !== undefined ? { continue: continueToken } : {}),
+      });
       if (session !== this.session) return;
-      for (const item of page.items) items.push(withTypeMeta(this.type, item));
-      continueToken = page.metadata?._continue || undefined;
+      for (const item of page.items ?? []) items.push(withTypeMeta(this.type, item));
+      continueToken = page.metadata?.continue || undefined;
       listVersion = page.metadata?.resourceVersion ?? '';
     } while (continueToken !== undefined);
 
@@ -355,7 +362,7 @@ export class Informer<T extends KubernetesObject> {
       if (version) this.resourceVersion = version;
       return;
     }
-    const object = toModel<T>(this.type, raw);
+    const object = withTypeMeta(this.type, raw as T);
     const { namespace, name } = this.keyOf(object);
     if (phase === 'ADDED' || phase === 'MODIFIED') {
       let objects = this.cache.get(namespace);
@@ -402,7 +409,11 @@ export class Informer<T extends KubernetesObject> {
     this.failingSince ??= this.clock.now().getTime();
     this.lastError = describeApiError(error);
     this.metrics?.informerWatchErrors.inc({ resource: this.resource });
-    const retryInMs = backoffDelay(this.attempts, this.backoff);
+    // A server that said when to come back (429 Retry-After) is not asked sooner.
+    const retryInMs = Math.max(
+      backoffDelay(this.attempts, this.backoff),
+      (error instanceof KubeApiError ? error.retryAfterMs : undefined) ?? 0,
+    );
     this.logger.warn(
       { attempt: this.attempts, retryInMs, status: httpStatusOf(error), err: this.lastError },
       'informer list/watch failed; restarting with backoff',

@@ -11,15 +11,28 @@
 // deadline passes or another holder is seen. A clean stop releases the lease (empty holderIdentity)
 // so a successor takes over on its next retry instead of waiting for expiry.
 import { randomBytes } from 'node:crypto';
-import { CoordinationV1Api, type KubeConfig, type V1Lease, V1MicroTime } from '@kubernetes/client-node';
+import type { V1LeaseSpec, V1ObjectMeta } from '@kubernetes/client-node';
 import { backgroundClock, type Clock } from '../../lib/clock.ts';
 import { CodedError, errorMessage } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/logger.ts';
 import { apiErrorMessage, httpStatusOf } from './api-errors.ts';
+import { type KubeAccess, kubeClientOf } from './kube-access.ts';
+import type { KubeClient } from './kube-client.ts';
+import { microTime } from './kube-time.ts';
 import type { OperatorMetrics } from './metrics.ts';
+import { RESOURCE_TYPES } from './resources.ts';
+
+/** A Lease as the API server's JSON has it: acquireTime and renewTime are MicroTime strings (kube-time.ts). */
+interface Lease {
+  apiVersion?: string;
+  kind?: string;
+  metadata?: V1ObjectMeta;
+  spec?: Omit<V1LeaseSpec, 'acquireTime' | 'renewTime'> & { acquireTime?: string; renewTime?: string };
+}
 
 export interface LeaderElectionOptions {
-  kc: KubeConfig;
+  /** The operator's client, or a client-node KubeConfig to build it from (kube-access.ts). */
+  kc: KubeAccess;
   namespace: string;
   /** Name of the Lease object. */
   name: string;
@@ -66,7 +79,7 @@ export function leaderIdentity(podName: string): string {
 
 export class LeaderElector {
   readonly identity: string;
-  private readonly api: CoordinationV1Api;
+  private readonly kube: KubeClient;
   private readonly namespace: string;
   private readonly name: string;
   private readonly logger: Logger;
@@ -112,7 +125,7 @@ export class LeaderElector {
         `leader election needs leaseDurationMs >= 1000 and > renewDeadlineMs (the leader must stop acting before the lease can expire), got ${this.leaseDurationMs} and ${this.renewDeadlineMs}`,
       );
     }
-    this.api = options.kc.makeApiClient(CoordinationV1Api);
+    this.kube = kubeClientOf(options.kc);
   }
 
   /** Starts competing for the lease in the background. */
@@ -216,9 +229,12 @@ export class LeaderElector {
 
   /** One attempt: true when this process holds the lease afterwards. */
   private async acquireOrRenew(): Promise<boolean> {
-    let lease: V1Lease;
+    let lease: Lease;
     try {
-      lease = await this.api.readNamespacedLease({ namespace: this.namespace, name: this.name });
+      lease = await this.kube.get<Lease>(RESOURCE_TYPES.lease, {
+        namespace: this.namespace,
+        name: this.name,
+      });
     } catch (error) {
       if (httpStatusOf(error) !== 404) throw error;
       return this.create();
@@ -234,9 +250,9 @@ export class LeaderElector {
     ) {
       return false;
     }
-    const now = new V1MicroTime(this.clock.now().getTime());
+    const now = microTime(this.clock.now().getTime());
     const takingOver = holder !== this.identity;
-    const body: V1Lease = {
+    const body: Lease = {
       apiVersion: 'coordination.k8s.io/v1',
       kind: 'Lease',
       metadata: { ...lease.metadata, name: this.name, namespace: this.namespace },
@@ -250,11 +266,11 @@ export class LeaderElector {
     };
     try {
       this.options.metrics?.countWrite('Lease', 'update');
-      const updated = await this.api.replaceNamespacedLease({
-        namespace: this.namespace,
-        name: this.name,
+      const updated = await this.kube.replace<Lease>(
+        RESOURCE_TYPES.lease,
+        { namespace: this.namespace, name: this.name },
         body,
-      });
+      );
       if (takingOver) this.logger.info({ previousHolder: holder || undefined }, 'lease acquired');
       this.observe(updated);
       return true;
@@ -265,22 +281,19 @@ export class LeaderElector {
   }
 
   private async create(): Promise<boolean> {
-    const now = new V1MicroTime(this.clock.now().getTime());
+    const now = microTime(this.clock.now().getTime());
     try {
       this.options.metrics?.countWrite('Lease', 'create');
-      const created = await this.api.createNamespacedLease({
-        namespace: this.namespace,
-        body: {
-          apiVersion: 'coordination.k8s.io/v1',
-          kind: 'Lease',
-          metadata: { name: this.name, namespace: this.namespace },
-          spec: {
-            holderIdentity: this.identity,
-            leaseDurationSeconds: Math.ceil(this.leaseDurationMs / 1000),
-            acquireTime: now,
-            renewTime: now,
-            leaseTransitions: 0,
-          },
+      const created = await this.kube.create<Lease>(RESOURCE_TYPES.lease, {
+        apiVersion: 'coordination.k8s.io/v1',
+        kind: 'Lease',
+        metadata: { name: this.name, namespace: this.namespace },
+        spec: {
+          holderIdentity: this.identity,
+          leaseDurationSeconds: Math.ceil(this.leaseDurationMs / 1000),
+          acquireTime: now,
+          renewTime: now,
+          leaseTransitions: 0,
         },
       });
       this.logger.info('lease created and acquired');
@@ -292,7 +305,7 @@ export class LeaderElector {
     }
   }
 
-  private observe(lease: V1Lease): void {
+  private observe(lease: Lease): void {
     const version = lease.metadata?.resourceVersion;
     if (version !== this.observedVersion) {
       this.observedVersion = version;
@@ -314,21 +327,18 @@ export class LeaderElector {
 
   private async release(): Promise<void> {
     try {
-      const lease = await this.api.readNamespacedLease({ namespace: this.namespace, name: this.name });
+      const ref = { namespace: this.namespace, name: this.name };
+      const lease = await this.kube.get<Lease>(RESOURCE_TYPES.lease, ref);
       if (lease.spec?.holderIdentity !== this.identity) return;
-      const now = new V1MicroTime(this.clock.now().getTime());
+      const now = microTime(this.clock.now().getTime());
       this.options.metrics?.countWrite('Lease', 'update');
-      await this.api.replaceNamespacedLease({
-        namespace: this.namespace,
-        name: this.name,
-        body: {
-          ...lease,
-          spec: {
-            ...lease.spec,
-            holderIdentity: '',
-            leaseDurationSeconds: 1,
-            renewTime: now,
-          },
+      await this.kube.replace<Lease>(RESOURCE_TYPES.lease, ref, {
+        ...lease,
+        spec: {
+          ...lease.spec,
+          holderIdentity: '',
+          leaseDurationSeconds: 1,
+          renewTime: now,
         },
       });
       this.observedHolder = undefined;

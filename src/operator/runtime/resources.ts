@@ -1,11 +1,11 @@
 // What the runtime needs to know about each kind of object it lists, watches or writes: where it
-// lives in the API and which client-node model describes it. One table, so the informers, the apply
-// helper and the metrics name kinds the same way.
+// lives in the API. One table, so the informers, the apply helper, the client and the metrics name
+// kinds the same way.
+//
+// Objects travel as the API server's JSON (kube-client.ts), typed with client-node's models (a type-only
+// import: nothing of client-node loads at runtime). One difference from those types: timestamps are
+// the RFC 3339 strings the server sent, not Date objects, so code reads them with `new Date(value)`.
 import type { KubernetesObject } from '@kubernetes/client-node';
-// client-node does not re-export its ObjectSerializer; it is the very serializer its typed API
-// methods and KubernetesObjectApi use, so objects from a watch stream converted with it have the same
-// shape (Date timestamps, model classes) as objects from a list or a read.
-import { ObjectSerializer } from '@kubernetes/client-node/dist/serializer.js';
 import { API_VERSION, CLUSTER_CONTROL_PLANE, CONTROL_PLANE, KIND, PLURAL } from '../api/constants.ts';
 
 export interface ResourceType {
@@ -15,8 +15,6 @@ export interface ResourceType {
   /** Lower-case plural as in the URL path. */
   plural: string;
   namespaced: boolean;
-  /** client-node model name (`V1Secret`), or `KubernetesObject` for custom resources. */
-  model: string;
 }
 
 export const RESOURCE_TYPES = {
@@ -25,65 +23,62 @@ export const RESOURCE_TYPES = {
     kind: KIND,
     plural: PLURAL,
     namespaced: true,
-    model: 'KubernetesObject',
   },
   controlPlane: {
     apiVersion: API_VERSION,
     kind: CONTROL_PLANE.kind,
     plural: CONTROL_PLANE.plural,
     namespaced: true,
-    model: 'KubernetesObject',
   },
   clusterControlPlane: {
     apiVersion: API_VERSION,
     kind: CLUSTER_CONTROL_PLANE.kind,
     plural: CLUSTER_CONTROL_PLANE.plural,
     namespaced: false,
-    model: 'KubernetesObject',
   },
-  secret: { apiVersion: 'v1', kind: 'Secret', plural: 'secrets', namespaced: true, model: 'V1Secret' },
+  secret: { apiVersion: 'v1', kind: 'Secret', plural: 'secrets', namespaced: true },
   configMap: {
     apiVersion: 'v1',
     kind: 'ConfigMap',
     plural: 'configmaps',
     namespaced: true,
-    model: 'V1ConfigMap',
   },
-  pod: { apiVersion: 'v1', kind: 'Pod', plural: 'pods', namespaced: true, model: 'V1Pod' },
+  pod: { apiVersion: 'v1', kind: 'Pod', plural: 'pods', namespaced: true },
   persistentVolumeClaim: {
     apiVersion: 'v1',
     kind: 'PersistentVolumeClaim',
     plural: 'persistentvolumeclaims',
     namespaced: true,
-    model: 'V1PersistentVolumeClaim',
   },
   statefulSet: {
     apiVersion: 'apps/v1',
     kind: 'StatefulSet',
     plural: 'statefulsets',
     namespaced: true,
-    model: 'V1StatefulSet',
   },
   deployment: {
     apiVersion: 'apps/v1',
     kind: 'Deployment',
     plural: 'deployments',
     namespaced: true,
-    model: 'V1Deployment',
+  },
+  storageClass: {
+    apiVersion: 'storage.k8s.io/v1',
+    kind: 'StorageClass',
+    plural: 'storageclasses',
+    namespaced: false,
   },
   lease: {
     apiVersion: 'coordination.k8s.io/v1',
     kind: 'Lease',
     plural: 'leases',
     namespaced: true,
-    model: 'V1Lease',
   },
   event: {
     apiVersion: 'events.k8s.io/v1',
     kind: 'Event',
     plural: 'events',
     namespaced: true,
-    model: 'EventsV1Event',
   },
 } as const satisfies Record<string, ResourceType>;
 
@@ -100,17 +95,25 @@ export function collectionPath(type: ResourceType, namespace?: string): string {
   return `${root}${scope}/${type.plural}`;
 }
 
-/** Converts an object as the API server sent it (JSON, e.g. from a watch) into client-node's model form. */
-export function toModel<T extends KubernetesObject>(type: ResourceType, raw: object): T {
-  return ObjectSerializer.deserialize(
-    { apiVersion: type.apiVersion, kind: type.kind, ...raw },
-    type.model,
-  ) as T;
+/** URL path of one object (or its subresource, such as `status` or `scale`). */
+export function objectPath(
+  type: ResourceType,
+  namespace: string | undefined,
+  name: string,
+  subresource?: string,
+): string {
+  const path = `${collectionPath(type, namespace)}/${encodeURIComponent(name)}`;
+  return subresource ? `${path}/${subresource}` : path;
+}
+
+/** The table's entry for an apiVersion and kind, if the runtime knows it. */
+export function knownResourceType(apiVersion: string, kind: string): ResourceType | undefined {
+  return Object.values(RESOURCE_TYPES).find((type) => type.apiVersion === apiVersion && type.kind === kind);
 }
 
 /**
- * List items arrive already in model form but without apiVersion/kind; the cache always carries them
- * so handlers never need to guess what they were given.
+ * List items arrive without apiVersion/kind (the list carries them once); the cache always carries
+ * them, so handlers never need to guess what they were given.
  */
 export function withTypeMeta<T extends KubernetesObject>(type: ResourceType, object: T): T {
   object.apiVersion ??= type.apiVersion;
