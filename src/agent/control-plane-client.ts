@@ -1,7 +1,12 @@
 // The agent side of the control plane's agent API (docs/control-plane-contract.md, "Agent API"):
 // enroll with a token and a CSR, then heartbeat and renew over mTLS with the identity's key and
-// certificate. One keep-alive HTTPS agent per identity, so the mTLS session is reused between
-// heartbeats. Error bodies become CodedErrors with the control plane's own code; transport errors
+// certificate. One HTTPS agent per identity: it keeps an idle connection as long as the control plane
+// announces (its Keep-Alive timeout, less a second: src/lib/keep-alive.ts), and it keeps the TLS
+// session, so a heartbeat on a new connection resumes the session (no certificate exchange). The
+// reference control plane announces 1 s to agents: the client closes the connection after each
+// answer, and the control plane holds none per agent (docs/performance.md, "The control plane at
+// 10,000 agents").
+// Error bodies become CodedErrors with the control plane's own code; transport errors
 // are classified by connection-errors.ts. Request bodies (which hold the token) never reach an error.
 // One deadline bounds each whole request (DNS, TCP connect, TLS handshake, the answer): node's own
 // request timeout counts only socket idle time after the connect, so a host that drops packets
@@ -25,6 +30,7 @@ import type {
 import type { Clock } from '../lib/clock.ts';
 import { CodedError } from '../lib/errors.ts';
 import { answerError, type JsonAnswer, requestJson } from '../lib/https-json.ts';
+import { KEEP_ALIVE_AGENT_OPTIONS } from '../lib/keep-alive.ts';
 import {
   type ConnectionContext,
   classifyConnectionError,
@@ -142,7 +148,7 @@ export class ControlPlaneClient implements AgentApi {
 
   private createAgent(identity: ClientIdentity | undefined): Agent {
     return new HttpsAgent({
-      keepAlive: true,
+      ...KEEP_ALIVE_AGENT_OPTIONS,
       maxSockets: 2,
       ...(this.options.caPem ? { ca: this.options.caPem } : {}),
       ...(identity ? { key: identity.keyPem, cert: identity.certPem } : {}),

@@ -36,6 +36,7 @@ async function main(): Promise<void> {
     heartbeatIntervalSeconds: config.heartbeatIntervalSeconds,
     offlineAfterSeconds: config.offlineAfterSeconds,
     certificateLifetimeSeconds: config.certificateLifetimeSeconds,
+    keepAliveTimeoutSeconds: config.keepAliveTimeoutSeconds,
     sanUriPrefix: config.sanUriPrefix,
     serverHostnames: config.serverHostnames,
     adminCredentials: config.adminCredentials,

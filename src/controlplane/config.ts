@@ -34,6 +34,14 @@ export const CONTROL_PLANE_FLAGS: FlagSpecs = {
     description:
       'Lifetime of connector client certificates; at least 9 heartbeat intervals and 5 minutes, so agents can renew in time.',
   },
+  'keep-alive-timeout': {
+    env: 'VAULTPAM_CP_KEEP_ALIVE_TIMEOUT',
+    default: `${DEFAULTS.keepAliveTimeoutSeconds}s`,
+    description:
+      'How long an idle connection is kept for its next request. Shorter than the heartbeat interval, ' +
+      'agents reconnect for each heartbeat with a resumed TLS session (CPU); longer, the control plane ' +
+      'holds a connection per agent (about 75 KiB each).',
+  },
   'san-uri-prefix': {
     env: 'VAULTPAM_CP_SAN_URI_PREFIX',
     default: DEFAULTS.sanUriPrefix,
@@ -67,6 +75,7 @@ export interface ControlPlaneCommandLine {
   heartbeatIntervalSeconds: number;
   offlineAfterSeconds: number;
   certificateLifetimeSeconds: number;
+  keepAliveTimeoutSeconds: number;
   sanUriPrefix: string;
   serverHostnames: string[];
   adminCredentials: string[] | undefined;
@@ -163,6 +172,7 @@ export function parseControlPlaneCommandLine(
       seconds: heartbeatIntervalSeconds,
       text: get('heartbeat-interval') as string,
     }),
+    keepAliveTimeoutSeconds: parseDurationSeconds('keep-alive-timeout', get('keep-alive-timeout') as string),
     sanUriPrefix,
     serverHostnames,
     adminCredentials,

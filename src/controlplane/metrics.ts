@@ -31,6 +31,8 @@ export interface ControlPlaneMetrics {
   /** Writes a budget declined (budgets.ts), by budget name: a bounded label set. */
   budgetExceeded: Counter<'budget'>;
   requestDuration: Histogram<'route' | 'status'>;
+  /** Completed TLS handshakes, by whether they resumed a session (a ticket) or were full. */
+  tlsHandshakes: Counter<'resumed'>;
 }
 
 /**
@@ -39,7 +41,7 @@ export interface ControlPlaneMetrics {
  */
 export function createMetrics(
   countByState: () => Map<ConnectorState, number>,
-  options: { processMetrics?: boolean } = {},
+  options: { processMetrics?: boolean; openConnections?: () => number } = {},
 ): ControlPlaneMetrics {
   const registry = new Registry();
   if (options.processMetrics) collectDefaultMetrics({ register: registry });
@@ -89,7 +91,26 @@ export function createMetrics(
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
       registers,
     }),
+    tlsHandshakes: new Counter({
+      name: 'cp_http_tls_handshakes_total',
+      help: 'Completed TLS handshakes: resumed="true" resumed a session from a ticket, "false" was a full handshake.',
+      labelNames: ['resumed'],
+      registers,
+    }),
   };
+  // Both series from the start, so a rate of full handshakes is never missing for lack of one.
+  for (const resumed of ['true', 'false']) metrics.tlsHandshakes.inc({ resumed }, 0);
+  const openConnections = options.openConnections;
+  if (openConnections) {
+    new Gauge({
+      name: 'cp_http_open_connections',
+      help: 'Open client connections (each TLS connection holds about 75 KiB of this process).',
+      registers,
+      collect() {
+        this.set(openConnections());
+      },
+    });
+  }
   // Every reason is exported from the start at 0, so rate() and increase() count the first refusal
   // after a restart too (a series that appears at 1 reads as no increase).
   for (const reason of ENROLLMENT_FAILURE_REASONS) metrics.enrollmentFailures.inc({ reason }, 0);

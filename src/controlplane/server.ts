@@ -6,8 +6,9 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { join } from 'node:path';
+import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import { type Clock, systemClock } from '../lib/clock.ts';
 import { errorMessage } from '../lib/errors.ts';
@@ -36,10 +37,23 @@ export const DEFAULTS = {
   port: 8443,
   sweepIntervalMs: 1000,
   flushIntervalMs: 5000,
+  keepAliveTimeoutSeconds: 2,
 } as const;
+
+/**
+ * How long a TLS session stays resumable (Node's default is 5 minutes). An agent reconnects for each
+ * heartbeat (see keepAliveTimeoutSeconds) and resumes its session from a ticket: no certificate
+ * verification and no signature, a fraction of a full handshake's CPU. An hour means one full
+ * handshake per agent per hour. Resuming grants nothing the certificate does not: the identity is
+ * still the session's certificate, judged against its record and the clock on every request.
+ */
+const TLS_SESSION_LIFETIME_SECONDS = 3600;
 
 /** Records written per transaction by the periodic heartbeat flush. */
 const FLUSH_SLICE = 1000;
+
+/** The agent API's routes (enrollment and the mTLS routes), whose callers come back a heartbeat interval later. */
+const AGENT_ROUTES: ReadonlySet<RouteDefinition['auth']> = new Set(['token', 'mtls']);
 
 /** The status label of a request whose client left before the answer (nginx's convention). */
 const CLIENT_GONE = 499;
@@ -81,6 +95,17 @@ export interface ControlPlaneOptions {
   budgets?: Partial<WriteBudgets>;
   /** Also export process and Node.js metrics (event-loop lag, memory, GC) on /metrics. */
   processMetrics?: boolean;
+  /**
+   * How long an idle connection stays open for the caller's next request (announced in the
+   * Keep-Alive header; this package's clients close theirs a second earlier). Default 2 s: the
+   * operator's calls in a burst share a connection. When it is shorter than the heartbeat interval,
+   * the agent API's answers announce 1 s, so agents hold no connection between heartbeats: every
+   * open TLS connection holds about 75 KiB here (node's 64 KiB read buffer per TLS socket and
+   * OpenSSL's state), 750 MiB for 10,000 agents kept connected. Reconnecting with a resumed TLS
+   * session costs CPU instead, about 0.9 ms per heartbeat (docs/performance.md, "The control plane
+   * at 10,000 agents"); a keep-alive longer than the interval trades that back.
+   */
+  keepAliveTimeoutSeconds?: number;
 }
 
 export interface ControlPlane {
@@ -207,8 +232,10 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
   const store = new Store(dataDir);
 
   let service: ControlPlaneService | undefined;
+  let openConnections = 0;
   const metrics = createMetrics(() => service?.countByState() ?? new Map(), {
     processMetrics: options.processMetrics,
+    openConnections: () => openConnections,
   });
   service = new ControlPlaneService({
     store,
@@ -225,6 +252,8 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
     budgets: options.budgets,
   });
   const core = service;
+  const keepAliveTimeoutSeconds = options.keepAliveTimeoutSeconds ?? DEFAULTS.keepAliveTimeoutSeconds;
+  const agentsReconnect = keepAliveTimeoutSeconds < heartbeatIntervalSeconds;
   const adminAuth = new AdminAuth(admin.lines);
   const router = new Router<RouteDefinition>(ROUTES);
   let closing = false;
@@ -244,6 +273,14 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
       const url = requestUrl(req);
       const { route, params } = router.match(req.method ?? 'GET', url.pathname);
       routeLabel = route.path;
+      if (agentsReconnect && AGENT_ROUTES.has(route.auth) && !closing) {
+        // An agent's next call is a heartbeat interval away, past the keep-alive timeout: a kept
+        // connection would only wait to be closed, holding its memory here. Announcing 1 s makes a
+        // node agent close it as soon as the answer is read (the client closing first, so the
+        // TIME_WAIT is the agent's); the next heartbeat resumes the TLS session.
+        res.setHeader('connection', 'keep-alive');
+        res.setHeader('keep-alive', 'timeout=1');
+      }
       const context: RouteContext = {
         req,
         res,
@@ -291,13 +328,23 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
       // layer: enrollment, admin and public routes have none; mTLS routes check it per request.
       requestCert: true,
       rejectUnauthorized: false,
-      keepAliveTimeout: 65_000,
+      keepAliveTimeout: keepAliveTimeoutSeconds * 1000,
       requestTimeout: 60_000,
+      sessionTimeout: TLS_SESSION_LIFETIME_SECONDS,
     },
     (req, res) => {
       void handle(req, res);
     },
   );
+  server.on('connection', (socket: Socket) => {
+    openConnections += 1;
+    socket.once('close', () => {
+      openConnections -= 1;
+    });
+  });
+  server.on('secureConnection', (socket: TLSSocket) => {
+    metrics.tlsHandshakes.inc({ resumed: String(socket.isSessionReused()) });
+  });
   server.on('tlsClientError', (error) => logger.debug({ err: error.message }, 'TLS handshake failed'));
   server.on('clientError', (error, socket) => answerClientError(error, socket, logger));
 

@@ -1,11 +1,13 @@
 // The agent's HTTPS client against small real HTTPS servers on 127.0.0.1: error bodies, timeouts,
-// refused connections and a server certificate outside its validity (clock skew wording).
+// refused connections, a server certificate outside its validity (clock skew wording), and how the
+// client uses connections and TLS sessions.
 import { createPublicKey } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
+import type { TLSSocket } from 'node:tls';
 import test, { type ExecutionContext } from 'ava';
 import { ControlPlaneClient } from '../../src/agent/control-plane-client.ts';
 import { systemClock } from '../../src/lib/clock.ts';
@@ -79,6 +81,7 @@ async function rejection(promise: Promise<unknown>): Promise<CodedError> {
 }
 
 const heartbeat = { paths: [{ name: 'tunnel', healthy: true }] };
+const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
 
 test('a contract error body becomes a CodedError with the same code, status and message', async (t) => {
   const url = await httpsServer(
@@ -186,4 +189,62 @@ test('an untrusted server certificate gives the unknown-authority line naming th
   t.is(error.code, 'CA_UNTRUSTED');
   t.true(error.message.startsWith('x509: certificate signed by unknown authority'));
   t.true(error.message.includes(caFile));
+});
+
+/**
+ * A server that announces `keepAliveSeconds` in its Keep-Alive header but itself closes an idle
+ * connection only after a minute more (so within that minute only the client can be closing it), and
+ * counts its TLS handshakes, full and resumed.
+ */
+async function countingServer(
+  t: ExecutionContext,
+  keepAliveSeconds: number,
+  handler: (req: IncomingMessage, res: ServerResponse) => void,
+) {
+  const { key, cert } = await serverCert(new Date(Date.now() - 60_000), new Date(Date.now() + 3_600_000));
+  const server = createServer({ key, cert, keepAliveTimeout: keepAliveSeconds * 1000 }, handler);
+  server.keepAliveTimeoutBuffer = 60_000;
+  const handshakes = { full: 0, resumed: 0 };
+  server.on('secureConnection', (socket: TLSSocket) => {
+    if (socket.isSessionReused()) handshakes.resumed += 1;
+    else handshakes.full += 1;
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => {
+    server.closeAllConnections();
+    server.close();
+  });
+  const connections = () =>
+    new Promise<number>((resolve, reject) =>
+      server.getConnections((error, n) => (error ? reject(error) : resolve(n))),
+    );
+  return { url: `https://127.0.0.1:${(server.address() as AddressInfo).port}`, handshakes, connections };
+}
+
+const beatAnswer = answer(200, { state: 'online', heartbeatIntervalSeconds: 10 });
+
+test('the client closes an idle connection when the control plane says, and the next heartbeat resumes the TLS session', async (t) => {
+  // Announces 2 s: node's agent closes a second before, after 1 s idle.
+  const server = await countingServer(t, 2, beatAnswer);
+  const c = client(server.url);
+  t.teardown(() => c.close());
+  await c.heartbeat(heartbeat);
+  await c.heartbeat(heartbeat);
+  t.deepEqual(server.handshakes, { full: 1, resumed: 0 }, 'calls in a burst share the connection');
+  const deadline = Date.now() + 10_000;
+  while ((await server.connections()) > 0 && Date.now() < deadline) await sleep(50);
+  t.is(await server.connections(), 0, 'closed by the client, long before the server would have');
+  await c.heartbeat(heartbeat);
+  t.deepEqual(server.handshakes, { full: 1, resumed: 1 }, 'a new connection, with the session resumed');
+});
+
+test('a control plane announcing a long keep-alive gets its connection kept between heartbeats', async (t) => {
+  const server = await countingServer(t, 60, beatAnswer);
+  const c = client(server.url);
+  t.teardown(() => c.close());
+  await c.heartbeat(heartbeat);
+  await sleep(1_500);
+  t.is(await server.connections(), 1);
+  await c.heartbeat(heartbeat);
+  t.deepEqual(server.handshakes, { full: 1, resumed: 0 });
 });

@@ -121,6 +121,15 @@ test('flag parsing: durations, listen, repeated host names, env fallbacks, error
   t.is(defaults.host, '127.0.0.1');
   t.is(defaults.port, 8443);
   t.deepEqual(defaults.serverHostnames, ['localhost', '127.0.0.1']);
+  t.is(defaults.keepAliveTimeoutSeconds, 2, 'shorter than the heartbeat interval');
+  t.is(parseControlPlaneCommandLine(['--keep-alive-timeout', '65s'], {}).keepAliveTimeoutSeconds, 65);
+  t.is(
+    parseControlPlaneCommandLine([], { VAULTPAM_CP_KEEP_ALIVE_TIMEOUT: '1m' }).keepAliveTimeoutSeconds,
+    60,
+  );
+  t.throws(() => parseControlPlaneCommandLine(['--keep-alive-timeout', '0s'], {}), {
+    message: /--keep-alive-timeout/,
+  });
   t.throws(() => parseControlPlaneCommandLine(['--nope'], {}), { code: 'INVALID_FLAGS' } as never);
   t.throws(() => parseControlPlaneCommandLine(['--log-level', 'loud'], {}), { message: /log-level/ });
   t.throws(() => parseControlPlaneCommandLine(['--admin-credential-file', '/nonexistent'], {}), {

@@ -16,6 +16,7 @@ import type {
 } from '../../contract/control-plane-api.generated.ts';
 import { CodedError } from '../../lib/errors.ts';
 import { answerError, requestJson } from '../../lib/https-json.ts';
+import { KEEP_ALIVE_AGENT_OPTIONS } from '../../lib/keep-alive.ts';
 
 /** The list of every connector is the admin API's largest answer: about 1 KiB per connector. */
 const ADMIN_MAX_ANSWER_BYTES = 64 * 1024 * 1024;
@@ -113,7 +114,7 @@ export class ControlPlaneAdminClient {
     if (options.fetch) {
       this.transport = options.fetch;
     } else {
-      const agent = new Agent({ ca: options.caPem, keepAlive: true, maxSockets: 16 });
+      const agent = new Agent({ ca: options.caPem, ...KEEP_ALIVE_AGENT_OPTIONS, maxSockets: 16 });
       this.agent = agent;
       this.transport = async (method, url, headers, body, timeoutMs) => {
         const { status, text } = await requestJson({
