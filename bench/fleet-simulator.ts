@@ -1,64 +1,73 @@
-// The fleet of the scale benchmark (bench/scale.ts), one process: N simulated agents and one node.
+// The fleet of the scale benchmark (bench/scale.ts), one process: a node and the connector agents
+// its pods run, without a process per pod.
 //
-// Agents: each connector's enrollment-token Secret (read with the admin kubeconfig, as a pod mounts
-// it) is watched; for each token the agent makes a key and CSR, enrolls over HTTPS with the real
-// agent client (src/agent/control-plane-client.ts), then heartbeats over mTLS with the issued
-// certificate at the interval the control plane answers (10 s in the benchmark). On the parent's
-// {type: 'silence', ids} message those agents stop heartbeating (the control plane then marks them
-// offline). Nothing renews: a benchmark run is far shorter than a certificate's lifetime.
+// Node: a Node object with its Lease kept fresh (dev/local-cluster/node-agent.ts); every pod of the
+// benchmark namespace is bound to it once its claims are Bound (a Pending claim gets a pre-bound
+// volume from the local provisioner, as under the local pod runner) and run as a simulated pod
+// (bench/fleet-pod.ts): its agent container starts when the pod is bound, follows the pod (deleted: the agent stops; a new pod, as
+// the StatefulSet controller makes after a scale-up or a rolling restart: a new agent starts and
+// reads the token Secret as it stands then), is probed for readiness, and is restarted with the
+// kubelet's backoff when it fails closed, with its exit code and termination message in the pod's
+// status. Data volumes (claims) outlive pods, so a restarted agent finds its identity.
 //
-// Node: a Node object with its Lease kept fresh (dev/local-cluster/node-agent.ts), and every pod of
-// the benchmark namespace bound to it and marked Running and Ready as the local pod runner writes
-// it (dev/local-cluster/pod-status.ts), without starting a process. A deleted pod is removed at
-// once, as a kubelet does after its containers stopped.
+// Agents (bench/fleet-agent.ts): the reference agent's rules in memory: pair once with the mounted
+// token, heartbeat over mTLS at the interval the control plane answers, renew the certificate when
+// it falls due, reconnect with a persisted identity, fail closed when it is lost.
+//
+// Commands from the parent (IPC): `silence` / `resume` (a network partition of those connectors:
+// no heartbeat reaches the control plane until resumed), `lose-identity` (the key and certificate
+// vanish from their data volumes, identity.json stays: the agent fails closed at its next heartbeat
+// and needs a guided recovery), `stop`. Stats go to the parent every second.
 //
 // Traffic goes to loopback only (the local API server and the control plane). Started by
-// bench/scale.ts with fork(): configuration in BENCH_FLEET (JSON), stats to the parent over IPC.
-// It exits when the parent says stop, disconnects, or dies.
+// bench/scale.ts with fork(): configuration in BENCH_FLEET (JSON). It exits when the parent says
+// stop, disconnects, or dies.
 import { readFileSync } from 'node:fs';
 import {
   CoordinationV1Api,
   CoreV1Api,
   KubeConfig,
-  PatchStrategy,
-  setHeaderOptions,
+  type V1ConfigMap,
+  type V1PersistentVolumeClaim,
   type V1Pod,
   type V1Secret,
   Watch,
 } from '@kubernetes/client-node';
+import { LocalProvisioner } from '../dev/local-cluster/local-provisioner.ts';
 import { NodeAgent } from '../dev/local-cluster/node-agent.ts';
-import { buildPodStatus, isoSeconds, type PodView } from '../dev/local-cluster/pod-status.ts';
-import { ControlPlaneClient } from '../src/agent/control-plane-client.ts';
 import { systemClock } from '../src/lib/clock.ts';
 import { errorMessage } from '../src/lib/errors.ts';
 import { silentLogger } from '../src/lib/logger.ts';
-import { createCsrPem, generateKeyPairPem } from '../src/lib/pki.ts';
+import type { AgentCounters, Disk } from './fleet-agent.ts';
+import { type NodeContext, type PodCounters, PodSim } from './fleet-pod.ts';
 
 export interface FleetConfig {
   kubeconfig: string;
   namespace: string;
-  controlPlaneUrl: string;
   caFile: string;
   nodeName: string;
+  /** Where the provisioned volumes say they live (hostPath; nothing is written there). */
+  volumeRoot: string;
   /** Enrollments (key generation + request) at once. */
   enrollConcurrency: number;
 }
 
-export type FleetCommand = { type: 'silence'; ids: string[] } | { type: 'stop' };
+export type FleetCommand =
+  | { type: 'silence'; ids: string[] }
+  | { type: 'resume'; ids: string[] }
+  | { type: 'lose-identity'; ids: string[] }
+  | { type: 'stop' };
 
-export interface FleetStats {
+export interface FleetStats extends AgentCounters, PodCounters {
   type: 'stats';
-  enrolled: number;
-  enrollFailures: number;
-  heartbeats: number;
-  heartbeatFailures: number;
   silenced: number;
-  podsBound: number;
-  podsMarkedReady: number;
-  lastError?: string;
+  resumed: number;
+  identitiesLost: number;
+  /** Pods whose agent container runs now, and of them those the node reports Ready. */
+  podsRunning: number;
+  podsReady: number;
 }
 
-const CONNECTOR_ID_ANNOTATION = 'vaultpam.io/connector-id';
 const config = JSON.parse(process.env.BENCH_FLEET ?? '') as FleetConfig;
 const caPem = readFileSync(config.caFile, 'utf8');
 const kc = new KubeConfig();
@@ -70,21 +79,25 @@ const stats: FleetStats = {
   enrollFailures: 0,
   heartbeats: 0,
   heartbeatFailures: 0,
+  heartbeatsHeld: 0,
+  renewals: 0,
+  renewalFailures: 0,
   silenced: 0,
+  resumed: 0,
+  identitiesLost: 0,
   podsBound: 0,
-  podsMarkedReady: 0,
+  agentsStarted: 0,
+  agentsStopped: 0,
+  containerRestarts: 0,
+  exits: {},
+  podStatusWrites: 0,
+  podsWaitedForClaims: 0,
+  claimWaitMaxMs: 0,
+  claimWaitTotalMs: 0,
+  podsRunning: 0,
+  podsReady: 0,
 };
 let stopping = false;
-
-interface SimAgent {
-  id: string;
-  token: string;
-  client?: ControlPlaneClient;
-  timer?: NodeJS.Timeout;
-  silent: boolean;
-  enrolling: boolean;
-}
-const agents = new Map<string, SimAgent>();
 
 // Enrollment slots: key generation and the enroll request are the costly part of a cold fleet.
 let running = 0;
@@ -100,139 +113,82 @@ async function slot<T>(work: () => Promise<T>): Promise<T> {
   }
 }
 
-function failed(counter: 'enrollFailures' | 'heartbeatFailures', error: unknown) {
-  stats[counter] += 1;
-  stats.lastError = errorMessage(error);
-}
-
-async function enroll(agent: SimAgent): Promise<void> {
-  agent.enrolling = true;
-  const token = agent.token;
+// The Secrets and ConfigMaps of the namespace, as their watches show them (the kubelet's watch-based
+// object manager); one the watch has not shown yet is read from the API.
+const secrets = new Map<string, V1Secret>();
+const configMaps = new Map<string, V1ConfigMap>();
+const claims = new Map<string, V1PersistentVolumeClaim>();
+const provisioner = new LocalProvisioner({ core, root: config.volumeRoot, logger: silentLogger() });
+const provisioned = new Set<string>();
+// Pods waiting for a claim to bind, by claim (namespace/name): retried at its next change.
+const claimWaiters = new Map<string, Array<() => void>>();
+async function cachedOrRead<T>(cache: Map<string, T>, name: string, read: () => Promise<T>) {
+  const cached = cache.get(name);
+  if (cached) return cached;
   try {
-    await slot(async () => {
-      const { privateKeyPem } = await generateKeyPairPem('ec-p256');
-      const client = new ControlPlaneClient({
-        baseUrl: config.controlPlaneUrl,
-        caPem,
-        caFile: config.caFile,
-        requestTimeoutMs: 30_000,
-        clock: systemClock,
-      });
-      const answer = await client
-        .enroll({ connectorId: agent.id, token, csrPem: createCsrPem(privateKeyPem, agent.id) })
-        .catch((error: unknown) => {
-          client.close();
-          throw error;
-        });
-      client.setIdentity({ keyPem: privateKeyPem, certPem: answer.certificatePem });
-      agent.client?.close();
-      agent.client = client;
-      stats.enrolled += 1;
-      beat(agent, answer.heartbeatIntervalSeconds * 1000);
-    });
+    return await read();
   } catch (error) {
-    // A token that was re-minted meanwhile arrives as a new Secret event and is tried then.
-    failed('enrollFailures', error);
-  } finally {
-    agent.enrolling = false;
+    if ((error as { code?: number }).code === 404) return undefined;
+    throw error;
   }
 }
 
-function beat(agent: SimAgent, intervalMs: number): void {
-  if (stopping || agent.silent || !agent.client) return;
-  const client = agent.client;
-  client.heartbeat({ paths: [], agentVersion: 'bench-fleet' }).then(
-    (answer) => {
-      stats.heartbeats += 1;
-      schedule(agent, answer.heartbeatIntervalSeconds * 1000);
-    },
-    (error: unknown) => {
-      failed('heartbeatFailures', error);
-      schedule(agent, intervalMs);
-    },
-  );
-}
+const silent = new Set<string>();
+const disks = new Map<string, Disk>();
+const diskOfConnector = new Map<string, string>();
+const pods = new Map<string, PodSim>();
+const context: NodeContext = {
+  core,
+  nodeName: config.nodeName,
+  caPem,
+  secret: (namespace, name) =>
+    cachedOrRead(secrets, name, () => core.readNamespacedSecret({ namespace, name })),
+  configMap: (namespace, name) =>
+    cachedOrRead(configMaps, name, () => core.readNamespacedConfigMap({ namespace, name })),
+  claim: (namespace, name) =>
+    cachedOrRead(claims, name, () => core.readNamespacedPersistentVolumeClaim({ namespace, name })),
+  async provision(claim) {
+    const uid = claim.metadata?.uid ?? '';
+    if (provisioned.has(uid)) return;
+    provisioned.add(uid);
+    await provisioner.provision(claim).catch((error: unknown) => {
+      provisioned.delete(uid);
+      throw error;
+    });
+  },
+  onClaimChange(keys, retry) {
+    // A claim that bound while the pod was looking (its event already handled) retries now.
+    const bound = keys.some((key) => claims.get(key.split('/')[1] ?? '')?.status?.phase === 'Bound');
+    if (bound) {
+      setImmediate(retry);
+      return;
+    }
+    for (const key of keys) claimWaiters.set(key, [...(claimWaiters.get(key) ?? []), retry]);
+  },
+  disks,
+  diskOfConnector,
+  silent: (id) => silent.has(id),
+  slot,
+  stats,
+};
 
-function schedule(agent: SimAgent, intervalMs: number): void {
-  if (stopping || agent.silent) return;
-  agent.timer = setTimeout(() => beat(agent, intervalMs), intervalMs);
-}
-
-function onSecret(secret: V1Secret): void {
-  const id = secret.metadata?.annotations?.[CONNECTOR_ID_ANNOTATION];
-  const encoded = secret.data?.token;
-  if (!id || !encoded) return;
-  const token = Buffer.from(encoded, 'base64').toString('utf8').trim();
-  const agent = agents.get(id) ?? { id, token, silent: false, enrolling: false };
-  agents.set(id, agent);
-  // A pod that already holds an identity ignores a new token, as the agent does.
-  if (agent.client || agent.enrolling || agent.silent) return;
-  agent.token = token;
-  void enroll(agent);
-}
-
-// The node: bind each new pod, then report it Running and Ready as a kubelet would.
-const marked = new Set<string>();
-async function onPod(type: string, pod: V1Pod): Promise<void> {
-  const name = pod.metadata?.name ?? '';
+function onPod(type: string, pod: V1Pod): void {
   const uid = pod.metadata?.uid ?? '';
   if (type === 'DELETED') {
-    marked.delete(uid);
+    pods.get(uid)?.gone();
+    pods.delete(uid);
     return;
   }
-  if (pod.metadata?.deletionTimestamp) {
-    await core
-      .deleteNamespacedPod({
-        name,
-        namespace: config.namespace,
-        gracePeriodSeconds: 0,
-        body: { gracePeriodSeconds: 0, preconditions: { uid } },
-      })
-      .catch(() => {});
-    return;
+  let sim = pods.get(uid);
+  if (!sim) {
+    sim = new PodSim(context, pod);
+    pods.set(uid, sim);
   }
-  if (!pod.spec?.nodeName) {
-    await core.createNamespacedPodBinding({
-      name,
-      namespace: config.namespace,
-      body: {
-        metadata: { name, namespace: config.namespace },
-        target: { apiVersion: 'v1', kind: 'Node', name: config.nodeName },
-      },
-    });
-    stats.podsBound += 1;
-    return; // the binding's own MODIFIED event brings the pod back with its node
-  }
-  if (pod.spec.nodeName !== config.nodeName || marked.has(uid)) return;
-  marked.add(uid);
-  const now = systemClock.now();
-  const startedAt = isoSeconds(now);
-  const view: PodView = {
-    volumes: { ready: true },
-    containers: (pod.spec.containers ?? []).map((container) => ({
-      name: container.name,
-      image: container.image ?? '',
-      containerID: `bench://${uid}/${container.name}`,
-      state: { running: { startedAt } },
-      restartCount: 0,
-      ready: true,
-      started: true,
-    })),
-    startTime: startedAt,
-  };
-  await core.patchNamespacedPodStatus(
-    {
-      name,
-      namespace: config.namespace,
-      body: { metadata: { uid }, status: buildPodStatus(pod, view, now) },
-    },
-    setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
-  );
-  stats.podsMarkedReady += 1;
+  sim.update(pod);
 }
 
 /** A watch that starts again (with a fresh list of ADDED events) whenever it ends. */
-async function keepWatching(path: string, handle: (type: string, object: never) => void | Promise<void>) {
+async function keepWatching(path: string, handle: (type: string, object: never) => void) {
   const watch = new Watch(kc);
   const start = async (): Promise<void> => {
     if (stopping) return;
@@ -241,9 +197,11 @@ async function keepWatching(path: string, handle: (type: string, object: never) 
         path,
         {},
         (type, object) => {
-          Promise.resolve(handle(type, object as never)).catch((error: unknown) => {
+          try {
+            handle(type, object as never);
+          } catch (error) {
             stats.lastError = errorMessage(error);
-          });
+          }
         },
         () => {
           if (!stopping) setTimeout(start, 500);
@@ -256,27 +214,51 @@ async function keepWatching(path: string, handle: (type: string, object: never) 
   await start();
 }
 
+function cacheEvents<T extends V1Secret | V1ConfigMap | V1PersistentVolumeClaim>(
+  cache: Map<string, T>,
+  changed?: (name: string) => void,
+) {
+  return (type: string, object: T) => {
+    const name = object.metadata?.name ?? '';
+    if (type === 'DELETED') cache.delete(name);
+    else cache.set(name, object);
+    changed?.(name);
+  };
+}
+
+function claimChanged(name: string): void {
+  const key = `${config.namespace}/${name}`;
+  const waiters = claimWaiters.get(key);
+  if (!waiters) return;
+  claimWaiters.delete(key);
+  for (const retry of waiters) retry();
+}
+
 function stop(): never {
   stopping = true;
-  for (const agent of agents.values()) {
-    clearTimeout(agent.timer);
-    agent.client?.close();
-  }
+  for (const sim of pods.values()) sim.gone();
   process.exit(0);
 }
 
 process.on('message', (message: FleetCommand) => {
   if (message.type === 'stop') stop();
   if (message.type === 'silence') {
+    for (const id of message.ids) silent.add(id);
+    stats.silenced += message.ids.length;
+  }
+  if (message.type === 'resume') {
+    for (const id of message.ids) silent.delete(id);
+    stats.resumed += message.ids.length;
+  }
+  if (message.type === 'lose-identity') {
+    // The key and certificate vanish from the data volume; identity.json (the serial) stays.
     for (const id of message.ids) {
-      const agent = agents.get(id) ?? { id, token: '', silent: true, enrolling: false };
-      agents.set(id, agent);
-      agent.silent = true;
-      clearTimeout(agent.timer);
-      agent.client?.close();
-      stats.silenced += 1;
+      const disk = disks.get(diskOfConnector.get(id) ?? '');
+      if (!disk?.keyPem) continue;
+      delete disk.keyPem;
+      delete disk.certPem;
+      stats.identitiesLost += 1;
     }
-    process.send?.({ type: 'silenced', ids: message.ids, at: Date.now() });
   }
 });
 process.on('disconnect', stop);
@@ -292,9 +274,22 @@ const node = new NodeAgent({
   version: 'v0.0.0-bench',
 });
 await node.start();
-await keepWatching(`/api/v1/namespaces/${config.namespace}/secrets`, (type, secret: V1Secret) => {
-  if (type !== 'DELETED') onSecret(secret);
-});
-await keepWatching(`/api/v1/namespaces/${config.namespace}/pods`, (type, pod: V1Pod) => onPod(type, pod));
-setInterval(() => process.send?.(stats), 1_000);
+await keepWatching(`/api/v1/namespaces/${config.namespace}/secrets`, cacheEvents(secrets));
+await keepWatching(`/api/v1/namespaces/${config.namespace}/configmaps`, cacheEvents(configMaps));
+await keepWatching(
+  `/api/v1/namespaces/${config.namespace}/persistentvolumeclaims`,
+  cacheEvents(claims, claimChanged),
+);
+await keepWatching(`/api/v1/namespaces/${config.namespace}/pods`, onPod);
+setInterval(() => {
+  let runningNow = 0;
+  let readyNow = 0;
+  for (const sim of pods.values()) {
+    if (sim.running) runningNow += 1;
+    if (sim.ready) readyNow += 1;
+  }
+  stats.podsRunning = runningNow;
+  stats.podsReady = readyNow;
+  process.send?.(stats);
+}, 1_000);
 process.send?.({ type: 'ready' });

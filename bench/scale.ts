@@ -4,13 +4,13 @@
 // Separate processes: the local Kubernetes control plane (etcd, kube-apiserver,
 // kube-controller-manager with its client rate limits raised), the reference control plane
 // (src/bin/control-plane.ts), the operator (src/bin/operator.ts, with its ServiceAccount's
-// kubeconfig, so its RSS and CPU are its own) and the fleet simulator (bench/fleet-simulator.ts: N
-// agents over real mTLS and a node that marks pods Running). This process orchestrates, runs the
-// floor and watches Connectors. Figures go to bench/results/scale-<N>.json and .md; nothing is
-// asserted on time. Every process it started is stopped on exit, on failure and on Ctrl-C.
-// Traffic goes to loopback only, and every wait is bounded.
-import { type ChildProcess, fork, spawn } from 'node:child_process';
-import { createWriteStream, readFileSync } from 'node:fs';
+// kubeconfig, so its RSS and CPU are its own) and the fleet simulator (bench/fleet-simulator.ts: a
+// node whose pods run simulated agents over real mTLS). This process orchestrates, runs the floor
+// and watches Connectors; the later phases are modules of their own (scale-flapping.ts,
+// scale-recovery.ts, scale-restart.ts), each skippable (--skip-*). Figures go to
+// bench/results/scale-<N>.json and .md; nothing is asserted on time. Every process it started is
+// stopped on exit, on failure and on Ctrl-C. Traffic goes to loopback only, and every wait is bounded.
+import { type ChildProcess, fork } from 'node:child_process';
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,12 +21,11 @@ import {
   EventsV1Api,
   type KubeConfig,
   VersionApi,
-  Watch,
 } from '@kubernetes/client-node';
 import { type LocalCluster, startLocalCluster } from '../dev/local-cluster/cluster.ts';
 import { installCrds, installOperatorAccess } from '../dev/local-cluster/install.ts';
-import { freePort } from '../dev/local-cluster/ports.ts';
 import { signalAllManaged } from '../dev/local-cluster/processes.ts';
+import { parseDurationMs } from '../src/lib/duration.ts';
 import { silentLogger } from '../src/lib/logger.ts';
 import { type Connector, defaultedSpec } from '../src/operator/api/types.ts';
 import { ControlPlaneAdminClient } from '../src/operator/control-plane/admin-client.ts';
@@ -39,14 +38,43 @@ import {
 import { KubeWriter } from '../src/operator/runtime/apply.ts';
 import { EventRecorder } from '../src/operator/runtime/events.ts';
 import { RESOURCE_TYPES } from '../src/operator/runtime/resources.ts';
-import { type ControlPlaneProcess, post, ROOT, startControlPlaneProcess } from './control-plane-common.ts';
+import { type ControlPlaneProcess, post, startControlPlaneProcess } from './control-plane-common.ts';
 import type { FleetCommand, FleetConfig, FleetStats } from './fleet-simulator.ts';
+import type { PhaseContext } from './scale-context.ts';
+import { runFlapping } from './scale-flapping.ts';
+import { ConnectorObserver, statusDiff } from './scale-observer.ts';
+import { type OperatorProcess, startOperatorProcess } from './scale-operator.ts';
+import { runRecoveries } from './scale-recovery.ts';
+import { runRestart } from './scale-restart.ts';
+import {
+  counterSum,
+  diffWrites,
+  latencySummary,
+  nonLeaseWrites,
+  percentile,
+  pool,
+  round,
+  say,
+  sleep,
+  until,
+  waitForQuiet,
+  writeResult,
+} from './scale-util.ts';
 
 const { values: args } = parseArgs({
   options: {
     connectors: { type: 'string', default: '100' },
     'steady-seconds': { type: 'string', default: '60' },
     'offline-fraction': { type: 'string', default: '0.1' },
+    'flap-fraction': { type: 'string', default: '0.01' },
+    'flap-cycles': { type: 'string', default: '3' },
+    'recoveries-one-at-a-time': { type: 'string', default: '10' },
+    'recoveries-at-once': { type: 'string', default: '100' },
+    'cert-lifetime': { type: 'string' },
+    'skip-burst': { type: 'boolean', default: false },
+    'skip-flapping': { type: 'boolean', default: false },
+    'skip-recovery': { type: 'boolean', default: false },
+    'skip-restart': { type: 'boolean', default: false },
     'floor-concurrency': { type: 'string', default: '16' },
     'apply-concurrency': { type: 'string', default: '32' },
     'operator-concurrency': { type: 'string', default: '4' },
@@ -55,9 +83,38 @@ const { values: args } = parseArgs({
     'timeout-seconds': { type: 'string', default: '900' },
     out: { type: 'string', default: join(import.meta.dirname, 'results') },
     'heap-snapshots': { type: 'string' },
+    help: { type: 'boolean', short: 'h', default: false },
   },
 });
-const positive = (name: keyof typeof args) => {
+if (args.help) {
+  process.stdout.write(`Usage: npx node bench/scale.ts [options]
+
+The operator at scale, in separate processes, beside the machine's own write floor.
+Figures go to <out>/scale-<N>.json and .md; nothing is asserted on time. docs/performance.md
+explains every figure.
+
+  --connectors N                 connectors and simulated agents (default 100)
+  --steady-seconds S             how long steady state is watched (default 60)
+  --offline-fraction F           the burst: this fraction goes Offline at once (default 0.1)
+  --flap-fraction F              the fraction of the fleet that flaps (default 0.01)
+  --flap-cycles N                silent/back cycles per flapping agent (default 3)
+  --recoveries-one-at-a-time N   guided recoveries timed one by one (default 10)
+  --recoveries-at-once N         guided recoveries requested together (default 100, at most N)
+  --cert-lifetime D              short client certificates (e.g. 5m) to measure renewals
+  --skip-burst, --skip-flapping, --skip-recovery, --skip-restart
+                                 leave a scenario out
+  --floor-concurrency N          the floor's concurrent writers (default 16)
+  --apply-concurrency N          concurrent Connector creates, as a GitOps sync (default 32)
+  --operator-concurrency N       the operator's --concurrency (default 4)
+  --kcm-qps Q, --kcm-burst B     kube-controller-manager client limits (default 200/300)
+  --timeout-seconds S            the bound on every wait (default 900)
+  --out DIR                      where the results go (default bench/results)
+  --heap-snapshots DIR           write operator heap snapshots there
+  -h, --help                     this text
+`);
+  process.exit(0);
+}
+const positive = (name: Exclude<keyof typeof args, `skip-${string}`>) => {
   const value = Number(args[name]);
   if (!(value > 0)) throw new Error(`--${name} must be a positive number, got ${args[name]}`);
   return value;
@@ -71,6 +128,19 @@ const operatorConcurrency = positive('operator-concurrency');
 const kcmQps = positive('kcm-qps');
 const kcmBurst = positive('kcm-burst');
 const timeoutMs = positive('timeout-seconds') * 1000;
+const flapFraction = positive('flap-fraction');
+const flapCycles = Math.floor(positive('flap-cycles'));
+const recoveriesOneAtATime = Math.floor(positive('recoveries-one-at-a-time'));
+const recoveriesAtOnceAsked = Math.floor(positive('recoveries-at-once'));
+const certLifetime = args['cert-lifetime'];
+if (certLifetime !== undefined && !(Number(parseDurationMs(certLifetime)) > 0))
+  throw new Error(`--cert-lifetime must be a duration such as 5m or 300s, got ${certLifetime}`);
+const skip = {
+  burst: args['skip-burst'] === true,
+  flapping: args['skip-flapping'] === true,
+  recovery: args['skip-recovery'] === true,
+  restart: args['skip-restart'] === true,
+};
 
 const NAMESPACE = 'bench';
 const FLOOR_NAMESPACE = 'bench-floor';
@@ -91,28 +161,6 @@ const connectorRef = (namespace: string) => ({
   namespace,
   plural: 'connectors',
 });
-
-const say = (line: string) => process.stdout.write(`${line}\n`);
-const sleep = (ms: number) => new Promise((done) => setTimeout(done, ms));
-const round = (value: number, digits = 1) => Math.round(value * 10 ** digits) / 10 ** digits;
-const percentile = (values: number[], p: number) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] ?? NaN;
-};
-async function pool<T>(items: readonly T[], concurrency: number, work: (item: T) => Promise<void>) {
-  let next = 0;
-  const run = async () => {
-    while (next < items.length) await work(items[next++] as T);
-  };
-  await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, run));
-}
-async function until(what: string, deadlineMs: number, check: () => boolean | Promise<boolean>) {
-  const deadline = Date.now() + deadlineMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${deadlineMs / 1000} s waiting for ${what}`);
-    await sleep(100);
-  }
-}
 
 // ---- processes, and stopping every one of them ------------------------------------------------
 
@@ -166,25 +214,11 @@ async function processUsage(pid: number) {
   return { cpuSeconds: ticks / 100, rssMiB: kb('VmRSS') / 1024, peakRssMiB: kb('VmHWM') / 1024 };
 }
 
-/** Sum of a Prometheus counter's samples whose labels pass `keep`. */
-function counterSum(text: string, name: string, keep: (labels: string) => boolean = () => true) {
-  let sum = 0;
-  for (const [, labels = '', value] of text.matchAll(new RegExp(`^${name}(?:\\{([^}]*)\\})? (\\S+)`, 'gm')))
-    if (keep(labels)) sum += Number(value);
-  return sum;
-}
-function countersByLabels(text: string, name: string) {
-  const out: Record<string, number> = {};
-  for (const [, labels = '', value] of text.matchAll(new RegExp(`^${name}\\{([^}]*)\\} (\\S+)`, 'gm')))
-    if (Number(value) > 0) out[labels.replaceAll('"', '')] = Number(value);
-  return out;
-}
-
 try {
   const started = Date.now();
   say(`scale benchmark: ${N} connectors, ${cpus().length} cores; work dir ${work}`);
   say(
-    '1/7 local Kubernetes control plane (a cold first run builds its binaries from Go modules, about 12 min)',
+    '1/10 local Kubernetes control plane (a cold first run builds its binaries from Go modules, about 12 min)',
   );
   cluster = await startLocalCluster({
     workDir: join(work, 'cluster'),
@@ -198,8 +232,14 @@ try {
   const objects = admin.makeApiClient(CustomObjectsApi);
   const kubeVersion = (await admin.makeApiClient(VersionApi).getCode()).gitVersion;
 
-  say('2/7 reference control plane (its own process, heartbeat interval 10 s)');
-  controlPlane = await startControlPlaneProcess(['--heartbeat-interval', `${HEARTBEAT_SECONDS}s`]);
+  say(
+    `2/10 reference control plane (its own process, heartbeat interval 10 s${certLifetime ? `, certificate lifetime ${certLifetime}` : ''})`,
+  );
+  controlPlane = await startControlPlaneProcess([
+    '--heartbeat-interval',
+    `${HEARTBEAT_SECONDS}s`,
+    ...(certLifetime ? ['--cert-lifetime', certLifetime] : []),
+  ]);
   const cp = controlPlane;
   const caFile = join(work, 'control-plane-ca.pem');
   await writeFile(caFile, cp.caPem);
@@ -211,13 +251,13 @@ try {
     await core.createNamespace({ body: { metadata: { name } } });
 
   // ---- the floor: the operator's writes for N connectors, no operator logic ----------------------
-  say(`3/7 floor: the objects the operator writes for ${N} connectors, ${floorConcurrency} at a time`);
+  say(`3/10 floor: the objects the operator writes for ${N} connectors, ${floorConcurrency} at a time`);
   const floor = await runFloor(admin, cp, FLOOR_NAMESPACE, BASIC_MIX);
   say(`    ${floor.seconds} s (${floor.writes} writes, ${round(floor.writes / floor.seconds)} writes/s)`);
   await deleteNamespace(core, FLOOR_NAMESPACE);
 
   // ---- the operator, as its ServiceAccount, in its own process ----------------------------------
-  say('4/7 operator (its own process, its ServiceAccount kubeconfig, leader election on)');
+  say('4/10 operator (its own process, its ServiceAccount kubeconfig, leader election on)');
   const operatorKubeconfig = join(work, 'operator.kubeconfig');
   const operatorKc = await cluster.serviceAccountKubeConfig(
     OPERATOR_NAMESPACE,
@@ -225,51 +265,36 @@ try {
     24 * 3600,
   );
   await writeFile(operatorKubeconfig, operatorKc.exportConfig(), { mode: 0o600 });
-  const operatorPort = await freePort();
-  const operatorLog = join(work, 'operator.log');
   // --heap-snapshots <dir>: the operator writes a heap snapshot there on SIGUSR2, which this sends
   // when it is ready with no Connector and after the steady-state window (after its figures).
   const heapSnapshots = args['heap-snapshots'];
   if (heapSnapshots) await mkdir(heapSnapshots, { recursive: true });
-  const operator = spawn(
-    process.execPath,
-    [
-      ...(heapSnapshots ? ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${heapSnapshots}`] : []),
-      join(ROOT, 'src/bin/operator.ts'),
-      `--control-plane-url=${cp.url}`,
-      `--control-plane-ca-file=${caFile}`,
-      `--credential-secret=${OPERATOR_NAMESPACE}/${CREDENTIAL_SECRET}`,
-      `--connector-image=${IMAGE}`,
-      `--leader-election-namespace=${OPERATOR_NAMESPACE}`,
-      `--listen=127.0.0.1:${operatorPort}`,
-      `--concurrency=${operatorConcurrency}`,
-      '--log-level=warn',
-    ],
-    {
-      stdio: ['ignore', 'pipe', 'pipe'],
+  const startOperator = () =>
+    startOperatorProcess({
+      nodeArgs: heapSnapshots ? ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${heapSnapshots}`] : [],
+      args: [
+        `--control-plane-url=${cp.url}`,
+        `--control-plane-ca-file=${caFile}`,
+        `--credential-secret=${OPERATOR_NAMESPACE}/${CREDENTIAL_SECRET}`,
+        `--connector-image=${IMAGE}`,
+        `--leader-election-namespace=${OPERATOR_NAMESPACE}`,
+        `--concurrency=${operatorConcurrency}`,
+        '--log-level=warn',
+      ],
       env: { ...process.env, KUBECONFIG: operatorKubeconfig, POD_NAMESPACE: OPERATOR_NAMESPACE },
-    },
-  );
-  children.push(operator);
-  const logStream = createWriteStream(operatorLog);
-  operator.stdout?.pipe(logStream);
-  operator.stderr?.pipe(logStream);
-  const operatorPid = operator.pid ?? 0;
-  const operatorUrl = `http://127.0.0.1:${operatorPort}`;
-  const operatorMetrics = async () => (await fetch(`${operatorUrl}/metrics`)).text();
-  await until('the operator to be ready', 60_000, async () => {
-    if (operator.exitCode !== null)
-      throw new Error(
-        `the operator exited ${operator.exitCode}: ${readFileSync(operatorLog, 'utf8').slice(-2000)}`,
-      );
-    return (await fetch(`${operatorUrl}/readyz`).catch(() => undefined))?.status === 200;
-  });
+      logFile: join(work, 'operator.log'),
+      register: (child) => children.push(child),
+    });
+  // Replaced by the restart of figure 6; every figure before it reads this one.
+  let operator: OperatorProcess = await startOperator();
+  const operatorPid = operator.pid;
+  const operatorMetrics = () => operator.metrics();
 
   const usageAtReady = await processUsage(operatorPid);
   const heapSnapshot = async (when: string) => {
     if (!heapSnapshots) return;
     const before = (await readdir(heapSnapshots)).length;
-    operator.kill('SIGUSR2');
+    operator.child.kill('SIGUSR2');
     await until(`the operator's heap snapshot (${when})`, 120_000, async () => {
       const files = await readdir(heapSnapshots);
       // Written under its final name as it goes: wait until its size stops changing.
@@ -284,13 +309,13 @@ try {
   await heapSnapshot('ready, no Connector');
 
   // ---- the fleet: N agents over mTLS and a node ------------------------------------------------
-  say('5/7 fleet simulator (its own process: agents over mTLS, and a node that runs no process)');
+  say('5/10 fleet simulator (its own process: a node whose pods run simulated agents over mTLS)');
   const fleetConfig: FleetConfig = {
     kubeconfig: cluster.kubeconfigPath,
     namespace: NAMESPACE,
-    controlPlaneUrl: cp.url,
     caFile,
     nodeName: 'bench-node',
+    volumeRoot: join(work, 'volumes'),
     enrollConcurrency: 8,
   };
   const fleet = fork(join(import.meta.dirname, 'fleet-simulator.ts'), [], {
@@ -310,50 +335,23 @@ try {
     return fleetReady;
   });
 
-  // ---- the observer: when each Connector first shows each phase ---------------------------------
-  const seen = new Map<string, Map<string, number>>();
-  const phaseNow = new Map<string, string>();
-  const watch = new Watch(admin);
-  let watching = true;
+  // ---- the observer: a watch on the Connectors (when each shows each phase, every status change) --
+  const observer = new ConnectorObserver(admin, NAMESPACE);
+  const { seen, phaseNow } = observer;
   // Every status the watch shows, per Connector, until it first shows Online: how many status
   // writes the way to Online took, and what each changed (the fields, the conditions' reasons).
   const statusHistory = new Map<string, Array<{ at: number; changed: string[] }>>();
-  const lastStatus = new Map<string, Connector['status']>();
-  const recordStatusWrite = (name: string, object: Connector) => {
-    const before = lastStatus.get(name);
-    const after = object.status;
-    if (after === undefined || JSON.stringify(before) === JSON.stringify(after)) return;
-    lastStatus.set(name, after);
+  observer.onStatus((name, before, object) => {
     if (seen.get(name)?.has('Online')) return;
     const history = statusHistory.get(name) ?? [];
-    history.push({ at: Date.now(), changed: statusDiff(before, after) });
+    history.push({ at: Date.now(), changed: statusDiff(before, object.status) });
     statusHistory.set(name, history);
-  };
-  const observe = async (): Promise<void> => {
-    if (!watching) return;
-    await watch
-      .watch(
-        `/apis/vaultpam.io/v1alpha1/namespaces/${NAMESPACE}/connectors`,
-        {},
-        (_type, object: Connector) => {
-          const name = object.metadata.name ?? '';
-          recordStatusWrite(name, object);
-          const phase = object.status?.phase;
-          if (!phase) return;
-          phaseNow.set(name, phase);
-          const phases = seen.get(name) ?? new Map<string, number>();
-          if (!phases.has(phase)) phases.set(phase, Date.now());
-          seen.set(name, phases);
-        },
-        () => void (watching && setTimeout(observe, 200)),
-      )
-      .catch(() => void (watching && setTimeout(observe, 1_000)));
-  };
-  await observe();
+  });
+  await observer.start();
 
   // ---- (1) apply N Connectors at once -> all Online ---------------------------------------------
   say(
-    `6/7 applying ${N} Connectors at once (${applyConcurrency} requests in flight), waiting for all Online`,
+    `6/10 applying ${N} Connectors at once (${applyConcurrency} requests in flight), waiting for all Online`,
   );
   const names = Array.from({ length: N }, (_, i) => `c${String(i).padStart(5, '0')}`);
   const metricsBeforeApply = await operatorMetrics();
@@ -472,23 +470,11 @@ try {
   say(`    all Online in ${round(onlineSeconds)} s (${round(onlineSeconds / floor.seconds)}x the floor)`);
 
   // ---- (2), (3) steady state -------------------------------------------------------------------
-  // The world settles first: every pod Running, then no operator write for 10 s (at most 3 min).
-  await until(
-    'every connector pod to be marked Ready',
-    timeoutMs,
-    () => (fleetStats?.podsMarkedReady ?? 0) >= N,
-  );
-  const settleDeadline = Date.now() + 180_000;
-  let quietSince = Date.now();
-  let lastWrites = writesTotal(await operatorMetrics());
-  while (Date.now() - quietSince < 10_000 && Date.now() < settleDeadline) {
-    await sleep(1_000);
-    const writes = writesTotal(await operatorMetrics());
-    if (writes !== lastWrites) quietSince = Date.now();
-    lastWrites = writes;
-  }
+  // The world settles first: every pod Ready, then no operator write for 10 s (at most 3 min).
+  await until('every connector pod to be Ready', timeoutMs, () => (fleetStats?.podsReady ?? 0) >= N);
+  await waitForQuiet(operatorMetrics, 10_000, 180_000);
   say(
-    `7/7 steady state: measuring ${steadySeconds} s with ${N} connectors heartbeating every ${HEARTBEAT_SECONDS} s`,
+    `7/10 steady state: measuring ${steadySeconds} s with ${N} connectors heartbeating every ${HEARTBEAT_SECONDS} s`,
   );
   const cpMetrics = async () => (await post(cp, '/metrics', undefined, { method: 'GET' })).body;
   const steadyBefore = {
@@ -508,18 +494,15 @@ try {
   };
   const minutes = (steadyAfter.at - steadyBefore.at) / 60_000;
   const steadyWrites = diffWrites(steadyBefore.operator, steadyAfter.operator);
-  const steadyNonLease = Object.entries(steadyWrites)
-    .filter(([labels]) => !labels.includes('kind=Lease'))
-    .reduce((sum, [, value]) => sum + value, 0);
+  const steadyNonLease = nonLeaseWrites(steadyWrites);
   const cpRequests = (text: string, keep: (labels: string) => boolean) =>
     counterSum(text, 'cp_http_request_duration_seconds_count', keep);
   const agentRoute = (labels: string) => /route="\/v1\/(heartbeat|enroll|renew)"/.test(labels);
   const isMetrics = (labels: string) => labels.includes('route="/metrics"');
   const cpAll =
     cpRequests(steadyAfter.cp, (l) => !isMetrics(l)) - cpRequests(steadyBefore.cp, (l) => !isMetrics(l));
-  const cpOperator =
-    cpRequests(steadyAfter.cp, (l) => !isMetrics(l) && !agentRoute(l)) -
-    cpRequests(steadyBefore.cp, (l) => !isMetrics(l) && !agentRoute(l));
+  const notAgents = (l: string) => !isMetrics(l) && !agentRoute(l);
+  const cpOperator = cpRequests(steadyAfter.cp, notAgents) - cpRequests(steadyBefore.cp, notAgents);
   const steady = {
     seconds: round((steadyAfter.at - steadyBefore.at) / 1000),
     operatorRssMiB: round(steadyAfter.usage.rssMiB),
@@ -545,41 +528,119 @@ try {
   say(`    ${JSON.stringify(steady)}`);
   await heapSnapshot(`steady state, ${N} Connectors`);
 
-  // ---- (4) a burst: 10 % of the fleet goes silent at once -> Offline ------------------------------
-  const silentCount = Math.max(1, Math.ceil(N * offlineFraction));
-  const silent = names.slice(0, silentCount);
-  say(
-    `    burst: ${silentCount} agents go silent at once; the control plane marks them offline after ${OFFLINE_AFTER_SECONDS} s`,
-  );
-  command({ type: 'silence', ids: silent.map((n) => `${NAMESPACE}.${n}`) });
-  const silencedAt = Date.now();
-  await until(`${silentCount} Connectors to show Offline`, OFFLINE_AFTER_SECONDS * 1000 + timeoutMs, () =>
-    silent.every((n) => (seen.get(n)?.get('Offline') ?? 0) > silencedAt),
-  );
+  // The control plane's records (figures 4 to 5 read stateChangedAt), over one kept-alive client.
   const adminClient = new ControlPlaneAdminClient({
     url: cp.url,
     caPem: cp.caPem,
     credential: cp.credential,
   });
-  const latencies: number[] = [];
-  try {
-    for (const name of silent) {
-      const record = await adminClient.getConnector(`${NAMESPACE}.${name}`);
-      latencies.push((seen.get(name)?.get('Offline') ?? NaN) - new Date(record.stateChangedAt).getTime());
-    }
-  } finally {
-    adminClient.close();
-  }
-  const stillOnline = names.slice(silentCount).filter((n) => phaseNow.get(n) !== 'Online').length;
-  const burst = {
-    silent: silentCount,
-    p50Ms: percentile(latencies, 50),
-    p99Ms: percentile(latencies, 99),
-    maxMs: Math.max(...latencies),
-    othersNotOnline: stillOnline,
+  const context: PhaseContext = {
+    namespace: NAMESPACE,
+    names,
+    observer,
+    command,
+    fleet: () => fleetStats,
+    record: (id) => adminClient.getConnector(id),
+    operatorMetrics,
+    controlPlaneOperatorRequests: async () => cpRequests(await cpMetrics(), notAgents),
+    objects,
+    events: admin.makeApiClient(EventsV1Api),
+    timeoutMs,
   };
-  say(`    control plane offline -> status Offline: ${JSON.stringify(burst)}`);
-  watching = false;
+  const laterPhases = !skip.flapping || !skip.recovery || !skip.restart;
+
+  // ---- (4) a burst: 10 % of the fleet goes silent at once -> Offline ------------------------------
+  let burst: Burst | undefined;
+  if (!skip.burst) {
+    const silentCount = Math.max(1, Math.ceil(N * offlineFraction));
+    const silent = names.slice(0, silentCount);
+    const ids = silent.map((n) => `${NAMESPACE}.${n}`);
+    say(
+      `    burst: ${silentCount} agents go silent at once; the control plane marks them offline after ${OFFLINE_AFTER_SECONDS} s`,
+    );
+    command({ type: 'silence', ids });
+    const silencedAt = Date.now();
+    await until(`${silentCount} Connectors to show Offline`, OFFLINE_AFTER_SECONDS * 1000 + timeoutMs, () =>
+      silent.every((n) => observer.phaseSince(n, 'Offline', silencedAt) !== undefined),
+    );
+    const transitionLatencies = async (phase: string, since: number) => {
+      const latencies: number[] = [];
+      for (const name of silent) {
+        const record = await adminClient.getConnector(`${NAMESPACE}.${name}`);
+        latencies.push(
+          (observer.phaseSince(name, phase, since) ?? NaN) - new Date(record.stateChangedAt).getTime(),
+        );
+      }
+      return latencies;
+    };
+    const latencies = await transitionLatencies('Offline', silencedAt);
+    const stillOnline = names.slice(silentCount).filter((n) => phaseNow.get(n) !== 'Online').length;
+    const offline = latencySummary(latencies);
+    burst = {
+      silent: silentCount,
+      p50Ms: offline.p50Ms,
+      p99Ms: offline.p99Ms,
+      maxMs: offline.maxMs,
+      othersNotOnline: stillOnline,
+    };
+    say(`    control plane offline -> status Offline: ${JSON.stringify(burst)}`);
+    if (laterPhases) {
+      // The later phases start from a whole fleet: the silent agents beat again (and are measured).
+      const resumedAt = Date.now();
+      command({ type: 'resume', ids });
+      await until(`${silentCount} Connectors to show Online again`, timeoutMs, () =>
+        silent.every((n) => observer.phaseSince(n, 'Online', resumedAt) !== undefined),
+      );
+      burst.backOnline = latencySummary(await transitionLatencies('Online', resumedAt));
+      say(`    they beat again: control plane online -> status Online: ${JSON.stringify(burst.backOnline)}`);
+    }
+  }
+
+  // ---- (4b) 1 % of the fleet flapping ----------------------------------------------------------
+  let flapping: Awaited<ReturnType<typeof runFlapping>> | undefined;
+  if (!skip.flapping) {
+    const count = Math.max(1, Math.ceil(N * flapFraction));
+    say(
+      `8/10 flapping: ${count} agent(s) (${round(flapFraction * 100, 2)} %) alternate silent/beating, ${flapCycles} cycles, while the rest beat`,
+    );
+    await waitForQuiet(operatorMetrics, 10_000, 120_000);
+    flapping = await runFlapping(context, {
+      flapping: names.slice(N - count),
+      cycles: flapCycles,
+      heartbeatSeconds: HEARTBEAT_SECONDS,
+      offlineAfterSeconds: OFFLINE_AFTER_SECONDS,
+    });
+  }
+
+  // ---- (5) guided recovery ---------------------------------------------------------------------
+  let recovery: Awaited<ReturnType<typeof runRecoveries>> | undefined;
+  if (!skip.recovery) {
+    const oneAtATime = Math.min(recoveriesOneAtATime, N);
+    const atOnce = Math.max(1, Math.min(recoveriesAtOnceAsked, Math.floor(N / 2)));
+    const rule =
+      atOnce === recoveriesAtOnceAsked
+        ? `${atOnce} (--recoveries-at-once)`
+        : `min(${recoveriesAtOnceAsked}, N/2) = ${atOnce}, since N = ${N}`;
+    say(`9/10 guided recovery: ${oneAtATime} one after another, then ${rule} at once`);
+    await waitForQuiet(operatorMetrics, 10_000, 120_000);
+    recovery = await runRecoveries(context, {
+      sequential: names.slice(N - oneAtATime),
+      atOnce: names.slice(0, atOnce),
+      atOnceRule: rule,
+      offlineAfterSeconds: OFFLINE_AFTER_SECONDS,
+    });
+  }
+
+  // ---- (6) operator restart --------------------------------------------------------------------
+  let restart: Awaited<ReturnType<typeof runRestart>>['result'] | undefined;
+  if (!skip.restart) {
+    say('10/10 operator restart: SIGTERM, a new process, until every Connector is reconciled again');
+    const restarted = await runRestart(context, operator, startOperator, N);
+    operator = restarted.operator;
+    restart = restarted.result;
+  }
+  adminClient.close();
+  observer.stop();
   command({ type: 'stop' });
 
   // ---- the second floor: the operator's own write mix, once the operator and fleet are stopped ---
@@ -606,6 +667,12 @@ try {
       floorConcurrency,
       applyConcurrency,
       controllerManager: { kubeApiQps: kcmQps, kubeApiBurst: kcmBurst, defaults: { qps: 20, burst: 30 } },
+      flapFraction,
+      flapCycles,
+      certificateLifetime: certLifetime ?? null,
+      skipped: Object.entries(skip)
+        .filter(([, skipped]) => skipped)
+        .map(([phase]) => phase),
     },
     floor,
     mixFloor,
@@ -616,33 +683,24 @@ try {
       ratioToMixFloor: round(onlineSeconds / mixFloor.seconds, 2),
       operatorCpuSeconds: round(cpuAtOnline.cpuSeconds - cpuBeforeApply.cpuSeconds, 2),
       operatorWrites: convergenceWrites,
-      operatorWritesPerConnector: round(
-        Object.entries(convergenceWrites)
-          .filter(([labels]) => !labels.includes('kind=Lease'))
-          .reduce((sum, [, value]) => sum + value, 0) / N,
-        2,
-      ),
+      operatorWritesPerConnector: round(nonLeaseWrites(convergenceWrites) / N, 2),
     },
     statusPath,
     steady,
-    burst,
+    burst: burst ?? 'skipped (--skip-burst)',
+    flapping: flapping ?? 'skipped (--skip-flapping)',
+    recovery: recovery ?? 'skipped (--skip-recovery)',
+    restart: restart ?? 'skipped (--skip-restart)',
+    renewals: {
+      certificateLifetime: certLifetime ?? 'the control plane default (24h): none expected',
+      renewals: fleetStats?.renewals ?? 0,
+      renewalFailures: fleetStats?.renewalFailures ?? 0,
+    },
     fleet: fleetStats,
-    notYetMeasured: [
-      '1 % of the fleet flapping: status latency p50/p99 (item 4)',
-      'guided recovery, request -> Online, median of 10, and 100 at once (item 5)',
-      'operator restart: time until every Connector is reconciled again, and its writes (item 6)',
-      'control plane alone: heartbeats/s and p99, enrollments/s, RSS at 10,000 agents (item 7; bench/control-plane-heartbeats.ts has a standalone figure)',
-      'N = 1,000 and 10,000',
-    ],
+    notYetMeasured: ['agents that fail a path (Degraded), in the fleet simulator', 'N = 1,000 and 10,000'],
     totalSeconds: round((Date.now() - started) / 1000),
   };
-  await mkdir(args.out ?? '', { recursive: true });
-  const base = join(args.out ?? '', `scale-${N}`);
-  await writeFile(`${base}.json`, `${JSON.stringify(result, null, 2)}\n`);
-  const table = markdown(result);
-  await writeFile(`${base}.md`, table);
-  say(`\n${table}`);
-  say(`figures written to ${base}.json and ${base}.md`);
+  await writeResult(args.out ?? '', `scale-${N}`, result, markdown(result));
 } catch (error) {
   // After Ctrl-C, a request to a component that is stopping fails: that is no failure of the run.
   if (interrupted) await new Promise(() => {});
@@ -651,48 +709,6 @@ try {
 }
 await cleanup();
 process.exit(process.exitCode ?? 0);
-
-/** What a status write changed: its top-level fields, and for conditions the types whose reason or status changed. */
-function statusDiff(before: Connector['status'], after: Connector['status']): string[] {
-  const a = (before ?? {}) as Record<string, unknown>;
-  const b = (after ?? {}) as Record<string, unknown>;
-  const out: string[] = [];
-  for (const field of new Set([...Object.keys(a), ...Object.keys(b)])) {
-    if (field === 'conditions') continue;
-    if (JSON.stringify(a[field]) === JSON.stringify(b[field])) continue;
-    if (field === 'phase') out.push(`phase=${String(b[field])}`);
-    else if (field === 'storage' || field === 'enrollment') {
-      const x = (a[field] ?? {}) as Record<string, unknown>;
-      const y = (b[field] ?? {}) as Record<string, unknown>;
-      for (const sub of new Set([...Object.keys(x), ...Object.keys(y)]))
-        if (JSON.stringify(x[sub]) !== JSON.stringify(y[sub])) out.push(`${field}.${sub}`);
-    } else out.push(field);
-  }
-  type C = { type: string; status: string; reason?: string; message?: string };
-  const ca = new Map(((before?.conditions ?? []) as C[]).map((c) => [c.type, c]));
-  for (const c of (after?.conditions ?? []) as C[]) {
-    const p = ca.get(c.type);
-    if (!p) out.push(`+${c.type}=${c.status}/${c.reason ?? ''}`);
-    else if (p.status !== c.status || p.reason !== c.reason)
-      out.push(`${c.type}=${c.status}/${c.reason ?? ''}`);
-    else if (p.message !== c.message) out.push(`${c.type}.message(${c.reason ?? ''})`);
-  }
-  return out.length > 0 ? out.sort() : ['(condition fields other than status, reason, message)'];
-}
-
-function writesTotal(text: string) {
-  return counterSum(text, 'vaultpam_operator_kubernetes_writes_total', (l) => !l.includes('kind="Lease"'));
-}
-function diffWrites(before: string, after: string) {
-  const a = countersByLabels(before, 'vaultpam_operator_kubernetes_writes_total');
-  const b = countersByLabels(after, 'vaultpam_operator_kubernetes_writes_total');
-  const out: Record<string, number> = {};
-  for (const [labels, value] of Object.entries(b)) {
-    const delta = value - (a[labels] ?? 0);
-    if (delta > 0) out[labels] = delta;
-  }
-  return out;
-}
 
 /** What one connector's share of a floor writes, by kind (each status patch and Event differs). */
 interface FloorMix {
@@ -838,8 +854,77 @@ interface ResultForTable {
     controlPlaneRequestsPerMinute: number;
     controlPlaneRequestsFromOperatorPerMinute: number;
   };
-  burst: { silent: number; p50Ms: number; p99Ms: number; maxMs: number };
+  burst: Burst | string;
+  flapping: Awaited<ReturnType<typeof runFlapping>> | string;
+  recovery: Awaited<ReturnType<typeof runRecoveries>> | string;
+  restart: Awaited<ReturnType<typeof runRestart>>['result'] | string;
+  renewals: { certificateLifetime: string; renewals: number; renewalFailures: number };
   notYetMeasured: string[];
+}
+
+interface Burst {
+  silent: number;
+  p50Ms: number;
+  p99Ms: number;
+  maxMs: number;
+  othersNotOnline: number;
+  /** When the silent agents beat again (before the later phases): control plane online -> status Online. */
+  backOnline?: ReturnType<typeof latencySummary>;
+}
+
+function seconds(ms: number) {
+  return `${round(ms / 1000, 2)} s`;
+}
+
+/** The table rows of the figures after the steady state (a skipped phase says so). */
+function laterRows(r: ResultForTable): Array<[string, string, string]> {
+  const rows: Array<[string, string, string]> = [];
+  const b = r.burst;
+  if (typeof b === 'string') rows.push(['(4) burst of silent agents -> status Offline', 'skipped', b]);
+  else
+    rows.push([
+      `(4) burst: ${b.silent} agents (${round((b.silent / r.connectors) * 100)} %) silent -> status Offline`,
+      `p50 ${b.p50Ms} ms, p99 ${b.p99Ms} ms`,
+      `max ${b.maxMs} ms, from the control plane's stateChangedAt${b.backOnline ? `; beating again -> Online p50 ${b.backOnline.p50Ms} ms, p99 ${b.backOnline.p99Ms} ms` : ''}`,
+    ]);
+  const f = r.flapping;
+  if (typeof f === 'string') rows.push(['(4b) 1 % of the fleet flapping', 'skipped', f]);
+  else
+    rows.push([
+      `(4b) ${f.flapping} agent(s) (${round((f.flapping / r.connectors) * 100, 2)} %) flapping, ${f.cycles} cycles -> status Offline / Online`,
+      `Offline p50 ${f.toOffline.p50Ms} ms, p99 ${f.toOffline.p99Ms} ms; Online p50 ${f.toOnline.p50Ms} ms, p99 ${f.toOnline.p99Ms} ms`,
+      `max ${f.toOffline.maxMs} / ${f.toOnline.maxMs} ms over ${f.toOffline.count + f.toOnline.count} transitions; operator writes meanwhile ${f.operatorWrites} (Lease aside): ${f.statusWritesToFlapping} status writes and ${f.eventsOnFlapping} Events on the flapping ones; other Connectors written: ${f.otherConnectorsWithStatusWrites} status, ${f.otherConnectorsWithEvents} Events`,
+    ]);
+  const v = r.recovery;
+  if (typeof v === 'string') rows.push(['(5) guided recovery', 'skipped', v]);
+  else {
+    const one = v.oneAtATime;
+    const all = v.atOnce;
+    rows.push([
+      `(5) guided recovery, ${one.recoveries} one after another: request -> Online`,
+      `median ${seconds(one.medianRequestToOnlineMs)}`,
+      `min ${seconds(one.minRequestToOnlineMs)}, max ${seconds(one.maxRequestToOnlineMs)}; requested once the control plane had marked them offline; pairings ${one.pairings}`,
+    ]);
+    rows.push([
+      `(5) guided recovery, ${all.recoveries} at once: request -> Online`,
+      `p50 ${seconds(all.requestToOnline.p50Ms)}, p99 ${seconds(all.requestToOnline.p99Ms)}`,
+      `max ${seconds(all.requestToOnline.maxMs)}; all Online ${all.firstRequestToLastOnlineSeconds} s after the first request; ${all.rule}; operator writes/recovery ${all.operatorWritesPerRecovery} (Lease aside); pairings ${all.pairings}`,
+    ]);
+  }
+  const s = r.restart;
+  if (typeof s === 'string') rows.push(['(6) operator restart', 'skipped', s]);
+  else
+    rows.push([
+      `(6) operator restart (SIGTERM, new process) -> every Connector reconciled again`,
+      `${s.sigtermToAllReconciledSeconds} s`,
+      `from the new process's start ${s.startToAllReconciledSeconds} s (ready ${s.startToReadySeconds} s, leader ${s.startToLeaderSeconds} s); operator writes ${s.writesToAllReconciled} (Lease aside), ${s.writesUntilQuiet} until quiet; Connectors whose status changed: ${s.connectorsWithStatusWrites}`,
+    ]);
+  rows.push([
+    'fleet certificate renewals',
+    `${r.renewals.renewals}`,
+    `certificate lifetime ${r.renewals.certificateLifetime}; ${r.renewals.renewalFailures} failed`,
+  ]);
+  return rows;
 }
 
 function markdown(r: ResultForTable): string {
@@ -869,11 +954,7 @@ function markdown(r: ResultForTable): string {
       `${r.steady.controlPlaneRequestsPerMinute} /min`,
       `of which from the operator: ${r.steady.controlPlaneRequestsFromOperatorPerMinute} /min`,
     ],
-    [
-      `(4) burst: ${r.burst.silent} agents (10 %) silent -> status Offline`,
-      `p50 ${r.burst.p50Ms} ms, p99 ${r.burst.p99Ms} ms`,
-      `max ${r.burst.maxMs} ms, from the control plane's stateChangedAt`,
-    ],
+    ...laterRows(r),
   ];
   return [
     `# Scale benchmark, ${r.connectors} connectors`,

@@ -1,0 +1,67 @@
+// The operator as the scale benchmark runs it: src/bin/operator.ts in its own process (so its RSS and
+// CPU are its own), started with the given flags and environment, ready once /readyz answers 200,
+// and stopped with SIGTERM as Kubernetes stops a pod (the figure 6 restart does exactly that).
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createWriteStream, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { freePort } from '../dev/local-cluster/ports.ts';
+import { ROOT } from './control-plane-common.ts';
+import { until } from './scale-util.ts';
+
+export interface OperatorProcess {
+  child: ChildProcess;
+  pid: number;
+  url: string;
+  metrics(): Promise<string>;
+  /** SIGTERM, then SIGKILL after `graceMs`; resolves with how it exited. */
+  stop(graceMs?: number): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+export interface OperatorLaunch {
+  /** Node flags before the script (heap snapshot signal, ...). */
+  nodeArgs: string[];
+  /** The operator's flags, without --listen (a free loopback port is chosen). */
+  args: string[];
+  env: NodeJS.ProcessEnv;
+  /** Where stdout and stderr go (appended). */
+  logFile: string;
+  /** Called with the child as soon as it exists, so the benchmark's cleanup can stop it. */
+  register(child: ChildProcess): void;
+}
+
+export async function startOperatorProcess(launch: OperatorLaunch): Promise<OperatorProcess> {
+  const port = await freePort();
+  const child = spawn(
+    process.execPath,
+    [...launch.nodeArgs, join(ROOT, 'src/bin/operator.ts'), ...launch.args, `--listen=127.0.0.1:${port}`],
+    { stdio: ['ignore', 'pipe', 'pipe'], env: launch.env },
+  );
+  launch.register(child);
+  const log = createWriteStream(launch.logFile, { flags: 'a' });
+  child.stdout?.pipe(log);
+  child.stderr?.pipe(log);
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((done) =>
+    child.once('exit', (code, signal) => done({ code, signal })),
+  );
+  const url = `http://127.0.0.1:${port}`;
+  await until('the operator to be ready', 60_000, async () => {
+    if (child.exitCode !== null)
+      throw new Error(
+        `the operator exited ${child.exitCode}: ${readFileSync(launch.logFile, 'utf8').slice(-2000)}`,
+      );
+    return (await fetch(`${url}/readyz`).catch(() => undefined))?.status === 200;
+  });
+  return {
+    child,
+    pid: child.pid ?? 0,
+    url,
+    metrics: async () => (await fetch(`${url}/metrics`)).text(),
+    async stop(graceMs = 30_000) {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+      const how = await exited;
+      clearTimeout(timer);
+      return how;
+    },
+  };
+}
