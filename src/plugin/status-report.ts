@@ -17,6 +17,8 @@ export interface ConnectorSummary {
   phase: string;
   mode: string;
   lastHeartbeatTime?: string;
+  /** The control plane says heartbeats arrive (online, degraded): the status shows no time then. */
+  heartbeatsArriving: boolean;
   /** retired, live (with tokenExpiresAt), expired, or none. */
   token: 'retired' | 'live' | 'expired' | 'none';
   tokenExpiresAt?: string;
@@ -48,6 +50,7 @@ export function summarize(connector: Connector, now: Date): ConnectorSummary {
     phase: status.phase ?? '',
     mode: status.mode ?? '',
     ...(status.lastHeartbeatTime ? { lastHeartbeatTime: status.lastHeartbeatTime } : {}),
+    heartbeatsArriving: status.controlPlaneState === 'online' || status.controlPlaneState === 'degraded',
     token,
     ...(expiresAt && !enrollment.retired ? { tokenExpiresAt: expiresAt } : {}),
     ...(status.diagnosis?.failureClass ? { diagnosis: status.diagnosis.failureClass } : {}),
@@ -60,6 +63,14 @@ export function summarize(connector: Connector, now: Date): ConnectorSummary {
       ? { createdAt: new Date(connector.metadata.creationTimestamp).toISOString() }
       : {}),
   };
+}
+
+/** The last heartbeat once they stopped; while they arrive the status names no time (report.ts). */
+function heartbeatText(summary: ConnectorSummary, now: Date, exact: boolean): string {
+  if (summary.heartbeatsArriving) return 'arriving';
+  if (!summary.lastHeartbeatTime) return '<none>';
+  const ago = age(summary.lastHeartbeatTime, now);
+  return exact ? `${summary.lastHeartbeatTime} (${ago} ago)` : ago;
 }
 
 function tokenText(summary: ConnectorSummary, now: Date): string {
@@ -92,7 +103,7 @@ export function summaryTable(
     s.name,
     s.phase || '<none>',
     s.mode || '<none>',
-    s.lastHeartbeatTime ? age(s.lastHeartbeatTime, now) : '<none>',
+    heartbeatText(s, now, false),
     tokenText(s, now),
     s.diagnosis ?? '-',
     s.recoveryStep ? `${s.recoveryStep} (${s.recoveryRequestId})` : '-',
@@ -298,10 +309,7 @@ export function statusReportText(report: StatusReport, now: Date): string {
         line('Connector ID', s.connectorId ?? '<none>'),
         line('Phase', s.phase || '<none>'),
         line('Mode', s.mode || '<none>'),
-        line(
-          'Last heartbeat',
-          s.lastHeartbeatTime ? `${s.lastHeartbeatTime} (${age(s.lastHeartbeatTime, now)} ago)` : '<none>',
-        ),
+        line('Last heartbeat', heartbeatText(s, now, true)),
         line('Token', tokenText(s, now)),
         line('Control plane', s.controlPlane),
       ].join('\n'),

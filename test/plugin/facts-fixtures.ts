@@ -30,7 +30,6 @@ export const ONLINE_STATUS: ConnectorStatus = {
   mode: 'Autonomous',
   connectorId: 'team-a.edge',
   controlPlaneState: 'online',
-  lastHeartbeatTime: '2026-03-01T11:59:58Z',
   enrollment: { retired: true, mintCount: 1, lastMintKey: `enroll-${UID}-1` },
   storage: {
     source: 'PersistentVolumeClaim',

@@ -58,16 +58,24 @@ test('the status table: phase, mode, heartbeat, token expiry, diagnosis, recover
     recovery: { requestId: 'r1', step: 'ScalingDown' },
   });
   lost.metadata.name = 'lost';
-  const rows = [online, pending, lost].map((c) => summarize(c, NOW));
+  const silent = connector({
+    phase: 'Offline',
+    controlPlaneState: 'offline',
+    lastHeartbeatTime: '2026-03-01T11:40:00Z',
+  });
+  silent.metadata.name = 'silent';
+  const rows = [online, pending, lost, silent].map((c) => summarize(c, NOW));
   const text = summaryTable(rows, NOW, { allNamespaces: false, wide: false });
   const lines = text.split('\n');
   t.regex(
     lines[0] ?? '',
     /^NAME\s+PHASE\s+MODE\s+LAST HEARTBEAT\s+TOKEN EXPIRY\s+DIAGNOSIS\s+RECOVERY\s+AGE$/,
   );
-  t.regex(lines[1] ?? '', /^edge\s+Online\s+Autonomous\s+2s\s+retired\s+-\s+-\s+3d$/);
+  // While heartbeats arrive the status names no time (no write per heartbeat); once they stop, its age.
+  t.regex(lines[1] ?? '', /^edge\s+Online\s+Autonomous\s+arriving\s+retired\s+-\s+-\s+3d$/);
   t.regex(lines[2] ?? '', /^new\s+Pending\s+<none>\s+<none>\s+in 3h59m\s+-\s+-\s+<unknown>$/);
   t.regex(lines[3] ?? '', /^lost\s+NeedsRecovery\s+<none>\s+<none>\s+-\s+IdentityLoss\s+ScalingDown \(r1\)/);
+  t.regex(lines[4] ?? '', /^silent\s+Offline\s+<none>\s+20m\s+-\s+-\s+-/);
   const wide = summaryTable(rows, NOW, { allNamespaces: true, wide: true }).split('\n');
   t.regex(wide[0] ?? '', /^NAMESPACE\s+NAME\s+.*AGE\s+CONNECTOR ID\s+CONTROL PLANE\s+READY$/);
   t.regex(wide[1] ?? '', /^team-a\s+edge\s+.*team-a\.edge\s+default\s+True$/);

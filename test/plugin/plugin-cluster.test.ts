@@ -176,7 +176,7 @@ test.serial('healthy: status lists it, reports it whole, diagnose exits 0', asyn
   keep('healthy-list', `kubectl vaultpam status -n ${namespace}`, list);
   t.is(list.code, 0, list.stderr);
   t.regex(list.stdout, /^NAME\s+PHASE\s+MODE\s+LAST HEARTBEAT\s+TOKEN EXPIRY\s+DIAGNOSIS\s+RECOVERY\s+AGE$/m);
-  t.regex(list.stdout, /^healthy\s+Online\s+Autonomous\s+\d+s\s+retired\s+-\s+-\s+\d+s$/m);
+  t.regex(list.stdout, /^healthy\s+Online\s+Autonomous\s+arriving\s+retired\s+-\s+-\s+\d+s$/m);
 
   const all = await plugin(['status', '-A', '-o', 'json']);
   t.is(all.code, 0, all.stderr);

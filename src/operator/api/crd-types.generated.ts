@@ -297,7 +297,7 @@ export interface ConnectorStatus {
    */
   controlPlaneState?: string;
   /**
-   * When the control plane last accepted a heartbeat.
+   * When the control plane last accepted a heartbeat, set once heartbeats have stopped (Offline, NeedsRecovery) and exact; absent while they arrive (Online, Degraded), so that heartbeats cost no status write.
    */
   lastHeartbeatTime?: string;
   identity?: IdentityStatus;
