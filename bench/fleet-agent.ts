@@ -52,6 +52,13 @@ export interface Disk {
   rejection?: { serial: string; tokensSeen: Set<string> };
 }
 
+/** The path an agent reports while told to fail one: a target it cannot reach, as a real agent says it. */
+const FAILED_PATH = {
+  name: 'target:db.internal:5432',
+  healthy: false,
+  detail: 'connect ECONNREFUSED (bench)',
+};
+
 /** The counters the agents add to (the fleet's stats). */
 export interface AgentCounters {
   enrolled: number;
@@ -79,6 +86,8 @@ export interface SimAgentOptions {
   token: string | undefined;
   /** Whether the connector is partitioned from the control plane now. */
   silent: () => boolean;
+  /** Whether one of the connector's paths fails now (its heartbeats report it unhealthy). */
+  pathFailing: () => boolean;
   /** Runs key generation and the enroll request within the fleet's enrollment concurrency. */
   slot: <T>(work: () => Promise<T>) => Promise<T>;
   counters: AgentCounters;
@@ -265,7 +274,7 @@ export class SimAgent {
       return;
     }
     this.client
-      ?.heartbeat({ paths: [], agentVersion: 'bench-fleet' })
+      ?.heartbeat({ paths: this.o.pathFailing() ? [FAILED_PATH] : [], agentVersion: 'bench-fleet' })
       .then(
         async (answer) => {
           if (this.stopped) return;

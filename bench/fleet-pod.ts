@@ -64,6 +64,7 @@ export interface NodeContext {
   /** The data volume each connector id's agent last started with. */
   diskOfConnector: Map<string, string>;
   silent(connectorId: string): boolean;
+  pathFailing(connectorId: string): boolean;
   slot: <T>(work: () => Promise<T>) => Promise<T>;
   stats: PodCounters & AgentCounters;
 }
@@ -252,6 +253,7 @@ export class PodSim {
         disk: started.disk,
         token: started.token,
         silent: () => this.ctx.silent(started.config.connectorId),
+        pathFailing: () => this.ctx.pathFailing(started.config.connectorId),
         slot: this.ctx.slot,
         counters: this.ctx.stats,
         onExit: (exit) => this.exited(exit),

@@ -15,7 +15,9 @@
 // it falls due, reconnect with a persisted identity, fail closed when it is lost.
 //
 // Commands from the parent (IPC): `silence` / `resume` (a network partition of those connectors:
-// no heartbeat reaches the control plane until resumed), `lose-identity` (the key and certificate
+// no heartbeat reaches the control plane until resumed), `fail-path` / `heal-path` (their heartbeats
+// report one unhealthy path, as an agent that cannot reach a target does, until healed),
+// `lose-identity` (the key and certificate
 // vanish from their data volumes, identity.json stays: the agent fails closed at its next heartbeat
 // and needs a guided recovery), `stop`. Stats go to the parent every second.
 //
@@ -55,6 +57,8 @@ export interface FleetConfig {
 export type FleetCommand =
   | { type: 'silence'; ids: string[] }
   | { type: 'resume'; ids: string[] }
+  | { type: 'fail-path'; ids: string[] }
+  | { type: 'heal-path'; ids: string[] }
   | { type: 'lose-identity'; ids: string[] }
   | { type: 'stop' };
 
@@ -62,6 +66,8 @@ export interface FleetStats extends AgentCounters, PodCounters {
   type: 'stats';
   silenced: number;
   resumed: number;
+  pathsFailed: number;
+  pathsHealed: number;
   identitiesLost: number;
   /** Pods whose agent container runs now, and of them those the node reports Ready. */
   podsRunning: number;
@@ -84,6 +90,8 @@ const stats: FleetStats = {
   renewalFailures: 0,
   silenced: 0,
   resumed: 0,
+  pathsFailed: 0,
+  pathsHealed: 0,
   identitiesLost: 0,
   podsBound: 0,
   agentsStarted: 0,
@@ -134,6 +142,7 @@ async function cachedOrRead<T>(cache: Map<string, T>, name: string, read: () => 
 }
 
 const silent = new Set<string>();
+const failingPaths = new Set<string>();
 const disks = new Map<string, Disk>();
 const diskOfConnector = new Map<string, string>();
 const pods = new Map<string, PodSim>();
@@ -168,6 +177,7 @@ const context: NodeContext = {
   disks,
   diskOfConnector,
   silent: (id) => silent.has(id),
+  pathFailing: (id) => failingPaths.has(id),
   slot,
   stats,
 };
@@ -249,6 +259,14 @@ process.on('message', (message: FleetCommand) => {
   if (message.type === 'resume') {
     for (const id of message.ids) silent.delete(id);
     stats.resumed += message.ids.length;
+  }
+  if (message.type === 'fail-path') {
+    for (const id of message.ids) failingPaths.add(id);
+    stats.pathsFailed += message.ids.length;
+  }
+  if (message.type === 'heal-path') {
+    for (const id of message.ids) failingPaths.delete(id);
+    stats.pathsHealed += message.ids.length;
   }
   if (message.type === 'lose-identity') {
     // The key and certificate vanish from the data volume; identity.json (the serial) stays.

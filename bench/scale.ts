@@ -73,11 +73,13 @@ const { values: args } = parseArgs({
     'cert-lifetime': { type: 'string' },
     'skip-burst': { type: 'boolean', default: false },
     'skip-flapping': { type: 'boolean', default: false },
+    'skip-degraded': { type: 'boolean', default: false },
     'skip-recovery': { type: 'boolean', default: false },
     'skip-restart': { type: 'boolean', default: false },
     'floor-concurrency': { type: 'string', default: '16' },
     'apply-concurrency': { type: 'string', default: '32' },
     'operator-concurrency': { type: 'string', default: '4' },
+    'operator-node-options': { type: 'string', default: '' },
     'kcm-qps': { type: 'string', default: '200' },
     'kcm-burst': { type: 'string', default: '300' },
     'timeout-seconds': { type: 'string', default: '900' },
@@ -97,15 +99,18 @@ explains every figure.
   --steady-seconds S             how long steady state is watched (default 60)
   --offline-fraction F           the burst: this fraction goes Offline at once (default 0.1)
   --flap-fraction F              the fraction of the fleet that flaps (default 0.01)
-  --flap-cycles N                silent/back cycles per flapping agent (default 3)
+  --flap-cycles N                fault/back cycles per flapping agent (default 3): silent for
+                                 figure 4b, a failed path for 4c (Degraded)
   --recoveries-one-at-a-time N   guided recoveries timed one by one (default 10)
   --recoveries-at-once N         guided recoveries requested together (default 100, at most N)
   --cert-lifetime D              short client certificates (e.g. 5m) to measure renewals
-  --skip-burst, --skip-flapping, --skip-recovery, --skip-restart
+  --skip-burst, --skip-flapping, --skip-degraded, --skip-recovery, --skip-restart
                                  leave a scenario out
   --floor-concurrency N          the floor's concurrent writers (default 16)
   --apply-concurrency N          concurrent Connector creates, as a GitOps sync (default 32)
   --operator-concurrency N       the operator's --concurrency (default 4)
+  --operator-node-options="..."  options for the operator's node, before the program
+                                 (e.g. "--max-semi-space-size=4"), beside the production ones
   --kcm-qps Q, --kcm-burst B     kube-controller-manager client limits (default 200/300)
   --timeout-seconds S            the bound on every wait (default 900)
   --out DIR                      where the results go (default bench/results)
@@ -138,6 +143,7 @@ if (certLifetime !== undefined && !(Number(parseDurationMs(certLifetime)) > 0))
 const skip = {
   burst: args['skip-burst'] === true,
   flapping: args['skip-flapping'] === true,
+  degraded: args['skip-degraded'] === true,
   recovery: args['skip-recovery'] === true,
   restart: args['skip-restart'] === true,
 };
@@ -218,7 +224,7 @@ try {
   const started = Date.now();
   say(`scale benchmark: ${N} connectors, ${cpus().length} cores; work dir ${work}`);
   say(
-    '1/10 local Kubernetes control plane (a cold first run builds its binaries from Go modules, about 12 min)',
+    '1/11 local Kubernetes control plane (a cold first run builds its binaries from Go modules, about 12 min)',
   );
   cluster = await startLocalCluster({
     workDir: join(work, 'cluster'),
@@ -233,7 +239,7 @@ try {
   const kubeVersion = (await admin.makeApiClient(VersionApi).getCode()).gitVersion;
 
   say(
-    `2/10 reference control plane (its own process, heartbeat interval 10 s${certLifetime ? `, certificate lifetime ${certLifetime}` : ''})`,
+    `2/11 reference control plane (its own process, heartbeat interval 10 s${certLifetime ? `, certificate lifetime ${certLifetime}` : ''})`,
   );
   controlPlane = await startControlPlaneProcess([
     '--heartbeat-interval',
@@ -251,13 +257,13 @@ try {
     await core.createNamespace({ body: { metadata: { name } } });
 
   // ---- the floor: the operator's writes for N connectors, no operator logic ----------------------
-  say(`3/10 floor: the objects the operator writes for ${N} connectors, ${floorConcurrency} at a time`);
+  say(`3/11 floor: the objects the operator writes for ${N} connectors, ${floorConcurrency} at a time`);
   const floor = await runFloor(admin, cp, FLOOR_NAMESPACE, BASIC_MIX);
   say(`    ${floor.seconds} s (${floor.writes} writes, ${round(floor.writes / floor.seconds)} writes/s)`);
   await deleteNamespace(core, FLOOR_NAMESPACE);
 
   // ---- the operator, as its ServiceAccount, in its own process ----------------------------------
-  say('4/10 operator (its own process, its ServiceAccount kubeconfig, leader election on)');
+  say('4/11 operator (its own process, its ServiceAccount kubeconfig, leader election on)');
   const operatorKubeconfig = join(work, 'operator.kubeconfig');
   const operatorKc = await cluster.serviceAccountKubeConfig(
     OPERATOR_NAMESPACE,
@@ -271,7 +277,10 @@ try {
   if (heapSnapshots) await mkdir(heapSnapshots, { recursive: true });
   const startOperator = () =>
     startOperatorProcess({
-      nodeArgs: heapSnapshots ? ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${heapSnapshots}`] : [],
+      nodeArgs: [
+        ...(heapSnapshots ? ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${heapSnapshots}`] : []),
+        ...(args['operator-node-options'] ?? '').split(/\s+/).filter(Boolean),
+      ],
       args: [
         `--control-plane-url=${cp.url}`,
         `--control-plane-ca-file=${caFile}`,
@@ -309,7 +318,7 @@ try {
   await heapSnapshot('ready, no Connector');
 
   // ---- the fleet: N agents over mTLS and a node ------------------------------------------------
-  say('5/10 fleet simulator (its own process: a node whose pods run simulated agents over mTLS)');
+  say('5/11 fleet simulator (its own process: a node whose pods run simulated agents over mTLS)');
   const fleetConfig: FleetConfig = {
     kubeconfig: cluster.kubeconfigPath,
     namespace: NAMESPACE,
@@ -351,7 +360,7 @@ try {
 
   // ---- (1) apply N Connectors at once -> all Online ---------------------------------------------
   say(
-    `6/10 applying ${N} Connectors at once (${applyConcurrency} requests in flight), waiting for all Online`,
+    `6/11 applying ${N} Connectors at once (${applyConcurrency} requests in flight), waiting for all Online`,
   );
   const names = Array.from({ length: N }, (_, i) => `c${String(i).padStart(5, '0')}`);
   const metricsBeforeApply = await operatorMetrics();
@@ -398,6 +407,8 @@ try {
     (Math.max(...names.map((n) => seen.get(n)?.get('Online') ?? 0)) - applyStarted) / 1000;
   const metricsAtOnline = await operatorMetrics();
   const cpuAtOnline = await processUsage(operatorPid);
+  // The cluster's own part of the way: pods wait for kube-controller-manager's volume binder.
+  const fleetAtOnline = fleetStats;
   const convergenceWrites = diffWrites(metricsBeforeApply, metricsAtOnline);
   // The Events of the way to Online, by reason; the status writes, and what they changed.
   const eventReasons: Record<string, number> = {};
@@ -474,7 +485,7 @@ try {
   await until('every connector pod to be Ready', timeoutMs, () => (fleetStats?.podsReady ?? 0) >= N);
   await waitForQuiet(operatorMetrics, 10_000, 180_000);
   say(
-    `7/10 steady state: measuring ${steadySeconds} s with ${N} connectors heartbeating every ${HEARTBEAT_SECONDS} s`,
+    `7/11 steady state: measuring ${steadySeconds} s with ${N} connectors heartbeating every ${HEARTBEAT_SECONDS} s`,
   );
   const cpMetrics = async () => (await post(cp, '/metrics', undefined, { method: 'GET' })).body;
   const steadyBefore = {
@@ -547,7 +558,7 @@ try {
     events: admin.makeApiClient(EventsV1Api),
     timeoutMs,
   };
-  const laterPhases = !skip.flapping || !skip.recovery || !skip.restart;
+  const laterPhases = !skip.flapping || !skip.degraded || !skip.recovery || !skip.restart;
 
   // ---- (4) a burst: 10 % of the fleet goes silent at once -> Offline ------------------------------
   let burst: Burst | undefined;
@@ -601,11 +612,30 @@ try {
   if (!skip.flapping) {
     const count = Math.max(1, Math.ceil(N * flapFraction));
     say(
-      `8/10 flapping: ${count} agent(s) (${round(flapFraction * 100, 2)} %) alternate silent/beating, ${flapCycles} cycles, while the rest beat`,
+      `8/11 flapping: ${count} agent(s) (${round(flapFraction * 100, 2)} %) alternate silent/beating, ${flapCycles} cycles, while the rest beat`,
     );
     await waitForQuiet(operatorMetrics, 10_000, 120_000);
     flapping = await runFlapping(context, {
       flapping: names.slice(N - count),
+      fault: 'silence',
+      cycles: flapCycles,
+      heartbeatSeconds: HEARTBEAT_SECONDS,
+      offlineAfterSeconds: OFFLINE_AFTER_SECONDS,
+    });
+  }
+
+  // ---- (4c) 1 % of the fleet failing a path (Degraded) -----------------------------------------
+  let degraded: Awaited<ReturnType<typeof runFlapping>> | undefined;
+  if (!skip.degraded) {
+    const count = Math.max(1, Math.ceil(N * flapFraction));
+    say(
+      `9/11 a failed path: ${count} agent(s) (${round(flapFraction * 100, 2)} %) report an unhealthy path, then a healthy one, ${flapCycles} cycles, while the rest beat`,
+    );
+    await waitForQuiet(operatorMetrics, 10_000, 120_000);
+    // Others than the flapping ones, so a Connector still settling from 4b does not blur 4c.
+    degraded = await runFlapping(context, {
+      flapping: names.slice(N - 2 * count, N - count),
+      fault: 'path',
       cycles: flapCycles,
       heartbeatSeconds: HEARTBEAT_SECONDS,
       offlineAfterSeconds: OFFLINE_AFTER_SECONDS,
@@ -621,7 +651,7 @@ try {
       atOnce === recoveriesAtOnceAsked
         ? `${atOnce} (--recoveries-at-once)`
         : `min(${recoveriesAtOnceAsked}, N/2) = ${atOnce}, since N = ${N}`;
-    say(`9/10 guided recovery: ${oneAtATime} one after another, then ${rule} at once`);
+    say(`10/11 guided recovery: ${oneAtATime} one after another, then ${rule} at once`);
     await waitForQuiet(operatorMetrics, 10_000, 120_000);
     recovery = await runRecoveries(context, {
       sequential: names.slice(N - oneAtATime),
@@ -634,7 +664,7 @@ try {
   // ---- (6) operator restart --------------------------------------------------------------------
   let restart: Awaited<ReturnType<typeof runRestart>>['result'] | undefined;
   if (!skip.restart) {
-    say('10/10 operator restart: SIGTERM, a new process, until every Connector is reconciled again');
+    say('11/11 operator restart: SIGTERM, a new process, until every Connector is reconciled again');
     const restarted = await runRestart(context, operator, startOperator, N);
     operator = restarted.operator;
     restart = restarted.result;
@@ -664,6 +694,7 @@ try {
       heartbeatSeconds: HEARTBEAT_SECONDS,
       offlineAfterSeconds: OFFLINE_AFTER_SECONDS,
       operatorConcurrency,
+      operatorNodeOptions: args['operator-node-options'] ?? '',
       floorConcurrency,
       applyConcurrency,
       controllerManager: { kubeApiQps: kcmQps, kubeApiBurst: kcmBurst, defaults: { qps: 20, burst: 30 } },
@@ -681,6 +712,14 @@ try {
       allOnlineSeconds: round(onlineSeconds, 2),
       ratioToFloor: round(onlineSeconds / floor.seconds, 2),
       ratioToMixFloor: round(onlineSeconds / mixFloor.seconds, 2),
+      podsWaitedForClaims: {
+        pods: fleetAtOnline?.podsWaitedForClaims ?? 0,
+        meanMs: round(
+          (fleetAtOnline?.claimWaitTotalMs ?? 0) / Math.max(1, fleetAtOnline?.podsWaitedForClaims ?? 0),
+          0,
+        ),
+        maxMs: fleetAtOnline?.claimWaitMaxMs ?? 0,
+      },
       operatorCpuSeconds: round(cpuAtOnline.cpuSeconds - cpuBeforeApply.cpuSeconds, 2),
       operatorWrites: convergenceWrites,
       operatorWritesPerConnector: round(nonLeaseWrites(convergenceWrites) / N, 2),
@@ -689,6 +728,7 @@ try {
     steady,
     burst: burst ?? 'skipped (--skip-burst)',
     flapping: flapping ?? 'skipped (--skip-flapping)',
+    degraded: degraded ?? 'skipped (--skip-degraded)',
     recovery: recovery ?? 'skipped (--skip-recovery)',
     restart: restart ?? 'skipped (--skip-restart)',
     renewals: {
@@ -697,7 +737,8 @@ try {
       renewalFailures: fleetStats?.renewalFailures ?? 0,
     },
     fleet: fleetStats,
-    notYetMeasured: ['agents that fail a path (Degraded), in the fleet simulator', 'N = 1,000 and 10,000'],
+    // Figure 7 (the control plane alone at 10,000 agents) is bench/control-plane-scale.ts.
+    measuredApart: ['(7) the control plane at 10,000 agents: bench/control-plane-scale.ts'],
     totalSeconds: round((Date.now() - started) / 1000),
   };
   await writeResult(args.out ?? '', `scale-${N}`, result, markdown(result));
@@ -840,6 +881,7 @@ interface ResultForTable {
     allOnlineSeconds: number;
     ratioToFloor: number;
     ratioToMixFloor: number;
+    podsWaitedForClaims: { pods: number; meanMs: number; maxMs: number };
     operatorWritesPerConnector: number;
   };
   steady: {
@@ -856,10 +898,11 @@ interface ResultForTable {
   };
   burst: Burst | string;
   flapping: Awaited<ReturnType<typeof runFlapping>> | string;
+  degraded: Awaited<ReturnType<typeof runFlapping>> | string;
   recovery: Awaited<ReturnType<typeof runRecoveries>> | string;
   restart: Awaited<ReturnType<typeof runRestart>>['result'] | string;
   renewals: { certificateLifetime: string; renewals: number; renewalFailures: number };
-  notYetMeasured: string[];
+  measuredApart: string[];
 }
 
 interface Burst {
@@ -887,14 +930,18 @@ function laterRows(r: ResultForTable): Array<[string, string, string]> {
       `p50 ${b.p50Ms} ms, p99 ${b.p99Ms} ms`,
       `max ${b.maxMs} ms, from the control plane's stateChangedAt${b.backOnline ? `; beating again -> Online p50 ${b.backOnline.p50Ms} ms, p99 ${b.backOnline.p99Ms} ms` : ''}`,
     ]);
-  const f = r.flapping;
-  if (typeof f === 'string') rows.push(['(4b) 1 % of the fleet flapping', 'skipped', f]);
-  else
-    rows.push([
-      `(4b) ${f.flapping} agent(s) (${round((f.flapping / r.connectors) * 100, 2)} %) flapping, ${f.cycles} cycles -> status Offline / Online`,
-      `Offline p50 ${f.toOffline.p50Ms} ms, p99 ${f.toOffline.p99Ms} ms; Online p50 ${f.toOnline.p50Ms} ms, p99 ${f.toOnline.p99Ms} ms`,
-      `max ${f.toOffline.maxMs} / ${f.toOnline.maxMs} ms over ${f.toOffline.count + f.toOnline.count} transitions; operator writes meanwhile ${f.operatorWrites} (Lease aside): ${f.statusWritesToFlapping} status writes and ${f.eventsOnFlapping} Events on the flapping ones; other Connectors written: ${f.otherConnectorsWithStatusWrites} status, ${f.otherConnectorsWithEvents} Events`,
-    ]);
+  for (const [figure, f, what] of [
+    ['(4b)', r.flapping, 'flapping'],
+    ['(4c)', r.degraded, 'failing a path'],
+  ] as const) {
+    if (typeof f === 'string') rows.push([`${figure} 1 % of the fleet ${what}`, 'skipped', f]);
+    else
+      rows.push([
+        `${figure} ${f.flapping} agent(s) (${round((f.flapping / r.connectors) * 100, 2)} %) ${what}, ${f.cycles} cycles -> status ${f.faultPhase} / Online`,
+        `${f.faultPhase} p50 ${f.toFault.p50Ms} ms, p99 ${f.toFault.p99Ms} ms; Online p50 ${f.toOnline.p50Ms} ms, p99 ${f.toOnline.p99Ms} ms`,
+        `max ${f.toFault.maxMs} / ${f.toOnline.maxMs} ms over ${f.toFault.count + f.toOnline.count} transitions; operator writes meanwhile ${f.operatorWrites} (Lease aside): ${f.statusWritesToFlapping} status writes and ${f.eventsOnFlapping} Events on them; other Connectors written: ${f.otherConnectorsWithStatusWrites} status, ${f.otherConnectorsWithEvents} Events`,
+      ]);
+  }
   const v = r.recovery;
   if (typeof v === 'string') rows.push(['(5) guided recovery', 'skipped', v]);
   else {
@@ -932,7 +979,7 @@ function markdown(r: ResultForTable): string {
     [
       `(1) apply ${r.connectors} Connectors at once -> all Online`,
       `${r.convergence.allOnlineSeconds} s`,
-      `floor ${r.floor.seconds} s (${r.floor.writes} writes): ${r.convergence.ratioToFloor}x; floor with the operator's write mix ${r.mixFloor.seconds} s (${r.mixFloor.writes} writes): ${r.convergence.ratioToMixFloor}x; operator writes/connector ${r.convergence.operatorWritesPerConnector} (Lease aside)`,
+      `floor ${r.floor.seconds} s (${r.floor.writes} writes): ${r.convergence.ratioToFloor}x; floor with the operator's write mix ${r.mixFloor.seconds} s (${r.mixFloor.writes} writes): ${r.convergence.ratioToMixFloor}x; operator writes/connector ${r.convergence.operatorWritesPerConnector} (Lease aside); pods waited for their claims to bind (kube-controller-manager) mean ${r.convergence.podsWaitedForClaims.meanMs} ms, max ${r.convergence.podsWaitedForClaims.maxMs} ms`,
     ],
     [
       '(2) operator RSS at steady state',
@@ -967,8 +1014,8 @@ function markdown(r: ResultForTable): string {
     '| --- | --- | --- |',
     ...rows.map((row) => `| ${row.join(' | ')} |`),
     '',
-    'Not yet measured:',
-    ...r.notYetMeasured.map((item) => `- ${item}`),
+    'Measured apart:',
+    ...r.measuredApart.map((item) => `- ${item}`),
     '',
   ].join('\n');
 }
