@@ -9,6 +9,7 @@ import { CodedError, errorMessage, isCodedError } from '../lib/errors.ts';
 import { parseHostPort } from '../lib/host-port.ts';
 import { createLogger, isLogLevel } from '../lib/logger.ts';
 import { startOperator } from '../operator/operator.ts';
+import { DEFAULT_MAX_CONCURRENCY } from '../operator/runtime/adaptive-limit.ts';
 import { loadKubeClient } from '../operator/runtime/kube-access.ts';
 import type { KubeClient } from '../operator/runtime/kube-client.ts';
 import { leaderIdentity } from '../operator/runtime/leader-election.ts';
@@ -72,7 +73,12 @@ const flags: FlagSpecs = {
     default: '0.0.0.0:8080',
     description: 'Address of /healthz, /readyz and /metrics.',
   },
-  concurrency: { env: env('concurrency'), default: '4', description: 'Reconciles at once.' },
+  concurrency: {
+    env: env('concurrency'),
+    default: String(DEFAULT_MAX_CONCURRENCY),
+    description:
+      'The most reconciles at once. The operator starts there, halves it when the API server answers 429 (API Priority and Fairness) and grows it back by one a second while it does not.',
+  },
   resync: { env: env('resync'), default: '10m', description: 'Re-reconcile every Connector this often.' },
   'release-timeout': {
     env: env('release-timeout'),

@@ -3,7 +3,9 @@
 // neither lists nor watches Secrets), a per-key work queue, the control-plane registry, connections
 // and their change streams, the reconciler, leader election and the health/metrics server. Built
 // from arguments only (src/bin/operator.ts reads the environment), so tests start real operators
-// in-process against a real API server.
+// in-process against a real API server. How many reconciles run at once adapts to the API server's
+// answers: every part talks through one client whose observer lowers the limit on a 429 and raises
+// it while answers are served (runtime/adaptive-limit.ts).
 import { readFile } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import type { V1ConfigMap, V1PersistentVolumeClaim, V1Pod, V1StatefulSet } from '@kubernetes/client-node';
@@ -19,6 +21,7 @@ import { type ControlPlaneConnection, ControlPlaneConnections } from './control-
 import { ControlPlaneRegistry } from './control-plane/registry.ts';
 import { type ControlPlaneId, controlPlaneKeyOf } from './control-plane/status.ts';
 import { ConnectorReconciler } from './reconciler.ts';
+import { AdaptiveLimit, DEFAULT_MAX_CONCURRENCY } from './runtime/adaptive-limit.ts';
 import { KubeWriter } from './runtime/apply.ts';
 import { CredentialSource } from './runtime/credential.ts';
 import { EventRecorder } from './runtime/events.ts';
@@ -54,6 +57,10 @@ export interface OperatorOptions {
     credentialSecret: { namespace: string; name: string; key: string };
   };
   connectorImage: string;
+  /**
+   * The most reconciles at once (`--concurrency`): the limit starts here, halves when the API server
+   * answers 429 and grows back while it does not. Default DEFAULT_MAX_CONCURRENCY.
+   */
   concurrency?: number;
   resyncMs?: number;
   /** Leader election; omitted: this replica acts alone. */
@@ -78,6 +85,8 @@ export interface OperatorOptions {
 
 export interface RunningOperator {
   readonly metrics: OperatorMetrics;
+  /** Reconciles allowed at once now, and at most (`concurrency`). */
+  readonly concurrencyLimit: { readonly current: number; readonly max: number };
   /** The address /healthz, /readyz and /metrics listen on. */
   readonly address: { host: string; port: number } | undefined;
   isLeader(): boolean;
@@ -91,10 +100,27 @@ const ownedSelector = `${LABELS.managedBy}=${LABEL_VALUES.managedBy}`;
 
 export async function startOperator(options: OperatorOptions): Promise<RunningOperator> {
   const { logger } = options;
-  // One client, so every informer, writer and the elector share its connections.
-  const kc = kubeClientOf(options.kc);
   const clock = options.clock ?? backgroundClock;
   const metrics = createOperatorMetrics();
+  // The reconciles at once. The limit lives as long as the process, across leadership terms: what
+  // the API server said before a term still holds in the next.
+  const limit = new AdaptiveLimit({ max: options.concurrency ?? DEFAULT_MAX_CONCURRENCY, clock });
+  limit.onChange((current, previous) => {
+    const fields = { concurrencyLimit: current, previous, max: limit.max };
+    if (current < previous) logger.info(fields, 'the API server answered 429: fewer reconciles at once');
+    else logger.debug(fields, 'no 429 for a while: more reconciles at once');
+  });
+  metrics.setConcurrencyLimitSource(() => limit.current);
+  // One client, so every informer, writer and the elector share its connections, and every answer
+  // any of them gets, a lease renewal's or an informer's list's as much as a reconcile's, reaches the
+  // limit: APF counts the operator's requests together, whoever in the process sent them.
+  const kc = kubeClientOf(options.kc).withObserver({
+    throttled: (request, retryAfterMs) => {
+      metrics.countThrottled(request);
+      limit.throttled(retryAfterMs);
+    },
+    served: () => limit.served(),
+  });
   const identity = options.leaderElection?.identity ?? 'vaultpam-connector-operator';
   const ns = options.namespace ? { namespace: options.namespace } : {};
   const resyncPeriodMs = options.resyncMs ?? 10 * 60_000;
@@ -278,8 +304,10 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
       keyByConnectorId.set(connectorIdOf(c), keyOf(c));
       enqueue(keyOf(c));
     },
-    onUpdate: (c) => {
+    onUpdate: (c, previous) => {
       keyByConnectorId.set(connectorIdOf(c), keyOf(c));
+      // The echo of the operator's own status write brings nothing the writing pass did not know.
+      if (reconciler.isOwnStatusEcho(keyOf(c), c, previous)) return;
       enqueue(keyOf(c));
     },
     onDelete: (c) => {
@@ -319,7 +347,7 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
   const lead = (term?: AbortSignal) => {
     const workQueue = new WorkQueue({
       logger,
-      concurrency: options.concurrency ?? 4,
+      concurrency: limit,
       ...(options.backoff ? { backoff: options.backoff } : {}),
       handler: async (key) => {
         const started = performance.now();
@@ -418,6 +446,7 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
 
   return {
     metrics,
+    concurrencyLimit: limit,
     address,
     isLeader: () => (elector ? elector.isLeader() : true),
     ready: () => Promise.all(informers.map((i) => i.waitForSync())).then(() => undefined),

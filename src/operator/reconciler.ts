@@ -259,7 +259,7 @@ export class ConnectorReconciler {
     );
     // What the steps that ran did, and what changed since the stored status.
     const events = [...eventsOfSteps(planned.steps, acted.ran), ...planned.transitions];
-    if (!isDeepStrictEqual(normalise(previous), normalise(status))) {
+    if (!isDeepStrictEqual(normaliseJson(previous), normaliseJson(status))) {
       let applied: Connector;
       try {
         applied = await this.ctx.writer.applyStatus<Connector>(
@@ -416,6 +416,26 @@ export class ConnectorReconciler {
           'could not say in status that the Connector is being deleted',
         );
     }
+  }
+
+  /**
+   * Whether an update of a Connector is only the echo of this operator's own status write: the
+   * cache moved from exactly the version the writing pass planned from to exactly the version its
+   * write produced, so nothing but that status changed, and that pass had seen everything else
+   * (what it still had to do it asked for itself, with a requeue). Such an update needs no pass of
+   * its own: one per status write otherwise, about half of all passes while a fleet converges
+   * (docs/performance.md, "Fourth increment"). Any other writer in between (a spec change, a
+   * finalizer, another status) breaks the match, and the update is reconciled. The record is then
+   * dropped: the cache holds the write.
+   */
+  isOwnStatusEcho(key: string, updated: Connector, previous: Connector): boolean {
+    const mine = this.written.get(key);
+    if (!mine || !isEchoOf(mine, previous.metadata.resourceVersion, updated.metadata.resourceVersion))
+      return false;
+    // A relist can step over another writer's version between the two: what it changed shows.
+    if (!sameButStatus(previous, updated)) return false;
+    this.written.delete(key);
+    return true;
   }
 
   /** The cached Connector, with the status this operator wrote if the cache has not caught up yet. */
@@ -675,7 +695,35 @@ export function cacheCaughtUp(cachedVersion: string, mine: { basedOn: string; wr
   return cachedVersion !== mine.basedOn;
 }
 
-/** Status as compared for "did anything change": JSON round trip drops undefined and Date objects. */
-function normalise(status: ConnectorStatus): unknown {
-  return JSON.parse(JSON.stringify(status ?? {}));
+/**
+ * Whether a cache update from `previousVersion` to `updatedVersion` is exactly one write of ours:
+ * the one planned from `basedOn` that produced `writtenAs`. A resync (same version twice), a write
+ * by anyone else before or after it, or an update that skipped versions (a relist) is not.
+ */
+export function isEchoOf(
+  mine: { basedOn: string; writtenAs: string },
+  previousVersion: string | undefined,
+  updatedVersion: string | undefined,
+): boolean {
+  return (
+    mine.basedOn !== '' &&
+    mine.writtenAs !== '' &&
+    mine.basedOn !== mine.writtenAs &&
+    previousVersion === mine.basedOn &&
+    updatedVersion === mine.writtenAs
+  );
+}
+
+/** Whether two versions of a Connector differ at most in their status (and version). */
+export function sameButStatus(a: Connector, b: Connector): boolean {
+  const rest = (c: Connector) => {
+    const { resourceVersion: _version, managedFields: _fields, ...metadata } = c.metadata;
+    return { metadata, spec: c.spec };
+  };
+  return isDeepStrictEqual(normaliseJson(rest(a)), normaliseJson(rest(b)));
+}
+
+/** Values as JSON has them, for "did anything change": undefined dropped, Dates as strings. */
+function normaliseJson(value: unknown): unknown {
+  return JSON.parse(JSON.stringify(value ?? {}));
 }

@@ -219,9 +219,9 @@ test('with every monitoring value enabled, the chart renders production plus kus
 
 test('the drift check sees a change: a chart value that the overlay does not have is reported by field', async (t) => {
   const kustomize = await renderKustomize('kustomize/overlays/production');
-  const chart = await templateChart({ setJson: ['operator.concurrency=8'] });
+  const chart = await templateChart({ setJson: ['operator.concurrency=16'] });
   t.deepEqual(drift(chart, kustomize).differing, [
-    `v1 ConfigMap ${RELEASE_NAMESPACE}/${SETTINGS_CONFIGMAP} at .data.VAULTPAM_OPERATOR_CONCURRENCY: "8" != "4"`,
+    `v1 ConfigMap ${RELEASE_NAMESPACE}/${SETTINGS_CONFIGMAP} at .data.VAULTPAM_OPERATOR_CONCURRENCY: "16" != "8"`,
   ]);
 });
 

@@ -29,7 +29,10 @@ test("the operator's metrics, a Connector's included, pass promtool check metric
   metrics.setConnectorSource(() => [connector]);
   metrics.observeReconcile('error', 0.2, 'CONTROL_PLANE_UNAVAILABLE');
   metrics.recoveries.inc({ outcome: 'failed' });
+  metrics.countThrottled({ verb: 'patch', resource: 'connectors.vaultpam.io' });
+  metrics.setConcurrencyLimitSource(() => 4);
   const text = await metrics.registry.metrics();
+  t.true(text.includes('vaultpam_operator_kubernetes_throttled_total{'));
   t.true(text.includes('vaultpam_operator_connector_token_expiry_timestamp_seconds{'));
   const lint = await promtool(['check', 'metrics'], undefined, text);
   t.is(lint.code, 0, lint.stdout + lint.stderr);

@@ -4,6 +4,7 @@ import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import test from 'ava';
 import { repoRoot } from '../../dev/local-cluster/install.ts';
+import { DEFAULT_MAX_CONCURRENCY } from '../../src/operator/runtime/adaptive-limit.ts';
 
 const operator = join(repoRoot, 'src', 'bin', 'operator.ts');
 const run = (...args: string[]) =>
@@ -26,6 +27,13 @@ test('--help lists the flags with their environment variables', (t) => {
     t.true(result.stdout.includes(flag), flag);
   }
   t.true(result.stdout.includes('VAULTPAM_OPERATOR_CONTROL_PLANE_URL'));
+  // --concurrency is the adaptive limit's maximum, its default the one constant.
+  t.regex(
+    result.stdout,
+    new RegExp(
+      `--concurrency <value>\\n\\s+The most reconciles at once\\..*429.*\\[default: ${DEFAULT_MAX_CONCURRENCY}\\]`,
+    ),
+  );
 });
 
 test('bad flags are refused by name with what they need', (t) => {

@@ -4,6 +4,7 @@ import test from 'ava';
 import { FakeClock } from '../../src/lib/clock.ts';
 import { CodedError, isCodedError } from '../../src/lib/errors.ts';
 import { silentLogger } from '../../src/lib/logger.ts';
+import { AdaptiveLimit } from '../../src/operator/runtime/adaptive-limit.ts';
 import {
   objectKey,
   type ReconcileResult,
@@ -209,6 +210,91 @@ test('concurrency bounds the reconciles running across keys', async (t) => {
   for (const name of ['d', 'e']) last(`ns/${name}`).finish();
   await queue.whenIdle();
   t.is(maxActive(), 2);
+});
+
+test('a lowered limit lets running reconciles finish and starts fewer; a raised one starts more at once', async (t) => {
+  const clock = new FakeClock(0);
+  const limit = new AdaptiveLimit({ max: 4, clock });
+  const control = controlledHandler(clock);
+  const queue = new WorkQueue({
+    handler: control.handler,
+    logger: silentLogger(),
+    clock,
+    concurrency: limit,
+  });
+  const { started, last } = control;
+  const keys = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j'].map((name) => objectKey('ns', name));
+  for (const key of keys) queue.add(key);
+  await until(() => started() === 4, 'four start at the maximum');
+  t.is(queue.limit, 4);
+
+  // The API server answers 429: the limit halves to 2. The four running are not stopped.
+  limit.throttled();
+  t.is(queue.limit, 2);
+  t.deepEqual(queue.stats(), { depth: 6, inFlight: 4, delayed: 0, failing: 0 });
+  last('ns/a').finish();
+  last('ns/b').finish();
+  await until(() => queue.inFlight === 2, 'two finished');
+  await new Promise((resolve) => setImmediate(resolve));
+  t.is(started(), 4, 'two still run, which is the limit: nothing new starts');
+  last('ns/c').finish();
+  await until(() => started() === 5, 'one ends, one starts');
+  t.is(queue.inFlight, 2);
+
+  // Quiet for longer than the cooldown and an answer served: the limit grows by one, and one more
+  // reconcile starts at once, without waiting for a running one to end.
+  clock.advance(1000);
+  limit.served();
+  t.is(queue.limit, 3);
+  await until(() => started() === 6, 'a raised limit starts one more at once');
+  t.is(queue.inFlight, 3);
+  t.is(control.maxActive(), 4);
+
+  // The rest run, three at a time.
+  const finished = new Set(['ns/a', 'ns/b', 'ns/c']);
+  while (finished.size < keys.length) {
+    const running = control.runs.filter((r) => !finished.has(r.key));
+    t.true(running.length <= 3, `${running.length} run at once with the limit at 3`);
+    for (const run of running) {
+      finished.add(run.key);
+      run.finish();
+    }
+    await until(
+      () => started() === Math.min(keys.length, finished.size + 3) || started() === keys.length,
+      'more start',
+    );
+  }
+  await queue.whenIdle();
+  t.is(control.maxActivePerKey(), 1);
+});
+
+test("the limit outlives a queue: the next leadership term's queue starts at its value and follows it", async (t) => {
+  const clock = new FakeClock(0);
+  const limit = new AdaptiveLimit({ max: 2, clock });
+  const first = controlledHandler(clock);
+  const old = new WorkQueue({ handler: first.handler, logger: silentLogger(), clock, concurrency: limit });
+  limit.throttled();
+  old.add('ns/a');
+  old.add('ns/b');
+  await until(() => first.started() === 1, 'one runs at limit 1');
+  const stopped = old.shutdown({ drain: false });
+  first.last('ns/a').finish();
+  await stopped;
+
+  const second = controlledHandler(clock);
+  const next = new WorkQueue({ handler: second.handler, logger: silentLogger(), clock, concurrency: limit });
+  t.is(next.limit, 1, 'what the API server said in the last term still holds');
+  next.add('ns/a');
+  next.add('ns/b');
+  await until(() => second.started() === 1, 'one runs');
+  await new Promise((resolve) => setImmediate(resolve));
+  t.is(second.started(), 1);
+  clock.advance(1000);
+  limit.served();
+  await until(() => second.started() === 2, 'the raised limit starts the other at once');
+  for (const key of ['ns/a', 'ns/b']) second.last(key).finish();
+  await next.whenIdle();
+  t.is(first.started(), 1, 'the stopped queue started nothing more');
 });
 
 test('temporary failures back off exponentially per key up to the cap', async (t) => {

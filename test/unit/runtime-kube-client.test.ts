@@ -92,6 +92,56 @@ test('a 429 carries its Retry-After and is temporary; the write error keeps it',
   t.is(retryAfterMs(undefined), undefined);
 });
 
+test('the observer hears each 429 with its Retry-After and each served answer, by verb and resource; not a 5xx', async (t) => {
+  // The stand-in answers by path: a 429 (with Retry-After 3, as APF sends a number of seconds), a
+  // 404, a 503 and a 200; a watch refused with 429 and one accepted.
+  const { kube: plain } = await standIn(t, (req, res) => {
+    const status = Number(/\/namespaces\/s(\d+)\//.exec(req.url ?? '')?.[1] ?? 200);
+    res.writeHead(status, {
+      'content-type': 'application/json',
+      ...(status === 429 ? { 'retry-after': '3' } : {}),
+    });
+    res.end(
+      JSON.stringify(
+        status === 200 ? { kind: 'ConfigMap', metadata: { name: 'x' } } : { kind: 'Status', code: status },
+      ),
+    );
+  });
+  const heard: string[] = [];
+  const kube = plain.withObserver({
+    throttled: (request, retryAfterMs) =>
+      heard.push(`429 ${request.verb} ${request.resource} ${retryAfterMs}`),
+    served: (request) => heard.push(`served ${request.verb} ${request.resource}`),
+  });
+  const configMap = { namespace: 's429', name: 'x' };
+  await t.throwsAsync(() => kube.get(RESOURCE_TYPES.configMap, configMap), { instanceOf: KubeApiError });
+  await t.throwsAsync(() => kube.list(RESOURCE_TYPES.statefulSet, { namespace: 's429' }));
+  await t.throwsAsync(() =>
+    kube.patch(RESOURCE_TYPES.connector, configMap, {}, { patch: 'apply', subresource: 'status' }),
+  );
+  await t.throwsAsync(() =>
+    kube.watch(RESOURCE_TYPES.pod, { namespace: 's429' }, { onEvent() {}, onEnd() {} }),
+  );
+  await t.throwsAsync(() => kube.delete(RESOURCE_TYPES.secret, { namespace: 's404', name: 'x' }), {
+    message: /404|Not Found/,
+  });
+  await t.throwsAsync(() => kube.get(RESOURCE_TYPES.configMap, { namespace: 's503', name: 'x' }));
+  await kube.create(RESOURCE_TYPES.event, { metadata: { namespace: 's200', name: 'x' } });
+  await kube.request({ method: 'GET', path: '/api/v1/namespaces/s429/things' }).catch(() => undefined);
+  t.deepEqual(heard, [
+    '429 get configmaps 3000',
+    '429 list statefulsets.apps 3000',
+    '429 patch connectors.vaultpam.io 3000',
+    '429 watch pods 3000',
+    'served delete secrets',
+    'served create events.events.k8s.io',
+    '429 get  3000',
+  ]);
+  // The client it was derived from, shared with others, has no observer.
+  await t.throwsAsync(() => plain.get(RESOURCE_TYPES.configMap, configMap));
+  t.is(heard.length, 7);
+});
+
 test("an answer that is not a Status is quoted briefly, and never with the request's credential", async (t) => {
   const { kube, requests } = await standIn(t, (req, res) => {
     res.writeHead(502, { 'content-type': 'text/html' });

@@ -67,6 +67,7 @@ test('readiness: the leader needs every informer synced; a standby replica is re
 test('every operator metric is exposed with the vaultpam_operator_ prefix and live sources are read at scrape time', async (t) => {
   let depth = 3;
   let leading = true;
+  let limit = 8;
   const { metrics, get } = await serve(t, { informers: () => [informer()] });
   metrics.setWorkQueueSource(() => ({ depth, inFlight: 2, delayed: 0, failing: 0 }));
   metrics.setLeaderSource(() => leading);
@@ -83,6 +84,12 @@ test('every operator metric is exposed with the vaultpam_operator_ prefix and li
   metrics.recoveries.inc({ outcome: 'succeeded' });
   metrics.countWrite('StatefulSet', 'patch');
   metrics.informerRestarts.inc({ resource: 'pods' });
+  metrics.setConcurrencyLimitSource(() => limit);
+  metrics.countThrottled({ verb: 'patch', resource: 'connectors.vaultpam.io' });
+  metrics.countThrottled({ verb: 'patch', resource: 'connectors.vaultpam.io' });
+  // A kind outside the operator's table is counted as other: the label set stays bounded.
+  metrics.countThrottled({ verb: 'get', resource: 'widgets.example.com' });
+  metrics.countThrottled({ verb: 'get', resource: '' });
 
   const first = await get('/metrics');
   t.is(first.status, 200);
@@ -104,6 +111,9 @@ test('every operator metric is exposed with the vaultpam_operator_ prefix and li
     'vaultpam_operator_kubernetes_writes_total{kind="StatefulSet",verb="patch"} 1',
     'vaultpam_operator_informer_restarts_total{resource="pods"} 1',
     'vaultpam_operator_leader 1',
+    'vaultpam_operator_work_queue_concurrency_limit 8',
+    'vaultpam_operator_kubernetes_throttled_total{verb="patch",resource="connectors.vaultpam.io"} 2',
+    'vaultpam_operator_kubernetes_throttled_total{verb="get",resource="other"} 2',
   ]) {
     t.true(first.text.includes(name), `missing: ${name}`);
   }
@@ -114,9 +124,12 @@ test('every operator metric is exposed with the vaultpam_operator_ prefix and li
     names.join(', '),
   );
 
+  t.false(first.text.includes('widgets'));
   depth = 0;
   leading = false;
+  limit = 2;
   const second = await get('/metrics');
+  t.true(second.text.includes('vaultpam_operator_work_queue_concurrency_limit 2'));
   t.true(second.text.includes('vaultpam_operator_work_queue_depth 0'));
   t.true(second.text.includes('vaultpam_operator_leader 0'));
 });

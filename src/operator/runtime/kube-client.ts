@@ -8,6 +8,13 @@
 // `body`, Retry-After), a transport failure the socket's own error (ECONNREFUSED, a TLS code), a
 // request without an answer in time REQUEST_TIMEOUT. A 401 is retried once when the credential may
 // have rotated since it was read (a token file).
+//
+// Answers: a client built with an observer reports every answer the API server gave, by verb and
+// resource: a 429 (API Priority and Fairness turned the request away, or a rate limit) as
+// `throttled`, with its Retry-After, and any other answer below 500 as `served` (the server took
+// the request and answered it: a 404 or a 409 got past APF too). 5xx answers, transport failures and timeouts are reported to nobody: they do not say
+// how much the server is willing to take. The operator's adaptive concurrency listens
+// (adaptive-limit.ts), through the observer given to the client, never through a global.
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { CodedError } from '../../lib/errors.ts';
 import { type JsonAnswer, readAnswer, requestJson, requestStream } from '../../lib/https-json.ts';
@@ -19,7 +26,13 @@ import {
   type WatchHandlers,
   type WatchStream,
 } from './kube-watch.ts';
-import { collectionPath, knownResourceType, objectPath, type ResourceType } from './resources.ts';
+import {
+  collectionPath,
+  knownResourceType,
+  objectPath,
+  type ResourceType,
+  resourceName,
+} from './resources.ts';
 
 /** The four patch types the API server takes, by their Content-Type. */
 export const PATCH_CONTENT_TYPES = {
@@ -33,6 +46,27 @@ export type PatchType = keyof typeof PATCH_CONTENT_TYPES;
 
 export type Query = Record<string, string | number | boolean | undefined>;
 
+/** What a request does, named as the API server names it (its audit log, APF's rules, RBAC). */
+export type KubeVerb = 'get' | 'list' | 'watch' | 'create' | 'update' | 'patch' | 'delete';
+
+/** A request as an observer sees it. */
+export interface KubeRequestInfo {
+  verb: KubeVerb;
+  /** `configmaps`, `statefulsets.apps` (resources.ts), or '' for a path outside the typed calls. */
+  resource: string;
+}
+
+/**
+ * Hears how the API server answered (see the header). Called on the request's own path, so it must
+ * be quick and must not throw.
+ */
+export interface KubeAnswerObserver {
+  /** A 429, with how long the server asked the client to wait (Retry-After), if it said. */
+  throttled(request: KubeRequestInfo, retryAfterMs: number | undefined): void;
+  /** An answer below 500 other than 429: the server took the request and answered it. */
+  served(request: KubeRequestInfo): void;
+}
+
 export interface KubeRequest {
   method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
   /** The URL path under the server, e.g. `/api/v1/namespaces/a/configmaps/b`. */
@@ -42,6 +76,10 @@ export interface KubeRequest {
   /** application/json unless said (a patch type's). */
   contentType?: string;
   timeoutMs?: number;
+  /** Named for the observer; from the method when omitted. */
+  verb?: KubeVerb;
+  /** The kind addressed, for the observer; none for a path outside the table (discovery). */
+  type?: ResourceType;
 }
 
 /** A namespace (ignored for cluster-scoped kinds) and a name. */
@@ -90,10 +128,20 @@ export interface KubeClientOptions {
   maxAnswerBytes?: number;
   /** How long a watch may open and then stay silent before it ends (kube-watch.ts). Default 30 s. */
   watchTimeoutMs?: number;
+  /** Hears every answer (see the header); none when omitted. */
+  observer?: KubeAnswerObserver;
 }
 
 export const DEFAULT_REQUEST_TIMEOUT_MS = 60_000;
 const DEFAULT_MAX_KUBE_ANSWER_BYTES = 256 * 1024 * 1024;
+
+const VERB_OF_METHOD: Record<KubeRequest['method'], KubeVerb> = {
+  GET: 'get',
+  POST: 'create',
+  PUT: 'update',
+  PATCH: 'patch',
+  DELETE: 'delete',
+};
 
 export class KubeClient {
   readonly server: URL;
@@ -101,6 +149,8 @@ export class KubeClient {
   readonly description: string;
   readonly namespace: string | undefined;
   private readonly transport: KubeTransport;
+  private readonly options: KubeClientOptions;
+  private readonly observer: KubeAnswerObserver | undefined;
   private readonly timeoutMs: number;
   private readonly maxAnswerBytes: number;
   private readonly watchTimeoutMs: number;
@@ -112,9 +162,21 @@ export class KubeClient {
     this.server = transport.server;
     this.description = transport.description;
     this.namespace = transport.namespace;
+    this.options = options;
+    this.observer = options.observer;
     this.timeoutMs = options.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
     this.maxAnswerBytes = options.maxAnswerBytes ?? DEFAULT_MAX_KUBE_ANSWER_BYTES;
     this.watchTimeoutMs = options.watchTimeoutMs ?? DEFAULT_WATCH_INACTIVITY_MS;
+  }
+
+  /**
+   * This client's requests (the same credentials and connection pool) with `observer` hearing their
+   * answers: the operator attaches its adaptive limit to the client it was given, and a client
+   * shared with others (one per KubeConfig, kube-access.ts) is left as it was. Replaces any observer
+   * this client had.
+   */
+  withObserver(observer: KubeAnswerObserver): KubeClient {
+    return new KubeClient(this.transport, { ...this.options, observer });
   }
 
   /** Sends one request; resolves with the parsed answer of a 2xx, rejects otherwise (see the header). */
@@ -135,17 +197,27 @@ export class KubeClient {
         maxAnswerBytes: this.maxAnswerBytes,
       });
       if (answer.status === 401 && attempt === 1 && this.transport.refused()) continue;
-      if (answer.status >= 200 && answer.status < 300) return this.parsed<T>(answer, request);
-      throw kubeApiError(
+      if (answer.status >= 200 && answer.status < 300) {
+        this.observe(request, answer.status, undefined);
+        return this.parsed<T>(answer, request);
+      }
+      const error = kubeApiError(
         answer.status,
         { text: answer.text, json: answer.json, retryAfter: answer.headers['retry-after'] },
         credentials.secrets,
       );
+      this.observe(request, answer.status, error.retryAfterMs);
+      throw error;
     }
   }
 
   get<T extends KubernetesObject>(type: ResourceType, ref: KubeRef, query?: Query): Promise<T> {
-    return this.request<T>({ method: 'GET', path: this.objectPath(type, ref), ...(query ? { query } : {}) });
+    return this.request<T>({
+      method: 'GET',
+      path: this.objectPath(type, ref),
+      type,
+      ...(query ? { query } : {}),
+    });
   }
 
   /** One page of a list (all of it without `limit`). */
@@ -153,6 +225,8 @@ export class KubeClient {
     return this.request<KubeList<T>>({
       method: 'GET',
       path: collectionPath(type, options.namespace),
+      verb: 'list',
+      type,
       query: {
         labelSelector: options.labelSelector,
         fieldSelector: options.fieldSelector,
@@ -169,6 +243,7 @@ export class KubeClient {
     return this.request<T>({
       method: 'POST',
       path: collectionPath(type, namespace),
+      type,
       body,
       ...(query ? { query } : {}),
     });
@@ -179,6 +254,7 @@ export class KubeClient {
     return this.request<T>({
       method: 'PUT',
       path: this.objectPath(type, ref),
+      type,
       body,
       ...(query ? { query } : {}),
     });
@@ -193,6 +269,7 @@ export class KubeClient {
     return this.request<T>({
       method: 'PATCH',
       path: this.objectPath(type, ref, options.subresource),
+      type,
       body,
       contentType: PATCH_CONTENT_TYPES[options.patch],
       ...(options.query ? { query: options.query } : {}),
@@ -208,6 +285,7 @@ export class KubeClient {
     return this.request({
       method: 'DELETE',
       path: this.objectPath(type, ref),
+      type,
       ...(Object.keys(body).length > 0 ? { body } : {}),
       ...(options.query ? { query: options.query } : {}),
     });
@@ -237,14 +315,20 @@ export class KubeClient {
         headers: credentials.headers,
         timeoutMs: this.watchTimeoutMs,
       });
-      if (answer.status === 200) return followWatch(answer, handlers, this.watchTimeoutMs);
+      const request = { method: 'GET', verb: 'watch', type } as const;
+      if (answer.status === 200) {
+        this.observe(request, answer.status, undefined);
+        return followWatch(answer, handlers, this.watchTimeoutMs);
+      }
       const body = await readAnswer(answer, this.maxAnswerBytes).finally(() => answer.abort());
       if (answer.status === 401 && attempt === 1 && this.transport.refused()) continue;
-      throw kubeApiError(
+      const error = kubeApiError(
         answer.status,
         { ...body, retryAfter: answer.headers['retry-after'] },
         credentials.secrets,
       );
+      this.observe(request, answer.status, error.retryAfterMs);
+      throw error;
     }
   }
 
@@ -289,6 +373,21 @@ export class KubeClient {
         plural: resource.name,
         namespaced: resource.namespaced,
       }));
+  }
+
+  /** Tells the observer about one answer (see the header): a 429, or one the server served. */
+  private observe(
+    request: Pick<KubeRequest, 'method' | 'verb' | 'type'>,
+    status: number,
+    retryAfterMs: number | undefined,
+  ): void {
+    if (!this.observer || status >= 500) return;
+    const info: KubeRequestInfo = {
+      verb: request.verb ?? VERB_OF_METHOD[request.method],
+      resource: request.type ? resourceName(request.type) : '',
+    };
+    if (status === 429) this.observer.throttled(info, retryAfterMs);
+    else this.observer.served(info);
   }
 
   private objectPath(type: ResourceType, ref: KubeRef, subresource?: string): string {

@@ -12,6 +12,8 @@
 // 1, not one series per possible value.
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { CONNECTOR_PHASES, type Connector, type ConnectorPhase } from '../api/types.ts';
+import type { KubeRequestInfo } from './kube-client.ts';
+import { RESOURCE_TYPES, resourceName } from './resources.ts';
 import type { WorkQueueStats } from './work-queue.ts';
 
 export const RECONCILE_RESULTS = ['success', 'requeue', 'error'] as const;
@@ -19,6 +21,12 @@ export type ReconcileResultLabel = (typeof RECONCILE_RESULTS)[number];
 
 export const KUBERNETES_WRITE_VERBS = ['create', 'update', 'patch', 'delete', 'dry-run'] as const;
 export type KubernetesWriteVerb = (typeof KUBERNETES_WRITE_VERBS)[number];
+
+/**
+ * The resources a 429 is counted by: the operator's own table. Anything else (discovery, a kind a
+ * test brought) is `other`, so the label set stays bounded whatever the client is asked to do.
+ */
+const THROTTLED_RESOURCES: ReadonlySet<string> = new Set(Object.values(RESOURCE_TYPES).map(resourceName));
 
 /** Why an Event the operator wanted to emit was not written as asked. */
 export type EventSuppression = 'rate_limited' | 'redacted' | 'failed';
@@ -78,12 +86,18 @@ export interface OperatorMetrics {
   readonly eventsSuppressed: Counter<'reason'>;
   /** Finalizers removed without releasing the control-plane record (release timeout or skip annotation). */
   readonly releasesAbandoned: Counter<'deletion_policy' | 'reason'>;
+  /** 429 answers from the API server, by verb and resource. */
+  readonly kubernetesThrottled: Counter<'verb' | 'resource'>;
   /** Counts one write request to the Kubernetes API. Every write the operator makes goes through here. */
   countWrite(kind: string, verb: KubernetesWriteVerb): void;
+  /** Counts one 429 answer from the API server (the Kubernetes client's observer calls it). */
+  countThrottled(request: KubeRequestInfo): void;
   /** Records one finished reconcile: its result, duration and (for errors) the error code. */
   observeReconcile(result: ReconcileResultLabel, durationSeconds: number, errorCode?: string): void;
   /** Where the work-queue gauges read from at scrape time. */
   setWorkQueueSource(source: () => WorkQueueStats): void;
+  /** Where the concurrency-limit gauge reads from at scrape time (adaptive-limit.ts). */
+  setConcurrencyLimitSource(source: () => number): void;
   /** Where the connectors-by-phase gauge reads from at scrape time. */
   setConnectorPhaseSource(source: () => ReadonlyMap<ConnectorPhase, number>): void;
   /** Where the leader gauge reads from at scrape time (true: this replica leads). */
@@ -98,6 +112,7 @@ export function createOperatorMetrics(): OperatorMetrics {
   const registry = new Registry();
   const registers = [registry];
   let workQueueSource: (() => WorkQueueStats) | undefined;
+  let concurrencyLimitSource: (() => number) | undefined;
   let phaseSource: (() => ReadonlyMap<ConnectorPhase, number>) | undefined;
   let leaderSource: (() => boolean) | undefined;
   let connectorSource: (() => Iterable<Connector>) | undefined;
@@ -167,6 +182,20 @@ export function createOperatorMetrics(): OperatorMetrics {
     labelNames: ['deletion_policy', 'reason'],
     registers,
   });
+  const kubernetesThrottled = new Counter({
+    name: 'vaultpam_operator_kubernetes_throttled_total',
+    help: "Requests the Kubernetes API server answered 429 (API Priority and Fairness rejected them, or a rate limit), by verb and resource (other: outside the operator's own kinds). Each may lower the reconcile concurrency limit.",
+    labelNames: ['verb', 'resource'],
+    registers,
+  });
+  new Gauge({
+    name: 'vaultpam_operator_work_queue_concurrency_limit',
+    help: 'Reconciles allowed to run at once now: --concurrency, halved when the API server answers 429, grown back by one a second while it does not.',
+    registers,
+    collect() {
+      this.set(concurrencyLimitSource?.() ?? 0);
+    },
+  });
   new Gauge({
     name: 'vaultpam_operator_work_queue_depth',
     help: 'Keys due now and waiting for a free reconcile slot.',
@@ -216,8 +245,12 @@ export function createOperatorMetrics(): OperatorMetrics {
     informerWatchErrors,
     eventsSuppressed,
     releasesAbandoned,
+    kubernetesThrottled,
     countWrite(kind, verb) {
       kubernetesWrites.inc({ kind, verb });
+    },
+    countThrottled({ verb, resource }) {
+      kubernetesThrottled.inc({ verb, resource: THROTTLED_RESOURCES.has(resource) ? resource : 'other' });
     },
     observeReconcile(result, durationSeconds, errorCode) {
       reconciles.inc({ result });
@@ -226,6 +259,9 @@ export function createOperatorMetrics(): OperatorMetrics {
     },
     setWorkQueueSource(source) {
       workQueueSource = source;
+    },
+    setConcurrencyLimitSource(source) {
+      concurrencyLimitSource = source;
     },
     setConnectorPhaseSource(source) {
       phaseSource = source;

@@ -10,11 +10,16 @@
 // at once the queue held 96 keys for 20 s and a record's change took p50 5.6 s to reach the status
 // (docs/performance.md, "The queue"). Urgent keys are deduplicated like the others, so the urgent lane
 // holds at most one entry per object and cannot grow without bound.
+// How many reconciles run at once is a number, or a limit that changes (adaptive-limit.ts: lowered
+// when the API server answers 429, raised while it does not): it is read at every dispatch, so a
+// lowered limit lets the running reconciles finish and starts fewer, and a raised one starts more at
+// once. Nothing running is ever stopped for it.
 // Time and timers come from an injected Clock so tests drive the queue without sleeping.
 import { type BackoffPolicy, backoffDelay, checkBackoffPolicy } from '../../lib/backoff.ts';
 import { backgroundClock, type Clock } from '../../lib/clock.ts';
 import { CodedError, errorMessage } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/logger.ts';
+import { type ConcurrencyLimit, DEFAULT_MAX_CONCURRENCY } from './adaptive-limit.ts';
 
 /** What a reconcile asks of the queue when it succeeds. */
 export interface ReconcileResult {
@@ -42,8 +47,11 @@ export interface BackoffOptions {
 export interface WorkQueueOptions {
   handler: ReconcileHandler;
   logger: Logger;
-  /** Reconciles running at once, across keys. Default 4. */
-  concurrency?: number;
+  /**
+   * Reconciles running at once, across keys: a fixed number, or a limit read at every dispatch (its
+   * changes start more reconciles at once when it rises). Default DEFAULT_MAX_CONCURRENCY.
+   */
+  concurrency?: number | ConcurrencyLimit;
   backoff?: BackoffOptions;
   clock?: Clock;
 }
@@ -70,7 +78,8 @@ export interface ShutdownOptions {
   drain?: boolean;
 }
 
-export const DEFAULT_CONCURRENCY = 4;
+/** The concurrency without a limit given: the operator's default maximum (adaptive-limit.ts). */
+export const DEFAULT_CONCURRENCY = DEFAULT_MAX_CONCURRENCY;
 export const DEFAULT_BACKOFF_BASE_MS = 1000;
 export const DEFAULT_BACKOFF_CAP_MS = 5 * 60 * 1000;
 
@@ -91,7 +100,9 @@ export function splitKey(key: string): { namespace: string; name: string } {
 export class WorkQueue {
   private readonly handler: ReconcileHandler;
   private readonly logger: Logger;
-  private readonly concurrency: number;
+  private readonly concurrency: number | ConcurrencyLimit;
+  /** Stops following the limit's changes (at shutdown). */
+  private readonly unfollowLimit: () => void;
   private readonly backoff: BackoffPolicy;
   private readonly clock: Clock;
 
@@ -118,7 +129,7 @@ export class WorkQueue {
       baseMs: options.backoff?.baseMs ?? DEFAULT_BACKOFF_BASE_MS,
       capMs: options.backoff?.capMs ?? DEFAULT_BACKOFF_CAP_MS,
     };
-    if (!Number.isInteger(concurrency) || concurrency < 1) {
+    if (typeof concurrency === 'number' && (!Number.isInteger(concurrency) || concurrency < 1)) {
       throw new CodedError(
         'INVALID_ARGUMENT',
         `work queue concurrency must be a whole number >= 1, got ${concurrency}`,
@@ -130,6 +141,9 @@ export class WorkQueue {
     this.concurrency = concurrency;
     this.backoff = backoff;
     this.clock = options.clock ?? backgroundClock;
+    // A raised limit has room for more at once now, not only when a running reconcile ends.
+    this.unfollowLimit =
+      typeof concurrency === 'number' ? () => {} : concurrency.onChange(() => this.pumpUnlessStopped());
   }
 
   /**
@@ -188,9 +202,16 @@ export class WorkQueue {
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
+  /** Reconciles allowed to run at once now (the limit's current value, or the fixed number). */
+  get limit(): number {
+    return typeof this.concurrency === 'number' ? this.concurrency : this.concurrency.current;
+  }
+
   /** Stops taking adds and resolves when the running (and, with drain, the due) reconciles are done. */
   shutdown(options: ShutdownOptions = {}): Promise<void> {
     this.stopping = true;
+    // A limit outlives a queue (one queue per leadership term): this one stops listening to it.
+    this.unfollowLimit();
     for (const key of [...this.delayedKeys.keys()]) this.cancelDelay(key);
     if (options.drain === false) {
       this.urgent.clear();
@@ -254,8 +275,14 @@ export class WorkQueue {
     this.delayedKeys.delete(key);
   }
 
+  private pumpUnlessStopped(): void {
+    // After shutdown a drain still finishes the due keys, through run()'s own pump.
+    if (!this.stopping) this.pump();
+  }
+
   private pump(): void {
-    while (this.running.size < this.concurrency && this.urgent.size + this.ready.size > 0) {
+    // The limit is read on every round: one that fell meanwhile starts nothing until enough finished.
+    while (this.running.size < this.limit && this.urgent.size + this.ready.size > 0) {
       const lane = this.urgent.size > 0 ? this.urgent : this.ready;
       const key = lane.values().next().value as string;
       lane.delete(key);
