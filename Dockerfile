@@ -69,4 +69,8 @@ FROM runtime AS operator
 EXPOSE 8080
 LABEL org.opencontainers.image.title="vaultpam-connector-operator" \
       org.opencontainers.image.description="Kubernetes operator that runs VaultPAM connectors and automates the connector runbook's guided recovery."
-ENTRYPOINT ["node", "src/bin/operator.ts"]
+# A young generation of at most 3 x 4 MiB: V8 grows it to 3 x 16 MiB (or more) under the allocation
+# bursts of many passes at once and keeps it, which was 40 MiB of the operator's RSS at 16 passes at
+# once for 10 % more CPU while converging (docs/performance.md, "Fourth increment"). The scale
+# benchmark runs the operator with these same options (bench/scale-operator.ts reads them here).
+ENTRYPOINT ["node", "--max-semi-space-size=4", "src/bin/operator.ts"]

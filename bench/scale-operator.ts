@@ -18,7 +18,7 @@ export interface OperatorProcess {
 }
 
 export interface OperatorLaunch {
-  /** Node flags before the script (heap snapshot signal, ...). */
+  /** Node flags before the script (heap snapshot signal, ...), after the image's own. */
   nodeArgs: string[];
   /** The operator's flags, without --listen (a free loopback port is chosen). */
   args: string[];
@@ -29,11 +29,34 @@ export interface OperatorLaunch {
   register(child: ChildProcess): void;
 }
 
+/**
+ * The options the operator's image gives node before the program (the Dockerfile's ENTRYPOINT for
+ * src/bin/operator.ts), so the benchmark measures the process as it runs in production.
+ */
+export function imageNodeOptions(dockerfile = readFileSync(join(ROOT, 'Dockerfile'), 'utf8')): string[] {
+  for (const line of dockerfile.split('\n')) {
+    const match = /^ENTRYPOINT\s+(\[.*\])\s*$/.exec(line.trim());
+    if (!match?.[1]) continue;
+    const command = JSON.parse(match[1]) as string[];
+    const program = command.indexOf('src/bin/operator.ts');
+    if (command[0] === 'node' && program > 0) return command.slice(1, program);
+  }
+  throw new Error(
+    'Dockerfile: no ENTRYPOINT ["node", ..., "src/bin/operator.ts"] to take the node options from',
+  );
+}
+
 export async function startOperatorProcess(launch: OperatorLaunch): Promise<OperatorProcess> {
   const port = await freePort();
   const child = spawn(
     process.execPath,
-    [...launch.nodeArgs, join(ROOT, 'src/bin/operator.ts'), ...launch.args, `--listen=127.0.0.1:${port}`],
+    [
+      ...imageNodeOptions(),
+      ...launch.nodeArgs,
+      join(ROOT, 'src/bin/operator.ts'),
+      ...launch.args,
+      `--listen=127.0.0.1:${port}`,
+    ],
     { stdio: ['ignore', 'pipe', 'pipe'], env: launch.env },
   );
   launch.register(child);

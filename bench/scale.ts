@@ -44,7 +44,7 @@ import type { FleetCommand, FleetConfig, FleetStats } from './fleet-simulator.ts
 import type { PhaseContext } from './scale-context.ts';
 import { runFlapping } from './scale-flapping.ts';
 import { ConnectorObserver, statusDiff } from './scale-observer.ts';
-import { type OperatorProcess, startOperatorProcess } from './scale-operator.ts';
+import { imageNodeOptions, type OperatorProcess, startOperatorProcess } from './scale-operator.ts';
 import { runRecoveries } from './scale-recovery.ts';
 import { runRestart } from './scale-restart.ts';
 import {
@@ -117,8 +117,8 @@ explains every figure.
   --apply-concurrency N          concurrent Connector creates, as a GitOps sync (default 32)
   --operator-concurrency N       the operator's --concurrency, the most reconciles at once
                                  (default ${DEFAULT_MAX_CONCURRENCY}, the operator's own)
-  --operator-node-options="..."  options for the operator's node, before the program
-                                 (e.g. "--max-semi-space-size=4"), beside the production ones
+  --operator-node-options="..."  more options for the operator's node, after those of its image
+                                 (the Dockerfile's ENTRYPOINT), e.g. "--max-old-space-size=256"
   --kcm-qps Q, --kcm-burst B     kube-controller-manager client limits (default 200/300)
   --timeout-seconds S            the bound on every wait (default 900)
   --out DIR                      where the results go (default bench/results)
@@ -706,7 +706,9 @@ try {
       heartbeatSeconds: HEARTBEAT_SECONDS,
       offlineAfterSeconds: OFFLINE_AFTER_SECONDS,
       operatorConcurrency,
-      operatorNodeOptions: args['operator-node-options'] ?? '',
+      operatorNodeOptions: [...imageNodeOptions(), ...(args['operator-node-options'] ?? '').split(/\s+/)]
+        .filter(Boolean)
+        .join(' '),
       floorConcurrency,
       applyConcurrency,
       controllerManager: { kubeApiQps: kcmQps, kubeApiBurst: kcmBurst, defaults: { qps: 20, burst: 30 } },

@@ -8,6 +8,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join, posix, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import test from 'ava';
+import { imageNodeOptions } from '../../bench/scale-operator.ts';
 
 const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -173,11 +174,13 @@ for (const [name, bin] of Object.entries(TARGETS)) {
     const argv = JSON.parse(entrypoint ?? '[]') as string[];
     const script = packageJson.bin[bin]?.replace(/^\.\//, '');
     t.truthy(script, `package.json names a script for ${bin}`);
+    // node's own options (those starting with --) may come between node and the script.
     t.deepEqual(
-      argv,
+      argv.filter((arg) => !arg.startsWith('--')),
       ['node', script],
       `target ${name} execs node on ${script} (exec form, so signals reach Node)`,
     );
+    t.is(argv.at(-1), script, "the script is the last argument: every option before it is node's");
 
     const user = lastValue(chain, 'USER');
     t.truthy(user, `target ${name} sets USER`);
@@ -216,6 +219,18 @@ test('the operator is the default target (last stage) and copies what the progra
     .flatMap((s) => s.instructions)
     .find((i) => i.keyword === 'COPY' && i.args.startsWith('--from=dependencies'));
   t.regex(fromDependencies?.args ?? '', /node_modules/, 'node_modules comes from the dependency stage');
+});
+
+test("the operator's node runs with a bounded young generation, and the scale benchmark runs it so too", (t) => {
+  const entrypoint = JSON.parse(lastValue(target(t, 'operator'), 'ENTRYPOINT') ?? '[]') as string[];
+  const program = entrypoint.indexOf('src/bin/operator.ts');
+  t.is(entrypoint[0], 'node');
+  const options = entrypoint.slice(1, program);
+  t.true(
+    options.some((o) => /^--max-semi-space-size=\d+$/.test(o)),
+    `a semi-space bound in ${entrypoint.join(' ')}`,
+  );
+  t.deepEqual(imageNodeOptions(dockerfile), options, 'bench/scale-operator.ts reads the same options');
 });
 
 test('the connector image keeps its identity in a /data volume owned by its user', (t) => {

@@ -128,35 +128,26 @@ export async function resolveConnection(
 }
 
 /**
- * Routine heartbeats are not in the change stream (only state changes are), so a cached record's
- * lastHeartbeatAt ages. It is read afresh while a recovery runs (its steps wait for heartbeats) and
- * when the cached time is older than the status refresh window; at most once per resync otherwise.
+ * The change stream's record is the truth for everything the status shows, with one exception:
+ * routine heartbeats are not in it (only state changes are), so a cached record's lastHeartbeatAt
+ * ages. Nothing shown while heartbeats arrive depends on it (the status names no heartbeat time
+ * then: report.ts); a recovery's steps do (they wait for heartbeats), so the record is read afresh
+ * while one runs, and never otherwise: a read per connector per resync would be the "poll an
+ * external API per object" that costs the control plane 10,000 requests every resync at scale.
  */
-const STALE_HEARTBEAT_MS = 4 * 60_000;
-
-function needsFreshRecord(
-  connector: Connector,
-  cached: ControlPlaneConnector | undefined,
-  now: Date,
-): boolean {
-  const step = connector.status?.recovery?.step;
-  if (recoveryUnderway(step)) return true;
-  if (!cached || (cached.state !== 'online' && cached.state !== 'degraded')) return false;
-  return (
-    !cached.lastHeartbeatAt || now.getTime() - new Date(cached.lastHeartbeatAt).getTime() > STALE_HEARTBEAT_MS
-  );
+function needsFreshRecord(connector: Connector): boolean {
+  return recoveryUnderway(connector.status?.recovery?.step);
 }
 
 async function controlPlaneView(
   connection: ControlPlaneConnection,
   connectorId: string,
   connector: Connector,
-  now: Date,
 ): Promise<ControlPlaneView> {
   const follower = connection.follower;
   if (follower.synced()) {
     const cached = follower.get(connectorId);
-    if (!needsFreshRecord(connector, cached, now)) return { reachable: true, record: cached };
+    if (!needsFreshRecord(connector)) return { reachable: true, record: cached };
   }
   const client = connection.client();
   if (!client) {
@@ -363,7 +354,7 @@ export async function observe(ctx: ObserveContext, connector: Connector): Promis
     };
   }
   const connection = resolved.connection;
-  const controlPlane = await controlPlaneView(connection, value.connector.id, connector, ctx.clock.now());
+  const controlPlane = await controlPlaneView(connection, value.connector.id, connector);
   const audit = controlPlane.reachable
     ? await auditForRecovery(connection, connector, value.connector.id)
     : undefined;
