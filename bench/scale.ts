@@ -248,7 +248,7 @@ try {
   const kubeVersion = (await admin.makeApiClient(VersionApi).getCode()).gitVersion;
 
   say(
-    `2/11 reference control plane (its own process, heartbeat interval 10 s${certLifetime ? `, certificate lifetime ${certLifetime}` : ''})`,
+    `2/11 reference control plane (its own process, heartbeat interval ${HEARTBEAT_SECONDS} s${certLifetime ? `, certificate lifetime ${certLifetime}` : ''})`,
   );
   controlPlane = await startControlPlaneProcess([
     '--heartbeat-interval',
