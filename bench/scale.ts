@@ -616,40 +616,35 @@ try {
     }
   }
 
-  // ---- (4b) 1 % of the fleet flapping ----------------------------------------------------------
-  let flapping: Awaited<ReturnType<typeof runFlapping>> | undefined;
-  if (!skip.flapping) {
-    const count = Math.max(1, Math.ceil(N * flapFraction));
-    say(
-      `8/11 flapping: ${count} agent(s) (${round(flapFraction * 100, 2)} %) alternate silent/beating, ${flapCycles} cycles, while the rest beat`,
-    );
+  // ---- (4b) 1 % of the fleet flapping, (4c) 1 % failing a path (Degraded) --------------------
+  // 4c takes others than 4b's, so a Connector still settling from 4b does not blur 4c.
+  const flapCount = Math.max(1, Math.ceil(N * flapFraction));
+  const flapShare = `${flapCount} agent(s) (${round(flapFraction * 100, 2)} %)`;
+  const flapPhase = async (fault: 'silence' | 'path', flappers: string[], announce: string) => {
+    say(`${announce}, ${flapCycles} cycles, while the rest beat`);
     await waitForQuiet(operatorMetrics, 10_000, 120_000);
-    flapping = await runFlapping(context, {
-      flapping: names.slice(N - count),
-      fault: 'silence',
+    return runFlapping(context, {
+      flapping: flappers,
+      fault,
       cycles: flapCycles,
       heartbeatSeconds: HEARTBEAT_SECONDS,
       offlineAfterSeconds: OFFLINE_AFTER_SECONDS,
     });
-  }
-
-  // ---- (4c) 1 % of the fleet failing a path (Degraded) -----------------------------------------
-  let degraded: Awaited<ReturnType<typeof runFlapping>> | undefined;
-  if (!skip.degraded) {
-    const count = Math.max(1, Math.ceil(N * flapFraction));
-    say(
-      `9/11 a failed path: ${count} agent(s) (${round(flapFraction * 100, 2)} %) report an unhealthy path, then a healthy one, ${flapCycles} cycles, while the rest beat`,
-    );
-    await waitForQuiet(operatorMetrics, 10_000, 120_000);
-    // Others than the flapping ones, so a Connector still settling from 4b does not blur 4c.
-    degraded = await runFlapping(context, {
-      flapping: names.slice(N - 2 * count, N - count),
-      fault: 'path',
-      cycles: flapCycles,
-      heartbeatSeconds: HEARTBEAT_SECONDS,
-      offlineAfterSeconds: OFFLINE_AFTER_SECONDS,
-    });
-  }
+  };
+  const flapping = skip.flapping
+    ? undefined
+    : await flapPhase(
+        'silence',
+        names.slice(N - flapCount),
+        `8/11 flapping: ${flapShare} alternate silent/beating`,
+      );
+  const degraded = skip.degraded
+    ? undefined
+    : await flapPhase(
+        'path',
+        names.slice(N - 2 * flapCount, N - flapCount),
+        `9/11 a failed path: ${flapShare} report an unhealthy path, then a healthy one`,
+      );
 
   // ---- (5) guided recovery ---------------------------------------------------------------------
   let recovery: Awaited<ReturnType<typeof runRecoveries>> | undefined;
