@@ -315,8 +315,11 @@ const claimsOnlyWhatRan: Check = ({ world, pass }) => {
   if (enrollment.lastMintKey && !mintedKey(world, enrollment.lastMintKey))
     return `status names the last mint ${enrollment.lastMintKey}, which was never minted`;
   const mintApplied = pass.applied.some((a) => a.startsWith('mint '));
-  if (count > (was.mintCount ?? 0) && !mintApplied)
-    return `mintCount went to ${count} without a mint applied`;
+  // A mint an earlier pass made and stored, but never counted (it failed, or the operator died,
+  // before writing the status), is counted once its Secret shows it: the Secret proves it ran.
+  const provenBySecret = pass.observed.tokenSecret?.mintKey === enrollmentMintKey(WORLD_UID, count);
+  if (count > (was.mintCount ?? 0) && !mintApplied && !provenBySecret)
+    return `mintCount went to ${count} without a mint applied or a Secret that shows it`;
   if (enrollment.tokenMintedAt !== was.tokenMintedAt && !mintApplied)
     return `tokenMintedAt changed to ${enrollment.tokenMintedAt} without a mint applied`;
   if (enrollment.tokenSecretName && !world.secret)
@@ -884,5 +887,25 @@ test('found, fixed: a recovery whose one token was minted but never stored waits
       { kind: 'advance', ms: 14_460_000 },
       { kind: 'settle', rounds: 1 },
     ]),
+  );
+});
+
+test('found, fixed: a Secret that proved an uncounted mint, once deleted, leaves a mint below the live token planned', (t) => {
+  // The operator died after minting and storing token 1, before writing any status. Once it
+  // expired, the next pass deleted its Secret and minted 2, and failed before storing it: nothing
+  // recorded that 1 was spent, so the pass after asked for key 1 while token 2 was live (refused,
+  // IDEMPOTENCY_KEY_CONSUMED). The pass that deletes such a Secret now counts the mint it proves.
+  t.notThrows(() =>
+    example(
+      { storage: 'claim', tokenTTL: '5m', policy: 'Manual' },
+      [
+        { kind: 'operatorRestart', at: 3 },
+        { kind: 'advance', ms: 14_460_000 },
+        { kind: 'reconcileFails', at: 2 },
+        { kind: 'reconcile' },
+        { kind: 'agentHeld', held: false },
+      ],
+      [oneLiveToken],
+    ),
   );
 });

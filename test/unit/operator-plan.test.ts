@@ -18,7 +18,7 @@ import { planView } from '../helpers/plan-view.ts';
 const NOW = new Date('2026-01-01T00:00:10Z');
 const condition = (status: ConnectorStatus, type: string) => status.conditions?.find((c) => c.type === type);
 
-test('a new Connector: the control-plane record is ensured and the StatefulSet asks for a claim', (t) => {
+test('a new Connector: the record is registered, its first token minted, then the StatefulSet asks for a claim', (t) => {
   const result = planView(observed({ record: undefined, pods: [], claims: [], noWorkload: true }), NOW);
   t.deepEqual(result.controlPlane, [
     {
@@ -26,7 +26,20 @@ test('a new Connector: the control-plane record is ensured and the StatefulSet a
       connectorId: 'prod.edge',
       config: { org: 'acme', endpointId: 'ep-1', allowedNetworks: ['10.0.0.0/8'] },
     },
+    { kind: 'mintToken', connectorId: 'prod.edge', idempotencyKey: `enroll-${UID}-1`, ttlSeconds: 14_400 },
   ]);
+  // Found at 10,000 connectors: minted a pass later, the token Secret came after the StatefulSet, and
+  // agents that started first exited ENROLLMENT_TOKEN_MISSING into the kubelet's restart backoff.
+  // The workload is dry-run before the mint, and applied after the token is stored.
+  t.deepEqual(result.order, [
+    'dryRun',
+    'dryRun',
+    'ensureConnector',
+    'mintToken',
+    'applyConfigMap',
+    'applyStatefulSet',
+  ]);
+  t.is(result.status.enrollment?.mintCount, 1);
   t.is(result.status.phase, 'Pending');
   t.is(result.statefulSet?.spec?.replicas, 1);
   t.is(result.statefulSet?.spec?.volumeClaimTemplates?.[0]?.metadata?.name, 'data');
@@ -40,6 +53,30 @@ test('a new Connector: the control-plane record is ensured and the StatefulSet a
   t.is(beforeClaim.status.mode, 'Autonomous');
   t.is(condition(beforeClaim.status, 'DurableStorage')?.status, 'Unknown');
   t.false(JSON.stringify(result.configMap).includes('token'), 'the ConfigMap holds configuration only');
+});
+
+test('no record yet, but a pod or a retired bootstrap: the registering pass mints nothing; the next pass judges the record', (t) => {
+  // A pod's agent may hold an identity (the record was lost in the control plane): a token is the
+  // decision of a pass that sees the record and the agent together.
+  const withPod = planView(observed({ record: undefined, claims: [] }), NOW);
+  t.deepEqual(
+    withPod.order.filter((kind) => kind !== 'applyConfigMap' && kind !== 'applyStatefulSet'),
+    ['ensureConnector'],
+  );
+  const retired = planView(
+    observed({
+      connector: connector({ status: { enrollment: { retired: true, mintCount: 1 } } }),
+      record: undefined,
+      pods: [],
+      claims: [],
+    }),
+    NOW,
+  );
+  t.false(retired.order.includes('mintToken'));
+  t.true(retired.order.includes('ensureConnector'));
+  // Unreachable: nothing registered, nothing minted.
+  const unreachable = planView(observed({ record: 'unreachable', pods: [], claims: [] }), NOW);
+  t.deepEqual(unreachable.controlPlane, []);
 });
 
 test('never paired, no token: one token is minted with a key derived from the object and the count', (t) => {

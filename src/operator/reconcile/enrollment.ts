@@ -169,6 +169,16 @@ export function planEnrollment(input: EnrollmentInput): EnrollmentDecision {
   if (tokenSecretBehind(input.connectorUID, tokenSecret, previous.lastMintKey)) {
     return { status, deleteSecret: false, expiredUnused: false, requeueAfterMs: SECRET_CATCH_UP_MS };
   }
+  // A Secret holding a later mint than the status counts proves that mint was made (the pass that
+  // minted and stored it failed afterwards, or the operator died before writing its status). The
+  // status counts it from now on: once that Secret is deleted (its token expired or revoked), it
+  // is the only record of the spent key, and a pass that forgot it would mint with a key below the
+  // token the control plane holds live, to be refused (IDEMPOTENCY_KEY_CONSUMED).
+  const provenBySecret = enrollmentMintNumber(input.connectorUID, tokenSecret?.mintKey);
+  if (provenBySecret !== undefined && provenBySecret > mintCount && tokenSecret?.mintKey) {
+    status.mintCount = provenBySecret;
+    status.lastMintKey = tokenSecret.mintKey;
+  }
   // A token the agent will not use is not held: revoke it, delete its Secret, mint none.
   if (input.identityRefused && !retired && record?.state === 'pending') {
     delete status.tokenExpiresAt;

@@ -64,7 +64,7 @@ export function plan(observed: Observed, now: Date): Plan {
 
   const enrollment = planEnrollment({
     connectorUID: connector.metadata.uid ?? '',
-    record,
+    record: record ?? recordThisPassRegisters(observed, spec, gates, pod !== undefined, now),
     tokenSecret: observed.tokenSecret,
     previous: previous.enrollment,
     now,
@@ -206,6 +206,48 @@ function invalidSpecPlan(
       },
     ],
     transitions: [],
+  };
+}
+
+/**
+ * The record this pass's registration creates, for the enrollment to plan against: a Connector that
+ * has no record yet and no pod gets its first token in the pass that registers it. The token Secret
+ * is then written before the StatefulSet (plan step order), so the agent's first start finds its
+ * token; planned a pass later, the pod often started first, exited ENROLLMENT_TOKEN_MISSING and
+ * waited out the kubelet's restart backoff (the tail of the 10,000-connector benchmark), and every
+ * Connector took one more pass. The control plane creates a record pending, without token or
+ * certificate; if it had one after all (the follower not yet told), the mint is refused there
+ * (the act stops, nothing is applied) and the next pass plans against the real record. A pod, or
+ * a bootstrap the status says retired (the record was lost in the control plane), leaves the
+ * decision to the pass that sees the record.
+ */
+function recordThisPassRegisters(
+  observed: Observed,
+  spec: DefaultedSpec,
+  gates: Gates,
+  hasPod: boolean,
+  now: Date,
+): ControlPlaneConnector | undefined {
+  if (registrationSteps(undefined, spec, gates).length === 0) return undefined;
+  if (hasPod || observed.connector.status?.enrollment?.retired) return undefined;
+  return {
+    connectorId: spec.connector.id,
+    org: spec.connector.org,
+    endpointId: spec.connector.endpointId,
+    allowedNetworks: spec.connector.allowedNetworks,
+    state: 'pending',
+    bootstrapRetired: false,
+    lastHeartbeatAt: null,
+    stateChangedAt: now.toISOString(),
+    enrolledAt: null,
+    paths: [],
+    certificate: null,
+    liveToken: null,
+    recovery: null,
+    lastEnrollmentFailure: null,
+    ownerUid: observed.connector.metadata.uid ?? null,
+    handoverNamespace: null,
+    revision: 0,
   };
 }
 
