@@ -16,7 +16,7 @@ import { LABEL_VALUES, LABELS } from './api/constants.ts';
 import type { ControlPlaneResource } from './api/control-planes.ts';
 import type { Connector, ConnectorPhase } from './api/types.ts';
 import { defaultConnectorId } from './api/types.ts';
-import { InformerClusterReader } from './cluster-reader.ts';
+import { byConnectorLabel, InformerClusterReader } from './cluster-reader.ts';
 import { type ControlPlaneConnection, ControlPlaneConnections } from './control-plane/connections.ts';
 import { ControlPlaneRegistry } from './control-plane/registry.ts';
 import { type ControlPlaneId, controlPlaneKeyOf } from './control-plane/status.ts';
@@ -155,6 +155,7 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
       kc,
       logger,
       metrics,
+      index: byConnectorLabel,
       type: RESOURCE_TYPES.pod,
       labelSelector: `${LABELS.name}=${LABEL_VALUES.name}`,
       ...ns,
@@ -163,6 +164,7 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
       kc,
       logger,
       metrics,
+      index: byConnectorLabel,
       type: RESOURCE_TYPES.persistentVolumeClaim,
       labelSelector: ownedSelector,
       ...ns,

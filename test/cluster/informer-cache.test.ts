@@ -1,10 +1,13 @@
 // What an informer's cache holds, against a real kube-apiserver: every object without
 // metadata.managedFields (the field sets of every writer, which nothing in the operator reads and
 // which would be a third or more of the operator's memory at scale), from the first list and from
-// the watch alike, while everything else of the object is as the API server returned it.
+// the watch alike, while everything else of the object is as the API server returned it; and the
+// index by connector label (cache-index.ts) that finds one Connector's pods and claims without a scan.
 
-import { CoreV1Api, type V1ConfigMap } from '@kubernetes/client-node';
+import { CoreV1Api, PatchStrategy, setHeaderOptions, type V1ConfigMap } from '@kubernetes/client-node';
 import test from 'ava';
+import { LABELS } from '../../src/operator/api/constants.ts';
+import { byConnectorLabel } from '../../src/operator/cluster-reader.ts';
 import { Informer } from '../../src/operator/runtime/informers.ts';
 import { RESOURCE_TYPES } from '../../src/operator/runtime/resources.ts';
 import { createTestNamespace, useCluster } from '../helpers/cluster.ts';
@@ -59,4 +62,62 @@ test('the cache keeps objects without managedFields, listed or watched, and the 
   );
   t.is(changed.metadata?.managedFields, undefined);
   t.true(updates.length > 0 && updates.every((cm) => cm.metadata?.managedFields === undefined));
+});
+
+test('the connector index finds one Connector’s objects as the watch adds, relabels and deletes them', async (t) => {
+  const { kc } = cluster();
+  const core = kc.makeApiClient(CoreV1Api);
+  const namespace = await createTestNamespace(kc, 'index');
+  const body = (name: string, connector?: string): V1ConfigMap => ({
+    metadata: { name, labels: { app: 'c', ...(connector ? { [LABELS.connector]: connector } : {}) } },
+  });
+  await core.createNamespacedConfigMap({ namespace, body: body('listed-a', 'a') });
+  const informer = new Informer<V1ConfigMap>({
+    kc,
+    type: RESOURCE_TYPES.configMap,
+    namespace,
+    labelSelector: 'app=c',
+    logger: captureLogs().logger,
+    index: byConnectorLabel,
+  });
+  informer.start();
+  t.teardown(() => informer.stop());
+  await informer.waitForSync(AbortSignal.timeout(30_000));
+  const names = (connector: string) =>
+    informer
+      .byIndex(`${namespace}/${connector}`)
+      .map((cm) => cm.metadata?.name)
+      .sort();
+  t.deepEqual(names('a'), ['listed-a'], 'a listed object is indexed');
+
+  await core.createNamespacedConfigMap({ namespace, body: body('watched-b', 'b') });
+  await core.createNamespacedConfigMap({ namespace, body: body('unlabelled') });
+  await eventually(() => informer.get(namespace, 'unlabelled'), { description: 'the watch delivers both' });
+  t.deepEqual(names('b'), ['watched-b']);
+  t.deepEqual(names('a'), ['listed-a'], 'an object without the label is in no group');
+
+  // Relabelled: it leaves its old group and joins the new one.
+  await core.patchNamespacedConfigMap(
+    { namespace, name: 'listed-a', body: { metadata: { labels: { [LABELS.connector]: 'b' } } } },
+    setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+  );
+  await eventually(() => (names('a').length === 0 ? true : undefined), {
+    description: 'the relabelled object leaves group a',
+  });
+  t.deepEqual(names('b'), ['listed-a', 'watched-b']);
+
+  await core.deleteNamespacedConfigMap({ namespace, name: 'watched-b' });
+  await eventually(() => (names('b').length === 1 ? true : undefined), {
+    description: 'the deleted object leaves its group',
+  });
+  t.deepEqual(names('b'), ['listed-a']);
+  t.throws(
+    () =>
+      new Informer<V1ConfigMap>({ kc, type: RESOURCE_TYPES.configMap, logger: captureLogs().logger }).byIndex(
+        'x',
+      ),
+    {
+      message: /byIndex needs the index option/,
+    },
+  );
 });

@@ -16,6 +16,7 @@ import { backgroundClock, type Clock } from '../../lib/clock.ts';
 import { CodedError, errorMessage } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/logger.ts';
 import { describeApiError, httpStatusOf } from './api-errors.ts';
+import { CacheIndex, type IndexFunction } from './cache-index.ts';
 import { type KubeAccess, kubeClientOf } from './kube-access.ts';
 import type { KubeClient } from './kube-client.ts';
 import { KubeApiError } from './kube-errors.ts';
@@ -38,7 +39,7 @@ export interface RestartBackoff {
   capMs?: number;
 }
 
-export interface InformerOptions {
+export interface InformerOptions<T extends KubernetesObject = KubernetesObject> {
   /** The operator's client, or a client-node KubeConfig to build it from (kube-access.ts). */
   kc: KubeAccess;
   type: ResourceType;
@@ -55,6 +56,8 @@ export interface InformerOptions {
   clock?: Clock;
   /** Objects per list page. Default 500. */
   pageSize?: number;
+  /** Keeps the cache indexed by this key too, for byIndex (cache-index.ts). */
+  index?: IndexFunction<T>;
 }
 
 export type InformerState = 'idle' | 'listing' | 'connecting' | 'watching' | 'backing-off' | 'stopped';
@@ -114,6 +117,7 @@ export class Informer<T extends KubernetesObject> {
 
   /** namespace ('' for cluster-scoped) -> name -> object. */
   private cache = new Map<string, Map<string, T>>();
+  private readonly index: CacheIndex<T> | undefined;
   /** Where the next watch resumes; undefined means "list first". */
   private resourceVersion: string | undefined;
   private synced = false;
@@ -129,8 +133,9 @@ export class Informer<T extends KubernetesObject> {
   private failingSince: number | undefined;
   private lastError: string | undefined;
 
-  constructor(options: InformerOptions) {
+  constructor(options: InformerOptions<T>) {
     this.type = options.type;
+    this.index = options.index ? new CacheIndex(options.index) : undefined;
     this.resource = resourceName(options.type);
     this.logger = options.logger.child({ informer: this.resource });
     this.namespace = options.namespace;
@@ -223,6 +228,14 @@ export class Informer<T extends KubernetesObject> {
 
   get(namespace: string, name: string): T | undefined {
     return this.cache.get(namespace)?.get(name);
+  }
+
+  /** Cached objects whose index key (InformerOptions.index) is `key`: no scan of the cache. */
+  byIndex(key: string): T[] {
+    if (this.index === undefined) {
+      throw new CodedError('INVALID_ARGUMENT', `informer ${this.resource}: byIndex needs the index option`);
+    }
+    return this.index.get(key);
   }
 
   /** Cached objects of one namespace, or of all when `namespace` is omitted. */
@@ -335,6 +348,7 @@ export class Informer<T extends KubernetesObject> {
       objects.set(name, item);
     }
     this.cache = next;
+    this.index?.replace(items);
     this.resourceVersion = listVersion;
     for (const item of items) {
       const { namespace, name } = this.keyOf(item);
@@ -386,6 +400,7 @@ export class Informer<T extends KubernetesObject> {
       }
       const old = objects.get(name);
       objects.set(name, object);
+      this.index?.set(object, old);
       if (old === undefined) this.deliver('add', object);
       else if (old.metadata?.resourceVersion !== object.metadata?.resourceVersion)
         this.deliver('update', object, old);
@@ -393,6 +408,7 @@ export class Informer<T extends KubernetesObject> {
       const objects = this.cache.get(namespace);
       const old = objects?.get(name);
       objects?.delete(name);
+      if (old !== undefined) this.index?.delete(old);
       if (objects?.size === 0) this.cache.delete(namespace);
       this.deliver('delete', old ?? object);
     }
