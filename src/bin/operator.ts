@@ -169,6 +169,7 @@ async function main(): Promise<void> {
   const operator = await startOperator({
     kc: kube,
     logger,
+    processMetrics: true,
     ...(v.namespace ? { namespace: v.namespace } : {}),
     ...(clusterResourceNamespace ? { clusterResourceNamespace } : {}),
     ...(controlPlane ? { controlPlane } : {}),

@@ -34,6 +34,8 @@ import { createRuntimeServer } from './runtime/server.ts';
 import { objectKey, WorkQueue } from './runtime/work-queue.ts';
 
 export interface OperatorOptions {
+  /** Export the process and Node metrics too (createOperatorMetrics); the CLI does. */
+  processMetrics?: boolean;
   /**
    * The operator's Kubernetes client (src/bin/operator.ts loads it), or a client-node KubeConfig to
    * build it from (kube-access.ts).
@@ -101,7 +103,7 @@ const ownedSelector = `${LABELS.managedBy}=${LABEL_VALUES.managedBy}`;
 export async function startOperator(options: OperatorOptions): Promise<RunningOperator> {
   const { logger } = options;
   const clock = options.clock ?? backgroundClock;
-  const metrics = createOperatorMetrics();
+  const metrics = createOperatorMetrics({ processMetrics: options.processMetrics === true });
   // The reconciles at once. The limit lives as long as the process, across leadership terms: what
   // the API server said before a term still holds in the next.
   const limit = new AdaptiveLimit({ max: options.concurrency ?? DEFAULT_MAX_CONCURRENCY, clock });

@@ -539,6 +539,9 @@ for (const target of STEPS) {
       // The process that finished the recovery counted it, once.
       t.is(await metric(second, 'vaultpam_operator_recoveries_total{outcome="succeeded"}'), 1);
       t.is(await metric(second, 'vaultpam_operator_recoveries_total{outcome="failed"}'), 0);
+      // The operator's process metrics are exported (VaultpamOperatorEventLoopBlocked reads the lag).
+      t.true((await metric(second, 'process_resident_memory_bytes')) > 0);
+      t.true((await httpGet(`${second.base}/metrics`)).body.includes('\nnodejs_eventloop_lag_p99_seconds '));
       assertQuietLogs(t, [first, second]);
       t.is(await stopOperator(second), 0, 'the new operator stops cleanly on SIGTERM');
       // Nothing of this namespace needs to run any more: its pod stops, its Connector is released by

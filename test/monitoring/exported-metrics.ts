@@ -1,6 +1,6 @@
 // The metric names the code really exports, read from the real registries: the operator's
-// (createOperatorMetrics) and the control plane's (createMetrics, with the process and Node metrics
-// its CLI turns on). A histogram is exported as its _bucket, _sum and _count series, a summary as
+// (createOperatorMetrics) and the control plane's (createMetrics), each with the process and Node
+// metrics its CLI turns on. A histogram is exported as its _bucket, _sum and _count series, a summary as
 // itself, _sum and _count: those are the names a query can read.
 import type { Registry } from 'prom-client';
 import { createMetrics } from '../../src/controlplane/metrics.ts';
@@ -62,7 +62,7 @@ function metricsOf(registry: Registry, program: ExportedMetric['program']): Expo
 
 /** Every series name the operator and the control plane export. */
 export async function exportedMetrics(): Promise<ExportedMetric[]> {
-  const operator = createOperatorMetrics();
+  const operator = createOperatorMetrics({ processMetrics: true });
   const controlPlane = createMetrics(() => new Map(), { processMetrics: true });
   return [...metricsOf(operator.registry, 'operator'), ...metricsOf(controlPlane.registry, 'control-plane')];
 }

@@ -10,7 +10,7 @@
 // warm standby) exports the same values (alerts take max by namespace and name). Each is one series
 // per Connector at most: the phase and the Stalled reason are labels of the one series that holds
 // 1, not one series per possible value.
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import { CONNECTOR_PHASES, type Connector, type ConnectorPhase } from '../api/types.ts';
 import type { KubeRequestInfo } from './kube-client.ts';
 import { RESOURCE_TYPES, resourceName } from './resources.ts';
@@ -108,8 +108,14 @@ export interface OperatorMetrics {
   totalWrites(options?: { excludeKinds?: readonly string[] }): Promise<number>;
 }
 
-export function createOperatorMetrics(): OperatorMetrics {
+/**
+ * `processMetrics` adds prom-client's process and Node metrics (CPU, resident memory, heap, event-loop
+ * lag, GC): what says the operator's event loop is blocked before its Lease renewals are late. The
+ * CLI turns it on; tests that start many operators in one process do not.
+ */
+export function createOperatorMetrics(options: { processMetrics?: boolean } = {}): OperatorMetrics {
   const registry = new Registry();
+  if (options.processMetrics) collectDefaultMetrics({ register: registry });
   const registers = [registry];
   let workQueueSource: (() => WorkQueueStats) | undefined;
   let concurrencyLimitSource: (() => number) | undefined;
