@@ -20,6 +20,7 @@ import { byConnectorLabel, InformerClusterReader } from './cluster-reader.ts';
 import { type ControlPlaneConnection, ControlPlaneConnections } from './control-plane/connections.ts';
 import { ControlPlaneRegistry } from './control-plane/registry.ts';
 import { type ControlPlaneId, controlPlaneKeyOf } from './control-plane/status.ts';
+import { podAsCached } from './reconcile/pod-cache.ts';
 import { ConnectorReconciler } from './reconciler.ts';
 import { AdaptiveLimit, DEFAULT_MAX_CONCURRENCY } from './runtime/adaptive-limit.ts';
 import { KubeWriter } from './runtime/apply.ts';
@@ -158,6 +159,8 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
       logger,
       metrics,
       index: byConnectorLabel,
+      // Only the fields a pass reads (pod-cache.ts): most of a pod is not the operator's business.
+      transform: podAsCached,
       type: RESOURCE_TYPES.pod,
       labelSelector: `${LABELS.name}=${LABEL_VALUES.name}`,
       ...ns,

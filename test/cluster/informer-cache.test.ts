@@ -4,10 +4,18 @@
 // the watch alike, while everything else of the object is as the API server returned it; and the
 // index by connector label (cache-index.ts) that finds one Connector's pods and claims without a scan.
 
-import { CoreV1Api, PatchStrategy, setHeaderOptions, type V1ConfigMap } from '@kubernetes/client-node';
+import {
+  CoreV1Api,
+  PatchStrategy,
+  setHeaderOptions,
+  type V1ConfigMap,
+  type V1Pod,
+} from '@kubernetes/client-node';
 import test from 'ava';
 import { LABELS } from '../../src/operator/api/constants.ts';
 import { byConnectorLabel } from '../../src/operator/cluster-reader.ts';
+import { podAsCached } from '../../src/operator/reconcile/pod-cache.ts';
+import { dataVolumeOf } from '../../src/operator/reconcile/storage-posture.ts';
 import { Informer } from '../../src/operator/runtime/informers.ts';
 import { RESOURCE_TYPES } from '../../src/operator/runtime/resources.ts';
 import { createTestNamespace, useCluster } from '../helpers/cluster.ts';
@@ -119,5 +127,64 @@ test('the connector index finds one Connector’s objects as the watch adds, rel
     {
       message: /byIndex needs the index option/,
     },
+  );
+});
+
+test('a transform decides what the cache keeps of listed and watched pods, and handlers see the same', async (t) => {
+  const { kc } = cluster();
+  const core = kc.makeApiClient(CoreV1Api);
+  const namespace = await createTestNamespace(kc, 'podcache');
+  // Pods are admitted only once the namespace's default ServiceAccount exists.
+  await eventually(() => core.readNamespacedServiceAccount({ namespace, name: 'default' }), {
+    description: 'the default ServiceAccount',
+  });
+  const body = (name: string): V1Pod => ({
+    metadata: { name, labels: { app: 'c' } },
+    spec: {
+      containers: [
+        {
+          name: 'connector',
+          image: 'vaultpam-connector:test',
+          env: [
+            { name: 'PAM_AGENT_DATA_DIR', value: '/data' },
+            { name: 'OTHER', value: 'x' },
+          ],
+          volumeMounts: [{ name: 'data', mountPath: '/data' }],
+        },
+      ],
+      volumes: [{ name: 'data', emptyDir: {} }],
+    },
+  });
+  await core.createNamespacedPod({ namespace, body: body('listed') });
+  const informer = new Informer<V1Pod>({
+    kc,
+    type: RESOURCE_TYPES.pod,
+    namespace,
+    labelSelector: 'app=c',
+    logger: captureLogs().logger,
+    transform: podAsCached,
+  });
+  const added: V1Pod[] = [];
+  informer.addHandlers({ onAdd: (pod) => void added.push(pod) });
+  informer.start();
+  t.teardown(() => informer.stop());
+  await informer.waitForSync(AbortSignal.timeout(30_000));
+  await core.createNamespacedPod({ namespace, body: body('watched') });
+  const watched = await eventually(() => informer.get(namespace, 'watched'), {
+    description: 'the created pod reaches the cache through the watch',
+  });
+  for (const cached of [informer.get(namespace, 'listed'), watched]) {
+    const served = await core.readNamespacedPod({ namespace, name: cached?.metadata?.name ?? '' });
+    t.is(cached?.kind, 'Pod');
+    t.is(cached?.metadata?.uid, served.metadata?.uid);
+    t.is(cached?.spec?.containers[0]?.image, undefined, 'the image is not kept');
+    t.is(cached?.spec?.dnsPolicy, undefined, 'nor the API server defaults');
+    t.deepEqual(cached?.spec?.containers[0]?.env, [{ name: 'PAM_AGENT_DATA_DIR', value: '/data' }]);
+    // (client-node's answer is made of its model classes; compared as JSON.)
+    t.deepEqual(dataVolumeOf(cached?.spec), JSON.parse(JSON.stringify(dataVolumeOf(served.spec))));
+  }
+  t.deepEqual(
+    added.map((pod) => pod.spec?.containers[0]?.image),
+    [undefined, undefined],
   );
 });

@@ -58,6 +58,11 @@ export interface InformerOptions<T extends KubernetesObject = KubernetesObject> 
   pageSize?: number;
   /** Keeps the cache indexed by this key too, for byIndex (cache-index.ts). */
   index?: IndexFunction<T>;
+  /**
+   * What of each object the cache keeps, as client-go's SetTransform: applied to every listed and
+   * watched object before it is cached and handed to the handlers (after managedFields went).
+   */
+  transform?: (object: T) => T;
 }
 
 export type InformerState = 'idle' | 'listing' | 'connecting' | 'watching' | 'backing-off' | 'stopped';
@@ -118,6 +123,7 @@ export class Informer<T extends KubernetesObject> {
   /** namespace ('' for cluster-scoped) -> name -> object. */
   private cache = new Map<string, Map<string, T>>();
   private readonly index: CacheIndex<T> | undefined;
+  private readonly transform: ((object: T) => T) | undefined;
   /** Where the next watch resumes; undefined means "list first". */
   private resourceVersion: string | undefined;
   private synced = false;
@@ -136,6 +142,7 @@ export class Informer<T extends KubernetesObject> {
   constructor(options: InformerOptions<T>) {
     this.type = options.type;
     this.index = options.index ? new CacheIndex(options.index) : undefined;
+    this.transform = options.transform;
     this.resource = resourceName(options.type);
     this.logger = options.logger.child({ informer: this.resource });
     this.namespace = options.namespace;
@@ -331,7 +338,7 @@ export class Informer<T extends KubernetesObject> {
         ...(continueToken !== undefined ? { continue: continueToken } : {}),
       });
       if (session !== this.session) return;
-      for (const item of page.items ?? []) items.push(cacheable(this.type, item));
+      for (const item of page.items ?? []) items.push(this.cacheable(item));
       continueToken = page.metadata?.continue || undefined;
       listVersion = page.metadata?.resourceVersion ?? '';
     } while (continueToken !== undefined);
@@ -390,7 +397,7 @@ export class Informer<T extends KubernetesObject> {
       if (version) this.resourceVersion = version;
       return;
     }
-    const object = cacheable(this.type, raw as T);
+    const object = this.cacheable(raw as T);
     const { namespace, name } = this.keyOf(object);
     if (phase === 'ADDED' || phase === 'MODIFIED') {
       let objects = this.cache.get(namespace);
@@ -490,6 +497,11 @@ export class Informer<T extends KubernetesObject> {
       { event, namespace: object.metadata?.namespace, name: object.metadata?.name, err: errorMessage(error) },
       'informer event handler failed; the informer carries on',
     );
+  }
+
+  private cacheable(object: T): T {
+    const stripped = cacheable(this.type, object);
+    return this.transform ? withTypeMeta(this.type, this.transform(stripped)) : stripped;
   }
 
   private keyOf(object: KubernetesObject): { namespace: string; name: string } {
