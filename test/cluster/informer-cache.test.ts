@@ -6,23 +6,50 @@
 
 import {
   CoreV1Api,
+  type KubernetesObject,
   PatchStrategy,
   setHeaderOptions,
   type V1ConfigMap,
   type V1Pod,
 } from '@kubernetes/client-node';
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { LABELS } from '../../src/operator/api/constants.ts';
 import { byConnectorLabel } from '../../src/operator/cluster-reader.ts';
 import { podAsCached } from '../../src/operator/reconcile/pod-cache.ts';
 import { dataVolumeOf } from '../../src/operator/reconcile/storage-posture.ts';
-import { Informer } from '../../src/operator/runtime/informers.ts';
+import {
+  Informer,
+  type InformerHandlers,
+  type InformerOptions,
+} from '../../src/operator/runtime/informers.ts';
 import { RESOURCE_TYPES } from '../../src/operator/runtime/resources.ts';
 import { createTestNamespace, useCluster } from '../helpers/cluster.ts';
 import { eventually } from '../helpers/eventually.ts';
 import { captureLogs } from '../helpers/log-capture.ts';
 
 const cluster = useCluster(test);
+
+/**
+ * An informer of the objects labelled app=c in `namespace`, with `handlers`, started, synced, and
+ * stopped when the test ends.
+ */
+async function syncedInformer<T extends KubernetesObject>(
+  t: ExecutionContext,
+  options: Omit<InformerOptions<T>, 'kc' | 'logger' | 'labelSelector'> & { namespace: string },
+  handlers: InformerHandlers<T> = {},
+): Promise<Informer<T>> {
+  const informer = new Informer<T>({
+    kc: cluster().kc,
+    labelSelector: 'app=c',
+    logger: captureLogs().logger,
+    ...options,
+  });
+  informer.addHandlers(handlers);
+  informer.start();
+  t.teardown(() => informer.stop());
+  await informer.waitForSync(AbortSignal.timeout(30_000));
+  return informer;
+}
 
 test('the cache keeps objects without managedFields, listed or watched, and the rest as served', async (t) => {
   const { kc } = cluster();
@@ -34,18 +61,12 @@ test('the cache keeps objects without managedFields, listed or watched, and the 
   });
   await core.createNamespacedConfigMap({ namespace, body: body('listed', '1') });
 
-  const informer = new Informer<V1ConfigMap>({
-    kc,
-    type: RESOURCE_TYPES.configMap,
-    namespace,
-    labelSelector: 'app=c',
-    logger: captureLogs().logger,
-  });
   const updates: V1ConfigMap[] = [];
-  informer.addHandlers({ onUpdate: (cm) => void updates.push(cm) });
-  informer.start();
-  t.teardown(() => informer.stop());
-  await informer.waitForSync(AbortSignal.timeout(30_000));
+  const informer = await syncedInformer<V1ConfigMap>(
+    t,
+    { type: RESOURCE_TYPES.configMap, namespace },
+    { onUpdate: (cm) => void updates.push(cm) },
+  );
 
   // The API server does keep field managers for these objects: the cache leaves them out.
   const served = await core.readNamespacedConfigMap({ namespace, name: 'listed' });
@@ -80,17 +101,11 @@ test('the connector index finds one Connector’s objects as the watch adds, rel
     metadata: { name, labels: { app: 'c', ...(connector ? { [LABELS.connector]: connector } : {}) } },
   });
   await core.createNamespacedConfigMap({ namespace, body: body('listed-a', 'a') });
-  const informer = new Informer<V1ConfigMap>({
-    kc,
+  const informer = await syncedInformer<V1ConfigMap>(t, {
     type: RESOURCE_TYPES.configMap,
     namespace,
-    labelSelector: 'app=c',
-    logger: captureLogs().logger,
     index: byConnectorLabel,
   });
-  informer.start();
-  t.teardown(() => informer.stop());
-  await informer.waitForSync(AbortSignal.timeout(30_000));
   const names = (connector: string) =>
     informer
       .byIndex(`${namespace}/${connector}`)
@@ -156,19 +171,12 @@ test('a transform decides what the cache keeps of listed and watched pods, and h
     },
   });
   await core.createNamespacedPod({ namespace, body: body('listed') });
-  const informer = new Informer<V1Pod>({
-    kc,
-    type: RESOURCE_TYPES.pod,
-    namespace,
-    labelSelector: 'app=c',
-    logger: captureLogs().logger,
-    transform: podAsCached,
-  });
   const added: V1Pod[] = [];
-  informer.addHandlers({ onAdd: (pod) => void added.push(pod) });
-  informer.start();
-  t.teardown(() => informer.stop());
-  await informer.waitForSync(AbortSignal.timeout(30_000));
+  const informer = await syncedInformer<V1Pod>(
+    t,
+    { type: RESOURCE_TYPES.pod, namespace, transform: podAsCached },
+    { onAdd: (pod) => void added.push(pod) },
+  );
   await core.createNamespacedPod({ namespace, body: body('watched') });
   const watched = await eventually(() => informer.get(namespace, 'watched'), {
     description: 'the created pod reaches the cache through the watch',

@@ -134,6 +134,34 @@ test('every operator metric is exposed with the vaultpam_operator_ prefix and li
   t.true(second.text.includes('vaultpam_operator_leader 0'));
 });
 
+test('name[] limits /metrics to the metrics named; an unknown name is refused with its name', async (t) => {
+  const { metrics, get } = await serve(t, { informers: () => [informer()] });
+  metrics.setWorkQueueSource(() => ({ depth: 5, inFlight: 1, delayed: 0, failing: 0 }));
+  metrics.setLeaderSource(() => true);
+  metrics.countWrite('Connector', 'patch');
+  const some = await get(
+    '/metrics?name[]=vaultpam_operator_kubernetes_writes_total&name[]=vaultpam_operator_work_queue_depth',
+  );
+  t.is(some.status, 200);
+  t.true(some.type.startsWith('text/plain'));
+  t.deepEqual(
+    [...some.text.matchAll(/^# TYPE (\S+)/gm)].map((m) => m[1]),
+    ['vaultpam_operator_kubernetes_writes_total', 'vaultpam_operator_work_queue_depth'],
+  );
+  t.true(some.text.includes('vaultpam_operator_kubernetes_writes_total{kind="Connector",verb="patch"} 1\n'));
+  t.true(some.text.endsWith('vaultpam_operator_work_queue_depth 5\n'));
+  t.false(some.text.includes('vaultpam_operator_leader'));
+
+  const typo = await get('/metrics?name[]=vaultpam_operator_leader&name[]=vaultpam_operator_leadr');
+  t.is(typo.status, 400);
+  const answer = JSON.parse(typo.text) as { code: string; message: string };
+  t.is(answer.code, 'UNKNOWN_METRIC');
+  t.regex(answer.message, /no metric vaultpam_operator_leadr \(name\[\]\)/);
+  t.false(answer.message.includes('vaultpam_operator_leader,'), 'only the unknown name is named');
+  // And the server keeps serving the whole set.
+  t.true((await get('/metrics')).text.includes('vaultpam_operator_leader 1'));
+});
+
 test('totalWrites sums every write and can leave out kinds such as Lease renewals', async (t) => {
   const metrics = createOperatorMetrics();
   t.is(await metrics.totalWrites(), 0);

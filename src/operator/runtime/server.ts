@@ -65,7 +65,8 @@ export function createRuntimeServer(options: RuntimeServerOptions): Server {
   const { registry } = options.metrics;
 
   async function handle(request: IncomingMessage, response: ServerResponse): Promise<void> {
-    const path = new URL(request.url ?? '/', 'http://localhost').pathname;
+    const url = new URL(request.url ?? '/', 'http://localhost');
+    const path = url.pathname;
     const head = request.method === 'HEAD';
     if (request.method !== 'GET' && !head) {
       response.setHeader('allow', 'GET, HEAD');
@@ -88,7 +89,26 @@ export function createRuntimeServer(options: RuntimeServerOptions): Server {
       return;
     }
     if (path === '/metrics') {
-      const text = await registry.metrics();
+      const names = url.searchParams.getAll('name[]');
+      const unknown = names.filter((name) => registry.getSingleMetric(name) === undefined);
+      if (unknown.length > 0) {
+        sendJson(
+          response,
+          400,
+          {
+            code: 'UNKNOWN_METRIC',
+            message: `no metric ${unknown.join(', ')} (name[]); the names are those of the metrics table in docs/operator-runtime.md, or leave name[] out for all`,
+          },
+          head,
+        );
+        return;
+      }
+      // name[] (repeatable) limits the answer to those metrics, as node_exporter's collect[] does: a
+      // poller that wants one counter does not pay for every Connector's series.
+      const text =
+        names.length === 0
+          ? await registry.metrics()
+          : `${(await Promise.all(names.map((name) => registry.getSingleMetricAsString(name)))).join('\n')}\n`;
       response.writeHead(200, {
         'content-type': registry.contentType,
         'content-length': Buffer.byteLength(text),
