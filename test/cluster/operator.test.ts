@@ -175,8 +175,12 @@ test.serial(
           .filter((e) => e.regarding?.kind === 'Connector' && e.regarding.name === 'edge')
           .sort((a, b) => new Date(a.eventTime ?? 0).getTime() - new Date(b.eventTime ?? 0).getTime())
           .map((e) => e.reason ?? '');
-        // The pairing spends the token, so the Secret goes then (TokenConsumed), before retirement.
-        return seen.includes('PhaseOnline') && seen.includes('TokenConsumed') ? seen : undefined;
+        // The Secret goes once its token is spent: TokenConsumed when a pass saw the pairing before
+        // the first heartbeat, BootstrapRetired when the first pass after it already saw the record
+        // retired (the token is minted in the first pass, so a fast agent pairs and beats between
+        // two passes: found in CI under load).
+        const secretGone = seen.includes('TokenConsumed') || seen.includes('BootstrapRetired');
+        return seen.includes('PhaseOnline') && secretGone ? seen : undefined;
       },
       { description: 'phase and token Events' },
     ).catch((error: Error) => {
@@ -184,8 +188,12 @@ test.serial(
     });
     t.true(reasons.includes('PhasePending'), reasons.join(', '));
     t.true(reasons.includes('TokenMinted'), reasons.join(', '));
-    t.true(reasons.indexOf('PhasePending') < reasons.indexOf('PhaseEnrolling'), reasons.join(', '));
-    t.true(reasons.indexOf('PhaseEnrolling') < reasons.indexOf('PhaseOnline'), reasons.join(', '));
+    t.true(reasons.indexOf('TokenMinted') < reasons.indexOf('PhaseOnline'), reasons.join(', '));
+    // Enrolling shows when a pass happened to see the connector between pairing and first heartbeat.
+    if (reasons.includes('PhaseEnrolling')) {
+      t.true(reasons.indexOf('PhasePending') < reasons.indexOf('PhaseEnrolling'), reasons.join(', '));
+      t.true(reasons.indexOf('PhaseEnrolling') < reasons.indexOf('PhaseOnline'), reasons.join(', '));
+    }
 
     // The operator never writes spec: its field manager owns status and the finalizer, nothing else.
     const managed = (await api.get(namespace, 'edge')).metadata.managedFields ?? [];
