@@ -151,6 +151,8 @@ test('name[] limits /metrics to the metrics named; an unknown name is refused wi
   t.true(some.text.includes('vaultpam_operator_kubernetes_writes_total{kind="Connector",verb="patch"} 1\n'));
   t.true(some.text.endsWith('vaultpam_operator_work_queue_depth 5\n'));
   t.false(some.text.includes('vaultpam_operator_leader'));
+  const twice = await get('/metrics?name[]=vaultpam_operator_leader&name[]=vaultpam_operator_leader');
+  t.is([...twice.text.matchAll(/^# TYPE /gm)].length, 1, 'a name given twice is answered once');
 
   const typo = await get('/metrics?name[]=vaultpam_operator_leader&name[]=vaultpam_operator_leadr');
   t.is(typo.status, 400);

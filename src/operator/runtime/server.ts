@@ -89,7 +89,8 @@ export function createRuntimeServer(options: RuntimeServerOptions): Server {
       return;
     }
     if (path === '/metrics') {
-      const names = url.searchParams.getAll('name[]');
+      // Each name once: a metric repeated would repeat its TYPE line, which no scraper accepts.
+      const names = [...new Set(url.searchParams.getAll('name[]'))];
       const unknown = names.filter((name) => registry.getSingleMetric(name) === undefined);
       if (unknown.length > 0) {
         sendJson(
