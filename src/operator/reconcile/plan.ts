@@ -61,10 +61,15 @@ export function plan(observed: Observed, now: Date): Plan {
   const retired = record?.bootstrapRetired ?? previous.enrollment?.retired ?? false;
   const identityRefused = refusedIdentityOfNeverPaired(record, agent);
   const lostPairing = pairingLost(record, agent);
+  const registration = registrationSteps(record, spec, gates);
 
   const enrollment = planEnrollment({
     connectorUID: connector.metadata.uid ?? '',
-    record: record ?? recordThisPassRegisters(observed, spec, gates, pod !== undefined, now),
+    record:
+      record ??
+      (registration.length > 0 && pod === undefined
+        ? recordThisPassRegisters(observed, spec, now)
+        : undefined),
     tokenSecret: observed.tokenSecret,
     previous: previous.enrollment,
     now,
@@ -160,7 +165,7 @@ export function plan(observed: Observed, now: Date): Plan {
     // No side effect before its precondition: a token is minted only for a workload Kubernetes
     // will accept, so what this pass applies is dry-run first.
     ...(mints ? workload.dryRuns : []),
-    ...registrationSteps(record, spec, gates),
+    ...registration,
     ...tokenSteps,
     ...workload.steps,
     ...recoveryPlan.record,
@@ -210,8 +215,8 @@ function invalidSpecPlan(
 }
 
 /**
- * The record this pass's registration creates, for the enrollment to plan against: a Connector that
- * has no record yet and no pod gets its first token in the pass that registers it. The token Secret
+ * The record this pass's registration creates (called only when this pass registers one and no pod
+ * exists), for the enrollment to plan against: a Connector that has no record yet and no pod gets its first token in the pass that registers it. The token Secret
  * is then written before the StatefulSet (plan step order), so the agent's first start finds its
  * token; planned a pass later, the pod often started first, exited ENROLLMENT_TOKEN_MISSING and
  * waited out the kubelet's restart backoff (the tail of the 10,000-connector benchmark), and every
@@ -224,12 +229,9 @@ function invalidSpecPlan(
 function recordThisPassRegisters(
   observed: Observed,
   spec: DefaultedSpec,
-  gates: Gates,
-  hasPod: boolean,
   now: Date,
 ): ControlPlaneConnector | undefined {
-  if (registrationSteps(undefined, spec, gates).length === 0) return undefined;
-  if (hasPod || observed.connector.status?.enrollment?.retired) return undefined;
+  if (observed.connector.status?.enrollment?.retired) return undefined;
   return {
     connectorId: spec.connector.id,
     org: spec.connector.org,
