@@ -3,9 +3,11 @@
 #   docker build --target operator      -t vaultpam-connector-operator .   (the default target)
 #   docker build --target connector     -t vaultpam-connector .
 #   docker build --target control-plane -t vaultpam-control-plane .
-# There is no build step: Node runs the TypeScript sources directly (type stripping), so an image is
-# the sources, package.json and the production dependencies. Every image runs as uid 65532 and
-# writes nothing outside its declared volume, so it runs with readOnlyRootFilesystem.
+# An image is the programs compiled to JavaScript (dist/, by tsconfig.build.json), package.json, the
+# CRDs and the production dependencies. Compiled rather than run as TypeScript: Node's type stripper
+# costs each process about 30 MiB of memory (docs/performance.md, "Sixth increment"). Every image
+# runs as uid 65532 and writes nothing outside its declared volume, so it runs with
+# readOnlyRootFilesystem.
 
 # The Node version the project pins (package.json devDependency `node`). For a reproducible release
 # build, pin the digest too: --build-arg NODE_IMAGE=node:26.10.0-bookworm-slim@sha256:<digest>.
@@ -17,6 +19,15 @@ COPY package.json package-lock.json ./
 # Production dependencies only, exactly as locked; no install scripts run (none of them needs one).
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
 
+# The compiler is a devDependency, so this stage installs them all; none of it reaches an image but dist/.
+FROM ${NODE_IMAGE} AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --ignore-scripts --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json ./
+COPY src ./src
+RUN node_modules/.bin/tsc -p tsconfig.build.json
+
 FROM ${NODE_IMAGE} AS runtime
 ARG VERSION=0.1.0
 ARG REVISION=unknown
@@ -25,7 +36,7 @@ WORKDIR /app
 # Owned by root and not writable by the runtime user: the code cannot be changed at run time.
 COPY --from=dependencies /app/node_modules ./node_modules
 COPY package.json ./
-COPY src ./src
+COPY --from=build /app/dist ./dist
 COPY crds ./crds
 LABEL org.opencontainers.image.vendor="VaultPAM" \
       org.opencontainers.image.licenses="Apache-2.0" \
@@ -47,7 +58,7 @@ VOLUME ["/data"]
 EXPOSE 8081
 LABEL org.opencontainers.image.title="vaultpam-connector" \
       org.opencontainers.image.description="Reference VaultPAM connector agent: enrolls once, keeps its identity in /data, heartbeats over mTLS."
-ENTRYPOINT ["node", "src/bin/connector.ts"]
+ENTRYPOINT ["node", "dist/bin/connector.js"]
 
 # The reference control plane: SQLite state, CA and admin credential in its data volume.
 FROM runtime AS control-plane
@@ -62,7 +73,7 @@ VOLUME ["/var/lib/vaultpam-control-plane"]
 EXPOSE 8443
 LABEL org.opencontainers.image.title="vaultpam-control-plane" \
       org.opencontainers.image.description="Reference VaultPAM control plane: enrollment, connector certificates, heartbeats, audit log."
-ENTRYPOINT ["node", "src/bin/control-plane.ts"]
+ENTRYPOINT ["node", "dist/bin/control-plane.js"]
 
 # The operator (last, so a plain `docker build .` produces it). It needs no writable path at all.
 FROM runtime AS operator
@@ -72,5 +83,5 @@ LABEL org.opencontainers.image.title="vaultpam-connector-operator" \
 # A young generation of at most 3 x 4 MiB: V8 grows it to 3 x 16 MiB (or more) under the allocation
 # bursts of many passes at once and keeps it, which was 40 MiB of the operator's RSS at 16 passes at
 # once for 10 % more CPU while converging (docs/performance.md, "Fourth increment"). The scale
-# benchmark runs the operator with these same options (bench/scale-operator.ts reads them here).
-ENTRYPOINT ["node", "--max-semi-space-size=4", "src/bin/operator.ts"]
+# benchmark runs the operator with this same command (tools/image-layout.ts reads it here).
+ENTRYPOINT ["node", "--max-semi-space-size=4", "dist/bin/operator.js"]

@@ -7,6 +7,7 @@ import { Agent, request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createCsrPem, generateKeyPairPem } from '../src/lib/pki.ts';
+import { imageCommand } from '../tools/image-layout.ts';
 
 export const ROOT = join(import.meta.dirname, '..');
 
@@ -27,8 +28,7 @@ export async function startControlPlaneProcess(
   const child = spawn(
     process.execPath,
     [
-      ...nodeArgs,
-      join(ROOT, 'src/bin/control-plane.ts'),
+      ...(await imageCommand('control-plane', nodeArgs)),
       '--listen',
       '127.0.0.1:0',
       '--data-dir',

@@ -1,8 +1,8 @@
 // Figure 7 of the scale benchmark (issue 11): the reference control plane alone with a fleet of N
 // agents (default 10,000). One command: `npx node bench/control-plane-scale.ts --agents 10000`.
 //
-// Separate processes: the control plane (src/bin/control-plane.ts, as it is started in production, so
-// its RSS and CPU are its own, read from /proc) and the load generator (bench/control-plane-agents.ts,
+// Separate processes: the control plane (src/bin/control-plane.ts compiled and started as its image
+// starts it, tools/image-layout.ts, so its RSS and CPU are its own, read from /proc) and the load generator (bench/control-plane-agents.ts,
 // forked --workers times), whose agents use the real agent client. In order:
 //
 //   1. the connectors are created and their tokens minted over the admin API (not a figure);

@@ -1,11 +1,11 @@
-// The operator as the scale benchmark runs it: src/bin/operator.ts in its own process (so its RSS and
-// CPU are its own), started with the given flags and environment, ready once /readyz answers 200,
-// and stopped with SIGTERM as Kubernetes stops a pod (the figure 6 restart does exactly that).
+// The operator as the scale benchmark runs it: as its image runs it (compiled, with the ENTRYPOINT's
+// node options: tools/image-layout.ts), in its own process (so its RSS and CPU are its own), started
+// with the given flags and environment, ready once /readyz answers 200, and stopped with SIGTERM as
+// Kubernetes stops a pod (the figure 6 restart does exactly that).
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createWriteStream, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { freePort } from '../dev/local-cluster/ports.ts';
-import { ROOT } from './control-plane-common.ts';
+import { imageCommand } from '../tools/image-layout.ts';
 import { until } from './scale-util.ts';
 
 /**
@@ -46,34 +46,11 @@ export interface OperatorLaunch {
   register(child: ChildProcess): void;
 }
 
-/**
- * The options the operator's image gives node before the program (the Dockerfile's ENTRYPOINT for
- * src/bin/operator.ts), so the benchmark measures the process as it runs in production.
- */
-export function imageNodeOptions(dockerfile = readFileSync(join(ROOT, 'Dockerfile'), 'utf8')): string[] {
-  for (const line of dockerfile.split('\n')) {
-    const match = /^ENTRYPOINT\s+(\[.*\])\s*$/.exec(line.trim());
-    if (!match?.[1]) continue;
-    const command = JSON.parse(match[1]) as string[];
-    const program = command.indexOf('src/bin/operator.ts');
-    if (command[0] === 'node' && program > 0) return command.slice(1, program);
-  }
-  throw new Error(
-    'Dockerfile: no ENTRYPOINT ["node", ..., "src/bin/operator.ts"] to take the node options from',
-  );
-}
-
 export async function startOperatorProcess(launch: OperatorLaunch): Promise<OperatorProcess> {
   const port = await freePort();
   const child = spawn(
     process.execPath,
-    [
-      ...imageNodeOptions(),
-      ...launch.nodeArgs,
-      join(ROOT, 'src/bin/operator.ts'),
-      ...launch.args,
-      `--listen=127.0.0.1:${port}`,
-    ],
+    [...(await imageCommand('operator', launch.nodeArgs)), ...launch.args, `--listen=127.0.0.1:${port}`],
     { stdio: ['ignore', 'pipe', 'pipe'], env: launch.env },
   );
   launch.register(child);

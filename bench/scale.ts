@@ -4,7 +4,8 @@
 // Separate processes: the local Kubernetes control plane (etcd, kube-apiserver,
 // kube-controller-manager with its client rate limits raised), the reference control plane
 // (src/bin/control-plane.ts), the operator (src/bin/operator.ts, with its ServiceAccount's
-// kubeconfig, so its RSS and CPU are its own) and the fleet simulator (bench/fleet-simulator.ts: a
+// kubeconfig, so its RSS and CPU are its own; both compiled and started as their images start them,
+// tools/image-layout.ts) and the fleet simulator (bench/fleet-simulator.ts: a
 // node whose pods run simulated agents over real mTLS). This process orchestrates, runs the floor
 // and watches Connectors; the later phases are modules of their own (scale-flapping.ts,
 // scale-recovery.ts, scale-restart.ts), each skippable (--skip-*). Figures go to
@@ -39,12 +40,13 @@ import { DEFAULT_MAX_CONCURRENCY } from '../src/operator/runtime/adaptive-limit.
 import { KubeWriter } from '../src/operator/runtime/apply.ts';
 import { EventRecorder } from '../src/operator/runtime/events.ts';
 import { RESOURCE_TYPES } from '../src/operator/runtime/resources.ts';
+import { imageEntrypoint } from '../tools/image-layout.ts';
 import { type ControlPlaneProcess, post, startControlPlaneProcess } from './control-plane-common.ts';
 import type { FleetCommand, FleetConfig, FleetStats } from './fleet-simulator.ts';
 import type { PhaseContext } from './scale-context.ts';
 import { runFlapping } from './scale-flapping.ts';
 import { ConnectorObserver, statusDiff } from './scale-observer.ts';
-import { imageNodeOptions, type OperatorProcess, startOperatorProcess } from './scale-operator.ts';
+import { type OperatorProcess, startOperatorProcess } from './scale-operator.ts';
 import { runRecoveries } from './scale-recovery.ts';
 import { runRestart } from './scale-restart.ts';
 import {
@@ -701,7 +703,10 @@ try {
       heartbeatSeconds: HEARTBEAT_SECONDS,
       offlineAfterSeconds: OFFLINE_AFTER_SECONDS,
       operatorConcurrency,
-      operatorNodeOptions: [...imageNodeOptions(), ...(args['operator-node-options'] ?? '').split(/\s+/)]
+      operatorNodeOptions: [
+        ...imageEntrypoint('operator').nodeOptions,
+        ...(args['operator-node-options'] ?? '').split(/\s+/),
+      ]
         .filter(Boolean)
         .join(' '),
       floorConcurrency,

@@ -1,7 +1,7 @@
 // The operator binary leads, serves its probes and, on SIGTERM, releases its Lease and exits 0. Two
 // operator replicas: only the Lease holder acts; when the leader dies without releasing the Lease,
 // the standby takes over after it expires and carries on from the cluster's state alone.
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { get } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,11 +10,11 @@ import test from 'ava';
 import { createTestNamespace, useCluster } from '../helpers/cluster.ts';
 import { eventually } from '../helpers/eventually.ts';
 import {
-  CREDENTIAL_SECRET,
   connectors,
   LEASE_NAME,
   OPERATOR_NAMESPACE,
   type OperatorEnvironment,
+  operatorProgramSetup,
   startOperatorEnvironment,
 } from '../helpers/operator-env.ts';
 import { runProgram } from '../helpers/program.ts';
@@ -56,22 +56,10 @@ test.serial(
     const { kc } = cluster();
     const dir = await mkdtemp(join(tmpdir(), 'operator-bin-'));
     t.teardown(() => rm(dir, { recursive: true, force: true }));
-    const kubeconfig = join(dir, 'kubeconfig');
-    await writeFile(kubeconfig, env.operatorKubeConfig.exportConfig(), { mode: 0o600 });
-    const caFile = join(dir, 'control-plane-ca.pem');
-    await writeFile(caFile, env.controlPlane.caPem);
-    const program = runProgram(
-      t,
-      'src/bin/operator.ts',
-      [
-        `--control-plane-url=${env.controlPlane.url}`,
-        `--control-plane-ca-file=${caFile}`,
-        `--credential-secret=${OPERATOR_NAMESPACE}/${CREDENTIAL_SECRET}`,
-        `--leader-election-namespace=${OPERATOR_NAMESPACE}`,
-        '--listen=127.0.0.1:0',
-      ],
-      { env: { PATH: process.env.PATH ?? '', KUBECONFIG: kubeconfig, POD_NAME: 'binary-replica' } },
-    );
+    const setup = await operatorProgramSetup(env, dir);
+    const program = runProgram(t, 'src/bin/operator.ts', setup.args, {
+      env: { PATH: process.env.PATH ?? '', ...setup.env, POD_NAME: 'binary-replica' },
+    });
     const started = await eventually(
       () => {
         const line = program

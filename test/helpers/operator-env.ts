@@ -2,7 +2,7 @@
 // CRD, the operator's namespace, ServiceAccount and RBAC from manifests/, a real control plane over
 // HTTPS with its admin credential in the operator's credential Secret, and operators started
 // in-process as that ServiceAccount, so every API call they make is authorized by the shipped RBAC.
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -169,6 +169,31 @@ export async function startOperatorEnvironment(
       await controlPlane.close();
       await rm(dataDir, { recursive: true, force: true });
     },
+  };
+}
+
+/**
+ * What the operator program needs to run as the environment's operator, as a Deployment gives it:
+ * its ServiceAccount kubeconfig and the control plane's CA written into `dir`, and the flags that
+ * name them (the listen address on a free loopback port). `env` goes to the process.
+ */
+export async function operatorProgramSetup(
+  environment: OperatorEnvironment,
+  dir: string,
+): Promise<{ args: string[]; env: { KUBECONFIG: string } }> {
+  const kubeconfig = join(dir, 'kubeconfig');
+  await writeFile(kubeconfig, environment.operatorKubeConfig.exportConfig(), { mode: 0o600 });
+  const caFile = join(dir, 'control-plane-ca.pem');
+  await writeFile(caFile, environment.controlPlane.caPem);
+  return {
+    args: [
+      `--control-plane-url=${environment.controlPlane.url}`,
+      `--control-plane-ca-file=${caFile}`,
+      `--credential-secret=${OPERATOR_NAMESPACE}/${CREDENTIAL_SECRET}`,
+      `--leader-election-namespace=${OPERATOR_NAMESPACE}`,
+      '--listen=127.0.0.1:0',
+    ],
+    env: { KUBECONFIG: kubeconfig },
   };
 }
 

@@ -15,9 +15,15 @@ export function runProgram(
   t: ExecutionContext,
   script: string,
   args: string[],
-  options: { cwd?: string; env?: NodeJS.ProcessEnv; killWith?: NodeJS.Signals } = {},
+  options: {
+    cwd?: string;
+    env?: NodeJS.ProcessEnv;
+    killWith?: NodeJS.Signals;
+    /** node's own options, before the script (an image's ENTRYPOINT gives some). */
+    nodeOptions?: string[];
+  } = {},
 ): RunningProgram {
-  const child = spawn(process.execPath, [script, ...args], {
+  const child = spawn(process.execPath, [...(options.nodeOptions ?? []), script, ...args], {
     ...(options.cwd ? { cwd: options.cwd } : {}),
     ...(options.env ? { env: options.env } : {}),
     stdio: ['ignore', 'pipe', 'pipe'],

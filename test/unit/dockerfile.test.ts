@@ -1,14 +1,14 @@
 // There is no container engine on the build machines, so the Dockerfile cannot be built in the test
 // suite. These tests read it instead and hold it to the facts that matter for running it: pinned base
-// images that match the project's Node, production-only dependencies, one target per program with the
-// right entry point, a non-root user in every target, OCI labels, and a build context that ships
+// images that match the project's Node, production-only dependencies, the programs compiled from the
+// whole of src/, one target per program with the right entry point, a non-root user in every target, OCI labels, and a build context that ships
 // only what the images need.
 import { existsSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { join, posix, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import test from 'ava';
-import { imageNodeOptions } from '../../bench/scale-operator.ts';
+import { imageEntrypoint } from '../../tools/image-layout.ts';
 
 const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -153,8 +153,14 @@ test('every base image is pinned to the Node version the project locks, never a 
 });
 
 test('dependencies are installed from the lock file without devDependencies or install scripts', (t) => {
-  const runs = stages.flatMap((s) => s.instructions).filter((i) => i.keyword === 'RUN');
-  const install = runs.find((i) => /\bnpm\b/.test(i.args));
+  const copied = target(t, 'runtime')
+    .flatMap((s) => s.instructions)
+    .find((i) => i.keyword === 'COPY' && /\bnode_modules\b/.test(i.args));
+  const from = /^--from=(\S+)/.exec(copied?.args ?? '')?.[1];
+  t.truthy(from, 'the images take node_modules from an install stage');
+  const install = stages
+    .find((s) => s.name === from)
+    ?.instructions.find((i) => i.keyword === 'RUN' && /\bnpm\b/.test(i.args));
   t.truthy(install, 'a RUN installs the npm dependencies');
   t.regex(install?.args ?? '', /\bnpm ci\b/, 'npm ci installs exactly what package-lock.json says');
   t.regex(
@@ -172,8 +178,10 @@ for (const [name, bin] of Object.entries(TARGETS)) {
     const entrypoint = lastValue(chain, 'ENTRYPOINT');
     t.truthy(entrypoint, `target ${name} has an ENTRYPOINT`);
     const argv = JSON.parse(entrypoint ?? '[]') as string[];
-    const script = packageJson.bin[bin]?.replace(/^\.\//, '');
-    t.truthy(script, `package.json names a script for ${bin}`);
+    const source = packageJson.bin[bin]?.replace(/^\.\//, '');
+    t.truthy(source, `package.json names a script for ${bin}`);
+    // The image runs that script as compiled by tsconfig.build.json (src/ -> dist/, .ts -> .js).
+    const script = source?.replace(/^src\//, 'dist/').replace(/\.ts$/, '.js');
     // node's own options (those starting with --) may come between node and the script.
     t.deepEqual(
       argv.filter((arg) => !arg.startsWith('--')),
@@ -211,10 +219,14 @@ test('the operator is the default target (last stage) and copies what the progra
     .flatMap((s) => s.instructions)
     .filter((i) => i.keyword === 'COPY' && !i.args.startsWith('--from='))
     .map((i) => i.args.split(/\s+/)[0] ?? '');
-  for (const path of ['package.json', 'src', 'crds']) {
+  for (const path of ['package.json', 'crds']) {
     t.true(copied.includes(path), `the image copies ${path}`);
     t.true(existsSync(join(repoRoot, path)), `${path} exists in the repository`);
   }
+  const fromBuild = runtime
+    .flatMap((s) => s.instructions)
+    .find((i) => i.keyword === 'COPY' && i.args.startsWith('--from=build'));
+  t.is(fromBuild?.args, '--from=build /app/dist ./dist', 'the compiled programs come from the build stage');
   const fromDependencies = runtime
     .flatMap((s) => s.instructions)
     .find((i) => i.keyword === 'COPY' && i.args.startsWith('--from=dependencies'));
@@ -223,14 +235,43 @@ test('the operator is the default target (last stage) and copies what the progra
 
 test("the operator's node runs with a bounded young generation, and the scale benchmark runs it so too", (t) => {
   const entrypoint = JSON.parse(lastValue(target(t, 'operator'), 'ENTRYPOINT') ?? '[]') as string[];
-  const program = entrypoint.indexOf('src/bin/operator.ts');
   t.is(entrypoint[0], 'node');
-  const options = entrypoint.slice(1, program);
+  const options = entrypoint.slice(1, -1);
   t.true(
     options.some((o) => /^--max-semi-space-size=\d+$/.test(o)),
     `a semi-space bound in ${entrypoint.join(' ')}`,
   );
-  t.deepEqual(imageNodeOptions(dockerfile), options, 'bench/scale-operator.ts reads the same options');
+  t.deepEqual(
+    imageEntrypoint('operator', dockerfile),
+    { nodeOptions: options, script: entrypoint.at(-1) },
+    'tools/image-layout.ts (which the scale benchmark starts the operator with) reads the same command',
+  );
+});
+
+test('the build stage compiles the whole of src/ into dist/, keeping its layout, with the checked settings', async (t) => {
+  const build = target(t, 'build');
+  const runs = build.flatMap((s) => s.instructions);
+  t.true(
+    runs.some((i) => i.keyword === 'COPY' && i.args === 'src ./src'),
+    'the build stage copies src/ whole',
+  );
+  t.true(
+    runs.some((i) => i.keyword === 'RUN' && /\btsc -p tsconfig\.build\.json$/.test(i.args)),
+    'the build stage runs tsc with tsconfig.build.json',
+  );
+  const config = JSON.parse(await readFile(join(repoRoot, 'tsconfig.build.json'), 'utf8')) as {
+    extends: string;
+    compilerOptions: Record<string, unknown>;
+    include: string[];
+  };
+  // The same strict settings the sources are checked with, so the image is built from code that
+  // passed `npm run typecheck`.
+  t.is(config.extends, './tsconfig.json');
+  t.deepEqual(config.include, ['src/**/*.ts']);
+  // dist/ mirrors src/ at the same depth, so paths relative to a module (the operator's
+  // `../../../crds`, the agent's `../../package.json`) resolve the same compiled or not.
+  t.like(config.compilerOptions, { noEmit: false, rootDir: 'src', outDir: 'dist' });
+  t.is(config.compilerOptions.rewriteRelativeImportExtensions, true, "imports of './x.ts' become './x.js'");
 });
 
 test('the connector image keeps its identity in a /data volume owned by its user', (t) => {
@@ -245,14 +286,21 @@ test('the connector image keeps its identity in a /data volume owned by its user
   t.true(own.some((i) => i.keyword === 'RUN' && /chown 65532:65532 \/data/.test(i.args)));
 });
 
-test('.dockerignore sends only the sources, the CRDs and the package manifests', async (t) => {
+test('.dockerignore sends only the sources, their compiler settings, the CRDs and the package manifests', async (t) => {
   const lines = (await readFile(join(repoRoot, '.dockerignore'), 'utf8'))
     .split('\n')
     .map((l) => l.trim())
     .filter((l) => l !== '' && !l.startsWith('#'));
   t.is(lines[0], '*', 'an allow-list: everything is excluded first');
   const allowed = lines.filter((l) => l.startsWith('!')).map((l) => l.slice(1).replace(/\/$/, ''));
-  t.deepEqual(allowed.sort(), ['crds', 'package-lock.json', 'package.json', 'src']);
+  t.deepEqual(allowed.sort(), [
+    'crds',
+    'package-lock.json',
+    'package.json',
+    'src',
+    'tsconfig.build.json',
+    'tsconfig.json',
+  ]);
   const copiedFromContext = stages
     .flatMap((s) => s.instructions)
     .filter((i) => i.keyword === 'COPY' && !i.args.startsWith('--from='))
