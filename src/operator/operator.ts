@@ -32,6 +32,7 @@ import { LeaderElector } from './runtime/leader-election.ts';
 import { createOperatorMetrics, type OperatorMetrics } from './runtime/metrics.ts';
 import { RESOURCE_TYPES } from './runtime/resources.ts';
 import { createRuntimeServer } from './runtime/server.ts';
+import { StringPool } from './runtime/string-pool.ts';
 import { objectKey, WorkQueue } from './runtime/work-queue.ts';
 
 export interface OperatorOptions {
@@ -129,10 +130,14 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
   const resyncPeriodMs = options.resyncMs ?? 10 * 60_000;
 
   const keyOf = (c: Connector) => objectKey(c.metadata.namespace ?? '', c.metadata.name ?? '');
+  // One pool for the strings of every cached Connector and owned object (string-pool.ts): the
+  // same names, paths and messages recur in each of them, and across kinds.
+  const strings = new StringPool();
   const connectors = new Informer<Connector>({
     kc,
     logger,
     metrics,
+    strings,
     type: RESOURCE_TYPES.connector,
     resyncPeriodMs,
     ...ns,
@@ -142,6 +147,7 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
       kc,
       logger,
       metrics,
+      strings,
       type: RESOURCE_TYPES.statefulSet,
       labelSelector: ownedSelector,
       ...ns,
@@ -150,6 +156,7 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
       kc,
       logger,
       metrics,
+      strings,
       type: RESOURCE_TYPES.configMap,
       labelSelector: ownedSelector,
       ...ns,
@@ -158,6 +165,7 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
       kc,
       logger,
       metrics,
+      strings,
       index: byConnectorLabel,
       // Only the fields a pass reads (pod-cache.ts): most of a pod is not the operator's business.
       transform: podAsCached,
@@ -169,6 +177,7 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
       kc,
       logger,
       metrics,
+      strings,
       index: byConnectorLabel,
       type: RESOURCE_TYPES.persistentVolumeClaim,
       labelSelector: ownedSelector,

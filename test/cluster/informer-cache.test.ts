@@ -2,7 +2,8 @@
 // metadata.managedFields (the field sets of every writer, which nothing in the operator reads and
 // which would be a third or more of the operator's memory at scale), from the first list and from
 // the watch alike, while everything else of the object is as the API server returned it; and the
-// index by connector label (cache-index.ts) that finds one Connector's pods and claims without a scan.
+// index by connector label (cache-index.ts) that finds one Connector's pods and claims without a scan;
+// and the string pool (string-pool.ts) that keeps their shared strings once without changing a value.
 
 import {
   CoreV1Api,
@@ -22,7 +23,9 @@ import {
   type InformerHandlers,
   type InformerOptions,
 } from '../../src/operator/runtime/informers.ts';
+import { kubeClientOf } from '../../src/operator/runtime/kube-access.ts';
 import { RESOURCE_TYPES } from '../../src/operator/runtime/resources.ts';
+import { StringPool } from '../../src/operator/runtime/string-pool.ts';
 import { createTestNamespace, useCluster } from '../helpers/cluster.ts';
 import { eventually } from '../helpers/eventually.ts';
 import { captureLogs } from '../helpers/log-capture.ts';
@@ -195,4 +198,37 @@ test('a transform decides what the cache keeps of listed and watched pods, and h
     added.map((pod) => pod.spec?.containers[0]?.image),
     [undefined, undefined],
   );
+});
+
+test('a string pool changes no value of listed or watched objects, and holds the strings they share', async (t) => {
+  const { kc } = cluster();
+  const core = kc.makeApiClient(CoreV1Api);
+  const namespace = await createTestNamespace(kc, 'pool');
+  const shared = 'a value every ConfigMap of this test repeats';
+  const body = (name: string): V1ConfigMap => ({
+    metadata: { name, labels: { app: 'c' }, annotations: { note: shared } },
+    data: { shared, own: `${name} alone` },
+  });
+  await core.createNamespacedConfigMap({ namespace, body: body('listed') });
+  const strings = new StringPool();
+  const informer = await syncedInformer<V1ConfigMap>(t, {
+    type: RESOURCE_TYPES.configMap,
+    namespace,
+    strings,
+  });
+  await core.createNamespacedConfigMap({ namespace, body: body('watched') });
+  await eventually(() => informer.get(namespace, 'watched'), { description: 'the watch delivers it' });
+
+  for (const name of ['listed', 'watched']) {
+    // The JSON the API server serves, read by the operator's own client (no Date objects).
+    const served = await kubeClientOf(kc).get<V1ConfigMap>(RESOURCE_TYPES.configMap, { namespace, name });
+    delete served.metadata?.managedFields;
+    t.deepEqual(
+      informer.get(namespace, name),
+      { apiVersion: 'v1', kind: 'ConfigMap', ...served },
+      `${name}: every value as served (managedFields aside, as for every cached object)`,
+    );
+  }
+  t.true(strings.has(shared), 'the value both objects hold is pooled');
+  t.true(strings.has(namespace), 'so is the namespace they share');
 });

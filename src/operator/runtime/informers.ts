@@ -23,6 +23,7 @@ import { KubeApiError } from './kube-errors.ts';
 import type { WatchStream } from './kube-watch.ts';
 import type { OperatorMetrics } from './metrics.ts';
 import { type ResourceType, resourceName, withTypeMeta } from './resources.ts';
+import type { StringPool } from './string-pool.ts';
 
 export interface InformerHandlers<T extends KubernetesObject> {
   onAdd?(object: T): void | Promise<void>;
@@ -63,6 +64,11 @@ export interface InformerOptions<T extends KubernetesObject = KubernetesObject> 
    * watched object before it is cached and handed to the handlers (after managedFields went).
    */
   transform?: (object: T) => T;
+  /**
+   * Equal strings of the cached objects kept once (string-pool.ts): every object is handed to it
+   * after the transform. One pool shared by the informers of a process shares across kinds too.
+   */
+  strings?: StringPool;
 }
 
 export type InformerState = 'idle' | 'listing' | 'connecting' | 'watching' | 'backing-off' | 'stopped';
@@ -124,6 +130,7 @@ export class Informer<T extends KubernetesObject> {
   private cache = new Map<string, Map<string, T>>();
   private readonly index: CacheIndex<T> | undefined;
   private readonly transform: ((object: T) => T) | undefined;
+  private readonly strings: StringPool | undefined;
   /** Where the next watch resumes; undefined means "list first". */
   private resourceVersion: string | undefined;
   private synced = false;
@@ -143,6 +150,7 @@ export class Informer<T extends KubernetesObject> {
     this.type = options.type;
     this.index = options.index ? new CacheIndex(options.index) : undefined;
     this.transform = options.transform;
+    this.strings = options.strings;
     this.resource = resourceName(options.type);
     this.logger = options.logger.child({ informer: this.resource });
     this.namespace = options.namespace;
@@ -501,7 +509,8 @@ export class Informer<T extends KubernetesObject> {
 
   private cacheable(object: T): T {
     const stripped = cacheable(this.type, object);
-    return this.transform ? withTypeMeta(this.type, this.transform(stripped)) : stripped;
+    const kept = this.transform ? withTypeMeta(this.type, this.transform(stripped)) : stripped;
+    return this.strings ? this.strings.internAll(kept) : kept;
   }
 
   private keyOf(object: KubernetesObject): { namespace: string; name: string } {
