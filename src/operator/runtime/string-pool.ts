@@ -14,10 +14,13 @@
 // asked for again long before two generations pass and stays; one that does not (a uid, a
 // resourceVersion, a timestamp) leaves the pool within two generations and lives only as long as
 // the object that holds it. Interning only shares storage: every value stays equal to what the API
-// server sent.
+// server sent. No informer caches Secrets, so no secret value passes through the pool.
 
 export const DEFAULT_GENERATION_SIZE = 16_384;
-/** Longer strings (certificates in ConfigMaps are about 700 characters) are rare and kept as they are. */
+/**
+ * Longer strings are not pooled: a long value that recurs across objects is rare (the CA certificate
+ * in every ConfigMap, about 700 characters, is under this and pooled).
+ */
 export const DEFAULT_MAX_LENGTH = 4096;
 
 export interface StringPoolOptions {
