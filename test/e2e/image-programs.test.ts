@@ -12,6 +12,7 @@ import { CoreV1Api } from '@kubernetes/client-node';
 import test, { type ExecutionContext } from 'ava';
 import { ControlPlaneAdminClient } from '../../src/operator/control-plane/admin-client.ts';
 import { buildImageLayout, type ImageTarget, imageEntrypoint } from '../../tools/image-layout.ts';
+import { tempDir } from '../agent/fixtures.ts';
 import { createTestNamespace, useCluster } from '../helpers/cluster.ts';
 import { eventually } from '../helpers/eventually.ts';
 import {
@@ -34,12 +35,6 @@ test.after.always(async () => {
   await env?.stop();
   if (app) await rm(app, { recursive: true, force: true });
 });
-
-const tempDir = async (t: ExecutionContext, prefix: string) => {
-  const dir = await mkdtemp(join(tmpdir(), prefix));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
-  return dir;
-};
 
 /** `target`'s program as its image starts it: node, the ENTRYPOINT's options, the compiled script. */
 function runImage(t: ExecutionContext, target: ImageTarget, args: string[], extraEnv = {}): RunningProgram {

@@ -5,11 +5,11 @@
 // too: the program notices it was orphaned and stops as if the signal had reached it.
 // Real processes throughout: the programs as child processes, a real control plane, a real API server.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import { repoRoot } from '../../dev/local-cluster/install.ts';
+import { tempDir } from '../agent/fixtures.ts';
 import { prepareConnector, startTestControlPlane } from '../agent/harness.ts';
 import { installCrds, startTestCluster } from '../helpers/cluster.ts';
 import { eventually } from '../helpers/eventually.ts';
@@ -90,12 +90,6 @@ async function terminateAndWaitForNone(
     description: `no process mentioning ${marker}`,
   }).catch(() => processesMentioning(marker));
 }
-
-const tempDir = async (t: ExecutionContext, prefix: string) => {
-  const dir = await mkdtemp(join(tmpdir(), prefix));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
-  return dir;
-};
 
 for (const launcher of ['pinned node', 'npm exec', 'npx'] as const) {
   test(`control plane started with ${launcher}: SIGTERM stops it cleanly and leaves no process`, async (t) => {
