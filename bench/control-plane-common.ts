@@ -273,28 +273,6 @@ export function serverPercentiles(
   return { p50: at(0.5), p99: at(0.99) };
 }
 
-/**
- * A process's memory and CPU from /proc: VmRSS now, VmHWM (its peak so far), user + system CPU
- * seconds, and when it was read.
- */
-export function processUsage(pid: number): {
-  rssMiB: number;
-  hwmMiB: number;
-  cpuSeconds: number;
-  at: number;
-} {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const kib = (field: string) => Number(new RegExp(`${field}:\\s+(\\d+)`).exec(status)?.[1] ?? Number.NaN);
-  // Fields after the command name: utime and stime are the 12th and 13th, in clock ticks (100/s).
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
-  return {
-    rssMiB: Math.round((kib('VmRSS') / 1024) * 10) / 10,
-    hwmMiB: Math.round((kib('VmHWM') / 1024) * 10) / 10,
-    cpuSeconds: (Number(fields[11]) + Number(fields[12])) / 100,
-    at: Date.now(),
-  };
-}
-
 /** A gauge's value from Prometheus text, e.g. nodejs_eventloop_lag_p99_seconds. */
 export function gauge(metricsText: string, name: string): number | undefined {
   const match = new RegExp(`^${name}(?:\\{[^}]*\\})? ([0-9.eE+-]+)`, 'm').exec(metricsText);

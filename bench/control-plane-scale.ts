@@ -29,12 +29,12 @@ import {
   gauge,
   post,
   prepareConnectors,
-  processUsage,
   serverPercentiles,
   startControlPlaneProcess,
   summarize,
   type Target,
 } from './control-plane-common.ts';
+import { processUsage } from './process-usage.ts';
 import { round, say, sleep, writeResult } from './scale-util.ts';
 
 const { values: args } = parseArgs({

@@ -12,7 +12,7 @@
 // bench/results/scale-<N>.json and .md; nothing is asserted on time. Every process it started is
 // stopped on exit, on failure and on Ctrl-C. Traffic goes to loopback only, and every wait is bounded.
 import { type ChildProcess, fork } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -43,6 +43,13 @@ import { RESOURCE_TYPES } from '../src/operator/runtime/resources.ts';
 import { imageEntrypoint } from '../tools/image-layout.ts';
 import { type ControlPlaneProcess, post, startControlPlaneProcess } from './control-plane-common.ts';
 import type { FleetCommand, FleetConfig, FleetStats } from './fleet-simulator.ts';
+import {
+  type ComponentProcesses,
+  type CpuBreakdown,
+  cpuBetween,
+  cpuSnapshot,
+  processUsage,
+} from './process-usage.ts';
 import type { PhaseContext } from './scale-context.ts';
 import { runFlapping } from './scale-flapping.ts';
 import { ConnectorObserver, statusDiff } from './scale-observer.ts';
@@ -220,17 +227,6 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   });
 }
 
-/** CPU seconds (user + system) and resident memory of one process, from /proc. */
-async function processUsage(pid: number) {
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-  // Fields after the command (which may hold spaces) start at state, field 3; utime/stime are 14/15.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  const ticks = Number(fields[11]) + Number(fields[12]);
-  const status = await readFile(`/proc/${pid}/status`, 'utf8');
-  const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
-  return { cpuSeconds: ticks / 100, rssMiB: kb('VmRSS') / 1024, peakRssMiB: kb('VmHWM') / 1024 };
-}
-
 try {
   const started = Date.now();
   say(`scale benchmark: ${N} connectors, ${cpus().length} cores; work dir ${work}`);
@@ -310,7 +306,7 @@ try {
   const operatorPid = operator.pid;
   const operatorMetrics = () => operator.metrics();
 
-  const usageAtReady = await processUsage(operatorPid);
+  const usageAtReady = processUsage(operatorPid);
   const heapSnapshot = async (when: string) => {
     if (!heapSnapshots) return;
     const before = (await readdir(heapSnapshots)).length;
@@ -355,6 +351,19 @@ try {
     return fleetReady;
   });
 
+  // The run's processes by component, for figure 1's CPU breakdown (the fleet is forked, so it
+  // shares the benchmark's process group: both are counted by pid).
+  const clusterGroups = cluster.processGroups();
+  const runComponents = (): Record<string, ComponentProcesses> => ({
+    ...Object.fromEntries(
+      Object.entries(clusterGroups).map(([name, group]) => [name, { processGroup: group }]),
+    ),
+    operator: { pid: operator.pid },
+    'control plane': { pid: cp.child.pid ?? 0 },
+    'fleet simulator': { pid: fleet.pid ?? 0 },
+    benchmark: { pid: process.pid },
+  });
+
   // ---- the observer: a watch on the Connectors (when each shows each phase, every status change) --
   const observer = new ConnectorObserver(admin, NAMESPACE);
   const { seen, phaseNow } = observer;
@@ -375,7 +384,8 @@ try {
   );
   const names = Array.from({ length: N }, (_, i) => `c${String(i).padStart(5, '0')}`);
   const metricsBeforeApply = await operatorMetrics();
-  const cpuBeforeApply = await processUsage(operatorPid);
+  const cpuBeforeApply = processUsage(operatorPid);
+  const machineBeforeApply = cpuSnapshot();
   const applyStarted = Date.now();
   await pool(names, applyConcurrency, async (name) => {
     await objects.createNamespacedCustomObject({
@@ -417,7 +427,9 @@ try {
   const onlineSeconds =
     (Math.max(...names.map((n) => seen.get(n)?.get('Online') ?? 0)) - applyStarted) / 1000;
   const metricsAtOnline = await operatorMetrics();
-  const cpuAtOnline = await processUsage(operatorPid);
+  const cpuAtOnline = processUsage(operatorPid);
+  // Where the machine's time went on the way: every process of the run, by component.
+  const machineCpu = cpuBetween(machineBeforeApply, cpuSnapshot(), runComponents());
   // The cluster's own part of the way: pods wait for kube-controller-manager's volume binder.
   const fleetAtOnline = fleetStats;
   const convergenceWrites = diffWrites(metricsBeforeApply, metricsAtOnline);
@@ -502,7 +514,7 @@ try {
   const steadyBefore = {
     operator: await operatorMetrics(),
     cp: await cpMetrics(),
-    usage: await processUsage(operatorPid),
+    usage: processUsage(operatorPid),
     heartbeats: fleetStats?.heartbeats ?? 0,
     at: Date.now(),
   };
@@ -510,7 +522,7 @@ try {
   const steadyAfter = {
     operator: await operatorMetrics(),
     cp: await cpMetrics(),
-    usage: await processUsage(operatorPid),
+    usage: processUsage(operatorPid),
     heartbeats: fleetStats?.heartbeats ?? 0,
     at: Date.now(),
   };
@@ -529,7 +541,7 @@ try {
     seconds: round((steadyAfter.at - steadyBefore.at) / 1000),
     operatorRssMiB: round(steadyAfter.usage.rssMiB),
     operatorRssAtStartMiB: round(usageAtReady.rssMiB),
-    operatorPeakRssMiB: round(steadyAfter.usage.peakRssMiB),
+    operatorPeakRssMiB: round(steadyAfter.usage.hwmMiB),
     operatorCpuPercentOfCore: round(
       ((steadyAfter.usage.cpuSeconds - steadyBefore.usage.cpuSeconds) * 100) /
         ((steadyAfter.at - steadyBefore.at) / 1000),
@@ -735,6 +747,7 @@ try {
         maxMs: fleetAtOnline?.claimWaitMaxMs ?? 0,
       },
       operatorCpuSeconds: round(cpuAtOnline.cpuSeconds - cpuBeforeApply.cpuSeconds, 2),
+      machineCpu,
       operatorWrites: convergenceWrites,
       operatorWritesPerConnector: round(nonLeaseWrites(convergenceWrites) / N, 2),
     },
@@ -899,6 +912,7 @@ interface ResultForTable {
     ratioToMixFloor: number | null;
     podsWaitedForClaims: { pods: number; meanMs: number; maxMs: number };
     operatorWritesPerConnector: number;
+    machineCpu: CpuBreakdown;
   };
   steady: {
     seconds: number;
@@ -996,6 +1010,14 @@ function markdown(r: ResultForTable): string {
       `(1) apply ${r.connectors} Connectors at once -> all Online`,
       `${r.convergence.allOnlineSeconds} s`,
       `floor ${r.floor.seconds} s (${r.floor.writes} writes): ${r.convergence.ratioToFloor}x; ${typeof r.mixFloor === 'string' ? `floor with the operator's write mix ${r.mixFloor}` : `floor with the operator's write mix ${r.mixFloor.seconds} s (${r.mixFloor.writes} writes): ${r.convergence.ratioToMixFloor}x`}; operator writes/connector ${r.convergence.operatorWritesPerConnector} (Lease aside); pods waited for their claims to bind (kube-controller-manager) mean ${r.convergence.podsWaitedForClaims.meanMs} ms, max ${r.convergence.podsWaitedForClaims.maxMs} ms`,
+    ],
+    [
+      "(1) where the machine's time went, apply -> all Online",
+      `${r.convergence.machineCpu.machineBusyCores} of ${r.machine.cores} cores busy`,
+      `CPU seconds: ${Object.entries(r.convergence.machineCpu.components)
+        .sort(([, a], [, b]) => b - a)
+        .map(([name, seconds]) => `${name} ${seconds}`)
+        .join(', ')}`,
     ],
     [
       '(2) operator RSS at steady state',

@@ -54,6 +54,11 @@ export interface LocalCluster {
   /** Process ids of the running components (their watchdogs), for leak checks. */
   pids(): number[];
   /**
+   * The process group of each running component: its watchdog leads it, and the component runs in
+   * it (for what a component costs, as a benchmark's CPU breakdown reads it from /proc).
+   */
+  processGroups(): Partial<Record<'etcd' | 'kube-apiserver' | 'kube-controller-manager', number>>;
+  /**
    * Stops the components in dependency order: kube-controller-manager, kube-apiserver, then etcd
    * (an API server whose etcd is gone hangs in its shutdown). Each gets SIGTERM, then SIGKILL to
    * its process group after `graceMs` (default 5 s), so a stop takes at most about 3 x (graceMs +
@@ -325,6 +330,12 @@ export async function startLocalCluster(options: LocalClusterOptions = {}): Prom
       kubeconfigPath,
       logs,
       pids: () => started.flatMap((child) => (child.pid === undefined || child.exit ? [] : [child.pid])),
+      processGroups: () =>
+        Object.fromEntries(
+          started.flatMap((child) =>
+            child.pid === undefined || child.exit ? [] : [[child.name, child.pid]],
+          ),
+        ),
       adminKubeConfig: () => kubeConfigFor({ server, caPem: pki.ca.certPem, user }),
       async serviceAccountKubeConfig(namespace, name, expirationSeconds = 3600) {
         const core = kubeConfigFor({ server, caPem: pki.ca.certPem, user }).makeApiClient(CoreV1Api);
