@@ -62,16 +62,33 @@ export function writesTotal(text: string) {
   return counterSum(text, WRITES, (l) => !l.includes('kind="Lease"'));
 }
 
-/** The operator's writes by kind and verb between two scrapes of one process (`before` '' for all). */
-export function diffWrites(before: string, after: string) {
-  const a = countersByLabels(before, WRITES);
-  const b = countersByLabels(after, WRITES);
+/**
+ * A counter's increase between two scrapes of one process (`before` '' for all of it), by its
+ * labels as `countersByLabels` writes them, or by what `groupBy` makes of those labels (summed).
+ */
+export function diffCounters(
+  before: string,
+  after: string,
+  name: string,
+  groupBy?: (labels: Record<string, string>) => string | undefined,
+) {
+  const a = countersByLabels(before, name);
+  const b = countersByLabels(after, name);
   const out: Record<string, number> = {};
   for (const [labels, value] of Object.entries(b)) {
     const delta = value - (a[labels] ?? 0);
-    if (delta > 0) out[labels] = delta;
+    if (delta <= 0) continue;
+    const key = groupBy
+      ? groupBy(Object.fromEntries(labels.split(',').map((pair) => pair.split('=', 2))))
+      : labels;
+    if (key !== undefined) out[key] = (out[key] ?? 0) + delta;
   }
   return out;
+}
+
+/** The operator's writes by kind and verb between two scrapes of one process (`before` '' for all). */
+export function diffWrites(before: string, after: string) {
+  return diffCounters(before, after, WRITES);
 }
 
 /** The sum of writes by kind, Lease renewals aside. */

@@ -11,38 +11,23 @@
 // scale-recovery.ts, scale-restart.ts), each skippable (--skip-*). Figures go to
 // bench/results/scale-<N>.json and .md; nothing is asserted on time. Every process it started is
 // stopped on exit, on failure and on Ctrl-C. Traffic goes to loopback only, and every wait is bounded.
-import { type ChildProcess, fork } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import {
-  CoreV1Api,
-  CustomObjectsApi,
-  EventsV1Api,
-  type KubeConfig,
-  VersionApi,
-} from '@kubernetes/client-node';
+import { CoreV1Api, CustomObjectsApi, EventsV1Api, VersionApi } from '@kubernetes/client-node';
 import { type LocalCluster, startLocalCluster } from '../dev/local-cluster/cluster.ts';
 import { installCrds, installOperatorAccess } from '../dev/local-cluster/install.ts';
 import { signalAllManaged } from '../dev/local-cluster/processes.ts';
 import { parseDurationMs } from '../src/lib/duration.ts';
-import { silentLogger } from '../src/lib/logger.ts';
-import { type Connector, defaultedSpec } from '../src/operator/api/types.ts';
 import { ControlPlaneAdminClient } from '../src/operator/control-plane/admin-client.ts';
-import {
-  configHash,
-  desiredConfigMap,
-  desiredStatefulSet,
-  desiredTokenSecret,
-} from '../src/operator/reconcile/desired-objects.ts';
 import { DEFAULT_MAX_CONCURRENCY } from '../src/operator/runtime/adaptive-limit.ts';
-import { KubeWriter } from '../src/operator/runtime/apply.ts';
-import { EventRecorder } from '../src/operator/runtime/events.ts';
-import { RESOURCE_TYPES } from '../src/operator/runtime/resources.ts';
 import { imageEntrypoint } from '../tools/image-layout.ts';
+import { type ApiServerLoad, apiServerLoad, apiServerMetrics } from './api-server-metrics.ts';
 import { type ControlPlaneProcess, post, startControlPlaneProcess } from './control-plane-common.ts';
-import type { FleetCommand, FleetConfig, FleetStats } from './fleet-simulator.ts';
+import { startFleetProcess } from './fleet-process.ts';
+import type { FleetConfig } from './fleet-simulator.ts';
 import {
   type ComponentProcesses,
   type CpuBreakdown,
@@ -52,6 +37,16 @@ import {
 } from './process-usage.ts';
 import type { PhaseContext } from './scale-context.ts';
 import { runFlapping } from './scale-flapping.ts';
+import {
+  BASIC_MIX,
+  BENCH_IMAGE,
+  type ClusterFloorResult,
+  connectorRef,
+  type FloorResult,
+  mixOf,
+  runClusterFloor,
+  runFloor,
+} from './scale-floors.ts';
 import { ConnectorObserver, statusDiff } from './scale-observer.ts';
 import { type OperatorProcess, startOperatorProcess } from './scale-operator.ts';
 import { runRecoveries } from './scale-recovery.ts';
@@ -88,6 +83,7 @@ const { values: args } = parseArgs({
     'skip-recovery': { type: 'boolean', default: false },
     'skip-restart': { type: 'boolean', default: false },
     'skip-mix-floor': { type: 'boolean', default: false },
+    'skip-cluster-floor': { type: 'boolean', default: false },
     'floor-concurrency': { type: 'string', default: '16' },
     'apply-concurrency': { type: 'string', default: '32' },
     'operator-concurrency': { type: 'string', default: String(DEFAULT_MAX_CONCURRENCY) },
@@ -122,6 +118,8 @@ explains every figure.
                                  leave a scenario out
   --skip-mix-floor               leave out the second floor (the operator's write mix), which
                                  takes about 2.5x the first
+  --skip-cluster-floor           leave out the floor through the cluster (the plain floor's
+                                 writes with real tokens, until every agent has beaten)
   --floor-concurrency N          the floor's concurrent writers (default 16)
   --apply-concurrency N          concurrent Connector creates, as a GitOps sync (default 32)
   --operator-concurrency N       the operator's --concurrency, the most reconciles at once
@@ -164,27 +162,21 @@ const skip = {
   recovery: args['skip-recovery'] === true,
   restart: args['skip-restart'] === true,
   mixFloor: args['skip-mix-floor'] === true,
+  clusterFloor: args['skip-cluster-floor'] === true,
 };
 
 const NAMESPACE = 'bench';
 const FLOOR_NAMESPACE = 'bench-floor';
 const MIX_FLOOR_NAMESPACE = 'bench-floor-mix';
+const CLUSTER_FLOOR_NAMESPACE = 'bench-floor-cluster';
+/** The floor through the cluster's writes: the plain floor's, and the token Secret deleted once paired. */
+const CLUSTER_FLOOR_MIX = { ...BASIC_MIX, secretDelete: true };
+
 const OPERATOR_NAMESPACE = 'vaultpam-system';
 const CREDENTIAL_SECRET = 'vaultpam-operator-credential';
 const HEARTBEAT_SECONDS = Math.floor(positive('heartbeat-seconds'));
 /** The control plane's default: offline after 3 missed heartbeat intervals. */
 const OFFLINE_AFTER_SECONDS = 3 * HEARTBEAT_SECONDS;
-const IMAGE = 'vaultpam-connector:bench';
-/** The plain floor: one of each object the operator writes. */
-const BASIC_MIX: FloorMix = { statusPatches: 1, events: 1, dryRuns: false, secretDelete: false };
-const FLOOR_PHASES = ['Pending', 'Enrolling', 'Online', 'Offline'];
-
-const connectorRef = (namespace: string) => ({
-  group: 'vaultpam.io',
-  version: 'v1alpha1',
-  namespace,
-  plural: 'connectors',
-});
 
 // ---- processes, and stopping every one of them ------------------------------------------------
 
@@ -256,6 +248,15 @@ try {
   const cp = controlPlane;
   const caFile = join(work, 'control-plane-ca.pem');
   await writeFile(caFile, cp.caPem);
+  const clusterOfRun = cluster;
+  const fleetConfigFor = (namespace: string): FleetConfig => ({
+    kubeconfig: clusterOfRun.kubeconfigPath,
+    namespace,
+    caFile,
+    nodeName: 'bench-node',
+    volumeRoot: join(work, 'volumes', namespace),
+    enrollConcurrency: 8,
+  });
   await core.createNamespacedSecret({
     namespace: OPERATOR_NAMESPACE,
     body: { metadata: { name: CREDENTIAL_SECRET }, stringData: { credential: cp.credential } },
@@ -265,9 +266,37 @@ try {
 
   // ---- the floor: the operator's writes for N connectors, no operator logic ----------------------
   say(`3/11 floor: the objects the operator writes for ${N} connectors, ${floorConcurrency} at a time`);
-  const floor = await runFloor(admin, cp, FLOOR_NAMESPACE, BASIC_MIX);
+  const floorOptions = { kc: admin, cp, connectors: N, concurrency: floorConcurrency };
+  const floor = await runFloor({ ...floorOptions, namespace: FLOOR_NAMESPACE, mix: BASIC_MIX });
   say(`    ${floor.seconds} s (${floor.writes} writes, ${round(floor.writes / floor.seconds)} writes/s)`);
   await deleteNamespace(core, FLOOR_NAMESPACE);
+
+  // ---- the floor through the cluster: those writes with real tokens, until every agent beats -----
+  let clusterFloor: ClusterFloorResult | undefined;
+  if (!skip.clusterFloor) {
+    say(
+      `    floor through the cluster: the same writes with a real record and token each, a fleet of its own, until all ${N} agents beat`,
+    );
+    await core.createNamespace({ body: { metadata: { name: CLUSTER_FLOOR_NAMESPACE } } });
+    const floorFleet = await startFleetProcess(
+      { ...fleetConfigFor(CLUSTER_FLOOR_NAMESPACE), nodeName: 'bench-floor-node' },
+      (child) => children.push(child),
+    );
+    clusterFloor = await runClusterFloor({
+      ...floorOptions,
+      namespace: CLUSTER_FLOOR_NAMESPACE,
+      mix: CLUSTER_FLOOR_MIX,
+      timeoutMs,
+    });
+    say(
+      `    ${clusterFloor.seconds} s (writes done in ${clusterFloor.writtenSeconds} s; pods waited for their claims mean ${round((floorFleet.stats()?.claimWaitTotalMs ?? 0) / N, 0)} ms)`,
+    );
+    // Its fleet confirms the pods' deletion (as a kubelet would) until the namespace is gone; its
+    // records leave the control plane, so nothing of it is left for the operator's figures.
+    await deleteNamespace(core, CLUSTER_FLOOR_NAMESPACE);
+    await stopChild(floorFleet.child);
+    await forgetRecords(cp, CLUSTER_FLOOR_NAMESPACE);
+  }
 
   // ---- the operator, as its ServiceAccount, in its own process ----------------------------------
   say('4/11 operator (its own process, its ServiceAccount kubeconfig, leader election on)');
@@ -292,7 +321,7 @@ try {
         `--control-plane-url=${cp.url}`,
         `--control-plane-ca-file=${caFile}`,
         `--credential-secret=${OPERATOR_NAMESPACE}/${CREDENTIAL_SECRET}`,
-        `--connector-image=${IMAGE}`,
+        `--connector-image=${BENCH_IMAGE}`,
         `--leader-election-namespace=${OPERATOR_NAMESPACE}`,
         `--concurrency=${operatorConcurrency}`,
         '--log-level=warn',
@@ -326,41 +355,20 @@ try {
 
   // ---- the fleet: N agents over mTLS and a node ------------------------------------------------
   say('5/11 fleet simulator (its own process: a node whose pods run simulated agents over mTLS)');
-  const fleetConfig: FleetConfig = {
-    kubeconfig: cluster.kubeconfigPath,
-    namespace: NAMESPACE,
-    caFile,
-    nodeName: 'bench-node',
-    volumeRoot: join(work, 'volumes'),
-    enrollConcurrency: 8,
-  };
-  const fleet = fork(join(import.meta.dirname, 'fleet-simulator.ts'), [], {
-    env: { ...process.env, BENCH_FLEET: JSON.stringify(fleetConfig) },
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-  });
-  children.push(fleet);
-  let fleetStats: FleetStats | undefined;
-  let fleetReady = false;
-  fleet.on('message', (message: { type: string }) => {
-    if (message.type === 'stats') fleetStats = message as FleetStats;
-    if (message.type === 'ready') fleetReady = true;
-  });
-  const command = (message: FleetCommand) => fleet.send(message);
-  await until('the fleet simulator to start', 60_000, () => {
-    if (fleet.exitCode !== null) throw new Error(`the fleet simulator exited ${fleet.exitCode}`);
-    return fleetReady;
-  });
+  const fleet = await startFleetProcess(fleetConfigFor(NAMESPACE), (child) => children.push(child));
+  const command = fleet.command;
 
   // The run's processes by component, for figure 1's CPU breakdown (the fleet is forked, so it
   // shares the benchmark's process group: both are counted by pid).
   const clusterGroups = cluster.processGroups();
+  const apiServerMetricsText = await apiServerMetrics(admin);
   const runComponents = (): Record<string, ComponentProcesses> => ({
     ...Object.fromEntries(
       Object.entries(clusterGroups).map(([name, group]) => [name, { processGroup: group }]),
     ),
     operator: { pid: operator.pid },
     'control plane': { pid: cp.child.pid ?? 0 },
-    'fleet simulator': { pid: fleet.pid ?? 0 },
+    'fleet simulator': { pid: fleet.child.pid ?? 0 },
     benchmark: { pid: process.pid },
   });
 
@@ -386,6 +394,7 @@ try {
   const metricsBeforeApply = await operatorMetrics();
   const cpuBeforeApply = processUsage(operatorPid);
   const machineBeforeApply = cpuSnapshot();
+  const apiServerBeforeApply = await apiServerMetricsText();
   const applyStarted = Date.now();
   await pool(names, applyConcurrency, async (name) => {
     await objects.createNamespacedCustomObject({
@@ -418,7 +427,7 @@ try {
     if (Date.now() - lastReport > 15_000 && !interrupted) {
       lastReport = Date.now();
       say(
-        `    ${online}/${N} Online after ${round((Date.now() - applyStarted) / 1000)} s; fleet ${JSON.stringify(fleetStats)}`,
+        `    ${online}/${N} Online after ${round((Date.now() - applyStarted) / 1000)} s; fleet ${JSON.stringify(fleet.stats())}`,
       );
     }
     return online === N;
@@ -430,8 +439,9 @@ try {
   const cpuAtOnline = processUsage(operatorPid);
   // Where the machine's time went on the way: every process of the run, by component.
   const machineCpu = cpuBetween(machineBeforeApply, cpuSnapshot(), runComponents());
+  const apiServer = apiServerLoad(apiServerBeforeApply, await apiServerMetricsText());
   // The cluster's own part of the way: pods wait for kube-controller-manager's volume binder.
-  const fleetAtOnline = fleetStats;
+  const fleetAtOnline = fleet.stats();
   const convergenceWrites = diffWrites(metricsBeforeApply, metricsAtOnline);
   // The Events of the way to Online, by reason; the status writes, and what they changed.
   const eventReasons: Record<string, number> = {};
@@ -477,6 +487,26 @@ try {
       afterApplyMs: e.at - applyStarted,
       changed: e.changed,
     })),
+    // When the watch first showed each phase, seconds after the apply, across the Connectors: whether
+    // connectors move through the phases one after another or all together.
+    phaseShownSeconds: Object.fromEntries(
+      ['Pending', 'Enrolling', 'Online'].map((phase) => {
+        const at = names.flatMap((n) => {
+          const shown = seen.get(n)?.get(phase);
+          return shown === undefined ? [] : [(shown - applyStarted) / 1000];
+        });
+        return [
+          phase,
+          {
+            count: at.length,
+            p10: round(percentile(at, 10)),
+            p50: round(percentile(at, 50)),
+            p90: round(percentile(at, 90)),
+            max: round(Math.max(...at)),
+          },
+        ];
+      }),
+    ),
     recordOnlineToStatusOnlineMs: {
       count: recordToOnline.length,
       p50: percentile(recordToOnline, 50),
@@ -505,7 +535,7 @@ try {
 
   // ---- (2), (3) steady state -------------------------------------------------------------------
   // The world settles first: every pod Ready, then no operator write for 10 s (at most 3 min).
-  await until('every connector pod to be Ready', timeoutMs, () => (fleetStats?.podsReady ?? 0) >= N);
+  await until('every connector pod to be Ready', timeoutMs, () => (fleet.stats()?.podsReady ?? 0) >= N);
   await waitForQuiet(operatorMetrics, 10_000, 180_000);
   say(
     `7/11 steady state: measuring ${steadySeconds} s with ${N} connectors heartbeating every ${HEARTBEAT_SECONDS} s`,
@@ -515,7 +545,7 @@ try {
     operator: await operatorMetrics(),
     cp: await cpMetrics(),
     usage: processUsage(operatorPid),
-    heartbeats: fleetStats?.heartbeats ?? 0,
+    heartbeats: fleet.stats()?.heartbeats ?? 0,
     at: Date.now(),
   };
   await sleep(steadySeconds * 1000);
@@ -523,7 +553,7 @@ try {
     operator: await operatorMetrics(),
     cp: await cpMetrics(),
     usage: processUsage(operatorPid),
-    heartbeats: fleetStats?.heartbeats ?? 0,
+    heartbeats: fleet.stats()?.heartbeats ?? 0,
     at: Date.now(),
   };
   const minutes = (steadyAfter.at - steadyBefore.at) / 60_000;
@@ -573,7 +603,7 @@ try {
     names,
     observer,
     command,
-    fleet: () => fleetStats,
+    fleet: fleet.stats,
     record: (id) => adminClient.getConnector(id),
     operatorMetrics,
     controlPlaneOperatorRequests: async () => cpRequests(await cpMetrics(), notAgents),
@@ -693,12 +723,12 @@ try {
 
   // ---- the second floor: the operator's own write mix, once the operator and fleet are stopped ---
   await Promise.all(children.map((child) => stopChild(child)));
-  const mix = mixOf(convergenceWrites);
-  let mixFloor: Awaited<ReturnType<typeof runFloor>> | undefined;
+  const mix = mixOf(convergenceWrites, N);
+  let mixFloor: FloorResult | undefined;
   if (!skip.mixFloor) {
     say(`    floor with the operator's write mix (${JSON.stringify(mix)}), after stopping the operator`);
     await core.createNamespace({ body: { metadata: { name: MIX_FLOOR_NAMESPACE } } });
-    mixFloor = await runFloor(admin, cp, MIX_FLOOR_NAMESPACE, mix);
+    mixFloor = await runFloor({ ...floorOptions, namespace: MIX_FLOOR_NAMESPACE, mix });
     say(
       `    ${mixFloor.seconds} s (${mixFloor.writes} writes, ${round(mixFloor.writes / mixFloor.seconds)} writes/s)`,
     );
@@ -733,11 +763,13 @@ try {
     },
     floor,
     mixFloor: mixFloor ?? 'skipped (--skip-mix-floor)',
+    clusterFloor: clusterFloor ?? 'skipped (--skip-cluster-floor)',
     convergence: {
       applySeconds: round(appliedSeconds, 2),
       allOnlineSeconds: round(onlineSeconds, 2),
       ratioToFloor: round(onlineSeconds / floor.seconds, 2),
       ratioToMixFloor: mixFloor ? round(onlineSeconds / mixFloor.seconds, 2) : null,
+      ratioToClusterFloor: clusterFloor ? round(onlineSeconds / clusterFloor.seconds, 2) : null,
       podsWaitedForClaims: {
         pods: fleetAtOnline?.podsWaitedForClaims ?? 0,
         meanMs: round(
@@ -748,6 +780,7 @@ try {
       },
       operatorCpuSeconds: round(cpuAtOnline.cpuSeconds - cpuBeforeApply.cpuSeconds, 2),
       machineCpu,
+      apiServer,
       operatorWrites: convergenceWrites,
       operatorWritesPerConnector: round(nonLeaseWrites(convergenceWrites) / N, 2),
     },
@@ -760,10 +793,10 @@ try {
     restart: restart ?? 'skipped (--skip-restart)',
     renewals: {
       certificateLifetime: certLifetime ?? 'the control plane default (24h): none expected',
-      renewals: fleetStats?.renewals ?? 0,
-      renewalFailures: fleetStats?.renewalFailures ?? 0,
+      renewals: fleet.stats()?.renewals ?? 0,
+      renewalFailures: fleet.stats()?.renewalFailures ?? 0,
     },
-    fleet: fleetStats,
+    fleet: fleet.stats(),
     // Figure 7 (the control plane alone at 10,000 agents) is bench/control-plane-scale.ts.
     measuredApart: ['(7) the control plane at 10,000 agents: bench/control-plane-scale.ts'],
     totalSeconds: round((Date.now() - started) / 1000),
@@ -779,104 +812,16 @@ await cleanup();
 process.exit(process.exitCode ?? 0);
 
 /** What one connector's share of a floor writes, by kind (each status patch and Event differs). */
-interface FloorMix {
-  statusPatches: number;
-  events: number;
-  dryRuns: boolean;
-  secretDelete: boolean;
-}
-
-/** The operator's writes per connector during convergence, as a floor mix (Lease renewals aside). */
-function mixOf(writes: Record<string, number>): FloorMix {
-  const per = (labels: string) => (writes[labels] ?? 0) / N;
-  return {
-    statusPatches: Math.max(1, Math.round(per('kind=Connector,verb=patch'))),
-    events: Math.round(per('kind=Event,verb=create')),
-    dryRuns: per('kind=StatefulSet,verb=dry-run') >= 0.5,
-    secretDelete: per('kind=Secret,verb=delete') >= 0.5,
-  };
-}
-function mixWrites(mix: FloorMix): number {
-  return 1 + mix.statusPatches + 3 + mix.events + (mix.dryRuns ? 2 : 0) + (mix.secretDelete ? 1 : 0);
-}
-
-/**
- * A floor: for each of N connectors, the writes the operator makes to bring one up, through the
- * operator's own client code (KubeWriter's server-side apply, the EventRecorder) and the operator's
- * own object builders, with no decisions: create the Connector, apply its status (`mix.statusPatches`
- * different ones), dry-run and apply its ConfigMap and StatefulSet, apply its token Secret (and
- * delete it, when the mix says so), record `mix.events` Events. `floorConcurrency` connectors at a
- * time, in a namespace of its own that the operator must not be watching.
- */
-async function runFloor(kc: KubeConfig, cp: ControlPlaneProcess, namespace: string, mix: FloorMix) {
-  const writer = new KubeWriter({ kc, logger: silentLogger() });
-  const events = new EventRecorder({ kc, logger: silentLogger(), identity: 'bench-floor' });
-  const objects = kc.makeApiClient(CustomObjectsApi);
-  const names = Array.from({ length: N }, (_, i) => `f${String(i).padStart(5, '0')}`);
-  const started = Date.now();
-  await pool(names, floorConcurrency, async (name) => {
-    const connector = (await objects.createNamespacedCustomObject({
-      ...connectorRef(namespace),
-      body: {
-        apiVersion: 'vaultpam.io/v1alpha1',
-        kind: 'Connector',
-        metadata: { name, namespace },
-        spec: { connector: { org: 'acme', endpointId: name } },
-      },
-    })) as Connector;
-    const spec = defaultedSpec(connector);
-    const subject = {
-      apiVersion: 'vaultpam.io/v1alpha1',
-      kind: 'Connector',
-      name,
-      namespace,
-      ...(connector.metadata.uid ? { uid: connector.metadata.uid } : {}),
-    };
-    for (let i = 0; i < mix.statusPatches; i += 1) {
-      await writer.applyStatus(
-        RESOURCE_TYPES.connector,
-        { namespace, name },
-        {
-          phase: FLOOR_PHASES[i % FLOOR_PHASES.length],
-          connectorId: spec.connector.id,
-          observedGeneration: i + 1,
-        },
-      );
-    }
-    const configMap = desiredConfigMap(connector, spec, { url: cp.url, caPem: cp.caPem });
-    const statefulSet = desiredStatefulSet(connector, spec, {
-      image: IMAGE,
-      replicas: 1,
-      configHash: configHash(configMap),
-      restartedFor: undefined,
-    });
-    if (mix.dryRuns) {
-      await writer.apply(configMap, { dryRun: true });
-      await writer.apply(statefulSet, { dryRun: true });
-    }
-    await writer.apply(
-      desiredTokenSecret(connector, spec, {
-        value: 'floor-token-not-a-secret',
-        mintKey: 'floor',
-        expiresAt: new Date(Date.now() + 3_600_000).toISOString(),
-      }),
-    );
-    await writer.apply(configMap);
-    await writer.apply(statefulSet);
-    for (let i = 0; i < mix.events; i += 1) {
-      await events.record(subject, {
-        type: 'Normal',
-        reason: `Floor${i}`,
-        action: 'Floor',
-        note: `floor event ${i}`,
-        priority: 'always',
-      });
-    }
-    if (mix.secretDelete)
-      await writer.delete(RESOURCE_TYPES.secret, { namespace, name: `${name}-enrollment-token` });
-  });
-  const seconds = round((Date.now() - started) / 1000, 2);
-  return { seconds, writes: N * mixWrites(mix), concurrency: floorConcurrency, mix };
+/** Deletes from the control plane every record of Connectors in `namespace` (a floor's). */
+async function forgetRecords(cp: ControlPlaneProcess, namespace: string) {
+  const admin = new ControlPlaneAdminClient({ url: cp.url, caPem: cp.caPem, credential: cp.credential });
+  try {
+    const { connectors } = await admin.listConnectors();
+    const ids = connectors.map((c) => c.connectorId).filter((id) => id.startsWith(`${namespace}.`));
+    await pool(ids, 16, (id) => admin.deleteConnector(id));
+  } finally {
+    admin.close();
+  }
 }
 
 /** Deletes a namespace and waits until it is gone. */
@@ -906,13 +851,16 @@ interface ResultForTable {
   };
   floor: { seconds: number; writes: number };
   mixFloor: { seconds: number; writes: number } | string;
+  clusterFloor: ClusterFloorResult | string;
   convergence: {
     allOnlineSeconds: number;
     ratioToFloor: number;
     ratioToMixFloor: number | null;
+    ratioToClusterFloor: number | null;
     podsWaitedForClaims: { pods: number; meanMs: number; maxMs: number };
     operatorWritesPerConnector: number;
     machineCpu: CpuBreakdown;
+    apiServer: ApiServerLoad;
   };
   steady: {
     seconds: number;
@@ -1004,20 +952,30 @@ function laterRows(r: ResultForTable): Array<[string, string, string]> {
   return rows;
 }
 
+/** "a 3, b 2, c 1": a count's entries, the most first. */
+function counts(byName: Record<string, number>): string {
+  return Object.entries(byName)
+    .sort(([, a], [, b]) => b - a)
+    .map(([name, n]) => `${name} ${n}`)
+    .join(', ');
+}
+
 function markdown(r: ResultForTable): string {
   const rows: Array<[string, string, string]> = [
     [
       `(1) apply ${r.connectors} Connectors at once -> all Online`,
       `${r.convergence.allOnlineSeconds} s`,
-      `floor ${r.floor.seconds} s (${r.floor.writes} writes): ${r.convergence.ratioToFloor}x; ${typeof r.mixFloor === 'string' ? `floor with the operator's write mix ${r.mixFloor}` : `floor with the operator's write mix ${r.mixFloor.seconds} s (${r.mixFloor.writes} writes): ${r.convergence.ratioToMixFloor}x`}; operator writes/connector ${r.convergence.operatorWritesPerConnector} (Lease aside); pods waited for their claims to bind (kube-controller-manager) mean ${r.convergence.podsWaitedForClaims.meanMs} ms, max ${r.convergence.podsWaitedForClaims.maxMs} ms`,
+      `floor ${r.floor.seconds} s (${r.floor.writes} writes): ${r.convergence.ratioToFloor}x; ${typeof r.mixFloor === 'string' ? `floor with the operator's write mix ${r.mixFloor}` : `floor with the operator's write mix ${r.mixFloor.seconds} s (${r.mixFloor.writes} writes): ${r.convergence.ratioToMixFloor}x`}; ${typeof r.clusterFloor === 'string' ? `floor through the cluster ${r.clusterFloor}` : `floor through the cluster (the plain floor's writes with a real token each, and its Secret deleted, until every agent has beaten) ${r.clusterFloor.seconds} s: ${r.convergence.ratioToClusterFloor}x`}; operator writes/connector ${r.convergence.operatorWritesPerConnector} (Lease aside); pods waited for their claims to bind (kube-controller-manager) mean ${r.convergence.podsWaitedForClaims.meanMs} ms, max ${r.convergence.podsWaitedForClaims.maxMs} ms`,
     ],
     [
       "(1) where the machine's time went, apply -> all Online",
       `${r.convergence.machineCpu.machineBusyCores} of ${r.machine.cores} cores busy`,
-      `CPU seconds: ${Object.entries(r.convergence.machineCpu.components)
-        .sort(([, a], [, b]) => b - a)
-        .map(([name, seconds]) => `${name} ${seconds}`)
-        .join(', ')}`,
+      `CPU seconds: ${counts(r.convergence.machineCpu.components)}`,
+    ],
+    [
+      '(1) what the API server served, apply -> all Online',
+      `${Object.values(r.convergence.apiServer.requests).reduce((sum, n) => sum + n, 0)} requests`,
+      `${counts(r.convergence.apiServer.requests)}; watch events sent: ${counts(r.convergence.apiServer.watchEventsSent)}`,
     ],
     [
       '(2) operator RSS at steady state',
