@@ -45,6 +45,10 @@ const TRACE = [
   /^\$WORK/,
   /^go tool /,
   /^[A-Z_]+=\S* \//,
+  // cgo packages (runtime/cgo, net) when the Go build cache is cold: the C compiler's runs, with or
+  // without the environment go sets for them.
+  /^([A-Z_]+='[^']*' )+\S/,
+  /^(gcc|clang|cc|g\+\+|ar) /,
 ];
 const HEREDOC_START = /<< 'EOF'/;
 

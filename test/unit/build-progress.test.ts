@@ -93,6 +93,24 @@ test("go's trace never reaches the person; a Go error and a script's own message
   t.notRegex(h.progress.tail(), /packagefile|\$WORK/);
 });
 
+/** What `go build -x` prints for a cgo package (runtime/cgo, net) when the build cache is cold. */
+const cgoTrace = (n: number) => `cd /usr/local/go/src/runtime/cgo
+TERM='dumb' CGO_LDFLAGS='' /usr/local/go/pkg/tool/linux_amd64/cgo -objdir $WORK/b${n}/ -importpath runtime/cgo -import_runtime_cgo=false -- -I $WORK/b${n}/ -O2 -g ./cgo.go
+cd $WORK/b${n}
+TERM='dumb' gcc -I /usr/local/go/src/runtime/cgo -fPIC -m64 -pthread -I $WORK/b${n}/ -O2 -g -o $WORK/b${n}/_x001.o -c _cgo_export.c
+TERM='dumb' gcc -I . -fPIC -m64 -pthread -o $WORK/b${n}/_x003.o -c gcc_amd64.S
+gcc -I /usr/local/go/src/runtime/cgo -fPIC -m64 -pthread -o $WORK/b${n}/_cgo_.o $WORK/b${n}/_cgo_main.o
+TERM='dumb' /usr/local/go/pkg/tool/linux_amd64/cgo -dynpackage cgo -dynimport $WORK/b${n}/_cgo_.o -dynout $WORK/b${n}/_cgo_import.go`;
+
+test("a cold Go cache's cgo compiler runs are trace too", (t) => {
+  const h = harness();
+  h.feed('[cluster-build] building etcd v3.7.0');
+  h.feed(cgoTrace(116));
+  h.feed(compileTrace('runtime/cgo', 116));
+  t.deepEqual(h.said, ['[0:00] building etcd v3.7.0 [4 of 5; then kubectl]']);
+  t.notRegex(h.progress.tail(), /gcc|TERM=/);
+});
+
 test('with a warm cache nothing is said, not even the closing line', (t) => {
   const h = harness();
   h.progress.heartbeat();
