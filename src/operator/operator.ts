@@ -221,8 +221,11 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
   const connections = new ControlPlaneConnections({
     logger,
     // A record changed in the control plane (paired, online, offline, ...): news the status must
-    // show soon, so the Connector runs before the keys that informer events and resyncs queued. A
-    // (re)list reports every record at once and is no news: it queues like a resync.
+    // show soon, so the Connector runs before the keys that informer events and resyncs queued. The
+    // echo of the operator's own call (the record it registered or minted for, which the pass that
+    // called already has) is no news: it queues like an informer event, so a thousand first passes
+    // are not held back behind each one's echo. A (re)list reports every record at once and is no
+    // news either: it queues like a resync.
     onChange: (_connection, connectorId, cause) => {
       const key = keyByConnectorId.get(connectorId);
       if (key) queue?.add(key, cause === 'change' ? 'urgent' : 'normal');

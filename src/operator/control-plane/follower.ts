@@ -10,16 +10,21 @@ import { asCodedError, CodedError, isCodedError } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/logger.ts';
 import type { ControlPlaneAdminClient, Connector as ControlPlaneConnector } from './admin-client.ts';
 
-/** Why the follower reports a record: one record's change, or all of them at once (see onChange). */
-export type ChangeCause = 'change' | 'relist';
+/**
+ * Why the follower reports a record: one record's change; the echo of a change the operator's own
+ * call already returned (see `remember`); or all of them at once (see onChange).
+ */
+export type ChangeCause = 'change' | 'echo' | 'relist';
 
 export interface FollowerOptions {
   /** The client in effect now (the credential may be reloaded between calls). */
   client: () => ControlPlaneAdminClient | undefined;
   logger: Logger;
   /**
-   * Called with the connector id of every record that changed (`change`: from the change stream), or
-   * that a (re)list delivered or a failure made stale (`relist`: every record at once, no news).
+   * Called with the connector id of every record that changed (`change`: from the change stream;
+   * `echo`: a change whose revision the operator's own admin call had already returned, so no news
+   * to it), or that a (re)list delivered or a failure made stale (`relist`: every record at once, no
+   * news).
    */
   onChange: (connectorId: string, cause: ChangeCause) => void;
   /** Long-poll wait per request (the control plane caps it at 30 s). */
@@ -36,6 +41,14 @@ export class ControlPlaneFollower {
   private readonly clock: Clock;
   private readonly backoff: BackoffPolicy;
   private readonly records = new Map<string, ControlPlaneConnector>();
+  /**
+   * The newest revision of each record that an admin call of the operator returned and the change
+   * stream has not yet passed: a change up to it is that call's echo. An entry leaves when the
+   * stream reaches its revision, or when the record is forgotten or listed again.
+   */
+  private readonly ownRevisions = new Map<string, number>();
+  /** Admin calls of the operator under way, per record: a change that arrives meanwhile is their echo. */
+  private readonly ownCalls = new Map<string, number>();
   private cursor: number | undefined;
   private running = false;
   private failures = 0;
@@ -63,14 +76,44 @@ export class ControlPlaneFollower {
     return this.records.get(connectorId);
   }
 
-  /** Records a fresher copy the operator just got from an admin call (keeps the newest revision). */
+  /**
+   * Records a fresher copy the operator just got from an admin call (keeps the newest revision). The
+   * change stream brings the same revision a moment later: it is reported as an `echo`, since the
+   * pass that made the call has the record already.
+   */
   remember(record: ControlPlaneConnector): void {
-    const known = this.records.get(record.connectorId);
-    if (!known || known.revision <= record.revision) this.records.set(record.connectorId, record);
+    this.keep(record);
+    const own = this.ownRevisions.get(record.connectorId);
+    if (own === undefined || own < record.revision)
+      this.ownRevisions.set(record.connectorId, record.revision);
+  }
+
+  /**
+   * Runs admin calls of the operator that change `connectorId`'s record (register, mint, revoke,
+   * begin a recovery), with `remember` of what they return: a change the stream brings while they
+   * run is theirs (its answer may come after the stream has already carried it), and reported as an
+   * `echo`. Another writer's change in that moment is reported as an echo too; it is still reported,
+   * so the Connector is still reconciled, only not ahead of the others.
+   */
+  async own<T>(connectorId: string, calls: () => Promise<T>): Promise<T> {
+    this.ownCalls.set(connectorId, (this.ownCalls.get(connectorId) ?? 0) + 1);
+    try {
+      return await calls();
+    } finally {
+      const left = (this.ownCalls.get(connectorId) ?? 1) - 1;
+      if (left > 0) this.ownCalls.set(connectorId, left);
+      else this.ownCalls.delete(connectorId);
+    }
   }
 
   forget(connectorId: string): void {
     this.records.delete(connectorId);
+    this.ownRevisions.delete(connectorId);
+  }
+
+  private keep(record: ControlPlaneConnector): void {
+    const known = this.records.get(record.connectorId);
+    if (!known || known.revision <= record.revision) this.records.set(record.connectorId, record);
   }
 
   start(): void {
@@ -125,6 +168,8 @@ export class ControlPlaneFollower {
   private async list(client: ControlPlaneAdminClient): Promise<void> {
     const snapshot = await client.listConnectors();
     const seen = new Set<string>();
+    // A fresh snapshot reports every record anyway; no change before its cursor will be seen again.
+    this.ownRevisions.clear();
     for (const record of snapshot.connectors) {
       seen.add(record.connectorId);
       this.records.set(record.connectorId, record);
@@ -142,9 +187,15 @@ export class ControlPlaneFollower {
   private async follow(client: ControlPlaneAdminClient, since: number): Promise<void> {
     const page = await client.changes(since, this.options.waitSeconds ?? 25);
     for (const change of page.changes) {
-      if (change.connector) this.remember(change.connector);
+      const own = this.ownRevisions.get(change.connectorId);
+      const echo =
+        change.connector !== null &&
+        (this.ownCalls.has(change.connectorId) || (own !== undefined && change.connector.revision <= own));
+      if (own !== undefined && (change.connector === null || change.connector.revision >= own))
+        this.ownRevisions.delete(change.connectorId);
+      if (change.connector) this.keep(change.connector);
       else this.records.delete(change.connectorId);
-      this.options.onChange(change.connectorId, 'change');
+      this.options.onChange(change.connectorId, echo ? 'echo' : 'change');
     }
     this.cursor = page.cursor;
   }

@@ -9,6 +9,7 @@ import type { KubernetesObject } from '@kubernetes/client-node';
 import { CodedError } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/logger.ts';
 import type { Connector, DefaultedSpec } from '../api/types.ts';
+import type { ControlPlaneAdminClient } from '../control-plane/admin-client.ts';
 import type { ControlPlaneConnection } from '../control-plane/connections.ts';
 import type { KubeWriter } from '../runtime/apply.ts';
 import type { EventRecorder } from '../runtime/events.ts';
@@ -108,22 +109,39 @@ async function run(
   }
 }
 
+/** The steps that change the control plane's record. */
+type ControlPlaneAction = Extract<
+  PlannedAction,
+  { kind: 'ensureConnector' | 'beginRecovery' | 'revokeTokens' | 'mintToken' }
+>;
+
 async function callControlPlane(
   ctx: ActContext,
   connector: Connector,
   spec: DefaultedSpec,
-  action: Extract<
-    PlannedAction,
-    { kind: 'ensureConnector' | 'beginRecovery' | 'revokeTokens' | 'mintToken' }
-  >,
+  action: ControlPlaneAction,
   connection: ControlPlaneConnection | undefined,
 ): Promise<void> {
   const client = connection?.client();
-  if (!client) {
+  if (!connection || !client) {
     throw new CodedError('CONTROL_PLANE_CREDENTIAL_MISSING', 'cannot call the control plane: no credential', {
       temporary: true,
     });
   }
+  // The change stream carries what these calls change back to the operator: the follower reports
+  // it as their echo, not as news that jumps the queue (follower.ts, `own`).
+  const calls = () => changeRecord(ctx, connector, spec, action, client, connection);
+  await connection.follower.own(action.connectorId, calls);
+}
+
+async function changeRecord(
+  ctx: ActContext,
+  connector: Connector,
+  spec: DefaultedSpec,
+  action: ControlPlaneAction,
+  client: ControlPlaneAdminClient,
+  connection: ControlPlaneConnection,
+): Promise<void> {
   // Every call that changes the control-plane record names this Connector as its owner: the control
   // plane refuses it (409 CONNECTOR_ID_CONFLICT) when another Connector owns the same connector id.
   const owner = { ownerUid: connector.metadata.uid ?? '' };
@@ -133,11 +151,11 @@ async function callControlPlane(
         ...owner,
         ownerNamespace: connector.metadata.namespace,
       });
-      connection?.follower.remember(record);
+      connection.follower.remember(record);
       return;
     }
     case 'beginRecovery':
-      connection?.follower.remember(await client.beginRecovery(action.connectorId, action.requestId, owner));
+      connection.follower.remember(await client.beginRecovery(action.connectorId, action.requestId, owner));
       return;
     case 'revokeTokens':
       await client.revokeTokens(action.connectorId, owner);
@@ -159,7 +177,7 @@ async function callControlPlane(
       // The follower learns of the mint from the change stream a moment later; until then a pass
       // would judge the fresh Secret against a record without a live token (revoked, delete it).
       // One read per mint keeps the record as new as the Secret.
-      connection?.follower.remember(await client.getConnector(action.connectorId));
+      connection.follower.remember(await client.getConnector(action.connectorId));
       if (minted.created) ctx.metrics.enrollmentTokensMinted.inc();
       ctx.logger.info(
         { tokenId: minted.tokenId, expiresAt: minted.expiresAt, created: minted.created },
