@@ -51,9 +51,12 @@ test('diffCounters without a grouping keeps each label set; diffWrites reads the
   );
 });
 
-/** A Node process that spins on the CPU for `ms`, then waits to be killed. */
+/**
+ * A Node process that spins until it has used `ms` of CPU (not of wall time: the test workers
+ * share the cores), then says so and waits to be killed.
+ */
 const BUSY = (ms: number) =>
-  `const end = Date.now() + ${ms}; while (Date.now() < end); process.stdout.write('done\\n'); setInterval(() => {}, 1000);`;
+  `const used = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1000; }; const end = used() + ${ms}; while (used() < end); process.stdout.write('done\\n'); setInterval(() => {}, 1000);`;
 
 test('cpuBetween gives a process its own CPU time, and the machine busy at least that much', async (t) => {
   const child = spawn(process.execPath, ['-e', BUSY(400)], { stdio: ['ignore', 'pipe', 'ignore'] });
