@@ -2,6 +2,7 @@
 // of every component of a benchmark between two instants (which process spent the machine's time),
 // beside the machine's own busy time. Linux only, as the benchmarks are.
 import { readdirSync, readFileSync } from 'node:fs';
+import { round } from './scale-util.ts';
 
 /** Clock ticks per second of /proc's CPU times (USER_HZ, 100 on every Linux the benchmarks run on). */
 const TICKS_PER_SECOND = 100;
@@ -31,8 +32,8 @@ export function processUsage(pid: number): {
   const kib = (field: string) => Number(new RegExp(`${field}:\\s+(\\d+)`).exec(status)?.[1] ?? Number.NaN);
   const fields = statFields(pid);
   return {
-    rssMiB: Math.round((kib('VmRSS') / 1024) * 10) / 10,
-    hwmMiB: Math.round((kib('VmHWM') / 1024) * 10) / 10,
+    rssMiB: round(kib('VmRSS') / 1024),
+    hwmMiB: round(kib('VmHWM') / 1024),
     cpuSeconds: (Number(fields[UTIME]) + Number(fields[STIME])) / TICKS_PER_SECOND,
     at: Date.now(),
   };
@@ -97,7 +98,6 @@ export function cpuBetween(
   after: CpuSnapshot,
   components: Record<string, ComponentProcesses>,
 ): CpuBreakdown {
-  const round = (value: number) => Math.round(value * 100) / 100;
   const spent = (pid: number, now: { cpuSeconds: number }) =>
     now.cpuSeconds - (before.processes.get(pid)?.cpuSeconds ?? 0);
   const result: Record<string, number> = {};
@@ -108,15 +108,15 @@ export function cpuBetween(
       const member = 'pid' in which ? pid === which.pid : now.processGroup === which.processGroup;
       if (member) seconds += spent(pid, now);
     }
-    result[name] = round(seconds);
+    result[name] = round(seconds, 2);
     counted += seconds;
   }
   const busy = after.machine.busySeconds - before.machine.busySeconds;
-  result.other = round(Math.max(0, busy - counted));
+  result.other = round(Math.max(0, busy - counted), 2);
   const seconds = (after.at - before.at) / 1000;
   return {
-    seconds: round(seconds),
-    machineBusyCores: round(busy / Math.max(seconds, 0.001)),
+    seconds: round(seconds, 2),
+    machineBusyCores: round(busy / Math.max(seconds, 0.001), 2),
     components: result,
   };
 }
