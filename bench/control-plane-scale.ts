@@ -22,7 +22,7 @@ import { type ChildProcess, fork } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
+import { benchArgs, positiveFlag } from './bench-args.ts';
 import type { AgentsBeaten, AgentsCommand, AgentsEnrolled, AgentsReport } from './control-plane-agents.ts';
 import {
   type ControlPlaneProcess,
@@ -37,7 +37,8 @@ import {
 import { processUsage } from './process-usage.ts';
 import { round, say, sleep, writeResult } from './scale-util.ts';
 
-const { values: args } = parseArgs({
+const PROGRAM = 'bench/control-plane-scale.ts';
+const { values: args } = benchArgs(PROGRAM, {
   options: {
     agents: { type: 'string', default: '10000' },
     workers: { type: 'string', default: '2' },
@@ -71,11 +72,7 @@ if (args.help) {
   );
   process.exit(0);
 }
-const positive = (name: keyof typeof args) => {
-  const value = Number(args[name]);
-  if (!(value > 0)) throw new Error(`--${name} must be a positive number, got ${args[name]}`);
-  return value;
-};
+const positive = (name: keyof typeof args) => positiveFlag(PROGRAM, name, args[name]);
 const N = Math.floor(positive('agents'));
 const workers = Math.min(N, Math.floor(positive('workers')));
 const enrollConcurrency = Math.floor(positive('enroll-concurrency'));

@@ -15,7 +15,6 @@ import type { ChildProcess } from 'node:child_process';
 import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { CoreV1Api, CustomObjectsApi, EventsV1Api, VersionApi } from '@kubernetes/client-node';
 import { type LocalCluster, startLocalCluster } from '../dev/local-cluster/cluster.ts';
 import { installCrds, installOperatorAccess } from '../dev/local-cluster/install.ts';
@@ -25,6 +24,7 @@ import { ControlPlaneAdminClient } from '../src/operator/control-plane/admin-cli
 import { DEFAULT_MAX_CONCURRENCY } from '../src/operator/runtime/adaptive-limit.ts';
 import { imageEntrypoint } from '../tools/image-layout.ts';
 import { type ApiServerLoad, apiServerLoad, apiServerMetrics } from './api-server-metrics.ts';
+import { benchArgs, positiveFlag, usageError } from './bench-args.ts';
 import { type ControlPlaneProcess, post, startControlPlaneProcess } from './control-plane-common.ts';
 import { startFleetProcess } from './fleet-process.ts';
 import type { FleetConfig } from './fleet-simulator.ts';
@@ -66,7 +66,8 @@ import {
   writeResult,
 } from './scale-util.ts';
 
-const { values: args } = parseArgs({
+const PROGRAM = 'bench/scale.ts';
+const { values: args } = benchArgs(PROGRAM, {
   options: {
     connectors: { type: 'string', default: '100' },
     'steady-seconds': { type: 'string', default: '60' },
@@ -134,11 +135,8 @@ explains every figure.
 `);
   process.exit(0);
 }
-const positive = (name: Exclude<keyof typeof args, `skip-${string}`>) => {
-  const value = Number(args[name]);
-  if (!(value > 0)) throw new Error(`--${name} must be a positive number, got ${args[name]}`);
-  return value;
-};
+const positive = (name: Exclude<keyof typeof args, `skip-${string}`>) =>
+  positiveFlag(PROGRAM, name, args[name]);
 const N = Math.floor(positive('connectors'));
 const steadySeconds = positive('steady-seconds');
 const offlineFraction = positive('offline-fraction');
@@ -154,7 +152,7 @@ const recoveriesOneAtATime = Math.floor(positive('recoveries-one-at-a-time'));
 const recoveriesAtOnceAsked = Math.floor(positive('recoveries-at-once'));
 const certLifetime = args['cert-lifetime'];
 if (certLifetime !== undefined && !(Number(parseDurationMs(certLifetime)) > 0))
-  throw new Error(`--cert-lifetime must be a duration such as 5m or 300s, got ${certLifetime}`);
+  usageError(PROGRAM, `--cert-lifetime must be a duration such as 5m or 300s, got ${certLifetime}`);
 const skip = {
   burst: args['skip-burst'] === true,
   flapping: args['skip-flapping'] === true,

@@ -82,9 +82,9 @@ function optionsOf(specs: FlagSpecs, shortHelp = false): ParseArgsOptionsConfig 
 
 /**
  * parseArgs' complaint as one line naming the flag and its variable: its own text spans several lines
- * and talks about "options".
+ * and talks about "options". The benchmarks (bench/bench-args.ts) use it too.
  */
-function commandLineProblem(error: unknown, specs: FlagSpecs): string {
+export function commandLineProblem(error: unknown, specs: FlagSpecs = {}): string {
   const { code, message } = error as { code?: string; message?: string };
   const text = String(message ?? error);
   // parseArgs quotes a flag with an alias as '-n, --namespace <value>': name the long spelling.
