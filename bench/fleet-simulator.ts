@@ -37,6 +37,7 @@ import {
 } from '@kubernetes/client-node';
 import { LocalProvisioner } from '../dev/local-cluster/local-provisioner.ts';
 import { NodeAgent } from '../dev/local-cluster/node-agent.ts';
+import { reuseConnections } from '../src/lib/client-node-connections.ts';
 import { systemClock } from '../src/lib/clock.ts';
 import { errorMessage } from '../src/lib/errors.ts';
 import { silentLogger } from '../src/lib/logger.ts';
@@ -78,6 +79,9 @@ const config = JSON.parse(process.env.BENCH_FLEET ?? '') as FleetConfig;
 const caPem = readFileSync(config.caFile, 'utf8');
 const kc = new KubeConfig();
 kc.loadFromFile(config.kubeconfig);
+// A kubelet keeps its connection to the API server; without this, every pod status and lease
+// renewal of the simulated node made a TLS handshake (docs/performance.md).
+reuseConnections(kc);
 const core = kc.makeApiClient(CoreV1Api);
 const stats: FleetStats = {
   type: 'stats',

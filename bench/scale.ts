@@ -91,6 +91,7 @@ const { values: args } = benchArgs(PROGRAM, {
     'operator-node-options': { type: 'string', default: '' },
     'kcm-qps': { type: 'string', default: '200' },
     'kcm-burst': { type: 'string', default: '300' },
+    'api-server-arg': { type: 'string', multiple: true, default: [] },
     'timeout-seconds': { type: 'string', default: '900' },
     out: { type: 'string', default: join(import.meta.dirname, 'results') },
     'heap-snapshots': { type: 'string' },
@@ -128,6 +129,9 @@ explains every figure.
   --operator-node-options="..."  more options for the operator's node, after those of its image
                                  (the Dockerfile's ENTRYPOINT), e.g. "--max-old-space-size=256"
   --kcm-qps Q, --kcm-burst B     kube-controller-manager client limits (default 200/300)
+  --api-server-arg A             one more kube-apiserver flag, repeatable (a later flag wins), e.g.
+                                 --api-server-arg=--profiling=true to take its CPU profile
+                                 (docs/performance.md, "Profiles")
   --timeout-seconds S            the bound on every wait (default 900)
   --out DIR                      where the results go (default bench/results)
   --heap-snapshots DIR           write operator heap snapshots there
@@ -227,6 +231,7 @@ try {
     workDir: join(work, 'cluster'),
     removeOnStop: false,
     controllerManagerArgs: [`--kube-api-qps=${kcmQps}`, `--kube-api-burst=${kcmBurst}`],
+    apiServerArgs: args['api-server-arg'],
   });
   const admin = cluster.adminKubeConfig();
   await installCrds(admin);

@@ -29,6 +29,11 @@ export interface LocalClusterOptions {
    * `--kube-api-qps`/`--kube-api-burst`.
    */
   controllerManagerArgs?: readonly string[];
+  /**
+   * Extra kube-apiserver flags, after the defaults (a later flag wins), e.g. a benchmark's
+   * `--profiling=true` to take the API server's CPU profile.
+   */
+  apiServerArgs?: readonly string[];
 }
 
 export interface LocalCluster {
@@ -251,6 +256,7 @@ export async function startLocalCluster(options: LocalClusterOptions = {}): Prom
           '--endpoint-reconciler-type=none',
           '--profiling=false',
           '--v=1',
+          ...(options.apiServerArgs ?? []),
         ],
       });
     const apiServerReady = (apiServer: ManagedProcess) =>

@@ -2,6 +2,7 @@
 import { writeFile } from 'node:fs/promises';
 import { KubeConfig } from '@kubernetes/client-node';
 import * as yaml from 'js-yaml';
+import { reuseConnections } from '../../src/lib/client-node-connections.ts';
 
 export interface ClientCertificateUser {
   kind: 'certificate';
@@ -58,5 +59,6 @@ export function kubeConfigFor(options: {
 }): KubeConfig {
   const kc = new KubeConfig();
   kc.loadFromString(yaml.dump(kubeconfigDocument(options)));
-  return kc;
+  // client-node's API clients would open a connection and a TLS handshake per request.
+  return reuseConnections(kc);
 }

@@ -4,6 +4,7 @@
 // "default". The plugin acts with these rights only: it is nobody's deputy.
 import { existsSync } from 'node:fs';
 import { KubeConfig } from '@kubernetes/client-node';
+import { reuseConnections } from '../lib/client-node-connections.ts';
 import { CodedError, errorMessage } from '../lib/errors.ts';
 
 export interface ClusterTarget {
@@ -63,5 +64,6 @@ export function loadClusterTarget(flags: KubeConfigFlags, env: NodeJS.ProcessEnv
     );
   }
   const contextNamespace = kc.getContextObject(kc.getCurrentContext())?.namespace;
-  return { kc, namespace: flags.namespace || contextNamespace || 'default' };
+  // A command makes several requests (a Connector, its pods, its Events): one TLS handshake for all.
+  return { kc: reuseConnections(kc), namespace: flags.namespace || contextNamespace || 'default' };
 }

@@ -1,12 +1,17 @@
 // Proves the local control plane is the real thing: the pinned kube-apiserver answers, CRDs and
 // the status subresource work, the controller-manager's garbage collector and StatefulSet
-// controller run, and RBAC refuses a ServiceAccount that lacks a Role.
+// controller run, and RBAC refuses a ServiceAccount that lacks a Role. And that client-node's API
+// clients, as this package builds them (src/lib/client-node-connections.ts), keep their connections
+// to it: one TLS handshake per credential rather than one per request.
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   AppsV1Api,
+  AuthenticationV1Api,
   CoreV1Api,
   CustomObjectsApi,
+  KubeConfig,
   PatchStrategy,
   RbacAuthorizationV1Api,
   setHeaderOptions,
@@ -14,6 +19,7 @@ import {
 } from '@kubernetes/client-node';
 import test from 'ava';
 import * as yaml from 'js-yaml';
+import { reuseConnections } from '../../src/lib/client-node-connections.ts';
 import { createTestNamespace, installCrds, repoRoot, useCluster } from '../helpers/cluster.ts';
 import { eventually, isGone } from '../helpers/eventually.ts';
 
@@ -191,4 +197,103 @@ test.serial('a ServiceAccount without a Role is refused with 403, and allowed on
     description: 'RBAC cache sees the new binding',
   });
   t.true(Array.isArray(list.items));
+});
+
+/**
+ * The connections client-node's HTTP client (undici) opens to the API server while `work` runs,
+ * counted from undici's own diagnostics channel: one per TCP connection and TLS handshake.
+ */
+async function connectionsOpenedBy(server: string, work: () => Promise<unknown>): Promise<number> {
+  const port = new URL(server).port;
+  let opened = 0;
+  const onConnected = (message: unknown) => {
+    const { connectParams } = message as { connectParams?: { port?: string | number } };
+    if (String(connectParams?.port) === port) opened += 1;
+  };
+  subscribe('undici:client:connected', onConnected);
+  try {
+    await work();
+  } finally {
+    unsubscribe('undici:client:connected', onConnected);
+  }
+  return opened;
+}
+
+const sequentially = async (times: number, request: () => Promise<unknown>) => {
+  for (let i = 0; i < times; i += 1) await request();
+};
+
+test.serial('client-node as it ships opens a connection and a TLS handshake for every request', async (t) => {
+  // The reason for reuseConnections: if a client-node release keeps its connections, this fails,
+  // and the workaround can go.
+  const { cluster: local } = cluster();
+  const plain = new KubeConfig();
+  plain.loadFromFile(local.kubeconfigPath);
+  const core = plain.makeApiClient(CoreV1Api);
+  t.is(await connectionsOpenedBy(local.server, () => sequentially(5, () => core.listNamespace())), 5);
+});
+
+test.serial(
+  'with reuseConnections, twenty requests share one connection, and a burst reuses the pool',
+  async (t) => {
+    const { cluster: local } = cluster();
+    const kc = new KubeConfig();
+    kc.loadFromFile(local.kubeconfigPath);
+    const core = reuseConnections(kc).makeApiClient(CoreV1Api);
+    const version = kc.makeApiClient(VersionApi);
+    t.is(
+      await connectionsOpenedBy(local.server, () =>
+        sequentially(10, async () => {
+          await core.listNamespace();
+          await version.getCode();
+        }),
+      ),
+      1,
+    );
+    // Ten at once need up to ten connections; the same ten again need none more.
+    const burst = () => Promise.all(Array.from({ length: 10 }, () => core.listNamespace()));
+    const first = await connectionsOpenedBy(local.server, burst);
+    t.true(first <= 10, `${first} connections for 10 requests`);
+    t.is(await connectionsOpenedBy(local.server, burst), 0);
+    // The local cluster's own KubeConfigs are built this way (dev/local-cluster/kubeconfig.ts).
+    const admin = local.adminKubeConfig().makeApiClient(CoreV1Api);
+    t.is(await connectionsOpenedBy(local.server, () => sequentially(5, () => admin.listNamespace())), 1);
+  },
+);
+
+test.serial('reused connections never mix credentials: each context is served as its own user', async (t) => {
+  const { kc, cluster: local } = cluster();
+  const namespace = await createTestNamespace(kc, 'conn');
+  await kc
+    .makeApiClient(CoreV1Api)
+    .createNamespacedServiceAccount({ namespace, body: { metadata: { name: 'viewer' } } });
+  const asServiceAccount = await local.serviceAccountKubeConfig(namespace, 'viewer');
+  // One KubeConfig with both users, switched between requests as `kubectl --context` would.
+  const both = new KubeConfig();
+  both.loadFromFile(local.kubeconfigPath);
+  const adminContext = both.getCurrentContext();
+  const serviceAccountUser = asServiceAccount.getCurrentUser();
+  const serviceAccountCluster = asServiceAccount.getCurrentCluster();
+  if (!serviceAccountUser || !serviceAccountCluster)
+    throw new Error('the ServiceAccount kubeconfig is empty');
+  both.addUser({ ...serviceAccountUser, name: 'viewer' });
+  both.addCluster({ ...serviceAccountCluster, name: 'viewer' });
+  both.addContext({ name: 'viewer', cluster: 'viewer', user: 'viewer' });
+  reuseConnections(both);
+  const whoAmI = async (context: string) => {
+    both.setCurrentContext(context);
+    const review = await both.makeApiClient(AuthenticationV1Api).createSelfSubjectReview({
+      body: { apiVersion: 'authentication.k8s.io/v1', kind: 'SelfSubjectReview' },
+    });
+    return review.status?.userInfo?.username;
+  };
+  for (let round = 0; round < 3; round += 1) {
+    t.is(await whoAmI(adminContext), 'vaultpam-test-admin');
+    t.is(await whoAmI('viewer'), `system:serviceaccount:${namespace}:viewer`);
+  }
+  both.setCurrentContext('viewer');
+  const refused = await t.throwsAsync(() =>
+    both.makeApiClient(CoreV1Api).listNamespacedSecret({ namespace }),
+  );
+  t.is(statusCodeOf(refused), 403);
 });
