@@ -8,7 +8,13 @@
 // it while answers are served (runtime/adaptive-limit.ts).
 import { readFile } from 'node:fs/promises';
 import type { Server } from 'node:http';
-import type { V1ConfigMap, V1PersistentVolumeClaim, V1Pod, V1StatefulSet } from '@kubernetes/client-node';
+import type {
+  KubernetesObject,
+  V1ConfigMap,
+  V1PersistentVolumeClaim,
+  V1Pod,
+  V1StatefulSet,
+} from '@kubernetes/client-node';
 import { backgroundClock, type Clock } from '../lib/clock.ts';
 import type { Logger } from '../lib/logger.ts';
 import { AdoptionWatches } from './adoption-watches.ts';
@@ -20,8 +26,9 @@ import { byConnectorLabel, InformerClusterReader } from './cluster-reader.ts';
 import { type ControlPlaneConnection, ControlPlaneConnections } from './control-plane/connections.ts';
 import { ControlPlaneRegistry } from './control-plane/registry.ts';
 import { type ControlPlaneId, controlPlaneKeyOf } from './control-plane/status.ts';
+import { claimAsCached } from './reconcile/claim-cache.ts';
 import { podAsCached } from './reconcile/pod-cache.ts';
-import { ConnectorReconciler } from './reconciler.ts';
+import { ConnectorReconciler, onlyOwnFieldsChanged } from './reconciler.ts';
 import { AdaptiveLimit, DEFAULT_MAX_CONCURRENCY } from './runtime/adaptive-limit.ts';
 import { KubeWriter } from './runtime/apply.ts';
 import { CredentialSource } from './runtime/credential.ts';
@@ -30,6 +37,8 @@ import { Informer } from './runtime/informers.ts';
 import { type KubeAccess, kubeClientOf } from './runtime/kube-access.ts';
 import { LeaderElector } from './runtime/leader-election.ts';
 import { createOperatorMetrics, type OperatorMetrics } from './runtime/metrics.ts';
+import { OwnVersions } from './runtime/own-versions.ts';
+import { isUnchangedInCache, unlessOwnCreation } from './runtime/owned-events.ts';
 import { RESOURCE_TYPES } from './runtime/resources.ts';
 import { createRuntimeServer } from './runtime/server.ts';
 import { StringPool } from './runtime/string-pool.ts';
@@ -179,6 +188,8 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
       metrics,
       strings,
       index: byConnectorLabel,
+      // Only the fields a pass reads (claim-cache.ts), so binding's other writes wake nobody.
+      transform: claimAsCached,
       type: RESOURCE_TYPES.persistentVolumeClaim,
       labelSelector: ownedSelector,
       ...ns,
@@ -257,7 +268,14 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
   }
 
   const adoption = new AdoptionWatches({ kc, logger, metrics, onChange: (key) => enqueue(key) });
-  const writer = new KubeWriter({ kc, logger, metrics });
+  // The kinds the operator both writes and watches: their watch events may be its own writes' echoes.
+  const ownVersions = new OwnVersions([
+    RESOURCE_TYPES.connector.kind,
+    RESOURCE_TYPES.configMap.kind,
+    RESOURCE_TYPES.statefulSet.kind,
+    RESOURCE_TYPES.persistentVolumeClaim.kind,
+  ]);
+  const writer = new KubeWriter({ kc, logger, metrics, ownVersions });
   const reader = new InformerClusterReader(kc, owned);
   const controlPlanes = new ControlPlaneRegistry({
     logger: logger.child({ component: 'control-planes' }),
@@ -325,22 +343,45 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
     },
     onUpdate: (c, previous) => {
       keyByConnectorId.set(connectorIdOf(c), keyOf(c));
-      // The echo of the operator's own status write brings nothing the writing pass did not know.
-      if (reconciler.isOwnStatusEcho(keyOf(c), c, previous)) return;
+      const version = c.metadata.resourceVersion;
+      // The echo of the operator's own write (its status, its finalizer) brings nothing the writing
+      // pass did not know; a redelivery of the same version (a resync) is the periodic look.
+      if (version !== previous.metadata.resourceVersion && onlyOwnFieldsChanged(previous, c)) {
+        ownVersions.judge(
+          RESOURCE_TYPES.connector.kind,
+          c.metadata.namespace,
+          c.metadata.name,
+          version,
+          () => enqueue(keyOf(c)),
+          () => reconciler.ownWriteSeen(keyOf(c), version ?? ''),
+        );
+        return;
+      }
       enqueue(keyOf(c));
     },
     onDelete: (c) => {
       keyByConnectorId.delete(connectorIdOf(c));
+      ownVersions.forget(c.kind ?? '', c.metadata.namespace, c.metadata.name);
       enqueue(keyOf(c));
     },
   });
-  // An owned object's event wakes the Connector named in its label.
-  const wakeOwner = (object: { metadata?: { namespace?: string; labels?: Record<string, string> } }) => {
+  // An owned object's event wakes the Connector named in its label, unless it brings nothing new
+  // (owned-events.ts): the operator's own creation of it, or a change to fields the cache drops.
+  const wakeOwner = (object: KubernetesObject) => {
     const name = object.metadata?.labels?.[LABELS.connector];
     if (name && object.metadata?.namespace) enqueue(objectKey(object.metadata.namespace, name));
   };
   for (const informer of Object.values(owned)) {
-    (informer as Informer<V1Pod>).addHandlers({ onAdd: wakeOwner, onUpdate: wakeOwner, onDelete: wakeOwner });
+    (informer as Informer<KubernetesObject>).addHandlers({
+      onAdd: (object) => unlessOwnCreation(ownVersions, object, () => wakeOwner(object)),
+      onUpdate: (object, previous) => {
+        if (!isUnchangedInCache(object, previous)) wakeOwner(object);
+      },
+      onDelete: (object) => {
+        ownVersions.forget(object.kind ?? '', object.metadata?.namespace, object.metadata?.name);
+        wakeOwner(object);
+      },
+    });
   }
   metrics.setConnectorPhaseSource(() => {
     const counts = new Map<ConnectorPhase, number>();

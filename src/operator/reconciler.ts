@@ -419,23 +419,13 @@ export class ConnectorReconciler {
   }
 
   /**
-   * Whether an update of a Connector is only the echo of this operator's own status write: the
-   * cache moved from exactly the version the writing pass planned from to exactly the version its
-   * write produced, so nothing but that status changed, and that pass had seen everything else
-   * (what it still had to do it asked for itself, with a requeue). Such an update needs no pass of
-   * its own: one per status write otherwise, about half of all passes while a fleet converges
-   * (docs/performance.md, "Fourth increment"). Any other writer in between (a spec change, a
-   * finalizer, another status) breaks the match, and the update is reconciled. The record is then
-   * dropped: the cache holds the write.
+   * The cache now holds a version of this Connector that a write of this operator produced, with
+   * nothing else changed (an echo, runtime/own-versions.ts): once that is the status it last wrote
+   * or a later one, the record of that write is dropped, as the next pass would.
    */
-  isOwnStatusEcho(key: string, updated: Connector, previous: Connector): boolean {
+  ownWriteSeen(key: string, version: string): void {
     const mine = this.written.get(key);
-    if (!mine || !isEchoOf(mine, previous.metadata.resourceVersion, updated.metadata.resourceVersion))
-      return false;
-    // A relist can step over another writer's version between the two: what it changed shows.
-    if (!sameButStatus(previous, updated)) return false;
-    this.written.delete(key);
-    return true;
+    if (mine && cacheCaughtUp(version, mine)) this.written.delete(key);
   }
 
   /** The cached Connector, with the status this operator wrote if the cache has not caught up yet. */
@@ -696,31 +686,18 @@ export function cacheCaughtUp(cachedVersion: string, mine: { basedOn: string; wr
 }
 
 /**
- * Whether a cache update from `previousVersion` to `updatedVersion` is exactly one write of ours:
- * the one planned from `basedOn` that produced `writtenAs`. A resync (same version twice), a write
- * by anyone else before or after it, or an update that skipped versions (a relist) is not.
+ * Whether two versions of a Connector differ at most in what this operator's own writes to it set:
+ * its status, and its finalizer added (removing it is the end of a deletion, and is looked at).
  */
-export function isEchoOf(
-  mine: { basedOn: string; writtenAs: string },
-  previousVersion: string | undefined,
-  updatedVersion: string | undefined,
-): boolean {
-  return (
-    mine.basedOn !== '' &&
-    mine.writtenAs !== '' &&
-    mine.basedOn !== mine.writtenAs &&
-    previousVersion === mine.basedOn &&
-    updatedVersion === mine.writtenAs
-  );
-}
-
-/** Whether two versions of a Connector differ at most in their status (and version). */
-export function sameButStatus(a: Connector, b: Connector): boolean {
+export function onlyOwnFieldsChanged(previous: Connector, updated: Connector): boolean {
+  const ours = (c: Connector) => (c.metadata.finalizers ?? []).includes(FINALIZER);
+  if (ours(previous) && !ours(updated)) return false;
   const rest = (c: Connector) => {
-    const { resourceVersion: _version, managedFields: _fields, ...metadata } = c.metadata;
-    return { metadata, spec: c.spec };
+    const { resourceVersion: _version, managedFields: _fields, finalizers, ...metadata } = c.metadata;
+    const others = (finalizers ?? []).filter((f) => f !== FINALIZER);
+    return { metadata: { ...metadata, ...(others.length > 0 ? { finalizers: others } : {}) }, spec: c.spec };
   };
-  return isDeepStrictEqual(normaliseJson(rest(a)), normaliseJson(rest(b)));
+  return isDeepStrictEqual(normaliseJson(rest(previous)), normaliseJson(rest(updated)));
 }
 
 /** Values as JSON has them, for "did anything change": undefined dropped, Dates as strings. */

@@ -65,7 +65,7 @@ export interface ObserveContext {
   clock: Clock;
 }
 
-function claimFacts(claim: V1PersistentVolumeClaim): ClaimFacts {
+export function claimFacts(claim: V1PersistentVolumeClaim): ClaimFacts {
   const facts: ClaimFacts = {
     name: claim.metadata?.name ?? '',
     uid: claim.metadata?.uid ?? '',

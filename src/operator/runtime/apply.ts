@@ -11,6 +11,7 @@ import { type KubeAccess, kubeClientOf } from './kube-access.ts';
 import type { KubeClient } from './kube-client.ts';
 import { KubeApiError } from './kube-errors.ts';
 import type { KubernetesWriteVerb, OperatorMetrics } from './metrics.ts';
+import type { OwnVersions } from './own-versions.ts';
 import type { ResourceType } from './resources.ts';
 import { redactSecretPatterns } from './secret-patterns.ts';
 
@@ -21,6 +22,8 @@ export interface KubeWriterOptions {
   metrics?: OperatorMetrics;
   /** Defaults to the operator's one field manager. */
   fieldManager?: string;
+  /** Where the versions its writes produce are kept, for their watch events to be told apart. */
+  ownVersions?: OwnVersions;
 }
 
 export interface ApplyOptions {
@@ -121,12 +124,15 @@ export class KubeWriter {
   private readonly kube: KubeClient;
   private readonly logger: Logger;
   private readonly metrics: OperatorMetrics | undefined;
+  /** The versions this writer's writes produced (own-versions.ts), when the operator watches for them. */
+  readonly ownVersions: OwnVersions | undefined;
 
   constructor(options: KubeWriterOptions) {
     this.fieldManager = options.fieldManager ?? FIELD_MANAGER;
     this.kube = kubeClientOf(options.kc);
     this.logger = options.logger;
     this.metrics = options.metrics;
+    this.ownVersions = options.ownVersions;
   }
 
   /**
@@ -138,6 +144,7 @@ export class KubeWriter {
     const { kind, namespace, name } = this.describe(desired, 'apply');
     const what = `server-side apply${options.dryRun ? ' (dry run)' : ''} of ${kind} ${namespace}/${name}`;
     this.count(kind, options.dryRun ? 'dry-run' : 'patch');
+    const answered = options.dryRun ? undefined : this.ownVersions?.writing(kind, namespace, name);
     try {
       const type = await this.kube.resourceType(desired.apiVersion ?? '', kind);
       const applied = await this.kube.patch<T>(type, { namespace, name }, desired, {
@@ -152,8 +159,10 @@ export class KubeWriter {
         { kind, namespace, name, resourceVersion: applied.metadata?.resourceVersion },
         'applied',
       );
+      answered?.(applied.metadata?.resourceVersion);
       return applied;
     } catch (error) {
+      answered?.(undefined);
       throw writeError(what, error);
     }
   }
@@ -193,6 +202,7 @@ export class KubeWriter {
       metadata: { name: ref.name, ...(namespaced ? { namespace: ref.namespace } : {}) },
       status,
     };
+    const answered = this.ownVersions?.writing(type.kind, ref.namespace, ref.name);
     try {
       const applied = await this.kube.patch<T>(
         type,
@@ -209,8 +219,10 @@ export class KubeWriter {
         },
         'status applied',
       );
+      answered?.(applied.metadata?.resourceVersion);
       return applied;
     } catch (error) {
+      answered?.(undefined);
       throw writeError(what, error);
     }
   }
@@ -234,14 +246,17 @@ export class KubeWriter {
       kind: type.kind,
       metadata: { name: ref.name, namespace: ref.namespace, uid: ref.uid },
     } as T;
+    const answered = this.ownVersions?.writing(type.kind, ref.namespace, ref.name);
     try {
       const patched = await this.kube.patch<T>(type, ref, body, {
         patch: 'merge',
         query: { fieldManager: this.fieldManager },
       });
       this.logger.debug({ kind: type.kind, namespace: ref.namespace, name: ref.name }, 'merge-patched');
+      answered?.(patched.metadata?.resourceVersion);
       return patched;
     } catch (error) {
+      answered?.(undefined);
       throw writeError(`merge patch of ${type.kind} ${ref.namespace}/${ref.name}`, error);
     }
   }
