@@ -268,12 +268,12 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
   }
 
   const adoption = new AdoptionWatches({ kc, logger, metrics, onChange: (key) => enqueue(key) });
-  // The kinds the operator both writes and watches: their watch events may be its own writes' echoes.
+  // The kinds the operator both writes and watches and creates: their watch events may be its own
+  // writes' echoes. Claims are not among them: the StatefulSet controller creates them.
   const ownVersions = new OwnVersions([
     RESOURCE_TYPES.connector.kind,
     RESOURCE_TYPES.configMap.kind,
     RESOURCE_TYPES.statefulSet.kind,
-    RESOURCE_TYPES.persistentVolumeClaim.kind,
   ]);
   const writer = new KubeWriter({ kc, logger, metrics, ownVersions });
   const reader = new InformerClusterReader(kc, owned);
@@ -375,7 +375,19 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
     (informer as Informer<KubernetesObject>).addHandlers({
       onAdd: (object) => unlessOwnCreation(ownVersions, object, () => wakeOwner(object)),
       onUpdate: (object, previous) => {
-        if (!isUnchangedInCache(object, previous)) wakeOwner(object);
+        if (isUnchangedInCache(object, previous)) return;
+        // An update is looked at, the operator's own (a drift repaired, a config changed) too; judging
+        // it lets go of the version its write left, which would otherwise wait for the object's deletion.
+        const { metadata } = object;
+        const wake = () => wakeOwner(object);
+        ownVersions.judge(
+          object.kind ?? '',
+          metadata?.namespace,
+          metadata?.name,
+          metadata?.resourceVersion,
+          wake,
+          wake,
+        );
       },
       onDelete: (object) => {
         ownVersions.forget(object.kind ?? '', object.metadata?.namespace, object.metadata?.name);
