@@ -127,7 +127,12 @@ test.serial(
     await eventually(() => core.readNamespacedSecret({ namespace, name: 'two-enrollment-token' }), {
       description: 'new leader acted',
     });
-    t.true((await reconcileCount(second.metrics as never)) > 0);
+    // A pass is counted when it ends, after the Secret it wrote: wait for the count, not just the Secret.
+    t.true(
+      await eventually(async () => (await reconcileCount(second.metrics as never)) > 0, {
+        description: 'the new leader counted its passes',
+      }),
+    );
     const lease = await kc.makeApiClient(CoordinationV1Api).readNamespacedLease({
       namespace: 'vaultpam-system',
       name: 'vaultpam-connector-operator',
