@@ -57,10 +57,19 @@ test.serial(
     t.truthy(secret.metadata?.annotations?.['vaultpam.io/token-expires-at']);
     t.is(secret.metadata?.ownerReferences?.[0]?.kind, 'Connector');
 
-    const configMap = await core.readNamespacedConfigMap({ namespace, name: 'edge-config' });
+    // The pass writes the token Secret before the workload (plan.ts: the agent's first start finds
+    // its token), so the ConfigMap and StatefulSet may still be on their way when the Secret is seen.
+    const configMap = await eventually(
+      () => core.readNamespacedConfigMap({ namespace, name: 'edge-config' }),
+      {
+        description: 'ConfigMap',
+      },
+    );
     t.is(configMap.data?.['connector-id'], `${namespace}.edge`);
     t.is(configMap.data?.['ca.crt'], env.controlPlane.caPem);
-    const sts = await apps.readNamespacedStatefulSet({ namespace, name: 'edge' });
+    const sts = await eventually(() => apps.readNamespacedStatefulSet({ namespace, name: 'edge' }), {
+      description: 'StatefulSet',
+    });
     t.is(sts.spec?.replicas, 1);
     t.is(sts.spec?.volumeClaimTemplates?.[0]?.spec?.resources?.requests?.storage, '1Gi');
     const podSpec = sts.spec?.template?.spec;
