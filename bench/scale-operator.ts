@@ -5,8 +5,9 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createWriteStream, readFileSync } from 'node:fs';
 import { freePort } from '../dev/local-cluster/ports.ts';
+import { backoffDelay } from '../src/lib/backoff.ts';
 import { imageCommand } from '../tools/image-layout.ts';
-import { until } from './scale-util.ts';
+import { sleep, until } from './scale-util.ts';
 
 /**
  * The operator metrics the benchmark reads. It polls them (every second on the way to Online, about
@@ -72,12 +73,7 @@ export async function startOperatorProcess(launch: OperatorLaunch): Promise<Oper
     child,
     pid: child.pid ?? 0,
     url,
-    metrics: async () => {
-      const answer = await fetch(`${url}/metrics?${POLLED_QUERY}`);
-      if (!answer.ok)
-        throw new Error(`the operator's /metrics answered ${answer.status}: ${await answer.text()}`);
-      return answer.text();
-    },
+    metrics: () => readOperatorMetrics(url),
     async stop(graceMs = 30_000) {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
       const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
@@ -86,4 +82,38 @@ export async function startOperatorProcess(launch: OperatorLaunch): Promise<Oper
       return how;
     },
   };
+}
+
+/** Attempts of one metrics read before its transport failure fails the benchmark. */
+export const METRICS_READ_ATTEMPTS = 6;
+
+/**
+ * POLLED_METRICS from the operator at `url`. A request that fails in transport (the connection
+ * refused, reset, or closed by the server's keep-alive timer just as the next poll reuses it) is
+ * made again after a growing delay: at 10,000 connectors the operator's event loop is busy for
+ * seconds after a restart, and one such failure ended the whole run ("fetch failed") before
+ * figure 6 was measured. An HTTP answer other than 200 is not retried: the operator said no.
+ * Giving up names the cause, which fetch keeps apart from its message.
+ */
+export async function readOperatorMetrics(url: string, attempts = METRICS_READ_ATTEMPTS): Promise<string> {
+  for (let attempt = 1; ; attempt++) {
+    let answer: Response;
+    try {
+      answer = await fetch(`${url}/metrics?${POLLED_QUERY}`);
+    } catch (error) {
+      if (attempt >= attempts) {
+        const cause =
+          error instanceof Error && error.cause instanceof Error ? `: ${error.cause.message}` : '';
+        throw new Error(
+          `reading the operator's /metrics at ${url} failed ${attempts} times in a row (${String(error)}${cause})`,
+          { cause: error },
+        );
+      }
+      await sleep(backoffDelay(attempt, { baseMs: 250, capMs: 4_000 }));
+      continue;
+    }
+    if (!answer.ok)
+      throw new Error(`the operator's /metrics answered ${answer.status}: ${await answer.text()}`);
+    return answer.text();
+  }
 }

@@ -15,6 +15,7 @@ import type { ChildProcess } from 'node:child_process';
 import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { inspect } from 'node:util';
 import { CoreV1Api, CustomObjectsApi, EventsV1Api, VersionApi } from '@kubernetes/client-node';
 import { type LocalCluster, startLocalCluster } from '../dev/local-cluster/cluster.ts';
 import { installCrds, installOperatorAccess } from '../dev/local-cluster/install.ts';
@@ -808,7 +809,8 @@ try {
 } catch (error) {
   // After Ctrl-C, a request to a component that is stopping fails: that is no failure of the run.
   if (interrupted) await new Promise(() => {});
-  process.stderr.write(`scale benchmark failed: ${error instanceof Error ? error.stack : String(error)}\n`);
+  // inspect prints the cause chain too: fetch's own message ("fetch failed") says nothing else.
+  process.stderr.write(`scale benchmark failed: ${inspect(error)}\n`);
   process.exitCode = 1;
 }
 await cleanup();
