@@ -252,6 +252,14 @@ export function planEnrollment(input: EnrollmentInput): EnrollmentDecision {
   if (minted > 0 && earliest > now.getTime()) {
     return { status, deleteSecret, expiredUnused: true, requeueAfterMs: earliest - now.getTime() };
   }
+  // A Secret proving a mint the stored status has not counted is that mint's only record until this
+  // pass's status is written. Deleting it and minting in the same pass would, if the operator died
+  // before that write, leave the new token live and no record of the key before it: the next pass
+  // would ask for the spent key while the new token is live. So this pass deletes and counts, and
+  // mints nothing; if it dies, no token is live and a refused key is recorded (pass-status.ts).
+  if (deleteSecret && provenBySecret !== undefined && provenBySecret > mintCount) {
+    return { status, deleteSecret, expiredUnused, requeueAfterMs: SECRET_CATCH_UP_MS };
+  }
   const next = minted + 1;
   const idempotencyKey = enrollmentMintKey(input.connectorUID, next);
   return {
