@@ -45,6 +45,8 @@ export interface OperatorLaunch {
   logFile: string;
   /** Called with the child as soon as it exists, so the benchmark's cleanup can stop it. */
   register(child: ChildProcess): void;
+  /** Bound of the wait for /readyz to answer 200 (a leader answers it once its informers synced). */
+  readyWithinMs: number;
 }
 
 export async function startOperatorProcess(launch: OperatorLaunch): Promise<OperatorProcess> {
@@ -62,7 +64,7 @@ export async function startOperatorProcess(launch: OperatorLaunch): Promise<Oper
     child.once('exit', (code, signal) => done({ code, signal })),
   );
   const url = `http://127.0.0.1:${port}`;
-  await until('the operator to be ready', 60_000, async () => {
+  await until('the operator to be ready', launch.readyWithinMs, async () => {
     if (child.exitCode !== null)
       throw new Error(
         `the operator exited ${child.exitCode}: ${readFileSync(launch.logFile, 'utf8').slice(-2000)}`,

@@ -332,6 +332,9 @@ try {
       ],
       env: { ...process.env, KUBECONFIG: operatorKubeconfig, POD_NAMESPACE: OPERATOR_NAMESPACE },
       logFile: join(work, 'operator.log'),
+      // A restarted leader is ready once its informers have listed the whole fleet: at 10,000 on a
+      // busy machine that is not bounded by a minute.
+      readyWithinMs: timeoutMs,
       register: (child) => children.push(child),
     });
   // Replaced by the restart of figure 6; every figure before it reads this one.
