@@ -69,7 +69,15 @@ test('a user ConfigMap with the child name is never taken over; once it is gone 
     () => core.readNamespacedSecret({ namespace, name: 'edge-enrollment-token' }).catch(() => undefined),
     { description: 'the token Secret once the name is free', timeoutMs: 30_000 },
   );
-  const after = await connectors(kc).get(namespace, 'edge');
+  // The pass writes the token Secret first, then the ConfigMap and StatefulSet, and its status last:
+  // seeing the Secret says the pass is under way, not that it ended.
+  const after = await eventually(
+    () =>
+      connectors(kc)
+        .get(namespace, 'edge')
+        .then((c) => (stalled(c) === undefined ? c : undefined)),
+    { description: 'the status no longer stalled', timeoutMs: 30_000 },
+  );
   t.is(stalled(after), undefined, 'no longer stalled');
   const owned = await core.readNamespacedConfigMap({ namespace, name: 'edge-config' });
   t.is(owned.metadata?.ownerReferences?.[0]?.uid, after.metadata.uid);
