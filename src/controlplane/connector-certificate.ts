@@ -17,11 +17,16 @@ export function issueCertificate(
   csrPem: string,
   now: number,
 ): IssuedCertificate {
-  const { certificatePem, facts } = issueConnectorCertificate(options.ca, connectorId, csrPem, {
-    now: new Date(now),
-    lifetimeMs: options.certificateLifetimeSeconds * 1000,
-    sanUriPrefix: options.sanUriPrefix,
-  });
+  const { certificatePem, facts, publicKeySha256 } = issueConnectorCertificate(
+    options.ca,
+    connectorId,
+    csrPem,
+    {
+      now: new Date(now),
+      lifetimeMs: options.certificateLifetimeSeconds * 1000,
+      sanUriPrefix: options.sanUriPrefix,
+    },
+  );
   return {
     answer: {
       certificatePem,
@@ -35,6 +40,7 @@ export function issueCertificate(
       notAfter: facts.notAfter.getTime(),
       fingerprintSha256: facts.fingerprintSha256,
       issuedAt: now,
+      publicKeySha256,
     },
   };
 }

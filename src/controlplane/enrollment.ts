@@ -7,7 +7,7 @@ import { type IssuedCertificate, issueCertificate } from './connector-certificat
 import { cpError, type ErrorCode } from './errors.ts';
 import type { EnrollmentFailureReason } from './metrics.ts';
 import type { ServiceContext } from './service-context.ts';
-import { isBootstrapClosed, type LiveRecord } from './state.ts';
+import { type CertificateRecord, isBootstrapClosed, type LiveRecord } from './state.ts';
 import type { TokenRow } from './store.ts';
 import { parseTokenId, tokenMatchesHash } from './tokens.ts';
 import type { EnrollResult } from './views.ts';
@@ -39,18 +39,12 @@ export class Enrollment {
     // From here on the caller holds one of this connector's own tokens.
     const now = this.context.now();
     const refusal = ownTokenRefusal(record, token, now);
-    if (refusal) throw this.refuseProven(record, refusal);
-    let issued: IssuedCertificate;
-    try {
-      issued = issueCertificate(options, connectorId, request.csrPem, now);
-    } catch (error) {
-      if (isCodedError(error) && error.code.startsWith('CSR_')) {
-        const reason = error.code.toLowerCase() as EnrollmentFailureReason;
-        throw this.refuseProven(record, { code: error.code as ErrorCode, reason, message: error.message });
-      }
-      throw error;
-    }
-    const { answer, record: certificate } = issued;
+    const maybeRepeat = refusal?.reason === 'used' && answerMayHaveBeenLost(record, token.tokenId);
+    if (refusal && !maybeRepeat) throw this.refuseProven(record, refusal);
+    const issued = this.issue(record, request.csrPem, now);
+    if (refusal) return this.answerAgain(record, token.tokenId, issued, refusal, now);
+    const { answer, record: issuedRecord } = issued;
+    const certificate: CertificateRecord = { ...issuedRecord, enrollmentTokenId: token.tokenId };
     records.commit((tx) => {
       // Consumed exactly once: the UPDATE only matches a live row.
       if (!store.finishToken(token.tokenId, 'used', now))
@@ -78,6 +72,66 @@ export class Enrollment {
     });
     metrics.enrollments.inc();
     log.info({ connectorId, serial: answer.serial, notAfter: answer.notAfter }, 'connector enrolled');
+    return { ...answer, heartbeatIntervalSeconds: options.heartbeatIntervalSeconds };
+  }
+
+  /** The certificate for the CSR; a CSR it refuses is a proven refusal (the caller holds a token). */
+  private issue(record: LiveRecord, csrPem: string, now: number): IssuedCertificate {
+    try {
+      return issueCertificate(this.context.options, record.connectorId, csrPem, now);
+    } catch (error) {
+      if (isCodedError(error) && error.code.startsWith('CSR_')) {
+        const reason = error.code.toLowerCase() as EnrollmentFailureReason;
+        throw this.refuseProven(record, { code: error.code as ErrorCode, reason, message: error.message });
+      }
+      throw error;
+    }
+  }
+
+  /**
+   * The spent token again, before any heartbeat, with a CSR of the very key its certificate was
+   * issued for: the agent that paired asking again because the answer never reached it (a timeout
+   * under load, a crash before the certificate was written; the agent keeps its key before spending
+   * the token and reuses it). It gets a certificate for that key, which supersedes the one it never
+   * received; nothing else changes, so this is the same pairing answered again, not a second one.
+   * Anyone else holding the spent token cannot sign a CSR for that key, and is refused as before.
+   */
+  private answerAgain(
+    record: LiveRecord,
+    tokenId: string,
+    issued: IssuedCertificate,
+    refusal: Refusal,
+    now: number,
+  ): EnrollResult {
+    const { records, options, metrics, log } = this.context;
+    const { connectorId } = record;
+    const { answer, record: issuedRecord } = issued;
+    if (issuedRecord.publicKeySha256 !== record.certificate?.publicKeySha256)
+      throw this.refuseProven(record, refusal);
+    const certificate: CertificateRecord = { ...issuedRecord, enrollmentTokenId: tokenId };
+    records.commit((tx) => {
+      tx.update(connectorId, now, (draft) => {
+        tx.audit(
+          'endpoint.enrolled',
+          connectorId,
+          {
+            tokenId,
+            serial: certificate.serial,
+            notAfter: answer.notAfter,
+            fingerprintSha256: certificate.fingerprintSha256,
+            answeredAgain: true,
+            supersededSerial: draft.certificate?.serial ?? null,
+          },
+          now,
+        );
+        draft.certificate = certificate;
+      });
+    });
+    metrics.enrollmentsAnsweredAgain.inc();
+    log.info(
+      { connectorId, serial: answer.serial, notAfter: answer.notAfter },
+      'connector enrolled again with the same token and key: the answer to its enrollment was lost',
+    );
     return { ...answer, heartbeatIntervalSeconds: options.heartbeatIntervalSeconds };
   }
 
@@ -141,6 +195,19 @@ export class Enrollment {
     metrics.auditSuppressed.inc();
     log.debug(fields, 'enrollment refused (audit budget spent)');
   }
+}
+
+/**
+ * True while the record is paired by this token and has not beaten yet: the one window in which a
+ * second enrollment with the spent token can be its own agent's retry of a lost answer.
+ */
+function answerMayHaveBeenLost(record: LiveRecord, tokenId: string): boolean {
+  const certificate = record.certificate;
+  return (
+    record.state === 'enrolling' &&
+    certificate?.enrollmentTokenId === tokenId &&
+    certificate.publicKeySha256 !== undefined
+  );
 }
 
 /** Why one of the connector's own tokens cannot pair it now; undefined when it can. */

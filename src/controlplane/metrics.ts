@@ -21,6 +21,7 @@ export interface ControlPlaneMetrics {
   heartbeats: Counter;
   heartbeatTimeouts: Counter;
   enrollments: Counter;
+  enrollmentsAnsweredAgain: Counter;
   enrollmentFailures: Counter<'reason'>;
   tokensMinted: Counter;
   certRenewals: Counter;
@@ -55,6 +56,11 @@ export function createMetrics(
       registers,
     }),
     enrollments: new Counter({ name: 'cp_enrollments_total', help: 'Successful enrollments.', registers }),
+    enrollmentsAnsweredAgain: new Counter({
+      name: 'cp_enrollments_answered_again_total',
+      help: 'Enrollments answered again: the spent token and the same key before any heartbeat (a lost answer).',
+      registers,
+    }),
     enrollmentFailures: new Counter({
       name: 'cp_enrollment_failures_total',
       help: 'Refused enrollments by reason.',

@@ -12,6 +12,7 @@ import {
   issueCertificatePem,
   normalizeSerial,
   parseCertificateFacts,
+  publicKeySha256,
   verifyCsrPem,
 } from '../lib/pki.ts';
 import { writeFileAtomic } from '../lib/write-file-atomic.ts';
@@ -87,7 +88,7 @@ export function issueConnectorCertificate(
   connectorId: string,
   csrPem: string,
   options: { now: Date; lifetimeMs: number; sanUriPrefix: string },
-): { certificatePem: string; facts: CertificateFacts } {
+): { certificatePem: string; facts: CertificateFacts; publicKeySha256: string } {
   const csr = verifyCsrPem(csrPem);
   if (csr.subjectCommonName !== connectorId) {
     throw cpError('CSR_SUBJECT_MISMATCH', 'the CSR subject CN must be the connectorId');
@@ -102,7 +103,11 @@ export function issueConnectorCertificate(
     sanUris: [`${options.sanUriPrefix}${connectorId}`],
     extendedKeyUsage: ['clientAuth'],
   });
-  return { certificatePem, facts: parseCertificateFacts(certificatePem) };
+  return {
+    certificatePem,
+    facts: parseCertificateFacts(certificatePem),
+    publicKeySha256: publicKeySha256(csr.publicKey),
+  };
 }
 
 export interface PeerIdentity {

@@ -31,6 +31,16 @@ export interface CertificateRecord {
    * this field existed read it as notBefore (store.ts).
    */
   issuedAt: number;
+  /**
+   * SHA-256 of the certified public key (pki.ts publicKeySha256). Absent in records written before
+   * this field existed.
+   */
+  publicKeySha256?: string;
+  /**
+   * The enrollment token this certificate was issued for; absent for a renewal. With the key, it lets
+   * an enrollment whose answer was lost be answered again (enrollment.ts).
+   */
+  enrollmentTokenId?: string;
 }
 
 /** A certificate taken from its connector before it expired, remembered so its refusal can say so. */

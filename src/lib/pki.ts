@@ -176,6 +176,16 @@ function derFromPem(pem: string, label: string): Buffer | undefined {
 // ---------------------------------------------------------------------------------------------
 // CSRs (PKCS#10)
 
+/**
+ * Lowercase hex SHA-256 of a public key's DER SubjectPublicKeyInfo: names the key itself, so a CSR
+ * and a certificate of the same key give the same value.
+ */
+export function publicKeySha256(publicKey: KeyObject): string {
+  return createHash('sha256')
+    .update(publicKey.export({ type: 'spki', format: 'der' }))
+    .digest('hex');
+}
+
 /** Creates a PKCS#10 CSR with subject CN=<commonName>, signed by the key (proof of possession). */
 export function createCsrPem(keyPem: string, commonName: string): string {
   const signer = signerFor(keyPem);

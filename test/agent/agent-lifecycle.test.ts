@@ -1,12 +1,17 @@
 // The agent against the real control plane over real mTLS sockets: enrollment, reconnect without a
-// token, degraded paths, renewal at the configured fraction, and reconnect after an outage.
+// token, degraded paths, renewal at the configured fraction, reconnect after an outage, and a crash
+// between spending the token and writing the certificate.
 import { readFile, rm, stat } from 'node:fs/promises';
+import { Agent } from 'node:https';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import test from 'ava';
+import { generateEcKey } from '../../src/agent/enrollment.ts';
 import { startHealthServer } from '../../src/agent/health-server.ts';
 import { identityPaths } from '../../src/agent/identity-files.ts';
-import { parseCertificateFacts } from '../../src/lib/pki.ts';
+import { savePendingKey } from '../../src/agent/identity-write.ts';
+import { requestJson } from '../../src/lib/https-json.ts';
+import { createCsrPem, keyMatchesCertificate, parseCertificateFacts } from '../../src/lib/pki.ts';
 import { assertNoSecrets } from '../helpers/secret-scan.ts';
 import {
   agentConfig,
@@ -239,4 +244,53 @@ test('with the control plane down at start, the agent retries with backoff, neve
   await waitFor('online', () => revived.service.getConnector(connectorId).state === 'online');
   const keyPem = await readFile(identityPaths(dataDir).key, 'utf8');
   assertNoSecrets(t, 'agent logs', first.logs.text() + second.logs.text(), [token, keyPem]);
+});
+
+test('a crash after the token was spent and before the certificate was written: the restart pairs with the key it kept, answered again, once', async (t) => {
+  const control = await startTestControlPlane(t);
+  const connectorId = 'team-a.crashed';
+  const { token, tokenFile, dataDir } = await prepareConnector(t, control, connectorId);
+  // What the agent that crashed left: its key, written before the token was spent (enrollment.ts),
+  // and a spent token whose answer never reached the disk.
+  const keyPem = await generateEcKey();
+  await savePendingKey(dataDir, keyPem);
+  const spent = await requestJson({
+    method: 'POST',
+    url: `${control.cp.url}/v1/enroll`,
+    agent: new Agent({ ca: control.cp.caPem }),
+    body: { connectorId, token, csrPem: createCsrPem(keyPem, connectorId) },
+    timeoutMs: 10_000,
+  });
+  t.is(spent.status, 201);
+  t.is((await control.admin.getConnector(connectorId)).state, 'enrolling');
+
+  const { agent, logs, counts } = runAgent(
+    t,
+    agentConfig({
+      connectorId,
+      controlPlaneUrl: control.cp.url,
+      caFile: control.caFile,
+      tokenFile,
+      dataDir,
+      terminationLog: join(dataDir, 'termination-log'),
+    }),
+  );
+  const connector = await waitFor('online and retired', async () => {
+    const c = await control.admin.getConnector(connectorId);
+    return c.state === 'online' && c.bootstrapRetired ? c : undefined;
+  });
+  t.is(counts.enroll, 1, 'one enrollment request: no second token, no recovery');
+  const paths = identityPaths(dataDir);
+  t.is(await readFile(paths.key, 'utf8'), keyPem, 'the key it kept');
+  const certPem = await readFile(paths.cert, 'utf8');
+  t.true(keyMatchesCertificate(keyPem, certPem));
+  t.is(connector.certificate?.serial, parseCertificateFacts(certPem).serial);
+  t.not(connector.certificate?.serial, (spent.json as { serial: string }).serial);
+  const enrolled = (await control.admin.audit({ connectorId })).filter((e) => e.type === 'endpoint.enrolled');
+  t.deepEqual(
+    enrolled.map((e) => e.details.answeredAgain ?? false),
+    [false, true],
+  );
+  t.is((await agent.stop()).exitCode, 0);
+  assertNoSecrets(t, 'agent logs', logs.text(), [token, keyPem]);
 });

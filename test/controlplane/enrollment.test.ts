@@ -1,6 +1,15 @@
 import { request } from 'node:https';
 import test from 'ava';
-import { CONFIG, enrolledAgent, type Harness, makeAgent, metricValue, startHarness } from './helpers.ts';
+import {
+  CONFIG,
+  enrolledAgent,
+  type Harness,
+  jsonRequest,
+  makeAgent,
+  metricValue,
+  raw,
+  startHarness,
+} from './helpers.ts';
 
 const HOUR = 3_600_000;
 
@@ -168,7 +177,8 @@ test('expired, revoked, reused, unknown and wrong-connector tokens each get thei
 
   const good = await h.admin.mintToken('ns.tok', { idempotencyKey: 'g' });
   t.is((await agent.enroll(good.token)).status, 201);
-  res = await agent.enroll(good.token);
+  // Another key with the spent token (the agent itself asking again is answered: the next test).
+  res = await (await makeAgent(h, 'ns.tok')).enroll(good.token);
   t.is(res.status, 401);
   t.is(res.json.error.code, 'ENROLLMENT_TOKEN_INVALID', 'a used token');
 
@@ -185,6 +195,71 @@ test('expired, revoked, reused, unknown and wrong-connector tokens each get thei
   );
   t.is(await metricValue(h, 'cp_enrollment_failures_total', 'reason="expired"'), 1);
   t.is((await h.admin.getConnector('ns.tok')).lastEnrollmentFailure?.code, 'ENROLLMENT_TOKEN_INVALID');
+});
+
+test('a lost answer: the spent token with the same key before any heartbeat is answered again, once per ask, and nothing else is', async (t) => {
+  const h = await startHarness(t);
+  await h.admin.ensureConnector('ns.lost', CONFIG);
+  const minted = await h.admin.mintToken('ns.lost', { idempotencyKey: 'lost' });
+  const agent = await makeAgent(h, 'ns.lost');
+  const first = await agent.enroll(minted.token);
+  t.is(first.status, 201);
+  const before = await h.admin.getConnector('ns.lost');
+
+  // The answer never reached the agent: it asks again with the key it kept and the same token.
+  const again = await agent.enroll(minted.token);
+  t.is(again.status, 201, JSON.stringify(again.json));
+  const { keyMatchesCertificate, parseCertificateFacts } = await import('../../src/lib/pki.ts');
+  t.true(keyMatchesCertificate(agent.keyPem, again.json.certificatePem));
+  t.not(again.json.serial, first.json.serial, 'a certificate of its own, for the same key');
+  const after = await h.admin.getConnector('ns.lost');
+  t.is(after.state, 'enrolling');
+  t.is(after.certificate?.serial, parseCertificateFacts(again.json.certificatePem).serial);
+  t.is(after.enrolledAt, before.enrolledAt, 'the same pairing, not a second one');
+  t.is(after.liveToken, null);
+  t.is(after.lastEnrollmentFailure, null);
+  t.is(await metricValue(h, 'cp_enrollments_total'), 1);
+  t.is(await metricValue(h, 'cp_enrollments_answered_again_total'), 1);
+  t.is(await metricValue(h, 'cp_enrollment_failures_total', 'reason="used"'), 0);
+  const enrolled = (await h.admin.audit({ connectorId: 'ns.lost' })).filter(
+    (e) => e.type === 'endpoint.enrolled',
+  );
+  t.is(enrolled.length, 2);
+  t.like(enrolled[1]?.details, {
+    answeredAgain: true,
+    supersededSerial: first.json.serial,
+    tokenId: minted.tokenId,
+  });
+
+  // The certificate of the lost answer is superseded; the one received works.
+  const superseded = await raw(
+    h,
+    '/v1/heartbeat',
+    jsonRequest(
+      'POST',
+      { paths: [{ name: 'tunnel', healthy: true }] },
+      { key: agent.keyPem, cert: first.json.certificatePem },
+    ),
+  );
+  t.is(superseded.status, 401);
+  t.is(superseded.json.error.code, 'CLIENT_CERTIFICATE_SUPERSEDED');
+
+  // Someone else with the spent token, whose CSR cannot be of that key, is refused as before.
+  const thief = await makeAgent(h, 'ns.lost');
+  const stolen = await thief.enroll(minted.token);
+  t.is(stolen.status, 401);
+  t.is(stolen.json.error.code, 'ENROLLMENT_TOKEN_INVALID');
+  t.is((await h.admin.getConnector('ns.lost')).certificate?.serial, again.json.serial, 'nothing changed');
+
+  // After the first heartbeat the bootstrap is retired: the same key and token is the identity-loss
+  // branch (needs_recovery), never a fresh certificate.
+  t.is((await agent.heartbeat()).status, 200);
+  const retired = await agent.enroll(minted.token);
+  t.is(retired.status, 401);
+  t.is(retired.json.error.code, 'ENROLLMENT_TOKEN_INVALID');
+  t.true(retired.json.error.details?.previouslyPaired);
+  t.is((await h.admin.getConnector('ns.lost')).state, 'needs_recovery');
+  t.is(await metricValue(h, 'cp_enrollments_answered_again_total'), 1);
 });
 
 test('a retired connector: another token changes nothing; its own spent token moves it to needs_recovery', async (t) => {
