@@ -54,6 +54,7 @@ import { runRecoveries } from './scale-recovery.ts';
 import { runRestart } from './scale-restart.ts';
 import {
   counterSum,
+  countersByLabels,
   diffWrites,
   latencySummary,
   nonLeaseWrites,
@@ -803,6 +804,7 @@ try {
       renewals: fleet.stats()?.renewals ?? 0,
       renewalFailures: fleet.stats()?.renewalFailures ?? 0,
     },
+    enrollments: enrollmentFigures(await cpMetrics()),
     fleet: fleet.stats(),
     // Figure 7 (the control plane alone at 10,000 agents) is bench/control-plane-scale.ts.
     measuredApart: ['(7) the control plane at 10,000 agents: bench/control-plane-scale.ts'],
@@ -888,6 +890,7 @@ interface ResultForTable {
   recovery: Awaited<ReturnType<typeof runRecoveries>> | string;
   restart: Awaited<ReturnType<typeof runRestart>>['result'] | string;
   renewals: { certificateLifetime: string; renewals: number; renewalFailures: number };
+  enrollments: EnrollmentFigures;
   measuredApart: string[];
 }
 
@@ -953,6 +956,11 @@ function laterRows(r: ResultForTable): Array<[string, string, string]> {
       `from the new process's start ${s.startToAllReconciledSeconds} s (ready ${s.startToReadySeconds} s, leader ${s.startToLeaderSeconds} s); operator writes ${s.writesToAllReconciled} (Lease aside), ${s.writesUntilQuiet} until quiet; Connectors whose status changed: ${s.connectorsWithStatusWrites}`,
     ]);
   rows.push([
+    'enrollments (the control plane, whole run)',
+    `${r.enrollments.paired}`,
+    `answered again after a lost answer ${r.enrollments.answeredAgain}; refused ${JSON.stringify(r.enrollments.refusedByReason)}`,
+  ]);
+  rows.push([
     'fleet certificate renewals',
     `${r.renewals.renewals}`,
     `certificate lifetime ${r.renewals.certificateLifetime}; ${r.renewals.renewalFailures} failed`,
@@ -966,6 +974,24 @@ function counts(byName: Record<string, number>): string {
     .sort(([, a], [, b]) => b - a)
     .map(([name, n]) => `${name} ${n}`)
     .join(', ');
+}
+
+interface EnrollmentFigures {
+  paired: number;
+  answeredAgain: number;
+  refusedByReason: Record<string, number>;
+}
+
+/**
+ * The control plane's enrollment counters: pairings, enrollments answered again because their answer
+ * was lost (under load, the agent's request timed out after the token was spent), and refusals.
+ */
+function enrollmentFigures(metricsText: string): EnrollmentFigures {
+  return {
+    paired: counterSum(metricsText, 'cp_enrollments_total'),
+    answeredAgain: counterSum(metricsText, 'cp_enrollments_answered_again_total'),
+    refusedByReason: countersByLabels(metricsText, 'cp_enrollment_failures_total'),
+  };
 }
 
 function markdown(r: ResultForTable): string {
