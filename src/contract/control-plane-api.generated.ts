@@ -42,7 +42,6 @@ export type ErrorCode =
   | 'BODY_TOO_LARGE'
   | 'UNSUPPORTED_MEDIA_TYPE'
   | 'RENEWAL_RATE_LIMITED'
-  | 'ENROLLMENT_RATE_LIMITED'
   | 'HEADERS_TOO_LARGE'
   | 'INTERNAL_ERROR';
 export type ConnectorState =

@@ -31,10 +31,7 @@ export interface WriteBudgets {
    * flood the feed. A move to needs_recovery never waits for this budget.
    */
   failureRecord: Budget;
-  /**
-   * Certificates issued for the connector's own key per connector: renewals and enrollments answered
-   * again after a lost answer (each issues a certificate and writes audit and feed).
-   */
+  /** Certificate renewals per connector (each one issues a certificate and writes audit and feed). */
   renewal: Budget;
   /**
    * Heartbeats that change path health (and so publish a change) per connector: a flapping agent is

@@ -103,14 +103,11 @@ export class Enrollment {
     refusal: Refusal,
     now: number,
   ): EnrollResult {
-    const { records, options, budget, metrics, log } = this.context;
+    const { records, options, metrics, log } = this.context;
     const { connectorId } = record;
     const { answer, record: issuedRecord } = issued;
     if (issuedRecord.publicKeySha256 !== record.certificate?.publicKeySha256)
       throw this.refuseProven(record, refusal);
-    // A certificate, an audit entry and a change each time: bounded per connector, as renewals are.
-    if (!budget.take('renewal', connectorId))
-      throw cpError('ENROLLMENT_RATE_LIMITED', 'the enrollment was answered again too often; retry later');
     const certificate: CertificateRecord = { ...issuedRecord, enrollmentTokenId: tokenId };
     records.commit((tx) => {
       tx.update(connectorId, now, (draft) => {

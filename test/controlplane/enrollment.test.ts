@@ -262,24 +262,6 @@ test('a lost answer: the spent token with the same key before any heartbeat is a
   t.is(await metricValue(h, 'cp_enrollments_answered_again_total'), 1);
 });
 
-test('answers again are bounded per connector like renewals: 429 ENROLLMENT_RATE_LIMITED, retried later', async (t) => {
-  const h = await startHarness(t);
-  await h.admin.ensureConnector('ns.again', CONFIG);
-  const minted = await h.admin.mintToken('ns.again', { idempotencyKey: 'again' });
-  const agent = await makeAgent(h, 'ns.again');
-  t.is((await agent.enroll(minted.token)).status, 201);
-  for (let ask = 1; ask <= 5; ask += 1) t.is((await agent.enroll(minted.token)).status, 201, `ask ${ask}`);
-  const certificate = (await h.admin.getConnector('ns.again')).certificate;
-  const limited = await agent.enroll(minted.token);
-  t.is(limited.status, 429);
-  t.is(limited.json.error.code, 'ENROLLMENT_RATE_LIMITED');
-  t.deepEqual((await h.admin.getConnector('ns.again')).certificate, certificate, 'nothing issued');
-  t.is(await metricValue(h, 'cp_enrollments_answered_again_total'), 5);
-  h.clock.advance(60_000);
-  t.is((await agent.enroll(minted.token)).status, 201, 'a minute later');
-  t.is((await agent.heartbeat()).status, 200, 'the last answer is the identity');
-});
-
 test('a retired connector: another token changes nothing; its own spent token moves it to needs_recovery', async (t) => {
   const h = await startHarness(t);
   const agent = await enrolledAgent(h, 'ns.ret');
