@@ -213,6 +213,7 @@ export interface AuditEntry {
     | 'token.minted'
     | 'token.revoked'
     | 'endpoint.enrolled'
+    | 'endpoint.enrollment_answered_again'
     | 'gateway.enrollment_failed'
     | 'endpoint.certificate_refused'
     | 'endpoint.bootstrap_retired'

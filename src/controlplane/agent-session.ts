@@ -22,6 +22,7 @@ import {
   onHeartbeat,
   type PathHealth,
   renewAfter,
+  withoutEnrollmentAnswer,
 } from './state.ts';
 import { type IssuedCertificateJson, iso } from './views.ts';
 
@@ -99,6 +100,9 @@ export class AgentSession {
         tx.update(connectorId, now, (draft) => {
           draft.lastHeartbeatAt = now;
           draft.paths = paths;
+          // It has its certificate: the enrollment's answer can no longer be awaited (enrollment.ts).
+          if (draft.certificate?.enrollmentAnswer)
+            draft.certificate = withoutEnrollmentAnswer(draft.certificate);
           if (outcome.retire) {
             draft.bootstrapRetired = true;
             tx.audit('endpoint.bootstrap_retired', connectorId, { serial: draft.certificate?.serial }, now);

@@ -12,6 +12,7 @@ export const AUDIT_TYPES = [
   'token.minted',
   'token.revoked',
   'endpoint.enrolled',
+  'endpoint.enrollment_answered_again',
   'gateway.enrollment_failed',
   'endpoint.certificate_refused',
   'endpoint.bootstrap_retired',

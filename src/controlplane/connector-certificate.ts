@@ -8,6 +8,8 @@ import type { IssuedCertificateJson } from './views.ts';
 export interface IssuedCertificate {
   answer: IssuedCertificateJson;
   record: CertificateRecord;
+  /** SHA-256 of the certified public key (lib/pki.ts publicKeySha256). */
+  publicKeySha256: string;
 }
 
 /** Throws a CSR_* CodedError for a CSR it refuses (invalid, another subject, an unsupported key). */
@@ -40,7 +42,7 @@ export function issueCertificate(
       notAfter: facts.notAfter.getTime(),
       fingerprintSha256: facts.fingerprintSha256,
       issuedAt: now,
-      publicKeySha256,
     },
+    publicKeySha256,
   };
 }

@@ -6,8 +6,14 @@ import { isCodedError } from '../lib/errors.ts';
 import { type IssuedCertificate, issueCertificate } from './connector-certificate.ts';
 import { cpError, type ErrorCode } from './errors.ts';
 import type { EnrollmentFailureReason } from './metrics.ts';
+import { csrKeySha256 } from './pki.ts';
 import type { ServiceContext } from './service-context.ts';
-import { type CertificateRecord, isBootstrapClosed, type LiveRecord } from './state.ts';
+import {
+  type CertificateRecord,
+  type EnrollmentAnswer,
+  isBootstrapClosed,
+  type LiveRecord,
+} from './state.ts';
 import type { TokenRow } from './store.ts';
 import { parseTokenId, tokenMatchesHash } from './tokens.ts';
 import type { EnrollResult } from './views.ts';
@@ -39,12 +45,17 @@ export class Enrollment {
     // From here on the caller holds one of this connector's own tokens.
     const now = this.context.now();
     const refusal = ownTokenRefusal(record, token, now);
-    const maybeRepeat = refusal?.reason === 'used' && answerMayHaveBeenLost(record, token.tokenId);
-    if (refusal && !maybeRepeat) throw this.refuseProven(record, refusal);
-    const issued = this.issue(record, request.csrPem, now);
-    if (refusal) return this.answerAgain(record, token.tokenId, issued, refusal, now);
-    const { answer, record: issuedRecord } = issued;
-    const certificate: CertificateRecord = { ...issuedRecord, enrollmentTokenId: token.tokenId };
+    if (refusal) {
+      const awaited = awaitedAnswer(record, token, now);
+      if (awaited && csrKeySha256(request.csrPem, connectorId) === awaited.answer.publicKeySha256)
+        return this.answerAgain(record, token, awaited, now);
+      throw this.refuseProven(record, refusal);
+    }
+    const { answer, record: issuedRecord, publicKeySha256 } = this.issue(record, request.csrPem, now);
+    const certificate: CertificateRecord = {
+      ...issuedRecord,
+      enrollmentAnswer: { tokenId: token.tokenId, publicKeySha256, certificatePem: answer.certificatePem },
+    };
     records.commit((tx) => {
       // Consumed exactly once: the UPDATE only matches a live row.
       if (!store.finishToken(token.tokenId, 'used', now))
@@ -89,50 +100,45 @@ export class Enrollment {
   }
 
   /**
-   * The spent token again, before any heartbeat, with a CSR of the very key its certificate was
-   * issued for: the agent that paired asking again because the answer never reached it (a timeout
-   * under load, a crash before the certificate was written; the agent keeps its key before spending
-   * the token and reuses it). It gets a certificate for that key, which supersedes the one it never
-   * received; nothing else changes, so this is the same pairing answered again, not a second one.
-   * Anyone else holding the spent token cannot sign a CSR for that key, and is refused as before.
+   * The spent token again, before any heartbeat and within the token's lifetime, with a CSR of the
+   * very key its certificate was issued for: the agent that paired asking again because the answer
+   * never reached it (a timeout under load, a crash before the certificate was written; the agent
+   * keeps its key before spending the token and reuses it). It is sent the same answer; nothing is
+   * issued and the record does not change, so a replay of the original request changes nothing
+   * either. Any other CSR (another key, an invalid one) is refused as the spent token always was.
    */
   private answerAgain(
     record: LiveRecord,
-    tokenId: string,
-    issued: IssuedCertificate,
-    refusal: Refusal,
+    token: TokenRow,
+    awaited: AwaitedAnswer,
     now: number,
   ): EnrollResult {
-    const { records, options, metrics, log } = this.context;
+    const { store, budget, options, metrics, log } = this.context;
     const { connectorId } = record;
-    const { answer, record: issuedRecord } = issued;
-    if (issuedRecord.publicKeySha256 !== record.certificate?.publicKeySha256)
-      throw this.refuseProven(record, refusal);
-    const certificate: CertificateRecord = { ...issuedRecord, enrollmentTokenId: tokenId };
-    records.commit((tx) => {
-      tx.update(connectorId, now, (draft) => {
-        tx.audit(
-          'endpoint.enrolled',
-          connectorId,
-          {
-            tokenId,
-            serial: certificate.serial,
-            notAfter: answer.notAfter,
-            fingerprintSha256: certificate.fingerprintSha256,
-            answeredAgain: true,
-            supersededSerial: draft.certificate?.serial ?? null,
-          },
-          now,
-        );
-        draft.certificate = certificate;
-      });
-    });
+    const { certificate, answer } = awaited;
     metrics.enrollmentsAnsweredAgain.inc();
-    log.info(
-      { connectorId, serial: answer.serial, notAfter: answer.notAfter },
-      'connector enrolled again with the same token and key: the answer to its enrollment was lost',
-    );
-    return { ...answer, heartbeatIntervalSeconds: options.heartbeatIntervalSeconds };
+    const fields = { connectorId, tokenId: token.tokenId, serial: certificate.serial };
+    // An audit entry but no record write: within the budget of what its token holder may write.
+    if (budget.take('provenAudit', connectorId)) {
+      store.appendAudit(now, 'endpoint.enrollment_answered_again', connectorId, {
+        tokenId: token.tokenId,
+        serial: certificate.serial,
+      });
+      log.info(
+        fields,
+        'enrollment answered again: the same token and key before any heartbeat (a lost answer)',
+      );
+    } else {
+      metrics.auditSuppressed.inc();
+      log.debug(fields, 'enrollment answered again (audit budget spent)');
+    }
+    return {
+      certificatePem: answer.certificatePem,
+      caPem: options.ca.certPem,
+      serial: certificate.serial,
+      notAfter: new Date(certificate.notAfter).toISOString(),
+      heartbeatIntervalSeconds: options.heartbeatIntervalSeconds,
+    };
   }
 
   /**
@@ -197,17 +203,23 @@ export class Enrollment {
   }
 }
 
+/** An enrollment's answer that may still be awaited, with the certificate record that holds it. */
+interface AwaitedAnswer {
+  certificate: CertificateRecord;
+  answer: EnrollmentAnswer;
+}
+
 /**
- * True while the record is paired by this token and has not beaten yet: the one window in which a
- * second enrollment with the spent token can be its own agent's retry of a lost answer.
+ * The answer a spent token's enrollment gave, while it may still be awaited: the connector is
+ * enrolling on that token's certificate (no heartbeat yet, no renewal since) and the token's own
+ * lifetime has not passed, so a key and token left behind cannot be turned into an identity later.
  */
-function answerMayHaveBeenLost(record: LiveRecord, tokenId: string): boolean {
+function awaitedAnswer(record: LiveRecord, token: TokenRow, now: number): AwaitedAnswer | undefined {
   const certificate = record.certificate;
-  return (
-    record.state === 'enrolling' &&
-    certificate?.enrollmentTokenId === tokenId &&
-    certificate.publicKeySha256 !== undefined
-  );
+  const answer = certificate?.enrollmentAnswer;
+  if (!certificate || !answer || answer.tokenId !== token.tokenId) return undefined;
+  if (token.status !== 'used' || record.state !== 'enrolling' || token.expiresAt <= now) return undefined;
+  return { certificate, answer };
 }
 
 /** Why one of the connector's own tokens cannot pair it now; undefined when it can. */

@@ -110,6 +110,19 @@ export function issueConnectorCertificate(
   };
 }
 
+/**
+ * The SHA-256 of the key a connector's CSR proves it holds (a valid signature, CN = connectorId), or
+ * undefined for any CSR issueConnectorCertificate would refuse. Issues nothing.
+ */
+export function csrKeySha256(csrPem: string, connectorId: string): string | undefined {
+  try {
+    const csr = verifyCsrPem(csrPem);
+    return csr.subjectCommonName === connectorId ? publicKeySha256(csr.publicKey) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export interface PeerIdentity {
   connectorId: string;
   serial: string;

@@ -32,15 +32,25 @@ export interface CertificateRecord {
    */
   issuedAt: number;
   /**
-   * SHA-256 of the certified public key (pki.ts publicKeySha256). Absent in records written before
-   * this field existed.
+   * What the enrollment that issued this certificate answered, kept until the first heartbeat so an
+   * agent whose answer was lost can be sent it again (enrollment.ts). Absent for a renewal, once the
+   * connector has beaten, and in records written before it existed. The certificate is public; the
+   * key never leaves the agent.
    */
-  publicKeySha256?: string;
-  /**
-   * The enrollment token this certificate was issued for; absent for a renewal. With the key, it lets
-   * an enrollment whose answer was lost be answered again (enrollment.ts).
-   */
-  enrollmentTokenId?: string;
+  enrollmentAnswer?: EnrollmentAnswer;
+}
+
+/** The enrollment's answer, by the token it spent and the SHA-256 of the key it certified. */
+export interface EnrollmentAnswer {
+  tokenId: string;
+  publicKeySha256: string;
+  certificatePem: string;
+}
+
+/** The certificate record without the enrollment's answer: what is kept once it cannot be asked again. */
+export function withoutEnrollmentAnswer(certificate: CertificateRecord): CertificateRecord {
+  const { enrollmentAnswer: _answered, ...kept } = certificate;
+  return kept;
 }
 
 /** A certificate taken from its connector before it expired, remembered so its refusal can say so. */

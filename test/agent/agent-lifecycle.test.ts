@@ -246,7 +246,7 @@ test('with the control plane down at start, the agent retries with backoff, neve
   assertNoSecrets(t, 'agent logs', first.logs.text() + second.logs.text(), [token, keyPem]);
 });
 
-test('a crash after the token was spent and before the certificate was written: the restart pairs with the key it kept, answered again, once', async (t) => {
+test('a crash after the token was spent and before the certificate was written: the restart is sent the lost answer for the key it kept', async (t) => {
   const control = await startTestControlPlane(t);
   const connectorId = 'team-a.crashed';
   const { token, tokenFile, dataDir } = await prepareConnector(t, control, connectorId);
@@ -285,11 +285,11 @@ test('a crash after the token was spent and before the certificate was written: 
   const certPem = await readFile(paths.cert, 'utf8');
   t.true(keyMatchesCertificate(keyPem, certPem));
   t.is(connector.certificate?.serial, parseCertificateFacts(certPem).serial);
-  t.not(connector.certificate?.serial, (spent.json as { serial: string }).serial);
-  const enrolled = (await control.admin.audit({ connectorId })).filter((e) => e.type === 'endpoint.enrolled');
+  t.is(certPem, (spent.json as { certificatePem: string }).certificatePem, 'the answer that was lost');
+  const types = (await control.admin.audit({ connectorId })).map((e) => e.type);
   t.deepEqual(
-    enrolled.map((e) => e.details.answeredAgain ?? false),
-    [false, true],
+    types.filter((type) => type.startsWith('endpoint.enroll')),
+    ['endpoint.enrolled', 'endpoint.enrollment_answered_again'],
   );
   t.is((await agent.stop()).exitCode, 0);
   assertNoSecrets(t, 'agent logs', logs.text(), [token, keyPem]);

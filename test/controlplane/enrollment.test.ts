@@ -1,5 +1,6 @@
 import { request } from 'node:https';
 import test from 'ava';
+import { createCsrPem } from '../../src/lib/pki.ts';
 import {
   CONFIG,
   enrolledAgent,
@@ -197,69 +198,116 @@ test('expired, revoked, reused, unknown and wrong-connector tokens each get thei
   t.is((await h.admin.getConnector('ns.tok')).lastEnrollmentFailure?.code, 'ENROLLMENT_TOKEN_INVALID');
 });
 
-test('a lost answer: the spent token with the same key before any heartbeat is answered again, once per ask, and nothing else is', async (t) => {
+/** Mints a token and enrolls one agent with it, keeping the request's CSR (what a replayer could hold). */
+async function pairedOnce(h: Harness, connectorId: string) {
+  await h.admin.ensureConnector(connectorId, CONFIG);
+  const minted = await h.admin.mintToken(connectorId, { idempotencyKey: `k-${connectorId}` });
+  const agent = await makeAgent(h, connectorId);
+  const csrPem = createCsrPem(agent.keyPem, connectorId);
+  const enroll = (token: string, csr: string) =>
+    raw(h, '/v1/enroll', jsonRequest('POST', { connectorId, token, csrPem: csr }));
+  const first = await enroll(minted.token, csrPem);
+  if (first.status !== 201) throw new Error(`enrollment answered ${first.status}: ${first.text}`);
+  agent.certPem = first.json.certificatePem;
+  return { agent, minted, csrPem, first, enroll };
+}
+
+test('a lost answer: the spent token with the same key before any heartbeat gets the same answer again, and nothing changes', async (t) => {
   const h = await startHarness(t);
-  await h.admin.ensureConnector('ns.lost', CONFIG);
-  const minted = await h.admin.mintToken('ns.lost', { idempotencyKey: 'lost' });
-  const agent = await makeAgent(h, 'ns.lost');
-  const first = await agent.enroll(minted.token);
-  t.is(first.status, 201);
+  const { agent, minted, csrPem, first, enroll } = await pairedOnce(h, 'ns.lost');
   const before = await h.admin.getConnector('ns.lost');
 
   // The answer never reached the agent: it asks again with the key it kept and the same token.
-  const again = await agent.enroll(minted.token);
-  t.is(again.status, 201, JSON.stringify(again.json));
-  const { keyMatchesCertificate, parseCertificateFacts } = await import('../../src/lib/pki.ts');
-  t.true(keyMatchesCertificate(agent.keyPem, again.json.certificatePem));
-  t.not(again.json.serial, first.json.serial, 'a certificate of its own, for the same key');
+  const again = await enroll(minted.token, createCsrPem(agent.keyPem, 'ns.lost'));
+  t.is(again.status, 201, again.text);
+  t.deepEqual(again.json, first.json, 'the same certificate, nothing issued');
   const after = await h.admin.getConnector('ns.lost');
-  t.is(after.state, 'enrolling');
-  t.is(after.certificate?.serial, parseCertificateFacts(again.json.certificatePem).serial);
-  t.is(after.enrolledAt, before.enrolledAt, 'the same pairing, not a second one');
-  t.is(after.liveToken, null);
-  t.is(after.lastEnrollmentFailure, null);
+  t.deepEqual(after, before, 'no state, revision or certificate change');
   t.is(await metricValue(h, 'cp_enrollments_total'), 1);
   t.is(await metricValue(h, 'cp_enrollments_answered_again_total'), 1);
   t.is(await metricValue(h, 'cp_enrollment_failures_total', 'reason="used"'), 0);
-  const enrolled = (await h.admin.audit({ connectorId: 'ns.lost' })).filter(
-    (e) => e.type === 'endpoint.enrolled',
+  const audit = (await h.admin.audit({ connectorId: 'ns.lost' })).filter((e) =>
+    ['endpoint.enrolled', 'endpoint.enrollment_answered_again'].includes(e.type),
   );
-  t.is(enrolled.length, 2);
-  t.like(enrolled[1]?.details, {
-    answeredAgain: true,
-    supersededSerial: first.json.serial,
-    tokenId: minted.tokenId,
-  });
-
-  // The certificate of the lost answer is superseded; the one received works.
-  const superseded = await raw(
-    h,
-    '/v1/heartbeat',
-    jsonRequest(
-      'POST',
-      { paths: [{ name: 'tunnel', healthy: true }] },
-      { key: agent.keyPem, cert: first.json.certificatePem },
-    ),
+  t.deepEqual(
+    audit.map((e) => e.type),
+    ['endpoint.enrolled', 'endpoint.enrollment_answered_again'],
   );
-  t.is(superseded.status, 401);
-  t.is(superseded.json.error.code, 'CLIENT_CERTIFICATE_SUPERSEDED');
+  t.deepEqual(audit[1]?.details, { tokenId: minted.tokenId, serial: first.json.serial });
 
-  // Someone else with the spent token, whose CSR cannot be of that key, is refused as before.
-  const thief = await makeAgent(h, 'ns.lost');
-  const stolen = await thief.enroll(minted.token);
-  t.is(stolen.status, 401);
-  t.is(stolen.json.error.code, 'ENROLLMENT_TOKEN_INVALID');
-  t.is((await h.admin.getConnector('ns.lost')).certificate?.serial, again.json.serial, 'nothing changed');
+  // Someone who captured the original request (token and CSR, not the key) replays it: the same
+  // answer, which is useless without the key, and the agent's certificate keeps working.
+  const replay = await enroll(minted.token, csrPem);
+  t.is(replay.status, 201);
+  t.is(replay.json.serial, first.json.serial);
+  t.is((await agent.heartbeat()).status, 200, 'the certificate the agent holds was not superseded');
 
-  // After the first heartbeat the bootstrap is retired: the same key and token is the identity-loss
-  // branch (needs_recovery), never a fresh certificate.
-  t.is((await agent.heartbeat()).status, 200);
-  const retired = await agent.enroll(minted.token);
+  // After the first heartbeat the answer is no longer awaited: the same key and token is the
+  // identity-loss branch (needs_recovery), never a certificate.
+  const retired = await enroll(minted.token, csrPem);
   t.is(retired.status, 401);
   t.is(retired.json.error.code, 'ENROLLMENT_TOKEN_INVALID');
   t.true(retired.json.error.details?.previouslyPaired);
   t.is((await h.admin.getConnector('ns.lost')).state, 'needs_recovery');
-  t.is(await metricValue(h, 'cp_enrollments_answered_again_total'), 1);
+  t.is(await metricValue(h, 'cp_enrollments_answered_again_total'), 2);
+});
+
+test('a spent token with any other CSR is refused as it always was, while an answer is awaited', async (t) => {
+  const h = await startHarness(t);
+  const { minted, enroll } = await pairedOnce(h, 'ns.other-csr');
+  const before = await h.admin.getConnector('ns.other-csr');
+  const thief = await makeAgent(h, 'ns.other-csr');
+  for (const [what, csrPem] of [
+    ['another key', createCsrPem(thief.keyPem, 'ns.other-csr')],
+    ['not a CSR', 'not a csr'],
+    ['another subject, the same key', createCsrPem(thief.keyPem, 'ns.someone-else')],
+  ] as const) {
+    const res = await enroll(minted.token, csrPem);
+    t.is(res.status, 401, what);
+    t.is(res.json.error.code, 'ENROLLMENT_TOKEN_INVALID', what);
+    t.is(res.json.error.message, 'the enrollment token was already used', what);
+  }
+  const after = await h.admin.getConnector('ns.other-csr');
+  t.is(after.certificate?.serial, before.certificate?.serial);
+  t.is(after.state, 'enrolling');
+  t.is(await metricValue(h, 'cp_enrollment_failures_total', 'reason="used"'), 3);
+  t.is(await metricValue(h, 'cp_enrollments_answered_again_total'), 0);
+});
+
+test("the answer is awaited no longer than the token's lifetime, nor after a renewal", async (t) => {
+  const h = await startHarness(t);
+  const renewed = await pairedOnce(h, 'ns.renewed');
+  const renewal = await renewed.agent.renew();
+  t.is(renewal.status, 200, renewal.text);
+  const afterRenewal = await renewed.enroll(renewed.minted.token, renewed.csrPem);
+  t.is(afterRenewal.status, 401, 'the renewed certificate is the one to use');
+
+  const { minted, csrPem, enroll } = await pairedOnce(h, 'ns.late');
+  // The harness clock, not TLS's: only the token's lifetime is judged here.
+  h.clock.advance(new Date(minted.expiresAt).getTime() - h.clock.now().getTime());
+  const late = await enroll(minted.token, csrPem);
+  t.is(late.status, 401, 'a key and token left behind are not an identity later');
+  t.is(late.json.error.code, 'ENROLLMENT_TOKEN_INVALID');
+  t.is(await metricValue(h, 'cp_enrollments_answered_again_total'), 0);
+});
+
+test("a recovery's pairing whose answer was lost is answered again with the recovery's token, never the old one", async (t) => {
+  const h = await startHarness(t);
+  const { agent, minted, csrPem, enroll } = await pairedOnce(h, 'ns.rec-lost');
+  t.is((await agent.heartbeat()).status, 200);
+  t.is((await enroll(minted.token, csrPem)).status, 401); // identity lost: needs_recovery
+  await h.admin.beginRecovery('ns.rec-lost', 'rq-1');
+  const recovery = await h.admin.mintToken('ns.rec-lost', { idempotencyKey: 'rec-1' });
+  const fresh = await makeAgent(h, 'ns.rec-lost');
+  const paired = await fresh.enroll(recovery.token);
+  t.is(paired.status, 201);
+  const again = await fresh.enroll(recovery.token);
+  t.is(again.status, 201);
+  t.is(again.json.serial, paired.json.serial);
+  t.is((await h.admin.getConnector('ns.rec-lost')).state, 'enrolling');
+  // The bootstrap token with the key it certified is still the identity-loss branch.
+  t.is((await enroll(minted.token, csrPem)).status, 401);
+  t.is((await h.admin.getConnector('ns.rec-lost')).state, 'needs_recovery');
 });
 
 test('a retired connector: another token changes nothing; its own spent token moves it to needs_recovery', async (t) => {
