@@ -3,6 +3,7 @@
 // make it write is bounded (budgets.ts).
 import type { CodedError } from '../lib/errors.ts';
 import { isCodedError } from '../lib/errors.ts';
+import { certificateIssuedBy } from '../lib/pki.ts';
 import { type IssuedCertificate, issueCertificate } from './connector-certificate.ts';
 import { cpError, type ErrorCode } from './errors.ts';
 import type { EnrollmentFailureReason } from './metrics.ts';
@@ -46,7 +47,7 @@ export class Enrollment {
     const now = this.context.now();
     const refusal = ownTokenRefusal(record, token, now);
     if (refusal) {
-      const awaited = awaitedAnswer(record, token, now);
+      const awaited = awaitedAnswer(record, token, now, options.ca.certPem);
       if (awaited && csrKeySha256(request.csrPem, connectorId) === awaited.answer.publicKeySha256)
         return this.answerAgain(record, token, awaited, now);
       throw this.refuseProven(record, refusal);
@@ -211,14 +212,22 @@ interface AwaitedAnswer {
 
 /**
  * The answer a spent token's enrollment gave, while it may still be awaited: the connector is
- * enrolling on that token's certificate (no heartbeat yet, no renewal since) and the token's own
- * lifetime has not passed, so a key and token left behind cannot be turned into an identity later.
+ * enrolling on that token's certificate (no heartbeat yet, no renewal since), the token's own
+ * lifetime has not passed (a key and token left behind cannot be turned into an identity later),
+ * and the certificate still works: not expired, and issued by the CA this control plane answers with
+ * (its CA files may have been replaced since). Otherwise the spent token is refused as always.
  */
-function awaitedAnswer(record: LiveRecord, token: TokenRow, now: number): AwaitedAnswer | undefined {
+function awaitedAnswer(
+  record: LiveRecord,
+  token: TokenRow,
+  now: number,
+  caPem: string,
+): AwaitedAnswer | undefined {
   const certificate = record.certificate;
   const answer = certificate?.enrollmentAnswer;
   if (!certificate || !answer || answer.tokenId !== token.tokenId) return undefined;
   if (token.status !== 'used' || record.state !== 'enrolling' || token.expiresAt <= now) return undefined;
+  if (certificate.notAfter <= now || !certificateIssuedBy(answer.certificatePem, caPem)) return undefined;
   return { certificate, answer };
 }
 

@@ -1,4 +1,6 @@
+import { rmSync } from 'node:fs';
 import { request } from 'node:https';
+import { join } from 'node:path';
 import test from 'ava';
 import { createCsrPem } from '../../src/lib/pki.ts';
 import {
@@ -288,6 +290,25 @@ test("the answer is awaited no longer than the token's lifetime, nor after a ren
   const late = await enroll(minted.token, csrPem);
   t.is(late.status, 401, 'a key and token left behind are not an identity later');
   t.is(late.json.error.code, 'ENROLLMENT_TOKEN_INVALID');
+  t.is(await metricValue(h, 'cp_enrollments_answered_again_total'), 0);
+});
+
+test('an answer whose certificate no longer works is not sent again: expired, or of a CA replaced since', async (t) => {
+  const short = await startHarness(t, { certificateLifetimeSeconds: 300, heartbeatIntervalSeconds: 10 });
+  const expiring = await pairedOnce(short, 'ns.expired');
+  short.clock.advance(300_000);
+  const expired = await expiring.enroll(expiring.minted.token, expiring.csrPem);
+  t.is(expired.status, 401, 'the token still lives, the certificate does not');
+  t.is(expired.json.error.code, 'ENROLLMENT_TOKEN_INVALID');
+
+  const h = await startHarness(t);
+  const { minted, csrPem, enroll } = await pairedOnce(h, 'ns.new-ca');
+  await h.cp.close();
+  for (const file of ['ca.pem', 'ca-key.pem']) rmSync(join(h.dataDir, file));
+  await h.restart();
+  const otherCa = await enroll(minted.token, csrPem);
+  t.is(otherCa.status, 401, 'a certificate the answered CA did not issue');
+  t.is(otherCa.json.error.code, 'ENROLLMENT_TOKEN_INVALID');
   t.is(await metricValue(h, 'cp_enrollments_answered_again_total'), 0);
 });
 
