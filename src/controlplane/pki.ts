@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import type { PeerCertificate } from 'node:tls';
 import {
   type CertificateFacts,
+  type CsrFacts,
   generateKeyPairPem,
   issueCertificatePem,
   normalizeSerial,
@@ -89,10 +90,7 @@ export function issueConnectorCertificate(
   csrPem: string,
   options: { now: Date; lifetimeMs: number; sanUriPrefix: string },
 ): { certificatePem: string; facts: CertificateFacts; publicKeySha256: string } {
-  const csr = verifyCsrPem(csrPem);
-  if (csr.subjectCommonName !== connectorId) {
-    throw cpError('CSR_SUBJECT_MISMATCH', 'the CSR subject CN must be the connectorId');
-  }
+  const csr = connectorCsr(csrPem, connectorId);
   const certificatePem = issueCertificatePem({
     issuerKeyPem: ca.key,
     issuerCertPem: ca.certPem,
@@ -110,14 +108,22 @@ export function issueConnectorCertificate(
   };
 }
 
+/** A connector's CSR, checked: proof of possession, key type, subject CN = connectorId (else CSR_*). */
+function connectorCsr(csrPem: string, connectorId: string): CsrFacts {
+  const csr = verifyCsrPem(csrPem);
+  if (csr.subjectCommonName !== connectorId) {
+    throw cpError('CSR_SUBJECT_MISMATCH', 'the CSR subject CN must be the connectorId');
+  }
+  return csr;
+}
+
 /**
- * The SHA-256 of the key a connector's CSR proves it holds (a valid signature, CN = connectorId), or
- * undefined for any CSR issueConnectorCertificate would refuse. Issues nothing.
+ * The SHA-256 of the key a connector's CSR proves it holds, or undefined for any CSR
+ * issueConnectorCertificate would refuse. Issues nothing.
  */
 export function csrKeySha256(csrPem: string, connectorId: string): string | undefined {
   try {
-    const csr = verifyCsrPem(csrPem);
-    return csr.subjectCommonName === connectorId ? publicKeySha256(csr.publicKey) : undefined;
+    return publicKeySha256(connectorCsr(csrPem, connectorId).publicKey);
   } catch {
     return undefined;
   }
