@@ -19,6 +19,7 @@ export const POLLED_METRICS = [
   'vaultpam_operator_kubernetes_writes_total',
   'vaultpam_operator_work_queue_depth',
   'vaultpam_operator_work_queue_in_flight',
+  'vaultpam_operator_work_queue_concurrency_limit',
   'vaultpam_operator_leader',
   'vaultpam_operator_reconciles_total',
   'vaultpam_operator_reconcile_duration_seconds',

@@ -630,22 +630,36 @@ try {
     say(
       `    burst: ${silentCount} agents go silent at once; the control plane marks them offline after ${OFFLINE_AFTER_SECONDS} s`,
     );
+    const metricsBeforeBurst = await operatorMetrics();
+    const queue = sampleQueue(operatorMetrics);
     command({ type: 'silence', ids });
     const silencedAt = Date.now();
-    await until(`${silentCount} Connectors to show Offline`, OFFLINE_AFTER_SECONDS * 1000 + timeoutMs, () =>
-      silent.every((n) => observer.phaseSince(n, 'Offline', silencedAt) !== undefined),
-    );
-    const transitionLatencies = async (phase: string, since: number) => {
+    // The machine's CPU is taken from when the first offline flip can come (an agent silenced just
+    // before its heartbeat was due), not over the silent wait before it.
+    let machineAtFirstFlip: ReturnType<typeof cpuSnapshot> | undefined;
+    const firstFlipAfterMs = (OFFLINE_AFTER_SECONDS - HEARTBEAT_SECONDS) * 1000;
+    await until(`${silentCount} Connectors to show Offline`, OFFLINE_AFTER_SECONDS * 1000 + timeoutMs, () => {
+      if (machineAtFirstFlip === undefined && Date.now() - silencedAt >= firstFlipAfterMs)
+        machineAtFirstFlip = cpuSnapshot();
+      return silent.every((n) => observer.phaseSince(n, 'Offline', silencedAt) !== undefined);
+    });
+    const burstCpu = machineAtFirstFlip && cpuBetween(machineAtFirstFlip, cpuSnapshot(), runComponents());
+    const burstQueue = queue.stop();
+    const burstWrites = diffWrites(metricsBeforeBurst, await operatorMetrics());
+    const transitions = async (phase: string, since: number) => {
       const latencies: number[] = [];
+      const changedAt: number[] = [];
       for (const name of silent) {
         const record = await adminClient.getConnector(`${NAMESPACE}.${name}`);
-        latencies.push(
-          (observer.phaseSince(name, phase, since) ?? NaN) - new Date(record.stateChangedAt).getTime(),
-        );
+        const at = new Date(record.stateChangedAt).getTime();
+        changedAt.push(at);
+        latencies.push((observer.phaseSince(name, phase, since) ?? NaN) - at);
       }
-      return latencies;
+      return { latencies, changedAt };
     };
-    const latencies = await transitionLatencies('Offline', silencedAt);
+    const transitionLatencies = async (phase: string, since: number) =>
+      (await transitions(phase, since)).latencies;
+    const { latencies, changedAt } = await transitions('Offline', silencedAt);
     const stillOnline = names.slice(silentCount).filter((n) => phaseNow.get(n) !== 'Online').length;
     const offline = latencySummary(latencies);
     burst = {
@@ -654,6 +668,10 @@ try {
       p99Ms: offline.p99Ms,
       maxMs: offline.maxMs,
       othersNotOnline: stillOnline,
+      controlPlaneFlips: flipSpread(changedAt),
+      operatorQueue: burstQueue,
+      operatorWrites: burstWrites,
+      ...(burstCpu ? { machineCpu: burstCpu } : {}),
     };
     say(`    control plane offline -> status Offline: ${JSON.stringify(burst)}`);
     if (laterPhases) {
@@ -902,10 +920,87 @@ interface Burst {
   othersNotOnline: number;
   /** When the silent agents beat again (before the later phases): control plane online -> status Online. */
   backOnline?: ReturnType<typeof latencySummary>;
+  /** How the control plane's offline flips spread in time: first to last, and the most in one second. */
+  controlPlaneFlips: ReturnType<typeof flipSpread>;
+  /** The operator's work queue over the burst (sampled every 250 ms). */
+  operatorQueue: QueueSummary;
+  /** The operator's writes from the silence to the last status Offline, by kind and verb. */
+  operatorWrites: Record<string, number>;
+  /** The machine's CPU from when the first offline flip can come to the last status Offline. */
+  machineCpu?: CpuBreakdown;
+}
+
+/** The spread of transition times (ms since the epoch): how long from first to last, the densest second. */
+function flipSpread(times: number[]) {
+  const perSecond = new Map<number, number>();
+  for (const t of times) perSecond.set(Math.floor(t / 1000), (perSecond.get(Math.floor(t / 1000)) ?? 0) + 1);
+  return {
+    firstToLastMs: times.length > 0 ? Math.max(...times) - Math.min(...times) : 0,
+    mostInOneSecond: Math.max(0, ...perSecond.values()),
+  };
+}
+
+interface QueueSummary {
+  samples: number;
+  maxDepth: number;
+  maxInFlight: number;
+  meanInFlight: number;
+  minConcurrencyLimit: number;
+}
+
+/**
+ * Samples the operator's work queue every 250 ms until `stop`: how deep it got, how many passes ran
+ * at once, and the lowest concurrency limit (which APF's 429s lower).
+ */
+function sampleQueue(metrics: () => Promise<string>) {
+  const depth: number[] = [];
+  const inFlight: number[] = [];
+  const limit: number[] = [];
+  const timer = setInterval(() => {
+    void metrics()
+      .then((text) => {
+        depth.push(counterSum(text, 'vaultpam_operator_work_queue_depth'));
+        inFlight.push(counterSum(text, 'vaultpam_operator_work_queue_in_flight'));
+        limit.push(counterSum(text, 'vaultpam_operator_work_queue_concurrency_limit'));
+      })
+      .catch(() => {});
+  }, 250);
+  return {
+    stop(): QueueSummary {
+      clearInterval(timer);
+      return {
+        samples: depth.length,
+        maxDepth: Math.max(0, ...depth),
+        maxInFlight: Math.max(0, ...inFlight),
+        meanInFlight: round(inFlight.reduce((a, b) => a + b, 0) / Math.max(1, inFlight.length), 2),
+        minConcurrencyLimit: limit.length > 0 ? Math.min(...limit) : NaN,
+      };
+    },
+  };
 }
 
 function seconds(ms: number) {
   return `${round(ms / 1000, 2)} s`;
+}
+
+/** Where a burst's time went: how the flips came, the operator's queue and writes, the machine's CPU. */
+function burstWhere(b: Burst) {
+  const q = b.operatorQueue;
+  const writes = Object.entries(b.operatorWrites)
+    .filter(([labels]) => !labels.includes('kind=Lease'))
+    .map(([labels, n]) => `${labels.replace('kind=', '').replace(',verb=', ' ')} ${n}`)
+    .join(', ');
+  const cpu = b.machineCpu
+    ? `; from the first flip, ${b.machineCpu.machineBusyCores} cores busy (CPU s: ${Object.entries(
+        b.machineCpu.components,
+      )
+        .map(([name, s]) => `${name} ${s}`)
+        .join(', ')})`
+    : '';
+  return (
+    `the control plane's flips came over ${seconds(b.controlPlaneFlips.firstToLastMs)}, at most ${b.controlPlaneFlips.mostInOneSecond} in one second; ` +
+    `operator queue at most ${q.maxDepth} waiting, ${q.maxInFlight} running (mean ${q.meanInFlight}), limit at least ${q.minConcurrencyLimit}; writes ${writes}${cpu}`
+  );
 }
 
 /** The table rows of the figures after the steady state (a skipped phase says so). */
@@ -917,7 +1012,7 @@ function laterRows(r: ResultForTable): Array<[string, string, string]> {
     rows.push([
       `(4) burst: ${b.silent} agents (${round((b.silent / r.connectors) * 100)} %) silent -> status Offline`,
       `p50 ${b.p50Ms} ms, p99 ${b.p99Ms} ms`,
-      `max ${b.maxMs} ms, from the control plane's stateChangedAt${b.backOnline ? `; beating again -> Online p50 ${b.backOnline.p50Ms} ms, p99 ${b.backOnline.p99Ms} ms` : ''}`,
+      `max ${b.maxMs} ms, from the control plane's stateChangedAt${b.backOnline ? `; beating again -> Online p50 ${b.backOnline.p50Ms} ms, p99 ${b.backOnline.p99Ms} ms` : ''}; ${burstWhere(b)}`,
     ]);
   for (const [figure, f, what] of [
     ['(4b)', r.flapping, 'flapping'],
