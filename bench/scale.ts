@@ -631,7 +631,7 @@ try {
       `    burst: ${silentCount} agents go silent at once; the control plane marks them offline after ${OFFLINE_AFTER_SECONDS} s`,
     );
     const metricsBeforeBurst = await operatorMetrics();
-    const queue = sampleQueue(operatorMetrics);
+    const queue = await sampleQueue(operatorMetrics);
     command({ type: 'silence', ids });
     const silencedAt = Date.now();
     // The machine's CPU is taken from when the first offline flip can come (an agent silenced just
@@ -644,7 +644,7 @@ try {
       return silent.every((n) => observer.phaseSince(n, 'Offline', silencedAt) !== undefined);
     });
     const burstCpu = machineAtFirstFlip && cpuBetween(machineAtFirstFlip, cpuSnapshot(), runComponents());
-    const burstQueue = queue.stop();
+    const burstQueue = await queue.stop();
     const burstWrites = diffWrites(metricsBeforeBurst, await operatorMetrics());
     const transitions = async (phase: string, since: number) => {
       const latencies: number[] = [];
@@ -922,7 +922,7 @@ interface Burst {
   backOnline?: ReturnType<typeof latencySummary>;
   /** How the control plane's offline flips spread in time: first to last, and the most in one second. */
   controlPlaneFlips: ReturnType<typeof flipSpread>;
-  /** The operator's work queue over the burst (sampled every 250 ms). */
+  /** The operator's work queue over the burst, and the passes that ran. */
   operatorQueue: QueueSummary;
   /** The operator's writes from the silence to the last status Offline, by kind and verb. */
   operatorWrites: Record<string, number>;
@@ -944,18 +944,25 @@ interface QueueSummary {
   samples: number;
   maxDepth: number;
   maxInFlight: number;
-  meanInFlight: number;
   minConcurrencyLimit: number;
+  /** Passes that ended meanwhile, and their mean duration (exact: the duration histogram's sum and count). */
+  passes: number;
+  meanPassMs: number;
 }
 
+const PASS_SECONDS = 'vaultpam_operator_reconcile_duration_seconds';
+
 /**
- * Samples the operator's work queue every 250 ms until `stop`: how deep it got, how many passes ran
- * at once, and the lowest concurrency limit (which APF's 429s lower).
+ * The operator's work queue until `stop`. Sampled every 250 ms: how deep it got, how many passes ran
+ * at once, and the lowest concurrency limit (which APF's 429s lower). Samples can miss short clumps
+ * of passes (the control plane's offline sweep runs once a second, in step with a 250 ms timer), so
+ * how many passes ran and how long they took come from the duration histogram instead.
  */
-function sampleQueue(metrics: () => Promise<string>) {
+async function sampleQueue(metrics: () => Promise<string>) {
   const depth: number[] = [];
   const inFlight: number[] = [];
   const limit: number[] = [];
+  const before = await metrics();
   const timer = setInterval(() => {
     void metrics()
       .then((text) => {
@@ -966,14 +973,19 @@ function sampleQueue(metrics: () => Promise<string>) {
       .catch(() => {});
   }, 250);
   return {
-    stop(): QueueSummary {
+    async stop(): Promise<QueueSummary> {
       clearInterval(timer);
+      const after = await metrics();
+      const passes = counterSum(after, `${PASS_SECONDS}_count`) - counterSum(before, `${PASS_SECONDS}_count`);
+      const passSeconds =
+        counterSum(after, `${PASS_SECONDS}_sum`) - counterSum(before, `${PASS_SECONDS}_sum`);
       return {
         samples: depth.length,
         maxDepth: Math.max(0, ...depth),
         maxInFlight: Math.max(0, ...inFlight),
-        meanInFlight: round(inFlight.reduce((a, b) => a + b, 0) / Math.max(1, inFlight.length), 2),
         minConcurrencyLimit: limit.length > 0 ? Math.min(...limit) : NaN,
+        passes,
+        meanPassMs: passes > 0 ? round((passSeconds * 1000) / passes) : NaN,
       };
     },
   };
@@ -999,7 +1011,7 @@ function burstWhere(b: Burst) {
     : '';
   return (
     `the control plane's flips came over ${seconds(b.controlPlaneFlips.firstToLastMs)}, at most ${b.controlPlaneFlips.mostInOneSecond} in one second; ` +
-    `operator queue at most ${q.maxDepth} waiting, ${q.maxInFlight} running (mean ${q.meanInFlight}), limit at least ${q.minConcurrencyLimit}; writes ${writes}${cpu}`
+    `operator: ${q.passes} passes of ${q.meanPassMs} ms on average; sampled, at most ${q.maxDepth} waiting and ${q.maxInFlight} running, limit at least ${q.minConcurrencyLimit}; writes ${writes}${cpu}`
   );
 }
 
