@@ -116,7 +116,7 @@ explains every figure.
   --flap-cycles N                fault/back cycles per flapping agent (default 3): silent for
                                  figure 4b, a failed path for 4c (Degraded)
   --recoveries-one-at-a-time N   guided recoveries timed one by one (default 10)
-  --recoveries-at-once N         guided recoveries requested together (default 100, at most N)
+  --recoveries-at-once N         guided recoveries requested together (default 100, at most N/2)
   --cert-lifetime D              short client certificates (e.g. 5m) to measure renewals
   --skip-burst, --skip-flapping, --skip-degraded, --skip-recovery, --skip-restart
                                  leave a scenario out
@@ -133,7 +133,7 @@ explains every figure.
   --kcm-qps Q, --kcm-burst B     kube-controller-manager client limits (default 200/300)
   --api-server-arg A             one more kube-apiserver flag, repeatable (a later flag wins), e.g.
                                  --api-server-arg=--profiling=true to take its CPU profile
-                                 (docs/performance.md, "Profiles")
+                                 (docs/performance.md, "Where the API server's time goes")
   --timeout-seconds S            the bound on every wait (default 900)
   --out DIR                      where the results go (default bench/results)
   --heap-snapshots DIR           write operator heap snapshots there
@@ -556,7 +556,12 @@ try {
     heartbeats: fleet.stats()?.heartbeats ?? 0,
     at: Date.now(),
   };
+  // RSS across the window too: V8 gives memory back some time after the work stops, so one
+  // reading at the end may catch it before or after that; the range says which.
+  const rssInWindow: number[] = [];
+  const rssSampler = setInterval(() => rssInWindow.push(processUsage(operatorPid).rssMiB), 1_000);
   await sleep(steadySeconds * 1000);
+  clearInterval(rssSampler);
   const steadyAfter = {
     operator: await operatorMetrics(),
     cp: await cpMetrics(),
@@ -580,6 +585,10 @@ try {
     operatorRssMiB: round(steadyAfter.usage.rssMiB),
     operatorRssAtStartMiB: round(usageAtReady.rssMiB),
     operatorPeakRssMiB: round(steadyAfter.usage.hwmMiB),
+    operatorRssInWindowMiB: {
+      min: round(Math.min(steadyAfter.usage.rssMiB, ...rssInWindow)),
+      max: round(Math.max(steadyAfter.usage.rssMiB, ...rssInWindow)),
+    },
     operatorCpuPercentOfCore: round(
       ((steadyAfter.usage.cpuSeconds - steadyBefore.usage.cpuSeconds) * 100) /
         ((steadyAfter.at - steadyBefore.at) / 1000),
@@ -894,6 +903,7 @@ interface ResultForTable {
     seconds: number;
     operatorRssMiB: number;
     operatorRssAtStartMiB: number;
+    operatorRssInWindowMiB: { min: number; max: number };
     operatorPeakRssMiB: number;
     operatorCpuPercentOfCore: number;
     apiWritesPerMinute: number;
@@ -1121,7 +1131,7 @@ function markdown(r: ResultForTable): string {
     [
       '(2) operator RSS at steady state',
       `${r.steady.operatorRssMiB} MiB`,
-      `peak ${r.steady.operatorPeakRssMiB} MiB; ${r.steady.operatorRssAtStartMiB} MiB when ready with no Connector`,
+      `${r.steady.operatorRssInWindowMiB.min} to ${r.steady.operatorRssInWindowMiB.max} MiB over the ${r.steady.seconds} s window; peak ${r.steady.operatorPeakRssMiB} MiB; ${r.steady.operatorRssAtStartMiB} MiB when ready with no Connector`,
     ],
     [
       '(2) operator CPU at steady state',
