@@ -19,11 +19,14 @@ const STIME = 12;
 const PGRP = 2;
 
 /**
- * A process's memory and CPU from /proc: VmRSS now, VmHWM (its peak so far), user + system CPU
- * seconds, and when it was read.
+ * A process's memory and CPU from /proc: VmRSS now, split into its anonymous part (the heap, V8's
+ * and malloc's) and its file-backed part (mostly the node binary's code, which every node process
+ * on the machine shares), VmHWM (its peak so far), user + system CPU seconds, and when it was read.
  */
 export function processUsage(pid: number): {
   rssMiB: number;
+  rssAnonMiB: number;
+  rssFileMiB: number;
   hwmMiB: number;
   cpuSeconds: number;
   at: number;
@@ -33,6 +36,8 @@ export function processUsage(pid: number): {
   const fields = statFields(pid);
   return {
     rssMiB: round(kib('VmRSS') / 1024),
+    rssAnonMiB: round(kib('RssAnon') / 1024),
+    rssFileMiB: round(kib('RssFile') / 1024),
     hwmMiB: round(kib('VmHWM') / 1024),
     cpuSeconds: (Number(fields[UTIME]) + Number(fields[STIME])) / TICKS_PER_SECOND,
     at: Date.now(),

@@ -585,6 +585,8 @@ try {
     operatorRssMiB: round(steadyAfter.usage.rssMiB),
     operatorRssAtStartMiB: round(usageAtReady.rssMiB),
     operatorPeakRssMiB: round(steadyAfter.usage.hwmMiB),
+    operatorRssAnonMiB: round(steadyAfter.usage.rssAnonMiB),
+    operatorRssFileMiB: round(steadyAfter.usage.rssFileMiB),
     operatorRssInWindowMiB: {
       min: round(Math.min(steadyAfter.usage.rssMiB, ...rssInWindow)),
       max: round(Math.max(steadyAfter.usage.rssMiB, ...rssInWindow)),
@@ -903,6 +905,8 @@ interface ResultForTable {
     seconds: number;
     operatorRssMiB: number;
     operatorRssAtStartMiB: number;
+    operatorRssAnonMiB: number;
+    operatorRssFileMiB: number;
     operatorRssInWindowMiB: { min: number; max: number };
     operatorPeakRssMiB: number;
     operatorCpuPercentOfCore: number;
@@ -960,8 +964,6 @@ interface QueueSummary {
   meanPassMs: number;
 }
 
-const PASS_SECONDS = 'vaultpam_operator_reconcile_duration_seconds';
-
 /**
  * The operator's work queue until `stop`. Sampled every 250 ms: how deep it got, how many passes ran
  * at once, and the lowest concurrency limit (which APF's 429s lower). Samples can miss short clumps
@@ -969,6 +971,9 @@ const PASS_SECONDS = 'vaultpam_operator_reconcile_duration_seconds';
  * how many passes ran and how long they took come from the duration histogram instead.
  */
 async function sampleQueue(metrics: () => Promise<string>) {
+  // Declared here, not beside the function: this script's main flow runs at the top level, before
+  // a module-level constant further down is initialised.
+  const PASS_SECONDS = 'vaultpam_operator_reconcile_duration_seconds';
   const depth: number[] = [];
   const inFlight: number[] = [];
   const limit: number[] = [];
@@ -1131,7 +1136,7 @@ function markdown(r: ResultForTable): string {
     [
       '(2) operator RSS at steady state',
       `${r.steady.operatorRssMiB} MiB`,
-      `${r.steady.operatorRssInWindowMiB.min} to ${r.steady.operatorRssInWindowMiB.max} MiB over the ${r.steady.seconds} s window; peak ${r.steady.operatorPeakRssMiB} MiB; ${r.steady.operatorRssAtStartMiB} MiB when ready with no Connector`,
+      `anonymous ${r.steady.operatorRssAnonMiB} MiB (heaps), file-backed ${r.steady.operatorRssFileMiB} MiB (mostly node's code, shared); ${r.steady.operatorRssInWindowMiB.min} to ${r.steady.operatorRssInWindowMiB.max} MiB over the ${r.steady.seconds} s window; peak ${r.steady.operatorPeakRssMiB} MiB; ${r.steady.operatorRssAtStartMiB} MiB when ready with no Connector`,
     ],
     [
       '(2) operator CPU at steady state',
