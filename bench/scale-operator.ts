@@ -6,7 +6,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { createWriteStream, readFileSync } from 'node:fs';
 import { freePort } from '../dev/local-cluster/ports.ts';
 import { backoffDelay } from '../src/lib/backoff.ts';
-import { imageCommand } from '../tools/image-layout.ts';
+import { imageCommand, imageEntrypoint } from '../tools/image-layout.ts';
 import { sleep, until } from './scale-util.ts';
 
 /**
@@ -55,7 +55,8 @@ export async function startOperatorProcess(launch: OperatorLaunch): Promise<Oper
   const child = spawn(
     process.execPath,
     [...(await imageCommand('operator', launch.nodeArgs)), ...launch.args, `--listen=127.0.0.1:${port}`],
-    { stdio: ['ignore', 'pipe', 'pipe'], env: launch.env },
+    // The image's ENV first (NODE_ENV, glibc's malloc settings), as a pod's own env overrides it.
+    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...imageEntrypoint('operator').env, ...launch.env } },
   );
   launch.register(child);
   const log = createWriteStream(launch.logFile, { flags: 'a' });

@@ -788,6 +788,10 @@ try {
       ]
         .filter(Boolean)
         .join(' '),
+      // The image's ENV the operator ran with (this run's own environment overrides it).
+      operatorEnv: Object.entries(imageEntrypoint('operator').env)
+        .map(([key, value]) => `${key}=${process.env[key] ?? value}`)
+        .join(' '),
       floorConcurrency,
       applyConcurrency,
       controllerManager: { kubeApiQps: kcmQps, kubeApiBurst: kcmBurst, defaults: { qps: 20, burst: 30 } },
@@ -884,6 +888,7 @@ interface ResultForTable {
   settings: {
     operatorConcurrency: number;
     operatorNodeOptions: string;
+    operatorEnv: string;
     heartbeatSeconds: number;
     floorConcurrency: number;
     controllerManager: { kubeApiQps: number; kubeApiBurst: number };
@@ -1159,7 +1164,7 @@ function markdown(r: ResultForTable): string {
     `# Scale benchmark, ${r.connectors} connectors`,
     '',
     `${r.date}; ${r.machine.cores} cores (${r.machine.cpu}); Node ${r.versions.node}; Kubernetes ${r.versions.kubernetes};`,
-    `operator --concurrency ${r.settings.operatorConcurrency}${r.settings.operatorNodeOptions ? ` (node ${r.settings.operatorNodeOptions})` : ''}; floor ${r.settings.floorConcurrency} at a time; heartbeat every ${r.settings.heartbeatSeconds} s;`,
+    `operator --concurrency ${r.settings.operatorConcurrency}${r.settings.operatorNodeOptions ? ` (node ${r.settings.operatorNodeOptions})` : ''}${r.settings.operatorEnv ? ` (env ${r.settings.operatorEnv})` : ''}; floor ${r.settings.floorConcurrency} at a time; heartbeat every ${r.settings.heartbeatSeconds} s;`,
     `kube-controller-manager --kube-api-qps ${r.settings.controllerManager.kubeApiQps} --kube-api-burst ${r.settings.controllerManager.kubeApiBurst} (defaults 20/30).`,
     '',
     '| figure | value | beside it |',

@@ -18,31 +18,77 @@ export interface ImageEntrypoint {
   nodeOptions: string[];
   /** The script, relative to the image's working directory (dist/bin/<program>.js). */
   script: string;
+  /**
+   * The stage's ENV and that of the stages it is built FROM, a later value winning as in docker:
+   * settings of the process itself (NODE_ENV, glibc's malloc), which the programs run here get too.
+   */
+  env: Record<string, string>;
+}
+
+/** One stage of the Dockerfile: the stage it is built FROM (if one of this file's) and its lines. */
+interface Stage {
+  base: string | undefined;
+  lines: string[];
+}
+
+/** The Dockerfile's stages by name, each instruction on one line (continuations joined). */
+function dockerfileStages(dockerfile: string): Map<string, Stage> {
+  const stages = new Map<string, Stage>();
+  let current: Stage | undefined;
+  for (const raw of dockerfile.replace(/\\\n/g, ' ').split('\n')) {
+    const line = raw.trim();
+    const from = /^FROM\s+(\S+)(?:\s+AS\s+(\S+))?$/i.exec(line);
+    if (from) {
+      current = { base: stages.has(from[1] ?? '') ? from[1] : undefined, lines: [] };
+      if (from[2]) stages.set(from[2], current);
+    } else current?.lines.push(line);
+  }
+  return stages;
+}
+
+/** `ENV KEY=VALUE ...` pairs (the form this Dockerfile uses); throws on any other form. */
+function envPairs(target: string, args: string): Array<[string, string]> {
+  return args
+    .trim()
+    .split(/\s+/)
+    .map((pair) => {
+      const match = /^([A-Za-z_][A-Za-z0-9_]*)=("?)([^"]*)\2$/.exec(pair);
+      if (!match?.[1])
+        throw new Error(`Dockerfile: stage ${target} has an ENV not of the form KEY=VALUE: ${pair}`);
+      return [match[1], match[3] ?? ''];
+    });
 }
 
 /**
- * The ENTRYPOINT of a Dockerfile stage, read as the exec form ["node", ...options, script]. Throws,
- * naming the stage, when there is none or it is not of that form.
+ * The ENTRYPOINT of a Dockerfile stage, read as the exec form ["node", ...options, script], with the
+ * stage's environment. Throws, naming the stage, when there is none or it is not of that form.
  */
 export function imageEntrypoint(
   target: ImageTarget,
   dockerfile = readFileSync(join(REPO_ROOT, 'Dockerfile'), 'utf8'),
 ): ImageEntrypoint {
-  let stage: string | undefined;
+  const stages = dockerfileStages(dockerfile);
   let entrypoint: string | undefined;
-  for (const raw of dockerfile.split('\n')) {
-    const line = raw.trim();
-    const from = /^FROM\s+\S+(?:\s+AS\s+(\S+))?$/i.exec(line);
-    if (from) stage = from[1];
+  for (const line of stages.get(target)?.lines ?? []) {
     const match = /^ENTRYPOINT\s+(\[.*\])$/.exec(line);
-    if (match?.[1] && stage === target) entrypoint = match[1];
+    if (match?.[1]) entrypoint = match[1];
   }
   if (!entrypoint) throw new Error(`Dockerfile: stage ${target} has no ENTRYPOINT in exec form`);
   const argv = JSON.parse(entrypoint) as string[];
   const script = argv.at(-1);
   if (argv[0] !== 'node' || !script || script.startsWith('--'))
     throw new Error(`Dockerfile: stage ${target}'s ENTRYPOINT is not ["node", ...options, script]`);
-  return { nodeOptions: argv.slice(1, -1), script };
+  // The chain of stages from the first base to the target, so a stage's ENV overrides its base's.
+  const chain: Stage[] = [];
+  for (let stage = stages.get(target); stage; stage = stage.base ? stages.get(stage.base) : undefined)
+    chain.unshift(stage);
+  const env: Record<string, string> = {};
+  for (const stage of chain)
+    for (const line of stage.lines) {
+      const match = /^ENV\s+(.*)$/.exec(line);
+      if (match?.[1]) for (const [key, value] of envPairs(target, match[1])) env[key] = value;
+    }
+  return { nodeOptions: argv.slice(1, -1), script, env };
 }
 
 /**

@@ -233,7 +233,7 @@ test('the operator is the default target (last stage) and copies what the progra
   t.regex(fromDependencies?.args ?? '', /node_modules/, 'node_modules comes from the dependency stage');
 });
 
-test("the operator's node runs with a bounded young generation, and the scale benchmark runs it so too", (t) => {
+test("the operator's node runs with a bounded young generation and few malloc arenas, and the scale benchmark runs it so too", (t) => {
   const entrypoint = JSON.parse(lastValue(target(t, 'operator'), 'ENTRYPOINT') ?? '[]') as string[];
   t.is(entrypoint[0], 'node');
   const options = entrypoint.slice(1, -1);
@@ -241,10 +241,17 @@ test("the operator's node runs with a bounded young generation, and the scale be
     options.some((o) => /^--max-semi-space-size=\d+$/.test(o)),
     `a semi-space bound in ${entrypoint.join(' ')}`,
   );
+  const env = Object.fromEntries(
+    target(t, 'operator')
+      .flatMap((s) => s.instructions)
+      .filter((i) => i.keyword === 'ENV')
+      .flatMap((i) => i.args.split(/\s+/).map((pair) => pair.split('=', 2) as [string, string])),
+  );
+  t.is(env.MALLOC_ARENA_MAX, '2', "glibc's malloc keeps at most two arenas");
   t.deepEqual(
     imageEntrypoint('operator', dockerfile),
-    { nodeOptions: options, script: entrypoint.at(-1) },
-    'tools/image-layout.ts (which the scale benchmark starts the operator with) reads the same command',
+    { nodeOptions: options, script: entrypoint.at(-1), env },
+    'tools/image-layout.ts (which the scale benchmark starts the operator with) reads the same command and environment',
   );
 });
 
@@ -353,4 +360,32 @@ test('the production dependencies are exactly the packages the programs in src/ 
     }
   }
   t.deepEqual([...loaded].sort(), Object.keys(manifest.dependencies).sort());
+});
+
+test("a stage's environment is its ENV and its bases', a later value winning, continuations joined", (t) => {
+  const dockerfile = [
+    'FROM node:26 AS runtime',
+    'ENV NODE_ENV=production \\',
+    '    SHARED=base',
+    'FROM runtime AS operator',
+    'ENV SHARED=operator MALLOC_ARENA_MAX="2"',
+    'ENTRYPOINT ["node", "--max-semi-space-size=4", "dist/bin/operator.js"]',
+    'FROM node:26 AS connector',
+    'ENV ONLY_CONNECTOR=1',
+    'ENTRYPOINT ["node", "dist/bin/connector.js"]',
+  ].join('\n');
+  t.deepEqual(imageEntrypoint('operator', dockerfile), {
+    nodeOptions: ['--max-semi-space-size=4'],
+    script: 'dist/bin/operator.js',
+    env: { NODE_ENV: 'production', SHARED: 'operator', MALLOC_ARENA_MAX: '2' },
+  });
+  t.deepEqual(
+    imageEntrypoint('connector', dockerfile).env,
+    { ONLY_CONNECTOR: '1' },
+    'an image base is not a stage',
+  );
+  const legacyForm = dockerfile.replace('ENV ONLY_CONNECTOR=1', 'ENV ONLY_CONNECTOR 1');
+  t.throws(() => imageEntrypoint('connector', legacyForm), {
+    message: /stage connector has an ENV not of the form KEY=VALUE: ONLY_CONNECTOR/,
+  });
 });
