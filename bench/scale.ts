@@ -642,7 +642,7 @@ try {
       `    burst: ${silentCount} agents go silent at once; the control plane marks them offline after ${OFFLINE_AFTER_SECONDS} s`,
     );
     const metricsBeforeBurst = await operatorMetrics();
-    const queue = await sampleQueue(operatorMetrics);
+    const queue = sampleQueue(operatorMetrics, metricsBeforeBurst);
     command({ type: 'silence', ids });
     const silencedAt = Date.now();
     // The machine's CPU is taken from when the first offline flip can come (an agent silenced just
@@ -655,8 +655,8 @@ try {
       return silent.every((n) => observer.phaseSince(n, 'Offline', silencedAt) !== undefined);
     });
     const burstCpu = machineAtFirstFlip && cpuBetween(machineAtFirstFlip, cpuSnapshot(), runComponents());
-    const burstQueue = await queue.stop();
-    const burstWrites = diffWrites(metricsBeforeBurst, await operatorMetrics());
+    const { summary: burstQueue, after: metricsAfterBurst } = await queue.stop();
+    const burstWrites = diffWrites(metricsBeforeBurst, metricsAfterBurst);
     const transitions = async (phase: string, since: number) => {
       const latencies: number[] = [];
       const changedAt: number[] = [];
@@ -970,19 +970,19 @@ interface QueueSummary {
 }
 
 /**
- * The operator's work queue until `stop`. Sampled every 250 ms: how deep it got, how many passes ran
+ * The operator's work queue from `before` (a scrape of its metrics) until `stop`, which returns the
+ * last scrape too. Sampled every 250 ms: how deep it got, how many passes ran
  * at once, and the lowest concurrency limit (which APF's 429s lower). Samples can miss short clumps
  * of passes (the control plane's offline sweep runs once a second, in step with a 250 ms timer), so
  * how many passes ran and how long they took come from the duration histogram instead.
  */
-async function sampleQueue(metrics: () => Promise<string>) {
+function sampleQueue(metrics: () => Promise<string>, before: string) {
   // Declared here, not beside the function: this script's main flow runs at the top level, before
   // a module-level constant further down is initialised.
   const PASS_SECONDS = 'vaultpam_operator_reconcile_duration_seconds';
   const depth: number[] = [];
   const inFlight: number[] = [];
   const limit: number[] = [];
-  const before = await metrics();
   const timer = setInterval(() => {
     void metrics()
       .then((text) => {
@@ -993,13 +993,13 @@ async function sampleQueue(metrics: () => Promise<string>) {
       .catch(() => {});
   }, 250);
   return {
-    async stop(): Promise<QueueSummary> {
+    async stop(): Promise<{ summary: QueueSummary; after: string }> {
       clearInterval(timer);
       const after = await metrics();
       const passes = counterSum(after, `${PASS_SECONDS}_count`) - counterSum(before, `${PASS_SECONDS}_count`);
       const passSeconds =
         counterSum(after, `${PASS_SECONDS}_sum`) - counterSum(before, `${PASS_SECONDS}_sum`);
-      return {
+      const summary = {
         samples: depth.length,
         maxDepth: Math.max(0, ...depth),
         maxInFlight: Math.max(0, ...inFlight),
@@ -1007,6 +1007,7 @@ async function sampleQueue(metrics: () => Promise<string>) {
         passes,
         meanPassMs: passes > 0 ? round((passSeconds * 1000) / passes) : NaN,
       };
+      return { summary, after };
     },
   };
 }

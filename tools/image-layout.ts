@@ -20,7 +20,8 @@ export interface ImageEntrypoint {
   script: string;
   /**
    * The stage's ENV and that of the stages it is built FROM, a later value winning as in docker:
-   * settings of the process itself (NODE_ENV, glibc's malloc), which the programs run here get too.
+   * settings of the process itself (NODE_ENV, glibc's malloc), which the scale benchmark gives the
+   * operator it starts (the image test passes each program its own environment instead).
    */
   env: Record<string, string>;
 }
