@@ -70,16 +70,23 @@ export class LocalProvisioner {
     }
   }
 
-  /** Deletes the directory and the object of every Released volume this provisioner made. */
-  async reclaimReleased(): Promise<void> {
+  /**
+   * Deletes the directory and the object of every Released volume this provisioner made (those under
+   * its root), and returns how many of its volumes are still there: bound, not yet Released, or
+   * being deleted. Whoever must know a namespace's volumes are gone (the scale benchmark, before
+   * its next phase) calls it until it returns 0.
+   */
+  async reclaimReleased(): Promise<number> {
     const list = await this.core.listPersistentVolume({
       labelSelector: `${PROVISIONED_BY_LABEL}=${PROVISIONED_BY_VALUE}`,
     });
+    let left = 0;
     for (const volume of list.items) {
+      const path = volume.spec?.hostPath?.path;
+      if (!path || !isUnder(this.root, path)) continue;
+      left += 1;
       if (volume.status?.phase !== 'Released' || volume.spec?.persistentVolumeReclaimPolicy !== 'Delete')
         continue;
-      const path = volume.spec.hostPath?.path;
-      if (!path || !isUnder(this.root, path)) continue;
       try {
         await rm(path, { recursive: true, force: true });
         await this.core.deletePersistentVolume({ name: volume.metadata?.name ?? '' });
@@ -92,5 +99,6 @@ export class LocalProvisioner {
         );
       }
     }
+    return left;
   }
 }

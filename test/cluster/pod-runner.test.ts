@@ -3,7 +3,7 @@
 // empty; emptyDir data does not survive; an optional Secret appears, changes and disappears in the
 // process's view; crash loops report exit code, termination message, restarts and backoff; scale
 // to zero stops the process with SIGTERM; stop() leaves no process. Pure parts are tested first.
-import { access, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { access, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -34,9 +34,12 @@ import {
   KUBELET_CRASH_BACKOFF,
   nextRestartDelay,
 } from '../../dev/local-cluster/crash-backoff.ts';
+import { LocalProvisioner } from '../../dev/local-cluster/local-provisioner.ts';
 import { PodRunner } from '../../dev/local-cluster/pod-runner.ts';
 import { buildPodStatus, type PodView, podPhase } from '../../dev/local-cluster/pod-status.ts';
+import { claimDirectory } from '../../dev/local-cluster/volumes.ts';
 import { FakeClock } from '../../src/lib/clock.ts';
+import { silentLogger } from '../../src/lib/logger.ts';
 import { startTestCluster } from '../helpers/cluster.ts';
 import { eventually } from '../helpers/eventually.ts';
 import { captureLogs } from '../helpers/log-capture.ts';
@@ -516,6 +519,68 @@ test('a StatefulSet pod runs Ready on a claim that survives pod recreation; scal
   t.is(await readFile(join(newDir, 'boots'), 'utf8'), '1', 'identity loss: the new claim started empty');
   await eventually(async () => !(await exists(claimDir)), {
     description: 'the released volume of the deleted claim reclaimed',
+    timeoutMs: 30_000,
+  });
+});
+
+test('a provisioner reclaims only the Released volumes under its root, and counts its volumes left', async (t) => {
+  // The scale benchmark waits on that count before its next phase (bench/scale.ts, reclaimVolumes).
+  const { core } = ctx();
+  const ns = await namespace('reclaim');
+  const roots = [await mkdtemp(join(tmpdir(), 'reclaim-a-')), await mkdtemp(join(tmpdir(), 'reclaim-b-'))];
+  t.teardown(() => Promise.all(roots.map((root) => rm(root, { recursive: true, force: true }))));
+  const [mine, theirs] = roots.map((root) => new LocalProvisioner({ core, root, logger: silentLogger() }));
+  const claims = await Promise.all(
+    ['data-a', 'data-b'].map((name) =>
+      core.createNamespacedPersistentVolumeClaim({
+        namespace: ns,
+        body: {
+          metadata: { name },
+          spec: {
+            accessModes: ['ReadWriteOnce'],
+            storageClassName: '',
+            resources: { requests: { storage: '1Gi' } },
+          },
+        },
+      }),
+    ),
+  );
+  const [a, b] = claims;
+  if (!mine || !theirs || !a || !b) throw new Error('two provisioners and two claims expected');
+  await mine.provision(a);
+  await theirs.provision(b);
+  const dirOfA = claimDirectory(roots[0] ?? '', a.metadata?.uid ?? '');
+  await mkdir(dirOfA, { recursive: true });
+  await eventually(
+    async () => {
+      const phases = await Promise.all(
+        ['data-a', 'data-b'].map((name) =>
+          core.readNamespacedPersistentVolumeClaim({ namespace: ns, name }).then((c) => c.status?.phase),
+        ),
+      );
+      return phases.every((phase) => phase === 'Bound');
+    },
+    { description: 'both claims bound by the PersistentVolume controller', timeoutMs: 30_000 },
+  );
+  t.is(await mine.reclaimReleased(), 1, 'a bound volume is left, not reclaimed');
+
+  await core.deleteNamespacedPersistentVolumeClaim({ namespace: ns, name: 'data-a' });
+  await eventually(async () => (await mine.reclaimReleased()) === 0, {
+    description: 'the released volume reclaimed and gone',
+    timeoutMs: 30_000,
+  });
+  t.false(await exists(dirOfA), 'its directory was removed');
+  const gone = await core
+    .readPersistentVolume({ name: `pvc-${a.metadata?.uid}` })
+    .catch((error: unknown) => error);
+  t.is((gone as { code?: number }).code, 404);
+  t.is(await theirs.reclaimReleased(), 1, "another root's bound volume is still there");
+  const other = await core.readPersistentVolume({ name: `pvc-${b.metadata?.uid}` });
+  t.is(other.status?.phase, 'Bound');
+
+  await core.deleteNamespacedPersistentVolumeClaim({ namespace: ns, name: 'data-b' });
+  await eventually(async () => (await theirs.reclaimReleased()) === 0, {
+    description: "the other root's volume reclaimed once released",
     timeoutMs: 30_000,
   });
 });
