@@ -31,12 +31,17 @@ export async function pool<T>(items: readonly T[], concurrency: number, work: (i
   await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, run));
 }
 
-/** Polls `check` every 100 ms until it holds; fails naming `what` after `deadlineMs`. */
-export async function until(what: string, deadlineMs: number, check: () => boolean | Promise<boolean>) {
+/** Polls `check` every `intervalMs` until it holds; fails naming `what` after `deadlineMs`. */
+export async function until(
+  what: string,
+  deadlineMs: number,
+  check: () => boolean | Promise<boolean>,
+  intervalMs = 100,
+) {
   const deadline = Date.now() + deadlineMs;
   while (!(await check())) {
     if (Date.now() > deadline) throw new Error(`timed out after ${deadlineMs / 1000} s waiting for ${what}`);
-    await sleep(100);
+    await sleep(intervalMs);
   }
 }
 
