@@ -584,6 +584,8 @@ try {
     cpRequests(steadyAfter.cp, (l) => !isMetrics(l)) - cpRequests(steadyBefore.cp, (l) => !isMetrics(l));
   const notAgents = (l: string) => !isMetrics(l) && !agentRoute(l);
   const cpOperator = cpRequests(steadyAfter.cp, notAgents) - cpRequests(steadyBefore.cp, notAgents);
+  const counterDelta = (name: string) =>
+    counterSum(steadyAfter.operator, name) - counterSum(steadyBefore.operator, name);
   const steady = {
     seconds: round((steadyAfter.at - steadyBefore.at) / 1000),
     operatorRssMiB: round(steadyAfter.usage.rssMiB),
@@ -600,6 +602,11 @@ try {
         ((steadyAfter.at - steadyBefore.at) / 1000),
       2,
     ),
+    // Where the CPU went: the operator's passes (their wall time, an upper bound of their CPU) and
+    // V8's garbage collection, both from its own metrics.
+    reconcilePasses: counterDelta('vaultpam_operator_reconcile_duration_seconds_count'),
+    reconcileSeconds: round(counterDelta('vaultpam_operator_reconcile_duration_seconds_sum'), 2),
+    gcSeconds: round(counterDelta('nodejs_gc_duration_seconds_sum'), 2),
     apiWritesPerMinute: round(steadyNonLease / minutes, 2),
     leaseWritesPerMinute: round(
       Object.entries(steadyWrites)
@@ -940,6 +947,9 @@ interface ResultForTable {
     operatorRssInWindowMiB: { min: number; max: number };
     operatorPeakRssMiB: number;
     operatorCpuPercentOfCore: number;
+    reconcilePasses: number;
+    reconcileSeconds: number;
+    gcSeconds: number;
     apiWritesPerMinute: number;
     leaseWritesPerMinute: number;
     heartbeatsPerMinute: number;
@@ -1172,7 +1182,7 @@ function markdown(r: ResultForTable): string {
     [
       '(2) operator CPU at steady state',
       `${r.steady.operatorCpuPercentOfCore} % of a core`,
-      `over ${r.steady.seconds} s`,
+      `over ${r.steady.seconds} s: ${r.steady.reconcilePasses} passes taking ${r.steady.reconcileSeconds} s (wall), garbage collection ${r.steady.gcSeconds} s`,
     ],
     [
       '(3) operator API writes at steady state',

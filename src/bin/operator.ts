@@ -79,7 +79,12 @@ const flags: FlagSpecs = {
     description:
       'The most reconciles at once. The operator starts there, halves it when the API server answers 429 (API Priority and Fairness) and grows it back by one a second while it does not.',
   },
-  resync: { env: env('resync'), default: '10m', description: 'Re-reconcile every Connector this often.' },
+  resync: {
+    env: env('resync'),
+    default: '10m',
+    description:
+      'Look at every Connector again at least this often (each on its own timer, up to 10 % later).',
+  },
   'release-timeout': {
     env: env('release-timeout'),
     default: '5m',

@@ -41,3 +41,17 @@ export function backoffDelay(attempt: number, policy: BackoffPolicy): number {
   const random = policy.random ?? Math.random;
   return Math.round(ceiling / 2 + random() * (ceiling / 2));
 }
+
+/**
+ * A periodic delay spread out: `periodMs` plus up to `maxFactor` of it at random (client-go's
+ * `wait.Jitter`). Work that was done together and repeats on a period (every Connector passed at
+ * an operator's start, then looked at again every 10 minutes) would otherwise come back together
+ * at every period, for ever; with this each repetition drifts on its own and the bursts dissolve.
+ */
+export function jitteredPeriod(
+  periodMs: number,
+  maxFactor: number,
+  random: () => number = Math.random,
+): number {
+  return Math.round(periodMs + random() * maxFactor * periodMs);
+}

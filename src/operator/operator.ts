@@ -142,13 +142,15 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
   // One pool for the strings of every cached Connector and owned object (string-pool.ts): the
   // same names, paths and messages recur in each of them, and across kinds.
   const strings = new StringPool();
+  // No informer resync for Connectors: each is looked at again on its own timer, spread
+  // (reconciler.ts, periodicLookMs). A resync delivers every cached Connector at once: at 10,000,
+  // 10,000 passes in a few seconds every period, and their next looks together again after it.
   const connectors = new Informer<Connector>({
     kc,
     logger,
     metrics,
     strings,
     type: RESOURCE_TYPES.connector,
-    resyncPeriodMs,
     ...ns,
   });
   const owned = {
@@ -323,6 +325,7 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
     metrics,
     getConnector: (namespace, name) => connectors.get(namespace, name),
     adoption,
+    periodicLookMs: resyncPeriodMs,
     ...(options.releaseTimeoutMs !== undefined ? { releaseTimeoutMs: options.releaseTimeoutMs } : {}),
     async scale(kind, namespace, name, replicas) {
       metrics.countWrite(kind, 'patch');
@@ -421,6 +424,7 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
       logger,
       concurrency: limit,
       ...(options.backoff ? { backoff: options.backoff } : {}),
+      periodicLookMs: () => reconciler.periodicLookMs(),
       handler: async (key) => {
         const started = performance.now();
         try {

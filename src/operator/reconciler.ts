@@ -3,7 +3,7 @@
 // write the status once at the end, only if it changed, with observedGeneration. Errors come in two
 // kinds: temporary ones are retried with backoff, permanent ones stall until something changes.
 import { isDeepStrictEqual } from 'node:util';
-import { type BackoffPolicy, backoffDelay } from '../lib/backoff.ts';
+import { type BackoffPolicy, backoffDelay, jitteredPeriod } from '../lib/backoff.ts';
 import type { Clock } from '../lib/clock.ts';
 import { asCodedError, CodedError, errorMessage, isCodedError } from '../lib/errors.ts';
 import type { Logger } from '../lib/logger.ts';
@@ -44,7 +44,22 @@ export interface ReconcilerContext extends ObserveContext, ActContext {
    * what it left behind. Default 5 minutes (--release-timeout).
    */
   releaseTimeoutMs?: number;
+  /**
+   * Every Connector is looked at again at most this long after its last pass, even without an event
+   * (control-plane drift, a user's object the operator does not watch). Default 10 minutes (--resync).
+   */
+  periodicLookMs?: number;
+  /** [0, 1), for the periodic look's spread; Math.random when omitted. */
+  random?: () => number;
 }
+
+/** The periodic look's default period (--resync). */
+export const DEFAULT_PERIODIC_LOOK_MS = 10 * 60_000;
+/**
+ * Each periodic look comes up to this fraction of the period later, at random: passes made together
+ * (the operator's first, a GitOps apply's) would otherwise come back together at every period.
+ */
+export const PERIODIC_LOOK_SPREAD = 0.1;
 
 /** Retries of a release that failed: 1 s doubling to 30 s, never past the release deadline. */
 const RELEASE_RETRY: BackoffPolicy = { baseMs: 1_000, capMs: 30_000 };
@@ -290,7 +305,9 @@ export class ConnectorReconciler {
         this.ctx.metrics.recoveries.inc({ outcome: outcome === 'Succeeded' ? 'succeeded' : 'failed' });
       }
       recordEvents(this.ctx, connector, events);
-      return planned.requeueAfterMs === undefined ? {} : { requeueAfterMs: planned.requeueAfterMs };
+      return {
+        requeueAfterMs: Math.min(planned.requeueAfterMs ?? Number.POSITIVE_INFINITY, this.periodicLookMs()),
+      };
     }
     // The steps after the one that failed did not run: their Events are not recorded, the error is.
     recordEvents(this.ctx, connector, [
@@ -310,6 +327,19 @@ export class ConnectorReconciler {
       'reconcile failed',
     );
     throw cleanedError(failure);
+  }
+
+  /**
+   * When to look at a Connector again without news: the period, spread (PERIODIC_LOOK_SPREAD). Each
+   * Connector keeps its own timer rather than all being delivered again at once by the informer: at
+   * 10,000 that delivery was 10,000 passes in a few seconds every period (docs/performance.md).
+   */
+  periodicLookMs(): number {
+    return jitteredPeriod(
+      this.ctx.periodicLookMs ?? DEFAULT_PERIODIC_LOOK_MS,
+      PERIODIC_LOOK_SPREAD,
+      this.ctx.random,
+    );
   }
 
   /**

@@ -1,7 +1,8 @@
 // The one exponential backoff (src/lib/backoff.ts) that the agent, the work queue, the informers, the
 // change-stream follower and the local pod runner's crash loop wait with.
 import test from 'ava';
-import { backoffDelay, checkBackoffPolicy } from '../../src/lib/backoff.ts';
+import fc from 'fast-check';
+import { backoffDelay, checkBackoffPolicy, jitteredPeriod } from '../../src/lib/backoff.ts';
 import { isCodedError } from '../../src/lib/errors.ts';
 
 test('without jitter: base, then doubling, capped; any attempt count stays at the cap', (t) => {
@@ -64,4 +65,48 @@ test('a policy that cannot back off is refused, naming its owner', (t) => {
     /got baseMs 1 and capMs 5 \(factor 0\)$/,
   );
   t.notThrows(() => checkBackoffPolicy('x', { baseMs: 5, capMs: 5 }));
+});
+
+test('a jittered period is never shorter than the period and at most maxFactor longer', (t) => {
+  fc.assert(
+    fc.property(
+      fc.integer({ min: 1, max: 24 * 3_600_000 }),
+      fc.double({ min: 0, max: 1, noNaN: true }),
+      fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true }),
+      (periodMs, maxFactor, draw) => {
+        const delay = jitteredPeriod(periodMs, maxFactor, () => draw);
+        return delay >= periodMs && delay <= Math.round(periodMs * (1 + maxFactor));
+      },
+    ),
+  );
+  t.is(
+    jitteredPeriod(600_000, 0.1, () => 0),
+    600_000,
+  );
+  t.is(
+    jitteredPeriod(600_000, 0.1, () => 0.5),
+    630_000,
+  );
+});
+
+test('work done together and repeated on a jittered period does not come back together', (t) => {
+  // 10,000 keys passed in the same second (an operator's start), each then looked at again every
+  // 10 minutes with 10 % spread: the busiest second of the next looks holds a small share of them,
+  // where an unjittered period brings all 10,000 back in one second, every period.
+  let seed = 42;
+  const random = () => {
+    seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
+    return seed / 2 ** 31;
+  };
+  const busiestSecond = (at: number[]) => {
+    const perSecond = new Map<number, number>();
+    for (const ms of at)
+      perSecond.set(Math.floor(ms / 1000), (perSecond.get(Math.floor(ms / 1000)) ?? 0) + 1);
+    return Math.max(...perSecond.values());
+  };
+  let next = Array.from({ length: 10_000 }, () => 0);
+  for (let period = 1; period <= 3; period++) {
+    next = next.map((at) => at + jitteredPeriod(600_000, 0.1, random));
+    t.true(busiestSecond(next) < 400, `period ${period}: at most ${busiestSecond(next)} in one second`);
+  }
 });

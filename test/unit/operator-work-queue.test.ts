@@ -365,6 +365,27 @@ test('an error marked permanent is not retried until the next add', async (t) =>
   await queue.whenIdle();
 });
 
+test('with a periodic look, an error marked permanent is looked at again after it, not with backoff', async (t) => {
+  const logs = captureLogs('queue', 'debug');
+  const { queue, clock, started, last } = setup({ logger: logs.logger, periodicLookMs: () => 600_000 });
+  queue.add('ns/a');
+  await until(() => started('ns/a') === 1, 'runs');
+  last('ns/a').fail(new CodedError('INVALID_SPEC', 'spec.storage: bad', { temporary: false }));
+  await until(() => queue.delayed === 1, 'waits for the periodic look');
+  t.is(queue.failureCount('ns/a'), 0, 'no backoff streak');
+  t.is(clock.nextDueIn(), 600_000);
+  t.like(
+    logs.records().find((r) => r.code === 'INVALID_SPEC'),
+    { object: 'ns/a', lookAgainInMs: 600_000, level: 50 },
+  );
+  clock.advance(599_999);
+  t.is(started('ns/a'), 1);
+  clock.advance(1);
+  await until(() => started('ns/a') === 2, 'looked at again at the periodic look');
+  last('ns/a').finish();
+  await queue.whenIdle();
+});
+
 test('an error that does not say it is permanent is retried, whatever was thrown', async (t) => {
   const logs = captureLogs('queue', 'debug');
   const { queue, started, last } = setup({ logger: logs.logger });

@@ -35,8 +35,6 @@ import { workloadPhase } from './workload.ts';
 
 /** Look again this often while something the operator does not watch blocks the Connector. */
 export const BLOCKED_RECHECK_MS = 15_000;
-/** Look again this often at steady state, even without events (control-plane drift, expiry). */
-export const STEADY_RESYNC_MS = 10 * 60_000;
 
 export function plan(observed: Observed, now: Date): Plan {
   const connector = observed.connector;
@@ -177,13 +175,9 @@ export function plan(observed: Observed, now: Date): Plan {
     gates.blocker ? BLOCKED_RECHECK_MS : undefined,
     enrollment.requeueAfterMs,
     recovery.inProgress ? recovery.requeueAfterMs : undefined,
-    STEADY_RESYNC_MS,
-  ];
-  return {
-    steps,
-    transitions,
-    requeueAfterMs: Math.min(...requeues.filter((r): r is number => r !== undefined)),
-  };
+  ].filter((r): r is number => r !== undefined);
+  // Nothing timed: the reconciler's periodic look (every Connector's, reconciler.ts) is the next one.
+  return { steps, transitions, ...(requeues.length > 0 ? { requeueAfterMs: Math.min(...requeues) } : {}) };
 }
 
 /** A spec the operator cannot use: say so, and decide nothing. */

@@ -29,8 +29,8 @@ export interface ReconcileResult {
 
 /**
  * Reconciles one key. Resolving means success. Throwing (or rejecting) means failure: an error with
- * `temporary === false` (a CodedError marked permanent) is not retried until the next add; any
- * other error is retried with per-key exponential backoff.
+ * `temporary === false` (a CodedError marked permanent) is not retried with backoff, only at the next
+ * add or periodic look (`periodicLookMs`); any other error is retried with per-key exponential backoff.
  */
 export type ReconcileHandler = (
   key: string,
@@ -53,6 +53,12 @@ export interface WorkQueueOptions {
    */
   concurrency?: number | ConcurrencyLimit;
   backoff?: BackoffOptions;
+  /**
+   * A key whose reconcile failed permanently is not retried with backoff; with this, it is looked at
+   * again after the delay it returns (the periodic look its successful passes ask for), as well as
+   * at its next add. Omitted: only at its next add.
+   */
+  periodicLookMs?: () => number;
   clock?: Clock;
 }
 
@@ -104,6 +110,7 @@ export class WorkQueue {
   /** Stops following the limit's changes (at shutdown). */
   private readonly unfollowLimit: () => void;
   private readonly backoff: BackoffPolicy;
+  private readonly periodicLookMs: (() => number) | undefined;
   private readonly clock: Clock;
 
   /**
@@ -140,6 +147,7 @@ export class WorkQueue {
     this.logger = options.logger;
     this.concurrency = concurrency;
     this.backoff = backoff;
+    this.periodicLookMs = options.periodicLookMs;
     this.clock = options.clock ?? backgroundClock;
     // A raised limit has room for more at once now, not only when a running reconcile ends.
     this.unfollowLimit =
@@ -350,10 +358,19 @@ export class WorkQueue {
     const code = error instanceof CodedError ? error.code : undefined;
     if ((error as { temporary?: unknown } | null)?.temporary === false) {
       this.failures.delete(key);
+      const lookAgainInMs = this.stopping ? undefined : this.periodicLookMs?.();
       this.logger.error(
-        { object: key, code, err: errorMessage(error) },
-        'reconcile failed permanently; not retried until the object changes',
+        {
+          object: key,
+          code,
+          err: errorMessage(error),
+          ...(lookAgainInMs !== undefined ? { lookAgainInMs } : {}),
+        },
+        lookAgainInMs === undefined
+          ? 'reconcile failed permanently; not retried until the object changes'
+          : 'reconcile failed permanently; not retried with backoff, looked at again when the object changes or at the periodic look',
       );
+      if (lookAgainInMs !== undefined) this.schedule(key, lookAgainInMs);
       return;
     }
     const attempt = (this.failures.get(key) ?? 0) + 1;
