@@ -71,6 +71,7 @@ import {
 } from './scale-util.ts';
 
 const PROGRAM = 'bench/scale.ts';
+const RECONCILES = 'vaultpam_operator_reconcile_duration_seconds_count';
 const { values: args } = benchArgs(PROGRAM, {
   options: {
     connectors: { type: 'string', default: '100' },
@@ -564,8 +565,17 @@ try {
   // reading at the end may catch it before or after that; the range says which.
   const rssInWindow: number[] = [];
   const rssSampler = setInterval(() => rssInWindow.push(processUsage(operatorPid).rssMiB), 1_000);
+  // The operator's passes every 10 s (one scrape each): whether its periodic looks come spread or
+  // in bursts (a resync of every Connector at once).
+  const passesAt: number[] = [counterSum(steadyBefore.operator, RECONCILES)];
+  const passSampler = setInterval(() => {
+    void operatorMetrics()
+      .then((text) => passesAt.push(counterSum(text, RECONCILES)))
+      .catch(() => {});
+  }, 10_000);
   await sleep(steadySeconds * 1000);
   clearInterval(rssSampler);
+  clearInterval(passSampler);
   const steadyAfter = {
     operator: await operatorMetrics(),
     cp: await cpMetrics(),
@@ -584,6 +594,7 @@ try {
     cpRequests(steadyAfter.cp, (l) => !isMetrics(l)) - cpRequests(steadyBefore.cp, (l) => !isMetrics(l));
   const notAgents = (l: string) => !isMetrics(l) && !agentRoute(l);
   const cpOperator = cpRequests(steadyAfter.cp, notAgents) - cpRequests(steadyBefore.cp, notAgents);
+  const passesPer10s = passesAt.slice(1).map((count, i) => count - (passesAt[i] ?? count));
   const counterDelta = (name: string) =>
     counterSum(steadyAfter.operator, name) - counterSum(steadyBefore.operator, name);
   const steady = {
@@ -604,7 +615,11 @@ try {
     ),
     // Where the CPU went: the operator's passes (their wall time, an upper bound of their CPU) and
     // V8's garbage collection, both from its own metrics.
-    reconcilePasses: counterDelta('vaultpam_operator_reconcile_duration_seconds_count'),
+    reconcilePasses: counterDelta(RECONCILES),
+    reconcilePassesPer10s: {
+      median: percentile(passesPer10s, 50),
+      max: Math.max(0, ...passesPer10s),
+    },
     reconcileSeconds: round(counterDelta('vaultpam_operator_reconcile_duration_seconds_sum'), 2),
     gcSeconds: round(counterDelta('nodejs_gc_duration_seconds_sum'), 2),
     apiWritesPerMinute: round(steadyNonLease / minutes, 2),
@@ -948,6 +963,7 @@ interface ResultForTable {
     operatorPeakRssMiB: number;
     operatorCpuPercentOfCore: number;
     reconcilePasses: number;
+    reconcilePassesPer10s: { median: number; max: number };
     reconcileSeconds: number;
     gcSeconds: number;
     apiWritesPerMinute: number;
@@ -1182,7 +1198,7 @@ function markdown(r: ResultForTable): string {
     [
       '(2) operator CPU at steady state',
       `${r.steady.operatorCpuPercentOfCore} % of a core`,
-      `over ${r.steady.seconds} s: ${r.steady.reconcilePasses} passes taking ${r.steady.reconcileSeconds} s (wall), garbage collection ${r.steady.gcSeconds} s`,
+      `over ${r.steady.seconds} s: ${r.steady.reconcilePasses} passes taking ${r.steady.reconcileSeconds} s (wall; every 10 s a median of ${r.steady.reconcilePassesPer10s.median}, at most ${r.steady.reconcilePassesPer10s.max}), garbage collection ${r.steady.gcSeconds} s`,
     ],
     [
       '(3) operator API writes at steady state',
