@@ -178,8 +178,9 @@ export function validateAgentConfig(
     const value = raw[flag]?.trim();
     return value ? value : undefined;
   };
+  // Every duration of the agent is waited out with a timer (clock.ts, LONGEST_TIMER_MS).
   const duration = (flag: string, { allowZero }: { allowZero: boolean }): number => {
-    const value = parseDurationField(raw[flag] ?? '', source(flag), { allowZero });
+    const value = parseDurationField(raw[flag] ?? '', source(flag), { allowZero, timer: true });
     if (typeof value === 'number') return value;
     problems.push(value.problem);
     return 0;

@@ -95,8 +95,8 @@ const flags: FlagSpecs = {
 };
 
 /** A duration flag in milliseconds (src/lib/duration.ts), or INVALID_FLAGS naming it. */
-function durationFlag(value: string | undefined, flag: string): number {
-  const milliseconds = parseDurationField(value ?? '', `--${flag}`, { allowZero: false });
+function durationFlag(value: string | undefined, flag: string, { timer }: { timer: boolean }): number {
+  const milliseconds = parseDurationField(value ?? '', `--${flag}`, { allowZero: false, timer });
   if (typeof milliseconds !== 'number') throw flagError(milliseconds.problem);
   return milliseconds;
 }
@@ -156,11 +156,21 @@ async function main(): Promise<void> {
   }
   const listen = parseHostPort(v.listen ?? '0.0.0.0:8080', '--listen', { minPort: 0 });
   if ('problem' in listen) throw flagError(listen.problem);
-  const resyncMs = durationFlag(v.resync, 'resync');
-  const releaseTimeoutMs = durationFlag(v['release-timeout'], 'release-timeout');
-  const leaseDurationMs = durationFlag(v['leader-election-lease-duration'], 'leader-election-lease-duration');
-  const renewDeadlineMs = durationFlag(v['leader-election-renew-deadline'], 'leader-election-renew-deadline');
-  const retryPeriodMs = durationFlag(v['leader-election-retry-period'], 'leader-election-retry-period');
+  const resyncMs = durationFlag(v.resync, 'resync', { timer: true });
+  const releaseTimeoutMs = durationFlag(v['release-timeout'], 'release-timeout', { timer: false });
+  const leaseDurationMs = durationFlag(
+    v['leader-election-lease-duration'],
+    'leader-election-lease-duration',
+    { timer: true },
+  );
+  const renewDeadlineMs = durationFlag(
+    v['leader-election-renew-deadline'],
+    'leader-election-renew-deadline',
+    { timer: true },
+  );
+  const retryPeriodMs = durationFlag(v['leader-election-retry-period'], 'leader-election-retry-period', {
+    timer: true,
+  });
   // The leader must stop acting before a candidate may take the Lease over.
   if (!(retryPeriodMs > 0 && renewDeadlineMs > retryPeriodMs && leaseDurationMs > renewDeadlineMs)) {
     throw flagError(

@@ -84,8 +84,8 @@ export interface ControlPlaneCommandLine {
 }
 
 /** Seconds from "90", "90s", "5m", "24h", "1d" or "4m59s" (the shared grammar of src/lib/duration.ts). */
-export function parseDurationSeconds(flag: string, value: string): number {
-  const milliseconds = parseDurationField(value, `--${flag}`, { allowZero: false });
+export function parseDurationSeconds(flag: string, value: string, { timer = false } = {}): number {
+  const milliseconds = parseDurationField(value, `--${flag}`, { allowZero: false, timer });
   if (typeof milliseconds !== 'number') throw flagError(milliseconds.problem);
   return milliseconds / 1000;
 }
@@ -133,12 +133,13 @@ export function parseControlPlaneCommandLine(
   const heartbeatIntervalSeconds = parseDurationSeconds(
     'heartbeat-interval',
     get('heartbeat-interval') as string,
+    { timer: true },
   );
   const offlineRaw = get('offline-after');
   const offlineAfterSeconds =
     offlineRaw === undefined
       ? heartbeatIntervalSeconds * DEFAULTS.offlineAfterIntervals
-      : parseDurationSeconds('offline-after', offlineRaw);
+      : parseDurationSeconds('offline-after', offlineRaw, { timer: true });
   if (offlineAfterSeconds < heartbeatIntervalSeconds) {
     // Every healthy connector would be declared offline between two of its heartbeats.
     throw flagError(
@@ -172,7 +173,9 @@ export function parseControlPlaneCommandLine(
       seconds: heartbeatIntervalSeconds,
       text: get('heartbeat-interval') as string,
     }),
-    keepAliveTimeoutSeconds: parseDurationSeconds('keep-alive-timeout', get('keep-alive-timeout') as string),
+    keepAliveTimeoutSeconds: parseDurationSeconds('keep-alive-timeout', get('keep-alive-timeout') as string, {
+      timer: true,
+    }),
     sanUriPrefix,
     serverHostnames,
     adminCredentials,

@@ -11,11 +11,19 @@ export interface Clock {
   clearTimeout(handle: TimerHandle): void;
 }
 
+/**
+ * The longest wait a Node timer holds (2^31 - 1 ms, about 24.8 days). Node runs a longer one after
+ * 1 ms instead, so a 30-day period set by a flag would fire a thousand times a second. Flags that set
+ * a period refuse more (duration.ts, `timer`); the real clocks wait at most this long.
+ */
+export const LONGEST_TIMER_MS = 2 ** 31 - 1;
+
 function realClock({ keepsProcessAlive }: { keepsProcessAlive: boolean }): Clock {
   return {
     now: () => new Date(),
     setTimeout: (callback, milliseconds) => {
-      const timer = setTimeout(callback, milliseconds);
+      // Longer is woken early, never at once: whoever waits looks at the time again when it fires.
+      const timer = setTimeout(callback, Math.min(milliseconds, LONGEST_TIMER_MS));
       return keepsProcessAlive ? timer : timer.unref();
     },
     clearTimeout: (handle) => clearTimeout(handle as ReturnType<typeof setTimeout>),

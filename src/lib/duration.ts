@@ -5,6 +5,8 @@
 // The CRD's tokenTTL pattern (whole h, m and s, in that order) is a narrower spelling of the same
 // grammar, so every value the API server accepts reads here as the API server reads it.
 
+import { LONGEST_TIMER_MS } from './clock.ts';
+
 const UNIT_MS = { d: 86_400_000, h: 3_600_000, m: 60_000, s: 1000, ms: 1 } as const;
 type Unit = keyof typeof UNIT_MS;
 const UNIT_ORDER: readonly Unit[] = ['d', 'h', 'm', 's', 'ms'];
@@ -34,19 +36,28 @@ export function parseDurationMs(text: string): number | undefined {
 
 const EXAMPLES = '10s, 250ms, 5m or 1h30m';
 
+/** LONGEST_TIMER_MS (clock.ts) in this grammar, for the message that names it. */
+const LONGEST_TIMER_TEXT = '596h31m23s';
+
 /**
  * Milliseconds of a duration setting, or a message naming `field` (a flag, a variable) and what it
- * takes. `allowZero` for settings where 0 switches something off.
+ * takes. `allowZero` for settings where 0 switches something off; `timer` for a period or timeout
+ * something waits out with a timer, which cannot be longer than a Node timer holds (clock.ts).
  */
 export function parseDurationField(
   text: string,
   field: string,
-  { allowZero }: { allowZero: boolean },
+  { allowZero, timer = false }: { allowZero: boolean; timer?: boolean },
 ): number | { problem: string } {
   const milliseconds = parseDurationMs(text);
   const expected = `${field}: must be a duration like ${EXAMPLES}${allowZero ? ' (0 disables)' : ', more than 0'}`;
   if (milliseconds === undefined) return { problem: `${expected}; "${text}" is not a duration like these` };
   if (milliseconds === 0 && !allowZero) return { problem: `${expected}; "${text}" is zero` };
+  if (timer && milliseconds > LONGEST_TIMER_MS) {
+    return {
+      problem: `${field}: must be at most ${LONGEST_TIMER_TEXT} (the longest wait a timer holds); "${text}" is longer`,
+    };
+  }
   return milliseconds;
 }
 

@@ -208,7 +208,7 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv): Parsed
       `--request-id: "${typed(requestId)}" must be 1 to 63 letters, digits, '.', '_' or '-', starting and ending with a letter or digit, e.g. incident-4711`,
     );
   }
-  const timeoutMs = parseDurationField(v.timeout ?? '15m', '--timeout', { allowZero: false });
+  const timeoutMs = parseDurationField(v.timeout ?? '15m', '--timeout', { allowZero: false, timer: true });
   if (typeof timeoutMs !== 'number') throw flagError(untrustedText(timeoutMs.problem, 2048));
   const url = v['control-plane-url'];
   if (url !== undefined && !url.startsWith('https://')) {

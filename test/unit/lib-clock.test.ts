@@ -3,7 +3,13 @@
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import test from 'ava';
-import { backgroundClock, FakeClock, ShiftedClock, systemClock } from '../../src/lib/clock.ts';
+import {
+  backgroundClock,
+  FakeClock,
+  LONGEST_TIMER_MS,
+  ShiftedClock,
+  systemClock,
+} from '../../src/lib/clock.ts';
 
 test('the fake clock fires due timers in order, with now() at each due time, including ones set while firing', (t) => {
   const clock = new FakeClock(1000);
@@ -72,6 +78,17 @@ test('system clock timers fire and can be cleared', async (t) => {
   } finally {
     clearTimeout(keepAlive);
   }
+  t.deepEqual(fired, []);
+});
+
+test('a wait longer than a timer holds is not run at once (Node would run it after 1 ms)', async (t) => {
+  const fired: string[] = [];
+  const handles = [systemClock, backgroundClock].map((clock) =>
+    clock.setTimeout(() => fired.push('fired'), 30 * 86_400_000),
+  );
+  const edge = systemClock.setTimeout(() => fired.push('fired'), LONGEST_TIMER_MS + 1);
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  for (const handle of [...handles, edge]) systemClock.clearTimeout(handle);
   t.deepEqual(fired, []);
 });
 

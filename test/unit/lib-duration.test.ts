@@ -114,3 +114,13 @@ test("every tokenTTL the CRD's pattern accepts reads as the API server reads it,
     t.is(parseDurationMs(value), celSeconds(value) * 1000, `"${value}" reads as CEL's duration()`);
   }
 });
+
+test('a period waited out with a timer is refused past the longest a timer holds, naming it', (t) => {
+  // Node runs a timer longer than 2^31 - 1 ms after 1 ms: "--resync 30d" would pass every Connector
+  // a thousand times a second.
+  t.is(parseDurationField('596h31m23s', '--resync', { allowZero: false, timer: true }), 2_147_483_000);
+  t.deepEqual(parseDurationField('30d', '--resync', { allowZero: false, timer: true }), {
+    problem: '--resync: must be at most 596h31m23s (the longest wait a timer holds); "30d" is longer',
+  });
+  t.is(parseDurationField('30d', '--release-timeout', { allowZero: false }), 30 * 86_400_000, 'not a timer');
+});

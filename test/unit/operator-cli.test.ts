@@ -48,6 +48,10 @@ test('bad flags are refused by name with what they need', (t) => {
     [['--listen', 'nowhere', '--leader-elect', 'false'], /--listen: "nowhere" is not host:port/],
     [['--resync', 'soon', '--leader-elect', 'false'], /--resync: /],
     [
+      ['--resync', '30d', '--leader-elect', 'false'],
+      /--resync: must be at most 596h31m23s .*"30d" is longer/,
+    ],
+    [
       ['--leader-election-retry-period', 'often', '--leader-elect', 'false'],
       /--leader-election-retry-period: /,
     ],
