@@ -613,15 +613,13 @@ try {
         ((steadyAfter.at - steadyBefore.at) / 1000),
       2,
     ),
-    // Where the CPU went: the operator's passes (their wall time, an upper bound of their CPU) and
-    // V8's garbage collection, both from its own metrics.
+    // Where the CPU went: the operator's passes (their wall time, an upper bound of their CPU).
     reconcilePasses: counterDelta(RECONCILES),
     reconcilePassesPer10s: {
       median: percentile(passesPer10s, 50),
       max: Math.max(0, ...passesPer10s),
     },
     reconcileSeconds: round(counterDelta('vaultpam_operator_reconcile_duration_seconds_sum'), 2),
-    gcSeconds: round(counterDelta('nodejs_gc_duration_seconds_sum'), 2),
     apiWritesPerMinute: round(steadyNonLease / minutes, 2),
     leaseWritesPerMinute: round(
       Object.entries(steadyWrites)
@@ -965,7 +963,6 @@ interface ResultForTable {
     reconcilePasses: number;
     reconcilePassesPer10s: { median: number; max: number };
     reconcileSeconds: number;
-    gcSeconds: number;
     apiWritesPerMinute: number;
     leaseWritesPerMinute: number;
     heartbeatsPerMinute: number;
@@ -1198,7 +1195,7 @@ function markdown(r: ResultForTable): string {
     [
       '(2) operator CPU at steady state',
       `${r.steady.operatorCpuPercentOfCore} % of a core`,
-      `over ${r.steady.seconds} s: ${r.steady.reconcilePasses} passes taking ${r.steady.reconcileSeconds} s (wall; every 10 s a median of ${r.steady.reconcilePassesPer10s.median}, at most ${r.steady.reconcilePassesPer10s.max}), garbage collection ${r.steady.gcSeconds} s`,
+      `over ${r.steady.seconds} s: ${r.steady.reconcilePasses} passes taking ${r.steady.reconcileSeconds} s (wall; every 10 s a median of ${r.steady.reconcilePassesPer10s.median}, at most ${r.steady.reconcilePassesPer10s.max})`,
     ],
     [
       '(3) operator API writes at steady state',

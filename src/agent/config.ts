@@ -178,9 +178,9 @@ export function validateAgentConfig(
     const value = raw[flag]?.trim();
     return value ? value : undefined;
   };
-  // Every duration of the agent is waited out with a timer (clock.ts, LONGEST_TIMER_MS).
-  const duration = (flag: string, { allowZero }: { allowZero: boolean }): number => {
-    const value = parseDurationField(raw[flag] ?? '', source(flag), { allowZero, timer: true });
+  // `timer`: waited out with a timer, so at most LONGEST_TIMER_MS (clock.ts).
+  const duration = (flag: string, options: { allowZero: boolean; timer: boolean }): number => {
+    const value = parseDurationField(raw[flag] ?? '', source(flag), options);
     if (typeof value === 'number') return value;
     problems.push(value.problem);
     return 0;
@@ -226,7 +226,7 @@ export function validateAgentConfig(
   const intervalText = optional('heartbeat-interval');
   let heartbeatIntervalMs: number | undefined;
   if (intervalText !== undefined) {
-    heartbeatIntervalMs = duration('heartbeat-interval', { allowZero: false });
+    heartbeatIntervalMs = duration('heartbeat-interval', { allowZero: false, timer: true });
   }
 
   const fractionText = raw['renew-at-fraction'] ?? '';
@@ -251,13 +251,13 @@ export function validateAgentConfig(
     }
   }
 
-  const giveUpAfterMs = duration('give-up-after', { allowZero: true });
-  const retryInitialMs = duration('retry-initial', { allowZero: false });
-  const retryMaxMs = duration('retry-max', { allowZero: false });
+  const giveUpAfterMs = duration('give-up-after', { allowZero: true, timer: false });
+  const retryInitialMs = duration('retry-initial', { allowZero: false, timer: true });
+  const retryMaxMs = duration('retry-max', { allowZero: false, timer: true });
   if (retryInitialMs > 0 && retryMaxMs > 0 && retryMaxMs < retryInitialMs) {
     problems.push(`${source('retry-max')} must not be shorter than ${source('retry-initial')}`);
   }
-  const requestTimeoutMs = duration('request-timeout', { allowZero: false });
+  const requestTimeoutMs = duration('request-timeout', { allowZero: false, timer: true });
 
   const sanUriPrefix = required('san-uri-prefix');
   const logLevel = raw['log-level']?.trim() ?? 'info';

@@ -83,7 +83,7 @@ const flags: FlagSpecs = {
     env: env('resync'),
     default: '10m',
     description:
-      'Look at every Connector again at least this often (each on its own timer, up to 10 % later).',
+      'Look at every Connector again this long after its last pass, even without news, plus up to 10 % at random.',
   },
   'release-timeout': {
     env: env('release-timeout'),
@@ -161,7 +161,7 @@ async function main(): Promise<void> {
   const leaseDurationMs = durationFlag(
     v['leader-election-lease-duration'],
     'leader-election-lease-duration',
-    { timer: true },
+    { timer: false },
   );
   const renewDeadlineMs = durationFlag(
     v['leader-election-renew-deadline'],

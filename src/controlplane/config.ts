@@ -139,7 +139,7 @@ export function parseControlPlaneCommandLine(
   const offlineAfterSeconds =
     offlineRaw === undefined
       ? heartbeatIntervalSeconds * DEFAULTS.offlineAfterIntervals
-      : parseDurationSeconds('offline-after', offlineRaw, { timer: true });
+      : parseDurationSeconds('offline-after', offlineRaw);
   if (offlineAfterSeconds < heartbeatIntervalSeconds) {
     // Every healthy connector would be declared offline between two of its heartbeats.
     throw flagError(

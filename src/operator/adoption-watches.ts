@@ -3,7 +3,7 @@
 // pods carry the user's labels. Rather than watching every workload and pod in the cluster, each
 // adopting Connector gets two narrow watches in its namespace: the workload by name (a field
 // selector) and its pods by the workload's own selector. Any event wakes that Connector, so a pod
-// rescheduled onto emptyDir is noticed at once, not at the next resync.
+// rescheduled onto emptyDir is noticed at once, not at the Connector's next periodic look.
 import type { KubernetesObject } from '@kubernetes/client-node';
 import type { Logger } from '../lib/logger.ts';
 import { Informer } from './runtime/informers.ts';

@@ -16,6 +16,7 @@ import type {
   V1StatefulSet,
 } from '@kubernetes/client-node';
 import { backgroundClock, type Clock } from '../lib/clock.ts';
+import { CodedError } from '../lib/errors.ts';
 import type { Logger } from '../lib/logger.ts';
 import { AdoptionWatches } from './adoption-watches.ts';
 import { LABEL_VALUES, LABELS } from './api/constants.ts';
@@ -23,12 +24,13 @@ import type { ControlPlaneResource } from './api/control-planes.ts';
 import type { Connector, ConnectorPhase } from './api/types.ts';
 import { defaultConnectorId } from './api/types.ts';
 import { byConnectorLabel, InformerClusterReader } from './cluster-reader.ts';
+import { ConnectorIdIndex } from './connector-id-index.ts';
 import { type ControlPlaneConnection, ControlPlaneConnections } from './control-plane/connections.ts';
 import { ControlPlaneRegistry } from './control-plane/registry.ts';
 import { type ControlPlaneId, controlPlaneKeyOf } from './control-plane/status.ts';
 import { claimAsCached } from './reconcile/claim-cache.ts';
 import { podAsCached } from './reconcile/pod-cache.ts';
-import { ConnectorReconciler, onlyOwnFieldsChanged } from './reconciler.ts';
+import { ConnectorReconciler, DEFAULT_PERIODIC_LOOK_MS, onlyOwnFieldsChanged } from './reconciler.ts';
 import { AdaptiveLimit, DEFAULT_MAX_CONCURRENCY } from './runtime/adaptive-limit.ts';
 import { KubeWriter } from './runtime/apply.ts';
 import { CredentialSource } from './runtime/credential.ts';
@@ -113,6 +115,14 @@ const ownedSelector = `${LABELS.managedBy}=${LABEL_VALUES.managedBy}`;
 
 export async function startOperator(options: OperatorOptions): Promise<RunningOperator> {
   const { logger } = options;
+  const resyncPeriodMs = options.resyncMs ?? DEFAULT_PERIODIC_LOOK_MS;
+  // 0 would run every Connector again the moment its pass ends, for ever.
+  if (!(resyncPeriodMs > 0) || !Number.isFinite(resyncPeriodMs)) {
+    throw new CodedError(
+      'INVALID_ARGUMENT',
+      `resyncMs must be a number of milliseconds above 0, got ${resyncPeriodMs}`,
+    );
+  }
   const clock = options.clock ?? backgroundClock;
   const metrics = createOperatorMetrics({ processMetrics: options.processMetrics === true });
   // The reconciles at once. The limit lives as long as the process, across leadership terms: what
@@ -136,7 +146,6 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
   });
   const identity = options.leaderElection?.identity ?? 'vaultpam-connector-operator';
   const ns = options.namespace ? { namespace: options.namespace } : {};
-  const resyncPeriodMs = options.resyncMs ?? 10 * 60_000;
 
   const keyOf = (c: Connector) => objectKey(c.metadata.namespace ?? '', c.metadata.name ?? '');
   // One pool for the strings of every cached Connector and owned object (string-pool.ts): the
@@ -222,8 +231,8 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
           }),
   };
 
-  // Which Connector a control-plane connector id belongs to, kept current from the Connector informer.
-  const keyByConnectorId = new Map<string, string>();
+  // Which Connectors a control-plane connector id belongs to, kept current from the Connector informer.
+  const connectorIds = new ConnectorIdIndex();
   const connectorIdOf = (c: Connector) =>
     c.status?.connectorId ??
     c.spec?.connector?.id ??
@@ -240,8 +249,8 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
     // are not held back behind each one's echo. A (re)list reports every record at once and is no
     // news either: it queues like a resync.
     onChange: (_connection, connectorId, cause) => {
-      const key = keyByConnectorId.get(connectorId);
-      if (key) queue?.add(key, cause === 'change' ? 'urgent' : 'normal');
+      for (const key of connectorIds.keysOf(connectorId))
+        queue?.add(key, cause === 'change' ? 'urgent' : 'normal');
     },
   });
 
@@ -259,7 +268,7 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
       key: cp.credentialSecret.key,
       onChange: () => {
         // A new credential: every Connector on the default control plane should be looked at again.
-        for (const key of keyByConnectorId.values()) enqueue(key);
+        for (const key of connectorIds.keys()) enqueue(key);
       },
     });
     defaultConnection = connections.registerDefault({
@@ -341,14 +350,14 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
 
   connectors.addHandlers({
     onAdd: (c) => {
-      keyByConnectorId.set(connectorIdOf(c), keyOf(c));
+      connectorIds.set(keyOf(c), connectorIdOf(c));
       enqueue(keyOf(c));
     },
     onUpdate: (c, previous) => {
-      keyByConnectorId.set(connectorIdOf(c), keyOf(c));
+      connectorIds.set(keyOf(c), connectorIdOf(c));
       const version = c.metadata.resourceVersion;
       // The echo of the operator's own write (its status, its finalizer) brings nothing the writing
-      // pass did not know; a redelivery of the same version (a resync) is the periodic look.
+      // pass did not know; a redelivery of the same version (a relist's) is looked at.
       if (version !== previous.metadata.resourceVersion && onlyOwnFieldsChanged(previous, c)) {
         ownVersions.judge(
           RESOURCE_TYPES.connector.kind,
@@ -363,7 +372,7 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
       enqueue(keyOf(c));
     },
     onDelete: (c) => {
-      keyByConnectorId.delete(connectorIdOf(c));
+      connectorIds.delete(keyOf(c));
       ownVersions.forget(c.kind ?? '', c.metadata.namespace, c.metadata.name);
       enqueue(keyOf(c));
     },

@@ -35,7 +35,7 @@ export interface ReconcilerContext extends ObserveContext, ActContext {
   logger: Logger;
   /** The Connector as the informer last saw it. */
   getConnector(namespace: string, name: string): Connector | undefined;
-  /** Narrow watches on adopted workloads and their pods (absent: they are seen on resync only). */
+  /** Narrow watches on adopted workloads and their pods (absent: they are seen at the periodic look only). */
   adoption?: Pick<AdoptionWatches, 'ensure' | 'release'>;
   controlPlanes: Pick<ControlPlaneRegistry, 'resolve' | 'suspect' | 'forRelease'>;
   /**
@@ -221,8 +221,14 @@ export class ConnectorReconciler {
     }
     if (!(connector.metadata.finalizers ?? []).includes(FINALIZER)) {
       if (!(await this.applyFinalizers(connector, [FINALIZER]))) {
-        log.debug('not adding the finalizer: the Connector is being deleted or gone');
-        return {};
+        // Gone or going: its delete event comes. Refused otherwise (an admission policy, a stored
+        // object a newer schema refuses): nothing else would bring it back, so look again later.
+        if (this.deleting(namespace, name)) {
+          log.debug('not adding the finalizer: the Connector is being deleted or gone');
+          return {};
+        }
+        log.debug('the finalizer was refused; looking again at the periodic look');
+        return { requeueAfterMs: this.periodicLookMs() };
       }
       // The pass goes on: the finalizer is in place before any side effect, and waiting for its echo
       // from the watch would cost every new Connector one more queue wait and pass (at 100 applied at
