@@ -45,8 +45,9 @@ export interface ReconcilerContext extends ObserveContext, ActContext {
    */
   releaseTimeoutMs?: number;
   /**
-   * Every Connector is looked at again at most this long after its last pass, even without an event
-   * (control-plane drift, a user's object the operator does not watch). Default 10 minutes (--resync).
+   * Every Connector is looked at again this long after its last pass, plus up to PERIODIC_LOOK_SPREAD
+   * of it, even without an event (control-plane drift, a user's object the operator does not watch),
+   * or sooner when its plan has something timed. Default 10 minutes (--resync).
    */
   periodicLookMs?: number;
   /** [0, 1), for the periodic look's spread; Math.random when omitted. */
