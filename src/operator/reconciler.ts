@@ -221,14 +221,20 @@ export class ConnectorReconciler {
       return this.finalize(connector, log);
     }
     if (!(connector.metadata.finalizers ?? []).includes(FINALIZER)) {
-      if (!(await this.applyFinalizers(connector, [FINALIZER]))) {
+      const refusal = await this.applyFinalizers(connector, [FINALIZER]);
+      if (refusal) {
         // Gone or going: its delete event comes. Refused otherwise (an admission policy, a stored
-        // object a newer schema refuses): nothing else would bring it back, so look again later.
+        // object a newer schema refuses): say so, and look again later, as nothing else would.
         if (this.deleting(namespace, name)) {
           log.debug('not adding the finalizer: the Connector is being deleted or gone');
           return {};
         }
-        log.debug('the finalizer was refused; looking again at the periodic look');
+        const message = `Kubernetes refused the finalizer ${FINALIZER}, which the operator sets before it acts: ${errorText(refusal)}; nothing is done until it is accepted (tried again every --resync)`;
+        log.warn(
+          { code: untrustedCode(refusal.code), err: errorMessageText(refusal) },
+          'the finalizer was refused',
+        );
+        recordEvents(this.ctx, connector, [{ type: 'Warning', reason: 'ReconcileStalled', message }]);
         return { requeueAfterMs: this.periodicLookMs() };
       }
       // The pass goes on: the finalizer is in place before any side effect, and waiting for its echo
@@ -675,12 +681,13 @@ export class ConnectorReconciler {
 
   /**
    * Sets this operator's finalizers on the Connector (server-side apply of metadata.finalizers
-   * only). Resolves false when the Connector is going or gone: the cache may lag a deletion, and
-   * then the API server refuses a new finalizer on an object being deleted (422), or, the object
-   * gone, apply would create it and fails on its missing spec (422) or answers 404. Nothing is left
-   * to hold; the watch delivers the deletion.
+   * only). Resolves undefined once applied, or the refusal when the Connector is going or gone: the
+   * cache may lag a deletion, and then the API server refuses a new finalizer on an object being
+   * deleted (422), or, the object gone, apply would create it and fails on its missing spec (422) or
+   * answers 404; nothing is left to hold and the watch delivers the deletion. A 422 may also be an
+   * admission policy's refusal of a Connector that stays: the caller tells the two apart.
    */
-  private async applyFinalizers(connector: Connector, finalizers: string[]): Promise<boolean> {
+  private async applyFinalizers(connector: Connector, finalizers: string[]): Promise<CodedError | undefined> {
     try {
       await this.ctx.writer.apply({
         apiVersion: connector.apiVersion,
@@ -691,7 +698,7 @@ export class ConnectorReconciler {
           ...(finalizers.length > 0 ? { finalizers } : {}),
         },
       });
-      return true;
+      return undefined;
     } catch (error) {
       // In a namespace being deleted, apply to a Connector gone meanwhile is a create, refused (403).
       if (
@@ -699,7 +706,7 @@ export class ConnectorReconciler {
         isCodedError(error, 'KUBERNETES_NOT_FOUND') ||
         (isCodedError(error) && isNamespaceTerminating(error))
       )
-        return false;
+        return error as CodedError;
       throw error;
     }
   }

@@ -2,7 +2,7 @@
 // (reconciler.ts, periodicLookMs), so one whose pass ended on a refusal that no watched event will
 // lift is tried again. The Connector informer has no resync of every Connector any more; before it
 // went, that resync was what tried again.
-import { AdmissionregistrationV1Api, CustomObjectsApi } from '@kubernetes/client-node';
+import { AdmissionregistrationV1Api, CustomObjectsApi, EventsV1Api } from '@kubernetes/client-node';
 import test from 'ava';
 import { FINALIZER } from '../../src/operator/api/constants.ts';
 import { createTestNamespace, useCluster } from '../helpers/cluster.ts';
@@ -98,6 +98,27 @@ test('a Connector whose finalizer an admission policy refuses gets it once the p
   const refused = await api.get(namespace, 'edge');
   t.deepEqual(refused.metadata.finalizers ?? [], [], 'the finalizer is refused while the policy holds');
   t.is(refused.status, undefined, 'no pass went past the finalizer');
+  // A person sees why: a Warning on the Connector quoting the refusal.
+  const warning = await eventually(
+    () =>
+      kc
+        .makeApiClient(EventsV1Api)
+        .listNamespacedEvent({ namespace })
+        .then((list) =>
+          list.items.find(
+            (e) =>
+              e.regarding?.name === 'edge' &&
+              e.reason === 'ReconcileStalled' &&
+              e.note?.includes('no finalizers on Connectors in this namespace'),
+          ),
+        ),
+    { description: 'a ReconcileStalled Event quoting the refusal' },
+  );
+  t.is(warning.type, 'Warning');
+  t.regex(
+    warning.note ?? '',
+    /refused the finalizer vaultpam.io\/connector-cleanup, .*\(tried again every --resync\)/,
+  );
 
   // The policy goes: nothing about the Connector changes, so only a look of the operator's own
   // accord can add the finalizer now.
