@@ -932,3 +932,26 @@ test('found, fixed: a pass that deleted the Secret proving an uncounted mint, an
     ),
   );
 });
+
+test('found, fixed: a re-pairing mint made by a pass that died before storing it does not wait out the spent token', (t) => {
+  // Token 1 paired, the claim was replaced before the first heartbeat (pairing lost), and the pass
+  // that minted token 2 died before storing its Secret. Token 2 is live in the control plane, no
+  // Secret holds it, and the status still counts mint 1 with token 1's 4 h expiry: the re-mint
+  // backoff counted from that expiry (a live token was taken for the counted one), so the connector
+  // stayed Enrolling for 4 h. A live token with another expiry superseded the counted one, which
+  // ended at the pairing; the next pass asks for key 2 again and gets token 2 back. (CI, seed
+  // -460220664.)
+  t.notThrows(() =>
+    endsOnline(exampleOptions({ tokenTTL: '4h' }), [
+      { kind: 'reconcile' },
+      { kind: 'reconcileFails', at: 0 },
+      { kind: 'controllers' },
+      { kind: 'claimReplaced' },
+      { kind: 'controllers' },
+      { kind: 'reconcile' },
+      { kind: 'controllers' },
+      { kind: 'operatorRestart', at: 1 },
+      { kind: 'advance', ms: 5000 },
+    ]),
+  );
+});

@@ -238,8 +238,15 @@ export function planEnrollment(input: EnrollmentInput): EnrollmentDecision {
   // Secret did not get to write its status), it must not hold the next mint back until that expiry.
   // One spent by a pairing whose identity was lost ended at that pairing. The end is written down, so
   // the backoff counts from a fixed time (counted from each pass's now, it would never be reached).
+  // A live token other than the counted one (another expiry) superseded it, so it ended too: a pass
+  // minted that token and died before storing it. Waiting for the counted token's expiry would hold
+  // the connector Enrolling for up to the token lifetime; the next mint asks again with the key
+  // after the counted one, and the control plane hands back the live token minted with it.
   let lastExpiry = previous.tokenExpiresAt ? new Date(previous.tokenExpiresAt).getTime() : undefined;
-  if (lastExpiry !== undefined && !record.liveToken) {
+  const countedTokenLive = record.liveToken
+    ? new Date(record.liveToken.expiresAt).getTime() === lastExpiry
+    : false;
+  if (lastExpiry !== undefined && !countedTokenLive) {
     const pairedAt =
       record.state === 'enrolling' && record.enrolledAt ? new Date(record.enrolledAt).getTime() : NaN;
     const ended = Number.isNaN(pairedAt) ? now.getTime() : Math.min(pairedAt, now.getTime());
