@@ -134,7 +134,13 @@ const describeTarget = (target: ReleaseTarget) =>
 export function finalizingStatus(
   connector: Connector,
   now: Date,
-  release: { target?: ReleaseTarget; deadline?: number; lastError?: string } = {},
+  release: {
+    target?: ReleaseTarget;
+    deadline?: number;
+    lastError?: string;
+    /** The release is over (`outcome`), and Kubernetes `refused` to remove the finalizer. */
+    settled?: { outcome: string; refused: string };
+  } = {},
 ): ConnectorStatus {
   const previous = connector.status ?? {};
   const generation = connector.metadata.generation;
@@ -146,7 +152,9 @@ export function finalizingStatus(
       ? `; if that cannot be done by ${new Date(release.deadline).toISOString()}, the finalizer is removed anyway and the record left behind`
       : '';
   const last = release.lastError ? ` (last attempt: ${release.lastError})` : '';
-  const message = `the Connector is being deleted: revoking live tokens and ${target.deletionPolicy === 'Retain' ? 'keeping' : 'releasing'} ${where} before the finalizer is removed${bound}${last}`;
+  const message = release.settled
+    ? `the Connector is being deleted: the release is over (${release.settled.outcome}), but ${release.settled.refused}; tried again until it is accepted`
+    : `the Connector is being deleted: revoking live tokens and ${target.deletionPolicy === 'Retain' ? 'keeping' : 'releasing'} ${where} before the finalizer is removed${bound}${last}`;
   const conditions = markReconciling(
     previous.conditions,
     { reason: ReconcilingReasons.Finalizing, message, ...g },
@@ -195,6 +203,12 @@ export class ConnectorReconciler {
    * a pass on the stale cached object must not release again or leave a second trace.
    */
   private readonly finalized = new Map<string, string>();
+  /**
+   * A Connector being deleted whose release is done (or abandoned) but whose finalizer Kubernetes
+   * refused to remove (an admission policy): its uid and what the release did. The removal alone is
+   * tried again; the release is not run again, nor its Event recorded twice.
+   */
+  private readonly settled = new Map<string, { uid: string; outcome: string }>();
 
   constructor(ctx: ReconcilerContext) {
     this.ctx = ctx;
@@ -495,6 +509,8 @@ export class ConnectorReconciler {
     const target = releaseTarget(connector);
     const deadline = releaseDeadline(connector, this.ctx.releaseTimeoutMs ?? DEFAULT_RELEASE_TIMEOUT_MS);
     const now = this.ctx.clock.now();
+    const settled = this.settled.get(key);
+    if (settled?.uid === (connector.metadata.uid ?? '')) return this.letGo(connector, log, settled.outcome);
     const lastError = this.releaseErrors.get(key);
     await this.markFinalizing(
       connector,
@@ -508,8 +524,9 @@ export class ConnectorReconciler {
         'skipped',
         `the annotation ${ANNOTATIONS.skipRelease} asked to skip it`,
       );
+    let outcome: string;
     try {
-      await this.release(connector, target, log);
+      outcome = await this.release(connector, target, log);
     } catch (error) {
       const failure = asCoded(error);
       const remaining = deadline - now.getTime();
@@ -543,16 +560,52 @@ export class ConnectorReconciler {
       );
       return { requeueAfterMs: retryInMs };
     }
-    await this.letGo(connector);
-    return {};
+    return this.letGo(connector, log, outcome);
   }
 
-  /** Removes the finalizer, once per Connector object. */
-  private async letGo(connector: Connector): Promise<void> {
-    const key = objectKey(connector.metadata.namespace ?? '', connector.metadata.name ?? '');
+  /**
+   * Removes the finalizer, once per Connector object. `outcome` says what the release did. A removal
+   * Kubernetes refuses while the Connector is still there (an admission policy) is said (a Warning
+   * Event, the status, a warn log) and tried again with backoff; nothing else would try it again,
+   * and the Connector would stay Terminating until the operator restarted.
+   */
+  private async letGo(connector: Connector, log: Logger, outcome: string): Promise<ReconcileResult> {
+    const namespace = connector.metadata.namespace ?? '';
+    const name = connector.metadata.name ?? '';
+    const key = objectKey(namespace, name);
+    const uid = connector.metadata.uid ?? '';
+    const refusal = await this.applyFinalizers(connector, []);
+    const held = this.ctx.getConnector(namespace, name);
+    if (
+      isCodedError(refusal, 'KUBERNETES_INVALID') &&
+      held?.metadata.uid === uid &&
+      (held.metadata.finalizers ?? []).includes(FINALIZER)
+    ) {
+      this.settled.set(key, { uid, outcome });
+      const attempt = (this.releaseAttempts.get(key) ?? 0) + 1;
+      this.releaseAttempts.set(key, attempt);
+      const retryInMs = backoffDelay(attempt, RELEASE_RETRY);
+      const refused = `Kubernetes refused to remove the finalizer ${FINALIZER}: ${errorText(refusal)}`;
+      log.warn(
+        { code: untrustedCode(refusal.code), err: errorMessageText(refusal), attempt, retryInMs },
+        'the finalizer removal was refused; trying again',
+      );
+      recordEvents(this.ctx, connector, [
+        {
+          type: 'Warning',
+          reason: 'ReconcileStalled',
+          message: `${refused}; the release is over (${outcome}) and the Connector stays until the removal is accepted (tried again with backoff, at most every ${RELEASE_RETRY.capMs / 1000} s)`,
+        },
+      ]);
+      await this.markFinalizing(
+        connector,
+        finalizingStatus(connector, this.ctx.clock.now(), { settled: { outcome, refused } }),
+      );
+      return { requeueAfterMs: retryInMs };
+    }
     this.forgetRelease(key);
-    await this.applyFinalizers(connector, []);
-    this.finalized.set(key, connector.metadata.uid ?? '');
+    this.finalized.set(key, uid);
+    return {};
   }
 
   /** The client a release uses: the named control plane's (even after it went), or the default's. */
@@ -573,16 +626,20 @@ export class ConnectorReconciler {
     };
   }
 
-  /** Revokes live tokens and releases (or disowns) the record; throws what kept it from doing so. */
-  private async release(connector: Connector, target: ReleaseTarget, log: Logger): Promise<void> {
+  /**
+   * Revokes live tokens and releases (or disowns) the record; returns what it did, throws what kept
+   * it from doing so.
+   */
+  private async release(connector: Connector, target: ReleaseTarget, log: Logger): Promise<string> {
     const handle = await this.releaseHandle(target);
     if ('error' in handle) {
       // A Connector that never reached its control plane (its status names no control-plane state)
       // has no record there to release: a control plane that is missing or not Ready does not hold
       // up its deletion. One that did reach it waits for it, as its record may hold live tokens.
       if (connector.status?.controlPlaneState === undefined) {
-        log.info('nothing to release: the Connector never reached a control plane');
-        return;
+        const nothing = 'nothing to release: the Connector never reached a control plane';
+        log.info(nothing);
+        return nothing;
       }
       throw handle.error;
     }
@@ -639,6 +696,7 @@ export class ConnectorReconciler {
         priority: 'always',
       },
     ]);
+    return message;
   }
 
   /** Whether the record is already let go of for the target's namespace, as a Retain release leaves it. */
@@ -670,13 +728,13 @@ export class ConnectorReconciler {
     recordEvents(this.ctx, connector, [
       { type: 'Warning', reason: 'ReleaseAbandoned', message, priority: 'always' },
     ]);
-    await this.letGo(connector);
-    return {};
+    return this.letGo(connector, log, `abandoned: ${why}`);
   }
 
   private forgetRelease(key: string): void {
     this.releaseAttempts.delete(key);
     this.releaseErrors.delete(key);
+    this.settled.delete(key);
   }
 
   /**

@@ -1,12 +1,14 @@
-// The periodic look against the real API server: each Connector is looked at again on its own timer
-// (reconciler.ts, periodicLookMs), so one whose pass ended on a refusal that no watched event will
-// lift is tried again. The Connector informer has no resync of every Connector any more; before it
-// went, that resync was what tried again.
+// Refusals that no watched event lifts, against the real API server and real admission policies.
+// The periodic look: each Connector is looked at again on its own timer (reconciler.ts,
+// periodicLookMs), so one whose finalizer was refused gets it once the refusal goes (the Connector
+// informer has no resync of every Connector any more; before it went, that resync tried again).
+// The finalizer's removal: refused after the release, it is said and tried again with backoff; the
+// release is not run again.
 import { AdmissionregistrationV1Api, CustomObjectsApi, EventsV1Api } from '@kubernetes/client-node';
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { FINALIZER } from '../../src/operator/api/constants.ts';
 import { createTestNamespace, useCluster } from '../helpers/cluster.ts';
-import { eventually } from '../helpers/eventually.ts';
+import { eventually, isGone } from '../helpers/eventually.ts';
 import { connectors, type OperatorEnvironment, startOperatorEnvironment } from '../helpers/operator-env.ts';
 
 const cluster = useCluster(test);
@@ -20,10 +22,18 @@ test.after.always(async () => {
   await env?.stop();
 });
 
-test('a Connector whose finalizer an admission policy refuses gets it once the policy goes, with no event of its own', async (t) => {
-  const { kc } = cluster();
-  const admission = kc.makeApiClient(AdmissionregistrationV1Api);
-  const namespace = await createTestNamespace(kc, 'look');
+/**
+ * A ValidatingAdmissionPolicy bound to one namespace that refuses Connector writes for which
+ * `expression` is false; removed when the test ends. Returns its name (quoted in refusals).
+ */
+async function admissionPolicy(
+  t: ExecutionContext,
+  namespace: string,
+  operations: string[],
+  expression: string,
+  message: string,
+): Promise<string> {
+  const admission = cluster().kc.makeApiClient(AdmissionregistrationV1Api);
   const policy = `refuse-finalizers-${namespace}`;
   await admission.createValidatingAdmissionPolicy({
     body: {
@@ -32,20 +42,10 @@ test('a Connector whose finalizer an admission policy refuses gets it once the p
         failurePolicy: 'Fail',
         matchConstraints: {
           resourceRules: [
-            {
-              apiGroups: ['vaultpam.io'],
-              apiVersions: ['*'],
-              operations: ['CREATE', 'UPDATE'],
-              resources: ['connectors'],
-            },
+            { apiGroups: ['vaultpam.io'], apiVersions: ['*'], operations, resources: ['connectors'] },
           ],
         },
-        validations: [
-          {
-            expression: '!has(object.metadata.finalizers) || size(object.metadata.finalizers) == 0',
-            message: 'no finalizers on Connectors in this namespace',
-          },
-        ],
+        validations: [{ expression, message }],
       },
     },
   });
@@ -63,6 +63,42 @@ test('a Connector whose finalizer an admission policy refuses gets it once the p
     await admission.deleteValidatingAdmissionPolicyBinding({ name: policy }).catch(() => {});
     await admission.deleteValidatingAdmissionPolicy({ name: policy }).catch(() => {});
   });
+  return policy;
+}
+
+/** Lifts the policy: its binding goes (the policy itself at the test's end). */
+async function liftPolicy(policy: string): Promise<void> {
+  await cluster()
+    .kc.makeApiClient(AdmissionregistrationV1Api)
+    .deleteValidatingAdmissionPolicyBinding({ name: policy });
+}
+
+/** The Warning ReconcileStalled Event on Connector `name` whose note holds `text`. */
+function stalledEvent(namespace: string, name: string, text: string) {
+  return eventually(
+    () =>
+      cluster()
+        .kc.makeApiClient(EventsV1Api)
+        .listNamespacedEvent({ namespace })
+        .then((list) =>
+          list.items.find(
+            (e) => e.regarding?.name === name && e.reason === 'ReconcileStalled' && e.note?.includes(text),
+          ),
+        ),
+    { description: `a ReconcileStalled Event quoting "${text}"` },
+  );
+}
+
+test('a Connector whose finalizer an admission policy refuses gets it once the policy goes, with no event of its own', async (t) => {
+  const { kc } = cluster();
+  const namespace = await createTestNamespace(kc, 'look');
+  const policy = await admissionPolicy(
+    t,
+    namespace,
+    ['CREATE', 'UPDATE'],
+    '!has(object.metadata.finalizers) || size(object.metadata.finalizers) == 0',
+    'no finalizers on Connectors in this namespace',
+  );
   const api = connectors(kc);
   const spec = { connector: { org: 'acme', endpointId: 'ep-1', allowedNetworks: [] } };
   // The policy is in force once a Connector that carries a finalizer is refused (a dry run: admission
@@ -99,21 +135,7 @@ test('a Connector whose finalizer an admission policy refuses gets it once the p
   t.deepEqual(refused.metadata.finalizers ?? [], [], 'the finalizer is refused while the policy holds');
   t.is(refused.status, undefined, 'no pass went past the finalizer');
   // A person sees why: a Warning on the Connector quoting the refusal.
-  const warning = await eventually(
-    () =>
-      kc
-        .makeApiClient(EventsV1Api)
-        .listNamespacedEvent({ namespace })
-        .then((list) =>
-          list.items.find(
-            (e) =>
-              e.regarding?.name === 'edge' &&
-              e.reason === 'ReconcileStalled' &&
-              e.note?.includes('no finalizers on Connectors in this namespace'),
-          ),
-        ),
-    { description: 'a ReconcileStalled Event quoting the refusal' },
-  );
+  const warning = await stalledEvent(namespace, 'edge', 'no finalizers on Connectors in this namespace');
   t.is(warning.type, 'Warning');
   t.regex(
     warning.note ?? '',
@@ -122,11 +144,95 @@ test('a Connector whose finalizer an admission policy refuses gets it once the p
 
   // The policy goes: nothing about the Connector changes, so only a look of the operator's own
   // accord can add the finalizer now.
-  await admission.deleteValidatingAdmissionPolicyBinding({ name: policy });
+  await liftPolicy(policy);
   const accepted = await eventually(
     () =>
       api.get(namespace, 'edge').then((c) => (c.metadata.finalizers?.includes(FINALIZER) ? c : undefined)),
     { description: 'the finalizer added at a periodic look', timeoutMs: 15_000 },
   );
   t.true(accepted.metadata.finalizers?.includes(FINALIZER));
+});
+
+test('a Connector whose finalizer removal an admission policy refuses is released once, says so, and goes once the policy goes', async (t) => {
+  const { kc } = cluster();
+  const namespace = await createTestNamespace(kc, 'letgo');
+  const api = connectors(kc);
+  const spec = { connector: { org: 'acme', endpointId: 'ep-1', allowedNetworks: [] } };
+  await api.create(namespace, { metadata: { name: 'edge', namespace }, spec });
+  await eventually(
+    () =>
+      api
+        .get(namespace, 'edge')
+        .then((c) => c.metadata.finalizers?.includes(FINALIZER) && c.status?.controlPlaneState !== undefined),
+    { description: 'the Connector reconciled, its record registered' },
+  );
+  const policy = await admissionPolicy(
+    t,
+    namespace,
+    ['UPDATE'],
+    `!(has(oldObject.metadata.finalizers) && '${FINALIZER}' in oldObject.metadata.finalizers) || (has(object.metadata.finalizers) && '${FINALIZER}' in object.metadata.finalizers)`,
+    'the cleanup finalizer stays on Connectors in this namespace',
+  );
+  // The policy is in force once a dry run removing the finalizer is refused.
+  const custom = kc.makeApiClient(CustomObjectsApi);
+  await eventually(
+    async () => {
+      try {
+        await custom.patchNamespacedCustomObject({
+          group: 'vaultpam.io',
+          version: 'v1alpha1',
+          namespace,
+          plural: 'connectors',
+          name: 'edge',
+          dryRun: 'All',
+          body: [{ op: 'replace', path: '/metadata/finalizers', value: [] }],
+        });
+        return false;
+      } catch (error) {
+        return String(error).includes(policy);
+      }
+    },
+    { description: 'the admission policy refuses removing the finalizer' },
+  );
+
+  await api.delete(namespace, 'edge');
+  // The release runs; the removal of the finalizer is refused, and a person sees why.
+  const warning = await stalledEvent(namespace, 'edge', 'the cleanup finalizer stays on Connectors');
+  t.is(warning.type, 'Warning');
+  t.regex(
+    warning.note ?? '',
+    /refused to remove the finalizer vaultpam.io\/connector-cleanup: .*the release is over \(revoked live tokens and released /,
+  );
+  const error = await t.throwsAsync(() => env.admin.getConnector(`${namespace}.edge`));
+  t.is((error as { code?: string }).code, 'CONNECTOR_NOT_FOUND', 'the record was released');
+  const held = await eventually(
+    () =>
+      api
+        .get(namespace, 'edge')
+        .then((c) =>
+          c.status?.conditions
+            ?.find((x) => x.type === 'Ready')
+            ?.message?.includes('refused to remove the finalizer')
+            ? c
+            : undefined,
+        ),
+    { description: 'the status says the removal was refused' },
+  );
+  t.is(held.status?.phase, 'Terminating');
+  // Retried while refused (the policy still holds a few seconds on), not released again.
+  await new Promise((resolve) => setTimeout(resolve, 3_000));
+  t.true((await api.get(namespace, 'edge')).metadata.finalizers?.includes(FINALIZER));
+
+  await liftPolicy(policy);
+  await eventually(() => isGone(() => api.get(namespace, 'edge')), {
+    description: 'the Connector gone once the removal is accepted',
+    timeoutMs: 45_000,
+  });
+  const released = await kc
+    .makeApiClient(EventsV1Api)
+    .listNamespacedEvent({ namespace })
+    .then((list) =>
+      list.items.filter((e) => e.regarding?.name === 'edge' && e.reason === 'ConnectorReleased'),
+    );
+  t.is(released.length, 1, 'released once, not at every retry');
 });
