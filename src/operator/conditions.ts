@@ -137,6 +137,8 @@ export const StalledReasons = {
   ClaimNotFound: 'ClaimNotFound',
   /** spec.storage.size grew, but the claim's StorageClass does not allow volume expansion. */
   StorageExpansionUnsupported: 'StorageExpansionUnsupported',
+  /** Kubernetes refused the operator's finalizer (an admission policy): nothing is done until it is accepted. */
+  FinalizerRefused: 'FinalizerRefused',
 } as const;
 
 /** What a caller says about one condition; the module decides lastTransitionTime. */

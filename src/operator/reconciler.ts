@@ -11,7 +11,16 @@ import type { AdoptionWatches } from './adoption-watches.ts';
 import { ANNOTATIONS, DEFAULT_RELEASE_TIMEOUT_MS, FINALIZER } from './api/constants.ts';
 import type { Connector, ConnectorStatus, DeletionPolicy } from './api/types.ts';
 import { defaultConnectorId, defaultedSpec } from './api/types.ts';
-import { CONDITION_TYPES, markReconciling, ReconcilingReasons, setCondition } from './conditions.ts';
+import {
+  CONDITION_TYPES,
+  clearReconciling,
+  markReconciling,
+  markStalled,
+  ReconcilingReasons,
+  StalledReasons,
+  setCondition,
+  withReady,
+} from './conditions.ts';
 import type { ReleaseHandle } from './control-plane/connections.ts';
 import type { ControlPlaneRegistry } from './control-plane/registry.ts';
 import {
@@ -173,6 +182,28 @@ export function finalizingStatus(
   };
 }
 
+/** What a refused finalizer means, around the refusal's own (cleaned) words. */
+export function finalizerRefusedMessage(refusal: string): string {
+  return `Kubernetes refused the finalizer ${FINALIZER}, which the operator sets before it acts: ${refusal}; nothing is done until it is accepted (tried again every --resync)`;
+}
+
+/**
+ * The status of a Connector whose finalizer Kubernetes refused (it is not being deleted): Stalled
+ * with reason FinalizerRefused and the refusal, Ready False with it; the rest as it stood, since no
+ * pass looked further. The next pass that gets the finalizer builds the whole status again.
+ */
+export function finalizerRefusedStatus(connector: Connector, now: Date, message: string): ConnectorStatus {
+  const previous = connector.status ?? {};
+  const generation = connector.metadata.generation;
+  const g = generation !== undefined ? { observedGeneration: generation } : {};
+  const conditions = markStalled(
+    clearReconciling(previous.conditions),
+    { reason: StalledReasons.FinalizerRefused, message, ...g },
+    now,
+  );
+  return { ...previous, ...g, conditions: withReady(conditions, generation, now) };
+}
+
 /** Kubernetes refused to create something because the namespace is being deleted (NamespaceLifecycle). */
 function isNamespaceTerminating(error: CodedError): boolean {
   return error.code === 'KUBERNETES_FORBIDDEN' && /because it is being terminated/.test(error.message);
@@ -243,12 +274,15 @@ export class ConnectorReconciler {
           log.debug('not adding the finalizer: the Connector is being deleted or gone');
           return {};
         }
-        const message = `Kubernetes refused the finalizer ${FINALIZER}, which the operator sets before it acts: ${errorText(refusal)}; nothing is done until it is accepted (tried again every --resync)`;
+        const message = finalizerRefusedMessage(errorText(refusal));
         log.warn(
           { code: untrustedCode(refusal.code), err: errorMessageText(refusal) },
           'the finalizer was refused',
         );
         recordEvents(this.ctx, connector, [{ type: 'Warning', reason: 'ReconcileStalled', message }]);
+        const stalled = finalizerRefusedStatus(connector, this.ctx.clock.now(), message);
+        if (!isDeepStrictEqual(normaliseJson(connector.status), normaliseJson(stalled)))
+          await this.writeStatus(connector, stalled);
         return { requeueAfterMs: this.periodicLookMs() };
       }
       // The pass goes on: the finalizer is in place before any side effect, and waiting for its echo
@@ -456,22 +490,30 @@ export class ConnectorReconciler {
     )
       return;
     try {
+      await this.writeStatus(connector, status);
+    } catch (error) {
+      // Any refusal (an older CRD without the phase Terminating, an API server that cannot be
+      // reached) does not hold up the release.
+      this.ctx.logger.warn(
+        {
+          connector: `${connector.metadata.namespace}/${connector.metadata.name}`,
+          err: errorMessage(error),
+        },
+        'could not say in status that the Connector is being deleted',
+      );
+    }
+  }
+
+  /** Writes the Connector's status: one gone meanwhile has nothing left to describe, and no error. */
+  private async writeStatus(connector: Connector, status: ConnectorStatus): Promise<void> {
+    try {
       await this.ctx.writer.applyStatus(
         RESOURCE_TYPES.connector,
         { namespace: connector.metadata.namespace ?? '', name: connector.metadata.name ?? '' },
         status,
       );
     } catch (error) {
-      // Gone already: nothing left to describe. Any other refusal (an older CRD without the phase
-      // Terminating, an API server that cannot be reached) does not hold up the release.
-      if (!isCodedError(error, 'KUBERNETES_NOT_FOUND'))
-        this.ctx.logger.warn(
-          {
-            connector: `${connector.metadata.namespace}/${connector.metadata.name}`,
-            err: errorMessage(error),
-          },
-          'could not say in status that the Connector is being deleted',
-        );
+      if (!isCodedError(error, 'KUBERNETES_NOT_FOUND')) throw error;
     }
   }
 

@@ -131,9 +131,18 @@ test('a Connector whose finalizer an admission policy refuses gets it once the p
   await api.create(namespace, { metadata: { name: 'edge', namespace }, spec });
   // The operator's passes are refused the finalizer; it takes no other step before it.
   await new Promise((resolve) => setTimeout(resolve, 2_000));
-  const refused = await api.get(namespace, 'edge');
+  const refused = await eventually(() => api.get(namespace, 'edge').then((c) => (c.status ? c : undefined)), {
+    description: 'a status on the refused Connector',
+  });
   t.deepEqual(refused.metadata.finalizers ?? [], [], 'the finalizer is refused while the policy holds');
-  t.is(refused.status, undefined, 'no pass went past the finalizer');
+  // The status says it (kubectl, kstatus, Argo CD, Flux read it), and no pass went past the finalizer.
+  const stalled = refused.status?.conditions?.find((c) => c.type === 'Stalled');
+  t.is(stalled?.status, 'True');
+  t.is(stalled?.reason, 'FinalizerRefused');
+  t.regex(stalled?.message ?? '', /no finalizers on Connectors in this namespace/);
+  t.is(refused.status?.conditions?.find((c) => c.type === 'Ready')?.reason, 'FinalizerRefused');
+  t.is(refused.status?.phase, undefined, 'nothing observed, no phase claimed');
+  t.is(refused.status?.enrollment, undefined, 'nothing minted');
   // A person sees why: a Warning on the Connector quoting the refusal.
   const warning = await stalledEvent(namespace, 'edge', 'no finalizers on Connectors in this namespace');
   t.is(warning.type, 'Warning');
@@ -151,6 +160,15 @@ test('a Connector whose finalizer an admission policy refuses gets it once the p
     { description: 'the finalizer added at a periodic look', timeoutMs: 15_000 },
   );
   t.true(accepted.metadata.finalizers?.includes(FINALIZER));
+  // The pass that got the finalizer wrote the whole status: the stall is gone.
+  const reconciled = await eventually(
+    () => api.get(namespace, 'edge').then((c) => (c.status?.phase ? c : undefined)),
+    { description: 'the status of a full pass' },
+  );
+  t.is(
+    reconciled.status?.conditions?.find((c) => c.type === 'Stalled'),
+    undefined,
+  );
 });
 
 test('a Connector whose finalizer removal an admission policy refuses is released once, says so, and goes once the policy goes', async (t) => {

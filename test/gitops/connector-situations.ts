@@ -16,7 +16,11 @@ import { plan } from '../../src/operator/reconcile/plan.ts';
 import type { PlannedAction } from '../../src/operator/reconcile/plan-types.ts';
 import { recoveryMintKey } from '../../src/operator/reconcile/recovery-requests.ts';
 import { invalidSpecFromRefusal } from '../../src/operator/reconcile/spec-fields.ts';
-import { finalizingStatus } from '../../src/operator/reconciler.ts';
+import {
+  finalizerRefusedMessage,
+  finalizerRefusedStatus,
+  finalizingStatus,
+} from '../../src/operator/reconciler.ts';
 import { writeError } from '../../src/operator/runtime/apply.ts';
 import {
   CLAIM_UID,
@@ -526,6 +530,18 @@ function situationsWith(configInvalid: CodedError): Situation[] {
           noWorkload: true,
         }),
       ),
+    },
+    {
+      file: 'degraded-stalled-finalizer-refused',
+      title: "FinalizerRefused: an admission policy refuses the operator's finalizer on a new Connector",
+      connector: (() => {
+        // Not stored(): the finalizer is what was refused, and no pass has written a status yet.
+        const fresh = input();
+        fresh.metadata = { ...fresh.metadata, creationTimestamp: CREATED as unknown as Date };
+        const refusal =
+          "connectors.vaultpam.io \"edge\" is forbidden: ValidatingAdmissionPolicy 'no-finalizers' with binding 'no-finalizers' denied request: no finalizers on Connectors in this namespace";
+        return { ...fresh, status: finalizerRefusedStatus(fresh, NOW, finalizerRefusedMessage(refusal)) };
+      })(),
     },
   ];
   return list;

@@ -64,6 +64,7 @@ const EXPECTED: Record<string, string> = {
   'degraded-stalled-adoption-not-consented': 'Failed', // demanded: Stalled
   'degraded-stalled-ownership-conflict': 'Failed', // demanded: Stalled
   'degraded-stalled-claim-not-found': 'Failed', // demanded: Stalled
+  'degraded-stalled-finalizer-refused': 'Failed', // demanded: Stalled
 };
 
 const cluster = useCluster(test);

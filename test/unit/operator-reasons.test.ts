@@ -7,7 +7,7 @@ import { CodedError } from '../../src/lib/errors.ts';
 import type { Connector, ConnectorStatus } from '../../src/operator/api/types.ts';
 import { DurableStorageReasons, withReady } from '../../src/operator/conditions.ts';
 import { withError } from '../../src/operator/reconcile/pass-status.ts';
-import { finalizingStatus } from '../../src/operator/reconciler.ts';
+import { finalizerRefusedStatus, finalizingStatus } from '../../src/operator/reconciler.ts';
 import { documentedReasons } from '../helpers/documented-reasons.ts';
 import {
   claim,
@@ -127,6 +127,8 @@ const SCENARIOS: Record<string, () => ConnectorStatus> = {
     planView({ ...observed({}), foreign: [{ kind: 'ConfigMap', name: 'edge-config' }] }, NOW).status,
   'Stalled/StorageExpansionUnsupported': () => grownClaim(false),
   'Stalled/ConnectorIdConflict': () => afterError('CONNECTOR_ID_CONFLICT'),
+  'Stalled/FinalizerRefused': () =>
+    finalizerRefusedStatus(connector(), NOW, 'refused by an admission policy'),
   'Stalled/ClaimNotFound': () =>
     planned({
       claims: [],
