@@ -51,9 +51,16 @@ function input(overrides: Partial<TransitionInput> & { previous?: ConnectorStatu
 
 const reasons = (i: TransitionInput) => transitionEvents(i).map((e) => `${e.type} ${e.reason}`);
 
-test('the first phase is an Event; the same phase again is not', (t) => {
-  t.deepEqual(reasons(input()), ['Normal PhasePending']);
+test('a first phase other than Pending is an Event; Pending first, or the same phase again, is not', (t) => {
+  t.deepEqual(reasons(input()), [], 'every Connector starts Pending: no change, no write');
+  t.deepEqual(reasons(input({ phase: 'Online' })), ['Normal PhaseOnline']);
+  t.deepEqual(reasons(input({ phase: 'NeedsRecovery' })), ['Warning PhaseNeedsRecovery']);
   t.deepEqual(reasons(input({ previous: { phase: 'Pending', mode: 'Autonomous' } })), []);
+  t.deepEqual(
+    reasons(input({ previous: { phase: 'Online', mode: 'Autonomous' }, phase: 'Pending' })),
+    ['Normal PhasePending'],
+    'back to Pending is a change',
+  );
 });
 
 test('phases a person should look at are Warnings, and the message says from what to what and why', (t) => {
