@@ -955,3 +955,40 @@ test('found, fixed: a re-pairing mint made by a pass that died before storing it
     ]),
   );
 });
+
+test('found, fixed: a recovery whose agent paired and beat, then went quiet before a pass saw it online, is not failed as unpaired', (t) => {
+  // The claim was replaced during an automatic recovery; the agent paired on the new claim with the
+  // recovery token and beat once (the control plane recorded the recovery completed), and its pod
+  // went before a pass saw it online. Four hours later the record was offline and the token
+  // expired: AwaitingOnline failed with "the recovery token expired ... before the connector
+  // paired", and the status said NeedsRecovery/IdentityLoss (the claim replaced) while the agent
+  // ran with the very certificate the control plane holds. A token spent by a pairing in this
+  // recovery no longer ends the wait. (Soak, seed 1747586038.)
+  t.notThrows(() =>
+    example(
+      { tokenTTL: '5m', policy: 'Automatic' },
+      [
+        { kind: 'settle', rounds: 1 },
+        { kind: 'claimReplaced' },
+        { kind: 'settle', rounds: 4 },
+        { kind: 'settle', rounds: 5 },
+        { kind: 'reconcile' },
+        { kind: 'operatorRestart', at: 2 },
+        { kind: 'reconcile' },
+        { kind: 'reconcileFails', at: 2 },
+        { kind: 'claimReplaced' },
+        { kind: 'reconcile' },
+        { kind: 'reconcile' },
+        { kind: 'controllers' },
+        { kind: 'advance', ms: 5000 },
+        { kind: 'podDeleted' },
+        { kind: 'advance', ms: 14_460_000 },
+        { kind: 'reconcile' },
+        { kind: 'controllers' },
+        { kind: 'controllers' },
+        { kind: 'reconcile' },
+      ],
+      [identityLossOnlyWhenLost],
+    ),
+  );
+});

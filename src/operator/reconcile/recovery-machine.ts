@@ -174,7 +174,7 @@ function tokensRevoked({ input, status, requestId, to }: Attempt): RecoveryDecis
   });
 }
 
-function awaitingOnline({ input, status, live, to }: Attempt): RecoveryDecision {
+function awaitingOnline({ input, status, requestId, live, to }: Attempt): RecoveryDecision {
   const { record, now } = input;
   if (record?.state === 'needs_recovery') {
     const failure = record.lastEnrollmentFailure;
@@ -190,8 +190,18 @@ function awaitingOnline({ input, status, live, to }: Attempt): RecoveryDecision 
       `the agent in pod ${stopped.pod} stopped with exit code ${t.exitCode} (${untrustedText([t.failureClass, t.code, t.reason].filter(Boolean).join(': '))}) instead of pairing`,
     );
   }
+  // The token's expiry ends the wait only while it is unused: once the agent paired with it (a
+  // certificate issued since the control plane began this recovery), the identity is on the data
+  // volume and a heartbeat is what is awaited, even when the record went offline meanwhile (an
+  // agent that paired, beat, and whose pod went before a pass saw it online). Failing then said
+  // "expired before the connector paired" of a connector that had paired, and judged it lost.
   const expiresAt = input.tokenSecret?.expiresAt;
-  if (!online(record) && expiresAt && new Date(expiresAt).getTime() <= now.getTime()) {
+  if (
+    !online(record) &&
+    !pairedInRecovery(record, requestId) &&
+    expiresAt &&
+    new Date(expiresAt).getTime() <= now.getTime()
+  ) {
     return to.fail(
       `the recovery token expired at ${expiresAt} before the connector paired; set a new spec.recovery.requestId to try again`,
     );
@@ -254,6 +264,16 @@ function podsOf(pods: V1Pod[]) {
 }
 
 /** Paired and heartbeating: what a recovery's pairing waits for. */
+/**
+ * The agent paired with this recovery's token: the record holds a certificate issued since the
+ * control plane began recovery `requestId` (both times the control plane's own clock).
+ */
+function pairedInRecovery(record: ControlPlaneConnector | undefined, requestId: string): boolean {
+  const begun = record?.recovery?.requestId === requestId ? record.recovery.startedAt : undefined;
+  if (!record?.certificate || !record.enrolledAt || !begun) return false;
+  return new Date(record.enrolledAt).getTime() >= new Date(begun).getTime();
+}
+
 const online = (record: ControlPlaneConnector | undefined) =>
   record !== undefined &&
   (record.state === 'online' || record.state === 'degraded') &&
