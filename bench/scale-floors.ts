@@ -25,12 +25,20 @@ import { pool, round } from './scale-util.ts';
 export interface FloorMix {
   statusPatches: number;
   events: number;
-  dryRuns: boolean;
+  /** A dry run of the ConfigMap, and of the StatefulSet, before the token (as the operator's mint). */
+  configMapDryRun: boolean;
+  statefulSetDryRun: boolean;
   secretDelete: boolean;
 }
 
 /** The plain floor: one of each object the operator writes. */
-export const BASIC_MIX: FloorMix = { statusPatches: 1, events: 1, dryRuns: false, secretDelete: false };
+export const BASIC_MIX: FloorMix = {
+  statusPatches: 1,
+  events: 1,
+  configMapDryRun: false,
+  statefulSetDryRun: false,
+  secretDelete: false,
+};
 
 const FLOOR_PHASES = ['Pending', 'Enrolling', 'Online', 'Offline'];
 /** The image the floors' StatefulSets name (the fleet simulator runs no image). */
@@ -49,13 +57,15 @@ export function mixOf(writes: Record<string, number>, connectors: number): Floor
   return {
     statusPatches: Math.max(1, Math.round(per('kind=Connector,verb=patch'))),
     events: Math.round(per('kind=Event,verb=create')),
-    dryRuns: per('kind=StatefulSet,verb=dry-run') >= 0.5,
+    configMapDryRun: per('kind=ConfigMap,verb=dry-run') >= 0.5,
+    statefulSetDryRun: per('kind=StatefulSet,verb=dry-run') >= 0.5,
     secretDelete: per('kind=Secret,verb=delete') >= 0.5,
   };
 }
 
 export function mixWrites(mix: FloorMix): number {
-  return 1 + mix.statusPatches + 3 + mix.events + (mix.dryRuns ? 2 : 0) + (mix.secretDelete ? 1 : 0);
+  const dryRuns = Number(mix.configMapDryRun) + Number(mix.statefulSetDryRun);
+  return 1 + mix.statusPatches + 3 + mix.events + dryRuns + (mix.secretDelete ? 1 : 0);
 }
 
 export interface FloorOptions {
@@ -136,10 +146,8 @@ async function writeConnectors(
       configHash: configHash(configMap),
       restartedFor: undefined,
     });
-    if (mix.dryRuns) {
-      await writer.apply(configMap, { dryRun: true });
-      await writer.apply(statefulSet, { dryRun: true });
-    }
+    if (mix.configMapDryRun) await writer.apply(configMap, { dryRun: true });
+    if (mix.statefulSetDryRun) await writer.apply(statefulSet, { dryRun: true });
     await writer.apply(desiredTokenSecret(connector, spec, await token(connector, spec.connector.id)));
     await writer.apply(configMap);
     await writer.apply(statefulSet);

@@ -473,16 +473,17 @@ for (const row of RECOVERY_STEPS_ROWS) {
 
 // ---- workload ----
 
-test('workload open: the ConfigMap, then the StatefulSet, each with its dry run', (t) => {
+test('workload open: the ConfigMap, then the StatefulSet; only the StatefulSet has a dry run', (t) => {
   const o = observed();
   const phase = workloadPhase(o, specOf(o), OPEN, { inProgress: false });
   t.deepEqual(
     phase.steps.map((s) => s.action?.kind),
     ['applyConfigMap', 'applyStatefulSet'],
   );
+  // The ConfigMap holds nothing a mint guards: a minting pass applies it ahead of the mint instead.
   t.deepEqual(
     phase.dryRuns.map((s) => (s.action?.kind === 'dryRun' ? s.action.object.kind : undefined)),
-    ['ConfigMap', 'StatefulSet'],
+    ['StatefulSet'],
   );
 });
 
@@ -761,15 +762,14 @@ test('report: the phase is the previous one while the control plane cannot be as
 
 // ---- the plan's order, and what a pass writes ----
 
-test('plan order: report, dry runs, record, tokens, workload; no reordering left to act', (t) => {
+test('plan order: report, ConfigMap and dry run, record, tokens, workload; no reordering left to act', (t) => {
   const first = plan(observed({ record: pendingRecord({ ownerUid: null }), pods: [] }), NOW);
   t.is(first.steps[0]?.action, undefined, 'the report comes first');
   t.deepEqual(viewOf(first).order, [
-    'dryRun',
+    'applyConfigMap',
     'dryRun',
     'ensureConnector',
     'mintToken',
-    'applyConfigMap',
     'applyStatefulSet',
   ]);
   // Retired, the Secret goes: no mint, so no dry run either.

@@ -158,14 +158,17 @@ export function plan(observed: Observed, now: Date): Plan {
     ...(gates.blocker ? [{ type: 'Warning' as const, ...gates.blocker }] : []),
     ...workload.expansion.notices,
   ];
+  // No side effect before its precondition: a token is minted only for a workload Kubernetes will
+  // accept. The ConfigMap (no token, no identity in it) is applied ahead of the mint, and the
+  // StatefulSet that starts the agent is dry-run there and applied once the token is stored.
+  const ahead = (step: PlanStep) => mints && step.action?.kind === 'applyConfigMap';
   const steps: PlanStep[] = [
     { status: report },
-    // No side effect before its precondition: a token is minted only for a workload Kubernetes
-    // will accept, so what this pass applies is dry-run first.
+    ...workload.steps.filter(ahead),
     ...(mints ? workload.dryRuns : []),
     ...registration,
     ...tokenSteps,
-    ...workload.steps,
+    ...workload.steps.filter((step) => !ahead(step)),
     ...recoveryPlan.record,
     ...(notices.length > 0 ? [{ events: notices }] : []),
   ];

@@ -13,7 +13,11 @@ import { type ExpansionDecision, planStorageExpansion } from './storage-expansio
 export interface WorkloadPhase {
   /** In act order: the ConfigMap, the StatefulSet, the claim's growth. */
   steps: PlanStep[];
-  /** Dry runs of the objects these steps apply: what a mint checks first (plan.ts). */
+  /**
+   * What a mint checks first (plan.ts): the dry run of the StatefulSet, the object that starts the
+   * agent. The ConfigMap is not dry-run: it holds nothing a mint guards, so a pass that mints
+   * applies it before the mint instead, one write where a dry run and an apply were two.
+   */
   dryRuns: PlanStep[];
   expansion: ExpansionDecision;
 }
@@ -39,7 +43,7 @@ export function workloadPhase(
     caPem: observed.caPem,
   });
   const steps: PlanStep[] = [{ action: { kind: 'applyConfigMap', object: configMap } }];
-  const dryRuns: PlanStep[] = [{ action: { kind: 'dryRun', object: configMap } }];
+  const dryRuns: PlanStep[] = [];
   if (!spec.workloadRef) {
     const statefulSet = desiredStatefulSet(connector, spec, {
       image: spec.image ?? observed.defaultImage,
