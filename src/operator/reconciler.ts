@@ -239,7 +239,7 @@ export class ConnectorReconciler {
    * refused to remove (an admission policy): its uid and what the release did. The removal alone is
    * tried again; the release is not run again, nor its Event recorded twice.
    */
-  private readonly settled = new Map<string, { uid: string; outcome: string }>();
+  private readonly settled = new Map<string, { uid: string; outcome: string; refusals: number }>();
 
   constructor(ctx: ReconcilerContext) {
     this.ctx = ctx;
@@ -270,7 +270,7 @@ export class ConnectorReconciler {
       if (refusal) {
         // Gone or going: its delete event comes. Refused otherwise (an admission policy, a stored
         // object a newer schema refuses): say so, and look again later, as nothing else would.
-        if (this.deleting(namespace, name)) {
+        if (this.deleting(namespace, name) || isNamespaceTerminating(refusal)) {
           log.debug('not adding the finalizer: the Connector is being deleted or gone');
           return {};
         }
@@ -281,8 +281,12 @@ export class ConnectorReconciler {
         );
         recordEvents(this.ctx, connector, [{ type: 'Warning', reason: 'ReconcileStalled', message }]);
         const stalled = finalizerRefusedStatus(connector, this.ctx.clock.now(), message);
-        if (!isDeepStrictEqual(normaliseJson(connector.status), normaliseJson(stalled)))
-          await this.writeStatus(connector, stalled);
+        if (!isDeepStrictEqual(normaliseJson(connector.status), normaliseJson(stalled))) {
+          // The Event and the log say it already; a refused status write does not fail the pass.
+          await this.writeStatus(connector, stalled).catch((error: unknown) =>
+            log.warn({ err: errorMessage(error) }, 'could not say in status that the finalizer was refused'),
+          );
+        }
         return { requeueAfterMs: this.periodicLookMs() };
       }
       // The pass goes on: the finalizer is in place before any side effect, and waiting for its echo
@@ -619,13 +623,16 @@ export class ConnectorReconciler {
     const refusal = await this.applyFinalizers(connector, []);
     const held = this.ctx.getConnector(namespace, name);
     if (
-      isCodedError(refusal, 'KUBERNETES_INVALID') &&
+      refusal &&
+      refusal.code !== 'KUBERNETES_NOT_FOUND' &&
+      !isNamespaceTerminating(refusal) &&
       held?.metadata.uid === uid &&
       (held.metadata.finalizers ?? []).includes(FINALIZER)
     ) {
-      this.settled.set(key, { uid, outcome });
-      const attempt = (this.releaseAttempts.get(key) ?? 0) + 1;
-      this.releaseAttempts.set(key, attempt);
+      // Its own count: the backoff of the removal starts at 1 s, whatever the release went through.
+      const before = this.settled.get(key);
+      const attempt = (before?.uid === uid ? before.refusals : 0) + 1;
+      this.settled.set(key, { uid, outcome, refusals: attempt });
       const retryInMs = backoffDelay(attempt, RELEASE_RETRY);
       const refused = `Kubernetes refused to remove the finalizer ${FINALIZER}: ${errorText(refusal)}`;
       log.warn(
@@ -784,8 +791,9 @@ export class ConnectorReconciler {
    * only). Resolves undefined once applied, or the refusal when the Connector is going or gone: the
    * cache may lag a deletion, and then the API server refuses a new finalizer on an object being
    * deleted (422), or, the object gone, apply would create it and fails on its missing spec (422) or
-   * answers 404; nothing is left to hold and the watch delivers the deletion. A 422 may also be an
-   * admission policy's refusal of a Connector that stays: the caller tells the two apart.
+   * answers 404; nothing is left to hold and the watch delivers the deletion. A 422 or 403 may also
+   * be an admission policy's or webhook's refusal of a Connector that stays: the caller tells the
+   * two apart.
    */
   private async applyFinalizers(connector: Connector, finalizers: string[]): Promise<CodedError | undefined> {
     try {
@@ -801,12 +809,14 @@ export class ConnectorReconciler {
       return undefined;
     } catch (error) {
       // In a namespace being deleted, apply to a Connector gone meanwhile is a create, refused (403).
+      // Otherwise a 403 is a refusal too: an admission webhook's (Kyverno, Gatekeeper answer 403),
+      // or this operator's rights taken away.
       if (
         isCodedError(error, 'KUBERNETES_INVALID') ||
         isCodedError(error, 'KUBERNETES_NOT_FOUND') ||
-        (isCodedError(error) && isNamespaceTerminating(error))
+        isCodedError(error, 'KUBERNETES_FORBIDDEN')
       )
-        return error as CodedError;
+        return error;
       throw error;
     }
   }

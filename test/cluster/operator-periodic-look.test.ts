@@ -32,6 +32,8 @@ async function admissionPolicy(
   operations: string[],
   expression: string,
   message: string,
+  /** The status of the refusal: Invalid (422, the default) or Forbidden (403, as webhooks answer). */
+  reason: 'Invalid' | 'Forbidden' = 'Invalid',
 ): Promise<string> {
   const admission = cluster().kc.makeApiClient(AdmissionregistrationV1Api);
   const policy = `refuse-finalizers-${namespace}`;
@@ -45,7 +47,7 @@ async function admissionPolicy(
             { apiGroups: ['vaultpam.io'], apiVersions: ['*'], operations, resources: ['connectors'] },
           ],
         },
-        validations: [{ expression, message }],
+        validations: [{ expression, message, reason }],
       },
     },
   });
@@ -89,7 +91,7 @@ function stalledEvent(namespace: string, name: string, text: string) {
   );
 }
 
-test('a Connector whose finalizer an admission policy refuses gets it once the policy goes, with no event of its own', async (t) => {
+const finalizerRefused = test.macro(async (t, reason: 'Invalid' | 'Forbidden') => {
   const { kc } = cluster();
   const namespace = await createTestNamespace(kc, 'look');
   const policy = await admissionPolicy(
@@ -98,6 +100,7 @@ test('a Connector whose finalizer an admission policy refuses gets it once the p
     ['CREATE', 'UPDATE'],
     '!has(object.metadata.finalizers) || size(object.metadata.finalizers) == 0',
     'no finalizers on Connectors in this namespace',
+    reason,
   );
   const api = connectors(kc);
   const spec = { connector: { org: 'acme', endpointId: 'ep-1', allowedNetworks: [] } };
@@ -171,7 +174,18 @@ test('a Connector whose finalizer an admission policy refuses gets it once the p
   );
 });
 
-test('a Connector whose finalizer removal an admission policy refuses is released once, says so, and goes once the policy goes', async (t) => {
+test(
+  'a Connector whose finalizer an admission policy refuses (422) gets it once the policy goes, with no event of its own',
+  finalizerRefused,
+  'Invalid',
+);
+test(
+  'a Connector whose finalizer an admission policy refuses as a webhook does (403) gets it once the policy goes',
+  finalizerRefused,
+  'Forbidden',
+);
+
+test('a Connector whose finalizer removal an admission webhook refuses (403) is released once, says so, and goes once the policy goes', async (t) => {
   const { kc } = cluster();
   const namespace = await createTestNamespace(kc, 'letgo');
   const api = connectors(kc);
@@ -190,6 +204,8 @@ test('a Connector whose finalizer removal an admission policy refuses is release
     ['UPDATE'],
     `!(has(oldObject.metadata.finalizers) && '${FINALIZER}' in oldObject.metadata.finalizers) || (has(object.metadata.finalizers) && '${FINALIZER}' in object.metadata.finalizers)`,
     'the cleanup finalizer stays on Connectors in this namespace',
+    // A 403, as admission webhooks (Kyverno, Gatekeeper) answer.
+    'Forbidden',
   );
   // The policy is in force once a dry run removing the finalizer is refused.
   const custom = kc.makeApiClient(CustomObjectsApi);
