@@ -14,6 +14,7 @@ import type {
   V1StorageClass,
 } from '@kubernetes/client-node';
 import { LABELS } from './api/constants.ts';
+import type { Connector } from './api/types.ts';
 import type { ClusterReader } from './reconcile/observe.ts';
 import type { Informer } from './runtime/informers.ts';
 import { type KubeAccess, kubeClientOf } from './runtime/kube-access.ts';
@@ -93,6 +94,9 @@ export class InformerClusterReader implements ClusterReader {
   }
   readSecret(namespace: string, name: string) {
     return orUndefined(this.kube.get<V1Secret>(RESOURCE_TYPES.secret, { namespace, name }));
+  }
+  readConnector(namespace: string, name: string) {
+    return orUndefined(this.kube.get<Connector>(RESOURCE_TYPES.connector, { namespace, name }));
   }
   readConfigMap(namespace: string, name: string) {
     return orUndefined(this.kube.get<V1ConfigMap>(RESOURCE_TYPES.configMap, { namespace, name }));

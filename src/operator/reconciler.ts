@@ -621,14 +621,15 @@ export class ConnectorReconciler {
     const key = objectKey(namespace, name);
     const uid = connector.metadata.uid ?? '';
     const refusal = await this.applyFinalizers(connector, []);
-    const held = this.ctx.getConnector(namespace, name);
-    if (
-      refusal &&
-      refusal.code !== 'KUBERNETES_NOT_FOUND' &&
-      !isNamespaceTerminating(refusal) &&
-      held?.metadata.uid === uid &&
-      (held.metadata.finalizers ?? []).includes(FINALIZER)
-    ) {
+    // A refusal of an object gone meanwhile (apply then creates, refused for its missing spec) is
+    // no refusal: the API server, not the cache that may lag, says whether the finalizer is held.
+    const held =
+      refusal && refusal.code !== 'KUBERNETES_NOT_FOUND' && !isNamespaceTerminating(refusal)
+        ? await this.ctx.reader
+            .readConnector(namespace, name)
+            .catch(() => this.ctx.getConnector(namespace, name))
+        : undefined;
+    if (refusal && held?.metadata.uid === uid && (held.metadata.finalizers ?? []).includes(FINALIZER)) {
       // Its own count: the backoff of the removal starts at 1 s, whatever the release went through.
       const before = this.settled.get(key);
       const attempt = (before?.uid === uid ? before.refusals : 0) + 1;

@@ -53,6 +53,8 @@ export interface ClusterReader {
   readSecret(namespace: string, name: string): Promise<V1Secret | undefined>;
   readConfigMap(namespace: string, name: string): Promise<V1ConfigMap | undefined>;
   readStorageClass(name: string): Promise<V1StorageClass | undefined>;
+  /** The Connector as the API server has it now (not the cache): to confirm a refusal of a write to it. */
+  readConnector(namespace: string, name: string): Promise<Connector | undefined>;
 }
 
 export interface ObserveContext {
