@@ -11,6 +11,7 @@
 // Sampled every ~250 ms. The writes are the new process's own counter, which starts at zero: those
 // up to that moment, and those until it has been quiet for 10 s; the watch says whether any
 // Connector's status changed meanwhile (none should: nothing changed).
+import type { CpuBreakdown } from './process-usage.ts';
 import { connectorEventsSince, type PhaseContext } from './scale-context.ts';
 import { statusDiff } from './scale-observer.ts';
 import type { OperatorProcess } from './scale-operator.ts';
@@ -30,6 +31,11 @@ export async function runRestart(
   old: OperatorProcess,
   start: () => Promise<OperatorProcess>,
   connectors: number,
+  /**
+   * Takes a CPU snapshot of every process; the function it returns gives the CPU spent since, the
+   * operator's being the new process (the pid given).
+   */
+  cpuSince: () => (operatorPid: number) => CpuBreakdown,
 ) {
   const quietBefore = await waitForQuiet(old.metrics, 10_000, 180_000);
   // What each status write during the restart changed, by what it changed (there should be none).
@@ -42,6 +48,7 @@ export async function runRestart(
   });
   const cpBefore = await ctx.controlPlaneOperatorRequests();
   const sigtermAt = Date.now();
+  const cpu = cpuSince();
   const exit = await old.stop();
   const exitedAt = Date.now();
   const operator = await start();
@@ -64,6 +71,8 @@ export async function runRestart(
     } else await sleep(150);
     return done;
   });
+  // From SIGTERM to every Connector reconciled: what each process spent, and what waited.
+  const machineCpu = cpu(operator.pid);
   const quietAfter = await waitForQuiet(operator.metrics, 10_000, 120_000);
   const settled = await operator.metrics();
   const settledAt = Date.now();
@@ -98,6 +107,7 @@ export async function runRestart(
     statusChanges: changes,
     connectorsWithEvents: events.size,
     controlPlaneRequestsFromOperator: (await ctx.controlPlaneOperatorRequests()) - cpBefore,
+    machineCpu,
   };
   say(`    operator restart: ${JSON.stringify(result)}`);
   return { operator, result };
