@@ -249,6 +249,11 @@ export function clearReconciling(conditions: readonly Condition[] | undefined): 
   return removeCondition(conditions, CONDITION_TYPES.Reconciling);
 }
 
+/** `{ observedGeneration }` for a condition or a status, or nothing when the generation is not known. */
+export function observedGenerationOf(generation: number | undefined): { observedGeneration?: number } {
+  return generation !== undefined ? { observedGeneration: generation } : {};
+}
+
 /** Stalled=True: no progress is possible until a person changes something. */
 export function markStalled(
   conditions: readonly Condition[] | undefined,

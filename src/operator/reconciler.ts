@@ -16,6 +16,7 @@ import {
   clearReconciling,
   markReconciling,
   markStalled,
+  observedGenerationOf,
   ReconcilingReasons,
   StalledReasons,
   setCondition,
@@ -153,7 +154,7 @@ export function finalizingStatus(
 ): ConnectorStatus {
   const previous = connector.status ?? {};
   const generation = connector.metadata.generation;
-  const g = generation !== undefined ? { observedGeneration: generation } : {};
+  const g = observedGenerationOf(generation);
   const target = release.target ?? releaseTarget(connector);
   const where = `the control-plane record of ${target.connectorId} in ${describeTarget(target)}`;
   const bound =
@@ -195,7 +196,7 @@ export function finalizerRefusedMessage(refusal: string): string {
 export function finalizerRefusedStatus(connector: Connector, now: Date, message: string): ConnectorStatus {
   const previous = connector.status ?? {};
   const generation = connector.metadata.generation;
-  const g = generation !== undefined ? { observedGeneration: generation } : {};
+  const g = observedGenerationOf(generation);
   const conditions = markStalled(
     clearReconciling(previous.conditions),
     { reason: StalledReasons.FinalizerRefused, message, ...g },

@@ -68,6 +68,18 @@ async function admissionPolicy(
   return policy;
 }
 
+/** Waits until `policy` is in force: the dry run `probe` (nothing stored) is refused, naming it. */
+function inForce(policy: string, what: string, probe: () => Promise<unknown>) {
+  return eventually(
+    () =>
+      probe().then(
+        () => false,
+        (error: unknown) => String(error).includes(policy),
+      ),
+    { description: `the admission policy refuses ${what}` },
+  );
+}
+
 /** Lifts the policy: its binding goes (the policy itself at the test's end). */
 async function liftPolicy(policy: string): Promise<void> {
   await cluster()
@@ -107,28 +119,20 @@ const finalizerRefused = test.macro(async (t, reason: 'Invalid' | 'Forbidden') =
   // The policy is in force once a Connector that carries a finalizer is refused (a dry run: admission
   // judges it, nothing is stored).
   const custom = kc.makeApiClient(CustomObjectsApi);
-  await eventually(
-    async () => {
-      try {
-        await custom.createNamespacedCustomObject({
-          group: 'vaultpam.io',
-          version: 'v1alpha1',
-          namespace,
-          plural: 'connectors',
-          dryRun: 'All',
-          body: {
-            apiVersion: 'vaultpam.io/v1alpha1',
-            kind: 'Connector',
-            metadata: { name: 'probe', namespace, finalizers: ['example.com/probe'] },
-            spec,
-          },
-        });
-        return false;
-      } catch (error) {
-        return String(error).includes(policy);
-      }
-    },
-    { description: 'the admission policy refuses a finalizer' },
+  await inForce(policy, 'a finalizer', () =>
+    custom.createNamespacedCustomObject({
+      group: 'vaultpam.io',
+      version: 'v1alpha1',
+      namespace,
+      plural: 'connectors',
+      dryRun: 'All',
+      body: {
+        apiVersion: 'vaultpam.io/v1alpha1',
+        kind: 'Connector',
+        metadata: { name: 'probe', namespace, finalizers: ['example.com/probe'] },
+        spec,
+      },
+    }),
   );
 
   await api.create(namespace, { metadata: { name: 'edge', namespace }, spec });
@@ -209,24 +213,16 @@ test('a Connector whose finalizer removal an admission webhook refuses (403) is 
   );
   // The policy is in force once a dry run removing the finalizer is refused.
   const custom = kc.makeApiClient(CustomObjectsApi);
-  await eventually(
-    async () => {
-      try {
-        await custom.patchNamespacedCustomObject({
-          group: 'vaultpam.io',
-          version: 'v1alpha1',
-          namespace,
-          plural: 'connectors',
-          name: 'edge',
-          dryRun: 'All',
-          body: [{ op: 'replace', path: '/metadata/finalizers', value: [] }],
-        });
-        return false;
-      } catch (error) {
-        return String(error).includes(policy);
-      }
-    },
-    { description: 'the admission policy refuses removing the finalizer' },
+  await inForce(policy, 'removing the finalizer', () =>
+    custom.patchNamespacedCustomObject({
+      group: 'vaultpam.io',
+      version: 'v1alpha1',
+      namespace,
+      plural: 'connectors',
+      name: 'edge',
+      dryRun: 'All',
+      body: [{ op: 'replace', path: '/metadata/finalizers', value: [] }],
+    }),
   );
 
   await api.delete(namespace, 'edge');

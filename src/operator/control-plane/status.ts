@@ -3,7 +3,7 @@
 import { isDeepStrictEqual } from 'node:util';
 import type { ControlPlaneStatus } from '../api/control-planes.ts';
 import type { Connector, ControlPlaneRefKind, DefaultedSpec } from '../api/types.ts';
-import { CONDITION_TYPES, setCondition, statusTime } from '../conditions.ts';
+import { CONDITION_TYPES, observedGenerationOf, setCondition, statusTime } from '../conditions.ts';
 import type { CheckOutcome } from './check.ts';
 
 /**
@@ -70,7 +70,7 @@ export function controlPlaneStatus(
   generation: number | undefined,
   now: Date,
 ): ControlPlaneStatus {
-  const g = generation !== undefined ? { observedGeneration: generation } : {};
+  const g = observedGenerationOf(generation);
   const conditions = setCondition(
     previous?.conditions,
     {

@@ -11,6 +11,7 @@ import {
   HealthyReasons,
   markReconciling,
   markStalled,
+  observedGenerationOf,
   ReconcilingReasons,
   StalledReasons,
   setCondition,
@@ -49,7 +50,7 @@ export interface ConditionsInput {
 
 export function connectorConditions(input: ConditionsInput): Condition[] {
   const { record, observed, now, recovery, gates } = input;
-  const g = input.generation !== undefined ? { observedGeneration: input.generation } : {};
+  const g = observedGenerationOf(input.generation);
   let conditions: Condition[] = [...(input.previous.conditions ?? [])];
   conditions = setCondition(
     conditions,

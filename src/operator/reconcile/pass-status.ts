@@ -8,6 +8,7 @@ import {
   clearReconciling,
   markReconciling,
   markStalled,
+  observedGenerationOf,
   ReconcilingReasons,
   StalledReasons,
   withReady,
@@ -71,7 +72,7 @@ export function withError(
   now: Date,
   generation: number | undefined,
 ): ConnectorStatus {
-  const g = generation !== undefined ? { observedGeneration: generation } : {};
+  const g = observedGenerationOf(generation);
   let conditions: Condition[] = status.conditions ?? [];
   // The code is looked up as data (a code such as "__proto__" finds nothing), and the message goes
   // into the condition bounded, on one line and redacted: the control plane chose its words.

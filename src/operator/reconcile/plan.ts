@@ -17,7 +17,13 @@
 //   record      where the recovery is (with the scaling of an adopted workload it asks for);
 //   notices     Events that report a blocker or the claim's growth.
 import type { ConnectorStatus, DefaultedSpec } from '../api/types.ts';
-import { clearReconciling, markStalled, StalledReasons, withReady } from '../conditions.ts';
+import {
+  clearReconciling,
+  markStalled,
+  observedGenerationOf,
+  StalledReasons,
+  withReady,
+} from '../conditions.ts';
 import { diagnose, isIdentityLoss, refusedIdentityOfNeverPaired } from './assessment.ts';
 import { childNames } from './desired-objects.ts';
 import { enrollmentSteps, pairingLost, planEnrollment } from './enrollment.ts';
@@ -195,7 +201,7 @@ function invalidSpecPlan(
     {
       reason: StalledReasons.InvalidSpec,
       message,
-      ...(generation !== undefined ? { observedGeneration: generation } : {}),
+      ...observedGenerationOf(generation),
     },
     now,
   );
