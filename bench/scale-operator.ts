@@ -17,6 +17,7 @@ import { sleep, until } from './scale-util.ts';
  */
 export const POLLED_METRICS = [
   'vaultpam_operator_kubernetes_writes_total',
+  'vaultpam_operator_kubernetes_requests_total',
   'vaultpam_operator_work_queue_depth',
   'vaultpam_operator_work_queue_in_flight',
   'vaultpam_operator_work_queue_concurrency_limit',

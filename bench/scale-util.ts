@@ -96,6 +96,28 @@ export function diffWrites(before: string, after: string) {
   return diffCounters(before, after, WRITES);
 }
 
+/**
+ * The operator's requests between two scrapes as "verb resource code" (`get configmaps 404`): its
+ * reads as well as its writes, each by the answer it got. The API server's own counts cannot say
+ * whose a request was.
+ */
+export function diffRequests(before: string, after: string) {
+  return diffCounters(
+    before,
+    after,
+    'vaultpam_operator_kubernetes_requests_total',
+    (l) => `${l.verb} ${l.resource} ${l.code}`,
+  );
+}
+
+/** Of `diffRequests`, the reads (get and list) per connector. */
+export function readsPerConnector(requests: Record<string, number>, connectors: number) {
+  const reads = Object.entries(requests)
+    .filter(([key]) => key.startsWith('get ') || key.startsWith('list '))
+    .reduce((sum, [, n]) => sum + n, 0);
+  return Math.round((reads / Math.max(1, connectors)) * 100) / 100;
+}
+
 /** The sum of writes by kind, Lease renewals aside. */
 export function nonLeaseWrites(writes: Record<string, number>) {
   return Object.entries(writes)

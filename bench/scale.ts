@@ -57,11 +57,13 @@ import { runRestart } from './scale-restart.ts';
 import {
   counterSum,
   countersByLabels,
+  diffRequests,
   diffWrites,
   latencySummary,
   nonLeaseWrites,
   percentile,
   pool,
+  readsPerConnector,
   round,
   say,
   sleep,
@@ -460,6 +462,7 @@ try {
   // The cluster's own part of the way: pods wait for kube-controller-manager's volume binder.
   const fleetAtOnline = fleet.stats();
   const convergenceWrites = diffWrites(metricsBeforeApply, metricsAtOnline);
+  const convergenceRequests = diffRequests(metricsBeforeApply, metricsAtOnline);
   // The Events of the way to Online, by reason; the status writes, and what they changed.
   const eventReasons: Record<string, number> = {};
   {
@@ -864,6 +867,8 @@ try {
       apiServer,
       operatorWrites: convergenceWrites,
       operatorWritesPerConnector: round(nonLeaseWrites(convergenceWrites) / N, 2),
+      operatorRequests: convergenceRequests,
+      operatorReadsPerConnector: readsPerConnector(convergenceRequests, N),
     },
     statusPath,
     steady,
@@ -967,6 +972,8 @@ interface ResultForTable {
     ratioToClusterFloor: number | null;
     podsWaitedForClaims: { pods: number; meanMs: number; maxMs: number };
     operatorWritesPerConnector: number;
+    operatorRequests: Record<string, number>;
+    operatorReadsPerConnector: number;
     machineCpu: CpuBreakdown;
     apiServer: ApiServerLoad;
   };
@@ -1205,6 +1212,11 @@ function markdown(r: ResultForTable): string {
       '(1) what the API server served, apply -> all Online',
       `${Object.values(r.convergence.apiServer.requests).reduce((sum, n) => sum + n, 0)} requests`,
       `${counts(r.convergence.apiServer.requests)}; watch events sent: ${counts(r.convergence.apiServer.watchEventsSent)}`,
+    ],
+    [
+      "(1) the operator's requests, apply -> all Online",
+      `${r.convergence.operatorReadsPerConnector} reads/connector`,
+      `by verb, resource and answer: ${counts(r.convergence.operatorRequests)}`,
     ],
     [
       '(2) operator RSS at steady state',

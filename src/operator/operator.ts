@@ -140,9 +140,13 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
   const kc = kubeClientOf(options.kc).withObserver({
     throttled: (request, retryAfterMs) => {
       metrics.countThrottled(request);
+      metrics.countAnswered(request, 429);
       limit.throttled(retryAfterMs);
     },
-    served: () => limit.served(),
+    served: (request, status) => {
+      metrics.countAnswered(request, status);
+      limit.served();
+    },
   });
   const identity = options.leaderElection?.identity ?? 'vaultpam-connector-operator';
   const ns = options.namespace ? { namespace: options.namespace } : {};

@@ -97,6 +97,21 @@ test.serial('an idle operator makes no writes while heartbeats arrive and resync
     writesBefore,
     `and wrote nothing (writes by kind before ${JSON.stringify(kindsBefore)}, after ${JSON.stringify(after)}; status before ${statusBefore}, after ${statusAfter})`,
   );
+
+  // Every request is counted by its answer, reads as well as writes: the answered writes are the
+  // writes sent (nothing failed here), and the informers' lists and the reads are there too.
+  const answered = (await operator.metrics.kubernetesRequests.get()).values;
+  const sum = (keep: (labels: Record<string, string | number>) => boolean) =>
+    answered.filter((v) => keep(v.labels)).reduce((total, v) => total + v.value, 0);
+  const writeVerbs = new Set(['create', 'update', 'patch', 'delete']);
+  t.is(
+    sum((l) => writeVerbs.has(String(l.verb))),
+    await operator.metrics.totalWrites(),
+    JSON.stringify(answered.map((v) => v.labels)),
+  );
+  t.true(sum((l) => l.verb === 'list' && l.resource === 'connectors.vaultpam.io' && l.code === '200') >= 1);
+  t.true(sum((l) => l.verb === 'watch' && l.resource === 'connectors.vaultpam.io') >= 1);
+  t.true(sum((l) => l.verb === 'patch' && l.resource === 'connectors.vaultpam.io' && l.code === '200') >= 1);
 });
 
 test.serial(

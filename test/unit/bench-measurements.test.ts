@@ -6,7 +6,7 @@ import { once } from 'node:events';
 import test from 'ava';
 import { apiServerLoad } from '../../bench/api-server-metrics.ts';
 import { cpuBetween, cpuSnapshot, processUsage } from '../../bench/process-usage.ts';
-import { diffCounters, diffWrites } from '../../bench/scale-util.ts';
+import { diffCounters, diffRequests, diffWrites, readsPerConnector } from '../../bench/scale-util.ts';
 
 const BEFORE = `# HELP apiserver_request_total Counter of apiserver requests.
 # TYPE apiserver_request_total counter
@@ -49,6 +49,24 @@ test('diffCounters without a grouping keeps each label set; diffWrites reads the
     diffCounters(writes(2), writes(9), 'vaultpam_operator_kubernetes_writes_total', (l) => l.verb),
     { patch: 7 },
   );
+});
+
+test("diffRequests names the operator's requests by verb, resource and answer; reads per connector count get and list", (t) => {
+  const scrape = (gets404: number, gets200: number, patches: number) =>
+    [
+      `vaultpam_operator_kubernetes_requests_total{verb="get",resource="configmaps",code="404"} ${gets404}`,
+      `vaultpam_operator_kubernetes_requests_total{verb="get",resource="configmaps",code="200"} ${gets200}`,
+      `vaultpam_operator_kubernetes_requests_total{verb="list",resource="pods",code="200"} 1`,
+      `vaultpam_operator_kubernetes_requests_total{verb="patch",resource="connectors.vaultpam.io",code="200"} ${patches}`,
+    ].join('\n');
+  const requests = diffRequests(scrape(1, 0, 2), scrape(11, 5, 30));
+  t.deepEqual(requests, {
+    'get configmaps 404': 10,
+    'get configmaps 200': 5,
+    'patch connectors.vaultpam.io 200': 28,
+  });
+  t.is(readsPerConnector(requests, 10), 1.5);
+  t.is(readsPerConnector({}, 0), 0);
 });
 
 /**

@@ -111,7 +111,7 @@ test('the observer hears each 429 with its Retry-After and each served answer, b
   const kube = plain.withObserver({
     throttled: (request, retryAfterMs) =>
       heard.push(`429 ${request.verb} ${request.resource} ${retryAfterMs}`),
-    served: (request) => heard.push(`served ${request.verb} ${request.resource}`),
+    served: (request, status) => heard.push(`served ${request.verb} ${request.resource} ${status}`),
   });
   const configMap = { namespace: 's429', name: 'x' };
   await t.throwsAsync(() => kube.get(RESOURCE_TYPES.configMap, configMap), { instanceOf: KubeApiError });
@@ -133,8 +133,8 @@ test('the observer hears each 429 with its Retry-After and each served answer, b
     '429 list statefulsets.apps 3000',
     '429 patch connectors.vaultpam.io 3000',
     '429 watch pods 3000',
-    'served delete secrets',
-    'served create events.events.k8s.io',
+    'served delete secrets 404',
+    'served create events.events.k8s.io 200',
     '429 get  3000',
   ]);
   // The client it was derived from, shared with others, has no observer.

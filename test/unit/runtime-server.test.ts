@@ -90,6 +90,10 @@ test('every operator metric is exposed with the vaultpam_operator_ prefix and li
   // A kind outside the operator's table is counted as other: the label set stays bounded.
   metrics.countThrottled({ verb: 'get', resource: 'widgets.example.com' });
   metrics.countThrottled({ verb: 'get', resource: '' });
+  metrics.countAnswered({ verb: 'get', resource: 'configmaps' }, 404);
+  metrics.countAnswered({ verb: 'get', resource: 'configmaps' }, 404);
+  metrics.countAnswered({ verb: 'get', resource: 'configmaps' }, 200);
+  metrics.countAnswered({ verb: 'list', resource: 'widgets.example.com' }, 200);
 
   const first = await get('/metrics');
   t.is(first.status, 200);
@@ -114,6 +118,9 @@ test('every operator metric is exposed with the vaultpam_operator_ prefix and li
     'vaultpam_operator_work_queue_concurrency_limit 8',
     'vaultpam_operator_kubernetes_throttled_total{verb="patch",resource="connectors.vaultpam.io"} 2',
     'vaultpam_operator_kubernetes_throttled_total{verb="get",resource="other"} 2',
+    'vaultpam_operator_kubernetes_requests_total{verb="get",resource="configmaps",code="404"} 2',
+    'vaultpam_operator_kubernetes_requests_total{verb="get",resource="configmaps",code="200"} 1',
+    'vaultpam_operator_kubernetes_requests_total{verb="list",resource="other",code="200"} 1',
   ]) {
     t.true(first.text.includes(name), `missing: ${name}`);
   }

@@ -63,8 +63,8 @@ export interface KubeRequestInfo {
 export interface KubeAnswerObserver {
   /** A 429, with how long the server asked the client to wait (Retry-After), if it said. */
   throttled(request: KubeRequestInfo, retryAfterMs: number | undefined): void;
-  /** An answer below 500 other than 429: the server took the request and answered it. */
-  served(request: KubeRequestInfo): void;
+  /** An answer below 500 other than 429, with its HTTP status: the server took the request and answered it. */
+  served(request: KubeRequestInfo, status: number): void;
 }
 
 export interface KubeRequest {
@@ -387,7 +387,7 @@ export class KubeClient {
       resource: request.type ? resourceName(request.type) : '',
     };
     if (status === 429) this.observer.throttled(info, retryAfterMs);
-    else this.observer.served(info);
+    else this.observer.served(info, status);
   }
 
   private objectPath(type: ResourceType, ref: KubeRef, subresource?: string): string {

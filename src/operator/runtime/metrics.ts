@@ -23,10 +23,13 @@ export const KUBERNETES_WRITE_VERBS = ['create', 'update', 'patch', 'delete', 'd
 export type KubernetesWriteVerb = (typeof KUBERNETES_WRITE_VERBS)[number];
 
 /**
- * The resources a 429 is counted by: the operator's own table. Anything else (discovery, a kind a
- * test brought) is `other`, so the label set stays bounded whatever the client is asked to do.
+ * The resources requests and 429s are counted by: the operator's own table. Anything else
+ * (discovery, a kind a test brought) is `other`, so the label set stays bounded whatever the
+ * client is asked to do.
  */
-const THROTTLED_RESOURCES: ReadonlySet<string> = new Set(Object.values(RESOURCE_TYPES).map(resourceName));
+const OWN_RESOURCES: ReadonlySet<string> = new Set(Object.values(RESOURCE_TYPES).map(resourceName));
+
+const ownResource = (resource: string) => (OWN_RESOURCES.has(resource) ? resource : 'other');
 
 /** Why an Event the operator wanted to emit was not written as asked. */
 export type EventSuppression = 'rate_limited' | 'redacted' | 'failed';
@@ -88,10 +91,14 @@ export interface OperatorMetrics {
   readonly releasesAbandoned: Counter<'deletion_policy' | 'reason'>;
   /** 429 answers from the API server, by verb and resource. */
   readonly kubernetesThrottled: Counter<'verb' | 'resource'>;
+  /** Answers below 500 from the API server (reads and writes, 429s included), by verb, resource and code. */
+  readonly kubernetesRequests: Counter<'verb' | 'resource' | 'code'>;
   /** Counts one write request to the Kubernetes API. Every write the operator makes goes through here. */
   countWrite(kind: string, verb: KubernetesWriteVerb): void;
   /** Counts one 429 answer from the API server (the Kubernetes client's observer calls it). */
   countThrottled(request: KubeRequestInfo): void;
+  /** Counts one answer below 500 from the API server, 429 included (the client's observer calls it). */
+  countAnswered(request: KubeRequestInfo, status: number): void;
   /** Records one finished reconcile: its result, duration and (for errors) the error code. */
   observeReconcile(result: ReconcileResultLabel, durationSeconds: number, errorCode?: string): void;
   /** Where the work-queue gauges read from at scrape time. */
@@ -194,6 +201,14 @@ export function createOperatorMetrics(options: { processMetrics?: boolean } = {}
     labelNames: ['verb', 'resource'],
     registers,
   });
+  // Reads as well as writes: what the operator costs the API server (a GET that misses the cache
+  // is a quorum read from etcd), and which of its requests were refused (403, 404, 409, 422).
+  const kubernetesRequests = new Counter({
+    name: 'vaultpam_operator_kubernetes_requests_total',
+    help: "Answers below 500 the Kubernetes API server gave the operator (every verb, 429s included), by verb, resource (other: outside the operator's own kinds) and HTTP code.",
+    labelNames: ['verb', 'resource', 'code'],
+    registers,
+  });
   new Gauge({
     name: 'vaultpam_operator_work_queue_concurrency_limit',
     help: 'Reconciles allowed to run at once now: --concurrency, halved when the API server answers 429, grown back by one a second while it does not.',
@@ -252,11 +267,15 @@ export function createOperatorMetrics(options: { processMetrics?: boolean } = {}
     eventsSuppressed,
     releasesAbandoned,
     kubernetesThrottled,
+    kubernetesRequests,
     countWrite(kind, verb) {
       kubernetesWrites.inc({ kind, verb });
     },
     countThrottled({ verb, resource }) {
-      kubernetesThrottled.inc({ verb, resource: THROTTLED_RESOURCES.has(resource) ? resource : 'other' });
+      kubernetesThrottled.inc({ verb, resource: ownResource(resource) });
+    },
+    countAnswered({ verb, resource }, status) {
+      kubernetesRequests.inc({ verb, resource: ownResource(resource), code: String(status) });
     },
     observeReconcile(result, durationSeconds, errorCode) {
       reconciles.inc({ result });
