@@ -348,6 +348,36 @@ function situationsWith(configInvalid: CodedError): Situation[] {
       ),
     },
     {
+      file: 'progressing-recovering-paired-not-beating',
+      title:
+        "Recovering: the agent paired with the recovery's token but gives up reaching the control plane (exit 14); the wait has no bound, and says why",
+      connector: planned(
+        observed({
+          connector: input({ recovery: { requestId: 'r1' } }, { recovery: recoveryAt('AwaitingOnline') }),
+          record: record({
+            state: 'enrolling',
+            enrolledAt: '2026-01-01T00:00:03.000Z',
+            lastHeartbeatAt: null,
+            recovery: { requestId: 'r1', startedAt: '2026-01-01T00:00:01.000Z', completedAt: null },
+          }),
+          pods: [
+            pod({
+              restartCount: 2,
+              terminated: {
+                ...termination(
+                  'Reconnect',
+                  'CONTROL_PLANE_UNREACHABLE',
+                  14,
+                  'the control plane did not answer for 5m (--give-up-after)',
+                ),
+                finishedAt: '2026-01-01T00:00:08Z',
+              },
+            }),
+          ],
+        }),
+      ),
+    },
+    {
       file: 'degraded-stalled-recovery-failed',
       title:
         "RecoveryFailed: the recovery's token expired before the agent paired; a new request id is needed",

@@ -49,6 +49,7 @@ const EXPECTED: Record<string, string> = {
   'degraded-needs-recovery-automatic-failed': 'Failed', // Stalled RecoveryFailed: it runs once per incident
   'progressing-recovering-requested': 'InProgress', // demanded: recovering
   'progressing-recovering-scaling-down': 'InProgress', // demanded: recovering
+  'progressing-recovering-paired-not-beating': 'InProgress', // demanded: recovering, with why it waits
   'degraded-stalled-recovery-failed': 'Failed', // demanded: Stalled
   'progressing-terminating': 'Terminating',
   'suspended-paused-online': 'Current', // demanded: Online

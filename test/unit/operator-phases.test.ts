@@ -685,7 +685,76 @@ test('conditions: a recovery’s first pass names its request id in Reconciling'
     previous: {},
     recovery: { inProgress: true, status: recovering('Requested', { requestId: 'req-42' }) },
   });
-  t.is(condition('Reconciling')?.message, 'guided recovery req-42 in progress');
+  t.is(
+    condition('Reconciling')?.message,
+    "guided recovery req-42 at step Requested: recording the workload's replicas",
+  );
+});
+
+test('conditions: a recovery whose agent paired but does not beat says so, and what the agent said since the recovery began', (t) => {
+  // The control plane began r1 at 00:00:01; the agent paired at 00:00:05, then exited 14 (it gave
+  // up on an unreachable control plane) at 00:00:08. The exit of 23:59 is the incident's own.
+  const paired = record({
+    state: 'enrolling',
+    enrolledAt: '2026-01-01T00:00:05.000Z',
+    lastHeartbeatAt: null,
+    recovery: { requestId: 'r1', startedAt: '2026-01-01T00:00:01.000Z', completedAt: null },
+  });
+  const exited = (finishedAt: string) => ({
+    podName: 'edge-0',
+    podUID: 'p1',
+    running: false,
+    ready: false,
+    restartCount: 3,
+    termination: {
+      exitCode: 14,
+      finishedAt,
+      failureClass: 'Reconnect' as const,
+      code: 'CONTROL_PLANE_UNREACHABLE',
+      reason: 'no answer from https://cp.example:8443 for 5m',
+    },
+  });
+  const awaiting = { inProgress: true, status: recovering('AwaitingOnline') };
+  const now = conditionsOf({
+    observed: observed({ record: paired }),
+    record: paired,
+    agent: exited('2026-01-01T00:00:08Z'),
+    recovery: awaiting,
+  });
+  const said =
+    "guided recovery r1 at step AwaitingOnline: the agent paired at 2026-01-01T00:00:05.000Z with the recovery's token; waiting for its first heartbeat; pod edge-0: the agent exited 14 (Reconnect: CONTROL_PLANE_UNREACHABLE: no answer from https://cp.example:8443 for 5m) at 2026-01-01T00:00:08Z, restarts 3";
+  t.is(now('Reconciling')?.message, said);
+  t.is(now('Healthy')?.reason, 'Recovering');
+  t.is(now('Healthy')?.message, said);
+  t.regex(now('Ready')?.message ?? '', /waiting for its first heartbeat; pod edge-0: the agent exited 14/);
+
+  // An exit from before the recovery began is not this recovery's news; the pod is just not ready.
+  const before = conditionsOf({
+    observed: observed({ record: paired }),
+    record: paired,
+    agent: exited('2025-12-31T23:59:00Z'),
+    recovery: awaiting,
+  });
+  t.regex(
+    before('Reconciling')?.message ?? '',
+    /waiting for its first heartbeat; pod edge-0 is not ready \(restarts 3\)$/,
+  );
+
+  // Not paired yet: the token it waits to be used, and until when.
+  const unpaired = record({
+    state: 'recovering',
+    recovery: paired.recovery,
+    enrolledAt: '2025-12-31T23:00:00.000Z',
+  });
+  const waiting = conditionsOf({
+    observed: observed({ record: unpaired, tokenSecret: tokenSecret({ mintKey: 'recovery-r1' }) }),
+    record: unpaired,
+    recovery: awaiting,
+  });
+  t.is(
+    waiting('Reconciling')?.message,
+    'guided recovery r1 at step AwaitingOnline: waiting for the agent to pair once with the token in Secret edge-enrollment-token (valid until 2026-01-01T04:00:00.000Z)',
+  );
 });
 
 test('conditions: RecoveryFailed says the way on once, whatever the recorded reason already says', (t) => {

@@ -21,6 +21,7 @@ import { type EnrollmentDecision, secretHoldsLiveToken } from './enrollment.ts';
 import { type Gates, held, heldBecause } from './gates.ts';
 import type { ControlPlaneConnector, Observed } from './observed.ts';
 import type { AgentPodFacts } from './pod-facts.ts';
+import { recoveryProgress } from './recovery-progress.ts';
 import { failedAutomaticRecovery } from './recovery-requests.ts';
 import type { ExpansionDecision } from './storage-expansion.ts';
 import type { StoragePosture } from './storage-posture.ts';
@@ -72,7 +73,7 @@ export function connectorConditions(input: ConditionsInput): Condition[] {
     conditions,
     {
       type: CONDITION_TYPES.Healthy,
-      ...healthyCondition(observed, record, recovery.inProgress, input.identityLost),
+      ...healthyCondition(observed, record, recovery.inProgress && progress(input), input.identityLost),
       ...g,
     },
     now,
@@ -87,12 +88,22 @@ export function connectorConditions(input: ConditionsInput): Condition[] {
     ? undefined
     : ((held(gates) || input.identityLost
         ? undefined
-        : reconcilingCondition(observed, record, recovery.inProgress, recovery.status?.requestId)) ??
+        : reconcilingCondition(observed, record, recovery.inProgress && progress(input))) ??
       input.expansion.reconciling);
   conditions = reconciling
     ? markReconciling(conditions, { ...reconciling, ...g }, now)
     : clearReconciling(conditions);
   return withReady(conditions, input.generation, now);
+}
+
+/** What the recovery in progress does and waits for (recovery-progress.ts). */
+function progress(input: ConditionsInput): string {
+  return recoveryProgress({
+    status: input.recovery.status,
+    record: input.record,
+    agent: input.agent,
+    tokenSecret: input.observed.tokenSecret,
+  });
 }
 
 /** A recovery's failure reason, with the one way on (said once, whatever the reason already says). */
@@ -218,7 +229,8 @@ function enrolledCondition(input: ConditionsInput) {
 function healthyCondition(
   observed: Observed,
   record: ControlPlaneConnector | undefined,
-  recovering: boolean,
+  /** What the recovery in progress does and waits for, if one is. */
+  recovering: string | false,
   identityLost: boolean,
 ) {
   if (!observed.controlPlane.reachable) {
@@ -242,7 +254,7 @@ function healthyCondition(
     return {
       status: 'False' as const,
       reason: HealthyReasons.Recovering,
-      message: 'a guided recovery is in progress',
+      message: recovering || 'a guided recovery is in progress',
     };
   }
   switch (record?.state) {
@@ -302,14 +314,10 @@ export function rolloutInProgress(sts: V1StatefulSet | undefined): string | unde
 function reconcilingCondition(
   observed: Observed,
   record: ControlPlaneConnector | undefined,
-  recovering: boolean,
-  requestId: string | undefined,
+  /** What the recovery in progress does and waits for, if one is. */
+  recovering: string | false,
 ) {
-  if (recovering)
-    return {
-      reason: ReconcilingReasons.Recovering,
-      message: requestId ? `guided recovery ${requestId} in progress` : 'a guided recovery is in progress',
-    };
+  if (recovering) return { reason: ReconcilingReasons.Recovering, message: recovering };
   if (!observed.workload && !observed.connector.spec.workloadRef)
     return { reason: ReconcilingReasons.ApplyingResources, message: 'creating the workload' };
   const rollout = rolloutInProgress(observed.workload?.object);

@@ -78,7 +78,8 @@ export function failedClosedSince(pods: V1Pod[], since: string | undefined) {
     // Only a fail-closed exit (10-13: the agent refused to go on) ends a recovery; a pod killed by a
     // signal or a probe (143, 137) is restarted by Kubernetes and may still pair, and so may an agent
     // that exits 14 (the control plane unreachable, or CLOCK_SKEW: the identity is intact and a
-    // restart once the clocks agree brings it online; the token's expiry bounds the wait).
+    // restart once the clocks agree brings it online). Unpaired, the token's expiry bounds the wait;
+    // paired, the wait has no bound and the conditions say why it lasts (recovery-progress.ts).
     const failedClosed = t !== undefined && isFailClosedExit(t.exitCode);
     if (t?.finishedAt && failedClosed && new Date(t.finishedAt).getTime() >= from) {
       return { pod: pod.metadata?.name ?? '', termination: t };

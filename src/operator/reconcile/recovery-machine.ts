@@ -9,6 +9,7 @@ import type { ControlPlaneConnector } from './observed.ts';
 import { agentPodFacts } from './pod-facts.ts';
 import { failedClosedSince, restartProof, skippedValidationProof } from './recovery-evidence.ts';
 import { idle, outcomesOf, type StepOutcomes } from './recovery-outcomes.ts';
+import { pairedInRecovery } from './recovery-progress.ts';
 import { abandonment, recoveryMintKey, startRecovery } from './recovery-requests.ts';
 import { recoveryUnderway, restoredReplicas } from './recovery-stages.ts';
 import type { RecoveryDecision, RecoveryInput } from './recovery-types.ts';
@@ -264,16 +265,6 @@ function podsOf(pods: V1Pod[]) {
 }
 
 /** Paired and heartbeating: what a recovery's pairing waits for. */
-/**
- * The agent paired with this recovery's token: the record holds a certificate issued since the
- * control plane began recovery `requestId` (both times the control plane's own clock).
- */
-function pairedInRecovery(record: ControlPlaneConnector | undefined, requestId: string): boolean {
-  const begun = record?.recovery?.requestId === requestId ? record.recovery.startedAt : undefined;
-  if (!record?.certificate || !record.enrolledAt || !begun) return false;
-  return new Date(record.enrolledAt).getTime() >= new Date(begun).getTime();
-}
-
 const online = (record: ControlPlaneConnector | undefined) =>
   record !== undefined &&
   (record.state === 'online' || record.state === 'degraded') &&

@@ -129,8 +129,14 @@ end
 
 if phase == "Recovering" and status.recovery ~= nil and status.recovery.step ~= nil then
   hs.status = "Progressing"
-  hs.message = "Recovering: guided recovery " .. tostring(status.recovery.requestId) .. " at step "
-    .. status.recovery.step
+  -- The operator's Reconciling message names the request and step, and says what the step waits
+  -- for (a paired agent that does not beat, and what it said); an older operator's did not.
+  if isTrue(reconciling) and reconciling.reason == "Recovering" then
+    hs.message = "Recovering: " .. tostring(reconciling.message)
+  else
+    hs.message = "Recovering: guided recovery " .. tostring(status.recovery.requestId) .. " at step "
+      .. status.recovery.step
+  end
   return hs
 end
 
