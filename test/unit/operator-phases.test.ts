@@ -724,9 +724,12 @@ test('conditions: a recovery whose agent paired but does not beat says so, and w
   const said =
     "guided recovery r1 at step AwaitingOnline: the agent paired at 2026-01-01T00:00:05.000Z with the recovery's token; waiting for its first heartbeat; pod edge-0: the agent exited 14 (Reconnect: CONTROL_PLANE_UNREACHABLE: no answer from https://cp.example:8443 for 5m) at 2026-01-01T00:00:08Z, restarts 3";
   t.is(now('Reconciling')?.message, said);
+  // Healthy says what holds whatever the step (a failed pass keeps status.recovery where it was).
+  const heartbeat =
+    'guided recovery r1 is in progress; the agent paired at 2026-01-01T00:00:05.000Z with its token and has not beaten since; pod edge-0: the agent exited 14 (Reconnect: CONTROL_PLANE_UNREACHABLE: no answer from https://cp.example:8443 for 5m) at 2026-01-01T00:00:08Z, restarts 3';
   t.is(now('Healthy')?.reason, 'Recovering');
-  t.is(now('Healthy')?.message, said);
-  t.regex(now('Ready')?.message ?? '', /waiting for its first heartbeat; pod edge-0: the agent exited 14/);
+  t.is(now('Healthy')?.message, heartbeat);
+  t.is(now('Ready')?.message, `Healthy: ${heartbeat}`);
 
   // An exit from before the recovery began is not this recovery's news; the pod is just not ready.
   const before = conditionsOf({
@@ -755,6 +758,74 @@ test('conditions: a recovery whose agent paired but does not beat says so, and w
     waiting('Reconciling')?.message,
     'guided recovery r1 at step AwaitingOnline: waiting for the agent to pair once with the token in Secret edge-enrollment-token (valid until 2026-01-01T04:00:00.000Z)',
   );
+  // A Secret that is not this recovery's token, or is on its way out, is not named.
+  for (const other of [
+    tokenSecret({ mintKey: 'enroll-x-1' }),
+    tokenSecret({ mintKey: 'recovery-r1', deleting: true }),
+  ]) {
+    const message = conditionsOf({
+      observed: observed({ record: unpaired, tokenSecret: other }),
+      record: unpaired,
+      recovery: awaiting,
+    })('Reconciling')?.message;
+    t.is(
+      message,
+      'guided recovery r1 at step AwaitingOnline: waiting for the agent to pair once with the recovery token',
+    );
+  }
+  // Without an answer from the control plane, whether the agent paired is not known, and not guessed.
+  const unreachable = observed({
+    record: 'unreachable',
+    tokenSecret: tokenSecret({ mintKey: 'recovery-r1' }),
+  });
+  const blind = conditionsOf({ observed: unreachable, record: undefined, recovery: awaiting });
+  t.is(
+    blind('Reconciling')?.message,
+    'guided recovery r1 at step AwaitingOnline: the control plane does not answer, so whether the agent paired is not known',
+  );
+  t.is(blind('Healthy')?.reason, 'ControlPlaneUnreachable');
+});
+
+test('a recovery pass that fails on the way names no step that status.recovery does not reach', (t) => {
+  // TokensRevoked -> TokenMinted: the record of the new step is last in the pass; the StatefulSet's
+  // apply before it fails, so status.recovery stays at TokensRevoked. Reconciling carries the
+  // error; Healthy names no step.
+  const o = observed({
+    connector: connector({
+      spec: { recovery: { requestId: 'r1' } },
+      status: { phase: 'Recovering', recovery: recovering('TokensRevoked') },
+    }),
+    record: record({
+      state: 'recovering',
+      bootstrapRetired: false,
+      lastHeartbeatAt: null,
+      recovery: { requestId: 'r1', startedAt: '2026-01-01T00:00:01.000Z', completedAt: null },
+    }),
+    pods: [],
+    workloadReplicas: 0,
+  });
+  const planned = plan(o, NOW);
+  const report = statusOfPass(planned, { ran: 1 }, NOW, 1);
+  t.regex(
+    report.conditions?.find((c) => c.type === 'Reconciling')?.message ?? '',
+    /at step TokenMinted/,
+    'the pass moves to TokenMinted',
+  );
+  const sts = planned.steps.findIndex((step) => step.action?.kind === 'applyStatefulSet');
+  t.true(sts > 0, 'the pass applies the StatefulSet before it records the step');
+  const written = statusOfPass(
+    planned,
+    {
+      ran: sts,
+      error: new CodedError('KUBERNETES_UNAVAILABLE', 'the API server timed out', { temporary: true }),
+    },
+    NOW,
+    1,
+  );
+  t.is(written.recovery?.step, 'TokensRevoked', 'the record step did not run');
+  const said = (written.conditions ?? []).map((c) => `${c.type}: ${c.message}`).join('\n');
+  t.false(/at step/.test(said), said);
+  t.is(written.conditions?.find((c) => c.type === 'Reconciling')?.reason, 'RetryingAfterError');
 });
 
 test('conditions: RecoveryFailed says the way on once, whatever the recorded reason already says', (t) => {

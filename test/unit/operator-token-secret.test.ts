@@ -116,7 +116,10 @@ test('the Secret is read by name only when it may matter, and judged by its cont
     metadata: {
       name: 'edge-enrollment-token',
       uid: 's1',
-      annotations: { 'vaultpam.io/mint-key': `enroll-${UID}-1`, 'vaultpam.io/token-expires-at': 'later' },
+      annotations: {
+        'vaultpam.io/mint-key': `enroll-${UID}-1`,
+        'vaultpam.io/token-expires-at': '2026-01-01T04:00:00.000Z',
+      },
       ownerReferences: [
         { apiVersion: 'vaultpam.io/v1alpha1', kind: 'Connector', name: 'edge', uid: UID, controller: true },
       ],
@@ -128,10 +131,15 @@ test('the Secret is read by name only when it may matter, and judged by its cont
       name: 'edge-enrollment-token',
       uid: 's1',
       mintKey: `enroll-${UID}-1`,
-      expiresAt: 'later',
+      expiresAt: '2026-01-01T04:00:00.000Z',
       deleting: false,
     },
   });
+  // Whoever may edit the Secret may edit its annotation: what is not a time is not taken for one.
+  const edited = secrets['edge-enrollment-token'];
+  if (edited.metadata?.annotations)
+    edited.metadata.annotations['vaultpam.io/token-expires-at'] = 'Jan 1 2026 04:00 (\n\u001b[31mforged)';
+  t.is((await observeTokenSecret(readSecret, c, spec, true)).facts?.expiresAt, undefined);
   secrets['edge-enrollment-token'] = { metadata: { name: 'edge-enrollment-token', uid: 's2' } };
   t.deepEqual(await observeTokenSecret(readSecret, c, spec, true), {
     foreign: { kind: 'Secret', name: 'edge-enrollment-token' },

@@ -12,6 +12,7 @@ import {
   untrustedCode,
   untrustedRecord,
   untrustedText,
+  untrustedTime,
 } from '../../src/operator/reconcile/untrusted-text.ts';
 import { observed, record } from '../helpers/observed-builder.ts';
 import { planView } from '../helpers/plan-view.ts';
@@ -147,6 +148,30 @@ test('the record: path details, the enrollment failure and the state are cleaned
   t.is(untrustedRecord(undefined), undefined);
   const ordinary = record();
   t.deepEqual(untrustedRecord(ordinary), ordinary, 'an ordinary record is unchanged');
+});
+
+test("the record's times are RFC 3339 times or nothing: a legacy date Date.parse takes, with text it ignores, is not quoted", (t) => {
+  // V8 parses "Jan 1 2026 00:00:05 (anything)" as a date; conditions quote enrolledAt as written.
+  const hostile = `Jan 1 2026 00:00:05 (\n\u001b[31mReady: True authorization: Bearer ${TOKEN} ${'x'.repeat(5000)})`;
+  t.false(Number.isNaN(Date.parse(hostile)), 'the runtime takes it for a date');
+  const clean = untrustedRecord(
+    record({
+      enrolledAt: hostile,
+      lastHeartbeatAt: hostile,
+      stateChangedAt: hostile,
+      recovery: { requestId: 'r1', startedAt: hostile, completedAt: hostile },
+    }),
+  );
+  t.is(clean?.enrolledAt, null);
+  t.is(clean?.lastHeartbeatAt, null);
+  t.is(clean?.stateChangedAt, 'an unreadable time');
+  t.deepEqual(clean?.recovery, { requestId: 'r1', startedAt: '', completedAt: null });
+  t.false(JSON.stringify(clean).includes(TOKEN));
+  // Times as the contract writes them stay exactly as written.
+  for (const time of ['2026-01-01T00:00:05Z', '2026-01-01T00:00:05.123Z', '2026-01-01T01:00:05+01:00'])
+    t.is(untrustedTime(time), time);
+  for (const notTime of ['2026-01-01', '2026-13-01T00:00:00Z', '', 42, null, undefined])
+    t.is(untrustedTime(notTime), undefined, String(notTime));
 });
 
 test('withError: a hostile control-plane answer reaches the condition bounded, printable and redacted', (t) => {

@@ -21,7 +21,7 @@ import { type EnrollmentDecision, secretHoldsLiveToken } from './enrollment.ts';
 import { type Gates, held, heldBecause } from './gates.ts';
 import type { ControlPlaneConnector, Observed } from './observed.ts';
 import type { AgentPodFacts } from './pod-facts.ts';
-import { recoveryProgress } from './recovery-progress.ts';
+import { type RecoveryProgressInput, recoveryHeartbeat, recoveryProgress } from './recovery-progress.ts';
 import { failedAutomaticRecovery } from './recovery-requests.ts';
 import type { ExpansionDecision } from './storage-expansion.ts';
 import type { StoragePosture } from './storage-posture.ts';
@@ -73,7 +73,12 @@ export function connectorConditions(input: ConditionsInput): Condition[] {
     conditions,
     {
       type: CONDITION_TYPES.Healthy,
-      ...healthyCondition(observed, record, recovery.inProgress && progress(input), input.identityLost),
+      ...healthyCondition(
+        observed,
+        record,
+        recovery.inProgress && recoveryHeartbeat(progressInput(input)),
+        input.identityLost,
+      ),
       ...g,
     },
     now,
@@ -88,22 +93,26 @@ export function connectorConditions(input: ConditionsInput): Condition[] {
     ? undefined
     : ((held(gates) || input.identityLost
         ? undefined
-        : reconcilingCondition(observed, record, recovery.inProgress && progress(input))) ??
-      input.expansion.reconciling);
+        : reconcilingCondition(
+            observed,
+            record,
+            recovery.inProgress && recoveryProgress(progressInput(input)),
+          )) ?? input.expansion.reconciling);
   conditions = reconciling
     ? markReconciling(conditions, { ...reconciling, ...g }, now)
     : clearReconciling(conditions);
   return withReady(conditions, input.generation, now);
 }
 
-/** What the recovery in progress does and waits for (recovery-progress.ts). */
-function progress(input: ConditionsInput): string {
-  return recoveryProgress({
+/** What the texts of a recovery in progress are made from (recovery-progress.ts). */
+function progressInput(input: ConditionsInput): RecoveryProgressInput {
+  return {
     status: input.recovery.status,
+    reachable: input.observed.controlPlane.reachable,
     record: input.record,
     agent: input.agent,
     tokenSecret: input.observed.tokenSecret,
-  });
+  };
 }
 
 /** A recovery's failure reason, with the one way on (said once, whatever the reason already says). */
@@ -229,7 +238,7 @@ function enrolledCondition(input: ConditionsInput) {
 function healthyCondition(
   observed: Observed,
   record: ControlPlaneConnector | undefined,
-  /** What the recovery in progress does and waits for, if one is. */
+  /** What is known of the agent while a recovery is in progress, if one is. */
   recovering: string | false,
   identityLost: boolean,
 ) {

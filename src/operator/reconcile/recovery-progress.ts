@@ -1,15 +1,23 @@
-// What a guided recovery in progress is doing and waiting for, in words, for the Reconciling and
-// Healthy conditions (and through them Ready, kubectl get, kstatus, Argo CD and Flux). "In progress"
-// alone hid the one wait that has no bound: an agent that paired with the recovery's token but
-// never beats (the control plane unreachable from the pod, clocks that disagree) keeps the recovery
-// at AwaitingOnline for as long as that lasts, and only the agent's pod said why.
+// What a guided recovery in progress is doing and waiting for, in words for the conditions (and
+// through them Ready, kubectl get, kstatus, Argo CD and Flux). "In progress" alone hid the one wait
+// that has no bound: an agent that paired with the recovery's token but never beats (the control
+// plane unreachable from the pod, clocks that disagree) keeps the recovery at AwaitingOnline for as
+// long as that lasts, and only the agent's pod said why.
+//
+// Two texts. Reconciling names the step the pass moves to and what it does there; a pass that fails
+// on the way replaces Reconciling with the error (pass-status.ts), so it never names a step that
+// status.recovery does not reach. Healthy says only what holds whatever the step: whether the
+// agent paired with this recovery's token, and what its pod said since the recovery began.
 import type { RecoveryStatus, RecoveryStep } from '../api/types.ts';
 import type { ControlPlaneConnector, TokenSecretFacts } from './observed.ts';
 import type { AgentPodFacts } from './pod-facts.ts';
+import { recoveryMintKey } from './recovery-requests.ts';
 
 export interface RecoveryProgressInput {
   /** The recovery as this pass leaves it (its step after this pass's decision). */
   status: RecoveryStatus | undefined;
+  /** Whether the control plane answered this pass (without it, `record` says nothing). */
+  reachable: boolean;
   record: ControlPlaneConnector | undefined;
   agent: AgentPodFacts | undefined;
   tokenSecret: TokenSecretFacts | undefined;
@@ -28,26 +36,45 @@ const DOING: Partial<Record<RecoveryStep, string>> = {
     'the pod is restarted once; waiting for the restarted agent to reconnect with the persisted identity and no token',
 };
 
-/** `guided recovery <id> at step <step>: <what it does or waits for>[; what the agent said since]`. */
+/** Reconciling's text: `guided recovery <id> at step <step>: <what it does or waits for>[; the agent]`. */
 export function recoveryProgress(input: RecoveryProgressInput): string {
-  const { status } = input;
-  const id = status?.requestId;
-  const step = status?.step;
-  const head = id ? `guided recovery ${id}` : 'a guided recovery';
+  const step = input.status?.step;
+  const head = recoveryName(input.status);
   if (!step) return `${head} is in progress`;
   const doing = step === 'AwaitingOnline' ? awaitingOnline(input) : (DOING[step] ?? 'in progress');
   const agent = step === 'AwaitingOnline' || step === 'ValidatingRestart' ? agentSince(input) : '';
   return `${head} at step ${step}: ${doing}${agent}`;
 }
 
-function awaitingOnline({ status, record, tokenSecret }: RecoveryProgressInput): string {
-  if (record?.state === 'online' || record?.state === 'degraded')
-    return 'the agent beats; the spent token Secret is deleted';
+/**
+ * Healthy's text while a recovery runs: no heartbeat is judged, and what is known of the agent
+ * whatever the step (none of its pods runs before the recovery scales it up).
+ */
+export function recoveryHeartbeat(input: RecoveryProgressInput): string {
+  const { record, status } = input;
+  const paired =
+    input.reachable && record && pairedInRecovery(record, status?.requestId ?? '') && !beats(record)
+      ? `; the agent paired at ${record.enrolledAt} with its token and has not beaten since`
+      : '';
+  return `${recoveryName(status)} is in progress${paired}${agentSince(input)}`;
+}
+
+const recoveryName = (status: RecoveryStatus | undefined) =>
+  status?.requestId ? `guided recovery ${status.requestId}` : 'a guided recovery';
+
+const beats = (record: ControlPlaneConnector) => record.state === 'online' || record.state === 'degraded';
+
+function awaitingOnline({ status, reachable, record, tokenSecret }: RecoveryProgressInput): string {
+  if (!reachable) return 'the control plane does not answer, so whether the agent paired is not known';
+  if (record && beats(record)) return 'the agent beats; the spent token Secret is deleted';
   if (record && pairedInRecovery(record, status?.requestId ?? '')) {
     return `the agent paired at ${record.enrolledAt} with the recovery's token; waiting for its first heartbeat`;
   }
-  const until = tokenSecret?.expiresAt ? ` (valid until ${tokenSecret.expiresAt})` : '';
-  return tokenSecret
+  // Named only when it is this recovery's token (its mint key) and not on its way out.
+  const ours =
+    tokenSecret && !tokenSecret.deleting && tokenSecret.mintKey === recoveryMintKey(status?.requestId ?? '');
+  const until = ours && tokenSecret.expiresAt ? ` (valid until ${tokenSecret.expiresAt})` : '';
+  return ours
     ? `waiting for the agent to pair once with the token in Secret ${tokenSecret.name}${until}`
     : 'waiting for the agent to pair once with the recovery token';
 }

@@ -13,6 +13,7 @@ import { childNames } from './desired-objects.ts';
 import type { ControlPlaneView, ForeignObject, TokenSecretFacts } from './observed.ts';
 import { controlledBy, foreignObject } from './ownership.ts';
 import { recoveryUnderway } from './recovery-stages.ts';
+import { untrustedTime } from './untrusted-text.ts';
 
 /**
  * Whether this pass reads the token Secret. Every place the planner uses token-Secret facts is one
@@ -56,7 +57,8 @@ export function tokenSecretFacts(secret: V1Secret | undefined): TokenSecretFacts
     name: secret.metadata.name,
     uid: secret.metadata.uid,
     mintKey: annotations[ANNOTATIONS.mintKey],
-    expiresAt: annotations[ANNOTATIONS.tokenExpiresAt],
+    // Anyone who may edit the Secret may edit this: quoted in conditions only when it is a time.
+    expiresAt: untrustedTime(annotations[ANNOTATIONS.tokenExpiresAt]),
     deleting: Boolean(secret.metadata.deletionTimestamp),
   };
 }

@@ -109,14 +109,37 @@ export function errorMessageText(error: CodedError): string {
  * details (written by an agent, kept by the control plane), the last enrollment failure's code and
  * time, and the state (shown in status, where the schema allows 64 characters).
  */
+// An RFC 3339 time, as the contract's Time is: anything else (a legacy date format that
+// Date.parse also accepts, with text in parentheses it ignores) is not a time the operator quotes.
+const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:\d{2})$/;
+
+/** A time from elsewhere, kept as written when it is an RFC 3339 time, else undefined. */
+export function untrustedTime(value: unknown): string | undefined {
+  return typeof value === 'string' && RFC3339.test(value) && !Number.isNaN(Date.parse(value))
+    ? value
+    : undefined;
+}
+
 export function untrustedRecord(
   record: ControlPlaneConnector | undefined,
 ): ControlPlaneConnector | undefined {
   if (!record) return undefined;
   const failure = record.lastEnrollmentFailure;
+  const recovery = record.recovery;
   return {
     ...record,
     state: untrustedText(record.state, 64) as ControlPlaneConnector['state'],
+    // The times are quoted in conditions and compared with each other: times, or nothing.
+    enrolledAt: untrustedTime(record.enrolledAt) ?? null,
+    lastHeartbeatAt: untrustedTime(record.lastHeartbeatAt) ?? null,
+    stateChangedAt: untrustedTime(record.stateChangedAt) ?? 'an unreadable time',
+    recovery: recovery
+      ? {
+          requestId: untrustedText(recovery.requestId, 64),
+          startedAt: untrustedTime(recovery.startedAt) ?? '',
+          completedAt: untrustedTime(recovery.completedAt) ?? null,
+        }
+      : null,
     paths: (Array.isArray(record.paths) ? record.paths : []).map((path) => ({
       ...path,
       name: untrustedText(path.name, 128),
