@@ -38,6 +38,16 @@ const cases: Array<{ script: string; args: string[]; says: RegExp }> = [
     args: ['--workers', '0'],
     says: /--workers must be a positive number, got 0/,
   },
+  {
+    script: 'api-request-costs.ts',
+    args: ['--request', '10'],
+    says: /^bench\/api-request-costs\.ts: unknown flag --request;/,
+  },
+  {
+    script: 'api-request-costs.ts',
+    args: ['--rounds', '0'],
+    says: /--rounds must be a positive number, got 0/,
+  },
 ];
 
 for (const { script, args, says } of cases) {
