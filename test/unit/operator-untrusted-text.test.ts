@@ -2,6 +2,7 @@
 // come out of untrusted-text.ts bounded, on one printable line, and without anything that looks
 // like a token or credential, whatever they were made of.
 import test from 'ava';
+import fc from 'fast-check';
 import { CodedError } from '../../src/lib/errors.ts';
 import { ControlPlaneAnswerError } from '../../src/operator/control-plane/admin-client.ts';
 import { withError } from '../../src/operator/reconcile/pass-status.ts';
@@ -172,6 +173,33 @@ test("the record's times are RFC 3339 times or nothing: a legacy date Date.parse
     t.is(untrustedTime(time), time);
   for (const notTime of ['2026-01-01', '2026-13-01T00:00:00Z', '', 42, null, undefined])
     t.is(untrustedTime(notTime), undefined, String(notTime));
+});
+
+test('untrustedTime, for any text: what it keeps is the text itself, at most 35 characters of a time, one line', (t) => {
+  const times = fc.date({
+    min: new Date('1970-01-01T00:00:00Z'),
+    max: new Date('9999-12-31T23:59:59Z'),
+    noInvalidDate: true,
+  });
+  fc.assert(
+    fc.property(
+      fc.oneof(
+        fc.string({ unit: 'binary' }),
+        times.map((d) => d.toISOString()),
+        times.map((d) => `${d.toISOString()}${'\n'}x`),
+      ),
+      (text) => {
+        const kept = untrustedTime(text);
+        if (kept === undefined) return true;
+        return (
+          kept === text && kept.length <= 35 && /^[0-9T:.+Z-]+$/.test(kept) && !Number.isNaN(Date.parse(kept))
+        );
+      },
+    ),
+  );
+  // Every time the control plane writes (toISOString) is kept.
+  fc.assert(fc.property(times, (d) => untrustedTime(d.toISOString()) === d.toISOString()));
+  t.pass();
 });
 
 test('withError: a hostile control-plane answer reaches the condition bounded, printable and redacted', (t) => {
