@@ -30,7 +30,7 @@ import { RESOURCE_TYPES } from '../src/operator/runtime/resources.ts';
 import { benchArgs, positiveFlag } from './bench-args.ts';
 import { cpuBetween, cpuSnapshot } from './process-usage.ts';
 import { BENCH_IMAGE } from './scale-floors.ts';
-import { pool, round, say } from './scale-util.ts';
+import { pool, round, say, sleep } from './scale-util.ts';
 
 const PROGRAM = 'bench/api-request-costs.ts';
 const args = benchArgs(PROGRAM, {
@@ -54,6 +54,8 @@ const N = Math.round(positiveFlag(PROGRAM, 'requests', args.values.requests));
 const CONCURRENCY = Math.round(positiveFlag(PROGRAM, 'concurrency', args.values.concurrency));
 const ROUNDS = Math.round(positiveFlag(PROGRAM, 'rounds', args.values.rounds));
 const NAMESPACE = 'costs';
+/** A pause between rounds for the cluster's own work on the round before to end. */
+const QUIET_MS = 15_000;
 
 const CHECK_DATA = join(
   import.meta.dirname,
@@ -88,8 +90,8 @@ try {
   };
 
   // Connectors made by name, as their apply made them, per round.
-  const connectorsOf = async (prefix: string): Promise<Connector[]> => {
-    const names = Array.from({ length: N }, (_, i) => `${prefix}${i}`);
+  const connectorsOf = async (prefix: string, count = N): Promise<Connector[]> => {
+    const names = Array.from({ length: count }, (_, i) => `${prefix}${i}`);
     const made: Connector[] = [];
     await pool(names, CONCURRENCY, async (name) => {
       made.push(
@@ -191,12 +193,18 @@ try {
     rounds: Array<{ seconds: number; apiServerMs: number; etcdMs: number }>;
   }> = kinds.map((k) => ({ kind: k.name, rounds: [] }));
   for (let r = 0; r < ROUNDS; r += 1) {
+    // What the round before set going (kube-controller-manager's pods and claims for its
+    // StatefulSets) must not land in this round's first kinds.
+    if (r > 0) await sleep(QUIET_MS);
     const connectors = await connectorsOf(`r${r}-`);
     for (const [index, kind] of kinds.entries()) {
-      // Status writes go three to a Connector (one of each status), so every write changes something.
-      const sends = kind.name.startsWith('Connector status')
-        ? connectors.flatMap((c) => [c, c, c]).slice(0, N)
-        : connectors;
+      // Connector writes go to Connectors of their own, three to each (one of each status), in
+      // three sweeps: every write changes something, and never two to one Connector at once (the
+      // operator never sends those; they would conflict and be retried inside the API server).
+      const own = kind.name.startsWith('Connector')
+        ? await connectorsOf(`r${r}-k${index}-`, Math.ceil(N / 3))
+        : undefined;
+      const sends = own ? [...own, ...own, ...own].slice(0, N) : connectors;
       const counter = new Map<string, number>();
       const before = cpuSnapshot();
       const started = Date.now();

@@ -51,12 +51,13 @@ test('diffCounters without a grouping keeps each label set; diffWrites reads the
   );
 });
 
-test("diffRequests names the operator's requests by verb, resource and answer; reads per connector count get and list", (t) => {
+test("diffRequests names the operator's requests by verb, resource and answer; reads per connector count get and list, the Lease's aside", (t) => {
   const scrape = (gets404: number, gets200: number, patches: number) =>
     [
       `vaultpam_operator_kubernetes_requests_total{verb="get",resource="configmaps",code="404"} ${gets404}`,
       `vaultpam_operator_kubernetes_requests_total{verb="get",resource="configmaps",code="200"} ${gets200}`,
       `vaultpam_operator_kubernetes_requests_total{verb="list",resource="pods",code="200"} 1`,
+      `vaultpam_operator_kubernetes_requests_total{verb="get",resource="leases.coordination.k8s.io",code="200"} ${gets200 * 2}`,
       `vaultpam_operator_kubernetes_requests_total{verb="patch",resource="connectors.vaultpam.io",code="200"} ${patches}`,
     ].join('\n');
   const requests = diffRequests(scrape(1, 0, 2), scrape(11, 5, 30));
@@ -64,8 +65,13 @@ test("diffRequests names the operator's requests by verb, resource and answer; r
     'get configmaps 404': 10,
     'get configmaps 200': 5,
     'patch connectors.vaultpam.io 200': 28,
+    'get leases.coordination.k8s.io 200': 10,
   });
-  t.is(readsPerConnector(requests, 10), 1.5);
+  t.is(
+    readsPerConnector(requests, 10),
+    1.5,
+    "the Lease's reads are the leader election's, not a connector's",
+  );
   t.is(readsPerConnector({}, 0), 0);
 });
 

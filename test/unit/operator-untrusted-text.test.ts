@@ -15,7 +15,7 @@ import {
   untrustedText,
   untrustedTime,
 } from '../../src/operator/reconcile/untrusted-text.ts';
-import { observed, record } from '../helpers/observed-builder.ts';
+import { connector, observed, pendingRecord, record, tokenSecret } from '../helpers/observed-builder.ts';
 import { planView } from '../helpers/plan-view.ts';
 
 const NOW = new Date('2026-01-01T00:00:10Z');
@@ -169,13 +169,19 @@ test("the record's times are RFC 3339 times or nothing: a legacy date Date.parse
   t.deepEqual(clean?.recovery, { requestId: 'r1', startedAt: '', completedAt: null });
   t.false(JSON.stringify(clean).includes(TOKEN));
   // Times as the contract writes them stay exactly as written.
-  for (const time of ['2026-01-01T00:00:05Z', '2026-01-01T00:00:05.123Z', '2026-01-01T01:00:05+01:00'])
+  for (const time of [
+    '2026-01-01T00:00:05Z',
+    '2026-01-01T00:00:05.123Z',
+    '2026-01-01T01:00:05+01:00',
+    '2026-01-01t00:00:05z',
+    '2026-01-01T00:00:05.123456789123Z',
+  ])
     t.is(untrustedTime(time), time);
   for (const notTime of ['2026-01-01', '2026-13-01T00:00:00Z', '', 42, null, undefined])
     t.is(untrustedTime(notTime), undefined, String(notTime));
 });
 
-test('untrustedTime, for any text: what it keeps is the text itself, at most 35 characters of a time, one line', (t) => {
+test('untrustedTime, for any text: what it keeps is the text itself, at most 40 characters of a time, one line', (t) => {
   const times = fc.date({
     min: new Date('1970-01-01T00:00:00Z'),
     max: new Date('9999-12-31T23:59:59Z'),
@@ -192,7 +198,10 @@ test('untrustedTime, for any text: what it keeps is the text itself, at most 35 
         const kept = untrustedTime(text);
         if (kept === undefined) return true;
         return (
-          kept === text && kept.length <= 35 && /^[0-9T:.+Z-]+$/.test(kept) && !Number.isNaN(Date.parse(kept))
+          kept === text &&
+          kept.length <= 40 &&
+          /^[0-9Tt:.+Zz-]+$/.test(kept) &&
+          !Number.isNaN(Date.parse(kept))
         );
       },
     ),
@@ -200,6 +209,67 @@ test('untrustedTime, for any text: what it keeps is the text itself, at most 35 
   // Every time the control plane writes (toISOString) is kept.
   fc.assert(fc.property(times, (d) => untrustedTime(d.toISOString()) === d.toISOString()));
   t.pass();
+});
+
+test("what the planner compares is kept exactly: a long mixed-case request id, and a token expiry in RFC 3339's other forms", (t) => {
+  // Redacted as if it were a credential (32 and more letters and digits, mixed case), this id never
+  // matched spec.recovery.requestId again: the recovery began it on every pass and stayed at
+  // TokensRevoked with the workload at zero.
+  const id = 'Restore-After-Disk-Failure-2026-12-05';
+  t.is(
+    untrustedRecord(
+      record({ recovery: { requestId: id, startedAt: '2026-01-01T00:00:01Z', completedAt: null } }),
+    )?.recovery?.requestId,
+    id,
+  );
+  t.is(
+    untrustedRecord(
+      record({ recovery: { requestId: 'x\ny', startedAt: '2026-01-01T00:00:01Z', completedAt: null } }),
+    )?.recovery?.requestId,
+    '',
+    'an id the CRD would refuse is nobody’s',
+  );
+  const o = observed({
+    connector: connector({
+      spec: { recovery: { requestId: id } },
+      status: {
+        phase: 'Recovering',
+        recovery: {
+          requestId: id,
+          step: 'TokensRevoked',
+          attempts: 1,
+          startedAt: '2026-01-01T00:00:00Z',
+          evidence: { phaseBefore: 'NeedsRecovery', replicasBefore: 1 },
+        },
+      },
+    }),
+    record: record({
+      state: 'recovering',
+      bootstrapRetired: false,
+      lastHeartbeatAt: null,
+      recovery: { requestId: id, startedAt: '2026-01-01T00:00:01.000Z', completedAt: null },
+    }),
+    pods: [],
+    workloadReplicas: 0,
+  });
+  const view = planView(o, NOW);
+  t.is(view.status.recovery?.step, 'TokenMinted', 'the begun recovery moves on');
+  t.deepEqual(view.controlPlane, [], 'and is not begun again');
+
+  // A live token whose expiry the control plane wrote with a lowercase z (RFC 3339 allows it): the
+  // Secret that holds it is kept, not deleted as holding nothing.
+  const pending = pendingRecord({
+    state: 'pending',
+    liveToken: { tokenId: 't1', expiresAt: '2026-01-01t04:00:00z' },
+  });
+  const waiting = planView(
+    observed({
+      record: pending,
+      tokenSecret: tokenSecret({ expiresAt: untrustedTime('2026-01-01t04:00:00z') }),
+    }),
+    NOW,
+  );
+  t.is(waiting.deleteTokenSecret, undefined);
 });
 
 test('withError: a hostile control-plane answer reaches the condition bounded, printable and redacted', (t) => {

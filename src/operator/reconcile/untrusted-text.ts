@@ -8,6 +8,7 @@
 // redacted (a server that echoes the request would otherwise publish the admin credential).
 
 import { CodedError } from '../../lib/errors.ts';
+import { RECOVERY_REQUEST_ID_PATTERN } from '../api/constants.ts';
 import { ControlPlaneAnswerError } from '../control-plane/admin-client.ts';
 import { redactSecretPatterns } from '../runtime/secret-patterns.ts';
 import type { ControlPlaneConnector } from './observed.ts';
@@ -104,22 +105,30 @@ export function errorMessageText(error: CodedError): string {
   return untrustedText(error.message, serverSaid ? UNTRUSTED_TEXT_MAX : OWN_TEXT_MAX);
 }
 
-/**
- * The control plane's record with the free text the operator quotes cleaned: path names and
- * details (written by an agent, kept by the control plane), the last enrollment failure's code and
- * time, and the state (shown in status, where the schema allows 64 characters).
- */
-// An RFC 3339 time, as the contract's Time is: anything else (a legacy date format that
-// Date.parse also accepts, with text in parentheses it ignores) is not a time the operator quotes.
-const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:\d{2})$/;
+// An RFC 3339 time, as the contract's Time is (its grammar allows a lowercase t and z, and any
+// number of fraction digits): anything else (a legacy date format that Date.parse also accepts,
+// with text in parentheses it ignores) is not a time the operator quotes.
+const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})$/;
+/** Longer than any time a clock needs (nanoseconds and an offset are 35 characters). */
+const TIME_MAX = 40;
 
 /** A time from elsewhere, kept as written when it is an RFC 3339 time, else undefined. */
 export function untrustedTime(value: unknown): string | undefined {
-  return typeof value === 'string' && RFC3339.test(value) && !Number.isNaN(Date.parse(value))
+  return typeof value === 'string' &&
+    value.length <= TIME_MAX &&
+    RFC3339.test(value) &&
+    !Number.isNaN(Date.parse(value))
     ? value
     : undefined;
 }
 
+/**
+ * The control plane's record with the free text the operator quotes cleaned: path names and
+ * details (written by an agent, kept by the control plane), the last enrollment failure's code and
+ * time, and the state (shown in status, where the schema allows 64 characters). The times and the
+ * recovery's request id are compared as well as quoted: they are kept exactly as written when they
+ * are what they say they are (a time, an id the CRD would accept), and dropped otherwise.
+ */
 export function untrustedRecord(
   record: ControlPlaneConnector | undefined,
 ): ControlPlaneConnector | undefined {
@@ -135,7 +144,9 @@ export function untrustedRecord(
     stateChangedAt: untrustedTime(record.stateChangedAt) ?? 'an unreadable time',
     recovery: recovery
       ? {
-          requestId: untrustedText(recovery.requestId, 64),
+          // Compared with spec.recovery.requestId: never rewritten (a redaction of a long
+          // mixed-case id made every recovery with one wait at TokensRevoked for good).
+          requestId: RECOVERY_REQUEST_ID_PATTERN.test(recovery.requestId) ? recovery.requestId : '',
           startedAt: untrustedTime(recovery.startedAt) ?? '',
           completedAt: untrustedTime(recovery.completedAt) ?? null,
         }
