@@ -4,8 +4,13 @@
 import test from 'ava';
 import fc from 'fast-check';
 import { CodedError } from '../../src/lib/errors.ts';
+import type { AuditEntry } from '../../src/operator/control-plane/admin-client.ts';
 import { ControlPlaneAnswerError } from '../../src/operator/control-plane/admin-client.ts';
+import type { ControlPlaneConnection } from '../../src/operator/control-plane/connections.ts';
+import { controlPlaneView } from '../../src/operator/reconcile/observe.ts';
+import type { Observed } from '../../src/operator/reconcile/observed.ts';
 import { withError } from '../../src/operator/reconcile/pass-status.ts';
+import { auditRefs } from '../../src/operator/reconcile/recovery-evidence.ts';
 import {
   cleanedError,
   errorText,
@@ -15,7 +20,7 @@ import {
   untrustedText,
   untrustedTime,
 } from '../../src/operator/reconcile/untrusted-text.ts';
-import { connector, observed, pendingRecord, record, tokenSecret } from '../helpers/observed-builder.ts';
+import { connector, observed, pendingRecord, pod, record, tokenSecret } from '../helpers/observed-builder.ts';
 import { planView } from '../helpers/plan-view.ts';
 
 const NOW = new Date('2026-01-01T00:00:10Z');
@@ -270,6 +275,93 @@ test("what the planner compares is kept exactly: a long mixed-case request id, a
     NOW,
   );
   t.is(waiting.deleteTokenSecret, undefined);
+});
+
+test('a malformed or hostile record cannot stop the pass or make a status the schema refuses', (t) => {
+  const statusOf = (o: Observed) => planView(o, NOW).status;
+  // The certificate: serial and fingerprint are hex, its times RFC 3339, or they are left out.
+  const forged = statusOf(
+    observed({
+      record: record({
+        certificate: {
+          serial: `${'x'.repeat(500)}\n\u001b[31m`,
+          notBefore: '',
+          notAfter: 'not a date',
+          fingerprintSha256: `${TOKEN}`,
+        },
+      }),
+    }),
+  );
+  t.deepEqual(forged.identity, {});
+  t.deepEqual(statusOf(observed({})).identity, {
+    certificateSerial: 'ab12',
+    notAfter: '2026-01-01T23:00:00.000Z',
+    fingerprintSHA256: 'ff00',
+  });
+  // A state that names an Object property is no phase.
+  for (const state of ['__proto__', 'constructor', 'toString'])
+    t.is(statusOf(observed({ record: record({ state: state as 'online' }) })).phase, 'Pending', state);
+  // A path that is not an object names no path; the pass goes on.
+  const paths = [null, 'tunnel', { name: 'db', healthy: false, detail: 'refused' }] as unknown as ReturnType<
+    typeof record
+  >['paths'];
+  t.notThrows(() => statusOf(observed({ record: record({ state: 'degraded', paths }) })));
+  t.deepEqual(untrustedRecord(record({ paths }))?.paths, [{ name: 'db', healthy: false, detail: 'refused' }]);
+  // The connector id is quoted in the diagnosis: bounded, on one line.
+  const stopped = pod({
+    terminated: {
+      exitCode: 13,
+      finishedAt: '2026-01-01T00:00:05Z',
+      message: JSON.stringify({
+        failureClass: 'IdentityLoss',
+        code: 'IDENTITY_REJECTED',
+        reason: 'x',
+        nextStep: 'y',
+      }),
+    },
+    restartCount: 3,
+  });
+  const diagnosed = statusOf(
+    observed({ record: pendingRecord({ connectorId: `p\n\u001b[2J${'Z'.repeat(2000)}` }), pods: [stopped] }),
+  );
+  for (const line of diagnosed.diagnosis?.evidence ?? []) {
+    t.true(line.length <= 1024, line.slice(0, 80));
+    assertPrintable(t, line, 'evidence');
+  }
+});
+
+test("a direct read answered with another connector's record is no answer, and is not cached", async (t) => {
+  const remembered: unknown[] = [];
+  const connection = {
+    key: 'k',
+    url: 'https://cp.example:8443',
+    caPem: '',
+    follower: { synced: () => false, get: () => undefined, remember: (r: unknown) => remembered.push(r) },
+    client: () => ({ getConnector: async () => record({ connectorId: 'prod.other' }) }),
+  } as unknown as ControlPlaneConnection;
+  const view = await controlPlaneView(connection, 'prod.edge', connector());
+  t.false(view.reachable);
+  t.regex(view.reachable ? '' : view.error.message, /another connector's record/);
+  t.deepEqual(remembered, []);
+  const own = {
+    ...connection,
+    client: () => ({ getConnector: async () => record({ connectorId: 'prod.edge' }) }),
+  } as unknown as ControlPlaneConnection;
+  t.true((await controlPlaneView(own, 'prod.edge', connector())).reachable);
+  t.is(remembered.length, 1);
+});
+
+test("the control plane's audit entries reach status.recovery.evidence only when they are what they say", (t) => {
+  const since = '2026-01-01T00:00:00Z';
+  const good = { type: 'endpoint.enrolled', at: '2026-01-01T00:05:00Z', seq: 7 };
+  const entries = [
+    good,
+    { type: 'endpoint.enrolled', at: 'Thu, 01 Jan 2026 00:05:00 GMT (\u001b[31m forged)', seq: 8 },
+    { type: 'endpoint.enrolled', at: '2026-01-01T00:06:00Z', seq: 'not-a-number' },
+    null,
+  ] as unknown as AuditEntry[];
+  t.deepEqual(auditRefs(entries, since), [good]);
+  t.deepEqual(auditRefs({ not: 'an array' } as unknown as AuditEntry[], since), []);
 });
 
 test('withError: a hostile control-plane answer reaches the condition bounded, printable and redacted', (t) => {

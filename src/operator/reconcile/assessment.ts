@@ -26,7 +26,10 @@ export function phaseOf(
 ): ConnectorPhase {
   if (recoveryInProgress) return 'Recovering';
   if (!record) return 'Pending';
-  return PHASE_OF_STATE[record.state] ?? 'Pending';
+  // Looked up as data: a state such as "__proto__" or "constructor" is no phase.
+  return Object.hasOwn(PHASE_OF_STATE, record.state)
+    ? (PHASE_OF_STATE[record.state] ?? 'Pending')
+    : 'Pending';
 }
 
 export interface DiagnosisInput {

@@ -141,7 +141,8 @@ function needsFreshRecord(connector: Connector): boolean {
   return recoveryUnderway(connector.status?.recovery?.step);
 }
 
-async function controlPlaneView(
+/** The record this pass judges: the follower's, or (while a recovery runs, or before it synced) a read. */
+export async function controlPlaneView(
   connection: ControlPlaneConnection,
   connectorId: string,
   connector: Connector,
@@ -164,6 +165,18 @@ async function controlPlaneView(
   }
   try {
     const record = await client.getConnector(connectorId);
+    // An answer about another connector is no answer about this one: neither shown nor cached
+    // (the follower would keep it under the other connector's id).
+    if (record?.connectorId !== connectorId) {
+      return {
+        reachable: false,
+        error: new CodedError(
+          'CONTROL_PLANE_UNREACHABLE',
+          `the control plane answered a read of connector ${connectorId} with another connector's record`,
+          { temporary: true },
+        ),
+      };
+    }
     follower.remember(record);
     return { reachable: true, record };
   } catch (error) {

@@ -10,6 +10,7 @@ import type { AuditEntry } from '../control-plane/admin-client.ts';
 import type { ControlPlaneConnector } from './observed.ts';
 import { agentPodFacts } from './pod-facts.ts';
 import type { RecoveryInput } from './recovery-types.ts';
+import { untrustedTime } from './untrusted-text.ts';
 
 /** The audit entries that tell a recovery's story; the others (heartbeats, ...) are noise here. */
 const EVIDENCE_TYPES = new Set([
@@ -61,10 +62,20 @@ export function closingEvidence(
 
 /** The evidence-worthy audit entries since the attempt started, the newest AUDIT_ENTRIES_KEPT. */
 export function auditRefs(audit: AuditEntry[] | undefined, since: string | undefined): AuditEntryRef[] {
-  if (!audit || !since) return [];
+  if (!Array.isArray(audit) || !since) return [];
   const from = new Date(since).getTime();
+  // The control plane's answer: an entry is kept only when it is what it says (a known type, an
+  // RFC 3339 time, a whole sequence number), so status.recovery.evidence never carries its text.
   return audit
-    .filter((e) => EVIDENCE_TYPES.has(e.type) && new Date(e.at).getTime() >= from)
+    .filter(
+      (e): e is AuditEntry =>
+        typeof e === 'object' &&
+        e !== null &&
+        EVIDENCE_TYPES.has(e.type) &&
+        untrustedTime(e.at) !== undefined &&
+        Number.isSafeInteger(e.seq) &&
+        new Date(e.at).getTime() >= from,
+    )
     .map((e) => ({ type: e.type, at: e.at, seq: e.seq }))
     .slice(-AUDIT_ENTRIES_KEPT);
 }

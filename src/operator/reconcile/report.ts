@@ -87,10 +87,12 @@ export function reportPhase(input: ReportInput): { status: ConnectorStatus; tran
   if (record) report.controlPlaneState = record.state;
   if (lastHeartbeatTime) report.lastHeartbeatTime = lastHeartbeatTime;
   if (record?.certificate) {
+    // Cleaned (untrustedRecord): a field that was not what it says is empty, and left out.
+    const { serial, notAfter, fingerprintSha256 } = record.certificate;
     report.identity = {
-      certificateSerial: record.certificate.serial,
-      notAfter: record.certificate.notAfter,
-      fingerprintSHA256: record.certificate.fingerprintSha256,
+      ...(serial ? { certificateSerial: serial } : {}),
+      ...(notAfter ? { notAfter } : {}),
+      ...(fingerprintSha256 ? { fingerprintSHA256: fingerprintSha256 } : {}),
     };
   }
   if (previous.recovery) report.recovery = previous.recovery;

@@ -129,14 +129,36 @@ export function untrustedTime(value: unknown): string | undefined {
  * recovery's request id are compared as well as quoted: they are kept exactly as written when they
  * are what they say they are (a time, an id the CRD would accept), and dropped otherwise.
  */
+/** A certificate's serial or fingerprint as the control plane writes them: hex, colons allowed. */
+const CERTIFICATE_ID = /^[0-9A-Fa-f:]{1,128}$/;
+
+const isObject = (value: unknown): value is Record<string, unknown> =>
+  typeof value === 'object' && value !== null && !Array.isArray(value);
+
+/** The record's certificate, each field what it says it is (the status schema checks them too). */
+function untrustedCertificate(
+  certificate: ControlPlaneConnector['certificate'],
+): ControlPlaneConnector['certificate'] {
+  if (!isObject(certificate)) return null;
+  const id = (value: unknown) => (typeof value === 'string' && CERTIFICATE_ID.test(value) ? value : '');
+  return {
+    serial: id(certificate.serial),
+    notBefore: untrustedTime(certificate.notBefore) ?? '',
+    notAfter: untrustedTime(certificate.notAfter) ?? '',
+    fingerprintSha256: id(certificate.fingerprintSha256),
+  };
+}
+
 export function untrustedRecord(
   record: ControlPlaneConnector | undefined,
 ): ControlPlaneConnector | undefined {
-  if (!record) return undefined;
-  const failure = record.lastEnrollmentFailure;
-  const recovery = record.recovery;
+  if (!isObject(record)) return undefined;
+  const failure = isObject(record.lastEnrollmentFailure) ? record.lastEnrollmentFailure : null;
+  const recovery = isObject(record.recovery) ? record.recovery : null;
   return {
     ...record,
+    connectorId: untrustedText(record.connectorId, 253),
+    certificate: untrustedCertificate(record.certificate),
     state: untrustedText(record.state, 64) as ControlPlaneConnector['state'],
     // The times are quoted in conditions and compared with each other: times, or nothing.
     enrolledAt: untrustedTime(record.enrolledAt) ?? null,
@@ -151,7 +173,8 @@ export function untrustedRecord(
           completedAt: untrustedTime(recovery.completedAt) ?? null,
         }
       : null,
-    paths: (Array.isArray(record.paths) ? record.paths : []).map((path) => ({
+    // An element that is not an object names no path (and must not stop the pass).
+    paths: (Array.isArray(record.paths) ? record.paths : []).filter(isObject).map((path) => ({
       ...path,
       name: untrustedText(path.name, 128),
       detail: untrustedText(path.detail, UNTRUSTED_TEXT_MAX),
