@@ -8,6 +8,7 @@
 // redacted (a server that echoes the request would otherwise publish the admin credential).
 
 import { CodedError } from '../../lib/errors.ts';
+import { isRecord } from '../../lib/is-record.ts';
 import { RECOVERY_REQUEST_ID_PATTERN } from '../api/constants.ts';
 import { ControlPlaneAnswerError } from '../control-plane/admin-client.ts';
 import { redactSecretPatterns } from '../runtime/secret-patterns.ts';
@@ -122,24 +123,14 @@ export function untrustedTime(value: unknown): string | undefined {
     : undefined;
 }
 
-/**
- * The control plane's record with the free text the operator quotes cleaned: path names and
- * details (written by an agent, kept by the control plane), the last enrollment failure's code and
- * time, and the state (shown in status, where the schema allows 64 characters). The times and the
- * recovery's request id are compared as well as quoted: they are kept exactly as written when they
- * are what they say they are (a time, an id the CRD would accept), and dropped otherwise.
- */
 /** A certificate's serial or fingerprint as the control plane writes them: hex, colons allowed. */
 const CERTIFICATE_ID = /^[0-9A-Fa-f:]{1,128}$/;
-
-const isObject = (value: unknown): value is Record<string, unknown> =>
-  typeof value === 'object' && value !== null && !Array.isArray(value);
 
 /** The record's certificate, each field what it says it is (the status schema checks them too). */
 function untrustedCertificate(
   certificate: ControlPlaneConnector['certificate'],
 ): ControlPlaneConnector['certificate'] {
-  if (!isObject(certificate)) return null;
+  if (!isRecord(certificate)) return null;
   const id = (value: unknown) => (typeof value === 'string' && CERTIFICATE_ID.test(value) ? value : '');
   return {
     serial: id(certificate.serial),
@@ -149,12 +140,19 @@ function untrustedCertificate(
   };
 }
 
+/**
+ * The control plane's record with the free text the operator quotes cleaned: path names and
+ * details (written by an agent, kept by the control plane), the last enrollment failure's code and
+ * time, and the state (shown in status, where the schema allows 64 characters). The times and the
+ * recovery's request id are compared as well as quoted: they are kept exactly as written when they
+ * are what they say they are (a time, an id the CRD would accept), and dropped otherwise.
+ */
 export function untrustedRecord(
   record: ControlPlaneConnector | undefined,
 ): ControlPlaneConnector | undefined {
-  if (!isObject(record)) return undefined;
-  const failure = isObject(record.lastEnrollmentFailure) ? record.lastEnrollmentFailure : null;
-  const recovery = isObject(record.recovery) ? record.recovery : null;
+  if (!isRecord(record)) return undefined;
+  const failure = isRecord(record.lastEnrollmentFailure) ? record.lastEnrollmentFailure : null;
+  const recovery = isRecord(record.recovery) ? record.recovery : null;
   return {
     ...record,
     connectorId: untrustedText(record.connectorId, 253),
@@ -174,7 +172,7 @@ export function untrustedRecord(
         }
       : null,
     // An element that is not an object names no path (and must not stop the pass).
-    paths: (Array.isArray(record.paths) ? record.paths : []).filter(isObject).map((path) => ({
+    paths: (Array.isArray(record.paths) ? record.paths : []).filter(isRecord).map((path) => ({
       ...path,
       name: untrustedText(path.name, 128),
       detail: untrustedText(path.detail, UNTRUSTED_TEXT_MAX),

@@ -12,6 +12,7 @@ import { homedir } from 'node:os';
 import { delimiter, dirname, isAbsolute, join, resolve } from 'node:path';
 import { load } from 'js-yaml';
 import { CodedError, errorMessage, fsErrorCode } from '../../lib/errors.ts';
+import { isRecord } from '../../lib/is-record.ts';
 
 /** Where Kubernetes mounts a pod's ServiceAccount token, the cluster's CA and the namespace. */
 export const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
@@ -328,8 +329,4 @@ function readBytes(path: string, source: string): Buffer {
 
 function readText(path: string, source: string): string {
   return readBytes(path, source).toString('utf8');
-}
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
