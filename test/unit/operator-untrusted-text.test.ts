@@ -330,6 +330,25 @@ test('a malformed or hostile record cannot stop the pass or make a status the sc
   }
 });
 
+test('bootstrapRetired is the boolean true or false, and a live token expiry is a time or nothing', (t) => {
+  // plan.ts read the flag by truthiness, enrollment.ts and assessment.ts by === true: a string
+  // "false" was retired in one step and not in the next.
+  for (const flag of ['false', 1, 'yes', null, {}])
+    t.false(
+      untrustedRecord(record({ bootstrapRetired: flag as unknown as boolean }))?.bootstrapRetired,
+      JSON.stringify(flag),
+    );
+  t.true(untrustedRecord(record({ bootstrapRetired: true }))?.bootstrapRetired);
+  // The live token's expiry is compared with the token Secret's: a legacy date with text in it
+  // is no time, and nothing else about the token is lost.
+  const live = (expiresAt: unknown) =>
+    untrustedRecord(record({ liveToken: { tokenId: 't1', expiresAt: expiresAt as string } }))?.liveToken;
+  t.deepEqual(live('Jan 1 2026 04:00:00 (hello)'), { tokenId: 't1', expiresAt: '' });
+  t.deepEqual(live(42), { tokenId: 't1', expiresAt: '' });
+  t.deepEqual(live('2026-01-01T04:00:00Z'), { tokenId: 't1', expiresAt: '2026-01-01T04:00:00Z' });
+  t.is(untrustedRecord(record({ liveToken: 'live' as unknown as null }))?.liveToken, null);
+});
+
 test("a direct read answered with another connector's record is no answer, and is not cached", async (t) => {
   const remembered: unknown[] = [];
   const connection = {

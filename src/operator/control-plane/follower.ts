@@ -113,7 +113,10 @@ export class ControlPlaneFollower {
 
   private keep(record: ControlPlaneConnector): void {
     const known = this.records.get(record.connectorId);
-    if (!known || known.revision <= record.revision) this.records.set(record.connectorId, record);
+    // Replaced unless what is kept is known to be newer: a record without a number for its
+    // revision (a control plane that does not keep one) is replaced by each change, in stream order,
+    // rather than kept until the next full list.
+    if (!known || !(known.revision > record.revision)) this.records.set(record.connectorId, record);
   }
 
   start(): void {

@@ -145,7 +145,8 @@ function untrustedCertificate(
  * details (written by an agent, kept by the control plane), the last enrollment failure's code and
  * time, and the state (shown in status, where the schema allows 64 characters). The times and the
  * recovery's request id are compared as well as quoted: they are kept exactly as written when they
- * are what they say they are (a time, an id the CRD would accept), and dropped otherwise.
+ * are what they say they are (a time, an id the CRD would accept), and dropped otherwise; the live
+ * token's expiry likewise, and bootstrapRetired is true only when it is the boolean true.
  */
 export function untrustedRecord(
   record: ControlPlaneConnector | undefined,
@@ -157,6 +158,12 @@ export function untrustedRecord(
     ...record,
     connectorId: untrustedText(record.connectorId, 253),
     certificate: untrustedCertificate(record.certificate),
+    // Read as a boolean everywhere: a string "false" is not retired in one step and retired in another.
+    bootstrapRetired: record.bootstrapRetired === true,
+    // The expiry is compared with the token Secret's: a time, or nothing that could match one.
+    liveToken: isRecord(record.liveToken)
+      ? { ...record.liveToken, expiresAt: untrustedTime(record.liveToken.expiresAt) ?? '' }
+      : null,
     state: untrustedText(record.state, 64) as ControlPlaneConnector['state'],
     // The times are quoted in conditions and compared with each other: times, or nothing.
     enrolledAt: untrustedTime(record.enrolledAt) ?? null,
