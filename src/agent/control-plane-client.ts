@@ -119,7 +119,9 @@ export class ControlPlaneClient implements AgentApi {
   }
 
   async enroll(body: EnrollRequest): Promise<EnrollAnswer> {
-    const { body: answer, date } = await this.post('/v1/enroll', body, [201, 200]);
+    // Something at the URL that echoes the request (a proxy's error page) must not carry the
+    // single-use token into the agent's logs or its termination message.
+    const { body: answer, date } = await this.post('/v1/enroll', body, [201, 200], [body.token]);
     return {
       ...certificateAnswer(answer, 'enroll'),
       heartbeatIntervalSeconds: positiveNumber(answer, 'enroll'),
@@ -155,13 +157,18 @@ export class ControlPlaneClient implements AgentApi {
     });
   }
 
-  private async post(path: string, body: unknown, okStatuses: number[]): Promise<Answer> {
+  private async post(
+    path: string,
+    body: unknown,
+    okStatuses: number[],
+    secrets: readonly string[] = [],
+  ): Promise<Answer> {
     const progress = new RequestProgress(this.base);
     let answer: JsonAnswer;
     try {
       answer = await requestJson({
         method: 'POST',
-        url: new URL(path, this.base),
+        url: this.urlOf(path),
         agent: this.agent,
         body,
         timeoutMs: this.options.requestTimeoutMs,
@@ -179,6 +186,7 @@ export class ControlPlaneClient implements AgentApi {
       throw answerError(answer.status, answer.json, {
         fallbackMessage: `the control plane answered ${path} with HTTP ${answer.status}`,
         details: { path },
+        redact: secrets,
       });
     }
     if (typeof answer.json !== 'object' || answer.json === null) {
@@ -186,6 +194,16 @@ export class ControlPlaneClient implements AgentApi {
     }
     const date = answer.headers.date;
     return { body: answer.json as Record<string, unknown>, date };
+  }
+
+  /**
+   * The contract's path under the control plane's URL, whatever path that URL has (a control plane
+   * behind a path-prefixed proxy): `new URL('/v1/enroll', base)` would drop the base's path.
+   */
+  private urlOf(path: string): URL {
+    const url = new URL(this.base.href);
+    url.pathname = `${url.pathname.replace(/\/+$/, '')}${path}`;
+    return url;
   }
 
   private context(progress?: RequestProgress): ConnectionContext {

@@ -2,7 +2,7 @@
 // before the token is spent (an unwritable data directory is found first, and a key left by an
 // enrollment that did not finish is reused); the certificate is checked, persisted, then used.
 // Temporary failures are retried with the outage backoff; a refusal fails closed (exit 11 or 10).
-import { asCodedError, type CodedError, errorMessage, fsErrorCode } from '../lib/errors.ts';
+import { asCodedError, CodedError, errorMessage, fsErrorCode } from '../lib/errors.ts';
 import { createCsrPem, generateKeyPairPem } from '../lib/pki.ts';
 import { isTransportError } from './connection-errors.ts';
 import {
@@ -18,6 +18,7 @@ import type { IdentityInUse } from './identity-in-use.ts';
 import { savePendingKey } from './identity-write.ts';
 import { issuedIdentity, issuedNamesFailure } from './issued-certificate.ts';
 import { OutageRetries } from './outage-retries.ts';
+import { isFinalTokenRefusal, recordRefusedToken, refusalOf } from './refused-tokens.ts';
 import type { RenewalSchedule } from './renewal-timing.ts';
 import type { AgentSession } from './session.ts';
 import { readTokenFile } from './token-file.ts';
@@ -57,6 +58,20 @@ export class Enrollment {
       throw tokenUnreadableFailure(errorMessage(error));
     }
     if (!token) throw tokenMissingFailure(config.tokenFile, config.dataDir);
+    const refused = await refusalOf(config.dataDir, config.connectorId, token);
+    if (refused) {
+      logger.warn(
+        { connectorId: config.connectorId, code: refused.code, refusedAt: refused.refusedAt },
+        'the mounted enrollment token was refused for good before: it is not sent again',
+      );
+      throw enrollmentRejectedFailure(
+        new CodedError(
+          refused.code,
+          `not sent again: the control plane refused this token at ${refused.refusedAt}: ${refused.message}`,
+          { httpStatus: refused.httpStatus, details: { previouslyPaired: refused.previouslyPaired } },
+        ),
+      );
+    }
 
     const keyPem = pendingKeyPem ?? (await this.generateKey());
     if (!pendingKeyPem) {
@@ -104,7 +119,9 @@ export class Enrollment {
         if (isAgentFailure(error)) throw error;
         const coded = asCodedError(error, 'INTERNAL_ERROR');
         if (!coded.temporary) {
-          throw isTransportError(coded) ? enrollmentTrustFailure(coded) : enrollmentRejectedFailure(coded);
+          if (isTransportError(coded)) throw enrollmentTrustFailure(coded);
+          if (isFinalTokenRefusal(coded.code)) await this.rememberRefusal(token, coded);
+          throw enrollmentRejectedFailure(coded);
         }
         const delay = retries.failed(triedAt, coded);
         logger.warn(
@@ -119,6 +136,23 @@ export class Enrollment {
         await session.sleep(delay);
       }
     }
+  }
+
+  /** Records a final refusal of `token` (refused-tokens.ts); a record that cannot be written is logged. */
+  private async rememberRefusal(token: string, refusal: CodedError): Promise<void> {
+    const { config, logger, clock } = this.session;
+    await recordRefusedToken(config.dataDir, config.connectorId, token, {
+      refusedAt: clock.now().toISOString(),
+      code: refusal.code,
+      httpStatus: refusal.httpStatus,
+      message: refusal.message,
+      previouslyPaired: refusal.details?.previouslyPaired === true,
+    }).catch((error: unknown) =>
+      logger.warn(
+        { err: fsErrorCode(error) },
+        'cannot record the refused enrollment token in the data directory; a restart with it mounted sends it again',
+      ),
+    );
   }
 }
 

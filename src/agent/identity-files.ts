@@ -1,5 +1,6 @@
 // The connector's identity bundle on durable storage (PAM_AGENT_DATA_DIR/identity): key.pem (0600),
-// cert.pem, ca.pem, identity.json and, once the control plane refused the identity, rejection.json.
+// cert.pem, ca.pem, identity.json and, once the control plane refused the identity, rejection.json
+// (or, once it refused an enrollment token for good, refused-tokens.json).
 // Where each file is, the modes they are written with, and what a loaded identity holds. Reading
 // and verifying the bundle is identity-load.ts (with identity-verify.ts), writing it
 // identity-write.ts, setting damaged files aside identity-repair.ts, file modes identity-modes.ts.
@@ -8,7 +9,7 @@ import type { CertificateFacts } from '../lib/pki.ts';
 
 export const KEY_FILE_MODE = 0o600;
 export const DIRECTORY_MODE = 0o700;
-/** cert.pem, ca.pem, identity.json, rejection.json: public facts, readable by all, written by the owner only. */
+/** cert.pem, ca.pem, identity.json, rejection.json, refused-tokens.json: public facts, readable by all, written by the owner only. */
 export const PUBLIC_FILE_MODE = 0o644;
 
 export interface IdentityPaths {
@@ -19,6 +20,8 @@ export interface IdentityPaths {
   metadata: string;
   /** Written when the control plane refuses this identity (see recordRejection). */
   rejection: string;
+  /** Written when the control plane refuses an enrollment token for good (refused-tokens.ts). */
+  refusedTokens: string;
 }
 
 export function identityPaths(dataDir: string): IdentityPaths {
@@ -30,6 +33,7 @@ export function identityPaths(dataDir: string): IdentityPaths {
     ca: join(dir, 'ca.pem'),
     metadata: join(dir, 'identity.json'),
     rejection: join(dir, 'rejection.json'),
+    refusedTokens: join(dir, 'refused-tokens.json'),
   };
 }
 

@@ -48,6 +48,7 @@ function permissionRules(paths: IdentityPaths): PermissionRule[] {
     replaceable(paths.ca),
     replaceable(paths.metadata),
     replaceable(paths.rejection),
+    replaceable(paths.refusedTokens),
   ];
 }
 

@@ -6,6 +6,7 @@ import { CodedError } from '../lib/errors.ts';
 import type { Logger } from '../lib/logger.ts';
 import type { AgentConfig } from './config.ts';
 import type { AgentApi } from './control-plane-client.ts';
+import { heartbeatIntervalFor } from './heartbeat-interval.ts';
 
 const DEFAULT_HEARTBEAT_INTERVAL_MS = 10_000;
 
@@ -39,6 +40,8 @@ export class AgentSession {
   client: AgentApi | undefined;
   private stopping = false;
   private wake: (() => void) | undefined;
+  /** The last interval note logged, so a note is logged once and not at every heartbeat. */
+  private intervalNote: string | undefined;
 
   constructor(config: AgentConfig, logger: Logger, clock: Clock, random: () => number) {
     this.config = config;
@@ -94,8 +97,14 @@ export class AgentSession {
     return this.client;
   }
 
-  /** The interval the control plane answered with, unless --heartbeat-interval overrides it. */
+  /**
+   * The interval the control plane answered with, or --heartbeat-interval when it is shorter
+   * (heartbeat-interval.ts); why it is neither is logged once for each answer that differs.
+   */
   followHeartbeatInterval(seconds: number): void {
-    if (!this.config.heartbeatIntervalMs) this.status.heartbeatIntervalMs = seconds * 1000;
+    const interval = heartbeatIntervalFor(seconds, this.config.heartbeatIntervalMs);
+    this.status.heartbeatIntervalMs = interval.ms;
+    if (interval.note && interval.note !== this.intervalNote) this.logger.warn(interval.note);
+    this.intervalNote = interval.note;
   }
 }

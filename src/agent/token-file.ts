@@ -21,13 +21,17 @@ export async function readTokenFile(tokenFile: string | undefined): Promise<stri
   return token.length > 0 ? token : undefined;
 }
 
-/** True when a non-empty token file exists; only its size is looked at, never its content. */
+/**
+ * True when a non-empty token file exists; only its size is looked at, never its content. Asked
+ * only for a note by an agent that has its identity and needs no token: a path that cannot be
+ * looked at (a symlink loop, a directory in its way, no permission) is no token mounted, never a
+ * reason to stop a paired connector.
+ */
 export async function tokenFilePresent(tokenFile: string | undefined): Promise<boolean> {
   if (!tokenFile) return false;
   try {
     return (await stat(tokenFile)).size > 0;
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
-    throw error;
+  } catch {
+    return false;
   }
 }

@@ -7,6 +7,12 @@
 /** A connector id (contract: Identifiers): a DNS-subdomain-like name of at most 253 characters. */
 export const CONNECTOR_ID_PATTERN = /^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/;
 
+/**
+ * The shortest heartbeat interval an agent takes from a control plane's answer (a shorter answer is
+ * beaten at this one), and so the shortest the reference control plane's --heartbeat-interval accepts.
+ */
+export const MIN_CONTROL_PLANE_HEARTBEAT_INTERVAL_MS = 1_000;
+
 /** The runbook's three failure classes: what a diagnosis names. */
 export const RUNBOOK_FAILURE_CLASSES = ['FirstBootBootstrap', 'Reconnect', 'IdentityLoss'] as const;
 export type RunbookFailureClass = (typeof RUNBOOK_FAILURE_CLASSES)[number];

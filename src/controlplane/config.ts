@@ -1,6 +1,8 @@
 // Command-line and environment configuration of vaultpam-control-plane (flags win over VAULTPAM_CP_*
 // environment variables, which win over defaults). Pure: src/bin/control-plane.ts passes argv/env.
+
 import { existsSync } from 'node:fs';
+import { MIN_CONTROL_PLANE_HEARTBEAT_INTERVAL_MS } from '../contract/agent-process.ts';
 import { type FlagSpecs, flagError, parseFlags } from '../lib/cli.ts';
 import { parseDurationField } from '../lib/duration.ts';
 import { parseHostPort } from '../lib/host-port.ts';
@@ -135,6 +137,13 @@ export function parseControlPlaneCommandLine(
     get('heartbeat-interval') as string,
     { timer: true },
   );
+  if (heartbeatIntervalSeconds < MIN_CONTROL_PLANE_HEARTBEAT_INTERVAL_MS / 1000) {
+    // Agents beat at most once a second on a control plane's word (src/agent/heartbeat-interval.ts).
+    throw flagError(
+      `--heartbeat-interval (${get('heartbeat-interval')}) is shorter than 1s: agents beat at most once a ` +
+        "second on the control plane's word, so connectors would go offline between heartbeats; give at least 1s",
+    );
+  }
   const offlineRaw = get('offline-after');
   const offlineAfterSeconds =
     offlineRaw === undefined

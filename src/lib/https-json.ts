@@ -252,9 +252,10 @@ export function answerError(status: number, body: unknown, options: AnswerErrorO
     error?.details && typeof error.details === 'object'
       ? (error.details as Record<string, unknown>)
       : undefined;
-  const details = options.details ? { ...given, ...options.details } : given;
+  const secrets = options.redact ?? [];
+  const details = redactDetails(options.details ? { ...given, ...options.details } : given, secrets);
   const ErrorClass = options.errorClass ?? CodedError;
-  return new ErrorClass(code, redact(said, options.redact ?? []), {
+  return new ErrorClass(code, redact(said, secrets), {
     httpStatus: status,
     temporary: isRetryableStatus(status),
     ...(details ? { details } : {}),
@@ -267,6 +268,19 @@ function redact(text: string, secrets: readonly string[]): string {
     (result, secret) => (secret.length > 0 ? result.split(secret).join('[REDACTED]') : result),
     text,
   );
+}
+
+/** The details as the server gave them, or, when they repeat a secret anywhere, with it redacted. */
+function redactDetails(
+  details: Record<string, unknown> | undefined,
+  secrets: readonly string[],
+): Record<string, unknown> | undefined {
+  if (!details) return details;
+  const text = JSON.stringify(details);
+  // As the secret reads inside JSON text (a quote or backslash in it is escaped there).
+  const written = secrets.map((secret) => JSON.stringify(secret).slice(1, -1));
+  if (!written.some((secret) => secret.length > 0 && text.includes(secret))) return details;
+  return JSON.parse(redact(text, written));
 }
 
 function parseJson(text: string): unknown {

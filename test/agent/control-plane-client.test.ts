@@ -102,6 +102,49 @@ test('a contract error body becomes a CodedError with the same code, status and 
   );
 });
 
+test('an answer that echoes the enrollment request (a proxy error page) carries no token on, in its message or details', async (t) => {
+  // Not in the token format the log scrubber knows: only the value sent can be recognised.
+  const token = 'opaque-token-from-another-issuer-0123456789';
+  const url = await httpsServer(t, (req, res) => {
+    let body = '';
+    req.on('data', (chunk) => {
+      body += chunk;
+    });
+    req.on('end', () => {
+      res.writeHead(400, { 'content-type': 'application/json' });
+      res.end(
+        JSON.stringify({
+          error: {
+            code: 'BAD_REQUEST',
+            message: `upstream rejected ${body}`,
+            details: { request: JSON.parse(body) },
+          },
+        }),
+      );
+    });
+  });
+  const c = client(url);
+  t.teardown(() => c.close());
+  const error = await rejection(c.enroll({ connectorId: 'c1', token, csrPem: 'x' }));
+  t.is(error.code, 'BAD_REQUEST');
+  t.regex(error.message, /\[REDACTED\]/, 'the echo is still quoted');
+  t.false(JSON.stringify({ message: error.message, details: error.details }).includes(token));
+});
+
+test('a control plane URL with a path (behind a path-prefixed proxy) keeps it: the contract paths go under it', async (t) => {
+  const asked: string[] = [];
+  const url = await httpsServer(t, (req, res) => {
+    asked.push(req.url ?? '');
+    answer(200, { state: 'online', heartbeatIntervalSeconds: 10 })(req, res);
+  });
+  for (const base of [`${url}/vaultpam`, `${url}/vaultpam/`]) {
+    const c = client(base);
+    t.teardown(() => c.close());
+    await c.heartbeat(heartbeat);
+  }
+  t.deepEqual(asked, ['/vaultpam/v1/heartbeat', '/vaultpam/v1/heartbeat']);
+});
+
 test('5xx answers are temporary, even without a JSON body', async (t) => {
   const url = await httpsServer(t, answer(503, 'upstream restarting'));
   const c = client(url);

@@ -190,6 +190,14 @@ test('a --cert-lifetime too short to renew in time is refused at start, naming t
   t.is(parseControlPlaneCommandLine([], {}).certificateLifetimeSeconds, 86_400);
 });
 
+test('--heartbeat-interval under a second is refused: agents beat at most once a second on a control plane’s word', (t) => {
+  t.throws(() => parseControlPlaneCommandLine(['--heartbeat-interval', '500ms'], {}), {
+    code: 'INVALID_FLAGS',
+    message: /--heartbeat-interval \(500ms\) is shorter than 1s: agents beat at most once a second/,
+  } as never);
+  t.is(parseControlPlaneCommandLine(['--heartbeat-interval', '1s'], {}).heartbeatIntervalSeconds, 1);
+});
+
 test('--cert-lifetime takes compound durations: 4m59s is refused as too short (not as "not a duration"), 5m30s is accepted', async (t) => {
   const dataDir = mkdtempSync(join(tmpdir(), 'cp-cli-'));
   t.teardown(() => rmSync(dataDir, { recursive: true, force: true }));
