@@ -279,6 +279,29 @@ test('a record owned by another Connector shows nothing of it: not its state, he
   t.notRegex(shown, /10\.0\.0\.7|Degraded|degraded/, 'no path detail or state of the other connector');
 });
 
+test('another Connector’s record stays hidden when an OwnershipConflict is the blocker shown', (t) => {
+  // A foreign ConfigMap with a child's name made OwnershipConflict the first blocker; the record was
+  // hidden only when ConnectorIdConflict was, so another namespace's Online connector, its
+  // certificate and its paths showed in this Connector's status and Events.
+  const theirs = record({
+    ownerUid: 'another-connector-uid',
+    state: 'online',
+    lastHeartbeatAt: '2026-01-01T00:00:09.000Z',
+    paths: [{ name: 'db-10.0.0.7', healthy: true, detail: 'their internal host 10.0.0.7' }],
+  });
+  for (const kept of [theirs, record({ ownerUid: null, handoverNamespace: 'team-a', state: 'online' })]) {
+    const result = planView(
+      { ...observed({ record: kept }), foreign: [{ kind: 'ConfigMap', name: 'edge-config' }] },
+      NOW,
+    );
+    t.is(condition(result.status, 'Stalled')?.reason, 'OwnershipConflict');
+    t.is(result.status.phase, 'Pending');
+    for (const field of ['controlPlaneState', 'identity', 'lastHeartbeatTime'] as const)
+      t.is(result.status[field], undefined, field);
+    t.notRegex(JSON.stringify({ status: result.status, events: result.events }), /10\.0\.0\.7|ab12|Online/);
+  }
+});
+
 test('a record nobody owns (retained by a deleted Connector) is claimed by the ensure call', (t) => {
   const result = planView(observed({ record: record({ ownerUid: null }) }), NOW);
   t.deepEqual(

@@ -60,23 +60,8 @@ function blockingReason(observed: Observed, spec: DefaultedSpec): Blocker | unde
       message: ownershipConflictMessage(spec.namespace, foreign),
     };
   }
-  const record = observed.controlPlane.reachable ? observed.controlPlane.record : undefined;
-  const owner = record?.ownerUid;
-  if (typeof owner === 'string' && owner !== observed.connector.metadata.uid) {
-    return {
-      reason: StalledReasons.ConnectorIdConflict,
-      message: `connector id ${spec.connector.id} belongs to another Connector in the control plane; give this Connector another spec.connector.id, or delete the other one (with deletionPolicy Retain, when it is in this namespace, to hand its record over)`,
-    };
-  }
-  // A record let go of for another namespace is not ours to claim (nor to mint or recover for): the
-  // control plane would refuse the claim too; saying so here keeps every side effect from starting.
-  const handover = record?.ownerUid === null ? record.handoverNamespace : undefined;
-  if (typeof handover === 'string' && handover !== spec.namespace) {
-    return {
-      reason: StalledReasons.ConnectorIdConflict,
-      message: `connector id ${spec.connector.id} was kept by a Connector deleted with deletionPolicy Retain for a Connector of another namespace to claim, not this one; give this Connector another spec.connector.id (a kept record and its identity stay in the namespace of the Connector that had them)`,
-    };
-  }
+  const idConflict = connectorIdConflict(observed, spec);
+  if (idConflict) return idConflict;
   if (spec.workloadRef && !observed.workload) {
     const { kind, name } = spec.workloadRef;
     return {
@@ -107,6 +92,32 @@ function blockingReason(observed: Observed, spec: DefaultedSpec): Blocker | unde
     return {
       reason: StalledReasons.ClaimNotFound,
       message: `spec.storage.existingClaim: PersistentVolumeClaim ${spec.namespace}/${spec.storage.claimName} does not exist; create it (or restore the original identity volume under that name)`,
+    };
+  }
+  return undefined;
+}
+
+/**
+ * The control plane's record of this connector id is another Connector's: owned by another UID, or
+ * let go of for another namespace. Judged on its own as well as among the blockers: whatever blocker
+ * comes first (a foreign child's OwnershipConflict), that record is not this Connector's to show.
+ */
+export function connectorIdConflict(observed: Observed, spec: DefaultedSpec): Blocker | undefined {
+  const record = observed.controlPlane.reachable ? observed.controlPlane.record : undefined;
+  const owner = record?.ownerUid;
+  if (typeof owner === 'string' && owner !== observed.connector.metadata.uid) {
+    return {
+      reason: StalledReasons.ConnectorIdConflict,
+      message: `connector id ${spec.connector.id} belongs to another Connector in the control plane; give this Connector another spec.connector.id, or delete the other one (with deletionPolicy Retain, when it is in this namespace, to hand its record over)`,
+    };
+  }
+  // A record let go of for another namespace is not ours to claim (nor to mint or recover for): the
+  // control plane would refuse the claim too; saying so here keeps every side effect from starting.
+  const handover = record?.ownerUid === null ? record.handoverNamespace : undefined;
+  if (typeof handover === 'string' && handover !== spec.namespace) {
+    return {
+      reason: StalledReasons.ConnectorIdConflict,
+      message: `connector id ${spec.connector.id} was kept by a Connector deleted with deletionPolicy Retain for a Connector of another namespace to claim, not this one; give this Connector another spec.connector.id (a kept record and its identity stay in the namespace of the Connector that had them)`,
     };
   }
   return undefined;

@@ -27,7 +27,7 @@ import {
 import { diagnose, isIdentityLoss, refusedIdentityOfNeverPaired } from './assessment.ts';
 import { childNames } from './desired-objects.ts';
 import { enrollmentSteps, pairingLost, planEnrollment } from './enrollment.ts';
-import { type Gates, gatesOf, held, heldBecause } from './gates.ts';
+import { connectorIdConflict, type Gates, gatesOf, held, heldBecause } from './gates.ts';
 import type { ControlPlaneConnector, Observed } from './observed.ts';
 import type { Plan, PlannedEvent, PlanStep } from './plan-types.ts';
 import { agentPodFacts } from './pod-facts.ts';
@@ -54,7 +54,7 @@ export function plan(observed: Observed, now: Date): Plan {
   // record this Connector may not claim (another Connector's, or one kept for another namespace) is
   // not its to show: planned as if there were none, its state, heartbeats, identity and path details
   // stay out of this Connector's status and Events, which its namespace's readers see.
-  const othersRecord = gates.blocker?.reason === StalledReasons.ConnectorIdConflict;
+  const othersRecord = connectorIdConflict(observed, spec) !== undefined;
   const record =
     observed.controlPlane.reachable && !othersRecord
       ? untrustedRecord(observed.controlPlane.record)
