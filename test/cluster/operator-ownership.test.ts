@@ -131,6 +131,38 @@ test('a StatefulSet of someone else with the workload name is left alone', async
   t.is(sts.metadata?.ownerReferences, undefined);
 });
 
+test('a claim of someone else with the data claim’s name is neither mounted nor grown: OwnershipConflict, no workload, no token', async (t) => {
+  // The StatefulSet controller binds a template's claim by name: creating the workload would have
+  // mounted this claim into the connector, and spec.storage.size would have grown it (the operator
+  // patched another owner's 1Gi claim to 50Gi within a second).
+  const { kc } = cluster();
+  const namespace = await createTestNamespace(kc, 'own-claim');
+  const core = kc.makeApiClient(CoreV1Api);
+  const apps = kc.makeApiClient(AppsV1Api);
+  await core.createNamespacedPersistentVolumeClaim({
+    namespace,
+    body: {
+      metadata: { name: 'data-edge-0', labels: { app: 'billing' } },
+      spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '1Gi' } } },
+    },
+  });
+  await connectors(kc).create(namespace, {
+    metadata: { name: 'edge', namespace },
+    spec: { ...spec, storage: { size: '50Gi' } },
+  });
+  const c = await stalledWith(namespace, 'OwnershipConflict');
+  t.regex(stalled(c)?.message ?? '', new RegExp(`PersistentVolumeClaim ${namespace}/data-edge-0`));
+  const claim = await core.readNamespacedPersistentVolumeClaim({ namespace, name: 'data-edge-0' });
+  t.is(claim.spec?.resources?.requests?.storage, '1Gi', 'not grown');
+  t.is(
+    claim.metadata?.managedFields?.some((f) => f.manager === 'vaultpam-connector-operator'),
+    false,
+    'the operator never wrote it',
+  );
+  t.is(await apps.readNamespacedStatefulSet({ namespace, name: 'edge' }).catch(() => undefined), undefined);
+  t.is(await controlPlaneRecord(`${namespace}.edge`), undefined, 'no control-plane record, no token');
+});
+
 test('a spec admission accepts but Kubernetes refuses: InvalidSpec names the field, and no token is minted', async (t) => {
   const { kc } = cluster();
   const namespace = await createTestNamespace(kc, 'refused');

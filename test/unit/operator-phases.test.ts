@@ -531,6 +531,21 @@ test('workload: a claim to grow is the last step, with the Event that says so', 
   const paused = workloadPhase(o, specOf(o), PAUSED, { inProgress: false });
   t.deepEqual(paused.steps, []);
   t.is(paused.expansion.step, undefined);
+  // A claim with the data claim's name that the operator's labels do not name as this Connector's
+  // (another owner's, or another Connector's) is never grown.
+  for (const labelledFor of [undefined, 'billing']) {
+    const theirs = {
+      ...o,
+      claims: new Map([
+        ['data-edge-0', claim({ requested: '1Gi', capacity: '1Gi', storageClassName: 'fast', labelledFor })],
+      ]),
+    };
+    const phase = workloadPhase(theirs, specOf(theirs), OPEN, { inProgress: false });
+    t.false(
+      phase.steps.some((step) => step.action?.kind === 'expandClaim'),
+      String(labelledFor),
+    );
+  }
 });
 
 for (const [why, gates] of HELD.filter(([why]) => why !== 'unreachable')) {

@@ -15,7 +15,7 @@ import type {
 } from '@kubernetes/client-node';
 import type { Clock } from '../../lib/clock.ts';
 import { asCodedError, CodedError, errorMessage, isCodedError } from '../../lib/errors.ts';
-import { ADOPTED_BY_LABEL } from '../api/constants.ts';
+import { ADOPTED_BY_LABEL, LABEL_VALUES, LABELS } from '../api/constants.ts';
 import { type Connector, type DefaultedSpec, defaultedSpec } from '../api/types.ts';
 import { StalledReasons } from '../conditions.ts';
 import type { AuditEntry, Connector as ControlPlaneConnector } from '../control-plane/admin-client.ts';
@@ -80,6 +80,9 @@ export function claimFacts(claim: V1PersistentVolumeClaim): ClaimFacts {
   if (requested) facts.requested = String(requested);
   if (capacity) facts.capacity = String(capacity);
   if (claim.spec?.storageClassName) facts.storageClassName = claim.spec.storageClassName;
+  const labels = claim.metadata?.labels ?? {};
+  const labelledFor = labels[LABELS.connector];
+  if (labels[LABELS.managedBy] === LABEL_VALUES.managedBy && labelledFor) facts.labelledFor = labelledFor;
   const resizing = (claim.status?.conditions ?? []).filter(
     (c) => c.status === 'True' && RESIZE_CONDITIONS.has(c.type),
   );
@@ -226,6 +229,7 @@ async function readChildren(
   cached: { configMap: V1ConfigMap | undefined; statefulSet: V1StatefulSet | undefined },
   /** The token Secret is judged where it is read (token-secret.ts): a foreign one, if any. */
   foreignTokenSecret: ForeignObject | undefined,
+  claims: ReadonlyMap<string, ClaimFacts>,
 ): Promise<{ configMap?: V1ConfigMap; statefulSet?: V1StatefulSet; foreign: ForeignObject[] }> {
   const uid = connector.metadata.uid ?? '';
   const names = childNames(spec.name);
@@ -239,6 +243,7 @@ async function readChildren(
     foreignObject('ConfigMap', configMap, uid),
     foreignObject('StatefulSet', statefulSet, uid),
     foreignTokenSecret,
+    await foreignDataClaim(ctx, spec, statefulSet, uid, claims),
   ].filter((f): f is ForeignObject => f !== undefined);
   const result: { configMap?: V1ConfigMap; statefulSet?: V1StatefulSet; foreign: ForeignObject[] } = {
     foreign,
@@ -246,6 +251,30 @@ async function readChildren(
   if (configMap && controlledBy(configMap, uid)) result.configMap = configMap;
   if (statefulSet && controlledBy(statefulSet, uid)) result.statefulSet = statefulSet;
   return result;
+}
+
+/**
+ * A claim with the name the StatefulSet's data template would give its pod, there before the
+ * operator's StatefulSet and not labelled as this Connector's: the StatefulSet controller binds a
+ * template's claim by name, so creating the StatefulSet would mount another owner's claim into the
+ * connector (and spec.storage.size would grow it). Read by name only while the StatefulSet is not
+ * this Connector's yet (the informer holds only claims with the operator's labels).
+ */
+async function foreignDataClaim(
+  ctx: ObserveContext,
+  spec: DefaultedSpec,
+  statefulSet: V1StatefulSet | undefined,
+  uid: string,
+  claims: ReadonlyMap<string, ClaimFacts>,
+): Promise<ForeignObject | undefined> {
+  if (spec.workloadRef || spec.storage.kind !== 'OperatorClaim') return undefined;
+  if (statefulSet && controlledBy(statefulSet, uid)) return undefined;
+  const name = childNames(spec.name).claim;
+  const known = claims.get(name);
+  if (known?.labelledFor === spec.name) return undefined;
+  const claim = known ?? (await ctx.reader.readClaim(spec.namespace, name).then((c) => c && claimFacts(c)));
+  if (!claim || claim.labelledFor === spec.name) return undefined;
+  return { kind: 'PersistentVolumeClaim', name };
 }
 
 export interface Observation {
@@ -383,6 +412,7 @@ export async function observe(ctx: ObserveContext, connector: Connector): Promis
     value,
     { configMap: base.configMap, statefulSet: value.workloadRef ? undefined : workload?.object },
     token.foreign,
+    claims,
   );
   if (!value.workloadRef && !workload && children.statefulSet) {
     workload = statefulSetFacts(names.statefulSet, children.statefulSet);

@@ -22,6 +22,12 @@ export interface ClaimFacts {
   storageClassName?: string;
   /** Conditions with status True that tell of a resize (Resizing, FileSystemResizePending, *ResizeError). */
   resizeConditions?: { type: string; message?: string }[];
+  /**
+   * The Connector whose data claim the labels say this is (the operator's labels, which its
+   * StatefulSet's claim template gives every claim it makes), absent on anyone else's claim. Only
+   * such a claim is ever grown: a claim the operator did not make is not its to write.
+   */
+  labelledFor?: string;
 }
 
 /** The StorageClass of the operator's claim, read only when that claim should grow. */
@@ -79,7 +85,7 @@ export type ControlPlaneView =
 
 /** An object that has the name one of this Connector's children must have, but is not controlled by it. */
 export interface ForeignObject {
-  kind: 'ConfigMap' | 'StatefulSet' | 'Secret';
+  kind: 'ConfigMap' | 'StatefulSet' | 'Secret' | 'PersistentVolumeClaim';
   name: string;
   /** Who controls it instead (kind/name of its controller owner), if anyone. */
   controller?: string;

@@ -5,7 +5,7 @@ import { ANNOTATIONS } from '../api/constants.ts';
 import type { Connector, DefaultedSpec } from '../api/types.ts';
 import { childNames, configHash, desiredConfigMap, desiredStatefulSet } from './desired-objects.ts';
 import { type Gates, held } from './gates.ts';
-import type { Observed } from './observed.ts';
+import type { ClaimFacts, Observed } from './observed.ts';
 import type { PlanStep } from './plan-types.ts';
 import type { RecoveryDecision } from './recovery-types.ts';
 import { type ExpansionDecision, planStorageExpansion } from './storage-expansion.ts';
@@ -32,7 +32,7 @@ export function workloadPhase(
   const names = childNames(spec.name);
   const expansion = planStorageExpansion({
     storage: spec.storage,
-    claim: observed.claims.get(names.claim),
+    claim: ownDataClaim(observed.claims.get(names.claim), spec.name),
     storageClass: observed.storageClass,
     previousConditions: connector.status?.conditions,
     held: held(gates),
@@ -57,4 +57,9 @@ export function workloadPhase(
   }
   if (expansion.step) steps.push(expansion.step);
   return { steps, dryRuns, expansion };
+}
+
+/** The data claim when its labels say it is this Connector's (ClaimFacts.labelledFor); else none to grow. */
+function ownDataClaim(claim: ClaimFacts | undefined, connectorName: string): ClaimFacts | undefined {
+  return claim?.labelledFor === connectorName ? claim : undefined;
 }
