@@ -35,6 +35,7 @@ import { type ObserveContext, observe } from './reconcile/observe.ts';
 import type { Observed } from './reconcile/observed.ts';
 import { eventsOfSteps, statusOfPass } from './reconcile/pass-status.ts';
 import { plan } from './reconcile/plan.ts';
+import { giveBackDecision, type WorkloadOwed, workloadOwed } from './reconcile/recovery-giveback.ts';
 import { cleanedError, errorMessageText, errorText, untrustedCode } from './reconcile/untrusted-text.ts';
 import { RESOURCE_TYPES } from './runtime/resources.ts';
 import type { ReconcileResult } from './runtime/work-queue.ts';
@@ -574,6 +575,9 @@ export class ConnectorReconciler {
     let outcome: string;
     try {
       outcome = await this.release(connector, target, log);
+      // After the release: the recovery's tokens are revoked before its workload runs again.
+      const owed = workloadOwed(connector);
+      if (owed) outcome = `${outcome}; ${await this.giveBack(connector, owed, log)}`;
     } catch (error) {
       const failure = asCoded(error);
       const remaining = deadline - now.getTime();
@@ -765,7 +769,12 @@ export class ConnectorReconciler {
     why: string,
   ): Promise<ReconcileResult> {
     const action = target.deletionPolicy === 'Release' ? 'delete' : 'disown';
-    const message = `removed the finalizer without releasing: ${why}. The control-plane record of ${target.connectorId} in ${describeTarget(target)} is left as it was, live tokens included (deletionPolicy ${target.deletionPolicy} was asked): revoke its tokens and ${action} it by hand`;
+    // Not given back: the recovery's token may still be live, and the workload would run to pair with it.
+    const owed = workloadOwed(connector);
+    const workload = owed
+      ? `; the adopted ${owed.kind} ${owed.name}, which the recovery under way held at ${owed.heldAt} replicas, is left so: give it back its ${owed.replicas} once the tokens are revoked`
+      : '';
+    const message = `removed the finalizer without releasing: ${why}. The control-plane record of ${target.connectorId} in ${describeTarget(target)} is left as it was, live tokens included (deletionPolicy ${target.deletionPolicy} was asked): revoke its tokens and ${action} it by hand${workload}`;
     log.warn(
       {
         connectorId: target.connectorId,
@@ -780,6 +789,31 @@ export class ConnectorReconciler {
       { type: 'Warning', reason: 'ReleaseAbandoned', message, priority: 'always' },
     ]);
     return this.letGo(connector, log, `abandoned: ${why}`);
+  }
+
+  /**
+   * Gives an adopted workload back the replicas a recovery under way had taken
+   * (recovery-giveback.ts); a failed scale is thrown, and retried with the release.
+   */
+  private async giveBack(connector: Connector, owed: WorkloadOwed, log: Logger): Promise<string> {
+    const namespace = connector.metadata.namespace ?? '';
+    const workload = await this.ctx.reader.readWorkload(namespace, owed.kind, owed.name);
+    const decision = giveBackDecision(
+      owed,
+      workload && { replicas: workload.spec?.replicas ?? 1, labels: workload.metadata?.labels },
+      connector.metadata.name ?? '',
+    );
+    if (decision.scale !== undefined) await this.ctx.scale(owed.kind, namespace, owed.name, decision.scale);
+    log.info({ workload: `${owed.kind}/${owed.name}` }, decision.says);
+    recordEvents(this.ctx, connector, [
+      {
+        type: decision.scale === undefined && decision.warning ? 'Warning' : 'Normal',
+        reason: 'RecoveryAbandoned',
+        message: `deleted during guided recovery ${connector.status?.recovery?.requestId ?? ''}: ${decision.says}`,
+        priority: 'always',
+      },
+    ]);
+    return decision.says;
   }
 
   private forgetRelease(key: string): void {

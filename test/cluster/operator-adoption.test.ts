@@ -256,6 +256,32 @@ test.serial(
   },
 );
 
+/**
+ * The Connector "legacy" pairs once (the real agent, playing the pod with the operator's token), is
+ * Online with its bootstrap retired, then goes silent until the control plane says offline.
+ */
+async function pairOnceThenGoSilent(namespace: string): Promise<void> {
+  const { kc } = cluster();
+  const api = connectors(kc);
+  await eventually(
+    () => kc.makeApiClient(CoreV1Api).readNamespacedSecret({ namespace, name: 'legacy-enrollment-token' }),
+    { description: 'token' },
+  );
+  const pod = await env.runAgent(namespace, 'legacy');
+  await eventually(
+    () =>
+      api
+        .get(namespace, 'legacy')
+        .then((c) => (c.status?.phase === 'Online' && c.status.enrollment?.retired ? c : undefined)),
+    { description: 'paired and online' },
+  );
+  await pod.stop();
+  await eventually(
+    () => api.get(namespace, 'legacy').then((c) => c.status?.controlPlaneState === 'offline' || undefined),
+    { description: 'offline' },
+  );
+}
+
 test.serial(
   'with consent, a recovery of a connector that never paired fails before scaling, with the control plane reason; the Deployment was never scaled',
   async (t) => {
@@ -305,26 +331,8 @@ test.serial(
 test.serial(
   'a recovery that fails after scaling down (its token expires) gives the adopted Deployment back its 3 replicas',
   async (t) => {
-    const { kc } = cluster();
     const { namespace, api, created } = await adoption('restore', {}, { enrollment: { tokenTTL: '5m' } });
-    // Pair once (the real agent, playing the pod with the operator's token), then go silent.
-    await eventually(
-      () => kc.makeApiClient(CoreV1Api).readNamespacedSecret({ namespace, name: 'legacy-enrollment-token' }),
-      { description: 'token' },
-    );
-    const pod = await env.runAgent(namespace, 'legacy');
-    await eventually(
-      () =>
-        api
-          .get(namespace, 'legacy')
-          .then((c) => (c.status?.phase === 'Online' && c.status.enrollment?.retired ? c : undefined)),
-      { description: 'paired and online' },
-    );
-    await pod.stop();
-    await eventually(
-      () => api.get(namespace, 'legacy').then((c) => c.status?.controlPlaneState === 'offline' || undefined),
-      { description: 'offline' },
-    );
+    await pairOnceThenGoSilent(namespace);
 
     await api.patchSpec(namespace, 'legacy', { spec: { recovery: { requestId: 'incident-3' } } });
     const waiting = await eventually(
@@ -360,5 +368,38 @@ test.serial(
       throw new Error(`${error.message}; ${JSON.stringify(state)}`);
     });
     t.is(restored.replicas, 3);
+  },
+);
+
+test.serial(
+  'a Connector deleted in the middle of a recovery gives the adopted Deployment back its 3 replicas, after the release',
+  async (t) => {
+    // The author who deletes the Connector may have no right to scale the Deployment: the workload's
+    // owner agreed to be recovered, not to be left at 1 replica (before, it was).
+    const { kc } = cluster();
+    const { namespace, api } = await adoption('deleted-mid', {}, {});
+    await pairOnceThenGoSilent(namespace);
+    await api.patchSpec(namespace, 'legacy', { spec: { recovery: { requestId: 'incident-4' } } });
+    await eventually(
+      () =>
+        api.get(namespace, 'legacy').then((c) => c.status?.recovery?.step === 'AwaitingOnline' || undefined),
+      { description: 'scaled down, token minted, scaled up to pair', timeoutMs: 60_000 },
+    );
+    t.is((await deploymentFacts(namespace)).replicas, 1);
+
+    await api.delete(namespace, 'legacy');
+    await eventually(() => isGone(() => api.get(namespace, 'legacy')), { description: 'the Connector gone' });
+    t.is((await deploymentFacts(namespace)).replicas, 3, 'given back before the finalizer went');
+    const record = await env.admin.getConnector(`${namespace}.legacy`).catch(() => undefined);
+    t.is(record, undefined, 'released first: no record, so no recovery token left to pair with');
+    const events = await kc.makeApiClient(EventsV1Api).listNamespacedEvent({ namespace });
+    t.true(
+      events.items.some(
+        (e) =>
+          e.reason === 'RecoveryAbandoned' &&
+          /back the 3 replicas it had before the recovery/.test(e.note ?? ''),
+      ),
+      'the Event says so',
+    );
   },
 );

@@ -144,7 +144,14 @@ export function pod(options: PodOptions = {}): V1Pod {
 }
 
 export function claim(overrides: Partial<ClaimFacts> = {}): ClaimFacts {
-  return { name: 'data-edge-0', uid: CLAIM_UID, phase: 'Bound', deleting: false, labelledFor: 'edge', ...overrides };
+  return {
+    name: 'data-edge-0',
+    uid: CLAIM_UID,
+    phase: 'Bound',
+    deleting: false,
+    labelledFor: 'edge',
+    ...overrides,
+  };
 }
 
 export function tokenSecret(overrides: Partial<TokenSecretFacts> = {}): TokenSecretFacts {
