@@ -472,6 +472,53 @@ for (const [what, initial, change, expected] of updateCases) {
   });
 }
 
+test('spec.controlPlaneRef is fixed once the connector reached its control plane, and free to fix before', async (t) => {
+  // A Connector moved to another control plane left its record there with a live token, which
+  // paired after the Connector was deleted: its deletion released on the new one only.
+  const named = { ...validSpec(), controlPlaneRef: { kind: 'ControlPlane' as const, name: 'cp-a' } };
+  const typo = await create({ ...validSpec(), controlPlaneRef: { kind: 'ControlPlane', name: 'cp-typo' } });
+  const fixed = await update(typo, (s) => {
+    s.controlPlaneRef = { kind: 'ControlPlane', name: 'cp-a' };
+  });
+  t.is(fixed.spec.controlPlaneRef?.name, 'cp-a', 'not reached yet: a typo is fixed in place');
+
+  const reached = (await api.replaceNamespacedCustomObjectStatus({
+    ...ref(),
+    name: fixed.metadata.name ?? '',
+    body: { ...fixed, status: { controlPlaneState: 'pending' } },
+  })) as Connector;
+  for (const change of [
+    (s: ConnectorSpec) => {
+      s.controlPlaneRef = { kind: 'ControlPlane', name: 'cp-b' };
+    },
+    (s: ConnectorSpec) => {
+      s.controlPlaneRef = { kind: 'ClusterControlPlane', name: 'cp-a' };
+    },
+    (s: ConnectorSpec) => {
+      delete s.controlPlaneRef;
+    },
+  ]) {
+    const { code, message } = await refusal(update(reached, change));
+    t.is(code, 422);
+    t.regex(
+      message,
+      /spec\.controlPlaneRef: Invalid value: .*cannot be added, changed or removed once the connector has reached its control plane/,
+    );
+  }
+  const onDefault = await create(validSpec());
+  const reachedDefault = (await api.replaceNamespacedCustomObjectStatus({
+    ...ref(),
+    name: onDefault.metadata.name ?? '',
+    body: { ...onDefault, status: { controlPlaneState: 'online' } },
+  })) as Connector;
+  t.is((await refusal(update(reachedDefault, (s) => Object.assign(s, named)))).code, 422, 'nor added');
+  // Other changes of a reached Connector pass the rule.
+  const paused = await update(reached, (s) => {
+    s.paused = true;
+  });
+  t.true(paused.spec.paused);
+});
+
 test('every refusal above has a message of its own', (t) => {
   const messages = [...createCases.map((c) => c[2]), ...updateCases.map((c) => c[3])];
   t.is(new Set(messages).size, messages.length);
