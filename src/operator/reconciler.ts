@@ -10,7 +10,7 @@ import type { Logger } from '../lib/logger.ts';
 import type { AdoptionWatches } from './adoption-watches.ts';
 import { ANNOTATIONS, DEFAULT_RELEASE_TIMEOUT_MS, FINALIZER } from './api/constants.ts';
 import type { Connector, ConnectorStatus, DeletionPolicy } from './api/types.ts';
-import { defaultConnectorId, defaultedSpec } from './api/types.ts';
+import { defaultConnectorId, defaultedSpec, reachedControlPlane } from './api/types.ts';
 import {
   CONDITION_TYPES,
   clearReconciling,
@@ -688,10 +688,11 @@ export class ConnectorReconciler {
   private async release(connector: Connector, target: ReleaseTarget, log: Logger): Promise<string> {
     const handle = await this.releaseHandle(target);
     if ('error' in handle) {
-      // A Connector that never reached its control plane (its status names no control-plane state)
-      // has no record there to release: a control plane that is missing or not Ready does not hold
-      // up its deletion. One that did reach it waits for it, as its record may hold live tokens.
-      if (connector.status?.controlPlaneState === undefined) {
+      // A Connector that never reached its control plane (its status names no control-plane state
+      // and no mint) has no record there to release: a control plane that is missing or not Ready
+      // does not hold up its deletion. One that did reach it waits for it, as its record may hold
+      // live tokens (a first pass's status has its mint before any state).
+      if (!reachedControlPlane(connector.status)) {
         const nothing = 'nothing to release: the Connector never reached a control plane';
         log.info(nothing);
         return nothing;

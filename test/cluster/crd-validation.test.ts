@@ -505,6 +505,23 @@ test('spec.controlPlaneRef is fixed once the connector reached its control plane
       /spec\.controlPlaneRef: Invalid value: .*cannot be added, changed or removed once the connector has reached its control plane/,
     );
   }
+  // The first pass mints before the control plane reports a state: its mint is enough.
+  const minted = await create(named);
+  const mintedOnly = (await api.replaceNamespacedCustomObjectStatus({
+    ...ref(),
+    name: minted.metadata.name ?? '',
+    body: { ...minted, status: { enrollment: { lastMintKey: 'enroll-1', mintCount: 1 } } },
+  })) as Connector;
+  t.is(
+    (
+      await refusal(
+        update(mintedOnly, (s) => {
+          s.controlPlaneRef = { kind: 'ControlPlane', name: 'cp-b' };
+        }),
+      )
+    ).code,
+    422,
+  );
   const onDefault = await create(validSpec());
   const reachedDefault = (await api.replaceNamespacedCustomObjectStatus({
     ...ref(),

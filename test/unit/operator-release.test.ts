@@ -1,9 +1,11 @@
 // What a finalizer needs survives the deletion: a connection's last credential is kept for releases
 // after its Secret or resource went, and the release target is read even from a spec the current
 // rules refuse. The bound is counted from the deletionTimestamp; the status says Terminating.
+
 import test from 'ava';
 import { silentLogger } from '../../src/lib/logger.ts';
 import type { Connector } from '../../src/operator/api/types.ts';
+import { reachedControlPlane } from '../../src/operator/api/types.ts';
 import { ControlPlaneConnections } from '../../src/operator/control-plane/connections.ts';
 import { finalizingStatus, releaseDeadline, releaseTarget } from '../../src/operator/reconciler.ts';
 
@@ -129,4 +131,13 @@ test('the release deadline counts from the deletionTimestamp; the status says Te
   t.regex(ready?.message ?? '', /doomed\.edge in ClusterControlPlane prod/);
   t.regex(ready?.message ?? '', /2026-01-01T00:05:00\.000Z, the finalizer is removed anyway/);
   t.regex(ready?.message ?? '', /last attempt: connect ECONNREFUSED/);
+});
+
+test('reached a control plane: a state it reported, or a token minted there before any state (the first pass)', (t) => {
+  // A Connector deleted after its first pass, when no release credential was left, was finalized as
+  // never having reached a control plane, while its minted token was live there.
+  t.false(reachedControlPlane(undefined));
+  t.false(reachedControlPlane({ phase: 'Pending', connectorId: 'prod.edge' }));
+  t.true(reachedControlPlane({ controlPlaneState: 'pending' }));
+  t.true(reachedControlPlane({ enrollment: { lastMintKey: 'enroll-uid-1', mintCount: 1 } }));
 });

@@ -117,6 +117,16 @@ export interface DefaultedSpec {
 }
 
 /** Default connector id: `<namespace>.<name>` (contract: Identifiers). */
+/**
+ * Whether the status says the connector reached its control plane: a state the control plane
+ * reported, or a token the operator minted there (the first pass registers and mints before any
+ * state is reported). Then its record may hold live tokens: the deletion must release it, and the
+ * CRD's transition rule on spec.controlPlaneRef (the same test, in CEL) keeps the reference fixed.
+ */
+export function reachedControlPlane(status: ConnectorStatus | undefined): boolean {
+  return status?.controlPlaneState !== undefined || status?.enrollment?.lastMintKey !== undefined;
+}
+
 export function defaultConnectorId(namespace: string, name: string): string {
   return `${namespace}.${name}`;
 }
