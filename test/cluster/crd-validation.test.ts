@@ -688,6 +688,13 @@ test('the operator refuses exactly what the API server refuses (defaultedSpec ag
       controlPlaneRef: { name },
     })),
     { ...validSpec(), controlPlane: {} },
+    // The largest tolerationSeconds the operator's numbers hold exactly, and the next one.
+    ...[Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER + 1].map((tolerationSeconds) => ({
+      ...validSpec(),
+      tolerations: [
+        { key: 'k', operator: 'Exists' as const, effect: 'NoExecute' as const, tolerationSeconds },
+      ],
+    })),
   ];
   const disagreements: string[] = [];
   for (const spec of variants) {
@@ -740,34 +747,83 @@ test('the wide Token Expiry column shows the live token expiry, not <invalid>', 
   t.is(cell('Last Heartbeat'), '<invalid>');
 });
 
+/**
+ * One request to the API server as the admin, its body sent as written: client-node would pass it
+ * through JSON.stringify, which rounds a number beyond 2^53 before the API server sees it.
+ */
+async function apiRequest(
+  method: string,
+  path: string,
+  headers: Record<string, string>,
+  body?: string,
+): Promise<{ status: number; body: string }> {
+  const { kc } = cluster();
+  const options: RequestOptions = {};
+  await kc.applyToHTTPSOptions(options);
+  const url = new URL(`${kc.getCurrentCluster()?.server}${path}`);
+  return new Promise((resolve, reject) => {
+    request(url, { ...options, method, headers: { ...(options.headers ?? {}), ...headers } }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => {
+        text += chunk;
+      });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+    })
+      .on('error', reject)
+      .end(body);
+  });
+}
+
+const collectionPath = () => `/apis/${GROUP}/${VERSION}/namespaces/${namespace}/${PLURAL}`;
+
 /** The object as the API server prints it for kubectl get (a meta.k8s.io Table). */
 async function tableOf(name: string): Promise<{
   columnDefinitions: Array<{ name: string }>;
   rows: Array<{ cells: unknown[] }>;
 }> {
-  const { kc } = cluster();
-  const options: RequestOptions = {};
-  await kc.applyToHTTPSOptions(options);
-  const url = new URL(
-    `${kc.getCurrentCluster()?.server}/apis/${GROUP}/${VERSION}/namespaces/${namespace}/${PLURAL}/${name}`,
-  );
-  const headers = { ...(options.headers ?? {}), Accept: 'application/json;as=Table;v=v1;g=meta.k8s.io' };
-  return new Promise((resolve, reject) => {
-    request(url, { ...options, headers }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (chunk: string) => {
-        body += chunk;
-      });
-      res.on('end', () => {
-        if (res.statusCode !== 200) reject(new Error(`HTTP ${res.statusCode}: ${body}`));
-        else resolve(JSON.parse(body));
-      });
-    })
-      .on('error', reject)
-      .end();
+  const answer = await apiRequest('GET', `${collectionPath()}/${name}`, {
+    Accept: 'application/json;as=Table;v=v1;g=meta.k8s.io',
   });
+  if (answer.status !== 200) throw new Error(`HTTP ${answer.status}: ${answer.body}`);
+  return JSON.parse(answer.body);
 }
+
+test('refuses a tolerationSeconds beyond 2^53-1, which the operator could only round into a StatefulSet no controller reads', async (t) => {
+  await setup();
+  // As a person writes it in YAML: int64's largest, which was admitted and reached the StatefulSet
+  // as -9223372036854775808. Written into the JSON text: JSON.stringify could not carry it.
+  const post = (seconds: string) => {
+    const name = uniqueName('toleration');
+    const spec = {
+      ...validSpec(),
+      tolerations: [{ key: 'dedicated', operator: 'Exists', effect: 'NoExecute', tolerationSeconds: 0 }],
+    };
+    const text = JSON.stringify({
+      apiVersion: `${GROUP}/${VERSION}`,
+      kind: 'Connector',
+      metadata: { name },
+      spec,
+    });
+    const body = text.replace('"tolerationSeconds":0', `"tolerationSeconds":${seconds}`);
+    return apiRequest('POST', collectionPath(), { 'Content-Type': 'application/json' }, body);
+  };
+  const refused = await post('9223372036854775807');
+  t.is(refused.status, 422, refused.body);
+  const { message } = JSON.parse(refused.body) as { message: string };
+  t.true(
+    message.includes(
+      'spec.tolerations[0].tolerationSeconds: Invalid value: 9223372036854775807: spec.tolerations[0].tolerationSeconds in body should be less than or equal to 9007199254740991',
+    ),
+    message,
+  );
+  t.is((await post('9007199254740992')).status, 422, 'one past the bound');
+  const edge = await post('9007199254740991');
+  t.is(edge.status, 201, edge.body);
+  const stored = JSON.parse(edge.body) as Connector;
+  t.is(stored.spec.tolerations?.[0]?.tolerationSeconds, Number.MAX_SAFE_INTEGER, 'read back exactly');
+  t.notThrows(() => defaultedSpec(stored), 'the operator takes what admission took');
+});
 
 test('the schema fills in its defaults and the sample manifest is accepted', async (t) => {
   const created = await create(validSpec());

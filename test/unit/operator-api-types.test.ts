@@ -153,6 +153,7 @@ test('defaultedSpec accepts each checked field at the edge Kubernetes allows', (
     { resources: { requests: { cpu: '50m', memory: 67108864 }, limits: { cpu: 1, 'example.com/gpu': '1' } } },
     { nodeSelector: { 'node.example.com/empty': '' } },
     { tolerations: [{ operator: 'Exists' }, { key: 'k', effect: 'NoExecute', tolerationSeconds: 1 }] },
+    { tolerations: [{ key: 'k', effect: 'NoExecute', tolerationSeconds: Number.MAX_SAFE_INTEGER }] },
     { priorityClassName: 'system-node-critical', serviceAccountName: 'vaultpam.connector' },
     { podLabels: { [`${'p'.repeat(253)}/${'n'.repeat(63)}`]: 'v'.repeat(63) } },
     { podAnnotations: { 'Example.COM/Owner': 'x'.repeat(4096), note: '' } },
@@ -217,6 +218,15 @@ test('defaultedSpec refuses what the CRD syntax rules refuse, naming the field',
     [
       { tolerations: [{ key: 'k', tolerationSeconds: 5 }] },
       'spec.tolerations[0]: tolerationSeconds needs effect NoExecute',
+    ],
+    [
+      // Stored before the CRD's maximum: 9223372036854775807, as JSON.parse reads it (rounded up).
+      {
+        tolerations: [
+          { key: 'k', effect: 'NoExecute', tolerationSeconds: JSON.parse('9223372036854775807') },
+        ],
+      },
+      'spec.tolerations[0].tolerationSeconds: is more than 9007199254740991',
     ],
     [
       { priorityClassName: 'High_Priority' },

@@ -220,7 +220,7 @@ export interface Toleration {
   value?: string;
   effect?: TaintEffect;
   /**
-   * For NoExecute, how long the pod stays bound after the taint appears.
+   * For NoExecute, how long the pod stays bound after the taint appears. At most 9007199254740991 (2^53-1), the largest whole number the operator's JSON numbers hold exactly: a larger one would be rounded into a StatefulSet that no controller can read.
    */
   tolerationSeconds?: number;
 }

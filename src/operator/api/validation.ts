@@ -255,6 +255,10 @@ function tolerationsProblem(tolerations: ConnectorSpec['tolerations']): SpecProb
     if (!isLabelValue(value)) return [`${field}.value`, `${quote(value)} is not ${LABEL_VALUE_RULE}`];
     if (toleration.tolerationSeconds !== undefined && toleration.effect !== 'NoExecute')
       return [field, 'tolerationSeconds needs effect NoExecute'];
+    // The CRD's maximum, for a Connector stored before it existed: a larger number is already
+    // rounded here, and copied into the StatefulSet it is one no controller can read.
+    if ((toleration.tolerationSeconds ?? 0) > Number.MAX_SAFE_INTEGER)
+      return [`${field}.tolerationSeconds`, `is more than ${Number.MAX_SAFE_INTEGER}`];
   }
   return undefined;
 }
