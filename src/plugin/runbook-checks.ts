@@ -5,11 +5,15 @@
 // The checks follow the runbook's "Quick checks" and "Identify the failure class" in order: is the
 // pod scheduled and running (the host up), can the operator reach the control plane, is the token
 // valid or retired, is durable storage intact and the claim the one the connector paired on, and
-// which failure class applies. The operator's own words (conditions, status.diagnosis) are quoted
-// where it already judged; the plugin adds what only it sees together (the claim's UID now, the
-// control plane asked from here).
+// which failure class applies; last, the operator's own verdict (Stalled, Ready), which can say
+// "stuck" while every runbook question has a good answer (an Online connector whose recovery
+// failed). The operator's own words (conditions, status.diagnosis) are quoted, cleaned, where it
+// already judged; the plugin adds what only it sees together (the claim's UID now, the control
+// plane asked from here).
 import type { Condition } from '../operator/api/types.ts';
 import { RECOVERY_STEPS } from '../operator/api/types.ts';
+import { EnrolledReasons, HealthyReasons, StalledReasons } from '../operator/conditions.ts';
+import { conditionMessage, conditionReason, describeCondition } from './condition-text.ts';
 import type { ConnectorFacts, PodFacts } from './connector-facts.ts';
 import { relativeTime } from './time-text.ts';
 
@@ -39,8 +43,6 @@ export interface DiagnoseReport {
 
 const condition = (facts: ConnectorFacts, type: string): Condition | undefined =>
   facts.connector.status?.conditions?.find((c) => c.type === type);
-
-const describeCondition = (c: Condition) => `${c.type}=${c.status} (${c.reason}): ${c.message}`;
 
 /** Recovery steps during which the workload is scaled to zero on purpose. */
 const SCALED_DOWN_STEPS = new Set(['ScalingDown', 'StorageReady', 'TokensRevoked', 'TokenMinted']);
@@ -158,7 +160,7 @@ function controlPlaneCheck(facts: ConnectorFacts): RunbookCheck {
     return {
       title,
       result: 'failed',
-      detail: `${which} is not Ready (${source.ready.reason}): ${source.ready.message}`,
+      detail: `${which} is not Ready (${conditionReason(source.ready)}): ${conditionMessage(source.ready)}`,
       nextStep: 'the operator makes no call to it until it is Ready; fix what its Ready condition names',
     };
   }
@@ -321,6 +323,55 @@ function failureClassCheck(facts: ConnectorFacts): RunbookCheck {
   };
 }
 
+/**
+ * The reasons Ready=False carries while the connector is on its way rather than stuck: no token
+ * minted yet, a token waiting for the agent, a recovery running. The checks above follow each; any
+ * other reason is something to fix.
+ */
+const READY_PROGRESS_REASONS: ReadonlySet<string> = new Set([
+  EnrolledReasons.AwaitingEnrollment,
+  EnrolledReasons.TokenMinted,
+  HealthyReasons.Recovering,
+]);
+
+/** Stalls a new guided recovery answers: the last one failed, or the policy waits for a person. */
+const RECOVERY_STALLS: ReadonlySet<string> = new Set([
+  StalledReasons.RecoveryFailed,
+  StalledReasons.RecoveryRequired,
+]);
+
+function operatorVerdictCheck(facts: ConnectorFacts): RunbookCheck {
+  const title = 'Operator not Stalled, Connector Ready';
+  const { namespace, name } = facts.connector.metadata;
+  const describe = `kubectl -n ${namespace} describe connector ${name}`;
+  const stalled = condition(facts, 'Stalled');
+  if (stalled?.status === 'True') {
+    return {
+      title,
+      result: 'failed',
+      detail: `${describeCondition(stalled)}; the operator makes no progress until that is changed`,
+      nextStep: RECOVERY_STALLS.has(stalled.reason)
+        ? `a guided recovery with a new request id: kubectl vaultpam recover ${name} -n ${namespace}`
+        : `change what the Stalled message names; ${describe} shows the operator's next pass`,
+    };
+  }
+  const ready = condition(facts, 'Ready');
+  if (!ready) {
+    return { title, result: 'warning', detail: 'the operator has not judged Ready yet (no Ready condition)' };
+  }
+  if (ready.status === 'True') return { title, result: 'ok', detail: describeCondition(ready) };
+  if (ready.status === 'False' && !READY_PROGRESS_REASONS.has(ready.reason)) {
+    return {
+      title,
+      result: 'failed',
+      detail: describeCondition(ready),
+      nextStep: `fix the condition Ready names; ${describe} shows them all`,
+    };
+  }
+  const why = ready.status === 'False' ? 'on its way, nothing to fix yet' : 'the operator cannot tell yet';
+  return { title, result: 'warning', detail: `${describeCondition(ready)}: ${why}` };
+}
+
 /** The runbook's checks for one Connector, and whether it is healthy. */
 export function runbookChecks(facts: ConnectorFacts): DiagnoseReport {
   const checks = [
@@ -329,6 +380,7 @@ export function runbookChecks(facts: ConnectorFacts): DiagnoseReport {
     tokenCheck(facts),
     storageCheck(facts),
     failureClassCheck(facts),
+    operatorVerdictCheck(facts),
   ];
   const phase = facts.connector.status?.phase ?? 'unknown';
   const healthy = phase === 'Online' && checks.every((c) => c.result !== 'failed');

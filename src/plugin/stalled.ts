@@ -2,7 +2,7 @@
 // `token` ask the operator's question ("would it act now?") with this one check, so neither starts
 // what the operator itself would hold (a recovery, a mint) while a person must fix something first.
 import type { Connector } from '../operator/api/types.ts';
-import { untrustedText } from '../operator/reconcile/untrusted-text.ts';
+import { conditionMessage, conditionReason } from './condition-text.ts';
 
 /** Stalls that hold every decision of the operator (a recovery too) until someone fixes them. */
 export const BLOCKING_STALLS: ReadonlySet<string> = new Set([
@@ -29,6 +29,5 @@ export function stalledRefusal(connector: Connector, check: StallCheck): string 
   const stalled = connector.status?.conditions?.find((c) => c.type === 'Stalled' && c.status === 'True');
   if (!stalled) return undefined;
   if (check.blockingOnly && !BLOCKING_STALLS.has(stalled.reason)) return undefined;
-  // The condition is cluster text: cleaned before it reaches a terminal.
-  return `the Connector is Stalled (${untrustedText(stalled.reason, 64)}): ${untrustedText(stalled.message)}; the operator ${check.meanwhile}`;
+  return `the Connector is Stalled (${conditionReason(stalled)}): ${conditionMessage(stalled)}; the operator ${check.meanwhile}`;
 }

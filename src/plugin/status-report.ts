@@ -3,10 +3,11 @@
 // objects and their state, the pod and its last termination, the control plane's view (state,
 // certificate expiry) and the last audit entries. Built as plain data first (what -o json and -o
 // yaml print), then as text. Text that came from the control plane or a pod is already cleaned
-// (untrusted-text) when it gets here; audit details are cleaned here.
+// (untrusted-text) when it gets here; audit details and condition messages are cleaned here.
 import { ADOPTED_BY_LABEL } from '../operator/api/constants.ts';
 import type { Connector, RecoveryStatus } from '../operator/api/types.ts';
 import { untrustedText } from '../operator/reconcile/untrusted-text.ts';
+import { conditionMessage, conditionReason } from './condition-text.ts';
 import type { ConnectorFacts, PodFacts } from './connector-facts.ts';
 import { indent, table } from './output.ts';
 import { age, relativeTime } from './time-text.ts';
@@ -239,9 +240,9 @@ export function statusReport(facts: ConnectorFacts): StatusReport {
     conditions: (status.conditions ?? []).map((c) => ({
       type: c.type,
       status: c.status,
-      reason: c.reason,
+      reason: conditionReason(c),
       age: age(c.lastTransitionTime, now),
-      message: c.message,
+      message: conditionMessage(c),
     })),
     ...(status.diagnosis ? { diagnosis: status.diagnosis } : {}),
     ...(status.recovery ? { recovery: status.recovery } : {}),

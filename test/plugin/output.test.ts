@@ -1,9 +1,9 @@
 // How the plugin prints: kubectl's ages and table layout, and the status table's columns.
 import test from 'ava';
 import { table } from '../../src/plugin/output.ts';
-import { summarize, summaryTable } from '../../src/plugin/status-report.ts';
+import { statusReport, summarize, summaryTable } from '../../src/plugin/status-report.ts';
 import { age, humanDuration, relativeTime } from '../../src/plugin/time-text.ts';
-import { connector, NOW, ONLINE_STATUS } from './facts-fixtures.ts';
+import { cond, connector, facts, NOW, ONLINE_STATUS } from './facts-fixtures.ts';
 
 test("ages read as kubectl's (apimachinery duration.HumanDuration)", (t) => {
   const s = 1000;
@@ -79,4 +79,17 @@ test('the status table: phase, mode, heartbeat, token expiry, diagnosis, recover
   const wide = summaryTable(rows, NOW, { allNamespaces: true, wide: true }).split('\n');
   t.regex(wide[0] ?? '', /^NAMESPACE\s+NAME\s+.*AGE\s+CONNECTOR ID\s+CONTROL PLANE\s+READY$/);
   t.regex(wide[1] ?? '', /^team-a\s+edge\s+.*team-a\.edge\s+default\s+True$/);
+});
+
+test("the full report quotes a condition's message cleaned: no escape sequence, no forged line", (t) => {
+  const ESC = '\u001b';
+  const report = statusReport(
+    facts(
+      connector({
+        ...ONLINE_STATUS,
+        conditions: [cond('Stalled', 'True', 'RecoveryFailed', `failed ${ESC}[2J\nforged: line`)],
+      }),
+    ),
+  );
+  t.like(report.conditions[0], { reason: 'RecoveryFailed', message: 'failed forged: line' });
 });

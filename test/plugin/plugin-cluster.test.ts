@@ -220,7 +220,7 @@ test.serial('healthy: status lists it, reports it whole, diagnose exits 0', asyn
   });
   t.is(diagnose.code, 0, diagnose.stdout + diagnose.stderr);
   t.regex(diagnose.stdout, /Healthy: Online, and every check passed\./);
-  t.is((diagnose.stdout.match(/^\[ok\]/gm) ?? []).length, 5, diagnose.stdout);
+  t.is((diagnose.stdout.match(/^\[ok\]/gm) ?? []).length, 6, diagnose.stdout);
 
   const refused = await plugin(['recover', 'healthy', '-n', namespace]);
   t.is(refused.code, 1);
@@ -261,7 +261,7 @@ test.serial(
     t.is(diagnose.code, 1, diagnose.stdout);
     t.regex(diagnose.stdout, /\[FAILED\] 5\. Failure class\n\s+Reconnect: /);
     t.regex(diagnose.stdout, /\[ok\] {5}4\. Durable storage intact/);
-    t.regex(diagnose.stdout, /Not healthy: phase Offline\. Next step: /);
+    t.regex(diagnose.stdout, /Not healthy: phase Offline, \d+ check\(s\) failed\. Next step: /);
 
     const json = await plugin(['diagnose', 'offline', '-n', namespace, '-o', 'json']);
     t.is(json.code, 1);

@@ -3,6 +3,7 @@
 // is healthy (the exit code scripts rely on).
 import test from 'ava';
 import type { ConnectorStatus } from '../../src/operator/api/types.ts';
+import { diagnoseText } from '../../src/plugin/commands/diagnose.ts';
 import { type RunbookCheck, runbookChecks } from '../../src/plugin/runbook-checks.ts';
 import { cond, connector, facts, NOW, ONLINE_STATUS, runningPod } from './facts-fixtures.ts';
 
@@ -23,6 +24,7 @@ test('Online with a running pod, a reachable control plane, retired bootstrap an
       ['Enrollment token valid, or retired', 'ok'],
       ['Durable storage intact, the same claim as at pairing', 'ok'],
       ['Failure class', 'ok'],
+      ['Operator not Stalled, Connector Ready', 'ok'],
     ],
   );
   t.is(report.nextStep, undefined);
@@ -241,4 +243,65 @@ test('storage: emptyDir by choice warns, an emptyDir under a durable spec fails'
   t.is(check(emptyDir.checks, /storage/).result, 'failed');
   t.false(emptyDir.healthy);
   t.is(NOW.toISOString(), '2026-03-01T12:00:00.000Z');
+});
+
+test('Online but Stalled after a failed recovery: not healthy, the verdict check names the reason and the cleaned message', (t) => {
+  const ESC = '\u001b';
+  const message = `recovery r1 failed: ${ESC}[31mValidatingRestart timed out${ESC}[0m\nforged: line; set a new spec.recovery.requestId`;
+  const status: ConnectorStatus = {
+    ...ONLINE_STATUS,
+    recovery: { requestId: 'r1', step: 'Failed', outcome: 'Failed' },
+    conditions: [
+      cond('Ready', 'False', 'RecoveryFailed', `Stalled: ${message}`),
+      cond('Stalled', 'True', 'RecoveryFailed', message),
+      ...(ONLINE_STATUS.conditions ?? []).slice(1),
+    ],
+  };
+  const report = runbookChecks(facts(connector(status)));
+  t.false(report.healthy, 'diagnose exits 1 (EXIT.no), as for any failed check');
+  const verdict = check(report.checks, /Stalled/);
+  t.is(verdict.result, 'failed');
+  t.is(
+    verdict.detail,
+    'Stalled=True (RecoveryFailed): recovery r1 failed: ValidatingRestart timed out forged: line; set a new spec.recovery.requestId; the operator makes no progress until that is changed',
+  );
+  t.is(verdict.nextStep, 'a guided recovery with a new request id: kubectl vaultpam recover edge -n team-a');
+  t.is(report.nextStep, verdict.nextStep);
+  t.deepEqual(
+    report.checks.filter((c) => c.result === 'failed').map((c) => c.title),
+    ['Operator not Stalled, Connector Ready'],
+    'every runbook question has a good answer; only the operator says it is stuck',
+  );
+  const text = diagnoseText(report);
+  t.notRegex(text, /Healthy: Online, and every check passed/);
+  t.regex(text, /\[FAILED\] 6\. Operator not Stalled, Connector Ready\n/);
+  t.regex(text, /^Not healthy: phase Online, 1 check\(s\) failed\. Next step: a guided recovery/m);
+  t.false(text.includes(ESC), 'no escape sequence reaches the terminal');
+  t.false(/\nforged/.test(text), 'a newline in the message forges no line');
+});
+
+test('Ready=False: a fault fails the verdict check, progress (a token waiting, a recovery running) only warns', (t) => {
+  const ready = (status: 'False' | 'Unknown', reason: string) =>
+    check(
+      runbookChecks(
+        facts(
+          connector({
+            ...ONLINE_STATUS,
+            conditions: [cond('Ready', status, reason), ...(ONLINE_STATUS.conditions ?? []).slice(1)],
+          }),
+        ),
+      ).checks,
+      /Stalled/,
+    );
+  const unhealthy = ready('False', 'PathUnhealthy');
+  t.is(unhealthy.result, 'failed');
+  t.is(unhealthy.detail, 'Ready=False (PathUnhealthy): Ready PathUnhealthy');
+  t.regex(unhealthy.nextStep ?? '', /kubectl -n team-a describe connector edge/);
+  for (const reason of ['TokenMinted', 'AwaitingEnrollment', 'Recovering']) {
+    t.is(ready('False', reason).result, 'warning', reason);
+  }
+  t.is(ready('Unknown', 'NeverConnected').result, 'warning');
+  t.regex(ready('Unknown', 'NeverConnected').detail, /the operator cannot tell yet/);
+  const unjudged = runbookChecks(facts(connector({ ...ONLINE_STATUS, conditions: [] })));
+  t.is(check(unjudged.checks, /Stalled/).result, 'warning');
 });

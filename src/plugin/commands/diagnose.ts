@@ -21,7 +21,12 @@ export function diagnoseText(report: DiagnoseReport): string {
   if (report.healthy) {
     out.push('Healthy: Online, and every check passed.');
   } else {
-    out.push(`Not healthy: phase ${report.phase}.${report.nextStep ? ` Next step: ${report.nextStep}` : ''}`);
+    // An Online connector can be unhealthy (Stalled after a failed recovery): the count says why.
+    const failed = report.checks.filter((check) => check.result === 'failed').length;
+    const counted = failed > 0 ? `, ${failed} check(s) failed` : '';
+    out.push(
+      `Not healthy: phase ${report.phase}${counted}.${report.nextStep ? ` Next step: ${report.nextStep}` : ''}`,
+    );
   }
   return `${out.join('\n')}\n`;
 }
