@@ -109,6 +109,23 @@ export function commandLineProblem(error: unknown, specs: FlagSpecs = {}): strin
   return text.split('\n')[0] ?? text;
 }
 
+/**
+ * `-n=team-a` as kubectl reads it (pflag: the value after a one-letter flag's '='), written the long
+ * way for parseArgs, which would read `-n=team-a` as the value "=team-a". Arguments after `--` are
+ * left alone: they are not flags.
+ */
+function withShortValues(argv: readonly string[], specs: FlagSpecs): string[] {
+  const longOf = new Map(
+    Object.entries(specs).flatMap(([name, spec]) => (spec.short ? [[spec.short, name] as const] : [])),
+  );
+  const end = argv.indexOf('--');
+  return argv.map((arg, index) => {
+    const short = /^-([A-Za-z])=/.exec(arg)?.[1];
+    const name = short === undefined || (end !== -1 && index > end) ? undefined : longOf.get(short);
+    return name === undefined ? arg : `--${name}${arg.slice(2)}`;
+  });
+}
+
 function commaList(values: readonly string[]): string[] {
   return values
     .flatMap((value) => value.split(','))
@@ -119,6 +136,7 @@ function commaList(values: readonly string[]): string[] {
 /**
  * Parses argv against specs. Flags win over environment variables, which win over defaults. A bad
  * command line (an unknown flag, a flag without its value) is INVALID_FLAGS, one line naming the flag.
+ * A one-letter alias takes its value as kubectl's do: `-n team-a`, `-nteam-a` or `-n=team-a`.
  */
 export function parseFlags(
   argv: string[],
@@ -130,7 +148,7 @@ export function parseFlags(
   let parsed: ReturnType<typeof parseArgs>;
   try {
     parsed = parseArgs({
-      args: argv,
+      args: withShortValues(argv, specs),
       options: optionsOf(specs, allowPositionals),
       strict: true,
       allowPositionals,
@@ -167,7 +185,7 @@ export function bestEffortFlagValue(
   env: NodeJS.ProcessEnv,
 ): string | undefined {
   const { values } = parseArgs({
-    args: argv,
+    args: withShortValues(argv, specs),
     options: optionsOf(specs),
     strict: false,
     allowPositionals: true,

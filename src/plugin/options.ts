@@ -9,6 +9,7 @@ import { type FlagSpecs, flagError, parseFlags } from '../lib/cli.ts';
 import { parseDurationField } from '../lib/duration.ts';
 import { isCodedError } from '../lib/errors.ts';
 import { RECOVERY_REQUEST_ID_PATTERN } from '../operator/api/constants.ts';
+import { isDnsLabel } from '../operator/api/validation.ts';
 import { untrustedText } from '../operator/reconcile/untrusted-text.ts';
 
 /**
@@ -146,6 +147,18 @@ function credentialSecretFlag(value: string | undefined): DefaultControlPlaneFla
   return { namespace, name, key: key || 'credential' };
 }
 
+/**
+ * A namespace flag's value, given or not. It goes into the API paths the plugin asks
+ * (/namespaces/<ns>/...), so only a namespace name passes: "vaultpam/x" would ask about another
+ * path, and an empty value (`-n "$NS"` with NS unset) would quietly mean the default namespace.
+ */
+function namespaceFlag(value: string | undefined, flag: string): string | undefined {
+  if (value === undefined || isDnsLabel(value)) return value;
+  throw flagError(
+    `${flag}: "${typed(value)}" is not a namespace name: a namespace name is a DNS label (RFC 1123), at most 63 lower-case letters, digits and '-', starting and ending with a letter or digit, e.g. team-a`,
+  );
+}
+
 function wholeNumber(value: string | undefined, flag: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 1)
@@ -183,6 +196,11 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv): Parsed
   const parsed = cleanedFlags(() => parseFlags(argv, flagsOf(command), env, { allowPositionals: true }));
   if (parsed.help) return { help: true, command };
   const v = parsed.values;
+  const namespace = namespaceFlag(v.namespace, '-n/--namespace');
+  const operatorNamespace = namespaceFlag(
+    v['operator-namespace'],
+    '--operator-namespace (env VAULTPAM_OPERATOR_NAMESPACE)',
+  );
   const name = objects[0];
   if (objects.length > 1) {
     throw flagError(
@@ -224,10 +242,10 @@ export function parseCommandLine(argv: string[], env: NodeJS.ProcessEnv): Parsed
       ...(name !== undefined ? { name } : {}),
       ...(v.kubeconfig ? { kubeconfig: v.kubeconfig } : {}),
       ...(v.context ? { context: v.context } : {}),
-      ...(v.namespace ? { namespace: v.namespace } : {}),
+      ...(namespace !== undefined ? { namespace } : {}),
       allNamespaces,
       output,
-      operatorNamespace: v['operator-namespace'] ?? 'vaultpam-system',
+      operatorNamespace: operatorNamespace ?? 'vaultpam-system',
       defaultControlPlane: {
         ...(url ? { url } : {}),
         ...(v['control-plane-ca-file'] ? { caFile: v['control-plane-ca-file'] } : {}),

@@ -7,7 +7,7 @@ import { reportCommand, tokenSecretNote } from '../../src/plugin/commands/report
 import { statusCommand } from '../../src/plugin/commands/status.ts';
 import { type CommandContext, EXIT } from '../../src/plugin/context.ts';
 import type { KubeApi } from '../../src/plugin/kube-api.ts';
-import { errorLine, exitCodeOf } from '../../src/plugin/main.ts';
+import { errorLine, exitCodeOf, runPlugin } from '../../src/plugin/main.ts';
 import { parseCommandLine } from '../../src/plugin/options.ts';
 import { redactBundleText } from '../../src/plugin/redaction.ts';
 import { connector, NOW, ONLINE_STATUS } from './facts-fixtures.ts';
@@ -67,6 +67,8 @@ test('what the person typed is cleaned of terminal escapes before an error quote
     ['status', '--control-plane-url', `http://x${ESC}[31m`],
     ['status', 'a', `b${ESC}[31m`],
     ['recover', 'edge', '--timeout', `9${ESC}[31mq`],
+    ['status', '-n', `x${ESC}[31mred`],
+    ['status', `--namespace=x${ESC}]0;owned${String.fromCharCode(7)}`],
   ]) {
     const { message, line, code } = problem(argv);
     t.is(code, EXIT.usage, argv.join(' '));
@@ -78,6 +80,10 @@ test('what the person typed is cleaned of terminal escapes before an error quote
     );
   }
   t.regex(problem(['recover', 'edge', '--request-id', `id${ESC}[31m`]).message, /--request-id: "id" must be/);
+  t.regex(
+    problem(['status', '-n', `x${ESC}[31mred`]).line,
+    /^error: -n\/--namespace: "xred" is not a namespace name: a namespace name is a DNS label/,
+  );
   // The last gate: whatever an error says (a name echoed by the API server too) leaves as one line.
   t.is(
     errorLine(new Error(`Connector ns/a${ESC}[31mb\nforged: line`)),
@@ -110,4 +116,23 @@ test('report README: "never collected" for a live token Secret, else that there 
   for (const note of [live.live ? `${live.what} (${live.why})` : '', retired.live ? '' : retired.line]) {
     t.is(redactBundleText(note, []), note);
   }
+});
+
+test('a namespace that is no namespace name: exit 2 and one clean line on stderr, before any cluster is asked', async (t) => {
+  const stdout: string[] = [];
+  const stderr: string[] = [];
+  const code = await runPlugin(['status', '-n', `vaultpam/x${ESC}[31mred`], {
+    stdout: { write: (text) => stdout.push(text) },
+    stderr: { write: (text) => stderr.push(text) },
+    // No kubeconfig anywhere: the command line is refused before one is looked for.
+    env: { KUBECONFIG: '/nonexistent/kubeconfig' },
+    program: 'kubectl vaultpam',
+    now: () => NOW,
+  });
+  t.is(code, EXIT.usage);
+  t.deepEqual(stdout, []);
+  t.is(
+    stderr.join(''),
+    `error: -n/--namespace: "vaultpam/xred" is not a namespace name: a namespace name is a DNS label (RFC 1123), at most 63 lower-case letters, digits and '-', starting and ending with a letter or digit, e.g. team-a\n`,
+  );
 });

@@ -147,3 +147,36 @@ test('bad input is refused with a message that names the flag or argument and th
   );
   t.regex(problemOf(['status', '-n']), /^--namespace has no value/);
 });
+
+test("one-letter flags take '=value' as kubectl does: -n=team-a is team-a, for every short flag", (t) => {
+  t.like(options(['status', '-n=team-a']), { namespace: 'team-a' });
+  t.like(options(['status', '--namespace=team-a']), { namespace: 'team-a' });
+  t.like(options(['-n=team-a', 'diagnose', 'edge', '-o=json']), {
+    command: 'diagnose',
+    namespace: 'team-a',
+    output: 'json',
+  });
+  t.like(options(['report', 'edge', '-f=/tmp/out.tar.gz']), { file: '/tmp/out.tar.gz' });
+  t.like(options(['status', '-nteam-a']), { namespace: 'team-a' }, 'the glued form, unchanged');
+  t.regex(problemOf(['status', '-A=true']), /^--all-namespaces takes no value/);
+  // After `--` nothing is a flag: the argument stays the object it is.
+  t.like(options(['status', '--', '-n=x']), { name: '-n=x', namespace: undefined });
+});
+
+test('a namespace that is not a DNS label is refused in one line naming the flag and what a namespace name is', (t) => {
+  const rule =
+    "is not a namespace name: a namespace name is a DNS label \\(RFC 1123\\), at most 63 lower-case letters, digits and '-', starting and ending with a letter or digit, e.g. team-a$";
+  t.regex(problemOf(['status', '-n', 'vaultpam/x']), new RegExp(`^-n/--namespace: "vaultpam/x" ${rule}`));
+  t.regex(problemOf(['status', '-n=vaultpam/x']), new RegExp(`^-n/--namespace: "vaultpam/x" ${rule}`));
+  t.regex(
+    problemOf(['status', '--namespace', 'Team-A']),
+    /^-n\/--namespace: "Team-A" is not a namespace name/,
+  );
+  t.regex(problemOf(['status', '-n', 'n'.repeat(64)]), /^-n\/--namespace: "n{64}" is not a namespace name/);
+  t.regex(problemOf(['status', '--namespace=']), /^-n\/--namespace: "" is not a namespace name/);
+  t.like(options(['status', '-n', 'n'.repeat(63)]), { namespace: 'n'.repeat(63) });
+  t.regex(
+    problemOf(['status'], { VAULTPAM_OPERATOR_NAMESPACE: 'ops/x' }),
+    /^--operator-namespace \(env VAULTPAM_OPERATOR_NAMESPACE\): "ops\/x" is not a namespace name/,
+  );
+});

@@ -1,8 +1,8 @@
 // src/plugin may import src/operator (docs/architecture.md, the layering table says why), but only
-// its pure modules: the Connector's and ControlPlane's types and names, the condition reasons, the
-// admin client, the mint-key scheme, the cleaning of text from elsewhere. None that starts
-// informers, leader election, a work queue or writes: the plugin acts with the person's rights,
-// never the operator's.
+// its pure modules: the Connector's and ControlPlane's types and names, the syntax of Kubernetes
+// names, the condition reasons, the admin client, the mint-key scheme, the cleaning of text from
+// elsewhere. None that starts informers, leader election, a work queue or writes: the plugin acts
+// with the person's rights, never the operator's.
 import { readdirSync, readFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import test from 'ava';
@@ -13,6 +13,7 @@ const ALLOWED = new Set([
   'src/operator/api/constants.ts',
   'src/operator/api/control-planes.ts',
   'src/operator/api/types.ts',
+  'src/operator/api/validation.ts',
   'src/operator/conditions.ts',
   'src/operator/control-plane/admin-client.ts',
   'src/operator/control-plane/check.ts',
