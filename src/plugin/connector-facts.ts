@@ -3,7 +3,6 @@
 // claim, ConfigMap, Events, and the control plane's view (its record and the audit tail) when the
 // person may ask it. Each read that fails says why in place of its answer; none stops the others.
 import type { V1Deployment, V1Pod, V1StatefulSet } from '@kubernetes/client-node';
-import { errorMessage } from '../lib/errors.ts';
 import { selectorLabels } from '../operator/api/constants.ts';
 import { type Connector, defaultedSpec } from '../operator/api/types.ts';
 import type { AuditEntry, Connector as RecordJson } from '../operator/control-plane/admin-client.ts';
@@ -15,6 +14,7 @@ import {
   type ControlPlaneAccess,
   type ControlPlaneSource,
   controlPlaneAccess,
+  controlPlaneOutcome,
 } from './control-plane-access.ts';
 import { type EventRecord, type KubeApi, type Readable, readable } from './kube-api.ts';
 import type { DefaultControlPlaneFlags } from './options.ts';
@@ -47,8 +47,10 @@ export interface PodFacts {
 
 export interface ControlPlaneView {
   source: ControlPlaneSource;
-  /** Why the control plane was not asked, or why it did not answer. */
+  /** Why the control plane was not asked (no URL, a credential the person may not read, ...). */
   unavailable?: string;
+  /** Asked, and no record came back: what it answered, or that it did not answer. */
+  askFailed?: string;
   record?: RecordJson;
   /** The connector's newest audit entries, oldest first. */
   audit?: AuditEntry[];
@@ -170,14 +172,13 @@ export async function auditTail(
   return tail;
 }
 
-/** What the control plane says of the connector, or why it was not asked or did not answer. */
-async function viewOf(
+/** What the control plane says of the connector, or why it was not asked, or what it answered instead. */
+export async function controlPlaneView(
   access: ControlPlaneAccess,
   connectorId: string,
   auditCount: number,
 ): Promise<ControlPlaneView> {
   if ('unavailable' in access) return { source: access.source, unavailable: access.unavailable };
-  const scrub = (text: string) => untrustedText(text.replaceAll(access.credential, '[REDACTED]'));
   try {
     const record = await access.client.getConnector(connectorId);
     const audit = await auditTail(access.client, connectorId, auditCount).catch(() => undefined);
@@ -185,7 +186,7 @@ async function viewOf(
   } catch (error) {
     return {
       source: access.source,
-      unavailable: `the control plane did not answer: ${scrub(errorMessage(error))}`,
+      askFailed: `the control plane ${controlPlaneOutcome(error, access.credential)}`,
     };
   } finally {
     access.client.close();
@@ -219,7 +220,7 @@ export async function gatherFacts(input: GatherInput): Promise<ConnectorFacts> {
         { kind: 'Pod', name: childNames(name).pod },
       ]),
     ),
-    viewOf(access, connectorId, input.auditCount ?? AUDIT_TAIL),
+    controlPlaneView(access, connectorId, input.auditCount ?? AUDIT_TAIL),
   ]);
   const facts: ConnectorFacts = {
     connector,

@@ -5,12 +5,13 @@
 // only what they may. When they may not read it, the answer says so and the caller goes on with
 // what the cluster shows.
 import { readFile } from 'node:fs/promises';
-import { errorMessage } from '../lib/errors.ts';
+import { errorMessage, isCodedError } from '../lib/errors.ts';
 import { CLUSTER_CONTROL_PLANE, CONTROL_PLANE } from '../operator/api/constants.ts';
 import { type DefaultedControlPlaneSpec, defaultedControlPlaneSpec } from '../operator/api/control-planes.ts';
 import type { Condition, Connector } from '../operator/api/types.ts';
-import { ControlPlaneAdminClient } from '../operator/control-plane/admin-client.ts';
+import { ControlPlaneAdminClient, ControlPlaneAnswerError } from '../operator/control-plane/admin-client.ts';
 import { caBundleProblem } from '../operator/control-plane/check.ts';
+import { untrustedCode, untrustedText } from '../operator/reconcile/untrusted-text.ts';
 import { decodeCredential } from '../operator/runtime/credential.ts';
 import { type KubeApi, readable } from './kube-api.ts';
 import type { DefaultControlPlaneFlags } from './options.ts';
@@ -164,4 +165,28 @@ export async function controlPlaneAccess(input: AccessInput): Promise<ControlPla
     timeoutMs: 10_000,
   });
   return { source, client, credential: credential.credential };
+}
+
+/**
+ * What the control plane did with a call that brought nothing back, to follow "the control plane":
+ * "answered HTTP 404 CONNECTOR_NOT_FOUND: <its message>" when it answered with an error, "did not
+ * answer: <why>" when no answer came (connection refused, TLS, timeout). The two call for different
+ * fixes (the request or the record, against the network or the server), so they are never worded
+ * alike. The server's words are cleaned and the credential redacted wherever it appears (a proxy's
+ * error page may echo the request).
+ */
+export function controlPlaneOutcome(error: unknown, credential: string): string {
+  const scrub = (text: string) =>
+    untrustedText(credential ? text.replaceAll(credential, '[REDACTED]') : text);
+  if (error instanceof ControlPlaneAnswerError) {
+    const status = error.httpStatus;
+    const code = untrustedCode(error.code);
+    const said = scrub(error.message);
+    // A body that was not the contract's error JSON gives only the status: said once.
+    const named = code === `HTTP_${status}` ? '' : ` ${code}`;
+    const message = said === '' || said === `HTTP ${status}` ? '' : `: ${said}`;
+    return `answered HTTP ${status}${named}${message}`;
+  }
+  if (isCodedError(error, 'CONTROL_PLANE_UNREACHABLE')) return `did not answer: ${scrub(error.message)}`;
+  return `was asked, and its answer could not be read: ${scrub(errorMessage(error))}`;
 }

@@ -146,7 +146,9 @@ function controlPlaneCheck(facts: ConnectorFacts): RunbookCheck {
       : `${source.kind} ${source.name}${source.url ? ` (${source.url})` : ''}`;
   const fromHere = view.record
     ? `; asked from here too: state ${view.record.state}`
-    : `; not asked from here: ${view.unavailable}`;
+    : view.askFailed
+      ? `; asked from here: ${view.askFailed}`
+      : `; not asked from here: ${view.unavailable}`;
   const stalled = condition(facts, 'Stalled');
   if (stalled && /^ControlPlane/.test(stalled.reason)) {
     return {

@@ -142,6 +142,8 @@ export interface StatusReport {
     ready?: string;
     /** Why its view is missing. */
     notAsked?: string;
+    /** Asked, and no record came back: what it answered, or that it did not answer. */
+    askFailed?: string;
     state?: string;
     bootstrapRetired?: boolean;
     lastHeartbeatAt?: string | null;
@@ -266,6 +268,7 @@ export function statusReport(facts: ConnectorFacts): StatusReport {
       ...(source.url ? { url: source.url } : {}),
       ...(source.ready ? { ready: `${source.ready.status} (${source.ready.reason})` } : {}),
       ...(view.unavailable ? { notAsked: view.unavailable } : {}),
+      ...(view.askFailed ? { askFailed: view.askFailed } : {}),
       ...(record
         ? {
             state: record.state,
@@ -396,6 +399,8 @@ export function statusReportText(report: StatusReport, now: Date): string {
   ];
   if (cp.notAsked) {
     cpLines.push(line('Not asked', cp.notAsked));
+  } else if (cp.askFailed) {
+    cpLines.push(line('Asked', cp.askFailed));
   } else {
     cpLines.push(
       line('State', cp.state ?? '<none>'),
@@ -422,7 +427,9 @@ export function statusReportText(report: StatusReport, now: Date): string {
           )
         : cp.notAsked
           ? 'not asked (see above)'
-          : 'none',
+          : cp.askFailed
+            ? 'none read (see above)'
+            : 'none',
     ),
   );
   return `${out.join('\n')}\n`;

@@ -2,13 +2,12 @@
 // GitOps does (spec.recovery.requestId), then follows status.recovery step by step through a watch
 // on the Connector, and prints the evidence at the end. The operator does the recovery; this only
 // asks and watches, so stopping it (Ctrl-C, --timeout) stops the watching, not the recovery.
-import { errorMessage } from '../../lib/errors.ts';
 import { type Connector, RECOVERY_STEPS, type RecoveryStatus } from '../../operator/api/types.ts';
 import { untrustedText } from '../../operator/reconcile/untrusted-text.ts';
 import { httpStatusOf } from '../../operator/runtime/api-errors.ts';
 import { connectorIdOf } from '../connector-facts.ts';
 import { apiFailure, type CommandContext, EXIT, readConnector, refusal } from '../context.ts';
-import { controlPlaneAccess } from '../control-plane-access.ts';
+import { controlPlaneAccess, controlPlaneOutcome } from '../control-plane-access.ts';
 import type { EventRecord } from '../kube-api.ts';
 import { indent, serialize, table } from '../output.ts';
 import { defaultRequestId, recoveryRefusal } from '../recovery-request.ts';
@@ -101,12 +100,12 @@ async function dryRun(ctx: CommandContext, connector: Connector, requestId: stri
         `- the control plane would begin it (its dry run answered: state ${untrustedText(check.state, 64)})`,
       );
     } catch (error) {
-      const said = untrustedText(errorMessage(error).replaceAll(access.credential, '[REDACTED]'));
-      const code = (error as { code?: unknown }).code;
       // A never-paired connector whose identity the control plane refuses is recovered without its
       // begin (the operator skips Checking for it), so that refusal is not the end.
       allowed = connector.status?.controlPlaneState === 'pending';
-      out.push(`- the control plane's dry run refused it: ${String(code)}: ${said}`);
+      out.push(
+        `- the control plane, asked for its dry run, ${controlPlaneOutcome(error, access.credential)}`,
+      );
     }
     access.client.close();
   }

@@ -232,7 +232,7 @@ export async function reportCommand(ctx: CommandContext): Promise<number> {
     out.add('control-plane/record.json', `${JSON.stringify(view.record, null, 2)}\n`);
     out.add('control-plane/audit.json', `${JSON.stringify(view.audit ?? [], null, 2)}\n`);
   } else {
-    out.missing("the control plane's record and audit", view.unavailable ?? 'not asked');
+    out.missing("the control plane's record and audit", view.unavailable ?? view.askFailed ?? 'not asked');
   }
   const readme = [
     `VaultPAM connector report: Connector ${ctx.namespace}/${name} (connector id ${facts.connectorId})`,

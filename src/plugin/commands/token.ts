@@ -15,7 +15,7 @@ import { enrollmentMintKey } from '../../operator/reconcile/enrollment.ts';
 import { recoveryUnderway } from '../../operator/reconcile/recovery-stages.ts';
 import { untrustedText } from '../../operator/reconcile/untrusted-text.ts';
 import { type CommandContext, EXIT, readConnector, refusal } from '../context.ts';
-import { controlPlaneAccess } from '../control-plane-access.ts';
+import { controlPlaneAccess, controlPlaneOutcome } from '../control-plane-access.ts';
 import { serialize } from '../output.ts';
 import { stalledRefusal } from '../stalled.ts';
 import { relativeTime } from '../time-text.ts';
@@ -143,7 +143,6 @@ export async function tokenCommand(ctx: CommandContext): Promise<number> {
     throw new CodedError('CONTROL_PLANE_UNAVAILABLE', `no token: ${access.unavailable}`);
   }
   const { client, credential } = access;
-  const scrub = (text: string) => untrustedText(text.replaceAll(credential, '[REDACTED]'));
   try {
     const connectorId = spec.connector.id;
     let record: RecordJson;
@@ -157,7 +156,7 @@ export async function tokenCommand(ctx: CommandContext): Promise<number> {
       }
       throw new CodedError(
         'CONTROL_PLANE_UNAVAILABLE',
-        `the control plane did not answer: ${scrub(errorMessage(error))}`,
+        `the control plane ${controlPlaneOutcome(error, credential)}`,
       );
     }
     const refused = tokenRefusal(connector, record, io.program);
@@ -191,7 +190,7 @@ export async function tokenCommand(ctx: CommandContext): Promise<number> {
         if (isCodedError(error) && error.code === 'IDEMPOTENCY_KEY_CONSUMED') continue;
         throw new CodedError(
           'CONTROL_PLANE_UNAVAILABLE',
-          `the control plane refused the mint: ${String(error instanceof CodedError ? error.code : '')} ${scrub(errorMessage(error))}`,
+          `no token minted: the control plane ${controlPlaneOutcome(error, credential)}`,
         );
       }
     }

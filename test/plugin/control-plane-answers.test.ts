@@ -1,0 +1,92 @@
+// What the plugin says when it asked the control plane and no record came back: an error answer is
+// "answered HTTP <status> <code>: <message>", cleaned, and no answer at all (a connection refused,
+// a timeout) is "did not answer": the two call for different fixes, so they never read alike. The
+// admin client is the real one, with its transport replaced by a scripted control plane.
+import test from 'ava';
+import { ControlPlaneAdminClient, type HttpResponse } from '../../src/operator/control-plane/admin-client.ts';
+import { controlPlaneView } from '../../src/plugin/connector-facts.ts';
+import type { ControlPlaneSource } from '../../src/plugin/control-plane-access.ts';
+import { runbookChecks } from '../../src/plugin/runbook-checks.ts';
+import { statusReport, statusReportText } from '../../src/plugin/status-report.ts';
+import { connector, facts, NOW, ONLINE_STATUS } from './facts-fixtures.ts';
+
+const ESC = '\u001b';
+const CREDENTIAL = 'vpa_admin_credential_0123456789';
+const source: ControlPlaneSource = { kind: 'ControlPlane', name: 'team-a/vaultpam', url: 'https://cp' };
+
+/** The view of connector team-a.edge from a control plane that answers (or fails) as `answer` says. */
+async function viewWhen(answer: () => Promise<HttpResponse>) {
+  const client = new ControlPlaneAdminClient({
+    url: 'https://cp',
+    caPem: '',
+    credential: CREDENTIAL,
+    fetch: answer,
+  });
+  return controlPlaneView({ source, client, credential: CREDENTIAL }, 'team-a.edge', 20);
+}
+
+const errorBody = (code: string, message: string) => JSON.stringify({ error: { code, message } });
+
+test('an error answer is said as one: HTTP status, code and the cleaned message', async (t) => {
+  const notFound = await viewWhen(async () => ({
+    status: 404,
+    body: errorBody('CONNECTOR_NOT_FOUND', `no connector team-a.edge${ESC}[31m\nforged: line`),
+  }));
+  t.is(notFound.record, undefined);
+  t.is(notFound.unavailable, undefined, 'it was asked');
+  t.is(
+    notFound.askFailed,
+    'the control plane answered HTTP 404 CONNECTOR_NOT_FOUND: no connector team-a.edge forged: line',
+  );
+  const badRequest = await viewWhen(async () => ({ status: 400, body: 'Bad Request' }));
+  t.is(
+    badRequest.askFailed,
+    'the control plane answered HTTP 400',
+    'a body that is no error JSON: the status',
+  );
+  const echoed = await viewWhen(async () => ({
+    status: 400,
+    body: errorBody('INVALID_REQUEST', `refused Authorization: Bearer ${CREDENTIAL}`),
+  }));
+  t.false(echoed.askFailed?.includes(CREDENTIAL), echoed.askFailed);
+  t.regex(echoed.askFailed ?? '', /^the control plane answered HTTP 400 INVALID_REQUEST: refused /);
+});
+
+test('no answer (a connection refused, a timeout) is "did not answer"', async (t) => {
+  const refused = await viewWhen(async () => {
+    throw new Error('connect ECONNREFUSED 127.0.0.1:443');
+  });
+  t.is(
+    refused.askFailed,
+    'the control plane did not answer: control plane https://cp unreachable: connect ECONNREFUSED 127.0.0.1:443',
+  );
+  const timedOut = await viewWhen(async () => {
+    throw new Error('no answer within 10000 ms');
+  });
+  t.regex(timedOut.askFailed ?? '', /^the control plane did not answer: .*no answer within 10000 ms$/);
+});
+
+test('diagnose and status say it was asked and what came back, not "not asked"', async (t) => {
+  const controlPlane = await viewWhen(async () => ({
+    status: 404,
+    body: errorBody('CONNECTOR_NOT_FOUND', 'no connector team-a.edge'),
+  }));
+  const gathered = facts(connector(ONLINE_STATUS), {
+    controlPlane: {
+      ...controlPlane,
+      source: { ...source, ready: { status: 'True', reason: 'Reachable', message: 'ok' } },
+    },
+  });
+  const check = runbookChecks(gathered).checks.find((c) => c.title.startsWith('Control plane'));
+  t.regex(
+    check?.detail ?? '',
+    /; asked from here: the control plane answered HTTP 404 CONNECTOR_NOT_FOUND: no connector team-a\.edge$/,
+  );
+  const text = statusReportText(statusReport(gathered), NOW);
+  t.regex(
+    text,
+    /^ {2}Asked: {14}the control plane answered HTTP 404 CONNECTOR_NOT_FOUND: no connector team-a\.edge$/m,
+  );
+  t.notRegex(text, /Not asked/);
+  t.regex(text, /Last audit entries:\n {2}none read \(see above\)/);
+});
