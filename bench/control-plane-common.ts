@@ -6,6 +6,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { Agent, request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { DEFAULTS } from '../src/controlplane/server.ts';
 import { createCsrPem, generateKeyPairPem } from '../src/lib/pki.ts';
 import { imageCommand } from '../tools/image-layout.ts';
 
@@ -35,6 +36,10 @@ export async function startControlPlaneProcess(
       dataDir,
       '--log-level',
       'info',
+      // The fleet plays every agent from 127.0.0.1: one address, as many connections as agents
+      // (with a keep-alive longer than the heartbeat interval, one each).
+      '--max-connections-per-address',
+      String(DEFAULTS.maxConnections),
       ...extraArgs,
     ],
     { stdio: ['ignore', 'pipe', 'inherit'] },

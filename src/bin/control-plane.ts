@@ -37,6 +37,8 @@ async function main(): Promise<void> {
     offlineAfterSeconds: config.offlineAfterSeconds,
     certificateLifetimeSeconds: config.certificateLifetimeSeconds,
     keepAliveTimeoutSeconds: config.keepAliveTimeoutSeconds,
+    maxConnectionsPerAddress: config.maxConnectionsPerAddress,
+    maxConnections: config.maxConnections,
     sanUriPrefix: config.sanUriPrefix,
     serverHostnames: config.serverHostnames,
     adminCredentials: config.adminCredentials,

@@ -3,7 +3,7 @@
 // (in-cluster ServiceAccount or KUBECONFIG), starts the operator, and stops it cleanly on SIGTERM
 // (the lease is released so a standby takes over at once).
 import { hostname } from 'node:os';
-import { type FlagSpecs, flagError, helpText, parseFlags } from '../lib/cli.ts';
+import { type FlagSpecs, flagError, helpText, parseFlags, wholeNumberFlag } from '../lib/cli.ts';
 import { parseDurationField } from '../lib/duration.ts';
 import { CodedError, errorMessage, isCodedError } from '../lib/errors.ts';
 import { parseHostPort } from '../lib/host-port.ts';
@@ -146,9 +146,7 @@ async function main(): Promise<void> {
       credentialSecret: { namespace: secretNamespace, name: secretName, key: secretKey || 'credential' },
     };
   }
-  const concurrency = Number(v.concurrency);
-  if (!Number.isInteger(concurrency) || concurrency < 1)
-    throw flagError(`--concurrency: "${v.concurrency}" must be a whole number >= 1`);
+  const concurrency = wholeNumberFlag(v.concurrency, 'concurrency', 1);
   const leaderElect = v['leader-elect'] !== 'false';
   const leaseNamespace = v['leader-election-namespace'] ?? process.env.POD_NAMESPACE;
   if (leaderElect && !leaseNamespace) {

@@ -3,7 +3,7 @@
 
 import { existsSync } from 'node:fs';
 import { MIN_CONTROL_PLANE_HEARTBEAT_INTERVAL_MS } from '../contract/agent-process.ts';
-import { type FlagSpecs, flagError, parseFlags } from '../lib/cli.ts';
+import { type FlagSpecs, flagError, parseFlags, wholeNumberFlag } from '../lib/cli.ts';
 import { parseDurationField } from '../lib/duration.ts';
 import { parseHostPort } from '../lib/host-port.ts';
 import { isLogLevel, type LogLevel } from '../lib/logger.ts';
@@ -44,6 +44,18 @@ export const CONTROL_PLANE_FLAGS: FlagSpecs = {
       'agents reconnect for each heartbeat with a resumed TLS session (CPU); longer, the control plane ' +
       'holds a connection per agent (about 75 KiB each).',
   },
+  'max-connections-per-address': {
+    env: 'VAULTPAM_CP_MAX_CONNECTIONS_PER_ADDRESS',
+    default: String(DEFAULTS.maxConnectionsPerAddress),
+    description:
+      'Connections one remote address may hold at once (agents behind one NAT share an address); above it a connection is closed at once.',
+  },
+  'max-connections': {
+    env: 'VAULTPAM_CP_MAX_CONNECTIONS',
+    default: String(DEFAULTS.maxConnections),
+    description:
+      'Connections held at once in all; while it refuses some, the offline sweep counts no connector offline.',
+  },
   'san-uri-prefix': {
     env: 'VAULTPAM_CP_SAN_URI_PREFIX',
     default: DEFAULTS.sanUriPrefix,
@@ -78,6 +90,8 @@ export interface ControlPlaneCommandLine {
   offlineAfterSeconds: number;
   certificateLifetimeSeconds: number;
   keepAliveTimeoutSeconds: number;
+  maxConnectionsPerAddress: number;
+  maxConnections: number;
   sanUriPrefix: string;
   serverHostnames: string[];
   adminCredentials: string[] | undefined;
@@ -185,6 +199,12 @@ export function parseControlPlaneCommandLine(
     keepAliveTimeoutSeconds: parseDurationSeconds('keep-alive-timeout', get('keep-alive-timeout') as string, {
       timer: true,
     }),
+    maxConnectionsPerAddress: wholeNumberFlag(
+      get('max-connections-per-address') as string,
+      'max-connections-per-address',
+      1,
+    ),
+    maxConnections: wholeNumberFlag(get('max-connections') as string, 'max-connections', 1),
     sanUriPrefix,
     serverHostnames,
     adminCredentials,

@@ -6,12 +6,20 @@ import { isoOrNull } from './views.ts';
 
 export class Maintenance {
   private readonly context: ServiceContext;
-  /** After a restart every connector gets a fresh grace period from here. */
-  private readonly startedAt: number;
+  /**
+   * Every connector gets a fresh grace period from here: the start (after a restart), or the last
+   * time the server had to refuse connections (a heartbeat that could not get in is no silence).
+   */
+  private graceFrom: number;
 
   constructor(context: ServiceContext) {
     this.context = context;
-    this.startedAt = context.now();
+    this.graceFrom = context.now();
+  }
+
+  /** Grants every connector a fresh grace period from now (see graceFrom). */
+  grantGrace(): void {
+    this.graceFrom = Math.max(this.graceFrom, this.context.now());
   }
 
   /** Moves overdue connectors to offline, all in one commit; returns how many moved. */
@@ -20,7 +28,7 @@ export class Maintenance {
     const now = this.context.now();
     const offlineAfterMs = options.offlineAfterSeconds * 1000;
     const overdue = [...records.all()].filter((record) =>
-      isOverdue(record, now, offlineAfterMs, this.startedAt),
+      isOverdue(record, now, offlineAfterMs, this.graceFrom),
     );
     if (overdue.length === 0) return 0;
     records.commit((tx) => {

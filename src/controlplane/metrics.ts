@@ -34,6 +34,7 @@ export interface ControlPlaneMetrics {
   requestDuration: Histogram<'route' | 'status'>;
   /** Completed TLS handshakes, by whether they resumed a session (a ticket) or were full. */
   tlsHandshakes: Counter<'resumed'>;
+  connectionsRefused: Counter<'reason'>;
 }
 
 /**
@@ -97,6 +98,12 @@ export function createMetrics(
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
       registers,
     }),
+    connectionsRefused: new Counter({
+      name: 'cp_connections_refused_total',
+      help: 'Connections refused before any request: per_address, one address held the most it may; total, the control plane held the most it may.',
+      labelNames: ['reason'],
+      registers,
+    }),
     tlsHandshakes: new Counter({
       name: 'cp_http_tls_handshakes_total',
       help: 'Completed TLS handshakes: resumed="true" resumed a session from a ticket, "false" was a full handshake.',
@@ -106,6 +113,7 @@ export function createMetrics(
   };
   // Both series from the start, so a rate of full handshakes is never missing for lack of one.
   for (const resumed of ['true', 'false']) metrics.tlsHandshakes.inc({ resumed }, 0);
+  for (const reason of ['per_address', 'total']) metrics.connectionsRefused.inc({ reason }, 0);
   const openConnections = options.openConnections;
   if (openConnections) {
     new Gauge({

@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
-import type { AddressInfo, Socket } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
@@ -18,6 +18,7 @@ import type { WriteBudgets } from './budgets.ts';
 import { cpError } from './errors.ts';
 import { AdminAuth, credentialHashLine, isCredentialHash } from './http/auth.ts';
 import { answerClientError } from './http/client-error.ts';
+import { ConnectionLimits } from './http/connection-limits.ts';
 import { sendError, sendJson, sendText } from './http/respond.ts';
 import { Router } from './http/router.ts';
 import { authenticate, ROUTES, type RouteContext, type RouteDefinition } from './http/routes.ts';
@@ -38,7 +39,20 @@ export const DEFAULTS = {
   sweepIntervalMs: 1000,
   flushIntervalMs: 5000,
   keepAliveTimeoutSeconds: 2,
+  /** Connections of one remote address held at once (http/connection-limits.ts). */
+  maxConnectionsPerAddress: 4096,
+  /** Connections held at once in all. */
+  maxConnections: 32_768,
 } as const;
+
+/**
+ * How long a connection may take to finish its TLS handshake, and then to send its first request's
+ * headers: a connection that says nothing is closed this soon, not after the minute a request may
+ * take (an idle connection with no request was held 86 s).
+ */
+const FIRST_WORDS_TIMEOUT_MS = 10_000;
+/** How often Node checks the headers and request deadlines (its default, 30 s, adds up to that). */
+const DEADLINE_CHECK_INTERVAL_MS = 1_000;
 
 /**
  * How long a TLS session stays resumable (Node's default is 5 minutes). An agent reconnects for each
@@ -106,6 +120,10 @@ export interface ControlPlaneOptions {
    * at 10,000 agents"); a keep-alive longer than the interval trades that back.
    */
   keepAliveTimeoutSeconds?: number;
+  /** Connections of one remote address held at once; above it a connection is closed at once. */
+  maxConnectionsPerAddress?: number;
+  /** Connections held at once in all; above it Node refuses them (and the offline sweep holds off). */
+  maxConnections?: number;
 }
 
 export interface ControlPlane {
@@ -232,10 +250,10 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
   const store = new Store(dataDir);
 
   let service: ControlPlaneService | undefined;
-  let openConnections = 0;
+  let limits: ConnectionLimits | undefined;
   const metrics = createMetrics(() => service?.countByState() ?? new Map(), {
     processMetrics: options.processMetrics,
-    openConnections: () => openConnections,
+    openConnections: () => limits?.openConnections ?? 0,
   });
   service = new ControlPlaneService({
     store,
@@ -329,19 +347,26 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
       requestCert: true,
       rejectUnauthorized: false,
       keepAliveTimeout: keepAliveTimeoutSeconds * 1000,
+      handshakeTimeout: FIRST_WORDS_TIMEOUT_MS,
+      headersTimeout: FIRST_WORDS_TIMEOUT_MS,
       requestTimeout: 60_000,
+      connectionsCheckingInterval: DEADLINE_CHECK_INTERVAL_MS,
       sessionTimeout: TLS_SESSION_LIFETIME_SECONDS,
     },
     (req, res) => {
+      limits?.requested(req.socket);
       void handle(req, res);
     },
   );
-  server.on('connection', (socket: Socket) => {
-    openConnections += 1;
-    socket.once('close', () => {
-      openConnections -= 1;
-    });
+  limits = new ConnectionLimits({
+    perAddress: options.maxConnectionsPerAddress ?? DEFAULTS.maxConnectionsPerAddress,
+    total: options.maxConnections ?? DEFAULTS.maxConnections,
+    logger,
+    refused: (reason) => metrics.connectionsRefused.inc({ reason }),
+    firstRequestWithinMs: FIRST_WORDS_TIMEOUT_MS,
+    onSaturated: () => service?.graceForRefusedConnections(),
   });
+  limits.attach(server);
   server.on('secureConnection', (socket: TLSSocket) => {
     metrics.tlsHandshakes.inc({ resumed: String(socket.isSessionReused()) });
   });

@@ -169,6 +169,14 @@ export class ControlPlaneService {
     return this.maintenance.flush();
   }
 
+  /**
+   * The server refused a connection for want of room: heartbeats may have been kept out, so every
+   * connector gets a fresh grace period from now before the sweep counts it offline.
+   */
+  graceForRefusedConnections(): void {
+    this.maintenance.grantGrace();
+  }
+
   /** Writes up to `max` batched heartbeat times in one transaction (the periodic flush's slice). */
   flushBatch(max: number): number {
     return this.records.flushBatch(max);

@@ -55,6 +55,14 @@ export function flagName(specs: FlagSpecs, name: string): string {
   return env ? `--${name} (env ${env})` : `--${name}`;
 }
 
+/** A flag's value as a whole number at least `min`, or the flag error that says so. */
+export function wholeNumberFlag(value: string | undefined, flag: string, min: number): number {
+  const number = Number(value);
+  if (value === undefined || value.trim() === '' || !Number.isSafeInteger(number) || number < min)
+    throw flagError(`--${flag}: "${value ?? ''}" must be a whole number >= ${min}`);
+  return number;
+}
+
 export function helpText(program: string, summary: string, specs: FlagSpecs): string {
   const lines = [`Usage: ${program} [flags]`, '', summary, '', 'Flags:'];
   for (const [name, spec] of Object.entries(specs)) {

@@ -219,3 +219,19 @@ test('--cert-lifetime takes compound durations: 4m59s is refused as too short (n
   t.throws(() => parseDurationSeconds('x', '30s5m'), { message: /not a duration like/ });
   t.throws(() => parseDurationSeconds('x', '-1s'), { message: /not a duration like/ });
 });
+
+test('the connection bounds are whole numbers of at least 1, from flags or the environment', (t) => {
+  const parsed = parseControlPlaneCommandLine(['--max-connections-per-address', '64'], {
+    VAULTPAM_CP_MAX_CONNECTIONS: '1000',
+  });
+  t.is(parsed.maxConnectionsPerAddress, 64);
+  t.is(parsed.maxConnections, 1000);
+  const defaults = parseControlPlaneCommandLine([], {});
+  t.is(defaults.maxConnectionsPerAddress, 4096);
+  t.is(defaults.maxConnections, 32_768);
+  for (const value of ['0', '1.5', 'many', ''])
+    t.throws(() => parseControlPlaneCommandLine(['--max-connections', value], {}), {
+      code: 'INVALID_FLAGS',
+      message: new RegExp(`--max-connections: "${value}" must be a whole number >= 1`),
+    } as never);
+});

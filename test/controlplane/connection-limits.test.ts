@@ -1,0 +1,85 @@
+// A caller with no credential cannot keep the connectors' heartbeats out (http/connection-limits.ts):
+// before, about 1,000 idle connections that never sent a byte held every file descriptor the server
+// had, every heartbeat failed, and the offline sweep took every connector for offline, a change of
+// state made by nobody. Now one address holds a bounded number of connections, a connection that
+// says nothing is closed after 10 s, and while the server must refuse connections for want of room
+// the sweep counts nobody offline.
+import { connect as connectTcp, type Socket } from 'node:net';
+import { connect as connectTls } from 'node:tls';
+import test from 'ava';
+import { eventually } from '../helpers/eventually.ts';
+import { enrolledAgent, type Harness, metricValue, startHarness } from './helpers.ts';
+
+/** A raw TCP connection from `localAddress` that sends nothing; resolves once connected. */
+function silentSocket(h: Harness, localAddress: string): Promise<Socket> {
+  const { hostname, port } = new URL(h.cp.url);
+  return new Promise((resolve, reject) => {
+    const socket = connectTcp({ host: hostname, port: Number(port), localAddress }, () => resolve(socket));
+    socket.on('error', reject);
+  });
+}
+
+const closed = (socket: { once(event: 'close', f: () => void): unknown }) =>
+  new Promise<void>((resolve) => socket.once('close', () => resolve()));
+
+test('one address holds at most its bound of connections; the others, and the connectors, still get in', async (t) => {
+  const h = await startHarness(t, { maxConnectionsPerAddress: 5 });
+  const agent = await enrolledAgent(h, 'ns.limits');
+  const held = await Promise.all(Array.from({ length: 5 }, () => silentSocket(h, '127.0.0.2')));
+  t.teardown(() => {
+    for (const socket of held) socket.destroy();
+  });
+  const sixth = await silentSocket(h, '127.0.0.2');
+  await closed(sixth);
+  t.is(await metricValue(h, 'cp_connections_refused_total', 'reason="per_address"'), 1);
+  t.is((await agent.heartbeat()).status, 200, 'a connector on another address beats as before');
+  t.true(
+    held.every((socket) => !socket.destroyed),
+    'the ones within the bound are kept',
+  );
+});
+
+test('a connection that says nothing is closed after 10 s: no TLS handshake, or no request after it', async (t) => {
+  t.timeout(40_000);
+  const h = await startHarness(t);
+  const started = Date.now();
+  const tcp = await silentSocket(h, '127.0.0.1');
+  const { hostname, port } = new URL(h.cp.url);
+  const tls = connectTls({ host: hostname, port: Number(port), ca: h.cp.caPem });
+  await new Promise<void>((resolve, reject) => {
+    tls.once('secureConnect', () => resolve());
+    tls.once('error', reject);
+  });
+  tls.on('error', () => {});
+  await Promise.all([closed(tcp), closed(tls)]);
+  const seconds = (Date.now() - started) / 1000;
+  t.true(seconds >= 9 && seconds < 20, `closed after ${seconds} s (was 86 s)`);
+});
+
+test('while the server refuses connections for want of room, the offline sweep counts nobody offline', async (t) => {
+  const h = await startHarness(t, {
+    maxConnections: 3,
+    heartbeatIntervalSeconds: 10,
+    offlineAfterSeconds: 30,
+  });
+  const agent = await enrolledAgent(h, 'ns.flooded');
+  t.is((await agent.heartbeat()).status, 200);
+  await eventually(async () => (await metricValue(h, 'cp_http_open_connections')) === 0);
+  const held = await Promise.all(Array.from({ length: 3 }, () => silentSocket(h, '127.0.0.2')));
+  t.teardown(() => {
+    for (const socket of held) socket.destroy();
+  });
+  h.clock.advance(25_000);
+  // The heartbeat cannot get in: Node drops the connection.
+  const refused = await agent.heartbeat().catch((error: Error) => error);
+  t.true(refused instanceof Error, 'the heartbeat found no room');
+  t.is(await metricValue(h, 'cp_connections_refused_total', 'reason="total"'), 1);
+  h.clock.advance(10_000);
+  t.is(h.cp.sweep(), 0, '35 s of silence, 10 s of it refused at the door: not offline');
+  for (const socket of held) socket.destroy();
+  await eventually(async () => (await metricValue(h, 'cp_http_open_connections')) === 0);
+  t.is((await h.admin.getConnector('ns.flooded')).state, 'online');
+  // A full offline window from the last refusal: then silence is silence.
+  h.clock.advance(20_001);
+  t.is(h.cp.sweep(), 1);
+});
