@@ -10,6 +10,7 @@
 // failed). The operator's own words (conditions, status.diagnosis) are quoted, cleaned, where it
 // already judged; the plugin adds what only it sees together (the claim's UID now, the control
 // plane asked from here).
+import { REATTACH_STEPS } from '../operator/api/constants.ts';
 import type { Condition } from '../operator/api/types.ts';
 import { RECOVERY_STEPS } from '../operator/api/types.ts';
 import { EnrolledReasons, HealthyReasons, StalledReasons } from '../operator/conditions.ts';
@@ -259,8 +260,7 @@ function storageCheck(facts: ConnectorFacts): RunbookCheck {
       title,
       result: 'failed',
       detail: `claim ${claim.name} now has UID ${claim.uid}; the connector's identity was on UID ${storage.claimUID}: the claim was recreated, the identity is gone`,
-      nextStep:
-        'reattach the original volume if it still exists (spec.storage.existingClaim on a new Connector); otherwise a guided recovery: kubectl vaultpam recover',
+      nextStep: `reattach the original volume if it still exists (${REATTACH_STEPS}); otherwise a guided recovery: kubectl vaultpam recover`,
     };
   }
   if (!durable)

@@ -76,6 +76,7 @@ test('the chain, in order', (t) => {
       'claimReplaced',
       'clockSkew',
       'connectionConfiguration',
+      'foreignIdentity',
       'agentLostIdentity',
       'refusedIdentity',
       'reconnectFailure',
@@ -130,6 +131,21 @@ const RULE_ROWS: RuleRow[] = [
     failureClass: 'Reconnect',
     reason: /TLS-terminating proxy.*; the identity is intact/,
     not: { agent: stopped({ exitCode: 12, failureClass: 'Reconnect', code: '__proto__' }) },
+  },
+  {
+    // The claim of another connector mounted on a never-paired one (a reattach under another id):
+    // before, no rule matched and the Connector only said it waited to pair.
+    rule: 'foreignIdentity',
+    matches: {
+      record: pendingRecord(),
+      agent: stopped({ exitCode: 13, failureClass: 'IdentityLoss', code: 'IDENTITY_FOREIGN' }),
+    },
+    failureClass: 'FirstBootBootstrap',
+    reason: /holds another connector's identity/,
+    not: {
+      record: pendingRecord(),
+      agent: stopped({ exitCode: 13, failureClass: 'IdentityLoss', code: 'IDENTITY_DAMAGED' }),
+    },
   },
   {
     rule: 'agentLostIdentity',
@@ -314,4 +330,17 @@ test('Automatic, after this incident’s one automatic recovery failed: the next
   t.notRegex(failed, /starts automatically/);
   t.regex(failed, /the automatic recovery auto-0123456789abcdef of this incident failed/);
   t.regex(failed, /set spec\.recovery\.requestId to a new value to run a guided recovery/);
+});
+
+test('a foreign identity on the claim: never IdentityLoss (no automatic recovery), and the next step says how a reattach works', (t) => {
+  const foreign = stopped({ exitCode: 13, failureClass: 'IdentityLoss', code: 'IDENTITY_FOREIGN' });
+  const neverPaired = diagnose(input({ record: pendingRecord(), agent: foreign }));
+  t.is(neverPaired?.failureClass, 'FirstBootBootstrap');
+  t.regex(
+    neverPaired?.nextStep ?? '',
+    /deletionPolicy: Retain .* same spec\.connector\.id and spec\.storage\.existingClaim/,
+  );
+  const paired = diagnose(input({ agent: foreign }));
+  t.is(paired?.failureClass, 'Reconnect');
+  t.regex(paired?.nextStep ?? '', /mount this connector's own claim back/);
 });

@@ -147,3 +147,11 @@ export const DEFAULT_CREDENTIAL_KEY = 'credential';
 export { CONNECTOR_ID_PATTERN };
 /** Pattern of spec.recovery.requestId. */
 export const RECOVERY_REQUEST_ID_PATTERN = /^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$/;
+
+/**
+ * How an identity on a kept claim is reattached (docs/connector-resource.md, "Reattaching a
+ * claim"): only a record its Connector kept with deletionPolicy Retain still accepts it. The
+ * operator's diagnosis and the kubectl plugin's checks say it in these words.
+ */
+export const REATTACH_STEPS =
+  'delete the Connector that had the identity with spec.deletionPolicy: Retain (Release, the default, deletes its record and the identity with it), then create a Connector in the same namespace with the same spec.connector.id and spec.storage.existingClaim naming the claim';

@@ -2,6 +2,7 @@
 // failure class with its evidence and next step. Each diagnosis rule is a small check; the first
 // that matches wins (cert-manager's trigger policies are the model), and the table tests walk
 // through the runbook's situations one by one.
+import { REATTACH_STEPS } from '../api/constants.ts';
 import type { ConnectorPhase, Diagnosis, FailureClass, RecoveryPolicy } from '../api/types.ts';
 import { DurableStorageReasons, statusTime } from '../conditions.ts';
 import { pairingLost } from './enrollment.ts';
@@ -142,7 +143,7 @@ const claimReplaced: Rule = (input) => {
     failureClass: 'IdentityLoss',
     reason: input.posture.message,
     evidence: [...storageEvidence(input.posture), ...agentEvidence(input.agent)],
-    nextStep: `try to reattach the original volume first; if it is gone, ${recoveryNextStep(input)}`,
+    nextStep: `reattach the original volume if it still exists (${REATTACH_STEPS}); if it is gone, ${recoveryNextStep(input)}`,
   };
 };
 
@@ -258,6 +259,29 @@ const refusedIdentity: Rule = (input) => {
   };
 };
 
+/**
+ * The data directory holds another connector's identity (the agent's IDENTITY_FOREIGN, exit 13):
+ * a claim mounted on the wrong Connector, typically one reattached with storage.existingClaim under
+ * another connector id. Not this connector's identity lost: nothing a recovery or a token fixes
+ * (the agent refuses both while that identity is there), so not IdentityLoss, which would start an
+ * automatic recovery. Before this rule the Connector said only "waiting for the connector to pair"
+ * while its token waited, unused.
+ */
+const foreignIdentity: Rule = (input) => {
+  const t = input.agent?.termination;
+  if (t?.code !== 'IDENTITY_FOREIGN' || (t && input.record && endedBeforePairing(t, input.record)))
+    return undefined;
+  return {
+    failureClass: retired(input) ? 'Reconnect' : 'FirstBootBootstrap',
+    reason:
+      "the data directory holds another connector's identity (the agent's reason names it): the claim is mounted on the wrong Connector",
+    evidence: [...agentEvidence(input.agent), ...storageEvidence(input.posture)],
+    nextStep: retired(input)
+      ? "mount this connector's own claim back (its identity is intact there), then restart the pod once"
+      : `to run the other connector on that claim, use its connector id: ${REATTACH_STEPS}; otherwise give this Connector a claim of its own`,
+  };
+};
+
 /** Runbook branch 2: paired before, identity intact, heartbeats stopped. */
 const reconnectFailure: Rule = (input) => {
   if (!retired(input) || input.record?.state !== 'offline') return undefined;
@@ -324,6 +348,7 @@ export const DIAGNOSIS_RULES: readonly Rule[] = [
   claimReplaced,
   clockSkew,
   connectionConfiguration,
+  foreignIdentity,
   agentLostIdentity,
   refusedIdentity,
   reconnectFailure,
