@@ -263,6 +263,51 @@ test('an oversized upload is answered 413 and cut off near the limit; the server
   t.is((await raw(h, '/healthz')).json.status, 'ok');
 });
 
+test('a body that is not UTF-8 answers MALFORMED_JSON saying so, stores nothing, and the server keeps serving', async (t) => {
+  const h = await startHarness(t);
+  const agent = await enrolledAgent(h, 'ns.utf8');
+  t.is((await agent.heartbeat()).status, 200);
+  const before = await h.admin.getConnector('ns.utf8');
+  const { cursor } = await h.admin.listConnectors();
+  // 0xff is never UTF-8; a lenient decoder made each such byte U+FFFD, three bytes in the record.
+  const notUtf8 = (text: string) => {
+    const [head, tail] = text.split('\u{ff}') as [string, string];
+    return Buffer.concat([Buffer.from(head), Buffer.alloc(100, 0xff), Buffer.from(tail)]);
+  };
+  const headers = { 'content-type': 'application/json' };
+  const refused = [
+    await raw(h, '/v1/heartbeat', {
+      method: 'POST',
+      headers,
+      body: notUtf8('{"paths":[{"name":"tunnel","healthy":false,"detail":"\u{ff}"}]}'),
+      key: agent.keyPem,
+      cert: agent.certPem,
+    }),
+    await raw(h, '/v1/connectors/ns.utf8', {
+      method: 'PUT',
+      headers: { ...headers, authorization: `Bearer ${h.cp.adminCredential}` },
+      body: notUtf8('{"org":"\u{ff}","endpointId":"ep-1","allowedNetworks":[]}'),
+    }),
+    await raw(h, '/v1/enroll', {
+      method: 'POST',
+      headers,
+      body: notUtf8('{"connectorId":"ns.utf8","token":"\u{ff}","csrPem":"x"}'),
+    }),
+  ];
+  for (const res of refused) {
+    t.is(res.status, 400);
+    t.is(res.json.error.code, 'MALFORMED_JSON');
+    t.regex(res.json.error.message, /not valid UTF-8/);
+  }
+  const after = await h.admin.getConnector('ns.utf8');
+  t.is(after.revision, before.revision, 'the record did not change');
+  t.deepEqual(after, before);
+  t.deepEqual((await h.admin.changes(cursor)).changes, [], 'nothing was published');
+  // Valid UTF-8 beyond ASCII is taken as sent, and the server still serves the connector.
+  t.is((await agent.heartbeat([{ name: 'tunnel', healthy: false, detail: 'Störung €' }])).status, 200);
+  t.is((await h.admin.getConnector('ns.utf8')).paths[0]?.detail, 'Störung €');
+});
+
 test('admin routes answer 401 without or with a wrong credential', async (t) => {
   const h = await startHarness(t);
   for (const headers of [

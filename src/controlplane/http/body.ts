@@ -1,5 +1,6 @@
 // Reads a JSON request body: content type must be application/json, at most `limit` bytes
-// (64 KiB by the contract), and it must parse. Each failure has its own code.
+// (64 KiB by the contract), valid UTF-8, and it must parse. Each failure has its own code (a body
+// that is not UTF-8 is not JSON text: MALFORMED_JSON, saying so).
 //
 // An oversized body is not drained: reading stops once the limit is passed (or at once, when the
 // declared Content-Length is over it), so a client cannot make the server read an unbounded upload.
@@ -28,11 +29,23 @@ export async function readJsonBody(req: IncomingMessage, limit = BODY_LIMIT_BYTE
   const declared = Number(req.headers['content-length']);
   // Not a byte of it is read: the connection is closed after the answer instead.
   if (Number.isFinite(declared) && declared > limit) throw tooLarge(limit);
-  const text = (await readLimited(req, limit)).toString('utf8');
+  const text = decodeUtf8(await readLimited(req, limit));
   try {
     return JSON.parse(text);
   } catch {
     throw cpError('MALFORMED_JSON', 'the body is not valid JSON');
+  }
+}
+
+// Fatal: JSON text is UTF-8 (RFC 8259), and a lenient decoder turns each byte that is not into
+// U+FFFD, three bytes in the record and in every answer that shows it, for each byte sent.
+const UTF8 = new TextDecoder('utf-8', { fatal: true });
+
+function decodeUtf8(body: Buffer): string {
+  try {
+    return UTF8.decode(body);
+  } catch {
+    throw cpError('MALFORMED_JSON', 'the body is not valid UTF-8, which JSON text must be');
   }
 }
 
