@@ -110,8 +110,14 @@ export interface ConnectorConfig {
   allowedNetworks: string[];
 }
 export interface PathHealth {
+  /**
+   * At most 128 bytes in UTF-8 (maxLength counts characters, which may be up to 4 bytes).
+   */
   name: string;
   healthy: boolean;
+  /**
+   * At most 1024 bytes in UTF-8.
+   */
   detail?: string;
 }
 export interface Connector {
@@ -260,6 +266,8 @@ export interface IssuedCertificate {
 }
 export interface HeartbeatRequest {
   /**
+   * All names and details together are at most 32 KiB (32768 bytes) in UTF-8. Over any bound: 400 INVALID_REQUEST naming the field (paths[i].name, paths[i].detail, paths).
+   *
    * @maxItems 64
    */
   paths: PathHealth[];

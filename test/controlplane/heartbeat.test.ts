@@ -351,3 +351,51 @@ test('renewAfter is two thirds into the lifetime granted at issuance, also for a
   t.is((await agent.renew()).status, 200);
   t.is((await agent.heartbeat()).json.renewAfter, twoThirdsFrom(issuedAt + 30_000));
 });
+
+test('path names and details are bounded in UTF-8 bytes, each and all together; a refusal names its field and changes nothing', async (t) => {
+  const h = await startHarness(t);
+  const agent = await enrolledAgent(h, 'ns.bytes');
+  t.is((await agent.heartbeat()).status, 200);
+  const before = await h.admin.getConnector('ns.bytes');
+  // '€' is one UTF-16 unit and three bytes: 43 of them are 43 characters and 129 bytes.
+  const refusals: Array<[string, Array<{ name: string; healthy: boolean; detail?: string }>, string]> = [
+    ['a name of 129 bytes', [{ name: '€'.repeat(43), healthy: true }], 'paths[0].name'],
+    [
+      'a detail of 1026 bytes',
+      [
+        { name: 'tunnel', healthy: true },
+        { name: 'db', healthy: false, detail: '€'.repeat(342) },
+      ],
+      'paths[1].detail',
+    ],
+    [
+      'paths of more than 32 KiB together',
+      Array.from({ length: 32 }, (_, i) => ({ name: `p${i}`, healthy: true, detail: 'd'.repeat(1023) })),
+      'paths',
+    ],
+  ];
+  for (const [what, paths, field] of refusals) {
+    const res = await agent.heartbeat(paths);
+    t.is(res.status, 400, what);
+    t.is(res.json.error.code, 'INVALID_REQUEST', what);
+    t.is(res.json.error.details.field, field, what);
+    t.regex(res.json.error.message, /bytes \(UTF-8\)/, what);
+  }
+  const after = await h.admin.getConnector('ns.bytes');
+  t.is(after.revision, before.revision, 'no refusal changed the record');
+  t.deepEqual(after.paths, before.paths);
+
+  // At the bounds: 128 bytes of name (42 '€' and 2 more), 1024 of detail, 32 KiB in all.
+  const atBounds = [
+    { name: `${'€'.repeat(42)}ab`, healthy: true, detail: `${'€'.repeat(341)}a` },
+    ...Array.from({ length: 30 }, (_, i) => ({ name: `p${i}`, healthy: true, detail: 'd'.repeat(1024) })),
+    { name: 'p30', healthy: true, detail: 'd'.repeat(813) },
+  ];
+  const total = atBounds.reduce((sum, p) => sum + Buffer.byteLength(p.name) + Buffer.byteLength(p.detail), 0);
+  t.is(total, 32 * 1024);
+  t.is((await agent.heartbeat(atBounds)).status, 200);
+  t.deepEqual(
+    (await h.admin.getConnector('ns.bytes')).paths.map((p) => p.name),
+    atBounds.map((p) => p.name),
+  );
+});

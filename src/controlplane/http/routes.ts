@@ -71,22 +71,42 @@ function ownerUidQuery(context: RouteContext): string | undefined {
   return queryString(context.query, 'ownerUid', OWNER_UID_MAX);
 }
 
+// Path names and details are bounded in UTF-8 bytes, what the record stores and every answer sends
+// (a string's length counts UTF-16 units: 128 of them can be 384 bytes), and so is all of them
+// together: one connector's paths are in every change-feed row and every listing of its record.
+// The reference agent's paths are each under 400 bytes (a name of at most 63, a detail naming a
+// host and port), so 64 of them fit.
+const PATH_NAME_MAX_BYTES = 128;
+const PATH_DETAIL_MAX_BYTES = 1024;
+const PATHS_MAX_BYTES = 32 * 1024;
+
 function readPaths(value: unknown): PathHealth[] {
   if (!Array.isArray(value) || value.length > 64)
     throw invalid('paths', 'an array of at most 64 paths is required');
-  return value.map((entry, index) => {
+  let total = 0;
+  const paths = value.map((entry, index) => {
     const path = asObjectField(entry, `paths[${index}]`);
     const name = path.name;
-    if (typeof name !== 'string' || name.length === 0 || name.length > 128) {
-      throw invalid(`paths[${index}].name`, 'a non-empty string of at most 128 characters is required');
+    if (typeof name !== 'string' || name.length === 0 || Buffer.byteLength(name) > PATH_NAME_MAX_BYTES) {
+      throw invalid(
+        `paths[${index}].name`,
+        `a non-empty string of at most ${PATH_NAME_MAX_BYTES} bytes (UTF-8) is required`,
+      );
     }
     if (typeof path.healthy !== 'boolean') throw invalid(`paths[${index}].healthy`, 'a boolean is required');
     const detail = path.detail ?? '';
-    if (typeof detail !== 'string' || detail.length > 1024) {
-      throw invalid(`paths[${index}].detail`, 'a string of at most 1024 characters is required');
+    if (typeof detail !== 'string' || Buffer.byteLength(detail) > PATH_DETAIL_MAX_BYTES) {
+      throw invalid(
+        `paths[${index}].detail`,
+        `a string of at most ${PATH_DETAIL_MAX_BYTES} bytes (UTF-8) is required`,
+      );
     }
+    total += Buffer.byteLength(name) + Buffer.byteLength(detail);
     return { name, healthy: path.healthy, detail };
   });
+  if (total > PATHS_MAX_BYTES)
+    throw invalid('paths', `the names and details together must be at most ${PATHS_MAX_BYTES} bytes (UTF-8)`);
+  return paths;
 }
 
 function asObjectField(value: unknown, field: string): Record<string, unknown> {
