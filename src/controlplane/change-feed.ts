@@ -1,16 +1,17 @@
 // The change feed: every published change is a row with a cursor (SQLite AUTOINCREMENT, never
 // reused), written in the transaction of the change it describes. Followers read pages from a cursor
-// and long-poll for the next change; the newest `retention` rows are kept, and an older cursor
-// answers 410 CURSOR_EXPIRED (the follower resyncs from the connector list).
+// (bounded in rows and in bytes, pages.ts) and long-poll for the next change; the newest `retention`
+// rows are kept, and an older cursor answers 410 CURSOR_EXPIRED (the follower resyncs from the
+// connector list).
 //
 // Rows are appended through a ChangeBatch that belongs to one commit of the record repository
 // (records.ts); the feed counts them and wakes its long-polls only once that commit has succeeded, so
 // a write that rolls back wakes nobody.
 import { cpError } from './errors.ts';
+import { takePage } from './pages.ts';
 import type { ChangeRow, Store } from './store.ts';
 import { type ChangeJson, type ConnectorJson, changeJson } from './views.ts';
 
-const CHANGE_PAGE = 1000;
 const DEFAULT_RETENTION = 100_000;
 
 export interface ChangePage {
@@ -68,7 +69,11 @@ export class ChangeFeed {
     if (batch.appended > 0) this.wakeWaiters();
   }
 
-  /** Up to a page of changes after `since`; 410 CURSOR_EXPIRED when they were pruned. */
+  /**
+   * A page of the changes after `since` (at least one when there is any), and the cursor of its last
+   * one: the next page starts right after it, so a page cut short by its size skips nothing.
+   * 410 CURSOR_EXPIRED when they were pruned.
+   */
   changes(since: number): ChangePage {
     const latest = this.store.latestCursor();
     const oldest = this.store.oldestCursor() ?? latest + 1;
@@ -81,8 +86,8 @@ export class ChangeFeed {
         },
       );
     }
-    const rows = this.store.changesSince(since, CHANGE_PAGE);
-    return { changes: rows.map(changeJson), cursor: rows.at(-1)?.cursor ?? since };
+    const page = takePage(this.store.changesSince(since), changeJson);
+    return { changes: page.items, cursor: page.items.at(-1)?.cursor ?? since };
   }
 
   /** Answers at once when something is newer than `since`, else waits up to waitMs for a change. */

@@ -2,10 +2,17 @@
 // ownership (see ownership.ts).
 
 import { checkClaim, checkOwner } from './ownership.ts';
+import { takePage } from './pages.ts';
 import type { ServiceContext } from './service-context.ts';
 import type { ConnectorRecord } from './state.ts';
 import { revokeLiveTokens } from './token-admin.ts';
 import { type ConnectorConfig, type ConnectorJson, connectorJson } from './views.ts';
+
+export interface ConnectorPage {
+  connectors: ConnectorJson[];
+  cursor: number;
+  next: string | null;
+}
 
 export class ConnectorAdmin {
   private readonly context: ServiceContext;
@@ -18,13 +25,22 @@ export class ConnectorAdmin {
     return connectorJson(this.context.records.require(connectorId), this.context.now());
   }
 
-  list(): { connectors: ConnectorJson[]; cursor: number } {
+  /**
+   * A page of the records by connector id, those after `after` (all when undefined): at most `limit`
+   * and a page's bytes (pages.ts). `next` is the id to ask after for the next page, null on the
+   * last. `cursor` is the change feed's position as this page is read: a later page may hold newer
+   * records, but every change after the first page's cursor is in the feed, so a client that follows
+   * the feed from there brings the whole listing up to date.
+   */
+  list(after: string | undefined, limit: number): ConnectorPage {
     const { records, store } = this.context;
     const now = this.context.now();
-    const connectors = [...records.all()]
-      .sort((a, b) => (a.connectorId < b.connectorId ? -1 : 1))
-      .map((record) => connectorJson(record, now));
-    return { connectors, cursor: store.latestCursor() };
+    const sorted = [...records.all()]
+      .filter((record) => after === undefined || record.connectorId > after)
+      .sort((a, b) => (a.connectorId < b.connectorId ? -1 : 1));
+    const page = takePage(sorted, (record) => connectorJson(record, now), limit);
+    const next = page.more ? (page.items.at(-1)?.connectorId ?? null) : null;
+    return { connectors: page.items, cursor: store.latestCursor(), next };
   }
 
   /**

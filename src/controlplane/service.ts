@@ -19,7 +19,7 @@ import { type AuditEntry, auditEntryJson } from './audit.ts';
 import { WriteBudget } from './budgets.ts';
 import type { CertificateRefusal } from './certificate-refusal.ts';
 import { ChangeFeed, type ChangePage } from './change-feed.ts';
-import { ConnectorAdmin } from './connector-admin.ts';
+import { ConnectorAdmin, type ConnectorPage } from './connector-admin.ts';
 import { Enrollment } from './enrollment.ts';
 import { Maintenance } from './maintenance.ts';
 import type { PeerIdentity } from './pki.ts';
@@ -83,8 +83,8 @@ export class ControlPlaneService {
     return this.connectors.get(connectorId);
   }
 
-  listConnectors(): { connectors: ConnectorJson[]; cursor: number } {
-    return this.connectors.list();
+  listConnectors(after: string | undefined, limit: number): ConnectorPage {
+    return this.connectors.list(after, limit);
   }
 
   ensureConnector(

@@ -278,16 +278,22 @@ export class Store {
     return Number(result.lastInsertRowid);
   }
 
-  changesSince(cursor: number, limit: number): ChangeRow[] {
-    return (
-      this.sql('SELECT * FROM changes WHERE cursor > ? ORDER BY cursor LIMIT ?').all(cursor, limit) as Row[]
-    ).map((row) => ({
-      cursor: Number(row.cursor),
-      connectorId: String(row.connector_id),
-      state: String(row.state) as ChangeRow['state'],
-      at: Number(row.at),
-      connector: row.connector === null ? null : (JSON.parse(String(row.connector)) as ConnectorRecord),
-    }));
+  /**
+   * The changes after `cursor`, oldest first, read from the database only as far as the caller
+   * iterates: a page stops early by its size (pages.ts), and the rows it does not take are not read.
+   */
+  *changesSince(cursor: number): Generator<ChangeRow> {
+    for (const row of this.sql('SELECT * FROM changes WHERE cursor > ? ORDER BY cursor').iterate(
+      cursor,
+    ) as Iterable<Row>) {
+      yield {
+        cursor: Number(row.cursor),
+        connectorId: String(row.connector_id),
+        state: String(row.state) as ChangeRow['state'],
+        at: Number(row.at),
+        connector: row.connector === null ? null : (JSON.parse(String(row.connector)) as ConnectorRecord),
+      };
+    }
   }
 
   /** Newest cursor ever handed out (survives pruning: AUTOINCREMENT never reuses a value). */

@@ -2,6 +2,7 @@
 // test/controlplane/openapi.test.ts checks this table against api/openapi.yaml.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ControlPlaneMetrics } from '../metrics.ts';
+import { PAGE_LIMIT } from '../pages.ts';
 import type { PeerIdentity } from '../pki.ts';
 import type { ControlPlaneService } from '../service.ts';
 import type { PathHealth } from '../state.ts';
@@ -9,6 +10,7 @@ import { type AdminAuth, clientCertificate, clientCertificateRequired } from './
 import { readJsonBody } from './body.ts';
 import {
   asObject,
+  CONNECTOR_ID_PATTERN,
   invalid,
   namespaceName,
   optionalInteger,
@@ -144,7 +146,14 @@ export const ROUTES: readonly RouteDefinition[] = [
     method: 'GET',
     path: '/v1/connectors',
     auth: 'admin',
-    handler: ({ service }) => ({ status: 200, body: service.listConnectors() }),
+    handler: ({ query, service }) => {
+      const after = queryString(query, 'after', 253);
+      if (after !== undefined && !CONNECTOR_ID_PATTERN.test(after))
+        throw invalid('after', 'must be a connector id (the `next` of the page before)');
+      const limit =
+        queryInteger(query, 'limit', { min: 1, max: PAGE_LIMIT, default: PAGE_LIMIT }) ?? PAGE_LIMIT;
+      return { status: 200, body: service.listConnectors(after, limit) };
+    },
   },
   {
     method: 'PUT',

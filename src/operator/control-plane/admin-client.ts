@@ -18,7 +18,10 @@ import { CodedError } from '../../lib/errors.ts';
 import { answerError, requestJson } from '../../lib/https-json.ts';
 import { KEEP_ALIVE_AGENT_OPTIONS } from '../../lib/keep-alive.ts';
 
-/** The list of every connector is the admin API's largest answer: about 1 KiB per connector. */
+/**
+ * The admin API's largest answers are pages of connectors and of changes, which the reference
+ * control plane keeps to 4 MiB of items (src/controlplane/pages.ts); a larger answer is refused.
+ */
 const ADMIN_MAX_ANSWER_BYTES = 64 * 1024 * 1024;
 
 export type { ConnectorConfig, MintedToken };
@@ -55,6 +58,13 @@ export type Connector = Omit<ConnectorJson, 'ownerUid' | 'handoverNamespace' | '
   lastEnrollmentFailure: { code: string; at: string } | null;
 };
 export type Change = Omit<ChangeJson, 'connector'> & { connector: Connector | null };
+
+/** A page of the connector list; `next` is absent from a control plane that does not page. */
+interface ConnectorPage {
+  connectors: Connector[];
+  cursor: number;
+  next?: string | null;
+}
 
 /**
  * The UID of the Kubernetes Connector making the call. When given, the control plane changes the
@@ -234,8 +244,30 @@ export class ControlPlaneAdminClient {
     return (await this.call<Connector>('GET', ControlPlaneAdminClient.connectorPath(connectorId))).data;
   }
 
+  /**
+   * Every connector, read page by page (`?after=` the page before's `next`), and the cursor to follow
+   * changes from: the first page's. A record on a later page may be newer than that cursor, never
+   * older, and every change after it is in the feed, so following from it brings the whole listing
+   * up to date. A control plane that does not page answers everything at once, without `next`.
+   */
   async listConnectors(): Promise<{ connectors: Connector[]; cursor: number }> {
-    return (await this.call<{ connectors: Connector[]; cursor: number }>('GET', '/v1/connectors')).data;
+    const first = await this.listPage(undefined);
+    const connectors = [...first.connectors];
+    let after = first.next;
+    while (after) {
+      const page = await this.listPage(after);
+      connectors.push(...page.connectors);
+      // Ids only grow page by page: a `next` that does not would list the same records forever.
+      if (page.next && page.next <= after)
+        throw new CodedError('BAD_RESPONSE', 'the connector list did not move past its page');
+      after = page.next;
+    }
+    return { connectors, cursor: first.cursor };
+  }
+
+  private async listPage(after: string | undefined): Promise<ConnectorPage> {
+    const query = after === undefined ? '' : `?${new URLSearchParams({ after })}`;
+    return (await this.call<ConnectorPage>('GET', `/v1/connectors${query}`)).data;
   }
 
   async deleteConnector(connectorId: string, options: OwnerOption = {}): Promise<void> {

@@ -1,5 +1,8 @@
 // Follows one control plane's change stream so the operator never polls thousands of connectors:
-// one list for a consistent snapshot and a cursor, then long-polls for changes after that cursor.
+// one list (read in pages) and a cursor, then long-polls for changes after that cursor. The cursor is
+// the one the list's first page was read at: a record of a later page may be newer than it, and
+// following the changes from it brings every record up to date (a change is taken over a record
+// only when it is not older, see `keep`).
 // A client that reconnects resumes from its cursor and misses nothing; a cursor the control plane
 // no longer keeps (410 CURSOR_EXPIRED) means a fresh list. Every change is announced by connector
 // id, which the controller turns into a reconcile of the matching Connector within moments.
@@ -171,7 +174,9 @@ export class ControlPlaneFollower {
   private async list(client: ControlPlaneAdminClient): Promise<void> {
     const snapshot = await client.listConnectors();
     const seen = new Set<string>();
-    // A fresh snapshot reports every record anyway; no change before its cursor will be seen again.
+    // A fresh list reports every record anyway; no change before its cursor will be seen again (one
+    // after it may come again, for a record a later page already had: reported, and taken over it
+    // only when not older).
     this.ownRevisions.clear();
     for (const record of snapshot.connectors) {
       seen.add(record.connectorId);
