@@ -246,14 +246,15 @@ export interface AnswerErrorOptions {
 export function answerError(status: number, body: unknown, options: AnswerErrorOptions): CodedError {
   const error = (body as { error?: { code?: unknown; message?: unknown; details?: unknown } } | undefined)
     ?.error;
-  const code = typeof error?.code === 'string' ? error.code : `HTTP_${status}`;
+  const secrets = options.redact ?? [];
+  const code = typeof error?.code === 'string' ? redact(error.code, secrets) : `HTTP_${status}`;
   const said = typeof error?.message === 'string' ? error.message : options.fallbackMessage;
   const given =
     error?.details && typeof error.details === 'object'
       ? (error.details as Record<string, unknown>)
       : undefined;
-  const secrets = options.redact ?? [];
-  const details = redactDetails(options.details ? { ...given, ...options.details } : given, secrets);
+  const merged = options.details ? { ...given, ...options.details } : given;
+  const details = merged && secrets.length > 0 ? (redactValue(merged, secrets, 0) as typeof merged) : merged;
   const ErrorClass = options.errorClass ?? CodedError;
   return new ErrorClass(code, redact(said, secrets), {
     httpStatus: status,
@@ -270,17 +271,21 @@ function redact(text: string, secrets: readonly string[]): string {
   );
 }
 
-/** The details as the server gave them, or, when they repeat a secret anywhere, with it redacted. */
-function redactDetails(
-  details: Record<string, unknown> | undefined,
-  secrets: readonly string[],
-): Record<string, unknown> | undefined {
-  if (!details) return details;
-  const text = JSON.stringify(details);
-  // As the secret reads inside JSON text (a quote or backslash in it is escaped there).
-  const written = secrets.map((secret) => JSON.stringify(secret).slice(1, -1));
-  if (!written.some((secret) => secret.length > 0 && text.includes(secret))) return details;
-  return JSON.parse(redact(text, written));
+/** Deeper than any details this API sends: a hostile answer's nesting ends here, not in a stack overflow. */
+const DETAILS_DEPTH_MAX = 16;
+
+/**
+ * The details as the server gave them with every secret redacted from each string, key and value,
+ * at any depth (a secret inside a string that itself holds JSON is still a plain substring there).
+ */
+function redactValue(value: unknown, secrets: readonly string[], depth: number): unknown {
+  if (typeof value === 'string') return redact(value, secrets);
+  if (value === null || typeof value !== 'object') return value;
+  if (depth >= DETAILS_DEPTH_MAX) return '[TRUNCATED]';
+  if (Array.isArray(value)) return value.map((item) => redactValue(item, secrets, depth + 1));
+  return Object.fromEntries(
+    Object.entries(value).map(([key, item]) => [redact(key, secrets), redactValue(item, secrets, depth + 1)]),
+  );
 }
 
 function parseJson(text: string): unknown {

@@ -125,3 +125,47 @@ test('answerError keeps the server code, words and details, redacts secrets, and
   t.false(bare.temporary);
   t.is(bare.details, undefined);
 });
+
+test('answerError redacts a secret from the code, and from details at any depth, keys and JSON-in-strings too, whatever the secret', (t) => {
+  const token = 'vpe_0123456789abcdef_SECRETsecretSECRET';
+  const echoed = answerError(
+    400,
+    {
+      error: {
+        code: token,
+        message: 'no',
+        details: {
+          request: { token, nested: [{ again: `x${token}y` }] },
+          raw: JSON.stringify({ body: JSON.stringify({ token }) }),
+          [token]: 1,
+        },
+      },
+    },
+    { fallbackMessage: 'f', redact: [token] },
+  );
+  t.false(
+    JSON.stringify({ code: echoed.code, message: echoed.message, details: echoed.details }).includes(token),
+  );
+  t.is(echoed.code, '[REDACTED]');
+  // A short secret that is also JSON syntax used to make the redaction throw (SyntaxError: an
+  // INTERNAL_ERROR the agent retried for good instead of failing closed).
+  const short = answerError(
+    401,
+    { error: { code: 'NO', message: 'm', details: { n: 12, s: '1' } } },
+    {
+      fallbackMessage: 'f',
+      redact: ['1'],
+    },
+  );
+  t.deepEqual(short.details, { n: 12, s: '[REDACTED]' });
+  // Deep nesting ends in a marker, not a stack overflow.
+  let deep: unknown = 'leaf';
+  for (let i = 0; i < 10_000; i += 1) deep = { d: deep };
+  t.notThrows(() =>
+    answerError(
+      500,
+      { error: { code: 'X', message: 'm', details: deep } },
+      { fallbackMessage: 'f', redact: ['s'] },
+    ),
+  );
+});
