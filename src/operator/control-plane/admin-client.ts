@@ -23,6 +23,12 @@ import { KEEP_ALIVE_AGENT_OPTIONS } from '../../lib/keep-alive.ts';
  * control plane keeps to 4 MiB of items (src/controlplane/pages.ts); a larger answer is refused.
  */
 const ADMIN_MAX_ANSWER_BYTES = 64 * 1024 * 1024;
+/**
+ * The most a whole connector listing may hold, all pages together: a control plane (any namespace's
+ * ControlPlane may name one) that pages without end must not take the operator's memory with it.
+ * 10,000 connectors of the usual size are about 8 MiB.
+ */
+const LIST_MAX_BYTES = 256 * 1024 * 1024;
 
 export type { ConnectorConfig, MintedToken };
 
@@ -252,17 +258,20 @@ export class ControlPlaneAdminClient {
    */
   async listConnectors(): Promise<{ connectors: Connector[]; cursor: number }> {
     const first = await this.listPage(undefined);
-    const connectors = [...first.connectors];
-    let after = first.next;
-    while (after) {
-      const page = await this.listPage(after);
+    const connectors: Connector[] = [];
+    let bytes = 0;
+    let page = first;
+    let after: string | undefined;
+    for (;;) {
+      checkedPage(page, after);
+      bytes += JSON.stringify(page.connectors).length;
+      if (bytes > LIST_MAX_BYTES)
+        throw new CodedError('BAD_RESPONSE', `the connector list is over ${LIST_MAX_BYTES} bytes`);
       connectors.push(...page.connectors);
-      // Ids only grow page by page: a `next` that does not would list the same records forever.
-      if (page.next && page.next <= after)
-        throw new CodedError('BAD_RESPONSE', 'the connector list did not move past its page');
+      if (!page.next) return { connectors, cursor: first.cursor };
       after = page.next;
+      page = await this.listPage(after);
     }
-    return { connectors, cursor: first.cursor };
   }
 
   private async listPage(after: string | undefined): Promise<ConnectorPage> {
@@ -374,4 +383,23 @@ export class ControlPlaneAdminClient {
     const suffix = params.size > 0 ? `?${params}` : '';
     return (await this.call<{ entries: AuditEntry[] }>('GET', `/v1/audit${suffix}`)).data.entries;
   }
+}
+
+/**
+ * A page of the connector list as the contract pages it: ids strictly ascending and past the page
+ * before's `next`, and a `next` that is this page's last id. Anything else could list the same
+ * records without end (a `next` that grows while the records repeat ran the operator out of memory).
+ */
+function checkedPage(page: ConnectorPage, after: string | undefined): void {
+  let previous = after;
+  for (const connector of page.connectors) {
+    if (previous !== undefined && !(connector.connectorId > previous))
+      throw new CodedError('BAD_RESPONSE', 'the connector list is not in ascending id order past its page');
+    previous = connector.connectorId;
+  }
+  if (page.next && page.next !== previous)
+    throw new CodedError(
+      'BAD_RESPONSE',
+      "the connector list's next page does not start after its last record",
+    );
 }
