@@ -982,7 +982,7 @@ test.serial(
     t.like(condition(lost, 'DurableStorage'), { status: 'False', reason: 'ClaimReplaced' });
     t.regex(
       lost.status?.diagnosis?.nextStep ?? '',
-      /^try to reattach the original volume first; if it is gone, set spec\.recovery\.requestId/,
+      /^reattach the original volume if it still exists \(delete the Connector that had the identity with spec\.deletionPolicy: Retain .*\); if it is gone, set spec\.recovery\.requestId/,
     );
     t.like(condition(lost, 'Stalled'), { status: 'True', reason: 'RecoveryRequired' });
     t.like(condition(lost, 'Enrolled'), { status: 'False', reason: 'NeedsRecovery' });
