@@ -17,9 +17,23 @@ export class Maintenance {
     this.graceFrom = context.now();
   }
 
-  /** Grants every connector a fresh grace period from now (see graceFrom). */
+  /** When the connections refused lately began being refused (see grantGrace). */
+  private refusalsSince = Number.NEGATIVE_INFINITY;
+  private lastRefusalAt = Number.NEGATIVE_INFINITY;
+
+  /**
+   * Connections were refused: every connector gets a fresh grace period, from when the refusals
+   * began, not from each one. A flood that lasts longer than --offline-after still ends in offline
+   * (the connectors' heartbeats did not arrive), and one that comes and goes cannot hold a connector
+   * that really went silent online for more than one window after each of its waves: refusals that
+   * come within --offline-after of each other are one wave.
+   */
   grantGrace(): void {
-    this.graceFrom = Math.max(this.graceFrom, this.context.now());
+    const now = this.context.now();
+    const offlineAfterMs = this.context.options.offlineAfterSeconds * 1000;
+    if (now - this.lastRefusalAt >= offlineAfterMs) this.refusalsSince = now;
+    this.lastRefusalAt = now;
+    this.graceFrom = Math.max(this.graceFrom, this.refusalsSince);
   }
 
   /** Moves overdue connectors to offline, all in one commit; returns how many moved. */

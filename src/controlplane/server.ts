@@ -18,7 +18,7 @@ import type { WriteBudgets } from './budgets.ts';
 import { cpError } from './errors.ts';
 import { AdminAuth, credentialHashLine, isCredentialHash } from './http/auth.ts';
 import { answerClientError } from './http/client-error.ts';
-import { ConnectionLimits } from './http/connection-limits.ts';
+import { ConnectionLimits, connectionsTheDescriptorsAllow } from './http/connection-limits.ts';
 import { sendError, sendJson, sendText } from './http/respond.ts';
 import { Router } from './http/router.ts';
 import { authenticate, ROUTES, type RouteContext, type RouteDefinition } from './http/routes.ts';
@@ -358,9 +358,10 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
       void handle(req, res);
     },
   );
+  const total = connectionBound(options.maxConnections ?? DEFAULTS.maxConnections, logger);
   limits = new ConnectionLimits({
-    perAddress: options.maxConnectionsPerAddress ?? DEFAULTS.maxConnectionsPerAddress,
-    total: options.maxConnections ?? DEFAULTS.maxConnections,
+    perAddress: Math.min(options.maxConnectionsPerAddress ?? DEFAULTS.maxConnectionsPerAddress, total),
+    total,
     logger,
     refused: (reason) => metrics.connectionsRefused.inc({ reason }),
     firstRequestWithinMs: FIRST_WORDS_TIMEOUT_MS,
@@ -463,4 +464,24 @@ export async function startControlPlane(
   const url = await controlPlane.listen({ host: options.host, port: options.port });
   (options.logger ?? silentLogger()).info({ url, caPath: controlPlane.caPath }, 'control plane listening');
   return Object.assign(controlPlane, { url });
+}
+
+/**
+ * The connections to hold at most: `asked`, or fewer when the process's open-file limit would run out
+ * first (then accepting fails with no event, no grace is granted, and heartbeats are kept out).
+ */
+function connectionBound(asked: number, logger: Logger): number {
+  let limits: string | undefined;
+  try {
+    limits = readFileSync('/proc/self/limits', 'utf8');
+  } catch {
+    // Not Linux: the bound is what was asked for.
+  }
+  const allowed = connectionsTheDescriptorsAllow(limits);
+  if (allowed === undefined || allowed >= asked) return asked;
+  logger.warn(
+    { maxConnections: asked, heldAtMost: allowed },
+    `--max-connections ${asked} is more than the process's open-file limit leaves room for: holding at most ${allowed} connections; raise the limit (ulimit -n, the container's nofile) to hold more`,
+  );
+  return allowed;
 }

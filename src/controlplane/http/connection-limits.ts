@@ -76,7 +76,7 @@ export class ConnectionLimits {
   }
 
   private accept(socket: Socket): void {
-    const address = socket.remoteAddress ?? '';
+    const address = addressGroup(socket.remoteAddress ?? '');
     const held = this.byAddress.get(address) ?? 0;
     if (held >= this.options.perAddress) {
       this.options.refused('per_address');
@@ -105,4 +105,37 @@ export class ConnectionLimits {
     this.lastWarnedAt = now;
     this.refusedSinceWarn = 0;
   }
+}
+
+/**
+ * The unit one caller is counted by: an IPv4 address (also when written IPv4-mapped), or an IPv6
+ * /64, the smallest network a site is given (a caller holding one holds 2^64 addresses).
+ */
+export function addressGroup(address: string): string {
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
+  if (mapped?.[1]) return mapped[1];
+  if (!address.includes(':')) return address;
+  const [head = '', tail] = address.split('%')[0]?.split('::') ?? [''];
+  const front = head === '' ? [] : head.split(':');
+  const back = tail === undefined || tail === '' ? [] : tail.split(':');
+  const groups =
+    tail === undefined ? front : [...front, ...Array(8 - front.length - back.length).fill('0'), ...back];
+  return `${groups
+    .slice(0, 4)
+    .map((group) => group.toLowerCase().replace(/^0+(?=.)/, ''))
+    .join(':')}::/64`;
+}
+
+/** Descriptors the process keeps for itself beyond connections (the database, files, logs). */
+const RESERVED_DESCRIPTORS = 64;
+
+/**
+ * The connections the process can hold by its soft open-file limit (Linux: /proc/self/limits), or
+ * undefined where that cannot be read. Above it accepting fails before Node's own bound is reached,
+ * with no event to tell: the bound must sit below it.
+ */
+export function connectionsTheDescriptorsAllow(limitsText: string | undefined): number | undefined {
+  const match = limitsText === undefined ? null : /^Max open files\s+(\d+|unlimited)\s/m.exec(limitsText);
+  if (!match?.[1] || match[1] === 'unlimited') return undefined;
+  return Math.max(1, Number(match[1]) - RESERVED_DESCRIPTORS);
 }
