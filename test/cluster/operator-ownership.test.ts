@@ -161,6 +161,29 @@ test('a claim of someone else with the data claim’s name is neither mounted no
   );
   t.is(await apps.readNamespacedStatefulSet({ namespace, name: 'edge' }).catch(() => undefined), undefined);
   t.is(await controlPlaneRecord(`${namespace}.edge`), undefined, 'no control-plane record, no token');
+
+  // Named in spec.storage.existingClaim (the admission policy admits a Connector's own data claim's
+  // name there): the same conflict, nothing mounted.
+  await core.createNamespacedPersistentVolumeClaim({
+    namespace,
+    body: {
+      metadata: { name: 'data-edge3-0', labels: { app: 'billing' } },
+      spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '1Gi' } } },
+    },
+  });
+  await connectors(kc).create(namespace, {
+    metadata: { name: 'edge3', namespace },
+    spec: { ...spec, storage: { existingClaim: 'data-edge3-0' } },
+  });
+  const named = await eventually(
+    async () => {
+      const c = await connectors(kc).get(namespace, 'edge3');
+      return stalled(c)?.reason === 'OwnershipConflict' ? c : undefined;
+    },
+    { description: 'edge3 Stalled OwnershipConflict', timeoutMs: 30_000 },
+  );
+  t.regex(stalled(named)?.message ?? '', new RegExp(`PersistentVolumeClaim ${namespace}/data-edge3-0`));
+  t.is(await apps.readNamespacedStatefulSet({ namespace, name: 'edge3' }).catch(() => undefined), undefined);
 });
 
 test('a spec admission accepts but Kubernetes refuses: InvalidSpec names the field, and no token is minted', async (t) => {

@@ -257,8 +257,9 @@ async function readChildren(
  * A claim with the name the StatefulSet's data template would give its pod, there before the
  * operator's StatefulSet and not labelled as this Connector's: the StatefulSet controller binds a
  * template's claim by name, so creating the StatefulSet would mount another owner's claim into the
- * connector (and spec.storage.size would grow it). Read by name only while the StatefulSet is not
- * this Connector's yet (the informer holds only claims with the operator's labels).
+ * connector (and spec.storage.size would grow it); so would naming it in spec.storage.existingClaim.
+ * Read by name only while the StatefulSet is not this Connector's yet (the informer holds only
+ * claims with the operator's labels).
  */
 async function foreignDataClaim(
   ctx: ObserveContext,
@@ -267,9 +268,14 @@ async function foreignDataClaim(
   uid: string,
   claims: ReadonlyMap<string, ClaimFacts>,
 ): Promise<ForeignObject | undefined> {
-  if (spec.workloadRef || spec.storage.kind !== 'OperatorClaim') return undefined;
-  if (statefulSet && controlledBy(statefulSet, uid)) return undefined;
   const name = childNames(spec.name).claim;
+  // Named in existingClaim too: the admission policy admits a Connector's own data claim's name
+  // there without an allow-list entry, as its own.
+  const mountsIt =
+    spec.storage.kind === 'OperatorClaim' ||
+    (spec.storage.kind === 'ExistingClaim' && spec.storage.claimName === name);
+  if (spec.workloadRef || !mountsIt) return undefined;
+  if (statefulSet && controlledBy(statefulSet, uid)) return undefined;
   const known = claims.get(name);
   if (known?.labelledFor === spec.name) return undefined;
   const claim = known ?? (await ctx.reader.readClaim(spec.namespace, name).then((c) => c && claimFacts(c)));
