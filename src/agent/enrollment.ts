@@ -58,7 +58,7 @@ export class Enrollment {
       throw tokenUnreadableFailure(errorMessage(error));
     }
     if (!token) throw tokenMissingFailure(config.tokenFile, config.dataDir);
-    const refused = await refusalOf(config.dataDir, config.connectorId, token);
+    const refused = await refusalOf(config.dataDir, config.connectorId, config.controlPlaneUrl, token);
     if (refused) {
       logger.warn(
         { connectorId: config.connectorId, code: refused.code, refusedAt: refused.refusedAt },
@@ -141,7 +141,7 @@ export class Enrollment {
   /** Records a final refusal of `token` (refused-tokens.ts); a record that cannot be written is logged. */
   private async rememberRefusal(token: string, refusal: CodedError): Promise<void> {
     const { config, logger, clock } = this.session;
-    await recordRefusedToken(config.dataDir, config.connectorId, token, {
+    await recordRefusedToken(config.dataDir, config.connectorId, config.controlPlaneUrl, token, {
       refusedAt: clock.now().toISOString(),
       code: refusal.code,
       httpStatus: refusal.httpStatus,

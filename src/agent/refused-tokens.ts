@@ -32,9 +32,13 @@ export interface RefusedToken {
 
 const MAX_REFUSED = 16;
 
-/** Salted with the connector id: the same token names another fingerprint on another connector. */
-function fingerprintOf(connectorId: string, token: string): string {
-  return tokenFingerprint(`refused-enrollment-token:${connectorId}`, token);
+/**
+ * Salted with the connector id and the control plane's URL: the refusal was that control plane's, of
+ * this connector's token; pointed at another one (a path fixed, a control plane restored or moved)
+ * the agent sends the token again.
+ */
+function fingerprintOf(connectorId: string, controlPlaneUrl: string, token: string): string {
+  return tokenFingerprint(`refused-enrollment-token:${connectorId}:${controlPlaneUrl}`, token);
 }
 
 async function readAll(dataDir: string): Promise<RefusedToken[]> {
@@ -47,13 +51,18 @@ async function readAll(dataDir: string): Promise<RefusedToken[]> {
   try {
     const value = JSON.parse(text) as { refused?: unknown };
     if (!Array.isArray(value.refused)) return [];
+    // An entry that is not whole is no record: its token is sent, and a refusal recorded again.
     return value.refused.filter(
       (entry): entry is RefusedToken =>
         typeof entry === 'object' &&
         entry !== null &&
         typeof entry.token === 'string' &&
         typeof entry.code === 'string' &&
-        isFinalTokenRefusal(entry.code),
+        isFinalTokenRefusal(entry.code) &&
+        typeof entry.refusedAt === 'string' &&
+        typeof entry.message === 'string' &&
+        Number.isInteger(entry.httpStatus) &&
+        typeof entry.previouslyPaired === 'boolean',
     );
   } catch {
     // A damaged record is no record: the token is sent, and a refusal is recorded again.
@@ -61,13 +70,14 @@ async function readAll(dataDir: string): Promise<RefusedToken[]> {
   }
 }
 
-/** The recorded refusal of `token` for `connectorId`, if the control plane refused it for good before. */
+/** The recorded refusal of `token` for `connectorId` by this control plane, if it refused it for good before. */
 export async function refusalOf(
   dataDir: string,
   connectorId: string,
+  controlPlaneUrl: string,
   token: string,
 ): Promise<RefusedToken | undefined> {
-  const fingerprint = fingerprintOf(connectorId, token);
+  const fingerprint = fingerprintOf(connectorId, controlPlaneUrl, token);
   return (await readAll(dataDir)).find((entry) => entry.token === fingerprint);
 }
 
@@ -75,10 +85,11 @@ export async function refusalOf(
 export async function recordRefusedToken(
   dataDir: string,
   connectorId: string,
+  controlPlaneUrl: string,
   token: string,
   refusal: Omit<RefusedToken, 'token'>,
 ): Promise<void> {
-  const fingerprint = fingerprintOf(connectorId, token);
+  const fingerprint = fingerprintOf(connectorId, controlPlaneUrl, token);
   const others = (await readAll(dataDir)).filter((entry) => entry.token !== fingerprint);
   const refused = [...others, { token: fingerprint, ...refusal }].slice(-MAX_REFUSED);
   await writeFileAtomic(identityPaths(dataDir).refusedTokens, `${JSON.stringify({ refused }, null, 2)}\n`, {

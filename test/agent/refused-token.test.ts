@@ -73,3 +73,30 @@ test('a paired connector whose data directory was emptied, with its spent token 
     'the same diagnosis for the operator',
   );
 });
+
+test('a refusal is that control plane’s: pointed at another, the agent sends the token; a damaged record is no record', async (t) => {
+  const control = await startTestControlPlane(t);
+  const id = 'team-a.moved';
+  const prepared = await prepareConnector(t, control, id);
+  await control.admin.revokeTokens(id);
+  const config = configFor(control, id, prepared);
+  const refused = runAgent(t, config);
+  await refused.agent.done;
+  t.is(refused.counts.enroll, 1);
+
+  const other = await startTestControlPlane(t);
+  const elsewhere = runAgent(t, { ...config, controlPlaneUrl: other.cp.url, caFile: other.caFile });
+  await elsewhere.agent.done;
+  t.is(elsewhere.counts.enroll, 1, 'another control plane never refused it: it is asked');
+
+  // An entry without its fields (a hand edit, a torn copy) refuses nothing.
+  const path = identityPaths(prepared.dataDir).refusedTokens;
+  const record = JSON.parse(await readFile(path, 'utf8')) as { refused: Array<Record<string, unknown>> };
+  await writeFile(
+    path,
+    JSON.stringify({ refused: record.refused.map(({ token, code }) => ({ token, code })) }),
+  );
+  const again = runAgent(t, config);
+  await again.agent.done;
+  t.is(again.counts.enroll, 1, 'sent again, and refused again');
+});
