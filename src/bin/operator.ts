@@ -140,6 +140,12 @@ async function main(): Promise<void> {
     if (!v['control-plane-url'].startsWith('https://')) {
       throw flagError(`--control-plane-url: "${v['control-plane-url']}" must be an https:// URL`);
     }
+    if (/[?#]/.test(v['control-plane-url'])) {
+      // The contract's paths go under the URL's path; a query or fragment would swallow them.
+      throw flagError(
+        `--control-plane-url: "${v['control-plane-url']}" must not carry a query or fragment (? or #)`,
+      );
+    }
     controlPlane = {
       url: v['control-plane-url'],
       ...(v['control-plane-ca-file'] ? { caFile: v['control-plane-ca-file'] } : {}),

@@ -539,3 +539,29 @@ test.serial(
     t.regex(body, /spec.url must not carry a user name or password/);
   },
 );
+
+test.serial(
+  'a ControlPlane URL with a query or fragment is refused at admission (the operator and the agent would read it differently)',
+  async (t) => {
+    const { kc } = cluster();
+    const namespace = await createTestNamespace(kc, 'cp-query');
+    for (const url of ['https://127.0.0.1:8443/p?x=1', 'https://127.0.0.1:8443/p#f']) {
+      const error = await t.throwsAsync(() =>
+        controlPlaneResources(kc).create(namespace, 'queried', {
+          url,
+          credentialSecretRef: { name: 'cp-admin' },
+        }),
+      );
+      t.is((error as { code?: number }).code, 422, url);
+      t.regex(
+        String((error as { body?: unknown }).body ?? ''),
+        /spec.url must not carry a query or fragment/,
+      );
+    }
+    const withPath = await controlPlaneResources(kc).create(namespace, 'pathed', {
+      url: 'https://127.0.0.1:8443/vaultpam',
+      credentialSecretRef: { name: 'cp-admin' },
+    });
+    t.truthy(withPath, 'a path is fine');
+  },
+);

@@ -43,6 +43,10 @@ test('bad flags are refused by name with what they need', (t) => {
       /--control-plane-url: .* must be an https:\/\/ URL/,
     ],
     [['--control-plane-url', 'https://cp.example'], /--credential-secret: expected <namespace>\/<name>/],
+    [
+      ['--control-plane-url', 'https://cp.example/p?x=1', '--credential-secret', 'ns/name'],
+      /--control-plane-url: .* must not carry a query or fragment/,
+    ],
     [['--concurrency', '0', '--leader-elect', 'false'], /--concurrency: "0" must be a whole number >= 1/],
     [['--leader-elect', 'true'], /--leader-election-namespace \(or POD_NAMESPACE\) is required/],
     [['--listen', 'nowhere', '--leader-elect', 'false'], /--listen: "nowhere" is not host:port/],
