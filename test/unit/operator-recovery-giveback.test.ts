@@ -56,4 +56,11 @@ test('given back only to a workload that still consents and is still held where 
   t.is(changed.scale, undefined);
   t.regex(changed.says, /has 5 replicas, not the 1 the recovery held it at: left as it is/);
   t.is(giveBackDecision(owed, undefined, 'edge').scale, undefined);
+  const done = giveBackDecision(owed, { replicas: 3, labels: consenting }, 'edge');
+  t.is(done.scale, undefined);
+  t.regex(
+    done.says,
+    /has the 3 replicas it had before the recovery/,
+    'a finalizer run again after the scale',
+  );
 });

@@ -45,6 +45,12 @@ export function giveBackDecision(
       says: `the adopted ${which} no longer consents to adoption, so it is left at ${workload.replicas} replicas: give it back its ${owed.replicas} yourself`,
       warning: true,
     };
+  // A finalizer run again after the scale (the operator restarted before it let go) finds it done.
+  if (workload.replicas === owed.replicas)
+    return {
+      says: `the adopted ${which} has the ${owed.replicas} replicas it had before the recovery`,
+      warning: false,
+    };
   if (workload.replicas !== owed.heldAt)
     return {
       says: `the adopted ${which} has ${workload.replicas} replicas, not the ${owed.heldAt} the recovery held it at: left as it is`,
