@@ -38,7 +38,7 @@ async function main(): Promise<void> {
     certificateLifetimeSeconds: config.certificateLifetimeSeconds,
     keepAliveTimeoutSeconds: config.keepAliveTimeoutSeconds,
     maxConnectionsPerAddress: config.maxConnectionsPerAddress,
-    maxConnections: config.maxConnections,
+    ...(config.maxConnections === undefined ? {} : { maxConnections: config.maxConnections }),
     sanUriPrefix: config.sanUriPrefix,
     serverHostnames: config.serverHostnames,
     adminCredentials: config.adminCredentials,

@@ -52,9 +52,7 @@ export const CONTROL_PLANE_FLAGS: FlagSpecs = {
   },
   'max-connections': {
     env: 'VAULTPAM_CP_MAX_CONNECTIONS',
-    default: String(DEFAULTS.maxConnections),
-    description:
-      'Connections held at once in all; while it refuses some, the offline sweep counts no connector offline.',
+    description: `Connections held at once in all; while it refuses some, the offline sweep counts no connector offline for one window [default: ${DEFAULTS.maxConnections}, or fewer if the open-file limit leaves room for fewer].`,
   },
   'san-uri-prefix': {
     env: 'VAULTPAM_CP_SAN_URI_PREFIX',
@@ -91,7 +89,8 @@ export interface ControlPlaneCommandLine {
   certificateLifetimeSeconds: number;
   keepAliveTimeoutSeconds: number;
   maxConnectionsPerAddress: number;
-  maxConnections: number;
+  /** Absent: the default, fitted to the open-file limit without a word. */
+  maxConnections?: number;
   sanUriPrefix: string;
   serverHostnames: string[];
   adminCredentials: string[] | undefined;
@@ -204,7 +203,9 @@ export function parseControlPlaneCommandLine(
       'max-connections-per-address',
       1,
     ),
-    maxConnections: wholeNumberFlag(get('max-connections') as string, 'max-connections', 1),
+    ...(get('max-connections') === undefined
+      ? {}
+      : { maxConnections: wholeNumberFlag(get('max-connections') as string, 'max-connections', 1) }),
     sanUriPrefix,
     serverHostnames,
     adminCredentials,

@@ -358,7 +358,7 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
       void handle(req, res);
     },
   );
-  const total = connectionBound(options.maxConnections ?? DEFAULTS.maxConnections, logger);
+  const total = connectionBound(options.maxConnections, logger);
   limits = new ConnectionLimits({
     perAddress: Math.min(options.maxConnectionsPerAddress ?? DEFAULTS.maxConnectionsPerAddress, total),
     total,
@@ -467,21 +467,25 @@ export async function startControlPlane(
 }
 
 /**
- * The connections to hold at most: `asked`, or fewer when the process's open-file limit would run out
- * first (then accepting fails with no event, no grace is granted, and heartbeats are kept out).
+ * The connections to hold at most: `asked` (the default when none was), or fewer when the process's
+ * open-file limit would run out first (then accepting fails with no event, no grace is granted, and
+ * heartbeats are kept out). Said when a bound that was asked for is lowered; the default is simply
+ * fitted to the limit.
  */
-function connectionBound(asked: number, logger: Logger): number {
+function connectionBound(asked: number | undefined, logger: Logger): number {
   let limits: string | undefined;
   try {
     limits = readFileSync('/proc/self/limits', 'utf8');
   } catch {
     // Not Linux: the bound is what was asked for.
   }
+  const bound = asked ?? DEFAULTS.maxConnections;
   const allowed = connectionsTheDescriptorsAllow(limits);
-  if (allowed === undefined || allowed >= asked) return asked;
-  logger.warn(
-    { maxConnections: asked, heldAtMost: allowed },
-    `--max-connections ${asked} is more than the process's open-file limit leaves room for: holding at most ${allowed} connections; raise the limit (ulimit -n, the container's nofile) to hold more`,
-  );
+  if (allowed === undefined || allowed >= bound) return bound;
+  if (asked !== undefined)
+    logger.warn(
+      { maxConnections: asked, heldAtMost: allowed },
+      `--max-connections ${asked} is more than the process's open-file limit leaves room for: holding at most ${allowed} connections; raise the limit (ulimit -n, the container's nofile) to hold more`,
+    );
   return allowed;
 }

@@ -9,7 +9,6 @@
 // grace period from then, as after a restart (onSaturated).
 import type { Server } from 'node:https';
 import type { Socket } from 'node:net';
-import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 
 export interface ConnectionLimitOptions {
@@ -23,9 +22,9 @@ export interface ConnectionLimitOptions {
   /** The total bound refused a connection: connectors may have been kept from beating. */
   onSaturated: () => void;
   /**
-   * How long a connection may stay after its TLS handshake without a request: Node's headers
-   * deadline counts only from a request's first byte, so a connection that never sends one was held
-   * until the request deadline's check, 86 s.
+   * How long a connection may take from its accept to its first request, TLS handshake included:
+   * Node's headers deadline counts only from a request's first byte, so a connection that never
+   * sends one was held until the request deadline's check, 86 s.
    */
   firstRequestWithinMs: number;
   /** Real time, for the warn line's pace. */
@@ -41,8 +40,11 @@ export class ConnectionLimits {
   private open = 0;
   private lastWarnedAt = Number.NEGATIVE_INFINITY;
   private refusedSinceWarn = 0;
-  /** Connections that sent a request (the others are closed at their first-request deadline). */
-  private readonly spoken = new WeakSet<Socket>();
+  /**
+   * Connections that sent a request, by remote address and port (the TLS socket a request comes on
+   * wraps the accepted one, and both have these); the others are closed at their deadline.
+   */
+  private readonly spoken = new Set<string>();
 
   constructor(options: ConnectionLimitOptions) {
     this.options = options;
@@ -61,18 +63,11 @@ export class ConnectionLimits {
       this.warn('total', `${this.options.total} connections are open, the most the control plane holds`);
     });
     server.on('connection', (socket: Socket) => this.accept(socket));
-    server.on('secureConnection', (socket: TLSSocket) => {
-      const deadline = setTimeout(() => {
-        if (!this.spoken.has(socket)) socket.destroy();
-      }, this.options.firstRequestWithinMs);
-      deadline.unref();
-      socket.once('close', () => clearTimeout(deadline));
-    });
   }
 
   /** A request arrived on `socket`: it is past its first-request deadline. */
   requested(socket: Socket): void {
-    this.spoken.add(socket);
+    this.spoken.add(connectionKey(socket));
   }
 
   private accept(socket: Socket): void {
@@ -86,7 +81,14 @@ export class ConnectionLimits {
     }
     this.byAddress.set(address, held + 1);
     this.open += 1;
+    const key = connectionKey(socket);
+    const deadline = setTimeout(() => {
+      if (!this.spoken.has(key)) socket.destroy();
+    }, this.options.firstRequestWithinMs);
+    deadline.unref();
     socket.once('close', () => {
+      clearTimeout(deadline);
+      this.spoken.delete(key);
       this.open -= 1;
       const left = (this.byAddress.get(address) ?? 1) - 1;
       if (left > 0) this.byAddress.set(address, left);
@@ -105,6 +107,10 @@ export class ConnectionLimits {
     this.lastWarnedAt = now;
     this.refusedSinceWarn = 0;
   }
+}
+
+function connectionKey(socket: Socket): string {
+  return `${socket.remoteAddress ?? ''}|${socket.remotePort ?? ''}`;
 }
 
 /**
