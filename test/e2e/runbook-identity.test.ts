@@ -1010,7 +1010,7 @@ test.serial(
     t.is(phaseWarning?.type, 'Warning');
     t.regex(
       phaseWarning?.note ?? '',
-      /-> NeedsRecovery: .*next step: try to reattach the original volume first/,
+      /-> NeedsRecovery: .*next step: reattach the original volume if it still exists/,
     );
 
     // A guided recovery: scale to zero, begin it in the control plane, mint one token, pair once on

@@ -359,7 +359,7 @@ test('every control-plane validation rule names its field and docs/control-plane
   const messages = walk(connectorSchema((await controlPlaneCrds())[0] as never), '').flatMap(([, schema]) =>
     (schema['x-kubernetes-validations'] ?? []).map((rule) => rule.message ?? ''),
   );
-  t.is(messages.length, 6);
+  t.is(messages.length, 7);
   for (const message of messages) {
     t.regex(message, /^spec\./);
     t.true(doc.includes(message), message);
