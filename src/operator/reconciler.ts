@@ -834,15 +834,33 @@ export class ConnectorReconciler {
    */
   private async applyFinalizers(connector: Connector, finalizers: string[]): Promise<CodedError | undefined> {
     try {
-      await this.ctx.writer.apply({
-        apiVersion: connector.apiVersion,
-        kind: connector.kind,
-        metadata: {
-          name: connector.metadata.name,
-          namespace: connector.metadata.namespace,
-          ...(finalizers.length > 0 ? { finalizers } : {}),
-        },
-      });
+      await this.ctx.writer
+        .apply({
+          apiVersion: connector.apiVersion,
+          kind: connector.kind,
+          metadata: {
+            name: connector.metadata.name,
+            namespace: connector.metadata.namespace,
+            ...(finalizers.length > 0 ? { finalizers } : {}),
+          },
+        })
+        .catch((error: unknown) => {
+          // A Connector stored before its CRD's schema covered a field it holds in another shape
+          // cannot be applied to (apply.ts, applyStatus): without this its deletion would wait
+          // until someone fixed its spec. Its finalizers are set by a patch instead, keeping the
+          // others' as apply does.
+          if (!isCodedError(error) || error.details?.misfit !== 'live') throw error;
+          const others = (connector.metadata.finalizers ?? []).filter((f) => f !== FINALIZER);
+          return this.ctx.writer.replaceFinalizers(
+            RESOURCE_TYPES.connector,
+            {
+              namespace: connector.metadata.namespace ?? '',
+              name: connector.metadata.name ?? '',
+              resourceVersion: connector.metadata.resourceVersion ?? '',
+            },
+            [...others, ...finalizers],
+          );
+        });
       return undefined;
     } catch (error) {
       // In a namespace being deleted, apply to a Connector gone meanwhile is a create, refused (403).

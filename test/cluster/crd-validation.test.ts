@@ -8,6 +8,7 @@ import { ApiextensionsV1Api, CustomObjectsApi } from '@kubernetes/client-node';
 import test from 'ava';
 import * as yaml from 'js-yaml';
 import { CRD_NAME, GROUP, PLURAL, VERSION } from '../../src/operator/api/constants.ts';
+import { connectorSchema, type JsonSchema, loadConnectorCrd } from '../../src/operator/api/crd.ts';
 import {
   type Connector,
   type ConnectorSpec,
@@ -57,10 +58,19 @@ function uniqueName(prefix: string): string {
   return `${prefix}-${counter}`;
 }
 
-async function create(spec: ConnectorSpec, name = uniqueName('c')): Promise<Connector> {
+/**
+ * Creates a Connector. `fieldValidation` as the client asks for it: the API server's default is
+ * Warn (an unknown field is dropped with a warning), kubectl's is Strict (it is refused).
+ */
+async function create(
+  spec: ConnectorSpec,
+  name = uniqueName('c'),
+  fieldValidation?: 'Strict' | 'Warn',
+): Promise<Connector> {
   await setup();
   return (await api.createNamespacedCustomObject({
     ...ref(),
+    ...(fieldValidation ? { fieldValidation } : {}),
     body: { apiVersion: `${GROUP}/${VERSION}`, kind: 'Connector', metadata: { name }, spec },
   })) as Connector;
 }
@@ -263,6 +273,51 @@ function syntaxCases(): Array<[string, () => ConnectorSpec, string, string?]> {
       'an existing claim name with an underscore',
       () => ({ ...validSpec(), storage: { existingClaim: 'old_data' } }),
       'spec.storage.existingClaim must be a PersistentVolumeClaim name, a DNS subdomain',
+    ],
+    [
+      // spec.affinity was kept as it came; the StatefulSet's server-side apply refused these with an
+      // HTTP 500 the operator retried forever.
+      'an affinity with an object where Kubernetes has a list',
+      () => ({
+        ...validSpec(),
+        affinity: {
+          podAntiAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { topologyKey: 'x' } },
+        } as unknown as ConnectorSpec['affinity'],
+      }),
+      'spec.affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution: Invalid value: "object": spec.affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution in body must be of type array',
+    ],
+    [
+      'an affinity with a string where Kubernetes has an object',
+      () => ({ ...validSpec(), affinity: { nodeAffinity: 'yes' } as unknown as ConnectorSpec['affinity'] }),
+      'spec.affinity.nodeAffinity: Invalid value: "string": spec.affinity.nodeAffinity in body must be of type object',
+    ],
+    [
+      'a node affinity operator Kubernetes does not have',
+      () => ({
+        ...validSpec(),
+        affinity: {
+          nodeAffinity: {
+            requiredDuringSchedulingIgnoredDuringExecution: {
+              nodeSelectorTerms: [{ matchExpressions: [{ key: 'zone', operator: 'Near', values: ['a'] }] }],
+            },
+          },
+        },
+      }),
+      'spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0].operator: Unsupported value: "Near"',
+    ],
+    [
+      'a preferred pod affinity term of weight 0',
+      () => ({
+        ...validSpec(),
+        affinity: {
+          podAffinity: {
+            preferredDuringSchedulingIgnoredDuringExecution: [
+              { weight: 0, podAffinityTerm: { topologyKey: 'x' } },
+            ],
+          },
+        },
+      }),
+      'spec.affinity.podAffinity.preferredDuringSchedulingIgnoredDuringExecution[0].weight in body should be greater than or equal to 1',
     ],
     [
       'an adopted StatefulSet name with a dot',
@@ -472,6 +527,79 @@ for (const [what, initial, change, expected] of updateCases) {
   });
 }
 
+test('a misspelled affinity field is refused under strict field validation and dropped otherwise', async (t) => {
+  // Kept as it came, it reached the StatefulSet, whose server-side apply refused it (HTTP 500).
+  const misspelled = {
+    ...validSpec(),
+    affinity: {
+      nodeAfinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [] } },
+    } as unknown as ConnectorSpec['affinity'],
+  };
+  const { code, message } = await refusal(create(misspelled, uniqueName('c'), 'Strict'));
+  t.is(code, 400);
+  t.true(message.includes('unknown field "spec.affinity.nodeAfinity"'), message);
+  const warned = await create(misspelled, uniqueName('c'), 'Warn');
+  t.deepEqual(warned.spec.affinity, {}, 'pruned: the operator never sees it');
+});
+
+test('spec.affinity is core/v1 Affinity field for field, as the API server serves it', async (t) => {
+  await setup();
+  const served = JSON.parse(await apiGet('/openapi/v3/api/v1', 'application/json')) as {
+    components: { schemas: Record<string, OpenApiSchema> };
+  };
+  const schemas = served.components.schemas;
+  const affinity = schemas['io.k8s.api.core.v1.Affinity'];
+  if (affinity === undefined) throw new Error('the API server serves no io.k8s.api.core.v1.Affinity');
+  const ours = connectorSchema(await loadConnectorCrd()).properties?.spec?.properties?.affinity;
+  if (ours === undefined) throw new Error('the CRD has no spec.affinity');
+  const theirs = shapeOf(affinity, (name) => schemas[name]);
+  t.deepEqual(
+    shapeOf(ours, () => undefined),
+    theirs,
+  );
+  t.true(Object.keys(theirs).length > 100, 'the whole tree was compared');
+  const nodeOperator = (schema: OpenApiSchema | undefined) =>
+    schema?.properties?.operator?.enum?.map(String).sort();
+  t.deepEqual(
+    nodeOperator(
+      ours.properties?.nodeAffinity?.properties?.requiredDuringSchedulingIgnoredDuringExecution?.properties
+        ?.nodeSelectorTerms?.items?.properties?.matchExpressions?.items,
+    ),
+    nodeOperator(schemas['io.k8s.api.core.v1.NodeSelectorRequirement']),
+  );
+});
+
+/** A schema node of the API server's OpenAPI v3: a CRD's keywords, or a reference to another. */
+interface OpenApiSchema extends Omit<JsonSchema, 'properties' | 'items' | 'additionalProperties'> {
+  $ref?: string;
+  allOf?: OpenApiSchema[];
+  properties?: Record<string, OpenApiSchema>;
+  items?: OpenApiSchema;
+  additionalProperties?: OpenApiSchema | boolean;
+}
+
+/**
+ * Every field under `schema` with its type, `[]` a list's items and `{}` a map's values; `named`
+ * resolves the API server's references (`$ref`, alone or as the one entry of an `allOf`).
+ */
+function shapeOf(
+  schema: OpenApiSchema,
+  named: (name: string) => OpenApiSchema | undefined,
+  path = '',
+  out: Record<string, string> = {},
+): Record<string, string> {
+  const reference = schema.$ref ?? schema.allOf?.[0]?.$ref;
+  const node = reference === undefined ? schema : named(reference.split('/').at(-1) ?? '');
+  if (node === undefined) throw new Error(`${path}: ${reference} is not served`);
+  out[path || '.'] = node.type ?? 'untyped';
+  for (const [key, child] of Object.entries(node.properties ?? {}))
+    shapeOf(child, named, `${path}.${key}`, out);
+  if (node.items) shapeOf(node.items, named, `${path}[]`, out);
+  if (typeof node.additionalProperties === 'object')
+    shapeOf(node.additionalProperties, named, `${path}{}`, out);
+  return out;
+}
+
 test('spec.controlPlaneRef is fixed once the connector reached its control plane, and free to fix before', async (t) => {
   // A Connector moved to another control plane left its record there with a live token, which
   // paired after the Connector was deleted: its deletion released on the new one only.
@@ -602,6 +730,48 @@ test('accepts every checked field when it is valid, at the edges Kubernetes allo
       ...Object.fromEntries(Array.from({ length: 62 }, (_, i) => [`n${i}`, 'y'.repeat(4096)])),
     },
     storage: { size: '1.5Gi', storageClassName: 'fast-ssd' },
+    // Every field of core/v1 Affinity, at the bounds the schema gives it.
+    affinity: {
+      nodeAffinity: {
+        requiredDuringSchedulingIgnoredDuringExecution: {
+          nodeSelectorTerms: [
+            {
+              matchExpressions: [
+                { key: `${'z'.repeat(253)}/${'k'.repeat(63)}`, operator: 'In', values: ['a'] },
+              ],
+              matchFields: [{ key: 'metadata.name', operator: 'NotIn', values: ['n'.repeat(253)] }],
+            },
+          ],
+        },
+        preferredDuringSchedulingIgnoredDuringExecution: [
+          { weight: 100, preference: { matchExpressions: [{ key: 'disk', operator: 'Exists' }] } },
+          { weight: 1, preference: { matchExpressions: [{ key: 'cores', operator: 'Gt', values: ['8'] }] } },
+        ],
+      },
+      podAffinity: {
+        requiredDuringSchedulingIgnoredDuringExecution: [
+          {
+            topologyKey: 'topology.kubernetes.io/zone',
+            labelSelector: { matchLabels: { app: 'v'.repeat(63) } },
+            namespaces: ['n'.repeat(63)],
+            namespaceSelector: {},
+          },
+        ],
+      },
+      podAntiAffinity: {
+        preferredDuringSchedulingIgnoredDuringExecution: [
+          {
+            weight: 50,
+            podAffinityTerm: {
+              topologyKey: 'kubernetes.io/hostname',
+              labelSelector: { matchExpressions: [{ key: 'app', operator: 'NotIn', values: ['x'] }] },
+              matchLabelKeys: ['pod-template-hash'],
+              mismatchLabelKeys: ['tenant'],
+            },
+          },
+        ],
+      },
+    },
   };
   // A name of 52 characters, the longest whose StatefulSet's pods and revisions fit.
   const created = await create(full, `c${'n'.repeat(49)}-${counter}`.slice(0, 52)).catch(
@@ -610,6 +780,7 @@ test('accepts every checked field when it is valid, at the edges Kubernetes allo
     },
   );
   t.deepEqual(created.spec.podLabels, full.podLabels);
+  t.deepEqual(created.spec.affinity, full.affinity, 'nothing of the affinity was dropped');
   t.notThrows(() => defaultedSpec(created), 'the operator takes what admission took');
   for (const variant of [
     { storage: { existingClaim: 'data-dc1.v2' } },
@@ -773,6 +944,13 @@ async function apiRequest(
       .on('error', reject)
       .end(body);
   });
+}
+
+/** The body of a GET of `path` from the API server, as the admin, in the representation `accept`. */
+async function apiGet(path: string, accept: string): Promise<string> {
+  const answer = await apiRequest('GET', path, { Accept: accept });
+  if (answer.status !== 200) throw new Error(`HTTP ${answer.status}: ${answer.body}`);
+  return answer.body;
 }
 
 const collectionPath = () => `/apis/${GROUP}/${VERSION}/namespaces/${namespace}/${PLURAL}`;

@@ -1,7 +1,17 @@
 // The operator never takes what is not its own, and mints nothing before the workload can be
 // applied: on the real API server, as its ServiceAccount, with the real control plane.
-import { AppsV1Api, CoreV1Api } from '@kubernetes/client-node';
-import test from 'ava';
+import {
+  ApiextensionsV1Api,
+  AppsV1Api,
+  CoreV1Api,
+  CustomObjectsApi,
+  type KubeConfig,
+  PatchStrategy,
+  setHeaderOptions,
+} from '@kubernetes/client-node';
+import test, { type ExecutionContext } from 'ava';
+import { CRD_NAME, GROUP, PLURAL, VERSION } from '../../src/operator/api/constants.ts';
+import { connectorSchema, loadConnectorCrd } from '../../src/operator/api/crd.ts';
 import type { Connector } from '../../src/operator/api/types.ts';
 import { createTestNamespace, useCluster } from '../helpers/cluster.ts';
 import { connectorEvents } from '../helpers/connector-events.ts';
@@ -189,8 +199,8 @@ test('a claim of someone else with the data claim’s name is neither mounted no
 test('a spec admission accepts but Kubernetes refuses: InvalidSpec names the field, and no token is minted', async (t) => {
   const { kc } = cluster();
   const namespace = await createTestNamespace(kc, 'refused');
-  // spec.affinity is passed through as is (the CRD preserves it), so only the StatefulSet's own
-  // validation can refuse this operator.
+  // The CRD checks the affinity's shape, not that an In requirement has values: only the
+  // StatefulSet's own validation can refuse this operator.
   await connectors(kc).create(namespace, {
     metadata: { name: 'edge', namespace },
     spec: {
@@ -198,16 +208,82 @@ test('a spec admission accepts but Kubernetes refuses: InvalidSpec names the fie
       affinity: {
         nodeAffinity: {
           requiredDuringSchedulingIgnoredDuringExecution: {
-            nodeSelectorTerms: [{ matchExpressions: [{ key: 'zone', operator: 'Near', values: ['a'] }] }],
+            nodeSelectorTerms: [{ matchExpressions: [{ key: 'zone', operator: 'In' }] }],
           },
         },
       },
-    } as Connector['spec'],
+    },
   });
   const c = await stalledWith(namespace, 'InvalidSpec');
-  t.regex(stalled(c)?.message ?? '', /spec\.affinity/);
+  t.regex(stalled(c)?.message ?? '', /spec\.affinity \(StatefulSet .*values\): Required value/);
   t.notRegex(stalled(c)?.message ?? '', /ControlPlaneRejected/);
-  const core = kc.makeApiClient(CoreV1Api);
+  await assertNothingMinted(t, namespace, c);
+});
+
+// Serial: while the API server swaps a CRD's schema, a request to the old one can be answered 503
+// ("apiserver is shutting down"); serial tests run before the others start.
+test.serial(
+  'a spec.affinity of a shape Kubernetes refuses, admitted by the CRD as it was: InvalidSpec, not a retry forever, and after the CRD upgrade too',
+  async (t) => {
+    // Until the CRD gave spec.affinity Kubernetes' schema it kept whatever came; so does a cluster
+    // that kept the old CRD (helm upgrade leaves CRDs as they are). The StatefulSet's server-side
+    // apply refuses such a body with an HTTP 500 ("failed to create typed patch object"), which the
+    // operator retried forever (Reconciling, RetryingAfterError).
+    const { kc } = cluster();
+    const namespace = await createTestNamespace(kc, 'misfit');
+    const api = connectors(kc);
+    const misfit = {
+      metadata: { name: 'edge', namespace },
+      spec: {
+        ...spec,
+        affinity: {
+          podAntiAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { topologyKey: 'x' } },
+        } as unknown as Connector['spec']['affinity'],
+      },
+    };
+    await withAffinityAsItCame(kc, namespace, async () => {
+      await eventually(() => api.create(namespace, misfit).then(succeeded, failed), {
+        description: 'a Connector written while spec.affinity is kept as it comes',
+        timeoutMs: 30_000,
+      });
+      const c = await stalledWith(namespace, 'InvalidSpec');
+      t.regex(
+        stalled(c)?.message ?? '',
+        /spec\.affinity \(StatefulSet spec\.template\.spec\.affinity\.podAntiAffinity\.requiredDuringSchedulingIgnoredDuringExecution\): expected list.*; fix spec\.affinity$/,
+      );
+      t.is(
+        c.status?.conditions?.find((x) => x.type === 'Reconciling'),
+        undefined,
+        'no retry under way',
+      );
+      await assertNothingMinted(t, namespace, c);
+    });
+
+    // The CRD has the schema now, and the stored Connector does not fit it: no server-side apply to
+    // it is possible (the API server cannot type it). Its status still follows a spec change.
+    await api.patchSpec(namespace, 'edge', { spec: { podLabels: { team: 'b' } } });
+    const after = await eventually(
+      async () => {
+        const c = await api.get(namespace, 'edge');
+        return stalled(c)?.observedGeneration === 2 ? c : undefined;
+      },
+      { description: 'the status of generation 2', timeoutMs: 30_000 },
+    );
+    t.is(stalled(after)?.reason, 'InvalidSpec');
+    t.regex(stalled(after)?.message ?? '', /spec\.affinity \(StatefulSet .*\): expected list/);
+    // And it can be deleted: its finalizer is removed by a patch, as apply cannot.
+    await api.delete(namespace, 'edge');
+    await eventually(() => api.get(namespace, 'edge').then(failed, succeeded), {
+      description: 'the Connector gone',
+      timeoutMs: 30_000,
+    });
+    t.pass();
+  },
+);
+
+/** No token Secret, no live token in the control plane and no mint counted for namespace/edge. */
+async function assertNothingMinted(t: ExecutionContext, namespace: string, c: Connector): Promise<void> {
+  const core = cluster().kc.makeApiClient(CoreV1Api);
   const secret = await core
     .readNamespacedSecret({ namespace, name: 'edge-enrollment-token' })
     .catch(() => undefined);
@@ -215,7 +291,58 @@ test('a spec admission accepts but Kubernetes refuses: InvalidSpec names the fie
   const record = await controlPlaneRecord(`${namespace}.edge`);
   t.is(record?.liveToken ?? null, null, 'no token minted in the control plane');
   t.is(c.status?.enrollment?.mintCount ?? 0, 0);
-});
+}
+
+/**
+ * Runs `during` while the installed CRD keeps spec.affinity as it comes, as it did before it had a
+ * schema, and restores the schema after (what was stored stays as it was written), returning once
+ * the API server refuses an affinity of the wrong shape in `namespace` again. The API server serves
+ * a changed schema a moment after the CRD changed: `during` waits for it.
+ */
+async function withAffinityAsItCame(
+  kc: KubeConfig,
+  namespace: string,
+  during: () => Promise<void>,
+): Promise<void> {
+  const crds = kc.makeApiClient(ApiextensionsV1Api);
+  const path = '/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties/affinity';
+  const replaceAffinity = (value: object) =>
+    crds.patchCustomResourceDefinition(
+      { name: CRD_NAME, body: [{ op: 'replace', path, value }] },
+      setHeaderOptions('Content-Type', PatchStrategy.JsonPatch),
+    );
+  const ours = connectorSchema(await loadConnectorCrd()).properties?.spec?.properties?.affinity ?? {};
+  await replaceAffinity({ type: 'object', 'x-kubernetes-preserve-unknown-fields': true });
+  try {
+    await during();
+  } finally {
+    await replaceAffinity(ours);
+    const probe = {
+      apiVersion: `${GROUP}/${VERSION}`,
+      kind: 'Connector',
+      metadata: { name: 'schema-probe' },
+      spec: { ...spec, affinity: { nodeAffinity: 'yes' } },
+    };
+    const api = kc.makeApiClient(CustomObjectsApi);
+    await eventually(
+      () =>
+        api
+          .createNamespacedCustomObject({
+            group: GROUP,
+            version: VERSION,
+            namespace,
+            plural: PLURAL,
+            dryRun: 'All',
+            body: probe,
+          })
+          .then(failed, (error: { code?: number }) => error.code === 422),
+      { description: 'the affinity schema served again', timeoutMs: 30_000 },
+    );
+  }
+}
+
+const succeeded = () => true;
+const failed = () => false;
 
 test('two Connectors of two namespaces with one connector id: the second mints nothing, and a Retain delete of the first does not hand it the record', async (t) => {
   const { kc } = cluster();

@@ -50,6 +50,32 @@ test('write failures are classified: conflicts and refusals are temporary, inval
     t.is(error.httpStatus, status);
     t.is(error.message, `server-side apply of ConfigMap ns/a failed (HTTP ${status}): why`);
   }
+  // A body that does not fit the schema is refused with 500, and sending it again changes nothing;
+  // nor can any apply succeed to a stored object that does not fit (stored before its CRD's schema
+  // covered the field).
+  const misfits: Array<[string, string, string]> = [
+    [
+      'patch',
+      'failed to create typed patch object (ns/a; apps/v1, Kind=StatefulSet): .spec.template.spec.affinity.nodeAfinity: field not declared in schema',
+      'spec.template.spec.affinity.nodeAfinity',
+    ],
+    [
+      'live',
+      'failed to create typed live object (ns/a; vaultpam.io/v1alpha1, Kind=Connector): .spec.affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution: expected list, got &{map[]}',
+      'spec.affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution',
+    ],
+  ];
+  for (const [object, message, field] of misfits) {
+    const misfit = writeError('server-side apply of X ns/a', apiException(500, message));
+    t.is(misfit.code, 'KUBERNETES_INVALID', object);
+    t.false(misfit.temporary, object);
+    t.is(misfit.httpStatus, 500);
+    t.is(misfit.details?.misfit, object);
+    t.deepEqual(
+      (misfit.details?.causes as Array<{ field: string }> | undefined)?.map((c) => c.field),
+      [field],
+    );
+  }
   const network = writeError('delete of Secret ns/b', new TypeError('fetch failed'));
   t.is(network.code, 'KUBERNETES_WRITE_FAILED');
   t.true(network.temporary);

@@ -81,7 +81,10 @@ const ENUM_ARRAYS: Record<string, string> = {
   RecoveryStep: 'RECOVERY_STEPS',
 };
 
-/** Passed-through subtrees (x-kubernetes-preserve-unknown-fields) typed as Kubernetes' own type. */
+/**
+ * Subtrees whose schema is a Kubernetes type's (the pod's affinity, passed to the pod as it is),
+ * typed as Kubernetes' own type rather than written out again.
+ */
 const PASSED_THROUGH_TYPES: Record<string, string> = { 'spec.affinity': 'V1Affinity' };
 const IMPORTS = "import type { V1Affinity } from '@kubernetes/client-node';\n";
 

@@ -121,7 +121,7 @@ export interface ConnectorSpec {
    */
   tolerations?: Toleration[];
   /**
-   * Scheduling affinity of the connector pod (core/v1 Affinity), passed through.
+   * Scheduling affinity of the connector pod (core/v1 Affinity), passed to the pod as it is. The schema is Kubernetes' own: a value of the wrong shape is refused, and a field Kubernetes does not know is refused under strict field validation (kubectl's default) or dropped with a warning.
    */
   affinity?: V1Affinity;
   /**

@@ -4,13 +4,17 @@
 import { CodedError, isCodedError } from '../../lib/errors.ts';
 import type { ApiRefusalCause } from '../runtime/apply.ts';
 
-/** Field path prefixes of owned objects, most specific first, and the Connector field each comes from. */
+/**
+ * Field path prefixes of owned objects, most specific first, and the Connector field each comes
+ * from. Validation names a list item by its index (`containers[0]`), server-side apply's schema
+ * check by its key (`containers[name="agent"]`).
+ */
 const SOURCES: ReadonlyArray<readonly [RegExp, string]> = [
   [/^spec\.template\.metadata\.labels/, 'spec.podLabels'],
   [/^spec\.template\.metadata\.annotations/, 'spec.podAnnotations'],
-  [/^spec\.template\.spec\.containers\[\d+\]\.image/, 'spec.image'],
-  [/^spec\.template\.spec\.containers\[\d+\]\.imagePullPolicy/, 'spec.imagePullPolicy'],
-  [/^spec\.template\.spec\.containers\[\d+\]\.resources/, 'spec.resources'],
+  [/^spec\.template\.spec\.containers\[[^\]]+\]\.imagePullPolicy/, 'spec.imagePullPolicy'],
+  [/^spec\.template\.spec\.containers\[[^\]]+\]\.image/, 'spec.image'],
+  [/^spec\.template\.spec\.containers\[[^\]]+\]\.resources/, 'spec.resources'],
   [/^spec\.template\.spec\.priorityClassName/, 'spec.priorityClassName'],
   [/^spec\.template\.spec\.serviceAccountName/, 'spec.serviceAccountName'],
   [/^spec\.template\.spec\.nodeSelector/, 'spec.nodeSelector'],
@@ -29,7 +33,8 @@ export function connectorFieldFor(ownedField: string): string | undefined {
 }
 
 /**
- * An API refusal (400/422) of an owned object as a permanent InvalidSpec error naming the
+ * An API refusal of an owned object (400/422, or a body that does not fit the schema: writeError
+ * reads the fields of that HTTP 500 from its message) as a permanent InvalidSpec error naming the
  * Connector field to fix; undefined for any other error.
  */
 export function invalidSpecFromRefusal(kind: string, error: unknown): CodedError | undefined {

@@ -13,6 +13,7 @@ import { KubeApiError } from './kube-errors.ts';
 import type { KubernetesWriteVerb, OperatorMetrics } from './metrics.ts';
 import type { OwnVersions } from './own-versions.ts';
 import type { ResourceType } from './resources.ts';
+import { schemaMisfit } from './schema-misfit.ts';
 import { redactSecretPatterns } from './secret-patterns.ts';
 
 export interface KubeWriterOptions {
@@ -68,11 +69,17 @@ export function controllerOwnerReference(owner: KubernetesObject): V1OwnerRefere
 /**
  * A write failure as a coded error. Conflicts, throttling, server errors, network errors and RBAC
  * refusals are temporary (retry with backoff: RBAC can be fixed without touching the object);
- * an invalid object (400/422) or a missing one (404) is permanent until something changes.
+ * an invalid object (400/422, or an apply whose body or stored object does not fit the schema,
+ * which the API server answers with 500: schema-misfit.ts) or a missing one (404) is permanent
+ * until something changes.
  */
 export function writeError(what: string, error: unknown): CodedError {
   const status = httpStatusOf(error);
-  const permanent = status === 400 || status === 404 || status === 422;
+  // Answers about Secrets could quote what was sent; the filter keeps a token or key out of the error.
+  const message = redactSecretPatterns(apiErrorMessage(error));
+  const misfit = schemaMisfit(message);
+  const invalid = status === 400 || status === 422 || misfit !== undefined;
+  const permanent = invalid || status === 404;
   const code =
     status === 404
       ? 'KUBERNETES_NOT_FOUND'
@@ -80,16 +87,15 @@ export function writeError(what: string, error: unknown): CodedError {
         ? 'KUBERNETES_CONFLICT'
         : status === 403
           ? 'KUBERNETES_FORBIDDEN'
-          : status === 400 || status === 422
+          : invalid
             ? 'KUBERNETES_INVALID'
             : 'KUBERNETES_WRITE_FAILED';
-  // Answers about Secrets could quote what was sent; the filter keeps a token or key out of the error.
-  const message = redactSecretPatterns(apiErrorMessage(error));
-  const causes = status === 400 || status === 422 ? refusalCauses(error) : [];
+  const causes = misfit?.causes ?? (invalid ? refusalCauses(error) : []);
   // A 429's Retry-After: when the API server is willing to hear from us again.
   const retryAfterMs = error instanceof KubeApiError ? error.retryAfterMs : undefined;
   const details = {
     ...(causes.length > 0 ? { causes } : {}),
+    ...(misfit !== undefined ? { misfit: misfit.object } : {}),
     ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
   };
   return new CodedError(
@@ -202,14 +208,29 @@ export class KubeWriter {
       metadata: { name: ref.name, ...(namespaced ? { namespace: ref.namespace } : {}) },
       status,
     };
+    const target = { name: ref.name, ...(namespaced ? { namespace: ref.namespace } : {}) };
     const answered = this.ownVersions?.writing(type.kind, ref.namespace, ref.name);
     try {
-      const applied = await this.kube.patch<T>(
-        type,
-        { name: ref.name, ...(namespaced ? { namespace: ref.namespace } : {}) },
-        body,
-        { patch: 'apply', subresource: 'status', query: { fieldManager: this.fieldManager, force: true } },
-      );
+      const applied = await this.kube
+        .patch<T>(type, target, body, {
+          patch: 'apply',
+          subresource: 'status',
+          query: { fieldManager: this.fieldManager, force: true },
+        })
+        .catch((error: unknown) => {
+          // An object stored before its CRD's schema covered a field it holds in another shape
+          // cannot be applied to at all: the API server types the stored object first and refuses
+          // (HTTP 500). Its status still has to say so (InvalidSpec names the field), so it is
+          // written whole with a JSON patch, which types nothing; as every pass writes the whole
+          // status, nothing stale is left behind.
+          if (schemaMisfit(apiErrorMessage(error))?.object !== 'live') throw error;
+          this.count(type.kind, 'patch');
+          return this.kube.patch<T>(type, target, [{ op: 'add', path: '/status', value: status }], {
+            patch: 'json',
+            subresource: 'status',
+            query: { fieldManager: this.fieldManager },
+          });
+        });
       this.logger.debug(
         {
           kind: type.kind,
@@ -258,6 +279,36 @@ export class KubeWriter {
     } catch (error) {
       answered?.(undefined);
       throw writeError(`merge patch of ${type.kind} ${ref.namespace}/${ref.name}`, error);
+    }
+  }
+
+  /**
+   * Sets an object's finalizers with a JSON patch that holds only while the object is still at
+   * `ref.resourceVersion` (a change since is refused, 422): for an object server-side apply cannot
+   * type (see applyStatus), whose finalizers apply cannot set either.
+   */
+  async replaceFinalizers(
+    type: ResourceType,
+    ref: ObjectRef & { resourceVersion: string },
+    finalizers: readonly string[],
+  ): Promise<void> {
+    this.requireRef(type.kind, ref, 'replaceFinalizers');
+    this.count(type.kind, 'patch');
+    const patch = [
+      { op: 'test', path: '/metadata/resourceVersion', value: ref.resourceVersion },
+      { op: 'add', path: '/metadata/finalizers', value: finalizers },
+    ];
+    const answered = this.ownVersions?.writing(type.kind, ref.namespace, ref.name);
+    try {
+      const patched = await this.kube.patch(type, ref, patch, {
+        patch: 'json',
+        query: { fieldManager: this.fieldManager },
+      });
+      this.logger.debug({ kind: type.kind, namespace: ref.namespace, name: ref.name }, 'finalizers set');
+      answered?.(patched.metadata?.resourceVersion);
+    } catch (error) {
+      answered?.(undefined);
+      throw writeError(`finalizer patch of ${type.kind} ${ref.namespace}/${ref.name}`, error);
     }
   }
 
