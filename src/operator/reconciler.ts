@@ -37,6 +37,7 @@ import { eventsOfSteps, statusOfPass } from './reconcile/pass-status.ts';
 import { plan } from './reconcile/plan.ts';
 import { giveBackDecision, type WorkloadOwed, workloadOwed } from './reconcile/recovery-giveback.ts';
 import { cleanedError, errorMessageText, errorText, untrustedCode } from './reconcile/untrusted-text.ts';
+import { RECOVERY_OUTCOME_LABELS } from './runtime/metrics.ts';
 import { RESOURCE_TYPES } from './runtime/resources.ts';
 import type { ReconcileResult } from './runtime/work-queue.ts';
 import { objectKey, splitKey } from './runtime/work-queue.ts';
@@ -369,7 +370,7 @@ export class ConnectorReconciler {
         previous.recovery?.outcome === undefined &&
         status.recovery?.requestId === previous.recovery?.requestId
       ) {
-        this.ctx.metrics.recoveries.inc({ outcome: outcome === 'Succeeded' ? 'succeeded' : 'failed' });
+        this.ctx.metrics.recoveries.inc({ outcome: RECOVERY_OUTCOME_LABELS[outcome] });
       }
       recordEvents(this.ctx, connector, events);
       return {

@@ -23,10 +23,10 @@ test.after.always(async () => {
 const spec = { connector: { org: 'acme', endpointId: 'ep-1', allowedNetworks: ['10.0.0.0/8'] } };
 const condition = (c: Connector, type: string) => c.status?.conditions?.find((x) => x.type === type);
 
-async function onlineConnector(namespace: string) {
+async function onlineConnector(namespace: string, more: Partial<Connector['spec']> = {}) {
   const { kc } = cluster();
   const api = connectors(kc);
-  await api.create(namespace, { metadata: { name: 'edge', namespace }, spec });
+  await api.create(namespace, { metadata: { name: 'edge', namespace }, spec: { ...spec, ...more } });
   await eventually(
     () => api.get(namespace, 'edge').then((c) => c.status?.enrollment?.tokenSecretName !== undefined),
     {
@@ -144,6 +144,56 @@ test.serial(
       back.status?.identity?.certificateSerial,
       offline.status?.identity?.certificateSerial,
       'same identity, no re-pairing',
+    );
+  },
+);
+
+test.serial(
+  'a recovery request id on a Connector that needs none: recorded as not needed, and the Online connector is not held back (no Stalled, no Ready=False RecoveryFailed)',
+  async (t) => {
+    // The reproduction of an outsider review: a GitOps manifest that still carries an old request
+    // id recreates the Connector with it. The control plane refuses the recovery as
+    // RECOVERY_NOT_NEEDED; the connector paired and was Online, Healthy and Enrolled, but
+    // Stalled/Ready=False RecoveryFailed, and a new id stalled it the same way.
+    const namespace = await createTestNamespace(cluster().kc, 'notneeded');
+    const { api, pod } = await onlineConnector(namespace, { recovery: { requestId: 'A_b.c' } });
+    t.teardown(() => pod.stop());
+    // Ready follows the connector (here Unknown while the test cluster leaves the claim Pending),
+    // never the request: it said False, RecoveryFailed.
+    const settled = (requestId: string) =>
+      eventually(
+        () =>
+          api
+            .get(namespace, 'edge')
+            .then((c) =>
+              c.status?.recovery?.requestId === requestId &&
+              c.status.recovery.outcome !== undefined &&
+              c.status.phase === 'Online'
+                ? c
+                : undefined,
+            ),
+        { description: `Online, with the record of ${requestId}` },
+      );
+    const first = await settled('A_b.c');
+    t.is(condition(first, 'Stalled'), undefined);
+    t.not(condition(first, 'Ready')?.reason, 'RecoveryFailed');
+    t.is(condition(first, 'Healthy')?.status, 'True');
+    t.is(condition(first, 'Enrolled')?.status, 'True');
+    t.like(first.status?.recovery, { step: 'Failed', outcome: 'NotNeeded' });
+    t.regex(
+      first.status?.recovery?.reason ?? '',
+      /RECOVERY_NOT_NEEDED.*spec\.recovery\.requestId can be removed/,
+    );
+
+    await api.patchSpec(namespace, 'edge', { spec: { recovery: { requestId: 'incident-2' } } });
+    const second = await settled('incident-2');
+    t.is(condition(second, 'Stalled'), undefined);
+    t.not(condition(second, 'Ready')?.reason, 'RecoveryFailed');
+    t.like(second.status?.recovery, { step: 'Failed', outcome: 'NotNeeded', handledRequestIds: ['A_b.c'] });
+    t.is(
+      second.status?.identity?.certificateSerial,
+      first.status?.identity?.certificateSerial,
+      'nothing was done to the connector',
     );
   },
 );

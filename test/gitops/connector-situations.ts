@@ -220,6 +220,34 @@ function situationsWith(configInvalid: CodedError): Situation[] {
       ),
     },
     {
+      file: 'healthy-online-recovery-not-needed',
+      title:
+        'Online, with a spec.recovery.requestId the control plane refused as not needed (a manifest kept an old id): not held back',
+      connector: planned(
+        observed({
+          connector: input(
+            { recovery: { requestId: 'r1' } },
+            {
+              ...onlineStatus(),
+              recovery: {
+                requestId: 'r1',
+                step: 'Checking',
+                attempts: 1,
+                startedAt: '2026-01-01T00:00:00Z',
+                evidence: { phaseBefore: 'Online', controlPlaneStateBefore: 'online', replicasBefore: 1 },
+              },
+            },
+          ),
+          recoveryCheck: {
+            requestId: 'r1',
+            allowed: false,
+            code: 'RECOVERY_NOT_NEEDED',
+            message: 'a connector in state online needs no recovery',
+          },
+        }),
+      ),
+    },
+    {
       file: 'degraded-online-emptydir',
       title: 'Online, but the pod mounts an emptyDir although durable storage was asked for',
       connector: planned(observed({ pods: [pod({ dataVolume: 'emptyDir' })], claims: [] })),

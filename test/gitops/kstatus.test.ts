@@ -37,6 +37,7 @@ const EXPECTED: Record<string, string> = {
   'progressing-enrolling': 'InProgress', // demanded: reconciling
   'healthy-online': 'Current', // demanded: Online
   'healthy-online-ephemeral-by-choice': 'Current', // demanded: Online
+  'healthy-online-recovery-not-needed': 'Current', // demanded: Online (the request holds nothing back)
   'degraded-online-emptydir': 'InProgress', // Ready=False without Stalled
   'progressing-online-rolling-out': 'InProgress', // demanded: reconciling
   'progressing-online-expanding-storage': 'InProgress', // demanded: reconciling

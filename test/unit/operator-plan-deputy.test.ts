@@ -168,7 +168,7 @@ test('a new recovery records the replicas it found and asks before scaling: Requ
   t.is(r.status.recovery?.evidence?.replicasBefore, 3, 'the record survives the steps');
 });
 
-test('a refusal by the control plane ends the recovery Failed with its reason, before anything is scaled', (t) => {
+test('a refusal by the control plane ends the recovery before anything is scaled, with its reason', (t) => {
   const spec = { workloadRef, recovery: { requestId: 'r1' } };
   const result = planView(
     observed({
@@ -184,19 +184,17 @@ test('a refusal by the control plane ends the recovery Failed with its reason, b
     }),
     NOW,
   );
+  // Not needed, and nothing says otherwise: recorded as such, holding nothing back
+  // (operator-recovery-not-needed.test.ts).
   t.is(result.status.recovery?.step, 'Failed');
-  t.is(result.status.recovery?.outcome, 'Failed');
-  t.is(
-    result.status.recovery?.reason,
-    'the control plane refused the recovery, so nothing was scaled: RECOVERY_NOT_NEEDED: a connector in state pending needs no recovery; mint a token instead',
+  t.is(result.status.recovery?.outcome, 'NotNeeded');
+  t.regex(
+    result.status.recovery?.reason ?? '',
+    /^the control plane refused it, so nothing was done: RECOVERY_NOT_NEEDED: a connector in state pending needs no recovery; mint a token instead; /,
   );
   t.is(result.scaleAdopted, undefined, 'never scaled: not down, not "back"');
-  t.is(condition(result.status, 'Stalled')?.reason, 'RecoveryFailed');
-  t.regex(
-    condition(result.status, 'Stalled')?.message ?? '',
-    /RECOVERY_NOT_NEEDED.*set a new spec\.recovery\.requestId/,
-  );
-  t.true(result.events.some((e) => e.reason === 'RecoveryFailed' && e.priority === 'always'));
+  t.is(condition(result.status, 'Stalled'), undefined);
+  t.true(result.events.some((e) => e.reason === 'RecoveryNotNeeded' && e.priority === 'always'));
   // The operator's own StatefulSet keeps its replica too.
   const own = planView(
     observed({
@@ -234,10 +232,17 @@ test('still online while the agent has failed closed: Checking waits for the con
   t.is(waiting.replicas, undefined);
   const late = planRecovery(input(new Date(Date.parse('2026-01-01T00:00:00Z') + ONLINE_GRACE_MS + 1_000)));
   t.is(late.status?.step, 'Failed');
+  t.is(late.status?.outcome, 'Failed', 'the loss is proven: the refusal is a failure');
+  t.regex(
+    late.status?.reason ?? '',
+    /^the control plane refused the recovery, so nothing was scaled: RECOVERY_NOT_NEEDED/,
+  );
+  t.true(late.events.some((e) => e.reason === 'RecoveryFailed'));
   t.is(late.replicas, undefined, 'nothing to give back: nothing was scaled');
   // Without proof of a lost identity, "online" is the answer: no waiting.
   const healthy = planRecovery({ ...input(NOW), identityLoss: false });
   t.is(healthy.status?.step, 'Failed');
+  t.is(healthy.status?.outcome, 'NotNeeded');
 });
 
 // ---- what a recovery scales down it gives back ----

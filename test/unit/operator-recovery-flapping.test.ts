@@ -74,12 +74,15 @@ test('requested on an identity loss, no agent ready: Checking keeps waiting for 
   // Still bounded: past the grace period "online" is the answer.
   const late = planRecovery(input({ now: new Date(Date.parse(STARTED) + ONLINE_GRACE_MS + 1_000) }));
   t.is(late.status?.step, 'Failed');
+  t.is(late.status?.outcome, 'Failed', 'the loss stands: a failure, not "not needed"');
 });
 
 test('an agent that runs ready again, or a request without a proven loss, is not needed as before', (t) => {
   const back = planRecovery(input({ pods: [agentPod(true)] }));
   t.is(back.status?.step, 'Failed');
+  t.is(back.status?.outcome, 'NotNeeded');
   t.regex(back.status?.reason ?? '', /RECOVERY_NOT_NEEDED/);
   const unproven = planRecovery(input({ previous: checking('Online') }));
   t.is(unproven.status?.step, 'Failed');
+  t.is(unproven.status?.outcome, 'NotNeeded');
 });

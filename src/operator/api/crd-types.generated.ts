@@ -67,9 +67,9 @@ export type RecoveryStep =
   | 'Completed'
   | 'Failed';
 /**
- * Result of a finished recovery.
+ * Result of a finished recovery. NotNeeded (at step Failed, as nothing ran): the control plane refused the request because the connector needs no recovery, and the operator saw no loss of its identity either; the connector is not held back by it, and the request id can be removed.
  */
-export type RecoveryOutcome = 'Succeeded' | 'Failed';
+export type RecoveryOutcome = 'Succeeded' | 'Failed' | 'NotNeeded';
 /**
  * FirstBootBootstrap (never paired), Reconnect (paired and still has its identity), IdentityLoss (paired, identity lost or bootstrap fallback refused).
  */

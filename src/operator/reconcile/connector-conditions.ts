@@ -122,13 +122,18 @@ function failedRecoveryMessage(reason: string | undefined, wayOn: string): strin
 }
 
 /**
- * Stalled, first match wins: a blocker; the recovery the spec asked for failed; the automatic
- * recovery of this incident failed (it runs once per incident); a recovery required.
+ * Stalled, first match wins: a blocker; the recovery the spec asked for failed (not one refused as
+ * not needed: nothing holds the connector back for it); the automatic recovery of this incident
+ * failed (it runs once per incident); a recovery required.
  */
 function stalledCondition(input: ConditionsInput): { reason: string; message: string } | undefined {
   const { gates, recovery, spec, record } = input;
   if (gates.blocker) return gates.blocker;
-  if (recovery.status?.step === 'Failed' && spec.recovery.requestId === recovery.status.requestId) {
+  if (
+    recovery.status?.step === 'Failed' &&
+    recovery.status.outcome !== 'NotNeeded' &&
+    spec.recovery.requestId === recovery.status.requestId
+  ) {
     return {
       reason: StalledReasons.RecoveryFailed,
       message: failedRecoveryMessage(

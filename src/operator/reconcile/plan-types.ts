@@ -40,8 +40,9 @@ export interface PlannedEvent {
   message: string;
   /**
    * `always` for Events that must never be dropped: a phase change and an outcome (a recovery
-   * succeeded or failed). The recorder writes them past its per-object rate limit; the rest are
-   * steps, limited and folded beyond the budget (runtime/events.ts, docs/operator-runtime.md).
+   * succeeded, failed or was not needed). The recorder writes them past its per-object rate limit;
+   * the rest are steps, limited and folded beyond the budget (runtime/events.ts,
+   * docs/operator-runtime.md).
    */
   priority?: EventPriority;
 }

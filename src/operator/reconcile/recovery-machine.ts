@@ -119,11 +119,21 @@ function checking({ input, status, requestId, live, to }: Attempt): RecoveryDeci
   // that runs ready again (heartbeats, the identity intact after all) makes it "not needed".
   const lossStands =
     status.evidence?.phaseBefore === 'NeedsRecovery' && !live.some((p) => agentPodFacts(p).ready);
-  if (check.code === 'RECOVERY_NOT_NEEDED' && stillOnline && (input.identityLoss || lossStands)) {
+  const lossSeen = input.identityLoss || lossStands;
+  if (check.code === 'RECOVERY_NOT_NEEDED' && stillOnline && lossSeen) {
     // The agent failed closed (or its claim was replaced), so it sends no heartbeat; the control
     // plane marks it offline after a few missed ones. Wait for that without touching the workload.
     const since = new Date(status.startedAt ?? now).getTime();
     if (now.getTime() - since < ONLINE_GRACE_MS) return to.stay({});
+  }
+  // Not needed, and the operator sees nothing to the contrary: the connector is paired (or pairs by
+  // normal enrollment, never having paired), so it is not held back for the request, which is
+  // recorded as what it was. A request id still in the spec after the connector was recreated (a
+  // GitOps manifest keeps it) stalled a healthy connector, and each new id the same way.
+  if (check.code === 'RECOVERY_NOT_NEEDED' && !lossSeen) {
+    return to.notNeeded(
+      `the control plane refused it, so nothing was done: ${check.code}: ${check.message}; the operator sees no loss of the connector's identity either. spec.recovery.requestId can be removed (this id never runs again); set a new one only once the connector needs recovery`,
+    );
   }
   return to.fail(
     `the control plane refused the recovery, so nothing was scaled: ${check.code}: ${check.message}`,

@@ -4,6 +4,7 @@
 // carries its Events, and the ends carry the evidence.
 import type { RecoveryStatus, RecoveryStep } from '../api/types.ts';
 import { statusTime } from '../conditions.ts';
+import type { PlannedEvent } from './plan-types.ts';
 import { closingEvidence } from './recovery-evidence.ts';
 import { replicasDuring, restoredReplicas, restoredReplicasOf, scaledUp } from './recovery-stages.ts';
 import type { RecoveryDecision, RecoveryInput } from './recovery-types.ts';
@@ -23,6 +24,11 @@ export interface StepOutcomes {
   stay(decision: Partial<RecoveryDecision>): RecoveryDecision;
   /** The attempt ends Failed with the reason, and gives back what it scaled down. */
   fail(reason: string): RecoveryDecision;
+  /**
+   * The attempt ends without running, as none was needed (outcome NotNeeded, at step Failed: the
+   * recovery did not happen): nothing holds the Connector back for it. `reason` says why.
+   */
+  notNeeded(reason: string): RecoveryDecision;
   /** The attempt ends Succeeded, with the proof that the connector paired (and kept its identity). */
   complete(proof: string): RecoveryDecision;
 }
@@ -33,6 +39,22 @@ export function outcomesOf(input: RecoveryInput, status: RecoveryStatus): StepOu
   const requestId = status.requestId ?? '';
   // An attempt that scaled the workload down gives back what it found when it ends.
   const restore = restoredReplicas(status);
+  /** The attempt ends at step Failed (it did not recover the connector) with `outcome`. */
+  const ended = (outcome: 'Failed' | 'NotNeeded', reason: string, event: PlannedEvent): RecoveryDecision => ({
+    ...(restore !== undefined ? { replicas: restore } : {}),
+    status: {
+      ...status,
+      step: 'Failed',
+      outcome,
+      reason,
+      finishedAt: statusTime(now),
+      evidence: closingEvidence(input, status),
+    },
+    inProgress: false,
+    controlPlane: [],
+    deleteSecret: false,
+    events: [event],
+  });
   return {
     advance(step, extra = {}, why = '') {
       const replicas = replicasDuring(step);
@@ -64,28 +86,20 @@ export function outcomesOf(input: RecoveryInput, status: RecoveryStatus): StepOu
       };
     },
     fail(reason) {
-      return {
-        ...(restore !== undefined ? { replicas: restore } : {}),
-        status: {
-          ...status,
-          step: 'Failed',
-          outcome: 'Failed',
-          reason,
-          finishedAt: statusTime(now),
-          evidence: closingEvidence(input, status),
-        },
-        inProgress: false,
-        controlPlane: [],
-        deleteSecret: false,
-        events: [
-          {
-            type: 'Warning',
-            reason: 'RecoveryFailed',
-            message: `recovery ${requestId} failed: ${reason}`,
-            priority: 'always',
-          },
-        ],
-      };
+      return ended('Failed', reason, {
+        type: 'Warning',
+        reason: 'RecoveryFailed',
+        message: `recovery ${requestId} failed: ${reason}`,
+        priority: 'always',
+      });
+    },
+    notNeeded(reason) {
+      return ended('NotNeeded', reason, {
+        type: 'Normal',
+        reason: 'RecoveryNotNeeded',
+        message: `recovery ${requestId} not needed: ${reason}`,
+        priority: 'always',
+      });
     },
     complete(proof) {
       return {

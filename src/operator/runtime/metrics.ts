@@ -11,7 +11,7 @@
 // per Connector at most: the phase and the Stalled reason are labels of the one series that holds
 // 1, not one series per possible value.
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
-import { CONNECTOR_PHASES, type Connector, type ConnectorPhase } from '../api/types.ts';
+import { CONNECTOR_PHASES, type Connector, type ConnectorPhase, type RecoveryOutcome } from '../api/types.ts';
 import type { KubeRequestInfo } from './kube-client.ts';
 import { RESOURCE_TYPES, resourceName } from './resources.ts';
 import type { WorkQueueStats } from './work-queue.ts';
@@ -21,6 +21,16 @@ export type ReconcileResultLabel = (typeof RECONCILE_RESULTS)[number];
 
 export const KUBERNETES_WRITE_VERBS = ['create', 'update', 'patch', 'delete', 'dry-run'] as const;
 export type KubernetesWriteVerb = (typeof KUBERNETES_WRITE_VERBS)[number];
+
+/**
+ * The outcome label of vaultpam_operator_recoveries_total for each recovery outcome: not_needed, a
+ * request the control plane refused because the connector needed none, is no failed recovery.
+ */
+export const RECOVERY_OUTCOME_LABELS = {
+  Succeeded: 'succeeded',
+  Failed: 'failed',
+  NotNeeded: 'not_needed',
+} as const satisfies Record<RecoveryOutcome, string>;
 
 /**
  * The resources requests and 429s are counted by: the operator's own table. Anything else
@@ -162,9 +172,9 @@ export function createOperatorMetrics(options: { processMetrics?: boolean } = {}
     labelNames: ['outcome'],
     registers,
   });
-  // Both outcomes from the start: a series born at its first increment makes increase() miss that
+  // Every outcome from the start: a series born at its first increment makes increase() miss that
   // one (it has no earlier sample), and the first failed recovery after a restart is the one to see.
-  for (const outcome of ['succeeded', 'failed']) recoveries.inc({ outcome }, 0);
+  for (const outcome of Object.values(RECOVERY_OUTCOME_LABELS)) recoveries.inc({ outcome }, 0);
   const kubernetesWrites = new Counter({
     name: 'vaultpam_operator_kubernetes_writes_total',
     help: 'Write requests sent to the Kubernetes API, by object kind and verb (server-side apply counts as patch).',

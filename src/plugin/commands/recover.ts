@@ -124,6 +124,9 @@ async function dryRun(ctx: CommandContext, connector: Connector, requestId: stri
   return allowed ? EXIT.ok : EXIT.no;
 }
 
+/** The reasons of the Event that ends a recovery, whatever its outcome. */
+const OUTCOME_EVENTS = new Set(['RecoverySucceeded', 'RecoveryFailed', 'RecoveryNotNeeded']);
+
 /**
  * The operator's Events about this request, oldest first: the why of each step (the Event that
  * records a step is written a moment after the status, so they are read once it ended).
@@ -134,7 +137,7 @@ async function recoveryEvents(ctx: CommandContext, name: string, requestId: stri
   for (let attempt = 0; attempt < 10; attempt += 1) {
     const events = await ctx.api.eventsAbout(ctx.namespace, [{ kind: 'Connector', name }]).catch(() => []);
     mine = events.filter((e) => e.note.includes(`recovery ${requestId}`));
-    if (mine.some((e) => e.reason === 'RecoverySucceeded' || e.reason === 'RecoveryFailed')) break;
+    if (mine.some((e) => OUTCOME_EVENTS.has(e.reason))) break;
     await new Promise((resolve) => setTimeout(resolve, 300));
   }
   const notes = mine.map((e) => `${e.lastSeen}  ${e.reason}: ${untrustedText(e.note)}`);
@@ -272,7 +275,9 @@ export async function recoverCommand(ctx: CommandContext): Promise<number> {
     io.stdout.write(
       recovery.step === 'Completed'
         ? `Recovery ${requestId} completed in ${took}: the connector is ${recovery.evidence?.phaseAfter ?? 'back'}.\n`
-        : `Recovery ${requestId} FAILED after ${took}: ${recovery.reason ?? 'no reason recorded'}.\n`,
+        : recovery.outcome === 'NotNeeded'
+          ? `Recovery ${requestId} NOT RUN after ${took}, as none was needed: ${recovery.reason ?? 'no reason recorded'}.\n`
+          : `Recovery ${requestId} FAILED after ${took}: ${recovery.reason ?? 'no reason recorded'}.\n`,
     );
     io.stdout.write(`Evidence (status.recovery.evidence):\n${indent(evidenceText(recovery))}\n`);
     io.stdout.write(`Events:\n${indent(await recoveryEvents(ctx, name, requestId))}\n`);

@@ -107,7 +107,8 @@ if phase == "NeedsRecovery" then
   hs.message = "NeedsRecovery (" .. tostring(status.diagnosis and status.diagnosis.failureClass or "IdentityLoss")
     .. "): " .. why
   local recovery = status.recovery
-  if recovery ~= nil and recovery.step == "Failed" then
+  -- A request refused as not needed (outcome NotNeeded) is no failed recovery: the next step holds.
+  if recovery ~= nil and recovery.step == "Failed" and recovery.outcome ~= "NotNeeded" then
     hs.message = hs.message .. "; guided recovery " .. tostring(recovery.requestId) .. " failed: "
       .. tostring(recovery.reason or "no reason recorded")
       .. "; set a new spec.recovery.requestId to run another"
