@@ -835,8 +835,8 @@ export class ConnectorReconciler {
    */
   private async applyFinalizers(connector: Connector, finalizers: string[]): Promise<CodedError | undefined> {
     try {
-      await this.ctx.writer
-        .apply({
+      const applied: Connector | undefined = await this.ctx.writer
+        .apply<Connector>({
           apiVersion: connector.apiVersion,
           kind: connector.kind,
           metadata: {
@@ -844,24 +844,21 @@ export class ConnectorReconciler {
             namespace: connector.metadata.namespace,
             ...(finalizers.length > 0 ? { finalizers } : {}),
           },
-        })
+        } as Connector)
         .catch((error: unknown) => {
           // A Connector stored before its CRD's schema covered a field it holds in another shape
-          // cannot be applied to (apply.ts, applyStatus): without this its deletion would wait
-          // until someone fixed its spec. Its finalizers are set by a patch instead, keeping the
-          // others' as apply does.
+          // cannot be applied to (apply.ts, applyStatus): without the patch below its deletion would
+          // wait until someone fixed its spec.
           if (!isCodedError(error) || error.details?.misfit !== 'live') throw error;
-          const others = (connector.metadata.finalizers ?? []).filter((f) => f !== FINALIZER);
-          return this.ctx.writer.replaceFinalizers(
-            RESOURCE_TYPES.connector,
-            {
-              namespace: connector.metadata.namespace ?? '',
-              name: connector.metadata.name ?? '',
-              resourceVersion: connector.metadata.resourceVersion ?? '',
-            },
-            [...others, ...finalizers],
-          );
+          return undefined;
         });
+      // Apply changes only what the operator's field manager owns. After such a patch the API
+      // server may have dropped or kept stale managed fields, so an apply that succeeds can leave
+      // our finalizer in place (the Connector would stay Terminating for good) or not add it: what
+      // was stored decides, and a patch makes it so.
+      const wanted = finalizers.includes(FINALIZER);
+      if (applied && (applied.metadata?.finalizers ?? []).includes(FINALIZER) === wanted) return undefined;
+      await this.patchOwnFinalizer(applied ?? connector, wanted);
       return undefined;
     } catch (error) {
       // In a namespace being deleted, apply to a Connector gone meanwhile is a create, refused (403).
@@ -874,6 +871,31 @@ export class ConnectorReconciler {
       )
         return error;
       throw error;
+    }
+  }
+
+  /**
+   * Adds or removes this operator's finalizer with a JSON patch that holds only at the version it
+   * was read at, keeping every other finalizer; when the object moved on since (the pass wrote its
+   * status meanwhile), it is read again and patched once more.
+   */
+  private async patchOwnFinalizer(base: Connector, wanted: boolean): Promise<void> {
+    const namespace = base.metadata.namespace ?? '';
+    const name = base.metadata.name ?? '';
+    let current: Connector | undefined = base;
+    for (let attempt = 1; current; attempt += 1) {
+      const others = (current.metadata.finalizers ?? []).filter((f) => f !== FINALIZER);
+      try {
+        await this.ctx.writer.replaceFinalizers(
+          RESOURCE_TYPES.connector,
+          { namespace, name, resourceVersion: current.metadata.resourceVersion ?? '' },
+          wanted ? [...others, FINALIZER] : others,
+        );
+        return;
+      } catch (error) {
+        if (attempt >= 2) throw error;
+        current = await this.ctx.reader.readConnector(namespace, name);
+      }
     }
   }
 }

@@ -246,6 +246,7 @@ test.serial(
         description: 'a Connector written while spec.affinity is kept as it comes',
         timeoutMs: 30_000,
       });
+      await api.create(namespace, { ...misfit, metadata: { name: 'edge2', namespace } });
       const c = await stalledWith(namespace, 'InvalidSpec');
       t.regex(
         stalled(c)?.message ?? '',
@@ -271,7 +272,38 @@ test.serial(
     );
     t.is(stalled(after)?.reason, 'InvalidSpec');
     t.regex(stalled(after)?.message ?? '', /spec\.affinity \(StatefulSet .*\): expected list/);
-    // And it can be deleted: its finalizer is removed by a patch, as apply cannot.
+    // edge2, deleted while no apply to it is possible, goes at once: its finalizer is removed by a
+    // patch that holds at the version it read; the pass had written its Terminating status since,
+    // so it reads again rather than report a refused removal and back off.
+    await eventually(async () => stalled(await api.get(namespace, 'edge2'))?.reason === 'InvalidSpec', {
+      description: 'edge2 Stalled InvalidSpec',
+      timeoutMs: 30_000,
+    });
+    await api.delete(namespace, 'edge2');
+    await eventually(() => api.get(namespace, 'edge2').then(failed, succeeded), {
+      description: 'edge2 gone',
+      timeoutMs: 30_000,
+    });
+    const refused = (await connectorEvents(kc, namespace, 'edge2')).filter(
+      (e) => e.reason === 'ReconcileStalled' && /finalizer/.test(e.note ?? ''),
+    );
+    t.deepEqual(
+      refused.map((e) => e.note),
+      [],
+      'no refused finalizer removal on the way',
+    );
+    // Its spec fixed, the status says so: the Stalled condition written while no apply was possible
+    // (owned by no field manager then) is gone, not left for good by the next apply.
+    await api.patchSpec(namespace, 'edge', { spec: { affinity: null } } as never);
+    const fixed = await eventually(
+      async () => {
+        const c = await api.get(namespace, 'edge');
+        return c.status?.observedGeneration === 3 ? c : undefined;
+      },
+      { description: 'the status of the fixed spec', timeoutMs: 30_000 },
+    );
+    t.is(stalled(fixed), undefined, 'no Stalled InvalidSpec once the spec is fixed');
+    // And it can be deleted: its finalizer goes, whatever field manager holds it now.
     await api.delete(namespace, 'edge');
     await eventually(() => api.get(namespace, 'edge').then(failed, succeeded), {
       description: 'the Connector gone',

@@ -210,8 +210,16 @@ export class KubeWriter {
     };
     const target = { name: ref.name, ...(namespaced ? { namespace: ref.namespace } : {}) };
     const answered = this.ownVersions?.writing(type.kind, ref.namespace, ref.name);
+    const wholeStatus = () => {
+      this.count(type.kind, 'patch');
+      return this.kube.patch<T>(type, target, [{ op: 'add', path: '/status', value: status }], {
+        patch: 'json',
+        subresource: 'status',
+        query: { fieldManager: this.fieldManager },
+      });
+    };
     try {
-      const applied = await this.kube
+      let applied = await this.kube
         .patch<T>(type, target, body, {
           patch: 'apply',
           subresource: 'status',
@@ -224,13 +232,13 @@ export class KubeWriter {
           // written whole with a JSON patch, which types nothing; as every pass writes the whole
           // status, nothing stale is left behind.
           if (schemaMisfit(apiErrorMessage(error))?.object !== 'live') throw error;
-          this.count(type.kind, 'patch');
-          return this.kube.patch<T>(type, target, [{ op: 'add', path: '/status', value: status }], {
-            patch: 'json',
-            subresource: 'status',
-            query: { fieldManager: this.fieldManager },
-          });
+          return wholeStatus();
         });
+      // Apply removes only fields the operator's field manager owns: a field written while the
+      // object could not be applied to (the JSON patch above keeps or drops managed fields as the
+      // API server's version does) is owned by nobody, and would stay (a Stalled InvalidSpec after
+      // the spec was fixed). What apply left that this status does not say is replaced whole.
+      if (leftBehind((applied as { status?: unknown }).status, status)) applied = await wholeStatus();
       this.logger.debug(
         {
           kind: type.kind,
@@ -359,4 +367,18 @@ export class KubeWriter {
       );
     }
   }
+}
+
+/**
+ * Whether a stored status holds a top-level field or a condition type that `intended` does not:
+ * what an apply of `intended` could not remove, because no field manager of the operator owned it.
+ */
+export function leftBehind(stored: unknown, intended: object): boolean {
+  if (stored === null || typeof stored !== 'object') return false;
+  const wanted = intended as Record<string, unknown>;
+  if (Object.keys(stored).some((key) => !Object.hasOwn(wanted, key))) return true;
+  const types = (conditions: unknown) =>
+    Array.isArray(conditions) ? conditions.map((c) => (c as { type?: unknown } | null)?.type) : [];
+  const intendedTypes = new Set(types(wanted.conditions));
+  return types((stored as Record<string, unknown>).conditions).some((type) => !intendedTypes.has(type));
 }
