@@ -203,32 +203,62 @@ async function follow(
   }
 }
 
+/**
+ * How often the request is judged and written before a Connector that keeps changing is left to a
+ * person: the operator writes its status as the world moves (a crash-looping agent's restarts), and
+ * each status write is a new resourceVersion the write's precondition no longer holds for.
+ */
+const JUDGE_AND_WRITE_TRIES = 3;
+
+/**
+ * Reads the Connector, judges it and writes, the write holding only while the Connector is as it was
+ * read (its resourceVersion): when it changed meanwhile (409), it is read and judged again, up to
+ * JUDGE_AND_WRITE_TRIES times.
+ */
+export async function judgeAndWrite<T>(steps: {
+  read: () => Promise<Connector>;
+  /** Throws when the Connector as read must not be written. */
+  judge: (connector: Connector) => void;
+  write: (connector: Connector) => Promise<T>;
+  failed: (error: unknown) => Error;
+  keptChanging: (tries: number) => Error;
+}): Promise<T> {
+  for (let attempt = 1; ; attempt += 1) {
+    const connector = await steps.read();
+    steps.judge(connector);
+    try {
+      return await steps.write(connector);
+    } catch (error) {
+      if (httpStatusOf(error) !== 409) throw steps.failed(error);
+      if (attempt >= JUDGE_AND_WRITE_TRIES) throw steps.keptChanging(attempt);
+    }
+  }
+}
+
 export async function recoverCommand(ctx: CommandContext): Promise<number> {
   const { io, options } = ctx;
   const name = options.name ?? '';
-  const connector = await readConnector(ctx, name);
   const requestId = options.requestId ?? defaultRequestId(io.now());
-  const refused = recoveryRefusal(connector, requestId, io.program);
-  if (refused) throw refusal(`no recovery asked for ${ctx.namespace}/${name}: ${refused}`);
-  if (options.dryRun) return dryRun(ctx, connector, requestId);
-
-  let patched: Connector;
-  try {
-    patched = await ctx.api.setRecoveryRequest(
-      ctx.namespace,
-      name,
-      requestId,
-      connector.metadata.resourceVersion,
-      false,
-    );
-  } catch (error) {
-    if (httpStatusOf(error) === 409) {
-      throw refusal(
-        `Connector ${ctx.namespace}/${name} changed while this ran; run it again to judge it afresh`,
-      );
-    }
-    throw apiFailure(`set spec.recovery.requestId on Connector ${ctx.namespace}/${name}`, error);
+  const judge = (connector: Connector) => {
+    const refused = recoveryRefusal(connector, requestId, io.program);
+    if (refused) throw refusal(`no recovery asked for ${ctx.namespace}/${name}: ${refused}`);
+  };
+  if (options.dryRun) {
+    const connector = await readConnector(ctx, name);
+    judge(connector);
+    return dryRun(ctx, connector, requestId);
   }
+  const patched = await judgeAndWrite({
+    read: () => readConnector(ctx, name),
+    judge,
+    write: (connector) =>
+      ctx.api.setRecoveryRequest(ctx.namespace, name, requestId, connector.metadata.resourceVersion, false),
+    failed: (error) => apiFailure(`set spec.recovery.requestId on Connector ${ctx.namespace}/${name}`, error),
+    keptChanging: (tries) =>
+      refusal(
+        `Connector ${ctx.namespace}/${name} changed while this ran, ${tries} times; run it again to judge it afresh`,
+      ),
+  });
   const progress = options.output === 'table' ? io.stdout : io.stderr;
   const started = Date.now();
   progress.write(
