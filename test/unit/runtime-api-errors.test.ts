@@ -1,8 +1,11 @@
 // How the runtime reads client-node errors, and how a failed write becomes a coded error.
 import { ApiException } from '@kubernetes/client-node';
 import test from 'ava';
+import { CodedError } from '../../src/lib/errors.ts';
+import { invalidSpecFromRefusal } from '../../src/operator/reconcile/spec-fields.ts';
 import { apiErrorMessage, describeApiError, httpStatusOf } from '../../src/operator/runtime/api-errors.ts';
 import { controllerOwnerReference, writeError } from '../../src/operator/runtime/apply.ts';
+import { schemaMisfit } from '../../src/operator/runtime/schema-misfit.ts';
 
 function apiException(code: number, message: string): ApiException<string> {
   const body = JSON.stringify({ kind: 'Status', status: 'Failure', message, code });
@@ -116,4 +119,27 @@ test('an owner reference needs a uid and names what is missing', (t) => {
       blockOwnerDeletion: true,
     },
   );
+});
+
+test('a misfit message: a line a quoted value holds is no cause, and a stored object that does not fit is no InvalidSpec', (t) => {
+  const forged = schemaMisfit(
+    'failed to create typed patch object (p/e; apps/v1, Kind=StatefulSet): .spec.template.spec.affinity.nodeAffinity: expected map, got &{x\n.spec.template.metadata.labels: must not contain app.kubernetes.io/name}',
+  );
+  t.deepEqual(
+    forged?.causes.map((c) => c.field),
+    ['spec.template.spec.affinity.nodeAffinity'],
+  );
+  const live = new CodedError('KUBERNETES_INVALID', 'x', { details: { misfit: 'live', causes: [] } });
+  t.is(
+    invalidSpecFromRefusal('StatefulSet', live),
+    undefined,
+    'someone edited the StatefulSet: not the spec',
+  );
+  const patch = new CodedError('KUBERNETES_INVALID', 'x', {
+    details: {
+      misfit: 'patch',
+      causes: [{ field: 'spec.template.spec.affinity', message: 'expected list' }],
+    },
+  });
+  t.is(invalidSpecFromRefusal('StatefulSet', patch)?.code, 'InvalidSpec');
 });

@@ -39,6 +39,9 @@ export function connectorFieldFor(ownedField: string): string | undefined {
  */
 export function invalidSpecFromRefusal(kind: string, error: unknown): CodedError | undefined {
   if (!isCodedError(error, 'KUBERNETES_INVALID')) return undefined;
+  // The stored object does not fit its schema (someone edited it so): nothing in the Connector's
+  // spec causes that or fixes it, so it is no InvalidSpec; it stays the refusal it is.
+  if (error.details?.misfit === 'live') return undefined;
   const status = error.httpStatus;
   const causes = (error.details?.causes ?? []) as ApiRefusalCause[];
   const named = causes.map((cause) => {

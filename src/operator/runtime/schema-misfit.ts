@@ -17,6 +17,9 @@ export interface SchemaMisfit {
 }
 
 const MISFIT = /^failed to create typed (patch|live) object \([^)]*\): ([\s\S]*)$/;
+/** `.spec.a.b[name="x"].c: <error>`, where the error is one the typed conversion words. */
+const CAUSE =
+  /^\.[\w.[\]="-]+: (?:field not declared in schema|expected \w+, got .*|duplicate entries for key .*|element \d+: .*)$/;
 
 /**
  * The misfit a "failed to create typed ... object" answer reports, whatever its HTTP status (500
@@ -30,7 +33,9 @@ export function schemaMisfit(message: string): SchemaMisfit | undefined {
   const causes = (match[2] ?? '')
     .split('\n')
     .map((line) => line.trim())
-    .filter((line) => line.startsWith('.'))
+    // A cause is a field path and an error, as the API server words them; a line of a value the
+    // message quotes (a string holding a newline) is not one.
+    .filter((line) => CAUSE.test(line))
     .slice(0, 20)
     .map((line) => {
       const separator = line.indexOf(': ');
