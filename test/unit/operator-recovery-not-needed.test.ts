@@ -6,7 +6,8 @@
 import test from 'ava';
 import type { ConnectorSpec, ConnectorStatus, RecoveryStatus } from '../../src/operator/api/types.ts';
 import type { RecoveryCheck } from '../../src/operator/reconcile/observed.ts';
-import { connector, observed, pendingRecord, record } from '../helpers/observed-builder.ts';
+import { automaticRequestId } from '../../src/operator/reconcile/recovery-requests.ts';
+import { connector, observed, pendingRecord, pod, record } from '../helpers/observed-builder.ts';
 import { planView } from '../helpers/plan-view.ts';
 
 const NOW = new Date('2026-01-01T00:00:10Z');
@@ -123,4 +124,45 @@ test('a connector that never paired: the request is not needed either, and norma
     result.controlPlane.some((a) => a.kind === 'mintToken'),
     'the first pairing gets its token',
   );
+});
+
+test('an automatic recovery refused as not needed, then the identity lost in the same incident: the Stalled message says so, not that no loss is seen', (t) => {
+  const online = record({ state: 'online' });
+  const id = automaticRequestId('prod.edge', online.stateChangedAt);
+  const result = planView(
+    observed({
+      connector: connector({
+        spec: { recovery: { policy: 'Automatic' } } as Partial<ConnectorSpec>,
+        status: {
+          recovery: {
+            requestId: id,
+            step: 'Failed',
+            outcome: 'NotNeeded',
+            attempts: 1,
+            startedAt: '2026-01-01T00:00:00Z',
+            finishedAt: '2026-01-01T00:01:00Z',
+            reason: 'the control plane refused it, so nothing was done: RECOVERY_NOT_NEEDED: no',
+          } as RecoveryStatus,
+        } as Partial<ConnectorStatus>,
+      }),
+      record: online,
+      pods: [
+        pod({
+          terminated: {
+            exitCode: 13,
+            finishedAt: '2026-01-01T00:00:09Z',
+            message: JSON.stringify({ failureClass: 'IdentityLoss', code: 'IDENTITY_DAMAGED' }),
+          },
+        }),
+      ],
+    }),
+    new Date('2026-01-01T00:00:10Z'),
+  );
+  const stalled = result.status.conditions?.find((c) => c.type === 'Stalled');
+  t.is(stalled?.reason, 'RecoveryFailed');
+  t.regex(
+    stalled?.message ?? '',
+    /refused as not needed, before the loss of the identity the operator sees now/,
+  );
+  t.notRegex(stalled?.message ?? '', /sees no loss|can be removed/);
 });

@@ -145,10 +145,16 @@ function stalledCondition(input: ConditionsInput): { reason: string; message: st
   const needsRecovery = record?.state === 'needs_recovery' || input.identityLost;
   const automatic = failedAutomaticRecovery(spec.connector.id, record, recovery.status);
   if (needsRecovery && automatic && !recovery.inProgress) {
+    // Refused as not needed while the connector looked well, and its identity lost since: that
+    // refusal's reason (no loss seen) is true of then, not of now.
+    const what =
+      automatic.outcome === 'NotNeeded'
+        ? `the automatic recovery ${automatic.requestId} of this incident was refused as not needed, before the loss of the identity the operator sees now`
+        : `the automatic recovery ${automatic.requestId} failed: ${automatic.reason ?? 'no reason recorded'}`;
     return {
       reason: StalledReasons.RecoveryFailed,
       message: failedRecoveryMessage(
-        `the automatic recovery ${automatic.requestId} failed: ${automatic.reason ?? 'no reason recorded'}`,
+        what,
         'it runs once per incident: set spec.recovery.requestId to a new value to run a guided recovery',
       ),
     };

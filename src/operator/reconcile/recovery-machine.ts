@@ -10,7 +10,7 @@ import { agentPodFacts } from './pod-facts.ts';
 import { failedClosedSince, restartProof, skippedValidationProof } from './recovery-evidence.ts';
 import { idle, outcomesOf, type StepOutcomes } from './recovery-outcomes.ts';
 import { pairedInRecovery } from './recovery-progress.ts';
-import { abandonment, recoveryMintKey, startRecovery } from './recovery-requests.ts';
+import { abandonment, isAutomaticRequestId, recoveryMintKey, startRecovery } from './recovery-requests.ts';
 import { recoveryUnderway, restoredReplicas } from './recovery-stages.ts';
 import type { RecoveryDecision, RecoveryInput } from './recovery-types.ts';
 import { untrustedCode, untrustedText } from './untrusted-text.ts';
@@ -131,8 +131,12 @@ function checking({ input, status, requestId, live, to }: Attempt): RecoveryDeci
   // recorded as what it was. A request id still in the spec after the connector was recreated (a
   // GitOps manifest keeps it) stalled a healthy connector, and each new id the same way.
   if (check.code === 'RECOVERY_NOT_NEEDED' && !lossSeen) {
+    // An automatic recovery's id is in no spec: there is nothing to remove.
+    const way = isAutomaticRequestId(requestId)
+      ? 'the operator asked for it by itself; should the connector need recovery again in this incident, ask for a guided one with spec.recovery.requestId'
+      : 'spec.recovery.requestId can be removed (this id never runs again); set a new one only once the connector needs recovery';
     return to.notNeeded(
-      `the control plane refused it, so nothing was done: ${check.code}: ${check.message}; the operator sees no loss of the connector's identity either. spec.recovery.requestId can be removed (this id never runs again); set a new one only once the connector needs recovery`,
+      `the control plane refused it, so nothing was done: ${check.code}: ${check.message}; the operator saw no loss of the connector's identity either. ${way}`,
     );
   }
   return to.fail(

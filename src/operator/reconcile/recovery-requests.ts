@@ -23,6 +23,11 @@ export function recoveryMintKey(requestId: string): string {
 }
 
 /** One automatic recovery per incident: the incident is the control plane's state change that started it. */
+/** Whether `requestId` is one the operator made for an automatic recovery (never in a spec). */
+export function isAutomaticRequestId(requestId: string): boolean {
+  return AUTOMATIC_ID.test(requestId);
+}
+
 export function automaticRequestId(connectorId: string, incidentAt: string): string {
   return `auto-${createHash('sha256').update(`${connectorId}|${incidentAt}`).digest('hex').slice(0, 16)}`;
 }
