@@ -105,7 +105,7 @@ export interface ConnectorConfig {
   /**
    * @maxItems 256
    *
-   * Items: IPv4 or IPv6 CIDR.
+   * Items: IPv4 or IPv6 CIDR, without an IPv6 zone (fe80::1%eth0 names one host's interface, not a network).
    */
   allowedNetworks: string[];
 }

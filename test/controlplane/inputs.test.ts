@@ -146,6 +146,21 @@ test('bad inputs each get their code, and the server keeps serving', async (t) =
       400,
       'INVALID_REQUEST',
     ],
+    [
+      // isIP takes a zone of any length: one such entry filled a whole 64 KiB body.
+      'a CIDR with an IPv6 zone',
+      raw(
+        h,
+        '/v1/connectors/ns.x',
+        jsonRequest(
+          'PUT',
+          { ...CONFIG, allowedNetworks: [`fe80::1%${'z'.repeat(30_000)}/64`] },
+          { headers: { authorization: `Bearer ${h.cp.adminCredential}` } },
+        ),
+      ),
+      400,
+      'INVALID_REQUEST',
+    ],
   ];
   for (const [name, pending, status, code] of cases) {
     const res = await pending;

@@ -60,7 +60,13 @@ export function requireConnectorId(value: string): string {
   return value;
 }
 
+/** Longer than any CIDR: an IPv6 address written out (45 characters) and /128. */
+const CIDR_MAX = 49;
+
 export function isCidr(value: string): boolean {
+  // A zone (fe80::1%eth0) names an interface of one host, not a network, and isIP takes one of any
+  // length: a PUT could fill its whole body with one.
+  if (value.length > CIDR_MAX || value.includes('%')) return false;
   const [address, prefix, ...rest] = value.split('/');
   if (rest.length > 0 || !address || prefix === undefined || !/^\d{1,3}$/.test(prefix)) return false;
   const family = isIP(address);
