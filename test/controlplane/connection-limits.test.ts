@@ -6,7 +6,7 @@
 // the sweep counts nobody offline.
 import { connect as connectTcp, type Socket } from 'node:net';
 import { connect as connectTls } from 'node:tls';
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import {
   addressGroup,
   connectionsTheDescriptorsAllow,
@@ -60,19 +60,28 @@ test('a connection that says nothing is closed after 10 s: no TLS handshake, or 
   t.true(seconds >= 9 && seconds < 20, `closed after ${seconds} s (was 86 s)`);
 });
 
-test('while the server refuses connections for want of room, the offline sweep counts nobody offline', async (t) => {
+/**
+ * A control plane that holds 6 connections at most (offline after 30 s), a connector `id` that beat
+ * once, and 6 silent connections from another address holding every slot.
+ */
+async function doorFilled(t: ExecutionContext, id: string) {
   const h = await startHarness(t, {
     maxConnections: 6,
     heartbeatIntervalSeconds: 10,
     offlineAfterSeconds: 30,
   });
-  const agent = await enrolledAgent(h, 'ns.flooded');
+  const agent = await enrolledAgent(h, id);
   t.is((await agent.heartbeat()).status, 200);
   await eventually(async () => (await metricValue(h, 'cp_http_open_connections')) === 0);
   const held = await Promise.all(Array.from({ length: 6 }, () => silentSocket(h, '127.0.0.2')));
   t.teardown(() => {
     for (const socket of held) socket.destroy();
   });
+  return { h, agent, held };
+}
+
+test('while the server refuses connections for want of room, the offline sweep counts nobody offline', async (t) => {
+  const { h, agent, held } = await doorFilled(t, 'ns.flooded');
   h.clock.advance(25_000);
   // The heartbeat cannot get in: Node drops the connection.
   const refused = await agent.heartbeat().catch((error: Error) => error);
@@ -91,18 +100,7 @@ test('while the server refuses connections for want of room, the offline sweep c
 test('a flood longer than --offline-after ends in offline all the same, and refusals in waves grant one window per wave', async (t) => {
   // Grace from every refusal let a caller who filled the door once per window hold a connector that
   // really went silent online for as long as it liked.
-  const h = await startHarness(t, {
-    maxConnections: 6,
-    heartbeatIntervalSeconds: 10,
-    offlineAfterSeconds: 30,
-  });
-  const agent = await enrolledAgent(h, 'ns.waves');
-  t.is((await agent.heartbeat()).status, 200);
-  await eventually(async () => (await metricValue(h, 'cp_http_open_connections')) === 0);
-  const held = await Promise.all(Array.from({ length: 6 }, () => silentSocket(h, '127.0.0.2')));
-  t.teardown(() => {
-    for (const socket of held) socket.destroy();
-  });
+  const { h } = await doorFilled(t, 'ns.waves');
   const refusedOnce = async () => {
     const before = await metricValue(h, 'cp_connections_refused_total', 'reason="total"');
     await silentSocket(h, '127.0.0.3')
