@@ -430,6 +430,13 @@ const badValues: BadValue[] = [
     fixed: ['admissionPolicy.allowedImagePrefixes=["ghcr.io/a","ghcr.io/b"]'],
   },
   {
+    // Helm holds numbers as floats: 2^63-1 rendered as 9223372036854776000, which no int64 holds,
+    // so the Deployment was refused at apply instead of the value here.
+    bad: 'tolerations=[{"key":"k","operator":"Exists","effect":"NoExecute","tolerationSeconds":9223372036854775807}]',
+    message: /at '\/tolerations\/0\/tolerationSeconds': maximum: got 9\.22\d*\S*, want 9\.007199254740991/,
+    fixed: ['tolerations=[{"key":"k","operator":"Exists","effect":"NoExecute","tolerationSeconds":300}]'],
+  },
+  {
     bad: 'priorityClass.value=1.5',
     message: /at '\/priorityClass\/value': got number, want integer/,
     fixed: ['priorityClass.value=1000'],
