@@ -9,7 +9,7 @@ import type { AuditEntry, Connector as RecordJson } from '../operator/control-pl
 import { childNames } from '../operator/reconcile/desired-objects.ts';
 import { type AgentPodFacts, agentPodFacts } from '../operator/reconcile/pod-facts.ts';
 import { AGENT_CONTAINER_NAME } from '../operator/reconcile/storage-posture.ts';
-import { untrustedText } from '../operator/reconcile/untrusted-text.ts';
+import { untrustedRecord, untrustedText } from '../operator/reconcile/untrusted-text.ts';
 import {
   type ControlPlaneAccess,
   type ControlPlaneSource,
@@ -180,7 +180,12 @@ export async function controlPlaneView(
 ): Promise<ControlPlaneView> {
   if ('unavailable' in access) return { source: access.source, unavailable: access.unavailable };
   try {
-    const record = await access.client.getConnector(connectorId);
+    // Cleaned as the operator cleans it before quoting it in status: the control plane's record
+    // carries text an agent wrote (paths, details) and whatever a broken or hostile server sends.
+    const record = untrustedRecord(await access.client.getConnector(connectorId));
+    if (!record) {
+      return { source: access.source, askFailed: 'the control plane answered with no connector record' };
+    }
     const audit = await auditTail(access.client, connectorId, auditCount).catch(() => undefined);
     return { source: access.source, record, ...(audit ? { audit } : {}) };
   } catch (error) {

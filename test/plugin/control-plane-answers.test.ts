@@ -90,3 +90,47 @@ test('diagnose and status say it was asked and what came back, not "not asked"',
   t.notRegex(text, /Not asked/);
   t.regex(text, /Last audit entries:\n {2}none read \(see above\)/);
 });
+
+test("a record's text is cleaned before it is shown, as the operator cleans it for status", async (t) => {
+  // A broken or hostile control plane (or an agent's text it keeps) must not reach the terminal:
+  // an escape sequence, a forged second line, a time that is no time, a string "false".
+  const hostile = {
+    connectorId: 'team-a.edge',
+    state: `online${ESC}]0;pwned${ESC}\\\nforged: line`,
+    bootstrapRetired: 'false',
+    enrolledAt: `2026-01-01T00:00:00Z${ESC}[2J`,
+    lastHeartbeatAt: `yesterday${ESC}[31m`,
+    stateChangedAt: '2026-01-01T00:00:00Z',
+    ownerUid: 'uid-1',
+    certificate: null,
+    liveToken: null,
+    recovery: null,
+    paths: [{ name: `vault${ESC}[1m`, status: 'failing', detail: `x\nforged: line ${ESC}[0m` }],
+    lastEnrollmentFailure: { code: `BAD${ESC}[5m`, at: '2026-01-01T00:00:00Z' },
+  };
+  const view = await viewWhen(async () => ({ status: 200, body: JSON.stringify(hostile) }));
+  t.is(view.record?.state, 'online forged: line' as never, 'the title-setting sequence is gone whole');
+  t.false(view.record?.bootstrapRetired, 'a string "false" is not retired');
+  t.is(view.record?.lastHeartbeatAt, null, 'no time: nothing');
+  const gathered = facts(connector(ONLINE_STATUS), {
+    controlPlane: {
+      ...view,
+      source: { ...source, ready: { status: 'True', reason: 'Reachable', message: 'ok' } },
+    },
+  });
+  const text = statusReportText(statusReport(gathered), NOW);
+  const checks = JSON.stringify(runbookChecks(gathered));
+  for (const shown of [text, checks, JSON.stringify(statusReport(gathered))]) {
+    t.false(shown.includes(ESC), 'no escape sequence reaches the output');
+    t.notRegex(shown, /\nforged: line/, 'no forged line');
+  }
+  t.regex(text, /State: +online forged: line$/m);
+});
+
+test('an answer that is no record is said as such, not shown as one', async (t) => {
+  for (const body of ['null', '"online"', '[1,2]']) {
+    const view = await viewWhen(async () => ({ status: 200, body }));
+    t.is(view.record, undefined, body);
+    t.is(view.askFailed, 'the control plane answered with no connector record', body);
+  }
+});

@@ -112,8 +112,8 @@ test('token: refused for a retired, a paired or a foreign record, and before a r
     /RECOVERY_REQUIRED.*vaultpam recover edge -n team-a/,
   );
   t.regex(
-    tokenRefusal(c, record({ state: 'enrolling', enrolledAt: 'T' }), 'vaultpam') ?? '',
-    /paired at T and waits for its first heartbeat/,
+    tokenRefusal(c, record({ state: 'enrolling', enrolledAt: '2026-12-05T08:00:00Z' }), 'vaultpam') ?? '',
+    /paired at 2026-12-05T08:00:00Z and waits for its first heartbeat/,
   );
   t.regex(
     tokenRefusal(c, record({ ownerUid: 'someone-else' }), 'vaultpam') ?? '',
@@ -144,6 +144,21 @@ test('token: refused for a retired, a paired or a foreign record, and before a r
     ),
     undefined,
   );
+});
+
+test("token: a record's fields are judged and quoted as the operator cleans them", (t) => {
+  const c = connector({});
+  const esc = '\u001b';
+  // A string "false" is no retired bootstrap (it was truthy here, so the token was refused).
+  t.is(tokenRefusal(c, record({ bootstrapRetired: 'false' as never }), 'vaultpam'), undefined);
+  const paired = tokenRefusal(
+    c,
+    record({ state: `enrolling${esc}[2J` as never, enrolledAt: `2026-12-05T08:00:00Z${esc}]0;x${esc}\\` }),
+    'vaultpam',
+  );
+  t.false(paired?.includes(esc), paired);
+  t.regex(paired ?? '', /paired at \? and waits for its first heartbeat \(state enrolling\)/);
+  t.is(tokenRefusal(c, null as never, 'vaultpam'), 'the control plane answered with no connector record');
 });
 
 test('token: refused for a Stalled Connector, whatever the stall, as the operator mints nothing then', (t) => {

@@ -13,7 +13,7 @@ import { type Connector, defaultedSpec } from '../../operator/api/types.ts';
 import type { Connector as RecordJson } from '../../operator/control-plane/admin-client.ts';
 import { enrollmentMintKey } from '../../operator/reconcile/enrollment.ts';
 import { recoveryUnderway } from '../../operator/reconcile/recovery-stages.ts';
-import { untrustedText } from '../../operator/reconcile/untrusted-text.ts';
+import { untrustedRecord } from '../../operator/reconcile/untrusted-text.ts';
 import { type CommandContext, EXIT, readConnector, refusal } from '../context.ts';
 import { controlPlaneAccess, controlPlaneOutcome } from '../control-plane-access.ts';
 import { serialize } from '../output.ts';
@@ -53,8 +53,14 @@ export function tokenStallRefusal(connector: Connector): string | undefined {
   return stalledRefusal(connector, { blockingOnly: false, meanwhile: 'mints nothing while it is Stalled' });
 }
 
-/** Why no token is minted for this record, or undefined when one may be. */
-export function tokenRefusal(connector: Connector, record: RecordJson, program: string): string | undefined {
+/**
+ * Why no token is minted for this record (as the control plane sent it), or undefined when one may
+ * be. The record is judged and quoted as the operator's untrustedRecord cleans it: a string "false"
+ * is not a retired bootstrap, and a time that is no time is not quoted.
+ */
+export function tokenRefusal(connector: Connector, answer: RecordJson, program: string): string | undefined {
+  const record = untrustedRecord(answer);
+  if (!record) return 'the control plane answered with no connector record';
   const { namespace, name } = connector.metadata;
   const recovery = connector.status?.recovery;
   const stalled = tokenStallRefusal(connector);
@@ -64,13 +70,13 @@ export function tokenRefusal(connector: Connector, record: RecordJson, program: 
   const uid = connector.metadata.uid;
   const keptFor = record.handoverNamespace;
   if (!record.ownerUid && keptFor && keptFor !== namespace) {
-    return `the control plane's record ${untrustedText(record.connectorId, 253)} was kept by a Connector of another namespace deleted with deletionPolicy Retain; no Connector of this namespace can claim it: give this Connector another spec.connector.id (ConnectorIdConflict)`;
+    return `the control plane's record ${record.connectorId} was kept by a Connector of another namespace deleted with deletionPolicy Retain; no Connector of this namespace can claim it: give this Connector another spec.connector.id (ConnectorIdConflict)`;
   }
   if (!record.ownerUid) {
-    return `the control plane's record ${untrustedText(record.connectorId, 253)} is not owned by this Connector; the operator claims it on its next pass once nothing blocks it (${program} status ${name} -n ${namespace} shows what it waits for)`;
+    return `the control plane's record ${record.connectorId} is not owned by this Connector; the operator claims it on its next pass once nothing blocks it (${program} status ${name} -n ${namespace} shows what it waits for)`;
   }
   if (!uid || record.ownerUid !== uid) {
-    return `the control plane's record ${untrustedText(record.connectorId, 253)} is owned by another Connector (ConnectorIdConflict)`;
+    return `the control plane's record ${record.connectorId} is owned by another Connector (ConnectorIdConflict)`;
   }
   if (recoveryUnderway(recovery?.step)) {
     return recovery?.mintKey
@@ -81,7 +87,7 @@ export function tokenRefusal(connector: Connector, record: RecordJson, program: 
     return `the connector paired and bootstrap is retired: restarts use its persisted identity, and the control plane refuses a token (RECOVERY_REQUIRED); if the identity is lost, ${program} recover ${name} -n ${namespace}`;
   }
   if (record.state !== 'pending') {
-    return `the connector paired at ${record.enrolledAt ?? '?'} and waits for its first heartbeat (state ${untrustedText(record.state, 64)}); it needs no token`;
+    return `the connector paired at ${record.enrolledAt ?? '?'} and waits for its first heartbeat (state ${record.state}); it needs no token`;
   }
   return undefined;
 }
