@@ -7,7 +7,7 @@ import { isCodedError } from '../lib/errors.ts';
 import { type HostPort, parseHostPort } from '../lib/host-port.ts';
 import { isLogLevel, type LogLevel } from '../lib/logger.ts';
 import { type AgentFailure, configurationFailure } from './failure.ts';
-import { type PathCheckTarget, parsePathCheck } from './path-checks.ts';
+import { MAX_PATH_CHECKS, type PathCheckTarget, parsePathCheck } from './path-checks.ts';
 
 export { CONNECTOR_ID_PATTERN };
 export const DEFAULT_SAN_URI_PREFIX = 'spiffe://vaultpam.local/connector/';
@@ -238,6 +238,11 @@ export function validateAgentConfig(
   }
 
   const pathChecks: PathCheckTarget[] = [];
+  if (pathCheckTexts.length > MAX_PATH_CHECKS) {
+    problems.push(
+      `${source('path-check')} is given ${pathCheckTexts.length} times; at most ${MAX_PATH_CHECKS} are allowed (with the tunnel they make the 64 paths a heartbeat carries): check fewer targets`,
+    );
+  }
   const names = new Set<string>(['tunnel']);
   for (const text of pathCheckTexts) {
     const result = parsePathCheck(text);

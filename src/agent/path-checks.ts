@@ -15,6 +15,12 @@ export interface PathHealth {
 }
 
 const NAME_PATTERN = /^[a-z0-9]([a-z0-9_.-]{0,62})$/;
+// The heartbeat carries at most 64 paths whose names and details come to at most 32 KiB (the
+// control plane's contract; it refuses a heartbeat past either, so the connector would read as
+// offline while its tunnel works). The tunnel is one of them, and a detail names the host and port,
+// so a name of at most 63, a host of at most 253 (a DNS name's bound) and 63 checks always fit.
+export const MAX_PATH_CHECKS = 63;
+const MAX_HOST_LENGTH = 253;
 
 /** Parses `name=host:port`; returns the target or a message saying what is wrong. */
 export function parsePathCheck(text: string): PathCheckTarget | string {
@@ -27,6 +33,9 @@ export function parsePathCheck(text: string): PathCheckTarget | string {
   }
   const target = parseHostPort(address, `"${text}"`, { minPort: 1 });
   if ('problem' in target) return target.problem;
+  if (target.host.length > MAX_HOST_LENGTH) {
+    return `"${name}=…": the host is ${target.host.length} characters; a host name is at most ${MAX_HOST_LENGTH}`;
+  }
   return { name, ...target };
 }
 

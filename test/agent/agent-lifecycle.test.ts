@@ -6,6 +6,7 @@ import { Agent } from 'node:https';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import test from 'ava';
+import { parseAgentCommandLine } from '../../src/agent/config.ts';
 import { generateEcKey } from '../../src/agent/enrollment.ts';
 import { startHealthServer } from '../../src/agent/health-server.ts';
 import { identityPaths } from '../../src/agent/identity-files.ts';
@@ -138,6 +139,50 @@ test('one failing path check makes the connector degraded, and it recovers when 
     async () => (await control.admin.getConnector(connectorId)).state === 'online',
   );
   t.pass();
+});
+
+test('the most paths the configuration admits, each failing with the longest detail, fit a heartbeat', async (t) => {
+  // 63 checks (the tunnel is the 64th path), names of 63 characters and hosts of 253 that do not
+  // resolve: the control plane accepts the heartbeat, so the connector is degraded, not offline.
+  const control = await startTestControlPlane(t);
+  const connectorId = 'team-a.many-paths';
+  const { tokenFile, dataDir } = await prepareConnector(t, control, connectorId);
+  const host = `${['a', 'b', 'c'].map((c) => c.repeat(63)).join('.')}.${'d'.repeat(53)}.invalid`;
+  t.is(host.length, 253);
+  const texts = Array.from(
+    { length: 63 },
+    (_, i) => `${String(i).padStart(2, '0')}${'p'.repeat(61)}=${host}:65535`,
+  );
+  // The checks as the agent's own flag parsing admits them (it refuses a 64th or a longer host).
+  const parsed = parseAgentCommandLine(
+    [
+      ...['--connector-id', connectorId, '--control-plane-url', control.cp.url, '--data-dir', dataDir],
+      ...texts.flatMap((text) => ['--path-check', text]),
+    ],
+    {},
+  );
+  if (parsed.help) return t.fail('help');
+  runAgent(
+    t,
+    agentConfig({
+      connectorId,
+      controlPlaneUrl: control.cp.url,
+      caFile: control.caFile,
+      tokenFile,
+      dataDir,
+      terminationLog: join(dataDir, 'termination-log'),
+      pathChecks: parsed.config.pathChecks,
+    }),
+  );
+  const degraded = await waitFor('degraded', async () => {
+    const c = await control.admin.getConnector(connectorId);
+    return c.state === 'degraded' ? c : undefined;
+  });
+  t.is(degraded.paths.length, 64);
+  t.regex(
+    degraded.paths.find((p) => p.name !== 'tunnel')?.detail ?? '',
+    /^connect to a{63}\..*\.invalid:65535 /,
+  );
 });
 
 test('the certificate is renewed at the configured fraction of its lifetime and the new one is persisted', async (t) => {

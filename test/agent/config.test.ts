@@ -109,6 +109,16 @@ test('each invalid value is reported with its flag and what to use instead', (t)
     [['--path-check', 'nohostport'], /--path-check .*"nohostport" must look like name=host:port/],
     [['--path-check', 'db=host:99999'], /--path-check .*port from 1 to 65535/],
     [['--path-check', 'tunnel=h:1'], /--path-check .*"tunnel" is used twice or is reserved/],
+    // Past the heartbeat's bounds (64 paths, details naming the host): refused at start, not by
+    // the control plane at every heartbeat while the tunnel works.
+    [
+      ['--path-check', `db=${'h'.repeat(254)}:1`],
+      /--path-check .*"db=…": the host is 254 characters; a host name is at most 253/,
+    ],
+    [
+      Array.from({ length: 64 }, (_, i) => ['--path-check', `p${i}=h:1`]).flat(),
+      /--path-check .*is given 64 times; at most 63 are allowed .*check fewer targets/,
+    ],
     [['--health-listen', 'nope'], /--health-listen .*must be host:port/],
     [
       ['--retry-initial', '10s', '--retry-max', '1s'],
