@@ -5,8 +5,8 @@ import { readFile, rm, stat } from 'node:fs/promises';
 import { Agent } from 'node:https';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import test from 'ava';
-import { parseAgentCommandLine } from '../../src/agent/config.ts';
+import test, { type ExecutionContext } from 'ava';
+import { type AgentConfig, parseAgentCommandLine } from '../../src/agent/config.ts';
 import { generateEcKey } from '../../src/agent/enrollment.ts';
 import { startHealthServer } from '../../src/agent/health-server.ts';
 import { identityPaths } from '../../src/agent/identity-files.ts';
@@ -21,6 +21,7 @@ import {
   restartControlPlane,
   runAgent,
   startTestControlPlane,
+  type TestControlPlane,
   waitFor,
 } from './harness.ts';
 
@@ -99,17 +100,14 @@ test('a restart with the persisted identity reconnects over mTLS without any tok
   assertNoSecrets(t, 'agent logs', first.logs.text() + second.logs.text(), [token, keyPem]);
 });
 
-test('one failing path check makes the connector degraded, and it recovers when the path does', async (t) => {
-  const control = await startTestControlPlane(t);
-  const connectorId = 'team-a.paths';
+/** Pairs and runs an agent with these path checks until the control plane reads it as degraded. */
+async function runUntilDegraded(
+  t: ExecutionContext,
+  control: TestControlPlane,
+  connectorId: string,
+  pathChecks: AgentConfig['pathChecks'],
+) {
   const { tokenFile, dataDir } = await prepareConnector(t, control, connectorId);
-  const target = createServer((socket) => socket.end());
-  await new Promise<void>((resolve) => target.listen(0, '127.0.0.1', resolve));
-  const address = target.address();
-  if (typeof address !== 'object' || address === null) return t.fail('no address');
-  const port = address.port;
-  // Close the target: the path is down from the start.
-  await new Promise<void>((resolve) => target.close(() => resolve()));
   runAgent(
     t,
     agentConfig({
@@ -119,13 +117,26 @@ test('one failing path check makes the connector degraded, and it recovers when 
       tokenFile,
       dataDir,
       terminationLog: join(dataDir, 'termination-log'),
-      pathChecks: [{ name: 'db', host: '127.0.0.1', port }],
+      pathChecks,
     }),
   );
-  const degraded = await waitFor('degraded', async () => {
+  return waitFor('degraded', async () => {
     const c = await control.admin.getConnector(connectorId);
     return c.state === 'degraded' ? c : undefined;
   });
+}
+
+test('one failing path check makes the connector degraded, and it recovers when the path does', async (t) => {
+  const control = await startTestControlPlane(t);
+  const connectorId = 'team-a.paths';
+  const target = createServer((socket) => socket.end());
+  await new Promise<void>((resolve) => target.listen(0, '127.0.0.1', resolve));
+  const address = target.address();
+  if (typeof address !== 'object' || address === null) return t.fail('no address');
+  const port = address.port;
+  // Close the target: the path is down from the start.
+  await new Promise<void>((resolve) => target.close(() => resolve()));
+  const degraded = await runUntilDegraded(t, control, connectorId, [{ name: 'db', host: '127.0.0.1', port }]);
   const db = degraded.paths.find((p) => p.name === 'db');
   t.false(db?.healthy);
   t.regex(db?.detail ?? '', /ECONNREFUSED/);
@@ -146,7 +157,6 @@ test('the most paths the configuration admits, each failing with the longest det
   // resolve: the control plane accepts the heartbeat, so the connector is degraded, not offline.
   const control = await startTestControlPlane(t);
   const connectorId = 'team-a.many-paths';
-  const { tokenFile, dataDir } = await prepareConnector(t, control, connectorId);
   const host = `${['a', 'b', 'c'].map((c) => c.repeat(63)).join('.')}.${'d'.repeat(53)}.invalid`;
   t.is(host.length, 253);
   const texts = Array.from(
@@ -156,28 +166,13 @@ test('the most paths the configuration admits, each failing with the longest det
   // The checks as the agent's own flag parsing admits them (it refuses a 64th or a longer host).
   const parsed = parseAgentCommandLine(
     [
-      ...['--connector-id', connectorId, '--control-plane-url', control.cp.url, '--data-dir', dataDir],
+      ...['--connector-id', connectorId, '--control-plane-url', control.cp.url, '--data-dir', '/data'],
       ...texts.flatMap((text) => ['--path-check', text]),
     ],
     {},
   );
   if (parsed.help) return t.fail('help');
-  runAgent(
-    t,
-    agentConfig({
-      connectorId,
-      controlPlaneUrl: control.cp.url,
-      caFile: control.caFile,
-      tokenFile,
-      dataDir,
-      terminationLog: join(dataDir, 'termination-log'),
-      pathChecks: parsed.config.pathChecks,
-    }),
-  );
-  const degraded = await waitFor('degraded', async () => {
-    const c = await control.admin.getConnector(connectorId);
-    return c.state === 'degraded' ? c : undefined;
-  });
+  const degraded = await runUntilDegraded(t, control, connectorId, parsed.config.pathChecks);
   t.is(degraded.paths.length, 64);
   t.regex(
     degraded.paths.find((p) => p.name !== 'tunnel')?.detail ?? '',
