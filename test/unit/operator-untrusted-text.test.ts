@@ -443,6 +443,14 @@ test('cleanedError: what the reconciler hands the work queue (which logs it) kee
   t.true(cleaned.message.length <= UNTRUSTED_TEXT_MAX);
   t.is(cleaned.cause, hostile);
   t.is(cleanedError(new CodedError('\u001b[2J', 'x', { temporary: false })).code, 'UNRECOGNIZED_CODE');
+  // A code the control plane made up (each would be a metric series) is one name; the contract's
+  // codes and the operator's own are kept.
+  const answered = (code: string) =>
+    cleanedError(new ControlPlaneAnswerError(code, 'x', { httpStatus: 503 })).code;
+  t.is(answered('Busy_17_x8f'), 'UNRECOGNIZED_CODE');
+  t.is(answered('INTERNAL_ERROR'), 'INTERNAL_ERROR');
+  t.is(answered('HTTP_502'), 'HTTP_502');
+  t.is(cleanedError(new CodedError('CONTROL_PLANE_UNREACHABLE', 'x')).code, 'CONTROL_PLANE_UNREACHABLE');
 });
 
 test("an object's name that ends in a secret-sounding word is not taken for a key", (t) => {

@@ -7,6 +7,7 @@
 // text read differently from what it is) and anything that looks like a token or credential
 // redacted (a server that echoes the request would otherwise publish the admin credential).
 
+import { isContractErrorCode } from '../../contract/error-codes.ts';
 import { CodedError } from '../../lib/errors.ts';
 import { isRecord } from '../../lib/is-record.ts';
 import { RECOVERY_REQUEST_ID_PATTERN } from '../api/constants.ts';
@@ -88,12 +89,23 @@ export function errorText(error: CodedError): string {
 }
 
 /**
- * The error as it may leave the reconciler (the work queue logs what it is handed): the same code
- * and kind (temporary or not), its message cleaned as errorText cleans it. The original stays the
- * cause, which nothing logs.
+ * The error as it may leave the reconciler (the work queue logs what it is handed, and the
+ * reconcile-errors metric is labelled by its code): the same kind (temporary or not), its message
+ * cleaned as errorText cleans it, and its code the same unless a control plane answered with a code
+ * the contract does not name, which becomes UNRECOGNIZED_CODE: such a code is the server's choice,
+ * and as a label each new one would be another series kept for the operator's lifetime (a
+ * ControlPlane's author picks the server). The condition and the Event still quote it. The
+ * original stays the cause, which nothing logs.
  */
 export function cleanedError(error: CodedError): CodedError {
-  return new CodedError(untrustedCode(error.code), errorMessageText(error), {
+  // HTTP_<status> is the client's own name for an answer without a code: a bounded set.
+  const code =
+    error instanceof ControlPlaneAnswerError &&
+    !isContractErrorCode(error.code) &&
+    !/^HTTP_\d{3}$/.test(error.code)
+      ? 'UNRECOGNIZED_CODE'
+      : untrustedCode(error.code);
+  return new CodedError(code, errorMessageText(error), {
     httpStatus: error.httpStatus,
     temporary: error.temporary,
     cause: error,
