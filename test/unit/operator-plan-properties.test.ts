@@ -102,6 +102,8 @@ interface Track {
   requested: Map<string, number>;
   /** Request ids whose recovery was recorded as ended (Completed or Failed). */
   ended: Set<string>;
+  /** Request ids recorded as Failed, with how often their token had paired by then. */
+  failed: Map<string, number>;
 }
 
 interface Context {
@@ -137,7 +139,7 @@ function showPass(pass: Pass): string {
 
 function run(options: WorldOptions, steps: Step[], checks: Check[], extra: { twins?: boolean } = {}): void {
   const world = newWorld(options);
-  const track: Track = { requested: new Map(), ended: new Set() };
+  const track: Track = { requested: new Map(), ended: new Set(), failed: new Map() };
   const trace: string[] = [];
   let index = 0;
   const checkNow = (pass: Pass | undefined) => {
@@ -213,6 +215,16 @@ const oneRequestOneToken: Check = ({ world, pass, track }) => {
     if (newlyRequested) track.requested.set(id, (track.requested.get(id) ?? 0) + 1);
     if ((track.requested.get(id) ?? 0) > 1) return `request ${id} was requested twice`;
     if (TERMINAL.includes(recovery.step)) track.ended.add(id);
+    if (recovery.outcome === 'Failed' && !track.failed.has(id)) {
+      const key = recoveryMintKey(id);
+      track.failed.set(id, world.ledger.pairings.filter((p) => p.key === key).length);
+    }
+  }
+  // An attempt recorded Failed leaves no token behind to pair with later, outside any attempt.
+  for (const [id, pairedBefore] of track.failed) {
+    const key = recoveryMintKey(id);
+    const paired = world.ledger.pairings.filter((p) => p.key === key).length;
+    if (paired > pairedBefore) return `request ${id} ended Failed, and its token ${key} paired afterwards`;
   }
   const requests = new Set([
     ...world.ledger.minted.flatMap((m) => (m.forRecovery ? [m.forRecovery] : [])),
@@ -511,7 +523,7 @@ test('property: at most one live token per connector, and no mint after retireme
   t.pass();
 });
 
-test('property: one request id mints at most one token, pairs at most once, and never runs again', (t) => {
+test('property: one request id mints at most one token, pairs at most once, never runs again, and its token pairs nobody once it failed', (t) => {
   fc.assert(property([oneRequestOneToken]), params);
   t.pass();
 });
@@ -991,4 +1003,47 @@ test('found, fixed: a recovery whose agent paired and beat, then went quiet befo
       [identityLossOnlyWhenLost],
     ),
   );
+});
+
+test('found, fixed: a recovery that ended Failed after its mint left its token live and mounted, and the agent paired with it later', (t) => {
+  // An outsider review's reproduction: at ScalingUp the agent stopped (here: its pod started
+  // before the kubelet had the token in its Secret volume, exit 11 ENROLLMENT_TOKEN_MISSING), so
+  // the attempt ended Failed; nothing revoked its token or deleted its Secret, the enrollment
+  // status adopted it, and once the kubelet synced the volume and restarted the container the
+  // agent paired with recovery-r1 outside any attempt (phase Online, recovery Failed). Now the
+  // pass that ends the attempt revokes the token and deletes the Secret.
+  const w = newWorld({ storage: 'claim', tokenTTL: '4h', policy: 'Manual', validateRestart: true });
+  const until = (what: string, done: (w: World) => boolean) => {
+    // Checked right after each pass too: the pod must not start in the round that recorded ScalingUp.
+    for (let i = 0; i < 60; i++) {
+      apply(w, { kind: 'reconcile' });
+      if (done(w)) return;
+      for (const kind of ['controllers', 'kubeletSync', 'heartbeat'] as const) apply(w, { kind });
+      apply(w, { kind: 'advance', ms: 1_000 });
+    }
+    throw new Error(`never ${what}: ${describe(w)}`);
+  };
+  until('Online', (x) => x.status?.phase === 'Online' && x.status.enrollment?.retired === true);
+  apply(w, { kind: 'claimReplaced' });
+  until('NeedsRecovery', (x) => x.status?.phase === 'NeedsRecovery');
+  apply(w, { kind: 'setRequestId', id: 'r1' });
+  until('ScalingUp', (x) => x.status?.recovery?.step === 'ScalingUp');
+  for (let i = 0; i < 5 && !w.pod; i++) {
+    apply(w, { kind: 'reconcile' });
+    const secret = w.secret;
+    w.secret = undefined;
+    apply(w, { kind: 'controllers' });
+    w.secret = secret;
+  }
+  t.is(w.pod?.agent.last?.exitCode, 11, 'the agent failed closed before pairing');
+  apply(w, { kind: 'advance', ms: 1_000 });
+  apply(w, { kind: 'reconcile' });
+  apply(w, { kind: 'reconcile' });
+  t.is(w.status?.recovery?.outcome, 'Failed');
+  t.is(liveTokens(w), 0, 'the failed attempt left no live token');
+  t.is(w.secret, undefined, 'nor its Secret');
+  t.is(w.status?.enrollment?.tokenSecretName, undefined, 'and the status names none');
+  const pairingsBefore = w.ledger.pairings.length;
+  for (const kind of ['kubeletSync', 'controllers', 'heartbeat', 'reconcile'] as const) apply(w, { kind });
+  t.deepEqual(w.ledger.pairings.slice(pairingsBefore), [], "nothing paired with the failed attempt's token");
 });

@@ -42,6 +42,14 @@ export interface EnrollmentInput {
    * is not retired, so a fresh token pairs it again, as for a connector that never paired.
    */
   pairingLost?: boolean;
+  /**
+   * The Secret holds the one token of a recovery attempt that is no longer under way (it ended
+   * Failed after its token was minted: the agent stopped instead of pairing, say). That token is
+   * nobody's to use: kept, a restarted agent would pair with it later outside any attempt, the
+   * "silent retry of an old token" the runbook forbids. It is revoked and its Secret deleted; a
+   * new request id mints the next one.
+   */
+  endedRecoveryToken?: boolean;
 }
 
 export interface EnrollmentDecision {
@@ -54,7 +62,7 @@ export interface EnrollmentDecision {
   expiredUnused: boolean;
   /** The token in the Secret was revoked in the control plane before the agent used it. */
   revokedUnused?: boolean;
-  /** Revoke the live token in the control plane: nobody can use it (identityRefused). */
+  /** Revoke the live token in the control plane: nobody can use it (identityRefused, endedRecoveryToken). */
   revoke?: boolean;
   requeueAfterMs?: number;
 }
@@ -178,6 +186,15 @@ export function planEnrollment(input: EnrollmentInput): EnrollmentDecision {
   if (provenBySecret !== undefined && provenBySecret > mintCount && tokenSecret?.mintKey) {
     status.mintCount = provenBySecret;
     status.lastMintKey = tokenSecret.mintKey;
+  }
+  // An ended recovery's token is not held either: revoke it, delete its Secret, mint none now.
+  if (input.endedRecoveryToken) {
+    return {
+      status,
+      deleteSecret: tokenSecret !== undefined && !tokenSecret.deleting,
+      expiredUnused: false,
+      ...(record?.liveToken ? { revoke: true } : {}),
+    };
   }
   // A token the agent will not use is not held: revoke it, delete its Secret, mint none.
   if (input.identityRefused && !retired && record?.state === 'pending') {

@@ -26,14 +26,14 @@ import {
 } from '../conditions.ts';
 import { diagnose, isIdentityLoss, refusedIdentityOfNeverPaired } from './assessment.ts';
 import { childNames } from './desired-objects.ts';
-import { enrollmentSteps, pairingLost, planEnrollment } from './enrollment.ts';
+import { type EnrollmentInput, enrollmentSteps, pairingLost, planEnrollment } from './enrollment.ts';
 import { connectorIdConflict, type Gates, gatesOf, held, heldBecause } from './gates.ts';
 import type { ControlPlaneConnector, Observed } from './observed.ts';
 import type { Plan, PlannedEvent, PlanStep } from './plan-types.ts';
 import { agentPodFacts } from './pod-facts.ts';
 import { recoveryPhase } from './recovery.ts';
 import { recoverySteps } from './recovery-plan-steps.ts';
-import { failedAutomaticRecovery } from './recovery-requests.ts';
+import { failedAutomaticRecovery, isRecoveryMintKey } from './recovery-requests.ts';
 import { postureFor, reportPhase } from './report.ts';
 import { currentPod } from './storage-posture.ts';
 import { untrustedRecord } from './untrusted-text.ts';
@@ -67,7 +67,7 @@ export function plan(observed: Observed, now: Date): Plan {
   const lostPairing = pairingLost(record, agent);
   const registration = registrationSteps(record, spec, gates);
 
-  const enrollment = planEnrollment({
+  const enrollmentInput: EnrollmentInput = {
     connectorUID: connector.metadata.uid ?? '',
     record:
       record ??
@@ -81,14 +81,15 @@ export function plan(observed: Observed, now: Date): Plan {
     held: held(gates) || !gates.controlPlaneReachable,
     identityRefused,
     pairingLost: lostPairing,
-  });
+  };
+  const planned = planEnrollment(enrollmentInput);
   const rawDiagnosis = diagnose({
     record,
     agent,
     posture,
     unpairedMints: retired ? 0 : (previous.enrollment?.mintCount ?? 0),
     recoveryPolicy: spec.recovery.policy,
-    tokenExpiredUnused: enrollment.expiredUnused,
+    tokenExpiredUnused: planned.expiredUnused,
     held: heldBecause(gates),
     automaticRecoveryFailed: failedAutomaticRecovery(spec.connector.id, record, previous.recovery)?.requestId,
   });
@@ -115,6 +116,12 @@ export function plan(observed: Observed, now: Date): Plan {
     },
     gates,
   );
+  // A recovery's one token outlives no attempt: once none is under way (this pass ended it, or an
+  // earlier one did and its revoke did not get through), the Secret's token is revoked and deleted.
+  const enrollment =
+    !recovery.inProgress && isRecoveryMintKey(observed.tokenSecret?.mintKey)
+      ? planEnrollment({ ...enrollmentInput, endedRecoveryToken: true })
+      : planned;
   const workload = workloadPhase(observed, spec, gates, recovery);
   const recoveryPlan = recoverySteps({
     decision: recovery,

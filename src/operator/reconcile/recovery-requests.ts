@@ -22,6 +22,11 @@ export function recoveryMintKey(requestId: string): string {
   return `recovery-${requestId}`;
 }
 
+/** Whether a token was minted by a recovery (its key is a recoveryMintKey), not by enrollment. */
+export function isRecoveryMintKey(key: string | undefined): boolean {
+  return key?.startsWith('recovery-') === true;
+}
+
 /** One automatic recovery per incident: the incident is the control plane's state change that started it. */
 /** Whether `requestId` is one the operator made for an automatic recovery (never in a spec). */
 export function isAutomaticRequestId(requestId: string): boolean {
