@@ -426,10 +426,12 @@ export class ConnectorReconciler {
   }
 
   /**
-   * The act context of one pass, whose writes (apply, merge patch, delete, scale; not status) are
-   * refused once the cache shows the Connector being deleted (a pass that began before the deletion
-   * was seen creates and applies nothing after it is: the finalizer takes over) or once the pass's
-   * leadership term has ended.
+   * The act context of one pass, whose writes (apply, merge patch, delete, scale; not status) and
+   * control-plane calls (register, mint, revoke, begin a recovery: act asks mayAct before each step)
+   * are refused once the cache shows the Connector being deleted (a pass that began before the
+   * deletion was seen creates and applies nothing after it is: the finalizer takes over) or once the
+   * pass's leadership term has ended (a deposed leader's pass must not mint after the new leader
+   * has acted: closing the control-plane clients ends only the calls in flight).
    */
   private guarded(namespace: string, name: string, term: AbortSignal | undefined): ActContext {
     const refuse = () => {
@@ -462,6 +464,7 @@ export class ConnectorReconciler {
         refuse();
         return this.ctx.scale(kind, ns, workload, replicas);
       },
+      mayAct: refuse,
     };
   }
 

@@ -27,6 +27,12 @@ export interface ActContext {
   logger: Logger;
   /** Scales an adopted workload through its scale subresource. */
   scale(kind: 'StatefulSet' | 'Deployment', namespace: string, name: string, replicas: number): Promise<void>;
+  /**
+   * Throws when this pass may act no more (its leadership term ended, or the Connector is being
+   * deleted): asked before every step, control-plane calls included, so a pass that outlived its
+   * term mints, revokes or begins nothing after it (the writer and scale ask it too).
+   */
+  mayAct?(): void;
 }
 
 /** The live objects the plan was judged against: applied only when they differ, deleted only by uid. */
@@ -53,6 +59,7 @@ export async function act(
   for (const [index, step] of steps.entries()) {
     if (!step.action) continue;
     try {
+      ctx.mayAct?.();
       await run(ctx, connector, spec, step.action, connection, live);
     } catch (error) {
       return { ran: index, error };
