@@ -3,10 +3,10 @@
 // objects and their state, the pod and its last termination, the control plane's view (state,
 // certificate expiry) and the last audit entries. Built as plain data first (what -o json and -o
 // yaml print), then as text. Text that came from the control plane or a pod is already cleaned
-// (untrusted-text) when it gets here; audit details and condition messages are cleaned here.
+// (untrusted-text) when it gets here; audit entries and condition messages are cleaned here.
 import { ADOPTED_BY_LABEL } from '../operator/api/constants.ts';
 import type { Connector, RecoveryStatus } from '../operator/api/types.ts';
-import { untrustedText } from '../operator/reconcile/untrusted-text.ts';
+import { untrustedText, untrustedTime } from '../operator/reconcile/untrusted-text.ts';
 import { conditionMessage, conditionReason } from './condition-text.ts';
 import type { ConnectorFacts, PodFacts } from './connector-facts.ts';
 import { indent, table } from './output.ts';
@@ -151,7 +151,8 @@ export interface StatusReport {
     liveTokenExpiresAt?: string | null;
     lastEnrollmentFailure?: string | null;
   };
-  audit: Array<{ seq: number; at: string; type: string; details: string }>;
+  /** An entry's seq and at are left out when they are not a whole number and a time. */
+  audit: Array<{ seq?: number; at?: string; type: string; details: string }>;
 }
 
 function objectStates(facts: ConnectorFacts): ObjectState[] {
@@ -288,12 +289,18 @@ export function statusReport(facts: ConnectorFacts): StatusReport {
           }
         : {}),
     },
-    audit: (view.audit ?? []).map((e) => ({
-      seq: e.seq,
-      at: e.at,
-      type: untrustedText(e.type, 64),
-      details: untrustedText(JSON.stringify(e.details ?? {})),
-    })),
+    audit: (view.audit ?? []).map((e) => {
+      // Every field of an entry is the control plane's: a seq or a time it sent as text reached the
+      // terminal as sent (an escape sequence, a forged line). They are kept as the operator keeps
+      // them for a recovery's evidence (recovery-evidence.ts): a whole number, an RFC 3339 time.
+      const at = untrustedTime(e.at);
+      return {
+        ...(Number.isSafeInteger(e.seq) ? { seq: e.seq } : {}),
+        ...(at ? { at } : {}),
+        type: untrustedText(e.type, 64),
+        details: untrustedText(JSON.stringify(e.details ?? {})),
+      };
+    }),
   };
 }
 
@@ -423,7 +430,12 @@ export function statusReportText(report: StatusReport, now: Date): string {
       report.audit.length > 0
         ? table(
             ['SEQ', 'TIME', 'TYPE', 'DETAILS'],
-            report.audit.map((e) => [String(e.seq), e.at, e.type, e.details]),
+            report.audit.map((e) => [
+              e.seq === undefined ? '?' : String(e.seq),
+              e.at ?? '?',
+              e.type,
+              e.details,
+            ]),
           )
         : cp.notAsked
           ? 'not asked (see above)'

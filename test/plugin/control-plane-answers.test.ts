@@ -15,7 +15,7 @@ const CREDENTIAL = 'vpa_admin_credential_0123456789';
 const source: ControlPlaneSource = { kind: 'ControlPlane', name: 'team-a/vaultpam', url: 'https://cp' };
 
 /** The view of connector team-a.edge from a control plane that answers (or fails) as `answer` says. */
-async function viewWhen(answer: () => Promise<HttpResponse>) {
+async function viewWhen(answer: (method: string, url: string) => Promise<HttpResponse>) {
   const client = new ControlPlaneAdminClient({
     url: 'https://cp',
     caPem: '',
@@ -133,4 +133,48 @@ test('an answer that is no record is said as such, not shown as one', async (t) 
     t.is(view.record, undefined, body);
     t.is(view.askFailed, 'the control plane answered with no connector record', body);
   }
+});
+
+test("an audit entry's seq and time are shown only when they are a number and a time", async (t) => {
+  const record = {
+    connectorId: 'team-a.edge',
+    state: 'online',
+    bootstrapRetired: true,
+    stateChangedAt: '2026-03-01T11:00:00Z',
+    ownerUid: 'uid-1',
+    certificate: null,
+    liveToken: null,
+    recovery: null,
+    paths: [],
+    lastEnrollmentFailure: null,
+  };
+  const entries = [
+    { seq: 7, at: '2026-03-01T11:00:00Z', type: 'endpoint.heartbeat', details: {} },
+    {
+      seq: `8${ESC}[43m\nforged: line`,
+      // An OSC 8 hyperlink: the terminal shows "click" and opens whatever it names.
+      at: `2026-03-01T11:00:01Z${ESC}]8;;https://evil/\u0007click${ESC}]8;;\u0007`,
+      type: 'endpoint.heartbeat',
+      details: {},
+    },
+    { seq: 2 ** 53, at: 'yesterday', type: 'endpoint.heartbeat', details: {} },
+  ];
+  const view = await viewWhen(async (_method, url) => ({
+    status: 200,
+    body: JSON.stringify(url.includes('/v1/audit') ? { entries } : record),
+  }));
+  const report = statusReport(facts(connector(ONLINE_STATUS), { controlPlane: { ...view, source } }));
+  t.deepEqual(
+    report.audit.map((e) => [e.seq, e.at]),
+    [
+      [7, '2026-03-01T11:00:00Z'],
+      [undefined, undefined],
+      [undefined, undefined],
+    ],
+  );
+  const text = statusReportText(report, NOW);
+  t.false(text.includes(ESC), 'no escape sequence reaches the terminal');
+  t.notRegex(text, /\nforged: line/);
+  t.regex(text, /^ {2}7 {5}2026-03-01T11:00:00Z {3}endpoint\.heartbeat/m);
+  t.regex(text, /^ {2}\? {5}\? {22}endpoint\.heartbeat/m, 'said as unknown, not as sent');
 });
