@@ -1,10 +1,26 @@
 // When `recover` refuses and which request id it uses; when `token` refuses and which mint keys it
 // tries (the operator's own scheme, so the two never hold different live tokens).
-import test from 'ava';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import test, { type ExecutionContext } from 'ava';
 import type { ConnectorStatus } from '../../src/operator/api/types.ts';
 import type { Connector as RecordJson } from '../../src/operator/control-plane/admin-client.ts';
-import { mintKeys, tokenNotice, tokenRefusal, tokenStallRefusal } from '../../src/plugin/commands/token.ts';
+import {
+  mintKeys,
+  tokenCommand,
+  tokenNotice,
+  tokenRefusal,
+  tokenStallRefusal,
+} from '../../src/plugin/commands/token.ts';
+import type { CommandContext } from '../../src/plugin/context.ts';
+import type { KubeApi } from '../../src/plugin/kube-api.ts';
+import { errorLine } from '../../src/plugin/main.ts';
+import { parseCommandLine } from '../../src/plugin/options.ts';
 import { defaultRequestId, recoveryRefusal } from '../../src/plugin/recovery-request.ts';
+import { selfSignedCertificate } from '../helpers/certificates.ts';
 import { cond, connector, NOW, ONLINE_STATUS, UID } from './facts-fixtures.ts';
 
 const NEEDS_RECOVERY: ConnectorStatus = {
@@ -248,4 +264,109 @@ test("token: stderr says the token is the live one, in the operator's Secret too
   );
   t.regex(notice, /running this again prints the same token while it is live/);
   t.false(/printed once|kept nowhere else/.test(notice), 'no claim that it exists nowhere else');
+});
+
+/**
+ * `token edge -n team-a` for an adopted workload, against an HTTPS control plane that answers the
+ * mint with `minted`: what reached stdout and stderr, and the error, if the command failed.
+ */
+async function tokenAgainst(t: ExecutionContext, minted: Record<string, unknown>) {
+  const serving = await selfSignedCertificate({ commonName: 'control plane', sanIps: ['127.0.0.1'] });
+  const record = {
+    connectorId: 'team-a.edge',
+    state: 'pending',
+    bootstrapRetired: false,
+    ownerUid: UID,
+    stateChangedAt: '2026-03-01T11:00:00Z',
+    certificate: null,
+    liveToken: null,
+    recovery: null,
+    paths: [],
+    lastEnrollmentFailure: null,
+  };
+  const server = createServer({ key: serving.keyPem, cert: serving.certPem }, (req, res) => {
+    const mint = req.method === 'POST' && (req.url ?? '').startsWith('/v1/connectors/team-a.edge/tokens');
+    res.writeHead(mint ? 201 : 200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify(mint ? minted : record));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const dir = await mkdtemp(join(tmpdir(), 'plugin-token-'));
+  t.teardown(async () => {
+    server.closeAllConnections();
+    server.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+  const caFile = join(dir, 'ca.pem');
+  await writeFile(caFile, serving.certPem);
+  const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const parsed = parseCommandLine(
+    ['token', 'edge', '-n', 'team-a', '--control-plane-url', url, '--control-plane-ca-file', caFile],
+    { VAULTPAM_CREDENTIAL_SECRET: 'vaultpam-system/cp-admin/credential' },
+  );
+  if (parsed.help) throw new Error('asked for help');
+  const adopted = connector({}, { workloadRef: { kind: 'Deployment', name: 'edge-agent' } });
+  const api = {
+    getConnector: async () => adopted,
+    readSecret: async () => ({ data: { credential: Buffer.from('admin-credential').toString('base64') } }),
+  } as unknown as KubeApi;
+  const stdout: string[] = [];
+  const stderr: string[] = [];
+  const ctx: CommandContext = {
+    io: {
+      stdout: { write: (text) => stdout.push(text) },
+      stderr: { write: (text) => stderr.push(text) },
+      env: {},
+      program: 'kubectl vaultpam',
+      now: () => NOW,
+    },
+    options: parsed.options,
+    api,
+    namespace: 'team-a',
+  };
+  const error = await tokenCommand(ctx).then(
+    () => undefined,
+    (thrown: unknown) => thrown,
+  );
+  return { stdout: stdout.join(''), stderr: stderr.join(''), error };
+}
+
+const ESC = '\u001b';
+const TOKEN = `vpe_0123456789abcdef_${'A'.repeat(43)}`;
+
+test("token: a mint answer that is not the contract's is refused, and the token is neither printed nor quoted", async (t) => {
+  const good = await tokenAgainst(t, {
+    token: TOKEN,
+    tokenId: '0123456789abcdef',
+    expiresAt: '2026-03-01T16:00:00Z',
+  });
+  t.is(good.error, undefined);
+  t.is(good.stdout, `${TOKEN}\n`, "the contract's answer: the token on stdout");
+  for (const [answer, wrong] of [
+    // An escape sequence in the token: stdout is the terminal, or the token file the agent reads.
+    [
+      { token: `${TOKEN}${ESC}]0;owned\u0007`, expiresAt: '2026-03-01T16:00:00Z' },
+      /a token that is not an enrollment token \(vpe_<16 hex>_<43 base64url>\)/,
+    ],
+    [{ token: 'not-a-token', expiresAt: '2026-03-01T16:00:00Z' }, /a token that is not an enrollment token/],
+    // An expiry with escapes: it is quoted in the notice on stderr.
+    [
+      { token: TOKEN, expiresAt: `2026-03-01T16:00:00Z${ESC}[2J${ESC}[31mALL GOOD` },
+      /an expiry that is not an RFC 3339 time \("2026-03-01T16:00:00Z ?ALL GOOD"\)/,
+    ],
+    [{ token: TOKEN }, /an expiry that is not an RFC 3339 time \(""\)/],
+  ] as const) {
+    const { stdout, stderr, error } = await tokenAgainst(t, { tokenId: '0123456789abcdef', ...answer });
+    t.is(stdout, '', 'nothing on stdout');
+    t.is(stderr, '', 'no notice on stderr');
+    const line = errorLine(error);
+    t.regex(line, /^error: no token printed: the control plane answered mint key enroll-\S+-1 with /);
+    t.regex(line, wrong);
+    t.regex(line, /check what answers at https:\/\/127\.0\.0\.1:\d+\n$/);
+    const message = (error as Error).message;
+    t.false(
+      /vpe_(?:0123|\[REDACTED\])|AAAA/.test(message),
+      'no part of the token is quoted, not even redacted',
+    );
+    t.false(message.includes(ESC));
+  }
 });

@@ -4,6 +4,8 @@
 
 /** An enrollment token anywhere in the text (contract: `vpe_<16 hex>_<43 base64url>`). */
 const ENROLLMENT_TOKEN = /vpe_[0-9a-f]{16}_[A-Za-z0-9_-]{43}/;
+/** Exactly one enrollment token, nothing around it: the contract's MintedToken.token. */
+const WHOLE_ENROLLMENT_TOKEN = new RegExp(`^${ENROLLMENT_TOKEN.source}$`);
 /** A PEM private key block of any flavour: PRIVATE KEY, RSA/EC PRIVATE KEY, ENCRYPTED PRIVATE KEY. */
 const PRIVATE_KEY = /-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----/;
 
@@ -14,6 +16,11 @@ export function findSecretPattern(text: string): SecretKind | undefined {
   if (ENROLLMENT_TOKEN.test(text)) return 'enrollment-token';
   if (PRIVATE_KEY.test(text)) return 'private-key';
   return undefined;
+}
+
+/** Whether the value is an enrollment token as the contract writes one, and nothing else. */
+export function isEnrollmentToken(value: unknown): boolean {
+  return typeof value === 'string' && WHOLE_ENROLLMENT_TOKEN.test(value);
 }
 
 /**

@@ -13,7 +13,8 @@ import { type Connector, defaultedSpec } from '../../operator/api/types.ts';
 import type { Connector as RecordJson } from '../../operator/control-plane/admin-client.ts';
 import { enrollmentMintKey } from '../../operator/reconcile/enrollment.ts';
 import { recoveryUnderway } from '../../operator/reconcile/recovery-stages.ts';
-import { untrustedRecord } from '../../operator/reconcile/untrusted-text.ts';
+import { untrustedRecord, untrustedText, untrustedTime } from '../../operator/reconcile/untrusted-text.ts';
+import { isEnrollmentToken } from '../../operator/runtime/secret-patterns.ts';
 import { type CommandContext, EXIT, readConnector, refusal } from '../context.ts';
 import { controlPlaneAccess, controlPlaneOutcome } from '../control-plane-access.ts';
 import { serialize } from '../output.ts';
@@ -103,6 +104,23 @@ export interface MintedToken {
 }
 
 /**
+ * What is wrong with the control plane's answer to a mint, or undefined when it is what the
+ * contract says. The token goes to stdout as it came (to a terminal, a pipe, the agent's token
+ * file) and its expiry into the notice on stderr: a token that is no enrollment token (an escape
+ * sequence in it reached the terminal) or an expiry that is no time is refused. The answer says
+ * what is wrong without quoting the token.
+ */
+export function mintAnswerProblem(minted: { token?: unknown; expiresAt?: unknown }): string | undefined {
+  if (!isEnrollmentToken(minted.token)) {
+    return 'a token that is not an enrollment token (vpe_<16 hex>_<43 base64url>)';
+  }
+  if (untrustedTime(minted.expiresAt) === undefined) {
+    return `an expiry that is not an RFC 3339 time ("${untrustedText(minted.expiresAt, 64)}")`;
+  }
+  return undefined;
+}
+
+/**
  * What stderr says beside the token (never the token itself). It is the live token, so it is said
  * where else it is: the operator's Secret holds it, and the same key returns it while it is live.
  */
@@ -168,30 +186,13 @@ export async function tokenCommand(ctx: CommandContext): Promise<number> {
     const refused = tokenRefusal(connector, record, io.program);
     if (refused) throw refusal(`no token for ${where}: ${refused}`);
     for (const key of mintKeys(connector)) {
+      let minted: Awaited<ReturnType<typeof client.mintToken>>;
       try {
-        const minted = await client.mintToken(connectorId, {
+        minted = await client.mintToken(connectorId, {
           idempotencyKey: key,
           ttlSeconds: spec.tokenTTLSeconds,
           ownerUid: connector.metadata.uid ?? '',
         });
-        if (options.output === 'json' || options.output === 'yaml') {
-          io.stdout.write(
-            serialize(
-              {
-                connectorId,
-                token: minted.token,
-                tokenId: minted.tokenId,
-                expiresAt: minted.expiresAt,
-                mintKey: key,
-              },
-              options.output,
-            ),
-          );
-        } else {
-          io.stdout.write(`${minted.token}\n`);
-        }
-        io.stderr.write(tokenNotice({ ...minted, connectorId, key, name, now: io.now() }));
-        return EXIT.ok;
       } catch (error) {
         if (isCodedError(error) && error.code === 'IDEMPOTENCY_KEY_CONSUMED') continue;
         throw new CodedError(
@@ -199,6 +200,32 @@ export async function tokenCommand(ctx: CommandContext): Promise<number> {
           `no token minted: the control plane ${controlPlaneOutcome(error, credential)}`,
         );
       }
+      // Judged before anything is written: nothing of an answer that is not the contract's is shown.
+      const problem = mintAnswerProblem(minted);
+      if (problem) {
+        throw new CodedError(
+          'BAD_RESPONSE',
+          `no token printed: the control plane answered mint key ${key} with ${problem}; that is not the contract's answer, so the token is neither printed nor quoted: check what answers at ${access.source.url ?? 'the control plane URL'}`,
+        );
+      }
+      if (options.output === 'json' || options.output === 'yaml') {
+        io.stdout.write(
+          serialize(
+            {
+              connectorId,
+              token: minted.token,
+              tokenId: minted.tokenId,
+              expiresAt: minted.expiresAt,
+              mintKey: key,
+            },
+            options.output,
+          ),
+        );
+      } else {
+        io.stdout.write(`${minted.token}\n`);
+      }
+      io.stderr.write(tokenNotice({ ...minted, connectorId, key, name, now: io.now() }));
+      return EXIT.ok;
     }
     const recovery = connector.status?.recovery;
     if (recoveryUnderway(recovery?.step)) {
