@@ -15,6 +15,7 @@ import {
   type ControlPlaneSource,
   controlPlaneAccess,
   controlPlaneOutcome,
+  controlPlaneSilent,
 } from './control-plane-access.ts';
 import { type EventRecord, type KubeApi, type Readable, readable } from './kube-api.ts';
 import type { DefaultControlPlaneFlags } from './options.ts';
@@ -51,6 +52,12 @@ export interface ControlPlaneView {
   unavailable?: string;
   /** Asked, and no record came back: what it answered, or that it did not answer. */
   askFailed?: string;
+  /**
+   * With askFailed: whether the control plane answered (an error, or an answer that is no record),
+   * which contradicts a status that says the operator reads the record, or no answer came to this
+   * machine, which says nothing of the operator's own network.
+   */
+  askAnswered?: boolean;
   record?: RecordJson;
   /** The connector's newest audit entries, oldest first. */
   audit?: AuditEntry[];
@@ -184,7 +191,11 @@ export async function controlPlaneView(
     // carries text an agent wrote (paths, details) and whatever a broken or hostile server sends.
     const record = untrustedRecord(await access.client.getConnector(connectorId));
     if (!record) {
-      return { source: access.source, askFailed: 'the control plane answered with no connector record' };
+      return {
+        source: access.source,
+        askFailed: 'the control plane answered with no connector record',
+        askAnswered: true,
+      };
     }
     const audit = await auditTail(access.client, connectorId, auditCount).catch(() => undefined);
     return { source: access.source, record, ...(audit ? { audit } : {}) };
@@ -192,6 +203,7 @@ export async function controlPlaneView(
     return {
       source: access.source,
       askFailed: `the control plane ${controlPlaneOutcome(error, access.credential)}`,
+      askAnswered: !controlPlaneSilent(error),
     };
   } finally {
     access.client.close();

@@ -168,6 +168,15 @@ export async function controlPlaneAccess(input: AccessInput): Promise<ControlPla
 }
 
 /**
+ * Whether no answer came at all (connection refused, TLS, timeout), as against an answer that was
+ * an error or could not be read. An error answer whose code says CONTROL_PLANE_UNREACHABLE is still
+ * an answer: the code is the server's word.
+ */
+export function controlPlaneSilent(error: unknown): boolean {
+  return !(error instanceof ControlPlaneAnswerError) && isCodedError(error, 'CONTROL_PLANE_UNREACHABLE');
+}
+
+/**
  * What the control plane did with a call that brought nothing back, to follow "the control plane":
  * "answered HTTP 404 CONNECTOR_NOT_FOUND: <its message>" when it answered with an error, "did not
  * answer: <why>" when no answer came (connection refused, TLS, timeout). The two call for different
@@ -187,6 +196,6 @@ export function controlPlaneOutcome(error: unknown, credential: string): string 
     const message = said === '' || said === `HTTP ${status}` ? '' : `: ${said}`;
     return `answered HTTP ${status}${named}${message}`;
   }
-  if (isCodedError(error, 'CONTROL_PLANE_UNREACHABLE')) return `did not answer: ${scrub(error.message)}`;
+  if (controlPlaneSilent(error)) return `did not answer: ${scrub(errorMessage(error))}`;
   return `was asked, and its answer could not be read: ${scrub(errorMessage(error))}`;
 }

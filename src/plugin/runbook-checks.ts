@@ -186,12 +186,49 @@ function controlPlaneCheck(facts: ConnectorFacts): RunbookCheck {
       detail: `the operator has not read the record from ${which} yet${fromHere}`,
     };
   }
+  // The status is only as new as the operator's last pass: with the operator down it still says
+  // online after the connector went offline. The plugin's own answer is the newer word, so when it
+  // says otherwise the check fails (and with it the verdict) instead of quoting it beside an [ok].
+  const operatorSays = `the operator's status says it reads state ${state} from ${which}`;
+  const stale = "the status may be stale (it is only as new as the operator's last pass)";
+  const record = view.record;
+  if (record && heartbeatsArrive(state) && !heartbeatsArrive(record.state)) {
+    return {
+      title,
+      result: 'failed',
+      detail: `${operatorSays}, but asked from here the control plane says state ${record.state}: ${stale}`,
+      nextStep: `check the operator: ${CHECK_OPERATOR}`,
+    };
+  }
+  if (view.askFailed && view.askAnswered) {
+    return {
+      title,
+      result: 'failed',
+      detail: `${operatorSays}, but asked from here ${view.askFailed}: ${stale}`,
+      nextStep: `fix what the answer names (a record that is gone, a credential refused) and check the operator: ${CHECK_OPERATOR}`,
+    };
+  }
+  if (view.askFailed) {
+    // No answer came to this machine: its network is not the operator's, so this proves nothing.
+    return {
+      title,
+      result: 'warning',
+      detail: `the operator reads the record from ${which}: state ${state}${fromHere} (from this machine, which says nothing of the operator's network)`,
+    };
+  }
   return {
     title,
     result: 'ok',
     detail: `the operator reads the record from ${which}: state ${state}${fromHere}`,
   };
 }
+
+/** The control plane's states in which heartbeats arrive (the status names no heartbeat time then). */
+const heartbeatsArrive = (state: string | undefined) => state === 'online' || state === 'degraded';
+
+/** Where to look when the operator's status may be stale. */
+const CHECK_OPERATOR =
+  "is its pod running (kubectl get pods -n vaultpam-system, or the namespace it runs in) and what does its log say of this Connector? Until it writes the status again, the control plane's answer is the newer word";
 
 function tokenCheck(facts: ConnectorFacts): RunbookCheck {
   const title = 'Enrollment token valid, or retired';

@@ -4,6 +4,7 @@
 // admin client is the real one, with its transport replaced by a scripted control plane.
 import test from 'ava';
 import { ControlPlaneAdminClient, type HttpResponse } from '../../src/operator/control-plane/admin-client.ts';
+import { diagnoseText } from '../../src/plugin/commands/diagnose.ts';
 import { controlPlaneView } from '../../src/plugin/connector-facts.ts';
 import type { ControlPlaneSource } from '../../src/plugin/control-plane-access.ts';
 import { runbookChecks } from '../../src/plugin/runbook-checks.ts';
@@ -80,7 +81,7 @@ test('diagnose and status say it was asked and what came back, not "not asked"',
   const check = runbookChecks(gathered).checks.find((c) => c.title.startsWith('Control plane'));
   t.regex(
     check?.detail ?? '',
-    /; asked from here: the control plane answered HTTP 404 CONNECTOR_NOT_FOUND: no connector team-a\.edge$/,
+    /, but asked from here the control plane answered HTTP 404 CONNECTOR_NOT_FOUND: no connector team-a\.edge: /,
   );
   const text = statusReportText(statusReport(gathered), NOW);
   t.regex(
@@ -135,19 +136,30 @@ test('an answer that is no record is said as such, not shown as one', async (t) 
   }
 });
 
+/** A record as the reference control plane writes one, in `state`. */
+const recordIn = (state: string) => ({
+  connectorId: 'team-a.edge',
+  state,
+  bootstrapRetired: true,
+  lastHeartbeatAt: '2026-03-01T10:00:00Z',
+  stateChangedAt: '2026-03-01T11:00:00Z',
+  ownerUid: 'uid-1',
+  certificate: null,
+  liveToken: null,
+  recovery: null,
+  paths: [],
+  lastEnrollmentFailure: null,
+});
+
+/** A control plane that answers a read of the record with `record`, of the audit with `entries`. */
+const answering =
+  (record: unknown, entries: unknown[] = []) =>
+  async (_method: string, url: string): Promise<HttpResponse> => ({
+    status: 200,
+    body: JSON.stringify(url.includes('/v1/audit') ? { entries } : record),
+  });
+
 test("an audit entry's seq and time are shown only when they are a number and a time", async (t) => {
-  const record = {
-    connectorId: 'team-a.edge',
-    state: 'online',
-    bootstrapRetired: true,
-    stateChangedAt: '2026-03-01T11:00:00Z',
-    ownerUid: 'uid-1',
-    certificate: null,
-    liveToken: null,
-    recovery: null,
-    paths: [],
-    lastEnrollmentFailure: null,
-  };
   const entries = [
     { seq: 7, at: '2026-03-01T11:00:00Z', type: 'endpoint.heartbeat', details: {} },
     {
@@ -159,10 +171,7 @@ test("an audit entry's seq and time are shown only when they are a number and a 
     },
     { seq: 2 ** 53, at: 'yesterday', type: 'endpoint.heartbeat', details: {} },
   ];
-  const view = await viewWhen(async (_method, url) => ({
-    status: 200,
-    body: JSON.stringify(url.includes('/v1/audit') ? { entries } : record),
-  }));
+  const view = await viewWhen(answering(recordIn('online'), entries));
   const report = statusReport(facts(connector(ONLINE_STATUS), { controlPlane: { ...view, source } }));
   t.deepEqual(
     report.audit.map((e) => [e.seq, e.at]),
@@ -177,4 +186,72 @@ test("an audit entry's seq and time are shown only when they are a number and a 
   t.notRegex(text, /\nforged: line/);
   t.regex(text, /^ {2}7 {5}2026-03-01T11:00:00Z {3}endpoint\.heartbeat/m);
   t.regex(text, /^ {2}\? {5}\? {22}endpoint\.heartbeat/m, 'said as unknown, not as sent');
+});
+
+/** diagnose of a Connector whose (maybe stale) status says Online, with the control plane answering as `answer` says. */
+async function diagnoseWhen(answer: (method: string, url: string) => Promise<HttpResponse>) {
+  const view = await viewWhen(answer);
+  const report = runbookChecks(
+    facts(connector(ONLINE_STATUS), {
+      controlPlane: {
+        ...view,
+        source: { ...source, ready: { status: 'True', reason: 'Reachable', message: 'ok' } },
+      },
+    }),
+  );
+  const check = report.checks.find((c) => c.title.startsWith('Control plane'));
+  if (!check) throw new Error('no control-plane check');
+  return { report, check, text: diagnoseText(report) };
+}
+
+test("diagnose fails when the control plane, asked from here, contradicts the operator's status", async (t) => {
+  // The operator is down: its status still says online, the control plane says the heartbeats stopped.
+  for (const state of ['offline', 'needs_recovery']) {
+    const { report, check, text } = await diagnoseWhen(answering(recordIn(state)));
+    t.false(report.healthy, state);
+    t.is(check.result, 'failed');
+    t.is(
+      check.detail,
+      `the operator's status says it reads state online from ControlPlane team-a/vaultpam (https://cp), but asked from here the control plane says state ${state}: the status may be stale (it is only as new as the operator's last pass)`,
+    );
+    t.regex(check.nextStep ?? '', /^check the operator: is its pod running/);
+    t.regex(text, /^Not healthy: phase Online, 1 check\(s\) failed\. Next step: check the operator/m);
+  }
+  const degraded = await diagnoseWhen(answering(recordIn('degraded')));
+  t.is(degraded.check.result, 'ok', 'degraded: heartbeats arrive, as the status says');
+  // An error answer: the record is gone, or the credential refused; the operator's status says it reads it.
+  for (const [status, code] of [
+    [404, 'CONNECTOR_NOT_FOUND'],
+    [401, 'UNAUTHORIZED'],
+  ] as const) {
+    const { report, check } = await diagnoseWhen(async () => ({ status, body: errorBody(code, 'no') }));
+    t.false(report.healthy, code);
+    t.is(check.result, 'failed');
+    t.regex(
+      check.detail,
+      new RegExp(
+        `reads state online from .*, but asked from here the control plane answered HTTP ${status} ${code}: no: the status may be stale`,
+      ),
+    );
+    t.regex(check.nextStep ?? '', /^fix what the answer names .* and check the operator: /);
+  }
+  const noRecord = await diagnoseWhen(async () => ({ status: 200, body: 'null' }));
+  t.is(noRecord.check.result, 'failed', 'an answer that is no record is an answer too');
+});
+
+test('diagnose only warns when no answer came to this machine, and the last line says it warned', async (t) => {
+  const { report, check, text } = await diagnoseWhen(async () => {
+    throw new Error('connect ECONNREFUSED 127.0.0.1:443');
+  });
+  t.is(check.result, 'warning', "this machine's network is not the operator's");
+  t.regex(
+    check.detail,
+    /asked from here: the control plane did not answer: .*\(from this machine, which says nothing of the operator's network\)$/,
+  );
+  t.true(report.healthy);
+  t.regex(text, /^Healthy: Online, no check failed, 1 check\(s\) warned\.$/m);
+  t.notRegex(text, /every check passed/);
+  const online = await diagnoseWhen(answering(recordIn('online')));
+  t.true(online.report.healthy);
+  t.regex(online.text, /^Healthy: Online, and every check passed\.$/m);
 });

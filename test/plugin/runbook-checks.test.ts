@@ -224,6 +224,11 @@ test('pods: none during a recovery is expected; a workload at zero replicas or a
     'a read the person may not make is said, not failed',
   );
   t.true(forbidden.healthy);
+  t.regex(
+    diagnoseText(forbidden),
+    /^Healthy: Online, no check failed, 1 check\(s\) warned\.$/m,
+    'a warning is not a pass: the last line does not say every check passed',
+  );
 });
 
 test('storage: emptyDir by choice warns, an emptyDir under a durable spec fails', (t) => {

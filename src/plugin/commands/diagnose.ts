@@ -19,7 +19,14 @@ export function diagnoseText(report: DiagnoseReport): string {
   });
   out.push('');
   if (report.healthy) {
-    out.push('Healthy: Online, and every check passed.');
+    // Healthy allows warnings (a read not allowed, a question that cannot be told from here): the
+    // line says so rather than claiming every check passed.
+    const warned = report.checks.filter((check) => check.result === 'warning').length;
+    out.push(
+      warned > 0
+        ? `Healthy: Online, no check failed, ${warned} check(s) warned.`
+        : 'Healthy: Online, and every check passed.',
+    );
   } else {
     // An Online connector can be unhealthy (Stalled after a failed recovery): the count says why.
     const failed = report.checks.filter((check) => check.result === 'failed').length;
