@@ -3,6 +3,10 @@
 // claim, ConfigMap, Events, and the control plane's view (its record and the audit tail) when the
 // person may ask it. Each read that fails says why in place of its answer; none stops the others.
 import type { V1Deployment, V1Pod, V1StatefulSet } from '@kubernetes/client-node';
+import { backgroundClock, type Clock, type TimerHandle } from '../lib/clock.ts';
+import { describeDuration } from '../lib/duration.ts';
+import { CodedError } from '../lib/errors.ts';
+import { isRecord } from '../lib/is-record.ts';
 import { selectorLabels } from '../operator/api/constants.ts';
 import { type Connector, defaultedSpec } from '../operator/api/types.ts';
 import type { AuditEntry, Connector as RecordJson } from '../operator/control-plane/admin-client.ts';
@@ -22,6 +26,13 @@ import type { DefaultControlPlaneFlags } from './options.ts';
 
 /** How many audit entries of the connector `status` and `report` show, newest last. */
 export const AUDIT_TAIL = 20;
+
+/**
+ * The longest the control plane's view may take in all: its record and every page of the audit
+ * tail. Each request has its own timeout (10 s, control-plane-access.ts), but a control plane that
+ * answers page after page just in time would otherwise hold `status` for minutes.
+ */
+export const CONTROL_PLANE_VIEW_DEADLINE_MS = 30_000;
 
 export interface WorkloadFacts {
   kind: 'StatefulSet' | 'Deployment';
@@ -61,6 +72,8 @@ export interface ControlPlaneView {
   record?: RecordJson;
   /** The connector's newest audit entries, oldest first. */
   audit?: AuditEntry[];
+  /** With a record: why no audit entries are shown (the control plane's answer, or none in time). */
+  auditUnread?: string;
 }
 
 export interface ConnectorFacts {
@@ -160,21 +173,62 @@ async function readPods(
   return { ok: true, value: (read.value ?? []).map(podFacts) };
 }
 
+/** Waits for requests until one moment on the clock, shared by several of them. */
+export interface Deadline {
+  /** The request's answer, or a CONTROL_PLANE_UNREACHABLE error once the moment has passed. */
+  within<T>(request: Promise<T>): Promise<T>;
+}
+
+/** A deadline `milliseconds` from now on `clock`; stop() clears its timer. */
+function deadlineIn(clock: Clock, milliseconds: number): Deadline & { stop(): void } {
+  let timer: TimerHandle | undefined;
+  const passed = new Promise<never>((_, reject) => {
+    timer = clock.setTimeout(
+      () =>
+        reject(
+          new CodedError(
+            'CONTROL_PLANE_UNREACHABLE',
+            `no complete answer within ${describeDuration(milliseconds)} (the plugin's bound for the record and the audit entries together)`,
+            { temporary: true },
+          ),
+        ),
+      milliseconds,
+    );
+  });
+  // Passing while no request waits is no failure of anyone's.
+  passed.catch(() => undefined);
+  return {
+    within: (request) => Promise.race([request, passed]),
+    stop: () => clock.clearTimeout(timer),
+  };
+}
+
 /** The newest `count` audit entries of the connector (the API pages oldest first). */
 export async function auditTail(
   client: Extract<ControlPlaneAccess, { client: unknown }>['client'],
   connectorId: string,
   count: number,
+  deadline: Deadline,
 ): Promise<AuditEntry[]> {
   const PAGE = 1000;
   let tail: AuditEntry[] = [];
   let afterSeq = 0;
-  // Bounded: 50 pages is 50,000 entries for one connector, far past any real history.
+  // Bounded: 50 pages is 50,000 entries for one connector, far past any real history; and the
+  // deadline bounds the time, however slowly the pages come.
   for (let page = 0; page < 50; page += 1) {
-    const entries = await client.audit({ connectorId, afterSeq, limit: PAGE });
+    const answer: unknown = await deadline.within(client.audit({ connectorId, afterSeq, limit: PAGE }));
+    if (!Array.isArray(answer)) {
+      throw new CodedError('BAD_RESPONSE', 'the audit answer is no list of entries');
+    }
+    // An element that is no object is no entry (status reads its fields).
+    const entries = answer.filter(isRecord) as unknown as AuditEntry[];
     tail = [...tail, ...entries].slice(-count);
-    if (entries.length < PAGE) break;
-    afterSeq = entries.at(-1)?.seq ?? afterSeq;
+    if (answer.length < PAGE) break;
+    // The next page starts after the last seq: one that is no number, or does not move past the
+    // one asked after, would ask for the same page again (a broken or hostile control plane).
+    const last: unknown = entries.at(-1)?.seq;
+    if (typeof last !== 'number' || !Number.isSafeInteger(last) || last <= afterSeq) break;
+    afterSeq = last;
   }
   return tail;
 }
@@ -184,12 +238,15 @@ export async function controlPlaneView(
   access: ControlPlaneAccess,
   connectorId: string,
   auditCount: number,
+  clock: Clock = backgroundClock,
 ): Promise<ControlPlaneView> {
   if ('unavailable' in access) return { source: access.source, unavailable: access.unavailable };
+  // One bound for the whole view, the record and the audit pages together.
+  const deadline = deadlineIn(clock, CONTROL_PLANE_VIEW_DEADLINE_MS);
   try {
     // Cleaned as the operator cleans it before quoting it in status: the control plane's record
     // carries text an agent wrote (paths, details) and whatever a broken or hostile server sends.
-    const record = untrustedRecord(await access.client.getConnector(connectorId));
+    const record = untrustedRecord(await deadline.within(access.client.getConnector(connectorId)));
     if (!record) {
       return {
         source: access.source,
@@ -197,8 +254,17 @@ export async function controlPlaneView(
         askAnswered: true,
       };
     }
-    const audit = await auditTail(access.client, connectorId, auditCount).catch(() => undefined);
-    return { source: access.source, record, ...(audit ? { audit } : {}) };
+    try {
+      const audit = await auditTail(access.client, connectorId, auditCount, deadline);
+      return { source: access.source, record, audit };
+    } catch (error) {
+      // The record stands without them; the report says why there are none.
+      return {
+        source: access.source,
+        record,
+        auditUnread: `the control plane ${controlPlaneOutcome(error, access.credential)}`,
+      };
+    }
   } catch (error) {
     return {
       source: access.source,
@@ -206,6 +272,7 @@ export async function controlPlaneView(
       askAnswered: !controlPlaneSilent(error),
     };
   } finally {
+    deadline.stop();
     access.client.close();
   }
 }

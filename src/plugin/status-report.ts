@@ -153,6 +153,8 @@ export interface StatusReport {
   };
   /** An entry's seq and at are left out when they are not a whole number and a time. */
   audit: Array<{ seq?: number; at?: string; type: string; details: string }>;
+  /** The record was read and the audit entries were not: why. */
+  auditUnread?: string;
 }
 
 function objectStates(facts: ConnectorFacts): ObjectState[] {
@@ -301,6 +303,7 @@ export function statusReport(facts: ConnectorFacts): StatusReport {
         details: untrustedText(JSON.stringify(e.details ?? {})),
       };
     }),
+    ...(view.auditUnread ? { auditUnread: view.auditUnread } : {}),
   };
 }
 
@@ -441,7 +444,9 @@ export function statusReportText(report: StatusReport, now: Date): string {
           ? 'not asked (see above)'
           : cp.askFailed
             ? 'none read (see above)'
-            : 'none',
+            : report.auditUnread
+              ? `not read: ${report.auditUnread}`
+              : 'none',
     ),
   );
   return `${out.join('\n')}\n`;

@@ -3,6 +3,7 @@
 // a timeout) is "did not answer": the two call for different fixes, so they never read alike. The
 // admin client is the real one, with its transport replaced by a scripted control plane.
 import test from 'ava';
+import { type Clock, FakeClock } from '../../src/lib/clock.ts';
 import { ControlPlaneAdminClient, type HttpResponse } from '../../src/operator/control-plane/admin-client.ts';
 import { diagnoseText } from '../../src/plugin/commands/diagnose.ts';
 import { controlPlaneView } from '../../src/plugin/connector-facts.ts';
@@ -16,14 +17,14 @@ const CREDENTIAL = 'vpa_admin_credential_0123456789';
 const source: ControlPlaneSource = { kind: 'ControlPlane', name: 'team-a/vaultpam', url: 'https://cp' };
 
 /** The view of connector team-a.edge from a control plane that answers (or fails) as `answer` says. */
-async function viewWhen(answer: (method: string, url: string) => Promise<HttpResponse>) {
+function viewWhen(answer: (method: string, url: string) => Promise<HttpResponse>, clock?: Clock) {
   const client = new ControlPlaneAdminClient({
     url: 'https://cp',
     caPem: '',
     credential: CREDENTIAL,
     fetch: answer,
   });
-  return controlPlaneView({ source, client, credential: CREDENTIAL }, 'team-a.edge', 20);
+  return controlPlaneView({ source, client, credential: CREDENTIAL }, 'team-a.edge', 20, clock);
 }
 
 const errorBody = (code: string, message: string) => JSON.stringify({ error: { code, message } });
@@ -254,4 +255,85 @@ test('diagnose only warns when no answer came to this machine, and the last line
   const online = await diagnoseWhen(answering(recordIn('online')));
   t.true(online.report.healthy);
   t.regex(online.text, /^Healthy: Online, and every check passed\.$/m);
+});
+
+/** A full page of audit entries (the plugin asks for 1000), each with seq `seq(i)`. */
+const fullPage = (seq: (i: number) => number) =>
+  Array.from({ length: 1000 }, (_, i) => ({
+    seq: seq(i),
+    at: '2026-03-01T11:00:00Z',
+    type: 'endpoint.heartbeat',
+    details: {},
+  }));
+
+test('the audit tail stops when the last seq does not move past the one asked after', async (t) => {
+  let calls = 0;
+  const record = answering(recordIn('online'));
+  // A broken or hostile control plane: every page full, every seq 1, whatever afterSeq asks.
+  const view = await viewWhen(async (method, url) => {
+    if (url.includes('/v1/audit')) calls += 1;
+    return url.includes('/v1/audit')
+      ? { status: 200, body: JSON.stringify({ entries: fullPage(() => 1) }) }
+      : record(method, url);
+  });
+  t.is(calls, 2, 'after 0, then after 1, which answered nothing newer: no third request');
+  t.is(view.audit?.length, 20);
+  t.is(view.auditUnread, undefined);
+  // Entries that are no objects are no entries: status reads their fields.
+  const odd = await viewWhen(
+    answering(recordIn('online'), [
+      null,
+      1,
+      'x',
+      { seq: 3, at: '2026-03-01T11:00:00Z', type: 't', details: {} },
+    ]),
+  );
+  t.deepEqual(
+    odd.audit?.map((e) => e.seq),
+    [3],
+  );
+  t.notThrows(() =>
+    statusReportText(
+      statusReport(facts(connector(ONLINE_STATUS), { controlPlane: { ...odd, source } })),
+      NOW,
+    ),
+  );
+});
+
+test('the whole view has one deadline: slow pages end in "not read", and the record stands', async (t) => {
+  const clock = new FakeClock(NOW);
+  let calls = 0;
+  const record = answering(recordIn('online'));
+  // Every page full and newer than the last, each answered just within its own timeout: 5 s each.
+  const view = await viewWhen(async (method, url) => {
+    if (!url.includes('/v1/audit')) return record(method, url);
+    calls += 1;
+    clock.advance(5000);
+    return { status: 200, body: JSON.stringify({ entries: fullPage((i) => calls * 1000 + i) }) };
+  }, clock);
+  t.is(calls, 6, '30 s in all: the sixth page is not waited for, and no seventh is asked for');
+  t.is(view.record?.state, 'online' as never);
+  t.is(view.audit, undefined, 'a tail cut short is not the newest entries');
+  t.is(
+    view.auditUnread,
+    "the control plane did not answer: no complete answer within 30 s (the plugin's bound for the record and the audit entries together)",
+  );
+  const text = statusReportText(
+    statusReport(facts(connector(ONLINE_STATUS), { controlPlane: { ...view, source } })),
+    NOW,
+  );
+  t.regex(
+    text,
+    /Last audit entries:\n {2}not read: the control plane did not answer: no complete answer within 30 s/,
+  );
+  t.is(clock.pendingTimers, 0, 'the deadline is cleared with the view');
+
+  // A record that never comes: the same deadline ends the wait.
+  const silent = new FakeClock(NOW);
+  const waiting = viewWhen(() => new Promise<HttpResponse>(() => undefined), silent);
+  await new Promise((resolve) => setImmediate(resolve));
+  silent.advance(30_000);
+  const never = await waiting;
+  t.regex(never.askFailed ?? '', /^the control plane did not answer: no complete answer within 30 s/);
+  t.false(never.askAnswered);
 });
