@@ -3,9 +3,11 @@
 // ServiceAccount); --context picks a context; the namespace is -n, else the context's, else
 // "default". The plugin acts with these rights only: it is nobody's deputy.
 import { existsSync } from 'node:fs';
+import { delimiter } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import { reuseConnections } from '../lib/client-node-connections.ts';
 import { CodedError, errorMessage } from '../lib/errors.ts';
+import { isRecord } from '../lib/is-record.ts';
 
 export interface ClusterTarget {
   kc: KubeConfig;
@@ -19,11 +21,44 @@ export interface KubeConfigFlags {
   namespace?: string;
 }
 
-function cannotLoad(where: string, error: unknown): CodedError {
+/** Where in the file a YAML parse error is (1-based), and what is wrong, if it is one. */
+function yamlFault(error: unknown): { line: number; column: number; reason: string } | undefined {
+  if (!(error instanceof Error) || error.name !== 'YAMLException') return undefined;
+  const { mark, reason } = error as Error & { mark?: unknown; reason?: unknown };
+  if (!isRecord(mark) || typeof mark.line !== 'number' || typeof mark.column !== 'number') return undefined;
+  // The reason is the parser's words, but some quote the file (an alias: an unquoted "*secret"
+  // reads as one; a tag): only the words before a quoted or interpolated part are kept.
+  const words = typeof reason === 'string' ? (reason.split(/["!<(]|: /)[0] ?? '').trim() : '';
+  return { line: mark.line + 1, column: mark.column + 1, reason: words || 'not valid YAML' };
+}
+
+/**
+ * Why a kubeconfig could not be loaded. A YAML error's message quotes the lines around the fault,
+ * and a kubeconfig holds keys and tokens (client-key-data, token): it is said by its file, line,
+ * column and the parser's reason, never by the file's content.
+ */
+function cannotLoad(where: string, error: unknown, files: readonly string[]): CodedError {
+  const fault = yamlFault(error);
+  // client-node loads a KUBECONFIG list file by file and does not say which one failed.
+  const file =
+    fault && files.length > 1 ? files.find((f) => yamlFault(loadError(f)) !== undefined) : undefined;
+  const what = fault
+    ? `${file ? `${file} (of ${where})` : where} is not valid YAML: ${fault.reason} at line ${fault.line}, column ${fault.column}`
+    : `cannot load ${where}: ${errorMessage(error)}`;
   return new CodedError(
     'KUBECONFIG_INVALID',
-    `cannot load ${where}: ${errorMessage(error)}; point --kubeconfig or KUBECONFIG at a readable kubeconfig`,
+    `${what}; point --kubeconfig or KUBECONFIG at a readable kubeconfig`,
   );
+}
+
+/** The error loading one file throws, if any. */
+function loadError(file: string): unknown {
+  try {
+    new KubeConfig().loadFromFile(file);
+    return undefined;
+  } catch (error) {
+    return error;
+  }
 }
 
 export function loadClusterTarget(flags: KubeConfigFlags, env: NodeJS.ProcessEnv): ClusterTarget {
@@ -38,13 +73,14 @@ export function loadClusterTarget(flags: KubeConfigFlags, env: NodeJS.ProcessEnv
     try {
       kc.loadFromFile(flags.kubeconfig);
     } catch (error) {
-      throw cannotLoad(`--kubeconfig ${flags.kubeconfig}`, error);
+      throw cannotLoad(`--kubeconfig ${flags.kubeconfig}`, error, [flags.kubeconfig]);
     }
   } else {
     try {
       kc.loadFromDefault();
     } catch (error) {
-      throw cannotLoad(env.KUBECONFIG ? `KUBECONFIG=${env.KUBECONFIG}` : '~/.kube/config', error);
+      const files = (env.KUBECONFIG ?? '').split(delimiter).filter(Boolean);
+      throw cannotLoad(env.KUBECONFIG ? `KUBECONFIG=${env.KUBECONFIG}` : '~/.kube/config', error, files);
     }
   }
   if (flags.context) {

@@ -1,6 +1,10 @@
 // What the plugin says when something is wrong or absent: a Connector that does not exist is an
 // answer (exit 1), not "could not look" (3); what the person typed is cleaned before an error
 // quotes it; and the report's README speaks of the enrollment token Secret only when one is live.
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { delimiter, join } from 'node:path';
 import test from 'ava';
 import { CodedError } from '../../src/lib/errors.ts';
 import { reportCommand, tokenSecretNote } from '../../src/plugin/commands/report.ts';
@@ -136,3 +140,90 @@ test('a namespace that is no namespace name: exit 2 and one clean line on stderr
     `error: -n/--namespace: "vaultpam/xred" is not a namespace name: a namespace name is a DNS label (RFC 1123), at most 63 lower-case letters, digits and '-', starting and ending with a letter or digit, e.g. team-a\n`,
   );
 });
+
+/** A kubeconfig whose line 11 is badly indented, right after a client key, and a good one. */
+function kubeconfigs(key: string) {
+  const head = [
+    'apiVersion: v1',
+    'kind: Config',
+    'clusters:',
+    '- cluster: {server: https://127.0.0.1:6443}',
+    '  name: c',
+  ];
+  const tail = ['contexts:', '- context: {cluster: c, user: u}', '  name: x', 'current-context: x', ''];
+  const user = [
+    'users:',
+    '- name: u',
+    '  user:',
+    `    client-key-data: ${key}`,
+    '    client-certificate-data: aGVsbG8=',
+  ];
+  return {
+    bad: [...head, ...user, '   bad: [indent', ...tail].join('\n'),
+    good: [...head, ...user, ...tail].join('\n'),
+  };
+}
+
+test.serial(
+  'a kubeconfig that is no YAML is named by file, line and column, and none of its content is quoted',
+  async (t) => {
+    const key = randomBytes(240).toString('base64');
+    // Short: errorLine redacts 32 random-looking characters, and mkdtemp's suffix is random.
+    const dir = await mkdtemp(join(tmpdir(), 'kc-'));
+    const previous = process.env.KUBECONFIG;
+    t.teardown(async () => {
+      if (previous === undefined) delete process.env.KUBECONFIG;
+      else process.env.KUBECONFIG = previous;
+      await rm(dir, { recursive: true, force: true });
+    });
+    const { bad, good } = kubeconfigs(key);
+    const badFile = join(dir, 'bad.kubeconfig');
+    const goodFile = join(dir, 'good.kubeconfig');
+    await writeFile(badFile, bad);
+    await writeFile(goodFile, good);
+    const run = async (argv: string[]) => {
+      const stderr: string[] = [];
+      const code = await runPlugin(argv, {
+        stdout: { write: () => undefined },
+        stderr: { write: (text) => stderr.push(text) },
+        env: process.env,
+        program: 'kubectl vaultpam',
+        now: () => NOW,
+      });
+      return { code, line: stderr.join('') };
+    };
+    /** Whether any 6 characters of the key appear in the text (the parser quoted 13 of them). */
+    const quotesKey = (text: string) =>
+      Array.from({ length: key.length - 5 }, (_, i) => key.slice(i, i + 6)).some((piece) =>
+        text.includes(piece),
+      );
+
+    const flagged = await run(['status', '--kubeconfig', badFile]);
+    t.is(flagged.code, EXIT.cannot);
+    t.is(
+      flagged.line,
+      `error: --kubeconfig ${badFile} is not valid YAML: bad indentation of a mapping entry at line 11, column 4; point --kubeconfig or KUBECONFIG at a readable kubeconfig\n`,
+    );
+    t.false(quotesKey(flagged.line), 'no piece of the client key');
+
+    // The parser's reason is kept up to what it quotes: an unquoted password starting with "*" reads
+    // as an alias, which the reason names.
+    const aliasFile = join(dir, 'alias.kubeconfig');
+    await writeFile(aliasFile, 'apiVersion: v1\nusers:\n- name: u\n  user:\n    password: *hunter2pass\n');
+    const alias = await run(['status', '--kubeconfig', aliasFile]);
+    t.regex(alias.line, /is not valid YAML: unidentified alias at line 5, column 16; /);
+    t.false(alias.line.includes('hunter2'), alias.line);
+
+    // A KUBECONFIG list: client-node does not say which file failed; the error does.
+    process.env.KUBECONFIG = [goodFile, badFile].join(delimiter);
+    const listed = await run(['status']);
+    t.is(listed.code, EXIT.cannot);
+    t.regex(
+      listed.line,
+      new RegExp(
+        `^error: ${badFile.replaceAll(/[.*+?^${}()|[\]\\/]/g, '\\$&')} \\(of KUBECONFIG=.*\\) is not valid YAML: bad indentation of a mapping entry at line 11, column 4; `,
+      ),
+    );
+    t.false(quotesKey(listed.line));
+  },
+);
