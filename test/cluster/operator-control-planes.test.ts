@@ -15,9 +15,10 @@ import {
   RbacAuthorizationV1Api,
   setHeaderOptions,
 } from '@kubernetes/client-node';
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { usableAdminCredential } from '../../src/controlplane/server.ts';
 import type { Connector } from '../../src/operator/api/types.ts';
+import type { RunningOperator } from '../../src/operator/operator.ts';
 import { selfSignedCertificate } from '../helpers/certificates.ts';
 import { createTestNamespace, useCluster } from '../helpers/cluster.ts';
 import { eventually, isGone } from '../helpers/eventually.ts';
@@ -76,10 +77,11 @@ async function startUserServer(): Promise<UserServer> {
 }
 
 let userServer: UserServer;
+let operator: RunningOperator;
 
 test.serial.before(async () => {
   env = await startOperatorEnvironment(cluster(), { logger: logs.logger });
-  await env.startOperator();
+  operator = await env.startOperator();
   userServer = await startUserServer();
 });
 test.after.always(async () => {
@@ -106,6 +108,45 @@ async function createConfigMap(namespace: string, name: string, data: Record<str
   await cluster()
     .kc.makeApiClient(CoreV1Api)
     .createNamespacedConfigMap({ namespace, body: { metadata: { name }, data } });
+}
+
+/**
+ * The Connector CRD as an older release had it, spec.controlPlane admitted (its rule removed), until
+ * the returned function puts the rule back and sees it refuse `spec` in `namespace` again; the
+ * test's end puts it back if the test did not.
+ */
+async function admitLegacyControlPlane(t: ExecutionContext) {
+  const { kc } = cluster();
+  const crds = kc.makeApiClient(ApiextensionsV1Api);
+  const rulePath =
+    '/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties/controlPlane/x-kubernetes-validations';
+  const crd = await crds.readCustomResourceDefinition({ name: 'connectors.vaultpam.io' });
+  const rules =
+    crd.spec.versions[0]?.schema?.openAPIV3Schema?.properties?.spec?.properties?.controlPlane
+      ?.x_kubernetes_validations;
+  t.truthy(rules, 'the live CRD refuses spec.controlPlane');
+  const patch = (op: object) =>
+    crds.patchCustomResourceDefinition(
+      { name: 'connectors.vaultpam.io', body: [op] },
+      setHeaderOptions('Content-Type', PatchStrategy.JsonPatch),
+    );
+  await patch({ op: 'remove', path: rulePath });
+  let restored = false;
+  const restore = async () => {
+    if (!restored) await patch({ op: 'add', path: rulePath, value: rules });
+    restored = true;
+  };
+  t.teardown(() => restore().catch(() => {}));
+  return async (namespace: string, spec: Connector['spec']) => {
+    await restore();
+    await eventually(
+      async () =>
+        (await answerOf(
+          connectors(kc).create(namespace, { metadata: { name: 'newer', namespace }, spec }),
+        )) === 422,
+      { description: 'the rule is back' },
+    );
+  };
 }
 
 /** Whether `user` may do `verb` on `resource` in `namespace`, asked of the API server's authorizer. */
@@ -430,33 +471,12 @@ test.serial(
   'a Connector stored with spec.controlPlane before the upgrade is not used, and can still be updated and deleted',
   async (t) => {
     const { kc } = cluster();
-    const crds = kc.makeApiClient(ApiextensionsV1Api);
     const namespace = await createTestNamespace(kc, 'legacy');
     await createSecret(namespace, 'app-db', { password: DB_PASSWORD });
     await createConfigMap(namespace, 'user-ca', { 'ca.crt': userServer.certPem });
     const heardBefore = userServer.requests.length;
-    const rulePath =
-      '/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties/controlPlane/x-kubernetes-validations';
-    const crd = await crds.readCustomResourceDefinition({ name: 'connectors.vaultpam.io' });
-    const rules =
-      crd.spec.versions[0]?.schema?.openAPIV3Schema?.properties?.spec?.properties?.controlPlane
-        ?.x_kubernetes_validations;
-    t.truthy(rules, 'the live CRD refuses spec.controlPlane');
-    const jsonPatch = setHeaderOptions('Content-Type', PatchStrategy.JsonPatch);
-    const restore = () =>
-      crds.patchCustomResourceDefinition(
-        { name: 'connectors.vaultpam.io', body: [{ op: 'add', path: rulePath, value: rules }] },
-        jsonPatch,
-      );
     // The CRD as an older release had it: the field admitted. A Connector is stored with it.
-    await crds.patchCustomResourceDefinition(
-      { name: 'connectors.vaultpam.io', body: [{ op: 'remove', path: rulePath }] },
-      jsonPatch,
-    );
-    let restored = false;
-    t.teardown(async () => {
-      if (!restored) await restore().catch(() => {});
-    });
+    const restore = await admitLegacyControlPlane(t);
     const legacySpec = {
       ...connectorSpec,
       controlPlane: {
@@ -472,15 +492,7 @@ test.serial(
           .then(() => true),
       { description: 'stored under the old schema' },
     );
-    await restore();
-    restored = true;
-    await eventually(
-      async () =>
-        (await answerOf(
-          connectors(kc).create(namespace, { metadata: { name: 'newer', namespace }, spec: legacySpec }),
-        )) === 422,
-      { description: 'the rule is back' },
-    );
+    await restore(namespace, legacySpec);
 
     const stalled = await eventually(
       () =>
@@ -520,6 +532,162 @@ test.serial(
     });
     t.is(userServer.requests.length, heardBefore, "the user's server heard nothing");
     assertNoSecrets(t, 'operator log', logs.text(), [DB_PASSWORD]);
+  },
+);
+
+test.serial(
+  'a Connector that paired through spec.controlPlane moves to a ControlPlane in one patch, keeps its record there and releases it on deletion',
+  async (t) => {
+    const { kc } = cluster();
+    const objects = kc.makeApiClient(CustomObjectsApi);
+    const namespace = await createTestNamespace(kc, 'legacy-paired');
+    await createSecret(namespace, 'team-admin', { credential: usableAdminCredential(env.controlPlane) });
+    await createConfigMap(namespace, 'team-ca', { 'ca.crt': env.controlPlane.caPem });
+    // The older release: its operator (stopped here) paired the Connector through the inline spec.
+    await operator.stop();
+    let restarted = false;
+    t.teardown(async () => {
+      if (!restarted) operator = await env.startOperator();
+    });
+    const restore = await admitLegacyControlPlane(t);
+    const refused = (request: Promise<unknown>) =>
+      request.then(
+        () => 'accepted',
+        (e: { code?: number; body?: unknown }) => `${e.code}: ${String(e.body)}`,
+      );
+    const inline = {
+      url: env.controlPlane.url,
+      caConfigMapRef: { name: 'team-ca' },
+      credentialSecretRef: { name: 'team-admin' },
+    };
+    const storeLegacy = async (name: string) => {
+      const stored = await eventually(
+        () =>
+          connectors(kc).create(namespace, {
+            metadata: { name, namespace },
+            spec: { ...connectorSpec, controlPlane: inline },
+          }),
+        { description: 'stored under the old schema' },
+      );
+      // A status that says the connector reached its control plane, through the status subresource.
+      await objects.patchNamespacedCustomObjectStatus(
+        {
+          group: 'vaultpam.io',
+          version: 'v1alpha1',
+          plural: 'connectors',
+          namespace,
+          name,
+          body: {
+            status: {
+              connectorId: `${namespace}.${name}`,
+              controlPlaneState: 'pending',
+              enrollment: { lastMintKey: `${name}-1`, mintCount: 1, retired: false },
+            },
+          },
+        },
+        setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+      );
+      return stored.metadata.uid ?? '';
+    };
+    const uid = await storeLegacy('paired');
+    const id = `${namespace}.paired`;
+    // What that operator left on the control plane: the record, owned by this Connector, with a live token.
+    await env.admin.ensureConnector(
+      id,
+      { ...connectorSpec.connector, allowedNetworks: [] },
+      { ownerUid: uid, ownerNamespace: namespace },
+    );
+    await env.admin.mintToken(id, { idempotencyKey: 'paired-1', ownerUid: uid });
+    await storeLegacy('split');
+    await restore(namespace, { ...connectorSpec, controlPlane: inline });
+
+    // The exception is the update that removes the inline spec: removed alone (allowed, it leaves the
+    // reference as it was), the Connector has reached a control plane and names none, so naming one
+    // afterwards is refused as for any other. (No operator has seen it: it goes without a finalizer.)
+    await connectors(kc).patchSpec(namespace, 'split', { spec: { controlPlane: null } });
+    t.regex(
+      await refused(
+        connectors(kc).patchSpec(namespace, 'split', { spec: { controlPlaneRef: { name: 'team' } } }),
+      ),
+      /^422: .*spec\.controlPlaneRef cannot be added, changed or removed once the connector has reached its control plane/,
+    );
+    await connectors(kc).delete(namespace, 'split');
+    await eventually(() => isGone(() => connectors(kc).get(namespace, 'split')), {
+      description: 'split gone',
+    });
+
+    // The new operator: refuses the inline spec and keeps what the status says was reached.
+    operator = await env.startOperator();
+    restarted = true;
+    const invalid = await eventually(
+      () =>
+        connectors(kc)
+          .get(namespace, 'paired')
+          .then((c) => (condition(c, 'Stalled')?.reason === 'InvalidSpec' ? c : undefined)),
+      { description: 'the new operator refuses the inline spec' },
+    );
+    t.is(invalid.status?.controlPlaneState, 'pending');
+    t.is(invalid.status?.enrollment?.lastMintKey, 'paired-1');
+
+    // A ControlPlane with the URL, CA and credential the inline spec named, and the documented patch.
+    await controlPlaneResources(kc).create(namespace, 'team', inline);
+    // The reference alone cannot be added while the inline spec stays (the connector reached it).
+    t.regex(
+      await refused(
+        connectors(kc).patchSpec(namespace, 'paired', { spec: { controlPlaneRef: { name: 'team' } } }),
+      ),
+      /^422: .*spec\.controlPlaneRef cannot be added, changed or removed once the connector has reached its control plane/,
+    );
+    await connectors(kc).patchSpec(namespace, 'paired', {
+      spec: { controlPlane: null, controlPlaneRef: { name: 'team' } },
+    });
+    const migrated = await eventually(
+      () =>
+        connectors(kc)
+          .get(namespace, 'paired')
+          .then((c) =>
+            c.status?.observedGeneration === c.metadata.generation && !condition(c, 'Stalled')
+              ? c
+              : undefined,
+          ),
+      { description: 'the operator carries on with the ControlPlane' },
+    );
+    t.is(migrated.spec.controlPlane, undefined);
+    t.is(migrated.status?.connectorId, id);
+    t.is((await env.admin.getConnector(id)).ownerUid, uid, "the same record, still this Connector's");
+
+    // From now on the reference is fixed, as for every connector that reached its control plane, and
+    // the inline spec cannot come back to open the way again.
+    await controlPlaneResources(kc).create(namespace, 'other', inline);
+    t.regex(
+      await refused(
+        connectors(kc).patchSpec(namespace, 'paired', { spec: { controlPlaneRef: { name: 'other' } } }),
+      ),
+      /^422: .*spec\.controlPlaneRef cannot be added, changed or removed/,
+    );
+    t.regex(
+      await refused(
+        connectors(kc).patchSpec(namespace, 'paired', {
+          spec: { controlPlane: inline, controlPlaneRef: { name: 'other' } },
+        }),
+      ),
+      /^422: .*spec\.controlPlane was removed/,
+    );
+    t.regex(
+      await refused(connectors(kc).patchSpec(namespace, 'paired', { spec: { controlPlaneRef: null } })),
+      /^422: .*spec\.controlPlaneRef cannot be added, changed or removed/,
+    );
+
+    // Deleting it revokes the token and releases the record on the control plane it paired with.
+    await connectors(kc).delete(namespace, 'paired');
+    await eventually(() => isGone(() => connectors(kc).get(namespace, 'paired')), {
+      description: 'deleted, finalizer removed',
+    });
+    const record = await env.admin.getConnector(id).then(
+      () => 'still there',
+      (e: { code?: string }) => e.code,
+    );
+    t.is(record, 'CONNECTOR_NOT_FOUND', 'released on the control plane it paired with');
   },
 );
 
