@@ -2,8 +2,13 @@
 // `helm uninstall` against a real API server (Helm keeps its release record in a Secret of the release
 // namespace and installs crds/ before the templates). The release namespace is prepared as the doc
 // says, with the restricted Pod Security labels, since Helm cannot label a namespace it did not make.
-import { join } from 'node:path';
+// The first install is of an older chart (another CRD schema), upgraded by running docs/helm.md's
+// "Upgrading" commands as written, with the real kubectl.
+import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import {
+  ApiextensionsV1Api,
   AppsV1Api,
   CoreV1Api,
   type KubeConfig,
@@ -11,8 +16,11 @@ import {
   KubernetesObjectApi,
 } from '@kubernetes/client-node';
 import test from 'ava';
-import { useCluster } from '../helpers/cluster.ts';
-import { CHART_DIR, helm, RELEASE_NAME, RELEASE_NAMESPACE } from './helm.ts';
+import * as yaml from 'js-yaml';
+import { ensureKubectl } from '../../dev/local-cluster/binaries.ts';
+import { repoRoot, useCluster } from '../helpers/cluster.ts';
+import { runProgram } from '../helpers/go-tools.ts';
+import { CHART_DIR, helm, helmEnvironment, helmTools, RELEASE_NAME, RELEASE_NAMESPACE } from './helm.ts';
 
 const cluster = useCluster(test);
 
@@ -52,7 +60,47 @@ async function helmOnCluster(args: string[]) {
   return result;
 }
 
-test.serial('helm install, upgrade to namespaced mode, and uninstall on a real API server', async (t) => {
+const OLDER_DESCRIPTION = 'A Connector as an older release of the chart described it.';
+
+/** A copy of the chart as an older release: its Connector CRD with another schema (the root description). */
+async function olderChart(): Promise<string> {
+  const dir = join(await mkdtemp(join(tmpdir(), 'vaultpam-older-chart-')), 'vaultpam-connector-operator');
+  await cp(CHART_DIR, dir, { recursive: true });
+  const crdFile = join(dir, 'crds', 'connectors.vaultpam.io.yaml');
+  const crd = yaml.load(await readFile(crdFile, 'utf8')) as {
+    spec: { versions: Array<{ schema: { openAPIV3Schema: { description: string } } }> };
+  };
+  for (const version of crd.spec.versions) version.schema.openAPIV3Schema.description = OLDER_DESCRIPTION;
+  await writeFile(crdFile, yaml.dump(crd));
+  return dir;
+}
+
+/** The first `sh` block of a section of docs/helm.md, as written there. */
+async function helmDocBlock(heading: string): Promise<string> {
+  const doc = await readFile(join(repoRoot, 'docs', 'helm.md'), 'utf8');
+  const section = doc.split(/^## /m).find((part) => part.startsWith(`${heading}\n`));
+  const block = section?.match(/^```sh\n([\s\S]*?)^```$/m)?.[1];
+  if (!block) throw new Error(`docs/helm.md: no sh block under "## ${heading}"`);
+  return block;
+}
+
+/**
+ * Runs a shell script from the repository's root as a person would, the real kubectl and helm first
+ * on the PATH and the test cluster in KUBECONFIG.
+ */
+async function shell(script: string) {
+  const kubectl = await ensureKubectl(() => {});
+  return runProgram('bash', ['-euo', 'pipefail', '-c', script], {
+    cwd: repoRoot,
+    env: {
+      ...helmEnvironment(),
+      PATH: `${dirname(kubectl)}:${await helmTools()}:${process.env.PATH ?? ''}`,
+      KUBECONFIG: cluster().cluster.kubeconfigPath,
+    },
+  });
+}
+
+test.serial('helm install, the documented upgrade, namespaced mode and uninstall, for real', async (t) => {
   const { kc } = cluster();
   const core = kc.makeApiClient(CoreV1Api);
   for (const name of [RELEASE_NAMESPACE, 'vaultpam']) {
@@ -66,13 +114,9 @@ test.serial('helm install, upgrade to namespaced mode, and uninstall on a real A
     });
   }
 
-  const installed = await helmOnCluster([
-    'install',
-    RELEASE_NAME,
-    CHART_DIR,
-    '--namespace',
-    RELEASE_NAMESPACE,
-  ]);
+  const older = await olderChart();
+  t.teardown(() => rm(dirname(older), { recursive: true, force: true }));
+  const installed = await helmOnCluster(['install', RELEASE_NAME, older, '--namespace', RELEASE_NAMESPACE]);
   t.regex(installed.stdout, /STATUS: deployed/);
   t.regex(
     installed.stdout,
@@ -86,6 +130,32 @@ test.serial('helm install, upgrade to namespaced mode, and uninstall on a real A
   t.is(deployment.spec?.replicas, 2);
   t.is(deployment.metadata?.annotations?.['meta.helm.sh/release-name'], RELEASE_NAME, 'the release owns it');
   t.true(await exists(kc, connectorClusterRole));
+
+  const connectorDescription = () =>
+    kc
+      .makeApiClient(ApiextensionsV1Api)
+      .readCustomResourceDefinition({ name: 'connectors.vaultpam.io' })
+      .then((crd) => crd.spec.versions[0]?.schema?.openAPIV3Schema?.description);
+  t.is(await connectorDescription(), OLDER_DESCRIPTION, "the older chart's CRDs");
+
+  // A server-side diff of the chart's crds/ against the live CRDs: exit 1 while they differ.
+  const crdDiff = () =>
+    shell('kubectl diff --server-side --force-conflicts -f charts/vaultpam-connector-operator/crds/');
+  t.is((await crdDiff()).code, 1, "the older CRDs differ from the repository's");
+
+  // docs/helm.md's "Upgrading", as written. Without --force-conflicts the CRDs' apply is refused:
+  // Helm manages their fields.
+  const upgrade = await helmDocBlock('Upgrading');
+  const crdApply = upgrade.split('\n').find((line) => line.startsWith('kubectl apply --server-side'));
+  t.truthy(crdApply?.includes(' --force-conflicts '), crdApply);
+  const unforced = await shell(crdApply?.replace(' --force-conflicts', '') ?? 'false');
+  t.not(unforced.code, 0);
+  t.regex(unforced.stderr, /conflict with "helm"/);
+  const upgraded = await shell(upgrade);
+  t.is(upgraded.code, 0, upgraded.stderr);
+  t.not(await connectorDescription(), OLDER_DESCRIPTION);
+  const diff = await crdDiff();
+  t.is(diff.code, 0, `the live CRDs are the repository's: ${diff.stdout}${diff.stderr}`);
 
   const values = join(CHART_DIR, 'ci', 'namespaced-values.yaml');
   await helmOnCluster([
@@ -116,7 +186,7 @@ test.serial('helm install, upgrade to namespaced mode, and uninstall on a real A
   ]);
   t.deepEqual(
     (JSON.parse(history.stdout) as Array<{ revision: number }>).map((entry) => entry.revision),
-    [1, 2],
+    [1, 2, 3],
   );
 
   // A bad value stops an upgrade before anything changes.

@@ -27,21 +27,25 @@ export function helmTools(): Promise<string> {
 
 export type HelmResult = ProgramResult;
 
+/**
+ * The environment helm runs in: HELM_* homes in a throwaway place, so no repository list or cache of
+ * the machine's user is read.
+ */
+export function helmEnvironment(): NodeJS.ProcessEnv {
+  const home = join(tmpdir(), `vaultpam-helm-home-${process.pid}`);
+  return {
+    ...process.env,
+    HELM_CACHE_HOME: join(home, 'cache'),
+    HELM_CONFIG_HOME: join(home, 'config'),
+    HELM_DATA_HOME: join(home, 'data'),
+    NO_COLOR: '1',
+  };
+}
+
 /** Runs the real helm; a non-zero exit is returned, not thrown (the tests read helm's refusals). */
 export async function helm(args: string[]): Promise<HelmResult> {
   const binary = join(await helmTools(), 'helm');
-  // HELM_* homes in a throwaway place: no repository list or cache of the machine's user is read.
-  const home = join(tmpdir(), `vaultpam-helm-home-${process.pid}`);
-  return runProgram(binary, args, {
-    cwd: repoRoot,
-    env: {
-      ...process.env,
-      HELM_CACHE_HOME: join(home, 'cache'),
-      HELM_CONFIG_HOME: join(home, 'config'),
-      HELM_DATA_HOME: join(home, 'data'),
-      NO_COLOR: '1',
-    },
-  });
+  return runProgram(binary, args, { cwd: repoRoot, env: helmEnvironment() });
 }
 
 /**
