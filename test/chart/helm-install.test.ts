@@ -2,8 +2,8 @@
 // `helm uninstall` against a real API server (Helm keeps its release record in a Secret of the release
 // namespace and installs crds/ before the templates). The release namespace is prepared as the doc
 // says, with the restricted Pod Security labels, since Helm cannot label a namespace it did not make.
-// The first install is of an older chart (another CRD schema), upgraded by running docs/helm.md's
-// "Upgrading" commands as written, with the real kubectl.
+// The first install is of an older chart (another CRD schema, another default), upgraded by running
+// docs/helm.md's "Upgrading" commands as written, with the real kubectl.
 import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -62,8 +62,17 @@ async function helmOnCluster(args: string[]) {
 
 const OLDER_DESCRIPTION = 'A Connector as an older release of the chart described it.';
 
-/** A copy of the chart as an older release: its Connector CRD with another schema (the root description). */
-async function olderChart(): Promise<string> {
+interface OlderChart {
+  dir: string;
+  /** operator.concurrency: the older chart's default, and the repository chart's. */
+  concurrency: { older: number; current: number };
+}
+
+/**
+ * A copy of the chart as an older release: its Connector CRD with another schema (the root
+ * description), its default operator.concurrency another number.
+ */
+async function olderChart(): Promise<OlderChart> {
   const dir = join(await mkdtemp(join(tmpdir(), 'vaultpam-older-chart-')), 'vaultpam-connector-operator');
   await cp(CHART_DIR, dir, { recursive: true });
   const crdFile = join(dir, 'crds', 'connectors.vaultpam.io.yaml');
@@ -72,7 +81,14 @@ async function olderChart(): Promise<string> {
   };
   for (const version of crd.spec.versions) version.schema.openAPIV3Schema.description = OLDER_DESCRIPTION;
   await writeFile(crdFile, yaml.dump(crd));
-  return dir;
+  const valuesFile = join(dir, 'values.yaml');
+  const values = await readFile(valuesFile, 'utf8');
+  const current = (yaml.load(values) as { operator: { concurrency: number } }).operator.concurrency;
+  const older = current === 1 ? 2 : current - 1;
+  const olderValues = values.replace(/^( {2}concurrency: )\d+$/m, `$1${older}`);
+  if (olderValues === values) throw new Error('values.yaml: operator.concurrency not found');
+  await writeFile(valuesFile, olderValues);
+  return { dir, concurrency: { older, current } };
 }
 
 /** The first `sh` block of a section of docs/helm.md, as written there. */
@@ -115,8 +131,16 @@ test.serial('helm install, the documented upgrade, namespaced mode and uninstall
   }
 
   const older = await olderChart();
-  t.teardown(() => rm(dirname(older), { recursive: true, force: true }));
-  const installed = await helmOnCluster(['install', RELEASE_NAME, older, '--namespace', RELEASE_NAMESPACE]);
+  t.teardown(() => rm(dirname(older.dir), { recursive: true, force: true }));
+  const installed = await helmOnCluster([
+    'install',
+    RELEASE_NAME,
+    older.dir,
+    '--namespace',
+    RELEASE_NAMESPACE,
+    '--set',
+    'operator.logLevel=debug',
+  ]);
   t.regex(installed.stdout, /STATUS: deployed/);
   t.regex(
     installed.stdout,
@@ -131,12 +155,17 @@ test.serial('helm install, the documented upgrade, namespaced mode and uninstall
   t.is(deployment.metadata?.annotations?.['meta.helm.sh/release-name'], RELEASE_NAME, 'the release owns it');
   t.true(await exists(kc, connectorClusterRole));
 
+  const settings = () =>
+    core
+      .readNamespacedConfigMap({ name: 'vaultpam-connector-operator-config', namespace: RELEASE_NAMESPACE })
+      .then((configMap) => configMap.data ?? {});
   const connectorDescription = () =>
     kc
       .makeApiClient(ApiextensionsV1Api)
       .readCustomResourceDefinition({ name: 'connectors.vaultpam.io' })
       .then((crd) => crd.spec.versions[0]?.schema?.openAPIV3Schema?.description);
   t.is(await connectorDescription(), OLDER_DESCRIPTION, "the older chart's CRDs");
+  t.is((await settings()).VAULTPAM_OPERATOR_CONCURRENCY, String(older.concurrency.older));
 
   // A server-side diff of the chart's crds/ against the live CRDs: exit 1 while they differ.
   const crdDiff = () =>
@@ -156,6 +185,13 @@ test.serial('helm install, the documented upgrade, namespaced mode and uninstall
   t.not(await connectorDescription(), OLDER_DESCRIPTION);
   const diff = await crdDiff();
   t.is(diff.code, 0, `the live CRDs are the repository's: ${diff.stdout}${diff.stderr}`);
+  const upgradedSettings = await settings();
+  t.is(
+    upgradedSettings.VAULTPAM_OPERATOR_CONCURRENCY,
+    String(older.concurrency.current),
+    "the new chart's default, not the old one (--reuse-values would keep that)",
+  );
+  t.is(upgradedSettings.LOG_LEVEL, 'debug', 'the value set on the release is kept');
 
   const values = join(CHART_DIR, 'ci', 'namespaced-values.yaml');
   await helmOnCluster([
