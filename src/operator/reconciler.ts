@@ -708,6 +708,8 @@ export class ConnectorReconciler {
     const owner = { ownerUid: connector.metadata.uid ?? '' };
     const id = target.connectorId;
     let notOurs = false;
+    /** The control plane answered that it has no such record. */
+    let absent = false;
     /** The control plane kept the record but cannot say for whom (it predates handovers). */
     let keptForAnyone = false;
     try {
@@ -730,17 +732,23 @@ export class ConnectorReconciler {
       }
     } catch (error) {
       if (!isCodedError(error, 'CONNECTOR_NOT_FOUND')) throw asCoded(error);
+      absent = true;
     } finally {
       handle.close();
     }
     const released = target.deletionPolicy === 'Release';
-    const message = notOurs
-      ? `left the control-plane record of ${id} alone: this Connector does not own it`
-      : released
-        ? `revoked live tokens and released ${id} in the control plane`
-        : keptForAnyone
-          ? `revoked live tokens; kept the control-plane record of ${id} and let go of it, but that control plane does not record for which namespace (it predates handovers): a Connector of any namespace naming ${id} can claim it; delete the record there if none should (deletionPolicy Retain)`
-          : `revoked live tokens; kept the control-plane record of ${id} and let go of it, so a new Connector with that id in namespace ${target.handoverNamespace} can claim it, and none of another namespace (deletionPolicy Retain)`;
+    // A 404 is the end of a release retried after its answer was lost, or a record deleted there
+    // (or never made there): either way nothing was revoked or released by this one, and saying so
+    // keeps a record left on another control plane from reading as released.
+    const message = absent
+      ? `the control plane has no record of ${id}: nothing left to revoke or release there (released before, deleted there, or never registered there)`
+      : notOurs
+        ? `left the control-plane record of ${id} alone: this Connector does not own it`
+        : released
+          ? `revoked live tokens and released ${id} in the control plane`
+          : keptForAnyone
+            ? `revoked live tokens; kept the control-plane record of ${id} and let go of it, but that control plane does not record for which namespace (it predates handovers): a Connector of any namespace naming ${id} can claim it; delete the record there if none should (deletionPolicy Retain)`
+            : `revoked live tokens; kept the control-plane record of ${id} and let go of it, so a new Connector with that id in namespace ${target.handoverNamespace} can claim it, and none of another namespace (deletionPolicy Retain)`;
     log[keptForAnyone ? 'warn' : 'info'](
       { deletionPolicy: target.deletionPolicy, ...(handle.fromMemory ? { credential: 'last used' } : {}) },
       message,

@@ -238,6 +238,34 @@ test.serial('deleting a Connector revokes and releases it in the control plane',
   t.regex(released.note ?? '', new RegExp(`released ${namespace}\\.edge in the control plane`));
 });
 
+test.serial('a release the control plane answers with no record says so, not that it released', async (t) => {
+  // Paused (no pass registers it again), its record deleted on the control plane, then deleted:
+  // the release's 404 used to read "revoked live tokens and released", also of a record that is
+  // still on another control plane (a legacy Connector's inline one).
+  const { kc } = cluster();
+  const namespace = await createTestNamespace(kc, 'gone');
+  const api = connectors(kc);
+  const id = `${namespace}.edge`;
+  await api.create(namespace, { metadata: { name: 'edge', namespace }, spec });
+  await eventually(() => env.admin.getConnector(id).then((r) => r.liveToken !== null), {
+    description: 'record with a live token',
+  });
+  await api.patchSpec(namespace, 'edge', { spec: { paused: true } });
+  await eventually(async () => (await api.get(namespace, 'edge')).status?.observedGeneration === 2, {
+    description: 'the pause observed',
+  });
+  await env.admin.deleteConnector(id);
+  await api.delete(namespace, 'edge');
+  await eventually(() => isGone(() => api.get(namespace, 'edge')), { description: 'Connector gone' });
+  const released = await eventually(() => connectorEvent(namespace, 'ConnectorReleased'), {
+    description: 'ConnectorReleased Event',
+  });
+  t.is(
+    released.note,
+    `the control plane has no record of ${id}: nothing left to revoke or release there (released before, deleted there, or never registered there)`,
+  );
+});
+
 test.serial('deletionPolicy Retain keeps the control-plane record but revokes its token', async (t) => {
   const { kc } = cluster();
   const namespace = await createTestNamespace(kc, 'keep');
