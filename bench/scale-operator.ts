@@ -4,6 +4,7 @@
 // Kubernetes stops a pod (the figure 6 restart does exactly that).
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createWriteStream, readFileSync } from 'node:fs';
+import { request as httpsRequest } from 'node:https';
 import { freePort } from '../dev/local-cluster/ports.ts';
 import { backoffDelay } from '../src/lib/backoff.ts';
 import { imageCommand, imageEntrypoint } from '../tools/image-layout.ts';
@@ -31,6 +32,8 @@ export interface OperatorProcess {
   child: ChildProcess;
   pid: number;
   url: string;
+  /** Where /metrics listens: HTTPS, read with the launch's metrics token. */
+  metricsUrl: string;
   /** The metrics of POLLED_METRICS, in the Prometheus text format. */
   metrics(): Promise<string>;
   /** SIGTERM, then SIGKILL after `graceMs`; resolves with how it exited. */
@@ -40,8 +43,13 @@ export interface OperatorProcess {
 export interface OperatorLaunch {
   /** Node flags before the script (heap snapshot signal, ...), after the image's own. */
   nodeArgs: string[];
-  /** The operator's flags, without --listen (a free loopback port is chosen). */
+  /** The operator's flags, without --listen and --metrics-listen (free loopback ports are chosen). */
   args: string[];
+  /**
+   * A bearer token whose user may get /metrics (the metrics-reader ClusterRole): the operator runs as
+   * installed, reviewing each new token with the API server, and the benchmark reads as Prometheus.
+   */
+  metricsToken: string;
   env: NodeJS.ProcessEnv;
   /** Where stdout and stderr go (appended). */
   logFile: string;
@@ -53,9 +61,15 @@ export interface OperatorLaunch {
 
 export async function startOperatorProcess(launch: OperatorLaunch): Promise<OperatorProcess> {
   const port = await freePort();
+  const metricsPort = await freePort();
   const child = spawn(
     process.execPath,
-    [...(await imageCommand('operator', launch.nodeArgs)), ...launch.args, `--listen=127.0.0.1:${port}`],
+    [
+      ...(await imageCommand('operator', launch.nodeArgs)),
+      ...launch.args,
+      `--listen=127.0.0.1:${port}`,
+      `--metrics-listen=127.0.0.1:${metricsPort}`,
+    ],
     // The image's ENV first (NODE_ENV, glibc's malloc settings), as a pod's own env overrides it.
     { stdio: ['ignore', 'pipe', 'pipe'], env: { ...imageEntrypoint('operator').env, ...launch.env } },
   );
@@ -78,7 +92,9 @@ export async function startOperatorProcess(launch: OperatorLaunch): Promise<Oper
     child,
     pid: child.pid ?? 0,
     url,
-    metrics: () => readOperatorMetrics(url),
+    metricsUrl: `https://127.0.0.1:${metricsPort}`,
+    metrics: () =>
+      readOperatorMetrics(`https://127.0.0.1:${metricsPort}`, METRICS_READ_ATTEMPTS, launch.metricsToken),
     async stop(graceMs = 30_000) {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
       const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
@@ -100,11 +116,16 @@ export const METRICS_READ_ATTEMPTS = 6;
  * figure 6 was measured. An HTTP answer other than 200 is not retried: the operator said no.
  * Giving up names the cause, which fetch keeps apart from its message.
  */
-export async function readOperatorMetrics(url: string, attempts = METRICS_READ_ATTEMPTS): Promise<string> {
+export async function readOperatorMetrics(
+  url: string,
+  attempts = METRICS_READ_ATTEMPTS,
+  token?: string,
+): Promise<string> {
   for (let attempt = 1; ; attempt++) {
-    let answer: Response;
+    let answer: { ok: boolean; status: number; text(): Promise<string> };
     try {
-      answer = await fetch(`${url}/metrics?${POLLED_QUERY}`);
+      const target = `${url}/metrics?${POLLED_QUERY}`;
+      answer = url.startsWith('https:') ? await httpsGet(target, token) : await fetch(target);
     } catch (error) {
       if (attempt >= attempts) {
         const cause =
@@ -121,4 +142,29 @@ export async function readOperatorMetrics(url: string, attempts = METRICS_READ_A
       throw new Error(`the operator's /metrics answered ${answer.status}: ${await answer.text()}`);
     return answer.text();
   }
+}
+
+/**
+ * GET over HTTPS with a bearer token. The operator's self-signed certificate is not verified, as the
+ * shipped ServiceMonitor does not: the scrape is encrypted, the loopback server is the benchmark's own.
+ */
+function httpsGet(url: string, token: string | undefined) {
+  return new Promise<{ ok: boolean; status: number; text(): Promise<string> }>((resolve, reject) => {
+    const request = httpsRequest(
+      url,
+      { rejectUnauthorized: false, headers: token ? { authorization: `Bearer ${token}` } : {} },
+      (response) => {
+        const chunks: Buffer[] = [];
+        response.on('data', (chunk: Buffer) => chunks.push(chunk));
+        response.on('error', reject);
+        response.on('end', () => {
+          const status = response.statusCode ?? 0;
+          const body = Buffer.concat(chunks).toString('utf8');
+          resolve({ ok: status >= 200 && status < 300, status, text: async () => body });
+        });
+      },
+    );
+    request.on('error', reject);
+    request.end();
+  });
 }

@@ -20,6 +20,7 @@ import { CoreV1Api, CustomObjectsApi, EventsV1Api, VersionApi } from '@kubernete
 import { type LocalCluster, startLocalCluster } from '../dev/local-cluster/cluster.ts';
 import { installCrds, installOperatorAccess } from '../dev/local-cluster/install.ts';
 import { LocalProvisioner } from '../dev/local-cluster/local-provisioner.ts';
+import { serviceAccountToken } from '../dev/local-cluster/metrics-reader.ts';
 import { signalAllManaged } from '../dev/local-cluster/processes.ts';
 import { parseDurationMs } from '../src/lib/duration.ts';
 import { silentLogger } from '../src/lib/logger.ts';
@@ -327,8 +328,13 @@ try {
   // when it is ready with no Connector and after the steady-state window (after its figures).
   const heapSnapshots = args['heap-snapshots'];
   if (heapSnapshots) await mkdir(heapSnapshots, { recursive: true });
+  // The benchmark reads the operator's metrics as an installed Prometheus does: HTTPS, with a token
+  // of a ServiceAccount bound to the metrics-reader ClusterRole, so the operator measured reviews
+  // tokens as in production.
+  const metricsToken = await serviceAccountToken(admin, 'monitoring', 'bench-prometheus', { reader: true });
   const startOperator = () =>
     startOperatorProcess({
+      metricsToken,
       nodeArgs: [
         ...(heapSnapshots ? ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${heapSnapshots}`] : []),
         ...(args['operator-node-options'] ?? '').split(/\s+/).filter(Boolean),

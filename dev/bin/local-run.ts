@@ -297,8 +297,12 @@ async function main(): Promise<number> {
         identity: 'local-run',
       },
       listen: { host: '127.0.0.1', port: 0 },
+      // A local run on loopback: /metrics without authentication (--metrics-auth=none). An
+      // installed operator serves it over HTTPS to authorized bearer tokens only (docs/monitoring.md).
+      metricsEndpoint: { listen: { host: '127.0.0.1', port: 0 }, auth: 'none' },
     });
-    say(`    metrics and probes on http://127.0.0.1:${operator.address?.port}/metrics`);
+    say(`    probes on http://127.0.0.1:${operator.address?.port}/healthz and /readyz`);
+    say(`    metrics on ${operator.metricsEndpoint?.url}/metrics (no authentication: a local run only)`);
 
     say('4/5 starting the local pod runner (runs connector pods as local processes)');
     runner = new PodRunner({

@@ -71,7 +71,24 @@ const flags: FlagSpecs = {
   listen: {
     env: env('listen'),
     default: '0.0.0.0:8080',
-    description: 'Address of /healthz, /readyz and /metrics.',
+    description: 'Address of /healthz and /readyz (plain HTTP, no authentication: kubelet probes them).',
+  },
+  'metrics-listen': {
+    env: env('metrics-listen'),
+    default: '0.0.0.0:8443',
+    description:
+      'Address of /metrics: HTTPS, and each request needs a bearer token the API server authenticates (TokenReview) and authorizes for get on /metrics (SubjectAccessReview).',
+  },
+  'metrics-auth': {
+    env: env('metrics-auth'),
+    default: 'kubernetes',
+    description:
+      "kubernetes: /metrics over HTTPS for authorized bearer tokens only. none: plain HTTP for anyone, for a local run on a loopback address only (it names every tenant's Connectors).",
+  },
+  'metrics-cert-dir': {
+    env: env('metrics-cert-dir'),
+    description:
+      'Directory with tls.crt and tls.key for /metrics (e.g. a cert-manager Secret), re-read every minute; a self-signed certificate made at start when empty.',
   },
   concurrency: {
     env: env('concurrency'),
@@ -160,6 +177,17 @@ async function main(): Promise<void> {
   }
   const listen = parseHostPort(v.listen ?? '0.0.0.0:8080', '--listen', { minPort: 0 });
   if ('problem' in listen) throw flagError(listen.problem);
+  const metricsListen = parseHostPort(v['metrics-listen'] ?? '0.0.0.0:8443', '--metrics-listen', {
+    minPort: 0,
+  });
+  if ('problem' in metricsListen) throw flagError(metricsListen.problem);
+  const metricsAuth = v['metrics-auth'] ?? 'kubernetes';
+  if (metricsAuth !== 'kubernetes' && metricsAuth !== 'none') {
+    throw flagError(`--metrics-auth: "${metricsAuth}" is neither kubernetes nor none`);
+  }
+  if (metricsAuth === 'none' && v['metrics-cert-dir']) {
+    throw flagError('--metrics-cert-dir: --metrics-auth=none serves plain HTTP, without a certificate');
+  }
   const resyncMs = durationFlag(v.resync, 'resync', { timer: true });
   const releaseTimeoutMs = durationFlag(v['release-timeout'], 'release-timeout', { timer: false });
   const leaseDurationMs = durationFlag(
@@ -197,6 +225,11 @@ async function main(): Promise<void> {
     resyncMs,
     releaseTimeoutMs,
     listen,
+    metricsEndpoint: {
+      listen: metricsListen,
+      auth: metricsAuth,
+      ...(v['metrics-cert-dir'] ? { certDir: v['metrics-cert-dir'] } : {}),
+    },
     ...(leaderElect && leaseNamespace
       ? {
           leaderElection: {
@@ -211,7 +244,13 @@ async function main(): Promise<void> {
       : {}),
   });
   logger.info(
-    { listen: operator.address, namespace: v.namespace || 'all', leaderElection: leaderElect },
+    {
+      listen: operator.address,
+      metrics: operator.metricsEndpoint?.url,
+      metricsAuth,
+      namespace: v.namespace || 'all',
+      leaderElection: leaderElect,
+    },
     'operator started',
   );
   stopOnSignalOrOrphaned(async () => {

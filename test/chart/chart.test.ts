@@ -508,6 +508,9 @@ const REFUSED_EXTRA_SETTINGS: Record<string, RegExp> = {
   VAULTPAM_OPERATOR_LEADER_ELECT: /the chart sets .* in the Deployment/,
   VAULTPAM_OPERATOR_LEASE_NAME: /the chart sets .* in the Deployment/,
   VAULTPAM_OPERATOR_LISTEN: /the chart sets .* in the Deployment/,
+  VAULTPAM_OPERATOR_METRICS_LISTEN: /the chart sets .* in the Deployment/,
+  VAULTPAM_OPERATOR_METRICS_CERT_DIR: /set it with metrics\.certSecret instead/,
+  VAULTPAM_OPERATOR_METRICS_AUTH: /authorized bearer tokens only .* none is for a local run/,
   VAULTPAM_OPERATOR_LEADER_ELECTION_NAMESPACE: /in the release namespace only/,
   VAULTPAM_OPERATOR_CLUSTER_RESOURCE_NAMESPACE: /in the release namespace only/,
 };

@@ -217,10 +217,8 @@ test.after.always(async () => {
 });
 
 async function scrape(): Promise<string> {
-  const address = operator?.address;
-  if (!address) throw new Error('the operator serves no /metrics');
-  const response = await fetch(`http://${address.host}:${address.port}/metrics`);
-  return response.text();
+  if (!env || !operator) throw new Error('the operator serves no /metrics');
+  return (await env.scrapeMetrics(operator)).text;
 }
 
 const sample = (text: string, series: string) =>

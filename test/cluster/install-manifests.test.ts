@@ -217,6 +217,15 @@ function connectorNamespaceAccess(namespace: string | undefined): Access[] {
  */
 const storageClassAccess: Access[] = [{ verb: 'get', group: 'storage.k8s.io', resource: 'storageclasses' }];
 
+/**
+ * Cluster-scoped, in every install (the namespaced one too): who may read /metrics is asked of the API
+ * server, a TokenReview for the caller's token and a SubjectAccessReview for its user.
+ */
+const metricsAuthAccess: Access[] = [
+  { verb: 'create', group: 'authentication.k8s.io', resource: 'tokenreviews' },
+  { verb: 'create', group: 'authorization.k8s.io', resource: 'subjectaccessreviews' },
+];
+
 /** Cluster-wide installs only: ClusterControlPlanes are cluster-scoped (their Secrets are read with get). */
 const clusterControlPlaneAccess: Access[] = [
   ...verbs(['get', 'list', 'watch'], { group: 'vaultpam.io', resource: 'clustercontrolplanes' }),
@@ -322,7 +331,13 @@ const neverAccess: Access[] = [
   ...verbs(['update', 'delete'], { group: 'apps', resource: 'statefulsets', namespace: TEAM_NAMESPACE }),
   ...verbs(['update', 'delete'], { resource: 'configmaps', namespace: TEAM_NAMESPACE }),
   { verb: 'update', resource: 'secrets', namespace: TEAM_NAMESPACE },
-  { verb: 'create', group: 'authentication.k8s.io', resource: 'tokenreviews' },
+  // Reviews are asked, never something else: a namespaced review elsewhere is not needed.
+  {
+    verb: 'create',
+    group: 'authorization.k8s.io',
+    resource: 'localsubjectaccessreviews',
+    namespace: TEAM_NAMESPACE,
+  },
 ];
 
 async function expectAccess(t: ExecutionContext, kc: KubeConfig, expected: Array<[Access, boolean]>) {
@@ -372,6 +387,7 @@ test.serial(
       'vaultpam-connector-editor',
       'vaultpam-controlplane-admin',
       'vaultpam-clustercontrolplane-admin',
+      'vaultpam-connector-operator-metrics-reader',
     ])
       t.truthy(find(objects, 'ClusterRole', name), `the base renders the role ${name}`);
     const crd = find(objects, 'CustomResourceDefinition', 'connectors.vaultpam.io');
@@ -420,7 +436,15 @@ test.serial(
       t.deepEqual(container?.securityContext?.capabilities?.drop, ['ALL']);
       t.is(container?.livenessProbe?.httpGet?.path, '/healthz');
       t.is(container?.readinessProbe?.httpGet?.path, '/readyz');
-      t.is(container?.ports?.[0]?.containerPort, 8080);
+      // Plain HTTP probes on 8080; /metrics on its own HTTPS port.
+      t.deepEqual(
+        container?.ports?.map((port) => [port.name, port.containerPort]),
+        [
+          ['probes', 8080],
+          ['metrics', 8443],
+        ],
+      );
+      t.is(container?.livenessProbe?.httpGet?.port, 'probes');
     }
     // The policy is really enforced there: a pod without those settings is refused.
     const refused = await core
@@ -548,6 +572,7 @@ test.serial(
       ...connectorNamespaceAccess(TEAM_NAMESPACE),
       ...operatorNamespaceAccess,
       ...storageClassAccess,
+      ...metricsAuthAccess,
       ...clusterControlPlaneAccess,
     ];
     await expectAccess(
@@ -680,8 +705,10 @@ test.serial(
     await expectAccess(t, operator, [
       ...connectorNamespaceAccess(WATCHED_NAMESPACE).map((access): [Access, boolean] => [access, true]),
       ...operatorNamespaceAccess.map((access): [Access, boolean] => [access, true]),
-      // The one cluster-wide grant: reading a StorageClass by name (cluster-scoped, so no Role can).
+      // The cluster-wide grants: reading a StorageClass by name, and the reviews that decide who may
+      // read /metrics (all cluster-scoped, so no Role can grant them).
       ...storageClassAccess.map((access): [Access, boolean] => [access, true]),
+      ...metricsAuthAccess.map((access): [Access, boolean] => [access, true]),
       // No ClusterControlPlanes: the namespaced operator uses its namespace's ControlPlanes only.
       ...clusterControlPlaneAccess.map((access): [Access, boolean] => [access, false]),
       // Outside the watched namespace, nothing: not across all namespaces, not in another one.

@@ -9,6 +9,7 @@ import { CoordinationV1Api, CoreV1Api } from '@kubernetes/client-node';
 import test from 'ava';
 import { createTestNamespace, useCluster } from '../helpers/cluster.ts';
 import { eventually } from '../helpers/eventually.ts';
+import { scrapeMetrics } from '../helpers/metrics-scrape.ts';
 import {
   connectors,
   LEASE_NAME,
@@ -66,12 +67,21 @@ test.serial(
           .output()
           .split('\n')
           .find((l) => l.includes('"operator started"'));
-        return line ? (JSON.parse(line) as { listen: { host: string; port: number } }) : undefined;
+        return line
+          ? (JSON.parse(line) as { listen: { host: string; port: number }; metrics: string })
+          : undefined;
       },
       { description: 'the operator started' },
     );
     const base = `http://${started.listen.host}:${started.listen.port}`;
     t.is(await httpStatus(`${base}/healthz`), 200);
+    // /metrics on its own listener, with the certificate of --metrics-cert-dir, for Prometheus' token only.
+    const metrics = { url: started.metrics, certificatePem: setup.metrics.certificatePem };
+    t.regex(metrics.url, /^https:/);
+    t.is((await scrapeMetrics(metrics)).status, 401);
+    const scraped = await scrapeMetrics(metrics, { token: await env.metricsReaderToken() });
+    t.is(scraped.status, 200);
+    t.true(scraped.text.includes('vaultpam_operator_leader '));
     const leases = kc.makeApiClient(CoordinationV1Api);
     await eventually(
       async () =>

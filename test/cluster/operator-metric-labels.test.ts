@@ -65,10 +65,7 @@ test('error codes a control plane makes up are one label, UNRECOGNIZED_CODE, and
     });
   }
 
-  const metrics = async () => {
-    const address = operator.address;
-    return (await fetch(`http://${address?.host}:${address?.port}/metrics`)).text();
-  };
+  const metrics = async () => (await env.scrapeMetrics(operator)).text;
   const errorSeries = await eventually(
     async () => {
       const series = (await metrics())

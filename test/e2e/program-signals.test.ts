@@ -115,9 +115,15 @@ test('operator and connector started with npx: SIGTERM to npx stops each cleanly
   const dir = await tempDir(t, 'vaultpam-signal-operator-');
   const kubeconfig = join(dir, 'kubeconfig');
   await writeFile(kubeconfig, cluster.adminKubeConfig().exportConfig(), { mode: 0o600 });
-  const operator = start(t, 'npx', 'operator', ['--leader-elect=false', '--listen', '127.0.0.1:0'], {
-    KUBECONFIG: kubeconfig,
-  });
+  const operator = start(
+    t,
+    'npx',
+    'operator',
+    ['--leader-elect=false', '--listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0'],
+    {
+      KUBECONFIG: kubeconfig,
+    },
+  );
   await eventually(() => operator.output().includes('"msg":"operator started"'), {
     description: 'operator started',
   }).catch((error: unknown) => {

@@ -33,6 +33,7 @@ import type { AuditEntry } from '../../src/operator/control-plane/admin-client.t
 import { createTestNamespace, useCluster } from '../helpers/cluster.ts';
 import { connectorEvents, tallyEvents } from '../helpers/connector-events.ts';
 import { eventually, isGone } from '../helpers/eventually.ts';
+import { scrapeMetrics } from '../helpers/metrics-scrape.ts';
 import { CREDENTIAL_SECRET, connectors, LEASE_NAME, OPERATOR_NAMESPACE } from '../helpers/operator-env.ts';
 import { type RunningProgram, runProgram } from '../helpers/program.ts';
 import { useRunningPods } from '../helpers/running-pods.ts';
@@ -82,8 +83,10 @@ interface OperatorProcess {
   /** POD_NAME: the Lease holder identity is this plus a random suffix. */
   podName: string;
   program: RunningProgram;
-  /** Where /healthz, /readyz and /metrics listen. */
+  /** Where /healthz and /readyz listen (plain HTTP). */
   base: string;
+  /** Where /metrics listens: HTTPS, a self-signed certificate, read with Prometheus' token. */
+  metricsUrl: string;
 }
 
 /** Starts src/bin/operator.ts as a child process with the flags a Deployment would give it. */
@@ -105,6 +108,7 @@ async function startOperatorProcess(t: ExecutionContext, podName: string): Promi
       '--leader-election-renew-deadline=4s',
       '--leader-election-retry-period=1s',
       '--listen=127.0.0.1:0',
+      '--metrics-listen=127.0.0.1:0',
     ],
     {
       cwd: repoRoot,
@@ -122,13 +126,20 @@ async function startOperatorProcess(t: ExecutionContext, podName: string): Promi
         .output()
         .split('\n')
         .find((l) => l.includes('"operator started"'));
-      return line ? (JSON.parse(line) as { listen: { host: string; port: number } }) : undefined;
+      return line
+        ? (JSON.parse(line) as { listen: { host: string; port: number }; metrics: string })
+        : undefined;
     },
     { timeoutMs: 30_000, description: `operator ${podName} started` },
   ).catch((error: unknown) => {
     throw new Error(`${(error as Error).message}\n${program.output().slice(-3000)}`);
   });
-  return { podName, program, base: `http://${started.listen.host}:${started.listen.port}` };
+  return {
+    podName,
+    program,
+    base: `http://${started.listen.host}:${started.listen.port}`,
+    metricsUrl: started.metrics,
+  };
 }
 
 /** The Lease's holder now (an identity is POD_NAME and a random suffix). */
@@ -170,16 +181,24 @@ function httpGet(url: string): Promise<{ status: number; body: string }> {
   });
 }
 
+/** A process's /metrics as Prometheus reads it (HTTPS, its ServiceAccount token); throws unless 200. */
+async function scrape(operator: OperatorProcess): Promise<{ body: string }> {
+  const token = await system().env.metricsReaderToken();
+  const answer = await scrapeMetrics({ url: operator.metricsUrl }, { token });
+  if (answer.status !== 200) throw new Error(`${operator.podName}'s /metrics answered ${answer.status}`);
+  return { body: answer.text };
+}
+
 /** The value of one Prometheus sample of a process's /metrics (0 when absent). */
 async function metric(operator: OperatorProcess, sample: string): Promise<number> {
-  const { body } = await httpGet(`${operator.base}/metrics`);
+  const { body } = await scrape(operator);
   const line = body.split('\n').find((l) => l.startsWith(`${sample} `));
   return line ? Number(line.slice(sample.length + 1)) : 0;
 }
 
 /** Sum of every sample of a metric family (all label sets). */
 async function metricSum(operator: OperatorProcess, family: string): Promise<number> {
-  const { body } = await httpGet(`${operator.base}/metrics`);
+  const { body } = await scrape(operator);
   return body
     .split('\n')
     .filter((l) => l.startsWith(`${family}{`) || l.startsWith(`${family} `))
@@ -541,7 +560,7 @@ for (const target of STEPS) {
       t.is(await metric(second, 'vaultpam_operator_recoveries_total{outcome="failed"}'), 0);
       // The operator's process metrics are exported (VaultpamOperatorEventLoopBlocked reads the lag).
       t.true((await metric(second, 'process_resident_memory_bytes')) > 0);
-      t.true((await httpGet(`${second.base}/metrics`)).body.includes('\nnodejs_eventloop_lag_p99_seconds '));
+      t.true((await scrape(second)).body.includes('\nnodejs_eventloop_lag_p99_seconds '));
       assertQuietLogs(t, [first, second]);
       t.is(await stopOperator(second), 0, 'the new operator stops cleanly on SIGTERM');
       // Nothing of this namespace needs to run any more: its pod stops, its Connector is released by

@@ -2,7 +2,7 @@
 // CRD, the operator's namespace, ServiceAccount and RBAC from manifests/, a real control plane over
 // HTTPS with its admin credential in the operator's credential Secret, and operators started
 // in-process as that ServiceAccount, so every API call they make is authorized by the shipped RBAC.
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -25,7 +25,9 @@ import type { ControlPlaneResource, ControlPlaneSpec } from '../../src/operator/
 import type { Connector } from '../../src/operator/api/types.ts';
 import { ControlPlaneAdminClient } from '../../src/operator/control-plane/admin-client.ts';
 import { type OperatorOptions, type RunningOperator, startOperator } from '../../src/operator/operator.ts';
+import { selfSignedCertificate } from './certificates.ts';
 import type { ClusterContext } from './cluster.ts';
+import { type Scraped, scrapeMetrics, serviceAccountToken } from './metrics-scrape.ts';
 import { runAgentFromSecret, type SimulatedPod } from './simulated-pod.ts';
 
 export const OPERATOR_NAMESPACE = 'vaultpam-system';
@@ -42,6 +44,13 @@ export interface OperatorEnvironment {
   /** Kubeconfig of the operator's ServiceAccount (a real TokenRequest token). */
   operatorKubeConfig: KubeConfig;
   startOperator(overrides?: Partial<OperatorOptions>): Promise<RunningOperator>;
+  /**
+   * A token of the ServiceAccount monitoring/prometheus, bound to the ClusterRole
+   * vaultpam-connector-operator-metrics-reader: what Prometheus scrapes the operator with.
+   */
+  metricsReaderToken(): Promise<string>;
+  /** GET /metrics (or `path`) of an operator started here, as Prometheus does: HTTPS, its token. */
+  scrapeMetrics(operator: RunningOperator, path?: string): Promise<Scraped>;
   /** Plays the pod of Connector `name`: the real agent with the token its Secret holds (if any). */
   runAgent(namespace: string, name: string, dataDir?: string): Promise<SimulatedPod>;
   /**
@@ -97,6 +106,11 @@ export async function startOperatorEnvironment(
   );
   const running: RunningOperator[] = [];
   let counter = 0;
+  let readerToken: Promise<string> | undefined;
+  const metricsReaderToken = () => {
+    readerToken ??= serviceAccountToken(kc, 'monitoring', 'prometheus', { reader: true });
+    return readerToken;
+  };
   return {
     cluster,
     get controlPlane() {
@@ -105,6 +119,13 @@ export async function startOperatorEnvironment(
     admin,
     clock,
     operatorKubeConfig,
+    metricsReaderToken,
+    async scrapeMetrics(operator, path) {
+      const endpoint = operator.metricsEndpoint;
+      if (!endpoint) throw new Error('the operator serves no /metrics');
+      const token = endpoint.url.startsWith('https:') ? await metricsReaderToken() : undefined;
+      return scrapeMetrics(endpoint, { ...(token ? { token } : {}), ...(path ? { path } : {}) });
+    },
     async startOperator(overrides = {}) {
       counter += 1;
       const operator = await startOperator({
@@ -129,6 +150,8 @@ export async function startOperatorEnvironment(
           retryPeriodMs: 500,
         },
         listen: { host: '127.0.0.1', port: 0 },
+        // As installed: HTTPS, a self-signed certificate, every scrape reviewed by the API server.
+        metricsEndpoint: { listen: { host: '127.0.0.1', port: 0 } },
         ...overrides,
       });
       running.push(operator);
@@ -174,17 +197,24 @@ export async function startOperatorEnvironment(
 
 /**
  * What the operator program needs to run as the environment's operator, as a Deployment gives it:
- * its ServiceAccount kubeconfig and the control plane's CA written into `dir`, and the flags that
- * name them (the listen address on a free loopback port). `env` goes to the process.
+ * its ServiceAccount kubeconfig, the control plane's CA and a serving certificate for /metrics (as a
+ * cert-manager Secret would be mounted: tls.crt and tls.key) written into `dir`, and the flags that
+ * name them (both listen addresses on free loopback ports). `env` goes to the process; `metrics` is
+ * the certificate its /metrics serves, for a client to trust.
  */
 export async function operatorProgramSetup(
   environment: OperatorEnvironment,
   dir: string,
-): Promise<{ args: string[]; env: { KUBECONFIG: string } }> {
+): Promise<{ args: string[]; env: { KUBECONFIG: string }; metrics: { certificatePem: string } }> {
   const kubeconfig = join(dir, 'kubeconfig');
   await writeFile(kubeconfig, environment.operatorKubeConfig.exportConfig(), { mode: 0o600 });
   const caFile = join(dir, 'control-plane-ca.pem');
   await writeFile(caFile, environment.controlPlane.caPem);
+  const certDir = join(dir, 'metrics-tls');
+  await mkdir(certDir, { recursive: true });
+  const serving = await selfSignedCertificate({ commonName: 'operator metrics', sanIps: ['127.0.0.1'] });
+  await writeFile(join(certDir, 'tls.crt'), serving.certPem);
+  await writeFile(join(certDir, 'tls.key'), serving.keyPem, { mode: 0o600 });
   return {
     args: [
       `--control-plane-url=${environment.controlPlane.url}`,
@@ -192,8 +222,11 @@ export async function operatorProgramSetup(
       `--credential-secret=${OPERATOR_NAMESPACE}/${CREDENTIAL_SECRET}`,
       `--leader-election-namespace=${OPERATOR_NAMESPACE}`,
       '--listen=127.0.0.1:0',
+      '--metrics-listen=127.0.0.1:0',
+      `--metrics-cert-dir=${certDir}`,
     ],
     env: { KUBECONFIG: kubeconfig },
+    metrics: { certificatePem: serving.certPem },
   };
 }
 

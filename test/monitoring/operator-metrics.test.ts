@@ -23,12 +23,11 @@ test.after.always(async () => {
   await env?.stop();
 });
 
+/** /metrics as Prometheus reads it: HTTPS, a ServiceAccount token bound to the metrics-reader role. */
 async function scrape(): Promise<string> {
-  const address = operator.address;
-  if (!address) throw new Error('the operator serves no /metrics');
-  const response = await fetch(`http://${address.host}:${address.port}/metrics`);
+  const response = await env.scrapeMetrics(operator);
   if (response.status !== 200) throw new Error(`/metrics answered ${response.status}`);
-  return response.text();
+  return response.text;
 }
 
 /** The samples of one metric for one Connector, as `label=value,... value` without namespace and name. */

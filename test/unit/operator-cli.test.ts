@@ -50,6 +50,15 @@ test('bad flags are refused by name with what they need', (t) => {
     [['--concurrency', '0', '--leader-elect', 'false'], /--concurrency: "0" must be a whole number >= 1/],
     [['--leader-elect', 'true'], /--leader-election-namespace \(or POD_NAMESPACE\) is required/],
     [['--listen', 'nowhere', '--leader-elect', 'false'], /--listen: "nowhere" is not host:port/],
+    [['--metrics-listen', '8443', '--leader-elect', 'false'], /--metrics-listen: "8443" is not host:port/],
+    [
+      ['--metrics-auth', 'off', '--leader-elect', 'false'],
+      /--metrics-auth: "off" is neither kubernetes nor none/,
+    ],
+    [
+      ['--metrics-auth', 'none', '--metrics-cert-dir', '/tls', '--leader-elect', 'false'],
+      /--metrics-cert-dir: --metrics-auth=none serves plain HTTP/,
+    ],
     [['--resync', 'soon', '--leader-elect', 'false'], /--resync: /],
     [
       ['--resync', '30d', '--leader-elect', 'false'],

@@ -1,4 +1,6 @@
-// The operator's metrics and probe server, over a real socket on 127.0.0.1.
+// The operator's probe server and its metrics server (here without authentication: the metrics'
+// access is tested against a real API server in test/cluster/metrics-auth.test.ts), over real
+// sockets on 127.0.0.1.
 import type { AddressInfo } from 'node:net';
 import test from 'ava';
 import type { ConnectorPhase } from '../../src/operator/api/types.ts';
@@ -7,6 +9,7 @@ import { createOperatorMetrics } from '../../src/operator/runtime/metrics.ts';
 import {
   checkLiveness,
   checkReadiness,
+  createMetricsServer,
   createRuntimeServer,
   type HealthSource,
 } from '../../src/operator/runtime/server.ts';
@@ -26,11 +29,19 @@ function informer(overrides: Partial<InformerStatus> = {}): InformerStatus {
 async function serve(t: import('ava').ExecutionContext, health: HealthSource, wedgedAfterMs = 60_000) {
   const metrics = createOperatorMetrics();
   const logs = captureLogs();
-  const server = createRuntimeServer({ metrics, health, logger: logs.logger, wedgedAfterMs });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
-  const { port } = server.address() as AddressInfo;
-  const get = async (path: string, method = 'GET') => {
+  const probes = createRuntimeServer({ health, logger: logs.logger, wedgedAfterMs });
+  const metricsServer = createMetricsServer({ metrics, logger: logs.logger });
+  const ports: number[] = [];
+  for (const server of [probes, metricsServer]) {
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
+    ports.push((server.address() as AddressInfo).port);
+  }
+  const [probePort, metricsPort] = ports;
+  /** /metrics from the metrics server, anything else from the probe server, unless `on` says. */
+  const get = async (path: string, method = 'GET', on?: 'probes' | 'metrics') => {
+    const port =
+      (on ?? (path.startsWith('/metrics') ? 'metrics' : 'probes')) === 'metrics' ? metricsPort : probePort;
     const response = await fetch(`http://127.0.0.1:${port}${path}`, { method });
     return {
       status: response.status,
@@ -220,6 +231,14 @@ test('unknown paths get 404 and other methods 405, and the server keeps serving'
   t.regex(JSON.parse(missing.text).message, /\/healthz/);
   const post = await get('/metrics', 'POST');
   t.is(post.status, 405);
+  t.is((await get('/healthz', 'POST')).status, 405);
+  // Each listener serves its own paths only: the probes never show the metrics, and the metrics
+  // listener (the one with authentication) serves nothing else.
+  const metricsOnProbes = await get('/metrics', 'GET', 'probes');
+  t.is(metricsOnProbes.status, 404);
+  t.regex(JSON.parse(metricsOnProbes.text).message, /--metrics-listen/);
+  t.false(metricsOnProbes.text.includes('vaultpam_operator_'));
+  t.is((await get('/healthz', 'GET', 'metrics')).status, 404);
   const head = await get('/healthz', 'HEAD');
   t.is(head.status, 200);
   t.is(head.text, '');

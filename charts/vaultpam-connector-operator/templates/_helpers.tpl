@@ -73,6 +73,9 @@ The operator's settings, as the ConfigMap's data: the chart's values and extraSe
 {{- define "vaultpam.settings" -}}
 {{- $settings := dict -}}
 {{- range $name, $value := .Values.operator.extraSettings -}}
+{{- if eq $name "VAULTPAM_OPERATOR_METRICS_AUTH" -}}
+{{- fail "operator.extraSettings.VAULTPAM_OPERATOR_METRICS_AUTH: an installed operator serves /metrics over HTTPS to authorized bearer tokens only (its ServiceMonitor expects it); none is for a local run; remove it from extraSettings" -}}
+{{- end -}}
 {{- $_ := set $settings $name (toString $value) -}}
 {{- end -}}
 {{- $_ := set $settings "VAULTPAM_OPERATOR_CONNECTOR_IMAGE" .Values.operator.connectorImage -}}
@@ -106,8 +109,8 @@ stop on them.
 {{- if and .Values.priorityClass.create (not .Values.priorityClass.name) -}}
 {{- fail "priorityClass.create is true with an empty priorityClass.name: name the PriorityClass to create, or set priorityClass.create to false" -}}
 {{- end -}}
-{{- $deployment := list "VAULTPAM_OPERATOR_CREDENTIAL_SECRET" "VAULTPAM_OPERATOR_LEADER_ELECT" "VAULTPAM_OPERATOR_LEASE_NAME" "VAULTPAM_OPERATOR_LISTEN" -}}
-{{- $values := dict "VAULTPAM_OPERATOR_CONNECTOR_IMAGE" "operator.connectorImage" "LOG_LEVEL" "operator.logLevel" "VAULTPAM_OPERATOR_CONCURRENCY" "operator.concurrency" "VAULTPAM_OPERATOR_RESYNC" "operator.resync" "VAULTPAM_OPERATOR_CONTROL_PLANE_URL" "controlPlane.url" "VAULTPAM_OPERATOR_CONTROL_PLANE_CA_FILE" "controlPlane.ca" "VAULTPAM_OPERATOR_NAMESPACE" "namespaced.enabled and namespaced.namespace" -}}
+{{- $deployment := list "VAULTPAM_OPERATOR_CREDENTIAL_SECRET" "VAULTPAM_OPERATOR_LEADER_ELECT" "VAULTPAM_OPERATOR_LEASE_NAME" "VAULTPAM_OPERATOR_LISTEN" "VAULTPAM_OPERATOR_METRICS_LISTEN" -}}
+{{- $values := dict "VAULTPAM_OPERATOR_CONNECTOR_IMAGE" "operator.connectorImage" "LOG_LEVEL" "operator.logLevel" "VAULTPAM_OPERATOR_CONCURRENCY" "operator.concurrency" "VAULTPAM_OPERATOR_RESYNC" "operator.resync" "VAULTPAM_OPERATOR_CONTROL_PLANE_URL" "controlPlane.url" "VAULTPAM_OPERATOR_CONTROL_PLANE_CA_FILE" "controlPlane.ca" "VAULTPAM_OPERATOR_NAMESPACE" "namespaced.enabled and namespaced.namespace" "VAULTPAM_OPERATOR_METRICS_CERT_DIR" "metrics.certSecret" -}}
 {{- /* The Role that grants Leases and Secrets is in the release namespace only. */ -}}
 {{- $ungranted := list "VAULTPAM_OPERATOR_LEADER_ELECTION_NAMESPACE" "VAULTPAM_OPERATOR_CLUSTER_RESOURCE_NAMESPACE" -}}
 {{- range $name, $value := .Values.operator.extraSettings -}}

@@ -1,6 +1,7 @@
-// The operator's probe and metrics endpoint (plain HTTP: it serves no secrets and kubelet probes
-// and Prometheus scrape it inside the cluster). The caller decides where it listens.
+// The operator's two listeners. The caller decides where each listens.
 //
+// The probe server (plain HTTP, no authentication: kubelet probes it without credentials, and what
+// it says, alive or not, ready or not, names no tenant):
 // /healthz (liveness): the process answers and no informer is wedged, i.e. none has been failing
 //   without a single successful list or watch for longer than `wedgedAfterMs`. Restarting the pod is
 //   the remedy of last resort for a watch that cannot recover on its own (a stale credential, a
@@ -9,12 +10,19 @@
 //   that is not the leader answers 200 "standby": it is healthy and ready to take over. Reporting it
 //   unready would gain nothing (the operator serves no traffic through a Service) and would keep a
 //   multi-replica Deployment from ever becoming fully available, stalling rollouts.
-// /metrics: the operator's Prometheus registry.
+//
+// The metrics server: /metrics, the operator's Prometheus registry. It names every tenant's
+// Connectors (namespace, name, phase, Stalled reason), so it is served over HTTPS and each request
+// needs a bearer token the API server authenticates and authorizes for `get` on /metrics
+// (metrics-auth.ts). Without an authorizer it is plain HTTP for anyone: --metrics-auth=none, for a
+// local run on a loopback address only.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import { errorMessage } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/logger.ts';
 import type { InformerStatus } from './informers.ts';
 import type { OperatorMetrics } from './metrics.ts';
+import type { MetricsAccess, MetricsAuthorizer } from './metrics-auth.ts';
 
 export interface HealthSource {
   /** Statuses of every informer the process runs (controller informers, the credential source). */
@@ -24,7 +32,6 @@ export interface HealthSource {
 }
 
 export interface RuntimeServerOptions {
-  metrics: OperatorMetrics;
   health: HealthSource;
   logger: Logger;
   /** An informer failing continuously for longer than this fails /healthz. Default 5 minutes. */
@@ -60,24 +67,41 @@ function sendJson(response: ServerResponse, statusCode: number, body: unknown, h
   response.end(head ? undefined : text);
 }
 
+function refuseMethod(request: IncomingMessage, response: ServerResponse, head: boolean): boolean {
+  if (request.method === 'GET' || head) return false;
+  response.setHeader('allow', 'GET, HEAD');
+  sendJson(
+    response,
+    405,
+    { code: 'METHOD_NOT_ALLOWED', message: `${request.method} is not supported; use GET` },
+    head,
+  );
+  return true;
+}
+
+/** Runs `handle`; a request it failed is answered 500 and logged (its URL, never its headers). */
+function serving(
+  logger: Logger,
+  handle: (request: IncomingMessage, response: ServerResponse) => Promise<void>,
+): (request: IncomingMessage, response: ServerResponse) => void {
+  return (request, response) => {
+    handle(request, response).catch((error: unknown) => {
+      logger.error({ path: request.url, err: errorMessage(error) }, 'runtime server request failed');
+      if (!response.headersSent)
+        sendJson(response, 500, { code: 'INTERNAL', message: 'internal error' }, false);
+      else response.destroy();
+    });
+  };
+}
+
+/** The probe server: /healthz (/livez) and /readyz, plain HTTP, no authentication. */
 export function createRuntimeServer(options: RuntimeServerOptions): Server {
   const wedgedAfterMs = options.wedgedAfterMs ?? DEFAULT_WEDGED_AFTER_MS;
-  const { registry } = options.metrics;
 
   async function handle(request: IncomingMessage, response: ServerResponse): Promise<void> {
-    const url = new URL(request.url ?? '/', 'http://localhost');
-    const path = url.pathname;
+    const path = new URL(request.url ?? '/', 'http://localhost').pathname;
     const head = request.method === 'HEAD';
-    if (request.method !== 'GET' && !head) {
-      response.setHeader('allow', 'GET, HEAD');
-      sendJson(
-        response,
-        405,
-        { code: 'METHOD_NOT_ALLOWED', message: `${request.method} is not supported; use GET` },
-        head,
-      );
-      return;
-    }
+    if (refuseMethod(request, response, head)) return;
     if (path === '/healthz' || path === '/livez') {
       const result = checkLiveness(options.health.informers(), wedgedAfterMs);
       sendJson(response, result.ok ? 200 : 503, result, head);
@@ -89,48 +113,128 @@ export function createRuntimeServer(options: RuntimeServerOptions): Server {
       return;
     }
     if (path === '/metrics') {
-      // Each name once: a metric repeated would repeat its TYPE line, which no scraper accepts.
-      const names = [...new Set(url.searchParams.getAll('name[]'))];
-      const unknown = names.filter((name) => registry.getSingleMetric(name) === undefined);
-      if (unknown.length > 0) {
-        sendJson(
-          response,
-          400,
-          {
-            code: 'UNKNOWN_METRIC',
-            message: `no metric ${unknown.join(', ')} (name[]); the names are those of the metrics table in docs/operator-runtime.md, or leave name[] out for all`,
-          },
-          head,
-        );
-        return;
-      }
-      // name[] (repeatable) limits the answer to those metrics, as node_exporter's collect[] does: a
-      // poller that wants one counter does not pay for every Connector's series.
-      const text =
-        names.length === 0
-          ? await registry.metrics()
-          : `${(await Promise.all(names.map((name) => registry.getSingleMetricAsString(name)))).join('\n')}\n`;
-      response.writeHead(200, {
-        'content-type': registry.contentType,
-        'content-length': Buffer.byteLength(text),
-      });
-      response.end(head ? undefined : text);
+      sendJson(
+        response,
+        404,
+        {
+          code: 'NOT_FOUND',
+          message:
+            '/metrics is served on the metrics listener (--metrics-listen, HTTPS with a bearer token), not with the probes',
+        },
+        head,
+      );
       return;
     }
     sendJson(
       response,
       404,
-      { code: 'NOT_FOUND', message: `no such path ${path}; try /healthz, /readyz or /metrics` },
+      { code: 'NOT_FOUND', message: `no such path ${path}; try /healthz or /readyz` },
       head,
     );
   }
 
-  return createServer((request, response) => {
-    handle(request, response).catch((error: unknown) => {
-      options.logger.error({ path: request.url, err: errorMessage(error) }, 'runtime server request failed');
-      if (!response.headersSent)
-        sendJson(response, 500, { code: 'INTERNAL', message: 'internal error' }, false);
-      else response.destroy();
+  return createServer(serving(options.logger, handle));
+}
+
+export interface MetricsServerOptions {
+  metrics: OperatorMetrics;
+  logger: Logger;
+  /**
+   * Who may read /metrics (metrics-auth.ts); the server is HTTPS with `tls`. Omitted: plain HTTP
+   * for anyone (--metrics-auth=none).
+   */
+  auth?: { authorizer: MetricsAuthorizer; tls: { certPem: string; keyPem: string } };
+}
+
+/** What a refused request is answered: the status and the body (which never repeats the token). */
+function refusal(access: Exclude<MetricsAccess, { decision: 'allowed' }>): {
+  status: number;
+  code: string;
+  message: string;
+} {
+  switch (access.decision) {
+    case 'unauthenticated':
+      return {
+        status: 401,
+        code: 'UNAUTHENTICATED',
+        message: `${access.reason}: send Authorization: Bearer <a ServiceAccount token>`,
+      };
+    case 'forbidden':
+      return {
+        status: 403,
+        code: 'FORBIDDEN',
+        message: `${access.user} may not get /metrics; bind the ClusterRole vaultpam-connector-operator-metrics-reader to it`,
+      };
+    case 'busy':
+      return { status: 429, code: 'TOO_MANY_REVIEWS', message: 'too many tokens under review; try again' };
+    case 'unavailable':
+      return {
+        status: 503,
+        code: 'AUTHORIZATION_UNAVAILABLE',
+        message: 'the API server could not be asked who may read /metrics; try again',
+      };
+  }
+}
+
+/**
+ * The metrics server: /metrics only. With `auth`, HTTPS (node:https, so the caller may swap the
+ * certificate with setSecureContext) and every request authorized first; without it plain HTTP.
+ */
+export function createMetricsServer(options: MetricsServerOptions): Server | HttpsServer {
+  const { registry } = options.metrics;
+  const { auth } = options;
+
+  async function handle(request: IncomingMessage, response: ServerResponse): Promise<void> {
+    const url = new URL(request.url ?? '/', 'http://localhost');
+    const path = url.pathname;
+    const head = request.method === 'HEAD';
+    if (path !== '/metrics') {
+      sendJson(response, 404, { code: 'NOT_FOUND', message: `no such path ${path}; try /metrics` }, head);
+      return;
+    }
+    if (auth) {
+      // Before anything else, the method too: who is not allowed learns nothing of the endpoint.
+      const access = await auth.authorizer.authorize(request.headers.authorization);
+      if (access.decision !== 'allowed') {
+        const { status, code, message } = refusal(access);
+        if (status === 401)
+          response.setHeader('www-authenticate', 'Bearer realm="vaultpam-connector-operator"');
+        if (status === 429 || status === 503) response.setHeader('retry-after', '1');
+        sendJson(response, status, { code, message }, head);
+        return;
+      }
+    }
+    if (refuseMethod(request, response, head)) return;
+    // Each name once: a metric repeated would repeat its TYPE line, which no scraper accepts.
+    const names = [...new Set(url.searchParams.getAll('name[]'))];
+    const unknown = names.filter((name) => registry.getSingleMetric(name) === undefined);
+    if (unknown.length > 0) {
+      sendJson(
+        response,
+        400,
+        {
+          code: 'UNKNOWN_METRIC',
+          message: `no metric ${unknown.join(', ')} (name[]); the names are those of the metrics table in docs/operator-runtime.md, or leave name[] out for all`,
+        },
+        head,
+      );
+      return;
+    }
+    // name[] (repeatable) limits the answer to those metrics, as node_exporter's collect[] does: a
+    // poller that wants one counter does not pay for every Connector's series.
+    const text =
+      names.length === 0
+        ? await registry.metrics()
+        : `${(await Promise.all(names.map((name) => registry.getSingleMetricAsString(name)))).join('\n')}\n`;
+    response.writeHead(200, {
+      'content-type': registry.contentType,
+      'content-length': Buffer.byteLength(text),
     });
-  });
+    response.end(head ? undefined : text);
+  }
+
+  const listener = serving(options.logger, handle);
+  return auth
+    ? createHttpsServer({ cert: auth.tls.certPem, key: auth.tls.keyPem }, listener)
+    : createServer(listener);
 }
