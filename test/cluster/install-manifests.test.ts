@@ -799,15 +799,23 @@ test.serial('the settings fixed in the Deployment agree with the RBAC names and 
   t.is(secretKey, 'credential', 'the key docs/install.md tells users to create');
 
   const container = operator.spec?.template.spec?.containers[0];
-  const port = container?.ports?.find((p) => p.name === 'metrics');
+  const probePort = container?.ports?.find((p) => p.name === 'probes');
+  const metricsPort = container?.ports?.find((p) => p.name === 'metrics');
   t.is(
     env.VAULTPAM_OPERATOR_LISTEN,
-    `0.0.0.0:${port?.containerPort}`,
-    'the operator listens on its container port',
+    `0.0.0.0:${probePort?.containerPort}`,
+    'the probes listen on their container port',
   );
-  t.is(container?.livenessProbe?.httpGet?.port, 'metrics');
-  t.is(container?.readinessProbe?.httpGet?.port, 'metrics');
-  t.is(service.spec.ports[0]?.targetPort, 'metrics');
+  t.is(
+    env.VAULTPAM_OPERATOR_METRICS_LISTEN,
+    `0.0.0.0:${metricsPort?.containerPort}`,
+    '/metrics listens on its container port',
+  );
+  t.is(env.VAULTPAM_OPERATOR_METRICS_AUTH, undefined, 'authorization is on: the default');
+  t.is(container?.livenessProbe?.httpGet?.port, 'probes');
+  t.is(container?.readinessProbe?.httpGet?.port, 'probes');
+  t.is(service.spec.ports[0]?.targetPort, 'metrics', 'the Service reaches /metrics, not the probes');
+  t.is((service.spec.ports[0] as { port?: number } | undefined)?.port, 8443);
   t.deepEqual(
     service.spec.selector,
     operator.spec?.selector.matchLabels,
