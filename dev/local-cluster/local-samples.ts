@@ -5,7 +5,8 @@
 // - creates every namespace the samples use, and each CA ConfigMap and credential Secret the
 //   control-plane samples name (where the operator looks for them: the ControlPlane's namespace, or
 //   the operator's own for a ClusterControlPlane), holding the local control plane's CA and admin
-//   credential;
+//   credential, each Secret annotated vaultpam.io/control-plane-url with the local URL its control
+//   plane has, as the samples' comments tell an admin to do (else the operator sends it nowhere);
 // - writes the local variant of the samples: the same files, comments and all, with the
 //   placeholder URL replaced by the local control plane's (its port changes from run to run);
 // - applies the control-plane samples' local variants, so each Connector sample applies as it is.
@@ -16,6 +17,12 @@ import { CoreV1Api, type KubeConfig, type KubernetesObject, loadAllYaml } from '
 import { createAll, loadManifests, repoRoot } from './install.ts';
 
 export const SAMPLES_DIR = join(repoRoot, 'manifests', 'samples');
+/**
+ * Where a credential Secret's owner says it may be sent: the operator's annotation
+ * (src/operator/api/constants.ts, which dev/local-cluster may not import; the e2e test of the
+ * samples sees them Ready, so a rename there cannot go unnoticed here).
+ */
+const CONTROL_PLANE_URL_ANNOTATION = 'vaultpam.io/control-plane-url';
 /** The URL the control-plane samples carry; the local variant replaces it. */
 export const SAMPLE_CONTROL_PLANE_URL = 'https://vaultpam.example.com';
 
@@ -70,6 +77,9 @@ export interface PreparedSamples {
   controlPlanes: string[];
 }
 
+/** A sample's text (or URL) with the placeholder URL replaced by the local control plane's. */
+const localUrl = (text: string, url: string) => text.replaceAll(SAMPLE_CONTROL_PLANE_URL, url);
+
 const isConflict = (error: unknown) => (error as { code?: number }).code === 409;
 const ignoreConflict = (error: unknown) => {
   if (!isConflict(error)) throw error;
@@ -112,11 +122,13 @@ export async function prepareSamples(
         .catch(ignoreConflict);
     }
     if (credential?.name) {
+      // Where the credential may be sent: the URL of the sample's local variant.
+      const url = localUrl(sample.spec?.url ?? SAMPLE_CONTROL_PLANE_URL, options.controlPlane.url);
       await core
         .createNamespacedSecret({
           namespace,
           body: {
-            metadata: { name: credential.name },
+            metadata: { name: credential.name, annotations: { [CONTROL_PLANE_URL_ANNOTATION]: url } },
             stringData: { [credential.key ?? 'credential']: options.controlPlane.credential },
           },
         })
@@ -127,11 +139,7 @@ export async function prepareSamples(
   await mkdir(options.outDir, { recursive: true });
   for (const { file } of samples) {
     const text = await readFile(join(SAMPLES_DIR, file), 'utf8');
-    await writeFile(
-      join(options.outDir, file),
-      text.replaceAll(SAMPLE_CONTROL_PLANE_URL, options.controlPlane.url),
-      'utf8',
-    );
+    await writeFile(join(options.outDir, file), localUrl(text, options.controlPlane.url), 'utf8');
   }
   const applied: string[] = [];
   for (const sample of samples.filter(isControlPlaneSample)) {

@@ -4,6 +4,15 @@
 // person's own rights: the credential Secret is read with their kubeconfig, so the plugin can do
 // only what they may. When they may not read it, the answer says so and the caller goes on with
 // what the cluster shows.
+//
+// The plugin applies the operator's rule on where a credential may go (control-plane/credential-url.ts):
+// a ControlPlane's or ClusterControlPlane's credential is sent only to a URL its Secret's annotation
+// vaultpam.io/control-plane-url lists. The plugin is nobody's deputy for rights (it has only the
+// person's), but the URL comes from the resource, which someone else may have written: without the
+// rule, whoever may write control planes could have the person's own plugin carry a credential the
+// person can read to a server of their choosing. And the plugin then never calls a control plane
+// the operator refuses to call. The default control plane is exempt, as in the operator: its URL is
+// given here by the person (--control-plane-url), not read from a resource.
 import { readFile } from 'node:fs/promises';
 import { errorMessage, isCodedError } from '../lib/errors.ts';
 import { CLUSTER_CONTROL_PLANE, CONTROL_PLANE } from '../operator/api/constants.ts';
@@ -11,6 +20,7 @@ import { type DefaultedControlPlaneSpec, defaultedControlPlaneSpec } from '../op
 import type { Condition, Connector } from '../operator/api/types.ts';
 import { ControlPlaneAdminClient, ControlPlaneAnswerError } from '../operator/control-plane/admin-client.ts';
 import { caBundleProblem } from '../operator/control-plane/check.ts';
+import { credentialUrlProblem, credentialUrlRefusal } from '../operator/control-plane/credential-url.ts';
 import { untrustedCode, untrustedText } from '../operator/reconcile/untrusted-text.ts';
 import { decodeCredential } from '../operator/runtime/credential.ts';
 import { type KubeApi, readable } from './kube-api.ts';
@@ -98,11 +108,15 @@ async function locate(input: AccessInput): Promise<Located> {
   }
 }
 
-/** The credential from its Secret, read with the person's rights, or why it cannot be had. */
+/**
+ * The credential from its Secret, read with the person's rights, or why it cannot be had. With
+ * `forUrl` (a control-plane resource's URL), only when the Secret's annotation lists that URL.
+ */
 async function readCredential(
   api: KubeApi,
   namespace: string,
   ref: DefaultedControlPlaneSpec['credentialSecretRef'],
+  forUrl: string | undefined,
 ): Promise<{ credential: string } | { unavailable: string }> {
   const where = `Secret ${namespace}/${ref.name}`;
   const read = await readable(() => api.readSecret(namespace, ref.name));
@@ -112,6 +126,12 @@ async function readCredential(
         read.status === 403
           ? `you may not read the credential ${where} (${read.why}), so the control plane was not asked; this shows what the cluster shows (reading it takes get on that Secret, which a namespace admin has)`
           : `cannot read the credential ${where}: ${read.why}`,
+    };
+  }
+  const problem = forUrl !== undefined && read.value ? credentialUrlProblem(read.value, forUrl) : undefined;
+  if (problem !== undefined) {
+    return {
+      unavailable: `the credential ${where} ${credentialUrlRefusal(problem, { namespace, name: ref.name }, forUrl ?? '', 'the plugin')}; the control plane was not asked, and this shows what the cluster shows`,
     };
   }
   const credential = decodeCredential(read.value, ref.key);
@@ -156,6 +176,7 @@ export async function controlPlaneAccess(input: AccessInput): Promise<ControlPla
     input.api,
     located.secretNamespace,
     located.spec.credentialSecretRef,
+    source.kind === 'default' ? undefined : located.spec.url,
   );
   if ('unavailable' in credential) return { source, unavailable: credential.unavailable };
   const client = new ControlPlaneAdminClient({

@@ -11,12 +11,14 @@ import {
   CoreV1Api,
   CustomObjectsApi,
   EventsV1Api,
+  type KubeConfig,
   PatchStrategy,
   RbacAuthorizationV1Api,
   setHeaderOptions,
 } from '@kubernetes/client-node';
 import test, { type ExecutionContext } from 'ava';
 import { usableAdminCredential } from '../../src/controlplane/server.ts';
+import type { ControlPlaneSpec } from '../../src/operator/api/control-planes.ts';
 import type { Connector } from '../../src/operator/api/types.ts';
 import type { RunningOperator } from '../../src/operator/operator.ts';
 import { selfSignedCertificate } from '../helpers/certificates.ts';
@@ -24,6 +26,7 @@ import { createTestNamespace, useCluster } from '../helpers/cluster.ts';
 import { eventually, isGone } from '../helpers/eventually.ts';
 import { captureLogs } from '../helpers/log-capture.ts';
 import {
+  CREDENTIAL_SECRET,
   connectors,
   controlPlaneResources,
   OPERATOR_NAMESPACE,
@@ -36,6 +39,9 @@ import { assertNoSecrets } from '../helpers/secret-scan.ts';
 const cluster = useCluster(test);
 let env: OperatorEnvironment;
 const logs = captureLogs('operator-control-planes', 'debug');
+
+/** Where a credential Secret's owner says it may be sent. */
+const URL_ANNOTATION = 'vaultpam.io/control-plane-url';
 
 /** The database password a user would like the operator to send them. */
 const DB_PASSWORD = 'app-db-password-7f3a9c1e5b';
@@ -98,10 +104,15 @@ const answerOf = (request: Promise<unknown>) =>
   );
 const condition = (c: Connector, type: string) => c.status?.conditions?.find((x) => x.type === type);
 
-async function createSecret(namespace: string, name: string, data: Record<string, string>) {
+/**
+ * A Secret as its owner creates it; `forUrl`: the control-plane URL(s) its owner says the credential
+ * may be sent to (the annotation vaultpam.io/control-plane-url; without it, it is sent nowhere).
+ */
+async function createSecret(namespace: string, name: string, data: Record<string, string>, forUrl?: string) {
+  const annotations = forUrl === undefined ? undefined : { [URL_ANNOTATION]: forUrl };
   await cluster()
     .kc.makeApiClient(CoreV1Api)
-    .createNamespacedSecret({ namespace, body: { metadata: { name }, stringData: data } });
+    .createNamespacedSecret({ namespace, body: { metadata: { name, annotations }, stringData: data } });
 }
 
 async function createConfigMap(namespace: string, name: string, data: Record<string, string>) {
@@ -244,7 +255,12 @@ test.serial(
 
     // 3. A Connector can only name a ControlPlane of its own namespace: one elsewhere is "missing".
     const elsewhere = await createTestNamespace(kc, 'other-team');
-    await createSecret(elsewhere, 'cp-admin', { credential: usableAdminCredential(env.controlPlane) });
+    await createSecret(
+      elsewhere,
+      'cp-admin',
+      { credential: usableAdminCredential(env.controlPlane) },
+      env.controlPlane.url,
+    );
     await createConfigMap(elsewhere, 'cp-ca', { 'ca.crt': env.controlPlane.caPem });
     await controlPlaneResources(kc).create(elsewhere, 'shared', {
       url: env.controlPlane.url,
@@ -274,20 +290,43 @@ test.serial(
       'no token minted',
     );
 
-    // 4. An admin of the namespace may point a ControlPlane at any server, with any Secret of the
-    // namespace (which they can read anyway). Even then, what the server answers, echoing the
-    // credential, reaches no status, Event or log line, and a Connector on it makes no call.
+    // 4. A ControlPlane at any server naming a Secret of the namespace: the Secret does not say the
+    // credential may go there, so nothing is sent.
     await controlPlaneResources(kc).create(namespace, 'user-server', {
       url: userServer.url,
       caConfigMapRef: { name: 'user-ca' },
       credentialSecretRef: { name: 'app-db', key: 'password' },
     });
-    const ready = await eventually(
+    const notMeant = await eventually(
       () =>
         controlPlaneResources(kc)
           .get(namespace, 'user-server')
           .then((cp) => readyOf(cp)),
       { description: 'the ControlPlane is checked' },
+    );
+    t.like(notMeant, { status: 'False', reason: 'CredentialNotForURL' }, notMeant.message);
+    t.deepEqual(userServer.requests, [], 'a Secret not meant for that server is not sent there');
+
+    // 5. Whoever may write the Secret (an admin of the namespace) may send it to any server. Even
+    // then, what the server answers, echoing the credential, reaches no status, Event or log line,
+    // and a Connector on it makes no call.
+    await kc.makeApiClient(CoreV1Api).patchNamespacedSecret(
+      {
+        namespace,
+        name: 'app-db',
+        body: { metadata: { annotations: { [URL_ANNOTATION]: userServer.url } } },
+      },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    );
+    await controlPlaneResources(kc).patch(namespace, 'user-server', {
+      metadata: { annotations: { 'vaultpam.io/recheck': '1' } },
+    });
+    const ready = await eventually(
+      () =>
+        controlPlaneResources(kc)
+          .get(namespace, 'user-server')
+          .then((cp) => readyOf(cp)?.reason === 'Unreachable' && readyOf(cp)),
+      { description: 'the ControlPlane is checked with the annotated Secret' },
     );
     t.like(ready, { status: 'False', reason: 'Unreachable' }, ready.message);
     t.regex(
@@ -318,6 +357,239 @@ test.serial(
   },
 );
 
+/**
+ * A principal bound to one of the shipped roles and nothing else: a ServiceAccount, with the
+ * ClusterRole bound cluster-wide (`namespace` undefined) or in one namespace. Its own client.
+ */
+async function boundTo(role: string, namespace: string | undefined, home: string) {
+  const { kc, cluster: c } = cluster();
+  const name = role.replace(/^vaultpam-/, '').slice(0, 40);
+  await kc
+    .makeApiClient(CoreV1Api)
+    .createNamespacedServiceAccount({ namespace: home, body: { metadata: { name } } });
+  const subjects = [{ kind: 'ServiceAccount', name, namespace: home }];
+  const roleRef = { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: role };
+  const rbac = kc.makeApiClient(RbacAuthorizationV1Api);
+  if (namespace === undefined) {
+    await rbac.createClusterRoleBinding({
+      body: { metadata: { name: `${home}-${name}` }, roleRef, subjects },
+    });
+  } else {
+    await rbac.createNamespacedRoleBinding({ namespace, body: { metadata: { name }, roleRef, subjects } });
+  }
+  return { kc: await c.serviceAccountKubeConfig(home, name), user: `system:serviceaccount:${home}:${name}` };
+}
+
+/**
+ * The Ready condition of a control plane once its reason passes `wanted` (a reason, or a test of
+ * it): the check is done by then. A test waits for "checked" rather than for the reason it expects,
+ * so that when the check goes wrong it fails saying what the server heard, not by timing out.
+ */
+const readyOnce = (namespace: string | undefined, name: string, wanted: string | ((r: string) => boolean)) =>
+  eventually(
+    () =>
+      controlPlaneResources(cluster().kc)
+        .get(namespace, name)
+        .then((cp) => {
+          const ready = readyOf(cp);
+          const pass = typeof wanted === 'string' ? ready?.reason === wanted : ready && wanted(ready.reason);
+          return pass ? ready : undefined;
+        }),
+    { description: `${name} is checked (${typeof wanted === 'string' ? wanted : 'any reason'})` },
+  );
+const checked = () => true;
+const notReachable = (reason: string) => reason !== 'Reachable';
+
+/** Creates a control plane as a role-bound user, retrying until their binding takes effect. */
+const createAs = (kc: KubeConfig, namespace: string | undefined, name: string, spec: ControlPlaneSpec) =>
+  eventually(async () => (await answerOf(controlPlaneResources(kc).create(namespace, name, spec))) === 200, {
+    description: `the role-bound user creates ${name}`,
+  });
+
+/**
+ * A holder of vaultpam-clustercontrolplane-admin (and nothing else), a server of theirs that records
+ * what it hears, and a name for their ClusterControlPlane; it, and the Secret and ConfigMaps of
+ * that name (and `<name>-user`) in the operator's namespace, go after the test.
+ */
+async function platformUser(t: ExecutionContext, prefix: string) {
+  const { kc } = cluster();
+  const core = kc.makeApiClient(CoreV1Api);
+  const server = await startUserServer();
+  const home = await createTestNamespace(kc, prefix);
+  const platform = await boundTo('vaultpam-clustercontrolplane-admin', undefined, home);
+  const name = `${prefix}-${home}`.slice(0, 60);
+  const quietly = (removal: Promise<unknown>) => removal.catch(() => {});
+  t.teardown(async () => {
+    await server.close();
+    await quietly(controlPlaneResources(kc).delete(undefined, name));
+    await quietly(core.deleteNamespacedSecret({ namespace: OPERATOR_NAMESPACE, name }));
+    for (const configMap of [name, `${name}-user`])
+      await quietly(core.deleteNamespacedConfigMap({ namespace: OPERATOR_NAMESPACE, name: configMap }));
+  });
+  return { server, platform, name };
+}
+
+/** A Connector `edge` on the control plane, once it reached it (a token minted; a follower polls it). */
+async function connectorReached(namespace: string, controlPlaneRef: Connector['spec']['controlPlaneRef']) {
+  const { kc } = cluster();
+  await connectors(kc).create(namespace, {
+    metadata: { name: 'edge', namespace },
+    spec: { ...connectorSpec, controlPlaneRef },
+  });
+  await eventually(
+    () =>
+      connectors(kc)
+        .get(namespace, 'edge')
+        .then((c) => c.status?.enrollment?.tokenSecretName !== undefined),
+    { description: 'the Connector reached the control plane (token minted)', timeoutMs: 20_000 },
+  );
+}
+
+/** The Connector `edge` stalls on its control plane's CredentialNotForURL. */
+const stallsNotForUrl = (namespace: string) =>
+  eventually(
+    () =>
+      connectors(cluster().kc)
+        .get(namespace, 'edge')
+        .then((c) => condition(c, 'Stalled')?.message.includes('is not Ready (CredentialNotForURL:')),
+    { description: 'the Connector stalls on it' },
+  );
+
+test.serial(
+  "the review's reproduction: a holder of vaultpam-clustercontrolplane-admin cannot make the operator send its own credential to their server",
+  async (t) => {
+    const { kc } = cluster();
+    const { server, platform, name } = await platformUser(t, 'mine');
+    // They may not read the operator's credential themselves.
+    const theirs = platform.kc.makeApiClient(CoreV1Api);
+    t.is(
+      await answerOf(theirs.readNamespacedSecret({ namespace: OPERATOR_NAMESPACE, name: CREDENTIAL_SECRET })),
+      403,
+    );
+    // Stand-in for a publicly trusted certificate: the test server is self-signed.
+    await createConfigMap(OPERATOR_NAMESPACE, name, { 'ca.crt': server.certPem });
+    await createAs(platform.kc, undefined, name, {
+      url: server.url,
+      caConfigMapRef: { name },
+      credentialSecretRef: { name: CREDENTIAL_SECRET },
+    });
+    const ready = await readyOnce(undefined, name, checked);
+    t.deepEqual(server.requests, [], 'their server heard nothing');
+    t.like(ready, { status: 'False', reason: 'CredentialNotForURL' });
+    t.is(
+      ready.message,
+      `spec.credentialSecretRef: Secret ${OPERATOR_NAMESPACE}/${CREDENTIAL_SECRET} does not say where its credential may be sent (it has no annotation ${URL_ANNOTATION}), so the operator sends it nowhere: whoever may write that Secret decides where it goes. If ${server.url} is where it belongs, they run: kubectl -n ${OPERATOR_NAMESPACE} annotate secret ${CREDENTIAL_SECRET} ${URL_ANNOTATION}=${server.url}`,
+    );
+    // Checked again on request, given the time the review saw the credential go out in: still nothing.
+    await controlPlaneResources(platform.kc).patch(undefined, name, {
+      metadata: { annotations: { 'vaultpam.io/recheck': '1' } },
+    });
+    await new Promise((resolve) => setTimeout(resolve, 3_000));
+    t.deepEqual(server.requests, [], 'their server heard nothing');
+    const credential = usableAdminCredential(env.controlPlane);
+    const status = JSON.stringify(await controlPlaneResources(kc).get(undefined, name));
+    assertNoSecrets(t, 'ClusterControlPlane', status, [credential]);
+    assertNoSecrets(t, 'operator log', logs.text(), [credential]);
+  },
+);
+
+test.serial(
+  'a ClusterControlPlane whose Secret is annotated for its URL is Ready; moving its url to another server sends nothing there',
+  async (t) => {
+    const { kc } = cluster();
+    const { server, platform, name } = await platformUser(t, 'moved');
+    const credential = usableAdminCredential(env.controlPlane);
+    // The cluster admin, who may write Secrets in the operator's namespace, says where it may go.
+    await createSecret(OPERATOR_NAMESPACE, name, { credential }, `${env.controlPlane.url}/`);
+    await createConfigMap(OPERATOR_NAMESPACE, name, { 'ca.crt': env.controlPlane.caPem });
+    await createConfigMap(OPERATOR_NAMESPACE, `${name}-user`, { 'ca.crt': server.certPem });
+    await createAs(platform.kc, undefined, name, {
+      url: env.controlPlane.url,
+      caConfigMapRef: { name },
+      credentialSecretRef: { name },
+    });
+    t.like(await readyOnce(undefined, name, 'Reachable'), { status: 'True' });
+
+    // A Connector uses it, then its url is moved to another server.
+    const namespace = await createTestNamespace(kc, 'ccp-user');
+    await connectorReached(namespace, { kind: 'ClusterControlPlane', name });
+    await controlPlaneResources(platform.kc).patch(undefined, name, {
+      spec: { url: server.url, caConfigMapRef: { name: `${name}-user` } },
+    });
+    const ready = await readyOnce(undefined, name, notReachable);
+    t.deepEqual(server.requests, [], 'the new server heard nothing');
+    t.like(ready, { status: 'False', reason: 'CredentialNotForURL' });
+    t.regex(
+      ready.message,
+      new RegExp(
+        `^spec\\.credentialSecretRef: Secret ${OPERATOR_NAMESPACE}/${name} is not meant for ${server.url.replaceAll('.', '\\.')} \\(its annotation vaultpam\\.io/control-plane-url lists other URLs\\)`,
+      ),
+    );
+    t.false(ready.message.includes(env.controlPlane.url), 'the annotation is not quoted');
+    await stallsNotForUrl(namespace);
+    t.deepEqual(server.requests, [], 'the new server heard nothing');
+    assertNoSecrets(t, 'statuses and Events', await published(namespace), [credential]);
+  },
+);
+
+test.serial(
+  'a namespaced ControlPlane: whoever may write it but not its Secret cannot move the credential, nor use one not meant for the URL',
+  async (t) => {
+    const { kc } = cluster();
+    const server = await startUserServer();
+    t.teardown(() => server.close());
+    const namespace = await createTestNamespace(kc, 'cp-move');
+    const credential = usableAdminCredential(env.controlPlane);
+    // The namespace's owner keeps the Secrets; a ControlPlane writer holds only vaultpam-controlplane-admin.
+    await createSecret(namespace, 'cp-admin', { credential }, env.controlPlane.url);
+    await createSecret(namespace, 'app-db', { password: DB_PASSWORD });
+    await createConfigMap(namespace, 'cp-ca', { 'ca.crt': env.controlPlane.caPem });
+    await createConfigMap(namespace, 'user-ca', { 'ca.crt': server.certPem });
+    const writer = await boundTo('vaultpam-controlplane-admin', namespace, namespace);
+    const cps = controlPlaneResources(writer.kc);
+    const theirs = writer.kc.makeApiClient(CoreV1Api);
+    t.is(await answerOf(theirs.readNamespacedSecret({ namespace, name: 'cp-admin' })), 403);
+    await createAs(writer.kc, namespace, 'team', {
+      url: env.controlPlane.url,
+      caConfigMapRef: { name: 'cp-ca' },
+      credentialSecretRef: { name: 'cp-admin' },
+    });
+    t.like(await readyOnce(namespace, 'team', 'Reachable'), { status: 'True' });
+    await connectorReached(namespace, { name: 'team' });
+
+    // The url of the Ready ControlPlane moved to another server: nothing is sent there.
+    await cps.patch(namespace, 'team', { spec: { url: server.url, caConfigMapRef: { name: 'user-ca' } } });
+    const moved = await readyOnce(namespace, 'team', notReachable);
+    t.deepEqual(server.requests, [], 'the server heard nothing');
+    t.like(moved, { status: 'False', reason: 'CredentialNotForURL' });
+    // A Secret of the namespace not meant for any control plane: nothing is sent either.
+    await cps.create(namespace, 'db', {
+      url: server.url,
+      caConfigMapRef: { name: 'user-ca' },
+      credentialSecretRef: { name: 'app-db', key: 'password' },
+    });
+    const db = await readyOnce(namespace, 'db', checked);
+    t.deepEqual(server.requests, [], 'the server heard nothing');
+    t.is(db.reason, 'CredentialNotForURL');
+    t.regex(
+      db.message,
+      new RegExp(`Secret ${namespace}/app-db does not say where its credential may be sent`),
+    );
+    t.regex(db.message, new RegExp(`kubectl -n ${namespace} annotate secret app-db ${URL_ANNOTATION}=`));
+    await stallsNotForUrl(namespace);
+    t.deepEqual(server.requests, [], 'the server heard nothing');
+    assertNoSecrets(t, 'statuses and Events', await published(namespace), [credential, DB_PASSWORD]);
+    assertNoSecrets(t, 'operator log', logs.text(), [credential, DB_PASSWORD]);
+
+    // Moved back: Ready again, from the same Secret.
+    await cps.patch(namespace, 'team', {
+      spec: { url: env.controlPlane.url, caConfigMapRef: { name: 'cp-ca' } },
+    });
+    t.like(await readyOnce(namespace, 'team', 'Reachable'), { status: 'True' });
+    t.deepEqual(server.requests, []);
+  },
+);
+
 test.serial(
   'a ControlPlane reports Ready truthfully against the reference control plane: Reachable, Unauthorized, CredentialMissing',
   async (t) => {
@@ -326,7 +598,7 @@ test.serial(
     const cps = controlPlaneResources(kc);
     const namespace = await createTestNamespace(kc, 'cp-status');
     const credential = usableAdminCredential(env.controlPlane);
-    await createSecret(namespace, 'cp-admin', { credential });
+    await createSecret(namespace, 'cp-admin', { credential }, env.controlPlane.url);
     await createConfigMap(namespace, 'cp-ca', { 'ca.crt': env.controlPlane.caPem });
     await cps.create(namespace, 'reference', {
       url: env.controlPlane.url,
@@ -347,7 +619,10 @@ test.serial(
     await core.replaceNamespacedSecret({
       namespace,
       name: 'cp-admin',
-      body: { metadata: { name: 'cp-admin' }, stringData: { credential: 'not-an-admin-credential' } },
+      body: {
+        metadata: { name: 'cp-admin', annotations: { [URL_ANNOTATION]: env.controlPlane.url } },
+        stringData: { credential: 'not-an-admin-credential' },
+      },
     });
     await cps.patch(namespace, 'reference', { metadata: { annotations: { 'vaultpam.io/recheck': '1' } } });
     const unauthorized = await eventually(
@@ -376,7 +651,7 @@ test.serial(
     );
 
     // Recreated: Ready again within the not-Ready recheck (30 s), with no touch at all.
-    await createSecret(namespace, 'cp-admin', { credential });
+    await createSecret(namespace, 'cp-admin', { credential }, env.controlPlane.url);
     await eventually(() => cps.get(namespace, 'reference').then((cp) => readyOf(cp)?.status === 'True'), {
       description: 'Ready again after the Secret is back',
       timeoutMs: 45_000,
@@ -384,7 +659,7 @@ test.serial(
 
     // A ClusterControlPlane reads its Secret and CA from the operator's namespace, not a Connector's.
     const name = `shared-${namespace}`.slice(0, 60);
-    await createSecret(OPERATOR_NAMESPACE, name, { credential });
+    await createSecret(OPERATOR_NAMESPACE, name, { credential }, env.controlPlane.url);
     await createConfigMap(OPERATOR_NAMESPACE, name, { 'ca.crt': env.controlPlane.caPem });
     t.teardown(async () => {
       await cps.delete(undefined, name).catch(() => {});
@@ -423,7 +698,12 @@ test.serial(
     t.regex(stalled.message, new RegExp(`ControlPlane ${namespace}/team does not exist`));
 
     // The ControlPlane appears: the Connector is woken by it (no resync in between) and a token is minted.
-    await createSecret(namespace, 'team-admin', { credential: usableAdminCredential(env.controlPlane) });
+    await createSecret(
+      namespace,
+      'team-admin',
+      { credential: usableAdminCredential(env.controlPlane) },
+      env.controlPlane.url,
+    );
     await createConfigMap(namespace, 'team-ca', { 'ca.crt': env.controlPlane.caPem });
     await controlPlaneResources(kc).create(namespace, 'team', {
       url: env.controlPlane.url,

@@ -93,7 +93,8 @@ async function namespaceWithOwnControlPlane(
   await core.createNamespacedSecret({
     namespace,
     body: {
-      metadata: { name: 'cp-admin' },
+      // The credential may be sent to the relay's URL, where the ControlPlane points.
+      metadata: { name: 'cp-admin', annotations: { 'vaultpam.io/control-plane-url': relay.url } },
       stringData: { credential: usableAdminCredential(env.controlPlane) },
     },
   });

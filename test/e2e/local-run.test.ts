@@ -68,7 +68,13 @@ test.serial(
     await core.createNamespace({ body: { metadata: { name: namespace } } });
     await core.createNamespacedSecret({
       namespace,
-      body: { metadata: { name: 'vaultpam-admin' }, stringData: { credential: 'not-a-real-credential' } },
+      body: {
+        metadata: {
+          name: 'vaultpam-admin',
+          annotations: { 'vaultpam.io/control-plane-url': 'https://127.0.0.1:1' },
+        },
+        stringData: { credential: 'not-a-real-credential' },
+      },
     });
     await custom.createNamespacedCustomObject({
       group: 'vaultpam.io',

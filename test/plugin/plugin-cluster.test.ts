@@ -141,7 +141,12 @@ test.serial.before(async () => {
   await core.createNamespacedSecret({
     namespace,
     body: {
-      metadata: { name: 'vaultpam-admin' },
+      // Its owner says the credential may go to the ControlPlane's URL (the operator and the plugin
+      // send it nowhere else).
+      metadata: {
+        name: 'vaultpam-admin',
+        annotations: { 'vaultpam.io/control-plane-url': env.controlPlane.url },
+      },
       stringData: { credential: usableAdminCredential(env.controlPlane) },
     },
   });

@@ -16,6 +16,11 @@ import {
 } from '../../src/operator/control-plane/check.ts';
 import { ControlPlaneConnections } from '../../src/operator/control-plane/connections.ts';
 import {
+  annotatedControlPlaneUrls,
+  controlPlaneUrlIdentity,
+  credentialUrlProblem,
+} from '../../src/operator/control-plane/credential-url.ts';
+import {
   ControlPlaneRegistry,
   NOT_READY_RECHECK_MS,
   READY_RECHECK_MS,
@@ -34,8 +39,12 @@ const NOW = new Date('2026-01-01T00:00:00Z');
 
 const caPem = async () => (await selfSignedCertificate()).certPem;
 
-const secret = (data: Record<string, string>): V1Secret => ({
-  metadata: { name: 'admin' },
+/** A credential Secret, by default annotated for the URL of `spec` below (null: not annotated). */
+const secret = (data: Record<string, string>, urls: string | null = 'https://cp.example'): V1Secret => ({
+  metadata: {
+    name: 'admin',
+    ...(urls === null ? {} : { annotations: { 'vaultpam.io/control-plane-url': urls } }),
+  },
   data: Object.fromEntries(Object.entries(data).map(([k, v]) => [k, Buffer.from(v).toString('base64')])),
 });
 
@@ -268,6 +277,89 @@ test('every way a check fails is a reason and a message naming the object, and n
   t.is(caBundleProblem(`${await caPem()}${ca}`), undefined, 'a bundle of two');
 });
 
+// ---- where a credential may be sent: its Secret's annotation vaultpam.io/control-plane-url ----
+
+test('a Secret that does not list the URL is refused before anything is sent: CredentialNotForURL, naming the Secret, the annotation and the fix', async (t) => {
+  const ca = await caPem();
+  const cases: Array<[string, V1Secret, RegExp]> = [
+    [
+      'no annotation (the operator’s own credential, or any Secret of the namespace)',
+      secret({ credential: CREDENTIAL }, null),
+      /^spec\.credentialSecretRef: Secret ns\/admin does not say where its credential may be sent \(it has no annotation vaultpam\.io\/control-plane-url\), so the operator sends it nowhere: whoever may write that Secret decides where it goes\. If https:\/\/attacker\.example is where it belongs, they run: kubectl -n ns annotate secret admin vaultpam\.io\/control-plane-url=https:\/\/attacker\.example$/,
+    ],
+    [
+      'an empty annotation',
+      secret({ credential: CREDENTIAL }, ' , '),
+      /has no annotation vaultpam\.io\/control-plane-url/,
+    ],
+    [
+      'annotated for another URL (the url was changed)',
+      secret({ credential: CREDENTIAL }, 'https://cp.example, https://cp-new.example'),
+      /^spec\.credentialSecretRef: Secret ns\/admin is not meant for https:\/\/attacker\.example \(its annotation vaultpam\.io\/control-plane-url lists other URLs\), so the operator does not send it there: .*kubectl -n ns annotate secret admin --overwrite vaultpam\.io\/control-plane-url="<the URLs it lists> https:\/\/attacker\.example"$/,
+    ],
+  ];
+  for (const [name, credentialSecret, message] of cases) {
+    const {
+      deps: d,
+      reads,
+      calls,
+    } = deps({
+      secrets: { 'ns/admin': credentialSecret },
+      configMaps: { 'ns/ca': { data: { 'ca.crt': ca } } },
+    });
+    const outcome = await checkControlPlane(d, {
+      secretNamespace: 'ns',
+      spec: { ...spec, url: 'https://attacker.example', caConfigMapRef: { name: 'ca' } },
+    });
+    t.like(outcome, { status: 'False', reason: 'CredentialNotForURL' }, name);
+    t.regex(outcome.message, message, name);
+    t.is(outcome.settings, undefined, name);
+    t.deepEqual(calls, [], `${name}: nothing sent`);
+    t.deepEqual(reads, ['Secret ns/admin'], `${name}: nothing read after the Secret`);
+    t.false(outcome.message.includes(CREDENTIAL), name);
+    t.false(outcome.message.includes('cp-new.example'), `${name}: the annotation is not quoted`);
+  }
+  // A missing Secret is still CredentialMissing; an annotated one without the key too.
+  const missing = await checkControlPlane(deps().deps, { secretNamespace: 'ns', spec });
+  t.is(missing.reason, 'CredentialMissing');
+  const noKey = await checkControlPlane(deps({ secrets: { 'ns/admin': secret({ other: 'x' }) } }).deps, {
+    secretNamespace: 'ns',
+    spec,
+  });
+  t.is(noKey.reason, 'CredentialMissing');
+});
+
+test('the annotation lists URLs separated by commas or whitespace, compared as the requests would go', async (t) => {
+  const ready = async (url: string, listed: string) => {
+    const { deps: d, calls } = deps({ secrets: { 'ns/admin': secret({ credential: CREDENTIAL }, listed) } });
+    const outcome = await checkControlPlane(d, { secretNamespace: 'ns', spec: { ...spec, url } });
+    t.is(calls.length, outcome.status === 'True' ? 1 : 0);
+    return outcome.status === 'True';
+  };
+  t.true(await ready('https://cp.example', 'https://cp.example'));
+  t.true(await ready('https://cp.example/', 'https://cp.example'), 'a trailing slash');
+  t.true(await ready('https://CP.Example:443', 'https://cp.example/'), 'host case, default port');
+  t.true(await ready('https://cp.example/vaultpam', 'https://old.example,https://cp.example/vaultpam/'));
+  t.true(await ready('https://new.example', 'https://old.example\n  https://new.example'), 'a migration');
+  t.false(await ready('https://cp.example/other', 'https://cp.example/vaultpam'), 'another path');
+  t.false(await ready('https://cp.example/vaultpam/../other', 'https://cp.example/vaultpam'), 'dot segments');
+  t.false(await ready('https://cp.example:8443', 'https://cp.example'), 'another port');
+  t.false(await ready('https://cp.example.attacker.example', 'https://cp.example'), 'a longer host');
+  t.false(await ready('https://cp.example', 'cp.example'), 'not a URL');
+  t.false(await ready('https://cp.example', 'http://cp.example'), 'not https');
+
+  t.deepEqual(annotatedControlPlaneUrls(secret({}, ' https://a.example,https://b.example\thttps://c ')), [
+    'https://a.example',
+    'https://b.example',
+    'https://c',
+  ]);
+  t.is(controlPlaneUrlIdentity('https://CP.example:443//'), 'https://cp.example/');
+  t.is(controlPlaneUrlIdentity('https://cp.example/a/./b/../c'), 'https://cp.example/a/c/');
+  t.is(controlPlaneUrlIdentity('https://cp.example/p?x=1'), undefined, 'a query (refused by the CRD)');
+  t.is(controlPlaneUrlIdentity('http://cp.example'), undefined);
+  t.is(credentialUrlProblem(undefined, 'https://cp.example'), 'unannotated');
+});
+
 test('a server that echoes the credential does not get it into the status message', async (t) => {
   const { deps: d } = deps({
     secrets: { 'ns/admin': secret({ credential: CREDENTIAL }) },
@@ -347,6 +439,8 @@ function registryWorld(initial: ControlPlaneResource[]) {
   const woken: string[] = [];
   let answer: () => Promise<void> = async () => {};
   let whoamiCalls = 0;
+  const whoamiUrls: string[] = [];
+  let credentialSecret = secret({ credential: CREDENTIAL });
   const clock = new FakeClock(NOW);
   const connections = new ControlPlaneConnections({ logger: silentLogger(), onChange: () => {} });
   const registry = new ControlPlaneRegistry({
@@ -362,11 +456,12 @@ function registryWorld(initial: ControlPlaneResource[]) {
     },
     reader: {
       readSecret: async (namespace, name) =>
-        namespace === 'team-a' && name === 'admin' ? secret({ credential: CREDENTIAL }) : undefined,
+        namespace === 'team-a' && name === 'admin' ? credentialSecret : undefined,
       readConfigMap: async () => undefined,
     },
-    whoami: async () => {
+    whoami: async (settings) => {
       whoamiCalls += 1;
+      whoamiUrls.push(settings.url);
       await answer();
     },
     connections,
@@ -385,6 +480,10 @@ function registryWorld(initial: ControlPlaneResource[]) {
       answer = next;
     },
     whoamiCalls: () => whoamiCalls,
+    whoamiUrls,
+    setSecret: (next: V1Secret) => {
+      credentialSecret = next;
+    },
   };
 }
 
@@ -486,6 +585,46 @@ test('a changed spec is checked again; status writes and resyncs are not changes
   world.registry.deleted(object);
   t.is(world.connections.get('ControlPlane/team-a/prod'), undefined);
   t.is(world.woken.at(-1), 'ControlPlane/team-a/prod');
+});
+
+test('a Ready control plane whose url changes to one its Secret does not list is refused, and nothing goes to the new URL', async (t) => {
+  const world = registryWorld([teamA()]);
+  world.registry.start();
+  await settle();
+  const resolved = await world.registry.resolve(connectorSpec('team-a', { name: 'prod' }));
+  if (!('connection' in resolved)) return t.fail('resolved');
+  t.truthy(resolved.connection.client(), 'the credential, for its own URL');
+  const object = world.objects.get('ControlPlane/team-a/prod') as ControlPlaneResource;
+  object.spec = { ...spec, url: 'https://attacker.example' };
+  object.metadata.generation = 2;
+  world.registry.changed(object);
+  await settle();
+  t.deepEqual(world.whoamiUrls, ['https://cp.example'], 'no check was sent to the new URL');
+  t.like(world.writes.at(-1)?.status.conditions?.[0], { status: 'False', reason: 'CredentialNotForURL' });
+  t.is(world.connections.get('ControlPlane/team-a/prod'), undefined, 'the old connection is closed');
+  const after = await world.registry.resolve(connectorSpec('team-a', { name: 'prod' }));
+  t.true('error' in after && /is not Ready \(CredentialNotForURL: /.test(after.error.message));
+  t.deepEqual(world.whoamiUrls, ['https://cp.example']);
+});
+
+test('a connection made for one URL gets no credential once the latest check was for another', async (t) => {
+  const world = registryWorld([teamA()]);
+  world.setSecret(secret({ credential: CREDENTIAL }, 'https://cp.example https://cp-new.example'));
+  world.registry.start();
+  await settle();
+  const before = await world.registry.resolve(connectorSpec('team-a', { name: 'prod' }));
+  if (!('connection' in before)) return t.fail('resolved');
+  const object = world.objects.get('ControlPlane/team-a/prod') as ControlPlaneResource;
+  object.spec = { ...spec, url: 'https://cp-new.example' };
+  object.metadata.generation = 2;
+  world.registry.changed(object);
+  await settle();
+  t.deepEqual(world.whoamiUrls, ['https://cp.example', 'https://cp-new.example']);
+  t.is(before.connection.client(), undefined, 'the connection for the old URL holds no credential now');
+  const after = await world.registry.resolve(connectorSpec('team-a', { name: 'prod' }));
+  if (!('connection' in after)) return t.fail('resolved again');
+  t.is(after.connection.url, 'https://cp-new.example');
+  t.truthy(after.connection.client(), 'a new connection, for the URL the check was for');
 });
 
 test('a standby checks nothing and writes nothing until it leads', async (t) => {

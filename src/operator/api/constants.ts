@@ -94,6 +94,15 @@ export const DEFAULT_RELEASE_TIMEOUT_MS = 5 * 60_000;
  */
 export const ADOPTED_BY_LABEL = 'vaultpam.io/adopted-by';
 
+/**
+ * The annotation by which a credential Secret's owner says where its credential may be sent: the
+ * URL of the control plane (or several, separated by commas or whitespace) that a ControlPlane or
+ * ClusterControlPlane naming the Secret must have (control-plane/credential-url.ts). An annotation
+ * on the Secret, so only someone who may write the Secret can give it; whoever may only write
+ * control planes can neither point a credential elsewhere nor use one not meant for their URL.
+ */
+export const CONTROL_PLANE_URL_ANNOTATION = 'vaultpam.io/control-plane-url';
+
 /** Labels the operator owns on pods; spec.podLabels may not set them (enforced by the CRD too). */
 export const RESERVED_POD_LABEL_KEYS: readonly string[] = [
   LABELS.name,

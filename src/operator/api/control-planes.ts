@@ -4,7 +4,9 @@
 // control plane is and which credential the operator presents to it; a Connector only names one
 // (spec.controlPlaneRef). This is cert-manager's Issuer / ClusterIssuer split, and it is what keeps
 // the operator from being anyone's deputy: whoever may write Connectors cannot send the operator's
-// requests, or a Secret of their namespace, to a URL of their choosing.
+// requests, or a Secret of their namespace, to a URL of their choosing. Nor can whoever may write
+// a control plane but not its Secret: a credential Secret is used only for a URL its annotation
+// vaultpam.io/control-plane-url lists (control-plane/credential-url.ts).
 import type { V1ObjectMeta } from '@kubernetes/client-node';
 import { CodedError } from '../../lib/errors.ts';
 import { type API_VERSION, DEFAULT_CA_KEY, DEFAULT_CREDENTIAL_KEY } from './constants.ts';
@@ -76,6 +78,11 @@ export const ControlPlaneReasons = {
   Unreachable: 'Unreachable',
   /** False: the credential Secret or its key does not exist, or is empty. */
   CredentialMissing: 'CredentialMissing',
+  /**
+   * False: the credential Secret does not list the control plane's URL in its annotation
+   * vaultpam.io/control-plane-url, so the credential is sent nowhere (control-plane/credential-url.ts).
+   */
+  CredentialNotForURL: 'CredentialNotForURL',
   /** False: the CA ConfigMap or key does not exist, is not PEM, or does not verify the server. */
   CAInvalid: 'CAInvalid',
   /** False: the spec is unusable (stored before a validation rule existed). */

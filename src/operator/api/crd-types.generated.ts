@@ -547,7 +547,7 @@ export interface ConfigMapKeyRef {
   key?: string;
 }
 /**
- * Secret in this ControlPlane's namespace holding the admin credential the operator presents to the control plane's admin API (Authorization: Bearer). The credential never leaves that Secret and the operator's memory.
+ * Secret in this ControlPlane's namespace holding the admin credential the operator presents to the control plane's admin API (Authorization: Bearer). The credential never leaves that Secret and the operator's memory. The Secret must list spec.url in its annotation vaultpam.io/control-plane-url (several URLs separated by commas or spaces), which only whoever may write the Secret can set: otherwise the credential is sent nowhere and Ready is False (CredentialNotForURL).
  */
 export interface SecretKeyRef {
   /**
@@ -572,7 +572,7 @@ export interface ControlPlaneStatus {
    */
   lastCheckTime?: string;
   /**
-   * Ready: True (Reachable) when the admin API answers with the credential; False (Unauthorized, Unreachable, CredentialMissing, CAInvalid, InvalidSpec) or Unknown (CheckFailed) otherwise.
+   * Ready: True (Reachable) when the admin API answers with the credential; False (Unauthorized, Unreachable, CredentialMissing, CredentialNotForURL, CAInvalid, InvalidSpec) or Unknown (CheckFailed) otherwise.
    */
   conditions?: Condition[];
 }

@@ -1,7 +1,9 @@
 // Checks one ControlPlane or ClusterControlPlane: reads its credential Secret and CA ConfigMap by
-// name (the operator lists and watches no Secret), then proves the credential with the control
-// plane's cheapest authenticated call, GET /v1/admin/whoami, which changes nothing there. The
-// outcome is what its Ready condition says, and, when Ready, the settings Connectors use.
+// name (the operator lists and watches no Secret), checks that the Secret says its credential may
+// be sent to the control plane's URL (its annotation vaultpam.io/control-plane-url, credential-url.ts;
+// otherwise nothing is sent), then proves the credential with the control plane's cheapest
+// authenticated call, GET /v1/admin/whoami, which changes nothing there. The outcome is what its
+// Ready condition says, and, when Ready, the settings Connectors use.
 //
 // Nothing the check publishes carries the credential: messages are built here from codes and
 // names, and anything that came from the server is cut short and has the credential (and anything
@@ -23,6 +25,7 @@ import { untrustedCode, untrustedText } from '../reconcile/untrusted-text.ts';
 import { describeApiError } from '../runtime/api-errors.ts';
 import { decodeCredential } from '../runtime/credential.ts';
 import { ControlPlaneAdminClient } from './admin-client.ts';
+import { credentialUrlProblem, credentialUrlRefusal } from './credential-url.ts';
 
 /** What a control plane is used with while it is Ready. */
 export interface ControlPlaneSettings {
@@ -104,15 +107,27 @@ async function readObject<T>(
   }
 }
 
-/** The credential from its Secret, or why there is none. */
+/**
+ * The credential from its Secret, or why there is none, or why it may not be sent to spec.url: the
+ * Secret must list that URL in its annotation vaultpam.io/control-plane-url (credential-url.ts), so
+ * that whoever may write a control plane but not its Secret cannot choose where the credential goes.
+ */
 async function readCredential(
   deps: CheckDeps,
   namespace: string,
-  ref: DefaultedControlPlaneSpec['credentialSecretRef'],
+  spec: DefaultedControlPlaneSpec,
 ): Promise<{ credential: string } | CheckOutcome> {
+  const ref = spec.credentialSecretRef;
   const where = `Secret ${namespace}/${ref.name}`;
   const read = await readObject(where, () => deps.readSecret(namespace, ref.name));
   if ('status' in read) return read;
+  const problem = read.object ? credentialUrlProblem(read.object, spec.url) : undefined;
+  if (problem !== undefined) {
+    return notReady(
+      ControlPlaneReasons.CredentialNotForURL,
+      `spec.credentialSecretRef: ${where} ${credentialUrlRefusal(problem, { namespace, name: ref.name }, spec.url, 'the operator')}`,
+    );
+  }
   const credential = decodeCredential(read.object, ref.key);
   if (credential !== undefined) return { credential };
   return notReady(
@@ -184,7 +199,8 @@ export async function checkControlPlane(deps: CheckDeps, target: CheckTarget): P
   } catch (error) {
     return notReady(ControlPlaneReasons.InvalidSpec, errorMessage(error));
   }
-  const credential = await readCredential(deps, target.secretNamespace, spec.credentialSecretRef);
+  // Before anything is sent: a credential not meant for spec.url is refused here (credential-url.ts).
+  const credential = await readCredential(deps, target.secretNamespace, spec);
   if ('status' in credential) return credential;
   const ca = await readCa(deps, target.secretNamespace, spec.caConfigMapRef);
   if ('status' in ca) return ca;

@@ -184,8 +184,7 @@ export class ControlPlaneRegistry {
     const connection = this.options.connections.forResource(key, {
       url: outcome.settings.url,
       caPem: outcome.settings.caPem,
-      // Always the credential of the latest check: a rotated Secret takes effect with no new connection.
-      credential: () => this.entries.get(key)?.outcome?.settings?.credential,
+      credential: this.latestCredential(key, outcome.settings.url),
     });
     return { connection };
   }
@@ -209,7 +208,7 @@ export class ControlPlaneRegistry {
         this.options.connections.forResource(key, {
           url: settings.url,
           caPem: settings.caPem,
-          credential: () => this.entries.get(key)?.outcome?.settings?.credential,
+          credential: this.latestCredential(key, settings.url),
         });
       }
     }
@@ -224,6 +223,19 @@ export class ControlPlaneRegistry {
           : `${named} is gone and this operator holds no credential it used for it`,
         { temporary: true },
       ),
+    };
+  }
+
+  /**
+   * Always the credential of the latest check, so a rotated Secret takes effect with no new
+   * connection; but only while that check was for `url`, the URL the connection was made for. A
+   * connection made before spec.url (or the Secret) changed is replaced at the next resolve; until
+   * then it gets no credential, so a credential checked for the new URL never goes to the old one.
+   */
+  private latestCredential(key: string, url: string): () => string | undefined {
+    return () => {
+      const settings = this.entries.get(key)?.outcome?.settings;
+      return settings?.url === url ? settings.credential : undefined;
     };
   }
 
