@@ -282,10 +282,15 @@ const READY_DEPENDENCIES = [
  * - DurableStorage=False with EphemeralByChoice does not block: running without durable storage
  *   was asked for, so the connector is as ready as its spec allows.
  * Reconciling does not affect Ready: a connector can serve while a rollout finishes.
+ *
+ * `retrying` is a temporary error the pass met while Stalled holds: Reconciling is not set then
+ * (kstatus reads it before Stalled, and a stalled Connector makes no progress), so Ready's message
+ * says it after the stall's, and the reason stays the stall's.
  */
 export function deriveReady(
   conditions: readonly Condition[] | undefined,
   observedGeneration?: number,
+  retrying?: string,
 ): ConditionInput {
   const result = (status: ConditionStatus, reason: string, message: string): ConditionInput =>
     observedGeneration === undefined
@@ -293,7 +298,10 @@ export function deriveReady(
       : { type: CONDITION_TYPES.Ready, status, reason, message, observedGeneration };
 
   const stalled = findCondition(conditions, CONDITION_TYPES.Stalled);
-  if (stalled?.status === 'True') return result('False', stalled.reason, `Stalled: ${stalled.message}`);
+  if (stalled?.status === 'True') {
+    const meanwhile = retrying === undefined ? '' : `; meanwhile ${retryingText(retrying)}`;
+    return result('False', stalled.reason, `Stalled: ${stalled.message}${meanwhile}`);
+  }
 
   const blocking = READY_DEPENDENCIES.map((type) => ({
     type,
@@ -329,11 +337,17 @@ export function deriveReady(
   return result('True', ReadyReasons.Ready, message);
 }
 
-/** Sets Ready from the other conditions (see deriveReady). */
+/** Sets Ready from the other conditions (see deriveReady; `retrying`: a temporary error while Stalled). */
 export function withReady(
   conditions: readonly Condition[] | undefined,
   observedGeneration: number | undefined,
   now: Date,
+  retrying?: string,
 ): Condition[] {
-  return setCondition(conditions, deriveReady(conditions, observedGeneration), now);
+  return setCondition(conditions, deriveReady(conditions, observedGeneration, retrying), now);
+}
+
+/** How Ready's message names a temporary error met while Stalled holds. */
+export function retryingText(error: string): string {
+  return `a temporary error is retried with backoff: ${error}`;
 }

@@ -577,6 +577,15 @@ function situationsWith(configInvalid: CodedError): Situation[] {
       }),
     },
     {
+      file: 'degraded-stalled-ownership-conflict-unreachable',
+      title:
+        "OwnershipConflict while the control plane is unreachable: Stalled alone (not Reconciling too), the retried error in Ready's message",
+      connector: planned({
+        ...observed({ record: 'unreachable', pods: [], claims: [], noWorkload: true }),
+        foreign: [{ kind: 'ConfigMap', name: 'edge-config' }],
+      }),
+    },
+    {
       file: 'degraded-stalled-claim-not-found',
       title: 'ClaimNotFound: spec.storage.existingClaim names a claim that does not exist',
       connector: planned(

@@ -65,6 +65,8 @@ const EXPECTED: Record<string, string> = {
   'degraded-stalled-workload-not-found': 'Failed', // demanded: Stalled
   'degraded-stalled-adoption-not-consented': 'Failed', // demanded: Stalled
   'degraded-stalled-ownership-conflict': 'Failed', // demanded: Stalled
+  // Stalled alone: the temporary error adds no Reconciling, which kstatus reads first (InProgress).
+  'degraded-stalled-ownership-conflict-unreachable': 'Failed',
   'degraded-stalled-claim-not-found': 'Failed', // demanded: Stalled
   'degraded-stalled-finalizer-refused': 'Failed', // demanded: Stalled
 };

@@ -269,6 +269,14 @@ test('Stalled makes Ready False with the stall reason; Reconciling leaves Ready 
   t.is(deriveReady(reconciling).status, 'True');
   const stalled = markStalled(reconciling, { reason: StalledReasons.InvalidSpec, message: 'bad ttl' }, now);
   t.like(deriveReady(stalled), { status: 'False', reason: 'InvalidSpec', message: 'Stalled: bad ttl' });
+  // A temporary error met while Stalled holds (no Reconciling then) follows the stall's words.
+  t.like(deriveReady(stalled, 1, 'CONTROL_PLANE_UNREACHABLE: refused'), {
+    status: 'False',
+    reason: 'InvalidSpec',
+    message:
+      'Stalled: bad ttl; meanwhile a temporary error is retried with backoff: CONTROL_PLANE_UNREACHABLE: refused',
+  });
+  t.like(deriveReady(reconciling, 1, 'ignored: Reconciling says it'), { status: 'True' });
 });
 
 test('withReady writes Ready into the list and keeps its transition time while it holds', (t) => {

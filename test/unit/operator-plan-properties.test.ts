@@ -431,6 +431,31 @@ const identityLossOnlyWhenLost: Check = ({ pass }) => {
   return undefined;
 };
 
+const isTrue = (status: ConnectorStatus | undefined, type: string) =>
+  status?.conditions?.some((c) => c.type === type && c.status === 'True') === true;
+
+/**
+ * Stalled and Reconciling are never True together, in what a pass plans or writes
+ * (docs/connector-resource.md, "Conditions"): kstatus reads Reconciling before Stalled, so Flux
+ * would show InProgress, and wait out its timeout, for a Connector that waits for a person. Seen
+ * failing with a temporary error of a stalled pass (the control plane unreachable while a blocker
+ * or a failed or required recovery held, a step after the report failing) adding Reconciling
+ * RetryingAfterError next to the stall.
+ */
+const neverStalledAndReconciling: Check = ({ pass }) => {
+  if (!pass) return undefined;
+  for (const [where, status] of [
+    ['planned', pass.plan.status],
+    ['written', pass.written],
+  ] as const) {
+    if (isTrue(status, 'Stalled') && isTrue(status, 'Reconciling')) {
+      const reason = (type: string) => status?.conditions?.find((c) => c.type === type)?.reason;
+      return `${where} status: Stalled (${reason('Stalled')}) and Reconciling (${reason('Reconciling')}) both True`;
+    }
+  }
+  return undefined;
+};
+
 const DOCUMENTED = {
   phases: documentedPhases(),
   reasons: documentedReasons(),
@@ -553,6 +578,11 @@ test('property: once nothing goes wrong any more, the connector ends Online', (t
     fc.property(optionsArb, stepsArb, (options, steps) => endsOnline(options, steps)),
     params,
   );
+  t.pass();
+});
+
+test('property: Stalled and Reconciling are never both True after a pass', (t) => {
+  fc.assert(property([neverStalledAndReconciling]), params);
   t.pass();
 });
 
@@ -742,6 +772,42 @@ test('found: Event reasons of a blocked pass and Enrolled while the control plan
   t.notThrows(() =>
     example({}, [{ kind: 'cpReachable', reachable: false }, { kind: 'reconcile' }], [onlyDocumentedWords]),
   );
+});
+
+test('found, fixed: a temporary error of a stalled pass made it Reconciling too, which kstatus and Flux read as InProgress', (t) => {
+  // A foreign ConfigMap edge-config (OwnershipConflict) while the control plane is unreachable, and
+  // RecoveryRequired when a later step failed: withError added Reconciling RetryingAfterError next
+  // to the stall. Now the stall stands alone and Ready's message says the error after it.
+  const cases: Step[][] = [
+    [
+      { kind: 'settle', rounds: 6 },
+      { kind: 'foreignObject', present: true },
+      { kind: 'cpReachable', reachable: false },
+      { kind: 'reconcile' },
+    ],
+    [
+      { kind: 'settle', rounds: 6 },
+      { kind: 'claimReplaced' },
+      { kind: 'settle', rounds: 2 },
+      { kind: 'reconcileFails', at: 0 },
+    ],
+  ];
+  for (const steps of cases) {
+    t.notThrows(() => example({}, steps, [neverStalledAndReconciling]));
+    const w = newWorld(exampleOptions({}));
+    let last: Pass | undefined;
+    for (const step of steps) last = apply(w, step).at(-1) ?? last;
+    t.is(last?.outcome, 'failed');
+    const ready = w.status?.conditions?.find((c) => c.type === 'Ready');
+    const stalled = w.status?.conditions?.find((c) => c.type === 'Stalled');
+    t.is(ready?.reason, stalled?.reason);
+    t.true(
+      ready?.message.endsWith(
+        `; meanwhile a temporary error is retried with backoff: ${last?.error?.code}: ${last?.error?.message}`,
+      ),
+      ready?.message,
+    );
+  }
 });
 
 const exampleOptions = (options: Partial<WorldOptions>): WorldOptions => ({

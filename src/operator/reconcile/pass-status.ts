@@ -5,7 +5,9 @@
 import type { CodedError } from '../../lib/errors.ts';
 import type { Condition, ConnectorStatus } from '../api/types.ts';
 import {
+  CONDITION_TYPES,
   clearReconciling,
+  isConditionTrue,
   markReconciling,
   markStalled,
   observedGenerationOf,
@@ -65,7 +67,14 @@ export function statusOfPass(
   return withError(status, outcome.error, now, generation);
 }
 
-/** The error in a condition: Stalled when no retry can fix it, else Reconciling RetryingAfterError. */
+/**
+ * The error in a condition: Stalled when no retry can fix it, else Reconciling RetryingAfterError;
+ * but not Reconciling while the steps that ran left the Connector Stalled (a blocker, a failed or
+ * required recovery, a storage that cannot grow): a stalled Connector waits for a person whatever
+ * else fails, and kstatus reads Reconciling before Stalled, so both True would show InProgress
+ * instead of Failed. The temporary error is then said in Ready's message after the stall's (and in
+ * the pass's ReconcileError Event); the pass is retried with backoff as any other.
+ */
 export function withError(
   status: ConnectorStatus,
   error: CodedError,
@@ -84,6 +93,8 @@ export function withError(
       { reason: stall ?? StalledReasons.ControlPlaneRejected, message, ...g },
       now,
     );
+  } else if (isConditionTrue(conditions, CONDITION_TYPES.Stalled)) {
+    return { ...status, conditions: withReady(conditions, generation, now, message) };
   } else {
     conditions = markReconciling(
       conditions,
