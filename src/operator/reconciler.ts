@@ -14,6 +14,7 @@ import { defaultConnectorId, defaultedSpec, reachedControlPlane } from './api/ty
 import {
   CONDITION_TYPES,
   clearReconciling,
+  clearStalled,
   markReconciling,
   markStalled,
   observedGenerationOf,
@@ -142,7 +143,12 @@ export function releaseDeadline(connector: Connector, releaseTimeoutMs: number):
 const describeTarget = (target: ReleaseTarget) =>
   target.controlPlane ? describeControlPlane(target.controlPlane) : "the operator's default control plane";
 
-/** The status of a Connector being deleted: phase Terminating; Reconciling and Ready say Finalizing, the rest stays. */
+/**
+ * The status of a Connector being deleted: phase Terminating; Reconciling and Ready say Finalizing;
+ * Stalled goes (what it asked a person to fix no longer matters, kstatus reads Reconciling before
+ * it, and the stalled metric would keep its alerts firing for a Connector being deleted); the rest
+ * stays.
+ */
 export function finalizingStatus(
   connector: Connector,
   now: Date,
@@ -168,7 +174,7 @@ export function finalizingStatus(
     ? `the Connector is being deleted: the release is over (${release.settled.outcome}), but ${release.settled.refused}; tried again until it is accepted`
     : `the Connector is being deleted: revoking live tokens and ${target.deletionPolicy === 'Retain' ? 'keeping' : 'releasing'} ${where} before the finalizer is removed${bound}${last}`;
   const conditions = markReconciling(
-    previous.conditions,
+    clearStalled(previous.conditions),
     { reason: ReconcilingReasons.Finalizing, message, ...g },
     now,
   );

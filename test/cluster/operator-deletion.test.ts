@@ -122,6 +122,17 @@ async function namespaceWithOwnControlPlane(
   return { namespace, relay };
 }
 
+/** Connector "edge" of `namespace` once its status says Terminating (read every 50 ms). */
+function terminatingStatus(namespace: string): Promise<Connector> {
+  return eventually(
+    async () => {
+      const c = await connectors(cluster().kc).get(namespace, 'edge');
+      return c.status?.phase === 'Terminating' ? c : undefined;
+    },
+    { description: 'phase Terminating', intervalMs: 50 },
+  );
+}
+
 async function deleteNamespaceAndWait(namespace: string): Promise<number> {
   const core = cluster().kc.makeApiClient(CoreV1Api);
   const started = Date.now();
@@ -192,13 +203,7 @@ test.serial(
     const started = Date.now();
     await core.deleteNamespace({ name: namespace });
     // While the release is retried, the status says the Connector is being deleted, not Online.
-    const terminating = await eventually(
-      async () => {
-        const c = await connectors(kc).get(namespace, 'edge');
-        return c.status?.phase === 'Terminating' ? c : undefined;
-      },
-      { description: 'phase Terminating', intervalMs: 50 },
-    );
+    const terminating = await terminatingStatus(namespace);
     t.is(condition(terminating, 'Ready')?.reason, 'Finalizing');
     t.is(condition(terminating, 'Reconciling')?.reason, 'Finalizing');
     t.regex(condition(terminating, 'Ready')?.message ?? '', /the finalizer is removed anyway/);
@@ -250,6 +255,67 @@ test.serial(
     const error = await t.throwsAsync(() => env.admin.getConnector(`${namespace}.edge`));
     t.is((error as { code?: string }).code, 'CONNECTOR_NOT_FOUND', 'the record was released');
     t.is(await abandoned('Release', 'timeout'), before, 'nothing was abandoned');
+  },
+);
+
+/** The per-connector stalled series of Connector "edge" of `namespace`, as a scrape shows them. */
+async function stalledSeries(namespace: string): Promise<string[]> {
+  const text = await operator.metrics.registry.metrics();
+  return text
+    .split('\n')
+    .filter(
+      (line) =>
+        line.startsWith('vaultpam_operator_connector_stalled{') &&
+        line.includes(`namespace="${namespace}"`) &&
+        line.includes('name="edge"'),
+    );
+}
+
+test.serial(
+  'deleting a Stalled Connector, its control plane down: Terminating says Finalizing only, with no stale Stalled and no stalled series',
+  async (t) => {
+    const { kc } = cluster();
+    const { namespace, relay } = await namespaceWithOwnControlPlane('del-stalled');
+    // The CRD checks the affinity's shape, not that an In requirement has values: the StatefulSet's
+    // own validation refuses it, and the Connector stalls with InvalidSpec.
+    await connectors(kc).patchSpec(namespace, 'edge', {
+      spec: {
+        affinity: {
+          nodeAffinity: {
+            requiredDuringSchedulingIgnoredDuringExecution: {
+              nodeSelectorTerms: [{ matchExpressions: [{ key: 'zone', operator: 'In' }] }],
+            },
+          },
+        },
+      },
+    });
+    await eventually(
+      async () => condition(await connectors(kc).get(namespace, 'edge'), 'Stalled')?.reason === 'InvalidSpec',
+      { description: 'edge Stalled InvalidSpec' },
+    );
+    t.is((await stalledSeries(namespace)).length, 1, 'the stalled series is there while it is Stalled');
+    // The control plane down keeps the release retrying until the release timeout: long enough to
+    // read the status of the Connector being deleted.
+    await relay.down();
+    await connectors(kc).delete(namespace, 'edge');
+    const terminating = await terminatingStatus(namespace);
+    t.is(condition(terminating, 'Reconciling')?.reason, 'Finalizing');
+    t.is(condition(terminating, 'Ready')?.reason, 'Finalizing');
+    t.is(condition(terminating, 'Stalled'), undefined, 'the fix the stall asked for no longer matters');
+    // The informer delivers the Terminating status to the cache the gauges read, and the series
+    // goes while the Connector is still there (not only once it is gone).
+    await eventually(async () => (await stalledSeries(namespace)).length === 0, {
+      description: 'no stalled series for the Connector being deleted',
+      timeoutMs: RELEASE_TIMEOUT_MS,
+      intervalMs: 50,
+    });
+    t.is((await connectors(kc).get(namespace, 'edge')).status?.phase, 'Terminating', 'still being deleted');
+    await eventually(() => isGone(() => connectors(kc).get(namespace, 'edge')), {
+      description: 'Connector gone',
+      timeoutMs: RELEASE_TIMEOUT_MS + SLACK_MS,
+      intervalMs: 250,
+    });
+    t.pass();
   },
 );
 
