@@ -8,13 +8,16 @@ import { cpError } from './errors.ts';
 import type { ConnectorRepository } from './records.ts';
 import type { LiveRecord } from './state.ts';
 
+/** Why the fix of a conflict is a new Connector: a Connector's connector id cannot change (its CRD). */
+const FIXED_ID = 'a Connector cannot change its connector id once created';
+
 export function checkOwner(record: LiveRecord, ownerUid: string | undefined): void {
   if (ownerUid === undefined || record.ownerUid === ownerUid) return;
   if (record.ownerUid === null && record.handoverNamespace === null) return;
   if (record.ownerUid === null) throw handedOver(record);
   throw cpError(
     'CONNECTOR_ID_CONFLICT',
-    `the connector id ${record.connectorId} is owned by another Connector; give this one another connector id`,
+    `the connector id ${record.connectorId} is owned by another Connector; ${FIXED_ID}: create a new one with another connector id, or delete the Connector that owns ${record.connectorId}`,
     { connectorId: record.connectorId },
   );
 }
@@ -31,7 +34,7 @@ export function checkClaim(record: LiveRecord, ownerNamespace: string | undefine
 function handedOver(record: LiveRecord): Error {
   return cpError(
     'CONNECTOR_ID_CONFLICT',
-    `the connector id ${record.connectorId} was let go of by its Connector for a Connector of another namespace to claim; give this one another connector id, or have the record handed over to this namespace`,
+    `the connector id ${record.connectorId} was let go of by its Connector for a Connector of another namespace to claim, and only one of that namespace can; ${FIXED_ID}: create a new one with another connector id`,
     { connectorId: record.connectorId },
   );
 }

@@ -39,6 +39,12 @@ test('a Connector with another UID can change nothing about an owned record: 409
     const error = await t.throwsAsync(call(), undefined, name);
     t.like(error, { code: 'CONNECTOR_ID_CONFLICT', httpStatus: 409, temporary: false }, name);
     t.regex(error?.message ?? '', /team-a\.db is owned by another Connector/, name);
+    // The fix it names is one a Connector can make: its connector id cannot change once created.
+    t.regex(
+      error?.message ?? '',
+      /a Connector cannot change its connector id once created: create a new one with another connector id, or delete the Connector that owns team-a\.db$/,
+      name,
+    );
     t.false(error?.message.includes(UID_A), `${name}: the owner is not revealed`);
     t.deepEqual((error as { details?: unknown }).details, { connectorId: 'team-a.db' }, name);
   }
@@ -156,6 +162,13 @@ test('a record handed over to a namespace: only a Connector of it claims; until 
     const error = await t.throwsAsync(call(), undefined, name);
     t.like(error, { code: 'CONNECTOR_ID_CONFLICT', httpStatus: 409, temporary: false }, name);
     t.false(error?.message.includes('team-a'), `${name}: where the record went is not revealed`);
+    // The fix it names is one a Connector can make (its connector id cannot change once created),
+    // and no handover to its own namespace, which nothing can ask for.
+    t.regex(
+      error?.message ?? '',
+      /only one of that namespace can; a Connector cannot change its connector id once created: create a new one with another connector id$/,
+      name,
+    );
   }
   t.deepEqual(await snapshot(h, 'shared.edge'), before, 'nothing changed: record, change feed, audit');
   t.is((await agent.heartbeat()).status, 200, 'the agent keeps its identity');

@@ -139,6 +139,14 @@ test('token: refused for a retired, a paired or a foreign record, and before a r
     tokenRefusal(c, record({ ownerUid: null, handoverNamespace: 'team-b' }), 'vaultpam') ?? '',
     /kept by a Connector of another namespace .*no Connector of this namespace can claim it/,
   );
+  // The CRD refuses a change of spec.connector.id: the fix is a new Connector, not another id here.
+  const keptElsewhere =
+    tokenRefusal(c, record({ ownerUid: null, handoverNamespace: 'team-b' }), 'vaultpam') ?? '';
+  t.notRegex(keptElsewhere, /give this Connector another spec\.connector\.id/);
+  t.regex(
+    keptElsewhere,
+    /this Connector cannot change its spec\.connector\.id \(fixed at creation\): create a new Connector with another spec\.connector\.id and delete this one \(ConnectorIdConflict\)$/,
+  );
   t.regex(
     tokenRefusal(c, record({ ownerUid: null, handoverNamespace: 'team-a' }), 'vaultpam') ?? '',
     /the operator claims it on its next pass/,

@@ -1,7 +1,8 @@
 // Planner table tests for "status tells the truth": a paused Connector plans nothing it will not
 // do, an agent's fail-closed exit shows NeedsRecovery at once, and a diagnosis only describes a
 // connector that is not well.
-import test from 'ava';
+import { readFileSync } from 'node:fs';
+import test, { type ExecutionContext } from 'ava';
 import type { ConnectorStatus, RecoveryStatus } from '../../src/operator/api/types.ts';
 import {
   connector,
@@ -254,6 +255,32 @@ test('lastHeartbeatTime: none while heartbeats arrive, exact once they stop', (t
 });
 
 // ---- one control-plane record, one owning Connector ----
+
+/**
+ * The fix a ConnectorIdConflict names is one the CRD accepts: spec.connector.id cannot be added,
+ * changed or removed after creation (crds/connectors.vaultpam.io.yaml), so it says to create a new
+ * Connector with another id, never to give this one another.
+ */
+function conflictFixIsPossible(t: ExecutionContext, message: string): void {
+  t.notRegex(message, /give this Connector another spec\.connector\.id/, message);
+  t.regex(message, /this Connector cannot change its spec\.connector\.id \(fixed at creation\)/, message);
+  t.regex(message, /create a new Connector with another spec\.connector\.id and delete this one/, message);
+}
+
+test('found, fixed: ConnectorIdConflict asked for a spec.connector.id change the CRD refuses', (t) => {
+  // The premise: the CRD refuses a change of the id (test/cluster/crd-validation.test.ts proves it).
+  const crd = readFileSync(new URL('../../crds/connectors.vaultpam.io.yaml', import.meta.url), 'utf8');
+  t.regex(crd, /spec\.connector\.id cannot be added, changed or removed after creation/);
+  const owned = planView(observed({ record: record({ ownerUid: 'another-connector-uid' }) }), NOW);
+  const ownedMessage = condition(owned.status, 'Stalled')?.message ?? '';
+  conflictFixIsPossible(t, ownedMessage);
+  t.regex(
+    ownedMessage,
+    /or delete the other Connector \(with deletionPolicy Retain, when it is in this namespace, to hand its record over to this one\)/,
+  );
+  const kept = planView(observed({ record: record({ ownerUid: null, handoverNamespace: 'team-a' }) }), NOW);
+  conflictFixIsPossible(t, condition(kept.status, 'Stalled')?.message ?? '');
+});
 
 test('a record owned by another Connector: Stalled ConnectorIdConflict, no call, no token', (t) => {
   const result = planView(observed({ record: pendingRecord({ ownerUid: 'another-connector-uid' }) }), NOW);

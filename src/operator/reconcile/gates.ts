@@ -97,6 +97,9 @@ function blockingReason(observed: Observed, spec: DefaultedSpec): Blocker | unde
   return undefined;
 }
 
+/** Why the fix of a ConnectorIdConflict is a new Connector: the CRD refuses a change of the id. */
+const FIXED_ID = 'this Connector cannot change its spec.connector.id (fixed at creation)';
+
 /**
  * The control plane's record of this connector id is another Connector's: owned by another UID, or
  * let go of for another namespace. Judged on its own as well as among the blockers: whatever blocker
@@ -108,7 +111,7 @@ export function connectorIdConflict(observed: Observed, spec: DefaultedSpec): Bl
   if (typeof owner === 'string' && owner !== observed.connector.metadata.uid) {
     return {
       reason: StalledReasons.ConnectorIdConflict,
-      message: `connector id ${spec.connector.id} belongs to another Connector in the control plane; give this Connector another spec.connector.id, or delete the other one (with deletionPolicy Retain, when it is in this namespace, to hand its record over)`,
+      message: `connector id ${spec.connector.id} belongs to another Connector in the control plane; ${FIXED_ID}: create a new Connector with another spec.connector.id and delete this one (its deletion leaves the other's record alone), or delete the other Connector (with deletionPolicy Retain, when it is in this namespace, to hand its record over to this one)`,
     };
   }
   // A record let go of for another namespace is not ours to claim (nor to mint or recover for): the
@@ -117,7 +120,7 @@ export function connectorIdConflict(observed: Observed, spec: DefaultedSpec): Bl
   if (typeof handover === 'string' && handover !== spec.namespace) {
     return {
       reason: StalledReasons.ConnectorIdConflict,
-      message: `connector id ${spec.connector.id} was kept by a Connector deleted with deletionPolicy Retain for a Connector of another namespace to claim, not this one; give this Connector another spec.connector.id (a kept record and its identity stay in the namespace of the Connector that had them)`,
+      message: `connector id ${spec.connector.id} was kept by a Connector deleted with deletionPolicy Retain for a Connector of another namespace to claim, not this one; ${FIXED_ID}: create a new Connector with another spec.connector.id and delete this one (its deletion leaves the kept record alone; a kept record and its identity stay in the namespace of the Connector that had them)`,
     };
   }
   return undefined;

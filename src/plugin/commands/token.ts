@@ -71,7 +71,7 @@ export function tokenRefusal(connector: Connector, answer: RecordJson, program: 
   const uid = connector.metadata.uid;
   const keptFor = record.handoverNamespace;
   if (!record.ownerUid && keptFor && keptFor !== namespace) {
-    return `the control plane's record ${record.connectorId} was kept by a Connector of another namespace deleted with deletionPolicy Retain; no Connector of this namespace can claim it: give this Connector another spec.connector.id (ConnectorIdConflict)`;
+    return `the control plane's record ${record.connectorId} was kept by a Connector of another namespace deleted with deletionPolicy Retain; no Connector of this namespace can claim it, and this Connector cannot change its spec.connector.id (fixed at creation): create a new Connector with another spec.connector.id and delete this one (ConnectorIdConflict)`;
   }
   if (!record.ownerUid) {
     return `the control plane's record ${record.connectorId} is not owned by this Connector; the operator claims it on its next pass once nothing blocks it (${program} status ${name} -n ${namespace} shows what it waits for)`;
