@@ -821,7 +821,12 @@ test.serial(
     const { kc } = cluster();
     const objects = kc.makeApiClient(CustomObjectsApi);
     const namespace = await createTestNamespace(kc, 'legacy-paired');
-    await createSecret(namespace, 'team-admin', { credential: usableAdminCredential(env.controlPlane) });
+    await createSecret(
+      namespace,
+      'team-admin',
+      { credential: usableAdminCredential(env.controlPlane) },
+      env.controlPlane.url,
+    );
     await createConfigMap(namespace, 'team-ca', { 'ca.crt': env.controlPlane.caPem });
     // The older release: its operator (stopped here) paired the Connector through the inline spec.
     await operator.stop();
