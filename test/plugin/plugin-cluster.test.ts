@@ -5,7 +5,6 @@
 // runbook's situations for real: healthy (Online), offline (the agent's process stopped: heartbeats
 // stop), identity lost (its claim deleted and recreated empty). Set VAULTPAM_PLUGIN_SAMPLES to a
 // directory to keep the outputs (docs/kubectl-plugin.md shows them).
-import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -19,13 +18,13 @@ import type { Connector } from '../../src/operator/api/types.ts';
 import { createTestNamespace, useCluster } from '../helpers/cluster.ts';
 import { eventually } from '../helpers/eventually.ts';
 import { connectors, controlPlaneResources, readyOf } from '../helpers/operator-env.ts';
+import { listFiles, PLUGIN, type Run, runPluginProcess, runProcess } from '../helpers/plugin-process.ts';
 import { useRunningPods } from '../helpers/running-pods.ts';
 import { assertNoSecrets } from '../helpers/secret-scan.ts';
 
 const cluster = useCluster(test);
 const system = useRunningPods(test, cluster);
 const root = new URL('../../', import.meta.url).pathname;
-const PLUGIN = join(root, 'src/bin/kubectl-vaultpam.ts');
 
 let namespace: string;
 let work: string;
@@ -34,39 +33,9 @@ let adoptedToken = '';
 /** Outputs kept for the documentation: name -> command and output. */
 const samples = new Map<string, string>();
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs a program to its end; a non-zero exit is an answer, not an error. */
-function runProcess(file: string, args: string[], env: NodeJS.ProcessEnv): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    execFile(
-      file,
-      args,
-      { env, cwd: work, maxBuffer: 16 * 1024 * 1024, timeout: 5 * 60_000 },
-      (error, stdout, stderr) => {
-        const code = error ? (error as { code?: unknown }).code : 0;
-        if (typeof code !== 'number') {
-          reject(error);
-          return;
-        }
-        resolve({ code, stdout, stderr });
-      },
-    );
-  });
-}
-
 /** `kubectl vaultpam ARGS` as its own process, with the admin kubeconfig in KUBECONFIG. */
 function plugin(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Run> {
-  return runProcess(process.execPath, [PLUGIN, ...args], {
-    PATH: process.env.PATH,
-    HOME: work,
-    KUBECONFIG: cluster().cluster.kubeconfigPath,
-    ...env,
-  });
+  return runPluginProcess(args, { kubeconfig: cluster().cluster.kubeconfigPath, home: work, env });
 }
 
 function keep(name: string, command: string, run: Run): void {
@@ -459,7 +428,7 @@ test.serial(
     const out = join(work, 'extracted');
     await mkdir(out, { recursive: true });
     for (const file of [bundle, join(work, 'adopted.tar.gz')]) {
-      const extracted = await runProcess('tar', ['-xzf', file, '-C', out], { PATH: process.env.PATH });
+      const extracted = await runProcess('tar', ['-xzf', file, '-C', out], { PATH: process.env.PATH }, work);
       t.is(extracted.code, 0, extracted.stderr);
     }
     const tops = await readdir(out);
@@ -540,45 +509,40 @@ test.serial('as a kubectl plugin: kubectl finds kubectl-vaultpam on the PATH and
   const env = { PATH: path, HOME: work, KUBECONFIG: cluster().cluster.kubeconfigPath };
   const build = join(root, 'tools/kubectl/build.sh');
   if (existsSync(build)) {
-    const built = await runProcess('bash', [build], { ...process.env, PATH: process.env.PATH });
+    const built = await runProcess('bash', [build], { ...process.env, PATH: process.env.PATH }, work);
     t.is(built.code, 0, built.stderr.slice(-2000));
     const kubectl = join(built.stdout.trim().split('\n').at(-1) ?? '', 'kubectl');
-    const listed = await runProcess(kubectl, ['plugin', 'list'], env);
+    const listed = await runProcess(kubectl, ['plugin', 'list'], env, work);
     t.regex(listed.stdout, /kubectl-vaultpam/);
-    const run = await runProcess(kubectl, ['vaultpam', 'status', '-n', namespace], env);
+    const run = await runProcess(kubectl, ['vaultpam', 'status', '-n', namespace], env, work);
     keep('kubectl-plugin', `kubectl vaultpam status -n ${namespace}`, run);
     t.is(run.code, 0, run.stderr);
     t.regex(run.stdout, /^healthy\s+Online\s+Autonomous/m);
     // kubectl refuses its flags before a plugin's name and hands over everything after it, so the
     // plugin takes them there, before or after its command.
-    const before = await runProcess(kubectl, ['--namespace', namespace, 'vaultpam', 'status'], env);
+    const before = await runProcess(kubectl, ['--namespace', namespace, 'vaultpam', 'status'], env, work);
     t.regex(before.stderr, /flags cannot be placed before plugin name/);
     const flagsFirst = await runProcess(
       kubectl,
       ['vaultpam', '--namespace', namespace, 'diagnose', 'healthy'],
       env,
+      work,
     );
     t.is(flagsFirst.code, 0, flagsFirst.stdout + flagsFirst.stderr);
-    const help = await runProcess(kubectl, ['vaultpam', '--help'], env);
+    const help = await runProcess(kubectl, ['vaultpam', '--help'], env, work);
     t.regex(help.stdout, /^Usage: kubectl vaultpam COMMAND/);
   } else {
     t.log('tools/kubectl/build.sh is not there: running the plugin by its name on the PATH instead');
-    const run = await runProcess('kubectl-vaultpam', ['status', '-n', namespace], env);
+    const run = await runProcess('kubectl-vaultpam', ['status', '-n', namespace], env, work);
     t.is(run.code, 0, run.stderr);
     t.regex(run.stdout, /^healthy\s+Online\s+Autonomous/m);
   }
-  const context = await runProcess('kubectl-vaultpam', ['status', '-n', namespace, '--context', 'nope'], env);
+  const context = await runProcess(
+    'kubectl-vaultpam',
+    ['status', '-n', namespace, '--context', 'nope'],
+    env,
+    work,
+  );
   t.is(context.code, 3);
   t.regex(context.stderr, /--context: no context "nope" in the kubeconfig; it has /);
 });
-
-async function listFiles(dir: string, prefix = ''): Promise<string[]> {
-  const entries = await readdir(join(dir, prefix), { withFileTypes: true }).catch(() => []);
-  const files: string[] = [];
-  for (const entry of entries) {
-    const path = prefix ? `${prefix}/${entry.name}` : entry.name;
-    if (entry.isDirectory()) files.push(...(await listFiles(dir, path)));
-    else if (entry.isFile()) files.push(path);
-  }
-  return files;
-}
