@@ -31,6 +31,59 @@ test('the archive is a gzipped ustar that the real tar lists and extracts byte f
   for (const entry of entries) t.is(await readFile(join(dir, entry.path), 'utf8'), entry.content);
 });
 
+test('a path longer than ustar holds goes in a pax header: the real tar extracts it under its full name', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'plugin-tar-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const top = `vaultpam-report-review-4242-1-plain-${'a'.repeat(20)}-20261205-082700`;
+  const entries = [
+    // A pod name of 126 characters (any pod with the Connector's labels is collected), a claim of
+    // 95: neither fits a 100-byte name after the top directory.
+    { path: `${top}/objects/pod-plain-${'a'.repeat(120)}.yaml`, content: 'pod\n' },
+    { path: `${top}/objects/persistentvolumeclaim-data.${'b'.repeat(90)}.yaml`, content: 'claim\n' },
+    { path: `${top}/logs/plain-${'a'.repeat(120)}/connector.log`, content: 'log\n' },
+    // The longest a name makes it: a 253-character pod name, in a directory of the same length.
+    { path: `${top}/logs/${'p'.repeat(253)}/${'c'.repeat(63)}.previous.log`, content: 'previous\n' },
+    // Records of 998, 999, 1001 and 1002 bytes: the length counts its own digits, so none is 1000.
+    // (A name between slashes every 100 characters: a file system takes at most 255 in one.)
+    ...[986, 987, 988, 989].map((n) => ({
+      path: `x/${Array.from({ length: n }, (_, i) => (i % 100 === 99 ? '/' : 'y')).join('')}`,
+      content: `${n}\n`,
+    })),
+    { path: `${top}/README.txt`, content: 'short names stay plain ustar\n' },
+  ];
+  const file = join(dir, 'out.tar.gz');
+  await writeFile(file, tarGz(entries, new Date('2026-03-01T12:00:00Z')));
+  // GNU tar (the machine's tar), and bsdtar (libarchive: macOS's tar) where it is installed.
+  const readers = ['tar', ...((await run('bsdtar', ['--version']).catch(() => undefined)) ? ['bsdtar'] : [])];
+  if (readers.length === 1) t.log('bsdtar is not installed: the archive is read back by GNU tar alone');
+  for (const tar of readers) {
+    const { stdout } = await run(tar, ['-tzf', file]);
+    t.deepEqual(
+      stdout.trimEnd().split('\n'),
+      entries.map((e) => e.path),
+      `${tar}: every entry listed under its full name, and no PaxHeaders entry among them`,
+    );
+    const into = await mkdtemp(join(dir, `${tar}-`));
+    await run(tar, ['-xzf', file, '-C', into]);
+    for (const entry of entries) t.is(await readFile(join(into, entry.path), 'utf8'), entry.content, tar);
+  }
+});
+
+test('a path no tar entry may have is refused, naming it and why', (t) => {
+  for (const [path, why] of [
+    ['', 'it is empty'],
+    ['/etc/passwd', 'it is absolute'],
+    ['bundle/../../escape.txt', "an empty, '.' or '..' name"],
+    ['bundle//x', "an empty, '.' or '..' name"],
+    ['bundle/./x', "an empty, '.' or '..' name"],
+    ['bundle/x\0y', 'a NUL character'],
+  ] as const) {
+    const error = t.throws(() => tarGz([{ path, content: 'x' }]));
+    t.true(error?.message.startsWith(`tar entry path ${JSON.stringify(path)}: `), error?.message);
+    t.true(error?.message.includes(why), error?.message);
+  }
+});
+
 test('redaction: known values, tokens, keys and credential shapes go; YAML, certificates and ids stay', (t) => {
   const credential = 'adm_9f8e7d6c5b4a3f2e1d0c';
   const token = `vpe_0123456789abcdef_${'A'.repeat(20)}b${'c'.repeat(22)}`;

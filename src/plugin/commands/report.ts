@@ -32,8 +32,16 @@ function objectYaml(object: { metadata?: V1ObjectMeta } & Record<string, unknown
   return toYaml({ ...object, metadata });
 }
 
-function stamp(now: Date): string {
-  return now.toISOString().slice(0, 19).replaceAll(':', '').replaceAll('-', '');
+/**
+ * The bundle's name (its file and its top directory): vaultpam-report-<namespace>-<name>-<UTC time>,
+ * the time as 20261205-082700. No upper case, as Kubernetes names have none: an error line quotes a
+ * file it could not write cleaned as server text is, where a run of 32 characters with upper and
+ * lower case and digits reads as a key and is redacted, so with ISO's "T" the name came out as
+ * "[REDACTED].tar.gz".
+ */
+function bundleName(namespace: string, name: string, now: Date): string {
+  const [date = '', time = ''] = now.toISOString().slice(0, 19).split('T');
+  return `vaultpam-report-${namespace}-${name}-${date.replaceAll('-', '')}-${time.replaceAll(':', '')}`;
 }
 
 interface Collector {
@@ -210,7 +218,7 @@ export async function reportCommand(ctx: CommandContext): Promise<number> {
     auditCount: BUNDLE_AUDIT,
     onCredential: (credential) => known.push(credential),
   });
-  const top = `vaultpam-report-${ctx.namespace}-${name}-${stamp(now)}`;
+  const top = bundleName(ctx.namespace, name, now);
   const files: Array<{ path: string; content: string }> = [];
   const missing: Array<[string, string]> = [];
   const notes: string[] = [];
@@ -254,8 +262,16 @@ export async function reportCommand(ctx: CommandContext): Promise<number> {
     ...files.map((f) => ({ path: `${top}/${f.path}`, content: f.content })),
   ].map((entry) => ({ path: entry.path, content: redactBundleText(String(entry.content), known) }));
   const file = options.file ?? `${top}.tar.gz`;
+  // Building the archive and writing it fail for different reasons, said apart: a build failure
+  // is the plugin's (an entry path no tar may hold), a write failure the file's (EACCES, ENOENT).
+  let archive: Buffer;
   try {
-    await writeFile(file, tarGz(entries, now), { mode: 0o600 });
+    archive = tarGz(entries, now);
+  } catch (error) {
+    throw new Error(`cannot build the bundle (nothing was written): ${errorMessage(error)}`);
+  }
+  try {
+    await writeFile(file, archive, { mode: 0o600 });
   } catch (error) {
     throw new Error(`cannot write ${file}: ${errorMessage(error)}`);
   }
