@@ -6,7 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import test from 'ava';
-import { redactBundleText } from '../../src/plugin/redaction.ts';
+import { toYaml } from '../../src/plugin/output.ts';
+import { redactBundleText, redactedArgv, withoutPlainValues } from '../../src/plugin/redaction.ts';
 import { tarGz } from '../../src/plugin/tar-gz.ts';
 
 const run = promisify(execFile);
@@ -127,5 +128,42 @@ test('redaction: known values, tokens, keys and credential shapes go; YAML, cert
   t.true(
     out.includes('  secret:\n    secretName: edge-enrollment-token'),
     'YAML keys do not swallow the next line',
+  );
+});
+
+test('an object dump: values by position, where no line pattern sees a secret', (t) => {
+  t.deepEqual(
+    redactedArgv([
+      '--password=Tr0ub4dor&3-horse',
+      '--token-file',
+      '/run/token',
+      '-v',
+      'DB_PWD=x y',
+      '--password',
+    ]),
+    ['--password=[REDACTED]', '--token-file', '/run/token', '-v', 'DB_PWD=[REDACTED] y', '--password'],
+    "a whole value after '=' (the line pattern stops at '&'); a path after --token-file stays",
+  );
+  const pod = withoutPlainValues({
+    metadata: { name: 'p', annotations: { 'kubectl.kubernetes.io/last-applied-configuration': '{}' } },
+    // A flag ending the command takes the first arg as its value.
+    spec: { containers: [{ name: 'c', command: ['agent', '--api-key'], args: ['k3y', '--debug'] }] },
+  });
+  t.is(
+    toYaml(pod),
+    [
+      'metadata:',
+      '  name: p', // no annotations left: none is written
+      'spec:',
+      '  containers:',
+      '    - name: c',
+      '      command:',
+      '        - agent',
+      '        - --api-key',
+      '      args:',
+      "        - '[REDACTED]'",
+      '        - --debug',
+      '',
+    ].join('\n'),
   );
 });

@@ -1,15 +1,18 @@
-// `kubectl vaultpam report` against the real API server, with what a namespace's other users can put
-// in its way: a pod or claim whose long name the bundle must hold, read back by the real tar. No
+// `kubectl vaultpam report` against the real API server, with what a namespace's users put in its
+// way, its bundles read back by the real tar: a pod or claim whose long name the bundle must hold,
+// and an adopted workload written with its secrets in the open, which the bundle must not hold. No
 // operator runs here: the report reads what the API server has, which is all these tests need.
 import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CoreV1Api } from '@kubernetes/client-node';
+import { AppsV1Api, CoreV1Api } from '@kubernetes/client-node';
 import test from 'ava';
 import { selectorLabels } from '../../src/operator/api/constants.ts';
 import { createTestNamespace, installCrds, useCluster } from '../helpers/cluster.ts';
+import { eventually } from '../helpers/eventually.ts';
 import { connectors } from '../helpers/operator-env.ts';
 import { listFiles, type Run, runPluginProcess, runProcess } from '../helpers/plugin-process.ts';
+import { assertNoSecrets } from '../helpers/secret-scan.ts';
 
 const cluster = useCluster(test);
 
@@ -21,6 +24,13 @@ test.serial.before(async () => {
   await installCrds(kc);
   namespace = await createTestNamespace(kc, 'report');
   work = await mkdtemp(join(tmpdir(), 'report-cluster-'));
+  // Pods are admitted once the ServiceAccount controller has made the namespace's default account.
+  await eventually(
+    () => kc.makeApiClient(CoreV1Api).readNamespacedServiceAccount({ namespace, name: 'default' }),
+    {
+      description: `ServiceAccount ${namespace}/default`,
+    },
+  );
 });
 
 test.after.always(async () => {
@@ -56,7 +66,6 @@ test.serial(
   async (t) => {
     const { kc } = cluster();
     const core = kc.makeApiClient(CoreV1Api);
-    await core.createNamespacedServiceAccount({ namespace, body: { metadata: { name: 'default' } } });
     // Anyone who may create a pod in the namespace may give it the Connector's labels: the report
     // collects it, and its name (here 126 characters) must not stop the bundle.
     const pod = `plain-${'a'.repeat(120)}`;
@@ -103,5 +112,120 @@ test.serial(
       new RegExp(`^error: cannot write vaultpam-report-${namespace}-plain-\\d{8}-\\d{6}\\.tar\\.gz: `),
     );
     t.false(unwritable.stderr.includes('[REDACTED]'), unwritable.stderr);
+  },
+);
+
+test.serial(
+  'an adopted workload: its env values, secret flags and last-applied copy stay out of the bundle',
+  async (t) => {
+    const { kc } = cluster();
+    // What a person's own Deployment holds in the open, as the reviewer found it kept: values on the
+    // line after their names, a password as the item after its flag, one in a shell line, and
+    // kubectl apply's copy of all of it in an annotation.
+    const password = 'Tr0ub4dor&3-horse';
+    const awsKey = 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY';
+    const vaultToken = 'hvs.CAESIJ1abcdefgh';
+    const apiKey = 'sk_live_short1234';
+    const shellPassword = 'hunter2-in-a-shell-line';
+    const headerKey = 'header-api-key-0123';
+    const initSecret = 'init-container-secret';
+    const secrets = [password, awsKey, vaultToken, apiKey, shellPassword, headerKey, initSecret];
+    const podSpec = {
+      initContainers: [
+        { name: 'migrate', image: 'migrate', env: [{ name: 'MIGRATION_CONN', value: initSecret }] },
+      ],
+      containers: [
+        {
+          name: 'connector',
+          image: 'vaultpam-connector:test',
+          command: [
+            'sh',
+            '-c',
+            `exec agent --db-password ${shellPassword} --token-file /var/run/vaultpam/token`,
+          ],
+          args: ['--password', password, `--api-key=${apiKey}`, '--verbose'],
+          env: [
+            { name: 'DB_PASSWORD', value: password },
+            { name: 'AWS_SECRET_ACCESS_KEY', value: awsKey },
+            { name: 'VAULT_TOKEN', value: vaultToken },
+            { name: 'FROM_SECRET', valueFrom: { secretKeyRef: { name: 'db-secret', key: 'password' } } },
+          ],
+          readinessProbe: {
+            httpGet: { path: '/ready', port: 8080, httpHeaders: [{ name: 'X-Api-Key', value: headerKey }] },
+          },
+        },
+      ],
+    };
+    const deployment = {
+      metadata: { name: 'legacy', labels: { 'vaultpam.io/adopted-by': 'adopted' } },
+      spec: {
+        replicas: 1,
+        selector: { matchLabels: { app: 'legacy-connector' } },
+        template: { metadata: { labels: { app: 'legacy-connector' } }, spec: podSpec },
+      },
+    };
+    const lastApplied = JSON.stringify({ apiVersion: 'apps/v1', kind: 'Deployment', ...deployment });
+    await kc.makeApiClient(AppsV1Api).createNamespacedDeployment({
+      namespace,
+      body: {
+        ...deployment,
+        metadata: {
+          ...deployment.metadata,
+          annotations: { 'kubectl.kubernetes.io/last-applied-configuration': lastApplied, team: 'payments' },
+        },
+      },
+    });
+    // Its pod, made from the template by the ReplicaSet controller (no node runs it: it stays Pending).
+    const podName = await eventually(
+      async () =>
+        (
+          await kc
+            .makeApiClient(CoreV1Api)
+            .listNamespacedPod({ namespace, labelSelector: 'app=legacy-connector' })
+        ).items[0]?.metadata?.name,
+      { description: "the Deployment's pod" },
+    );
+    await connectors(kc).create(namespace, {
+      metadata: { name: 'adopted', namespace },
+      spec: {
+        connector: { org: 'acme', endpointId: 'ep-1' },
+        workloadRef: { kind: 'Deployment', name: 'legacy' },
+      },
+    });
+
+    const files = await reportFiles(t, 'adopted');
+    const workload = files.get('objects/deployment-legacy.yaml') ?? '';
+    const pod = files.get(`objects/pod-${podName}.yaml`) ?? '';
+    assertNoSecrets(t, 'the bundle', [...files.values()].join('\n'), secrets);
+    for (const [what, yaml] of [
+      ['the Deployment', workload],
+      ['its pod', pod],
+    ] as const) {
+      t.regex(
+        yaml,
+        /- name: DB_PASSWORD\n\s+value: '\[REDACTED\]'\n/,
+        `${what}: the name stays, the value goes`,
+      );
+      t.regex(
+        yaml,
+        /secretKeyRef:\n\s+key: password\n\s+name: db-secret\n/,
+        `${what}: valueFrom names, it is kept`,
+      );
+      t.regex(yaml, /- --password\n\s+- '\[REDACTED\]'\n\s+- --api-key=\[REDACTED\]\n\s+- --verbose\n/, what);
+      t.regex(
+        yaml,
+        /--db-password \[REDACTED\] --token-file \/var\/run\/vaultpam\/token/,
+        `${what}: a path stays`,
+      );
+      t.regex(yaml, /- name: X-Api-Key\n\s+value: '\[REDACTED\]'\n/, what);
+      t.regex(yaml, /- name: MIGRATION_CONN\n\s+value: '\[REDACTED\]'\n/, `${what}: init containers too`);
+    }
+    t.false(workload.includes('last-applied-configuration'), 'the last-applied copy is left out');
+    t.regex(workload, /^ {4}team: payments$/m, 'other annotations stay');
+    t.regex(
+      files.get('README.txt') ?? '',
+      /every container env value and HTTP header value is replaced with \[REDACTED\] \(valueFrom,\n.*\ncommand and args \(the word after --password, or after the '=' of such a flag\); the\n/,
+      'said whole: the README passes through the redaction too',
+    );
   },
 );

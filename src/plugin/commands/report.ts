@@ -14,7 +14,7 @@ import { describeApiError } from '../../operator/runtime/api-errors.ts';
 import { type ConnectorFacts, gatherFacts } from '../connector-facts.ts';
 import { type CommandContext, EXIT, readConnector } from '../context.ts';
 import { table, toYaml } from '../output.ts';
-import { redactBundleText } from '../redaction.ts';
+import { redactBundleText, withoutPlainValues } from '../redaction.ts';
 import { runbookChecks } from '../runbook-checks.ts';
 import { statusReport, statusReportText } from '../status-report.ts';
 import { type TarEntry, tarGz } from '../tar-gz.ts';
@@ -26,10 +26,14 @@ const OPERATOR_CONTAINER = 'operator';
 /** Audit entries the bundle takes (`status` shows the newest 20). */
 const BUNDLE_AUDIT = 500;
 
-/** An object as YAML without what says nothing to support (managedFields). */
+/**
+ * An object as YAML without what says nothing to support (managedFields) and without the values a
+ * pod spec holds in the open (withoutPlainValues: env and header values, secret-named flags'
+ * values, the last-applied copy). An adopted workload is a person's own, written as they wrote it.
+ */
 function objectYaml(object: { metadata?: V1ObjectMeta } & Record<string, unknown>): string {
   const { managedFields: _fields, ...metadata } = object.metadata ?? {};
-  return toYaml({ ...object, metadata });
+  return toYaml(withoutPlainValues({ ...object, metadata }));
 }
 
 /**
@@ -248,6 +252,11 @@ export async function reportCommand(ctx: CommandContext): Promise<number> {
     '',
     'Redacted: no Secret was read for this bundle except the control-plane credential (to ask the control plane),',
     'and that value, enrollment tokens, private keys and credential-shaped text are replaced with [REDACTED].',
+    // Worded so that this file's own redaction leaves it whole (it took "--api-key=VALUE)" for a key).
+    'In objects/, every container env value and HTTP header value is replaced with [REDACTED] (valueFrom,',
+    'which names a Secret and holds nothing, is kept), and so is every value given to a secret-named flag in',
+    "command and args (the word after --password, or after the '=' of such a flag); the",
+    'kubectl.kubernetes.io/last-applied-configuration annotation, a copy of the object with those values, is left out.',
     '',
     'Files:',
     ...files.map((f) => `  ${f.path}`),
