@@ -131,6 +131,21 @@ test('redaction: known values, tokens, keys and credential shapes go; YAML, cert
   );
 });
 
+test('redaction of a line of megabytes takes time in proportion to it, whatever it holds', (t) => {
+  // What a pod's process may write as one log line: before, a long run overflowed V8's regexp
+  // stack ("Maximum call stack size exceeded": no bundle) and the last two took hours.
+  const size = 8 * 1024 * 1024;
+  const secret = 'hunter2hunter2';
+  for (const piece of ['x', 'token=', 'eyJ', 'Bearer ', 'eyJ-', 'a-']) {
+    const line = `${piece.repeat(Math.ceil(size / piece.length))} password=${secret}`;
+    const started = Date.now();
+    const out = redactBundleText(line, []);
+    const seconds = (Date.now() - started) / 1000;
+    t.true(seconds < 10, `${JSON.stringify(piece)} x ${size}: ${seconds} s`);
+    t.false(out.includes(secret), `${JSON.stringify(piece)} x ${size}: the secret after it is still found`);
+  }
+});
+
 test('an object dump: values by position, where no line pattern sees a secret', (t) => {
   t.deepEqual(
     redactedArgv([
