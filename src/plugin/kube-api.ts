@@ -49,6 +49,15 @@ export async function readable<T>(read: () => Promise<T>): Promise<Readable<T>> 
 
 const connectorPath = (namespace: string) => ({ group: GROUP, version: VERSION, namespace, plural: PLURAL });
 
+/**
+ * The most of one log the plugin reads (8 MiB), asked of the kubelet as limitBytes: the client reads
+ * a log whole into memory, and a line is as long as the agent (or whatever runs in the pod) makes
+ * it, so without a bound one endless line fills this process. With tailLines, the kubelet sends the
+ * first this-many bytes of the last lines. 500 agent lines are tens of KiB, the operator's 20 times
+ * as many a few MiB.
+ */
+export const LOG_LIMIT_BYTES = 8 * 1024 * 1024;
+
 export class KubeApi {
   readonly kc: KubeConfig;
   private readonly core: CoreV1Api;
@@ -180,7 +189,14 @@ export class KubeApi {
     tailLines: number,
     previous = false,
   ): Promise<string> {
-    return this.core.readNamespacedPodLog({ namespace, name: pod, container, tailLines, previous });
+    return this.core.readNamespacedPodLog({
+      namespace,
+      name: pod,
+      container,
+      tailLines,
+      previous,
+      limitBytes: LOG_LIMIT_BYTES,
+    });
   }
 
   /** The Events of the namespace about the objects named, oldest first. */

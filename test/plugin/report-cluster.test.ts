@@ -1,13 +1,18 @@
 // `kubectl vaultpam report` against the real API server, with what a namespace's users put in its
 // way, its bundles read back by the real tar: a pod or claim whose long name the bundle must hold,
-// and an adopted workload written with its secrets in the open, which the bundle must not hold. No
-// operator runs here: the report reads what the API server has, which is all these tests need.
+// an adopted workload written with its secrets in the open, which the bundle must not hold, and a
+// log of one endless line, which it must not read whole. No operator runs here: the report reads
+// what the API server has, which is all these tests need.
 import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { createServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { AppsV1Api, CoreV1Api } from '@kubernetes/client-node';
+import { AppsV1Api, CoreV1Api, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import test from 'ava';
 import { selectorLabels } from '../../src/operator/api/constants.ts';
+import { LOG_LIMIT_BYTES } from '../../src/plugin/kube-api.ts';
+import { selfSignedCertificate } from '../helpers/certificates.ts';
 import { createTestNamespace, installCrds, useCluster } from '../helpers/cluster.ts';
 import { eventually } from '../helpers/eventually.ts';
 import { connectors } from '../helpers/operator-env.ts';
@@ -61,6 +66,25 @@ async function reportFiles(t: import('ava').ExecutionContext, name: string): Pro
   return files;
 }
 
+/** A Connector, and a pod with its selector labels (on `node`, when one is named). */
+async function connectorWithPod(name: string, pod: string, node?: string): Promise<void> {
+  const { kc } = cluster();
+  await connectors(kc).create(namespace, {
+    metadata: { name, namespace },
+    spec: { connector: { org: 'acme', endpointId: 'ep-1' } },
+  });
+  await kc.makeApiClient(CoreV1Api).createNamespacedPod({
+    namespace,
+    body: {
+      metadata: { name: pod, labels: selectorLabels(name) },
+      spec: {
+        ...(node ? { nodeName: node } : {}),
+        containers: [{ name: 'connector', image: 'vaultpam-connector:test' }],
+      },
+    },
+  });
+}
+
 test.serial(
   'long names: a pod and a claim of legal length are in the bundle under their full names',
   async (t) => {
@@ -69,17 +93,7 @@ test.serial(
     // Anyone who may create a pod in the namespace may give it the Connector's labels: the report
     // collects it, and its name (here 126 characters) must not stop the bundle.
     const pod = `plain-${'a'.repeat(120)}`;
-    await connectors(kc).create(namespace, {
-      metadata: { name: 'plain', namespace },
-      spec: { connector: { org: 'acme', endpointId: 'ep-1' } },
-    });
-    await core.createNamespacedPod({
-      namespace,
-      body: {
-        metadata: { name: pod, labels: selectorLabels('plain') },
-        spec: { containers: [{ name: 'connector', image: 'busybox' }] },
-      },
-    });
+    await connectorWithPod('plain', pod);
     // A person's own claim, named as a DNS subdomain may be (95 characters).
     const claim = `data.${'b'.repeat(90)}`;
     await core.createNamespacedPersistentVolumeClaim({
@@ -227,5 +241,92 @@ test.serial(
       /every container env value and HTTP header value is replaced with \[REDACTED\] \(valueFrom,\n.*\ncommand and args \(the word after --password, or after the '=' of such a flag\); the\n/,
       'said whole: the README passes through the redaction too',
     );
+  },
+);
+
+test.serial(
+  'a log of one endless line: the kubelet is asked for at most LOG_LIMIT_BYTES, and the bundle says it is cut',
+  async (t) => {
+    const { kc } = cluster();
+    const core = kc.makeApiClient(CoreV1Api);
+    // The test's cluster has no kubelet: this one serves container logs, as the API server asks them
+    // of a node (GET /containerLogs/<ns>/<pod>/<container>?<the client's options>), and keeps each
+    // query. Its log is what a hostile agent writes: one line longer than the bound, then a last one.
+    // It honours limitBytes as the kubelet does (it stops writing there); without it, all is sent.
+    const log = `${'x'.repeat(LOG_LIMIT_BYTES + 1024 * 1024)}\nthe last line\n`;
+    const asked: URLSearchParams[] = [];
+    const { certPem, keyPem } = await selfSignedCertificate({
+      commonName: 'report-node',
+      sanIps: ['127.0.0.1'],
+    });
+    const kubelet = createServer({ cert: certPem, key: keyPem }, (request, response) => {
+      const url = new URL(request.url ?? '/', 'https://kubelet');
+      asked.push(url.searchParams);
+      const limit = Number(url.searchParams.get('limitBytes') ?? Number.POSITIVE_INFINITY);
+      response.writeHead(200, { 'Content-Type': 'text/plain' });
+      response.end(Buffer.from(log).subarray(0, limit));
+    });
+    await new Promise<void>((resolve) => kubelet.listen(0, '127.0.0.1', resolve));
+    t.teardown(() => new Promise<void>((resolve) => kubelet.close(() => resolve())));
+    const port = (kubelet.address() as AddressInfo).port;
+    // The API server finds a node's kubelet by its Node: the address, and the port it registered.
+    // (With no --kubelet-certificate-authority, it does not verify the kubelet's certificate.)
+    await core.createNode({
+      body: {
+        metadata: { name: 'report-node' },
+        status: {
+          addresses: [{ type: 'InternalIP', address: '127.0.0.1' }],
+          daemonEndpoints: { kubeletEndpoint: { Port: port } },
+        },
+      },
+    });
+    await connectorWithPod('chatty', 'chatty-0', 'report-node');
+    // Running after a restart, as the kubelet would write it: the report reads the log and the previous one.
+    await core.patchNamespacedPodStatus(
+      {
+        namespace,
+        name: 'chatty-0',
+        body: {
+          status: {
+            phase: 'Running',
+            containerStatuses: [
+              {
+                name: 'connector',
+                image: 'vaultpam-connector:test',
+                imageID: '',
+                ready: true,
+                restartCount: 1,
+                state: { running: { startedAt: new Date() } },
+              },
+            ],
+          },
+        },
+      },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    );
+
+    const files = await reportFiles(t, 'chatty');
+    t.deepEqual(
+      asked.map((query) => [
+        query.get('previous') ?? 'false',
+        query.get('limitBytes'),
+        query.get('tailLines'),
+      ]),
+      [
+        ['false', String(LOG_LIMIT_BYTES), '500'],
+        ['true', String(LOG_LIMIT_BYTES), '500'],
+      ],
+      'both reads carry limitBytes through the API server to the kubelet',
+    );
+    for (const path of ['logs/chatty-0/connector.log', 'logs/chatty-0/connector.previous.log']) {
+      t.is(Buffer.byteLength(files.get(path) ?? ''), LOG_LIMIT_BYTES, `${path}: the first LOG_LIMIT_BYTES`);
+      t.regex(
+        files.get('README.txt') ?? '',
+        new RegExp(
+          `^${path.replaceAll('.', '\\.')}: the .* was cut at ${LOG_LIMIT_BYTES} bytes \\(limitBytes\\)`,
+          'm',
+        ),
+      );
+    }
   },
 );

@@ -13,6 +13,7 @@ import { childNames } from '../../operator/reconcile/desired-objects.ts';
 import { describeApiError } from '../../operator/runtime/api-errors.ts';
 import { type ConnectorFacts, gatherFacts } from '../connector-facts.ts';
 import { type CommandContext, EXIT, readConnector } from '../context.ts';
+import { LOG_LIMIT_BYTES } from '../kube-api.ts';
 import { table, toYaml } from '../output.ts';
 import { redactBundleText, withoutPlainValues } from '../redaction.ts';
 import { runbookChecks } from '../runbook-checks.ts';
@@ -111,6 +112,33 @@ export function tokenSecretNote(connector: Connector): TokenSecretNote {
   };
 }
 
+/**
+ * One log into the bundle at `path` (what `keep` takes of it), or `what` could not be read and why.
+ * A log the kubelet cut at LOG_LIMIT_BYTES holds the first bytes of its last lines, not the newest:
+ * README.txt says so, lest its end be taken for the pod's last word.
+ */
+async function collectLog(
+  out: Collector,
+  path: string,
+  what: string,
+  read: () => Promise<string>,
+  keep: (log: string) => string = (log) => log,
+): Promise<void> {
+  let log: string;
+  try {
+    log = await read();
+  } catch (error) {
+    out.missing(what, describeApiError(error));
+    return;
+  }
+  out.add(path, keep(log));
+  if (Buffer.byteLength(log) >= LOG_LIMIT_BYTES) {
+    out.note(
+      `${path}: the ${what} was cut at ${LOG_LIMIT_BYTES} bytes (limitBytes): it is the start of the last lines asked for, and the newest lines are missing.`,
+    );
+  }
+}
+
 async function collectPodsAndLogs(ctx: CommandContext, facts: ConnectorFacts, out: Collector): Promise<void> {
   const { connector } = facts;
   const namespace = ctx.namespace;
@@ -135,15 +163,13 @@ async function collectPodsAndLogs(ctx: CommandContext, facts: ConnectorFacts, ou
     out.add(`objects/pod-${podName}.yaml`, objectYaml(pod as never));
     for (const status of pod.status?.containerStatuses ?? []) {
       const tail = ctx.options.tailLines;
-      await ctx.api.readPodLog(namespace, podName, status.name, tail).then(
-        (log) => out.add(`logs/${podName}/${status.name}.log`, log),
-        (error: unknown) => out.missing(`log of ${podName}/${status.name}`, describeApiError(error)),
+      const where = `${podName}/${status.name}`;
+      await collectLog(out, `logs/${where}.log`, `log of ${where}`, () =>
+        ctx.api.readPodLog(namespace, podName, status.name, tail),
       );
       if ((status.restartCount ?? 0) > 0) {
-        await ctx.api.readPodLog(namespace, podName, status.name, tail, true).then(
-          (log) => out.add(`logs/${podName}/${status.name}.previous.log`, log),
-          (error: unknown) =>
-            out.missing(`previous log of ${podName}/${status.name}`, describeApiError(error)),
+        await collectLog(out, `logs/${where}.previous.log`, `previous log of ${where}`, () =>
+          ctx.api.readPodLog(namespace, podName, status.name, tail, true),
         );
       }
     }
@@ -179,15 +205,17 @@ async function collectOperatorLogs(
   for (const pod of pods) {
     const podName = pod.metadata?.name ?? 'operator';
     // The reconciler's lines about one Connector are a small share of the operator's: read more.
-    await ctx.api.readPodLog(operatorNamespace, podName, OPERATOR_CONTAINER, ctx.options.tailLines * 20).then(
-      (log) => {
-        const lines = log
+    await collectLog(
+      out,
+      `operator/${podName}.log`,
+      `operator log of ${operatorNamespace}/${podName}`,
+      () => ctx.api.readPodLog(operatorNamespace, podName, OPERATOR_CONTAINER, ctx.options.tailLines * 20),
+      (log) =>
+        log
           .split('\n')
-          .filter((line) => line.includes(`"connector":"${key}"`) || line.includes(facts.connectorId));
-        out.add(`operator/${podName}.log`, lines.slice(-ctx.options.tailLines).join('\n'));
-      },
-      (error: unknown) =>
-        out.missing(`operator log of ${operatorNamespace}/${podName}`, describeApiError(error)),
+          .filter((line) => line.includes(`"connector":"${key}"`) || line.includes(facts.connectorId))
+          .slice(-ctx.options.tailLines)
+          .join('\n'),
     );
   }
 }
