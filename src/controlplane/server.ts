@@ -11,6 +11,12 @@ import { join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import { type Clock, systemClock } from '../lib/clock.ts';
+import {
+  ConnectionLimits,
+  closeServer,
+  connectionsTheDescriptorsAllow,
+  deadlineOptions,
+} from '../lib/connection-limits.ts';
 import { errorMessage } from '../lib/errors.ts';
 import { silentLogger } from '../lib/logger.ts';
 import { writeFileAtomic } from '../lib/write-file-atomic.ts';
@@ -18,7 +24,6 @@ import type { WriteBudgets } from './budgets.ts';
 import { cpError } from './errors.ts';
 import { AdminAuth, credentialHashLine, isCredentialHash } from './http/auth.ts';
 import { answerClientError } from './http/client-error.ts';
-import { ConnectionLimits, connectionsTheDescriptorsAllow } from './http/connection-limits.ts';
 import { sendError, sendJson, sendText } from './http/respond.ts';
 import { Router } from './http/router.ts';
 import { authenticate, ROUTES, type RouteContext, type RouteDefinition } from './http/routes.ts';
@@ -39,7 +44,7 @@ export const DEFAULTS = {
   sweepIntervalMs: 1000,
   flushIntervalMs: 5000,
   keepAliveTimeoutSeconds: 2,
-  /** Connections of one remote address held at once (http/connection-limits.ts). */
+  /** Connections of one remote address held at once (lib/connection-limits.ts). */
   maxConnectionsPerAddress: 4096,
   /** Connections held at once in all. */
   maxConnections: 32_768,
@@ -347,10 +352,11 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
       requestCert: true,
       rejectUnauthorized: false,
       keepAliveTimeout: keepAliveTimeoutSeconds * 1000,
-      handshakeTimeout: FIRST_WORDS_TIMEOUT_MS,
-      headersTimeout: FIRST_WORDS_TIMEOUT_MS,
-      requestTimeout: 60_000,
-      connectionsCheckingInterval: DEADLINE_CHECK_INTERVAL_MS,
+      ...deadlineOptions({
+        firstWordsMs: FIRST_WORDS_TIMEOUT_MS,
+        requestMs: 60_000,
+        checkEveryMs: DEADLINE_CHECK_INTERVAL_MS,
+      }),
       sessionTimeout: TLS_SESSION_LIFETIME_SECONDS,
     },
     (req, res) => {
@@ -363,7 +369,9 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
     perAddress: Math.min(options.maxConnectionsPerAddress ?? DEFAULTS.maxConnectionsPerAddress, total),
     total,
     logger,
+    serverName: 'the control plane',
     refused: (reason) => metrics.connectionsRefused.inc({ reason }),
+    countedAs: 'cp_connections_refused_total',
     firstRequestWithinMs: FIRST_WORDS_TIMEOUT_MS,
     onSaturated: () => service?.graceForRefusedConnections(),
   });
@@ -437,16 +445,8 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
         closing = true;
         for (const timer of timers) clearInterval(timer);
         core.releaseWaiters();
-        await new Promise<void>((resolve) => {
-          if (!server.listening) {
-            resolve();
-            return;
-          }
-          server.close(() => resolve());
-          server.closeIdleConnections();
-          // Long-polls were released above; anything still open after a moment is cut.
-          setTimeout(() => server.closeAllConnections(), 2000).unref();
-        });
+        // Long-polls were released above; anything still open after a moment is cut.
+        await closeServer(server, { graceMs: 2000 });
         core.flush();
         store.close();
         logger.info('control plane stopped');

@@ -8,7 +8,6 @@
 // it while answers are served (runtime/adaptive-limit.ts).
 import { readFile } from 'node:fs/promises';
 import type { Server } from 'node:http';
-import type { Server as HttpsServer } from 'node:https';
 import type {
   KubernetesObject,
   V1ConfigMap,
@@ -40,18 +39,11 @@ import { Informer } from './runtime/informers.ts';
 import { type KubeAccess, kubeClientOf } from './runtime/kube-access.ts';
 import { LeaderElector } from './runtime/leader-election.ts';
 import { createOperatorMetrics, type OperatorMetrics } from './runtime/metrics.ts';
-import { MetricsAuthorizer } from './runtime/metrics-auth.ts';
-import {
-  keepCertificateCurrent,
-  metricsDnsNames,
-  readCertDir,
-  type ServingCertificate,
-  selfSignedServingCertificate,
-} from './runtime/metrics-tls.ts';
+import { listenOn, type MetricsEndpointOptions, startMetricsEndpoint } from './runtime/metrics-endpoint.ts';
 import { OwnVersions } from './runtime/own-versions.ts';
 import { isUnchangedInCache, unlessOwnCreation } from './runtime/owned-events.ts';
 import { RESOURCE_TYPES } from './runtime/resources.ts';
-import { createMetricsServer, createRuntimeServer } from './runtime/server.ts';
+import { type BoundedServer, createRuntimeServer } from './runtime/server.ts';
 import { StringPool } from './runtime/string-pool.ts';
 import { objectKey, WorkQueue } from './runtime/work-queue.ts';
 
@@ -109,18 +101,7 @@ export interface OperatorOptions {
   releaseTimeoutMs?: number;
 }
 
-export interface MetricsEndpointOptions {
-  listen: { host: string; port: number };
-  /**
-   * `kubernetes` (the default): HTTPS, and each request's bearer token reviewed by the API server
-   * (metrics-auth.ts). `none`: plain HTTP for anyone, for a local run on a loopback address only.
-   */
-  auth?: 'kubernetes' | 'none';
-  /** tls.crt and tls.key (e.g. cert-manager's); a self-signed certificate when omitted. */
-  certDir?: string;
-  /** More names for the self-signed certificate, besides the metrics Service's and localhost. */
-  dnsNames?: string[];
-}
+export type { MetricsEndpointOptions } from './runtime/metrics-endpoint.ts';
 
 export interface RunningOperator {
   readonly metrics: OperatorMetrics;
@@ -543,66 +524,36 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
     );
   }
 
-  let server: Server | undefined;
+  let probes: BoundedServer<Server> | undefined;
   let address: RunningOperator['address'];
   if (options.listen) {
-    server = createRuntimeServer({
+    probes = createRuntimeServer({
       logger,
       health: {
         informers: () => [...informers.map((i) => i.status()), ...(credential ? [credential.status()] : [])],
         ...(elector ? { isLeader: () => elector?.isLeader() ?? false } : {}),
       },
     });
-    address = await listenOn(server, options.listen);
+    address = await listenOn(probes.server, options.listen);
   }
-  let metricsServer: Server | HttpsServer | undefined;
-  let metricsEndpoint: { url: string; certificatePem?: string } | undefined;
-  let stopCertificates = () => {};
-  if (options.metricsEndpoint) {
-    const endpoint = options.metricsEndpoint;
-    if (endpoint.auth === 'none') {
-      metricsServer = createMetricsServer({ metrics, logger });
-      if (!isLoopback(endpoint.listen.host)) {
-        logger.warn(
-          { metricsListen: endpoint.listen },
-          "--metrics-auth=none on an address beyond loopback: anyone who reaches it reads every tenant's Connectors; for a local run only",
-        );
-      }
-    } else {
-      const dnsNames = metricsDnsNames(process.env.POD_NAMESPACE, endpoint.dnsNames);
-      const certificate: ServingCertificate = endpoint.certDir
-        ? await readCertDir(endpoint.certDir)
-        : await selfSignedServingCertificate(dnsNames, clock.now());
-      const https = createMetricsServer({
+  // The reviews of /metrics' callers go through the operator's credentials without its observer
+  // (metrics-endpoint.ts): their 429s are not the reconciles' to slow down for.
+  const metricsEndpoint = options.metricsEndpoint
+    ? await startMetricsEndpoint({
+        endpoint: options.metricsEndpoint,
+        kc: kubeClientOf(options.kc),
         metrics,
         logger,
-        auth: { authorizer: new MetricsAuthorizer({ kc, logger }), tls: certificate },
-      }) as HttpsServer;
-      metricsServer = https;
-      metricsEndpoint = { url: '', certificatePem: certificate.certPem };
-      stopCertificates = keepCertificateCurrent({
-        certDir: endpoint.certDir,
-        dnsNames,
-        current: certificate,
-        logger,
-        apply: (next) => {
-          https.setSecureContext({ cert: next.certPem, key: next.keyPem });
-          if (metricsEndpoint) metricsEndpoint.certificatePem = next.certPem;
-        },
-      });
-    }
-    const bound = await listenOn(metricsServer, endpoint.listen);
-    const host = bound.host.includes(':') ? `[${bound.host}]` : bound.host;
-    const url = `${endpoint.auth === 'none' ? 'http' : 'https'}://${host}:${bound.port}`;
-    metricsEndpoint = { ...metricsEndpoint, url };
-  }
+        clock,
+      })
+    : undefined;
 
   return {
     metrics,
     concurrencyLimit: limit,
     address,
     get metricsEndpoint() {
-      return metricsEndpoint;
+      return metricsEndpoint?.endpoint;
     },
     isLeader: () => (elector ? elector.isLeader() : true),
     ready: () => Promise.all(informers.map((i) => i.waitForSync())).then(() => undefined),
@@ -612,29 +563,7 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
       await stopLeading();
       for (const informer of informers) informer.stop();
       credential?.stop();
-      stopCertificates();
-      for (const listening of [server, metricsServer]) {
-        await new Promise<void>((resolve) => (listening ? listening.close(() => resolve()) : resolve()));
-      }
+      await Promise.all([probes?.close(), metricsEndpoint?.stop()]);
     },
   };
-}
-
-async function listenOn(
-  server: Server | HttpsServer,
-  where: { host: string; port: number },
-): Promise<{ host: string; port: number }> {
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(where.port, where.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const bound = server.address();
-  return bound && typeof bound === 'object' ? { host: bound.address, port: bound.port } : where;
-}
-
-function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || host.startsWith('127.');
 }

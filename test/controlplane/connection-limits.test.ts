@@ -1,4 +1,4 @@
-// A caller with no credential cannot keep the connectors' heartbeats out (http/connection-limits.ts):
+// A caller with no credential cannot keep the connectors' heartbeats out (lib/connection-limits.ts):
 // before, about 1,000 idle connections that never sent a byte held every file descriptor the server
 // had, every heartbeat failed, and the offline sweep took every connector for offline, a change of
 // state made by nobody. Now one address holds a bounded number of connections, a connection that
@@ -7,10 +7,7 @@
 import { connect as connectTcp, type Socket } from 'node:net';
 import { connect as connectTls } from 'node:tls';
 import test, { type ExecutionContext } from 'ava';
-import {
-  addressGroup,
-  connectionsTheDescriptorsAllow,
-} from '../../src/controlplane/http/connection-limits.ts';
+import { addressGroup, connectionsTheDescriptorsAllow } from '../../src/lib/connection-limits.ts';
 import { eventually } from '../helpers/eventually.ts';
 import { enrolledAgent, type Harness, metricValue, startHarness } from './helpers.ts';
 

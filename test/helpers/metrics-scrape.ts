@@ -2,8 +2,9 @@
 // metrics listener, src/operator/runtime/server.ts), trusting the certificate the operator serves
 // (pinned: the test got it from the operator, or wrote it into --metrics-cert-dir itself). Plain
 // http:// URLs (--metrics-auth=none) are fetched as they are.
-import { request as httpRequest } from 'node:http';
-import { request as httpsRequest } from 'node:https';
+import { Agent as HttpAgent } from 'node:http';
+import { Agent as HttpsAgent } from 'node:https';
+import { requestJson } from '../../src/lib/https-json.ts';
 
 export interface MetricsTarget {
   /** https://host:port (or http:// without auth), without a path. */
@@ -18,7 +19,14 @@ export interface Scraped {
   text: string;
 }
 
-export function scrapeMetrics(
+/** A whole scrape of a few thousand Connectors is some MiB; the helper's default is 256 KiB. */
+const MAX_SCRAPE_BYTES = 64 * 1024 * 1024;
+
+/**
+ * One GET of `options.path` (/metrics) through the package's one HTTPS helper (lib/https-json.ts),
+ * on a connection of its own, closed afterwards (the listener counts connections per address).
+ */
+export async function scrapeMetrics(
   target: MetricsTarget,
   options: { token?: string; path?: string; headers?: Record<string, string> } = {},
 ): Promise<Scraped> {
@@ -27,37 +35,28 @@ export function scrapeMetrics(
     ...(options.token !== undefined ? { authorization: `Bearer ${options.token}` } : {}),
     ...options.headers,
   };
-  return new Promise((resolve, reject) => {
-    const done = (response: import('node:http').IncomingMessage) => {
-      const chunks: Buffer[] = [];
-      response.on('data', (chunk: Buffer) => chunks.push(chunk));
-      response.on('end', () =>
-        resolve({
-          status: response.statusCode ?? 0,
-          headers: response.headers,
-          text: Buffer.concat(chunks).toString('utf8'),
-        }),
-      );
-      response.on('error', reject);
-    };
-    const request =
-      url.protocol === 'https:'
-        ? httpsRequest(
-            url,
-            {
-              headers,
-              agent: false,
-              ...(target.certificatePem
-                ? { ca: target.certificatePem, checkServerIdentity: () => undefined }
-                : { rejectUnauthorized: false }),
-            },
-            done,
-          )
-        : httpRequest(url, { headers, agent: false }, done);
-    request.setTimeout(15_000, () => request.destroy(new Error(`GET ${url} timed out`)));
-    request.on('error', reject);
-    request.end();
-  });
+  // An http.Agent makes the helper speak plain HTTP (--metrics-auth=none).
+  const agent =
+    url.protocol === 'https:'
+      ? new HttpsAgent(
+          target.certificatePem
+            ? { ca: target.certificatePem, checkServerIdentity: () => undefined }
+            : { rejectUnauthorized: false },
+        )
+      : new HttpAgent();
+  try {
+    const answer = await requestJson({
+      method: 'GET',
+      url,
+      agent,
+      headers,
+      timeoutMs: 15_000,
+      maxAnswerBytes: MAX_SCRAPE_BYTES,
+    });
+    return { status: answer.status, headers: answer.headers, text: answer.text };
+  } finally {
+    agent.destroy();
+  }
 }
 
 // The token of a Prometheus-like ServiceAccount is made the same way the benchmark makes its own.

@@ -1,17 +1,23 @@
-// The /metrics authorizer's cache, with a stand-in for the API server's two reviews (the reviews
-// themselves are tested against the real API server in test/cluster/metrics-auth.test.ts): how long
-// a decision is kept, that a 503 is not, that one token is reviewed once at a time, and that a flood
-// of made-up tokens neither grows the cache past its bound nor sends more than a few reviews at once.
+// The /metrics authorizer's cache and bounds, with a stand-in for the API server's two reviews (the
+// reviews themselves are tested against the real API server in test/cluster/metrics-auth.test.ts),
+// on a FakeClock: how long a decision is kept, that a 503 is not, that one token is reviewed once at
+// a time, and that a flood of made-up tokens neither grows the cache past its bound, nor sends
+// reviews faster than its address's and the global bounds allow, nor pushes out an allowed decision.
 import test from 'ava';
+import { FakeClock } from '../../src/lib/clock.ts';
 import { silentLogger } from '../../src/lib/logger.ts';
 import type { KubeClient, KubeRequest } from '../../src/operator/runtime/kube-client.ts';
 import {
   ALLOW_TTL_MS,
   bearerToken,
   DENY_TTL_MS,
-  MAX_ENTRIES,
+  MAX_ALLOWED_ENTRIES,
+  MAX_REFUSED_ENTRIES,
   MAX_REVIEWS_IN_FLIGHT,
   MetricsAuthorizer,
+  REVIEWS_PER_ADDRESS,
+  REVIEWS_PER_SECOND,
+  STALE_ALLOWED_MS,
 } from '../../src/operator/runtime/metrics-auth.ts';
 
 /** Answers TokenReviews (valid: tokens starting with "good" or "stranger") and SubjectAccessReviews. */
@@ -41,24 +47,28 @@ test('the bearer token is read from the header, nothing else is one', (t) => {
     t.is(bearerToken(header), undefined);
 });
 
+/** A distinct IPv4 address for each i (each its own budget of reviews). */
+const address = (i: number) => `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`;
+
 test('decisions are kept 60 s when allowed, 10 s when refused, and a 503 not at all', async (t) => {
-  let now = 0;
+  const clock = new FakeClock(0);
+  const at = (ms: number) => clock.set(ms);
   let down = false;
   const api = fakeApiServer({ down: () => down });
-  const auth = new MetricsAuthorizer({ kc: api.kc, logger: silentLogger(), now: () => now });
+  const auth = new MetricsAuthorizer({ kc: api.kc, logger: silentLogger(), clock });
   t.is((await auth.authorize('Bearer good-1')).decision, 'allowed');
   t.is((await auth.authorize('Bearer stranger-1')).decision, 'forbidden');
   t.is((await auth.authorize('Bearer made-up')).decision, 'unauthenticated');
   t.is(auth.reviews, 3);
-  now = DENY_TTL_MS - 1;
+  at(DENY_TTL_MS - 1);
   await auth.authorize('Bearer good-1');
   await auth.authorize('Bearer stranger-1');
   t.is(auth.reviews, 3, 'all three cached');
-  now = DENY_TTL_MS + 1;
+  at(DENY_TTL_MS + 1);
   await auth.authorize('Bearer stranger-1');
   await auth.authorize('Bearer good-1');
   t.is(auth.reviews, 4, 'the refusal asked again, the allowed one not');
-  now = ALLOW_TTL_MS + 1;
+  at(ALLOW_TTL_MS + 1);
   down = true;
   t.is(
     (await auth.authorize('Bearer good-1')).decision,
@@ -68,25 +78,32 @@ test('decisions are kept 60 s when allowed, 10 s when refused, and a 503 not at 
   t.is((await auth.authorize('Bearer good-1')).decision, 'unavailable', 'not cached: asked again');
   t.is(auth.reviews, 6);
   down = false;
+  at(ALLOW_TTL_MS + 2_000);
   t.is((await auth.authorize('Bearer good-1')).decision, 'allowed', 'back as soon as the API server is');
   t.is((await auth.authorize(undefined)).decision, 'unauthenticated');
   t.is(auth.reviews, 7, 'no token, no review');
 });
 
-test('a flood of made-up tokens keeps the cache bounded and the reviews at once few', async (t) => {
-  const auth = new MetricsAuthorizer({ kc: fakeApiServer().kc, logger: silentLogger() });
-  for (let i = 0; i < MAX_ENTRIES * 3; i += 1) await auth.authorize(`Bearer random-${i}`);
-  t.is(auth.cachedDecisions, MAX_ENTRIES);
-  t.is(auth.reviews, MAX_ENTRIES * 3);
+test('a flood of made-up tokens from many addresses keeps the cache bounded', async (t) => {
+  const clock = new FakeClock(0);
+  const auth = new MetricsAuthorizer({ kc: fakeApiServer().kc, logger: silentLogger(), clock });
+  for (let i = 0; i < MAX_REFUSED_ENTRIES * 3; i += 1) {
+    t.is((await auth.authorize(`Bearer random-${i}`, address(i))).decision, 'unauthenticated');
+    clock.advance(REVIEWS_PER_SECOND.refillEveryMs);
+  }
+  t.is(auth.cachedDecisions, MAX_REFUSED_ENTRIES);
+  t.is(auth.reviews, MAX_REFUSED_ENTRIES * 3);
+});
 
+test('reviews at once are bounded; the same token waits for the review under way', async (t) => {
   let release = () => {};
   const hold = new Promise<void>((resolve) => {
     release = resolve;
   });
   const api = fakeApiServer({ hold });
-  const held = new MetricsAuthorizer({ kc: api.kc, logger: silentLogger() });
-  const answers = Array.from({ length: 40 }, (_, i) => held.authorize(`Bearer random-${i}`));
-  const same = [held.authorize('Bearer random-0'), held.authorize('Bearer random-0')];
+  const held = new MetricsAuthorizer({ kc: api.kc, logger: silentLogger(), clock: new FakeClock(0) });
+  const answers = Array.from({ length: 40 }, (_, i) => held.authorize(`Bearer random-${i}`, address(i)));
+  const same = [held.authorize('Bearer random-0', address(100)), held.authorize('Bearer random-0')];
   release();
   const decisions = (await Promise.all(answers)).map((a) => a.decision);
   t.is(decisions.filter((d) => d === 'busy').length, 40 - MAX_REVIEWS_IN_FLIGHT);
@@ -95,4 +112,106 @@ test('a flood of made-up tokens keeps the cache bounded and the reviews at once 
     (await Promise.all(same)).map((a) => a.decision),
     ['unauthenticated', 'unauthenticated'],
   );
+});
+
+// Before: one address sent reviews as fast as it sent tokens (thousands a second, 16 at a time).
+test('one address causes at most its burst of reviews, then one a second; others are not held back by it', async (t) => {
+  const clock = new FakeClock(0);
+  const auth = new MetricsAuthorizer({ kc: fakeApiServer().kc, logger: silentLogger(), clock });
+  const flood = async (count: number, from: string) => {
+    const decisions: string[] = [];
+    for (let i = 0; i < count; i += 1)
+      decisions.push(
+        (await auth.authorize(`Bearer junk-${from}-${clock.now().getTime()}-${i}`, from)).decision,
+      );
+    return decisions;
+  };
+  const first = await flood(100, '192.0.2.7');
+  t.is(first.filter((d) => d === 'unauthenticated').length, REVIEWS_PER_ADDRESS.burst);
+  t.is(first.filter((d) => d === 'busy').length, 100 - REVIEWS_PER_ADDRESS.burst);
+  t.is(auth.reviews, REVIEWS_PER_ADDRESS.burst);
+  t.is((await auth.authorize('Bearer good-prom', '192.0.2.9')).decision, 'allowed', 'another address');
+  // An IPv6 caller is one caller across its /64.
+  const v6 = [];
+  for (let i = 0; i < 10; i += 1)
+    v6.push((await auth.authorize(`Bearer v6-${i}`, `2001:db8:1:2::${i + 1}`)).decision);
+  t.is(v6.filter((d) => d === 'busy').length, 10 - REVIEWS_PER_ADDRESS.burst);
+  clock.advance(REVIEWS_PER_ADDRESS.refillEveryMs);
+  const later = await flood(10, '192.0.2.7');
+  t.is(later.filter((d) => d === 'unauthenticated').length, 1, 'one more a second');
+});
+
+test('reviews in all are bounded, whatever the number of addresses', async (t) => {
+  const clock = new FakeClock(0);
+  const auth = new MetricsAuthorizer({ kc: fakeApiServer().kc, logger: silentLogger(), clock });
+  const decisions: string[] = [];
+  for (let i = 0; i < 200; i += 1)
+    decisions.push((await auth.authorize(`Bearer junk-${i}`, address(i))).decision);
+  t.is(auth.reviews, REVIEWS_PER_SECOND.burst);
+  t.is(decisions.filter((d) => d === 'busy').length, 200 - REVIEWS_PER_SECOND.burst);
+  clock.advance(1000);
+  for (let i = 200; i < 400; i += 1) await auth.authorize(`Bearer junk-${i}`, address(i));
+  t.is(auth.reviews, REVIEWS_PER_SECOND.burst + 1000 / REVIEWS_PER_SECOND.refillEveryMs, 'then 10 a second');
+});
+
+// Before: decisions were one store evicted in insertion order, a hit not refreshing: 1,024 made-up
+// tokens pushed out Prometheus' allowed decision, and it was answered 429 while the flood went on.
+test('made-up tokens never push out an allowed decision, which is still served while no review may be sent', async (t) => {
+  const clock = new FakeClock(0);
+  const api = fakeApiServer();
+  const auth = new MetricsAuthorizer({ kc: api.kc, logger: silentLogger(), clock });
+  const prometheus = '10.200.0.1';
+  t.is((await auth.authorize('Bearer good-prom', prometheus)).decision, 'allowed');
+  for (let i = 0; i < MAX_REFUSED_ENTRIES + 100; i += 1) {
+    t.is((await auth.authorize(`Bearer junk-${i}`, address(i))).decision, 'unauthenticated');
+    clock.advance(REVIEWS_PER_SECOND.refillEveryMs);
+    // Prometheus reads within its decision's minute: from the cache.
+    if (i % 100 === 0 && i < 500)
+      t.is((await auth.authorize('Bearer good-prom', prometheus)).decision, 'allowed');
+  }
+  t.is(auth.reviews, 1 + MAX_REFUSED_ENTRIES + 100);
+  t.is(auth.cachedDecisions, MAX_REFUSED_ENTRIES + 1, 'every refusal slot full, and the allowed one kept');
+  // Use up the global bound: more made-up tokens at once than its burst.
+  const burst = [];
+  for (let i = 0; i <= REVIEWS_PER_SECOND.burst; i += 1)
+    burst.push((await auth.authorize(`Bearer junk-burst-${i}`, address(50_000 + i))).decision);
+  t.is(burst.at(-1), 'busy');
+  const reviews = auth.reviews;
+  t.true(clock.now().getTime() > ALLOW_TTL_MS && clock.now().getTime() < STALE_ALLOWED_MS);
+  t.deepEqual(
+    await auth.authorize('Bearer good-prom', prometheus),
+    { decision: 'allowed', user: 'good-prom' },
+    'past its minute, no review may be sent: served from the decision of a moment ago',
+  );
+  t.is(auth.reviews, reviews);
+  t.is(
+    (await auth.authorize('Bearer good-never-seen', prometheus)).decision,
+    'busy',
+    'a token never allowed is not',
+  );
+  clock.advance(1000);
+  t.is((await auth.authorize('Bearer good-prom', prometheus)).decision, 'allowed');
+  t.is(auth.reviews, reviews + 1, 'reviewed again as soon as a review may be sent');
+  // Past STALE_ALLOWED_MS nothing old is served.
+  clock.advance(STALE_ALLOWED_MS);
+  for (let i = 0; i <= REVIEWS_PER_SECOND.burst; i += 1)
+    await auth.authorize(`Bearer junk-late-${i}`, address(i));
+  t.is((await auth.authorize('Bearer good-prom', prometheus)).decision, 'busy');
+});
+
+test('allowed decisions are dropped least recently used first: a scraper that keeps reading stays', async (t) => {
+  const clock = new FakeClock(0);
+  const api = fakeApiServer();
+  const auth = new MetricsAuthorizer({ kc: api.kc, logger: silentLogger(), clock });
+  t.is((await auth.authorize('Bearer good-prom', '10.200.0.1')).decision, 'allowed');
+  for (let i = 0; i < MAX_ALLOWED_ENTRIES; i += 1) {
+    t.is((await auth.authorize(`Bearer good-${i}`, address(i))).decision, 'allowed');
+    await auth.authorize('Bearer good-prom', '10.200.0.1');
+    clock.advance(REVIEWS_PER_SECOND.refillEveryMs);
+  }
+  const reviews = auth.reviews;
+  await auth.authorize('Bearer good-prom', '10.200.0.1');
+  t.is(auth.reviews, reviews, 'used all along: kept');
+  await auth.authorize('Bearer good-0', address(0));
+  t.is(auth.reviews, reviews + 1, 'the least recently used one was dropped');
 });

@@ -32,9 +32,9 @@ async function serve(t: import('ava').ExecutionContext, health: HealthSource, we
   const probes = createRuntimeServer({ health, logger: logs.logger, wedgedAfterMs });
   const metricsServer = createMetricsServer({ metrics, logger: logs.logger });
   const ports: number[] = [];
-  for (const server of [probes, metricsServer]) {
+  for (const { server, close } of [probes, metricsServer]) {
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
+    t.teardown(close);
     ports.push((server.address() as AddressInfo).port);
   }
   const [probePort, metricsPort] = ports;

@@ -8,6 +8,7 @@
 import { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { backgroundClock, type Clock, type TimerHandle } from '../../lib/clock.ts';
 import { CodedError, errorMessage } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/logger.ts';
 import { generateKeyPairPem, issueCertificatePem, keyMatchesCertificate } from '../../lib/pki.ts';
@@ -75,11 +76,15 @@ export async function readCertDir(dir: string): Promise<ServingCertificate> {
   return { certPem, keyPem };
 }
 
+/** After a failed renewal of the self-signed certificate, the next try waits this long. */
+export const SELF_SIGNED_RETRY_MS = 60 * 60 * 1000;
+
 /**
  * Keeps `apply` serving a current certificate: re-reads `certDir` every CERT_DIR_RELOAD_MS (a
  * change is applied, a broken one logged and the previous kept), or renews the self-signed one
- * SELF_SIGNED_RENEW_BEFORE_MS before its end. Returns the stop function. Timers do not hold the
- * process open.
+ * SELF_SIGNED_RENEW_BEFORE_MS before its end (a failure is logged and tried again after
+ * SELF_SIGNED_RETRY_MS). Returns the stop function. Time and timers are `clock`'s (backgroundClock:
+ * they do not hold the process open; a wait longer than a timer can hold wakes early and waits again).
  */
 export function keepCertificateCurrent(options: {
   certDir: string | undefined;
@@ -87,40 +92,63 @@ export function keepCertificateCurrent(options: {
   current: ServingCertificate;
   apply(certificate: ServingCertificate): void;
   logger: Logger;
+  clock?: Clock;
 }): () => void {
+  const clock = options.clock ?? backgroundClock;
   let current = options.current;
-  let timer: ReturnType<typeof setTimeout> | undefined;
+  let timer: TimerHandle | undefined;
   let stopped = false;
-  const schedule = (ms: number, step: () => Promise<void>) => {
+  /** Runs `step` after `ms`, then again after the wait it returns, until stopped. */
+  const schedule = (ms: number, step: () => Promise<number>) => {
     if (stopped) return;
-    timer = setTimeout(() => void step().finally(() => schedule(ms, step)), ms);
-    timer.unref();
+    timer = clock.setTimeout(() => {
+      void step().then((next) => schedule(next, step));
+    }, ms);
   };
   if (options.certDir) {
     const dir = options.certDir;
     schedule(CERT_DIR_RELOAD_MS, async () => {
       try {
         const next = await readCertDir(dir);
-        if (next.certPem === current.certPem && next.keyPem === current.keyPem) return;
+        if (next.certPem === current.certPem && next.keyPem === current.keyPem) return CERT_DIR_RELOAD_MS;
         options.apply(next);
         current = next;
         options.logger.info({ certDir: dir }, 'metrics server: serving the renewed certificate');
       } catch (error) {
         options.logger.warn({ err: errorMessage(error) }, 'metrics server: keeping the previous certificate');
       }
+      return CERT_DIR_RELOAD_MS;
     });
   } else {
-    // Checked daily: the longest a timer can wait is about 24 days.
-    schedule(24 * 60 * 60 * 1000, async () => {
-      const notAfter = new Date(new X509Certificate(current.certPem).validTo);
-      if (notAfter.getTime() - Date.now() > SELF_SIGNED_RENEW_BEFORE_MS) return;
-      current = await selfSignedServingCertificate(options.dnsNames);
-      options.apply(current);
-      options.logger.info('metrics server: renewed its self-signed certificate');
+    /** Until the current certificate is due for renewal (0: now). */
+    const untilDue = () =>
+      Math.max(
+        0,
+        new Date(new X509Certificate(current.certPem).validTo).getTime() -
+          SELF_SIGNED_RENEW_BEFORE_MS -
+          clock.now().getTime(),
+      );
+    schedule(untilDue(), async () => {
+      // A real clock may wake early (a timer holds at most LONGEST_TIMER_MS): not due yet, wait on.
+      if (untilDue() > 0) return untilDue();
+      try {
+        const next = await selfSignedServingCertificate(options.dnsNames, clock.now());
+        if (stopped) return 0;
+        options.apply(next);
+        current = next;
+        options.logger.info('metrics server: renewed its self-signed certificate');
+        return untilDue();
+      } catch (error) {
+        options.logger.warn(
+          { err: errorMessage(error) },
+          'metrics server: could not renew its self-signed certificate; serving the current one, trying again in an hour',
+        );
+        return SELF_SIGNED_RETRY_MS;
+      }
     });
   }
   return () => {
     stopped = true;
-    clearTimeout(timer);
+    clock.clearTimeout(timer);
   };
 }

@@ -16,8 +16,14 @@
 // needs a bearer token the API server authenticates and authorizes for `get` on /metrics
 // (metrics-auth.ts). Without an authorizer it is plain HTTP for anyone: --metrics-auth=none, for a
 // local run on a loopback address only.
+//
+// Both listeners are reachable by any pod, before it has proved anything, so both bound what a
+// caller may hold (lib/connection-limits.ts, LISTENER_LIMITS): without the bounds 3,000 half-sent
+// TLS requests from one pod added about 183 MiB to the operator and stayed open, and one held the
+// operator's stop.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
+import { ConnectionLimits, closeServer, deadlineOptions } from '../../lib/connection-limits.ts';
 import { errorMessage } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/logger.ts';
 import type { InformerStatus } from './informers.ts';
@@ -36,6 +42,85 @@ export interface RuntimeServerOptions {
   logger: Logger;
   /** An informer failing continuously for longer than this fails /healthz. Default 5 minutes. */
   wedgedAfterMs?: number;
+  /** LISTENER_LIMITS unless tests say otherwise. */
+  limits?: Partial<ListenerLimits>;
+}
+
+export interface ListenerLimits {
+  /** Connections one remote address (an IPv4 address, an IPv6 /64) may hold at once. */
+  perAddress: number;
+  /** Connections held at once in all; Node refuses more. */
+  total: number;
+  /** The TLS handshake, and then the first request's headers, within this long. */
+  firstWordsMs: number;
+  /** A whole request (not its answer) within this long. */
+  requestMs: number;
+}
+
+/**
+ * The bounds of both listeners. Who asks them legitimately holds a connection or two: kubelet probes
+ * from its node's address every few seconds, Prometheus scrapes from its pod's every 30 s, each a GET
+ * with a few headers. So 8 connections per address leave room for a node's hostNetwork pods and a
+ * Prometheus pair behind one address; 256 in all hold at most about 19 MiB of TLS state (about
+ * 75 KiB each); 10 s for the handshake and the headers, and 15 s for a request, are generous for a
+ * GET with no body, and a scraper's own timeout (Prometheus' default: 10 s) is shorter anyway.
+ */
+export const LISTENER_LIMITS: ListenerLimits = {
+  perAddress: 8,
+  total: 256,
+  firstWordsMs: 10_000,
+  requestMs: 15_000,
+};
+/** How often Node checks the headers and request deadlines (its default, 30 s, adds up to that). */
+const DEADLINE_CHECK_EVERY_MS = 1_000;
+/** At stop, connections still open this long after the listener closed are cut. */
+export const CLOSE_GRACE_MS = 2_000;
+
+/** A listener of the operator's: a server bound as LISTENER_LIMITS says, and how to stop it. */
+export interface BoundedServer<S extends Server | HttpsServer = Server | HttpsServer> {
+  server: S;
+  /** Stops accepting; resolves once every connection is gone (cut after CLOSE_GRACE_MS). */
+  close(): Promise<void>;
+}
+
+/**
+ * `create(options)` with the deadlines of `limits` in its options, the connection bounds attached,
+ * and the request handler telling the bounds that a connection spoke.
+ */
+function bounded<S extends Server | HttpsServer>(
+  name: string,
+  logger: Logger,
+  asked: Partial<ListenerLimits> | undefined,
+  handler: (request: IncomingMessage, response: ServerResponse) => void,
+  create: (
+    deadlines: ReturnType<typeof deadlineOptions>,
+    listener: (request: IncomingMessage, response: ServerResponse) => void,
+  ) => S,
+): BoundedServer<S> {
+  const limits = { ...LISTENER_LIMITS, ...asked };
+  const connections = new ConnectionLimits({
+    perAddress: Math.min(limits.perAddress, limits.total),
+    total: limits.total,
+    logger,
+    serverName: name,
+    firstRequestWithinMs: limits.firstWordsMs,
+  });
+  const server = create(
+    deadlineOptions({
+      firstWordsMs: limits.firstWordsMs,
+      requestMs: limits.requestMs,
+      checkEveryMs: DEADLINE_CHECK_EVERY_MS,
+    }),
+    (request, response) => {
+      connections.requested(request.socket);
+      handler(request, response);
+    },
+  );
+  connections.attach(server);
+  return {
+    server,
+    close: () => closeServer(server, { graceMs: CLOSE_GRACE_MS, limits: connections }),
+  };
 }
 
 export const DEFAULT_WEDGED_AFTER_MS = 5 * 60 * 1000;
@@ -95,7 +180,7 @@ function serving(
 }
 
 /** The probe server: /healthz (/livez) and /readyz, plain HTTP, no authentication. */
-export function createRuntimeServer(options: RuntimeServerOptions): Server {
+export function createRuntimeServer(options: RuntimeServerOptions): BoundedServer<Server> {
   const wedgedAfterMs = options.wedgedAfterMs ?? DEFAULT_WEDGED_AFTER_MS;
 
   async function handle(request: IncomingMessage, response: ServerResponse): Promise<void> {
@@ -133,7 +218,13 @@ export function createRuntimeServer(options: RuntimeServerOptions): Server {
     );
   }
 
-  return createServer(serving(options.logger, handle));
+  return bounded(
+    'the probe listener',
+    options.logger,
+    options.limits,
+    serving(options.logger, handle),
+    (deadlines, listener) => createServer(deadlines, listener),
+  );
 }
 
 export interface MetricsServerOptions {
@@ -143,7 +234,9 @@ export interface MetricsServerOptions {
    * Who may read /metrics (metrics-auth.ts); the server is HTTPS with `tls`. Omitted: plain HTTP
    * for anyone (--metrics-auth=none).
    */
-  auth?: { authorizer: MetricsAuthorizer; tls: { certPem: string; keyPem: string } };
+  auth?: { authorizer: Pick<MetricsAuthorizer, 'authorize'>; tls: { certPem: string; keyPem: string } };
+  /** LISTENER_LIMITS unless tests say otherwise. */
+  limits?: Partial<ListenerLimits>;
 }
 
 /** What a refused request is answered: the status and the body (which never repeats the token). */
@@ -180,7 +273,7 @@ function refusal(access: Exclude<MetricsAccess, { decision: 'allowed' }>): {
  * The metrics server: /metrics only. With `auth`, HTTPS (node:https, so the caller may swap the
  * certificate with setSecureContext) and every request authorized first; without it plain HTTP.
  */
-export function createMetricsServer(options: MetricsServerOptions): Server | HttpsServer {
+export function createMetricsServer(options: MetricsServerOptions): BoundedServer {
   const { registry } = options.metrics;
   const { auth } = options;
 
@@ -193,8 +286,13 @@ export function createMetricsServer(options: MetricsServerOptions): Server | Htt
       return;
     }
     if (auth) {
-      // Before anything else, the method too: who is not allowed learns nothing of the endpoint.
-      const access = await auth.authorizer.authorize(request.headers.authorization);
+      // Before the method is looked at and before name[] is read: who is not allowed learns only
+      // that /metrics exists (any other path was answered 404 above), not which methods or metric
+      // names it takes.
+      const access = await auth.authorizer.authorize(
+        request.headers.authorization,
+        request.socket.remoteAddress,
+      );
       if (access.decision !== 'allowed') {
         const { status, code, message } = refusal(access);
         if (status === 401)
@@ -233,8 +331,14 @@ export function createMetricsServer(options: MetricsServerOptions): Server | Htt
     response.end(head ? undefined : text);
   }
 
-  const listener = serving(options.logger, handle);
-  return auth
-    ? createHttpsServer({ cert: auth.tls.certPem, key: auth.tls.keyPem }, listener)
-    : createServer(listener);
+  return bounded(
+    'the metrics listener',
+    options.logger,
+    options.limits,
+    serving(options.logger, handle),
+    (deadlines, listener) =>
+      auth
+        ? createHttpsServer({ cert: auth.tls.certPem, key: auth.tls.keyPem, ...deadlines }, listener)
+        : createServer(deadlines, listener),
+  );
 }

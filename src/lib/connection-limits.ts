@@ -1,15 +1,37 @@
-// How many connections the control plane holds, and from whom. Every connection costs memory (about
-// 75 KiB of TLS state) and a file descriptor before its caller has proved anything, so a caller with
-// no credential could otherwise hold every slot and keep the connectors' heartbeats out: the offline
-// sweep then took them all for offline, a change of state made by nobody. Three bounds: the
-// connections of one address (refused above it, at once), the connections in all (Node refuses
-// above it), and the time a connection may take to say something (its TLS handshake, server.ts,
-// then its first request, here). When the total bound refuses a connection, a connector
-// whose heartbeat could not get in is not counted offline: the sweep grants every connector a fresh
-// grace period from then, as after a restart (onSaturated).
-import type { Server } from 'node:https';
-import type { Socket } from 'node:net';
-import type { Logger } from 'pino';
+// How many connections a server holds, and from whom. Every connection costs memory (about 75 KiB of
+// TLS state on an HTTPS server) and a file descriptor before its caller has proved anything, so a
+// caller with no credential could otherwise hold every slot (a slowloris: thousands of half-sent
+// requests) and keep the callers that matter out. Three bounds: the connections of one address
+// (refused above it, at once), the connections in all (Node refuses above it), and the time a
+// connection may take to say something (its TLS handshake and request headers: deadlineOptions,
+// given to createServer; then its first request, here).
+//
+// Used by the reference control plane (whose connectors' heartbeats must get in: when the total
+// bound refuses a connection it grants every connector a fresh grace, onSaturated) and by the
+// operator's two listeners (the probes and /metrics: runtime/metrics-endpoint.ts).
+import type { Server as HttpServer } from 'node:http';
+import type { Server, Socket } from 'node:net';
+import { backgroundClock, type Clock } from './clock.ts';
+import type { Logger } from './logger.ts';
+
+/**
+ * createServer's deadlines: the TLS handshake (https only; http ignores it) and a request's headers
+ * within `firstWordsMs`, the whole request within `requestMs`, checked every `checkEveryMs` (Node's
+ * default check, every 30 s, adds up to that to each deadline).
+ */
+export function deadlineOptions(options: { firstWordsMs: number; requestMs: number; checkEveryMs: number }): {
+  handshakeTimeout: number;
+  headersTimeout: number;
+  requestTimeout: number;
+  connectionsCheckingInterval: number;
+} {
+  return {
+    handshakeTimeout: options.firstWordsMs,
+    headersTimeout: options.firstWordsMs,
+    requestTimeout: options.requestMs,
+    connectionsCheckingInterval: options.checkEveryMs,
+  };
+}
 
 export interface ConnectionLimitOptions {
   /** Connections from one remote address held at once (a fleet behind one NAT shares one). */
@@ -17,18 +39,22 @@ export interface ConnectionLimitOptions {
   /** Connections held at once in all. */
   total: number;
   logger: Logger;
-  /** Counts a refused connection by reason. */
-  refused: (reason: 'per_address' | 'total') => void;
-  /** The total bound refused a connection: connectors may have been kept from beating. */
-  onSaturated: () => void;
+  /** Names the server in the warn line ("the control plane", "the metrics listener"). */
+  serverName: string;
+  /** Counts a refused connection by reason; the warn line names what counts them (`countedAs`). */
+  refused?: (reason: 'per_address' | 'total') => void;
+  /** The metric that counts refusals, named in the warn line; omitted: none is named. */
+  countedAs?: string;
+  /** The total bound refused a connection (the control plane: connectors may have been kept from beating). */
+  onSaturated?: () => void;
   /**
    * How long a connection may take from its accept to its first request, TLS handshake included:
    * Node's headers deadline counts only from a request's first byte, so a connection that never
    * sends one was held until the request deadline's check, 86 s.
    */
   firstRequestWithinMs: number;
-  /** Real time, for the warn line's pace. */
-  now?: () => number;
+  /** Timers and the warn line's pace; backgroundClock when omitted (its timers hold no process open). */
+  clock?: Clock;
 }
 
 /** A warn line at most this often while connections are refused (each refusal is counted). */
@@ -37,6 +63,8 @@ const WARN_EVERY_MS = 60_000;
 export class ConnectionLimits {
   private readonly options: ConnectionLimitOptions;
   private readonly byAddress = new Map<string, number>();
+  /** Every connection held, for destroyAll. */
+  private readonly sockets = new Set<Socket>();
   private open = 0;
   private lastWarnedAt = Number.NEGATIVE_INFINITY;
   private refusedSinceWarn = 0;
@@ -46,8 +74,11 @@ export class ConnectionLimits {
    */
   private readonly spoken = new Set<string>();
 
+  private readonly clock: Clock;
+
   constructor(options: ConnectionLimitOptions) {
     this.options = options;
+    this.clock = options.clock ?? backgroundClock;
   }
 
   /** Connections held now. */
@@ -58,9 +89,12 @@ export class ConnectionLimits {
   attach(server: Server): void {
     server.maxConnections = this.options.total;
     server.on('drop', () => {
-      this.options.refused('total');
-      this.options.onSaturated();
-      this.warn('total', `${this.options.total} connections are open, the most the control plane holds`);
+      this.options.refused?.('total');
+      this.options.onSaturated?.();
+      this.warn(
+        'total',
+        `${this.options.total} connections are open, the most ${this.options.serverName} holds`,
+      );
     });
     server.on('connection', (socket: Socket) => this.accept(socket));
   }
@@ -74,20 +108,21 @@ export class ConnectionLimits {
     const address = addressGroup(socket.remoteAddress ?? '');
     const held = this.byAddress.get(address) ?? 0;
     if (held >= this.options.perAddress) {
-      this.options.refused('per_address');
+      this.options.refused?.('per_address');
       this.warn('per_address', `${address} holds ${held} connections, the most one address may`);
       socket.destroy();
       return;
     }
     this.byAddress.set(address, held + 1);
     this.open += 1;
+    this.sockets.add(socket);
     const key = connectionKey(socket);
-    const deadline = setTimeout(() => {
+    const deadline = this.clock.setTimeout(() => {
       if (!this.spoken.has(key)) socket.destroy();
     }, this.options.firstRequestWithinMs);
-    deadline.unref();
     socket.once('close', () => {
-      clearTimeout(deadline);
+      this.sockets.delete(socket);
+      this.clock.clearTimeout(deadline);
       this.spoken.delete(key);
       this.open -= 1;
       const left = (this.byAddress.get(address) ?? 1) - 1;
@@ -96,17 +131,52 @@ export class ConnectionLimits {
     });
   }
 
+  /**
+   * Destroys every connection held, also those still in their TLS handshake (which an HTTPS
+   * server's closeAllConnections does not know of yet).
+   */
+  destroyAll(): void {
+    for (const socket of this.sockets) socket.destroy();
+  }
+
   private warn(reason: 'per_address' | 'total', why: string): void {
     this.refusedSinceWarn += 1;
-    const now = (this.options.now ?? Date.now)();
+    const now = this.clock.now().getTime();
     if (now - this.lastWarnedAt < WARN_EVERY_MS) return;
     this.options.logger.warn(
       { reason, refusedSinceLastLine: this.refusedSinceWarn },
-      `refusing connections: ${why} (cp_connections_refused_total counts each)`,
+      `${this.options.serverName} is refusing connections: ${why}${this.options.countedAs ? ` (${this.options.countedAs} counts each)` : ''}`,
     );
     this.lastWarnedAt = now;
     this.refusedSinceWarn = 0;
   }
+}
+
+/**
+ * Stops `server` accepting and resolves once every connection is gone: idle ones are closed at once,
+ * the rest after `graceMs` (with `limits`, also those still in their handshake). Without the cut, one
+ * half-sent request held the close, and the process's stop, for as long as its sender liked.
+ */
+export function closeServer(
+  server: HttpServer,
+  options: { graceMs: number; clock?: Clock; limits?: ConnectionLimits },
+): Promise<void> {
+  return new Promise<void>((resolve) => {
+    if (!server.listening) {
+      resolve();
+      return;
+    }
+    const clock = options.clock ?? backgroundClock;
+    const cut = clock.setTimeout(() => {
+      server.closeAllConnections();
+      options.limits?.destroyAll();
+    }, options.graceMs);
+    server.close(() => {
+      clock.clearTimeout(cut);
+      resolve();
+    });
+    server.closeIdleConnections();
+  });
 }
 
 function connectionKey(socket: Socket): string {
