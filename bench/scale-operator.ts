@@ -4,9 +4,12 @@
 // Kubernetes stops a pod (the figure 6 restart does exactly that).
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createWriteStream, readFileSync } from 'node:fs';
-import { request as httpsRequest } from 'node:https';
+import { Agent as HttpAgent } from 'node:http';
+import { Agent as HttpsAgent } from 'node:https';
 import { freePort } from '../dev/local-cluster/ports.ts';
 import { backoffDelay } from '../src/lib/backoff.ts';
+import { requestJson } from '../src/lib/https-json.ts';
+import { retryAfterMs } from '../src/operator/runtime/kube-errors.ts';
 import { imageCommand, imageEntrypoint } from '../tools/image-layout.ts';
 import { sleep, until } from './scale-util.ts';
 
@@ -48,8 +51,10 @@ export interface OperatorLaunch {
   /**
    * A bearer token whose user may get /metrics (the metrics-reader ClusterRole): the operator runs as
    * installed, reviewing each new token with the API server, and the benchmark reads as Prometheus.
+   * Asked before each read: a source that renews the token before it expires (a run at 10,000
+   * Connectors lasts longer than a token's hour).
    */
-  metricsToken: string;
+  metricsToken: () => Promise<string>;
   env: NodeJS.ProcessEnv;
   /** Where stdout and stderr go (appended). */
   logFile: string;
@@ -105,66 +110,69 @@ export async function startOperatorProcess(launch: OperatorLaunch): Promise<Oper
   };
 }
 
-/** Attempts of one metrics read before its transport failure fails the benchmark. */
+/** Attempts of one metrics read before its transport failure, 429 or 503 fails the benchmark. */
 export const METRICS_READ_ATTEMPTS = 6;
+/** One read's deadline: connect, handshake, the operator's review of the token, the answer. */
+const METRICS_READ_TIMEOUT_MS = 30_000;
+/** The polled metrics are a few KiB; a whole scrape at 10,000 Connectors some MiB. */
+const METRICS_MAX_BYTES = 64 * 1024 * 1024;
+/**
+ * The operator's self-signed certificate is not verified, as the shipped ServiceMonitor does not:
+ * the read is encrypted, the loopback server is the benchmark's own.
+ */
+const httpsAgent = new HttpsAgent({ rejectUnauthorized: false });
+const httpAgent = new HttpAgent();
 
 /**
- * POLLED_METRICS from the operator at `url`. A request that fails in transport (the connection
- * refused, reset, or closed by the server's keep-alive timer just as the next poll reuses it) is
- * made again after a growing delay: at 10,000 connectors the operator's event loop is busy for
- * seconds after a restart, and one such failure ended the whole run ("fetch failed") before
- * figure 6 was measured. An HTTP answer other than 200 is not retried: the operator said no.
- * Giving up names the cause, which fetch keeps apart from its message.
+ * POLLED_METRICS from the operator at `url` (https:// with `token`, or plain http://), through the
+ * package's one HTTPS helper. Made again after a growing delay (lib/backoff.ts): a request that
+ * fails in transport (the connection refused, reset, or closed by the server's keep-alive timer just
+ * as the next poll reuses it: at 10,000 connectors the operator's event loop is busy for seconds
+ * after a restart, and one such failure ended the whole run before figure 6 was measured), and an
+ * answer 429 or 503 (the operator could not review the token just then: too many reviews, or the API
+ * server unreachable), waiting at least its Retry-After. Any other answer but 200 is the operator
+ * saying no: not retried. Giving up names the cause.
  */
 export async function readOperatorMetrics(
   url: string,
   attempts = METRICS_READ_ATTEMPTS,
-  token?: string,
+  token?: () => Promise<string>,
 ): Promise<string> {
   for (let attempt = 1; ; attempt++) {
-    let answer: { ok: boolean; status: number; text(): Promise<string> };
+    let answer: { status: number; text: string; retryAfter?: string | string[] };
     try {
-      const target = `${url}/metrics?${POLLED_QUERY}`;
-      answer = url.startsWith('https:') ? await httpsGet(target, token) : await fetch(target);
+      const bearer = token ? await token() : undefined;
+      const got = await requestJson({
+        method: 'GET',
+        url: `${url}/metrics?${POLLED_QUERY}`,
+        agent: url.startsWith('https:') ? httpsAgent : httpAgent,
+        headers: bearer ? { authorization: `Bearer ${bearer}` } : {},
+        timeoutMs: METRICS_READ_TIMEOUT_MS,
+        maxAnswerBytes: METRICS_MAX_BYTES,
+      });
+      answer = { status: got.status, text: got.text, retryAfter: got.headers['retry-after'] };
     } catch (error) {
       if (attempt >= attempts) {
-        const cause =
-          error instanceof Error && error.cause instanceof Error ? `: ${error.cause.message}` : '';
+        const code = (error as { code?: unknown }).code;
         throw new Error(
-          `reading the operator's /metrics at ${url} failed ${attempts} times in a row (${String(error)}${cause})`,
+          `reading the operator's /metrics at ${url} failed ${attempts} times in a row (${String(error)}${typeof code === 'string' ? `, ${code}` : ''})`,
           { cause: error },
         );
       }
       await sleep(backoffDelay(attempt, { baseMs: 250, capMs: 4_000 }));
       continue;
     }
-    if (!answer.ok)
-      throw new Error(`the operator's /metrics answered ${answer.status}: ${await answer.text()}`);
-    return answer.text();
+    if (answer.status === 429 || answer.status === 503) {
+      if (attempt >= attempts)
+        throw new Error(
+          `the operator's /metrics answered ${answer.status} ${attempts} times in a row: ${answer.text}`,
+        );
+      const backoff = backoffDelay(attempt, { baseMs: 250, capMs: 4_000 });
+      await sleep(Math.max(backoff, retryAfterMs(answer.retryAfter) ?? 0));
+      continue;
+    }
+    if (answer.status !== 200)
+      throw new Error(`the operator's /metrics answered ${answer.status}: ${answer.text}`);
+    return answer.text;
   }
-}
-
-/**
- * GET over HTTPS with a bearer token. The operator's self-signed certificate is not verified, as the
- * shipped ServiceMonitor does not: the scrape is encrypted, the loopback server is the benchmark's own.
- */
-function httpsGet(url: string, token: string | undefined) {
-  return new Promise<{ ok: boolean; status: number; text(): Promise<string> }>((resolve, reject) => {
-    const request = httpsRequest(
-      url,
-      { rejectUnauthorized: false, headers: token ? { authorization: `Bearer ${token}` } : {} },
-      (response) => {
-        const chunks: Buffer[] = [];
-        response.on('data', (chunk: Buffer) => chunks.push(chunk));
-        response.on('error', reject);
-        response.on('end', () => {
-          const status = response.statusCode ?? 0;
-          const body = Buffer.concat(chunks).toString('utf8');
-          resolve({ ok: status >= 200 && status < 300, status, text: async () => body });
-        });
-      },
-    );
-    request.on('error', reject);
-    request.end();
-  });
 }

@@ -20,7 +20,7 @@ import { CoreV1Api, CustomObjectsApi, EventsV1Api, VersionApi } from '@kubernete
 import { type LocalCluster, startLocalCluster } from '../dev/local-cluster/cluster.ts';
 import { installCrds, installOperatorAccess } from '../dev/local-cluster/install.ts';
 import { LocalProvisioner } from '../dev/local-cluster/local-provisioner.ts';
-import { serviceAccountToken } from '../dev/local-cluster/metrics-reader.ts';
+import { metricsTokenSource } from '../dev/local-cluster/metrics-reader.ts';
 import { signalAllManaged } from '../dev/local-cluster/processes.ts';
 import { parseDurationMs } from '../src/lib/duration.ts';
 import { silentLogger } from '../src/lib/logger.ts';
@@ -330,8 +330,10 @@ try {
   if (heapSnapshots) await mkdir(heapSnapshots, { recursive: true });
   // The benchmark reads the operator's metrics as an installed Prometheus does: HTTPS, with a token
   // of a ServiceAccount bound to the metrics-reader ClusterRole, so the operator measured reviews
-  // tokens as in production.
-  const metricsToken = await serviceAccountToken(admin, 'monitoring', 'bench-prometheus', { reader: true });
+  // tokens as in production. The token is renewed before it expires: a run at 10,000 Connectors
+  // lasts longer than its hour.
+  const metricsToken = metricsTokenSource(admin, 'monitoring', 'bench-prometheus', { reader: true });
+  await metricsToken();
   const startOperator = () =>
     startOperatorProcess({
       metricsToken,

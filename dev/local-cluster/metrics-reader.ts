@@ -1,13 +1,16 @@
 // A ServiceAccount token that may read the operator's /metrics, as Prometheus' own: the ServiceAccount
 // is created, the ClusterRole vaultpam-connector-operator-metrics-reader (manifests/rbac.yaml) bound to
 // it, and a token requested with the TokenRequest API. Shared by the tests and the scale benchmark,
-// which read the operator's metrics as an installed Prometheus does.
+// which read the operator's metrics as an installed Prometheus does. A token expires (an hour here);
+// a reader that runs longer (the benchmark at 10,000 Connectors) asks metricsTokenSource, which
+// requests a new one before the old one's end, as kubelet renews a pod's projected token.
 import {
   AuthorizationV1Api,
   CoreV1Api,
   type KubeConfig,
   RbacAuthorizationV1Api,
 } from '@kubernetes/client-node';
+import { backgroundClock, type Clock } from '../../src/lib/clock.ts';
 
 export const METRICS_READER_ROLE = 'vaultpam-connector-operator-metrics-reader';
 
@@ -23,6 +26,97 @@ export async function serviceAccountToken(
   name: string,
   { reader }: { reader: boolean },
 ): Promise<string> {
+  return (await serviceAccountTokenWithExpiry(kc, namespace, name, { reader })).token;
+}
+
+/** How long a token is asked for. */
+export const TOKEN_LIFETIME_SECONDS = 3600;
+/** A token is renewed once this share of its life has passed (kubelet's own rule for projected tokens). */
+const RENEW_AT_FRACTION = 0.8;
+
+/**
+ * The token of serviceAccountToken, renewed: each call answers the current token, after requesting a
+ * new one when 80% of the current one's life has passed (the ServiceAccount and its binding are made
+ * once).
+ */
+export function metricsTokenSource(
+  kc: KubeConfig,
+  namespace: string,
+  name: string,
+  options: { reader: boolean; clock?: Clock },
+): () => Promise<string> {
+  return renewedToken(
+    (first) =>
+      (first
+        ? serviceAccountTokenWithExpiry(kc, namespace, name, { reader: options.reader })
+        : requestToken(kc, namespace, name)
+      ).then(({ token, issuedAt, expiresAt }) => ({ token, lifetimeMs: expiresAt - issuedAt })),
+    options.clock ?? backgroundClock,
+  );
+}
+
+/**
+ * A token from `ask`, asked again once RENEW_AT_FRACTION of its lifetime (counted on `clock` from
+ * when it was asked for) has passed. Calls while a request is under way wait for it; a failed
+ * request is made again by the next call.
+ */
+export function renewedToken(
+  ask: (first: boolean) => Promise<{ token: string; lifetimeMs: number }>,
+  clock: Clock,
+): () => Promise<string> {
+  let current: Promise<{ token: string; renewAt: number }> | undefined;
+  let asked = false;
+  const request = () => {
+    const at = clock.now().getTime();
+    const first = !asked;
+    asked = true;
+    const pending = ask(first).then(({ token, lifetimeMs }) => ({
+      token,
+      renewAt: at + lifetimeMs * RENEW_AT_FRACTION,
+    }));
+    current = pending;
+    pending.catch(() => {
+      if (current === pending) current = undefined;
+      if (first) asked = false;
+    });
+    return pending;
+  };
+  return async () => {
+    const pending = current ?? request();
+    const held = await pending;
+    if (clock.now().getTime() < held.renewAt) return held.token;
+    // Another call may have started the renewal already: wait for that one.
+    const renewal = current && current !== pending ? current : request();
+    return (await renewal).token;
+  };
+}
+
+async function requestToken(
+  kc: KubeConfig,
+  namespace: string,
+  name: string,
+): Promise<{ token: string; issuedAt: number; expiresAt: number }> {
+  const issuedAt = Date.now();
+  const answer = await kc.makeApiClient(CoreV1Api).createNamespacedServiceAccountToken({
+    namespace,
+    name,
+    body: { spec: { audiences: [], expirationSeconds: TOKEN_LIFETIME_SECONDS } },
+  });
+  const token = answer.status?.token;
+  if (!token) throw new Error(`no token for ${namespace}/${name}`);
+  // The API server may shorten the lifetime it was asked for: its own answer says when it ends.
+  const expiresAt = answer.status?.expirationTimestamp
+    ? new Date(answer.status.expirationTimestamp).getTime()
+    : issuedAt + TOKEN_LIFETIME_SECONDS * 1000;
+  return { token, issuedAt, expiresAt };
+}
+
+async function serviceAccountTokenWithExpiry(
+  kc: KubeConfig,
+  namespace: string,
+  name: string,
+  { reader }: { reader: boolean },
+): Promise<{ token: string; issuedAt: number; expiresAt: number }> {
   const core = kc.makeApiClient(CoreV1Api);
   const ignoreConflict = (error: unknown) => {
     if ((error as { code?: number }).code !== 409) throw error;
@@ -43,13 +137,7 @@ export async function serviceAccountToken(
       })
       .catch(ignoreConflict);
   }
-  const answer = await core.createNamespacedServiceAccountToken({
-    namespace,
-    name,
-    body: { spec: { audiences: [], expirationSeconds: 3600 } },
-  });
-  const token = answer.status?.token;
-  if (!token) throw new Error(`no token for ${namespace}/${name}`);
+  const issued = await requestToken(kc, namespace, name);
   if (reader) {
     const authz = kc.makeApiClient(AuthorizationV1Api);
     for (let attempt = 0; attempt < 100; attempt += 1) {
@@ -66,5 +154,5 @@ export async function serviceAccountToken(
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
   }
-  return token;
+  return issued;
 }
