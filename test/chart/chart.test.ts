@@ -284,6 +284,21 @@ test('the ServiceMonitor scrapes the metrics Service and gives the job label the
   t.true(rules.includes(`job="${job}"`), `the alerts select job="${job}", the job this ServiceMonitor gives`);
 });
 
+// Before: the Secret was mounted with the default mode, tls.key 0644.
+test("with metrics.certSecret, the metrics-tls Secret is mounted 0400 and readable by the operator's group only", async (t) => {
+  const chart = await templateChart({ setJson: ['metrics.certSecret="operator-metrics-tls"'] });
+  const deployment = chart.find((o) => o.kind === 'Deployment') as V1Deployment;
+  const pod = deployment.spec?.template.spec;
+  const volume = pod?.volumes?.find((v) => v.name === 'metrics-tls');
+  t.is(volume?.secret?.secretName, 'operator-metrics-tls');
+  t.is(volume?.secret?.defaultMode, 0o400);
+  // The kubelet gives the files to fsGroup (0440): the container's group, 65532, reads tls.key.
+  t.is(pod?.securityContext?.fsGroup, 65532);
+  t.is(pod?.securityContext?.runAsGroup, 65532);
+  const defaults = (await templateChart()).find((o) => o.kind === 'Deployment') as V1Deployment;
+  t.is(defaults.spec?.template.spec?.securityContext?.fsGroup, undefined, 'no Secret, no fsGroup');
+});
+
 // --- the settings the chart renders are the operator's -----------------------------------------
 
 const operatorEntry = join(repoRoot, 'src', 'bin', 'operator.ts');

@@ -73,8 +73,9 @@ test.serial(
       t.false(refused.text.includes('payroll-db'), 'a refusal names no Connector');
       t.false(refused.text.includes(tenant), 'a refusal names no tenant namespace');
     }
-    // The same path refused before the method is looked at: nothing is learnt without a token.
+    // Any other path is 404 before the token is looked at (it serves nothing), with or without one.
     t.is((await scrapeMetrics(endpoint, { path: '/nope' })).status, 404);
+    t.is((await scrapeMetrics(endpoint, { path: '/nope', token: readerToken })).status, 404);
 
     // The probes: plain HTTP, no credentials (kubelet's), and no metrics there.
     const probes = `http://${operator.address?.host}:${operator.address?.port}`;
@@ -83,12 +84,17 @@ test.serial(
     const metricsOnProbes = await fetch(`${probes}/metrics`);
     t.is(metricsOnProbes.status, 404);
     t.false((await metricsOnProbes.text()).includes('payroll-db'));
-    // And the metrics listener speaks no plain HTTP.
-    const plain = await fetch(`${endpoint.url.replace('https:', 'http:')}/metrics`).then(
-      (response) => response.status,
-      () => 'refused',
+    // And the metrics listener speaks no plain HTTP, not even to the reader's token: no answer at
+    // all (Node's TLS server closes a connection whose first bytes are no TLS), never the metrics.
+    // (Before, this checked a request with no token, whose 401 would have passed as well.)
+    const plain = await scrapeMetrics(
+      { url: endpoint.url.replace('https:', 'http:') },
+      { token: readerToken },
+    ).then(
+      (answer) => `answered ${answer.status}: ${answer.text.slice(0, 80)}`,
+      (error: { code?: string }) => error.code ?? 'failed',
     );
-    t.not(plain, 200, 'no plaintext /metrics');
+    t.true(['ECONNRESET', 'EPIPE', 'ECONNREFUSED', 'HPE_INVALID_CONSTANT'].includes(plain), plain);
 
     await operator.stop();
     assertNoSecrets(t, "the operator's log", logs.text(), [readerToken, strangerToken, garbage]);

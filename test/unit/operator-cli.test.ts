@@ -59,6 +59,15 @@ test('bad flags are refused by name with what they need', (t) => {
       ['--metrics-auth', 'none', '--metrics-cert-dir', '/tls', '--leader-elect', 'false'],
       /--metrics-cert-dir: --metrics-auth=none serves plain HTTP/,
     ],
+    // Refused at start, not merely warned about: anyone reaching the pod would read every tenant's Connectors.
+    [
+      ['--metrics-auth', 'none', '--leader-elect', 'false'],
+      /--metrics-auth=none: .* 0\.0\.0\.0; give --metrics-listen a loopback address/,
+    ],
+    [
+      ['--metrics-auth', 'none', '--metrics-listen', '10.0.0.5:8443', '--leader-elect', 'false'],
+      /--metrics-auth=none: .* 10\.0\.0\.5/,
+    ],
     [['--resync', 'soon', '--leader-elect', 'false'], /--resync: /],
     [
       ['--resync', '30d', '--leader-elect', 'false'],
