@@ -495,6 +495,33 @@ const onlyDocumentedWords: Check = ({ pass }) => {
 };
 
 /**
+ * The phase, the conditions and the transition Events speak of a recovery only when the status they
+ * are written with records it under way: phase Recovering, Healthy or Reconciling Recovering, the
+ * Event PhaseRecovering. (Phase Recovering and Healthy Recovering also follow a control plane that
+ * reports the record recovering, whatever this Connector recorded.) Seen failing with a pass that
+ * opened a request and failed before its record step: Recovering, "guided recovery r1 is in
+ * progress", no status.recovery, as long as the error lasted.
+ */
+const recoveryTalkHasRecord: Check = ({ pass }) => {
+  const written = pass?.written;
+  if (!pass || !written || underway(written)) return undefined;
+  const record = pass.observed.controlPlane.reachable ? pass.observed.controlPlane.record : undefined;
+  const cpRecovering = record?.state === 'recovering';
+  const recorded = `status.recovery ${written.recovery?.requestId}/${written.recovery?.step}`;
+  if (written.phase === 'Recovering' && !cpRecovering && pass.observed.controlPlane.reachable)
+    return `phase Recovering written with ${recorded}`;
+  const healthy = written.conditions?.find((c) => c.type === 'Healthy');
+  if (healthy?.reason === 'Recovering' && !cpRecovering)
+    return `Healthy Recovering (${healthy.message}) written with ${recorded}`;
+  const reconciling = written.conditions?.find((c) => c.type === 'Reconciling');
+  if (reconciling?.reason === 'Recovering')
+    return `Reconciling Recovering (${reconciling.message}) written with ${recorded}`;
+  if ((pass.plan.transitions ?? []).some((e) => e.reason === 'PhaseRecovering') && !cpRecovering)
+    return `a PhaseRecovering Event with ${recorded}`;
+  return undefined;
+};
+
+/**
  * Progress (beyond the issue's list): after any prefix, once nothing goes wrong any more (the
  * control plane reachable, not paused or blocked, the agent free to start, its paths healthy), the
  * connector ends Online with its agent running, given at most three new recovery request ids from a
@@ -570,6 +597,11 @@ test('property: the status is a function of the world and the carried-over recor
 
 test('property: IdentityLoss and NeedsRecovery only when the agent does not run with its identity', (t) => {
   fc.assert(property([identityLossOnlyWhenLost]), params);
+  t.pass();
+});
+
+test('property: the phase, conditions and transition Events speak of a recovery only with its record', (t) => {
+  fc.assert(property([recoveryTalkHasRecord]), params);
   t.pass();
 });
 
@@ -1112,4 +1144,37 @@ test('found, fixed: a recovery that ended Failed after its mint left its token l
   const pairingsBefore = w.ledger.pairings.length;
   for (const kind of ['kubeletSync', 'controllers', 'heartbeat', 'reconcile'] as const) apply(w, { kind });
   t.deepEqual(w.ledger.pairings.slice(pairingsBefore), [], "nothing paired with the failed attempt's token");
+});
+
+test('found, fixed: a pass that failed before the record of the recovery it opened said Recovering without one', (t) => {
+  // A reviewer's reproduction: spec.recovery.requestId set on an Online connector (or a Connector
+  // recreated from GitOps with an old id), and the pass fails at its first action (here the
+  // ConfigMap; there the control-plane PUT, 503). The report said phase Recovering, Healthy
+  // "guided recovery r1 is in progress" and recorded PhaseRecovering, while the record step, last
+  // in the plan, did not run: no status.recovery, for as long as the error lasted. The record of a
+  // request takes no action, so it is now written with the report.
+  const w = newWorld({ storage: 'claim', tokenTTL: '5m', policy: 'Manual', validateRestart: false });
+  apply(w, { kind: 'settle', rounds: 6 });
+  t.is(w.status?.phase, 'Online');
+  apply(w, { kind: 'setRequestId', id: 'r1' });
+  const [pass] = apply(w, { kind: 'reconcileFails', at: 0 });
+  t.is(pass?.outcome, 'failed');
+  t.deepEqual(pass?.applied, [], 'nothing was done');
+  t.is(w.status?.recovery?.requestId, 'r1', 'the request is recorded with the phase that speaks of it');
+  t.is(w.status?.recovery?.step, 'Requested');
+  t.is(w.status?.phase, 'Recovering');
+  t.true(pass?.plan.events.some((e) => e.reason === 'RecoveryRequested'));
+  t.notThrows(() =>
+    example(
+      {},
+      [
+        { kind: 'settle', rounds: 6 },
+        { kind: 'setRequestId', id: 'r1' },
+        { kind: 'reconcileFails', at: 0 },
+        { kind: 'reconcileFails', at: 0 },
+        { kind: 'settle', rounds: 4 },
+      ],
+      [recoveryTalkHasRecord, claimsOnlyWhatRan, oneRequestOneToken],
+    ),
+  );
 });

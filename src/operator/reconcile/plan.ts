@@ -8,7 +8,8 @@
 // held phase returns no action and no Event that announces one. The phases, in the order their
 // steps run:
 //   report      storage posture, assessment (phase, diagnosis) and conditions: the first step,
-//               written whatever happens to the others;
+//               written whatever happens to the others (with it the record of a recovery this
+//               pass opens, which takes no action yet);
 //   precheck    dry runs of the ConfigMap and StatefulSet, when a token is about to be minted;
 //   register    the control-plane record (ensureConnector);
 //   tokens      the recovery's when one is in progress, else the enrollment's: revoke, delete the
@@ -34,6 +35,8 @@ import { agentPodFacts } from './pod-facts.ts';
 import { recoveryPhase } from './recovery.ts';
 import { recoverySteps } from './recovery-plan-steps.ts';
 import { failedAutomaticRecovery, isRecoveryMintKey } from './recovery-requests.ts';
+import { recoveryUnderway } from './recovery-stages.ts';
+import type { RecoveryDecision } from './recovery-types.ts';
 import { postureFor, reportPhase } from './report.ts';
 import { currentPod } from './storage-posture.ts';
 import { untrustedRecord } from './untrusted-text.ts';
@@ -175,14 +178,22 @@ export function plan(observed: Observed, now: Date): Plan {
   // accept. The ConfigMap (no token, no identity in it) is applied ahead of the mint, and the
   // StatefulSet that starts the agent is dry-run there and applied once the token is stored.
   const ahead = (step: PlanStep) => mints && step.action?.kind === 'applyConfigMap';
+  // A new recovery record (a request at Requested, or a request id handled before, answered
+  // without running) takes no action in this pass, and the report already speaks of it: phase
+  // Recovering, Healthy "guided recovery r1 is in progress", their transition Events. So it is
+  // written with the report, before anything else is taken: a pass that fails after the report
+  // would otherwise write all that without the record, which is then not there to resume from.
+  const opening = opensRecord(previous, recovery, recoveryPlan.record);
   const steps: PlanStep[] = [
-    { status: report },
+    opening
+      ? { status: { ...report, ...opening.status }, ...(opening.events ? { events: opening.events } : {}) }
+      : { status: report },
     ...workload.steps.filter(ahead),
     ...(mints ? workload.dryRuns : []),
     ...registration,
     ...tokenSteps,
     ...workload.steps.filter((step) => !ahead(step)),
-    ...recoveryPlan.record,
+    ...(opening ? [] : recoveryPlan.record),
     ...(notices.length > 0 ? [{ events: notices }] : []),
   ];
   const requeues = [
@@ -194,6 +205,25 @@ export function plan(observed: Observed, now: Date): Plan {
   ].filter((r): r is number => r !== undefined);
   // Nothing timed: the reconciler's periodic look (every Connector's, reconciler.ts) is the next one.
   return { steps, transitions, ...(requeues.length > 0 ? { requeueAfterMs: Math.min(...requeues) } : {}) };
+}
+
+/**
+ * The record step of a recovery that this pass opens (no attempt was under way, and the decision
+ * records another request id), when that step takes no action: its status and Events, to be
+ * written with the report. Advancing, staying and ending keep their place, last in the pass: an
+ * end is recorded only once what it gives back (replicas) was given.
+ */
+function opensRecord(
+  previous: ConnectorStatus,
+  recovery: RecoveryDecision,
+  record: readonly PlanStep[],
+): PlanStep | undefined {
+  const opened = recovery.status;
+  if (!opened || recoveryUnderway(previous.recovery?.step)) return undefined;
+  if (opened.requestId === previous.recovery?.requestId) return undefined;
+  const [step, ...rest] = record;
+  if (!step || rest.length > 0 || step.action) return undefined;
+  return step;
 }
 
 /** A spec the operator cannot use: say so, and decide nothing. */

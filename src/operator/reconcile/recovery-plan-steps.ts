@@ -26,7 +26,8 @@ export interface RecoverySteps {
   /**
    * Last in the pass, after the workload is applied: the recovery record and its Events (with the
    * scaling of an adopted workload it asks for), so a step is recorded only once every effect of
-   * the pass that took it happened (the replicas given back when an attempt ends among them).
+   * the pass that took it happened (the replicas given back when an attempt ends among them). The
+   * record of a recovery the pass opens takes no action: plan.ts writes it with the report.
    */
   record: PlanStep[];
 }
