@@ -218,6 +218,75 @@ test.serial(
   },
 );
 
+test.serial(
+  'the token Secret deleted by hand before the agent pairs: its live token is stored again, no new one minted',
+  async (t) => {
+    const { kc } = cluster();
+    const namespace = await createTestNamespace(kc, 'resecret');
+    const api = connectors(kc);
+    await api.create(namespace, { metadata: { name: 'edge', namespace }, spec });
+    const core = kc.makeApiClient(CoreV1Api);
+    const name = 'edge-enrollment-token';
+    const tokenOf = (secret: { data?: Record<string, string> }) =>
+      Buffer.from(secret.data?.token ?? '', 'base64').toString();
+    const first = await eventually(() => core.readNamespacedSecret({ namespace, name }), {
+      description: 'token Secret',
+    });
+    // A pass saw the token live: its expiry is in the status.
+    await eventually(
+      async () => {
+        const c = await api.get(namespace, 'edge');
+        return c.status?.enrollment?.tokenSecretName && c.status.enrollment.tokenExpiresAt ? c : undefined;
+      },
+      { description: 'status names the live token' },
+    );
+    const live = (await env.admin.getConnector(`${namespace}.edge`)).liveToken;
+    t.truthy(live);
+    await core.deleteNamespacedSecret({ namespace, name });
+    // The operator reads its Secret on a pass, without watching Secrets: a change to the Connector
+    // (or its periodic look) brings that pass.
+    await api.patchSpec(namespace, 'edge', { metadata: { annotations: { 'example.com/poke': '1' } } });
+    const again = await eventually(
+      async () => {
+        const secret = await core.readNamespacedSecret({ namespace, name }).catch(() => undefined);
+        return secret && secret.metadata?.uid !== first.metadata?.uid ? secret : undefined;
+      },
+      { description: 'the token Secret written again' },
+    );
+    t.is(tokenOf(again), tokenOf(first), 'the same token');
+    t.is(
+      again.metadata?.annotations?.['vaultpam.io/token-expires-at'],
+      first.metadata?.annotations?.['vaultpam.io/token-expires-at'],
+    );
+    const record = await env.admin.getConnector(`${namespace}.edge`);
+    t.is(record.liveToken?.tokenId, live?.tokenId, 'no new token in the control plane');
+    const restored = await eventually(() => connectorEvent(namespace, 'TokenSecretRestored'), {
+      description: 'the TokenSecretRestored Event',
+    });
+    t.regex(restored.note ?? '', /no new token was minted/);
+    const connector = await eventually(
+      async () => {
+        const c = await api.get(namespace, 'edge');
+        return c.status?.enrollment?.tokenSecretName ? c : undefined;
+      },
+      { description: 'status names the Secret again' },
+    );
+    t.is(connector.status?.enrollment?.mintCount, 1);
+    t.is(condition(connector, 'Enrolled')?.reason, 'TokenMinted');
+
+    // The agent pairs with it.
+    const pod = await env.runAgent(namespace, 'edge');
+    t.teardown(() => pod.stop());
+    await eventually(
+      async () => {
+        const c = await api.get(namespace, 'edge');
+        return c.status?.phase === 'Online' ? c : undefined;
+      },
+      { description: 'Connector Online' },
+    );
+  },
+);
+
 test.serial('deleting a Connector revokes and releases it in the control plane', async (t) => {
   const { kc } = cluster();
   const namespace = await createTestNamespace(kc, 'del');

@@ -80,6 +80,8 @@ export type Step =
   | { kind: 'cpReachable'; reachable: boolean }
   /** An admin revokes the connector's live tokens in the control plane. */
   | { kind: 'adminRevokes' }
+  /** Someone deletes the token Secret by hand (kubectl delete secret), whatever token it holds. */
+  | { kind: 'tokenSecretDeleted' }
   | { kind: 'setRequestId'; id: string | undefined }
   | { kind: 'setPolicy'; policy: RecoveryPolicy }
   | { kind: 'setPaused'; paused: boolean }
@@ -969,6 +971,9 @@ function applyOne(w: World, step: Step, options: { twins?: boolean }): Pass | un
       return undefined;
     case 'adminRevokes':
       if (w.cp.record && w.cp.reachable) revokeLive(w, w.cp.record);
+      return undefined;
+    case 'tokenSecretDeleted':
+      w.secret = undefined;
       return undefined;
     case 'setRequestId':
       if (w.spec.requestId !== step.id) {

@@ -66,6 +66,7 @@ const stepArb: fc.Arbitrary<Step> = fc.oneof(
   { weight: 1, arbitrary: fc.constant({ kind: 'claimReplaced' as const }) },
   { weight: 1, arbitrary: fc.boolean().map((reachable) => ({ kind: 'cpReachable' as const, reachable })) },
   { weight: 1, arbitrary: fc.constant({ kind: 'adminRevokes' as const }) },
+  { weight: 1, arbitrary: fc.constant({ kind: 'tokenSecretDeleted' as const }) },
   {
     weight: 2,
     arbitrary: fc
@@ -186,8 +187,13 @@ const oneLiveToken: Check = ({ world, pass }) => {
   if (secretHoldsLiveToken(held, record, pass.now) && held?.mintKey !== mint.idempotencyKey)
     return `minted ${mint.idempotencyKey} while the Secret holds the live token ${held?.mintKey}`;
   // A retried mint (same key) answers the live token; a new key would replace a token still live.
+  // A key minted before (an older one, asked again for a token whose Secret went) makes no token:
+  // the control plane answers it with its live token or refuses it as consumed.
   const live = pass.truth.liveTokenKey;
-  if (live !== undefined && live !== mint.idempotencyKey)
+  const askedBefore = world.ledger.minted.some(
+    (m) => m.key === mint.idempotencyKey && m.at < pass.now.getTime(),
+  );
+  if (live !== undefined && live !== mint.idempotencyKey && !askedBefore)
     return `minted ${mint.idempotencyKey} while the token ${live} is live in the control plane`;
   const retired = record?.bootstrapRetired === true || pass.previous.enrollment?.retired === true;
   if (retired) {
@@ -244,6 +250,7 @@ const oneRequestOneToken: Check = ({ world, pass, track }) => {
 
 const ACTION_EVENTS = new Set([
   'TokenMinted',
+  'TokenSecretRestored',
   'TokenConsumed',
   'BootstrapRetired',
   'TokenSecretDeleted',
@@ -312,7 +319,8 @@ const claimsOnlyWhatRan: Check = ({ world, pass }) => {
   const p = pass.plan;
   const mints = mintsOf(p);
   const reasons = new Set(p.events.map((e) => e.reason));
-  if (reasons.has('TokenMinted') && mints.length === 0) return 'a TokenMinted Event without a mint';
+  for (const reason of ['TokenMinted', 'TokenSecretRestored'])
+    if (reasons.has(reason) && mints.length === 0) return `a ${reason} Event without a mint`;
   for (const reason of ['TokenConsumed', 'BootstrapRetired', 'TokenSecretDeleted'])
     if (reasons.has(reason) && !p.deleteTokenSecret) return `a ${reason} Event without deleting the Secret`;
   const written = pass.written;
@@ -495,6 +503,49 @@ const onlyDocumentedWords: Check = ({ pass }) => {
 };
 
 /**
+ * The token the status counts, live and unused, is never said to have expired, and a pass that
+ * finds its Secret gone (deleted by hand) stores that same token in it again: no new token, the
+ * counters as they were. Seen failing with the Secret deleted before the agent paired: Enrolled
+ * said TokenExpired "... a fresh one is minted", nothing was minted, and the next look was at the
+ * live token's expiry, the agent exiting ENROLLMENT_TOKEN_MISSING meanwhile.
+ */
+const liveTokenKeptInItsSecret: Check = ({ world, pass }) => {
+  const written = pass?.written;
+  if (!pass || !written) return undefined;
+  const counted = pass.previous.enrollment?.lastMintKey;
+  const live = pass.truth.liveTokenKey;
+  const enrolled = written.conditions?.find((c) => c.type === 'Enrolled');
+  if (enrolled?.reason === 'TokenExpired' && live !== undefined && live === counted)
+    return `Enrolled TokenExpired (${enrolled.message}) while the counted token ${live} is live`;
+  const spec = pass.observed.spec.ok ? pass.observed.spec.value : undefined;
+  const record = pass.observed.controlPlane.reachable ? pass.observed.controlPlane.record : undefined;
+  const free =
+    pass.outcome === 'ok' &&
+    spec !== undefined &&
+    !spec.paused &&
+    !pass.observed.foreign?.length &&
+    (spec.workloadRef === undefined || pass.observed.workload?.consented === true);
+  const restorable =
+    free &&
+    counted !== undefined &&
+    counted === live &&
+    counted.startsWith('enroll-') &&
+    pass.observed.tokenSecret === undefined &&
+    record?.state === 'pending' &&
+    !underway(pass.previous) &&
+    !underway(written) &&
+    !pass.applied.includes('revokeTokens');
+  if (!restorable) return undefined;
+  if (world.secret?.key !== counted)
+    return `the Secret of the live token ${counted} went, and the pass left ${world.secret ? `a Secret of ${world.secret.key}` : 'no Secret'}`;
+  const newTokens = world.ledger.minted.filter((m) => m.at === pass.now.getTime());
+  if (newTokens.length > 0) return `restoring the Secret of ${counted} minted ${newTokens.map((m) => m.key)}`;
+  if (written.enrollment?.mintCount !== pass.previous.enrollment?.mintCount)
+    return `restoring the Secret of ${counted} moved mintCount to ${written.enrollment?.mintCount}`;
+  return undefined;
+};
+
+/**
  * The phase, the conditions and the transition Events speak of a recovery only when the status they
  * are written with records it under way: phase Recovering, Healthy or Reconciling Recovering, the
  * Event PhaseRecovering. (Phase Recovering and Healthy Recovering also follow a control plane that
@@ -597,6 +648,11 @@ test('property: the status is a function of the world and the carried-over recor
 
 test('property: IdentityLoss and NeedsRecovery only when the agent does not run with its identity', (t) => {
   fc.assert(property([identityLossOnlyWhenLost]), params);
+  t.pass();
+});
+
+test('property: the live token is kept in its Secret and never said to have expired', (t) => {
+  fc.assert(property([liveTokenKeptInItsSecret]), params);
   t.pass();
 });
 
@@ -1175,6 +1231,64 @@ test('found, fixed: a pass that failed before the record of the recovery it open
         { kind: 'settle', rounds: 4 },
       ],
       [recoveryTalkHasRecord, claimsOnlyWhatRan, oneRequestOneToken],
+    ),
+  );
+});
+
+test('found, fixed: the token Secret deleted by hand while its token was live said TokenExpired and minted nothing until the old expiry', (t) => {
+  // A reviewer's reproduction: the agent held back (an image that cannot be pulled), a 4h token
+  // minted and seen live, then `kubectl delete secret edge-enrollment-token`. The next pass said
+  // Enrolled=False TokenExpired "the enrollment token expired before the connector paired; a fresh
+  // one is minted", planned no mint, and looked again at the live token's expiry, hours later. A
+  // new key would revoke that token and burn another; the control plane answers the same key with
+  // the token it minted for it, so the pass now asks again with status.enrollment.lastMintKey and
+  // stores that same token in a new Secret (Event TokenSecretRestored).
+  const w = newWorld({ storage: 'claim', tokenTTL: '4h', policy: 'Manual', validateRestart: false });
+  apply(w, { kind: 'agentHeld', held: true });
+  apply(w, { kind: 'reconcile' });
+  apply(w, { kind: 'reconcile' });
+  const key = enrollmentMintKey(WORLD_UID, 1);
+  t.is(w.secret?.key, key);
+  const expiresAt = w.status?.enrollment?.tokenExpiresAt;
+  t.truthy(expiresAt);
+  apply(w, { kind: 'tokenSecretDeleted' });
+  const [pass] = apply(w, { kind: 'reconcile' });
+  t.deepEqual(
+    mintsOf(pass?.plan as PlanView).map((m) => m.idempotencyKey),
+    [key],
+    'asked again with the same key',
+  );
+  t.is(w.secret?.key, key, 'the same token is in a new Secret');
+  t.is(w.ledger.minted.length, 1, 'no new token');
+  t.is(liveTokens(w), 1);
+  t.deepEqual(
+    pass?.plan.events.map((e) => e.reason),
+    ['TokenSecretRestored'],
+  );
+  const enrolled = w.status?.conditions?.find((c) => c.type === 'Enrolled');
+  t.is(enrolled?.reason, 'TokenMinted');
+  t.regex(enrolled?.message ?? '', /was deleted while its single-use token was live and unused/);
+  t.is(w.status?.enrollment?.mintCount, 1);
+  apply(w, { kind: 'reconcile' });
+  t.is(w.status?.enrollment?.tokenExpiresAt, expiresAt, "the token expiry is the live token's");
+  t.is(w.status?.enrollment?.tokenSecretName, 'edge-enrollment-token');
+  apply(w, { kind: 'agentHeld', held: false });
+  apply(w, { kind: 'settle', rounds: 4 });
+  t.is(w.status?.phase, 'Online', 'the agent paired with the restored token');
+  t.is(w.ledger.minted.length, 1);
+  t.notThrows(() =>
+    example(
+      { tokenTTL: '4h' },
+      [
+        { kind: 'agentHeld', held: true },
+        { kind: 'reconcile' },
+        { kind: 'tokenSecretDeleted' },
+        { kind: 'reconcile' },
+        { kind: 'reconcile' },
+        { kind: 'tokenSecretDeleted' },
+        { kind: 'reconcile' },
+      ],
+      [liveTokenKeptInItsSecret, oneLiveToken, claimsOnlyWhatRan],
     ),
   );
 });

@@ -17,6 +17,7 @@ import {
   setCondition,
   withReady,
 } from '../conditions.ts';
+import { childNames } from './desired-objects.ts';
 import { type EnrollmentDecision, secretHoldsLiveToken } from './enrollment.ts';
 import { type Gates, held, heldBecause } from './gates.ts';
 import type { ControlPlaneConnector, Observed } from './observed.ts';
@@ -38,7 +39,7 @@ export interface ConditionsInput {
   agent: AgentPodFacts | undefined;
   /** The storage shown this pass (after a completed recovery, judged against the claim it paired on). */
   posture: StoragePosture;
-  enrollment: Pick<EnrollmentDecision, 'expiredUnused' | 'revokedUnused'>;
+  enrollment: Pick<EnrollmentDecision, 'expiredUnused' | 'revokedUnused' | 'restoresSecret'>;
   /** The agent proved the identity lost (assessment.ts), outside a recovery. */
   identityLost: boolean;
   lostPairing: boolean;
@@ -195,16 +196,21 @@ function enrolledCondition(input: ConditionsInput) {
       message: `paired at ${record.enrolledAt}; bootstrap retired, restarts use the persisted identity only`,
     };
   }
+  // The token Secret was deleted (by hand) while its token is live and unused: the same token is
+  // stored in it again (enrollment.ts restoresSecret), not a fresh one.
+  const restored = enrollment.restoresSecret
+    ? `the token Secret ${childNames(input.spec.name).tokenSecret} was deleted while its single-use token was live and unused (until ${enrollment.restoresSecret.expiresAt}): that same token is stored in it again (the control plane answers its mint key with it; no new token is minted)`
+    : undefined;
   if (record?.state === 'enrolling' && input.lostPairing) {
     // Not retired yet: the control plane mints for the record, and the agent pairs again.
     const waiting = secretHoldsLiveToken(observed.tokenSecret, record, now);
     const lost = `the agent paired at ${record.enrolledAt} but lost that identity before its first heartbeat (bootstrap is not retired, so it pairs again with a fresh token)`;
     return {
       status: 'False' as const,
-      reason: waiting ? EnrolledReasons.TokenMinted : EnrolledReasons.AwaitingEnrollment,
+      reason: waiting || restored ? EnrolledReasons.TokenMinted : EnrolledReasons.AwaitingEnrollment,
       message: waiting
         ? `${lost}; a single-use token waits in Secret ${observed.tokenSecret?.name} until ${observed.tokenSecret?.expiresAt}`
-        : `${lost}; ${freshToken('token')}`,
+        : `${lost}; ${restored ?? freshToken('token')}`,
     };
   }
   if (record?.state === 'enrolling') {
@@ -222,6 +228,7 @@ function enrolledCondition(input: ConditionsInput) {
       message: `the agent's enrollment was refused: ${[refusal.code, refusal.reason].filter(Boolean).join(': ')}`,
     };
   }
+  if (restored) return { status: 'False' as const, reason: EnrolledReasons.TokenMinted, message: restored };
   if (enrollment.revokedUnused) {
     return {
       status: 'False' as const,

@@ -16,6 +16,11 @@ import type { AgentPodFacts } from './pod-facts.ts';
 
 export const REMINT_BASE_DELAY_MS = 60_000;
 export const REMINT_MAX_DELAY_MS = 60 * 60_000;
+/**
+ * How much later than the tokenMintedAt its pass planned with a token's expiry may be, a TTL on: the
+ * control plane mints after the pass's earlier steps.
+ */
+export const MINT_PASS_SLACK_MS = 30_000;
 /** How soon to look again while the Secret informer catches up with a Secret just written. */
 export const SECRET_CATCH_UP_MS = 1_000;
 
@@ -50,6 +55,8 @@ export interface EnrollmentInput {
    * new request id mints the next one.
    */
   endedRecoveryToken?: boolean;
+  /** spec.enrollment.tokenTTL: the lifetime of the tokens minted now. */
+  ttlSeconds?: number;
 }
 
 export interface EnrollmentDecision {
@@ -64,6 +71,13 @@ export interface EnrollmentDecision {
   revokedUnused?: boolean;
   /** Revoke the live token in the control plane: nobody can use it (identityRefused, endedRecoveryToken). */
   revoke?: boolean;
+  /**
+   * The token Secret is gone (deleted by hand) while the last token counted is live and unused: the
+   * mint asks again with that token's key, which the control plane answers with the same token
+   * (idempotent by key), and stores it in a new Secret. No new token; `mint.status` keeps the
+   * counters. `expiresAt`: that token's expiry.
+   */
+  restoresSecret?: { expiresAt: string };
   requeueAfterMs?: number;
 }
 
@@ -187,6 +201,11 @@ export function planEnrollment(input: EnrollmentInput): EnrollmentDecision {
     status.mintCount = provenBySecret;
     status.lastMintKey = tokenSecret.mintKey;
   }
+  // status.tokenExpiresAt is the expiry of the token lastMintKey names, once a Secret showed it: a
+  // Secret holding that key says it, live or not (the backoff counts from it, and a token live with
+  // another expiry is not that one).
+  if (!retired && tokenSecret?.expiresAt && tokenSecret.mintKey === status.lastMintKey)
+    status.tokenExpiresAt = tokenSecret.expiresAt;
   // An ended recovery's token is not held either: revoke it, delete its Secret, mint none now.
   if (input.endedRecoveryToken) {
     return {
@@ -259,7 +278,7 @@ export function planEnrollment(input: EnrollmentInput): EnrollmentDecision {
   // minted that token and died before storing it. Waiting for the counted token's expiry would hold
   // the connector Enrolling for up to the token lifetime; the next mint asks again with the key
   // after the counted one, and the control plane hands back the live token minted with it.
-  let lastExpiry = previous.tokenExpiresAt ? new Date(previous.tokenExpiresAt).getTime() : undefined;
+  let lastExpiry = status.tokenExpiresAt ? new Date(status.tokenExpiresAt).getTime() : undefined;
   const countedTokenLive = record.liveToken
     ? new Date(record.liveToken.expiresAt).getTime() === lastExpiry
     : false;
@@ -271,6 +290,49 @@ export function planEnrollment(input: EnrollmentInput): EnrollmentDecision {
       status.tokenExpiresAt = statusTime(new Date(ended));
       lastExpiry = new Date(status.tokenExpiresAt).getTime();
     }
+  }
+  // The Secret was deleted (by hand: the operator deletes only a token that is no longer live)
+  // while the token it held, the last one counted, is live and unused. A new key would revoke that
+  // token and burn another; waiting for it to expire would leave the agent without its token
+  // (ENROLLMENT_TOKEN_MISSING) for up to the token's lifetime. The control plane answers a mint with
+  // the same key with the live token it minted for that key, so asking again stores that very token
+  // in a new Secret: nothing new is minted, the counters and the expiry stay as they are.
+  // The live token is the counted one when its expiry is the one the status recorded. A status
+  // that recorded none yet (each mint forgets the expiry before it, and the Secret went before a
+  // pass saw it) judges by the time: the counted token expires a TTL after its mint, give or take
+  // the pass that minted it; a later mint (by a pass that died before its status write) expires
+  // later. Should the key be spent after all (IDEMPOTENCY_KEY_CONSUMED, remembered in
+  // consumedMintKey), the next mint counts on from it, as for any spent key.
+  const lastKey = previous.lastMintKey;
+  const liveExpiry = record.liveToken ? new Date(record.liveToken.expiresAt).getTime() : Number.NaN;
+  const mintedAt = status.tokenMintedAt ? new Date(status.tokenMintedAt).getTime() : Number.NaN;
+  const countedByTime =
+    status.tokenExpiresAt === undefined &&
+    input.ttlSeconds !== undefined &&
+    liveExpiry <= mintedAt + input.ttlSeconds * 1000 + MINT_PASS_SLACK_MS;
+  if (
+    tokenSecret === undefined &&
+    liveExpiry > now.getTime() &&
+    (countedTokenLive || countedByTime) &&
+    lastKey !== undefined &&
+    previous.consumedMintKey !== lastKey &&
+    enrollmentMintNumber(input.connectorUID, lastKey) === mintCount &&
+    minted === mintCount
+  ) {
+    // Once stored, the Secret holds that token, whose expiry is known: the status says so at once,
+    // as a pass that finds it live would (a normal mint learns its token's expiry from its Secret).
+    const expiresAt = (countedTokenLive ? status.tokenExpiresAt : record.liveToken?.expiresAt) ?? '';
+    return {
+      status,
+      mint: {
+        idempotencyKey: lastKey,
+        status: { ...status, tokenSecretName: input.tokenSecretName, tokenExpiresAt: expiresAt },
+      },
+      deleteSecret: false,
+      expiredUnused: false,
+      restoresSecret: { expiresAt },
+      requeueAfterMs: Math.max(liveExpiry - now.getTime(), 1_000),
+    };
   }
   const earliest = lastExpiry === undefined ? now.getTime() : lastExpiry + remintDelayMs(expiries);
   if (minted > 0 && earliest > now.getTime()) {
@@ -293,7 +355,8 @@ export function planEnrollment(input: EnrollmentInput): EnrollmentDecision {
       status: {
         // consumedMintKey stays until a written status counts past it: a pass whose mint is not made
         // (preempted by a recovery, or failed) keeps the counter where it was, and the key with it.
-        ...status,
+        // The expiry before is the last token's, not this one's: known once its Secret is seen.
+        ...withoutExpiry(status),
         mintCount: next,
         lastMintKey: idempotencyKey,
         tokenMintedAt: statusTime(now),
@@ -302,6 +365,11 @@ export function planEnrollment(input: EnrollmentInput): EnrollmentDecision {
     deleteSecret,
     expiredUnused: expiredUnused || mintCount > 0,
   };
+}
+
+function withoutExpiry(status: EnrollmentStatus): EnrollmentStatus {
+  const { tokenExpiresAt: _expiry, ...rest } = status;
+  return rest;
 }
 
 /** The enrollment status of a pass that deletes the token Secret: it names no Secret. */
@@ -351,6 +419,7 @@ export function enrollmentSteps(input: EnrollmentStepsInput): PlanStep[] {
   }
   const mint = decision.mint;
   if (mint) {
+    const restored = decision.restoresSecret;
     steps.push({
       action: {
         kind: 'mintToken',
@@ -360,11 +429,17 @@ export function enrollmentSteps(input: EnrollmentStepsInput): PlanStep[] {
       },
       status: { enrollment: mint.status },
       events: [
-        {
-          type: 'Normal',
-          reason: 'TokenMinted',
-          message: `minted enrollment token #${mint.status.mintCount} (expires within ${input.ttlSeconds} s) into Secret ${tokenSecretName}${input.pairingLost ? ': the agent lost the identity it paired with before its first heartbeat, and pairs again' : ''}`,
-        },
+        restored
+          ? {
+              type: 'Normal',
+              reason: 'TokenSecretRestored',
+              message: `the enrollment token Secret ${tokenSecretName} was deleted while token #${mint.status.mintCount} was live and unused: stored that token in it again (the control plane answered its mint key ${mint.idempotencyKey} with the token it minted for it, live until ${restored.expiresAt}); no new token was minted`,
+            }
+          : {
+              type: 'Normal',
+              reason: 'TokenMinted',
+              message: `minted enrollment token #${mint.status.mintCount} (expires within ${input.ttlSeconds} s) into Secret ${tokenSecretName}${input.pairingLost ? ': the agent lost the identity it paired with before its first heartbeat, and pairs again' : ''}`,
+            },
       ],
     });
   }

@@ -84,6 +84,7 @@ export function plan(observed: Observed, now: Date): Plan {
     held: held(gates) || !gates.controlPlaneReachable,
     identityRefused,
     pairingLost: lostPairing,
+    ttlSeconds: spec.tokenTTLSeconds,
   };
   const planned = planEnrollment(enrollmentInput);
   const rawDiagnosis = diagnose({
