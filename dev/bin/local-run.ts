@@ -88,8 +88,15 @@ const say = (line: string) => process.stdout.write(`${line}\n`);
 function table(c: Connector): string {
   const s = c.status ?? {};
   const rows = [
-    ['NAME', 'PHASE', 'MODE', 'LAST HEARTBEAT', 'CONNECTOR ID'],
-    [c.metadata.name ?? '', s.phase ?? '', s.mode ?? '', s.lastHeartbeatTime ?? '', s.connectorId ?? ''],
+    ['NAME', 'PHASE', 'READY', 'MODE', 'LAST HEARTBEAT', 'CONNECTOR ID'],
+    [
+      c.metadata.name ?? '',
+      s.phase ?? '',
+      s.conditions?.find((condition) => condition.type === 'Ready')?.status ?? '',
+      s.mode ?? '',
+      s.lastHeartbeatTime ?? '',
+      s.connectorId ?? '',
+    ],
   ];
   const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
   return rows

@@ -1,12 +1,14 @@
 // The Connector CRD's validation, against a real kube-apiserver: each invalid Connector is refused
 // with its own message, each forbidden change is refused on update, the allowed changes pass, the
 // schema defaults appear, and a fully populated status survives the status subresource unpruned.
+import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { type RequestOptions, request } from 'node:https';
 import { join } from 'node:path';
 import { ApiextensionsV1Api, CustomObjectsApi } from '@kubernetes/client-node';
 import test from 'ava';
 import * as yaml from 'js-yaml';
+import { ensureKubectl } from '../../dev/local-cluster/binaries.ts';
 import { CRD_NAME, GROUP, PLURAL, VERSION } from '../../src/operator/api/constants.ts';
 import { connectorSchema, type JsonSchema, loadConnectorCrd } from '../../src/operator/api/crd.ts';
 import {
@@ -916,6 +918,85 @@ test('the wide Token Expiry column shows the live token expiry, not <invalid>', 
   t.is(cell('Token Expiry'), expiresAt);
   // What a date column makes of a future time, and why Token Expiry is not one.
   t.is(cell('Last Heartbeat'), '<invalid>');
+});
+
+test('kubectl get shows Ready beside the phase, and -o wide its reason: a phase kept while the control plane is unreachable reads Unknown', async (t) => {
+  // The operator keeps the last phase it saw (Online) while it cannot reach the control plane, and
+  // Last Heartbeat stays as it was (empty while heartbeats were arriving); Ready says it is not known.
+  const created = await create(validSpec());
+  const name = created.metadata.name ?? '';
+  const at = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+  const condition = (type: string, status: string, reason: string) => ({
+    type,
+    status,
+    reason,
+    message: 'connect ECONNREFUSED 127.0.0.1:8443',
+    lastTransitionTime: at,
+  });
+  await api.replaceNamespacedCustomObjectStatus({
+    ...ref(),
+    name,
+    body: {
+      ...created,
+      status: {
+        phase: 'Online',
+        mode: 'Autonomous',
+        connectorId: `${namespace}.${name}`,
+        conditions: [
+          condition('Ready', 'Unknown', 'ControlPlaneUnreachable'),
+          condition('Healthy', 'Unknown', 'ControlPlaneUnreachable'),
+        ],
+      },
+    },
+  });
+  const table = await tableOf(name);
+  const cell = (column: string) =>
+    table.rows[0]?.cells[table.columnDefinitions.findIndex((c) => c.name === column)];
+  t.is(cell('Ready'), 'Unknown');
+  t.is(cell('Reason'), 'ControlPlaneUnreachable');
+  t.is(cell('Phase'), 'Online');
+
+  // As the kubectl built for this cluster (1.37) prints it.
+  const kubectl = await ensureKubectl(() => {});
+  const get = (...extra: string[]) =>
+    new Promise<string>((resolve, reject) =>
+      execFile(
+        kubectl,
+        [
+          '--kubeconfig',
+          cluster().cluster.kubeconfigPath,
+          'get',
+          'connectors',
+          '-n',
+          namespace,
+          name,
+          ...extra,
+        ],
+        (error, stdout, stderr) =>
+          error ? reject(new Error(`${error.message}: ${stderr}`)) : resolve(stdout),
+      ),
+    );
+  const rows = (text: string) =>
+    text
+      .trimEnd()
+      .split('\n')
+      .map((line) => line.split(/\s{2,}/));
+  const [header, row] = rows(await get());
+  t.deepEqual(header, ['NAME', 'PHASE', 'READY', 'MODE', 'LAST HEARTBEAT', 'AGE']);
+  t.deepEqual(row?.slice(0, 4), [name, 'Online', 'Unknown', 'Autonomous']);
+  const [wideHeader, wideRow] = rows(await get('-o', 'wide'));
+  t.deepEqual(wideHeader, [
+    'NAME',
+    'PHASE',
+    'READY',
+    'REASON',
+    'MODE',
+    'LAST HEARTBEAT',
+    'AGE',
+    'CONNECTOR ID',
+    'TOKEN EXPIRY',
+  ]);
+  t.deepEqual(wideRow?.slice(0, 5), [name, 'Online', 'Unknown', 'ControlPlaneUnreachable', 'Autonomous']);
 });
 
 /**

@@ -23,7 +23,7 @@ test.serial('npm start brings the sample Connector Online and stops cleanly', as
   const code = await program.closed;
   const output = program.output();
   t.is(code, 0, output);
-  t.regex(output, /dc1-connector\s+Online\s+Autonomous/);
+  t.regex(output, /dc1-connector\s+Online\s+True\s+Autonomous/);
   t.regex(output, /The sample Connector is Online/);
   t.notRegex(output, /vpe_[0-9a-f]{16}_/, 'no enrollment token in the output');
 });

@@ -103,6 +103,9 @@ test('one series per Connector per metric, read from the source at scrape time',
   t.deepEqual(await samples(metrics, 'vaultpam_operator_connector_stalled'), [
     '{namespace="team-a",name="cache",reason="RecoveryFailed"} 1',
   ]);
+  t.deepEqual(await samples(metrics, 'vaultpam_operator_connector_ready'), [
+    '{namespace="team-a",name="cache",status="False",reason="RecoveryFailed"} 1',
+  ]);
   t.deepEqual(await samples(metrics, 'vaultpam_operator_connector_token_expiry_timestamp_seconds'), [
     `{namespace="team-b",name="web"} ${Date.parse('2026-12-02T12:00:00Z') / 1000}`,
   ]);
@@ -146,4 +149,51 @@ test('without a source the gauges export no series, and every reconcile result s
     '{result="requeue"} 0',
     '{result="error"} 0',
   ]);
+});
+
+test('an Online phase kept while the control plane is unreachable shows as Ready Unknown, ControlPlaneUnreachable', async (t) => {
+  // The operator keeps the last phase it saw when it cannot ask the control plane: the phase gauge
+  // stays Online, and only the Ready series says the state is not known (the alert
+  // VaultpamConnectorControlPlaneUnreachable reads it).
+  const blind = connector('team-a', 'db', {
+    phase: 'Online',
+    conditions: [
+      {
+        type: 'Ready',
+        status: 'Unknown',
+        reason: 'ControlPlaneUnreachable',
+        lastTransitionTime: '2026-12-02T08:00:00Z',
+        message: 'Healthy: connect ECONNREFUSED',
+      },
+    ],
+  });
+  t.deepEqual(connectorMetricFacts(blind).ready, { status: 'Unknown', reason: 'ControlPlaneUnreachable' });
+  const metrics = createOperatorMetrics();
+  let current = [blind];
+  metrics.setConnectorSource(() => current);
+  t.deepEqual(await samples(metrics, 'vaultpam_operator_connector_phase'), [
+    '{namespace="team-a",name="db",phase="Online"} 1',
+  ]);
+  t.deepEqual(await samples(metrics, 'vaultpam_operator_connector_ready'), [
+    '{namespace="team-a",name="db",status="Unknown",reason="ControlPlaneUnreachable"} 1',
+  ]);
+  // Reachable again: the series of the old status and reason is gone, one series stays.
+  const ready = connector('team-a', 'db', {
+    phase: 'Online',
+    conditions: [
+      {
+        type: 'Ready',
+        status: 'True',
+        reason: 'Ready',
+        lastTransitionTime: '2026-12-02T09:00:00Z',
+        message: '',
+      },
+    ],
+  });
+  current = [ready];
+  t.deepEqual(await samples(metrics, 'vaultpam_operator_connector_ready'), [
+    '{namespace="team-a",name="db",status="True",reason="Ready"} 1',
+  ]);
+  current = [];
+  t.deepEqual(await samples(metrics, 'vaultpam_operator_connector_ready'), []);
 });

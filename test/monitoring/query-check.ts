@@ -2,10 +2,17 @@
 // exports: every metric a selector names must be exported by the operator or the control plane (or
 // be Prometheus's own `up`), every label it matches on must be one that metric has, and the values
 // it matches for the labels whose values the code enumerates (phase, reconcile result, Stalled
-// reason) must be values the code writes. Expressions are read by Prometheus's own parser
+// reason, Ready status and reason) must be values the code writes. Expressions are read by Prometheus's own parser
 // (promql-metrics), so an expression that does not parse is a problem too.
 import { CONNECTOR_PHASES } from '../../src/operator/api/types.ts';
-import { StalledReasons } from '../../src/operator/conditions.ts';
+import {
+  DurableStorageReasons,
+  EnrolledReasons,
+  HealthyReasons,
+  ReadyReasons,
+  ReconcilingReasons,
+  StalledReasons,
+} from '../../src/operator/conditions.ts';
 import { RECONCILE_RESULTS } from '../../src/operator/runtime/metrics.ts';
 import { readableMetrics } from './exported-metrics.ts';
 import { metricsOfQueries, type NamedQuery } from './promtool.ts';
@@ -15,6 +22,20 @@ const KNOWN_VALUES: Record<string, Record<string, readonly string[]>> = {
   vaultpam_operator_connectors: { phase: CONNECTOR_PHASES },
   vaultpam_operator_connector_phase: { phase: CONNECTOR_PHASES },
   vaultpam_operator_connector_stalled: { reason: Object.values(StalledReasons) },
+  // Ready carries its own reasons or the reason of the condition that blocks it (deriveReady).
+  vaultpam_operator_connector_ready: {
+    status: ['True', 'False', 'Unknown'],
+    reason: [
+      ...new Set([
+        ...Object.values(ReadyReasons),
+        ...Object.values(StalledReasons),
+        ...Object.values(HealthyReasons),
+        ...Object.values(EnrolledReasons),
+        ...Object.values(DurableStorageReasons),
+        ReconcilingReasons.Finalizing,
+      ]),
+    ],
+  },
   vaultpam_operator_reconciles_total: { result: RECONCILE_RESULTS },
 };
 

@@ -155,6 +155,10 @@ test('the CRD names the resource the way the constants do', async (t) => {
   ]);
   t.deepEqual(columns, [
     ['Phase', '.status.phase', 'string', 0],
+    // The phase is the last one seen; Ready says whether it holds now (Unknown while the operator
+    // cannot reach the control plane), and -o wide says why not.
+    ['Ready', '.status.conditions[?(@.type=="Ready")].status', 'string', 0],
+    ['Reason', '.status.conditions[?(@.type=="Ready")].reason', 'string', 1],
     ['Mode', '.status.mode', 'string', 0],
     ['Last Heartbeat', '.status.lastHeartbeatTime', 'date', 0],
     ['Age', '.metadata.creationTimestamp', 'date', 0],

@@ -8,6 +8,7 @@
 import { isDeepStrictEqual } from 'node:util';
 import test from 'ava';
 import fc from 'fast-check';
+import { loadConnectorCrd } from '../../src/operator/api/crd.ts';
 import type { ConnectorStatus, RecoveryStep } from '../../src/operator/api/types.ts';
 import { enrollmentMintKey, secretHoldsLiveToken } from '../../src/operator/reconcile/enrollment.ts';
 import type { Observed } from '../../src/operator/reconcile/observed.ts';
@@ -572,6 +573,49 @@ const recoveryTalkHasRecord: Check = ({ pass }) => {
   return undefined;
 };
 
+/** The Connector CRD's printer columns: what `kubectl get connectors` shows of a status. */
+const PRINTER_COLUMNS = (await loadConnectorCrd()).spec.versions[0]?.additionalPrinterColumns ?? [];
+
+/**
+ * A printer column's value for a status, as the API server's JSONPath reads the paths the CRD uses:
+ * `.status.a.b`, and `.status.conditions[?(@.type=="X")].field`.
+ */
+function printerColumn(status: ConnectorStatus | undefined, name: string): string | undefined {
+  const path = PRINTER_COLUMNS.find((c) => c.name === name)?.jsonPath;
+  if (!path?.startsWith('.status.')) return undefined;
+  let value: unknown = status;
+  for (const part of path.slice('.status.'.length).split(/\.(?![^[]*\])/)) {
+    const filter = /^(\w+)\[\?\(@\.(\w+)=="([^"]*)"\)\]$/.exec(part);
+    if (filter) {
+      const [, list = '', key = '', wanted] = filter;
+      const items = (value as Record<string, unknown> | undefined)?.[list];
+      value = Array.isArray(items)
+        ? items.find((i) => (i as Record<string, unknown>)[key] === wanted)
+        : undefined;
+    } else value = (value as Record<string, unknown> | undefined)?.[part];
+  }
+  return value === undefined ? undefined : String(value);
+}
+
+/**
+ * `kubectl get connectors` never shows a phase the operator could not check as if it held: while
+ * the control plane cannot be asked, the phase and Last Heartbeat are the last ones seen, and the
+ * READY column says Unknown (or False), with the reason in -o wide. Seen failing with the control
+ * plane unreachable for hours and the agent gone: PHASE Online, LAST HEARTBEAT empty (documented as
+ * "heartbeats arrive"), and no column that said otherwise.
+ */
+const printedStatusTruthful: Check = ({ pass }) => {
+  const written = pass?.written;
+  if (!pass || !written) return undefined;
+  const ready = written.conditions?.find((c) => c.type === 'Ready');
+  const shown = { ready: printerColumn(written, 'Ready'), reason: printerColumn(written, 'Reason') };
+  if (shown.ready !== ready?.status || shown.reason !== ready?.reason)
+    return `kubectl get shows READY ${shown.ready} (${shown.reason}) for Ready ${ready?.status} (${ready?.reason})`;
+  if (!pass.observed.controlPlane.reachable && shown.ready === 'True')
+    return `the control plane could not be asked, and kubectl get shows PHASE ${printerColumn(written, 'Phase')} READY True`;
+  return undefined;
+};
+
 /**
  * Progress (beyond the issue's list): after any prefix, once nothing goes wrong any more (the
  * control plane reachable, not paused or blocked, the agent free to start, its paths healthy), the
@@ -658,6 +702,11 @@ test('property: the live token is kept in its Secret and never said to have expi
 
 test('property: the phase, conditions and transition Events speak of a recovery only with its record', (t) => {
   fc.assert(property([recoveryTalkHasRecord]), params);
+  t.pass();
+});
+
+test('property: kubectl get shows Ready beside the phase, never True for a phase the operator could not check', (t) => {
+  fc.assert(property([printedStatusTruthful]), params);
   t.pass();
 });
 
@@ -1291,4 +1340,28 @@ test('found, fixed: the token Secret deleted by hand while its token was live sa
       [liveTokenKeptInItsSecret, oneLiveToken, claimsOnlyWhatRan],
     ),
   );
+});
+
+test('found, fixed: the control plane unreachable for hours, the agent gone: kubectl get said Online with an empty Last Heartbeat, and nothing else', (t) => {
+  // A reviewer's reproduction: the operator loses the control plane, the agent's pod goes, hours
+  // pass. The phase stays the last one seen (Online) and Last Heartbeat stays empty, which the docs
+  // called "heartbeats arrive"; the phase metric stayed Online too. Now the READY column shows the
+  // Ready condition (Unknown) and -o wide its reason; the docs say what the kept phase means, and
+  // the alert VaultpamConnectorControlPlaneUnreachable reads the Ready series.
+  const w = newWorld({ storage: 'claim', tokenTTL: '5m', policy: 'Manual', validateRestart: false });
+  const steps: Step[] = [
+    { kind: 'settle', rounds: 6 },
+    { kind: 'cpReachable', reachable: false },
+    { kind: 'agentHeld', held: true },
+    { kind: 'podDeleted' },
+    { kind: 'controllers' },
+    { kind: 'advance', ms: 4 * 60 * 60_000 },
+    { kind: 'reconcile' },
+  ];
+  for (const step of steps) apply(w, step);
+  t.is(printerColumn(w.status, 'Phase'), 'Online', 'the last phase seen');
+  t.is(printerColumn(w.status, 'Last Heartbeat'), undefined);
+  t.is(printerColumn(w.status, 'Ready'), 'Unknown');
+  t.is(printerColumn(w.status, 'Reason'), 'ControlPlaneUnreachable');
+  t.notThrows(() => example({}, steps, [printedStatusTruthful]));
 });

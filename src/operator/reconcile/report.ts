@@ -49,6 +49,7 @@ export function reportPhase(input: ReportInput): { status: ConnectorStatus; tran
   // The agent's fail-closed exit (or a replaced claim) proves the identity is gone before the
   // control plane's heartbeat timeout can: show NeedsRecovery at once, not Online or Offline.
   const identityLost = !recovery.inProgress && isIdentityLoss(input.diagnosis);
+  // Unreachable: the last phase seen stays (nothing newer is known); Ready says Unknown.
   const phase = !gates.controlPlaneReachable
     ? (previous.phase ?? 'Pending')
     : identityLost
@@ -128,7 +129,8 @@ export function reportPhase(input: ReportInput): { status: ConnectorStatus; tran
  * per connector every few minutes whose state did not change (at 10,000 connectors up to 33 writes/s),
  * which is also what a restarted operator would pay again for every connector. Kubernetes moved
  * node heartbeats out of Node status for the same reason. Without the record (control plane
- * unreachable) the shown time stays as it was.
+ * unreachable) the shown time stays as it was, as the phase does: Ready says Unknown
+ * (ControlPlaneUnreachable) meanwhile, in the READY printer column beside them.
  */
 export function heartbeatToShow(
   latest: string | null | undefined,

@@ -51,6 +51,8 @@ export interface ConnectorMetricFacts {
   phase?: ConnectorPhase;
   /** The reason of the Stalled condition while it is True. */
   stalledReason?: string;
+  /** The Ready condition's status and reason, when it has one. */
+  ready?: { status: string; reason: string };
   /** The live enrollment token (one a Secret holds now), not the last one's end kept in status. */
   liveToken?: { expiresAt: number; mintedAt?: number };
   certificateNotAfter?: number;
@@ -73,6 +75,8 @@ export function connectorMetricFacts(connector: Connector): ConnectorMetricFacts
   if (status.phase) facts.phase = status.phase;
   const stalled = status.conditions?.find((c) => c.type === 'Stalled' && c.status === 'True');
   if (stalled) facts.stalledReason = stalled.reason;
+  const ready = status.conditions?.find((c) => c.type === 'Ready');
+  if (ready) facts.ready = { status: ready.status, reason: ready.reason };
   // tokenExpiresAt outlives the token until the connector pairs (it drives the re-mint backoff);
   // the token is live only while status names the Secret that holds it.
   const enrollment = status.enrollment;
@@ -366,6 +370,12 @@ function registerConnectorGauges(registers: Registry[], source: () => Iterable<C
     'Always 1: one series per Connector whose Stalled condition is True, its reason in the reason label.',
     ['namespace', 'name', 'reason'],
     (f) => (f.stalledReason ? [{ ...key(f), reason: f.stalledReason }, 1] : undefined),
+  );
+  gauge(
+    'vaultpam_operator_connector_ready',
+    'Always 1: one series per Connector with a Ready condition, its status (True, False, Unknown) and reason in the status and reason labels (the reason of the condition that blocks it when it is not True, e.g. ControlPlaneUnreachable while the operator cannot reach the control plane and the phase is the last one seen).',
+    ['namespace', 'name', 'status', 'reason'],
+    (f) => (f.ready ? [{ ...key(f), ...f.ready }, 1] : undefined),
   );
   gauge(
     'vaultpam_operator_connector_token_expiry_timestamp_seconds',
