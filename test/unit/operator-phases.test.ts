@@ -288,6 +288,91 @@ test('enrollment held: no mint, no delete, no revoke, nothing counted, and the s
   t.true(held.expiredUnused, 'what is observed is still said');
 });
 
+// status.enrollment.tokenExpiresAt describes the token lastMintKey names. A reviewer's sequence:
+// a pass during a recovery of a never-paired connector saw the recovery's Secret live and recorded
+// its expiry there, while lastMintKey stayed the enrollment's key; once that Secret was gone, the
+// enrollment took the recovery's live token for its own and planned a "restore" with its key,
+// which the control plane refuses as consumed.
+const RECOVERY_EXPIRY = '2026-01-01T04:00:00.000Z';
+const COUNTED = {
+  mintCount: 1,
+  lastMintKey: enrollmentMintKey(UID, 1),
+  tokenMintedAt: '2025-12-31T23:00:00Z',
+  tokenExpiresAt: '2026-01-01T03:00:00.000Z',
+  retired: false,
+};
+const recoveryLive = pendingRecord({ liveToken: { tokenId: 'tR', expiresAt: RECOVERY_EXPIRY } });
+const recoverySecret = tokenSecret({ mintKey: recoveryMintKey('r1'), expiresAt: RECOVERY_EXPIRY });
+
+test("enrollment: a live recovery token's Secret does not give tokenExpiresAt its expiry (open or held)", (t) => {
+  for (const held of [false, true]) {
+    const decision = planEnrollment({
+      ...base,
+      record: recoveryLive,
+      tokenSecret: recoverySecret,
+      previous: COUNTED,
+      ttlSeconds: 14400,
+      held,
+    });
+    t.is(decision.status.lastMintKey, COUNTED.lastMintKey, `held: ${held}`);
+    t.is(decision.status.tokenExpiresAt, COUNTED.tokenExpiresAt, `held: ${held}`);
+  }
+  // The counted key's own Secret still records its expiry.
+  const own = planEnrollment({
+    ...base,
+    record: pendingRecord({ liveToken: { tokenId: 't1', expiresAt: RECOVERY_EXPIRY } }),
+    tokenSecret: tokenSecret({ expiresAt: RECOVERY_EXPIRY }),
+    previous: { ...COUNTED, tokenExpiresAt: undefined },
+    ttlSeconds: 14400,
+  });
+  t.is(own.status.tokenExpiresAt, RECOVERY_EXPIRY);
+});
+
+test("enrollment: once the recovery's Secret is gone, its live token is not restored with the enrollment key", (t) => {
+  const during = planEnrollment({
+    ...base,
+    record: recoveryLive,
+    tokenSecret: recoverySecret,
+    previous: COUNTED,
+    ttlSeconds: 14400,
+  });
+  const after = planEnrollment({
+    ...base,
+    record: recoveryLive,
+    tokenSecret: undefined,
+    previous: during.status,
+    ttlSeconds: 14400,
+  });
+  t.is(after.restoresSecret, undefined);
+  t.not(after.mint?.idempotencyKey, COUNTED.lastMintKey, 'the spent key is not asked for again');
+});
+
+test('plan: during a recovery, a restore the enrollment would plan is neither done nor said', (t) => {
+  // The enrollment's counted token is live and its Secret gone, so planEnrollment plans a restore;
+  // the recovery in progress takes the token steps, so that mint does not run.
+  const o = observed({
+    connector: connector({
+      spec: { recovery: { requestId: 'r1' } },
+      status: {
+        enrollment: { ...COUNTED, tokenExpiresAt: RECOVERY_EXPIRY },
+        recovery: { requestId: 'r1', step: 'Checking', attempts: 1, startedAt: '2026-01-01T00:00:00Z' },
+      },
+    }),
+    record: pendingRecord({ liveToken: { tokenId: 't1', expiresAt: RECOVERY_EXPIRY } }),
+  });
+  const p = plan(o, NOW);
+  const status = statusOfPass(p, { ran: p.steps.length }, NOW, 1);
+  t.is(status.recovery?.step, 'Checking', 'the recovery is under way');
+  const actions = p.steps.flatMap((s) => (s.action ? [s.action] : []));
+  t.false(
+    actions.some((a) => a.kind === 'mintToken'),
+    'no restore mint runs',
+  );
+  t.false(eventsOfSteps(p.steps).some((e) => e.reason === 'TokenSecretRestored'));
+  const enrolled = status.conditions?.find((c) => c.type === 'Enrolled');
+  t.notRegex(enrolled?.message ?? '', /stored in it again/);
+});
+
 // ---- recovery ----
 
 function recoveryInput(overrides: Partial<RecoveryInput>): RecoveryInput {

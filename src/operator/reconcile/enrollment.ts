@@ -184,7 +184,8 @@ export function planEnrollment(input: EnrollmentInput): EnrollmentDecision {
   if (input.held) {
     if (live && tokenSecret) {
       status.tokenSecretName = tokenSecret.name;
-      if (tokenSecret.expiresAt) status.tokenExpiresAt = tokenSecret.expiresAt;
+      if (tokenSecret.expiresAt && countsAsLastMint(input.connectorUID, tokenSecret, status))
+        status.tokenExpiresAt = tokenSecret.expiresAt;
     }
     return { status, deleteSecret: false, expiredUnused };
   }
@@ -204,7 +205,7 @@ export function planEnrollment(input: EnrollmentInput): EnrollmentDecision {
   // status.tokenExpiresAt is the expiry of the token lastMintKey names, once a Secret showed it: a
   // Secret holding that key says it, live or not (the backoff counts from it, and a token live with
   // another expiry is not that one).
-  if (!retired && tokenSecret?.expiresAt && tokenSecret.mintKey === status.lastMintKey)
+  if (!retired && tokenSecret?.expiresAt && countsAsLastMint(input.connectorUID, tokenSecret, status))
     status.tokenExpiresAt = tokenSecret.expiresAt;
   // An ended recovery's token is not held either: revoke it, delete its Secret, mint none now.
   if (input.endedRecoveryToken) {
@@ -227,7 +228,8 @@ export function planEnrollment(input: EnrollmentInput): EnrollmentDecision {
   }
   if (live && tokenSecret) {
     status.tokenSecretName = tokenSecret.name;
-    if (tokenSecret.expiresAt) status.tokenExpiresAt = tokenSecret.expiresAt;
+    if (tokenSecret.expiresAt && countsAsLastMint(input.connectorUID, tokenSecret, status))
+      status.tokenExpiresAt = tokenSecret.expiresAt;
     const expiresInMs = new Date(tokenSecret.expiresAt ?? now).getTime() - now.getTime();
     return {
       status,
@@ -301,8 +303,12 @@ export function planEnrollment(input: EnrollmentInput): EnrollmentDecision {
   // that recorded none yet (each mint forgets the expiry before it, and the Secret went before a
   // pass saw it) judges by the time: the counted token expires a TTL after its mint, give or take
   // the pass that minted it; a later mint (by a pass that died before its status write) expires
-  // later. Should the key be spent after all (IDEMPOTENCY_KEY_CONSUMED, remembered in
-  // consumedMintKey), the next mint counts on from it, as for any spent key.
+  // later. The TTL is spec.enrollment.tokenTTL as it is now, not necessarily the one the token was
+  // minted with (the status does not record that): after the TTL was changed the judgement may be
+  // wrong either way, and both are safe. A later token judged the counted one has the counted key
+  // asked again, which the control plane refuses as IDEMPOTENCY_KEY_CONSUMED (that later mint
+  // revoked its token), remembered in consumedMintKey, and the next mint counts on from it, as for
+  // any spent key; the counted token judged a later one is replaced by a new mint, one token more.
   const lastKey = previous.lastMintKey;
   const liveExpiry = record.liveToken ? new Date(record.liveToken.expiresAt).getTime() : Number.NaN;
   const mintedAt = status.tokenMintedAt ? new Date(status.tokenMintedAt).getTime() : Number.NaN;
@@ -365,6 +371,19 @@ export function planEnrollment(input: EnrollmentInput): EnrollmentDecision {
     deleteSecret,
     expiredUnused: expiredUnused || mintCount > 0,
   };
+}
+
+/**
+ * Whether the Secret holds the token status.lastMintKey names (a status without one: the mint
+ * mintCount counts), whose expiry is the one status.tokenExpiresAt records. A recovery's token
+ * (recovery-<id>) never is: lastMintKey stays the enrollment's last key while a recovery mints, and
+ * a restore asks the control plane again with that key, which must then find the expiry of its own
+ * token, not the recovery's.
+ */
+function countsAsLastMint(connectorUID: string, secret: TokenSecretFacts, status: EnrollmentStatus): boolean {
+  if (status.lastMintKey !== undefined) return secret.mintKey === status.lastMintKey;
+  const n = enrollmentMintNumber(connectorUID, secret.mintKey);
+  return n !== undefined && n === status.mintCount;
 }
 
 function withoutExpiry(status: EnrollmentStatus): EnrollmentStatus {

@@ -27,7 +27,13 @@ import {
 } from '../conditions.ts';
 import { diagnose, isIdentityLoss, refusedIdentityOfNeverPaired } from './assessment.ts';
 import { childNames } from './desired-objects.ts';
-import { type EnrollmentInput, enrollmentSteps, pairingLost, planEnrollment } from './enrollment.ts';
+import {
+  type EnrollmentDecision,
+  type EnrollmentInput,
+  enrollmentSteps,
+  pairingLost,
+  planEnrollment,
+} from './enrollment.ts';
 import { connectorIdConflict, type Gates, gatesOf, held, heldBecause } from './gates.ts';
 import type { ControlPlaneConnector, Observed } from './observed.ts';
 import type { Plan, PlannedEvent, PlanStep } from './plan-types.ts';
@@ -163,7 +169,9 @@ export function plan(observed: Observed, now: Date): Plan {
     posture,
     retired,
     lostPairing,
-    enrollment,
+    // A recovery in progress takes the token steps: the enrollment's restore (a mint) does not run,
+    // so neither the Enrolled condition nor an Event may say the token is stored again.
+    enrollment: recovery.inProgress ? withoutRestore(enrollment) : enrollment,
     diagnosis: rawDiagnosis,
     recovery,
     expansion: workload.expansion,
@@ -206,6 +214,12 @@ export function plan(observed: Observed, now: Date): Plan {
   ].filter((r): r is number => r !== undefined);
   // Nothing timed: the reconciler's periodic look (every Connector's, reconciler.ts) is the next one.
   return { steps, transitions, ...(requeues.length > 0 ? { requeueAfterMs: Math.min(...requeues) } : {}) };
+}
+
+/** The decision without its restore, for a pass whose enrollment steps do not run. */
+function withoutRestore(decision: EnrollmentDecision): EnrollmentDecision {
+  const { restoresSecret: _restore, ...rest } = decision;
+  return rest;
 }
 
 /**
