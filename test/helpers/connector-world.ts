@@ -58,9 +58,11 @@ export type Step =
   | { kind: 'advance'; ms: number }
   /**
    * The workload controller and kubelet take one step: finish a deletion, scale, roll, start a pod,
-   * or restart its stopped agent container.
+   * or restart its stopped agent container. `kubeletBehind`: a pod started now finds its token
+   * volume empty, the kubelet's cache not having the token Secret yet (optional, so the pod starts
+   * without it); a later kubeletSync fills it.
    */
-  | { kind: 'controllers' }
+  | { kind: 'controllers'; kubeletBehind?: boolean }
   /** The pod is deleted out of band (kubectl delete, node drained). */
   | { kind: 'podDeleted' }
   /** The kubelet brings the pod's Secret volume up to date with the token Secret. */
@@ -524,7 +526,7 @@ function templateAnnotations(w: World): Record<string, string> {
   return w.statefulSet?.spec?.template?.metadata?.annotations ?? {};
 }
 
-function controllers(w: World): void {
+function controllers(w: World, kubeletBehind = false): void {
   if (w.adopted || w.statefulSet) {
     const pod = w.pod;
     const wanted = replicasWanted(w);
@@ -547,7 +549,7 @@ function controllers(w: World): void {
         annotations: restartFor ? { [ANNOTATIONS.restartedFor]: restartFor } : {},
         deleting: false,
         ...(w.options.storage === 'claim' ? {} : { emptyDir: {} }),
-        ...mountedToken(w),
+        ...(kubeletBehind ? {} : mountedToken(w)),
         agent: { running: false, ready: false, restartCount: 0 },
       };
       w.pod = created;
@@ -566,12 +568,16 @@ function mountedToken(w: World): Pick<SimPod, 'mounted'> {
   return w.secret ? { mounted: { tokenId: w.secret.tokenId, key: w.secret.key } } : {};
 }
 
-/** The kubelet syncs the pod's Secret volume with the Secret as it is now. */
+/**
+ * The kubelet syncs the pod's Secret volume with the Secret as it is now. A Secret that is gone
+ * leaves the volume of a running pod as it was: the kubelet does not empty it when the Secret is
+ * deleted, so a container restarted in the same pod still finds the token last written there (a
+ * new pod starts with no token: mountedToken).
+ */
 function kubeletSync(w: World): void {
   if (!w.pod) return;
   const { mounted } = mountedToken(w);
   if (mounted) w.pod.mounted = mounted;
-  else delete w.pod.mounted;
 }
 
 function containerRestart(w: World): void {
@@ -937,7 +943,7 @@ function applyOne(w: World, step: Step, options: { twins?: boolean }): Pass | un
       sweep(w);
       return undefined;
     case 'controllers':
-      controllers(w);
+      controllers(w, step.kubeletBehind);
       return undefined;
     case 'podDeleted':
       if (w.pod) w.pod.deleting = true;

@@ -58,6 +58,7 @@ const stepArb: fc.Arbitrary<Step> = fc.oneof(
       .map((ms) => ({ kind: 'advance' as const, ms })),
   },
   { weight: 8, arbitrary: fc.constant({ kind: 'controllers' as const }) },
+  { weight: 1, arbitrary: fc.constant({ kind: 'controllers' as const, kubeletBehind: true }) },
   { weight: 1, arbitrary: fc.constant({ kind: 'podDeleted' as const }) },
   { weight: 2, arbitrary: fc.constant({ kind: 'containerRestart' as const }) },
   { weight: 2, arbitrary: fc.constant({ kind: 'kubeletSync' as const }) },
@@ -1249,6 +1250,45 @@ test('found, fixed: a recovery that ended Failed after its mint left its token l
   const pairingsBefore = w.ledger.pairings.length;
   for (const kind of ['kubeletSync', 'controllers', 'heartbeat', 'reconcile'] as const) apply(w, { kind });
   t.deepEqual(w.ledger.pairings.slice(pairingsBefore), [], "nothing paired with the failed attempt's token");
+});
+
+test('found, fixed: a recovery that ended Failed after its mint, its Secret deleted by hand first, left its token live for a restarted container', (t) => {
+  // A reviewer's reproduction: at ScalingUp the pod started before the kubelet had the token in its
+  // volume (exit 11 ENROLLMENT_TOKEN_MISSING), the kubelet then wrote recovery-r1 there, and the
+  // Secret was deleted by hand before the pass that ended the attempt Failed. The revoke of an
+  // ended attempt's token depended on its Secret, so recovery-r1 stayed live; the kubelet keeps a
+  // deleted Secret's content in the volume of a running pod, and the restarted container paired
+  // with it outside any attempt (phase Online beside recovery Failed). Now a live token that can
+  // only be the ended attempt's is revoked whether or not its Secret is there.
+  const steps: Step[] = [
+    { kind: 'settle', rounds: 6 },
+    { kind: 'claimReplaced' },
+    { kind: 'settle', rounds: 2 },
+    { kind: 'setRequestId', id: 'r1' },
+    { kind: 'advance', ms: MINUTE },
+  ];
+  for (let i = 0; i < 9; i++) steps.push({ kind: 'reconcile' }, { kind: 'controllers' });
+  steps.push(
+    { kind: 'reconcile' },
+    { kind: 'controllers', kubeletBehind: true },
+    { kind: 'kubeletSync' },
+    { kind: 'tokenSecretDeleted' },
+    { kind: 'kubeletSync' },
+    { kind: 'reconcile' },
+    { kind: 'reconcile' },
+    { kind: 'controllers' },
+    { kind: 'heartbeat' },
+    { kind: 'reconcile' },
+  );
+  const w = newWorld(exampleOptions({ tokenTTL: '4h' }));
+  for (const step of steps.slice(0, -3)) apply(w, step);
+  t.is(w.status?.recovery?.outcome, 'Failed', 'the attempt ended Failed');
+  t.is(w.secret, undefined, 'its Secret was gone before');
+  t.is(w.pod?.mounted?.key, recoveryMintKey('r1'), "the running pod's volume still holds its token");
+  t.is(liveTokens(w), 0, 'its token is revoked all the same');
+  t.notThrows(() =>
+    example({ tokenTTL: '4h' }, steps, [oneRequestOneToken, oneLiveToken, claimsOnlyWhatRan]),
+  );
 });
 
 test('found, fixed: a pass that failed before the record of the recovery it opened said Recovering without one', (t) => {

@@ -17,7 +17,7 @@
 //   workload    the ConfigMap, the StatefulSet, the claim's growth;
 //   record      where the recovery is (with the scaling of an adopted workload it asks for);
 //   notices     Events that report a blocker or the claim's growth.
-import type { ConnectorStatus, DefaultedSpec } from '../api/types.ts';
+import type { ConnectorStatus, DefaultedSpec, EnrollmentStatus, RecoveryStatus } from '../api/types.ts';
 import {
   clearReconciling,
   markStalled,
@@ -33,9 +33,10 @@ import {
   enrollmentSteps,
   pairingLost,
   planEnrollment,
+  secretHoldsLiveToken,
 } from './enrollment.ts';
 import { connectorIdConflict, type Gates, gatesOf, held, heldBecause } from './gates.ts';
-import type { ControlPlaneConnector, Observed } from './observed.ts';
+import type { ControlPlaneConnector, Observed, TokenSecretFacts } from './observed.ts';
 import type { Plan, PlannedEvent, PlanStep } from './plan-types.ts';
 import { agentPodFacts } from './pod-facts.ts';
 import { recoveryPhase } from './recovery.ts';
@@ -128,10 +129,22 @@ export function plan(observed: Observed, now: Date): Plan {
   );
   // A recovery's one token outlives no attempt: once none is under way (this pass ended it, or an
   // earlier one did and its revoke did not get through), the Secret's token is revoked and deleted.
-  const enrollment =
-    !recovery.inProgress && isRecoveryMintKey(observed.tokenSecret?.mintKey)
-      ? planEnrollment({ ...enrollmentInput, endedRecoveryToken: true })
-      : planned;
+  // The revoke does not depend on the Secret: deleted by hand before the attempt ended, its token
+  // stays in the volume of a running pod (the kubelet does not empty it at once), and a restarted
+  // container would pair with it outside any attempt.
+  const endedRecovery =
+    !recovery.inProgress &&
+    (isRecoveryMintKey(observed.tokenSecret?.mintKey) ||
+      endedRecoveryTokenLive(
+        recovery.status,
+        enrollmentInput.record,
+        observed.tokenSecret,
+        previous.enrollment,
+        now,
+      ));
+  const enrollment = endedRecovery
+    ? planEnrollment({ ...enrollmentInput, endedRecoveryToken: true })
+    : planned;
   const workload = workloadPhase(observed, spec, gates, recovery);
   const recoveryPlan = recoverySteps({
     decision: recovery,
@@ -214,6 +227,39 @@ export function plan(observed: Observed, now: Date): Plan {
   ].filter((r): r is number => r !== undefined);
   // Nothing timed: the reconciler's periodic look (every Connector's, reconciler.ts) is the next one.
   return { steps, transitions, ...(requeues.length > 0 ? { requeueAfterMs: Math.min(...requeues) } : {}) };
+}
+
+/**
+ * Whether the control plane's live token is the one token of a recovery attempt that is no longer
+ * under way, with no Secret holding it (deleted by hand before the pass that ended the attempt).
+ * The record does not say which key minted its live token, so it is recognised by what must have
+ * happened: the attempt recorded reached TokenMinted (its mintKey is recorded only once its
+ * revoke was seen done), and its mint revokes every other token; the enrollment mints nothing while
+ * an attempt is under way, and each of its mints is recorded with its time (tokenMintedAt). So a
+ * live token, with the enrollment's last mint from before the attempt began, is the attempt's. A
+ * Secret holding the live token under an enrollment key (minted after the attempt by a pass that
+ * died before its status write) says otherwise. The one mistake left is such a mint whose pass
+ * died before storing the token too: revoked here, its key is then refused as consumed and the
+ * next mint counts on from it (one token more; no token is left live that nobody holds).
+ */
+function endedRecoveryTokenLive(
+  attempt: RecoveryStatus | undefined,
+  record: ControlPlaneConnector | undefined,
+  tokenSecret: TokenSecretFacts | undefined,
+  enrollment: EnrollmentStatus | undefined,
+  now: Date,
+): boolean {
+  if (!record?.liveToken || !isRecoveryMintKey(attempt?.mintKey)) return false;
+  if (
+    tokenSecret &&
+    !isRecoveryMintKey(tokenSecret.mintKey) &&
+    secretHoldsLiveToken(tokenSecret, record, now)
+  )
+    return false;
+  const began = attempt?.startedAt ? Date.parse(attempt.startedAt) : Number.NaN;
+  const lastMint = enrollment?.tokenMintedAt ? Date.parse(enrollment.tokenMintedAt) : Number.NaN;
+  if (Number.isNaN(lastMint)) return true;
+  return !Number.isNaN(began) && lastMint <= began;
 }
 
 /** The decision without its restore, for a pass whose enrollment steps do not run. */
