@@ -295,7 +295,7 @@ test('a Secret that does not list the URL is refused before anything is sent: Cr
     [
       'annotated for another URL (the url was changed)',
       secret({ credential: CREDENTIAL }, 'https://cp.example, https://cp-new.example'),
-      /^spec\.credentialSecretRef: Secret ns\/admin is not meant for https:\/\/attacker\.example \(its annotation vaultpam\.io\/control-plane-url lists other URLs\), so the operator does not send it there: .*kubectl -n ns annotate secret admin --overwrite vaultpam\.io\/control-plane-url="<the URLs it lists> https:\/\/attacker\.example"$/,
+      /^spec\.credentialSecretRef: Secret ns\/admin is not meant for https:\/\/attacker\.example \(its annotation vaultpam\.io\/control-plane-url lists other URLs\), so the operator does not send it there: .*kubectl -n ns annotate secret admin --overwrite 'vaultpam\.io\/control-plane-url=<the URLs it lists> https:\/\/attacker\.example'$/,
     ],
   ];
   for (const [name, credentialSecret, message] of cases) {

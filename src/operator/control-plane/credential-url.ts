@@ -12,6 +12,7 @@
 // it: its URL and Secret are the installer's own configuration, set on the operator's Deployment,
 // not something a control-plane author chose. A control plane that names that Secret is.
 import type { V1Secret } from '@kubernetes/client-node';
+import { shellWord } from '../../lib/shell-word.ts';
 import { CONTROL_PLANE_URL_ANNOTATION } from '../api/constants.ts';
 import { isHttpsUrl } from '../api/validation.ts';
 
@@ -57,7 +58,10 @@ export function credentialUrlProblem(
 /**
  * What the refusal says, after "Secret <namespace>/<name>": why, who decides, and the command that
  * permits it, for whoever may write the Secret. The annotation's value is not quoted: whoever reads
- * the control plane's status need not learn what a Secret they may not read says.
+ * the control plane's status need not learn what a Secret they may not read says. The command's
+ * words are shell-quoted (shellWord): `url` is written by whoever may write the control plane, the
+ * party this rule defends against, and the CRD's URL check admits `$(…)`, backticks and `;`, which
+ * a pasted command would otherwise run in the Secret owner's shell.
  */
 export function credentialUrlRefusal(
   problem: 'unannotated' | 'elsewhere',
@@ -65,8 +69,10 @@ export function credentialUrlRefusal(
   url: string,
   sender: string,
 ): string {
-  const annotate = `kubectl -n ${secret.namespace} annotate secret ${secret.name}`;
+  const annotate = `kubectl -n ${shellWord(secret.namespace)} annotate secret ${shellWord(secret.name)}`;
+  const set = shellWord(`${CONTROL_PLANE_URL_ANNOTATION}=${url}`);
+  const add = shellWord(`${CONTROL_PLANE_URL_ANNOTATION}=<the URLs it lists> ${url}`);
   return problem === 'unannotated'
-    ? `does not say where its credential may be sent (it has no annotation ${CONTROL_PLANE_URL_ANNOTATION}), so ${sender} sends it nowhere: whoever may write that Secret decides where it goes. If ${url} is where it belongs, they run: ${annotate} ${CONTROL_PLANE_URL_ANNOTATION}=${url}`
-    : `is not meant for ${url} (its annotation ${CONTROL_PLANE_URL_ANNOTATION} lists other URLs), so ${sender} does not send it there: whoever may write that Secret decides where it goes. If ${url} is that control plane too, they add it to the list (separated by commas or spaces): ${annotate} --overwrite ${CONTROL_PLANE_URL_ANNOTATION}="<the URLs it lists> ${url}"`;
+    ? `does not say where its credential may be sent (it has no annotation ${CONTROL_PLANE_URL_ANNOTATION}), so ${sender} sends it nowhere: whoever may write that Secret decides where it goes. If ${url} is where it belongs, they run: ${annotate} ${set}`
+    : `is not meant for ${url} (its annotation ${CONTROL_PLANE_URL_ANNOTATION} lists other URLs), so ${sender} does not send it there: whoever may write that Secret decides where it goes. If ${url} is that control plane too, they add it to the list (separated by commas or spaces): ${annotate} --overwrite ${add}`;
 }
