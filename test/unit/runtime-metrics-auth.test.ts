@@ -15,6 +15,7 @@ import {
   MAX_REFUSED_ENTRIES,
   MAX_REVIEWS_IN_FLIGHT,
   MetricsAuthorizer,
+  RE_REVIEWS_PER_SECOND,
   REVIEWS_PER_ADDRESS,
   REVIEWS_PER_SECOND,
   STALE_ALLOWED_MS,
@@ -181,22 +182,71 @@ test('made-up tokens never push out an allowed decision, which is still served w
   t.deepEqual(
     await auth.authorize('Bearer good-prom', prometheus),
     { decision: 'allowed', user: 'good-prom' },
-    'past its minute, no review may be sent: served from the decision of a moment ago',
+    'past its minute, with the global bound used up: reviewed again within its own budget',
   );
-  t.is(auth.reviews, reviews);
+  t.is(auth.reviews, reviews + 1);
   t.is(
     (await auth.authorize('Bearer good-never-seen', prometheus)).decision,
     'busy',
     'a token never allowed is not',
   );
-  clock.advance(1000);
+  t.is(auth.reviews, reviews + 1);
+});
+
+// The reviewer's reproduction. Before: re-reviews competed with the flood for the global bound, the
+// allowed decision was served stale for STALE_ALLOWED_MS, then every scrape was answered 429.
+test('a sustained flood from 20 pods, each within its own budget, never keeps Prometheus out, and costs the API server no more than the bounds', async (t) => {
+  const clock = new FakeClock(0);
+  const auth = new MetricsAuthorizer({ kc: fakeApiServer().kc, logger: silentLogger(), clock });
+  const prometheus = '10.200.0.1';
   t.is((await auth.authorize('Bearer good-prom', prometheus)).decision, 'allowed');
-  t.is(auth.reviews, reviews + 1, 'reviewed again as soon as a review may be sent');
-  // Past STALE_ALLOWED_MS nothing old is served.
-  clock.advance(STALE_ALLOWED_MS);
-  for (let i = 0; i <= REVIEWS_PER_SECOND.burst; i += 1)
-    await auth.authorize(`Bearer junk-late-${i}`, address(i));
-  t.is((await auth.authorize('Bearer good-prom', prometheus)).decision, 'busy');
+  const scrapes: string[] = [];
+  let n = 0;
+  const minutes = 10;
+  // Each pod sends one made-up token a second, in all twice the global bound.
+  for (let ms = 0; ms <= minutes * 60_000; ms += 50) {
+    clock.set(ms);
+    await auth.authorize(`Bearer made-up-${n++}`, address((ms / 50) % 20));
+    if (ms % 30_000 === 0 && ms > 0)
+      scrapes.push((await auth.authorize('Bearer good-prom', prometheus)).decision);
+  }
+  t.deepEqual(new Set(scrapes), new Set(['allowed']), 'every scrape answered');
+  // The global bound (burst, then 10 a second) for the flood, and Prometheus' one a minute.
+  const bound =
+    REVIEWS_PER_SECOND.burst + (minutes * 60_000) / REVIEWS_PER_SECOND.refillEveryMs + 1 + minutes;
+  t.true(auth.reviews <= bound, `${auth.reviews} reviews, at most ${bound}`);
+});
+
+test('past its own budget a token allowed a moment ago is served as it was, for STALE_ALLOWED_MS at the most', async (t) => {
+  const clock = new FakeClock(0);
+  const auth = new MetricsAuthorizer({ kc: fakeApiServer().kc, logger: silentLogger(), clock });
+  const scrapers = 2 * RE_REVIEWS_PER_SECOND.burst;
+  const scrape = async (i: number) => (await auth.authorize(`Bearer good-${i}`, address(1000 + i))).decision;
+  for (let i = 0; i < scrapers; i += 1) t.is(await scrape(i), 'allowed');
+  const useUpGlobalBound = async (tag: string) => {
+    for (let i = 0; i <= REVIEWS_PER_SECOND.burst; i += 1)
+      await auth.authorize(`Bearer junk-${tag}-${i}`, address(i));
+  };
+  clock.set(ALLOW_TTL_MS + 1);
+  await useUpGlobalBound('a');
+  let reviews = auth.reviews;
+  for (let i = 0; i < scrapers; i += 1) t.is(await scrape(i), 'allowed', `scraper ${i}`);
+  t.is(
+    auth.reviews,
+    reviews + RE_REVIEWS_PER_SECOND.burst,
+    'as many reviewed again as the budget allows, the others served from their decision',
+  );
+  // Past STALE_ALLOWED_MS from their decision, those never reviewed again are not served.
+  clock.set(STALE_ALLOWED_MS);
+  await useUpGlobalBound('b');
+  reviews = auth.reviews;
+  const late = [];
+  for (let i = 0; i < scrapers; i += 1) late.push(await scrape(i));
+  t.deepEqual(late, [
+    ...Array(RE_REVIEWS_PER_SECOND.burst).fill('allowed'),
+    ...Array(scrapers - RE_REVIEWS_PER_SECOND.burst).fill('busy'),
+  ]);
+  t.is(auth.reviews, reviews + RE_REVIEWS_PER_SECOND.burst, 'those reviewed a minute later: again');
 });
 
 test('allowed decisions are dropped least recently used first: a scraper that keeps reading stays', async (t) => {

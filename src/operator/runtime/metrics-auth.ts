@@ -35,9 +35,19 @@
 //   MAX_REVIEWS_IN_FLIGHT at once (the same token waits for the review under way). Past any of them
 //   the request is answered 429 without a review, so a flood from one pod costs the API server one
 //   TokenReview a second, and a flood from many at most REVIEWS_PER_SECOND.
-// - Past them, a token allowed within the last STALE_ALLOWED_MS is still served (its decision
-//   outlived its minute only because no review could be sent): a flood that uses up the global bound
-//   keeps Prometheus reading, and a revoked token then works for at most STALE_ALLOWED_MS.
+// - A token allowed within the last STALE_ALLOWED_MS (still in the allowed store) is reviewed again
+//   within a budget of its own, RE_REVIEWS_PER_SECOND, not the three above: a flood of made-up
+//   tokens, however long, cannot take the reviews that keep a scraper's decision current (before,
+//   re-reviews competed with the flood for the global bound, and Prometheus was answered 429 at
+//   every scrape once STALE_ALLOWED_MS had passed). The budget cannot be spent by a caller without a
+//   token allowed a moment ago, and one allowed once a minute per token is all a scraper spends (a
+//   review answered `unavailable` is asked again at the next scrape, within the same budget), so
+//   it is bounded by the allowed store: MAX_ALLOWED_ENTRIES tokens, each reviewed once a minute, fit.
+//   A revoked token is refused at its next review, within a minute, flood or not.
+// - Past the budgets, a token allowed within the last STALE_ALLOWED_MS is still served (its decision
+//   outlived its minute only because no review could be sent), a hard cap: a revoked token then
+//   works for at most STALE_ALLOWED_MS. Serving a stale decision without bound instead was rejected:
+//   a revoked token would keep reading for as long as someone floods.
 // - The reviews go through a client of their own (runtime/metrics-endpoint.ts): a 429 the API server
 //   gives one does not lower the operator's reconcile concurrency (adaptive-limit.ts).
 import { createHash } from 'node:crypto';
@@ -66,6 +76,11 @@ export const REVIEWS_PER_ADDRESS = { burst: 5, refillEveryMs: 1_000 } as const;
  * and at most one SubjectAccessReview each).
  */
 export const REVIEWS_PER_SECOND = { burst: 20, refillEveryMs: 100 } as const;
+/**
+ * Reviews again of tokens allowed a moment ago (see the header): a burst of 5, then 5 a second,
+ * enough for every one of MAX_ALLOWED_ENTRIES tokens once a minute.
+ */
+export const RE_REVIEWS_PER_SECOND = { burst: 5, refillEveryMs: 200 } as const;
 /** Addresses whose review budget is remembered (least recently seen dropped first). */
 export const MAX_ADDRESSES = 4096;
 /** How long past its decision an allowed token is still served while no review may be sent. */
@@ -120,6 +135,7 @@ export class MetricsAuthorizer {
   private readonly inFlight = new Map<string, Promise<MetricsAccess>>();
   private readonly perAddress: PerKeyRateLimiter;
   private readonly overall: PerKeyRateLimiter;
+  private readonly reReviews: PerKeyRateLimiter;
   /** How many reviews reached the API server (tests check that the cache spares it). */
   reviews = 0;
 
@@ -133,6 +149,7 @@ export class MetricsAuthorizer {
       maxKeys: MAX_ADDRESSES,
     });
     this.overall = new PerKeyRateLimiter({ ...REVIEWS_PER_SECOND, clock: this.clock, maxKeys: 1 });
+    this.reReviews = new PerKeyRateLimiter({ ...RE_REVIEWS_PER_SECOND, clock: this.clock, maxKeys: 1 });
   }
 
   /**
@@ -156,13 +173,16 @@ export class MetricsAuthorizer {
     }
     const pending = this.inFlight.get(key);
     if (pending) return pending;
-    if (
-      this.inFlight.size >= MAX_REVIEWS_IN_FLIGHT ||
-      !this.perAddress.tryTake(addressGroup(remoteAddress)) ||
-      !this.overall.tryTake('all')
-    ) {
+    // A token allowed a moment ago is reviewed again within its own budget, anything else within the
+    // bounds a flood spends (see the header).
+    const stale = this.allowed.get(key);
+    const mayReview = stale
+      ? this.reReviews.tryTake('all')
+      : this.inFlight.size < MAX_REVIEWS_IN_FLIGHT &&
+        this.perAddress.tryTake(addressGroup(remoteAddress)) &&
+        this.overall.tryTake('all');
+    if (!mayReview) {
       // No review may be sent now. A token allowed a moment ago keeps reading (see the header).
-      const stale = this.allowed.get(key);
       return stale ? this.used(this.allowed, key, stale, allowedAccess) : { decision: 'busy' };
     }
     const review = this.review(token).then((access) => {
