@@ -17,10 +17,15 @@ export interface PathHealth {
 const NAME_PATTERN = /^[a-z0-9]([a-z0-9_.-]{0,62})$/;
 // The heartbeat carries at most 64 paths whose names and details come to at most 32 KiB (the
 // control plane's contract; it refuses a heartbeat past either, so the connector would read as
-// offline while its tunnel works). The tunnel is one of them, and a detail names the host and port,
-// so a name of at most 63, a host of at most 253 (a DNS name's bound) and 63 checks always fit.
+// offline while its tunnel works; the bound is in UTF-8 bytes). The tunnel is one of them, and a
+// detail names the host and port, so the host is bounded in bytes: printable ASCII only (as DNS
+// carries names: an internationalized one in its punycode form, xn--…), at most 253 characters (a
+// DNS name's bound). A name of at most 63, such a host, and a detail's fixed words and errno code
+// come to under 400 bytes, and 63 checks to under 25 KiB. Before, the bound counted characters: 253
+// three-byte characters made 63 checks 53,739 bytes, and every heartbeat was refused.
 export const MAX_PATH_CHECKS = 63;
 const MAX_HOST_LENGTH = 253;
+const ASCII_HOST = /^[\x21-\x7e]+$/;
 
 /** Parses `name=host:port`; returns the target or a message saying what is wrong. */
 export function parsePathCheck(text: string): PathCheckTarget | string {
@@ -33,6 +38,9 @@ export function parsePathCheck(text: string): PathCheckTarget | string {
   }
   const target = parseHostPort(address, `"${text}"`, { minPort: 1 });
   if ('problem' in target) return target.problem;
+  if (!ASCII_HOST.test(target.host)) {
+    return `"${name}=…": the host must be printable ASCII, as DNS carries names (an internationalized name in its punycode form, xn--…)`;
+  }
   if (target.host.length > MAX_HOST_LENGTH) {
     return `"${name}=…": the host is ${target.host.length} characters; a host name is at most ${MAX_HOST_LENGTH}`;
   }

@@ -11,6 +11,7 @@ import { generateEcKey } from '../../src/agent/enrollment.ts';
 import { startHealthServer } from '../../src/agent/health-server.ts';
 import { identityPaths } from '../../src/agent/identity-files.ts';
 import { savePendingKey } from '../../src/agent/identity-write.ts';
+import { parsePathCheck } from '../../src/agent/path-checks.ts';
 import { requestJson } from '../../src/lib/https-json.ts';
 import { createCsrPem, keyMatchesCertificate, parseCertificateFacts } from '../../src/lib/pki.ts';
 import { assertNoSecrets } from '../helpers/secret-scan.ts';
@@ -153,12 +154,16 @@ test('one failing path check makes the connector degraded, and it recovers when 
 });
 
 test('the most paths the configuration admits, each failing with the longest detail, fit a heartbeat', async (t) => {
-  // 63 checks (the tunnel is the 64th path), names of 63 characters and hosts of 253 that do not
+  // 63 checks (the tunnel is the 64th path), names of 63 characters and the longest host the
+  // parser admits, in bytes (the control plane's bound is in UTF-8 bytes): 253 printable ASCII
+  // characters, a host longer, or with any other character, is refused (below). They do not
   // resolve: the control plane accepts the heartbeat, so the connector is degraded, not offline.
   const control = await startTestControlPlane(t);
   const connectorId = 'team-a.many-paths';
   const host = `${['a', 'b', 'c'].map((c) => c.repeat(63)).join('.')}.${'d'.repeat(53)}.invalid`;
-  t.is(host.length, 253);
+  t.is(Buffer.byteLength(host), 253);
+  for (const longer of [`${host}x`, `${'我'.repeat(253)}`, `${host.slice(0, 252)}é`])
+    t.is(typeof parsePathCheck(`p=${longer}:65535`), 'string', 'refused: more bytes than the host tested');
   const texts = Array.from(
     { length: 63 },
     (_, i) => `${String(i).padStart(2, '0')}${'p'.repeat(61)}=${host}:65535`,

@@ -115,6 +115,14 @@ test('each invalid value is reported with its flag and what to use instead', (t)
       ['--path-check', `db=${'h'.repeat(254)}:1`],
       /--path-check .*"db=…": the host is 254 characters; a host name is at most 253/,
     ],
+    // The bound is in bytes: 253 three-byte characters made 63 checks' details 53,739 bytes, past
+    // the control plane's 32 KiB (the reviewer's host; admitted before).
+    [
+      ['--path-check', `db=${'我'.repeat(253)}:1`],
+      /--path-check .*"db=…": the host must be printable ASCII, as DNS carries names \(an internationalized name in its punycode form, xn--…\)/,
+    ],
+    [['--path-check', 'db=bücher.example:1'], /--path-check .*the host must be printable ASCII/],
+    [['--path-check', 'db=a\u0001b:1'], /--path-check .*the host must be printable ASCII/],
     [
       Array.from({ length: 64 }, (_, i) => ['--path-check', `p${i}=h:1`]).flat(),
       /--path-check .*is given 64 times; at most 63 are allowed .*check fewer targets/,
