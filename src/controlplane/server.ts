@@ -44,7 +44,7 @@ export const DEFAULTS = {
   sweepIntervalMs: 1000,
   flushIntervalMs: 5000,
   keepAliveTimeoutSeconds: 2,
-  /** Connections of one remote address held at once (lib/connection-limits.ts). */
+  /** Connections of one caller (an IPv4 address or an IPv6 /64) held at once (lib/connection-limits.ts). */
   maxConnectionsPerAddress: 4096,
   /** Connections held at once in all. */
   maxConnections: 32_768,
@@ -365,8 +365,13 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
     },
   );
   const total = connectionBound(options.maxConnections, logger);
-  limits = new ConnectionLimits({
+  // Callers on the internet: one holding an IPv6 /64 holds 2^64 addresses, so it is one caller. The
+  // first-request deadline runs on real time, not `clock` (the offline decisions' time, moved by
+  // tests): it is a network deadline like Node's own handshake and headers deadlines beside it, and
+  // a test's jump of the offline clock must not close connections that are really open.
+  const connectionLimits = new ConnectionLimits({
     perAddress: Math.min(options.maxConnectionsPerAddress ?? DEFAULTS.maxConnectionsPerAddress, total),
+    grouping: 'ipv6-64',
     total,
     logger,
     serverName: 'the control plane',
@@ -375,7 +380,8 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
     firstRequestWithinMs: FIRST_WORDS_TIMEOUT_MS,
     onSaturated: () => service?.graceForRefusedConnections(),
   });
-  limits.attach(server);
+  limits = connectionLimits;
+  connectionLimits.attach(server);
   server.on('secureConnection', (socket: TLSSocket) => {
     metrics.tlsHandshakes.inc({ resumed: String(socket.isSessionReused()) });
   });
@@ -446,7 +452,9 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
         for (const timer of timers) clearInterval(timer);
         core.releaseWaiters();
         // Long-polls were released above; anything still open after a moment is cut.
-        await closeServer(server, { graceMs: 2000 });
+        // With the limits, the cut also reaches connections still in their TLS handshake, which
+        // the server's closeAllConnections does not know of: before, one held the stop.
+        await closeServer(server, { graceMs: 2000, limits: connectionLimits });
         core.flush();
         store.close();
         logger.info('control plane stopped');

@@ -7,8 +7,9 @@
 // given to createServer; then its first request, here).
 //
 // Used by the reference control plane (whose connectors' heartbeats must get in: when the total
-// bound refuses a connection it grants every connector a fresh grace, onSaturated) and by the
-// operator's two listeners (the probes and /metrics: runtime/metrics-endpoint.ts).
+// bound refuses a connection it grants every connector a fresh grace, onSaturated; callers counted
+// by IPv6 /64) and by the operator's two listeners (the probes and /metrics: `bounded` in
+// operator/runtime/server.ts; callers counted by address, see AddressGrouping).
 import type { Server as HttpServer } from 'node:http';
 import type { Server, Socket } from 'node:net';
 import { backgroundClock, type Clock } from './clock.ts';
@@ -34,8 +35,10 @@ export function deadlineOptions(options: { firstWordsMs: number; requestMs: numb
 }
 
 export interface ConnectionLimitOptions {
-  /** Connections from one remote address held at once (a fleet behind one NAT shares one). */
+  /** Connections from one caller held at once (a fleet behind one NAT shares one). */
   perAddress: number;
+  /** What one caller is: a remote address, or an IPv6 /64 (AddressGrouping). */
+  grouping: AddressGrouping;
   /** Connections held at once in all. */
   total: number;
   logger: Logger;
@@ -105,7 +108,7 @@ export class ConnectionLimits {
   }
 
   private accept(socket: Socket): void {
-    const address = addressGroup(socket.remoteAddress ?? '');
+    const address = addressGroup(socket.remoteAddress ?? '', this.options.grouping);
     const held = this.byAddress.get(address) ?? 0;
     if (held >= this.options.perAddress) {
       this.options.refused?.('per_address');
@@ -184,22 +187,30 @@ function connectionKey(socket: Socket): string {
 }
 
 /**
- * The unit one caller is counted by: an IPv4 address (also when written IPv4-mapped), or an IPv6
- * /64, the smallest network a site is given (a caller holding one holds 2^64 addresses).
+ * How callers are told apart: `address`, each remote address (an IPv4 address, also when written
+ * IPv4-mapped, or an IPv6 address); `ipv6-64`, an IPv6 address by its /64, the smallest network a
+ * site is given (a caller holding one holds 2^64 addresses), and an IPv4 address by itself.
+ *
+ * `ipv6-64` suits a server on the internet (the reference control plane). It does not suit a
+ * listener inside a cluster: an IPv6 pod network puts many pods in one /64 (a node's pod range is
+ * often one), so one pod could hold the slots of all its neighbours, Prometheus' among them, and
+ * hostNetwork pods sharing the node's /64 those the kubelet probes with. The operator's listeners
+ * count by `address`.
  */
-export function addressGroup(address: string): string {
+export type AddressGrouping = 'address' | 'ipv6-64';
+
+/** The unit one caller is counted by, under `grouping` (see AddressGrouping). */
+export function addressGroup(address: string, grouping: AddressGrouping): string {
   const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
   if (mapped?.[1]) return mapped[1];
   if (!address.includes(':')) return address;
   const [head = '', tail] = address.split('%')[0]?.split('::') ?? [''];
   const front = head === '' ? [] : head.split(':');
   const back = tail === undefined || tail === '' ? [] : tail.split(':');
-  const groups =
-    tail === undefined ? front : [...front, ...Array(8 - front.length - back.length).fill('0'), ...back];
-  return `${groups
-    .slice(0, 4)
-    .map((group) => group.toLowerCase().replace(/^0+(?=.)/, ''))
-    .join(':')}::/64`;
+  const groups = (
+    tail === undefined ? front : [...front, ...Array(8 - front.length - back.length).fill('0'), ...back]
+  ).map((group) => group.toLowerCase().replace(/^0+(?=.)/, ''));
+  return grouping === 'address' ? groups.join(':') : `${groups.slice(0, 4).join(':')}::/64`;
 }
 
 /** Descriptors the process keeps for itself beyond connections (the database, files, logs). */

@@ -4,10 +4,19 @@
 // state made by nobody. Now one address holds a bounded number of connections, a connection that
 // says nothing is closed after 10 s, and while the server must refuse connections for want of room
 // the sweep counts nobody offline.
+
+import { EventEmitter } from 'node:events';
 import { connect as connectTcp, type Socket } from 'node:net';
 import { connect as connectTls } from 'node:tls';
 import test, { type ExecutionContext } from 'ava';
-import { addressGroup, connectionsTheDescriptorsAllow } from '../../src/lib/connection-limits.ts';
+import { FakeClock } from '../../src/lib/clock.ts';
+import {
+  type AddressGrouping,
+  addressGroup,
+  ConnectionLimits,
+  connectionsTheDescriptorsAllow,
+} from '../../src/lib/connection-limits.ts';
+import { silentLogger } from '../../src/lib/logger.ts';
 import { eventually } from '../helpers/eventually.ts';
 import { enrolledAgent, type Harness, metricValue, startHarness } from './helpers.ts';
 
@@ -55,6 +64,19 @@ test('a connection that says nothing is closed after 10 s: no TLS handshake, or 
   await Promise.all([closed(tcp), closed(tls)]);
   const seconds = (Date.now() - started) / 1000;
   t.true(seconds >= 9 && seconds < 20, `closed after ${seconds} s (was 86 s)`);
+});
+
+// Before: the stop's cut closed only the connections the HTTPS server knew of, not one still in its
+// TLS handshake, which held the stop until its own deadline (10 s).
+test('stopping the control plane cuts a connection still in its TLS handshake after the grace', async (t) => {
+  const h = await startHarness(t);
+  const silent = await silentSocket(h, '127.0.0.1');
+  const gone = closed(silent);
+  const started = Date.now();
+  await h.cp.close();
+  await gone;
+  const seconds = (Date.now() - started) / 1000;
+  t.true(seconds >= 1.5 && seconds < 5, `stopped after ${seconds} s (the grace is 2 s)`);
 });
 
 /**
@@ -115,17 +137,63 @@ test('a flood longer than --offline-after ends in offline all the same, and refu
   t.is(h.cp.sweep(), 1, '40 s into one wave: its one window is over, and the connector never beat');
 });
 
-test('callers are counted by IPv4 address or IPv6 /64; the open-file limit bounds the connections held', (t) => {
-  t.is(addressGroup('203.0.113.7'), '203.0.113.7');
-  t.is(addressGroup('::ffff:203.0.113.7'), '203.0.113.7');
-  t.is(addressGroup('2001:db8:1:2:aaaa::1'), '2001:db8:1:2::/64');
-  t.is(addressGroup('2001:0db8:0001:0002:ffff:ffff:ffff:ffff'), '2001:db8:1:2::/64');
-  t.is(addressGroup('2001:db8::1'), '2001:db8:0:0::/64');
-  t.is(addressGroup('::1'), '0:0:0:0::/64');
-  t.is(addressGroup('fe80::1%eth0'), 'fe80:0:0:0::/64');
+test('callers are counted by IPv4 address or IPv6 /64 (the control plane), or by address (the operator); the open-file limit bounds the connections held', (t) => {
+  const both = (address: string) => [addressGroup(address, 'ipv6-64'), addressGroup(address, 'address')];
+  t.deepEqual(both('203.0.113.7'), ['203.0.113.7', '203.0.113.7']);
+  t.deepEqual(both('::ffff:203.0.113.7'), ['203.0.113.7', '203.0.113.7']);
+  t.deepEqual(both('2001:db8:1:2:aaaa::1'), ['2001:db8:1:2::/64', '2001:db8:1:2:aaaa:0:0:1']);
+  t.deepEqual(both('2001:0db8:0001:0002:ffff:ffff:ffff:ffff'), [
+    '2001:db8:1:2::/64',
+    '2001:db8:1:2:ffff:ffff:ffff:ffff',
+  ]);
+  t.deepEqual(both('2001:db8::1'), ['2001:db8:0:0::/64', '2001:db8:0:0:0:0:0:1']);
+  t.deepEqual(both('2001:DB8:0::01'), ['2001:db8:0:0::/64', '2001:db8:0:0:0:0:0:1'], 'one spelling');
+  t.deepEqual(both('::1'), ['0:0:0:0::/64', '0:0:0:0:0:0:0:1']);
+  t.deepEqual(both('fe80::1%eth0'), ['fe80:0:0:0::/64', 'fe80:0:0:0:0:0:0:1']);
   const limits = (soft: string) =>
     `Limit                     Soft Limit           Hard Limit           Units\nMax open files            ${soft}                1048576              files\n`;
   t.is(connectionsTheDescriptorsAllow(limits('1024')), 960);
   t.is(connectionsTheDescriptorsAllow(limits('unlimited')), undefined);
   t.is(connectionsTheDescriptorsAllow(undefined), undefined);
+});
+
+/** Sockets from `addresses` accepted by a ConnectionLimits of `perAddress` under `grouping`: which are kept. */
+function keptUnder(grouping: AddressGrouping, perAddress: number, addresses: string[]): boolean[] {
+  const server = Object.assign(new EventEmitter(), { maxConnections: 0 });
+  const limits = new ConnectionLimits({
+    perAddress,
+    grouping,
+    total: 1000,
+    logger: silentLogger(),
+    serverName: 'a test server',
+    firstRequestWithinMs: 10_000,
+    clock: new FakeClock(0),
+  });
+  limits.attach(server as unknown as Parameters<ConnectionLimits['attach']>[0]);
+  return addresses.map((remoteAddress, remotePort) => {
+    let destroyed = false;
+    const socket = Object.assign(new EventEmitter(), {
+      remoteAddress,
+      remotePort,
+      destroy: () => {
+        destroyed = true;
+      },
+    });
+    server.emit('connection', socket);
+    return !destroyed;
+  });
+}
+
+test('under ipv6-64 the addresses of one /64 share one bound; under address each has its own', (t) => {
+  // Pods of an IPv6 pod network: one /64 (a node's pod range), Prometheus among them.
+  const pods = Array.from({ length: 9 }, (_, i) => `fd00:10:244:1::${(i + 2).toString(16)}`);
+  t.deepEqual(keptUnder('ipv6-64', 8, pods), [...Array(8).fill(true), false], 'one caller: the 9th refused');
+  t.deepEqual(keptUnder('address', 8, pods), Array(9).fill(true), 'nine callers');
+  const onePod = Array(9).fill('fd00:10:244:1::2');
+  t.deepEqual(keptUnder('address', 8, onePod), [...Array(8).fill(true), false], 'one address: still bound');
+  t.deepEqual(
+    keptUnder('address', 1, ['::ffff:10.0.0.1', '10.0.0.1', '10.0.0.2']),
+    [true, false, true],
+    'IPv4-mapped is the IPv4 address',
+  );
 });

@@ -31,7 +31,7 @@
 //   dropping its least recently used first (a hit counts as a use): made-up tokens, all refused,
 //   only ever push out other refusals, never the scraper's allowed decision.
 // - A review is sent only within three bounds: REVIEWS_PER_ADDRESS per remote address (an IPv4
-//   address or IPv6 /64, lib/connection-limits.ts), REVIEWS_PER_SECOND in all, and
+//   address or IPv6 address: an IPv6 pod network puts many pods in one /64, lib/connection-limits.ts), REVIEWS_PER_SECOND in all, and
 //   MAX_REVIEWS_IN_FLIGHT at once (the same token waits for the review under way). Past any of them
 //   the request is answered 429 without a review, so a flood from one pod costs the API server one
 //   TokenReview a second, and a flood from many at most REVIEWS_PER_SECOND.
@@ -179,7 +179,7 @@ export class MetricsAuthorizer {
     const mayReview = stale
       ? this.reReviews.tryTake('all')
       : this.inFlight.size < MAX_REVIEWS_IN_FLIGHT &&
-        this.perAddress.tryTake(addressGroup(remoteAddress)) &&
+        this.perAddress.tryTake(addressGroup(remoteAddress, 'address')) &&
         this.overall.tryTake('all');
     if (!mayReview) {
       // No review may be sent now. A token allowed a moment ago keeps reading (see the header).

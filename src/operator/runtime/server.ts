@@ -18,7 +18,8 @@
 // local run on a loopback address only.
 //
 // Both listeners are reachable by any pod, before it has proved anything, so both bound what a
-// caller may hold (lib/connection-limits.ts, LISTENER_LIMITS): without the bounds 3,000 half-sent
+// caller (a remote address) may hold (lib/connection-limits.ts, LISTENER_LIMITS and
+// PROBE_LISTENER_LIMITS): without the bounds 3,000 half-sent
 // TLS requests from one pod added about 183 MiB to the operator and stayed open, and one held the
 // operator's stop.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -42,12 +43,15 @@ export interface RuntimeServerOptions {
   logger: Logger;
   /** An informer failing continuously for longer than this fails /healthz. Default 5 minutes. */
   wedgedAfterMs?: number;
-  /** LISTENER_LIMITS unless tests say otherwise. */
+  /** PROBE_LISTENER_LIMITS unless tests say otherwise. */
   limits?: Partial<ListenerLimits>;
 }
 
 export interface ListenerLimits {
-  /** Connections one remote address (an IPv4 address, an IPv6 /64) may hold at once. */
+  /**
+   * Connections one remote address may hold at once. Counted by the whole address, IPv6 too: an
+   * IPv6 pod network puts many pods in one /64 (lib/connection-limits.ts, AddressGrouping).
+   */
   perAddress: number;
   /** Connections held at once in all; Node refuses more. */
   total: number;
@@ -58,18 +62,33 @@ export interface ListenerLimits {
 }
 
 /**
- * The bounds of both listeners. Who asks them legitimately holds a connection or two: kubelet probes
- * from its node's address every few seconds, Prometheus scrapes from its pod's every 30 s, each a GET
- * with a few headers. So 8 connections per address leave room for a node's hostNetwork pods and a
- * Prometheus pair behind one address; 256 in all hold at most about 19 MiB of TLS state (about
- * 75 KiB each); 10 s for the handshake and the headers, and 15 s for a request, are generous for a
- * GET with no body, and a scraper's own timeout (Prometheus' default: 10 s) is shorter anyway.
+ * The bounds of the metrics listener. Who asks it legitimately holds a connection or two: Prometheus
+ * scrapes from its pod's address every 30 s, a GET with a few headers. So 8 connections per address
+ * leave room for a Prometheus pair behind one address; 256 in all hold at most about 19 MiB of TLS
+ * state (about 75 KiB each); 10 s for the handshake and the headers, and 15 s for a request, are
+ * generous for a GET with no body, and a scraper's own timeout (Prometheus' default: 10 s) is
+ * shorter anyway.
  */
 export const LISTENER_LIMITS: ListenerLimits = {
   perAddress: 8,
   total: 256,
   firstWordsMs: 10_000,
   requestMs: 15_000,
+};
+
+/**
+ * The bounds of the probe listener, with more room than the metrics listener's, since a probe that
+ * finds no room fails liveness and restarts the operator. The kubelet probes from its node's
+ * address, which every hostNetwork pod of that node shares: 32 per address leave those pods room
+ * beside the kubelet's one or two (a per-address bound is kept all the same: without one, a single
+ * pod could hold every slot). The listener is plain HTTP, with no TLS state: a half-sent request
+ * holds under 18.5 KiB (measured with both ends in one process), so 2,048 in all hold under 37 MiB
+ * of the 512 MiB limit, and take 64 addresses at their bound to fill (256 took 32).
+ */
+export const PROBE_LISTENER_LIMITS: ListenerLimits = {
+  ...LISTENER_LIMITS,
+  perAddress: 32,
+  total: 2_048,
 };
 /** How often Node checks the headers and request deadlines (its default, 30 s, adds up to that). */
 const DEADLINE_CHECK_EVERY_MS = 1_000;
@@ -90,6 +109,7 @@ export interface BoundedServer<S extends Server | HttpsServer = Server | HttpsSe
 function bounded<S extends Server | HttpsServer>(
   name: string,
   logger: Logger,
+  defaults: ListenerLimits,
   asked: Partial<ListenerLimits> | undefined,
   handler: (request: IncomingMessage, response: ServerResponse) => void,
   create: (
@@ -97,9 +117,10 @@ function bounded<S extends Server | HttpsServer>(
     listener: (request: IncomingMessage, response: ServerResponse) => void,
   ) => S,
 ): BoundedServer<S> {
-  const limits = { ...LISTENER_LIMITS, ...asked };
+  const limits = { ...defaults, ...asked };
   const connections = new ConnectionLimits({
     perAddress: Math.min(limits.perAddress, limits.total),
+    grouping: 'address',
     total: limits.total,
     logger,
     serverName: name,
@@ -221,6 +242,7 @@ export function createRuntimeServer(options: RuntimeServerOptions): BoundedServe
   return bounded(
     'the probe listener',
     options.logger,
+    PROBE_LISTENER_LIMITS,
     options.limits,
     serving(options.logger, handle),
     (deadlines, listener) => createServer(deadlines, listener),
@@ -334,6 +356,7 @@ export function createMetricsServer(options: MetricsServerOptions): BoundedServe
   return bounded(
     'the metrics listener',
     options.logger,
+    LISTENER_LIMITS,
     options.limits,
     serving(options.logger, handle),
     (deadlines, listener) =>
