@@ -13,7 +13,7 @@ import { DEFAULT_MAX_CONCURRENCY } from '../operator/runtime/adaptive-limit.ts';
 import { loadKubeClient } from '../operator/runtime/kube-access.ts';
 import type { KubeClient } from '../operator/runtime/kube-client.ts';
 import { leaderIdentity } from '../operator/runtime/leader-election.ts';
-import { isLoopback } from '../operator/runtime/metrics-endpoint.ts';
+import { metricsAuthNoneProblem } from '../operator/runtime/metrics-endpoint.ts';
 import { stopOnSignalOrOrphaned } from './shutdown.ts';
 
 const env = (flag: string) => `VAULTPAM_OPERATOR_${flag.toUpperCase().replaceAll('-', '_')}`;
@@ -190,11 +190,8 @@ async function main(): Promise<void> {
     throw flagError('--metrics-cert-dir: --metrics-auth=none serves plain HTTP, without a certificate');
   }
   // /metrics names every tenant's Connectors: unauthenticated, only for this host's own eyes.
-  if (metricsAuth === 'none' && !isLoopback(metricsListen.host)) {
-    throw flagError(
-      `--metrics-auth=none: /metrics would be readable by anyone who reaches ${metricsListen.host}; give --metrics-listen a loopback address (127.0.0.1:8443) for a local run, or keep --metrics-auth=kubernetes`,
-    );
-  }
+  const noneProblem = metricsAuth === 'none' ? metricsAuthNoneProblem(metricsListen.host) : undefined;
+  if (noneProblem !== undefined) throw flagError(noneProblem);
   const resyncMs = durationFlag(v.resync, 'resync', { timer: true });
   const releaseTimeoutMs = durationFlag(v['release-timeout'], 'release-timeout', { timer: false });
   const leaseDurationMs = durationFlag(

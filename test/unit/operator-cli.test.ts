@@ -5,6 +5,11 @@ import { join } from 'node:path';
 import test from 'ava';
 import { repoRoot } from '../../dev/local-cluster/install.ts';
 import { DEFAULT_MAX_CONCURRENCY } from '../../src/operator/runtime/adaptive-limit.ts';
+import {
+  checkMetricsEndpoint,
+  isLoopback,
+  metricsAuthNoneProblem,
+} from '../../src/operator/runtime/metrics-endpoint.ts';
 
 const operator = join(repoRoot, 'src', 'bin', 'operator.ts');
 const run = (...args: string[]) =>
@@ -68,6 +73,11 @@ test('bad flags are refused by name with what they need', (t) => {
       ['--metrics-auth', 'none', '--metrics-listen', '10.0.0.5:8443', '--leader-elect', 'false'],
       /--metrics-auth=none: .* 10\.0\.0\.5/,
     ],
+    // A name that starts with 127. is a name, resolving wherever its owner likes (admitted before).
+    [
+      ['--metrics-auth', 'none', '--metrics-listen', '127.evil.example:8443', '--leader-elect', 'false'],
+      /--metrics-auth=none: .* 127\.evil\.example; give --metrics-listen a loopback address/,
+    ],
     [['--resync', 'soon', '--leader-elect', 'false'], /--resync: /],
     [
       ['--resync', '30d', '--leader-elect', 'false'],
@@ -101,4 +111,45 @@ test('an unreadable kubeconfig is named in the error', (t) => {
   const result = run('--leader-elect', 'false');
   t.is(result.status, 1);
   t.regex(result.stderr, /cannot load KUBECONFIG=\/nonexistent: .*point KUBECONFIG at a readable kubeconfig/);
+});
+
+test('loopback is an IP literal in 127.0.0.0/8, ::1, or localhost; --metrics-auth=none has one rule and one message', (t) => {
+  for (const host of [
+    '127.0.0.1',
+    '127.1.2.3',
+    '::1',
+    '0:0:0:0:0:0:0:1',
+    '::ffff:127.0.0.1',
+    'localhost',
+    'LOCALHOST',
+  ])
+    t.true(isLoopback(host), host);
+  for (const host of [
+    '127.evil.example',
+    '127.0.0.1.nip.io',
+    '127',
+    '0.0.0.0',
+    '::',
+    '10.0.0.5',
+    '128.0.0.1',
+    '::2',
+    'localhost.evil.example',
+  ])
+    t.false(isLoopback(host), host);
+  const message = metricsAuthNoneProblem('10.0.0.5');
+  t.is(metricsAuthNoneProblem('127.0.0.1'), undefined);
+  // startOperator refuses with the very message the flag check gives.
+  t.throws(() => checkMetricsEndpoint({ auth: 'none', listen: { host: '10.0.0.5', port: 8443 } }), {
+    message,
+  });
+  t.notThrows(() => checkMetricsEndpoint({ auth: 'kubernetes', listen: { host: '10.0.0.5', port: 8443 } }));
+  const result = run(
+    '--metrics-auth',
+    'none',
+    '--metrics-listen',
+    '10.0.0.5:8443',
+    '--leader-elect',
+    'false',
+  );
+  t.true(result.stderr.includes(message ?? '-'), result.stderr);
 });

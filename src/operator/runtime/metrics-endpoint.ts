@@ -8,7 +8,9 @@
 // (adaptive-limit.ts). Reviews are caused by whoever sends a token, not by the operator's work: had
 // they fed the limit, a caller with made-up tokens would have slowed every reconcile.
 import type { Server as HttpsServer } from 'node:https';
+import { isIP, isIPv4 } from 'node:net';
 import { backgroundClock, type Clock } from '../../lib/clock.ts';
+import { addressGroup } from '../../lib/connection-limits.ts';
 import { CodedError } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/logger.ts';
 import type { KubeClient } from './kube-client.ts';
@@ -44,16 +46,20 @@ export interface RunningMetricsEndpoint {
 }
 
 /**
- * Refuses --metrics-auth=none beyond loopback: /metrics names every tenant's Connectors, and a
- * scraper in the cluster has a token to send (docs/monitoring.md). A local run listens on loopback.
+ * Why --metrics-auth=none may not listen on `host`, or undefined on a loopback address: /metrics
+ * names every tenant's Connectors, and a scraper in the cluster has a token to send
+ * (docs/monitoring.md); a local run listens on loopback. The one rule and message of both the flag
+ * check (bin/operator.ts) and startMetricsEndpoint.
  */
+export function metricsAuthNoneProblem(host: string): string | undefined {
+  if (isLoopback(host)) return undefined;
+  return `--metrics-auth=none: /metrics would serve every tenant's Connectors to anyone who reaches ${host}; give --metrics-listen a loopback address (127.0.0.1:8443, [::1]:8443 or localhost:8443) for a local run, or keep --metrics-auth=kubernetes and give the scraper a token`;
+}
+
+/** Refuses --metrics-auth=none beyond loopback (metricsAuthNoneProblem). */
 export function checkMetricsEndpoint(options: MetricsEndpointOptions): void {
-  if (options.auth === 'none' && !isLoopback(options.listen.host)) {
-    throw new CodedError(
-      'INVALID_ARGUMENT',
-      `--metrics-auth=none serves every tenant's Connectors to anyone who reaches ${options.listen.host}: allowed on a loopback address only (127.0.0.1, ::1, localhost), for a local run; in a cluster keep --metrics-auth=kubernetes and give the scraper a token`,
-    );
-  }
+  const problem = options.auth === 'none' ? metricsAuthNoneProblem(options.listen.host) : undefined;
+  if (problem !== undefined) throw new CodedError('INVALID_ARGUMENT', problem);
 }
 
 export async function startMetricsEndpoint(options: {
@@ -132,6 +138,14 @@ export async function listenOn(
   return bound && typeof bound === 'object' ? { host: bound.address, port: bound.port } : where;
 }
 
+/**
+ * Whether `host` is a loopback address: an IP literal in 127.0.0.0/8 (also IPv4-mapped), ::1 in
+ * any spelling, or `localhost`. A name is not looked at further: `127.evil.com` is a name, which
+ * resolves wherever its owner likes (before, anything starting with `127.` passed).
+ */
 export function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || host.startsWith('127.') || host.startsWith('::ffff:127.');
+  if (host.toLowerCase() === 'localhost') return true;
+  if (isIP(host) === 0) return false;
+  const address = addressGroup(host, 'address');
+  return address === '0:0:0:0:0:0:0:1' || (isIPv4(address) && address.startsWith('127.'));
 }
