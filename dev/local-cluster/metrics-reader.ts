@@ -24,9 +24,9 @@ export async function serviceAccountToken(
   kc: KubeConfig,
   namespace: string,
   name: string,
-  { reader }: { reader: boolean },
+  { reader, clock = backgroundClock }: { reader: boolean; clock?: Clock },
 ): Promise<string> {
-  return (await serviceAccountTokenWithExpiry(kc, namespace, name, { reader })).token;
+  return (await serviceAccountTokenWithExpiry(kc, namespace, name, { reader, clock })).token;
 }
 
 /** How long a token is asked for. */
@@ -45,13 +45,14 @@ export function metricsTokenSource(
   name: string,
   options: { reader: boolean; clock?: Clock },
 ): () => Promise<string> {
+  const clock = options.clock ?? backgroundClock;
   return renewedToken(
     (first) =>
       (first
-        ? serviceAccountTokenWithExpiry(kc, namespace, name, { reader: options.reader })
-        : requestToken(kc, namespace, name)
+        ? serviceAccountTokenWithExpiry(kc, namespace, name, { reader: options.reader, clock })
+        : requestToken(kc, namespace, name, clock)
       ).then(({ token, issuedAt, expiresAt }) => ({ token, lifetimeMs: expiresAt - issuedAt })),
-    options.clock ?? backgroundClock,
+    clock,
   );
 }
 
@@ -95,8 +96,9 @@ async function requestToken(
   kc: KubeConfig,
   namespace: string,
   name: string,
+  clock: Clock,
 ): Promise<{ token: string; issuedAt: number; expiresAt: number }> {
-  const issuedAt = Date.now();
+  const issuedAt = clock.now().getTime();
   const answer = await kc.makeApiClient(CoreV1Api).createNamespacedServiceAccountToken({
     namespace,
     name,
@@ -115,7 +117,7 @@ async function serviceAccountTokenWithExpiry(
   kc: KubeConfig,
   namespace: string,
   name: string,
-  { reader }: { reader: boolean },
+  { reader, clock }: { reader: boolean; clock: Clock },
 ): Promise<{ token: string; issuedAt: number; expiresAt: number }> {
   const core = kc.makeApiClient(CoreV1Api);
   const ignoreConflict = (error: unknown) => {
@@ -137,7 +139,7 @@ async function serviceAccountTokenWithExpiry(
       })
       .catch(ignoreConflict);
   }
-  const issued = await requestToken(kc, namespace, name);
+  const issued = await requestToken(kc, namespace, name, clock);
   if (reader) {
     const authz = kc.makeApiClient(AuthorizationV1Api);
     for (let attempt = 0; attempt < 100; attempt += 1) {
@@ -151,7 +153,7 @@ async function serviceAccountTokenWithExpiry(
         },
       });
       if (review.status?.allowed) break;
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      await new Promise<void>((resolve) => clock.setTimeout(resolve, 100));
     }
   }
   return issued;
