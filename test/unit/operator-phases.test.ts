@@ -1120,3 +1120,46 @@ test('a pass whose workload apply fails does not record the recovery step it too
   t.is(failed.recovery?.step, 'Checking');
   t.is(statusOfPass(planned, { ran: planned.steps.length }, NOW, 1).recovery?.step, 'ScalingDown');
 });
+
+test("a token minted after a recovery ended (the plugin, for an adopted workload) is not revoked as the attempt's", (t) => {
+  // A review of the revoke for an ended attempt's token with its Secret gone: it took any live
+  // token for the attempt's while the enrollment's last recorded mint was older than the attempt,
+  // and `kubectl vaultpam token` mints the enrollment's next key and records nothing. The attempt's
+  // own token expires within a TTL of the attempt's end; this one (minted 20 minutes after, 4h TTL)
+  // lives longer, so it is left alone. The attempt's own token is still revoked.
+  const now = new Date('2026-01-01T01:00:00Z');
+  const failedAt = (liveTokenExpiresAt: string, workloadRef?: { kind: 'Deployment'; name: string }) =>
+    plan(
+      observed({
+        connector: connector({
+          spec: { enrollment: { tokenTTL: '4h' }, ...(workloadRef ? { workloadRef } : {}) },
+          status: {
+            enrollment: {
+              mintCount: 1,
+              lastMintKey: enrollmentMintKey(UID, 1),
+              tokenMintedAt: '2025-12-31T23:00:00Z',
+              tokenExpiresAt: '2026-01-01T00:00:05Z',
+              retired: false,
+            },
+            recovery: {
+              requestId: 'r1',
+              step: 'Failed',
+              outcome: 'Failed',
+              attempts: 1,
+              startedAt: '2026-01-01T00:00:00Z',
+              finishedAt: '2026-01-01T00:30:00Z',
+              mintKey: recoveryMintKey('r1'),
+              reason: 'the agent stopped instead of pairing',
+            },
+          },
+        }),
+        ...(workloadRef ? { workload: { kind: 'Deployment', name: workloadRef.name, consented: true } } : {}),
+        record: pendingRecord({ liveToken: { tokenId: 't', expiresAt: liveTokenExpiresAt } }),
+      }),
+      now,
+    ).steps.flatMap((step) => (step.action ? [step.action.kind] : []));
+  const adopted = { kind: 'Deployment' as const, name: 'legacy' };
+  t.false(failedAt('2026-01-01T04:50:00Z', adopted).includes('revokeTokens'), "the plugin's token stays");
+  t.false(failedAt('2026-01-01T04:50:00Z').includes('revokeTokens'));
+  t.true(failedAt('2026-01-01T04:20:00Z', adopted).includes('revokeTokens'), "the attempt's own token goes");
+});

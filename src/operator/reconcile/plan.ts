@@ -31,6 +31,7 @@ import {
   type EnrollmentDecision,
   type EnrollmentInput,
   enrollmentSteps,
+  MINT_PASS_SLACK_MS,
   pairingLost,
   planEnrollment,
   secretHoldsLiveToken,
@@ -140,6 +141,7 @@ export function plan(observed: Observed, now: Date): Plan {
         enrollmentInput.record,
         observed.tokenSecret,
         previous.enrollment,
+        spec.tokenTTLSeconds,
         now,
       ));
   const enrollment = endedRecovery
@@ -247,6 +249,7 @@ function endedRecoveryTokenLive(
   record: ControlPlaneConnector | undefined,
   tokenSecret: TokenSecretFacts | undefined,
   enrollment: EnrollmentStatus | undefined,
+  ttlSeconds: number,
   now: Date,
 ): boolean {
   if (!record?.liveToken || !isRecoveryMintKey(attempt?.mintKey)) return false;
@@ -256,6 +259,12 @@ function endedRecoveryTokenLive(
     secretHoldsLiveToken(tokenSecret, record, now)
   )
     return false;
+  // Minted before the attempt ended, the attempt's token expires within a TTL of that end. A token
+  // that lives longer was minted after it, by someone the operator does not hear from (the plugin's
+  // `token` mints the enrollment's next key for an adopted workload and records nothing): not the
+  // attempt's, and not the operator's to revoke.
+  const ended = attempt?.finishedAt ? Date.parse(attempt.finishedAt) : now.getTime();
+  if (Date.parse(record.liveToken.expiresAt) > ended + ttlSeconds * 1000 + MINT_PASS_SLACK_MS) return false;
   const began = attempt?.startedAt ? Date.parse(attempt.startedAt) : Number.NaN;
   const lastMint = enrollment?.tokenMintedAt ? Date.parse(enrollment.tokenMintedAt) : Number.NaN;
   if (Number.isNaN(lastMint)) return true;
