@@ -65,3 +65,20 @@ test('the refusal’s annotate command gives kubectl the URL a control-plane aut
     }
   }
 });
+
+test("a URL with a backslash or beyond printable ASCII gets no ready-made command (fish reads \\' inside single quotes)", (t) => {
+  // A review: fish takes \' and \\ inside single quotes as escapes, so the review's
+  // https://evil.example/x\';id;' (the CRD admits it) ended the quoting there and ran `id`.
+  const secret = { namespace: 'team-a', name: 'admin' };
+  for (const url of ["https://evil.example/x\\';id;'", 'https://evil.example/a b', 'https://évil.example/']) {
+    for (const problem of ['unannotated', 'elsewhere'] as const) {
+      const message = credentialUrlRefusal(problem, secret, url, 'the operator');
+      t.false(message.includes('kubectl'), `${problem}: ${url}: ${message}`);
+      t.regex(message, /no command is printed, as the URL holds characters a shell may read specially/);
+    }
+  }
+  t.regex(
+    credentialUrlRefusal('unannotated', secret, 'https://vaultpam.example.com', 'the operator'),
+    /they run: kubectl -n team-a annotate secret admin vaultpam\.io\/control-plane-url=https:\/\/vaultpam\.example\.com$/,
+  );
+});

@@ -72,7 +72,12 @@ export function credentialUrlRefusal(
   const annotate = `kubectl -n ${shellWord(secret.namespace)} annotate secret ${shellWord(secret.name)}`;
   const set = shellWord(`${CONTROL_PLANE_URL_ANNOTATION}=${url}`);
   const add = shellWord(`${CONTROL_PLANE_URL_ANNOTATION}=<the URLs it lists> ${url}`);
+  // Single quotes are literal in POSIX shells and zsh, but fish reads \' and \\ inside them as
+  // escapes, so a backslash (which no URL may hold: RFC 3986) could end the quoting there. Such a
+  // URL, or one with characters beyond printable ASCII, gets no ready-made command.
+  const pastable = /^[\x21-\x7e]+$/.test(url) && !url.includes('\\');
+  const noCommand = `no command is printed, as the URL holds characters a shell may read specially; write the annotation ${CONTROL_PLANE_URL_ANNOTATION} by hand, if that URL is really meant`;
   return problem === 'unannotated'
-    ? `does not say where its credential may be sent (it has no annotation ${CONTROL_PLANE_URL_ANNOTATION}), so ${sender} sends it nowhere: whoever may write that Secret decides where it goes. If ${url} is where it belongs, they run: ${annotate} ${set}`
-    : `is not meant for ${url} (its annotation ${CONTROL_PLANE_URL_ANNOTATION} lists other URLs), so ${sender} does not send it there: whoever may write that Secret decides where it goes. If ${url} is that control plane too, they add it to the list (separated by commas or spaces): ${annotate} --overwrite ${add}`;
+    ? `does not say where its credential may be sent (it has no annotation ${CONTROL_PLANE_URL_ANNOTATION}), so ${sender} sends it nowhere: whoever may write that Secret decides where it goes. If ${url} is where it belongs, ${pastable ? `they run: ${annotate} ${set}` : noCommand}`
+    : `is not meant for ${url} (its annotation ${CONTROL_PLANE_URL_ANNOTATION} lists other URLs), so ${sender} does not send it there: whoever may write that Secret decides where it goes. If ${url} is that control plane too, ${pastable ? `they add it to the list (separated by commas or spaces): ${annotate} --overwrite ${add}` : `they add it to the list (separated by commas or spaces): ${noCommand}`}`;
 }
