@@ -569,15 +569,15 @@ function mountedToken(w: World): Pick<SimPod, 'mounted'> {
 }
 
 /**
- * The kubelet syncs the pod's Secret volume with the Secret as it is now. A Secret that is gone
- * leaves the volume of a running pod as it was: the kubelet does not empty it when the Secret is
- * deleted, so a container restarted in the same pod still finds the token last written there (a
- * new pod starts with no token: mountedToken).
+ * The kubelet syncs the pod's Secret volume with the Secret as it is now; for the token's optional
+ * Secret volume a Secret that is gone is an empty one, so the token file goes at that sync. Until
+ * then (a step of its own here) a running pod's volume keeps what was last written there, and a
+ * container restarted in the same pod still finds that token (a new pod starts with no token:
+ * mountedToken).
  */
 function kubeletSync(w: World): void {
   if (!w.pod) return;
-  const { mounted } = mountedToken(w);
-  if (mounted) w.pod.mounted = mounted;
+  w.pod.mounted = mountedToken(w).mounted;
 }
 
 function containerRestart(w: World): void {

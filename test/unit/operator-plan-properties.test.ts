@@ -1256,8 +1256,8 @@ test('found, fixed: a recovery that ended Failed after its mint, its Secret dele
   // A reviewer's reproduction: at ScalingUp the pod started before the kubelet had the token in its
   // volume (exit 11 ENROLLMENT_TOKEN_MISSING), the kubelet then wrote recovery-r1 there, and the
   // Secret was deleted by hand before the pass that ended the attempt Failed. The revoke of an
-  // ended attempt's token depended on its Secret, so recovery-r1 stayed live; the kubelet keeps a
-  // deleted Secret's content in the volume of a running pod, and the restarted container paired
+  // ended attempt's token depended on its Secret, so recovery-r1 stayed live; until its next sync the
+  // kubelet keeps a deleted Secret's content in the volume of a running pod, and the restarted container paired
   // with it outside any attempt (phase Online beside recovery Failed). Now a live token that can
   // only be the ended attempt's is revoked whether or not its Secret is there.
   const steps: Step[] = [
@@ -1273,7 +1273,7 @@ test('found, fixed: a recovery that ended Failed after its mint, its Secret dele
     { kind: 'controllers', kubeletBehind: true },
     { kind: 'kubeletSync' },
     { kind: 'tokenSecretDeleted' },
-    { kind: 'kubeletSync' },
+    // No kubelet sync since: the running pod's volume still holds the token.
     { kind: 'reconcile' },
     { kind: 'reconcile' },
     { kind: 'controllers' },
