@@ -278,3 +278,35 @@ test('allowed decisions are dropped least recently used first: a scraper that ke
   await auth.authorize('Bearer good-0', address(0));
   t.is(auth.reviews, reviews + 1, 'the least recently used one was dropped');
 });
+
+// A review: re-reviews of allowed tokens, under way at once, counted against the 16 slots of first
+// reviews, so a new scraper was answered 429 while the API server was slow to answer them.
+test('re-reviews under way do not take the slots of first reviews', async (t) => {
+  const slow: { hold?: Promise<void> } = {};
+  const api = fakeApiServer(slow);
+  const clock = new FakeClock(0);
+  const authorizer = new MetricsAuthorizer({ kc: api.kc, logger: silentLogger(), clock });
+  const scrapers = Array.from({ length: 20 }, (_, i) => `Bearer good-${i}`);
+  for (const [i, token] of scrapers.entries()) {
+    t.is((await authorizer.authorize(token, address(i))).decision, 'allowed');
+  }
+  clock.advance(ALLOW_TTL_MS + 1);
+  let release = () => {};
+  slow.hold = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  // The API server is slow: the scrapers' re-reviews pile up within their own budget.
+  const reReviews: Promise<unknown>[] = [];
+  for (const [i, token] of scrapers.entries()) {
+    if (i > 0 && i % RE_REVIEWS_PER_SECOND.burst === 0) clock.advance(1_000);
+    reReviews.push(authorizer.authorize(token, address(i)));
+  }
+  t.true(
+    api.requests.length - scrapers.length * 2 >= MAX_REVIEWS_IN_FLIGHT,
+    'as many re-reviews under way as the first-review slots',
+  );
+  const newcomer = authorizer.authorize('Bearer good-new', address(500));
+  release();
+  t.is((await newcomer).decision, 'allowed', 'a new scraper is reviewed, not answered 429');
+  await Promise.all(reReviews);
+});

@@ -133,6 +133,8 @@ export class MetricsAuthorizer {
   /** Refusals by the token's hash, least recently used first. */
   private readonly refused = new Map<string, { access: MetricsAccess; until: number }>();
   private readonly inFlight = new Map<string, Promise<MetricsAccess>>();
+  /** How many of the reviews under way are re-reviews of a token allowed a moment ago. */
+  private reReviewsInFlight = 0;
   private readonly perAddress: PerKeyRateLimiter;
   private readonly overall: PerKeyRateLimiter;
   private readonly reReviews: PerKeyRateLimiter;
@@ -176,17 +178,21 @@ export class MetricsAuthorizer {
     // A token allowed a moment ago is reviewed again within its own budget, anything else within the
     // bounds a flood spends (see the header).
     const stale = this.allowed.get(key);
+    // First reviews are capped apart from re-reviews under way: re-reviews (bounded by their own
+    // budget and the allowed store) must not take the slots a new scraper's first review needs.
     const mayReview = stale
       ? this.reReviews.tryTake('all')
-      : this.inFlight.size < MAX_REVIEWS_IN_FLIGHT &&
+      : this.inFlight.size - this.reReviewsInFlight < MAX_REVIEWS_IN_FLIGHT &&
         this.perAddress.tryTake(addressGroup(remoteAddress, 'address')) &&
         this.overall.tryTake('all');
     if (!mayReview) {
       // No review may be sent now. A token allowed a moment ago keeps reading (see the header).
       return stale ? this.used(this.allowed, key, stale, allowedAccess) : { decision: 'busy' };
     }
+    if (stale) this.reReviewsInFlight += 1;
     const review = this.review(token).then((access) => {
       this.inFlight.delete(key);
+      if (stale) this.reReviewsInFlight -= 1;
       this.remember(key, access);
       return access;
     });
