@@ -16,6 +16,7 @@ import {
   closeServer,
   connectionsTheDescriptorsAllow,
   deadlineOptions,
+  processLimitsText,
 } from '../lib/connection-limits.ts';
 import { errorMessage } from '../lib/errors.ts';
 import { silentLogger } from '../lib/logger.ts';
@@ -481,14 +482,9 @@ export async function startControlPlane(
  * fitted to the limit.
  */
 function connectionBound(asked: number | undefined, logger: Logger): number {
-  let limits: string | undefined;
-  try {
-    limits = readFileSync('/proc/self/limits', 'utf8');
-  } catch {
-    // Not Linux: the bound is what was asked for.
-  }
+  // Not Linux (no limits to read): the bound is what was asked for.
   const bound = asked ?? DEFAULTS.maxConnections;
-  const allowed = connectionsTheDescriptorsAllow(limits);
+  const allowed = connectionsTheDescriptorsAllow(processLimitsText());
   if (allowed === undefined || allowed >= bound) return bound;
   if (asked !== undefined)
     logger.warn(

@@ -10,6 +10,7 @@
 // bound refuses a connection it grants every connector a fresh grace, onSaturated; callers counted
 // by IPv6 /64) and by the operator's two listeners (the probes and /metrics: `bounded` in
 // operator/runtime/server.ts; callers counted by address, see AddressGrouping).
+import { readFileSync } from 'node:fs';
 import type { Server as HttpServer } from 'node:http';
 import type { Server, Socket } from 'node:net';
 import { backgroundClock, type Clock } from './clock.ts';
@@ -225,4 +226,13 @@ export function connectionsTheDescriptorsAllow(limitsText: string | undefined): 
   const match = limitsText === undefined ? null : /^Max open files\s+(\d+|unlimited)\s/m.exec(limitsText);
   if (!match?.[1] || match[1] === 'unlimited') return undefined;
   return Math.max(1, Number(match[1]) - RESERVED_DESCRIPTORS);
+}
+
+/** The process's resource limits as Linux shows them (/proc/self/limits), or undefined elsewhere. */
+export function processLimitsText(): string | undefined {
+  try {
+    return readFileSync('/proc/self/limits', 'utf8');
+  } catch {
+    return undefined;
+  }
 }

@@ -32,6 +32,7 @@ import {
   createRuntimeServer,
   LISTENER_LIMITS,
   type ListenerLimits,
+  listenerTotal,
   PROBE_LISTENER_LIMITS,
 } from '../../src/operator/runtime/server.ts';
 import { eventually } from '../helpers/eventually.ts';
@@ -349,4 +350,24 @@ test('the self-signed certificate is renewed before its end, on the operator clo
     'a full lifetime from the renewal, on the operator clock',
   );
   t.is(clock.pendingTimers, 1, 'the next renewal is scheduled');
+});
+
+// A review: the probe listener's total (2,048) and the metrics listener's (256) ignored the
+// process's open-file limit, so where it is 1,024 a caller filling the listeners would take the
+// descriptors the operator's own API connections need before either bound was reached.
+test('each listener holds at most a quarter of what the open-file limit leaves room for', (t) => {
+  const limits = (soft: string) =>
+    `Limit                     Soft Limit           Hard Limit           Units\nMax open files            ${soft}                 ${soft}                 files\n`;
+  t.is(listenerTotal(PROBE_LISTENER_LIMITS.total, limits('1024')), Math.floor((1024 - 64) / 4));
+  t.is(
+    listenerTotal(LISTENER_LIMITS.total, limits('1024')),
+    LISTENER_LIMITS.total > 240 ? 240 : LISTENER_LIMITS.total,
+  );
+  t.is(
+    listenerTotal(PROBE_LISTENER_LIMITS.total, limits('1048576')),
+    PROBE_LISTENER_LIMITS.total,
+    'a generous limit leaves the bound',
+  );
+  t.is(listenerTotal(PROBE_LISTENER_LIMITS.total, limits('unlimited')), PROBE_LISTENER_LIMITS.total);
+  t.is(listenerTotal(PROBE_LISTENER_LIMITS.total, undefined), PROBE_LISTENER_LIMITS.total, 'not Linux');
 });

@@ -24,7 +24,13 @@
 // operator's stop.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
-import { ConnectionLimits, closeServer, deadlineOptions } from '../../lib/connection-limits.ts';
+import {
+  ConnectionLimits,
+  closeServer,
+  connectionsTheDescriptorsAllow,
+  deadlineOptions,
+  processLimitsText,
+} from '../../lib/connection-limits.ts';
 import { errorMessage } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/logger.ts';
 import type { InformerStatus } from './informers.ts';
@@ -90,6 +96,22 @@ export const PROBE_LISTENER_LIMITS: ListenerLimits = {
   perAddress: 32,
   total: 2_048,
 };
+/**
+ * Each of the two listeners holds at most this share of the connections the open-file limit leaves
+ * room for (both together, half): the rest is the operator's own connections (the API server, its
+ * watches, the control planes). Where the limit is generous (containerd's default is 1,048,576) the
+ * listeners' own totals bind; where it is low (1,024) an attacker filling the listeners would
+ * otherwise leave the operator no descriptor for its own work.
+ */
+const DESCRIPTOR_SHARE_PER_LISTENER = 4;
+
+/** A listener's total, fitted below its share of what the open-file limit (`limitsText`) allows. */
+export function listenerTotal(total: number, limitsText: string | undefined): number {
+  const allowed = connectionsTheDescriptorsAllow(limitsText);
+  if (allowed === undefined) return total;
+  return Math.max(1, Math.min(total, Math.floor(allowed / DESCRIPTOR_SHARE_PER_LISTENER)));
+}
+
 /** How often Node checks the headers and request deadlines (its default, 30 s, adds up to that). */
 const DEADLINE_CHECK_EVERY_MS = 1_000;
 /** At stop, connections still open this long after the listener closed are cut. */
@@ -117,7 +139,8 @@ function bounded<S extends Server | HttpsServer>(
     listener: (request: IncomingMessage, response: ServerResponse) => void,
   ) => S,
 ): BoundedServer<S> {
-  const limits = { ...defaults, ...asked };
+  const wanted = { ...defaults, ...asked };
+  const limits = { ...wanted, total: listenerTotal(wanted.total, processLimitsText()) };
   const connections = new ConnectionLimits({
     perAddress: Math.min(limits.perAddress, limits.total),
     grouping: 'address',
