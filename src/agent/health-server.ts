@@ -1,7 +1,7 @@
 // Local probes for the kubelet: /healthz says the process is alive, /readyz says the control plane
 // accepted a heartbeat recently (readiness.ts has the rule).
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { listenOn, urlHost } from '../lib/host-port.ts';
 import type { Readiness } from './readiness.ts';
 
 export interface HealthServer {
@@ -32,19 +32,11 @@ export async function startHealthServer(options: {
     }
   });
   server.keepAliveTimeout = 5000;
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port, options.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const address = server.address() as AddressInfo;
-  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  const address = await listenOn(server, options);
   // Idempotent: a signal handler and the main flow may both close it.
   let closing: Promise<void> | undefined;
   return {
-    url: `http://${host}:${address.port}`,
+    url: `http://${urlHost(address.host)}:${address.port}`,
     close: () => {
       closing ??= new Promise<void>((resolve, reject) => {
         server.close((error) => (error ? reject(error) : resolve()));

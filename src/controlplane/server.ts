@@ -6,7 +6,6 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
@@ -19,6 +18,7 @@ import {
   processLimitsText,
 } from '../lib/connection-limits.ts';
 import { errorMessage } from '../lib/errors.ts';
+import { listenOn, urlHost } from '../lib/host-port.ts';
 import { silentLogger } from '../lib/logger.ts';
 import { writeFileAtomic } from '../lib/write-file-atomic.ts';
 import type { WriteBudgets } from './budgets.ts';
@@ -432,18 +432,12 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
     adminCredentialPath: admin.handOverPath,
     dataDir,
     async listen(listenOptions = {}) {
-      const host = listenOptions.host ?? DEFAULTS.host;
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(listenOptions.port ?? DEFAULTS.port, host, () => {
-          server.off('error', reject);
-          resolve();
-        });
+      const address = await listenOn(server, {
+        host: listenOptions.host ?? DEFAULTS.host,
+        port: listenOptions.port ?? DEFAULTS.port,
       });
       startTimers();
-      const address = server.address() as AddressInfo;
-      const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-      return `https://${shownHost}:${address.port}`;
+      return `https://${urlHost(address.host)}:${address.port}`;
     },
     sweep: () => core.sweep(),
     flush: () => core.flush(),

@@ -2,6 +2,8 @@
 // or an IPv6 address in brackets (the brackets are dropped from `host`), a colon, and a port.
 // Replaced three parsers that disagreed on IPv6, on an empty host and on what their errors said.
 
+import type { Server } from 'node:net';
+
 export interface HostPort {
   host: string;
   port: number;
@@ -29,4 +31,26 @@ export function parseHostPort(
     };
   }
   return { host: (match[1] ?? match[2]) as string, port };
+}
+
+/** `host` as it stands in a URL: an IPv6 address in brackets. */
+export function urlHost(host: string): string {
+  return host.includes(':') ? `[${host}]` : host;
+}
+
+/**
+ * Listens on `where` (port 0: a free one) and resolves with the address bound, or rejects with the
+ * error of the listen (an address in use, one the host does not have). The one way every listener
+ * of the project (the operator's, the control plane's, the agent's) starts.
+ */
+export async function listenOn(server: Server, where: HostPort): Promise<HostPort> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(where.port, where.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const bound = server.address();
+  return bound && typeof bound === 'object' ? { host: bound.address, port: bound.port } : where;
 }

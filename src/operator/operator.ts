@@ -17,6 +17,7 @@ import type {
 } from '@kubernetes/client-node';
 import { backgroundClock, type Clock } from '../lib/clock.ts';
 import { CodedError } from '../lib/errors.ts';
+import { listenOn } from '../lib/host-port.ts';
 import type { Logger } from '../lib/logger.ts';
 import { AdoptionWatches } from './adoption-watches.ts';
 import { LABEL_VALUES, LABELS } from './api/constants.ts';
@@ -39,7 +40,7 @@ import { Informer } from './runtime/informers.ts';
 import { type KubeAccess, kubeClientOf } from './runtime/kube-access.ts';
 import { LeaderElector } from './runtime/leader-election.ts';
 import { createOperatorMetrics, type OperatorMetrics } from './runtime/metrics.ts';
-import { listenOn, type MetricsEndpointOptions, startMetricsEndpoint } from './runtime/metrics-endpoint.ts';
+import { type MetricsEndpointOptions, startMetricsEndpoint } from './runtime/metrics-endpoint.ts';
 import { OwnVersions } from './runtime/own-versions.ts';
 import { isUnchangedInCache, unlessOwnCreation } from './runtime/owned-events.ts';
 import { RESOURCE_TYPES } from './runtime/resources.ts';

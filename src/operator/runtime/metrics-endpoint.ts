@@ -12,6 +12,7 @@ import { isIP, isIPv4 } from 'node:net';
 import { backgroundClock, type Clock } from '../../lib/clock.ts';
 import { addressGroup } from '../../lib/connection-limits.ts';
 import { CodedError } from '../../lib/errors.ts';
+import { listenOn, urlHost } from '../../lib/host-port.ts';
 import type { Logger } from '../../lib/logger.ts';
 import type { KubeClient } from './kube-client.ts';
 import type { OperatorMetrics } from './metrics.ts';
@@ -111,8 +112,7 @@ export async function startMetricsEndpoint(options: {
     });
   }
   const bound = await listenOn(listener.server, endpoint.listen);
-  const host = bound.host.includes(':') ? `[${bound.host}]` : bound.host;
-  current.url = `${endpoint.auth === 'none' ? 'http' : 'https'}://${host}:${bound.port}`;
+  current.url = `${endpoint.auth === 'none' ? 'http' : 'https'}://${urlHost(bound.host)}:${bound.port}`;
   return {
     endpoint: current,
     async stop() {
@@ -120,22 +120,6 @@ export async function startMetricsEndpoint(options: {
       await listener.close();
     },
   };
-}
-
-/** Listens on `where`; resolves with the address bound (the port chosen when 0 was asked). */
-export async function listenOn(
-  server: BoundedServer['server'],
-  where: { host: string; port: number },
-): Promise<{ host: string; port: number }> {
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(where.port, where.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const bound = server.address();
-  return bound && typeof bound === 'object' ? { host: bound.address, port: bound.port } : where;
 }
 
 /**
