@@ -11,38 +11,13 @@
 // Unlike the one-line cleaning of server text (untrusted-text.ts) it keeps lines and indentation,
 // so YAML and logs stay readable; PEM certificates, which are public, are kept.
 import type { V1Container, V1HTTPGetAction, V1ObjectMeta, V1PodSpec } from '@kubernetes/client-node';
-import { redactSecretPatterns } from '../operator/runtime/secret-patterns.ts';
+import {
+  redactCredentialShapes,
+  redactSecretPatterns,
+  SECRET_WORDS,
+} from '../operator/runtime/secret-patterns.ts';
 
 const REDACTED = '[REDACTED]';
-
-/** What ends a key or flag that names a secret: DB_PASSWORD, client-secret, --api-key, X-Auth-Token. */
-const SECRET_WORD =
-  'token|secret|password|passwd|pwd|credential|api[-_]?key|access[-_]?key|private[-_]?key|cookie';
-
-// The patterns run over logs, whose lines a pod's process writes as long as it likes (megabytes),
-// so each is written to take time in proportion to the line, whatever it holds: "at least n" is written {n} then * (V8 runs {n,} with a backtracking stack
-// that overflows on a run of a few million characters: "Maximum call stack size exceeded", and no
-// bundle), no pattern starts again inside a run it has already scanned to its end (a JWT starts
-// where a run of its characters does, not at every '-' of one: 'eyJ-eyJ-...' took quadratic time),
-// and a URL's scheme is at most 32 characters ('a-a-a-...' scanned the line from every letter).
-const CREDENTIAL_SHAPES: ReadonlyArray<readonly [RegExp, string]> = [
-  [/\b(authorization["']?[ \t]*[:=][ \t]*["']?)(?:[A-Za-z]+[ \t]+)?[^\s"',;]+/gi, `$1${REDACTED}`],
-  [/\b(bearer)[ \t]+[A-Za-z0-9._~+/=-]{8}[A-Za-z0-9._~+/=-]*/gi, `$1 ${REDACTED}`],
-  [
-    new RegExp(
-      `(?<![\\w./-])((?:[\\w-]*[-_])?(?:${SECRET_WORD})["']?[ \\t]*[:=][ \\t]*["']?)[^\\s"',;&]{4}[^\\s"',;&]*`,
-      'gi',
-    ),
-    `$1${REDACTED}`,
-  ],
-  [
-    /(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{5}[A-Za-z0-9_-]*\.[A-Za-z0-9_-]{5}[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*/g,
-    REDACTED,
-  ],
-  [/\b([a-z][a-z0-9+.-]{0,31}:\/\/)[^\s/@:]+:[^\s/@]+@/gi, `$1${REDACTED}@`],
-];
-const OPAQUE_RUN = /[A-Za-z0-9+/_=-]{32}[A-Za-z0-9+/_=-]*/g;
-const looksRandom = (run: string) => /[A-Z]/.test(run) && /[a-z]/.test(run) && /[0-9]/.test(run);
 
 /** The text with every known secret value and every secret-shaped piece replaced. */
 export function redactBundleText(text: string, known: readonly string[]): string {
@@ -60,17 +35,15 @@ export function redactBundleText(text: string, known: readonly string[]): string
       const kept = inCertificate;
       if (ends) inCertificate = false;
       if (kept) return line;
-      let cleaned = line;
-      for (const [pattern, replacement] of CREDENTIAL_SHAPES) cleaned = cleaned.replace(pattern, replacement);
-      return cleaned.replace(OPAQUE_RUN, (run) => (looksRandom(run) ? REDACTED : run));
+      return redactCredentialShapes(line);
     })
     .join('\n');
 }
 
 /** A flag that names a secret and takes its value as the next word: --password, -db-token. */
-const SECRET_FLAG = new RegExp(`^-{1,2}(?:[\\w-]*[-_])?(?:${SECRET_WORD})$`, 'i');
+const SECRET_FLAG = new RegExp(`^-{1,2}(?:[\\w-]*[-_])?(?:${SECRET_WORDS})$`, 'i');
 /** A secret given with '=' in one word: --password=..., DB_PASSWORD=... (a shell line's assignment). */
-const SECRET_ASSIGNMENT = new RegExp(`^(-{0,2}(?:[\\w-]*[-_])?(?:${SECRET_WORD})=).+$`, 'i');
+const SECRET_ASSIGNMENT = new RegExp(`^(-{0,2}(?:[\\w-]*[-_])?(?:${SECRET_WORDS})=).+$`, 'i');
 
 /**
  * A container's command and args (one argv: a flag ending the command takes the first arg) with

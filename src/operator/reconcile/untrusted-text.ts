@@ -12,7 +12,7 @@ import { CodedError } from '../../lib/errors.ts';
 import { isRecord } from '../../lib/is-record.ts';
 import { RECOVERY_REQUEST_ID_PATTERN } from '../api/constants.ts';
 import { ControlPlaneAnswerError } from '../control-plane/admin-client.ts';
-import { redactSecretPatterns } from '../runtime/secret-patterns.ts';
+import { redactCredentialShapes, redactSecretPatterns, SECRET_WORDS } from '../runtime/secret-patterns.ts';
 import type { ControlPlaneConnector } from './observed.ts';
 
 /** What the operator quotes of one message from a server, at most. */
@@ -33,29 +33,9 @@ const LINE_BREAKS = /[\t\n\v\f\r\u0085\u2028\u2029]/g;
 // isolates, zero-width characters, which also hide a token from the redaction); lone surrogates.
 const INVISIBLE = /[\p{Cc}\p{Cf}\p{Cs}]/gu;
 
-// Credential shapes beyond the project's own secrets (redactSecretPatterns: enrollment tokens and
-// private keys), each replaced with [REDACTED] and its label kept so the message still reads.
-const CREDENTIALS: ReadonlyArray<readonly [RegExp, string]> = [
-  // An Authorization header's value, with its scheme (Basic, Bearer, ...) if it has one.
-  [/\b(authorization["']?\s*[:=]\s*["']?)(?:[A-Za-z]+\s+)?[^\s"',;]+/gi, '$1[REDACTED]'],
-  // A bearer token on its own.
-  [/\b(bearer)\s+[A-Za-z0-9._~+/=-]{8,}/gi, '$1 [REDACTED]'],
-  // key=value, key: value, "key":"value" for keys that name a secret (x-api-key, client_secret, ...),
-  // but not an object's name: "ns/edge-enrollment-token: ..." is a path, not a key.
-  [
-    /(?<![\w./-])((?:[\w-]*[-_])?(?:token|secret|password|passwd|pwd|credential|api[-_]?key|access[-_]?key|private[-_]?key|session|cookie)["']?\s*[:=]\s*["']?)[^\s"',;&]{4,}/gi,
-    '$1[REDACTED]',
-  ],
-  // A JSON Web Token.
-  [/\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*/g, '[REDACTED]'],
-  // Credentials in a URL: scheme://user:password@host.
-  [/\b([a-z][a-z0-9+.-]*:\/\/)[^\s/@:]+:[^\s/@]+@/gi, '$1[REDACTED]@'],
-];
-// A long run of random-looking characters (upper and lower case and digits, as generated keys and
-// credentials are) is redacted even without a label. Hex (serials, fingerprints) and UUIDs, which
-// the operator shows on purpose, have no upper case and pass.
-const OPAQUE_RUN = /[A-Za-z0-9+/_=-]{32,}/g;
-const looksRandom = (run: string) => /[A-Z]/.test(run) && /[a-z]/.test(run) && /[0-9]/.test(run);
+// Key names taken for secrets in server text: the shared ones, and a session (a cookie's or an
+// API's) as servers name it.
+const SERVER_SECRET_WORDS = `${SECRET_WORDS}|session`;
 
 /** Text from a server as the operator may show it: one line, printable, redacted, at most `max` characters. */
 export function untrustedText(value: unknown, max = UNTRUSTED_TEXT_MAX): string {
@@ -65,9 +45,7 @@ export function untrustedText(value: unknown, max = UNTRUSTED_TEXT_MAX): string 
     .replace(ESCAPE_SEQUENCES, '')
     .replace(LINE_BREAKS, ' ')
     .replace(INVISIBLE, '');
-  text = redactSecretPatterns(text);
-  for (const [pattern, replacement] of CREDENTIALS) text = text.replace(pattern, replacement);
-  text = text.replace(OPAQUE_RUN, (run) => (looksRandom(run) ? '[REDACTED]' : run));
+  text = redactCredentialShapes(redactSecretPatterns(text), SERVER_SECRET_WORDS);
   text = text.replace(/ {2,}/g, ' ').trim();
   return bounded(text, max);
 }
