@@ -104,6 +104,13 @@ export const NEXT_STEPS = {
     "restart the connector. If the control plane's prefix changed for good, this identity cannot be used " +
     'with it: move the identity directory aside, set --san-uri-prefix to the new prefix and pair once with ' +
     'a fresh token.',
+  identityNotSaved:
+    'The control plane issued the certificate, but the data directory did not take it (the reason names the ' +
+    'file and the error: a full volume, a read-only mount, ownership). Make the data directory writable, then ' +
+    'start the connector again with the same token mounted: before the connector has sent a heartbeat, and ' +
+    'within the token lifetime, the control plane sends the same certificate again for the key kept in ' +
+    'identity/key.pem (keep that file), so no new token and no recovery are needed. Only if the token lifetime ' +
+    'has passed meanwhile, mount a fresh token (Regenerate token); it pairs once.',
   unreachable:
     'Normal reconnect failure: restore outbound HTTPS reachability to the control plane (DNS, firewall, ' +
     'proxy), confirm the identity bundle is still on durable storage, restart the connector once and ' +
@@ -293,6 +300,22 @@ export function clockSkewFailure(
     // "Never a recovery" only when no clock calls the certificate expired: if the control plane's
     // clock is the right one, an expired certificate cannot be renewed.
     nextStep: controlPlaneJudgesExpired ? NEXT_STEPS.clockSkewExpired : NEXT_STEPS.clockSkew,
+  });
+}
+
+/**
+ * The control plane issued this connector's certificate (its token is spent) and the data directory
+ * did not take it. Configuration, like the same directory refusing the key before the token was sent:
+ * nothing is lost, since the key is on disk and the control plane answers the same token and key
+ * again until the first heartbeat (docs/control-plane-contract.md), so a restart after the directory
+ * is fixed pairs without a new token. (It was IdentityLoss, exit 13, whose next step is a recovery.)
+ */
+export function identityNotSavedFailure(reason: string, cause?: unknown): AgentFailure {
+  return new AgentFailure('IDENTITY_PERSIST_FAILED', reason, {
+    failureClass: 'Configuration',
+    exitCode: EXIT_CODES.configuration,
+    nextStep: NEXT_STEPS.identityNotSaved,
+    cause,
   });
 }
 

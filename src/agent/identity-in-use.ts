@@ -4,7 +4,8 @@
 // control plane already accepts that could not be saved yet (run on from memory, saved again at
 // every heartbeat and at shutdown).
 import { errorMessage, fsErrorCode } from '../lib/errors.ts';
-import { identityLostFailure, identityUnusableFailure } from './failure.ts';
+import { fileReplacedBy } from '../lib/write-file-atomic.ts';
+import { identityLostFailure, identityNotSavedFailure } from './failure.ts';
 import { changedIdentityFiles, type IdentityFileStamps, stampIdentityFiles } from './identity-changes.ts';
 import { type IdentityLoadResult, identityPaths, type LoadedIdentity } from './identity-files.ts';
 import { loadIdentity } from './identity-load.ts';
@@ -81,7 +82,7 @@ export class IdentityInUse {
 
   /**
    * Persists a newly issued identity (key, ca.pem, cert.pem, identity.json); a failure to write is
-   * IDENTITY_PERSIST_FAILED (exit 13).
+   * IDENTITY_PERSIST_FAILED (exit 12, failure.ts identityNotSavedFailure), naming the file.
    */
   async saveIssued(identity: LoadedIdentity): Promise<void> {
     const { dataDir } = this.session.config;
@@ -89,9 +90,11 @@ export class IdentityInUse {
       await saveIdentity(dataDir, identity);
       await this.recordFiles();
     } catch (error) {
-      throw identityUnusableFailure(
-        'IDENTITY_PERSIST_FAILED',
-        `the identity could not be written to ${dataDir}: ${fsErrorCode(error)}`,
+      const path = (error as NodeJS.ErrnoException | null)?.path;
+      const where = typeof path === 'string' ? fileReplacedBy(path) : identityPaths(dataDir).dir;
+      throw identityNotSavedFailure(
+        `the certificate the control plane issued could not be saved: ${fsErrorCode(error)} writing ${where}; ` +
+          `the token is spent, and the key the certificate was issued for is kept in ${identityPaths(dataDir).key}`,
         error,
       );
     }

@@ -14,6 +14,16 @@ export function temporaryPathFor(path: string): string {
   return `${path}${TEMP_MARKER}${process.pid}-${randomBytes(4).toString('hex')}`;
 }
 
+const TEMPORARY_SUFFIX = new RegExp(`${TEMP_MARKER.replaceAll('.', '\\.')}\\d+-[0-9a-f]{8}$`);
+
+/**
+ * The file a temporary file of temporaryPathFor() stands for (what a failed write is reported as
+ * writing); any other path as it is.
+ */
+export function fileReplacedBy(path: string): string {
+  return path.replace(TEMPORARY_SUFFIX, '');
+}
+
 export interface WriteFileAtomicOptions {
   /** Permission bits of the file, e.g. 0o600 for a private key. */
   mode: number;

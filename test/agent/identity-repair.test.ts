@@ -17,7 +17,9 @@ import { parseCertificateFacts } from '../../src/lib/pki.ts';
 import { assertNoSecrets } from '../helpers/secret-scan.ts';
 import { makeCa } from './fixtures.ts';
 import {
+  configFor,
   enrolledConnector,
+  prepareConnector,
   recordsMatching,
   runAgent,
   startTestControlPlane,
@@ -76,15 +78,24 @@ async function refuseWrites(t: ExecutionContext, dir: string): Promise<() => Pro
   return undo;
 }
 
-/** A real control-plane client whose renew request first runs `beforeRenew` (to set a fault up mid-renewal). */
-function clientWithHook(beforeRenew: () => Promise<void>): AgentDependencies['createClient'] {
+/**
+ * A real control-plane client whose enroll or renew request first runs its hook (to set a fault up
+ * between the moment the agent decides to send it and the control plane's answer).
+ */
+function clientWithHooks(hooks: {
+  beforeEnroll?: () => Promise<void>;
+  beforeRenew?: () => Promise<void>;
+}): AgentDependencies['createClient'] {
   return (options) => {
     const client = new ControlPlaneClient(options);
     const api: AgentApi = {
-      enroll: (body) => client.enroll(body),
+      enroll: async (body) => {
+        await hooks.beforeEnroll?.();
+        return client.enroll(body);
+      },
       heartbeat: (body) => client.heartbeat(body),
       renew: async (body) => {
-        await beforeRenew();
+        await hooks.beforeRenew?.();
         return client.renew(body);
       },
       setIdentity: (identity) => client.setIdentity(identity),
@@ -153,8 +164,10 @@ async function renewalThatCannotBeSaved(t: ExecutionContext, connectorId: string
   await renewalDue(config, 9);
   let allowWrites: (() => Promise<void>) | undefined;
   const running = runAgent(t, config, {
-    createClient: clientWithHook(async () => {
-      allowWrites = await refuseWrites(t, paths.dir);
+    createClient: clientWithHooks({
+      beforeRenew: async () => {
+        allowWrites = await refuseWrites(t, paths.dir);
+      },
     }),
   });
   const notSaved = await waitFor(
@@ -223,6 +236,63 @@ test('a renewed certificate that still cannot be saved at shutdown: an error lin
     ),
   );
   t.deepEqual(recordsMatching(logs, /^certificate renewed/), []);
+});
+
+test('first boot: a certificate the data directory does not take is exit 12 with the truth, and the restart pairs with the same token', async (t) => {
+  const control = await startTestControlPlane(t);
+  const connectorId = 'team-a.unsaved-enrollment';
+  const prepared = await prepareConnector(t, control, connectorId);
+  const config = configFor(control, connectorId, prepared);
+  const paths = identityPaths(config.dataDir);
+  // The key is on disk before the request (enrollment.ts); the directory stops taking files while the
+  // request is on its way, so the control plane spends the token and issues the certificate.
+  let allowWrites: (() => Promise<void>) | undefined;
+  let enrollRequests = 0;
+  const first = runAgent(t, config, {
+    createClient: clientWithHooks({
+      beforeEnroll: async () => {
+        enrollRequests += 1;
+        allowWrites ??= await refuseWrites(t, paths.dir);
+      },
+    }),
+  });
+  const outcome = await first.agent.done;
+  // It was IdentityLoss, exit 13, with the next step "follow guided recovery and pair exactly once
+  // with a fresh token": nothing was lost, and the operator reads the class.
+  t.is(outcome.exitCode, 12);
+  t.is(outcome.failure?.failureClass, 'Configuration');
+  t.is(outcome.failure?.code, 'IDENTITY_PERSIST_FAILED');
+  t.regex(
+    String(outcome.failure?.message),
+    new RegExp(
+      `^the certificate the control plane issued could not be saved: (EACCES|EPERM) writing ${escaped(paths.ca)}; ` +
+        `the token is spent, and the key the certificate was issued for is kept in ${escaped(paths.key)}$`,
+    ),
+  );
+  const termination = JSON.parse(await readFile(config.terminationLog, 'utf8')) as Record<string, string>;
+  t.is(termination.failureClass, 'Configuration');
+  t.regex(termination.nextStep ?? '', /the control plane sends the same certificate again for the key kept/);
+  t.regex(termination.nextStep ?? '', /no new token and no recovery are needed/);
+  t.is((await control.admin.getConnector(connectorId)).state, 'enrolling', 'the token was spent');
+
+  // What the next step says is true: once the directory takes writes, a start with the same token
+  // mounted is sent the same certificate for the key it kept.
+  if (!allowWrites) return t.fail('the enroll request never ran');
+  await allowWrites();
+  const second = runAgent(t, config);
+  await connected(second.agent);
+  t.is(enrollRequests, 1);
+  t.is(second.counts.enroll, 1, 'the same token again, and no other');
+  const connector = await control.admin.getConnector(connectorId);
+  t.true(connector.bootstrapRetired);
+  t.is(connector.certificate?.serial, await serialOnDisk(config));
+  const types = (await control.admin.audit({ connectorId })).map((entry) => entry.type);
+  t.deepEqual(
+    types.filter((type) => type.startsWith('endpoint.enroll')),
+    ['endpoint.enrolled', 'endpoint.enrollment_answered_again'],
+  );
+  t.is((await second.agent.stop()).exitCode, 0);
+  assertNoSecrets(t, 'agent logs', `${first.logs.text()}${second.logs.text()}`, [prepared.token]);
 });
 
 test('an older certificate of this identity copied back over cert.pem is not used: the current one is written back', async (t) => {
