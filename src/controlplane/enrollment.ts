@@ -25,6 +25,11 @@ interface Refusal {
   reason: EnrollmentFailureReason;
   message: string;
   details?: Record<string, unknown>;
+  /**
+   * The caller presented a token this connector paired with, after retirement: the runbook's
+   * fallback of an agent whose identity is lost, so the connector moves to needs_recovery.
+   */
+  identityLost?: boolean;
 }
 
 export class Enrollment {
@@ -176,7 +181,7 @@ export class Enrollment {
     const { code, reason, message, details } = refusal;
     const { connectorId } = record;
     const now = this.context.now();
-    const needsRecovery = reason === 'retired' && record.state !== 'needs_recovery';
+    const needsRecovery = refusal.identityLost === true && record.state !== 'needs_recovery';
     const audited = needsRecovery || budget.take('provenAudit', connectorId);
     const recorded = needsRecovery || budget.take('failureRecord', connectorId);
     records.commit((tx) => {
@@ -235,8 +240,11 @@ function awaitedAnswer(
 function ownTokenRefusal(record: LiveRecord, token: TokenRow, now: number): Refusal | undefined {
   if (isBootstrapClosed(record)) {
     // The connector that lost its identity and fell back to its bootstrap token (the runbook's
-    // branch 3): tell it so, since holding the token proves it already knows.
+    // branch 3): tell it so, since holding the token proves it already knows. Only a token it paired
+    // with says its identity is lost: one revoked or expired unused (superseded before the agent got
+    // it) proves only that a copy of it survived somewhere, so it is refused alike but moves nothing.
     return {
+      identityLost: token.status === 'used',
       code: 'ENROLLMENT_TOKEN_INVALID',
       reason: 'retired',
       message:

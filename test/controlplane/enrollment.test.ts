@@ -331,6 +331,38 @@ test("a recovery's pairing whose answer was lost is answered again with the reco
   t.is((await h.admin.getConnector('ns.rec-lost')).state, 'needs_recovery');
 });
 
+test('a retired connector: a token of its it never paired with (revoked unused) is refused but does not move it to needs_recovery', async (t) => {
+  const h = await startHarness(t);
+  await h.admin.ensureConnector('ns.superseded', CONFIG);
+  // The first token is superseded (revoked) before anything used it; the agent pairs with the second.
+  const unused = await h.admin.mintToken('ns.superseded', { idempotencyKey: 'first', ttlSeconds: 60 });
+  const used = await h.admin.mintToken('ns.superseded', { idempotencyKey: 'second' });
+  const agent = await makeAgent(h, 'ns.superseded');
+  t.is((await agent.enroll(used.token)).status, 201);
+  t.is((await agent.heartbeat()).json.state, 'online');
+  t.true((await h.admin.getConnector('ns.superseded')).bootstrapRetired);
+
+  // Whoever holds the revoked token (a Secret kept somewhere, a backup) proves no lost identity: the
+  // connector is heartbeating with its certificate. Before, this one request (with any CSR) moved it
+  // to needs_recovery, where heartbeats could not bring it back, and an Automatic recovery policy
+  // then revoked its working certificate.
+  const holder = await makeAgent(h, 'ns.superseded');
+  const refused = await holder.enroll(unused.token);
+  t.is(refused.status, 401);
+  t.is(refused.json.error.code, 'ENROLLMENT_TOKEN_INVALID');
+  t.deepEqual(refused.json.error.details, { previouslyPaired: true }, 'answered as any of its tokens is');
+  t.is((await h.admin.getConnector('ns.superseded')).state, 'online');
+  t.is((await agent.heartbeat()).json.state, 'online');
+  const moves = (await h.admin.audit({ connectorId: 'ns.superseded' })).filter(
+    (e) => e.type === 'endpoint.state_changed' && e.details.to === 'needs_recovery',
+  );
+  t.deepEqual(moves, []);
+
+  // The token it paired with still does: that is the runbook's fallback after a lost identity.
+  await holder.enroll(used.token);
+  t.is((await h.admin.getConnector('ns.superseded')).state, 'needs_recovery');
+});
+
 test('a retired connector: another token changes nothing; its own spent token moves it to needs_recovery', async (t) => {
   const h = await startHarness(t);
   const agent = await enrolledAgent(h, 'ns.ret');
