@@ -61,6 +61,20 @@ function loadError(file: string): unknown {
   }
 }
 
+/**
+ * Whether loadFromDefault found nothing to load: it then falls back to this one made-up context
+ * (client-node's loadFromDefault, its last line), which no kubeconfig file or pod yields.
+ */
+function foundNoKubeconfig(kc: KubeConfig): boolean {
+  const cluster = kc.getCurrentCluster();
+  return (
+    kc.getCurrentContext() === 'loaded-context' &&
+    kc.getContexts().length === 1 &&
+    cluster?.name === 'cluster' &&
+    cluster.server === 'http://localhost:8080'
+  );
+}
+
 export function loadClusterTarget(flags: KubeConfigFlags, env: NodeJS.ProcessEnv): ClusterTarget {
   const kc = new KubeConfig();
   if (flags.kubeconfig) {
@@ -81,6 +95,15 @@ export function loadClusterTarget(flags: KubeConfigFlags, env: NodeJS.ProcessEnv
     } catch (error) {
       const files = (env.KUBECONFIG ?? '').split(delimiter).filter(Boolean);
       throw cannotLoad(env.KUBECONFIG ? `KUBECONFIG=${env.KUBECONFIG}` : '~/.kube/config', error, files);
+    }
+    if (foundNoKubeconfig(kc)) {
+      // client-node then makes up a cluster at http://localhost:8080, and the first request fails
+      // with "HTTP protocol is not allowed when skipTLSVerify is not set", which names nothing
+      // a person can fix.
+      throw new CodedError(
+        'KUBECONFIG_INVALID',
+        "no kubeconfig: KUBECONFIG is not set, ~/.kube/config does not exist and this is not a pod with a ServiceAccount token; give --kubeconfig PATH or set KUBECONFIG to your cluster's kubeconfig",
+      );
     }
   }
   if (flags.context) {

@@ -14,6 +14,7 @@ import type { KubeApi } from '../../src/plugin/kube-api.ts';
 import { errorLine, exitCodeOf, runPlugin } from '../../src/plugin/main.ts';
 import { parseCommandLine } from '../../src/plugin/options.ts';
 import { redactBundleText } from '../../src/plugin/redaction.ts';
+import { PLUGIN, runProcess } from '../helpers/plugin-process.ts';
 import { connector, NOW, ONLINE_STATUS } from './facts-fixtures.ts';
 
 const ESC = '\u001b';
@@ -227,3 +228,22 @@ test.serial(
     t.false(quotesKey(listed.line));
   },
 );
+
+test('no kubeconfig anywhere: exit 3 and a line that says so and how to give one', async (t) => {
+  // As a newcomer's shell is after docs/kubectl-plugin.md's install steps: no KUBECONFIG, an empty
+  // home, not a pod. client-node then invents http://localhost:8080, whose refusal named nothing.
+  const home = await mkdtemp(join(tmpdir(), 'plugin-home-'));
+  t.teardown(() => rm(home, { recursive: true, force: true }));
+  const run = await runProcess(
+    process.execPath,
+    [PLUGIN, 'status', '-A'],
+    { PATH: process.env.PATH, HOME: home },
+    home,
+  );
+  t.is(run.code, EXIT.cannot);
+  t.is(run.stdout, '');
+  t.is(
+    run.stderr,
+    "error: no kubeconfig: KUBECONFIG is not set, ~/.kube/config does not exist and this is not a pod with a ServiceAccount token; give --kubeconfig PATH or set KUBECONFIG to your cluster's kubeconfig\n",
+  );
+});
