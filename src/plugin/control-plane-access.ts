@@ -34,6 +34,8 @@ export interface ControlPlaneSource {
   url?: string;
   /** The resource's Ready condition, as the operator's check wrote it. */
   ready?: Pick<Condition, 'status' | 'reason' | 'message'>;
+  /** The API server answered that the resource does not exist (a typo in spec.controlPlaneRef, say). */
+  missing?: true;
 }
 
 export type ControlPlaneAccess =
@@ -96,7 +98,8 @@ async function locate(input: AccessInput): Promise<Located> {
   const source: ControlPlaneSource = { kind, name: cluster ? ref.name : `${namespace}/${ref.name}` };
   const read = await readable(() => api.getControlPlane(cluster ? undefined : namespace, ref.name));
   if (!read.ok) return { source, unavailable: `cannot read ${kind} ${source.name}: ${read.why}` };
-  if (!read.value) return { source, unavailable: `${kind} ${source.name} does not exist` };
+  if (!read.value)
+    return { source: { ...source, missing: true }, unavailable: `${kind} ${source.name} does not exist` };
   const ready = read.value.status?.conditions?.find((c) => c.type === 'Ready');
   source.url = read.value.spec?.url;
   if (ready) source.ready = { status: ready.status, reason: ready.reason, message: ready.message };

@@ -137,6 +137,25 @@ function podCheck(facts: ConnectorFacts): RunbookCheck {
   };
 }
 
+/** What to do about a Connector stalled on its control plane, by what the reference leads to. */
+function fixControlPlane(facts: ConnectorFacts): string {
+  const { source } = facts.controlPlane;
+  const namespace = facts.connector.metadata.namespace ?? '';
+  if (source.kind === 'default') {
+    return "change what the Stalled message names: name a ControlPlane or ClusterControlPlane in spec.controlPlaneRef, or fix the operator's default control plane (its --control-plane-url and credential)";
+  }
+  const cluster = source.kind === 'ClusterControlPlane';
+  const [get, resource] = cluster
+    ? ['kubectl get clustercontrolplanes', `clustercontrolplane ${source.name}`]
+    : [`kubectl -n ${namespace} get controlplanes`, `controlplane ${source.name?.split('/')[1] ?? ''}`];
+  // A name that leads nowhere is most often a typo: "why it is not Ready" would send the person
+  // to look at a resource that does not exist.
+  if (source.missing) {
+    return `${source.kind} ${source.name} does not exist: fix spec.controlPlaneRef (${get} lists those there are), or ask an admin to create it`;
+  }
+  return `fix ${source.kind} ${source.name}: kubectl${cluster ? '' : ` -n ${namespace}`} describe ${resource} shows why it is not Ready`;
+}
+
 function controlPlaneCheck(facts: ConnectorFacts): RunbookCheck {
   const title = 'Control plane reachable from the operator';
   const view = facts.controlPlane;
@@ -152,12 +171,7 @@ function controlPlaneCheck(facts: ConnectorFacts): RunbookCheck {
       : `; not asked from here: ${view.unavailable}`;
   const stalled = condition(facts, 'Stalled');
   if (stalled && /^ControlPlane/.test(stalled.reason)) {
-    return {
-      title,
-      result: 'failed',
-      detail: describeCondition(stalled),
-      nextStep: `fix ${which}: kubectl get ${source.kind === 'ClusterControlPlane' ? 'clustercontrolplane' : 'controlplane'} shows why it is not Ready`,
-    };
+    return { title, result: 'failed', detail: describeCondition(stalled), nextStep: fixControlPlane(facts) };
   }
   if (source.ready && source.ready.status !== 'True') {
     return {
@@ -423,9 +437,15 @@ export function runbookChecks(facts: ConnectorFacts): DiagnoseReport {
   ];
   const phase = facts.connector.status?.phase ?? 'unknown';
   const healthy = phase === 'Online' && checks.every((c) => c.result !== 'failed');
+  // A Stalled operator makes no progress, so a pod it left waiting (no token, no control-plane
+  // URL in its config) is a consequence: its logs, empty, are not where the fix is.
+  const stalledWithPod =
+    condition(facts, 'Stalled')?.status === 'True' && facts.pods.ok && (facts.pods.value ?? []).length > 0;
+  const [podResult, ...rest] = checks;
+  const byPriority = stalledWithPod && podResult ? [...rest, podResult] : checks;
   const nextStep =
     facts.connector.status?.diagnosis?.nextStep ??
-    checks.find((c) => c.result === 'failed' && c.nextStep)?.nextStep;
+    byPriority.find((c) => c.result === 'failed' && c.nextStep)?.nextStep;
   return {
     namespace: facts.connector.metadata.namespace ?? '',
     name: facts.connector.metadata.name ?? '',

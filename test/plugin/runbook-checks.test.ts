@@ -4,6 +4,7 @@
 import test from 'ava';
 import type { ConnectorStatus } from '../../src/operator/api/types.ts';
 import { diagnoseText } from '../../src/plugin/commands/diagnose.ts';
+import type { ConnectorFacts } from '../../src/plugin/connector-facts.ts';
 import { type RunbookCheck, runbookChecks } from '../../src/plugin/runbook-checks.ts';
 import { cond, connector, facts, NOW, ONLINE_STATUS, runningPod } from './facts-fixtures.ts';
 
@@ -309,4 +310,66 @@ test('Ready=False: a fault fails the verdict check, progress (a token waiting, a
   t.regex(ready('Unknown', 'NeverConnected').detail, /the operator cannot tell yet/);
   const unjudged = runbookChecks(facts(connector({ ...ONLINE_STATUS, conditions: [] })));
   t.is(check(unjudged.checks, /Stalled/).result, 'warning');
+});
+
+test('a controlPlaneRef that names nothing: the next step is the reference, not the waiting pod', (t) => {
+  // What a typo in spec.controlPlaneRef.name gives on a real cluster: the operator Stalls, the
+  // StatefulSet it made has a pod waiting on a config with no control-plane URL, and the plugin
+  // found no ControlPlane by that name.
+  const stalledOn = (source: ConnectorFacts['controlPlane']['source']) =>
+    runbookChecks(
+      facts(
+        connector({
+          phase: 'Pending',
+          conditions: [
+            cond(
+              'Stalled',
+              'True',
+              'ControlPlaneConfigInvalid',
+              'spec.controlPlaneRef: ControlPlane team-a/vaultpm does not exist',
+            ),
+          ],
+        }),
+        {
+          pods: {
+            ok: true,
+            value: [
+              runningPod(
+                { phase: 'Pending', agentState: 'waiting (CreateContainerConfigError)' },
+                { running: false, ready: false },
+              ),
+            ],
+          },
+          controlPlane: { source, unavailable: 'ControlPlane team-a/vaultpm does not exist' },
+        },
+      ),
+    );
+  const missing = stalledOn({ kind: 'ControlPlane', name: 'team-a/vaultpm', missing: true });
+  const expected =
+    'ControlPlane team-a/vaultpm does not exist: fix spec.controlPlaneRef (kubectl -n team-a get controlplanes lists those there are), or ask an admin to create it';
+  t.is(check(missing.checks, /Control plane/).nextStep, expected);
+  t.is(check(missing.checks, /Pod/).result, 'failed');
+  t.is(missing.nextStep, expected, 'the stall, not the logs of a container that never started');
+
+  const clusterMissing = stalledOn({ kind: 'ClusterControlPlane', name: 'shraed', missing: true });
+  t.regex(
+    check(clusterMissing.checks, /Control plane/).nextStep ?? '',
+    /\(kubectl get clustercontrolplanes lists/,
+  );
+
+  const notReady = stalledOn({
+    kind: 'ControlPlane',
+    name: 'team-a/vaultpam',
+    ready: { status: 'False', reason: 'CredentialNotForURL', message: 'not annotated' },
+  });
+  t.is(
+    check(notReady.checks, /Control plane/).nextStep,
+    'fix ControlPlane team-a/vaultpam: kubectl -n team-a describe controlplane vaultpam shows why it is not Ready',
+  );
+  const noDefault = stalledOn({ kind: 'default' });
+  t.regex(
+    check(noDefault.checks, /Control plane/).nextStep ?? '',
+    /name a ControlPlane or ClusterControlPlane in spec\.controlPlaneRef/,
+  );
+  t.notRegex(noDefault.nextStep ?? '', /kubectl get controlplane/);
 });
