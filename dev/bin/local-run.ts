@@ -3,7 +3,8 @@
 // plane (etcd, kube-apiserver, kube-controller-manager) on loopback with the CRD and the operator's
 // RBAC installed; the reference control plane over HTTPS; the operator running as its
 // ServiceAccount; the local pod runner standing in for kubelet; and a sample Connector that pairs and
-// goes Online. It prints what `kubectl get connectors` would show and keeps running until Ctrl-C
+// goes Online. It prints the Connector's row (some of `kubectl get connectors -o wide`'s columns)
+// and keeps running until Ctrl-C
 // (or, with --exit-when-online, stops once the Connector is Online). The first run builds the
 // Kubernetes binaries and a matching kubectl from Go modules and says what it builds meanwhile; at
 // the end it prints the kubectl commands that work against this system (kubeconfig, kubectl and the
