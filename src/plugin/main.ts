@@ -38,7 +38,7 @@ const ABOUT: Record<Command, [usage: string, summary: string]> = {
   ],
   token: [
     'token NAME [-o json|yaml]',
-    'Mints an enrollment token for a Connector with an adopted workload (spec.workloadRef), the way the operator mints, and prints it once to stdout.',
+    "Prints the live enrollment token of a Connector with an adopted workload (spec.workloadRef), to stdout only: the operator's while it is live (the same one again on every call), else one minted the way the operator mints.",
   ],
   report: [
     'report NAME [-f FILE] [--tail 500]',
