@@ -5,7 +5,7 @@ import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { type RequestOptions, request } from 'node:https';
 import { join } from 'node:path';
-import { ApiextensionsV1Api, CustomObjectsApi } from '@kubernetes/client-node';
+import { ApiextensionsV1Api, AppsV1Api, CustomObjectsApi } from '@kubernetes/client-node';
 import test from 'ava';
 import * as yaml from 'js-yaml';
 import { ensureKubectl } from '../../dev/local-cluster/binaries.ts';
@@ -17,6 +17,7 @@ import {
   type ConnectorStatus,
   defaultedSpec,
 } from '../../src/operator/api/types.ts';
+import { desiredStatefulSet } from '../../src/operator/reconcile/desired-objects.ts';
 import { createTestNamespace, repoRoot, useCluster } from '../helpers/cluster.ts';
 import { loadConnectorCrdModel } from '../helpers/crd-model.ts';
 import { eventually } from '../helpers/eventually.ts';
@@ -185,6 +186,34 @@ function syntaxCases(): Array<[string, () => ConnectorSpec, string, string?]> {
       'a request larger than its limit',
       () => ({ ...validSpec(), resources: { requests: { memory: '1Gi' }, limits: { memory: '512Mi' } } }),
       'spec.resources: the request for memory is larger than its limit',
+    ],
+    [
+      'an extended resource amount that is no whole number',
+      () => ({ ...validSpec(), resources: { limits: { 'example.com/gpu': '0.5' } } }),
+      'spec.resources.limits: example.com/gpu is an extended resource, counted in whole units: "0.5" is not a whole number below 10^15',
+    ],
+    [
+      'an extended resource request below its limit',
+      () => ({
+        ...validSpec(),
+        resources: { requests: { 'example.com/gpu': 1 }, limits: { 'example.com/gpu': 2 } },
+      }),
+      'spec.resources: example.com/gpu cannot be overcommitted, so Kubernetes requires its request to equal its limit',
+    ],
+    [
+      'hugepages without cpu or memory',
+      () => ({ ...validSpec(), resources: { limits: { 'hugepages-2Mi': '4Mi' } } }),
+      'spec.resources: hugepages need a cpu or memory request or limit beside them',
+    ],
+    [
+      'hugepages that are no whole number of pages',
+      () => ({ ...validSpec(), resources: { limits: { memory: '1Gi', 'hugepages-2Mi': '3Mi' } } }),
+      'spec.resources.limits: hugepages-2Mi takes a whole multiple of its page size, itself a whole number of bytes, and "3Mi" is not one',
+    ],
+    [
+      'an extended resource named like a quota',
+      () => ({ ...validSpec(), resources: { requests: { 'requests.example.com/gpu': '1' } } }),
+      'spec.resources.requests: "requests.example.com/gpu" is not an extended resource name Kubernetes accepts',
     ],
     [
       'a node selector value with a space',
@@ -802,6 +831,74 @@ test('accepts every checked field when it is valid, at the edges Kubernetes allo
   }
 });
 
+/** Resource variants at the edges of what Kubernetes' validation of a container's resources takes. */
+function resourceVariants(): NonNullable<ConnectorSpec['resources']>[] {
+  const deep = `${'d'.repeat(63)}.${'d'.repeat(63)}.${'d'.repeat(63)}.${'d'.repeat(52)}`;
+  return [
+    { limits: { 'example.com/gpu': '1' } },
+    { limits: { 'example.com/gpu': '1000m' } },
+    { limits: { 'example.com/gpu': '1500m' } },
+    { limits: { 'example.com/gpu': '0.5' } },
+    { limits: { 'example.com/gpu': '1e3' } },
+    { requests: { 'example.com/gpu': 2 }, limits: { 'example.com/gpu': '2' } },
+    { requests: { 'example.com/gpu': 1 }, limits: { 'example.com/gpu': 2 } },
+    { requests: { 'example.com/gpu': 1 } },
+    { requests: { 'example.kubernetes.io/thing': '100m' } },
+    { limits: { 'requests.example.com/gpu': '1' } },
+    { limits: { [`${deep}/x`]: '1' } },
+    { limits: { [`${deep}d/x`]: '1' } },
+    { limits: { memory: '1Gi', 'hugepages-2Mi': '4Mi' } },
+    { requests: { cpu: '1', 'hugepages-2Mi': '4Mi' }, limits: { 'hugepages-2Mi': '4Mi' } },
+    { requests: { cpu: '1', 'hugepages-2Mi': '2Mi' }, limits: { 'hugepages-2Mi': '4Mi' } },
+    { requests: { memory: '1Gi', 'hugepages-2Mi': '4Mi' } },
+    { limits: { 'hugepages-2Mi': '4Mi' } },
+    { limits: { memory: '1Gi', 'hugepages-2Mi': '3Mi' } },
+    { limits: { memory: '1Gi', 'hugepages-1Gi': '2Gi' } },
+    { limits: { memory: '1Gi', 'hugepages-1m': '1' } },
+    { limits: { memory: '1Gi', 'hugepages-0': '1' } },
+    { requests: { cpu: '0.0001', memory: '0.5' }, limits: { 'ephemeral-storage': '100m' } },
+  ];
+}
+
+test("spec.resources: admission refuses exactly what the StatefulSet's validation refuses", async (t) => {
+  // The CRD checked names, positive quantities and requests <= limits only: a fractional GPU,
+  // an overcommitted one, hugepages alone or in part pages were admitted and their StatefulSet
+  // refused, so no pod ever ran (found by dry-running the StatefulSet built from each spec).
+  await setup();
+  const apps = cluster().kc.makeApiClient(AppsV1Api);
+  const disagreements: string[] = [];
+  for (const resources of resourceVariants()) {
+    const name = uniqueName('res');
+    const body = {
+      apiVersion: `${GROUP}/${VERSION}`,
+      kind: 'Connector',
+      metadata: { name, namespace, uid: '00000000-0000-0000-0000-000000000000' },
+      spec: { ...validSpec(), resources },
+    } as Connector;
+    const admitted = await api.createNamespacedCustomObject({ ...ref(), dryRun: 'All', body }).then(
+      () => true,
+      () => false,
+    );
+    // The StatefulSet the operator would build from it, as the spec comes (no operator check).
+    const spec = { ...defaultedSpec({ ...body, spec: validSpec() }), name };
+    const statefulSet = desiredStatefulSet(body, spec, {
+      image: 'connector:1',
+      replicas: 1,
+      configHash: 'h',
+      restartedFor: undefined,
+    });
+    const built = await apps
+      .createNamespacedStatefulSet({ namespace, dryRun: 'All', body: statefulSet })
+      .then(
+        () => true,
+        () => false,
+      );
+    if (admitted !== built)
+      disagreements.push(`${JSON.stringify(resources)}: admission ${admitted}, StatefulSet ${built}`);
+  }
+  t.deepEqual(disagreements, []);
+});
+
 test('the operator refuses exactly what the API server refuses (defaultedSpec against admission)', async (t) => {
   await setup();
   const digest = `sha256:${'ab'.repeat(32)}`;
@@ -860,6 +957,7 @@ test('the operator refuses exactly what the API server refuses (defaultedSpec ag
       ...validSpec(),
       controlPlaneRef: { name },
     })),
+    ...resourceVariants().map((resources) => ({ ...validSpec(), resources })),
     { ...validSpec(), controlPlane: {} },
     // The largest tolerationSeconds the operator's numbers hold exactly, and the next one.
     ...[Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER + 1].map((tolerationSeconds) => ({

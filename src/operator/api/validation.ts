@@ -148,12 +148,51 @@ export function isWholeBytes(q: ParsedQuantity): boolean {
   return numerator % denominator === 0n && numerator / denominator < MAX_STORAGE_BYTES;
 }
 
+/**
+ * A resource outside kubernetes.io (a device plugin's, such as example.com/gpu), as Kubernetes'
+ * IsNativeResource tells it: a name with '/' that does not contain 'kubernetes.io/'.
+ */
+export const isExtendedResource = (name: string): boolean =>
+  name.includes('/') && !name.includes('kubernetes.io/');
+/** Kubernetes also reads an extended resource as the quota name requests.<name>: its prefix fits 253. */
+const MAX_EXTENDED_RESOURCE_PREFIX = DNS_SUBDOMAIN_MAX_LENGTH - 'requests.'.length;
+
+/** The quantity's value when it is a whole number below 10^15, the CRD's float-exact range. */
+function wholeBelowLimit(q: ParsedQuantity): bigint | undefined {
+  const { numerator, denominator } = fraction(q);
+  return isWholeBytes(q) ? numerator / denominator : undefined;
+}
+
+/**
+ * What Kubernetes requires of one amount of an extended resource (whole units) or of
+ * hugepages-<size> (a whole multiple of a whole page size), as the CRD's rules check it; undefined
+ * when it fits, or for any other resource.
+ */
+function amountProblem(name: string, q: ParsedQuantity): string | undefined {
+  if (isExtendedResource(name))
+    return wholeBelowLimit(q) === undefined
+      ? 'is an extended resource, counted in whole units: its amount must be a whole number below 10^15'
+      : undefined;
+  if (!name.startsWith(HUGEPAGES_PREFIX)) return undefined;
+  const page = parseQuantity(name.slice(HUGEPAGES_PREFIX.length));
+  const pageBytes = page && page.sign > 0 ? wholeBelowLimit(page) : undefined;
+  const bytes = wholeBelowLimit(q);
+  return pageBytes === undefined || bytes === undefined || bytes % pageBytes !== 0n
+    ? 'takes a whole multiple of its page size, itself a whole number of bytes'
+    : undefined;
+}
+
 /** cpu, memory, ephemeral-storage, hugepages-<size> or `<domain>/<name>`, as a container may request. */
 export function isContainerResourceName(name: string): boolean {
   if (STANDARD_RESOURCE_NAMES.includes(name)) return true;
   if (name.startsWith(HUGEPAGES_PREFIX))
     return parseQuantity(name.slice(HUGEPAGES_PREFIX.length)) !== undefined;
-  return regex.extendedResourceName.test(name) && prefixFits(name);
+  return (
+    regex.extendedResourceName.test(name) &&
+    prefixFits(name) &&
+    (!isExtendedResource(name) ||
+      (!name.startsWith('requests.') && name.indexOf('/') <= MAX_EXTENDED_RESOURCE_PREFIX))
+  );
 }
 
 // ---- the spec ----
@@ -231,6 +270,8 @@ function resourcesProblem(resources: ConnectorSpec['resources']): SpecProblem | 
           `${field}.${name}`,
           `${quote(String(value))} is not a quantity greater than zero, e.g. 500m or 256Mi`,
         ];
+      const amount = amountProblem(name, q);
+      if (amount !== undefined) return [`${field}.${name}`, `${quote(String(value))} ${amount}`];
       parsed[kind][name] = q;
     }
   }
@@ -241,7 +282,22 @@ function resourcesProblem(resources: ConnectorSpec['resources']): SpecProblem | 
         `spec.resources.requests.${name}`,
         'is larger than its limit; lower the request or raise the limit',
       ];
+    // Kubernetes' IsOvercommitAllowed: neither hugepages nor an extended resource.
+    if (
+      (name.startsWith(HUGEPAGES_PREFIX) || isExtendedResource(name)) &&
+      (limit === undefined || compareQuantities(request, limit) !== 0)
+    )
+      return [
+        `spec.resources.requests.${name}`,
+        'cannot be overcommitted: set the same amount in limits, or set the limit alone',
+      ];
   }
+  const all = [...Object.keys(parsed.requests), ...Object.keys(parsed.limits)];
+  if (
+    all.some((name) => name.startsWith(HUGEPAGES_PREFIX)) &&
+    !all.some((name) => name === 'cpu' || name === 'memory')
+  )
+    return ['spec.resources', 'hugepages need a cpu or memory request or limit beside them'];
   return undefined;
 }
 
