@@ -350,6 +350,55 @@ function syntaxCases(): Array<[string, () => ConnectorSpec, string, string?]> {
       }),
       'spec.affinity.podAffinity.preferredDuringSchedulingIgnoredDuringExecution[0].weight in body should be greater than or equal to 1',
     ],
+    // Each refused affinity variant (affinityVariants, by index) and the message naming its field.
+    ...(
+      [
+        [
+          1,
+          'a node affinity requirement In without values',
+          'spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[].matchExpressions[]: operator In or NotIn needs one or more values',
+        ],
+        [
+          9,
+          'a node field selector on another field than metadata.name',
+          'spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[].matchFields[]: key must be metadata.name',
+        ],
+        [
+          8,
+          'a node field selector with two values',
+          'spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[].matchFields[]: a node field selector takes operator In or NotIn and exactly one value',
+        ],
+        [
+          15,
+          'a pod label selector Exists with values',
+          'spec.affinity.podAffinity.requiredDuringSchedulingIgnoredDuringExecution[].labelSelector.matchExpressions[]: operator In or NotIn needs one or more values, Exists or DoesNotExist none',
+        ],
+        [
+          17,
+          'an empty topologyKey',
+          'spec.affinity.podAntiAffinity.preferredDuringSchedulingIgnoredDuringExecution[].podAffinityTerm: topologyKey must be a node label key (not empty)',
+        ],
+        [
+          19,
+          'matchLabelKeys without a labelSelector',
+          'spec.affinity.podAntiAffinity.preferredDuringSchedulingIgnoredDuringExecution[].podAffinityTerm: matchLabelKeys and mismatchLabelKeys refine labelSelector, so they need one',
+        ],
+        [
+          21,
+          'a key in both matchLabelKeys and mismatchLabelKeys',
+          'spec.affinity.podAntiAffinity.preferredDuringSchedulingIgnoredDuringExecution[].podAffinityTerm: a key cannot be in both matchLabelKeys and mismatchLabelKeys',
+        ],
+        [
+          23,
+          'an affinity namespace that is no namespace name',
+          'spec.affinity.podAntiAffinity.preferredDuringSchedulingIgnoredDuringExecution[].podAffinityTerm.namespaces[]: each namespace must be a namespace name',
+        ],
+      ] as const
+    ).map(([index, what, message]): [string, () => ConnectorSpec, string] => [
+      what,
+      () => ({ ...validSpec(), affinity: affinityVariants()[index] }),
+      message,
+    ]),
     [
       'an adopted StatefulSet name with a dot',
       () => ({ ...validSpec(), workloadRef: { kind: 'StatefulSet', name: 'legacy.v2' } }),
@@ -860,20 +909,85 @@ function resourceVariants(): NonNullable<ConnectorSpec['resources']>[] {
   ];
 }
 
-test("spec.resources: admission refuses exactly what the StatefulSet's validation refuses", async (t) => {
-  // The CRD checked names, positive quantities and requests <= limits only: a fractional GPU,
-  // an overcommitted one, hugepages alone or in part pages were admitted and their StatefulSet
-  // refused, so no pod ever ran (found by dry-running the StatefulSet built from each spec).
+/** Affinity variants: each pod validation rule across fields, broken and kept. */
+function affinityVariants(): NonNullable<ConnectorSpec['affinity']>[] {
+  type NodeRequirement = {
+    key: string;
+    operator: 'In' | 'NotIn' | 'Exists' | 'DoesNotExist' | 'Gt' | 'Lt';
+    values?: string[];
+  };
+  const node = (requirement: NodeRequirement, fields = false) => ({
+    nodeAffinity: {
+      requiredDuringSchedulingIgnoredDuringExecution: {
+        nodeSelectorTerms: [fields ? { matchFields: [requirement] } : { matchExpressions: [requirement] }],
+      },
+    },
+  });
+  type Term = NonNullable<
+    NonNullable<ConnectorSpec['affinity']>['podAffinity']
+  >['requiredDuringSchedulingIgnoredDuringExecution'];
+  const pod = (term: NonNullable<Term>[number]) => ({
+    podAntiAffinity: {
+      preferredDuringSchedulingIgnoredDuringExecution: [{ weight: 1, podAffinityTerm: term }],
+    },
+  });
+  const selector = (operator: 'In' | 'Exists', values?: string[]) => ({
+    podAffinity: {
+      requiredDuringSchedulingIgnoredDuringExecution: [
+        {
+          topologyKey: 'k',
+          labelSelector: { matchExpressions: [{ key: 'app', operator, ...(values ? { values } : {}) }] },
+        },
+      ],
+    },
+  });
+  return [
+    node({ key: 'zone', operator: 'In', values: ['a'] }),
+    node({ key: 'zone', operator: 'In' }),
+    node({ key: 'zone', operator: 'NotIn', values: [] }),
+    node({ key: 'cores', operator: 'Gt', values: ['8'] }),
+    node({ key: 'cores', operator: 'Lt', values: ['8', '9'] }),
+    node({ key: 'disk', operator: 'Exists' }),
+    node({ key: 'disk', operator: 'DoesNotExist', values: ['x'] }),
+    node({ key: 'metadata.name', operator: 'In', values: ['worker-1'] }, true),
+    node({ key: 'metadata.name', operator: 'NotIn', values: ['a', 'b'] }, true),
+    node({ key: 'metadata.labels', operator: 'In', values: ['worker-1'] }, true),
+    node({ key: 'metadata.name', operator: 'Exists' }, true),
+    node({ key: 'metadata.name', operator: 'In', values: ['Worker_1'] }, true),
+    selector('In', ['x']),
+    selector('In'),
+    selector('Exists'),
+    selector('Exists', ['x']),
+    pod({ topologyKey: 'kubernetes.io/hostname' }),
+    pod({ topologyKey: '' }),
+    pod({ topologyKey: 'zone name' }),
+    pod({ topologyKey: 'k', matchLabelKeys: ['app'] }),
+    pod({ topologyKey: 'k', labelSelector: {}, matchLabelKeys: ['app'], mismatchLabelKeys: ['tenant'] }),
+    pod({ topologyKey: 'k', labelSelector: {}, matchLabelKeys: ['app'], mismatchLabelKeys: ['app'] }),
+    pod({ topologyKey: 'k', namespaces: ['team-a'] }),
+    pod({ topologyKey: 'k', namespaces: ['Team_A'] }),
+  ];
+}
+
+test("spec.resources and spec.affinity: admission refuses exactly what the StatefulSet's validation refuses", async (t) => {
+  // The CRD checked resource names, positive quantities and requests <= limits only, and the
+  // affinity's shape: a fractional GPU, an overcommitted one, hugepages alone or in part pages, an
+  // In without values or an empty topologyKey were admitted and their StatefulSet refused, so no
+  // pod ever ran (found by dry-running the StatefulSet built from each spec).
   await setup();
   const apps = cluster().kc.makeApiClient(AppsV1Api);
   const disagreements: string[] = [];
-  for (const resources of resourceVariants()) {
-    const name = uniqueName('res');
+  const variants: Partial<ConnectorSpec>[] = [
+    ...resourceVariants().map((resources) => ({ resources })),
+    ...affinityVariants().map((affinity) => ({ affinity })),
+  ];
+  for (const variant of variants) {
+    const name = uniqueName('kept');
     const body = {
       apiVersion: `${GROUP}/${VERSION}`,
       kind: 'Connector',
       metadata: { name, namespace, uid: '00000000-0000-0000-0000-000000000000' },
-      spec: { ...validSpec(), resources },
+      spec: { ...validSpec(), ...variant },
     } as Connector;
     const admitted = await api.createNamespacedCustomObject({ ...ref(), dryRun: 'All', body }).then(
       () => true,
@@ -894,7 +1008,7 @@ test("spec.resources: admission refuses exactly what the StatefulSet's validatio
         () => false,
       );
     if (admitted !== built)
-      disagreements.push(`${JSON.stringify(resources)}: admission ${admitted}, StatefulSet ${built}`);
+      disagreements.push(`${JSON.stringify(variant)}: admission ${admitted}, StatefulSet ${built}`);
   }
   t.deepEqual(disagreements, []);
 });
