@@ -57,9 +57,17 @@ export const NEXT_STEPS = {
     'is still there, a token mounted after this report makes the agent move the identity directory aside ' +
     '(identity.rejected-<time>, never deleted) and pair once with it; a token already mounted now is not used.',
   identityUnusable:
-    'The local identity bundle cannot be used: fix the file named in the reason (permissions, ownership, a ' +
-    'bundle copied from another connector) or reattach the original data directory; if the identity is ' +
-    'gone for good, follow guided recovery and pair exactly once with a fresh token.',
+    'The local identity bundle cannot be used: fix the file named in the reason (a damaged file, a bundle ' +
+    'copied from another connector) or reattach the original data directory; if the identity is gone for ' +
+    'good, follow guided recovery and pair exactly once with a fresh token.',
+  identityFilesInaccessible:
+    'Permission denied: give the connector user the identity files (the troubleshooting guide\'s "Permission ' +
+    'Denied"): make the user the pod runs as (runAsUser) their owner, or the pod\'s fsGroup their group ' +
+    '(chown -R <uid>:<gid> <data dir>/identity), with modes key.pem 0600, cert.pem, ca.pem and identity.json ' +
+    '0644, the directory 0700; then start the connector again. The identity is intact: do not clear it, do ' +
+    'not mint a token, do not start a guided recovery (it could not pair while the directory is unreadable ' +
+    'either). Only if the reason says the private key was readable by other users and you treat it as ' +
+    'exposed, start a guided recovery by hand once the files are readable: it pairs a new key.',
   identityRejected:
     'The control plane no longer accepts this identity (revoked by a recovery, replaced by a newer pairing, ' +
     'or the connector was deleted and created again, e.g. a claim kept after deletionPolicy Release): follow ' +
@@ -234,12 +242,34 @@ export function identityLostFailure(message: string): AgentFailure {
   });
 }
 
-/** Codes: IDENTITY_KEY_UNREADABLE, IDENTITY_DAMAGED, IDENTITY_KEY_MISMATCH, IDENTITY_FOREIGN, ... */
+/** Codes: IDENTITY_DAMAGED, IDENTITY_KEY_MISMATCH, IDENTITY_FOREIGN, IDENTITY_FILE_READ_FAILED, ... */
 export function identityUnusableFailure(code: string, message: string, cause?: unknown): AgentFailure {
   return new AgentFailure(code, message, {
     failureClass: 'IdentityLoss',
     exitCode: EXIT_CODES.identityUnusable,
     nextStep: NEXT_STEPS.identityUnusable,
+    cause,
+  });
+}
+
+/**
+ * The connector user may not read an identity file (IDENTITY_KEY_UNREADABLE, IDENTITY_FILE_UNREADABLE)
+ * or set a loose mode right (IDENTITY_PERMISSIONS): typically the pod's runAsUser or fsGroup changed
+ * after pairing. Configuration, exit 12, like a data directory that takes no write
+ * (identityNotSavedFailure): the files are intact and ownership and mode are the fix (the guide's
+ * "Permission Denied"). It was IdentityLoss, exit 13, on which an operator under recovery policy
+ * Automatic started a guided recovery that revoked the intact certificate, and could not pair either
+ * while the agent cannot read its data directory.
+ */
+export function identityFilesInaccessibleFailure(
+  code: string,
+  message: string,
+  cause?: unknown,
+): AgentFailure {
+  return new AgentFailure(code, message, {
+    failureClass: 'Configuration',
+    exitCode: EXIT_CODES.configuration,
+    nextStep: NEXT_STEPS.identityFilesInaccessible,
     cause,
   });
 }

@@ -6,7 +6,7 @@
 // that verifies (identity-repair.ts). It never falls back to enrolling by itself.
 import { readFile } from 'node:fs/promises';
 import { errorMessage } from '../lib/errors.ts';
-import { identityLostFailure, identityUnusableFailure } from './failure.ts';
+import { identityFilesInaccessibleFailure, identityLostFailure, identityUnusableFailure } from './failure.ts';
 import {
   type IdentityExpectations,
   type IdentityLoadResult,
@@ -18,7 +18,10 @@ import { localValidityWarning, validatePrivateKey, verifyBundle } from './identi
 
 type ReadOutcome = { kind: 'ok'; text: string } | { kind: 'missing' };
 
-/** Reads one identity file; missing is an answer, any other error is a named, unusable identity. */
+/**
+ * Reads one identity file; missing is an answer, permission denied is exit 12 (ownership and mode are
+ * the fix, the files are intact), any other error is a named, unusable identity.
+ */
 async function readIdentityFile(path: string, what: string): Promise<ReadOutcome> {
   try {
     return { kind: 'ok', text: await readFile(path, 'utf8') };
@@ -27,15 +30,17 @@ async function readIdentityFile(path: string, what: string): Promise<ReadOutcome
     if (code === 'ENOENT') return { kind: 'missing' };
     if (code === 'EACCES' || code === 'EPERM') {
       const isKey = what === 'private key';
-      throw identityUnusableFailure(
+      throw identityFilesInaccessibleFailure(
         isKey ? 'IDENTITY_KEY_UNREADABLE' : 'IDENTITY_FILE_UNREADABLE',
         `permission denied reading ${path} (${what}): the connector user must be able to read it ` +
           (isKey ? '(its owner, mode 0600: readable by the owner only)' : '(its owner, mode 0644)'),
         error,
       );
     }
+    // Not a permission (a directory in the file's place, an I/O error): its own code, so that the
+    // permission codes above mean exactly that to whoever reads them (the operator does).
     throw identityUnusableFailure(
-      'IDENTITY_FILE_UNREADABLE',
+      'IDENTITY_FILE_READ_FAILED',
       `cannot read ${path} (${what}): ${code ?? errorMessage(error)}`,
       error,
     );
@@ -66,9 +71,9 @@ function parseMetadata(text: string): MetadataRead {
 
 /**
  * Loads and verifies the identity bundle. Returns `absent` when the disk shows no enrollment, or the
- * usable identity; throws an AgentFailure (exit 10 lost, exit 13 unusable, exit 12 for a
- * --san-uri-prefix that disagrees with the certificate) for anything else. A key and a certificate
- * that match are an identity (never a first boot), whatever else is missing. A damaged or replaced
+ * usable identity; throws an AgentFailure (exit 10 lost, exit 13 unusable, exit 12 for a file the
+ * connector user may not read or a --san-uri-prefix that disagrees with the certificate) for anything
+ * else. A key and a certificate that match are an identity (never a first boot), whatever else is missing. A damaged or replaced
  * ca.pem and a damaged identity.json are set aside (renamed, kept) once the rest verifies.
  * identity.json is only ever rewritten from a certificate that verified against ca.pem and is not
  * older than the one it records.

@@ -1,10 +1,11 @@
 // File modes of the identity bundle (the guide's "Permission Denied" check): key 0600, directory
 // 0700, nothing writable by group or others. Loose modes are repaired and reported, one warning per
-// repair; a mode that cannot be set (not the connector user's file) is a refusal, exit 13.
+// repair; a mode that cannot be set (not the connector user's file) is a refusal, exit 12 (ownership
+// is the fix, not a recovery).
 import type { Stats } from 'node:fs';
 import { chmod, stat } from 'node:fs/promises';
 import { fsErrorCode } from '../lib/errors.ts';
-import { identityUnusableFailure } from './failure.ts';
+import { identityFilesInaccessibleFailure } from './failure.ts';
 import {
   DIRECTORY_MODE,
   type IdentityPaths,
@@ -56,7 +57,7 @@ function octal(mode: number): string {
   return `0${(mode & 0o777).toString(8).padStart(3, '0')}`;
 }
 
-/** Sets one loose file mode right; a mode that cannot be set (not our file) is a refusal, exit 13. */
+/** Sets one loose file mode right; a mode that cannot be set (not our file) is a refusal, exit 12. */
 async function repairPermission(rule: PermissionRule): Promise<string | undefined> {
   let current: Stats;
   try {
@@ -70,7 +71,7 @@ async function repairPermission(rule: PermissionRule): Promise<string | undefine
     await chmod(rule.path, rule.repairedMode);
   } catch (error) {
     const code = fsErrorCode(error);
-    throw identityUnusableFailure(
+    throw identityFilesInaccessibleFailure(
       'IDENTITY_PERMISSIONS',
       `permission of ${rule.path} is ${octal(current.mode)} and cannot be set to ${octal(rule.repairedMode)} ` +
         `(${code}; owned by uid ${current.uid}, the agent runs as uid ${process.geteuid?.() ?? 'unknown'}): ` +

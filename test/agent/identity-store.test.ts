@@ -226,7 +226,12 @@ test.serial(
       if (asRoot) process.seteuid?.(0);
     }
     t.is(failure.code, 'IDENTITY_KEY_UNREADABLE');
-    t.is(failure.exitCode, EXIT_CODES.identityUnusable);
+    // A permissions mistake leaves the identity intact: Configuration, exit 12, whose next step is
+    // ownership and mode (the guide's "Permission Denied"), never the recovery exit 13 leads to.
+    t.is(failure.failureClass, 'Configuration');
+    t.is(failure.exitCode, EXIT_CODES.configuration);
+    t.regex(failure.nextStep, /runAsUser.*fsGroup/);
+    t.regex(failure.nextStep, /do not start a guided recovery/);
     t.true(failure.message.startsWith(`permission denied reading ${key}`), failure.message);
   },
 );
@@ -238,7 +243,8 @@ test('a key path that is not a file is reported as unreadable, naming the path',
   await rm(key);
   await mkdir(key);
   const failure = await loadFailure(dataDir);
-  t.is(failure.code, 'IDENTITY_FILE_UNREADABLE');
+  // Not a permission: its own code, so IDENTITY_*_UNREADABLE always means ownership and mode.
+  t.is(failure.code, 'IDENTITY_FILE_READ_FAILED');
   t.true(failure.message.includes(key));
   t.is(failure.exitCode, EXIT_CODES.identityUnusable);
 });
@@ -416,7 +422,7 @@ test.serial(
 // root while it tries: as root the test hands the key to uid 1234 and runs the repair as uid 65534.
 const asRoot = process.getuid?.() === 0;
 (asRoot ? test.serial : test.skip)(
-  "a loose key the agent cannot repair (another user's file) is refused: IDENTITY_PERMISSIONS, exit 13",
+  "a loose key the agent cannot repair (another user's file) is refused: IDENTITY_PERMISSIONS, exit 12",
   async (t) => {
     const dataDir = await tempDir(t);
     await saveValidIdentity(dataDir);
@@ -436,8 +442,8 @@ const asRoot = process.getuid?.() === 0;
     }
     if (!isAgentFailure(failure)) return t.fail(`expected a refusal, got ${String(failure)}`);
     t.is(failure.code, 'IDENTITY_PERMISSIONS');
-    t.is(failure.failureClass, 'IdentityLoss');
-    t.is(failure.exitCode, EXIT_CODES.identityUnusable);
+    t.is(failure.failureClass, 'Configuration');
+    t.is(failure.exitCode, EXIT_CODES.configuration);
     t.true(
       failure.message.startsWith(
         `permission of ${paths.key} is 0644 and cannot be set to 0600 (EPERM; owned by uid 1234`,
@@ -746,6 +752,7 @@ test.serial(
       if (asRoot) process.seteuid?.(0);
     }
     t.is(failure.code, 'IDENTITY_FILE_UNREADABLE');
+    t.is(failure.exitCode, EXIT_CODES.configuration);
     t.is(
       failure.message,
       `permission denied reading ${cert} (certificate): the connector user must be able to read it (its owner, mode 0644)`,

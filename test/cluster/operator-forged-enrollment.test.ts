@@ -8,8 +8,12 @@ import test from 'ava';
 import { createCsrPem, generateKeyPairPem } from '../../src/lib/pki.ts';
 import type { Connector } from '../../src/operator/api/types.ts';
 import { createTestNamespace, useCluster } from '../helpers/cluster.ts';
-import { eventually } from '../helpers/eventually.ts';
-import { connectors, type OperatorEnvironment, startOperatorEnvironment } from '../helpers/operator-env.ts';
+import {
+  connectors,
+  type OperatorEnvironment,
+  pairOnlineUnderAutomatic,
+  startOperatorEnvironment,
+} from '../helpers/operator-env.ts';
 
 const cluster = useCluster(test);
 let env: OperatorEnvironment;
@@ -47,27 +51,9 @@ test('thousands of forged enrollments against an Online connector under Automati
   const { kc } = cluster();
   const namespace = await createTestNamespace(kc, 'forged');
   const api = connectors(kc);
-  await api.create(namespace, {
-    metadata: { name: 'edge', namespace },
-    spec: {
-      connector: { org: 'acme', endpointId: 'ep-1', allowedNetworks: ['10.0.0.0/8'] },
-      recovery: { policy: 'Automatic' },
-    },
-  });
-  await eventually(async () => (await api.get(namespace, 'edge')).status?.enrollment?.tokenSecretName, {
-    description: 'a token Secret',
-    timeoutMs: 30_000,
-  });
-  const pod = await env.runAgent(namespace, 'edge');
+  const pod = await pairOnlineUnderAutomatic(env, namespace, 'edge');
   t.teardown(() => pod.stop());
   const connectorId = `${namespace}.edge`;
-  await eventually(
-    async () => {
-      const c = await api.get(namespace, 'edge');
-      return c.status?.phase === 'Online' && c.status.enrollment?.retired ? c : undefined;
-    },
-    { description: 'Online and retired', timeoutMs: 60_000 },
-  );
   const before = await env.admin.getConnector(connectorId);
   t.is(before.state, 'online');
 

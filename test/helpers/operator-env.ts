@@ -27,6 +27,7 @@ import { ControlPlaneAdminClient } from '../../src/operator/control-plane/admin-
 import { type OperatorOptions, type RunningOperator, startOperator } from '../../src/operator/operator.ts';
 import { selfSignedCertificate } from './certificates.ts';
 import type { ClusterContext } from './cluster.ts';
+import { eventually } from './eventually.ts';
 import { type Scraped, scrapeMetrics, serviceAccountToken } from './metrics-scrape.ts';
 import { runAgentFromSecret, type SimulatedPod } from './simulated-pod.ts';
 
@@ -258,6 +259,40 @@ export function connectors(kc: KubeConfig) {
         setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
       ),
   };
+}
+
+/**
+ * Creates Connector `name` under recovery policy Automatic and plays its pod with the real agent
+ * (on `dataDir` if given) until it is Online with bootstrap retired: a healthy paired connector, where
+ * the tests of what must not start a recovery begin. The caller stops the pod.
+ */
+export async function pairOnlineUnderAutomatic(
+  env: OperatorEnvironment,
+  namespace: string,
+  name: string,
+  dataDir?: string,
+): Promise<SimulatedPod> {
+  const api = connectors(env.cluster.kc);
+  await api.create(namespace, {
+    metadata: { name, namespace },
+    spec: {
+      connector: { org: 'acme', endpointId: 'ep-1', allowedNetworks: ['10.0.0.0/8'] },
+      recovery: { policy: 'Automatic' },
+    },
+  });
+  await eventually(async () => (await api.get(namespace, name)).status?.enrollment?.tokenSecretName, {
+    description: 'a token Secret',
+    timeoutMs: 30_000,
+  });
+  const pod = await env.runAgent(namespace, name, dataDir);
+  await eventually(
+    async () => {
+      const c = await api.get(namespace, name);
+      return c.status?.phase === 'Online' && c.status.enrollment?.retired ? c : undefined;
+    },
+    { description: 'Online and retired', timeoutMs: 60_000 },
+  );
+  return pod;
 }
 
 /** ControlPlane (namespace given) and ClusterControlPlane (namespace undefined) helpers for tests. */

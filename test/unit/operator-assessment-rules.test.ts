@@ -77,6 +77,7 @@ test('the chain, in order', (t) => {
       'clockSkew',
       'connectionConfiguration',
       'foreignIdentity',
+      'identityFilesInaccessible',
       'agentLostIdentity',
       'refusedIdentity',
       'reconnectFailure',
@@ -145,6 +146,18 @@ const RULE_ROWS: RuleRow[] = [
     not: {
       record: pendingRecord(),
       agent: stopped({ exitCode: 13, failureClass: 'IdentityLoss', code: 'IDENTITY_DAMAGED' }),
+    },
+  },
+  {
+    // A runAsUser or fsGroup changed after pairing: ownership and mode are the fix, not a recovery.
+    rule: 'identityFilesInaccessible',
+    matches: {
+      agent: stopped({ exitCode: 12, failureClass: 'Reconnect', code: 'IDENTITY_KEY_UNREADABLE' }),
+    },
+    failureClass: 'Reconnect',
+    reason: /^permission denied: the connector user cannot read the identity files/,
+    not: {
+      agent: stopped({ exitCode: 13, failureClass: 'IdentityLoss', code: 'IDENTITY_FILE_READ_FAILED' }),
     },
   },
   {
@@ -343,4 +356,16 @@ test('a foreign identity on the claim: never IdentityLoss (no automatic recovery
   const paired = diagnose(input({ agent: foreign }));
   t.is(paired?.failureClass, 'Reconnect');
   t.regex(paired?.nextStep ?? '', /mount this connector's own claim back/);
+});
+
+test('identity files the connector user cannot read: never IdentityLoss (no automatic recovery), from this agent (exit 12) or an older one (exit 13)', (t) => {
+  for (const code of ['IDENTITY_KEY_UNREADABLE', 'IDENTITY_FILE_UNREADABLE', 'IDENTITY_PERMISSIONS']) {
+    for (const said of [{ exitCode: 12 }, { exitCode: 13, failureClass: 'IdentityLoss' as const }]) {
+      const d = diagnose(input({ recoveryPolicy: 'Automatic', agent: stopped({ ...said, code }) }));
+      t.is(d?.failureClass, 'Reconnect', `${code} exit ${said.exitCode}`);
+      t.regex(d?.nextStep ?? '', /runAsUser.*fsGroup/);
+      t.notRegex(d?.nextStep ?? '', /starts automatically/);
+      t.regex(d?.nextStep ?? '', /spec\.recovery\.requestId/, 'a recovery by hand stays possible');
+    }
+  }
 });

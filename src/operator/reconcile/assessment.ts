@@ -282,6 +282,38 @@ const foreignIdentity: Rule = (input) => {
   };
 };
 
+/**
+ * The agent's codes for identity files the connector user may not read, or whose loose mode it may
+ * not set right (docs/connector-agent.md; the agent exits 12, Configuration): the troubleshooting
+ * guide's "Permission Denied", typically a runAsUser or fsGroup changed after pairing.
+ */
+const INACCESSIBLE_IDENTITY_CODES: ReadonlySet<string> = new Set([
+  'IDENTITY_KEY_UNREADABLE',
+  'IDENTITY_FILE_UNREADABLE',
+  'IDENTITY_PERMISSIONS',
+]);
+
+/**
+ * The agent cannot read its identity files (or set their modes): a permissions mistake, not identity
+ * loss. Matched by the agent's code whatever its class, so an agent of a release that still said
+ * IdentityLoss (exit 13) for it is read the same way: an automatic recovery would revoke the intact
+ * certificate, and could not pair either while the agent cannot read its data directory. A recovery
+ * by hand (spec.recovery.requestId) stays possible, for a key the reason says others could read.
+ */
+const identityFilesInaccessible: Rule = (input) => {
+  const t = input.agent?.termination;
+  if (t?.code === undefined || !INACCESSIBLE_IDENTITY_CODES.has(t.code)) return undefined;
+  if (input.record && endedBeforePairing(t, input.record)) return undefined;
+  return {
+    failureClass: retired(input) ? 'Reconnect' : 'FirstBootBootstrap',
+    reason:
+      "permission denied: the connector user cannot read the identity files in the data directory, or set their modes (the agent's reason names the file, its owner and mode), typically after the pod's runAsUser or fsGroup changed; the identity is intact",
+    evidence: [...agentEvidence(input.agent), ...storageEvidence(input.posture)],
+    nextStep:
+      "give the connector user the files: make the pod's runAsUser their owner or its fsGroup their group (chown the identity directory on the claim), key.pem mode 0600, cert.pem, ca.pem and identity.json 0644, the directory 0700; then restart the pod once. No recovery and no new token are needed (a recovery would revoke the intact certificate); only if the agent's reason says the private key was readable by other users and you treat it as exposed, set spec.recovery.requestId once the files are readable",
+  };
+};
+
 /** Runbook branch 2: paired before, identity intact, heartbeats stopped. */
 const reconnectFailure: Rule = (input) => {
   if (!retired(input) || input.record?.state !== 'offline') return undefined;
@@ -349,6 +381,7 @@ export const DIAGNOSIS_RULES: readonly Rule[] = [
   clockSkew,
   connectionConfiguration,
   foreignIdentity,
+  identityFilesInaccessible,
   agentLostIdentity,
   refusedIdentity,
   reconnectFailure,

@@ -1,0 +1,156 @@
+// A permissions mistake is not identity loss. A paired connector under recovery policy Automatic
+// whose pod was moved to another user (a runAsUser or fsGroup change) cannot read its private key:
+// the agent stops, and the operator must say what the troubleshooting guide's "Permission Denied"
+// says (give the connector user the files) instead of starting a guided recovery, which would revoke
+// the intact certificate and could not pair anyway while the data directory is unreadable.
+// Real API server and controller-manager, the real control plane over HTTPS, the real agent: it pairs
+// in-process, then the real agent program runs as another user (uid 65534) on the same data
+// directory, and its exit code and termination message are put in the pod's status as a kubelet would.
+import { spawn } from 'node:child_process';
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CoreV1Api } from '@kubernetes/client-node';
+import test from 'ava';
+import { AGENT_CONTAINER_NAME } from '../../src/operator/reconcile/storage-posture.ts';
+import { createTestNamespace, repoRoot, useCluster } from '../helpers/cluster.ts';
+import { eventually } from '../helpers/eventually.ts';
+import {
+  connectors,
+  type OperatorEnvironment,
+  pairOnlineUnderAutomatic,
+  startOperatorEnvironment,
+} from '../helpers/operator-env.ts';
+
+const cluster = useCluster(test);
+let env: OperatorEnvironment;
+
+test.before(async () => {
+  env = await startOperatorEnvironment(cluster());
+  await env.startOperator();
+});
+test.after.always(async () => {
+  await env?.stop();
+});
+
+/** The agent program as uid/gid 65534 (a pod whose runAsUser changed): its exit code and termination message. */
+async function runAgentAsOtherUser(
+  dir: string,
+  dataDir: string,
+  connectorId: string,
+): Promise<{ exitCode: number; message: string; output: string }> {
+  const caFile = join(dir, 'ca.crt');
+  await writeFile(caFile, env.controlPlane.caPem, { mode: 0o644 });
+  const terminationLog = join(dir, 'termination-log');
+  await writeFile(terminationLog, '');
+  await chmod(terminationLog, 0o666);
+  const child = spawn(
+    process.execPath,
+    [
+      'src/bin/connector.ts',
+      `--connector-id=${connectorId}`,
+      `--control-plane-url=${env.controlPlane.url}`,
+      `--ca-file=${caFile}`,
+      `--data-dir=${dataDir}`,
+      `--termination-log=${terminationLog}`,
+      '--health-listen=127.0.0.1:0',
+    ],
+    { cwd: repoRoot, uid: 65534, gid: 65534, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let output = '';
+  child.stdout.on('data', (chunk: Buffer) => {
+    output = (output + chunk.toString()).slice(-4000);
+  });
+  child.stderr.on('data', (chunk: Buffer) => {
+    output = (output + chunk.toString()).slice(-4000);
+  });
+  const exitCode = await new Promise<number>((resolve, reject) => {
+    child.on('error', reject);
+    child.on('exit', (code) => resolve(code ?? -1));
+  });
+  return { exitCode, message: await readFile(terminationLog, 'utf8'), output };
+}
+
+test('an identity the connector user cannot read starts no automatic recovery, and the next step gives it the files', async (t) => {
+  if (process.getuid?.() !== 0) {
+    t.pass('needs root to run the agent as another user');
+    return;
+  }
+  const { kc } = cluster();
+  const namespace = await createTestNamespace(kc, 'perm');
+  const api = connectors(kc);
+  const dir = await mkdtemp(join(tmpdir(), 'vaultpam-perm-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  await chmod(dir, 0o755);
+  const dataDir = join(dir, 'data');
+  await mkdir(dataDir, { mode: 0o777 });
+  await chmod(dataDir, 0o777);
+  const pod = await pairOnlineUnderAutomatic(env, namespace, 'edge', dataDir);
+  const connectorId = `${namespace}.edge`;
+  await pod.stop();
+  const before = await env.admin.getConnector(connectorId);
+
+  // The identity stays root's (the user that paired), key 0600: what a runAsUser change leaves.
+  await chmod(join(dataDir, 'identity'), 0o755);
+  const { exitCode, message, output } = await runAgentAsOtherUser(dir, dataDir, connectorId);
+  t.not(message, '', `the agent (exit ${exitCode}) wrote no termination message: ${output}`);
+  const said = JSON.parse(message) as { code: string; failureClass: string; reason: string };
+  t.is(said.code, 'IDENTITY_KEY_UNREADABLE', message);
+  t.true(said.reason.startsWith('permission denied reading'), said.reason);
+
+  // The kubelet's part: the container's last state, with the agent's exit code and message.
+  const core = kc.makeApiClient(CoreV1Api);
+  const current = await eventually(() => core.readNamespacedPod({ namespace, name: 'edge-0' }), {
+    description: 'the StatefulSet controller creates pod edge-0',
+    timeoutMs: 30_000,
+  });
+  const finishedAt = new Date();
+  current.status = {
+    ...current.status,
+    phase: 'Running',
+    containerStatuses: [
+      {
+        name: AGENT_CONTAINER_NAME,
+        image: 'vaultpam-connector:test',
+        imageID: '',
+        ready: false,
+        restartCount: 1,
+        state: { waiting: { reason: 'CrashLoopBackOff' } },
+        lastState: {
+          terminated: { exitCode, reason: 'Error', message, startedAt: finishedAt, finishedAt },
+        },
+      },
+    ],
+  };
+  await core.replaceNamespacedPodStatus({ namespace, name: 'edge-0', body: current });
+
+  const diagnosed = await eventually(
+    async () => {
+      const c = await api.get(namespace, 'edge');
+      const d = c.status?.diagnosis;
+      // A recovery started is the failure this test is about: stop waiting and say so below.
+      if (c.status?.recovery) return c;
+      return d?.evidence?.some((e) => e.includes('IDENTITY_KEY_UNREADABLE')) ? c : undefined;
+    },
+    { description: "a diagnosis naming the agent's IDENTITY_KEY_UNREADABLE", timeoutMs: 30_000 },
+  );
+  t.is(diagnosed.status?.recovery, undefined, `no recovery: ${JSON.stringify(diagnosed.status)}`);
+  const diagnosis = diagnosed.status?.diagnosis;
+  t.not(diagnosis?.failureClass, 'IdentityLoss', JSON.stringify(diagnosis));
+  t.regex(diagnosis?.reason ?? '', /permission/, JSON.stringify(diagnosis));
+  t.regex(diagnosis?.nextStep ?? '', /fsGroup/);
+  t.regex(diagnosis?.nextStep ?? '', /runAsUser/);
+  t.notRegex(diagnosis?.nextStep ?? '', /starts automatically/);
+
+  // Give the operator time to start a recovery if it were going to (its follower is fast here).
+  await new Promise((resolve) => setTimeout(resolve, 3_000));
+  const c = await api.get(namespace, 'edge');
+  t.is(c.status?.recovery, undefined, `no recovery: ${JSON.stringify(c.status?.recovery)}`);
+  const after = await env.admin.getConnector(connectorId);
+  t.is(after.certificate?.serial, before.certificate?.serial, 'the intact certificate is not revoked');
+  const audit = await env.admin.audit({ connectorId, limit: 1000 });
+  t.false(
+    audit.some((e) => e.type === 'recovery.started' || e.type === 'token.revoked'),
+    audit.map((e) => e.type).join(', '),
+  );
+});
