@@ -51,11 +51,13 @@ export class AgentSession {
   }
 
   /**
-   * Refuses a client certificate. Its sender proved nothing, so no connector changes: the refusal is
-   * counted by code, and audited (`endpoint.certificate_refused`) and logged at warn within the
-   * budget of refusals that prove nothing, the one refused enrollments use (per connector, with
-   * unknown connectors and certificates of other CAs sharing one bucket, and a total), so a flood
-   * grows neither the audit log nor the log. The log line is the answer's message, in the
+   * Refuses a client certificate. No connector changes: the refusal is counted by code, and audited
+   * (`endpoint.certificate_refused`) and logged at warn within a budget, so a flood grows neither
+   * the audit log nor the log. A certificate this CA issued to an existing connector is charged to
+   * that connector's certificateAudit budget: its sender holds a key certified for the connector,
+   * and forged enrollments naming the connector (which spend the anonymous budget) must not be able
+   * to silence it. Anything else (another CA's certificate, a connector with no record) proves
+   * nothing and shares the anonymous budget refused enrollments use. The log line is the answer's message, in the
    * troubleshooting guide's wording, with the facts to find the sender; never the certificate.
    */
   refuseCertificate(refusal: CertificateRefusal): CodedError {
@@ -64,10 +66,10 @@ export class AgentSession {
     metrics.certificateRefusals.inc({ code });
     // Only a certificate of this CA proves which connector it names; another CA's is anyone's claim.
     const connectorId = certificate.issuedHere ? certificate.connectorId : null;
-    const audited = budget.anonymousAudit(
-      connectorId ?? '',
-      connectorId !== null && records.has(connectorId),
-    );
+    const audited =
+      connectorId !== null && records.has(connectorId)
+        ? budget.take('certificateAudit', connectorId)
+        : budget.anonymousAudit('', false);
     const fields = {
       code,
       connectorId: certificate.connectorId,

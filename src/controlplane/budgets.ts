@@ -26,6 +26,15 @@ export interface WriteBudgets {
   /** `gateway.enrollment_failed` entries for refusals of callers holding one of the connector's own tokens. */
   provenAudit: Budget;
   /**
+   * `endpoint.certificate_refused` entries for certificates this CA issued to an existing connector
+   * (revoked, replaced, expired), per connector. The sender proved, in the TLS handshake, that it
+   * holds a key this CA certified for that connector, which no one else can present; refusals that
+   * prove nothing (forged enrollments naming the connector) spend the anonymous budgets and cannot
+   * spend this one, so they cannot keep a real refusal of the connector's own certificate out of
+   * the audit log.
+   */
+  certificateAudit: Budget;
+  /**
    * Updates of `lastEnrollmentFailure` (a record write, a revision and a change-feed row) that do
    * not change the state, per connector: a crash-looping agent with its own spent token does not
    * flood the feed. A move to needs_recovery never waits for this budget.
@@ -44,6 +53,7 @@ export const DEFAULT_BUDGETS: WriteBudgets = {
   anonymousAudit: { burst: 20, refillEveryMs: 3_000 },
   anonymousAuditTotal: { burst: 100, refillEveryMs: 1_000 },
   provenAudit: { burst: 20, refillEveryMs: 3_000 },
+  certificateAudit: { burst: 20, refillEveryMs: 3_000 },
   failureRecord: { burst: 5, refillEveryMs: 60_000 },
   renewal: { burst: 5, refillEveryMs: 60_000 },
   healthChange: { burst: 20, refillEveryMs: 10_000 },
@@ -68,6 +78,7 @@ export class WriteBudget {
       anonymousAudit: limiter('anonymousAudit'),
       anonymousAuditTotal: limiter('anonymousAuditTotal', 1),
       provenAudit: limiter('provenAudit'),
+      certificateAudit: limiter('certificateAudit'),
       failureRecord: limiter('failureRecord'),
       renewal: limiter('renewal'),
       healthChange: limiter('healthChange'),

@@ -12,6 +12,7 @@ import {
   enrolledAgent,
   flood,
   type Harness,
+  heartbeatWith,
   jsonRequest,
   makeAgent,
   metricValue,
@@ -181,6 +182,48 @@ test("a retired connector's own spent token: needs_recovery once, later refusals
   const later = await h.admin.getConnector('ns.lost');
   t.is(later.revision, connector.revision + 1);
   t.is(later.lastEnrollmentFailure?.at, h.clock.now().toISOString());
+});
+
+// Found by reading: forged enrollments naming a connector and the refusals of its own certificates
+// drew on one budget, so about 20 forgeries, then one every 3 s, kept every endpoint.certificate_refused
+// of that connector out of the audit log. A certificate this CA issued to it is proven (its holder
+// has the key): it has a budget of its own, which no caller without that key can spend.
+test('forged enrollments naming a connector cannot keep the refusals of its own certificates out of the audit log', async (t) => {
+  const h = await startHarness(t);
+  const agent = await enrolledAgent(h, 'ns.b');
+  await agent.heartbeat();
+  const stale = agent.certPem as string;
+  t.is((await agent.renew()).status, 200);
+
+  // A stranger spends every anonymous entry naming ns.b (its bucket holds 20) and keeps going.
+  const forger = await makeAgent(h, 'ns.b');
+  for (let i = 0; i < 30; i++) {
+    t.is((await forger.enroll(JUNK_TOKEN)).json.error.code, 'ENROLLMENT_TOKEN_INVALID');
+  }
+  t.is((await refusalsAudited(h, 'ns.b')).length, 20, 'the forgeries are audited within their budget');
+
+  // ns.b's replaced certificate, presented by a holder of its key over mTLS: refused, and audited.
+  const loudBefore = loudLines(h).length;
+  t.is((await heartbeatWith(h, agent, stale)).json.error.code, 'CLIENT_CERTIFICATE_SUPERSEDED');
+  const certificateRefusals = () =>
+    h.admin
+      .audit({ connectorId: 'ns.b', limit: 1000 })
+      .then((entries) => entries.filter((e) => e.type === 'endpoint.certificate_refused'));
+  t.like((await certificateRefusals())[0]?.details, { code: 'CLIENT_CERTIFICATE_SUPERSEDED' });
+  t.regex(String(loudLines(h).slice(loudBefore)[0]?.msg), /^client certificate rejected: /);
+
+  // Still bounded: a flood of that certificate is audited within the connector's own budget (20).
+  await flood(h, 100, () => ({
+    path: '/v1/heartbeat',
+    options: jsonRequest('POST', { paths: [] }, { key: agent.keyPem, cert: stale }),
+  }));
+  t.is((await certificateRefusals()).length, 20);
+  t.is(await metricValue(h, 'cp_budget_exceeded_total', 'budget="certificateAudit"'), 81);
+  // And it spends nothing of the anonymous budgets: forgeries naming another connector are audited.
+  await enrolledAgent(h, 'ns.c');
+  await (await makeAgent(h, 'ns.c')).enroll(JUNK_TOKEN);
+  t.is((await refusalsAudited(h, 'ns.c')).length, 1);
+  t.is((await agent.heartbeat()).status, 200, 'the current certificate still works');
 });
 
 test('a flood of refused client certificates is logged and audited within the anonymous budget and changes nothing', async (t) => {
