@@ -41,6 +41,7 @@ import {
   type ServerFacts,
   serverFactsToRead,
 } from './connection-errors.ts';
+import { proxyCertificateRequired } from './proxy-answers.ts';
 
 // The requests are the contract's own types (the token in EnrollRequest is a secret: only ever in
 // that request body). The answers are checked field by field as they arrive (certificateAnswer,
@@ -183,11 +184,14 @@ export class ControlPlaneClient implements AgentApi {
       throw await this.classify(error, progress);
     }
     if (!okStatuses.includes(answer.status)) {
-      throw answerError(answer.status, answer.json, {
-        fallbackMessage: `the control plane answered ${path} with HTTP ${answer.status}`,
-        details: { path },
-        redact: secrets,
-      });
+      throw (
+        proxyCertificateRequired(answer, path) ??
+        answerError(answer.status, answer.json, {
+          fallbackMessage: `the control plane answered ${path} with HTTP ${answer.status}`,
+          details: { path },
+          redact: secrets,
+        })
+      );
     }
     if (typeof answer.json !== 'object' || answer.json === null) {
       throw badAnswer(path, `HTTP ${answer.status} with a body that is not a JSON object`);

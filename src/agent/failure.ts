@@ -32,6 +32,11 @@ export const NEXT_STEPS = {
   tokenExpiredOrRevoked:
     'The enrollment token can no longer be used: generate a fresh enrollment token (Regenerate token), ' +
     'mount it at the token file and retry pairing once.',
+  enrollmentClientCertificateRequired:
+    'A proxy in front of the control plane requires a client certificate on the enrollment request, which a ' +
+    'connector cannot have before it pairs: let the enrollment path through without one (client certificate ' +
+    'optional there, or TLS passthrough to the control plane, which asks for none on it), then start the ' +
+    'connector again; the control plane never saw the request, so the token is unspent and still usable.',
   enrollmentRequestRejected:
     'Fix the enrollment request problem named in the reason (connector ID, key or CSR), then generate a ' +
     'fresh enrollment token and retry pairing once.',
@@ -208,6 +213,12 @@ export function enrollmentRejectedFailure(error: CodedError): AgentFailure {
       return new AgentFailure(error.code, reason, {
         ...base,
         nextStep: NEXT_STEPS.tokenRejectedUnknownHistory,
+      });
+    case 'CLIENT_CERTIFICATE_REQUIRED':
+      // A proxy's page (proxy-answers.ts): the request stopped there, before the control plane.
+      return new AgentFailure(error.code, error.message, {
+        ...base,
+        nextStep: NEXT_STEPS.enrollmentClientCertificateRequired,
       });
     default:
       return new AgentFailure(error.code, reason, {

@@ -7,6 +7,7 @@ import { readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer as createHttpsServer, Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
+import type { TLSSocket } from 'node:tls';
 import test, { type ExecutionContext } from 'ava';
 import type { AgentConfig } from '../../src/agent/config.ts';
 import { ControlPlaneClient } from '../../src/agent/control-plane-client.ts';
@@ -187,11 +188,38 @@ for (const [direction, offsetMs, refusal] of [
   });
 }
 
-/** A TLS-terminating HTTPS proxy in front of the control plane: it forwards requests, not certificates. */
-async function tlsTerminatingProxy(t: ExecutionContext, upstream: string, upstreamCaPem: string) {
+/** nginx's answer (ssl_verify_client) to a request whose connection carried no client certificate. */
+const NGINX_NO_CERTIFICATE_PAGE = `<html>
+<head><title>400 No required SSL certificate was sent</title></head>
+<body>
+<center><h1>400 Bad Request</h1></center>
+<center>No required SSL certificate was sent</center>
+<hr><center>nginx</center>
+</body>
+</html>
+`;
+
+/**
+ * A TLS-terminating HTTPS proxy in front of the control plane: it forwards requests, not
+ * certificates. With `requiresCertificate`, the paths it names are answered as nginx requiring a
+ * client certificate answers them when the handshake brought none (it never asks for one here, as a
+ * proxy whose certificate request is configured on another server block): its HTML 400 page.
+ */
+async function tlsTerminatingProxy(
+  t: ExecutionContext,
+  upstream: string,
+  upstreamCaPem: string,
+  requiresCertificate: (path: string) => boolean = () => false,
+) {
   const serving = await selfSignedCertificate({ commonName: 'proxy', sanIps: ['127.0.0.1'] });
   const forward = new HttpsAgent({ ca: upstreamCaPem });
   const server = createHttpsServer({ key: serving.keyPem, cert: serving.certPem }, (req, res) => {
+    const presented = Object.keys((req.socket as TLSSocket).getPeerCertificate()).length > 0;
+    if (!presented && requiresCertificate(req.url ?? '/')) {
+      req.resume();
+      res.writeHead(400, { 'content-type': 'text/html', server: 'nginx' }).end(NGINX_NO_CERTIFICATE_PAGE);
+      return;
+    }
     const target = new URL(req.url ?? '/', upstream);
     const outbound = httpsRequest(
       target,
@@ -213,11 +241,15 @@ async function tlsTerminatingProxy(t: ExecutionContext, upstream: string, upstre
   return { url: `https://127.0.0.1:${(server.address() as AddressInfo).port}`, caPem: serving.certPem };
 }
 
-test('a TLS-terminating proxy drops the client certificate: CLIENT_CERTIFICATE_NOT_RECEIVED, Configuration exit 12, the identity kept', async (t) => {
-  const control = await startTestControlPlane(t);
-  const connectorId = 'team-a.behind-proxy';
+/** A connector prepared to pair through tlsTerminatingProxy, and the agent configuration for it. */
+async function behindProxy(
+  t: ExecutionContext,
+  control: TestControlPlane,
+  connectorId: string,
+  requiresCertificate?: (path: string) => boolean,
+): Promise<{ prepared: Awaited<ReturnType<typeof prepareConnector>>; config: AgentConfig }> {
   const prepared = await prepareConnector(t, control, connectorId);
-  const proxy = await tlsTerminatingProxy(t, control.cp.url, control.cp.caPem);
+  const proxy = await tlsTerminatingProxy(t, control.cp.url, control.cp.caPem, requiresCertificate);
   const proxyCaFile = join(await tempDir(t), 'proxy-ca.pem');
   await writeFile(proxyCaFile, proxy.caPem);
   const config = agentConfig({
@@ -227,27 +259,79 @@ test('a TLS-terminating proxy drops the client certificate: CLIENT_CERTIFICATE_N
     tokenFile: prepared.tokenFile,
     dataDir: prepared.dataDir,
     terminationLog: join(prepared.dataDir, 'termination-log'),
+    // Without the agent reading a proxy's page, it was a generic HTTP_400 retried until this gave up
+    // (exit 14).
+    giveUpAfterMs: 3_000,
   });
-  // Pairing needs no client certificate and passes; the first heartbeat arrives without one.
-  const { agent, logs, counts } = runAgent(t, config);
-  t.is((await agent.done).exitCode, 12);
-  t.is(counts.enroll, 1);
+  return { prepared, config };
+}
+
+// The agent had its certificate and whatever answers at --control-plane-url received none: the
+// control plane's own 401 behind a proxy that terminates TLS, or the page of a proxy that requires a
+// client certificate itself (before, a generic HTTP_400 retried at every heartbeat).
+for (const { title, connectorId, requiresCertificate, answer } of [
+  {
+    title:
+      'a TLS-terminating proxy drops the client certificate: CLIENT_CERTIFICATE_NOT_RECEIVED, Configuration exit 12, the identity kept',
+    connectorId: 'team-a.behind-proxy',
+    requiresCertificate: undefined,
+    answer: /received no client certificate.*401 CLIENT_CERTIFICATE_REQUIRED/,
+  },
+  {
+    title:
+      "a proxy's HTML page for a missing client certificate on a heartbeat: the guide's client certificate required, exit 12, not a retried HTTP_400",
+    connectorId: 'team-a.behind-nginx',
+    requiresCertificate: (path: string) => path !== '/v1/enroll',
+    answer:
+      /a proxy in front of the control plane answered \/v1\/heartbeat with HTTP 400 "No required SSL certificate was sent"/,
+  },
+]) {
+  test(title, async (t) => {
+    const control = await startTestControlPlane(t);
+    const { prepared, config } = await behindProxy(t, control, connectorId, requiresCertificate);
+    // Pairing needs no client certificate and passes; the first heartbeat arrives without one.
+    const { agent, logs, counts } = runAgent(t, config);
+    t.is((await agent.done).exitCode, 12);
+    t.is(counts.enroll, 1);
+    const message = await termination(config);
+    t.is(message.code, 'CLIENT_CERTIFICATE_NOT_RECEIVED');
+    t.is(String(message.failureClass), 'Configuration');
+    t.regex(
+      message.reason,
+      /^client certificate required: the control plane at https:\/\/127\.0\.0\.1:\d+ received no client certificate/,
+    );
+    t.regex(message.reason, answer);
+    t.notRegex(message.reason, /HTTP_400|<html|<center/i, 'no generic code, no markup');
+    // The proxy never asked for the certificate: the agent had one to present, it did not present it.
+    t.regex(message.reason, /although this agent had this connector's certificate \(serial \w+\) to present/);
+    t.notRegex(message.reason, /agent presented/);
+    t.is(message.nextStep, NEXT_STEPS.clientCertificateNotReceived);
+    t.regex(message.nextStep, /TLS passthrough/);
+    t.is(recordsMatching(logs, /^heartbeat failed: /).length, 0, 'failed closed at once, not retried');
+    t.is(await rejectionCode(prepared.dataDir), undefined);
+    t.deepEqual(await setAside(prepared.dataDir), []);
+    t.truthy(await stat(identityPaths(prepared.dataDir).key), 'the identity stays');
+    assertNoSecrets(t, 'agent logs', logs.text(), [prepared.token]);
+  });
+}
+
+test("a proxy's HTML page for a missing client certificate on the enrollment: client certificate required, exit 11, the token unspent", async (t) => {
+  const control = await startTestControlPlane(t);
+  const connectorId = 'team-a.enroll-behind-nginx';
+  const { prepared, config } = await behindProxy(t, control, connectorId, () => true);
+  const { agent, logs } = runAgent(t, config);
+  t.is((await agent.done).exitCode, 11);
   const message = await termination(config);
-  t.is(message.code, 'CLIENT_CERTIFICATE_NOT_RECEIVED');
-  t.is(String(message.failureClass), 'Configuration');
+  t.is(message.code, 'CLIENT_CERTIFICATE_REQUIRED');
+  t.is(String(message.failureClass), 'FirstBootBootstrap');
   t.regex(
     message.reason,
-    /^client certificate required: the control plane at https:\/\/127\.0\.0\.1:\d+ received no client certificate/,
+    /^client certificate required: a proxy in front of the control plane answered \/v1\/enroll with HTTP 400 "No required SSL certificate was sent"/,
   );
-  t.regex(message.reason, /401 CLIENT_CERTIFICATE_REQUIRED/);
-  // The proxy never asked for the certificate: the agent had one to present, it did not present it.
-  t.regex(message.reason, /although this agent had this connector's certificate \(serial \w+\) to present/);
-  t.notRegex(message.reason, /agent presented/);
-  t.is(message.nextStep, NEXT_STEPS.clientCertificateNotReceived);
-  t.regex(message.nextStep, /TLS passthrough/);
-  t.is(await rejectionCode(prepared.dataDir), undefined);
-  t.deepEqual(await setAside(prepared.dataDir), []);
-  t.truthy(await stat(identityPaths(prepared.dataDir).key), 'the identity stays');
+  t.is(message.nextStep, NEXT_STEPS.enrollmentClientCertificateRequired);
+  t.regex(message.nextStep, /token is unspent/);
+  const record = await control.admin.getConnector(connectorId);
+  t.is(record.state, 'pending', 'the control plane never saw the request');
   assertNoSecrets(t, 'agent logs', logs.text(), [prepared.token]);
 });
 
