@@ -97,6 +97,18 @@ test('tokens, keys and credentials are redacted, also when control characters we
   t.is(untrustedText(publicFacts, 10_000), publicFacts);
 });
 
+test('a file path keeps its name unless one of its segments is itself a random-looking run', (t) => {
+  // A data directory under a temporary directory: the whole run has upper and lower case and digits,
+  // but no segment of it looks like a key (the agent's "permission denied reading <path>").
+  const path = '/tmp/vaultpam-perm-tOfgJU9/connector-data-2/identity/key';
+  t.is(untrustedText(`permission denied reading ${path}.pem`), `permission denied reading ${path}.pem`);
+  // A credential in a path segment, or one that starts with '/', is still redacted.
+  for (const input of [`/var/run/${CREDENTIAL}/key`, `/${CREDENTIAL}`, `seen ${CREDENTIAL}/x/y`]) {
+    const output = untrustedText(input, 10_000);
+    t.false(output.includes(CREDENTIAL.slice(0, 20)), `${input} -> ${output}`);
+  }
+});
+
 test('length is bounded after redaction, at a code point, with the cut marked', (t) => {
   const long = 'x'.repeat(100_000);
   const output = untrustedText(long);

@@ -75,8 +75,16 @@ const shapesByWords = new Map<string, ReadonlyArray<readonly [RegExp, string]>>(
 // A long run of random-looking characters (upper and lower case and digits, as generated keys and
 // credentials are) is redacted even without a label. Hex (serials, fingerprints) and UUIDs, which
 // the operator shows on purpose, have no upper case and pass.
+// An absolute path (a run that starts with '/', as a data directory under a temporary directory
+// does: /tmp/vaultpam-perm-tOfgJU9/identity/key) is judged a segment at a time, so that a file a
+// message names keeps its name unless one of its segments is itself such a run.
 const OPAQUE_RUN = /[A-Za-z0-9+/_=-]{32}[A-Za-z0-9+/_=-]*/g;
+const OPAQUE_LENGTH = 32;
 const looksRandom = (run: string) => /[A-Z]/.test(run) && /[a-z]/.test(run) && /[0-9]/.test(run);
+const looksOpaque = (run: string) =>
+  run.startsWith('/')
+    ? run.split('/').some((segment) => segment.length >= OPAQUE_LENGTH && looksRandom(segment))
+    : looksRandom(run);
 
 /**
  * The text with every credential shape and random-looking run replaced by [REDACTED]: the one
@@ -92,5 +100,5 @@ export function redactCredentialShapes(text: string, secretWords = SECRET_WORDS)
   }
   let cleaned = text;
   for (const [pattern, replacement] of shapes) cleaned = cleaned.replace(pattern, replacement);
-  return cleaned.replace(OPAQUE_RUN, (run) => (looksRandom(run) ? REDACTED : run));
+  return cleaned.replace(OPAQUE_RUN, (run) => (looksOpaque(run) ? REDACTED : run));
 }
