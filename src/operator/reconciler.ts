@@ -158,6 +158,11 @@ export function finalizingStatus(
     lastError?: string;
     /** The release is over (`outcome`), and Kubernetes `refused` to remove the finalizer. */
     settled?: { outcome: string; refused: string };
+    /**
+     * The operator's finalizer is not on the Connector (Kubernetes `refused` it, or someone removed
+     * it): the operator takes no step; `others` are the finalizers that hold it.
+     */
+    unheld?: { refused: boolean; others: string[] };
   } = {},
 ): ConnectorStatus {
   const previous = connector.status ?? {};
@@ -170,9 +175,11 @@ export function finalizingStatus(
       ? `; if that cannot be done by ${new Date(release.deadline).toISOString()}, the finalizer is removed anyway and the record left behind`
       : '';
   const last = release.lastError ? ` (last attempt: ${release.lastError})` : '';
-  const message = release.settled
-    ? `the Connector is being deleted: the release is over (${release.settled.outcome}), but ${release.settled.refused}; tried again until it is accepted`
-    : `the Connector is being deleted: revoking live tokens and ${target.deletionPolicy === 'Retain' ? 'keeping' : 'releasing'} ${where} before the finalizer is removed${bound}${last}`;
+  const message = release.unheld
+    ? unheldMessage(connector, target, where, release.unheld)
+    : release.settled
+      ? `the Connector is being deleted: the release is over (${release.settled.outcome}), but ${release.settled.refused}; tried again until it is accepted`
+      : `the Connector is being deleted: revoking live tokens and ${target.deletionPolicy === 'Retain' ? 'keeping' : 'releasing'} ${where} before the finalizer is removed${bound}${last}`;
   const conditions = markReconciling(
     clearStalled(previous.conditions),
     { reason: ReconcilingReasons.Finalizing, message, ...g },
@@ -189,6 +196,27 @@ export function finalizingStatus(
       now,
     ),
   };
+}
+
+/**
+ * What a Connector deleted without the operator's finalizer is waiting for: nothing the operator
+ * does (it no longer may add the finalizer, and releases only under it), so what it leaves behind.
+ */
+function unheldMessage(
+  connector: Connector,
+  target: ReleaseTarget,
+  where: string,
+  unheld: { refused: boolean; others: string[] },
+): string {
+  const why = unheld.refused ? 'Kubernetes refused it' : 'it was removed by someone else';
+  const left = reachedControlPlane(connector.status)
+    ? `${where} is not released: revoke its tokens and ${target.deletionPolicy === 'Release' ? 'delete' : 'disown'} it by hand`
+    : 'it never reached a control plane: there is nothing to release';
+  const until =
+    unheld.others.length > 0
+      ? `the finalizers ${unheld.others.join(', ')} are removed`
+      : 'Kubernetes removes it';
+  return `the Connector is being deleted without the operator's finalizer ${FINALIZER} (${why}), so the operator takes no step for it; ${left}; it goes once ${until}`;
 }
 
 /** What a refused finalizer means, around the refusal's own (cleaned) words. */
@@ -561,9 +589,9 @@ export class ConnectorReconciler {
    * the finalizer is removed anyway and what was left behind is said (Event, metric, warn log).
    */
   private async finalize(connector: Connector, log: Logger): Promise<ReconcileResult> {
-    if (!(connector.metadata.finalizers ?? []).includes(FINALIZER)) return {};
     const key = objectKey(connector.metadata.namespace ?? '', connector.metadata.name ?? '');
     if (this.finalized.get(key) === (connector.metadata.uid ?? '')) return {};
+    if (!(connector.metadata.finalizers ?? []).includes(FINALIZER)) return this.unheld(connector);
     const target = releaseTarget(connector);
     const deadline = releaseDeadline(connector, this.ctx.releaseTimeoutMs ?? DEFAULT_RELEASE_TIMEOUT_MS);
     const now = this.ctx.clock.now();
@@ -622,6 +650,27 @@ export class ConnectorReconciler {
       return { requeueAfterMs: retryInMs };
     }
     return this.letGo(connector, log, outcome);
+  }
+
+  /**
+   * A Connector being deleted without the operator's finalizer (refused, or removed by someone
+   * else), held by other finalizers: the status this operator wrote before (Stalled FinalizerRefused,
+   * or what a pass saw) would go on saying what no longer holds, so it says the deletion instead.
+   * Not when the status already says the deletion (phase Terminating: this operator's own release,
+   * whose finalizer it removed, or this), nor when this operator never wrote one.
+   */
+  private async unheld(connector: Connector): Promise<ReconcileResult> {
+    const status = connector.status;
+    if (!status?.conditions?.length || status.phase === 'Terminating') return {};
+    const refused =
+      status.conditions.find((c) => c.type === CONDITION_TYPES.Stalled)?.reason ===
+      StalledReasons.FinalizerRefused;
+    const others = (connector.metadata.finalizers ?? []).filter((f) => f !== FINALIZER);
+    await this.markFinalizing(
+      connector,
+      finalizingStatus(connector, this.ctx.clock.now(), { unheld: { refused, others } }),
+    );
+    return {};
   }
 
   /**

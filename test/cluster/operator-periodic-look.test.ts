@@ -4,7 +4,13 @@
 // informer has no resync of every Connector any more; before it went, that resync tried again).
 // The finalizer's removal: refused after the release, it is said and tried again with backoff; the
 // release is not run again.
-import { AdmissionregistrationV1Api, CustomObjectsApi, EventsV1Api } from '@kubernetes/client-node';
+import {
+  AdmissionregistrationV1Api,
+  CustomObjectsApi,
+  EventsV1Api,
+  PatchStrategy,
+  setHeaderOptions,
+} from '@kubernetes/client-node';
 import test, { type ExecutionContext } from 'ava';
 import { FINALIZER } from '../../src/operator/api/constants.ts';
 import { createTestNamespace, useCluster } from '../helpers/cluster.ts';
@@ -87,6 +93,25 @@ async function liftPolicy(policy: string): Promise<void> {
     .deleteValidatingAdmissionPolicyBinding({ name: policy });
 }
 
+/** A dry run (admission judges it, nothing is stored) of creating a Connector that carries `finalizer`. */
+function createdWithFinalizer(namespace: string, finalizer: string, spec: object) {
+  return cluster()
+    .kc.makeApiClient(CustomObjectsApi)
+    .createNamespacedCustomObject({
+      group: 'vaultpam.io',
+      version: 'v1alpha1',
+      namespace,
+      plural: 'connectors',
+      dryRun: 'All',
+      body: {
+        apiVersion: 'vaultpam.io/v1alpha1',
+        kind: 'Connector',
+        metadata: { name: 'probe', namespace, finalizers: [finalizer] },
+        spec,
+      },
+    });
+}
+
 /** The Warning ReconcileStalled Event on Connector `name` whose note holds `text`. */
 function stalledEvent(namespace: string, name: string, text: string) {
   return eventually(
@@ -116,24 +141,8 @@ const finalizerRefused = test.macro(async (t, reason: 'Invalid' | 'Forbidden') =
   );
   const api = connectors(kc);
   const spec = { connector: { org: 'acme', endpointId: 'ep-1', allowedNetworks: [] } };
-  // The policy is in force once a Connector that carries a finalizer is refused (a dry run: admission
-  // judges it, nothing is stored).
-  const custom = kc.makeApiClient(CustomObjectsApi);
-  await inForce(policy, 'a finalizer', () =>
-    custom.createNamespacedCustomObject({
-      group: 'vaultpam.io',
-      version: 'v1alpha1',
-      namespace,
-      plural: 'connectors',
-      dryRun: 'All',
-      body: {
-        apiVersion: 'vaultpam.io/v1alpha1',
-        kind: 'Connector',
-        metadata: { name: 'probe', namespace, finalizers: ['example.com/probe'] },
-        spec,
-      },
-    }),
-  );
+  // The policy is in force once a Connector that carries a finalizer is refused.
+  await inForce(policy, 'a finalizer', () => createdWithFinalizer(namespace, 'example.com/probe', spec));
 
   await api.create(namespace, { metadata: { name: 'edge', namespace }, spec });
   // The operator's passes are refused the finalizer; it takes no other step before it.
@@ -265,4 +274,66 @@ test('a Connector whose finalizer removal an admission webhook refuses (403) is 
       list.items.filter((e) => e.regarding?.name === 'edge' && e.reason === 'ConnectorReleased'),
     );
   t.is(released.length, 1, 'released once, not at every retry');
+});
+
+test('a Connector whose finalizer was refused and that is then deleted says it is being deleted, not Stalled', async (t) => {
+  const { kc } = cluster();
+  const namespace = await createTestNamespace(kc, 'refused-del');
+  // Refuses the operator's finalizer only: another one (a user's, here) holds the deleted Connector.
+  const policy = await admissionPolicy(
+    t,
+    namespace,
+    ['CREATE', 'UPDATE'],
+    `!has(object.metadata.finalizers) || !('${FINALIZER}' in object.metadata.finalizers)`,
+    'no operator finalizer on Connectors in this namespace',
+  );
+  const api = connectors(kc);
+  const spec = { connector: { org: 'acme', endpointId: 'ep-1', allowedNetworks: [] } };
+  const custom = kc.makeApiClient(CustomObjectsApi);
+  await inForce(policy, 'the finalizer', () => createdWithFinalizer(namespace, FINALIZER, spec));
+  const hold = 'example.com/hold';
+  await api.create(namespace, { metadata: { name: 'edge', namespace, finalizers: [hold] }, spec });
+  t.teardown(() =>
+    custom
+      .patchNamespacedCustomObject(
+        {
+          group: 'vaultpam.io',
+          version: 'v1alpha1',
+          namespace,
+          plural: 'connectors',
+          name: 'edge',
+          body: [{ op: 'replace', path: '/metadata/finalizers', value: [] }],
+        },
+        setHeaderOptions('Content-Type', PatchStrategy.JsonPatch),
+      )
+      .catch(() => {}),
+  );
+  await eventually(
+    () =>
+      api
+        .get(namespace, 'edge')
+        .then((c) => c.status?.conditions?.find((x) => x.type === 'Stalled')?.reason === 'FinalizerRefused'),
+    { description: 'Stalled FinalizerRefused' },
+  );
+
+  // Deleted: the user's finalizer holds it, and the operator's was never on it.
+  await api.delete(namespace, 'edge');
+  const deleting = await eventually(
+    () => api.get(namespace, 'edge').then((c) => (c.status?.phase === 'Terminating' ? c : undefined)),
+    { description: 'the status says the Connector is being deleted' },
+  );
+  const conditions = deleting.status?.conditions ?? [];
+  t.is(
+    conditions.find((c) => c.type === 'Stalled'),
+    undefined,
+    'no stall is left: the finalizer it waited for can no longer be added to a Connector being deleted',
+  );
+  const ready = conditions.find((c) => c.type === 'Ready');
+  t.is(ready?.status, 'False');
+  t.is(ready?.reason, 'Finalizing');
+  t.regex(ready?.message ?? '', /being deleted without the operator's finalizer/);
+  t.regex(ready?.message ?? '', /never reached a control plane: there is nothing to release/);
+  t.regex(ready?.message ?? '', /example\.com\/hold/, 'it names what holds the Connector');
+  t.is(conditions.find((c) => c.type === 'Reconciling')?.reason, 'Finalizing');
+  t.deepEqual(deleting.metadata.finalizers, [hold]);
 });
