@@ -357,6 +357,18 @@ test('control plane unreachable: the phase is kept, Healthy Unknown, no control-
   t.deepEqual(result.controlPlane, []);
 });
 
+test('a stall that holds keeps its lastTransitionTime from pass to pass, and so needs no status write', (t) => {
+  const stalledRecord = record({ state: 'needs_recovery' });
+  const seen = planView(observed({ record: stalledRecord }), NOW).status;
+  t.is(condition(seen, 'Stalled')?.reason, 'RecoveryRequired');
+  const later = new Date('2026-01-01T00:05:00Z');
+  const again = planView(
+    observed({ connector: connector({ status: seen }), record: stalledRecord }),
+    later,
+  ).status;
+  t.deepEqual(again.conditions, seen.conditions);
+});
+
 test('invalid spec: Stalled with the message, nothing applied', (t) => {
   const o = observed();
   const invalid = {

@@ -84,9 +84,10 @@ export function connectorConditions(input: ConditionsInput): Condition[] {
     },
     now,
   );
-  conditions = clearStalled(conditions);
   const stalled = stalledCondition(input) ?? input.expansion.stalled;
-  if (stalled) conditions = markStalled(conditions, { ...stalled, ...g }, now);
+  // Set over the stored one, not cleared first: a stall that holds keeps its lastTransitionTime
+  // (cleared and set again, it took this pass's time, and a status write, at every pass).
+  conditions = stalled ? markStalled(conditions, { ...stalled, ...g }, now) : clearStalled(conditions);
   // A stalled Connector waits for a change: no progress to report. kstatus reads Reconciling before
   // Stalled, so both True at once would hide the stall from Flux and kstatus (InProgress, not Failed).
   // NeedsRecovery waits for a person or a recovery: not progress the operator is making either.
