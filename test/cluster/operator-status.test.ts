@@ -1,10 +1,12 @@
 // Status follows the control plane, and an operator with nothing to do writes nothing.
+import { CoreV1Api } from '@kubernetes/client-node';
 import test from 'ava';
 import type { Connector } from '../../src/operator/api/types.ts';
 import type { RunningOperator } from '../../src/operator/operator.ts';
 import { createTestNamespace, useCluster } from '../helpers/cluster.ts';
 import { eventually } from '../helpers/eventually.ts';
 import { connectors, type OperatorEnvironment, startOperatorEnvironment } from '../helpers/operator-env.ts';
+import { runAgentFromSecret } from '../helpers/simulated-pod.ts';
 
 const cluster = useCluster(test);
 let env: OperatorEnvironment;
@@ -195,5 +197,71 @@ test.serial(
       first.status?.identity?.certificateSerial,
       'nothing was done to the connector',
     );
+  },
+);
+
+test.serial(
+  'a Connector that needs a recovery stays Stalled RecoveryRequired while the operator cannot reach the control plane',
+  async (t) => {
+    // The reproduction of an outsider review: Stalled (RecoveryRequired: a person must act) went
+    // while the control plane was unreachable, replaced by Reconciling RetryingAfterError, which
+    // kstatus, Argo CD and Flux read as progress.
+    const { kc } = cluster();
+    const namespace = await createTestNamespace(kc, 'lost-unreachable');
+    const api = connectors(kc);
+    await api.create(namespace, { metadata: { name: 'edge', namespace }, spec });
+    const minted = await eventually(
+      () => api.get(namespace, 'edge').then((c) => c.status?.enrollment?.tokenSecretName),
+      { description: 'token minted' },
+    );
+    // The token the agent pairs with, kept aside: once spent, it proves the caller is the connector.
+    const core = kc.makeApiClient(CoreV1Api);
+    const secret = await core.readNamespacedSecret({ namespace, name: minted });
+    await core.createNamespacedSecret({
+      namespace,
+      body: { metadata: { name: 'spent' }, data: secret.data },
+    });
+    const pod = await env.runAgent(namespace, 'edge');
+    await eventually(
+      () =>
+        api.get(namespace, 'edge').then((c) => c.status?.phase === 'Online' && c.status.enrollment?.retired),
+      { description: 'Online, retired' },
+    );
+    await pod.stop();
+    // The identity is lost: a fresh data directory, and the agent falls back to its spent token.
+    const lost = await runAgentFromSecret({
+      kc,
+      namespace,
+      secretName: 'spent',
+      connectorId: `${namespace}.edge`,
+      controlPlaneUrl: env.controlPlane.url,
+      caPem: env.controlPlane.caPem,
+    });
+    t.teardown(() => lost.stop());
+    await eventually(
+      () => api.get(namespace, 'edge').then((c) => condition(c, 'Stalled')?.reason === 'RecoveryRequired'),
+      { description: 'Stalled RecoveryRequired' },
+    );
+
+    await env.stopControlPlane();
+    t.teardown(() => env.startControlPlaneAgain());
+    // A pass now, rather than at the next periodic look.
+    await api.patchSpec(namespace, 'edge', { metadata: { labels: { touched: 'yes' } } });
+    const unreachable = await eventually(
+      () =>
+        api
+          .get(namespace, 'edge')
+          .then((c) => (condition(c, 'Healthy')?.reason === 'ControlPlaneUnreachable' ? c : undefined)),
+      { description: 'the operator reports the control plane unreachable' },
+    );
+    t.is(unreachable.status?.phase, 'NeedsRecovery', 'the last phase seen');
+    const stalled = condition(unreachable, 'Stalled');
+    t.is(stalled?.status, 'True', 'the need for a person to act does not vanish');
+    t.is(stalled?.reason, 'RecoveryRequired');
+    t.is(condition(unreachable, 'Reconciling'), undefined, 'never both Stalled and Reconciling');
+    const ready = condition(unreachable, 'Ready');
+    t.is(ready?.status, 'False');
+    t.is(ready?.reason, 'RecoveryRequired');
+    t.regex(ready?.message ?? '', /meanwhile a temporary error is retried with backoff/);
   },
 );

@@ -314,6 +314,20 @@ function situationsWith(configInvalid: CodedError): Situation[] {
       connector: planned(observed({ connector: input({}, onlineStatus()), record: needsRecovery })),
     },
     {
+      file: 'degraded-needs-recovery-manual-unreachable',
+      title:
+        "NeedsRecovery, policy Manual, then the control plane unreachable: Stalled stays (the last need for a person to act), the retried error in Ready's message",
+      connector: planned(
+        observed({
+          connector: input(
+            {},
+            passStatus(observed({ connector: input({}, onlineStatus()), record: needsRecovery })),
+          ),
+          record: 'unreachable',
+        }),
+      ),
+    },
+    {
       file: 'degraded-needs-recovery-claim-replaced',
       title: 'NeedsRecovery at once: the claim was replaced after pairing (identity lost), policy Manual',
       connector: planned(

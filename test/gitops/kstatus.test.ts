@@ -46,6 +46,8 @@ const EXPECTED: Record<string, string> = {
   'degraded-degraded': 'InProgress', // Ready=False without Stalled
   'degraded-offline': 'InProgress', // Ready=False without Stalled
   'degraded-needs-recovery-manual': 'Failed', // demanded: NeedsRecovery, policy Manual
+  // The last need for a person to act stays while the control plane cannot be asked (not InProgress).
+  'degraded-needs-recovery-manual-unreachable': 'Failed',
   'degraded-needs-recovery-claim-replaced': 'Failed', // demanded: NeedsRecovery, policy Manual
   'degraded-needs-recovery-automatic-failed': 'Failed', // Stalled RecoveryFailed: it runs once per incident
   'progressing-recovering-requested': 'InProgress', // demanded: recovering

@@ -1,6 +1,6 @@
 // Planner table tests: one case per situation of the runbook, with a fixed clock.
 import test from 'ava';
-import type { ConnectorStatus } from '../../src/operator/api/types.ts';
+import type { Connector, ConnectorStatus } from '../../src/operator/api/types.ts';
 import { recoveryMintKey } from '../../src/operator/reconcile/recovery-requests.ts';
 import {
   CLAIM_UID,
@@ -367,6 +367,27 @@ test('a stall that holds keeps its lastTransitionTime from pass to pass, and so 
     later,
   ).status;
   t.deepEqual(again.conditions, seen.conditions);
+});
+
+test('control plane unreachable: the need for a person to act it last showed stays, until the person acts', (t) => {
+  const failure = { code: 'ENROLLMENT_TOKEN_INVALID', at: '2026-01-01T00:00:05.000Z' };
+  const seen = planView(
+    observed({ record: record({ state: 'needs_recovery', lastEnrollmentFailure: failure }) }),
+    NOW,
+  ).status;
+  const required = condition(seen, 'Stalled');
+  t.is(required?.reason, 'RecoveryRequired');
+  const later = new Date('2026-01-01T00:05:00Z');
+  const unreachable = (spec: Partial<Connector['spec']> = {}) =>
+    planView(observed({ connector: connector({ spec, status: seen }), record: 'unreachable' }), later).status;
+  const kept = unreachable();
+  t.deepEqual(condition(kept, 'Stalled'), required, 'as it stood, its transition time included');
+  t.is(condition(kept, 'Reconciling'), undefined);
+  t.is(kept.phase, 'NeedsRecovery');
+  t.is(condition(kept, 'Healthy')?.reason, 'ControlPlaneUnreachable');
+  // The person acted: a request that runs once the control plane answers, or policy Automatic.
+  t.is(condition(unreachable({ recovery: { requestId: 'incident-1' } }), 'Stalled'), undefined);
+  t.is(condition(unreachable({ recovery: { policy: 'Automatic' } }), 'Stalled'), undefined);
 });
 
 test('invalid spec: Stalled with the message, nothing applied', (t) => {

@@ -23,7 +23,7 @@ import { type Gates, held, heldBecause } from './gates.ts';
 import type { ControlPlaneConnector, Observed } from './observed.ts';
 import type { AgentPodFacts } from './pod-facts.ts';
 import { type RecoveryProgressInput, recoveryHeartbeat, recoveryProgress } from './recovery-progress.ts';
-import { failedAutomaticRecovery } from './recovery-requests.ts';
+import { failedAutomaticRecovery, newRequestAsked } from './recovery-requests.ts';
 import type { ExpansionDecision } from './storage-expansion.ts';
 import type { StoragePosture } from './storage-posture.ts';
 import { errorMessageText } from './untrusted-text.ts';
@@ -167,7 +167,27 @@ function stalledCondition(input: ConditionsInput): { reason: string; message: st
       message: input.nextStep ?? 'set spec.recovery.requestId to run a guided recovery',
     };
   }
-  return undefined;
+  return lastKnownNeedForAction(input);
+}
+
+/**
+ * While the control plane cannot be asked, the need for a person's action it last showed (its
+ * record said needs_recovery: RecoveryRequired, or the automatic recovery of the incident failed:
+ * RecoveryFailed) stays as it stood, as the phase does (report.ts): nothing newer is known, and a
+ * person who must act would otherwise see it vanish while the operator can see nothing (Reconciling
+ * RetryingAfterError reads as progress in kstatus, Argo CD and Flux). Not once the person acted: a
+ * recovery under way, a new spec.recovery.requestId, or (for RecoveryRequired) policy Automatic.
+ * Ready's message says the control plane is unreachable after the stall's (pass-status.ts).
+ */
+function lastKnownNeedForAction(input: ConditionsInput): { reason: string; message: string } | undefined {
+  const { observed, recovery, spec, previous } = input;
+  if (observed.controlPlane.reachable || recovery.inProgress) return undefined;
+  if (newRequestAsked(spec.recovery.requestId, recovery.status)) return undefined;
+  const stalled = previous.conditions?.find((c) => c.type === CONDITION_TYPES.Stalled && c.status === 'True');
+  const needsPerson =
+    stalled?.reason === StalledReasons.RecoveryFailed ||
+    (stalled?.reason === StalledReasons.RecoveryRequired && spec.recovery.policy === 'Manual');
+  return stalled && needsPerson ? { reason: stalled.reason, message: stalled.message } : undefined;
 }
 
 function enrolledCondition(input: ConditionsInput) {

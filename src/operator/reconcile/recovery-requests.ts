@@ -58,6 +58,14 @@ function handledRequestIds(previous: RecoveryStatus | undefined): string[] {
   return [...(previous?.handledRequestIds ?? []), ...(previous?.requestId ? [previous.requestId] : [])];
 }
 
+/** Whether the spec asks for a recovery this Connector has not handled yet (one that would start). */
+export function newRequestAsked(
+  requestId: string | undefined,
+  recovery: RecoveryStatus | undefined,
+): boolean {
+  return requestId !== undefined && !handledRequestIds(recovery).includes(requestId);
+}
+
 /** The newest of these ids that the spec asked for (not one the operator derived by itself). */
 function lastAskedId(ids: readonly string[]): string | undefined {
   return ids.findLast((id) => !AUTOMATIC_ID.test(id));
