@@ -1,5 +1,6 @@
 // Planner table tests: one case per situation of the runbook, with a fixed clock.
 import test from 'ava';
+import { CodedError } from '../../src/lib/errors.ts';
 import type { Connector, ConnectorStatus } from '../../src/operator/api/types.ts';
 import { recoveryMintKey } from '../../src/operator/reconcile/recovery-requests.ts';
 import {
@@ -388,6 +389,30 @@ test('control plane unreachable: the need for a person to act it last showed sta
   // The person acted: a request that runs once the control plane answers, or policy Automatic.
   t.is(condition(unreachable({ recovery: { requestId: 'incident-1' } }), 'Stalled'), undefined);
   t.is(condition(unreachable({ recovery: { policy: 'Automatic' } }), 'Stalled'), undefined);
+});
+
+test('the control plane not resolved (its ControlPlane not Ready): the agent keeps the URL and CA it was given, and is not rolled', (t) => {
+  const o = observed();
+  const before = planView(o, NOW);
+  const notReady = new CodedError(
+    'ControlPlaneConfigInvalid',
+    'spec.controlPlaneRef: ControlPlane prod/team is not Ready (Unauthorized)',
+  );
+  const unresolved = planView(
+    {
+      ...o,
+      controlPlaneUrl: undefined,
+      caPem: undefined,
+      controlPlane: { reachable: false, error: notReady },
+    },
+    NOW,
+  );
+  t.like(unresolved.configMap?.data, { 'control-plane-url': 'https://cp.example:8443', 'ca.crt': 'CA' });
+  t.deepEqual(
+    unresolved.statefulSet?.spec?.template?.metadata?.annotations,
+    before.statefulSet?.spec?.template?.metadata?.annotations,
+    'the same configuration hash: no rollout',
+  );
 });
 
 test('invalid spec: Stalled with the message, nothing applied', (t) => {

@@ -53,6 +53,20 @@ export function ownerReference(connector: Connector): V1OwnerReference {
   };
 }
 
+/** The ConfigMap key that gives the agent its control plane's URL: where it pairs, and is registered. */
+export const CONTROL_PLANE_URL_KEY = 'control-plane-url';
+
+/** The control plane a ConfigMap of this operator gives the agent (its URL and CA), as it stands. */
+export function configuredControlPlane(configMap: V1ConfigMap | undefined): {
+  url: string | undefined;
+  caPem: string | undefined;
+} {
+  return {
+    url: configMap?.data?.[CONTROL_PLANE_URL_KEY] || undefined,
+    caPem: configMap?.data?.[CA_KEY] || undefined,
+  };
+}
+
 /** Configuration only: no token, key or secret ever goes here (DESIGN invariant). */
 export function desiredConfigMap(
   connector: Connector,
@@ -65,7 +79,7 @@ export function desiredConfigMap(
     'endpoint-id': spec.connector.endpointId,
     'allowed-networks': spec.connector.allowedNetworks.join(','),
   };
-  if (controlPlane.url) data['control-plane-url'] = controlPlane.url;
+  if (controlPlane.url) data[CONTROL_PLANE_URL_KEY] = controlPlane.url;
   if (controlPlane.caPem) data[CA_KEY] = controlPlane.caPem;
   return {
     apiVersion: 'v1',
@@ -192,7 +206,7 @@ export function desiredStatefulSet(
           },
           {
             name: 'VAULTPAM_CONTROL_PLANE_URL',
-            valueFrom: { configMapKeyRef: { name: names.configMap, key: 'control-plane-url' } },
+            valueFrom: { configMapKeyRef: { name: names.configMap, key: CONTROL_PLANE_URL_KEY } },
           },
           { name: 'VAULTPAM_CA_FILE', value: `${CONFIG_MOUNT}/${CA_KEY}` },
           { name: 'VAULTPAM_TOKEN_FILE', value: `${TOKEN_MOUNT}/${TOKEN_KEY}` },

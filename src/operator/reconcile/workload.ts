@@ -3,7 +3,13 @@
 // grew (storage-expansion.ts). Held (paused, blocked), it writes nothing.
 import { ANNOTATIONS } from '../api/constants.ts';
 import type { Connector, DefaultedSpec } from '../api/types.ts';
-import { childNames, configHash, desiredConfigMap, desiredStatefulSet } from './desired-objects.ts';
+import {
+  childNames,
+  configHash,
+  configuredControlPlane,
+  desiredConfigMap,
+  desiredStatefulSet,
+} from './desired-objects.ts';
 import { type Gates, held } from './gates.ts';
 import type { ClaimFacts, Observed } from './observed.ts';
 import type { PlanStep } from './plan-types.ts';
@@ -38,10 +44,17 @@ export function workloadPhase(
     held: held(gates),
   });
   if (held(gates)) return { steps: [], dryRuns: [], expansion };
-  const configMap = desiredConfigMap(connector, spec, {
-    url: observed.controlPlaneUrl,
-    caPem: observed.caPem,
-  });
+  // No control plane resolved this pass (the one spec.controlPlaneRef names is not Ready, or gone):
+  // the agent keeps the URL and CA it was given. Dropped, they would roll a running agent into a pod
+  // that cannot start (its URL comes from this ConfigMap), and lose the one record of where the
+  // connector was last registered, which its deletion names (reconciler.ts).
+  const configMap = desiredConfigMap(
+    connector,
+    spec,
+    observed.controlPlaneUrl === undefined
+      ? configuredControlPlane(observed.configMap)
+      : { url: observed.controlPlaneUrl, caPem: observed.caPem },
+  );
   const steps: PlanStep[] = [{ action: { kind: 'applyConfigMap', object: configMap } }];
   const dryRuns: PlanStep[] = [];
   if (!spec.workloadRef) {
