@@ -3,6 +3,7 @@
 // write the status once at the end, only if it changed, with observedGeneration. Errors come in two
 // kinds: temporary ones are retried with backoff, permanent ones stall until something changes.
 import { isDeepStrictEqual } from 'node:util';
+import type { V1ConfigMap } from '@kubernetes/client-node';
 import { type BackoffPolicy, backoffDelay, jitteredPeriod } from '../lib/backoff.ts';
 import type { Clock } from '../lib/clock.ts';
 import { asCodedError, CodedError, errorMessage, isCodedError } from '../lib/errors.ts';
@@ -24,6 +25,7 @@ import {
   withReady,
 } from './conditions.ts';
 import type { ReleaseHandle } from './control-plane/connections.ts';
+import { controlPlaneUrlIdentity } from './control-plane/credential-url.ts';
 import type { ControlPlaneRegistry } from './control-plane/registry.ts';
 import {
   type ControlPlaneId,
@@ -32,12 +34,20 @@ import {
   referencedControlPlane,
 } from './control-plane/status.ts';
 import { type ActContext, act, recordEvents } from './reconcile/act.ts';
+import { childNames, configuredControlPlane } from './reconcile/desired-objects.ts';
 import { type ObserveContext, observe } from './reconcile/observe.ts';
 import type { Observed } from './reconcile/observed.ts';
+import { controlledBy } from './reconcile/ownership.ts';
 import { eventsOfSteps, statusOfPass } from './reconcile/pass-status.ts';
 import { plan } from './reconcile/plan.ts';
 import { giveBackDecision, type WorkloadOwed, workloadOwed } from './reconcile/recovery-giveback.ts';
-import { cleanedError, errorMessageText, errorText, untrustedCode } from './reconcile/untrusted-text.ts';
+import {
+  cleanedError,
+  errorMessageText,
+  errorText,
+  untrustedCode,
+  untrustedText,
+} from './reconcile/untrusted-text.ts';
 import { RECOVERY_OUTCOME_LABELS } from './runtime/metrics.ts';
 import { RESOURCE_TYPES } from './runtime/resources.ts';
 import type { ReconcileResult } from './runtime/work-queue.ts';
@@ -50,7 +60,7 @@ export interface ReconcilerContext extends ObserveContext, ActContext {
   getConnector(namespace: string, name: string): Connector | undefined;
   /** Narrow watches on adopted workloads and their pods (absent: they are seen at the periodic look only). */
   adoption?: Pick<AdoptionWatches, 'ensure' | 'release'>;
-  controlPlanes: Pick<ControlPlaneRegistry, 'resolve' | 'suspect' | 'forRelease'>;
+  controlPlanes: Pick<ControlPlaneRegistry, 'resolve' | 'suspect' | 'forRelease' | 'urlOf'>;
   /**
    * How long a finalizer retries releasing the control-plane record, counted from the Connector's
    * deletionTimestamp (so a restart does not reset it), before it removes itself anyway and says
@@ -143,6 +153,46 @@ export function releaseDeadline(connector: Connector, releaseTimeoutMs: number):
 const describeTarget = (target: ReleaseTarget) =>
   target.controlPlane ? describeControlPlane(target.controlPlane) : "the operator's default control plane";
 
+/** Where a Connector's record was last registered, and the URL of the control plane its release goes through. */
+export interface RecordPlace {
+  /** The control-plane URL its ConfigMap gives the agent. */
+  registeredAt?: string;
+  configMap?: string;
+  /** The URL the release target names (undefined: none this operator knows, or it is gone). */
+  targetUrl?: string;
+}
+
+/**
+ * The Connector's control-plane record, and where it is. The operator writes the ConfigMap's
+ * control-plane URL with the connection it registers through, and keeps it while no control plane
+ * is resolved (workload.ts): so it says where the record was last registered. That place is named
+ * apart from the control plane the release goes through when that one names another URL, or none:
+ * a Connector migrated from the removed spec.controlPlane to a ControlPlane that never became Ready
+ * was registered at the field's URL and never through that ControlPlane.
+ */
+export function describeRecord(target: ReleaseTarget, place: RecordPlace = {}): string {
+  const named = describeTarget(target);
+  const record = `the control-plane record of ${target.connectorId}`;
+  const at = place.registeredAt;
+  if (at === undefined) return `${record} in ${named}`;
+  const here = controlPlaneUrlIdentity(at);
+  if (place.targetUrl !== undefined && here === controlPlaneUrlIdentity(place.targetUrl))
+    return `${record} in ${named}`;
+  const through = place.targetUrl
+    ? `names ${untrustedText(place.targetUrl)}`
+    : 'names no URL this operator knows';
+  return `${record} at ${at} (where it was last registered, as the control-plane URL of its ConfigMap ${place.configMap ?? ''} says; ${named}, which the release goes through, ${through})`;
+}
+
+/** The URL a ConfigMap of the operator's gives the agent, when it is one an admin API could be at. */
+function registeredUrl(configMap: V1ConfigMap | undefined): string | undefined {
+  const url = configuredControlPlane(configMap).url;
+  if (url === undefined || controlPlaneUrlIdentity(url) === undefined) return undefined;
+  // Anyone who may edit the ConfigMap chose it last: no credential in it goes into status or an Event.
+  const parsed = new URL(url);
+  return parsed.username || parsed.password ? undefined : untrustedText(url, 512);
+}
+
 /**
  * The status of a Connector being deleted: phase Terminating; Reconciling and Ready say Finalizing;
  * Stalled goes (what it asked a person to fix no longer matters, kstatus reads Reconciling before
@@ -163,13 +213,15 @@ export function finalizingStatus(
      * it): the operator takes no step; `others` are the finalizers that hold it.
      */
     unheld?: { refused: boolean; others: string[] };
+    /** Where the record was last registered (describeRecord). */
+    place?: RecordPlace;
   } = {},
 ): ConnectorStatus {
   const previous = connector.status ?? {};
   const generation = connector.metadata.generation;
   const g = observedGenerationOf(generation);
   const target = release.target ?? releaseTarget(connector);
-  const where = `the control-plane record of ${target.connectorId} in ${describeTarget(target)}`;
+  const where = describeRecord(target, release.place);
   const bound =
     release.deadline !== undefined
       ? `; if that cannot be done by ${new Date(release.deadline).toISOString()}, the finalizer is removed anyway and the record left behind`
@@ -593,6 +645,7 @@ export class ConnectorReconciler {
     if (this.finalized.get(key) === (connector.metadata.uid ?? '')) return {};
     if (!(connector.metadata.finalizers ?? []).includes(FINALIZER)) return this.unheld(connector);
     const target = releaseTarget(connector);
+    const place = this.recordPlace(connector, target);
     const deadline = releaseDeadline(connector, this.ctx.releaseTimeoutMs ?? DEFAULT_RELEASE_TIMEOUT_MS);
     const now = this.ctx.clock.now();
     const settled = this.settled.get(key);
@@ -600,12 +653,12 @@ export class ConnectorReconciler {
     const lastError = this.releaseErrors.get(key);
     await this.markFinalizing(
       connector,
-      finalizingStatus(connector, now, { target, deadline, ...(lastError ? { lastError } : {}) }),
+      finalizingStatus(connector, now, { target, deadline, place, ...(lastError ? { lastError } : {}) }),
     );
     if (connector.metadata.annotations?.[ANNOTATIONS.skipRelease] === 'true')
       return this.abandon(
         connector,
-        target,
+        { target, place },
         log,
         'skipped',
         `the annotation ${ANNOTATIONS.skipRelease} asked to skip it`,
@@ -622,7 +675,7 @@ export class ConnectorReconciler {
       if (remaining <= 0)
         return this.abandon(
           connector,
-          target,
+          { target, place },
           log,
           'timeout',
           `the release timeout passed (last attempt: ${errorText(failure)})`,
@@ -645,11 +698,29 @@ export class ConnectorReconciler {
         this.ctx.controlPlanes.suspect(controlPlaneKey(target.controlPlane));
       await this.markFinalizing(
         connector,
-        finalizingStatus(connector, now, { target, deadline, lastError: errorText(failure) }),
+        finalizingStatus(connector, now, { target, deadline, place, lastError: errorText(failure) }),
       );
       return { requeueAfterMs: retryInMs };
     }
     return this.letGo(connector, log, outcome);
+  }
+
+  /** Where the Connector's record was last registered (its ConfigMap), and the release target's URL. */
+  private recordPlace(connector: Connector, target: ReleaseTarget): RecordPlace {
+    const namespace = connector.metadata.namespace ?? '';
+    const name = childNames(connector.metadata.name ?? '').configMap;
+    const configMap = this.ctx.reader.ownedConfigMap(namespace, name);
+    const registeredAt =
+      configMap && controlledBy(configMap, connector.metadata.uid ?? '')
+        ? registeredUrl(configMap)
+        : undefined;
+    const targetUrl = target.controlPlane
+      ? this.ctx.controlPlanes.urlOf(target.controlPlane)
+      : this.ctx.defaultConnection?.url;
+    return {
+      ...(registeredAt ? { registeredAt, configMap: name } : {}),
+      ...(targetUrl ? { targetUrl } : {}),
+    };
   }
 
   /**
@@ -668,7 +739,10 @@ export class ConnectorReconciler {
     const others = (connector.metadata.finalizers ?? []).filter((f) => f !== FINALIZER);
     await this.markFinalizing(
       connector,
-      finalizingStatus(connector, this.ctx.clock.now(), { unheld: { refused, others } }),
+      finalizingStatus(connector, this.ctx.clock.now(), {
+        unheld: { refused, others },
+        place: this.recordPlace(connector, releaseTarget(connector)),
+      }),
     );
     return {};
   }
@@ -831,7 +905,7 @@ export class ConnectorReconciler {
   /** Lets go of the Connector without releasing its record, and says what was left behind. */
   private async abandon(
     connector: Connector,
-    target: ReleaseTarget,
+    { target, place }: { target: ReleaseTarget; place: RecordPlace },
     log: Logger,
     reason: 'timeout' | 'skipped',
     why: string,
@@ -842,7 +916,8 @@ export class ConnectorReconciler {
     const workload = owed
       ? `; the adopted ${owed.kind} ${owed.name}, which the recovery under way held at ${owed.heldAt} replicas, is left so: give it back its ${owed.replicas} once the tokens are revoked`
       : '';
-    const message = `removed the finalizer without releasing: ${why}. The control-plane record of ${target.connectorId} in ${describeTarget(target)} is left as it was, live tokens included (deletionPolicy ${target.deletionPolicy} was asked): revoke its tokens and ${action} it by hand${workload}`;
+    const record = describeRecord(target, place);
+    const message = `removed the finalizer without releasing: ${why}. ${record[0]?.toUpperCase()}${record.slice(1)} is left as it was, live tokens included (deletionPolicy ${target.deletionPolicy} was asked): revoke its tokens and ${action} it by hand${workload}`;
     log.warn(
       {
         connectorId: target.connectorId,

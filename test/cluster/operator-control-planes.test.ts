@@ -18,9 +18,11 @@ import {
 } from '@kubernetes/client-node';
 import test, { type ExecutionContext } from 'ava';
 import { usableAdminCredential } from '../../src/controlplane/server.ts';
+import { FIELD_MANAGER, FINALIZER } from '../../src/operator/api/constants.ts';
 import type { ControlPlaneSpec } from '../../src/operator/api/control-planes.ts';
-import type { Connector } from '../../src/operator/api/types.ts';
+import { type Connector, defaultedSpec } from '../../src/operator/api/types.ts';
 import type { RunningOperator } from '../../src/operator/operator.ts';
+import { desiredConfigMap } from '../../src/operator/reconcile/desired-objects.ts';
 import { selfSignedCertificate } from '../helpers/certificates.ts';
 import { createTestNamespace, useCluster } from '../helpers/cluster.ts';
 import { eventually, isGone } from '../helpers/eventually.ts';
@@ -815,19 +817,71 @@ test.serial(
   },
 );
 
+/**
+ * A namespace with the credential Secret (team-admin) and CA ConfigMap (team-ca) of the reference
+ * control plane, and the inline spec.controlPlane of an older release that names them.
+ */
+async function legacyNamespace(prefix: string) {
+  const namespace = await createTestNamespace(cluster().kc, prefix);
+  await createSecret(
+    namespace,
+    'team-admin',
+    { credential: usableAdminCredential(env.controlPlane) },
+    env.controlPlane.url,
+  );
+  await createConfigMap(namespace, 'team-ca', { 'ca.crt': env.controlPlane.caPem });
+  const inline = {
+    url: env.controlPlane.url,
+    caConfigMapRef: { name: 'team-ca' },
+    credentialSecretRef: { name: 'team-admin' },
+  };
+  return { namespace, inline };
+}
+
+/**
+ * A Connector stored under the old schema with `inline` (while admitLegacyControlPlane admits it),
+ * with a status that says it reached its control plane, written through the status subresource.
+ */
+async function storeLegacy(
+  namespace: string,
+  name: string,
+  inline: Record<string, unknown>,
+  finalizers?: string[],
+) {
+  const { kc } = cluster();
+  const stored = await eventually(
+    () =>
+      connectors(kc).create(namespace, {
+        metadata: { name, namespace, ...(finalizers ? { finalizers } : {}) },
+        spec: { ...connectorSpec, controlPlane: inline },
+      }),
+    { description: 'stored under the old schema' },
+  );
+  await kc.makeApiClient(CustomObjectsApi).patchNamespacedCustomObjectStatus(
+    {
+      group: 'vaultpam.io',
+      version: 'v1alpha1',
+      plural: 'connectors',
+      namespace,
+      name,
+      body: {
+        status: {
+          connectorId: `${namespace}.${name}`,
+          controlPlaneState: 'pending',
+          enrollment: { lastMintKey: `${name}-1`, mintCount: 1, retired: false },
+        },
+      },
+    },
+    setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+  );
+  return stored;
+}
+
 test.serial(
   'a Connector that paired through spec.controlPlane moves to a ControlPlane in one patch, keeps its record there and releases it on deletion',
   async (t) => {
     const { kc } = cluster();
-    const objects = kc.makeApiClient(CustomObjectsApi);
-    const namespace = await createTestNamespace(kc, 'legacy-paired');
-    await createSecret(
-      namespace,
-      'team-admin',
-      { credential: usableAdminCredential(env.controlPlane) },
-      env.controlPlane.url,
-    );
-    await createConfigMap(namespace, 'team-ca', { 'ca.crt': env.controlPlane.caPem });
+    const { namespace, inline } = await legacyNamespace('legacy-paired');
     // The older release: its operator (stopped here) paired the Connector through the inline spec.
     await operator.stop();
     let restarted = false;
@@ -840,41 +894,7 @@ test.serial(
         () => 'accepted',
         (e: { code?: number; body?: unknown }) => `${e.code}: ${String(e.body)}`,
       );
-    const inline = {
-      url: env.controlPlane.url,
-      caConfigMapRef: { name: 'team-ca' },
-      credentialSecretRef: { name: 'team-admin' },
-    };
-    const storeLegacy = async (name: string) => {
-      const stored = await eventually(
-        () =>
-          connectors(kc).create(namespace, {
-            metadata: { name, namespace },
-            spec: { ...connectorSpec, controlPlane: inline },
-          }),
-        { description: 'stored under the old schema' },
-      );
-      // A status that says the connector reached its control plane, through the status subresource.
-      await objects.patchNamespacedCustomObjectStatus(
-        {
-          group: 'vaultpam.io',
-          version: 'v1alpha1',
-          plural: 'connectors',
-          namespace,
-          name,
-          body: {
-            status: {
-              connectorId: `${namespace}.${name}`,
-              controlPlaneState: 'pending',
-              enrollment: { lastMintKey: `${name}-1`, mintCount: 1, retired: false },
-            },
-          },
-        },
-        setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
-      );
-      return stored.metadata.uid ?? '';
-    };
-    const uid = await storeLegacy('paired');
+    const uid = (await storeLegacy(namespace, 'paired', inline)).metadata.uid ?? '';
     const id = `${namespace}.paired`;
     // What that operator left on the control plane: the record, owned by this Connector, with a live token.
     await env.admin.ensureConnector(
@@ -883,7 +903,7 @@ test.serial(
       { ownerUid: uid, ownerNamespace: namespace },
     );
     await env.admin.mintToken(id, { idempotencyKey: 'paired-1', ownerUid: uid });
-    await storeLegacy('split');
+    await storeLegacy(namespace, 'split', inline);
     await restore(namespace, { ...connectorSpec, controlPlane: inline });
 
     // The exception is the update that removes the inline spec: removed alone (allowed, it leaves the
@@ -973,6 +993,91 @@ test.serial(
       (e: { code?: string }) => e.code,
     );
     t.is(record, 'CONNECTOR_NOT_FOUND', 'released on the control plane it paired with');
+  },
+);
+
+test.serial(
+  'a Connector migrated from spec.controlPlane to a ControlPlane that never became Ready: its deletion names the control plane its record is on',
+  async (t) => {
+    // The reproduction of an outsider review: the ReleaseAbandoned note said the record was left
+    // "in ControlPlane <ns>/elsewhere", a control plane this Connector never reached; the record is
+    // where the removed spec.controlPlane registered it.
+    const { kc } = cluster();
+    const { namespace, inline } = await legacyNamespace('legacy-never-ready');
+    // The older release: its operator (stopped here) paired the Connector through the inline spec.
+    await operator.stop();
+    t.teardown(async () => {
+      await operator.stop();
+      operator = await env.startOperator();
+    });
+    const restore = await admitLegacyControlPlane(t);
+    const stored = await storeLegacy(namespace, 'moved', inline, [FINALIZER]);
+    const uid = stored.metadata.uid ?? '';
+    const id = `${namespace}.moved`;
+    await env.admin.ensureConnector(
+      id,
+      { ...connectorSpec.connector, allowedNetworks: [] },
+      { ownerUid: uid, ownerNamespace: namespace },
+    );
+    await env.admin.mintToken(id, { idempotencyKey: 'moved-1', ownerUid: uid });
+    // The ConfigMap that operator applied: the agent's configuration, the inline URL and CA with it.
+    const configMap = desiredConfigMap(stored, defaultedSpec({ ...stored, spec: connectorSpec }), {
+      url: env.controlPlane.url,
+      caPem: env.controlPlane.caPem,
+    });
+    await kc
+      .makeApiClient(CoreV1Api)
+      .patchNamespacedConfigMap(
+        { namespace, name: 'moved-config', body: configMap, fieldManager: FIELD_MANAGER, force: true },
+        setHeaderOptions('Content-Type', PatchStrategy.ServerSideApply),
+      );
+    await restore(namespace, { ...connectorSpec, controlPlane: inline });
+
+    // Migrated in the documented patch, to a ControlPlane with another URL that never becomes Ready
+    // (its credential Secret does not exist).
+    await controlPlaneResources(kc).create(namespace, 'elsewhere', {
+      url: 'https://elsewhere.invalid',
+      credentialSecretRef: { name: 'never-created' },
+    });
+    await connectors(kc).patchSpec(namespace, 'moved', {
+      spec: { controlPlane: null, controlPlaneRef: { name: 'elsewhere' } },
+    });
+    operator = await env.startOperator({ releaseTimeoutMs: 3_000 });
+    await eventually(
+      () =>
+        connectors(kc)
+          .get(namespace, 'moved')
+          .then((c) => condition(c, 'Stalled')?.reason === 'ControlPlaneConfigInvalid'),
+      { description: 'waiting for its ControlPlane' },
+    );
+
+    await connectors(kc).delete(namespace, 'moved');
+    await eventually(() => isGone(() => connectors(kc).get(namespace, 'moved')), {
+      description: 'gone after the release timeout',
+    });
+    const note = await eventually(
+      () =>
+        kc
+          .makeApiClient(EventsV1Api)
+          .listNamespacedEvent({ namespace })
+          .then(
+            (list) =>
+              list.items.find((e) => e.regarding?.name === 'moved' && e.reason === 'ReleaseAbandoned')?.note,
+          ),
+      { description: 'the ReleaseAbandoned Event' },
+    );
+    t.true(
+      note.includes(`the control-plane record of ${id} at ${env.controlPlane.url}`) ||
+        note.includes(`The control-plane record of ${id} at ${env.controlPlane.url}`),
+      note,
+    );
+    t.false(note.includes(`${id} in ControlPlane ${namespace}/elsewhere`), note);
+    t.is(
+      (await env.admin.getConnector(id)).ownerUid,
+      uid,
+      'the record is left where it is, as the note says',
+    );
+    t.true(note.includes(`names https://elsewhere.invalid`), note);
   },
 );
 

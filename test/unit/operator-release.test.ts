@@ -7,7 +7,12 @@ import { silentLogger } from '../../src/lib/logger.ts';
 import type { Connector } from '../../src/operator/api/types.ts';
 import { reachedControlPlane } from '../../src/operator/api/types.ts';
 import { ControlPlaneConnections } from '../../src/operator/control-plane/connections.ts';
-import { finalizingStatus, releaseDeadline, releaseTarget } from '../../src/operator/reconciler.ts';
+import {
+  describeRecord,
+  finalizingStatus,
+  releaseDeadline,
+  releaseTarget,
+} from '../../src/operator/reconciler.ts';
 
 const CA = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n';
 const KEY = 'ControlPlane/doomed/own';
@@ -140,4 +145,28 @@ test('reached a control plane: a state it reported, or a token minted there befo
   t.false(reachedControlPlane({ phase: 'Pending', connectorId: 'prod.edge' }));
   t.true(reachedControlPlane({ controlPlaneState: 'pending' }));
   t.true(reachedControlPlane({ enrollment: { lastMintKey: 'enroll-uid-1', mintCount: 1 } }));
+});
+
+test('the record is named where it was last registered: apart from the release target only when that names another URL or none', (t) => {
+  const target = {
+    connectorId: 'prod.edge',
+    deletionPolicy: 'Release' as const,
+    handoverNamespace: 'prod',
+    controlPlane: { kind: 'ControlPlane' as const, namespace: 'prod', name: 'team' },
+  };
+  const at = { registeredAt: 'https://cp.example:443', configMap: 'edge-config' };
+  // The same control plane, spelled another way: named as the target.
+  t.is(
+    describeRecord(target, { ...at, targetUrl: 'https://CP.example/' }),
+    'the control-plane record of prod.edge in ControlPlane prod/team',
+  );
+  t.is(describeRecord(target), 'the control-plane record of prod.edge in ControlPlane prod/team');
+  t.is(
+    describeRecord(target, { ...at, targetUrl: 'https://other.example' }),
+    'the control-plane record of prod.edge at https://cp.example:443 (where it was last registered, as the control-plane URL of its ConfigMap edge-config says; ControlPlane prod/team, which the release goes through, names https://other.example)',
+  );
+  t.regex(
+    describeRecord(target, at),
+    /ControlPlane prod\/team, which the release goes through, names no URL/,
+  );
 });

@@ -189,6 +189,11 @@ export class ControlPlaneRegistry {
     return { connection };
   }
 
+  /** The URL the resource `id` names (its spec.url), Ready or not; undefined once it is gone. */
+  urlOf(id: ControlPlaneId): string | undefined {
+    return this.options.get(id)?.spec.url;
+  }
+
   /**
    * A client to release a deleted Connector's record with, for the control plane `id`: that of the
    * Ready resource, or else the one its connection last used, even after the resource or its Secret
