@@ -109,6 +109,24 @@ test('a file path keeps its name unless one of its segments is itself a random-l
   }
 });
 
+test('a standard base64 credential is redacted where it continues a path or starts with /', (t) => {
+  // Its '/' cuts it into segments shorter than 32 (AWS's documented example secret access key), so
+  // judging a path a segment at a time let it through whole.
+  const BASE64 = 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY';
+  for (const input of [
+    `upload to s3://bucket/${BASE64} failed`,
+    `GET /v1/admin/${BASE64}`,
+    `key /${BASE64.split('/').reverse().join('/')}`,
+  ]) {
+    const output = untrustedText(input, 10_000);
+    for (const piece of BASE64.split('/')) t.false(output.includes(piece), `${input} -> ${output}`);
+    t.regex(output, /REDACTED/, input);
+  }
+  // Paths whose separator-free stretches are short keep their names, as above.
+  const path = '/var/lib/vaultpam-Xk82Qz/pvc-7Fe2aB1c/connector-data/identity/key';
+  t.is(untrustedText(`cannot read ${path}.pem`), `cannot read ${path}.pem`);
+});
+
 test('length is bounded after redaction, at a code point, with the cut marked', (t) => {
   const long = 'x'.repeat(100_000);
   const output = untrustedText(long);

@@ -76,14 +76,29 @@ const shapesByWords = new Map<string, ReadonlyArray<readonly [RegExp, string]>>(
 // credentials are) is redacted even without a label. Hex (serials, fingerprints) and UUIDs, which
 // the operator shows on purpose, have no upper case and pass.
 // An absolute path (a run that starts with '/', as a data directory under a temporary directory
-// does: /tmp/vaultpam-perm-tOfgJU9/identity/key) is judged a segment at a time, so that a file a
-// message names keeps its name unless one of its segments is itself such a run.
+// does: /tmp/vaultpam-perm-tOfgJU9/identity/key) is judged in pieces, so that a file a message names
+// keeps its name: each segment, and each stretch of segments without a word separator ('-', '_'),
+// joined by their '/'. Segment by segment alone let standard base64 through, whose alphabet has '/'
+// and no '-' or '_': in s3://bucket/wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY, or a key that starts
+// with '/', every segment is shorter than 32; the stretch is the whole key.
 const OPAQUE_RUN = /[A-Za-z0-9+/_=-]{32}[A-Za-z0-9+/_=-]*/g;
 const OPAQUE_LENGTH = 32;
 const looksRandom = (run: string) => /[A-Z]/.test(run) && /[a-z]/.test(run) && /[0-9]/.test(run);
+const hasWordSeparator = (segment: string) => segment.includes('-') || segment.includes('_');
+
+/** An absolute path's pieces that could hold a credential: its segments, and its separator-free stretches. */
+function pathPieces(run: string): string[] {
+  const segments = run.split('/');
+  const stretches = segments
+    .map((segment) => (hasWordSeparator(segment) ? '\n' : segment))
+    .join('/')
+    .split('\n');
+  return [...segments, ...stretches.map((stretch) => stretch.replace(/^\/+|\/+$/g, ''))];
+}
+
 const looksOpaque = (run: string) =>
   run.startsWith('/')
-    ? run.split('/').some((segment) => segment.length >= OPAQUE_LENGTH && looksRandom(segment))
+    ? pathPieces(run).some((piece) => piece.length >= OPAQUE_LENGTH && looksRandom(piece))
     : looksRandom(run);
 
 /**
