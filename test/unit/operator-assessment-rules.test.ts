@@ -360,12 +360,40 @@ test('a foreign identity on the claim: never IdentityLoss (no automatic recovery
 
 test('identity files the connector user cannot read: never IdentityLoss (no automatic recovery), from this agent (exit 12) or an older one (exit 13)', (t) => {
   for (const code of ['IDENTITY_KEY_UNREADABLE', 'IDENTITY_FILE_UNREADABLE', 'IDENTITY_PERMISSIONS']) {
-    for (const said of [{ exitCode: 12 }, { exitCode: 13, failureClass: 'IdentityLoss' as const }]) {
+    const older = {
+      exitCode: 13,
+      failureClass: 'IdentityLoss' as const,
+      reason:
+        'permission denied reading /data/identity/cert.pem (certificate): the connector user must be able to read it (its owner, mode 0644)',
+    };
+    for (const said of [{ exitCode: 12 }, older]) {
       const d = diagnose(input({ recoveryPolicy: 'Automatic', agent: stopped({ ...said, code }) }));
       t.is(d?.failureClass, 'Reconnect', `${code} exit ${said.exitCode}`);
       t.regex(d?.nextStep ?? '', /runAsUser.*fsGroup/);
       t.notRegex(d?.nextStep ?? '', /starts automatically/);
       t.regex(d?.nextStep ?? '', /spec\.recovery\.requestId/, 'a recovery by hand stays possible');
     }
+  }
+});
+
+test("an older agent's IDENTITY_FILE_UNREADABLE that is no permission problem (EIO, EISDIR) is still identity unusable", (t) => {
+  // Before IDENTITY_FILE_READ_FAILED, an agent said IDENTITY_FILE_UNREADABLE (exit 13) for any read
+  // error but ENOENT; only its "permission denied reading" ones are a permissions mistake. A disk
+  // that fails reads may have lost the identity: the status must not call it intact, and policy
+  // Automatic recovers it as before.
+  for (const reason of [
+    'cannot read /data/identity/cert.pem (certificate): EIO',
+    'cannot read /data/identity/ca.pem (CA bundle): EISDIR',
+  ]) {
+    const agent = stopped({
+      exitCode: 13,
+      failureClass: 'IdentityLoss',
+      code: 'IDENTITY_FILE_UNREADABLE',
+      reason,
+    });
+    const d = diagnose(input({ recoveryPolicy: 'Automatic', agent }));
+    t.is(d?.failureClass, 'IdentityLoss', reason);
+    t.notRegex(d?.reason ?? '', /permission denied|intact/, reason);
+    t.regex(d?.nextStep ?? '', /starts automatically/, reason);
   }
 });

@@ -2,6 +2,7 @@
 // failure class with its evidence and next step. Each diagnosis rule is a small check; the first
 // that matches wins (cert-manager's trigger policies are the model), and the table tests walk
 // through the runbook's situations one by one.
+import { EXIT_CODES } from '../../contract/agent-process.ts';
 import { REATTACH_STEPS } from '../api/constants.ts';
 import type { ConnectorPhase, Diagnosis, FailureClass, RecoveryPolicy } from '../api/types.ts';
 import { DurableStorageReasons, statusTime } from '../conditions.ts';
@@ -294,6 +295,19 @@ const INACCESSIBLE_IDENTITY_CODES: ReadonlySet<string> = new Set([
 ]);
 
 /**
+ * Whether the agent's termination is one of those codes meaning a permissions mistake. An agent of
+ * a release before IDENTITY_FILE_READ_FAILED said IDENTITY_FILE_UNREADABLE (exit 13) for any read
+ * error but a missing file, an I/O error of a failing disk too: from such an agent (not exit 12,
+ * Configuration, which pod-facts.ts keeps as the exit code only) it counts only with its
+ * "permission denied reading" reason.
+ */
+function filesInaccessible(t: AgentTermination | undefined): boolean {
+  if (t?.code === undefined || !INACCESSIBLE_IDENTITY_CODES.has(t.code)) return false;
+  if (t.code !== 'IDENTITY_FILE_UNREADABLE' || t.exitCode === EXIT_CODES.configuration) return true;
+  return t.reason?.startsWith('permission denied') === true;
+}
+
+/**
  * The agent cannot read its identity files (or set their modes): a permissions mistake, not identity
  * loss. Matched by the agent's code whatever its class, so an agent of a release that still said
  * IdentityLoss (exit 13) for it is read the same way: an automatic recovery would revoke the intact
@@ -302,7 +316,7 @@ const INACCESSIBLE_IDENTITY_CODES: ReadonlySet<string> = new Set([
  */
 const identityFilesInaccessible: Rule = (input) => {
   const t = input.agent?.termination;
-  if (t?.code === undefined || !INACCESSIBLE_IDENTITY_CODES.has(t.code)) return undefined;
+  if (!t || !filesInaccessible(t)) return undefined;
   if (input.record && endedBeforePairing(t, input.record)) return undefined;
   return {
     failureClass: retired(input) ? 'Reconnect' : 'FirstBootBootstrap',
