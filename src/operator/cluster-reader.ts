@@ -9,7 +9,9 @@ import type {
   V1Deployment,
   V1PersistentVolumeClaim,
   V1Pod,
+  V1PriorityClass,
   V1Secret,
+  V1ServiceAccount,
   V1StatefulSet,
   V1StorageClass,
 } from '@kubernetes/client-node';
@@ -104,5 +106,12 @@ export class InformerClusterReader implements ClusterReader {
   /** Read only when a claim should grow (storage-expansion.ts), so no informer: a handful of reads. */
   readStorageClass(name: string) {
     return orUndefined(this.kube.get<V1StorageClass>(RESOURCE_TYPES.storageClass, { name }));
+  }
+  /** Read only while a Connector that names one has no pod (pod-references.ts): no informer either. */
+  readPriorityClass(name: string) {
+    return orUndefined(this.kube.get<V1PriorityClass>(RESOURCE_TYPES.priorityClass, { name }));
+  }
+  readServiceAccount(namespace: string, name: string) {
+    return orUndefined(this.kube.get<V1ServiceAccount>(RESOURCE_TYPES.serviceAccount, { namespace, name }));
   }
 }

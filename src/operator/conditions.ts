@@ -135,6 +135,12 @@ export const StalledReasons = {
   ConnectorIdConflict: 'ConnectorIdConflict',
   /** spec.existingClaim names a claim that does not exist. */
   ClaimNotFound: 'ClaimNotFound',
+  /** spec.priorityClassName names a PriorityClass that does not exist (checked while no pod runs). */
+  PriorityClassNotFound: 'PriorityClassNotFound',
+  /** spec.serviceAccountName names a ServiceAccount of the namespace that does not exist (while no pod runs). */
+  ServiceAccountNotFound: 'ServiceAccountNotFound',
+  /** Kubernetes forbids the operator to read the PriorityClass or ServiceAccount the pod names, so it cannot check it. */
+  PodReferenceForbidden: 'PodReferenceForbidden',
   /** spec.storage.size grew, but the claim's StorageClass does not allow volume expansion. */
   StorageExpansionUnsupported: 'StorageExpansionUnsupported',
   /** Kubernetes refused the operator's finalizer (an admission policy): nothing is done until it is accepted. */

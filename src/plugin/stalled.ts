@@ -15,6 +15,9 @@ export const BLOCKING_STALLS: ReadonlySet<string> = new Set([
   'OwnershipConflict',
   'ConnectorIdConflict',
   'ClaimNotFound',
+  'PriorityClassNotFound',
+  'ServiceAccountNotFound',
+  'PodReferenceForbidden',
 ]);
 
 export interface StallCheck {

@@ -207,15 +207,23 @@ function connectorNamespaceAccess(namespace: string | undefined): Access[] {
     // Secrets by name only: the token Secret and the credential Secrets control planes name.
     ...verbs(['get', 'create', 'patch', 'delete'], { resource: 'secrets', ...at }),
     ...verbs(['get', 'list', 'watch', 'create', 'patch'], { resource: 'configmaps', ...at }),
+    // By name, while a Connector that names one has no pod: Kubernetes refuses a pod whose
+    // ServiceAccount does not exist.
+    { verb: 'get', resource: 'serviceaccounts', ...at },
     ...verbs(['create', 'patch'], { group: 'events.k8s.io', resource: 'events', ...at }),
   ];
 }
 
 /**
  * Cluster-scoped, in every install (the namespaced one too): the StorageClass of a claim that should
- * grow is read by name, to check allowVolumeExpansion first.
+ * grow is read by name, to check allowVolumeExpansion first; the PriorityClass a Connector's pod
+ * names, before a token is minted for it.
  */
-const storageClassAccess: Access[] = [{ verb: 'get', group: 'storage.k8s.io', resource: 'storageclasses' }];
+const classAccess: Access[] = [
+  { verb: 'get', group: 'storage.k8s.io', resource: 'storageclasses' },
+  // The PriorityClass spec.priorityClassName names, read by name while the Connector has no pod.
+  { verb: 'get', group: 'scheduling.k8s.io', resource: 'priorityclasses' },
+];
 
 /**
  * Cluster-scoped, in every install (the namespaced one too): who may read /metrics is asked of the API
@@ -313,6 +321,15 @@ const neverAccess: Access[] = [
   ...verbs(['list', 'watch', 'create', 'patch', 'update', 'delete'], {
     group: 'storage.k8s.io',
     resource: 'storageclasses',
+  }),
+  // PriorityClasses and ServiceAccounts are read by name only: never listed, watched or changed.
+  ...verbs(['list', 'watch', 'create', 'patch', 'update', 'delete'], {
+    group: 'scheduling.k8s.io',
+    resource: 'priorityclasses',
+  }),
+  ...verbs(['list', 'watch', 'create', 'patch', 'update', 'delete'], {
+    resource: 'serviceaccounts',
+    namespace: TEAM_NAMESPACE,
   }),
   // Connectors belong to their authors: the operator neither creates, replaces nor deletes them.
   ...verbs(['create', 'update', 'delete'], {
@@ -571,7 +588,7 @@ test.serial(
       ...connectorNamespaceAccess(undefined),
       ...connectorNamespaceAccess(TEAM_NAMESPACE),
       ...operatorNamespaceAccess,
-      ...storageClassAccess,
+      ...classAccess,
       ...metricsAuthAccess,
       ...clusterControlPlaneAccess,
     ];
@@ -673,7 +690,7 @@ test.serial(
 );
 
 test.serial(
-  'the namespaced overlay: Roles in the watched namespace; cluster-wide only the StorageClass read',
+  'the namespaced overlay: Roles in the watched namespace; cluster-wide only the StorageClass and PriorityClass reads',
   async (t) => {
     const { kc } = cluster();
     await ensureNamespace(kc, WATCHED_NAMESPACE);
@@ -705,9 +722,9 @@ test.serial(
     await expectAccess(t, operator, [
       ...connectorNamespaceAccess(WATCHED_NAMESPACE).map((access): [Access, boolean] => [access, true]),
       ...operatorNamespaceAccess.map((access): [Access, boolean] => [access, true]),
-      // The cluster-wide grants: reading a StorageClass by name, and the reviews that decide who may
+      // The cluster-wide grants: reading a StorageClass or PriorityClass by name, and the reviews that decide who may
       // read /metrics (all cluster-scoped, so no Role can grant them).
-      ...storageClassAccess.map((access): [Access, boolean] => [access, true]),
+      ...classAccess.map((access): [Access, boolean] => [access, true]),
       ...metricsAuthAccess.map((access): [Access, boolean] => [access, true]),
       // No ClusterControlPlanes: the namespaced operator uses its namespace's ControlPlanes only.
       ...clusterControlPlaneAccess.map((access): [Access, boolean] => [access, false]),

@@ -10,7 +10,7 @@ import { CodedError } from '../../src/lib/errors.ts';
 import { FINALIZER } from '../../src/operator/api/constants.ts';
 import { type Connector, type ConnectorStatus, defaultedSpec } from '../../src/operator/api/types.ts';
 import { resolveConnection } from '../../src/operator/reconcile/observe.ts';
-import type { Observed } from '../../src/operator/reconcile/observed.ts';
+import type { Observed, PodReferenceProblem } from '../../src/operator/reconcile/observed.ts';
 import { statusOfPass } from '../../src/operator/reconcile/pass-status.ts';
 import { plan } from '../../src/operator/reconcile/plan.ts';
 import type { PlannedAction } from '../../src/operator/reconcile/plan-types.ts';
@@ -98,6 +98,24 @@ function refusedByControlPlane(o: Observed, error: CodedError): Connector {
 
 const input = (spec: Spec = {}, status?: ConnectorStatus) =>
   connector({ spec, ...(status ? { status } : {}) });
+
+/** A new Connector, no pod yet, whose pod would name a PriorityClass or ServiceAccount that is wrong. */
+function podReferenceSituation(
+  field: PodReferenceProblem['field'],
+  kind: PodReferenceProblem['kind'],
+  name: string,
+  state: PodReferenceProblem['state'],
+  refusal?: string,
+): Connector {
+  const o = observed({
+    connector: input({ [field.slice('spec.'.length)]: name }),
+    record: undefined,
+    pods: [],
+    claims: [],
+    noWorkload: true,
+  });
+  return planned({ ...o, podReferences: [{ field, kind, name, state, ...(refusal ? { refusal } : {}) }] });
+}
 
 /** The status of a connector that is Online: the starting point of later passes. */
 function onlineStatus(spec: Spec = {}): ConnectorStatus {
@@ -610,6 +628,33 @@ function situationsWith(configInvalid: CodedError): Situation[] {
           claims: [],
           noWorkload: true,
         }),
+      ),
+    },
+    {
+      file: 'degraded-stalled-priority-class-not-found',
+      title: 'PriorityClassNotFound: spec.priorityClassName names a PriorityClass that does not exist',
+      connector: podReferenceSituation('spec.priorityClassName', 'PriorityClass', 'high-priority', 'missing'),
+    },
+    {
+      file: 'degraded-stalled-service-account-not-found',
+      title: 'ServiceAccountNotFound: spec.serviceAccountName names a ServiceAccount that does not exist',
+      connector: podReferenceSituation(
+        'spec.serviceAccountName',
+        'ServiceAccount',
+        'connector-runner',
+        'missing',
+      ),
+    },
+    {
+      file: 'degraded-stalled-pod-reference-forbidden',
+      title:
+        'PodReferenceForbidden: the operator may not read the PriorityClass spec.priorityClassName names',
+      connector: podReferenceSituation(
+        'spec.priorityClassName',
+        'PriorityClass',
+        'high-priority',
+        'forbidden',
+        'priorityclasses.scheduling.k8s.io "high-priority" is forbidden: User "system:serviceaccount:vaultpam-system:vaultpam-connector-operator" cannot get resource "priorityclasses" in API group "scheduling.k8s.io" at the cluster scope',
       ),
     },
     {

@@ -70,6 +70,9 @@ const EXPECTED: Record<string, string> = {
   // Stalled alone: the temporary error adds no Reconciling, which kstatus reads first (InProgress).
   'degraded-stalled-ownership-conflict-unreachable': 'Failed',
   'degraded-stalled-claim-not-found': 'Failed', // demanded: Stalled
+  'degraded-stalled-priority-class-not-found': 'Failed', // demanded: Stalled
+  'degraded-stalled-service-account-not-found': 'Failed', // demanded: Stalled
+  'degraded-stalled-pod-reference-forbidden': 'Failed', // demanded: Stalled
   'degraded-stalled-finalizer-refused': 'Failed', // demanded: Stalled
 };
 

@@ -128,6 +128,42 @@ const GATE_ROWS: GateRow[] = [
     blocker: undefined,
   },
   {
+    title: 'a PriorityClass the pod names that does not exist',
+    observed: {
+      ...observed({ connector: connector({ spec: { priorityClassName: 'nope' } }) }),
+      podReferences: [
+        { field: 'spec.priorityClassName', kind: 'PriorityClass', name: 'nope', state: 'missing' },
+      ],
+    },
+    blocker: 'PriorityClassNotFound',
+  },
+  {
+    title: 'a ServiceAccount the pod names that does not exist',
+    observed: {
+      ...observed({ connector: connector({ spec: { serviceAccountName: 'runner' } }) }),
+      podReferences: [
+        { field: 'spec.serviceAccountName', kind: 'ServiceAccount', name: 'runner', state: 'missing' },
+      ],
+    },
+    blocker: 'ServiceAccountNotFound',
+  },
+  {
+    title: 'a PriorityClass the operator may not read is not said to be missing',
+    observed: {
+      ...observed({ connector: connector({ spec: { priorityClassName: 'high' } }) }),
+      podReferences: [
+        {
+          field: 'spec.priorityClassName',
+          kind: 'PriorityClass',
+          name: 'high',
+          state: 'forbidden',
+          refusal: 'priorityclasses.scheduling.k8s.io "high" is forbidden',
+        },
+      ],
+    },
+    blocker: 'PodReferenceForbidden',
+  },
+  {
     title: 'first match wins: a foreign object before a record of another Connector',
     observed: {
       ...observed({ record: record({ ownerUid: 'another-uid' }) }),

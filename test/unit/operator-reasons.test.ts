@@ -42,6 +42,17 @@ function grownClaim(allowVolumeExpansion: boolean): ConnectorStatus {
   return planView({ ...o, storageClass: { name: 'fast', allowVolumeExpansion } }, NOW).status;
 }
 
+/** A Connector without a pod whose pod would name a PriorityClass or ServiceAccount that is wrong. */
+function podReferenceMissing(kind: 'PriorityClass' | 'ServiceAccount', state: 'missing' | 'forbidden') {
+  const field = kind === 'PriorityClass' ? 'spec.priorityClassName' : 'spec.serviceAccountName';
+  const o = observed({
+    connector: connectorOf(undefined, { [field.slice(5)]: 'named' }),
+    record: undefined,
+    pods: [],
+  });
+  return planView({ ...o, podReferences: [{ field, kind, name: 'named', state }] }, NOW).status;
+}
+
 /** One scenario per documented reason: the status in which the operator writes it. */
 const SCENARIOS: Record<string, () => ConnectorStatus> = {
   'Enrolled/Enrolled': () => planned({ record: pendingRecord({ state: 'enrolling', enrolledAt: 'x' }) }),
@@ -134,6 +145,9 @@ const SCENARIOS: Record<string, () => ConnectorStatus> = {
       claims: [],
       connector: connectorOf(undefined, { storage: { existingClaim: 'original-data' } }),
     }),
+  'Stalled/PriorityClassNotFound': () => podReferenceMissing('PriorityClass', 'missing'),
+  'Stalled/ServiceAccountNotFound': () => podReferenceMissing('ServiceAccount', 'missing'),
+  'Stalled/PodReferenceForbidden': () => podReferenceMissing('PriorityClass', 'forbidden'),
   'Ready/Ready': () => planned({}),
   // Before the first pass has observed Healthy, Enrolled and DurableStorage.
   'Ready/NotObserved': () => ({ conditions: withReady([], 1, NOW) }),

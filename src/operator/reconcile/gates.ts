@@ -8,6 +8,7 @@ import { StalledReasons } from '../conditions.ts';
 import { adoptionNotConsentedMessage } from './adoption-consent.ts';
 import type { Observed } from './observed.ts';
 import { ownershipConflictMessage } from './ownership.ts';
+import { podReferenceBlocker } from './pod-references.ts';
 import { recoveryUnderway } from './recovery-stages.ts';
 
 export interface Blocker {
@@ -48,7 +49,8 @@ export function gatesOf(observed: Observed, spec: DefaultedSpec): Gates {
 /**
  * What stops this pass from deciding anything, before anything is decided: an object with a child's
  * name that is not ours, an adopted workload that does not exist or has not consented to adoption,
- * an existing claim that does not exist. Minting a token (or scaling, or creating a workload) for a
+ * an existing claim that does not exist, a PriorityClass or ServiceAccount the pod names that does
+ * not exist (or cannot be read) while no pod runs. Minting a token (or scaling, or creating a workload) for a
  * connector that cannot run would be a side effect before its precondition, and scaling a workload
  * that did not consent would make the operator the deputy of whoever wrote the Connector.
  */
@@ -94,7 +96,7 @@ function blockingReason(observed: Observed, spec: DefaultedSpec): Blocker | unde
       message: `spec.storage.existingClaim: PersistentVolumeClaim ${spec.namespace}/${spec.storage.claimName} does not exist; create it (or restore the original identity volume under that name)`,
     };
   }
-  return undefined;
+  return podReferenceBlocker(observed.podReferences, spec);
 }
 
 /** Why the fix of a ConnectorIdConflict is a new Connector: the CRD refuses a change of the id. */

@@ -9,7 +9,9 @@ import type {
   V1Deployment,
   V1PersistentVolumeClaim,
   V1Pod,
+  V1PriorityClass,
   V1Secret,
+  V1ServiceAccount,
   V1StatefulSet,
   V1StorageClass,
 } from '@kubernetes/client-node';
@@ -32,6 +34,7 @@ import type {
   WorkloadFacts,
 } from './observed.ts';
 import { controlledBy, foreignObject } from './ownership.ts';
+import { observePodReferences } from './pod-references.ts';
 import { checkRecovery } from './recovery-check.ts';
 import { recoveryUnderway } from './recovery-stages.ts';
 import { RESIZE_CONDITIONS, sizeToGrowTo } from './storage-expansion.ts';
@@ -53,6 +56,8 @@ export interface ClusterReader {
   readSecret(namespace: string, name: string): Promise<V1Secret | undefined>;
   readConfigMap(namespace: string, name: string): Promise<V1ConfigMap | undefined>;
   readStorageClass(name: string): Promise<V1StorageClass | undefined>;
+  readPriorityClass(name: string): Promise<V1PriorityClass | undefined>;
+  readServiceAccount(namespace: string, name: string): Promise<V1ServiceAccount | undefined>;
   /** The Connector as the API server has it now (not the cache): to confirm a refusal of a write to it. */
   readConnector(namespace: string, name: string): Promise<Connector | undefined>;
 }
@@ -377,6 +382,12 @@ export async function observe(ctx: ObserveContext, connector: Connector): Promis
     if (claim) claims.set(claimName, claimFacts(claim));
   }
   const storageClass = await storageClassToGrow(ctx.reader, value, claims.get(names.claim));
+  const podReferences = await observePodReferences(ctx.reader, connector.spec, namespace, pods);
+  // Facts both endings below report, whatever the control plane's answer.
+  const podFacts = {
+    ...(storageClass ? { storageClass } : {}),
+    ...(podReferences.length > 0 ? { podReferences } : {}),
+  };
 
   // The token Secret, read by name on a pass where it may exist or matter (token-secret.ts).
   const tokenSecret = (view: ControlPlaneView) =>
@@ -398,7 +409,7 @@ export async function observe(ctx: ObserveContext, connector: Connector): Promis
         pods,
         claims,
         controlPlane: { reachable: false, error: resolved.error },
-        ...(storageClass ? { storageClass } : {}),
+        ...podFacts,
       },
       connection: undefined,
     };
@@ -437,7 +448,7 @@ export async function observe(ctx: ObserveContext, connector: Connector): Promis
       controlPlane,
       ...(audit ? { audit } : {}),
       ...(recoveryCheck ? { recoveryCheck } : {}),
-      ...(storageClass ? { storageClass } : {}),
+      ...podFacts,
     },
     connection,
   };

@@ -91,6 +91,19 @@ export interface ForeignObject {
   controller?: string;
 }
 
+/**
+ * An object the pod spec names that Kubernetes looks up when it creates the pod (pod-references.ts):
+ * missing, or not readable by the operator (403), so it cannot tell.
+ */
+export interface PodReferenceProblem {
+  field: 'spec.priorityClassName' | 'spec.serviceAccountName';
+  kind: 'PriorityClass' | 'ServiceAccount';
+  name: string;
+  state: 'missing' | 'forbidden';
+  /** The API server's refusal, cleaned (state forbidden). */
+  refusal?: string;
+}
+
 export interface Observed {
   connector: Connector;
   /** The spec with defaults, or why it is invalid (permanent: wait for a spec change). */
@@ -122,4 +135,9 @@ export interface Observed {
    * than the claim has; absent then means the class does not exist.
    */
   storageClass?: StorageClassFacts;
+  /**
+   * What is wrong with the PriorityClass and ServiceAccount the pod names, read while the Connector
+   * has no pod (absent: nothing wrong, nothing named, or a pod exists).
+   */
+  podReferences?: PodReferenceProblem[];
 }

@@ -68,6 +68,13 @@ export const RESOURCE_TYPES = {
     plural: 'storageclasses',
     namespaced: false,
   },
+  priorityClass: {
+    apiVersion: 'scheduling.k8s.io/v1',
+    kind: 'PriorityClass',
+    plural: 'priorityclasses',
+    namespaced: false,
+  },
+  serviceAccount: { apiVersion: 'v1', kind: 'ServiceAccount', plural: 'serviceaccounts', namespaced: true },
   lease: {
     apiVersion: 'coordination.k8s.io/v1',
     kind: 'Lease',
