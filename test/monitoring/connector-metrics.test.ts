@@ -92,6 +92,54 @@ test("a token's expiry kept in status after the token is gone is no live token",
   t.is(connectorMetricFacts(waiting).liveToken, undefined);
 });
 
+test("a guided recovery's token in the Secret: its expiry, not the enrollment's, and no mint time", async (t) => {
+  // The reproduction: the gauge had no series while a recovery's token waited in the Secret (the
+  // enrollment's expiry is not that token's, and a retired connector's status keeps none).
+  const enrollment = {
+    tokenSecretName: 'edge-enrollment-token',
+    // The never-paired connector's last enrollment token, revoked by the recovery: not the Secret's.
+    tokenExpiresAt: '2026-12-02T09:00:00Z',
+    tokenMintedAt: '2026-12-02T05:00:00Z',
+    mintCount: 3,
+  };
+  const recovery = {
+    requestId: 'r1',
+    mintKey: 'recovery-r1',
+    tokenExpiresAt: '2026-12-02T12:00:00Z',
+  };
+  const waiting = connector('team-c', 'edge', {
+    phase: 'Recovering',
+    enrollment,
+    recovery: { ...recovery, step: 'AwaitingOnline' },
+  });
+  t.deepEqual(connectorMetricFacts(waiting).liveToken, {
+    expiresAt: Date.parse('2026-12-02T12:00:00Z') / 1000,
+  });
+  const metrics = createOperatorMetrics();
+  metrics.setConnectorSource(() => [waiting]);
+  t.deepEqual(await samples(metrics, 'vaultpam_operator_connector_token_expiry_timestamp_seconds'), [
+    `{namespace="team-c",name="edge"} ${Date.parse('2026-12-02T12:00:00Z') / 1000}`,
+  ]);
+  t.deepEqual(await samples(metrics, 'vaultpam_operator_connector_token_minted_timestamp_seconds'), []);
+  // Spent (or its Secret deleted): the status names no Secret, and the gauge has no series.
+  const paired = connector('team-c', 'edge', {
+    phase: 'Recovering',
+    enrollment: { mintCount: 3 },
+    recovery: { ...recovery, step: 'AwaitingOnline' },
+  });
+  t.is(connectorMetricFacts(paired).liveToken, undefined);
+  // Before the recovery mints (no expiry recorded yet), the Secret still holds the enrollment's token.
+  const before = connector('team-c', 'edge', {
+    phase: 'Recovering',
+    enrollment,
+    recovery: { requestId: 'r1', step: 'TokensRevoked' },
+  });
+  t.deepEqual(connectorMetricFacts(before).liveToken, {
+    expiresAt: Date.parse('2026-12-02T09:00:00Z') / 1000,
+    mintedAt: Date.parse('2026-12-02T05:00:00Z') / 1000,
+  });
+});
+
 test('one series per Connector per metric, read from the source at scrape time', async (t) => {
   const metrics = createOperatorMetrics();
   metrics.setConnectorSource(() => [online, enrolling, stalled]);

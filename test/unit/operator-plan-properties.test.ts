@@ -1209,13 +1209,16 @@ test('found, fixed: a recovery whose agent paired and beat, then went quiet befo
   );
 });
 
-test('found, fixed: a recovery that ended Failed after its mint left its token live and mounted, and the agent paired with it later', (t) => {
-  // An outsider review's reproduction: at ScalingUp the agent stopped (here: its pod started
-  // before the kubelet had the token in its Secret volume, exit 11 ENROLLMENT_TOKEN_MISSING), so
-  // the attempt ended Failed; nothing revoked its token or deleted its Secret, the enrollment
-  // status adopted it, and once the kubelet synced the volume and restarted the container the
-  // agent paired with recovery-r1 outside any attempt (phase Online, recovery Failed). Now the
-  // pass that ends the attempt revokes the token and deletes the Secret.
+test('found, fixed: an agent that started before its recovery token was in its volume neither ended the attempt nor paired outside it', (t) => {
+  // An outsider review's reproduction: at ScalingUp the agent stopped (its pod started before the
+  // kubelet had the token in its Secret volume, exit 11 ENROLLMENT_TOKEN_MISSING), so the attempt
+  // ended Failed; nothing revoked its token or deleted its Secret, the enrollment status adopted
+  // it, and once the kubelet synced the volume and restarted the container the agent paired with
+  // recovery-r1 outside any attempt (phase Online, recovery Failed). The pass that ends an attempt
+  // revokes its token (the next test). And an agent that found no token while the attempt's one
+  // token is live and unused no longer ends it (the same exit follows a token Secret deleted by
+  // hand, which is stored again): the restarted container pairs once with it, within the attempt,
+  // and the token's expiry bounds the wait.
   const w = newWorld({ storage: 'claim', tokenTTL: '4h', policy: 'Manual', validateRestart: true });
   const until = (what: string, done: (w: World) => boolean) => {
     // Checked right after each pass too: the pod must not start in the round that recorded ScalingUp.
@@ -1243,23 +1246,29 @@ test('found, fixed: a recovery that ended Failed after its mint left its token l
   apply(w, { kind: 'advance', ms: 1_000 });
   apply(w, { kind: 'reconcile' });
   apply(w, { kind: 'reconcile' });
-  t.is(w.status?.recovery?.outcome, 'Failed');
-  t.is(liveTokens(w), 0, 'the failed attempt left no live token');
-  t.is(w.secret, undefined, 'nor its Secret');
-  t.is(w.status?.enrollment?.tokenSecretName, undefined, 'and the status names none');
-  const pairingsBefore = w.ledger.pairings.length;
-  for (const kind of ['kubeletSync', 'controllers', 'heartbeat', 'reconcile'] as const) apply(w, { kind });
-  t.deepEqual(w.ledger.pairings.slice(pairingsBefore), [], "nothing paired with the failed attempt's token");
+  t.is(w.status?.recovery?.outcome, undefined, 'the attempt goes on');
+  t.is(w.secret?.key, recoveryMintKey('r1'), 'with its token in the Secret');
+  until('Completed', (x) => x.status?.recovery?.step === 'Completed');
+  t.is(w.status?.recovery?.outcome, 'Succeeded');
+  t.deepEqual(
+    w.ledger.pairings.filter((p) => p.key === recoveryMintKey('r1')).map((p) => p.cpRecovery),
+    ['r1'],
+    'paired once with its token, within the attempt',
+  );
+  t.is(w.ledger.minted.filter((m) => m.key === recoveryMintKey('r1')).length, 1, 'one token for the request');
 });
 
-test('found, fixed: a recovery that ended Failed after its mint, its Secret deleted by hand first, left its token live for a restarted container', (t) => {
+test('found, fixed: a recovery token Secret deleted by hand after the agent found no token was not stored again, and the token was left live for a restarted container', (t) => {
   // A reviewer's reproduction: at ScalingUp the pod started before the kubelet had the token in its
   // volume (exit 11 ENROLLMENT_TOKEN_MISSING), the kubelet then wrote recovery-r1 there, and the
   // Secret was deleted by hand before the pass that ended the attempt Failed. The revoke of an
   // ended attempt's token depended on its Secret, so recovery-r1 stayed live; until its next sync the
-  // kubelet keeps a deleted Secret's content in the volume of a running pod, and the restarted container paired
-  // with it outside any attempt (phase Online beside recovery Failed). Now a live token that can
-  // only be the ended attempt's is revoked whether or not its Secret is there.
+  // kubelet keeps a deleted Secret's content in the volume of a running pod, and the restarted
+  // container paired with it outside any attempt (phase Online beside recovery Failed). A live token
+  // that can only be the ended attempt's is revoked whether or not its Secret is there
+  // (operator-plan.test.ts); and now that exit does not end the attempt while its token is live and
+  // unused: the Secret is stored again with that token (asked with the same key, no second token),
+  // and the restarted container pairs once with it, within the attempt.
   const steps: Step[] = [
     { kind: 'settle', rounds: 6 },
     { kind: 'claimReplaced' },
@@ -1282,10 +1291,15 @@ test('found, fixed: a recovery that ended Failed after its mint, its Secret dele
   );
   const w = newWorld(exampleOptions({ tokenTTL: '4h' }));
   for (const step of steps.slice(0, -3)) apply(w, step);
-  t.is(w.status?.recovery?.outcome, 'Failed', 'the attempt ended Failed');
-  t.is(w.secret, undefined, 'its Secret was gone before');
-  t.is(w.pod?.mounted?.key, recoveryMintKey('r1'), "the running pod's volume still holds its token");
-  t.is(liveTokens(w), 0, 'its token is revoked all the same');
+  t.is(w.status?.recovery?.outcome, undefined, 'the attempt goes on');
+  t.is(w.secret?.key, recoveryMintKey('r1'), 'its Secret is stored again');
+  t.is(w.ledger.minted.filter((m) => m.key === recoveryMintKey('r1')).length, 1, 'no second token');
+  for (const step of steps.slice(-3)) apply(w, step);
+  t.deepEqual(
+    w.ledger.pairings.filter((p) => p.key === recoveryMintKey('r1')).map((p) => p.cpRecovery),
+    ['r1'],
+    'paired once with its token, within the attempt',
+  );
   t.notThrows(() =>
     example({ tokenTTL: '4h' }, steps, [oneRequestOneToken, oneLiveToken, claimsOnlyWhatRan]),
   );

@@ -717,3 +717,31 @@ test('an adopted workload is scaled through its scale subresource during a recov
   );
   t.is(idle.scaleAdopted, undefined, 'outside a recovery the adopted workload is left alone');
 });
+
+test("an ended attempt's live token is revoked whether or not its Secret is there", (t) => {
+  // Kept from a reviewer's reproduction (operator-plan-properties.test.ts has its story): the
+  // attempt ended Failed after its mint, and its Secret was deleted by hand before that pass. The
+  // kubelet keeps a deleted Secret's content in the volume of a running pod until its next sync,
+  // so a restarted container would pair with that token outside any attempt.
+  const spec = { recovery: { requestId: 'r6' } };
+  const status: ConnectorStatus = {
+    recovery: {
+      requestId: 'r6',
+      step: 'Failed',
+      outcome: 'Failed',
+      attempts: 1,
+      mintKey: recoveryMintKey('r6'),
+      startedAt: '2026-01-01T00:00:00Z',
+      finishedAt: '2026-01-01T00:00:08Z',
+    },
+  };
+  const cp = record({
+    state: 'recovering',
+    bootstrapRetired: false,
+    recovery: { requestId: 'r6', startedAt: '2026-01-01T00:00:02Z', completedAt: null },
+    liveToken: { tokenId: 'tR', expiresAt: '2026-01-01T04:00:04.000Z' },
+  });
+  const ended = planView(observed({ connector: connector({ spec, status }), record: cp, pods: [] }), NOW);
+  t.true(ended.order.includes('revokeTokens'), ended.order.join(', '));
+  t.false(ended.order.includes('mintToken'), 'nothing minted, nothing stored again');
+});

@@ -12,11 +12,14 @@ import {
   failedClosedSince,
   openingEvidence,
 } from '../../src/operator/reconcile/recovery-evidence.ts';
+import { planRecovery } from '../../src/operator/reconcile/recovery-machine.ts';
 import { outcomesOf } from '../../src/operator/reconcile/recovery-outcomes.ts';
+import { recoverySteps } from '../../src/operator/reconcile/recovery-plan-steps.ts';
 import {
   abandonment,
   automaticRequestId,
   HANDLED_REQUEST_IDS_KEPT,
+  recoveryMintKey,
   startRecovery,
 } from '../../src/operator/reconcile/recovery-requests.ts';
 import {
@@ -26,7 +29,7 @@ import {
   restoredReplicas,
 } from '../../src/operator/reconcile/recovery-stages.ts';
 import type { RecoveryInput } from '../../src/operator/reconcile/recovery-types.ts';
-import { pod, record } from '../helpers/observed-builder.ts';
+import { pod, record, tokenSecret } from '../helpers/observed-builder.ts';
 
 const NOW = new Date('2026-01-01T00:10:00Z');
 const STARTED = '2026-01-01T00:00:00Z';
@@ -263,4 +266,157 @@ test('outcomes: an attempt gives back the replicas recorded with the request onl
   );
   const advanced = outcomesOf(input(), at('Checking')).advance('ScalingDown');
   t.like(advanced, { replicas: 0, inProgress: true, requeueAfterMs: 0, status: { step: 'ScalingDown' } });
+});
+
+// ---- the token Secret deleted by hand before the agent paired ----
+
+const TOKEN_EXPIRY = '2026-01-01T04:00:00.000Z';
+/** The control plane during attempt r1: it began it, its one token is live, the agent has not paired. */
+const recovering = (overrides: Parameters<typeof record>[0] = {}) =>
+  record({
+    state: 'recovering',
+    bootstrapRetired: false,
+    recovery: { requestId: 'r1', startedAt: '2026-01-01T00:00:30.000Z', completedAt: null },
+    liveToken: { tokenId: 'tR', expiresAt: TOKEN_EXPIRY },
+    ...overrides,
+  });
+const afterMint = (step: RecoveryStep, overrides: Partial<RecoveryStatus> = {}) =>
+  at(step, { mintKey: recoveryMintKey('r1'), tokenExpiresAt: TOKEN_EXPIRY, ...overrides });
+const ownSecret = tokenSecret({ mintKey: recoveryMintKey('r1'), expiresAt: TOKEN_EXPIRY });
+const tokenMissingExit = pod({
+  terminated: {
+    exitCode: EXIT_CODES.firstBootBootstrap,
+    finishedAt: '2026-01-01T00:05:00Z',
+    message: JSON.stringify({
+      failureClass: 'FirstBootBootstrap',
+      code: 'ENROLLMENT_TOKEN_MISSING',
+      reason: 'no token',
+    }),
+  },
+});
+
+test('recovery token: the expiry of its one token is recorded when its Secret shows it', (t) => {
+  const d = planRecovery(
+    input({
+      record: recovering(),
+      previous: at('TokenMinted', { mintKey: recoveryMintKey('r1') }),
+      tokenSecret: ownSecret,
+    }),
+  );
+  t.like(d.status, { step: 'ScalingUp', tokenExpiresAt: TOKEN_EXPIRY });
+});
+
+for (const step of ['ScalingUp', 'AwaitingOnline'] as const) {
+  test(`recovery token: its Secret deleted at ${step} before the agent paired is stored again with the same key, no new token`, (t) => {
+    const d = planRecovery(input({ record: recovering(), previous: afterMint(step) }));
+    t.like(d, {
+      inProgress: true,
+      replicas: 1,
+      mintKey: recoveryMintKey('r1'),
+      restoresSecret: { expiresAt: TOKEN_EXPIRY },
+      status: { step },
+    });
+    const steps = recoverySteps({
+      decision: d,
+      previous: afterMint(step),
+      connectorId: 'prod.edge',
+      ttlSeconds: 14_400,
+      tokenSecretName: 'edge-enrollment-token',
+      enrollment: {},
+    });
+    t.deepEqual(
+      steps.tokens.map((s) => [s.action?.kind, s.events?.map((e) => e.reason)]),
+      [['mintToken', ['TokenSecretRestored']]],
+    );
+    t.regex(
+      steps.tokens[0]?.events?.[0]?.message ?? '',
+      /while the one token of recovery r1 was live and unused: .*mint key recovery-r1 .*live until 2026-01-01T04:00:00.000Z\); no new token was minted$/,
+    );
+  });
+}
+
+test('recovery token: an attempt recorded without the expiry learns it from the restore', (t) => {
+  const d = planRecovery(
+    input({ record: recovering(), previous: at('AwaitingOnline', { mintKey: recoveryMintKey('r1') }) }),
+  );
+  t.like(d, { restoresSecret: { expiresAt: TOKEN_EXPIRY }, status: { tokenExpiresAt: TOKEN_EXPIRY } });
+});
+
+test('recovery token: a Secret gone after the agent paired with the token is not stored again (a spent token is never asked for)', (t) => {
+  const paired = recovering({ liveToken: null, enrolledAt: '2026-01-01T00:06:00.000Z' });
+  const d = planRecovery(input({ record: paired, previous: afterMint('AwaitingOnline') }));
+  t.like(d, { inProgress: true, status: { step: 'AwaitingOnline' } });
+  t.is(d.mintKey, undefined);
+  // Even were the record's token still shown live (a record a moment behind), the pairing decides.
+  const behind = planRecovery(
+    input({
+      record: recovering({ enrolledAt: '2026-01-01T00:06:00.000Z' }),
+      previous: afterMint('AwaitingOnline'),
+    }),
+  );
+  t.is(behind.mintKey, undefined);
+});
+
+const NO_LONGER_LIVE =
+  /^its token Secret was deleted by hand before the connector paired, and the recovery's one token is no longer live to store again: /;
+const CASES: [string, Partial<RecoveryInput>, RegExp][] = [
+  ['revoked (no live token)', { record: recovering({ liveToken: null }) }, /reports no live token of it/],
+  [
+    'replaced by a token minted by hand (another expiry)',
+    { record: recovering({ liveToken: { tokenId: 'tX', expiresAt: '2026-01-01T04:05:00.000Z' } }) },
+    /reports no live token of it \(it was revoked, or replaced by a token minted by hand\)/,
+  ],
+  [
+    'refused as consumed when asked again',
+    { record: recovering(), consumedMintKey: recoveryMintKey('r1') },
+    /refuses its mint key recovery-r1 as consumed/,
+  ],
+];
+for (const [title, overrides, why] of CASES) {
+  test(`recovery token: its Secret deleted and the token ${title}: the attempt fails, says so, and mints nothing`, (t) => {
+    const d = planRecovery(input({ previous: afterMint('AwaitingOnline'), ...overrides }));
+    t.is(d.status?.step, 'Failed');
+    t.regex(d.status?.reason ?? '', NO_LONGER_LIVE);
+    t.regex(d.status?.reason ?? '', why);
+    t.regex(d.status?.reason ?? '', /set a new spec\.recovery\.requestId/);
+    t.is(d.mintKey, undefined);
+  });
+}
+
+test('recovery token: its Secret deleted and its recorded expiry passed: the attempt fails at that expiry, not waiting for good', (t) => {
+  const later = new Date('2026-01-01T04:00:01Z');
+  const d = planRecovery(input({ record: recovering(), previous: afterMint('AwaitingOnline'), now: later }));
+  t.is(
+    d.status?.reason,
+    'the recovery token expired at 2026-01-01T04:00:00.000Z before the connector paired; set a new spec.recovery.requestId to try again',
+  );
+});
+
+test('recovery token: an agent that started while the Secret was gone (ENROLLMENT_TOKEN_MISSING) does not end the attempt while its token is live', (t) => {
+  const restored = planRecovery(
+    input({ record: recovering(), previous: afterMint('AwaitingOnline'), pods: [tokenMissingExit] }),
+  );
+  t.like(restored, {
+    inProgress: true,
+    mintKey: recoveryMintKey('r1'),
+    restoresSecret: { expiresAt: TOKEN_EXPIRY },
+  });
+  const waits = planRecovery(
+    input({
+      record: recovering(),
+      previous: afterMint('AwaitingOnline'),
+      pods: [tokenMissingExit],
+      tokenSecret: ownSecret,
+    }),
+  );
+  t.like(waits, { inProgress: true, status: { step: 'AwaitingOnline' } });
+  // Its token no longer live: the exit ends the attempt as before.
+  const gone = planRecovery(
+    input({
+      record: recovering({ liveToken: null }),
+      previous: afterMint('AwaitingOnline'),
+      pods: [tokenMissingExit],
+    }),
+  );
+  t.regex(gone.status?.reason ?? '', /stopped with exit code 11 .*ENROLLMENT_TOKEN_MISSING/);
 });

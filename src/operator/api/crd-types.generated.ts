@@ -417,6 +417,10 @@ export interface RecoveryStatus {
    */
   mintKey?: string;
   /**
+   * Expiry of this recovery's one token, recorded once its Secret showed it. Until the agent pairs, a token Secret deleted by hand is stored again with that token while it is live, and the recovery fails at this time if the agent has not paired by then, whether the Secret is there or not.
+   */
+  tokenExpiresAt?: string;
+  /**
    * Request ids handled before this one (from spec.recovery.requestId or automatic), oldest first, the newest 16, always with the newest one the spec asked for. With requestId, the ids that never run again.
    */
   handledRequestIds?: string[];

@@ -13,6 +13,7 @@ import { statusTime } from '../conditions.ts';
 import type { ControlPlaneConnector, TokenSecretFacts } from './observed.ts';
 import type { PlannedEvent, PlanStep } from './plan-types.ts';
 import type { AgentPodFacts } from './pod-facts.ts';
+import { liveTokenWithoutSecret, restoreTokenSecretStep } from './token-restore.ts';
 
 export const REMINT_BASE_DELAY_MS = 60_000;
 export const REMINT_MAX_DELAY_MS = 60 * 60_000;
@@ -311,14 +312,14 @@ export function planEnrollment(input: EnrollmentInput): EnrollmentDecision {
   // any spent key; the counted token judged a later one is replaced by a new mint, one token more.
   const lastKey = previous.lastMintKey;
   const liveExpiry = record.liveToken ? new Date(record.liveToken.expiresAt).getTime() : Number.NaN;
+  const liveWithoutSecret = liveTokenWithoutSecret(tokenSecret, record, now) !== undefined;
   const mintedAt = status.tokenMintedAt ? new Date(status.tokenMintedAt).getTime() : Number.NaN;
   const countedByTime =
     status.tokenExpiresAt === undefined &&
     input.ttlSeconds !== undefined &&
     liveExpiry <= mintedAt + input.ttlSeconds * 1000 + MINT_PASS_SLACK_MS;
   if (
-    tokenSecret === undefined &&
-    liveExpiry > now.getTime() &&
+    liveWithoutSecret &&
     (countedTokenLive || countedByTime) &&
     lastKey !== undefined &&
     previous.consumedMintKey !== lastKey &&
@@ -437,8 +438,20 @@ export function enrollmentSteps(input: EnrollmentStepsInput): PlanStep[] {
     );
   }
   const mint = decision.mint;
-  if (mint) {
-    const restored = decision.restoresSecret;
+  const restored = decision.restoresSecret;
+  if (mint && restored) {
+    steps.push(
+      restoreTokenSecretStep({
+        connectorId,
+        idempotencyKey: mint.idempotencyKey,
+        ttlSeconds: input.ttlSeconds,
+        tokenSecretName,
+        token: `token #${mint.status.mintCount}`,
+        expiresAt: restored.expiresAt,
+        status: { enrollment: mint.status },
+      }),
+    );
+  } else if (mint) {
     steps.push({
       action: {
         kind: 'mintToken',
@@ -448,17 +461,11 @@ export function enrollmentSteps(input: EnrollmentStepsInput): PlanStep[] {
       },
       status: { enrollment: mint.status },
       events: [
-        restored
-          ? {
-              type: 'Normal',
-              reason: 'TokenSecretRestored',
-              message: `the enrollment token Secret ${tokenSecretName} was deleted while token #${mint.status.mintCount} was live and unused: stored that token in it again (the control plane answered its mint key ${mint.idempotencyKey} with the token it minted for it, live until ${restored.expiresAt}); no new token was minted`,
-            }
-          : {
-              type: 'Normal',
-              reason: 'TokenMinted',
-              message: `minted enrollment token #${mint.status.mintCount} (expires within ${input.ttlSeconds} s) into Secret ${tokenSecretName}${input.pairingLost ? ': the agent lost the identity it paired with before its first heartbeat, and pairs again' : ''}`,
-            },
+        {
+          type: 'Normal',
+          reason: 'TokenMinted',
+          message: `minted enrollment token #${mint.status.mintCount} (expires within ${input.ttlSeconds} s) into Secret ${tokenSecretName}${input.pairingLost ? ': the agent lost the identity it paired with before its first heartbeat, and pairs again' : ''}`,
+        },
       ],
     });
   }

@@ -13,6 +13,7 @@ import { pairedInRecovery } from './recovery-progress.ts';
 import { abandonment, isAutomaticRequestId, recoveryMintKey, startRecovery } from './recovery-requests.ts';
 import { recoveryUnderway, restoredReplicas } from './recovery-stages.ts';
 import type { RecoveryDecision, RecoveryInput } from './recovery-types.ts';
+import { liveTokenWithoutSecret } from './token-restore.ts';
 import { untrustedCode, untrustedText } from './untrusted-text.ts';
 
 /** How long a scaled-down connector may still look online before a recovery calls itself not needed. */
@@ -64,7 +65,10 @@ export function planRecovery(input: RecoveryInput): RecoveryDecision {
       return tokensRevoked(attempt);
     case 'TokenMinted': {
       const key = recoveryMintKey(attempt.requestId);
-      if (input.tokenSecret?.mintKey === key) return to.advance('ScalingUp');
+      // Its expiry is recorded: it bounds the wait for the pairing, and outlives a Secret deleted by hand.
+      const secret = input.tokenSecret;
+      if (secret?.mintKey === key)
+        return to.advance('ScalingUp', secret.expiresAt ? { tokenExpiresAt: secret.expiresAt } : {});
       // A pass minted the one token and stopped before storing it; by now it is revoked or expired,
       // and the control plane refuses its key for good. One request mints one token: end here.
       if (input.consumedMintKey === key) {
@@ -75,9 +79,14 @@ export function planRecovery(input: RecoveryInput): RecoveryDecision {
       return to.stay({ replicas: 0, mintKey: key, requeueAfterMs: 0 });
     }
     case 'ScalingUp':
-      return input.workload === undefined || input.workload.replicas >= 1
-        ? to.advance('AwaitingOnline')
-        : to.stay({ replicas: 1 });
+      // The token steps run before the workload's: a Secret deleted since the mint is there again
+      // before the pod that reads it starts.
+      return (
+        secretGoneBeforePairing(attempt) ??
+        (input.workload === undefined || input.workload.replicas >= 1
+          ? to.advance('AwaitingOnline')
+          : to.stay({ replicas: 1 }))
+      );
     case 'AwaitingOnline':
       return awaitingOnline(attempt);
     case 'ValidatingRestart':
@@ -189,7 +198,8 @@ function tokensRevoked({ input, status, requestId, to }: Attempt): RecoveryDecis
   });
 }
 
-function awaitingOnline({ input, status, requestId, live, to }: Attempt): RecoveryDecision {
+function awaitingOnline(attempt: Attempt): RecoveryDecision {
+  const { input, status, requestId, live, to } = attempt;
   const { record, now } = input;
   if (record?.state === 'needs_recovery') {
     const failure = record.lastEnrollmentFailure;
@@ -198,7 +208,14 @@ function awaitingOnline({ input, status, requestId, live, to }: Attempt): Recove
     );
   }
   const stopped = failedClosedSince(live, status.startedAt);
-  if (stopped && !online(record)) {
+  // An agent that started while its token Secret was deleted by hand found no token: while that
+  // token is live and unused, the Secret is stored again (below) and the restarted container pairs
+  // with it. Its expiry bounds the wait.
+  const startedWithoutToken =
+    stopped?.termination.code === 'ENROLLMENT_TOKEN_MISSING' &&
+    record?.liveToken &&
+    ownTokenLive(attempt, record.liveToken.expiresAt);
+  if (stopped && !online(record) && !startedWithoutToken) {
     const t = stopped.termination;
     return to.fail(
       // The termination message is whatever the container wrote (an adopted image is anyone's).
@@ -210,18 +227,17 @@ function awaitingOnline({ input, status, requestId, live, to }: Attempt): Recove
   // volume and a heartbeat is what is awaited, even when the record went offline meanwhile (an
   // agent that paired, beat, and whose pod went before a pass saw it online). Failing then said
   // "expired before the connector paired" of a connector that had paired, and judged it lost.
-  const expiresAt = input.tokenSecret?.expiresAt;
+  // The Secret's expiry, else the one recorded when it was minted (the Secret may be gone).
+  const expiresAt = input.tokenSecret?.expiresAt ?? status.tokenExpiresAt;
   if (
     !online(record) &&
     !pairedInRecovery(record, requestId) &&
     expiresAt &&
     new Date(expiresAt).getTime() <= now.getTime()
   ) {
-    return to.fail(
-      `the recovery token expired at ${expiresAt} before the connector paired; set a new spec.recovery.requestId to try again`,
-    );
+    return to.fail(expiredBeforePairing(expiresAt));
   }
-  if (!online(record)) return to.stay({ replicas: 1 });
+  if (!online(record)) return secretGoneBeforePairing(attempt) ?? to.stay({ replicas: 1 });
   // Retired: the token is spent; its Secret goes before the validation restart proves it is not needed.
   if (input.tokenSecret !== undefined)
     return to.stay({ replicas: 1, deleteSecret: !input.tokenSecret.deleting, requeueAfterMs: 500 });
@@ -257,6 +273,55 @@ function validatingRestart({ input, requestId, live, to }: Attempt): RecoveryDec
     return to.complete(restartProof(facts.podName, startedAt, record));
   }
   return to.stay({ replicas: 1, restartFor: requestId });
+}
+
+const expiredBeforePairing = (expiresAt: string) =>
+  `the recovery token expired at ${expiresAt} before the connector paired; set a new spec.recovery.requestId to try again`;
+
+/**
+ * The recovery's token Secret deleted by hand after the mint and before the agent paired (the
+ * operator deletes it only once the connector is online): its one token, live and unused, is stored
+ * again by asking the control plane with the same mint key (token-restore.ts), as the enrollment
+ * restores its own, so no second token is minted. A token no longer live (expired, revoked, or
+ * refused as consumed) cannot be stored again, and one request mints one token: the attempt ends.
+ * Undefined while the Secret is there, or once the agent paired (a spent token is never asked for).
+ */
+function secretGoneBeforePairing(attempt: Attempt): RecoveryDecision | undefined {
+  const { input, status, requestId, to } = attempt;
+  const { record, now } = input;
+  if (input.tokenSecret !== undefined || online(record) || pairedInRecovery(record, requestId))
+    return undefined;
+  const liveUntil = liveTokenWithoutSecret(input.tokenSecret, record, now);
+  if (liveUntil !== undefined && ownTokenLive(attempt, liveUntil)) {
+    return to.stay({
+      replicas: 1,
+      mintKey: recoveryMintKey(requestId),
+      restoresSecret: { expiresAt: liveUntil },
+      // An attempt recorded before the expiry was (an operator upgraded mid-way) learns it now.
+      ...(status.tokenExpiresAt ? {} : { status: { ...status, tokenExpiresAt: liveUntil } }),
+    });
+  }
+  if (status.tokenExpiresAt && Date.parse(status.tokenExpiresAt) <= now.getTime())
+    return to.fail(expiredBeforePairing(status.tokenExpiresAt));
+  const why =
+    input.consumedMintKey === recoveryMintKey(requestId)
+      ? `the control plane refuses its mint key ${recoveryMintKey(requestId)} as consumed (the token was revoked or expired)`
+      : 'the control plane reports no live token of it (it was revoked, or replaced by a token minted by hand)';
+  return to.fail(
+    `its token Secret was deleted by hand before the connector paired, and the recovery's one token is no longer live to store again: ${why}; one request mints one token, so none is minted again: set a new spec.recovery.requestId to try again`,
+  );
+}
+
+/**
+ * Whether the control plane's live token, expiring at `expiresAt`, is this attempt's one token and
+ * may be asked for again: its mint revoked every other token and nothing else mints while the attempt
+ * is under way, so a live token with another expiry than the one recorded was minted since (by hand),
+ * which revoked this one; and the control plane did not refuse its key as consumed.
+ */
+function ownTokenLive({ input, status, requestId }: Attempt, expiresAt: string): boolean {
+  if (Date.parse(expiresAt) <= input.now.getTime()) return false;
+  if (input.consumedMintKey === recoveryMintKey(requestId)) return false;
+  return status.tokenExpiresAt === undefined || Date.parse(status.tokenExpiresAt) === Date.parse(expiresAt);
 }
 
 /**

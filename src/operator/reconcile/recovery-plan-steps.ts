@@ -6,6 +6,7 @@ import type { EnrollmentStatus, RecoveryStatus } from '../api/types.ts';
 import { deleteTokenSecretStep } from './enrollment.ts';
 import type { PlanStep } from './plan-types.ts';
 import type { RecoveryDecision } from './recovery-types.ts';
+import { restoreTokenSecretStep } from './token-restore.ts';
 
 export interface RecoveryStepsInput {
   decision: RecoveryDecision;
@@ -39,7 +40,19 @@ export function recoverySteps(input: RecoveryStepsInput): RecoverySteps {
   if (decision.inProgress) {
     for (const call of decision.controlPlane) tokens.push({ action: call });
     if (decision.deleteSecret) tokens.push(deleteTokenSecretStep(input.tokenSecretName, input.enrollment));
-    if (decision.mintKey) {
+    const restored = decision.restoresSecret;
+    if (decision.mintKey && restored) {
+      tokens.push(
+        restoreTokenSecretStep({
+          connectorId,
+          idempotencyKey: decision.mintKey,
+          ttlSeconds: input.ttlSeconds,
+          tokenSecretName: input.tokenSecretName,
+          token: `the one token of recovery ${decision.status?.requestId ?? ''}`,
+          expiresAt: restored.expiresAt,
+        }),
+      );
+    } else if (decision.mintKey) {
       tokens.push({
         action: {
           kind: 'mintToken',

@@ -59,6 +59,11 @@ export interface RecoveryDecision {
   controlPlane: ControlPlaneAction[];
   deleteSecret: boolean;
   mintKey?: string;
+  /**
+   * The mint with `mintKey` stores this recovery's one token again, live until `expiresAt`, in a
+   * Secret someone deleted before the agent paired (token-restore.ts): no new token.
+   */
+  restoresSecret?: { expiresAt: string };
   events: PlannedEvent[];
   requeueAfterMs?: number;
 }

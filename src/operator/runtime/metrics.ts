@@ -12,6 +12,7 @@
 // 1, not one series per possible value.
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import { CONNECTOR_PHASES, type Connector, type ConnectorPhase, type RecoveryOutcome } from '../api/types.ts';
+import { recoveryUnderway } from '../reconcile/recovery-stages.ts';
 import type { KubeRequestInfo } from './kube-client.ts';
 import { RESOURCE_TYPES, resourceName } from './resources.ts';
 import type { WorkQueueStats } from './work-queue.ts';
@@ -53,7 +54,10 @@ export interface ConnectorMetricFacts {
   stalledReason?: string;
   /** The Ready condition's status and reason, when it has one. */
   ready?: { status: string; reason: string };
-  /** The live enrollment token (one a Secret holds now), not the last one's end kept in status. */
+  /**
+   * The live token a Secret holds now (the enrollment's, or a guided recovery's one token, which has
+   * no mint time here), not the last one's end kept in status.
+   */
   liveToken?: { expiresAt: number; mintedAt?: number };
   certificateNotAfter?: number;
 }
@@ -77,17 +81,34 @@ export function connectorMetricFacts(connector: Connector): ConnectorMetricFacts
   if (stalled) facts.stalledReason = stalled.reason;
   const ready = status.conditions?.find((c) => c.type === 'Ready');
   if (ready) facts.ready = { status: ready.status, reason: ready.reason };
-  // tokenExpiresAt outlives the token until the connector pairs (it drives the re-mint backoff);
-  // the token is live only while status names the Secret that holds it.
-  const enrollment = status.enrollment;
-  const tokenExpiresAt = enrollment?.tokenSecretName ? epochSeconds(enrollment.tokenExpiresAt) : undefined;
-  if (tokenExpiresAt !== undefined) {
-    const mintedAt = epochSeconds(enrollment?.tokenMintedAt);
-    facts.liveToken = { expiresAt: tokenExpiresAt, ...(mintedAt !== undefined ? { mintedAt } : {}) };
-  }
+  const liveToken = liveTokenFacts(status);
+  if (liveToken) facts.liveToken = liveToken;
   const notAfter = epochSeconds(status.identity?.notAfter);
   if (notAfter !== undefined) facts.certificateNotAfter = notAfter;
   return facts;
+}
+
+/**
+ * The token the Secret holds now, if any: the token is live only while status names that Secret
+ * (status.enrollment.tokenSecretName; enrollment.tokenExpiresAt outlives the token until the
+ * connector pairs, as it drives the re-mint backoff). While a guided recovery is under way past its
+ * mint, the Secret holds the recovery's one token (its mint revoked the enrollment's, and the
+ * enrollment mints nothing meanwhile), whose expiry the recovery records; the enrollment's mint time
+ * is not that token's, so none is shown (a mint time of another token would make the expiry alert
+ * judge the wrong lifetime).
+ */
+function liveTokenFacts(status: NonNullable<Connector['status']>): ConnectorMetricFacts['liveToken'] {
+  const enrollment = status.enrollment;
+  if (!enrollment?.tokenSecretName) return undefined;
+  const recovery = status.recovery;
+  if (recoveryUnderway(recovery?.step) && recovery?.tokenExpiresAt) {
+    const expiresAt = epochSeconds(recovery.tokenExpiresAt);
+    return expiresAt !== undefined ? { expiresAt } : undefined;
+  }
+  const expiresAt = epochSeconds(enrollment.tokenExpiresAt);
+  if (expiresAt === undefined) return undefined;
+  const mintedAt = epochSeconds(enrollment.tokenMintedAt);
+  return { expiresAt, ...(mintedAt !== undefined ? { mintedAt } : {}) };
 }
 
 export interface OperatorMetrics {
@@ -379,13 +400,13 @@ function registerConnectorGauges(registers: Registry[], source: () => Iterable<C
   );
   gauge(
     'vaultpam_operator_connector_token_expiry_timestamp_seconds',
-    'Expiry of the live enrollment token (while its Secret exists), seconds since the epoch.',
+    "Expiry of the live enrollment token (while its Secret exists; during a guided recovery, the recovery's one token), seconds since the epoch.",
     ['namespace', 'name'],
     (f) => (f.liveToken ? [key(f), f.liveToken.expiresAt] : undefined),
   );
   gauge(
     'vaultpam_operator_connector_token_minted_timestamp_seconds',
-    'When the live enrollment token (while its Secret exists) was minted, seconds since the epoch.',
+    "When the live enrollment token (while its Secret exists) was minted, seconds since the epoch; no series while the Secret holds a guided recovery's token.",
     ['namespace', 'name'],
     (f) => (f.liveToken?.mintedAt !== undefined ? [key(f), f.liveToken.mintedAt] : undefined),
   );
