@@ -16,6 +16,7 @@ import {
   CONDITION_TYPES,
   clearReconciling,
   clearStalled,
+  findCondition,
   markReconciling,
   markStalled,
   observedGenerationOf,
@@ -38,7 +39,7 @@ import { childNames, configuredControlPlane } from './reconcile/desired-objects.
 import { type ObserveContext, observe } from './reconcile/observe.ts';
 import type { Observed } from './reconcile/observed.ts';
 import { controlledBy } from './reconcile/ownership.ts';
-import { eventsOfSteps, statusOfPass } from './reconcile/pass-status.ts';
+import { eventsOfSteps, stalledAlready, statusOfPass } from './reconcile/pass-status.ts';
 import { plan } from './reconcile/plan.ts';
 import { giveBackDecision, type WorkloadOwed, workloadOwed } from './reconcile/recovery-giveback.ts';
 import {
@@ -51,7 +52,7 @@ import {
 import { RECOVERY_OUTCOME_LABELS } from './runtime/metrics.ts';
 import { RESOURCE_TYPES } from './runtime/resources.ts';
 import type { ReconcileResult } from './runtime/work-queue.ts';
-import { objectKey, splitKey } from './runtime/work-queue.ts';
+import { alreadyReported, objectKey, splitKey } from './runtime/work-queue.ts';
 
 export interface ReconcilerContext extends ObserveContext, ActContext {
   clock: Clock;
@@ -463,24 +464,33 @@ export class ConnectorReconciler {
         requeueAfterMs: Math.min(planned.requeueAfterMs ?? Number.POSITIVE_INFINITY, this.periodicLookMs()),
       };
     }
+    // A permanent failure whose stall the stored status already says, in the same words, was
+    // reported (Event, logs) by the pass that found it: this pass says it again at debug only.
+    const repeated =
+      !failure.temporary &&
+      stalledAlready(previous.conditions, findCondition(status.conditions, CONDITION_TYPES.Stalled));
     // The steps after the one that failed did not run: their Events are not recorded, the error is.
     recordEvents(this.ctx, connector, [
       ...events,
-      {
-        type: 'Warning',
-        reason: failure.temporary ? 'ReconcileError' : 'ReconcileStalled',
-        message: errorText(failure),
-      },
+      ...(repeated
+        ? []
+        : [
+            {
+              type: 'Warning' as const,
+              reason: failure.temporary ? 'ReconcileError' : 'ReconcileStalled',
+              message: errorText(failure),
+            },
+          ]),
     ]);
     // Refused by a control-plane resource: its credential may have been rotated; check it now
     // rather than at its next periodic check (its status and every Connector of it follow).
     if (failure.code === 'UNAUTHORIZED' && connection && connection.key !== 'default')
       this.ctx.controlPlanes.suspect(connection.key);
-    log.warn(
+    log[repeated ? 'debug' : 'warn'](
       { code: untrustedCode(failure.code), err: errorMessageText(failure), temporary: failure.temporary },
-      'reconcile failed',
+      repeated ? 'reconcile failed again for the cause its status says' : 'reconcile failed',
     );
-    throw cleanedError(failure);
+    throw repeated ? alreadyReported(cleanedError(failure)) : cleanedError(failure);
   }
 
   /**

@@ -283,7 +283,7 @@ test.serial(
     t.is(stalled.reason, 'ControlPlaneConfigInvalid');
     t.is(
       stalled.message,
-      `ControlPlaneConfigInvalid: spec.controlPlaneRef: ControlPlane ${namespace}/shared does not exist; ask an admin to create it (or fix the name)`,
+      `spec.controlPlaneRef: ControlPlane ${namespace}/shared does not exist; ask an admin to create it (or fix the name); no ConfigMap, StatefulSet, claim or token is created until it resolves`,
     );
     t.deepEqual(userServer.requests, [], "the user's server heard nothing from the operator");
     const core = kc.makeApiClient(CoreV1Api);

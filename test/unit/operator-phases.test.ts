@@ -26,7 +26,7 @@ import { recoverySteps } from '../../src/operator/reconcile/recovery-plan-steps.
 import { automaticRequestId, recoveryMintKey } from '../../src/operator/reconcile/recovery-requests.ts';
 import type { RecoveryDecision, RecoveryInput } from '../../src/operator/reconcile/recovery-types.ts';
 import { postureFor, reportPhase } from '../../src/operator/reconcile/report.ts';
-import { workloadPhase } from '../../src/operator/reconcile/workload.ts';
+import { unresolvedHold, workloadPhase } from '../../src/operator/reconcile/workload.ts';
 import {
   claim,
   connector,
@@ -40,7 +40,7 @@ import {
 import { viewOf } from '../helpers/plan-view.ts';
 
 const NOW = new Date('2026-01-01T00:00:10Z');
-const OPEN: Gates = { paused: false, controlPlaneReachable: true };
+const OPEN: Gates = { paused: false, controlPlaneReachable: true, controlPlaneResolved: true };
 const PAUSED: Gates = { ...OPEN, paused: true };
 const BLOCKED: Gates = { ...OPEN, blocker: { reason: 'OwnershipConflict', message: 'not ours' } };
 const UNREACHABLE: Gates = { ...OPEN, controlPlaneReachable: false };
@@ -685,6 +685,70 @@ test('workload with the control plane unreachable: still applied, at the replica
     (s) => s.action?.kind === 'applyStatefulSet',
   );
   t.is(sts?.action?.kind === 'applyStatefulSet' ? sts.action.object.spec?.replicas : undefined, 0);
+});
+
+test('workload without a control plane (spec.controlPlaneRef does not resolve): nothing is written, and the message says what stays', (t) => {
+  const resolvedNot = (o: Observed): Observed => ({ ...o, controlPlaneUrl: undefined, caPem: undefined });
+  const o = resolvedNot(observed({ record: 'unreachable' }));
+  const gates = gatesOf(o, specOf(o));
+  t.false(gates.controlPlaneResolved);
+  const phase = workloadPhase(o, specOf(o), gates, { inProgress: false });
+  t.deepEqual(phase.steps, [], 'no ConfigMap without its URL, no StatefulSet');
+  t.deepEqual(phase.dryRuns, []);
+  // The whole plan: nothing but the report.
+  t.deepEqual(
+    plan(o, NOW).steps.flatMap((s) => (s.action ? [s.action.kind] : [])),
+    [],
+  );
+  t.true(gatesOf(observed(), specOf(observed())).controlPlaneResolved);
+
+  t.is(
+    unresolvedHold('edge', undefined, undefined),
+    'no ConfigMap, StatefulSet, claim or token is created until it resolves',
+  );
+  const configMap = { data: { 'control-plane-url': 'https://cp.example:8443' } };
+  t.is(
+    unresolvedHold('edge', configMap, { kind: 'StatefulSet', name: 'edge' }),
+    'StatefulSet edge and its ConfigMap edge-config (control-plane URL https://cp.example:8443) are left as they are, and nothing is applied until it resolves',
+  );
+  t.is(
+    unresolvedHold('edge', { data: {} }, { kind: 'StatefulSet', name: 'edge' }),
+    'StatefulSet edge and its ConfigMap edge-config (which holds no control-plane URL) are left as they are, and nothing is applied until it resolves',
+  );
+  t.is(
+    unresolvedHold('edge', undefined, { kind: 'Deployment', name: 'legacy' }),
+    'Deployment legacy is left as it is, and nothing is applied until it resolves',
+  );
+  t.is(
+    unresolvedHold('edge', configMap, undefined),
+    'ConfigMap edge-config (control-plane URL https://cp.example:8443) is left as it is; no StatefulSet, claim or token is created until it resolves',
+  );
+});
+
+test('a stall whose code is its reason says the reason once; another code is quoted', (t) => {
+  const planned = plan(observed({ record: pendingRecord(), pods: [] }), NOW);
+  const stalled = (error: CodedError) =>
+    statusOfPass(planned, { ran: 1, error }, NOW, 1).conditions?.find((c) => c.type === 'Stalled');
+  t.like(stalled(new CodedError('ControlPlaneConfigInvalid', 'spec.controlPlaneRef: gone')), {
+    reason: 'ControlPlaneConfigInvalid',
+    message: 'spec.controlPlaneRef: gone',
+  });
+  t.like(stalled(new CodedError('UNAUTHORIZED', 'refused', { httpStatus: 401 })), {
+    reason: 'ControlPlaneUnauthorized',
+    message: 'UNAUTHORIZED: refused',
+  });
+});
+
+test('a blocker’s Warning Event is recorded when it is found or changes, not at every pass it holds', (t) => {
+  const blocked = { ...observed(), foreign: [{ kind: 'ConfigMap' as const, name: 'edge-config' }] };
+  const first = plan(blocked, NOW);
+  const reasons = (p: ReturnType<typeof plan>) => eventsOfSteps(p.steps).map((e) => e.reason);
+  t.deepEqual(reasons(first), ['OwnershipConflict']);
+  const stored = statusOfPass(first, { ran: first.steps.length }, NOW, 1);
+  const again = { ...blocked, connector: { ...blocked.connector, status: stored } };
+  t.deepEqual(reasons(plan(again, NOW)), [], 'the same blocker: said already');
+  const other = { ...again, foreign: [{ kind: 'StatefulSet' as const, name: 'edge' }] };
+  t.deepEqual(reasons(plan(other, NOW)), ['OwnershipConflict'], 'another object: said again');
 });
 
 // ---- conditions ----

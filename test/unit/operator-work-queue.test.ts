@@ -6,6 +6,7 @@ import { CodedError, isCodedError } from '../../src/lib/errors.ts';
 import { silentLogger } from '../../src/lib/logger.ts';
 import { AdaptiveLimit } from '../../src/operator/runtime/adaptive-limit.ts';
 import {
+  alreadyReported,
   objectKey,
   type ReconcileResult,
   splitKey,
@@ -384,6 +385,24 @@ test('with a periodic look, an error marked permanent is looked at again after i
   await until(() => started('ns/a') === 2, 'looked at again at the periodic look');
   last('ns/a').finish();
   await queue.whenIdle();
+});
+
+test('a permanent error the handler already reported is logged at debug, and looked at again as any other', async (t) => {
+  const logs = captureLogs('queue', 'debug');
+  const { queue, clock, started, last } = setup({ logger: logs.logger, periodicLookMs: () => 600_000 });
+  queue.add('ns/a');
+  await until(() => started('ns/a') === 1, 'runs');
+  last('ns/a').fail(
+    alreadyReported(new CodedError('INVALID_SPEC', 'spec.storage: bad', { temporary: false })),
+  );
+  await until(() => queue.delayed === 1, 'waits for the periodic look');
+  t.is(clock.nextDueIn(), 600_000);
+  const record = logs.records().find((r) => r.code === 'INVALID_SPEC');
+  t.like(record, { object: 'ns/a', level: 20 }, 'debug, not error');
+  t.false(
+    logs.records().some((r) => Number(r.level) >= 40),
+    'nothing at warn or above',
+  );
 });
 
 test('an error that does not say it is permanent is retried, whatever was thrown', async (t) => {

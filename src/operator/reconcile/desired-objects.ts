@@ -29,6 +29,8 @@ export const CONFIG_MOUNT = '/etc/vaultpam/config';
 export const TOKEN_MOUNT = '/var/run/vaultpam/enrollment';
 export const TOKEN_KEY = 'token';
 export const CA_KEY = 'ca.crt';
+/** The ConfigMap key of the control-plane URL (VAULTPAM_CONTROL_PLANE_URL): where the agent pairs, and is registered. */
+export const CONTROL_PLANE_URL_KEY = 'control-plane-url';
 export const HEALTH_PORT = 8081;
 /** UID and GID the agent runs as (the image's non-root user). */
 export const AGENT_UID = 65532;
@@ -52,9 +54,6 @@ export function ownerReference(connector: Connector): V1OwnerReference {
     blockOwnerDeletion: true,
   };
 }
-
-/** The ConfigMap key that gives the agent its control plane's URL: where it pairs, and is registered. */
-export const CONTROL_PLANE_URL_KEY = 'control-plane-url';
 
 /** The control plane a ConfigMap of this operator gives the agent (its URL and CA), as it stands. */
 export function configuredControlPlane(configMap: V1ConfigMap | undefined): {

@@ -23,6 +23,13 @@ export interface Gates {
   blocker?: Blocker;
   /** The control plane answered this pass: its record is known, and it can be called. */
   controlPlaneReachable: boolean;
+  /**
+   * spec.controlPlaneRef (or the operator's default) led to a usable control plane this pass, so
+   * its URL and CA are known. Without it the workload phase writes nothing (workload.ts): a
+   * ConfigMap without the URL would stop the agent from starting, and an existing one losing it
+   * would restart a running connector into the same failure.
+   */
+  controlPlaneResolved: boolean;
 }
 
 /** Whether nothing may be decided this pass: paused, or blocked. */
@@ -43,6 +50,7 @@ export function gatesOf(observed: Observed, spec: DefaultedSpec): Gates {
     paused: spec.paused,
     ...(blocker ? { blocker } : {}),
     controlPlaneReachable: observed.controlPlane.reachable,
+    controlPlaneResolved: observed.controlPlaneUrl !== undefined,
   };
 }
 

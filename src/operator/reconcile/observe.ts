@@ -39,6 +39,7 @@ import { checkRecovery } from './recovery-check.ts';
 import { recoveryUnderway } from './recovery-stages.ts';
 import { RESIZE_CONDITIONS, sizeToGrowTo } from './storage-expansion.ts';
 import { observeTokenSecret, tokenSecretMayMatter } from './token-secret.ts';
+import { unresolvedHold } from './workload.ts';
 
 /** Where observe reads from; the controller implements it over informers and the API. */
 export interface ClusterReader {
@@ -399,8 +400,14 @@ export async function observe(ctx: ObserveContext, connector: Connector): Promis
     );
   const resolved = await resolveConnection(ctx, value);
   if ('error' in resolved) {
+    // Nothing is written without a control plane (workload.ts); the error says what stays as it is.
+    const error = new CodedError(
+      resolved.error.code,
+      `${resolved.error.message}; ${unresolvedHold(name, base.configMap, workload)}`,
+      { temporary: resolved.error.temporary, cause: resolved.error },
+    );
     // No control plane to judge a token with; a recovery under way still sees its Secret.
-    const token = await tokenSecret({ reachable: false, error: resolved.error });
+    const token = await tokenSecret({ reachable: false, error });
     return {
       observed: {
         ...base,
@@ -408,7 +415,7 @@ export async function observe(ctx: ObserveContext, connector: Connector): Promis
         workload,
         pods,
         claims,
-        controlPlane: { reachable: false, error: resolved.error },
+        controlPlane: { reachable: false, error },
         ...podFacts,
       },
       connection: undefined,

@@ -7,6 +7,7 @@ import type { Condition, ConnectorStatus } from '../api/types.ts';
 import {
   CONDITION_TYPES,
   clearReconciling,
+  findCondition,
   isConditionTrue,
   markReconciling,
   markStalled,
@@ -16,7 +17,7 @@ import {
   withReady,
 } from '../conditions.ts';
 import type { Plan, PlannedEvent, PlanStep } from './plan-types.ts';
-import { errorText } from './untrusted-text.ts';
+import { errorMessageText, errorText } from './untrusted-text.ts';
 
 /** How far a pass got: the steps that ran (a prefix of the plan's), and what stopped it. */
 export interface PassOutcome {
@@ -36,6 +37,25 @@ const STALLING_CODES: Record<string, string> = {
   // Another Connector owns the control-plane record of this connector id.
   CONNECTOR_ID_CONFLICT: StalledReasons.ConnectorIdConflict,
 };
+
+/**
+ * Whether `conditions` (the stored status's) already say Stalled for this very cause, reason and
+ * message. A stalled Connector is passed over again (its periodic look, a change of its own
+ * children, another Connector's control plane checked), and each pass meets the same cause: its
+ * Event and error log are for a change of cause, not for every pass that meets it again.
+ */
+export function stalledAlready(
+  conditions: readonly Condition[] | undefined,
+  stall: { reason: string; message: string } | undefined,
+): boolean {
+  const stored = findCondition(conditions, CONDITION_TYPES.Stalled);
+  return (
+    stall !== undefined &&
+    stored?.status === 'True' &&
+    stored.reason === stall.reason &&
+    stored.message === stall.message
+  );
+}
 
 /** The status the first `ran` steps leave: their changes, each field as the last of them set it. */
 export function statusOfSteps(steps: readonly PlanStep[], ran = steps.length): ConnectorStatus {
@@ -88,11 +108,11 @@ export function withError(
   const stall = Object.hasOwn(STALLING_CODES, error.code) ? STALLING_CODES[error.code] : undefined;
   const message = errorText(error);
   if (stall || !error.temporary) {
-    conditions = markStalled(
-      clearReconciling(conditions),
-      { reason: stall ?? StalledReasons.ControlPlaneRejected, message, ...g },
-      now,
-    );
+    const reason = stall ?? StalledReasons.ControlPlaneRejected;
+    // A code that is the condition's reason (ControlPlaneConfigInvalid, InvalidSpec) is not said
+    // twice: `kubectl describe` and the plugin print the reason beside the message.
+    const said = reason === error.code ? errorMessageText(error) : message;
+    conditions = markStalled(clearReconciling(conditions), { reason, message: said, ...g }, now);
   } else if (isConditionTrue(conditions, CONDITION_TYPES.Stalled)) {
     return { ...status, conditions: withReady(conditions, generation, now, message) };
   } else {

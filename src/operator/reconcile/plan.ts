@@ -38,6 +38,7 @@ import {
 } from './enrollment.ts';
 import { connectorIdConflict, type Gates, gatesOf, held, heldBecause } from './gates.ts';
 import type { ControlPlaneConnector, Observed, TokenSecretFacts } from './observed.ts';
+import { stalledAlready } from './pass-status.ts';
 import type { Plan, PlannedEvent, PlanStep } from './plan-types.ts';
 import { agentPodFacts } from './pod-facts.ts';
 import { recoveryPhase } from './recovery.ts';
@@ -194,8 +195,10 @@ export function plan(observed: Observed, now: Date): Plan {
   });
 
   const mints = tokenSteps.some((step) => step.action?.kind === 'mintToken');
+  // A blocker's Warning goes out when it is found or changes, not at every look while it holds.
+  const newBlocker = stalledAlready(previous.conditions, gates.blocker) ? undefined : gates.blocker;
   const notices: PlannedEvent[] = [
-    ...(gates.blocker ? [{ type: 'Warning' as const, ...gates.blocker }] : []),
+    ...(newBlocker ? [{ type: 'Warning' as const, ...newBlocker }] : []),
     ...workload.expansion.notices,
   ];
   // No side effect before its precondition: a token is minted only for a workload Kubernetes will
@@ -313,11 +316,12 @@ function invalidSpecPlan(
     now,
   );
   const conditions = withReady(clearReconciling(stalled), generation, now);
+  const said = stalledAlready(previous.conditions, { reason: StalledReasons.InvalidSpec, message });
   return {
     steps: [
       {
         status: { ...previous, observedGeneration: generation ?? 0, conditions },
-        events: [{ type: 'Warning', reason: 'InvalidSpec', message }],
+        ...(said ? {} : { events: [{ type: 'Warning' as const, reason: 'InvalidSpec', message }] }),
       },
     ],
     transitions: [],

@@ -1,6 +1,9 @@
 // The workload phase: the ConfigMap and the operator's StatefulSet to apply (an adopted workload is
 // the user's: only a recovery scales it, recovery.ts), and the claim to grow when spec.storage.size
-// grew (storage-expansion.ts). Held (paused, blocked), it writes nothing.
+// grew (storage-expansion.ts). Held (paused, blocked), or without a control plane to point the
+// agent at (spec.controlPlaneRef does not resolve), it writes nothing: no new child, and an
+// existing workload left exactly as it runs.
+import type { V1ConfigMap } from '@kubernetes/client-node';
 import { ANNOTATIONS } from '../api/constants.ts';
 import type { Connector, DefaultedSpec } from '../api/types.ts';
 import {
@@ -11,10 +14,11 @@ import {
   desiredStatefulSet,
 } from './desired-objects.ts';
 import { type Gates, held } from './gates.ts';
-import type { ClaimFacts, Observed } from './observed.ts';
+import type { ClaimFacts, Observed, WorkloadFacts } from './observed.ts';
 import type { PlanStep } from './plan-types.ts';
 import type { RecoveryDecision } from './recovery-types.ts';
 import { type ExpansionDecision, planStorageExpansion } from './storage-expansion.ts';
+import { untrustedText } from './untrusted-text.ts';
 
 export interface WorkloadPhase {
   /** In act order: the ConfigMap, the StatefulSet, the claim's growth. */
@@ -41,20 +45,13 @@ export function workloadPhase(
     claim: ownDataClaim(observed.claims.get(names.claim), spec.name),
     storageClass: observed.storageClass,
     previousConditions: connector.status?.conditions,
-    held: held(gates),
+    held: held(gates) || !gates.controlPlaneResolved,
   });
-  if (held(gates)) return { steps: [], dryRuns: [], expansion };
-  // No control plane resolved this pass (the one spec.controlPlaneRef names is not Ready, or gone):
-  // the agent keeps the URL and CA it was given. Dropped, they would roll a running agent into a pod
-  // that cannot start (its URL comes from this ConfigMap), and lose the one record of where the
-  // connector was last registered, which its deletion names (reconciler.ts).
-  const configMap = desiredConfigMap(
-    connector,
-    spec,
-    observed.controlPlaneUrl === undefined
-      ? configuredControlPlane(observed.configMap)
-      : { url: observed.controlPlaneUrl, caPem: observed.caPem },
-  );
+  if (held(gates) || !gates.controlPlaneResolved) return { steps: [], dryRuns: [], expansion };
+  const configMap = desiredConfigMap(connector, spec, {
+    url: observed.controlPlaneUrl,
+    caPem: observed.caPem,
+  });
   const steps: PlanStep[] = [{ action: { kind: 'applyConfigMap', object: configMap } }];
   const dryRuns: PlanStep[] = [];
   if (!spec.workloadRef) {
@@ -75,4 +72,27 @@ export function workloadPhase(
 /** The data claim when its labels say it is this Connector's (ClaimFacts.labelledFor); else none to grow. */
 function ownDataClaim(claim: ClaimFacts | undefined, connectorName: string): ClaimFacts | undefined {
   return claim?.labelledFor === connectorName ? claim : undefined;
+}
+
+/**
+ * What stays as it is while spec.controlPlaneRef does not resolve (the workload phase writes
+ * nothing then), for the message that says why: the children that exist, and the control-plane URL
+ * the agent keeps using from its ConfigMap; or that none is created.
+ */
+export function unresolvedHold(
+  connectorName: string,
+  configMap: V1ConfigMap | undefined,
+  workload: Pick<WorkloadFacts, 'kind' | 'name'> | undefined,
+): string {
+  const names = childNames(connectorName);
+  if (!configMap && !workload)
+    return 'no ConfigMap, StatefulSet, claim or token is created until it resolves';
+  const { url } = configuredControlPlane(configMap);
+  const config = configMap
+    ? `ConfigMap ${names.configMap} (${url ? `control-plane URL ${untrustedText(url)}` : 'which holds no control-plane URL'})`
+    : undefined;
+  const held = [workload ? `${workload.kind} ${workload.name}` : undefined, config].filter(Boolean);
+  return workload
+    ? `${held.join(' and its ')} ${held.length > 1 ? 'are' : 'is'} left as ${held.length > 1 ? 'they are' : 'it is'}, and nothing is applied until it resolves`
+    : `${config} is left as it is; no StatefulSet, claim or token is created until it resolves`;
 }

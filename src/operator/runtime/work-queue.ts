@@ -37,6 +37,21 @@ export type ReconcileHandler = (
   // biome-ignore lint/suspicious/noConfusingVoidType: lets `async (key) => { ... }` handlers return nothing
 ) => Promise<ReconcileResult | undefined | void> | ReconcileResult | undefined | void;
 
+const REPORTED = Symbol('vaultpam.alreadyReported');
+
+/**
+ * Marks a permanent failure whose cause the handler reported on an earlier pass (its Event, its
+ * log, its status) and that did not change: the queue logs it at debug, not again at error, so one
+ * stalled object does not log an error at every look.
+ */
+export function alreadyReported<E extends Error>(error: E): E {
+  Object.defineProperty(error, REPORTED, { value: true });
+  return error;
+}
+
+const isAlreadyReported = (error: unknown) =>
+  typeof error === 'object' && error !== null && (error as { [REPORTED]?: unknown })[REPORTED] === true;
+
 export interface BackoffOptions {
   /** Delay after the first failure; doubles with each further failure. Default 1 s. */
   baseMs?: number;
@@ -359,7 +374,7 @@ export class WorkQueue {
     if ((error as { temporary?: unknown } | null)?.temporary === false) {
       this.failures.delete(key);
       const lookAgainInMs = this.stopping ? undefined : this.periodicLookMs?.();
-      this.logger.error(
+      this.logger[isAlreadyReported(error) ? 'debug' : 'error'](
         {
           object: key,
           code,

@@ -1,0 +1,234 @@
+// A Connector whose spec.controlPlaneRef cannot be resolved (a ControlPlane that does not exist, was
+// deleted or renamed, or is not Ready): the operator takes no side effect before its precondition,
+// so a new Connector gets no children at all, and a running one keeps its workload exactly as it
+// was; its status says so, once, and its repeated passes do not say it again. Against the real API
+// server with the operator as its ServiceAccount and the reference control plane.
+import { AppsV1Api, CoreV1Api } from '@kubernetes/client-node';
+import test, { type ExecutionContext } from 'ava';
+import { usableAdminCredential } from '../../src/controlplane/server.ts';
+import type { Connector } from '../../src/operator/api/types.ts';
+import { createTestNamespace, useCluster } from '../helpers/cluster.ts';
+import { connectorEvents, tallyEvents } from '../helpers/connector-events.ts';
+import { eventually, isGone } from '../helpers/eventually.ts';
+import { captureLogs } from '../helpers/log-capture.ts';
+import {
+  connectors,
+  controlPlaneResources,
+  type OperatorEnvironment,
+  startOperatorEnvironment,
+} from '../helpers/operator-env.ts';
+
+const cluster = useCluster(test);
+let env: OperatorEnvironment;
+const logs = captureLogs('operator-unresolved-control-plane', 'debug');
+
+test.serial.before(async () => {
+  env = await startOperatorEnvironment(cluster(), { logger: logs.logger });
+  // A short periodic look: a stalled Connector is passed over many times within a test.
+  await env.startOperator({ resyncMs: 500 });
+});
+test.after.always(async () => {
+  await env?.stop();
+});
+
+const connectorSpec = { connector: { org: 'acme', endpointId: 'ep-1' } };
+const condition = (c: Connector, type: string) => c.status?.conditions?.find((x) => x.type === type);
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** pino's level numbers. */
+const WARN = 40;
+const ERROR = 50;
+
+/** Log lines about the Connector `key` at `level` or above. */
+function logLinesAbout(key: string, level: number) {
+  return logs.records().filter((r) => (r.connector === key || r.object === key) && Number(r.level) >= level);
+}
+
+/** What exists of the children of Connector `name`: names of those that do. */
+async function childrenOf(namespace: string, name: string): Promise<string[]> {
+  const { kc } = cluster();
+  const core = kc.makeApiClient(CoreV1Api);
+  const apps = kc.makeApiClient(AppsV1Api);
+  const present: string[] = [];
+  const check = async (what: string, read: () => Promise<unknown>) => {
+    if (!(await isGone(read))) present.push(what);
+  };
+  await check('StatefulSet', () => apps.readNamespacedStatefulSet({ namespace, name }));
+  await check('ConfigMap', () => core.readNamespacedConfigMap({ namespace, name: `${name}-config` }));
+  await check('PersistentVolumeClaim', () =>
+    core.readNamespacedPersistentVolumeClaim({ namespace, name: `data-${name}-0` }),
+  );
+  await check('token Secret', () =>
+    core.readNamespacedSecret({ namespace, name: `${name}-enrollment-token` }),
+  );
+  return present;
+}
+
+/** A ControlPlane `name` in `namespace` for the reference control plane, with its Secret and CA. */
+async function createControlPlane(namespace: string, name: string) {
+  const { kc } = cluster();
+  const core = kc.makeApiClient(CoreV1Api);
+  await core
+    .createNamespacedSecret({
+      namespace,
+      body: {
+        metadata: {
+          name: `${name}-admin`,
+          annotations: { 'vaultpam.io/control-plane-url': env.controlPlane.url },
+        },
+        stringData: { credential: usableAdminCredential(env.controlPlane) },
+      },
+    })
+    .catch((error: { code?: number }) => {
+      if (error.code !== 409) throw error;
+    });
+  await core
+    .createNamespacedConfigMap({
+      namespace,
+      body: { metadata: { name: `${name}-ca` }, data: { 'ca.crt': env.controlPlane.caPem } },
+    })
+    .catch((error: { code?: number }) => {
+      if (error.code !== 409) throw error;
+    });
+  await controlPlaneResources(kc).create(namespace, name, {
+    url: env.controlPlane.url,
+    caConfigMapRef: { name: `${name}-ca` },
+    credentialSecretRef: { name: `${name}-admin` },
+  });
+}
+
+const stalledOn = (t: ExecutionContext, namespace: string, name: string, pattern: RegExp) =>
+  eventually(
+    () =>
+      connectors(cluster().kc)
+        .get(namespace, name)
+        .then((c) => (pattern.test(condition(c, 'Stalled')?.message ?? '') ? c : undefined)),
+    { description: `Stalled matching ${pattern}` },
+  ).then((c) => {
+    t.is(condition(c, 'Stalled')?.reason, 'ControlPlaneConfigInvalid');
+    return c;
+  });
+
+test.serial(
+  "the review's reproduction: a Connector naming a ControlPlane that does not exist gets no children, and says so once",
+  async (t) => {
+    const { kc } = cluster();
+    const namespace = await createTestNamespace(kc, 'cp-typo');
+    const key = `${namespace}/edge`;
+    await connectors(kc).create(namespace, {
+      metadata: { name: 'edge', namespace },
+      spec: { ...connectorSpec, controlPlaneRef: { name: 'vaultpm' }, storage: { size: '1Gi' } },
+    });
+    const stalled = await stalledOn(t, namespace, 'edge', /vaultpm/);
+    // Many periodic looks (every 500 ms) later, nothing was created and nothing said again.
+    await sleep(5_000);
+    t.deepEqual(await childrenOf(namespace, 'edge'), [], 'no StatefulSet, ConfigMap, claim or token Secret');
+
+    const expected = `spec.controlPlaneRef: ControlPlane ${namespace}/vaultpm does not exist; ask an admin to create it (or fix the name)`;
+    t.true(
+      condition(stalled, 'Stalled')?.message.startsWith(expected),
+      `the reason is not repeated in the message: ${condition(stalled, 'Stalled')?.message}`,
+    );
+    t.true(condition(stalled, 'Ready')?.message.startsWith(`Stalled: ${expected}`));
+    t.is(condition(stalled, 'Ready')?.reason, 'ControlPlaneConfigInvalid');
+
+    const tally = tallyEvents(await connectorEvents(kc, namespace, 'edge'));
+    t.is(tally.ReconcileStalled, 1, `one Event for one cause: ${JSON.stringify(tally)}`);
+    t.is(logLinesAbout(key, ERROR).length, 1, 'one ERROR line for one cause');
+    t.is(logLinesAbout(key, WARN).length, 2, 'and its one WARN line');
+
+    // A new cause is said again: the ControlPlane exists now, but is not Ready (no Secret).
+    await controlPlaneResources(kc).create(namespace, 'vaultpm', {
+      url: env.controlPlane.url,
+      caConfigMapRef: { name: 'vaultpm-ca' },
+      credentialSecretRef: { name: 'vaultpm-admin' },
+    });
+    await stalledOn(t, namespace, 'edge', /is not Ready/);
+    await sleep(2_000);
+    t.deepEqual(await childrenOf(namespace, 'edge'), []);
+    t.is(tallyEvents(await connectorEvents(kc, namespace, 'edge')).ReconcileStalled, 2);
+    t.is(logLinesAbout(key, ERROR).length, 2);
+
+    // Resolved: the Connector proceeds and gets its children, the URL in its ConfigMap.
+    await controlPlaneResources(kc).delete(namespace, 'vaultpm');
+    await createControlPlane(namespace, 'vaultpm');
+    await eventually(
+      () =>
+        childrenOf(namespace, 'edge').then((c) => c.includes('token Secret') && c.includes('StatefulSet')),
+      { description: 'children created once it resolves', timeoutMs: 30_000 },
+    );
+    const configMap = await kc
+      .makeApiClient(CoreV1Api)
+      .readNamespacedConfigMap({ namespace, name: 'edge-config' });
+    t.is(configMap.data?.['control-plane-url'], env.controlPlane.url);
+  },
+);
+
+test.serial(
+  'a running Connector whose ControlPlane is deleted or renamed keeps its workload as it is, and its status says so',
+  async (t) => {
+    const { kc } = cluster();
+    const apps = kc.makeApiClient(AppsV1Api);
+    const core = kc.makeApiClient(CoreV1Api);
+    const namespace = await createTestNamespace(kc, 'cp-gone');
+    await createControlPlane(namespace, 'team');
+    const api = connectors(kc);
+    await api.create(namespace, {
+      metadata: { name: 'edge', namespace },
+      spec: { ...connectorSpec, controlPlaneRef: { name: 'team' } },
+    });
+    await eventually(() => core.readNamespacedSecret({ namespace, name: 'edge-enrollment-token' }), {
+      description: 'token minted',
+      timeoutMs: 30_000,
+    });
+    const agent = await env.runAgent(namespace, 'edge');
+    t.teardown(() => agent.stop());
+    await eventually(() => api.get(namespace, 'edge').then((c) => c.status?.phase === 'Online'), {
+      description: 'Online',
+      timeoutMs: 30_000,
+    });
+    // The StatefulSet's spec (its generation: its status moves with its pod) and the ConfigMap.
+    const unchanged = async () => ({
+      statefulSet: (await apps.readNamespacedStatefulSet({ namespace, name: 'edge' })).metadata?.generation,
+      configMap: (await core.readNamespacedConfigMap({ namespace, name: 'edge-config' })).metadata
+        ?.resourceVersion,
+    });
+    const before = await unchanged();
+
+    // Deleted: Stalled, and the workload is left running as it is.
+    await controlPlaneResources(kc).delete(namespace, 'team');
+    const gone = await stalledOn(t, namespace, 'edge', /team does not exist/);
+    await sleep(3_000);
+    t.deepEqual(await unchanged(), before, 'StatefulSet and ConfigMap untouched');
+    t.is(
+      condition(gone, 'Stalled')?.message,
+      `spec.controlPlaneRef: ControlPlane ${namespace}/team does not exist; ask an admin to create it (or fix the name); StatefulSet edge and its ConfigMap edge-config (control-plane URL ${env.controlPlane.url}) are left as they are, and nothing is applied until it resolves`,
+    );
+
+    // (A rename is a delete for the Connector: the CRD refuses another spec.controlPlaneRef once it
+    // reached its control plane.) Back, then not Ready (its credential Secret deleted): the same.
+    await createControlPlane(namespace, 'team');
+    await eventually(() => api.get(namespace, 'edge').then((c) => condition(c, 'Stalled') === undefined), {
+      description: 'resolves again',
+      timeoutMs: 30_000,
+    });
+    t.deepEqual(await unchanged(), before, 'resolved again, the same workload is applied: no change');
+    await core.deleteNamespacedSecret({ namespace, name: 'team-admin' });
+    await controlPlaneResources(kc).patch(namespace, 'team', {
+      metadata: { annotations: { 'vaultpam.io/recheck': '1' } },
+    });
+    const notReady = await stalledOn(t, namespace, 'edge', /team is not Ready \(CredentialMissing/);
+    t.regex(
+      condition(notReady, 'Stalled')?.message ?? '',
+      /; StatefulSet edge and its ConfigMap edge-config/,
+    );
+    await sleep(2_000);
+    t.deepEqual(await unchanged(), before, 'StatefulSet and ConfigMap untouched');
+    t.is(notReady.status?.phase, 'Online', 'the phase last seen stays');
+    t.is(
+      logs.records().filter((r) => r.object === `${namespace}/edge` && Number(r.level) >= ERROR).length,
+      2,
+      'one ERROR line per cause',
+    );
+  },
+);
