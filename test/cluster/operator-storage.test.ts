@@ -79,7 +79,12 @@ test.serial('a claim replaced after pairing is reported as identity loss', async
   await agent.stop();
   // The claim and its pod are deleted; the StatefulSet controller recreates both: an empty new claim.
   await core.deleteNamespacedPersistentVolumeClaim({ namespace, name: 'data-edge-0' });
-  await core.deleteNamespacedPod({ namespace, name: 'edge-0', gracePeriodSeconds: 0 });
+  // The StatefulSet controller may delete the Pending pod of a claim being deleted first.
+  await core
+    .deleteNamespacedPod({ namespace, name: 'edge-0', gracePeriodSeconds: 0 })
+    .catch((error: { code?: number }) => {
+      if (error.code !== 404) throw error;
+    });
   const replaced = await eventually(
     () =>
       api
@@ -92,6 +97,16 @@ test.serial('a claim replaced after pairing is reported as identity loss', async
   t.is(replaced.status?.diagnosis?.failureClass, 'IdentityLoss');
   t.regex(replaced.status?.diagnosis?.nextStep ?? '', /reattach the original volume/);
   t.is(replaced.status?.mode, 'GuidedRecovery');
+  // Between the old claim's end and the new claim, no pod mounts anything: the claim the identity was
+  // on is gone, and what the next pod gets is an empty one. The mode never said Autonomous then.
+  const events = await kc.makeApiClient(EventsV1Api).listNamespacedEvent({ namespace });
+  const modes = events.items
+    .filter((e) => e.regarding?.name === 'edge' && /^(Mode|Storage)/.test(e.reason ?? ''))
+    .map((e) => `${e.reason}: ${e.note}`);
+  t.false(
+    modes.some((m) => m.includes('-> Autonomous')),
+    `no mode Autonomous without the storage: ${JSON.stringify(modes)}`,
+  );
 });
 
 test.serial('a token that expires unused is deleted and a fresh one minted', async (t) => {

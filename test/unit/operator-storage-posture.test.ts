@@ -697,6 +697,31 @@ const cases: Case[] = [
     },
   },
   {
+    // The review's window: the claim data-edge-0 and its pod deleted, the StatefulSet not yet given
+    // a new claim. It said "Autonomous: the claim is not created yet", then ClaimReplaced.
+    name: 'pod template only, the claim the data was on gone (its UID remembered): not Autonomous, GuidedRecovery',
+    input: {
+      podSpec: podSpec({ mounts: [{ name: 'data', mountPath: '/data' }] }),
+      podName: undefined,
+      fromPod: false,
+      claims: claimsOf(),
+      claimForTemplateVolume: claimTemplate,
+      identityClaimUID: 'old-uid',
+    },
+    expected: {
+      source: 'PersistentVolumeClaim',
+      status: 'Unknown',
+      reason: DurableStorageReasons.ClaimPending,
+      durable: false,
+      mode: 'GuidedRecovery',
+      volumeName: 'data',
+      claimName: 'data-edge-0',
+      message: [
+        'claim data-edge-0 the data directory was on (UID old-uid) is gone; the next pod gets a new, empty one',
+      ],
+    },
+  },
+  {
     name: 'pod template only, the claim template mounted at a parent of the data dir, claim bound',
     input: {
       podSpec: podSpec({

@@ -215,6 +215,18 @@ function claimPosture(
     volumeName: input.volumeName,
     claimName: input.claimName,
   };
+  if (!claim && !input.fromPod && input.identityClaimUID) {
+    // No pod, and the claim the data was written to is gone: what the next pod gets is a new, empty
+    // claim, not the durable storage the identity is on. Autonomous here would be a mode no storage
+    // backs (between a deleted claim and its replacement: GuidedRecovery, then ClaimReplaced).
+    return {
+      ...base,
+      durable: false,
+      status: 'Unknown',
+      reason: DurableStorageReasons.ClaimPending,
+      message: `the claim ${input.claimName} the data directory was on (UID ${input.identityClaimUID}) is gone; the next pod gets a new, empty one`,
+    };
+  }
   if (!claim || claim.deleting) {
     return {
       ...base,
