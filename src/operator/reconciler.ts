@@ -207,13 +207,14 @@ export function finalizingStatus(
     target?: ReleaseTarget;
     deadline?: number;
     lastError?: string;
-    /** The release is over (`outcome`), and Kubernetes `refused` to remove the finalizer. */
-    settled?: { outcome: string; refused: string };
+    /** The release `ended`, and Kubernetes `refused` to remove the finalizer. */
+    settled?: { ended: ReleaseEnd; refused: string };
     /**
-     * The operator's finalizer is not on the Connector (Kubernetes `refused` it, or someone removed
-     * it): the operator takes no step; `others` are the finalizers that hold it.
+     * The operator's finalizer is not on the Connector: Kubernetes `refused` it, someone removed it,
+     * or the operator did once its release `ended`; the operator takes no step (no further one);
+     * `others` are the finalizers that hold it.
      */
-    unheld?: { refused: boolean; others: string[] };
+    unheld?: { refused: boolean; others: string[]; ended?: ReleaseEnd };
     /** Where the record was last registered (describeRecord). */
     place?: RecordPlace;
   } = {},
@@ -231,7 +232,7 @@ export function finalizingStatus(
   const message = release.unheld
     ? unheldMessage(connector, target, where, release.unheld)
     : release.settled
-      ? `the Connector is being deleted: the release is over (${release.settled.outcome}), but ${release.settled.refused}; tried again until it is accepted`
+      ? `the Connector is being deleted: the release is over (${releaseEndText(release.settled.ended)}), but ${release.settled.refused}; tried again until it is accepted`
       : `the Connector is being deleted: revoking live tokens and ${target.deletionPolicy === 'Retain' ? 'keeping' : 'releasing'} ${where} before the finalizer is removed${bound}${last}`;
   const conditions = markReconciling(
     clearStalled(previous.conditions),
@@ -251,17 +252,24 @@ export function finalizingStatus(
   };
 }
 
+/** How the operator's release ended: what it did, or why the finalizer went without releasing. */
+export type ReleaseEnd = { released: string } | { abandoned: string };
+
+/** A release's end in a few words, as the Events and the status of a refused removal quote it. */
+export const releaseEndText = (end: ReleaseEnd): string =>
+  'released' in end ? end.released : `abandoned: ${end.abandoned}`;
+
 /**
- * What a Connector deleted without the operator's finalizer is waiting for: nothing the operator
- * does (it no longer may add the finalizer, and releases only under it), so what it leaves behind.
+ * What a Connector being deleted without the operator's finalizer is waiting for: nothing the
+ * operator does (it no longer may add the finalizer, and releases only under it; or it removed the
+ * finalizer itself once its release ended), so what was released or is left behind.
  */
 function unheldMessage(
   connector: Connector,
   target: ReleaseTarget,
   where: string,
-  unheld: { refused: boolean; others: string[] },
+  unheld: { refused: boolean; others: string[]; ended?: ReleaseEnd },
 ): string {
-  const why = unheld.refused ? 'Kubernetes refused it' : 'it was removed by someone else';
   const left = reachedControlPlane(connector.status)
     ? `${where} is not released: revoke its tokens and ${target.deletionPolicy === 'Release' ? 'delete' : 'disown'} it by hand`
     : 'it never reached a control plane: there is nothing to release';
@@ -269,6 +277,12 @@ function unheldMessage(
     unheld.others.length > 0
       ? `the finalizers ${unheld.others.join(', ')} are removed`
       : 'Kubernetes removes it';
+  const { ended } = unheld;
+  if (ended && 'released' in ended)
+    return `the Connector is being deleted: the operator's release is over (${ended.released}) and it removed its finalizer ${FINALIZER}, so it takes no further step for it; it goes once ${until}`;
+  if (ended)
+    return `the Connector is being deleted: the operator removed its finalizer ${FINALIZER} without releasing (${ended.abandoned}), so it takes no further step for it; ${left}; it goes once ${until}`;
+  const why = unheld.refused ? 'Kubernetes refused it' : 'it was removed by someone else';
   return `the Connector is being deleted without the operator's finalizer ${FINALIZER} (${why}), so the operator takes no step for it; ${left}; it goes once ${until}`;
 }
 
@@ -320,16 +334,17 @@ export class ConnectorReconciler {
   private readonly releaseAttempts = new Map<string, number>();
   private readonly releaseErrors = new Map<string, string>();
   /**
-   * The uid of a Connector whose finalizer this operator removed, until the cache says it is gone:
-   * a pass on the stale cached object must not release again or leave a second trace.
+   * The uid of a Connector whose finalizer this operator removed, and how its release ended, until
+   * the cache says it is gone: a pass on the stale cached object must not release again or leave a
+   * second trace; one that other finalizers still hold says in status how it ended.
    */
-  private readonly finalized = new Map<string, string>();
+  private readonly finalized = new Map<string, { uid: string; ended: ReleaseEnd }>();
   /**
    * A Connector being deleted whose release is done (or abandoned) but whose finalizer Kubernetes
    * refused to remove (an admission policy): its uid and what the release did. The removal alone is
    * tried again; the release is not run again, nor its Event recorded twice.
    */
-  private readonly settled = new Map<string, { uid: string; outcome: string; refusals: number }>();
+  private readonly settled = new Map<string, { uid: string; ended: ReleaseEnd; refusals: number }>();
 
   constructor(ctx: ReconcilerContext) {
     this.ctx = ctx;
@@ -652,14 +667,18 @@ export class ConnectorReconciler {
    */
   private async finalize(connector: Connector, log: Logger): Promise<ReconcileResult> {
     const key = objectKey(connector.metadata.namespace ?? '', connector.metadata.name ?? '');
-    if (this.finalized.get(key) === (connector.metadata.uid ?? '')) return {};
-    if (!(connector.metadata.finalizers ?? []).includes(FINALIZER)) return this.unheld(connector);
+    const ours = (connector.metadata.finalizers ?? []).includes(FINALIZER);
+    const finalized = this.finalized.get(key);
+    if (finalized?.uid === (connector.metadata.uid ?? ''))
+      // Once the cache shows the finalizer gone, and only other finalizers hold the Connector.
+      return ours ? {} : this.unheld(connector, finalized.ended);
+    if (!ours) return this.unheld(connector);
     const target = releaseTarget(connector);
     const place = this.recordPlace(connector, target);
     const deadline = releaseDeadline(connector, this.ctx.releaseTimeoutMs ?? DEFAULT_RELEASE_TIMEOUT_MS);
     const now = this.ctx.clock.now();
     const settled = this.settled.get(key);
-    if (settled?.uid === (connector.metadata.uid ?? '')) return this.letGo(connector, log, settled.outcome);
+    if (settled?.uid === (connector.metadata.uid ?? '')) return this.letGo(connector, log, settled.ended);
     const lastError = this.releaseErrors.get(key);
     await this.markFinalizing(
       connector,
@@ -712,7 +731,7 @@ export class ConnectorReconciler {
       );
       return { requeueAfterMs: retryInMs };
     }
-    return this.letGo(connector, log, outcome);
+    return this.letGo(connector, log, { released: outcome });
   }
 
   /** Where the Connector's record was last registered (its ConfigMap), and the release target's URL. */
@@ -734,23 +753,26 @@ export class ConnectorReconciler {
   }
 
   /**
-   * A Connector being deleted without the operator's finalizer (refused, or removed by someone
-   * else), held by other finalizers: the status this operator wrote before (Stalled FinalizerRefused,
-   * or what a pass saw) would go on saying what no longer holds, so it says the deletion instead.
-   * Not when the status already says the deletion (phase Terminating: this operator's own release,
-   * whose finalizer it removed, or this), nor when this operator never wrote one.
+   * A Connector being deleted without the operator's finalizer, held by other finalizers: the
+   * status this operator wrote before would go on saying what no longer holds (Stalled
+   * FinalizerRefused, what a pass saw, or its own release under way: "revoking live tokens ...
+   * before the finalizer is removed"), so it says the deletion as it stands instead. With `ended`,
+   * this operator removed the finalizer once its release ended. Without, it was refused or removed
+   * by someone else: not when the status already says the deletion (phase Terminating: this, or the
+   * release of an operator that removed the finalizer before a restart, whose end is not known),
+   * nor when this operator never wrote one.
    */
-  private async unheld(connector: Connector): Promise<ReconcileResult> {
+  private async unheld(connector: Connector, ended?: ReleaseEnd): Promise<ReconcileResult> {
     const status = connector.status;
-    if (!status?.conditions?.length || status.phase === 'Terminating') return {};
+    if (!ended && (!status?.conditions?.length || status.phase === 'Terminating')) return {};
     const refused =
-      status.conditions.find((c) => c.type === CONDITION_TYPES.Stalled)?.reason ===
+      status?.conditions?.find((c) => c.type === CONDITION_TYPES.Stalled)?.reason ===
       StalledReasons.FinalizerRefused;
     const others = (connector.metadata.finalizers ?? []).filter((f) => f !== FINALIZER);
     await this.markFinalizing(
       connector,
       finalizingStatus(connector, this.ctx.clock.now(), {
-        unheld: { refused, others },
+        unheld: { refused, others, ...(ended ? { ended } : {}) },
         place: this.recordPlace(connector, releaseTarget(connector)),
       }),
     );
@@ -758,12 +780,12 @@ export class ConnectorReconciler {
   }
 
   /**
-   * Removes the finalizer, once per Connector object. `outcome` says what the release did. A removal
+   * Removes the finalizer, once per Connector object. `ended` says how the release ended. A removal
    * Kubernetes refuses while the Connector is still there (an admission policy) is said (a Warning
    * Event, the status, a warn log) and tried again with backoff; nothing else would try it again,
    * and the Connector would stay Terminating until the operator restarted.
    */
-  private async letGo(connector: Connector, log: Logger, outcome: string): Promise<ReconcileResult> {
+  private async letGo(connector: Connector, log: Logger, ended: ReleaseEnd): Promise<ReconcileResult> {
     const namespace = connector.metadata.namespace ?? '';
     const name = connector.metadata.name ?? '';
     const key = objectKey(namespace, name);
@@ -781,7 +803,7 @@ export class ConnectorReconciler {
       // Its own count: the backoff of the removal starts at 1 s, whatever the release went through.
       const before = this.settled.get(key);
       const attempt = (before?.uid === uid ? before.refusals : 0) + 1;
-      this.settled.set(key, { uid, outcome, refusals: attempt });
+      this.settled.set(key, { uid, ended, refusals: attempt });
       const retryInMs = backoffDelay(attempt, RELEASE_RETRY);
       const refused = `Kubernetes refused to remove the finalizer ${FINALIZER}: ${errorText(refusal)}`;
       log.warn(
@@ -792,17 +814,17 @@ export class ConnectorReconciler {
         {
           type: 'Warning',
           reason: 'ReconcileStalled',
-          message: `${refused}; the release is over (${outcome}) and the Connector stays until the removal is accepted (tried again with backoff, at most every ${RELEASE_RETRY.capMs / 1000} s)`,
+          message: `${refused}; the release is over (${releaseEndText(ended)}) and the Connector stays until the removal is accepted (tried again with backoff, at most every ${RELEASE_RETRY.capMs / 1000} s)`,
         },
       ]);
       await this.markFinalizing(
         connector,
-        finalizingStatus(connector, this.ctx.clock.now(), { settled: { outcome, refused } }),
+        finalizingStatus(connector, this.ctx.clock.now(), { settled: { ended, refused } }),
       );
       return { requeueAfterMs: retryInMs };
     }
     this.forgetRelease(key);
-    this.finalized.set(key, uid);
+    this.finalized.set(key, { uid, ended });
     return {};
   }
 
@@ -941,7 +963,7 @@ export class ConnectorReconciler {
     recordEvents(this.ctx, connector, [
       { type: 'Warning', reason: 'ReleaseAbandoned', message, priority: 'always' },
     ]);
-    return this.letGo(connector, log, `abandoned: ${why}`);
+    return this.letGo(connector, log, { abandoned: why });
   }
 
   /**

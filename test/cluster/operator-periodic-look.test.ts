@@ -3,7 +3,8 @@
 // periodicLookMs), so one whose finalizer was refused gets it once the refusal goes (the Connector
 // informer has no resync of every Connector any more; before it went, that resync tried again).
 // The finalizer's removal: refused after the release, it is said and tried again with backoff; the
-// release is not run again.
+// release is not run again. A Connector deleted without the operator's finalizer, or held by a
+// user's after the operator removed its own, says what is, not a release under way.
 import {
   AdmissionregistrationV1Api,
   CustomObjectsApi,
@@ -13,6 +14,7 @@ import {
 } from '@kubernetes/client-node';
 import test, { type ExecutionContext } from 'ava';
 import { FINALIZER } from '../../src/operator/api/constants.ts';
+import type { Connector } from '../../src/operator/api/types.ts';
 import { createTestNamespace, useCluster } from '../helpers/cluster.ts';
 import { eventually, isGone } from '../helpers/eventually.ts';
 import { connectors, type OperatorEnvironment, startOperatorEnvironment } from '../helpers/operator-env.ts';
@@ -112,6 +114,84 @@ function createdWithFinalizer(namespace: string, finalizer: string, spec: object
     });
 }
 
+/** Removes every finalizer of Connector `name`, a user's included: it goes, if it is being deleted. */
+function dropFinalizers(namespace: string, name: string) {
+  return cluster()
+    .kc.makeApiClient(CustomObjectsApi)
+    .patchNamespacedCustomObject(
+      {
+        group: 'vaultpam.io',
+        version: 'v1alpha1',
+        namespace,
+        plural: 'connectors',
+        name,
+        body: [{ op: 'replace', path: '/metadata/finalizers', value: [] }],
+      },
+      setHeaderOptions('Content-Type', PatchStrategy.JsonPatch),
+    );
+}
+
+/**
+ * Creates Connector "edge" carrying a user's finalizer, which holds it once deleted (after the
+ * operator's, if it has one); every finalizer is dropped when the test ends. Returns that finalizer.
+ */
+async function createHeld(t: ExecutionContext, namespace: string, spec: object): Promise<string> {
+  const hold = 'example.com/hold';
+  await connectors(cluster().kc).create(namespace, {
+    metadata: { name: 'edge', namespace, finalizers: [hold] },
+    spec: spec as Connector['spec'],
+  });
+  t.teardown(() => dropFinalizers(namespace, 'edge').catch(() => {}));
+  return hold;
+}
+
+/** Connector "edge" of `namespace` reconciled under the operator's finalizer, its record registered. */
+function registered(namespace: string) {
+  return eventually(
+    () =>
+      connectors(cluster().kc)
+        .get(namespace, 'edge')
+        .then((c) => c.metadata.finalizers?.includes(FINALIZER) && c.status?.controlPlaneState !== undefined),
+    { description: 'the Connector reconciled, its record registered' },
+  );
+}
+
+/** The ConnectorReleased Events on Connector "edge" of `namespace`. */
+function releasedEvents(namespace: string) {
+  return cluster()
+    .kc.makeApiClient(EventsV1Api)
+    .listNamespacedEvent({ namespace })
+    .then((list) =>
+      list.items.filter((e) => e.regarding?.name === 'edge' && e.reason === 'ConnectorReleased'),
+    );
+}
+
+/** The control plane no longer has the record of Connector "edge" of `namespace`. */
+async function recordReleased(t: ExecutionContext, namespace: string): Promise<void> {
+  const error = await t.throwsAsync(() => env.admin.getConnector(`${namespace}.edge`));
+  t.is((error as { code?: string }).code, 'CONNECTOR_NOT_FOUND', 'the record was released');
+}
+
+/** Connector "edge" of `namespace` once its Ready message satisfies `holds` (and `also`, if given). */
+function edgeWhenReady(
+  namespace: string,
+  holds: (message: string) => boolean,
+  description: string,
+  also: (c: Connector) => boolean = () => true,
+) {
+  return eventually(
+    () =>
+      connectors(cluster().kc)
+        .get(namespace, 'edge')
+        .then((c) =>
+          also(c) && holds(c.status?.conditions?.find((x) => x.type === 'Ready')?.message ?? '')
+            ? c
+            : undefined,
+        ),
+    { description, timeoutMs: 15_000 },
+  );
+}
+
 /** The Warning ReconcileStalled Event on Connector `name` whose note holds `text`. */
 function stalledEvent(namespace: string, name: string, text: string) {
   return eventually(
@@ -204,13 +284,7 @@ test('a Connector whose finalizer removal an admission webhook refuses (403) is 
   const api = connectors(kc);
   const spec = { connector: { org: 'acme', endpointId: 'ep-1', allowedNetworks: [] } };
   await api.create(namespace, { metadata: { name: 'edge', namespace }, spec });
-  await eventually(
-    () =>
-      api
-        .get(namespace, 'edge')
-        .then((c) => c.metadata.finalizers?.includes(FINALIZER) && c.status?.controlPlaneState !== undefined),
-    { description: 'the Connector reconciled, its record registered' },
-  );
+  await registered(namespace);
   const policy = await admissionPolicy(
     t,
     namespace,
@@ -242,20 +316,11 @@ test('a Connector whose finalizer removal an admission webhook refuses (403) is 
     warning.note ?? '',
     /refused to remove the finalizer vaultpam.io\/connector-cleanup: .*the release is over \(revoked live tokens and released /,
   );
-  const error = await t.throwsAsync(() => env.admin.getConnector(`${namespace}.edge`));
-  t.is((error as { code?: string }).code, 'CONNECTOR_NOT_FOUND', 'the record was released');
-  const held = await eventually(
-    () =>
-      api
-        .get(namespace, 'edge')
-        .then((c) =>
-          c.status?.conditions
-            ?.find((x) => x.type === 'Ready')
-            ?.message?.includes('refused to remove the finalizer')
-            ? c
-            : undefined,
-        ),
-    { description: 'the status says the removal was refused' },
+  await recordReleased(t, namespace);
+  const held = await edgeWhenReady(
+    namespace,
+    (message) => message.includes('refused to remove the finalizer'),
+    'the status says the removal was refused',
   );
   t.is(held.status?.phase, 'Terminating');
   // Retried while refused (the policy still holds a few seconds on), not released again.
@@ -267,13 +332,7 @@ test('a Connector whose finalizer removal an admission webhook refuses (403) is 
     description: 'the Connector gone once the removal is accepted',
     timeoutMs: 45_000,
   });
-  const released = await kc
-    .makeApiClient(EventsV1Api)
-    .listNamespacedEvent({ namespace })
-    .then((list) =>
-      list.items.filter((e) => e.regarding?.name === 'edge' && e.reason === 'ConnectorReleased'),
-    );
-  t.is(released.length, 1, 'released once, not at every retry');
+  t.is((await releasedEvents(namespace)).length, 1, 'released once, not at every retry');
 });
 
 test('a Connector whose finalizer was refused and that is then deleted says it is being deleted, not Stalled', async (t) => {
@@ -289,25 +348,8 @@ test('a Connector whose finalizer was refused and that is then deleted says it i
   );
   const api = connectors(kc);
   const spec = { connector: { org: 'acme', endpointId: 'ep-1', allowedNetworks: [] } };
-  const custom = kc.makeApiClient(CustomObjectsApi);
   await inForce(policy, 'the finalizer', () => createdWithFinalizer(namespace, FINALIZER, spec));
-  const hold = 'example.com/hold';
-  await api.create(namespace, { metadata: { name: 'edge', namespace, finalizers: [hold] }, spec });
-  t.teardown(() =>
-    custom
-      .patchNamespacedCustomObject(
-        {
-          group: 'vaultpam.io',
-          version: 'v1alpha1',
-          namespace,
-          plural: 'connectors',
-          name: 'edge',
-          body: [{ op: 'replace', path: '/metadata/finalizers', value: [] }],
-        },
-        setHeaderOptions('Content-Type', PatchStrategy.JsonPatch),
-      )
-      .catch(() => {}),
-  );
+  const hold = await createHeld(t, namespace, spec);
   await eventually(
     () =>
       api
@@ -336,4 +378,51 @@ test('a Connector whose finalizer was refused and that is then deleted says it i
   t.regex(ready?.message ?? '', /example\.com\/hold/, 'it names what holds the Connector');
   t.is(conditions.find((c) => c.type === 'Reconciling')?.reason, 'Finalizing');
   t.deepEqual(deleting.metadata.finalizers, [hold]);
+});
+
+test("a Connector a user's finalizer holds after the operator's release says it was released and what holds it", async (t) => {
+  const { kc } = cluster();
+  const namespace = await createTestNamespace(kc, 'held-after');
+  const api = connectors(kc);
+  const spec = { connector: { org: 'acme', endpointId: 'ep-1', allowedNetworks: [] } };
+  const hold = await createHeld(t, namespace, spec);
+  await registered(namespace);
+
+  // Deleted: the operator releases and removes its finalizer; the user's holds the Connector.
+  await api.delete(namespace, 'edge');
+  await eventually(() => releasedEvents(namespace).then((events) => events.length > 0), {
+    description: 'the ConnectorReleased Event',
+  });
+  await recordReleased(t, namespace);
+  // The status no longer says a release under way, which would wait for nothing that comes.
+  const held = await edgeWhenReady(
+    namespace,
+    (message) => !/revoking live tokens/.test(message),
+    "the status after the operator's finalizer went",
+    (c) => !c.metadata.finalizers?.includes(FINALIZER),
+  );
+  t.deepEqual(held.metadata.finalizers, [hold]);
+  t.is(held.status?.phase, 'Terminating');
+  const conditions = held.status?.conditions ?? [];
+  const ready = conditions.find((c) => c.type === 'Ready');
+  t.is(ready?.status, 'False');
+  t.is(ready?.reason, 'Finalizing');
+  t.regex(ready?.message ?? '', /the operator's release is over \(revoked live tokens and released /);
+  t.regex(
+    ready?.message ?? '',
+    /removed its finalizer vaultpam\.io\/connector-cleanup, so it takes no further step/,
+  );
+  t.regex(ready?.message ?? '', /it goes once the finalizers example\.com\/hold are removed/);
+  const reconciling = conditions.find((c) => c.type === 'Reconciling');
+  t.is(reconciling?.reason, 'Finalizing');
+  t.is(reconciling?.message, ready?.message);
+  t.is(
+    conditions.find((c) => c.type === 'Stalled'),
+    undefined,
+    'never Stalled and Reconciling both',
+  );
+
+  // The user's finalizer goes: so does the Connector.
+  await dropFinalizers(namespace, 'edge');
+  await eventually(() => isGone(() => api.get(namespace, 'edge')), { description: 'the Connector gone' });
 });

@@ -138,6 +138,36 @@ test('the release deadline counts from the deletionTimestamp; the status says Te
   t.regex(ready?.message ?? '', /last attempt: connect ECONNREFUSED/);
 });
 
+test('held by another finalizer after the operator removed its own, the status says how the release ended', (t) => {
+  const connector = doomed(
+    { connector: { org: 'acme', endpointId: 'ep' } },
+    { phase: 'Online', controlPlaneState: 'online' },
+  );
+  const now = new Date('2026-01-01T00:00:01Z');
+  const readyOf = (ended: { released: string } | { abandoned: string }) =>
+    finalizingStatus(connector, now, {
+      unheld: { refused: false, others: ['example.com/hold'], ended },
+    }).conditions?.find((c) => c.type === 'Ready')?.message ?? '';
+  const released = readyOf({ released: 'revoked live tokens and released doomed.edge in the control plane' });
+  t.regex(released, /the operator's release is over \(revoked live tokens and released doomed\.edge/);
+  t.regex(
+    released,
+    /so it takes no further step for it; it goes once the finalizers example\.com\/hold are removed/,
+  );
+  t.notRegex(released, /revoke its tokens/, 'nothing is left to do by hand');
+  // Let go without releasing (timeout, annotation): the record is left, and said so.
+  const abandoned = readyOf({ abandoned: 'the release timeout passed (last attempt: connect ECONNREFUSED)' });
+  t.regex(
+    abandoned,
+    /removed its finalizer vaultpam\.io\/connector-cleanup without releasing \(the release timeout passed/,
+  );
+  t.regex(
+    abandoned,
+    /doomed\.edge in the operator's default control plane is not released: revoke its tokens and delete it by hand/,
+  );
+  t.regex(abandoned, /example\.com\/hold/);
+});
+
 test('reached a control plane: a state it reported, or a token minted there before any state (the first pass)', (t) => {
   // A Connector deleted after its first pass, when no release credential was left, was finalized as
   // never having reached a control plane, while its minted token was live there.
