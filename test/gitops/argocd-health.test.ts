@@ -127,6 +127,25 @@ for (const [mode, options] of [
   });
 }
 
+test('a need for action kept as last seen while the control plane is unreachable: Argo CD says both; a blocker says itself alone', async (t) => {
+  const objects = await testdataObjects();
+  const lastSeen = 'testdata/degraded-needs-recovery-manual-unreachable.yaml';
+  const blocker = 'testdata/degraded-stalled-ownership-conflict-unreachable.yaml';
+  const [kept, blocked] = await luaHealth(script, [lastSeen, blocker], { cwd: CONNECTOR_CHECK_DIR });
+  const stalledMessage = (path: string) =>
+    objects.get(path)?.status?.conditions?.find((c) => c.type === 'Stalled')?.message ?? '(none)';
+  // A person must act (the stall's words), and the operator cannot see the control plane now.
+  t.is(kept?.status, 'Degraded');
+  t.true(kept?.message.includes(`stalled (RecoveryRequired): ${stalledMessage(lastSeen)}`), kept?.message);
+  t.regex(
+    kept?.message ?? '',
+    /the operator cannot reach the control plane now \(ControlPlaneUnreachable\): connect ECONNREFUSED 127\.0\.0\.1:8443, so this is the need for action it last saw$/,
+  );
+  // A conflict in Kubernetes holds whatever the control plane does: its message alone, as before.
+  t.is(blocked?.status, 'Degraded');
+  t.is(blocked?.message, `Pending, stalled (OwnershipConflict): ${stalledMessage(blocker)}`);
+});
+
 test('Argo CD itself shows a Connector being deleted as Pending deletion, before the script runs', async (t) => {
   const deleting = [...(await testdataObjects())].filter(([, o]) => o.metadata.deletionTimestamp);
   t.true(deleting.length > 0);

@@ -4,6 +4,7 @@
 --   no status yet, deleting, or a spec the operator has not observed yet   -> Progressing
 --   spec.paused                                                           -> Suspended
 --   Stalled=True (a person must change something)                         -> Degraded
+--     (one the control plane showed, kept while it is unreachable: says that too)
 --   NeedsRecovery, Offline, Degraded (the connector does not serve)       -> Degraded
 --   Recovering, Pending, Enrolling, or Reconciling=True                   -> Progressing
 --   Ready: True -> Healthy, False -> Degraded, Unknown or absent -> Progressing
@@ -88,6 +89,15 @@ end
 if isTrue(stalled) then
   hs.status = "Degraded"
   hs.message = situation()
+  -- A need for action the control plane showed (RecoveryRequired, RecoveryFailed) is kept as last
+  -- seen while the operator cannot reach it: say that too, as nothing a person does progresses
+  -- until it answers, and no alert but NeedsRecovery's fires meanwhile. A blocker the operator sees
+  -- in Kubernetes is as it says, whatever the control plane does.
+  local lastSeen = stalled.reason == "RecoveryRequired" or stalled.reason == "RecoveryFailed"
+  if lastSeen and healthy ~= nil and healthy.reason == "ControlPlaneUnreachable" then
+    hs.message = hs.message .. "; the operator cannot reach the control plane now " .. said(healthy)
+      .. ", so this is the need for action it last saw"
+  end
   return hs
 end
 
