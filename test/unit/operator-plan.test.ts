@@ -391,7 +391,7 @@ test('control plane unreachable: the need for a person to act it last showed sta
   t.is(condition(unreachable({ recovery: { policy: 'Automatic' } }), 'Stalled'), undefined);
 });
 
-test('the control plane not resolved (its ControlPlane not Ready): the agent keeps the URL and CA it was given, and is not rolled', (t) => {
+test('the control plane not resolved (its ControlPlane not Ready): nothing is written, so the agent keeps the URL and CA it was given and is not rolled', (t) => {
   const o = observed();
   const before = planView(o, NOW);
   const notReady = new CodedError(
@@ -407,12 +407,11 @@ test('the control plane not resolved (its ControlPlane not Ready): the agent kee
     },
     NOW,
   );
-  t.like(unresolved.configMap?.data, { 'control-plane-url': 'https://cp.example:8443', 'ca.crt': 'CA' });
-  t.deepEqual(
-    unresolved.statefulSet?.spec?.template?.metadata?.annotations,
-    before.statefulSet?.spec?.template?.metadata?.annotations,
-    'the same configuration hash: no rollout',
-  );
+  // Nothing is applied without a control plane (workload.ts): the ConfigMap keeps the URL and CA it
+  // has, and the StatefulSet its configuration hash, so the running agent is not rolled.
+  t.like(before.configMap?.data, { 'control-plane-url': 'https://cp.example:8443', 'ca.crt': 'CA' });
+  t.is(unresolved.configMap, undefined, 'no ConfigMap written');
+  t.is(unresolved.statefulSet, undefined, 'no StatefulSet written');
 });
 
 test('invalid spec: Stalled with the message, nothing applied', (t) => {
