@@ -276,14 +276,17 @@ test.serial(
   async (t) => {
     const { kc } = cluster();
     const { namespace, relay } = await namespaceWithOwnControlPlane('del-stalled');
-    // The CRD checks the affinity's shape, not that an In requirement has values: the StatefulSet's
-    // own validation refuses it, and the Connector stalls with InvalidSpec.
+    // The CRD checks the affinity's shape, not that a requirement's key is a label key (a rule per
+    // key would exceed CEL's cost budget): the StatefulSet's own validation refuses it, and the
+    // Connector stalls with InvalidSpec.
     await connectors(kc).patchSpec(namespace, 'edge', {
       spec: {
         affinity: {
           nodeAffinity: {
             requiredDuringSchedulingIgnoredDuringExecution: {
-              nodeSelectorTerms: [{ matchExpressions: [{ key: 'zone', operator: 'In' }] }],
+              nodeSelectorTerms: [
+                { matchExpressions: [{ key: 'no such zone!', operator: 'In', values: ['a'] }] },
+              ],
             },
           },
         },
