@@ -380,11 +380,18 @@ export class ConnectorReconciler {
           return {};
         }
         const message = finalizerRefusedMessage(errorText(refusal));
-        log.warn(
-          { code: untrustedCode(refusal.code), err: errorMessageText(refusal) },
-          'the finalizer was refused',
-        );
-        recordEvents(this.ctx, connector, [{ type: 'Warning', reason: 'ReconcileStalled', message }]);
+        // Said once per cause: a look that meets the same refusal the status already says (in the
+        // same words) logs at debug and records no Event, as a pass that stalls again does.
+        const repeated = stalledAlready(connector.status?.conditions, {
+          reason: StalledReasons.FinalizerRefused,
+          message,
+        });
+        const fields = { code: untrustedCode(refusal.code), err: errorMessageText(refusal) };
+        if (repeated) log.debug(fields, 'the finalizer was refused again');
+        else {
+          log.warn(fields, 'the finalizer was refused');
+          recordEvents(this.ctx, connector, [{ type: 'Warning', reason: 'ReconcileStalled', message }]);
+        }
         const stalled = finalizerRefusedStatus(connector, this.ctx.clock.now(), message);
         if (!isDeepStrictEqual(normaliseJson(connector.status), normaliseJson(stalled))) {
           // The Event and the log say it already; a refused status write does not fail the pass.

@@ -246,6 +246,14 @@ const finalizerRefused = test.macro(async (t, reason: 'Invalid' | 'Forbidden') =
     warning.note ?? '',
     /refused the finalizer vaultpam.io\/connector-cleanup, .*\(tried again every --resync\)/,
   );
+  // Said once: the looks that meet the same refusal again (every 500 ms here) add no Event and no
+  // repeat to its series.
+  await new Promise((resolve) => setTimeout(resolve, 2_000));
+  const warnings = (
+    await cluster().kc.makeApiClient(EventsV1Api).listNamespacedEvent({ namespace })
+  ).items.filter((e) => e.regarding?.name === 'edge' && e.reason === 'ReconcileStalled');
+  t.is(warnings.length, 1, 'one ReconcileStalled Event');
+  t.is(warnings[0]?.series, undefined, 'not repeated at each look');
 
   // The policy goes: nothing about the Connector changes, so only a look of the operator's own
   // accord can add the finalizer now.
