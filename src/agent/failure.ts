@@ -123,7 +123,10 @@ export const NEXT_STEPS = {
     'start the connector again with the same token mounted: before the connector has sent a heartbeat, and ' +
     'within the token lifetime, the control plane sends the same certificate again for the key kept in ' +
     'identity/key.pem (keep that file), so no new token and no recovery are needed. Only if the token lifetime ' +
-    'has passed meanwhile, mount a fresh token (Regenerate token); it pairs once.',
+    'has passed meanwhile, mount a fresh token (Regenerate token); it pairs once. If the Kubernetes operator ' +
+    'manages this connector, it has deleted the spent token once the pairing was recorded: after the fix, the ' +
+    'next start reports the token missing, the operator mints a fresh one, and the start after pairs once ' +
+    'with it (a new pairing is allowed until the first heartbeat).',
   unreachable:
     'Normal reconnect failure: restore outbound HTTPS reachability to the control plane (DNS, firewall, ' +
     'proxy), confirm the identity bundle is still on durable storage, restart the connector once and ' +

@@ -10,15 +10,14 @@ import { spawn } from 'node:child_process';
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CoreV1Api } from '@kubernetes/client-node';
 import test from 'ava';
-import { AGENT_CONTAINER_NAME } from '../../src/operator/reconcile/storage-posture.ts';
 import { createTestNamespace, repoRoot, useCluster } from '../helpers/cluster.ts';
 import { eventually } from '../helpers/eventually.ts';
 import {
   connectors,
   type OperatorEnvironment,
   pairOnlineUnderAutomatic,
+  recordAgentExit,
   startOperatorEnvironment,
 } from '../helpers/operator-env.ts';
 
@@ -99,30 +98,7 @@ test('an identity the connector user cannot read starts no automatic recovery, a
   t.true(said.reason.startsWith('permission denied reading'), said.reason);
 
   // The kubelet's part: the container's last state, with the agent's exit code and message.
-  const core = kc.makeApiClient(CoreV1Api);
-  const current = await eventually(() => core.readNamespacedPod({ namespace, name: 'edge-0' }), {
-    description: 'the StatefulSet controller creates pod edge-0',
-    timeoutMs: 30_000,
-  });
-  const finishedAt = new Date();
-  current.status = {
-    ...current.status,
-    phase: 'Running',
-    containerStatuses: [
-      {
-        name: AGENT_CONTAINER_NAME,
-        image: 'vaultpam-connector:test',
-        imageID: '',
-        ready: false,
-        restartCount: 1,
-        state: { waiting: { reason: 'CrashLoopBackOff' } },
-        lastState: {
-          terminated: { exitCode, reason: 'Error', message, startedAt: finishedAt, finishedAt },
-        },
-      },
-    ],
-  };
-  await core.replaceNamespacedPodStatus({ namespace, name: 'edge-0', body: current });
+  await recordAgentExit(kc, namespace, 'edge-0', { exitCode, message, restartCount: 1 });
 
   const diagnosed = await eventually(
     async () => {

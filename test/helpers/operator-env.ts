@@ -13,6 +13,7 @@ import {
   setHeaderOptions,
 } from '@kubernetes/client-node';
 import { installCrds, installOperatorAccess } from '../../dev/local-cluster/install.ts';
+import type { AgentDependencies } from '../../src/agent/agent.ts';
 import {
   createControlPlane,
   type StartedControlPlane,
@@ -25,6 +26,7 @@ import type { ControlPlaneResource, ControlPlaneSpec } from '../../src/operator/
 import type { Connector } from '../../src/operator/api/types.ts';
 import { ControlPlaneAdminClient } from '../../src/operator/control-plane/admin-client.ts';
 import { type OperatorOptions, type RunningOperator, startOperator } from '../../src/operator/operator.ts';
+import { AGENT_CONTAINER_NAME } from '../../src/operator/reconcile/storage-posture.ts';
 import { selfSignedCertificate } from './certificates.ts';
 import type { ClusterContext } from './cluster.ts';
 import { eventually } from './eventually.ts';
@@ -53,7 +55,12 @@ export interface OperatorEnvironment {
   /** GET /metrics (or `path`) of an operator started here, as Prometheus does: HTTPS, its token. */
   scrapeMetrics(operator: RunningOperator, path?: string): Promise<Scraped>;
   /** Plays the pod of Connector `name`: the real agent with the token its Secret holds (if any). */
-  runAgent(namespace: string, name: string, dataDir?: string): Promise<SimulatedPod>;
+  runAgent(
+    namespace: string,
+    name: string,
+    dataDir?: string,
+    createClient?: AgentDependencies['createClient'],
+  ): Promise<SimulatedPod>;
   /**
    * Stops the control plane as its process stops: it stops listening, ends long-polls, closes every
    * connection and writes its state; the port is closed, so callers get connection refused.
@@ -158,7 +165,7 @@ export async function startOperatorEnvironment(
       running.push(operator);
       return operator;
     },
-    runAgent(namespace, name, dataDir) {
+    runAgent(namespace, name, dataDir, createClient) {
       return runAgentFromSecret({
         kc,
         namespace,
@@ -167,6 +174,7 @@ export async function startOperatorEnvironment(
         controlPlaneUrl: controlPlane.url,
         caPem: controlPlane.caPem,
         ...(dataDir ? { dataDir } : {}),
+        ...(createClient ? { createClient } : {}),
       });
     },
     async stopControlPlane() {
@@ -339,4 +347,47 @@ export function controlPlaneResources(kc: KubeConfig) {
 /** The Ready condition of a control-plane resource, if written. */
 export function readyOf(object: ControlPlaneResource) {
   return object.status?.conditions?.find((c) => c.type === 'Ready');
+}
+
+/**
+ * The kubelet's part for pod `pod` of the agent: its container's last state is the agent's exit, with
+ * `exitCode` and its termination message, and it waits in CrashLoopBackOff. The pod is waited for
+ * (the StatefulSet controller creates it).
+ */
+export async function recordAgentExit(
+  kc: KubeConfig,
+  namespace: string,
+  pod: string,
+  exit: { exitCode: number; message: string; restartCount: number },
+): Promise<void> {
+  const core = kc.makeApiClient(CoreV1Api);
+  const current = await eventually(() => core.readNamespacedPod({ namespace, name: pod }), {
+    description: `the StatefulSet controller creates pod ${pod}`,
+    timeoutMs: 30_000,
+  });
+  const finishedAt = new Date();
+  current.status = {
+    ...current.status,
+    phase: 'Running',
+    containerStatuses: [
+      {
+        name: AGENT_CONTAINER_NAME,
+        image: 'vaultpam-connector:test',
+        imageID: '',
+        ready: false,
+        restartCount: exit.restartCount,
+        state: { waiting: { reason: 'CrashLoopBackOff' } },
+        lastState: {
+          terminated: {
+            exitCode: exit.exitCode,
+            reason: 'Error',
+            message: exit.message,
+            startedAt: finishedAt,
+            finishedAt,
+          },
+        },
+      },
+    ],
+  };
+  await core.replaceNamespacedPodStatus({ namespace, name: pod, body: current });
 }

@@ -5,7 +5,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
-import { type RunningAgent, startAgent } from '../../src/agent/agent.ts';
+import { type AgentDependencies, type RunningAgent, startAgent } from '../../src/agent/agent.ts';
 import { DEFAULT_SAN_URI_PREFIX } from '../../src/agent/config.ts';
 import { systemClock } from '../../src/lib/clock.ts';
 import { silentLogger } from '../../src/lib/logger.ts';
@@ -13,6 +13,8 @@ import { silentLogger } from '../../src/lib/logger.ts';
 export interface SimulatedPod {
   dataDir: string;
   agent: RunningAgent;
+  /** The file the agent writes its termination message to (the pod's /dev/termination-log). */
+  terminationLog: string;
   stop(): Promise<void>;
 }
 
@@ -25,6 +27,8 @@ export async function runAgentFromSecret(options: {
   controlPlaneUrl: string;
   caPem: string;
   dataDir?: string;
+  /** Wraps the control-plane client, to set a fault up while a request is on its way. */
+  createClient?: AgentDependencies['createClient'];
 }): Promise<SimulatedPod> {
   const dir = await mkdtemp(join(tmpdir(), 'vaultpam-pod-'));
   const dataDir = options.dataDir ?? join(dir, 'data');
@@ -37,7 +41,9 @@ export async function runAgentFromSecret(options: {
     .catch(() => undefined);
   const encoded = secret?.data?.token;
   if (encoded) await writeFile(tokenFile, Buffer.from(encoded, 'base64'), { mode: 0o600 });
+  const terminationLog = join(dir, 'termination-log');
   const agent = startAgent({
+    ...(options.createClient ? { createClient: options.createClient } : {}),
     clock: systemClock,
     logger: silentLogger(),
     config: {
@@ -46,7 +52,7 @@ export async function runAgentFromSecret(options: {
       caFile,
       tokenFile,
       dataDir,
-      terminationLog: join(dir, 'termination-log'),
+      terminationLog,
       healthListen: { host: '127.0.0.1', port: 0 },
       heartbeatIntervalMs: 300,
       renewAtFraction: 0.5,
@@ -62,6 +68,7 @@ export async function runAgentFromSecret(options: {
   return {
     dataDir,
     agent,
+    terminationLog,
     async stop() {
       await agent.stop();
       if (!options.dataDir) await rm(dir, { recursive: true, force: true });

@@ -78,6 +78,7 @@ test('the chain, in order', (t) => {
       'connectionConfiguration',
       'foreignIdentity',
       'identityFilesInaccessible',
+      'identityNotSaved',
       'agentLostIdentity',
       'refusedIdentity',
       'reconnectFailure',
@@ -158,6 +159,20 @@ const RULE_ROWS: RuleRow[] = [
     reason: /^permission denied: the connector user cannot read the identity files/,
     not: {
       agent: stopped({ exitCode: 13, failureClass: 'IdentityLoss', code: 'IDENTITY_FILE_READ_FAILED' }),
+    },
+  },
+  {
+    // Paired, no heartbeat yet, and the data directory did not take the certificate: nothing lost.
+    rule: 'identityNotSaved',
+    matches: {
+      record: enrolling,
+      agent: stopped({ exitCode: 12, code: 'IDENTITY_PERSIST_FAILED' }),
+    },
+    failureClass: 'FirstBootBootstrap',
+    reason: /did not take the certificate the control plane issued/,
+    not: {
+      record: enrolling,
+      agent: stopped({ exitCode: 12, code: 'CONFIGURATION_INVALID' }),
     },
   },
   {

@@ -328,6 +328,28 @@ const identityFilesInaccessible: Rule = (input) => {
   };
 };
 
+/**
+ * The agent paired for the first time, but its data directory did not take the certificate the
+ * control plane issued (the agent's IDENTITY_PERSIST_FAILED, exit 12: a full volume, a read-only
+ * mount). Nothing is lost: the key is kept on the claim and bootstrap retires at the first heartbeat
+ * only. Without this rule the status said only "paired; waiting for the first heartbeat" while the
+ * pod crash-looped. The spent token's Secret is deleted once the record says paired, so the agent's
+ * "the same token again" does not hold here: the restart after the fix finds no token, and the
+ * operator mints a fresh one for it (pairingLost), as the runbook allows before retirement.
+ */
+const identityNotSaved: Rule = (input) => {
+  const t = input.agent?.termination;
+  if (t?.code !== 'IDENTITY_PERSIST_FAILED' || retired(input) || input.record?.state !== 'enrolling')
+    return undefined;
+  if (endedBeforePairing(t, input.record)) return undefined;
+  return {
+    failureClass: 'FirstBootBootstrap',
+    reason: `the connector paired at ${input.record.enrolledAt}, but its data directory did not take the certificate the control plane issued (the agent's reason names the file and the error: a full volume, a read-only mount, ownership); the key is kept on the claim and nothing is lost`,
+    evidence: [...agentEvidence(input.agent), ...storageEvidence(input.posture)],
+    nextStep: `make the data directory writable (free space or expand the claim, a writable mount, the connector user's ownership), then restart the pod once. The token it paired with is spent and its Secret was deleted when the pairing was recorded, so that start reports the token missing (ENROLLMENT_TOKEN_MISSING); the operator then mints a fresh token${waitsWhileHeld(input)} and the next start pairs once with it (a new pairing is allowed until the first heartbeat). No recovery is needed`,
+  };
+};
+
 /** Runbook branch 2: paired before, identity intact, heartbeats stopped. */
 const reconnectFailure: Rule = (input) => {
   if (!retired(input) || input.record?.state !== 'offline') return undefined;
@@ -396,6 +418,7 @@ export const DIAGNOSIS_RULES: readonly Rule[] = [
   connectionConfiguration,
   foreignIdentity,
   identityFilesInaccessible,
+  identityNotSaved,
   agentLostIdentity,
   refusedIdentity,
   reconnectFailure,
