@@ -43,7 +43,8 @@ function permissionRules(paths: IdentityPaths): PermissionRule[] {
       repairedMode: KEY_FILE_MODE,
       risk:
         'the private key was readable by other users; if anyone else could read it, treat the key as ' +
-        'exposed (guided recovery pairs a new one)',
+        'exposed: delete the identity directory and restart (guided recovery then revokes it and pairs a ' +
+        'new key; it is refused while this identity works)',
     },
     replaceable(paths.cert),
     replaceable(paths.ca),

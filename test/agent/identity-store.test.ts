@@ -402,7 +402,7 @@ test.serial(
     const warnings = await repairIdentityPermissions(dataDir);
     t.deepEqual(warnings, [
       `permission of ${paths.dir} was 0777, set to 0700: the identity directory was writable by other users, who could replace its files`,
-      `permission of ${paths.key} was 0644, set to 0600: the private key was readable by other users; if anyone else could read it, treat the key as exposed (guided recovery pairs a new one)`,
+      `permission of ${paths.key} was 0644, set to 0600: the private key was readable by other users; if anyone else could read it, treat the key as exposed: delete the identity directory and restart (guided recovery then revokes it and pairs a new key; it is refused while this identity works)`,
       `permission of ${paths.cert} was 0666, set to 0644: the file was writable by other users, who could replace it`,
       `permission of ${paths.metadata} was 0664, set to 0644: the file was writable by other users, who could replace it`,
     ]);

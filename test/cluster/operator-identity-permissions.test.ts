@@ -117,6 +117,7 @@ test('an identity the connector user cannot read starts no automatic recovery, a
   t.regex(diagnosis?.nextStep ?? '', /fsGroup/);
   t.regex(diagnosis?.nextStep ?? '', /runAsUser/);
   t.notRegex(diagnosis?.nextStep ?? '', /starts automatically/);
+  t.regex(diagnosis?.nextStep ?? '', /exposed: instead, delete the identity directory on the claim/);
 
   // Give the operator time to start a recovery if it were going to (its follower is fast here).
   await new Promise((resolve) => setTimeout(resolve, 3_000));
@@ -128,5 +129,41 @@ test('an identity the connector user cannot read starts no automatic recovery, a
   t.false(
     audit.some((e) => e.type === 'recovery.started' || e.type === 'token.revoked'),
     audit.map((e) => e.type).join(', '),
+  );
+
+  // A key treated as exposed: what the next step says to do. The identity directory is deleted on
+  // the claim (as root, who can), the pod restarts without it, and the identity loss that follows
+  // is recovered: the exposed certificate revoked, one token minted, a new key paired once.
+  await api.patchSpec(namespace, 'edge', { spec: { recovery: { validateRestart: false } } });
+  await rm(join(dataDir, 'identity'), { recursive: true, force: true });
+  const emptied = await env.runAgent(namespace, 'edge', dataDir);
+  const missing = await emptied.agent.done;
+  await emptied.stop();
+  t.is(missing.failure?.code, 'ENROLLMENT_TOKEN_MISSING', JSON.stringify(missing.failure));
+  await recordAgentExit(kc, namespace, 'edge-0', {
+    exitCode: missing.exitCode,
+    message: await readFile(emptied.terminationLog, 'utf8'),
+    restartCount: 2,
+  });
+  await eventually(
+    () =>
+      api.get(namespace, 'edge').then((x) => (x.status?.recovery?.step === 'AwaitingOnline' ? x : undefined)),
+    { description: 'the recovery waits for the new pairing', timeoutMs: 90_000 },
+  );
+  const paired = await env.runAgent(namespace, 'edge', dataDir);
+  t.teardown(() => paired.stop());
+  const done = await eventually(
+    () => api.get(namespace, 'edge').then((x) => (x.status?.recovery?.step === 'Completed' ? x : undefined)),
+    { description: 'the recovery completes', timeoutMs: 60_000 },
+  );
+  t.is(done.status?.recovery?.outcome, 'Succeeded');
+  const replaced = await env.admin.getConnector(connectorId);
+  t.not(replaced.certificate?.serial, before.certificate?.serial, 'a new certificate');
+  const trail = await env.admin.audit({ connectorId, limit: 1000 });
+  t.is(trail.filter((e) => e.type === 'recovery.started').length, 1);
+  t.is(
+    trail.filter((e) => e.type === 'endpoint.enrolled').length,
+    2,
+    'the first pairing and the new key, once',
   );
 });

@@ -386,7 +386,7 @@ test('identity files the connector user cannot read: never IdentityLoss (no auto
       t.is(d?.failureClass, 'Reconnect', `${code} exit ${said.exitCode}`);
       t.regex(d?.nextStep ?? '', /runAsUser.*fsGroup/);
       t.notRegex(d?.nextStep ?? '', /starts automatically/);
-      t.regex(d?.nextStep ?? '', /spec\.recovery\.requestId/, 'a recovery by hand stays possible');
+      t.regex(d?.nextStep ?? '', /delete the identity directory on the claim/, 'an exposed key: its way');
     }
   }
 });

@@ -311,8 +311,9 @@ function filesInaccessible(t: AgentTermination | undefined): boolean {
  * The agent cannot read its identity files (or set their modes): a permissions mistake, not identity
  * loss. Matched by the agent's code whatever its class, so an agent of a release that still said
  * IdentityLoss (exit 13) for it is read the same way: an automatic recovery would revoke the intact
- * certificate, and could not pair either while the agent cannot read its data directory. A recovery
- * by hand (spec.recovery.requestId) stays possible, for a key the reason says others could read.
+ * certificate, and could not pair either while the agent cannot read its data directory. A key the
+ * reason says others could read is replaced by deleting the identity (identity loss, recovered): the
+ * control plane refuses a recovery of a connector whose identity works.
  */
 const identityFilesInaccessible: Rule = (input) => {
   const t = input.agent?.termination;
@@ -324,7 +325,7 @@ const identityFilesInaccessible: Rule = (input) => {
       "permission denied: the connector user cannot read the identity files in the data directory, or set their modes (the agent's reason names the file, its owner and mode), typically after the pod's runAsUser or fsGroup changed; the identity is intact",
     evidence: [...agentEvidence(input.agent), ...storageEvidence(input.posture)],
     nextStep:
-      "give the connector user the files: make the pod's runAsUser their owner or its fsGroup their group (chown the identity directory on the claim), key.pem mode 0600, cert.pem, ca.pem and identity.json 0644, the directory 0700; then restart the pod once. No recovery and no new token are needed (a recovery would revoke the intact certificate); only if the agent's reason says the private key was readable by other users and you treat it as exposed, set spec.recovery.requestId once the files are readable",
+      "give the connector user the files: make the pod's runAsUser their owner or its fsGroup their group (chown the identity directory on the claim), key.pem mode 0600, cert.pem, ca.pem and identity.json 0644, the directory 0700; then restart the pod once. No recovery and no new token are needed (a recovery would revoke the intact certificate); only if the agent's reason says the private key was readable by other users and you treat it as exposed: instead, delete the identity directory on the claim (identity/ in the data directory) and restart the pod; the agent then finds no identity, which is identity loss, and a guided recovery (automatic under policy Automatic; otherwise spec.recovery.requestId or kubectl vaultpam recover, accepted once the diagnosis says IdentityLoss) revokes the exposed certificate and pairs a new key once. A recovery asked for while the identity is still there is refused as not needed (the connector is, or goes back, Online)",
   };
 };
 
