@@ -232,3 +232,30 @@ test.serial(
     );
   },
 );
+
+test.serial(
+  'a blocker and an unresolved control plane together: each cause is said once, not the blocker at every look',
+  async (t) => {
+    const { kc } = cluster();
+    const namespace = await createTestNamespace(kc, 'cp-blocked');
+    const key = `${namespace}/edge`;
+    // Two causes at once: the ServiceAccount the pod names does not exist (a blocker, Stalled
+    // ServiceAccountNotFound) and the ControlPlane does not either (ControlPlaneConfigInvalid).
+    await connectors(kc).create(namespace, {
+      metadata: { name: 'edge', namespace },
+      spec: { ...connectorSpec, controlPlaneRef: { name: 'vaultpm' }, serviceAccountName: 'nosuch' },
+    });
+    const stalled = await stalledOn(t, namespace, 'edge', /vaultpm/);
+    // The status names both: the blocker is not lost behind the control plane's error.
+    t.regex(
+      condition(stalled, 'Stalled')?.message ?? '',
+      /vaultpm does not exist.*; besides, Stalled ServiceAccountNotFound: spec\.serviceAccountName: ServiceAccount \S+\/nosuch does not exist/,
+    );
+    // Many periodic looks (every 500 ms) later, neither cause was said again.
+    await sleep(5_000);
+    const tally = tallyEvents(await connectorEvents(kc, namespace, 'edge'));
+    t.is(tally.ServiceAccountNotFound, 1, `the blocker said once: ${JSON.stringify(tally)}`);
+    t.is(tally.ReconcileStalled, 1, `the unresolved control plane said once: ${JSON.stringify(tally)}`);
+    t.is(logLinesAbout(key, ERROR).length, 1, 'one ERROR line for the unresolved control plane');
+  },
+);

@@ -49,12 +49,19 @@ export function stalledAlready(
   stall: { reason: string; message: string } | undefined,
 ): boolean {
   const stored = findCondition(conditions, CONDITION_TYPES.Stalled);
-  return (
-    stall !== undefined &&
-    stored?.status === 'True' &&
-    stored.reason === stall.reason &&
-    stored.message === stall.message
-  );
+  if (stall === undefined || stored?.status !== 'True') return false;
+  if (stored.reason === stall.reason && stored.message === stall.message) return true;
+  // Said as the stall a permanent error displaced (withError): the cause is in the status already.
+  return stored.reason !== stall.reason && stored.message.endsWith(displacedText(stall));
+}
+
+/**
+ * How a Stalled condition's message keeps the stall a permanent error took its place from (a
+ * blocker, a recovery that needs a person): both hold, and each is fixed on its own, so the status
+ * names both, and a later pass that meets the same two knows both were said (stalledAlready).
+ */
+function displacedText(stall: { reason: string; message: string }): string {
+  return `; besides, Stalled ${stall.reason}: ${stall.message}`;
 }
 
 /** The status the first `ran` steps leave: their changes, each field as the last of them set it. */
@@ -112,7 +119,19 @@ export function withError(
     // A code that is the condition's reason (ControlPlaneConfigInvalid, InvalidSpec) is not said
     // twice: `kubectl describe` and the plugin print the reason beside the message.
     const said = reason === error.code ? errorMessageText(error) : message;
-    conditions = markStalled(clearReconciling(conditions), { reason, message: said, ...g }, now);
+    // The steps that ran may have left another stall (a blocker: no step ran for it either). Its
+    // place is the error's now, and its words stay: without them the status would not say it, and
+    // each pass would announce the blocker again as new (plan.ts, stalledAlready).
+    const before = findCondition(conditions, CONDITION_TYPES.Stalled);
+    const displaced =
+      before?.status === 'True' && before.reason !== reason
+        ? displacedText({ reason: before.reason, message: before.message })
+        : '';
+    conditions = markStalled(
+      clearReconciling(conditions),
+      { reason, message: `${said}${displaced}`, ...g },
+      now,
+    );
   } else if (isConditionTrue(conditions, CONDITION_TYPES.Stalled)) {
     return { ...status, conditions: withReady(conditions, generation, now, message) };
   } else {
