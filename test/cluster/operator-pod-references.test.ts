@@ -186,6 +186,17 @@ test.serial(
     t.regex(stalled?.message ?? '', /vaultpam-connector-operator-priorityclasses/);
     t.notRegex(stalled?.message ?? '', /does not exist/);
     await nothingMinted(t, kc, namespace);
+    // An operator upgraded before its RBAC: a Connector that names no PriorityClass reads none, so
+    // the missing grant does not hold it.
+    await connectors(kc).create(namespace, {
+      metadata: { name: 'plain', namespace },
+      spec: { connector: { ...connectorSpec, endpointId: 'ep-plain' } },
+    });
+    await eventually(
+      () => kc.makeApiClient(CoreV1Api).readNamespacedSecret({ namespace, name: 'plain-enrollment-token' }),
+      { description: 'a Connector without spec.priorityClassName minted for', timeoutMs: 45_000 },
+    );
+    t.is(stalledOf(await connectors(kc).get(namespace, 'plain')), undefined);
 
     await restore();
     const pod = await proceeds(t, kc, namespace);
