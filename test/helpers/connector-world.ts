@@ -173,7 +173,7 @@ export interface World {
   spec: { paused: boolean; policy: RecoveryPolicy; requestId: string | undefined };
   status: ConnectorStatus | undefined;
   cp: { reachable: boolean; record: CpRecord | undefined; tokens: TokenRow[]; audit: AuditEntry[] };
-  secret: { uid: string; key: string; tokenId: string; expiresAt: string } | undefined;
+  secret: { uid: string; key: string; tokenId: string; expiresAt: string; createdAt: string } | undefined;
   statefulSet: V1StatefulSet | undefined;
   adopted: { replicas: number; consented: boolean } | undefined;
   configMap: V1ConfigMap | undefined;
@@ -622,6 +622,7 @@ export function observe(w: World): Observed {
           uid: w.secret.uid,
           mintKey: w.secret.key,
           expiresAt: w.secret.expiresAt,
+          createdAt: w.secret.createdAt,
           deleting: false,
         }
       : undefined;
@@ -794,6 +795,8 @@ function effectsOf(w: World, observed: Observed, p: Plan, action: PlannedAction 
               key: action.idempotencyKey,
               tokenId: minted.id,
               expiresAt: iso(minted.expiresAt),
+              // A write over the Secret there keeps its object; a Secret stored anew is created now.
+              createdAt: w.secret?.createdAt ?? iso(w.now),
             };
           },
         },

@@ -29,6 +29,7 @@ import {
   restoredReplicas,
 } from '../../src/operator/reconcile/recovery-stages.ts';
 import type { RecoveryInput } from '../../src/operator/reconcile/recovery-types.ts';
+import { tokenSecretFacts } from '../../src/operator/reconcile/token-secret.ts';
 import { pod, record, tokenSecret } from '../helpers/observed-builder.ts';
 
 const NOW = new Date('2026-01-01T00:10:00Z');
@@ -419,4 +420,33 @@ test('recovery token: an agent that started while the Secret was gone (ENROLLMEN
     }),
   );
   t.regex(gone.status?.reason ?? '', /stopped with exit code 11 .*ENROLLMENT_TOKEN_MISSING/);
+});
+
+test('found, fixed: an agent that finds no token although its Secret held it since long before (a workload that does not deliver the token) ends the attempt, not waiting out the token', (t) => {
+  // A review's reproduction: the exemption for ENROLLMENT_TOKEN_MISSING (a pod started while the
+  // Secret was gone, or before the kubelet had the token) held whatever the Secret: an adopted
+  // workload that never mounts the token, its agent restarting and saying so, kept the attempt at
+  // AwaitingOnline until the token expired (up to 4 h), where it had failed at once before.
+  const since = (createdAt: string) =>
+    planRecovery(
+      input({
+        record: recovering(),
+        previous: afterMint('AwaitingOnline'),
+        pods: [tokenMissingExit],
+        tokenSecret: tokenSecret({ ...ownSecret, createdAt }),
+      }),
+    );
+  // In the Secret 4 minutes before the agent stopped: the kubelet had long put it in a mounted volume.
+  const undelivered = since('2026-01-01T00:01:00Z');
+  t.is(undelivered.status?.step, 'Failed');
+  t.regex(undelivered.status?.reason ?? '', /stopped with exit code 11 .*ENROLLMENT_TOKEN_MISSING/);
+  t.is(undelivered.mintKey, undefined);
+  // Stored (again) just before, or after, the agent stopped: the kubelet may not have had it yet.
+  t.like(since('2026-01-01T00:04:30Z'), { inProgress: true, status: { step: 'AwaitingOnline' } });
+  t.like(since('2026-01-01T00:06:00Z'), { inProgress: true, status: { step: 'AwaitingOnline' } });
+  // The creation time is the Secret object's own, as the API client hands it over (a Date).
+  const facts = tokenSecretFacts({
+    metadata: { name: 'edge-enrollment-token', creationTimestamp: new Date('2026-01-01T00:01:00Z') },
+  });
+  t.is(facts?.createdAt, '2026-01-01T00:01:00.000Z');
 });

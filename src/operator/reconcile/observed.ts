@@ -44,6 +44,11 @@ export interface TokenSecretFacts {
   uid: string | undefined;
   mintKey: string | undefined;
   expiresAt: string | undefined;
+  /**
+   * When this Secret object was created (its creationTimestamp): an agent that found no token long
+   * after it existed was not given it by its workload (recovery-machine.ts).
+   */
+  createdAt?: string | undefined;
   deleting: boolean;
 }
 

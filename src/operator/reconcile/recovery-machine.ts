@@ -5,7 +5,7 @@
 import type { V1Pod } from '@kubernetes/client-node';
 import { ANNOTATIONS } from '../api/constants.ts';
 import type { RecoveryStatus } from '../api/types.ts';
-import type { ControlPlaneConnector } from './observed.ts';
+import type { ControlPlaneConnector, TokenSecretFacts } from './observed.ts';
 import { agentPodFacts } from './pod-facts.ts';
 import { failedClosedSince, restartProof, skippedValidationProof } from './recovery-evidence.ts';
 import { idle, outcomesOf, type StepOutcomes } from './recovery-outcomes.ts';
@@ -211,8 +211,12 @@ function awaitingOnline(attempt: Attempt): RecoveryDecision {
   // An agent that started while its token Secret was deleted by hand found no token: while that
   // token is live and unused, the Secret is stored again (below) and the restarted container pairs
   // with it. Its expiry bounds the wait.
+  // A Secret that held the token since well before the agent stopped was not missing: its workload
+  // does not give the agent the token (an adopted one that never mounts it), and waiting for the
+  // token's expiry (up to 4 h) would only hide that.
   const startedWithoutToken =
     stopped?.termination.code === 'ENROLLMENT_TOKEN_MISSING' &&
+    tokenMaybeNotYetInVolume(input.tokenSecret, stopped.termination.finishedAt) &&
     record?.liveToken &&
     ownTokenLive(attempt, record.liveToken.expiresAt);
   if (stopped && !online(record) && !startedWithoutToken) {
@@ -273,6 +277,27 @@ function validatingRestart({ input, requestId, live, to }: Attempt): RecoveryDec
     return to.complete(restartProof(facts.podName, startedAt, record));
   }
   return to.stay({ replicas: 1, restartFor: requestId });
+}
+
+/**
+ * How long after a token Secret is created a pod's mounted volume may still lack the token: the
+ * kubelet updates a Secret volume at a pod sync (every minute) from its cache of the Secret (which
+ * may be a minute old), so two minutes, and one more of slack.
+ */
+export const KUBELET_SECRET_SYNC_GRACE_MS = 3 * 60_000;
+
+/**
+ * Whether an agent that stopped at `finishedAt` finding no token may have started before the token
+ * was in its volume: the Secret is gone (it is stored again), or it was created (again) too shortly
+ * before for the kubelet to have put it there. A Secret whose creation time is not known counts as
+ * new.
+ */
+function tokenMaybeNotYetInVolume(
+  secret: TokenSecretFacts | undefined,
+  finishedAt: string | undefined,
+): boolean {
+  if (secret === undefined || secret.createdAt === undefined || finishedAt === undefined) return true;
+  return Date.parse(finishedAt) < Date.parse(secret.createdAt) + KUBELET_SECRET_SYNC_GRACE_MS;
 }
 
 const expiredBeforePairing = (expiresAt: string) =>
