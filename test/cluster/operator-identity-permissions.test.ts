@@ -10,7 +10,8 @@ import { spawn } from 'node:child_process';
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
+import { runPlugin } from '../../src/plugin/main.ts';
 import { createTestNamespace, repoRoot, useCluster } from '../helpers/cluster.ts';
 import { eventually } from '../helpers/eventually.ts';
 import {
@@ -70,14 +71,14 @@ async function runAgentAsOtherUser(
   return { exitCode, message: await readFile(terminationLog, 'utf8'), output };
 }
 
-test('an identity the connector user cannot read starts no automatic recovery, and the next step gives it the files', async (t) => {
-  if (process.getuid?.() !== 0) {
-    t.pass('needs root to run the agent as another user');
-    return;
-  }
+/**
+ * A connector paired under `policy` (validation restart off), whose identity its user can no longer
+ * read: the pod moved to another user (runAsUser 65534) while the identity stays root's, key 0600.
+ * The real agent's exit is put in the pod's status as the kubelet would.
+ */
+async function unreadableIdentity(t: ExecutionContext, policy: 'Automatic' | 'Manual') {
   const { kc } = cluster();
   const namespace = await createTestNamespace(kc, 'perm');
-  const api = connectors(kc);
   const dir = await mkdtemp(join(tmpdir(), 'vaultpam-perm-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   await chmod(dir, 0o755);
@@ -85,6 +86,9 @@ test('an identity the connector user cannot read starts no automatic recovery, a
   await mkdir(dataDir, { mode: 0o777 });
   await chmod(dataDir, 0o777);
   const pod = await pairOnlineUnderAutomatic(env, namespace, 'edge', dataDir);
+  await connectors(kc).patchSpec(namespace, 'edge', {
+    spec: { recovery: { policy, validateRestart: false } },
+  });
   const connectorId = `${namespace}.edge`;
   await pod.stop();
   const before = await env.admin.getConnector(connectorId);
@@ -99,6 +103,31 @@ test('an identity the connector user cannot read starts no automatic recovery, a
 
   // The kubelet's part: the container's last state, with the agent's exit code and message.
   await recordAgentExit(kc, namespace, 'edge-0', { exitCode, message, restartCount: 1 });
+  return { namespace, dataDir, connectorId, before };
+}
+
+/** The exposed-key advice: the identity directory deleted on the claim, the pod restarted without it. */
+async function deleteIdentityAndRestart(t: ExecutionContext, namespace: string, dataDir: string) {
+  await rm(join(dataDir, 'identity'), { recursive: true, force: true });
+  const emptied = await env.runAgent(namespace, 'edge', dataDir);
+  const missing = await emptied.agent.done;
+  await emptied.stop();
+  t.is(missing.failure?.code, 'ENROLLMENT_TOKEN_MISSING', JSON.stringify(missing.failure));
+  await recordAgentExit(cluster().kc, namespace, 'edge-0', {
+    exitCode: missing.exitCode,
+    message: await readFile(emptied.terminationLog, 'utf8'),
+    restartCount: 2,
+  });
+}
+
+test('an identity the connector user cannot read starts no automatic recovery, and the next step gives it the files', async (t) => {
+  if (process.getuid?.() !== 0) {
+    t.pass('needs root to run the agent as another user');
+    return;
+  }
+  const { kc } = cluster();
+  const api = connectors(kc);
+  const { namespace, dataDir, connectorId, before } = await unreadableIdentity(t, 'Automatic');
 
   const diagnosed = await eventually(
     async () => {
@@ -134,17 +163,7 @@ test('an identity the connector user cannot read starts no automatic recovery, a
   // A key treated as exposed: what the next step says to do. The identity directory is deleted on
   // the claim (as root, who can), the pod restarts without it, and the identity loss that follows
   // is recovered: the exposed certificate revoked, one token minted, a new key paired once.
-  await api.patchSpec(namespace, 'edge', { spec: { recovery: { validateRestart: false } } });
-  await rm(join(dataDir, 'identity'), { recursive: true, force: true });
-  const emptied = await env.runAgent(namespace, 'edge', dataDir);
-  const missing = await emptied.agent.done;
-  await emptied.stop();
-  t.is(missing.failure?.code, 'ENROLLMENT_TOKEN_MISSING', JSON.stringify(missing.failure));
-  await recordAgentExit(kc, namespace, 'edge-0', {
-    exitCode: missing.exitCode,
-    message: await readFile(emptied.terminationLog, 'utf8'),
-    restartCount: 2,
-  });
+  await deleteIdentityAndRestart(t, namespace, dataDir);
   await eventually(
     () =>
       api.get(namespace, 'edge').then((x) => (x.status?.recovery?.step === 'AwaitingOnline' ? x : undefined)),
@@ -165,5 +184,67 @@ test('an identity the connector user cannot read starts no automatic recovery, a
     trail.filter((e) => e.type === 'endpoint.enrolled').length,
     2,
     'the first pairing and the new key, once',
+  );
+});
+
+test('under policy Manual, the exposed-key advice works with kubectl vaultpam recover: refused while the identity is there, a new key paired once after it is deleted', async (t) => {
+  if (process.getuid?.() !== 0) {
+    t.pass('needs root to run the agent as another user');
+    return;
+  }
+  const api = connectors(cluster().kc);
+  const { namespace, dataDir, connectorId, before } = await unreadableIdentity(t, 'Manual');
+  await eventually(
+    async () => {
+      const d = (await api.get(namespace, 'edge')).status?.diagnosis;
+      return d?.evidence?.some((e) => e.includes('IDENTITY_KEY_UNREADABLE')) ? d : undefined;
+    },
+    { description: "a diagnosis naming the agent's IDENTITY_KEY_UNREADABLE", timeoutMs: 30_000 },
+  );
+  const plugin = async (argv: string[]) => {
+    const out: string[] = [];
+    const err: string[] = [];
+    const code = await runPlugin([...argv, '--kubeconfig', cluster().cluster.kubeconfigPath], {
+      stdout: { write: (text) => out.push(text) },
+      stderr: { write: (text) => err.push(text) },
+      env: {},
+      program: 'kubectl vaultpam',
+      now: () => new Date(),
+    });
+    return { code, out: out.join(''), err: err.join('') };
+  };
+  // What the advice says: asked while the identity is there, a recovery is refused.
+  const early = await plugin(['recover', 'edge', '-n', namespace, '--request-id', 'exposed-0']);
+  t.is(early.code, 1, `${early.out}${early.err}`);
+  t.regex(early.err, /no recovery is needed/);
+
+  await deleteIdentityAndRestart(t, namespace, dataDir);
+  await eventually(
+    async () => {
+      const c = await api.get(namespace, 'edge');
+      return c.status?.diagnosis?.failureClass === 'IdentityLoss' ? c : undefined;
+    },
+    { description: 'the diagnosis says IdentityLoss', timeoutMs: 60_000 },
+  );
+  const asked = plugin(['recover', 'edge', '-n', namespace, '--request-id', 'exposed-1', '--timeout', '2m']);
+  await eventually(
+    () =>
+      api.get(namespace, 'edge').then((x) => (x.status?.recovery?.step === 'AwaitingOnline' ? x : undefined)),
+    { description: 'the recovery waits for the new pairing', timeoutMs: 90_000 },
+  );
+  const paired = await env.runAgent(namespace, 'edge', dataDir);
+  t.teardown(() => paired.stop());
+  const done = await asked;
+  t.is(done.code, 0, `${done.out}${done.err}`);
+  const c = await api.get(namespace, 'edge');
+  t.is(c.status?.recovery?.outcome, 'Succeeded', JSON.stringify(c.status?.recovery));
+  const replaced = await env.admin.getConnector(connectorId);
+  t.not(replaced.certificate?.serial, before.certificate?.serial, 'a new certificate');
+  const trail = await env.admin.audit({ connectorId, limit: 1000 });
+  t.is(trail.filter((e) => e.type === 'recovery.started').length, 1);
+  t.is(
+    trail.filter((e) => e.type === 'token.minted').length,
+    2,
+    'the first pairing and the recovery, one each',
   );
 });
