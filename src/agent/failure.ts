@@ -72,7 +72,8 @@ export const NEXT_STEPS = {
     '0644, the directory 0700; then start the connector again. The identity is intact: do not clear it, do ' +
     'not mint a token, do not start a guided recovery (it could not pair while the directory is unreadable ' +
     'either). Only if the reason says the private key was readable by other users and you treat it as ' +
-    'exposed: instead of fixing the files, delete the identity directory and start again; the connector then ' +
+    'exposed: instead of fixing the files, delete the identity directory, make the data directory writable by ' +
+    'this user (the new key is written there), and start again; the connector then ' +
     'has no identity, and guided recovery revokes the exposed certificate and pairs a new key once (a ' +
     'recovery is refused while the identity still works).',
   identityRejected:

@@ -10,6 +10,7 @@ import { spawn } from 'node:child_process';
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { CoreV1Api } from '@kubernetes/client-node';
 import test, { type ExecutionContext } from 'ava';
 import { runPlugin } from '../../src/plugin/main.ts';
 import { createTestNamespace, repoRoot, useCluster } from '../helpers/cluster.ts';
@@ -38,6 +39,7 @@ async function runAgentAsOtherUser(
   dir: string,
   dataDir: string,
   connectorId: string,
+  extraArgs: string[] = [],
 ): Promise<{ exitCode: number; message: string; output: string }> {
   const caFile = join(dir, 'ca.crt');
   await writeFile(caFile, env.controlPlane.caPem, { mode: 0o644 });
@@ -54,6 +56,7 @@ async function runAgentAsOtherUser(
       `--data-dir=${dataDir}`,
       `--termination-log=${terminationLog}`,
       '--health-listen=127.0.0.1:0',
+      ...extraArgs,
     ],
     { cwd: repoRoot, uid: 65534, gid: 65534, stdio: ['ignore', 'pipe', 'pipe'] },
   );
@@ -103,7 +106,7 @@ async function unreadableIdentity(t: ExecutionContext, policy: 'Automatic' | 'Ma
 
   // The kubelet's part: the container's last state, with the agent's exit code and message.
   await recordAgentExit(kc, namespace, 'edge-0', { exitCode, message, restartCount: 1 });
-  return { namespace, dataDir, connectorId, before };
+  return { namespace, dir, dataDir, connectorId, before };
 }
 
 /** The exposed-key advice: the identity directory deleted on the claim, the pod restarted without it. */
@@ -118,6 +121,55 @@ async function deleteIdentityAndRestart(t: ExecutionContext, namespace: string, 
     message: await readFile(emptied.terminationLog, 'utf8'),
     restartCount: 2,
   });
+}
+
+/** `kubectl vaultpam ARGV` in-process, with the admin kubeconfig: its exit code and output. */
+async function plugin(argv: string[]) {
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await runPlugin([...argv, '--kubeconfig', cluster().cluster.kubeconfigPath], {
+    stdout: { write: (text) => out.push(text) },
+    stderr: { write: (text) => err.push(text) },
+    env: {},
+    program: 'kubectl vaultpam',
+    now: () => new Date(),
+  });
+  return { code, out: out.join(''), err: err.join('') };
+}
+
+/** The diagnosis once it names the agent's IDENTITY_KEY_UNREADABLE. */
+function unreadableDiagnosed(namespace: string) {
+  return eventually(
+    async () => {
+      const d = (await connectors(cluster().kc).get(namespace, 'edge')).status?.diagnosis;
+      return d?.evidence?.some((e) => e.includes('IDENTITY_KEY_UNREADABLE')) ? d : undefined;
+    },
+    { description: "a diagnosis naming the agent's IDENTITY_KEY_UNREADABLE", timeoutMs: 30_000 },
+  );
+}
+
+/**
+ * Under policy Manual: the identity directory deleted and the pod restarted, `kubectl vaultpam
+ * recover` once the diagnosis says IdentityLoss, followed until the recovery waits for the pairing.
+ * The plugin's run, wrapped (it follows the recovery to its end, so it is not awaited here).
+ */
+async function recoverAfterDeletion(t: ExecutionContext, namespace: string, dataDir: string) {
+  const api = connectors(cluster().kc);
+  await deleteIdentityAndRestart(t, namespace, dataDir);
+  await eventually(
+    async () =>
+      (await api.get(namespace, 'edge')).status?.diagnosis?.failureClass === 'IdentityLoss'
+        ? true
+        : undefined,
+    { description: 'the diagnosis says IdentityLoss', timeoutMs: 60_000 },
+  );
+  const asked = plugin(['recover', 'edge', '-n', namespace, '--request-id', 'exposed-1', '--timeout', '2m']);
+  await eventually(
+    () =>
+      api.get(namespace, 'edge').then((x) => (x.status?.recovery?.step === 'AwaitingOnline' ? x : undefined)),
+    { description: 'the recovery waits for the new pairing', timeoutMs: 90_000 },
+  );
+  return { asked };
 }
 
 test('an identity the connector user cannot read starts no automatic recovery, and the next step gives it the files', async (t) => {
@@ -176,16 +228,19 @@ test('an identity the connector user cannot read starts no automatic recovery, a
     { description: 'the recovery completes', timeoutMs: 60_000 },
   );
   t.is(done.status?.recovery?.outcome, 'Succeeded');
-  const replaced = await env.admin.getConnector(connectorId);
-  t.not(replaced.certificate?.serial, before.certificate?.serial, 'a new certificate');
-  const trail = await env.admin.audit({ connectorId, limit: 1000 });
-  t.is(trail.filter((e) => e.type === 'recovery.started').length, 1);
-  t.is(
-    trail.filter((e) => e.type === 'endpoint.enrolled').length,
-    2,
-    'the first pairing and the new key, once',
-  );
+  await newKeyPairedOnce(t, connectorId, before.certificate?.serial);
 });
+
+/** The exposed certificate replaced: a new one, one recovery begun, one token minted for it, paired once. */
+async function newKeyPairedOnce(t: ExecutionContext, connectorId: string, exposedSerial: string | undefined) {
+  const replaced = await env.admin.getConnector(connectorId);
+  t.not(replaced.certificate?.serial, exposedSerial, 'a new certificate');
+  const trail = await env.admin.audit({ connectorId, limit: 1000 });
+  const count = (type: string) => trail.filter((e) => e.type === type).length;
+  t.is(count('recovery.started'), 1);
+  t.is(count('token.minted'), 2, 'the first pairing and the recovery, one each');
+  t.is(count('endpoint.enrolled'), 2, 'the first pairing and the new key, once');
+}
 
 test('under policy Manual, the exposed-key advice works with kubectl vaultpam recover: refused while the identity is there, a new key paired once after it is deleted', async (t) => {
   if (process.getuid?.() !== 0) {
@@ -194,57 +249,54 @@ test('under policy Manual, the exposed-key advice works with kubectl vaultpam re
   }
   const api = connectors(cluster().kc);
   const { namespace, dataDir, connectorId, before } = await unreadableIdentity(t, 'Manual');
-  await eventually(
-    async () => {
-      const d = (await api.get(namespace, 'edge')).status?.diagnosis;
-      return d?.evidence?.some((e) => e.includes('IDENTITY_KEY_UNREADABLE')) ? d : undefined;
-    },
-    { description: "a diagnosis naming the agent's IDENTITY_KEY_UNREADABLE", timeoutMs: 30_000 },
-  );
-  const plugin = async (argv: string[]) => {
-    const out: string[] = [];
-    const err: string[] = [];
-    const code = await runPlugin([...argv, '--kubeconfig', cluster().cluster.kubeconfigPath], {
-      stdout: { write: (text) => out.push(text) },
-      stderr: { write: (text) => err.push(text) },
-      env: {},
-      program: 'kubectl vaultpam',
-      now: () => new Date(),
-    });
-    return { code, out: out.join(''), err: err.join('') };
-  };
+  await unreadableDiagnosed(namespace);
   // What the advice says: asked while the identity is there, a recovery is refused.
   const early = await plugin(['recover', 'edge', '-n', namespace, '--request-id', 'exposed-0']);
   t.is(early.code, 1, `${early.out}${early.err}`);
   t.regex(early.err, /no recovery is needed/);
 
-  await deleteIdentityAndRestart(t, namespace, dataDir);
-  await eventually(
-    async () => {
-      const c = await api.get(namespace, 'edge');
-      return c.status?.diagnosis?.failureClass === 'IdentityLoss' ? c : undefined;
-    },
-    { description: 'the diagnosis says IdentityLoss', timeoutMs: 60_000 },
-  );
-  const asked = plugin(['recover', 'edge', '-n', namespace, '--request-id', 'exposed-1', '--timeout', '2m']);
-  await eventually(
-    () =>
-      api.get(namespace, 'edge').then((x) => (x.status?.recovery?.step === 'AwaitingOnline' ? x : undefined)),
-    { description: 'the recovery waits for the new pairing', timeoutMs: 90_000 },
-  );
+  const { asked } = await recoverAfterDeletion(t, namespace, dataDir);
   const paired = await env.runAgent(namespace, 'edge', dataDir);
   t.teardown(() => paired.stop());
   const done = await asked;
   t.is(done.code, 0, `${done.out}${done.err}`);
   const c = await api.get(namespace, 'edge');
   t.is(c.status?.recovery?.outcome, 'Succeeded', JSON.stringify(c.status?.recovery));
-  const replaced = await env.admin.getConnector(connectorId);
-  t.not(replaced.certificate?.serial, before.certificate?.serial, 'a new certificate');
-  const trail = await env.admin.audit({ connectorId, limit: 1000 });
-  t.is(trail.filter((e) => e.type === 'recovery.started').length, 1);
-  t.is(
-    trail.filter((e) => e.type === 'token.minted').length,
-    2,
-    'the first pairing and the recovery, one each',
-  );
+  await newKeyPairedOnce(t, connectorId, before.certificate?.serial);
+});
+
+test("found, fixed: the exposed-key advice as it was (delete the identity directory, restart) fails where the data directory is the old user's: it now says to give the connector user that directory", async (t) => {
+  // A review's reproduction: a runAsUser change without fsGroup leaves the data directory the old
+  // user's (0755), not only the identity files. Following the advice as 8a218c8 wrote it, the
+  // recovery is accepted and mints its one token, and the agent, as the connector user, cannot
+  // write the new key there: exit 12 before the token is spent, and the attempt ends Failed, its
+  // request id used up. The advice now says to give the connector user the data directory itself.
+  if (process.getuid?.() !== 0) {
+    t.pass('needs root to run the agent as another user');
+    return;
+  }
+  const api = connectors(cluster().kc);
+  const { namespace, dir, dataDir, connectorId } = await unreadableIdentity(t, 'Manual');
+  const advice = await unreadableDiagnosed(namespace);
+  t.regex(advice.nextStep ?? '', /give the connector user the data directory itself/);
+  // The old advice's steps alone: the data directory stays the old user's.
+  await chmod(dataDir, 0o755);
+  const { asked } = await recoverAfterDeletion(t, namespace, dataDir);
+  // The pod, as the connector user, with the recovery's token mounted.
+  const secret = await cluster()
+    .kc.makeApiClient(CoreV1Api)
+    .readNamespacedSecret({ namespace, name: 'edge-enrollment-token' });
+  const tokenFile = join(dir, 'token');
+  await writeFile(tokenFile, Buffer.from(secret.data?.token ?? '', 'base64'), { mode: 0o644 });
+  const { exitCode, message } = await runAgentAsOtherUser(dir, dataDir, connectorId, [
+    `--token-file=${tokenFile}`,
+  ]);
+  t.is(exitCode, 12, message);
+  t.regex(message, /cannot write the identity to .*EACCES/);
+  await recordAgentExit(cluster().kc, namespace, 'edge-0', { exitCode, message, restartCount: 3 });
+  const done = await asked;
+  t.is(done.code, 1, `${done.out}${done.err}`);
+  const c = await api.get(namespace, 'edge');
+  t.is(c.status?.recovery?.outcome, 'Failed');
+  t.regex(c.status?.recovery?.reason ?? '', /exit code 12 .*cannot write the identity/);
 });

@@ -3,6 +3,7 @@
 // per pair of rules that can both match: the first one wins), then what the chain says while the
 // pass is held. The planner tests walk through whole situations; these pin each rule down.
 import test from 'ava';
+import { NEXT_STEPS } from '../../src/agent/failure.ts';
 import type { FailureClass } from '../../src/operator/api/types.ts';
 import {
   DIAGNOSIS_RULES,
@@ -387,6 +388,13 @@ test('identity files the connector user cannot read: never IdentityLoss (no auto
       t.regex(d?.nextStep ?? '', /runAsUser.*fsGroup/);
       t.notRegex(d?.nextStep ?? '', /starts automatically/);
       t.regex(d?.nextStep ?? '', /delete the identity directory on the claim/, 'an exposed key: its way');
+      // Found by review: the new key is written to the data directory, which a runAsUser change
+      // without fsGroup leaves the old user's (operator-identity-permissions.test.ts).
+      t.regex(d?.nextStep ?? '', /give the connector user the data directory itself/);
+      // The CRD bounds status.diagnosis.nextStep to 1024 characters: a longer one makes the API
+      // server refuse the whole status write, so no diagnosis is shown at all.
+      t.true((d?.nextStep ?? '').length <= 1024, `${d?.nextStep?.length} characters`);
+      t.regex(NEXT_STEPS.identityFilesInaccessible, /make the data directory writable by this user/);
     }
   }
 });
