@@ -5,48 +5,25 @@
 // control plane over HTTPS, through the real admin client and follower.
 import test from 'ava';
 import { CodedError } from '../../src/lib/errors.ts';
-import { silentLogger } from '../../src/lib/logger.ts';
 import { defaultedSpec } from '../../src/operator/api/types.ts';
-import type { ControlPlaneConnection } from '../../src/operator/control-plane/connections.ts';
-import { ControlPlaneFollower } from '../../src/operator/control-plane/follower.ts';
-import { type ActContext, act } from '../../src/operator/reconcile/act.ts';
-import { createOperatorMetrics } from '../../src/operator/runtime/metrics.ts';
+import { act } from '../../src/operator/reconcile/act.ts';
 import { connector } from '../helpers/observed-builder.ts';
+import { controlPlaneOnlyContext, operatorConnection } from './act-harness.ts';
 import { CONFIG, startHarness } from './helpers.ts';
 
 test('a pass whose term ends after its first call makes no further control-plane call', async (t) => {
   const h = await startHarness(t);
-  const follower = new ControlPlaneFollower({
-    client: () => h.admin,
-    logger: silentLogger(),
-    onChange: () => {},
-  });
-  const connection: ControlPlaneConnection = {
-    key: 'default',
-    url: h.cp.url,
-    caPem: h.cp.caPem,
-    client: () => h.admin,
-    follower,
-  };
+  const connection = operatorConnection(h);
   const owned = connector();
   const spec = defaultedSpec(owned);
   const id = spec.connector.id;
   const asked: string[] = [];
-  const ctx: ActContext = {
-    writer: new Proxy({} as ActContext['writer'], {
-      get: () => () => t.fail('nothing is written to Kubernetes in this pass'),
-    }),
-    recorder: {} as ActContext['recorder'],
-    metrics: createOperatorMetrics(),
-    logger: silentLogger(),
-    scale: async () => t.fail('nothing is scaled'),
-    // The term ends while the first call runs (the lease lost during it): asked again, it says so.
-    mayAct: () => {
-      asked.push('asked');
-      if (asked.length > 1)
-        throw new CodedError('TERM_ENDED', 'this replica stopped leading', { temporary: true });
-    },
-  };
+  // The term ends while the first call runs (the lease lost during it): asked again, it says so.
+  const ctx = controlPlaneOnlyContext(t, () => {
+    asked.push('asked');
+    if (asked.length > 1)
+      throw new CodedError('TERM_ENDED', 'this replica stopped leading', { temporary: true });
+  });
   const outcome = await act(
     ctx,
     owned,

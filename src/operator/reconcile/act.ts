@@ -6,7 +6,7 @@
 // way is simply repeated; what the steps that ran changed is written (pass-status.ts).
 
 import type { KubernetesObject } from '@kubernetes/client-node';
-import { CodedError } from '../../lib/errors.ts';
+import { CodedError, isCodedError } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/logger.ts';
 import type { Connector, DefaultedSpec } from '../api/types.ts';
 import type { ControlPlaneAdminClient } from '../control-plane/admin-client.ts';
@@ -168,11 +168,15 @@ async function changeRecord(
       await client.revokeTokens(action.connectorId, owner);
       return;
     case 'mintToken': {
-      const minted = await client.mintToken(action.connectorId, {
-        idempotencyKey: action.idempotencyKey,
-        ttlSeconds: action.ttlSeconds,
-        ...owner,
-      });
+      const minted = await client
+        .mintToken(action.connectorId, {
+          idempotencyKey: action.idempotencyKey,
+          ttlSeconds: action.ttlSeconds,
+          ...owner,
+        })
+        .catch((error: unknown) => {
+          throw consumedKeyIsNoStall(error, action.idempotencyKey);
+        });
       // The token goes from the control plane's answer straight into the Secret; it is logged nowhere.
       await ctx.writer.apply(
         desiredTokenSecret(connector, spec, {
@@ -193,6 +197,22 @@ async function changeRecord(
       return;
     }
   }
+}
+
+/**
+ * A mint key refused as consumed: the token this pass saw live and unused (a restore asks for it
+ * again) was used, revoked or expired since the pass read the record; the agent pairing with it at
+ * that moment is the common case. No person needs to act: the next pass sees what happened (the
+ * pairing, or the key remembered as consumed: pass-status.ts) and decides. So the refusal is retried
+ * as temporary, not a Stalled ControlPlaneRejected telling someone to use a new key. Its code stays.
+ */
+function consumedKeyIsNoStall(error: unknown, key: string): unknown {
+  if (!isCodedError(error, 'IDEMPOTENCY_KEY_CONSUMED')) return error;
+  return new CodedError(
+    error.code,
+    `the control plane refuses mint key ${key} as consumed: its token was used, revoked or expired since this pass looked; the next pass decides from what it sees then`,
+    { httpStatus: error.httpStatus, temporary: true, cause: error },
+  );
 }
 
 /**
