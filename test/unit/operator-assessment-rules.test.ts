@@ -7,6 +7,7 @@ import { NEXT_STEPS } from '../../src/agent/failure.ts';
 import type { FailureClass } from '../../src/operator/api/types.ts';
 import {
   DIAGNOSIS_RULES,
+  DIAGNOSIS_TEXT_MAX,
   type DiagnosisInput,
   diagnose,
   type Rule,
@@ -234,9 +235,33 @@ for (const row of RULE_ROWS) {
     t.is(found?.failureClass, row.failureClass);
     t.regex(found?.reason ?? '', row.reason);
     t.true((found?.nextStep ?? '').length > 0, 'a next step');
+    // Within the CRD's bounds as written, so that diagnose() never has to cut a rule's own advice.
+    for (const [field, text] of [
+      ['reason', found?.reason],
+      ['nextStep', found?.nextStep],
+      ...(found?.evidence ?? []).map((line) => ['evidence', line] as const),
+    ] as const)
+      t.true(Array.from(text ?? '').length <= DIAGNOSIS_TEXT_MAX, `${field}: ${text?.length} characters`);
     t.is(rule(row.rule)(input(row.not)), undefined);
   });
 }
+
+test('diagnose() keeps the diagnosis within the CRD bounds whatever a quoted fact holds (a longer field makes the API server refuse the whole status)', (t) => {
+  const long = `${'a claim message that grew '.repeat(80)}🙂`;
+  const d = diagnose(
+    input({
+      posture: { ...REPLACED, message: long },
+      agent: stopped({ failureClass: 'IdentityLoss', code: 'IDENTITY_LOST' }),
+    }),
+  );
+  t.truthy(d);
+  for (const text of [d?.reason, d?.nextStep, ...(d?.evidence ?? [])])
+    t.true(Array.from(text ?? '').length <= DIAGNOSIS_TEXT_MAX, `${text?.length} characters`);
+  t.true(
+    (d?.evidence ?? []).some((line) => line.endsWith('…')),
+    'the long fact is cut, and the cut marked',
+  );
+});
 
 interface OrderRow {
   title: string;

@@ -10,6 +10,7 @@ import { pairingLost } from './enrollment.ts';
 import type { ControlPlaneConnector } from './observed.ts';
 import type { AgentPodFacts, AgentTermination } from './pod-facts.ts';
 import type { StoragePosture } from './storage-posture.ts';
+import { bounded } from './untrusted-text.ts';
 
 const PHASE_OF_STATE: Record<string, ConnectorPhase> = {
   pending: 'Pending',
@@ -436,12 +437,37 @@ function connectorWell(input: DiagnosisInput): boolean {
   return (state === 'online' || state === 'degraded') && input.agent?.ready === true;
 }
 
+/** The CRD's bounds on status.diagnosis: reason, nextStep and each evidence line; evidence lines. */
+export const DIAGNOSIS_TEXT_MAX = 1024;
+export const DIAGNOSIS_EVIDENCE_MAX = 16;
+
+/**
+ * The diagnosis within the CRD's bounds. A longer field makes the API server refuse the whole status
+ * write, so no diagnosis (nor anything else the pass saw) would show; the rules' own texts fit (their
+ * test says so), and this keeps a quoted fact that grew from costing the status.
+ */
+function withinSchema(diagnosis: Omit<Diagnosis, 'since'>): Omit<Diagnosis, 'since'> {
+  const { reason, nextStep, evidence } = diagnosis;
+  return {
+    ...diagnosis,
+    ...(reason !== undefined ? { reason: bounded(reason, DIAGNOSIS_TEXT_MAX) } : {}),
+    ...(nextStep !== undefined ? { nextStep: bounded(nextStep, DIAGNOSIS_TEXT_MAX) } : {}),
+    ...(evidence !== undefined
+      ? {
+          evidence: evidence
+            .slice(0, DIAGNOSIS_EVIDENCE_MAX)
+            .map((line) => bounded(line, DIAGNOSIS_TEXT_MAX)),
+        }
+      : {}),
+  };
+}
+
 /** The runbook's failure class for what is observed, or undefined when nothing is wrong. */
 export function diagnose(input: DiagnosisInput): Omit<Diagnosis, 'since'> | undefined {
   if (connectorWell(input)) return undefined;
   for (const rule of DIAGNOSIS_RULES) {
     const diagnosis = rule(input);
-    if (diagnosis) return diagnosis;
+    if (diagnosis) return withinSchema(diagnosis);
   }
   return undefined;
 }

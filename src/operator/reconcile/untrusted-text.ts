@@ -180,8 +180,8 @@ export function untrustedRecord(
   };
 }
 
-/** Cuts at a code point (never half a surrogate pair), marking the cut. */
-function bounded(text: string, max: number): string {
+/** Cuts at a code point (never half a surrogate pair, as the API server counts), marking the cut. */
+export function bounded(text: string, max: number): string {
   const points = Array.from(text);
   if (points.length <= max) return text;
   return `${points.slice(0, Math.max(0, max - 1)).join('')}…`;
