@@ -22,16 +22,20 @@ import {
   recordAgentExit,
   startOperatorEnvironment,
 } from '../helpers/operator-env.ts';
+import { type ProgramTree, programTreeForOtherUsers } from '../helpers/program-tree.ts';
 
 const cluster = useCluster(test);
 let env: OperatorEnvironment;
+let program: ProgramTree | undefined;
 
 test.before(async () => {
   env = await startOperatorEnvironment(cluster());
   await env.startOperator();
+  program = await programTreeForOtherUsers(repoRoot);
 });
 test.after.always(async () => {
   await env?.stop();
+  await program?.remove();
 });
 
 /** The agent program as uid/gid 65534 (a pod whose runAsUser changed): its exit code and termination message. */
@@ -47,7 +51,7 @@ async function runAgentAsOtherUser(
   await writeFile(terminationLog, '');
   await chmod(terminationLog, 0o666);
   const child = spawn(
-    process.execPath,
+    program?.node ?? process.execPath,
     [
       'src/bin/connector.ts',
       `--connector-id=${connectorId}`,
@@ -58,7 +62,7 @@ async function runAgentAsOtherUser(
       '--health-listen=127.0.0.1:0',
       ...extraArgs,
     ],
-    { cwd: repoRoot, uid: 65534, gid: 65534, stdio: ['ignore', 'pipe', 'pipe'] },
+    { cwd: program?.cwd ?? repoRoot, uid: 65534, gid: 65534, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let output = '';
   child.stdout.on('data', (chunk: Buffer) => {
