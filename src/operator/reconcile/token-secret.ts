@@ -59,9 +59,9 @@ export function tokenSecretFacts(secret: V1Secret | undefined): TokenSecretFacts
     mintKey: annotations[ANNOTATIONS.mintKey],
     // Anyone who may edit the Secret may edit this: quoted in conditions only when it is a time.
     expiresAt: untrustedTime(annotations[ANNOTATIONS.tokenExpiresAt]),
-    createdAt: secret.metadata.creationTimestamp
-      ? new Date(secret.metadata.creationTimestamp).toISOString()
-      : undefined,
+    ...(secret.metadata.creationTimestamp
+      ? { createdAt: new Date(secret.metadata.creationTimestamp).toISOString() }
+      : {}),
     deleting: Boolean(secret.metadata.deletionTimestamp),
   };
 }
