@@ -62,26 +62,17 @@ export function evidenceText(recovery: RecoveryStatus): string {
   return lines.join('\n');
 }
 
+/**
+ * The rest of the dry run, once the API server's dry run accepted the change on `connector` (judged
+ * as it was then): the control plane's dry run, then the steps the operator would take.
+ */
 async function dryRun(ctx: CommandContext, connector: Connector, requestId: string): Promise<number> {
   const { io } = ctx;
   const { namespace, name } = connector.metadata;
   const out: string[] = [
     `Dry run: a guided recovery of Connector ${namespace}/${name} as request ${requestId}.`,
+    `- spec.recovery.requestId=${requestId}: the API server accepts the change (dry run; nothing stored)`,
   ];
-  try {
-    await ctx.api.setRecoveryRequest(
-      namespace ?? '',
-      name ?? '',
-      requestId,
-      connector.metadata.resourceVersion,
-      true,
-    );
-    out.push(
-      `- spec.recovery.requestId=${requestId}: the API server accepts the change (dry run; nothing stored)`,
-    );
-  } catch (error) {
-    throw apiFailure(`set spec.recovery.requestId on Connector ${namespace}/${name} (dry run)`, error);
-  }
   const access = await controlPlaneAccess({
     api: ctx.api,
     connector,
@@ -243,22 +234,34 @@ export async function recoverCommand(ctx: CommandContext): Promise<number> {
     const refused = recoveryRefusal(connector, requestId, io.program);
     if (refused) throw refusal(`no recovery asked for ${ctx.namespace}/${name}: ${refused}`);
   };
-  if (options.dryRun) {
-    const connector = await readConnector(ctx, name);
-    judge(connector);
-    return dryRun(ctx, connector, requestId);
-  }
-  const patched = await judgeAndWrite({
-    read: () => readConnector(ctx, name),
-    judge,
-    write: (connector) =>
-      ctx.api.setRecoveryRequest(ctx.namespace, name, requestId, connector.metadata.resourceVersion, false),
-    failed: (error) => apiFailure(`set spec.recovery.requestId on Connector ${ctx.namespace}/${name}`, error),
-    keptChanging: (tries) =>
-      refusal(
-        `Connector ${ctx.namespace}/${name} changed while this ran, ${tries} times; run it again to judge it afresh`,
-      ),
-  });
+  // The dry run's write holds on the Connector as read just as the real one does, so a status the
+  // operator wrote meanwhile is read and judged again in both (a CI run caught the dry run without).
+  const ask = (dryRun: boolean) =>
+    judgeAndWrite({
+      read: () => readConnector(ctx, name),
+      judge,
+      write: async (connector) => {
+        const written = await ctx.api.setRecoveryRequest(
+          ctx.namespace,
+          name,
+          requestId,
+          connector.metadata.resourceVersion,
+          dryRun,
+        );
+        return dryRun ? connector : written;
+      },
+      failed: (error) =>
+        apiFailure(
+          `set spec.recovery.requestId on Connector ${ctx.namespace}/${name}${dryRun ? ' (dry run)' : ''}`,
+          error,
+        ),
+      keptChanging: (tries) =>
+        refusal(
+          `Connector ${ctx.namespace}/${name} changed while this ran, ${tries} times; run it again to judge it afresh`,
+        ),
+    });
+  if (options.dryRun) return dryRun(ctx, await ask(true), requestId);
+  const patched = await ask(false);
   const progress = options.output === 'table' ? io.stdout : io.stderr;
   const started = Date.now();
   progress.write(
