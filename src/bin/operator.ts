@@ -8,6 +8,8 @@ import { parseDurationField } from '../lib/duration.ts';
 import { CodedError, errorMessage, isCodedError } from '../lib/errors.ts';
 import { parseHostPort } from '../lib/host-port.ts';
 import { createLogger, isLogLevel } from '../lib/logger.ts';
+import { MAX_CONTROL_PLANE_URL_LENGTH } from '../operator/api/constants.ts';
+import { defaultCaPem } from '../operator/control-plane/default-ca.ts';
 import { startOperator } from '../operator/operator.ts';
 import { DEFAULT_MAX_CONCURRENCY } from '../operator/runtime/adaptive-limit.ts';
 import { loadKubeClient } from '../operator/runtime/kube-access.ts';
@@ -158,6 +160,12 @@ async function main(): Promise<void> {
     if (!v['control-plane-url'].startsWith('https://')) {
       throw flagError(`--control-plane-url: "${v['control-plane-url']}" must be an https:// URL`);
     }
+    // Every Connector's ConfigMap carries it, and the room left there for the CA counts on this bound.
+    if ([...v['control-plane-url']].length > MAX_CONTROL_PLANE_URL_LENGTH) {
+      throw flagError(
+        `--control-plane-url: at most ${MAX_CONTROL_PLANE_URL_LENGTH} characters, as a ControlPlane's spec.url`,
+      );
+    }
     if (/[?#]/.test(v['control-plane-url'])) {
       // The contract's paths go under the URL's path; a query or fragment would swallow them.
       throw flagError(
@@ -166,7 +174,10 @@ async function main(): Promise<void> {
     }
     controlPlane = {
       url: v['control-plane-url'],
-      ...(v['control-plane-ca-file'] ? { caFile: v['control-plane-ca-file'] } : {}),
+      // Read and judged here, with the other flags, before anything touches the cluster.
+      ...(v['control-plane-ca-file']
+        ? { caPem: await defaultCaPem({ caFile: v['control-plane-ca-file'] }) }
+        : {}),
       credentialSecret: { namespace: secretNamespace, name: secretName, key: secretKey || 'credential' },
     };
   }

@@ -6,7 +6,6 @@
 // in-process against a real API server. How many reconciles run at once adapts to the API server's
 // answers: every part talks through one client whose observer lowers the limit on a 429 and raises
 // it while answers are served (runtime/adaptive-limit.ts).
-import { readFile } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import type {
   KubernetesObject,
@@ -27,6 +26,7 @@ import { defaultConnectorId } from './api/types.ts';
 import { byConnectorLabel, InformerClusterReader } from './cluster-reader.ts';
 import { ConnectorIdIndex } from './connector-id-index.ts';
 import { type ControlPlaneConnection, ControlPlaneConnections } from './control-plane/connections.ts';
+import { defaultCaPem } from './control-plane/default-ca.ts';
 import { ControlPlaneRegistry } from './control-plane/registry.ts';
 import { type ControlPlaneId, controlPlaneKeyOf } from './control-plane/status.ts';
 import { claimAsCached } from './reconcile/claim-cache.ts';
@@ -134,6 +134,8 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
       `resyncMs must be a number of milliseconds above 0, got ${resyncPeriodMs}`,
     );
   }
+  // Before anything is built or started: a default CA no connector can use stops the start here.
+  const caPem = options.controlPlane ? await defaultCaPem(options.controlPlane) : '';
   const clock = options.clock ?? backgroundClock;
   const metrics = createOperatorMetrics({ processMetrics: options.processMetrics === true });
   // The reconciles at once. The limit lives as long as the process, across leadership terms: what
@@ -273,7 +275,6 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
   let defaultConnection: ControlPlaneConnection | undefined;
   if (options.controlPlane) {
     const cp = options.controlPlane;
-    const caPem = cp.caPem ?? (cp.caFile ? await readFile(cp.caFile, 'utf8') : '');
     credential = new CredentialSource({
       kc,
       logger,

@@ -153,7 +153,8 @@ function fixControlPlane(facts: ConnectorFacts): string {
   if (source.missing) {
     return `${source.kind} ${source.name} does not exist: fix spec.controlPlaneRef (${get} lists those there are), or ask an admin to create it`;
   }
-  return `fix ${source.kind} ${source.name}: kubectl${cluster ? '' : ` -n ${namespace}`} describe ${resource} shows why it is not Ready`;
+  // Not Ready is its admin's to fix (its CA, Secret or URL), whoever runs this: say who must act.
+  return `an admin of ${source.kind} ${source.name} must fix it, not the Connector's spec: kubectl${cluster ? '' : ` -n ${namespace}`} describe ${resource} shows why it is not Ready`;
 }
 
 function controlPlaneCheck(facts: ConnectorFacts): RunbookCheck {

@@ -5,7 +5,6 @@
 // server with the operator as its ServiceAccount and the reference control plane.
 import { AppsV1Api, CoreV1Api } from '@kubernetes/client-node';
 import test, { type ExecutionContext } from 'ava';
-import { usableAdminCredential } from '../../src/controlplane/server.ts';
 import type { Connector } from '../../src/operator/api/types.ts';
 import { createTestNamespace, useCluster } from '../helpers/cluster.ts';
 import { connectorEvents, tallyEvents } from '../helpers/connector-events.ts';
@@ -14,6 +13,7 @@ import { captureLogs } from '../helpers/log-capture.ts';
 import {
   connectors,
   controlPlaneResources,
+  createControlPlaneFor,
   type OperatorEnvironment,
   startOperatorEnvironment,
 } from '../helpers/operator-env.ts';
@@ -65,37 +65,7 @@ async function childrenOf(namespace: string, name: string): Promise<string[]> {
 }
 
 /** A ControlPlane `name` in `namespace` for the reference control plane, with its Secret and CA. */
-async function createControlPlane(namespace: string, name: string) {
-  const { kc } = cluster();
-  const core = kc.makeApiClient(CoreV1Api);
-  await core
-    .createNamespacedSecret({
-      namespace,
-      body: {
-        metadata: {
-          name: `${name}-admin`,
-          annotations: { 'vaultpam.io/control-plane-url': env.controlPlane.url },
-        },
-        stringData: { credential: usableAdminCredential(env.controlPlane) },
-      },
-    })
-    .catch((error: { code?: number }) => {
-      if (error.code !== 409) throw error;
-    });
-  await core
-    .createNamespacedConfigMap({
-      namespace,
-      body: { metadata: { name: `${name}-ca` }, data: { 'ca.crt': env.controlPlane.caPem } },
-    })
-    .catch((error: { code?: number }) => {
-      if (error.code !== 409) throw error;
-    });
-  await controlPlaneResources(kc).create(namespace, name, {
-    url: env.controlPlane.url,
-    caConfigMapRef: { name: `${name}-ca` },
-    credentialSecretRef: { name: `${name}-admin` },
-  });
-}
+const createControlPlane = (namespace: string, name: string) => createControlPlaneFor(env, namespace, name);
 
 const stalledOn = (t: ExecutionContext, namespace: string, name: string, pattern: RegExp) =>
   eventually(

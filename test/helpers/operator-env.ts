@@ -344,6 +344,45 @@ export function controlPlaneResources(kc: KubeConfig) {
   };
 }
 
+/**
+ * A ControlPlane `name` in `namespace` for the environment's control plane, with its credential
+ * Secret `<name>-admin` (annotated for its URL) and CA ConfigMap `<name>-ca` holding `caPem` (by
+ * default the control plane's own CA); a Secret or ConfigMap that exists already is kept.
+ */
+export async function createControlPlaneFor(
+  environment: OperatorEnvironment,
+  namespace: string,
+  name: string,
+  options: { caPem?: string } = {},
+): Promise<void> {
+  const { kc } = environment.cluster;
+  const core = kc.makeApiClient(CoreV1Api);
+  const unlessExists = (error: { code?: number }) => {
+    if (error.code !== 409) throw error;
+  };
+  const cp = environment.controlPlane;
+  await core
+    .createNamespacedSecret({
+      namespace,
+      body: {
+        metadata: { name: `${name}-admin`, annotations: { 'vaultpam.io/control-plane-url': cp.url } },
+        stringData: { credential: usableAdminCredential(cp) },
+      },
+    })
+    .catch(unlessExists);
+  await core
+    .createNamespacedConfigMap({
+      namespace,
+      body: { metadata: { name: `${name}-ca` }, data: { 'ca.crt': options.caPem ?? cp.caPem } },
+    })
+    .catch(unlessExists);
+  await controlPlaneResources(kc).create(namespace, name, {
+    url: cp.url,
+    caConfigMapRef: { name: `${name}-ca` },
+    credentialSecretRef: { name: `${name}-admin` },
+  });
+}
+
 /** The Ready condition of a control-plane resource, if written. */
 export function readyOf(object: ControlPlaneResource) {
   return object.status?.conditions?.find((c) => c.type === 'Ready');

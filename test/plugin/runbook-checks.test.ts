@@ -364,7 +364,7 @@ test('a controlPlaneRef that names nothing: the next step is the reference, not 
   });
   t.is(
     check(notReady.checks, /Control plane/).nextStep,
-    'fix ControlPlane team-a/vaultpam: kubectl -n team-a describe controlplane vaultpam shows why it is not Ready',
+    "an admin of ControlPlane team-a/vaultpam must fix it, not the Connector's spec: kubectl -n team-a describe controlplane vaultpam shows why it is not Ready",
   );
   const noDefault = stalledOn({ kind: 'default' });
   t.regex(

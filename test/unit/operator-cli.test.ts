@@ -1,15 +1,19 @@
 // The operator's command line: --help lists every flag, and bad flags fail at once with a message
 // that names the flag and says what it needs (exit 2), before anything is started.
 import { spawnSync } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
 import { repoRoot } from '../../dev/local-cluster/install.ts';
+import { CA_BUNDLE_MAX_BYTES } from '../../src/operator/reconcile/config-map-budget.ts';
 import { DEFAULT_MAX_CONCURRENCY } from '../../src/operator/runtime/adaptive-limit.ts';
 import {
   checkMetricsEndpoint,
   isLoopback,
   metricsAuthNoneProblem,
 } from '../../src/operator/runtime/metrics-endpoint.ts';
+import { selfSignedCertificate } from '../helpers/certificates.ts';
 
 const operator = join(repoRoot, 'src', 'bin', 'operator.ts');
 const run = (...args: string[]) =>
@@ -103,6 +107,42 @@ test('bad flags are refused by name with what they need', (t) => {
   for (const [args, message] of cases) {
     const result = run(...args);
     t.is(result.status, 2, `${args.join(' ')}: ${result.stderr}`);
+    t.regex(result.stderr, message);
+  }
+});
+
+test('a default CA file no Connector can carry, or that holds no certificate, is refused before anything starts, naming the flag', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'operator-cli-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const { certPem } = await selfSignedCertificate();
+  // A CA ConfigMap's worth (Kubernetes takes it there), too large for each Connector's ConfigMap.
+  const large = join(dir, 'large.pem');
+  await writeFile(large, `${'#'.repeat(CA_BUNDLE_MAX_BYTES + 1 - certPem.length - 1)}\n${certPem}`);
+  const notPem = join(dir, 'not.pem');
+  await writeFile(notPem, 'hello');
+  const cp = ['--control-plane-url', 'https://cp.example', '--credential-secret', 'ns/name'];
+  const cases: Array<[string[], RegExp]> = [
+    [
+      [...cp, '--control-plane-ca-file', large],
+      /^vaultpam-operator: --control-plane-ca-file: .*large\.pem holds a CA bundle of 1,032,193 bytes, too large to hand to connectors: .* so the bundle may be at most 1,032,192 bytes; trim the bundle to the CAs that sign the control plane's serving certificate\n$/,
+    ],
+    [
+      [...cp, '--control-plane-ca-file', notPem],
+      /--control-plane-ca-file: .*not\.pem holds no PEM certificate/,
+    ],
+    [
+      [...cp, '--control-plane-ca-file', join(dir, 'missing.pem')],
+      /--control-plane-ca-file: cannot read .*missing\.pem: .*ENOENT/,
+    ],
+    [
+      ['--control-plane-url', `https://cp.example/${'p'.repeat(2048)}`, '--credential-secret', 'ns/name'],
+      /--control-plane-url: at most 2048 characters, as a ControlPlane's spec\.url/,
+    ],
+  ];
+  for (const [args, message] of cases) {
+    // KUBECONFIG=/nonexistent: refused before the kubeconfig is even read (that would be exit 1).
+    const result = run(...args, '--leader-elect', 'false');
+    t.is(result.status, 2, `${args.join(' ').slice(0, 200)}: ${result.stderr}`);
     t.regex(result.stderr, message);
   }
 });

@@ -32,6 +32,7 @@ import {
   LAST_CHECK_REFRESH_MS,
   referencedControlPlane,
 } from '../../src/operator/control-plane/status.ts';
+import { CA_BUNDLE_MAX_BYTES } from '../../src/operator/reconcile/config-map-budget.ts';
 import { selfSignedCertificate } from '../helpers/certificates.ts';
 
 const CREDENTIAL = 'cp-admin-credential-0123456789';
@@ -175,6 +176,21 @@ test('every way a check fails is a reason and a message naming the object, and n
       0,
     ],
     [
+      // Kubernetes takes it in the CA ConfigMap, but not in each Connector's ConfigMap beside the
+      // connector's configuration: refused here, on the ControlPlane, before any call is made.
+      'CA bundle too large to hand to connectors',
+      {
+        ...withSecret,
+        configMaps: {
+          'ns/ca': { data: { 'ca.crt': `${ca}${'#'.repeat(CA_BUNDLE_MAX_BYTES + 1 - ca.length)}` } },
+        },
+      },
+      { ...spec, caConfigMapRef: { name: 'ca' } },
+      'CAInvalid',
+      /^spec\.caConfigMapRef: key "ca\.crt" of ConfigMap ns\/ca holds a CA bundle of 1,032,193 bytes, too large to hand to connectors: .* Kubernetes holds to 1,048,576 bytes, so the bundle may be at most 1,032,192 bytes; trim the bundle to the CAs that sign the control plane's serving certificate$/,
+      0,
+    ],
+    [
       'Secret unreadable',
       {
         readSecret: async () => {
@@ -195,6 +211,14 @@ test('every way a check fails is a reason and a message naming the object, and n
       { ...spec, url: 'http://cp' },
       'InvalidSpec',
       /^spec\.url:/,
+      0,
+    ],
+    [
+      'URL longer than the CRD allows (stored before the rule)',
+      withSecret,
+      { ...spec, url: `https://cp.example/${'p'.repeat(2048)}` },
+      'InvalidSpec',
+      /^spec\.url: is longer than 2048 characters$/,
       0,
     ],
     [

@@ -139,6 +139,13 @@ export function ownedObjectLabels(
  */
 export const MAX_CONNECTOR_NAME_LENGTH = 52;
 
+/**
+ * The longest control-plane URL, in characters: a ControlPlane's spec.url (CRD maxLength) and the
+ * operator's --control-plane-url. It goes into every Connector's ConfigMap, whose room for the CA
+ * bundle counts on it (reconcile/config-map-budget.ts).
+ */
+export const MAX_CONTROL_PLANE_URL_LENGTH = 2048;
+
 /** Data directory of the agent inside the pod (PAM_AGENT_DATA_DIR). */
 export const AGENT_DATA_DIR = '/data';
 

@@ -83,7 +83,10 @@ export const ControlPlaneReasons = {
    * vaultpam.io/control-plane-url, so the credential is sent nowhere (control-plane/credential-url.ts).
    */
   CredentialNotForURL: 'CredentialNotForURL',
-  /** False: the CA ConfigMap or key does not exist, is not PEM, or does not verify the server. */
+  /**
+   * False: the CA ConfigMap or key does not exist, is not PEM, is too large to hand to connectors
+   * (reconcile/config-map-budget.ts), or does not verify the server.
+   */
   CAInvalid: 'CAInvalid',
   /** False: the spec is unusable (stored before a validation rule existed). */
   InvalidSpec: 'InvalidSpec',

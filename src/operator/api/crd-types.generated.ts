@@ -538,7 +538,7 @@ export interface ControlPlaneSpec {
   credentialSecretRef: SecretKeyRef;
 }
 /**
- * ConfigMap in this ControlPlane's namespace holding the PEM CA bundle that signs the control plane's serving certificate. When absent, the system trust store is used.
+ * ConfigMap in this ControlPlane's namespace holding the PEM CA bundle that signs the control plane's serving certificate, at most 1,032,192 bytes: the operator copies it into each Connector's ConfigMap, which Kubernetes holds to 1 MiB with the connector's configuration (a larger bundle makes the control plane CAInvalid). When absent, the system trust store is used.
  */
 export interface ConfigMapKeyRef {
   /**

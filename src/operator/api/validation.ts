@@ -5,7 +5,7 @@
 // (test/unit/operator-api-schema.test.ts checks that), so the operator refuses exactly what
 // admission refuses when an object was stored before a rule existed.
 import { Buffer } from 'node:buffer';
-import { MAX_CONNECTOR_NAME_LENGTH } from './constants.ts';
+import { MAX_CONNECTOR_NAME_LENGTH, MAX_CONTROL_PLANE_URL_LENGTH } from './constants.ts';
 import type { ConfigMapKeyRef, ConnectorSpec, Quantity, SecretKeyRef } from './crd-types.generated.ts';
 
 const DNS_LABEL_PART = '[a-z0-9]([-a-z0-9]*[a-z0-9])?';
@@ -359,6 +359,9 @@ export function controlPlaneSpecProblem(spec: {
 }): SpecProblem | undefined {
   if (typeof spec.url !== 'string' || !isHttpsUrl(spec.url))
     return ['spec.url', 'is not an absolute https:// URL such as https://vaultpam.example.com'];
+  // Counted as the CRD's maxLength counts: in characters (code points).
+  if ([...spec.url].length > MAX_CONTROL_PLANE_URL_LENGTH)
+    return ['spec.url', `is longer than ${MAX_CONTROL_PLANE_URL_LENGTH} characters`];
   // Shown by kubectl get: a password in it would be published to every reader of the resource.
   if (/^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/?#]*@/.test(spec.url))
     return ['spec.url', 'must not carry a user name or password; the credential belongs in the Secret'];

@@ -21,6 +21,7 @@ import {
   type DefaultedControlPlaneSpec,
   defaultedControlPlaneSpec,
 } from '../api/control-planes.ts';
+import { caBundleSizeProblem } from '../reconcile/config-map-budget.ts';
 import { untrustedCode, untrustedText } from '../reconcile/untrusted-text.ts';
 import { describeApiError } from '../runtime/api-errors.ts';
 import { decodeCredential } from '../runtime/credential.ts';
@@ -153,7 +154,9 @@ async function readCa(
       `spec.caConfigMapRef: ${where} ${read.object ? `has no key "${ref.key}"` : 'does not exist'}; it must hold the PEM CA bundle of the control plane's serving certificate`,
     );
   }
-  const problem = caBundleProblem(caPem);
+  // Measured before it is parsed: a bundle no connector can be given is refused here, on the
+  // resource its admin owns, not as a refusal of each Connector's ConfigMap (config-map-budget.ts).
+  const problem = caBundleSizeProblem(caPem) ?? caBundleProblem(caPem);
   if (problem)
     return notReady(
       ControlPlaneReasons.CAInvalid,

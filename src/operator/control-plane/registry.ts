@@ -177,7 +177,7 @@ export class ControlPlaneRegistry {
     if (outcome.status !== 'True' || !outcome.settings) {
       return {
         error: configInvalid(
-          `spec.controlPlaneRef: ${named} is not Ready (${outcome.reason}: ${outcome.message}); the operator makes no call to it until it is`,
+          `spec.controlPlaneRef: ${named} is not Ready (${outcome.reason}: ${outcome.message}); an admin of ${named} must fix it, not this Connector's spec: the operator makes no call to it until it is Ready`,
         ),
       };
     }

@@ -1,0 +1,146 @@
+// A ControlPlane whose CA bundle is too large to hand to a connector: the operator writes the bundle
+// into every Connector's own ConfigMap (ca.crt, next to the connector's configuration), and Kubernetes
+// holds a ConfigMap's data to 1 MiB, so a CA ConfigMap near that limit (which Kubernetes accepts)
+// makes every Connector's ConfigMap too large. That is the control plane's admin's to fix, not the
+// Connector author's: the ControlPlane says its CA is unusable (which ConfigMap and key, the size,
+// the limit, the fix), and the Connector is Stalled on its control-plane reference, naming who must
+// act, with no side effect taken (no record, no token, no child). Against the real API server, with
+// the operator as its ServiceAccount and the reference control plane.
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { AppsV1Api, CoreV1Api } from '@kubernetes/client-node';
+import test from 'ava';
+import { isCodedError } from '../../src/lib/errors.ts';
+import type { Connector } from '../../src/operator/api/types.ts';
+import { createTestNamespace, useCluster } from '../helpers/cluster.ts';
+import { eventually, isGone } from '../helpers/eventually.ts';
+import { captureLogs } from '../helpers/log-capture.ts';
+import {
+  CREDENTIAL_SECRET,
+  connectors,
+  controlPlaneResources,
+  createControlPlaneFor,
+  OPERATOR_NAMESPACE,
+  type OperatorEnvironment,
+  readyOf,
+  startOperatorEnvironment,
+} from '../helpers/operator-env.ts';
+
+const cluster = useCluster(test);
+let env: OperatorEnvironment;
+const logs = captureLogs('operator-control-plane-ca-size', 'debug');
+
+test.serial.before(async () => {
+  env = await startOperatorEnvironment(cluster(), { logger: logs.logger });
+  await env.startOperator({ resyncMs: 1_000 });
+});
+test.after.always(async () => {
+  await env?.stop();
+});
+
+/** What Kubernetes allows a ConfigMap's data to hold (keys and values together), in bytes. */
+const CONFIGMAP_LIMIT = 1024 * 1024;
+const condition = (c: Connector, type: string) => c.status?.conditions?.find((x) => x.type === type);
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * The control plane's real CA, repeated and then padded with PEM explanatory text (which TLS and
+ * PEM readers skip) to exactly `bytes`: a bundle that verifies the server and that Kubernetes stores.
+ */
+function bundleOf(caPem: string, bytes: number): string {
+  const block = caPem.endsWith('\n') ? caPem : `${caPem}\n`;
+  let bundle = block.repeat(Math.floor((bytes - 64) / block.length));
+  const padding = bytes - bundle.length;
+  bundle = `${'#'.repeat(padding - 1)}\n${bundle}`;
+  return bundle;
+}
+
+test.serial(
+  "a CA bundle too large for a Connector's ConfigMap: the ControlPlane says so, the Connector blames the reference and takes no side effect",
+  async (t) => {
+    const { kc } = cluster();
+    const core = kc.makeApiClient(CoreV1Api);
+    const namespace = await createTestNamespace(kc, 'ca-size');
+    // The largest CA ConfigMap Kubernetes takes: its key and bundle fill the 1 MiB exactly.
+    const bundle = bundleOf(env.controlPlane.caPem, CONFIGMAP_LIMIT - 'ca.crt'.length);
+    await createControlPlaneFor(env, namespace, 'main', { caPem: bundle });
+    await connectors(kc).create(namespace, {
+      metadata: { name: 'edge', namespace },
+      spec: { connector: { org: 'acme', endpointId: 'ep-1' }, controlPlaneRef: { name: 'main' } },
+    });
+
+    // The ControlPlane's own status: its CA is unusable, with where, how large, the limit and the fix.
+    const ready = await eventually(
+      () =>
+        controlPlaneResources(kc)
+          .get(namespace, 'main')
+          .then((cp) => (readyOf(cp)?.status === 'False' ? readyOf(cp) : undefined)),
+      { description: 'the ControlPlane is not Ready', timeoutMs: 30_000 },
+    );
+    t.is(ready.reason, 'CAInvalid', ready.message);
+    t.true(ready.message.includes(`ConfigMap ${namespace}/main-ca`), ready.message);
+    t.true(ready.message.includes('key "ca.crt"'), ready.message);
+    t.true(ready.message.includes(`${bundle.length.toLocaleString('en-US')} bytes`), ready.message);
+    t.regex(ready.message, /at most [\d,]+ bytes/);
+    t.regex(ready.message, /trim the bundle/);
+
+    // The Connector: Stalled on its control-plane reference, naming who must act; not InvalidSpec.
+    const stalled = await eventually(
+      () =>
+        connectors(kc)
+          .get(namespace, 'edge')
+          .then((c) => condition(c, 'Stalled')),
+      { description: 'the Connector stalls', timeoutMs: 30_000 },
+    );
+    t.is(stalled.reason, 'ControlPlaneConfigInvalid', stalled.message);
+    t.true(
+      stalled.message.startsWith(`spec.controlPlaneRef: ControlPlane ${namespace}/main`),
+      stalled.message,
+    );
+    t.regex(stalled.message, /CAInvalid/);
+    t.regex(stalled.message, /an admin of ControlPlane .*\/main must fix it/);
+    t.notRegex(stalled.message, /fix the spec/);
+
+    // Passes later (a periodic look every second), still no side effect: no record in the control
+    // plane, no token, no ConfigMap, no StatefulSet.
+    await sleep(4_000);
+    const again = await connectors(kc).get(namespace, 'edge');
+    t.is(condition(again, 'Stalled')?.reason, 'ControlPlaneConfigInvalid');
+    const records = await env.admin.listConnectors();
+    t.false(
+      records.connectors.some((r) => r.connectorId === `${namespace}.edge`),
+      'no record registered in the control plane',
+    );
+    const apps = kc.makeApiClient(AppsV1Api);
+    t.true(await isGone(() => core.readNamespacedSecret({ namespace, name: 'edge-enrollment-token' })));
+    t.true(await isGone(() => core.readNamespacedConfigMap({ namespace, name: 'edge-config' })));
+    t.true(await isGone(() => apps.readNamespacedStatefulSet({ namespace, name: 'edge' })));
+  },
+);
+
+test.serial(
+  "the operator's default CA bundle too large for a Connector's ConfigMap: the start is refused, naming the flag",
+  async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), 'ca-size-'));
+    t.teardown(() => rm(dir, { recursive: true, force: true }));
+    const caFile = join(dir, 'ca.pem');
+    await writeFile(caFile, bundleOf(env.controlPlane.caPem, CONFIGMAP_LIMIT - 'ca.crt'.length));
+    const error = await t.throwsAsync(
+      env.startOperator({
+        controlPlane: {
+          url: env.controlPlane.url,
+          caFile,
+          credentialSecret: { namespace: OPERATOR_NAMESPACE, name: CREDENTIAL_SECRET, key: 'credential' },
+        },
+      }),
+    );
+    t.true(isCodedError(error, 'INVALID_FLAGS'), String(error));
+    t.regex(
+      error?.message ?? '',
+      new RegExp(
+        `^--control-plane-ca-file: ${caFile} holds a CA bundle of 1,048,570 bytes, too large to hand to connectors: .*so the bundle may be at most 1,032,192 bytes; trim the bundle`,
+      ),
+    );
+  },
+);
