@@ -14,6 +14,7 @@ import { REATTACH_STEPS } from '../operator/api/constants.ts';
 import type { Condition } from '../operator/api/types.ts';
 import { RECOVERY_STEPS } from '../operator/api/types.ts';
 import { EnrolledReasons, HealthyReasons, StalledReasons } from '../operator/conditions.ts';
+import { liveTokenOf } from '../operator/reconcile/live-token.ts';
 import { conditionMessage, conditionReason, describeCondition } from './condition-text.ts';
 import type { ConnectorFacts, PodFacts } from './connector-facts.ts';
 import { relativeTime } from './time-text.ts';
@@ -247,10 +248,14 @@ const CHECK_OPERATOR =
 
 function tokenCheck(facts: ConnectorFacts): RunbookCheck {
   const title = 'Enrollment token valid, or retired';
-  const enrollment = facts.connector.status?.enrollment ?? {};
+  const status = facts.connector.status ?? {};
+  const enrollment = status.enrollment ?? {};
   const enrolled = condition(facts, 'Enrolled');
   const now = facts.at;
-  if (enrollment.retired) {
+  // A guided recovery's one token in the Secret is the token the agent pairs with now, retired or
+  // not; the enrollment's record names only its own last token.
+  const recoveryToken = liveTokenOf(status)?.mintedFor === 'Recovery';
+  if (enrollment.retired && !recoveryToken) {
     return {
       title,
       result: 'ok',
@@ -269,10 +274,11 @@ function tokenCheck(facts: ConnectorFacts): RunbookCheck {
           : 'the operator mints a fresh token with backoff; if tokens keep expiring, the agent is not pairing: see the pod check',
     };
   }
-  const expiresAt = enrollment.tokenExpiresAt ? new Date(enrollment.tokenExpiresAt) : undefined;
+  const expiry = recoveryToken ? liveTokenOf(status)?.expiresAt : enrollment.tokenExpiresAt;
+  const expiresAt = expiry ? new Date(expiry) : undefined;
   const live = facts.controlPlane.record?.liveToken;
   if (expiresAt && expiresAt.getTime() > now.getTime()) {
-    const where = enrollment.tokenSecretName ? ` in Secret ${enrollment.tokenSecretName}` : '';
+    const where = `${recoveryToken ? ` of guided recovery ${status.recovery?.requestId}` : ''}${enrollment.tokenSecretName ? ` in Secret ${enrollment.tokenSecretName}` : ''}`;
     const cp = facts.controlPlane.record
       ? live
         ? '; the control plane holds it live'
@@ -281,16 +287,17 @@ function tokenCheck(facts: ConnectorFacts): RunbookCheck {
     return {
       title,
       result: facts.controlPlane.record && !live ? 'failed' : 'ok',
-      detail: `token${where} valid until ${enrollment.tokenExpiresAt} (${relativeTime(expiresAt, now)})${cp}`,
+      detail: `token${where} valid until ${expiry} (${relativeTime(expiresAt, now)})${cp}`,
     };
   }
   if (expiresAt) {
     return {
       title,
       result: 'failed',
-      detail: `the last token expired unused at ${enrollment.tokenExpiresAt} (${relativeTime(expiresAt, now)})`,
-      nextStep:
-        'the operator re-mints with a growing delay; find why the agent does not pair (pod check, its log)',
+      detail: `the last token${recoveryToken ? " (the guided recovery's one token)" : ''} expired unused at ${expiry} (${relativeTime(expiresAt, now)})`,
+      nextStep: recoveryToken
+        ? "the recovery ends Failed at its token's expiry and mints no other; find why the agent does not pair (pod check, its log), then set a new spec.recovery.requestId"
+        : 'the operator re-mints with a growing delay; find why the agent does not pair (pod check, its log)',
     };
   }
   return {

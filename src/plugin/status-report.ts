@@ -5,7 +5,8 @@
 // yaml print), then as text. Text that came from the control plane or a pod is already cleaned
 // (untrusted-text) when it gets here; audit entries and condition messages are cleaned here.
 import { ADOPTED_BY_LABEL } from '../operator/api/constants.ts';
-import type { Connector, RecoveryStatus } from '../operator/api/types.ts';
+import type { Connector, RecoveryStatus, TokenFlow } from '../operator/api/types.ts';
+import { liveTokenOf } from '../operator/reconcile/live-token.ts';
 import { untrustedText, untrustedTime } from '../operator/reconcile/untrusted-text.ts';
 import { conditionMessage, conditionReason } from './condition-text.ts';
 import type { ConnectorFacts, PodFacts } from './connector-facts.ts';
@@ -20,9 +21,13 @@ export interface ConnectorSummary {
   lastHeartbeatTime?: string;
   /** The control plane says heartbeats arrive (online, degraded): the status shows no time then. */
   heartbeatsArriving: boolean;
-  /** retired, live (with tokenExpiresAt), expired, or none. */
+  /**
+   * live (with tokenExpiresAt and tokenMintedFor: the token the Secret holds, the enrollment's or a
+   * guided recovery's), retired, expired, or none.
+   */
   token: 'retired' | 'live' | 'expired' | 'none';
   tokenExpiresAt?: string;
+  tokenMintedFor?: TokenFlow;
   diagnosis?: string;
   recoveryRequestId?: string;
   recoveryStep?: string;
@@ -35,13 +40,16 @@ export interface ConnectorSummary {
 export function summarize(connector: Connector, now: Date): ConnectorSummary {
   const status = connector.status ?? {};
   const enrollment = status.enrollment ?? {};
-  const expiresAt = enrollment.tokenExpiresAt;
-  const token = enrollment.retired
-    ? 'retired'
-    : expiresAt
-      ? new Date(expiresAt).getTime() > now.getTime()
-        ? 'live'
-        : 'expired'
+  // The token the Secret holds, whichever flow minted it: a guided recovery's one token is live on
+  // a retired connector too. Without one, the enrollment's record says how its last token ended.
+  const live = liveTokenOf(status);
+  const expiresAt = live?.expiresAt ?? (enrollment.retired ? undefined : enrollment.tokenExpiresAt);
+  const token = expiresAt
+    ? new Date(expiresAt).getTime() > now.getTime()
+      ? 'live'
+      : 'expired'
+    : enrollment.retired
+      ? 'retired'
       : 'none';
   const ref = connector.spec?.controlPlaneRef;
   const ready = status.conditions?.find((c) => c.type === 'Ready');
@@ -53,7 +61,8 @@ export function summarize(connector: Connector, now: Date): ConnectorSummary {
     ...(status.lastHeartbeatTime ? { lastHeartbeatTime: status.lastHeartbeatTime } : {}),
     heartbeatsArriving: status.controlPlaneState === 'online' || status.controlPlaneState === 'degraded',
     token,
-    ...(expiresAt && !enrollment.retired ? { tokenExpiresAt: expiresAt } : {}),
+    ...(expiresAt ? { tokenExpiresAt: expiresAt } : {}),
+    ...(live ? { tokenMintedFor: live.mintedFor } : {}),
     ...(status.diagnosis?.failureClass ? { diagnosis: status.diagnosis.failureClass } : {}),
     ...(status.recovery?.requestId ? { recoveryRequestId: status.recovery.requestId } : {}),
     ...(status.recovery?.step ? { recoveryStep: status.recovery.step } : {}),
@@ -78,7 +87,8 @@ function tokenText(summary: ConnectorSummary, now: Date): string {
   if (summary.token === 'retired') return 'retired';
   if (!summary.tokenExpiresAt) return '-';
   const when = relativeTime(summary.tokenExpiresAt, now);
-  return summary.token === 'expired' ? `expired ${when}` : when;
+  const whose = summary.tokenMintedFor === 'Recovery' ? ' (recovery)' : '';
+  return summary.token === 'expired' ? `expired ${when}${whose}` : `${when}${whose}`;
 }
 
 /** The table of `status` without a name: one line per Connector. */
@@ -210,12 +220,25 @@ function objectStates(facts: ConnectorFacts): ObjectState[] {
     kind: 'Secret',
     name: tokenSecret ?? `${connector.metadata.name}-enrollment-token`,
     state: tokenSecret
-      ? `holds the enrollment token until ${status.enrollment?.tokenExpiresAt ?? '?'} (never read here)`
+      ? `holds ${liveTokenWords(status)} (never read here)`
       : status.enrollment?.retired
         ? 'none: deleted once bootstrap retired'
         : 'none',
   });
   return states;
+}
+
+/**
+ * The live token in words, for a status that names its Secret: whose it is and until when ("the
+ * live enrollment token, until T", or a guided recovery's one token).
+ */
+export function liveTokenWords(status: NonNullable<Connector['status']>): string {
+  const live = liveTokenOf(status);
+  const whose =
+    live?.mintedFor === 'Recovery'
+      ? `the live token of guided recovery ${status.recovery?.requestId ?? '?'}`
+      : 'the live enrollment token';
+  return `${whose}, until ${live?.expiresAt ?? '?'}`;
 }
 
 function podOf(facts: ConnectorFacts): PodFacts | undefined {

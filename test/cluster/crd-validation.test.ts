@@ -1,14 +1,12 @@
 // The Connector CRD's validation, against a real kube-apiserver: each invalid Connector is refused
 // with its own message, each forbidden change is refused on update, the allowed changes pass, the
 // schema defaults appear, and a fully populated status survives the status subresource unpruned.
-import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { type RequestOptions, request } from 'node:https';
 import { join } from 'node:path';
 import { ApiextensionsV1Api, AppsV1Api, CustomObjectsApi } from '@kubernetes/client-node';
 import test from 'ava';
 import * as yaml from 'js-yaml';
-import { ensureKubectl } from '../../dev/local-cluster/binaries.ts';
 import { CRD_NAME, GROUP, PLURAL, VERSION } from '../../src/operator/api/constants.ts';
 import { connectorSchema, type JsonSchema, loadConnectorCrd } from '../../src/operator/api/crd.ts';
 import {
@@ -21,6 +19,7 @@ import { desiredStatefulSet } from '../../src/operator/reconcile/desired-objects
 import { createTestNamespace, repoRoot, useCluster } from '../helpers/cluster.ts';
 import { loadConnectorCrdModel } from '../helpers/crd-model.ts';
 import { eventually } from '../helpers/eventually.ts';
+import { kubectlGetConnector } from '../helpers/kubectl-get.ts';
 
 const cluster = useCluster(test);
 let namespace = '';
@@ -1122,7 +1121,14 @@ test('the wide Token Expiry column shows the live token expiry, not <invalid>', 
   await api.replaceNamespacedCustomObjectStatus({
     ...ref(),
     name: created.metadata.name ?? '',
-    body: { ...created, status: { lastHeartbeatTime: expiresAt, enrollment: { tokenExpiresAt: expiresAt } } },
+    body: {
+      ...created,
+      status: {
+        lastHeartbeatTime: expiresAt,
+        enrollment: { tokenSecretName: 'x-enrollment-token', tokenExpiresAt: expiresAt },
+        liveToken: { expiresAt, mintedFor: 'Enrollment' },
+      },
+    },
   });
   const table = await tableOf(created.metadata.name ?? '');
   const cell = (name: string) =>
@@ -1169,25 +1175,8 @@ test('kubectl get shows Ready beside the phase, and -o wide its reason: a phase 
   t.is(cell('Phase'), 'Online');
 
   // As the kubectl built for this cluster (1.37) prints it.
-  const kubectl = await ensureKubectl(() => {});
   const get = (...extra: string[]) =>
-    new Promise<string>((resolve, reject) =>
-      execFile(
-        kubectl,
-        [
-          '--kubeconfig',
-          cluster().cluster.kubeconfigPath,
-          'get',
-          'connectors',
-          '-n',
-          namespace,
-          name,
-          ...extra,
-        ],
-        (error, stdout, stderr) =>
-          error ? reject(new Error(`${error.message}: ${stderr}`)) : resolve(stdout),
-      ),
-    );
+    kubectlGetConnector(cluster().cluster.kubeconfigPath, namespace, name, ...extra);
   const rows = (text: string) =>
     text
       .trimEnd()

@@ -2,13 +2,15 @@
 // Secret deleted by hand after the mint and before the agent paired is stored again with that very
 // token (asked again with the recovery's mint key, as the enrollment restores its own), never a
 // second token; a token no longer live fails the recovery with the truth instead of waiting; and the
-// token-expiry gauge shows the recovery's token while its Secret holds it.
+// token-expiry gauge shows the recovery's token while its Secret holds it, as kubectl get's Token
+// Expiry column and the minted gauge do.
 import { CoreV1Api, EventsV1Api } from '@kubernetes/client-node';
 import test from 'ava';
 import type { Connector } from '../../src/operator/api/types.ts';
 import type { RunningOperator } from '../../src/operator/operator.ts';
 import { createTestNamespace, useCluster } from '../helpers/cluster.ts';
 import { eventually } from '../helpers/eventually.ts';
+import { kubectlGetConnector, tableRow } from '../helpers/kubectl-get.ts';
 import { connectors, type OperatorEnvironment, startOperatorEnvironment } from '../helpers/operator-env.ts';
 
 const cluster = useCluster(test);
@@ -202,5 +204,73 @@ test.serial(
       failed.status?.recovery?.reason,
       `the recovery token expired at ${expiresAt} before the connector paired; set a new spec.recovery.requestId to try again`,
     );
+  },
+);
+
+/** `kubectl get connectors edge -o wide`'s row, column by column. */
+async function kubectlGetWide(namespace: string): Promise<Record<string, string>> {
+  return tableRow(
+    await kubectlGetConnector(cluster().cluster.kubeconfigPath, namespace, 'edge', '-o', 'wide'),
+  );
+}
+
+/** The token gauges' series of namespace/edge, as `labels value` for both metrics. */
+async function tokenSeries(namespace: string): Promise<Record<string, unknown>> {
+  const series: Record<string, unknown> = {};
+  for (const name of [
+    'vaultpam_operator_connector_token_expiry_timestamp_seconds',
+    'vaultpam_operator_connector_token_minted_timestamp_seconds',
+  ]) {
+    const values = (await operator.metrics.registry.getSingleMetric(name)?.get())?.values ?? [];
+    series[name] = values
+      .filter((v) => v.labels.namespace === namespace && v.labels.name === 'edge')
+      .map((v) => ({ labels: v.labels, value: v.value }));
+  }
+  return series;
+}
+
+test.serial(
+  "a recovery's token waiting unused: kubectl get's Token Expiry, status.liveToken and both token gauges name it",
+  async (t) => {
+    // Before: the column read status.enrollment.tokenExpiresAt, empty for this retired connector
+    // while the recovery's token waited in the Secret, and the minted gauge had no series for that
+    // token, so VaultpamConnectorTokenExpiringUnused could never fire for it.
+    const { namespace, api, secret } = await recoveryAwaitingPairing('rtoken-col');
+    const expiresAt = secret.metadata?.annotations?.['vaultpam.io/token-expires-at'] ?? '';
+    const storedAt = new Date(secret.metadata?.creationTimestamp ?? 0).toISOString();
+    const connector = await eventually(
+      () => api.get(namespace, 'edge').then((c) => (c.status?.liveToken ? c : undefined)),
+      { description: 'status.liveToken written' },
+    );
+    t.true(connector.status?.enrollment?.retired);
+    t.deepEqual(connector.status?.liveToken, { expiresAt, mintedAt: storedAt, mintedFor: 'Recovery' });
+    t.is(connector.status?.recovery?.tokenMintedAt, storedAt);
+    t.is((await kubectlGetWide(namespace))['TOKEN EXPIRY'], expiresAt);
+    const labels = { namespace, name: 'edge', minted_for: 'recovery' };
+    t.deepEqual(await tokenSeries(namespace), {
+      vaultpam_operator_connector_token_expiry_timestamp_seconds: [
+        { labels, value: Date.parse(expiresAt) / 1000 },
+      ],
+      vaultpam_operator_connector_token_minted_timestamp_seconds: [
+        { labels, value: Date.parse(storedAt) / 1000 },
+      ],
+    });
+
+    // Paired: no live token, and the column and gauges say so.
+    const agent = await env.runAgent(namespace, 'edge');
+    t.teardown(() => agent.stop());
+    const after = await eventually(
+      () =>
+        api
+          .get(namespace, 'edge')
+          .then((c) => (c.status?.phase === 'Online' && !c.status.liveToken ? c : undefined)),
+      { description: 'paired: no live token', timeoutMs: 60_000 },
+    );
+    t.is(after.status?.enrollment?.tokenSecretName, undefined);
+    t.is((await kubectlGetWide(namespace))['TOKEN EXPIRY'], '', 'an empty cell');
+    t.deepEqual(await tokenSeries(namespace), {
+      vaultpam_operator_connector_token_expiry_timestamp_seconds: [],
+      vaultpam_operator_connector_token_minted_timestamp_seconds: [],
+    });
   },
 );

@@ -68,6 +68,7 @@ test('the facts of a Connector: phase, Stalled reason, live token, certificate e
   t.deepEqual(connectorMetricFacts(enrolling).liveToken, {
     expiresAt: Date.parse('2026-12-02T12:00:00Z') / 1000,
     mintedAt: Date.parse('2026-12-02T08:00:00Z') / 1000,
+    mintedFor: 'enrollment',
   });
   t.is(connectorMetricFacts(stalled).stalledReason, 'RecoveryFailed');
   const notStalled = connector('team-a', 'x', {
@@ -92,9 +93,11 @@ test("a token's expiry kept in status after the token is gone is no live token",
   t.is(connectorMetricFacts(waiting).liveToken, undefined);
 });
 
-test("a guided recovery's token in the Secret: its expiry, not the enrollment's, and no mint time", async (t) => {
-  // The reproduction: the gauge had no series while a recovery's token waited in the Secret (the
-  // enrollment's expiry is not that token's, and a retired connector's status keeps none).
+test("a guided recovery's token in the Secret: its expiry and mint time, not the enrollment's, minted_for recovery", async (t) => {
+  // The gauge once had no series while a recovery's token waited in the Secret (the enrollment's
+  // expiry is not that token's, and a retired connector's status keeps none); then an expiry and no
+  // minted series, so VaultpamConnectorTokenExpiringUnused could not fire for it. The recovery now
+  // records when its token was stored (status.recovery.tokenMintedAt).
   const enrollment = {
     tokenSecretName: 'edge-enrollment-token',
     // The never-paired connector's last enrollment token, revoked by the recovery: not the Secret's.
@@ -106,6 +109,7 @@ test("a guided recovery's token in the Secret: its expiry, not the enrollment's,
     requestId: 'r1',
     mintKey: 'recovery-r1',
     tokenExpiresAt: '2026-12-02T12:00:00Z',
+    tokenMintedAt: '2026-12-02T11:00:00Z',
   };
   const waiting = connector('team-c', 'edge', {
     phase: 'Recovering',
@@ -114,12 +118,25 @@ test("a guided recovery's token in the Secret: its expiry, not the enrollment's,
   });
   t.deepEqual(connectorMetricFacts(waiting).liveToken, {
     expiresAt: Date.parse('2026-12-02T12:00:00Z') / 1000,
+    mintedAt: Date.parse('2026-12-02T11:00:00Z') / 1000,
+    mintedFor: 'recovery',
   });
   const metrics = createOperatorMetrics();
-  metrics.setConnectorSource(() => [waiting]);
+  let current = [waiting];
+  metrics.setConnectorSource(() => current);
   t.deepEqual(await samples(metrics, 'vaultpam_operator_connector_token_expiry_timestamp_seconds'), [
-    `{namespace="team-c",name="edge"} ${Date.parse('2026-12-02T12:00:00Z') / 1000}`,
+    `{namespace="team-c",name="edge",minted_for="recovery"} ${Date.parse('2026-12-02T12:00:00Z') / 1000}`,
   ]);
+  t.deepEqual(await samples(metrics, 'vaultpam_operator_connector_token_minted_timestamp_seconds'), [
+    `{namespace="team-c",name="edge",minted_for="recovery"} ${Date.parse('2026-12-02T11:00:00Z') / 1000}`,
+  ]);
+  // Minted by an operator that did not record the mint time: the expiry, and no minted series (a
+  // mint time of another token would make the alert judge the wrong lifetime).
+  const { tokenMintedAt: _unrecorded, ...olderRecovery } = recovery;
+  current = [
+    connector('team-c', 'edge', { enrollment, recovery: { ...olderRecovery, step: 'AwaitingOnline' } }),
+  ];
+  t.is((await samples(metrics, 'vaultpam_operator_connector_token_expiry_timestamp_seconds')).length, 1);
   t.deepEqual(await samples(metrics, 'vaultpam_operator_connector_token_minted_timestamp_seconds'), []);
   // Spent (or its Secret deleted): the status names no Secret, and the gauge has no series.
   const paired = connector('team-c', 'edge', {
@@ -128,16 +145,25 @@ test("a guided recovery's token in the Secret: its expiry, not the enrollment's,
     recovery: { ...recovery, step: 'AwaitingOnline' },
   });
   t.is(connectorMetricFacts(paired).liveToken, undefined);
-  // Before the recovery mints (no expiry recorded yet), the Secret still holds the enrollment's token.
+  // Before the recovery revokes, the Secret still holds the enrollment's token.
   const before = connector('team-c', 'edge', {
     phase: 'Recovering',
     enrollment,
-    recovery: { requestId: 'r1', step: 'TokensRevoked' },
+    recovery: { requestId: 'r1', step: 'StorageReady' },
   });
   t.deepEqual(connectorMetricFacts(before).liveToken, {
     expiresAt: Date.parse('2026-12-02T09:00:00Z') / 1000,
     mintedAt: Date.parse('2026-12-02T05:00:00Z') / 1000,
+    mintedFor: 'enrollment',
   });
+  // Past the revoke and before the recovery's Secret was seen, the enrollment's record is no live
+  // token's (its token was revoked): nothing is shown rather than that.
+  const minting = connector('team-c', 'edge', {
+    phase: 'Recovering',
+    enrollment,
+    recovery: { requestId: 'r1', step: 'TokenMinted' },
+  });
+  t.is(connectorMetricFacts(minting).liveToken, undefined);
 });
 
 test('one series per Connector per metric, read from the source at scrape time', async (t) => {
@@ -155,10 +181,10 @@ test('one series per Connector per metric, read from the source at scrape time',
     '{namespace="team-a",name="cache",status="False",reason="RecoveryFailed"} 1',
   ]);
   t.deepEqual(await samples(metrics, 'vaultpam_operator_connector_token_expiry_timestamp_seconds'), [
-    `{namespace="team-b",name="web"} ${Date.parse('2026-12-02T12:00:00Z') / 1000}`,
+    `{namespace="team-b",name="web",minted_for="enrollment"} ${Date.parse('2026-12-02T12:00:00Z') / 1000}`,
   ]);
   t.deepEqual(await samples(metrics, 'vaultpam_operator_connector_token_minted_timestamp_seconds'), [
-    `{namespace="team-b",name="web"} ${Date.parse('2026-12-02T08:00:00Z') / 1000}`,
+    `{namespace="team-b",name="web",minted_for="enrollment"} ${Date.parse('2026-12-02T08:00:00Z') / 1000}`,
   ]);
   t.deepEqual(await samples(metrics, 'vaultpam_operator_connector_certificate_expiry_timestamp_seconds'), [
     `{namespace="team-a",name="db"} ${Date.parse('2026-12-03T10:00:00Z') / 1000}`,

@@ -61,6 +61,12 @@ test.serial(
       { description: 'a live token and the phase in the scrape' },
     );
     const status = (enrolling.c as Connector).status;
+    // status.liveToken names the same token (kubectl get's Token Expiry column).
+    t.deepEqual(status?.liveToken, {
+      expiresAt: status?.enrollment?.tokenExpiresAt,
+      mintedAt: status?.enrollment?.tokenMintedAt,
+      mintedFor: 'Enrollment',
+    });
     t.deepEqual(
       samplesOf(
         enrolling.text,
@@ -68,7 +74,7 @@ test.serial(
         namespace,
         'edge',
       ),
-      [` ${seconds(status?.enrollment?.tokenExpiresAt)}`],
+      [`minted_for="enrollment" ${seconds(status?.enrollment?.tokenExpiresAt)}`],
     );
     t.deepEqual(
       samplesOf(
@@ -77,7 +83,7 @@ test.serial(
         namespace,
         'edge',
       ),
-      [` ${seconds(status?.enrollment?.tokenMintedAt)}`],
+      [`minted_for="enrollment" ${seconds(status?.enrollment?.tokenMintedAt)}`],
     );
     t.deepEqual(
       samplesOf(

@@ -93,3 +93,45 @@ test("the full report quotes a condition's message cleaned: no escape sequence, 
   );
   t.like(report.conditions[0], { reason: 'RecoveryFailed', message: 'failed forged: line' });
 });
+
+test("the status table and report show a guided recovery's live token, on a retired connector too", (t) => {
+  // The token column showed only status.enrollment.tokenExpiresAt: "retired" (or the enrollment's
+  // last token) while a recovery's one token waited in the Secret for the agent to pair.
+  const recovering = connector({
+    phase: 'Recovering',
+    enrollment: { retired: true, tokenSecretName: 'edge-enrollment-token', mintCount: 1 },
+    recovery: {
+      requestId: 'r2',
+      step: 'AwaitingOnline',
+      tokenExpiresAt: '2026-03-01T15:59:00Z',
+      tokenMintedAt: '2026-03-01T11:59:00Z',
+    },
+  });
+  const summary = summarize(recovering, NOW);
+  t.like(summary, { token: 'live', tokenExpiresAt: '2026-03-01T15:59:00Z', tokenMintedFor: 'Recovery' });
+  const line = summaryTable([summary], NOW, { allNamespaces: false, wide: false }).split('\n')[1] ?? '';
+  t.regex(line, /^edge\s+Recovering\s+<none>\s+<none>\s+in 3h59m \(recovery\)\s+-\s+AwaitingOnline \(r2\)/);
+  const secret = statusReport(facts(recovering)).objects.find((o) => o.kind === 'Secret');
+  t.is(
+    secret?.state,
+    'holds the live token of guided recovery r2, until 2026-03-01T15:59:00Z (never read here)',
+  );
+  // A never-paired connector's enrollment record keeps its last token's end: not the live token's.
+  const neverPaired = connector({
+    phase: 'Recovering',
+    enrollment: {
+      tokenSecretName: 'edge-enrollment-token',
+      tokenExpiresAt: '2026-03-01T11:00:00Z',
+      mintCount: 2,
+    },
+    recovery: { requestId: 'r2', step: 'ScalingUp', tokenExpiresAt: '2026-03-01T15:59:00Z' },
+  });
+  t.like(summarize(neverPaired, NOW), { token: 'live', tokenExpiresAt: '2026-03-01T15:59:00Z' });
+  // Ended: the recovery's record is no live token, and a retired connector is retired again.
+  const done = connector({
+    phase: 'Online',
+    enrollment: { retired: true, mintCount: 1 },
+    recovery: { requestId: 'r2', step: 'Completed', tokenExpiresAt: '2026-03-01T15:59:00Z' },
+  });
+  t.like(summarize(done, NOW), { token: 'retired', tokenExpiresAt: undefined });
+});

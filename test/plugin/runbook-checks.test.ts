@@ -373,3 +373,30 @@ test('a controlPlaneRef that names nothing: the next step is the reference, not 
   );
   t.notRegex(noDefault.nextStep ?? '', /kubectl get controlplane/);
 });
+
+test("a guided recovery's one token in the Secret is the token the enrollment check judges, retired or not", (t) => {
+  // The check said "bootstrap retired" (or quoted the enrollment's last token, long revoked) while
+  // the recovery's token waited for the agent, and its end means the recovery fails, not a re-mint.
+  const recovering = (tokenExpiresAt: string): ConnectorStatus => ({
+    ...ONLINE_STATUS,
+    phase: 'Recovering',
+    enrollment: { retired: true, tokenSecretName: 'edge-enrollment-token', mintCount: 1 },
+    recovery: { requestId: 'r2', step: 'AwaitingOnline', tokenExpiresAt },
+  });
+  const live = check(
+    runbookChecks(facts(connector(recovering('2026-03-01T13:00:00Z')))).checks,
+    /Enrollment token/,
+  );
+  t.is(live.result, 'ok');
+  t.regex(
+    live.detail,
+    /^token of guided recovery r2 in Secret edge-enrollment-token valid until 2026-03-01T13:00:00Z/,
+  );
+  const expired = check(
+    runbookChecks(facts(connector(recovering('2026-03-01T11:00:00Z')))).checks,
+    /Enrollment token/,
+  );
+  t.is(expired.result, 'failed');
+  t.regex(expired.detail, /the guided recovery's one token\) expired unused at 2026-03-01T11:00:00Z/);
+  t.regex(expired.nextStep ?? '', /new spec\.recovery\.requestId/);
+});

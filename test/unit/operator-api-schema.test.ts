@@ -164,7 +164,7 @@ test('the CRD names the resource the way the constants do', async (t) => {
     ['Age', '.metadata.creationTimestamp', 'date', 0],
     ['Connector ID', '.status.connectorId', 'string', 1],
     // A date column shows the age of a time, and a future expiry renders as <invalid>.
-    ['Token Expiry', '.status.enrollment.tokenExpiresAt', 'string', 1],
+    ['Token Expiry', '.status.liveToken.expiresAt', 'string', 1],
   ]);
 });
 

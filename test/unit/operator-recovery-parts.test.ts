@@ -2,10 +2,12 @@
 // and the property tests hold the whole to the runbook): what each recorded step means, which
 // request runs and what the handled-id memory keeps, what the spec may withdraw, the evidence of
 // the window, and what an ending attempt gives back.
+
 import test from 'ava';
 import { EXIT_CODES } from '../../src/contract/agent-process.ts';
 import { RECOVERY_STEPS, type RecoveryStatus, type RecoveryStep } from '../../src/operator/api/types.ts';
 import type { AuditEntry } from '../../src/operator/control-plane/admin-client.ts';
+import { withLiveToken } from '../../src/operator/reconcile/live-token.ts';
 import {
   auditRefs,
   closingEvidence,
@@ -305,6 +307,32 @@ test('recovery token: the expiry of its one token is recorded when its Secret sh
     }),
   );
   t.like(d.status, { step: 'ScalingUp', tokenExpiresAt: TOKEN_EXPIRY });
+});
+
+test('recovery token: when it was stored is recorded with its expiry (the Secret creation), for its lifetime', (t) => {
+  // Without a mint time, the token gauges had an expiry and no minted series for a recovery's token,
+  // and VaultpamConnectorTokenExpiringUnused (a quarter of the lifetime left) could not fire for it.
+  const d = planRecovery(
+    input({
+      record: recovering(),
+      previous: at('TokenMinted', { mintKey: recoveryMintKey('r1') }),
+      tokenSecret: { ...ownSecret, createdAt: '2026-01-01T00:03:00.000Z' },
+    }),
+  );
+  t.like(d.status, {
+    step: 'ScalingUp',
+    tokenExpiresAt: TOKEN_EXPIRY,
+    tokenMintedAt: '2026-01-01T00:03:00.000Z',
+  });
+  const connectorStatus = withLiveToken({
+    enrollment: { retired: true, tokenSecretName: 'edge-enrollment-token' },
+    recovery: d.status,
+  });
+  t.deepEqual(connectorStatus.liveToken, {
+    expiresAt: TOKEN_EXPIRY,
+    mintedAt: '2026-01-01T00:03:00.000Z',
+    mintedFor: 'Recovery',
+  });
 });
 
 for (const step of ['ScalingUp', 'AwaitingOnline'] as const) {

@@ -50,6 +50,8 @@ const CONNECTOR_NAMES: Record<string, string> = {
   'status.mode': 'ConnectorMode',
   'status.identity': 'IdentityStatus',
   'status.enrollment': 'EnrollmentStatus',
+  'status.liveToken': 'LiveTokenStatus',
+  'status.liveToken.mintedFor': 'TokenFlow',
   'status.storage': 'StorageStatus',
   'status.storage.source': 'StorageSource',
   'status.recovery': 'RecoveryStatus',

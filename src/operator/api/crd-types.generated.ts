@@ -47,6 +47,10 @@ export type ConnectorPhase =
  */
 export type ConnectorMode = 'Autonomous' | 'GuidedRecovery';
 /**
+ * Which flow minted it. Enrollment: the operator mints a fresh one when it expires unused. Recovery: the recovery (recovery.requestId) ends Failed if the agent has not paired with it by then.
+ */
+export type TokenFlow = 'Enrollment' | 'Recovery';
+/**
  * Kind of that volume.
  */
 export type StorageSource =
@@ -302,6 +306,7 @@ export interface ConnectorStatus {
   lastHeartbeatTime?: string;
   identity?: IdentityStatus;
   enrollment?: EnrollmentStatus;
+  liveToken?: LiveTokenStatus;
   storage?: StorageStatus;
   recovery?: RecoveryStatus;
   diagnosis?: Diagnosis;
@@ -359,6 +364,20 @@ export interface EnrollmentStatus {
    * A mint key the control plane refused as consumed (IDEMPOTENCY_KEY_CONSUMED): a pass minted with it and stopped before storing the token. An enrollment key the next mint counts on from; a recovery's key ends that recovery as Failed.
    */
   consumedMintKey?: string;
+}
+/**
+ * The live token the token Secret (enrollment.tokenSecretName) holds now, whichever flow minted it: the enrollment's, or a guided recovery's one token. Absent when no token is live. Rebuilt on every pass from enrollment and recovery, which keep each flow's own record; this is the one place that names the token an agent can pair with, and what kubectl get's Token Expiry column shows.
+ */
+export interface LiveTokenStatus {
+  /**
+   * When the live token expires unused.
+   */
+  expiresAt: string;
+  /**
+   * When it was minted (enrollment.tokenMintedAt, or recovery.tokenMintedAt); absent when not recorded (a recovery's token minted by an operator before recovery.tokenMintedAt existed).
+   */
+  mintedAt?: string;
+  mintedFor: TokenFlow;
 }
 /**
  * The storage actually mounted at the data directory of the running pod.
@@ -420,6 +439,10 @@ export interface RecoveryStatus {
    * Expiry of this recovery's one token, recorded once its Secret showed it. Until the agent pairs, a token Secret deleted by hand is stored again with that token while it is live, and the recovery fails at this time if the agent has not paired by then, whether the Secret is there or not.
    */
   tokenExpiresAt?: string;
+  /**
+   * When this recovery's one token was stored in its Secret (the Secret's creation, right after the mint), recorded with tokenExpiresAt: with it, the token's lifetime is known (the expiring-unused alert judges a quarter of it).
+   */
+  tokenMintedAt?: string;
   /**
    * Request ids handled before this one (from spec.recovery.requestId or automatic), oldest first, the newest 16, always with the newest one the spec asked for. With requestId, the ids that never run again.
    */

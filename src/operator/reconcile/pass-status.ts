@@ -16,6 +16,7 @@ import {
   StalledReasons,
   withReady,
 } from '../conditions.ts';
+import { withLiveToken } from './live-token.ts';
 import type { Plan, PlannedEvent, PlanStep } from './plan-types.ts';
 import { errorMessageText, errorText } from './untrusted-text.ts';
 
@@ -83,7 +84,8 @@ export function statusOfPass(
   now: Date,
   generation: number | undefined,
 ): ConnectorStatus {
-  const status = statusOfSteps(plan.steps, outcome.ran);
+  // status.liveToken is rebuilt from the records the steps left, as any observed fact is.
+  const status = withLiveToken(statusOfSteps(plan.steps, outcome.ran));
   if (!outcome.error) return status;
   // A mint refused because its key is spent: an earlier pass minted with it and stopped before
   // storing the token. Remembered, so the next enrollment mint counts on from it, and a recovery

@@ -65,10 +65,15 @@ export function planRecovery(input: RecoveryInput): RecoveryDecision {
       return tokensRevoked(attempt);
     case 'TokenMinted': {
       const key = recoveryMintKey(attempt.requestId);
-      // Its expiry is recorded: it bounds the wait for the pairing, and outlives a Secret deleted by hand.
+      // Its expiry is recorded: it bounds the wait for the pairing, and outlives a Secret deleted by
+      // hand. So is when it was stored (the Secret's creation, right after the mint): with the
+      // expiry, the token's lifetime, of which the expiring-unused alert judges a quarter.
       const secret = input.tokenSecret;
       if (secret?.mintKey === key)
-        return to.advance('ScalingUp', secret.expiresAt ? { tokenExpiresAt: secret.expiresAt } : {});
+        return to.advance('ScalingUp', {
+          ...(secret.expiresAt ? { tokenExpiresAt: secret.expiresAt } : {}),
+          ...(secret.createdAt ? { tokenMintedAt: secret.createdAt } : {}),
+        });
       // A pass minted the one token and stopped before storing it; by now it is revoked or expired,
       // and the control plane refuses its key for good. One request mints one token: end here.
       if (input.consumedMintKey === key) {

@@ -11,8 +11,14 @@
 // per Connector at most: the phase and the Stalled reason are labels of the one series that holds
 // 1, not one series per possible value.
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
-import { CONNECTOR_PHASES, type Connector, type ConnectorPhase, type RecoveryOutcome } from '../api/types.ts';
-import { recoveryUnderway } from '../reconcile/recovery-stages.ts';
+import {
+  CONNECTOR_PHASES,
+  type Connector,
+  type ConnectorPhase,
+  type RecoveryOutcome,
+  type TokenFlow,
+} from '../api/types.ts';
+import { liveTokenOf } from '../reconcile/live-token.ts';
 import type { KubeRequestInfo } from './kube-client.ts';
 import { RESOURCE_TYPES, resourceName } from './resources.ts';
 import type { WorkQueueStats } from './work-queue.ts';
@@ -42,6 +48,16 @@ const OWN_RESOURCES: ReadonlySet<string> = new Set(Object.values(RESOURCE_TYPES)
 
 const ownResource = (resource: string) => (OWN_RESOURCES.has(resource) ? resource : 'other');
 
+/**
+ * The minted_for label of the token gauges, for status.liveToken.mintedFor: two values, so the
+ * alert can say whose token expires unused (the enrollment re-mints; a recovery ends Failed).
+ */
+export const MINTED_FOR_LABELS = {
+  Enrollment: 'enrollment',
+  Recovery: 'recovery',
+} as const satisfies Record<TokenFlow, string>;
+export type MintedForLabel = (typeof MINTED_FOR_LABELS)[TokenFlow];
+
 /** Why an Event the operator wanted to emit was not written as asked. */
 export type EventSuppression = 'rate_limited' | 'redacted' | 'failed';
 
@@ -55,10 +71,10 @@ export interface ConnectorMetricFacts {
   /** The Ready condition's status and reason, when it has one. */
   ready?: { status: string; reason: string };
   /**
-   * The live token a Secret holds now (the enrollment's, or a guided recovery's one token, which has
-   * no mint time here), not the last one's end kept in status.
+   * The live token a Secret holds now (the enrollment's, or a guided recovery's one token), not the
+   * last one's end kept in status; its mint time when recorded.
    */
-  liveToken?: { expiresAt: number; mintedAt?: number };
+  liveToken?: { expiresAt: number; mintedAt?: number; mintedFor: MintedForLabel };
   certificateNotAfter?: number;
 }
 
@@ -89,26 +105,19 @@ export function connectorMetricFacts(connector: Connector): ConnectorMetricFacts
 }
 
 /**
- * The token the Secret holds now, if any: the token is live only while status names that Secret
- * (status.enrollment.tokenSecretName; enrollment.tokenExpiresAt outlives the token until the
- * connector pairs, as it drives the re-mint backoff). While a guided recovery is under way past its
- * mint, the Secret holds the recovery's one token (its mint revoked the enrollment's, and the
- * enrollment mints nothing meanwhile), whose expiry the recovery records; the enrollment's mint time
- * is not that token's, so none is shown (a mint time of another token would make the expiry alert
- * judge the wrong lifetime).
+ * The live token (live-token.ts: the one the Secret holds now, whichever flow minted it), not the
+ * last one's end kept in status.enrollment.tokenExpiresAt until the connector pairs.
  */
 function liveTokenFacts(status: NonNullable<Connector['status']>): ConnectorMetricFacts['liveToken'] {
-  const enrollment = status.enrollment;
-  if (!enrollment?.tokenSecretName) return undefined;
-  const recovery = status.recovery;
-  if (recoveryUnderway(recovery?.step) && recovery?.tokenExpiresAt) {
-    const expiresAt = epochSeconds(recovery.tokenExpiresAt);
-    return expiresAt !== undefined ? { expiresAt } : undefined;
-  }
-  const expiresAt = epochSeconds(enrollment.tokenExpiresAt);
-  if (expiresAt === undefined) return undefined;
-  const mintedAt = epochSeconds(enrollment.tokenMintedAt);
-  return { expiresAt, ...(mintedAt !== undefined ? { mintedAt } : {}) };
+  const live = liveTokenOf(status);
+  const expiresAt = epochSeconds(live?.expiresAt);
+  if (!live || expiresAt === undefined) return undefined;
+  const mintedAt = epochSeconds(live.mintedAt);
+  return {
+    expiresAt,
+    mintedFor: MINTED_FOR_LABELS[live.mintedFor],
+    ...(mintedAt !== undefined ? { mintedAt } : {}),
+  };
 }
 
 export interface OperatorMetrics {
@@ -398,17 +407,23 @@ function registerConnectorGauges(registers: Registry[], source: () => Iterable<C
     ['namespace', 'name', 'status', 'reason'],
     (f) => (f.ready ? [{ ...key(f), ...f.ready }, 1] : undefined),
   );
+  // minted_for (enrollment, recovery) says whose token it is: both gauges carry it, so their series
+  // still pair one to one (expiry - minted is the token's lifetime).
   gauge(
     'vaultpam_operator_connector_token_expiry_timestamp_seconds',
-    "Expiry of the live enrollment token (while its Secret exists; during a guided recovery, the recovery's one token), seconds since the epoch.",
-    ['namespace', 'name'],
-    (f) => (f.liveToken ? [key(f), f.liveToken.expiresAt] : undefined),
+    "Expiry of the live token while its Secret holds it, seconds since the epoch: the enrollment's (minted_for=enrollment) or a guided recovery's one token (minted_for=recovery).",
+    ['namespace', 'name', 'minted_for'],
+    (f) =>
+      f.liveToken ? [{ ...key(f), minted_for: f.liveToken.mintedFor }, f.liveToken.expiresAt] : undefined,
   );
   gauge(
     'vaultpam_operator_connector_token_minted_timestamp_seconds',
-    "When the live enrollment token (while its Secret exists) was minted, seconds since the epoch; no series while the Secret holds a guided recovery's token.",
-    ['namespace', 'name'],
-    (f) => (f.liveToken?.mintedAt !== undefined ? [key(f), f.liveToken.mintedAt] : undefined),
+    "When the live token (while its Secret holds it) was minted, seconds since the epoch, minted_for as on the expiry gauge; a recovery's token is timed by its Secret's creation (no series for one minted by an operator that did not record it).",
+    ['namespace', 'name', 'minted_for'],
+    (f) =>
+      f.liveToken?.mintedAt !== undefined
+        ? [{ ...key(f), minted_for: f.liveToken.mintedFor }, f.liveToken.mintedAt]
+        : undefined,
   );
   gauge(
     'vaultpam_operator_connector_certificate_expiry_timestamp_seconds',

@@ -17,7 +17,7 @@ import { LOG_LIMIT_BYTES } from '../kube-api.ts';
 import { table, toYaml } from '../output.ts';
 import { redactBundleText, withoutPlainValues } from '../redaction.ts';
 import { runbookChecks } from '../runbook-checks.ts';
-import { statusReport, statusReportText } from '../status-report.ts';
+import { liveTokenWords, statusReport, statusReportText } from '../status-report.ts';
 import { type TarEntry, tarGz } from '../tar-gz.ts';
 import { diagnoseText } from './diagnose.ts';
 
@@ -99,7 +99,7 @@ export function tokenSecretNote(connector: Connector): TokenSecretNote {
     return {
       live: true,
       what: `Secret ${secret}`,
-      why: `never collected: it holds the live enrollment token, until ${enrollment?.tokenExpiresAt ?? '?'}; its name and expiry are in status.txt`,
+      why: `never collected: it holds ${liveTokenWords(connector.status ?? {})}; its name and expiry are in status.txt`,
     };
   }
   const name = childNames(connector.metadata.name ?? '').tokenSecret;
