@@ -342,8 +342,21 @@ const claimsOnlyWhatRan: Check = ({ world, pass }) => {
   const provenBySecret = pass.observed.tokenSecret?.mintKey === enrollmentMintKey(WORLD_UID, count);
   if (count > (was.mintCount ?? 0) && !mintApplied && !provenBySecret)
     return `mintCount went to ${count} without a mint applied or a Secret that shows it`;
-  if (enrollment.tokenMintedAt !== was.tokenMintedAt && !mintApplied)
-    return `tokenMintedAt changed to ${enrollment.tokenMintedAt} without a mint applied`;
+  // That mint's time is its Secret's creation (or none known), never the time of an older mint.
+  const countedFromSecret = count > (was.mintCount ?? 0) && provenBySecret;
+  if (
+    enrollment.tokenMintedAt !== was.tokenMintedAt &&
+    !mintApplied &&
+    !(countedFromSecret && enrollment.tokenMintedAt === pass.observed.tokenSecret?.createdAt)
+  )
+    return `tokenMintedAt changed to ${enrollment.tokenMintedAt} without a mint applied or a Secret that shows it`;
+  if (
+    countedFromSecret &&
+    !mintApplied &&
+    enrollment.tokenMintedAt !== undefined &&
+    enrollment.tokenMintedAt !== pass.observed.tokenSecret?.createdAt
+  )
+    return `mint ${count} counted from its Secret kept the mint time ${enrollment.tokenMintedAt} of another mint`;
   if (enrollment.tokenSecretName && !world.secret)
     return `status names the token Secret ${enrollment.tokenSecretName}, which does not exist`;
   if (enrollment.retired && !world.cp.record?.bootstrapRetired)

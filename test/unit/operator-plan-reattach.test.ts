@@ -313,3 +313,29 @@ test('a refused identity of a paired connector is still the lost-identity rule (
   t.regex(result.status.diagnosis?.reason ?? '', /paired before/);
   t.deepEqual(result.controlPlane, []);
 });
+
+test('a Secret proving a mint the status did not count gives its creation as the mint time, never the older mint', (t) => {
+  // Found reading the code: the count and key moved on to the Secret's mint while tokenMintedAt kept
+  // the previous mint's time, so the new token's lifetime looked longer than it was.
+  const previous = {
+    retired: false,
+    mintCount: 1,
+    lastMintKey: `enroll-${UID}-1`,
+    tokenMintedAt: '2025-12-31T20:00:00.000Z',
+  };
+  const base = { connectorUID: UID, previous, now: NOW, tokenSecretName: 'edge-enrollment-token' };
+  const proven = planEnrollment({
+    ...base,
+    record: pendingRecord(),
+    tokenSecret: tokenSecret({ mintKey: `enroll-${UID}-2`, createdAt: '2026-01-01T00:00:05.000Z' }),
+  });
+  t.is(proven.status.mintCount, 2);
+  t.is(proven.status.tokenMintedAt, '2026-01-01T00:00:05.000Z');
+  const unknown = planEnrollment({
+    ...base,
+    record: pendingRecord(),
+    tokenSecret: tokenSecret({ mintKey: `enroll-${UID}-2` }),
+  });
+  t.is(unknown.status.mintCount, 2);
+  t.is(unknown.status.tokenMintedAt, undefined, 'no time rather than the older mint');
+});

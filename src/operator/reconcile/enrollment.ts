@@ -202,6 +202,12 @@ export function planEnrollment(input: EnrollmentInput): EnrollmentDecision {
   if (provenBySecret !== undefined && provenBySecret > mintCount && tokenSecret?.mintKey) {
     status.mintCount = provenBySecret;
     status.lastMintKey = tokenSecret.mintKey;
+    // The mint time recorded is the counted mint's, not this one's: its Secret's creation is the
+    // closest fact there is (written right after the mint). Without one, no time is better than an
+    // older one, which would make the token's lifetime look longer (and the unused-token alert,
+    // which reads the share of it left, fire early).
+    if (tokenSecret.createdAt) status.tokenMintedAt = tokenSecret.createdAt;
+    else delete status.tokenMintedAt;
   }
   // status.tokenExpiresAt is the expiry of the token lastMintKey names, once a Secret showed it: a
   // Secret holding that key says it, live or not (the backoff counts from it, and a token live with
