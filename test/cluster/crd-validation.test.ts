@@ -495,6 +495,13 @@ const createCases: Array<[string, () => ConnectorSpec, string, string?]> = [
     'spec.podLabels must not set app.kubernetes.io/name',
   ],
   [
+    // The deputy review: the operator recognised a validation restart by this mark, and a Connector
+    // that set it on its own pod ended a recovery Succeeded, proven by a restart never made.
+    'a pod annotation the operator owns (the restart marker)',
+    () => ({ ...validSpec(), podAnnotations: { 'vaultpam.io/restarted-for': 'r1' } }),
+    'spec.podAnnotations must not set vaultpam.io/config-hash or vaultpam.io/restarted-for',
+  ],
+  [
     'a recovery request id with spaces',
     () => ({ ...validSpec(), recovery: { requestId: 'incident 4711' } }),
     "spec.recovery.requestId must be 1-63 letters, digits, '.', '_' or '-'",

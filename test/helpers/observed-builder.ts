@@ -17,6 +17,7 @@ import type {
   TokenSecretFacts,
   WorkloadFacts,
 } from '../../src/operator/reconcile/observed.ts';
+import { recoveryMintKey } from '../../src/operator/reconcile/recovery-requests.ts';
 
 export const UID = '1b4e28ba-2fa1-11d2-883f-0016d3cca427';
 export const CLAIM_UID = 'c1a1m-0000-0000-0000-000000000001';
@@ -60,6 +61,22 @@ export function record(overrides: Partial<ControlPlaneConnector> = {}): ControlP
     revision: 7,
     ownerUid: UID,
     ...overrides,
+  };
+}
+
+/** The status of recovery r1 at its validation restart, with `extra` (status fields) merged in. */
+export function validatingRestartStatus(extra: Partial<ConnectorStatus> = {}): ConnectorStatus {
+  return {
+    phase: 'Recovering',
+    enrollment: { retired: true },
+    recovery: {
+      requestId: 'r1',
+      step: 'ValidatingRestart',
+      attempts: 1,
+      startedAt: '2026-01-01T00:00:00Z',
+      mintKey: recoveryMintKey('r1'),
+    },
+    ...extra,
   };
 }
 

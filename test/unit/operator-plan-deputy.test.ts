@@ -8,7 +8,15 @@ import { BLOCKED_RECHECK_MS } from '../../src/operator/reconcile/plan.ts';
 import { ONLINE_GRACE_MS, planRecovery } from '../../src/operator/reconcile/recovery-machine.ts';
 import { RECOVERY_POLL_MS } from '../../src/operator/reconcile/recovery-outcomes.ts';
 import { automaticRequestId, recoveryMintKey } from '../../src/operator/reconcile/recovery-requests.ts';
-import { connector, observed, pendingRecord, record, tokenSecret } from '../helpers/observed-builder.ts';
+import {
+  connector,
+  observed,
+  pendingRecord,
+  pod,
+  record,
+  tokenSecret,
+  validatingRestartStatus,
+} from '../helpers/observed-builder.ts';
 import { planView } from '../helpers/plan-view.ts';
 
 const NOW = new Date('2026-01-01T00:00:10Z');
@@ -422,4 +430,90 @@ test('a request withdrawn or replaced before the control plane began it is aband
     NOW,
   );
   t.is(automatic.status.recovery?.step, 'StorageReady');
+});
+
+// Found by the deputy review: the operator marks the pods of a validation restart with the pod
+// annotation vaultpam.io/restarted-for=<request id> and counted any running pod with that mark as
+// restarted. spec.podAnnotations could set the same key to a request id its author would ask for
+// later (they choose it), so the pod that paired in the recovery carried the mark from its start, the
+// template never changed at ValidatingRestart (no roll), and the recovery ended Succeeded with an
+// evidence.proof that a validation restart had shown the identity survives: the operator's word for a
+// restart that never happened.
+const validating = (): ConnectorStatus => {
+  const status = validatingRestartStatus();
+  return { ...status, recovery: { ...status.recovery, evidence: { phaseBefore: 'NeedsRecovery' } } };
+};
+const pairedInR1 = () =>
+  record({
+    enrolledAt: '2026-01-01T00:00:30.000Z',
+    lastHeartbeatAt: '2026-01-01T00:01:05.000Z',
+    recovery: {
+      requestId: 'r1',
+      startedAt: '2026-01-01T00:00:00.000Z',
+      completedAt: '2026-01-01T00:00:30.000Z',
+    },
+  });
+
+test("the review's reproduction: a restart marker the author set in spec.podAnnotations is no validation restart", (t) => {
+  const marker = { 'vaultpam.io/restarted-for': 'r1' };
+  const result = planView(
+    observed({
+      connector: connector({
+        spec: {
+          recovery: { policy: 'Manual', requestId: 'r1', validateRestart: true },
+          podAnnotations: marker,
+        },
+        status: validating(),
+      }),
+      record: pairedInR1(),
+      // The pod that paired in this recovery, started before the pairing, marked from its template.
+      pods: [pod({ name: 'edge-0', annotations: marker, startTime: '2026-01-01T00:00:20Z' })],
+      templateAnnotations: marker,
+    }),
+    new Date('2026-01-01T00:01:10Z'),
+  );
+  t.is(result.status.recovery?.step, 'ValidatingRestart', 'no restart happened, so none is proven');
+  t.is(result.status.recovery?.outcome, undefined);
+  t.is(result.status.recovery?.evidence?.proof, undefined);
+  t.false(result.events.some((e) => e.reason === 'RecoverySucceeded'));
+});
+
+test("a pod that started after the recovery paired, with the operator's marker, is the validation restart", (t) => {
+  const marker = { 'vaultpam.io/restarted-for': 'r1' };
+  const result = planView(
+    observed({
+      connector: connector({
+        spec: { recovery: { policy: 'Manual', requestId: 'r1', validateRestart: true } },
+        status: validating(),
+      }),
+      record: pairedInR1(),
+      pods: [pod({ name: 'edge-0', uid: 'pod-2', annotations: marker, startTime: '2026-01-01T00:01:00Z' })],
+      templateAnnotations: marker,
+    }),
+    new Date('2026-01-01T00:01:10Z'),
+  );
+  t.is(result.status.recovery?.step, 'Completed');
+  t.is(result.status.recovery?.outcome, 'Succeeded');
+  t.regex(result.status.recovery?.evidence?.proof ?? '', /after the validation restart, pod edge-0/);
+});
+
+test('spec.podAnnotations never sets the annotations the operator keeps on its pods', (t) => {
+  const result = planView(
+    observed({
+      connector: connector({
+        spec: {
+          podAnnotations: {
+            'vaultpam.io/restarted-for': 'r9',
+            'vaultpam.io/config-hash': 'mine',
+            'example.com/team': 'edge',
+          },
+        },
+      }),
+    }),
+    NOW,
+  );
+  const annotations = result.statefulSet?.spec?.template?.metadata?.annotations ?? {};
+  t.is(annotations['vaultpam.io/restarted-for'], undefined, 'only the operator marks a restart');
+  t.not(annotations['vaultpam.io/config-hash'], 'mine');
+  t.is(annotations['example.com/team'], 'edge', 'other annotations pass as they are');
 });

@@ -13,6 +13,7 @@ import {
   record,
   tokenSecret,
   UID,
+  validatingRestartStatus,
 } from '../helpers/observed-builder.ts';
 import { planView } from '../helpers/plan-view.ts';
 
@@ -266,18 +267,7 @@ test('the pass that completes a recovery on a replaced claim reports that claim 
     observed({
       connector: connector({
         spec,
-        status: {
-          phase: 'Recovering',
-          enrollment: { retired: true },
-          storage: { claimUID: 'old-uid' },
-          recovery: {
-            requestId: 'r1',
-            step: 'ValidatingRestart',
-            attempts: 1,
-            startedAt: '2026-01-01T00:00:00Z',
-            mintKey: recoveryMintKey('r1'),
-          },
-        },
+        status: validatingRestartStatus({ storage: { claimUID: 'old-uid' } }),
       }),
       record: record({
         state: 'online',

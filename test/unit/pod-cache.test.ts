@@ -11,9 +11,8 @@ import { statusOfSteps } from '../../src/operator/reconcile/pass-status.ts';
 import { plan } from '../../src/operator/reconcile/plan.ts';
 import { podAsCached } from '../../src/operator/reconcile/pod-cache.ts';
 import { agentPodFacts } from '../../src/operator/reconcile/pod-facts.ts';
-import { recoveryMintKey } from '../../src/operator/reconcile/recovery-requests.ts';
 import { dataVolumeOf } from '../../src/operator/reconcile/storage-posture.ts';
-import { connector, observed, record } from '../helpers/observed-builder.ts';
+import { connector, observed, record, validatingRestartStatus } from '../helpers/observed-builder.ts';
 
 const NOW = new Date('2026-01-01T00:10:00Z');
 const TERMINATION = JSON.stringify({
@@ -222,17 +221,7 @@ for (const [name, shape] of Object.entries(shapes)) {
 test('a validation restart: its proof (the restarted pod, when it started) reads the same from the cached pod', (t) => {
   const inRecovery = connector({
     spec: { recovery: { policy: 'Manual', requestId: 'r1' } },
-    status: {
-      phase: 'Recovering',
-      enrollment: { retired: true },
-      recovery: {
-        requestId: 'r1',
-        step: 'ValidatingRestart',
-        attempts: 1,
-        startedAt: '2026-01-01T00:00:00Z',
-        mintKey: recoveryMintKey('r1'),
-      },
-    },
+    status: validatingRestartStatus(),
   });
   const beatAfterStart = record({
     state: 'online',

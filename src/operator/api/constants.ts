@@ -111,6 +111,16 @@ export const RESERVED_POD_LABEL_KEYS: readonly string[] = [
   LABELS.connector,
 ];
 
+/**
+ * Annotations the operator owns on pods; spec.podAnnotations may not set them (enforced by the CRD
+ * too, and dropped from a Connector stored before that rule): the config hash rolls the pod, and the
+ * restart marker is what a recovery's validation restart is recognised by.
+ */
+export const RESERVED_POD_ANNOTATION_KEYS: readonly string[] = [
+  ANNOTATIONS.configHash,
+  ANNOTATIONS.restartedFor,
+];
+
 /** Selector labels of one connector's objects. */
 export function selectorLabels(connectorName: string): Record<string, string> {
   return {

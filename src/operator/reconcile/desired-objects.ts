@@ -19,6 +19,7 @@ import {
   KIND,
   LABELS,
   ownedObjectLabels,
+  RESERVED_POD_ANNOTATION_KEYS,
   selectorLabels,
 } from '../api/constants.ts';
 import type { Connector, ConnectorSpec, DefaultedSpec } from '../api/types.ts';
@@ -157,8 +158,12 @@ export function desiredStatefulSet(
 ): V1StatefulSet {
   const names = childNames(spec.name);
   const raw: ConnectorSpec = connector.spec;
+  // The author's annotations never stand for the operator's own (a Connector stored before the CRD
+  // refused them): a restart marker of theirs would pass for a validation restart never made.
   const podAnnotations: Record<string, string> = {
-    ...(raw.podAnnotations ?? {}),
+    ...Object.fromEntries(
+      Object.entries(raw.podAnnotations ?? {}).filter(([key]) => !RESERVED_POD_ANNOTATION_KEYS.includes(key)),
+    ),
     [ANNOTATIONS.configHash]: inputs.configHash,
   };
   if (inputs.restartedFor) podAnnotations[ANNOTATIONS.restartedFor] = inputs.restartedFor;

@@ -262,7 +262,17 @@ function validatingRestart({ input, requestId, live, to }: Attempt): RecoveryDec
       'the connector asked for a token again after the validation restart: its identity did not survive on the data volume',
     );
   }
-  const restarted = live.find((p) => p.metadata?.annotations?.[ANNOTATIONS.restartedFor] === requestId);
+  // The mark alone is no restart: spec.podAnnotations or an edit of the StatefulSet can put it on a
+  // pod before the operator asks (the pod that paired would then pass for its own restart, and the
+  // proof would say a restart showed the identity survives when none happened). A restart is a pod
+  // with the mark that started after this recovery's pairing, as the control plane recorded it.
+  const pairedAt = record?.enrolledAt ? Date.parse(record.enrolledAt) : Number.NaN;
+  const restarted = live.find(
+    (p) =>
+      p.metadata?.annotations?.[ANNOTATIONS.restartedFor] === requestId &&
+      p.status?.startTime !== undefined &&
+      new Date(p.status.startTime).getTime() > pairedAt,
+  );
   const facts = restarted ? agentPodFacts(restarted) : undefined;
   // An agent that starts with an empty data directory and no token (its Secret went when the
   // connector paired) says ENROLLMENT_TOKEN_MISSING: the identity did not persist either.
