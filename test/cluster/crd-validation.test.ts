@@ -4,7 +4,7 @@
 import { readFile } from 'node:fs/promises';
 import { type RequestOptions, request } from 'node:https';
 import { join } from 'node:path';
-import { ApiextensionsV1Api, AppsV1Api, CustomObjectsApi } from '@kubernetes/client-node';
+import { ApiextensionsV1Api, AppsV1Api, CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
 import test from 'ava';
 import * as yaml from 'js-yaml';
 import { CRD_NAME, GROUP, PLURAL, VERSION } from '../../src/operator/api/constants.ts';
@@ -975,6 +975,17 @@ function affinityVariants(): NonNullable<ConnectorSpec['affinity']>[] {
   ];
 }
 
+/** The StatefulSet the operator would build from a Connector, as its spec comes (no operator check). */
+function statefulSetAsSpecComes(body: Connector) {
+  const spec = { ...defaultedSpec({ ...body, spec: validSpec() }), name: body.metadata.name ?? '' };
+  return desiredStatefulSet(body, spec, {
+    image: 'connector:1',
+    replicas: 1,
+    configHash: 'h',
+    restartedFor: undefined,
+  });
+}
+
 test("spec.resources and spec.affinity: admission refuses exactly what the StatefulSet's validation refuses", async (t) => {
   // The CRD checked resource names, positive quantities and requests <= limits only, and the
   // affinity's shape: a fractional GPU, an overcommitted one, hugepages alone or in part pages, an
@@ -999,14 +1010,7 @@ test("spec.resources and spec.affinity: admission refuses exactly what the State
       () => true,
       () => false,
     );
-    // The StatefulSet the operator would build from it, as the spec comes (no operator check).
-    const spec = { ...defaultedSpec({ ...body, spec: validSpec() }), name };
-    const statefulSet = desiredStatefulSet(body, spec, {
-      image: 'connector:1',
-      replicas: 1,
-      configHash: 'h',
-      restartedFor: undefined,
-    });
+    const statefulSet = statefulSetAsSpecComes(body);
     const built = await apps
       .createNamespacedStatefulSet({ namespace, dryRun: 'All', body: statefulSet })
       .then(
@@ -1383,4 +1387,50 @@ test('a fully populated status is stored without losing a field', async (t) => {
   );
   t.is(code, 422);
   t.true(message.includes('status.phase: Unsupported value: "Sleeping"'), message);
+});
+
+test('the deputy review: spec.podAnnotations cannot loosen the pod security context the operator sets (AppArmor, seccomp)', async (t) => {
+  // The docs say a Connector's author cannot choose the pod's security context. The API server still
+  // turns the AppArmor annotation into the container's securityContext.appArmorProfile, so a
+  // Connector with podAnnotations {container.apparmor.security.beta.kubernetes.io/connector:
+  // unconfined} got an unconfined agent container in the pod its StatefulSet made.
+  await setup();
+  const core = cluster().kc.makeApiClient(CoreV1Api);
+  const unconfined = { 'container.apparmor.security.beta.kubernetes.io/connector': 'unconfined' };
+  const name = uniqueName('apparmor');
+  const body = {
+    apiVersion: `${GROUP}/${VERSION}`,
+    kind: 'Connector',
+    metadata: { name, namespace, uid: '00000000-0000-0000-0000-000000000000' },
+    spec: { ...validSpec(), podAnnotations: unconfined },
+  } as Connector;
+  const refusal = await api.createNamespacedCustomObject({ ...ref(), body }).then(
+    () => undefined,
+    (error: unknown) => String((error as { body?: unknown }).body ?? error),
+  );
+  t.truthy(refusal, 'the CRD refuses the annotation');
+  t.regex(refusal ?? '', /spec\.podAnnotations must not set .*apparmor/);
+  // A Connector stored before the rule: the pod its StatefulSet makes keeps the operator's confinement.
+  const template = statefulSetAsSpecComes(body).spec?.template;
+  // The ServiceAccount admission looks the pod's ServiceAccount up (no controller makes it here).
+  await core
+    .createNamespacedServiceAccount({ namespace, body: { metadata: { name: 'default' } } })
+    .catch((error: unknown) => {
+      if ((error as { code?: number }).code !== 409) throw error;
+    });
+  const pod = await core.createNamespacedPod({
+    namespace,
+    dryRun: 'All',
+    body: {
+      metadata: { ...template?.metadata, name: `${name}-0` },
+      // The StatefulSet controller adds the claim of the data template as the volume "data".
+      spec: template?.spec && {
+        ...template.spec,
+        volumes: [...(template.spec.volumes ?? []), { name: 'data', emptyDir: {} }],
+      },
+    },
+  });
+  const container = pod.spec?.containers.find((c) => c.name === 'connector');
+  t.not(container?.securityContext?.appArmorProfile?.type, 'Unconfined');
+  t.is(pod.metadata?.annotations?.['container.apparmor.security.beta.kubernetes.io/connector'], undefined);
 });

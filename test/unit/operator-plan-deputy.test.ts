@@ -497,7 +497,7 @@ test("a pod that started after the recovery paired, with the operator's marker, 
   t.regex(result.status.recovery?.evidence?.proof ?? '', /after the validation restart, pod edge-0/);
 });
 
-test('spec.podAnnotations never sets the annotations the operator keeps on its pods', (t) => {
+test('spec.podAnnotations never sets the annotations the operator keeps on its pods, nor its security profiles', (t) => {
   const result = planView(
     observed({
       connector: connector({
@@ -505,6 +505,8 @@ test('spec.podAnnotations never sets the annotations the operator keeps on its p
           podAnnotations: {
             'vaultpam.io/restarted-for': 'r9',
             'vaultpam.io/config-hash': 'mine',
+            'Container.AppArmor.Security.Beta.Kubernetes.io/connector': 'unconfined',
+            'seccomp.security.alpha.kubernetes.io/pod': 'unconfined',
             'example.com/team': 'edge',
           },
         },
@@ -515,5 +517,10 @@ test('spec.podAnnotations never sets the annotations the operator keeps on its p
   const annotations = result.statefulSet?.spec?.template?.metadata?.annotations ?? {};
   t.is(annotations['vaultpam.io/restarted-for'], undefined, 'only the operator marks a restart');
   t.not(annotations['vaultpam.io/config-hash'], 'mine');
+  t.deepEqual(
+    Object.keys(annotations).filter((key) => /apparmor|seccomp/i.test(key)),
+    [],
+    "the pod's security profiles are the operator's",
+  );
   t.is(annotations['example.com/team'], 'edge', 'other annotations pass as they are');
 });

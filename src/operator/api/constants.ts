@@ -121,6 +121,27 @@ export const RESERVED_POD_ANNOTATION_KEYS: readonly string[] = [
   ANNOTATIONS.restartedFor,
 ];
 
+/**
+ * Prefixes of the annotations by which Kubernetes still sets a pod's AppArmor and seccomp profiles
+ * (the API server copies the AppArmor one into the container's securityContext): the pod's security
+ * context is the operator's, not the Connector author's, so spec.podAnnotations may not set them
+ * either. Compared lower-cased, as Kubernetes checks annotation keys.
+ */
+export const RESERVED_POD_ANNOTATION_PREFIXES: readonly string[] = [
+  'container.apparmor.security.beta.kubernetes.io/',
+  'seccomp.security.alpha.kubernetes.io/',
+  'container.seccomp.security.alpha.kubernetes.io/',
+];
+
+/** Whether spec.podAnnotations may not set this key (the operator's own, or the pod's security). */
+export function reservedPodAnnotation(key: string): boolean {
+  const lower = key.toLowerCase();
+  return (
+    RESERVED_POD_ANNOTATION_KEYS.includes(key) ||
+    RESERVED_POD_ANNOTATION_PREFIXES.some((prefix) => lower.startsWith(prefix))
+  );
+}
+
 /** Selector labels of one connector's objects. */
 export function selectorLabels(connectorName: string): Record<string, string> {
   return {

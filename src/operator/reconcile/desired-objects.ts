@@ -19,7 +19,7 @@ import {
   KIND,
   LABELS,
   ownedObjectLabels,
-  RESERVED_POD_ANNOTATION_KEYS,
+  reservedPodAnnotation,
   selectorLabels,
 } from '../api/constants.ts';
 import type { Connector, ConnectorSpec, DefaultedSpec } from '../api/types.ts';
@@ -158,11 +158,12 @@ export function desiredStatefulSet(
 ): V1StatefulSet {
   const names = childNames(spec.name);
   const raw: ConnectorSpec = connector.spec;
-  // The author's annotations never stand for the operator's own (a Connector stored before the CRD
-  // refused them): a restart marker of theirs would pass for a validation restart never made.
+  // The author's annotations never stand for the operator's own nor set the pod's security profiles
+  // (a Connector stored before the CRD refused them): a restart marker of theirs would pass for a
+  // validation restart never made, an AppArmor one would run the agent unconfined.
   const podAnnotations: Record<string, string> = {
     ...Object.fromEntries(
-      Object.entries(raw.podAnnotations ?? {}).filter(([key]) => !RESERVED_POD_ANNOTATION_KEYS.includes(key)),
+      Object.entries(raw.podAnnotations ?? {}).filter(([key]) => !reservedPodAnnotation(key)),
     ),
     [ANNOTATIONS.configHash]: inputs.configHash,
   };
