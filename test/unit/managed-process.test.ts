@@ -51,7 +51,7 @@ test('a parent killed with SIGKILL leaves no child behind (the watchdog stops it
   t.true(groupAlive(pgid), 'the child runs while its parent lives');
   parent.kill('SIGKILL');
   await eventually(() => !groupAlive(pgid), {
-    timeoutMs: 10_000,
+    timeoutMs: 60_000,
     description: 'orphaned child group stopped',
   });
   t.false(groupAlive(pgid));
@@ -78,8 +78,10 @@ test('an orphaned command that ignores SIGTERM is killed after 10 s (the watchdo
   t.true(groupAlive(pgid));
   parent.kill('SIGKILL');
   const killedAt = Date.now();
+  // The watchdog notices within about a second and kills 10 s after its SIGTERM: 11 to 14 s on a
+  // busy 2-core machine. The bound is far beyond that, as a full suite loads the machine far more.
   await eventually(() => !groupAlive(pgid), {
-    timeoutMs: 20_000,
+    timeoutMs: 120_000,
     intervalMs: 200,
     description: 'orphaned group killed despite ignoring SIGTERM',
   });
