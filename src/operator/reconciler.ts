@@ -86,6 +86,12 @@ export const DEFAULT_PERIODIC_LOOK_MS = 10 * 60_000;
  */
 export const PERIODIC_LOOK_SPREAD = 0.1;
 
+/**
+ * How often the finalizer patch of a Connector apply cannot type is read and tried again when the
+ * Connector changed since it was read (the plugin's recover holds its write the same way, 3 times).
+ */
+const FINALIZER_PATCH_TRIES = 3;
+
 /** Retries of a release that failed: 1 s doubling to 30 s, never past the release deadline. */
 const RELEASE_RETRY: BackoffPolicy = { baseMs: 1_000, capMs: 30_000 };
 
@@ -1055,9 +1061,11 @@ export class ConnectorReconciler {
   }
 
   /**
-   * Adds or removes this operator's finalizer with a JSON patch that holds only at the version it
-   * was read at, keeping every other finalizer; when the object moved on since (the pass wrote its
-   * status meanwhile), it is read again and patched once more.
+   * Adds or removes this operator's finalizer with a patch that holds only at the version it was
+   * read at, keeping every other finalizer; when the object moved on since (the pass wrote its
+   * status meanwhile, or someone else wrote it: a 409), it is read again and patched anew, up to
+   * FINALIZER_PATCH_TRIES times. Still moving after that, the conflict fails the pass as a
+   * temporary error (retried with backoff), never as a refusal of the finalizer.
    */
   private async patchOwnFinalizer(base: Connector, wanted: boolean): Promise<void> {
     const namespace = base.metadata.namespace ?? '';
@@ -1073,7 +1081,7 @@ export class ConnectorReconciler {
         );
         return;
       } catch (error) {
-        if (attempt >= 2) throw error;
+        if (!isCodedError(error, 'KUBERNETES_CONFLICT') || attempt >= FINALIZER_PATCH_TRIES) throw error;
         current = await this.ctx.reader.readConnector(namespace, name);
       }
     }

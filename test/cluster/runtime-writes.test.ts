@@ -12,6 +12,7 @@ import {
   type KubernetesObject,
   KubernetesObjectApi,
   PatchStrategy,
+  setHeaderOptions,
   type V1ConfigMap,
 } from '@kubernetes/client-node';
 import test from 'ava';
@@ -311,6 +312,61 @@ test.serial(
         message: /metadata\.namespace/,
       },
     );
+  },
+);
+
+test.serial(
+  'a finalizer write holds only at the version read: a change since is a temporary conflict to read again, not a refusal',
+  async (t) => {
+    const { kc } = cluster();
+    await installWidgetCrd();
+    const namespace = await createTestNamespace(kc, 'finalizers');
+    const { writer } = writerFor();
+    const widgets = kc.makeApiClient(CustomObjectsApi);
+    const ref = { group: 'runtime-test.vaultpam.io', version: 'v1', namespace, plural: 'widgets' };
+    const read = (await widgets.createNamespacedCustomObject({
+      ...ref,
+      body: {
+        apiVersion: WIDGET.apiVersion,
+        kind: WIDGET.kind,
+        metadata: { name: 'held', finalizers: ['example.com/theirs'] },
+        spec: { size: 1 },
+      },
+    })) as Widget;
+    // Someone else writes between the read and the finalizer write (a GitOps sync, a person).
+    await widgets.patchNamespacedCustomObject(
+      { ...ref, name: 'held', body: { metadata: { labels: { synced: 'yes' } } } },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    );
+    const finalizers = ['example.com/theirs', 'example.com/ours'];
+    const target = { namespace, name: 'held' };
+    const stale = await t.throwsAsync(() =>
+      writer.replaceFinalizers(
+        WIDGET,
+        { ...target, resourceVersion: read.metadata?.resourceVersion ?? '' },
+        finalizers,
+      ),
+    );
+    // Before: the JSON patch's failed test answered 422, a permanent KUBERNETES_INVALID that the
+    // reconciler took for an admission policy's refusal (Stalled FinalizerRefused).
+    t.like(stale, { code: 'KUBERNETES_CONFLICT', temporary: true });
+    const current = (await widgets.getNamespacedCustomObject({ ...ref, name: 'held' })) as Widget;
+    t.deepEqual(current.metadata?.finalizers, ['example.com/theirs'], 'nothing written');
+    await writer.replaceFinalizers(
+      WIDGET,
+      { ...target, resourceVersion: current.metadata?.resourceVersion ?? '' },
+      finalizers,
+    );
+    const written = (await widgets.getNamespacedCustomObject({ ...ref, name: 'held' })) as Widget;
+    t.deepEqual(written.metadata?.finalizers, finalizers);
+    t.is(written.metadata?.labels?.synced, 'yes', "the other writer's change is kept");
+    await writer.replaceFinalizers(
+      WIDGET,
+      { ...target, resourceVersion: written.metadata?.resourceVersion ?? '' },
+      [],
+    );
+    const released = (await widgets.getNamespacedCustomObject({ ...ref, name: 'held' })) as Widget;
+    t.deepEqual(released.metadata?.finalizers ?? [], [], 'all finalizers removed when none is asked for');
   },
 );
 

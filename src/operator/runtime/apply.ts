@@ -291,9 +291,11 @@ export class KubeWriter {
   }
 
   /**
-   * Sets an object's finalizers with a JSON patch that holds only while the object is still at
-   * `ref.resourceVersion` (a change since is refused, 422): for an object server-side apply cannot
-   * type (see applyStatus), whose finalizers apply cannot set either.
+   * Sets an object's finalizers with a merge patch that holds only while the object is still at
+   * `ref.resourceVersion`: for an object server-side apply cannot type (see applyStatus), whose
+   * finalizers apply cannot set either. A change since is a conflict (409, temporary: read it again
+   * and write anew). A JSON patch's test of the version said the same with a 422, which read as an
+   * invalid object, permanent: the reconciler took someone's concurrent write for a refusal.
    */
   async replaceFinalizers(
     type: ResourceType,
@@ -302,14 +304,11 @@ export class KubeWriter {
   ): Promise<void> {
     this.requireRef(type.kind, ref, 'replaceFinalizers');
     this.count(type.kind, 'patch');
-    const patch = [
-      { op: 'test', path: '/metadata/resourceVersion', value: ref.resourceVersion },
-      { op: 'add', path: '/metadata/finalizers', value: finalizers },
-    ];
+    const patch = { metadata: { resourceVersion: ref.resourceVersion, finalizers } };
     const answered = this.ownVersions?.writing(type.kind, ref.namespace, ref.name);
     try {
       const patched = await this.kube.patch(type, ref, patch, {
-        patch: 'json',
+        patch: 'merge',
         query: { fieldManager: this.fieldManager },
       });
       this.logger.debug({ kind: type.kind, namespace: ref.namespace, name: ref.name }, 'finalizers set');
