@@ -141,7 +141,7 @@ async function eventsWith(
         last = since(tallyEvents(events), before);
         return reasons.every((r) => (last[r] ?? 0) > 0) ? { events, counts: last } : undefined;
       },
-      { timeoutMs: 20_000, description: `Events ${reasons.join(', ')}` },
+      { ...LONG, description: `Events ${reasons.join(', ')}` },
     );
   } catch (error) {
     const notes = seen
@@ -261,9 +261,23 @@ async function scenarioNamespace(prefix: string): Promise<string> {
   return namespace;
 }
 
+// Scenario 15 also reads every connector key the agents wrote. A scenario's claims go with its
+// namespace (the local provisioner deletes a released volume's directory), at the pace of the
+// cluster's controllers: read at the end, what was left depended on how far the deletions had got
+// (a loaded run found one key where two were expected). So each scenario's keys are read before
+// its namespace is deleted.
+const keysSeen = new Set<string>();
+async function collectKeys(): Promise<void> {
+  for (const path of await filesUnder(system().root, (name) => name === 'key.pem')) {
+    const key = await readFile(path, 'utf8').catch(() => '');
+    if (key) keysSeen.add(key);
+  }
+}
+
 /** Deletes the scenario's namespace afterwards, so its agents stop and the next scenario has the CPU. */
 function cleanUp(t: ExecutionContext, namespace: string) {
   t.teardown(async () => {
+    await collectKeys();
     await core()
       .deleteNamespace({ name: namespace })
       .catch(() => {});
@@ -690,9 +704,13 @@ test.serial(
     const { events: lossEvents } = await eventsWith(namespace, 'lab', ['PhaseNeedsRecovery'], eventsBefore);
     const lossEvent = lossEvents.find((e) => e.reason === 'PhaseNeedsRecovery');
     t.is(lossEvent?.type, 'Warning');
+    // From Online, or from Offline when the control plane timed the heartbeats out (3 s after the
+    // last) before the new pod's agent started and failed closed, as the state accepted above says.
+    // On a loaded machine it does: in a run that failed here, the agent failed closed 3.3 s after
+    // the deletion, and the timeout could fire from 2.7 s on.
     t.regex(
       lossEvent?.note ?? '',
-      /^phase Online -> NeedsRecovery: .*failed closed; next step: set spec\.recovery\.requestId/,
+      /^phase (Online|Offline) -> NeedsRecovery: .*failed closed; next step: set spec\.recovery\.requestId/,
     );
 
     // A person asks for a guided recovery: one token, one pairing.
@@ -1569,10 +1587,11 @@ test.serial(
   async (t) => {
     const { kc } = cluster();
     const { env, root } = system();
-    // The secrets: every token the operator stored in this run, every connector key still on a
-    // claim (kept or moved aside), and the control plane's admin credential.
-    const keyFiles = await filesUnder(join(root, 'claims'), (name) => name === 'key.pem');
-    const keys = await Promise.all(keyFiles.map((path) => readFile(path, 'utf8')));
+    // The secrets: every token the operator stored in this run, every connector key the scenarios'
+    // agents wrote (kept or moved aside, on claims and emptyDirs), and the control plane's admin
+    // credential.
+    await collectKeys();
+    const keys = [...keysSeen];
     const secrets = [...tokensSeen, ...keys, usableAdminCredential(env.controlPlane)];
     t.true(tokensSeen.size >= 8, `tokens collected from the scenarios: ${tokensSeen.size}`);
     t.true(keys.length >= 2, `connector keys found on claims: ${keys.length}`);
