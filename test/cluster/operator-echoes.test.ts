@@ -99,6 +99,11 @@ test.serial(
       { description: 'Stalled WorkloadNotFound' },
     );
     t.truthy(stalled);
+    // The pass is counted once it ended, after the status it wrote is there to read.
+    await eventually(async () => (await reconciles()) - before >= 1, {
+      description: 'the pass counted',
+      timeoutMs: 60_000,
+    });
     // Two seconds for the echoes to arrive and for any pass they would queue to run.
     await new Promise((resolve) => setTimeout(resolve, 2_000));
     t.is(

@@ -67,6 +67,24 @@ async function childrenOf(namespace: string, name: string): Promise<string[]> {
 /** A ControlPlane `name` in `namespace` for the reference control plane, with its Secret and CA. */
 const createControlPlane = (namespace: string, name: string) => createControlPlaneFor(env, namespace, name);
 
+/**
+ * Waits until the Events about Connector `name` count at least `events` (by reason) and the ERROR
+ * lines about it at least `errors`: both come after the status that says the same (the Event is
+ * written beside the pass, the ERROR line once it failed), and on a loaded machine later than a
+ * fixed sleep. That nothing more is said is then shown by the sleep after it.
+ */
+const saidAtLeast = (namespace: string, name: string, events: Record<string, number>, errors: number) =>
+  eventually(
+    async () => {
+      const tally = tallyEvents(await connectorEvents(cluster().kc, namespace, name));
+      return (
+        Object.entries(events).every(([reason, n]) => (tally[reason] ?? 0) >= n) &&
+        logLinesAbout(`${namespace}/${name}`, ERROR).length >= errors
+      );
+    },
+    { description: `Events ${JSON.stringify(events)} and ${errors} ERROR line(s)`, timeoutMs: 60_000 },
+  );
+
 const stalledOn = (t: ExecutionContext, namespace: string, name: string, pattern: RegExp) =>
   eventually(
     () =>
@@ -90,6 +108,7 @@ test.serial(
       spec: { ...connectorSpec, controlPlaneRef: { name: 'vaultpm' }, storage: { size: '1Gi' } },
     });
     const stalled = await stalledOn(t, namespace, 'edge', /vaultpm/);
+    await saidAtLeast(namespace, 'edge', { ReconcileStalled: 1 }, 1);
     // Many periodic looks (every 500 ms) later, nothing was created and nothing said again.
     await sleep(5_000);
     t.deepEqual(await childrenOf(namespace, 'edge'), [], 'no StatefulSet, ConfigMap, claim or token Secret');
@@ -114,6 +133,7 @@ test.serial(
       credentialSecretRef: { name: 'vaultpm-admin' },
     });
     await stalledOn(t, namespace, 'edge', /is not Ready/);
+    await saidAtLeast(namespace, 'edge', { ReconcileStalled: 2 }, 2);
     await sleep(2_000);
     t.deepEqual(await childrenOf(namespace, 'edge'), []);
     t.is(tallyEvents(await connectorEvents(kc, namespace, 'edge')).ReconcileStalled, 2);
@@ -192,6 +212,7 @@ test.serial(
       condition(notReady, 'Stalled')?.message ?? '',
       /; StatefulSet edge and its ConfigMap edge-config/,
     );
+    await saidAtLeast(namespace, 'edge', {}, 2);
     await sleep(2_000);
     t.deepEqual(await unchanged(), before, 'StatefulSet and ConfigMap untouched');
     t.is(notReady.status?.phase, 'Online', 'the phase last seen stays');
@@ -221,6 +242,7 @@ test.serial(
       condition(stalled, 'Stalled')?.message ?? '',
       /vaultpm does not exist.*; besides, Stalled ServiceAccountNotFound: spec\.serviceAccountName: ServiceAccount \S+\/nosuch does not exist/,
     );
+    await saidAtLeast(namespace, 'edge', { ServiceAccountNotFound: 1, ReconcileStalled: 1 }, 1);
     // Many periodic looks (every 500 ms) later, neither cause was said again.
     await sleep(5_000);
     const tally = tallyEvents(await connectorEvents(kc, namespace, 'edge'));
