@@ -129,7 +129,7 @@ test('every refusal of the HTTPS /metrics server is answered without a metric: 4
 // Before: the flood's made-up tokens (1,024 of them) pushed out Prometheus' decision, and its
 // scrapes were answered 429 while the operator sent TokenReviews as fast as the flood came.
 test('a flood of made-up tokens from one address neither keeps Prometheus out nor turns into a flood of reviews', async (t) => {
-  t.timeout(60_000);
+  t.timeout(180_000);
   const kc = fakeKc(5);
   const authorizer = new MetricsAuthorizer({ kc, logger: silentLogger() });
   // The attacker holds more connections than one address may: the bound refuses the rest.
@@ -172,7 +172,9 @@ test('a flood of made-up tokens from one address neither keeps Prometheus out no
   const started = Date.now();
   const workers = Array.from({ length: 32 }, worker);
   const statuses: number[] = [];
-  for (let i = 0; i < 10; i += 1) {
+  // Prometheus scrapes at least 10 times, and for as long as the flood takes to send 1,000 requests
+  // (a loaded machine sends them slower: 1,615 in 10 scrapes beside busy loops, not a wide margin).
+  for (let i = 0; i < 10 || sent <= 1000; i += 1) {
     await new Promise((resolve) => setTimeout(resolve, 200));
     statuses.push(await prometheus());
   }
@@ -183,7 +185,7 @@ test('a flood of made-up tokens from one address neither keeps Prometheus out no
   const reviews = authorizer.reviews - reviewsBefore;
   t.log({ sent, reviews, seconds, statuses });
   t.true(sent > 1000, `the flood sent ${sent} requests`);
-  t.deepEqual(statuses, Array(10).fill(200), 'Prometheus read every time');
+  t.deepEqual(statuses, Array(statuses.length).fill(200), 'Prometheus read every time');
   // One address: its burst, then one a second.
   t.true(reviews <= 5 + Math.ceil(seconds) + 1, `${reviews} reviews in ${seconds} s`);
 });
