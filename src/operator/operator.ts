@@ -25,6 +25,7 @@ import type { Connector, ConnectorPhase } from './api/types.ts';
 import { defaultConnectorId } from './api/types.ts';
 import { byConnectorLabel, InformerClusterReader } from './cluster-reader.ts';
 import { ConnectorIdIndex } from './connector-id-index.ts';
+import { ControlPlaneCaWatches } from './control-plane/ca-watches.ts';
 import { type ControlPlaneConnection, ControlPlaneConnections } from './control-plane/connections.ts';
 import { defaultCaPem } from './control-plane/default-ca.ts';
 import { ControlPlaneRegistry } from './control-plane/registry.ts';
@@ -304,8 +305,16 @@ export async function startOperator(options: OperatorOptions): Promise<RunningOp
   ]);
   const writer = new KubeWriter({ kc, logger, metrics, ownVersions });
   const reader = new InformerClusterReader(kc, owned);
+  // The watches start only once the registry below checks a resource, so it exists by then.
+  const caWatches = new ControlPlaneCaWatches({
+    kc,
+    logger,
+    metrics,
+    onChange: (key) => controlPlanes.recheck(key),
+  });
   const controlPlanes = new ControlPlaneRegistry({
     logger: logger.child({ component: 'control-planes' }),
+    caWatch: caWatches,
     clock,
     writer,
     reader,

@@ -120,6 +120,85 @@ test.serial(
 );
 
 test.serial(
+  'a CA bundle grown in place past the limit while its Connectors are Online: the ControlPlane says so at once, the workload is kept',
+  async (t) => {
+    const { kc } = cluster();
+    const core = kc.makeApiClient(CoreV1Api);
+    const apps = kc.makeApiClient(AppsV1Api);
+    const namespace = await createTestNamespace(kc, 'ca-grown');
+    await createControlPlaneFor(env, namespace, 'main');
+    const api = connectors(kc);
+    await api.create(namespace, {
+      metadata: { name: 'edge', namespace },
+      spec: { connector: { org: 'acme', endpointId: 'ep-1' }, controlPlaneRef: { name: 'main' } },
+    });
+    await eventually(() => api.get(namespace, 'edge').then((c) => c.status?.enrollment?.tokenSecretName), {
+      description: 'a token Secret',
+      timeoutMs: 30_000,
+    });
+    const pod = await env.runAgent(namespace, 'edge');
+    t.teardown(() => pod.stop());
+    await eventually(() => api.get(namespace, 'edge').then((c) => c.status?.phase === 'Online'), {
+      description: 'Online',
+      timeoutMs: 60_000,
+    });
+    const workloadBefore = await apps.readNamespacedStatefulSet({ namespace, name: 'edge' });
+
+    // The admin grows the bundle in place: the ControlPlane itself does not change, so only a watch
+    // of its CA ConfigMap notices before the periodic check five minutes later.
+    const caMap = await core.readNamespacedConfigMap({ namespace, name: 'main-ca' });
+    const bundle = bundleOf(env.controlPlane.caPem, CONFIGMAP_LIMIT - 'ca.crt'.length);
+    await core.replaceNamespacedConfigMap({
+      namespace,
+      name: 'main-ca',
+      body: { ...caMap, data: { 'ca.crt': bundle } },
+    });
+    const ready = await eventually(
+      () =>
+        controlPlaneResources(kc)
+          .get(namespace, 'main')
+          .then((cp) => (readyOf(cp)?.status === 'False' ? readyOf(cp) : undefined)),
+      { description: 'the ControlPlane is not Ready, with no change of its own', timeoutMs: 20_000 },
+    );
+    t.is(ready.reason, 'CAInvalid', ready.message);
+    t.true(ready.message.includes(`${bundle.length.toLocaleString('en-US')} bytes`), ready.message);
+    const stalled = await eventually(() => api.get(namespace, 'edge').then((c) => condition(c, 'Stalled')), {
+      description: 'the Connector stalls on its control plane',
+      timeoutMs: 20_000,
+    });
+    t.is(stalled.reason, 'ControlPlaneConfigInvalid', stalled.message);
+    t.regex(stalled.message, /an admin of ControlPlane .*\/main must fix it/);
+    t.notRegex(stalled.message, /fix the spec/);
+
+    // The running workload is kept as it was: its ConfigMap holds the bundle it had, no rollout.
+    await sleep(3_000);
+    const config = await core.readNamespacedConfigMap({ namespace, name: 'edge-config' });
+    t.is(config.data?.['ca.crt'], env.controlPlane.caPem);
+    const workloadAfter = await apps.readNamespacedStatefulSet({ namespace, name: 'edge' });
+    t.is(workloadAfter.metadata?.generation, workloadBefore.metadata?.generation);
+
+    // Trimmed back in place: Ready again as soon, and the Connector is no longer stalled.
+    const grown = await core.readNamespacedConfigMap({ namespace, name: 'main-ca' });
+    await core.replaceNamespacedConfigMap({
+      namespace,
+      name: 'main-ca',
+      body: { ...grown, data: { 'ca.crt': env.controlPlane.caPem } },
+    });
+    await eventually(
+      () =>
+        controlPlaneResources(kc)
+          .get(namespace, 'main')
+          .then((cp) => readyOf(cp)?.status === 'True'),
+      { description: 'the ControlPlane is Ready again', timeoutMs: 20_000 },
+    );
+    await eventually(() => api.get(namespace, 'edge').then((c) => condition(c, 'Stalled') === undefined), {
+      description: 'the Connector is no longer stalled',
+      timeoutMs: 20_000,
+    });
+  },
+);
+
+test.serial(
   "the operator's default CA bundle too large for a Connector's ConfigMap: the start is refused, naming the flag",
   async (t) => {
     const dir = await mkdtemp(join(tmpdir(), 'ca-size-'));

@@ -17,6 +17,7 @@ import type { DefaultedSpec } from '../api/types.ts';
 import { StalledReasons } from '../conditions.ts';
 import type { KubeWriter } from '../runtime/apply.ts';
 import { RESOURCE_TYPES } from '../runtime/resources.ts';
+import type { CaWatch } from './ca-watches.ts';
 import { type CheckDeps, type CheckOutcome, checkControlPlane } from './check.ts';
 import type { ControlPlaneConnection, ControlPlaneConnections, ReleaseHandle } from './connections.ts';
 import {
@@ -55,6 +56,11 @@ export interface ControlPlaneRegistryOptions {
   /** Why ClusterControlPlanes are not used, for the Connector's message. */
   clusterResourcesDisabledBecause?: string;
   whoami?: CheckDeps['whoami'];
+  /**
+   * Watches each checked resource's CA ConfigMap (ca-watches.ts), calling recheck() on a change:
+   * a bundle edited in place is no change of the resource and would wait for the periodic check.
+   */
+  caWatch?: CaWatch;
 }
 
 interface Entry {
@@ -64,6 +70,8 @@ interface Entry {
   outcome?: CheckOutcome;
   checkedAt?: number;
   inFlight?: Promise<CheckOutcome>;
+  /** Something the check in flight may have missed changed (its CA ConfigMap): check once more. */
+  again?: boolean;
   timer?: unknown;
 }
 
@@ -106,6 +114,7 @@ export class ControlPlaneRegistry {
     const entry = this.entries.get(key);
     if (entry?.timer !== undefined) this.options.clock.clearTimeout(entry.timer);
     this.entries.delete(key);
+    this.options.caWatch?.ensure(key, undefined);
     this.options.connections.close(key);
     this.options.wake(key);
   }
@@ -123,6 +132,7 @@ export class ControlPlaneRegistry {
   /** No longer leading: no more checks or writes; a new leader checks afresh. */
   stop(): void {
     this.running = false;
+    this.options.caWatch?.stop();
     for (const entry of this.entries.values()) {
       if (entry.timer !== undefined) this.options.clock.clearTimeout(entry.timer);
       entry.timer = undefined;
@@ -143,6 +153,17 @@ export class ControlPlaneRegistry {
     )
       return;
     void this.check(key);
+  }
+
+  /**
+   * What the last check read changed (the CA ConfigMap was edited, created or deleted): check now,
+   * or, during a check that may have read it before the change, once more right after it.
+   */
+  recheck(key: string): void {
+    const entry = this.entries.get(key);
+    if (!entry || !this.running) return;
+    if (entry.inFlight) entry.again = true;
+    else void this.check(key);
   }
 
   /**
@@ -262,11 +283,13 @@ export class ControlPlaneRegistry {
       entry.inFlight = undefined;
       // A change that arrived during the check is checked now.
       const latest = this.options.get(entry.id);
+      const again = entry.again === true;
+      entry.again = false;
       if (
         this.running &&
         latest &&
         this.entries.get(key) === entry &&
-        signature(latest) !== entry.checkedSignature
+        (again || signature(latest) !== entry.checkedSignature)
       )
         void this.check(key);
     });
@@ -294,6 +317,8 @@ export class ControlPlaneRegistry {
     entry.checkedSignature = signature(object);
     entry.checkedAt = this.options.clock.now().getTime();
     if (!this.running) return outcome;
+    const caRef = object.spec.caConfigMapRef;
+    this.options.caWatch?.ensure(key, caRef ? { namespace: secretNamespace, name: caRef.name } : undefined);
     await this.writeStatus(entry.id, object, outcome);
     if (effect(before) !== effect(outcome)) {
       // A control plane that cannot be used keeps no follower long-polling it with a bad credential.

@@ -1,0 +1,93 @@
+// Watches the CA ConfigMap of each control-plane resource, so that a bundle changed in place is
+// checked at once. The registry checks a Ready resource only every few minutes (registry.ts), and
+// an edit of the ConfigMap is no change of the resource: without this, an admin who replaced or
+// grew the bundle (even past what a Connector's ConfigMap can hold) saw the ControlPlane stay Ready
+// with the old bundle for up to READY_RECHECK_MS. Control planes are few, so each gets one narrow
+// watch of its ConfigMap by name (a field selector), as adopted workloads do (adoption-watches.ts),
+// rather than a watch of every ConfigMap in the cluster.
+import type { V1ConfigMap } from '@kubernetes/client-node';
+import type { Logger } from '../../lib/logger.ts';
+import { Informer } from '../runtime/informers.ts';
+import type { KubeAccess } from '../runtime/kube-access.ts';
+import type { OperatorMetrics } from '../runtime/metrics.ts';
+import { RESOURCE_TYPES } from '../runtime/resources.ts';
+
+/** Where a control-plane resource's CA bundle lives. */
+export interface CaConfigMapTarget {
+  namespace: string;
+  name: string;
+}
+
+export interface CaWatchesOptions {
+  kc: KubeAccess;
+  logger: Logger;
+  metrics?: OperatorMetrics;
+  /** Called with the control plane's key when its CA ConfigMap is created, changed or deleted. */
+  onChange(key: string): void;
+}
+
+/** What the registry needs of the watches: one target per control plane, or none. */
+export interface CaWatch {
+  ensure(key: string, target: CaConfigMapTarget | undefined): void;
+  stop(): void;
+}
+
+export class ControlPlaneCaWatches implements CaWatch {
+  private readonly options: CaWatchesOptions;
+  private readonly watched = new Map<
+    string,
+    { target: CaConfigMapTarget; informer: Informer<V1ConfigMap> }
+  >();
+
+  constructor(options: CaWatchesOptions) {
+    this.options = options;
+  }
+
+  /** Watches `target` for control plane `key`; none (no caConfigMapRef, or gone) stops its watch. */
+  ensure(key: string, target: CaConfigMapTarget | undefined): void {
+    const current = this.watched.get(key);
+    if (
+      current &&
+      target &&
+      current.target.namespace === target.namespace &&
+      current.target.name === target.name
+    )
+      return;
+    if (current) {
+      current.informer.stop();
+      this.watched.delete(key);
+    }
+    if (!target) return;
+    const { kc, logger, metrics } = this.options;
+    const informer = new Informer<V1ConfigMap>({
+      kc,
+      logger,
+      ...(metrics ? { metrics } : {}),
+      type: RESOURCE_TYPES.configMap,
+      namespace: target.namespace,
+      fieldSelector: `metadata.name=${target.name}`,
+    });
+    const wake = () => this.options.onChange(key);
+    informer.addHandlers({
+      // The first list delivers the ConfigMap the check just read: no news. A ConfigMap created
+      // after it (the CA the ControlPlane was waiting for) is.
+      onAdd: () => {
+        if (informer.hasSynced()) wake();
+      },
+      onUpdate: wake,
+      onDelete: wake,
+    });
+    informer.start();
+    this.watched.set(key, { target, informer });
+    logger.debug({ controlPlane: key, ...target }, 'watching the control plane CA ConfigMap');
+  }
+
+  /** Control-plane keys being watched, for tests. */
+  keys(): string[] {
+    return [...this.watched.keys()];
+  }
+
+  stop(): void {
+    for (const key of [...this.watched.keys()]) this.ensure(key, undefined);
+  }
+}
