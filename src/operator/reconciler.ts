@@ -514,6 +514,11 @@ export class ConnectorReconciler {
     // rather than at its next periodic check (its status and every Connector of it follow).
     if (failure.code === 'UNAUTHORIZED' && connection && connection.key !== 'default')
       this.ctx.controlPlanes.suspect(connection.key);
+    // Kubernetes refused the Connector's ConfigMap for the control plane's CA bundle or URL
+    // (config-map-refusal.ts): its check measures those, so its status says so now, and its
+    // Connectors stall on it before writing, rather than at its next periodic check.
+    if (failure.details?.recheckControlPlane === true && connection && connection.key !== 'default')
+      this.ctx.controlPlanes.suspect(connection.key);
     log[repeated ? 'debug' : 'warn'](
       { code: untrustedCode(failure.code), err: errorMessageText(failure), temporary: failure.temporary },
       repeated ? 'reconcile failed again for the cause its status says' : 'reconcile failed',

@@ -4,15 +4,23 @@
 // makes every Connector's ConfigMap too large. That is the control plane's admin's to fix, not the
 // Connector author's: the ControlPlane says its CA is unusable (which ConfigMap and key, the size,
 // the limit, the fix), and the Connector is Stalled on its control-plane reference, naming who must
-// act, with no side effect taken (no record, no token, no child). Against the real API server, with
-// the operator as its ServiceAccount and the reference control plane.
+// act, with no side effect taken (no record, no token, no child). A bundle grown in place is noticed
+// at once (its ConfigMap is watched), and a refusal of a Connector's ConfigMap for the control plane's
+// content (an admission policy, the API server's own limit) names the control plane and its admin;
+// one the operator cannot map says so. Against the real API server, with the operator as its
+// ServiceAccount and the reference control plane.
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AppsV1Api, CoreV1Api } from '@kubernetes/client-node';
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { isCodedError } from '../../src/lib/errors.ts';
-import type { Connector } from '../../src/operator/api/types.ts';
+import { COMPONENTS, LABELS } from '../../src/operator/api/constants.ts';
+import { type Connector, defaultedSpec } from '../../src/operator/api/types.ts';
+import { controlPlaneContentRefusal } from '../../src/operator/reconcile/config-map-refusal.ts';
+import { desiredConfigMap } from '../../src/operator/reconcile/desired-objects.ts';
+import { KubeWriter } from '../../src/operator/runtime/apply.ts';
+import { bindAdmissionPolicy } from '../helpers/admission-policy.ts';
 import { createTestNamespace, useCluster } from '../helpers/cluster.ts';
 import { eventually, isGone } from '../helpers/eventually.ts';
 import { captureLogs } from '../helpers/log-capture.ts';
@@ -195,6 +203,157 @@ test.serial(
       description: 'the Connector is no longer stalled',
       timeoutMs: 20_000,
     });
+  },
+);
+
+/**
+ * A ValidatingAdmissionPolicy, bound to `namespace`, that refuses the Connectors' own ConfigMaps for
+ * which `expression` is false, with `message` and no field (this API server stores no fieldPath);
+ * in force when this returns, removed when the test ends.
+ */
+async function refuseConnectorConfigMaps(
+  t: ExecutionContext,
+  namespace: string,
+  expression: string,
+  message: string,
+  probe: Record<string, string>,
+): Promise<void> {
+  const { kc } = cluster();
+  const policy = `configmaps-${namespace}`;
+  await bindAdmissionPolicy(t, kc, {
+    name: policy,
+    namespace,
+    rules: [
+      { apiGroups: [''], apiVersions: ['v1'], operations: ['CREATE', 'UPDATE'], resources: ['configmaps'] },
+    ],
+    objectSelector: { matchLabels: { [LABELS.component]: COMPONENTS.config } },
+    expression,
+    message,
+  });
+  // In force once a dry run (nothing stored) of such a ConfigMap is refused, naming the policy.
+  const core = kc.makeApiClient(CoreV1Api);
+  await eventually(
+    () =>
+      core
+        .createNamespacedConfigMap({
+          namespace,
+          dryRun: 'All',
+          body: {
+            metadata: { name: 'probe', labels: { [LABELS.component]: COMPONENTS.config } },
+            data: probe,
+          },
+        })
+        .then(
+          () => false,
+          (error: unknown) => String(error).includes(policy),
+        ),
+    { description: 'the admission policy is in force' },
+  );
+}
+
+/** Connector "edge" on ControlPlane "main" in `namespace`, once it is Stalled: that condition. */
+async function stalledConnector(namespace: string, caPem: string) {
+  const { kc } = cluster();
+  await createControlPlaneFor(env, namespace, 'main', { caPem });
+  await connectors(kc).create(namespace, {
+    metadata: { name: 'edge', namespace },
+    spec: { connector: { org: 'acme', endpointId: 'ep-1' }, controlPlaneRef: { name: 'main' } },
+  });
+  return eventually(
+    () =>
+      connectors(kc)
+        .get(namespace, 'edge')
+        .then((c) => condition(c, 'Stalled')),
+    { description: 'the Connector stalls', timeoutMs: 30_000 },
+  );
+}
+
+test.serial(
+  "a Connector's ConfigMap refused as too large for the control plane's CA bundle: the Connector names the ControlPlane and its admin, not its own spec",
+  async (t) => {
+    const { kc } = cluster();
+    const namespace = await createTestNamespace(kc, 'ca-refused');
+    // A bundle the ControlPlane's check accepts (well under its limit), and a cluster policy that
+    // holds a workload's ConfigMap to 64 KiB, worded as Kubernetes words its own size limit: a
+    // refusal the check cannot foresee, which names no field.
+    const bundle = bundleOf(env.controlPlane.caPem, 100 * 1024);
+    await refuseConnectorConfigMaps(
+      t,
+      namespace,
+      '!has(object.data) || object.data.all(k, size(object.data[k]) <= 65536)',
+      'Too long: a workload ConfigMap may not be more than 64 KiB',
+      { 'ca.crt': bundle },
+    );
+    const stalled = await stalledConnector(namespace, bundle);
+    t.is(stalled.reason, 'ControlPlaneConfigInvalid', stalled.message);
+    t.true(
+      stalled.message.startsWith(
+        `spec.controlPlaneRef: Kubernetes refuses ConfigMap ${namespace}/edge-config for the CA bundle it copies from ControlPlane ${namespace}/main`,
+      ),
+      stalled.message,
+    );
+    t.true(stalled.message.includes('a CA bundle of 102,400 bytes'), stalled.message);
+    t.true(stalled.message.includes('may not be more than 64 KiB'), stalled.message);
+    t.regex(
+      stalled.message,
+      new RegExp(`an admin of ControlPlane ${namespace}/main must fix it \\(trim the bundle`),
+    );
+    t.notRegex(stalled.message, /fix the spec|fix spec\.connector/);
+    // The ControlPlane's check found nothing it measures wrong, and says so.
+    t.is(readyOf(await controlPlaneResources(kc).get(namespace, 'main'))?.status, 'True');
+    // No workload was made from the refused configuration.
+    const apps = kc.makeApiClient(AppsV1Api);
+    t.true(await isGone(() => apps.readNamespacedStatefulSet({ namespace, name: 'edge' })));
+  },
+);
+
+test.serial(
+  'a Connector\'s ConfigMap refused with no field the operator can map: the Connector says it cannot tell, not "fix the spec"',
+  async (t) => {
+    const { kc } = cluster();
+    const namespace = await createTestNamespace(kc, 'cm-unmapped');
+    await refuseConnectorConfigMaps(
+      t,
+      namespace,
+      "!has(object.data) || !('org' in object.data) || object.data['org'] != 'acme'",
+      'this organisation is not approved in this cluster',
+      { org: 'acme' },
+    );
+    const stalled = await stalledConnector(namespace, env.controlPlane.caPem);
+    t.is(stalled.reason, 'InvalidSpec', stalled.message);
+    t.true(stalled.message.includes('this organisation is not approved'), stalled.message);
+    t.regex(stalled.message, /the operator cannot tell which field of this Connector's spec causes it/);
+    t.notRegex(stalled.message, /fix the spec/);
+  },
+);
+
+test.serial(
+  "the API server's own refusal of a Connector's ConfigMap over 1 MiB is the control plane's, when its CA bundle is the bulk",
+  async (t) => {
+    const { kc } = cluster();
+    const namespace = await createTestNamespace(kc, 'cm-limit');
+    // Built as the operator builds it, with a bundle past what the check lets through (which only
+    // a check of an older operator, or none, would have handed on), and applied as the operator does.
+    const connector: Connector = {
+      apiVersion: 'vaultpam.io/v1alpha1',
+      kind: 'Connector',
+      metadata: { namespace, name: 'edge', uid: '00000000-0000-0000-0000-000000000001' },
+      spec: { connector: { org: 'acme', endpointId: 'ep-1' }, controlPlaneRef: { name: 'main' } },
+    };
+    const spec = defaultedSpec(connector);
+    const desired = desiredConfigMap(connector, spec, {
+      url: env.controlPlane.url,
+      caPem: bundleOf(env.controlPlane.caPem, CONFIGMAP_LIMIT),
+    });
+    delete desired.metadata?.ownerReferences;
+    const writer = new KubeWriter({ kc, logger: logs.logger });
+    const error = await t.throwsAsync(writer.apply(desired));
+    const refusal = controlPlaneContentRefusal(error, desired, spec);
+    t.is(refusal?.code, 'ControlPlaneConfigInvalid', String(error));
+    t.false(refusal?.temporary);
+    t.is(refusal?.details?.recheckControlPlane, true);
+    t.regex(refusal?.message ?? '', /Too long: may not be more than 1048576 bytes/);
+    t.regex(refusal?.message ?? '', new RegExp(`an admin of ControlPlane ${namespace}/main must fix it`));
   },
 );
 

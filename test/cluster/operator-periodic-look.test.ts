@@ -15,6 +15,7 @@ import {
 import test, { type ExecutionContext } from 'ava';
 import { FINALIZER } from '../../src/operator/api/constants.ts';
 import type { Connector } from '../../src/operator/api/types.ts';
+import { bindAdmissionPolicy } from '../helpers/admission-policy.ts';
 import { createTestNamespace, useCluster } from '../helpers/cluster.ts';
 import { eventually, isGone } from '../helpers/eventually.ts';
 import { connectors, type OperatorEnvironment, startOperatorEnvironment } from '../helpers/operator-env.ts';
@@ -43,35 +44,14 @@ async function admissionPolicy(
   /** The status of the refusal: Invalid (422, the default) or Forbidden (403, as webhooks answer). */
   reason: 'Invalid' | 'Forbidden' = 'Invalid',
 ): Promise<string> {
-  const admission = cluster().kc.makeApiClient(AdmissionregistrationV1Api);
   const policy = `refuse-finalizers-${namespace}`;
-  await admission.createValidatingAdmissionPolicy({
-    body: {
-      metadata: { name: policy },
-      spec: {
-        failurePolicy: 'Fail',
-        matchConstraints: {
-          resourceRules: [
-            { apiGroups: ['vaultpam.io'], apiVersions: ['*'], operations, resources: ['connectors'] },
-          ],
-        },
-        validations: [{ expression, message, reason }],
-      },
-    },
-  });
-  await admission.createValidatingAdmissionPolicyBinding({
-    body: {
-      metadata: { name: policy },
-      spec: {
-        policyName: policy,
-        validationActions: ['Deny'],
-        matchResources: { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': namespace } } },
-      },
-    },
-  });
-  t.teardown(async () => {
-    await admission.deleteValidatingAdmissionPolicyBinding({ name: policy }).catch(() => {});
-    await admission.deleteValidatingAdmissionPolicy({ name: policy }).catch(() => {});
+  await bindAdmissionPolicy(t, cluster().kc, {
+    name: policy,
+    namespace,
+    rules: [{ apiGroups: ['vaultpam.io'], apiVersions: ['*'], operations, resources: ['connectors'] }],
+    expression,
+    message,
+    reason,
   });
   return policy;
 }

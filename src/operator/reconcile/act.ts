@@ -15,6 +15,7 @@ import type { KubeWriter } from '../runtime/apply.ts';
 import type { EventRecorder } from '../runtime/events.ts';
 import type { OperatorMetrics } from '../runtime/metrics.ts';
 import { RESOURCE_TYPES } from '../runtime/resources.ts';
+import { controlPlaneContentRefusal } from './config-map-refusal.ts';
 import { desiredTokenSecret } from './desired-objects.ts';
 import { driftOf } from './drift.ts';
 import type { PlannedAction, PlannedEvent, PlanStep } from './plan-types.ts';
@@ -79,7 +80,7 @@ async function run(
   const namespace = spec.namespace;
   switch (action.kind) {
     case 'dryRun':
-      return applyOwned(ctx, action.object, undefined, { dryRun: true });
+      return applyOwned(ctx, spec, action.object, undefined, { dryRun: true });
     case 'ensureConnector':
     case 'beginRecovery':
     case 'revokeTokens':
@@ -95,9 +96,9 @@ async function run(
       );
       return;
     case 'applyConfigMap':
-      return applyOwned(ctx, action.object, live.configMap);
+      return applyOwned(ctx, spec, action.object, live.configMap);
     case 'applyStatefulSet':
-      return applyOwned(ctx, action.object, live.statefulSet);
+      return applyOwned(ctx, spec, action.object, live.statefulSet);
     case 'expandClaim':
       // The claim the StatefulSet made grows; its template cannot (storage-expansion.ts).
       await ctx.writer.mergePatch(
@@ -217,10 +218,12 @@ function consumedKeyIsNoStall(error: unknown, key: string): unknown {
 
 /**
  * Applies an owned object when it differs from the live one (or, as a dry run, always), and turns
- * Kubernetes' refusal of it into InvalidSpec naming the Connector field it came from.
+ * Kubernetes' refusal of it into whose it is to fix: the control plane's admin for what the control
+ * plane put in the ConfigMap (config-map-refusal.ts), else InvalidSpec naming the Connector field.
  */
 async function applyOwned(
   ctx: ActContext,
+  spec: DefaultedSpec,
   desired: KubernetesObject,
   live: object | undefined,
   options: { dryRun?: boolean } = {},
@@ -236,7 +239,11 @@ async function applyOwned(
   try {
     await ctx.writer.apply(desired, options);
   } catch (error) {
-    throw invalidSpecFromRefusal(desired.kind ?? 'object', error) ?? error;
+    throw (
+      controlPlaneContentRefusal(error, desired, spec) ??
+      invalidSpecFromRefusal(desired.kind ?? 'object', error) ??
+      error
+    );
   }
 }
 

@@ -24,8 +24,19 @@ const SOURCES: ReadonlyArray<readonly [RegExp, string]> = [
   [/^spec\.template\.spec\.volumes/, 'spec.storage'],
   [/^spec\.volumeClaimTemplates/, 'spec.storage'],
   [/^metadata\.(name|labels)/, 'metadata.name'],
-  [/^data/, 'spec.connector'],
+  // The Connector's ConfigMap, key by key (desired-objects.ts). Its ca.crt and control-plane-url are
+  // the control plane's, not the Connector's: config-map-refusal.ts answers for them.
+  [dataKey('connector-id'), 'spec.connector.id'],
+  [dataKey('org'), 'spec.connector.org'],
+  [dataKey('endpoint-id'), 'spec.connector.endpointId'],
+  [dataKey('allowed-networks'), 'spec.connector.allowedNetworks'],
 ];
+
+/** The field of one ConfigMap key: `data[key]` (validation) or `data.key` (a schema check). */
+function dataKey(key: string): RegExp {
+  const escaped = key.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  return new RegExp(`^\\.?data(\\[${escaped}\\]|\\.${escaped})$`);
+}
 
 /** The Connector field a refused owned-object field comes from, if known. */
 export function connectorFieldFor(ownedField: string): string | undefined {
@@ -51,10 +62,14 @@ export function invalidSpecFromRefusal(kind: string, error: unknown): CodedError
     return source ? `${source} (${kind} ${field}): ${what}` : `${kind} ${field || 'object'}: ${what}`;
   });
   const fields = [...new Set(causes.map((c) => connectorFieldFor(c.field ?? '')).filter(Boolean))];
+  // A field the operator cannot map to the spec (the whole object, a field it does not fill from the
+  // spec) is said as such: "fix the spec" would send the Connector's author after a cause that may
+  // not be theirs.
+  const unmapped = `the operator cannot tell which field of this Connector's spec causes it, so changing the spec may not fix it; if nothing in the spec explains it, report it to whoever runs the operator with this message`;
   const message =
     named.length > 0
-      ? `Kubernetes refuses the ${kind} built from this Connector: ${named.join('; ')}; fix ${fields.length > 0 ? fields.join(', ') : 'the spec'}`
-      : `Kubernetes refuses the ${kind} built from this Connector (HTTP ${status}); check the spec`;
+      ? `Kubernetes refuses the ${kind} built from this Connector: ${named.join('; ')}; ${fields.length > 0 ? `fix ${fields.join(', ')}` : unmapped}`
+      : `Kubernetes refuses the ${kind} built from this Connector (HTTP ${status}) and names no field: ${unmapped}`;
   return new CodedError('InvalidSpec', message, {
     httpStatus: 422,
     temporary: false,
