@@ -8,6 +8,7 @@ import { CodedError, isCodedError } from '../../src/lib/errors.ts';
 import { silentLogger } from '../../src/lib/logger.ts';
 import type { ControlPlaneResource, ControlPlaneStatus } from '../../src/operator/api/control-planes.ts';
 import { defaultedSpec } from '../../src/operator/api/types.ts';
+import type { CaConfigMapTarget } from '../../src/operator/control-plane/ca-watches.ts';
 import {
   type CheckDeps,
   type ControlPlaneSettings,
@@ -465,6 +466,9 @@ function registryWorld(initial: ControlPlaneResource[]) {
   let whoamiCalls = 0;
   const whoamiUrls: string[] = [];
   let credentialSecret = secret({ credential: CREDENTIAL });
+  let caRead: () => Promise<V1ConfigMap | undefined> = async () => undefined;
+  let caReads = 0;
+  const caWatched: Array<[string, CaConfigMapTarget | undefined] | ['stop']> = [];
   const clock = new FakeClock(NOW);
   const connections = new ControlPlaneConnections({ logger: silentLogger(), onChange: () => {} });
   const registry = new ControlPlaneRegistry({
@@ -481,7 +485,14 @@ function registryWorld(initial: ControlPlaneResource[]) {
     reader: {
       readSecret: async (namespace, name) =>
         namespace === 'team-a' && name === 'admin' ? credentialSecret : undefined,
-      readConfigMap: async () => undefined,
+      readConfigMap: () => {
+        caReads += 1;
+        return caRead();
+      },
+    },
+    caWatch: {
+      ensure: (key, target) => caWatched.push([key, target]),
+      stop: () => caWatched.push(['stop']),
     },
     whoami: async (settings) => {
       whoamiCalls += 1;
@@ -508,6 +519,11 @@ function registryWorld(initial: ControlPlaneResource[]) {
     setSecret: (next: V1Secret) => {
       credentialSecret = next;
     },
+    setCaRead: (next: () => Promise<V1ConfigMap | undefined>) => {
+      caRead = next;
+    },
+    caReads: () => caReads,
+    caWatched,
   };
 }
 
@@ -609,6 +625,47 @@ test('a changed spec is checked again; status writes and resyncs are not changes
   world.registry.deleted(object);
   t.is(world.connections.get('ControlPlane/team-a/prod'), undefined);
   t.is(world.woken.at(-1), 'ControlPlane/team-a/prod');
+});
+
+test('the CA ConfigMap of a checked control plane is watched; its change checks it now, or once more after a check under way', async (t) => {
+  const object: ControlPlaneResource = {
+    ...teamA(),
+    spec: { ...spec, caConfigMapRef: { name: 'ca', key: 'ca.crt' } },
+  };
+  const world = registryWorld([object]);
+  world.registry.recheck('ControlPlane/team-a/prod');
+  await settle();
+  t.is(world.caReads(), 0, 'a standby checks nothing');
+  world.registry.start();
+  await settle();
+  t.is(world.caReads(), 1);
+  t.deepEqual(world.caWatched, [['ControlPlane/team-a/prod', { namespace: 'team-a', name: 'ca' }]]);
+
+  // Changed while nothing is under way: checked at once, not at the periodic check.
+  world.registry.recheck('ControlPlane/team-a/prod');
+  await settle();
+  t.is(world.caReads(), 2);
+
+  // Changed while a check is under way (which may have read it before the change): once more after.
+  let release: () => void = () => {};
+  world.setCaRead(() => new Promise((resolve) => (release = () => resolve(undefined))));
+  world.registry.recheck('ControlPlane/team-a/prod');
+  await settle();
+  t.is(world.caReads(), 3);
+  world.registry.recheck('ControlPlane/team-a/prod');
+  world.registry.recheck('ControlPlane/team-a/prod');
+  world.setCaRead(async () => undefined);
+  release();
+  await settle();
+  await settle();
+  t.is(world.caReads(), 4, 'one more check for both changes');
+
+  // Deleted: its watch goes; leadership ends: every watch goes.
+  world.objects.delete('ControlPlane/team-a/prod');
+  world.registry.deleted(object);
+  t.deepEqual(world.caWatched.at(-1), ['ControlPlane/team-a/prod', undefined]);
+  world.registry.stop();
+  t.deepEqual(world.caWatched.at(-1), ['stop']);
 });
 
 test('a Ready control plane whose url changes to one its Secret does not list is refused, and nothing goes to the new URL', async (t) => {
