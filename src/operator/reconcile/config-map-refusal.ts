@@ -12,6 +12,7 @@ import { describeControlPlane, referencedControlPlane } from '../control-plane/s
 import type { ApiRefusalCause } from '../runtime/apply.ts';
 import { configMapDataBytes } from './config-map-budget.ts';
 import { CA_KEY, CONTROL_PLANE_URL_KEY } from './desired-objects.ts';
+import { causeText } from './spec-fields.ts';
 
 /** What of the control plane a ConfigMap key holds, and what its admin does about a refusal. */
 const CONTROL_PLANE_KEYS: Readonly<Record<string, { what: string; fix: string }>> = {
@@ -85,7 +86,7 @@ export function controlPlaneContentRefusal(
   const data = (desired as V1ConfigMap).data ?? {};
   const total = configMapDataBytes(data);
   const theirs = configMapDataBytes(
-    Object.fromEntries(Object.entries(data).filter(([key]) => key in CONTROL_PLANE_KEYS)),
+    Object.fromEntries(Object.entries(data).filter(([key]) => Object.hasOwn(CONTROL_PLANE_KEYS, key))),
   );
   const causes = (error.details?.causes ?? []) as ApiRefusalCause[];
   const keys = new Set<string>();
@@ -100,12 +101,7 @@ export function controlPlaneContentRefusal(
   const cp = controlPlaneOf(spec);
   const what = [...keys].map((key) => CONTROL_PLANE_KEYS[key]?.what).join(' and ');
   const fix = [...keys].map((key) => CONTROL_PLANE_KEYS[key]?.fix).join('; ');
-  const said = causes
-    .map(
-      (c) =>
-        `ConfigMap ${c.field || 'object'}: ${(c.message || 'is invalid').replace(/\s+/g, ' ').slice(0, 300)}`,
-    )
-    .join('; ');
+  const said = causes.map((cause) => causeText('ConfigMap', cause)).join('; ');
   const caBytes =
     CA_KEY in data ? `, a CA bundle of ${figure(Buffer.byteLength(data[CA_KEY] ?? '', 'utf8'))} bytes` : '';
   const name = `${desired.metadata?.namespace ?? ''}/${desired.metadata?.name ?? ''}`;

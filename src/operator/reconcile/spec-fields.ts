@@ -38,6 +38,15 @@ function dataKey(key: string): RegExp {
   return new RegExp(`^\\.?data(\\[${escaped}\\]|\\.${escaped})$`);
 }
 
+/** What a cause of a refusal says, on one line and bounded. */
+const causeWords = (cause: Partial<ApiRefusalCause>) =>
+  (cause.message || 'is invalid').replace(/\s+/g, ' ').slice(0, 300);
+
+/** One cause of a refusal with the owned field it names: `ConfigMap data[ca.crt]: Invalid value ...`. */
+export function causeText(kind: string, cause: Partial<ApiRefusalCause>): string {
+  return `${kind} ${cause.field || 'object'}: ${causeWords(cause)}`;
+}
+
 /** The Connector field a refused owned-object field comes from, if known. */
 export function connectorFieldFor(ownedField: string): string | undefined {
   return SOURCES.find(([pattern]) => pattern.test(ownedField))?.[1];
@@ -58,8 +67,7 @@ export function invalidSpecFromRefusal(kind: string, error: unknown): CodedError
   const named = causes.map((cause) => {
     const field = cause.field ?? '';
     const source = connectorFieldFor(field);
-    const what = (cause.message ?? 'is invalid').replace(/\s+/g, ' ').slice(0, 300);
-    return source ? `${source} (${kind} ${field}): ${what}` : `${kind} ${field || 'object'}: ${what}`;
+    return source ? `${source} (${kind} ${field}): ${causeWords(cause)}` : causeText(kind, cause);
   });
   const fields = [...new Set(causes.map((c) => connectorFieldFor(c.field ?? '')).filter(Boolean))];
   // A field the operator cannot map to the spec (the whole object, a field it does not fill from the
