@@ -66,6 +66,9 @@ export class ControlPlaneCaWatches implements CaWatch {
       type: RESOURCE_TYPES.configMap,
       namespace: target.namespace,
       fieldSelector: `metadata.name=${target.name}`,
+      // Its events are all that matters: the check reads the bundle itself. Without this the cache
+      // would hold each bundle, up to 1 MiB, for nothing.
+      transform: (configMap) => ({ metadata: configMap.metadata ?? {} }),
     });
     const wake = () => this.options.onChange(key);
     informer.addHandlers({
