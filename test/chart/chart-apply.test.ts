@@ -291,14 +291,14 @@ const checks: Record<
   },
   'admission-policy-values.yaml': async (t, kc) => {
     const api = kc.makeApiClient(CustomObjectsApi);
-    const connector = (name: string, image: string, id?: string) => ({
+    const connector = (name: string, image: string, id?: string, org = 'acme') => ({
       apiVersion: `${GROUP}/${VERSION}`,
       kind: 'Connector',
       metadata: { name, namespace: CONNECTOR_NAMESPACE },
       spec: {
         image,
         connector: {
-          org: 'acme',
+          org,
           endpointId: name,
           allowedNetworks: ['10.20.0.0/16'],
           ...(id ? { id } : {}),
@@ -355,6 +355,14 @@ const checks: Record<
       new RegExp(
         `"team-a/team-b\\.edge" to allowedConnectorIds in the ConfigMap ${RELEASE_NAMESPACE}/vaultpam-connector-admission`,
       ),
+    );
+
+    // allowedOrgs from the values: team-a's own organisation passed above; team-b's is refused.
+    const intruder = await dryRunCreate(connector('intruder', image, undefined, 'acme-retail'));
+    t.is(intruder.code, 422, "another namespace's organisation is refused");
+    t.regex(
+      intruder.message,
+      /spec\.connector\.org "acme-retail" is not allowed in namespace team-a \(allowed here: acme\)/,
     );
   },
 };

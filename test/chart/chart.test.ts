@@ -193,6 +193,27 @@ test('with admissionPolicy.enabled, the chart renders production plus kustomize/
     );
 });
 
+test('admissionPolicy.allowedOrgs: unset or null leaves the key out (every organisation allowed, as the component ships); a list, even empty, sets it', async (t) => {
+  const orgsOf = async (setJson: string[]) => {
+    const chart = await templateChart({ setJson: ['admissionPolicy.enabled=true', ...setJson] });
+    const params = chart.find(
+      (o) => o.kind === 'ConfigMap' && o.metadata?.name === 'vaultpam-connector-admission',
+    ) as KubernetesObject & { data: Record<string, string> };
+    return params.data.allowedOrgs;
+  };
+  t.is(await orgsOf([]), undefined, 'unset: no key');
+  t.is(await orgsOf(['admissionPolicy.allowedOrgs=null']), undefined, 'null unsets it again');
+  t.is(
+    await orgsOf(['admissionPolicy.allowedOrgs=[]']),
+    '',
+    'an empty list: the key, empty (no organisation)',
+  );
+  t.is(
+    await orgsOf(['admissionPolicy.allowedOrgs=["team-a/acme-payments","shared"]']),
+    'team-a/acme-payments,shared',
+  );
+});
+
 test('with every monitoring value enabled, the chart renders production plus kustomize/components/monitoring', async (t) => {
   const kustomize = await renderKustomize('kustomize/overlays/production', [
     'kustomize/components/monitoring',
@@ -443,6 +464,11 @@ const badValues: BadValue[] = [
     bad: 'admissionPolicy.allowedImagePrefixes=["ghcr.io/a, ghcr.io/b"]',
     message: /at '\/admissionPolicy\/allowedImagePrefixes\/0': 'ghcr.io\/a, ghcr.io\/b' does not match/,
     fixed: ['admissionPolicy.allowedImagePrefixes=["ghcr.io/a","ghcr.io/b"]'],
+  },
+  {
+    bad: 'admissionPolicy.allowedOrgs=["team-a/acme, team-b/retail"]',
+    message: /at '\/admissionPolicy\/allowedOrgs\/0': 'team-a\/acme, team-b\/retail' does not match/,
+    fixed: ['admissionPolicy.allowedOrgs=["team-a/acme","team-b/retail"]'],
   },
   {
     // Helm holds numbers as floats: 2^63-1 rendered as 9223372036854776000, which no int64 holds,

@@ -4,9 +4,10 @@
 // images from allowed registries or repositories pass and others are refused with a message that
 // names the field, the value and how to allow it; an absent spec.image passes; serviceAccountName and
 // existingClaim pass only when allowed; spec.connector.id passes when absent, of the Connector's own
-// namespace (<namespace>.) or listed; an update is judged only on a value it sets or changes, so a
-// tightened list never blocks the operator's finalizer; and without its parameters the policy refuses
-// everything. Bindings take effect asynchronously, so every change of policy or parameters is followed
+// namespace (<namespace>.) or listed; spec.connector.org is unrestricted while allowedOrgs is absent
+// and, once it is present, admitted only when listed for the namespace or for all; an update is judged
+// only on a value it sets or changes, so a tightened list never blocks the operator's finalizer; and
+// without its parameters the policy refuses everything. Bindings take effect asynchronously, so every change of policy or parameters is followed
 // by polling until its effect is observed before anything is asserted.
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -23,7 +24,7 @@ import {
   setHeaderOptions,
   type V1ValidatingAdmissionPolicyBinding,
 } from '@kubernetes/client-node';
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import * as yaml from 'js-yaml';
 import { ensureClusterBinaries } from '../../dev/local-cluster/binaries.ts';
 import { FINALIZER, GROUP, PLURAL, VERSION } from '../../src/operator/api/constants.ts';
@@ -51,6 +52,7 @@ interface Params {
   allowedServiceAccountNames?: string;
   allowedExistingClaims?: string;
   allowedConnectorIds?: string;
+  allowedOrgs?: string;
 }
 
 interface ConnectorBody {
@@ -177,6 +179,20 @@ function mergePatch(name: string, body: object): Promise<ConnectorBody> {
   ) as Promise<ConnectorBody>;
 }
 
+/**
+ * Deletes a Connector that carries the operator's finalizer and removes it, as the operator does once
+ * released, asserting the metadata patch passes and the Connector goes.
+ */
+async function deleteReleasingFinalizer(t: ExecutionContext, name: string): Promise<void> {
+  await api().deleteNamespacedCustomObject({ ...ref(), name });
+  const released = await mergePatch(name, { metadata: { finalizers: null } });
+  t.deepEqual(released.metadata.finalizers ?? [], [], 'the finalizer is removed from a deleting Connector');
+  await eventually(
+    async () => (await refusalOf(api().getNamespacedCustomObject({ ...ref(), name })))?.code === 404,
+    { description: 'the Connector is gone' },
+  );
+}
+
 interface Refusal {
   code: number;
   message: string;
@@ -198,6 +214,20 @@ async function refusalOf(write: Promise<unknown>): Promise<Refusal | undefined> 
 
 const byPolicy = (refusal: Refusal | undefined) =>
   refusal?.code === 422 && refusal.message.includes(`ValidatingAdmissionPolicy '${POLICY}'`);
+
+/**
+ * Creates `body` and asserts the policy refuses it as the API server refuses a spec the CRD refuses
+ * (HTTP 422), with exactly this message (`reason` after the API server's own preamble).
+ */
+async function assertDenied(t: ExecutionContext, body: ConnectorBody, reason: string): Promise<void> {
+  const refusal = await refusalOf(create(body));
+  t.is(refusal?.code, 422, 'HTTP 422 Invalid, as for a spec the CRD refuses');
+  t.is(
+    refusal?.message,
+    `connectors.vaultpam.io "${body.metadata.name}" is forbidden: ` +
+      `ValidatingAdmissionPolicy '${POLICY}' with binding '${POLICY}' denied request: ${reason}`,
+  );
+}
 
 /** Polls a dry-run create until the policy refuses it (refused: true) or until it passes. */
 async function untilPolicy(body: () => ConnectorBody, refused: boolean, description: string): Promise<void> {
@@ -265,6 +295,10 @@ test.serial(
       allowedExistingClaims: '',
       allowedConnectorIds: '',
     });
+    t.false(
+      'allowedOrgs' in ((alone.find((o) => o.kind === 'ConfigMap') as { data?: Params }).data ?? {}),
+      'allowedOrgs is not set by default: every organisation stays allowed, as before the key existed',
+    );
 
     const production = await renderOverlay(['kustomize/overlays/production'], {
       allowedServiceAccountNames: 'team-a/connector',
@@ -338,13 +372,10 @@ test.serial(
       t.true(refusal?.message.includes(`spec.image "${image}" is not from an allowed registry`));
     }
     const refused = refusedImage();
-    const refusal = await refusalOf(create(refused));
-    t.is(refusal?.code, 422, 'HTTP 422 Invalid, as for a spec the CRD refuses');
-    t.is(
-      refusal?.message,
-      `connectors.vaultpam.io "${refused.metadata.name}" is forbidden: ` +
-        `ValidatingAdmissionPolicy '${POLICY}' with binding '${POLICY}' denied request: ` +
-        `spec.image "${REFUSED_IMAGE}" is not from an allowed registry or repository ` +
+    await assertDenied(
+      t,
+      refused,
+      `spec.image "${REFUSED_IMAGE}" is not from an allowed registry or repository ` +
         `(allowed: ${ALLOWED_REPOSITORY}, ${MIRROR}); leave spec.image out to run the default connector image ` +
         'of the operator, or ask a cluster admin to add its registry or repository to allowedImagePrefixes ' +
         `in the ConfigMap ${PARAMS_NAMESPACE}/${PARAMS}`,
@@ -499,15 +530,7 @@ test.serial(
     const changed = await refusalOf(mergePatch(created.metadata.name, { spec: { image: `${mirrored}-2` } }));
     t.true(byPolicy(changed), 'changing the image is judged by the tightened list');
 
-    await api().deleteNamespacedCustomObject({ ...ref(), name: created.metadata.name });
-    const released = await mergePatch(created.metadata.name, { metadata: { finalizers: null } });
-    t.deepEqual(released.metadata.finalizers ?? [], [], 'the finalizer is removed from a deleting Connector');
-    await eventually(
-      async () =>
-        (await refusalOf(api().getNamespacedCustomObject({ ...ref(), name: created.metadata.name })))
-          ?.code === 404,
-      { description: 'the Connector is gone' },
-    );
+    await deleteReleasingFinalizer(t, created.metadata.name);
   },
 );
 
@@ -529,13 +552,10 @@ test.serial(
     );
 
     const squatter = withId('team-a.edge');
-    const refusal = await refusalOf(create(squatter));
-    t.is(refusal?.code, 422);
-    t.is(
-      refusal?.message,
-      `connectors.vaultpam.io "${squatter.metadata.name}" is forbidden: ` +
-        `ValidatingAdmissionPolicy '${POLICY}' with binding '${POLICY}' denied request: ` +
-        `spec.connector.id "team-a.edge" is not allowed in namespace ${namespace}: the ids of this namespace ` +
+    await assertDenied(
+      t,
+      squatter,
+      `spec.connector.id "team-a.edge" is not allowed in namespace ${namespace}: the ids of this namespace ` +
         `start with "${namespace}.", and any other may be the id of a Connector in another namespace, whose ` +
         'control-plane record this one would take on a control plane they share; leave spec.connector.id out ' +
         `(the default is ${namespace}.${squatter.metadata.name}) or start it with "${namespace}.", or ask a ` +
@@ -588,15 +608,138 @@ test.serial(
     t.is(paused.spec.paused, true, 'another field changes');
     t.is(paused.spec.connector.id, HANDED_OVER_ID, 'the grandfathered id stays');
 
-    await api().deleteNamespacedCustomObject({ ...ref(), name: created.metadata.name });
-    const released = await mergePatch(created.metadata.name, { metadata: { finalizers: null } });
-    t.deepEqual(released.metadata.finalizers ?? [], [], 'the finalizer is removed from a deleting Connector');
-    await eventually(
-      async () =>
-        (await refusalOf(api().getNamespacedCustomObject({ ...ref(), name: created.metadata.name })))
-          ?.code === 404,
-      { description: 'the Connector is gone' },
+    await deleteReleasingFinalizer(t, created.metadata.name);
+  },
+);
+
+test.serial(
+  'spec.connector.org: without allowedOrgs in the parameters, every organisation is admitted, as before the key existed',
+  async (t) => {
+    await setup();
+    for (const org of ['acme', 'another-team-org', 'team-b/acme']) {
+      const created = await create(connector((spec) => Object.assign(spec.connector, { org })));
+      t.is(created.spec.connector.org, org, `${org} is admitted`);
+    }
+  },
+);
+
+test.serial(
+  "spec.connector.org with allowedOrgs: the namespace's own and shared organisations are admitted; another namespace's is refused, naming the field, the value, what is allowed and where",
+  async (t) => {
+    await setup();
+    const other = await createTestNamespace(cluster().kc, 'vap-orgs');
+    const withOrg = (org: string, inNamespace = namespace) => {
+      const body = connector((spec) => Object.assign(spec.connector, { org }));
+      body.metadata.namespace = inNamespace;
+      return body;
+    };
+    const createIn = (body: ConnectorBody) =>
+      api().createNamespacedCustomObject({
+        ...ref(),
+        namespace: body.metadata.namespace,
+        body,
+      }) as Promise<ConnectorBody>;
+    const acmeAdmitted = await create(withOrg('acme'));
+    await applyParams({
+      ...testParams(),
+      allowedOrgs: `${namespace}/team-a-org, shared-org\n${other}/team-b-org`,
+    });
+    t.teardown(async () => {
+      await applyParams(testParams());
+      await untilPolicy(() => withOrg('acme'), false, 'every organisation is allowed again');
+    });
+    await untilPolicy(
+      () => withOrg('acme'),
+      true,
+      'an unlisted organisation is refused once allowedOrgs is set',
     );
+
+    t.is((await create(withOrg('team-a-org'))).spec.connector.org, 'team-a-org', 'listed as namespace/org');
+    t.is(
+      (await create(withOrg('shared-org'))).spec.connector.org,
+      'shared-org',
+      'listed for every namespace',
+    );
+    t.is(
+      (await createIn(withOrg('team-b-org', other))).spec.connector.org,
+      'team-b-org',
+      'the other namespace uses its own organisation',
+    );
+    t.is((await createIn(withOrg('shared-org', other))).spec.connector.org, 'shared-org');
+
+    // The deputy review's case: a Connector author of one namespace names the organisation of another.
+    const intruder = withOrg('team-b-org');
+    await assertDenied(
+      t,
+      intruder,
+      `spec.connector.org "team-b-org" is not allowed in namespace ${namespace} (allowed here: team-a-org, ` +
+        'shared-org): the operator would register the connector in that organisation with the admin ' +
+        'credential of its control plane; use an organisation allowed here, or ask a cluster admin to add ' +
+        `"${namespace}/team-b-org" to allowedOrgs in the ConfigMap ${PARAMS_NAMESPACE}/${PARAMS}`,
+    );
+    const reverse = await refusalOf(createIn(withOrg('team-a-org', other)));
+    t.true(byPolicy(reverse), `team-a-org is listed for ${namespace} only: ${reverse?.message}`);
+    t.true(
+      reverse?.message.includes(`(allowed here: shared-org, team-b-org)`) &&
+        reverse.message.includes(`add "${other}/team-a-org" to allowedOrgs`),
+      reverse?.message,
+    );
+    for (const org of [
+      // An entry with a '/' is namespace/org: it does not admit an org of that whole name elsewhere.
+      `${other}/team-b-org`,
+      // An entry matches the whole org.
+      'team-a-org-2',
+      'shared',
+    ]) {
+      const refused = await refusalOf(create(withOrg(org)));
+      t.true(byPolicy(refused), `${org} is refused: ${refused?.message}`);
+      t.true(
+        refused?.message.includes(`spec.connector.org "${org}" is not allowed in namespace ${namespace}`),
+      );
+    }
+
+    // The operator moves a record along with a change of org, so a change is judged as a create.
+    const own = await create(withOrg('team-a-org'));
+    const moved = await refusalOf(
+      mergePatch(own.metadata.name, { spec: { connector: { org: 'team-b-org' } } }),
+    );
+    t.true(byPolicy(moved), `moving to another namespace's organisation is refused: ${moved?.message}`);
+    const toShared = await mergePatch(own.metadata.name, { spec: { connector: { org: 'shared-org' } } });
+    t.is(toShared.spec.connector.org, 'shared-org', 'moving to an allowed one passes');
+    // Created before the list, with an org it does not name: other changes still pass.
+    const paused = await mergePatch(acmeAdmitted.metadata.name, { spec: { paused: true } });
+    t.is(paused.spec.connector.org, 'acme', 'a change of another field leaves the grandfathered org alone');
+  },
+);
+
+test.serial(
+  'an allowedOrgs present but empty refuses every organisation, yet never blocks an update that leaves the org alone: the finalizer is added and removed',
+  async (t) => {
+    await setup();
+    const created = await create(connector());
+    await applyParams({ ...testParams(), allowedOrgs: '' });
+    t.teardown(async () => {
+      await applyParams(testParams());
+      await untilPolicy(connector, false, 'every organisation is allowed again');
+    });
+    await untilPolicy(connector, true, 'an empty allowedOrgs refuses every new Connector');
+    const refusal = await refusalOf(create(connector()));
+    t.true(
+      refusal?.message.includes(
+        `spec.connector.org "acme" is not allowed in namespace ${namespace} (no organisation is allowed here)`,
+      ),
+      refusal?.message,
+    );
+
+    const finalized = await mergePatch(created.metadata.name, { metadata: { finalizers: [FINALIZER] } });
+    t.deepEqual(finalized.metadata.finalizers, [FINALIZER], 'the finalizer is added');
+    const paused = await mergePatch(created.metadata.name, { spec: { paused: true } });
+    t.is(paused.spec.paused, true, 'another field changes');
+    const changed = await refusalOf(
+      mergePatch(created.metadata.name, { spec: { connector: { org: 'acme-2' } } }),
+    );
+    t.true(byPolicy(changed), 'changing the org is judged by the tightened list');
+    await deleteReleasingFinalizer(t, created.metadata.name);
   },
 );
 
