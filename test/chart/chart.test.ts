@@ -7,11 +7,13 @@
 // values are refused, by values.schema.json or the chart's checks, with a message naming the value.
 // test/chart/chart-apply.test.ts applies every rendering to a real API server.
 import { spawnSync } from 'node:child_process';
-import { readdir, readFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { KubernetesObject, V1ConfigMap, V1Deployment } from '@kubernetes/client-node';
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import * as yaml from 'js-yaml';
+import { selfSignedCertificate } from '../helpers/certificates.ts';
 import { repoRoot } from '../helpers/cluster.ts';
 import {
   CHART_DIR,
@@ -348,6 +350,17 @@ function operatorEnvironment(objects: KubernetesObject[]): Record<string, string
   return environment;
 }
 
+const CA_FILE_VARIABLE = 'VAULTPAM_OPERATOR_CONTROL_PLANE_CA_FILE';
+
+/** A CA bundle in a file, as the pod has it mounted from the CA ConfigMap. */
+async function mountedCaFile(t: ExecutionContext): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'chart-ca-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const file = join(dir, 'ca.crt');
+  await writeFile(file, (await selfSignedCertificate()).certPem);
+  return file;
+}
+
 test("the operator's own flag parsing accepts the settings of the defaults and of each ci/ values file", async (t) => {
   const help = spawnSync(process.execPath, [operatorEntry, '--help'], { encoding: 'utf8', timeout: 30_000 });
   const known = new Set([...help.stdout.matchAll(/\(env ([A-Z0-9_]+)\)/g)].map((match) => match[1]));
@@ -357,6 +370,9 @@ test("the operator's own flag parsing accepts the settings of the defaults and o
     const environment = operatorEnvironment(await templateChart({ valuesFiles: values ? [values] : [] }));
     const unknown = Object.keys(environment).filter((name) => !known.has(name) && !name.startsWith('POD_'));
     t.deepEqual(unknown, [], `${what}: every variable is one the operator reads`);
+    // The CA file is read and judged with the flags: in the pod it is mounted from the CA ConfigMap
+    // the values name, here it is a real CA bundle at a path of the test's.
+    if (environment[CA_FILE_VARIABLE] !== undefined) environment[CA_FILE_VARIABLE] = await mountedCaFile(t);
     // Every flag is checked before the operator touches the cluster: with no kubeconfig, getting as
     // far as loading it means every setting was accepted.
     const run = spawnSync(process.execPath, [operatorEntry], {
