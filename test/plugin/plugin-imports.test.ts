@@ -1,7 +1,7 @@
 // src/plugin may import src/operator (docs/architecture.md, the layering table says why), but only
 // its pure modules: the Connector's and ControlPlane's types and names, the syntax of Kubernetes
 // names, the condition reasons, the admin client, the rule on where a credential may be sent, the
-// mint-key scheme, the cleaning of text from elsewhere. None that starts informers, leader election, a work queue or writes: the plugin acts
+// mint-key scheme, which token is live (from the status alone), the cleaning of text from elsewhere. None that starts informers, leader election, a work queue or writes: the plugin acts
 // with the person's rights, never the operator's.
 import { readdirSync, readFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
@@ -20,6 +20,7 @@ const ALLOWED = new Set([
   'src/operator/control-plane/credential-url.ts',
   'src/operator/reconcile/desired-objects.ts',
   'src/operator/reconcile/enrollment.ts',
+  'src/operator/reconcile/live-token.ts',
   'src/operator/reconcile/pod-facts.ts',
   'src/operator/reconcile/recovery-stages.ts',
   'src/operator/reconcile/storage-posture.ts',
