@@ -9,6 +9,7 @@
 
 import { describeDuration } from '../lib/duration.ts';
 import type { CodedError } from '../lib/errors.ts';
+import { isTransportError } from './connection-errors.ts';
 import {
   type AgentFailure,
   clientCertificateNotReceivedFailure,
@@ -17,6 +18,7 @@ import {
   identityExpiredFailure,
   identityRejectedFailure,
   identityUntrustedFailure,
+  NEXT_STEPS,
   sanUriPrefixMismatchFailure,
 } from './failure.ts';
 
@@ -299,6 +301,16 @@ export function sameControlPlane(a: string, b: string): boolean {
 }
 
 function notReceived(error: CodedError, context: RefusalContext): AgentFailure {
+  if (isTransportError(error)) {
+    // The server's TLS alert (connection-errors.ts): it asked, and the certificate did not fit.
+    return clientCertificateNotReceivedFailure(
+      error.message.replace(
+        "this connector's certificate to present",
+        `${certificateOf(context.identity)} to present`,
+      ),
+      NEXT_STEPS.clientCertificateNotAdmitted,
+    );
+  }
   return clientCertificateNotReceivedFailure(
     `client certificate required: the control plane at ${context.controlPlaneUrl} received no client ` +
       `certificate, although this agent had ${certificateOf(context.identity)} to present: something between ` +

@@ -36,6 +36,11 @@ export interface ConnectionContext {
   clientCertificate?: boolean;
   /** False when the request went out on a kept-alive connection that had served others. */
   freshConnection?: boolean;
+  /**
+   * Whether the handshake got as far as deriving keys (the server chose a cipher suite and sent its
+   * certificate request, if any): a handshake_failure alert after that is not about cipher suites.
+   */
+  keysDerived?: boolean;
   /** The issuer (X509Certificate.issuer) of this connector's own certificate, once it has one. */
   clientCertificateIssuer?: string;
 }
@@ -159,7 +164,9 @@ export function classifyConnectionError(
     return permanent('SERVER_NAME_MISMATCH', nameMismatchMessage(error, context.url));
   }
   const handshake = handshakeFailure(error, code, context, facts);
-  if (handshake) return temporary(handshake.code, handshake.message);
+  if (handshake) {
+    return (handshake.permanent ? permanent : temporary)(handshake.code, handshake.message);
+  }
   if (code === 'REQUEST_TIMEOUT') return temporary('CONNECTION_TIMEOUT', timeoutMessage(host, context, raw));
 
   const networkCode = typeof code === 'string' ? TEMPORARY_NETWORK_CODES[code] : undefined;
@@ -329,13 +336,20 @@ const NOT_TLS_REASONS =
 const NO_COMMON_VERSION_REASONS = /unsupported protocol|no protocols available|alert protocol version/;
 const CLOSED_CODES = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED']);
 
+/** A coded TLS failure; `permanent` when retrying cannot change it (the server's configuration). */
+interface HandshakeFailure {
+  code: string;
+  message: string;
+  permanent?: boolean;
+}
+
 /** The coded failure of a TLS handshake (or a TLS alert right after it), undefined when it is none. */
 function handshakeFailure(
   error: unknown,
   code: unknown,
   context: ConnectionContext,
   facts: ServerFacts,
-): { code: string; message: string } | undefined {
+): HandshakeFailure | undefined {
   const host = hostOf(context.url);
   const openssl = openSslFailure(errorMessage(error), code);
   if (openssl) return opensslHandshakeFailure(openssl, host, context, facts);
@@ -343,25 +357,55 @@ function handshakeFailure(
   return undefined;
 }
 
+/**
+ * Whether the server's alert says it asked for a client certificate and received none. TLS 1.3 has
+ * its own alert for it (certificate_required, 116). TLS 1.2 has none: OpenSSL's server answers an
+ * empty Certificate message with handshake_failure (40), which it also sends when no cipher suite or
+ * signature algorithm is in common; but that happens before any key is derived, an empty Certificate
+ * after. Only an agent that had no certificate to send knows it sent none, so only then is 40 read so.
+ */
+function certificateRequired(alert: number | undefined, reason: string, context: ConnectionContext): boolean {
+  if (alert === ALERT_CERTIFICATE_REQUIRED || /certificate required/.test(reason)) return true;
+  return alert === ALERT_HANDSHAKE_FAILURE && !context.clientCertificate && context.keysDerived === true;
+}
+
+/**
+ * The guide's "client certificate required" for the server's alert. Permanent: the server's
+ * demand does not change by retrying, so the agent stops at once, as it does for the HTTP forms of
+ * the same refusal (proxy-answers.ts, the control plane's 401), and says who must change what.
+ */
+function certificateRequiredFailure(
+  alert: number | undefined,
+  reason: string,
+  host: string,
+  context: ConnectionContext,
+): HandshakeFailure {
+  const said =
+    `client certificate required: the server at ${host} asked for a client certificate in the TLS handshake ` +
+    `and received none (TLS alert ${alert ?? ALERT_CERTIFICATE_REQUIRED}: ${alertName(reason)})`;
+  return {
+    code: 'CLIENT_CERTIFICATE_REQUIRED',
+    permanent: true,
+    message: context.clientCertificate
+      ? // OpenSSL sends the certificate only when the request admits its key and signature algorithm.
+        `${said}, although this agent had this connector's certificate to present: the server's certificate ` +
+        'request does not admit it (its key type or signature algorithm), so none was sent'
+      : `${said}: this agent has no certificate before it pairs, so the enrollment request must be let through without one`,
+  };
+}
+
 function opensslHandshakeFailure(
   { reason, alert }: OpenSslFailure,
   host: string,
   context: ConnectionContext,
   facts: ServerFacts,
-): { code: string; message: string } {
+): HandshakeFailure {
   const failed = (message: string) => ({
     code: 'TLS_HANDSHAKE_FAILED',
     message: `tls handshake failed: ${message}`,
   });
-  if (alert === ALERT_CERTIFICATE_REQUIRED || /certificate required/.test(reason)) {
-    return {
-      code: 'TLS_CLIENT_CERTIFICATE_REQUIRED',
-      message:
-        `client certificate required: the server at ${host} asks for a client certificate` +
-        (context.clientCertificate
-          ? ' and did not take the one this connector presented'
-          : ' and this agent has none to present (it has one only after pairing: the enrollment endpoint must not require one)'),
-    };
+  if (certificateRequired(alert, reason, context)) {
+    return certificateRequiredFailure(alert, reason, host, context);
   }
   const refusal = alert === undefined ? undefined : CLIENT_CERTIFICATE_ALERTS[alert];
   if (refusal) {
@@ -409,10 +453,7 @@ function alertName(reason: string): string {
  * before answering: a TLS 1.3 server that refuses the client certificate after the handshake (as
  * node's own servers do) looks exactly like this.
  */
-function closedDuringHandshake(
-  host: string,
-  context: ConnectionContext,
-): { code: string; message: string } | undefined {
+function closedDuringHandshake(host: string, context: ConnectionContext): HandshakeFailure | undefined {
   const refusedCertificate = context.clientCertificate
     ? ": it probably refused this connector's client certificate (check the server's logs)"
     : ': is it a TLS port?';

@@ -218,7 +218,13 @@ export class ControlPlaneClient implements AgentApi {
       requestTimeoutMs: this.options.requestTimeoutMs,
       clientCertificate: this.clientCertificate,
       ...(this.clientCertificateIssuer ? { clientCertificateIssuer: this.clientCertificateIssuer } : {}),
-      ...(progress ? { phase: progress.phase, freshConnection: progress.freshConnection } : {}),
+      ...(progress
+        ? {
+            phase: progress.phase,
+            freshConnection: progress.freshConnection,
+            keysDerived: progress.keysDerived,
+          }
+        : {}),
     };
   }
 
@@ -324,6 +330,8 @@ class RequestProgress {
   phase: RequestPhase;
   /** False when the request went out on a kept-alive connection. */
   freshConnection = true;
+  /** The handshake derived keys: the server chose a cipher suite (connection-errors.ts, alert 40). */
+  keysDerived = false;
 
   constructor(base: URL) {
     this.phase = isIP(bareHostname(base)) ? 'connecting' : 'resolving the host name';
@@ -342,6 +350,10 @@ class RequestProgress {
     }
     socket.once('lookup', () => this.reach('connecting'));
     socket.once('connect', () => this.reach('tls handshake'));
+    // Node emits a key log line once the handshake has keys; the line itself (a secret) is never kept.
+    socket.once('keylog', () => {
+      this.keysDerived = true;
+    });
     socket.once('secureConnect', () => this.reach('waiting for the answer'));
   }
 }

@@ -114,6 +114,13 @@ export const NEXT_STEPS = {
     'A TLS-terminating proxy, ingress or load balancer between the agent and the control plane drops the ' +
     'client certificate: configure TLS passthrough to the control plane (or point --control-plane-url at it ' +
     'directly) and restart the connector. The identity is intact: do not clear it.',
+  clientCertificateNotAdmitted:
+    'The server at --control-plane-url (the control plane, or a proxy, ingress or load balancer in front of ' +
+    "it) asks for a client certificate in the TLS handshake but does not admit this connector's (its key " +
+    'type or signature algorithm: the agent generates ECDSA P-256 keys), so the agent sent none: configure TLS ' +
+    "passthrough to the control plane, which accepts the connector's certificate (or point " +
+    '--control-plane-url at it directly), or let that server accept ECDSA client certificates; then restart ' +
+    'the connector. The identity is intact: do not clear it.',
   sanUriPrefixMismatch:
     "The agent's --san-uri-prefix (env VAULTPAM_SAN_URI_PREFIX) and the control plane's SAN URI prefix " +
     "disagree: give the control plane back the prefix this connector's certificate was issued under and " +
@@ -236,13 +243,19 @@ export function enrollmentRejectedFailure(error: CodedError): AgentFailure {
 
 /** The next step of each trust failure while pairing: each has its own fix, not always --ca-file. */
 const TRUST_NEXT_STEPS: Readonly<Record<string, string>> = {
+  // A server that requires a client certificate in the handshake (connection-errors.ts).
+  CLIENT_CERTIFICATE_REQUIRED: NEXT_STEPS.enrollmentClientCertificateRequired,
   SERVER_NAME_MISMATCH: NEXT_STEPS.serverNameMismatch,
   CA_CHAIN_INCOMPLETE: NEXT_STEPS.chainIncomplete,
   SERVER_CERT_EXPIRED: NEXT_STEPS.serverCertificateDates,
   SERVER_CERT_NOT_YET_VALID: NEXT_STEPS.serverCertificateDates,
 };
 
-/** A TLS trust failure while pairing: nothing was sent, but retrying cannot fix it. */
+/**
+ * A TLS failure while pairing that retrying cannot fix: a trust failure (nothing was sent), or a
+ * server that requires a client certificate (it aborted the handshake, so nothing reached the
+ * control plane).
+ */
 export function enrollmentTrustFailure(error: CodedError): AgentFailure {
   return new AgentFailure(error.code, `enrollment impossible: ${error.message}`, {
     failureClass: 'FirstBootBootstrap',
@@ -375,12 +388,19 @@ export function controlPlaneMismatchFailure(reason: string): AgentFailure {
   });
 }
 
-/** The agent had a certificate to present and the control plane received none: a proxy in between never asked for it or took it off. */
-export function clientCertificateNotReceivedFailure(reason: string): AgentFailure {
+/**
+ * The agent had a certificate to present and whatever terminates TLS at --control-plane-url received
+ * none: a proxy in between never asked for it or took it off (clientCertificateNotReceived), or the
+ * server asked in a way the certificate does not fit (clientCertificateNotAdmitted, a TLS alert).
+ */
+export function clientCertificateNotReceivedFailure(
+  reason: string,
+  nextStep: string = NEXT_STEPS.clientCertificateNotReceived,
+): AgentFailure {
   return new AgentFailure('CLIENT_CERTIFICATE_NOT_RECEIVED', reason, {
     failureClass: 'Configuration',
     exitCode: EXIT_CODES.configuration,
-    nextStep: NEXT_STEPS.clientCertificateNotReceived,
+    nextStep,
   });
 }
 

@@ -7,7 +7,7 @@ import { readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer as createHttpsServer, Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import type { TLSSocket } from 'node:tls';
+import type { TLSSocket, TlsOptions } from 'node:tls';
 import test, { type ExecutionContext } from 'ava';
 import type { AgentConfig } from '../../src/agent/config.ts';
 import { ControlPlaneClient } from '../../src/agent/control-plane-client.ts';
@@ -16,7 +16,7 @@ import { identityPaths } from '../../src/agent/identity-files.ts';
 import type { TerminationMessage } from '../../src/contract/agent-process.ts';
 import { startControlPlane } from '../../src/controlplane/server.ts';
 import { systemClock } from '../../src/lib/clock.ts';
-import { createCsrPem, parseCertificateFacts } from '../../src/lib/pki.ts';
+import { createCsrPem, type KeyAlgorithm, parseCertificateFacts } from '../../src/lib/pki.ts';
 import { selfSignedCertificate } from '../helpers/certificates.ts';
 import { assertNoSecrets } from '../helpers/secret-scan.ts';
 import { tempDir } from './fixtures.ts';
@@ -210,10 +210,16 @@ async function tlsTerminatingProxy(
   upstream: string,
   upstreamCaPem: string,
   requiresCertificate: (path: string) => boolean = () => false,
+  handshake: HandshakeDemand = {},
 ) {
-  const serving = await selfSignedCertificate({ commonName: 'proxy', sanIps: ['127.0.0.1'] });
+  const serving = await selfSignedCertificate({
+    commonName: 'proxy',
+    sanIps: ['127.0.0.1'],
+    ...(handshake.keyAlgorithm ? { keyAlgorithm: handshake.keyAlgorithm } : {}),
+  });
   const forward = new HttpsAgent({ ca: upstreamCaPem });
-  const server = createHttpsServer({ key: serving.keyPem, cert: serving.certPem }, (req, res) => {
+  const tls = handshake.options ?? {};
+  const server = createHttpsServer({ key: serving.keyPem, cert: serving.certPem, ...tls }, (req, res) => {
     const presented = Object.keys((req.socket as TLSSocket).getPeerCertificate()).length > 0;
     if (!presented && requiresCertificate(req.url ?? '/')) {
       req.resume();
@@ -241,29 +247,58 @@ async function tlsTerminatingProxy(
   return { url: `https://127.0.0.1:${(server.address() as AddressInfo).port}`, caPem: serving.certPem };
 }
 
+/**
+ * What the proxy asks of the TLS handshake itself (node's tls server options: requestCert and
+ * rejectUnauthorized make it refuse a handshake without a client certificate by a TLS alert), and
+ * the key type of its own certificate.
+ */
+interface HandshakeDemand {
+  options?: TlsOptions;
+  keyAlgorithm?: KeyAlgorithm;
+}
+
 /** A connector prepared to pair through tlsTerminatingProxy, and the agent configuration for it. */
 async function behindProxy(
   t: ExecutionContext,
   control: TestControlPlane,
   connectorId: string,
   requiresCertificate?: (path: string) => boolean,
+  handshake?: HandshakeDemand,
 ): Promise<{ prepared: Awaited<ReturnType<typeof prepareConnector>>; config: AgentConfig }> {
   const prepared = await prepareConnector(t, control, connectorId);
-  const proxy = await tlsTerminatingProxy(t, control.cp.url, control.cp.caPem, requiresCertificate);
+  const config = await proxiedConfig(t, control, connectorId, prepared, requiresCertificate, handshake);
+  return { prepared, config };
+}
+
+/** The agent configuration of `files` pointed at a new tlsTerminatingProxy in front of `control`. */
+async function proxiedConfig(
+  t: ExecutionContext,
+  control: TestControlPlane,
+  connectorId: string,
+  files: { tokenFile: string; dataDir: string },
+  requiresCertificate?: (path: string) => boolean,
+  handshake?: HandshakeDemand,
+): Promise<AgentConfig> {
+  const proxy = await tlsTerminatingProxy(
+    t,
+    control.cp.url,
+    control.cp.caPem,
+    requiresCertificate,
+    handshake,
+  );
   const proxyCaFile = join(await tempDir(t), 'proxy-ca.pem');
   await writeFile(proxyCaFile, proxy.caPem);
-  const config = agentConfig({
+  return agentConfig({
     connectorId,
     controlPlaneUrl: proxy.url,
     caFile: proxyCaFile,
-    tokenFile: prepared.tokenFile,
-    dataDir: prepared.dataDir,
-    terminationLog: join(prepared.dataDir, 'termination-log'),
-    // Without the agent reading a proxy's page, it was a generic HTTP_400 retried until this gave up
+    tokenFile: files.tokenFile,
+    dataDir: files.dataDir,
+    terminationLog: join(files.dataDir, 'termination-log'),
+    // Without the agent reading a proxy's page or alert, it was an error retried until this gave up
     // (exit 14).
     giveUpAfterMs: 3_000,
   });
-  return { prepared, config };
 }
 
 // The agent had its certificate and whatever answers at --control-plane-url received none: the
@@ -315,24 +350,102 @@ for (const { title, connectorId, requiresCertificate, answer } of [
   });
 }
 
-test("a proxy's HTML page for a missing client certificate on the enrollment: client certificate required, exit 11, the token unspent", async (t) => {
-  const control = await startTestControlPlane(t);
-  const connectorId = 'team-a.enroll-behind-nginx';
-  const { prepared, config } = await behindProxy(t, control, connectorId, () => true);
-  const { agent, logs } = runAgent(t, config);
+/**
+ * The agent behind a proxy requiring a client certificate on the enrollment stops at its first try
+ * with exit 11 CLIENT_CERTIFICATE_REQUIRED, its reason matching `reason`, and the token unspent.
+ */
+async function assertEnrollmentNeedsNoCertificate(
+  t: ExecutionContext,
+  control: TestControlPlane,
+  connectorId: string,
+  { prepared, config }: { prepared: { token: string }; config: AgentConfig },
+  reason: RegExp,
+): Promise<void> {
+  const { agent, logs, counts } = runAgent(t, config);
   t.is((await agent.done).exitCode, 11);
   const message = await termination(config);
   t.is(message.code, 'CLIENT_CERTIFICATE_REQUIRED');
   t.is(String(message.failureClass), 'FirstBootBootstrap');
-  t.regex(
-    message.reason,
-    /^client certificate required: a proxy in front of the control plane answered \/v1\/enroll with HTTP 400 "No required SSL certificate was sent"/,
-  );
+  t.regex(message.reason, reason);
+  t.notRegex(message.reason, /SSL routines|\.c:\d+|<html/, 'no OpenSSL text, no markup');
   t.is(message.nextStep, NEXT_STEPS.enrollmentClientCertificateRequired);
   t.regex(message.nextStep, /token is unspent/);
+  t.is(counts.enroll, 1, 'not retried');
+  t.is(recordsMatching(logs, /^enrollment request/).length, 0, 'no retry announced');
   const record = await control.admin.getConnector(connectorId);
   t.is(record.state, 'pending', 'the control plane never saw the request');
   assertNoSecrets(t, 'agent logs', logs.text(), [prepared.token]);
+}
+
+test("a proxy's HTML page for a missing client certificate on the enrollment: client certificate required, exit 11, the token unspent", async (t) => {
+  const control = await startTestControlPlane(t);
+  const connectorId = 'team-a.enroll-behind-nginx';
+  await assertEnrollmentNeedsNoCertificate(
+    t,
+    control,
+    connectorId,
+    await behindProxy(t, control, connectorId, () => true),
+    /^client certificate required: a proxy in front of the control plane answered \/v1\/enroll with HTTP 400 "No required SSL certificate was sent"/,
+  );
+});
+
+// The same refusal as a TLS alert: a proxy (node's tls server with requestCert and
+// rejectUnauthorized) that requires a client certificate in the handshake and receives none aborts it
+// with certificate_required (116, TLS 1.3) or, in TLS 1.2, handshake_failure (40) after the key
+// exchange. Node 26 raises ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED ("tlsv13 alert certificate
+// required ... SSL alert number 116") after the client's handshake completed, and EPROTO ("ssl/tls
+// alert handshake failure ... SSL alert number 40") during it. Both were retried until
+// --give-up-after (exit 14, CONTROL_PLANE_UNREACHABLE) while the HTTP forms stop at once.
+for (const { version, alert } of [
+  { version: 'TLSv1.3', alert: '116: certificate required' },
+  { version: 'TLSv1.2', alert: '40: handshake failure' },
+] as const) {
+  test(`a proxy that requires a client certificate in the ${version} handshake, on the enrollment: client certificate required, exit 11, the token unspent`, async (t) => {
+    const control = await startTestControlPlane(t);
+    const connectorId = `team-a.enroll-alert-${version === 'TLSv1.3' ? '13' : '12'}`;
+    await assertEnrollmentNeedsNoCertificate(
+      t,
+      control,
+      connectorId,
+      await behindProxy(t, control, connectorId, undefined, {
+        options: { requestCert: true, rejectUnauthorized: true, ca: control.cp.caPem, maxVersion: version },
+      }),
+      new RegExp(
+        '^enrollment impossible: client certificate required: the server at 127\\.0\\.0\\.1:\\d+ asked for a ' +
+          `client certificate in the TLS handshake and received none \\(TLS alert ${alert}\\)`,
+      ),
+    );
+  });
+}
+
+test("a paired agent whose certificate the proxy's TLS 1.3 certificate request does not admit: client certificate required, exit 12, the identity kept", async (t) => {
+  const control = await startTestControlPlane(t);
+  const connectorId = 'team-a.alert-not-admitted';
+  const paired = await enrolledConnector(t, control, connectorId);
+  const before = await identitySnapshot(paired.dataDir);
+  // An RSA proxy that accepts only RSA signatures: OpenSSL has nothing to sign with the connector's
+  // EC key, so it sends an empty Certificate and the proxy answers certificate_required.
+  const config = await proxiedConfig(t, control, connectorId, paired, undefined, {
+    keyAlgorithm: 'rsa-2048',
+    options: {
+      requestCert: true,
+      rejectUnauthorized: true,
+      ca: control.cp.caPem,
+      sigalgs: 'rsa_pss_rsae_sha256:RSA+SHA256',
+    },
+  });
+  const { agent, logs } = runAgent(t, config);
+  t.is((await agent.done).exitCode, 12);
+  const message = await termination(config);
+  t.is(message.code, 'CLIENT_CERTIFICATE_NOT_RECEIVED');
+  t.is(String(message.failureClass), 'Configuration');
+  t.regex(
+    message.reason,
+    /^client certificate required: the server at 127\.0\.0\.1:\d+ asked for a client certificate in the TLS handshake and received none \(TLS alert 116: certificate required\), although this agent had this connector's certificate \(serial \w+\) to present/,
+  );
+  t.is(message.nextStep, NEXT_STEPS.clientCertificateNotAdmitted);
+  t.is(recordsMatching(logs, /^heartbeat failed: /).length, 0, 'failed closed at once, not retried');
+  await assertIdentityKept(t, paired.dataDir, before);
 });
 
 test("the control plane's SAN URI prefix changed: SAN_URI_PREFIX_MISMATCH, Configuration exit 12, with the guide's fragment", async (t) => {

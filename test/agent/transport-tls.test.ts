@@ -111,23 +111,50 @@ test('first boot against a plain HTTP port: the termination message is one plain
   },
 );
 
-test('a server that requires a client certificate, before pairing: "client certificate required"', async (t) => {
+for (const [version, alert] of [
+  ['TLSv1.3', 'TLS alert 116: certificate required'],
+  ['TLSv1.2', 'TLS alert 40: handshake failure'],
+] as const) {
+  test(`a server that requires a client certificate in the ${version} handshake, before pairing: "client certificate required", not retried`, async (t) => {
+    const port = await tlsPort(t, {
+      ...(await serverCertificate(serverCa)),
+      requestCert: true,
+      rejectUnauthorized: true,
+      ca: clientCa.certPem,
+      maxVersion: version,
+    });
+    const client = clientFor(t, urlOf(port), { caPem: serverCa.certPem });
+    const error = await rejection(client.heartbeat(heartbeat));
+    t.is(error.code, 'CLIENT_CERTIFICATE_REQUIRED');
+    t.false(error.temporary, 'the server asks for what this agent does not have: retrying cannot change it');
+    t.is(
+      error.message,
+      `client certificate required: the server at 127.0.0.1:${port} asked for a client certificate in the TLS ` +
+        `handshake and received none (${alert}): this agent has no certificate before it pairs, so the ` +
+        'enrollment request must be let through without one',
+    );
+    t.true(isPlainLine(error.message), error.message);
+  });
+}
+
+test('TLS 1.2 handshake_failure before any key (no cipher suite in common) is not read as client certificate required, though the server requires one', async (t) => {
   const port = await tlsPort(t, {
     ...(await serverCertificate(serverCa)),
     requestCert: true,
     rejectUnauthorized: true,
     ca: clientCa.certPem,
+    maxVersion: 'TLSv1.2',
+    // RSA key exchange with an EC certificate: no cipher suite the server can use.
+    ciphers: 'AES128-SHA',
   });
   const client = clientFor(t, urlOf(port), { caPem: serverCa.certPem });
   const error = await rejection(client.heartbeat(heartbeat));
-  t.is(error.code, 'TLS_CLIENT_CERTIFICATE_REQUIRED');
-  t.true(
-    error.message.startsWith(
-      `client certificate required: the server at 127.0.0.1:${port} asks for a client certificate and this agent has none`,
-    ),
+  t.is(error.code, 'TLS_HANDSHAKE_FAILED');
+  t.true(error.temporary);
+  t.regex(
     error.message,
+    /aborted the handshake \(alert handshake failure\): no cipher suite or signature algorithm in common/,
   );
-  t.true(isPlainLine(error.message), error.message);
 });
 
 test('a node mTLS server that refuses the client certificate closes the connection: "tls handshake failed" naming the certificate', async (t) => {
@@ -143,6 +170,7 @@ test('a node mTLS server that refuses the client certificate closes the connecti
   client.setIdentity(identity);
   const error = await rejection(client.heartbeat(heartbeat));
   t.is(error.code, 'TLS_HANDSHAKE_FAILED');
+  t.true(error.temporary, 'a closed connection is not read as the server requiring a certificate');
   t.regex(
     error.message,
     new RegExp(

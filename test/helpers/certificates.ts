@@ -1,11 +1,11 @@
 // Certificates for tests that need a TLS peer of their own: a self-signed CA certificate, usable as
 // a server's certificate and as the trust anchor that vouches for it.
-import { generateKeyPairPem, issueCertificatePem } from '../../src/lib/pki.ts';
+import { generateKeyPairPem, issueCertificatePem, type KeyAlgorithm } from '../../src/lib/pki.ts';
 
 export async function selfSignedCertificate(
-  options: { commonName?: string; sanIps?: string[] } = {},
+  options: { commonName?: string; sanIps?: string[]; keyAlgorithm?: KeyAlgorithm } = {},
 ): Promise<{ certPem: string; keyPem: string }> {
-  const pair = await generateKeyPairPem('ec-p256');
+  const pair = await generateKeyPairPem(options.keyAlgorithm ?? 'ec-p256');
   const certPem = issueCertificatePem({
     issuerKeyPem: pair.privateKeyPem,
     subjectPublicKey: pair.publicKeyPem,

@@ -180,7 +180,7 @@ const CONNECTION_CONFIGURATION: Readonly<Record<string, { reason: string; nextSt
   },
   CLIENT_CERTIFICATE_NOT_RECEIVED: {
     reason:
-      'the control plane receives no client certificate from the agent: a TLS-terminating proxy, ingress or load balancer between them drops it',
+      "no client certificate from the agent reaches the control plane although the agent has its certificate: a TLS-terminating proxy, ingress or load balancer between them does not ask for it or drops it, or whatever terminates TLS asks for one in a form the certificate does not fit (the agent's reason says which)",
     nextStep:
       'configure TLS passthrough to the control plane for the agent (or point it at the control plane directly) and restart the pod once; the identity is intact: no recovery and no new token are needed',
   },
