@@ -63,6 +63,11 @@ function input(overrides: Partial<DiagnosisInput>): DiagnosisInput {
 }
 
 const enrolling = pendingRecord({ state: 'enrolling', enrolledAt: '2025-12-31T23:00:00.000Z' });
+const pairedInRecoveryR1 = record({
+  state: 'enrolling',
+  lastHeartbeatAt: null,
+  recovery: { requestId: 'r1', startedAt: '2025-12-31T22:59:00.000Z', completedAt: null },
+});
 
 function rule(name: string): Rule {
   const found = DIAGNOSIS_RULES.find((r) => r.name === name);
@@ -81,6 +86,7 @@ test('the chain, in order', (t) => {
       'foreignIdentity',
       'identityFilesInaccessible',
       'identityNotSaved',
+      'identityNotSavedInRecovery',
       'agentLostIdentity',
       'refusedIdentity',
       'reconnectFailure',
@@ -175,6 +181,23 @@ const RULE_ROWS: RuleRow[] = [
     not: {
       record: enrolling,
       agent: stopped({ exitCode: 12, code: 'CONFIGURATION_INVALID' }),
+    },
+  },
+  {
+    // Paired in guided recovery r1 (retired long before), the certificate not saved, r1 ended Failed.
+    rule: 'identityNotSavedInRecovery',
+    matches: {
+      record: pairedInRecoveryR1,
+      agent: stopped({ exitCode: 12, code: 'IDENTITY_PERSIST_FAILED' }),
+      recoveryFailedAfterPairing: 'r1',
+    },
+    failureClass: 'IdentityLoss',
+    reason:
+      /guided recovery r1 paired the connector at 2025-12-31T23:00:00\.000Z, but its data directory did not take the certificate/,
+    // Paired before that recovery began: the first pairing's rule, not this one.
+    not: {
+      record: { ...pairedInRecoveryR1, enrolledAt: '2025-12-31T22:00:00.000Z' },
+      agent: stopped({ exitCode: 12, code: 'IDENTITY_PERSIST_FAILED' }),
     },
   },
   {
@@ -444,4 +467,69 @@ test("an older agent's IDENTITY_FILE_UNREADABLE that is no permission problem (E
     t.notRegex(d?.reason ?? '', /permission denied|intact/, reason);
     t.regex(d?.nextStep ?? '', /starts automatically/, reason);
   }
+});
+
+test('a guided recovery that paired and ended Failed on a data directory that took no certificate: the status says so, and what to do first, under either policy', (t) => {
+  for (const recoveryPolicy of ['Manual', 'Automatic'] as const) {
+    const d = diagnose(
+      input({
+        record: pairedInRecoveryR1,
+        agent: stopped({ exitCode: 12, code: 'IDENTITY_PERSIST_FAILED', reason: 'ENOSPC writing cert.pem' }),
+        recoveryFailedAfterPairing: 'r1',
+        recoveryPolicy,
+      }),
+    );
+    t.is(d?.failureClass, 'IdentityLoss', recoveryPolicy);
+    t.regex(d?.reason ?? '', /token is spent/);
+    t.regex(
+      d?.nextStep ?? '',
+      /^make the data directory writable .*, then set spec\.recovery\.requestId to a new value/,
+    );
+    t.regex(d?.nextStep ?? '', /No recovery starts by itself before that/);
+    t.true((d?.evidence ?? []).some((line) => line.includes('IDENTITY_PERSIST_FAILED')));
+    // The restarted agent then finds no token: still no automatic recovery after that pairing.
+    const after = diagnose(
+      input({
+        record: pairedInRecoveryR1,
+        agent: stopped({
+          exitCode: 11,
+          failureClass: 'FirstBootBootstrap',
+          code: 'ENROLLMENT_TOKEN_MISSING',
+        }),
+        recoveryFailedAfterPairing: 'r1',
+        recoveryPolicy,
+      }),
+    );
+    t.is(after?.failureClass, 'IdentityLoss');
+    t.notRegex(after?.nextStep ?? '', /starts automatically/, recoveryPolicy);
+  }
+});
+
+test('an exit recorded in the same second as the pairing (Kubernetes keeps whole seconds) is not before it: the unsaved certificate is diagnosed', (t) => {
+  // The agent exits milliseconds after the control plane recorded the pairing at .615.
+  const paired = pendingRecord({ state: 'enrolling', enrolledAt: '2025-12-31T23:00:00.615Z' });
+  const exit = stopped({ exitCode: 12, code: 'IDENTITY_PERSIST_FAILED', finishedAt: '2025-12-31T23:00:00Z' });
+  t.is(diagnose(input({ record: paired, agent: exit }))?.failureClass, 'FirstBootBootstrap');
+  t.regex(diagnose(input({ record: paired, agent: exit }))?.reason ?? '', /did not take the certificate/);
+  // A whole second earlier is before it (a first start that waited for its token, say).
+  const earlier = stopped({
+    exitCode: 12,
+    code: 'IDENTITY_PERSIST_FAILED',
+    finishedAt: '2025-12-31T22:59:59Z',
+  });
+  t.is(rule('identityNotSaved')(input({ record: paired, agent: earlier })), undefined);
+  // An exit that can only come before a pairing (a first start that found no token yet) keeps
+  // reading as before a pairing in its second: it describes no identity lost since.
+  const waited = stopped({
+    exitCode: 11,
+    failureClass: 'FirstBootBootstrap',
+    code: 'ENROLLMENT_TOKEN_MISSING',
+    finishedAt: '2025-12-31T23:00:00Z',
+  });
+  t.is(
+    rule('agentLostIdentity')(
+      input({ record: record({ enrolledAt: '2025-12-31T23:00:00.615Z' }), agent: waited }),
+    ),
+    undefined,
+  );
 });

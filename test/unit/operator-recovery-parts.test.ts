@@ -478,3 +478,76 @@ test('found, fixed: an agent that finds no token although its Secret held it sin
   });
   t.is(facts?.createdAt, '2026-01-01T00:01:00.000Z');
 });
+
+test('recovery token: an agent that paired with it and could not save the certificate ended the attempt saying it paired, the token is spent, and what to do', (t) => {
+  // The control plane recorded the pairing (enrolling, a certificate issued since the recovery began);
+  // the agent's data directory did not take the certificate, so it stopped with exit 12.
+  const paired = record({
+    state: 'enrolling',
+    lastHeartbeatAt: null,
+    stateChangedAt: '2026-01-01T00:02:00.000Z',
+    enrolledAt: '2026-01-01T00:02:00.000Z',
+    recovery: { requestId: 'r1', startedAt: '2026-01-01T00:00:30.000Z', completedAt: null },
+  });
+  const unsaved = pod({
+    terminated: {
+      exitCode: EXIT_CODES.configuration,
+      finishedAt: '2026-01-01T00:02:01Z',
+      message: JSON.stringify({
+        failureClass: 'Configuration',
+        code: 'IDENTITY_PERSIST_FAILED',
+        reason:
+          'the certificate the control plane issued could not be saved: ENOSPC writing /data/identity/cert.pem',
+      }),
+    },
+  });
+  const d = planRecovery(
+    input({ record: paired, previous: afterMint('AwaitingOnline'), pods: [unsaved], tokenSecret: ownSecret }),
+  );
+  t.is(d.status?.step, 'Failed');
+  const reason = d.status?.reason ?? '';
+  t.notRegex(reason, /instead of pairing/, 'it did pair');
+  t.regex(
+    reason,
+    /^the agent in pod edge-0 paired with this recovery's token at 2026-01-01T00:02:00\.000Z \(certificate serial ab12\), then stopped with exit code 12 \((?:Configuration: )?IDENTITY_PERSIST_FAILED: .*ENOSPC writing \/data\/identity\/cert\.pem\) before its first heartbeat/,
+  );
+  t.regex(reason, /the token is spent/);
+  t.regex(reason, /Make the data directory writable/);
+  t.regex(reason, /set a new spec\.recovery\.requestId/);
+  t.like(d.events[0], { reason: 'RecoveryFailed' });
+});
+
+test('requests: under policy Automatic, no recovery starts by itself after one that paired the connector and ended Failed (the pairing changed the record, not the cause)', (t) => {
+  const pairedByR1 = record({
+    state: 'enrolling',
+    lastHeartbeatAt: null,
+    stateChangedAt: '2026-01-01T00:02:00.000Z',
+    enrolledAt: '2026-01-01T00:02:00.000Z',
+    recovery: { requestId: 'r1', startedAt: '2026-01-01T00:00:30.000Z', completedAt: null },
+  });
+  const failedR1 = at('Failed', { outcome: 'Failed', reason: 'IDENTITY_PERSIST_FAILED after pairing' });
+  const d = startRecovery(
+    input({ policy: 'Automatic', record: pairedByR1, previous: failedR1, identityLoss: true }),
+  );
+  t.false(d.inProgress, 'none starts: it would pair again on the same data directory');
+  t.is(d.status, failedR1);
+  // A person's request still starts one.
+  t.like(
+    startRecovery(input({ policy: 'Automatic', record: pairedByR1, previous: failedR1, requestedId: 'r2' })),
+    {
+      inProgress: true,
+      status: { requestId: 'r2', step: 'Requested' },
+    },
+  );
+  // Once the record moved on (offline after beating, needs_recovery), a new incident may start one.
+  t.true(
+    startRecovery(
+      input({
+        policy: 'Automatic',
+        record: record({ state: 'needs_recovery' }),
+        previous: failedR1,
+        identityLoss: true,
+      }),
+    ).inProgress,
+  );
+});

@@ -8,7 +8,8 @@ import type { ConnectorPhase, Diagnosis, FailureClass, RecoveryPolicy } from '..
 import { DurableStorageReasons, statusTime } from '../conditions.ts';
 import { pairingLost } from './enrollment.ts';
 import type { ControlPlaneConnector } from './observed.ts';
-import type { AgentPodFacts, AgentTermination } from './pod-facts.ts';
+import { type AgentPodFacts, type AgentTermination, endedBefore } from './pod-facts.ts';
+import { pairedInRecovery } from './recovery-progress.ts';
 import type { StoragePosture } from './storage-posture.ts';
 import { bounded } from './untrusted-text.ts';
 
@@ -50,6 +51,12 @@ export interface DiagnosisInput {
   held?: string | undefined;
   /** The request id of this incident's automatic recovery when it ended Failed (it runs once). */
   automaticRecoveryFailed?: string | undefined;
+  /**
+   * The request id of the guided recovery that paired the connector and then ended Failed, while the
+   * record is still where that pairing left it (recovery-requests.ts pairedByFailedRecovery): no
+   * recovery starts by itself then, automatic or not.
+   */
+  recoveryFailedAfterPairing?: string | undefined;
 }
 
 export type Rule = (input: DiagnosisInput) => Omit<Diagnosis, 'since'> | undefined;
@@ -60,6 +67,9 @@ const RECOVERY_STEPS =
 function recoveryNextStep(input: DiagnosisInput): string {
   const guided = `set spec.recovery.requestId to a new value to run a guided recovery${waitsWhileHeld(input)}: ${RECOVERY_STEPS}`;
   if (input.recoveryPolicy !== 'Automatic') return guided;
+  if (input.recoveryFailedAfterPairing) {
+    return `guided recovery ${input.recoveryFailedAfterPairing} paired the connector and then failed (status.recovery says why), and no recovery starts by itself after it: ${guided}`;
+  }
   if (input.automaticRecoveryFailed) {
     return `the automatic recovery ${input.automaticRecoveryFailed} of this incident failed (status.recovery says why) and runs once per incident: ${guided}`;
   }
@@ -115,9 +125,12 @@ function refusedForGood(t: AgentTermination | undefined): boolean {
  * keeps that exit in lastState for the rest of its life, and must not read as identity loss when
  * the connector later goes offline (a partition, a paused process).
  */
-function endedBeforePairing(t: AgentTermination, record: ControlPlaneConnector | undefined): boolean {
-  if (!t.finishedAt || !record?.enrolledAt) return false;
-  return new Date(t.finishedAt).getTime() < new Date(record.enrolledAt).getTime();
+function endedBeforePairing(
+  t: AgentTermination,
+  record: ControlPlaneConnector | undefined,
+  sameSecond: 'before' | 'after' = 'before',
+): boolean {
+  return record?.enrolledAt ? endedBefore(t, record.enrolledAt, sameSecond) : false;
 }
 
 /** Runbook branch 3: the control plane says the connector needs recovery. */
@@ -343,12 +356,38 @@ const identityNotSaved: Rule = (input) => {
   const t = input.agent?.termination;
   if (t?.code !== 'IDENTITY_PERSIST_FAILED' || retired(input) || input.record?.state !== 'enrolling')
     return undefined;
-  if (endedBeforePairing(t, input.record)) return undefined;
+  // Only a pairing's certificate can fail to be saved: an exit in its second is after it.
+  if (endedBeforePairing(t, input.record, 'after')) return undefined;
   return {
     failureClass: 'FirstBootBootstrap',
     reason: `the connector paired at ${input.record.enrolledAt}, but its data directory did not take the certificate the control plane issued (the agent's reason names the file and the error: a full volume, a read-only mount, ownership); the key is kept on the claim and nothing is lost`,
     evidence: [...agentEvidence(input.agent), ...storageEvidence(input.posture)],
     nextStep: `make the data directory writable (free space or expand the claim, a writable mount, the connector user's ownership), then restart the pod once. The token it paired with is spent and its Secret was deleted when the pairing was recorded, so that start reports the token missing (ENROLLMENT_TOKEN_MISSING); the operator then mints a fresh token${waitsWhileHeld(input)} and the next start pairs once with it (a new pairing is allowed until the first heartbeat). No recovery is needed`,
+  };
+};
+
+/**
+ * The same in a guided recovery: the agent paired with the recovery's token (bootstrap retired long
+ * before) and its data directory did not take the certificate. The recovery ended Failed on it and
+ * its token went with it, so unlike a first pairing no token comes back by itself: the directory is
+ * fixed first, then a new request pairs once with the key kept on the claim. The runbook's branch 3
+ * ("ensure durable storage is mounted correctly before starting again"). Before, no rule matched and
+ * the status showed no diagnosis at all.
+ */
+const identityNotSavedInRecovery: Rule = (input) => {
+  const t = input.agent?.termination;
+  const { record } = input;
+  // From the record, not the recovery's status: the pass that ends the attempt on this exit says so.
+  const requestId = record?.recovery?.requestId;
+  if (t?.code !== 'IDENTITY_PERSIST_FAILED' || !record || !retired(input) || record.state !== 'enrolling')
+    return undefined;
+  if (!requestId || !pairedInRecovery(record, requestId) || endedBeforePairing(t, record, 'after'))
+    return undefined;
+  return {
+    failureClass: 'IdentityLoss',
+    reason: `guided recovery ${requestId} paired the connector at ${record.enrolledAt}, but its data directory did not take the certificate the control plane issued (the agent's reason names the file and the error: a full volume, a read-only mount, ownership), so it has no identity to start with; the recovery's token is spent and went with the recovery, and the key is kept on the claim`,
+    evidence: [...agentEvidence(input.agent), ...storageEvidence(input.posture)],
+    nextStep: `make the data directory writable (free space or expand the claim, a writable mount, the connector user's ownership), then set spec.recovery.requestId to a new value${waitsWhileHeld(input)}: its one fresh token pairs once with the key kept on the claim. No recovery starts by itself before that (it would meet the same directory)`,
   };
 };
 
@@ -421,6 +460,7 @@ export const DIAGNOSIS_RULES: readonly Rule[] = [
   foreignIdentity,
   identityFilesInaccessible,
   identityNotSaved,
+  identityNotSavedInRecovery,
   agentLostIdentity,
   refusedIdentity,
   reconnectFailure,

@@ -43,7 +43,7 @@ import type { Plan, PlannedEvent, PlanStep } from './plan-types.ts';
 import { agentPodFacts } from './pod-facts.ts';
 import { recoveryPhase } from './recovery.ts';
 import { recoverySteps } from './recovery-plan-steps.ts';
-import { failedAutomaticRecovery, isRecoveryMintKey } from './recovery-requests.ts';
+import { failedAutomaticRecovery, isRecoveryMintKey, pairedByFailedRecovery } from './recovery-requests.ts';
 import { recoveryUnderway } from './recovery-stages.ts';
 import type { RecoveryDecision } from './recovery-types.ts';
 import { postureFor, reportPhase } from './report.ts';
@@ -105,6 +105,7 @@ export function plan(observed: Observed, now: Date): Plan {
     tokenExpiredUnused: planned.expiredUnused,
     held: heldBecause(gates),
     automaticRecoveryFailed: failedAutomaticRecovery(spec.connector.id, record, previous.recovery)?.requestId,
+    recoveryFailedAfterPairing: pairedByFailedRecovery(record, previous.recovery),
   });
   const recovery = recoveryPhase(
     {

@@ -27,6 +27,21 @@ export interface AgentPodFacts {
   termination?: AgentTermination;
 }
 
+/**
+ * Whether the termination ended before `at` (a time of the control plane's, to the millisecond).
+ * Kubernetes keeps finishedAt in whole seconds, so an exit in the second of `at` may be either side
+ * of it: `sameSecond` says which way such an exit is read. 'before' fits an exit that precedes what
+ * it is compared with (a first start that found no token yet, then paired); 'after' fits one that
+ * can only follow it: the agent whose data directory does not take the certificate it was just
+ * issued exits milliseconds after the pairing, and its "...:04Z" read as before a pairing at
+ * "...:04.615Z" hid it from the diagnosis.
+ */
+export function endedBefore(t: AgentTermination, at: string, sameSecond: 'before' | 'after'): boolean {
+  if (!t.finishedAt) return false;
+  const atMs = new Date(at).getTime();
+  return new Date(t.finishedAt).getTime() < (sameSecond === 'after' ? Math.floor(atMs / 1000) * 1000 : atMs);
+}
+
 function containerStatus(pod: V1Pod): V1ContainerStatus | undefined {
   const statuses = pod.status?.containerStatuses ?? [];
   return (

@@ -225,11 +225,7 @@ function awaitingOnline(attempt: Attempt): RecoveryDecision {
     record?.liveToken &&
     ownTokenLive(attempt, record.liveToken.expiresAt);
   if (stopped && !online(record) && !startedWithoutToken) {
-    const t = stopped.termination;
-    return to.fail(
-      // The termination message is whatever the container wrote (an adopted image is anyone's).
-      `the agent in pod ${stopped.pod} stopped with exit code ${t.exitCode} (${untrustedText([t.failureClass, t.code, t.reason].filter(Boolean).join(': '))}) instead of pairing`,
-    );
+    return to.fail(stoppedReason(stopped, record, requestId));
   }
   // The token's expiry ends the wait only while it is unused: once the agent paired with it (a
   // certificate issued since the control plane began this recovery), the identity is on the data
@@ -292,6 +288,37 @@ function validatingRestart({ input, requestId, live, to }: Attempt): RecoveryDec
     return to.complete(restartProof(facts.podName, startedAt, record));
   }
   return to.stay({ replicas: 1, restartFor: requestId });
+}
+
+/**
+ * Why an attempt ends on an agent that failed closed. Before the pairing it stopped instead of
+ * pairing. After it (the record holds a certificate issued since the control plane began this
+ * recovery) it paired and stopped before its first heartbeat: saying "instead of pairing" then told a
+ * person to look for a pairing problem where the token had paired, and is spent (the attempt's end
+ * revokes and deletes what is left of it). A data directory that did not take the certificate
+ * (IDENTITY_PERSIST_FAILED: a full volume, a read-only mount) gets what to do first.
+ */
+function stoppedReason(
+  stopped: NonNullable<ReturnType<typeof failedClosedSince>>,
+  record: ControlPlaneConnector | undefined,
+  requestId: string,
+): string {
+  const t = stopped.termination;
+  // The termination message is whatever the container wrote (an adopted image is anyone's).
+  const exit = `exit code ${t.exitCode} (${untrustedText([t.failureClass, t.code, t.reason].filter(Boolean).join(': '))})`;
+  if (!record || !pairedInRecovery(record, requestId))
+    return `the agent in pod ${stopped.pod} stopped with ${exit} instead of pairing`;
+  const paired =
+    `the agent in pod ${stopped.pod} paired with this recovery's token at ${record.enrolledAt} (certificate ` +
+    `serial ${record.certificate?.serial}), then stopped with ${exit} before its first heartbeat`;
+  if (t.code !== 'IDENTITY_PERSIST_FAILED') return `${paired}; the token is spent`;
+  return (
+    `${paired}: its data directory did not take the certificate, so the connector has no identity to start ` +
+    'with, and the token is spent (its Secret is deleted as this attempt ends). ' +
+    "Make the data directory writable (free space or expand the claim, a writable mount, the connector user's " +
+    'ownership), then set a new spec.recovery.requestId: its one fresh token pairs once, with the key kept ' +
+    'on the claim'
+  );
 }
 
 /**

@@ -51,6 +51,22 @@ export function failedAutomaticRecovery(
 }
 
 /**
+ * The attempt that ended Failed after its agent paired (a certificate issued for its token: the
+ * record still where that pairing left it, enrolling under the recovery the control plane began for
+ * it, no heartbeat since), as when the data directory did not take the certificate. Its request id,
+ * or undefined. The pairing changed the record's state, which is what tells incidents apart, so
+ * without this a new automatic recovery started at once for a "new incident", met the same cause,
+ * paired again and failed again, for as long as the cause lasted.
+ */
+export function pairedByFailedRecovery(
+  record: { state: string; recovery: { requestId: string } | null } | undefined,
+  recovery: RecoveryStatus | undefined,
+): string | undefined {
+  if (record?.state !== 'enrolling' || recovery?.step !== 'Failed' || !recovery.requestId) return undefined;
+  return record.recovery?.requestId === recovery.requestId ? recovery.requestId : undefined;
+}
+
+/**
  * The request ids this Connector handled, oldest first: those the recovery record remembers, then
  * its own. A request id runs once, ever: none of these starts a recovery again.
  */
@@ -130,6 +146,8 @@ function newRequest(input: RecoveryInput, handled: readonly string[]): NewReques
     if (asked !== lastAskedId(handled)) return { kind: 'handledBefore', requestId: asked };
   }
   if (input.policy !== 'Automatic' || !input.record) return undefined;
+  // A person fixes what made the last attempt's pairing fail, then asks for the next one.
+  if (pairedByFailedRecovery(input.record, input.previous)) return undefined;
   const incident =
     input.record.state === 'needs_recovery' ||
     (input.identityLoss && (input.record.bootstrapRetired || input.identityRefused === true));
