@@ -533,3 +533,21 @@ test('an exit recorded in the same second as the pairing (Kubernetes keeps whole
     undefined,
   );
 });
+
+test("the guide's client certificate required while pairing (a proxy's page or its TLS alert): the next step is the enrollment path, not the trust, network or token", (t) => {
+  const d = diagnose(
+    input({
+      record: pendingRecord(),
+      agent: stopped({
+        exitCode: 11,
+        failureClass: 'FirstBootBootstrap',
+        code: 'CLIENT_CERTIFICATE_REQUIRED',
+      }),
+    }),
+  );
+  t.is(d?.failureClass, 'FirstBootBootstrap');
+  t.regex(d?.nextStep ?? '', /requires a client certificate on the enrollment request/);
+  t.regex(d?.nextStep ?? '', /token is unspent/);
+  t.notRegex(d?.nextStep ?? '', /fix the trust/);
+  t.true(Array.from(d?.nextStep ?? '').length <= DIAGNOSIS_TEXT_MAX);
+});

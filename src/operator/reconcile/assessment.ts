@@ -447,7 +447,12 @@ const firstBootFailure: Rule = (input) => {
     failureClass: 'FirstBootBootstrap',
     reason: `the connector never paired: ${reasons.join('; ')}`,
     evidence: [...agentEvidence(input.agent), ...storageEvidence(input.posture)],
-    nextStep: `fix the trust (CA bundle), network or token problem the evidence names; the operator mints a fresh token when one expires or is revoked${waitsWhileHeld(input)}, and the agent retries pairing on its next start`,
+    nextStep:
+      agentSaysBootstrap && t?.code === 'CLIENT_CERTIFICATE_REQUIRED'
+        ? // The guide's "client certificate required" while pairing (a proxy's page or a TLS alert):
+          // neither the trust, the network nor the token is the problem.
+          `whatever terminates TLS at the control plane's URL (a proxy, ingress or load balancer) requires a client certificate on the enrollment request, which a connector cannot have before it pairs: let the enrollment path through without one (client certificate optional there, or TLS passthrough to the control plane); the request never reached the control plane, so the token is unspent: once the path lets it through, the pod's next start pairs with it (the operator mints a fresh one only if it expires meanwhile${waitsWhileHeld(input)})`
+        : `fix the trust (CA bundle), network or token problem the evidence names; the operator mints a fresh token when one expires or is revoked${waitsWhileHeld(input)}, and the agent retries pairing on its next start`,
   };
 };
 
