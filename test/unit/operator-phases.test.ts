@@ -869,6 +869,46 @@ test('conditions: the automatic recovery of this incident failed: Stalled Recove
   t.is(conditionsOf({ observed: o, recovery: { inProgress: false, status: earlier } })('Stalled'), undefined);
 });
 
+test("conditions: an automatic recovery whose agent paired and then stopped is still this incident's: Stalled RecoveryFailed", (t) => {
+  // Found reading the code: the pairing moved the record's state change, which names the incident,
+  // so the failed attempt no longer matched it and the status showed no stall while nothing more
+  // happens until someone asks (no automatic recovery starts while the record is where it paired).
+  const incident = '2025-12-31T23:00:00.000Z';
+  const base = observed({ connector: connector({ spec: { recovery: { policy: 'Automatic' } } }) });
+  const id = automaticRequestId(specOf(base).connector.id, incident);
+  const o = observed({
+    connector: connector({ spec: { recovery: { policy: 'Automatic' } } }),
+    record: record({
+      state: 'enrolling',
+      bootstrapRetired: false,
+      stateChangedAt: '2026-01-01T00:00:04.615Z',
+      recovery: { requestId: id } as never,
+    }),
+  });
+  const failed = recovering('Failed', { requestId: id, reason: 'the agent paired, then stopped' });
+  const condition = conditionsOf({
+    observed: o,
+    identityLost: true,
+    recovery: { inProgress: false, status: failed },
+  });
+  t.is(condition('Stalled')?.reason, 'RecoveryFailed');
+  t.regex(
+    condition('Stalled')?.message ?? '',
+    new RegExp(`automatic recovery ${id} failed: the agent paired`),
+  );
+  // An automatic recovery of an earlier incident, which is not the one the record paired under, says
+  // nothing about this one.
+  const other = recovering('Failed', {
+    requestId: automaticRequestId(specOf(o).connector.id, '2020-01-01T00:00:00Z'),
+  });
+  const otherStalled = conditionsOf({
+    observed: o,
+    identityLost: true,
+    recovery: { inProgress: false, status: other },
+  })('Stalled');
+  t.not(otherStalled?.reason, 'RecoveryFailed');
+});
+
 test('conditions: a stall is never reported beside Reconciling (kstatus would read InProgress, hiding it)', (t) => {
   const condition = conditionsOf({
     expansion: {

@@ -43,11 +43,20 @@ export function automaticRequestId(connectorId: string, incidentAt: string): str
  */
 export function failedAutomaticRecovery(
   connectorId: string,
-  record: { stateChangedAt: string } | undefined,
+  record:
+    | { stateChangedAt: string; state: string; recovery: { requestId: string } | null }
+    | undefined,
   recovery: RecoveryStatus | undefined,
 ): RecoveryStatus | undefined {
   if (!record || recovery?.step !== 'Failed') return undefined;
-  return recovery.requestId === automaticRequestId(connectorId, record.stateChangedAt) ? recovery : undefined;
+  if (recovery.requestId === automaticRequestId(connectorId, record.stateChangedAt)) return recovery;
+  // Its agent paired and then stopped (pairedByFailedRecovery): the pairing moved the record's state
+  // change, but the incident is still the one that attempt was for, and no other starts for it.
+  const pairedThenStopped =
+    recovery.requestId !== undefined &&
+    isAutomaticRequestId(recovery.requestId) &&
+    pairedByFailedRecovery(record, recovery) !== undefined;
+  return pairedThenStopped ? recovery : undefined;
 }
 
 /**
