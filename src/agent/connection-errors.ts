@@ -408,12 +408,7 @@ function opensslHandshakeFailure(
     return certificateRequiredFailure(alert, reason, host, context);
   }
   const refusal = alert === undefined ? undefined : CLIENT_CERTIFICATE_ALERTS[alert];
-  if (refusal) {
-    return {
-      code: 'TLS_CLIENT_CERTIFICATE_REJECTED',
-      message: `client certificate rejected: ${refusal} (TLS alert from ${host}: ${alertName(reason)})`,
-    };
-  }
+  if (alert !== undefined && refusal) return certificateRefused(alert, refusal, reason, host);
   if (NOT_TLS_REASONS.test(reason)) {
     return failed(
       `the server at ${host} does not speak TLS (plain HTTP port?): use the control plane's HTTPS port in --control-plane-url`,
@@ -441,6 +436,23 @@ function opensslHandshakeFailure(
     return closedDuringHandshake(host, { ...context, phase: 'tls handshake' }) ?? failed(reason);
   }
   return failed(`${reason} talking to ${host}`);
+}
+
+/**
+ * The server reached at --control-plane-url refused the client certificate by a TLS alert. Not an
+ * outage: the address answered. Retried all the same (temporary), since whatever sent it (a proxy's
+ * client CA, a CA rollout) may be fixed without touching the connector; the agent cannot tell a
+ * misconfigured proxy from a control plane whose CA changed, so this is never identity loss either.
+ * Giving up on it says so too (failure.ts gaveUpFailure), instead of "unreachable".
+ */
+function certificateRefused(alert: number, refusal: string, reason: string, host: string): HandshakeFailure {
+  return {
+    code: 'TLS_CLIENT_CERTIFICATE_REJECTED',
+    message:
+      `client certificate rejected: ${refusal}: the TLS handshake was refused by the peer at ${host} with alert ` +
+      `${alert} (${alertName(reason)}): the certificate was not accepted (e.g. a proxy terminating TLS, or a ` +
+      'control plane trusting another CA)',
+  };
 }
 
 /** "tlsv1 alert unknown ca" -> "unknown ca". */

@@ -121,6 +121,15 @@ export const NEXT_STEPS = {
     "passthrough to the control plane, which accepts the connector's certificate (or point " +
     '--control-plane-url at it directly), or let that server accept ECDSA client certificates; then restart ' +
     'the connector. The identity is intact: do not clear it.',
+  clientCertificateRefusedInHandshake:
+    'The server at --control-plane-url (the control plane, or a proxy, ingress or load balancer in front of ' +
+    "it) was reached and refused this connector's certificate with the TLS alert the reason names: it " +
+    "verifies client certificates against another CA than the one that issued the connector's, or judges " +
+    'them otherwise (expired, revoked). Check the proxy and the CA chain: configure TLS passthrough to the ' +
+    'control plane, or make that server trust the connector CA (the CA in identity/ca.pem); if the control ' +
+    "plane's own CA was replaced by mistake, restore it. Then restart the connector. The identity is kept: " +
+    'do not clear it, and do not start a recovery on this alone (the agent cannot tell a proxy from a ' +
+    'control plane whose CA changed, and a recovery revokes a certificate that may be good).',
   sanUriPrefixMismatch:
     "The agent's --san-uri-prefix (env VAULTPAM_SAN_URI_PREFIX) and the control plane's SAN URI prefix " +
     "disagree: give the control plane back the prefix this connector's certificate was issued under and " +
@@ -425,6 +434,32 @@ export function unreachableFailure(enrolled: boolean, lastError: CodedError, for
       nextStep: enrolled ? NEXT_STEPS.unreachable : NEXT_STEPS.firstBootUnreachable,
     },
   );
+}
+
+/**
+ * Giving up after --give-up-after on a server that refused this connector's certificate by a TLS
+ * alert (connection-errors.ts): the address was reached, so not CONTROL_PLANE_UNREACHABLE and its
+ * "restore outbound HTTPS". Exit 14 all the same, not 12: the agent retried because a proxy or CA
+ * rollout may be fixed without touching the connector, the identity is intact and a restart may
+ * succeed (exit 14's meaning, as for CLOCK_SKEW), while 10 to 13 say the agent refuses to go on.
+ */
+function certificateRefusedFailure(enrolled: boolean, lastError: CodedError, forMs: number): AgentFailure {
+  return new AgentFailure(
+    lastError.code,
+    `gave up after ${Math.round(forMs / 1000)} s: the control plane's address was reached, and ${lastError.message}`,
+    {
+      failureClass: enrolled ? 'Reconnect' : 'FirstBootBootstrap',
+      exitCode: EXIT_CODES.controlPlaneUnreachable,
+      nextStep: NEXT_STEPS.clientCertificateRefusedInHandshake,
+    },
+  );
+}
+
+/** Why the agent gives up after --give-up-after: what the last failed try says. */
+export function gaveUpFailure(enrolled: boolean, lastError: CodedError, forMs: number): AgentFailure {
+  return lastError.code === 'TLS_CLIENT_CERTIFICATE_REJECTED'
+    ? certificateRefusedFailure(enrolled, lastError, forMs)
+    : unreachableFailure(enrolled, lastError, forMs);
 }
 
 // Defence in depth: reasons are built from our own wording and control-plane error messages, which

@@ -6,7 +6,7 @@ import { type BackoffPolicy, backoffDelay } from '../lib/backoff.ts';
 import type { Clock } from '../lib/clock.ts';
 import type { CodedError } from '../lib/errors.ts';
 import type { AgentConfig } from './config.ts';
-import { unreachableFailure } from './failure.ts';
+import { gaveUpFailure } from './failure.ts';
 
 export interface OutageRetriesOptions {
   config: Pick<AgentConfig, 'retryInitialMs' | 'retryMaxMs' | 'giveUpAfterMs'>;
@@ -36,8 +36,8 @@ export class OutageRetries {
   }
 
   /**
-   * A try that started at `triedAt` failed with `error`: throws CONTROL_PLANE_UNREACHABLE (exit 14)
-   * once --give-up-after has passed since the outage began, else returns how long to wait before
+   * A try that started at `triedAt` failed with `error`: throws exit 14 (CONTROL_PLANE_UNREACHABLE,
+   * or what `error` says when the address was reached: failure.ts gaveUpFailure) once --give-up-after has passed since the outage began, else returns how long to wait before
    * the next try. The wait is cut so the next try starts by the give-up deadline at the latest: the
    * agent then gives up when that try fails, within --give-up-after plus one request timeout of the
    * first try, whatever --retry-max says.
@@ -48,7 +48,7 @@ export class OutageRetries {
     this.since ??= triedAt;
     if (config.giveUpAfterMs <= 0) return backoffDelay(this.failures, this.policy());
     const elapsed = clock.now().getTime() - this.since.getTime();
-    if (elapsed >= config.giveUpAfterMs) throw unreachableFailure(paired, error, elapsed);
+    if (elapsed >= config.giveUpAfterMs) throw gaveUpFailure(paired, error, elapsed);
     return Math.max(0, Math.min(backoffDelay(this.failures, this.policy()), config.giveUpAfterMs - elapsed));
   }
 

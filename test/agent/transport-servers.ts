@@ -100,6 +100,23 @@ export async function plainHttpPort(t: ExecutionContext): Promise<number> {
   );
 }
 
+/**
+ * A peer that answers the client's hello with one fatal TLS alert (a plaintext alert record), the
+ * way a TLS stack refuses a handshake: for the alerts no server here sends on demand (bad
+ * certificate 42, certificate revoked 44, certificate unknown 46, access denied 49), so the client
+ * meets the error node really raises for each.
+ */
+export async function alertingPort(t: ExecutionContext, alert: number): Promise<number> {
+  const FATAL = 2;
+  const record = Buffer.from([0x15, 0x03, 0x03, 0x00, 0x02, FATAL, alert]);
+  return listen(
+    t,
+    createTcpServer((socket) => {
+      ignoreErrors(socket).once('data', () => socket.end(record));
+    }),
+  );
+}
+
 /** An HTTPS server with any TLS options; by default it answers every request with 200 {}. */
 export async function tlsPort(
   t: ExecutionContext,

@@ -11,6 +11,7 @@ import { assertNoSecrets } from '../helpers/secret-scan.ts';
 import { issueConnectorCert, makeCa, type TestCa } from './fixtures.ts';
 import { agentConfig, prepareConnector, runAgent, startTestControlPlane } from './harness.ts';
 import {
+  alertingPort,
   clientFor,
   endsWithin,
   heartbeat,
@@ -200,7 +201,14 @@ withOpenssl(
       error.message.startsWith('client certificate rejected: certificate signed by unknown authority'),
       error.message,
     );
-    t.regex(error.message, new RegExp(`TLS alert from 127\\.0\\.0\\.1:${port}: unknown ca`));
+    t.regex(
+      error.message,
+      new RegExp(
+        `the TLS handshake was refused by the peer at 127\\.0\\.0\\.1:${port} with alert 48 \\(unknown ca\\): ` +
+          'the certificate was not accepted \\(e\\.g\\. a proxy terminating TLS, or a control plane trusting another CA\\)',
+      ),
+    );
+    t.true(error.temporary, 'retried: a proxy or CA rollout may be fixed');
     t.true(isPlainLine(error.message), error.message);
   },
 );
@@ -228,3 +236,34 @@ withOpenssl(
     t.true(isPlainLine(error.message), error.message);
   },
 );
+
+// Each alert a server refusing the client certificate may send, as node 26 raises it (e.g.
+// ERR_SSL_SSL/TLS_ALERT_BAD_CERTIFICATE, "ssl/tls alert bad certificate ... SSL alert number 42"):
+// the reason says the handshake was refused with that alert and the certificate was not accepted,
+// and the error stays retried (a proxy's client CA may be fixed).
+for (const [alert, name, cause] of [
+  [42, 'bad certificate', "bad certificate: the server refused this connector's certificate"],
+  [
+    44,
+    'certificate revoked',
+    "certificate revoked: the server says this connector's certificate was revoked",
+  ],
+  [46, 'certificate unknown', "certificate unknown: the server refused this connector's certificate"],
+  [49, 'access denied', "access denied: the server refused this connector's certificate"],
+] as const) {
+  test(`a TLS alert ${alert} (${name}) for the client certificate: "client certificate rejected", refused by the peer with that alert, retried`, async (t) => {
+    const port = await alertingPort(t, alert);
+    const client = clientFor(t, urlOf(port), { caPem: serverCa.certPem });
+    client.setIdentity(await issueConnectorCert(clientCa, { connectorId: `team-a.alert-${alert}` }));
+    const error = await rejection(client.heartbeat(heartbeat));
+    t.is(error.code, 'TLS_CLIENT_CERTIFICATE_REJECTED');
+    t.true(error.temporary);
+    t.is(
+      error.message,
+      `client certificate rejected: ${cause}: the TLS handshake was refused by the peer at 127.0.0.1:${port} ` +
+        `with alert ${alert} (${name}): the certificate was not accepted (e.g. a proxy terminating TLS, or a ` +
+        'control plane trusting another CA)',
+    );
+    t.true(isPlainLine(error.message), error.message);
+  });
+}

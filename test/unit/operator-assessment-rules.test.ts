@@ -82,6 +82,7 @@ test('the chain, in order', (t) => {
       'controlPlaneNeedsRecovery',
       'claimReplaced',
       'clockSkew',
+      'certificateRefusedInHandshake',
       'connectionConfiguration',
       'foreignIdentity',
       'identityFilesInaccessible',
@@ -131,6 +132,15 @@ const RULE_ROWS: RuleRow[] = [
     matches: { agent: stopped({ exitCode: 14, failureClass: 'Reconnect', code: 'CLOCK_SKEW' }) },
     failureClass: 'Reconnect',
     reason: /clocks are skewed/,
+    not: { agent: stopped({ exitCode: 14, failureClass: 'Reconnect', code: 'CONTROL_PLANE_UNREACHABLE' }) },
+  },
+  {
+    rule: 'certificateRefusedInHandshake',
+    matches: {
+      agent: stopped({ exitCode: 14, failureClass: 'Reconnect', code: 'TLS_CLIENT_CERTIFICATE_REJECTED' }),
+    },
+    failureClass: 'Reconnect',
+    reason: /TLS handshake there was refused with an alert about the connector's certificate/,
     not: { agent: stopped({ exitCode: 14, failureClass: 'Reconnect', code: 'CONTROL_PLANE_UNREACHABLE' }) },
   },
   {
@@ -550,4 +560,36 @@ test("the guide's client certificate required while pairing (a proxy's page or i
   t.regex(d?.nextStep ?? '', /token is unspent/);
   t.notRegex(d?.nextStep ?? '', /fix the trust/);
   t.true(Array.from(d?.nextStep ?? '').length <= DIAGNOSIS_TEXT_MAX);
+});
+
+// An agent that gave up on a server refusing its certificate by a TLS alert (unknown ca, bad
+// certificate, ...; refusal-causes.test.ts) exited 14 CONTROL_PLANE_UNREACHABLE before, and the
+// offline record made the diagnosis "restore outbound HTTPS": false, the address was reached.
+test('a paired agent that gave up on a TLS alert refusing its certificate: the proxy or CA chain, never a recovery, under either policy', (t) => {
+  for (const recoveryPolicy of ['Manual', 'Automatic'] as const) {
+    const d = diagnose(
+      input({
+        record: record({ state: 'offline' }),
+        recoveryPolicy,
+        agent: stopped({
+          exitCode: 14,
+          failureClass: 'Reconnect',
+          code: 'TLS_CLIENT_CERTIFICATE_REJECTED',
+          reason:
+            "gave up after 3 s: the control plane's address was reached, and client certificate rejected: certificate signed by unknown authority: ... with alert 48 (unknown ca)",
+        }),
+      }),
+    );
+    t.is(d?.failureClass, 'Reconnect', recoveryPolicy);
+    t.regex(d?.reason ?? '', /not a network outage/);
+    t.notRegex(d?.nextStep ?? '', /restore outbound HTTPS/);
+    t.regex(d?.nextStep ?? '', /check the proxy and the CA chain/);
+    t.regex(d?.nextStep ?? '', /No recovery starts for this/);
+    t.notRegex(d?.nextStep ?? '', /spec\.recovery\.requestId|starts automatically/);
+    t.true(
+      (d?.evidence ?? []).some((line) => line.includes('alert 48 (unknown ca)')),
+      'the alert is evidence',
+    );
+    for (const text of [d?.reason, d?.nextStep]) t.true(Array.from(text ?? '').length <= DIAGNOSIS_TEXT_MAX);
+  }
 });

@@ -180,6 +180,27 @@ const clockSkew: Rule = (input) => {
 };
 
 /**
+ * The agent gave up (exit 14) on a server at the control plane's URL that refused the connector's
+ * certificate by a TLS alert (TLS_CLIENT_CERTIFICATE_REJECTED: unknown ca, bad certificate, ...).
+ * Reached, so not "restore outbound HTTPS"; and never identity loss: the agent cannot tell a proxy
+ * trusting another CA from a control plane whose CA changed, and a recovery would revoke a
+ * certificate that may be good. (The control plane's own refusal of the CA is IDENTITY_UNTRUSTED.)
+ */
+const certificateRefusedInHandshake: Rule = (input) => {
+  const t = input.agent?.termination;
+  if (t?.code !== 'TLS_CLIENT_CERTIFICATE_REJECTED') return undefined;
+  if (input.record && endedBeforePairing(t, input.record)) return undefined;
+  return {
+    failureClass: retired(input) ? 'Reconnect' : 'FirstBootBootstrap',
+    reason:
+      "the agent reached the control plane's URL, but the TLS handshake there was refused with an alert about the connector's certificate (the agent's reason names it, e.g. unknown ca): the certificate was not accepted, e.g. by a proxy terminating TLS or a control plane trusting another CA; not a network outage, and the identity is kept",
+    evidence: [...agentEvidence(input.agent), ...storageEvidence(input.posture)],
+    nextStep:
+      "check the proxy and the CA chain at the control plane's URL: configure TLS passthrough to the control plane for the agent, or make whatever terminates TLS there trust the connector CA for client certificates; if the control plane's CA was replaced by mistake, restore it; then restart the pod once. No recovery starts for this and none should be asked for on it alone: it would revoke a certificate that may be good (a control plane that no longer trusts the CA says so itself, and the agent then reports IDENTITY_UNTRUSTED)",
+  };
+};
+
+/**
  * The agent stopped on a configuration problem between it and the control plane (exit 12), found
  * when the control plane refused its certificate: the identity is intact, the path or the settings
  * are wrong. Not identity loss.
@@ -461,6 +482,7 @@ export const DIAGNOSIS_RULES: readonly Rule[] = [
   controlPlaneNeedsRecovery,
   claimReplaced,
   clockSkew,
+  certificateRefusedInHandshake,
   connectionConfiguration,
   foreignIdentity,
   identityFilesInaccessible,
