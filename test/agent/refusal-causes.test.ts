@@ -30,7 +30,7 @@ import {
   type TestControlPlane,
   waitFor,
 } from './harness.ts';
-import { opensslAvailable, opensslVerifyingServer, serverCertificate } from './transport-servers.ts';
+import { opensslVerifyingServer, serverCertificate } from './transport-servers.ts';
 
 const HOUR = 3_600_000;
 
@@ -455,58 +455,55 @@ test("a paired agent whose certificate the proxy's TLS 1.3 certificate request d
 // ERR_SSL_TLSV1_ALERT_UNKNOWN_CA, "tlsv1 alert unknown ca ... SSL alert number 48". The agent
 // retried it, rightly (a proxy's client CA may be fixed), but gave up with exit 14
 // CONTROL_PLANE_UNREACHABLE and the next step "restore reachability", although the address answered.
-(opensslAvailable() ? test : test.skip)(
-  'a paired agent whose certificate a server trusting another CA refuses by TLS alert 48: retried with that reason, then exit 14 TLS_CLIENT_CERTIFICATE_REJECTED, not unreachable, the identity kept',
-  async (t) => {
-    const control = await startTestControlPlane(t);
-    const connectorId = 'team-a.alert-unknown-ca';
-    const paired = await enrolledConnector(t, control, connectorId);
-    const before = await identitySnapshot(paired.dataDir);
-    const serverCa = await makeCa('Terminating Proxy CA');
-    const server = await serverCertificate(serverCa);
-    const otherClientCa = await makeCa('Another Client CA');
-    const port = await opensslVerifyingServer(
-      t,
-      { certPem: server.cert, keyPem: server.key },
-      otherClientCa.certPem,
-    );
-    const caFile = join(await tempDir(t), 'proxy-ca.pem');
-    await writeFile(caFile, serverCa.certPem);
-    const config = agentConfig({
-      connectorId,
-      controlPlaneUrl: `https://127.0.0.1:${port}`,
-      caFile,
-      dataDir: paired.dataDir,
-      terminationLog: join(paired.dataDir, 'termination-log'),
-      giveUpAfterMs: 2_000,
-    });
-    const { agent, logs } = runAgent(t, config);
-    t.is((await agent.done).exitCode, 14);
-    const message = await termination(config);
-    t.is(message.code, 'TLS_CLIENT_CERTIFICATE_REJECTED');
-    t.is(String(message.failureClass), 'Reconnect');
-    t.regex(
-      message.reason,
-      new RegExp(
-        "^gave up after \\d+ s: the control plane's address was reached, and client certificate rejected: " +
-          'certificate signed by unknown authority: .*: the TLS handshake was refused by the peer at ' +
-          `127\\.0\\.0\\.1:${port} with alert 48 \\(unknown ca\\): the certificate was not accepted \\(e\\.g\\. a ` +
-          'proxy terminating TLS, or a control plane trusting another CA\\)',
-      ),
-    );
-    t.notRegex(message.reason, /without reaching|SSL routines|\.c:\d+/);
-    t.is(message.nextStep, NEXT_STEPS.clientCertificateRefusedInHandshake);
-    t.notRegex(message.nextStep, /reachability|outbound HTTPS/);
-    const retried = recordsMatching(logs, /^heartbeat failed: client certificate rejected: /);
-    t.true(retried.length >= 2, 'retried, each time with the alert as the reason');
-    t.true(
-      retried.every((line) => line.code === 'TLS_CLIENT_CERTIFICATE_REJECTED'),
-      'logged with its code',
-    );
-    await assertIdentityKept(t, paired.dataDir, before);
-    assertNoSecrets(t, 'agent logs', logs.text(), [paired.keyPem]);
-  },
-);
+test('a paired agent whose certificate a server trusting another CA refuses by TLS alert 48: retried with that reason, then exit 14 TLS_CLIENT_CERTIFICATE_REJECTED, not unreachable, the identity kept', async (t) => {
+  const control = await startTestControlPlane(t);
+  const connectorId = 'team-a.alert-unknown-ca';
+  const paired = await enrolledConnector(t, control, connectorId);
+  const before = await identitySnapshot(paired.dataDir);
+  const serverCa = await makeCa('Terminating Proxy CA');
+  const server = await serverCertificate(serverCa);
+  const otherClientCa = await makeCa('Another Client CA');
+  const port = await opensslVerifyingServer(
+    t,
+    { certPem: server.cert, keyPem: server.key },
+    otherClientCa.certPem,
+  );
+  const caFile = join(await tempDir(t), 'proxy-ca.pem');
+  await writeFile(caFile, serverCa.certPem);
+  const config = agentConfig({
+    connectorId,
+    controlPlaneUrl: `https://127.0.0.1:${port}`,
+    caFile,
+    dataDir: paired.dataDir,
+    terminationLog: join(paired.dataDir, 'termination-log'),
+    giveUpAfterMs: 2_000,
+  });
+  const { agent, logs } = runAgent(t, config);
+  t.is((await agent.done).exitCode, 14);
+  const message = await termination(config);
+  t.is(message.code, 'TLS_CLIENT_CERTIFICATE_REJECTED');
+  t.is(String(message.failureClass), 'Reconnect');
+  t.regex(
+    message.reason,
+    new RegExp(
+      "^gave up after \\d+ s: the control plane's address was reached, and client certificate rejected: " +
+        'certificate signed by unknown authority: .*: the TLS handshake was refused by the peer at ' +
+        `127\\.0\\.0\\.1:${port} with alert 48 \\(unknown ca\\): the certificate was not accepted \\(e\\.g\\. a ` +
+        'proxy terminating TLS, or a control plane trusting another CA\\)',
+    ),
+  );
+  t.notRegex(message.reason, /without reaching|SSL routines|\.c:\d+/);
+  t.is(message.nextStep, NEXT_STEPS.clientCertificateRefusedInHandshake);
+  t.notRegex(message.nextStep, /reachability|outbound HTTPS/);
+  const retried = recordsMatching(logs, /^heartbeat failed: client certificate rejected: /);
+  t.true(retried.length >= 2, 'retried, each time with the alert as the reason');
+  t.true(
+    retried.every((line) => line.code === 'TLS_CLIENT_CERTIFICATE_REJECTED'),
+    'logged with its code',
+  );
+  await assertIdentityKept(t, paired.dataDir, before);
+  assertNoSecrets(t, 'agent logs', logs.text(), [paired.keyPem]);
+});
 
 test("the control plane's SAN URI prefix changed: SAN_URI_PREFIX_MISMATCH, Configuration exit 12, with the guide's fragment", async (t) => {
   const control = await startTestControlPlane(t);

@@ -2,7 +2,7 @@
 // kernel drops further SYNs, as a firewall that drops packets does), a port that accepts TCP and
 // never speaks, a plain HTTP port, TLS servers of any configuration, `openssl s_server` (it sends
 // the TLS alerts node's own servers never send), and a TCP proxy that can stall mid-connection.
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { createPublicKey } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
@@ -150,10 +150,6 @@ export async function serverCertificate(
 }
 
 /** Whether an `openssl` binary is on the PATH (for `s_server`). */
-export function opensslAvailable(): boolean {
-  return spawnSync('openssl', ['version'], { stdio: 'ignore' }).status === 0;
-}
-
 /**
  * `openssl s_server` requiring a client certificate from `clientCaPem` and refusing any other with
  * the TLS alert OpenSSL's verification picks (unknown ca, certificate expired, ...).

@@ -16,7 +16,6 @@ import {
   endsWithin,
   heartbeat,
   isPlainLine,
-  opensslAvailable,
   opensslVerifyingServer,
   plainHttpPort,
   rejection,
@@ -181,61 +180,53 @@ test('a node mTLS server that refuses the client certificate closes the connecti
   assertNoSecrets(t, 'error message', error.message, [identity.keyPem]);
 });
 
-const withOpenssl = opensslAvailable() ? test : test.skip;
+test('a TLS alert "unknown ca" for the client certificate: "client certificate rejected: certificate signed by unknown authority"', async (t) => {
+  const server = await serverCertificate(serverCa);
+  const port = await opensslVerifyingServer(
+    t,
+    { certPem: server.cert, keyPem: server.key },
+    clientCa.certPem,
+  );
+  const foreignCa = await makeCa('Unknown Client CA');
+  const client = clientFor(t, urlOf(port), { caPem: serverCa.certPem });
+  client.setIdentity(await issueConnectorCert(foreignCa, { connectorId: 'team-a.unknown-ca' }));
+  const error = await rejection(client.heartbeat(heartbeat));
+  t.is(error.code, 'TLS_CLIENT_CERTIFICATE_REJECTED');
+  t.true(
+    error.message.startsWith('client certificate rejected: certificate signed by unknown authority'),
+    error.message,
+  );
+  t.regex(
+    error.message,
+    new RegExp(
+      `the TLS handshake was refused by the peer at 127\\.0\\.0\\.1:${port} with alert 48 \\(unknown ca\\): ` +
+        'the certificate was not accepted \\(e\\.g\\. a proxy terminating TLS, or a control plane trusting another CA\\)',
+    ),
+  );
+  t.true(error.temporary, 'retried: a proxy or CA rollout may be fixed');
+  t.true(isPlainLine(error.message), error.message);
+});
 
-withOpenssl(
-  'a TLS alert "unknown ca" for the client certificate: "client certificate rejected: certificate signed by unknown authority"',
-  async (t) => {
-    const server = await serverCertificate(serverCa);
-    const port = await opensslVerifyingServer(
-      t,
-      { certPem: server.cert, keyPem: server.key },
-      clientCa.certPem,
-    );
-    const foreignCa = await makeCa('Unknown Client CA');
-    const client = clientFor(t, urlOf(port), { caPem: serverCa.certPem });
-    client.setIdentity(await issueConnectorCert(foreignCa, { connectorId: 'team-a.unknown-ca' }));
-    const error = await rejection(client.heartbeat(heartbeat));
-    t.is(error.code, 'TLS_CLIENT_CERTIFICATE_REJECTED');
-    t.true(
-      error.message.startsWith('client certificate rejected: certificate signed by unknown authority'),
-      error.message,
-    );
-    t.regex(
-      error.message,
-      new RegExp(
-        `the TLS handshake was refused by the peer at 127\\.0\\.0\\.1:${port} with alert 48 \\(unknown ca\\): ` +
-          'the certificate was not accepted \\(e\\.g\\. a proxy terminating TLS, or a control plane trusting another CA\\)',
-      ),
-    );
-    t.true(error.temporary, 'retried: a proxy or CA rollout may be fixed');
-    t.true(isPlainLine(error.message), error.message);
-  },
-);
-
-withOpenssl(
-  'a TLS alert "certificate expired" for the client certificate: "client certificate rejected: certificate expired"',
-  async (t) => {
-    const server = await serverCertificate(serverCa);
-    const port = await opensslVerifyingServer(
-      t,
-      { certPem: server.cert, keyPem: server.key },
-      clientCa.certPem,
-    );
-    const client = clientFor(t, urlOf(port), { caPem: serverCa.certPem });
-    client.setIdentity(
-      await issueConnectorCert(clientCa, {
-        connectorId: 'team-a.expired',
-        notBefore: new Date(Date.now() - 7_200_000),
-        notAfter: new Date(Date.now() - 3_600_000),
-      }),
-    );
-    const error = await rejection(client.heartbeat(heartbeat));
-    t.is(error.code, 'TLS_CLIENT_CERTIFICATE_REJECTED');
-    t.true(error.message.startsWith('client certificate rejected: certificate expired'), error.message);
-    t.true(isPlainLine(error.message), error.message);
-  },
-);
+test('a TLS alert "certificate expired" for the client certificate: "client certificate rejected: certificate expired"', async (t) => {
+  const server = await serverCertificate(serverCa);
+  const port = await opensslVerifyingServer(
+    t,
+    { certPem: server.cert, keyPem: server.key },
+    clientCa.certPem,
+  );
+  const client = clientFor(t, urlOf(port), { caPem: serverCa.certPem });
+  client.setIdentity(
+    await issueConnectorCert(clientCa, {
+      connectorId: 'team-a.expired',
+      notBefore: new Date(Date.now() - 7_200_000),
+      notAfter: new Date(Date.now() - 3_600_000),
+    }),
+  );
+  const error = await rejection(client.heartbeat(heartbeat));
+  t.is(error.code, 'TLS_CLIENT_CERTIFICATE_REJECTED');
+  t.true(error.message.startsWith('client certificate rejected: certificate expired'), error.message);
+  t.true(isPlainLine(error.message), error.message);
+});
 
 // Each alert a server refusing the client certificate may send, as node 26 raises it (e.g.
 // ERR_SSL_SSL/TLS_ALERT_BAD_CERTIFICATE, "ssl/tls alert bad certificate ... SSL alert number 42"):
