@@ -130,6 +130,7 @@ for (const name of names) {
         renewAtFraction: 0.5,
         pathChecks: [],
         giveUpAfterMs: 0,
+        giveUpOnRefusalAfterMs: 300_000,
         retryInitialMs: 200,
         retryMaxMs: 2_000,
         requestTimeoutMs: 10_000,

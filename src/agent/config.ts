@@ -61,6 +61,12 @@ export const AGENT_FLAGS: FlagSpecs = {
     default: '0',
     description: 'Exit 14 after the control plane was unreachable this long (e.g. 15m); 0 retries forever.',
   },
+  'give-up-on-refusal-after': {
+    env: 'VAULTPAM_GIVE_UP_ON_REFUSAL_AFTER',
+    default: '5m',
+    description:
+      "Exit 14 (TLS_CLIENT_CERTIFICATE_REJECTED) after every try this long was refused by a TLS alert about the client certificate (e.g. a proxy trusting another CA), so the reason reaches the pod's termination message; 0 retries forever.",
+  },
   'retry-initial': {
     env: 'VAULTPAM_RETRY_INITIAL',
     default: '1s',
@@ -101,6 +107,12 @@ export interface AgentConfig {
   renewAtFraction: number;
   pathChecks: PathCheckTarget[];
   giveUpAfterMs: number;
+  /**
+   * How long tries refused by nothing but a TLS alert about the client certificate are retried before
+   * exit 14; 0: for ever. Separate from giveUpAfterMs: a refusal is no outage (the address answered),
+   * and under the operator (giveUpAfterMs 0) this is how its cause reaches the termination message.
+   */
+  giveUpOnRefusalAfterMs: number;
   retryInitialMs: number;
   retryMaxMs: number;
   requestTimeoutMs: number;
@@ -257,6 +269,7 @@ export function validateAgentConfig(
   }
 
   const giveUpAfterMs = duration('give-up-after', { allowZero: true, timer: false });
+  const giveUpOnRefusalAfterMs = duration('give-up-on-refusal-after', { allowZero: true, timer: false });
   const retryInitialMs = duration('retry-initial', { allowZero: false, timer: true });
   const retryMaxMs = duration('retry-max', { allowZero: false, timer: true });
   if (retryInitialMs > 0 && retryMaxMs > 0 && retryMaxMs < retryInitialMs) {
@@ -285,6 +298,7 @@ export function validateAgentConfig(
     renewAtFraction,
     pathChecks,
     giveUpAfterMs,
+    giveUpOnRefusalAfterMs,
     retryInitialMs,
     retryMaxMs,
     requestTimeoutMs,

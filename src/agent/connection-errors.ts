@@ -408,7 +408,11 @@ function opensslHandshakeFailure(
     return certificateRequiredFailure(alert, reason, host, context);
   }
   const refusal = alert === undefined ? undefined : CLIENT_CERTIFICATE_ALERTS[alert];
-  if (alert !== undefined && refusal) return certificateRefused(alert, refusal, reason, host);
+  if (alert !== undefined && refusal) {
+    return context.clientCertificate
+      ? certificateRefused(alert, refusal, reason, host)
+      : handshakeRefusedWithoutCertificate(alert, reason, host);
+  }
   if (NOT_TLS_REASONS.test(reason)) {
     return failed(
       `the server at ${host} does not speak TLS (plain HTTP port?): use the control plane's HTTPS port in --control-plane-url`,
@@ -452,6 +456,26 @@ function certificateRefused(alert: number, refusal: string, reason: string, host
       `client certificate rejected: ${refusal}: the TLS handshake was refused by the peer at ${host} with alert ` +
       `${alert} (${alertName(reason)}): the certificate was not accepted (e.g. a proxy terminating TLS, or a ` +
       'control plane trusting another CA)',
+  };
+}
+
+/**
+ * The same alerts while pairing, when the agent has no certificate and presented none: nothing of
+ * the connector's was refused. OpenSSL and Go servers answer a missing certificate with 116 or 40
+ * (certificateRequired); other stacks in front of a control plane may send one of these instead, or
+ * refuse the client by a rule of their own (access denied). The same code as the paired refusal, and
+ * retried the same way (failure.ts words giving up on it for the pairing): the server at the URL
+ * answered, the request did not reach the control plane, and the token is unspent.
+ */
+function handshakeRefusedWithoutCertificate(alert: number, reason: string, host: string): HandshakeFailure {
+  return {
+    code: 'TLS_CLIENT_CERTIFICATE_REJECTED',
+    message:
+      'tls handshake refused: this agent presented no client certificate (it has none before it pairs), and ' +
+      `the server at ${host} refused the handshake with alert ${alert} (${alertName(reason)}): whatever ` +
+      'terminates TLS there (a proxy, ingress or load balancer) probably requires a client certificate and ' +
+      'answers a missing one with this alert instead of "certificate required", or refuses this client by a ' +
+      'rule of its own; the enrollment request did not reach the control plane, so the token is unspent',
   };
 }
 

@@ -127,9 +127,18 @@ export const NEXT_STEPS = {
     "verifies client certificates against another CA than the one that issued the connector's, or judges " +
     'them otherwise (expired, revoked). Check the proxy and the CA chain: configure TLS passthrough to the ' +
     'control plane, or make that server trust the connector CA (the CA in identity/ca.pem); if the control ' +
-    "plane's own CA was replaced by mistake, restore it. Then restart the connector. The identity is kept: " +
+    "plane's own CA was replaced by mistake, restore it. The next start then connects (under Kubernetes the " +
+    'kubelet restarts the agent by itself, with its backoff). The identity is kept: ' +
     'do not clear it, and do not start a recovery on this alone (the agent cannot tell a proxy from a ' +
     'control plane whose CA changed, and a recovery revokes a certificate that may be good).',
+  handshakeRefusedWhilePairing:
+    'The server at --control-plane-url (a proxy, ingress or load balancer in front of the control plane, or ' +
+    'the control plane) refused the TLS handshake of the enrollment request with the alert the reason names, ' +
+    'while this agent, not yet paired, presented no client certificate: let the enrollment path through ' +
+    'without one (client certificate optional there, or TLS passthrough to the control plane), or lift the ' +
+    'rule of that server that refuses this client. The request never reached the control plane, so the token ' +
+    'is unspent: the next start pairs with it once the path lets it through (under Kubernetes the kubelet ' +
+    'restarts the agent by itself, with its backoff).',
   sanUriPrefixMismatch:
     "The agent's --san-uri-prefix (env VAULTPAM_SAN_URI_PREFIX) and the control plane's SAN URI prefix " +
     "disagree: give the control plane back the prefix this connector's certificate was issued under and " +
@@ -437,11 +446,13 @@ export function unreachableFailure(enrolled: boolean, lastError: CodedError, for
 }
 
 /**
- * Giving up after --give-up-after on a server that refused this connector's certificate by a TLS
- * alert (connection-errors.ts): the address was reached, so not CONTROL_PLANE_UNREACHABLE and its
- * "restore outbound HTTPS". Exit 14 all the same, not 12: the agent retried because a proxy or CA
- * rollout may be fixed without touching the connector, the identity is intact and a restart may
- * succeed (exit 14's meaning, as for CLOCK_SKEW), while 10 to 13 say the agent refuses to go on.
+ * Giving up (--give-up-after, or --give-up-on-refusal-after) on a server that refused the handshake
+ * by a TLS alert about the client certificate (connection-errors.ts): the address was reached, so not
+ * CONTROL_PLANE_UNREACHABLE and its "restore outbound HTTPS". Exit 14 all the same, not 12: the agent
+ * retried because a proxy or CA rollout may be fixed without touching the connector, the identity (or,
+ * before pairing, the token) is intact and a restart may succeed (exit 14's meaning, as for
+ * CLOCK_SKEW), while 10 to 13 say the agent refuses to go on. Before pairing no certificate was
+ * presented, so the next step is about letting the enrollment through, not about the connector CA.
  */
 function certificateRefusedFailure(enrolled: boolean, lastError: CodedError, forMs: number): AgentFailure {
   return new AgentFailure(
@@ -450,12 +461,14 @@ function certificateRefusedFailure(enrolled: boolean, lastError: CodedError, for
     {
       failureClass: enrolled ? 'Reconnect' : 'FirstBootBootstrap',
       exitCode: EXIT_CODES.controlPlaneUnreachable,
-      nextStep: NEXT_STEPS.clientCertificateRefusedInHandshake,
+      nextStep: enrolled
+        ? NEXT_STEPS.clientCertificateRefusedInHandshake
+        : NEXT_STEPS.handshakeRefusedWhilePairing,
     },
   );
 }
 
-/** Why the agent gives up after --give-up-after: what the last failed try says. */
+/** Why the agent gives up (--give-up-after or --give-up-on-refusal-after): what the last failed try says. */
 export function gaveUpFailure(enrolled: boolean, lastError: CodedError, forMs: number): AgentFailure {
   return lastError.code === 'TLS_CLIENT_CERTIFICATE_REJECTED'
     ? certificateRefusedFailure(enrolled, lastError, forMs)

@@ -8,6 +8,7 @@ import { identityPaths } from '../../src/agent/identity-files.ts';
 import { assertNoSecrets } from '../helpers/secret-scan.ts';
 import { tempDir } from './fixtures.ts';
 import { prepareConnector, startTestControlPlane, waitFor } from './harness.ts';
+import { alertingPort } from './transport-servers.ts';
 
 const repoRoot = new URL('../../', import.meta.url).pathname;
 
@@ -207,4 +208,48 @@ test('a flag followed by a value that begins with a dash is one clean line namin
   );
   t.false(/\n|\\n/.test(reason), 'one line, no literal \\n');
   t.notRegex(reason, /ambiguous|Did you forget/);
+});
+
+// Under the operator the agent runs without --give-up-after: a server in front of the control plane
+// refusing the handshake by a TLS alert was retried for ever, and the termination message (all the
+// operator reads) never said so. --give-up-on-refusal-after ends it with exit 14.
+test('without --give-up-after, a handshake refused by TLS alert 48 for --give-up-on-refusal-after: exit 14 TLS_CLIENT_CERTIFICATE_REJECTED in the termination message', async (t) => {
+  const control = await startTestControlPlane(t);
+  const connectorId = 'team-a.cli-refused';
+  const { token, tokenFile, dataDir } = await prepareConnector(t, control, connectorId);
+  const terminationLog = join(await tempDir(t, 'vaultpam-term-'), 'termination-log');
+  const port = await alertingPort(t, 48);
+  const agent = spawnAgent(t, [
+    '--connector-id',
+    connectorId,
+    '--control-plane-url',
+    `https://127.0.0.1:${port}`,
+    '--ca-file',
+    control.caFile,
+    '--token-file',
+    tokenFile,
+    '--data-dir',
+    dataDir,
+    '--termination-log',
+    terminationLog,
+    '--health-listen',
+    '127.0.0.1:0',
+    '--retry-initial',
+    '100ms',
+    '--retry-max',
+    '200ms',
+    '--give-up-on-refusal-after',
+    '1s',
+  ]);
+  t.is((await agent.exited).code, 14);
+  const message = JSON.parse(await readFile(terminationLog, 'utf8')) as Record<string, string>;
+  t.is(message.code, 'TLS_CLIENT_CERTIFICATE_REJECTED');
+  t.is(message.failureClass, 'FirstBootBootstrap');
+  t.regex(
+    message.reason ?? '',
+    /this agent presented no client certificate .* refused the handshake with alert 48 \(unknown ca\)/,
+  );
+  t.notRegex(message.nextStep ?? '', /outbound HTTPS|reachability/);
+  t.is((await control.admin.getConnector(connectorId)).state, 'pending');
+  assertNoSecrets(t, 'CLI output', agent.output(), [token]);
 });

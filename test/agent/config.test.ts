@@ -33,6 +33,7 @@ test('defaults follow the process contract', (t) => {
   t.is(config.heartbeatIntervalMs, undefined, 'the control plane decides unless overridden');
   t.is(config.renewAtFraction, 0.5);
   t.is(config.giveUpAfterMs, 0);
+  t.is(config.giveUpOnRefusalAfterMs, 300_000, 'a certificate refusal ends the agent after 5 minutes');
   t.deepEqual(config.pathChecks, []);
   t.is(config.caFile, undefined);
   t.is(config.tokenFile, undefined);
@@ -78,6 +79,8 @@ test('overrides are parsed: durations, fraction, repeatable path checks, listen 
     '127.0.0.1:0',
     '--give-up-after',
     '15m',
+    '--give-up-on-refusal-after',
+    '0',
   ]);
   t.is(config.heartbeatIntervalMs, 250);
   t.is(config.renewAtFraction, 0.8);
@@ -87,6 +90,7 @@ test('overrides are parsed: durations, fraction, repeatable path checks, listen 
   ]);
   t.deepEqual(config.healthListen, { host: '127.0.0.1', port: 0 });
   t.is(config.giveUpAfterMs, 900_000);
+  t.is(config.giveUpOnRefusalAfterMs, 0, '0: refusals retried for ever');
 });
 
 test('missing required settings name both the flag and the environment variable', (t) => {

@@ -116,7 +116,8 @@ test('each failure maps to the class, exit code and next step of the runbook and
       ),
       'FirstBootBootstrap',
       14,
-      NEXT_STEPS.clientCertificateRefusedInHandshake,
+      // Before pairing no certificate was presented: letting the enrollment through, not the CA chain.
+      NEXT_STEPS.handshakeRefusedWhilePairing,
     ],
     [identityExpiredFailure('expired'), 'IdentityLoss', 13, NEXT_STEPS.identityExpired],
     [identityUntrustedFailure('foreign CA'), 'IdentityLoss', 13, NEXT_STEPS.identityUntrusted],

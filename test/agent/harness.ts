@@ -125,6 +125,8 @@ export function agentConfig(
     renewAtFraction: 0.5,
     pathChecks: [],
     giveUpAfterMs: 0,
+    // As the flag's default (5m): longer than any test that does not set it.
+    giveUpOnRefusalAfterMs: 300_000,
     retryInitialMs: 20,
     retryMaxMs: 200,
     requestTimeoutMs: 5_000,

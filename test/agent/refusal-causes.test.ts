@@ -30,7 +30,7 @@ import {
   type TestControlPlane,
   waitFor,
 } from './harness.ts';
-import { opensslVerifyingServer, serverCertificate } from './transport-servers.ts';
+import { alertingPort, opensslVerifyingServer, serverCertificate } from './transport-servers.ts';
 
 const HOUR = 3_600_000;
 
@@ -449,15 +449,16 @@ test("a paired agent whose certificate the proxy's TLS 1.3 certificate request d
   await assertIdentityKept(t, paired.dataDir, before);
 });
 
-// A server in front of the control plane that verifies client certificates against another CA
-// (openssl s_server: node's own servers close the connection instead of sending the alert) refuses
-// the paired connector's certificate with the TLS alert unknown_ca (48): on node 26,
-// ERR_SSL_TLSV1_ALERT_UNKNOWN_CA, "tlsv1 alert unknown ca ... SSL alert number 48". The agent
-// retried it, rightly (a proxy's client CA may be fixed), but gave up with exit 14
-// CONTROL_PLANE_UNREACHABLE and the next step "restore reachability", although the address answered.
-test('a paired agent whose certificate a server trusting another CA refuses by TLS alert 48: retried with that reason, then exit 14 TLS_CLIENT_CERTIFICATE_REJECTED, not unreachable, the identity kept', async (t) => {
+/**
+ * A paired connector whose agent is pointed at openssl s_server verifying client certificates
+ * against another CA (it refuses the connector's certificate with alert 48), and its configuration.
+ */
+async function behindAlertingServer(
+  t: ExecutionContext,
+  connectorId: string,
+  limits: Pick<AgentConfig, 'giveUpAfterMs'> & Partial<Pick<AgentConfig, 'giveUpOnRefusalAfterMs'>>,
+) {
   const control = await startTestControlPlane(t);
-  const connectorId = 'team-a.alert-unknown-ca';
   const paired = await enrolledConnector(t, control, connectorId);
   const before = await identitySnapshot(paired.dataDir);
   const serverCa = await makeCa('Terminating Proxy CA');
@@ -476,6 +477,19 @@ test('a paired agent whose certificate a server trusting another CA refuses by T
     caFile,
     dataDir: paired.dataDir,
     terminationLog: join(paired.dataDir, 'termination-log'),
+    ...limits,
+  });
+  return { paired, before, port, config };
+}
+
+// A server in front of the control plane that verifies client certificates against another CA
+// (openssl s_server: node's own servers close the connection instead of sending the alert) refuses
+// the paired connector's certificate with the TLS alert unknown_ca (48): on node 26,
+// ERR_SSL_TLSV1_ALERT_UNKNOWN_CA, "tlsv1 alert unknown ca ... SSL alert number 48". The agent
+// retried it, rightly (a proxy's client CA may be fixed), but gave up with exit 14
+// CONTROL_PLANE_UNREACHABLE and the next step "restore reachability", although the address answered.
+test('a paired agent whose certificate a server trusting another CA refuses by TLS alert 48: retried with that reason, then exit 14 TLS_CLIENT_CERTIFICATE_REJECTED, not unreachable, the identity kept', async (t) => {
+  const { paired, before, port, config } = await behindAlertingServer(t, 'team-a.alert-unknown-ca', {
     giveUpAfterMs: 2_000,
   });
   const { agent, logs } = runAgent(t, config);
@@ -503,6 +517,82 @@ test('a paired agent whose certificate a server trusting another CA refuses by T
   );
   await assertIdentityKept(t, paired.dataDir, before);
   assertNoSecrets(t, 'agent logs', logs.text(), [paired.keyPem]);
+});
+
+// As under the operator: no --give-up-after (the default, never). The agent retried the alert for
+// ever, so the pod's termination message, all the operator reads, never named it and the Connector
+// kept the offline record's "restore outbound HTTPS". --give-up-on-refusal-after ends a run of
+// nothing but such refusals with the same exit 14 the kubelet restarts.
+test('without --give-up-after, a paired agent refused by TLS alert 48 for --give-up-on-refusal-after exits 14 TLS_CLIENT_CERTIFICATE_REJECTED, the identity kept', async (t) => {
+  const { paired, before, config } = await behindAlertingServer(t, 'team-a.alert-refusal-limit', {
+    giveUpAfterMs: 0,
+    giveUpOnRefusalAfterMs: 1_500,
+  });
+  const { agent, logs } = runAgent(t, config);
+  const exited = await Promise.race([
+    agent.done,
+    new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), 30_000).unref()),
+  ]);
+  t.is(exited?.exitCode, 14, 'ended by --give-up-on-refusal-after, not retried for ever');
+  const message = await termination(config);
+  t.is(message.code, 'TLS_CLIENT_CERTIFICATE_REJECTED');
+  t.is(String(message.failureClass), 'Reconnect');
+  t.regex(
+    message.reason,
+    /^gave up after \d+ s: the control plane's address was reached, and client certificate rejected: certificate signed by unknown authority: .* with alert 48 \(unknown ca\)/,
+  );
+  t.is(message.nextStep, NEXT_STEPS.clientCertificateRefusedInHandshake);
+  t.true(
+    recordsMatching(logs, /^heartbeat failed: client certificate rejected: /).length >= 2,
+    'retried first',
+  );
+  await assertIdentityKept(t, paired.dataDir, before);
+});
+
+// While pairing the agent has no certificate, so an alert 42 to 49 refused none of the connector's:
+// it said "the certificate was not accepted". A server that answers a missing client certificate
+// with bad_certificate (42) rather than certificate_required, as some TLS stacks do.
+test('while pairing, a TLS alert 42 is worded as a handshake refused with no certificate presented, retried, then exit 14 FirstBootBootstrap with the token unspent', async (t) => {
+  const control = await startTestControlPlane(t);
+  const connectorId = 'team-a.alert-while-pairing';
+  const prepared = await prepareConnector(t, control, connectorId);
+  const port = await alertingPort(t, 42);
+  const config = agentConfig({
+    connectorId,
+    controlPlaneUrl: `https://127.0.0.1:${port}`,
+    caFile: control.caFile,
+    tokenFile: prepared.tokenFile,
+    dataDir: prepared.dataDir,
+    terminationLog: join(prepared.dataDir, 'termination-log'),
+    giveUpOnRefusalAfterMs: 1_000,
+  });
+  const { agent, logs, counts } = runAgent(t, config);
+  t.is((await agent.done).exitCode, 14);
+  const message = await termination(config);
+  t.is(message.code, 'TLS_CLIENT_CERTIFICATE_REJECTED');
+  t.is(String(message.failureClass), 'FirstBootBootstrap');
+  t.regex(
+    message.reason,
+    new RegExp(
+      "^gave up after \\d+ s: the control plane's address was reached, and tls handshake refused: this agent " +
+        `presented no client certificate \\(it has none before it pairs\\), and the server at 127\\.0\\.0\\.1:${port} ` +
+        'refused the handshake with alert 42 \\(bad certificate\\): ',
+    ),
+  );
+  t.regex(message.reason, /the enrollment request did not reach the control plane, so the token is unspent$/);
+  t.notRegex(message.reason, /certificate was not accepted|this connector's certificate/);
+  t.is(message.nextStep, NEXT_STEPS.handshakeRefusedWhilePairing);
+  t.true(counts.enroll >= 2, 'retried');
+  t.true(
+    recordsMatching(logs, /^enrollment request did not reach the control plane: tls handshake refused: /)
+      .length >= 1,
+  );
+  t.is(
+    (await control.admin.getConnector(connectorId)).state,
+    'pending',
+    'the control plane never saw a request',
+  );
+  assertNoSecrets(t, 'agent logs', logs.text(), [prepared.token]);
 });
 
 test("the control plane's SAN URI prefix changed: SAN_URI_PREFIX_MISMATCH, Configuration exit 12, with the guide's fragment", async (t) => {

@@ -258,3 +258,28 @@ for (const [alert, name, cause] of [
     t.true(isPlainLine(error.message), error.message);
   });
 }
+
+// While pairing the agent has no certificate and presents none: the same alerts refuse no
+// certificate of the connector's, and said "the certificate was not accepted".
+for (const [alert, name] of [
+  [42, 'bad certificate'],
+  [46, 'certificate unknown'],
+  [49, 'access denied'],
+] as const) {
+  test(`a TLS alert ${alert} (${name}) to an agent without a certificate (pairing): no certificate presented, the handshake refused with that alert, retried`, async (t) => {
+    const port = await alertingPort(t, alert);
+    const client = clientFor(t, urlOf(port), { caPem: serverCa.certPem });
+    const error = await rejection(client.heartbeat(heartbeat));
+    t.is(error.code, 'TLS_CLIENT_CERTIFICATE_REJECTED');
+    t.true(error.temporary);
+    t.true(
+      error.message.startsWith(
+        'tls handshake refused: this agent presented no client certificate (it has none before it pairs), and ' +
+          `the server at 127.0.0.1:${port} refused the handshake with alert ${alert} (${name}): `,
+      ),
+      error.message,
+    );
+    t.notRegex(error.message, /certificate was not accepted|this connector's certificate/);
+    t.true(isPlainLine(error.message), error.message);
+  });
+}

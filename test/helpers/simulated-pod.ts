@@ -58,6 +58,7 @@ export async function runAgentFromSecret(options: {
       renewAtFraction: 0.5,
       pathChecks: [],
       giveUpAfterMs: 0,
+      giveUpOnRefusalAfterMs: 300_000,
       retryInitialMs: 50,
       retryMaxMs: 500,
       requestTimeoutMs: 5_000,

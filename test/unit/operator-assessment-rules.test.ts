@@ -10,6 +10,7 @@ import {
   DIAGNOSIS_TEXT_MAX,
   type DiagnosisInput,
   diagnose,
+  isIdentityLoss,
   type Rule,
 } from '../../src/operator/reconcile/assessment.ts';
 import type { AgentPodFacts, AgentTermination } from '../../src/operator/reconcile/pod-facts.ts';
@@ -590,6 +591,61 @@ test('a paired agent that gave up on a TLS alert refusing its certificate: the p
       (d?.evidence ?? []).some((line) => line.includes('alert 48 (unknown ca)')),
       'the alert is evidence',
     );
+    for (const text of [d?.reason, d?.nextStep]) t.true(Array.from(text ?? '').length <= DIAGNOSIS_TEXT_MAX);
+  }
+});
+
+// Under the operator the agent now exits on such refusals (--give-up-on-refusal-after) and the
+// kubelet restarts it: the restarted container runs again, not ready, with the exit in lastState. The
+// diagnosis must stay this one through the restarts, not turn into a crash, offline or identity loss.
+test('the agent restarted by the kubelet after giving up on a TLS alert: still the proxy or CA chain while it runs again, never identity loss', (t) => {
+  for (const recoveryPolicy of ['Manual', 'Automatic'] as const) {
+    const restarted: AgentPodFacts = {
+      ...stopped({
+        exitCode: 14,
+        finishedAt: '2026-01-01T01:00:00Z',
+        failureClass: 'Reconnect',
+        code: 'TLS_CLIENT_CERTIFICATE_REJECTED',
+        reason:
+          "gave up after 300 s: the control plane's address was reached, and client certificate rejected: certificate signed by unknown authority: ... with alert 48 (unknown ca)",
+      }),
+      running: true,
+      restartCount: 7,
+    };
+    const d = diagnose(input({ record: record({ state: 'offline' }), recoveryPolicy, agent: restarted }));
+    t.is(d?.failureClass, 'Reconnect', recoveryPolicy);
+    t.false(isIdentityLoss(d));
+    t.regex(d?.nextStep ?? '', /check the proxy and the CA chain/);
+    t.regex(d?.nextStep ?? '', /kubelet restarts the agent by itself/);
+    t.notRegex(d?.nextStep ?? '', /restore outbound HTTPS|spec\.recovery\.requestId|starts automatically/);
+    t.true((d?.evidence ?? []).some((line) => line.includes('restarts 7')));
+  }
+});
+
+// While pairing the agent has no certificate and presents none: the rule said "an alert about the
+// connector's certificate ... the certificate was not accepted" and sent the reader to the CA chain.
+test('an agent that never paired gave up on a TLS alert refusing its handshake: no certificate presented, let the enrollment through, the token unspent, no recovery', (t) => {
+  for (const recoveryPolicy of ['Manual', 'Automatic'] as const) {
+    const d = diagnose(
+      input({
+        record: pendingRecord(),
+        recoveryPolicy,
+        agent: stopped({
+          exitCode: 14,
+          failureClass: 'FirstBootBootstrap',
+          code: 'TLS_CLIENT_CERTIFICATE_REJECTED',
+          reason:
+            "gave up after 300 s: the control plane's address was reached, and tls handshake refused: this agent presented no client certificate (it has none before it pairs), and the server at cp.example:443 refused the handshake with alert 42 (bad certificate): ...",
+        }),
+      }),
+    );
+    t.is(d?.failureClass, 'FirstBootBootstrap', recoveryPolicy);
+    t.regex(d?.reason ?? '', /presented no client certificate/);
+    t.notRegex(d?.reason ?? '', /connector's certificate|certificate was not accepted/);
+    t.regex(d?.nextStep ?? '', /let the enrollment path through without a client certificate/);
+    t.regex(d?.nextStep ?? '', /token is unspent/);
+    t.regex(d?.nextStep ?? '', /No recovery is needed/);
+    t.notRegex(d?.nextStep ?? '', /CA chain|restore outbound HTTPS|fix the trust|spec\.recovery\.requestId/);
     for (const text of [d?.reason, d?.nextStep]) t.true(Array.from(text ?? '').length <= DIAGNOSIS_TEXT_MAX);
   }
 });

@@ -180,23 +180,38 @@ const clockSkew: Rule = (input) => {
 };
 
 /**
- * The agent gave up (exit 14) on a server at the control plane's URL that refused the connector's
- * certificate by a TLS alert (TLS_CLIENT_CERTIFICATE_REJECTED: unknown ca, bad certificate, ...).
- * Reached, so not "restore outbound HTTPS"; and never identity loss: the agent cannot tell a proxy
- * trusting another CA from a control plane whose CA changed, and a recovery would revoke a
- * certificate that may be good. (The control plane's own refusal of the CA is IDENTITY_UNTRUSTED.)
+ * The agent gave up (exit 14) on a server at the control plane's URL that refused the handshake by a
+ * TLS alert about the client certificate (TLS_CLIENT_CERTIFICATE_REJECTED: unknown ca, bad
+ * certificate, ...), after --give-up-on-refusal-after of nothing else (5 minutes by default: the
+ * StatefulSet passes no --give-up-after, so without it the agent retried for ever and this never
+ * showed). The kubelet restarts it, and the restarted agent keeps this termination in lastState while
+ * it tries again, so the diagnosis holds across the restarts. Reached, so not "restore outbound
+ * HTTPS"; and never identity loss: the agent cannot tell a proxy trusting another CA from a control
+ * plane whose CA changed, and a recovery would revoke a certificate that may be good. (The control
+ * plane's own refusal of the CA is IDENTITY_UNTRUSTED.) An agent that never paired presented no
+ * certificate (its class is FirstBootBootstrap): the server refused the handshake of the enrollment.
  */
 const certificateRefusedInHandshake: Rule = (input) => {
   const t = input.agent?.termination;
   if (t?.code !== 'TLS_CLIENT_CERTIFICATE_REJECTED') return undefined;
   if (input.record && endedBeforePairing(t, input.record)) return undefined;
+  const restarts =
+    'the kubelet restarts the agent by itself (with its backoff), so the next start after the fix connects';
+  if (t.failureClass === 'FirstBootBootstrap') {
+    return {
+      failureClass: 'FirstBootBootstrap',
+      reason:
+        "the agent, not yet paired, presented no client certificate, and the server at the control plane's URL refused the TLS handshake of its enrollment request with an alert (the agent's reason names it): whatever terminates TLS there (a proxy, ingress or load balancer) requires a client certificate or refuses this client; not a network outage, and the request never reached the control plane",
+      evidence: [...agentEvidence(input.agent), ...storageEvidence(input.posture)],
+      nextStep: `let the enrollment path through without a client certificate (client certificate optional there, or TLS passthrough to the control plane), or lift the rule of that server that refuses the agent; the token is unspent: ${restarts} and pairs with it (the operator mints a fresh one only if it expires meanwhile${waitsWhileHeld(input)}). No recovery is needed`,
+    };
+  }
   return {
     failureClass: retired(input) ? 'Reconnect' : 'FirstBootBootstrap',
     reason:
       "the agent reached the control plane's URL, but the TLS handshake there was refused with an alert about the connector's certificate (the agent's reason names it, e.g. unknown ca): the certificate was not accepted, e.g. by a proxy terminating TLS or a control plane trusting another CA; not a network outage, and the identity is kept",
     evidence: [...agentEvidence(input.agent), ...storageEvidence(input.posture)],
-    nextStep:
-      "check the proxy and the CA chain at the control plane's URL: configure TLS passthrough to the control plane for the agent, or make whatever terminates TLS there trust the connector CA for client certificates; if the control plane's CA was replaced by mistake, restore it; then restart the pod once. No recovery starts for this and none should be asked for on it alone: it would revoke a certificate that may be good (a control plane that no longer trusts the CA says so itself, and the agent then reports IDENTITY_UNTRUSTED)",
+    nextStep: `check the proxy and the CA chain at the control plane's URL: configure TLS passthrough to the control plane for the agent, or make whatever terminates TLS there trust the connector CA for client certificates; if the control plane's CA was replaced by mistake, restore it; ${restarts}. No recovery starts for this and none should be asked for on it alone: it would revoke a certificate that may be good (a control plane that no longer trusts the CA says so itself, and the agent then reports IDENTITY_UNTRUSTED)`,
   };
 };
 
