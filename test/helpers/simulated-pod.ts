@@ -29,6 +29,8 @@ export async function runAgentFromSecret(options: {
   dataDir?: string;
   /** Wraps the control-plane client, to set a fault up while a request is on its way. */
   createClient?: AgentDependencies['createClient'];
+  /** The agent's --give-up-on-refusal-after; its default (5 minutes) otherwise. */
+  giveUpOnRefusalAfterMs?: number;
 }): Promise<SimulatedPod> {
   const dir = await mkdtemp(join(tmpdir(), 'vaultpam-pod-'));
   const dataDir = options.dataDir ?? join(dir, 'data');
@@ -58,7 +60,7 @@ export async function runAgentFromSecret(options: {
       renewAtFraction: 0.5,
       pathChecks: [],
       giveUpAfterMs: 0,
-      giveUpOnRefusalAfterMs: 300_000,
+      giveUpOnRefusalAfterMs: options.giveUpOnRefusalAfterMs ?? 300_000,
       retryInitialMs: 50,
       retryMaxMs: 500,
       requestTimeoutMs: 5_000,
