@@ -33,6 +33,7 @@ import { COMPONENTS, LABELS } from '../../src/operator/api/constants.ts';
 import type { Connector, ConnectorSpec } from '../../src/operator/api/types.ts';
 import type { AuditEntry } from '../../src/operator/control-plane/admin-client.ts';
 import type { RunningOperator } from '../../src/operator/operator.ts';
+import { validationRestartMark } from '../../src/operator/reconcile/recovery-machine.ts';
 import { Informer } from '../../src/operator/runtime/informers.ts';
 import { RESOURCE_TYPES } from '../../src/operator/runtime/resources.ts';
 import { createTestNamespace, useCluster } from '../helpers/cluster.ts';
@@ -1079,8 +1080,8 @@ test.serial(
     const pod = await core().readNamespacedPod({ namespace, name: 'edge-0' });
     t.is(
       pod.metadata?.annotations?.['vaultpam.io/restarted-for'],
-      requestId,
-      'the pod of the validation restart',
+      validationRestartMark(requestId, newSerial ?? ''),
+      'the pod of the validation restart, marked for this pairing',
     );
     const validated = await agentLog(namespace, 'edge-0');
     t.is(validated.count(LOADED), 1, 'the validation restart loaded the persisted identity');

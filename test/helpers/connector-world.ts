@@ -425,7 +425,8 @@ function enroll(w: World, pod: SimPod, data: DataDir, tokenId: string): void {
   }
   token.status = 'used';
   record.liveTokenId = null;
-  const serial = newId(w, 'serial');
+  // Hex, as a control plane writes a serial (the operator keeps no other shape: untrusted-text.ts).
+  const serial = `5e${String(w.nextId++).padStart(30, '0')}`;
   record.serial = serial;
   record.enrolledAt = w.now;
   record.lastHeartbeatAt = null;

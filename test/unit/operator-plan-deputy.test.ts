@@ -5,7 +5,11 @@ import test from 'ava';
 import type { ConnectorStatus, RecoveryStatus } from '../../src/operator/api/types.ts';
 import type { WorkloadFacts } from '../../src/operator/reconcile/observed.ts';
 import { BLOCKED_RECHECK_MS } from '../../src/operator/reconcile/plan.ts';
-import { ONLINE_GRACE_MS, planRecovery } from '../../src/operator/reconcile/recovery-machine.ts';
+import {
+  ONLINE_GRACE_MS,
+  planRecovery,
+  validationRestartMark,
+} from '../../src/operator/reconcile/recovery-machine.ts';
 import { RECOVERY_POLL_MS } from '../../src/operator/reconcile/recovery-outcomes.ts';
 import { automaticRequestId, recoveryMintKey } from '../../src/operator/reconcile/recovery-requests.ts';
 import {
@@ -478,23 +482,50 @@ test("the review's reproduction: a restart marker the author set in spec.podAnno
   t.false(result.events.some((e) => e.reason === 'RecoverySucceeded'));
 });
 
-test("a pod that started after the recovery paired, with the operator's marker, is the validation restart", (t) => {
-  const marker = { 'vaultpam.io/restarted-for': 'r1' };
-  const result = planView(
+test("a pod with the operator's marker for this pairing is the validation restart, even one started in the second of the pairing", (t) => {
+  // The marker names the certificate the recovery's pairing was issued, which nobody knows before it.
+  // The start time alone could not tell: Kubernetes records it in whole seconds, and a restart in the
+  // second of the pairing (00:00:30.5) read as 00:00:30, before it (the e2e recovery caught it).
+  const paired = { ...pairedInR1(), enrolledAt: '2026-01-01T00:00:30.500Z' };
+  const marker = {
+    'vaultpam.io/restarted-for': validationRestartMark('r1', paired.certificate?.serial ?? ''),
+  };
+  for (const startTime of ['2026-01-01T00:01:00Z', '2026-01-01T00:00:30Z']) {
+    const result = planView(
+      observed({
+        connector: connector({
+          spec: { recovery: { policy: 'Manual', requestId: 'r1', validateRestart: true } },
+          status: validating(),
+        }),
+        record: paired,
+        pods: [pod({ name: 'edge-0', uid: 'pod-2', annotations: marker, startTime })],
+        templateAnnotations: marker,
+      }),
+      new Date('2026-01-01T00:01:10Z'),
+    );
+    t.is(result.status.recovery?.step, 'Completed', `started ${startTime}`);
+    t.is(result.status.recovery?.outcome, 'Succeeded');
+    t.regex(result.status.recovery?.evidence?.proof ?? '', /after the validation restart, pod edge-0/);
+  }
+  // The pod that paired, with a mark naming only the request id (set in the template beforehand),
+  // is not it: the template is rolled to the operator's mark instead.
+  const before = planView(
     observed({
       connector: connector({
         spec: { recovery: { policy: 'Manual', requestId: 'r1', validateRestart: true } },
         status: validating(),
       }),
-      record: pairedInR1(),
-      pods: [pod({ name: 'edge-0', uid: 'pod-2', annotations: marker, startTime: '2026-01-01T00:01:00Z' })],
-      templateAnnotations: marker,
+      record: paired,
+      pods: [pod({ name: 'edge-0', annotations: { 'vaultpam.io/restarted-for': 'r1' } })],
+      templateAnnotations: { 'vaultpam.io/restarted-for': 'r1' },
     }),
     new Date('2026-01-01T00:01:10Z'),
   );
-  t.is(result.status.recovery?.step, 'Completed');
-  t.is(result.status.recovery?.outcome, 'Succeeded');
-  t.regex(result.status.recovery?.evidence?.proof ?? '', /after the validation restart, pod edge-0/);
+  t.is(before.status.recovery?.step, 'ValidatingRestart');
+  t.is(
+    before.statefulSet?.spec?.template?.metadata?.annotations?.['vaultpam.io/restarted-for'],
+    marker['vaultpam.io/restarted-for'],
+  );
 });
 
 test('spec.podAnnotations never sets the annotations the operator keeps on its pods, nor its security profiles', (t) => {

@@ -277,12 +277,12 @@ test('the pass that completes a recovery on a replaced claim reports that claim 
       pods: [
         pod({
           uid: 'pod-2',
-          annotations: { 'vaultpam.io/restarted-for': 'r1' },
+          annotations: { 'vaultpam.io/restarted-for': 'r1/cd34' },
           startTime: '2026-01-01T00:00:05Z',
         }),
       ],
       claims: [claim({ uid: 'new-uid' })],
-      templateAnnotations: { 'vaultpam.io/restarted-for': 'r1' },
+      templateAnnotations: { 'vaultpam.io/restarted-for': 'r1/cd34' },
     }),
     NOW,
   );
@@ -541,11 +541,11 @@ test('guided recovery walks every step, each recorded before it is taken, and mi
   r = step({});
   t.is(r.status.recovery?.step, 'ValidatingRestart');
   r = step({});
-  t.is(r.statefulSet?.spec?.template?.metadata?.annotations?.['vaultpam.io/restarted-for'], 'r1');
+  t.is(r.statefulSet?.spec?.template?.metadata?.annotations?.['vaultpam.io/restarted-for'], 'r1/cd34');
   const restarted = pod({
     name: 'edge-0',
     uid: 'pod-2',
-    annotations: { 'vaultpam.io/restarted-for': 'r1' },
+    annotations: { 'vaultpam.io/restarted-for': 'r1/cd34' },
     startTime: '2026-01-01T00:01:00Z',
   });
   cp = record({
@@ -553,7 +553,7 @@ test('guided recovery walks every step, each recorded before it is taken, and mi
     lastHeartbeatAt: '2026-01-01T00:01:05.000Z',
     certificate: { serial: 'cd34', notBefore: '', notAfter: '', fingerprintSha256: '' },
   });
-  r = step({ pods: [restarted], templateAnnotations: { 'vaultpam.io/restarted-for': 'r1' } });
+  r = step({ pods: [restarted], templateAnnotations: { 'vaultpam.io/restarted-for': 'r1/cd34' } });
   t.is(r.status.recovery?.step, 'Completed');
   t.is(r.status.recovery?.outcome, 'Succeeded');
   t.is(
@@ -566,11 +566,11 @@ test('guided recovery walks every step, each recorded before it is taken, and mi
   t.is(r.status.phase, 'Online');
   t.is(
     r.statefulSet?.spec?.template?.metadata?.annotations?.['vaultpam.io/restarted-for'],
-    'r1',
+    'r1/cd34',
     'the marker stays, so the pod is not rolled again',
   );
   // The same request id never runs twice.
-  r = step({ pods: [restarted], templateAnnotations: { 'vaultpam.io/restarted-for': 'r1' } });
+  r = step({ pods: [restarted], templateAnnotations: { 'vaultpam.io/restarted-for': 'r1/cd34' } });
   t.is(r.status.recovery?.step, 'Completed');
   t.deepEqual(r.controlPlane, []);
 });

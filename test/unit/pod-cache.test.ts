@@ -184,7 +184,7 @@ const shapes: Record<string, (pod: V1Pod) => void> = {
   },
   'restarted for a recovery': (pod) => {
     if (pod.metadata)
-      pod.metadata.annotations = { ...pod.metadata.annotations, 'vaultpam.io/restarted-for': 'r1' };
+      pod.metadata.annotations = { ...pod.metadata.annotations, 'vaultpam.io/restarted-for': 'r1/cd34' };
   },
 };
 
@@ -234,7 +234,7 @@ test('a validation restart: its proof (the restarted pod, when it started) reads
       connector: inRecovery,
       record: beatAfterStart,
       pods,
-      templateAnnotations: { 'vaultpam.io/restarted-for': 'r1' },
+      templateAnnotations: { 'vaultpam.io/restarted-for': 'r1/cd34' },
     });
   const fromFull = plan(world([full]), NOW);
   t.deepEqual(plan(world([podAsCached(structuredClone(full))]), NOW), fromFull);

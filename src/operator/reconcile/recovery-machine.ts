@@ -258,17 +258,16 @@ function validatingRestart({ input, requestId, live, to }: Attempt): RecoveryDec
       'the connector asked for a token again after the validation restart: its identity did not survive on the data volume',
     );
   }
-  // The mark alone is no restart: spec.podAnnotations or an edit of the StatefulSet can put it on a
-  // pod before the operator asks (the pod that paired would then pass for its own restart, and the
-  // proof would say a restart showed the identity survives when none happened). A restart is a pod
-  // with the mark that started after this recovery's pairing, as the control plane recorded it.
-  const pairedAt = record?.enrolledAt ? Date.parse(record.enrolledAt) : Number.NaN;
-  const restarted = live.find(
-    (p) =>
-      p.metadata?.annotations?.[ANNOTATIONS.restartedFor] === requestId &&
-      p.status?.startTime !== undefined &&
-      new Date(p.status.startTime).getTime() > pairedAt,
-  );
+  // The mark names this recovery's pairing (its certificate's serial), which nobody knows before it
+  // happens: a mark set in advance (an edit of the StatefulSet's template; spec.podAnnotations cannot
+  // set it) cannot name it, so the pod that paired never passes for its own restart, and a template
+  // changed after the pairing rolls the pod, which is then a restart. (The start time cannot tell
+  // them apart: Kubernetes records it in whole seconds, and a restart in the second of the pairing
+  // looked older than it.) Without the record, nothing is asked and nothing is judged.
+  const serial = record?.certificate?.serial;
+  if (!serial) return to.stay({ replicas: 1 });
+  const mark = validationRestartMark(requestId, serial);
+  const restarted = live.find((p) => p.metadata?.annotations?.[ANNOTATIONS.restartedFor] === mark);
   const facts = restarted ? agentPodFacts(restarted) : undefined;
   // An agent that starts with an empty data directory and no token (its Secret went when the
   // connector paired) says ENROLLMENT_TOKEN_MISSING: the identity did not persist either.
@@ -287,7 +286,16 @@ function validatingRestart({ input, requestId, live, to }: Attempt): RecoveryDec
   if (restarted && facts?.ready && online(record) && beatAfterRestart) {
     return to.complete(restartProof(facts.podName, startedAt, record));
   }
-  return to.stay({ replicas: 1, restartFor: requestId });
+  return to.stay({ replicas: 1, restartFor: mark });
+}
+
+/**
+ * The pod-template mark (vaultpam.io/restarted-for) that rolls the pod for a recovery's validation
+ * restart, and by which the restarted pod is known: the request id and the serial of the certificate
+ * its pairing was issued.
+ */
+export function validationRestartMark(requestId: string, serial: string): string {
+  return `${requestId}/${serial}`;
 }
 
 /**

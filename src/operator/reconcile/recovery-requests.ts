@@ -43,9 +43,7 @@ export function automaticRequestId(connectorId: string, incidentAt: string): str
  */
 export function failedAutomaticRecovery(
   connectorId: string,
-  record:
-    | { stateChangedAt: string; state: string; recovery: { requestId: string } | null }
-    | undefined,
+  record: { stateChangedAt: string; state: string; recovery: { requestId: string } | null } | undefined,
   recovery: RecoveryStatus | undefined,
 ): RecoveryStatus | undefined {
   if (!record || recovery?.step !== 'Failed') return undefined;
