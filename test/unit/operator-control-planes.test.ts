@@ -668,6 +668,27 @@ test('the CA ConfigMap of a checked control plane is watched; its change checks 
   t.deepEqual(world.caWatched.at(-1), ['stop']);
 });
 
+test('a control plane deleted while its check is under way keeps no CA ConfigMap watch', async (t) => {
+  // The check that was under way ends after the deletion stopped the watch: it must not start a
+  // new one for a control plane that is gone (a watch nothing would ever stop, until leadership ends).
+  const object: ControlPlaneResource = {
+    ...teamA(),
+    spec: { ...spec, caConfigMapRef: { name: 'ca', key: 'ca.crt' } },
+  };
+  const world = registryWorld([object]);
+  let release: () => void = () => {};
+  world.setCaRead(() => new Promise((resolve) => (release = () => resolve(undefined))));
+  world.registry.start();
+  await settle();
+  t.is(world.caReads(), 1);
+  world.objects.delete('ControlPlane/team-a/prod');
+  world.registry.deleted(object);
+  release();
+  await settle();
+  await settle();
+  t.deepEqual(world.caWatched.at(-1), ['ControlPlane/team-a/prod', undefined]);
+});
+
 test('a Ready control plane whose url changes to one its Secret does not list is refused, and nothing goes to the new URL', async (t) => {
   const world = registryWorld([teamA()]);
   world.registry.start();

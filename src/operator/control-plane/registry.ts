@@ -317,8 +317,11 @@ export class ControlPlaneRegistry {
     entry.checkedSignature = signature(object);
     entry.checkedAt = this.options.clock.now().getTime();
     if (!this.running) return outcome;
+    // Only for a control plane still known: one deleted while this check ran had its watch stopped
+    // (deleted()), and a watch started now would be stopped by nothing but the end of leadership.
     const caRef = object.spec.caConfigMapRef;
-    this.options.caWatch?.ensure(key, caRef ? { namespace: secretNamespace, name: caRef.name } : undefined);
+    if (this.entries.get(key) === entry)
+      this.options.caWatch?.ensure(key, caRef ? { namespace: secretNamespace, name: caRef.name } : undefined);
     await this.writeStatus(entry.id, object, outcome);
     if (effect(before) !== effect(outcome)) {
       // A control plane that cannot be used keeps no follower long-polling it with a bad credential.
