@@ -639,7 +639,10 @@ test('the CA ConfigMap of a checked control plane is watched; its change checks 
   world.registry.start();
   await settle();
   t.is(world.caReads(), 1);
-  t.deepEqual(world.caWatched, [['ControlPlane/team-a/prod', { namespace: 'team-a', name: 'ca' }]]);
+  // With the version the check read ('' for none), so the watch's first list can tell news from it.
+  t.deepEqual(world.caWatched, [
+    ['ControlPlane/team-a/prod', { namespace: 'team-a', name: 'ca', seenVersion: '' }],
+  ]);
 
   // Changed while nothing is under way: checked at once, not at the periodic check.
   world.registry.recheck('ControlPlane/team-a/prod');

@@ -16,6 +16,11 @@ import { RESOURCE_TYPES } from '../runtime/resources.ts';
 export interface CaConfigMapTarget {
   namespace: string;
   name: string;
+  /**
+   * The resourceVersion of the ConfigMap the check read ('' when it found none; absent when it did
+   * not read it). The watch starts after that read: a first list showing anything else is news.
+   */
+  seenVersion?: string;
 }
 
 export interface CaWatchesOptions {
@@ -59,21 +64,22 @@ export class ControlPlaneCaWatches implements CaWatch {
     }
     if (!target) return;
     const { kc, logger, metrics } = this.options;
+    const { namespace, name } = target;
     const informer = new Informer<V1ConfigMap>({
       kc,
       logger,
       ...(metrics ? { metrics } : {}),
       type: RESOURCE_TYPES.configMap,
-      namespace: target.namespace,
-      fieldSelector: `metadata.name=${target.name}`,
+      namespace,
+      fieldSelector: `metadata.name=${name}`,
       // Its events are all that matters: the check reads the bundle itself. Without this the cache
       // would hold each bundle, up to 1 MiB, for nothing.
       transform: (configMap) => ({ metadata: configMap.metadata ?? {} }),
     });
     const wake = () => this.options.onChange(key);
     informer.addHandlers({
-      // The first list delivers the ConfigMap the check just read: no news. A ConfigMap created
-      // after it (the CA the ControlPlane was waiting for) is.
+      // The first list is judged once it is complete (below). A ConfigMap created after it (the CA
+      // the ControlPlane was waiting for) is news.
       onAdd: () => {
         if (informer.hasSynced()) wake();
       },
@@ -81,8 +87,18 @@ export class ControlPlaneCaWatches implements CaWatch {
       onDelete: wake,
     });
     informer.start();
+    // The check read the ConfigMap before this watch began: one changed, deleted or created in
+    // between shows in the first list as it is now, not as an event, and is news all the same.
+    const seen = target.seenVersion;
+    informer.waitForSync().then(
+      () => {
+        const listed = informer.get(namespace, name)?.metadata?.resourceVersion ?? '';
+        if (this.watched.get(key)?.informer === informer && listed !== seen) wake();
+      },
+      () => {}, // stopped before its first list: nothing to compare
+    );
     this.watched.set(key, { target, informer });
-    logger.debug({ controlPlane: key, ...target }, 'watching the control plane CA ConfigMap');
+    logger.debug({ controlPlane: key, namespace, name }, 'watching the control plane CA ConfigMap');
   }
 
   /** Control-plane keys being watched, for tests. */

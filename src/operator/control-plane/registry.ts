@@ -304,10 +304,17 @@ export class ControlPlaneRegistry {
       entry.id.kind === 'ControlPlane'
         ? (entry.id.namespace ?? '')
         : (this.options.clusterResourceNamespace ?? '');
+    // The version of the CA ConfigMap this check reads, for its watch: a change after this read and
+    // before the watch's first list is news to it (ca-watches.ts).
+    let caSeen: string | undefined;
     const outcome = await checkControlPlane(
       {
         readSecret: (namespace, name) => this.options.reader.readSecret(namespace, name),
-        readConfigMap: (namespace, name) => this.options.reader.readConfigMap(namespace, name),
+        readConfigMap: async (namespace, name) => {
+          const configMap = await this.options.reader.readConfigMap(namespace, name);
+          caSeen = configMap?.metadata?.resourceVersion ?? '';
+          return configMap;
+        },
         ...(this.options.whoami ? { whoami: this.options.whoami } : {}),
       },
       { secretNamespace, spec: object.spec },
@@ -321,7 +328,16 @@ export class ControlPlaneRegistry {
     // (deleted()), and a watch started now would be stopped by nothing but the end of leadership.
     const caRef = object.spec.caConfigMapRef;
     if (this.entries.get(key) === entry)
-      this.options.caWatch?.ensure(key, caRef ? { namespace: secretNamespace, name: caRef.name } : undefined);
+      this.options.caWatch?.ensure(
+        key,
+        caRef
+          ? {
+              namespace: secretNamespace,
+              name: caRef.name,
+              ...(caSeen !== undefined ? { seenVersion: caSeen } : {}),
+            }
+          : undefined,
+      );
     await this.writeStatus(entry.id, object, outcome);
     if (effect(before) !== effect(outcome)) {
       // A control plane that cannot be used keeps no follower long-polling it with a bad credential.
