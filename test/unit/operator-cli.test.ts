@@ -120,6 +120,10 @@ test('a default CA file no Connector can carry, or that holds no certificate, is
   await writeFile(large, `${'#'.repeat(CA_BUNDLE_MAX_BYTES + 1 - certPem.length - 1)}\n${certPem}`);
   const notPem = join(dir, 'not.pem');
   await writeFile(notPem, 'hello');
+  // Empty (a ConfigMap key mounted empty): a CA file was named, so the system trust store is not
+  // what was meant, as a ControlPlane's empty CA key is CAInvalid, not the system store.
+  const empty = join(dir, 'empty.pem');
+  await writeFile(empty, '');
   const cp = ['--control-plane-url', 'https://cp.example', '--credential-secret', 'ns/name'];
   const cases: Array<[string[], RegExp]> = [
     [
@@ -129,6 +133,10 @@ test('a default CA file no Connector can carry, or that holds no certificate, is
     [
       [...cp, '--control-plane-ca-file', notPem],
       /--control-plane-ca-file: .*not\.pem holds no PEM certificate/,
+    ],
+    [
+      [...cp, '--control-plane-ca-file', empty],
+      /--control-plane-ca-file: .*empty\.pem holds no PEM certificate/,
     ],
     [
       [...cp, '--control-plane-ca-file', join(dir, 'missing.pem')],

@@ -17,7 +17,7 @@ const CA_FLAG = '--control-plane-ca-file';
  * INVALID_FLAGS naming the flag (or, for a bundle given in-process, the default control plane's CA).
  */
 export async function defaultCaPem(source: { caPem?: string; caFile?: string }): Promise<string> {
-  const fromFile = source.caPem === undefined && source.caFile !== undefined;
+  const fromFile = source.caPem === undefined && Boolean(source.caFile);
   let caPem = source.caPem ?? '';
   if (fromFile && source.caFile) {
     try {
@@ -26,7 +26,10 @@ export async function defaultCaPem(source: { caPem?: string; caFile?: string }):
       throw flagError(`${CA_FLAG}: cannot read ${source.caFile}: ${errorMessage(error)}`);
     }
   }
-  if (!caPem) return '';
+  // No bundle means the system trust store, unless a file was named: an empty one (a ConfigMap key
+  // mounted empty) is a mistake to say, as a ControlPlane's empty CA key is, not a quiet switch to
+  // trusting every public CA.
+  if (!caPem && !fromFile) return '';
   const problem = caBundleSizeProblem(caPem) ?? caBundleProblem(caPem);
   if (problem === undefined) return caPem;
   const where = fromFile ? `${CA_FLAG}: ${source.caFile}` : "the default control plane's CA bundle";
