@@ -370,6 +370,44 @@ test.serial(
   },
 );
 
+test.serial(
+  'a status field the installed CRD does not declare (operator upgraded before its CRD): a temporary error that says to upgrade the CRD',
+  async (t) => {
+    // Found reviewing status.liveToken: an operator upgraded before the CRD had every status write
+    // carrying the new field refused (HTTP 500, "failed to create typed patch object ...: field not
+    // declared in schema"), read as a permanent invalid write that quoted the typed-object error.
+    const { kc } = cluster();
+    await installWidgetCrd();
+    const namespace = await createTestNamespace(kc, 'old-crd');
+    const { writer } = writerFor();
+    await writer.apply<Widget>({
+      apiVersion: WIDGET.apiVersion,
+      kind: WIDGET.kind,
+      metadata: { name: 'w', namespace },
+      spec: { size: 1 },
+    });
+    const error = await t.throwsAsync(
+      writer.applyStatus<Widget>(
+        WIDGET,
+        { namespace, name: 'w' },
+        { phase: 'Ready', liveToken: { expiresAt: '2026-01-01T00:00:00Z' } },
+      ),
+    );
+    const coded = error as Error & { code?: string; temporary?: boolean };
+    t.is(coded.code, 'CRD_OUTDATED');
+    t.true(coded.temporary, 'upgrading the CRD fixes it without touching the object: retried');
+    t.regex(
+      coded.message,
+      /the installed Widget CRD does not declare status\.liveToken, which this operator writes: the CRD is older than the operator; apply the CRDs of this release/,
+    );
+    // A misfit of anything else is still the permanent invalid write it was.
+    const other = await t.throwsAsync(
+      writer.applyStatus<Widget>(WIDGET, { namespace, name: 'w' }, { phase: 'Ready', note: 7 }),
+    );
+    t.not((other as Error & { code?: string }).code, 'CRD_OUTDATED');
+  },
+);
+
 test.serial('delete reports whether it deleted, and a uid precondition protects a namesake', async (t) => {
   const { kc } = cluster();
   const namespace = await createTestNamespace(kc, 'del');

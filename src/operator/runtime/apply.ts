@@ -109,6 +109,28 @@ export function writeError(what: string, error: unknown): CodedError {
   );
 }
 
+/**
+ * A status write refused because the installed CRD does not declare a status field this operator
+ * writes: the CRD is older than the operator (upgraded in the wrong order). Every status write that
+ * carries the field fails the same way until the CRD is upgraded, which changes nothing in the
+ * object, so it is temporary (retried with backoff, and it resumes by itself), and the message says
+ * what to do instead of quoting the API server's typed-object error.
+ */
+function outdatedStatusSchema(what: string, kind: string, error: unknown): CodedError | undefined {
+  const misfit = schemaMisfit(apiErrorMessage(error));
+  if (misfit?.object !== 'patch') return undefined;
+  const undeclared = misfit.causes.filter(
+    (c) => c.field.startsWith('status.') && c.message === 'field not declared in schema',
+  );
+  if (undeclared.length === 0 || undeclared.length !== misfit.causes.length) return undefined;
+  const fields = undeclared.map((c) => c.field).join(', ');
+  return new CodedError(
+    'CRD_OUTDATED',
+    `${what} failed: the installed ${kind} CRD does not declare ${fields}, which this operator writes: the CRD is older than the operator; apply the CRDs of this release (docs/install.md, "Upgrading"), and status writes resume by themselves`,
+    { httpStatus: httpStatusOf(error) ?? 500, temporary: true, details: { causes: undeclared } },
+  );
+}
+
 /** One field the API server refused, from a metav1.Status answer's details. */
 export interface ApiRefusalCause {
   field: string;
@@ -252,7 +274,7 @@ export class KubeWriter {
       return applied;
     } catch (error) {
       answered?.(undefined);
-      throw writeError(what, error);
+      throw outdatedStatusSchema(what, type.kind, error) ?? writeError(what, error);
     }
   }
 
