@@ -214,6 +214,10 @@ test('admissionPolicy.allowedOrgs: unset or null leaves the key out (every organ
     await orgsOf(['admissionPolicy.allowedOrgs=["team-a/acme-payments","shared"]']),
     'team-a/acme-payments,shared',
   );
+  // spec.connector.org may hold blanks inside, and the policy trims only an entry's ends, so an
+  // organisation such as "Acme Payments" can be listed (the kustomize component's parameters take
+  // it); the other lists' entries (images, names, ids) never hold one.
+  t.is(await orgsOf(['admissionPolicy.allowedOrgs=["team-a/Acme Payments"]']), 'team-a/Acme Payments');
 });
 
 test('with every monitoring value enabled, the chart renders production plus kustomize/components/monitoring', async (t) => {
@@ -485,6 +489,12 @@ const badValues: BadValue[] = [
     bad: 'admissionPolicy.allowedOrgs=["team-a/acme, team-b/retail"]',
     message: /at '\/admissionPolicy\/allowedOrgs\/0': 'team-a\/acme, team-b\/retail' does not match/,
     fixed: ['admissionPolicy.allowedOrgs=["team-a/acme","team-b/retail"]'],
+  },
+  {
+    // The policy trims each entry, so one beginning or ending in a blank would never match.
+    bad: 'admissionPolicy.allowedOrgs=["team-a/acme "]',
+    message: /at '\/admissionPolicy\/allowedOrgs\/0': 'team-a\/acme ' does not match/,
+    fixed: ['admissionPolicy.allowedOrgs=["team-a/acme"]'],
   },
   {
     // Helm holds numbers as floats: 2^63-1 rendered as 9223372036854776000, which no int64 holds,
