@@ -394,6 +394,38 @@ function certificateRequiredFailure(
   };
 }
 
+/**
+ * Whether an alert arrived after this agent had verified the server (its handshake completed, which
+ * is when the request waits for the answer): under TLS 1.3 a server reads the client's certificate
+ * only then, and its alert is encrypted with keys no one on the path has. An alert before that (all
+ * of TLS 1.2's, sent before the server's Finished, and any answer to the ClientHello) is plain text
+ * anyone on the path can send, so it never stops the agent for good.
+ */
+function serverAuthenticated(context: ConnectionContext): boolean {
+  return context.phase === 'waiting for the answer' && context.freshConnection !== false;
+}
+
+/**
+ * "Client certificate required" from an alert the server did not authenticate (see
+ * serverAuthenticated): worded as the guide's symptom, and retried, as a refusal of the network is.
+ * A one-packet forgery stopping a paired agent for good (or failing a recovery) was found by the
+ * review of dbedb55, which had made every such alert permanent.
+ */
+function unauthenticatedCertificateRequired(
+  alert: number | undefined,
+  reason: string,
+  host: string,
+): HandshakeFailure {
+  return {
+    code: 'TLS_CLIENT_CERTIFICATE_REQUIRED',
+    message:
+      `client certificate required: the server at ${host} refused the TLS handshake with alert ` +
+      `${alert ?? ALERT_CERTIFICATE_REQUIRED} (${alertName(reason)}) before it had proved itself, ` +
+      'so anyone on the network path could have sent it: retried (a server that requires one: let the ' +
+      'enrollment request through without a client certificate, or pass TLS through to the control plane)',
+  };
+}
+
 function opensslHandshakeFailure(
   { reason, alert }: OpenSslFailure,
   host: string,
@@ -405,7 +437,9 @@ function opensslHandshakeFailure(
     message: `tls handshake failed: ${message}`,
   });
   if (certificateRequired(alert, reason, context)) {
-    return certificateRequiredFailure(alert, reason, host, context);
+    return serverAuthenticated(context)
+      ? certificateRequiredFailure(alert, reason, host, context)
+      : unauthenticatedCertificateRequired(alert, reason, host);
   }
   const refusal = alert === undefined ? undefined : CLIENT_CERTIFICATE_ALERTS[alert];
   if (alert !== undefined && refusal) {

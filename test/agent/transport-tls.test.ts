@@ -6,7 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createSecureContext } from 'node:tls';
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { assertNoSecrets } from '../helpers/secret-scan.ts';
 import { issueConnectorCert, makeCa, type TestCa } from './fixtures.ts';
 import { agentConfig, prepareConnector, runAgent, startTestControlPlane } from './harness.ts';
@@ -111,31 +111,71 @@ test('first boot against a plain HTTP port: the termination message is one plain
   },
 );
 
-for (const [version, alert] of [
-  ['TLSv1.3', 'TLS alert 116: certificate required'],
-  ['TLSv1.2', 'TLS alert 40: handshake failure'],
-] as const) {
-  test(`a server that requires a client certificate in the ${version} handshake, before pairing: "client certificate required", not retried`, async (t) => {
-    const port = await tlsPort(t, {
-      ...(await serverCertificate(serverCa)),
-      requestCert: true,
-      rejectUnauthorized: true,
-      ca: clientCa.certPem,
-      maxVersion: version,
-    });
-    const client = clientFor(t, urlOf(port), { caPem: serverCa.certPem });
-    const error = await rejection(client.heartbeat(heartbeat));
-    t.is(error.code, 'CLIENT_CERTIFICATE_REQUIRED');
-    t.false(error.temporary, 'the server asks for what this agent does not have: retrying cannot change it');
-    t.is(
-      error.message,
-      `client certificate required: the server at 127.0.0.1:${port} asked for a client certificate in the TLS ` +
-        `handshake and received none (${alert}): this agent has no certificate before it pairs, so the ` +
-        'enrollment request must be let through without one',
-    );
-    t.true(isPlainLine(error.message), error.message);
+/** A node TLS server that requires a client certificate of clientCa, at most `version`. */
+async function requiringClientCertificate(
+  t: ExecutionContext,
+  version: 'TLSv1.2' | 'TLSv1.3',
+): Promise<number> {
+  return tlsPort(t, {
+    ...(await serverCertificate(serverCa)),
+    requestCert: true,
+    rejectUnauthorized: true,
+    ca: clientCa.certPem,
+    maxVersion: version,
   });
 }
+
+test('a server that requires a client certificate in the TLSv1.3 handshake, before pairing: "client certificate required", not retried', async (t) => {
+  // TLS 1.3: the server reads the client's certificate after this agent verified it, and its alert
+  // is encrypted: the server's own word, which retrying cannot change.
+  const port = await requiringClientCertificate(t, 'TLSv1.3');
+  const client = clientFor(t, urlOf(port), { caPem: serverCa.certPem });
+  const error = await rejection(client.heartbeat(heartbeat));
+  t.is(error.code, 'CLIENT_CERTIFICATE_REQUIRED');
+  t.false(error.temporary, 'the server asks for what this agent does not have: retrying cannot change it');
+  t.is(
+    error.message,
+    `client certificate required: the server at 127.0.0.1:${port} asked for a client certificate in the TLS ` +
+      'handshake and received none (TLS alert 116: certificate required): this agent has no certificate ' +
+      'before it pairs, so the enrollment request must be let through without one',
+  );
+  t.true(isPlainLine(error.message), error.message);
+});
+
+test('a server that requires a client certificate in the TLSv1.2 handshake: worded so, but retried, since its alert comes before the server proved itself', async (t) => {
+  const port = await requiringClientCertificate(t, 'TLSv1.2');
+  const client = clientFor(t, urlOf(port), { caPem: serverCa.certPem });
+  const error = await rejection(client.heartbeat(heartbeat));
+  t.is(error.code, 'TLS_CLIENT_CERTIFICATE_REQUIRED');
+  t.true(error.temporary);
+  t.regex(
+    error.message,
+    /^client certificate required: the server at 127\.0\.0\.1:\d+ refused the TLS handshake with alert 40 \(handshake failure\) before it had proved itself/,
+  );
+  t.true(isPlainLine(error.message), error.message);
+});
+
+test('found by the review of dbedb55: one forged alert 116 answering the ClientHello stops no agent, paired or pairing; it is retried', async (t) => {
+  // Anyone on the network path can send a plain-text alert record before the server proved itself:
+  // read as the server's demand, it stopped a paired agent for good (exit 12) and failed a recovery.
+  const port = await alertingPort(t, 116);
+  const pairing = clientFor(t, urlOf(port), { caPem: serverCa.certPem });
+  const paired = clientFor(t, urlOf(port), { caPem: serverCa.certPem });
+  paired.setIdentity(await issueConnectorCert(clientCa, { connectorId: 'team-a.forged-alert' }));
+  for (const [who, client] of [
+    ['pairing', pairing],
+    ['paired', paired],
+  ] as const) {
+    const error = await rejection(client.heartbeat(heartbeat));
+    t.is(error.code, 'TLS_CLIENT_CERTIFICATE_REQUIRED', who);
+    t.true(error.temporary, `${who}: retried`);
+    t.regex(
+      error.message,
+      /before it had proved itself, so anyone on the network path could have sent it/,
+      who,
+    );
+  }
+});
 
 test('TLS 1.2 handshake_failure before any key (no cipher suite in common) is not read as client certificate required, though the server requires one', async (t) => {
   const port = await tlsPort(t, {
